@@ -24,7 +24,10 @@ type Config struct {
 
 	TieWordEmbeddings bool
 	AttentionBias     bool // q/k/v (and o, for llama's attention_bias) biases present
-	MLPBias           bool
+	// AttentionOutputBias is whether o_proj has a bias: llama's attention_bias covers all four
+	// projections, while Qwen2 has biases on q, k and v only.
+	AttentionOutputBias bool
+	MLPBias             bool
 	// SlidingWindow is Mistral's attention window; 0 means full causal attention.
 	SlidingWindow int
 
@@ -35,6 +38,10 @@ type Config struct {
 	BOSTokenID  int    // -1 when absent
 	EOSTokenIDs []int  // config may give one id or a list
 	DType       string // "float16", "bfloat16", "float32" (torch_dtype or dtype)
+
+	// partialSliding records a Qwen2 config whose sliding window covers only some layers,
+	// which SlidingWindow alone cannot express; Supported refuses it.
+	partialSliding bool
 }
 
 // Rope describes rotary position embedding and its scaling.
@@ -42,8 +49,10 @@ type Rope struct {
 	Theta float64
 	// Type is "default" or "llama3" (others are parsed and refused by the forward pass).
 	Type string
+	// Factor is the scaling factor of any type other than "default" (kept for the message
+	// that refuses the unsupported ones).
+	Factor float64
 	// LLaMA-3 scaling parameters; zero unless Type == "llama3".
-	Factor                        float64
 	LowFreqFactor                 float64
 	HighFreqFactor                float64
 	OriginalMaxPositionEmbeddings int
@@ -81,4 +90,8 @@ type Model struct {
 
 	// TokenizerPath is the tokenizer.json beside the config, "" when absent.
 	TokenizerPath string
+
+	// Warnings lists oddities that do not stop the model from loading, such as checkpoint
+	// tensors that no layer uses, so that tools can show them.
+	Warnings []string
 }

@@ -19,16 +19,26 @@ const (
 	I8     DType = "I8"
 	U8     DType = "U8"
 	Bool   DType = "BOOL"
+
+	// The unsigned integer types below are part of the format too (PyTorch writes them for
+	// uint16/32/64 tensors); they are read and written like their signed counterparts.
+	U16 DType = "U16"
+	U32 DType = "U32"
+	U64 DType = "U64"
 )
 
 // Size returns the size of one element in bytes, or 0 for an unknown type.
+//
+// Types that the safetensors format added later (F4, F6_E2M3, F6_E3M2, F8_E8M0, C64) are
+// deliberately unknown here: Open rejects them with an error naming the tensor rather than
+// handing out bytes that no code in this project can interpret.
 func (d DType) Size() int {
 	switch d {
-	case F64, I64:
+	case F64, I64, U64:
 		return 8
-	case F32, I32:
+	case F32, I32, U32:
 		return 4
-	case F16, BF16, I16:
+	case F16, BF16, I16, U16:
 		return 2
 	case F8E4M3, F8E5M2, I8, U8, Bool:
 		return 1

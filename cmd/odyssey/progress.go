@@ -1,0 +1,61 @@
+package main
+
+import (
+	"io"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+// progress draws a bar on stderr when stderr is a terminal and stays silent otherwise, so logs
+// and CI output are not flooded with carriage returns and --json output stays clean.
+type progress struct {
+	bar *progressbar.ProgressBar
+}
+
+// isTerminal reports whether w is an interactive terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// newProgress returns a bar of total steps named desc, or a silent one when quiet or when
+// w is not a terminal.
+func newProgress(w io.Writer, quiet bool, total int64, desc, unit string) *progress {
+	if quiet || !isTerminal(w) {
+		return &progress{}
+	}
+	bar := progressbar.NewOptions64(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(desc),
+		progressbar.OptionSetItsString(unit),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetPredictTime(true),
+		progressbar.OptionSetElapsedTime(true),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionClearOnFinish(),
+	)
+	return &progress{bar: bar}
+}
+
+// Set moves the bar to n and updates the description (e.g. with a throughput figure).
+func (p *progress) Set(n int64, desc string) {
+	if p.bar == nil {
+		return
+	}
+	if desc != "" {
+		p.bar.Describe(desc)
+	}
+	_ = p.bar.Set64(n)
+}
+
+// Done clears the bar.
+func (p *progress) Done() {
+	if p.bar != nil {
+		_ = p.bar.Finish()
+	}
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// globalOptions are the flags every command shares.
+type globalOptions struct {
+	in     io.Reader
+	out    io.Writer
+	errOut io.Writer
+}
+
+func newRootCmd(g *globalOptions) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "odyssey",
+		Short: "Post-training W4A8 quantization for LLaMA-family models",
+		Long: `Odyssey turns a Hugging Face FP16/BF16 checkpoint (LLaMA, Mistral, Qwen2) into a W4A8
+model and checks it: perplexity and KL divergence on CPU, speed on a GPU.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(g.in)
+	root.SetOut(g.out)
+	root.SetErr(g.errOut)
+	// Flag errors are usage errors (exit 2), not failures.
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageErrorf("%v\nRun '%s --help' for usage.", err, c.CommandPath())
+	})
+	root.AddCommand(
+		newVersionCmd(g),
+		newInspectCmd(g),
+		newTokenizeCmd(g),
+		newEvalCmd(g),
+	)
+	return root
+}
+
+// run executes the CLI and returns the process exit code. It is main without os.Exit, so
+// tests can drive the whole CLI in-process.
+func run(args []string, in io.Reader, out, errOut io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	g := &globalOptions{in: in, out: out, errOut: errOut}
+	root := newRootCmd(g)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		msg := err.Error()
+		if strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") ||
+			strings.Contains(msg, "accepts ") || strings.Contains(msg, "requires at least") {
+			fmt.Fprintf(errOut, "odyssey: %s\n", msg)
+			return exitUsage
+		}
+		fmt.Fprintf(errOut, "odyssey: %s\n", msg)
+	}
+	return exitCodeOf(err)
+}

@@ -1,0 +1,10 @@
+//go:build !amd64 || purego
+
+package gemm
+
+// availableKernels: without assembly (other architectures, or -tags purego) only the
+// pure-Go kernel exists.
+func availableKernels() []*microKernel { return []*microKernel{kernelGeneric} }
+
+func packTransposeAsm(dst, src []float32, ld, kc, w, r int) bool { return false }
+func packCopyAsm(dst, src []float32, ld, kc, w, r int) bool      { return false }

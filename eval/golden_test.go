@@ -249,3 +249,37 @@ func TestC4JSONLMatchesText(t *testing.T) {
 		t.Fatalf("jsonl text (%d bytes) differs from the .txt (%d bytes) at byte %d", len(a), len(b), i)
 	}
 }
+
+// TestKLSameFunction compares small-llama with small-llama-outliers, which computes the same
+// function (channels rescaled by powers of two): the divergence must be nil up to rounding.
+// It also reports stories260K's fp16 weights against its fp32 weights, for scale.
+func TestKLSameFunction(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping in -short mode")
+	}
+	file := sharedtest.Path(t, dataFiles["wikitext2_test"])
+	for _, tc := range []struct {
+		ref, other string
+		L          int
+		maxMeanKL  float64
+		minTop1    float64
+	}{
+		{"small-llama", "small-llama-outliers", 512, 1e-8, 0.999},
+		{"stories260K", "stories260K-fp16", 256, 1e-3, 0.95},
+	} {
+		t.Run(tc.other, func(t *testing.T) {
+			ref := loadShared(t, sharedtest.Path(t, filepath.Join("models", tc.ref)))
+			other := loadShared(t, sharedtest.Path(t, filepath.Join("models", tc.other)))
+			stream := streamFor(t, ref, filepath.Join(sharedtest.Path(t, filepath.Join("models", tc.ref)), "tokenizer.json"), file)
+			res, err := KL(context.Background(), ref.m, other.m, stream, Options{SeqLen: tc.L, MaxWindows: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s vs %s: mean KL %.3g ± %.2g, max %.3g, p99 %.3g, top-1 agreement %.4f, ppl %.4f vs %.4f",
+				tc.other, tc.ref, res.MeanKL, res.KLStdErr, res.MaxKL, res.P99KL, res.Top1Agreement, res.PPL, res.RefPPL)
+			if !(res.MeanKL <= tc.maxMeanKL) || !(res.Top1Agreement >= tc.minTop1) {
+				t.Errorf("mean KL %g (want ≤ %g), top-1 agreement %g (want ≥ %g)", res.MeanKL, tc.maxMeanKL, res.Top1Agreement, tc.minTop1)
+			}
+		})
+	}
+}

@@ -99,6 +99,7 @@ func KL(ctx context.Context, ref, m *model.Model, stream []int, opt Options) (*K
 			}
 			stats = stats[:n]
 			parallel(n, func(lo, hi int) {
+				scratch := make([]float32, vocab)
 				for i := lo; i < hi; i++ {
 					r := row0 + i
 					w, pos := r/L, r%L
@@ -107,7 +108,7 @@ func KL(ctx context.Context, ref, m *model.Model, stream []int, opt Options) (*K
 					}
 					target := wins[w][pos+1]
 					s := &stats[i]
-					s.kl, s.same, s.nllP, s.nllQ = compareRow(p[i*vocab:(i+1)*vocab], q[i*vocab:(i+1)*vocab], target)
+					s.kl, s.same, s.nllP, s.nllQ = compareRow(p[i*vocab:(i+1)*vocab], q[i*vocab:(i+1)*vocab], target, scratch)
 				}
 			})
 			for i, s := range stats {
@@ -153,28 +154,32 @@ func KL(ctx context.Context, ref, m *model.Model, stream []int, opt Options) (*K
 }
 
 // compareRow returns KL(P‖Q) for the distributions softmax(p) and softmax(q), whether their
-// argmaxes agree, and both NLLs of target. It uses KL = Σ P·(p−q) − lse(p) + lse(q), one pass
-// with both exponentials; KL is clamped at 0 against rounding.
-func compareRow(p, q []float32, target int) (kl float64, same bool, nllP, nllQ float64) {
-	mp, mq := p[0], q[0]
-	ap, aq := 0, 0
-	for i := range p {
-		if p[i] > mp {
-			mp, ap = p[i], i
-		}
-		if q[i] > mq {
-			mq, aq = q[i], i
-		}
-	}
-	var sp, sq, sd float64
-	for i := range p {
-		ep := float64(model.Exp32(p[i] - mp))
-		sp += ep
-		sq += float64(model.Exp32(q[i] - mq))
-		sd += ep * (float64(p[i]) - float64(q[i]))
+// argmaxes agree, and both NLLs of target. It uses KL = Σ P·(p−q) − lse(p) + lse(q), which
+// needs each exponential once; scratch holds e^(p−max p). KL is clamped at 0 against
+// rounding.
+func compareRow(p, q []float32, target int, scratch []float32) (kl float64, same bool, nllP, nllQ float64) {
+	ap, aq := argmax(p), argmax(q)
+	mp, mq := p[ap], q[aq]
+	e := scratch[:len(p)]
+	sp := model.ExpSum(e, p, mp)
+	sq := model.ExpSum(nil, q, mq)
+	var sd float64
+	for i, ei := range e {
+		sd += float64(ei) * (float64(p[i]) - float64(q[i]))
 	}
 	lseP := float64(mp) + math.Log(sp)
 	lseQ := float64(mq) + math.Log(sq)
 	kl = max(0, sd/sp-lseP+lseQ)
 	return kl, ap == aq, lseP - float64(p[target]), lseQ - float64(q[target])
+}
+
+// argmax returns the index of the first largest element.
+func argmax(x []float32) int {
+	best := 0
+	for i, v := range x {
+		if v > x[best] {
+			best = i
+		}
+	}
+	return best
 }

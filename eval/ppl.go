@@ -65,9 +65,11 @@ type PPLResult struct {
 	// TokensScored is Windows·(SeqLen−1).
 	TokensScored int `json:"tokens_scored"`
 	// NLLPerWindow is each window's summed negative log-likelihood in nats.
-	NLLPerWindow    []float64 `json:"nll_per_window"`
-	Seconds         float64   `json:"seconds"`
-	TokensPerSecond float64   `json:"tokens_per_second"`
+	NLLPerWindow []float64 `json:"nll_per_window"`
+	// Seconds is the wall time of the forward passes; TokensPerSecond counts every window
+	// position run (Windows·SeqLen) per second of it.
+	Seconds         float64 `json:"seconds"`
+	TokensPerSecond float64 `json:"tokens_per_second"`
 }
 
 // Perplexity measures m on a token stream (see Stream) with the protocol of the project's

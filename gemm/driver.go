@@ -61,6 +61,13 @@ const minFlopsPerThread = 4 << 20
 
 // sgemm runs the blocked algorithm with kernel ker, split across goroutines. Arguments are
 // already validated, m, n, k > 0 and alpha != 0.
+//
+// Parallel split: the goroutines form a team that shares each packed A block (each packs a
+// share of its micro-panels, then all wait at a barrier) and divides the columns of C, each
+// packing the B blocks of its own columns. Nothing is packed twice, and the shared A block is
+// one copy in the shared L3. When C has too few column tiles to divide (n of one or two
+// tiles: attention's P·V), the goroutines instead take independent row ranges and each packs
+// the (small) B itself.
 func sgemm(ker *microKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	threads := runtime.GOMAXPROCS(0)
 	if w := 2 * m * n * k / minFlopsPerThread; w < threads {
@@ -68,63 +75,107 @@ func sgemm(ker *microKernel, transA, transB bool, m, n, k int, alpha float32, a 
 	}
 	tilesM := (m + ker.mr - 1) / ker.mr
 	tilesN := (n + ker.nr - 1) / ker.nr
-	// Each goroutine packs its own panels, so splitting N repacks all of A per goroutine and
-	// splitting M repacks all of B. Split the larger dimension: the duplicated packing is then
-	// of the smaller operand. Keep at least a few tiles per goroutine.
-	splitN := n >= m
-	tiles := tilesM
-	if splitN {
-		tiles = tilesN
+	if threads <= 1 || (tilesN < 2*threads && tilesM < 2*threads) {
+		runTeam(ker, 1, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
 	}
-	threads = min(threads, tiles)
-	if threads <= 1 {
-		serial(ker, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	if tilesN >= 2*threads {
+		runTeam(ker, threads, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
 	var wg sync.WaitGroup
-	for t := threads - 1; t >= 0; t-- {
-		t0, t1 := tiles*t/threads, tiles*(t+1)/threads
-		var run func()
-		if splitN {
-			j0, j1 := t0*ker.nr, min(t1*ker.nr, n)
-			bo := j0 // first column of op(B)
-			if transB {
-				bo = j0 * ldb
-			}
-			run = func() {
-				serial(ker, transA, transB, m, j1-j0, k, alpha, a, lda, b[bo:], ldb, beta, c[j0:], ldc)
-			}
-		} else {
-			i0, i1 := t0*ker.mr, min(t1*ker.mr, m)
-			ao := i0 * lda // first row of op(A)
-			if transA {
-				ao = i0
-			}
-			run = func() {
-				serial(ker, transA, transB, i1-i0, n, k, alpha, a[ao:], lda, b, ldb, beta, c[i0*ldc:], ldc)
-			}
+	for t := 1; t < threads; t++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rowChunk(ker, t, threads, tilesM, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		}()
+	}
+	rowChunk(ker, 0, threads, tilesM, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	wg.Wait()
+}
+
+// rowChunk runs goroutine t's share of the rows of C as an independent one-goroutine product.
+func rowChunk(ker *microKernel, t, threads, tilesM int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	i0, i1 := tilesM*t/threads*ker.mr, min(tilesM*(t+1)/threads*ker.mr, m)
+	ao := i0 * lda // first row of op(A)
+	if transA {
+		ao = i0
+	}
+	runTeam(ker, 1, transA, transB, i1-i0, n, k, alpha, a[ao:], lda, b, ldb, beta, c[i0*ldc:], ldc)
+}
+
+// runTeam computes C with a team of size goroutines sharing packed A blocks and dividing the
+// column tiles of C evenly; size 1 is the serial algorithm.
+func runTeam(ker *microKernel, size int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	ws := make([]*workspace, size)
+	for t := range ws {
+		ws[t] = ker.getWorkspace()
+	}
+	// Two A buffers, alternating per K block, so a goroutine may pack the next block while
+	// the others still compute on the current one: one barrier per block suffices.
+	bufs := [2][]float32{ws[0].a, ws[size-1].a}
+	tm := &team{size: size}
+	tm.cond.L = &tm.mu
+	tilesN := (n + ker.nr - 1) / ker.nr
+	var wg sync.WaitGroup
+	for t := size - 1; t >= 0; t-- {
+		j0, j1 := tilesN*t/size*ker.nr, min(tilesN*(t+1)/size*ker.nr, n)
+		run := func() {
+			teamMember(ker, tm, t, ws[t], bufs, transA, transB, m, n, k, j0, j1, alpha, a, lda, b, ldb, beta, c, ldc)
 		}
 		if t == 0 {
-			run() // the calling goroutine takes the first chunk
+			run() // the calling goroutine is member 0
 			break
 		}
 		wg.Add(1)
 		go func() { defer wg.Done(); run() }()
 	}
 	wg.Wait()
+	for _, w := range ws {
+		ker.pool.Put(w)
+	}
 }
 
-// serial is the Goto/BLIS loop nest for one goroutine:
+// team is a reusable barrier for the goroutines of one runTeam call. It blocks (futex via
+// sync.Cond) rather than spins: the machine is shared, and a spinning goroutine would steal
+// the core its descheduled partner needs.
+type team struct {
+	size         int
+	mu           sync.Mutex
+	cond         sync.Cond
+	arrived, gen int
+}
+
+func (tm *team) wait() {
+	if tm.size == 1 {
+		return
+	}
+	tm.mu.Lock()
+	gen := tm.gen
+	if tm.arrived++; tm.arrived == tm.size {
+		tm.arrived = 0
+		tm.gen++
+		tm.cond.Broadcast()
+	} else {
+		for gen == tm.gen {
+			tm.cond.Wait()
+		}
+	}
+	tm.mu.Unlock()
+}
+
+// teamMember is the Goto/BLIS loop nest for member t, which owns columns [j0, j1) of C:
 //
-//	for i0 in M by mb:               A block  (mb×kc, packed, L3)
-//	  for p0 in K by kc:             pack A block; beta applies only at p0 == 0
-//	    for j0 in N by nb:           pack B block (kc×nb, L2)
+//	for i0 in M by mb:               A block (mb×kc, packed once, shared by the team, L3)
+//	  for p0 in K by kc:             pack my share of the A block; barrier
+//	    for jb in [j0, j1) by nb:    pack B block (kc×nb, this goroutine's, L2)
 //	      for each mr-row A panel:   A micro-panel stays in L1 ...
 //	        for each nr-col B panel: ... while B micro-panels stream from L2
-//	          micro-kernel (mr×nr tile of C, in registers for all kc steps)
-func serial(ker *microKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	ws := ker.getWorkspace()
-	defer ker.pool.Put(ws)
+//	          micro-kernel (mr×nr tile of C in registers for all kc steps)
+//
+// beta applies at p0 == 0; later K blocks accumulate with beta = 1.
+func teamMember(ker *microKernel, tm *team, t int, ws *workspace, bufs [2][]float32, transA, transB bool, m, n, k, j0, j1 int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	mr, nr := ker.mr, ker.nr
 	// Split M into equal blocks of at most ker.mb rows rather than full blocks plus a sliver:
 	// every M block repacks all of B, and a 32-row remainder would pay that for little work.
@@ -132,25 +183,33 @@ func serial(ker *microKernel, transA, transB bool, m, n, k int, alpha float32, a
 	if nblk := (m + ker.mb - 1) / ker.mb; nblk > 1 {
 		mbStep = ((m+nblk-1)/nblk + mr - 1) / mr * mr
 	}
+	step := 0
 	for i0 := 0; i0 < m; i0 += mbStep {
 		mb := min(mbStep, m-i0)
+		panels := (mb + mr - 1) / mr
 		for p0 := 0; p0 < k; p0 += ker.kc {
 			kc := min(ker.kc, k-p0)
-			packA(ws.a, transA, a, lda, i0, p0, mb, kc, mr)
+			abuf := bufs[step%2]
+			step++
+			q0, q1 := panels*t/tm.size*mr, min(panels*(t+1)/tm.size*mr, mb)
+			if q0 < q1 {
+				packA(abuf[q0*kc:], transA, a, lda, i0+q0, p0, q1-q0, kc, mr)
+			}
+			tm.wait()
 			bet := beta
 			if p0 > 0 {
 				bet = 1 // later K blocks accumulate onto the first one's result
 			}
-			for j0 := 0; j0 < n; j0 += ker.nb {
-				nb := min(ker.nb, n-j0)
-				packB(ws.b, transB, b, ldb, p0, j0, kc, nb, nr)
+			for jb := j0; jb < j1; jb += ker.nb {
+				nb := min(ker.nb, j1-jb)
+				packB(ws.b, transB, b, ldb, p0, jb, kc, nb, nr)
 				for ii := 0; ii < mb; ii += mr {
-					ap := ws.a[ii*kc : (ii+mr)*kc]
+					ap := abuf[ii*kc : (ii+mr)*kc]
 					i := i0 + ii
 					rows := min(mr, m-i)
 					for jj := 0; jj < nb; jj += nr {
 						bp := ws.b[jj*kc : (jj+nr)*kc]
-						j := j0 + jj
+						j := jb + jj
 						cols := min(nr, n-j)
 						if rows == mr && cols == nr {
 							ker.fn(kc, ap, bp, c[i*ldc+j:], ldc, alpha, bet)

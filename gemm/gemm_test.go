@@ -172,10 +172,21 @@ func TestSgemmThreads(t *testing.T) {
 	}
 }
 
-// TestSgemmMBlock crosses the M block (mb ≈ 2000 rows for the AVX-512 kernel) and the K block.
+// TestSgemmMBlock crosses the M block (mb ≈ 2000 rows for the AVX-512 kernel) and the K
+// block, with a 3-goroutine team sharing the A blocks.
 func TestSgemmMBlock(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(3))
 	r := rand.New(rand.NewPCG(5, 6))
-	checkCase(t, r, "tall", false, false, 2100, 40, 500, 1, 0.5, 2)
+	checkCase(t, r, "tall", false, false, 2100, 200, 500, 1, 0.5, 2)
+}
+
+// TestBlocking checks the invariants the driver relies on: blocks are whole tiles.
+func TestBlocking(t *testing.T) {
+	for _, k := range kernels {
+		if k.mb%k.mr != 0 || k.nb%k.nr != 0 || k.kc <= 0 {
+			t.Errorf("%s: mb %d, nb %d must be multiples of mr %d, nr %d", k.name, k.mb, k.nb, k.mr, k.nr)
+		}
+	}
 }
 
 func TestSgemmDegenerate(t *testing.T) {

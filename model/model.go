@@ -64,7 +64,8 @@ func CheckConfig(cfg *hf.Config) error {
 	return nil
 }
 
-// Load reads every weight of hm into float32.
+// Load reads every weight of hm into float32. The Model keeps no reference to hm, which may
+// be closed afterwards.
 func Load(hm *hf.Model) (*Model, error) {
 	m, err := LoadShell(hm)
 	if err != nil {
@@ -82,6 +83,10 @@ func Load(hm *hf.Model) (*Model, error) {
 // LoadShell reads the embedding, final norm and LM head of hm but no decoder layer: Layers
 // has NumLayers nil entries for LoadLayer to fill, so that calibration can hold one layer
 // at a time.
+//
+// With tied embeddings the LM head is a Dense whose W is the Embedding slice itself, as in
+// transformers: quantize the LM head by replacing it (SetLinear), not by editing W in place,
+// or the embeddings change too.
 func LoadShell(hm *hf.Model) (*Model, error) {
 	cfg := hm.Config
 	if err := CheckConfig(&cfg); err != nil {

@@ -52,14 +52,26 @@ func run(args []string, in io.Reader, out, errOut io.Writer) int {
 	root := newRootCmd(g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
-	if err != nil {
-		msg := err.Error()
-		if strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") ||
-			strings.Contains(msg, "accepts ") || strings.Contains(msg, "requires at least") {
-			fmt.Fprintf(errOut, "odyssey: %s\n", msg)
-			return exitUsage
-		}
-		fmt.Fprintf(errOut, "odyssey: %s\n", msg)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(errOut, "odyssey: %s\n", err)
+	if isCobraUsageError(err) {
+		return exitUsage
 	}
 	return exitCodeOf(err)
+}
+
+// isCobraUsageError recognises the errors cobra itself returns for a malformed command line
+// (it has no error types for them), so they exit with the usage code rather than as failures.
+func isCobraUsageError(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "required flag(s)",
+		"accepts ", "requires at least", "requires at most",
+		"if any flags in the group"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
 }

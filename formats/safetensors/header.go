@@ -183,7 +183,12 @@ func (w *jsonWalker) token(tensor, what string) (json.Token, error) {
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, &FormatError{File: w.file, Tensor: tensor, Msg: "invalid JSON in " + what, Err: err}
+		msg := "invalid JSON in " + what
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			msg += fmt.Sprintf(" (byte %d of the JSON)", se.Offset)
+		}
+		return nil, &FormatError{File: w.file, Tensor: tensor, Msg: msg, Err: err}
 	}
 	return tok, nil
 }

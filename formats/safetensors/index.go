@@ -114,7 +114,7 @@ func openIndex(path string) (*Checkpoint, error) {
 	for _, name := range names {
 		raw := ix.weightMap[name]
 		sh := filepath.Clean(filepath.FromSlash(raw))
-		if raw == "" || !filepath.IsLocal(sh) {
+		if raw == "" || sh == "." || !filepath.IsLocal(sh) {
 			return nil, &FormatError{File: path, Tensor: name, Msg: fmt.Sprintf("weight_map names shard %q, which is not a file name inside the index's folder", raw)}
 		}
 		byShard[sh] = append(byShard[sh], name)

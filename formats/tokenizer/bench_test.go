@@ -27,8 +27,10 @@ func benchEncode(b *testing.B, tokRel string) {
 	b.ReportMetric(float64(n), "tokens")
 }
 
-func BenchmarkEncodeWikitextQwen3(b *testing.B)   { benchEncode(b, "tokenizers/qwen3/tokenizer.json.gz") }
-func BenchmarkEncodeWikitextMistral(b *testing.B) { benchEncode(b, "tokenizers/mistral/tokenizer.json") }
+func BenchmarkEncodeWikitextQwen3(b *testing.B) { benchEncode(b, "tokenizers/qwen3/tokenizer.json.gz") }
+func BenchmarkEncodeWikitextMistral(b *testing.B) {
+	benchEncode(b, "tokenizers/mistral/tokenizer.json")
+}
 func BenchmarkEncodeWikitextTinyLlama(b *testing.B) {
 	benchEncode(b, "models/tiny-llama/tokenizer.json")
 }

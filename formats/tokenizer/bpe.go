@@ -17,7 +17,7 @@ type bpe struct {
 	vocab  map[string]int32
 	idTok  []string // model id → token
 	idOK   []bool   // whether idTok[id] exists
-	merges map[uint64]int32
+	merges *pairMap
 	// rankNew is the id a merge produces, by rank. A rank identifies its merge, so queue
 	// entries need carry only (rank, position).
 	rankNew []int32
@@ -127,14 +127,19 @@ func (m *bpe) encodeCached(word string, byteLevel bool, out []int) []int {
 	if sc == nil {
 		sc = &bpeScratch{}
 	}
-	var w []byte
-	if byteLevel {
-		w = appendByteLevel(sc.buf[:0], word)
+	var ids []int32
+	if byteLevel && !m.ignoreMerges && m.byteSymbols(word, sc) {
+		ids = m.finish(m.mergeAll(sc.syms, sc), sc)
 	} else {
-		w = append(sc.buf[:0], word...)
+		var w []byte
+		if byteLevel {
+			w = appendByteLevel(sc.buf[:0], word)
+		} else {
+			w = append(sc.buf[:0], word...)
+		}
+		sc.buf = w
+		ids = m.tokenize(w, sc)
 	}
-	sc.buf = w
-	ids := m.tokenize(w, sc)
 	if cacheable {
 		m.cache.put(word, ids)
 	}
@@ -154,8 +159,29 @@ func (m *bpe) tokenize(w []byte, sc *bpeScratch) []int32 {
 			return sc.ids
 		}
 	}
-	syms := m.initSymbols(w, sc)
-	syms = m.mergeAll(syms, sc)
+	return m.finish(m.mergeAll(m.initSymbols(w, sc), sc), sc)
+}
+
+// byteSymbols is initSymbols for a byte-level word given by its raw bytes: each byte's
+// one-rune spelling is a vocabulary entry, so the symbols come from a table instead of a
+// string lookup per character. It reports false (and the caller takes the general path)
+// when some byte has no such entry.
+func (m *bpe) byteSymbols(word string, sc *bpeScratch) bool {
+	syms := sc.syms[:0]
+	for i := 0; i < len(word); i++ {
+		id := m.byteIDs[word[i]]
+		if id < 0 {
+			return false
+		}
+		syms = append(syms, symbol{id: id, prev: int32(i) - 1, next: int32(i) + 1, size: 1})
+	}
+	syms[len(syms)-1].next = -1
+	sc.syms = syms
+	return true
+}
+
+// finish collects the ids of the symbols left after merging.
+func (m *bpe) finish(syms []symbol, sc *bpeScratch) []int32 {
 	ids := sc.ids[:0]
 	for i := range syms {
 		if syms[i].size != 0 {
@@ -251,7 +277,7 @@ func (m *bpe) mergeAll(syms []symbol, sc *bpeScratch) []symbol {
 	}
 	h := sc.heap[:0]
 	for i := 0; i+1 < len(syms); i++ {
-		if r, ok := m.merges[pairKey(syms[i].id, syms[i+1].id)]; ok {
+		if r, ok := m.merges.get(pairKey(syms[i].id, syms[i+1].id)); ok {
 			h = append(h, uint64(r)<<32|uint64(i))
 		}
 	}
@@ -274,7 +300,7 @@ func (m *bpe) mergeAll(syms []symbol, sc *bpeScratch) []symbol {
 		right := syms[nextPos]
 		newID := m.rankNew[rank]
 		// A queue entry is stale when the pair at pos has changed since it was pushed.
-		if r, ok := m.merges[pairKey(cur.id, right.id)]; !ok || m.rankNew[r] != newID {
+		if r, ok := m.merges.get(pairKey(cur.id, right.id)); !ok || m.rankNew[r] != newID {
 			continue
 		}
 		cur.id = newID
@@ -285,12 +311,12 @@ func (m *bpe) mergeAll(syms []symbol, sc *bpeScratch) []symbol {
 			syms[right.next].prev = pos
 		}
 		if cur.prev >= 0 {
-			if r, ok := m.merges[pairKey(syms[cur.prev].id, cur.id)]; ok {
+			if r, ok := m.merges.get(pairKey(syms[cur.prev].id, cur.id)); ok {
 				h = heapPush(h, uint64(r)<<32|uint64(uint32(cur.prev)))
 			}
 		}
 		if cur.next >= 0 {
-			if r, ok := m.merges[pairKey(cur.id, syms[cur.next].id)]; ok {
+			if r, ok := m.merges.get(pairKey(cur.id, syms[cur.next].id)); ok {
 				h = heapPush(h, uint64(r)<<32|uint64(uint32(pos)))
 			}
 		}

@@ -68,10 +68,11 @@ func (s *jsonScanner) str() ([]byte, error) {
 		switch {
 		case c == '"':
 			v := s.d[start:s.i]
-			s.i++
 			if !utf8.Valid(v) {
-				return bytes.ToValidUTF8(v, []byte("\uFFFD")), nil
+				// Let encoding/json apply its replacement rules.
+				return s.strSlow(start)
 			}
+			s.i++
 			return v, nil
 		case c == '\\':
 			return s.strSlow(start)

@@ -78,16 +78,14 @@ type rawTemplateSpecial struct {
 }
 
 type rawBPE struct {
-	Type                    string          `json:"type"`
-	Dropout                 *float64        `json:"dropout"`
-	UnkToken                *string         `json:"unk_token"`
-	ContinuingSubwordPrefix *string         `json:"continuing_subword_prefix"`
-	EndOfWordSuffix         *string         `json:"end_of_word_suffix"`
-	FuseUnk                 bool            `json:"fuse_unk"`
-	ByteFallback            bool            `json:"byte_fallback"`
-	IgnoreMerges            bool            `json:"ignore_merges"`
-	Vocab                   json.RawMessage `json:"vocab"`
-	Merges                  json.RawMessage `json:"merges"`
+	Type                    string   `json:"type"`
+	Dropout                 *float64 `json:"dropout"`
+	UnkToken                *string  `json:"unk_token"`
+	ContinuingSubwordPrefix *string  `json:"continuing_subword_prefix"`
+	EndOfWordSuffix         *string  `json:"end_of_word_suffix"`
+	FuseUnk                 bool     `json:"fuse_unk"`
+	ByteFallback            bool     `json:"byte_fallback"`
+	IgnoreMerges            bool     `json:"ignore_merges"`
 }
 
 func isNull(m json.RawMessage) bool {
@@ -105,9 +103,23 @@ func Parse(data []byte) (*Tokenizer, error) {
 }
 
 func parse(data []byte) (*Tokenizer, error) {
-	var raw rawTokenizer
-	if err := json.Unmarshal(data, &raw); err != nil {
+	fields, err := objectFields(data)
+	if err != nil {
 		return nil, fmt.Errorf("parsing tokenizer.json: %w", err)
+	}
+	raw := rawTokenizer{
+		Truncation:    fields["truncation"],
+		Padding:       fields["padding"],
+		Normalizer:    fields["normalizer"],
+		PreTokenizer:  fields["pre_tokenizer"],
+		PostProcessor: fields["post_processor"],
+		Decoder:       fields["decoder"],
+		Model:         fields["model"],
+	}
+	if v := fields["added_tokens"]; !isNull(v) {
+		if err := json.Unmarshal(v, &raw.AddedTokens); err != nil {
+			return nil, fmt.Errorf("added_tokens: %w", err)
+		}
 	}
 	if !isNull(raw.Truncation) {
 		return nil, errors.New("truncation is set; truncating encodings is not supported")
@@ -228,14 +240,26 @@ func (t *Tokenizer) setAddedTokens(raws []rawAddedToken) error {
 }
 
 func parseBPE(data json.RawMessage) (*bpe, error) {
+	fields, err := objectFields(data)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
+	// The vocabulary and merges are read by the fast scanner; the rest is small.
+	vocabRaw, mergesRaw := fields["vocab"], fields["merges"]
+	delete(fields, "vocab")
+	delete(fields, "merges")
+	small, err := json.Marshal(fields)
+	if err != nil {
+		return nil, fmt.Errorf("model: %w", err)
+	}
 	var r rawBPE
-	if err := json.Unmarshal(data, &r); err != nil {
+	if err := json.Unmarshal(small, &r); err != nil {
 		return nil, fmt.Errorf("model: %w", err)
 	}
 	switch r.Type {
 	case "BPE":
 	case "":
-		if isNull(r.Merges) {
+		if isNull(mergesRaw) {
 			return nil, errors.New("model: no type and no merges; only BPE models are supported")
 		}
 	default:
@@ -256,7 +280,7 @@ func parseBPE(data json.RawMessage) (*bpe, error) {
 	if r.EndOfWordSuffix != nil {
 		m.suffix = *r.EndOfWordSuffix
 	}
-	vocab, err := parseVocab(r.Vocab)
+	vocab, err := parseVocab(vocabRaw)
 	if err != nil {
 		return nil, fmt.Errorf("model vocab: %w", err)
 	}
@@ -284,32 +308,8 @@ func parseBPE(data json.RawMessage) (*bpe, error) {
 			m.unk = id
 		}
 	}
-	merges, err := parseMerges(r.Merges)
-	if err != nil {
+	if err := m.setMerges(mergesRaw); err != nil {
 		return nil, fmt.Errorf("model merges: %w", err)
-	}
-	m.merges = make(map[uint64]int32, len(merges))
-	m.rankNew = make([]int32, len(merges))
-	for rank, mg := range merges {
-		a, ok := vocab[mg[0]]
-		if !ok {
-			return nil, fmt.Errorf("model merges: merge %d: token %q is not in the vocabulary", rank, mg[0])
-		}
-		b, ok := vocab[mg[1]]
-		if !ok {
-			return nil, fmt.Errorf("model merges: merge %d: token %q is not in the vocabulary", rank, mg[1])
-		}
-		rest := mg[1]
-		if len(m.prefix) <= len(rest) {
-			rest = rest[len(m.prefix):]
-		}
-		merged := mg[0] + rest
-		id, ok := vocab[merged]
-		if !ok {
-			return nil, fmt.Errorf("model merges: merge %d: result %q is not in the vocabulary", rank, merged)
-		}
-		m.rankNew[rank] = id
-		m.merges[pairKey(a, b)] = int32(rank) // a repeated pair keeps its last rank, as HF
 	}
 	for b := 0; b < 256; b++ {
 		m.fallback[b] = -1
@@ -334,22 +334,48 @@ func parseVocab(data json.RawMessage) (map[string]int32, error) {
 	if len(d) == 0 || d[0] != '{' {
 		return nil, errors.New("not an object of token to id")
 	}
-	vocab, err := fastParseVocab(d)
+	vocab, err := parseVocabFast(d)
 	if err != nil {
 		return nil, err
 	}
 	return vocab, nil
 }
 
-// parseMerges reads merges in either format: "a b" strings (older files; lines starting
+// setMerges reads the merges, in either format: "a b" strings (older files; lines starting
 // with "#version" are skipped as HF does) or ["a", "b"] pairs (newer files, which allow
-// spaces inside tokens).
-func parseMerges(data json.RawMessage) ([][2]string, error) {
-	d := bytes.TrimSpace(data)
-	if isNull(d) {
-		return nil, nil
+// spaces inside tokens). The rank of a merge is its index; a pair listed twice keeps its
+// last rank, as HF's map does.
+func (m *bpe) setMerges(data json.RawMessage) error {
+	m.merges = newPairMap(0)
+	if isNull(data) {
+		return nil
 	}
-	return fastParseMerges(d)
+	m.merges = newPairMap(len(data) / 16)
+	var key []byte
+	rank := int32(0)
+	return parseMergesFast(data, func(a, b []byte) error {
+		ida, ok := m.vocab[string(a)]
+		if !ok {
+			return fmt.Errorf("merge %d: token %q is not in the vocabulary", rank, a)
+		}
+		idb, ok := m.vocab[string(b)]
+		if !ok {
+			return fmt.Errorf("merge %d: token %q is not in the vocabulary", rank, b)
+		}
+		rest := b
+		if len(m.prefix) <= len(rest) {
+			rest = rest[len(m.prefix):]
+		}
+		key = append(append(key[:0], a...), rest...)
+		id, ok := m.vocab[string(key)]
+		if !ok {
+			return fmt.Errorf("merge %d: result %q is not in the vocabulary", rank, key)
+		}
+		m.rankNew = append(m.rankNew, id)
+		m.merges.set(pairKey(ida, idb), rank)
+		rank++
+		return nil
+	})
 }
 
 func parseNormalizer(data json.RawMessage) (normalizer, error) {
@@ -498,19 +524,18 @@ func simplifyPre(p preTokenizer) preTokenizer {
 }
 
 func parsePrependScheme(c rawComponent) (prependScheme, error) {
+	// As HF's deserializer: an explicit add_prefix_space false (the pre-prepend_scheme
+	// spelling) means never; otherwise prepend_scheme, by default always.
+	if c.AddPrefixSpace != nil && !*c.AddPrefixSpace {
+		return prependNever, nil
+	}
 	switch c.PrependScheme {
-	case "always":
+	case "always", "":
 		return prependAlways, nil
 	case "never":
 		return prependNever, nil
 	case "first":
 		return prependFirst, nil
-	case "":
-		// Older files: add_prefix_space (default true) instead of prepend_scheme.
-		if c.AddPrefixSpace == nil || *c.AddPrefixSpace {
-			return prependAlways, nil
-		}
-		return prependNever, nil
 	}
 	return 0, fmt.Errorf("unknown prepend_scheme %q", c.PrependScheme)
 }

@@ -156,14 +156,20 @@ func splitByPattern(s string, first bool, m matcher, beh splitBehavior, invert b
 			prevMatch = sp.match
 		}
 	case behMergedWithNext:
-		prevMatch := false
-		for _, sp := range spans {
-			if (!sp.match || prevMatch) && len(out) > 0 {
-				out[len(out)-1].end = sp.end
+		// HF folds from the end: a delimiter joins the piece after it unless that piece
+		// is a delimiter too ("a--b" gives "a", "-", "-b").
+		nextMatch := false
+		for i := len(spans) - 1; i >= 0; i-- {
+			sp := spans[i]
+			if sp.match && !nextMatch && len(out) > 0 {
+				out[len(out)-1].start = sp.start
 			} else {
 				out = append(out, span{sp.start, sp.end, false})
 			}
-			prevMatch = sp.match
+			nextMatch = sp.match
+		}
+		for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+			out[i], out[j] = out[j], out[i]
 		}
 	}
 	for _, sp := range out {
@@ -303,6 +309,20 @@ func translateRegex(pat string) (string, error) {
 				return "", fmt.Errorf("regex %q uses a backreference or subexpression call, unsupported", pat)
 			case 'h', 'H', 'R', 'X', 'K', 'G':
 				return "", fmt.Errorf("regex %q uses \\%c, an Oniguruma escape with no Go equivalent", pat, n)
+			case 'p', 'P':
+				// A Unicode class \p{..} is copied whole, so that its braces are not
+				// taken for a quantifier.
+				b.WriteByte('\\')
+				b.WriteByte(n)
+				if i+1 < len(pat) && pat[i+1] == '{' {
+					j := strings.IndexByte(pat[i+1:], '}')
+					if j < 0 {
+						return "", fmt.Errorf("regex %q: unterminated \\%c{", pat, n)
+					}
+					b.WriteString(pat[i+1 : i+2+j])
+					i += 1 + j
+				}
+				continue
 			default:
 				b.WriteByte('\\')
 				b.WriteByte(n)

@@ -17,6 +17,7 @@ package tokenizer
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
@@ -58,7 +59,16 @@ func Load(path string) (*Tokenizer, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tokenizer: %s: %w", path, err)
 		}
-		data, err = io.ReadAll(zr)
+		// The gzip trailer holds the uncompressed size (mod 4 GiB): read into a buffer of
+		// that size rather than growing one.
+		var buf bytes.Buffer
+		if len(data) >= 18 {
+			if n := int(binary.LittleEndian.Uint32(data[len(data)-4:])); n < 1<<30 {
+				buf.Grow(n + bytes.MinRead)
+			}
+		}
+		_, err = io.Copy(&buf, zr)
+		data = buf.Bytes()
 		if err != nil {
 			return nil, fmt.Errorf("tokenizer: %s: gunzip: %w", path, err)
 		}

@@ -70,8 +70,8 @@ const minFlopsPerThread = 4 << 20
 // the (small) B itself.
 func sgemm(ker *microKernel, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	threads := runtime.GOMAXPROCS(0)
-	if w := 2 * m * n * k / minFlopsPerThread; w < threads {
-		threads = max(w, 1)
+	if w := 2 * float64(m) * float64(n) * float64(k) / minFlopsPerThread; w < float64(threads) {
+		threads = max(int(w), 1) // float64: m·n·k overflows int on 32-bit targets
 	}
 	tilesM := (m + ker.mr - 1) / ker.mr
 	tilesN := (n + ker.nr - 1) / ker.nr

@@ -23,12 +23,14 @@ type kern struct {
 	bcst  bool   // fold the A broadcast into the FMA ({1to16} memory operand)
 	unr   int    // k-loop unroll
 	pfb   int    // prefetch distance into packed B, bytes (0: none)
+	pfc   bool   // prefetch the C tile before the k loop
 }
 
 var kernels = []kern{
 	// The production AVX-512 kernel: 14 rows × 32 columns = 28 ZMM accumulators, 2 ZMM for
 	// the packed-B row, 2 for alternating A broadcasts (32 registers exactly).
-	{name: "sgemmKernel14x32AVX512", mr: 14, nv: 2, lanes: 16, reg: "Z", unr: 4, pfb: 0},
+	{name: "sgemmKernel14x32AVX512", mr: 14, nv: 2, lanes: 16, reg: "Z", unr: 4, pfc: true},
+	{name: "sgemmKernel14x32AVX512NoPF", mr: 14, nv: 2, lanes: 16, reg: "Z", unr: 4},
 	// Alternative AVX-512 tiles, kept for the tuning benchmark (BenchmarkKernel).
 	{name: "sgemmKernel12x32AVX512", mr: 12, nv: 2, lanes: 16, reg: "Z", unr: 4},
 	{name: "sgemmKernel15x32AVX512B", mr: 15, nv: 2, lanes: 16, reg: "Z", bcst: true, unr: 4},
@@ -230,6 +232,20 @@ func gen(w *bytes.Buffer, k kern) {
 	p("MOVQ c+24(FP), DX")
 	p("MOVQ ldc+32(FP), R8")
 	p("SHLQ $2, R8")
+	if k.pfc {
+		// Prefetch the C tile now: it is read (beta != 0) and written only after the k
+		// loop, and its rows, ldc apart, are usually not cached; thousands of cycles of FMAs
+		// hide the misses that would otherwise stall the epilogue.
+		p("MOVQ DX, R9")
+		for r := 0; r < k.mr; r++ {
+			for v := 0; v < k.nv; v += 64 / vbytes {
+				p("PREFETCHT0 %d(R9)", v*vbytes)
+			}
+			if r != k.mr-1 {
+				p("ADDQ R8, R9")
+			}
+		}
+	}
 	for i := 0; i < nacc; i++ {
 		r := fmt.Sprintf("%s%d", k.reg, i)
 		if k.reg == "Z" {

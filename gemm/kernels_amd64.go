@@ -15,6 +15,9 @@ import "golang.org/x/sys/cpu"
 func sgemmKernel14x32AVX512(k int, a, b, c *float32, ldc int, alpha, beta float32)
 
 //go:noescape
+func sgemmKernel14x32AVX512NoPF(k int, a, b, c *float32, ldc int, alpha, beta float32)
+
+//go:noescape
 func sgemmKernel12x32AVX512(k int, a, b, c *float32, ldc int, alpha, beta float32)
 
 //go:noescape
@@ -46,6 +49,8 @@ func asmKernel(mr, nr int, f asmFunc) kernelFunc {
 var (
 	kernel14x32AVX512 = &microKernel{name: "avx512-14x32", mr: 14, nr: 32, kc: 384, nb: 320, mb: 2016,
 		fn: asmKernel(14, 32, sgemmKernel14x32AVX512)}
+	kernel14x32AVX512NoPF = &microKernel{name: "avx512-14x32-nopf", mr: 14, nr: 32, kc: 384, nb: 320, mb: 2016,
+		fn: asmKernel(14, 32, sgemmKernel14x32AVX512NoPF)}
 	kernel12x32AVX512 = &microKernel{name: "avx512-12x32", mr: 12, nr: 32, kc: 384, nb: 320, mb: 2016,
 		fn: asmKernel(12, 32, sgemmKernel12x32AVX512)}
 	kernel15x32AVX512B = &microKernel{name: "avx512-15x32-bcst", mr: 15, nr: 32, kc: 384, nb: 320, mb: 2010,
@@ -64,7 +69,7 @@ func availableKernels() []*microKernel {
 	var ks []*microKernel
 	// x/sys/cpu reports AVX-512 only when the OS also saves the ZMM/opmask state (XGETBV).
 	if cpu.X86.HasAVX512F {
-		ks = append(ks, kernel14x32AVX512, kernel12x32AVX512, kernel15x32AVX512B, kernel6x64AVX512, kernel9x48AVX512)
+		ks = append(ks, kernel14x32AVX512, kernel14x32AVX512NoPF, kernel12x32AVX512, kernel15x32AVX512B, kernel6x64AVX512, kernel9x48AVX512)
 	}
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		ks = append(ks, kernel6x16AVX2)

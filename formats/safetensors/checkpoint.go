@@ -310,7 +310,7 @@ func (c *Checkpoint) Float32(name string) ([]float32, error) {
 		return nil, err
 	}
 	if !e.info.DType.IsFloat() {
-		return nil, notFloat(c.path, &e.info)
+		return nil, notFloat(&e.info)
 	}
 	dst := make([]float32, e.info.NumElements())
 	if err := c.float32Into(e, dst); err != nil {
@@ -329,17 +329,17 @@ func (c *Checkpoint) Float32Into(name string, dst []float32) error {
 	return c.float32Into(e, dst)
 }
 
-func notFloat(file string, t *TensorInfo) error {
-	return &usageError{file: file, tensor: t.Name, msg: fmt.Sprintf("dtype %s is not a floating-point type", t.DType)}
+func notFloat(t *TensorInfo) error {
+	return &usageError{file: t.File, tensor: t.Name, msg: fmt.Sprintf("dtype %s is not a floating-point type", t.DType)}
 }
 
 func (c *Checkpoint) float32Into(e *entry, dst []float32) error {
 	t := &e.info
 	if !t.DType.IsFloat() {
-		return notFloat(c.path, t)
+		return notFloat(t)
 	}
 	if n := t.NumElements(); int64(len(dst)) != n {
-		return &usageError{file: c.path, tensor: t.Name, msg: fmt.Sprintf("destination holds %d values, tensor %v has %d", len(dst), t.Shape, n)}
+		return &usageError{file: t.File, tensor: t.Name, msg: fmt.Sprintf("destination holds %d values, tensor %v has %d", len(dst), t.Shape, n)}
 	}
 	src, err := e.bytes()
 	if err != nil {

@@ -49,42 +49,32 @@ func HalfToFloat32(h uint16) float32 {
 // as hardware does. Values beyond the half range become ±Inf, values below half the smallest
 // subnormal become ±0, and NaN stays NaN (quiet, sign and top payload bits kept).
 func Float32ToHalf(f float32) uint16 {
-	b := math.Float32bits(f)
-	sign := uint16(b>>16) & 0x8000
-	exp := int32(b>>23) & 0xff
-	mant := b & 0x7fffff
-	if exp == 0xff {
-		if mant == 0 {
-			return sign | 0x7c00
+	// After F. Giesen's float_to_half_fast3_rtne: integer rounding for normal results, one
+	// float addition (which rounds to nearest even in hardware) for subnormal ones.
+	const (
+		f16Max      = (127 + 16) << 23                        // 65536: this and above is Inf
+		minNormal   = 113 << 23                               // 2^-14, the smallest normal half
+		denormMagic = ((127 - 15) + (23 - 10) + 1) << 23      // 0.5: aligns the subnormal bits
+		rebias      = uint32(((15 - 127) << 23) & 0xffffffff) // exponent bias change, mod 2^32
+	)
+	u := math.Float32bits(f)
+	sign := uint16(u>>16) & 0x8000
+	u &^= 0x80000000
+	switch {
+	case u >= f16Max:
+		if u > 0x7f800000 {
+			return sign | 0x7e00 | uint16(u>>13)&0x3ff // NaN: quiet, top payload bits kept
 		}
-		return sign | 0x7e00 | uint16(mant>>13)
+		return sign | 0x7c00
+	case u < minNormal:
+		// Adding 0.5 shifts the value so that its half-precision subnormal bits are the low
+		// bits of the float32 mantissa; the addition rounds them to nearest even.
+		v := math.Float32frombits(u) + math.Float32frombits(denormMagic)
+		return sign | uint16(math.Float32bits(v)-denormMagic)
 	}
-	if e := exp - 127 + 15; e > 0 {
-		// Normal in half precision before rounding: drop 13 mantissa bits. A carry out of
-		// the mantissa correctly bumps the exponent, up to Inf (0x7c00) on overflow.
-		h := uint32(e)<<10 | mant>>13
-		rest := mant & 0x1fff
-		if rest > 0x1000 || rest == 0x1000 && h&1 == 1 {
-			h++
-		}
-		if h >= 0x7c00 {
-			return sign | 0x7c00
-		}
-		return sign | uint16(h)
-	}
-	// Subnormal or zero in half precision: the value in units of 2⁻²⁴ is m >> shift.
-	shift := uint32(126 - exp)
-	if shift > 25 {
-		return sign // below half of the smallest subnormal (or a float32 zero/subnormal)
-	}
-	m := mant | 0x800000
-	h := m >> shift
-	rest := m & (1<<shift - 1)
-	half := uint32(1) << (shift - 1)
-	if rest > half || rest == half && h&1 == 1 {
-		h++ // may carry into the smallest normal, 0x0400, which is the right encoding
-	}
-	return sign | uint16(h)
+	odd := (u >> 13) & 1
+	u += rebias + 0xfff + odd // rebias, then round: a carry may reach the exponent (up to Inf)
+	return sign | uint16(u>>13)
 }
 
 // BFloat16ToFloat32 converts bfloat16 bits to float32; exact, as bfloat16 is the top half of
@@ -154,27 +144,41 @@ var f16Table = sync.OnceValue(func() *[1 << 16]float32 {
 func F16ToF32(dst []float32, src []byte) {
 	checkLen("F16ToF32", len(dst), len(src), 2)
 	t := f16Table()
-	src = src[:2*len(dst)]
-	for i := range dst {
-		s := src[2*i : 2*i+2 : 2*i+2]
-		dst[i] = t[uint16(s[0])|uint16(s[1])<<8]
+	// Four elements per 8-byte load: about twice as fast as one load per element.
+	i := 0
+	for ; i+4 <= len(dst); i += 4 {
+		v := binary.LittleEndian.Uint64(src[2*i:])
+		d := dst[i : i+4 : i+4]
+		d[0] = t[uint16(v)]
+		d[1] = t[uint16(v>>16)]
+		d[2] = t[uint16(v>>32)]
+		d[3] = t[uint16(v>>48)]
+	}
+	for ; i < len(dst); i++ {
+		dst[i] = t[binary.LittleEndian.Uint16(src[2*i:])]
 	}
 }
 
 // BF16ToF32 decodes little-endian bfloat16 data into dst; len(src) must be 2*len(dst).
 func BF16ToF32(dst []float32, src []byte) {
 	checkLen("BF16ToF32", len(dst), len(src), 2)
-	if nativeLittleEndian && len(dst) > 0 {
-		d := unsafe.Slice((*uint32)(unsafe.Pointer(&dst[0])), len(dst))
-		src = src[:2*len(d)]
-		for i := range d {
-			s := src[2*i : 2*i+2 : 2*i+2]
-			d[i] = uint32(s[0])<<16 | uint32(s[1])<<24
-		}
+	if len(dst) == 0 {
 		return
 	}
-	for i := range dst {
-		dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*i:])) << 16)
+	// Write the bit patterns through a []uint32 view of dst: a bfloat16 is the top half of
+	// a float32, so each element is a shift, four per 8-byte load.
+	d := unsafe.Slice((*uint32)(unsafe.Pointer(&dst[0])), len(dst))
+	i := 0
+	for ; i+4 <= len(d); i += 4 {
+		v := binary.LittleEndian.Uint64(src[2*i:])
+		q := d[i : i+4 : i+4]
+		q[0] = uint32(v) << 16
+		q[1] = uint32(v) & 0xffff0000
+		q[2] = uint32(v>>32) << 16
+		q[3] = uint32(v>>32) & 0xffff0000
+	}
+	for ; i < len(d); i++ {
+		d[i] = uint32(binary.LittleEndian.Uint16(src[2*i:])) << 16
 	}
 }
 
@@ -224,8 +228,24 @@ func F8E5M2ToF32(dst []float32, src []byte) {
 // rounding); len(dst) must be 2*len(src).
 func Float32ToF16(dst []byte, src []float32) {
 	checkLen("Float32ToF16", len(src), len(dst), 2)
+	const (
+		minNormal = 113 << 23
+		f16Max    = (127 + 16) << 23
+		rebias    = uint32(((15 - 127) << 23) & 0xffffffff)
+	)
+	dst = dst[:2*len(src)]
 	for i, f := range src {
-		binary.LittleEndian.PutUint16(dst[2*i:], Float32ToHalf(f))
+		// The common case, a result in the normal range, inline; the rest out of line.
+		u := math.Float32bits(f)
+		a := u &^ 0x80000000
+		var h uint16
+		if a-minNormal < f16Max-minNormal {
+			h = uint16((a+rebias+0xfff+(a>>13)&1)>>13) | uint16(u>>16)&0x8000
+		} else {
+			h = Float32ToHalf(f)
+		}
+		d := dst[2*i : 2*i+2 : 2*i+2]
+		d[0], d[1] = byte(h), byte(h>>8)
 	}
 }
 

@@ -396,3 +396,41 @@ func TestConverterLengthMismatchPanics(t *testing.T) {
 	F32FromBytes(nil, nil)
 	Float32ToBytes(nil, nil)
 }
+
+// TestSliceConvertersMatchScalar checks the unrolled and inlined slice converters against
+// the scalar functions, at every length modulo the unrolling and on values from every
+// range (normal, subnormal, overflow, zero, Inf, NaN).
+func TestSliceConvertersMatchScalar(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	specials := []float32{0, float32(math.Copysign(0, -1)), 1, -1, 65504, 65520, -65520, 1e6, 1e-8, 6e-8, 3e-8,
+		6.1e-5, -6.1e-5, float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.NaN()), math.MaxFloat32, math.SmallestNonzeroFloat32}
+	for n := range 13 {
+		vals := make([]float32, 0, n+len(specials))
+		for range n {
+			bits := r.Uint32()
+			if r.IntN(3) != 0 {
+				bits = bits&0x807fffff | uint32(127-27+r.IntN(46))<<23
+			}
+			vals = append(vals, math.Float32frombits(bits))
+		}
+		vals = append(vals, specials[:n%len(specials)+1]...)
+		h := make([]byte, 2*len(vals))
+		bf := make([]byte, 2*len(vals))
+		Float32ToF16(h, vals)
+		Float32ToBF16(bf, vals)
+		back16 := make([]float32, len(vals))
+		backBF := make([]float32, len(vals))
+		F16ToF32(back16, h)
+		BF16ToF32(backBF, bf)
+		for i, f := range vals {
+			wh, wb := Float32ToHalf(f), Float32ToBFloat16(f)
+			gh, gb := binary.LittleEndian.Uint16(h[2*i:]), binary.LittleEndian.Uint16(bf[2*i:])
+			if gh != wh || gb != wb {
+				t.Fatalf("n=%d, %g: slice gives f16 %#04x bf16 %#04x, scalar %#04x %#04x", n, f, gh, gb, wh, wb)
+			}
+			if !sameFloat(back16[i], HalfToFloat32(wh)) || !sameFloat(backBF[i], BFloat16ToFloat32(wb)) {
+				t.Fatalf("n=%d, %g: decoding disagrees", n, f)
+			}
+		}
+	}
+}

@@ -368,6 +368,11 @@ func (w *jsonWalker) intArray(tensor, what string, want int) ([]int64, error) {
 	return out, nil
 }
 
+// maxSkipDepth bounds the nesting of values skipped as unknown fields. json.Decoder.Token
+// keeps a stack entry per open bracket without limit, so a header of 100 MB of '[' would
+// otherwise cost 800 MB of stack; real headers nest two or three levels.
+const maxSkipDepth = 64
+
 // skip consumes one value of any shape.
 func (w *jsonWalker) skip(tensor, key string) error {
 	depth := 0
@@ -379,6 +384,9 @@ func (w *jsonWalker) skip(tensor, key string) error {
 		switch tok {
 		case json.Delim('{'), json.Delim('['):
 			depth++
+			if depth > maxSkipDepth {
+				return w.fail(tensor, "field %q nests deeper than %d levels", key, maxSkipDepth)
+			}
 		case json.Delim('}'), json.Delim(']'):
 			depth--
 		}

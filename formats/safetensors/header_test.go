@@ -142,6 +142,7 @@ func TestMalformedFiles(t *testing.T) {
 		{"duplicate metadata key", rawFile(`{"__metadata__":{"k":"1","k":"2"}}`, nil), "", `duplicate key "k" in __metadata__`},
 		{"metadata value not string", rawFile(`{"__metadata__":{"k":1}}`, nil), "", `__metadata__ value for key "k" is the number 1, want a string`},
 		{"metadata array", rawFile(`{"__metadata__":["k"]}`, nil), "", "__metadata__ is an array"},
+		{"deeply nested unknown field", rawFile(`{"a":{"x":`+strings.Repeat("[", 65)+strings.Repeat("]", 65)+`,"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, d4), "a", `field "x" nests deeper than 64 levels`},
 		{"control char in name", rawFile("{\"a\\nb\":{\"dtype\":\"Q\",\"shape\":[],\"data_offsets\":[0,0]}}", nil), "a\nb", `unknown dtype "Q"`},
 	}
 	dir := t.TempDir()
@@ -172,6 +173,7 @@ func TestEdgeCasesAccepted(t *testing.T) {
 		{"leading white space", rawFile(" \n\t{"+f32("a", 0, 1)+"}", d4), 1, nil},
 		{"null metadata", rawFile(`{"__metadata__":null,`+f32("a", 0, 1)+`}`, d4), 1, nil},
 		{"metadata only", rawFile(`{"__metadata__":{"format":"pt"}}`, nil), 0, map[string]string{"format": "pt"}},
+		{"nested unknown field at the limit", rawFile(`{"a":{"x":`+strings.Repeat("[", 64)+strings.Repeat("]", 64)+`,"dtype":"F32","shape":[1],"data_offsets":[0,4]}}`, d4), 1, nil},
 		{"unknown field skipped", rawFile(`{"a":{"dtype":"F32","x":{"y":[1,{"z":null}]},"shape":[1],"data_offsets":[0,4]}}`, d4), 1, nil},
 		{"scalar", rawFile(`{"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]}}`, d4), 1, nil},
 		{"empty tensors share offsets", rawFile(`{"e1":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},`+f32("a", 0, 1)+`,"e2":{"dtype":"I8","shape":[3,0],"data_offsets":[4,4]}}`, d4), 3, nil},

@@ -290,7 +290,7 @@ func TestShardedRoundTrip(t *testing.T) {
 }
 
 // writeAll writes tensors into dir through a Writer, in the given order of indices.
-func writeAll(t *testing.T, dir string, tensors []Tensor, opts WriterOptions, order []int) {
+func writeAll(t *testing.T, dir string, tensors []Tensor, opts WriterOptions, order []int) []string {
 	t.Helper()
 	w, err := NewWriter(dir, infosOf(tensors), opts)
 	if err != nil {
@@ -305,6 +305,7 @@ func writeAll(t *testing.T, dir string, tensors []Tensor, opts WriterOptions, or
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return w.Files()
 }
 
 func readFolder(t *testing.T, dir string) map[string][]byte {
@@ -526,7 +527,10 @@ func TestWriterErrors(t *testing.T) {
 // name leaves exactly the new checkpoint, so that Open finds it.
 func TestStaleFilesRemoved(t *testing.T) {
 	dir := t.TempDir()
-	tensors := randomTensors(5, 12)
+	var tensors []Tensor
+	for i := range 12 {
+		tensors = append(tensors, Tensor{Name: string(rune('a' + i)), DType: U8, Shape: []int64{10}, Data: bytes.Repeat([]byte{byte(i)}, 10)})
+	}
 	all := make([]int, len(tensors))
 	for i := range all {
 		all[i] = i
@@ -545,21 +549,24 @@ func TestStaleFilesRemoved(t *testing.T) {
 	for _, ts := range tensors {
 		total += int64(len(ts.Data))
 	}
-	writeAll(t, dir, tensors, WriterOptions{MaxShardSize: total / 5}, all) // several shards
-	n := len(names())
-	writeAll(t, dir, tensors, WriterOptions{MaxShardSize: total / 2}, all) // fewer shards
-	if got := names(); len(got) >= n {
-		t.Errorf("after a save with fewer shards: %v", got)
-	}
-	writeAll(t, dir, tensors, WriterOptions{}, all) // one file
-	if got := names(); !slices.Equal(got, []string{"model.safetensors", "other-00001-of-00002.safetensors", "unrelated.txt"}) {
-		t.Errorf("after a single-file save: %v", got)
-	}
-	writeAll(t, dir, tensors, WriterOptions{MaxShardSize: total / 3}, all) // sharded again
-	for _, name := range names() {
-		if name == "model.safetensors" {
-			t.Errorf("stale model.safetensors kept: %v", names())
+	var shards []int
+	for _, cap := range []int64{total / 6, total / 2, 0, total / 4} {
+		files := writeAll(t, dir, tensors, WriterOptions{MaxShardSize: cap}, all)
+		want := []string{"other-00001-of-00002.safetensors", "unrelated.txt"}
+		for _, f := range files {
+			want = append(want, filepath.Base(f))
 		}
+		if len(files) > 1 {
+			want = append(want, "model.safetensors.index.json")
+		}
+		slices.Sort(want)
+		if got := names(); !slices.Equal(got, want) {
+			t.Errorf("after a save with %d shards: %v, want %v", len(files), got, want)
+		}
+		shards = append(shards, len(files))
+	}
+	if shards[0] <= shards[1] || shards[1] < 2 || shards[2] != 1 || shards[3] < 2 {
+		t.Errorf("shard counts %v do not exercise the cases", shards)
 	}
 	c, err := Open(dir)
 	if err != nil {

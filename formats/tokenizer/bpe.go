@@ -1,8 +1,11 @@
 package tokenizer
 
 import (
+	"hash/maphash"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 )
 
@@ -358,45 +361,87 @@ func heapPush(h []uint64, v uint64) []uint64 {
 	return h
 }
 
-// wordCache maps a word to its ids. It is bounded: when full it starts afresh, which is
-// cheap and keeps the working set of the current text. Values live in shared chunks so
-// that a cached word costs one small allocation (its key), not two.
+// wordCache maps a word to its ids. It is a fixed-size hash table of atomic pointers to
+// immutable entries, each word having two candidate slots: lookups take no lock (the
+// cache is hit for nearly every word, from any number of goroutines), memory is bounded
+// by the table size, and a collision only costs a recomputation. A Go map behind a mutex
+// spent more time in locking and probing than the rest of encoding together.
 type wordCache struct {
-	mu    sync.Mutex
-	m     map[string][]int32
-	arena []int32
+	tab atomic.Pointer[cacheTable]
 }
 
-const (
-	wordCacheMax = 1 << 16
-	arenaChunk   = 1 << 14
-)
+type cacheTable struct {
+	seed  maphash.Seed
+	slots []atomic.Pointer[cacheEntry]
+}
+
+type cacheEntry struct {
+	word string
+	ids  []int32
+}
+
+// wordCacheSlots is the table size: 128k words, 1 MiB of pointers, allocated on first use.
+const wordCacheSlots = 1 << 17
+
+func (c *wordCache) table() *cacheTable {
+	if t := c.tab.Load(); t != nil {
+		return t
+	}
+	t := &cacheTable{seed: maphash.MakeSeed(), slots: make([]atomic.Pointer[cacheEntry], wordCacheSlots)}
+	if c.tab.CompareAndSwap(nil, t) {
+		return t
+	}
+	return c.tab.Load()
+}
+
+func (t *cacheTable) slotsFor(word string) (i, j uint64, h uint64) {
+	h = maphash.String(t.seed, word)
+	i = h & (wordCacheSlots - 1)
+	return i, i ^ 1, h
+}
 
 func (c *wordCache) get(word string) ([]int32, bool) {
-	c.mu.Lock()
-	ids, ok := c.m[word]
-	c.mu.Unlock()
-	return ids, ok
+	t := c.table()
+	i, j, _ := t.slotsFor(word)
+	if e := t.slots[i].Load(); e != nil && e.word == word {
+		return e.ids, true
+	}
+	if e := t.slots[j].Load(); e != nil && e.word == word {
+		return e.ids, true
+	}
+	return nil, false
 }
 
 func (c *wordCache) put(word string, ids []int32) {
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= wordCacheMax {
-		c.m = make(map[string][]int32, 1024)
+	t := c.table()
+	e := &cacheEntry{word: strings.Clone(word), ids: slices.Clone(ids)}
+	i, j, h := t.slotsFor(word)
+	switch {
+	case t.slots[i].Load() == nil:
+		t.slots[i].Store(e)
+	case t.slots[j].Load() == nil:
+		t.slots[j].Store(e)
+	case h>>63 == 0:
+		t.slots[i].Store(e)
+	default:
+		t.slots[j].Store(e)
 	}
-	if len(c.arena)+len(ids) > cap(c.arena) {
-		c.arena = make([]int32, 0, max(arenaChunk, len(ids)))
-	}
-	n := len(c.arena)
-	c.arena = append(c.arena, ids...)
-	c.m[strings.Clone(word)] = c.arena[n : n+len(ids) : n+len(ids)]
-	c.mu.Unlock()
 }
 
-// reset empties the cache.
-func (c *wordCache) reset() {
-	c.mu.Lock()
-	c.m = nil
-	c.arena = nil
-	c.mu.Unlock()
+// reset empties the cache (for benchmarks of the uncached path).
+func (c *wordCache) reset() { c.tab.Store(nil) }
+
+// size counts the cached words (for tests).
+func (c *wordCache) size() int {
+	t := c.tab.Load()
+	if t == nil {
+		return 0
+	}
+	n := 0
+	for i := range t.slots {
+		if t.slots[i].Load() != nil {
+			n++
+		}
+	}
+	return n
 }

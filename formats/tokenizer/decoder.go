@@ -19,20 +19,22 @@ type byteLevelDec struct{}
 func (byteLevelDec) decodeChain(toks []string) []string {
 	var raw []byte
 	for _, t := range toks {
-		n := len(raw)
-		ok := true
-		for _, r := range t {
-			if r >= rune(len(runeToByte)) || runeToByte[r] < 0 {
-				ok = false
-				break
-			}
-			raw = append(raw, byte(runeToByte[r]))
-		}
-		if !ok {
-			raw = append(raw[:n], t...)
-		}
+		raw = appendByteLevelRaw(raw, t)
 	}
 	return []string{string(appendLossy(nil, raw))}
+}
+
+// appendByteLevelRaw appends the bytes that a byte-level token stands for, or the token's
+// own bytes when it has a rune outside the byte-level alphabet (an added token, say).
+func appendByteLevelRaw(raw []byte, t string) []byte {
+	n := len(raw)
+	for _, r := range t {
+		if r >= rune(len(runeToByte)) || runeToByte[r] < 0 {
+			return append(raw[:n], t...)
+		}
+		raw = append(raw, byte(runeToByte[r]))
+	}
+	return raw
 }
 
 // replaceDec is HF's Replace decoder with a literal pattern, applied to each token.

@@ -176,10 +176,7 @@ func (s *jsonScanner) skipDepth(depth int) ([]byte, error) {
 			break
 		}
 	case c == '-' || c >= '0' && c <= '9':
-		for s.i < len(s.d) && bytes.IndexByte([]byte("+-.eE0123456789"), s.d[s.i]) >= 0 {
-			s.i++
-		}
-		if !json.Valid(s.d[start:s.i]) {
+		if !s.number() {
 			return nil, s.errorf("bad number")
 		}
 	case c == 't' || c == 'f' || c == 'n':
@@ -194,6 +191,44 @@ func (s *jsonScanner) skipDepth(depth int) ([]byte, error) {
 		return nil, s.errorf("expected a value")
 	}
 	return s.d[start:s.i], nil
+}
+
+// number passes over a number, checking JSON's grammar:
+// -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (s *jsonScanner) number() bool {
+	d := s.d
+	digits := func() int {
+		n := 0
+		for s.i < len(d) && d[s.i] >= '0' && d[s.i] <= '9' {
+			s.i++
+			n++
+		}
+		return n
+	}
+	if s.i < len(d) && d[s.i] == '-' {
+		s.i++
+	}
+	if s.i < len(d) && d[s.i] == '0' {
+		s.i++
+	} else if digits() == 0 {
+		return false
+	}
+	if s.i < len(d) && d[s.i] == '.' {
+		s.i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if s.i < len(d) && (d[s.i] == 'e' || d[s.i] == 'E') {
+		s.i++
+		if s.i < len(d) && (d[s.i] == '+' || d[s.i] == '-') {
+			s.i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // objectFields splits a JSON object into its keys and raw values.

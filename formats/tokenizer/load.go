@@ -168,8 +168,13 @@ func parse(data []byte) (*Tokenizer, error) {
 		}
 	}
 	t.vocabSize = len(model.idTok)
-	for _, a := range t.added {
+	t.addedLo, t.addedHi = 0, -1
+	for i, a := range t.added {
 		t.vocabSize = max(t.vocabSize, a.id+1)
+		if i == 0 {
+			t.addedLo, t.addedHi = a.id, a.id
+		}
+		t.addedLo, t.addedHi = min(t.addedLo, a.id), max(t.addedHi, a.id)
 	}
 	return t, nil
 }

@@ -23,6 +23,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // Tokenizer encodes and decodes text. It is safe for concurrent use.
@@ -43,8 +44,15 @@ type Tokenizer struct {
 	decoder    decoder // nil: tokens joined with spaces, as HF does without a decoder
 
 	vocabSize int
+	// addedLo..addedHi bound the added ids, so that decoding most ids skips the map.
+	addedLo, addedHi int
 
 	emitPool sync.Pool
+
+	// rawOnce/rawBytes: for a plain ByteLevel decoder, the bytes each id decodes to,
+	// built on first use (see decodeByteLevel).
+	rawOnce  sync.Once
+	rawBytes []string
 }
 
 // Load reads a tokenizer.json file, or a gzip-compressed one (detected by its magic bytes,
@@ -60,12 +68,12 @@ func Load(path string) (*Tokenizer, error) {
 			return nil, fmt.Errorf("tokenizer: %s: %w", path, err)
 		}
 		// The gzip trailer holds the uncompressed size (mod 4 GiB): read into a buffer of
-		// that size rather than growing one.
+		// that size rather than growing one. The hint is capped, since a damaged or hostile
+		// file could claim anything.
 		var buf bytes.Buffer
 		if len(data) >= 18 {
-			if n := int(binary.LittleEndian.Uint32(data[len(data)-4:])); n < 1<<30 {
-				buf.Grow(n + bytes.MinRead)
-			}
+			n := int(binary.LittleEndian.Uint32(data[len(data)-4:]))
+			buf.Grow(min(n, 32*len(data)) + bytes.MinRead)
 		}
 		_, err = io.Copy(&buf, zr)
 		data = buf.Bytes()
@@ -86,7 +94,9 @@ func Load(path string) (*Tokenizer, error) {
 // replaced, byte by byte, with U+FFFD first; any other text is encoded without error.
 func (t *Tokenizer) Encode(text string, addSpecial bool) []int {
 	text = sanitizeUTF8(text)
-	var ids []int
+	// About one token per four bytes in English; sizing up front saves the copying of a
+	// growing slice, which on megabyte inputs costs as much as the encoding itself.
+	ids := make([]int, 0, len(text)/4+4)
 	t.rawMatch.split(text, func(seg string, off int, tok *addedToken) {
 		if tok != nil {
 			ids = append(ids, tok.id)
@@ -142,28 +152,66 @@ type emitter struct {
 // Decode turns ids back into text as HF's decode does: unknown ids are skipped, special
 // added tokens too when skipSpecial, and the token strings go through the decoder chain.
 func (t *Tokenizer) Decode(ids []int, skipSpecial bool) string {
+	if _, ok := t.decoder.(byteLevelDec); ok {
+		return t.decodeByteLevel(ids, skipSpecial)
+	}
 	toks := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if a, ok := t.addedByID[id]; ok {
-			if skipSpecial && t.special[a.content] {
-				continue
-			}
-			toks = append(toks, a.content)
-			continue
+		if tok, ok := t.decodeToken(id, skipSpecial); ok {
+			toks = append(toks, tok)
 		}
-		tok, ok := t.model.idToToken(id)
-		if !ok {
-			continue
-		}
-		if skipSpecial && t.special[tok] {
-			continue
-		}
-		toks = append(toks, tok)
 	}
 	if t.decoder == nil {
 		return strings.Join(toks, " ")
 	}
 	return strings.Join(t.decoder.decodeChain(toks), "")
+}
+
+// decodeToken returns the string of id for decoding: added tokens first, then the model;
+// false for an unknown id or, with skipSpecial, a special token.
+func (t *Tokenizer) decodeToken(id int, skipSpecial bool) (string, bool) {
+	if id >= t.addedLo && id <= t.addedHi {
+		if a, ok := t.addedByID[id]; ok {
+			if skipSpecial && t.special[a.content] {
+				return "", false
+			}
+			return a.content, true
+		}
+	}
+	tok, ok := t.model.idToToken(id)
+	if !ok || skipSpecial && len(t.special) > 0 && t.special[tok] {
+		return "", false
+	}
+	return tok, true
+}
+
+// decodeByteLevel is Decode for a tokenizer whose decoder is ByteLevel alone: the bytes of
+// every id are computed once, so decoding is a concatenation and one UTF-8 check.
+func (t *Tokenizer) decodeByteLevel(ids []int, skipSpecial bool) string {
+	t.rawOnce.Do(func() {
+		t.rawBytes = make([]string, len(t.model.idTok))
+		for id, tok := range t.model.idTok {
+			if t.model.idOK[id] {
+				t.rawBytes[id] = string(appendByteLevelRaw(nil, tok))
+			}
+		}
+	})
+	raw := make([]byte, 0, 4*len(ids))
+	for _, id := range ids {
+		tok, ok := t.decodeToken(id, skipSpecial)
+		if !ok {
+			continue
+		}
+		if id >= 0 && id < len(t.rawBytes) && t.model.idOK[id] && tok == t.model.idTok[id] {
+			raw = append(raw, t.rawBytes[id]...)
+		} else {
+			raw = appendByteLevelRaw(raw, tok)
+		}
+	}
+	if utf8.Valid(raw) {
+		return string(raw)
+	}
+	return string(appendLossy(nil, raw))
 }
 
 // BOS returns the token that the post-processor puts before the text (the special token

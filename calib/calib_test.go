@@ -1,0 +1,393 @@
+package calib
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/odyssey-llm/odyssey/eval"
+	"github.com/odyssey-llm/odyssey/formats/hf"
+	"github.com/odyssey-llm/odyssey/formats/tokenizer"
+	"github.com/odyssey-llm/odyssey/internal/sharedtest"
+	"github.com/odyssey-llm/odyssey/model"
+)
+
+func seqTokens(n int) []int {
+	t := make([]int, n)
+	for i := range t {
+		t[i] = 10 + i
+	}
+	return t
+}
+
+func TestTextWindowsDeterministic(t *testing.T) {
+	toks := seqTokens(5000)
+	a, err := TextWindows(toks, 1, 16, 64, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := TextWindows(toks, 1, 16, 64, 7)
+	c, _ := TextWindows(toks, 1, 16, 64, 8)
+	if !equalWindows(a, b) {
+		t.Fatal("same seed gave different windows")
+	}
+	if equalWindows(a, c) {
+		t.Fatal("different seeds gave the same windows")
+	}
+	seen := map[int]bool{}
+	for _, w := range a {
+		if len(w) != 64 || w[0] != 1 {
+			t.Fatalf("window %v: want 64 tokens starting with BOS 1", w[:4])
+		}
+		for i := 2; i < len(w); i++ {
+			if w[i] != w[i-1]+1 {
+				t.Fatal("window body is not a contiguous slice of the text")
+			}
+		}
+		for _, x := range w[1:] {
+			if seen[x] {
+				t.Fatalf("token %d used by two windows", x)
+			}
+			seen[x] = true
+		}
+	}
+}
+
+func TestTextWindowsTooShort(t *testing.T) {
+	_, err := TextWindows(seqTokens(1000), 1, 16, 64, 0)
+	if !errors.Is(err, ErrTextTooShort) {
+		t.Fatalf("err = %v, want ErrTextTooShort", err)
+	}
+	for _, want := range []string{"calibration text shorter than requested", "1000 tokens", "1008"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %q", err, want)
+		}
+	}
+	// Exactly enough tokens works.
+	if _, err := TextWindows(seqTokens(16*63), 1, 16, 64, 3); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func equalWindows(a, b [][]int) bool {
+	return slices.EqualFunc(a, b, func(x, y []int) bool { return slices.Equal(x, y) })
+}
+
+func randMatrix(r *rand.Rand, rows, in int) []float32 {
+	x := make([]float32, rows*in)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+		if i%in == 3 {
+			x[i] *= 40 // an outlier channel
+		}
+	}
+	return x
+}
+
+// TestStatsDirect checks every statistic against a direct float64 computation, with the
+// rows fed in uneven pieces.
+func TestStatsDirect(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	const rows, in = 300, 24
+	x := randMatrix(r, rows, in)
+	s := NewStats(in, true)
+	for _, part := range [][2]int{{0, 1}, {1, 130}, {130, 300}} {
+		s.Add(x[part[0]*in:part[1]*in], part[1]-part[0])
+	}
+	checkStats(t, s, x, rows, in, 1e-5)
+}
+
+func checkStats(t *testing.T, s *Stats, x []float32, rows, in int, tol float64) {
+	t.Helper()
+	if s.Rows != int64(rows) {
+		t.Fatalf("Rows = %d, want %d", s.Rows, rows)
+	}
+	var tensor float32
+	var tokSum float64
+	tokMin := float32(math.Inf(1))
+	for r := range rows {
+		var tm float32
+		for j := range in {
+			tm = max(tm, abs32(x[r*in+j]))
+		}
+		tokSum += float64(tm)
+		tokMin = min(tokMin, tm)
+		tensor = max(tensor, tm)
+	}
+	for j := range in {
+		mn, mx := float32(math.Inf(1)), float32(math.Inf(-1))
+		for r := range rows {
+			mn, mx = min(mn, x[r*in+j]), max(mx, x[r*in+j])
+		}
+		if s.Min[j] != mn || s.Max[j] != mx || s.AbsMax[j] != max(-mn, mx) {
+			t.Fatalf("channel %d: min/max/absmax %v %v %v, want %v %v %v", j, s.Min[j], s.Max[j], s.AbsMax[j], mn, mx, max(-mn, mx))
+		}
+	}
+	if s.TensorAbsMax != tensor || s.TokenAbsMaxMin != tokMin || math.Abs(s.TokenAbsMaxMean-tokSum/float64(rows)) > 1e-9*tokSum {
+		t.Fatalf("tensor/token stats %v %v %v, want %v %v %v", s.TensorAbsMax, s.TokenAbsMaxMin, s.TokenAbsMaxMean, tensor, tokMin, tokSum/float64(rows))
+	}
+	h := s.Hessian()
+	for i := range in {
+		for j := range in {
+			var want float64
+			for r := range rows {
+				want += float64(x[r*in+i]) * float64(x[r*in+j])
+			}
+			want *= 2 / float64(rows)
+			scale := math.Sqrt(naiveDiag(x, rows, in, i) * naiveDiag(x, rows, in, j))
+			if d := math.Abs(h[i*in+j] - want); d > tol*scale {
+				t.Fatalf("H[%d,%d] = %v, want %v (|diff| %.3g, scale %.3g)", i, j, h[i*in+j], want, d, scale)
+			}
+		}
+	}
+}
+
+func naiveDiag(x []float32, rows, in, j int) float64 {
+	var s float64
+	for r := range rows {
+		s += float64(x[r*in+j]) * float64(x[r*in+j])
+	}
+	return 2 * s / float64(rows)
+}
+
+// TestStatsScale checks that Scale gives the statistics of x_j/d_j.
+func TestStatsScale(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	const rows, in = 200, 16
+	x := randMatrix(r, rows, in)
+	d := make([]float32, in)
+	for j := range d {
+		d[j] = float32(0.25 + 4*r.Float64())
+	}
+	s := NewStats(in, true)
+	s.Add(x, rows)
+	s.Scale(d)
+	xs := slices.Clone(x)
+	for i := range xs {
+		xs[i] /= d[i%in]
+	}
+	want := NewStats(in, true)
+	want.Add(xs, rows)
+	for j := range in {
+		if s.AbsMax[j] != want.AbsMax[j] || s.Min[j] != want.Min[j] || s.Max[j] != want.Max[j] {
+			t.Fatalf("channel %d: scaled stats %v %v %v, direct %v %v %v", j, s.Min[j], s.Max[j], s.AbsMax[j], want.Min[j], want.Max[j], want.AbsMax[j])
+		}
+	}
+	if s.TensorAbsMax != want.TensorAbsMax || !s.Rescaled {
+		t.Fatalf("tensor absmax %v (rescaled %v), want %v", s.TensorAbsMax, s.Rescaled, want.TensorAbsMax)
+	}
+	hs, hw := s.Hessian(), want.Hessian()
+	for i := range hs {
+		if math.Abs(hs[i]-hw[i]) > 1e-5*math.Sqrt(hw[i/in*in+i/in]*hw[i%in*in+i%in]) {
+			t.Fatalf("H[%d] = %v, direct %v", i, hs[i], hw[i])
+		}
+	}
+}
+
+func loadTiny(t testing.TB) (*hf.Model, *tokenizer.Tokenizer) {
+	t.Helper()
+	hm, err := hf.Load(sharedtest.Testdata("tiny-llama"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hm.Close() })
+	tok, err := tokenizer.Load(hm.TokenizerPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hm, tok
+}
+
+func sampleWindows(t testing.TB, tok *tokenizer.Tokenizer, n, L int) [][]int {
+	t.Helper()
+	text, err := eval.LoadText(sharedtest.Testdata("text/sample.txt"), "text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := TextWindows(tok.Encode(text, false), 0, n, L, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+// TestPassMatchesForward checks that the layer-by-layer pass (one layer resident, windows in
+// chunks) sees the same inputs as the whole model's forward pass observed directly.
+func TestPassMatchesForward(t *testing.T) {
+	hm, tok := loadTiny(t)
+	windows := sampleWindows(t, tok, 6, 96)
+	all := func(int, model.LinearKind) bool { return true }
+	got, mem, err := CollectAll(context.Background(), hm, windows, 2*96, all, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Load(hm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	col := &Collector{Hessian: all}
+	if _, err := m.Hidden(windows, &model.Context{Observe: col.Observe}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range m.Layers {
+		want := col.Layer(i)
+		for _, k := range InputKinds() {
+			g, w := got[i].For(k), want.For(k)
+			if !slices.Equal(g.AbsMax, w.AbsMax) || !slices.Equal(g.Min, w.Min) || g.TensorAbsMax != w.TensorAbsMax ||
+				math.Abs(g.TokenAbsMaxMean-w.TokenAbsMaxMean) > 1e-9*w.TokenAbsMaxMean || g.Rows != w.Rows {
+				t.Fatalf("layer %d %v: statistics differ from the whole-model pass", i, k)
+			}
+			hg, hw := g.Hessian(), w.Hessian()
+			in := g.In
+			for j := range hg {
+				if d := math.Abs(hg[j] - hw[j]); d > 1e-5*math.Sqrt(hw[j/in*(in+1)]*hw[j%in*(in+1)]) {
+					t.Fatalf("layer %d %v: H[%d] = %v, whole-model pass %v", i, k, j, hg[j], hw[j])
+				}
+			}
+		}
+	}
+	if mem.PeakHeapInuse == 0 || mem.ActivationBytes != int64(6*96*256*4) || mem.PeakLayerBytes == 0 {
+		t.Errorf("memory stats %+v", mem)
+	}
+}
+
+// TestDecoderMatchesForward checks the incremental decoder against the full forward pass.
+func TestDecoderMatchesForward(t *testing.T) {
+	hm, tok := loadTiny(t)
+	m, err := model.Load(hm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	windows := sampleWindows(t, tok, 3, 40)
+	want, err := m.Forward(windows, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := newDecoder(m, 3, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vocab := m.VocabSize()
+	toks := make([]int, 3)
+	var worst float64
+	for pos := range 40 {
+		for i := range toks {
+			toks[i] = windows[i][pos]
+		}
+		got := d.step(toks, pos)
+		for i := range toks {
+			g := got[i*vocab : (i+1)*vocab]
+			w := want[(i*40+pos)*vocab : (i*40+pos+1)*vocab]
+			var num, den float64
+			for j := range g {
+				num += float64(g[j]-w[j]) * float64(g[j]-w[j])
+				den += float64(w[j]) * float64(w[j])
+			}
+			worst = max(worst, math.Sqrt(num/den))
+		}
+	}
+	if worst > 1e-5 {
+		t.Fatalf("decoder logits differ from Forward by %.3g relative", worst)
+	}
+}
+
+func TestSampleWindowsDeterministic(t *testing.T) {
+	hm, _ := loadTiny(t)
+	m, err := model.Load(hm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	opt := SampleOptions{Samples: 4, SeqLen: 24, Seed: 5}
+	a, err := SampleWindows(ctx, m, 0, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.Batch = 3 // batching must not change the windows
+	b, err := SampleWindows(ctx, m, 0, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt.Seed = 6
+	c, err := SampleWindows(ctx, m, 0, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalWindows(a, b) {
+		t.Fatalf("same seed, other batching: windows differ\n%v\n%v", a, b)
+	}
+	if equalWindows(a, c) {
+		t.Fatal("different seeds gave the same windows")
+	}
+	for _, w := range a {
+		if w[0] != 0 {
+			t.Fatal("window does not start with BOS")
+		}
+	}
+}
+
+func TestLoadWindows(t *testing.T) {
+	hm, tok := loadTiny(t)
+	ctx := context.Background()
+	path := sharedtest.Testdata("text/sample.txt")
+	a, err := LoadWindows(ctx, hm, tok, Options{Source: path, Samples: 4, SeqLen: 64, Seed: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != 4 || len(a[0]) != 64 || a[0][0] != 0 {
+		t.Fatalf("got %d windows of %d tokens", len(a), len(a[0]))
+	}
+	_, err = LoadWindows(ctx, hm, tok, Options{Source: path, Samples: 128, SeqLen: 512}, nil)
+	if !errors.Is(err, ErrTextTooShort) || !strings.Contains(err.Error(), "sample.txt") {
+		t.Fatalf("err = %v, want ErrTextTooShort naming the file", err)
+	}
+	// JSON lines: the same text as one "text" field gives the same windows.
+	dir := t.TempDir()
+	text, _ := os.ReadFile(path)
+	js := `{"text": ` + quoteJSON(string(text)) + "}\n"
+	jp := filepath.Join(dir, "c.jsonl")
+	if err := os.WriteFile(jp, []byte(js), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadWindows(ctx, hm, tok, Options{Source: jp, Samples: 4, SeqLen: 64, Seed: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equalWindows(a, b) {
+		t.Fatal("jsonl source gave other windows than the same text")
+	}
+	if _, err := LoadWindows(ctx, hm, tok, Options{Source: path, SeqLen: 4096}, nil); err == nil {
+		t.Fatal("window beyond max_position_embeddings accepted")
+	}
+}
+
+func quoteJSON(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func TestOptionsResolved(t *testing.T) {
+	o, err := Options{}.Resolved()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Source != SourceSelf || o.Samples != DefaultSelfSamples || o.SeqLen != DefaultSelfSeqLen || o.Propagate != PropagateQuantized {
+		t.Fatalf("defaults %+v", o)
+	}
+	o, _ = Options{Source: "x.jsonl"}.Resolved()
+	if o.Format != "jsonl" || o.Samples != DefaultSamples || o.SeqLen != DefaultSeqLen {
+		t.Fatalf("text defaults %+v", o)
+	}
+	for _, bad := range []Options{{Samples: -1}, {SeqLen: 1}, {Propagate: "x"}, {Temperature: -1}, {Source: "a", Format: "csv"}} {
+		if _, err := bad.Resolved(); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}

@@ -1,0 +1,252 @@
+package calib
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+
+	"github.com/odyssey-llm/odyssey/formats/hf"
+	"github.com/odyssey-llm/odyssey/model"
+)
+
+// Pass walks a model one decoder layer at a time over the calibration windows. It holds the
+// residual stream h [N·L, hidden] of every window between layers; the caller loads a layer
+// (Layer), gathers its input statistics (Collect), transforms or quantizes it, and runs it to
+// move the stream on (Advance). Nothing else of the model is resident: the embedding is
+// read once by NewPass and dropped.
+//
+// A Pass is not safe for concurrent use.
+type Pass struct {
+	hm      *hf.Model
+	cfg     hf.Config
+	windows [][]int
+	seqLen  int
+	chunk   int // windows per chunk
+	h       []float32
+	buf     []float32 // one chunk of h, for runs that must not change h
+	mctx    model.Context
+	col     Collector
+	mem     MemStats
+}
+
+// MemStats reports the memory a Pass used.
+type MemStats struct {
+	// PeakHeapInuse is the largest runtime.MemStats.HeapInuse sampled after each chunk of
+	// every run (Collect, Advance), when the layer's weights and scratch buffers are live.
+	// It covers everything in the process's heap, callers' data included.
+	PeakHeapInuse uint64
+	// ActivationBytes is the size of the residual stream the Pass holds.
+	ActivationBytes int64
+	// PeakLayerBytes is the largest float32 size of one decoder layer's weights given to the
+	// Pass.
+	PeakLayerBytes int64
+}
+
+// NewPass embeds the windows (equal lengths, ids within the vocabulary) of model hm and
+// returns a Pass positioned before layer 0. chunkRows bounds the rows run through a layer at
+// once (0 means DefaultChunkRows); at least one window always runs.
+func NewPass(hm *hf.Model, windows [][]int, chunkRows int) (*Pass, error) {
+	cfg := hm.Config
+	if err := model.CheckConfig(&cfg); err != nil {
+		return nil, err
+	}
+	if len(windows) == 0 || len(windows[0]) == 0 {
+		return nil, errors.New("calib: no calibration windows")
+	}
+	if chunkRows < 0 {
+		return nil, fmt.Errorf("calib: chunkRows %d must not be negative", chunkRows)
+	}
+	if chunkRows == 0 {
+		chunkRows = DefaultChunkRows
+	}
+	L := len(windows[0])
+	hid := cfg.HiddenSize
+	for w, win := range windows {
+		if len(win) != L {
+			return nil, fmt.Errorf("calib: window %d has %d tokens, window 0 has %d", w, len(win), L)
+		}
+		for i, t := range win {
+			if t < 0 || t >= cfg.VocabSize {
+				return nil, fmt.Errorf("calib: window %d position %d: token %d outside the vocabulary [0, %d)", w, i, t, cfg.VocabSize)
+			}
+		}
+	}
+	if hm.Tensors == nil {
+		return nil, errors.New("calib: hf.Model has no tensors (closed?)")
+	}
+	emb, err := hm.Tensors.Float32(hm.Embed.Name)
+	if err != nil {
+		return nil, fmt.Errorf("calib: embedding: %w", err)
+	}
+	if len(emb) != cfg.VocabSize*hid {
+		return nil, fmt.Errorf("calib: embedding has %d values, want %d×%d", len(emb), cfg.VocabSize, hid)
+	}
+	p := &Pass{
+		hm: hm, cfg: cfg, windows: windows, seqLen: L,
+		chunk: max(1, chunkRows/L),
+		h:     make([]float32, len(windows)*L*hid),
+	}
+	for w, win := range windows {
+		for i, t := range win {
+			r := w*L + i
+			copy(p.h[r*hid:(r+1)*hid], emb[t*hid:(t+1)*hid])
+		}
+	}
+	p.mem.ActivationBytes = int64(len(p.h)) * 4
+	p.sample()
+	return p, nil
+}
+
+// Config returns the model's configuration.
+func (p *Pass) Config() *hf.Config { return &p.cfg }
+
+// Windows returns the calibration windows.
+func (p *Pass) Windows() [][]int { return p.windows }
+
+// SeqLen returns the window length L.
+func (p *Pass) SeqLen() int { return p.seqLen }
+
+// Rows returns N·L, the number of activation rows of every linear input.
+func (p *Pass) Rows() int { return len(p.windows) * p.seqLen }
+
+// Hidden returns the residual stream [N·L, hidden] after the layers run so far (not a copy).
+func (p *Pass) Hidden() []float32 { return p.h }
+
+// Mem returns the memory use so far.
+func (p *Pass) Mem() MemStats { return p.mem }
+
+// Layer loads decoder layer i in float32 from the checkpoint.
+func (p *Pass) Layer(i int) (*model.Layer, error) {
+	l, err := model.LoadLayer(p.hm, i)
+	if err != nil {
+		return nil, err
+	}
+	l.Config = &p.cfg
+	return l, nil
+}
+
+// LayerBytes returns the float32 size of l's dense weights and norms; quantized linears
+// count as their float32 equivalent.
+func LayerBytes(l *model.Layer) int64 {
+	n := int64(len(l.AttnNorm) + len(l.MLPNorm))
+	for _, k := range model.LayerKinds {
+		lin := l.Linear(k)
+		n += int64(lin.In()*lin.Out()) + int64(lin.Out())
+	}
+	return 4 * n
+}
+
+// Collect runs l on the stream without changing it and returns the statistics of its four
+// inputs. hessian selects the inputs whose Hessian is accumulated (nil: none).
+func (p *Pass) Collect(ctx context.Context, l *model.Layer, hessian func(kind model.LinearKind) bool) (*LayerStats, error) {
+	return p.run(ctx, l, hessian, true, false)
+}
+
+// Advance runs l on the stream in place, making its output the next layer's input.
+func (p *Pass) Advance(ctx context.Context, l *model.Layer) error {
+	_, err := p.run(ctx, l, nil, false, true)
+	return err
+}
+
+// CollectAdvance is Collect and Advance in one run, for when the layer that carries the
+// stream on is the one observed (float propagation).
+func (p *Pass) CollectAdvance(ctx context.Context, l *model.Layer, hessian func(kind model.LinearKind) bool) (*LayerStats, error) {
+	return p.run(ctx, l, hessian, true, true)
+}
+
+func (p *Pass) run(ctx context.Context, l *model.Layer, hessian func(model.LinearKind) bool, collect, advance bool) (*LayerStats, error) {
+	if l.Config == nil {
+		l.Config = &p.cfg
+	}
+	if l.Config.HiddenSize != p.cfg.HiddenSize {
+		panic("calib: layer of another model")
+	}
+	p.mem.PeakLayerBytes = max(p.mem.PeakLayerBytes, LayerBytes(l))
+	idx := l.Index
+	p.col.layers = nil
+	p.col.Hessian = nil
+	if hessian != nil {
+		p.col.Hessian = func(_ int, k model.LinearKind) bool { return hessian(k) }
+	}
+	p.mctx.Observe = nil
+	if collect {
+		p.mctx.Observe = func(layer int, kind model.LinearKind, x []float32, rows, in int) {
+			if layer == idx {
+				p.col.Observe(layer, kind, x, rows, in)
+			}
+		}
+	}
+	defer func() { p.mctx.Observe = nil }()
+	L, hid := p.seqLen, p.cfg.HiddenSize
+	n := len(p.windows)
+	for w0 := 0; w0 < n; w0 += p.chunk {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		nw := min(p.chunk, n-w0)
+		h := p.h[w0*L*hid : (w0+nw)*L*hid]
+		if !advance {
+			if cap(p.buf) < len(h) {
+				p.buf = make([]float32, p.chunk*L*hid)
+			}
+			p.buf = p.buf[:len(h)]
+			copy(p.buf, h)
+			h = p.buf
+		}
+		l.Forward(h, nw, L, &p.mctx)
+		p.sample()
+	}
+	if !collect {
+		return nil, nil
+	}
+	ls := p.col.Take(idx)
+	if ls == nil || len(ls.Inputs) != len(inputKinds) {
+		return nil, fmt.Errorf("calib: layer %d reported %d of its %d inputs to the observer", idx, lenInputs(ls), len(inputKinds))
+	}
+	return ls, nil
+}
+
+func lenInputs(ls *LayerStats) int {
+	if ls == nil {
+		return 0
+	}
+	return len(ls.Inputs)
+}
+
+// sample records the heap in use.
+func (p *Pass) sample() {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	p.mem.PeakHeapInuse = max(p.mem.PeakHeapInuse, ms.HeapInuse)
+}
+
+// CollectAll runs every layer of hm in float32 over the windows, layer by layer, and returns
+// the statistics of every layer's inputs, with Hessians where hessian says (nil: none). It
+// is the calibration pass for methods that need statistics only (SmoothQuant, a report).
+// progress, when non-nil, is called after each layer.
+func CollectAll(ctx context.Context, hm *hf.Model, windows [][]int, chunkRows int,
+	hessian func(layer int, kind model.LinearKind) bool, progress func(layer int, mem MemStats)) ([]*LayerStats, MemStats, error) {
+	p, err := NewPass(hm, windows, chunkRows)
+	if err != nil {
+		return nil, MemStats{}, err
+	}
+	out := make([]*LayerStats, p.cfg.NumLayers)
+	for i := range out {
+		l, err := p.Layer(i)
+		if err != nil {
+			return nil, p.mem, err
+		}
+		var hk func(model.LinearKind) bool
+		if hessian != nil {
+			hk = func(k model.LinearKind) bool { return hessian(i, k) }
+		}
+		if out[i], err = p.CollectAdvance(ctx, l, hk); err != nil {
+			return nil, p.mem, err
+		}
+		if progress != nil {
+			progress(i, p.mem)
+		}
+	}
+	return out, p.mem, nil
+}

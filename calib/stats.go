@@ -1,0 +1,335 @@
+package calib
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+
+	"github.com/odyssey-llm/odyssey/gemm"
+	"github.com/odyssey-llm/odyssey/model"
+)
+
+// Stats summarises the calibration inputs x [rows, In] of one linear layer (or of the group
+// of linears that share the input: q/k/v, gate/up).
+type Stats struct {
+	In   int
+	Rows int64
+	// Min, Max and AbsMax are per input channel: min x_j, max x_j and max |x_j| over every
+	// calibration row.
+	Min, Max, AbsMax []float32
+	// TensorAbsMax is max |x| over the whole tensor, which sets a static per-tensor scale.
+	TensorAbsMax float32
+	// TokenAbsMaxMean and TokenAbsMaxMin are the mean and the minimum over rows of each row's
+	// max |x|, the quantity a dynamic per-token scale follows. TensorAbsMax/TokenAbsMaxMean
+	// says how much resolution one static scale wastes on a typical token.
+	TokenAbsMaxMean float64
+	TokenAbsMaxMin  float32
+	// Rescaled is true when the statistics were transformed by Scale after collection: the
+	// per-channel, per-tensor and Hessian statistics are then exact for the rescaled input,
+	// but the per-token ones still describe the input as it was observed.
+	Rescaled bool
+
+	tokenSum float64
+	// xtx is Σ xᵀx over the rows, row-major [In, In], accumulated in float64; nil when the
+	// Hessian was not requested.
+	xtx     []float64
+	scratch []float32 // float32 XᵀX of one chunk
+}
+
+// NewStats returns empty statistics for inputs of width in; with hessian the XᵀX sum is
+// accumulated too (In² float64s).
+func NewStats(in int, hessian bool) *Stats {
+	if in <= 0 {
+		panic(fmt.Sprintf("calib.NewStats: width %d", in))
+	}
+	s := &Stats{
+		In:     in,
+		Min:    make([]float32, in),
+		Max:    make([]float32, in),
+		AbsMax: make([]float32, in),
+	}
+	for j := range s.Min {
+		s.Min[j] = float32(math.Inf(1))
+		s.Max[j] = float32(math.Inf(-1))
+	}
+	s.TokenAbsMaxMin = float32(math.Inf(1))
+	if hessian {
+		s.xtx = make([]float64, in*in)
+	}
+	return s
+}
+
+// HasHessian reports whether XᵀX is being accumulated.
+func (s *Stats) HasHessian() bool { return s.xtx != nil }
+
+// Add accumulates rows of x [rows, In], row-major. The per-channel and per-token statistics
+// are computed on row ranges in parallel; XᵀX of the rows is computed by gemm.Sgemm in
+// float32 (one product per call, so rows should be a few thousand at most for float32 to
+// hold the sum to ~1e-6) and added into the float64 accumulator.
+func (s *Stats) Add(x []float32, rows int) {
+	in := s.In
+	if rows <= 0 {
+		return
+	}
+	if len(x) < rows*in {
+		panic(fmt.Sprintf("calib.Stats.Add: x has %d elements, want %d×%d", len(x), rows, in))
+	}
+	x = x[:rows*in]
+	s.addRanges(x, rows)
+	s.Rows += int64(rows)
+	if s.xtx != nil {
+		if cap(s.scratch) < in*in {
+			s.scratch = make([]float32, in*in)
+		}
+		t := s.scratch[:in*in]
+		gemm.Sgemm(true, false, in, in, rows, 1, x, in, x, in, 0, t, in)
+		addF64(s.xtx, t)
+	}
+}
+
+// addF64 adds t into acc in parallel.
+func addF64(acc []float64, t []float32) {
+	parallel(len(acc), 1<<16, func(lo, hi int) {
+		a, b := acc[lo:hi], t[lo:hi]
+		for i := range a {
+			a[i] += float64(b[i])
+		}
+	})
+}
+
+// partial is one worker's share of the per-channel and per-token statistics.
+type partial struct {
+	min, max []float32
+	tokSum   float64
+	tokMin   float32
+}
+
+func (s *Stats) addRanges(x []float32, rows int) {
+	in := s.In
+	w := max(1, min(runtime.GOMAXPROCS(0), rows/64))
+	parts := make([]partial, w)
+	var wg sync.WaitGroup
+	for p := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pt := &parts[p]
+			pt.min = make([]float32, in)
+			pt.max = make([]float32, in)
+			copy(pt.min, x[:in])
+			copy(pt.max, x[:in])
+			pt.tokMin = float32(math.Inf(1))
+			lo, hi := rows*p/w, rows*(p+1)/w
+			for r := lo; r < hi; r++ {
+				row := x[r*in : (r+1)*in]
+				mn, mx := pt.min[:len(row)], pt.max[:len(row)]
+				var t float32
+				for j, v := range row {
+					if v < mn[j] {
+						mn[j] = v
+					}
+					if v > mx[j] {
+						mx[j] = v
+					}
+					if a := abs32(v); a > t {
+						t = a
+					}
+				}
+				pt.tokSum += float64(t)
+				if t < pt.tokMin {
+					pt.tokMin = t
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, pt := range parts {
+		for j := range in {
+			s.Min[j] = min(s.Min[j], pt.min[j])
+			s.Max[j] = max(s.Max[j], pt.max[j])
+		}
+		s.tokenSum += pt.tokSum
+		s.TokenAbsMaxMin = min(s.TokenAbsMaxMin, pt.tokMin)
+	}
+	s.TensorAbsMax = 0
+	for j := range in {
+		s.AbsMax[j] = max(-s.Min[j], s.Max[j])
+		s.TensorAbsMax = max(s.TensorAbsMax, s.AbsMax[j])
+	}
+	s.TokenAbsMaxMean = s.tokenSum / float64(s.Rows+int64(rows))
+}
+
+func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
+
+// Range returns max_j − min_j of channel j: the width a channel's values span, the FPTQ
+// alternative to max |x_j| as the statistic of an equalization.
+func (s *Stats) Range(j int) float32 { return s.Max[j] - s.Min[j] }
+
+// XTX returns the accumulated Σ xᵀx [In, In] (not a copy), or nil without a Hessian.
+func (s *Stats) XTX() []float64 { return s.xtx }
+
+// Hessian returns a new H = 2/n·XᵀX [In, In] row-major, the Hessian of the layer-wise
+// squared error ‖XWᵀ − XŴᵀ‖² that GPTQ minimises, n being the number of rows; nil when the
+// Hessian was not accumulated or no rows were seen.
+func (s *Stats) Hessian() []float64 {
+	if s.xtx == nil || s.Rows == 0 {
+		return nil
+	}
+	h := make([]float64, len(s.xtx))
+	f := 2 / float64(s.Rows)
+	for i, v := range s.xtx {
+		h[i] = f * v
+	}
+	return h
+}
+
+// Merge adds the statistics of o, collected on other rows of the same input, into s.
+func (s *Stats) Merge(o *Stats) {
+	if o.In != s.In || (o.xtx == nil) != (s.xtx == nil) {
+		panic("calib.Stats.Merge: statistics of different inputs")
+	}
+	for j := range s.In {
+		s.Min[j] = min(s.Min[j], o.Min[j])
+		s.Max[j] = max(s.Max[j], o.Max[j])
+		s.AbsMax[j] = max(-s.Min[j], s.Max[j])
+		s.TensorAbsMax = max(s.TensorAbsMax, s.AbsMax[j])
+	}
+	for i := range s.xtx {
+		s.xtx[i] += o.xtx[i]
+	}
+	s.tokenSum += o.tokenSum
+	s.Rows += o.Rows
+	s.TokenAbsMaxMean = s.tokenSum / float64(s.Rows)
+	s.TokenAbsMaxMin = min(s.TokenAbsMaxMin, o.TokenAbsMaxMin)
+	s.Rescaled = s.Rescaled || o.Rescaled
+}
+
+// Clone returns a deep copy of s.
+func (s *Stats) Clone() *Stats {
+	c := *s
+	c.Min = append([]float32(nil), s.Min...)
+	c.Max = append([]float32(nil), s.Max...)
+	c.AbsMax = append([]float32(nil), s.AbsMax...)
+	if s.xtx != nil {
+		c.xtx = append([]float64(nil), s.xtx...)
+	}
+	c.scratch = nil
+	return &c
+}
+
+// Scale transforms s, in place, into the statistics of the input x_j/d_j, which is what a
+// consumer sees after an equalization folds 1/d into the producer of its input (d_j > 0).
+// The transform is exact for the per-channel ranges, the per-tensor maximum and XᵀX
+// (entries divided by d_i·d_j); per-token maxima cannot be transformed and are kept as they
+// were, which Rescaled records.
+func (s *Stats) Scale(d []float32) {
+	if len(d) != s.In {
+		panic(fmt.Sprintf("calib.Stats.Scale: %d factors for %d channels", len(d), s.In))
+	}
+	s.TensorAbsMax = 0
+	for j, dj := range d {
+		if !(dj > 0) {
+			panic(fmt.Sprintf("calib.Stats.Scale: factor %d is %v, want > 0", j, dj))
+		}
+		s.Min[j] /= dj
+		s.Max[j] /= dj
+		s.AbsMax[j] = max(-s.Min[j], s.Max[j])
+		s.TensorAbsMax = max(s.TensorAbsMax, s.AbsMax[j])
+	}
+	if s.xtx != nil {
+		n := s.In
+		parallel(n, 16, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				di := float64(d[i])
+				row := s.xtx[i*n : (i+1)*n]
+				for j := range row {
+					row[j] /= di * float64(d[j])
+				}
+			}
+		})
+	}
+	s.Rescaled = true
+}
+
+// parallel splits [0, n) across the cores, in ranges of at least minPer items.
+func parallel(n, minPer int, fn func(lo, hi int)) {
+	w := min(runtime.GOMAXPROCS(0), n/max(1, minPer))
+	if w <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(w)
+	for i := range w {
+		go func(lo, hi int) {
+			defer wg.Done()
+			fn(lo, hi)
+		}(n*i/w, n*(i+1)/w)
+	}
+	wg.Wait()
+}
+
+// inputKinds are the linears that read a distinct input, one per group of SharedInput: the
+// kinds Context.Observe reports in a decoder layer.
+var inputKinds = []model.LinearKind{model.Q, model.O, model.Gate, model.Down}
+
+// InputKinds returns the kinds that name the four distinct inputs of a decoder layer: Q (the
+// input q, k and v share), O, Gate (shared with up) and Down.
+func InputKinds() []model.LinearKind { return append([]model.LinearKind(nil), inputKinds...) }
+
+// LayerStats holds the statistics of the four inputs of one decoder layer.
+type LayerStats struct {
+	Layer  int
+	Inputs map[model.LinearKind]*Stats // keyed by Q, O, Gate, Down
+}
+
+// For returns the statistics of the input that linear kind reads (those of Q for K and V,
+// of Gate for Up), or nil.
+func (l *LayerStats) For(kind model.LinearKind) *Stats {
+	if l == nil {
+		return nil
+	}
+	return l.Inputs[kind.SharedInput()[0]]
+}
+
+// Collector turns Context.Observe calls into Stats per layer and input. It is what a Pass
+// installs, and it can observe a whole-model forward pass the same way, which is how the
+// layer-by-layer pass is tested.
+type Collector struct {
+	// Hessian selects the inputs whose XᵀX is accumulated; nil means none.
+	Hessian func(layer int, kind model.LinearKind) bool
+	layers  map[int]*LayerStats
+}
+
+// Observe is a model.Context.Observe function. It ignores the LM head's input.
+func (c *Collector) Observe(layer int, kind model.LinearKind, x []float32, rows, in int) {
+	if kind == model.LMHead {
+		return
+	}
+	if c.layers == nil {
+		c.layers = map[int]*LayerStats{}
+	}
+	ls := c.layers[layer]
+	if ls == nil {
+		ls = &LayerStats{Layer: layer, Inputs: map[model.LinearKind]*Stats{}}
+		c.layers[layer] = ls
+	}
+	s := ls.Inputs[kind]
+	if s == nil {
+		s = NewStats(in, c.Hessian != nil && c.Hessian(layer, kind))
+		ls.Inputs[kind] = s
+	}
+	s.Add(x, rows)
+}
+
+// Layer returns the statistics collected for a layer, or nil if it was never observed.
+func (c *Collector) Layer(i int) *LayerStats { return c.layers[i] }
+
+// Take returns the statistics of layer i and forgets them, so that the next observation of
+// the layer starts afresh.
+func (c *Collector) Take(i int) *LayerStats {
+	ls := c.layers[i]
+	delete(c.layers, i)
+	return ls
+}

@@ -76,26 +76,35 @@ func (o *evalDataOptions) evalOptions() eval.Options {
 
 // loadedModel is a model ready to evaluate, with the tokenizer it was trained with.
 type loadedModel struct {
-	dir   string
-	hf    *hf.Model
-	model *model.Model
-	tok   *tokenizer.Tokenizer
+	dir     string
+	hf      *hf.Model
+	model   *model.Model
+	tok     *tokenizer.Tokenizer
+	cleanup func()
 }
 
 func (l *loadedModel) Close() {
 	if l.hf != nil {
 		l.hf.Close()
 	}
+	if l.cleanup != nil {
+		l.cleanup()
+	}
 }
 
 // loadForEval opens a checkpoint folder and its tokenizer and converts the weights to
 // float32, refusing early what the forward pass cannot run.
 func loadForEval(dir string, o *evalDataOptions) (*loadedModel, error) {
-	hm, err := hf.Load(dir)
+	path, cleanup, err := openModelPath(dir)
 	if err != nil {
+		return nil, err
+	}
+	hm, err := hf.Load(path)
+	if err != nil {
+		cleanup()
 		return nil, badInput(err)
 	}
-	l := &loadedModel{dir: dir, hf: hm}
+	l := &loadedModel{dir: dir, hf: hm, cleanup: cleanup}
 	if hm.TokenizerPath == "" {
 		l.Close()
 		return nil, badInput(fmt.Errorf("model %s has no tokenizer.json; evaluation needs the model's tokenizer", dir))

@@ -86,14 +86,22 @@ table. A single .safetensors file gets the tensor table alone.`,
 }
 
 func runInspect(g *globalOptions, o *inspectOptions) error {
-	st, err := os.Stat(o.path)
+	if _, err := os.Stat(o.path); err != nil {
+		return badInput(fmt.Errorf("inspect: %w", err))
+	}
+	dir, cleanup, err := openModelPath(o.path)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	st, err := os.Stat(dir)
 	if err != nil {
 		return badInput(fmt.Errorf("inspect: %w", err))
 	}
 	rep := &inspectReport{Path: o.path, DTypes: map[string]int64{}}
 	var ckpt *safetensors.Checkpoint
-	if st.IsDir() && fileExists(filepath.Join(o.path, "config.json")) {
-		m, err := hf.Load(o.path)
+	if st.IsDir() && fileExists(filepath.Join(dir, "config.json")) {
+		m, err := hf.Load(dir)
 		if err != nil {
 			return badInput(err)
 		}
@@ -102,7 +110,7 @@ func runInspect(g *globalOptions, o *inspectOptions) error {
 		rep.Model = summarize(m)
 		rep.Warnings = m.Warnings
 	} else {
-		c, err := safetensors.Open(o.path)
+		c, err := safetensors.Open(dir)
 		if err != nil {
 			return badInput(err)
 		}

@@ -272,3 +272,37 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version: exit %d %q", code, out)
 	}
 }
+
+func TestBundleInspectEval(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "tiny.tar.zst")
+	if code, _, errOut := runCLI(t, "", "bundle", tiny, "-o", out); code != 0 {
+		t.Fatalf("bundle: exit %d: %s", code, errOut)
+	}
+	if code, _, _ := runCLI(t, "", "bundle", tiny, "-o", out); code != exitExists {
+		t.Errorf("bundle over an existing file: exit %d, want %d", code, exitExists)
+	}
+	code, js, errOut := runCLI(t, "", "inspect", "--json", out)
+	var rep inspectReport
+	if code != 0 || json.Unmarshal([]byte(js), &rep) != nil || rep.Parameters != 5245184 {
+		t.Fatalf("inspect bundle: exit %d %s", code, errOut)
+	}
+	// A corrupted bundle is bad input naming the bundle, not a model that computes garbage.
+	b, _ := os.ReadFile(out)
+	bad := filepath.Join(t.TempDir(), "bad.tar.zst")
+	os.WriteFile(bad, b[:len(b)/2], 0o644)
+	code, _, errOut = runCLI(t, "", "eval", "ppl", "--model", bad, "--data", sharedtest.Testdata("text/sample.txt"))
+	if code != exitBadInput || !strings.Contains(errOut, bad) {
+		t.Errorf("corrupt bundle: exit %d %q", code, errOut)
+	}
+}
+
+func TestSynthRefusesExisting(t *testing.T) {
+	dir := t.TempDir() // exists
+	code, _, errOut := runCLI(t, "", "testdata", "synth", "--shape", "llama2-7b", "--layers", "1", "--out", dir)
+	if code != exitExists || !strings.Contains(errOut, "--force") {
+		t.Errorf("exit %d %q", code, errOut)
+	}
+	if code, _, _ := runCLI(t, "", "testdata", "synth", "--shape", "gpt5", "--out", filepath.Join(dir, "x")); code != exitUsage {
+		t.Errorf("unknown shape: exit %d", code)
+	}
+}

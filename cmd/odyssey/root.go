@@ -40,6 +40,7 @@ model and checks it: perplexity and KL divergence on CPU, speed on a GPU.`,
 		newTokenizeCmd(g),
 		newEvalCmd(g),
 		newTestdataCmd(g),
+		newBundleCmd(g),
 	)
 	return root
 }

@@ -652,3 +652,94 @@ func TestBytesIsBoundedView(t *testing.T) {
 		t.Error("append wrote into the next tensor")
 	}
 }
+
+// TestConcurrentUse writes different tensors from several goroutines and reads them back
+// from several goroutines; run with -race, it checks the documented concurrency guarantees.
+func TestConcurrentUse(t *testing.T) {
+	tensors := randomTensors(8, 32)
+	dir := t.TempDir()
+	w, err := NewWriter(dir, infosOf(tensors), WriterOptions{MaxShardSize: 400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Abort()
+	errs := make(chan error, len(tensors))
+	for _, ts := range tensors {
+		go func() {
+			d := ts.Data
+			for len(d) > 0 {
+				n := min(len(d), 5)
+				if err := w.WriteTensor(ts.Name, d[:n]); err != nil {
+					errs <- err
+					return
+				}
+				d = d[n:]
+			}
+			errs <- nil
+		}()
+	}
+	for range tensors {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for _, ti := range c.Tensors() {
+				if _, err := c.Bytes(ti.Name); err != nil {
+					t.Error(err)
+				}
+				if ti.DType.IsFloat() {
+					if _, err := c.Float32(ti.Name); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	checkContents(t, c, tensors)
+}
+
+// TestReadAtFallback exercises the path taken where files cannot be mapped (Windows, some
+// file systems): the same checkpoint read through ReadAt gives the same results.
+func TestReadAtFallback(t *testing.T) {
+	tensors := randomTensors(10, 20)
+	dir := t.TempDir()
+	writeAll(t, dir, tensors, WriterOptions{MaxShardSize: 300}, []int{19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0})
+	c, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range c.shards {
+		if s.data == nil {
+			t.Skip("files are not mapped on this platform: the fallback is what the other tests use")
+		}
+		if err := munmap(s.data); err != nil {
+			t.Fatal(err)
+		}
+		s.data = nil
+		if s.f, err = os.Open(s.path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkContents(t, c, tensors)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Bytes(tensors[0].Name); !errors.Is(err, ErrClosed) {
+		t.Errorf("after Close: %v", err)
+	}
+}

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/odyssey-llm/odyssey/formats/bundle"
+	"github.com/spf13/cobra"
+)
+
+type bundleOptions struct {
+	dir    string
+	out    string
+	force  bool
+	asJSON bool
+}
+
+func newBundleCmd(g *globalOptions) *cobra.Command {
+	o := &bundleOptions{}
+	cmd := &cobra.Command{
+		Use:   "bundle DIR -o FILE.tar.zst",
+		Short: "Pack a model or artifact folder into one verified file",
+		Long: `Bundle packs a folder into one zstd-compressed tar file whose manifest holds the SHA-256
+of every file. inspect and eval accept the bundle wherever they accept a folder; opening it
+verifies every file, so a truncated or corrupted copy is an error, never a silently different model.`,
+		Example: "  odyssey bundle /tmp/tiny-w4a8 -o tiny-w4a8.tar.zst\n  odyssey inspect tiny-w4a8.tar.zst",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.dir = args[0]
+			if o.out == "" {
+				return usageErrorf("bundle needs -o FILE.tar.zst")
+			}
+			if st, err := os.Stat(o.dir); err != nil || !st.IsDir() {
+				return badInput(fmt.Errorf("bundle: %s is not a folder", o.dir))
+			}
+			if _, err := os.Stat(o.out); err == nil && !o.force {
+				return &exitError{code: exitExists, err: fmt.Errorf("%s already exists (add --force to replace it)", o.out)}
+			}
+			if err := bundle.Write(o.dir, o.out); err != nil {
+				return err
+			}
+			st, err := os.Stat(o.out)
+			if err != nil {
+				return err
+			}
+			if o.asJSON {
+				return writeJSON(g.out, map[string]any{"out": o.out, "bytes": st.Size()})
+			}
+			_, err = fmt.Fprintf(g.out, "wrote %s (%s)\n", o.out, humanBytes(st.Size()))
+			return err
+		},
+	}
+	cmd.Flags().StringVarP(&o.out, "output", "o", "", "bundle file to write (FILE.tar.zst)")
+	cmd.Flags().BoolVar(&o.force, "force", false, "replace an existing bundle file")
+	cmd.Flags().BoolVar(&o.asJSON, "json", false, "print machine-readable JSON")
+	return cmd
+}
+
+// openModelPath returns a folder for path: path itself, or for a bundle file a verified
+// extraction into a temporary folder that cleanup removes.
+func openModelPath(path string) (dir string, cleanup func(), err error) {
+	if st, err := os.Stat(path); err == nil && !st.IsDir() && (bundle.IsBundle(path) || strings.HasSuffix(path, ".tar.zst")) {
+		d, c, err := bundle.Open(path)
+		if err != nil {
+			return "", nil, badInput(err)
+		}
+		return d, c, nil
+	}
+	return path, func() {}, nil
+}

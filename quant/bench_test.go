@@ -46,3 +46,52 @@ func BenchmarkRTN4096x11008(b *testing.B) {
 		}
 	}
 }
+
+// benchQLinear runs a fake-quantized linear over a 512-token window, the shape of
+// evaluation, reporting MAC/s; the float GEMM of the same shape is the baseline.
+func benchQLinear(b *testing.B, out, in int, act ActQuant) {
+	const rows = 512
+	iw, err := RTNIntScale(randWeights(out*in, 2), out, in, 128, RTNOptions{}, AmplifierRule{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := NewQLinear(iw, act, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := randWeights(rows*in, 3)
+	y := make([]float32, rows*out)
+	b.ResetTimer()
+	for b.Loop() {
+		l.Forward(y, x, rows)
+	}
+	b.ReportMetric(float64(rows*out*in)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
+}
+
+func BenchmarkQLinear768x256PerToken(b *testing.B) {
+	benchQLinear(b, 768, 256, ActQuant{Policy: DynamicPerToken})
+}
+
+func BenchmarkQLinear256x768Static(b *testing.B) {
+	benchQLinear(b, 256, 768, ActQuant{Policy: StaticPerTensor, Scale: 0.01})
+}
+
+func BenchmarkQLinear4096x4096PerToken(b *testing.B) {
+	benchQLinear(b, 4096, 4096, ActQuant{Policy: DynamicPerToken})
+}
+
+// BenchmarkFakeQuantLinearRef is the scalar reference on the small shape, for scale.
+func BenchmarkFakeQuantLinearRef768x256(b *testing.B) {
+	const rows, out, in = 64, 768, 256
+	iw, err := RTNIntScale(randWeights(out*in, 2), out, in, 128, RTNOptions{}, AmplifierRule{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := randWeights(rows*in, 3)
+	y := make([]float32, rows*out)
+	act := ActQuant{Policy: DynamicPerToken}
+	for b.Loop() {
+		FakeQuantLinearRef(x, rows, act, iw, nil, y)
+	}
+	b.ReportMetric(float64(rows*out*in)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
+}

@@ -171,7 +171,7 @@ func (c *checker) values() {
 		seen := map[Pair]bool{}
 		for i, p := range eq.Pairs {
 			ip := fmt.Sprintf("equalization.pairs[%d]", i)
-			if !oneOf(c, ip, p, PairQKV, PairGateUp, PairDown, PairO) {
+			if !oneOf(c, ip, p, PairQKV, PairGateUp, PairDown, PairO) || d.isBad(ip) {
 				continue
 			}
 			if seen[p] {
@@ -241,6 +241,9 @@ func (c *checker) values() {
 		seen := map[string]bool{}
 		for i, p := range r.Skip {
 			ip := fmt.Sprintf("skip[%d]", i)
+			if d.isBad(ip) {
+				continue
+			}
 			if err := checkPattern(p); err != "" {
 				c.fail(ip, "pattern %q %s", p, err)
 				continue
@@ -253,7 +256,7 @@ func (c *checker) values() {
 	}
 
 	if r.Output.ShardSize < 1<<20 {
-		c.fail("output.shard_size", "must be at least 1MiB, got %s", FormatSize(r.Output.ShardSize))
+		c.fail("output.shard_size", "must be at least 1MiB, got %d bytes", r.Output.ShardSize)
 	}
 	oneOf(c, "output.format", r.Output.Format, FormatOdyssey, FormatCompressedTensors)
 }
@@ -300,7 +303,7 @@ func (c *checker) combinations() {
 		eq.Method, is("activations.bits"))
 	rule([]string{"equalization.method", "activations.policy", "activations.bits"},
 		act.Bits == 8 && eq.Method == LAE && !needsLAE,
-		"equalization.method lae needs activations.policy fptq or lae, but %s (policy static never equalizes; policy lae applies LAE to every layer)",
+		"equalization.method lae needs activations.policy fptq or lae, but %s (policies static and per-token never equalize; policy lae applies LAE to every layer)",
 		is("activations.policy"))
 
 	rule([]string{"weights.group_size", "weights.bits"},

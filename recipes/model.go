@@ -2,6 +2,7 @@ package recipes
 
 import (
 	"fmt"
+	"os"
 	"path"
 	"strings"
 
@@ -157,8 +158,8 @@ func (r *Recipe) ValidateForModel(cfg hf.Config) (*Plan, error) {
 	for j, p := range r.Skip {
 		if !used[j] {
 			ip := fmt.Sprintf("skip[%d]", j)
-			msg := fmt.Sprintf("%s: pattern %q matches no module of this model (module names look like model.layers.0.mlp.down_proj, model.embed_tokens, lm_head", ip, p)
-			if s := closest(p, moduleWords); s != "" {
+			msg := fmt.Sprintf("%s: pattern %q matches no module of this model (its modules are model.embed_tokens, lm_head and model.layers.N.self_attn.{q,k,v,o}_proj, model.layers.N.mlp.{gate,up,down}_proj for N from 0 to %d", ip, p, cfg.NumLayers-1)
+			if s := closest(p, moduleWords); s != "" && !strings.Contains(p, ".") {
 				msg += fmt.Sprintf("; did you mean %q?", s)
 			}
 			d.at([]string{ip, "skip"}, "%s)", msg)
@@ -275,4 +276,25 @@ func (p *Plan) Summary() []string {
 		lines = append(lines, fmt.Sprintf("fallback: %s quantized per channel (input dimension %d is not a multiple of the group size)", g.describe(), g.in))
 	}
 	return lines
+}
+
+// ValidateFiles checks that the files the recipe names exist, so that a missing calibration
+// file fails when the recipe is checked rather than after the model is loaded.
+func (r *Recipe) ValidateFiles() error {
+	p := r.CalibrationPath()
+	if p == "" {
+		return nil
+	}
+	file := r.Source
+	if r.src != nil {
+		file = r.src.file
+	}
+	d := newDiag(file, r.src)
+	switch st, err := os.Stat(p); {
+	case err != nil:
+		d.at([]string{"calibration.data"}, "calibration.data: %v", err)
+	case st.IsDir():
+		d.at([]string{"calibration.data"}, "calibration.data: %s is a folder, not a file", p)
+	}
+	return d.err()
 }

@@ -132,7 +132,7 @@ func document(d *diag, data []byte) *yaml.Node {
 		if err == io.EOF {
 			d.addAt(pos{}, "empty recipe: a recipe needs at least `version: %d`", Version)
 		} else {
-			syntaxProblem(d, err)
+			syntaxProblem(d, err, data)
 		}
 		return nil
 	}
@@ -141,7 +141,7 @@ func document(d *diag, data []byte) *yaml.Node {
 	case err == nil:
 		d.addAt(posOf(&extra), "a recipe is one YAML document, but a second one starts here")
 	case err != io.EOF:
-		syntaxProblem(d, err)
+		syntaxProblem(d, err, data)
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
 		d.addAt(pos{}, "empty recipe: a recipe needs at least `version: %d`", Version)
@@ -161,7 +161,7 @@ func document(d *diag, data []byte) *yaml.Node {
 // syntaxProblem turns a yaml.v3 syntax error into a problem. yaml.v3 gives no column, and
 // leaves the line out when it is the first one (its marks count lines from 0, and it omits
 // line 0). Its other errors (an alias to an unknown anchor) have no place at all.
-func syntaxProblem(d *diag, err error) {
+func syntaxProblem(d *diag, err error, data []byte) {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
 	var p pos
 	if !strings.HasPrefix(msg, "unknown anchor") {
@@ -170,6 +170,13 @@ func syntaxProblem(d *diag, err error) {
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		p.line, _ = strconv.Atoi(m[1])
 		msg = m[2]
+	}
+	// The commonest syntax error in hand-written YAML deserves a plain explanation.
+	if lines := strings.Split(string(data), "\n"); p.line > 0 && p.line <= len(lines) {
+		line := lines[p.line-1]
+		if indent := line[:len(line)-len(strings.TrimLeft(line, " \t"))]; strings.Contains(indent, "\t") {
+			msg += " (a tab in the indentation: YAML indents with spaces only)"
+		}
 	}
 	d.addAt(p, "invalid YAML: %s", msg)
 }
@@ -331,6 +338,10 @@ func (p *parser) mapping(n *yaml.Node, prefix string, fields []field) {
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
+		if k.ShortTag() == "!!merge" {
+			p.d.addAt(posOf(k), "merge keys (<<) are not supported in recipes; write the values out")
+			continue
+		}
 		if k.Kind != yaml.ScalarNode || k.ShortTag() != "!!str" {
 			p.d.addAt(posOf(k), "%s: keys are names, but this one is %s", where(prefix), describe(k))
 			continue
@@ -386,14 +397,12 @@ func (p *parser) unknown(k *yaml.Node, prefix string, fields []field) {
 		names[i] = f.key
 	}
 	switch s := closest(k.Value, names); {
-	case k.Value == "<<":
-		msg = "merge keys (<<) are not supported in recipes; write the values out"
 	case s != "":
 		msg += fmt.Sprintf(" (did you mean %q?)", s)
 	case len(homes[k.Value]) > 0:
 		msg += fmt.Sprintf(" (did you mean %s?)", orList(homes[k.Value]))
 	default:
-		msg += fmt.Sprintf(" (%s keys are %s)", where(prefix), strings.Join(names, ", "))
+		msg += fmt.Sprintf(" (known keys: %s)", strings.Join(names, ", "))
 	}
 	p.d.addAt(posOf(k), "%s", msg)
 }
@@ -489,25 +498,20 @@ func (p *parser) strings(v *yaml.Node, path string) ([]string, bool) {
 		p.wrongType(v, path, "a list")
 		return nil, false
 	}
-	xs := make([]string, 0, len(v.Content))
-	good := true
+	// A malformed item keeps its place as "" (marked bad), so that the other items are
+	// still checked and keep their indices.
+	xs := make([]string, len(v.Content))
 	for i, item := range v.Content {
 		ip := fmt.Sprintf("%s[%d]", path, i)
 		if item.Kind == yaml.AliasNode {
 			p.d.addAt(posOf(item), "%s: aliases (*%s) are not supported in recipes; write the value out", ip, item.Value)
-			good = false
+			p.d.markBad(ip)
 			continue
 		}
-		if !p.scalar(item, ip, "!!str", "a string") {
-			good = false
-			continue
+		if p.scalar(item, ip, "!!str", "a string") {
+			xs[i] = item.Value
+			p.ok(item, ip)
 		}
-		xs = append(xs, item.Value)
-		p.ok(item, ip)
-	}
-	if !good {
-		p.d.markBad(path)
-		return nil, false
 	}
 	p.ok(v, path)
 	return xs, true

@@ -302,7 +302,7 @@ var applicability = []struct {
 }{
 	{"calibration.format", func(r *Recipe) bool { return r.Calibration.Data != Self },
 		func(r, d *Recipe) { r.Calibration.Format = "" },
-		"with a calibration file, not with data self", "calibration.data"},
+		"only with a calibration file", "calibration.data"},
 	{"equalization.statistic", func(r *Recipe) bool { return r.Equalization.Method == LAE },
 		func(r, d *Recipe) { r.Equalization.Statistic = d.Equalization.Statistic },
 		"only to method lae", "equalization.method"},

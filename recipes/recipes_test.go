@@ -3,6 +3,7 @@ package recipes
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -54,7 +55,7 @@ func TestPresets(t *testing.T) {
 				t.Errorf("ValidateForModel(tiny-llama): %v", err)
 			}
 			// A recipe that only names the preset as its base is the preset.
-			b := mustParse(t, "version: 1\nbase: "+name+"\ndescription: "+r.Description+"\n")
+			b := mustParse(t, fmt.Sprintf("version: 1\nbase: %s\ndescription: %q\n", name, r.Description))
 			if !reflect.DeepEqual(semantic(b), semantic(r)) {
 				t.Errorf("base: %s resolves to\n%+v\nwant\n%+v", name, semantic(b), semantic(r))
 			}
@@ -233,9 +234,9 @@ func TestValidateGo(t *testing.T) {
 	err := r.Validate()
 	want := `recipe: calibration.samples: must be at least 1, got 0
 recipe: equalization.method: unknown value "laee" (want lae, smoothquant or none; did you mean "lae"?)
+recipe: output.format: unknown value "gguf" (want odyssey or compressed-tensors)
 recipe: weights.bits 8 needs group_size per-channel, but weights.group_size is 128 (the default): 8-bit weights are per-channel, as in SmoothQuant's W8A8
-recipe: integer_scale.enabled needs grouped 4-bit weights and 8-bit activations (it turns group scales into integers for the int8×int4 kernel), but weights.bits is 8 (the default); write enabled: false
-recipe: output.format: unknown value "gguf" (want odyssey or compressed-tensors)`
+recipe: integer_scale.enabled needs grouped 4-bit weights and 8-bit activations (it turns group scales into integers for the int8×int4 kernel), but weights.bits is 8 (the default); write enabled: false`
 	if err == nil || err.Error() != want {
 		t.Errorf("Validate:\n%v\nwant:\n%s", err, want)
 	}

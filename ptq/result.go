@@ -19,8 +19,8 @@ type Result struct {
 	Options Options   `json:"options"`
 	Config  hf.Config `json:"-"`
 	// Windows and SeqLen describe the calibration set.
-	Windows int `json:"windows"`
-	SeqLen  int `json:"seq_len"`
+	Windows int            `json:"windows"`
+	SeqLen  int            `json:"seq_len"`
 	Layers  []*LayerResult `json:"layers"`
 	// Mem is the calibration pass's memory use (peak heap, resident activations, largest
 	// layer).
@@ -114,9 +114,9 @@ type LinearResult struct {
 	// GPTQ is GPTQ's report (nil for RTN).
 	GPTQ *GPTQReport `json:"gptq,omitempty"`
 	// Alpha summarises the integer-scale amplifiers log2 α over output channels.
-	AlphaLog2Min  int     `json:"alpha_log2_min,omitempty"`
-	AlphaLog2Max  int     `json:"alpha_log2_max,omitempty"`
-	AlphaLog2Mean float64 `json:"alpha_log2_mean,omitempty"`
+	AlphaLog2Min  int           `json:"alpha_log2_min,omitempty"`
+	AlphaLog2Max  int           `json:"alpha_log2_max,omitempty"`
+	AlphaLog2Mean float64       `json:"alpha_log2_mean,omitempty"`
 	Time          time.Duration `json:"time_ns"`
 }
 

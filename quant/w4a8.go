@@ -250,77 +250,89 @@ func grow[T any](b []T, n int) []T {
 const rowsPerBlock = 32
 
 // run computes y [m×N] (+ bias) from the float codes s.xf and scales s.xs (len 1 or m).
+// The last group's combine and the epilogue run row by row in one pass, while the row of
+// accumulators is in L1.
 func (e *engine) run(s *scratch, m int, y, bias []float32) {
 	w := e.w
 	k, n, gs, ng := w.In, w.Out, w.GroupSize, w.NumGroups()
 	for g := 0; g < ng; g++ {
-		first := g == 0
+		var tmp []float32
+		var pg []int32
 		if gs <= exactChunk {
 			gemm.Sgemm(false, true, m, n, gs, 1, s.xf[g*gs:], k, e.wf[g*gs:], k, 0, s.tmp, n)
-			e.combine(s.acc, s.tmp, nil, g, m, first)
-			continue
+			tmp = s.tmp
+		} else {
+			for j0 := g * gs; j0 < (g+1)*gs; j0 += exactChunk {
+				kc := min(exactChunk, (g+1)*gs-j0)
+				gemm.Sgemm(false, true, m, n, kc, 1, s.xf[j0:], k, e.wf[j0:], k, 0, s.tmp, n)
+				toInt(s.pg, s.tmp, j0 == g*gs)
+			}
+			pg = s.pg
 		}
-		for j0 := g * gs; j0 < (g+1)*gs; j0 += exactChunk {
-			kc := min(exactChunk, (g+1)*gs-j0)
-			gemm.Sgemm(false, true, m, n, kc, 1, s.xf[j0:], k, e.wf[j0:], k, 0, s.tmp, n)
-			toInt(s.pg, s.tmp, j0 == g*gs)
-		}
-		e.combine(s.acc, nil, s.pg, g, m, first)
-	}
-	parallelBlocks(m, rowsPerBlock, 0, func(r0, r1 int) error {
-		for r := r0; r < r1; r++ {
-			xs := rowScale(s.xs, r)
-			acc, yr := s.acc[r*n:(r+1)*n], y[r*n:(r+1)*n]
-			f := e.f[:n]
-			if bias == nil {
-				for c := range yr {
-					yr[c] = float32(Int4Shift*acc[c]) * (xs * f[c])
+		sg := e.shatT[g*n : (g+1)*n]
+		first, last := g == 0, g == ng-1
+		parallelBlocks(m, rowsPerBlock, 0, func(r0, r1 int) error {
+			for r := r0; r < r1; r++ {
+				a := s.acc[r*n : (r+1)*n]
+				if tmp != nil {
+					combineFloat(a, sg, tmp[r*n:(r+1)*n], first)
+				} else {
+					combineInt(a, sg, pg[r*n:(r+1)*n], first)
 				}
-				continue
+				if last {
+					epilogue(y[r*n:(r+1)*n], a, rowScale(s.xs, r), e.f, bias)
+				}
 			}
-			for c := range yr {
-				// The conversion rounds the product before the addition: no fused
-				// multiply-add, as in the reference.
-				yr[c] = float32(float32(Int4Shift*acc[c])*(xs*f[c])) + bias[c]
-			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 }
 
-// combine adds ŝ[·,g]·P_g to acc (or sets it, for the first group), P_g taken from the
-// float GEMM output tmp (exact integers) or from the int32 sums pg.
-func (e *engine) combine(acc []int32, tmp []float32, pg []int32, g, m int, first bool) {
-	n := e.w.Out
-	sg := e.shatT[g*n : (g+1)*n]
-	parallelBlocks(m, rowsPerBlock, 0, func(r0, r1 int) error {
-		for r := r0; r < r1; r++ {
-			a := acc[r*n : (r+1)*n]
-			switch {
-			case tmp != nil && first:
-				t := tmp[r*n : (r+1)*n]
-				for c := range a {
-					a[c] = sg[c] * int32(t[c])
-				}
-			case tmp != nil:
-				t := tmp[r*n : (r+1)*n]
-				for c := range a {
-					a[c] += sg[c] * int32(t[c])
-				}
-			case first:
-				p := pg[r*n : (r+1)*n]
-				for c := range a {
-					a[c] = sg[c] * p[c]
-				}
-			default:
-				p := pg[r*n : (r+1)*n]
-				for c := range a {
-					a[c] += sg[c] * p[c]
-				}
-			}
+// combineFloat adds ŝ·P to the accumulators (or sets them, for the first group), P read
+// from the float GEMM's output, whose values are exact integers.
+func combineFloat(a, sg []int32, t []float32, first bool) {
+	sg, t = sg[:len(a)], t[:len(a)]
+	if first {
+		for c := range a {
+			a[c] = sg[c] * int32(t[c])
 		}
-		return nil
-	})
+		return
+	}
+	for c := range a {
+		a[c] += sg[c] * int32(t[c])
+	}
+}
+
+// combineInt is combineFloat for P already summed in int32.
+func combineInt(a, sg, p []int32, first bool) {
+	sg, p = sg[:len(a)], p[:len(a)]
+	if first {
+		for c := range a {
+			a[c] = sg[c] * p[c]
+		}
+		return
+	}
+	for c := range a {
+		a[c] += sg[c] * p[c]
+	}
+}
+
+// epilogue writes one row of outputs from Σ ŝ·P: y = float32(16·Σ) * (xs * f_c), the
+// reference's expression (16·Σ is the reference's acc), then + bias after a rounding.
+func epilogue(yr []float32, a []int32, xs float32, f, bias []float32) {
+	a, f = a[:len(yr)], f[:len(yr)]
+	if bias == nil {
+		for c := range yr {
+			yr[c] = float32(Int4Shift*a[c]) * (xs * f[c])
+		}
+		return
+	}
+	bias = bias[:len(yr)]
+	for c := range yr {
+		// The conversion rounds the product before the addition: no fused multiply-add,
+		// as in the reference.
+		yr[c] = float32(float32(Int4Shift*a[c])*(xs*f[c])) + bias[c]
+	}
 }
 
 func toInt(pg []int32, tmp []float32, first bool) {

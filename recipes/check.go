@@ -13,16 +13,20 @@ import (
 // range and no impossible combination. Parse has already done it for a parsed recipe; it is
 // for recipes built or changed in Go. Problems point into the recipe's file when it has one.
 func (r *Recipe) Validate() error {
-	file := r.Source
-	if r.src != nil {
-		file = r.src.file
-	}
-	if file == "" {
-		file = "recipe"
-	}
-	d := newDiag(file, r.src)
+	d := newDiag(r.fileName(), r.src)
 	check(r, d, false)
 	return d.err()
+}
+
+// fileName is what problems name: the recipe's file, else its source, else "recipe".
+func (r *Recipe) fileName() string {
+	switch {
+	case r.src != nil:
+		return r.src.file
+	case r.Source != "":
+		return r.Source
+	}
+	return "recipe"
 }
 
 // check reports everything wrong with r into d. With parsing set it also rejects values the

@@ -9,11 +9,12 @@ import (
 
 // Problem is one thing wrong with a recipe, at a place in its file.
 type Problem struct {
-	File string
+	File string `json:"file"`
 	// Line and Column are 1-based; 0 when the problem has no single place (a required key
 	// that is missing, a conflict between values that all came from the defaults).
-	Line, Column int
-	Message      string
+	Line    int    `json:"line"`
+	Column  int    `json:"column"`
+	Message string `json:"message"`
 }
 
 // String formats the problem as compilers do, file:line:column: message, so that editors

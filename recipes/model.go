@@ -13,21 +13,22 @@ import (
 type Module struct {
 	// Name is the Hugging Face module name: model.embed_tokens, lm_head, or
 	// model.layers.N.self_attn.{q,k,v,o}_proj and model.layers.N.mlp.{gate,up,down}_proj.
-	Name string
+	Name string `json:"name"`
 	// Kind is the last segment of Name (q_proj, ..., down_proj, embed_tokens, lm_head).
-	Kind string
+	Kind string `json:"kind"`
 	// Layer is the decoder layer, or -1 for the embeddings and lm_head.
-	Layer   int
-	Out, In int
+	Layer int `json:"layer"`
+	Out   int `json:"out"`
+	In    int `json:"in"`
 	// Skip is the pattern that keeps the module in 16 bits; "" when it is quantized.
-	Skip string
+	Skip string `json:"skip,omitempty"`
 	// GroupSize is the group length along In that the module is quantized with: the
 	// recipe's, or In when it is quantized per channel (by the recipe or by fallback).
 	// 0 when skipped.
-	GroupSize int
+	GroupSize int `json:"group_size"`
 	// Fallback is set when the recipe's group size does not divide In, so the module is
 	// quantized per channel instead.
-	Fallback bool
+	Fallback bool `json:"fallback"`
 }
 
 // Plan is what a recipe will do to a model, decided from the model's config alone, before
@@ -102,14 +103,7 @@ func (r *Recipe) ValidateForModel(cfg hf.Config) (*Plan, error) {
 	if err := r.Validate(); err != nil {
 		return nil, err
 	}
-	file := r.Source
-	if r.src != nil {
-		file = r.src.file
-	}
-	if file == "" {
-		file = "recipe"
-	}
-	d := newDiag(file, r.src)
+	d := newDiag(r.fileName(), r.src)
 	if err := cfg.Supported(); err != nil {
 		var reasons []string
 		for _, e := range unjoin(err) {
@@ -285,11 +279,7 @@ func (r *Recipe) ValidateFiles() error {
 	if p == "" {
 		return nil
 	}
-	file := r.Source
-	if r.src != nil {
-		file = r.src.file
-	}
-	d := newDiag(file, r.src)
+	d := newDiag(r.fileName(), r.src)
 	switch st, err := os.Stat(p); {
 	case err != nil:
 		d.at([]string{"calibration.data"}, "calibration.data: %v", err)

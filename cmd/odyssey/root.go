@@ -39,6 +39,7 @@ model and checks it: perplexity and KL divergence on CPU, speed on a GPU.`,
 		newInspectCmd(g),
 		newTokenizeCmd(g),
 		newEvalCmd(g),
+		newRecipesCmd(g),
 		newTestdataCmd(g),
 		newBundleCmd(g),
 	)

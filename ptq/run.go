@@ -1,0 +1,286 @@
+package ptq
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/odyssey-llm/odyssey/calib"
+	"github.com/odyssey-llm/odyssey/formats/hf"
+	"github.com/odyssey-llm/odyssey/formats/tokenizer"
+	"github.com/odyssey-llm/odyssey/model"
+	"github.com/odyssey-llm/odyssey/quant"
+)
+
+func numCPU() int { return runtime.GOMAXPROCS(0) }
+
+// Run quantizes the model hm per opt and returns the quantized layers with the report of
+// every decision. It draws the calibration windows (calib.LoadWindows: from the text file
+// opt.Calib.Source with tokenizer tok, or sampled from the model) and then runs RunWindows.
+// progress, when non-nil, is called as windows are sampled and after each layer.
+func Run(ctx context.Context, hm *hf.Model, tok *tokenizer.Tokenizer, opt Options, progress func(ProgressEvent)) (*Result, error) {
+	opt, err := opt.resolved()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	windows, err := calib.LoadWindows(ctx, hm, tok, opt.Calib, func(done, total int) {
+		if progress != nil {
+			progress(ProgressEvent{Stage: "windows", Done: done, Total: total, Elapsed: time.Since(start)})
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	wt := time.Since(start)
+	res, err := RunWindows(ctx, hm, windows, opt, progress)
+	if err != nil {
+		return nil, err
+	}
+	res.WindowsTime = wt
+	res.Total = time.Since(start)
+	return res, nil
+}
+
+// RunWindows is Run on calibration windows drawn by the caller (each starting with BOS, all
+// of one length); opt.Calib's window fields are ignored, the rest of it applies.
+//
+// Layer by layer, with only the current layer's weights resident (calib.Pass):
+//
+//  1. run the float layer on its calibration inputs and gather the statistics of its four
+//     inputs (with Hessians for GPTQ);
+//  2. for each input, compute the equalization scales of its pair, decide the activation
+//     policy from the input's range (quant.Decide), fold LAE where the policy says (and
+//     SmoothQuant wherever listed) and transform the statistics to the folded input;
+//  3. quantize the seven weights (RTN or GPTQ on the transformed Hessian), build integer
+//     scales, and set each static input's scale from its calibrated maximum;
+//  4. run the quantized layer (or, with Propagate "float", the float one) on the inputs to
+//     produce the next layer's.
+func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options, progress func(ProgressEvent)) (*Result, error) {
+	opt, err := opt.resolved()
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	pass, err := calib.NewPass(hm, windows, opt.Calib.ChunkRows)
+	if err != nil {
+		return nil, err
+	}
+	cfg := *pass.Config()
+	res := &Result{Options: opt, Config: cfg, Windows: len(windows), SeqLen: pass.SeqLen()}
+	for _, s := range opt.Skip {
+		if _, _, err := parseSkip(s, cfg.NumLayers); err != nil {
+			return nil, err
+		}
+	}
+	gptq := opt.Weights.Method == MethodGPTQ
+	floatProp := opt.Calib.Propagate == calib.PropagateFloat
+	for i := range cfg.NumLayers {
+		l, err := pass.Layer(i)
+		if err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		hess := func(k model.LinearKind) bool {
+			if !gptq {
+				return false
+			}
+			for _, c := range consumers(k) {
+				if !opt.skipped(i, c) {
+					return true
+				}
+			}
+			return false
+		}
+		var st *calib.LayerStats
+		if floatProp {
+			// The folded float layer computes the unfolded one's function, so the
+			// statistics pass can also carry the stream on.
+			st, err = pass.CollectAdvance(ctx, l, hess)
+		} else {
+			st, err = pass.Collect(ctx, l, hess)
+		}
+		if err != nil {
+			return nil, err
+		}
+		t1 := time.Now()
+		lr, err := quantizeLayer(l, st, &opt, &cfg)
+		if err != nil {
+			return nil, fmt.Errorf("ptq: layer %d: %w", i, err)
+		}
+		st = nil
+		t2 := time.Now()
+		if !floatProp {
+			ql, err := lr.layer(&cfg)
+			if err != nil {
+				return nil, err
+			}
+			if err := pass.Advance(ctx, ql); err != nil {
+				return nil, err
+			}
+		}
+		lr.CollectTime, lr.QuantizeTime, lr.PropagateTime = t1.Sub(t0), t2.Sub(t1), time.Since(t2)
+		res.Layers = append(res.Layers, lr)
+		res.Mem = pass.Mem()
+		if progress != nil {
+			progress(ProgressEvent{Stage: "layer", Done: i + 1, Total: cfg.NumLayers, Layer: lr, Elapsed: time.Since(start), Mem: res.Mem})
+		}
+	}
+	res.Total = time.Since(start)
+	return res, nil
+}
+
+// quantizeLayer decides, folds and quantizes one float layer l (modified in place) given
+// the statistics of its inputs.
+func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.Config) (*LayerResult, error) {
+	lr := &LayerResult{Layer: l.Index}
+	eq := &opt.Equalization
+	acts := map[model.LinearKind]quant.ActQuant{}
+	hessians := map[model.LinearKind]*calib.Stats{}
+	for _, kind := range calib.InputKinds() {
+		s := st.For(kind)
+		ir := &InputResult{Kind: kind, Pair: pairOf(kind), Before: summarize(s)}
+		lr.Inputs = append(lr.Inputs, ir)
+		hessians[kind] = s
+		anyQuantized := false
+		for _, c := range consumers(kind) {
+			anyQuantized = anyQuantized || !opt.skipped(l.Index, c)
+		}
+		eligible := slices.Contains(eq.Pairs, ir.Pair)
+		if eq.Method == EqualizeSmoothQuant && eligible {
+			prod, cons := smoothScales(s, l, kind, eq.Alpha, cfg)
+			fold(l, kind, prod, cons)
+			s.Scale(cons)
+			ir.Equalized, ir.ProducerScale, ir.ConsumerScale = EqualizeSmoothQuant, prod, cons
+		}
+		if opt.Activations.Bits == 16 {
+			ir.After = summarize(s)
+			continue
+		}
+		before := statRange(s, eq.Statistic, nil)
+		after := before
+		var prod, cons []float32
+		lae := eq.Method == EqualizeLAE && eligible
+		if lae {
+			var err error
+			if prod, cons, err = laeScales(s, kind, eq.Statistic, cfg); err != nil {
+				return nil, fmt.Errorf("%v input: %w", kind, err)
+			}
+			after = statRange(s, eq.Statistic, cons)
+		}
+		policy, dec := quant.Decide(opt.Activations.Rule, before, after)
+		if policy == quant.LAEStaticPerTensor && !lae {
+			policy = quant.DynamicPerToken
+			dec.Policy = policy
+			dec.Reason += fmt.Sprintf("; LAE is not enabled for pair %s, so dynamic per-token instead", ir.Pair)
+		}
+		ir.Decision = dec
+		if policy == quant.LAEStaticPerTensor {
+			fold(l, kind, prod, cons)
+			s.Scale(cons)
+			ir.Equalized, ir.ProducerScale, ir.ConsumerScale = EqualizeLAE, prod, cons
+		}
+		ir.Act = quant.ActQuant{Policy: policy}
+		if policy != quant.DynamicPerToken {
+			ir.Act.Scale = quant.ActScale(s.TensorAbsMax)
+		}
+		ir.After = summarize(s)
+		if !anyQuantized {
+			ir.Act = quant.ActQuant{}
+		}
+		acts[kind] = ir.Act
+	}
+	lr.AttnNorm, lr.MLPNorm = l.AttnNorm, l.MLPNorm
+
+	// Hessians are prepared once per input and shared by the linears that read it.
+	var prepared map[model.LinearKind]*preparedHessian
+	if opt.Weights.Method == MethodGPTQ {
+		prepared = map[model.LinearKind]*preparedHessian{}
+	}
+	for _, kind := range model.LayerKinds {
+		d := dense(l, kind)
+		in := kind.SharedInput()[0]
+		lin := &LinearResult{Kind: kind, Name: linearName(l.Index, kind), Out: d.Out(), In: d.In(), Bias: d.B}
+		lr.Linears = append(lr.Linears, lin)
+		if opt.skipped(l.Index, kind) {
+			lin.Skipped, lin.Float, lin.Bits, lin.ActBits = true, d.W, 32, 32
+			continue
+		}
+		t0 := time.Now()
+		lin.ActBits = opt.Activations.Bits
+		lin.Act = acts[in]
+		var ph *preparedHessian
+		if prepared != nil {
+			if ph = prepared[in]; ph == nil {
+				var err error
+				if ph, err = prepareHessian(hessians[in], opt.Weights.GPTQ); err != nil {
+					return nil, fmt.Errorf("%s: %w", lin.Name, err)
+				}
+				prepared[in] = ph
+			}
+		}
+		if err := quantizeWeight(lin, d.W, ph, opt); err != nil {
+			return nil, fmt.Errorf("%s: %w", lin.Name, err)
+		}
+		lin.Time = time.Since(t0)
+	}
+	return lr, nil
+}
+
+// quantizeWeight fills lin's quantized weight from the float weight w.
+func quantizeWeight(lin *LinearResult, w []float32, ph *preparedHessian, opt *Options) error {
+	out, in := lin.Out, lin.In
+	wo := &opt.Weights
+	if wo.Bits == 8 {
+		q, err := QuantizeInt8(w, out, in)
+		if err != nil {
+			return err
+		}
+		lin.Weight8, lin.Bits = q, 8
+		lin.WeightError = relErr(q.Dequantize(), w)
+		return nil
+	}
+	lin.Bits = 4
+	g, fell := quant.EffectiveGroupSize(in, wo.GroupSize)
+	if fell && wo.Fallback == FallbackError {
+		return fmt.Errorf("group size %d does not divide the %d input channels (fallback is \"error\")", wo.GroupSize, in)
+	}
+	lin.GroupSize, lin.GroupFallback = g, fell
+	var qw *quant.QuantizedWeight
+	var err error
+	if ph != nil {
+		qw, lin.GPTQ, err = runGPTQ(w, out, in, g, ph, wo.GPTQ)
+	} else {
+		qw, err = quant.RTN(w, out, in, g, wo.RTN)
+	}
+	if err != nil {
+		return err
+	}
+	lin.Weight = qw
+	lin.WeightError = relErr(qw.Dequantize(), w)
+	if !opt.IntegerScale.Enabled {
+		return nil
+	}
+	iw, err := quant.IntegerScales(qw, opt.IntegerScale.Rule)
+	if err != nil {
+		return err
+	}
+	lin.IntScale = iw
+	lin.FloatScaleWeightError = lin.WeightError
+	lin.WeightError = relErr(iw.Dequantize(), w)
+	lo, hi, sum := 255, 0, 0
+	for _, e := range iw.Log2Alpha {
+		lo, hi, sum = min(lo, int(e)), max(hi, int(e)), sum+int(e)
+	}
+	lin.AlphaLog2Min, lin.AlphaLog2Max, lin.AlphaLog2Mean = lo, hi, float64(sum)/float64(len(iw.Log2Alpha))
+	return nil
+}
+
+func summarize(s *calib.Stats) InputSummary {
+	a := append([]float32(nil), s.AbsMax...)
+	sort.Slice(a, func(i, j int) bool { return a[i] < a[j] })
+	return InputSummary{TensorAbsMax: s.TensorAbsMax, MedianChannelAbsMax: a[len(a)/2], TokenAbsMaxMean: s.TokenAbsMaxMean}
+}

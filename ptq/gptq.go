@@ -1,27 +1,33 @@
 package ptq
 
 import (
-	"errors"
-
 	"github.com/odyssey-llm/odyssey/calib"
 	"github.com/odyssey-llm/odyssey/quant"
 )
 
-// GPTQOptions configures GPTQ.
-type GPTQOptions struct{}
+// GPTQOptions configures GPTQ (quant.GPTQOptions). Its GroupSize is ignored: Weights.GroupSize
+// (after the per-channel fallback) applies to GPTQ as to RTN.
+type GPTQOptions = quant.GPTQOptions
 
-// GPTQReport is GPTQ's account of one linear.
-type GPTQReport struct {
-	Loss float64 `json:"loss"`
-	Damp float64 `json:"damp"`
-}
+// GPTQReport is GPTQ's account of one linear: its loss estimate, the damping that made the
+// Hessian factorizable, dead columns and timings.
+type GPTQReport = quant.GPTQStats
 
-type preparedHessian struct{}
+// preparedHessian is an input's damped, factorized Hessian, shared by the linears reading it.
+type preparedHessian = quant.GPTQHessian
 
+// prepareHessian damps and factorizes the Hessian of s (after any equalization: s.Scale
+// transforms XᵀX with the input).
 func prepareHessian(s *calib.Stats, opt GPTQOptions) (*preparedHessian, error) {
-	return nil, errors.New("ptq: GPTQ is not available yet")
+	return quant.PrepareHessian(s.Hessian(), s.In, opt)
 }
 
+// runGPTQ quantizes w [out×in] in groups of g with GPTQ against ph.
 func runGPTQ(w []float32, out, in, g int, ph *preparedHessian, opt GPTQOptions) (*quant.QuantizedWeight, *GPTQReport, error) {
-	return nil, nil, errors.New("ptq: GPTQ is not available yet")
+	opt.GroupSize = g
+	qw, st, err := quant.GPTQWithHessian(w, out, in, ph, opt)
+	if err != nil {
+		return nil, nil, err
+	}
+	return qw, &st, nil
 }

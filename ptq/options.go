@@ -25,6 +25,9 @@ type Options struct {
 	// names that linear in every layer, "layers.3" every linear of layer 3 and
 	// "layers.3.down_proj" one linear. The embedding and the LM head are never quantized.
 	Skip []string
+	// OutputError gathers the Hessian of every input even for RTN, so that every linear
+	// reports LinearResult.OutputError (GPTQ always does). It costs In² float64s per input.
+	OutputError bool
 }
 
 // Equalization methods.

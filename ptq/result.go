@@ -111,6 +111,9 @@ type LinearResult struct {
 	// FloatScaleWeightError is the same with the float group scales.
 	WeightError           float64 `json:"weight_error"`
 	FloatScaleWeightError float64 `json:"float_scale_weight_error,omitempty"`
+	// OutputError is ‖X·(Ŵ − W)ᵀ‖²/‖X·Wᵀ‖² on the calibration inputs X (from the Hessian,
+	// so only when one was gathered: GPTQ), with the float group scales.
+	OutputError float64 `json:"output_error,omitempty"`
 	// GPTQ is GPTQ's report (nil for RTN).
 	GPTQ *GPTQReport `json:"gptq,omitempty"`
 	// Alpha summarises the integer-scale amplifiers log2 α over output channels.
@@ -166,7 +169,11 @@ func (r *Result) Input(i int, kind model.LinearKind) *InputResult {
 // Module returns the model.Linear that evaluates this linear as quantized: quant.QLinear
 // (W4A8, integer scales), FloatScaleLinear (W4A8, float scales), a Dense of the dequantized
 // weight (W4A16), a FakeActLinear around it (W8A8), or the float Dense when skipped.
-func (lr *LinearResult) Module() (model.Linear, error) {
+func (lr *LinearResult) Module() (model.Linear, error) { return lr.module(false) }
+
+// module is Module; floatScales uses the float group scales even when integer scales exist,
+// to measure what Integer Scale costs on the very same codes.
+func (lr *LinearResult) module(floatScales bool) (model.Linear, error) {
 	if lr.Skipped {
 		return model.NewDense(lr.Float, lr.Bias, lr.Out, lr.In), nil
 	}
@@ -179,13 +186,13 @@ func (lr *LinearResult) Module() (model.Linear, error) {
 		return &FakeActLinear{Act: lr.Act, Inner: d}, nil
 	case lr.ActBits == 16:
 		var w []float32
-		if lr.IntScale != nil {
+		if lr.IntScale != nil && !floatScales {
 			w = lr.IntScale.Dequantize()
 		} else {
 			w = lr.Weight.Dequantize()
 		}
 		return model.NewDense(w, lr.Bias, lr.Out, lr.In), nil
-	case lr.IntScale != nil:
+	case lr.IntScale != nil && !floatScales:
 		return quant.NewQLinear(lr.IntScale, lr.Act, lr.Bias)
 	default:
 		return NewFloatScaleLinear(lr.Weight, lr.Act, lr.Bias)
@@ -193,10 +200,10 @@ func (lr *LinearResult) Module() (model.Linear, error) {
 }
 
 // layer builds the decoder layer that computes lr as quantized.
-func (lr *LayerResult) layer(cfg *hf.Config) (*model.Layer, error) {
+func (lr *LayerResult) layer(cfg *hf.Config, floatScales bool) (*model.Layer, error) {
 	l := &model.Layer{Index: lr.Layer, Config: cfg, AttnNorm: lr.AttnNorm, MLPNorm: lr.MLPNorm}
 	for _, lin := range lr.Linears {
-		m, err := lin.Module()
+		m, err := lin.module(floatScales)
 		if err != nil {
 			return nil, fmt.Errorf("ptq: %s: %w", lin.Name, err)
 		}
@@ -209,7 +216,16 @@ func (lr *LayerResult) layer(cfg *hf.Config) (*model.Layer, error) {
 // final norm and LM head read from hm (the checkpoint the result was made from; it must still
 // be open), and every decoder layer built from the result (folded norms, fake-quantized
 // linears). eval.Perplexity and eval.KL run on it.
-func (r *Result) FakeQuantModel(hm *hf.Model) (*model.Model, error) {
+func (r *Result) FakeQuantModel(hm *hf.Model) (*model.Model, error) { return r.fakeQuant(hm, false) }
+
+// FakeQuantModelFloatScales is FakeQuantModel with the float group scales in place of the
+// integer scales, on the same int4 codes: the comparison that isolates what Integer Scale
+// costs (a run with IntegerScale disabled also propagates, and so calibrates, differently).
+func (r *Result) FakeQuantModelFloatScales(hm *hf.Model) (*model.Model, error) {
+	return r.fakeQuant(hm, true)
+}
+
+func (r *Result) fakeQuant(hm *hf.Model, floatScales bool) (*model.Model, error) {
 	if len(hm.Layers) != len(r.Layers) || hm.Config.HiddenSize != r.Config.HiddenSize {
 		return nil, fmt.Errorf("ptq: the checkpoint (%d layers, hidden %d) is not the one quantized (%d layers, hidden %d)",
 			len(hm.Layers), hm.Config.HiddenSize, len(r.Layers), r.Config.HiddenSize)
@@ -219,7 +235,7 @@ func (r *Result) FakeQuantModel(hm *hf.Model) (*model.Model, error) {
 		return nil, err
 	}
 	for i, lr := range r.Layers {
-		if m.Layers[i], err = lr.layer(&m.Config); err != nil {
+		if m.Layers[i], err = lr.layer(&m.Config, floatScales); err != nil {
 			return nil, err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/odyssey-llm/odyssey/calib"
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/tokenizer"
+	"github.com/odyssey-llm/odyssey/gemm"
 	"github.com/odyssey-llm/odyssey/model"
 	"github.com/odyssey-llm/odyssey/quant"
 )
@@ -77,6 +78,7 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 		}
 	}
 	gptq := opt.Weights.Method == MethodGPTQ
+	needH := gptq || opt.OutputError
 	floatProp := opt.Calib.Propagate == calib.PropagateFloat
 	for i := range cfg.NumLayers {
 		l, err := pass.Layer(i)
@@ -85,7 +87,7 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 		}
 		t0 := time.Now()
 		hess := func(k model.LinearKind) bool {
-			if !gptq {
+			if !needH {
 				return false
 			}
 			for _, c := range consumers(k) {
@@ -114,7 +116,7 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 		st = nil
 		t2 := time.Now()
 		if !floatProp {
-			ql, err := lr.layer(&cfg)
+			ql, err := lr.layer(&cfg, false)
 			if err != nil {
 				return nil, err
 			}
@@ -197,6 +199,7 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 
 	// Hessians are prepared once per input and shared by the linears that read it.
 	var prepared map[model.LinearKind]*preparedHessian
+	hess32 := map[model.LinearKind][]float32{}
 	if opt.Weights.Method == MethodGPTQ {
 		prepared = map[model.LinearKind]*preparedHessian{}
 	}
@@ -222,7 +225,15 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 				prepared[in] = ph
 			}
 		}
-		if err := quantizeWeight(lin, d.W, ph, opt); err != nil {
+		var h []float32
+		if hessians[in].HasHessian() {
+			h = hess32[in]
+			if h == nil {
+				h = toF32(hessians[in].Hessian())
+				hess32[in] = h
+			}
+		}
+		if err := quantizeWeight(lin, d.W, ph, h, opt); err != nil {
 			return nil, fmt.Errorf("%s: %w", lin.Name, err)
 		}
 		lin.Time = time.Since(t0)
@@ -231,7 +242,7 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 }
 
 // quantizeWeight fills lin's quantized weight from the float weight w.
-func quantizeWeight(lin *LinearResult, w []float32, ph *preparedHessian, opt *Options) error {
+func quantizeWeight(lin *LinearResult, w []float32, ph *preparedHessian, h []float32, opt *Options) error {
 	out, in := lin.Out, lin.In
 	wo := &opt.Weights
 	if wo.Bits == 8 {
@@ -260,7 +271,11 @@ func quantizeWeight(lin *LinearResult, w []float32, ph *preparedHessian, opt *Op
 		return err
 	}
 	lin.Weight = qw
-	lin.WeightError = relErr(qw.Dequantize(), w)
+	deq := qw.Dequantize()
+	lin.WeightError = relErr(deq, w)
+	if h != nil {
+		lin.OutputError = outputErr(deq, w, out, in, h)
+	}
 	if !opt.IntegerScale.Enabled {
 		return nil
 	}
@@ -283,4 +298,34 @@ func summarize(s *calib.Stats) InputSummary {
 	a := append([]float32(nil), s.AbsMax...)
 	sort.Slice(a, func(i, j int) bool { return a[i] < a[j] })
 	return InputSummary{TensorAbsMax: s.TensorAbsMax, MedianChannelAbsMax: a[len(a)/2], TokenAbsMaxMean: s.TokenAbsMaxMean}
+}
+
+func toF32(h []float64) []float32 {
+	f := make([]float32, len(h))
+	for i, v := range h {
+		f[i] = float32(v)
+	}
+	return f
+}
+
+// outputErr returns tr(ΔH Δᵀ)/tr(W H Wᵀ) with Δ = deq − w: the relative squared error of the
+// layer's output on the calibration inputs, ‖X·Δᵀ‖²/‖X·Wᵀ‖², which is what GPTQ minimises.
+func outputErr(deq, w []float32, out, in int, h []float32) float64 {
+	delta := make([]float32, len(w))
+	for i := range w {
+		delta[i] = deq[i] - w[i]
+	}
+	dh := make([]float32, len(w))
+	gemm.Sgemm(false, false, out, in, in, 1, delta, in, h, in, 0, dh, in)
+	wh := make([]float32, len(w))
+	gemm.Sgemm(false, false, out, in, in, 1, w, in, h, in, 0, wh, in)
+	var num, den float64
+	for i := range w {
+		num += float64(dh[i]) * float64(delta[i])
+		den += float64(wh[i]) * float64(w[i])
+	}
+	if den == 0 {
+		return 0
+	}
+	return num / den
 }

@@ -19,9 +19,9 @@ const Int4Shift = 16
 // DefaultLog2Alpha is the default amplifier cap, α ≤ 2¹⁰ (the Integer Scale paper's 1024).
 const DefaultLog2Alpha = 10
 
-// MaxLog2Alpha bounds the amplifier: 2²⁴ keeps every integer scale exact in a float32 and
-// far inside int32; the overflow bound stops much earlier for any real layer anyway.
-const MaxLog2Alpha = 24
+// MaxLog2Alpha bounds the amplifier: ŝ ≤ α ≤ 2¹⁴ fits the int16 .group_scale tensor of
+// docs/fastgemm-layout.md. The overflow bound stops far below it for real layers anyway.
+const MaxLog2Alpha = 14
 
 // AmplifierKind chooses how the amplifier α of each output channel is picked.
 type AmplifierKind int

@@ -275,7 +275,17 @@ func TestIntegerScalesTypicalAlpha(t *testing.T) {
 			hist[1<<iw.Log2Alpha[c]]++
 			worst = max(worst, float64(iw.Bound[c])/AccLimit)
 		}
-		t.Logf("K = %5d, group 128: α per channel %v, largest bound %.2f of 2³¹−1", in, hist, worst)
+		// Weight error of the float scales and of the integer scales, relative to Σw².
+		w := randWeights(out*in, 9)
+		var ef, ei, ew float64
+		df, di := qw.Dequantize(), iw.Dequantize()
+		for j, v := range w {
+			ef += (float64(df[j]) - float64(v)) * (float64(df[j]) - float64(v))
+			ei += (float64(di[j]) - float64(v)) * (float64(di[j]) - float64(v))
+			ew += float64(v) * float64(v)
+		}
+		t.Logf("K = %5d, group 128: α per channel %v, largest bound %.2f of 2³¹−1; weight rel. MSE %.5f (float scales), %.5f (integer scales)",
+			in, hist, worst, ef/ew, ei/ew)
 		if in == 256 && hist[1024] != out {
 			t.Errorf("K = 256: α %v, want 1024 everywhere", hist)
 		}
@@ -299,7 +309,7 @@ func TestIntegerScalesErrors(t *testing.T) {
 		{"NaN scale", bad(func(w *QuantizedWeight) { w.Scales[1] = float32(math.NaN()) }), AmplifierRule{}, "scale [0, 1]"},
 		{"ragged", bad(func(w *QuantizedWeight) { w.GroupSize = 5 }), AmplifierRule{}, "tile"},
 		{"short", bad(func(w *QuantizedWeight) { w.Q = w.Q[:11] }), AmplifierRule{}, "11 codes"},
-		{"α too large", handWeight(), AmplifierRule{Log2Alpha: 25}, "log2 α = 25"},
+		{"α too large", handWeight(), AmplifierRule{Log2Alpha: 15}, "log2 α = 15"},
 		{"negative α", handWeight(), AmplifierRule{Log2Alpha: -1}, "log2 α = -1"},
 		{"kind", handWeight(), AmplifierRule{Kind: 7}, "unknown kind"},
 	} {
@@ -319,12 +329,7 @@ func TestValidateCatchesTampering(t *testing.T) {
 		{"bound", func(w *IntScaleWeight) { w.Bound[0]-- }, "recorded"},
 		{"ŝ > α", func(w *IntScaleWeight) { w.IntScales[1] = 2000 }, "outside [1, α = 1024]"},
 		{"ŝ = 0", func(w *IntScaleWeight) { w.IntScales[1] = 0 }, "outside"},
-		{"overflowing ŝ", func(w *IntScaleWeight) {
-			w.Log2Alpha[0] = 24
-			for g := range w.IntScales {
-				w.IntScales[g] = 1 << 24
-			}
-		}, "exceeds"},
+		{"α too large", func(w *IntScaleWeight) { w.Log2Alpha[0] = 15 }, "log2 α = 15"},
 		{"channel scale", func(w *IntScaleWeight) { w.ChannelScale[0] = float32(math.Inf(1)) }, "channel scale"},
 		{"lengths", func(w *IntScaleWeight) { w.Bound = nil }, "lengths"},
 	} {
@@ -336,5 +341,18 @@ func TestValidateCatchesTampering(t *testing.T) {
 		if err := iw.Validate(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: err = %v, want %q", c.name, err, c.want)
 		}
+	}
+	// Integer scales inflated to α = 2¹⁴ on 256 codes of 7: 2032·16384·1792 ≫ 2³¹.
+	qw := &QuantizedWeight{Out: 1, In: 256, GroupSize: 128, Q: make([]int8, 256), Scales: []float32{1, 1}}
+	for k := range qw.Q {
+		qw.Q[k] = 7
+	}
+	iw, err := IntegerScales(qw, AmplifierRule{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iw.Log2Alpha[0], iw.IntScales[0], iw.IntScales[1] = 14, 1<<14, 1<<14
+	if err := iw.Validate(); err == nil || !strings.Contains(err.Error(), "exceeds") {
+		t.Errorf("inflated ŝ: err = %v, want an overflow", err)
 	}
 }

@@ -78,7 +78,9 @@ func RTN(w []float32, out, in, groupSize int, opt RTNOptions) (*QuantizedWeight,
 
 // RTNIntScale is RTN followed by IntegerScales(·, rule), fused: each block of rows gets its
 // integer scales while its codes are still in cache, and the magnitude sums the overflow
-// bound needs come out of the rounding loop. The result equals the two calls in sequence.
+// bound needs come out of the rounding loop. The result equals the two calls in sequence
+// (for a layer with both a non-finite weight and an overflowing channel, the error reported
+// is the one in the earlier rows).
 func RTNIntScale(w []float32, out, in, groupSize int, opt RTNOptions, rule AmplifierRule) (*IntScaleWeight, error) {
 	grid, err := checkRTN(w, out, in, groupSize, opt)
 	if err != nil {

@@ -52,6 +52,9 @@ func W4A8GEMMRef(x []int8, xScale []float32, w *IntScaleWeight, y []float32) {
 					}
 				}
 				s := w.IntScales[c*ng+g]
+				if prod := int64(s) * p64; prod != int64(s*p) {
+					panic(overflow(w, r, c, g, "product ŝ·P'", prod))
+				}
 				acc += s * p
 				acc64 += int64(s) * p64
 				if acc64 != int64(acc) {

@@ -71,7 +71,7 @@ func TestW4A8GEMMHand(t *testing.T) {
 // sit just under 2³¹.
 func randIntScaleWeight(t testing.TB, r *rand.Rand, out, in, g int, seed uint64) *IntScaleWeight {
 	w := randWeights(out*in, seed)
-	iw, err := RTNIntScale(w, out, in, g, RTNOptions{ClipSearch: seed%2 == 0}, AmplifierRule{Log2Alpha: 8 + r.IntN(8)})
+	iw, err := RTNIntScale(w, out, in, g, RTNOptions{ClipSearch: seed%2 == 0}, AmplifierRule{Log2Alpha: 8 + r.IntN(7)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -209,7 +209,7 @@ func (c *checker) values() {
 	if w.Bits != 4 && w.Bits != 8 {
 		c.fail("weights.bits", "must be 4 or 8, got %d", w.Bits)
 	}
-	if w.GroupSize != PerChannel && !slices.Contains(GroupSizes, w.GroupSize) {
+	if w.GroupSize != PerChannel && !slices.Contains(groupSizes, w.GroupSize) {
 		c.fail("weights.group_size", "%d is not supported (want %s)", w.GroupSize, groupSizeChoices())
 	}
 	oneOf(c, "weights.method", w.Method, RTN, GPTQ)

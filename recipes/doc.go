@@ -74,8 +74,8 @@
 // enabled without grouped 4-bit weights and 8-bit activations; GPTQ act_order on grouped
 // weights without static_groups (the groups would not be contiguous, as the kernel needs).
 //
-// Keys with no value (`seed:`), YAML anchors and aliases, merge keys (<<), duplicate keys
-// and second documents are errors too: each has a plausible reading, so none is guessed.
+// Keys with no value (`seed:`), YAML aliases (*name) and merge keys (<<), duplicate keys and
+// second documents are errors too: each has a plausible reading, so none is guessed.
 //
 // # Skip patterns
 //

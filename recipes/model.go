@@ -1,7 +1,9 @@
 package recipes
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"strings"
@@ -281,6 +283,8 @@ func (r *Recipe) ValidateFiles() error {
 	}
 	d := newDiag(r.fileName(), r.src)
 	switch st, err := os.Stat(p); {
+	case errors.Is(err, fs.ErrNotExist):
+		d.at([]string{"calibration.data"}, "calibration.data: there is no file %s", p)
 	case err != nil:
 		d.at([]string{"calibration.data"}, "calibration.data: %v", err)
 	case st.IsDir():

@@ -545,8 +545,8 @@ func (p *parser) groupSize(v *yaml.Node, path string) {
 }
 
 func groupSizeChoices() string {
-	xs := make([]string, 0, len(GroupSizes)+1)
-	for _, g := range GroupSizes {
+	xs := make([]string, 0, len(groupSizes)+1)
+	for _, g := range groupSizes {
 		xs = append(xs, strconv.Itoa(g))
 	}
 	return orList(append(xs, "per-channel"))

@@ -127,8 +127,8 @@ const (
 // PerChannel as Weights.GroupSize means one scale per output channel.
 const PerChannel = 0
 
-// GroupSizes are the group sizes the W4A8 kernel supports.
-var GroupSizes = []int{32, 64, 128, 256}
+// groupSizes are the group sizes the W4A8 kernel supports.
+var groupSizes = []int{32, 64, 128, 256}
 
 // Fallback says what happens to a layer whose input dimension the group size does not
 // divide.
@@ -166,7 +166,7 @@ type GPTQOptions struct {
 // quant.Int4Min) or int8 in −127..127.
 type Weights struct {
 	Bits      int // 4, or 8 (per-channel, for the W8A8 baseline)
-	GroupSize int // one of GroupSizes, or PerChannel
+	GroupSize int // 32, 64, 128 or 256 (what the W4A8 kernel supports), or PerChannel
 	Method    WeightMethod
 	Clip      Clip
 	GPTQ      GPTQOptions // GPTQ only

@@ -316,3 +316,44 @@ func TestClosest(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse holds Parse to its contract on any input: no panic, an *Error with places inside
+// the file when it fails, and a valid recipe that survives Marshal when it succeeds.
+func FuzzParse(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/bad/*.yaml")
+	for _, s := range seeds {
+		b, _ := os.ReadFile(s)
+		f.Add(b)
+	}
+	for _, name := range Presets() {
+		b, _ := presetFS.ReadFile("presets/" + name + ".yaml")
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := Parse("fuzz.yaml", data)
+		if err != nil {
+			var rerr *Error
+			if !errors.As(err, &rerr) || len(rerr.Problems) == 0 {
+				t.Fatalf("error %v is not an *Error with problems", err)
+			}
+			lines := strings.Count(string(data), "\n") + 1
+			for _, p := range rerr.Problems {
+				if p.Line < 0 || p.Line > lines || p.Column < 0 || p.Message == "" {
+					t.Fatalf("problem %+v outside a %d-line file", p, lines)
+				}
+			}
+			return
+		}
+		if err := r.Validate(); err != nil {
+			t.Fatalf("parsed recipe does not validate: %v", err)
+		}
+		b, err := r.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := Parse("marshalled.yaml", b)
+		if err != nil || !reflect.DeepEqual(semantic(back), semantic(r)) {
+			t.Fatalf("round trip: %v\n%s", err, b)
+		}
+	})
+}

@@ -306,3 +306,14 @@ func TestSynthRefusesExisting(t *testing.T) {
 		t.Errorf("unknown shape: exit %d", code)
 	}
 }
+
+func TestUnknownSubcommand(t *testing.T) {
+	for _, args := range [][]string{{"eval", "bogus"}, {"recipes", "bogus"}, {"testdata", "bogus"}} {
+		if code, _, _ := runCLI(t, "", args...); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+	if code, out, _ := runCLI(t, "", "eval"); code != 0 || !strings.Contains(out, "ppl") {
+		t.Errorf("bare group: exit %d, %q", code, out)
+	}
+}

@@ -168,7 +168,7 @@ func runRecipesValidate(g *globalOptions, o *recipesValidateOptions, name string
 		if werr := writeJSON(g.out, rep); werr != nil {
 			return werr
 		}
-		return badInput(fmt.Errorf("%s: %s", name, plural(len(rerr.Problems), "problem")))
+		return badInput(fmt.Errorf("%s: %s", name, problemCount(len(rerr.Problems))))
 	}
 	rep.OK, rep.Hash = true, r.Hash()
 	if plan != nil {
@@ -202,12 +202,12 @@ func recipeError(g *globalOptions, name string, err error) error {
 	for _, p := range rerr.Problems {
 		fmt.Fprintln(g.errOut, p.String())
 	}
-	return badInput(fmt.Errorf("%s: %s", name, plural(len(rerr.Problems), "problem")))
+	return badInput(fmt.Errorf("%s: %s", name, problemCount(len(rerr.Problems))))
 }
 
-func plural(n int, noun string) string {
+func problemCount(n int) string {
 	if n == 1 {
-		return "1 " + noun
+		return "1 problem"
 	}
-	return fmt.Sprintf("%d %ss", n, noun)
+	return fmt.Sprintf("%d problems", n)
 }

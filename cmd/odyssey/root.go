@@ -43,7 +43,26 @@ model and checks it: perplexity and KL divergence on CPU, speed on a GPU.`,
 		newTestdataCmd(g),
 		newBundleCmd(g),
 	)
+	requireSubcommand(root)
 	return root
+}
+
+// requireSubcommand makes every command group (eval, recipes, testdata) reject an unknown
+// subcommand with a usage error; by default cobra prints help and exits 0, which hides typos
+// in scripts.
+func requireSubcommand(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		requireSubcommand(sub)
+	}
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageErrorf("unknown command %q for %q\nRun '%s --help' for usage.", args[0], cmd.CommandPath(), cmd.CommandPath())
+			}
+			return cmd.Help()
+		}
+	}
 }
 
 // run executes the CLI and returns the process exit code. It is main without os.Exit, so

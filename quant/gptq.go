@@ -426,7 +426,7 @@ func (g *gptqRun) load(w []float32, dead []bool, r0, r1 int) error {
 // gptqSubBlock is the width of the column-by-column part inside a block. The scalar update
 // costs out·in·gptqSubBlock/2 multiply-adds in all; narrower sub-blocks move more of it into
 // Sgemm calls too thin to run fast (k = gptqSubBlock).
-const gptqSubBlock = 32
+var gptqSubBlock = 32 // TEMP var
 
 // cut returns the end of a block that starts at a and would end at b: b, or, with dynamic
 // group scales, the start of a group that would straddle b, so that when the group's scale
@@ -653,7 +653,9 @@ func finiteFactor(u []float32, n int) bool {
 // cholNB is the panel width of the blocked factorization and inverse: the diagonal blocks
 // (cholNB² float64) are factorized and inverted in scalar float64, everything else is
 // Sgemm with k ≥ cholNB.
-const cholNB = 256
+var cholNB = 256 // TEMP var
+
+var trinvRows = 512 // TEMP
 
 // cholLower32 overwrites the lower triangle of the symmetric a [n×n] (row-major; the strict
 // upper triangle must be zero) with its Cholesky factor L, a = L·Lᵀ, and returns the inverses
@@ -717,7 +719,7 @@ func cholLower32(a []float32, n int) ([][]float32, bool) {
 // X22's columns up to its last row (the rest is zero), which keeps the flops near n³/3.
 func trinvLower32(a []float32, n int, invs [][]float32) {
 	nb := cholNB
-	const rc = 512
+	rc := trinvRows
 	tmp := make([]float32, n*nb)
 	for b := len(invs) - 1; b >= 0; b-- {
 		j0 := b * nb

@@ -2,6 +2,8 @@ package quant
 
 import (
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/odyssey-llm/odyssey/gemm"
@@ -96,3 +98,15 @@ func BenchmarkGPTQ11008x4096(b *testing.B) { benchGPTQ(b, 11008, 4096) }
 
 // down (out = 4096, in = 11008, an 11008×11008 Hessian).
 func BenchmarkGPTQ4096x11008(b *testing.B) { benchGPTQ(b, 4096, 11008) }
+
+func init() { // TEMP tuning
+	if v, err := strconv.Atoi(os.Getenv("GPTQ_SUB")); err == nil {
+		gptqSubBlock = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("GPTQ_NB")); err == nil {
+		cholNB = v
+	}
+	if v, err := strconv.Atoi(os.Getenv("GPTQ_RC")); err == nil {
+		trinvRows = v
+	}
+}

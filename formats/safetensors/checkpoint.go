@@ -99,27 +99,23 @@ func openSingle(path string) (*Checkpoint, error) {
 // be unique across shards.
 func newCheckpoint(path string, shards []*shard, indexMeta map[string]string) *Checkpoint {
 	c := &Checkpoint{path: path, shards: shards, byName: make(map[string]int)}
-	for _, s := range shards {
-		for _, t := range s.hdr.tensors {
-			c.entries = append(c.entries, entry{info: t, shard: s})
-		}
-		for k, v := range s.hdr.metadata {
-			if c.meta == nil {
-				c.meta = make(map[string]string)
-			}
+	merge := func(m map[string]string) { // first value of a key wins
+		for k, v := range m {
 			if _, ok := c.meta[k]; !ok {
+				if c.meta == nil {
+					c.meta = make(map[string]string)
+				}
 				c.meta[k] = v
 			}
 		}
 	}
-	for k, v := range indexMeta {
-		if c.meta == nil {
-			c.meta = make(map[string]string)
+	for _, s := range shards {
+		for _, t := range s.hdr.tensors {
+			c.entries = append(c.entries, entry{info: t, shard: s})
 		}
-		if _, ok := c.meta[k]; !ok {
-			c.meta[k] = v
-		}
+		merge(s.hdr.metadata)
 	}
+	merge(indexMeta)
 	slices.SortFunc(c.entries, func(a, b entry) int { return strings.Compare(a.info.Name, b.info.Name) })
 	for i, e := range c.entries {
 		c.byName[e.info.Name] = i

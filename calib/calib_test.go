@@ -224,7 +224,7 @@ func TestPassMatchesForward(t *testing.T) {
 	hm, tok := loadTiny(t)
 	windows := sampleWindows(t, tok, 6, 96)
 	all := func(int, model.LinearKind) bool { return true }
-	got, mem, err := CollectAll(context.Background(), hm, windows, 2*96, all, nil)
+	got, mem, err := CollectAll(context.Background(), hm, windows, Options{ChunkRows: 2 * 96}, all, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,6 +64,11 @@ type Options struct {
 	// DefaultChunkRows. It bounds the layer's scratch memory; results do not depend on it
 	// beyond float rounding of the Hessian sums.
 	ChunkRows int
+	// LiveHeap makes the pass force a garbage collection at the end of every layer run before
+	// sampling the heap, so that MemStats.PeakHeapInuse is the memory actually live (one
+	// layer, the activations, scratch) rather than that plus garbage not yet collected. It
+	// costs a collection per run; use it to measure.
+	LiveHeap bool
 }
 
 // Resolved returns o with every default filled in, or an error naming the first invalid

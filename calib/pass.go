@@ -28,6 +28,7 @@ type Pass struct {
 	mctx    model.Context
 	col     Collector
 	mem     MemStats
+	live    bool
 }
 
 // MemStats reports the memory a Pass used.
@@ -44,9 +45,11 @@ type MemStats struct {
 }
 
 // NewPass embeds the windows (equal lengths, ids within the vocabulary) of model hm and
-// returns a Pass positioned before layer 0. chunkRows bounds the rows run through a layer at
-// once (0 means DefaultChunkRows); at least one window always runs.
-func NewPass(hm *hf.Model, windows [][]int, chunkRows int) (*Pass, error) {
+// returns a Pass positioned before layer 0. Of opt it uses ChunkRows, which bounds the rows
+// run through a layer at once (0 means DefaultChunkRows; at least one window always runs),
+// and LiveHeap.
+func NewPass(hm *hf.Model, windows [][]int, opt Options) (*Pass, error) {
+	chunkRows := opt.ChunkRows
 	cfg := hm.Config
 	if err := model.CheckConfig(&cfg); err != nil {
 		return nil, err
@@ -86,6 +89,7 @@ func NewPass(hm *hf.Model, windows [][]int, chunkRows int) (*Pass, error) {
 		hm: hm, cfg: cfg, windows: windows, seqLen: L,
 		chunk: max(1, chunkRows/L),
 		h:     make([]float32, len(windows)*L*hid),
+		live:  opt.LiveHeap,
 	}
 	for w, win := range windows {
 		for i, t := range win {
@@ -94,6 +98,9 @@ func NewPass(hm *hf.Model, windows [][]int, chunkRows int) (*Pass, error) {
 		}
 	}
 	p.mem.ActivationBytes = int64(len(p.h)) * 4
+	if p.live {
+		runtime.GC()
+	}
 	p.sample()
 	return p, nil
 }
@@ -195,6 +202,9 @@ func (p *Pass) run(ctx context.Context, l *model.Layer, hessian func(model.Linea
 			h = p.buf
 		}
 		l.Forward(h, nw, L, &p.mctx)
+		if p.live && w0+nw >= n {
+			runtime.GC()
+		}
 		p.sample()
 	}
 	if !collect {
@@ -214,7 +224,8 @@ func lenInputs(ls *LayerStats) int {
 	return len(ls.Inputs)
 }
 
-// sample records the heap in use.
+// sample records the heap in use (after each chunk; with LiveHeap, after a collection at the
+// end of each run).
 func (p *Pass) sample() {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -223,11 +234,12 @@ func (p *Pass) sample() {
 
 // CollectAll runs every layer of hm in float32 over the windows, layer by layer, and returns
 // the statistics of every layer's inputs, with Hessians where hessian says (nil: none). It
-// is the calibration pass for methods that need statistics only (SmoothQuant, a report).
-// progress, when non-nil, is called after each layer.
-func CollectAll(ctx context.Context, hm *hf.Model, windows [][]int, chunkRows int,
+// is the calibration pass for methods that need statistics only (a report, a study of
+// outliers). progress, when non-nil, is called after each layer.
+// Of opt it uses ChunkRows and LiveHeap.
+func CollectAll(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 	hessian func(layer int, kind model.LinearKind) bool, progress func(layer int, mem MemStats)) ([]*LayerStats, MemStats, error) {
-	p, err := NewPass(hm, windows, chunkRows)
+	p, err := NewPass(hm, windows, opt)
 	if err != nil {
 		return nil, MemStats{}, err
 	}

@@ -33,7 +33,7 @@ func TestTiming(t *testing.T) {
 		}
 		for _, hess := range []bool{false, true} {
 			start := time.Now()
-			_, mem, err := CollectAll(ctx, hm, w, 0, func(int, model.LinearKind) bool { return hess }, nil)
+			_, mem, err := CollectAll(ctx, hm, w, Options{LiveHeap: true}, func(int, model.LinearKind) bool { return hess }, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

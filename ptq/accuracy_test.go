@@ -272,4 +272,3 @@ func policyCounts(r *Result) string {
 	}
 	return fmt.Sprintf("%d / %d / %d", n[quant.StaticPerTensor], n[quant.LAEStaticPerTensor], n[quant.DynamicPerToken])
 }
-

@@ -39,6 +39,10 @@ func TestDebugVariants(t *testing.T) {
 		"a16-gptq-damp0.1":  func(o *Options) { o.Weights.GPTQ.PercDamp = 0.1 },
 		"a16-rtn-clip":      func(o *Options) { o.Weights.Method = MethodRTN; o.Weights.RTN.ClipSearch = true },
 		"a16-gptq-float":    func(o *Options) { o.Calib.Propagate = calib.PropagateFloat },
+		"a8-gptq-act":       func(o *Options) { o.Weights.GPTQ.ActOrder = true },
+		"a8-gptq-act-clip":  func(o *Options) { o.Weights.GPTQ.ActOrder = true; o.Weights.GPTQ.ClipSearch = true },
+		"a8-rtn-clip":       func(o *Options) { o.Weights.Method = MethodRTN; o.Weights.RTN.ClipSearch = true },
+		"a8-gptq-act-pt":    func(o *Options) { o.Weights.GPTQ.ActOrder = true; o.Activations.Rule.Kind = 2 },
 	}
 	for name, f := range variants {
 		if v := os.Getenv("DBGV"); v != "" && !strings.Contains(","+v+",", ","+name+",") {

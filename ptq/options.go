@@ -154,7 +154,8 @@ func DefaultOptions() Options {
 		Calib:        calib.Options{Source: calib.SourceSelf, Propagate: calib.PropagateQuantized},
 		Equalization: Equalization{Method: EqualizeLAE, Statistic: StatAbsMax, Pairs: AllPairs()},
 		Activations:  Activations{Bits: 8, Rule: quant.DefaultPolicyRule()},
-		Weights:      Weights{Bits: 4, GroupSize: 128, Method: MethodRTN, Fallback: FallbackPerChannel},
+		Weights: Weights{Bits: 4, GroupSize: 128, Method: MethodRTN, Fallback: FallbackPerChannel,
+			GPTQ: GPTQOptions{ActOrder: true}},
 		IntegerScale: IntegerScale{Enabled: true, Rule: quant.AmplifierRule{Kind: quant.MaxSafePerChannel, Log2Alpha: quant.DefaultLog2Alpha}},
 	}
 }

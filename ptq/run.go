@@ -66,7 +66,7 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 		return nil, err
 	}
 	start := time.Now()
-	pass, err := calib.NewPass(hm, windows, opt.Calib.ChunkRows)
+	pass, err := calib.NewPass(hm, windows, opt.Calib)
 	if err != nil {
 		return nil, err
 	}

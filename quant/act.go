@@ -85,10 +85,7 @@ func FakeQuantActPerToken(x []float32, rows, k int) {
 // absMax returns max|x|, panicking on a non-finite value: a NaN or ±Inf activation would
 // silently zero or saturate the row, and its cause is upstream.
 func absMax(x []float32) float32 {
-	var mb uint32
-	for _, v := range x {
-		mb = max(mb, math.Float32bits(v)&0x7fffffff)
-	}
+	mb := absMaxBits(x)
 	if mb >= 0x7f800000 {
 		panic("quant: non-finite activation")
 	}

@@ -323,9 +323,7 @@ func GPTQWithHessian(w []float32, out, in int, hh *GPTQHessian, opt GPTQOptions)
 		for s1 := i1; s1 < i2; {
 			s2 := g.cut(s1, min(s1+gptqSubBlock, i2))
 			_ = parallelBlocks(out, 16, opt.Workers, func(r0, r1 int) error {
-				for r := r0; r < r1; r++ {
-					g.row(r, i1, s1, s2, bw)
-				}
+				g.rows(r0, r1, i1, s1, s2, bw)
 				return nil
 			})
 			if s2 < i2 {
@@ -349,6 +347,11 @@ func GPTQWithHessian(w []float32, out, in int, hh *GPTQHessian, opt GPTQOptions)
 		st.Loss += l
 	}
 	st.Loss /= 2
+	if math.IsNaN(st.Loss) || math.IsInf(st.Loss, 0) {
+		// Only a factor with enormous entries (a Hessian barely positive definite after
+		// damping) can make the propagated weights overflow.
+		return nil, GPTQStats{}, fmt.Errorf("quant: GPTQ: the error propagation overflowed (loss %v); use more damping", st.Loss)
+	}
 	st.Seconds = time.Since(start).Seconds()
 	return g.qw, st, nil
 }
@@ -441,53 +444,113 @@ func (g *gptqRun) cut(a, b int) int {
 	return b
 }
 
-// row runs columns [s1, s2) of the block [i1, i1+bw) for row r: quantize, Err1 and the
-// update of the sub-block's remaining columns, which touches only this row. Rows are
-// independent (H is shared by all rows), which is why they can be shared among goroutines.
-func (g *gptqRun) row(r, i1, s1, s2, bw int) {
-	in, gs := g.in, g.gs
-	wr := g.W[r*in : (r+1)*in]
-	e1 := g.err1[r*bw : (r+1)*bw]
-	scales := g.qw.Scales[r*g.ng : (r+1)*g.ng]
-	q := g.qw.Q[r*in : (r+1)*in]
-	var loss float64
+// gptqRowsN is how many rows the column-by-column kernel interleaves. Within a row each
+// column waits for the previous one (quantize, divide, update the next weight: a chain of
+// ~100 cycles of latency per weight); rows are independent, so running a few side by side
+// lets the core overlap their chains. It is also the unroll of the fused update loop.
+const gptqRowsN = 8
+
+// rows runs columns [s1, s2) of the block [i1, i1+bw) for rows [r0, r1): quantize, Err1 and
+// the update of the sub-block's remaining columns, which touches only the row itself. Rows
+// are independent (H is shared by all rows), which is why they can be shared among
+// goroutines and interleaved.
+func (g *gptqRun) rows(r0, r1, i1, s1, s2, bw int) {
+	for r := r0; r < r1; r += gptqRowsN {
+		g.rowGroup(r, min(gptqRowsN, r1-r), i1, s1, s2, bw)
+	}
+}
+
+func (g *gptqRun) rowGroup(r0, nr, i1, s1, s2, bw int) {
+	in, gs, ng := g.in, g.gs, g.ng
+	var (
+		wr     [gptqRowsN][]float32 // row of W
+		e1     [gptqRowsN][]float32 // row of Err1
+		scales [gptqRowsN][]float32
+		q      [gptqRowsN][]int8
+		e      [gptqRowsN]float32
+		loss   [gptqRowsN]float64
+	)
+	for t := 0; t < nr; t++ {
+		r := r0 + t
+		wr[t] = g.W[r*in : (r+1)*in]
+		e1[t] = g.err1[r*bw : (r+1)*bw]
+		scales[t] = g.qw.Scales[r*ng : (r+1)*ng]
+		q[t] = g.qw.Q[r*in : (r+1)*in]
+	}
 	for i := s1; i < s2; i++ {
 		k := g.orig(i)
-		var s float32
+		gi := i / gs
 		if g.static {
-			s = scales[k/gs]
-		} else {
-			if i%gs == 0 {
-				scales[i/gs] = gptqGroupScale(wr[i:i+gs], g.grid)
-			}
-			s = scales[i/gs]
+			gi = k / gs
 		}
-		wi := wr[i]
-		c := QuantizeValue(wi, s)
-		q[k] = c
-		diff := wi - s*float32(c)
 		d := g.udiag[i]
-		loss += float64(diff) * float64(diff) / (float64(d) * float64(d))
-		e := diff / d
-		e1[i-i1] = e
+		for t := 0; t < nr; t++ {
+			if !g.static && i%gs == 0 {
+				scales[t][gi] = gptqGroupScale(wr[t][i:i+gs], g.grid)
+			}
+			s := scales[t][gi]
+			wi := wr[t][i]
+			c := gptqQuantize(wi, s)
+			q[t][k] = c
+			diff := wi - s*float32(c)
+			loss[t] += float64(diff) * float64(diff) / (float64(d) * float64(d))
+			e[t] = diff / d
+			e1[t][i-i1] = e[t]
+		}
 		// W[r, i+1:s2] −= Err1[r, i]·Hinv[i, i+1:s2]
-		rest := wr[i+1 : s2]
 		hrow := g.hinv[i*in+i+1 : i*in+s2]
-		hrow = hrow[:len(rest)]
-		for j, h := range hrow {
-			rest[j] -= e * h
+		t := 0
+		for ; t+4 <= nr; t += 4 {
+			w0, w1, w2, w3 := wr[t][i+1:s2], wr[t+1][i+1:s2], wr[t+2][i+1:s2], wr[t+3][i+1:s2]
+			w0, w1, w2, w3 = w0[:len(hrow)], w1[:len(hrow)], w2[:len(hrow)], w3[:len(hrow)]
+			e0, e1, e2, e3 := e[t], e[t+1], e[t+2], e[t+3]
+			for j, h := range hrow {
+				w0[j] -= e0 * h
+				w1[j] -= e1 * h
+				w2[j] -= e2 * h
+				w3[j] -= e3 * h
+			}
+		}
+		for ; t < nr; t++ {
+			rest := wr[t][i+1 : s2]
+			rest = rest[:len(hrow)]
+			et := e[t]
+			for j, h := range hrow {
+				rest[j] -= et * h
+			}
 		}
 	}
-	g.loss[r] += loss
+	for t := 0; t < nr; t++ {
+		g.loss[r0+t] += loss[t]
+	}
+}
+
+// gptqQuantize is QuantizeValue(w, s), with the same result for every finite w and positive
+// s, restated for speed: the division is the same float32 w/s, rounding half away from zero
+// is done on the magnitude as int32(|x| + 0.5) (exact: |x| is a float32, so |x| + 0.5 is
+// exact in float64), the magnitude is capped before the conversion so that it cannot
+// overflow, and the sign is put back with two's-complement arithmetic. math.Round and its
+// branches sat on the critical path of every weight.
+func gptqQuantize(w, s float32) int8 {
+	b := math.Float32bits(w / s)
+	a := math.Float32frombits(b & 0x7fffffff)
+	if a > Int4Max+1 {
+		a = Int4Max + 1
+	}
+	t := min(int32(float64(a)+0.5), Int4Max)
+	neg := int32(b) >> 31 // 0 or −1
+	return int8((t ^ neg) - neg)
 }
 
 // gptqGroupScale returns the scale of a group: SymScale of its absolute maximum, shrunk by
-// the grid factor (grid[0] = 1) whose quantized group has the least squared error.
+// the grid factor (grid[0] = 1) whose quantized group has the least squared error. The
+// maximum is taken on the float bits: for non-negative floats they order like the values.
 func gptqGroupScale(wg []float32, grid []float32) float32 {
-	var absmax float32
+	var mb uint32
 	for _, v := range wg {
-		absmax = max(absmax, float32(math.Abs(float64(v))))
+		mb = max(mb, math.Float32bits(v)&0x7fffffff)
 	}
+	absmax := math.Float32frombits(mb)
 	best := SymScale(absmax, grid[0])
 	if len(grid) == 1 {
 		return best
@@ -497,7 +560,7 @@ func gptqGroupScale(wg []float32, grid []float32) float32 {
 		s := SymScale(absmax, c)
 		var sse float64
 		for _, v := range wg {
-			d := float64(s*float32(QuantizeValue(v, s))) - float64(v)
+			d := float64(s*float32(gptqQuantize(v, s))) - float64(v)
 			sse += d * d
 		}
 		if sse < bestErr {

@@ -69,6 +69,9 @@ func benchGPTQ(b *testing.B, out, in int) {
 	h := gptqBenchHessian(in, 512, 1)
 	w := randGPTQBenchWeights(out*in, 2)
 	opt := GPTQOptions{GroupSize: 128}
+	if v, err := strconv.Atoi(os.Getenv("GPTQ_BS")); err == nil { // TEMP
+		opt.BlockSize = v
+	}
 	var st GPTQStats
 	b.ResetTimer()
 	for b.Loop() {

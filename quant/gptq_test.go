@@ -814,3 +814,31 @@ func TestGPTQBadInput(t *testing.T) {
 		t.Error("zero rows accepted")
 	}
 }
+
+// TestGPTQQuantizeIsQuantizeValue holds the kernel's restated rounding to QuantizeValue, on
+// random values, exact ties, the clamp boundaries and huge ratios.
+func TestGPTQQuantizeIsQuantizeValue(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 12))
+	check := func(w, s float32) {
+		if got, want := gptqQuantize(w, s), QuantizeValue(w, s); got != want {
+			t.Fatalf("gptqQuantize(%g, %g) = %d, QuantizeValue %d", w, s, got, want)
+		}
+	}
+	for _, s := range []float32{1, 0.5, 1e-3, 3e-7, 1e-30, 7} {
+		for k := -9; k <= 9; k++ {
+			for _, f := range []float32{0, 0.5, 0.49999997, 0.50000006, -0.5} {
+				x := float32(k) + f
+				check(x*s, s)
+				check(math.Nextafter32(x*s, 0), s)
+				check(math.Nextafter32(x*s, float32(math.Inf(1))), s)
+			}
+		}
+		check(float32(math.Copysign(0, -1)), s)
+		check(math.MaxFloat32, s)
+		check(-math.MaxFloat32, s)
+	}
+	for range 200000 {
+		s := float32(math.Exp(r.Float64()*20 - 15))
+		check(float32(r.NormFloat64()*10)*s, s)
+	}
+}

@@ -173,7 +173,7 @@ func (iw *IntScaleWeight) channel(c, hi, lo int, abs []int64, ratio []float32) e
 		ratio[g] = w.Scales[c*ng+g] / sc
 	}
 	shat := iw.IntScales[c*ng : (c+1)*ng]
-	for e := hi; e >= lo; e-- {
+	for e := skipInfeasible(ratio, abs, hi, lo); e >= lo; e-- {
 		if b, ok := channelBound(ratio, abs, e, shat); ok {
 			iw.ChannelScale[c] = sc
 			iw.Log2Alpha[c] = uint8(e)
@@ -185,6 +185,28 @@ func (iw *IntScaleWeight) channel(c, hi, lo int, abs []int64, ratio []float32) e
 		"worst-case int32 accumulator 127·16·Σŝ|q| exceeds 2³¹−1 even with α = 2^%d; "+
 		"the input dimension is too large for one int32 accumulation",
 		w.Out, w.In, w.GroupSize, c, lo)
+}
+
+// skipInfeasible returns the largest e in [lo, hi] that is not already proven infeasible
+// by a lower bound of the channel's bound, so the exact search usually needs one try instead
+// of several. Rounding moves each ŝ by at most 1/2 and max(1, ·) only raises it, so
+// Σŝ·A ≥ α·Σr·A − ΣA/2, and 2032·(α·Σr·A − ΣA/2) > 2³¹−1 rules α out. The float64 sum is
+// shrunk by 10⁻⁹ relative so that its rounding can only make the skip more cautious; the
+// exact check still decides every remaining α.
+func skipInfeasible(ratio []float32, abs []int64, hi, lo int) int {
+	var sra, sa float64
+	for g, r := range ratio {
+		if abs[g] != 0 {
+			sra += float64(r) * float64(abs[g])
+			sa += float64(abs[g])
+		}
+	}
+	sra *= 1 - 1e-9
+	e := hi
+	for e > lo && ActQMax*Int4Shift*(math.Ldexp(sra, e)-sa/2) > AccLimit {
+		e--
+	}
+	return e
 }
 
 // IntScale returns ŝ = max(1, round(2^log2Alpha · r)) for a ratio r ∈ (0, 1]: the rounding of

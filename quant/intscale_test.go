@@ -207,7 +207,8 @@ func TestIntegerScalesProperties(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		iw, err := IntegerScales(qw, AmplifierRule{Log2Alpha: 1 + r.IntN(14)})
+		capE := 1 + r.IntN(14)
+		iw, err := IntegerScales(qw, AmplifierRule{Log2Alpha: capE})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -219,6 +220,22 @@ func TestIntegerScalesProperties(t *testing.T) {
 		for c := 0; c < out; c++ {
 			if _, acc := worstCase(iw, c); acc != iw.Bound[c] || acc > AccLimit {
 				t.Fatalf("case %d channel %d: worst case %d, bound %d", i, c, acc, iw.Bound[c])
+			}
+			// α is the largest safe one: below the cap, twice α must overflow.
+			if e := int(iw.Log2Alpha[c]); e < capE {
+				var sum int64
+				for gi := 0; gi < ng; gi++ {
+					var a int64
+					for _, q := range qw.Q[c*in+gi*g : c*in+(gi+1)*g] {
+						a += int64(max(q, -q))
+					}
+					if a != 0 {
+						sum += int64(IntScale(qw.Scales[c*ng+gi]/iw.ChannelScale[c], e+1)) * a
+					}
+				}
+				if 2032*sum <= AccLimit {
+					t.Fatalf("case %d channel %d: α = 2^%d, but 2^%d has bound %d", i, c, e, e+1, 2032*sum)
+				}
 			}
 			alpha := float64(iw.Alpha(c))
 			for gi := 0; gi < ng; gi++ {

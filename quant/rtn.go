@@ -3,6 +3,7 @@ package quant
 import (
 	"fmt"
 	"math"
+	"unsafe"
 )
 
 // RTNOptions configures round-to-nearest weight quantization.
@@ -210,9 +211,9 @@ func nonFinite(row, col int, v float32) error {
 }
 
 // rtnRows quantizes rows [r0, r1) of w into qw. It is RTNRef restated for speed: the group's
-// absolute maximum is taken on the float bits (for non-negative floats the bit patterns
-// order like the values, and NaN and ±Inf sort above every finite value, so one comparison
-// per group finds them), and QuantizeValue's rounding is inlined (see quantizeGroup). If abs
+// absolute maximum is taken on the float bits (absMaxBits, which also flags non-finite
+// weights with one comparison per group), and QuantizeValue's rounding is inlined
+// (quantizeGroup). If abs
 // is not nil, abs[(o−r0)·NumGroups + g] receives Σ|q| of group g of row o.
 func rtnRows(w []float32, qw *QuantizedWeight, r0, r1 int, grid []float32, abs []int64) error {
 	in, gs := qw.In, qw.GroupSize
@@ -222,10 +223,7 @@ func rtnRows(w []float32, qw *QuantizedWeight, r0, r1 int, grid []float32, abs [
 			k0 := o*in + g*gs
 			wg := w[k0 : k0+gs : k0+gs]
 			qg := qw.Q[k0 : k0+gs : k0+gs]
-			var mb uint32
-			for _, v := range wg {
-				mb = max(mb, math.Float32bits(v)&0x7fffffff)
-			}
+			mb := absMaxBits(wg)
 			if mb >= 0x7f800000 {
 				for k, v := range wg {
 					if math.Float32bits(v)&0x7fffffff >= 0x7f800000 {
@@ -263,12 +261,13 @@ func rtnRows(w []float32, qw *QuantizedWeight, r0, r1 int, grid []float32, abs [
 // exact (24 significant bits into 53), so truncating float64(|w|/s) + 0.5 is math.Round of
 // the magnitude (half away from zero); the sign is put back as two's-complement negation.
 // The magnitude is at most 7/clip·(1+2⁻²²) ≤ 700 for clip ≥ MinClip, so the conversion to
-// int32 is always in range, and clamping the magnitude to 7 is QuantizeValue's clamp.
+// int32 is always in range, and clamping the magnitude to 7 is QuantizeValue's clamp. The
+// weights are read as their bit patterns, which saves a register move per weight.
 // It returns Σ|q|, which IntegerScales needs and costs one addition here.
 func quantizeGroup(w []float32, q []int8, s float32) (absSum int32) {
-	q = q[:len(w)]
-	for k, v := range w {
-		b := math.Float32bits(v)
+	wb := float32Bits(w)
+	q = q[:len(wb)]
+	for k, b := range wb {
 		a := math.Float32frombits(b&0x7fffffff) / s
 		t := min(int32(float64(a)+0.5), Int4Max)
 		absSum += t
@@ -276,4 +275,29 @@ func quantizeGroup(w []float32, q []int8, s float32) (absSum int32) {
 		q[k] = int8((t ^ neg) - neg)
 	}
 	return absSum
+}
+
+// absMaxBits returns the largest |w| of w as float32 bits. For non-negative floats the bit
+// patterns order like the values, and NaN and ±Inf sort above every finite value, so a
+// result ≥ 0x7f800000 flags a non-finite weight. Four running maxima break the dependency
+// chain of one.
+func absMaxBits(w []float32) uint32 {
+	wb := float32Bits(w)
+	var m0, m1, m2, m3 uint32
+	i := 0
+	for ; i+4 <= len(wb); i += 4 {
+		m0 = max(m0, wb[i]&0x7fffffff)
+		m1 = max(m1, wb[i+1]&0x7fffffff)
+		m2 = max(m2, wb[i+2]&0x7fffffff)
+		m3 = max(m3, wb[i+3]&0x7fffffff)
+	}
+	for ; i < len(wb); i++ {
+		m0 = max(m0, wb[i]&0x7fffffff)
+	}
+	return max(m0, m1, m2, m3)
+}
+
+// float32Bits views w as its IEEE bit patterns, without copying.
+func float32Bits(w []float32) []uint32 {
+	return unsafe.Slice((*uint32)(unsafe.Pointer(unsafe.SliceData(w))), len(w))
 }

@@ -194,7 +194,8 @@ const exactChunk = 16384
 // (exact, see exactChunk; groups larger than exactChunk are summed in exact pieces), then
 // acc += ŝ·P_g in int32 and acc·16 is the reference's acc. Integer arithmetic is exact
 // within the bound whatever the order, so the result has the reference's bits; the epilogue
-// is the reference's expression.
+// is the reference's expression. This relies only on gemm.Sgemm computing in float32 (any
+// order, FMA or not); the tests would catch a kernel that did less.
 type engine struct {
 	w     *IntScaleWeight
 	wf    []float32 // float32(q) [N×K]
@@ -372,8 +373,9 @@ func W4A8GEMM(x []int8, xScale []float32, w *IntScaleWeight, y []float32) {
 // QLinear is a fake-quantized linear layer for evaluation: Forward quantizes its input to
 // int8 per Act and runs the W4A8 GEMM with W, returning exactly FakeQuantLinearRef's bits
 // (hence the kernel contract's), with the float GEMM of package gemm doing the integer
-// sums. It holds W's codes as float32 (4 bytes per weight), which is fine for the models
-// evaluated on a CPU. It has the methods of model.Linear.
+// sums. It holds a float32 copy of W's codes (4 bytes per weight, fine for the models
+// evaluated on a CPU), so W must not change after NewQLinear. It has the methods of
+// model.Linear.
 type QLinear struct {
 	W    *IntScaleWeight
 	Act  ActQuant

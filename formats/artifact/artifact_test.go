@@ -1,0 +1,268 @@
+package artifact
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/odyssey-llm/odyssey/calib"
+	"github.com/odyssey-llm/odyssey/eval"
+	"github.com/odyssey-llm/odyssey/formats/hf"
+	"github.com/odyssey-llm/odyssey/formats/safetensors"
+	"github.com/odyssey-llm/odyssey/formats/tokenizer"
+	"github.com/odyssey-llm/odyssey/internal/sharedtest"
+	"github.com/odyssey-llm/odyssey/model"
+	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/quant"
+)
+
+// quantizeTiny runs ptq on tiny-llama with a few short windows of the sample text and
+// checkpoints every layer into a staging folder, as the quantize command does.
+func quantizeTiny(t *testing.T, opt ptq.Options) (*hf.Model, *ptq.Result, *Writer) {
+	t.Helper()
+	hm, err := hf.Load(sharedtest.Testdata("tiny-llama"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hm.Close() })
+	tok, err := tokenizer.Load(hm.TokenizerPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, err := eval.LoadText(sharedtest.Testdata("text/sample.txt"), "text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	windows, err := calib.TextWindows(tok.Encode(text, false), 0, 4, 64, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp, err := ModelFingerprint(hm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := Create(filepath.Join(t.TempDir(), "out.partial"), State{Model: fp, RecipeHash: "test", Layers: hm.Config.NumLayers,
+		Calibration: Calibration{Source: "sample.txt", Samples: 4, SeqLen: 64, Seed: 7}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var werr error
+	res, err := ptq.RunWindows(context.Background(), hm, windows, opt, func(ev ptq.ProgressEvent) {
+		if ev.Stage == "layer" && werr == nil {
+			werr = w.WriteLayer(ev.Layer)
+		}
+	})
+	if err != nil || werr != nil {
+		t.Fatal(err, werr)
+	}
+	return hm, res, w
+}
+
+func sampleStream(t *testing.T, tokPath string, cfg hf.Config) []int {
+	tok, err := tokenizer.Load(tokPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := eval.LoadText(sharedtest.Testdata("text/sample.txt"), "text")
+	bos, err := eval.BOS(tok, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eval.Stream(tok, text, bos)
+}
+
+// The central property: an artifact evaluated on CPU computes what the fake-quantized model
+// computes. Every quantized linear rebuilt from the packed tensors returns the same bits as
+// ptq's module; the whole model's perplexity agrees within 1e-4 relative (the folded norms
+// are stored in fp16, the only rounding the artifact adds).
+func TestArtifactMatchesFakeQuant(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		opt  func() ptq.Options
+	}{
+		{"fptq-intscale", ptq.DefaultOptions},
+		{"fptq-floatscale", func() ptq.Options { o := ptq.DefaultOptions(); o.IntegerScale.Enabled = false; return o }},
+		{"w4a16-g64", func() ptq.Options {
+			o := ptq.DefaultOptions()
+			o.Activations.Bits, o.Equalization.Method, o.IntegerScale.Enabled, o.Weights.GroupSize = 16, ptq.EqualizeNone, false, 64
+			return o
+		}},
+		{"skip-down", func() ptq.Options { o := ptq.DefaultOptions(); o.Skip = []string{"layers.1.down_proj"}; return o }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			hm, res, w := quantizeTiny(t, c.opt())
+			// Layer checkpoints reproduce the results exactly (float32 copies included).
+			for i, want := range res.Layers {
+				got, err := w.ReadLayer(i, &hm.Config, res.Options.Weights.GroupSize)
+				if err != nil {
+					t.Fatal(err)
+				}
+				compareLayers(t, got, want, true)
+			}
+			prov, err := w.Finish(hm, FinishOptions{SourcePath: "tiny-llama", Tool: Tool{Name: "odyssey", Version: "test"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if prov.Size.CompressionRatio <= 1 {
+				t.Errorf("compression ratio %v", prov.Size.CompressionRatio)
+			}
+			for _, f := range []string{StateFile, LayersDir} {
+				if _, err := os.Stat(filepath.Join(w.Dir(), f)); err == nil {
+					t.Errorf("%s left in the finished artifact", f)
+				}
+			}
+			a, err := Open(w.Dir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			for i, want := range res.Layers {
+				got, err := a.Layer(i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				compareLayers(t, got, want, false)
+			}
+			am, err := a.LoadModel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			fq, err := res.FakeQuantModel(hm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Linear by linear, on the same random input: identical bits.
+			rng := rand.New(rand.NewPCG(5, 6))
+			for i := range am.Layers {
+				for _, k := range model.LayerKinds {
+					la, lf := am.Layers[i].Linear(k), fq.Layers[i].Linear(k)
+					rows := 7
+					x := make([]float32, rows*la.In())
+					for j := range x {
+						x[j] = float32(rng.NormFloat64() * 3)
+					}
+					ya, yf := make([]float32, rows*la.Out()), make([]float32, rows*la.Out())
+					la.Forward(ya, x, rows)
+					lf.Forward(yf, x, rows)
+					skipped := res.Layers[i].Linears[k].Skipped
+					for j := range ya {
+						if ya[j] != yf[j] && !skipped {
+							t.Fatalf("layer %d %v: output %d = %v from the artifact, %v fake-quantized", i, k, j, ya[j], yf[j])
+						}
+					}
+				}
+			}
+			stream := sampleStream(t, a.TokenizerPath, a.Config)
+			opt := eval.Options{SeqLen: 256, MaxWindows: 3}
+			pa, err := eval.Perplexity(context.Background(), am, stream, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pf, err := eval.Perplexity(context.Background(), fq, stream, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := math.Abs(pa.PPL-pf.PPL) / pf.PPL; d > 1e-4 {
+				t.Errorf("artifact ppl %.6f, fake-quantized %.6f: relative difference %.2g > 1e-4", pa.PPL, pf.PPL, d)
+			}
+			t.Logf("ppl artifact %.6f fake-quant %.6f", pa.PPL, pf.PPL)
+		})
+	}
+}
+
+// compareLayers checks that a decoded layer holds the same quantized numbers as the ptq
+// result; exact also compares the float32 norms, biases and skipped weights.
+func compareLayers(t *testing.T, got, want *ptq.LayerResult, exact bool) {
+	t.Helper()
+	eq := func(what string, a, b []float32) {
+		if len(a) != len(b) {
+			t.Fatalf("layer %d %s: %d values, want %d", want.Layer, what, len(a), len(b))
+		}
+		for i := range a {
+			if a[i] != b[i] {
+				t.Fatalf("layer %d %s[%d] = %v, want %v", want.Layer, what, i, a[i], b[i])
+			}
+		}
+	}
+	if exact {
+		eq("attn norm", got.AttnNorm, want.AttnNorm)
+		eq("mlp norm", got.MLPNorm, want.MLPNorm)
+	}
+	for k, wl := range want.Linears {
+		gl := got.Linears[k]
+		if gl.Skipped != wl.Skipped || gl.Bits != wl.Bits || gl.ActBits != wl.ActBits || gl.Act != wl.Act || gl.GroupSize != wl.GroupSize {
+			t.Fatalf("%s: decoded %+v, want %+v", wl.Name, gl, wl)
+		}
+		if wl.Skipped {
+			if exact {
+				eq(wl.Name+" weight", gl.Float, wl.Float)
+			}
+			continue
+		}
+		if string(int8Bytes(gl.Weight.Q)) != string(int8Bytes(wl.Weight.Q)) {
+			t.Fatalf("%s: codes differ", wl.Name)
+		}
+		if wl.IntScale != nil {
+			gi, wi := gl.IntScale, wl.IntScale
+			for c := range wi.ChannelScale {
+				if gi.ChannelScale[c] != wi.ChannelScale[c] || gi.Log2Alpha[c] != wi.Log2Alpha[c] || gi.Bound[c] != wi.Bound[c] {
+					t.Fatalf("%s: channel %d differs", wl.Name, c)
+				}
+			}
+			for j := range wi.IntScales {
+				if gi.IntScales[j] != wi.IntScales[j] {
+					t.Fatalf("%s: integer scale %d differs", wl.Name, j)
+				}
+			}
+		} else {
+			eq(wl.Name+" scales", gl.Weight.Scales, wl.Weight.Scales)
+		}
+	}
+}
+
+// A tensor the fp16 file cannot hold is an error naming it, not an Inf in the artifact.
+func TestEncodeRefusesFP16Overflow(t *testing.T) {
+	lr := &ptq.LayerResult{Layer: 0, AttnNorm: []float32{1, 70000}, MLPNorm: []float32{1, 1}}
+	if _, _, err := encodeLayer(lr); err == nil || !contains(err.Error(), "model.layers.0.input_layernorm.weight") || !contains(err.Error(), "fp16") {
+		t.Errorf("error %v", err)
+	}
+}
+
+func contains(s, sub string) bool { return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0) }
+
+func indexOf(s, sub string) int {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return i
+		}
+	}
+	return -1
+}
+
+func TestScanFiniteNamesTensor(t *testing.T) {
+	dir := t.TempDir()
+	good := make([]byte, 2*300)
+	bad := make([]byte, 4*6)
+	safetensors.Float32ToBytes(bad, []float32{1, 2, 3, 4, float32(math.NaN()), 6})
+	path := filepath.Join(dir, "m.safetensors")
+	if err := safetensors.WriteFile(path, []safetensors.Tensor{
+		{Name: "a.weight", DType: safetensors.F16, Shape: []int64{300}, Data: good},
+		{Name: "b.weight", DType: safetensors.F32, Shape: []int64{2, 3}, Data: bad},
+	}, nil); err != nil {
+		t.Fatal(err)
+	}
+	ck, err := safetensors.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	err = ScanFinite(ck, ck.Tensors(), nil)
+	if err == nil || !contains(err.Error(), "b.weight") || !contains(err.Error(), "[1, 1]") {
+		t.Errorf("error %v", err)
+	}
+}
+
+var _ = quant.Int4Max

@@ -1,0 +1,112 @@
+package artifact
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/odyssey-llm/odyssey/formats/hf"
+	"github.com/odyssey-llm/odyssey/formats/safetensors"
+	"github.com/odyssey-llm/odyssey/model"
+	"github.com/odyssey-llm/odyssey/ptq"
+)
+
+// recordKey is the safetensors metadata key of a layer checkpoint that holds the layer's
+// LayerRecord as JSON, so that the record and the tensors are written (atomically) together.
+const recordKey = "odyssey.layer_record"
+
+// encodeLayer returns every tensor of one quantized layer as the artifact stores it (norms
+// in fp16 with the equalization folded in, each linear per docs/fastgemm-layout.md), the
+// float32 copies a resumed run needs, and the layer's record.
+func encodeLayer(lr *ptq.LayerResult) ([]safetensors.Tensor, LayerRecord, error) {
+	var ts []safetensors.Tensor
+	i := lr.Layer
+	for _, norm := range []struct {
+		name string
+		v    []float32
+	}{{attnNormName(i), lr.AttnNorm}, {mlpNormName(i), lr.MLPNorm}} {
+		b, err := f16Bytes(norm.name, norm.v)
+		if err != nil {
+			return nil, LayerRecord{}, err
+		}
+		ts = append(ts, safetensors.Tensor{Name: norm.name, DType: safetensors.F16, Shape: []int64{int64(len(norm.v))}, Data: b},
+			f32Tensor(resumePrefix+norm.name, norm.v, int64(len(norm.v))))
+	}
+	if len(lr.Linears) != len(model.LayerKinds) {
+		return nil, LayerRecord{}, fmt.Errorf("artifact: layer %d has %d linears, want %d", i, len(lr.Linears), len(model.LayerKinds))
+	}
+	for _, lin := range lr.Linears {
+		if want := LinearName(i, lin.Kind); lin.Name != want {
+			return nil, LayerRecord{}, fmt.Errorf("artifact: layer %d: linear named %q, want %q", i, lin.Name, want)
+		}
+		t, extra, err := encodeLinear(lin)
+		if err != nil {
+			return nil, LayerRecord{}, err
+		}
+		ts = append(ts, t...)
+		ts = append(ts, extra...)
+	}
+	return ts, newLayerRecord(lr), nil
+}
+
+// specs returns the linears of layer i as the config describes them.
+func specs(cfg *hf.Config, i, requestedGroup int) []linearSpec {
+	h, qd, kvd, inter := cfg.HiddenSize, cfg.NumHeads*cfg.HeadDim, cfg.NumKVHeads*cfg.HeadDim, cfg.IntermediateSize
+	dims := map[model.LinearKind][2]int{
+		model.Q: {qd, h}, model.K: {kvd, h}, model.V: {kvd, h}, model.O: {h, qd},
+		model.Gate: {inter, h}, model.Up: {inter, h}, model.Down: {h, inter},
+	}
+	bias := map[model.LinearKind]bool{
+		model.Q: cfg.AttentionBias, model.K: cfg.AttentionBias, model.V: cfg.AttentionBias,
+		model.O: cfg.AttentionOutputBias, model.Gate: cfg.MLPBias, model.Up: cfg.MLPBias, model.Down: cfg.MLPBias,
+	}
+	out := make([]linearSpec, 0, len(model.LayerKinds))
+	for _, k := range model.LayerKinds {
+		out = append(out, linearSpec{name: LinearName(i, k), kind: k, out: dims[k][0], in: dims[k][1], bias: bias[k], requestedGroup: requestedGroup})
+	}
+	return out
+}
+
+// decodeLayer rebuilds layer i's ptq result (norms and linears; no input records) from its
+// stored tensors. With exact it uses a layer checkpoint's float32 copies; see decodeLinear.
+func decodeLayer(src tensorSource, cfg *hf.Config, i, requestedGroup int, exact bool) (*ptq.LayerResult, error) {
+	lr := &ptq.LayerResult{Layer: i}
+	var err error
+	if lr.AttnNorm, err = readFloat(src, attnNormName(i), exact, cfg.HiddenSize); err != nil {
+		return nil, err
+	}
+	if lr.MLPNorm, err = readFloat(src, mlpNormName(i), exact, cfg.HiddenSize); err != nil {
+		return nil, err
+	}
+	for _, sp := range specs(cfg, i, requestedGroup) {
+		lin, err := decodeLinear(src, sp, exact)
+		if err != nil {
+			return nil, err
+		}
+		lr.Linears = append(lr.Linears, lin)
+	}
+	return lr, nil
+}
+
+// BuildLayer returns the decoder layer that computes lr as quantized: the folded norms and
+// each linear's ptq.LinearResult.Module (quant.QLinear for W4A8 with integer scales), the
+// same construction as ptq's fake-quantized model, so both compute the same bits.
+func BuildLayer(lr *ptq.LayerResult, cfg *hf.Config) (*model.Layer, error) {
+	l := &model.Layer{Index: lr.Layer, Config: cfg, AttnNorm: lr.AttnNorm, MLPNorm: lr.MLPNorm}
+	for _, lin := range lr.Linears {
+		m, err := lin.Module()
+		if err != nil {
+			return nil, fmt.Errorf("artifact: %s: %w", lin.Name, err)
+		}
+		l.SetLinear(lin.Kind, m)
+	}
+	return l, nil
+}
+
+// layerMetadata is the metadata of a layer checkpoint file.
+func layerMetadata(rec LayerRecord) (map[string]string, error) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{recordKey: string(b), "format": "pt"}, nil
+}

@@ -1,0 +1,167 @@
+package artifact
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+
+	"github.com/odyssey-llm/odyssey/formats/hf"
+	"github.com/odyssey-llm/odyssey/formats/safetensors"
+	"github.com/odyssey-llm/odyssey/ptq"
+)
+
+// Writer builds an artifact in a staging folder: each finished layer is checkpointed into
+// layers/NNNNN.safetensors as it comes out of the quantizer (WriteLayer), so that memory
+// never holds more than one quantized layer and an interrupted run can continue (Reopen,
+// Done, ReadLayer); Finish then assembles the artifact's files in the same folder. The
+// caller renames the folder into place.
+type Writer struct {
+	dir   string
+	state State
+}
+
+// ErrStateMismatch is wrapped by Reopen's error when the staging folder was made from other
+// inputs.
+var ErrStateMismatch = errors.New("the partial run was made from other inputs")
+
+// Create starts a staging folder dir, which must not exist, recording st in state.json.
+func Create(dir string, st State) (*Writer, error) {
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("artifact: %w", err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, LayersDir), 0o755); err != nil {
+		return nil, fmt.Errorf("artifact: %w", err)
+	}
+	st.FormatVersion = FormatVersion
+	w := &Writer{dir: dir, state: st}
+	if err := writeJSONFile(filepath.Join(dir, StateFile), st); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Reopen opens an existing staging folder to resume it. It fails, wrapping
+// ErrStateMismatch and saying what differs, when the folder's state.json does not match st
+// in anything that decides the layers (model, recipe, calibration). st.Output may differ.
+func Reopen(dir string, st State) (*Writer, error) {
+	b, err := os.ReadFile(filepath.Join(dir, StateFile))
+	if err != nil {
+		return nil, fmt.Errorf("artifact: %s is not a resumable staging folder: %w", dir, err)
+	}
+	var old State
+	if err := json.Unmarshal(b, &old); err != nil {
+		return nil, fmt.Errorf("artifact: %s: %w", filepath.Join(dir, StateFile), err)
+	}
+	st.FormatVersion = FormatVersion
+	if st.Calibration.WindowsSHA256 == "" {
+		st.Calibration.WindowsSHA256 = old.Calibration.WindowsSHA256
+	}
+	if d := old.mismatch(st); d != "" {
+		return nil, fmt.Errorf("artifact: %s: %w: %s", dir, ErrStateMismatch, d)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, LayersDir), 0o755); err != nil {
+		return nil, fmt.Errorf("artifact: %w", err)
+	}
+	w := &Writer{dir: dir, state: st}
+	return w, writeJSONFile(filepath.Join(dir, StateFile), st)
+}
+
+// Dir returns the staging folder.
+func (w *Writer) Dir() string { return w.dir }
+
+// State returns the recorded state.
+func (w *Writer) State() State { return w.state }
+
+// SetWindows records the hash of the calibration windows once they are drawn, and refuses
+// windows that differ from those an interrupted run recorded (a sampler that is not
+// deterministic would otherwise make the resumed layers inconsistent with the first ones).
+func (w *Writer) SetWindows(hash string) error {
+	if old := w.state.Calibration.WindowsSHA256; old != "" && old != hash && w.Done() > 0 {
+		return fmt.Errorf("artifact: %s: %w: calibration windows sha256 %s, now %s", w.dir, ErrStateMismatch, old, hash)
+	}
+	w.state.Calibration.WindowsSHA256 = hash
+	return writeJSONFile(filepath.Join(w.dir, StateFile), w.state)
+}
+
+func (w *Writer) layerPath(i int) string {
+	return filepath.Join(w.dir, LayersDir, fmt.Sprintf("%05d.safetensors", i))
+}
+
+// Done returns how many layers, from layer 0 on, are checkpointed. Layers are quantized in
+// order, each on the output of the ones before, so only a prefix can be reused.
+func (w *Writer) Done() int {
+	n := 0
+	for n < w.state.Layers {
+		if _, err := os.Stat(w.layerPath(n)); err != nil {
+			break
+		}
+		n++
+	}
+	return n
+}
+
+// WriteLayer checkpoints one finished layer: its artifact tensors, the float32 copies a
+// resume needs and its record, in one file written atomically.
+func (w *Writer) WriteLayer(lr *ptq.LayerResult) error {
+	if lr.Layer < 0 || lr.Layer >= w.state.Layers {
+		return fmt.Errorf("artifact: layer %d out of range [0, %d)", lr.Layer, w.state.Layers)
+	}
+	ts, rec, err := encodeLayer(lr)
+	if err != nil {
+		return err
+	}
+	meta, err := layerMetadata(rec)
+	if err != nil {
+		return err
+	}
+	if err := safetensors.WriteFile(w.layerPath(lr.Layer), ts, meta); err != nil {
+		return fmt.Errorf("artifact: layer %d: %w", lr.Layer, err)
+	}
+	return nil
+}
+
+// ReadLayer returns checkpointed layer i as a ptq result that computes exactly like the one
+// written (float32 norms and biases), for resuming.
+func (w *Writer) ReadLayer(i int, cfg *hf.Config, requestedGroup int) (*ptq.LayerResult, error) {
+	ck, err := safetensors.Open(w.layerPath(i))
+	if err != nil {
+		return nil, fmt.Errorf("artifact: layer checkpoint %d: %w", i, err)
+	}
+	defer ck.Close()
+	lr, err := decodeLayer(ck, cfg, i, requestedGroup, true)
+	if err != nil {
+		return nil, fmt.Errorf("artifact: layer checkpoint %s: %w", w.layerPath(i), err)
+	}
+	return lr, nil
+}
+
+// readRecord returns the record stored with layer checkpoint i.
+func readRecord(ck *safetensors.Checkpoint, path string) (LayerRecord, error) {
+	var rec LayerRecord
+	s, ok := ck.Metadata()[recordKey]
+	if !ok {
+		return rec, fmt.Errorf("artifact: %s: no %s metadata", path, recordKey)
+	}
+	if err := json.Unmarshal([]byte(s), &rec); err != nil {
+		return rec, fmt.Errorf("artifact: %s: %s: %w", path, recordKey, err)
+	}
+	return rec, nil
+}
+
+// RemoveStaging deletes a staging folder, but only one that looks like a staging folder
+// (it holds state.json), so that a mistyped path never deletes a user's data.
+func RemoveStaging(dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, StateFile)); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			if ents, rerr := os.ReadDir(dir); rerr == nil && len(ents) == 0 {
+				return os.Remove(dir)
+			}
+			return fmt.Errorf("artifact: %s has no %s; not removing what is not a staging folder", dir, StateFile)
+		}
+		return err
+	}
+	return os.RemoveAll(dir)
+}

@@ -41,6 +41,9 @@ func TestDebugVariants(t *testing.T) {
 		"a16-gptq-float":    func(o *Options) { o.Calib.Propagate = calib.PropagateFloat },
 		"a8-gptq-act":       func(o *Options) { o.Weights.GPTQ.ActOrder = true },
 		"a8-gptq-act-clip":  func(o *Options) { o.Weights.GPTQ.ActOrder = true; o.Weights.GPTQ.ClipSearch = true },
+		"a8-rtn-all":        func(o *Options) { o.Weights.Method = MethodRTN; o.Equalization.Scope = ScopeAll },
+		"a8-gptq-all":       func(o *Options) { o.Weights.GPTQ.ActOrder = true; o.Equalization.Scope = ScopeAll },
+		"a8-rtn":            func(o *Options) { o.Weights.Method = MethodRTN },
 		"a8-rtn-clip":       func(o *Options) { o.Weights.Method = MethodRTN; o.Weights.RTN.ClipSearch = true },
 		"a8-gptq-act-pt":    func(o *Options) { o.Weights.GPTQ.ActOrder = true; o.Activations.Rule.Kind = 2 },
 	}

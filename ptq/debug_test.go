@@ -16,14 +16,19 @@ func TestDebugGPTQ(t *testing.T) {
 	if os.Getenv("DBG") == "" {
 		t.Skip()
 	}
-	hm, _ := hf.Load(sharedtest.Testdata("tiny-llama"))
+	dir := sharedtest.Testdata("tiny-llama")
+	if d := os.Getenv("DBGMODEL"); d != "" {
+		dir = sharedtest.Path(t, d)
+	}
+	hm, _ := hf.Load(dir)
 	tok, _ := tokenizer.Load(hm.TokenizerPath)
 	ct, _ := eval.LoadText(sharedtest.Path(t, "data/calib/calib_mix.txt"), "text")
 	w, _ := calib.TextWindows(tok.Encode(ct, false), 0, 32, 512, 0)
-	for _, m := range []string{MethodRTN, MethodGPTQ} {
+	for _, m := range []string{MethodGPTQ} {
 		o := DefaultOptions()
 		o.Weights.Method = m
 		o.OutputError = true
+		o.Weights.GPTQ.ActOrder = os.Getenv("NOACT") == ""
 		res, err := RunWindows(context.Background(), hm, w, o, nil)
 		if err != nil {
 			t.Fatal(err)

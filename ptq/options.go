@@ -37,6 +37,12 @@ const (
 	EqualizeNone        = "none"
 )
 
+// Equalization scopes.
+const (
+	ScopePolicy = "policy"
+	ScopeAll    = "all"
+)
+
 // Equalization statistics.
 const (
 	StatAbsMax = "absmax"
@@ -90,6 +96,12 @@ type Equalization struct {
 	Statistic string
 	// Pairs lists the pairs that may be equalized; nil means all four.
 	Pairs []Pair
+	// Scope says which inputs of the listed pairs LAE is folded into: "policy" (only those
+	// the activation rule marks LAE, as in the FPTQ paper, where an input whose range exceeds
+	// v1 is quantized per token without LAE) or "all" (every listed pair; the rule still
+	// chooses static or per-token, and a per-token input is then equalized first, which
+	// tames channel outliers that per-token scales cannot). Default "policy".
+	Scope string
 	// Alpha is SmoothQuant's migration strength; 0 means 0.5.
 	Alpha float64
 }
@@ -179,11 +191,16 @@ func (o Options) resolved() (Options, error) {
 	if e.Alpha == 0 {
 		e.Alpha = 0.5
 	}
+	if e.Scope == "" {
+		e.Scope = ScopePolicy
+	}
 	switch {
 	case e.Method != EqualizeLAE && e.Method != EqualizeSmoothQuant && e.Method != EqualizeNone:
 		return o, fmt.Errorf("ptq: equalization method %q (want lae, smoothquant or none)", e.Method)
 	case e.Statistic != StatAbsMax && e.Statistic != StatRange:
 		return o, fmt.Errorf("ptq: equalization statistic %q (want absmax or range)", e.Statistic)
+	case e.Scope != ScopePolicy && e.Scope != ScopeAll:
+		return o, fmt.Errorf("ptq: equalization scope %q (want policy or all)", e.Scope)
 	case !(e.Alpha > 0 && e.Alpha < 1):
 		return o, fmt.Errorf("ptq: SmoothQuant alpha %v must be in (0, 1)", e.Alpha)
 	}

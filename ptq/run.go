@@ -179,8 +179,18 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 			dec.Policy = policy
 			dec.Reason += fmt.Sprintf("; LAE is not enabled for pair %s, so dynamic per-token instead", ir.Pair)
 		}
+		if lae && eq.Scope == ScopeAll && policy != quant.LAEStaticPerTensor {
+			switch policy {
+			case quant.StaticPerTensor:
+				policy = quant.LAEStaticPerTensor
+				dec.Reason += "; LAE folded anyway (scope all)"
+			case quant.DynamicPerToken:
+				dec.Reason += "; LAE folded before the per-token quantization (scope all)"
+			}
+			dec.Policy = policy
+		}
 		ir.Decision = dec
-		if policy == quant.LAEStaticPerTensor {
+		if lae && (policy == quant.LAEStaticPerTensor || eq.Scope == ScopeAll) {
 			fold(l, kind, prod, cons)
 			s.Scale(cons)
 			ir.Equalized, ir.ProducerScale, ir.ConsumerScale = EqualizeLAE, prod, cons

@@ -1,9 +1,39 @@
 package quant
 
+// GPTQ timings (go test -run '^$' -bench 'GPTQ|PrepareHessian' -benchtime 1x ./quant),
+// group size 128, blocksize 128, seconds per call. hessian-s is PrepareHessian (damping,
+// float32 blocked Cholesky of the reversed H and triangular inverse), loop-s the GPTQ loop.
+//
+// A: Intel Xeon (AVX-512), 2 of its 16 cores pinned with taskset, GOMAXPROCS=2, nothing else
+// of ours running; two runs each. B: this repository's shared 2-core AMD EPYC (AVX-512) at load average ≈ 3, one
+// run (so slower than the machine can do).
+//
+//	                               out×in        A total  hessian  loop       B total  hessian  loop
+//	GPTQ4096x4096   q k v o        4096×4096      1.34-1.38  0.58-0.65 0.73-0.76    1.66  0.72  0.94
+//	GPTQ11008x4096  gate up        11008×4096     2.41-2.52  0.51-0.62 1.90         2.25  0.77  1.49
+//	GPTQ4096x11008  down           4096×11008    10.9-11.6   7.0-7.3   3.9-4.2     17.6  11.1   6.5
+//	PrepareHessian4096                            0.61-0.70                        0.78
+//	PrepareHessian11008                           6.8-7.3
+//	PrepareHessian4096Float64 (gonum LAPACK)     14.1   (22× the float32 factorization)
+//
+// The "GPTQ of 4096×4096 and 11008×4096 (with a 4096×4096 Hessian)" are the first two
+// rows: 1.4 s and 2.5 s on A. The 11008-wide Hessian of down_proj is the expensive one.
+//
+// LLaMA-2-7B projection on 2 cores (A), per decoder layer, one PrepareHessian per distinct
+// input (q/k/v share one, gate/up share one; PrepareHessian + GPTQWithHessian):
+//
+//	Hessians   qkv, o, gate/up: 3 × 0.65 s; down: 7.0 s           ≈  9.0 s
+//	loops      q, k, v, o: 4 × 0.75 s; gate, up: 2 × 1.9 s; down 4.0 s  ≈ 10.8 s
+//	layer                                                          ≈ 19.8 s
+//	32 layers                                                      ≈ 10.6 min   (goal ≤ 30 min)
+//
+// Without sharing (a factorization per linear) it would be about 11.6 min; with the float64
+// LAPACK factorization about 2.9 h (≈ 14 s per 4096-wide and ≈ 4.6 min per 11008-wide
+// Hessian, scaling as n³). On B the same sums give ≈ 14 min under its load. The calibration
+// forward pass that accumulates H, and I/O, are not included.
+
 import (
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
 
 	"github.com/odyssey-llm/odyssey/gemm"
@@ -69,9 +99,6 @@ func benchGPTQ(b *testing.B, out, in int) {
 	h := gptqBenchHessian(in, 512, 1)
 	w := randGPTQBenchWeights(out*in, 2)
 	opt := GPTQOptions{GroupSize: 128}
-	if v, err := strconv.Atoi(os.Getenv("GPTQ_BS")); err == nil { // TEMP
-		opt.BlockSize = v
-	}
 	var st GPTQStats
 	b.ResetTimer()
 	for b.Loop() {
@@ -101,15 +128,3 @@ func BenchmarkGPTQ11008x4096(b *testing.B) { benchGPTQ(b, 11008, 4096) }
 
 // down (out = 4096, in = 11008, an 11008×11008 Hessian).
 func BenchmarkGPTQ4096x11008(b *testing.B) { benchGPTQ(b, 4096, 11008) }
-
-func init() { // TEMP tuning
-	if v, err := strconv.Atoi(os.Getenv("GPTQ_SUB")); err == nil {
-		gptqSubBlock = v
-	}
-	if v, err := strconv.Atoi(os.Getenv("GPTQ_NB")); err == nil {
-		cholNB = v
-	}
-	if v, err := strconv.Atoi(os.Getenv("GPTQ_RC")); err == nil {
-		trinvRows = v
-	}
-}

@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/odyssey-llm/odyssey/eval"
+	"github.com/odyssey-llm/odyssey/formats/artifact"
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/tokenizer"
 	"github.com/odyssey-llm/odyssey/model"
@@ -77,6 +78,7 @@ func (o *evalDataOptions) evalOptions() eval.Options {
 // loadedModel is a model ready to evaluate, with the tokenizer it was trained with.
 type loadedModel struct {
 	dir     string
+	cfg     hf.Config
 	hf      *hf.Model
 	model   *model.Model
 	tok     *tokenizer.Tokenizer
@@ -99,23 +101,18 @@ func loadForEval(dir string, o *evalDataOptions) (*loadedModel, error) {
 	if err != nil {
 		return nil, err
 	}
+	if artifact.IsArtifact(path) {
+		return loadArtifactForEval(dir, path, cleanup, o)
+	}
 	hm, err := hf.Load(path)
 	if err != nil {
 		cleanup()
 		return nil, badInput(err)
 	}
-	l := &loadedModel{dir: dir, hf: hm, cleanup: cleanup}
-	if hm.TokenizerPath == "" {
+	l := &loadedModel{dir: dir, cfg: hm.Config, hf: hm, cleanup: cleanup}
+	if err := l.check(hm.TokenizerPath, o); err != nil {
 		l.Close()
-		return nil, badInput(fmt.Errorf("model %s has no tokenizer.json; evaluation needs the model's tokenizer", dir))
-	}
-	if max := hm.Config.MaxPositionEmbeddings; o.seqLen > max && !o.force {
-		l.Close()
-		return nil, badInput(fmt.Errorf("--seq-len %d exceeds %s's max_position_embeddings %d (positions it never saw; add --force to run anyway)", o.seqLen, dir, max))
-	}
-	if l.tok, err = tokenizer.Load(hm.TokenizerPath); err != nil {
-		l.Close()
-		return nil, badInput(err)
+		return nil, err
 	}
 	if l.model, err = model.Load(hm); err != nil {
 		l.Close()
@@ -124,13 +121,51 @@ func loadForEval(dir string, o *evalDataOptions) (*loadedModel, error) {
 	return l, nil
 }
 
+// loadArtifactForEval loads a quantized artifact (see package artifact): its quantized
+// linears compute the W4A8 reference arithmetic, so CPU numbers can be compared with the
+// GPU kernel's and with the fake-quantized model's.
+func loadArtifactForEval(dir, path string, cleanup func(), o *evalDataOptions) (*loadedModel, error) {
+	a, err := artifact.Open(path)
+	if err != nil {
+		cleanup()
+		return nil, badInput(err)
+	}
+	defer a.Close() // LoadModel copies what it needs
+	l := &loadedModel{dir: dir, cfg: a.Config, cleanup: cleanup}
+	if err := l.check(a.TokenizerPath, o); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if l.model, err = a.LoadModel(); err != nil {
+		l.Close()
+		return nil, badInput(err)
+	}
+	return l, nil
+}
+
+// check refuses, before any weight is read, a model without a tokenizer or too short a
+// context for the windows, and loads the tokenizer.
+func (l *loadedModel) check(tokPath string, o *evalDataOptions) error {
+	if tokPath == "" {
+		return badInput(fmt.Errorf("model %s has no tokenizer.json; evaluation needs the model's tokenizer", l.dir))
+	}
+	if max := l.cfg.MaxPositionEmbeddings; o.seqLen > max && !o.force {
+		return badInput(fmt.Errorf("--seq-len %d exceeds %s's max_position_embeddings %d (positions it never saw; add --force to run anyway)", o.seqLen, l.dir, max))
+	}
+	var err error
+	if l.tok, err = tokenizer.Load(tokPath); err != nil {
+		return badInput(err)
+	}
+	return nil
+}
+
 // stream reads the data and tokenizes it with l's tokenizer into the evaluation stream.
 func (l *loadedModel) stream(o *evalDataOptions) ([]int, error) {
 	text, err := eval.LoadText(o.data, o.format)
 	if err != nil {
 		return nil, badInput(err)
 	}
-	bos, err := eval.BOS(l.tok, l.hf.Config)
+	bos, err := eval.BOS(l.tok, l.cfg)
 	if err != nil {
 		return nil, badInput(err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/odyssey-llm/odyssey/formats/artifact"
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
 	"github.com/spf13/cobra"
@@ -18,6 +19,9 @@ type inspectOptions struct {
 	path    string
 	asJSON  bool
 	tensors bool
+	// tensorsSet is whether --tensors was given: an artifact's tensor table (six tensors
+	// per linear) is shown only when asked for, its policy table always.
+	tensorsSet bool
 }
 
 // inspectReport is what `odyssey inspect --json` prints. Field names are a stable interface.
@@ -72,11 +76,17 @@ func newInspectCmd(g *globalOptions) *cobra.Command {
 		Long: `Inspect prints what a checkpoint is: for a Hugging Face folder (config.json with one
 model.safetensors or shards with model.safetensors.index.json) the architecture and every config
 field that changes the computation, the dtypes, the parameter count, the shards and a tensor
-table. A single .safetensors file gets the tensor table alone.`,
+table. A single .safetensors file gets the tensor table alone.
+
+For a quantized artifact (odyssey quantize) it prints the scheme, the recipe and calibration it was
+made with, a per-layer table of every linear's activation policy, calibrated input range, static
+scale, group size, integer-scale amplifiers and weight error, and the size against the fp16
+source (the tensor table only with --tensors).`,
 		Example: "  odyssey inspect testdata/tiny-llama\n  odyssey inspect ../shared/models/small-llama --json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.path = args[0]
+			o.tensorsSet = cmd.Flags().Changed("tensors")
 			return runInspect(g, o)
 		},
 	}
@@ -97,6 +107,9 @@ func runInspect(g *globalOptions, o *inspectOptions) error {
 	st, err := os.Stat(dir)
 	if err != nil {
 		return badInput(fmt.Errorf("inspect: %w", err))
+	}
+	if st.IsDir() && artifact.IsArtifact(dir) {
+		return inspectArtifact(g, o, dir)
 	}
 	rep := &inspectReport{Path: o.path, DTypes: map[string]int64{}}
 	var ckpt *safetensors.Checkpoint

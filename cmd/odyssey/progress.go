@@ -53,6 +53,13 @@ func (p *progress) Set(n int64, desc string) {
 	_ = p.bar.Set64(n)
 }
 
+// SetTotal changes the number of steps, for work whose size is known only once started.
+func (p *progress) SetTotal(total int64) {
+	if p.bar != nil && p.bar.GetMax64() != total {
+		p.bar.ChangeMax64(total)
+	}
+}
+
 // Done clears the bar.
 func (p *progress) Done() {
 	if p.bar != nil {

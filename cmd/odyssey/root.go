@@ -42,6 +42,7 @@ model and checks it: perplexity and KL divergence on CPU, speed on a GPU.`,
 		newRecipesCmd(g),
 		newTestdataCmd(g),
 		newBundleCmd(g),
+		newQuantizeCmd(g),
 	)
 	requireSubcommand(root)
 	return root

@@ -138,6 +138,11 @@ func (w *Writer) Finish(src *hf.Model, o FinishOptions) (*Provenance, error) {
 		return nil, fmt.Errorf("artifact: %w", err)
 	}
 
+	if o.Output == OutputCompressedTensors {
+		o.Notes = append(o.Notes, "compressed-tensors export: every linear input is quantized to int8 per token at run time; "+
+			"the static activation scales and per-layer policies recorded here are not carried over (LAE stays folded into the weights), "+
+			"and the integer group scales are multiplied out into fp16 weight_scale")
+	}
 	prov := w.provenance(src, recs, o, fp, total, len(sw.Files()))
 	if err := w.writeConfig(src, recs, o, prov); err != nil {
 		return nil, err

@@ -1,0 +1,581 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/odyssey-llm/odyssey/calib"
+	"github.com/odyssey-llm/odyssey/eval"
+	"github.com/odyssey-llm/odyssey/formats/artifact"
+	"github.com/odyssey-llm/odyssey/formats/hf"
+	"github.com/odyssey-llm/odyssey/formats/tokenizer"
+	"github.com/odyssey-llm/odyssey/model"
+	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/recipes"
+	"github.com/spf13/cobra"
+)
+
+type quantizeOptions struct {
+	model  string
+	out    string
+	recipe string
+	calib  string
+	export string
+	asJSON bool
+	force  bool
+	resume bool
+}
+
+// afterLayerHook, when set (by tests), is called after each layer is checkpointed with the
+// layer's index and a function that interrupts the run as Ctrl-C would.
+var afterLayerHook func(layer int, interrupt func())
+
+func newQuantizeCmd(g *globalOptions) *cobra.Command {
+	o := &quantizeOptions{}
+	cmd := &cobra.Command{
+		Use:   "quantize --model DIR --out DIR",
+		Short: "Quantize a model to W4A8 and write the artifact",
+		Long: `Quantize runs a recipe (default ` + recipes.Default + `: FPTQ with LAE, int4 g128 RTN weights,
+integer scales, data-free calibration sampled from the model itself) over a Hugging Face checkpoint
+layer by layer, and writes the quantized model as a folder: config.json with a quantization_config
+block, model.safetensors (sharded by the recipe's output.shard_size) with int4 weights packed for
+the FastGEMM kernel (docs/fastgemm-layout.md), the tokenizer files, and odyssey.json recording the
+tool version, the full recipe, the calibration source and every layer's decisions.
+
+Everything is checked before the heavy work: the model, the recipe against the model (layers whose
+input dimension the group size does not divide are listed; they fall back to per-channel), the
+calibration file and its length, the output folder, and every weight for NaN or Inf.
+
+The artifact is built in OUT.partial beside OUT and renamed to OUT when complete, so OUT is never
+half-written. Each finished layer is checkpointed there: after an interruption (Ctrl-C, exit code
+130), run the same command with --resume to continue from the next layer; without --resume a
+leftover OUT.partial is discarded. An existing OUT is refused unless --force.
+
+With --export compressed-tensors the output is llm-compressor's pack-quantized checkpoint that
+vLLM loads (int4 weights with float scales, int8 dynamic per-token activations) instead.`,
+		Example: "  odyssey quantize --model testdata/tiny-llama --out /tmp/tiny-w4a8\n" +
+			"  odyssey quantize --model ../shared/models/small-llama --out /tmp/small-w4a8 --calib ../shared/data/calib/calib_mix.txt --json\n" +
+			"  odyssey quantize --model DIR --out OUT --recipe w4a8-rtn --export compressed-tensors",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.model == "" || o.out == "" {
+				return usageErrorf("quantize needs --model DIR and --out DIR")
+			}
+			switch o.export {
+			case "", artifact.OutputOdyssey, artifact.OutputCompressedTensors:
+			default:
+				return usageErrorf("unknown --export %q (want %s or %s)", o.export, artifact.OutputOdyssey, artifact.OutputCompressedTensors)
+			}
+			return runQuantize(cmd.Context(), g, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.model, "model", "", "model folder (Hugging Face layout) or .tar.zst bundle (required)")
+	f.StringVar(&o.out, "out", "", "output folder for the quantized model (required)")
+	f.StringVar(&o.recipe, "recipe", recipes.Default, "recipe: a preset name (odyssey recipes list) or a YAML file")
+	f.StringVar(&o.calib, "calib", "", "calibration data, a text or JSONL file, or \"self\" (overrides the recipe's calibration.data)")
+	f.StringVar(&o.export, "export", "", "output format: odyssey or compressed-tensors (default: the recipe's output.format)")
+	f.BoolVar(&o.asJSON, "json", false, "print a machine-readable summary (per-layer policy, scales, errors, timings, memory)")
+	f.BoolVar(&o.force, "force", false, "replace an existing output folder")
+	f.BoolVar(&o.resume, "resume", false, "continue an interrupted run from the layers checkpointed in OUT.partial")
+	_ = cmd.MarkFlagRequired("model")
+	_ = cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+// quantizeJob is everything validated before the heavy work starts.
+type quantizeJob struct {
+	o         *quantizeOptions
+	hm        *hf.Model
+	tok       *tokenizer.Tokenizer
+	recipe    *recipes.Recipe
+	plan      *recipes.Plan
+	opt       ptq.Options
+	output    string
+	calibPath string // "" for self
+	calib     artifact.Calibration
+	windows   [][]int // drawn already for text calibration; nil for self until sampled
+	notes     []string
+	staging   string
+}
+
+func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err error) {
+	start := time.Now()
+	out := filepath.Clean(o.out)
+	if _, err := os.Stat(out); err == nil && !o.force {
+		return &exitError{code: exitExists, err: fmt.Errorf("%s already exists (add --force to replace it)", out)}
+	}
+	job, cleanup, err := prepareQuantize(g, o)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	rep := &quantizeReport{Model: o.model, Out: out, Recipe: job.recipe.Source, RecipeHash: job.recipe.Hash(),
+		Output: job.output, Layers: job.hm.Config.NumLayers, Notes: job.notes}
+
+	// NaN/Inf in any weight would quietly poison scales; find it before anything else.
+	t0 := time.Now()
+	tensors := job.hm.AllTensors()
+	for _, t := range tensors {
+		rep.BytesIn += t.Bytes()
+	}
+	rep.FP16BytesIn = 2 * job.hm.NumParams()
+	bar := newProgress(g.errOut, o.asJSON, rep.BytesIn, "checking weights", "B")
+	err = artifact.ScanFinite(job.hm.Tensors, tensors, func(done, total int64) { bar.Set(done, "") })
+	bar.Done()
+	if err != nil {
+		return badInput(err)
+	}
+	rep.Timings.ScanSeconds = time.Since(t0).Seconds()
+
+	w, err := openStaging(g, job)
+	if err != nil {
+		return err
+	}
+	// Past this point the staging folder holds work. An interruption keeps it for --resume;
+	// any other failure removes it, so nothing half-written is left behind.
+	defer func() {
+		if err == nil {
+			return
+		}
+		if errors.Is(err, context.Canceled) {
+			fmt.Fprintf(g.errOut, "odyssey: interrupted with %d of %d layers checkpointed in %s; run the same command with --resume to continue\n",
+				w.Done(), job.hm.Config.NumLayers, job.staging)
+			return
+		}
+		os.RemoveAll(job.staging)
+	}()
+	ctx, interrupt := context.WithCancel(ctx)
+	defer interrupt()
+
+	// Calibration windows: drawn now for self (the heavy part of data-free calibration).
+	t0 = time.Now()
+	if job.windows == nil {
+		L := job.opt.Calib.SeqLen
+		bar := newProgress(g.errOut, o.asJSON, int64(L), fmt.Sprintf("calibration: sampling %d×%d tokens from the model", job.opt.Calib.Samples, L), "tok")
+		job.windows, err = calib.LoadWindows(ctx, job.hm, job.tok, job.opt.Calib, func(done, total int) { bar.Set(int64(done), "") })
+		bar.Done()
+		if err != nil {
+			return calibError(err)
+		}
+	}
+	rep.Timings.WindowsSeconds = time.Since(t0).Seconds()
+	job.calib.WindowsSHA256 = artifact.WindowsHash(job.windows)
+	if err := w.SetWindows(job.calib.WindowsSHA256); err != nil {
+		return badInput(err)
+	}
+
+	// Layer by layer: each result is checkpointed as soon as it is done, then its weights
+	// are released, so memory holds one quantized layer however large the model.
+	t0 = time.Now()
+	resumed := w.Done()
+	rep.ResumedLayers = resumed
+	n := job.hm.Config.NumLayers
+	bar = newProgress(g.errOut, o.asJSON, int64(n), "quantizing", "layers")
+	bar.Set(int64(resumed), fmt.Sprintf("quantizing (%d layers resumed)", resumed))
+	var werr error
+	res, err := ptq.RunWindows(ctx, job.hm, job.windows, job.opt, func(ev ptq.ProgressEvent) {
+		if ev.Stage != "layer" || ev.Layer == nil || werr != nil {
+			return
+		}
+		lr := ev.Layer
+		if lr.Layer >= resumed {
+			if werr = w.WriteLayer(lr); werr != nil {
+				interrupt()
+				return
+			}
+		}
+		rep.PerLayer = append(rep.PerLayer, layerReportOf(lr))
+		releaseLayer(lr)
+		bar.Set(int64(ev.Done), fmt.Sprintf("layer %d/%d (%.1f s/layer)", ev.Done, ev.Total, ev.Elapsed.Seconds()/float64(ev.Done)))
+		if afterLayerHook != nil {
+			afterLayerHook(lr.Layer, interrupt)
+		}
+	})
+	bar.Done()
+	if werr != nil {
+		return werr
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
+		return fmt.Errorf("quantizing %s: %w", o.model, err)
+	}
+	rep.Timings.QuantizeSeconds = time.Since(t0).Seconds()
+	rep.PeakHeapBytes = res.Mem.PeakHeapInuse
+	rep.ActivationBytes = res.Mem.ActivationBytes
+
+	// Assemble the artifact from the checkpoints and publish it.
+	t0 = time.Now()
+	bar = newProgress(g.errOut, o.asJSON, 1, "writing "+out, "B")
+	ver := currentVersion()
+	yml, err := job.recipe.Marshal()
+	if err != nil {
+		return err
+	}
+	prov, err := w.Finish(job.hm, artifact.FinishOptions{
+		Output: job.output, ShardSize: job.recipe.Output.ShardSize,
+		Tool:       artifact.Tool{Name: "odyssey", Version: ver.Version, Revision: ver.Revision, Modified: ver.Modified, GoVersion: ver.GoVersion},
+		Recipe:     artifact.RecipeInfo{Source: job.recipe.Source, Hash: job.recipe.Hash(), YAML: string(yml)},
+		SourcePath: o.model, Scheme: schemeOf(job.recipe), Notes: job.notes,
+		Progress: func(done, total int64) { bar.SetTotal(total); bar.Set(done, "") },
+	})
+	bar.Done()
+	if err != nil {
+		return err
+	}
+	if err := (&stagedDir{final: out, tmp: job.staging, force: o.force}).Commit(); err != nil {
+		return err
+	}
+	rep.Timings.AssembleSeconds = time.Since(t0).Seconds()
+	rep.Timings.TotalSeconds = time.Since(start).Seconds()
+	rep.finish(prov, res)
+	if o.asJSON {
+		return writeJSON(g.out, rep)
+	}
+	return printQuantize(g.out, rep)
+}
+
+// prepareQuantize validates everything that can be checked before the heavy work: the
+// model, the recipe against it, the calibration data (drawing text windows, which only
+// tokenizes), and the output format.
+func prepareQuantize(g *globalOptions, o *quantizeOptions) (*quantizeJob, func(), error) {
+	job := &quantizeJob{o: o, staging: filepath.Clean(o.out) + ".partial"}
+	dir, cleanupBundle, err := openModelPath(o.model)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*quantizeJob, func(), error) {
+		if job.hm != nil {
+			job.hm.Close()
+		}
+		cleanupBundle()
+		return nil, nil, err
+	}
+	if st, err := os.Stat(dir); err != nil {
+		return fail(badInput(fmt.Errorf("--model: %w", err)))
+	} else if !st.IsDir() {
+		return fail(badInput(fmt.Errorf("--model %s is not a folder", o.model)))
+	}
+	if artifact.IsArtifact(dir) {
+		return fail(badInput(fmt.Errorf("%s is already a quantized artifact; quantize its full-precision source instead", o.model)))
+	}
+	if job.hm, err = hf.Load(dir); err != nil {
+		return fail(badInput(err))
+	}
+	cfg := job.hm.Config
+	if err := model.CheckConfig(&cfg); err != nil {
+		return fail(badInput(fmt.Errorf("%s: %w", o.model, err)))
+	}
+
+	r, err := recipes.Load(o.recipe)
+	if err != nil {
+		return fail(recipeError(g, o.recipe, err))
+	}
+	if o.calib != "" {
+		// --calib is relative to the working directory, unlike a path in a recipe file.
+		r.Calibration.Data, r.Calibration.Format = o.calib, ""
+		if o.calib != recipes.Self {
+			r.Calibration.Format = "text"
+			if filepath.Ext(o.calib) == ".jsonl" {
+				r.Calibration.Format = "jsonl"
+			}
+		}
+		if err := r.Validate(); err != nil {
+			return fail(recipeError(g, o.recipe, err))
+		}
+		if o.calib != recipes.Self {
+			job.calibPath = o.calib
+		}
+	} else {
+		job.calibPath = r.CalibrationPath()
+	}
+	if err := r.ValidateFiles(); err != nil && o.calib == "" {
+		return fail(recipeError(g, o.recipe, err))
+	}
+	if job.calibPath != "" {
+		if st, err := os.Stat(job.calibPath); err != nil {
+			return fail(badInput(fmt.Errorf("calibration data: %w", err)))
+		} else if st.IsDir() {
+			return fail(badInput(fmt.Errorf("calibration data %s is a folder, not a file", job.calibPath)))
+		}
+	}
+	if job.plan, err = r.ValidateForModel(cfg); err != nil {
+		return fail(recipeError(g, o.recipe, err))
+	}
+	job.recipe = r
+	job.output = outputFormat(r, o.export)
+	if r.Weights.Bits != 4 {
+		return fail(badInput(fmt.Errorf("recipe %s has %d-bit weights; the %s output stores int4 weights only (use a W4 recipe)", r.Source, r.Weights.Bits, job.output)))
+	}
+	if job.opt, err = ptqOptions(r, job.plan, job.calibPath); err != nil {
+		return fail(badInput(fmt.Errorf("recipe %s: %w", r.Source, err)))
+	}
+	for _, line := range job.plan.Summary() {
+		// The embedding and LM head are never quantized; saying so for every run is noise.
+		if strings.HasPrefix(line, "skip: embed_tokens ") || strings.HasPrefix(line, "skip: lm_head ") {
+			continue
+		}
+		fmt.Fprintf(g.errOut, "odyssey: %s\n", line)
+	}
+	job.notes = recipeNotes(job.plan)
+
+	if job.hm.TokenizerPath != "" {
+		if job.tok, err = tokenizer.Load(job.hm.TokenizerPath); err != nil {
+			return fail(badInput(err))
+		}
+	}
+	if _, err := eval.BOS(job.tok, cfg); err != nil {
+		return fail(badInput(fmt.Errorf("%s: calibration windows start with BOS: %w", o.model, err)))
+	}
+	c := r.Calibration
+	job.calib = artifact.Calibration{Source: recipes.Self, Seed: c.Seed, Samples: c.Samples, SeqLen: c.SeqLen}
+	if job.calibPath != "" {
+		if job.tok == nil {
+			return fail(badInput(fmt.Errorf("%s has no tokenizer.json; calibrating from %s needs the model's tokenizer (or use --calib self)", o.model, job.calibPath)))
+		}
+		job.calib.Source, job.calib.Format = job.calibPath, job.opt.Calib.Format
+		if job.calib.SHA256, err = artifact.FileSHA256(job.calibPath); err != nil {
+			return fail(badInput(fmt.Errorf("calibration data: %w", err)))
+		}
+		// Reading text windows only tokenizes: do it now, so that a file too short for the
+		// recipe fails before any weight is read.
+		job.windows, err = calib.LoadWindows(context.Background(), job.hm, job.tok, job.opt.Calib, nil)
+		if err != nil {
+			return fail(calibError(err))
+		}
+	}
+	return job, func() { job.hm.Close(); cleanupBundle() }, nil
+}
+
+// calibError classifies calibration failures: cancellation stays cancellation, anything
+// else (a short or unreadable file, windows longer than the model's context) is bad input.
+func calibError(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	return badInput(err)
+}
+
+// openStaging creates OUT.partial, or with --resume reopens it after checking that it was
+// made from the same model, recipe and calibration.
+func openStaging(g *globalOptions, job *quantizeJob) (*artifact.Writer, error) {
+	fp, err := artifact.ModelFingerprint(job.hm)
+	if err != nil {
+		return nil, err
+	}
+	st := artifact.State{Model: fp, RecipeHash: job.recipe.Hash(), Calibration: job.calib, Output: job.output, Layers: job.hm.Config.NumLayers}
+	_, statErr := os.Stat(job.staging)
+	exists := statErr == nil
+	if exists && job.o.resume {
+		w, err := artifact.Reopen(job.staging, st)
+		if err != nil {
+			if errors.Is(err, artifact.ErrStateMismatch) {
+				return nil, badInput(fmt.Errorf("%w (run without --resume to start over)", err))
+			}
+			return nil, badInput(err)
+		}
+		fmt.Fprintf(g.errOut, "odyssey: resuming from %s: %d of %d layers done\n", job.staging, w.Done(), job.hm.Config.NumLayers)
+		return w, nil
+	}
+	if exists {
+		if err := artifact.RemoveStaging(job.staging); err != nil {
+			return nil, badInput(fmt.Errorf("%s is in the way: %w", job.staging, err))
+		}
+		fmt.Fprintf(g.errOut, "odyssey: discarded the unfinished run in %s (use --resume to continue one)\n", job.staging)
+	} else if job.o.resume {
+		fmt.Fprintf(g.errOut, "odyssey: nothing to resume in %s; starting from layer 0\n", job.staging)
+	} else if !errors.Is(statErr, fs.ErrNotExist) {
+		return nil, statErr
+	}
+	return artifact.Create(job.staging, st)
+}
+
+// releaseLayer drops a checkpointed layer's weights, keeping the numbers the report uses:
+// ptq keeps every layer's result until the run ends, which would otherwise hold the whole
+// quantized model in memory.
+func releaseLayer(lr *ptq.LayerResult) {
+	lr.AttnNorm, lr.MLPNorm = nil, nil
+	for _, in := range lr.Inputs {
+		in.ProducerScale, in.ConsumerScale = nil, nil
+	}
+	for _, l := range lr.Linears {
+		l.Float, l.Bias, l.Weight, l.IntScale, l.Weight8 = nil, nil, nil, nil, nil
+	}
+	// Hand the memory back now rather than at the next collection cycle, which at
+	// GOGC=100 may come only after the heap has doubled.
+	debug.FreeOSMemory()
+}
+
+// quantizeReport is what `odyssey quantize --json` prints. Field names are a stable
+// interface.
+type quantizeReport struct {
+	Model         string               `json:"model"`
+	Out           string               `json:"out"`
+	Recipe        string               `json:"recipe"`
+	RecipeHash    string               `json:"recipe_hash"`
+	Output        string               `json:"output"`
+	Layers        int                  `json:"layers"`
+	ResumedLayers int                  `json:"resumed_layers"`
+	Calibration   artifact.Calibration `json:"calibration"`
+	Timings       quantizeTimings      `json:"timings"`
+	// BytesIn is the size of the source tensors; FP16BytesIn the same in 16 bits (the
+	// baseline of the throughput and compression figures); BytesOut the artifact's tensors.
+	BytesIn     int64   `json:"bytes_in"`
+	FP16BytesIn int64   `json:"fp16_bytes_in"`
+	BytesOut    int64   `json:"bytes_out"`
+	Compression float64 `json:"compression_ratio"`
+	// GBPerSecond is fp16 input bytes (1e9) per second of the whole run;
+	// GBPerSecondExclCalibration leaves out sampling windows and the calibration forward
+	// passes (statistics and propagation).
+	GBPerSecond                float64 `json:"gb_per_second"`
+	GBPerSecondExclCalibration float64 `json:"gb_per_second_excl_calibration"`
+	// PeakRSSBytes is the process's peak resident set (VmHWM; 0 where unavailable),
+	// PeakHeapBytes the largest heap in use the calibration pass sampled.
+	PeakRSSBytes    int64            `json:"peak_rss_bytes"`
+	PeakHeapBytes   uint64           `json:"peak_heap_bytes"`
+	ActivationBytes int64            `json:"activation_bytes"`
+	Summary         artifact.Summary `json:"summary"`
+	Notes           []string         `json:"notes,omitempty"`
+	PerLayer        []layerReport    `json:"per_layer"`
+}
+
+type quantizeTimings struct {
+	ScanSeconds         float64 `json:"scan_s"`
+	WindowsSeconds      float64 `json:"calibration_windows_s"`
+	CalibForwardSeconds float64 `json:"calibration_forward_s"`
+	QuantizeSeconds     float64 `json:"layers_s"`
+	AssembleSeconds     float64 `json:"assemble_s"`
+	TotalSeconds        float64 `json:"total_s"`
+}
+
+type layerReport struct {
+	Layer            int            `json:"layer"`
+	CollectSeconds   float64        `json:"collect_s"`
+	QuantizeSeconds  float64        `json:"quantize_s"`
+	PropagateSeconds float64        `json:"propagate_s"`
+	Linears          []linearReport `json:"linears"`
+}
+
+type linearReport struct {
+	Name         string  `json:"name"`
+	Policy       string  `json:"policy"`
+	ActScale     float32 `json:"act_scale"`
+	GroupSize    int     `json:"group_size,omitempty"`
+	Fallback     bool    `json:"group_fallback,omitempty"`
+	AlphaLog2Min int     `json:"alpha_log2_min,omitempty"`
+	AlphaLog2Max int     `json:"alpha_log2_max,omitempty"`
+	WeightError  float64 `json:"weight_error"`
+	Seconds      float64 `json:"seconds"`
+}
+
+func layerReportOf(lr *ptq.LayerResult) layerReport {
+	r := layerReport{Layer: lr.Layer, CollectSeconds: lr.CollectTime.Seconds(), QuantizeSeconds: lr.QuantizeTime.Seconds(),
+		PropagateSeconds: lr.PropagateTime.Seconds()}
+	for _, l := range lr.Linears {
+		lin := linearReport{Name: l.Name, GroupSize: l.GroupSize, Fallback: l.GroupFallback, AlphaLog2Min: l.AlphaLog2Min,
+			AlphaLog2Max: l.AlphaLog2Max, WeightError: l.WeightError, Seconds: l.Time.Seconds()}
+		switch {
+		case l.Skipped:
+			lin.Policy = "skipped (16-bit)"
+		case l.ActBits == 16:
+			lin.Policy = artifact.PolicyNone.String()
+		default:
+			lin.Policy = l.Act.Policy.String()
+			lin.ActScale = l.Act.Scale
+		}
+		r.Linears = append(r.Linears, lin)
+	}
+	return r
+}
+
+// finish fills the derived figures.
+func (r *quantizeReport) finish(p *artifact.Provenance, res *ptq.Result) {
+	r.Calibration = p.Calibration
+	r.Summary = p.Summary
+	r.BytesOut = p.Size.TensorBytes
+	r.Compression = p.Size.CompressionRatio
+	for _, l := range r.PerLayer {
+		r.Timings.CalibForwardSeconds += l.CollectSeconds + l.PropagateSeconds
+	}
+	if t := r.Timings.TotalSeconds; t > 0 {
+		r.GBPerSecond = float64(r.FP16BytesIn) / 1e9 / t
+	}
+	if t := r.Timings.TotalSeconds - r.Timings.WindowsSeconds - r.Timings.CalibForwardSeconds; t > 0 {
+		r.GBPerSecondExclCalibration = float64(r.FP16BytesIn) / 1e9 / t
+	}
+	r.PeakRSSBytes = peakRSS()
+}
+
+func printQuantize(w io.Writer, r *quantizeReport) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "wrote\t%s (%s, %s)\n", r.Out, r.Output, humanBytes(r.BytesOut))
+	fmt.Fprintf(tw, "recipe\t%s (%s)\n", r.Recipe, r.RecipeHash)
+	cal := r.Calibration.Source
+	if cal == recipes.Self {
+		cal = "self (sampled from the model)"
+	}
+	fmt.Fprintf(tw, "calibration\t%s, %d×%d tokens, seed %d\n", cal, r.Calibration.Samples, r.Calibration.SeqLen, r.Calibration.Seed)
+	s := r.Summary
+	fmt.Fprintf(tw, "linears\t%d quantized, %d kept in 16 bits, %d group-size fallbacks\n", s.Quantized, len(s.Skipped), len(s.Fallbacks))
+	for _, k := range sortedKeys(s.Policies) {
+		fmt.Fprintf(tw, "  %s\t%d\n", k, s.Policies[k])
+	}
+	fmt.Fprintf(tw, "weight error\tmean %.4f, max %.4f (relative Frobenius)\n", s.MeanWeightError, s.MaxWeightError)
+	fmt.Fprintf(tw, "size\t%s → %s (%.2f× smaller than fp16)\n", humanBytes(r.FP16BytesIn), humanBytes(r.BytesOut), r.Compression)
+	resumed := ""
+	if r.ResumedLayers > 0 {
+		resumed = fmt.Sprintf(", %d layers resumed", r.ResumedLayers)
+	}
+	fmt.Fprintf(tw, "time\t%.1f s (calibration %.1f s + %.1f s forward, layers %.1f s, writing %.1f s)%s\n", r.Timings.TotalSeconds,
+		r.Timings.WindowsSeconds, r.Timings.CalibForwardSeconds, r.Timings.QuantizeSeconds, r.Timings.AssembleSeconds, resumed)
+	fmt.Fprintf(tw, "throughput\t%.2f GB/s of fp16 input (%.2f GB/s without calibration)\n", r.GBPerSecond, r.GBPerSecondExclCalibration)
+	if r.PeakRSSBytes > 0 {
+		fmt.Fprintf(tw, "peak memory\t%s resident\n", humanBytes(r.PeakRSSBytes))
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(tw, "note\t%s\n", n)
+	}
+	return tw.Flush()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	k := make([]string, 0, len(m))
+	for s := range m {
+		k = append(k, s)
+	}
+	sort.Strings(k)
+	return k
+}
+
+// peakRSS returns the process's peak resident set size (VmHWM of /proc/self/status on
+// Linux), or 0 where the system does not report it.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			f := strings.Fields(v)
+			if len(f) == 2 && f[1] == "kB" {
+				if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+					return n << 10
+				}
+			}
+		}
+	}
+	return 0
+}

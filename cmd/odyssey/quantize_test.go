@@ -1,0 +1,447 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/odyssey-llm/odyssey/calib"
+	"github.com/odyssey-llm/odyssey/eval"
+	"github.com/odyssey-llm/odyssey/formats/artifact"
+	"github.com/odyssey-llm/odyssey/formats/hf"
+	"github.com/odyssey-llm/odyssey/formats/safetensors"
+	"github.com/odyssey-llm/odyssey/formats/tokenizer"
+	"github.com/odyssey-llm/odyssey/internal/sharedtest"
+	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/recipes"
+)
+
+var updateGolden = flag.Bool("update", false, "rewrite testdata/golden files from this run")
+
+var sample = sharedtest.Testdata("text/sample.txt")
+
+// writeRecipe writes a recipe file into a temporary folder and returns its path.
+func writeRecipe(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "recipe.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// smallFPTQ is the default recipe with a calibration small enough for tests: 4 windows of
+// 64 tokens of the sample text.
+const smallFPTQ = "version: 1\nbase: w4a8-fptq\ncalibration:\n  samples: 4\n  seq_len: 64\n  seed: 3\n"
+
+func quantize(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	return runCLI(t, "", append([]string{"quantize"}, args...)...)
+}
+
+// End to end through the CLI: quantize tiny-llama, inspect the artifact, and evaluate it on
+// CPU: its perplexity equals the fake-quantized model's (same recipe, same windows) within
+// 1e-4 relative, which is the point of the artifact: packing loses nothing.
+func TestQuantizeTinyEndToEnd(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "tiny-w4a8")
+	rec := writeRecipe(t, smallFPTQ)
+	code, js, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", rec, "--calib", sample, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var rep quantizeReport
+	if err := json.Unmarshal([]byte(js), &rep); err != nil {
+		t.Fatalf("--json: %v\n%s", err, js)
+	}
+	if rep.Layers != 4 || len(rep.PerLayer) != 4 || len(rep.PerLayer[0].Linears) != 7 || rep.Summary.Quantized != 28 ||
+		rep.BytesOut <= 0 || rep.Compression <= 1 || rep.Calibration.SHA256 == "" || rep.Calibration.WindowsSHA256 == "" {
+		t.Errorf("report %+v", rep)
+	}
+	for _, f := range []string{"config.json", "model.safetensors", "odyssey.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("artifact lacks %s", f)
+		}
+	}
+	if _, err := os.Stat(out + ".partial"); err == nil {
+		t.Error("staging folder left behind")
+	}
+
+	code, txt, errOut := runCLI(t, "", "inspect", out)
+	if code != 0 || !strings.Contains(txt, "fastgemm-w4a8") || !strings.Contains(txt, "down_proj") || !strings.Contains(txt, "static-per-tensor") {
+		t.Fatalf("inspect: exit %d %s\n%s", code, errOut, txt)
+	}
+	code, ijs, _ := runCLI(t, "", "inspect", "--json", out)
+	var ar artifactReport
+	if code != 0 || json.Unmarshal([]byte(ijs), &ar) != nil || len(ar.Layers) != 28 || ar.Compression <= 1 || ar.Recipe == nil {
+		t.Fatalf("inspect --json: exit %d: %s", code, ijs)
+	}
+
+	code, pjs, errOut := runCLI(t, "", "eval", "ppl", "--model", out, "--data", sample, "--seq-len", "256", "--json")
+	if code != 0 {
+		t.Fatalf("eval ppl: exit %d: %s", code, errOut)
+	}
+	var pr pplReport
+	if err := json.Unmarshal([]byte(pjs), &pr); err != nil {
+		t.Fatal(err)
+	}
+	fq := fakeQuantPPL(t, rec, sample, 256)
+	if d := math.Abs(pr.PPL-fq) / fq; d > 1e-4 {
+		t.Errorf("artifact ppl %.6f, fake-quantized %.6f (relative %.2g > 1e-4)", pr.PPL, fq, d)
+	}
+	t.Logf("artifact ppl %.6f, fake-quantized %.6f", pr.PPL, fq)
+}
+
+// fakeQuantPPL quantizes tiny-llama in-process with the recipe (through the same
+// translation as the command) and returns the fake-quantized model's perplexity.
+func fakeQuantPPL(t *testing.T, recipePath, calibPath string, seqLen int) float64 {
+	t.Helper()
+	r, err := recipes.Load(recipePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hm, err := hf.Load(tiny)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hm.Close()
+	plan, err := r.ValidateForModel(hm.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Calibration.Data, r.Calibration.Format = calibPath, "text"
+	opt, err := ptqOptions(r, plan, calibPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tokenizer.Load(hm.TokenizerPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	windows, err := calib.LoadWindows(context.Background(), hm, tok, opt.Calib, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := ptq.RunWindows(context.Background(), hm, windows, opt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := res.FakeQuantModel(hm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := eval.LoadText(sample, "text")
+	bos, _ := eval.BOS(tok, hm.Config)
+	pr, err := eval.Perplexity(context.Background(), m, eval.Stream(tok, text, bos), eval.Options{SeqLen: seqLen})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pr.PPL
+}
+
+// tensorHashes returns the sha256 of every tensor of an artifact and of its config.json.
+func tensorHashes(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	ck, err := safetensors.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	h := map[string]string{}
+	for _, ti := range ck.Tensors() {
+		b, err := ck.Bytes(ti.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := sha256.Sum256(b)
+		h[ti.Name] = string(ti.DType) + " " + shapeString(ti.Shape) + " " + hex.EncodeToString(s[:])
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(b)
+	h["config.json"] = hex.EncodeToString(s[:])
+	return h
+}
+
+// The same inputs, recipe and seed give a byte-identical artifact. The golden file holds the
+// sha256 of every tensor of tiny-llama quantized with the w4a8-rtn baseline (per-token
+// activations, no equalization), whose tensors depend on the weights alone, so the hashes
+// hold on any CPU. Regenerate with: go test ./cmd/odyssey -run TestQuantizeGolden -update
+func TestQuantizeGolden(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "tiny-rtn")
+	rec := writeRecipe(t, "version: 1\nbase: w4a8-rtn\ncalibration:\n  samples: 2\n  seq_len: 32\n")
+	if code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", rec, "--calib", sample); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	got := tensorHashes(t, out)
+	golden := sharedtest.Testdata("golden/tiny-w4a8-rtn.sha256.json")
+	if *updateGolden {
+		b, _ := json.MarshalIndent(got, "", "  ")
+		if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(golden, append(b, '\n'), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("wrote %s", golden)
+		return
+	}
+	b, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	var want map[string]string
+	if err := json.Unmarshal(b, &want); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Errorf("%d tensors (and config.json), golden has %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s: %s, golden %s", k, got[k], v)
+		}
+	}
+}
+
+// filesOf returns the bytes of every file of a folder.
+func filesOf(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string][]byte{}
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m[e.Name()] = b
+	}
+	return m
+}
+
+// An interrupted run leaves nothing at --out and its finished layers in OUT.partial;
+// --resume continues from there, and the result is byte-identical (every file, odyssey.json
+// included) to an uninterrupted run. A run without --resume discards the partial one.
+func TestQuantizeResume(t *testing.T) {
+	base := t.TempDir()
+	rec := writeRecipe(t, smallFPTQ)
+	args := func(out string, extra ...string) []string {
+		return append([]string{"--model", tiny, "--out", out, "--recipe", rec, "--calib", sample}, extra...)
+	}
+	full := filepath.Join(base, "full")
+	if code, _, errOut := quantize(t, args(full)...); code != 0 {
+		t.Fatalf("uninterrupted: exit %d: %s", code, errOut)
+	}
+
+	out := filepath.Join(base, "resumed")
+	afterLayerHook = func(layer int, interrupt func()) {
+		if layer == 1 {
+			interrupt()
+		}
+	}
+	code, _, errOut := quantize(t, args(out)...)
+	afterLayerHook = nil
+	if code != exitInterrupted || !strings.Contains(errOut, "--resume") {
+		t.Fatalf("interrupted run: exit %d, want %d: %s", code, exitInterrupted, errOut)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Fatal("an interrupted run created --out")
+	}
+	layers, _ := filepath.Glob(filepath.Join(out+".partial", artifact.LayersDir, "*.safetensors"))
+	if len(layers) != 2 {
+		t.Fatalf("%d layer checkpoints after an interruption after layer 1, want 2", len(layers))
+	}
+
+	// A different recipe must not continue these layers.
+	other := writeRecipe(t, strings.Replace(smallFPTQ, "seed: 3", "seed: 4", 1))
+	code, _, errOut = quantize(t, "--model", tiny, "--out", out, "--recipe", other, "--calib", sample, "--resume")
+	if code != exitBadInput || !strings.Contains(errOut, "recipe") {
+		t.Fatalf("resume with another recipe: exit %d: %s", code, errOut)
+	}
+
+	code, _, errOut = quantize(t, args(out, "--resume")...)
+	if code != 0 || !strings.Contains(errOut, "2 of 4 layers done") {
+		t.Fatalf("resume: exit %d: %s", code, errOut)
+	}
+	a, b := filesOf(t, full), filesOf(t, out)
+	if len(a) != len(b) {
+		t.Fatalf("files %d vs %d", len(a), len(b))
+	}
+	for name, data := range a {
+		if !bytes.Equal(data, b[name]) {
+			t.Errorf("%s differs between the uninterrupted and the resumed run", name)
+		}
+	}
+
+	// Interrupt again, then run without --resume: the partial run is discarded, said so.
+	out2 := filepath.Join(base, "fresh")
+	afterLayerHook = func(layer int, interrupt func()) { interrupt() }
+	quantize(t, args(out2)...)
+	afterLayerHook = nil
+	code, _, errOut = quantize(t, args(out2)...)
+	if code != 0 || !strings.Contains(errOut, "discarded") {
+		t.Fatalf("fresh run over a partial one: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(out2 + ".partial"); err == nil {
+		t.Error("partial folder survived a fresh run")
+	}
+}
+
+// copyModel copies a model folder's small files into a new folder and returns it.
+func copyModel(t *testing.T, from string) string {
+	t.Helper()
+	dir := t.TempDir()
+	ents, _ := os.ReadDir(from)
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// nanModel returns a copy of tiny-llama with a NaN in one weight of tensor name.
+func nanModel(t *testing.T, name string, index int) string {
+	t.Helper()
+	dir := copyModel(t, tiny)
+	ck, err := safetensors.Open(filepath.Join(tiny, "model.safetensors"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	var ts []safetensors.Tensor
+	for _, ti := range ck.Tensors() {
+		b, _ := ck.Bytes(ti.Name)
+		b = bytes.Clone(b)
+		if ti.Name == name {
+			b[2*index], b[2*index+1] = 0x00, 0x7E // fp16 NaN
+		}
+		ts = append(ts, safetensors.Tensor{Name: ti.Name, DType: ti.DType, Shape: ti.Shape, Data: b})
+	}
+	if err := safetensors.WriteFile(filepath.Join(dir, "model.safetensors"), ts, ck.Metadata()); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// Bad input gets one clear line, the documented exit code, and nothing half-written.
+func TestQuantizeRefusals(t *testing.T) {
+	base := t.TempDir()
+	rec := writeRecipe(t, smallFPTQ)
+	short := filepath.Join(base, "short.txt")
+	os.WriteFile(short, []byte("Far too short a text to calibrate on."), 0o644)
+	existing := filepath.Join(base, "exists")
+	os.Mkdir(existing, 0o755)
+	badRecipe := writeRecipe(t, "version: 1\nweights:\n  grup_size: 64\n")
+	noFit := writeRecipe(t, "version: 1\nbase: w4a8-fptq\nskip: [lm_head, layers.9]\n")
+	overflow := writeRecipe(t, smallFPTQ+"integer_scale:\n  amplifier: 16384\n")
+	w8 := writeRecipe(t, "version: 1\nbase: w8a8-smoothquant\n")
+	for _, c := range []struct {
+		name string
+		args []string
+		code int
+		want []string
+	}{
+		{"existing out", []string{"--model", tiny, "--out", existing}, exitExists, []string{"--force"}},
+		{"missing model", []string{"--model", filepath.Join(base, "nope"), "--out", filepath.Join(base, "o1")}, exitBadInput, []string{"nope"}},
+		{"bad recipe", []string{"--model", tiny, "--out", filepath.Join(base, "o2"), "--recipe", badRecipe}, exitBadInput, []string{"problem"}},
+		{"recipe does not fit", []string{"--model", tiny, "--out", filepath.Join(base, "o3"), "--recipe", noFit}, exitBadInput, []string{"layers.9"}},
+		{"8-bit weights", []string{"--model", tiny, "--out", filepath.Join(base, "o4"), "--recipe", w8}, exitBadInput, []string{"int4"}},
+		{"calibration too short", []string{"--model", tiny, "--out", filepath.Join(base, "o5"), "--recipe", rec, "--calib", short}, exitBadInput, []string{"shorter than requested", short}},
+		{"calibration missing", []string{"--model", tiny, "--out", filepath.Join(base, "o6"), "--calib", filepath.Join(base, "none.txt")}, exitBadInput, []string{"none.txt"}},
+		{"NaN weight", []string{"--model", nanModel(t, "model.layers.2.mlp.up_proj.weight", 1000), "--out", filepath.Join(base, "o7"), "--recipe", rec, "--calib", sample},
+			exitBadInput, []string{"model.layers.2.mlp.up_proj.weight", "[1, 232]"}},
+		{"int32 overflow mid-run", []string{"--model", tiny, "--out", filepath.Join(base, "o8"), "--recipe", overflow, "--calib", sample}, exitFailure, []string{"2³¹"}},
+		{"missing --out", []string{"--model", tiny}, exitUsage, []string{"out"}},
+		{"bad --export", []string{"--model", tiny, "--out", filepath.Join(base, "o9"), "--export", "gguf"}, exitUsage, []string{"gguf"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, errOut := quantize(t, c.args...)
+			if code != c.code {
+				t.Errorf("exit %d, want %d: %s", code, c.code, errOut)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr lacks %q: %s", w, errOut)
+				}
+			}
+		})
+	}
+	// Nothing half-written anywhere: no outputs, no staging folders.
+	ents, _ := os.ReadDir(base)
+	for _, e := range ents {
+		if n := e.Name(); strings.HasPrefix(n, "o") || strings.HasSuffix(n, ".partial") {
+			t.Errorf("left behind: %s", n)
+		}
+	}
+}
+
+// The compressed-tensors export: pack-quantized tensors and the config block vLLM reads.
+func TestQuantizeExportCompressedTensors(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "ct")
+	rec := writeRecipe(t, "version: 1\nbase: w4a8-rtn\ncalibration:\n  samples: 2\n  seq_len: 32\nweights:\n  group_size: 64\n")
+	if code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", rec, "--calib", sample, "--export", "compressed-tensors"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "config.json"))
+	var cfg struct {
+		QC struct {
+			QuantMethod  string `json:"quant_method"`
+			Format       string `json:"format"`
+			Status       string `json:"quantization_status"`
+			Ignore       []string
+			ConfigGroups map[string]struct {
+				Targets []string
+				Weights map[string]any
+				Input   map[string]any `json:"input_activations"`
+			} `json:"config_groups"`
+		} `json:"quantization_config"`
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	q := cfg.QC
+	g := q.ConfigGroups["group_0"]
+	if q.QuantMethod != "compressed-tensors" || q.Format != "pack-quantized" || q.Status != "compressed" || len(q.Ignore) != 1 || q.Ignore[0] != "lm_head" ||
+		len(g.Targets) != 1 || g.Targets[0] != "Linear" ||
+		g.Weights["num_bits"] != 4.0 || g.Weights["type"] != "int" || g.Weights["symmetric"] != true || g.Weights["strategy"] != "group" || g.Weights["group_size"] != 64.0 ||
+		g.Input["num_bits"] != 8.0 || g.Input["strategy"] != "token" || g.Input["dynamic"] != true || g.Input["symmetric"] != true {
+		t.Errorf("quantization_config %s", b)
+	}
+	ck, err := safetensors.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ck.Close()
+	name := "model.layers.0.mlp.down_proj"
+	for suffix, want := range map[string]string{".weight_packed": "I32[256 96]", ".weight_scale": "F16[256 12]", ".weight_shape": "I64[2]"} {
+		ti, ok := ck.Info(name + suffix)
+		if !ok || string(ti.DType)+fmt.Sprint(ti.Shape) != want {
+			t.Errorf("%s%s: %v, want %s", name, suffix, ti, want)
+		}
+	}
+	if _, ok := ck.Info(name + ".weight"); ok {
+		t.Error("quantized linear also has a float weight")
+	}
+	// Evaluating the export (dequantized weights, per-token int8 inputs) works and is close.
+	if code, _, errOut := runCLI(t, "", "eval", "ppl", "--model", out, "--data", sample, "--seq-len", "256", "--max-windows", "1"); code != 0 {
+		t.Errorf("eval of the export: exit %d: %s", code, errOut)
+	}
+}

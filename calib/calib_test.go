@@ -126,6 +126,13 @@ func checkStats(t *testing.T, s *Stats, x []float32, rows, in int, tol float64) 
 		for r := range rows {
 			mn, mx = min(mn, x[r*in+j]), max(mx, x[r*in+j])
 		}
+		var sq float64
+		for r := range rows {
+			sq += float64(x[r*in+j]) * float64(x[r*in+j])
+		}
+		if math.Abs(s.SumSq[j]-sq) > 1e-12*sq {
+			t.Fatalf("channel %d: SumSq %v, want %v", j, s.SumSq[j], sq)
+		}
 		if s.Min[j] != mn || s.Max[j] != mx || s.AbsMax[j] != max(-mn, mx) {
 			t.Fatalf("channel %d: min/max/absmax %v %v %v, want %v %v %v", j, s.Min[j], s.Max[j], s.AbsMax[j], mn, mx, max(-mn, mx))
 		}
@@ -178,6 +185,11 @@ func TestStatsScale(t *testing.T) {
 	for j := range in {
 		if s.AbsMax[j] != want.AbsMax[j] || s.Min[j] != want.Min[j] || s.Max[j] != want.Max[j] {
 			t.Fatalf("channel %d: scaled stats %v %v %v, direct %v %v %v", j, s.Min[j], s.Max[j], s.AbsMax[j], want.Min[j], want.Max[j], want.AbsMax[j])
+		}
+	}
+	for j := range in {
+		if math.Abs(s.SumSq[j]-want.SumSq[j]) > 1e-5*want.SumSq[j] {
+			t.Fatalf("channel %d: scaled SumSq %v, direct %v", j, s.SumSq[j], want.SumSq[j])
 		}
 	}
 	if s.TensorAbsMax != want.TensorAbsMax || !s.Rescaled {
@@ -240,6 +252,11 @@ func TestPassMatchesForward(t *testing.T) {
 		want := col.Layer(i)
 		for _, k := range InputKinds() {
 			g, w := got[i].For(k), want.For(k)
+			for j := range g.SumSq {
+				if math.Abs(g.SumSq[j]-w.SumSq[j]) > 1e-9*w.SumSq[j] {
+					t.Fatalf("layer %d %v: SumSq[%d] %v, whole-model pass %v", i, k, j, g.SumSq[j], w.SumSq[j])
+				}
+			}
 			if !slices.Equal(g.AbsMax, w.AbsMax) || !slices.Equal(g.Min, w.Min) || g.TensorAbsMax != w.TensorAbsMax ||
 				math.Abs(g.TokenAbsMaxMean-w.TokenAbsMaxMean) > 1e-9*w.TokenAbsMaxMean || g.Rows != w.Rows {
 				t.Fatalf("layer %d %v: statistics differ from the whole-model pass", i, k)

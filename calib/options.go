@@ -64,10 +64,10 @@ type Options struct {
 	// DefaultChunkRows. It bounds the layer's scratch memory; results do not depend on it
 	// beyond float rounding of the Hessian sums.
 	ChunkRows int
-	// LiveHeap makes the pass force a garbage collection at the end of every layer run before
-	// sampling the heap, so that MemStats.PeakHeapInuse is the memory actually live (one
-	// layer, the activations, scratch) rather than that plus garbage not yet collected. It
-	// costs a collection per run; use it to measure.
+	// LiveHeap makes the pass collect garbage before each sample of the heap (after every
+	// chunk), so that MemStats.PeakHeapInuse is the memory actually live (one layer, the
+	// activations, the run's scratch, the caller's own data) rather than that plus garbage
+	// not yet collected. It costs a collection per chunk; use it to measure.
 	LiveHeap bool
 }
 

@@ -98,9 +98,6 @@ func NewPass(hm *hf.Model, windows [][]int, opt Options) (*Pass, error) {
 		}
 	}
 	p.mem.ActivationBytes = int64(len(p.h)) * 4
-	if p.live {
-		runtime.GC()
-	}
 	p.sample()
 	return p, nil
 }
@@ -202,9 +199,6 @@ func (p *Pass) run(ctx context.Context, l *model.Layer, hessian func(model.Linea
 			h = p.buf
 		}
 		l.Forward(h, nw, L, &p.mctx)
-		if p.live && w0+nw >= n {
-			runtime.GC()
-		}
 		p.sample()
 	}
 	if !collect {
@@ -224,9 +218,13 @@ func lenInputs(ls *LayerStats) int {
 	return len(ls.Inputs)
 }
 
-// sample records the heap in use (after each chunk; with LiveHeap, after a collection at the
-// end of each run).
+// sample records the heap in use. It runs after each chunk, while the layer's weights and
+// every scratch buffer of the run are still referenced; with LiveHeap it collects garbage
+// first, so that what it records is what the pass really holds.
 func (p *Pass) sample() {
+	if p.live {
+		runtime.GC()
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	p.mem.PeakHeapInuse = max(p.mem.PeakHeapInuse, ms.HeapInuse)

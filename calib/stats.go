@@ -18,6 +18,9 @@ type Stats struct {
 	// Min, Max and AbsMax are per input channel: min x_j, max x_j and max |x_j| over every
 	// calibration row.
 	Min, Max, AbsMax []float32
+	// SumSq is Σ x_j² over the rows per channel, in float64: the diagonal of XᵀX, kept even
+	// without the Hessian, for activation-weighted weight errors (E[x_j²] = SumSq_j/Rows).
+	SumSq []float64
 	// TensorAbsMax is max |x| over the whole tensor, which sets a static per-tensor scale.
 	TensorAbsMax float32
 	// TokenAbsMaxMean and TokenAbsMaxMin are the mean and the minimum over rows of each row's
@@ -48,6 +51,7 @@ func NewStats(in int, hessian bool) *Stats {
 		Min:    make([]float32, in),
 		Max:    make([]float32, in),
 		AbsMax: make([]float32, in),
+		SumSq:  make([]float64, in),
 	}
 	for j := range s.Min {
 		s.Min[j] = float32(math.Inf(1))
@@ -101,6 +105,7 @@ func addF64(acc []float64, t []float32) {
 // partial is one worker's share of the per-channel and per-token statistics.
 type partial struct {
 	min, max []float32
+	sumSq    []float64
 	tokSum   float64
 	tokMin   float32
 }
@@ -117,15 +122,17 @@ func (s *Stats) addRanges(x []float32, rows int) {
 			pt := &parts[p]
 			pt.min = make([]float32, in)
 			pt.max = make([]float32, in)
+			pt.sumSq = make([]float64, in)
 			copy(pt.min, x[:in])
 			copy(pt.max, x[:in])
 			pt.tokMin = float32(math.Inf(1))
 			lo, hi := rows*p/w, rows*(p+1)/w
 			for r := lo; r < hi; r++ {
 				row := x[r*in : (r+1)*in]
-				mn, mx := pt.min[:len(row)], pt.max[:len(row)]
+				mn, mx, sq := pt.min[:len(row)], pt.max[:len(row)], pt.sumSq[:len(row)]
 				var t float32
 				for j, v := range row {
+					sq[j] += float64(v) * float64(v)
 					if v < mn[j] {
 						mn[j] = v
 					}
@@ -148,6 +155,7 @@ func (s *Stats) addRanges(x []float32, rows int) {
 		for j := range in {
 			s.Min[j] = min(s.Min[j], pt.min[j])
 			s.Max[j] = max(s.Max[j], pt.max[j])
+			s.SumSq[j] += pt.sumSq[j]
 		}
 		s.tokenSum += pt.tokSum
 		s.TokenAbsMaxMin = min(s.TokenAbsMaxMin, pt.tokMin)
@@ -194,6 +202,7 @@ func (s *Stats) Merge(o *Stats) {
 		s.Max[j] = max(s.Max[j], o.Max[j])
 		s.AbsMax[j] = max(-s.Min[j], s.Max[j])
 		s.TensorAbsMax = max(s.TensorAbsMax, s.AbsMax[j])
+		s.SumSq[j] += o.SumSq[j]
 	}
 	for i := range s.xtx {
 		s.xtx[i] += o.xtx[i]
@@ -211,6 +220,7 @@ func (s *Stats) Clone() *Stats {
 	c.Min = append([]float32(nil), s.Min...)
 	c.Max = append([]float32(nil), s.Max...)
 	c.AbsMax = append([]float32(nil), s.AbsMax...)
+	c.SumSq = append([]float64(nil), s.SumSq...)
 	if s.xtx != nil {
 		c.xtx = append([]float64(nil), s.xtx...)
 	}
@@ -221,7 +231,7 @@ func (s *Stats) Clone() *Stats {
 // Scale transforms s, in place, into the statistics of the input x_j/d_j, which is what a
 // consumer sees after an equalization folds 1/d into the producer of its input (d_j > 0).
 // The transform is exact for the per-channel ranges, the per-tensor maximum and XᵀX
-// (entries divided by d_i·d_j); per-token maxima cannot be transformed and are kept as they
+// (entries divided by d_i·d_j, SumSq by d_j²); per-token maxima cannot be transformed and are kept as they
 // were, which Rescaled records.
 func (s *Stats) Scale(d []float32) {
 	if len(d) != s.In {
@@ -236,6 +246,7 @@ func (s *Stats) Scale(d []float32) {
 		s.Max[j] /= dj
 		s.AbsMax[j] = max(-s.Min[j], s.Max[j])
 		s.TensorAbsMax = max(s.TensorAbsMax, s.AbsMax[j])
+		s.SumSq[j] /= float64(dj) * float64(dj)
 	}
 	if s.xtx != nil {
 		n := s.In

@@ -2,13 +2,18 @@ package calib
 
 import (
 	"context"
+	"math/rand/v2"
 	"os"
 	"testing"
 	"time"
 
+	"gonum.org/v1/gonum/blas"
+	"gonum.org/v1/gonum/blas/blas64"
+
 	"github.com/odyssey-llm/odyssey/eval"
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/tokenizer"
+	"github.com/odyssey-llm/odyssey/gemm"
 	"github.com/odyssey-llm/odyssey/internal/sharedtest"
 	"github.com/odyssey-llm/odyssey/model"
 )
@@ -51,4 +56,36 @@ func TestTiming(t *testing.T) {
 		}
 		hm.Close()
 	}
+}
+
+// BenchmarkHessianChunk compares the two ways of accumulating XᵀX for one chunk of 4096
+// rows of a 1024-wide input (small-llama's down_proj): float32 gemm.Sgemm then a float64
+// add (what Stats.Add does, here alone and with the per-channel statistics), and float64 directly with gonum's Dgemm.
+func BenchmarkHessianChunk(b *testing.B) {
+	const rows, in = 4096, 1024
+	r := rand.New(rand.NewPCG(1, 1))
+	x := make([]float32, rows*in)
+	x64 := make([]float64, rows*in)
+	for i := range x {
+		x[i] = float32(r.NormFloat64())
+		x64[i] = float64(x[i])
+	}
+	b.Run("sgemm-only", func(b *testing.B) {
+		t := make([]float32, in*in)
+		for b.Loop() {
+			gemm.Sgemm(true, false, in, in, rows, 1, x, in, x, in, 0, t, in)
+		}
+	})
+	b.Run("Stats.Add", func(b *testing.B) {
+		s := NewStats(in, true)
+		for b.Loop() {
+			s.Add(x, rows)
+		}
+	})
+	b.Run("gonum-dgemm", func(b *testing.B) {
+		acc := make([]float64, in*in)
+		for b.Loop() {
+			blas64.Implementation().Dgemm(blas.Trans, blas.NoTrans, in, in, rows, 1, x64, in, x64, in, 1, acc, in)
+		}
+	})
 }

@@ -53,6 +53,9 @@ type accRow struct {
 	opt        func(m accModel) Options
 	// goal selects the model goal the row is held to: "w4a8", "w4a16" or "".
 	goal string
+	// self calibrates on windows sampled from the model (calib's data-free default) instead
+	// of the text.
+	self bool
 }
 
 func w4a8(m accModel, method string, intScale bool) Options {
@@ -71,10 +74,16 @@ func w4a16(m accModel, method string) Options {
 }
 
 var accRows = []accRow{
-	{key: "w4a8-rtn", label: "W4A8 RTN (LAE + FPTQ, int scale)", opt: func(m accModel) Options { return w4a8(m, MethodRTN, true) }, goal: "w4a8"},
-	{key: "w4a8-gptq", label: "W4A8 GPTQ (LAE + FPTQ, int scale)", opt: func(m accModel) Options { return w4a8(m, MethodGPTQ, true) }, goal: "w4a8"},
-	{key: "w4a16-rtn", label: "W4A16 RTN", opt: func(m accModel) Options { return w4a16(m, MethodRTN) }},
-	{key: "w4a16-gptq", label: "W4A16 GPTQ", opt: func(m accModel) Options { return w4a16(m, MethodGPTQ) }, goal: "w4a16"},
+	{key: "w4a8-rtn", label: "W4A8 RTN (default: LAE + FPTQ, act-aware clip, int scale)", opt: func(m accModel) Options { return w4a8(m, MethodRTN, true) }, goal: "w4a8"},
+	{key: "w4a8-rtn-self", label: "W4A8 RTN default recipe, data-free: calibrated on 64×256 windows sampled from the model", opt: func(m accModel) Options { return w4a8(m, MethodRTN, true) }, self: true},
+	{key: "w4a8-gptq", label: "W4A8 GPTQ act-order (LAE + FPTQ, int scale)", opt: func(m accModel) Options { return w4a8(m, MethodGPTQ, true) }, goal: "w4a8"},
+	{key: "w4a16-rtn", label: "W4A16 RTN (act-aware clip)", opt: func(m accModel) Options { return w4a16(m, MethodRTN) }},
+	{key: "w4a16-gptq", label: "W4A16 GPTQ act-order", opt: func(m accModel) Options { return w4a16(m, MethodGPTQ) }, goal: "w4a16"},
+	{key: "w4a8-rtn-paper", label: "W4A8 RTN, LAE only where FPTQ's rule says (scope policy)", opt: func(m accModel) Options {
+		o := w4a8(m, MethodRTN, true)
+		o.Equalization.Scope = ScopePolicy
+		return o
+	}},
 	{key: "w4a8-static-nolae", label: "W4A8 RTN, static per-tensor, no LAE", opt: func(m accModel) Options {
 		o := w4a8(m, MethodRTN, true)
 		o.Equalization.Method = EqualizeNone
@@ -87,7 +96,7 @@ var accRows = []accRow{
 		o.Activations.Rule = quant.PolicyRule{Kind: quant.AlwaysPerToken}
 		return o
 	}},
-	{key: "w8a8-sq", label: "W8A8 SmoothQuant α=0.5 (per-channel W, per-token A)", opt: func(m accModel) Options {
+	{key: "w8a8-sq", label: "W8A8 SmoothQuant α = 0.5 (per-channel W, per-token A)", opt: func(m accModel) Options {
 		o := DefaultOptions()
 		o.Equalization.Method = EqualizeSmoothQuant
 		o.Activations.Rule = quant.PolicyRule{Kind: quant.AlwaysPerToken}
@@ -135,7 +144,7 @@ func TestAccuracyTable(t *testing.T) {
 		"Calibration: %d windows of L tokens, seed 0, quantized propagation; `calib_mix.txt` for the LLaMA models, the TinyStories slice's tokens after the evaluated ones for stories260K. "+
 		"Defaults: int4 symmetric (−7..7) weights in groups of 128 (stories260K: 64, per-channel where 64 does not divide 172), LAE on max|x| for the four pairs where FPTQ's rule (v0 = 15, v1 = 150) says, integer scales max-safe capped at 2¹⁰.\n\n",
 		nEval, nCalib)
-	fmt.Fprintf(&b, "| model | recipe | ppl | ratio | goal | calib+quant s | eval s | policies (static / LAE / per-token) |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&b, "| model | recipe | ppl | ratio | goal | calib+quant s | peak heap MB | eval s | inputs static / LAE+static / per-token (LAE) |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, m := range accModels {
 		if !selected("ODYSSEY_ACCURACY_MODELS", m.name) {
 			continue
@@ -182,15 +191,27 @@ func TestAccuracyTable(t *testing.T) {
 			t.Fatal(err)
 		}
 		fm = nil
-		fmt.Fprintf(&b, "| %s | float32 | %.4f | 1 | | | %.1f | |\n", m.name, base.PPL, base.Seconds)
+		fmt.Fprintf(&b, "| %s | float32 | %.4f | 1 | | | | %.1f | |\n", m.name, base.PPL, base.Seconds)
 		t.Logf("%s float32 ppl %.4f", m.name, base.PPL)
 		for _, row := range accRows {
 			if !selected("ODYSSEY_ACCURACY_ROWS", row.key) {
 				continue
 			}
 			opt := row.opt(m)
+			opt.Calib.LiveHeap = true
+			runtime.GC()
+			runtime.GC() // twice: the previous row's sync.Pool scratch survives one
+			var ms runtime.MemStats
+			runtime.ReadMemStats(&ms)
+			baseHeap := ms.HeapInuse
 			t0 := time.Now()
-			res, err := RunWindows(ctx, hm, windows, opt, nil)
+			cw := windows
+			if row.self {
+				if cw, err = calib.LoadWindows(ctx, hm, tok, calib.Options{Source: calib.SourceSelf}, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			res, err := RunWindows(ctx, hm, cw, opt, nil)
 			if err != nil {
 				t.Fatalf("%s %s: %v", m.name, row.key, err)
 			}
@@ -219,7 +240,7 @@ func TestAccuracyTable(t *testing.T) {
 				}
 				goal = fmt.Sprintf("≤ %.3f %s", g, mark)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %.4f | %.4f | %s | %.1f | %.1f | %s |\n", m.name, row.label, p.PPL, ratio, goal, qt.Seconds(), p.Seconds, policyCounts(res))
+			fmt.Fprintf(&b, "| %s | %s | %.4f | %.4f | %s | %.1f | %.0f | %.1f | %s |\n", m.name, row.label, p.PPL, ratio, goal, qt.Seconds(), float64(res.Mem.PeakHeapInuse-min(baseHeap, res.Mem.PeakHeapInuse))/1e6, p.Seconds, policyCounts(res))
 			if res.Options.IntegerScale.Enabled && res.Options.Activations.Bits == 8 {
 				fm, err := res.FakeQuantModelFloatScales(hm)
 				if err != nil {
@@ -234,7 +255,7 @@ func TestAccuracyTable(t *testing.T) {
 				if math.Abs(rel) > 0.001 {
 					mark = "❌"
 				}
-				fmt.Fprintf(&b, "| %s | ↳ same codes, float scales | %.4f | %.4f | int vs float %+.3f%% (≤ 0.1%% %s) | | %.1f | |\n", m.name, pf.PPL, pf.PPL/base.PPL, 100*rel, mark, pf.Seconds)
+				fmt.Fprintf(&b, "| %s | ↳ same codes, float scales | %.4f | %.4f | int vs float %+.3f%% (≤ 0.1%% %s) | | | %.1f | |\n", m.name, pf.PPL, pf.PPL/base.PPL, 100*rel, mark, pf.Seconds)
 				t.Logf("%s %-45s ppl %.4f (int scale vs float %+.4f%%)", m.name, row.key+" float scales", pf.PPL, 100*rel)
 			}
 			t.Logf("%s %-45s ppl %.4f ratio %.4f (quant %.1fs, eval %.1fs, peak heap %.0f MB) %s", m.name, row.key, p.PPL, ratio, qt.Seconds(), p.Seconds,
@@ -263,12 +284,16 @@ func policyCounts(r *Result) string {
 		return "A16"
 	}
 	var n [3]int
+	lae := 0
 	for _, l := range r.Layers {
 		for _, in := range l.Inputs {
 			if int(in.Act.Policy) < len(n) {
 				n[in.Act.Policy]++
 			}
+			if in.Act.Policy == quant.DynamicPerToken && in.Equalized != "" {
+				lae++
+			}
 		}
 	}
-	return fmt.Sprintf("%d / %d / %d", n[quant.StaticPerTensor], n[quant.LAEStaticPerTensor], n[quant.DynamicPerToken])
+	return fmt.Sprintf("%d / %d / %d (%d)", n[quant.StaticPerTensor], n[quant.LAEStaticPerTensor], n[quant.DynamicPerToken], lae)
 }

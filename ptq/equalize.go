@@ -162,9 +162,9 @@ func expandVO(v []float32, cfg *hf.Config) []float32 {
 	return o
 }
 
-// fold divides the producer of input kind by prod and multiplies its consumers' columns by
+// foldPair divides the producer of input kind by prod and multiplies its consumers' columns by
 // cons, in place. The float function of the layer is unchanged up to rounding.
-func fold(l *model.Layer, kind model.LinearKind, prod, cons []float32) {
+func foldPair(l *model.Layer, kind model.LinearKind, prod, cons []float32) {
 	producerRows := func(d *model.Dense) {
 		quant.FoldIntoProducerRows(d.W, d.Out(), d.In(), prod)
 		if d.B != nil {
@@ -181,7 +181,7 @@ func fold(l *model.Layer, kind model.LinearKind, prod, cons []float32) {
 	case model.Down:
 		producerRows(dense(l, model.Up))
 	default:
-		panic(fmt.Sprintf("ptq: fold: %v does not name a layer input", kind))
+		panic(fmt.Sprintf("ptq: foldPair: %v does not name a layer input", kind))
 	}
 	for _, k := range consumers(kind) {
 		d := dense(l, k)

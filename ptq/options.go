@@ -39,8 +39,9 @@ const (
 
 // Equalization scopes.
 const (
-	ScopePolicy = "policy"
-	ScopeAll    = "all"
+	ScopePolicy  = "policy"
+	ScopeDynamic = "dynamic"
+	ScopeAll     = "all"
 )
 
 // Equalization statistics.
@@ -96,11 +97,14 @@ type Equalization struct {
 	Statistic string
 	// Pairs lists the pairs that may be equalized; nil means all four.
 	Pairs []Pair
-	// Scope says which inputs of the listed pairs LAE is folded into: "policy" (only those
-	// the activation rule marks LAE, as in the FPTQ paper, where an input whose range exceeds
-	// v1 is quantized per token without LAE) or "all" (every listed pair; the rule still
-	// chooses static or per-token, and a per-token input is then equalized first, which
-	// tames channel outliers that per-token scales cannot). Default "policy".
+	// Scope says which inputs of the listed pairs LAE is folded into:
+	//   - "policy": only those the activation rule marks LAE, as in the FPTQ paper, where an
+	//     input whose range exceeds v1 is quantized per token without LAE;
+	//   - "dynamic" (the default): those, and the inputs the rule quantizes per token, which
+	//     are equalized first: per-token scales follow token outliers but not channel
+	//     outliers, which LAE tames (and it lifts the consumer's weight columns that such
+	//     outliers shrink, so int4 can represent them);
+	//   - "all": every input of the listed pairs, small-range static ones included.
 	Scope string
 	// Alpha is SmoothQuant's migration strength; 0 means 0.5.
 	Alpha float64
@@ -140,6 +144,10 @@ type Weights struct {
 	Method string
 	// RTN configures round-to-nearest (clipping search).
 	RTN quant.RTNOptions
+	// ActAwareClip makes RTN search each group's clip factor (over RTN.ClipGrid, nil: the
+	// default grid) against the error weighted by each input channel's calibration energy
+	// E[x_j²] rather than the plain weight error; see rtnActAware.
+	ActAwareClip bool
 	// GPTQ configures GPTQ.
 	GPTQ GPTQOptions
 	// Fallback says what happens when GroupSize does not divide a linear's input width:
@@ -158,16 +166,18 @@ type IntegerScale struct {
 
 // DefaultOptions returns the project's default recipe, W4A8 FPTQ: calibration on 64×256
 // windows sampled from the model itself (128×512 when Calib.Source names a text file),
-// seed 0, quantized propagation; LAE on the max |x| statistic for all four pairs, applied
-// where FPTQ's rule (v0 = 15, v1 = 150) says; int4 RTN weights in groups of 128 with
-// per-channel fallback; integer scales with max-safe amplifiers capped at 1024.
+// seed 0, quantized propagation; LAE on the max |x| statistic for all four pairs, folded
+// where FPTQ's rule (v0 = 15, v1 = 150) says and before every per-token input (scope
+// "dynamic"); int4 RTN weights in groups of 128 with per-channel fallback and the
+// activation-aware clipping search (GPTQ, when chosen, with act-order); integer scales with
+// max-safe amplifiers capped at 1024.
 func DefaultOptions() Options {
 	return Options{
 		Calib:        calib.Options{Source: calib.SourceSelf, Propagate: calib.PropagateQuantized},
 		Equalization: Equalization{Method: EqualizeLAE, Statistic: StatAbsMax, Pairs: AllPairs()},
 		Activations:  Activations{Bits: 8, Rule: quant.DefaultPolicyRule()},
 		Weights: Weights{Bits: 4, GroupSize: 128, Method: MethodRTN, Fallback: FallbackPerChannel,
-			GPTQ: GPTQOptions{ActOrder: true}},
+			ActAwareClip: true, GPTQ: GPTQOptions{ActOrder: true}},
 		IntegerScale: IntegerScale{Enabled: true, Rule: quant.AmplifierRule{Kind: quant.MaxSafePerChannel, Log2Alpha: quant.DefaultLog2Alpha}},
 	}
 }
@@ -192,15 +202,15 @@ func (o Options) resolved() (Options, error) {
 		e.Alpha = 0.5
 	}
 	if e.Scope == "" {
-		e.Scope = ScopePolicy
+		e.Scope = ScopeDynamic
 	}
 	switch {
 	case e.Method != EqualizeLAE && e.Method != EqualizeSmoothQuant && e.Method != EqualizeNone:
 		return o, fmt.Errorf("ptq: equalization method %q (want lae, smoothquant or none)", e.Method)
 	case e.Statistic != StatAbsMax && e.Statistic != StatRange:
 		return o, fmt.Errorf("ptq: equalization statistic %q (want absmax or range)", e.Statistic)
-	case e.Scope != ScopePolicy && e.Scope != ScopeAll:
-		return o, fmt.Errorf("ptq: equalization scope %q (want policy or all)", e.Scope)
+	case e.Scope != ScopePolicy && e.Scope != ScopeDynamic && e.Scope != ScopeAll:
+		return o, fmt.Errorf("ptq: equalization scope %q (want policy, dynamic or all)", e.Scope)
 	case !(e.Alpha > 0 && e.Alpha < 1):
 		return o, fmt.Errorf("ptq: SmoothQuant alpha %v must be in (0, 1)", e.Alpha)
 	}

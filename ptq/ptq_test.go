@@ -597,3 +597,36 @@ func TestOptionsValidation(t *testing.T) {
 		}
 	}
 }
+
+// TestPropagateFloat checks that with float propagation every layer is calibrated on the
+// float model's activations: its recorded input statistics equal those of a float pass, and
+// differ from the quantized propagation's after the first layer.
+func TestPropagateFloat(t *testing.T) {
+	tm := openModel(t, sharedtest.Testdata("tiny-llama"))
+	calibW := tm.windows(t, sharedtest.Testdata("text/sample.txt"), 4, 128)
+	want, _, err := calib.CollectAll(context.Background(), tm.hm, calibW, calib.Options{}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(p calib.Propagation) *Result {
+		opt := DefaultOptions()
+		opt.Calib.Propagate = p
+		res, err := RunWindows(context.Background(), tm.hm, calibW, opt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	fl, q := run(calib.PropagateFloat), run(calib.PropagateQuantized)
+	for i, lr := range fl.Layers {
+		for _, in := range lr.Inputs {
+			w := want[i].For(in.Kind).TensorAbsMax
+			if in.Before.TensorAbsMax != w {
+				t.Fatalf("float propagation, layer %d %v: max|x| %v, float pass %v", i, in.Kind, in.Before.TensorAbsMax, w)
+			}
+			if i > 0 && q.Input(i, in.Kind).Before.TensorAbsMax == w {
+				t.Errorf("quantized propagation, layer %d %v: max|x| equals the float pass's", i, in.Kind)
+			}
+		}
+	}
+}

@@ -70,8 +70,12 @@ type InputResult struct {
 	// equalization.
 	ProducerScale []float32 `json:"-"`
 	ConsumerScale []float32 `json:"-"`
-	// Decision is the activation policy with the numbers it was decided on (zero for
-	// 16-bit activations).
+	// ActBits is 8 when the input is quantized to int8, 16 when activations stay float
+	// (weight-only runs) and 32 when every consumer is skipped (the decision is still made
+	// and recorded, and LAE folded, harmlessly for float consumers). Decision and Act are
+	// not set for 16.
+	ActBits int `json:"act_bits"`
+	// Decision is the activation policy with the numbers it was decided on.
 	Decision quant.Decision `json:"decision"`
 	// Act is how the consumers quantize the input at run time (Scale: the static scale).
 	Act quant.ActQuant `json:"act"`

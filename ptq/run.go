@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/odyssey-llm/odyssey/calib"
@@ -154,13 +153,20 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 		eligible := slices.Contains(eq.Pairs, ir.Pair)
 		if eq.Method == EqualizeSmoothQuant && eligible {
 			prod, cons := smoothScales(s, l, kind, eq.Alpha, cfg)
-			fold(l, kind, prod, cons)
+			foldPair(l, kind, prod, cons)
 			s.Scale(cons)
 			ir.Equalized, ir.ProducerScale, ir.ConsumerScale = EqualizeSmoothQuant, prod, cons
 		}
 		if opt.Activations.Bits == 16 {
+			ir.ActBits = 16
 			ir.After = summarize(s)
 			continue
+		}
+		// The policy is decided (and LAE folded) even when every consumer is skipped: the
+		// fold is harmless to float consumers and the report shows what would be done.
+		ir.ActBits = 8
+		if !anyQuantized {
+			ir.ActBits = 32
 		}
 		before := statRange(s, eq.Statistic, nil)
 		after := before
@@ -179,19 +185,20 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 			dec.Policy = policy
 			dec.Reason += fmt.Sprintf("; LAE is not enabled for pair %s, so dynamic per-token instead", ir.Pair)
 		}
-		if lae && eq.Scope == ScopeAll && policy != quant.LAEStaticPerTensor {
-			switch policy {
-			case quant.StaticPerTensor:
-				policy = quant.LAEStaticPerTensor
-				dec.Reason += "; LAE folded anyway (scope all)"
-			case quant.DynamicPerToken:
-				dec.Reason += "; LAE folded before the per-token quantization (scope all)"
-			}
+		fold := lae && policy == quant.LAEStaticPerTensor
+		switch {
+		case lae && policy == quant.DynamicPerToken && eq.Scope != ScopePolicy:
+			fold = true
+			dec.Reason += fmt.Sprintf("; LAE folded before the per-token quantization (scope %s)", eq.Scope)
+		case lae && policy == quant.StaticPerTensor && eq.Scope == ScopeAll:
+			fold = true
+			policy = quant.LAEStaticPerTensor
 			dec.Policy = policy
+			dec.Reason += "; LAE folded anyway (scope all)"
 		}
 		ir.Decision = dec
-		if lae && (policy == quant.LAEStaticPerTensor || eq.Scope == ScopeAll) {
-			fold(l, kind, prod, cons)
+		if fold {
+			foldPair(l, kind, prod, cons)
 			s.Scale(cons)
 			ir.Equalized, ir.ProducerScale, ir.ConsumerScale = EqualizeLAE, prod, cons
 		}
@@ -200,9 +207,6 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 			ir.Act.Scale = quant.ActScale(s.TensorAbsMax)
 		}
 		ir.After = summarize(s)
-		if !anyQuantized {
-			ir.Act = quant.ActQuant{}
-		}
 		acts[kind] = ir.Act
 	}
 	lr.AttnNorm, lr.MLPNorm = l.AttnNorm, l.MLPNorm
@@ -243,7 +247,7 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 				hess32[in] = h
 			}
 		}
-		if err := quantizeWeight(lin, d.W, ph, h, opt); err != nil {
+		if err := quantizeWeight(lin, d.W, hessians[in], ph, h, opt); err != nil {
 			return nil, fmt.Errorf("%s: %w", lin.Name, err)
 		}
 		lin.Time = time.Since(t0)
@@ -252,7 +256,7 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 }
 
 // quantizeWeight fills lin's quantized weight from the float weight w.
-func quantizeWeight(lin *LinearResult, w []float32, ph *preparedHessian, h []float32, opt *Options) error {
+func quantizeWeight(lin *LinearResult, w []float32, st *calib.Stats, ph *preparedHessian, h []float32, opt *Options) error {
 	out, in := lin.Out, lin.In
 	wo := &opt.Weights
 	if wo.Bits == 8 {
@@ -272,9 +276,16 @@ func quantizeWeight(lin *LinearResult, w []float32, ph *preparedHessian, h []flo
 	lin.GroupSize, lin.GroupFallback = g, fell
 	var qw *quant.QuantizedWeight
 	var err error
-	if ph != nil {
+	switch {
+	case ph != nil:
 		qw, lin.GPTQ, err = runGPTQ(w, out, in, g, ph, wo.GPTQ)
-	} else {
+	case wo.ActAwareClip:
+		e := make([]float64, in)
+		for j, v := range st.SumSq {
+			e[j] = v / float64(st.Rows)
+		}
+		qw, err = rtnActAware(w, out, in, g, e, wo.RTN.ClipGrid)
+	default:
 		qw, err = quant.RTN(w, out, in, g, wo.RTN)
 	}
 	if err != nil {
@@ -305,8 +316,8 @@ func quantizeWeight(lin *LinearResult, w []float32, ph *preparedHessian, h []flo
 }
 
 func summarize(s *calib.Stats) InputSummary {
-	a := append([]float32(nil), s.AbsMax...)
-	sort.Slice(a, func(i, j int) bool { return a[i] < a[j] })
+	a := slices.Clone(s.AbsMax)
+	slices.Sort(a)
 	return InputSummary{TensorAbsMax: s.TensorAbsMax, MedianChannelAbsMax: a[len(a)/2], TokenAbsMaxMean: s.TokenAbsMaxMean}
 }
 

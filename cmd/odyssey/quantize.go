@@ -37,6 +37,9 @@ type quantizeOptions struct {
 	resume bool
 }
 
+// quantizeGCPercent is GOGC while quantizing; see runQuantize.
+const quantizeGCPercent = 20
+
 // afterLayerHook, when set (by tests), is called after each layer is checkpointed with the
 // layer's index and a function that interrupts the run as Ctrl-C would.
 var afterLayerHook func(layer int, interrupt func())
@@ -154,10 +157,15 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 				w.Done(), job.hm.Config.NumLayers, job.staging)
 			return
 		}
-		os.RemoveAll(job.staging)
+		if os.RemoveAll(job.staging) == nil {
+			fmt.Fprintf(g.errOut, "odyssey: removed the unfinished output %s\n", job.staging)
+		}
 	}()
 	ctx, interrupt := context.WithCancel(ctx)
 	defer interrupt()
+	// The heap is a few large pointer-free slices (a layer's weights, the activations), so
+	// collecting often costs little, and a low GOGC keeps garbage from doubling the peak.
+	defer debug.SetGCPercent(debug.SetGCPercent(quantizeGCPercent))
 
 	// Calibration windows: drawn now for self (the heavy part of data-free calibration).
 	t0 = time.Now()
@@ -198,6 +206,7 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 		}
 		rep.PerLayer = append(rep.PerLayer, layerReportOf(lr))
 		releaseLayer(lr)
+		job.hm.Tensors.ReleasePages() // the layer's weights were read; keep RSS at one layer
 		bar.Set(int64(ev.Done), fmt.Sprintf("layer %d/%d (%.1f s/layer)", ev.Done, ev.Total, ev.Elapsed.Seconds()/float64(ev.Done)))
 		if afterLayerHook != nil {
 			afterLayerHook(lr.Layer, interrupt)
@@ -211,7 +220,9 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 		if errors.Is(err, context.Canceled) {
 			return err
 		}
-		return fmt.Errorf("quantizing %s: %w", o.model, err)
+		// What fails inside the pipeline is the model and recipe together (an amplifier that
+		// overflows int32 on this model, a weight that cannot be read): bad input.
+		return badInput(fmt.Errorf("quantizing %s: %w", o.model, err))
 	}
 	rep.Timings.QuantizeSeconds = time.Since(t0).Seconds()
 	rep.PeakHeapBytes = res.Mem.PeakHeapInuse
@@ -234,7 +245,7 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 	})
 	bar.Done()
 	if err != nil {
-		return err
+		return fmt.Errorf("writing %s: %w", out, err)
 	}
 	if err := (&stagedDir{final: out, tmp: job.staging, force: o.force}).Commit(); err != nil {
 		return err
@@ -539,9 +550,9 @@ func printQuantize(w io.Writer, r *quantizeReport) error {
 	if r.ResumedLayers > 0 {
 		resumed = fmt.Sprintf(", %d layers resumed", r.ResumedLayers)
 	}
-	fmt.Fprintf(tw, "time\t%.1f s (calibration %.1f s + %.1f s forward, layers %.1f s, writing %.1f s)%s\n", r.Timings.TotalSeconds,
-		r.Timings.WindowsSeconds, r.Timings.CalibForwardSeconds, r.Timings.QuantizeSeconds, r.Timings.AssembleSeconds, resumed)
-	fmt.Fprintf(tw, "throughput\t%.2f GB/s of fp16 input (%.2f GB/s without calibration)\n", r.GBPerSecond, r.GBPerSecondExclCalibration)
+	fmt.Fprintf(tw, "time\t%.1f s: checking weights %.1f s, calibration windows %.1f s, layers %.1f s (calibration forward passes %.1f s of it), writing %.1f s%s\n",
+		r.Timings.TotalSeconds, r.Timings.ScanSeconds, r.Timings.WindowsSeconds, r.Timings.QuantizeSeconds, r.Timings.CalibForwardSeconds, r.Timings.AssembleSeconds, resumed)
+	fmt.Fprintf(tw, "throughput\t%.3g GB/s of fp16 input (%.3g GB/s without calibration)\n", r.GBPerSecond, r.GBPerSecondExclCalibration)
 	if r.PeakRSSBytes > 0 {
 		fmt.Fprintf(tw, "peak memory\t%s resident\n", humanBytes(r.PeakRSSBytes))
 	}

@@ -225,8 +225,12 @@ func compareLayers(t *testing.T, got, want *ptq.LayerResult, exact bool) {
 
 // A tensor the fp16 file cannot hold is an error naming it, not an Inf in the artifact.
 func TestEncodeRefusesFP16Overflow(t *testing.T) {
-	lr := &ptq.LayerResult{Layer: 0, AttnNorm: []float32{1, 70000}, MLPNorm: []float32{1, 1}}
-	if _, _, err := encodeLayer(lr); err == nil || !contains(err.Error(), "model.layers.0.input_layernorm.weight") || !contains(err.Error(), "fp16") {
+	lin := &ptq.LinearResult{Name: "model.layers.0.mlp.down_proj", Out: 2, In: 2, Skipped: true, Float: []float32{1, 2, 3, 70000}}
+	if _, _, err := encodeLinear(lin); err == nil || !contains(err.Error(), "model.layers.0.mlp.down_proj.weight") || !contains(err.Error(), "fp16") {
+		t.Errorf("error %v", err)
+	}
+	lr := &ptq.LayerResult{Layer: 0, AttnNorm: []float32{1, float32(math.Inf(1))}, MLPNorm: []float32{1, 1}}
+	if _, _, err := encodeLayer(lr); err == nil || !contains(err.Error(), "model.layers.0.input_layernorm.weight") {
 		t.Errorf("error %v", err)
 	}
 }

@@ -173,7 +173,9 @@ func (w *Writer) items(src *hf.Model, recs []LayerRecord, output string) ([]item
 			info:  safetensors.TensorInfo{Name: name, DType: safetensors.F16, Shape: info.Shape},
 			layer: -1,
 			write: func(sw *safetensors.Writer, _ *safetensors.Checkpoint) error {
-				return copyAsF16(sw, name, src.Tensors, info)
+				err := copyAsF16(sw, name, src.Tensors, info)
+				src.Tensors.ReleasePages() // the embedding alone is 0.5 GB of a 7B model
+				return err
 			},
 		})
 	}

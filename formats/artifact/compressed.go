@@ -24,7 +24,8 @@ import (
 //
 // Dequantized, W[o, k] = weight_scale[o, k/group] · code[o, k]: the integer scales are
 // multiplied out (ŝ·s_c/α_c, the scale the W4A8 kernel computes with) and rounded to fp16.
-// config.json's quantization_config has quant_method "compressed-tensors", format
+// Norms, embeddings and lm_head are fp16 (the folded norms rounded; vLLM holds them in the
+// model's dtype). config.json's quantization_config has quant_method "compressed-tensors", format
 // "pack-quantized", one config group per weight strategy (group of the recipe's size, or
 // channel for the linears that fell back), int8 dynamic per-token symmetric input
 // activations (none for 16-bit activations), and ignore ["lm_head", skipped linears...].
@@ -33,7 +34,7 @@ import (
 // policy (compressed-tensors W4A8 quantizes every input per token at run time; LAE stays
 // folded into the norms and v/up rows, so it still helps), the exact integer scales (the
 // fp16 float scale is their product), and the FastGEMM packing (the importer packs for its
-// own kernel). Norms, embeddings and lm_head are fp16 as in the Odyssey artifact.
+// own kernel).
 
 // ctSuffixes of the compressed-tensors tensors of one quantized linear.
 const (
@@ -102,10 +103,22 @@ func ctLayerItems(ck *safetensors.Checkpoint, cfg *hf.Config, i int, rec LayerRe
 			}})
 		return nil
 	}
+	// Norms go in the model's dtype, as every other float tensor of a compressed-tensors
+	// checkpoint (vLLM loads them into fp16 parameters anyway).
 	for _, n := range []string{attnNormName(i), mlpNormName(i)} {
-		if err := copyOne(n); err != nil {
-			return nil, err
-		}
+		name := n
+		its = append(its, item{info: safetensors.TensorInfo{Name: name, DType: safetensors.F16, Shape: []int64{int64(cfg.HiddenSize)}}, layer: i,
+			write: func(sw *safetensors.Writer, ck *safetensors.Checkpoint) error {
+				v, err := readFloat(ck, name, false, cfg.HiddenSize)
+				if err != nil {
+					return err
+				}
+				b, err := f16Bytes(name, v)
+				if err != nil {
+					return err
+				}
+				return sw.WriteTensor(name, b)
+			}})
 	}
 	byName := map[string]LinearRecord{}
 	for _, l := range rec.Linears {

@@ -24,7 +24,9 @@
 //
 //	model.embed_tokens.weight, model.norm.weight, lm_head.weight      F16, from the source
 //	model.layers.N.input_layernorm.weight, ...post_attention_layernorm.weight
-//	                                   F16, with the LAE (or SmoothQuant) scales folded in
+//	                                   F32, with the LAE (or SmoothQuant) scales folded in
+//	                                   (float32 so that the folded values are exactly those
+//	                                   the static activation scales were calibrated on)
 //	per quantized linear NAME (model.layers.N.self_attn.q_proj, ...): exactly the list of
 //	docs/fastgemm-layout.md — NAME.qweight (U8, packed int4 codes), NAME.group_scale (I16
 //	integer group scales, or F32 float scales), NAME.channel_scale (F32 epilogue factor
@@ -34,7 +36,8 @@
 //	per linear the recipe skips: NAME.weight (F16, equalization folded in) and NAME.bias
 //
 // Every 16-bit tensor is fp16 whatever the source dtype; a value that does not fit fp16
-// (a folded norm, say) is an error naming the tensor, not an Inf in the file.
+// (a folded bias, say) is an error naming the tensor, not an Inf in the file. Biases are fp16
+// as the layout specifies, so for models with biases (Qwen2) the folded bias is rounded.
 //
 // # Reading
 //
@@ -42,15 +45,15 @@
 // as the ptq result it came from (codes unpacked, s_c = channel_scale·2^(4+alpha_log2)
 // exactly, the overflow bound recomputed and validated) and installs ptq's module for it,
 // quant.QLinear for W4A8 with integer scales, so evaluating an artifact computes exactly the
-// kernel contract's arithmetic, and exactly the fake-quantized model's, up to the fp16
-// rounding of the folded norms (and biases) that the artifact stores. Everything read is
+// kernel contract's arithmetic, and exactly the fake-quantized model's (up to the fp16
+// rounding of the embedding and LM head of a non-fp16 source, and of biases). Everything read is
 // treated as untrusted: dtypes, shapes, code ranges, padding and scale ranges are checked.
 //
 // # Writing: staging, checkpoints, resume
 //
 // A Writer works in a staging folder (the CLI uses OUT.partial beside OUT). As the
 // quantizer finishes each layer, WriteLayer writes layers/NNNNN.safetensors atomically: the
-// layer's artifact tensors, float32 copies of its norms and biases (so that a resumed run
+// layer's artifact tensors, float32 copies of its biases and skipped weights (so that a resumed run
 // propagates calibration activations with exactly the numbers of an uninterrupted one),
 // and its LayerRecord as metadata. Memory thus holds one quantized layer, and state.json
 // (State: model fingerprint, recipe hash, calibration source, sha256, seed and windows

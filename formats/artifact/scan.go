@@ -81,6 +81,8 @@ func ScanFinite(ck *safetensors.Checkpoint, infos []safetensors.TensorInfo, prog
 				if k := firstNonFinite(t.DType, b[jb.lo:jb.hi]); k >= 0 {
 					results[j] = jb.lo/es + int64(k)
 				}
+				// Keep the resident set at a few chunks, not the whole model.
+				ck.ReleasePages()
 				if progress != nil {
 					mu.Lock()
 					done += jb.hi - jb.lo

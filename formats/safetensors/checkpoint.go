@@ -299,7 +299,9 @@ func (e *entry) bytes() ([]byte, error) {
 // Float32 converts the named floating-point tensor (F64, F32, F16, BF16, F8_E4M3, F8_E5M2) to
 // a new []float32 in row-major order. F64 values are rounded to nearest; the others convert
 // exactly. Integer and boolean tensors are refused: their meaning (quantized codes, ids,
-// masks) is for the caller to interpret.
+// masks) is for the caller to interpret. The tensor's mapped pages are released from the
+// resident set afterwards (see ReleasePages), so converting a model tensor by tensor keeps
+// only the converted copies resident.
 func (c *Checkpoint) Float32(name string) ([]float32, error) {
 	e, err := c.lookup(name)
 	if err != nil {
@@ -354,6 +356,12 @@ func (c *Checkpoint) float32Into(e *entry, dst []float32) error {
 		F8E4M3ToF32(dst, src)
 	case F8E5M2:
 		F8E5M2ToF32(dst, src)
+	}
+	if e.shard.data != nil {
+		// The values now live in dst; the file's pages would otherwise stay in the resident
+		// set for as long as the file is mapped, which for a model read layer by layer
+		// grows to the whole model (see ReleasePages).
+		releaseRange(src)
 	}
 	return nil
 }

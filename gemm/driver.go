@@ -105,8 +105,8 @@ func rowChunk(ker *microKernel, t, threads, tilesM int, transA, transB bool, m, 
 	runTeam(ker, 1, transA, transB, i1-i0, n, k, alpha, a[ao:], lda, b, ldb, beta, c[i0*ldc:], ldc)
 }
 
-// runTeam computes C with a team of size goroutines sharing packed A blocks and dividing the
-// column tiles of C evenly; size 1 is the serial algorithm.
+// runTeam computes C with a team of size goroutines that share the packed A blocks and
+// divide the column tiles of C between them (see team); size 1 is the serial algorithm.
 func runTeam(ker *microKernel, size int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	ws := make([]*workspace, size)
 	for t := range ws {
@@ -115,14 +115,11 @@ func runTeam(ker *microKernel, size int, transA, transB bool, m, n, k int, alpha
 	// Two A buffers, alternating per K block, so a goroutine may pack the next block while
 	// the others still compute on the current one: one barrier per block suffices.
 	bufs := [2][]float32{ws[0].a, ws[size-1].a}
-	tm := &team{size: size}
-	tm.cond.L = &tm.mu
-	tilesN := (n + ker.nr - 1) / ker.nr
+	tm := newTeam(size, (n+ker.nr-1)/ker.nr, ker.nb/ker.nr)
 	var wg sync.WaitGroup
 	for t := size - 1; t >= 0; t-- {
-		j0, j1 := tilesN*t/size*ker.nr, min(tilesN*(t+1)/size*ker.nr, n)
 		run := func() {
-			teamMember(ker, tm, t, ws[t], bufs, transA, transB, m, n, k, j0, j1, alpha, a, lda, b, ldb, beta, c, ldc)
+			teamMember(ker, tm, t, ws[t], bufs, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		}
 		if t == 0 {
 			run() // the calling goroutine is member 0
@@ -137,18 +134,61 @@ func runTeam(ker *microKernel, size int, transA, transB bool, m, n, k int, alpha
 	}
 }
 
-// team is a reusable barrier for the goroutines of one runTeam call. It blocks (futex via
-// sync.Cond) rather than spins: the machine is shared, and a spinning goroutine would steal
-// the core its descheduled partner needs.
+// team coordinates the goroutines of one runTeam call through K blocks ("steps"):
+//
+//   - A packing: members take chunks of the step's A micro-panels until none are left, then
+//     meet at a barrier (the block is complete, and every member has finished the previous
+//     step, so no two steps ever update the same C tile at once).
+//   - Columns: each member owns an equal contiguous range of C's column tiles and takes
+//     chunks from its front, at most nb wide, halving as the range drains. A member whose
+//     range is empty steals the back half of the fullest other range.
+//
+// On an idle machine nobody steals and the split is the static even one. This machine is
+// shared, though: when a neighbour's job takes half of one core, a static split would run
+// at the speed of that core, while stealing lets the other core take over its columns.
+//
+// It blocks (futex, via sync.Cond) rather than spinning, for the same reason: a spinning
+// goroutine would burn the core its descheduled partner needs.
 type team struct {
-	size         int
-	mu           sync.Mutex
-	cond         sync.Cond
-	arrived, gen int
+	size    int
+	tiles   int // column tiles of C
+	maxTake int // tiles per chunk at most: nb/nr, one packed B block
+	mu      sync.Mutex
+	cond    sync.Cond
+	arrived int
+	gen     int
+	// Per-step work, double-buffered by step parity like the A buffers: while the
+	// stragglers finish step s, the others already pack step s+1.
+	aNext       [2]int   // next A micro-panel to pack
+	front, back [2][]int // member t's remaining column tiles are [front[t], back[t])
 }
 
-func (tm *team) wait() {
+func newTeam(size, tiles, maxTake int) *team {
+	tm := &team{size: size, tiles: tiles, maxTake: max(1, maxTake)}
+	tm.cond.L = &tm.mu
+	for q := range 2 {
+		tm.front[q] = make([]int, size)
+		tm.back[q] = make([]int, size)
+		tm.reset(q)
+	}
+	return tm
+}
+
+// reset prepares the work counters of parity q for a new step.
+func (tm *team) reset(q int) {
+	tm.aNext[q] = 0
+	for t := range tm.size {
+		tm.front[q][t] = tm.tiles * t / tm.size
+		tm.back[q][t] = tm.tiles * (t + 1) / tm.size
+	}
+}
+
+// wait is the barrier ending step's A packing. The last member to arrive resets the other
+// parity's counters for step+1: everyone has finished step-1 (they are here), and nobody
+// starts step+1 before leaving this barrier.
+func (tm *team) wait(step int) {
 	if tm.size == 1 {
+		tm.reset((step + 1) % 2)
 		return
 	}
 	tm.mu.Lock()
@@ -156,6 +196,7 @@ func (tm *team) wait() {
 	if tm.arrived++; tm.arrived == tm.size {
 		tm.arrived = 0
 		tm.gen++
+		tm.reset((step + 1) % 2)
 		tm.cond.Broadcast()
 	} else {
 		for gen == tm.gen {
@@ -165,17 +206,59 @@ func (tm *team) wait() {
 	tm.mu.Unlock()
 }
 
-// teamMember is the Goto/BLIS loop nest for member t, which owns columns [j0, j1) of C:
+// takePanels returns the next chunk [lo, hi) of the step's A micro-panels to pack.
+func (tm *team) takePanels(step, panels int) (lo, hi int) {
+	const chunk = 8 // ≈ 45k floats, tens of µs: small enough to balance, large enough to amortise the lock
+	q := step % 2
+	tm.mu.Lock()
+	lo = tm.aNext[q]
+	hi = min(lo+chunk, panels)
+	tm.aNext[q] = max(lo, hi)
+	tm.mu.Unlock()
+	return lo, hi
+}
+
+// takeCols returns member t's next chunk [lo, hi) of column tiles for the step, empty when
+// the step has no columns left.
+func (tm *team) takeCols(step, t int) (lo, hi int) {
+	q := step % 2
+	front, back := tm.front[q], tm.back[q]
+	tm.mu.Lock()
+	defer tm.mu.Unlock()
+	if rem := back[t] - front[t]; rem > 0 {
+		// Take half of what is left (at most one B block): the chunks shrink toward the
+		// end of the range, so a thief still finds something worth stealing and the
+		// last chunk, which nobody can share, is short.
+		n := min(max((rem+1)/2, 2), rem, tm.maxTake)
+		lo = front[t]
+		front[t] += n
+		return lo, lo + n
+	}
+	v, most := -1, 0
+	for u := range tm.size {
+		if rem := back[u] - front[u]; rem > most {
+			v, most = u, rem
+		}
+	}
+	if v < 0 || most < 2 { // a single tile left: its owner takes it next
+		return 0, 0
+	}
+	n := min(most/2, tm.maxTake)
+	back[v] -= n
+	return back[v], back[v] + n
+}
+
+// teamMember is the Goto/BLIS loop nest run by every member:
 //
-//	for i0 in M by mb:               A block (mb×kc, packed once, shared by the team, L3)
-//	  for p0 in K by kc:             pack my share of the A block; barrier
-//	    for jb in [j0, j1) by nb:    pack B block (kc×nb, this goroutine's, L2)
-//	      for each mr-row A panel:   A micro-panel stays in L1 ...
-//	        for each nr-col B panel: ... while B micro-panels stream from L2
+//	for i0 in M by mb:                  A block (mb×kc, packed once, shared by the team, L3)
+//	  for p0 in K by kc:                pack chunks of the A block; barrier
+//	    for each column chunk I take:   pack B block (kc×≤nb, this goroutine's, L2)
+//	      for each mr-row A panel:      A micro-panel stays in L1 ...
+//	        for each nr-col B panel:    ... while B micro-panels stream from L2
 //	          micro-kernel (mr×nr tile of C in registers for all kc steps)
 //
 // beta applies at p0 == 0; later K blocks accumulate with beta = 1.
-func teamMember(ker *microKernel, tm *team, t int, ws *workspace, bufs [2][]float32, transA, transB bool, m, n, k, j0, j1 int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+func teamMember(ker *microKernel, tm *team, t int, ws *workspace, bufs [2][]float32, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	mr, nr := ker.mr, ker.nr
 	// Split M into equal blocks of at most ker.mb rows rather than full blocks plus a sliver:
 	// every M block repacks all of B, and a 32-row remainder would pay that for little work.
@@ -187,21 +270,28 @@ func teamMember(ker *microKernel, tm *team, t int, ws *workspace, bufs [2][]floa
 	for i0 := 0; i0 < m; i0 += mbStep {
 		mb := min(mbStep, m-i0)
 		panels := (mb + mr - 1) / mr
-		for p0 := 0; p0 < k; p0 += ker.kc {
+		for p0 := 0; p0 < k; p0, step = p0+ker.kc, step+1 {
 			kc := min(ker.kc, k-p0)
 			abuf := bufs[step%2]
-			step++
-			q0, q1 := panels*t/tm.size*mr, min(panels*(t+1)/tm.size*mr, mb)
-			if q0 < q1 {
-				packA(abuf[q0*kc:], transA, a, lda, i0+q0, p0, q1-q0, kc, mr)
+			for {
+				lo, hi := tm.takePanels(step, panels)
+				if lo >= hi {
+					break
+				}
+				packA(abuf[lo*mr*kc:], transA, a, lda, i0+lo*mr, p0, min(hi*mr, mb)-lo*mr, kc, mr)
 			}
-			tm.wait()
+			tm.wait(step)
 			bet := beta
 			if p0 > 0 {
 				bet = 1 // later K blocks accumulate onto the first one's result
 			}
-			for jb := j0; jb < j1; jb += ker.nb {
-				nb := min(ker.nb, j1-jb)
+			for {
+				lo, hi := tm.takeCols(step, t)
+				if lo >= hi {
+					break
+				}
+				jb := lo * nr
+				nb := min(hi*nr, n) - jb
 				packB(ws.b, transB, b, ldb, p0, jb, kc, nb, nr)
 				for ii := 0; ii < mb; ii += mr {
 					ap := abuf[ii*kc : (ii+mr)*kc]

@@ -100,7 +100,14 @@ func inspectArtifact(g *globalOptions, o *inspectOptions, dir string) error {
 	if p := a.Provenance; p != nil {
 		rep.Recipe, rep.Calibration, rep.Tool, rep.Source, rep.Summary, rep.Notes = &p.Recipe, &p.Calibration, &p.Tool, &p.Source, &p.Summary, p.Notes
 		if rep.Scheme == nil {
-			rep.Scheme = &p.Scheme
+			s := p.Scheme
+			if s.Activations.Bits == 8 {
+				// compressed-tensors quantizes every input per token at run time; the
+				// recipe's policy is what was decided, not what the export computes.
+				s.Activations.Policy = "per-token (compressed-tensors; the recipe's " + s.Activations.Policy + " decisions are not carried over)"
+				s.Activations.V0, s.Activations.V1 = nil, nil
+			}
+			rep.Scheme = &s
 		}
 		rep.SourceBytes = p.Source.FP16Bytes
 		for _, l := range p.Layers {

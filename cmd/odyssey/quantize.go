@@ -544,6 +544,9 @@ func printQuantize(w io.Writer, r *quantizeReport) error {
 	for _, k := range sortedKeys(s.Policies) {
 		fmt.Fprintf(tw, "  %s\t%d\n", k, s.Policies[k])
 	}
+	if r.Output == artifact.OutputCompressedTensors {
+		fmt.Fprintf(tw, "activations\tint8 per token at run time in the compressed-tensors export (the policies above are not carried over)\n")
+	}
 	fmt.Fprintf(tw, "weight error\tmean %.4f, max %.4f (relative Frobenius)\n", s.MeanWeightError, s.MaxWeightError)
 	fmt.Fprintf(tw, "size\t%s → %s (%.2f× smaller than fp16)\n", humanBytes(r.FP16BytesIn), humanBytes(r.BytesOut), r.Compression)
 	resumed := ""

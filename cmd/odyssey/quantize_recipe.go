@@ -25,8 +25,13 @@ var recipePairs = map[recipes.Pair]ptq.Pair{
 
 // ptqOptions translates a validated recipe, with its plan for the model (which linears are
 // skipped), into ptq.Options. calibPath is the calibration file to read, "" for self.
+//
+// It starts from the zero Options, not ptq.DefaultOptions: the recipe is the whole
+// description of the run (it is what odyssey.json records and what its hash identifies), so
+// a pipeline knob the recipe language cannot express yet keeps its zero value (ptq's
+// documented baseline) rather than whatever ptq's defaults become.
 func ptqOptions(r *recipes.Recipe, plan *recipes.Plan, calibPath string) (ptq.Options, error) {
-	o := ptq.DefaultOptions()
+	var o ptq.Options
 	c := r.Calibration
 	o.Calib = calib.Options{Source: calib.SourceSelf, Samples: c.Samples, SeqLen: c.SeqLen, Seed: uint64(c.Seed)}
 	if calibPath != "" {

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/odyssey-llm/odyssey/calib"
@@ -16,7 +17,6 @@ import (
 	"github.com/odyssey-llm/odyssey/internal/sharedtest"
 	"github.com/odyssey-llm/odyssey/model"
 	"github.com/odyssey-llm/odyssey/ptq"
-	"github.com/odyssey-llm/odyssey/quant"
 )
 
 // quantizeTiny runs ptq on tiny-llama with a few short windows of the sample text and
@@ -226,26 +226,13 @@ func compareLayers(t *testing.T, got, want *ptq.LayerResult, exact bool) {
 // A tensor the fp16 file cannot hold is an error naming it, not an Inf in the artifact.
 func TestEncodeRefusesFP16Overflow(t *testing.T) {
 	lin := &ptq.LinearResult{Name: "model.layers.0.mlp.down_proj", Out: 2, In: 2, Skipped: true, Float: []float32{1, 2, 3, 70000}}
-	if _, _, err := encodeLinear(lin); err == nil || !contains(err.Error(), "model.layers.0.mlp.down_proj.weight") || !contains(err.Error(), "fp16") {
+	if _, _, err := encodeLinear(lin); err == nil || !strings.Contains(err.Error(), "model.layers.0.mlp.down_proj.weight") || !strings.Contains(err.Error(), "fp16") {
 		t.Errorf("error %v", err)
 	}
 	lr := &ptq.LayerResult{Layer: 0, AttnNorm: []float32{1, float32(math.Inf(1))}, MLPNorm: []float32{1, 1}}
-	if _, _, err := encodeLayer(lr); err == nil || !contains(err.Error(), "model.layers.0.input_layernorm.weight") {
+	if _, _, err := encodeLayer(lr); err == nil || !strings.Contains(err.Error(), "model.layers.0.input_layernorm.weight") {
 		t.Errorf("error %v", err)
 	}
-}
-
-func contains(s, sub string) bool {
-	return len(sub) == 0 || (len(s) >= len(sub) && indexOf(s, sub) >= 0)
-}
-
-func indexOf(s, sub string) int {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if s[i:i+len(sub)] == sub {
-			return i
-		}
-	}
-	return -1
 }
 
 func TestScanFiniteNamesTensor(t *testing.T) {
@@ -266,9 +253,7 @@ func TestScanFiniteNamesTensor(t *testing.T) {
 	}
 	defer ck.Close()
 	err = ScanFinite(ck, ck.Tensors(), nil)
-	if err == nil || !contains(err.Error(), "b.weight") || !contains(err.Error(), "[1, 1]") {
+	if err == nil || !strings.Contains(err.Error(), "b.weight") || !strings.Contains(err.Error(), "[1, 1]") {
 		t.Errorf("error %v", err)
 	}
 }
-
-var _ = quant.Int4Max

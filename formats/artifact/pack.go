@@ -1,28 +1,33 @@
 package artifact
 
 import (
+	"encoding/binary"
 	"fmt"
 	"runtime"
 	"sync"
+	"unsafe"
 
 	"github.com/odyssey-llm/odyssey/quant"
 )
 
 // packInt4 is quant.PackInt4 (the reference of docs/fastgemm-layout.md), fast: it walks the
 // output in order, one 128×8 block (512 bytes) at a time, reading the block's 8 rows ×
-// 128 codes from cache, and shares the 8-row blocks among the cores. Its output equals
-// quant.PackInt4's byte for byte (TestPackMatchesReference, FuzzPack). Unlike the reference
-// it returns an error, naming the code, for a code outside [quant.Int4Min, quant.Int4Max].
+// 128 codes from cache, and shares the 8-row blocks among the cores. A lane's byte j of step
+// s holds codes k and k+16 of its row for four consecutive k, so one 32-bit load of each and
+// two masks make four output bytes. Its output equals quant.PackInt4's byte for byte
+// (TestPackMatchesReference, FuzzPack). Unlike the reference it returns an error, naming
+// the code, for a code outside [quant.Int4Min, quant.Int4Max].
 func packInt4(q []int8, n, k int) ([]byte, error) {
 	if n <= 0 || k <= 0 || len(q) != n*k {
 		return nil, fmt.Errorf("artifact: pack: %d codes for a %d×%d weight", len(q), n, k)
 	}
 	np, kp := quant.PackedDims(n, k)
 	out := make([]byte, np*kp/2)
+	qb := unsafe.Slice((*byte)(unsafe.Pointer(&q[0])), len(q))
 	kbs := kp / 128
 	bad := make([]bool, np/8)
 	parallelFor(np/8, func(nb int) {
-		var lo8, hi8 int8 // the block's smallest and largest code, checked once at the end
+		var inval uint32 // OR of validity words: a set bit 7 of a byte marks a bad code
 		for kb := range kbs {
 			blk := out[(nb*kbs+kb)*512 : (nb*kbs+kb+1)*512]
 			full := kb*128+128 <= k
@@ -31,35 +36,24 @@ func packInt4(q []int8, n, k int) ([]byte, error) {
 				if r >= n {
 					continue // padding rows stay zero
 				}
-				row := q[r*k : (r+1)*k]
 				dst := blk[lane*16 : lane*16+16]
-				c0 := kb*128 + 4*(lane&3)
+				c0 := r*k + kb*128 + 4*(lane&3)
 				for step := range 4 {
 					c := c0 + step*32
+					var lo, hi uint32
 					if full {
-						lo := row[c : c+4 : c+4]
-						hi := row[c+16 : c+20 : c+20]
-						for j := range 4 {
-							lo8, hi8 = min(lo8, lo[j], hi[j]), max(hi8, lo[j], hi[j])
-							dst[step*4+j] = byte(lo[j])&0x0F | byte(hi[j])<<4
-						}
-						continue
+						lo = binary.LittleEndian.Uint32(qb[c:])
+						hi = binary.LittleEndian.Uint32(qb[c+16:])
+					} else {
+						lo = partialWord(qb, c, r*k+k)
+						hi = partialWord(qb, c+16, r*k+k)
 					}
-					for j := range 4 {
-						var lo, hi int8
-						if c+j < k {
-							lo = row[c+j]
-						}
-						if c+16+j < k {
-							hi = row[c+16+j]
-						}
-						lo8, hi8 = min(lo8, lo, hi), max(hi8, lo, hi)
-						dst[step*4+j] = byte(lo)&0x0F | byte(hi)<<4
-					}
+					inval |= badCodes(lo) | badCodes(hi)
+					binary.LittleEndian.PutUint32(dst[step*4:], lo&0x0F0F0F0F|hi<<4&0xF0F0F0F0)
 				}
 			}
 		}
-		bad[nb] = lo8 < quant.Int4Min || hi8 > quant.Int4Max
+		bad[nb] = inval&0x80808080 != 0
 	})
 	for nb, b := range bad {
 		if !b {
@@ -74,6 +68,26 @@ func packInt4(q []int8, n, k int) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// partialWord loads up to four codes from qb[c:], stopping at the row's end (zero codes
+// beyond it: the padding of the last 128-column block).
+func partialWord(qb []byte, c, end int) uint32 {
+	var w uint32
+	for j := range 4 {
+		if c+j < end {
+			w |= uint32(qb[c+j]) << (8 * j)
+		}
+	}
+	return w
+}
+
+// badCodes returns a word whose byte i has bit 7 set when byte i of w is not an int4 code
+// in −7..7: t = b+7 (mod 256, per byte, no carries between bytes) must be ≤ 14, and
+// t ≥ 15 shows as bit 7 of (t&0x7F)+0x71 or of t itself.
+func badCodes(w uint32) uint32 {
+	t := (w&0x7F7F7F7F + 0x07070707) ^ (w & 0x80808080)
+	return (t&0x7F7F7F7F + 0x71717171) | t
 }
 
 // unpackInt4 is quant.UnpackInt4, fast: it returns the [n, k] codes of a packed weight and

@@ -3,6 +3,7 @@ package artifact
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -55,11 +56,23 @@ func int8Bytes(q []int8) []byte {
 }
 
 func TestPackRejectsBadCodes(t *testing.T) {
-	for _, bad := range []int8{-8, 8, 100, -128} {
-		q := make([]int8, 3*130)
-		q[2*130+129] = bad
-		if _, err := packInt4(q, 3, 130); err == nil || !strings.Contains(err.Error(), "[2, 129]") {
-			t.Errorf("code %d: error %v, want one naming [2, 129]", bad, err)
+	for _, bad := range []int8{-8, 8, 100, -128, 127} {
+		for _, col := range []int{5, 129} { // in a full 128-column block, and in the partial last one
+			q := make([]int8, 3*130)
+			q[2*130+col] = bad
+			if _, err := packInt4(q, 3, 130); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("[2, %d]", col)) {
+				t.Errorf("code %d at column %d: error %v", bad, col, err)
+			}
+		}
+	}
+	// The word test agrees with the definition on every byte, in every position.
+	for b := range 256 {
+		valid := int8(b) >= quant.Int4Min && int8(b) <= quant.Int4Max
+		for pos := range 4 {
+			w := uint32(b) << (8 * pos)
+			if got := badCodes(w)&(0x80<<(8*pos)) == 0; got != valid {
+				t.Fatalf("byte %#02x at %d: valid %v, badCodes says %v", b, pos, valid, got)
+			}
 		}
 	}
 }
@@ -175,9 +188,9 @@ func FuzzUnpack(f *testing.F) {
 
 // compressed-tensors' pack_to_int32: eight codes per word, code i (plus 8) in bits 4i..4i+3.
 func TestPackInt32KnownWords(t *testing.T) {
-	// Row 0: codes −7..0 → nibbles 1..8 → word 0x87654321; row 1: 1..7, −8 would be 9..15, 0.
+	// One row of 17 codes: −7..0 are nibbles 1..8 (word 0x87654321), 1..7, 0 are 9..15, 8
+	// (0x8FEDCBA9), and the 17th code 7 is 15 with seven zero padding nibbles (0x0000000F).
 	q := []int8{-7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 0, 7}
-	// 2 rows? Use one row of 17 codes: words 0x87654321, 0x8FEDCBA9, 0x0000000F.
 	got := PackInt32(q, 1, 17)
 	want := []uint32{0x87654321, 0x8FEDCBA9, 0x0000000F}
 	for i, w := range want {
@@ -213,5 +226,25 @@ func TestScanFiniteSWAR(t *testing.T) {
 		if got := firstNonFinite("F16", b); got != c.want {
 			t.Errorf("%#04x: %d, want %d", c.bits, got, c.want)
 		}
+	}
+}
+
+func BenchmarkPackInt4(b *testing.B) {
+	n, k := 11008, 4096
+	q := randomCodes(rand.New(rand.NewPCG(1, 1)), n*k)
+	b.SetBytes(int64(n * k))
+	for b.Loop() {
+		if _, err := packInt4(q, n, k); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkPackInt4Reference(b *testing.B) {
+	n, k := 11008, 4096
+	q := randomCodes(rand.New(rand.NewPCG(1, 1)), n*k)
+	b.SetBytes(int64(n * k))
+	for b.Loop() {
+		quant.PackInt4(q, n, k)
 	}
 }

@@ -35,7 +35,8 @@ type Pass struct {
 type MemStats struct {
 	// PeakHeapInuse is the largest runtime.MemStats.HeapInuse sampled after each chunk of
 	// every run (Collect, Advance), when the layer's weights and scratch buffers are live.
-	// It covers everything in the process's heap, callers' data included.
+	// It covers everything in the process's heap, callers' data included, and garbage not
+	// yet collected unless Options.LiveHeap is set.
 	PeakHeapInuse uint64
 	// ActivationBytes is the size of the residual stream the Pass holds.
 	ActivationBytes int64
@@ -58,7 +59,7 @@ func NewPass(hm *hf.Model, windows [][]int, opt Options) (*Pass, error) {
 		return nil, errors.New("calib: no calibration windows")
 	}
 	if chunkRows < 0 {
-		return nil, fmt.Errorf("calib: chunkRows %d must not be negative", chunkRows)
+		return nil, fmt.Errorf("calib: ChunkRows %d must not be negative", chunkRows)
 	}
 	if chunkRows == 0 {
 		chunkRows = DefaultChunkRows

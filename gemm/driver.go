@@ -27,19 +27,22 @@ type microKernel struct {
 // because a 4096-wide problem needs megabytes of them and the forward pass calls Sgemm
 // thousands of times.
 type workspace struct {
-	a, b []float32 // packed A block (mb×kc), packed B block (kc×nb)
+	a, b []float32 // packed A block (≤ mb×kc), packed B block (≤ kc×nb)
 	tile []float32 // mr×nr scratch for edge tiles
 }
 
-func (ker *microKernel) getWorkspace() *workspace {
-	if ws, ok := ker.pool.Get().(*workspace); ok {
+// getWorkspace returns buffers for an m×n×k product: full blocks at most, but no larger than
+// the problem needs, so that an attention-sized call after a GC (which empties the pool) does
+// not allocate and zero megabytes. A pooled workspace too small for this call is dropped and
+// a larger one made; the pool thus settles on the largest shapes in use.
+func (ker *microKernel) getWorkspace(m, n, k int) *workspace {
+	kc := min(ker.kc, k)
+	na := min(ker.mb, (m+ker.mr-1)/ker.mr*ker.mr) * kc
+	nb := min(ker.nb, (n+ker.nr-1)/ker.nr*ker.nr) * kc
+	if ws, ok := ker.pool.Get().(*workspace); ok && len(ws.a) >= na && len(ws.b) >= nb {
 		return ws
 	}
-	return &workspace{
-		a:    alignedFloats(ker.mb * ker.kc),
-		b:    alignedFloats(ker.nb * ker.kc),
-		tile: alignedFloats(ker.mr * ker.nr),
-	}
+	return &workspace{a: alignedFloats(na), b: alignedFloats(nb), tile: alignedFloats(ker.mr * ker.nr)}
 }
 
 // alignedFloats returns a zeroed slice whose first element is 64-byte aligned, so every
@@ -110,7 +113,7 @@ func rowChunk(ker *microKernel, t, threads, tilesM int, transA, transB bool, m, 
 func runTeam(ker *microKernel, size int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	ws := make([]*workspace, size)
 	for t := range ws {
-		ws[t] = ker.getWorkspace()
+		ws[t] = ker.getWorkspace(m, n, k)
 	}
 	// Two A buffers, alternating per K block, so a goroutine may pack the next block while
 	// the others still compute on the current one: one barrier per block suffices.

@@ -142,7 +142,11 @@ func TestAccuracyTable(t *testing.T) {
 		runtime.GOARCH, runtime.GOMAXPROCS(0), time.Now().UTC().Format("2006-01-02"))
 	fmt.Fprintf(&b, "Perplexity ratio = quantized / float32 on the same windows: the first %d windows of L tokens (BOS + L−1, the golden protocol). "+
 		"Calibration: %d windows of L tokens, seed 0, quantized propagation; `calib_mix.txt` for the LLaMA models, the TinyStories slice's tokens after the evaluated ones for stories260K. "+
-		"Defaults: int4 symmetric (−7..7) weights in groups of 128 (stories260K: 64, per-channel where 64 does not divide 172), LAE on max|x| for the four pairs where FPTQ's rule (v0 = 15, v1 = 150) says, integer scales max-safe capped at 2¹⁰.\n\n",
+		"Defaults: int4 symmetric (−7..7) weights in groups of 128 (stories260K: 64, per-channel where 64 does not divide 172); "+
+		"LAE on max|x| for the four pairs, folded where FPTQ's rule (v0 = 15, v1 = 150) says LAE and before every per-token input (scope dynamic); "+
+		"RTN with the activation-aware clipping search, GPTQ with act-order; integer scales max-safe capped at 2¹⁰. "+
+		"Int vs float scales compares the same int4 codes evaluated with integer and with float group scales. "+
+		"Peak heap is the live heap (collected before each sample) above what the harness held before the run.\n\n",
 		nEval, nCalib)
 	fmt.Fprintf(&b, "| model | recipe | ppl | ratio | goal | calib+quant s | peak heap MB | eval s | inputs static / LAE+static / per-token (LAE) |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, m := range accModels {
@@ -273,11 +277,23 @@ func TestAccuracyTable(t *testing.T) {
 		}
 		hm.Close()
 	}
+	// Hand-written notes below the marker survive regeneration.
+	notes := notesMarker + "\n\n## Notes\n\n(hand-written: kept when the table is regenerated)\n"
+	if old, err := os.ReadFile(out); err == nil {
+		if i := strings.Index(string(old), notesMarker); i >= 0 {
+			notes = string(old[i:])
+		}
+	}
+	b.WriteString("\n")
+	b.WriteString(notes)
 	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s", out)
 }
+
+// notesMarker separates the generated table from the hand-written notes of ACCURACY.md.
+const notesMarker = "<!-- notes: everything below is kept when the table is regenerated -->"
 
 func policyCounts(r *Result) string {
 	if r.Options.Activations.Bits == 16 {

@@ -28,6 +28,13 @@ type Options struct {
 	// OutputError gathers the Hessian of every input even for RTN, so that every linear
 	// reports LinearResult.OutputError (GPTQ always does). It costs In² float64s per input.
 	OutputError bool
+	// Resume, when set, is asked before each layer for a result computed earlier, by an
+	// interrupted run with the same model, options and windows (the quantize command's
+	// checkpoints). When it returns one, the layer is neither calibrated nor quantized
+	// again: the result only carries the calibration activations on to the next layer (with
+	// Propagate "float", the float layer does, as in a full run) and is reported through
+	// progress like a computed one, without timings. nil means compute the layer.
+	Resume func(layer int) (*LayerResult, error) `json:"-"`
 }
 
 // Equalization methods.

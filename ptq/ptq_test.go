@@ -491,7 +491,7 @@ func TestOutliersNeedLAE(t *testing.T) {
 	tm := openModel(t, sharedtest.Path(t, "models/small-llama-outliers"))
 	calibW := tm.windows(t, sharedtest.Path(t, "data/calib/calib_mix.txt"), 8, 256)
 	stream := tm.stream(t, sharedtest.Path(t, "data/wikitext2/wiki.test.raw"))
-	base := ppl(t, floatModel(t, tm.hm), stream, 256, 4)
+	base := ppl(t, floatModel(t, tm.hm), stream, 512, 4)
 	run := func(opt Options) float64 {
 		res, err := RunWindows(context.Background(), tm.hm, calibW, opt, nil)
 		if err != nil {
@@ -501,7 +501,7 @@ func TestOutliersNeedLAE(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return ppl(t, qm, stream, 256, 4) / base
+		return ppl(t, qm, stream, 512, 4) / base
 	}
 	lae := run(DefaultOptions())
 	static := DefaultOptions()

@@ -80,6 +80,23 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 	needH := gptq || opt.OutputError
 	floatProp := opt.Calib.Propagate == calib.PropagateFloat
 	for i := range cfg.NumLayers {
+		if opt.Resume != nil {
+			lr, err := opt.Resume(i)
+			if err != nil {
+				return nil, fmt.Errorf("ptq: resuming layer %d: %w", i, err)
+			}
+			if lr != nil {
+				if err := resumeLayer(ctx, pass, lr, floatProp, &cfg); err != nil {
+					return nil, err
+				}
+				res.Layers = append(res.Layers, lr)
+				res.Mem = pass.Mem()
+				if progress != nil {
+					progress(ProgressEvent{Stage: "layer", Done: i + 1, Total: cfg.NumLayers, Layer: lr, Elapsed: time.Since(start), Mem: res.Mem})
+				}
+				continue
+			}
+		}
 		l, err := pass.Layer(i)
 		if err != nil {
 			return nil, err
@@ -132,6 +149,22 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 	}
 	res.Total = time.Since(start)
 	return res, nil
+}
+
+// resumeLayer carries the calibration stream past layer lr.Layer, whose result is known:
+// through the quantized layer, or with float propagation through the float one.
+func resumeLayer(ctx context.Context, pass *calib.Pass, lr *LayerResult, floatProp bool, cfg *hf.Config) error {
+	var l *model.Layer
+	var err error
+	if floatProp {
+		l, err = pass.Layer(lr.Layer)
+	} else {
+		l, err = lr.layer(cfg, false)
+	}
+	if err != nil {
+		return err
+	}
+	return pass.Advance(ctx, l)
 }
 
 // quantizeLayer decides, folds and quantizes one float layer l (modified in place) given

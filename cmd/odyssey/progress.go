@@ -27,18 +27,22 @@ func newProgress(w io.Writer, quiet bool, total int64, desc, unit string) *progr
 	if quiet || !isTerminal(w) {
 		return &progress{}
 	}
-	bar := progressbar.NewOptions64(total,
+	opts := []progressbar.Option{
 		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription(desc),
-		progressbar.OptionSetItsString(unit),
 		progressbar.OptionShowCount(),
-		progressbar.OptionShowIts(),
 		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetElapsedTime(true),
-		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionThrottle(100 * time.Millisecond),
 		progressbar.OptionSetWidth(30),
 		progressbar.OptionClearOnFinish(),
-	)
+	}
+	if unit == "B" { // byte counts and rates read better as MB, GB
+		opts = append(opts, progressbar.OptionShowBytes(true))
+	} else {
+		opts = append(opts, progressbar.OptionSetItsString(unit), progressbar.OptionShowIts())
+	}
+	bar := progressbar.NewOptions64(total, opts...)
 	return &progress{bar: bar}
 }
 
@@ -47,10 +51,10 @@ func (p *progress) Set(n int64, desc string) {
 	if p.bar == nil {
 		return
 	}
+	_ = p.bar.Set64(n)
 	if desc != "" {
 		p.bar.Describe(desc)
 	}
-	_ = p.bar.Set64(n)
 }
 
 // SetTotal changes the number of steps, for work whose size is known only once started.

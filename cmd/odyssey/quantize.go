@@ -167,8 +167,12 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 	// collecting often costs little, and a low GOGC keeps garbage from doubling the peak.
 	defer debug.SetGCPercent(debug.SetGCPercent(quantizeGCPercent))
 
-	// Calibration windows: drawn now for self (the heavy part of data-free calibration).
+	// Calibration windows: drawn now for self (the heavy part of data-free calibration),
+	// unless an interrupted run recorded them.
 	t0 = time.Now()
+	if saved, ok := w.SavedWindows(); ok && job.windows == nil && job.o.resume {
+		job.windows, rep.WindowsReused = saved, true
+	}
 	if job.windows == nil {
 		L := job.opt.Calib.SeqLen
 		bar := newProgress(g.errOut, o.asJSON, int64(L), fmt.Sprintf("calibration: sampling %d×%d tokens from the model", job.opt.Calib.Samples, L), "tok")
@@ -179,8 +183,7 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 		}
 	}
 	rep.Timings.WindowsSeconds = time.Since(t0).Seconds()
-	job.calib.WindowsSHA256 = artifact.WindowsHash(job.windows)
-	if err := w.SetWindows(job.calib.WindowsSHA256); err != nil {
+	if err := w.SetWindows(job.windows); err != nil {
 		return badInput(err)
 	}
 
@@ -189,9 +192,20 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 	t0 = time.Now()
 	resumed := w.Done()
 	rep.ResumedLayers = resumed
+	cfg := job.hm.Config
+	job.opt.Resume = func(i int) (*ptq.LayerResult, error) {
+		if i >= resumed {
+			return nil, nil
+		}
+		// The checkpoint holds the exact float32 numbers, so the layers after it see the
+		// activations an uninterrupted run would have given them.
+		return w.ReadLayer(i, &cfg, job.recipe.Weights.GroupSize)
+	}
 	n := job.hm.Config.NumLayers
 	bar = newProgress(g.errOut, o.asJSON, int64(n), "quantizing", "layers")
-	bar.Set(int64(resumed), fmt.Sprintf("quantizing (%d layers resumed)", resumed))
+	if resumed > 0 {
+		bar.Set(int64(resumed), fmt.Sprintf("quantizing (%d layers resumed)", resumed))
+	}
 	var werr error
 	res, err := ptq.RunWindows(ctx, job.hm, job.windows, job.opt, func(ev ptq.ProgressEvent) {
 		if ev.Stage != "layer" || ev.Layer == nil || werr != nil {
@@ -214,6 +228,9 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 	})
 	bar.Done()
 	if werr != nil {
+		if errors.Is(werr, artifact.ErrNotRepresentable) {
+			return badInput(werr)
+		}
 		return werr
 	}
 	if err != nil {
@@ -242,10 +259,18 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 		Recipe:     artifact.RecipeInfo{Source: job.recipe.Source, Hash: job.recipe.Hash(), YAML: string(yml)},
 		SourcePath: o.model, Scheme: schemeOf(job.recipe), Notes: job.notes,
 		Progress: func(done, total int64) { bar.SetTotal(total); bar.Set(done, "") },
+		Context:  ctx,
 	})
 	bar.Done()
 	if err != nil {
-		return fmt.Errorf("writing %s: %w", out, err)
+		if errors.Is(err, context.Canceled) {
+			return err
+		}
+		err = fmt.Errorf("writing %s: %w", out, err)
+		if errors.Is(err, artifact.ErrNotRepresentable) {
+			return badInput(err)
+		}
+		return err
 	}
 	if err := (&stagedDir{final: out, tmp: job.staging, force: o.force}).Commit(); err != nil {
 		return err
@@ -433,13 +458,16 @@ func releaseLayer(lr *ptq.LayerResult) {
 // quantizeReport is what `odyssey quantize --json` prints. Field names are a stable
 // interface.
 type quantizeReport struct {
-	Model         string               `json:"model"`
-	Out           string               `json:"out"`
-	Recipe        string               `json:"recipe"`
-	RecipeHash    string               `json:"recipe_hash"`
-	Output        string               `json:"output"`
-	Layers        int                  `json:"layers"`
-	ResumedLayers int                  `json:"resumed_layers"`
+	Model         string `json:"model"`
+	Out           string `json:"out"`
+	Recipe        string `json:"recipe"`
+	RecipeHash    string `json:"recipe_hash"`
+	Output        string `json:"output"`
+	Layers        int    `json:"layers"`
+	ResumedLayers int    `json:"resumed_layers"`
+	// WindowsReused is set when a resumed run read the sampled calibration windows back
+	// instead of sampling them again.
+	WindowsReused bool                 `json:"calibration_windows_reused,omitempty"`
 	Calibration   artifact.Calibration `json:"calibration"`
 	Timings       quantizeTimings      `json:"timings"`
 	// BytesIn is the size of the source tensors; FP16BytesIn the same in 16 bits (the

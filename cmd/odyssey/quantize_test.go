@@ -325,9 +325,15 @@ func TestQuantizeResume(t *testing.T) {
 		t.Fatalf("resume with another recipe: exit %d: %s", code, errOut)
 	}
 
-	code, _, errOut = quantize(t, args(out, "--resume")...)
+	code, js, errOut := quantize(t, args(out, "--resume", "--json")...)
 	if code != 0 || !strings.Contains(errOut, "2 of 4 layers done") {
 		t.Fatalf("resume: exit %d: %s", code, errOut)
+	}
+	// The checkpointed layers were read back, not computed again.
+	var rep quantizeReport
+	if err := json.Unmarshal([]byte(js), &rep); err != nil || rep.ResumedLayers != 2 || len(rep.PerLayer) != 4 ||
+		rep.PerLayer[1].QuantizeSeconds != 0 || rep.PerLayer[2].QuantizeSeconds == 0 {
+		t.Errorf("resumed run's report: %v %+v", err, rep.PerLayer)
 	}
 	a, b := filesOf(t, full), filesOf(t, out)
 	if len(a) != len(b) {
@@ -350,6 +356,47 @@ func TestQuantizeResume(t *testing.T) {
 	}
 	if _, err := os.Stat(out2 + ".partial"); err == nil {
 		t.Error("partial folder survived a fresh run")
+	}
+}
+
+// Data-free calibration: a resumed run reuses the windows the interrupted one sampled
+// (recorded in OUT.partial) and still ends byte-identical to an uninterrupted run.
+func TestQuantizeResumeSelf(t *testing.T) {
+	base := t.TempDir()
+	rec := writeRecipe(t, "version: 1\nbase: w4a8-fptq\ncalibration:\n  samples: 2\n  seq_len: 32\n  seed: 5\n")
+	args := func(out string, extra ...string) []string {
+		return append([]string{"--model", tiny, "--out", out, "--recipe", rec}, extra...)
+	}
+	full, out := filepath.Join(base, "full"), filepath.Join(base, "resumed")
+	if code, _, errOut := quantize(t, args(full)...); code != 0 {
+		t.Fatalf("uninterrupted: exit %d: %s", code, errOut)
+	}
+	afterLayerHook = func(layer int, interrupt func()) {
+		if layer == 2 {
+			interrupt()
+		}
+	}
+	code, _, errOut := quantize(t, args(out)...)
+	afterLayerHook = nil
+	if code != exitInterrupted {
+		t.Fatalf("interrupted run: exit %d: %s", code, errOut)
+	}
+	if code, js, errOut := quantize(t, args(out, "--resume", "--json")...); code != 0 {
+		t.Fatalf("resume: exit %d: %s", code, errOut)
+	} else {
+		var rep quantizeReport
+		if json.Unmarshal([]byte(js), &rep) != nil || rep.ResumedLayers != 3 || !rep.WindowsReused {
+			t.Errorf("resumed %d layers, windows reused %v (want 3, true)", rep.ResumedLayers, rep.WindowsReused)
+		}
+	}
+	a, b := filesOf(t, full), filesOf(t, out)
+	for name, data := range a {
+		if !bytes.Equal(data, b[name]) {
+			t.Errorf("%s differs between the uninterrupted and the resumed run", name)
+		}
+	}
+	if len(a) != len(b) {
+		t.Errorf("files %d vs %d", len(a), len(b))
 	}
 }
 

@@ -1,6 +1,7 @@
 package artifact
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -37,6 +38,9 @@ type FinishOptions struct {
 	Notes      []string
 	// Progress, when set, is called with the tensor bytes written so far and in all.
 	Progress func(done, total int64)
+	// Context, when set, stops the assembly between tensors once it is cancelled; the
+	// layer checkpoints are kept, so the run can be resumed.
+	Context context.Context
 }
 
 // item is one tensor of the assembled checkpoint and how to produce its bytes.
@@ -114,6 +118,9 @@ func (w *Writer) Finish(src *hf.Model, o FinishOptions) (*Provenance, error) {
 	}
 	defer closeCk()
 	for _, it := range items {
+		if o.Context != nil && o.Context.Err() != nil {
+			return nil, o.Context.Err()
+		}
 		if it.layer != cur {
 			closeCk()
 			cur = it.layer
@@ -155,8 +162,10 @@ func (w *Writer) Finish(src *hf.Model, o FinishOptions) (*Provenance, error) {
 	if err := os.RemoveAll(filepath.Join(w.dir, LayersDir)); err != nil {
 		return nil, fmt.Errorf("artifact: %w", err)
 	}
-	if err := os.Remove(filepath.Join(w.dir, StateFile)); err != nil {
-		return nil, fmt.Errorf("artifact: %w", err)
+	for _, f := range []string{windowsFile, StateFile} { // state.json last: it marks a staging folder
+		if err := os.Remove(filepath.Join(w.dir, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("artifact: %w", err)
+		}
 	}
 	return prov, nil
 }
@@ -267,7 +276,7 @@ func copyAsF16(sw *safetensors.Writer, name string, ck *safetensors.Checkpoint, 
 		safetensors.Float32ToF16(out[:2*m], f[:m])
 		for j := range m {
 			if h := binary.LittleEndian.Uint16(out[2*j:]); h&0x7C00 == 0x7C00 {
-				return fmt.Errorf("artifact: %s: value %g at element %d does not fit in fp16 (largest 65504)", info.Name, f[j], i0+j)
+				return fmt.Errorf("artifact: %s: %w: value %g at element %d does not fit in fp16 (largest 65504)", info.Name, ErrNotRepresentable, f[j], i0+j)
 			}
 		}
 		if err := sw.WriteTensor(name, out[:2*m]); err != nil {

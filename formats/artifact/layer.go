@@ -33,7 +33,7 @@ func encodeLayer(lr *ptq.LayerResult) ([]safetensors.Tensor, LayerRecord, error)
 	}{{attnNormName(i), lr.AttnNorm}, {mlpNormName(i), lr.MLPNorm}} {
 		for j, v := range norm.v {
 			if !(v >= -math.MaxFloat32 && v <= math.MaxFloat32) {
-				return nil, LayerRecord{}, fmt.Errorf("artifact: %s: value %v at [%d] is not finite", norm.name, v, j)
+				return nil, LayerRecord{}, fmt.Errorf("artifact: %s: %w: value %v at [%d] is not finite", norm.name, ErrNotRepresentable, v, j)
 			}
 		}
 		ts = append(ts, f32Tensor(norm.name, norm.v, int64(len(norm.v))))

@@ -35,7 +35,7 @@ func encodeLinear(lin *ptq.LinearResult) (tensors, extras []safetensors.Tensor, 
 		return tensors, extras, nil
 	}
 	if lin.Weight8 != nil || lin.Bits != 4 || lin.Weight == nil {
-		return nil, nil, fmt.Errorf("artifact: %s: %d-bit weights cannot be stored; the artifact holds int4 weights in the FastGEMM layout (docs/fastgemm-layout.md)", name, lin.Bits)
+		return nil, nil, fmt.Errorf("artifact: %s: %w: %d-bit weights (the artifact holds int4 weights in the FastGEMM layout, docs/fastgemm-layout.md)", name, ErrNotRepresentable, lin.Bits)
 	}
 	w := lin.Weight
 	if w.Out != lin.Out || w.In != lin.In {
@@ -65,7 +65,7 @@ func encodeLinear(lin *ptq.LinearResult) (tensors, extras []safetensors.Tensor, 
 			// The reader recovers s_c as f_c·2^(4+e_c); that is exact unless f_c underflowed
 			// into the subnormals, which would silently change the channel's scale.
 			if back := float32(math.Ldexp(float64(f), 4+e)); back != iw.ChannelScale[c] {
-				return nil, nil, fmt.Errorf("artifact: %s: channel %d: scale %g / 2^%d is not exact in float32", name, c, iw.ChannelScale[c], 4+e)
+				return nil, nil, fmt.Errorf("artifact: %s: channel %d: %w: scale %g / 2^%d is not exact in float32", name, c, ErrNotRepresentable, iw.ChannelScale[c], 4+e)
 			}
 			chScale[c] = f
 		}
@@ -407,7 +407,7 @@ func f16Bytes(name string, v []float32) ([]byte, error) {
 	safetensors.Float32ToF16(b, v)
 	for i := range v {
 		if h := binary.LittleEndian.Uint16(b[2*i:]); h&0x7C00 == 0x7C00 {
-			return nil, fmt.Errorf("artifact: %s: value %g at [%d] does not fit in fp16 (largest 65504)", name, v[i], i)
+			return nil, fmt.Errorf("artifact: %s: %w: value %g at [%d] does not fit in fp16 (largest 65504)", name, ErrNotRepresentable, v[i], i)
 		}
 	}
 	return b, nil

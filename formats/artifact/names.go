@@ -1,6 +1,7 @@
 package artifact
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/odyssey-llm/odyssey/model"
@@ -11,6 +12,11 @@ import (
 // documentation (files, config block, odyssey.json). The packed weight layout has its own
 // version, quant.PackLayoutVersion, recorded beside it as quantization_config.layout_version.
 const FormatVersion = 1
+
+// ErrNotRepresentable is wrapped by the errors of values the artifact cannot store as they
+// are (a folded norm or bias beyond fp16's range, 8-bit weights): a property of the model
+// and recipe, not an I/O failure.
+var ErrNotRepresentable = errors.New("not representable in the artifact")
 
 // QuantMethod is quantization_config.quant_method of an Odyssey artifact.
 const QuantMethod = "odyssey"

@@ -48,12 +48,15 @@ type LinearRecord struct {
 	IntegerScale  bool    `json:"integer_scale,omitempty"`
 	// WeightError is ‖Ŵ − W‖_F/‖W‖_F of the weight the kernel computes with against the
 	// float (folded) weight; FloatScaleWeightError the same with float group scales.
-	WeightError           float64     `json:"weight_error"`
-	FloatScaleWeightError float64     `json:"float_scale_weight_error,omitempty"`
-	AlphaLog2Min          int         `json:"alpha_log2_min,omitempty"`
-	AlphaLog2Max          int         `json:"alpha_log2_max,omitempty"`
-	AlphaLog2Mean         float64     `json:"alpha_log2_mean,omitempty"`
-	GPTQ                  *GPTQRecord `json:"gptq,omitempty"`
+	WeightError           float64 `json:"weight_error"`
+	FloatScaleWeightError float64 `json:"float_scale_weight_error,omitempty"`
+	// OutputError is ‖X·(Ŵ − W)ᵀ‖²/‖X·Wᵀ‖² on the calibration inputs, when the quantizer
+	// measured it (GPTQ).
+	OutputError   float64     `json:"output_error,omitempty"`
+	AlphaLog2Min  int         `json:"alpha_log2_min,omitempty"`
+	AlphaLog2Max  int         `json:"alpha_log2_max,omitempty"`
+	AlphaLog2Mean float64     `json:"alpha_log2_mean,omitempty"`
+	GPTQ          *GPTQRecord `json:"gptq,omitempty"`
 }
 
 // GPTQRecord is GPTQ's account of a linear, without its timings.
@@ -80,7 +83,7 @@ func newLayerRecord(lr *ptq.LayerResult) LayerRecord {
 	for _, l := range lr.Linears {
 		r := LinearRecord{Name: l.Name, Out: l.Out, In: l.In, Skipped: l.Skipped, Bits: l.Bits, ActBits: l.ActBits,
 			GroupSize: l.GroupSize, GroupFallback: l.GroupFallback, IntegerScale: l.IntScale != nil,
-			WeightError: l.WeightError, FloatScaleWeightError: l.FloatScaleWeightError,
+			WeightError: l.WeightError, FloatScaleWeightError: l.FloatScaleWeightError, OutputError: l.OutputError,
 			AlphaLog2Min: l.AlphaLog2Min, AlphaLog2Max: l.AlphaLog2Max, AlphaLog2Mean: l.AlphaLog2Mean}
 		if g := l.GPTQ; g != nil {
 			r.GPTQ = &GPTQRecord{Loss: g.Loss, PercDamp: g.PercDampUsed, Damp: g.DampUsed, Retries: g.Retries,

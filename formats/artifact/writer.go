@@ -75,15 +75,42 @@ func (w *Writer) Dir() string { return w.dir }
 // State returns the recorded state.
 func (w *Writer) State() State { return w.state }
 
-// SetWindows records the hash of the calibration windows once they are drawn, and refuses
-// windows that differ from those an interrupted run recorded (a sampler that is not
-// deterministic would otherwise make the resumed layers inconsistent with the first ones).
-func (w *Writer) SetWindows(hash string) error {
+// SetWindows records the calibration windows once they are drawn (their hash in
+// state.json, the token ids in windows.json, so that a resumed run need not sample them
+// again), and refuses windows that differ from those an interrupted run recorded (a sampler
+// that is not deterministic would otherwise make the resumed layers inconsistent with the
+// first ones).
+func (w *Writer) SetWindows(windows [][]int) error {
+	hash := WindowsHash(windows)
 	if old := w.state.Calibration.WindowsSHA256; old != "" && old != hash && w.Done() > 0 {
 		return fmt.Errorf("artifact: %s: %w: calibration windows sha256 %s, now %s", w.dir, ErrStateMismatch, old, hash)
 	}
+	if err := writeJSONFile(filepath.Join(w.dir, windowsFile), windows); err != nil {
+		return err
+	}
 	w.state.Calibration.WindowsSHA256 = hash
 	return writeJSONFile(filepath.Join(w.dir, StateFile), w.state)
+}
+
+// windowsFile holds a staging folder's calibration windows.
+const windowsFile = "windows.json"
+
+// SavedWindows returns the calibration windows an interrupted run recorded, when they are
+// there and match the hash in state.json.
+func (w *Writer) SavedWindows() ([][]int, bool) {
+	want := w.state.Calibration.WindowsSHA256
+	if want == "" {
+		return nil, false
+	}
+	b, err := os.ReadFile(filepath.Join(w.dir, windowsFile))
+	if err != nil {
+		return nil, false
+	}
+	var windows [][]int
+	if json.Unmarshal(b, &windows) != nil || len(windows) == 0 || WindowsHash(windows) != want {
+		return nil, false
+	}
+	return windows, true
 }
 
 func (w *Writer) layerPath(i int) string {
@@ -151,17 +178,19 @@ func readRecord(ck *safetensors.Checkpoint, path string) (LayerRecord, error) {
 	return rec, nil
 }
 
-// RemoveStaging deletes a staging folder, but only one that looks like a staging folder
-// (it holds state.json), so that a mistyped path never deletes a user's data.
+// RemoveStaging deletes a staging folder, but only one that looks like one (it holds
+// state.json, or it is empty, or it holds a finished artifact's odyssey.json that was never
+// renamed into place), so that a mistyped path never deletes a user's data.
 func RemoveStaging(dir string) error {
-	if _, err := os.Stat(filepath.Join(dir, StateFile)); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			if ents, rerr := os.ReadDir(dir); rerr == nil && len(ents) == 0 {
-				return os.Remove(dir)
-			}
-			return fmt.Errorf("artifact: %s has no %s; not removing what is not a staging folder", dir, StateFile)
+	for _, f := range []string{StateFile, ProvenanceFile} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return os.RemoveAll(dir)
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return err
 		}
-		return err
 	}
-	return os.RemoveAll(dir)
+	if ents, err := os.ReadDir(dir); err == nil && len(ents) == 0 {
+		return os.Remove(dir)
+	}
+	return fmt.Errorf("artifact: %s has no %s; not removing what is not a staging folder", dir, StateFile)
 }

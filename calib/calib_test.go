@@ -408,3 +408,18 @@ func TestOptionsResolved(t *testing.T) {
 		}
 	}
 }
+
+func TestNewPassRejectsBadWindows(t *testing.T) {
+	hm, _ := loadTiny(t)
+	for name, w := range map[string][][]int{
+		"empty":        nil,
+		"unequal":      {{0, 1, 2}, {0, 1}},
+		"out of vocab": {{0, 4096}},
+		"too long":     {make([]int, 1025)},
+		"negative id":  {{0, -1}},
+	} {
+		if _, err := NewPass(hm, w, Options{}); err == nil {
+			t.Errorf("%s windows accepted", name)
+		}
+	}
+}

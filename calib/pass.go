@@ -65,6 +65,9 @@ func NewPass(hm *hf.Model, windows [][]int, opt Options) (*Pass, error) {
 		chunkRows = DefaultChunkRows
 	}
 	L := len(windows[0])
+	if max := cfg.MaxPositionEmbeddings; max > 0 && L > max {
+		return nil, fmt.Errorf("calib: windows of %d tokens exceed the model's max_position_embeddings %d", L, max)
+	}
 	hid := cfg.HiddenSize
 	for w, win := range windows {
 		if len(win) != L {

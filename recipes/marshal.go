@@ -76,6 +76,9 @@ func (r *Recipe) Marshal() ([]byte, error) {
 		add(clip, "min", float(c.Weights.Clip.Min))
 		add(clip, "steps", num(int64(c.Weights.Clip.Steps)))
 	}
+	if c.applies("weights.clip.activation_aware") {
+		add(clip, "activation_aware", boolean(c.Weights.Clip.ActivationAware))
+	}
 	add(w, "clip", clip)
 	if c.applies("weights.gptq") {
 		g := mapping()

@@ -279,6 +279,7 @@ var schema = []field{
 			{key: "search", set: func(p *parser, path string, v *yaml.Node) { p.bool(v, path, &p.r.Weights.Clip.Search) }},
 			{key: "min", set: func(p *parser, path string, v *yaml.Node) { p.float(v, path, &p.r.Weights.Clip.Min) }},
 			{key: "steps", set: func(p *parser, path string, v *yaml.Node) { p.int(v, path, &p.r.Weights.Clip.Steps) }},
+			{key: "activation_aware", set: func(p *parser, path string, v *yaml.Node) { p.bool(v, path, &p.r.Weights.Clip.ActivationAware) }},
 		}},
 		{key: "gptq", sub: []field{
 			{key: "block_size", set: func(p *parser, path string, v *yaml.Node) { p.int(v, path, &p.r.Weights.GPTQ.BlockSize) }},

@@ -147,6 +147,10 @@ type Clip struct {
 	Search bool
 	Min    float64 // smallest ratio, in (0, 1); Search only
 	Steps  int     // grid steps, 1..1000; Search only
+	// ActivationAware weights each input channel's error by its calibration energy E[x_j²]
+	// when choosing a group's ratio, so the search minimises the output error the layer will
+	// see rather than the weight error (RTN only; GPTQ already weighs by the Hessian).
+	ActivationAware bool
 }
 
 // GPTQOptions are GPTQ's parameters.
@@ -246,7 +250,7 @@ func defaults() *Recipe {
 		Activations: Activations{Bits: 8, Policy: PolicyFPTQ, Thresholds: Thresholds{V0: 15, V1: 150}},
 		Weights: Weights{
 			Bits: 4, GroupSize: 128, Method: RTN,
-			Clip:     Clip{Search: false, Min: 0.5, Steps: 20},
+			Clip:     Clip{Search: true, Min: 0.5, Steps: 20, ActivationAware: true},
 			GPTQ:     GPTQOptions{BlockSize: 128, Damp: 0.01},
 			Fallback: FallbackPerChannel,
 		},
@@ -326,6 +330,9 @@ var applicability = []struct {
 	{"weights.clip.steps", func(r *Recipe) bool { return r.Weights.Clip.Search },
 		func(r, d *Recipe) { r.Weights.Clip.Steps = d.Weights.Clip.Steps },
 		"only with search: true", "weights.clip.search"},
+	{"weights.clip.activation_aware", func(r *Recipe) bool { return r.Weights.Clip.Search && r.Weights.Method == RTN },
+		func(r, d *Recipe) { r.Weights.Clip.ActivationAware = d.Weights.Clip.ActivationAware },
+		"only with search: true and method rtn", "weights.clip.search"},
 	{"weights.gptq", func(r *Recipe) bool { return r.Weights.Method == GPTQ },
 		func(r, d *Recipe) { r.Weights.GPTQ = d.Weights.GPTQ },
 		"only to method gptq", "weights.method"},

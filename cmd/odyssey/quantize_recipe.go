@@ -93,6 +93,9 @@ func ptqOptions(r *recipes.Recipe, plan *recipes.Plan, calibPath string) (ptq.Op
 		}
 	}
 	o.Weights.RTN = quant.RTNOptions{ClipSearch: w.Clip.Search, ClipGrid: grid}
+	// Activation-aware clipping replaces the plain search (ptq weighs each channel's error by
+	// its calibration energy over the same grid).
+	o.Weights.ActAwareClip = w.Method == recipes.RTN && w.Clip.Search && w.Clip.ActivationAware
 	o.Weights.GPTQ = ptq.GPTQOptions{BlockSize: w.GPTQ.BlockSize, PercDamp: w.GPTQ.Damp, ActOrder: w.GPTQ.ActOrder,
 		StaticGroups: w.GPTQ.StaticGroups, ClipSearch: w.Clip.Search, ClipGrid: grid}
 

@@ -163,7 +163,7 @@ type decoder struct {
 
 func newDecoder(m *model.Model, n, L int) (*decoder, error) {
 	cfg := &m.Config
-	inv, err := ropeInvFreq(cfg.Rope, cfg.HeadDim)
+	cos, sin, err := model.RopeTables(cfg.Rope, cfg.HeadDim, L)
 	if err != nil {
 		return nil, err
 	}
@@ -187,7 +187,7 @@ func newDecoder(m *model.Model, n, L int) (*decoder, error) {
 		d.kc[i] = make([]float32, n*L*kvdim)
 		d.vc[i] = make([]float32, n*L*kvdim)
 	}
-	d.cos, d.sin = ropeTable(inv, L)
+	d.cos, d.sin = cos, sin
 	d.scoreBufs.New = func() any { s := make([]float32, L); return &s }
 	return d, nil
 }

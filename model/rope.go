@@ -129,3 +129,17 @@ func applyRope(x []float32, rows, seqLen, heads, headDim int, t *ropeTable) {
 		}
 	})
 }
+
+// RopeTables returns the cos and sin tables, [n, headDim/2] row-major, of the rotary
+// embedding r for positions < n, computed exactly as the forward pass computes them, so that
+// an incremental decoder (calibration's sampler) rotates keys and queries bit for bit as
+// Layer.Forward does.
+func RopeTables(r hf.Rope, headDim, n int) (cos, sin []float32, err error) {
+	inv, err := ropeInvFreq(r, headDim)
+	if err != nil {
+		return nil, nil, err
+	}
+	var t ropeTable
+	t.ensure(inv, n)
+	return t.cos, t.sin, nil
+}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/odyssey-llm/odyssey/formats/hf"
+	"github.com/odyssey-llm/odyssey/gemm"
 	"github.com/odyssey-llm/odyssey/model"
 )
 
@@ -113,6 +114,8 @@ func SampleWindows(ctx context.Context, m *model.Model, bos int, opt SampleOptio
 
 // sampleToken draws a token from softmax(logits/temp), restricted to the topK largest
 // logits when topK > 0, using one uniform number from rng.
+var expBufs = sync.Pool{New: func() any { return new([]float64) }}
+
 func sampleToken(logits []float32, temp float64, topK int, rng *rand.Rand) int {
 	cut := float32(math.Inf(-1))
 	if topK > 0 && topK < len(logits) {
@@ -124,10 +127,17 @@ func sampleToken(logits []float32, temp float64, topK int, rng *rand.Rand) int {
 	for _, v := range logits {
 		mx = max(mx, v)
 	}
+	// Each term is computed once and kept, so the scan below subtracts exactly the numbers
+	// that were summed (and pays for one exp per token, not two).
+	ep := expBufs.Get().(*[]float64)
+	e := slices.Grow((*ep)[:0], len(logits))[:len(logits)]
+	defer func() { *ep = e; expBufs.Put(ep) }()
 	var sum float64
-	for _, v := range logits {
+	for i, v := range logits {
+		e[i] = 0
 		if v >= cut {
-			sum += math.Exp((float64(v) - float64(mx)) / temp)
+			e[i] = math.Exp((float64(v) - float64(mx)) / temp)
+			sum += e[i]
 		}
 	}
 	u := rng.Float64() * sum
@@ -137,7 +147,7 @@ func sampleToken(logits []float32, temp float64, topK int, rng *rand.Rand) int {
 			continue
 		}
 		last = i
-		u -= math.Exp((float64(v) - float64(mx)) / temp)
+		u -= e[i]
 		if u < 0 {
 			return i
 		}
@@ -188,7 +198,8 @@ func newDecoder(m *model.Model, n, L int) (*decoder, error) {
 		d.vc[i] = make([]float32, n*L*kvdim)
 	}
 	d.cos, d.sin = cos, sin
-	d.scoreBufs.New = func() any { s := make([]float32, L); return &s }
+	group := cfg.NumHeads / cfg.NumKVHeads
+	d.scoreBufs.New = func() any { s := make([]float32, group*L); return &s }
 	return d, nil
 }
 
@@ -275,35 +286,30 @@ func (d *decoder) attend(out, q, kc, vc []float32, nb, pos int) {
 	if w := cfg.SlidingWindow; w > 0 {
 		lo = max(0, pos-w+1)
 	}
-	parallelFor(nb*nh, func(task int) {
-		i, head := task/nh, task%nh
-		kvh := head / group
-		qv := q[i*qdim+head*hd : i*qdim+(head+1)*hd]
+	n := pos + 1 - lo
+	// Per window and KV head, the group query heads that share it are contiguous in q, so
+	// scores and the weighted sum are two small matrix products over the cache rows lo..pos
+	// (row stride kvdim): Q[group×hd]·Kᵀ and P[group×n]·V. Going through gemm rather than
+	// scalar dot products makes sampling several times faster.
+	parallelFor(nb*nkv, func(task int) {
+		i, kvh := task/nkv, task%nkv
 		sp := d.scoreBufs.Get().(*[]float32)
-		s := (*sp)[:pos+1-lo]
-		base := i * d.L * kvdim
-		for t := lo; t <= pos; t++ {
-			kv := kc[base+t*kvdim+kvh*hd : base+t*kvdim+(kvh+1)*hd]
-			var dot float32
-			for j, a := range qv {
-				dot += a * kv[j]
+		s := (*sp)[:group*n]
+		base := i*d.L*kvdim + lo*kvdim + kvh*hd
+		qm := q[i*qdim+kvh*group*hd:]
+		gemm.Sgemm(false, true, group, n, hd, scale, qm, hd, kc[base:], kvdim, 0, s, n)
+		for g := 0; g < group; g++ {
+			row := s[g*n : (g+1)*n]
+			mx := row[0]
+			for _, x := range row {
+				mx = max(mx, x)
 			}
-			s[t-lo] = scale * dot
-		}
-		mx := s[0]
-		for _, x := range s {
-			mx = max(mx, x)
-		}
-		inv := float32(1 / model.ExpSum(s, s, mx))
-		ov := out[i*qdim+head*hd : i*qdim+(head+1)*hd]
-		clear(ov)
-		for t := lo; t <= pos; t++ {
-			p := s[t-lo] * inv
-			vv := vc[base+t*kvdim+kvh*hd : base+t*kvdim+(kvh+1)*hd]
-			for j := range ov {
-				ov[j] += p * vv[j]
+			inv := float32(1 / model.ExpSum(row, row, mx))
+			for t := range row {
+				row[t] *= inv
 			}
 		}
+		gemm.Sgemm(false, false, group, hd, n, 1, s, n, vc[base:], kvdim, 0, out[i*qdim+kvh*group*hd:], hd)
 		d.scoreBufs.Put(sp)
 	})
 }

@@ -86,16 +86,23 @@ func sgemm(ker *microKernel, transA, transB bool, m, n, k int, alpha float32, a 
 		runTeam(ker, threads, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 		return
 	}
-	var wg sync.WaitGroup
+	var l latch
+	l.init()
+	released := 0
 	for t := 1; t < threads; t++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		goHelper(func() {
 			rowChunk(ker, t, threads, tilesM, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		}()
+		}, func() {
+			l.mu.Lock()
+			released++
+			l.wake()
+			l.mu.Unlock()
+		})
 	}
 	rowChunk(ker, 0, threads, tilesM, transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-	wg.Wait()
+	l.mu.Lock()
+	l.waitFor(func() bool { return released == threads-1 })
+	l.mu.Unlock()
 }
 
 // rowChunk runs goroutine t's share of the rows of C as an independent one-goroutine product.

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"runtime"
 	"testing"
+	"time"
 )
 
 // refGemm is the naive triple loop in float64. It also returns, per element, the bound
@@ -240,5 +241,46 @@ func TestSgemmPanics(t *testing.T) {
 			}()
 			f()
 		}()
+	}
+}
+
+// TestSgemmConcurrent calls Sgemm from several goroutines at once (they compete for the
+// helper goroutines and pooled buffers), and again after the helpers have gone to sleep.
+func TestSgemmConcurrent(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0))))
+	const m, n, k = 96, 200, 300
+	r := rand.New(rand.NewPCG(7, 7))
+	a, b := randSlice(r, m*k), randSlice(r, n*k)
+	want, mag := refGemm(false, true, m, n, k, 1, a, k, b, k, 0, nil, n)
+	tol := float64(k+2) * 2 * float64(math.Nextafter32(1, 2)-1)
+	check := func(c []float32) error {
+		for i, w := range want {
+			if d := math.Abs(float64(c[i]) - w); !(d <= tol*mag[i]+1e-30) {
+				return fmt.Errorf("C[%d] = %g, want %g", i, c[i], w)
+			}
+		}
+		return nil
+	}
+	for round := 0; round < 2; round++ {
+		errs := make(chan error, 4)
+		for g := 0; g < 4; g++ {
+			go func() {
+				c := make([]float32, m*n)
+				for it := 0; it < 5; it++ {
+					Sgemm(false, true, m, n, k, 1, a, k, b, k, 0, c, n)
+					if err := check(c); err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for g := 0; g < 4; g++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(3 * helperSpin) // let the helpers park, then wake them
 	}
 }

@@ -1,10 +1,5 @@
 package gemm
 
-import (
-	"runtime"
-	"sync"
-)
-
 // runTeam computes C with a team of size goroutines that share the packed A blocks and
 // divide the column tiles of C between them (see team); size 1 is the serial algorithm.
 func runTeam(ker *microKernel, size int, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
@@ -16,19 +11,22 @@ func runTeam(ker *microKernel, size int, transA, transB bool, m, n, k int, alpha
 	// Two A buffers, alternating per step, so that members may pack the next A block
 	// while others still compute on the current one.
 	tm.bufs = [2][]float32{ws[0].a, ws[size-1].a}
-	var wg sync.WaitGroup
-	for t := size - 1; t >= 0; t-- {
-		run := func() {
+	for t := size - 1; t > 0; t-- {
+		goHelper(func() {
 			tm.member(t, ws[t], transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
-		}
-		if t == 0 {
-			run() // the calling goroutine is member 0
-			break
-		}
-		wg.Add(1)
-		go func() { defer wg.Done(); run() }()
+		}, func() {
+			tm.mu.Lock()
+			tm.released++
+			tm.wake()
+			tm.mu.Unlock()
+		})
 	}
-	wg.Wait()
+	tm.member(0, ws[0], transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) // the caller is member 0
+	// Wait until the helpers are idle again (not merely done with C), so that the next call
+	// finds them warm; waitFor spins briefly first, since they finish within µs of us.
+	tm.mu.Lock()
+	tm.waitFor(func() bool { return tm.released == size-1 })
+	tm.mu.Unlock()
 	for _, w := range ws {
 		ker.pool.Put(w)
 	}
@@ -62,9 +60,8 @@ type team struct {
 	maxTake int // tiles per chunk at most: nb/nr, one packed B block
 	bufs    [2][]float32
 
-	mu      sync.Mutex
-	cond    sync.Cond
-	waiters int
+	latch
+	released int // helpers that have finished and are idle again
 	// Per step (index s):
 	aNext, aDone []int   // next A micro-panel to pack; micro-panels packed
 	colsDone     []int   // column tiles computed
@@ -73,7 +70,7 @@ type team struct {
 
 func newTeam(ker *microKernel, size, m, n, k int) *team {
 	tm := &team{ker: ker, size: size, tiles: (n + ker.nr - 1) / ker.nr, maxTake: max(1, ker.nb/ker.nr)}
-	tm.cond.L = &tm.mu
+	tm.init()
 	// Split M into equal blocks of at most ker.mb rows rather than full blocks plus a
 	// sliver: every M block repacks all of B, and a 30-row remainder would pay that for
 	// little work.
@@ -97,29 +94,6 @@ func newTeam(ker *microKernel, size, m, n, k int) *team {
 		}
 	}
 	return tm
-}
-
-// waitFor blocks, with tm.mu held, until ready() holds. It spins a little first (yielding
-// the processor each time) because the usual wait, for a partner's last chunk, is short,
-// and a futex sleep and wake-up costs tens of µs; then it sleeps rather than burning a core
-// that, on this shared machine, a descheduled partner may need.
-func (tm *team) waitFor(ready func() bool) {
-	for i := 0; i < 64 && !ready(); i++ {
-		tm.mu.Unlock()
-		runtime.Gosched()
-		tm.mu.Lock()
-	}
-	for !ready() {
-		tm.waiters++
-		tm.cond.Wait()
-		tm.waiters--
-	}
-}
-
-func (tm *team) wake() {
-	if tm.waiters > 0 {
-		tm.cond.Broadcast()
-	}
 }
 
 // takePanels returns the next chunk [lo, hi) of step s's A micro-panels to pack.

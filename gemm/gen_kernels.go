@@ -1,9 +1,11 @@
 //go:build ignore
 
-// gen_kernels writes kernels_amd64.s, the AVX-512 and AVX2 micro-kernels, so that the
-// register allocation and the unrolled FMA ladder are written once, as a loop, instead of by
-// hand. Run it with `go generate ./gemm/` (or `go run gen_kernels.go` inside gemm/). It needs
-// nothing outside the standard library.
+// gen_kernels writes kernels_amd64.s (the AVX-512 and AVX2 micro-kernels) and pack_amd64.s
+// (the AVX-512 packing routines), so that register allocation, the unrolled FMA ladder and
+// the 16×16 transpose are written once, as loops, instead of by hand. Run it with
+// `go generate ./gemm/` (or `go run gen_kernels.go` inside gemm/); it needs nothing outside
+// the standard library. Check the output with `go vet ./gemm/` (argument frame sizes) and
+// `go test ./gemm/` (every kernel and packer against the pure-Go ones).
 package main
 
 import (
@@ -22,7 +24,6 @@ type kern struct {
 	reg   string // "Z" or "Y"
 	bcst  bool   // fold the A broadcast into the FMA ({1to16} memory operand)
 	unr   int    // k-loop unroll
-	pfb   int    // prefetch distance into packed B, bytes (0: none)
 	pfc   bool   // prefetch the C tile before the k loop
 }
 
@@ -30,14 +31,16 @@ var kernels = []kern{
 	// The production AVX-512 kernel: 14 rows × 32 columns = 28 ZMM accumulators, 2 ZMM for
 	// the packed-B row, 2 for alternating A broadcasts (32 registers exactly).
 	{name: "sgemmKernel14x32AVX512", mr: 14, nv: 2, lanes: 16, reg: "Z", unr: 4, pfc: true},
+	// The same without the C prefetch, to measure what the prefetch buys (BENCHMARKS.md).
 	{name: "sgemmKernel14x32AVX512NoPF", mr: 14, nv: 2, lanes: 16, reg: "Z", unr: 4},
-	// Alternative AVX-512 tiles, kept for the tuning benchmark (BenchmarkKernel).
-	{name: "sgemmKernel12x32AVX512", mr: 12, nv: 2, lanes: 16, reg: "Z", unr: 4},
-	{name: "sgemmKernel15x32AVX512B", mr: 15, nv: 2, lanes: 16, reg: "Z", bcst: true, unr: 4},
-	{name: "sgemmKernel6x64AVX512", mr: 6, nv: 4, lanes: 16, reg: "Z", unr: 4},
-	{name: "sgemmKernel9x48AVX512", mr: 9, nv: 3, lanes: 16, reg: "Z", unr: 4},
+	// Alternative AVX-512 tiles, kept for the tuning benchmarks (BenchmarkKernelTile,
+	// BenchmarkMicroKernel): they were within a few % of 14x32 or slower (BENCHMARKS.md).
+	{name: "sgemmKernel12x32AVX512", mr: 12, nv: 2, lanes: 16, reg: "Z", unr: 4, pfc: true},
+	{name: "sgemmKernel15x32AVX512B", mr: 15, nv: 2, lanes: 16, reg: "Z", bcst: true, unr: 4, pfc: true},
+	{name: "sgemmKernel6x64AVX512", mr: 6, nv: 4, lanes: 16, reg: "Z", unr: 4, pfc: true},
+	{name: "sgemmKernel9x48AVX512", mr: 9, nv: 3, lanes: 16, reg: "Z", unr: 4, pfc: true},
 	// AVX2+FMA fallback: 6×16 = 12 YMM accumulators, 2 for B, 2 for broadcasts.
-	{name: "sgemmKernel6x16AVX2", mr: 6, nv: 2, lanes: 8, reg: "Y", unr: 4},
+	{name: "sgemmKernel6x16AVX2", mr: 6, nv: 2, lanes: 8, reg: "Y", unr: 4, pfc: true},
 }
 
 func main() {
@@ -261,10 +264,6 @@ func gen(w *bytes.Buffer, k kern) {
 	fmt.Fprintln(w, "loop:")
 	for u := 0; u < k.unr; u++ {
 		step(p, k, u*astep, u*bstep, acc, breg, areg, vbytes)
-	}
-	if k.pfb > 0 {
-		p("PREFETCHT0 %d(DI)", k.pfb)
-		p("PREFETCHT0 %d(DI)", k.pfb+64)
 	}
 	p("ADDQ $%d, SI", k.unr*astep)
 	p("ADDQ $%d, DI", k.unr*bstep)

@@ -45,7 +45,7 @@ func asmKernel(mr, nr int, f asmFunc) kernelFunc {
 	}
 }
 
-// Block sizes are chosen per kernel (see blocking in driver.go for what each one bounds).
+// Block sizes are chosen per kernel (see microKernel for what each one bounds).
 var (
 	kernel14x32AVX512 = &microKernel{name: "avx512-14x32", mr: 14, nr: 32, kc: 384, nb: 320, mb: 2016,
 		fn: asmKernel(14, 32, sgemmKernel14x32AVX512)}

@@ -27,6 +27,14 @@ func Run(ctx context.Context, hm *hf.Model, tok *tokenizer.Tokenizer, opt Option
 		return nil, err
 	}
 	start := time.Now()
+	if !opt.NeedsCalibration() {
+		res, err := RunWindows(ctx, hm, nil, opt, progress)
+		if err != nil {
+			return nil, err
+		}
+		res.Total = time.Since(start)
+		return res, nil
+	}
 	windows, err := calib.LoadWindows(ctx, hm, tok, opt.Calib, func(done, total int) {
 		if progress != nil {
 			progress(ProgressEvent{Stage: "windows", Done: done, Total: total, Elapsed: time.Since(start)})
@@ -59,10 +67,19 @@ func Run(ctx context.Context, hm *hf.Model, tok *tokenizer.Tokenizer, opt Option
 //     scales, and set each static input's scale from its calibrated maximum;
 //  4. run the quantized layer (or, with Propagate "float", the float one) on the inputs to
 //     produce the next layer's.
+//
+// When the options need no calibration (NeedsCalibration), windows may be nil: each layer is
+// then loaded and its weights quantized, with no forward pass at all.
 func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options, progress func(ProgressEvent)) (*Result, error) {
 	opt, err := opt.resolved()
 	if err != nil {
 		return nil, err
+	}
+	if windows == nil {
+		if opt.NeedsCalibration() {
+			return nil, fmt.Errorf("ptq: the options need calibration (%s) but no windows were given", opt.calibrationReason())
+		}
+		return runWeightsOnly(ctx, hm, opt, progress)
 	}
 	start := time.Now()
 	pass, err := calib.NewPass(hm, windows, opt.Calib)
@@ -151,6 +168,110 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 	return res, nil
 }
 
+// NeedsCalibration reports whether the options use anything that calibration measures:
+// equalization (LAE or SmoothQuant needs every channel's range), an activation rule other
+// than always-per-token (static scales and FPTQ's choice need ranges), GPTQ or the output
+// error report (Hessians), or activation-aware clipping (channel energies). Without any of
+// them, as in the w4a8-rtn baseline, a layer's quantization depends on its weights alone,
+// so RunWindows needs no windows and runs no forward pass: drawing and running calibration
+// windows would cost time and, for data-free windows, the whole model in memory, for
+// statistics nothing reads. Invalid options report true (resolution fails later anyway).
+func (o Options) NeedsCalibration() bool {
+	r, err := o.resolved()
+	if err != nil {
+		return true
+	}
+	return r.calibrationReason() != ""
+}
+
+// calibrationReason names what needs calibration in resolved options, or "" for nothing.
+func (o Options) calibrationReason() string {
+	switch {
+	case o.Equalization.Method != EqualizeNone:
+		return "equalization " + o.Equalization.Method
+	case o.Activations.Bits != 16 && o.Activations.Rule.Kind != quant.AlwaysPerToken:
+		return "activation rule " + o.Activations.Rule.Kind.String()
+	case o.Weights.Method == MethodGPTQ:
+		return "GPTQ"
+	case o.Weights.Bits == 4 && o.Weights.ActAwareClip:
+		return "activation-aware clipping"
+	case o.OutputError:
+		return "the output-error report"
+	}
+	return ""
+}
+
+// runWeightsOnly is RunWindows for options that need no calibration: layer by layer, load,
+// quantize, report. Memory is one layer's float weights and its quantized form.
+func runWeightsOnly(ctx context.Context, hm *hf.Model, opt Options, progress func(ProgressEvent)) (*Result, error) {
+	start := time.Now()
+	cfg := hm.Config
+	if err := model.CheckConfig(&cfg); err != nil {
+		return nil, err
+	}
+	for _, s := range opt.Skip {
+		if _, _, err := parseSkip(s, cfg.NumLayers); err != nil {
+			return nil, err
+		}
+	}
+	res := &Result{Options: opt, Config: cfg}
+	var mem calib.MemStats
+	for _, k := range model.LayerKinds {
+		if h := hfLinear(&hm.Layers[0], k); h.Out > 0 {
+			mem.PeakLayerBytes += 4 * int64(h.Out) * int64(h.In)
+		}
+	}
+	sample := func() {
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		mem.PeakHeapInuse = max(mem.PeakHeapInuse, ms.HeapInuse)
+	}
+	for i := range cfg.NumLayers {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var lr *LayerResult
+		if opt.Resume != nil {
+			var err error
+			if lr, err = opt.Resume(i); err != nil {
+				return nil, fmt.Errorf("ptq: resuming layer %d: %w", i, err)
+			}
+		}
+		if lr == nil {
+			t0 := time.Now()
+			var err error
+			if lr, err = quantizeLayerFromCheckpoint(hm, i, &opt, &cfg); err != nil {
+				return nil, fmt.Errorf("ptq: layer %d: %w", i, err)
+			}
+			lr.QuantizeTime = time.Since(t0)
+			sample()
+		}
+		res.Layers = append(res.Layers, lr)
+		res.Mem = mem
+		if progress != nil {
+			progress(ProgressEvent{Stage: "layer", Done: i + 1, Total: cfg.NumLayers, Layer: lr, Elapsed: time.Since(start), Mem: res.Mem})
+		}
+	}
+	res.Total = time.Since(start)
+	return res, nil
+}
+
+// uncalibratedInput fills ir for a run without calibration (NeedsCalibration is false):
+// activations stay 16-bit, or are quantized per token as the rule alone decides; nothing
+// is folded. It returns the input's quantization when it is quantized.
+func uncalibratedInput(ir *InputResult, opt *Options, anyQuantized bool) (quant.ActQuant, bool) {
+	ir.ActBits = opt.Activations.Bits
+	if opt.Activations.Bits == 16 {
+		return quant.ActQuant{}, false
+	}
+	if !anyQuantized {
+		ir.ActBits = 32
+	}
+	policy, dec := quant.Decide(opt.Activations.Rule, 0, 0)
+	ir.Decision, ir.Act = dec, quant.ActQuant{Policy: policy}
+	return ir.Act, true
+}
+
 // resumeLayer carries the calibration stream past layer lr.Layer, whose result is known:
 // through the quantized layer, or with float propagation through the float one.
 func resumeLayer(ctx context.Context, pass *calib.Pass, lr *LayerResult, floatProp bool, cfg *hf.Config) error {
@@ -175,14 +296,21 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 	acts := map[model.LinearKind]quant.ActQuant{}
 	hessians := map[model.LinearKind]*calib.Stats{}
 	for _, kind := range calib.InputKinds() {
-		s := st.For(kind)
-		ir := &InputResult{Kind: kind, Pair: pairOf(kind), Before: summarize(s)}
+		ir := &InputResult{Kind: kind, Pair: pairOf(kind)}
 		lr.Inputs = append(lr.Inputs, ir)
-		hessians[kind] = s
 		anyQuantized := false
 		for _, c := range consumers(kind) {
 			anyQuantized = anyQuantized || !opt.skipped(l.Index, c)
 		}
+		if st == nil {
+			if act, ok := uncalibratedInput(ir, opt, anyQuantized); ok {
+				acts[kind] = act
+			}
+			continue
+		}
+		s := st.For(kind)
+		ir.Before = summarize(s)
+		hessians[kind] = s
 		eligible := slices.Contains(eq.Pairs, ir.Pair)
 		if eq.Method == EqualizeSmoothQuant && eligible {
 			prod, cons := smoothScales(s, l, kind, eq.Alpha, cfg)
@@ -273,7 +401,7 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 			}
 		}
 		var h []float32
-		if hessians[in].HasHessian() {
+		if hessians[in] != nil && hessians[in].HasHessian() {
 			h = hess32[in]
 			if h == nil {
 				h = toF32(hessians[in].Hessian())
@@ -310,6 +438,17 @@ func quantizeWeight(lin *LinearResult, w []float32, st *calib.Stats, ph *prepare
 	var qw *quant.QuantizedWeight
 	var err error
 	switch {
+	case ph == nil && !wo.ActAwareClip && opt.IntegerScale.Enabled && h == nil:
+		// Plain RTN with integer scales: the fused quantizer, whose integer scales come
+		// out of the rounding loop while the codes are in cache.
+		iw, err := quant.RTNIntScale(w, out, in, g, wo.RTN, opt.IntegerScale.Rule)
+		if err != nil {
+			return err
+		}
+		lin.Weight, lin.IntScale = iw.QuantizedWeight, iw
+		lin.FloatScaleWeightError, lin.WeightError = quant.WeightErrors(w, iw.QuantizedWeight, iw)
+		lin.setAlphaStats()
+		return nil
 	case ph != nil:
 		qw, lin.GPTQ, err = runGPTQ(w, out, in, g, ph, wo.GPTQ)
 	case wo.ActAwareClip:
@@ -325,12 +464,11 @@ func quantizeWeight(lin *LinearResult, w []float32, st *calib.Stats, ph *prepare
 		return err
 	}
 	lin.Weight = qw
-	deq := qw.Dequantize()
-	lin.WeightError = relErr(deq, w)
 	if h != nil {
-		lin.OutputError = outputErr(deq, w, out, in, h)
+		lin.OutputError = outputErr(qw.Dequantize(), w, out, in, h)
 	}
 	if !opt.IntegerScale.Enabled {
+		lin.WeightError, _ = quant.WeightErrors(w, qw, nil)
 		return nil
 	}
 	iw, err := quant.IntegerScales(qw, opt.IntegerScale.Rule)
@@ -338,14 +476,18 @@ func quantizeWeight(lin *LinearResult, w []float32, st *calib.Stats, ph *prepare
 		return err
 	}
 	lin.IntScale = iw
-	lin.FloatScaleWeightError = lin.WeightError
-	lin.WeightError = relErr(iw.Dequantize(), w)
+	lin.FloatScaleWeightError, lin.WeightError = quant.WeightErrors(w, qw, iw)
+	lin.setAlphaStats()
+	return nil
+}
+
+// setAlphaStats records the range and mean of the amplifiers' exponents.
+func (lin *LinearResult) setAlphaStats() {
 	lo, hi, sum := 255, 0, 0
-	for _, e := range iw.Log2Alpha {
+	for _, e := range lin.IntScale.Log2Alpha {
 		lo, hi, sum = min(lo, int(e)), max(hi, int(e)), sum+int(e)
 	}
-	lin.AlphaLog2Min, lin.AlphaLog2Max, lin.AlphaLog2Mean = lo, hi, float64(sum)/float64(len(iw.Log2Alpha))
-	return nil
+	lin.AlphaLog2Min, lin.AlphaLog2Max, lin.AlphaLog2Mean = lo, hi, float64(sum)/float64(len(lin.IntScale.Log2Alpha))
 }
 
 func summarize(s *calib.Stats) InputSummary {

@@ -1,8 +1,10 @@
 package quant
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -371,5 +373,98 @@ func TestValidateCatchesTampering(t *testing.T) {
 	iw.Log2Alpha[0], iw.IntScales[0], iw.IntScales[1] = 14, 1<<14, 1<<14
 	if err := iw.Validate(); err == nil || !strings.Contains(err.Error(), "exceeds") {
 		t.Errorf("inflated ŝ: err = %v, want an overflow", err)
+	}
+}
+
+// WeightErrors gives the errors of the two dequantized weights computed the long way.
+func TestWeightErrors(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, sh := range [][3]int{{7, 256, 128}, {33, 384, 128}, {5, 172, 172}, {64, 1024, 64}} {
+		out, in, g := sh[0], sh[1], sh[2]
+		w := make([]float32, out*in)
+		for i := range w {
+			w[i] = float32(rng.NormFloat64() * 0.02)
+		}
+		qw, err := RTN(w, out, in, g, RTNOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		iw, err := IntegerScales(qw, AmplifierRule{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		long := func(d []float32) float64 {
+			var num, den float64
+			for i, v := range w {
+				e := float64(d[i]) - float64(v)
+				num += e * e
+				den += float64(v) * float64(v)
+			}
+			return math.Sqrt(num / den)
+		}
+		wantF, wantI := long(qw.Dequantize()), long(iw.Dequantize())
+		gotF, gotI := WeightErrors(w, qw, iw)
+		if math.Abs(gotF-wantF) > 1e-12*wantF || math.Abs(gotI-wantI) > 1e-12*wantI {
+			t.Errorf("%v: errors %v, %v; dequantized: %v, %v", sh, gotF, gotI, wantF, wantI)
+		}
+		if f, i := WeightErrors(w, qw, nil); f != gotF || i != 0 {
+			t.Errorf("%v: without integer scales: %v, %v", sh, f, i)
+		}
+		if g < in && wantI == wantF { // per channel, ŝ = α exactly
+			t.Errorf("%v: the test cannot tell the two scales apart", sh)
+		}
+	}
+}
+
+// RTNIntScaleRows, fed by a row loader, gives RTNIntScale's weight and WeightErrors' errors
+// bit for bit, and passes on the loader's error.
+func TestRTNIntScaleRows(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, sh := range [][3]int{{7, 256, 128}, {40, 384, 128}, {5, 172, 172}, {33, 1024, 64}} {
+		out, in, g := sh[0], sh[1], sh[2]
+		w := make([]float32, out*in)
+		for i := range w {
+			w[i] = float32(rng.NormFloat64() * 0.02)
+		}
+		w[3*in/2] = 0.5 // an outlier, so that amplifiers differ between channels
+		for _, clip := range []bool{false, true} {
+			opt := RTNOptions{ClipSearch: clip}
+			want, err := RTNIntScale(w, out, in, g, opt, AmplifierRule{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			wf, wi := WeightErrors(w, want.QuantizedWeight, want)
+			got, gf, gi, err := RTNIntScaleRows(out, in, g, opt, AmplifierRule{}, func(dst []float32, r0, r1 int) error {
+				copy(dst, w[r0*in:r1*in])
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got.Q, want.Q) || !slices.Equal(got.Scales, want.Scales) || !slices.Equal(got.IntScales, want.IntScales) ||
+				!slices.Equal(got.Log2Alpha, want.Log2Alpha) || !slices.Equal(got.ChannelScale, want.ChannelScale) || !slices.Equal(got.Bound, want.Bound) {
+				t.Errorf("%v clip %v: the weights differ", sh, clip)
+			}
+			if gf != wf || gi != wi {
+				t.Errorf("%v clip %v: errors %v, %v; want %v, %v", sh, clip, gf, gi, wf, wi)
+			}
+		}
+	}
+	boom := errors.New("boom")
+	_, _, _, err := RTNIntScaleRows(64, 128, 128, RTNOptions{}, AmplifierRule{}, func(dst []float32, r0, r1 int) error {
+		if r0 >= 32 {
+			return boom
+		}
+		return nil
+	})
+	if !errors.Is(err, boom) {
+		t.Errorf("loader error: got %v", err)
+	}
+	_, _, _, err = RTNIntScaleRows(4, 128, 128, RTNOptions{}, AmplifierRule{}, func(dst []float32, r0, r1 int) error {
+		dst[5] = float32(math.NaN())
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "[0, 5]") {
+		t.Errorf("NaN weight: got %v", err)
 	}
 }

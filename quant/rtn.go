@@ -69,7 +69,7 @@ func RTN(w []float32, out, in, groupSize int, opt RTNOptions) (*QuantizedWeight,
 	// 16 rows of 11008 weights is 700 KB of input: large enough to amortise the hand-out,
 	// small enough to balance the last blocks.
 	err = parallelBlocks(out, 16, opt.Workers, func(r0, r1 int) error {
-		return rtnRows(w, qw, r0, r1, grid, nil)
+		return rtnRows(w[r0*in:r1*in], qw, r0, r1, grid, nil)
 	})
 	if err != nil {
 		return nil, err
@@ -98,7 +98,7 @@ func RTNIntScale(w []float32, out, in, groupSize int, opt RTNOptions, rule Ampli
 	err = parallelBlocks(out, rows, opt.Workers, func(r0, r1 int) error {
 		abs := make([]int64, rows*ng)
 		ratio := make([]float32, ng)
-		if err := rtnRows(w, qw, r0, r1, grid, abs); err != nil {
+		if err := rtnRows(w[r0*in:r1*in], qw, r0, r1, grid, abs); err != nil {
 			return err
 		}
 		for c := r0; c < r1; c++ {
@@ -178,11 +178,16 @@ func newQuantizedWeight(out, in, groupSize int) *QuantizedWeight {
 
 // checkRTN validates the arguments and returns the clip factors to try, 1 first.
 func checkRTN(w []float32, out, in, groupSize int, opt RTNOptions) ([]float32, error) {
+	if out > 0 && in > 0 && len(w) != out*in {
+		return nil, fmt.Errorf("quant: RTN: weight has %d elements, want %d×%d", len(w), out, in)
+	}
+	return checkRTNArgs(out, in, groupSize, opt)
+}
+
+// checkRTNArgs is checkRTN without the weight.
+func checkRTNArgs(out, in, groupSize int, opt RTNOptions) ([]float32, error) {
 	if out <= 0 || in <= 0 {
 		return nil, fmt.Errorf("quant: RTN: bad shape %d×%d", out, in)
-	}
-	if len(w) != out*in {
-		return nil, fmt.Errorf("quant: RTN: weight has %d elements, want %d×%d", len(w), out, in)
 	}
 	if groupSize <= 0 || in%groupSize != 0 {
 		return nil, fmt.Errorf("quant: RTN: group size %d does not divide %d input channels (see EffectiveGroupSize)", groupSize, in)
@@ -210,7 +215,7 @@ func nonFinite(row, col int, v float32) error {
 	return fmt.Errorf("quant: RTN: weight [%d, %d] is %v", row, col, v)
 }
 
-// rtnRows quantizes rows [r0, r1) of w into qw. It is RTNRef restated for speed: the group's
+// rtnRows quantizes rows [r0, r1) of a weight, given as w (those rows only), into qw. It is RTNRef restated for speed: the group's
 // absolute maximum is taken on the float bits (absMaxBits, which also flags non-finite
 // weights with one comparison per group), and QuantizeValue's rounding is inlined
 // (quantizeGroup). If abs
@@ -221,7 +226,8 @@ func rtnRows(w []float32, qw *QuantizedWeight, r0, r1 int, grid []float32, abs [
 	for o := r0; o < r1; o++ {
 		for g := 0; g < ng; g++ {
 			k0 := o*in + g*gs
-			wg := w[k0 : k0+gs : k0+gs]
+			kw := (o-r0)*in + g*gs
+			wg := w[kw : kw+gs : kw+gs]
 			qg := qw.Q[k0 : k0+gs : k0+gs]
 			mb := absMaxBits(wg)
 			if mb >= 0x7f800000 {
@@ -265,6 +271,14 @@ func rtnRows(w []float32, qw *QuantizedWeight, r0, r1 int, grid []float32, abs [
 // weights are read as their bit patterns, which saves a register move per weight.
 // It returns Σ|q|, which IntegerScales needs and costs one addition here.
 func quantizeGroup(w []float32, q []int8, s float32) (absSum int32) {
+	if hasKernels {
+		return quantizeGroupAsm(w, q, s)
+	}
+	return quantizeGroupGo(w, q, s)
+}
+
+// quantizeGroupGo is the portable quantizeGroup, and the reference of the vector kernel.
+func quantizeGroupGo(w []float32, q []int8, s float32) (absSum int32) {
 	wb := float32Bits(w)
 	q = q[:len(wb)]
 	for k, b := range wb {
@@ -282,6 +296,14 @@ func quantizeGroup(w []float32, q []int8, s float32) (absSum int32) {
 // result ≥ 0x7f800000 flags a non-finite weight. Four running maxima break the dependency
 // chain of one.
 func absMaxBits(w []float32) uint32 {
+	if hasKernels {
+		return absMaxBitsAsm(w)
+	}
+	return absMaxBitsGo(w)
+}
+
+// absMaxBitsGo is the portable absMaxBits, and the reference of the vector kernel.
+func absMaxBitsGo(w []float32) uint32 {
 	wb := float32Bits(w)
 	var m0, m1, m2, m3 uint32
 	i := 0

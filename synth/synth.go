@@ -31,6 +31,13 @@ type Shape struct {
 	MaxPositions     int
 	RopeTheta        float64
 	RMSNormEps       float64
+	// Architecture and ModelType are the config's architectures[0] and model_type; empty
+	// means LlamaForCausalLM / llama.
+	Architecture, ModelType string
+	// QKVBias gives q_proj, k_proj and v_proj a bias, as Qwen2 has.
+	QKVBias bool
+	// SlidingWindow is Mistral's attention window (0: none).
+	SlidingWindow int
 }
 
 // Shapes are the dimensions of the published configs.
@@ -39,6 +46,10 @@ var Shapes = map[string]Shape{
 	"llama2-13b": {Name: "llama2-13b", HiddenSize: 5120, IntermediateSize: 13824, NumLayers: 40, NumHeads: 40, NumKVHeads: 40, VocabSize: 32000, MaxPositions: 4096, RopeTheta: 1e4, RMSNormEps: 1e-5},
 	"llama2-70b": {Name: "llama2-70b", HiddenSize: 8192, IntermediateSize: 28672, NumLayers: 80, NumHeads: 64, NumKVHeads: 8, VocabSize: 32000, MaxPositions: 4096, RopeTheta: 1e4, RMSNormEps: 1e-5},
 	"llama3-8b":  {Name: "llama3-8b", HiddenSize: 4096, IntermediateSize: 14336, NumLayers: 32, NumHeads: 32, NumKVHeads: 8, VocabSize: 128256, MaxPositions: 8192, RopeTheta: 5e5, RMSNormEps: 1e-5},
+	"mistral-7b": {Name: "mistral-7b", HiddenSize: 4096, IntermediateSize: 14336, NumLayers: 32, NumHeads: 32, NumKVHeads: 8, VocabSize: 32000, MaxPositions: 32768, RopeTheta: 1e4, RMSNormEps: 1e-5,
+		Architecture: "MistralForCausalLM", ModelType: "mistral", SlidingWindow: 4096},
+	"qwen2-7b": {Name: "qwen2-7b", HiddenSize: 3584, IntermediateSize: 18944, NumLayers: 28, NumHeads: 28, NumKVHeads: 4, VocabSize: 152064, MaxPositions: 32768, RopeTheta: 1e6, RMSNormEps: 1e-6,
+		Architecture: "Qwen2ForCausalLM", ModelType: "qwen2", QKVBias: true},
 }
 
 // ShapeNames returns the known shape names, sorted.
@@ -93,6 +104,11 @@ func Write(dir string, o Options) error {
 		add(p+"self_attn.q_proj.weight", h, h)
 		add(p+"self_attn.k_proj.weight", kv, h)
 		add(p+"self_attn.v_proj.weight", kv, h)
+		if s.QKVBias {
+			add(p+"self_attn.q_proj.bias", h)
+			add(p+"self_attn.k_proj.bias", kv)
+			add(p+"self_attn.v_proj.bias", kv)
+		}
 		add(p+"self_attn.o_proj.weight", h, h)
 		add(p+"post_attention_layernorm.weight", h)
 		add(p+"mlp.gate_proj.weight", in, h)
@@ -139,9 +155,13 @@ func Write(dir string, o Options) error {
 }
 
 func writeConfig(path string, s Shape, headDim int) error {
+	arch, mt := s.Architecture, s.ModelType
+	if arch == "" {
+		arch, mt = "LlamaForCausalLM", "llama"
+	}
 	cfg := map[string]any{
-		"architectures":           []string{"LlamaForCausalLM"},
-		"model_type":              "llama",
+		"architectures":           []string{arch},
+		"model_type":              mt,
 		"hidden_size":             s.HiddenSize,
 		"intermediate_size":       s.IntermediateSize,
 		"num_hidden_layers":       s.NumLayers,
@@ -160,6 +180,13 @@ func writeConfig(path string, s Shape, headDim int) error {
 		"eos_token_id":            2,
 		"torch_dtype":             "float16",
 		"odyssey_synthetic":       s.Name,
+	}
+	if s.SlidingWindow > 0 {
+		cfg["sliding_window"] = s.SlidingWindow
+	}
+	if s.QKVBias {
+		delete(cfg, "attention_bias") // Qwen2's config has none: q/k/v always have biases
+		delete(cfg, "mlp_bias")
 	}
 	b, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {

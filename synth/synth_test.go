@@ -66,3 +66,28 @@ func TestWriteDeterministic(t *testing.T) {
 		t.Error("same seed gave different bytes")
 	}
 }
+
+// The Qwen2 and Mistral shapes load as those architectures: q/k/v biases, a sliding window.
+func TestWriteFamilies(t *testing.T) {
+	for name, check := range map[string]func(m *hf.Model) bool{
+		"qwen2-7b": func(m *hf.Model) bool {
+			return m.Layers[0].Q.Bias != nil && m.Layers[0].V.Bias != nil && m.Layers[0].O.Bias == nil
+		},
+		"mistral-7b": func(m *hf.Model) bool { return m.Config.SlidingWindow == 4096 && m.Layers[0].Q.Bias == nil },
+	} {
+		s := Shapes[name]
+		s.HiddenSize, s.IntermediateSize, s.VocabSize, s.NumHeads, s.NumKVHeads = 64, 128, 50, 4, 2
+		dir := filepath.Join(t.TempDir(), name)
+		if err := Write(dir, Options{Shape: s, Layers: 1, Seed: 3}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := hf.Load(dir)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if m.Config.Architecture != Shapes[name].Architecture || !check(m) {
+			t.Errorf("%s: loaded as %s, config %+v", name, m.Config.Architecture, m.Config)
+		}
+		m.Close()
+	}
+}

@@ -217,7 +217,7 @@ func printArtifact(w io.Writer, r *artifactReport) error {
 		fmt.Fprintf(tw, "recipe\t%s (%s)\n", r.Recipe.Source, r.Recipe.Hash)
 	}
 	if c := r.Calibration; c != nil {
-		fmt.Fprintf(tw, "calibration\t%s, %d×%d tokens, seed %d\n", c.Source, c.Samples, c.SeqLen, c.Seed)
+		fmt.Fprintf(tw, "calibration\t%s\n", c.Describe())
 	}
 	if t := r.Tool; t != nil {
 		rev := ""

@@ -35,6 +35,7 @@ type quantizeOptions struct {
 	asJSON bool
 	force  bool
 	resume bool
+	noSync bool
 }
 
 // quantizeGCPercent is GOGC while quantizing; see runQuantize.
@@ -65,6 +66,14 @@ half-written. Each finished layer is checkpointed there: after an interruption (
 130), run the same command with --resume to continue from the next layer; without --resume a
 leftover OUT.partial is discarded. An existing OUT is refused unless --force.
 
+The weight files are flushed to the disk (fsync) before the rename, so that OUT survives a power
+loss intact; on a slow disk that flush can take longer than the quantization itself, and
+--no-sync skips it for scratch output (a CI job that uploads the artifact, say).
+
+A recipe that needs no calibration statistics (w4a8-rtn: round-to-nearest weights, per-token
+activations, no equalization) draws no calibration windows and runs no forward pass: each
+weight is read from the checkpoint a few rows at a time and quantized as it is read.
+
 With --export compressed-tensors the output is llm-compressor's pack-quantized checkpoint that
 vLLM loads (int4 weights with float scales, int8 dynamic per-token activations) instead.`,
 		Example: "  odyssey quantize --model testdata/tiny-llama --out /tmp/tiny-w4a8\n" +
@@ -92,6 +101,7 @@ vLLM loads (int4 weights with float scales, int8 dynamic per-token activations) 
 	f.BoolVar(&o.asJSON, "json", false, "print a machine-readable summary (per-layer policy, scales, errors, timings, memory)")
 	f.BoolVar(&o.force, "force", false, "replace an existing output folder")
 	f.BoolVar(&o.resume, "resume", false, "continue an interrupted run from the layers checkpointed in OUT.partial")
+	f.BoolVar(&o.noSync, "no-sync", false, "do not fsync the weight files before publishing OUT (faster on slow disks; a power loss may damage OUT)")
 	_ = cmd.MarkFlagRequired("model")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
@@ -109,8 +119,11 @@ type quantizeJob struct {
 	calibPath string // "" for self
 	calib     artifact.Calibration
 	windows   [][]int // drawn already for text calibration; nil for self until sampled
-	notes     []string
-	staging   string
+	// needsCalib is false when the recipe needs no statistics (ptq.Options.NeedsCalibration):
+	// then no windows are drawn and no forward pass runs.
+	needsCalib bool
+	notes      []string
+	staging    string
 }
 
 func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err error) {
@@ -173,7 +186,7 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 	if saved, ok := w.SavedWindows(); ok && job.windows == nil && job.o.resume {
 		job.windows, rep.WindowsReused = saved, true
 	}
-	if job.windows == nil {
+	if job.windows == nil && job.needsCalib {
 		L := job.opt.Calib.SeqLen
 		bar := newProgress(g.errOut, o.asJSON, int64(L), fmt.Sprintf("calibration: sampling %d×%d tokens from the model", job.opt.Calib.Samples, L), "tok")
 		job.windows, err = calib.LoadWindows(ctx, job.hm, job.tok, job.opt.Calib, func(done, total int) { bar.Set(int64(done), "") })
@@ -183,8 +196,10 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 		}
 	}
 	rep.Timings.WindowsSeconds = time.Since(t0).Seconds()
-	if err := w.SetWindows(job.windows); err != nil {
-		return badInput(err)
+	if job.needsCalib {
+		if err := w.SetWindows(job.windows); err != nil {
+			return badInput(err)
+		}
 	}
 
 	// Layer by layer: each result is checkpointed as soon as it is done, then its weights
@@ -258,6 +273,7 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 		Tool:       artifact.Tool{Name: "odyssey", Version: ver.Version, Revision: ver.Revision, Modified: ver.Modified, GoVersion: ver.GoVersion},
 		Recipe:     artifact.RecipeInfo{Source: job.recipe.Source, Hash: job.recipe.Hash(), YAML: string(yml)},
 		SourcePath: o.model, Scheme: schemeOf(job.recipe), Notes: job.notes,
+		NoSync:   o.noSync,
 		Progress: func(done, total int64) { bar.SetTotal(total); bar.Set(done, "") },
 		Context:  ctx,
 	})
@@ -378,6 +394,28 @@ func prepareQuantize(g *globalOptions, o *quantizeOptions) (*quantizeJob, func()
 	}
 	c := r.Calibration
 	job.calib = artifact.Calibration{Source: recipes.Self, Seed: c.Seed, Samples: c.Samples, SeqLen: c.SeqLen}
+	if job.needsCalib = job.opt.NeedsCalibration(); !job.needsCalib {
+		// The recipe's calibration section is kept (it is recorded with the recipe), but
+		// nothing reads statistics, so no windows are drawn: the artifact depends on the
+		// weights alone.
+		job.calib = artifact.Calibration{Source: artifact.CalibrationNone}
+		if job.calibPath != "" {
+			fmt.Fprintf(g.errOut, "odyssey: note: %s is not read: the recipe needs no calibration statistics\n", job.calibPath)
+		}
+		return job, func() { job.hm.Close(); cleanupBundle() }, nil
+	}
+	if job.calibPath == "" {
+		// Data-free windows are sampled by decoding with the whole model in float32 (the
+		// layer-by-layer pass comes after): refuse now, not after minutes of loading, when
+		// that cannot fit.
+		// Plus the key/value cache of one batch of 64 windows (calib.SampleOptions.Batch).
+		batch := int64(min(max(job.opt.Calib.Samples, 1), 64))
+		need := 4*job.hm.NumParams() + batch*int64(job.opt.Calib.SeqLen)*int64(cfg.NumLayers)*int64(2*cfg.NumKVHeads*cfg.HeadDim)*4
+		if avail := memAvailableFn(); avail > 0 && need > avail {
+			return fail(badInput(fmt.Errorf("data-free calibration (calibration data \"self\") samples its windows with the whole model in float32, about %s, but only %s of memory is available; calibrate from a text file instead (--calib FILE), or choose a recipe that needs no calibration (--recipe w4a8-rtn)",
+				humanBytes(need), humanBytes(avail))))
+		}
+	}
 	if job.calibPath != "" {
 		if job.tok == nil {
 			return fail(badInput(fmt.Errorf("%s has no tokenizer.json; calibrating from %s needs the model's tokenizer (or use --calib self)", o.model, job.calibPath)))
@@ -562,11 +600,7 @@ func printQuantize(w io.Writer, r *quantizeReport) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "wrote\t%s (%s, %s)\n", r.Out, r.Output, humanBytes(r.BytesOut))
 	fmt.Fprintf(tw, "recipe\t%s (%s)\n", r.Recipe, r.RecipeHash)
-	cal := r.Calibration.Source
-	if cal == recipes.Self {
-		cal = "self (sampled from the model)"
-	}
-	fmt.Fprintf(tw, "calibration\t%s, %d×%d tokens, seed %d\n", cal, r.Calibration.Samples, r.Calibration.SeqLen, r.Calibration.Seed)
+	fmt.Fprintf(tw, "calibration\t%s\n", r.Calibration.Describe())
 	s := r.Summary
 	fmt.Fprintf(tw, "linears\t%d quantized, %d kept in 16 bits, %d group-size fallbacks\n", s.Quantized, len(s.Skipped), len(s.Fallbacks))
 	for _, k := range sortedKeys(s.Policies) {
@@ -604,13 +638,23 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // peakRSS returns the process's peak resident set size (VmHWM of /proc/self/status on
 // Linux), or 0 where the system does not report it.
-func peakRSS() int64 {
-	b, err := os.ReadFile("/proc/self/status")
+func peakRSS() int64 { return procKB("/proc/self/status", "VmHWM:") }
+
+// memAvailable returns the memory the kernel says can be allocated without swapping
+// (MemAvailable of /proc/meminfo), or 0 where that is unknown.
+func memAvailable() int64 { return procKB("/proc/meminfo", "MemAvailable:") }
+
+// memAvailableFn is memAvailable, replaced by tests.
+var memAvailableFn = memAvailable
+
+// procKB reads the "key: N kB" line of a /proc file, in bytes (0 when absent).
+func procKB(path, key string) int64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, key); ok {
 			f := strings.Fields(v)
 			if len(f) == 2 && f[1] == "kB" {
 				if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {

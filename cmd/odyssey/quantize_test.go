@@ -545,3 +545,22 @@ func TestQuantizeExportCompressedTensors(t *testing.T) {
 		t.Errorf("eval of the export: exit %d: %s", code, errOut)
 	}
 }
+
+// Data-free calibration needs the whole model in float32: when that cannot fit, quantize
+// refuses before any heavy work (exit 3, saying what to do instead), and nothing is written.
+// A recipe that needs no calibration is not affected.
+func TestQuantizeSelfCalibrationTooLarge(t *testing.T) {
+	defer func(f func() int64) { memAvailableFn = f }(memAvailableFn)
+	memAvailableFn = func() int64 { return 1 << 20 }
+	out := filepath.Join(t.TempDir(), "out")
+	code, _, errOut := quantize(t, "--model", tiny, "--out", out)
+	if code != exitBadInput || !strings.Contains(errOut, "--calib FILE") || !strings.Contains(errOut, "only 1.0 MiB") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(out + ".partial"); err == nil {
+		t.Error("OUT.partial was created")
+	}
+	if code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", "w4a8-rtn"); code != 0 {
+		t.Fatalf("w4a8-rtn: exit %d: %s", code, errOut)
+	}
+}

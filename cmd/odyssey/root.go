@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -16,6 +17,9 @@ type globalOptions struct {
 	in     io.Reader
 	out    io.Writer
 	errOut io.Writer
+
+	cpuProfile  string
+	stopProfile func() // ends the CPU profile also when the command fails
 }
 
 func newRootCmd(g *globalOptions) *cobra.Command {
@@ -44,8 +48,34 @@ model and checks it: perplexity and KL divergence on CPU, speed on a GPU.`,
 		newBundleCmd(g),
 		newQuantizeCmd(g),
 	)
+	// --cpuprofile is for the developers measuring quantize's throughput; it is hidden
+	// because it is no part of the tool's contract.
+	var prof *os.File
+	root.PersistentFlags().StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to this file")
+	_ = root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		if g.cpuProfile == "" {
+			return nil
+		}
+		f, err := os.Create(g.cpuProfile)
+		if err != nil {
+			return usageErrorf("--cpuprofile: %v", err)
+		}
+		prof = f
+		return pprof.StartCPUProfile(f)
+	}
+	root.PersistentPostRun = func(c *cobra.Command, args []string) { stopProfile(&prof) }
+	g.stopProfile = func() { stopProfile(&prof) }
 	requireSubcommand(root)
 	return root
+}
+
+func stopProfile(f **os.File) {
+	if *f != nil {
+		pprof.StopCPUProfile()
+		(*f).Close()
+		*f = nil
+	}
 }
 
 // requireSubcommand makes every command group (eval, recipes, testdata) reject an unknown
@@ -75,6 +105,9 @@ func run(args []string, in io.Reader, out, errOut io.Writer) int {
 	root := newRootCmd(g)
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
+	if g.stopProfile != nil {
+		g.stopProfile()
+	}
 	if err == nil {
 		return exitOK
 	}

@@ -2,6 +2,7 @@ package artifact
 
 import (
 	"context"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -17,6 +18,9 @@ import (
 	"github.com/odyssey-llm/odyssey/internal/sharedtest"
 	"github.com/odyssey-llm/odyssey/model"
 	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/quant"
+	"github.com/odyssey-llm/odyssey/synth"
+	"slices"
 )
 
 // quantizeTiny runs ptq on tiny-llama with a few short windows of the sample text and
@@ -256,4 +260,132 @@ func TestScanFiniteNamesTensor(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "b.weight") || !strings.Contains(err.Error(), "[1, 1]") {
 		t.Errorf("error %v", err)
 	}
+}
+
+// Layer checkpoints are not fsynced but checksummed: a checkpoint whose bytes changed after
+// it was written (as after a crash before write-back) is refused by ReadLayer, and Reopen
+// drops it and every later one, so that a resumed run recomputes them.
+func TestDamagedCheckpointIsDropped(t *testing.T) {
+	hm, _, w := quantizeTiny(t, ptq.DefaultOptions())
+	cfg := hm.Config
+	n := w.Done()
+	if n != 4 {
+		t.Fatalf("%d layers checkpointed", n)
+	}
+	if _, err := w.ReadLayer(1, &cfg, 128); err != nil {
+		t.Fatalf("intact checkpoint: %v", err)
+	}
+	// Flip one bit near the end of layer 2's data.
+	p := w.layerPath(2)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-3] ^= 0x10
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.ReadLayer(2, &cfg, 128); !errors.Is(err, ErrDamagedCheckpoint) {
+		t.Fatalf("damaged checkpoint: got %v", err)
+	}
+	w2, err := Reopen(w.Dir(), w.State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := w2.Done(); got != 2 {
+		t.Errorf("after dropping the damaged checkpoint %d layers are done, want 2", got)
+	}
+}
+
+// Qwen2's q/k/v biases (with LAE folded into v_proj's) are stored exactly: the artifact's
+// layers, read back, equal the quantizer's results bit for bit, biases included, and the
+// compressed-tensors export carries them in fp16.
+func TestArtifactQwen2Biases(t *testing.T) {
+	s := synth.Shapes["qwen2-7b"]
+	s.HiddenSize, s.IntermediateSize, s.VocabSize, s.NumHeads, s.NumKVHeads = 256, 512, 300, 4, 2
+	src := filepath.Join(t.TempDir(), "qwen2")
+	if err := synth.Write(src, synth.Options{Shape: s, Layers: 2, Seed: 9}); err != nil {
+		t.Fatal(err)
+	}
+	hm, err := hf.Load(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hm.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	windows := make([][]int, 4)
+	for i := range windows {
+		windows[i] = make([]int, 32)
+		for j := range windows[i] {
+			windows[i][j] = rng.IntN(s.VocabSize)
+		}
+	}
+	opt := ptq.DefaultOptions()
+	opt.Activations.Rule = quant.PolicyRule{Kind: quant.AlwaysLAE} // fold into every pair, v→o included
+	fp, err := ModelFingerprint(hm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, output := range []string{OutputOdyssey, OutputCompressedTensors} {
+		w, err := Create(filepath.Join(t.TempDir(), "out.partial"), State{Model: fp, RecipeHash: "test", Layers: 2, Output: output})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var werr error
+		res, err := ptq.RunWindows(context.Background(), hm, windows, opt, func(ev ptq.ProgressEvent) {
+			if ev.Stage == "layer" && werr == nil {
+				werr = w.WriteLayer(ev.Layer)
+			}
+		})
+		if err != nil || werr != nil {
+			t.Fatal(err, werr)
+		}
+		if _, err := w.Finish(hm, FinishOptions{Output: output, SourcePath: "qwen2", Tool: Tool{Name: "odyssey", Version: "test"}}); err != nil {
+			t.Fatal(err)
+		}
+		ck, err := safetensors.Open(w.Dir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		bias := LinearName(0, model.V) + SuffixBias
+		info, ok := ck.Info(bias)
+		if want := map[string]safetensors.DType{OutputOdyssey: safetensors.F32, OutputCompressedTensors: safetensors.F16}[output]; !ok || info.DType != want {
+			t.Errorf("%s: %s is %v, want %s", output, bias, info.DType, want)
+		}
+		ck.Close()
+		if output != OutputOdyssey {
+			continue
+		}
+		a, err := Open(w.Dir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, want := range res.Layers {
+			got, err := a.Layer(i)
+			if err != nil {
+				t.Fatal(err)
+			}
+			compareLayers(t, got, want, false)
+			for k, wl := range want.Linears {
+				if wl.Bias == nil {
+					continue
+				}
+				if !slices.Equal(got.Linears[k].Bias, wl.Bias) {
+					t.Errorf("%s: bias differs from the quantizer's", wl.Name)
+				}
+			}
+			if wv := want.Linears[2]; i == 0 && wv.Bias != nil && slices.Equal(wv.Bias, mustFloat(t, hm, *hm.Layers[0].V.Bias)) {
+				t.Error("v_proj's bias is unchanged: the test does not exercise a folded bias")
+			}
+		}
+		a.Close()
+	}
+}
+
+func mustFloat(t *testing.T, hm *hf.Model, info safetensors.TensorInfo) []float32 {
+	v, err := hm.Tensors.Float32(info.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -36,6 +36,8 @@ type FinishOptions struct {
 	SourcePath string
 	Scheme     Scheme
 	Notes      []string
+	// NoSync skips the fsync of the artifact's weight files (safetensors.WriterOptions.NoSync).
+	NoSync bool
 	// Progress, when set, is called with the tensor bytes written so far and in all.
 	Progress func(done, total int64)
 	// Context, when set, stops the assembly between tensors once it is cancelled; the
@@ -102,7 +104,7 @@ func (w *Writer) Finish(src *hf.Model, o FinishOptions) (*Provenance, error) {
 		n, _ := byteSize(it.info)
 		total += n
 	}
-	sw, err := safetensors.NewWriter(w.dir, decls, safetensors.WriterOptions{MaxShardSize: o.ShardSize, Metadata: map[string]string{"format": "pt"}})
+	sw, err := safetensors.NewWriter(w.dir, decls, safetensors.WriterOptions{MaxShardSize: o.ShardSize, Metadata: map[string]string{"format": "pt"}, NoSync: o.NoSync})
 	if err != nil {
 		return nil, fmt.Errorf("artifact: %w", err)
 	}
@@ -125,7 +127,7 @@ func (w *Writer) Finish(src *hf.Model, o FinishOptions) (*Provenance, error) {
 			closeCk()
 			cur = it.layer
 			if cur >= 0 {
-				if ck, err = safetensors.Open(w.layerPath(cur)); err != nil {
+				if ck, err = openVerified(w.layerPath(cur)); err != nil {
 					return nil, fmt.Errorf("artifact: layer checkpoint %d: %w", cur, err)
 				}
 			}
@@ -153,10 +155,10 @@ func (w *Writer) Finish(src *hf.Model, o FinishOptions) (*Provenance, error) {
 	if err := w.writeConfig(src, recs, o, prov); err != nil {
 		return nil, err
 	}
-	if err := copyTokenizerFiles(src.Dir, w.dir); err != nil {
+	if err := copyTokenizerFiles(src.Dir, w.dir, !o.NoSync); err != nil {
 		return nil, err
 	}
-	if err := writeJSONFile(filepath.Join(w.dir, ProvenanceFile), prov); err != nil {
+	if err := writeJSON(filepath.Join(w.dir, ProvenanceFile), prov, !o.NoSync); err != nil {
 		return nil, err
 	}
 	if err := os.RemoveAll(filepath.Join(w.dir, LayersDir)); err != nil {
@@ -374,7 +376,7 @@ func (w *Writer) writeConfig(src *hf.Model, recs []LayerRecord, o FinishOptions,
 	if _, ok := m["torch_dtype"]; ok || m["dtype"] == nil {
 		set("torch_dtype", "float16")
 	}
-	return writeJSONFile(filepath.Join(w.dir, ConfigFile), m)
+	return writeJSON(filepath.Join(w.dir, ConfigFile), m, !o.NoSync)
 }
 
 // QuantConfig is the quantization_config block of an Odyssey artifact's config.json.
@@ -405,7 +407,7 @@ func odysseyQuantConfig(p *Provenance) QuantConfig {
 }
 
 // copyTokenizerFiles copies the TokenizerFiles that exist in from into to.
-func copyTokenizerFiles(from, to string) error {
+func copyTokenizerFiles(from, to string, sync bool) error {
 	for _, name := range TokenizerFiles {
 		src := filepath.Join(from, name)
 		st, err := os.Stat(src)
@@ -418,14 +420,14 @@ func copyTokenizerFiles(from, to string) error {
 		if !st.Mode().IsRegular() {
 			continue
 		}
-		if err := copyFile(src, filepath.Join(to, name)); err != nil {
+		if err := copyFile(src, filepath.Join(to, name), sync); err != nil {
 			return fmt.Errorf("artifact: copying %s: %w", src, err)
 		}
 	}
 	return nil
 }
 
-func copyFile(src, dst string) error {
+func copyFile(src, dst string, sync bool) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -436,7 +438,7 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	_, err = io.Copy(out, in)
-	if err == nil {
+	if err == nil && sync {
 		err = out.Sync()
 	}
 	if cerr := out.Close(); err == nil {

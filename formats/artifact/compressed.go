@@ -130,9 +130,20 @@ func ctLayerItems(ck *safetensors.Checkpoint, cfg *hf.Config, i int, rec LayerRe
 			return nil, fmt.Errorf("artifact: layer checkpoint %d has no record of %s", i, sp.name)
 		}
 		if sp.bias {
-			if err := copyOne(sp.name + SuffixBias); err != nil {
-				return nil, err
-			}
+			// In the model's dtype, like the norms (the artifact keeps it in float32).
+			name, n := sp.name+SuffixBias, sp.out
+			its = append(its, item{info: safetensors.TensorInfo{Name: name, DType: safetensors.F16, Shape: []int64{int64(n)}}, layer: i,
+				write: func(sw *safetensors.Writer, ck *safetensors.Checkpoint) error {
+					v, err := readFloat(ck, name, false, n)
+					if err != nil {
+						return err
+					}
+					b, err := f16Bytes(name, v)
+					if err != nil {
+						return err
+					}
+					return sw.WriteTensor(name, b)
+				}})
 		}
 		if lr.Skipped {
 			if err := copyOne(sp.name + SuffixWeight); err != nil {

@@ -18,12 +18,15 @@ import (
 func encodeLinear(lin *ptq.LinearResult) (tensors, extras []safetensors.Tensor, err error) {
 	name := lin.Name
 	if lin.Bias != nil {
-		b, err := f16Bytes(name+SuffixBias, lin.Bias)
-		if err != nil {
-			return nil, nil, err
+		// float32, like the norms: a bias with an equalization folded in (v_proj's under
+		// LAE on Qwen2) holds new numbers that fp16 would round, away from what the
+		// layer's static scales were calibrated on.
+		for j, v := range lin.Bias {
+			if !(v >= -math.MaxFloat32 && v <= math.MaxFloat32) {
+				return nil, nil, fmt.Errorf("artifact: %s: %w: value %v at [%d] is not finite", name+SuffixBias, ErrNotRepresentable, v, j)
+			}
 		}
-		tensors = append(tensors, safetensors.Tensor{Name: name + SuffixBias, DType: safetensors.F16, Shape: []int64{int64(lin.Out)}, Data: b})
-		extras = append(extras, f32Tensor(resumePrefix+name+SuffixBias, lin.Bias, int64(lin.Out)))
+		tensors = append(tensors, f32Tensor(name+SuffixBias, lin.Bias, int64(lin.Out)))
 	}
 	if lin.Skipped {
 		b, err := f16Bytes(name+SuffixWeight, lin.Float)

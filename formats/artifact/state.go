@@ -39,9 +39,26 @@ func ModelFingerprint(hm *hf.Model) (Fingerprint, error) {
 	return Fingerprint{ConfigSHA256: hex.EncodeToString(c[:]), TensorsSHA256: hex.EncodeToString(h.Sum(nil))}, nil
 }
 
+// CalibrationNone is the Calibration.Source of a run whose recipe needs no statistics
+// (round-to-nearest weights, per-token activations, no equalization): nothing was drawn or
+// run, and the artifact depends on the weights alone.
+const CalibrationNone = "none"
+
+// Describe returns the calibration in words, for reports.
+func (c Calibration) Describe() string {
+	switch c.Source {
+	case CalibrationNone:
+		return "none (the recipe needs no statistics)"
+	case "self":
+		return fmt.Sprintf("self (sampled from the model), %d×%d tokens, seed %d", c.Samples, c.SeqLen, c.Seed)
+	}
+	return fmt.Sprintf("%s, %d×%d tokens, seed %d", c.Source, c.Samples, c.SeqLen, c.Seed)
+}
+
 // Calibration describes the calibration set: where it came from and what was drawn.
 type Calibration struct {
-	// Source is "self" (sampled from the model) or the calibration file's path as given.
+	// Source is "self" (sampled from the model), the calibration file's path as given, or
+	// CalibrationNone.
 	Source string `json:"source"`
 	Format string `json:"format,omitempty"`
 	// SHA256 is the hash of the calibration file's bytes (empty for "self").
@@ -122,8 +139,13 @@ func (s State) mismatch(o State) string {
 	return strings.Join(d, "; ")
 }
 
-// writeJSONFile writes v as indented JSON to path atomically (temporary file, rename).
-func writeJSONFile(path string, v any) error {
+// writeJSONFile writes v as indented JSON to path atomically (temporary file, fsync, rename).
+func writeJSONFile(path string, v any) error { return writeJSON(path, v, true) }
+
+// writeJSON is writeJSONFile, with the fsync only when sync is set: on ext4, one fsync can
+// wait for every dirty page of the folder's other new files (a whole artifact's weights)
+// to reach the disk, which is what --no-sync avoids.
+func writeJSON(path string, v any, sync bool) error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
@@ -131,19 +153,20 @@ func writeJSONFile(path string, v any) error {
 	if err := enc.Encode(v); err != nil {
 		return err
 	}
-	return writeFileAtomic(path, buf.Bytes())
+	return writeFileAtomic(path, buf.Bytes(), sync)
 }
 
-// writeFileAtomic writes data to a temporary file beside path, syncs and renames it, so a
-// reader (or a crash) sees the old file or the new one, never part of one.
-func writeFileAtomic(path string, data []byte) error {
+// writeFileAtomic writes data to a temporary file beside path, syncs it (when sync is set)
+// and renames it, so a reader (or a crash, when synced) sees the old file or the new one,
+// never part of one.
+func writeFileAtomic(path string, data []byte, sync bool) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
-	if err == nil {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {

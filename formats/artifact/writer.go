@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
@@ -66,7 +67,26 @@ func Reopen(dir string, st State) (*Writer, error) {
 		return nil, fmt.Errorf("artifact: %w", err)
 	}
 	w := &Writer{dir: dir, state: st}
-	return w, writeJSONFile(filepath.Join(dir, StateFile), st)
+	w.dropDamaged()
+	return w, writeJSONFile(filepath.Join(w.dir, StateFile), st)
+}
+
+// dropDamaged removes, from the first layer checkpoint that fails its checksum (a crash
+// before the kernel wrote it back, say) on, every checkpoint, so that Done counts only
+// layers that can be resumed and the others are computed again.
+func (w *Writer) dropDamaged() {
+	n := w.Done()
+	for i := range n {
+		ck, err := openVerified(w.layerPath(i))
+		if err == nil {
+			ck.Close()
+			continue
+		}
+		for j := i; j < n; j++ {
+			os.Remove(w.layerPath(j))
+		}
+		return
+	}
 }
 
 // Dir returns the staging folder.
@@ -144,7 +164,8 @@ func (w *Writer) WriteLayer(lr *ptq.LayerResult) error {
 	if err != nil {
 		return err
 	}
-	if err := safetensors.WriteFile(w.layerPath(lr.Layer), ts, meta); err != nil {
+	meta[checksumKey] = strconv.FormatUint(uint64(tensorsChecksum(ts)), 10)
+	if err := safetensors.WriteFileNoSync(w.layerPath(lr.Layer), ts, meta); err != nil {
 		return fmt.Errorf("artifact: layer %d: %w", lr.Layer, err)
 	}
 	return nil
@@ -153,7 +174,7 @@ func (w *Writer) WriteLayer(lr *ptq.LayerResult) error {
 // ReadLayer returns checkpointed layer i as a ptq result that computes exactly like the one
 // written (float32 norms and biases), for resuming.
 func (w *Writer) ReadLayer(i int, cfg *hf.Config, requestedGroup int) (*ptq.LayerResult, error) {
-	ck, err := safetensors.Open(w.layerPath(i))
+	ck, err := openVerified(w.layerPath(i))
 	if err != nil {
 		return nil, fmt.Errorf("artifact: layer checkpoint %d: %w", i, err)
 	}

@@ -22,18 +22,37 @@ func randomHalves(n int) []byte {
 	return b
 }
 
+// benchPaths runs f as sub-benchmarks "asm" (the exported converter, which uses the vector
+// code of convert_amd64.s where the CPU has it) and "go" (the portable reference), so that
+// the two are reported side by side. "asm" is skipped where the vector code is not in use.
+func benchPaths(b *testing.B, haveAsm bool, bytes int64, asm, goRef func()) {
+	for _, p := range []struct {
+		name string
+		f    func()
+	}{{"asm", asm}, {"go", goRef}} {
+		b.Run(p.name, func(b *testing.B) {
+			if p.name == "asm" && !haveAsm {
+				b.Skip("no vector code in this build or on this CPU")
+			}
+			b.SetBytes(bytes)
+			for b.Loop() {
+				p.f()
+			}
+		})
+	}
+}
+
 // BenchmarkF16ToF32 reports throughput in source (fp16) bytes per second.
 func BenchmarkF16ToF32(b *testing.B) {
 	src := randomHalves(benchN)
 	dst := make([]float32, benchN)
-	b.SetBytes(int64(len(src)))
-	for b.Loop() {
-		F16ToF32(dst, src)
-	}
+	benchPaths(b, hasF16C, int64(len(src)),
+		func() { F16ToF32(dst, src) },
+		func() { f16ToF32Go(dst, src) })
 }
 
 // BenchmarkF16ToF32Scalar is the same conversion through the branchy bit-manipulation
-// function, the alternative to the table that F16ToF32 uses.
+// function, the alternative to the table that f16ToF32Go uses.
 func BenchmarkF16ToF32Scalar(b *testing.B) {
 	src := randomHalves(benchN)
 	dst := make([]float32, benchN)
@@ -45,13 +64,13 @@ func BenchmarkF16ToF32Scalar(b *testing.B) {
 	}
 }
 
+// BenchmarkBF16ToF32 reports throughput in source (bf16) bytes per second.
 func BenchmarkBF16ToF32(b *testing.B) {
 	src := randomHalves(benchN) // any bit patterns do
 	dst := make([]float32, benchN)
-	b.SetBytes(int64(len(src)))
-	for b.Loop() {
-		BF16ToF32(dst, src)
-	}
+	benchPaths(b, hasAVX2, int64(len(src)),
+		func() { BF16ToF32(dst, src) },
+		func() { bf16ToF32Go(dst, src) })
 }
 
 func BenchmarkF32FromBytes(b *testing.B) {
@@ -63,7 +82,8 @@ func BenchmarkF32FromBytes(b *testing.B) {
 	}
 }
 
-// BenchmarkFloat32ToF16 reports throughput in destination (fp16) bytes per second.
+// BenchmarkFloat32ToF16 reports throughput in destination (fp16) bytes per second, so that
+// its numbers compare with the decoders'; the float32 source is twice as many bytes.
 func BenchmarkFloat32ToF16(b *testing.B) {
 	src := make([]float32, benchN)
 	F16ToF32(src, randomHalves(benchN))
@@ -71,10 +91,9 @@ func BenchmarkFloat32ToF16(b *testing.B) {
 		src[i] *= 1.0001 // not exactly representable: exercise rounding
 	}
 	dst := make([]byte, 2*benchN)
-	b.SetBytes(int64(len(dst)))
-	for b.Loop() {
-		Float32ToF16(dst, src)
-	}
+	benchPaths(b, hasF16C, int64(len(dst)),
+		func() { Float32ToF16(dst, src) },
+		func() { float32ToF16Go(dst, src) })
 }
 
 func BenchmarkFloat32ToBF16(b *testing.B) {

@@ -141,8 +141,15 @@ var f16Table = sync.OnceValue(func() *[1 << 16]float32 {
 })
 
 // F16ToF32 decodes little-endian binary16 data into dst; len(src) must be 2*len(dst).
+// On amd64 with AVX2 and F16C it uses vector code (convert_amd64.s), bit-identical to
+// HalfToFloat32.
 func F16ToF32(dst []float32, src []byte) {
 	checkLen("F16ToF32", len(dst), len(src), 2)
+	f16ToF32(dst, src)
+}
+
+// f16ToF32Go is the portable F16ToF32 (the table), the reference for the vector code.
+func f16ToF32Go(dst []float32, src []byte) {
 	t := f16Table()
 	// Four elements per 8-byte load: about twice as fast as one load per element.
 	i := 0
@@ -160,8 +167,14 @@ func F16ToF32(dst []float32, src []byte) {
 }
 
 // BF16ToF32 decodes little-endian bfloat16 data into dst; len(src) must be 2*len(dst).
+// On amd64 with AVX2 it uses vector code (convert_amd64.s).
 func BF16ToF32(dst []float32, src []byte) {
 	checkLen("BF16ToF32", len(dst), len(src), 2)
+	bf16ToF32(dst, src)
+}
+
+// bf16ToF32Go is the portable BF16ToF32, the reference for the vector code.
+func bf16ToF32Go(dst []float32, src []byte) {
 	if len(dst) == 0 {
 		return
 	}
@@ -225,9 +238,15 @@ func F8E5M2ToF32(dst []float32, src []byte) {
 }
 
 // Float32ToF16 encodes src as little-endian binary16 into dst (see Float32ToHalf for the
-// rounding); len(dst) must be 2*len(src).
+// rounding); len(dst) must be 2*len(src). On amd64 with AVX2 and F16C it uses vector code
+// (convert_amd64.s), bit-identical to Float32ToHalf.
 func Float32ToF16(dst []byte, src []float32) {
 	checkLen("Float32ToF16", len(src), len(dst), 2)
+	float32ToF16(dst, src)
+}
+
+// float32ToF16Go is the portable Float32ToF16, the reference for the vector code.
+func float32ToF16Go(dst []byte, src []float32) {
 	const (
 		minNormal = 113 << 23
 		f16Max    = (127 + 16) << 23

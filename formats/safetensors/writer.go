@@ -31,6 +31,12 @@ type WriterOptions struct {
 	// BaseName names the files: BaseName.safetensors for one file, else
 	// BaseName-00001-of-0000N.safetensors and BaseName.safetensors.index.json. Default "model".
 	BaseName string
+	// NoSync skips flushing the files to stable storage (fsync) before they are renamed into
+	// place. The rename still makes each file appear whole or not at all to other programs,
+	// but after a power loss or a kernel crash a published file may be incomplete. It is for
+	// scratch output whose writing is bound by the disk (fsync can take longer than all the
+	// rest of a quantization run) and for checkpoints that carry their own checksum.
+	NoSync bool
 }
 
 // Writer streams a checkpoint to disk; see the package documentation for the protocol. Its
@@ -46,6 +52,7 @@ type Writer struct {
 	byName   map[string]*wtensor
 	err      error // first write failure; the writer is then dead
 	finished bool  // Close or Abort ran
+	noSync   bool  // WriterOptions.NoSync
 }
 
 type wshard struct {
@@ -97,7 +104,7 @@ func NewWriter(dir string, tensors []TensorInfo, opts WriterOptions) (*Writer, e
 	if err := os.MkdirAll(dir, 0o777); err != nil {
 		return nil, fmt.Errorf("safetensors: writer: %w", err)
 	}
-	w := &Writer{dir: dir, index: index, base: base}
+	w := &Writer{dir: dir, index: index, base: base, noSync: opts.NoSync}
 	if err := w.create(ts, groups, finals, opts.Metadata); err != nil {
 		return nil, err
 	}
@@ -117,6 +124,15 @@ type Tensor struct {
 // WriteFile writes tensors into the single file path, atomically (see Writer), for callers
 // that hold a small set of tensors in memory. Tensor data is laid out as Writer does.
 func WriteFile(path string, tensors []Tensor, metadata map[string]string) error {
+	return writeFile(path, tensors, metadata, false)
+}
+
+// WriteFileNoSync is WriteFile without the fsync (see WriterOptions.NoSync).
+func WriteFileNoSync(path string, tensors []Tensor, metadata map[string]string) error {
+	return writeFile(path, tensors, metadata, true)
+}
+
+func writeFile(path string, tensors []Tensor, metadata map[string]string, noSync bool) error {
 	infos := make([]TensorInfo, len(tensors))
 	for i, t := range tensors {
 		infos[i] = TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape}
@@ -130,7 +146,7 @@ func WriteFile(path string, tensors []Tensor, metadata map[string]string) error 
 			return &usageError{file: path, tensor: t.info.Name, msg: fmt.Sprintf("data is %d bytes, shape %v of %s needs %d", len(tensors[i].Data), t.info.Shape, t.info.DType, n)}
 		}
 	}
-	w := &Writer{dir: filepath.Dir(path)}
+	w := &Writer{dir: filepath.Dir(path), noSync: noSync}
 	if err := w.create(ts, [][]*wtensor{ts}, []string{path}, metadata); err != nil {
 		return err
 	}
@@ -492,7 +508,7 @@ func (w *Writer) Close() (err error) {
 		} else if st.Size() != s.base+s.size {
 			return fmt.Errorf("safetensors: writer: %s: internal error: file is %d bytes, want %d", s.final, st.Size(), s.base+s.size)
 		}
-		if syncWrites {
+		if w.syncs() {
 			if err := s.f.Sync(); err != nil {
 				return fmt.Errorf("safetensors: writer: %w", err)
 			}
@@ -518,13 +534,13 @@ func (w *Writer) Close() (err error) {
 	}
 	if ixTmp != "" {
 		// The shards must be durable under their names before the index points at them.
-		syncDir(w.dir)
+		w.syncDir()
 		if err := os.Rename(ixTmp, w.index); err != nil {
 			os.Remove(ixTmp)
 			return fmt.Errorf("safetensors: writer: %w", err)
 		}
 	}
-	syncDir(w.dir)
+	w.syncDir()
 	w.finished = true
 	return w.removeStale()
 }
@@ -555,7 +571,7 @@ func (w *Writer) writeIndex() (string, error) {
 		return "", fmt.Errorf("safetensors: writer: %w", err)
 	}
 	_, err = f.Write(buf.Bytes())
-	if err == nil && syncWrites {
+	if err == nil && w.syncs() {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -630,13 +646,15 @@ func (w *Writer) abortLocked() {
 // fuzzers), where fsync would dominate the run time; it is never off in real use.
 var syncWrites = true
 
-// syncDir makes renames in dir durable. Best effort: some systems cannot fsync a folder, and
-// the files themselves are already synced.
-func syncDir(dir string) {
-	if !syncWrites {
+func (w *Writer) syncs() bool { return syncWrites && !w.noSync }
+
+// syncDir makes renames in the writer's folder durable. Best effort: some systems cannot
+// fsync a folder, and the files themselves are already synced.
+func (w *Writer) syncDir() {
+	if !w.syncs() {
 		return
 	}
-	if d, err := os.Open(dir); err == nil {
+	if d, err := os.Open(w.dir); err == nil {
 		d.Sync()
 		d.Close()
 	}

@@ -84,17 +84,20 @@ func sampleStream(t *testing.T, tokPath string, cfg hf.Config) []int {
 // are stored in fp16, the only rounding the artifact adds).
 func TestArtifactMatchesFakeQuant(t *testing.T) {
 	for _, c := range []struct {
-		name string
-		opt  func() ptq.Options
+		name  string
+		opt   func() ptq.Options
+		shard int64 // FinishOptions.ShardSize
 	}{
-		{"fptq-intscale", ptq.DefaultOptions},
-		{"fptq-floatscale", func() ptq.Options { o := ptq.DefaultOptions(); o.IntegerScale.Enabled = false; return o }},
+		{"fptq-intscale", ptq.DefaultOptions, 0},
+		// Shards of 1 MiB: the layer checkpoints (0.5 MiB each) become the shards (in place).
+		{"fptq-intscale-in-place", ptq.DefaultOptions, 1 << 20},
+		{"fptq-floatscale", func() ptq.Options { o := ptq.DefaultOptions(); o.IntegerScale.Enabled = false; return o }, 0},
 		{"w4a16-g64", func() ptq.Options {
 			o := ptq.DefaultOptions()
 			o.Activations.Bits, o.Equalization.Method, o.IntegerScale.Enabled, o.Weights.GroupSize = 16, ptq.EqualizeNone, false, 64
 			return o
-		}},
-		{"skip-down", func() ptq.Options { o := ptq.DefaultOptions(); o.Skip = []string{"layers.1.down_proj"}; return o }},
+		}, 0},
+		{"skip-down", func() ptq.Options { o := ptq.DefaultOptions(); o.Skip = []string{"layers.1.down_proj"}; return o }, 1 << 20},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			hm, res, w := quantizeTiny(t, c.opt())
@@ -106,9 +109,20 @@ func TestArtifactMatchesFakeQuant(t *testing.T) {
 				}
 				compareLayers(t, got, want, true)
 			}
-			prov, err := w.Finish(hm, FinishOptions{SourcePath: "tiny-llama", Tool: Tool{Name: "odyssey", Version: "test"}})
+			prov, err := w.Finish(hm, FinishOptions{SourcePath: "tiny-llama", Tool: Tool{Name: "odyssey", Version: "test"}, ShardSize: c.shard})
 			if err != nil {
 				t.Fatal(err)
+			}
+			// In place: a shard per layer after the source tensors' three (the 2 MiB embedding
+			// and LM head are over the cap, so each gets one, and the final norm one between).
+			if want := map[bool]int{false: 1, true: 3 + len(res.Layers)}[c.shard > 0]; prov.Size.Shards != want {
+				t.Errorf("%d shards, want %d", prov.Size.Shards, want)
+			}
+			ents, _ := os.ReadDir(w.Dir())
+			for _, e := range ents {
+				if e.IsDir() || strings.HasPrefix(e.Name(), ".") {
+					t.Errorf("%s left in the finished artifact", e.Name())
+				}
 			}
 			if prov.Size.CompressionRatio <= 1 {
 				t.Errorf("compression ratio %v", prov.Size.CompressionRatio)

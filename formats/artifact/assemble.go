@@ -93,57 +93,19 @@ func (w *Writer) Finish(src *hf.Model, o FinishOptions) (*Provenance, error) {
 		}
 	}
 
-	items, err := w.items(src, recs, o.Output)
+	var total int64
+	var shards int
+	inPlace, err := w.canAssembleInPlace(o)
 	if err != nil {
 		return nil, err
 	}
-	decls := make([]safetensors.TensorInfo, len(items))
-	var total int64
-	for i, it := range items {
-		decls[i] = it.info
-		n, _ := byteSize(it.info)
-		total += n
+	if inPlace {
+		total, shards, err = w.assembleInPlace(src, o)
+	} else {
+		total, shards, err = w.assembleCopy(src, recs, o)
 	}
-	sw, err := safetensors.NewWriter(w.dir, decls, safetensors.WriterOptions{MaxShardSize: o.ShardSize, Metadata: map[string]string{"format": "pt"}, NoSync: o.NoSync})
 	if err != nil {
-		return nil, fmt.Errorf("artifact: %w", err)
-	}
-	defer sw.Abort()
-	var done int64
-	var ck *safetensors.Checkpoint
-	cur := -1
-	closeCk := func() {
-		if ck != nil {
-			ck.Close() // unmaps: the layer's pages leave the process as soon as it is copied
-			ck = nil
-		}
-	}
-	defer closeCk()
-	for _, it := range items {
-		if o.Context != nil && o.Context.Err() != nil {
-			return nil, o.Context.Err()
-		}
-		if it.layer != cur {
-			closeCk()
-			cur = it.layer
-			if cur >= 0 {
-				if ck, err = openVerified(w.layerPath(cur)); err != nil {
-					return nil, fmt.Errorf("artifact: layer checkpoint %d: %w", cur, err)
-				}
-			}
-		}
-		if err := it.write(sw, ck); err != nil {
-			return nil, err
-		}
-		n, _ := byteSize(it.info)
-		done += n
-		if o.Progress != nil {
-			o.Progress(done, total)
-		}
-	}
-	closeCk()
-	if err := sw.Close(); err != nil {
-		return nil, fmt.Errorf("artifact: %w", err)
+		return nil, err
 	}
 
 	if o.Output == OutputCompressedTensors {
@@ -151,7 +113,7 @@ func (w *Writer) Finish(src *hf.Model, o FinishOptions) (*Provenance, error) {
 			"the static activation scales and per-layer policies recorded here are not carried over (LAE stays folded into the weights), "+
 			"and the integer group scales are multiplied out into fp16 weight_scale")
 	}
-	prov := w.provenance(src, recs, o, fp, total, len(sw.Files()))
+	prov := w.provenance(src, recs, o, fp, total, shards)
 	if err := w.writeConfig(src, recs, o, prov); err != nil {
 		return nil, err
 	}
@@ -172,6 +134,67 @@ func (w *Writer) Finish(src *hf.Model, o FinishOptions) (*Provenance, error) {
 	return prov, nil
 }
 
+// assembleCopy writes the artifact's weights as new shards of at most ShardSize bytes,
+// copying every tensor from the layer checkpoints and the source model (converting them
+// for the compressed-tensors output). It returns the tensor bytes and the shard count.
+func (w *Writer) assembleCopy(src *hf.Model, recs []LayerRecord, o FinishOptions) (int64, int, error) {
+	items, err := w.items(src, recs, o.Output)
+	if err != nil {
+		return 0, 0, err
+	}
+	decls := make([]safetensors.TensorInfo, len(items))
+	var total int64
+	for i, it := range items {
+		decls[i] = it.info
+		n, _ := byteSize(it.info)
+		total += n
+	}
+	sw, err := safetensors.NewWriter(w.dir, decls, safetensors.WriterOptions{MaxShardSize: o.ShardSize, Metadata: map[string]string{"format": "pt"}, NoSync: o.NoSync})
+	if err != nil {
+		return 0, 0, fmt.Errorf("artifact: %w", err)
+	}
+	defer sw.Abort()
+	var done int64
+	var ck *safetensors.Checkpoint
+	cur := -1
+	closeCk := func() {
+		if ck != nil {
+			ck.Close() // unmaps: the layer's pages leave the process as soon as it is copied
+			ck = nil
+		}
+	}
+	defer closeCk()
+	for _, it := range items {
+		if o.Context != nil && o.Context.Err() != nil {
+			return 0, 0, o.Context.Err()
+		}
+		if it.layer != cur {
+			closeCk()
+			cur = it.layer
+			if cur >= 0 {
+				// Not verified again: every checkpoint was written by this run or verified
+				// when the run was resumed (Reopen).
+				if ck, err = safetensors.Open(w.layerPath(cur)); err != nil {
+					return 0, 0, fmt.Errorf("artifact: layer checkpoint %d: %w", cur, err)
+				}
+			}
+		}
+		if err := it.write(sw, ck); err != nil {
+			return 0, 0, err
+		}
+		n, _ := byteSize(it.info)
+		done += n
+		if o.Progress != nil {
+			o.Progress(done, total)
+		}
+	}
+	closeCk()
+	if err := sw.Close(); err != nil {
+		return 0, 0, fmt.Errorf("artifact: %w", err)
+	}
+	return total, len(sw.Files()), nil
+}
+
 // items lists the artifact's tensors in checkpoint order: embedding, the layers, final norm,
 // LM head. Layer tensors come sorted by name within a layer, which makes the order (and so
 // the shard boundaries) a function of the names alone.
@@ -179,15 +202,7 @@ func (w *Writer) items(src *hf.Model, recs []LayerRecord, output string) ([]item
 	cfg := src.Config
 	var items []item
 	addSource := func(name string, info safetensors.TensorInfo) {
-		items = append(items, item{
-			info:  safetensors.TensorInfo{Name: name, DType: safetensors.F16, Shape: info.Shape},
-			layer: -1,
-			write: func(sw *safetensors.Writer, _ *safetensors.Checkpoint) error {
-				err := copyAsF16(sw, name, src.Tensors, info)
-				src.Tensors.ReleasePages() // the embedding alone is 0.5 GB of a 7B model
-				return err
-			},
-		})
+		items = append(items, sourceItem(src, name, info))
 	}
 	addSource(embedName, src.Embed)
 	for i := range cfg.NumLayers {
@@ -214,6 +229,19 @@ func (w *Writer) items(src *hf.Model, recs []LayerRecord, output string) ([]item
 	return items, nil
 }
 
+// sourceItem is the artifact tensor name copied, in fp16, from the source model's info.
+func sourceItem(src *hf.Model, name string, info safetensors.TensorInfo) item {
+	return item{
+		info:  safetensors.TensorInfo{Name: name, DType: safetensors.F16, Shape: info.Shape},
+		layer: -1,
+		write: func(sw *safetensors.Writer, _ *safetensors.Checkpoint) error {
+			err := copyAsF16(sw, name, src.Tensors, info)
+			src.Tensors.ReleasePages() // the embedding alone is 0.5 GB of a 7B model
+			return err
+		},
+	}
+}
+
 // copyItems lists a layer checkpoint's artifact tensors (not its resume copies), copied as
 // they are.
 func copyItems(ck *safetensors.Checkpoint, layer int) []item {
@@ -227,11 +255,16 @@ func copyItems(ck *safetensors.Checkpoint, layer int) []item {
 			info:  safetensors.TensorInfo{Name: name, DType: t.DType, Shape: t.Shape},
 			layer: layer,
 			write: func(sw *safetensors.Writer, ck *safetensors.Checkpoint) error {
-				b, err := ck.Bytes(name)
+				info, ok := ck.Info(name)
+				if !ok {
+					return fmt.Errorf("artifact: layer checkpoint %d: %s missing", layer, name)
+				}
+				f, err := openDataFile(info.File)
 				if err != nil {
 					return err
 				}
-				return sw.WriteTensor(name, b)
+				defer f.f.Close()
+				return sw.CopyTensorFrom(name, f.f, f.base+info.Begin)
 			},
 		})
 	}
@@ -255,7 +288,13 @@ func copyAsF16(sw *safetensors.Writer, name string, ck *safetensors.Checkpoint, 
 		return fmt.Errorf("artifact: %w", err)
 	}
 	if info.DType == safetensors.F16 {
-		return sw.WriteTensor(name, b)
+		// The bytes go over as they are, copied by the kernel from the source file.
+		f, err := openDataFile(info.File)
+		if err != nil {
+			return err
+		}
+		defer f.f.Close()
+		return sw.CopyTensorFrom(name, f.f, f.base+info.Begin)
 	}
 	es := info.DType.Size()
 	const chunk = 1 << 16

@@ -10,14 +10,22 @@ import (
 	"github.com/odyssey-llm/odyssey/quant"
 )
 
-// packInt4 is quant.PackInt4 (the reference of docs/fastgemm-layout.md), fast: it walks the
-// output in order, one 128×8 block (512 bytes) at a time, reading the block's 8 rows ×
-// 128 codes from cache, and shares the 8-row blocks among the cores. A lane's byte j of step
-// s holds codes k and k+16 of its row for four consecutive k, so one 32-bit load of each and
-// two masks make four output bytes. Its output equals quant.PackInt4's byte for byte
-// (TestPackMatchesReference, FuzzPack). Unlike the reference it returns an error, naming
-// the code, for a code outside [quant.Int4Min, quant.Int4Max].
-func packInt4(q []int8, n, k int) ([]byte, error) {
+// packInt4 is quant.PackInt4 (the reference of docs/fastgemm-layout.md), fast: it walks
+// the output in order, one 128×8 block (512 bytes) at a time, and shares the 8-row blocks
+// among the cores. Row r of an 8-row block fills a contiguous 64-byte stripe (lanes
+// 4·(r%8) .. 4·(r%8)+3) of each 512-byte block from its 128 codes of that block; the full
+// 128-column blocks go to the AVX2 kernel of kernels_amd64.s where the CPU has it
+// (packBlockGo otherwise), and only a ragged last block (k not a multiple of 128) takes the
+// word-at-a-time path below; padding rows stay zero. Its output equals quant.PackInt4's
+// byte for byte (TestPackMatchesReference, FuzzPack, TestPackKernels). Unlike the reference
+// it returns an error, naming the code, for a code outside [quant.Int4Min, quant.Int4Max]:
+// the packers only flag a bad 8-row block, which is then searched in row-major order, so
+// the first bad code is named whichever path packed it.
+func packInt4(q []int8, n, k int) ([]byte, error) { return packInt4With(q, n, k, hasPackKernel) }
+
+// packInt4With is packInt4 with the full blocks packed by the AVX2 kernel (vec, only where
+// hasPackKernel) or by packBlockGo; tests and benchmarks compare the two.
+func packInt4With(q []int8, n, k int, vec bool) ([]byte, error) {
 	if n <= 0 || k <= 0 || len(q) != n*k {
 		return nil, fmt.Errorf("artifact: pack: %d codes for a %d×%d weight", len(q), n, k)
 	}
@@ -25,12 +33,26 @@ func packInt4(q []int8, n, k int) ([]byte, error) {
 	out := make([]byte, np*kp/2)
 	qb := unsafe.Slice((*byte)(unsafe.Pointer(&q[0])), len(q))
 	kbs := kp / 128
+	full := k / 128 // full 128-column blocks
 	bad := make([]bool, np/8)
 	parallelFor(np/8, func(nb int) {
 		var inval uint32 // OR of validity words: a set bit 7 of a byte marks a bad code
-		for kb := range kbs {
+		if full > 0 {
+			dst := out[nb*kbs*512 : (nb*kbs+full)*512]
+			src := qb[nb*8*k:]
+			rows := min(n, nb*8+8) - nb*8
+			var b bool
+			if vec {
+				b = packBlockAsm(dst, src, k, rows, full)
+			} else {
+				b = packBlockGo(dst, src, k, rows, full)
+			}
+			if b {
+				inval = 0x80
+			}
+		}
+		for kb := full; kb < kbs; kb++ { // the ragged last block
 			blk := out[(nb*kbs+kb)*512 : (nb*kbs+kb+1)*512]
-			full := kb*128+128 <= k
 			for lane := range 32 {
 				r := nb*8 + lane>>2
 				if r >= n {
@@ -40,14 +62,8 @@ func packInt4(q []int8, n, k int) ([]byte, error) {
 				c0 := r*k + kb*128 + 4*(lane&3)
 				for step := range 4 {
 					c := c0 + step*32
-					var lo, hi uint32
-					if full {
-						lo = binary.LittleEndian.Uint32(qb[c:])
-						hi = binary.LittleEndian.Uint32(qb[c+16:])
-					} else {
-						lo = partialWord(qb, c, r*k+k)
-						hi = partialWord(qb, c+16, r*k+k)
-					}
+					lo := partialWord(qb, c, r*k+k)
+					hi := partialWord(qb, c+16, r*k+k)
 					inval |= badCodes(lo) | badCodes(hi)
 					binary.LittleEndian.PutUint32(dst[step*4:], lo&0x0F0F0F0F|hi<<4&0xF0F0F0F0)
 				}
@@ -68,6 +84,42 @@ func packInt4(q []int8, n, k int) ([]byte, error) {
 		}
 	}
 	return out, nil
+}
+
+// packBlockGo packs the first nkb (full) 128-column blocks of an 8-row block whose first
+// rows rows (1..8) hold codes, the Go reference of the AVX2 kernel: src holds those rows
+// (row g at src[g·k:], k ≥ 128·nkb), dst the nkb 512-byte output blocks. Row g's codes
+// [128·kb, 128·kb+128) fill its 64-byte stripe dst[512·kb+64·g:][:64] (lanes 4g..4g+3),
+// whose byte 16·tig + 4·step + j holds code 32·step + 4·tig + j of the 128 in the low
+// nibble and that code + 16 in the high one; the stripes of padding rows (g ≥ rows) are
+// not written. One 64-bit load covers the four codes of two lanes (tig, tig+1) for one step,
+// so two loads and two masks make eight output bytes. It returns whether some code is
+// outside −7..7 (the bytes written are then to be discarded).
+func packBlockGo(dst, src []byte, k, rows, nkb int) bool {
+	var inval uint64
+	for kb := range nkb {
+		for g := range rows {
+			s := (*[128]byte)(src[g*k+kb*128:])
+			d := (*[64]byte)(dst[kb*512+g*64:])
+			for step := range 4 {
+				for tig := 0; tig < 4; tig += 2 {
+					lo := binary.LittleEndian.Uint64(s[step*32+4*tig:])
+					hi := binary.LittleEndian.Uint64(s[step*32+16+4*tig:])
+					inval |= badCodes64(lo) | badCodes64(hi)
+					w := lo&0x0F0F0F0F0F0F0F0F | hi<<4&0xF0F0F0F0F0F0F0F0
+					binary.LittleEndian.PutUint32(d[16*tig+4*step:], uint32(w))
+					binary.LittleEndian.PutUint32(d[16*tig+16+4*step:], uint32(w>>32))
+				}
+			}
+		}
+	}
+	return inval&0x8080808080808080 != 0
+}
+
+// badCodes64 is badCodes on eight bytes at once.
+func badCodes64(w uint64) uint64 {
+	t := (w&0x7F7F7F7F7F7F7F7F + 0x0707070707070707) ^ (w & 0x8080808080808080)
+	return (t&0x7F7F7F7F7F7F7F7F + 0x7171717171717171) | t
 }
 
 // partialWord loads up to four codes from qb[c:], stopping at the row's end (zero codes

@@ -148,10 +148,24 @@ func openDataFile(path string) (*dataFile, error) {
 	return &dataFile{f: f, base: 8 + int64(binary.LittleEndian.Uint64(n[:]))}, nil
 }
 
-// firstNonFinite returns the index of the first NaN or ±Inf element of b, or −1. fp16 and
+// firstNonFinite returns the index of the first NaN or ±Inf element of b, or −1. On amd64
+// with AVX2 a vector kernel (kernels_amd64.s) skips the leading 128-byte blocks that hold
+// only finite values and stops at the first that does not; firstNonFiniteGo finishes from
+// there (the exact index, and the last len(b)%128 bytes). Elsewhere, and with -tags purego,
+// finiteBlocks returns 0 and firstNonFiniteGo does it all.
+func firstNonFinite(dt safetensors.DType, b []byte) int {
+	n := finiteBlocks(dt, b) // a multiple of 128 bytes, so of the element size
+	i := firstNonFiniteGo(dt, b[n:])
+	if i >= 0 {
+		i += n / dt.Size()
+	}
+	return i
+}
+
+// firstNonFiniteGo is firstNonFinite in Go, the reference of the vector kernels. fp16 and
 // bf16 are tested four at a time: an element is non-finite when its exponent bits are all
 // ones, and the SWAR test below finds a 16-bit lane equal to the exponent mask.
-func firstNonFinite(dt safetensors.DType, b []byte) int {
+func firstNonFiniteGo(dt safetensors.DType, b []byte) int {
 	switch dt {
 	case safetensors.F16, safetensors.BF16:
 		var mask uint64 = 0x7C007C007C007C00

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
@@ -77,13 +78,14 @@ func Reopen(dir string, st State) (*Writer, error) {
 func (w *Writer) dropDamaged() {
 	n := w.Done()
 	for i := range n {
-		ck, err := openVerified(w.layerPath(i))
+		ck, err := w.openLayer(i)
 		if err == nil {
 			ck.Close()
 			continue
 		}
 		for j := i; j < n; j++ {
 			os.Remove(w.layerPath(j))
+			os.Remove(w.resumePath(j))
 		}
 		return
 	}
@@ -150,8 +152,20 @@ func (w *Writer) Done() int {
 	return n
 }
 
-// WriteLayer checkpoints one finished layer: its artifact tensors, the float32 copies a
-// resume needs and its record, in one file written atomically.
+// resumePath is the file of layer i's float32 copies (of the weights of skipped linears,
+// which the artifact stores in fp16), present only when the layer has some.
+func (w *Writer) resumePath(i int) string {
+	return filepath.Join(w.dir, LayersDir, fmt.Sprintf("%05d.resume.safetensors", i))
+}
+
+// resumeKey is set in a layer checkpoint's metadata when the layer has a resume file.
+const resumeKey = "odyssey.resume_file"
+
+// WriteLayer checkpoints one finished layer: its artifact tensors and record in
+// layers/NNNNN.safetensors, which later becomes one of the artifact's shards as it is (see
+// Finish), and the float32 copies a resume needs, if any, in layers/NNNNN.resume.safetensors,
+// written first, so that the main file's existence means the layer is complete. Each file
+// is written atomically and carries its checksum.
 func (w *Writer) WriteLayer(lr *ptq.LayerResult) error {
 	if lr.Layer < 0 || lr.Layer >= w.state.Layers {
 		return fmt.Errorf("artifact: layer %d out of range [0, %d)", lr.Layer, w.state.Layers)
@@ -160,21 +174,77 @@ func (w *Writer) WriteLayer(lr *ptq.LayerResult) error {
 	if err != nil {
 		return err
 	}
+	var main, extra []safetensors.Tensor
+	for _, t := range ts {
+		if strings.HasPrefix(t.Name, resumePrefix) {
+			extra = append(extra, t)
+		} else {
+			main = append(main, t)
+		}
+	}
 	meta, err := layerMetadata(rec)
 	if err != nil {
 		return err
 	}
-	meta[checksumKey] = strconv.FormatUint(uint64(tensorsChecksum(ts)), 10)
-	if err := safetensors.WriteFileNoSync(w.layerPath(lr.Layer), ts, meta); err != nil {
+	if len(extra) > 0 {
+		rm := map[string]string{checksumKey: strconv.FormatUint(uint64(tensorsChecksum(extra)), 10)}
+		if err := safetensors.WriteFileNoSync(w.resumePath(lr.Layer), extra, rm); err != nil {
+			return fmt.Errorf("artifact: layer %d: %w", lr.Layer, err)
+		}
+		meta[resumeKey] = filepath.Base(w.resumePath(lr.Layer))
+	}
+	meta[checksumKey] = strconv.FormatUint(uint64(tensorsChecksum(main)), 10)
+	if err := safetensors.WriteFileNoSync(w.layerPath(lr.Layer), main, meta); err != nil {
 		return fmt.Errorf("artifact: layer %d: %w", lr.Layer, err)
 	}
 	return nil
 }
 
-// ReadLayer returns checkpointed layer i as a ptq result that computes exactly like the one
-// written (float32 norms and biases), for resuming.
-func (w *Writer) ReadLayer(i int, cfg *hf.Config, requestedGroup int) (*ptq.LayerResult, error) {
+// layerSource reads a layer checkpoint together with its resume file.
+type layerSource struct {
+	main, resume *safetensors.Checkpoint // resume may be nil
+}
+
+func (s *layerSource) pick(name string) *safetensors.Checkpoint {
+	if s.resume != nil && strings.HasPrefix(name, resumePrefix) {
+		return s.resume
+	}
+	return s.main
+}
+
+func (s *layerSource) Info(name string) (safetensors.TensorInfo, bool) {
+	return s.pick(name).Info(name)
+}
+func (s *layerSource) Bytes(name string) ([]byte, error) { return s.pick(name).Bytes(name) }
+
+func (s *layerSource) Close() {
+	s.main.Close()
+	if s.resume != nil {
+		s.resume.Close()
+	}
+}
+
+// openLayer opens layer checkpoint i and its resume file (when its metadata names one),
+// verifying both checksums.
+func (w *Writer) openLayer(i int) (*layerSource, error) {
 	ck, err := openVerified(w.layerPath(i))
+	if err != nil {
+		return nil, err
+	}
+	src := &layerSource{main: ck}
+	if _, ok := ck.Metadata()[resumeKey]; ok {
+		if src.resume, err = openVerified(w.resumePath(i)); err != nil {
+			ck.Close()
+			return nil, err
+		}
+	}
+	return src, nil
+}
+
+// ReadLayer returns checkpointed layer i as a ptq result that computes exactly like the one
+// written (float32 norms, biases and skipped weights), for resuming.
+func (w *Writer) ReadLayer(i int, cfg *hf.Config, requestedGroup int) (*ptq.LayerResult, error) {
+	ck, err := w.openLayer(i)
 	if err != nil {
 		return nil, fmt.Errorf("artifact: layer checkpoint %d: %w", i, err)
 	}

@@ -418,6 +418,61 @@ func (w *Writer) WriteTensor(name string, data []byte) error {
 	return nil
 }
 
+// CopyTensorFrom writes the whole of the named tensor, none of which may have been written
+// yet, from the size bytes of file src at offset off: a tensor that goes into the
+// checkpoint exactly as it is stored elsewhere (an fp16 embedding copied from the source
+// model, say). On Linux the kernel copies the bytes (copy_file_range), which costs neither
+// a user-space copy nor the page faults of reading through a mapping; elsewhere, or where
+// the kernel cannot, it is read and written in chunks. The bytes are the same either way.
+func (w *Writer) CopyTensorFrom(name string, src *os.File, off int64) error {
+	w.mu.Lock()
+	if err := w.usable(); err != nil {
+		w.mu.Unlock()
+		return err
+	}
+	t := w.byName[name]
+	if t == nil {
+		w.mu.Unlock()
+		return &usageError{file: w.dir, tensor: name, msg: "not declared to the writer"}
+	}
+	size := t.info.End - t.info.Begin
+	if t.written != 0 {
+		w.mu.Unlock()
+		return &usageError{file: t.info.File, tensor: name, msg: fmt.Sprintf("CopyTensorFrom after %d bytes were written", t.written)}
+	}
+	s, dst := t.shard, t.shard.base+t.info.Begin
+	t.written = size
+	w.mu.Unlock()
+	fail := func(err error) error {
+		err = fmt.Errorf("safetensors: writer: %s: %w", name, err)
+		w.mu.Lock()
+		if w.err == nil {
+			w.err = err
+		}
+		w.mu.Unlock()
+		return err
+	}
+	var done int64
+	if kernelCopy {
+		var err error
+		if done, err = copyRange(s.f, dst, src, off, size); err != nil {
+			return fail(err)
+		}
+	}
+	buf := make([]byte, min(size-done, 4<<20))
+	for done < size {
+		b := buf[:min(int64(len(buf)), size-done)]
+		if _, err := src.ReadAt(b, off+done); err != nil {
+			return fail(err)
+		}
+		if _, err := s.f.WriteAt(b, dst+done); err != nil {
+			return fail(err)
+		}
+		done += int64(len(b))
+	}
+	return nil
+}
+
 // WriteFloat32 converts src to the named tensor's dtype (F32, F16, BF16 or F64; see
 // Float32ToHalf and Float32ToBFloat16 for the rounding) and appends it like WriteTensor. It
 // converts in bounded chunks, so it never holds a second copy of a large tensor.
@@ -645,6 +700,9 @@ func (w *Writer) abortLocked() {
 // syncWrites can be turned off by tests that write thousands of throwaway files (the
 // fuzzers), where fsync would dominate the run time; it is never off in real use.
 var syncWrites = true
+
+// kernelCopy lets CopyTensorFrom use copyRange; tests turn it off to check the fallback.
+var kernelCopy = true
 
 func (w *Writer) syncs() bool { return syncWrites && !w.noSync }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -742,4 +743,54 @@ func TestReadAtFallback(t *testing.T) {
 	if _, err := c.Bytes(tensors[0].Name); !errors.Is(err, ErrClosed) {
 		t.Errorf("after Close: %v", err)
 	}
+}
+
+// CopyTensorFrom copies a tensor's bytes from another file, by the kernel or, where it
+// cannot, through a buffer: the checkpoint is the same either way.
+func TestCopyTensorFrom(t *testing.T) {
+	dir := t.TempDir()
+	data := make([]byte, 3<<20+6) // more than one fallback chunk, not a multiple of it
+	for i := range data {
+		data[i] = byte(i*7 + i>>9)
+	}
+	src := filepath.Join(dir, "src.bin")
+	if err := os.WriteFile(src, append([]byte("0123456789abc"), data...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, kernel := range []bool{true, false} {
+		kernelCopy = kernel
+		out := filepath.Join(dir, fmt.Sprint(kernel))
+		decl := []TensorInfo{{Name: "a", DType: F16, Shape: []int64{int64(len(data) / 2)}}, {Name: "b", DType: U8, Shape: []int64{3}}}
+		w, err := NewWriter(out, decl, WriterOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.CopyTensorFrom("a", f, 13); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		if err := w.CopyTensorFrom("a", f, 13); err == nil {
+			t.Error("copying a tensor twice succeeded")
+		}
+		if err := w.WriteTensor("b", []byte{1, 2, 3}); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		ck, err := Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := ck.Bytes("a")
+		if !bytes.Equal(got, data) {
+			t.Errorf("kernel copy %v: the copied tensor differs", kernel)
+		}
+		ck.Close()
+	}
+	kernelCopy = true
 }

@@ -175,6 +175,13 @@ func (w *Writer) assembleInPlace(src *hf.Model, o FinishOptions) (int64, int, er
 	if err := writeFileAtomic(filepath.Join(w.dir, "model.safetensors.index.json"), buf.Bytes(), !o.NoSync); err != nil {
 		return 0, 0, fmt.Errorf("artifact: %w", err)
 	}
+	if !o.NoSync {
+		// The renames, too, must be on the disk before the folder is published.
+		if d, err := os.Open(w.dir); err == nil {
+			d.Sync() // best effort: some systems cannot fsync a folder
+			d.Close()
+		}
+	}
 	if o.Progress != nil {
 		o.Progress(total, total)
 	}

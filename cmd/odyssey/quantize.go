@@ -161,6 +161,9 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 	if err != nil {
 		return err
 	}
+	if !o.noSync && job.output == artifact.OutputOdyssey {
+		w.Writeback = job.recipe.Output.ShardSize
+	}
 	// Past this point the staging folder holds work. An interruption keeps it for --resume;
 	// any other failure removes it, so nothing half-written is left behind.
 	defer func() {

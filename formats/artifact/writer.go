@@ -23,6 +23,12 @@ import (
 type Writer struct {
 	dir   string
 	state State
+	// Writeback, when positive, is the shard size of an artifact that will be fsynced:
+	// once the layer checkpoints are seen to add up to more than one shard (so that Finish
+	// will rename them into shards, not copy them), each is handed to the disk as soon as
+	// it is written, and the disk works while the next layers are quantized instead of
+	// during Finish's fsync. Set it before the first WriteLayer.
+	Writeback int64
 }
 
 // ErrStateMismatch is wrapped by Reopen's error when the staging folder was made from other
@@ -196,6 +202,13 @@ func (w *Writer) WriteLayer(lr *ptq.LayerResult) error {
 	meta[checksumKey] = strconv.FormatUint(uint64(tensorsChecksum(main)), 10)
 	if err := safetensors.WriteFileNoSync(w.layerPath(lr.Layer), main, meta); err != nil {
 		return fmt.Errorf("artifact: layer %d: %w", lr.Layer, err)
+	}
+	if w.Writeback > 0 {
+		// Layers are alike: this one's size times the layer count predicts whether they
+		// will be the artifact's shards (canAssembleInPlace).
+		if st, err := os.Stat(w.layerPath(lr.Layer)); err == nil && st.Size() <= w.Writeback && st.Size()*int64(w.state.Layers) > w.Writeback {
+			startWriteback(w.layerPath(lr.Layer))
+		}
 	}
 	return nil
 }

@@ -105,11 +105,11 @@ func ctLayerItems(ck *safetensors.Checkpoint, cfg *hf.Config, i int, rec LayerRe
 	}
 	// Norms go in the model's dtype, as every other float tensor of a compressed-tensors
 	// checkpoint (vLLM loads them into fp16 parameters anyway).
-	for _, n := range []string{attnNormName(i), mlpNormName(i)} {
-		name := n
-		its = append(its, item{info: safetensors.TensorInfo{Name: name, DType: safetensors.F16, Shape: []int64{int64(cfg.HiddenSize)}}, layer: i,
+	// A float32 vector of the checkpoint (norms, biases), converted to fp16.
+	f16Vector := func(name string, n int) item {
+		return item{info: safetensors.TensorInfo{Name: name, DType: safetensors.F16, Shape: []int64{int64(n)}}, layer: i,
 			write: func(sw *safetensors.Writer, ck *safetensors.Checkpoint) error {
-				v, err := readFloat(ck, name, false, cfg.HiddenSize)
+				v, err := readFloat(ck, name, false, n)
 				if err != nil {
 					return err
 				}
@@ -118,7 +118,10 @@ func ctLayerItems(ck *safetensors.Checkpoint, cfg *hf.Config, i int, rec LayerRe
 					return err
 				}
 				return sw.WriteTensor(name, b)
-			}})
+			}}
+	}
+	for _, n := range []string{attnNormName(i), mlpNormName(i)} {
+		its = append(its, f16Vector(n, cfg.HiddenSize))
 	}
 	byName := map[string]LinearRecord{}
 	for _, l := range rec.Linears {
@@ -131,19 +134,7 @@ func ctLayerItems(ck *safetensors.Checkpoint, cfg *hf.Config, i int, rec LayerRe
 		}
 		if sp.bias {
 			// In the model's dtype, like the norms (the artifact keeps it in float32).
-			name, n := sp.name+SuffixBias, sp.out
-			its = append(its, item{info: safetensors.TensorInfo{Name: name, DType: safetensors.F16, Shape: []int64{int64(n)}}, layer: i,
-				write: func(sw *safetensors.Writer, ck *safetensors.Checkpoint) error {
-					v, err := readFloat(ck, name, false, n)
-					if err != nil {
-						return err
-					}
-					b, err := f16Bytes(name, v)
-					if err != nil {
-						return err
-					}
-					return sw.WriteTensor(name, b)
-				}})
+			its = append(its, f16Vector(sp.name+SuffixBias, sp.out))
 		}
 		if lr.Skipped {
 			if err := copyOne(sp.name + SuffixWeight); err != nil {

@@ -1,8 +1,6 @@
 package artifact
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -69,7 +67,11 @@ func (w *Writer) assembleInPlace(src *hf.Model, o FinishOptions) (int64, int, er
 		tensors []safetensors.TensorInfo
 	}
 	layers := make([]layerFile, w.state.Layers)
-	var total, params, done int64
+	var total, done int64
+	for _, d := range decls {
+		n, _ := byteSize(d)
+		total += n
+	}
 	for i := range layers {
 		ck, err := safetensors.Open(w.layerPath(i))
 		if err != nil {
@@ -77,22 +79,11 @@ func (w *Writer) assembleInPlace(src *hf.Model, o FinishOptions) (int64, int, er
 		}
 		layers[i] = layerFile{path: w.layerPath(i), tensors: ck.Tensors()}
 		ck.Close()
-	}
-	all := func(f func(t safetensors.TensorInfo)) {
-		for _, d := range decls {
-			f(d)
-		}
-		for _, l := range layers {
-			for _, t := range l.tensors {
-				f(t)
-			}
+		for _, t := range layers[i].tensors {
+			n, _ := byteSize(t)
+			total += n
 		}
 	}
-	all(func(t safetensors.TensorInfo) {
-		n, _ := byteSize(t)
-		total += n
-		params += t.NumElements()
-	})
 
 	srcDir := filepath.Join(w.dir, srcPartial)
 	os.RemoveAll(srcDir) // left by an interrupted Finish
@@ -129,13 +120,15 @@ func (w *Writer) assembleInPlace(src *hf.Model, o FinishOptions) (int64, int, er
 
 	n := len(srcFiles) + len(layers)
 	name := func(j int) string { return fmt.Sprintf("model-%05d-of-%05d.safetensors", j+1, n) }
-	weightMap := map[string]string{}
+	var index []safetensors.TensorInfo // File: the final shard
 	for _, d := range decls {
-		weightMap[d.Name] = name(srcOf[d.Name])
+		d.File = name(srcOf[d.Name])
+		index = append(index, d)
 	}
 	for i, l := range layers {
 		for _, t := range l.tensors {
-			weightMap[t.Name] = name(len(srcFiles) + i)
+			t.File = name(len(srcFiles) + i)
+			index = append(index, t)
 		}
 	}
 	if !o.NoSync {
@@ -160,19 +153,7 @@ func (w *Writer) assembleInPlace(src *hf.Model, o FinishOptions) (int64, int, er
 	if err := os.RemoveAll(srcDir); err != nil {
 		return 0, 0, fmt.Errorf("artifact: %w", err)
 	}
-	// The index, in the format safetensors.Writer (and transformers) writes.
-	doc := struct {
-		Metadata  map[string]int64  `json:"metadata"`
-		WeightMap map[string]string `json:"weight_map"`
-	}{map[string]int64{"total_parameters": params, "total_size": total}, weightMap}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(doc); err != nil {
-		return 0, 0, err
-	}
-	if err := writeFileAtomic(filepath.Join(w.dir, "model.safetensors.index.json"), buf.Bytes(), !o.NoSync); err != nil {
+	if err := writeFileAtomic(filepath.Join(w.dir, "model.safetensors.index.json"), safetensors.EncodeIndex(index), !o.NoSync); err != nil {
 		return 0, 0, fmt.Errorf("artifact: %w", err)
 	}
 	if !o.NoSync {

@@ -343,19 +343,8 @@ func (c *Checkpoint) float32Into(e *entry, dst []float32) error {
 	if err != nil {
 		return err
 	}
-	switch t.DType {
-	case F32:
-		F32FromBytes(dst, src)
-	case F16:
-		F16ToF32(dst, src)
-	case BF16:
-		BF16ToF32(dst, src)
-	case F64:
-		F64ToF32(dst, src)
-	case F8E4M3:
-		F8E4M3ToF32(dst, src)
-	case F8E5M2:
-		F8E5M2ToF32(dst, src)
+	if err := DecodeFloat32(t.DType, dst, src); err != nil {
+		return notFloat(t)
 	}
 	if e.shard.data != nil {
 		// The values now live in dst; the file's pages would otherwise stay in the resident

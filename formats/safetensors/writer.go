@@ -600,15 +600,17 @@ func (w *Writer) Close() (err error) {
 	return w.removeStale()
 }
 
-// writeIndex writes the index under a temporary name in the format transformers writes:
-// sorted keys, two-space indent, trailing newline.
-func (w *Writer) writeIndex() (string, error) {
+// EncodeIndex returns the model.safetensors.index.json of a sharded checkpoint whose
+// tensors are infos (File naming each one's shard), in the format transformers writes:
+// total_parameters and total_size, the weight map with sorted keys, two-space indent,
+// trailing newline.
+func EncodeIndex(infos []TensorInfo) []byte {
 	var params, size int64
-	weightMap := make(map[string]string, len(w.tensors))
-	for _, t := range w.tensors {
-		params += t.info.NumElements()
-		size += t.info.End - t.info.Begin
-		weightMap[t.info.Name] = filepath.Base(t.info.File)
+	weightMap := make(map[string]string, len(infos))
+	for _, t := range infos {
+		params += t.NumElements()
+		size += t.NumElements() * int64(t.DType.Size())
+		weightMap[t.Name] = filepath.Base(t.File)
 	}
 	doc := struct {
 		Metadata  map[string]int64  `json:"metadata"`
@@ -619,13 +621,23 @@ func (w *Writer) writeIndex() (string, error) {
 	enc.SetEscapeHTML(false)
 	enc.SetIndent("", "  ")
 	if err := enc.Encode(doc); err != nil {
-		return "", fmt.Errorf("safetensors: writer: %w", err)
+		panic(err) // maps of strings and integers always encode
+	}
+	return buf.Bytes()
+}
+
+// writeIndex writes the index under a temporary name in the format transformers writes:
+// sorted keys, two-space indent, trailing newline.
+func (w *Writer) writeIndex() (string, error) {
+	infos := make([]TensorInfo, len(w.tensors))
+	for i, t := range w.tensors {
+		infos[i] = t.info
 	}
 	f, tmp, err := createTemp(w.index)
 	if err != nil {
 		return "", fmt.Errorf("safetensors: writer: %w", err)
 	}
-	_, err = f.Write(buf.Bytes())
+	_, err = f.Write(EncodeIndex(infos))
 	if err == nil && w.syncs() {
 		err = f.Sync()
 	}

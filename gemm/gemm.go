@@ -26,7 +26,8 @@
 // zero-padded past the matrix edge, so the kernel always computes whole tiles, and ragged
 // edge tiles are computed into an mr×nr scratch tile and merged. Whether a pack is a straight
 // copy or a transpose depends on the storage order: X and W of the NT case both need the
-// transposing pack, which on AVX-512 is a 16×16 in-register shuffle transpose (pack_amd64.s).
+// transposing pack, which on AVX-512 is a 16×16 in-register shuffle transpose (pack_amd64.s)
+// and on AVX2 without AVX-512 an 8×8 one (pack_avx2_amd64.s, hand-written).
 //
 // Micro-kernels, selected at start-up from CPUID (golang.org/x/sys/cpu, which also checks
 // that the OS saves ZMM state):

@@ -15,12 +15,25 @@ func packTranspose16AVX512(dst *float32, ldd int, src *float32, ld int, n16 int,
 //go:noescape
 func packCopyAVX512(dst *float32, ldd int, src *float32, ld int, kc int, chunks int, lmask, smask *[4]uint16)
 
-var hasPackAVX512 = cpu.X86.HasAVX512F
+// packTranspose8AVX2 (pack_avx2_amd64.s, hand-written) is the AVX2 transposing pack for
+// CPUs without AVX-512: an 8×8 in-lane shuffle transpose per 64 floats.
+//
+//go:noescape
+func packTranspose8AVX2(dst *float32, ldd int, src *float32, ld int, n8 int, rows int, cols int)
 
-// packTransposeAsm is packTranspose (see pack.go) with the AVX-512 transpose; it reports
-// false, doing nothing, when the CPU lacks AVX-512.
+var (
+	hasPackAVX512 = cpu.X86.HasAVX512F
+	hasPackAVX2   = cpu.X86.HasAVX2
+)
+
+// packTransposeAsm is packTranspose (see pack.go) with the AVX-512 transpose, or the AVX2
+// one on CPUs without AVX-512; it reports false, doing nothing, when the CPU has neither
+// or kc is shorter than one transpose block.
 func packTransposeAsm(dst, src []float32, ld, kc, w, r int) bool {
-	if !hasPackAVX512 || kc < 16 {
+	if !hasPackAVX512 {
+		return hasPackAVX2 && packTransposeAVX2(dst, src, ld, kc, w, r)
+	}
+	if kc < 16 {
 		return false
 	}
 	dst = dst[:kc*r]
@@ -38,6 +51,36 @@ func packTransposeAsm(dst, src []float32, ld, kc, w, r int) bool {
 	}
 	// The last kc%16 steps, in Go.
 	for p := n16 * 16; p < kc; p++ {
+		d := dst[p*r : p*r+r]
+		for q := 0; q < w; q++ {
+			d[q] = src[q*ld+p]
+		}
+		clear(d[w:])
+	}
+	return true
+}
+
+// packTransposeAVX2 is packTranspose with packTranspose8AVX2 (the caller checks for AVX2);
+// it reports false, doing nothing, for kc < 8 or w < 1.
+func packTransposeAVX2(dst, src []float32, ld, kc, w, r int) bool {
+	if kc < 8 || w < 1 {
+		return false
+	}
+	dst = dst[:kc*r]
+	_ = src[(w-1)*ld+kc-1] // every source row is read over [0, kc)
+	n8 := kc / 8
+	for q := 0; q < r; q += 8 {
+		rows, cols := min(8, w-q), min(8, r-q)
+		if rows <= 0 { // panel padding past the matrix edge
+			for p := 0; p < n8*8; p++ {
+				clear(dst[p*r+q : p*r+q+cols])
+			}
+			continue
+		}
+		packTranspose8AVX2(&dst[q], 4*r, &src[q*ld], 4*ld, n8, rows, cols)
+	}
+	// The last kc%8 steps, in Go.
+	for p := n8 * 8; p < kc; p++ {
 		d := dst[p*r : p*r+r]
 		for q := 0; q < w; q++ {
 			d[q] = src[q*ld+p]

@@ -564,3 +564,40 @@ func TestQuantizeSelfCalibrationTooLarge(t *testing.T) {
 		t.Fatalf("w4a8-rtn: exit %d: %s", code, errOut)
 	}
 }
+
+// The same for a recipe without calibration whose artifact is sharded, so assembled in
+// place (each layer checkpoint renamed into its shard): interrupted after layer 1 and
+// resumed, it gives the files of an uninterrupted run, byte for byte.
+func TestQuantizeResumeWeightsOnlySharded(t *testing.T) {
+	base := t.TempDir()
+	rec := writeRecipe(t, "version: 1\nbase: w4a8-rtn\noutput:\n  shard_size: 1MiB\n")
+	full, out := filepath.Join(base, "full"), filepath.Join(base, "resumed")
+	if code, _, errOut := quantize(t, "--model", tiny, "--out", full, "--recipe", rec); code != 0 {
+		t.Fatalf("uninterrupted: exit %d: %s", code, errOut)
+	}
+	afterLayerHook = func(layer int, interrupt func()) {
+		if layer == 1 {
+			interrupt()
+		}
+	}
+	code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", rec)
+	afterLayerHook = nil
+	if code != exitInterrupted {
+		t.Fatalf("interrupted run: exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", rec, "--resume"); code != 0 || !strings.Contains(errOut, "2 of 4 layers done") {
+		t.Fatalf("resume: exit %d: %s", code, errOut)
+	}
+	a, b := filesOf(t, full), filesOf(t, out)
+	if len(a) != len(b) || len(a) < 4+3 {
+		t.Fatalf("files %d vs %d (want a shard per layer)", len(a), len(b))
+	}
+	for name, data := range a {
+		if !bytes.Equal(data, b[name]) {
+			t.Errorf("%s differs between the uninterrupted and the resumed run", name)
+		}
+	}
+	if _, ok := a["model.safetensors.index.json"]; !ok {
+		t.Error("no index")
+	}
+}

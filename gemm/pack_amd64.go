@@ -21,6 +21,12 @@ func packCopyAVX512(dst *float32, ldd int, src *float32, ld int, kc int, chunks 
 //go:noescape
 func packTranspose8AVX2(dst *float32, ldd int, src *float32, ld int, n8 int, rows int, cols int)
 
+// packCopyPanelAVX2 (pack_avx2_amd64.s, hand-written) is the AVX2 copying pack for the AVX2
+// kernel's panel widths, r = 6 (A panels) and r = 16 (B panels).
+//
+//go:noescape
+func packCopyPanelAVX2(dst *float32, ldd int, src *float32, ld int, kc int, w int, r int)
+
 var (
 	hasPackAVX512 = cpu.X86.HasAVX512F
 	hasPackAVX2   = cpu.X86.HasAVX2
@@ -91,8 +97,12 @@ func packTransposeAVX2(dst, src []float32, ld, kc, w, r int) bool {
 }
 
 // packCopyAsm is packCopy (see pack.go) with masked AVX-512 loads and stores, for r ≤ 64.
+// Without AVX-512 it is packCopyAVX2, for r = 6 and 16.
 func packCopyAsm(dst, src []float32, ld, kc, w, r int) bool {
-	if !hasPackAVX512 || r > 64 || kc == 0 {
+	if !hasPackAVX512 {
+		return hasPackAVX2 && packCopyAVX2(dst, src, ld, kc, w, r)
+	}
+	if r > 64 || kc == 0 {
 		return false
 	}
 	_ = dst[(kc-1)*r+r-1]
@@ -104,5 +114,17 @@ func packCopyAsm(dst, src []float32, ld, kc, w, r int) bool {
 		sm[c] = uint16(1<<min(16, r-16*c) - 1)
 	}
 	packCopyAVX512(&dst[0], 4*r, &src[0], 4*ld, kc, chunks, &lm, &sm)
+	return true
+}
+
+// packCopyAVX2 is packCopy with packCopyPanelAVX2 (the caller checks for AVX2); it reports
+// false, doing nothing, unless r is 6 or 16, 1 ≤ w ≤ r and kc ≥ 1.
+func packCopyAVX2(dst, src []float32, ld, kc, w, r int) bool {
+	if r != 6 && r != 16 || w < 1 || w > r || kc < 1 {
+		return false
+	}
+	_ = dst[(kc-1)*r+r-1]
+	_ = src[(kc-1)*ld+w-1] // step p reads src[p·ld : p·ld+w]
+	packCopyPanelAVX2(&dst[0], 4*r, &src[0], 4*ld, kc, w, r)
 	return true
 }

@@ -9,9 +9,10 @@ import (
 
 // TestPackAsm checks the assembly packing routines against the pure-Go ones over panel
 // widths (every kernel's mr and nr), ragged widths w < r, k lengths around the 16-step
-// transpose block, and padded source strides. Without AVX-512 only the transpose has
-// assembly (AVX2, also covered by TestPackTransposeAVX2); under -tags purego there is nothing
-// to compare, and the Go versions are covered by the Sgemm tests.
+// transpose block, and padded source strides. Without AVX-512 the assembly is AVX2 (the
+// transpose, and the copy for r = 6 and 16; also covered by TestPackTransposeAVX2 and
+// TestPackCopyAVX2); under -tags purego there is nothing to compare, and the Go versions are
+// covered by the Sgemm tests.
 func TestPackAsm(t *testing.T) {
 	if !packTransposeAsm(make([]float32, 16*16), make([]float32, 16*16), 16, 16, 16, 16) {
 		t.Skip("no assembly packing on this build/CPU")

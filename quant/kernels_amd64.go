@@ -88,7 +88,7 @@ func rowErrorsAsm(w []float32, qw *QuantizedWeight, iw *IntScaleWeight, o int) r
 	w = w[:k]
 	q := qw.Q[o*k : (o+1)*k : (o+1)*k]
 	var acc [24]float64
-	var ef, ei, ww float64 // the trailing elements of the groups
+	var tail rowErr // the trailing elements of the groups
 	var f float32
 	if iw != nil {
 		f = iw.ChannelScale[o] / float32(iw.Alpha(o))
@@ -98,33 +98,20 @@ func rowErrorsAsm(w []float32, qw *QuantizedWeight, iw *IntScaleWeight, o int) r
 		k1 := min(k0+gs, k)
 		m := k0 + (k1-k0)&^7
 		s := qw.Scales[o*ng+g]
+		var se float32
 		if iw == nil {
 			if m > k0 {
 				groupErrFloatAVX2(&w[k0], &q[k0], m-k0, s, &acc)
 			}
-			for j := m; j < k1; j++ {
-				v := float64(w[j])
-				d := float64(s*float32(q[j])) - v
-				ef += d * d
-				ww += v * v
+		} else {
+			se = float32(iw.IntScales[o*ng+g]) * f
+			if m > k0 {
+				groupErrAVX2(&w[k0], &q[k0], m-k0, s, se, &acc)
 			}
-			continue
 		}
-		se := float32(iw.IntScales[o*ng+g]) * f
-		if m > k0 {
-			groupErrAVX2(&w[k0], &q[k0], m-k0, s, se, &acc)
-		}
-		for j := m; j < k1; j++ {
-			v := float64(w[j])
-			qv := float32(q[j])
-			d := float64(s*qv) - v
-			e := float64(se*qv) - v
-			ef += d * d
-			ei += e * e
-			ww += v * v
-		}
+		addGroupErrs(&tail, w[m:k1], q[m:k1], s, se, iw != nil)
 	}
-	return rowErr{lanes8(acc[0:8]) + ef, lanes8(acc[8:16]) + ei, lanes8(acc[16:24]) + ww}
+	return rowErr{lanes8(acc[0:8]) + tail[0], lanes8(acc[8:16]) + tail[1], lanes8(acc[16:24]) + tail[2]}
 }
 
 // lanes8 adds the 8 lane sums of one quantity pairwise, in a fixed order.

@@ -53,36 +53,47 @@ func rowErrorsGo(w []float32, qw *QuantizedWeight, iw *IntScaleWeight, o int) ro
 	k, gs, ng := qw.In, qw.GroupSize, qw.NumGroups()
 	w = w[:k]
 	q := qw.Q[o*k : (o+1)*k : (o+1)*k]
-	var ef, ei, ww float64
+	var e rowErr
 	var f float32
 	if iw != nil {
 		f = iw.ChannelScale[o] / float32(iw.Alpha(o))
 	}
 	for g := 0; g < ng; g++ {
-		k0 := g * gs
-		k1 := min(k0+gs, k)
-		s := qw.Scales[o*ng+g]
-		if iw == nil {
-			for j := k0; j < k1; j++ {
-				v := float64(w[j])
-				d := float64(s*float32(q[j])) - v
-				ef += d * d
-				ww += v * v
-			}
-			continue
+		k0, k1 := g*gs, min(g*gs+gs, k)
+		var se float32
+		if iw != nil {
+			se = float32(iw.IntScales[o*ng+g]) * f
 		}
-		se := float32(iw.IntScales[o*ng+g]) * f
-		for j := k0; j < k1; j++ {
-			v := float64(w[j])
+		addGroupErrs(&e, w[k0:k1], q[k0:k1], qw.Scales[o*ng+g], se, iw != nil)
+	}
+	return e
+}
+
+// addGroupErrs adds to e, one element after another, the squared differences between w and
+// its dequantized values s·q (and se·q, when withInt: the integer-scale value), each
+// product rounded to float32 as Dequantize rounds it, and the squares of w, in float64.
+func addGroupErrs(e *rowErr, w []float32, q []int8, s, se float32, withInt bool) {
+	q = q[:len(w)]
+	ef, ei, ww := e[0], e[1], e[2]
+	if withInt {
+		for j, x := range w {
+			v := float64(x)
 			qv := float32(q[j])
 			d := float64(s*qv) - v
-			e := float64(se*qv) - v
+			di := float64(se*qv) - v
 			ef += d * d
-			ei += e * e
+			ei += di * di
+			ww += v * v
+		}
+	} else {
+		for j, x := range w {
+			v := float64(x)
+			d := float64(s*float32(q[j])) - v
+			ef += d * d
 			ww += v * v
 		}
 	}
-	return rowErr{ef, ei, ww}
+	e[0], e[1], e[2] = ef, ei, ww
 }
 
 // relErrors combines row sums, in row order, into the two relative errors.

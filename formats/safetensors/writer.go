@@ -385,37 +385,53 @@ func (w *Writer) Tensors() []TensorInfo {
 // refused without writing anything. Tensors may be written in any order: each has a fixed
 // place in its file, so the output does not depend on the order of the calls.
 func (w *Writer) WriteTensor(name string, data []byte) error {
-	w.mu.Lock()
-	if err := w.usable(); err != nil {
-		w.mu.Unlock()
+	n := int64(len(data))
+	s, off, err := w.reserve(name, &n, false)
+	if err != nil || len(data) == 0 {
 		return err
+	}
+	if _, err := s.f.WriteAt(data, off); err != nil {
+		return w.fail(fmt.Errorf("safetensors: writer: %w", err))
+	}
+	return nil
+}
+
+// reserve claims the next n bytes of the named tensor, or with whole all of them (none may
+// have been written before; n is then set to the tensor's size), and returns where they go:
+// the shard and the file offset.
+func (w *Writer) reserve(name string, n *int64, whole bool) (*wshard, int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err := w.usable(); err != nil {
+		return nil, 0, err
 	}
 	t := w.byName[name]
 	if t == nil {
-		w.mu.Unlock()
-		return &usageError{file: w.dir, tensor: name, msg: "not declared to the writer"}
+		return nil, 0, &usageError{file: w.dir, tensor: name, msg: "not declared to the writer"}
 	}
 	size := t.info.End - t.info.Begin
-	if int64(len(data)) > size-t.written {
-		w.mu.Unlock()
-		return &usageError{file: t.info.File, tensor: name, msg: fmt.Sprintf("%d more bytes would exceed its %d bytes (%d already written)", len(data), size, t.written)}
-	}
-	s, off := t.shard, t.shard.base+t.info.Begin+t.written
-	t.written += int64(len(data))
-	w.mu.Unlock()
-	if len(data) == 0 {
-		return nil
-	}
-	if _, err := s.f.WriteAt(data, off); err != nil {
-		err = fmt.Errorf("safetensors: writer: %w", err)
-		w.mu.Lock()
-		if w.err == nil {
-			w.err = err
+	if whole {
+		if t.written != 0 {
+			return nil, 0, &usageError{file: t.info.File, tensor: name, msg: fmt.Sprintf("CopyTensorFrom after %d bytes were written", t.written)}
 		}
-		w.mu.Unlock()
-		return err
+		*n = size
 	}
-	return nil
+	if *n > size-t.written {
+		return nil, 0, &usageError{file: t.info.File, tensor: name, msg: fmt.Sprintf("%d more bytes would exceed its %d bytes (%d already written)", *n, size, t.written)}
+	}
+	off := t.shard.base + t.info.Begin + t.written
+	t.written += *n
+	return t.shard, off, nil
+}
+
+// fail records the writer's first write failure (the writer is then dead) and returns err.
+func (w *Writer) fail(err error) error {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+	return err
 }
 
 // CopyTensorFrom writes the whole of the named tensor, none of which may have been written
@@ -425,36 +441,14 @@ func (w *Writer) WriteTensor(name string, data []byte) error {
 // a user-space copy nor the page faults of reading through a mapping; elsewhere, or where
 // the kernel cannot, it is read and written in chunks. The bytes are the same either way.
 func (w *Writer) CopyTensorFrom(name string, src *os.File, off int64) error {
-	w.mu.Lock()
-	if err := w.usable(); err != nil {
-		w.mu.Unlock()
+	var size int64
+	s, dst, err := w.reserve(name, &size, true)
+	if err != nil {
 		return err
 	}
-	t := w.byName[name]
-	if t == nil {
-		w.mu.Unlock()
-		return &usageError{file: w.dir, tensor: name, msg: "not declared to the writer"}
-	}
-	size := t.info.End - t.info.Begin
-	if t.written != 0 {
-		w.mu.Unlock()
-		return &usageError{file: t.info.File, tensor: name, msg: fmt.Sprintf("CopyTensorFrom after %d bytes were written", t.written)}
-	}
-	s, dst := t.shard, t.shard.base+t.info.Begin
-	t.written = size
-	w.mu.Unlock()
-	fail := func(err error) error {
-		err = fmt.Errorf("safetensors: writer: %s: %w", name, err)
-		w.mu.Lock()
-		if w.err == nil {
-			w.err = err
-		}
-		w.mu.Unlock()
-		return err
-	}
+	fail := func(err error) error { return w.fail(fmt.Errorf("safetensors: writer: %s: %w", name, err)) }
 	var done int64
 	if kernelCopy {
-		var err error
 		if done, err = copyRange(s.f, dst, src, off, size); err != nil {
 			return fail(err)
 		}

@@ -1,0 +1,110 @@
+// common.hpp: small host-side helpers shared by odyssey-rt's commands: checked CUDA calls that
+// throw (the CLI turns any exception into {"ok": false, "error": ...} and a non-zero exit),
+// an owning device buffer, fp16 conversion for the host, and argument parsing.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "odyssey_rt.h"
+
+namespace odyssey {
+
+inline void cuda_check(cudaError_t e, const char* what, const char* file, int line) {
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e) + " (" + file + ":" +
+                             std::to_string(line) + ")");
+}
+#define CK(call) ::odyssey::cuda_check((call), #call, __FILE__, __LINE__)
+
+inline void ody_check(ody_status s, const char* what) {
+  if (s != ODY_OK) throw std::runtime_error(std::string(what) + ": " + ody_last_error());
+}
+
+// An owning device allocation (cudaMalloc: 256-byte aligned).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
+    if (bytes) CK(cudaMalloc(&ptr_, bytes));
+  }
+  ~DeviceBuffer() {
+    if (ptr_) cudaFree(ptr_);
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  DeviceBuffer(DeviceBuffer&& o) noexcept : ptr_(o.ptr_), bytes_(o.bytes_) {
+    o.ptr_ = nullptr;
+    o.bytes_ = 0;
+  }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    if (this != &o) {
+      if (ptr_) cudaFree(ptr_);
+      ptr_ = o.ptr_;
+      bytes_ = o.bytes_;
+      o.ptr_ = nullptr;
+      o.bytes_ = 0;
+    }
+    return *this;
+  }
+  template <class T = void>
+  T* get() const {
+    return static_cast<T*>(ptr_);
+  }
+  size_t bytes() const { return bytes_; }
+  void upload(const void* src, size_t n) {
+    if (n > bytes_) throw std::runtime_error("upload larger than the buffer");
+    if (n) CK(cudaMemcpy(ptr_, src, n, cudaMemcpyHostToDevice));
+  }
+  void download(void* dst, size_t n) const {
+    if (n > bytes_) throw std::runtime_error("download larger than the buffer");
+    if (n) CK(cudaMemcpy(dst, ptr_, n, cudaMemcpyDeviceToHost));
+  }
+  void fill(int byte) {
+    if (bytes_) CK(cudaMemset(ptr_, byte, bytes_));
+  }
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+inline float half_bits_to_float(uint16_t h) {
+  __half_raw r;
+  r.x = h;
+  return __half2float(__half(r));
+}
+
+// Flags of the form --name value and bare --switch, after the subcommand words.
+struct Args {
+  std::map<std::string, std::string> kv;
+  bool has(const std::string& k) const { return kv.count(k) > 0; }
+  std::string get(const std::string& k, const std::string& def = "") const {
+    auto it = kv.find(k);
+    return it == kv.end() ? def : it->second;
+  }
+  long long get_int(const std::string& k, long long def) const;
+  std::vector<long long> get_list(const std::string& k, const std::vector<long long>& def) const;
+};
+Args parse_args(int argc, char** argv, int first, const std::vector<std::string>& switches);
+
+struct DeviceInfo {
+  std::string name;
+  int cc_major = 0, cc_minor = 0, sms = 0;
+  size_t memory = 0, l2 = 0;
+  int clock_khz = 0, mem_clock_khz = 0, bus_width = 0;
+  int runtime_version = 0, driver_version = 0;
+};
+DeviceInfo device_info(int dev);
+
+int cmd_test_gemm(const Args& a);
+int cmd_bench_gemm(const Args& a);
+
+}  // namespace odyssey

@@ -1,0 +1,161 @@
+// odyssey-rt: the runtime's command line. The Go CLI (package gpu) runs it as a subprocess and
+// reads the one JSON object it prints on stdout; human-readable progress and tables go to
+// stderr. Every failure prints {"ok": false, "error": "..."} and exits non-zero.
+//
+//   odyssey-rt info
+//   odyssey-rt test gemm --cases DIR
+//   odyssey-rt bench gemm [--shapes 4096x4096,...] [--m 1,16,...] [--sweep] [--out FILE.json]
+//                         [--md FILE.md] [--iters 100]
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <string>
+
+#include "common.hpp"
+#include "json.hpp"
+
+namespace odyssey {
+
+long long Args::get_int(const std::string& k, long long def) const {
+  auto it = kv.find(k);
+  if (it == kv.end()) return def;
+  char* end = nullptr;
+  long long v = std::strtoll(it->second.c_str(), &end, 10);
+  if (!end || *end || it->second.empty()) throw std::runtime_error("--" + k + ": not an integer: " + it->second);
+  return v;
+}
+
+std::vector<long long> Args::get_list(const std::string& k, const std::vector<long long>& def) const {
+  auto it = kv.find(k);
+  if (it == kv.end()) return def;
+  std::vector<long long> out;
+  size_t pos = 0;
+  const std::string& s = it->second;
+  while (pos <= s.size()) {
+    size_t comma = s.find(',', pos);
+    std::string part = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    char* end = nullptr;
+    long long v = std::strtoll(part.c_str(), &end, 10);
+    if (part.empty() || *end) throw std::runtime_error("--" + k + ": not a list of integers: " + s);
+    out.push_back(v);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+Args parse_args(int argc, char** argv, int first, const std::vector<std::string>& switches) {
+  Args a;
+  for (int i = first; i < argc; i++) {
+    std::string s = argv[i];
+    if (s.rfind("--", 0) != 0) throw std::runtime_error("unexpected argument: " + s);
+    std::string k = s.substr(2);
+    bool is_switch = false;
+    for (auto& w : switches) is_switch |= (w == k);
+    if (is_switch) {
+      a.kv[k] = "1";
+      continue;
+    }
+    if (i + 1 >= argc) throw std::runtime_error("flag --" + k + " needs a value");
+    a.kv[k] = argv[++i];
+  }
+  return a;
+}
+
+DeviceInfo device_info(int dev) {
+  DeviceInfo d;
+  cudaDeviceProp p{};
+  CK(cudaGetDeviceProperties(&p, dev));
+  d.name = p.name;
+  d.cc_major = p.major;
+  d.cc_minor = p.minor;
+  d.sms = p.multiProcessorCount;
+  d.memory = p.totalGlobalMem;
+  d.l2 = p.l2CacheSize;
+  CK(cudaDeviceGetAttribute(&d.clock_khz, cudaDevAttrClockRate, dev));
+  CK(cudaDeviceGetAttribute(&d.mem_clock_khz, cudaDevAttrMemoryClockRate, dev));
+  CK(cudaDeviceGetAttribute(&d.bus_width, cudaDevAttrGlobalMemoryBusWidth, dev));
+  CK(cudaRuntimeGetVersion(&d.runtime_version));
+  CK(cudaDriverGetVersion(&d.driver_version));
+  return d;
+}
+
+static std::string version_string(int v) {
+  return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10);
+}
+
+static int cmd_info() {
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0)
+    throw std::runtime_error(std::string("no CUDA GPU is visible: ") +
+                             (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") +
+                             " (check the NVIDIA driver with nvidia-smi, and CUDA_VISIBLE_DEVICES)");
+  JsonWriter w;
+  w.begin_object();
+  w.field("ok", true);
+  w.field("runtime_version", std::string(ody_version()));
+  w.field("layout_version", ODY_LAYOUT_VERSION);
+  int rt = 0, drv = 0;
+  CK(cudaRuntimeGetVersion(&rt));
+  CK(cudaDriverGetVersion(&drv));
+  w.field("cuda_runtime", version_string(rt));
+  w.field("cuda_driver", version_string(drv));
+  w.key("devices").begin_array();
+  for (int i = 0; i < n; i++) {
+    DeviceInfo d = device_info(i);
+    w.begin_object();
+    w.field("index", i);
+    w.field("name", d.name);
+    w.field("cc", std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor));
+    w.field("sms", d.sms);
+    w.field("memory_bytes", (unsigned long long)d.memory);
+    w.field("l2_bytes", (unsigned long long)d.l2);
+    w.field("clock_khz", d.clock_khz);
+    w.field("mem_clock_khz", d.mem_clock_khz);
+    w.field("bus_width", d.bus_width);
+    w.end_object();
+    std::fprintf(stderr, "GPU %d: %s, compute capability %d.%d, %d SMs, %.1f GiB, L2 %.0f MiB\n", i,
+                 d.name.c_str(), d.cc_major, d.cc_minor, d.sms, d.memory / 1073741824.0, d.l2 / 1048576.0);
+  }
+  w.end_array();
+  w.end_object();
+  std::cout << w.str() << std::endl;
+  return 0;
+}
+
+static void usage() {
+  std::fprintf(stderr,
+               "usage: odyssey-rt info\n"
+               "       odyssey-rt test gemm --cases DIR\n"
+               "       odyssey-rt bench gemm [--shapes NxK,...] [--m 1,16,...] [--sweep] [--iters N]\n"
+               "                             [--out FILE.json] [--md FILE.md]\n");
+}
+
+}  // namespace odyssey
+
+int main(int argc, char** argv) {
+  using namespace odyssey;
+  try {
+    std::string cmd = argc > 1 ? argv[1] : "";
+    std::string sub = argc > 2 ? argv[2] : "";
+    if (cmd == "info") return cmd_info();
+    if (cmd == "version") {
+      std::cout << "{\"ok\":true,\"runtime_version\":\"" << ody_version() << "\"}" << std::endl;
+      return 0;
+    }
+    if (cmd == "test" && sub == "gemm") return cmd_test_gemm(parse_args(argc, argv, 3, {}));
+    if (cmd == "bench" && sub == "gemm") return cmd_bench_gemm(parse_args(argc, argv, 3, {"sweep"}));
+    usage();
+    JsonWriter w;
+    w.begin_object().field("ok", false).field("error", std::string("unknown command: ") + cmd + " " + sub).end_object();
+    std::cout << w.str() << std::endl;
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "odyssey-rt: %s\n", e.what());
+    JsonWriter w;
+    w.begin_object().field("ok", false).field("error", std::string(e.what())).end_object();
+    std::cout << w.str() << std::endl;
+    return 1;
+  }
+}

@@ -1,0 +1,413 @@
+// test_gemm.cpp: `odyssey-rt test gemm --cases DIR`, the kernels against the Go reference.
+//
+// The cases (docs/gemm-cases.md) come from `odyssey testdata gemm-cases`, i.e. from
+// quant.W4A8GEMMRef and friends, never from this code. For every W4A8 case, every tile config
+// and several split-K factors:
+//   - integer scales: the int32 accumulators must match bit for bit, and so must the fp16
+//     outputs (tolerance 0 ulp): the epilogue is IEEE float32 multiply/add with round-to-nearest
+//     in the reference's order, then one round to fp16, so there is nothing to tolerate;
+//   - float scales, no split: bit for bit too (groups are summed in the reference's order);
+//   - float scales, split-K: the splits' float sums are added in whatever order the atomics
+//     land, so the output may differ from the reference by reassociation only. The bound used is
+//     |Δ| ≤ (G + splits)·2⁻²⁴·Σ_g|float(P_g)·s_g|·xs + one fp16 ulp of the reference, computed
+//     here from the unpacked operands.
+// Outputs are poisoned (0xFF bytes: fp16 NaN, acc -1) before each launch, every launch is
+// checked, and the split-K workspace must be all zero again afterwards (the kernel restores it).
+// Also: activation quantization cases (bit-exact codes and scales) and can_implement refusals.
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "json.hpp"
+#include "safetensors.hpp"
+
+namespace odyssey {
+namespace {
+
+struct CaseResult {
+  std::string name, kernel, message;
+  bool passed = true;
+  long long acc_mismatches = 0;
+  long long y_max_ulp = 0;
+};
+
+int meta_int(const SafetensorsFile& f, const std::string& key) {
+  auto m = f.metadata();
+  auto it = m.find(key);
+  if (it == m.end()) f.fail("metadata \"" + key + "\" is missing");
+  char* end = nullptr;
+  long long v = std::strtoll(it->second.c_str(), &end, 10);
+  if (*end || v < 0 || v > (1LL << 30)) f.fail("metadata \"" + key + "\" is not a small integer");
+  return (int)v;
+}
+
+std::string meta_str(const SafetensorsFile& f, const std::string& key) {
+  auto m = f.metadata();
+  auto it = m.find(key);
+  return it == m.end() ? "" : it->second;
+}
+
+// fp16 bit patterns as ordered integers, so |a-b| counts ulps across zero.
+long long half_ordered(uint16_t h) {
+  return (h & 0x8000) ? -(long long)(h & 0x7FFF) : (long long)h;
+}
+bool half_nan(uint16_t h) { return (h & 0x7C00) == 0x7C00 && (h & 0x3FF); }
+
+// The int4 code of (n, k) in the packed layout (docs/fastgemm-layout.md), decoded here on its
+// own so the test does not trust the kernel's reading of the spec.
+int code_at(const uint8_t* packed, int n, int k, int kp) {
+  int nb = n / 8, gid = n % 8, kb = k / 128, r = k % 128;
+  int step = r / 32;
+  r %= 32;
+  bool high = r >= 16;
+  if (high) r -= 16;
+  int tig = r / 4, j = r % 4;
+  int lane = gid * 4 + tig;
+  size_t off = ((size_t)(nb * (kp / 128) + kb) * 32 + lane) * 16 + step * 4 + j;
+  int nib = high ? packed[off] >> 4 : packed[off] & 15;
+  return nib >= 8 ? nib - 16 : nib;
+}
+
+struct W4A8Case {
+  int m, n, k, group, np, groups;
+  bool per_token;
+  std::vector<int8_t> x;
+  std::vector<float> x_scale, channel_scale, fscale, bias;
+  std::vector<uint8_t> qweight;
+  std::vector<int16_t> iscale;
+  std::vector<int32_t> acc;
+  std::vector<uint16_t> y, y_float;
+  std::vector<double> float_bound;  // Σ_g |float(P_g)·s_g|·xs per output
+};
+
+template <class T>
+std::vector<T> copy_view(const TensorView<T>& v) {
+  return std::vector<T>(v.begin(), v.end());
+}
+
+W4A8Case load_w4a8(const SafetensorsFile& f) {
+  W4A8Case c;
+  c.m = meta_int(f, "m");
+  c.n = meta_int(f, "n");
+  c.k = meta_int(f, "k");
+  c.group = meta_int(f, "group_size");
+  if (c.m < 1 || c.n < 1 || c.k < 128 || c.k % 128 || c.group < 1 || c.k % c.group)
+    f.fail("inconsistent m/n/k/group_size metadata");
+  c.np = (c.n + 7) / 8 * 8;
+  c.groups = c.k / c.group;
+  c.x = copy_view(f.typed<int8_t>("x", DType::I8, {c.m, c.k}));
+  auto xs = f.typed<float>("x_scale", DType::F32);
+  if (xs.shape().size() != 1 || (xs.size() != 1 && xs.size() != (size_t)c.m))
+    f.fail_tensor("x_scale", "want [1] or [M]");
+  c.x_scale = copy_view(xs);
+  c.per_token = meta_str(f, "act") == "per_token";
+  if (xs.size() != (c.per_token ? (size_t)c.m : 1u)) f.fail_tensor("x_scale", "size does not match metadata act");
+  c.qweight = copy_view(f.typed<uint8_t>("qweight", DType::U8, {c.np / 8, c.k / 128, 32, 16}));
+  c.iscale = copy_view(f.typed<int16_t>("group_scale", DType::I16, {c.groups, c.np}));
+  c.channel_scale = copy_view(f.typed<float>("channel_scale", DType::F32, {c.np}));
+  c.fscale = copy_view(f.typed<float>("float_group_scale", DType::F32, {c.groups, c.np}));
+  if (f.find("bias")) c.bias = copy_view(f.typed<float>("bias", DType::F32, {c.n}));
+  c.acc = copy_view(f.typed<int32_t>("acc", DType::I32, {c.m, c.n}));
+  c.y = copy_view(f.typed<uint16_t>("y", DType::F16, {c.m, c.n}));
+  c.y_float = copy_view(f.typed<uint16_t>("y_float", DType::F16, {c.m, c.n}));
+  // Σ_g |float(P_g)·s_g|·xs, for the float split-K tolerance.
+  c.float_bound.assign((size_t)c.m * c.n, 0.0);
+  std::vector<int> q((size_t)c.n * c.k);
+  for (int n = 0; n < c.n; n++)
+    for (int k = 0; k < c.k; k++) q[(size_t)n * c.k + k] = code_at(c.qweight.data(), n, k, c.k);
+  for (int m = 0; m < c.m; m++) {
+    double xsv = c.per_token ? c.x_scale[m] : c.x_scale[0];
+    for (int n = 0; n < c.n; n++) {
+      double b = 0;
+      for (int g = 0; g < c.groups; g++) {
+        long long p = 0;
+        for (int k = g * c.group; k < (g + 1) * c.group; k++)
+          p += (long long)c.x[(size_t)m * c.k + k] * q[(size_t)n * c.k + k];
+        b += std::fabs((double)p * c.fscale[(size_t)g * c.np + n]);
+      }
+      c.float_bound[(size_t)m * c.n + n] = b * xsv;
+    }
+  }
+  return c;
+}
+
+// Runs one (scale kind, config, splits) on the case and compares.
+CaseResult run_w4a8(const std::string& name, const W4A8Case& c, bool int_scale, int config, int splits,
+                    DeviceBuffer& dx, DeviceBuffer& dxs, DeviceBuffer& dq, DeviceBuffer& dis,
+                    DeviceBuffer& dfs, DeviceBuffer& dcs, DeviceBuffer& db) {
+  CaseResult r;
+  r.name = name;
+  r.kernel = std::string(int_scale ? "int" : "float") + "/" + ody_w4a8_config_name(config) + "/split" +
+             std::to_string(splits);
+  ody_w4a8_problem p{};
+  p.m = c.m;
+  p.n = c.n;
+  p.k = c.k;
+  p.group_size = c.group;
+  p.act_per_token = c.per_token;
+  p.scale_kind = int_scale ? ODY_SCALE_INT : ODY_SCALE_FLOAT;
+  p.config = config;
+  p.splits = splits;
+  size_t ws_bytes = ody_w4a8_workspace_size(&p);
+  DeviceBuffer ws(ws_bytes);
+  if (ws_bytes) ws.fill(0);
+  DeviceBuffer dy((size_t)c.m * c.n * 2), dacc((size_t)c.m * c.n * 4);
+  dy.fill(0xFF);
+  dacc.fill(0xFF);
+  ody_w4a8_args a{};
+  a.x = dx.get<int8_t>();
+  a.x_scale = dxs.get<float>();
+  a.qweight = dq.get<uint8_t>();
+  a.group_scale = int_scale ? dis.get() : dfs.get();
+  a.channel_scale = int_scale ? dcs.get<float>() : nullptr;
+  a.bias = c.bias.empty() ? nullptr : db.get<float>();
+  a.y = dy.get();
+  a.acc_out = int_scale ? dacc.get<int32_t>() : nullptr;
+  a.workspace = ws.get();
+  a.workspace_bytes = ws_bytes;
+  // Twice: the second launch proves the workspace and counters were restored.
+  for (int rep = 0; rep < 2; rep++) {
+    if (rep == 1) {
+      dy.fill(0xFF);
+      dacc.fill(0xFF);
+    }
+    ody_check(ody_w4a8_gemm(&p, &a, nullptr), "ody_w4a8_gemm");
+    CK(cudaDeviceSynchronize());
+  }
+  std::vector<uint16_t> y((size_t)c.m * c.n);
+  dy.download(y.data(), y.size() * 2);
+  const std::vector<uint16_t>& want = int_scale ? c.y : c.y_float;
+  bool exact = int_scale || splits == 1;
+  long long bad_y = 0;
+  for (size_t i = 0; i < y.size(); i++) {
+    if (half_nan(y[i]) != half_nan(want[i])) {
+      bad_y++;
+      r.y_max_ulp = 1LL << 40;
+      continue;
+    }
+    long long d = std::llabs(half_ordered(y[i]) - half_ordered(want[i]));
+    r.y_max_ulp = std::max(r.y_max_ulp, d);
+    if (exact) {
+      if (d != 0) bad_y++;
+    } else {
+      double got = half_bits_to_float(y[i]), ref = half_bits_to_float(want[i]);
+      double ulp = std::ldexp(1.0, std::max(-24, (int)std::floor(std::log2(std::max(std::fabs(ref), 6.1e-5))) - 10));
+      double tol = (c.groups + splits) * std::ldexp(1.0, -24) * c.float_bound[i] + ulp;
+      if (std::fabs(got - ref) > tol) bad_y++;
+    }
+  }
+  if (int_scale) {
+    std::vector<int32_t> acc((size_t)c.m * c.n);
+    dacc.download(acc.data(), acc.size() * 4);
+    for (size_t i = 0; i < acc.size(); i++) r.acc_mismatches += acc[i] != c.acc[i];
+  }
+  if (ws_bytes) {
+    std::vector<int32_t> w(ws_bytes / 4);
+    ws.download(w.data(), ws_bytes);
+    long long dirty = 0;
+    for (int32_t v : w) dirty += v != 0;
+    if (dirty) {
+      r.passed = false;
+      r.message += std::to_string(dirty) + " workspace words not restored to 0; ";
+    }
+  }
+  if (r.acc_mismatches) {
+    r.passed = false;
+    r.message += std::to_string(r.acc_mismatches) + " int32 accumulators differ; ";
+  }
+  if (bad_y) {
+    r.passed = false;
+    r.message += std::to_string(bad_y) + " fp16 outputs out of tolerance (max " + std::to_string(r.y_max_ulp) + " ulp); ";
+  }
+  return r;
+}
+
+std::vector<CaseResult> test_w4a8(const std::string& name, const SafetensorsFile& f) {
+  W4A8Case c = load_w4a8(f);
+  DeviceBuffer dx(c.x.size()), dxs(c.x_scale.size() * 4), dq(c.qweight.size()), dis(c.iscale.size() * 2),
+      dfs(c.fscale.size() * 4), dcs(c.channel_scale.size() * 4), db(std::max<size_t>(4, c.bias.size() * 4));
+  dx.upload(c.x.data(), c.x.size());
+  dxs.upload(c.x_scale.data(), c.x_scale.size() * 4);
+  dq.upload(c.qweight.data(), c.qweight.size());
+  dis.upload(c.iscale.data(), c.iscale.size() * 2);
+  dfs.upload(c.fscale.data(), c.fscale.size() * 4);
+  dcs.upload(c.channel_scale.data(), c.channel_scale.size() * 4);
+  if (!c.bias.empty()) db.upload(c.bias.data(), c.bias.size() * 4);
+  std::vector<CaseResult> out;
+  int kblocks = c.k / 128;
+  for (int cfg = 0; cfg < ody_w4a8_num_configs(); cfg++) {
+    // Large cases: only the configs the dispatch would use for them, to keep the run short.
+    if ((long long)c.m * c.n * c.k > (1LL << 30)) {
+      ody_w4a8_problem p{c.m, c.n, c.k, c.group, c.per_token, ODY_SCALE_INT, -1, 0};
+      int dc = 0, ds = 0;
+      ody_check(ody_w4a8_dispatch(&p, &dc, &ds), "dispatch");
+      if (cfg != dc) continue;
+    }
+    std::vector<int> splits = {1};
+    if (kblocks >= 2) splits.push_back(2);
+    if (kblocks >= 3) splits.push_back(std::min(kblocks, 7));
+    for (int s : splits)
+      for (int is_int = 1; is_int >= 0; is_int--)
+        out.push_back(run_w4a8(name, c, is_int, cfg, s, dx, dxs, dq, dis, dfs, dcs, db));
+  }
+  // The dispatch's own choice, as a user would call it.
+  for (int is_int = 1; is_int >= 0; is_int--)
+    out.push_back(run_w4a8(name, c, is_int, -1, 0, dx, dxs, dq, dis, dfs, dcs, db));
+  return out;
+}
+
+std::vector<CaseResult> test_act(const std::string& name, const SafetensorsFile& f) {
+  int m = meta_int(f, "m"), k = meta_int(f, "k");
+  auto x = f.typed<uint16_t>("x", DType::F16, {m, k});
+  auto ss = f.typed<float>("static_scale", DType::F32, {1});
+  auto qs = f.typed<int8_t>("q_static", DType::I8, {m, k});
+  auto qt = f.typed<int8_t>("q_token", DType::I8, {m, k});
+  auto ts = f.typed<float>("token_scale", DType::F32, {m});
+  DeviceBuffer dx((size_t)m * k * 2), dq((size_t)m * k), dsc((size_t)m * 4), dss(4);
+  dx.upload(x.data(), (size_t)m * k * 2);
+  dss.upload(ss.data(), 4);
+  std::vector<CaseResult> out;
+  for (int per_token = 1; per_token >= 0; per_token--) {
+    CaseResult r;
+    r.name = name;
+    r.kernel = per_token ? "act/per_token" : "act/per_tensor";
+    dq.fill(0x80);
+    dsc.fill(0xFF);
+    if (per_token)
+      ody_check(ody_quantize_act_per_token(dx.get(), m, k, dq.get<int8_t>(), dsc.get<float>(), nullptr), "quantize");
+    else
+      ody_check(ody_quantize_act_per_tensor(dx.get(), m, k, dss.get<float>(), dq.get<int8_t>(), nullptr), "quantize");
+    CK(cudaDeviceSynchronize());
+    std::vector<int8_t> q((size_t)m * k);
+    dq.download(q.data(), q.size());
+    const int8_t* want = per_token ? qt.data() : qs.data();
+    for (size_t i = 0; i < q.size(); i++) r.acc_mismatches += q[i] != want[i];
+    if (per_token) {
+      std::vector<float> s(m);
+      dsc.download(s.data(), (size_t)m * 4);
+      for (int i = 0; i < m; i++)
+        if (std::memcmp(&s[i], &ts[i], 4) != 0) r.acc_mismatches++;
+    }
+    if (r.acc_mismatches) {
+      r.passed = false;
+      r.message = std::to_string(r.acc_mismatches) + " codes or scales differ";
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
+// can_implement must refuse what the kernel cannot do, with a message, before any launch.
+std::vector<CaseResult> test_refusals() {
+  std::vector<CaseResult> out;
+  DeviceBuffer buf(1 << 20);
+  auto args = [&](size_t xoff) {
+    ody_w4a8_args a{};
+    a.x = buf.get<int8_t>() + xoff;
+    a.x_scale = buf.get<float>();
+    a.qweight = buf.get<uint8_t>();
+    a.group_scale = buf.get();
+    a.channel_scale = buf.get<float>();
+    a.y = buf.get();
+    return a;
+  };
+  struct Want {
+    const char* what;
+    ody_w4a8_problem p;
+    size_t xoff;
+    ody_status status;
+  } wants[] = {
+      {"K not a multiple of 128", {4, 64, 192, 64, 1, ODY_SCALE_INT, -1, 0}, 0, ODY_ERR_UNSUPPORTED},
+      {"group size 96", {4, 64, 384, 96, 1, ODY_SCALE_INT, -1, 0}, 0, ODY_ERR_UNSUPPORTED},
+      {"group size 256 (not per-channel)", {4, 64, 512, 256, 1, ODY_SCALE_INT, -1, 0}, 0, ODY_ERR_UNSUPPORTED},
+      {"misaligned x", {4, 64, 256, 128, 1, ODY_SCALE_INT, 0, 1}, 1, ODY_ERR_UNSUPPORTED},
+      {"M = 0", {0, 64, 256, 128, 1, ODY_SCALE_INT, -1, 0}, 0, ODY_ERR_INVALID},
+      {"split-K beyond K/128", {4, 64, 256, 128, 1, ODY_SCALE_INT, 0, 3}, 0, ODY_ERR_UNSUPPORTED},
+      {"no workspace for split-K", {4, 64, 1024, 128, 1, ODY_SCALE_INT, 0, 4}, 0, ODY_ERR_WORKSPACE},
+      {"unknown config", {4, 64, 256, 128, 1, ODY_SCALE_INT, 99, 0}, 0, ODY_ERR_INVALID},
+  };
+  for (auto& w : wants) {
+    CaseResult r;
+    r.name = std::string("refuse: ") + w.what;
+    r.kernel = "can_implement";
+    ody_w4a8_args a = args(w.xoff);
+    ody_status s = ody_w4a8_gemm(&w.p, &a, nullptr);
+    std::string msg = ody_last_error();
+    if (s != w.status || msg.empty()) {
+      r.passed = false;
+      r.message = "status " + std::to_string(s) + " (want " + std::to_string(w.status) + "), message \"" + msg + "\"";
+    } else {
+      r.message = msg;
+    }
+    out.push_back(r);
+  }
+  CK(cudaDeviceSynchronize());
+  return out;
+}
+
+}  // namespace
+
+int cmd_test_gemm(const Args& args) {
+  std::string dir = args.get("cases");
+  if (dir.empty()) throw std::runtime_error("test gemm needs --cases DIR (odyssey testdata gemm-cases --out DIR)");
+  Json manifest = parse_json(read_small_file(dir + "/manifest.json", 1 << 20));
+  const Json* cases = manifest.find("cases");
+  if (!cases || !cases->is_array()) throw std::runtime_error(dir + "/manifest.json: no \"cases\" array");
+  std::vector<CaseResult> results;
+  for (const Json& c : cases->elems()) {
+    const Json* name = c.find("name");
+    const Json* file = c.find("file");
+    const Json* kind = c.find("kind");
+    if (!name || !file || !kind || !name->is_string() || !file->is_string() || !kind->is_string())
+      throw std::runtime_error(dir + "/manifest.json: a case lacks name, file or kind");
+    const std::string& fn = file->as_string();
+    if (fn.find('/') != std::string::npos || fn.find("..") != std::string::npos)
+      throw std::runtime_error(dir + "/manifest.json: case file \"" + fn + "\" is not a plain file name");
+    SafetensorsFile f = SafetensorsFile::open(dir + "/" + fn);
+    std::vector<CaseResult> rs;
+    if (kind->as_string() == "w4a8")
+      rs = test_w4a8(name->as_string(), f);
+    else if (kind->as_string() == "act")
+      rs = test_act(name->as_string(), f);
+    else
+      throw std::runtime_error(fn + ": unknown case kind \"" + kind->as_string() + "\"");
+    int bad = 0;
+    for (auto& r : rs) bad += !r.passed;
+    std::fprintf(stderr, "%-48s %4zu runs  %s\n", name->as_string().c_str(), rs.size(), bad ? "FAIL" : "ok");
+    for (auto& r : rs)
+      if (!r.passed) std::fprintf(stderr, "    %s: %s\n", r.kernel.c_str(), r.message.c_str());
+    results.insert(results.end(), rs.begin(), rs.end());
+  }
+  for (auto& r : test_refusals()) {
+    std::fprintf(stderr, "%-48s %s %s\n", r.name.c_str(), r.passed ? "ok" : "FAIL", r.message.c_str());
+    results.push_back(r);
+  }
+  int passed = 0, failed = 0;
+  JsonWriter w;
+  w.begin_object();
+  w.field("ok", true);
+  w.key("cases").begin_array();
+  for (auto& r : results) {
+    (r.passed ? passed : failed)++;
+    w.begin_object();
+    w.field("name", r.name);
+    w.field("kernel", r.kernel);
+    w.field("passed", r.passed);
+    w.field("acc_mismatches", r.acc_mismatches);
+    w.field("y_max_ulp", r.y_max_ulp);
+    w.field("message", r.message);
+    w.end_object();
+  }
+  w.end_array();
+  w.field("passed", passed);
+  w.field("failed", failed);
+  w.end_object();
+  std::cout << w.str() << std::endl;
+  std::fprintf(stderr, "test gemm: %d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
+
+}  // namespace odyssey

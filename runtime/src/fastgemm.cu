@@ -1,0 +1,607 @@
+// fastgemm.cu: the W4A8 FastGEMM kernel with integer group scales (and its float-scale twin).
+//
+// What it computes (docs/w4a8-numerics.md, quant.W4A8GEMMRef is the scalar reference):
+//
+//   P'_g[m,c] = Σ_{k∈g} x[m,k] · 16·q[c,k]          int32, int8 tensor cores (mma.sync m16n8k32)
+//   acc[m,c]  = Σ_g ŝ[g,c] · P'_g[m,c]               int32, one IMAD per group per output
+//   y[m,c]    = half_rn(float(acc)·(xs[m]·f[c]) (+ bias[c]))   one float epilogue per output
+//
+// The float-scale variant (ODY_SCALE_FLOAT, quant.W4A8GEMMFloatScaleRef) instead converts every
+// group's partial sum: acc_f += float(P'_g)·(s[g,c]/16), y = acc_f·xs (+ bias): one I2F and one
+// float multiply-add per group per output. That per-group conversion is what Integer Scale
+// removes; both variants share everything else so that the benchmark isolates it.
+//
+// Layout (docs/fastgemm-layout.md, format version 1): every lane's 16-byte word of a packed
+// 128(k)×8(n) block holds its B fragments of four m16n8k32 steps; int4→int8 is a mask
+// ((w<<4)&0xF0F0F0F0 and w&0xF0F0F0F0 give 16·q in int8 lanes), never a sign extension.
+//
+// Structure: a block computes a BM×BN output tile over a range of K (split-K over gridDim.z).
+// Stages of A (BM×128 int8, rows padded to 144 bytes so ldmatrix is conflict-free), B (BN/8
+// packed blocks, 512 bytes each, copied unchanged) and the tile's group scales are brought in by
+// cp.async, STAGES deep. Warps own WM×WN sub-tiles; A fragments come from ldmatrix.x4, B from
+// one 16-byte shared load per 8 columns per 128 of K. Split-K partials are summed into an int32
+// workspace with atomics (integer addition is associative, so the result is bit-exact whatever
+// the order); the last block of a tile, found with a counter, runs the epilogue and zeroes the
+// workspace again, so there is one launch and no memset.
+//
+// Limits (ody_w4a8_can_implement): K % 128 == 0; group size 32, 64, 128 or K (per-channel);
+// x, qweight, group_scale 16-byte aligned; M, N ≥ 1; sm_80 or newer (mma.sync int8, cp.async).
+//
+// Test: odyssey testdata gemm-cases --out C && odyssey-rt test gemm --cases C (bit-exact acc
+// and y against the Go reference, every config and split). Benchmark: odyssey-rt bench gemm.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "fastgemm.hpp"
+#include "status.hpp"
+
+namespace odyssey {
+namespace {
+
+constexpr int kBK = 128;          // K per stage: one packed block, one group of 128
+constexpr int kAStride = kBK + 16;  // padded A row in shared memory (bytes)
+
+__device__ __forceinline__ uint32_t smem_u32(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte async copy; src_bytes 0 zero-fills the destination (rows past M, columns past Np).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_u32(p)));
+}
+
+__device__ __forceinline__ void mma_s8(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                       uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+struct Params {
+  const int8_t* x;
+  const float* x_scale;
+  const uint8_t* qweight;
+  const void* group_scale;
+  const float* channel_scale;
+  const float* bias;
+  __half* y;
+  int32_t* acc_out;
+  int32_t* ws;        // [M, Np] split-K partials (int32 or float bits)
+  int32_t* counters;  // [tiles]
+  int m, n, np, k;
+  int group_size;     // in K; == k for per-channel
+  int act_per_token;
+  int splits;
+};
+
+// Epilogue of one output: integer path, every operation rounded as the Go reference does.
+__device__ __forceinline__ __half epilogue_int(int32_t acc, float xs, float f, const float* bias,
+                                               int c) {
+  float y = __fmul_rn(__int2float_rn(acc), __fmul_rn(xs, f));
+  if (bias) y = __fadd_rn(y, bias[c]);
+  return __float2half_rn(y);
+}
+__device__ __forceinline__ __half epilogue_float(float acc, float xs, const float* bias, int c) {
+  float y = __fmul_rn(acc, xs);
+  if (bias) y = __fadd_rn(y, bias[c]);
+  return __float2half_rn(y);
+}
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool INT_SCALE>
+struct Kernel {
+  static constexpr int kThreads = WARPS_M * WARPS_N * 32;
+  static constexpr int WM = BM / WARPS_M;
+  static constexpr int WN = BN / WARPS_N;
+  static constexpr int MT = WM / 16;
+  static constexpr int NT = WN / 8;
+  static_assert(WM % 16 == 0 && WN % 8 == 0, "warp tile must be whole mma tiles");
+  using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
+  static constexpr int kABytes = BM * kAStride;
+  static constexpr int kBBytes = (BN / 8) * 512;
+  static constexpr int kSBytes = 4 * BN * sizeof(Scale);  // up to 4 groups (of 32) per stage
+  static constexpr int kStageBytes = kABytes + kBBytes + kSBytes;
+  static constexpr int kSmemBytes = STAGES * kStageBytes;
+};
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool INT_SCALE>
+__global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
+    w4a8_kernel(const Params p) {
+  using K_ = Kernel<BM, BN, WARPS_M, WARPS_N, STAGES, INT_SCALE>;
+  using Scale = typename K_::Scale;
+  constexpr int MT = K_::MT, NT = K_::NT, WM = K_::WM, WN = K_::WN;
+  extern __shared__ __align__(16) uint8_t smem[];
+
+  const int tid = threadIdx.x;
+  const int lane = tid & 31, warp = tid >> 5;
+  const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
+  const int gid = lane >> 2, tig = lane & 3;
+  const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
+
+  const int kblocks = p.k / kBK;
+  const int kb_begin = (int)((long long)kblocks * blockIdx.z / p.splits);
+  const int kb_end = (int)((long long)kblocks * (blockIdx.z + 1) / p.splits);
+  const int nkb = kb_end - kb_begin;
+
+  const bool per_channel = p.group_size >= p.k;
+  // Groups per 128-deep stage (1, 2 or 4), and 32-deep steps per group.
+  const int gpk = per_channel ? 0 : kBK / p.group_size;
+  const int steps_per_group = per_channel ? 4 : p.group_size / 32;
+  const size_t kblocks_sz = (size_t)kblocks;
+
+  auto load_stage = [&](int stage, int kb) {
+    uint8_t* sa = smem + stage * K_::kStageBytes;
+    uint8_t* sb = sa + K_::kABytes;
+    uint8_t* ss = sb + K_::kBBytes;
+    // A: BM rows × 128 bytes = BM*8 chunks of 16 bytes.
+    for (int i = tid; i < BM * 8; i += K_::kThreads) {
+      int r = i >> 3, c = i & 7;
+      int gm = m0 + r;
+      bool ok = gm < p.m;
+      const int8_t* src = ok ? p.x + (size_t)gm * p.k + (size_t)kb * kBK + c * 16 : p.x;
+      cp_async16(sa + r * kAStride + c * 16, src, ok);
+    }
+    // B: BN/8 packed blocks of 512 bytes = 32 chunks each.
+    for (int i = tid; i < (BN / 8) * 32; i += K_::kThreads) {
+      int b = i >> 5, c = i & 31;
+      int nb = (n0 >> 3) + b;
+      bool ok = nb * 8 < p.np;
+      const uint8_t* src =
+          ok ? p.qweight + ((size_t)nb * kblocks_sz + kb) * 512 + c * 16 : p.qweight;
+      cp_async16(sb + b * 512 + c * 16, src, ok);
+    }
+    // Group scales of this stage: gpk rows of BN scales.
+    if (gpk > 0) {
+      constexpr int per_chunk = 16 / sizeof(Scale);
+      const Scale* gs = static_cast<const Scale*>(p.group_scale);
+      for (int i = tid; i < gpk * (BN / per_chunk); i += K_::kThreads) {
+        int g = i / (BN / per_chunk), c = i % (BN / per_chunk);
+        int col = n0 + c * per_chunk;
+        bool ok = col < p.np;
+        size_t grow = (size_t)kb * gpk + g;
+        const Scale* src = ok ? gs + grow * p.np + col : gs;
+        cp_async16(ss + (g * BN + c * per_chunk) * sizeof(Scale), src, ok);
+      }
+    }
+  };
+
+  // Accumulators: total (int32, or float for the float variant) and the current group's
+  // partial sums from the tensor cores.
+  using Acc = typename std::conditional<INT_SCALE, int32_t, float>::type;
+  Acc total[MT][NT][4];
+  int32_t part[MT][NT][4];
+#pragma unroll
+  for (int i = 0; i < MT; i++)
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        total[i][j][e] = 0;
+        part[i][j][e] = 0;
+      }
+
+#pragma unroll
+  for (int s = 0; s < STAGES - 1; s++) {
+    if (s < nkb) load_stage(s, kb_begin + s);
+    cp_async_commit();
+  }
+
+  for (int it = 0; it < nkb; it++) {
+    cp_async_wait<STAGES - 2>();
+    __syncthreads();
+    {
+      int nxt = it + STAGES - 1;
+      if (nxt < nkb) load_stage(nxt % STAGES, kb_begin + nxt);
+      cp_async_commit();
+    }
+    const int stage = it % STAGES;
+    const uint8_t* sa = smem + stage * K_::kStageBytes;
+    const uint8_t* sb = sa + K_::kABytes;
+    const Scale* ss = reinterpret_cast<const Scale*>(sb + K_::kBBytes);
+
+    // B: one 16-byte word per lane per 8 columns covers the whole 128 of K.
+    uint4 bw[NT];
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+      bw[j] = *reinterpret_cast<const uint4*>(sb + (warp_n * NT + j) * 512 + lane * 16);
+
+#pragma unroll
+    for (int step = 0; step < 4; step++) {
+      uint32_t af[MT][4];
+#pragma unroll
+      for (int i = 0; i < MT; i++) {
+        const uint8_t* ap =
+            sa + (warp_m * WM + i * 16 + (lane & 15)) * kAStride + step * 32 + (lane >> 4) * 16;
+        ldmatrix_x4(af[i], ap);
+      }
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        uint32_t w = step == 0 ? bw[j].x : step == 1 ? bw[j].y : step == 2 ? bw[j].z : bw[j].w;
+        uint32_t b0 = (w << 4) & 0xF0F0F0F0u;  // low nibbles: k = 4·tig + j
+        uint32_t b1 = w & 0xF0F0F0F0u;         // high nibbles: k = 16 + 4·tig + j
+#pragma unroll
+        for (int i = 0; i < MT; i++) mma_s8(part[i][j], af[i], b0, b1);
+      }
+      // End of a group: fold its partial sums into the total with the group's scale.
+      if (gpk > 0 && (step + 1) % steps_per_group == 0) {
+        const int g = step / steps_per_group;
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+          const int col = warp_n * WN + j * 8 + tig * 2;
+          if constexpr (INT_SCALE) {
+            // Two adjacent int16 scales in one 32-bit load.
+            uint32_t s2 = *reinterpret_cast<const uint32_t*>(ss + g * BN + col);
+            int32_t s_lo = (int32_t)(int16_t)(s2 & 0xFFFF), s_hi = (int32_t)(int16_t)(s2 >> 16);
+#pragma unroll
+            for (int i = 0; i < MT; i++) {
+              total[i][j][0] += s_lo * part[i][j][0];
+              total[i][j][1] += s_hi * part[i][j][1];
+              total[i][j][2] += s_lo * part[i][j][2];
+              total[i][j][3] += s_hi * part[i][j][3];
+            }
+          } else {
+            float2 s2 = *reinterpret_cast<const float2*>(ss + g * BN + col);
+            // float(16p)·(s/16) == float(p)·s exactly: scaling by 2^-4 commutes with rounding.
+            float s_lo = s2.x * 0.0625f, s_hi = s2.y * 0.0625f;
+#pragma unroll
+            for (int i = 0; i < MT; i++) {
+              total[i][j][0] = __fadd_rn(total[i][j][0], __fmul_rn(__int2float_rn(part[i][j][0]), s_lo));
+              total[i][j][1] = __fadd_rn(total[i][j][1], __fmul_rn(__int2float_rn(part[i][j][1]), s_hi));
+              total[i][j][2] = __fadd_rn(total[i][j][2], __fmul_rn(__int2float_rn(part[i][j][2]), s_lo));
+              total[i][j][3] = __fadd_rn(total[i][j][3], __fmul_rn(__int2float_rn(part[i][j][3]), s_hi));
+            }
+          }
+#pragma unroll
+          for (int i = 0; i < MT; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) part[i][j][e] = 0;
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+  // Per-channel: one group spans K; its (split's) partial sum takes the single scale now.
+  // Σ_split ŝ·P_split == ŝ·Σ_split P_split in wrapping int32 arithmetic, and the true result
+  // fits (the bound), so split-K stays exact.
+  if (per_channel) {
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+      const int col = n0 + warp_n * WN + j * 8 + tig * 2;
+      Acc s_lo = 0, s_hi = 0;
+      if (col < p.np) {
+        if constexpr (INT_SCALE) {
+          const int16_t* gs = static_cast<const int16_t*>(p.group_scale);
+          s_lo = gs[col];
+          s_hi = gs[col + 1];
+        } else {
+          const float* gs = static_cast<const float*>(p.group_scale);
+          s_lo = gs[col] * 0.0625f;
+          s_hi = gs[col + 1] * 0.0625f;
+        }
+      }
+#pragma unroll
+      for (int i = 0; i < MT; i++) {
+        if constexpr (INT_SCALE) {
+          total[i][j][0] = s_lo * part[i][j][0];
+          total[i][j][1] = s_hi * part[i][j][1];
+          total[i][j][2] = s_lo * part[i][j][2];
+          total[i][j][3] = s_hi * part[i][j][3];
+        } else {
+          total[i][j][0] = __fmul_rn(__int2float_rn(part[i][j][0]), s_lo);
+          total[i][j][1] = __fmul_rn(__int2float_rn(part[i][j][1]), s_hi);
+          total[i][j][2] = __fmul_rn(__int2float_rn(part[i][j][2]), s_lo);
+          total[i][j][3] = __fmul_rn(__int2float_rn(part[i][j][3]), s_hi);
+        }
+      }
+    }
+  }
+
+  // Split-K: add into the workspace; the last block of the tile finishes.
+  if (p.splits > 1) {
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+      for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          int r = m0 + warp_m * WM + i * 16 + gid + (e >> 1) * 8;
+          int c = n0 + warp_n * WN + j * 8 + tig * 2 + (e & 1);
+          if (r < p.m && c < p.np) {
+            int32_t* w = p.ws + (size_t)r * p.np + c;
+            if constexpr (INT_SCALE)
+              atomicAdd(w, total[i][j][e]);
+            else
+              atomicAdd(reinterpret_cast<float*>(w), total[i][j][e]);
+          }
+        }
+    __threadfence();
+    __syncthreads();
+    __shared__ int last;
+    if (tid == 0) {
+      int tile = blockIdx.y * gridDim.x + blockIdx.x;
+      int ticket = atomicAdd(p.counters + tile, 1);
+      last = ticket == p.splits - 1;
+      if (last) p.counters[tile] = 0;  // ready for the next launch
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+#pragma unroll
+    for (int i = 0; i < MT; i++)
+#pragma unroll
+      for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          int r = m0 + warp_m * WM + i * 16 + gid + (e >> 1) * 8;
+          int c = n0 + warp_n * WN + j * 8 + tig * 2 + (e & 1);
+          if (r < p.m && c < p.np) {
+            int32_t* w = p.ws + (size_t)r * p.np + c;
+            int32_t v = __ldcg(w);
+            __stcg(w, 0);
+            if constexpr (INT_SCALE)
+              total[i][j][e] = v;
+            else
+              total[i][j][e] = __int_as_float(v);
+          }
+        }
+  }
+
+  // Epilogue: fp16 output (and the int32 accumulators when asked, for tests).
+#pragma unroll
+  for (int i = 0; i < MT; i++) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int r = m0 + warp_m * WM + i * 16 + gid + h * 8;
+      if (r >= p.m) continue;
+      const float xs = p.act_per_token ? p.x_scale[r] : p.x_scale[0];
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        const int c = n0 + warp_n * WN + j * 8 + tig * 2;
+        if (c >= p.n) continue;
+        const bool two = c + 1 < p.n;
+        __half y0, y1;
+        if constexpr (INT_SCALE) {
+          y0 = epilogue_int(total[i][j][h * 2], xs, p.channel_scale[c], p.bias, c);
+          y1 = two ? epilogue_int(total[i][j][h * 2 + 1], xs, p.channel_scale[c + 1], p.bias, c + 1)
+                   : y0;
+          if (p.acc_out) {
+            p.acc_out[(size_t)r * p.n + c] = total[i][j][h * 2];
+            if (two) p.acc_out[(size_t)r * p.n + c + 1] = total[i][j][h * 2 + 1];
+          }
+        } else {
+          y0 = epilogue_float(total[i][j][h * 2], xs, p.bias, c);
+          y1 = two ? epilogue_float(total[i][j][h * 2 + 1], xs, p.bias, c + 1) : y0;
+        }
+        __half* out = p.y + (size_t)r * p.n + c;
+        if (two && (((size_t)r * p.n + c) & 1) == 0) {
+          *reinterpret_cast<__half2*>(out) = __halves2half2(y0, y1);
+        } else {
+          out[0] = y0;
+          if (two) out[1] = y1;
+        }
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------- configurations
+
+struct Config {
+  const char* name;
+  int bm, bn, threads;
+  int smem_int, smem_float;
+  // Launchers for the integer and the float variant.
+  void (*launch_int)(const Params&, dim3, cudaStream_t);
+  void (*launch_float)(const Params&, dim3, cudaStream_t);
+  const void* fn_int;
+  const void* fn_float;
+};
+
+template <int BM, int BN, int WM_, int WN_, int ST, bool INT>
+void launch(const Params& p, dim3 grid, cudaStream_t s) {
+  using K_ = Kernel<BM, BN, WM_, WN_, ST, INT>;
+  w4a8_kernel<BM, BN, WM_, WN_, ST, INT><<<grid, K_::kThreads, K_::kSmemBytes, s>>>(p);
+}
+
+#define ODY_CONFIG(NAME, BM, BN, WM_, WN_, ST)                                            \
+  Config {                                                                                \
+    NAME, BM, BN, WM_ * WN_ * 32, Kernel<BM, BN, WM_, WN_, ST, true>::kSmemBytes,         \
+        Kernel<BM, BN, WM_, WN_, ST, false>::kSmemBytes,                                  \
+        launch<BM, BN, WM_, WN_, ST, true>, launch<BM, BN, WM_, WN_, ST, false>,          \
+        (const void*)w4a8_kernel<BM, BN, WM_, WN_, ST, true>,                             \
+        (const void*)w4a8_kernel<BM, BN, WM_, WN_, ST, false>                             \
+  }
+
+const Config kConfigs[] = {
+    ODY_CONFIG("m16n64_w1x4_s4", 16, 64, 1, 4, 4),      // decode
+    ODY_CONFIG("m16n128_w1x4_s4", 16, 128, 1, 4, 4),    // decode, wider
+    ODY_CONFIG("m16n64_w1x2_s6", 16, 64, 1, 2, 6),      // decode, deeper pipeline
+    ODY_CONFIG("m32n64_w1x4_s4", 32, 64, 1, 4, 4),      // small batch
+    ODY_CONFIG("m64n64_w2x2_s4", 64, 64, 2, 2, 4),      // medium
+    ODY_CONFIG("m64n128_w2x4_s4", 64, 128, 2, 4, 4),    // medium/prefill
+    ODY_CONFIG("m128n128_w2x4_s3", 128, 128, 2, 4, 3),  // prefill
+    ODY_CONFIG("m128n64_w4x2_s4", 128, 64, 4, 2, 4),    // prefill, narrow N
+};
+constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+}  // namespace
+
+ody_status check_problem(const ody_w4a8_problem* p) {
+  if (!p) return fail(ODY_ERR_INVALID, "w4a8: null problem");
+  if (p->m < 1 || p->n < 1 || p->k < 1)
+    return fail(ODY_ERR_INVALID, "w4a8: M, N and K must be positive (got " + std::to_string(p->m) +
+                                     "x" + std::to_string(p->n) + "x" + std::to_string(p->k) + ")");
+  if (p->k % kBK != 0)
+    return fail(ODY_ERR_UNSUPPORTED, "w4a8: K=" + std::to_string(p->k) +
+                                         " is not a multiple of 128 (pad the weight: "
+                                         "docs/fastgemm-layout.md)");
+  if (!(p->group_size == 32 || p->group_size == 64 || p->group_size == 128 ||
+        p->group_size == p->k))
+    return fail(ODY_ERR_UNSUPPORTED, "w4a8: group size " + std::to_string(p->group_size) +
+                                         " is not supported (32, 64, 128 or K for per-channel)");
+  if (p->scale_kind != ODY_SCALE_INT && p->scale_kind != ODY_SCALE_FLOAT)
+    return fail(ODY_ERR_INVALID, "w4a8: unknown scale kind " + std::to_string(p->scale_kind));
+  if (p->config < -1 || p->config >= kNumConfigs)
+    return fail(ODY_ERR_INVALID, "w4a8: no config " + std::to_string(p->config));
+  if (p->splits < 0 || p->splits > p->k / kBK)
+    return fail(ODY_ERR_UNSUPPORTED, "w4a8: split-K " + std::to_string(p->splits) +
+                                         " exceeds the " + std::to_string(p->k / kBK) +
+                                         " blocks of 128 in K");
+  // The int32 accumulators of one output are bounded by the integer-scale proof; M·Np must
+  // also index the workspace.
+  if ((long long)p->m * ((p->n + 7) / 8 * 8) > (1LL << 31) - 1)
+    return fail(ODY_ERR_UNSUPPORTED, "w4a8: M·N too large for one launch");
+  return ODY_OK;
+}
+
+namespace {
+int device_sms() {
+  static int sms = 0;
+  if (!sms) {
+    int dev = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    if (sms <= 0) sms = 132;
+  }
+  return sms;
+}
+
+}  // namespace
+
+// Dispatch: the config is chosen by M from the table measured on the H200
+// (runtime/bench/results/, runtime/NOTES.md); split-K is chosen so the grid fills the chip about
+// `waves` times with whole blocks of K per split (at least 4 blocks of 128 per split so that the
+// pipeline fills).
+ody_status dispatch(const ody_w4a8_problem* p, int* config, int* splits) {
+  int cfg = p->config;
+  if (cfg < 0) cfg = dispatch_config(p->m, p->n, p->k);
+  const Config& c = kConfigs[cfg];
+  int s = p->splits;
+  if (s == 0) {
+    long long tiles = (long long)((p->n + 7) / 8 * 8 + c.bn - 1) / c.bn * ((p->m + c.bm - 1) / c.bm);
+    int kblocks = p->k / kBK;
+    int target = 4 * device_sms();  // blocks wanted in flight
+    s = (int)std::max<long long>(1, (target + tiles - 1) / tiles);
+    s = std::min(s, std::max(1, kblocks / 4));
+    s = std::min(s, 16);
+  }
+  *config = cfg;
+  *splits = s;
+  return ODY_OK;
+}
+
+int num_configs() { return kNumConfigs; }
+const char* config_name(int i) { return (i >= 0 && i < kNumConfigs) ? kConfigs[i].name : "?"; }
+
+size_t workspace_size(const ody_w4a8_problem* p) {
+  int cfg = 0, s = 1;
+  if (check_problem(p) != ODY_OK) return 0;
+  dispatch(p, &cfg, &s);
+  if (s <= 1) return 0;
+  const Config& c = kConfigs[cfg];
+  size_t np = (size_t)(p->n + 7) / 8 * 8;
+  size_t tiles = (np + c.bn - 1) / c.bn * ((p->m + c.bm - 1) / c.bm);
+  return ((size_t)p->m * np + tiles) * sizeof(int32_t);
+}
+
+ody_status can_implement(const ody_w4a8_problem* p, const ody_w4a8_args* a) {
+  if (ody_status s = check_problem(p)) return s;
+  if (!a) return ODY_OK;
+  if (!a->x || !a->x_scale || !a->qweight || !a->group_scale || !a->y)
+    return fail(ODY_ERR_INVALID, "w4a8: x, x_scale, qweight, group_scale and y must be set");
+  if (p->scale_kind == ODY_SCALE_INT && !a->channel_scale)
+    return fail(ODY_ERR_INVALID, "w4a8: integer scales need channel_scale");
+  if (!aligned16(a->x) || !aligned16(a->qweight) || !aligned16(a->group_scale))
+    return fail(ODY_ERR_UNSUPPORTED, "w4a8: x, qweight and group_scale must be 16-byte aligned");
+  if ((reinterpret_cast<uintptr_t>(a->y) & 1) != 0)
+    return fail(ODY_ERR_UNSUPPORTED, "w4a8: y must be 2-byte aligned");
+  size_t need = workspace_size(p);
+  if (need > 0 && (!a->workspace || a->workspace_bytes < need))
+    return fail(ODY_ERR_WORKSPACE, "w4a8: split-K needs " + std::to_string(need) +
+                                       " bytes of zeroed workspace, got " +
+                                       std::to_string(a->workspace_bytes));
+  if (a->workspace && !aligned16(a->workspace))
+    return fail(ODY_ERR_UNSUPPORTED, "w4a8: workspace must be 16-byte aligned");
+  return ODY_OK;
+}
+
+ody_status gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, cudaStream_t stream) {
+  if (ody_status s = can_implement(p, a)) return s;
+  int cfg = 0, splits = 1;
+  dispatch(p, &cfg, &splits);
+  const Config& c = kConfigs[cfg];
+  const bool int_scale = p->scale_kind == ODY_SCALE_INT;
+  Params k{};
+  k.x = a->x;
+  k.x_scale = a->x_scale;
+  k.qweight = a->qweight;
+  k.group_scale = a->group_scale;
+  k.channel_scale = a->channel_scale;
+  k.bias = a->bias;
+  k.y = static_cast<__half*>(a->y);
+  k.acc_out = int_scale ? a->acc_out : nullptr;
+  k.m = p->m;
+  k.n = p->n;
+  k.np = (p->n + 7) / 8 * 8;
+  k.k = p->k;
+  k.group_size = p->group_size;
+  k.act_per_token = p->act_per_token;
+  k.splits = splits;
+  if (splits > 1) {
+    k.ws = static_cast<int32_t*>(a->workspace);
+    k.counters = k.ws + (size_t)p->m * k.np;
+  }
+  dim3 grid((k.np + c.bn - 1) / c.bn, (p->m + c.bm - 1) / c.bm, splits);
+  if (grid.y > 65535) return fail(ODY_ERR_UNSUPPORTED, "w4a8: M too large for one launch");
+  const void* fn = int_scale ? c.fn_int : c.fn_float;
+  int smem = int_scale ? c.smem_int : c.smem_float;
+  static bool attr_set[2][kNumConfigs] = {};
+  if (!attr_set[int_scale][cfg]) {
+    ODY_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    attr_set[int_scale][cfg] = true;
+  }
+  (int_scale ? c.launch_int : c.launch_float)(k, grid, stream);
+  ODY_CUDA(cudaGetLastError());
+  return ODY_OK;
+}
+
+}  // namespace odyssey
+
+extern "C" {
+ody_status ody_w4a8_can_implement(const ody_w4a8_problem* p, const ody_w4a8_args* a) {
+  odyssey::clear_error();
+  return odyssey::can_implement(p, a);
+}
+size_t ody_w4a8_workspace_size(const ody_w4a8_problem* p) { return odyssey::workspace_size(p); }
+ody_status ody_w4a8_gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, void* stream) {
+  odyssey::clear_error();
+  return odyssey::gemm(p, a, static_cast<cudaStream_t>(stream));
+}
+int ody_w4a8_num_configs(void) { return odyssey::num_configs(); }
+const char* ody_w4a8_config_name(int c) { return odyssey::config_name(c); }
+ody_status ody_w4a8_dispatch(const ody_w4a8_problem* p, int* config, int* splits) {
+  odyssey::clear_error();
+  if (ody_status s = odyssey::check_problem(p)) return s;
+  return odyssey::dispatch(p, config, splits);
+}
+}

@@ -48,7 +48,7 @@ typedef struct {
   int act_per_token;   /* 1: x_scale has m entries; 0: one (static per-tensor) */
   int scale_kind;      /* ody_scale_kind */
   int config;          /* -1: the dispatch table picks; else an index < ody_w4a8_num_configs() */
-  int splits;          /* split-K factor; 0: the dispatch table picks */
+  int splits;          /* 0: stream-K over one wave of blocks (the default); s >= 1: split-K by s */
 } ody_w4a8_problem;
 
 typedef struct {
@@ -73,8 +73,8 @@ ody_status ody_w4a8_gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, void
 /* Kernel configurations (tile shapes), for benchmarks and tests that sweep them. */
 int ody_w4a8_num_configs(void);
 const char* ody_w4a8_config_name(int config);
-/* The (config, splits) the dispatch table picks for a problem on the current device. */
-ody_status ody_w4a8_dispatch(const ody_w4a8_problem* p, int* config, int* splits);
+/* The config and the grid size (blocks) the dispatch picks for a problem on the current device. */
+ody_status ody_w4a8_dispatch(const ody_w4a8_problem* p, int* config, int* blocks);
 
 /* ---------------------------------------------------------------- activation quantization
  * fp16 x[m,k] -> int8 codes: clamp(roundEven(x / s), -127, 127), IEEE division, NaN -> 0.

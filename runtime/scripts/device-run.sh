@@ -31,7 +31,7 @@ for s in "${steps[@]}"; do
     rm -rf $CASES
     "$ODY_BIN" testdata gemm-cases --out $CASES > "$OUT/cases.log" 2>&1 || { cat "$OUT/cases.log"; exit 1; }
     $B/odyssey-rt test gemm --cases $CASES > "$OUT/test-gemm.json" 2> "$OUT/test-gemm.log"
-    echo "test gemm rc=$?"; grep -E "FAIL|passed" "$OUT/test-gemm.log" | head -40
+    echo "test gemm rc=$?"; grep -A4 -E "FAIL" "$OUT/test-gemm.log" | head -40; grep "passed" "$OUT/test-gemm.log"
     (cd $B && ODYSSEY_GEMM_CASES=$CASES ctest --output-on-failure > "$OUT/ctest.log" 2>&1; echo "ctest rc=$?"; tail -5 "$OUT/ctest.log")
     ;;
   sanitize)
@@ -64,7 +64,21 @@ PY
       --out "$OUT/sweep-gemm.json" > /dev/null 2> "$OUT/sweep-gemm.log"
     echo "sweep rc=$?"; grep -E "_best" "$OUT/sweep-gemm.log" | head -40
     ;;
+  profile)
+    stamp profile
+    # Nsight Compute on one FastGEMM launch per M (clocks left alone: --clock-control none).
+    for m in ${PROFILE_M:-1 4096}; do
+      ncu --clock-control none -k regex:w4a8_kernel --launch-skip 12 --launch-count 1 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+        --section MemoryWorkloadAnalysis --section SchedulerStats --section ComputeWorkloadAnalysis \
+        $B/odyssey-rt bench gemm --shapes ${PROFILE_SHAPE:-8192x28672} --m $m --iters 5 > "$OUT/ncu-m$m.txt" 2>&1
+      echo "ncu M=$m rc=$?"; grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Block Limit|Stall|Warp Cycles Per Issued" "$OUT/ncu-m$m.txt" | head -20
+    done
+    ;;
   *) echo "unknown step $s"; exit 2 ;;
   esac
 done
 stamp done
+# At most 8 files come back: logs go into one archive.
+tar -czf "$OUT/logs.tar.gz" -C "$OUT" $(cd "$OUT" && ls | grep -vE '^(logs.tar.gz|bench-gemm.json|bench-gemm.md|sweep-gemm.json|test-gemm.json|ncu-m1.txt|ncu-m4096.txt)$') 2>/dev/null &&
+  (cd "$OUT" && ls | grep -vE '^(logs.tar.gz|bench-gemm.json|bench-gemm.md|sweep-gemm.json|test-gemm.json|ncu-m1.txt|ncu-m4096.txt)$' | xargs rm -f)

@@ -85,11 +85,11 @@ struct Params {
   __half* y;
   int32_t* acc_out;
   int32_t* ws;        // [M, Np] split-K partials (int32 or float bits)
-  int32_t* counters;  // [tiles]
+  int32_t* counters;  // [tiles]: K blocks contributed so far
   int m, n, np, k;
+  int tiles_m, tiles_n;
   int group_size;     // in K; == k for per-channel
   int act_per_token;
-  int splits;
 };
 
 // Epilogue of one output: integer path, every operation rounded as the Go reference does.
@@ -121,24 +121,35 @@ struct Kernel {
   static constexpr int kSmemBytes = STAGES * kStageBytes;
 };
 
+// Zero-initialised mma: the first step of a group starts from 0 instead of clearing registers.
+__device__ __forceinline__ void mma_s8_zero(int32_t (&c)[4], const uint32_t (&a)[4], uint32_t b0,
+                                            uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%10,%10,%10,%10};\n"
+      : "=r"(c[0]), "=r"(c[1]), "=r"(c[2]), "=r"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1), "r"(0));
+}
+
+// One block computes, for tile (tm, tn), the K range [kb0, kb1) of 128-blocks, and finishes the
+// tile: directly when it owns all of K, else through the workspace, where the block whose
+// contribution completes the tile's count of K blocks runs the epilogue.
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool INT_SCALE>
-__global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
-    w4a8_kernel(const Params p) {
+__device__ __forceinline__ void w4a8_segment(const Params& p, uint8_t* smem, int tm, int tn, int kb0,
+                                             int kb1) {
   using K_ = Kernel<BM, BN, WARPS_M, WARPS_N, STAGES, INT_SCALE>;
   using Scale = typename K_::Scale;
   constexpr int MT = K_::MT, NT = K_::NT, WM = K_::WM, WN = K_::WN;
-  extern __shared__ __align__(16) uint8_t smem[];
 
   const int tid = threadIdx.x;
   const int lane = tid & 31, warp = tid >> 5;
   const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
   const int gid = lane >> 2, tig = lane & 3;
-  const int n0 = blockIdx.x * BN, m0 = blockIdx.y * BM;
+  const int n0 = tn * BN, m0 = tm * BM;
 
   const int kblocks = p.k / kBK;
-  const int kb_begin = (int)((long long)kblocks * blockIdx.z / p.splits);
-  const int kb_end = (int)((long long)kblocks * (blockIdx.z + 1) / p.splits);
-  const int nkb = kb_end - kb_begin;
+  const int nkb = kb1 - kb0;
+  const bool whole = nkb == kblocks;
 
   const bool per_channel = p.group_size >= p.k;
   // Groups per 128-deep stage (1, 2 or 4), and 32-deep steps per group.
@@ -151,21 +162,28 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     uint8_t* sb = sa + K_::kABytes;
     uint8_t* ss = sb + K_::kBBytes;
     // A: BM rows × 128 bytes = BM*8 chunks of 16 bytes.
-    for (int i = tid; i < BM * 8; i += K_::kThreads) {
-      int r = i >> 3, c = i & 7;
-      int gm = m0 + r;
-      bool ok = gm < p.m;
-      const int8_t* src = ok ? p.x + (size_t)gm * p.k + (size_t)kb * kBK + c * 16 : p.x;
-      cp_async16(sa + r * kAStride + c * 16, src, ok);
+#pragma unroll
+    for (int i0 = 0; i0 < BM * 8; i0 += K_::kThreads) {
+      int i = i0 + tid;
+      if (BM * 8 % K_::kThreads == 0 || i < BM * 8) {
+        int r = i >> 3, c = i & 7;
+        int gm = m0 + r;
+        bool ok = gm < p.m;
+        const int8_t* src = ok ? p.x + (size_t)gm * p.k + (size_t)kb * kBK + c * 16 : p.x;
+        cp_async16(sa + r * kAStride + c * 16, src, ok);
+      }
     }
     // B: BN/8 packed blocks of 512 bytes = 32 chunks each.
-    for (int i = tid; i < (BN / 8) * 32; i += K_::kThreads) {
-      int b = i >> 5, c = i & 31;
-      int nb = (n0 >> 3) + b;
-      bool ok = nb * 8 < p.np;
-      const uint8_t* src =
-          ok ? p.qweight + ((size_t)nb * kblocks_sz + kb) * 512 + c * 16 : p.qweight;
-      cp_async16(sb + b * 512 + c * 16, src, ok);
+#pragma unroll
+    for (int i0 = 0; i0 < (BN / 8) * 32; i0 += K_::kThreads) {
+      int i = i0 + tid;
+      if ((BN / 8) * 32 % K_::kThreads == 0 || i < (BN / 8) * 32) {
+        int b = i >> 5, c = i & 31;
+        int nb = (n0 >> 3) + b;
+        bool ok = nb * 8 < p.np;
+        const uint8_t* src = ok ? p.qweight + ((size_t)nb * kblocks_sz + kb) * 512 + c * 16 : p.qweight;
+        cp_async16(sb + b * 512 + c * 16, src, ok);
+      }
     }
     // Group scales of this stage: gpk rows of BN scales.
     if (gpk > 0) {
@@ -199,7 +217,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 
 #pragma unroll
   for (int s = 0; s < STAGES - 1; s++) {
-    if (s < nkb) load_stage(s, kb_begin + s);
+    if (s < nkb) load_stage(s, kb0 + s);
     cp_async_commit();
   }
 
@@ -208,7 +226,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     __syncthreads();
     {
       int nxt = it + STAGES - 1;
-      if (nxt < nkb) load_stage(nxt % STAGES, kb_begin + nxt);
+      if (nxt < nkb) load_stage(nxt % STAGES, kb0 + nxt);
       cp_async_commit();
     }
     const int stage = it % STAGES;
@@ -231,13 +249,20 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
             sa + (warp_m * WM + i * 16 + (lane & 15)) * kAStride + step * 32 + (lane >> 4) * 16;
         ldmatrix_x4(af[i], ap);
       }
+      // The first step of a group (never for per-channel, which runs one chain over K).
+      const bool fresh = gpk > 0 && step % steps_per_group == 0;
 #pragma unroll
       for (int j = 0; j < NT; j++) {
         uint32_t w = step == 0 ? bw[j].x : step == 1 ? bw[j].y : step == 2 ? bw[j].z : bw[j].w;
         uint32_t b0 = (w << 4) & 0xF0F0F0F0u;  // low nibbles: k = 4·tig + j
         uint32_t b1 = w & 0xF0F0F0F0u;         // high nibbles: k = 16 + 4·tig + j
 #pragma unroll
-        for (int i = 0; i < MT; i++) mma_s8(part[i][j], af[i], b0, b1);
+        for (int i = 0; i < MT; i++) {
+          if (fresh)
+            mma_s8_zero(part[i][j], af[i], b0, b1);
+          else
+            mma_s8(part[i][j], af[i], b0, b1);
+        }
       }
       // End of a group: fold its partial sums into the total with the group's scale.
       if (gpk > 0 && (step + 1) % steps_per_group == 0) {
@@ -268,19 +293,16 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
               total[i][j][3] = __fadd_rn(total[i][j][3], __fmul_rn(__int2float_rn(part[i][j][3]), s_hi));
             }
           }
-#pragma unroll
-          for (int i = 0; i < MT; i++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) part[i][j][e] = 0;
         }
       }
     }
   }
   cp_async_wait<0>();
+  __syncthreads();  // the next segment of this block reuses the stages
 
-  // Per-channel: one group spans K; its (split's) partial sum takes the single scale now.
-  // Σ_split ŝ·P_split == ŝ·Σ_split P_split in wrapping int32 arithmetic, and the true result
-  // fits (the bound), so split-K stays exact.
+  // Per-channel: one group spans K; this segment's partial sum takes the single scale now.
+  // Σ_seg ŝ·P_seg == ŝ·Σ_seg P_seg in wrapping int32 arithmetic, and the true result fits (the
+  // bound), so splitting K stays exact.
   if (per_channel) {
 #pragma unroll
     for (int j = 0; j < NT; j++) {
@@ -314,8 +336,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     }
   }
 
-  // Split-K: add into the workspace; the last block of the tile finishes.
-  if (p.splits > 1) {
+  // Part of K only: add into the workspace; the block that completes the tile finishes it.
+  if (!whole) {
 #pragma unroll
     for (int i = 0; i < MT; i++)
 #pragma unroll
@@ -336,13 +358,15 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     __syncthreads();
     __shared__ int last;
     if (tid == 0) {
-      int tile = blockIdx.y * gridDim.x + blockIdx.x;
-      int ticket = atomicAdd(p.counters + tile, 1);
-      last = ticket == p.splits - 1;
+      int tile = tm * p.tiles_n + tn;
+      int done = atomicAdd(p.counters + tile, nkb) + nkb;
+      last = done == kblocks;
       if (last) p.counters[tile] = 0;  // ready for the next launch
     }
     __syncthreads();
-    if (!last) return;
+    const bool finish = last;
+    __syncthreads();  // `last` is reused by the next segment
+    if (!finish) return;
     __threadfence();
 #pragma unroll
     for (int i = 0; i < MT; i++)
@@ -402,6 +426,29 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   }
 }
 
+// Stream-K over the flattened (tile, K block) space: block b of gridDim.x owns the iterations
+// [b·T/B, (b+1)·T/B) with T = tiles·kblocks, so every block does the same amount of work and
+// there is no partial last wave; a block's range crosses tile boundaries where it must.
+// A grid of tiles·s blocks is classic split-K by s.
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool INT_SCALE>
+__global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
+    w4a8_kernel(const Params p) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  const long long kblocks = p.k / kBK;
+  const long long total = (long long)p.tiles_m * p.tiles_n * kblocks;
+  long long it = total * blockIdx.x / gridDim.x;
+  const long long end = total * (blockIdx.x + 1) / gridDim.x;
+  while (it < end) {
+    const long long tile = it / kblocks;
+    const int kb0 = (int)(it % kblocks);
+    const int kb1 = (int)(kb0 + (end - it) < kblocks ? kb0 + (end - it) : kblocks);
+    // Tiles walk N fastest so that concurrent blocks share the activation rows.
+    const int tm = (int)(tile / p.tiles_n), tn = (int)(tile % p.tiles_n);
+    w4a8_segment<BM, BN, WARPS_M, WARPS_N, STAGES, INT_SCALE>(p, smem, tm, tn, kb0, kb1);
+    it += kb1 - kb0;
+  }
+}
+
 // ---------------------------------------------------------------- configurations
 
 struct Config {
@@ -431,14 +478,18 @@ void launch(const Params& p, dim3 grid, cudaStream_t s) {
   }
 
 const Config kConfigs[] = {
-    ODY_CONFIG("m16n64_w1x4_s4", 16, 64, 1, 4, 4),      // decode
-    ODY_CONFIG("m16n128_w1x4_s4", 16, 128, 1, 4, 4),    // decode, wider
-    ODY_CONFIG("m16n64_w1x2_s6", 16, 64, 1, 2, 6),      // decode, deeper pipeline
-    ODY_CONFIG("m32n64_w1x4_s4", 32, 64, 1, 4, 4),      // small batch
-    ODY_CONFIG("m64n64_w2x2_s4", 64, 64, 2, 2, 4),      // medium
-    ODY_CONFIG("m64n128_w2x4_s4", 64, 128, 2, 4, 4),    // medium/prefill
-    ODY_CONFIG("m128n128_w2x4_s3", 128, 128, 2, 4, 3),  // prefill
-    ODY_CONFIG("m128n64_w4x2_s4", 128, 64, 4, 2, 4),    // prefill, narrow N
+    ODY_CONFIG("m16n64_w1x4_s4", 16, 64, 1, 4, 4),      // 0 decode
+    ODY_CONFIG("m16n128_w1x4_s4", 16, 128, 1, 4, 4),    // 1 decode, wider
+    ODY_CONFIG("m16n64_w1x2_s6", 16, 64, 1, 2, 6),      // 2 decode, deeper pipeline
+    ODY_CONFIG("m32n64_w1x4_s4", 32, 64, 1, 4, 4),      // 3 small batch
+    ODY_CONFIG("m64n64_w2x2_s4", 64, 64, 2, 2, 4),      // 4 medium
+    ODY_CONFIG("m64n128_w2x4_s4", 64, 128, 2, 4, 4),    // 5 medium/prefill
+    ODY_CONFIG("m128n128_w2x4_s3", 128, 128, 2, 4, 3),  // 6 prefill
+    ODY_CONFIG("m128n64_w4x2_s4", 128, 64, 4, 2, 4),    // 7 prefill, narrow N
+    ODY_CONFIG("m16n128_w1x4_s8", 16, 128, 1, 4, 8),    // 8 decode, many bytes in flight
+    ODY_CONFIG("m16n256_w1x8_s4", 16, 256, 1, 8, 4),    // 9 decode, 8 warps
+    ODY_CONFIG("m32n128_w1x4_s6", 32, 128, 1, 4, 6),    // 10 small batch, deep
+    ODY_CONFIG("m128n128_w4x2_s4", 128, 128, 4, 2, 4),  // 11 prefill, warps 32x64
 };
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
 
@@ -488,25 +539,65 @@ int device_sms() {
 
 }  // namespace
 
-// Dispatch: the config is chosen by M from the table measured on the H200
-// (runtime/bench/results/, runtime/NOTES.md); split-K is chosen so the grid fills the chip about
-// `waves` times with whole blocks of K per split (at least 4 blocks of 128 per split so that the
-// pipeline fills).
-ody_status dispatch(const ody_w4a8_problem* p, int* config, int* splits) {
-  int cfg = p->config;
-  if (cfg < 0) cfg = dispatch_config(p->m, p->n, p->k);
-  const Config& c = kConfigs[cfg];
-  int s = p->splits;
-  if (s == 0) {
-    long long tiles = (long long)((p->n + 7) / 8 * 8 + c.bn - 1) / c.bn * ((p->m + c.bm - 1) / c.bm);
-    int kblocks = p->k / kBK;
-    int target = 4 * device_sms();  // blocks wanted in flight
-    s = (int)std::max<long long>(1, (target + tiles - 1) / tiles);
-    s = std::min(s, std::max(1, kblocks / 4));
-    s = std::min(s, 16);
+namespace {
+
+struct Plan {
+  int config;
+  long long tiles_m, tiles_n, kblocks;
+  int blocks;       // grid size
+  bool partial;     // some tile is split over blocks: the workspace is used
+};
+
+// Resident blocks per SM of a config (occupancy API, after raising the shared-memory limit).
+int occupancy(int cfg, bool int_scale) {
+  static int cache[2][64] = {};
+  int& v = cache[int_scale][cfg];
+  if (!v) {
+    const Config& c = kConfigs[cfg];
+    const void* fn = int_scale ? c.fn_int : c.fn_float;
+    int smem = int_scale ? c.smem_int : c.smem_float;
+    cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, fn, c.threads, smem) != cudaSuccess || v < 1) {
+      cudaGetLastError();
+      v = 1;
+    }
   }
-  *config = cfg;
-  *splits = s;
+  return v;
+}
+
+Plan plan(const ody_w4a8_problem* p) {
+  Plan pl{};
+  pl.config = p->config >= 0 ? p->config : dispatch_config(p->m, p->n, p->k);
+  const Config& c = kConfigs[pl.config];
+  long long np = (p->n + 7) / 8 * 8;
+  pl.tiles_m = (p->m + c.bm - 1) / c.bm;
+  pl.tiles_n = (np + c.bn - 1) / c.bn;
+  pl.kblocks = p->k / kBK;
+  long long tiles = pl.tiles_m * pl.tiles_n, total = tiles * pl.kblocks;
+  long long blocks;
+  if (p->splits > 0) {
+    blocks = tiles * p->splits;  // classic split-K
+  } else {
+    // Stream-K: exactly one full wave of resident blocks, each with the same share of work.
+    blocks = (long long)occupancy(pl.config, p->scale_kind == ODY_SCALE_INT) * device_sms();
+    // Whole tiles per block when there are at least as many tiles as blocks would straddle
+    // fewer tiles, but equal shares matter more: keep the wave.
+  }
+  blocks = std::max(1LL, std::min(blocks, total));
+  pl.blocks = (int)std::min<long long>(blocks, 1 << 30);
+  pl.partial = !(total % pl.blocks == 0 && (total / pl.blocks) % pl.kblocks == 0);
+  return pl;
+}
+
+}  // namespace
+
+// Dispatch: the config comes from the table measured on the H200 (fastgemm_dispatch.cpp); the
+// grid is one wave of resident blocks sharing the (tile, K block) iterations evenly (stream-K),
+// unless the caller asks for classic split-K.
+ody_status dispatch(const ody_w4a8_problem* p, int* config, int* blocks) {
+  Plan pl = plan(p);
+  *config = pl.config;
+  *blocks = pl.blocks;
   return ODY_OK;
 }
 
@@ -514,14 +605,11 @@ int num_configs() { return kNumConfigs; }
 const char* config_name(int i) { return (i >= 0 && i < kNumConfigs) ? kConfigs[i].name : "?"; }
 
 size_t workspace_size(const ody_w4a8_problem* p) {
-  int cfg = 0, s = 1;
   if (check_problem(p) != ODY_OK) return 0;
-  dispatch(p, &cfg, &s);
-  if (s <= 1) return 0;
-  const Config& c = kConfigs[cfg];
+  Plan pl = plan(p);
+  if (!pl.partial) return 0;
   size_t np = (size_t)(p->n + 7) / 8 * 8;
-  size_t tiles = (np + c.bn - 1) / c.bn * ((p->m + c.bm - 1) / c.bm);
-  return ((size_t)p->m * np + tiles) * sizeof(int32_t);
+  return ((size_t)p->m * np + (size_t)(pl.tiles_m * pl.tiles_n)) * sizeof(int32_t);
 }
 
 ody_status can_implement(const ody_w4a8_problem* p, const ody_w4a8_args* a) {
@@ -547,8 +635,8 @@ ody_status can_implement(const ody_w4a8_problem* p, const ody_w4a8_args* a) {
 
 ody_status gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, cudaStream_t stream) {
   if (ody_status s = can_implement(p, a)) return s;
-  int cfg = 0, splits = 1;
-  dispatch(p, &cfg, &splits);
+  Plan pl = plan(p);
+  const int cfg = pl.config;
   const Config& c = kConfigs[cfg];
   const bool int_scale = p->scale_kind == ODY_SCALE_INT;
   Params k{};
@@ -566,21 +654,15 @@ ody_status gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, cudaStream_t 
   k.k = p->k;
   k.group_size = p->group_size;
   k.act_per_token = p->act_per_token;
-  k.splits = splits;
-  if (splits > 1) {
+  k.tiles_m = (int)pl.tiles_m;
+  k.tiles_n = (int)pl.tiles_n;
+  if (pl.partial) {
     k.ws = static_cast<int32_t*>(a->workspace);
     k.counters = k.ws + (size_t)p->m * k.np;
   }
-  dim3 grid((k.np + c.bn - 1) / c.bn, (p->m + c.bm - 1) / c.bm, splits);
-  if (grid.y > 65535) return fail(ODY_ERR_UNSUPPORTED, "w4a8: M too large for one launch");
-  const void* fn = int_scale ? c.fn_int : c.fn_float;
-  int smem = int_scale ? c.smem_int : c.smem_float;
-  static bool attr_set[2][kNumConfigs] = {};
-  if (!attr_set[int_scale][cfg]) {
-    ODY_CUDA(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    attr_set[int_scale][cfg] = true;
-  }
-  (int_scale ? c.launch_int : c.launch_float)(k, grid, stream);
+  occupancy(cfg, int_scale);  // raises the kernel's shared-memory limit once
+  ODY_CUDA(cudaGetLastError());
+  (int_scale ? c.launch_int : c.launch_float)(k, dim3(pl.blocks), stream);
   ODY_CUDA(cudaGetLastError());
   return ODY_OK;
 }
@@ -599,9 +681,9 @@ ody_status ody_w4a8_gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, void
 }
 int ody_w4a8_num_configs(void) { return odyssey::num_configs(); }
 const char* ody_w4a8_config_name(int c) { return odyssey::config_name(c); }
-ody_status ody_w4a8_dispatch(const ody_w4a8_problem* p, int* config, int* splits) {
+ody_status ody_w4a8_dispatch(const ody_w4a8_problem* p, int* config, int* blocks) {
   odyssey::clear_error();
   if (ody_status s = odyssey::check_problem(p)) return s;
-  return odyssey::dispatch(p, config, splits);
+  return odyssey::dispatch(p, config, blocks);
 }
 }

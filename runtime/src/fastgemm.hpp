@@ -12,7 +12,7 @@ ody_status check_problem(const ody_w4a8_problem* p);
 ody_status can_implement(const ody_w4a8_problem* p, const ody_w4a8_args* a);
 size_t workspace_size(const ody_w4a8_problem* p);
 ody_status gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, cudaStream_t stream);
-ody_status dispatch(const ody_w4a8_problem* p, int* config, int* splits);
+ody_status dispatch(const ody_w4a8_problem* p, int* config, int* blocks);
 int num_configs();
 const char* config_name(int config);
 

@@ -294,7 +294,7 @@ struct Bench {
         std::vector<std::pair<int, int>> variants = {{-1, 0}};
         if (sweep)
           for (int c = 0; c < ody_w4a8_num_configs(); c++)
-            for (int s : {1, 2, 4, 8, 16})
+            for (int s : {0, 1, 2, 4, 8})
               if (s <= k / 128) variants.push_back({c, s});
         double best = 1e30;
         std::string best_name;
@@ -321,7 +321,8 @@ struct Bench {
               c == -1 ? iters : std::max(20, iters / 5), std::max(est_floor_us, est_flop_us));
           int dc = c, ds = s;
           ody_w4a8_dispatch(&p, &dc, &ds);
-          std::string name = std::string(ody_w4a8_config_name(dc)) + "/split" + std::to_string(ds);
+          std::string name = std::string(ody_w4a8_config_name(dc)) + (s ? "/split" + std::to_string(s) : std::string("/streamk")) +
+                             "/" + std::to_string(ds) + "blocks";
           if (c == -1) {
             double bytes = w4 + (is_int ? sc_int + np * 4 : sc_f) + in_bytes8 + m * 4 + out16;
             Row r = make_row(n, k, m, is_int ? "w4a8_int" : "w4a8_float", us, bytes, 1979);

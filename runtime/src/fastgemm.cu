@@ -157,48 +157,72 @@ __device__ __forceinline__ void w4a8_segment(const Params& p, uint8_t* smem, int
   const int steps_per_group = per_channel ? 4 : p.group_size / 32;
   const size_t kblocks_sz = (size_t)kblocks;
 
+  // Each thread's cp.async sources and destinations, computed once per segment: per K block
+  // only a constant stride is added (128 bytes of A, 512 of B, gpk rows of scales), which keeps
+  // the integer work per byte low enough for decode, where the kernel must stream weights at
+  // HBM speed with few warps.
+  constexpr int kAChunks = (BM * 8 + K_::kThreads - 1) / K_::kThreads;
+  constexpr int kBChunks = ((BN / 8) * 32 + K_::kThreads - 1) / K_::kThreads;
+  // Offsets are 32-bit (checked in check_problem: M·K and Np·K/2 < 2³²); an invalid chunk
+  // (row past M, column past Np) gets offset 0xFFFFFFFF and zero-fills.
+  uint32_t a_src[kAChunks], a_dst[kAChunks];
+#pragma unroll
+  for (int u = 0; u < kAChunks; u++) {
+    int i = u * K_::kThreads + tid;
+    int r = i >> 3, c = i & 7;
+    a_src[u] = (i < BM * 8 && m0 + r < p.m) ? (uint32_t)((m0 + r) * (size_t)p.k + c * 16) : 0xFFFFFFFFu;
+    a_dst[u] = i < BM * 8 ? r * kAStride + c * 16 : 0xFFFFFFFFu;
+  }
+  uint32_t b_src[kBChunks], b_dst[kBChunks];
+#pragma unroll
+  for (int u = 0; u < kBChunks; u++) {
+    int i = u * K_::kThreads + tid;
+    int b = i >> 5, c = i & 31;
+    int nb = (n0 >> 3) + b;
+    b_src[u] = (i < (BN / 8) * 32 && nb * 8 < p.np) ? (uint32_t)((size_t)nb * kblocks_sz * 512 + c * 16) : 0xFFFFFFFFu;
+    b_dst[u] = i < (BN / 8) * 32 ? b * 512 + c * 16 : 0xFFFFFFFFu;
+  }
+  // Scales: one chunk per thread at most (gpk·BN/per_chunk ≤ threads for every config).
+  constexpr int per_chunk = 16 / sizeof(Scale);
+  static_assert(4 * BN / (16 / sizeof(Scale)) <= K_::kThreads * 2, "scale chunks per thread");
+  const int s_chunks = gpk * (BN / per_chunk);
+  const Scale* s_src[2];
+  uint32_t s_dst[2];
+  bool s_ok[2], s_on[2];
+#pragma unroll
+  for (int u = 0; u < 2; u++) {
+    int i = u * K_::kThreads + tid;
+    int g = gpk ? i / (BN / per_chunk) : 0, c = i % (BN / per_chunk);
+    int col = n0 + c * per_chunk;
+    s_on[u] = i < s_chunks;
+    s_ok[u] = s_on[u] && col < p.np;
+    s_src[u] = s_ok[u] ? static_cast<const Scale*>(p.group_scale) + (size_t)g * p.np + col
+                       : static_cast<const Scale*>(p.group_scale);
+    s_dst[u] = (g * BN + c * per_chunk) * sizeof(Scale);
+  }
+  const size_t s_stride = (size_t)gpk * p.np;  // scale elements per K block
+
   auto load_stage = [&](int stage, int kb) {
     uint8_t* sa = smem + stage * K_::kStageBytes;
     uint8_t* sb = sa + K_::kABytes;
     uint8_t* ss = sb + K_::kBBytes;
-    // A: BM rows × 128 bytes = BM*8 chunks of 16 bytes.
 #pragma unroll
-    for (int i0 = 0; i0 < BM * 8; i0 += K_::kThreads) {
-      int i = i0 + tid;
-      if (BM * 8 % K_::kThreads == 0 || i < BM * 8) {
-        int r = i >> 3, c = i & 7;
-        int gm = m0 + r;
-        bool ok = gm < p.m;
-        const int8_t* src = ok ? p.x + (size_t)gm * p.k + (size_t)kb * kBK + c * 16 : p.x;
-        cp_async16(sa + r * kAStride + c * 16, src, ok);
-      }
+    for (int u = 0; u < kAChunks; u++) {
+      const bool ok = a_src[u] != 0xFFFFFFFFu;
+      if (a_dst[u] != 0xFFFFFFFFu) cp_async16(sa + a_dst[u], p.x + (ok ? a_src[u] + kb * kBK : 0), ok);
     }
-    // B: BN/8 packed blocks of 512 bytes = 32 chunks each.
 #pragma unroll
-    for (int i0 = 0; i0 < (BN / 8) * 32; i0 += K_::kThreads) {
-      int i = i0 + tid;
-      if ((BN / 8) * 32 % K_::kThreads == 0 || i < (BN / 8) * 32) {
-        int b = i >> 5, c = i & 31;
-        int nb = (n0 >> 3) + b;
-        bool ok = nb * 8 < p.np;
-        const uint8_t* src = ok ? p.qweight + ((size_t)nb * kblocks_sz + kb) * 512 + c * 16 : p.qweight;
-        cp_async16(sb + b * 512 + c * 16, src, ok);
-      }
+    for (int u = 0; u < kBChunks; u++) {
+      const bool ok = b_src[u] != 0xFFFFFFFFu;
+      if (b_dst[u] != 0xFFFFFFFFu) cp_async16(sb + b_dst[u], p.qweight + (ok ? b_src[u] + kb * 512 : 0), ok);
     }
-    // Group scales of this stage: gpk rows of BN scales.
-    if (gpk > 0) {
-      constexpr int per_chunk = 16 / sizeof(Scale);
-      const Scale* gs = static_cast<const Scale*>(p.group_scale);
-      for (int i = tid; i < gpk * (BN / per_chunk); i += K_::kThreads) {
-        int g = i / (BN / per_chunk), c = i % (BN / per_chunk);
-        int col = n0 + c * per_chunk;
-        bool ok = col < p.np;
-        size_t grow = (size_t)kb * gpk + g;
-        const Scale* src = ok ? gs + grow * p.np + col : gs;
-        cp_async16(ss + (g * BN + c * per_chunk) * sizeof(Scale), src, ok);
-      }
-    }
+#pragma unroll
+    for (int u = 0; u < 2; u++)
+      if (s_on[u]) cp_async16(ss + s_dst[u], s_src[u] + kb * s_stride * s_ok[u], s_ok[u]);
   };
+  // Steps per group are 1, 2 or 4 (groups of 32, 64, 128): masks instead of divisions.
+  const int spg_mask = steps_per_group - 1;
+  const int spg_log2 = steps_per_group == 4 ? 2 : steps_per_group == 2 ? 1 : 0;
 
   // Accumulators: total (int32, or float for the float variant) and the current group's
   // partial sums from the tensor cores.
@@ -250,7 +274,7 @@ __device__ __forceinline__ void w4a8_segment(const Params& p, uint8_t* smem, int
         ldmatrix_x4(af[i], ap);
       }
       // The first step of a group (never for per-channel, which runs one chain over K).
-      const bool fresh = gpk > 0 && step % steps_per_group == 0;
+      const bool fresh = gpk > 0 && (step & spg_mask) == 0;
 #pragma unroll
       for (int j = 0; j < NT; j++) {
         uint32_t w = step == 0 ? bw[j].x : step == 1 ? bw[j].y : step == 2 ? bw[j].z : bw[j].w;
@@ -265,8 +289,8 @@ __device__ __forceinline__ void w4a8_segment(const Params& p, uint8_t* smem, int
         }
       }
       // End of a group: fold its partial sums into the total with the group's scale.
-      if (gpk > 0 && (step + 1) % steps_per_group == 0) {
-        const int g = step / steps_per_group;
+      if (gpk > 0 && ((step + 1) & spg_mask) == 0) {
+        const int g = step >> spg_log2;
 #pragma unroll
         for (int j = 0; j < NT; j++) {
           const int col = warp_n * WN + j * 8 + tig * 2;
@@ -519,9 +543,11 @@ ody_status check_problem(const ody_w4a8_problem* p) {
                                          " exceeds the " + std::to_string(p->k / kBK) +
                                          " blocks of 128 in K");
   // The int32 accumulators of one output are bounded by the integer-scale proof; M·Np must
-  // also index the workspace.
-  if ((long long)p->m * ((p->n + 7) / 8 * 8) > (1LL << 31) - 1)
-    return fail(ODY_ERR_UNSUPPORTED, "w4a8: M·N too large for one launch");
+  // also index the workspace, and the kernel addresses x and the weights with 32-bit offsets.
+  const long long np = (p->n + 7) / 8 * 8;
+  if ((long long)p->m * np > (1LL << 31) - 1 || (long long)p->m * p->k >= (1LL << 32) - 1 ||
+      np * p->k / 2 >= (1LL << 32) - 1)
+    return fail(ODY_ERR_UNSUPPORTED, "w4a8: M·N, M·K or N·K/2 too large for one launch (split the problem)");
   return ODY_OK;
 }
 

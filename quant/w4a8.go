@@ -30,39 +30,61 @@ import (
 // impossible, so it is a bug, not bad input. It panics on inconsistent shapes.
 func W4A8GEMMRef(x []int8, xScale []float32, w *IntScaleWeight, y []float32) {
 	m := checkGEMM("W4A8GEMMRef", len(x), xScale, w.QuantizedWeight, len(y))
-	k, n, gs, ng := w.In, w.Out, w.GroupSize, w.NumGroups()
+	k, n := w.In, w.Out
+	acc := make([]int32, n)
 	for r := 0; r < m; r++ {
-		xr := x[r*k : (r+1)*k]
+		accRowRef(x[r*k:(r+1)*k], w, r, acc)
 		xs := rowScale(xScale, r)
 		for c := 0; c < n; c++ {
-			qc := w.Q[c*k : (c+1)*k]
-			var acc int32
-			var acc64 int64
-			for g := 0; g < ng; g++ {
-				var p int32
-				var p64 int64
-				for j := g * gs; j < (g+1)*gs; j++ {
-					// The kernel's weight operand: the code in the high nibble of a byte,
-					// read as int8, is 16·q (docs/fastgemm-layout.md).
-					wq := int32(int8(uint8(qc[j]) << 4))
-					p += int32(xr[j]) * wq
-					p64 += int64(xr[j]) * int64(wq)
-					if p64 != int64(p) {
-						panic(overflow(w, r, c, g, "group partial sum", p64))
-					}
-				}
-				s := w.IntScales[c*ng+g]
-				if prod := int64(s) * p64; prod != int64(s*p) {
-					panic(overflow(w, r, c, g, "product ŝ·P'", prod))
-				}
-				acc += s * p
-				acc64 += int64(s) * p64
-				if acc64 != int64(acc) {
-					panic(overflow(w, r, c, g, "accumulator", acc64))
+			y[r*n+c] = float32(acc[c]) * (xs * w.EpilogueFactor(c))
+		}
+	}
+}
+
+// W4A8AccRef writes the int32 accumulators acc [M×N] = Σ_g ŝ[c,g]·P'_g of the W4A8 GEMM of
+// x [M×K] with w: the integer part of W4A8GEMMRef (the same code), which a kernel must match
+// bit for bit. The CUDA runtime's test cases store it, so that a mismatch is reported in the
+// integers before any rounding can hide or blur it. It panics like W4A8GEMMRef.
+func W4A8AccRef(x []int8, w *IntScaleWeight, acc []int32) {
+	m := checkRows("W4A8AccRef", len(x), w.QuantizedWeight, len(acc))
+	k, n := w.In, w.Out
+	for r := 0; r < m; r++ {
+		accRowRef(x[r*k:(r+1)*k], w, r, acc[r*n:(r+1)*n])
+	}
+}
+
+// accRowRef computes the accumulators of one row xr (row r, for messages) into acc [N],
+// shadowing every int32 operation in int64.
+func accRowRef(xr []int8, w *IntScaleWeight, r int, acc []int32) {
+	k, n, gs, ng := w.In, w.Out, w.GroupSize, w.NumGroups()
+	for c := 0; c < n; c++ {
+		qc := w.Q[c*k : (c+1)*k]
+		var a int32
+		var a64 int64
+		for g := 0; g < ng; g++ {
+			var p int32
+			var p64 int64
+			for j := g * gs; j < (g+1)*gs; j++ {
+				// The kernel's weight operand: the code in the high nibble of a byte,
+				// read as int8, is 16·q (docs/fastgemm-layout.md).
+				wq := int32(int8(uint8(qc[j]) << 4))
+				p += int32(xr[j]) * wq
+				p64 += int64(xr[j]) * int64(wq)
+				if p64 != int64(p) {
+					panic(overflow(w, r, c, g, "group partial sum", p64))
 				}
 			}
-			y[r*n+c] = float32(acc) * (xs * w.EpilogueFactor(c))
+			s := w.IntScales[c*ng+g]
+			if prod := int64(s) * p64; prod != int64(s*p) {
+				panic(overflow(w, r, c, g, "product ŝ·P'", prod))
+			}
+			a += s * p
+			a64 += int64(s) * p64
+			if a64 != int64(a) {
+				panic(overflow(w, r, c, g, "accumulator", a64))
+			}
 		}
+		acc[c] = a
 	}
 }
 
@@ -109,6 +131,15 @@ func rowScale(xScale []float32, r int) float32 {
 
 // checkGEMM checks the shapes and returns M.
 func checkGEMM(name string, nx int, xScale []float32, w *QuantizedWeight, ny int) int {
+	m := checkRows(name, nx, w, ny)
+	if len(xScale) != 1 && len(xScale) != m {
+		panic(fmt.Sprintf("quant: %s: %d activation scales for %d rows, want 1 or %d", name, len(xScale), m, m))
+	}
+	return m
+}
+
+// checkRows checks the weight and the sizes of x [M×K] and the output [M×N] and returns M.
+func checkRows(name string, nx int, w *QuantizedWeight, ny int) int {
 	if w == nil || w.In <= 0 || w.Out <= 0 || w.GroupSize <= 0 || w.In%w.GroupSize != 0 {
 		panic(fmt.Sprintf("quant: %s: malformed weight", name))
 	}
@@ -118,9 +149,6 @@ func checkGEMM(name string, nx int, xScale []float32, w *QuantizedWeight, ny int
 	m := nx / w.In
 	if ny != m*w.Out {
 		panic(fmt.Sprintf("quant: %s: output has %d elements, want %d×%d", name, ny, m, w.Out))
-	}
-	if len(xScale) != 1 && len(xScale) != m {
-		panic(fmt.Sprintf("quant: %s: %d activation scales for %d rows, want 1 or %d", name, len(xScale), m, m))
 	}
 	return m
 }

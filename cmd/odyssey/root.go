@@ -47,6 +47,8 @@ model and checks it: perplexity and KL divergence on CPU, speed on a GPU.`,
 		newTestdataCmd(g),
 		newBundleCmd(g),
 		newQuantizeCmd(g),
+		newRuntimeCmd(g),
+		newBenchCmd(g),
 	)
 	// --cpuprofile is for the developers measuring quantize's throughput; it is hidden
 	// because it is no part of the tool's contract.
@@ -78,7 +80,7 @@ func stopProfile(f **os.File) {
 	}
 }
 
-// requireSubcommand makes every command group (eval, recipes, testdata) reject an unknown
+// requireSubcommand makes every command group (eval, recipes, testdata, runtime, bench) reject an unknown
 // subcommand with a usage error; by default cobra prints help and exits 0, which hides typos
 // in scripts.
 func requireSubcommand(c *cobra.Command) {

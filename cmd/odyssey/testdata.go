@@ -2,9 +2,11 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/odyssey-llm/odyssey/gpu"
 	"github.com/odyssey-llm/odyssey/synth"
 	"github.com/spf13/cobra"
 )
@@ -22,7 +24,7 @@ type synthOptions struct {
 func newTestdataCmd(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "testdata",
-		Short: "Make test inputs (synthetic checkpoints for speed work)",
+		Short: "Make test inputs (synthetic checkpoints for speed work, the CUDA runtime's test cases)",
 	}
 	o := &synthOptions{}
 	synthCmd := &cobra.Command{
@@ -81,6 +83,83 @@ per-layer cost then projects to the full model. Shapes: ` + strings.Join(synth.S
 	f.BoolVar(&o.asJSON, "json", false, "print machine-readable JSON")
 	_ = synthCmd.MarkFlagRequired("shape")
 	_ = synthCmd.MarkFlagRequired("out")
-	cmd.AddCommand(synthCmd)
+	cmd.AddCommand(synthCmd, newGEMMCasesCmd(g))
 	return cmd
+}
+
+type gemmCasesOptions struct {
+	out    string
+	seed   uint64
+	force  bool
+	asJSON bool
+}
+
+// newGEMMCasesCmd is `odyssey testdata gemm-cases`: the CUDA runtime's test cases, with the
+// expected results from the Go references (docs/gemm-cases.md).
+func newGEMMCasesCmd(g *globalOptions) *cobra.Command {
+	o := &gemmCasesOptions{}
+	cmd := &cobra.Command{
+		Use:   "gemm-cases --out DIR",
+		Short: "Write the CUDA runtime's W4A8 GEMM and activation test cases",
+		Long: `Gemm-cases writes manifest.json and one safetensors file per case: int8 activations, packed
+int4 weights with their integer and float scales, and the expected int32 accumulators and fp16
+outputs computed by the Go scalar references (docs/gemm-cases.md), including a case whose
+accumulator reaches the largest possible overflow bound. odyssey-rt test gemm --cases DIR
+compares the CUDA kernels against them; odyssey runtime test does both steps.`,
+		Example: "  odyssey testdata gemm-cases --out /tmp/gemm-cases\n  runtime/build/odyssey-rt test gemm --cases /tmp/gemm-cases",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.out == "" {
+				return usageErrorf("testdata gemm-cases needs --out DIR")
+			}
+			stage, err := stageOutput(o.out, o.force)
+			if err != nil {
+				return err
+			}
+			defer stage.Abort()
+			start := time.Now()
+			if err := gpu.WriteGEMMCases(stage.tmp, gpu.CaseOptions{Seed: o.seed}); err != nil {
+				return err
+			}
+			n, size, err := casesSize(stage.tmp)
+			if err != nil {
+				return err
+			}
+			if err := stage.Commit(); err != nil {
+				return err
+			}
+			secs := time.Since(start).Seconds()
+			if o.asJSON {
+				return writeJSON(g.out, map[string]any{"out": o.out, "cases": n, "bytes": size, "seed": o.seed, "seconds": secs})
+			}
+			_, err = fmt.Fprintf(g.out, "wrote %d GEMM test cases (%s) to %s in %.1f s\n", n, humanBytes(size), o.out, secs)
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.out, "out", "", "output folder")
+	f.Uint64Var(&o.seed, "seed", 0, "random seed")
+	f.BoolVar(&o.force, "force", false, "replace an existing output folder")
+	f.BoolVar(&o.asJSON, "json", false, "print machine-readable JSON")
+	_ = cmd.MarkFlagRequired("out")
+	return cmd
+}
+
+// casesSize returns the number of cases in dir's manifest and the bytes of the folder.
+func casesSize(dir string) (int, int64, error) {
+	man, err := gpu.ReadManifest(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0, err
+	}
+	var size int64
+	for _, e := range ents {
+		if info, err := e.Info(); err == nil {
+			size += info.Size()
+		}
+	}
+	return len(man.Cases), size, nil
 }

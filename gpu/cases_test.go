@@ -1,0 +1,474 @@
+package gpu
+
+import (
+	"bytes"
+	"encoding/binary"
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/odyssey-llm/odyssey/formats/safetensors"
+	"github.com/odyssey-llm/odyssey/quant"
+)
+
+// The cases are written once per test binary and shared by the tests that read them.
+var (
+	casesOnce sync.Once
+	casesDir  string
+	casesErr  error
+)
+
+func writtenCases(t *testing.T) string {
+	t.Helper()
+	casesOnce.Do(func() {
+		casesDir, casesErr = os.MkdirTemp("", "odyssey-gemm-cases-")
+		if casesErr == nil {
+			casesErr = WriteGEMMCases(casesDir, CaseOptions{Seed: 7})
+		}
+	})
+	if casesErr != nil {
+		t.Fatal(casesErr)
+	}
+	return casesDir
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if casesDir != "" {
+		os.RemoveAll(casesDir)
+	}
+	os.Exit(code)
+}
+
+// loaded is a case file read back through formats/safetensors.
+type loaded struct {
+	t    *testing.T
+	name string
+	ck   *safetensors.Checkpoint
+	meta map[string]string
+}
+
+func load(t *testing.T, dir string, c ManifestCase) *loaded {
+	ck, err := safetensors.Open(filepath.Join(dir, c.File))
+	if err != nil {
+		t.Fatalf("%s: %v", c.Name, err)
+	}
+	t.Cleanup(func() { ck.Close() })
+	return &loaded{t: t, name: c.Name, ck: ck, meta: ck.Metadata()}
+}
+
+func (l *loaded) metaInt(key string) int {
+	v, err := strconv.Atoi(l.meta[key])
+	if err != nil {
+		l.t.Fatalf("%s: metadata %s = %q", l.name, key, l.meta[key])
+	}
+	return v
+}
+
+// tensor returns the bytes of a tensor after checking its dtype and shape.
+func (l *loaded) tensor(name string, dt safetensors.DType, shape ...int64) []byte {
+	l.t.Helper()
+	info, ok := l.ck.Info(name)
+	if !ok {
+		l.t.Fatalf("%s: no tensor %s", l.name, name)
+	}
+	if info.DType != dt || !reflect.DeepEqual(info.Shape, shape) {
+		l.t.Fatalf("%s: %s is %s %v, want %s %v", l.name, name, info.DType, info.Shape, dt, shape)
+	}
+	b, err := l.ck.Bytes(name)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return b
+}
+
+func (l *loaded) has(name string) bool { _, ok := l.ck.Info(name); return ok }
+
+func f32s(b []byte) []float32 {
+	v := make([]float32, len(b)/4)
+	for i := range v {
+		v[i] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v
+}
+
+func i32s(b []byte) []int32 {
+	v := make([]int32, len(b)/4)
+	for i := range v {
+		v[i] = int32(binary.LittleEndian.Uint32(b[4*i:]))
+	}
+	return v
+}
+
+func u16s(b []byte) []uint16 {
+	v := make([]uint16, len(b)/2)
+	for i := range v {
+		v[i] = binary.LittleEndian.Uint16(b[2*i:])
+	}
+	return v
+}
+
+// TestGEMMCasesReadBack reads every case back and checks it against the contract of
+// docs/gemm-cases.md using only the file's own tensors: shapes and dtypes, acc against an
+// int64 sum over the unpacked codes and the stored group scales, y and y_float against the
+// epilogues recomputed from the stored scales.
+func TestGEMMCasesReadBack(t *testing.T) {
+	dir := writtenCases(t)
+	man, err := ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws, as := caseSet()
+	if len(man.Cases) != len(ws)+len(as) {
+		t.Fatalf("%d cases in the manifest, want %d", len(man.Cases), len(ws)+len(as))
+	}
+	var total int64
+	seen := map[string]bool{}
+	kinds := map[string]int{}
+	for _, c := range man.Cases {
+		if seen[c.Name] || c.File != c.Name+".safetensors" {
+			t.Fatalf("case %+v: duplicate or misnamed", c)
+		}
+		seen[c.Name] = true
+		kinds[c.Kind]++
+		st, err := os.Stat(filepath.Join(dir, c.File))
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += st.Size()
+		l := load(t, dir, c)
+		if l.meta["kind"] != c.Kind || l.meta["seed"] != "7" || l.meta["note"] == "" {
+			t.Fatalf("%s: metadata %v", c.Name, l.meta)
+		}
+		switch c.Kind {
+		case KindW4A8:
+			checkW4A8File(t, l)
+		case KindAct:
+			checkActFile(t, l)
+		default:
+			t.Fatalf("%s: kind %q", c.Name, c.Kind)
+		}
+	}
+	if kinds[KindW4A8] < 30 || kinds[KindAct] < 3 {
+		t.Errorf("kinds %v", kinds)
+	}
+	if total > 60<<20 {
+		t.Errorf("the cases take %d MB, keep them under 60", total>>20)
+	}
+	t.Logf("%d cases, %.1f MB", len(man.Cases), float64(total)/(1<<20))
+}
+
+func checkW4A8File(t *testing.T, l *loaded) {
+	m, n, k, gs := l.metaInt("m"), l.metaInt("n"), l.metaInt("k"), l.metaInt("group_size")
+	if k%128 != 0 || k%gs != 0 || l.meta["per_channel"] != strconv.FormatBool(gs == k) {
+		t.Fatalf("%s: metadata %v", l.name, l.meta)
+	}
+	np, kp := int64((n+7)/8*8), int64(k)
+	ng := int64(k / gs)
+	M, N, K := int64(m), int64(n), int64(k)
+	x := l.tensor("x", safetensors.I8, M, K)
+	var xs []float32
+	switch l.meta["act"] {
+	case "per_token":
+		xs = f32s(l.tensor("x_scale", safetensors.F32, M))
+	case "per_tensor":
+		xs = f32s(l.tensor("x_scale", safetensors.F32, 1))
+	default:
+		t.Fatalf("%s: act %q", l.name, l.meta["act"])
+	}
+	packed := l.tensor("qweight", safetensors.U8, np/8, kp/128, 32, 16)
+	gsc := l.tensor("group_scale", safetensors.I16, ng, np)
+	chs := f32s(l.tensor("channel_scale", safetensors.F32, np))
+	fgs := f32s(l.tensor("float_group_scale", safetensors.F32, ng, np))
+	var bias []float32
+	if l.has("bias") {
+		bias = f32s(l.tensor("bias", safetensors.F32, N))
+	}
+	acc := i32s(l.tensor("acc", safetensors.I32, M, N))
+	y := u16s(l.tensor("y", safetensors.F16, M, N))
+	yf := u16s(l.tensor("y_float", safetensors.F16, M, N))
+
+	q, err := quant.UnpackInt4(packed, n, k)
+	if err != nil {
+		t.Fatalf("%s: %v", l.name, err)
+	}
+	shat := func(g, c int) int64 { return int64(int16(binary.LittleEndian.Uint16(gsc[2*(g*int(np)+c):]))) }
+	for c := n; c < int(np); c++ {
+		if chs[c] != 0 {
+			t.Fatalf("%s: channel_scale padding [%d] = %v", l.name, c, chs[c])
+		}
+		for g := 0; g < int(ng); g++ {
+			if shat(g, c) != 0 || fgs[g*int(np)+c] != 0 {
+				t.Fatalf("%s: scale padding [%d, %d] nonzero", l.name, g, c)
+			}
+		}
+	}
+	for c := 0; c < n; c++ {
+		if !(chs[c] > 0) {
+			t.Fatalf("%s: channel_scale[%d] = %v", l.name, c, chs[c])
+		}
+		for g := 0; g < int(ng); g++ {
+			if s := shat(g, c); s < 1 || s > 1<<quant.MaxLog2Alpha || !(fgs[g*int(np)+c] > 0) {
+				t.Fatalf("%s: scales [%d, %d]: ŝ %d, s %v", l.name, g, c, s, fgs[g*int(np)+c])
+			}
+		}
+	}
+	for r := 0; r < m; r++ {
+		xr := x[r*k : (r+1)*k]
+		xsr := xs[min(r, len(xs)-1)]
+		for c := 0; c < n; c++ {
+			var want int64
+			facc := float32(0)
+			for g := 0; g < int(ng); g++ {
+				var p int64
+				for j := g * gs; j < (g+1)*gs; j++ {
+					p += int64(int8(xr[j])) * int64(q[c*k+j])
+				}
+				want += shat(g, c) * 16 * p
+				facc = float32(facc + float32(float32(p)*fgs[g*int(np)+c]))
+			}
+			got := acc[r*n+c]
+			if int64(got) != want {
+				t.Fatalf("%s: acc[%d, %d] = %d, int64 sum over the unpacked codes %d", l.name, r, c, got, want)
+			}
+			// The epilogue with each product taken exactly in float64 (two float32
+			// factors) and rounded once to float32, which is what a float32
+			// multiplication is; the additions are float32 additions.
+			t1 := float32(float64(xsr) * float64(chs[c]))
+			v := float32(float64(float32(got)) * float64(t1))
+			vf := float32(float64(facc) * float64(xsr))
+			if bias != nil {
+				v += bias[c]
+				vf += bias[c]
+			}
+			if h := halfRNE(v); y[r*n+c] != h {
+				t.Fatalf("%s: y[%d, %d] = %#04x, recomputed %#04x (%v)", l.name, r, c, y[r*n+c], h, v)
+			}
+			if h := halfRNE(vf); yf[r*n+c] != h {
+				t.Fatalf("%s: y_float[%d, %d] = %#04x, recomputed %#04x (%v)", l.name, r, c, yf[r*n+c], h, vf)
+			}
+		}
+	}
+}
+
+func checkActFile(t *testing.T, l *loaded) {
+	m, k := l.metaInt("m"), l.metaInt("k")
+	M, K := int64(m), int64(k)
+	xh := u16s(l.tensor("x", safetensors.F16, M, K))
+	ss := f32s(l.tensor("static_scale", safetensors.F32, 1))[0]
+	qs := l.tensor("q_static", safetensors.I8, M, K)
+	qt := l.tensor("q_token", safetensors.I8, M, K)
+	ts := f32s(l.tensor("token_scale", safetensors.F32, M))
+	for r := 0; r < m; r++ {
+		var mx float32
+		for j := 0; j < k; j++ {
+			mx = max(mx, float32(math.Abs(float64(safetensors.HalfToFloat32(xh[r*k+j])))))
+		}
+		s := float32(1)
+		if mx > 0 {
+			s = float32(float64(mx) / 127)
+		}
+		if ts[r] != s {
+			t.Fatalf("%s: token_scale[%d] = %v, want %v", l.name, r, ts[r], s)
+		}
+		for j := 0; j < k; j++ {
+			x := safetensors.HalfToFloat32(xh[r*k+j])
+			if got, want := int8(qs[r*k+j]), actCode(x, ss); got != want {
+				t.Fatalf("%s: q_static[%d, %d] = %d, want %d (x = %v)", l.name, r, j, got, want, x)
+			}
+			if got, want := int8(qt[r*k+j]), actCode(x, s); got != want {
+				t.Fatalf("%s: q_token[%d, %d] = %d, want %d (x = %v)", l.name, r, j, got, want, x)
+			}
+		}
+	}
+}
+
+// actCode is the activation code by the contract's words, written independently of quant:
+// the float32 quotient, rounded half to even, clamped to ±127.
+func actCode(x, s float32) int8 {
+	v := math.RoundToEven(float64(float32(float64(x) / float64(s))))
+	return int8(max(-127, min(127, v)))
+}
+
+// halfRNE rounds a float32 to fp16 bits, nearest even, by exact rational arithmetic: an
+// independent check of safetensors.Float32ToHalf on the values the cases hold (finite,
+// normal or subnormal fp16 range).
+func halfRNE(f float32) uint16 {
+	if f == 0 {
+		if math.Signbit(float64(f)) {
+			return 0x8000
+		}
+		return 0
+	}
+	sign := uint16(0)
+	a := float64(f)
+	if a < 0 {
+		sign, a = 0x8000, -a
+	}
+	// Find the fp16 step (ulp) at a: 2^(e-10) for normal, 2^-24 for subnormal.
+	e := math.Floor(math.Log2(a))
+	if math.Exp2(e) > a {
+		e--
+	} else if math.Exp2(e+1) <= a {
+		e++
+	}
+	e = max(e, -14)
+	ulp := new(big.Rat).SetFloat64(math.Exp2(e - 10))
+	units := new(big.Rat).Quo(new(big.Rat).SetFloat64(a), ulp) // exact
+	fl := new(big.Int).Quo(units.Num(), units.Denom())
+	rem := new(big.Rat).Sub(units, new(big.Rat).SetInt(fl))
+	switch rem.Cmp(big.NewRat(1, 2)) {
+	case 1:
+		fl.Add(fl, big.NewInt(1))
+	case 0:
+		if fl.Bit(0) == 1 {
+			fl.Add(fl, big.NewInt(1))
+		}
+	}
+	// value = fl·2^(e-10); encode.
+	v := fl.Int64()
+	if e == -14 && v < 1024 { // subnormal (or rounded up to the smallest normal: v = 1024)
+		return sign | uint16(v)
+	}
+	exp := int64(e) + 15
+	if v == 2048 { // rounded up to the next binade
+		v, exp = 1024, exp+1
+	}
+	if exp >= 31 {
+		return sign | 0x7c00
+	}
+	return sign | uint16(exp)<<10 | uint16(v-1024)
+}
+
+// TestFloat32ToHalfRoundsToEven: the fp16 conversion the expected outputs use rounds to
+// nearest even, against the exact rational rounding above, on ties at every binade, on their
+// neighbours, and on random values.
+func TestFloat32ToHalfRoundsToEven(t *testing.T) {
+	check := func(f float32) {
+		if got, want := safetensors.Float32ToHalf(f), halfRNE(f); got != want {
+			t.Fatalf("Float32ToHalf(%v = %#08x) = %#04x, want %#04x", f, math.Float32bits(f), got, want)
+		}
+	}
+	for e := -24; e <= 15; e++ {
+		for m := 0; m < 2048; m += 7 {
+			// (m + 1/2) fp16 steps at exponent e: exactly a tie.
+			step := math.Exp2(float64(max(e, -14) - 10))
+			base := math.Exp2(float64(e))
+			if e < -14 {
+				base = 0
+			}
+			tie := float32(base + (float64(m)+0.5)*step)
+			if float64(tie) >= 65504 || math.Abs(float64(tie)-(base+(float64(m)+0.5)*step)) != 0 {
+				continue
+			}
+			for _, f := range []float32{tie, math.Nextafter32(tie, 0), math.Nextafter32(tie, 1e9)} {
+				check(f)
+				check(-f)
+			}
+		}
+	}
+	if safetensors.Float32ToHalf(1+0x1p-11) != 0x3c00 || safetensors.Float32ToHalf(1+3*0x1p-11) != 0x3c02 {
+		t.Error("ties at 1 do not round to even")
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200000 {
+		f := float32(math.Ldexp(1+r.Float64(), -25+r.IntN(41)))
+		if f < 65504 {
+			check(f)
+			check(-f)
+		}
+	}
+}
+
+// TestGEMMCasesOverflow: the overflow case's extreme channel has the largest bound any weight
+// can have, and rows 0 and 1 reach ±bound exactly.
+func TestGEMMCasesOverflow(t *testing.T) {
+	c, err := newW4A8Case(overflowSpec, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ch := overflowChannel
+	if OverflowBound != 2147482624 || math.MaxInt32-OverflowBound >= quant.ActQMax*quant.Int4Shift {
+		t.Fatalf("OverflowBound = %d", OverflowBound)
+	}
+	if c.w.Bound[ch] != OverflowBound || c.w.Alpha(ch) != 1024 {
+		t.Fatalf("bound %d with α %d, want %d with 1024", c.w.Bound[ch], c.w.Alpha(ch), OverflowBound)
+	}
+	n := overflowSpec.n
+	if int64(c.acc[ch]) != OverflowBound || int64(c.acc[n+ch]) != -OverflowBound {
+		t.Fatalf("acc of channel %d: %d, %d, want ±%d", ch, c.acc[ch], c.acc[n+ch], OverflowBound)
+	}
+	for col := 0; col < n; col++ {
+		if c.w.Bound[col] > quant.AccLimit {
+			t.Fatalf("channel %d bound %d", col, c.w.Bound[col])
+		}
+	}
+}
+
+// TestGEMMCasesDeterministic: a seed gives the same bytes (whatever the goroutines'
+// scheduling); another seed other inputs.
+func TestGEMMCasesDeterministic(t *testing.T) {
+	dir := writtenCases(t)
+	again := t.TempDir()
+	if err := WriteGEMMCases(again, CaseOptions{Seed: 7}); err != nil {
+		t.Fatal(err)
+	}
+	a, _ := newW4A8Case(overflowSpec, 7)
+	b, _ := newW4A8Case(overflowSpec, 8)
+	if reflect.DeepEqual(a.x, b.x) {
+		t.Fatal("the seed does not change the inputs")
+	}
+	man, _ := ReadManifest(dir)
+	for _, c := range append(man.Cases, ManifestCase{File: "manifest.json"}) {
+		a, _ := os.ReadFile(filepath.Join(dir, c.File))
+		b, err := os.ReadFile(filepath.Join(again, c.File))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Fatalf("%s differs between two runs with the same seed", c.File)
+		}
+	}
+}
+
+// TestActCaseTies: the act case of static scale 2⁻⁴ has ties in its row 1 for both the static
+// and the per-token scale, and they round to even (so a kernel rounding half away from zero
+// fails it).
+func TestActCaseTies(t *testing.T) {
+	_, as := caseSet()
+	c := newActCase(as[0], 7)
+	k := as[0].k
+	if c.tokenScale[0] != 1 || c.tokenScale[1] != 1.0/16 {
+		t.Fatalf("token scales %v", c.tokenScale[:2])
+	}
+	ties, odd := 0, 0
+	for j := 0; j < k; j++ {
+		x := safetensors.HalfToFloat32(c.x[k+j])
+		u := float64(x) * 16
+		if u != math.Floor(u)+0.5 {
+			continue
+		}
+		ties++
+		want := int8(math.RoundToEven(u))
+		if c.qStatic[k+j] != want || c.qToken[k+j] != want {
+			t.Fatalf("x = %v: codes %d, %d, want %d", x, c.qStatic[k+j], c.qToken[k+j], want)
+		}
+		if int8(math.Round(u)) != want {
+			odd++
+		}
+	}
+	if ties < k/2 || odd == 0 {
+		t.Fatalf("%d ties, %d where half-away differs", ties, odd)
+	}
+	for j := 0; j < k; j++ {
+		if c.qStatic[j] != 0 || c.qToken[j] != 0 {
+			t.Fatal("the zero row has nonzero codes")
+		}
+		if x := safetensors.HalfToFloat32(c.x[2*k+j]); math.Abs(float64(x)) >= 1000 && c.qStatic[2*k+j] != 127 && c.qStatic[2*k+j] != -127 {
+			t.Fatalf("large value %v not clamped: %d", x, c.qStatic[2*k+j])
+		}
+	}
+}

@@ -34,8 +34,16 @@ verifies every file, so a truncated or corrupted copy is an error, never a silen
 			if st, err := os.Stat(o.dir); err != nil || !st.IsDir() {
 				return badInput(fmt.Errorf("bundle: %s is not a folder", o.dir))
 			}
-			if _, err := os.Stat(o.out); err == nil && !o.force {
-				return &exitError{code: exitExists, err: fmt.Errorf("%s already exists (add --force to replace it)", o.out)}
+			if err := checkOutputClear("-o", o.out, []protectedPath{{what: "the folder being bundled", path: o.dir, inside: true}, workingDir()}); err != nil {
+				return err
+			}
+			if _, err := os.Lstat(o.out); err == nil {
+				if !o.force {
+					return &exitError{code: exitExists, err: fmt.Errorf("%s already exists (add --force to replace it)", o.out)}
+				}
+				if err := replaceableBundle(o.out); err != nil {
+					return err
+				}
 			}
 			if err := bundle.Write(o.dir, o.out); err != nil {
 				return err
@@ -52,7 +60,7 @@ verifies every file, so a truncated or corrupted copy is an error, never a silen
 		},
 	}
 	cmd.Flags().StringVarP(&o.out, "output", "o", "", "bundle file to write (FILE.tar.zst)")
-	cmd.Flags().BoolVar(&o.force, "force", false, "replace an existing bundle file")
+	cmd.Flags().BoolVar(&o.force, "force", false, "replace an existing bundle file (only an earlier bundle)")
 	cmd.Flags().BoolVar(&o.asJSON, "json", false, "print machine-readable JSON")
 	return cmd
 }

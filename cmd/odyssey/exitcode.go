@@ -15,6 +15,7 @@ const (
 	exitBadInput    = 3   // a model, data, tokenizer or recipe file that is invalid or unsupported
 	exitExists      = 4   // the output exists and --force was not given
 	exitInterrupted = 130 // interrupted (Ctrl-C); nothing half-written is left behind
+	exitTerminated  = 143 // stopped by SIGTERM, handled as an interruption (128 + 15)
 )
 
 // exitError carries the exit code chosen where the error was understood.

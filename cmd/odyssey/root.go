@@ -8,6 +8,8 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strings"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/spf13/cobra"
 )
@@ -20,6 +22,15 @@ type globalOptions struct {
 
 	cpuProfile  string
 	stopProfile func() // ends the CPU profile also when the command fails
+
+	// trailer holds notes printed after the error line when the command fails (what was
+	// cleaned up, how to resume), so the cause always comes first.
+	trailer []string
+}
+
+// trail records a note for after the error line (see globalOptions.trailer).
+func (g *globalOptions) trail(format string, a ...any) {
+	g.trailer = append(g.trailer, fmt.Sprintf(format, a...))
 }
 
 func newRootCmd(g *globalOptions) *cobra.Command {
@@ -96,11 +107,33 @@ func requireSubcommand(c *cobra.Command) {
 	}
 }
 
+// lastSignal is the signal the latest run caught (nil: none), for tests.
+var lastSignal atomic.Pointer[os.Signal]
+
 // run executes the CLI and returns the process exit code. It is main without os.Exit, so
 // tests can drive the whole CLI in-process.
 func run(args []string, in io.Reader, out, errOut io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+	// SIGINT (Ctrl-C) and SIGTERM (kill, a CI job's timeout, a container stopping) both
+	// cancel the context: commands stop at the next check, remove what is half-written (or
+	// keep quantize's finished layers for --resume) and say so.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var got atomic.Value // os.Signal
+	lastSignal.Store(nil)
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel()
+			got.Store(s)
+			lastSignal.Store(&s)
+		case <-done:
+		}
+	}()
 	g := &globalOptions{in: in, out: out, errOut: errOut}
 	root := newRootCmd(g)
 	root.SetArgs(args)
@@ -111,11 +144,27 @@ func run(args []string, in io.Reader, out, errOut io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(errOut, "odyssey: %s\n", err)
+	code := exitCodeOf(err)
 	if isCobraUsageError(err) {
-		return exitUsage
+		code = exitUsage
 	}
-	return exitCodeOf(err)
+	if code == exitInterrupted {
+		name := "interrupt"
+		if s, ok := got.Load().(os.Signal); ok {
+			if s == syscall.SIGTERM {
+				name, code = "SIGTERM", exitTerminated
+			} else {
+				name = "SIGINT"
+			}
+		}
+		fmt.Fprintf(errOut, "odyssey: stopped by %s (%s)\n", name, err)
+	} else {
+		fmt.Fprintf(errOut, "odyssey: %s\n", err)
+	}
+	for _, t := range g.trailer {
+		fmt.Fprintf(errOut, "odyssey: %s\n", t)
+	}
+	return code
 }
 
 // isCobraUsageError recognises the errors cobra itself returns for a malformed command line

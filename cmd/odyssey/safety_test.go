@@ -1,0 +1,197 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// tinyCopy copies tiny-llama into dir/name and returns the folder.
+func tinyCopy(t *testing.T, dir, name string) string {
+	t.Helper()
+	m := filepath.Join(dir, name)
+	if err := os.MkdirAll(m, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ents, _ := os.ReadDir(tiny)
+	for _, e := range ents {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(tiny, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(m, e.Name()), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return m
+}
+
+func mustExist(t *testing.T, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s was deleted: %v", p, err)
+		}
+	}
+}
+
+// An output that is, contains or lies inside the model folder (or is or contains the
+// calibration file's folder or the working directory) is refused with exit 2 before
+// anything is touched: --force used to replace the model with the artifact, and an ancestor
+// of the model was deleted with everything in it.
+func TestQuantizeOutOverlapsInput(t *testing.T) {
+	base := t.TempDir()
+	m := tinyCopy(t, base, "model")
+	unrelated := filepath.Join(base, "thesis.tex")
+	os.WriteFile(unrelated, []byte("years of work"), 0o644)
+	calibDir := filepath.Join(base, "data")
+	os.Mkdir(calibDir, 0o755)
+	cal := filepath.Join(calibDir, "calib.txt")
+	b, _ := os.ReadFile(sample)
+	os.WriteFile(cal, b, 0o644)
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(m, link); err != nil {
+		t.Fatal(err)
+	}
+	wd := filepath.Join(base, "work")
+	os.Mkdir(wd, 0o755)
+	t.Chdir(wd)
+	for _, c := range []struct {
+		name string
+		out  string
+		want string
+	}{
+		{"out is the model", m, "is the model folder"},
+		{"out is the model via a symlink", link, "is the model folder"},
+		{"out is the model, relative", "../model", "is the model folder"},
+		{"out contains the model", base, "contains the model folder"},
+		{"out inside the model", filepath.Join(m, "w4a8"), "inside the model folder"},
+		{"out is the working directory", ".", "is the working directory"},
+		{"out contains the working directory", "..", "contains"},
+		{"out is the calibration folder", calibDir, "calibration file's folder"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, errOut := quantize(t, "--model", m, "--out", c.out, "--force", "--recipe", "w4a8-rtn", "--calib", cal)
+			if code != exitUsage || !strings.Contains(errOut, c.want) {
+				t.Errorf("exit %d, want %d and %q: %s", code, exitUsage, c.want, errOut)
+			}
+			mustExist(t, filepath.Join(m, "model.safetensors"), filepath.Join(m, "config.json"), unrelated, cal)
+			if _, err := os.Stat(filepath.Join(m, "odyssey.json")); err == nil {
+				t.Error("the model folder was replaced by an artifact")
+			}
+		})
+	}
+	// A relative output beside the model is fine.
+	if code, _, errOut := quantize(t, "--model", "../model", "--out", "model-w4a8", "--recipe", "w4a8-rtn"); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+}
+
+// --force replaces an earlier artifact or an empty folder, nothing else (exit 4).
+func TestQuantizeForceReplacesOnlyArtifacts(t *testing.T) {
+	base := t.TempDir()
+	other := filepath.Join(base, "photos")
+	os.Mkdir(other, 0o755)
+	keep := filepath.Join(other, "holiday.jpg")
+	os.WriteFile(keep, []byte("jpeg"), 0o644)
+	code, _, errOut := quantize(t, "--model", tiny, "--out", other, "--force", "--recipe", "w4a8-rtn")
+	if code != exitExists || !strings.Contains(errOut, "not an earlier odyssey artifact") || !strings.Contains(errOut, other) {
+		t.Errorf("non-artifact folder: exit %d: %s", code, errOut)
+	}
+	mustExist(t, keep)
+	file := filepath.Join(base, "notes.txt")
+	os.WriteFile(file, []byte("x"), 0o644)
+	if code, _, errOut := quantize(t, "--model", tiny, "--out", file, "--force", "--recipe", "w4a8-rtn"); code != exitExists {
+		t.Errorf("a file: exit %d: %s", code, errOut)
+	}
+	mustExist(t, file)
+
+	empty := filepath.Join(base, "empty")
+	os.Mkdir(empty, 0o755)
+	if code, _, errOut := quantize(t, "--model", tiny, "--out", empty, "--force", "--recipe", "w4a8-rtn"); code != 0 {
+		t.Fatalf("empty folder: exit %d: %s", code, errOut)
+	}
+	// empty now holds an artifact: --force replaces it again.
+	if code, _, errOut := quantize(t, "--model", tiny, "--out", empty, "--force", "--recipe", "w4a8-rtn"); code != 0 {
+		t.Fatalf("earlier artifact: exit %d: %s", code, errOut)
+	}
+	mustExist(t, filepath.Join(empty, "odyssey.json"))
+}
+
+// testdata synth --force and bundle --force follow the same rule.
+func TestForceOtherCommands(t *testing.T) {
+	base := t.TempDir()
+	other := filepath.Join(base, "other")
+	os.Mkdir(other, 0o755)
+	keep := filepath.Join(other, "keep.txt")
+	os.WriteFile(keep, []byte("x"), 0o644)
+	code, _, errOut := runCLI(t, "", "testdata", "synth", "--shape", "llama2-7b", "--layers", "0", "--out", other, "--force")
+	if code != exitExists || !strings.Contains(errOut, "not an earlier synthetic checkpoint") {
+		t.Errorf("synth over a foreign folder: exit %d: %s", code, errOut)
+	}
+	mustExist(t, keep)
+
+	notBundle := filepath.Join(base, "report.tar.zst")
+	os.WriteFile(notBundle, []byte("not a bundle"), 0o644)
+	code, _, errOut = runCLI(t, "", "bundle", tiny, "-o", notBundle, "--force")
+	if code != exitExists || !strings.Contains(errOut, "not a bundle") {
+		t.Errorf("bundle over a foreign file: exit %d: %s", code, errOut)
+	}
+	if b, _ := os.ReadFile(notBundle); string(b) != "not a bundle" {
+		t.Error("bundle --force replaced a file that is not a bundle")
+	}
+	out := filepath.Join(base, "tiny.tar.zst")
+	for i := 0; i < 2; i++ { // the second replaces the first
+		if code, _, errOut := runCLI(t, "", "bundle", tiny, "-o", out, "--force"); code != 0 {
+			t.Fatalf("bundle: exit %d: %s", code, errOut)
+		}
+	}
+}
+
+// A second run into the same output while one holds it is refused with exit 4, naming the
+// process that holds it.
+func TestQuantizeConcurrentRunRefused(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	unlock, err := lockOutput(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", "w4a8-rtn")
+	unlock()
+	if code != exitExists || !strings.Contains(errOut, "process "+strconv.Itoa(os.Getpid())) {
+		if lockOutputIsNoop {
+			t.Skip("no file locking on this system")
+		}
+		t.Errorf("exit %d, want %d naming pid %d: %s", code, exitExists, os.Getpid(), errOut)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("the locked-out run wrote the output")
+	}
+	// Released: the next run proceeds, and leaves no lock file behind.
+	if code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", "w4a8-rtn"); code != 0 {
+		t.Fatalf("after unlock: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(out + ".partial.lock"); err == nil {
+		t.Error("lock file left behind")
+	}
+}
+
+// On a failure the cause is the first thing said, the cleanup note after it.
+func TestQuantizeFailureCauseFirst(t *testing.T) {
+	base := t.TempDir()
+	overflow := writeRecipe(t, smallFPTQ+"integer_scale:\n  amplifier: 16384\n")
+	out := filepath.Join(base, "o")
+	code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", overflow, "--calib", sample)
+	if code != exitBadInput {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	cause, note := strings.Index(errOut, "2³¹"), strings.Index(errOut, "removed the unfinished output")
+	if cause < 0 || note < 0 || note < cause {
+		t.Errorf("the cause must come before the cleanup note:\n%s", errOut)
+	}
+}

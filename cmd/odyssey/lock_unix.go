@@ -52,4 +52,5 @@ func lockOutput(out string) (unlock func(), err error) {
 		}, nil
 	}
 }
+
 const lockOutputIsNoop = false

@@ -68,6 +68,9 @@ func (o *evalDataOptions) validate() error {
 	} else if st.IsDir() {
 		return badInput(fmt.Errorf("--data %s is a folder, not a text file", o.data))
 	}
+	if err := eval.CheckTextFile(o.data); err != nil {
+		return badInput(fmt.Errorf("--data: %w", err))
+	}
 	return nil
 }
 

@@ -418,6 +418,9 @@ func prepareQuantize(g *globalOptions, o *quantizeOptions) (*quantizeJob, func()
 		} else if st.IsDir() {
 			return fail(badInput(fmt.Errorf("calibration data %s is a folder, not a file", job.calibPath)))
 		}
+		if err := eval.CheckTextFile(job.calibPath); err != nil {
+			return fail(badInput(fmt.Errorf("calibration data: %w", err)))
+		}
 	}
 	if job.plan, err = r.ValidateForModel(cfg); err != nil {
 		return fail(recipeError(g, o.recipe, err))

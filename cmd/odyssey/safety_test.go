@@ -195,3 +195,31 @@ func TestQuantizeFailureCauseFirst(t *testing.T) {
 		t.Errorf("the cause must come before the cleanup note:\n%s", errOut)
 	}
 }
+
+// A device or an oversized file as text is refused (exit 3) instead of being read without
+// end: eval ppl --data /dev/zero grew without bound, quantize --calib /dev/urandom hung.
+func TestUnboundedTextRefused(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	code, _, errOut := runCLI(t, "", "eval", "ppl", "--model", tiny, "--data", "/dev/zero")
+	if code != exitBadInput || !strings.Contains(errOut, "/dev/zero") || !strings.Contains(errOut, "not a regular file") {
+		t.Errorf("eval ppl --data /dev/zero: exit %d: %s", code, errOut)
+	}
+	out := filepath.Join(t.TempDir(), "o")
+	code, _, errOut = quantize(t, "--model", tiny, "--out", out, "--calib", "/dev/urandom")
+	if code != exitBadInput || !strings.Contains(errOut, "/dev/urandom") {
+		t.Errorf("quantize --calib /dev/urandom: exit %d: %s", code, errOut)
+	}
+	big := filepath.Join(t.TempDir(), "big.txt")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(1<<30 + 1) // sparse: nothing is written
+	f.Close()
+	code, _, errOut = runCLI(t, "", "eval", "ppl", "--model", tiny, "--data", big)
+	if code != exitBadInput || !strings.Contains(errOut, "1 GiB") {
+		t.Errorf("eval ppl on a 1 GiB + 1 file: exit %d: %s", code, errOut)
+	}
+}

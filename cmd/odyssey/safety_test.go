@@ -223,3 +223,18 @@ func TestUnboundedTextRefused(t *testing.T) {
 		t.Errorf("eval ppl on a 1 GiB + 1 file: exit %d: %s", code, errOut)
 	}
 }
+
+// recipes validate lists the first 20 problems, then a count of the rest.
+func TestRecipeProblemsCapped(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("version: 1\n")
+	for i := range 50 {
+		b.WriteString("bogus_" + strconv.Itoa(i) + ": 1\n")
+	}
+	p := writeRecipe(t, b.String())
+	code, _, errOut := runCLI(t, "", "recipes", "validate", p)
+	if code != exitBadInput || !strings.Contains(errOut, "and 30 more problems") || !strings.Contains(errOut, "50 problems") ||
+		strings.Count(errOut, "bogus_") != 20 {
+		t.Errorf("exit %d:\n%s", code, errOut)
+	}
+}

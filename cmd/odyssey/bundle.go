@@ -1,8 +1,12 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/odyssey-llm/odyssey/formats/bundle"
@@ -67,13 +71,48 @@ verifies every file, so a truncated or corrupted copy is an error, never a silen
 
 // openModelPath returns a folder for path: path itself, or for a bundle file a verified
 // extraction into a temporary folder that cleanup removes.
-func openModelPath(path string) (dir string, cleanup func(), err error) {
+// The extraction is bounded by --max-bundle-size and the free space of $TMPDIR, and is
+// removed when interrupted.
+func openModelPath(g *globalOptions, path string) (dir string, cleanup func(), err error) {
 	if st, err := os.Stat(path); err == nil && !st.IsDir() && (bundle.IsBundle(path) || strings.HasSuffix(path, ".tar.zst")) {
-		d, c, err := bundle.Open(path)
+		d, c, err := bundle.OpenWith(path, bundle.Options{MaxBytes: g.maxBundleBytes, Context: g.ctx})
 		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return "", nil, err
+			}
+			if errors.Is(err, bundle.ErrTooLarge) {
+				err = fmt.Errorf("%w (raise it with --max-bundle-size if you trust %s)", err, path)
+			}
 			return "", nil, badInput(err)
 		}
 		return d, c, nil
 	}
 	return path, func() {}, nil
+}
+
+// parseByteSize reads a size such as 68719476736, 64GiB, 512MiB or 1TiB (binary units; KB,
+// MB, GB, TB and the bare K, M, G, T are read as binary too).
+func parseByteSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix []string
+		shift  uint
+	}{{[]string{"TiB", "TB", "T"}, 40}, {[]string{"GiB", "GB", "G"}, 30}, {[]string{"MiB", "MB", "M"}, 20}, {[]string{"KiB", "KB", "K"}, 10}, {[]string{"B"}, 0}} {
+		done := false
+		for _, suf := range u.suffix {
+			if v, ok := strings.CutSuffix(t, suf); ok {
+				t, mult, done = strings.TrimSpace(v), int64(1)<<u.shift, true
+				break
+			}
+		}
+		if done {
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("%q is not a positive size (write e.g. 64GiB)", s)
+	}
+	return n * mult, nil
 }

@@ -360,7 +360,7 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 // tokenizes), and the output format.
 func prepareQuantize(g *globalOptions, o *quantizeOptions) (*quantizeJob, func(), error) {
 	job := &quantizeJob{o: o, staging: filepath.Clean(o.out) + ".partial"}
-	dir, cleanupBundle, err := openModelPath(o.model)
+	dir, cleanupBundle, err := openModelPath(g, o.model)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -20,6 +20,12 @@ type globalOptions struct {
 	out    io.Writer
 	errOut io.Writer
 
+	// ctx is the command's context (cancelled by SIGINT and SIGTERM).
+	ctx context.Context
+	// maxBundle is --max-bundle-size as given, maxBundleBytes the same in bytes.
+	maxBundle      string
+	maxBundleBytes int64
+
 	cpuProfile  string
 	stopProfile func() // ends the CPU profile also when the command fails
 
@@ -64,7 +70,14 @@ model and checks it: perplexity and KL divergence on CPU, speed on a GPU.`,
 	var prof *os.File
 	root.PersistentFlags().StringVar(&g.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to this file")
 	_ = root.PersistentFlags().MarkHidden("cpuprofile")
+	root.PersistentFlags().StringVar(&g.maxBundle, "max-bundle-size", "64GiB", "the most a .tar.zst bundle may unpack to (into $TMPDIR)")
 	root.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		g.ctx = c.Context()
+		n, err := parseByteSize(g.maxBundle)
+		if err != nil {
+			return usageErrorf("--max-bundle-size: %v", err)
+		}
+		g.maxBundleBytes = n
 		if g.cpuProfile == "" {
 			return nil
 		}

@@ -238,3 +238,27 @@ func TestRecipeProblemsCapped(t *testing.T) {
 		t.Errorf("exit %d:\n%s", code, errOut)
 	}
 }
+
+// A bundle whose manifest declares more than --max-bundle-size is refused (exit 3) before
+// anything is unpacked; the message says how to raise the limit.
+func TestBundleSizeLimit(t *testing.T) {
+	b := filepath.Join(t.TempDir(), "tiny.tar.zst")
+	if code, _, errOut := runCLI(t, "", "bundle", tiny, "-o", b); code != 0 {
+		t.Fatalf("bundle: exit %d: %s", code, errOut)
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	code, _, errOut := runCLI(t, "", "inspect", b, "--max-bundle-size", "1MiB")
+	if code != exitBadInput || !strings.Contains(errOut, "--max-bundle-size") || !strings.Contains(errOut, b) {
+		t.Errorf("over the limit: exit %d: %s", code, errOut)
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+		t.Errorf("left %d entries in $TMPDIR", len(ents))
+	}
+	if code, _, errOut := runCLI(t, "", "inspect", b, "--max-bundle-size", "64MiB"); code != 0 {
+		t.Errorf("within the limit: exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := runCLI(t, "", "inspect", b, "--max-bundle-size", "lots"); code != exitUsage {
+		t.Errorf("bad size: exit %d: %s", code, errOut)
+	}
+}

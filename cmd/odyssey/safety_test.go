@@ -262,3 +262,17 @@ func TestBundleSizeLimit(t *testing.T) {
 		t.Errorf("bad size: exit %d: %s", code, errOut)
 	}
 }
+
+// A model that computes NaN is an error (exit 3) naming the first layer whose output is not
+// finite, not "perplexity NaN" with exit 0.
+func TestEvalNaNModel(t *testing.T) {
+	m := nanModel(t, "model.layers.2.mlp.up_proj.weight", 1000)
+	code, out, errOut := runCLI(t, "", "eval", "ppl", "--model", m, "--data", sample, "--seq-len", "64", "--max-windows", "2")
+	if code != exitBadInput || !strings.Contains(errOut, "decoder layer 2") || strings.Contains(out, "NaN") {
+		t.Errorf("ppl: exit %d: %s%s", code, out, errOut)
+	}
+	code, out, errOut = runCLI(t, "", "eval", "kl", "--ref", tiny, "--model", m, "--data", sample, "--seq-len", "64", "--max-windows", "2")
+	if code != exitBadInput || !strings.Contains(errOut, "decoder layer 2") {
+		t.Errorf("kl: exit %d: %s%s", code, out, errOut)
+	}
+}

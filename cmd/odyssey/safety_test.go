@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -274,5 +275,28 @@ func TestEvalNaNModel(t *testing.T) {
 	code, out, errOut = runCLI(t, "", "eval", "kl", "--ref", tiny, "--model", m, "--data", sample, "--seq-len", "64", "--max-windows", "2")
 	if code != exitBadInput || !strings.Contains(errOut, "decoder layer 2") {
 		t.Errorf("kl: exit %d: %s%s", code, out, errOut)
+	}
+}
+
+// A config.json with fewer layers than the checkpoint is refused (exit 3), naming the tensors
+// that would be ignored, instead of quantizing a truncated model with exit 0.
+func TestQuantizeConfigFewerLayers(t *testing.T) {
+	m := copyModel(t, tiny)
+	p := filepath.Join(m, "config.json")
+	b, _ := os.ReadFile(p)
+	var cfg map[string]any
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg["num_hidden_layers"] = 2
+	b, _ = json.Marshal(cfg)
+	os.WriteFile(p, b, 0o644)
+	out := filepath.Join(t.TempDir(), "o")
+	code, _, errOut := quantize(t, "--model", m, "--out", out, "--recipe", "w4a8-rtn")
+	if code != exitBadInput || !strings.Contains(errOut, "num_hidden_layers 2") || !strings.Contains(errOut, "model.layers.2.") || !strings.Contains(errOut, "more") {
+		t.Errorf("exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("wrote an artifact of a truncated model")
 	}
 }

@@ -441,6 +441,13 @@ func prepareQuantize(g *globalOptions, o *quantizeOptions) (*quantizeJob, func()
 		fmt.Fprintf(g.errOut, "odyssey: %s\n", line)
 	}
 	job.notes = recipeNotes(job.plan)
+	if job.hm.TokenizerPath == "" {
+		// Quantizing needs no tokenizer (data-free or weight-only), but serving and
+		// evaluating the artifact do: say so now, and in odyssey.json.
+		note := fmt.Sprintf("no tokenizer: %s has no tokenizer.json, so neither has the artifact; it cannot be served or evaluated until the model's tokenizer files are copied into it", o.model)
+		job.notes = append(job.notes, note)
+		fmt.Fprintf(g.errOut, "odyssey: warning: %s\n", note)
+	}
 
 	if job.hm.TokenizerPath != "" {
 		if job.tok, err = tokenizer.Load(job.hm.TokenizerPath); err != nil {

@@ -300,3 +300,30 @@ func TestQuantizeConfigFewerLayers(t *testing.T) {
 		t.Error("wrote an artifact of a truncated model")
 	}
 }
+
+// A model without tokenizer.json quantizes (w4a8-rtn needs none), but the artifact cannot be
+// served: a warning on stderr, and a note in odyssey.json.
+func TestQuantizeNoTokenizerWarns(t *testing.T) {
+	m := copyModel(t, tiny)
+	os.Remove(filepath.Join(m, "tokenizer.json"))
+	out := filepath.Join(t.TempDir(), "o")
+	code, _, errOut := quantize(t, "--model", m, "--out", out, "--recipe", "w4a8-rtn")
+	if code != 0 || !strings.Contains(errOut, "warning") || !strings.Contains(errOut, "tokenizer.json") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "odyssey.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var prov struct {
+		Notes []string `json:"notes"`
+	}
+	json.Unmarshal(b, &prov)
+	found := false
+	for _, n := range prov.Notes {
+		found = found || strings.HasPrefix(n, "no tokenizer:")
+	}
+	if !found {
+		t.Errorf("odyssey.json notes %q lack the missing tokenizer", prov.Notes)
+	}
+}

@@ -85,7 +85,8 @@ func openModelPath(g *globalOptions, path string) (dir string, cleanup func(), e
 			}
 			return "", nil, badInput(err)
 		}
-		return d, c, nil
+		unregister := onForcedExit(c)
+		return d, func() { unregister(); c() }, nil
 	}
 	return path, func() {}, nil
 }

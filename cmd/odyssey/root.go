@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 
@@ -120,6 +121,40 @@ func requireSubcommand(c *cobra.Command) {
 	}
 }
 
+// exitCleanups are what a forced exit (a second signal) still removes: bundles unpacked into
+// $TMPDIR. Keyed by registration.
+var exitCleanups struct {
+	sync.Mutex
+	next int
+	fns  map[int]func()
+}
+
+// onForcedExit registers fn to run if the process is forced to exit, and returns the
+// function that unregisters it.
+func onForcedExit(fn func()) (unregister func()) {
+	exitCleanups.Lock()
+	defer exitCleanups.Unlock()
+	if exitCleanups.fns == nil {
+		exitCleanups.fns = map[int]func(){}
+	}
+	id := exitCleanups.next
+	exitCleanups.next++
+	exitCleanups.fns[id] = fn
+	return func() {
+		exitCleanups.Lock()
+		delete(exitCleanups.fns, id)
+		exitCleanups.Unlock()
+	}
+}
+
+func runExitCleanups() {
+	exitCleanups.Lock()
+	defer exitCleanups.Unlock()
+	for _, fn := range exitCleanups.fns {
+		fn()
+	}
+}
+
 // lastSignal is the signal the latest run caught (nil: none), for tests.
 var lastSignal atomic.Pointer[os.Signal]
 
@@ -144,6 +179,21 @@ func run(args []string, in io.Reader, out, errOut io.Writer) int {
 			cancel()
 			got.Store(s)
 			lastSignal.Store(&s)
+		case <-done:
+			return
+		}
+		// A second signal means the user will not wait for the cleanup of a command that
+		// is slow to stop (or does not check for cancellation): remove the temporary
+		// folders and exit at once, as the default action would have.
+		select {
+		case s := <-sigs:
+			runExitCleanups()
+			code := exitInterrupted
+			if s == syscall.SIGTERM {
+				code = exitTerminated
+			}
+			fmt.Fprintf(errOut, "odyssey: second signal (%v): exiting now\n", s)
+			os.Exit(code)
 		case <-done:
 		}
 	}()

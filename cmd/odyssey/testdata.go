@@ -55,6 +55,7 @@ per-layer cost then projects to the full model. Shapes: ` + strings.Join(synth.S
 				return err
 			}
 			defer stage.Abort()
+			defer onForcedExit(stage.Abort)() // synth does not stop on Ctrl-C; a second one ends it
 			bar := newProgress(g.errOut, o.asJSON, 100, "writing "+o.shape, "%")
 			start := time.Now()
 			err = synth.Write(stage.tmp, synth.Options{

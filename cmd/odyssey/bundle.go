@@ -27,7 +27,10 @@ func newBundleCmd(g *globalOptions) *cobra.Command {
 		Short: "Pack a model or artifact folder into one verified file",
 		Long: `Bundle packs a folder into one zstd-compressed tar file whose manifest holds the SHA-256
 of every file. inspect and eval accept the bundle wherever they accept a folder; opening it
-verifies every file, so a truncated or corrupted copy is an error, never a silently different model.`,
+verifies every file, so a truncated or corrupted copy is an error, never a silently different model.
+Opening one unpacks it into $TMPDIR: at most --max-bundle-size in all (default 64GiB), checked
+against the manifest and the free space before anything is written. --force replaces only an
+earlier bundle.`,
 		Example: "  odyssey bundle /tmp/tiny-w4a8 -o tiny-w4a8.tar.zst\n  odyssey inspect tiny-w4a8.tar.zst",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

@@ -144,7 +144,14 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 	if err := checkOutputClear("--out", out+".partial", protected); err != nil {
 		return err
 	}
-	if err := checkQuantizeOut(out, o.force); err != nil {
+	// One run at a time per output, for the whole run: a second run into the same OUT
+	// would mix its layers into this one's OUT.partial.
+	unlock, err := lockOutput(out)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := checkQuantizeOut(out, o.force); err != nil { // under the lock
 		return err
 	}
 	job, cleanup, err := prepareQuantize(g, o)
@@ -157,16 +164,6 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 		if err := checkOutputClear("--out", out, []protectedPath{{what: "the calibration file's folder", path: filepath.Dir(job.calibPath)}, {what: "the calibration file", path: job.calibPath}}); err != nil {
 			return err
 		}
-	}
-	// One run at a time per output: a second run into the same OUT would mix its layers
-	// into this one's OUT.partial.
-	unlock, err := lockOutput(out)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	if err := checkQuantizeOut(out, o.force); err != nil { // again, under the lock
-		return err
 	}
 	rep := &quantizeReport{Model: o.model, Out: out, Recipe: job.recipe.Source, RecipeHash: job.recipe.Hash(),
 		Output: job.output, Layers: job.hm.Config.NumLayers, Notes: job.notes}

@@ -203,6 +203,10 @@ func (p *Pass) run(ctx context.Context, l *model.Layer, hessian func(model.Linea
 			h = p.buf
 		}
 		l.Forward(h, nw, L, &p.mctx)
+		if !finite32(h) {
+			// Before any statistic is used and before the stream carries it on.
+			return nil, &NonFiniteError{Layer: idx, What: "the layer's output"}
+		}
 		p.sample()
 	}
 	if !collect {
@@ -211,6 +215,11 @@ func (p *Pass) run(ctx context.Context, l *model.Layer, hessian func(model.Linea
 	ls := p.col.Take(idx)
 	if ls == nil || len(ls.Inputs) != len(inputKinds) {
 		return nil, fmt.Errorf("calib: layer %d reported %d of its %d inputs to the observer", idx, lenInputs(ls), len(inputKinds))
+	}
+	for _, k := range inputKinds {
+		if err := CheckStats(ls.Inputs[k], idx, "the "+k.String()+" input"); err != nil {
+			return nil, err
+		}
 	}
 	return ls, nil
 }

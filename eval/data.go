@@ -23,12 +23,23 @@ var Formats = []string{"text", "jsonl"}
 // LoadText reads an evaluation text. Format "text" returns the file's bytes as they are;
 // "jsonl" reads one JSON object per line and joins their "text" fields with "\n\n", which is
 // how the C4 evaluation text was made from its JSON lines (blank lines are skipped).
+//
+// The file must be a regular file of at most MaxTextBytes (CheckTextFile): a device such as
+// /dev/zero or /dev/urandom, or a pipe, would otherwise be read without end.
 func LoadText(path, format string) (string, error) {
 	switch format {
 	case "text":
-		b, err := os.ReadFile(path)
+		f, err := openText(path)
 		if err != nil {
-			return "", fmt.Errorf("eval: %w", err)
+			return "", err
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, MaxTextBytes+1))
+		if err != nil {
+			return "", fmt.Errorf("eval: %s: %w", path, err)
+		}
+		if int64(len(b)) > MaxTextBytes {
+			return "", fmt.Errorf("eval: %s: %w", path, ErrTextTooLarge)
 		}
 		return string(b), nil
 	case "jsonl":
@@ -37,14 +48,61 @@ func LoadText(path, format string) (string, error) {
 	return "", fmt.Errorf("eval: unknown data format %q (want one of %s)", format, strings.Join(Formats, ", "))
 }
 
-func loadJSONL(path string) (string, error) {
+// MaxTextBytes bounds an evaluation or calibration text file: 1 GiB, several hundred times
+// WikiText-2's test split, and more than any window count a CPU evaluation gets through.
+const MaxTextBytes = 1 << 30
+
+// ErrTextTooLarge is returned for a text file beyond MaxTextBytes.
+var ErrTextTooLarge = errors.New("larger than the 1 GiB limit on text files")
+
+// CheckTextFile checks, without reading it, that path is a regular file (symbolic links
+// followed) of at most MaxTextBytes; commands call it before the heavy work.
+func CheckTextFile(path string) error {
+	st, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("eval: %w", err)
+	}
+	return checkTextInfo(path, st)
+}
+
+func checkTextInfo(path string, st os.FileInfo) error {
+	if st.IsDir() {
+		return fmt.Errorf("eval: %s is a folder, not a text file", path)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("eval: %s is not a regular file (a device, pipe or socket has no end to read to); save the text to a file", path)
+	}
+	if st.Size() > MaxTextBytes {
+		return fmt.Errorf("eval: %s is %d bytes, %w", path, st.Size(), ErrTextTooLarge)
+	}
+	return nil
+}
+
+// openText opens a text file after checking it (CheckTextFile) on the opened file itself.
+func openText(path string) (*os.File, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", fmt.Errorf("eval: %w", err)
+		return nil, fmt.Errorf("eval: %w", err)
+	}
+	st, err := f.Stat()
+	if err == nil {
+		err = checkTextInfo(path, st)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+func loadJSONL(path string) (string, error) {
+	f, err := openText(path)
+	if err != nil {
+		return "", err
 	}
 	defer f.Close()
 	var docs []string
-	r := bufio.NewReaderSize(f, 1<<20)
+	r := bufio.NewReaderSize(io.LimitReader(f, MaxTextBytes), 1<<20)
 	for line := 1; ; line++ {
 		b, err := r.ReadBytes('\n')
 		if len(bytes.TrimSpace(b)) > 0 {

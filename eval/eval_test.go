@@ -282,3 +282,15 @@ func TestWindows(t *testing.T) {
 		t.Errorf("Windows = %v, %v", w, err)
 	}
 }
+
+// LoadText refuses devices and pipes rather than reading without end.
+func TestLoadTextRefusesDevices(t *testing.T) {
+	if _, err := os.Stat("/dev/zero"); err != nil {
+		t.Skip("no /dev/zero")
+	}
+	for _, format := range Formats {
+		if _, err := LoadText("/dev/zero", format); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("%s: %v", format, err)
+		}
+	}
+}

@@ -127,6 +127,17 @@ func KL(ctx context.Context, ref, m *model.Model, stream []int, opt Options) (*K
 				res.KLPerWindow[b+r/L] += s.kl / float64(L-1)
 			}
 		})
+		if !finite64(nllRef) {
+			return nil, nonFinite("the reference", ref, wins, b, nil)
+		}
+		if !finite64(nll) {
+			return nil, nonFinite("the model", m, wins, b, nil)
+		}
+		for i := range wins {
+			if !finite64(res.KLPerWindow[b+i]) {
+				return nil, nonFinite("the model", m, wins, b, func(j int) bool { return !finite64(res.KLPerWindow[b+j]) })
+			}
+		}
 		if opt.Progress != nil {
 			done := b + len(wins)
 			opt.Progress(done, len(windows), float64(done*L)/time.Since(start).Seconds())

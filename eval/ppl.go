@@ -76,7 +76,8 @@ type PPLResult struct {
 // golden references: stream is cut into non-overlapping windows of SeqLen tokens (the
 // remainder dropped), each window runs alone from position 0, and in each window tokens
 // 1..L−1 are scored given their prefix: the logits at position t−1 against token t. The
-// perplexity is exp(total NLL / tokens scored), with NLL accumulated in float64.
+// perplexity is exp(total NLL / tokens scored), with NLL accumulated in float64. A model that
+// computes NaN or Inf is an error, *NonFiniteError, naming the first layer that does.
 func Perplexity(ctx context.Context, m *model.Model, stream []int, opt Options) (*PPLResult, error) {
 	windows, total, batch, err := opt.plan(m, stream)
 	if err != nil {
@@ -93,9 +94,15 @@ func Perplexity(ctx context.Context, m *model.Model, stream []int, opt Options) 
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		nll, err := WindowNLL(m, windows[b:min(b+batch, len(windows))], mctx)
+		wins := windows[b:min(b+batch, len(windows))]
+		nll, err := WindowNLL(m, wins, mctx)
 		if err != nil {
 			return nil, err
+		}
+		for _, v := range nll {
+			if !finite64(v) {
+				return nil, nonFinite("the model", m, wins, b, func(i int) bool { return !finite64(nll[i]) })
+			}
 		}
 		res.NLLPerWindow = append(res.NLLPerWindow, nll...)
 		if opt.Progress != nil {

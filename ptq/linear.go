@@ -133,7 +133,7 @@ func quantizeRows(xf, xs, x []float32, rows, k int, act quant.ActQuant) {
 			xr := x[r*k : (r+1)*k]
 			sc := act.Scale
 			if perToken {
-				sc = quant.ActScale(absMax(xr))
+				sc = quant.RowScale(xr) // NaN for a non-finite row: NaN out, detected by calib
 			}
 			xs[r] = sc
 			xo := xf[r*k : (r+1)*k]
@@ -175,7 +175,7 @@ func (l *FakeActLinear) Forward(y, x []float32, rows int) {
 			xr, xo := x[r*k:(r+1)*k], xq[r*k:(r+1)*k]
 			sc := l.Act.Scale
 			if perToken {
-				sc = quant.ActScale(absMax(xr))
+				sc = quant.RowScale(xr) // NaN for a non-finite row: NaN out, detected by calib
 			}
 			for j, v := range xr {
 				xo[j] = float32(quant.QuantizeActValue(v, sc)) * sc
@@ -183,17 +183,6 @@ func (l *FakeActLinear) Forward(y, x []float32, rows int) {
 		}
 	})
 	l.Inner.Forward(y, xq, rows)
-}
-
-func absMax(x []float32) float32 {
-	var m float32
-	for _, v := range x {
-		m = max(m, abs32(v))
-	}
-	if m != m || m > 3.4e38 {
-		panic("ptq: non-finite activation")
-	}
-	return m
 }
 
 func grow(b []float32, n int) []float32 {

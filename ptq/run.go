@@ -3,6 +3,7 @@ package ptq
 import (
 	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"slices"
 	"time"
@@ -339,6 +340,9 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 				return nil, fmt.Errorf("%v input: %w", kind, err)
 			}
 			after = statRange(s, eq.Statistic, cons)
+		}
+		if !(before <= math.MaxFloat32 && after <= math.MaxFloat32) { // NaN fails both
+			return nil, &calib.NonFiniteError{Layer: l.Index, What: fmt.Sprintf("the range of the %v input", kind)}
 		}
 		policy, dec := quant.Decide(opt.Activations.Rule, before, after)
 		if policy == quant.LAEStaticPerTensor && !lae {

@@ -82,6 +82,18 @@ func FakeQuantActPerToken(x []float32, rows, k int) {
 	}
 }
 
+// RowScale returns the dynamic per-token scale of row x, ActScale(max|x|), or NaN when x
+// holds a NaN or ±Inf. Forward passes use it in place of ActScale(max|x|) so that a
+// non-finite activation (a model whose activations overflow float32) does not panic inside a
+// worker goroutine: the NaN scale makes the row's output NaN, which the caller detects where
+// the layer's output is checked (calib reports it as an error naming the layer).
+func RowScale(x []float32) float32 {
+	if absMaxBits(x) >= 0x7f800000 {
+		return float32(math.NaN())
+	}
+	return ActScale(math.Float32frombits(absMaxBits(x)))
+}
+
 // absMax returns max|x|, panicking on a non-finite value: a NaN or ±Inf activation would
 // silently zero or saturate the row, and its cause is upstream.
 func absMax(x []float32) float32 {

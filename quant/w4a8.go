@@ -453,7 +453,7 @@ func (l *QLinear) Forward(y, x []float32, rows int) {
 			xr := x[r*k : (r+1)*k]
 			sc := l.Act.Scale
 			if perToken {
-				sc = ActScale(absMax(xr))
+				sc = RowScale(xr) // NaN for a non-finite row: its output is NaN, not a panic
 				s.xs[r] = sc
 			}
 			xf := s.xf[r*k : (r+1)*k]

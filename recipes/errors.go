@@ -33,14 +33,39 @@ func (p Problem) String() string {
 // ValidateForModel return one, so that a user fixes a file in one round rather than one
 // problem per run.
 type Error struct {
+	// Problems are the first MaxProblems problems, in file order.
 	Problems []Problem
+	// More counts the problems found beyond those.
+	More int
+}
+
+// MaxProblems bounds the problems an Error reports: past the first few dozen, a file is not
+// a recipe with typos but something else, and listing every line helps no one.
+const MaxProblems = 20
+
+// Total is the number of problems found, reported or not.
+func (e *Error) Total() int { return len(e.Problems) + e.More }
+
+// MoreLine is the line that ends a truncated list ("and 3 more problems"), "" when none was
+// left out.
+func (e *Error) MoreLine() string {
+	switch e.More {
+	case 0:
+		return ""
+	case 1:
+		return "and 1 more problem"
+	}
+	return fmt.Sprintf("and %d more problems", e.More)
 }
 
 // Error prints one problem per line.
 func (e *Error) Error() string {
-	lines := make([]string, len(e.Problems))
+	lines := make([]string, len(e.Problems), len(e.Problems)+1)
 	for i, p := range e.Problems {
 		lines[i] = p.String()
+	}
+	if m := e.MoreLine(); m != "" {
+		lines = append(lines, m)
 	}
 	return strings.Join(lines, "\n")
 }
@@ -154,7 +179,11 @@ func (d *diag) err() error {
 		}
 		return cmp.Or(cmp.Compare(al, bl), cmp.Compare(a.Column, b.Column))
 	})
-	return &Error{Problems: d.probs}
+	e := &Error{Problems: d.probs}
+	if len(e.Problems) > MaxProblems {
+		e.Problems, e.More = e.Problems[:MaxProblems:MaxProblems], len(e.Problems)-MaxProblems
+	}
+	return e
 }
 
 // closest returns the candidate nearest to s in edit distance (with transpositions, and

@@ -64,7 +64,7 @@ func Load(nameOrPath string) (*Recipe, error) {
 	if slices.Contains(Presets(), nameOrPath) {
 		return Preset(nameOrPath)
 	}
-	data, err := os.ReadFile(nameOrPath)
+	data, err := readRecipeFile(nameOrPath)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && !strings.ContainsAny(nameOrPath, `/\.`) {
 			return nil, fmt.Errorf("recipes: %s, and there is no file %s", unknownPreset(nameOrPath), nameOrPath)
@@ -74,11 +74,47 @@ func Load(nameOrPath string) (*Recipe, error) {
 	return parse(nameOrPath, data, filepath.Dir(nameOrPath), true)
 }
 
+// MaxFileSize bounds a recipe file: 1 MiB, a thousand times the largest preset.
+const MaxFileSize = 1 << 20
+
+// ErrTooLarge is returned for a recipe beyond MaxFileSize.
+var ErrTooLarge = errors.New("larger than the 1 MiB limit on recipe files")
+
+// readRecipeFile reads a recipe file: a regular file of at most MaxFileSize bytes.
+func readRecipeFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if st.Size() > MaxFileSize {
+		return nil, fmt.Errorf("%s is %d bytes, %w", path, st.Size(), ErrTooLarge)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("%s: %w", path, ErrTooLarge)
+	}
+	return data, nil
+}
+
 // Parse reads a recipe. name is used in messages (file:line:column) and as Source. The
 // recipe starts from its base preset, or the defaults, and the file's values override it.
 // Every problem in the file is reported at once, in an *Error. A relative calibration path
 // is relative to the working directory; Load makes it relative to the file instead.
 func Parse(name string, data []byte) (*Recipe, error) {
+	if len(data) > MaxFileSize {
+		return nil, fmt.Errorf("recipes: %s is %d bytes, %w", name, len(data), ErrTooLarge)
+	}
 	return parse(name, data, "", true)
 }
 

@@ -68,6 +68,9 @@ func (o *evalDataOptions) validate() error {
 	} else if st.IsDir() {
 		return badInput(fmt.Errorf("--data %s is a folder, not a text file", o.data))
 	}
+	if err := eval.CheckTextFile(o.data); err != nil {
+		return badInput(fmt.Errorf("--data: %w", err))
+	}
 	return nil
 }
 
@@ -96,8 +99,8 @@ func (l *loadedModel) Close() {
 
 // loadForEval opens a checkpoint folder and its tokenizer and converts the weights to
 // float32, refusing early what the forward pass cannot run.
-func loadForEval(dir string, o *evalDataOptions) (*loadedModel, error) {
-	path, cleanup, err := openModelPath(dir)
+func loadForEval(g *globalOptions, dir string, o *evalDataOptions) (*loadedModel, error) {
+	path, cleanup, err := openModelPath(g, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -226,7 +229,7 @@ type pplReport struct {
 }
 
 func runEvalPPL(ctx context.Context, g *globalOptions, o *evalPPLOptions) error {
-	lm, err := loadForEval(o.model, &o.evalDataOptions)
+	lm, err := loadForEval(g, o.model, &o.evalDataOptions)
 	if err != nil {
 		return err
 	}
@@ -300,12 +303,12 @@ type klReport struct {
 }
 
 func runEvalKL(ctx context.Context, g *globalOptions, o *evalKLOptions) error {
-	ref, err := loadForEval(o.ref, &o.evalDataOptions)
+	ref, err := loadForEval(g, o.ref, &o.evalDataOptions)
 	if err != nil {
 		return err
 	}
 	defer ref.Close()
-	m, err := loadForEval(o.model, &o.evalDataOptions)
+	m, err := loadForEval(g, o.model, &o.evalDataOptions)
 	if err != nil {
 		return err
 	}

@@ -13,8 +13,9 @@ const (
 	exitFailure     = 1   // an unexpected failure (I/O error, bug)
 	exitUsage       = 2   // bad flags or arguments
 	exitBadInput    = 3   // a model, data, tokenizer or recipe file that is invalid or unsupported
-	exitExists      = 4   // the output exists and --force was not given
+	exitExists      = 4   // the output exists and --force was not given (or may not replace it), or another run holds it
 	exitInterrupted = 130 // interrupted (Ctrl-C); nothing half-written is left behind
+	exitTerminated  = 143 // stopped by SIGTERM, handled as an interruption (128 + 15)
 )
 
 // exitError carries the exit code chosen where the error was understood.

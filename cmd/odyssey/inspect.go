@@ -99,7 +99,7 @@ func runInspect(g *globalOptions, o *inspectOptions) error {
 	if _, err := os.Stat(o.path); err != nil {
 		return badInput(fmt.Errorf("inspect: %w", err))
 	}
-	dir, cleanup, err := openModelPath(o.path)
+	dir, cleanup, err := openModelPath(g, o.path)
 	if err != nil {
 		return err
 	}

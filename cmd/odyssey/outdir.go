@@ -13,14 +13,25 @@ type stagedDir struct {
 	final string
 	tmp   string
 	force bool
+	// replaceable, when set, decides whether force may replace an existing destination
+	// (replaceableDir); nil allows it.
+	replaceable func(string) error
 }
 
-// stageOutput refuses an existing destination unless force, and creates the temporary
-// folder in the destination's parent (same file system, so the final rename is atomic).
-func stageOutput(final string, force bool) (*stagedDir, error) {
+// stageOutput refuses an existing destination unless force (and, with force, one that
+// replaceable refuses), and creates the temporary folder in the destination's parent (same
+// file system, so the final rename is atomic).
+func stageOutput(final string, force bool, replaceable func(string) error) (*stagedDir, error) {
 	final = filepath.Clean(final)
-	if _, err := os.Stat(final); err == nil && !force {
-		return nil, &exitError{code: exitExists, err: fmt.Errorf("%s already exists (add --force to replace it)", final)}
+	if _, err := os.Lstat(final); err == nil {
+		if !force {
+			return nil, &exitError{code: exitExists, err: fmt.Errorf("%s already exists (add --force to replace it)", final)}
+		}
+		if replaceable != nil {
+			if err := replaceable(final); err != nil {
+				return nil, err
+			}
+		}
 	}
 	parent := filepath.Dir(final)
 	if err := os.MkdirAll(parent, 0o777); err != nil {
@@ -35,13 +46,18 @@ func stageOutput(final string, force bool) (*stagedDir, error) {
 		os.RemoveAll(tmp)
 		return nil, err
 	}
-	return &stagedDir{final: final, tmp: tmp, force: force}, nil
+	return &stagedDir{final: final, tmp: tmp, force: force, replaceable: replaceable}, nil
 }
 
 // Commit publishes the folder, replacing an existing destination only when forced.
 func (s *stagedDir) Commit() error {
 	if s.force {
-		if _, err := os.Stat(s.final); err == nil {
+		if _, err := os.Lstat(s.final); err == nil {
+			if s.replaceable != nil {
+				if err := s.replaceable(s.final); err != nil {
+					return err
+				}
+			}
 			old := s.tmp + ".old"
 			if err := os.Rename(s.final, old); err != nil {
 				return err
@@ -61,3 +77,5 @@ func (s *stagedDir) Abort() {
 		os.RemoveAll(s.tmp)
 	}
 }
+
+func parentDir(p string) string { return filepath.Dir(filepath.Clean(p)) }

@@ -66,7 +66,10 @@ calibration file and its length, the output folder, and every weight for NaN or 
 The artifact is built in OUT.partial beside OUT and renamed to OUT when complete, so OUT is never
 half-written. Each finished layer is checkpointed there: after an interruption (Ctrl-C, exit code
 130), run the same command with --resume to continue from the next layer; without --resume a
-leftover OUT.partial is discarded. An existing OUT is refused unless --force.
+leftover OUT.partial is discarded. SIGTERM is handled as Ctrl-C (exit code 143). An existing OUT is
+refused unless --force, and --force replaces only an earlier artifact or an empty folder. OUT may
+not be (or contain, or lie inside) the model folder, nor be or contain the calibration file's
+folder or the working directory. One run at a time may write OUT (a lock, OUT.partial.lock).
 
 The weight files are flushed to the disk (fsync) before the rename, so that OUT survives a power
 loss intact; on a slow disk that flush can take longer than the quantization itself, and
@@ -101,7 +104,7 @@ vLLM loads (int4 weights with float scales, int8 dynamic per-token activations) 
 	f.StringVar(&o.calib, "calib", "", "calibration data, a text or JSONL file, or \"self\" (overrides the recipe's calibration.data)")
 	f.StringVar(&o.export, "export", "", "output format: odyssey or compressed-tensors (default: the recipe's output.format)")
 	f.BoolVar(&o.asJSON, "json", false, "print a machine-readable summary (per-layer policy, scales, errors, timings, memory)")
-	f.BoolVar(&o.force, "force", false, "replace an existing output folder")
+	f.BoolVar(&o.force, "force", false, "replace an existing output folder: an earlier odyssey artifact or an empty folder")
 	f.BoolVar(&o.resume, "resume", false, "continue an interrupted run from the layers checkpointed in OUT.partial")
 	f.BoolVar(&o.noSync, "no-sync", false, "do not fsync the weight files before publishing OUT (faster on slow disks; a power loss may damage OUT)")
 	_ = cmd.MarkFlagRequired("model")
@@ -131,14 +134,37 @@ type quantizeJob struct {
 func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err error) {
 	start := time.Now()
 	out := filepath.Clean(o.out)
-	if _, err := os.Stat(out); err == nil && !o.force {
-		return &exitError{code: exitExists, err: fmt.Errorf("%s already exists (add --force to replace it)", out)}
+	protected := []protectedPath{{what: "the model folder", path: o.model, inside: true}, workingDir()}
+	if o.calib != "" && o.calib != recipes.Self {
+		protected = append(protected, protectedPath{what: "the calibration file's folder", path: filepath.Dir(o.calib)}, protectedPath{what: "the calibration file", path: o.calib})
+	}
+	if err := checkOutputClear("--out", out, protected); err != nil {
+		return err
+	}
+	if err := checkOutputClear("--out", out+".partial", protected); err != nil {
+		return err
+	}
+	// One run at a time per output, for the whole run: a second run into the same OUT
+	// would mix its layers into this one's OUT.partial.
+	unlock, err := lockOutput(out)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := checkQuantizeOut(out, o.force); err != nil { // under the lock
+		return err
 	}
 	job, cleanup, err := prepareQuantize(g, o)
 	if err != nil {
 		return err
 	}
 	defer cleanup()
+	if job.calibPath != "" {
+		// The recipe's calibration file, which --calib did not name.
+		if err := checkOutputClear("--out", out, []protectedPath{{what: "the calibration file's folder", path: filepath.Dir(job.calibPath)}, {what: "the calibration file", path: job.calibPath}}); err != nil {
+			return err
+		}
+	}
 	rep := &quantizeReport{Model: o.model, Out: out, Recipe: job.recipe.Source, RecipeHash: job.recipe.Hash(),
 		Output: job.output, Layers: job.hm.Config.NumLayers, Notes: job.notes}
 
@@ -171,12 +197,12 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 			return
 		}
 		if errors.Is(err, context.Canceled) {
-			fmt.Fprintf(g.errOut, "odyssey: interrupted with %d of %d layers checkpointed in %s; run the same command with --resume to continue\n",
+			g.trail("interrupted with %d of %d layers checkpointed in %s; run the same command with --resume to continue",
 				w.Done(), job.hm.Config.NumLayers, job.staging)
 			return
 		}
 		if os.RemoveAll(job.staging) == nil {
-			fmt.Fprintf(g.errOut, "odyssey: removed the unfinished output %s\n", job.staging)
+			g.trail("removed the unfinished output %s", job.staging)
 		}
 	}()
 	ctx, interrupt := context.WithCancel(ctx)
@@ -311,7 +337,10 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 		}
 		return err
 	}
-	if err := (&stagedDir{final: out, tmp: job.staging, force: o.force}).Commit(); err != nil {
+	if err := checkQuantizeOut(out, o.force); err != nil {
+		return err
+	}
+	if err := (&stagedDir{final: out, tmp: job.staging, force: o.force, replaceable: func(dir string) error { return checkQuantizeOut(dir, true) }}).Commit(); err != nil {
 		return err
 	}
 	rep.Timings.AssembleSeconds = time.Since(t0).Seconds()
@@ -328,7 +357,7 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 // tokenizes), and the output format.
 func prepareQuantize(g *globalOptions, o *quantizeOptions) (*quantizeJob, func(), error) {
 	job := &quantizeJob{o: o, staging: filepath.Clean(o.out) + ".partial"}
-	dir, cleanupBundle, err := openModelPath(o.model)
+	dir, cleanupBundle, err := openModelPath(g, o.model)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -386,6 +415,9 @@ func prepareQuantize(g *globalOptions, o *quantizeOptions) (*quantizeJob, func()
 		} else if st.IsDir() {
 			return fail(badInput(fmt.Errorf("calibration data %s is a folder, not a file", job.calibPath)))
 		}
+		if err := eval.CheckTextFile(job.calibPath); err != nil {
+			return fail(badInput(fmt.Errorf("calibration data: %w", err)))
+		}
 	}
 	if job.plan, err = r.ValidateForModel(cfg); err != nil {
 		return fail(recipeError(g, o.recipe, err))
@@ -406,6 +438,13 @@ func prepareQuantize(g *globalOptions, o *quantizeOptions) (*quantizeJob, func()
 		fmt.Fprintf(g.errOut, "odyssey: %s\n", line)
 	}
 	job.notes = recipeNotes(job.plan)
+	if job.hm.TokenizerPath == "" {
+		// Quantizing needs no tokenizer (data-free or weight-only), but serving and
+		// evaluating the artifact do: say so now, and in odyssey.json.
+		note := fmt.Sprintf("no tokenizer: %s has no tokenizer.json, so neither has the artifact; it cannot be served or evaluated until the model's tokenizer files are copied into it", o.model)
+		job.notes = append(job.notes, note)
+		fmt.Fprintf(g.errOut, "odyssey: warning: %s\n", note)
+	}
 
 	if job.hm.TokenizerPath != "" {
 		if job.tok, err = tokenizer.Load(job.hm.TokenizerPath); err != nil {
@@ -689,4 +728,16 @@ func procKB(path, key string) int64 {
 		}
 	}
 	return 0
+}
+
+// checkQuantizeOut refuses an existing OUT without --force, and with --force anything but an
+// earlier artifact or an empty folder.
+func checkQuantizeOut(out string, force bool) error {
+	if _, err := os.Lstat(out); err != nil {
+		return nil
+	}
+	if !force {
+		return &exitError{code: exitExists, err: fmt.Errorf("%s already exists (add --force to replace it)", out)}
+	}
+	return replaceableDir(out, isOdysseyArtifact, "odyssey artifact")
 }

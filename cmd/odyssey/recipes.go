@@ -101,13 +101,15 @@ type recipesValidateOptions struct {
 // validateReport is what `odyssey recipes validate --json` prints. Field names are a stable
 // interface.
 type validateReport struct {
-	Recipe   string             `json:"recipe"`
-	OK       bool               `json:"ok"`
-	Hash     string             `json:"hash,omitempty"`
-	Problems []recipes.Problem  `json:"problems"`
-	Modules  []recipes.Module   `json:"modules,omitempty"`
-	Summary  []string           `json:"summary,omitempty"`
-	Model    *validateModelInfo `json:"model,omitempty"`
+	Recipe   string            `json:"recipe"`
+	OK       bool              `json:"ok"`
+	Hash     string            `json:"hash,omitempty"`
+	Problems []recipes.Problem `json:"problems"`
+	// MoreProblems counts the problems found beyond the first recipes.MaxProblems listed.
+	MoreProblems int                `json:"more_problems,omitempty"`
+	Modules      []recipes.Module   `json:"modules,omitempty"`
+	Summary      []string           `json:"summary,omitempty"`
+	Model        *validateModelInfo `json:"model,omitempty"`
 }
 
 type validateModelInfo struct {
@@ -164,11 +166,11 @@ func runRecipesValidate(g *globalOptions, o *recipesValidateOptions, name string
 		if !o.asJSON || !errors.As(err, &rerr) {
 			return recipeError(g, name, err)
 		}
-		rep.Problems = rerr.Problems
+		rep.Problems, rep.MoreProblems = rerr.Problems, rerr.More
 		if werr := writeJSON(g.out, rep); werr != nil {
 			return werr
 		}
-		return badInput(fmt.Errorf("%s: %s", name, problemCount(len(rerr.Problems))))
+		return badInput(fmt.Errorf("%s: %s", name, problemCount(rerr.Total())))
 	}
 	rep.OK, rep.Hash = true, r.Hash()
 	if plan != nil {
@@ -202,7 +204,10 @@ func recipeError(g *globalOptions, name string, err error) error {
 	for _, p := range rerr.Problems {
 		fmt.Fprintln(g.errOut, p.String())
 	}
-	return badInput(fmt.Errorf("%s: %s", name, problemCount(len(rerr.Problems))))
+	if m := rerr.MoreLine(); m != "" {
+		fmt.Fprintln(g.errOut, m)
+	}
+	return badInput(fmt.Errorf("%s: %s", name, problemCount(rerr.Total())))
 }
 
 func problemCount(n int) string {

@@ -47,11 +47,17 @@ per-layer cost then projects to the full model. Shapes: ` + strings.Join(synth.S
 			if o.layers < 0 || o.shardMiB < 0 {
 				return usageErrorf("--layers and --shard-mib must not be negative")
 			}
-			stage, err := stageOutput(o.out, o.force)
+			if err := checkOutputClear("--out", o.out, []protectedPath{workingDir()}); err != nil {
+				return err
+			}
+			stage, err := stageOutput(o.out, o.force, func(dir string) error {
+				return replaceableDir(dir, isSynthCheckpoint, "synthetic checkpoint (testdata synth)")
+			})
 			if err != nil {
 				return err
 			}
 			defer stage.Abort()
+			defer onForcedExit(stage.Abort)() // synth does not stop on Ctrl-C; a second one ends it
 			bar := newProgress(g.errOut, o.asJSON, 100, "writing "+o.shape, "%")
 			start := time.Now()
 			err = synth.Write(stage.tmp, synth.Options{
@@ -79,7 +85,7 @@ per-layer cost then projects to the full model. Shapes: ` + strings.Join(synth.S
 	f.StringVar(&o.out, "out", "", "output folder")
 	f.Uint64Var(&o.seed, "seed", 0, "random seed")
 	f.Int64Var(&o.shardMiB, "shard-mib", 0, "maximum shard size in MiB (0: one file)")
-	f.BoolVar(&o.force, "force", false, "replace an existing output folder")
+	f.BoolVar(&o.force, "force", false, "replace an existing output folder: an earlier synthetic checkpoint or an empty folder")
 	f.BoolVar(&o.asJSON, "json", false, "print machine-readable JSON")
 	_ = synthCmd.MarkFlagRequired("shape")
 	_ = synthCmd.MarkFlagRequired("out")

@@ -7,11 +7,16 @@
 // Bundles are read as hostile input: entry names must be plain relative paths inside the
 // bundle (no "..", no absolute paths, no links or devices), each file must appear exactly once
 // and be listed in the manifest, sizes are bounded by the manifest's, and the manifest itself
-// is bounded in size.
+// is bounded in size. The total a bundle may unpack to is bounded too (Options.MaxBytes, 64 GiB
+// by default), and checked against the free space before anything is written, so a small file
+// whose manifest declares terabytes (a decompression bomb) is refused up front; the bytes
+// written never exceed what the manifest declares.
 package bundle
 
 import (
 	"archive/tar"
+	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -90,7 +95,7 @@ func Write(dir, out string) error {
 		return err
 	}
 
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".partial-")
+	tmp, err := createPartial(out)
 	if err != nil {
 		return fmt.Errorf("bundle: %w", err)
 	}
@@ -152,6 +157,23 @@ func Write(dir, out string) error {
 	return nil
 }
 
+// createPartial creates the temporary file a bundle is written to, beside out. Unlike
+// os.CreateTemp (always 0600), it is created 0666 less the umask, as os.Create would create
+// out, so the published bundle has the permissions the user expects.
+func createPartial(out string) (*os.File, error) {
+	for range 100 {
+		var b [6]byte
+		rand.Read(b[:])
+		name := filepath.Join(filepath.Dir(out), "."+filepath.Base(out)+".partial-"+hex.EncodeToString(b[:]))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		return f, err
+	}
+	return nil, fmt.Errorf("cannot create a temporary file beside %s", out)
+}
+
 func hashFile(p string) (string, int64, error) {
 	f, err := os.Open(p)
 	if err != nil {
@@ -184,7 +206,36 @@ func IsBundle(path string) bool {
 // Extract unpacks bundle file src into folder dst (which must not exist or be empty),
 // verifying every file's size and SHA-256 against the manifest. On any error, what was
 // extracted is removed.
-func Extract(src, dst string) (*Manifest, error) {
+func Extract(src, dst string) (*Manifest, error) { return ExtractWith(src, dst, Options{}) }
+
+// DefaultMaxBytes is the default bound on what a bundle may unpack to: 64 GiB, a 30B-parameter
+// fp16 checkpoint. Larger models need Options.MaxBytes raised.
+const DefaultMaxBytes = 64 << 30
+
+// ErrTooLarge is returned for a bundle whose manifest declares more than Options.MaxBytes.
+var ErrTooLarge = errors.New("the bundle unpacks to more than the limit")
+
+// ErrNoSpace is returned for a bundle whose manifest declares more than the free space.
+var ErrNoSpace = errors.New("not enough free space to unpack the bundle")
+
+// Options bound an extraction.
+type Options struct {
+	// MaxBytes bounds the total of the files' sizes the manifest declares; 0 means
+	// DefaultMaxBytes.
+	MaxBytes int64
+	// Context, when set, stops the extraction when done (Ctrl-C); what was extracted is
+	// removed.
+	Context context.Context
+}
+
+// ExtractWith is Extract with limits.
+func ExtractWith(src, dst string, o Options) (*Manifest, error) {
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.Context == nil {
+		o.Context = context.Background()
+	}
 	f, err := os.Open(src)
 	if err != nil {
 		return nil, fmt.Errorf("bundle: %w", err)
@@ -193,16 +244,35 @@ func Extract(src, dst string) (*Manifest, error) {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return nil, fmt.Errorf("bundle: %w", err)
 	}
-	man, err := extract(f, dst)
+	man, err := extract(f, dst, o)
 	if err != nil {
 		os.RemoveAll(dst)
+		if cerr := o.Context.Err(); cerr != nil {
+			return nil, cerr
+		}
 		return nil, fmt.Errorf("bundle: %s: %w", src, err)
 	}
 	return man, nil
 }
 
-func extract(r io.Reader, dst string) (*Manifest, error) {
-	zr, err := zstd.NewReader(r, zstd.WithDecoderMaxMemory(1<<30))
+// freeBytesFn is freeBytes, replaced by tests.
+var freeBytesFn = freeBytes
+
+// ctxReader fails reads once ctx is done, so a long extraction stops promptly.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+func extract(r io.Reader, dst string, o Options) (*Manifest, error) {
+	zr, err := zstd.NewReader(ctxReader{o.Context, r}, zstd.WithDecoderMaxMemory(1<<30))
 	if err != nil {
 		return nil, err
 	}
@@ -241,6 +311,18 @@ func extract(r io.Reader, dst string) (*Manifest, error) {
 		}
 		want[mf.Path] = mf
 	}
+	// The declared total is what will be written (each file is written up to its declared
+	// size and no further): bound it, and check it fits, before writing anything.
+	var total int64
+	for _, mf := range man.Files {
+		if mf.Size > o.MaxBytes-total {
+			return nil, fmt.Errorf("%w: its manifest declares more than %d bytes (%d files); the limit can be raised", ErrTooLarge, o.MaxBytes, len(man.Files))
+		}
+		total += mf.Size
+	}
+	if free, ok := freeBytesFn(dst); ok && total > free {
+		return nil, fmt.Errorf("%w: it unpacks to %d bytes, and %s has %d bytes free", ErrNoSpace, total, dst, free)
+	}
 	seen := map[string]bool{}
 	for {
 		hdr, err := tr.Next()
@@ -267,7 +349,10 @@ func extract(r io.Reader, dst string) (*Manifest, error) {
 		if hdr.Size != mf.Size {
 			return nil, fmt.Errorf("%q: %d bytes, the manifest says %d", hdr.Name, hdr.Size, mf.Size)
 		}
-		if err := writeVerified(filepath.Join(dst, filepath.FromSlash(hdr.Name)), io.LimitReader(tr, mf.Size), mf); err != nil {
+		if err := writeVerified(filepath.Join(dst, filepath.FromSlash(hdr.Name)), ctxReader{o.Context, io.LimitReader(tr, mf.Size)}, mf); err != nil {
+			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+				return nil, o.Context.Err()
+			}
 			return nil, err
 		}
 	}
@@ -320,12 +405,15 @@ func checkName(name string) error {
 
 // Open extracts a bundle into a new temporary folder and returns it with a cleanup function,
 // for commands that take a model folder.
-func Open(src string) (dir string, cleanup func(), err error) {
+func Open(src string) (dir string, cleanup func(), err error) { return OpenWith(src, Options{}) }
+
+// OpenWith is Open with limits. The temporary folder is under os.TempDir ($TMPDIR).
+func OpenWith(src string, o Options) (dir string, cleanup func(), err error) {
 	tmp, err := os.MkdirTemp("", "odyssey-bundle-")
 	if err != nil {
 		return "", nil, err
 	}
-	if _, err := Extract(src, tmp); err != nil {
+	if _, err := ExtractWith(src, tmp, o); err != nil {
 		os.RemoveAll(tmp)
 		return "", nil, err
 	}

@@ -3,6 +3,7 @@ package bundle
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,6 +115,6 @@ func FuzzExtract(f *testing.F) {
 	f.Add([]byte{0x28, 0xB5, 0x2F, 0xFD, 0, 0, 0})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		dst := t.TempDir()
-		extract(bytes.NewReader(data), dst) // must not panic or escape dst
+		extract(bytes.NewReader(data), dst, Options{MaxBytes: 1 << 20, Context: context.Background()}) // must not panic or escape dst
 	})
 }

@@ -165,17 +165,82 @@ func benign(name string) bool {
 	return strings.HasSuffix(name, "rotary_emb.inv_freq")
 }
 
+// layerIndex returns N for a tensor named model.layers.N.…
+func layerIndex(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, "model.layers.")
+	if !ok {
+		return 0, false
+	}
+	num, _, ok := strings.Cut(rest, ".")
+	if !ok || num == "" || len(num) > 9 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range num {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, true
+}
+
+// checkpointLayers returns the number of decoder layers the checkpoint's tensor names imply:
+// one more than the highest model.layers.N.
+func checkpointLayers(ck *safetensors.Checkpoint) int {
+	n := 0
+	for _, t := range ck.Tensors() {
+		if i, ok := layerIndex(t.Name); ok && i+1 > n {
+			n = i + 1
+		}
+	}
+	return n
+}
+
+func describeLayers(n int) string {
+	switch n {
+	case 0:
+		return "no decoder layers (no model.layers.N tensors)"
+	case 1:
+		return "1 decoder layer (model.layers.0)"
+	}
+	return fmt.Sprintf("%d decoder layers (model.layers.0 to model.layers.%d)", n, n-1)
+}
+
+// listSome lists the first k names, then how many more there are.
+func listSome(names []string, k int) string {
+	if len(names) <= k {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:k], ", "), len(names)-k)
+}
+
 // resolve maps the checkpoint's tensors onto the config's layers.
 func resolve(dir string, cfg Config, ck *safetensors.Checkpoint) (*Model, error) {
 	r := &resolver{ck: ck, used: map[string]bool{}}
 	h, inter, vocab := cfg.HiddenSize, cfg.IntermediateSize, cfg.VocabSize
 	qOut, kvOut := cfg.NumHeads*cfg.HeadDim, cfg.NumKVHeads*cfg.HeadDim
 
-	// A config claiming more layers than the checkpoint has tensors is reported as such,
-	// instead of listing (and allocating) every absent layer of an absurd count.
-	if n := len(ck.Tensors()); cfg.NumLayers > n {
+	// A config claiming more layers than the checkpoint has tensors is reported as such
+	// (counting layers), instead of listing (and allocating) every absent layer of an absurd
+	// count; a few absent layers are listed tensor by tensor below. A config claiming fewer
+	// layers than the checkpoint holds would silently drop the checkpoint's last layers.
+	ckLayers := checkpointLayers(ck)
+	if cfg.NumLayers > len(ck.Tensors()) {
 		return nil, &MismatchError{Dir: dir, Problems: []string{
-			fmt.Sprintf("config.json has num_hidden_layers %d but the checkpoint holds only %s", cfg.NumLayers, plural(n, "tensor")),
+			fmt.Sprintf("config.json has num_hidden_layers %d but the checkpoint holds only %s", cfg.NumLayers, describeLayers(ckLayers)),
+		}}
+	}
+	if cfg.NumLayers < ckLayers {
+		var extra []string
+		for _, t := range ck.Tensors() {
+			if i, ok := layerIndex(t.Name); ok && i >= cfg.NumLayers {
+				extra = append(extra, t.Name)
+			}
+		}
+		return nil, &MismatchError{Dir: dir, Problems: []string{
+			fmt.Sprintf("config.json has num_hidden_layers %d but the checkpoint holds %s: %s of layers %d to %d would be ignored: %s",
+				cfg.NumLayers, describeLayers(ckLayers), plural(len(extra), "tensor"), cfg.NumLayers, ckLayers-1, listSome(extra, 3)),
 		}}
 	}
 	m := &Model{Dir: dir, Config: cfg, Tensors: ck}

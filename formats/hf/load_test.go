@@ -440,3 +440,25 @@ func TestLoadReal(t *testing.T) {
 		})
 	}
 }
+
+// A config with fewer layers than the checkpoint would quantize (or evaluate) a truncated
+// model: refused, naming the unused tensors; with more, the message counts layers, not
+// tensors.
+func TestLoadLayerCountMismatch(t *testing.T) {
+	cfg := with(t, synthConfig, map[string]any{"num_hidden_layers": 1})
+	_, err := Load(writeModel(t, cfg, synthTensors(3, true, false)))
+	var me *MismatchError
+	if !errors.As(err, &me) || len(me.Problems) != 1 {
+		t.Fatalf("got %v", err)
+	}
+	for _, w := range []string{"num_hidden_layers 1", "3 decoder layers", "18 tensors of layers 1 to 2", "model.layers.1.input_layernorm.weight", "and 15 more"} {
+		if !strings.Contains(me.Problems[0], w) {
+			t.Errorf("message lacks %q: %s", w, me.Problems[0])
+		}
+	}
+	cfg = with(t, synthConfig, map[string]any{"num_hidden_layers": 40})
+	_, err = Load(writeModel(t, cfg, synthTensors(2, true, false)))
+	if !errors.As(err, &me) || len(me.Problems) != 1 || !strings.Contains(me.Problems[0], "holds only 2 decoder layers") || strings.Contains(me.Problems[0], "tensors") {
+		t.Fatalf("more layers in the config: %v", err)
+	}
+}

@@ -118,7 +118,16 @@ compares the CUDA kernels against them; odyssey runtime test does both steps.`,
 			if o.out == "" {
 				return usageErrorf("testdata gemm-cases needs --out DIR")
 			}
-			stage, err := stageOutput(o.out, o.force)
+			if err := checkOutputClear("--out", o.out, []protectedPath{workingDir()}); err != nil {
+				return err
+			}
+			// --force replaces only an earlier set of cases (or an empty folder).
+			stage, err := stageOutput(o.out, o.force, func(dir string) error {
+				return replaceableDir(dir, func(d string) bool {
+					_, err := gpu.ReadManifest(d)
+					return err == nil
+				}, "set of GEMM test cases (testdata gemm-cases)")
+			})
 			if err != nil {
 				return err
 			}

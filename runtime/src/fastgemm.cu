@@ -170,8 +170,11 @@ __device__ __forceinline__ void w4a8_segment(const Params& p, uint8_t* smem, int
   for (int u = 0; u < kAChunks; u++) {
     int i = u * K_::kThreads + tid;
     int r = i >> 3, c = i & 7;
+    // Rows past M are not copied at all: row r of the product depends only on row r of A, and
+    // those rows' outputs are never stored, so whatever their shared memory holds is harmless.
+    // For decode (M = 1 in a 16-row tile) this removes most of A's copy instructions.
     a_src[u] = (i < BM * 8 && m0 + r < p.m) ? (uint32_t)((m0 + r) * (size_t)p.k + c * 16) : 0xFFFFFFFFu;
-    a_dst[u] = i < BM * 8 ? r * kAStride + c * 16 : 0xFFFFFFFFu;
+    a_dst[u] = (i < BM * 8 && m0 + r < p.m) ? r * kAStride + c * 16 : 0xFFFFFFFFu;
   }
   uint32_t b_src[kBChunks], b_dst[kBChunks];
 #pragma unroll

@@ -29,7 +29,7 @@ import (
 // ManifestVersion is the version of the case format of docs/gemm-cases.md written here.
 const ManifestVersion = 1
 
-// Case kinds (the manifest's and the metadata's "kind").
+// Case kinds (the manifest's and the metadata's "kind"); KindW4A16 is in cases_w4a16.go.
 const (
 	KindW4A8 = "w4a8"
 	KindAct  = "act"
@@ -154,7 +154,8 @@ const OverflowBound = 2032 * ((1<<31 - 1) / 2032)
 
 // WriteGEMMCases writes the test cases of the CUDA runtime into dir (created if needed):
 // manifest.json and one safetensors file per case, as docs/gemm-cases.md specifies. The
-// expected results come from the quant package's scalar references. Cases are generated in
+// expected results come from the quant package's scalar references (the w4a16 cases': an
+// exact sum rounded once, newW4A16Case). Cases are generated in
 // parallel; each has its own random stream derived from opts.Seed and its name, so the output
 // is the same bytes whatever the scheduling.
 func WriteGEMMCases(dir string, opts CaseOptions) error {
@@ -180,6 +181,17 @@ func WriteGEMMCases(dir string, opts CaseOptions) error {
 		man.Cases = append(man.Cases, ManifestCase{Name: name, File: name + ".safetensors", Kind: KindAct})
 		jobs = append(jobs, func() error {
 			return buildActCase(s, opts.Seed).write(filepath.Join(dir, name+".safetensors"))
+		})
+	}
+	for _, s := range w4a16CaseSet() {
+		name := s.name()
+		man.Cases = append(man.Cases, ManifestCase{Name: name, File: name + ".safetensors", Kind: KindW4A16})
+		jobs = append(jobs, func() error {
+			c, err := buildW4A16Case(s, opts.Seed)
+			if err != nil {
+				return fmt.Errorf("gpu: case %s: %w", name, err)
+			}
+			return c.write(filepath.Join(dir, name+".safetensors"))
 		})
 	}
 	if err := runParallel(jobs); err != nil {

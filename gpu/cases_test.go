@@ -117,7 +117,8 @@ func u16s(b []byte) []uint16 {
 // TestGEMMCasesReadBack reads every case back and checks it against the contract of
 // docs/gemm-cases.md using only the file's own tensors: shapes and dtypes, acc against an
 // int64 sum over the unpacked codes and the stored group scales, y and y_float against the
-// epilogues recomputed from the stored scales.
+// epilogues recomputed from the stored scales, and the w4a16 cases' y and y_abs against a
+// float64 recomputation.
 func TestGEMMCasesReadBack(t *testing.T) {
 	dir := writtenCases(t)
 	man, err := ReadManifest(dir)
@@ -125,8 +126,8 @@ func TestGEMMCasesReadBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	ws, as := caseSet()
-	if len(man.Cases) != len(ws)+len(as) {
-		t.Fatalf("%d cases in the manifest, want %d", len(man.Cases), len(ws)+len(as))
+	if want := len(ws) + len(as) + len(w4a16CaseSet()); len(man.Cases) != want {
+		t.Fatalf("%d cases in the manifest, want %d", len(man.Cases), want)
 	}
 	var total int64
 	seen := map[string]bool{}
@@ -151,15 +152,17 @@ func TestGEMMCasesReadBack(t *testing.T) {
 			checkW4A8File(t, l)
 		case KindAct:
 			checkActFile(t, l)
+		case KindW4A16:
+			checkW4A16File(t, l)
 		default:
 			t.Fatalf("%s: kind %q", c.Name, c.Kind)
 		}
 	}
-	if kinds[KindW4A8] < 30 || kinds[KindAct] < 3 {
+	if kinds[KindW4A8] < 30 || kinds[KindAct] < 3 || kinds[KindW4A16] < 12 {
 		t.Errorf("kinds %v", kinds)
 	}
-	if total > 60<<20 {
-		t.Errorf("the cases take %d MB, keep them under 60", total>>20)
+	if total > 15<<20 {
+		t.Errorf("the cases take %d MB, keep them under 15", total>>20)
 	}
 	t.Logf("%d cases, %.1f MB", len(man.Cases), float64(total)/(1<<20))
 }
@@ -299,15 +302,17 @@ func actCode(x, s float32) int8 {
 // halfRNE rounds a float32 to fp16 bits, nearest even, by exact rational arithmetic: an
 // independent check of safetensors.Float32ToHalf on the values the cases hold (finite,
 // normal or subnormal fp16 range).
-func halfRNE(f float32) uint16 {
-	if f == 0 {
-		if math.Signbit(float64(f)) {
+func halfRNE(f float32) uint16 { return halfRNE64(float64(f)) }
+
+// halfRNE64 is halfRNE for any finite float64 (beyond the fp16 range: ±Inf).
+func halfRNE64(a float64) uint16 {
+	if a == 0 {
+		if math.Signbit(a) {
 			return 0x8000
 		}
 		return 0
 	}
 	sign := uint16(0)
-	a := float64(f)
 	if a < 0 {
 		sign, a = 0x8000, -a
 	}
@@ -469,6 +474,236 @@ func TestActCaseTies(t *testing.T) {
 		}
 		if x := safetensors.HalfToFloat32(c.x[2*k+j]); math.Abs(float64(x)) >= 1000 && c.qStatic[2*k+j] != 127 && c.qStatic[2*k+j] != -127 {
 			t.Fatalf("large value %v not clamped: %d", x, c.qStatic[2*k+j])
+		}
+	}
+}
+
+func checkW4A16File(t *testing.T, l *loaded) {
+	m, n, k, gs := l.metaInt("m"), l.metaInt("n"), l.metaInt("k"), l.metaInt("group_size")
+	if k%128 != 0 || gs <= 0 || k%gs != 0 || l.meta["per_channel"] != strconv.FormatBool(gs == k) || l.meta["act"] != "none" {
+		t.Fatalf("%s: metadata %v", l.name, l.meta)
+	}
+	for _, absent := range []string{"x_scale", "float_group_scale", "acc", "y_float"} {
+		if l.has(absent) {
+			t.Fatalf("%s: has %s", l.name, absent)
+		}
+	}
+	np, kp := (n+7)/8*8, k
+	ng := k / gs
+	M, N, K, Np, G := int64(m), int64(n), int64(k), int64(np), int64(ng)
+	xh := u16s(l.tensor("x", safetensors.F16, M, K))
+	packed := l.tensor("qweight", safetensors.U8, Np/8, int64(kp/128), 32, 16)
+	gsc := l.tensor("group_scale", safetensors.I16, G, Np)
+	chs := f32s(l.tensor("channel_scale", safetensors.F32, Np))
+	var bias []float32
+	if l.has("bias") {
+		bias = f32s(l.tensor("bias", safetensors.F32, N))
+	}
+	y := u16s(l.tensor("y", safetensors.F16, M, N))
+	yAbs := f32s(l.tensor("y_abs", safetensors.F32, M, N))
+	if want := 6 + len(bias)/n; len(l.ck.Tensors()) != want {
+		t.Fatalf("%s: %d tensors, want %d", l.name, len(l.ck.Tensors()), want)
+	}
+
+	q, err := quant.UnpackInt4(packed, n, k)
+	if err != nil {
+		t.Fatalf("%s: %v", l.name, err)
+	}
+	shat := func(g, c int) int64 { return int64(int16(binary.LittleEndian.Uint16(gsc[2*(g*np+c):]))) }
+	for c := n; c < np; c++ {
+		if chs[c] != 0 {
+			t.Fatalf("%s: channel_scale padding [%d] = %v", l.name, c, chs[c])
+		}
+		for g := 0; g < ng; g++ {
+			if shat(g, c) != 0 {
+				t.Fatalf("%s: group_scale padding [%d, %d] nonzero", l.name, g, c)
+			}
+		}
+	}
+	for c := 0; c < n; c++ {
+		if !(chs[c] > 0) {
+			t.Fatalf("%s: channel_scale[%d] = %v", l.name, c, chs[c])
+		}
+		for g := 0; g < ng; g++ {
+			if s := shat(g, c); s < 1 || s > 1<<quant.MaxLog2Alpha {
+				t.Fatalf("%s: group_scale[%d, %d] = %d", l.name, g, c, s)
+			}
+		}
+	}
+	x := make([]float64, len(xh))
+	zeros, big := 0, 0
+	for i, h := range xh {
+		x[i] = float64(safetensors.HalfToFloat32(h))
+		if math.IsInf(x[i], 0) || math.IsNaN(x[i]) {
+			t.Fatalf("%s: x[%d] = %v", l.name, i, x[i])
+		}
+		if x[i] == 0 {
+			zeros++
+		} else if math.Abs(x[i]) > 4 {
+			big++
+		}
+	}
+	if zeros == 0 || (m*k >= 1000 && big == 0) {
+		t.Fatalf("%s: x has %d zeros and %d values beyond ±4", l.name, zeros, big)
+	}
+	for r := 0; r < m; r++ {
+		xr := x[r*k : (r+1)*k]
+		for c := 0; c < n; c++ {
+			// The contract's formula in float64, in its order. Every x is a multiple of
+			// 2⁻²⁴, so while Σ|x·q|·ŝ stays below 2²⁹ (checked) every partial sum is a
+			// multiple of 2⁻²⁴ below 2⁵³ of them: exact, whatever the order.
+			var acc, abs float64
+			for g := 0; g < ng; g++ {
+				var p, pa float64
+				for j := g * gs; j < (g+1)*gs; j++ {
+					v := xr[j] * float64(q[c*k+j])
+					p += v
+					pa += math.Abs(v)
+				}
+				acc += float64(shat(g, c)) * p
+				abs += float64(shat(g, c)) * pa
+			}
+			if abs >= 1<<29 {
+				t.Fatalf("%s: [%d, %d]: Σ|x·q|·ŝ = %v, the float64 sums may round", l.name, r, c, abs)
+			}
+			f := 16 * float64(chs[c])
+			ref := acc * f
+			v := ref
+			if bias != nil {
+				v += float64(bias[c])
+			}
+			if h := float64ToHalf(v); y[r*n+c] != h || h != halfRNE64(v) {
+				t.Fatalf("%s: y[%d, %d] = %#04x, recomputed %#04x (exact rounding %#04x) of %v", l.name, r, c, y[r*n+c], h, halfRNE64(v), v)
+			}
+			if want := float32(abs * f); yAbs[r*n+c] != want {
+				t.Fatalf("%s: y_abs[%d, %d] = %v, recomputed %v", l.name, r, c, yAbs[r*n+c], want)
+			}
+			if float64(yAbs[r*n+c]) < math.Abs(ref)*(1-1e-6) {
+				t.Fatalf("%s: y_abs[%d, %d] = %v < |y_ref - bias| = %v", l.name, r, c, yAbs[r*n+c], math.Abs(ref))
+			}
+		}
+	}
+}
+
+// TestW4A16CasesToleranceAdmitsFP32Kernel models the kernel of docs/gemm-cases.md on every
+// w4a16 case (products of 16 consecutive k summed exactly and rounded once to float32, as
+// one mma step at worst does, added in float32 per group; each group's sum times float32(ŝ)
+// added in float32; times 16·f_c, + bias, in float32; then fp16) and checks that the
+// contract's tolerance accepts it: the cases are not stricter than the kernel can be.
+func TestW4A16CasesToleranceAdmitsFP32Kernel(t *testing.T) {
+	worst, worstF32 := 0.0, 0.0
+	for _, s := range w4a16CaseSet() {
+		c, err := newW4A16Case(s, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ng := c.w.NumGroups()
+		for r := 0; r < s.m; r++ {
+			for col := 0; col < s.n; col++ {
+				var tot float32
+				var exact float64 // exact: multiples of 2⁻²⁴ below 2⁵³ of them
+				for g := 0; g < ng; g++ {
+					var ga float32
+					var ge float64
+					for j := g * s.gs; j < (g+1)*s.gs; j += 16 {
+						var chunk float64
+						for i := j; i < j+16; i++ {
+							chunk += float64(safetensors.HalfToFloat32(c.x[r*s.k+i])) * float64(c.w.Q[col*s.k+i])
+						}
+						ga = float32(ga + float32(chunk))
+						ge += chunk
+					}
+					tot = float32(tot + float32(ga*float32(c.w.IntScales[col*ng+g])))
+					exact += ge * float64(c.w.IntScales[col*ng+g])
+				}
+				v := float32(tot * float32(16*c.w.EpilogueFactor(col)))
+				exact *= 16 * float64(c.w.EpilogueFactor(col))
+				if c.bias != nil {
+					v = float32(v + c.bias[col])
+					exact += float64(c.bias[col])
+				}
+				if rt := float64(s.k/16+ng+4) * 0x1p-22 * float64(c.yAbs[r*s.n+col]); rt > 0 {
+					worstF32 = max(worstF32, math.Abs(float64(v)-exact)/rt)
+				}
+				got := float64(safetensors.HalfToFloat32(safetensors.Float32ToHalf(v)))
+				ref := float64(safetensors.HalfToFloat32(c.y[r*s.n+col]))
+				ulp := math.Exp2(float64(max(math.Ilogb(math.Abs(ref)), -14) - 10))
+				tol := float64(s.k/16+ng+4)*0x1p-22*float64(c.yAbs[r*s.n+col]) + ulp
+				if d := math.Abs(got - ref); d > tol {
+					t.Fatalf("%s [%d, %d]: fp32 model %v, y %v: |Δ| = %v > tolerance %v", s.name(), r, col, got, ref, d, tol)
+				} else if tol > 0 {
+					worst = max(worst, d/tol)
+				}
+			}
+		}
+	}
+	t.Logf("largest |Δ|/tolerance %.3f (fp16 outputs), %.3f (the float32 value against the rounding term)", worst, worstF32)
+}
+
+// TestFloat64ToHalf: float64ToHalf rounds once, to nearest even. On values a float32 holds
+// it agrees with safetensors.Float32ToHalf (ties and their neighbours at every binade,
+// specials, random); on values a float32 does not hold, against the exact rational rounding,
+// on ties and on values just off them, where converting through float32 rounds twice.
+func TestFloat64ToHalf(t *testing.T) {
+	viaF32 := func(f float32) {
+		t.Helper()
+		if got, want := float64ToHalf(float64(f)), safetensors.Float32ToHalf(f); got != want {
+			t.Fatalf("float64ToHalf(%v = float32 %#08x) = %#04x, Float32ToHalf %#04x", f, math.Float32bits(f), got, want)
+		}
+	}
+	exact := func(v float64) {
+		t.Helper()
+		if got, want := float64ToHalf(v), halfRNE64(v); got != want {
+			t.Fatalf("float64ToHalf(%v = %#016x) = %#04x, exact rounding %#04x", v, math.Float64bits(v), got, want)
+		}
+	}
+	for _, f := range []float32{0, float32(math.Copysign(0, -1)), 1, 65504, 65519, 65519.996, 65520, 65536, math.MaxFloat32,
+		float32(math.Inf(1)), float32(math.Inf(-1)), 0x1p-24, 0x1p-25, 0x1.000002p-25, 3 * 0x1p-25, 0x1p-14, 0x1.ffcp-15,
+		0x1.ffep-15, 0x1.ffdp-15, 0x1p-149, 0x1p-126, 0x1p-127} {
+		viaF32(f)
+		viaF32(-f)
+	}
+	for _, v := range []float64{math.MaxFloat64, math.SmallestNonzeroFloat64, 0x1p-1022, 0x1p-25, 0x1.0000000000001p-25, 65520, 0x1.ffdfffffffffffp15} {
+		exact(v)
+		exact(-v)
+	}
+	if h := float64ToHalf(math.NaN()); h&0x7c00 != 0x7c00 || h&0x3ff == 0 {
+		t.Fatalf("NaN → %#04x", h)
+	}
+	for e := -24; e <= 15; e++ {
+		step := math.Exp2(float64(max(e, -14) - 10))
+		base := math.Exp2(float64(e))
+		if e < -14 {
+			base = 0
+		}
+		for m := 0; m < 1024; m++ {
+			tie := base + (float64(m)+0.5)*step // exact in float64 and in float32
+			viaF32(float32(tie))
+			viaF32(math.Nextafter32(float32(tie), 0))
+			viaF32(math.Nextafter32(float32(tie), 1e9))
+			// Just off the tie, closer than float32 resolves: through float32 these
+			// round to the tie and then to even, half the time the wrong way.
+			for _, d := range []float64{step * 0x1p-30, step * 0x1p-40} {
+				for _, v := range []float64{tie, tie + d, tie - d, math.Nextafter(tie, 0), math.Nextafter(tie, 1e9)} {
+					exact(v)
+					exact(-v)
+				}
+			}
+		}
+	}
+	// The double rounding the comment of float64ToHalf names.
+	v := 1 + 0x1p-11 + 0x1p-40
+	if float64ToHalf(v) != 0x3c01 || safetensors.Float32ToHalf(float32(v)) != 0x3c00 {
+		t.Fatalf("1 + 2⁻¹¹ + 2⁻⁴⁰: %#04x (through float32 %#04x), want 0x3c01", float64ToHalf(v), safetensors.Float32ToHalf(float32(v)))
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 200000 {
+		v := math.Ldexp(1+r.Float64(), -26+r.IntN(43))
+		exact(v)
+		exact(-v)
+		f := math.Float32frombits(r.Uint32())
+		if !math.IsNaN(float64(f)) {
+			viaF32(f)
 		}
 	}
 }

@@ -76,6 +76,36 @@ const char* ody_w4a8_config_name(int config);
 /* The config and the grid size (blocks) the dispatch picks for a problem on the current device. */
 ody_status ody_w4a8_dispatch(const ody_w4a8_problem* p, int* config, int* blocks);
 
+/* ---------------------------------------------------------------- W4A16 (weight-only)
+ * y[M,N] (fp16) = Σ_g ŝ[g,c] · Σ_{k∈g} x[m,k]·q[c,k] · 16·f_c (+ bias): fp16 activations, the same
+ * packed int4 weights, integer group scales and channel scales as W4A8 (the w4a16-gptq preset's
+ * artifact). x·q accumulates in fp32 on the tensor cores (mma m16n8k16), ŝ applies per group.
+ */
+typedef struct {
+  int m, n, k;       /* K must be a multiple of 128 */
+  int group_size;    /* 32, 64, 128, or k (per-channel) */
+  int config;        /* -1: the dispatch picks; else an index < ody_w4a16_num_configs() */
+  int splits;        /* 0: stream-K over one wave (default); s >= 1: split-K by s */
+} ody_w4a16_problem;
+
+typedef struct {
+  const void* x;              /* fp16 [m, k], 16-byte aligned */
+  const uint8_t* qweight;     /* packed, 16-byte aligned */
+  const int16_t* group_scale; /* [K/group_size, Np], 16-byte aligned */
+  const float* channel_scale; /* [Np] */
+  const float* bias;          /* [n] or NULL */
+  void* y;                    /* fp16 [m, n] */
+  void* workspace;            /* zeroed once by the caller, left zeroed */
+  size_t workspace_bytes;
+} ody_w4a16_args;
+
+ody_status ody_w4a16_can_implement(const ody_w4a16_problem* p, const ody_w4a16_args* a);
+size_t ody_w4a16_workspace_size(const ody_w4a16_problem* p);
+ody_status ody_w4a16_gemm(const ody_w4a16_problem* p, const ody_w4a16_args* a, void* stream);
+int ody_w4a16_num_configs(void);
+const char* ody_w4a16_config_name(int config);
+ody_status ody_w4a16_dispatch(const ody_w4a16_problem* p, int* config, int* blocks);
+
 /* ---------------------------------------------------------------- activation quantization
  * fp16 x[m,k] -> int8 codes: clamp(roundEven(x / s), -127, 127), IEEE division, NaN -> 0.
  * Per token: s_row = max|x_row| / 127 (1 when the row is 0), written to scales[m].

@@ -37,28 +37,18 @@
 #include <string>
 
 #include "fastgemm.hpp"
+#include "kernel_common.cuh"
 #include "status.hpp"
 
 namespace odyssey {
 namespace {
 
-constexpr int kBK = 128;          // K per stage: one packed block, one group of 128
+using kernel::cp_async16;
+using kernel::cp_async_commit;
+using kernel::cp_async_wait;
+using kernel::kBK;
+using kernel::smem_u32;
 constexpr int kAStride = kBK + 16;  // padded A row in shared memory (bytes)
-
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-
-// 16-byte async copy; src_bytes 0 zero-fills the destination (rows past M, columns past Np).
-__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_u32(dst)), "l"(src),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
@@ -461,19 +451,11 @@ template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool INT_SCALE>
 __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
     w4a8_kernel(const Params p) {
   extern __shared__ __align__(16) uint8_t smem[];
-  const long long kblocks = p.k / kBK;
-  const long long total = (long long)p.tiles_m * p.tiles_n * kblocks;
-  long long it = total * blockIdx.x / gridDim.x;
-  const long long end = total * (blockIdx.x + 1) / gridDim.x;
-  while (it < end) {
-    const long long tile = it / kblocks;
-    const int kb0 = (int)(it % kblocks);
-    const int kb1 = (int)(kb0 + (end - it) < kblocks ? kb0 + (end - it) : kblocks);
+  kernel::stream_k((long long)p.tiles_m * p.tiles_n, p.k / kBK, [&](long long tile, int kb0, int kb1) {
     // Tiles walk N fastest so that concurrent blocks share the activation rows.
     const int tm = (int)(tile / p.tiles_n), tn = (int)(tile % p.tiles_n);
     w4a8_segment<BM, BN, WARPS_M, WARPS_N, STAGES, INT_SCALE>(p, smem, tm, tn, kb0, kb1);
-    it += kb1 - kb0;
-  }
+  });
 }
 
 // ---------------------------------------------------------------- configurations
@@ -554,7 +536,6 @@ ody_status check_problem(const ody_w4a8_problem* p) {
   return ODY_OK;
 }
 
-namespace {
 int device_sms() {
   static int sms = 0;
   if (!sms) {
@@ -566,7 +547,16 @@ int device_sms() {
   return sms;
 }
 
-}  // namespace
+StreamKGrid stream_k_grid(long long tiles, long long kblocks, int splits, int resident_per_sm) {
+  long long total = tiles * kblocks;
+  // Classic split-K when asked; else one full wave of resident blocks with equal shares.
+  long long blocks = splits > 0 ? tiles * splits : (long long)resident_per_sm * device_sms();
+  blocks = std::max(1LL, std::min(blocks, total));
+  StreamKGrid g;
+  g.blocks = (int)std::min<long long>(blocks, 1 << 30);
+  g.partial = !(total % g.blocks == 0 && (total / g.blocks) % kblocks == 0);
+  return g;
+}
 
 namespace {
 
@@ -602,19 +592,10 @@ Plan plan(const ody_w4a8_problem* p) {
   pl.tiles_m = (p->m + c.bm - 1) / c.bm;
   pl.tiles_n = (np + c.bn - 1) / c.bn;
   pl.kblocks = p->k / kBK;
-  long long tiles = pl.tiles_m * pl.tiles_n, total = tiles * pl.kblocks;
-  long long blocks;
-  if (p->splits > 0) {
-    blocks = tiles * p->splits;  // classic split-K
-  } else {
-    // Stream-K: exactly one full wave of resident blocks, each with the same share of work.
-    blocks = (long long)occupancy(pl.config, p->scale_kind == ODY_SCALE_INT) * device_sms();
-    // Whole tiles per block when there are at least as many tiles as blocks would straddle
-    // fewer tiles, but equal shares matter more: keep the wave.
-  }
-  blocks = std::max(1LL, std::min(blocks, total));
-  pl.blocks = (int)std::min<long long>(blocks, 1 << 30);
-  pl.partial = !(total % pl.blocks == 0 && (total / pl.blocks) % pl.kblocks == 0);
+  StreamKGrid g = stream_k_grid(pl.tiles_m * pl.tiles_n, pl.kblocks, p->splits,
+                                p->splits > 0 ? 1 : occupancy(pl.config, p->scale_kind == ODY_SCALE_INT));
+  pl.blocks = g.blocks;
+  pl.partial = g.partial;
   return pl;
 }
 

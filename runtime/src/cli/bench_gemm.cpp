@@ -341,6 +341,31 @@ struct Bench {
           rows.push_back(r);
         }
       }
+      // W4A16 (fp16 activations, the same packed weights and integer scales).
+      {
+        ody_w4a16_problem p{m, n, k, group, -1, 0};
+        size_t wsb = ody_w4a16_workspace_size(&p);
+        DeviceBuffer ws(wsb);
+        if (wsb) ws.fill(0);
+        ody_w4a16_args a{};
+        a.x = xh.get();
+        a.channel_scale = cs.get<float>();
+        a.y = yh.get();
+        a.workspace = ws.get();
+        a.workspace_bytes = wsb;
+        double us = timer.median_us(
+            [&](int i) {
+              a.qweight = qw[i % r4].get<uint8_t>();
+              a.group_scale = gsi[i % r4].get<int16_t>();
+              ody_check(ody_w4a16_gemm(&p, &a, nullptr), "ody_w4a16_gemm");
+            },
+            iters, std::max(est_floor_us, est_flop_us * 2));
+        int dc = 0, db = 0;
+        ody_w4a16_dispatch(&p, &dc, &db);
+        Row r = make_row(n, k, m, "w4a16", us, w4 + sc_int + np * 4 + 2.0 * m * k + out16, 989);
+        r.note = std::string(ody_w4a16_config_name(dc)) + "/" + std::to_string(db) + "blocks";
+        rows.push_back(r);
+      }
       // cuBLAS FP16: y = x·Wᵀ; column-major D(N×M) = Wᵀ(op T of K×N) · x(K×M).
       {
         const float alpha = 1.f, beta = 0.f;
@@ -390,7 +415,7 @@ struct Bench {
         rows.push_back(make_row(n, k, m, name, us, bytes, 1979));
       }
       CK(cudaDeviceSynchronize());
-      for (auto it = rows.end() - std::min<size_t>(rows.size(), sweep ? 7 : 5); it != rows.end(); ++it)
+      for (auto it = rows.end() - std::min<size_t>(rows.size(), sweep ? 8 : 6); it != rows.end(); ++it)
         if (it->m == m && it->n == n)
           std::fprintf(stderr, "%6d x %-6d M=%-5d %-16s %10.2f us %8.1f TOP/s %8.1f GB/s %6.1f%% floor %6.1f%% peak  %s\n",
                        n, k, m, it->kernel.c_str(), it->us, it->tops, it->gbs, it->pct_floor, it->pct_peak,
@@ -414,10 +439,11 @@ struct Goal {
 
 // Worst ratio over the rows a goal covers (speed-up of ours over a peer: peer_us / our_us).
 Goal ratio_goal(const Bench& b, const std::string& name, double target, const std::string& peer,
-                const std::function<bool(const Row&)>& covers, bool floor_goal = false) {
+                const std::function<bool(const Row&)>& covers, bool floor_goal = false,
+                const std::string& ours = "w4a8_int") {
   Goal g{name, target, 1e30, false, false, ""};
   for (auto& r : b.rows) {
-    if (r.kernel != "w4a8_int" || !covers(r)) continue;
+    if (r.kernel != ours || !r.ok || !covers(r)) continue;
     double ratio;
     if (floor_goal) {
       ratio = r.us / r.floor_us;  // times the floor (lower is better)
@@ -480,6 +506,8 @@ int cmd_bench_gemm(const Args& args) {
       ratio_goal(b, "prefill M>=4096: W4A8 vs cuBLASLt INT8", 1.3, "cublaslt_int8", [&](const Row& r) { return r.m >= 4096; }),
       ratio_goal(b, "prefill M>=4096: W4A8 vs cuBLASLt FP8", 0.9, "cublaslt_fp8", [&](const Row& r) { return r.m >= 4096; }),
       ratio_goal(b, "M>=256: integer scales vs float scales", 1.2, "w4a8_float", [&](const Row& r) { return r.m >= 256; }),
+      ratio_goal(b, "W4A16 M=1, >=64M weights: vs cuBLAS FP16", 2.5, "cublas_fp16",
+                 [&](const Row& r) { return r.m == 1 && big(r); }, false, "w4a16"),
   };
 
   JsonWriter w;

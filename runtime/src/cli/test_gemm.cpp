@@ -263,6 +263,87 @@ std::vector<CaseResult> test_w4a8(const std::string& name, const SafetensorsFile
   return out;
 }
 
+// W4A16: fp32 tensor-core accumulation against a float64 reference, within the tolerance
+// docs/gemm-cases.md states (rounding only), for every config and split.
+std::vector<CaseResult> test_w4a16(const std::string& name, const SafetensorsFile& f) {
+  int m = meta_int(f, "m"), n = meta_int(f, "n"), k = meta_int(f, "k"), group = meta_int(f, "group_size");
+  if (m < 1 || n < 1 || k < 128 || k % 128 || group < 1 || k % group) f.fail("inconsistent m/n/k/group_size metadata");
+  int np = (n + 7) / 8 * 8, groups = k / group;
+  auto x = f.typed<uint16_t>("x", DType::F16, {m, k});
+  auto qw = f.typed<uint8_t>("qweight", DType::U8, {np / 8, k / 128, 32, 16});
+  auto gs = f.typed<int16_t>("group_scale", DType::I16, {groups, np});
+  auto cs = f.typed<float>("channel_scale", DType::F32, {np});
+  auto y_ref = f.typed<uint16_t>("y", DType::F16, {m, n});
+  auto y_abs = f.typed<float>("y_abs", DType::F32, {m, n});
+  std::vector<float> bias;
+  if (f.find("bias")) bias = copy_view(f.typed<float>("bias", DType::F32, {n}));
+  DeviceBuffer dx((size_t)m * k * 2), dq(qw.size()), dg(gs.size() * 2), dc(np * 4), db(std::max<size_t>(4, bias.size() * 4)),
+      dy((size_t)m * n * 2);
+  dx.upload(x.data(), (size_t)m * k * 2);
+  dq.upload(qw.data(), qw.size());
+  dg.upload(gs.data(), gs.size() * 2);
+  dc.upload(cs.data(), np * 4);
+  if (!bias.empty()) db.upload(bias.data(), bias.size() * 4);
+  std::vector<CaseResult> out;
+  int kblocks = k / 128;
+  std::vector<std::pair<int, int>> variants;
+  for (int cfg = 0; cfg < ody_w4a16_num_configs(); cfg++)
+    for (int sp : {0, 1, 2, std::min(kblocks, 7)})
+      if (sp <= kblocks) variants.push_back({cfg, sp});
+  variants.push_back({-1, 0});
+  for (auto [cfg, sp] : variants) {
+    CaseResult r;
+    r.name = name;
+    r.kernel = std::string("w4a16/") + (cfg < 0 ? "dispatch" : ody_w4a16_config_name(cfg)) +
+               (sp ? "/split" + std::to_string(sp) : std::string("/streamk"));
+    ody_w4a16_problem p{m, n, k, group, cfg, sp};
+    size_t wsb = ody_w4a16_workspace_size(&p);
+    DeviceBuffer ws(wsb);
+    if (wsb) ws.fill(0);
+    ody_w4a16_args a{};
+    a.x = dx.get();
+    a.qweight = dq.get<uint8_t>();
+    a.group_scale = dg.get<int16_t>();
+    a.channel_scale = dc.get<float>();
+    a.bias = bias.empty() ? nullptr : db.get<float>();
+    a.y = dy.get();
+    a.workspace = ws.get();
+    a.workspace_bytes = wsb;
+    std::vector<uint16_t> y((size_t)m * n);
+    long long bad = 0;
+    for (int rep = 0; rep < 2; rep++) {
+      dy.fill(0xFF);
+      ody_check(ody_w4a16_gemm(&p, &a, nullptr), "ody_w4a16_gemm");
+      CK(cudaDeviceSynchronize());
+    }
+    dy.download(y.data(), y.size() * 2);
+    for (size_t i = 0; i < y.size(); i++) {
+      double got = half_bits_to_float(y[i]), ref = half_bits_to_float(y_ref[i]);
+      double ulp = std::ldexp(1.0, std::max(-24, (int)std::floor(std::log2(std::max(std::fabs(ref), 6.1e-5))) - 10));
+      double tol = (k / 16 + groups + 4) * std::ldexp(1.0, -22) * y_abs[i] + ulp;
+      long long d = std::llabs(half_ordered(y[i]) - half_ordered(y_ref[i]));
+      r.y_max_ulp = std::max(r.y_max_ulp, half_nan(y[i]) ? (1LL << 40) : d);
+      if (half_nan(y[i]) || !(std::fabs(got - ref) <= tol)) bad++;
+    }
+    if (wsb) {
+      std::vector<int32_t> w(wsb / 4);
+      ws.download(w.data(), wsb);
+      long long dirty = 0;
+      for (int32_t v : w) dirty += v != 0;
+      if (dirty) {
+        r.passed = false;
+        r.message += std::to_string(dirty) + " workspace words not restored to 0; ";
+      }
+    }
+    if (bad) {
+      r.passed = false;
+      r.message += std::to_string(bad) + " fp16 outputs out of tolerance (max " + std::to_string(r.y_max_ulp) + " ulp); ";
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
 std::vector<CaseResult> test_act(const std::string& name, const SafetensorsFile& f) {
   int m = meta_int(f, "m"), k = meta_int(f, "k");
   auto x = f.typed<uint16_t>("x", DType::F16, {m, k});
@@ -374,6 +455,8 @@ int cmd_test_gemm(const Args& args) {
     std::vector<CaseResult> rs;
     if (kind->as_string() == "w4a8")
       rs = test_w4a8(name->as_string(), f);
+    else if (kind->as_string() == "w4a16")
+      rs = test_w4a16(name->as_string(), f);
     else if (kind->as_string() == "act")
       rs = test_act(name->as_string(), f);
     else

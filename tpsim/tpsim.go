@@ -18,6 +18,7 @@ import (
 	"slices"
 
 	"github.com/odyssey-llm/odyssey/eval"
+	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/gemm"
 	"github.com/odyssey-llm/odyssey/model"
 	"github.com/odyssey-llm/odyssey/quant"
@@ -33,14 +34,16 @@ type Config struct {
 // input dimensions of o_proj (heads·head_dim) and down_proj (the intermediate size), which
 // are split across ranks, and the hidden size, which the all-reduce cuts into TP chunks; and
 // the codec's group divides a chunk (hidden/TP), so that no group straddles two ranks.
-func Check(m *model.Model, c Config) error {
+func Check(m *model.Model, c Config) error { return CheckConfig(&m.Config, c) }
+
+// CheckConfig is Check on a model's configuration, before its weights are read.
+func CheckConfig(cfg *hf.Config, c Config) error {
 	if c.TP < 1 {
 		return fmt.Errorf("tpsim: tensor-parallel degree %d must be at least 1", c.TP)
 	}
 	if err := c.Codec.Validate(); err != nil {
 		return err
 	}
-	cfg := &m.Config
 	for _, d := range []struct {
 		name string
 		n    int

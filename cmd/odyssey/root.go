@@ -47,6 +47,7 @@ model and checks it: perplexity and KL divergence on CPU, speed on a GPU.`,
 		newTestdataCmd(g),
 		newBundleCmd(g),
 		newQuantizeCmd(g),
+		newSimCmd(g),
 	)
 	// --cpuprofile is for the developers measuring quantize's throughput; it is hidden
 	// because it is no part of the tool's contract.

@@ -149,9 +149,13 @@ func (p *RowParallel) In() int { return p.inner.In() }
 // Out returns the output width.
 func (p *RowParallel) Out() int { return p.inner.Out() }
 
-// Forward computes the TP partial products of x and all-reduces them into y. It panics when
-// the all-reduce refuses its input (a NaN or infinite activation): model.Linear has no error
-// return, and such a forward pass has no perplexity to report.
+// allReduceError is what Forward panics with when the all-reduce refuses its input;
+// Compare turns it back into an error.
+type allReduceError struct{ err error }
+
+// Forward computes the TP partial products of x and all-reduces them into y. It panics with
+// the codec's error when the all-reduce refuses its input (a NaN or infinite activation, see
+// quant.ErrFlashCommInput): model.Linear has no error return. Compare recovers it as an error.
 func (p *RowParallel) Forward(y, x []float32, rows int) {
 	tp, in, out := p.cfg.TP, p.In(), p.Out()
 	ks := in / tp
@@ -186,7 +190,7 @@ func (p *RowParallel) Forward(y, x []float32, rows int) {
 		p.inner.Forward(parts[r], xr, rows)
 	}
 	if err := p.cfg.Codec.AllReduce(y[:rows*out], parts, rows, out); err != nil {
-		panic(fmt.Sprintf("tpsim: all-reduce: %v", err))
+		panic(allReduceError{err})
 	}
 	if p.bias != nil {
 		for i := 0; i < rows; i++ {
@@ -230,7 +234,16 @@ type Result struct {
 
 // Compare runs the reference m and its split over the perplexity windows of stream (see
 // eval.Perplexity) and returns both perplexities and the KL divergence between them.
-func Compare(ctx context.Context, m *model.Model, c Config, stream []int, opt eval.Options) (*Result, error) {
+func Compare(ctx context.Context, m *model.Model, c Config, stream []int, opt eval.Options) (res *Result, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			e, ok := r.(allReduceError)
+			if !ok {
+				panic(r)
+			}
+			res, err = nil, fmt.Errorf("tpsim: TP %d all-reduce: %w", c.TP, e.err)
+		}
+	}()
 	split, err := Split(m, c)
 	if err != nil {
 		return nil, err

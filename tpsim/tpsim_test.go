@@ -2,8 +2,10 @@ package tpsim
 
 import (
 	"context"
+	"errors"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -174,4 +176,23 @@ func TestCheck(t *testing.T) {
 	if _, ok := s.Layers[0].O.(*RowParallel); !ok {
 		t.Fatal("Split did not replace o_proj")
 	}
+}
+
+// An activation the codec refuses (here: a NaN weight makes o_proj's partials NaN) comes back
+// from Compare as an error, not a crash.
+func TestNonFiniteActivationIsAnError(t *testing.T) {
+	m, stream := tiny(t)
+	bad := *m
+	bad.Layers = slices.Clone(m.Layers)
+	l := *m.Layers[1]
+	d := l.O.(*model.Dense)
+	w := slices.Clone(d.W)
+	w[7] = float32(math.NaN())
+	l.O = model.NewDense(w, nil, d.Out(), d.In())
+	bad.Layers[1] = &l
+	_, err := Compare(context.Background(), &bad, Config{TP: 2, Codec: quant.FlashComm{Bits: 8, Group: 128}}, stream, eval.Options{SeqLen: 64, MaxWindows: 1})
+	if !errors.Is(err, quant.ErrFlashCommInput) {
+		t.Fatalf("error %v, want ErrFlashCommInput", err)
+	}
+	t.Log(err)
 }

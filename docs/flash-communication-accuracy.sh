@@ -12,24 +12,33 @@ BIN=${BIN:-/tmp/odyssey-flashcomm}
 go build -o "$BIN" ./cmd/odyssey
 models=("$@")
 [ ${#models[@]} -eq 0 ] && models=(small-llama small-llama-outliers)
-: > "$OUT"
-sim() { # model tp bits group [--symmetric]
-  "$BIN" sim allreduce --model "$SHARED/models/$1" --data "$SHARED/data/wikitext2/wiki.test.raw" \
+[ "${FRESH:-0}" = 1 ] && : > "$OUT"
+touch "$OUT"
+sim() { # model tp bits group [--symmetric]; skips a configuration already in $OUT
+  local sym=false; [ -n "${5:-}" ] && sym=true
+  local grp=$4; [ "$3" = 16 ] && grp=0
+  if jq -s -e --arg m "$1" --argjson tp "$2" --argjson b "$3" --argjson g "$grp" --argjson s "$sym" \
+      'any(.[]; .model==$m and .tp==$tp and .bits==$b and .group==$g and .symmetric==$s)' "$OUT" >/dev/null; then
+    return
+  fi
+  "$BIN" sim allreduce --model "$(modelpath "$1")" --data "$SHARED/data/wikitext2/wiki.test.raw" \
     --seq-len 512 --max-windows 64 --tp "$2" --bits "$3" --group "$4" ${5:-} --json |
     jq -c --arg m "$1" '{model: $m, tp, bits, group, symmetric, bytes_per_element, ppl_reference, ppl, ratio, kl_mean, top1_agreement, seconds}' | tee -a "$OUT"
 }
+# A model name is a folder of $SHARED/models, or a path (a quantized artifact).
+modelpath() { case "$1" in */*) echo "$1" ;; *) echo "$SHARED/models/$1" ;; esac; }
 for m in "${models[@]}"; do
+  hidden=$(jq .hidden_size "$(modelpath "$m")/config.json")
   for tp in 2 4 8; do
     sim "$m" "$tp" 16 0
-    # Groups from {16, 32, 64, 128} that divide hidden/tp, and hidden/tp itself (one group per chunk).
-    hidden=$(jq .hidden_size "$SHARED/models/$m/config.json")
+    # Groups 32 and 64 where they divide hidden/tp, 16 at TP 8, and hidden/tp itself (one
+    # group per chunk, the largest that fits).
     chunk=$((hidden / tp))
-    for g in $( (printf '%s\n' 16 32 64 128 "$chunk") | sort -nu); do
+    for g in $( (printf '%s\n' 32 64 "$chunk"; [ "$tp" = 8 ] && echo 16) | sort -nu); do
       [ $((chunk % g)) -eq 0 ] || continue
       for bits in 8 4; do sim "$m" "$tp" "$bits" "$g"; done
     done
-    sim "$m" "$tp" 4 16 --symmetric
   done
+  sim "$m" 8 4 "$((hidden / 8))" --symmetric
 done
-# Markdown rows:
-# jq -r '"| \(.model) | \(.tp) | \(if .bits==16 then "16 (control)" else "INT\(.bits)\(if .symmetric then " sym" else "" end)" end) | \(.group) | \(.bytes_per_element) | \(.ppl_reference*1000|round/1000) | \(.ppl*1000|round/1000) | \((.ratio-1)*100*1000|round/1000)% | \(.kl_mean) |"' "$OUT"
+# Markdown rows of the tables: jq -s -r --arg m MODEL -f docs/flash-communication-accuracy.jq "$OUT"

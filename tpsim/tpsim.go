@@ -216,6 +216,8 @@ type Result struct {
 	KLMax         float64 `json:"kl_max"`
 	Top1Agreement float64 `json:"top1_agreement"`
 
+	// TP, Bits, Group and Symmetric are the configuration; Group is 0 for the control
+	// (Bits 16), which has no groups.
 	TP        int  `json:"tp"`
 	Bits      int  `json:"bits"`
 	Group     int  `json:"group"`

@@ -2,7 +2,9 @@
 // groups (round-to-nearest with an optional clipping search; GPTQ lives beside it), integer
 // group scales (Integer Scale), int8 activations (static per-tensor or dynamic per-token),
 // logarithmic activation equalization (LAE) and the layer-wise activation policy of FPTQ,
-// and the scalar reference of the W4A8 GEMM that the CUDA FastGEMM kernel is tested against.
+// the scalar reference of the W4A8 GEMM that the CUDA FastGEMM kernel is tested against, and
+// the codec of the compressed tensor-parallel all-reduce (Flash Communication, FlashComm;
+// docs/flash-communication.md).
 //
 // The package does no I/O. Everything here is a pure function of its arguments, and every
 // fast path has a scalar reference beside it that the tests hold it bit-exact to.

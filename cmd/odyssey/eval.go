@@ -100,12 +100,19 @@ func (l *loadedModel) Close() {
 // loadForEval opens a checkpoint folder and its tokenizer and converts the weights to
 // float32, refusing early what the forward pass cannot run.
 func loadForEval(g *globalOptions, dir string, o *evalDataOptions) (*loadedModel, error) {
+	return loadForEvalChecked(g, dir, o, nil)
+}
+
+// loadForEvalChecked is loadForEval with fits, when non-nil, run on the model's
+// configuration before any weight is read: a command whose flags must fit the model's
+// dimensions fails in milliseconds, not after loading it.
+func loadForEvalChecked(g *globalOptions, dir string, o *evalDataOptions, fits func(*hf.Config) error) (*loadedModel, error) {
 	path, cleanup, err := openModelPath(g, dir)
 	if err != nil {
 		return nil, err
 	}
 	if artifact.IsArtifact(path) {
-		return loadArtifactForEval(dir, path, cleanup, o)
+		return loadArtifactForEval(dir, path, cleanup, o, fits)
 	}
 	hm, err := hf.Load(path)
 	if err != nil {
@@ -113,7 +120,7 @@ func loadForEval(g *globalOptions, dir string, o *evalDataOptions) (*loadedModel
 		return nil, badInput(err)
 	}
 	l := &loadedModel{dir: dir, cfg: hm.Config, hf: hm, cleanup: cleanup}
-	if err := l.check(hm.TokenizerPath, o); err != nil {
+	if err := l.check(hm.TokenizerPath, o, fits); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -127,7 +134,7 @@ func loadForEval(g *globalOptions, dir string, o *evalDataOptions) (*loadedModel
 // loadArtifactForEval loads a quantized artifact (see package artifact): its quantized
 // linears compute the W4A8 reference arithmetic, so CPU numbers can be compared with the
 // GPU kernel's and with the fake-quantized model's.
-func loadArtifactForEval(dir, path string, cleanup func(), o *evalDataOptions) (*loadedModel, error) {
+func loadArtifactForEval(dir, path string, cleanup func(), o *evalDataOptions, fits func(*hf.Config) error) (*loadedModel, error) {
 	a, err := artifact.Open(path)
 	if err != nil {
 		cleanup()
@@ -135,7 +142,7 @@ func loadArtifactForEval(dir, path string, cleanup func(), o *evalDataOptions) (
 	}
 	defer a.Close() // LoadModel copies what it needs
 	l := &loadedModel{dir: dir, cfg: a.Config, cleanup: cleanup}
-	if err := l.check(a.TokenizerPath, o); err != nil {
+	if err := l.check(a.TokenizerPath, o, fits); err != nil {
 		l.Close()
 		return nil, err
 	}
@@ -146,9 +153,15 @@ func loadArtifactForEval(dir, path string, cleanup func(), o *evalDataOptions) (
 	return l, nil
 }
 
-// check refuses, before any weight is read, a model without a tokenizer or too short a
-// context for the windows, and loads the tokenizer.
-func (l *loadedModel) check(tokPath string, o *evalDataOptions) error {
+// check refuses, before any weight is read, a model without a tokenizer, too short a
+// context for the windows or (fits, when non-nil) a configuration the command cannot use,
+// and loads the tokenizer.
+func (l *loadedModel) check(tokPath string, o *evalDataOptions, fits func(*hf.Config) error) error {
+	if fits != nil {
+		if err := fits(&l.cfg); err != nil {
+			return err
+		}
+	}
 	if tokPath == "" {
 		return badInput(fmt.Errorf("model %s has no tokenizer.json; evaluation needs the model's tokenizer", l.dir))
 	}

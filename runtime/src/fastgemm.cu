@@ -549,8 +549,10 @@ int device_sms() {
 
 StreamKGrid stream_k_grid(long long tiles, long long kblocks, int splits, int resident_per_sm) {
   long long total = tiles * kblocks;
-  // Classic split-K when asked; else one full wave of resident blocks with equal shares.
-  long long blocks = splits > 0 ? tiles * splits : (long long)resident_per_sm * device_sms();
+  // Classic split-K when asked. Else: one block per tile when the tiles alone fill the target
+  // wave, otherwise stream-K over exactly that many blocks, with equal shares of K blocks.
+  const long long target = (long long)resident_per_sm * device_sms();
+  long long blocks = splits > 0 ? tiles * splits : (tiles >= target ? tiles : target);
   blocks = std::max(1LL, std::min(blocks, total));
   StreamKGrid g;
   g.blocks = (int)std::min<long long>(blocks, 1 << 30);
@@ -584,6 +586,11 @@ int occupancy(int cfg, bool int_scale) {
   return v;
 }
 
+// Blocks per SM the default grid aims for: the sweep on the H200 (runtime/NOTES.md, session 3)
+// found one full wave of resident blocks too many for decode: at M ≤ 4, about 4 blocks per SM
+// were fastest, at larger M about 2 (fewer partial tiles, fewer re-reads of A).
+int resident_target(int m, int occupancy) { return std::max(1, std::min(occupancy, m <= 4 ? 4 : 2)); }
+
 Plan plan(const ody_w4a8_problem* p) {
   Plan pl{};
   pl.config = p->config >= 0 ? p->config : dispatch_config(p->m, p->n, p->k);
@@ -593,7 +600,7 @@ Plan plan(const ody_w4a8_problem* p) {
   pl.tiles_n = (np + c.bn - 1) / c.bn;
   pl.kblocks = p->k / kBK;
   StreamKGrid g = stream_k_grid(pl.tiles_m * pl.tiles_n, pl.kblocks, p->splits,
-                                p->splits > 0 ? 1 : occupancy(pl.config, p->scale_kind == ODY_SCALE_INT));
+                                p->splits > 0 ? 1 : resident_target(p->m, occupancy(pl.config, p->scale_kind == ODY_SCALE_INT)));
   pl.blocks = g.blocks;
   pl.partial = g.partial;
   return pl;

@@ -2,7 +2,8 @@
 //
 // The table is what `odyssey-rt bench gemm --sweep` measured on the H200 (the fastest config
 // per M over the LLaMA shapes; runtime/bench/results/, runtime/NOTES.md). Indexes refer to
-// kConfigs in fastgemm.cu. Until a sweep has been run this is the first guess, marked so.
+// kConfigs in fastgemm.cu. The grid (blocks per SM, stream-K or one block per tile) is chosen in
+// fastgemm.cu's plan() from the same sweep.
 #include "fastgemm.hpp"
 
 namespace odyssey {
@@ -10,11 +11,11 @@ namespace odyssey {
 int dispatch_config(int m, int n, int k) {
   (void)n;
   (void)k;
-  if (m <= 16) return 0;   // m16n64_w1x4_s4
-  if (m <= 32) return 3;   // m32n64_w1x4_s4
-  if (m <= 64) return 4;   // m64n64_w2x2_s4
-  if (m <= 128) return 5;  // m64n128_w2x4_s4
-  return 6;                // m128n128_w2x4_s3
+  // Sweep of session 3 (8192x28672, 28672x8192, 11008x4096, 4096x4096): at M ≤ 16 the 16×128
+  // tile was best or within 2% on the large shapes; at M = 64 and in prefill the 64×128 tile
+  // (2×4 warps of 32×32) beat the 64×64 and 128×128 ones.
+  if (m <= 16) return 1;  // m16n128_w1x4_s4
+  return 5;               // m64n128_w2x4_s4
 }
 
 }  // namespace odyssey

@@ -381,12 +381,12 @@ struct Plan {
 
 Plan plan(const ody_w4a16_problem* p) {
   Plan pl{};
-  pl.config = p->config >= 0 ? p->config : (p->m <= 16 ? 0 : p->m <= 32 ? 2 : 3);
+  pl.config = p->config >= 0 ? p->config : (p->m <= 16 ? 0 : p->m <= 32 ? 2 : 3);  // as FastGEMM's table
   const Config& c = kConfigs[pl.config];
   pl.tiles_m = (p->m + c.bm - 1) / c.bm;
   pl.tiles_n = ((p->n + 7) / 8 * 8 + c.bn - 1) / c.bn;
   pl.grid = stream_k_grid((long long)pl.tiles_m * pl.tiles_n, p->k / kBK, p->splits,
-                          p->splits > 0 ? 1 : occupancy(pl.config));
+                          p->splits > 0 ? 1 : std::max(1, std::min(occupancy(pl.config), p->m <= 4 ? 4 : 2)));
   return pl;
 }
 

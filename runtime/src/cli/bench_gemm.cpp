@@ -329,6 +329,13 @@ struct Bench {
             r.note = name;
             rows.push_back(r);
           }
+          if (c != -1) {
+            // Every variant goes into the JSON: the dispatch table is derived from these.
+            double bytes = w4 + (is_int ? sc_int + np * 4 : sc_f) + in_bytes8 + m * 4 + out16;
+            Row r = make_row(n, k, m, is_int ? "w4a8_int_variant" : "w4a8_float_variant", us, bytes, 1979);
+            r.note = name;
+            rows.push_back(r);
+          }
           if (us < best) {
             best = us;
             best_name = name;
@@ -415,8 +422,8 @@ struct Bench {
         rows.push_back(make_row(n, k, m, name, us, bytes, 1979));
       }
       CK(cudaDeviceSynchronize());
-      for (auto it = rows.end() - std::min<size_t>(rows.size(), sweep ? 8 : 6); it != rows.end(); ++it)
-        if (it->m == m && it->n == n)
+      for (auto it = rows.begin(); it != rows.end(); ++it)
+        if (it->m == m && it->n == n && it->k == k && it->kernel.find("_variant") == std::string::npos)
           std::fprintf(stderr, "%6d x %-6d M=%-5d %-16s %10.2f us %8.1f TOP/s %8.1f GB/s %6.1f%% floor %6.1f%% peak  %s\n",
                        n, k, m, it->kernel.c_str(), it->us, it->tops, it->gbs, it->pct_floor, it->pct_peak,
                        it->note.c_str());
@@ -563,6 +570,7 @@ int cmd_bench_gemm(const Args& args) {
     f << "| N×K | M | kernel | µs | TOP/s | GB/s | % memory floor | % peak | config |\n|---|---|---|---|---|---|---|---|---|\n";
     char line[512];
     for (auto& r : b.rows) {
+      if (r.kernel.find("_variant") != std::string::npos) continue;  // sweep detail: JSON only
       if (!r.ok) {
         std::snprintf(line, sizeof line, "| %d×%d | %d | %s | — | — | — | — | — | %s |\n", r.n, r.k, r.m, r.kernel.c_str(),
                       r.note.c_str());

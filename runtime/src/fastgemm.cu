@@ -586,10 +586,17 @@ int occupancy(int cfg, bool int_scale) {
   return v;
 }
 
-// Blocks per SM the default grid aims for: the sweep on the H200 (runtime/NOTES.md, session 3)
-// found one full wave of resident blocks too many for decode: at M ≤ 4, about 4 blocks per SM
-// were fastest, at larger M about 2 (fewer partial tiles, fewer re-reads of A).
-int resident_target(int m, int occupancy) { return std::max(1, std::min(occupancy, m <= 4 ? 4 : 2)); }
+// The default split of K, from the session-3 sweep on the H200 (runtime/NOTES.md; every
+// variant is in runtime/bench/results/gemm-sweep-*.json): an even split-K whose grid is about
+// 4 blocks per SM at M ≤ 4 and 2 above, with at least 8 blocks of 128 per split so that the
+// pipeline fills. On those shapes this beat one full stream-K wave by 5–25%: a split aligned to
+// tiles keeps one segment per block, and fewer blocks re-read A and write fewer partials.
+int auto_splits(long long tiles, long long kblocks, int m) {
+  const long long target = (m <= 4 ? 4LL : 2LL) * device_sms();
+  long long s = (target + tiles / 2) / tiles;
+  s = std::min(s, std::max(1LL, kblocks / 8));
+  return (int)std::max(1LL, std::min(s, 16LL));
+}
 
 Plan plan(const ody_w4a8_problem* p) {
   Plan pl{};
@@ -599,8 +606,8 @@ Plan plan(const ody_w4a8_problem* p) {
   pl.tiles_m = (p->m + c.bm - 1) / c.bm;
   pl.tiles_n = (np + c.bn - 1) / c.bn;
   pl.kblocks = p->k / kBK;
-  StreamKGrid g = stream_k_grid(pl.tiles_m * pl.tiles_n, pl.kblocks, p->splits,
-                                p->splits > 0 ? 1 : resident_target(p->m, occupancy(pl.config, p->scale_kind == ODY_SCALE_INT)));
+  const int splits = p->splits > 0 ? p->splits : auto_splits(pl.tiles_m * pl.tiles_n, pl.kblocks, p->m);
+  StreamKGrid g = stream_k_grid(pl.tiles_m * pl.tiles_n, pl.kblocks, splits, 1);
   pl.blocks = g.blocks;
   pl.partial = g.partial;
   return pl;

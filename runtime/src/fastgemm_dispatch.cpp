@@ -9,13 +9,15 @@
 namespace odyssey {
 
 int dispatch_config(int m, int n, int k) {
-  (void)n;
-  (void)k;
-  // Sweep of session 3 (8192x28672, 28672x8192, 11008x4096, 4096x4096): at M ≤ 16 the 16×128
-  // tile was best or within 2% on the large shapes; at M = 64 and in prefill the 64×128 tile
-  // (2×4 warps of 32×32) beat the 64×64 and 128×128 ones.
-  if (m <= 16) return 1;  // m16n128_w1x4_s4
-  return 5;               // m64n128_w2x4_s4
+  // Session-3 sweep (4096x4096, 8192x8192, 11008x4096, 8192x28672, 28672x8192; M = 1, 16, 64):
+  //  - M ≤ 16: the 16×128 tile wins for N ≥ 8192, the 16×64 tile below (4096: 9.9 vs 10.3 µs at
+  //    M = 1, 12.6 vs 14.1 at M = 16);
+  //  - M ≤ 64: the 64×128 tile (2×4 warps) on the 70B shapes, the 32×64 one on the others
+  //    (8192x8192: 44.9 vs 52.5 µs);
+  //  - larger M (prefill): the 64×128 tile beat 128×128 and 128×64 at 256 and 4096.
+  if (m <= 16) return n >= 8192 ? 1 : 0;                          // m16n128_w1x4_s4 / m16n64_w1x4_s4
+  if (m <= 64) return (n >= 16384 || k >= 16384) ? 5 : 3;        // m64n128_w2x4_s4 / m32n64_w1x4_s4
+  return 5;                                                      // m64n128_w2x4_s4
 }
 
 }  // namespace odyssey

@@ -381,12 +381,19 @@ struct Plan {
 
 Plan plan(const ody_w4a16_problem* p) {
   Plan pl{};
-  pl.config = p->config >= 0 ? p->config : (p->m <= 16 ? 0 : p->m <= 32 ? 2 : 3);  // as FastGEMM's table
+  // As FastGEMM's table (not swept separately yet): 16×128 for decode, 64×128 above.
+  pl.config = p->config >= 0 ? p->config : (p->m <= 16 ? (p->n >= 8192 ? 0 : 1) : p->m <= 32 ? 2 : 3);
   const Config& c = kConfigs[pl.config];
   pl.tiles_m = (p->m + c.bm - 1) / c.bm;
   pl.tiles_n = ((p->n + 7) / 8 * 8 + c.bn - 1) / c.bn;
-  pl.grid = stream_k_grid((long long)pl.tiles_m * pl.tiles_n, p->k / kBK, p->splits,
-                          p->splits > 0 ? 1 : std::max(1, std::min(occupancy(pl.config), p->m <= 4 ? 4 : 2)));
+  const long long tiles = (long long)pl.tiles_m * pl.tiles_n, kblocks = p->k / kBK;
+  long long s = p->splits;
+  if (s == 0) {  // FastGEMM's rule: about 4 blocks per SM at M ≤ 4, 2 above, ≥ 8 K blocks each
+    const long long target = (p->m <= 4 ? 4LL : 2LL) * device_sms();
+    s = std::max(1LL, std::min({(target + tiles / 2) / tiles, std::max(1LL, kblocks / 8), 16LL}));
+  }
+  pl.grid = stream_k_grid(tiles, kblocks, (int)s,
+                          1);
   return pl;
 }
 

@@ -321,7 +321,7 @@ struct Bench {
               c == -1 ? iters : std::max(20, iters / 5), std::max(est_floor_us, est_flop_us));
           int dc = c, ds = s;
           ody_w4a8_dispatch(&p, &dc, &ds);
-          std::string name = std::string(ody_w4a8_config_name(dc)) + (s ? "/split" + std::to_string(s) : std::string("/streamk")) +
+          std::string name = std::string(ody_w4a8_config_name(dc)) + (s ? "/split" + std::to_string(s) : std::string("/auto")) +
                              "/" + std::to_string(ds) + "blocks";
           if (c == -1) {
             double bytes = w4 + (is_int ? sc_int + np * 4 : sc_f) + in_bytes8 + m * 4 + out16;

@@ -142,7 +142,7 @@ CaseResult run_w4a8(const std::string& name, const W4A8Case& c, bool int_scale, 
   CaseResult r;
   r.name = name;
   r.kernel = std::string(int_scale ? "int" : "float") + "/" + ody_w4a8_config_name(config) +
-             (splits ? "/split" + std::to_string(splits) : std::string("/streamk"));
+             (splits ? "/split" + std::to_string(splits) : std::string("/auto"));
   ody_w4a8_problem p{};
   p.m = c.m;
   p.n = c.n;
@@ -250,7 +250,7 @@ std::vector<CaseResult> test_w4a8(const std::string& name, const SafetensorsFile
       ody_check(ody_w4a8_dispatch(&p, &dc, &ds), "dispatch");
       if (cfg != dc) continue;
     }
-    std::vector<int> splits = {0, 1};  // stream-K (the default), whole K per block
+    std::vector<int> splits = {0, 1};  // the dispatch's split (the default), whole K per block
     if (kblocks >= 2) splits.push_back(2);
     if (kblocks >= 3) splits.push_back(std::min(kblocks, 7));
     for (int s : splits)
@@ -295,7 +295,7 @@ std::vector<CaseResult> test_w4a16(const std::string& name, const SafetensorsFil
     CaseResult r;
     r.name = name;
     r.kernel = std::string("w4a16/") + (cfg < 0 ? "dispatch" : ody_w4a16_config_name(cfg)) +
-               (sp ? "/split" + std::to_string(sp) : std::string("/streamk"));
+               (sp ? "/split" + std::to_string(sp) : std::string("/auto"));
     ody_w4a16_problem p{m, n, k, group, cfg, sp};
     size_t wsb = ody_w4a16_workspace_size(&p);
     DeviceBuffer ws(wsb);

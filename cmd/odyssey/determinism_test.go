@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"testing"
 )
 
@@ -74,5 +76,39 @@ func TestQuantizeGOMAXPROCSIndependent(t *testing.T) {
 			}
 			compare("interrupted at GOMAXPROCS=8, resumed at 2", run(2, out, "--resume"))
 		})
+	}
+}
+
+// Data-free calibration is sized to the model: under 100M parameters the recipe's windows
+// are capped at 64×256 (calib.DefaultSelfSamples × DefaultSelfSeqLen), said on stderr and in
+// odyssey.json's notes and calibration record; large models get the recipe's numbers.
+func TestSelfCalibrationSizedToModel(t *testing.T) {
+	for _, c := range []struct {
+		samples, seqLen int
+		params          int64
+		s, l            int
+		ok              bool
+	}{
+		{128, 512, 5_000_000, 64, 256, true},
+		{32, 512, 5_000_000, 32, 256, true},
+		{16, 128, 5_000_000, 16, 128, false},
+		{128, 512, 7_000_000_000, 128, 512, false},
+	} {
+		if s, l, ok := selfCalibrationSize(c.samples, c.seqLen, c.params); s != c.s || l != c.l || ok != c.ok {
+			t.Errorf("selfCalibrationSize(%d, %d, %d) = %d, %d, %v, want %d, %d, %v", c.samples, c.seqLen, c.params, s, l, ok, c.s, c.l, c.ok)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "capped")
+	rec := writeRecipe(t, "version: 1\nbase: w4a8-fptq\ncalibration:\n  samples: 100\n  seq_len: 32\n")
+	code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", rec)
+	if code != 0 || !strings.Contains(errOut, "64×32 tokens instead of the recipe's 100×32") {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	prov, err := os.ReadFile(filepath.Join(out, "odyssey.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(prov), "sized to the model") || !strings.Contains(string(prov), `"samples": 64`) {
+		t.Errorf("odyssey.json does not record the capped calibration:\n%s", prov)
 	}
 }

@@ -80,7 +80,9 @@ activations, no equalization) draws no calibration windows and runs no forward p
 weight is read from the checkpoint a few rows at a time and quantized as it is read.
 
 With --export compressed-tensors the output is llm-compressor's pack-quantized checkpoint that
-vLLM loads (int4 weights with float scales, int8 dynamic per-token activations) instead.`,
+vLLM loads (int4 weights with float scales, int8 dynamic per-token activations) instead; a W8A8
+recipe (w8a8-smoothquant) is exported in its int-quantized form (int8 per-channel weights). The
+Odyssey output stores int4 weights only.`,
 		Example: "  odyssey quantize --model testdata/tiny-llama --out /tmp/tiny-w4a8\n" +
 			"  odyssey quantize --model ../shared/models/small-llama --out /tmp/small-w4a8 --calib ../shared/data/calib/calib_mix.txt --json\n" +
 			"  odyssey quantize --model DIR --out OUT --recipe w4a8-rtn --export compressed-tensors",
@@ -424,7 +426,7 @@ func prepareQuantize(g *globalOptions, o *quantizeOptions) (*quantizeJob, func()
 	}
 	job.recipe = r
 	job.output = outputFormat(r, o.export)
-	if r.Weights.Bits != 4 {
+	if r.Weights.Bits != 4 && job.output != artifact.OutputCompressedTensors {
 		return fail(badInput(fmt.Errorf("recipe %s has %d-bit weights; the %s output stores int4 weights only (use a W4 recipe)", r.Source, r.Weights.Bits, job.output)))
 	}
 	if job.opt, err = ptqOptions(r, job.plan, job.calibPath); err != nil {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
-	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/ptq/qresult"
 )
 
 // Export to compressed-tensors (the checkpoint format of llm-compressor that vLLM loads), in
@@ -161,9 +161,9 @@ func ctLayerItems(ck *safetensors.Checkpoint, cfg *hf.Config, i int, rec LayerRe
 		}
 		// The three tensors are written one after another (names sort weight_packed,
 		// weight_scale, weight_shape); the decoded linear is shared and dropped after.
-		var dec *ptq.LinearResult
+		var dec *qresult.LinearResult
 		spec := sp
-		get := func(ck *safetensors.Checkpoint) (*ptq.LinearResult, error) {
+		get := func(ck *safetensors.Checkpoint) (*qresult.LinearResult, error) {
 			if dec == nil {
 				var err error
 				if dec, err = decodeLinear(ck, spec, false); err != nil {
@@ -241,7 +241,7 @@ func ctInt8Items(i int, sp linearSpec) []item {
 
 // ctScales returns the fp16 float group scales [out, groups] of a decoded linear: the
 // integer scales multiplied out when there are any.
-func ctScales(d *ptq.LinearResult) ([]byte, error) {
+func ctScales(d *qresult.LinearResult) ([]byte, error) {
 	s := d.Weight.Scales
 	if d.IntScale != nil {
 		s = d.IntScale.EffectiveScales()

@@ -7,7 +7,7 @@ import (
 
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
 	"github.com/odyssey-llm/odyssey/model"
-	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/ptq/qresult"
 	"github.com/odyssey-llm/odyssey/quant"
 )
 
@@ -15,7 +15,7 @@ import (
 // quantized one; the fp16 weight for one the recipe skips) and the float32 copies a resumed
 // run needs to compute exactly as the interrupted one did (the bias, and a skipped linear's
 // weight, which the artifact rounds to fp16).
-func encodeLinear(lin *ptq.LinearResult) (tensors, extras []safetensors.Tensor, err error) {
+func encodeLinear(lin *qresult.LinearResult) (tensors, extras []safetensors.Tensor, err error) {
 	name := lin.Name
 	if lin.Bias != nil {
 		// float32, like the norms: a bias with an equalization folded in (v_proj's under
@@ -111,7 +111,7 @@ func encodeLinear(lin *ptq.LinearResult) (tensors, extras []safetensors.Tensor, 
 }
 
 // encodeAct returns the .act_scale and .policy tensors of a quantized linear.
-func encodeAct(lin *ptq.LinearResult) ([]safetensors.Tensor, error) {
+func encodeAct(lin *qresult.LinearResult) ([]safetensors.Tensor, error) {
 	policy, actScale := PolicyNone, float32(0)
 	if lin.ActBits != 16 {
 		if err := lin.Act.Validate(); err != nil {
@@ -157,9 +157,9 @@ type linearSpec struct {
 // as untrusted input: dtypes, shapes, code and scale ranges, padding, the int32 overflow
 // bound. With exact, the float32 copies of a layer checkpoint replace the fp16 bias and
 // skipped weight, so that the result computes exactly as the one that was written.
-func decodeLinear(src tensorSource, sp linearSpec, exact bool) (*ptq.LinearResult, error) {
+func decodeLinear(src tensorSource, sp linearSpec, exact bool) (*qresult.LinearResult, error) {
 	name := sp.name
-	lin := &ptq.LinearResult{Kind: sp.kind, Name: name, Out: sp.out, In: sp.in}
+	lin := &qresult.LinearResult{Kind: sp.kind, Name: name, Out: sp.out, In: sp.in}
 	var err error
 	if sp.bias {
 		if lin.Bias, err = readFloat(src, name+SuffixBias, exact, sp.out); err != nil {
@@ -173,7 +173,7 @@ func decodeLinear(src tensorSource, sp linearSpec, exact bool) (*ptq.LinearResul
 		if err != nil {
 			return nil, err
 		}
-		w8 := &ptq.Int8Weight{Out: sp.out, In: sp.in, Q: make([]int8, len(raw))}
+		w8 := &qresult.Int8Weight{Out: sp.out, In: sp.in, Q: make([]int8, len(raw))}
 		for i, b := range raw {
 			if int8(b) == -128 {
 				return nil, fmt.Errorf("artifact: %s: code -128 at [%d] (int8 weights are -127..127)", name+SuffixQWeight8, i)
@@ -336,7 +336,7 @@ func decodeLinear(src tensorSource, sp linearSpec, exact bool) (*ptq.LinearResul
 }
 
 // decodeAct reads the .policy and .act_scale tensors of a quantized linear into lin.
-func decodeAct(src tensorSource, lin *ptq.LinearResult) error {
+func decodeAct(src tensorSource, lin *qresult.LinearResult) error {
 	name := lin.Name
 	pol, err := readRaw(src, name+SuffixPolicy, safetensors.U8, 1)
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
 	"github.com/odyssey-llm/odyssey/model"
-	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/ptq/qresult"
 	"github.com/odyssey-llm/odyssey/quant"
 )
 
@@ -137,7 +137,7 @@ func (a *Artifact) Close() error {
 // Layer decodes layer i of an Odyssey artifact into the ptq result it was written from
 // (up to the fp16 rounding of norms and biases): codes, integer or float scales,
 // activation policy and scale, checked as untrusted input.
-func (a *Artifact) Layer(i int) (*ptq.LayerResult, error) {
+func (a *Artifact) Layer(i int) (*qresult.LayerResult, error) {
 	if a.Method != QuantMethod {
 		return nil, fmt.Errorf("artifact: %s is a %s checkpoint, not an Odyssey artifact", a.Dir, a.Method)
 	}
@@ -228,7 +228,7 @@ func (a *Artifact) ctLayer(i int, cfg *hf.Config) (*model.Layer, error) {
 			}
 			var lin model.Linear = model.NewDense(w, bias, sp.out, sp.in)
 			if a.ctActBits(sp.name) == 8 {
-				lin = &ptq.FakeActLinear{Act: quant.ActQuant{Policy: quant.DynamicPerToken}, Inner: lin}
+				lin = &qresult.FakeActLinear{Act: quant.ActQuant{Policy: quant.DynamicPerToken}, Inner: lin}
 			}
 			l.SetLinear(sp.kind, lin)
 			continue
@@ -267,7 +267,7 @@ func (a *Artifact) ctLayer(i int, cfg *hf.Config) (*model.Layer, error) {
 		}
 		var lin model.Linear = model.NewDense(w, bias, sp.out, sp.in)
 		if a.ctActBits(sp.name) == 8 {
-			lin = &ptq.FakeActLinear{Act: quant.ActQuant{Policy: quant.DynamicPerToken}, Inner: lin}
+			lin = &qresult.FakeActLinear{Act: quant.ActQuant{Policy: quant.DynamicPerToken}, Inner: lin}
 		}
 		l.SetLinear(sp.kind, lin)
 	}

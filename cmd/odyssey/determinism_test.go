@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -58,10 +59,10 @@ func TestQuantizeGOMAXPROCSIndependent(t *testing.T) {
 				}
 			}
 			for _, procs := range []int{2, 8} {
-				compare("GOMAXPROCS="+string(rune('0'+procs)), run(procs, filepath.Join(base, "p"+string(rune('0'+procs)))))
+				compare(fmt.Sprintf("GOMAXPROCS=%d", procs), run(procs, filepath.Join(base, fmt.Sprintf("p%d", procs))))
 			}
 
-			// Interrupted after layer 1 on 8 cores, resumed on 1 core.
+			// Interrupted after layer 1 on 8 cores, resumed on 2.
 			out := filepath.Join(base, "resumed")
 			afterLayerHook = func(layer int, interrupt func()) {
 				if layer == 1 {

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -420,6 +421,39 @@ func TestNewPassRejectsBadWindows(t *testing.T) {
 	} {
 		if _, err := NewPass(hm, w, Options{}); err == nil {
 			t.Errorf("%s windows accepted", name)
+		}
+	}
+}
+
+// Statistics are bit-identical whatever GOMAXPROCS is: rows are summed in fixed blocks and
+// the blocks reduced in order, so SumSq and TokenAbsMaxMean do not change in the last bits
+// with the core count (they reach the artifact: act-aware clipping, odyssey.json). The
+// values span many exponents, so that the order of float64 sums matters.
+func TestStatsGOMAXPROCSIndependent(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	r := rand.New(rand.NewPCG(7, 8))
+	const rows, in = 1000, 16
+	x := make([]float32, rows*in)
+	for i := range x {
+		x[i] = float32(r.NormFloat64() * math.Exp2(float64(r.IntN(40)-20)))
+	}
+	collect := func(procs int) *Stats {
+		runtime.GOMAXPROCS(procs)
+		s := NewStats(in, false)
+		s.Add(x[:700*in], 700)
+		s.Add(x[700*in:], rows-700)
+		return s
+	}
+	want := collect(1)
+	for _, procs := range []int{2, 3, 8} {
+		got := collect(procs)
+		for j := range in {
+			if math.Float64bits(got.SumSq[j]) != math.Float64bits(want.SumSq[j]) || got.Min[j] != want.Min[j] || got.Max[j] != want.Max[j] {
+				t.Errorf("GOMAXPROCS=%d: channel %d: SumSq %v min %v max %v, at 1: %v %v %v", procs, j, got.SumSq[j], got.Min[j], got.Max[j], want.SumSq[j], want.Min[j], want.Max[j])
+			}
+		}
+		if math.Float64bits(got.TokenAbsMaxMean) != math.Float64bits(want.TokenAbsMaxMean) || got.TokenAbsMaxMin != want.TokenAbsMaxMin || got.TensorAbsMax != want.TensorAbsMax {
+			t.Errorf("GOMAXPROCS=%d: token stats %v %v %v, at 1: %v %v %v", procs, got.TokenAbsMaxMean, got.TokenAbsMaxMin, got.TensorAbsMax, want.TokenAbsMaxMean, want.TokenAbsMaxMin, want.TensorAbsMax)
 		}
 	}
 }

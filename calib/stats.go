@@ -5,6 +5,7 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/odyssey-llm/odyssey/gemm"
 	"github.com/odyssey-llm/odyssey/model"
@@ -110,23 +111,34 @@ type partial struct {
 	tokMin   float32
 }
 
+// statsBlockRows and statsWaveBlocks fix how Add sums rows, whatever the core count: each
+// block of statsBlockRows rows is summed alone (from zero, in row order), and the blocks'
+// sums are added into the totals in block order, statsWaveBlocks blocks at a time. Float64
+// sums (SumSq, the token maxima's sum) therefore come out bit-identical at any GOMAXPROCS;
+// only which goroutine sums a block depends on it.
+const (
+	statsBlockRows  = 64
+	statsWaveBlocks = 64
+)
+
 func (s *Stats) addRanges(x []float32, rows int) {
 	in := s.In
-	w := max(1, min(runtime.GOMAXPROCS(0), rows/64))
-	parts := make([]partial, w)
-	var wg sync.WaitGroup
+	blocks := (rows + statsBlockRows - 1) / statsBlockRows
+	wave := min(blocks, statsWaveBlocks)
+	parts := make([]partial, wave)
 	for p := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pt := &parts[p]
-			pt.min = make([]float32, in)
-			pt.max = make([]float32, in)
-			pt.sumSq = make([]float64, in)
-			copy(pt.min, x[:in])
-			copy(pt.max, x[:in])
-			pt.tokMin = float32(math.Inf(1))
-			lo, hi := rows*p/w, rows*(p+1)/w
+		parts[p] = partial{min: make([]float32, in), max: make([]float32, in), sumSq: make([]float64, in)}
+	}
+	for b0 := 0; b0 < blocks; b0 += wave {
+		nb := min(wave, blocks-b0)
+		parallelIndex(nb, func(i int) {
+			pt := &parts[i]
+			lo := (b0 + i) * statsBlockRows
+			hi := min(lo+statsBlockRows, rows)
+			copy(pt.min, x[lo*in:(lo+1)*in])
+			copy(pt.max, x[lo*in:(lo+1)*in])
+			clear(pt.sumSq)
+			pt.tokSum, pt.tokMin = 0, float32(math.Inf(1))
 			for r := lo; r < hi; r++ {
 				row := x[r*in : (r+1)*in]
 				mn, mx, sq := pt.min[:len(row)], pt.max[:len(row)], pt.sumSq[:len(row)]
@@ -148,17 +160,16 @@ func (s *Stats) addRanges(x []float32, rows int) {
 					pt.tokMin = t
 				}
 			}
-		}()
-	}
-	wg.Wait()
-	for _, pt := range parts {
-		for j := range in {
-			s.Min[j] = min(s.Min[j], pt.min[j])
-			s.Max[j] = max(s.Max[j], pt.max[j])
-			s.SumSq[j] += pt.sumSq[j]
+		})
+		for _, pt := range parts[:nb] { // in block order
+			for j := range in {
+				s.Min[j] = min(s.Min[j], pt.min[j])
+				s.Max[j] = max(s.Max[j], pt.max[j])
+				s.SumSq[j] += pt.sumSq[j]
+			}
+			s.tokenSum += pt.tokSum
+			s.TokenAbsMaxMin = min(s.TokenAbsMaxMin, pt.tokMin)
 		}
-		s.tokenSum += pt.tokSum
-		s.TokenAbsMaxMin = min(s.TokenAbsMaxMin, pt.tokMin)
 	}
 	s.TensorAbsMax = 0
 	for j := range in {
@@ -166,6 +177,38 @@ func (s *Stats) addRanges(x []float32, rows int) {
 		s.TensorAbsMax = max(s.TensorAbsMax, s.AbsMax[j])
 	}
 	s.TokenAbsMaxMean = s.tokenSum / float64(s.Rows+int64(rows))
+}
+
+// parallelIndex runs fn(0..n-1) on up to GOMAXPROCS goroutines (the caller's included),
+// handing indices out one at a time.
+func parallelIndex(n int, fn func(i int)) {
+	w := min(runtime.GOMAXPROCS(0), n)
+	if w <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	work := func() {
+		for {
+			i := int(next.Add(1)) - 1
+			if i >= n {
+				return
+			}
+			fn(i)
+		}
+	}
+	wg.Add(w - 1)
+	for range w - 1 {
+		go func() {
+			defer wg.Done()
+			work()
+		}()
+	}
+	work()
+	wg.Wait()
 }
 
 func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }

@@ -75,26 +75,39 @@ func TestGoldenLogits(t *testing.T) {
 			if tc.model != "tiny-llama" {
 				dir = sharedtest.Path(t, filepath.Join("models", tc.model))
 			}
-			ids, want, vocab := goldenLogits(t, golden)
-			m := loadModel(t, dir)
-			if m.VocabSize() != vocab {
-				t.Fatalf("model has %d logits, golden %d", m.VocabSize(), vocab)
-			}
-			got, err := m.Forward([][]int{ids}, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var d float64
-			at := 0
-			for i := range want {
-				if e := math.Abs(float64(got[i] - want[i])); e > d || math.IsNaN(e) {
-					d, at = e, i
-				}
-			}
-			t.Logf("%s: max |Δlogit| = %.3g over %d×%d (at position %d)", tc.model, d, len(ids), vocab, at/vocab)
-			if !(d <= 1e-3) {
-				t.Errorf("max |Δlogit| = %g at position %d token %d, want ≤ 1e-3", d, at/vocab, at%vocab)
-			}
+			checkGoldenLogits(t, tc.model, dir, golden)
 		})
+	}
+}
+
+// TestGoldenLogitsCommitted runs always, without ../shared: tiny-llama's PyTorch logits are
+// committed in testdata/golden (a copy of ../shared/golden/tiny-llama.logits.safetensors), so
+// CI checks the forward pass against transformers on every run.
+func TestGoldenLogitsCommitted(t *testing.T) {
+	checkGoldenLogits(t, "tiny-llama", sharedtest.Testdata("tiny-llama"), sharedtest.Testdata("golden/tiny-llama.logits.safetensors"))
+}
+
+// checkGoldenLogits compares the model in dir with the golden logits file, within 1e-3.
+func checkGoldenLogits(t *testing.T, name, dir, golden string) {
+	t.Helper()
+	ids, want, vocab := goldenLogits(t, golden)
+	m := loadModel(t, dir)
+	if m.VocabSize() != vocab {
+		t.Fatalf("model has %d logits, golden %d", m.VocabSize(), vocab)
+	}
+	got, err := m.Forward([][]int{ids}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d float64
+	at := 0
+	for i := range want {
+		if e := math.Abs(float64(got[i] - want[i])); e > d || math.IsNaN(e) {
+			d, at = e, i
+		}
+	}
+	t.Logf("%s: max |Δlogit| = %.3g over %d×%d (at position %d)", name, d, len(ids), vocab, at/vocab)
+	if !(d <= 1e-3) {
+		t.Errorf("max |Δlogit| = %g at position %d token %d, want ≤ 1e-3", d, at/vocab, at%vocab)
 	}
 }

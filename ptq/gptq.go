@@ -2,6 +2,7 @@ package ptq
 
 import (
 	"github.com/odyssey-llm/odyssey/calib"
+	"github.com/odyssey-llm/odyssey/ptq/qresult"
 	"github.com/odyssey-llm/odyssey/quant"
 )
 
@@ -11,7 +12,7 @@ type GPTQOptions = quant.GPTQOptions
 
 // GPTQReport is GPTQ's account of one linear: its loss estimate, the damping that made the
 // Hessian factorizable, dead columns and timings.
-type GPTQReport = quant.GPTQStats
+type GPTQReport = qresult.GPTQReport
 
 // preparedHessian is an input's damped, factorized Hessian, shared by the linears reading it.
 type preparedHessian = quant.GPTQHessian

@@ -2,6 +2,7 @@ package ptq
 
 import (
 	"fmt"
+	"github.com/odyssey-llm/odyssey/ptq/qresult"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,7 +61,7 @@ const (
 // Pair names one producer→consumer pair across which an equalization is folded: the
 // producer's output channel j is divided by s_j and the consumer's input column j multiplied
 // by it, which leaves the float function unchanged.
-type Pair string
+type Pair = qresult.Pair
 
 // The four pairs of a LLaMA decoder layer, named producer-consumer.
 const (

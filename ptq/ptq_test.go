@@ -364,7 +364,7 @@ func TestFakeQuantLinearBitExact(t *testing.T) {
 				if !bitsEqual(got, want) {
 					t.Fatalf("%d×%d g%d %v bias %v: integer-scale linear differs from FakeQuantLinearRef", out, in, gs, act.Policy, b != nil)
 				}
-				fl, err := lr.module(true)
+				fl, err := lr.ModuleWith(true)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -150,7 +150,7 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 		st = nil
 		t2 := time.Now()
 		if !floatProp {
-			ql, err := lr.layer(&cfg, false)
+			ql, err := lr.ModelLayer(&cfg, false)
 			if err != nil {
 				return nil, err
 			}
@@ -281,7 +281,7 @@ func resumeLayer(ctx context.Context, pass *calib.Pass, lr *LayerResult, floatPr
 	if floatProp {
 		l, err = pass.Layer(lr.Layer)
 	} else {
-		l, err = lr.layer(cfg, false)
+		l, err = lr.ModelLayer(cfg, false)
 	}
 	if err != nil {
 		return err
@@ -451,7 +451,7 @@ func quantizeWeight(lin *LinearResult, w []float32, st *calib.Stats, ph *prepare
 		}
 		lin.Weight, lin.IntScale = iw.QuantizedWeight, iw
 		lin.FloatScaleWeightError, lin.WeightError = quant.WeightErrors(w, iw.QuantizedWeight, iw)
-		lin.setAlphaStats()
+		setAlphaStats(lin)
 		return nil
 	case ph != nil:
 		qw, lin.GPTQ, err = runGPTQ(w, out, in, g, ph, wo.GPTQ)
@@ -481,12 +481,12 @@ func quantizeWeight(lin *LinearResult, w []float32, st *calib.Stats, ph *prepare
 	}
 	lin.IntScale = iw
 	lin.FloatScaleWeightError, lin.WeightError = quant.WeightErrors(w, qw, iw)
-	lin.setAlphaStats()
+	setAlphaStats(lin)
 	return nil
 }
 
 // setAlphaStats records the range and mean of the amplifiers' exponents.
-func (lin *LinearResult) setAlphaStats() {
+func setAlphaStats(lin *LinearResult) {
 	lo, hi, sum := 255, 0, 0
 	for _, e := range lin.IntScale.Log2Alpha {
 		lo, hi, sum = min(lo, int(e)), max(hi, int(e)), sum+int(e)

@@ -94,7 +94,7 @@ func quantizeLayerFromCheckpoint(hm *hf.Model, i int, opt *Options, cfg *hf.Conf
 			return nil, fmt.Errorf("%s: %w", lin.Name, err)
 		}
 		lin.Weight, lin.IntScale, lin.FloatScaleWeightError, lin.WeightError = iw.QuantizedWeight, iw, fe, ie
-		lin.setAlphaStats()
+		setAlphaStats(lin)
 	}
 	return lr, nil
 }

@@ -5,16 +5,12 @@ import (
 	"math"
 	"sync"
 
+	"github.com/odyssey-llm/odyssey/ptq/qresult"
 	"github.com/odyssey-llm/odyssey/quant"
 )
 
-// Int8Weight is a symmetric int8 weight quantized per output channel, the weight format of
-// the W8A8 SmoothQuant baseline: W[o, k] ≈ Scales[o]·Q[o·In+k], codes in −127..127.
-type Int8Weight struct {
-	Out, In int
-	Q       []int8
-	Scales  []float32
-}
+// Int8Weight is the int8 weight of W8 runs (qresult.Int8Weight).
+type Int8Weight = qresult.Int8Weight
 
 // QuantizeInt8 rounds w [out×in] to nearest per output channel with scale max|w_o|/127.
 func QuantizeInt8(w []float32, out, in int) (*Int8Weight, error) {
@@ -38,15 +34,6 @@ func QuantizeInt8(w []float32, out, in int) (*Int8Weight, error) {
 		}
 	}
 	return q, nil
-}
-
-// Dequantize returns Scales[o]·Q[o, k], row-major [Out, In].
-func (w *Int8Weight) Dequantize() []float32 {
-	out := make([]float32, len(w.Q))
-	for i, q := range w.Q {
-		out[i] = w.Scales[i/w.In] * float32(q)
-	}
-	return out
 }
 
 // relErr returns ‖a − b‖_F / ‖b‖_F in float64 (0 for b = 0 = a).
@@ -127,4 +114,22 @@ func rtnActAware(w []float32, out, in, gs int, e []float64, grid []float32) (*qu
 		return nil, bad
 	}
 	return qw, nil
+}
+
+// parallelRows splits [0, n) across the cores in ranges of at least minPer rows.
+func parallelRows(n, minPer int, fn func(lo, hi int)) {
+	w := min(numCPU(), n/max(1, minPer))
+	if w <= 1 {
+		fn(0, n)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(w)
+	for i := range w {
+		go func(lo, hi int) {
+			defer wg.Done()
+			fn(lo, hi)
+		}(n*i/w, n*(i+1)/w)
+	}
+	wg.Wait()
 }

@@ -8,7 +8,7 @@ import (
 
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
-	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/ptq/qresult"
 )
 
 // Export to compressed-tensors (the checkpoint format of llm-compressor that vLLM loads), in
@@ -29,6 +29,16 @@ import (
 // "pack-quantized", one config group per weight strategy (group of the recipe's size, or
 // channel for the linears that fell back), int8 dynamic per-token symmetric input
 // activations (none for 16-bit activations), and ignore ["lm_head", skipped linears...].
+//
+// A W8 linear (w8a8-smoothquant) is exported in the "int-quantized" form instead:
+//
+//	NAME.weight         I8  [out, in]           the int8 codes (−127..127)
+//	NAME.weight_scale   F16 [out, 1]            per-channel scales
+//
+// in a config group with 8-bit per-channel weights and format "int-quantized" (the global
+// format too, or "mixed-precision" beside pack-quantized groups). compressed-tensors
+// quantizes per-token activations with absmax/127.5 and codes −128..127, Odyssey with
+// absmax/127 and −127..127 (docs/artifact.md gives the perplexity difference).
 //
 // What is not carried over: the static per-tensor activation scales and the per-layer
 // policy (compressed-tensors W4A8 quantizes every input per token at run time; LAE stays
@@ -142,14 +152,18 @@ func ctLayerItems(ck *safetensors.Checkpoint, cfg *hf.Config, i int, rec LayerRe
 			}
 			continue
 		}
+		if lr.Bits == 8 {
+			its = append(its, ctInt8Items(i, sp)...)
+			continue
+		}
 		if lr.GroupSize <= 0 || sp.in%lr.GroupSize != 0 {
 			return nil, fmt.Errorf("artifact: %s: group size %d does not tile %d input channels", sp.name, lr.GroupSize, sp.in)
 		}
 		// The three tensors are written one after another (names sort weight_packed,
 		// weight_scale, weight_shape); the decoded linear is shared and dropped after.
-		var dec *ptq.LinearResult
+		var dec *qresult.LinearResult
 		spec := sp
-		get := func(ck *safetensors.Checkpoint) (*ptq.LinearResult, error) {
+		get := func(ck *safetensors.Checkpoint) (*qresult.LinearResult, error) {
 			if dec == nil {
 				var err error
 				if dec, err = decodeLinear(ck, spec, false); err != nil {
@@ -194,19 +208,55 @@ func ctLayerItems(ck *safetensors.Checkpoint, cfg *hf.Config, i int, rec LayerRe
 	return its, nil
 }
 
+// ctInt8Items are the int-quantized tensors of a W8 linear: NAME.weight, I8 [out, in] (the
+// codes, −127..127), and NAME.weight_scale, F16 [out, 1] (the per-channel scales).
+func ctInt8Items(i int, sp linearSpec) []item {
+	name := sp.name
+	return []item{
+		{info: safetensors.TensorInfo{Name: name + SuffixWeight, DType: safetensors.I8, Shape: []int64{int64(sp.out), int64(sp.in)}}, layer: i,
+			write: func(sw *safetensors.Writer, ck *safetensors.Checkpoint) error {
+				b, err := ck.Bytes(name + SuffixQWeight8)
+				if err != nil {
+					return err
+				}
+				if len(b) != sp.out*sp.in {
+					return fmt.Errorf("artifact: %s: %d bytes, want %d×%d", name+SuffixQWeight8, len(b), sp.out, sp.in)
+				}
+				return sw.WriteTensor(name+SuffixWeight, b)
+			}},
+		{info: safetensors.TensorInfo{Name: name + ctScale, DType: safetensors.F16, Shape: []int64{int64(sp.out), 1}}, layer: i,
+			write: func(sw *safetensors.Writer, ck *safetensors.Checkpoint) error {
+				s, err := readF32(ck, name+SuffixScale8, sp.out)
+				if err != nil {
+					return err
+				}
+				b, err := f16Scales(name, s)
+				if err != nil {
+					return err
+				}
+				return sw.WriteTensor(name+ctScale, b)
+			}},
+	}
+}
+
 // ctScales returns the fp16 float group scales [out, groups] of a decoded linear: the
 // integer scales multiplied out when there are any.
-func ctScales(d *ptq.LinearResult) ([]byte, error) {
+func ctScales(d *qresult.LinearResult) ([]byte, error) {
 	s := d.Weight.Scales
 	if d.IntScale != nil {
 		s = d.IntScale.EffectiveScales()
 	}
+	return f16Scales(d.Name, s)
+}
+
+// f16Scales converts scales to fp16, refusing one that overflows or flushes to zero.
+func f16Scales(name string, s []float32) ([]byte, error) {
 	b := make([]byte, 2*len(s))
 	safetensors.Float32ToF16(b, s)
 	for i := range s {
 		h := binary.LittleEndian.Uint16(b[2*i:])
 		if h&0x7C00 == 0x7C00 || h&0x7FFF == 0 {
-			return nil, fmt.Errorf("artifact: %s: group scale %g at [%d] does not survive fp16 (compressed-tensors stores scales in the model's dtype)", d.Name, s[i], i)
+			return nil, fmt.Errorf("artifact: %s: scale %g at [%d] does not survive fp16 (compressed-tensors stores scales in the model's dtype)", name, s[i], i)
 		}
 	}
 	return b, nil
@@ -252,6 +302,7 @@ type CTQuantConfig struct {
 func ctQuantConfig(recs []LayerRecord, p *Provenance) CTQuantConfig {
 	type key struct {
 		group   int // 0: channel
+		bits    int
 		actBits int
 	}
 	members := map[key][]string{}
@@ -263,8 +314,8 @@ func ctQuantConfig(recs []LayerRecord, p *Provenance) CTQuantConfig {
 				ignore = append(ignore, l.Name)
 				continue
 			}
-			k := key{group: l.GroupSize, actBits: l.ActBits}
-			if l.GroupSize == l.In && (p.Scheme.Weights.GroupSize == 0 || l.GroupFallback) {
+			k := key{group: l.GroupSize, bits: l.Bits, actBits: l.ActBits}
+			if l.Bits == 8 || l.GroupSize == l.In && (p.Scheme.Weights.GroupSize == 0 || l.GroupFallback) {
 				k.group = 0
 			}
 			if _, ok := members[k]; !ok {
@@ -276,13 +327,21 @@ func ctQuantConfig(recs []LayerRecord, p *Provenance) CTQuantConfig {
 	observer := "minmax"
 	cfg := CTQuantConfig{QuantMethod: "compressed-tensors", Format: "pack-quantized", QuantizationStatus: "compressed",
 		ConfigGroups: map[string]ctScheme{}, Ignore: ignore}
+	formats := map[string]bool{}
 	for gi, k := range keys {
 		w := ctArgs{NumBits: 4, Type: "int", Symmetric: true, Strategy: "channel", Observer: &observer, ObserverKwargs: map[string]any{}}
+		format := "pack-quantized"
+		if k.bits == 8 {
+			// int8 per-channel weights, stored unpacked: compressed-tensors' int-quantized
+			// form (what llm-compressor writes for W8A8 int8 schemes).
+			w.NumBits, format = 8, "int-quantized"
+		}
 		if k.group > 0 {
 			g := k.group
 			w.GroupSize, w.Strategy = &g, "group"
 		}
-		s := ctScheme{Targets: []string{"Linear"}, Weights: w, Format: "pack-quantized"}
+		formats[format] = true
+		s := ctScheme{Targets: []string{"Linear"}, Weights: w, Format: format}
 		if len(keys) > 1 {
 			s.Targets = members[k]
 		}
@@ -290,6 +349,12 @@ func ctQuantConfig(recs []LayerRecord, p *Provenance) CTQuantConfig {
 			s.InputActivations = &ctArgs{NumBits: 8, Type: "int", Symmetric: true, Strategy: "token", Dynamic: true, ObserverKwargs: map[string]any{}}
 		}
 		cfg.ConfigGroups[fmt.Sprintf("group_%d", gi)] = s
+	}
+	switch {
+	case len(formats) > 1:
+		cfg.Format = "mixed-precision"
+	case formats["int-quantized"]:
+		cfg.Format = "int-quantized"
 	}
 	return cfg
 }

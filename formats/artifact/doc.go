@@ -68,9 +68,15 @@
 // functions of the quantizer's output, the safetensors writer is deterministic, JSON keys
 // are sorted, and odyssey.json holds no timestamps, durations, memory figures or absolute
 // paths beyond the ones given on the command line (timings go to `odyssey quantize --json`).
-// The quantizer itself is deterministic for a given machine and GOMAXPROCS-independent
-// arithmetic; statistics computed by float GEMMs may differ in the last bits between CPUs
-// with different SIMD kernels.
+// The quantizer itself is deterministic and independent of GOMAXPROCS (parallel loops write
+// disjoint outputs or reduce in a fixed order; calibration statistics are summed in fixed
+// row blocks; TestQuantizeGOMAXPROCSIndependent in cmd/odyssey checks 1, 2 and 8 cores and a
+// resume on another count). Statistics come from a float32 forward pass whose GEMM kernel
+// and exponential are chosen by CPU feature, so they may differ in the last bits between
+// CPUs: the AVX2 exponential (model/exp_amd64.s) and the pure-Go one are at most 1 ulp apart
+// on [-87.33, 88], differ below (both ≤ 1.2e-38) and above (e^88 against e^x or +Inf) that
+// range and in NaN bits (TestExpAVX2MatchesGo); docs/artifact.md, "Determinism", has the
+// whole note.
 //
 // # compressed-tensors
 //

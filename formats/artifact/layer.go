@@ -8,7 +8,7 @@ import (
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
 	"github.com/odyssey-llm/odyssey/model"
-	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/ptq/qresult"
 )
 
 // recordKey is the safetensors metadata key of a layer checkpoint that holds the layer's
@@ -24,7 +24,7 @@ const recordKey = "odyssey.layer_record"
 // calibrated on the exact ones: on small-llama-outliers, fp16 norms moved the W4A8
 // perplexity by 0.3%, float32 norms reproduce the fake-quantized model exactly. They cost
 // 8 bytes per hidden channel per layer.
-func encodeLayer(lr *ptq.LayerResult) ([]safetensors.Tensor, LayerRecord, error) {
+func encodeLayer(lr *qresult.LayerResult) ([]safetensors.Tensor, LayerRecord, error) {
 	var ts []safetensors.Tensor
 	i := lr.Layer
 	for _, norm := range []struct {
@@ -75,8 +75,8 @@ func specs(cfg *hf.Config, i, requestedGroup int) []linearSpec {
 
 // decodeLayer rebuilds layer i's ptq result (norms and linears; no input records) from its
 // stored tensors. With exact it uses a layer checkpoint's float32 copies; see decodeLinear.
-func decodeLayer(src tensorSource, cfg *hf.Config, i, requestedGroup int, exact bool) (*ptq.LayerResult, error) {
-	lr := &ptq.LayerResult{Layer: i}
+func decodeLayer(src tensorSource, cfg *hf.Config, i, requestedGroup int, exact bool) (*qresult.LayerResult, error) {
+	lr := &qresult.LayerResult{Layer: i}
 	var err error
 	if lr.AttnNorm, err = readFloat(src, attnNormName(i), exact, cfg.HiddenSize); err != nil {
 		return nil, err
@@ -95,9 +95,9 @@ func decodeLayer(src tensorSource, cfg *hf.Config, i, requestedGroup int, exact 
 }
 
 // BuildLayer returns the decoder layer that computes lr as quantized: the folded norms and
-// each linear's ptq.LinearResult.Module (quant.QLinear for W4A8 with integer scales), the
+// each linear's qresult.LinearResult.Module (quant.QLinear for W4A8 with integer scales), the
 // same construction as ptq's fake-quantized model, so both compute the same bits.
-func BuildLayer(lr *ptq.LayerResult, cfg *hf.Config) (*model.Layer, error) {
+func BuildLayer(lr *qresult.LayerResult, cfg *hf.Config) (*model.Layer, error) {
 	l := &model.Layer{Index: lr.Layer, Config: cfg, AttnNorm: lr.AttnNorm, MLPNorm: lr.MLPNorm}
 	for _, lin := range lr.Linears {
 		m, err := lin.Module()

@@ -7,7 +7,7 @@ import (
 
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
 	"github.com/odyssey-llm/odyssey/model"
-	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/ptq/qresult"
 	"github.com/odyssey-llm/odyssey/quant"
 )
 
@@ -15,7 +15,7 @@ import (
 // quantized one; the fp16 weight for one the recipe skips) and the float32 copies a resumed
 // run needs to compute exactly as the interrupted one did (the bias, and a skipped linear's
 // weight, which the artifact rounds to fp16).
-func encodeLinear(lin *ptq.LinearResult) (tensors, extras []safetensors.Tensor, err error) {
+func encodeLinear(lin *qresult.LinearResult) (tensors, extras []safetensors.Tensor, err error) {
 	name := lin.Name
 	if lin.Bias != nil {
 		// float32, like the norms: a bias with an equalization folded in (v_proj's under
@@ -36,6 +36,23 @@ func encodeLinear(lin *ptq.LinearResult) (tensors, extras []safetensors.Tensor, 
 		tensors = append(tensors, safetensors.Tensor{Name: name + SuffixWeight, DType: safetensors.F16, Shape: []int64{int64(lin.Out), int64(lin.In)}, Data: b})
 		extras = append(extras, f32Tensor(resumePrefix+name+SuffixWeight, lin.Float, int64(lin.Out), int64(lin.In)))
 		return tensors, extras, nil
+	}
+	if w8 := lin.Weight8; w8 != nil && lin.Bits == 8 {
+		if w8.Out != lin.Out || w8.In != lin.In || len(w8.Q) != lin.Out*lin.In || len(w8.Scales) != lin.Out {
+			return nil, nil, fmt.Errorf("artifact: %s: int8 weight is %d×%d, linear %d×%d", name, w8.Out, w8.In, lin.Out, lin.In)
+		}
+		q := make([]byte, len(w8.Q))
+		for i, v := range w8.Q {
+			q[i] = byte(v)
+		}
+		tensors = append(tensors,
+			safetensors.Tensor{Name: name + SuffixQWeight8, DType: safetensors.I8, Shape: []int64{int64(lin.Out), int64(lin.In)}, Data: q},
+			f32Tensor(name+SuffixScale8, w8.Scales, int64(lin.Out)))
+		act, err := encodeAct(lin)
+		if err != nil {
+			return nil, nil, err
+		}
+		return append(tensors, act...), extras, nil
 	}
 	if lin.Weight8 != nil || lin.Bits != 4 || lin.Weight == nil {
 		return nil, nil, fmt.Errorf("artifact: %s: %w: %d-bit weights (the artifact holds int4 weights in the FastGEMM layout, docs/fastgemm-layout.md)", name, ErrNotRepresentable, lin.Bits)
@@ -86,21 +103,29 @@ func encodeLinear(lin *ptq.LinearResult) (tensors, extras []safetensors.Tensor, 
 		tensors = append(tensors, f32Tensor(name+SuffixGroupScale, gs, int64(G), int64(np)))
 	}
 	tensors = append(tensors, f32Tensor(name+SuffixChannelScale, chScale, int64(np)))
+	act, err := encodeAct(lin)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(tensors, act...), extras, nil
+}
 
+// encodeAct returns the .act_scale and .policy tensors of a quantized linear.
+func encodeAct(lin *qresult.LinearResult) ([]safetensors.Tensor, error) {
 	policy, actScale := PolicyNone, float32(0)
 	if lin.ActBits != 16 {
 		if err := lin.Act.Validate(); err != nil {
-			return nil, nil, fmt.Errorf("artifact: %s: %w", name, err)
+			return nil, fmt.Errorf("artifact: %s: %w", lin.Name, err)
 		}
 		policy = Policy(lin.Act.Policy)
 		if lin.Act.Policy != quant.DynamicPerToken {
 			actScale = lin.Act.Scale
 		}
 	}
-	tensors = append(tensors,
-		f32Tensor(name+SuffixActScale, []float32{actScale}, 1),
-		safetensors.Tensor{Name: name + SuffixPolicy, DType: safetensors.U8, Shape: []int64{1}, Data: []byte{byte(policy)}})
-	return tensors, extras, nil
+	return []safetensors.Tensor{
+		f32Tensor(lin.Name+SuffixActScale, []float32{actScale}, 1),
+		{Name: lin.Name + SuffixPolicy, DType: safetensors.U8, Shape: []int64{1}, Data: []byte{byte(policy)}},
+	}, nil
 }
 
 // storedGroups is the number of group rows G of .group_scale: Kp/group_size, or one group
@@ -132,9 +157,9 @@ type linearSpec struct {
 // as untrusted input: dtypes, shapes, code and scale ranges, padding, the int32 overflow
 // bound. With exact, the float32 copies of a layer checkpoint replace the fp16 bias and
 // skipped weight, so that the result computes exactly as the one that was written.
-func decodeLinear(src tensorSource, sp linearSpec, exact bool) (*ptq.LinearResult, error) {
+func decodeLinear(src tensorSource, sp linearSpec, exact bool) (*qresult.LinearResult, error) {
 	name := sp.name
-	lin := &ptq.LinearResult{Kind: sp.kind, Name: name, Out: sp.out, In: sp.in}
+	lin := &qresult.LinearResult{Kind: sp.kind, Name: name, Out: sp.out, In: sp.in}
 	var err error
 	if sp.bias {
 		if lin.Bias, err = readFloat(src, name+SuffixBias, exact, sp.out); err != nil {
@@ -142,6 +167,32 @@ func decodeLinear(src tensorSource, sp linearSpec, exact bool) (*ptq.LinearResul
 		}
 	} else if _, ok := src.Info(name + SuffixBias); ok {
 		return nil, fmt.Errorf("artifact: %s has a bias, but the config says the linear has none", name)
+	}
+	if _, ok := src.Info(name + SuffixQWeight8); ok {
+		raw, err := readRaw(src, name+SuffixQWeight8, safetensors.I8, sp.out, sp.in)
+		if err != nil {
+			return nil, err
+		}
+		w8 := &qresult.Int8Weight{Out: sp.out, In: sp.in, Q: make([]int8, len(raw))}
+		for i, b := range raw {
+			if int8(b) == -128 {
+				return nil, fmt.Errorf("artifact: %s: code -128 at [%d] (int8 weights are -127..127)", name+SuffixQWeight8, i)
+			}
+			w8.Q[i] = int8(b)
+		}
+		if w8.Scales, err = readF32(src, name+SuffixScale8, sp.out); err != nil {
+			return nil, err
+		}
+		for c, v := range w8.Scales {
+			if !(v > 0 && v <= math.MaxFloat32) {
+				return nil, fmt.Errorf("artifact: %s: [%d] = %v is not positive and finite", name+SuffixScale8, c, v)
+			}
+		}
+		lin.Weight8, lin.Bits = w8, 8
+		if err := decodeAct(src, lin); err != nil {
+			return nil, err
+		}
+		return lin, nil
 	}
 	if _, ok := src.Info(name + SuffixQWeight); !ok {
 		if _, ok := src.Info(name + SuffixWeight); !ok {
@@ -278,37 +329,46 @@ func decodeLinear(src tensorSource, sp linearSpec, exact bool) (*ptq.LinearResul
 		return nil, fmt.Errorf("artifact: %s: dtype %s (want I16 integer scales or F32 float scales)", name+SuffixGroupScale, gInfo.DType)
 	}
 
+	if err := decodeAct(src, lin); err != nil {
+		return nil, err
+	}
+	return lin, nil
+}
+
+// decodeAct reads the .policy and .act_scale tensors of a quantized linear into lin.
+func decodeAct(src tensorSource, lin *qresult.LinearResult) error {
+	name := lin.Name
 	pol, err := readRaw(src, name+SuffixPolicy, safetensors.U8, 1)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	as, err := readF32(src, name+SuffixActScale, 1)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	switch p := Policy(pol[0]); p {
 	case PolicyNone:
 		lin.ActBits = 16
 		if as[0] != 0 {
-			return nil, fmt.Errorf("artifact: %s: %v with 16-bit activations, want 0", name+SuffixActScale, as[0])
+			return fmt.Errorf("artifact: %s: %v with 16-bit activations, want 0", name+SuffixActScale, as[0])
 		}
 	case PolicyStatic, PolicyLAE, PolicyPerToken:
 		lin.ActBits = 8
 		lin.Act = quant.ActQuant{Policy: quant.ActPolicy(p)}
 		if p == PolicyPerToken {
 			if as[0] != 0 {
-				return nil, fmt.Errorf("artifact: %s: %v with dynamic per-token activations, want 0", name+SuffixActScale, as[0])
+				return fmt.Errorf("artifact: %s: %v with dynamic per-token activations, want 0", name+SuffixActScale, as[0])
 			}
 		} else {
 			lin.Act.Scale = as[0]
 		}
 		if err := lin.Act.Validate(); err != nil {
-			return nil, fmt.Errorf("artifact: %s: %w", name+SuffixActScale, err)
+			return fmt.Errorf("artifact: %s: %w", name+SuffixActScale, err)
 		}
 	default:
-		return nil, fmt.Errorf("artifact: %s: unknown policy code %d (want 0..3)", name+SuffixPolicy, p)
+		return fmt.Errorf("artifact: %s: unknown policy code %d (want 0..3)", name+SuffixPolicy, p)
 	}
-	return lin, nil
+	return nil
 }
 
 // readRaw returns the bytes of a tensor after checking its dtype and shape.

@@ -44,7 +44,12 @@ var TokenizerFiles = []string{
 // Suffixes of the tensors of one quantized linear (docs/fastgemm-layout.md), appended to the
 // Hugging Face module name, e.g. model.layers.3.mlp.down_proj.qweight.
 const (
-	SuffixQWeight      = ".qweight"
+	SuffixQWeight = ".qweight"
+	// SuffixQWeight8 and SuffixScale8 hold a W8 linear (int8 codes [out, in] and float32
+	// per-channel scales [out]) in a layer checkpoint. The Odyssey artifact does not
+	// store 8-bit weights; the compressed-tensors export converts them (int-quantized).
+	SuffixQWeight8     = ".qweight8"
+	SuffixScale8       = ".scale8"
 	SuffixGroupScale   = ".group_scale"
 	SuffixChannelScale = ".channel_scale"
 	SuffixAlphaLog2    = ".alpha_log2"

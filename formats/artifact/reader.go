@@ -11,7 +11,7 @@ import (
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
 	"github.com/odyssey-llm/odyssey/model"
-	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/ptq/qresult"
 	"github.com/odyssey-llm/odyssey/quant"
 )
 
@@ -93,8 +93,8 @@ func Open(dir string) (*Artifact, error) {
 		if err := json.Unmarshal(qc, a.CT); err != nil {
 			return nil, fmt.Errorf("artifact: %s: quantization_config: %w", cfgPath, err)
 		}
-		if a.CT.Format != "pack-quantized" {
-			return nil, fmt.Errorf("artifact: %s: compressed-tensors format %q is not supported (only pack-quantized)", cfgPath, a.CT.Format)
+		if f := a.CT.Format; f != "pack-quantized" && f != "int-quantized" && f != "mixed-precision" {
+			return nil, fmt.Errorf("artifact: %s: compressed-tensors format %q is not supported (only pack-quantized, int-quantized and a mix of the two)", cfgPath, a.CT.Format)
 		}
 	case "":
 		return nil, fmt.Errorf("artifact: %s has no quantization_config: not a quantized artifact", cfgPath)
@@ -137,7 +137,7 @@ func (a *Artifact) Close() error {
 // Layer decodes layer i of an Odyssey artifact into the ptq result it was written from
 // (up to the fp16 rounding of norms and biases): codes, integer or float scales,
 // activation policy and scale, checked as untrusted input.
-func (a *Artifact) Layer(i int) (*ptq.LayerResult, error) {
+func (a *Artifact) Layer(i int) (*qresult.LayerResult, error) {
 	if a.Method != QuantMethod {
 		return nil, fmt.Errorf("artifact: %s is a %s checkpoint, not an Odyssey artifact", a.Dir, a.Method)
 	}
@@ -210,6 +210,29 @@ func (a *Artifact) ctLayer(i int, cfg *hf.Config) (*model.Layer, error) {
 				return nil, err
 			}
 		}
+		if wi, ok := a.Tensors.Info(sp.name + SuffixWeight); ok && wi.DType == safetensors.I8 {
+			// int-quantized: int8 codes [out, in] and per-channel scales [out, 1].
+			raw, err := readRaw(a.Tensors, sp.name+SuffixWeight, safetensors.I8, sp.out, sp.in)
+			if err != nil {
+				return nil, err
+			}
+			s, err := readFloat(a.Tensors, sp.name+ctScale, false, sp.out, 1)
+			if err != nil {
+				return nil, err
+			}
+			w := make([]float32, sp.out*sp.in)
+			for o := range sp.out {
+				for k := range sp.in {
+					w[o*sp.in+k] = s[o] * float32(int8(raw[o*sp.in+k]))
+				}
+			}
+			var lin model.Linear = model.NewDense(w, bias, sp.out, sp.in)
+			if a.ctActBits(sp.name) == 8 {
+				lin = &qresult.FakeActLinear{Act: quant.ActQuant{Policy: quant.DynamicPerToken}, Inner: lin}
+			}
+			l.SetLinear(sp.kind, lin)
+			continue
+		}
 		if _, ok := a.Tensors.Info(sp.name + ctPacked); !ok {
 			w, err := readFloat(a.Tensors, sp.name+SuffixWeight, false, sp.out, sp.in)
 			if err != nil {
@@ -244,7 +267,7 @@ func (a *Artifact) ctLayer(i int, cfg *hf.Config) (*model.Layer, error) {
 		}
 		var lin model.Linear = model.NewDense(w, bias, sp.out, sp.in)
 		if a.ctActBits(sp.name) == 8 {
-			lin = &ptq.FakeActLinear{Act: quant.ActQuant{Policy: quant.DynamicPerToken}, Inner: lin}
+			lin = &qresult.FakeActLinear{Act: quant.ActQuant{Policy: quant.DynamicPerToken}, Inner: lin}
 		}
 		l.SetLinear(sp.kind, lin)
 	}

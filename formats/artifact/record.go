@@ -1,7 +1,7 @@
 package artifact
 
 import (
-	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/ptq/qresult"
 	"github.com/odyssey-llm/odyssey/quant"
 )
 
@@ -27,9 +27,9 @@ type InputRecord struct {
 	// (zero for 16-bit activations).
 	Decision quant.Decision `json:"decision"`
 	// ActScale is the static int8 scale (0 for dynamic per-token and 16-bit activations).
-	ActScale float32          `json:"act_scale"`
-	Before   ptq.InputSummary `json:"before"`
-	After    ptq.InputSummary `json:"after"`
+	ActScale float32              `json:"act_scale"`
+	Before   qresult.InputSummary `json:"before"`
+	After    qresult.InputSummary `json:"after"`
 }
 
 // LinearRecord is one linear of a layer.
@@ -70,7 +70,7 @@ type GPTQRecord struct {
 }
 
 // newLayerRecord summarises a ptq layer result.
-func newLayerRecord(lr *ptq.LayerResult) LayerRecord {
+func newLayerRecord(lr *qresult.LayerResult) LayerRecord {
 	rec := LayerRecord{Layer: lr.Layer, Inputs: []InputRecord{}, Linears: []LinearRecord{}}
 	for _, in := range lr.Inputs {
 		ir := InputRecord{Input: in.Kind.String(), Pair: string(in.Pair), Equalized: in.Equalized,

@@ -12,7 +12,7 @@ import (
 
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
-	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/ptq/qresult"
 )
 
 // Writer builds an artifact in a staging folder: each finished layer is checkpointed into
@@ -172,7 +172,7 @@ const resumeKey = "odyssey.resume_file"
 // Finish), and the float32 copies a resume needs, if any, in layers/NNNNN.resume.safetensors,
 // written first, so that the main file's existence means the layer is complete. Each file
 // is written atomically and carries its checksum.
-func (w *Writer) WriteLayer(lr *ptq.LayerResult) error {
+func (w *Writer) WriteLayer(lr *qresult.LayerResult) error {
 	if lr.Layer < 0 || lr.Layer >= w.state.Layers {
 		return fmt.Errorf("artifact: layer %d out of range [0, %d)", lr.Layer, w.state.Layers)
 	}
@@ -256,7 +256,7 @@ func (w *Writer) openLayer(i int) (*layerSource, error) {
 
 // ReadLayer returns checkpointed layer i as a ptq result that computes exactly like the one
 // written (float32 norms, biases and skipped weights), for resuming.
-func (w *Writer) ReadLayer(i int, cfg *hf.Config, requestedGroup int) (*ptq.LayerResult, error) {
+func (w *Writer) ReadLayer(i int, cfg *hf.Config, requestedGroup int) (*qresult.LayerResult, error) {
 	ck, err := w.openLayer(i)
 	if err != nil {
 		return nil, fmt.Errorf("artifact: layer checkpoint %d: %w", i, err)

@@ -176,3 +176,35 @@ func sharedFile(t testing.TB, rel string) string {
 	t.Helper()
 	return sharedtest.Path(t, filepath.FromSlash(rel))
 }
+
+// TestGoldenCommitted runs always, without ../shared: testdata/golden/tiny-llama.tokenizer_ids.json
+// holds the first 46 strings of ../shared/golden/tokenizer_ids.json (llama.cpp's tokenizer test
+// strings) with the ids HF tokenizers gives for tiny-llama, so CI checks the tokenizer against
+// HF on every run.
+func TestGoldenCommitted(t *testing.T) {
+	p := sharedtest.Testdata("golden/tiny-llama.tokenizer_ids.json")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g struct {
+		Strings []string `json:"strings"`
+		IDs     [][]int  `json:"ids"`
+	}
+	if err := json.Unmarshal(data, &g); err != nil {
+		t.Fatalf("%s: %v", p, err)
+	}
+	if len(g.Strings) < 40 || len(g.IDs) != len(g.Strings) {
+		t.Fatalf("%s: %d strings, %d id lists", p, len(g.Strings), len(g.IDs))
+	}
+	tk := tinyLlama(t)
+	for i, s := range g.Strings {
+		got := tk.Encode(s, false)
+		if !equalInts(got, g.IDs[i]) {
+			t.Errorf("string %d %q:\n want %v\n  got %v\n%s", i, clip(s, 300), clipInts(g.IDs[i]), clipInts(got), firstDiff(tk, g.IDs[i], got))
+		}
+		if back := tk.Decode(got, false); back != s {
+			t.Errorf("string %d: Decode(Encode(%q)) = %q", i, clip(s, 200), clip(back, 200))
+		}
+	}
+}

@@ -4,9 +4,12 @@
 package sharedtest
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -39,6 +42,7 @@ func Path(t testing.TB, rel string) string {
 	t.Helper()
 	d := Dir()
 	if d == "" {
+		announceAbsent()
 		t.Skipf("skipping: shared reference folder ../shared is absent (set ODYSSEY_SHARED to use another); needed for %s", rel)
 	}
 	p := filepath.Join(d, rel)
@@ -51,4 +55,57 @@ func Path(t testing.TB, rel string) string {
 // Testdata returns the absolute path of rel inside the repository's testdata folder.
 func Testdata(rel string) string {
 	return filepath.Join(Root(), "testdata", rel)
+}
+
+// AbsentNotice is the one line `go test ./...` prints when the shared folder is absent.
+const AbsentNotice = "odyssey: shared reference folder ../shared is absent (set ODYSSEY_SHARED to use another): the tests that need it are skipped; tests against the committed references in testdata/golden still ran"
+
+var announceOnce sync.Once
+
+// announceAbsent says once, visibly, that the shared folder is absent. A t.Log or t.Skip
+// message shows only with -v: `go test ./...` (package list mode) keeps a passing test
+// binary's output to itself. So the line goes to the stderr of the go command that runs the
+// binary (/proc/PPID/fd/2, on Linux), once per `go test` run: the first binary to get here
+// creates a marker in the go command's work directory ($WORK, which holds the test binaries
+// and is removed when go test ends), and the others see it. Run any other way (a test binary
+// run by hand, another OS), the line goes to the binary's own stderr.
+func announceAbsent() {
+	announceOnce.Do(func() {
+		line := AbsentNotice + "\n"
+		if w := goCommandStderr(); w != nil {
+			defer w.Close()
+			if exe, err := os.Executable(); err == nil {
+				work := filepath.Dir(filepath.Dir(exe))
+				if strings.HasPrefix(filepath.Base(work), "go-build") {
+					f, err := os.OpenFile(filepath.Join(work, "odyssey-shared-absent"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+					if err != nil {
+						return // another test binary of this run has said it
+					}
+					f.Close()
+				}
+			}
+			if _, err := w.WriteString(line); err == nil {
+				return
+			}
+		}
+		fmt.Fprint(os.Stderr, line)
+	})
+}
+
+// goCommandStderr opens the stderr of the parent process when that is the go command, or
+// returns nil.
+func goCommandStderr() *os.File {
+	if runtime.GOOS != "linux" {
+		return nil
+	}
+	ppid := os.Getppid()
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", ppid))
+	if err != nil || strings.TrimSuffix(filepath.Base(exe), " (deleted)") != "go" {
+		return nil
+	}
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/fd/2", ppid), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return nil
+	}
+	return f
 }

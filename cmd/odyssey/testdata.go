@@ -90,6 +90,7 @@ per-layer cost then projects to the full model. Shapes: ` + strings.Join(synth.S
 	_ = synthCmd.MarkFlagRequired("shape")
 	_ = synthCmd.MarkFlagRequired("out")
 	cmd.AddCommand(synthCmd, newGEMMCasesCmd(g))
+	cmd.AddCommand(newCodecCasesCmd(g)) // testdata_codec.go
 	return cmd
 }
 

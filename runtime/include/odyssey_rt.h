@@ -114,6 +114,83 @@ ody_status ody_w4a16_dispatch(const ody_w4a16_problem* p, int* config, int* bloc
 ody_status ody_quantize_act_per_token(const void* x, int m, int k, int8_t* q, float* scales, void* stream);
 ody_status ody_quantize_act_per_tensor(const void* x, int m, int k, const float* scale, int8_t* q, void* stream);
 
+
+/* ---------------------------------------------------------------- Flash Communication
+ * The compressed tensor-parallel all-reduce of docs/flash-communication.md (the specification:
+ * codec arithmetic op by op, wire format, the two-step all-reduce), bit-exact with the Go
+ * reference quant.FlashComm. A [rows, width] buffer per rank; width = ranks·C, C a multiple of
+ * the group G; groups of G consecutive values along a row. bits 4 or 8, G in {8, 16, 32, 64,
+ * 128, 256}, symmetric or asymmetric. Element types: ODY_DTYPE_F16, ODY_DTYPE_BF16, ODY_DTYPE_F32
+ * (16-bit inputs are widened exactly; outputs are rounded to nearest even once, at the end).
+ *
+ * Buffers of messages: the message of one chunk (rows × C values) is ody_fc_message_bytes bytes
+ * (codes, then float32 scales, then for asymmetric groups float32 minima, as the spec's "What
+ * travels"); in a buffer of several messages, message j starts at j·ody_fc_slot_bytes (the
+ * message size rounded up to 16 bytes; the padding is never read).
+ *
+ * Out-of-domain input (NaN, ±Inf, |v| > 2^64): the group's scale and minimum are sent as NaN
+ * (so every rank's output of that group is NaN: the failure propagates like a float
+ * all-reduce's NaN) and ODY_FC_BAD_INPUT is or-ed into the error flag; a non-finite sum in
+ * step 3 (only possible from a NaN received) or-s ODY_FC_BAD_SUM. Kernels never synchronize to
+ * check the flag: the caller reads it (ody_allreduce_flags for ody_allreduce).
+ */
+typedef enum { ODY_DTYPE_F16 = 0, ODY_DTYPE_BF16 = 1, ODY_DTYPE_F32 = 2 } ody_dtype;
+#define ODY_FC_BAD_INPUT 1
+#define ODY_FC_BAD_SUM 2
+
+/* ODY_OK if the codec and shape are supported (with a message otherwise). */
+ody_status ody_fc_can_implement(size_t rows, size_t width, int ranks, int dtype, int bits, int group,
+                                int symmetric);
+size_t ody_fc_message_bytes(size_t rows, size_t cols, int bits, int group, int symmetric);
+size_t ody_fc_slot_bytes(size_t rows, size_t cols, int bits, int group, int symmetric);
+
+/* Step 1: quantize x [rows, width] (dtype) into `ranks` messages, message j = columns
+ * [j·C, (j+1)·C), written to msgs + j·slot. err_flag: device int or NULL. x 16-byte aligned. */
+ody_status ody_fc_quantize(const void* x, int dtype, size_t rows, size_t width, int ranks, int bits,
+                           int group, int symmetric, void* msgs, int* err_flag, void* stream);
+/* Step 3: decode the `ranks` messages of one chunk (rows × cols) at recv + i·slot, sum them in
+ * float32 in rank order from +0.0f, requantize into one message at out. */
+ody_status ody_fc_reduce(const void* recv, int ranks, size_t rows, size_t cols, int bits, int group,
+                         int symmetric, void* out, int* err_flag, void* stream);
+/* Step 5: decode `ranks` messages (recv + j·slot, chunk j) into y [rows, width] (dtype). With
+ * residual (same dtype and shape, may equal y): y = round(float32(residual) + decoded), one
+ * float32 addition (__fadd_rn), then one rounding to dtype. */
+ody_status ody_fc_dequantize(const void* recv, int ranks, size_t rows, size_t width, int bits, int group,
+                             int symmetric, int dtype, const void* residual, void* y, void* stream);
+
+/* The whole all-reduce over an NCCL communicator (comm: an ncclComm_t), in place on buf
+ * (count values of dtype, viewed as one row of width count: the same output values as the
+ * [rows, H] view whenever G divides H/ranks, only the chunking differs). bits 16, or count
+ * below the threshold (ody_allreduce_set_threshold), runs a plain ncclAllReduce(sum) in dtype.
+ * Otherwise count must split into ranks chunks that G divides (ODY_ERR_UNSUPPORTED if not).
+ * Steps: quantize; grouped ncclSend/ncclRecv all-to-all; reduce; ncclAllGather; dequantize. The
+ * workspace is allocated on first use and grown as needed (cudaMalloc: do not let the first call
+ * or a larger one happen during CUDA-graph capture). Built without ODYSSEY_WITH_NCCL it returns
+ * ODY_ERR_UNSUPPORTED. Every rank must call it with the same arguments. */
+ody_status ody_allreduce(void* buf, size_t count, int dtype, int bits, int group, int symmetric, void* comm,
+                         void* stream);
+/* The count below which ody_allreduce uses ncclAllReduce. The default is 0 (always compress when
+ * the shape fits): the crossover is to be measured (odyssey-rt bench allreduce), not guessed. */
+void ody_allreduce_set_threshold(size_t count);
+size_t ody_allreduce_threshold(void);
+/* Synchronizes stream, returns the or of the error flags raised by ody_allreduce on this device
+ * since the last call into *flags, and clears them. */
+ody_status ody_allreduce_flags(int* flags, void* stream);
+
+/* The same all-reduce for `ranks` simulated ranks on one GPU, in one process: inputs[i] and
+ * outputs[i] are rank i's [rows, width] buffers (dtype; outputs may equal inputs), and the
+ * all-to-all and all-gather are device-to-device copies. workspace: ody_allreduce_sim_workspace_size
+ * bytes, laid out as (slot = ody_fc_slot_bytes(rows, width/ranks, ...)):
+ *   [0, N²·slot)        sent: rank i's message for rank j at (i·N + j)·slot   (after step 1)
+ *   [N², 2N²)·slot      received: rank j's message from rank i at (N² + j·N + i)·slot
+ *   [2N², 2N²+N)·slot   reduced: rank j's requantized chunk at (2N² + j)·slot (after step 3)
+ *   [2N²+N, 3N²+N)·slot gathered: rank k's copy of chunk j at (2N² + N + k·N + j)·slot
+ * err_flag: device int or NULL. bits 16 is not simulated (ODY_ERR_UNSUPPORTED). */
+size_t ody_allreduce_sim_workspace_size(int ranks, size_t rows, size_t width, int bits, int group, int symmetric);
+ody_status ody_allreduce_sim(const void* const* inputs, void* const* outputs, int ranks, size_t rows,
+                             size_t width, int dtype, int bits, int group, int symmetric, void* workspace,
+                             int* err_flag, void* stream);
+
 #ifdef __cplusplus
 }
 #endif

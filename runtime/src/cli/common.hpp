@@ -106,5 +106,8 @@ DeviceInfo device_info(int dev);
 
 int cmd_test_gemm(const Args& a);
 int cmd_bench_gemm(const Args& a);
+int cmd_test_codec(const Args& a);       // test_codec.cpp
+int cmd_bench_codec(const Args& a);      // bench_codec.cpp
+int cmd_bench_allreduce(const Args& a);  // bench_codec.cpp (needs ODYSSEY_WITH_NCCL)
 
 }  // namespace odyssey

@@ -6,6 +6,10 @@
 //   odyssey-rt test gemm --cases DIR
 //   odyssey-rt bench gemm [--shapes 4096x4096,...] [--m 1,16,...] [--sweep] [--out FILE.json]
 //                         [--md FILE.md] [--iters 100]
+//   odyssey-rt test codec --cases DIR
+//   odyssey-rt bench codec [--sizes 1M..256M:4] [--bits 8,4] [--group 128] [--ranks 8] [--sym]
+//   odyssey-rt bench allreduce [--sizes 256K..256M] [--bits 8,4] [--group 128] [--sym] [--dtype bf16]
+//                              [--rank R --world N | ODY_RANK/ODY_WORLD] [--uid-file F] [--timeout S]
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -129,7 +133,12 @@ static void usage() {
                "usage: odyssey-rt info\n"
                "       odyssey-rt test gemm --cases DIR\n"
                "       odyssey-rt bench gemm [--shapes NxK,...] [--m 1,16,...] [--sweep] [--iters N]\n"
-               "                             [--out FILE.json] [--md FILE.md]\n");
+               "                             [--out FILE.json] [--md FILE.md]\n"
+               "       odyssey-rt test codec --cases DIR\n"
+               "       odyssey-rt bench codec [--sizes 1M..256M:4] [--bits 8,4] [--group 128] [--ranks 8] [--sym]\n"
+               "       odyssey-rt bench allreduce [--sizes 256K..256M] [--bits 8,4] [--group 128] [--sym]\n"
+               "                                  [--dtype bf16|fp16] [--rank R --world N] [--uid-file F]\n"
+               "                                  [--timeout S]   (one process per GPU: scripts/launch-allreduce.sh)\n");
 }
 
 }  // namespace odyssey
@@ -146,6 +155,9 @@ int main(int argc, char** argv) {
     }
     if (cmd == "test" && sub == "gemm") return cmd_test_gemm(parse_args(argc, argv, 3, {}));
     if (cmd == "bench" && sub == "gemm") return cmd_bench_gemm(parse_args(argc, argv, 3, {"sweep"}));
+    if (cmd == "test" && sub == "codec") return cmd_test_codec(parse_args(argc, argv, 3, {}));
+    if (cmd == "bench" && sub == "codec") return cmd_bench_codec(parse_args(argc, argv, 3, {"sym"}));
+    if (cmd == "bench" && sub == "allreduce") return cmd_bench_allreduce(parse_args(argc, argv, 3, {"sym"}));
     usage();
     JsonWriter w;
     w.begin_object().field("ok", false).field("error", std::string("unknown command: ") + cmd + " " + sub).end_object();

@@ -3,6 +3,8 @@ package quant
 import (
 	"fmt"
 	"math"
+
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 )
 
 // AccLimit is the largest value the kernel's int32 accumulator may reach: 2³¹ − 1.
@@ -111,7 +113,7 @@ func IntegerScales(w *QuantizedWeight, rule AmplifierRule) (*IntScaleWeight, err
 	}
 	iw := newIntScaleWeight(w)
 	ng := w.NumGroups()
-	err = parallelBlocks(w.Out, 64, 0, func(c0, c1 int) error {
+	err = parallel.Blocks(w.Out, 64, 0, func(c0, c1 int) error {
 		abs := make([]int64, ng) // Σ_{k∈g} |q|
 		ratio := make([]float32, ng)
 		for c := c0; c < c1; c++ {

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/odyssey-llm/odyssey/eval"
+	"github.com/odyssey-llm/odyssey/corpus"
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/tokenizer"
 	"github.com/odyssey-llm/odyssey/internal/sharedtest"
@@ -220,7 +220,7 @@ func loadTiny(t testing.TB) (*hf.Model, *tokenizer.Tokenizer) {
 
 func sampleWindows(t testing.TB, tok *tokenizer.Tokenizer, n, L int) [][]int {
 	t.Helper()
-	text, err := eval.LoadText(sharedtest.Testdata("text/sample.txt"), "text")
+	text, err := corpus.LoadText(sharedtest.Testdata("text/sample.txt"), "text")
 	if err != nil {
 		t.Fatal(err)
 	}

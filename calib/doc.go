@@ -6,7 +6,7 @@
 // # Windows
 //
 // Calibration windows come from a text file (plain text, or JSON lines with a "text" field,
-// read by eval.LoadText) or, with Source "self", from the model itself. Every window starts
+// read by corpus.LoadText) or, with Source "self", from the model itself. Every window starts
 // with the BOS token followed by L−1 tokens, exactly like the windows that eval.Perplexity
 // scores: the activations seen in calibration, including the large ones that the BOS
 // position attracts in most LLMs, are then the ones the quantized model meets in evaluation.

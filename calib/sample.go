@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/gemm"
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 	"github.com/odyssey-llm/odyssey/model"
 )
 
@@ -100,7 +99,7 @@ func SampleWindows(ctx context.Context, m *model.Model, bos int, opt SampleOptio
 				toks[i] = out[w0+i][pos]
 			}
 			logits := d.step(toks, pos)
-			parallelFor(nb, func(i int) {
+			parallel.For(nb, func(_, i int) {
 				out[w0+i][pos+1] = sampleToken(logits[i*vocab:(i+1)*vocab], temp, opt.TopK, rngs[i])
 			})
 			done += nb
@@ -291,7 +290,7 @@ func (d *decoder) attend(out, q, kc, vc []float32, nb, pos int) {
 	// scores and the weighted sum are two small matrix products over the cache rows lo..pos
 	// (row stride kvdim): Q[group×hd]·Kᵀ and P[group×n]·V. Going through gemm rather than
 	// scalar dot products makes sampling several times faster.
-	parallelFor(nb*nkv, func(task int) {
+	parallel.For(nb*nkv, func(_, task int) {
 		i, kvh := task/nkv, task%nkv
 		sp := d.scoreBufs.Get().(*[]float32)
 		s := (*sp)[:group*n]
@@ -312,31 +311,4 @@ func (d *decoder) attend(out, q, kc, vc []float32, nb, pos int) {
 		gemm.Sgemm(false, false, group, hd, n, 1, s, n, vc[base:], kvdim, 0, out[i*qdim+kvh*group*hd:], hd)
 		d.scoreBufs.Put(sp)
 	})
-}
-
-// parallelFor runs fn(i) for i in [0, n) on one goroutine per core.
-func parallelFor(n int, fn func(i int)) {
-	w := min(runtime.GOMAXPROCS(0), n)
-	if w <= 1 {
-		for i := range n {
-			fn(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(w)
-	for range w {
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= n {
-					return
-				}
-				fn(i)
-			}
-		}()
-	}
-	wg.Wait()
 }

@@ -3,11 +3,9 @@ package calib
 import (
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
-	"sync/atomic"
 
 	"github.com/odyssey-llm/odyssey/gemm"
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 	"github.com/odyssey-llm/odyssey/model"
 )
 
@@ -95,7 +93,7 @@ func (s *Stats) Add(x []float32, rows int) {
 
 // addF64 adds t into acc in parallel.
 func addF64(acc []float64, t []float32) {
-	parallel(len(acc), 1<<16, func(lo, hi int) {
+	parallel.Ranges(len(acc), 1<<16, func(lo, hi int) {
 		a, b := acc[lo:hi], t[lo:hi]
 		for i := range a {
 			a[i] += float64(b[i])
@@ -131,7 +129,7 @@ func (s *Stats) addRanges(x []float32, rows int) {
 	}
 	for b0 := 0; b0 < blocks; b0 += wave {
 		nb := min(wave, blocks-b0)
-		parallelIndex(nb, func(i int) {
+		parallel.For(nb, func(_, i int) {
 			pt := &parts[i]
 			lo := (b0 + i) * statsBlockRows
 			hi := min(lo+statsBlockRows, rows)
@@ -177,38 +175,6 @@ func (s *Stats) addRanges(x []float32, rows int) {
 		s.TensorAbsMax = max(s.TensorAbsMax, s.AbsMax[j])
 	}
 	s.TokenAbsMaxMean = s.tokenSum / float64(s.Rows+int64(rows))
-}
-
-// parallelIndex runs fn(0..n-1) on up to GOMAXPROCS goroutines (the caller's included),
-// handing indices out one at a time.
-func parallelIndex(n int, fn func(i int)) {
-	w := min(runtime.GOMAXPROCS(0), n)
-	if w <= 1 {
-		for i := range n {
-			fn(i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	work := func() {
-		for {
-			i := int(next.Add(1)) - 1
-			if i >= n {
-				return
-			}
-			fn(i)
-		}
-	}
-	wg.Add(w - 1)
-	for range w - 1 {
-		go func() {
-			defer wg.Done()
-			work()
-		}()
-	}
-	work()
-	wg.Wait()
 }
 
 func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) &^ (1 << 31)) }
@@ -293,7 +259,7 @@ func (s *Stats) Scale(d []float32) {
 	}
 	if s.xtx != nil {
 		n := s.In
-		parallel(n, 16, func(lo, hi int) {
+		parallel.Ranges(n, 16, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				di := float64(d[i])
 				row := s.xtx[i*n : (i+1)*n]
@@ -304,24 +270,6 @@ func (s *Stats) Scale(d []float32) {
 		})
 	}
 	s.Rescaled = true
-}
-
-// parallel splits [0, n) across the cores, in ranges of at least minPer items.
-func parallel(n, minPer int, fn func(lo, hi int)) {
-	w := min(runtime.GOMAXPROCS(0), n/max(1, minPer))
-	if w <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	wg.Add(w)
-	for i := range w {
-		go func(lo, hi int) {
-			defer wg.Done()
-			fn(lo, hi)
-		}(n*i/w, n*(i+1)/w)
-	}
-	wg.Wait()
 }
 
 // inputKinds are the linears that read a distinct input, one per group of SharedInput: the

@@ -10,7 +10,7 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas64"
 
-	"github.com/odyssey-llm/odyssey/eval"
+	"github.com/odyssey-llm/odyssey/corpus"
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/tokenizer"
 	"github.com/odyssey-llm/odyssey/gemm"
@@ -31,7 +31,7 @@ func TestTiming(t *testing.T) {
 			t.Fatal(err)
 		}
 		tok, _ := tokenizer.Load(hm.TokenizerPath)
-		text, _ := eval.LoadText(sharedtest.Path(t, "data/calib/calib_mix.txt"), "text")
+		text, _ := corpus.LoadText(sharedtest.Path(t, "data/calib/calib_mix.txt"), "text")
 		w, err := TextWindows(tok.Encode(text, false), 0, 128, 512, 0)
 		if err != nil {
 			t.Fatal(err)

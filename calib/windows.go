@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 
-	"github.com/odyssey-llm/odyssey/eval"
+	"github.com/odyssey-llm/odyssey/corpus"
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/tokenizer"
 	"github.com/odyssey-llm/odyssey/model"
@@ -65,7 +65,7 @@ func LoadWindows(ctx context.Context, hm *hf.Model, tok *tokenizer.Tokenizer, op
 	if max := hm.Config.MaxPositionEmbeddings; max > 0 && opt.SeqLen > max {
 		return nil, fmt.Errorf("calib: window length %d exceeds the model's max_position_embeddings %d", opt.SeqLen, max)
 	}
-	bos, err := eval.BOS(tok, hm.Config)
+	bos, err := corpus.BOS(tok, hm.Config)
 	if err != nil {
 		return nil, fmt.Errorf("calib: %w", err)
 	}
@@ -82,7 +82,7 @@ func LoadWindows(ctx context.Context, hm *hf.Model, tok *tokenizer.Tokenizer, op
 	if tok == nil {
 		return nil, errors.New("calib: calibrating from text needs the model's tokenizer")
 	}
-	text, err := eval.LoadText(opt.Source, opt.Format)
+	text, err := corpus.LoadText(opt.Source, opt.Format)
 	if err != nil {
 		return nil, fmt.Errorf("calib: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 	"github.com/odyssey-llm/odyssey/model"
 )
 
@@ -98,7 +99,7 @@ func KL(ctx context.Context, ref, m *model.Model, stream []int, opt Options) (*K
 				stats = make([]rowStat, n)
 			}
 			stats = stats[:n]
-			parallel(n, func(lo, hi int) {
+			parallel.Ranges(n, 8, func(lo, hi int) {
 				scratch := make([]float32, vocab)
 				for i := lo; i < hi; i++ {
 					r := row0 + i

@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
-	"sync"
 	"time"
 
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 	"github.com/odyssey-llm/odyssey/model"
 )
 
@@ -136,7 +135,7 @@ func WindowNLL(m *model.Model, windows [][]int, mctx *model.Context) ([]float64,
 	var rowNLL []float64
 	m.EachLogits(h, len(windows)*L, mctx, func(row0, n int, logits []float32) {
 		rowNLL = resize(rowNLL, n)
-		parallel(n, func(lo, hi int) {
+		parallel.Ranges(n, 8, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
 				r := row0 + i
 				w, p := r/L, r%L
@@ -161,22 +160,4 @@ func resize(s []float64, n int) []float64 {
 		return make([]float64, n)
 	}
 	return s[:n]
-}
-
-// parallel runs fn over [0, n) split across the cores.
-func parallel(n int, fn func(lo, hi int)) {
-	w := min(runtime.GOMAXPROCS(0), n/8)
-	if w <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	wg.Add(w)
-	for i := 0; i < w; i++ {
-		go func(lo, hi int) {
-			defer wg.Done()
-			fn(lo, hi)
-		}(n*i/w, n*(i+1)/w)
-	}
-	wg.Wait()
 }

@@ -18,11 +18,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
-	"sync"
 
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 	"github.com/odyssey-llm/odyssey/quant"
 )
 
@@ -223,22 +222,7 @@ func ReadManifest(dir string) (*Manifest, error) {
 // runParallel runs the jobs on GOMAXPROCS goroutines and returns the first error in job order.
 func runParallel(jobs []func() error) error {
 	errs := make([]error, len(jobs))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(jobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				errs[i] = jobs[i]()
-			}
-		}()
-	}
-	for i := range jobs {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	parallel.For(len(jobs), func(_, i int) { errs[i] = jobs[i]() })
 	return errors.Join(errs...)
 }
 

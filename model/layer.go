@@ -6,6 +6,7 @@ import (
 
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/gemm"
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 )
 
 // Layer is one decoder layer in float32: pre-norm grouped-query self-attention and a pre-norm
@@ -117,7 +118,7 @@ func (l *Layer) Forward(h []float32, batch, seqLen int, ctx *Context) {
 }
 
 func addInPlace(h, d []float32) {
-	parallelRows(len(h), 8192, func(lo, hi int) {
+	parallel.Ranges(len(h), 8192, func(lo, hi int) {
 		hs, ds := h[lo:hi], d[lo:hi]
 		for i := range hs {
 			hs[i] += ds[i]
@@ -136,7 +137,7 @@ func attention(out, q, k, v []float32, batch, seqLen, nh, nkv, hd, window int, c
 	scale := float32(1 / math.Sqrt(float64(hd)))
 	ntask := batch * nh * blocks
 	scratch := ctx.scratch(attnBlock * seqLen)
-	parallelTasks(ntask, func(worker, task int) {
+	parallel.For(ntask, func(worker, task int) {
 		blk := task % blocks
 		head := (task / blocks) % nh
 		b := task / (blocks * nh)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/odyssey-llm/odyssey/gemm"
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 )
 
 // LinearKind names one of the linear layers of a decoder layer, or the LM head.
@@ -96,7 +97,7 @@ func (d *Dense) Forward(y, x []float32, rows int) {
 	gemm.Sgemm(false, true, rows, d.out, d.in, 1, x, d.in, d.W, d.in, 0, y, d.out)
 	if d.B != nil {
 		b := d.B
-		parallelRows(rows, 64, func(lo, hi int) {
+		parallel.Ranges(rows, 64, func(lo, hi int) {
 			for r := lo; r < hi; r++ {
 				row := y[r*d.out : (r+1)*d.out]
 				for j := range row {

@@ -2,67 +2,9 @@ package model
 
 import (
 	"math"
-	"runtime"
-	"sync"
-	"sync/atomic"
+
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 )
-
-// parallelRows splits [0, n) into contiguous ranges, one per core (fewer when a range would
-// hold less than minPer items), and runs fn on them concurrently.
-func parallelRows(n, minPer int, fn func(lo, hi int)) {
-	w := runtime.GOMAXPROCS(0)
-	if minPer < 1 {
-		minPer = 1
-	}
-	if m := n / minPer; m < w {
-		w = m
-	}
-	if w <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	wg.Add(w)
-	for i := 0; i < w; i++ {
-		lo, hi := n*i/w, n*(i+1)/w
-		go func() {
-			defer wg.Done()
-			fn(lo, hi)
-		}()
-	}
-	wg.Wait()
-}
-
-// parallelTasks runs fn(worker, task) for task in [0, n) on one goroutine per core, handing
-// tasks out dynamically: attention tasks have uneven cost under the causal mask.
-func parallelTasks(n int, fn func(worker, task int)) {
-	w := runtime.GOMAXPROCS(0)
-	if n < w {
-		w = n
-	}
-	if w <= 1 {
-		for t := 0; t < n; t++ {
-			fn(0, t)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(w)
-	for i := 0; i < w; i++ {
-		go func() {
-			defer wg.Done()
-			for {
-				t := int(next.Add(1)) - 1
-				if t >= n {
-					return
-				}
-				fn(i, t)
-			}
-		}()
-	}
-	wg.Wait()
-}
 
 // exp32 returns e^x rounded to float32. It is several times faster than math.Exp (no special
 // cases beyond float32's range) and accurate to about 1 float32 ulp, which is what softmax,
@@ -101,7 +43,7 @@ func RMSNorm(dst, x, w []float32, rows int, eps float64) {
 	if len(x) < rows*n || len(dst) < rows*n {
 		panic("model.RMSNorm: buffers shorter than rows×len(w)")
 	}
-	parallelRows(rows, 16, func(lo, hi int) {
+	parallel.Ranges(rows, 16, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			xr := x[r*n : (r+1)*n]
 			dr := dst[r*n : (r+1)*n]
@@ -123,7 +65,7 @@ func swiglu(g, u []float32) {
 	if len(u) < len(g) {
 		panic("model: swiglu: u shorter than g")
 	}
-	parallelRows(len(g)/8, 512, func(lo, hi int) {
+	parallel.Ranges(len(g)/8, 512, func(lo, hi int) {
 		lo, hi = lo*8, hi*8
 		if hi == len(g)/8*8 {
 			hi = len(g) // the last range takes the tail

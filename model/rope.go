@@ -5,6 +5,7 @@ import (
 	"math"
 
 	"github.com/odyssey-llm/odyssey/formats/hf"
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 )
 
 // ropeInvFreq returns the rotary inverse frequencies inv_freq[i], i < headDim/2, as
@@ -111,7 +112,7 @@ func equalF32(a, b []float32) bool {
 func applyRope(x []float32, rows, seqLen, heads, headDim int, t *ropeTable) {
 	half := headDim / 2
 	width := heads * headDim
-	parallelRows(rows, 32, func(lo, hi int) {
+	parallel.Ranges(rows, 32, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
 			pos := r % seqLen
 			c := t.cos[pos*half : (pos+1)*half]

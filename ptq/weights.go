@@ -5,6 +5,7 @@ import (
 	"math"
 	"sync"
 
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 	"github.com/odyssey-llm/odyssey/ptq/qresult"
 	"github.com/odyssey-llm/odyssey/quant"
 )
@@ -78,7 +79,7 @@ func rtnActAware(w []float32, out, in, gs int, e []float64, grid []float32) (*qu
 	qw := &quant.QuantizedWeight{Out: out, In: in, GroupSize: gs, Q: make([]int8, out*in), Scales: make([]float32, out*ng)}
 	var bad error
 	var once sync.Once
-	parallelRows(out, 4, func(lo, hi int) {
+	parallel.Ranges(out, 4, func(lo, hi int) {
 		for o := lo; o < hi; o++ {
 			for g := range ng {
 				k0 := o*in + g*gs
@@ -114,22 +115,4 @@ func rtnActAware(w []float32, out, in, gs int, e []float64, grid []float32) (*qu
 		return nil, bad
 	}
 	return qw, nil
-}
-
-// parallelRows splits [0, n) across the cores in ranges of at least minPer rows.
-func parallelRows(n, minPer int, fn func(lo, hi int)) {
-	w := min(numCPU(), n/max(1, minPer))
-	if w <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	wg.Add(w)
-	for i := range w {
-		go func(lo, hi int) {
-			defer wg.Done()
-			fn(lo, hi)
-		}(n*i/w, n*(i+1)/w)
-	}
-	wg.Wait()
 }

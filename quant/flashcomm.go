@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 )
 
 // Flash Communication compresses the tensor-parallel all-reduce of the row-parallel linears
@@ -231,7 +233,7 @@ func (c FlashComm) AllReduce(dst []float32, partials [][]float32, rows, width in
 	}
 	n := len(partials)
 	chunk := width / n
-	return parallelBlocks(rows, 8, 0, func(r0, r1 int) error {
+	return parallel.Blocks(rows, 8, 0, func(r0, r1 int) error {
 		if c.Bits == 16 {
 			for k := r0 * width; k < r1*width; k++ {
 				var acc float32

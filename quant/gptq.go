@@ -68,6 +68,7 @@ import (
 	"time"
 
 	"github.com/odyssey-llm/odyssey/gemm"
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/lapack/gonum"
 )
@@ -205,7 +206,7 @@ func PrepareHessian(h []float64, in int, opt GPTQOptions) (*GPTQHessian, error) 
 	}
 	// Non-finite entries are rejected rather than damped away: they mean the calibration
 	// pass overflowed or read garbage, and any factor computed from them is meaningless.
-	err = parallelBlocks(in, 256, opt.Workers, func(lo, hi int) error {
+	err = parallel.Blocks(in, 256, opt.Workers, func(lo, hi int) error {
 		for k, v := range h[lo*in : hi*in] {
 			if math.IsNaN(v) || math.IsInf(v, 0) {
 				k += lo * in
@@ -306,7 +307,7 @@ func GPTQWithHessian(w []float32, out, in int, hh *GPTQHessian, opt GPTQOptions)
 		loss: make([]float64, out),
 	}
 	// W in processing order, dead columns zeroed; static scales from these weights.
-	err = parallelBlocks(out, 64, opt.Workers, func(r0, r1 int) error {
+	err = parallel.Blocks(out, 64, opt.Workers, func(r0, r1 int) error {
 		return g.load(w, hh.dead, r0, r1)
 	})
 	if err != nil {
@@ -327,7 +328,7 @@ func GPTQWithHessian(w []float32, out, in int, hh *GPTQHessian, opt GPTQOptions)
 		// column by column), a quarter of the scalar work.
 		for s1 := i1; s1 < i2; {
 			s2 := g.cut(s1, min(s1+gptqSubBlock, i2))
-			_ = parallelBlocks(out, 16, opt.Workers, func(r0, r1 int) error {
+			_ = parallel.Blocks(out, 16, opt.Workers, func(r0, r1 int) error {
 				g.rows(r0, r1, i1, s1, s2, bw)
 				return nil
 			})
@@ -655,7 +656,7 @@ func reversedOrder(n int, perm []int) []int {
 // reports false if the matrix is not (numerically) positive definite.
 func hinvFloat32(h []float64, n int, perm []int, diag []float64, lambda float64, a []float32, workers int) bool {
 	k := reversedOrder(n, perm)
-	_ = parallelBlocks(n, 64, workers, func(r0, r1 int) error {
+	_ = parallel.Blocks(n, 64, workers, func(r0, r1 int) error {
 		for r := r0; r < r1; r++ {
 			src := h[k[r]*n : (k[r]+1)*n]
 			dst := a[r*n : (r+1)*n]
@@ -680,7 +681,7 @@ func hinvFloat32(h []float64, n int, perm []int, diag []float64, lambda float64,
 func hinvFloat64(h []float64, n int, perm []int, diag []float64, lambda float64, workers int) ([]float32, bool) {
 	a := make([]float64, n*n)
 	k := reversedOrder(n, perm)
-	_ = parallelBlocks(n, 64, workers, func(r0, r1 int) error {
+	_ = parallel.Blocks(n, 64, workers, func(r0, r1 int) error {
 		for r := r0; r < r1; r++ {
 			src := h[k[r]*n : (k[r]+1)*n]
 			for c, kc := range k[:r] {

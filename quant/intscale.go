@@ -3,6 +3,8 @@ package quant
 import (
 	"fmt"
 	"math"
+
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 )
 
 // AccLimit is the largest value the kernel's int32 accumulator may reach: 2³¹ − 1.
@@ -111,7 +113,7 @@ func IntegerScales(w *QuantizedWeight, rule AmplifierRule) (*IntScaleWeight, err
 	}
 	iw := newIntScaleWeight(w)
 	ng := w.NumGroups()
-	err = parallelBlocks(w.Out, 64, 0, func(c0, c1 int) error {
+	err = parallel.Blocks(w.Out, 64, 0, func(c0, c1 int) error {
 		abs := make([]int64, ng) // Σ_{k∈g} |q|
 		ratio := make([]float32, ng)
 		for c := c0; c < c1; c++ {
@@ -217,28 +219,61 @@ func IntScale(r float32, log2Alpha int) int32 {
 }
 
 // channelBound fills ŝ for amplifier 2^e and returns B = 127·16·Σ ŝ·abs and whether
-// B ≤ AccLimit. All terms are non-negative, so the sum stops as soon as it passes the limit,
-// which also keeps it far from int64 overflow.
+// B ≤ AccLimit (accBound).
 //
 // A group whose codes are all 0 gets ŝ = 1: it contributes nothing, and its float scale
 // (SymScale gives an all-zero group the scale 1) may exceed s_c, which would otherwise put
 // its ŝ above α.
 func channelBound(ratio []float32, abs []int64, e int, shat []int32) (int64, bool) {
-	const perUnit = ActQMax * Int4Shift // 2032
-	var sum int64
 	for g, r := range ratio {
 		if abs[g] == 0 {
 			shat[g] = 1
 			continue
 		}
-		s := IntScale(r, e)
-		shat[g] = s
+		shat[g] = IntScale(r, e)
+	}
+	return accBound(shat, abs)
+}
+
+// accBound returns B = 127·16·Σ_g ŝ[g]·abs[g], the worst case of |acc| over all int8 inputs
+// for one output channel with integer scales shat and group magnitude sums abs, and whether
+// B ≤ AccLimit. With non-negative terms the sum stops as soon as it passes the limit, which
+// keeps it far from int64 overflow; B is then 0. IntegerScales and RecomputeBounds both
+// compute the bound here.
+func accBound(shat []int32, abs []int64) (int64, bool) {
+	const perUnit = ActQMax * Int4Shift // 2032
+	var sum int64
+	for g, s := range shat {
 		sum += int64(s) * abs[g]
 		if sum > AccLimit/perUnit {
 			return 0, false
 		}
 	}
 	return sum * perUnit, true
+}
+
+// RecomputeBounds sets Bound[c] of every channel from the codes and the integer scales, for a
+// weight whose bounds are not stored (a loaded artifact). It does not validate: a channel
+// with a bad code, or whose bound passes AccLimit, gets Bound −1, and a weight with bad
+// shapes is left alone; call Validate after it.
+func (w *IntScaleWeight) RecomputeBounds() {
+	if w == nil || checkQuantizedWeight(w.QuantizedWeight) != nil {
+		return
+	}
+	ng := w.NumGroups()
+	if len(w.Bound) != w.Out || len(w.IntScales) != w.Out*ng {
+		return
+	}
+	abs := make([]int64, ng)
+	for c := range w.Out {
+		w.Bound[c] = -1
+		if groupAbsSums(w.QuantizedWeight, c, abs) != nil {
+			continue
+		}
+		if b, ok := accBound(w.IntScales[c*ng:(c+1)*ng], abs); ok {
+			w.Bound[c] = b
+		}
+	}
 }
 
 // absCode[uint8(q)] is |q| for a valid code and badCode otherwise, so one table lookup per

@@ -468,3 +468,45 @@ func TestRTNIntScaleRows(t *testing.T) {
 		t.Errorf("NaN weight: got %v", err)
 	}
 }
+
+// RecomputeBounds (the loader's path) gives exactly the bounds IntegerScales recorded, and
+// −1 for a channel that Validate must then reject.
+func TestRecomputeBounds(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	for i := 0; i < 10; i++ {
+		out, in, g := randShape(r)
+		qw, err := RTN(randWeights(out*in, uint64(700+i)), out, in, g, RTNOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		iw, err := IntegerScales(qw, AmplifierRule{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := append([]int64(nil), iw.Bound...)
+		clear(iw.Bound)
+		iw.RecomputeBounds()
+		for c := range want {
+			if iw.Bound[c] != want[c] {
+				t.Fatalf("%d×%d channel %d: recomputed bound %d, IntegerScales %d", out, in, c, iw.Bound[c], want[c])
+			}
+		}
+		if err := iw.Validate(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	iw, err := IntegerScales(handWeight(), AmplifierRule{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	iw.Q[0] = 8 // outside the int4 range
+	iw.RecomputeBounds()
+	if iw.Bound[0] != -1 {
+		t.Errorf("bad code: bound %d, want -1", iw.Bound[0])
+	}
+	if err := iw.Validate(); err == nil {
+		t.Error("bad code: Validate accepted it")
+	}
+	var nilW *IntScaleWeight
+	nilW.RecomputeBounds() // no panic
+}

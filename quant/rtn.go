@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"unsafe"
+
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 )
 
 // RTNOptions configures round-to-nearest weight quantization.
@@ -68,7 +70,7 @@ func RTN(w []float32, out, in, groupSize int, opt RTNOptions) (*QuantizedWeight,
 	qw := newQuantizedWeight(out, in, groupSize)
 	// 16 rows of 11008 weights is 700 KB of input: large enough to amortise the hand-out,
 	// small enough to balance the last blocks.
-	err = parallelBlocks(out, 16, opt.Workers, func(r0, r1 int) error {
+	err = parallel.Blocks(out, 16, opt.Workers, func(r0, r1 int) error {
 		return rtnRows(w[r0*in:r1*in], qw, r0, r1, grid, nil)
 	})
 	if err != nil {
@@ -95,7 +97,7 @@ func RTNIntScale(w []float32, out, in, groupSize int, opt RTNOptions, rule Ampli
 	iw := newIntScaleWeight(qw)
 	ng := qw.NumGroups()
 	const rows = 16
-	err = parallelBlocks(out, rows, opt.Workers, func(r0, r1 int) error {
+	err = parallel.Blocks(out, rows, opt.Workers, func(r0, r1 int) error {
 		abs := make([]int64, rows*ng)
 		ratio := make([]float32, ng)
 		if err := rtnRows(w[r0*in:r1*in], qw, r0, r1, grid, abs); err != nil {

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/odyssey-llm/odyssey/gemm"
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 )
 
 // This file is the W4A8 GEMM contract: the scalar reference that the CUDA FastGEMM kernel is
@@ -303,7 +304,7 @@ func (e *engine) run(s *scratch, m int, y, bias []float32) {
 		}
 		sg := e.shatT[g*n : (g+1)*n]
 		first, last := g == 0, g == ng-1
-		parallelBlocks(m, rowsPerBlock, 0, func(r0, r1 int) error {
+		parallel.Blocks(m, rowsPerBlock, 0, func(r0, r1 int) error {
 			for r := r0; r < r1; r++ {
 				a := s.acc[r*n : (r+1)*n]
 				if tmp != nil {
@@ -448,7 +449,7 @@ func (l *QLinear) Forward(y, x []float32, rows int) {
 		s.xs = s.xs[:1]
 		s.xs[0] = l.Act.Scale
 	}
-	parallelBlocks(rows, rowsPerBlock, 0, func(r0, r1 int) error {
+	parallel.Blocks(rows, rowsPerBlock, 0, func(r0, r1 int) error {
 		for r := r0; r < r1; r++ {
 			xr := x[r*k : (r+1)*k]
 			sc := l.Act.Scale

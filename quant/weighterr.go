@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"sync"
+
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 )
 
 // WeightErrors returns the relative Frobenius errors ‖Ŵ − W‖/‖W‖ of a quantized weight
@@ -27,7 +29,7 @@ func WeightErrors(ref []float32, qw *QuantizedWeight, iw *IntScaleWeight) (fl, i
 	}
 	out, k := qw.Out, qw.In
 	rows := make([]rowErr, out)
-	_ = parallelBlocks(out, 32, 0, func(r0, r1 int) error {
+	_ = parallel.Blocks(out, 32, 0, func(r0, r1 int) error {
 		for o := r0; o < r1; o++ {
 			rows[o] = rowErrors(ref[o*k:(o+1)*k], qw, iw, o)
 		}
@@ -143,7 +145,7 @@ func RTNIntScaleRows(out, in, groupSize int, opt RTNOptions, rule AmplifierRule,
 	// 16 rows of 11008 weights is 700 KB of float32, about what a core's L2 keeps.
 	const rows = 16
 	errs := make([]rowErr, out)
-	err = parallelBlocks(out, rows, opt.Workers, func(r0, r1 int) error {
+	err = parallel.Blocks(out, rows, opt.Workers, func(r0, r1 int) error {
 		bp := rowBufs.Get().(*[]float32)
 		defer rowBufs.Put(bp)
 		if cap(*bp) < rows*in {

@@ -11,12 +11,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 )
 
 // Shape is the architecture of a real model family member.
@@ -211,33 +210,23 @@ func fillConst(dst []byte, v float32) {
 func fillUniform(dst []byte, a float64, seed uint64) {
 	const chunk = 1 << 20 // bytes per independent stream
 	n := (len(dst) + chunk - 1) / chunk
-	var wg sync.WaitGroup
-	work := make(chan int, n)
-	for c := 0; c < n; c++ {
-		work <- c
-	}
-	close(work)
-	for g := 0; g < runtime.GOMAXPROCS(0); g++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]float32, chunk/2)
-			for c := range work {
-				part := dst[c*chunk : min((c+1)*chunk, len(dst))]
-				x := seed + uint64(c)*0xD1B54A32D192ED03
-				vals := buf[:len(part)/2]
-				for i := range vals {
-					x += 0x9E3779B97F4A7C15
-					z := x
-					z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
-					z = (z ^ (z >> 27)) * 0x94D049BB133111EB
-					z ^= z >> 31
-					// 24 random bits → [−1, 1).
-					vals[i] = float32(a) * (float32(z>>40)*(1.0/(1<<23)) - 1)
-				}
-				safetensors.Float32ToF16(part, vals)
-			}
-		}()
-	}
-	wg.Wait()
+	bufs := make([][]float32, parallel.Workers(n))
+	parallel.For(n, func(worker, c int) {
+		if bufs[worker] == nil {
+			bufs[worker] = make([]float32, chunk/2)
+		}
+		part := dst[c*chunk : min((c+1)*chunk, len(dst))]
+		x := seed + uint64(c)*0xD1B54A32D192ED03
+		vals := bufs[worker][:len(part)/2]
+		for i := range vals {
+			x += 0x9E3779B97F4A7C15
+			z := x
+			z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9
+			z = (z ^ (z >> 27)) * 0x94D049BB133111EB
+			z ^= z >> 31
+			// 24 random bits → [−1, 1).
+			vals[i] = float32(a) * (float32(z>>40)*(1.0/(1<<23)) - 1)
+		}
+		safetensors.Float32ToF16(part, vals)
+	})
 }

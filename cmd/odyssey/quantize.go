@@ -8,12 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -207,8 +205,6 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 			g.trail("removed the unfinished output %s", job.staging)
 		}
 	}()
-	ctx, interrupt := context.WithCancel(ctx)
-	defer interrupt()
 	// The heap is a few large pointer-free slices (a layer's weights, the activations), so
 	// collecting often costs little, and a low GOGC keeps garbage from doubling the peak.
 	defer debug.SetGCPercent(debug.SetGCPercent(quantizeGCPercent))
@@ -240,64 +236,29 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 	t0 = time.Now()
 	resumed := w.Done()
 	rep.ResumedLayers = resumed
-	cfg := job.hm.Config
-	job.opt.Resume = func(i int) (*ptq.LayerResult, error) {
-		if i >= resumed {
-			return nil, nil
-		}
-		// The checkpoint holds the exact float32 numbers, so the layers after it see the
-		// activations an uninterrupted run would have given them.
-		return w.ReadLayer(i, &cfg, job.recipe.Weights.GroupSize)
-	}
 	n := job.hm.Config.NumLayers
 	bar = newProgress(g.errOut, o.asJSON, int64(n), "quantizing", "layers")
 	if resumed > 0 {
 		bar.Set(int64(resumed), fmt.Sprintf("quantizing (%d layers resumed)", resumed))
 	}
-	// Each finished layer is checkpointed by a goroutine while the next one is quantized:
-	// packing and writing a layer is partly single-threaded, and the other core would
-	// otherwise wait. At most one layer waits to be written, so memory holds two quantized
-	// layers at most. A layer handed over is always written, also after an interruption.
-	var werr error
-	var werrMu sync.Mutex
-	writeErr := func() error { werrMu.Lock(); defer werrMu.Unlock(); return werr }
-	toWrite := make(chan *ptq.LayerResult)
-	written := make(chan struct{})
-	go func() {
-		defer close(written)
-		for lr := range toWrite {
-			if writeErr() == nil && lr.Layer >= resumed {
-				if err := w.WriteLayer(lr); err != nil {
-					werrMu.Lock()
-					werr = err
-					werrMu.Unlock()
-					interrupt()
-				}
+	res, err := ptq.Quantize(ctx, job.hm, ptq.QuantizeOptions{
+		Options: job.opt, Windows: job.windows, GroupSize: job.recipe.Weights.GroupSize,
+		GCPercent: quantizeGCPercent,
+		OnLayer: func(ev ptq.ProgressEvent, interrupt func()) {
+			rep.PerLayer = append(rep.PerLayer, layerReportOf(ev.Layer))
+			bar.Set(int64(ev.Done), fmt.Sprintf("layer %d/%d (%.1f s/layer)", ev.Done, ev.Total, ev.Elapsed.Seconds()/float64(ev.Done)))
+			if afterLayerHook != nil {
+				afterLayerHook(ev.Layer.Layer, interrupt)
 			}
-			releaseLayer(lr)
-		}
-	}()
-	res, err := ptq.RunWindows(ctx, job.hm, job.windows, job.opt, func(ev ptq.ProgressEvent) {
-		if ev.Stage != "layer" || ev.Layer == nil || writeErr() != nil {
-			return
-		}
-		lr := ev.Layer
-		rep.PerLayer = append(rep.PerLayer, layerReportOf(lr))
-		job.hm.Tensors.ReleasePages() // the layer's weights were read; keep RSS at one layer
-		toWrite <- lr
-		bar.Set(int64(ev.Done), fmt.Sprintf("layer %d/%d (%.1f s/layer)", ev.Done, ev.Total, ev.Elapsed.Seconds()/float64(ev.Done)))
-		if afterLayerHook != nil {
-			afterLayerHook(lr.Layer, interrupt)
-		}
-	})
-	close(toWrite)
-	<-written
+		},
+	}, w)
 	bar.Done()
-	if werr != nil {
-		if errors.Is(werr, artifact.ErrNotRepresentable) {
-			return badInput(werr)
+	var werr *ptq.SinkError
+	if errors.As(err, &werr) {
+		if errors.Is(werr.Err, artifact.ErrNotRepresentable) {
+			return badInput(werr.Err)
 		}
-		return werr
+		return werr.Err
 	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
@@ -549,24 +510,6 @@ func openStaging(g *globalOptions, job *quantizeJob) (*artifact.Writer, error) {
 		return nil, statErr
 	}
 	return artifact.Create(job.staging, st)
-}
-
-// releaseLayer drops a checkpointed layer's weights, keeping the numbers the report uses:
-// ptq keeps every layer's result until the run ends, which would otherwise hold the whole
-// quantized model in memory.
-func releaseLayer(lr *ptq.LayerResult) {
-	lr.AttnNorm, lr.MLPNorm = nil, nil
-	for _, in := range lr.Inputs {
-		in.ProducerScale, in.ConsumerScale = nil, nil
-	}
-	for _, l := range lr.Linears {
-		l.Float, l.Bias, l.Weight, l.IntScale, l.Weight8 = nil, nil, nil, nil, nil
-	}
-	// Collect now rather than at the next cycle, so the next layer reuses this one's
-	// memory instead of growing the heap. Not debug.FreeOSMemory: handing the pages back
-	// to the OS would make the next layer fault them in (and zero them) again, about 0.1 s
-	// per LLaMA-7B layer; the runtime's scavenger returns what stays unused.
-	runtime.GC()
 }
 
 // quantizeReport is what `odyssey quantize --json` prints. Field names are a stable

@@ -282,17 +282,7 @@ func decodeLinear(src tensorSource, sp linearSpec, exact bool) (*qresult.LinearR
 		// The float group scales are not stored; the effective ones stand in for them (only
 		// reports read them), and the overflow bound is recomputed from the codes.
 		copy(qw.Scales, iw.EffectiveScales())
-		for c := range n {
-			var s int64
-			for g := range ng {
-				var abs int64
-				for _, v := range q[c*k+g*gsz : c*k+(g+1)*gsz] {
-					abs += int64(max(v, -v))
-				}
-				s += int64(iw.IntScales[c*ng+g]) * abs
-			}
-			iw.Bound[c] = s * quant.ActQMax * quant.Int4Shift
-		}
+		iw.RecomputeBounds()
 		if err := iw.Validate(); err != nil {
 			return nil, fmt.Errorf("artifact: %s: %w", name, err)
 		}

@@ -3,10 +3,9 @@ package artifact
 import (
 	"encoding/binary"
 	"fmt"
-	"runtime"
-	"sync"
 	"unsafe"
 
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 	"github.com/odyssey-llm/odyssey/quant"
 )
 
@@ -35,7 +34,7 @@ func packInt4With(q []int8, n, k int, vec bool) ([]byte, error) {
 	kbs := kp / 128
 	full := k / 128 // full 128-column blocks
 	bad := make([]bool, np/8)
-	parallelFor(np/8, func(nb int) {
+	parallel.For(np/8, func(_, nb int) {
 		var inval uint32 // OR of validity words: a set bit 7 of a byte marks a bad code
 		if full > 0 {
 			dst := out[nb*kbs*512 : (nb*kbs+full)*512]
@@ -156,7 +155,7 @@ func unpackInt4(packed []byte, n, k int) ([]int8, error) {
 	q := make([]int8, n*k)
 	kbs := kp / 128
 	errs := make([]error, np/8)
-	parallelFor(np/8, func(nb int) {
+	parallel.For(np/8, func(_, nb int) {
 		for kb := range kbs {
 			blk := packed[(nb*kbs+kb)*512 : (nb*kbs+kb+1)*512]
 			for lane := range 32 {
@@ -191,39 +190,4 @@ func unpackInt4(packed []byte, n, k int) ([]int8, error) {
 		}
 	}
 	return q, nil
-}
-
-// parallelFor runs fn(0..n-1) on up to GOMAXPROCS goroutines, handing out indices in order
-// so that each worker writes a contiguous stretch of the output.
-func parallelFor(n int, fn func(i int)) {
-	w := min(runtime.GOMAXPROCS(0), n)
-	if w <= 1 {
-		for i := range n {
-			fn(i)
-		}
-		return
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	next := 0
-	const chunk = 4
-	for range w {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				i0 := next
-				next += chunk
-				mu.Unlock()
-				if i0 >= n {
-					return
-				}
-				for i := i0; i < min(n, i0+chunk); i++ {
-					fn(i)
-				}
-			}
-		}()
-	}
-	wg.Wait()
 }

@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"runtime"
 	"sync"
 
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 )
 
 // NonFiniteError names the first NaN or ±Inf of a checkpoint tensor.
@@ -75,44 +75,31 @@ func ScanFinite(ck *safetensors.Checkpoint, infos []safetensors.TensorInfo, prog
 	errs := make([]error, len(jobs))
 	var done int64
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	next := 0
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := make([]byte, chunk)
-			for {
-				mu.Lock()
-				j := next
-				next++
-				mu.Unlock()
-				if j >= len(jobs) {
-					return
-				}
-				jb := jobs[j]
-				t := infos[jb.t]
-				f := files[t.File]
-				b := buf[:jb.hi-jb.lo]
-				if _, err := f.f.ReadAt(b, f.base+t.Begin+jb.lo); err != nil {
-					errs[j] = fmt.Errorf("artifact: reading %s from %s: %w", t.Name, t.File, err)
-					continue
-				}
-				es := int64(t.DType.Size())
-				results[j] = -1
-				if k := firstNonFinite(t.DType, b); k >= 0 {
-					results[j] = jb.lo/es + int64(k)
-				}
-				if progress != nil {
-					mu.Lock()
-					done += jb.hi - jb.lo
-					progress(done, total)
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
+	bufs := make([][]byte, parallel.Workers(len(jobs)))
+	parallel.For(len(jobs), func(worker, j int) {
+		if bufs[worker] == nil {
+			bufs[worker] = make([]byte, chunk)
+		}
+		jb := jobs[j]
+		t := infos[jb.t]
+		f := files[t.File]
+		b := bufs[worker][:jb.hi-jb.lo]
+		if _, err := f.f.ReadAt(b, f.base+t.Begin+jb.lo); err != nil {
+			errs[j] = fmt.Errorf("artifact: reading %s from %s: %w", t.Name, t.File, err)
+			return
+		}
+		es := int64(t.DType.Size())
+		results[j] = -1
+		if k := firstNonFinite(t.DType, b); k >= 0 {
+			results[j] = jb.lo/es + int64(k)
+		}
+		if progress != nil {
+			mu.Lock()
+			done += jb.hi - jb.lo
+			progress(done, total)
+			mu.Unlock()
+		}
+	})
 	for j, jb := range jobs {
 		if errs[j] != nil {
 			return errs[j]

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/odyssey-llm/odyssey/gemm"
+	"github.com/odyssey-llm/odyssey/internal/parallel"
 	"github.com/odyssey-llm/odyssey/model"
 	"github.com/odyssey-llm/odyssey/quant"
 )
@@ -92,7 +93,7 @@ func (l *FloatScaleLinear) Forward(y, x []float32, rows int) {
 		gemm.Sgemm(false, true, rows, n, gs, 1, s.xf[g*gs:], k, l.wf[g*gs:], k, 0, s.tmp, n)
 		sg := l.scaleT[g*n : (g+1)*n]
 		first := g == 0
-		parallelRows(rows, 32, func(r0, r1 int) {
+		parallel.Ranges(rows, 32, func(r0, r1 int) {
 			for r := r0; r < r1; r++ {
 				t, a := s.tmp[r*n:(r+1)*n], s.acc[r*n:(r+1)*n]
 				if first {
@@ -107,7 +108,7 @@ func (l *FloatScaleLinear) Forward(y, x []float32, rows int) {
 			}
 		})
 	}
-	parallelRows(rows, 32, func(r0, r1 int) {
+	parallel.Ranges(rows, 32, func(r0, r1 int) {
 		for r := r0; r < r1; r++ {
 			xs := s.xs[r]
 			a, yr := s.acc[r*n:(r+1)*n], y[r*n:(r+1)*n]
@@ -129,7 +130,7 @@ func (l *FloatScaleLinear) Forward(y, x []float32, rows int) {
 // into xs, per act (static: the calibrated scale for every row; dynamic: per row).
 func quantizeRows(xf, xs, x []float32, rows, k int, act quant.ActQuant) {
 	perToken := act.Policy == quant.DynamicPerToken
-	parallelRows(rows, 32, func(r0, r1 int) {
+	parallel.Ranges(rows, 32, func(r0, r1 int) {
 		for r := r0; r < r1; r++ {
 			xr := x[r*k : (r+1)*k]
 			sc := act.Scale
@@ -171,7 +172,7 @@ func (l *FakeActLinear) Forward(y, x []float32, rows int) {
 	*bp = grow(*bp, rows*k)
 	xq := *bp
 	perToken := l.Act.Policy == quant.DynamicPerToken
-	parallelRows(rows, 32, func(r0, r1 int) {
+	parallel.Ranges(rows, 32, func(r0, r1 int) {
 		for r := r0; r < r1; r++ {
 			xr, xo := x[r*k:(r+1)*k], xq[r*k:(r+1)*k]
 			sc := l.Act.Scale
@@ -191,24 +192,6 @@ func grow(b []float32, n int) []float32 {
 		return make([]float32, n)
 	}
 	return b[:n]
-}
-
-// parallelRows splits [0, n) across the cores in ranges of at least minPer rows.
-func parallelRows(n, minPer int, fn func(lo, hi int)) {
-	w := min(numCPU(), n/max(1, minPer))
-	if w <= 1 {
-		fn(0, n)
-		return
-	}
-	var wg sync.WaitGroup
-	wg.Add(w)
-	for i := range w {
-		go func(lo, hi int) {
-			defer wg.Done()
-			fn(lo, hi)
-		}(n*i/w, n*(i+1)/w)
-	}
-	wg.Wait()
 }
 
 func numCPU() int { return runtime.GOMAXPROCS(0) }

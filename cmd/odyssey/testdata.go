@@ -116,40 +116,11 @@ compares the CUDA kernels against them; odyssey runtime test does both steps.`,
 		Example: "  odyssey testdata gemm-cases --out /tmp/gemm-cases\n  runtime/build/odyssey-rt test gemm --cases /tmp/gemm-cases",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.out == "" {
-				return usageErrorf("testdata gemm-cases needs --out DIR")
-			}
-			if err := checkOutputClear("--out", o.out, []protectedPath{workingDir()}); err != nil {
-				return err
-			}
-			// --force replaces only an earlier set of cases (or an empty folder).
-			stage, err := stageOutput(o.out, o.force, func(dir string) error {
-				return replaceableDir(dir, func(d string) bool {
-					_, err := gpu.ReadManifest(d)
-					return err == nil
-				}, "set of GEMM test cases (testdata gemm-cases)")
+			return writeCaseDir(g, o, caseKind{
+				command: "gemm-cases", what: "GEMM test cases",
+				isOurs: func(d string) bool { _, err := gpu.ReadManifest(d); return err == nil },
+				write:  gpu.WriteGEMMCases,
 			})
-			if err != nil {
-				return err
-			}
-			defer stage.Abort()
-			start := time.Now()
-			if err := gpu.WriteGEMMCases(stage.tmp, gpu.CaseOptions{Seed: o.seed}); err != nil {
-				return err
-			}
-			n, size, err := casesSize(stage.tmp)
-			if err != nil {
-				return err
-			}
-			if err := stage.Commit(); err != nil {
-				return err
-			}
-			secs := time.Since(start).Seconds()
-			if o.asJSON {
-				return writeJSON(g.out, map[string]any{"out": o.out, "cases": n, "bytes": size, "seed": o.seed, "seconds": secs})
-			}
-			_, err = fmt.Fprintf(g.out, "wrote %d GEMM test cases (%s) to %s in %.1f s\n", n, humanBytes(size), o.out, secs)
-			return err
 		},
 	}
 	f := cmd.Flags()
@@ -159,6 +130,51 @@ compares the CUDA kernels against them; odyssey runtime test does both steps.`,
 	f.BoolVar(&o.asJSON, "json", false, "print machine-readable JSON")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
+}
+
+// caseKind is one kind of the runtime's test-case folders (gemm-cases, codec-cases).
+type caseKind struct {
+	command string                // the testdata subcommand, for messages
+	what    string                // "GEMM test cases", for messages
+	isOurs  func(dir string) bool // an earlier folder of this kind, which --force may replace
+	write   func(dir string, o gpu.CaseOptions) error
+}
+
+// writeCaseDir writes a case folder the way every testdata command writes its output: refused
+// when it would overlap the working directory, staged in a temporary folder and renamed when
+// complete, and replaced with --force only when it is an earlier folder of the same kind (or
+// empty).
+func writeCaseDir(g *globalOptions, o *gemmCasesOptions, k caseKind) error {
+	if o.out == "" {
+		return usageErrorf("testdata %s needs --out DIR", k.command)
+	}
+	if err := checkOutputClear("--out", o.out, []protectedPath{workingDir()}); err != nil {
+		return err
+	}
+	stage, err := stageOutput(o.out, o.force, func(dir string) error {
+		return replaceableDir(dir, k.isOurs, "set of "+k.what+" (testdata "+k.command+")")
+	})
+	if err != nil {
+		return err
+	}
+	defer stage.Abort()
+	start := time.Now()
+	if err := k.write(stage.tmp, gpu.CaseOptions{Seed: o.seed}); err != nil {
+		return err
+	}
+	n, size, err := casesSize(stage.tmp)
+	if err != nil {
+		return err
+	}
+	if err := stage.Commit(); err != nil {
+		return err
+	}
+	secs := time.Since(start).Seconds()
+	if o.asJSON {
+		return writeJSON(g.out, map[string]any{"out": o.out, "cases": n, "bytes": size, "seed": o.seed, "seconds": secs})
+	}
+	_, err = fmt.Fprintf(g.out, "wrote %d %s (%s) to %s in %.1f s\n", n, k.what, humanBytes(size), o.out, secs)
+	return err
 }
 
 // casesSize returns the number of cases in dir's manifest and the bytes of the folder.

@@ -1,25 +1,15 @@
 package main
 
 import (
-	"fmt"
-	"time"
-
 	"github.com/odyssey-llm/odyssey/gpu"
 	"github.com/spf13/cobra"
 )
-
-type codecCasesOptions struct {
-	out    string
-	seed   uint64
-	force  bool
-	asJSON bool
-}
 
 // newCodecCasesCmd is `odyssey testdata codec-cases`: the Flash Communication codec cases of
 // the CUDA runtime, with the expected wire bytes and outputs from quant.FlashComm
 // (docs/codec-cases.md).
 func newCodecCasesCmd(g *globalOptions) *cobra.Command {
-	o := &codecCasesOptions{}
+	o := &gemmCasesOptions{} // the same flags
 	cmd := &cobra.Command{
 		Use:   "codec-cases --out DIR",
 		Short: "Write the CUDA runtime's Flash Communication (compressed all-reduce) test cases",
@@ -33,37 +23,10 @@ GPU, and compares bit for bit.`,
 		Example: "  odyssey testdata codec-cases --out /tmp/codec-cases\n  runtime/build/odyssey-rt test codec --cases /tmp/codec-cases",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if o.out == "" {
-				return usageErrorf("testdata codec-cases needs --out DIR")
-			}
-			if err := checkOutputClear("--out", o.out, []protectedPath{workingDir()}); err != nil {
-				return err
-			}
-			// --force replaces only an earlier set of codec cases (or an empty folder).
-			stage, err := stageOutput(o.out, o.force, func(dir string) error {
-				return replaceableDir(dir, gpu.IsCodecCases, "set of codec test cases (testdata codec-cases)")
+			return writeCaseDir(g, o, caseKind{
+				command: "codec-cases", what: "codec test cases",
+				isOurs: gpu.IsCodecCases, write: gpu.WriteCodecCases,
 			})
-			if err != nil {
-				return err
-			}
-			defer stage.Abort()
-			start := time.Now()
-			if err := gpu.WriteCodecCases(stage.tmp, gpu.CaseOptions{Seed: o.seed}); err != nil {
-				return err
-			}
-			n, size, err := casesSize(stage.tmp)
-			if err != nil {
-				return err
-			}
-			if err := stage.Commit(); err != nil {
-				return err
-			}
-			secs := time.Since(start).Seconds()
-			if o.asJSON {
-				return writeJSON(g.out, map[string]any{"out": o.out, "cases": n, "bytes": size, "seed": o.seed, "seconds": secs})
-			}
-			_, err = fmt.Fprintf(g.out, "wrote %d codec test cases (%s) to %s in %.1f s\n", n, humanBytes(size), o.out, secs)
-			return err
 		},
 	}
 	f := cmd.Flags()

@@ -298,6 +298,9 @@ uint64_t fnv(const std::vector<uint8_t>& b) {
 }
 
 ncclUniqueId get_unique_id(int rank, const std::string& uid_file, double timeout_s) {
+  // Never NVLink multicast (it can take a shared host's GPUs out of service): forced off here,
+  // before NCCL reads its environment, whatever the caller or launcher set.
+  setenv("NCCL_NVLS_ENABLE", "0", 1);
   ncclUniqueId id;
   if (std::getenv("NCCL_COMM_ID")) {  // env-based bootstrap: every rank derives the same id
     CKN(ncclGetUniqueId(&id));

@@ -4,9 +4,10 @@
 // the artifact writer as the sink), assembling the artifact and publishing it, and the
 // cleanup of the staging folder when anything fails.
 //
-// Validating the model, recipe and calibration data, choosing and locking the output, and
-// printing belong to the caller (odyssey quantize); it hands the validated inputs over in
-// Options and is told about progress through Callbacks.
+// Validating the model, recipe and calibration data, checking the output folder, and printing
+// belong to the caller (odyssey quantize): it takes the output's lock (LockOutput) for the
+// whole run, hands the validated inputs over in Options and is told about progress through
+// Callbacks.
 package quantizejob
 
 import (

@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +20,7 @@ import (
 	"github.com/odyssey-llm/odyssey/formats/tokenizer"
 	"github.com/odyssey-llm/odyssey/model"
 	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/quantizejob"
 	"github.com/odyssey-llm/odyssey/recipes"
 	"github.com/spf13/cobra"
 )
@@ -37,9 +36,6 @@ type quantizeOptions struct {
 	resume bool
 	noSync bool
 }
-
-// quantizeGCPercent is GOGC while quantizing; see runQuantize.
-const quantizeGCPercent = 20
 
 // afterLayerHook, when set (by tests), is called after each layer is checkpointed with the
 // layer's index and a function that interrupts the run as Ctrl-C would.
@@ -167,148 +163,50 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 	}
 	rep := &quantizeReport{Model: o.model, Out: out, Recipe: job.recipe.Source, RecipeHash: job.recipe.Hash(),
 		Output: job.output, Layers: job.hm.Config.NumLayers, Notes: job.notes}
-
-	// NaN/Inf in any weight would quietly poison scales; find it before anything else.
-	t0 := time.Now()
-	tensors := job.hm.AllTensors()
-	for _, t := range tensors {
-		rep.BytesIn += t.Bytes()
-	}
-	rep.FP16BytesIn = 2 * job.hm.NumParams()
-	bar := newProgress(g.errOut, o.asJSON, rep.BytesIn, "checking weights", "B")
-	err = artifact.ScanFinite(job.hm.Tensors, tensors, func(done, total int64) { bar.Set(done, "") })
-	bar.Done()
-	if err != nil {
-		return badInput(err)
-	}
-	rep.Timings.ScanSeconds = time.Since(t0).Seconds()
-
-	w, err := openStaging(g, job)
-	if err != nil {
-		return err
-	}
-	if !o.noSync && job.output == artifact.OutputOdyssey {
-		w.Writeback = job.recipe.Output.ShardSize
-	}
-	// Past this point the staging folder holds work. An interruption keeps it for --resume;
-	// any other failure removes it, so nothing half-written is left behind.
-	defer func() {
-		if err == nil {
-			return
-		}
-		if errors.Is(err, context.Canceled) {
-			g.trail("interrupted with %d of %d layers checkpointed in %s; run the same command with --resume to continue",
-				w.Done(), job.hm.Config.NumLayers, job.staging)
-			return
-		}
-		if os.RemoveAll(job.staging) == nil {
-			g.trail("removed the unfinished output %s", job.staging)
-		}
-	}()
-	// The heap is a few large pointer-free slices (a layer's weights, the activations), so
-	// collecting often costs little, and a low GOGC keeps garbage from doubling the peak.
-	defer debug.SetGCPercent(debug.SetGCPercent(quantizeGCPercent))
-
-	// Calibration windows: drawn now for self (the heavy part of data-free calibration),
-	// unless an interrupted run recorded them.
-	t0 = time.Now()
-	if saved, ok := w.SavedWindows(); ok && job.windows == nil && job.o.resume {
-		job.windows, rep.WindowsReused = saved, true
-	}
-	if job.windows == nil && job.needsCalib {
-		L := job.opt.Calib.SeqLen
-		bar := newProgress(g.errOut, o.asJSON, int64(L), fmt.Sprintf("calibration: sampling %d×%d tokens from the model", job.opt.Calib.Samples, L), "tok")
-		job.windows, err = calib.LoadWindows(ctx, job.hm, job.tok, job.opt.Calib, func(done, total int) { bar.Set(int64(done), "") })
-		bar.Done()
-		if err != nil {
-			return calibError(err)
-		}
-	}
-	rep.Timings.WindowsSeconds = time.Since(t0).Seconds()
-	if job.needsCalib {
-		if err := w.SetWindows(job.windows); err != nil {
-			return badInput(err)
-		}
-	}
-
-	// Layer by layer: each result is checkpointed as soon as it is done, then its weights
-	// are released, so memory holds one quantized layer however large the model.
-	t0 = time.Now()
-	resumed := w.Done()
-	rep.ResumedLayers = resumed
-	n := job.hm.Config.NumLayers
-	bar = newProgress(g.errOut, o.asJSON, int64(n), "quantizing", "layers")
-	if resumed > 0 {
-		bar.Set(int64(resumed), fmt.Sprintf("quantizing (%d layers resumed)", resumed))
-	}
-	res, err := ptq.Quantize(ctx, job.hm, ptq.QuantizeOptions{
-		Options: job.opt, Windows: job.windows, GroupSize: job.recipe.Weights.GroupSize,
-		GCPercent: quantizeGCPercent,
+	ver := currentVersion()
+	res, err := quantizejob.Run(ctx, &quantizejob.Options{
+		Model: job.hm, Tokenizer: job.tok, Recipe: job.recipe, PTQ: job.opt, Output: job.output,
+		Calibration: job.calib, Windows: job.windows, NeedsCalibration: job.needsCalib, Notes: job.notes,
+		Out: out, Resume: o.resume, NoSync: o.noSync, SourcePath: o.model,
+		Tool:      artifact.Tool{Name: "odyssey", Version: ver.Version, Revision: ver.Revision, Modified: ver.Modified, GoVersion: ver.GoVersion},
+		Scheme:    schemeOf(job.recipe),
+		GCPercent: quantizejob.DefaultGCPercent,
+		Publish: func() error {
+			if err := checkQuantizeOut(out, o.force); err != nil {
+				return err
+			}
+			return (&stagedDir{final: out, tmp: job.staging, force: o.force, replaceable: func(dir string) error { return checkQuantizeOut(dir, true) }}).Commit()
+		},
+	}, quantizejob.Callbacks{
+		StartProgress: func(title, unit string, total int64) quantizejob.Progress {
+			return newProgress(g.errOut, o.asJSON, total, title, unit)
+		},
+		Note:    func(msg string) { fmt.Fprintf(g.errOut, "odyssey: %s\n", msg) },
+		Cleanup: func(msg string) { g.trail("%s", msg) },
 		OnLayer: func(ev ptq.ProgressEvent, interrupt func()) {
 			rep.PerLayer = append(rep.PerLayer, layerReportOf(ev.Layer))
-			bar.Set(int64(ev.Done), fmt.Sprintf("layer %d/%d (%.1f s/layer)", ev.Done, ev.Total, ev.Elapsed.Seconds()/float64(ev.Done)))
 			if afterLayerHook != nil {
 				afterLayerHook(ev.Layer.Layer, interrupt)
 			}
 		},
-	}, w)
-	bar.Done()
-	var werr *ptq.SinkError
-	if errors.As(err, &werr) {
-		if errors.Is(werr.Err, artifact.ErrNotRepresentable) {
-			return badInput(werr.Err)
-		}
-		return werr.Err
-	}
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return err
-		}
-		// What fails inside the pipeline is the model and recipe together (an amplifier that
-		// overflows int32 on this model, a weight that cannot be read): bad input.
-		return badInput(fmt.Errorf("quantizing %s: %w", o.model, err))
-	}
-	rep.Timings.QuantizeSeconds = time.Since(t0).Seconds()
-	rep.PeakHeapBytes = res.Mem.PeakHeapInuse
-	rep.ActivationBytes = res.Mem.ActivationBytes
-
-	// Assemble the artifact from the checkpoints and publish it.
-	t0 = time.Now()
-	bar = newProgress(g.errOut, o.asJSON, 1, "writing "+out, "B")
-	ver := currentVersion()
-	yml, err := job.recipe.Marshal()
-	if err != nil {
-		return err
-	}
-	prov, err := w.Finish(job.hm, artifact.FinishOptions{
-		Output: job.output, ShardSize: job.recipe.Output.ShardSize,
-		Tool:       artifact.Tool{Name: "odyssey", Version: ver.Version, Revision: ver.Revision, Modified: ver.Modified, GoVersion: ver.GoVersion},
-		Recipe:     artifact.RecipeInfo{Source: job.recipe.Source, Hash: job.recipe.Hash(), YAML: string(yml)},
-		SourcePath: o.model, Scheme: schemeOf(job.recipe), Notes: job.notes,
-		NoSync:   o.noSync,
-		Progress: func(done, total int64) { bar.SetTotal(total); bar.Set(done, "") },
-		Context:  ctx,
 	})
-	bar.Done()
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			return err
-		}
-		err = fmt.Errorf("writing %s: %w", out, err)
-		if errors.Is(err, artifact.ErrNotRepresentable) {
-			return badInput(err)
+		var ie *quantizejob.InputError
+		if errors.As(err, &ie) {
+			return badInput(ie.Err)
 		}
 		return err
 	}
-	if err := checkQuantizeOut(out, o.force); err != nil {
-		return err
-	}
-	if err := (&stagedDir{final: out, tmp: job.staging, force: o.force, replaceable: func(dir string) error { return checkQuantizeOut(dir, true) }}).Commit(); err != nil {
-		return err
-	}
-	rep.Timings.AssembleSeconds = time.Since(t0).Seconds()
+	rep.BytesIn, rep.FP16BytesIn = res.BytesIn, res.FP16BytesIn
+	rep.ResumedLayers, rep.WindowsReused = res.ResumedLayers, res.WindowsReused
+	rep.Timings.ScanSeconds = res.ScanTime.Seconds()
+	rep.Timings.WindowsSeconds = res.WindowsTime.Seconds()
+	rep.Timings.QuantizeSeconds = res.QuantizeTime.Seconds()
+	rep.Timings.AssembleSeconds = res.AssembleTime.Seconds()
 	rep.Timings.TotalSeconds = time.Since(start).Seconds()
-	rep.finish(prov, res)
+	rep.PeakHeapBytes = res.PTQ.Mem.PeakHeapInuse
+	rep.ActivationBytes = res.PTQ.Mem.ActivationBytes
+	rep.finish(res.Provenance, res.PTQ)
 	if o.asJSON {
 		return writeJSON(g.out, rep)
 	}
@@ -476,40 +374,6 @@ func calibError(err error) error {
 		return err
 	}
 	return badInput(err)
-}
-
-// openStaging creates OUT.partial, or with --resume reopens it after checking that it was
-// made from the same model, recipe and calibration.
-func openStaging(g *globalOptions, job *quantizeJob) (*artifact.Writer, error) {
-	fp, err := artifact.ModelFingerprint(job.hm)
-	if err != nil {
-		return nil, err
-	}
-	st := artifact.State{Model: fp, RecipeHash: job.recipe.Hash(), Calibration: job.calib, Output: job.output, Layers: job.hm.Config.NumLayers}
-	_, statErr := os.Stat(job.staging)
-	exists := statErr == nil
-	if exists && job.o.resume {
-		w, err := artifact.Reopen(job.staging, st)
-		if err != nil {
-			if errors.Is(err, artifact.ErrStateMismatch) {
-				return nil, badInput(fmt.Errorf("%w (run without --resume to start over)", err))
-			}
-			return nil, badInput(err)
-		}
-		fmt.Fprintf(g.errOut, "odyssey: resuming from %s: %d of %d layers done\n", job.staging, w.Done(), job.hm.Config.NumLayers)
-		return w, nil
-	}
-	if exists {
-		if err := artifact.RemoveStaging(job.staging); err != nil {
-			return nil, badInput(fmt.Errorf("%s is in the way: %w", job.staging, err))
-		}
-		fmt.Fprintf(g.errOut, "odyssey: discarded the unfinished run in %s (use --resume to continue one)\n", job.staging)
-	} else if job.o.resume {
-		fmt.Fprintf(g.errOut, "odyssey: nothing to resume in %s; starting from layer 0\n", job.staging)
-	} else if !errors.Is(statErr, fs.ErrNotExist) {
-		return nil, statErr
-	}
-	return artifact.Create(job.staging, st)
 }
 
 // quantizeReport is what `odyssey quantize --json` prints. Field names are a stable

@@ -1,22 +1,23 @@
 //go:build unix
 
-package main
+package quantizejob
 
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 )
 
-// lockOutput takes an exclusive lock on OUT.partial.lock, beside OUT, for the whole run, so
+// LockOutput takes an exclusive lock on OUT.partial.lock, beside OUT, for the whole run, so
 // two runs into the same output never write into one OUT.partial (which would publish an
-// artifact mixing both). The lock file holds the owner's PID; a second run is refused with
-// exit code 4 naming it. The lock is released when the process ends, however it ends.
-func lockOutput(out string) (unlock func(), err error) {
+// artifact mixing both). The lock file holds the owner's PID; a second run is refused with a
+// *BusyError naming it. The lock is released when the process ends, however it ends.
+func LockOutput(out string) (unlock func(), err error) {
 	path := out + ".partial.lock"
-	if err := os.MkdirAll(parentDir(path), 0o777); err != nil {
+	if err := os.MkdirAll(filepath.Dir(filepath.Clean(path)), 0o777); err != nil {
 		return nil, err
 	}
 	for attempt := 0; ; attempt++ {
@@ -32,7 +33,7 @@ func lockOutput(out string) (unlock func(), err error) {
 			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b[:n]))); perr == nil && pid > 0 {
 				holder = fmt.Sprintf("process %d", pid)
 			}
-			return nil, &exitError{code: exitExists, err: fmt.Errorf("%s is being written by %s (lock %s); wait for it to finish or stop it", out, holder, path)}
+			return nil, &BusyError{Err: fmt.Errorf("%s is being written by %s (lock %s); wait for it to finish or stop it", out, holder, path)}
 		}
 		// The file may have been removed (and a new one locked) by the previous holder between
 		// our open and our lock: then this lock guards nothing, try again.
@@ -53,4 +54,5 @@ func lockOutput(out string) (unlock func(), err error) {
 	}
 }
 
-const lockOutputIsNoop = false
+// LockIsNoop reports that LockOutput does nothing on this system.
+const LockIsNoop = false

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/odyssey-llm/odyssey/calib"
+	"github.com/odyssey-llm/odyssey/corpus"
 	"github.com/odyssey-llm/odyssey/eval"
 	"github.com/odyssey-llm/odyssey/formats/artifact"
 	"github.com/odyssey-llm/odyssey/formats/hf"
@@ -35,6 +36,7 @@ type quantizeOptions struct {
 	force  bool
 	resume bool
 	noSync bool
+	strict bool // refuse calibration data that does not look like text
 }
 
 // afterLayerHook, when set (by tests), is called after each layer is checkpointed with the
@@ -97,6 +99,7 @@ Odyssey output stores int4 weights only.`,
 	f.StringVar(&o.model, "model", "", "model folder (Hugging Face layout) or .tar.zst bundle (required)")
 	f.StringVar(&o.out, "out", "", "output folder for the quantized model (required)")
 	f.StringVar(&o.recipe, "recipe", recipes.Default, "recipe: a preset name (odyssey recipes list) or a YAML file")
+	f.BoolVar(&o.strict, "strict", false, "refuse calibration data that does not look like text (byte-fallback tokens, control characters), instead of warning")
 	f.StringVar(&o.calib, "calib", "", "calibration data, a text or JSONL file, or \"self\" (overrides the recipe's calibration.data)")
 	f.StringVar(&o.export, "export", "", "output format: odyssey or compressed-tensors (default: the recipe's output.format)")
 	f.BoolVar(&o.asJSON, "json", false, "print a machine-readable summary (per-layer policy, scales, errors, timings, memory)")
@@ -362,6 +365,16 @@ func prepareQuantize(g *globalOptions, o *quantizeOptions) (*quantizeJob, func()
 		job.windows, err = calib.LoadWindows(context.Background(), job.hm, job.tok, job.opt.Calib, nil)
 		if err != nil {
 			return fail(calibError(err))
+		}
+		// Random bytes or NULs tokenize without error; what the tokenizer made of them shows it.
+		bos, _ := eval.BOS(job.tok, cfg)
+		if problems := corpus.MeasureQuality(job.tok, job.windows, bos).Problems(); problems != nil {
+			msg := fmt.Sprintf("calibration data %s does not look like text: %s", job.calibPath, strings.Join(problems, "; "))
+			if o.strict {
+				return fail(badInput(errors.New(msg + " (--strict)")))
+			}
+			fmt.Fprintf(g.errOut, "odyssey: warning: %s; the scales calibrated on it may not fit real inputs (--strict refuses such data)\n", msg)
+			job.notes = append(job.notes, "warning: "+msg)
 		}
 	}
 	return job, func() { job.hm.Close(); cleanupBundle() }, nil

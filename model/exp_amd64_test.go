@@ -19,7 +19,7 @@ func ulpDiff(a, b float32) int64 {
 // TestExpAVX2MatchesGo compares the vector exponential of exp_amd64.s (expShiftAVX2, used
 // where the CPU has AVX2 and FMA) with the pure-Go exp32 that every other machine (and
 // -tags purego) uses, bit pattern by bit pattern over a dense sweep. The bounds are the
-// ones the determinism note (formats/artifact/doc.go) states:
+// ones the determinism note (artifact/doc.go) states:
 //   - x in [-87.33, 88]: at most expAVX2MaxULP = 1 ulp apart (each is about 1 ulp from e^x);
 //   - x < -87.33 (and -Inf): the vector kernel clamps x and returns about 1.2e-38 (float32's
 //     smallest normal), exp32 the subnormal or 0: both at most 1.2e-38;

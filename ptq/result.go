@@ -30,7 +30,7 @@ type Result struct {
 	Total       time.Duration `json:"total_ns"`
 }
 
-// The result types that formats/artifact stores live in the leaf package qresult (so
+// The result types that artifact stores live in the leaf package qresult (so
 // that the artifact does not depend on the pipeline); these aliases keep their ptq names.
 type (
 	LayerResult  = qresult.LayerResult

@@ -19,8 +19,8 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/odyssey-llm/odyssey/artifact"
 	"github.com/odyssey-llm/odyssey/calib"
-	"github.com/odyssey-llm/odyssey/formats/artifact"
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/tokenizer"
 	"github.com/odyssey-llm/odyssey/ptq"

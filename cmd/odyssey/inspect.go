@@ -9,7 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/odyssey-llm/odyssey/formats/artifact"
+	"github.com/odyssey-llm/odyssey/artifact"
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
 	"github.com/spf13/cobra"

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/odyssey-llm/odyssey/formats/artifact"
+	"github.com/odyssey-llm/odyssey/artifact"
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
 	"github.com/odyssey-llm/odyssey/model"
 )

@@ -13,10 +13,10 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/odyssey-llm/odyssey/artifact"
 	"github.com/odyssey-llm/odyssey/calib"
 	"github.com/odyssey-llm/odyssey/corpus"
 	"github.com/odyssey-llm/odyssey/eval"
-	"github.com/odyssey-llm/odyssey/formats/artifact"
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/tokenizer"
 	"github.com/odyssey-llm/odyssey/model"

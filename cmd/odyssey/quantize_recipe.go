@@ -5,8 +5,8 @@ import (
 	"math/bits"
 	"strings"
 
+	"github.com/odyssey-llm/odyssey/artifact"
 	"github.com/odyssey-llm/odyssey/calib"
-	"github.com/odyssey-llm/odyssey/formats/artifact"
 	"github.com/odyssey-llm/odyssey/ptq"
 	"github.com/odyssey-llm/odyssey/quant"
 	"github.com/odyssey-llm/odyssey/recipes"

@@ -14,9 +14,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/odyssey-llm/odyssey/artifact"
 	"github.com/odyssey-llm/odyssey/calib"
 	"github.com/odyssey-llm/odyssey/eval"
-	"github.com/odyssey-llm/odyssey/formats/artifact"
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
 	"github.com/odyssey-llm/odyssey/formats/tokenizer"

@@ -8,7 +8,7 @@ import (
 	"sort"
 	"testing"
 
-	"github.com/odyssey-llm/odyssey/formats/artifact"
+	"github.com/odyssey-llm/odyssey/artifact"
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/ptq"
 	"github.com/odyssey-llm/odyssey/quantizejob"

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/odyssey-llm/odyssey/formats/artifact"
+	"github.com/odyssey-llm/odyssey/artifact"
 )
 
 // SIGTERM is handled like Ctrl-C: a message, the finished layers kept for --resume, and the

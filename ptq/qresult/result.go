@@ -1,8 +1,8 @@
 // Package qresult holds what a quantization run produces per decoder layer, the types
-// formats/artifact stores and reads back: LayerResult, InputResult, InputSummary,
+// artifact stores and reads back: LayerResult, InputResult, InputSummary,
 // LinearResult (with the int8 weight of W8 runs), and the fake-quantized linears that
 // evaluate them (FloatScaleLinear, FakeActLinear). It is a leaf: ptq produces these values
-// and formats/artifact consumes them without depending on the pipeline.
+// and artifact consumes them without depending on the pipeline.
 package qresult
 
 import (

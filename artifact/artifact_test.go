@@ -10,12 +10,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/odyssey-llm/odyssey/calib"
 	"github.com/odyssey-llm/odyssey/eval"
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/safetensors"
 	"github.com/odyssey-llm/odyssey/formats/tokenizer"
 	"github.com/odyssey-llm/odyssey/internal/sharedtest"
+	"github.com/odyssey-llm/odyssey/internal/tinyfixture"
 	"github.com/odyssey-llm/odyssey/model"
 	"github.com/odyssey-llm/odyssey/ptq"
 	"github.com/odyssey-llm/odyssey/quant"
@@ -27,23 +27,7 @@ import (
 // checkpoints every layer into a staging folder, as the quantize command does.
 func quantizeTiny(t *testing.T, opt ptq.Options) (*hf.Model, *ptq.Result, *Writer) {
 	t.Helper()
-	hm, err := hf.Load(sharedtest.Testdata("tiny-llama"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hm.Close() })
-	tok, err := tokenizer.Load(hm.TokenizerPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := eval.LoadText(sharedtest.Testdata("text/sample.txt"), "text")
-	if err != nil {
-		t.Fatal(err)
-	}
-	windows, err := calib.TextWindows(tok.Encode(text, false), 0, 4, 64, 7)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hm, windows := tinyfixture.Windows(t, 4, 64, 7)
 	fp, err := ModelFingerprint(hm)
 	if err != nil {
 		t.Fatal(err)

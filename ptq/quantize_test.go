@@ -6,11 +6,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/odyssey-llm/odyssey/calib"
-	"github.com/odyssey-llm/odyssey/eval"
 	"github.com/odyssey-llm/odyssey/formats/hf"
-	"github.com/odyssey-llm/odyssey/formats/tokenizer"
-	"github.com/odyssey-llm/odyssey/internal/sharedtest"
+	"github.com/odyssey-llm/odyssey/internal/tinyfixture"
 )
 
 // memSink checkpoints in memory: it keeps the codes of each written layer and reads the
@@ -42,24 +39,7 @@ func (s *memSink) WriteLayer(lr *LayerResult) error {
 
 func quantizeFixture(t *testing.T) (*hf.Model, [][]int) {
 	t.Helper()
-	hm, err := hf.Load(sharedtest.Testdata("tiny-llama"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hm.Close() })
-	tok, err := tokenizer.Load(hm.TokenizerPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := eval.LoadText(sharedtest.Testdata("text/sample.txt"), "text")
-	if err != nil {
-		t.Fatal(err)
-	}
-	windows, err := calib.TextWindows(tok.Encode(text, false), 0, 4, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hm, windows
+	return tinyfixture.Windows(t, 4, 64, 1)
 }
 
 // Quantize, the library entry point of `odyssey quantize`, resumes after the sink's layers,

@@ -6,32 +6,13 @@ import (
 	"testing"
 
 	"github.com/odyssey-llm/odyssey/calib"
-	"github.com/odyssey-llm/odyssey/eval"
-	"github.com/odyssey-llm/odyssey/formats/hf"
-	"github.com/odyssey-llm/odyssey/formats/tokenizer"
-	"github.com/odyssey-llm/odyssey/internal/sharedtest"
+	"github.com/odyssey-llm/odyssey/internal/tinyfixture"
 )
 
 // A run resumed with the first layers' results computes the remaining layers exactly as an
 // uninterrupted run does, for both propagation modes, and reports every layer.
 func TestResumeMatchesUninterrupted(t *testing.T) {
-	hm, err := hf.Load(sharedtest.Testdata("tiny-llama"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hm.Close()
-	tok, err := tokenizer.Load(hm.TokenizerPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text, err := eval.LoadText(sharedtest.Testdata("text/sample.txt"), "text")
-	if err != nil {
-		t.Fatal(err)
-	}
-	windows, err := calib.TextWindows(tok.Encode(text, false), 0, 4, 64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hm, windows := tinyfixture.Windows(t, 4, 64, 1)
 	for _, prop := range []calib.Propagation{calib.PropagateQuantized, calib.PropagateFloat} {
 		opt := DefaultOptions()
 		opt.Calib.Propagate = prop

@@ -1,0 +1,96 @@
+// layers.hpp: the executor's kernels other than the GEMMs (layers.cu): embedding, residual add
+// fused with RMSNorm and activation quantization, RoPE, attention (prefill and decode over an
+// fp16 KV cache), SwiGLU fused with quantization, NLL and argmax over logits.
+//
+// Conventions (docs/executor.md):
+// - The residual stream h is fp32 [rows, hidden]. Linear outputs are fp16.
+// - A kernel that feeds a linear writes an ActOut: fp16 (FP16 and W4A16 linears) or int8 codes
+//   (W4A8) quantized from the fp32 value as quant.QuantizeActValue does
+//   (clamp(roundEven(x / s), −127, 127), IEEE division, NaN → 0), with s static (device pointer)
+//   or per token (s = max|row| / 127 as quant.ActScale/RowScale, written to token_scale[row]).
+//   Int8 rows have stride ld (≥ cols, Kp for a quantized linear); the columns in [cols, ld)
+//   are written 0.
+// - Every launcher checks its arguments (returns cudaErrorInvalidValue on misuse), launches on
+//   `stream` and returns cudaGetLastError(); nothing synchronizes.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace odyssey::layers {
+
+enum class ActKind { F16 = 0, I8Static = 1, I8PerToken = 2 };
+
+// Where a kernel that feeds a linear writes its [rows, cols] output.
+struct ActOut {
+  ActKind kind = ActKind::F16;
+  int ld = 0;                   // row stride in elements (≥ cols)
+  __half* f16 = nullptr;        // F16
+  int8_t* i8 = nullptr;         // I8Static, I8PerToken
+  const float* static_scale = nullptr;  // I8Static: one float on the device
+  float* token_scale = nullptr;         // I8PerToken: [rows]
+};
+
+// h[r, :] = float(table[ids[r], :]). ids are checked by the caller (host side).
+cudaError_t embed(const int32_t* ids, int rows, const __half* table, int hidden, float* h,
+                  cudaStream_t stream);
+
+// If delta != nullptr: h[r, :] += float(delta[r, :]) (delta row stride ld_delta), written back.
+// Then y = h · rsqrt(mean(h²) + eps) · w (fp32, as model/ computes RMSNorm), written to each of
+// the n_out outputs (1 or 2; two when a layer's consumers need two different forms, e.g.
+// different static scales). out may be nullptr with n_out 0 (residual add only).
+cudaError_t add_rmsnorm(float* h, const __half* delta, int ld_delta, const float* w, float eps,
+                        int rows, int hidden, const ActOut* out, int n_out, cudaStream_t stream);
+
+// Rotary embedding in place on q [rows, ld_q] (heads nh × head_dim from column 0) and
+// k [rows, ld_k] (nkv heads), the rotate-half convention of Hugging Face LLaMA. Row r has
+// position pos[r]; angle = pos · inv_freq[i] (inv_freq [head_dim/2] from the host, RoPE scaling
+// already applied), cos/sin as model/rope.go computes them.
+cudaError_t rope(__half* q, int ld_q, __half* k, int ld_k, int rows, int nh, int nkv,
+                 int head_dim, const int32_t* pos, const float* inv_freq, cudaStream_t stream);
+
+// Causal self-attention for `batch` independent sequences of seq tokens each (prefill): rows
+// b·seq + t. q [rows, ld_q] (nh heads), k/v [rows, ld_kv] (nkv heads, GQA: head h reads kv
+// head h / (nh / nkv)), out fp16 [rows, ld_out] (nh·head_dim columns). softmax(q·kᵀ·scale)
+// in fp32; window > 0 limits attention to the last `window` positions (Mistral). workspace:
+// attention_prefill_workspace bytes (may be 0 for a fused kernel).
+size_t attention_prefill_workspace(int batch, int seq, int nh, int head_dim);
+cudaError_t attention_prefill(const __half* q, int ld_q, const __half* k, const __half* v, int ld_kv,
+                              __half* out, int ld_out, int batch, int seq, int nh, int nkv,
+                              int head_dim, float scale, int window, void* workspace,
+                              size_t workspace_bytes, cudaStream_t stream);
+
+// KV cache: k_cache/v_cache fp16 [batch, max_seq, nkv, head_dim] per layer. Appends `tokens`
+// new rows per sequence (rows b·tokens + t of k/v, stride ld_kv) at positions
+// start[b] + t.
+cudaError_t kv_append(const __half* k, const __half* v, int ld_kv, __half* k_cache, __half* v_cache,
+                      const int32_t* start, int batch, int tokens, int max_seq, int nkv,
+                      int head_dim, cudaStream_t stream);
+
+// Decode attention: one query token per sequence, q [batch, ld_q] (nh heads), attending to
+// positions [0, len[b]) of the cache (the current token already appended); out fp16
+// [batch, ld_out]. Split over the context (flash-decoding) with attention_decode_workspace
+// bytes of scratch. window as in attention_prefill. Graph-capturable: no host reads of len.
+size_t attention_decode_workspace(int batch, int nh, int head_dim, int max_seq);
+cudaError_t attention_decode(const __half* q, int ld_q, const __half* k_cache, const __half* v_cache,
+                             const int32_t* len, __half* out, int ld_out, int batch, int max_seq,
+                             int nh, int nkv, int head_dim, float scale, int window, void* workspace,
+                             size_t workspace_bytes, cudaStream_t stream);
+
+// SwiGLU: y = silu(gate) · up in fp32 (silu as model/ computes it), gate/up fp16 [rows, ld_in]
+// (column offsets already applied by the caller), written as `out` [rows, cols].
+cudaError_t swiglu(const __half* gate, const __half* up, int ld_in, int rows, int cols,
+                   const ActOut& out, cudaStream_t stream);
+
+// nll[r] = logsumexp(logits[r, :vocab]) − logits[r, target[r]] in fp32, logits fp32
+// [rows, ld]. A row whose target is < 0 gets 0 (not scored).
+cudaError_t nll(const float* logits, int ld, const int32_t* target, int rows, int vocab, float* nll,
+                cudaStream_t stream);
+
+// out[r] = argmax over logits[r, :vocab] (fp32 [rows, ld]), the lowest index among equals.
+cudaError_t argmax(const float* logits, int ld, int rows, int vocab, int32_t* out,
+                   cudaStream_t stream);
+
+}  // namespace odyssey::layers

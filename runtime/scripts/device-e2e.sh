@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# device-e2e.sh: the end-to-end checks of the model executor on the GPU machine (issue 14), run
+# from the repository root after `device-run.sh build`:
+#
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-e2e.sh ppl-fp16 ppl-quant speed
+#
+# Data comes from .device-data (../shared/scripts/stage-for-device.sh models/small-llama-outliers
+# models/stories260K-fp16 data/wikitext2 data/calib data/tinystories; carry .device-data and bin).
+#   ppl-fp16   FP16 path on the full WikiText-2 / TinyStories sets (compare with shared/golden/ppl.json)
+#   ppl-quant  every preset's artifact of tiny-llama, small-llama-outliers and stories260K:
+#              GPU perplexity against `eval ppl` (CPU) on the same windows (--compare-cpu)
+#   speed      synthetic LLaMA-2-7B: FP16 checkpoint vs its w4a8-rtn artifact, and HF transformers
+# Results: $OUT/e2e/*.json (tar them before the call ends: at most 8 files come back).
+set -uo pipefail
+export NCCL_NVLS_ENABLE=0
+OUT=${OUT:-/tmp/ody-out}
+E=$OUT/e2e
+mkdir -p "$E"
+ODY=${ODY_BIN:-bin/odyssey-linux-amd64}
+export ODYSSEY_RT=${ODYSSEY_RT:-$PWD/runtime/build/odyssey-rt}
+D=.device-data
+M=/tmp/ody-models
+mkdir -p $M
+WIKI=$D/data/wikitext2/wiki.test.raw
+TS=$D/data/tinystories/tinystories_slice.txt
+CAL=$D/data/calib/calib_mix.txt
+WINDOWS=${E2E_WINDOWS:-64}
+t0=$(date +%s)
+stamp() { echo "== $1 ($(( $(date +%s) - t0 )) s)"; }
+# One line from a verify ppl --json answer: path, GPU ppl, and the CPU comparison when present.
+summ() {
+  python3 - "$1" <<'PY' 2>/dev/null || echo "(no JSON)"
+import json, sys
+d = json.load(open(sys.argv[1]))
+c = d.get("cpu") or {}
+print("path=%s ppl=%.6f windows=%s tok/s=%.0f" % (d.get("path"), d.get("ppl", 0), d.get("windows"), d.get("tokens_per_second", 0)),
+      ("cpu_ppl=%.6f rel=%.2e met=%s" % (c.get("ppl", 0), c.get("relative_difference", 0), c.get("met"))) if c else "")
+PY
+}
+
+# model name, folder, data, seq-len, calibration text
+models=(
+  "tiny-llama testdata/tiny-llama $WIKI 512 $CAL"
+  "small-llama-outliers $D/models/small-llama-outliers $WIKI 512 $CAL"
+  "stories260K $D/models/stories260K-fp16 $TS 256 $TS"
+)
+
+for s in "$@"; do
+  case $s in
+  ppl-fp16)
+    stamp ppl-fp16
+    for m in "${models[@]}"; do
+      read -r name dir data L _ <<< "$m"
+      $ODY verify ppl --model "$dir" --data "$data" --seq-len "$L" --json > "$E/ppl-fp16-$name.json" 2> "$E/ppl-fp16-$name.log"
+      echo "$name fp16 rc=$? $(summ "$E/ppl-fp16-$name.json") $(tail -1 "$E/ppl-fp16-$name.log" | cut -c1-200)"
+    done
+    ;;
+  ppl-quant)
+    stamp ppl-quant
+    for m in "${models[@]}"; do
+      read -r name dir data L cal <<< "$m"
+      for preset in ${E2E_PRESETS:-w4a8-rtn w4a8-fptq w4a16-gptq}; do
+        a=$M/$name-$preset
+        $ODY quantize --model "$dir" --recipe $preset --calib "$cal" --out "$a" --force --no-sync > "$E/q-$name-$preset.log" 2>&1 ||
+          { echo "$name $preset: quantize failed"; tail -3 "$E/q-$name-$preset.log"; continue; }
+        $ODY verify ppl --model "$a" --data "$data" --seq-len "$L" --max-windows "$WINDOWS" --compare-cpu --json \
+          > "$E/ppl-$name-$preset.json" 2> "$E/ppl-$name-$preset.log"
+        echo "$name $preset rc=$? $(summ "$E/ppl-$name-$preset.json") $(tail -1 "$E/ppl-$name-$preset.log" | cut -c1-200)"
+      done
+    done
+    ;;
+  speed)
+    stamp speed
+    S=${E2E_SHAPE:-llama2-7b}
+    [ -d /tmp/$S ] || $ODY testdata synth --shape $S --out /tmp/$S > "$E/synth.log" 2>&1 || { tail -5 "$E/synth.log"; exit 1; }
+    [ -d /tmp/$S-w4a8 ] || $ODY quantize --model /tmp/$S --recipe w4a8-rtn --out /tmp/$S-w4a8 --no-sync > "$E/q-$S.log" 2>&1 || { tail -5 "$E/q-$S.log"; exit 1; }
+    stamp "speed: models ready"
+    hf=()
+    if [ "${E2E_HF:-1}" = 1 ]; then
+      timeout ${E2E_HF_TIMEOUT:-240} python3 runtime/bench/hf_baseline.py --model /tmp/$S --batch ${E2E_BATCH:-1,8,16,32,64} \
+        --out "$E/hf-$S.json" > "$E/hf-$S.log" 2>&1 && hf=(--hf "$E/hf-$S.json")
+      echo "hf rc=$? $(tail -2 "$E/hf-$S.log" | cut -c1-300)"
+      stamp "speed: hf done"
+    fi
+    c=$(git rev-parse --short HEAD 2>/dev/null || echo "${ODY_COMMIT:-unknown}")
+    $ODY verify speed --model /tmp/$S-w4a8 --baseline /tmp/$S --batch ${E2E_BATCH:-1,8,16,32,64} "${hf[@]}" \
+      --out "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.json" --md "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.md" \
+      > "$E/speed.txt" 2> "$E/speed.log"
+    echo "speed rc=$?"; cat "$E/speed.txt"; tail -3 "$E/speed.log"
+    ;;
+  *) echo "device-e2e: unknown step $s" >&2; exit 2 ;;
+  esac
+done
+stamp done

@@ -89,24 +89,24 @@ func (o *verifyPPLOptions) validate() error {
 	if o.seqLen > gpu.MaxTokensSeqLen {
 		return usageErrorf("--seq-len %d is beyond the executor's %d tokens per window", o.seqLen, gpu.MaxTokensSeqLen)
 	}
-	if err := checkModelFolder(o.model); err != nil {
+	if err := checkModelFolder("--model", o.model); err != nil {
 		return err
 	}
 	return o.evalDataOptions.validate()
 }
 
-// checkModelFolder refuses, before anything is read, a --model that is not a folder (or a
-// bundle file) with a config.json.
-func checkModelFolder(dir string) error {
+// checkModelFolder refuses, before anything is read, a model (flag) that is not a folder
+// (or a bundle file) with a config.json.
+func checkModelFolder(flag, dir string) error {
 	st, err := os.Stat(dir)
 	switch {
 	case err != nil:
-		return badInput(fmt.Errorf("--model: %w", err))
+		return badInput(fmt.Errorf("%s: %w", flag, err))
 	case !st.IsDir():
 		return nil // a bundle, or a file openModelPath refuses with its own message
 	}
 	if _, err := os.Stat(filepath.Join(dir, "config.json")); err != nil {
-		return badInput(fmt.Errorf("--model %s has no config.json: not a Hugging Face checkpoint or an Odyssey artifact", dir))
+		return badInput(fmt.Errorf("%s %s has no config.json: not a Hugging Face checkpoint or an Odyssey artifact", flag, dir))
 	}
 	return nil
 }

@@ -108,12 +108,16 @@ func (o *verifySpeedOptions) validate() ([]int, error) {
 			return nil, err
 		}
 	}
-	if err := checkModelFolder(o.model); err != nil {
+	if err := checkModelFolder("--model", o.model); err != nil {
 		return nil, err
 	}
 	if o.baseline != "" {
-		if err := checkModelFolder(o.baseline); err != nil {
-			return nil, fmt.Errorf("--baseline: %w", err)
+		if err := checkModelFolder("--baseline", o.baseline); err != nil {
+			return nil, err
+		}
+		// The rows are told apart by folder.
+		if samePath(o.model, o.baseline) {
+			return nil, usageErrorf("--model and --baseline are the same folder %s", o.model)
 		}
 	}
 	return batches, nil

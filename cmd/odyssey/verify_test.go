@@ -326,3 +326,30 @@ func TestVerifyPPLBadInput(t *testing.T) {
 		t.Errorf("left in $TMPDIR: %v", left)
 	}
 }
+
+// TestVerifyPPLArtifact: a quantized artifact is handed to the runtime as its folder, and
+// --compare-cpu scores it with the artifact's reference arithmetic (what eval ppl runs).
+func TestVerifyPPLArtifact(t *testing.T) {
+	rt, argsFile, _ := fakeRT(t, "cpu")
+	art := filepath.Join(t.TempDir(), "tiny-w4a8")
+	if code, _, errOut := runCLI(t, "", "quantize", "--model", tiny, "--out", art, "--recipe", "w4a8-rtn", "--no-sync"); code != 0 {
+		t.Fatalf("quantize: exit %d: %s", code, errOut)
+	}
+	flags := []string{"--model", art, "--data", sample, "--seq-len", "64", "--max-windows", "3"}
+	code, out, errOut := runCLI(t, "", append([]string{"verify", "ppl", "--runtime", rt, "--compare-cpu", "--json"}, flags...)...)
+	var r verifyPPLJSON
+	if code != 0 || json.Unmarshal([]byte(out), &r) != nil {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if argAfter(readFakeArgs(argsFile), "--model") != art {
+		t.Errorf("runtime arguments %q", readFakeArgs(argsFile))
+	}
+	code, evalOut, errOut := runCLI(t, "", append([]string{"eval", "ppl", "--json"}, flags...)...)
+	var e verifyPPLJSON
+	if code != 0 || json.Unmarshal([]byte(evalOut), &e) != nil {
+		t.Fatalf("eval ppl: exit %d: %s", code, errOut)
+	}
+	if r.Path != "w4a8" || r.PPL != e.PPL || r.CPU == nil || r.CPU.PPL != e.PPL || r.CPU.RelativeDifference != 0 || !r.CPU.Met {
+		t.Errorf("verify %+v (cpu %+v), eval ppl ppl %v", r, r.CPU, e.PPL)
+	}
+}

@@ -31,6 +31,7 @@ type verifySpeedOptions struct {
 	asJSON   bool
 	out      string
 	md       string
+	hf       string
 	force    bool
 }
 
@@ -45,6 +46,10 @@ warm-up. It prints, per model and batch size, the time to first token, decode to
 fraction of the memory floor (the bytes a decode step must read over the copy bandwidth measured
 in the same run), the GPU memory used, and the speed-up over --baseline (usually the FP16
 checkpoint the artifact was quantized from).
+
+--hf takes the output of runtime/bench/hf_baseline.py (HF transformers FP16 generate, eager and
+with a static cache compiled, run on the same GPU with the same lengths) and adds the speed-ups
+over it, and the goal that the FP16 path beats the compiled HF at every batch size.
 
 --out and --md write the results (the runtime's rows, the ratios, the goals of issue 14 with
 what was measured, GPU, driver, CUDA, commit and date) as JSON and as a markdown table; neither
@@ -68,6 +73,7 @@ replaces an existing file without --force.`,
 	f.BoolVar(&o.asJSON, "json", false, "print the results as JSON instead of the table")
 	f.StringVar(&o.out, "out", "", "also write the results as JSON to this file")
 	f.StringVar(&o.md, "md", "", "also write the results as a markdown table to this file")
+	f.StringVar(&o.hf, "hf", "", "the JSON of runtime/bench/hf_baseline.py on the same GPU and lengths: adds the speed-ups over HF transformers FP16")
 	f.BoolVar(&o.force, "force", false, "replace existing --out and --md files")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
@@ -110,6 +116,11 @@ func (o *verifySpeedOptions) validate() ([]int, error) {
 	}
 	if err := checkModelFolder("--model", o.model); err != nil {
 		return nil, err
+	}
+	if o.hf != "" {
+		if _, err := readHFBaseline(o.hf, o.prompt, o.gen); err != nil {
+			return nil, err
+		}
 	}
 	if o.baseline != "" {
 		if err := checkModelFolder("--baseline", o.baseline); err != nil {
@@ -180,10 +191,85 @@ type speedReport struct {
 	Commit         string           `json:"commit,omitempty"`
 	Date           string           `json:"date"`
 	Rows           []map[string]any `json:"rows"`
-	Goals          []speedGoal      `json:"goals"`
+	// HF is --hf's file as it was read.
+	HF    *hfBaseline `json:"hf,omitempty"`
+	Goals []speedGoal `json:"goals"`
 
 	typed []gpu.SpeedRow
 	roles []string
+}
+
+// hfBaseline is the output of runtime/bench/hf_baseline.py.
+type hfBaseline struct {
+	File         string           `json:"file"`
+	Torch        string           `json:"torch"`
+	Transformers string           `json:"transformers"`
+	CUDA         string           `json:"cuda"`
+	GPU          map[string]any   `json:"gpu"`
+	CopyGBps     float64          `json:"copy_gbps"`
+	Rows         []map[string]any `json:"rows"`
+
+	// typed[mode][batch] is a measured row.
+	typed map[string]map[int]hfRow
+}
+
+type hfRow struct {
+	Mode             string  `json:"mode"`
+	Batch            int     `json:"batch"`
+	Prompt           int     `json:"prompt"`
+	Gen              int     `json:"gen"`
+	TTFTMs           float64 `json:"ttft_ms"`
+	DecodeTokensPerS float64 `json:"decode_tokens_per_s"`
+	Error            string  `json:"error"`
+}
+
+// maxHFFile bounds --hf: the script's answer is a few KB per row.
+const maxHFFile = 16 << 20
+
+// readHFBaseline reads --hf and checks that it measured the same lengths as this run (a
+// comparison at other lengths would be meaningless).
+func readHFBaseline(path string, prompt, gen int) (*hfBaseline, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, badInput(fmt.Errorf("--hf: %w", err))
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxHFFile+1))
+	if err != nil {
+		return nil, badInput(fmt.Errorf("--hf: %w", err))
+	}
+	if len(b) > maxHFFile {
+		return nil, badInput(fmt.Errorf("--hf %s is larger than %d MiB: not the output of hf_baseline.py", path, maxHFFile>>20))
+	}
+	var h hfBaseline
+	var typed struct {
+		OK   bool    `json:"ok"`
+		Rows []hfRow `json:"rows"`
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		return nil, badInput(fmt.Errorf("--hf %s: %w", path, err))
+	}
+	if err := json.Unmarshal(b, &typed); err != nil || !typed.OK || len(typed.Rows) == 0 || len(typed.Rows) != len(h.Rows) {
+		return nil, badInput(fmt.Errorf("--hf %s is not the output of runtime/bench/hf_baseline.py (want \"ok\": true and rows)", path))
+	}
+	h.File = path
+	h.typed = map[string]map[int]hfRow{}
+	for i, r := range typed.Rows {
+		if r.Prompt != prompt || r.Gen != gen {
+			return nil, badInput(fmt.Errorf("--hf %s row %d measured prompt %d and gen %d; this run has --prompt %d --gen %d", path, i, r.Prompt, r.Gen, prompt, gen))
+		}
+		if r.Error != "" {
+			continue
+		}
+		if r.Batch < 1 || !(r.DecodeTokensPerS > 0) || !(r.TTFTMs > 0) || r.Mode == "" {
+			return nil, badInput(fmt.Errorf("--hf %s row %d: mode %q, batch %d, decode_tokens_per_s %v, ttft_ms %v", path, i, r.Mode, r.Batch, r.DecodeTokensPerS, r.TTFTMs))
+		}
+		if h.typed[r.Mode] == nil {
+			h.typed[r.Mode] = map[int]hfRow{}
+		}
+		h.typed[r.Mode][r.Batch] = r
+	}
+	return &h, nil
 }
 
 // speedGoal is one goal of issue 14 and what this run measured for it; Measured is null when
@@ -233,6 +319,13 @@ func runVerifySpeed(ctx context.Context, g *globalOptions, o *verifySpeedOptions
 	if err != nil {
 		return fmt.Errorf("%s speed: %w", rt, err)
 	}
+	if o.hf != "" {
+		h, err := readHFBaseline(o.hf, o.prompt, o.gen)
+		if err != nil {
+			return err
+		}
+		rep.addHF(h)
+	}
 	if o.out != "" || o.md != "" {
 		// The CUDA versions for the results file; a runtime that ran the model answers this.
 		if info, _, err := gpu.GetInfo(ctx, rt); err == nil {
@@ -265,6 +358,35 @@ func runVerifySpeed(ctx context.Context, g *globalOptions, o *verifySpeedOptions
 		_, err = g.out.Write(md.Bytes())
 	}
 	return err
+}
+
+// addHF adds the speed-ups over HF transformers to every row and the goal that the FP16 path
+// beats HF's compiled generate (static cache) at every batch size measured by both.
+func (r *speedReport) addHF(h *hfBaseline) {
+	r.HF = h
+	for i, t := range r.typed {
+		for _, mode := range []string{"eager", "static"} {
+			if hr, ok := h.typed[mode][t.Batch]; ok {
+				r.Rows[i]["decode_speedup_vs_hf_"+mode] = t.DecodeTokensPerS / hr.DecodeTokensPerS
+				r.Rows[i]["prefill_speedup_vs_hf_"+mode] = hr.TTFTMs / t.TTFTMs
+			}
+		}
+	}
+	n := 0
+	for i, t := range r.typed {
+		if t.Path != "fp16" {
+			continue
+		}
+		if v, ok := r.Rows[i]["decode_speedup_vs_hf_static"].(float64); ok {
+			r.Goals = append(r.Goals, speedGoal{Name: fmt.Sprintf("FP16 decode tokens/s vs HF FP16 generate (static cache, compiled), batch %d", t.Batch),
+				Target: 1, Measured: &v, Met: v >= 1})
+			n++
+		}
+	}
+	if n == 0 {
+		r.Goals = append(r.Goals, speedGoal{Name: "FP16 decode tokens/s vs HF FP16 generate (static cache, compiled)", Target: 1,
+			Note: "not measured: needs an FP16 row and the HF static mode at the same batch size"})
+	}
 }
 
 func btoi(b bool) int {
@@ -438,13 +560,33 @@ func printSpeedMarkdown(w io.Writer, r *speedReport) error {
 			}
 			return "–"
 		}
-		name := r.Model
-		if r.roles[i] == "baseline" {
-			name = r.Baseline + " (baseline)"
-		}
 		fmt.Fprintf(w, "| %s | %s | %d | %.2f | %.1f | %.3f | %.3f | %.0f%% | %s | %s | %s |\n",
-			mdCell(name), t.Path, t.Batch, t.TTFTMs, t.DecodeTokensPerS, t.DecodeMsPerStep, t.MemoryFloorMsPerStep,
+			mdCell(r.rowName(i)), t.Path, t.Batch, t.TTFTMs, t.DecodeTokensPerS, t.DecodeMsPerStep, t.MemoryFloorMsPerStep,
 			100*t.FractionOfFloor, humanBytes(int64(t.GPUMemoryBytes)), ratio("decode_speedup_vs_baseline"), ratio("prefill_speedup_vs_baseline"))
+	}
+	if h := r.HF; h != nil {
+		fmt.Fprintf(w, "\nHF transformers %s (torch %s, CUDA %s), FP16, SDPA: %s\n\n", h.Transformers, h.Torch, h.CUDA, h.File)
+		fmt.Fprintln(w, "| model | path | batch | decode tok/s | HF eager tok/s | HF compiled tok/s | × HF eager | × HF compiled | TTFT ms | HF eager TTFT ms | HF compiled TTFT ms |")
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+		for i, t := range r.typed {
+			cell := func(mode string, f func(hfRow) float64, format string) string {
+				if hr, ok := h.typed[mode][t.Batch]; ok {
+					return fmt.Sprintf(format, f(hr))
+				}
+				return "–"
+			}
+			tps := func(hr hfRow) float64 { return hr.DecodeTokensPerS }
+			ttft := func(hr hfRow) float64 { return hr.TTFTMs }
+			ratio := func(key string) string {
+				if v, ok := r.Rows[i][key].(float64); ok {
+					return fmt.Sprintf("%.2f×", v)
+				}
+				return "–"
+			}
+			fmt.Fprintf(w, "| %s | %s | %d | %.1f | %s | %s | %s | %s | %.2f | %s | %s |\n", mdCell(r.rowName(i)), t.Path, t.Batch, t.DecodeTokensPerS,
+				cell("eager", tps, "%.1f"), cell("static", tps, "%.1f"), ratio("decode_speedup_vs_hf_eager"), ratio("decode_speedup_vs_hf_static"),
+				t.TTFTMs, cell("eager", ttft, "%.2f"), cell("static", ttft, "%.2f"))
+		}
 	}
 	fmt.Fprintln(w, "\n| goal | target | measured | met |")
 	fmt.Fprintln(w, "|---|---:|---:|---|")
@@ -470,6 +612,13 @@ func printSpeedMarkdown(w io.Writer, r *speedReport) error {
 		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", gl.Name, target, meas, met)
 	}
 	return nil
+}
+
+func (r *speedReport) rowName(i int) string {
+	if r.roles[i] == "baseline" {
+		return r.Baseline + " (baseline)"
+	}
+	return r.Model
 }
 
 func mdCell(s string) string { return strings.ReplaceAll(s, "|", `\|`) }

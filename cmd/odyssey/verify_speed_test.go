@@ -215,3 +215,67 @@ func TestVerifySpeedBadInput(t *testing.T) {
 }
 
 func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+// hfJSON is what runtime/bench/hf_baseline.py prints, for batches 1 and 8 (a batch-32 row
+// that ran out of memory carries only an error).
+const hfJSON = `{"ok": true, "model": "/tmp/7b", "torch": "2.11.0", "transformers": "5.17.0", "cuda": "13.0",
+ "gpu": {"name": "NVIDIA H200"}, "copy_gbps": 4100.0, "rows": [
+ {"model": "/tmp/7b", "path": "hf-fp16-eager", "mode": "eager", "batch": 1, "prompt": 16, "gen": 4, "ttft_ms": 40, "decode_tokens_per_s": 20},
+ {"model": "/tmp/7b", "path": "hf-fp16-eager", "mode": "eager", "batch": 8, "prompt": 16, "gen": 4, "ttft_ms": 300, "decode_tokens_per_s": 140},
+ {"model": "/tmp/7b", "path": "hf-fp16-static", "mode": "static", "batch": 1, "prompt": 16, "gen": 4, "ttft_ms": 30, "decode_tokens_per_s": 100},
+ {"model": "/tmp/7b", "path": "hf-fp16-static", "mode": "static", "batch": 8, "prompt": 16, "gen": 4, "ttft_ms": 200, "decode_tokens_per_s": 400},
+ {"model": "/tmp/7b", "path": "hf-fp16-static", "mode": "static", "batch": 32, "prompt": 16, "gen": 4, "error": "out of GPU memory"}]}`
+
+// TestVerifySpeedHF: --hf adds the speed-ups over HF transformers to the rows and the goal
+// that the FP16 path beats the compiled HF generate at each batch size both measured (the
+// fake's FP16 decodes 1000/10.625 = 94.1 tok/s at batch 1, 8000/15 = 533.3 at batch 8).
+func TestVerifySpeedHF(t *testing.T) {
+	rt, _, _ := fakeRT(t, "speed")
+	model := linkModel(t)
+	hf := filepath.Join(t.TempDir(), "hf.json")
+	os.WriteFile(hf, []byte(hfJSON), 0o644)
+	args := []string{"verify", "speed", "--model", model, "--baseline", tiny, "--batch", "1,8,32", "--prompt", "16", "--gen", "4",
+		"--repeats", "3", "--runtime", rt, "--hf", hf}
+	code, out, errOut := runCLI(t, "", append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var r speedJSON
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	fp16b1, w4b8 := r.Rows[0], r.Rows[4]
+	if !near(fp16b1["decode_speedup_vs_hf_static"].(float64), (1000/10.625)/100) || !near(fp16b1["decode_speedup_vs_hf_eager"].(float64), (1000/10.625)/20) ||
+		!near(fp16b1["prefill_speedup_vs_hf_static"].(float64), 30.0/20) || !near(w4b8["decode_speedup_vs_hf_eager"].(float64), (8000/4.5)/140) {
+		t.Errorf("rows %v\n%v", fp16b1, w4b8)
+	}
+	if _, ok := r.Rows[2]["decode_speedup_vs_hf_static"]; ok {
+		t.Errorf("batch 32 compared with a row that ran out of memory: %v", r.Rows[2])
+	}
+	hfGoals := r.Goals[len(r.Goals)-2:]
+	if hfGoals[0].Name != "FP16 decode tokens/s vs HF FP16 generate (static cache, compiled), batch 1" || !near(*hfGoals[0].Measured, 0.94117647058823529) || hfGoals[0].Met ||
+		hfGoals[1].Name != "FP16 decode tokens/s vs HF FP16 generate (static cache, compiled), batch 8" || !near(*hfGoals[1].Measured, (8000.0/15)/400) || !hfGoals[1].Met {
+		t.Errorf("HF goals %+v %+v", hfGoals[0], hfGoals[1])
+	}
+	code, out, _ = runCLI(t, "", args...)
+	for _, w := range []string{"HF transformers 5.17.0 (torch 2.11.0, CUDA 13.0)", "| " + tiny + " (baseline) | fp16 | 1 | 94.1 | 20.0 | 100.0 | 4.71× | 0.94× | 20.00 | 40.00 | 30.00 |",
+		"| " + model + " | w4a8 | 32 | 3555.6 | – | – | – | – |"} {
+		if code != 0 || !strings.Contains(out, w) {
+			t.Errorf("table lacks %q:\n%s", w, out)
+		}
+	}
+
+	// Other lengths, or not the script's output: refused before the run.
+	for _, c := range []struct{ file, want string }{
+		{strings.ReplaceAll(hfJSON, `"prompt": 16`, `"prompt": 1024`), "row 0 measured prompt 1024 and gen 4; this run has --prompt 16 --gen 4"},
+		{`{"ok": true, "rows": []}`, "not the output of runtime/bench/hf_baseline.py"},
+		{`[1, 2]`, "--hf"},
+		{strings.Replace(hfJSON, `"decode_tokens_per_s": 20`, `"decode_tokens_per_s": 0`, 1), "row 0: mode \"eager\", batch 1, decode_tokens_per_s 0"},
+	} {
+		os.WriteFile(hf, []byte(c.file), 0o644)
+		code, _, errOut := runCLI(t, "", args...)
+		if code != exitBadInput || !strings.Contains(errOut, c.want) {
+			t.Errorf("exit %d, stderr lacks %q: %s", code, c.want, errOut)
+		}
+	}
+}

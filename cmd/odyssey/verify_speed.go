@@ -350,6 +350,7 @@ func runVerifySpeed(ctx context.Context, g *globalOptions, o *verifySpeedOptions
 			if err := writeFileAtomic(f.path, f.data, o.force); err != nil {
 				return err
 			}
+			fmt.Fprintf(g.errOut, "odyssey: wrote %s\n", f.path)
 		}
 	}
 	if o.asJSON {
@@ -603,7 +604,7 @@ func printSpeedMarkdown(w io.Writer, r *speedReport) error {
 		} else {
 			meas = gl.Note
 		}
-		met := "no"
+		met := "–"
 		if gl.Met {
 			met = "yes"
 		} else if gl.Measured != nil {

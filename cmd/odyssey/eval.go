@@ -127,7 +127,8 @@ func loadForEvalChecked(g *globalOptions, dir string, o *evalDataOptions, fits f
 
 // openForEval opens a checkpoint or a quantized artifact (see package artifact) without
 // reading its weights: the configuration (which must be supported), the tensor index and the
-// tokenizer, with check's refusals (o nil: no tokenizer needed). odyssey verify stops here and hands the folder to the GPU.
+// tokenizer, with check's refusals (o nil: no tokenizer needed). odyssey verify stops here
+// and hands the folder to the GPU.
 func openForEval(g *globalOptions, dir string, o *evalDataOptions, fits func(*hf.Config) error) (*loadedModel, error) {
 	path, cleanup, err := openModelPath(g, dir)
 	if err != nil {

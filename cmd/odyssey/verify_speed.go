@@ -155,7 +155,7 @@ func checkResultPath(p string, force bool) error {
 }
 
 // speedModel is one model of the run: its folder as the user named it and as the runtime
-// got it (a bundle's extraction), and its configuration.
+// gets it (a bundle's extraction), held open (and a bundle's extraction kept) until close.
 type speedModel struct {
 	dir, path string
 	close     func()

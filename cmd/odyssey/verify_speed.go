@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -390,6 +391,23 @@ func (r *speedReport) addHF(h *hfBaseline) {
 	}
 }
 
+// checkoutCommit is the commit of the checkout in the working directory, for a binary built
+// without VCS stamping (-buildvcs=false, go run in some setups): the results must say what
+// code they measured. "" when git or a checkout is not there.
+func checkoutCommit() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "git", "rev-parse", "--short=12", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	c := strings.TrimSpace(string(out))
+	if st, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+		c += "+modified"
+	}
+	return c
+}
+
 func btoi(b bool) int {
 	if b {
 		return 1
@@ -413,6 +431,8 @@ func newSpeedReport(o *verifySpeedOptions, batches []int, m, base *speedModel, a
 		if v.Modified {
 			rep.Commit += "+modified"
 		}
+	} else {
+		rep.Commit = checkoutCommit()
 	}
 	// Each row belongs to the model or the baseline by the folder the runtime was given.
 	baseRow := map[int]*gpu.SpeedRow{}

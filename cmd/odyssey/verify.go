@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"text/tabwriter"
 	"time"
@@ -40,6 +42,9 @@ type verifyPPLOptions struct {
 	kvInt8     bool
 	compareCPU bool
 	tolerance  float64
+	golden     string
+	goldenName string
+	goldenTol  float64
 	evalDataOptions
 }
 
@@ -55,7 +60,11 @@ of every window the GPU returns. The JSON has eval ppl's shape plus the GPU, the
 and the executor path (fp16, w4a8, w4a16, w8a8 or mixed).
 
 --compare-cpu also runs eval ppl on the same windows on the CPU and reports the relative
-difference of the two perplexities; beyond --tolerance (default 0.2%) the command exits 1.`,
+difference of the two perplexities; beyond --tolerance (default 0.2%) the command exits 1.
+
+--golden compares with a golden perplexity file (../shared/golden/ppl.json: PyTorch's, per
+model, text and L): the entry of the model named by the folder (or --golden-model), the same
+text (by sha256) and L; beyond --golden-tolerance (default 0.05%) the command exits 1.`,
 		Example: "  odyssey verify ppl --model /tmp/tiny-w4a8 --data testdata/text/sample.txt --seq-len 256 --compare-cpu\n" +
 			"  odyssey verify ppl --model ../shared/models/small-llama --data ../shared/data/wikitext2/wiki.test.raw --json",
 		Args: cobra.NoArgs,
@@ -73,6 +82,9 @@ difference of the two perplexities; beyond --tolerance (default 0.2%) the comman
 	f.BoolVar(&o.kvInt8, "kv-int8", false, "run attention over an int8 KV cache (if the runtime has one)")
 	f.BoolVar(&o.compareCPU, "compare-cpu", false, "also run eval ppl on the CPU on the same windows and compare")
 	f.Float64Var(&o.tolerance, "tolerance", 0.002, "with --compare-cpu, the largest relative difference of the perplexities accepted")
+	f.StringVar(&o.golden, "golden", "", "a golden perplexity file (../shared/golden/ppl.json) to compare with")
+	f.StringVar(&o.goldenName, "golden-model", "", "the model's name in --golden (default: the --model folder's name)")
+	f.Float64Var(&o.goldenTol, "golden-tolerance", 0.0005, "with --golden, the largest relative difference accepted")
 	_ = cmd.MarkFlagRequired("model")
 	o.register(cmd)
 	f.Lookup("batch").Usage = "windows per forward pass on the GPU (0: the runtime's default); also the CPU's with --compare-cpu"
@@ -85,6 +97,12 @@ func (o *verifyPPLOptions) validate() error {
 	}
 	if !(o.tolerance > 0) || math.IsInf(o.tolerance, 0) {
 		return usageErrorf("--tolerance must be a positive fraction (0.002 is 0.2%%), got %v", o.tolerance)
+	}
+	if !(o.goldenTol > 0) || math.IsInf(o.goldenTol, 0) {
+		return usageErrorf("--golden-tolerance must be a positive fraction (0.0005 is 0.05%%), got %v", o.goldenTol)
+	}
+	if o.goldenName != "" && o.golden == "" {
+		return usageErrorf("--golden-model names the model in a --golden file; give --golden FILE too")
 	}
 	if o.seqLen > gpu.MaxTokensSeqLen {
 		return usageErrorf("--seq-len %d is beyond the executor's %d tokens per window", o.seqLen, gpu.MaxTokensSeqLen)
@@ -125,6 +143,8 @@ type verifyPPLReport struct {
 	RuntimeVersion string  `json:"runtime_version"`
 	// CPU is eval ppl on the same windows, with --compare-cpu.
 	CPU *cpuComparison `json:"cpu,omitempty"`
+	// Golden is the golden perplexity compared with, with --golden.
+	Golden *goldenRef `json:"golden,omitempty"`
 }
 
 // cpuComparison is the CPU's perplexity of the same windows and how far the GPU's is from it.
@@ -156,6 +176,17 @@ func runVerifyPPL(ctx context.Context, g *globalOptions, o *verifyPPLOptions) er
 	windows, total, err := eval.ScoredWindows(stream, o.evalOptions())
 	if err != nil {
 		return badInput(err)
+	}
+	var golden *goldenRef
+	if o.golden != "" {
+		name := o.goldenName
+		if name == "" {
+			name = filepath.Base(filepath.Clean(o.model))
+		}
+		if golden, err = findGolden(o.golden, name, o.data, o.seqLen, len(windows), total); err != nil {
+			return err
+		}
+		golden.Tolerance = o.goldenTol
 	}
 	tokens, removeTokens, err := writeTokensFile(windows, lm.cfg.VocabSize)
 	if err != nil {
@@ -190,6 +221,11 @@ func runVerifyPPL(ctx context.Context, g *globalOptions, o *verifyPPLOptions) er
 	rep := verifyPPLReport{Model: o.model, Data: o.data, PPLResult: res, Device: "cuda", Path: ans.Path, Arch: ans.Arch,
 		Batch: ans.Batch, KVInt8: o.kvInt8, GPU: ans.GPU, RuntimeVersion: ans.RuntimeVersion}
 
+	if golden != nil {
+		golden.RelativeDifference = (res.PPL - golden.PPL) / golden.PPL
+		golden.Met = math.Abs(golden.RelativeDifference) <= golden.Tolerance
+		rep.Golden = golden
+	}
 	if o.compareCPU {
 		if rep.CPU, err = compareOnCPU(ctx, g, o, lm, stream, res); err != nil {
 			return err
@@ -203,9 +239,17 @@ func runVerifyPPL(ctx context.Context, g *globalOptions, o *verifyPPLOptions) er
 	if err != nil {
 		return err
 	}
+	var missed []string
 	if c := rep.CPU; c != nil && !c.Met {
-		return &exitError{code: exitFailure, err: fmt.Errorf("the GPU perplexity %.6g differs from the CPU's %.6g by %+.3f%%, beyond the tolerance of %.3g%%",
-			res.PPL, c.PPL, 100*c.RelativeDifference, 100*c.Tolerance)}
+		missed = append(missed, fmt.Sprintf("the GPU perplexity %.6g differs from the CPU's %.6g by %+.3f%%, beyond the tolerance of %.3g%%",
+			res.PPL, c.PPL, 100*c.RelativeDifference, 100*c.Tolerance))
+	}
+	if gr := rep.Golden; gr != nil && !gr.Met {
+		missed = append(missed, fmt.Sprintf("the GPU perplexity %.6g differs from the golden %.6g (%s) by %+.3f%%, beyond the tolerance of %.3g%%",
+			res.PPL, gr.PPL, gr.Entry, 100*gr.RelativeDifference, 100*gr.Tolerance))
+	}
+	if len(missed) > 0 {
+		return &exitError{code: exitFailure, err: errors.New(strings.Join(missed, "; "))}
 	}
 	return nil
 }
@@ -321,6 +365,14 @@ func printVerifyPPL(w io.Writer, rt string, r *verifyPPLReport) error {
 		fmt.Fprintf(tw, "CPU perplexity\t%.4f (eval ppl, %.1f s)\n", c.PPL, c.Seconds)
 		fmt.Fprintf(tw, "GPU vs CPU\t%+.4f%% (%s the tolerance of %.3g%%); largest window NLL difference %.4f%%\n",
 			100*c.RelativeDifference, verdict, 100*c.Tolerance, 100*c.MaxWindowRelativeDifference)
+	}
+	if gr := r.Golden; gr != nil {
+		verdict := "within"
+		if !gr.Met {
+			verdict = "BEYOND"
+		}
+		fmt.Fprintf(tw, "golden perplexity\t%.4f (%s %s, %d windows)\n", gr.PPL, gr.Model, gr.Entry, gr.Windows)
+		fmt.Fprintf(tw, "GPU vs golden\t%+.4f%% (%s the tolerance of %.3g%%)\n", 100*gr.RelativeDifference, verdict, 100*gr.Tolerance)
 	}
 	return tw.Flush()
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -103,6 +104,7 @@ type verifyPPLJSON struct {
 	Batch           int       `json:"batch"`
 	GPU             gpu.GPU   `json:"gpu"`
 	RuntimeVersion  string    `json:"runtime_version"`
+	goldenRef       *goldenRef
 	CPU             *struct {
 		PPL                         float64   `json:"ppl"`
 		NLLPerWindow                []float64 `json:"nll_per_window"`
@@ -351,5 +353,95 @@ func TestVerifyPPLArtifact(t *testing.T) {
 	}
 	if r.Path != "w4a8" || r.PPL != e.PPL || r.CPU == nil || r.CPU.PPL != e.PPL || r.CPU.RelativeDifference != 0 || !r.CPU.Met {
 		t.Errorf("verify %+v (cpu %+v), eval ppl ppl %v", r, r.CPU, e.PPL)
+	}
+}
+
+// TestVerifyPPLGolden: --golden picks the entry of the model, the text (by sha256) and L,
+// float16 for a run of every window and the float32 entry's NLLs for the first
+// --max-windows; beyond --golden-tolerance the command exits 1, the report still printed.
+func TestVerifyPPLGolden(t *testing.T) {
+	rt, _, _ := fakeRT(t, "hash")
+	const l = 64
+	all, _, total := sampleWindows(t, l, 1<<30)
+	var sum float64
+	nll := make([]float64, total)
+	for i, w := range all {
+		nll[i] = fakeNLL(w) * 1.01 // the float32 entry: 1% off
+		sum += fakeNLL(w)
+	}
+	fullPPL := math.Exp(sum / float64(total*(l-1)))
+	text, _ := os.ReadFile(sample)
+	sha := fmt.Sprintf("%x", sha256.Sum256(text))
+	golden := map[string]any{
+		"tiny-llama": map[string]any{"model": "tiny-llama", "results": map[string]any{
+			"sample/L64/float16": map[string]any{"ppl": fullPPL * 1.0003, "windows": total, "tokens_scored": total * (l - 1), "text_sha256": sha, "L": l},
+			"sample/L64/float32": map[string]any{"ppl": 0, "windows": total, "nll_per_window": nll, "text_sha256": sha, "L": l},
+			"other/L64/float16":  map[string]any{"ppl": 1, "windows": total, "text_sha256": "00", "L": l},
+		}},
+		"small-llama": map[string]any{"results": map[string]any{}},
+	}
+	gf := filepath.Join(t.TempDir(), "ppl.json")
+	b, _ := json.Marshal(golden)
+	os.WriteFile(gf, b, 0o644)
+	run := func(extra ...string) (int, verifyPPLJSON, string) {
+		args := append([]string{"verify", "ppl", "--model", tiny, "--data", sample, "--seq-len", "64", "--runtime", rt, "--golden", gf, "--json"}, extra...)
+		code, out, errOut := runCLI(t, "", args...)
+		var r struct {
+			verifyPPLJSON
+			Golden *goldenRef `json:"golden"`
+		}
+		if out != "" {
+			if err := json.Unmarshal([]byte(out), &r); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			if r.Golden == nil {
+				t.Fatalf("no golden in %s", out)
+			}
+			r.verifyPPLJSON.goldenRef = r.Golden
+		}
+		return code, r.verifyPPLJSON, errOut
+	}
+
+	code, r, errOut := run()
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	g := r.goldenRef
+	if g.Entry != "sample/L64/float16" || g.Model != "tiny-llama" || g.Windows != total || g.PPL != fullPPL*1.0003 ||
+		!near(g.RelativeDifference, (r.PPL-g.PPL)/g.PPL) || !g.Met || g.Tolerance != 0.0005 || math.Abs(g.RelativeDifference) < 1e-4 {
+		t.Errorf("golden %+v (ppl %v)", g, r.PPL)
+	}
+
+	// The first 5 windows: the float32 entry's NLLs, 1% above the runtime's.
+	code, r, errOut = run("--max-windows", "5")
+	var s5 float64
+	for _, v := range nll[:5] {
+		s5 += v
+	}
+	if g := r.goldenRef; code != exitFailure || g == nil || g.Entry != "sample/L64/float32" || g.Windows != 5 || !near(g.PPL, math.Exp(s5/float64(5*(l-1)))) || g.Met ||
+		!strings.Contains(errOut, "differs from the golden") || !strings.Contains(errOut, "sample/L64/float32") {
+		t.Errorf("5 windows: exit %d, %+v: %s", code, g, errOut)
+	}
+
+	// By another name; refusals before the runtime runs.
+	if code, _, errOut := runCLI(t, "", "verify", "ppl", "--model", linkModel(t), "--data", sample, "--seq-len", "64", "--runtime", rt,
+		"--golden", gf, "--golden-model", "tiny-llama"); code != 0 {
+		t.Errorf("--golden-model: exit %d: %s", code, errOut)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--model", linkModel(t), "--golden", gf}, exitBadInput, `has no model "tiny-copy" (it has: small-llama, tiny-llama; name it with --golden-model)`},
+		{[]string{"--model", tiny, "--seq-len", "32", "--golden", gf}, exitBadInput, "no entry for tiny-llama on sample.txt (sha256 " + sha[:12] + "…) at L = 32"},
+		{[]string{"--model", tiny, "--golden-model", "x"}, exitUsage, "give --golden FILE too"},
+		{[]string{"--model", tiny, "--golden", gf, "--golden-tolerance", "-1"}, exitUsage, "--golden-tolerance must be a positive fraction"},
+		{[]string{"--model", tiny, "--golden", filepath.Join(t.TempDir(), "none.json")}, exitBadInput, "--golden: open"},
+	} {
+		code, out, errOut := runCLI(t, "", append([]string{"verify", "ppl", "--data", sample, "--runtime", rt}, c.args...)...)
+		if code != c.code || out != "" || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d (want %d), stderr lacks %q: %s", c.args, code, c.code, c.want, errOut)
+		}
 	}
 }

@@ -34,22 +34,36 @@ func (o *Options) plan(m *model.Model, stream []int) (windows [][]int, total, ba
 	if o.SeqLen > m.Config.MaxPositionEmbeddings && !o.Force {
 		return nil, 0, 0, fmt.Errorf("eval: sequence length %d exceeds the model's max_position_embeddings %d (use Force to run anyway)", o.SeqLen, m.Config.MaxPositionEmbeddings)
 	}
-	if o.MaxWindows < 0 || o.BatchWindows < 0 {
-		return nil, 0, 0, fmt.Errorf("eval: MaxWindows %d and BatchWindows %d must not be negative", o.MaxWindows, o.BatchWindows)
+	if o.BatchWindows < 0 {
+		return nil, 0, 0, fmt.Errorf("eval: BatchWindows %d must not be negative", o.BatchWindows)
 	}
-	windows, err = Windows(stream, o.SeqLen)
+	windows, total, err = ScoredWindows(stream, *o)
 	if err != nil {
 		return nil, 0, 0, err
-	}
-	total = len(windows)
-	if o.MaxWindows > 0 && o.MaxWindows < len(windows) {
-		windows = windows[:o.MaxWindows]
 	}
 	batch = o.BatchWindows
 	if batch == 0 {
 		batch = max(1, 1024/o.SeqLen)
 	}
 	return windows, total, batch, nil
+}
+
+// ScoredWindows returns the windows Perplexity and KL score on stream with o (SeqLen and
+// MaxWindows) and the number of windows the data holds. The GPU executor is handed exactly
+// these (odyssey verify ppl), so that its perplexity is comparable with the CPU's.
+func ScoredWindows(stream []int, o Options) (windows [][]int, total int, err error) {
+	if o.MaxWindows < 0 {
+		return nil, 0, fmt.Errorf("eval: MaxWindows %d must not be negative", o.MaxWindows)
+	}
+	windows, err = Windows(stream, o.SeqLen)
+	if err != nil {
+		return nil, 0, err
+	}
+	total = len(windows)
+	if o.MaxWindows > 0 && o.MaxWindows < len(windows) {
+		windows = windows[:o.MaxWindows]
+	}
+	return windows, total, nil
 }
 
 // PPLResult is a perplexity measurement, shaped like the golden references' entries.

@@ -182,6 +182,11 @@ type RunOptions struct {
 	// Stderr, if set, receives the runtime's stderr as it is written (its progress and
 	// human-readable text), besides the tail kept for error messages.
 	Stderr io.Writer
+	// Progress, if set, is called with each `progress <done> <total>` line of the runtime's
+	// stderr (docs/executor.md) as it arrives. Those lines then go neither to Stderr nor to
+	// the tail kept for error messages: the caller draws them, and a long run's thousands of
+	// them would push the error itself out of the tail.
+	Progress func(done, total int64)
 	// WaitDelay bounds how long Run waits for the output pipes to close after the process was
 	// killed (a grandchild may hold them); 0 means 2 s.
 	WaitDelay time.Duration
@@ -244,12 +249,20 @@ func RunWith(ctx context.Context, opts RunOptions, path string, args ...string) 
 	stdout := &boundedBuffer{limit: MaxOutput, onOverflow: cancel}
 	tail := &tailBuffer{max: stderrTail}
 	cmd.Stdout = stdout
+	var errSink io.Writer = tail
 	if opts.Stderr != nil {
-		cmd.Stderr = io.MultiWriter(tail, opts.Stderr)
-	} else {
-		cmd.Stderr = tail
+		errSink = io.MultiWriter(tail, opts.Stderr)
 	}
+	var lines *progressLines
+	if opts.Progress != nil {
+		lines = &progressLines{out: errSink, progress: opts.Progress}
+		errSink = lines
+	}
+	cmd.Stderr = errSink
 	runErr := cmd.Run()
+	if lines != nil {
+		lines.Flush() // a last line without a newline
+	}
 	code := -1
 	if cmd.ProcessState != nil {
 		code = cmd.ProcessState.ExitCode()

@@ -78,11 +78,15 @@ func (o *evalDataOptions) evalOptions() eval.Options {
 	return eval.Options{SeqLen: o.seqLen, MaxWindows: o.maxWindows, BatchWindows: o.batch, Force: o.force}
 }
 
-// loadedModel is a model ready to evaluate, with the tokenizer it was trained with.
+// loadedModel is a model ready to evaluate, with the tokenizer it was trained with. Opened
+// (openForEval) it has its configuration and tokenizer; loaded (loadWeights) its weights too.
 type loadedModel struct {
-	dir     string
+	dir string
+	// path is the folder the model is read from: dir, or a bundle's extraction.
+	path    string
 	cfg     hf.Config
 	hf      *hf.Model
+	art     *artifact.Artifact
 	model   *model.Model
 	tok     *tokenizer.Tokenizer
 	cleanup func()
@@ -91,6 +95,9 @@ type loadedModel struct {
 func (l *loadedModel) Close() {
 	if l.hf != nil {
 		l.hf.Close()
+	}
+	if l.art != nil {
+		l.art.Close()
 	}
 	if l.cleanup != nil {
 		l.cleanup()
@@ -107,50 +114,62 @@ func loadForEval(g *globalOptions, dir string, o *evalDataOptions) (*loadedModel
 // configuration before any weight is read: a command whose flags must fit the model's
 // dimensions fails in milliseconds, not after loading it.
 func loadForEvalChecked(g *globalOptions, dir string, o *evalDataOptions, fits func(*hf.Config) error) (*loadedModel, error) {
-	path, cleanup, err := openModelPath(g, dir)
+	l, err := openForEval(g, dir, o, fits)
 	if err != nil {
 		return nil, err
 	}
-	if artifact.IsArtifact(path) {
-		return loadArtifactForEval(dir, path, cleanup, o, fits)
-	}
-	hm, err := hf.Load(path)
-	if err != nil {
-		cleanup()
-		return nil, badInput(err)
-	}
-	l := &loadedModel{dir: dir, cfg: hm.Config, hf: hm, cleanup: cleanup}
-	if err := l.check(hm.TokenizerPath, o, fits); err != nil {
+	if err := l.loadWeights(); err != nil {
 		l.Close()
 		return nil, err
-	}
-	if l.model, err = model.Load(hm); err != nil {
-		l.Close()
-		return nil, badInput(err)
 	}
 	return l, nil
 }
 
-// loadArtifactForEval loads a quantized artifact (see package artifact): its quantized
-// linears compute the W4A8 reference arithmetic, so CPU numbers can be compared with the
-// GPU kernel's and with the fake-quantized model's.
-func loadArtifactForEval(dir, path string, cleanup func(), o *evalDataOptions, fits func(*hf.Config) error) (*loadedModel, error) {
-	a, err := artifact.Open(path)
+// openForEval opens a checkpoint or a quantized artifact (see package artifact) without
+// reading its weights: the configuration (which must be supported), the tensor index and the
+// tokenizer, with check's refusals (o nil: no tokenizer needed). odyssey verify stops here
+// and hands the folder to the GPU.
+func openForEval(g *globalOptions, dir string, o *evalDataOptions, fits func(*hf.Config) error) (*loadedModel, error) {
+	path, cleanup, err := openModelPath(g, dir)
 	if err != nil {
-		cleanup()
-		return nil, badInput(err)
+		return nil, err
 	}
-	defer a.Close() // LoadModel copies what it needs
-	l := &loadedModel{dir: dir, cfg: a.Config, cleanup: cleanup}
-	if err := l.check(a.TokenizerPath, o, fits); err != nil {
+	l := &loadedModel{dir: dir, path: path, cleanup: cleanup}
+	tokPath := ""
+	if artifact.IsArtifact(path) {
+		if l.art, err = artifact.Open(path); err != nil {
+			l.Close()
+			return nil, badInput(err)
+		}
+		l.cfg, tokPath = l.art.Config, l.art.TokenizerPath
+	} else {
+		if l.hf, err = hf.Load(path); err != nil {
+			l.Close()
+			return nil, badInput(err)
+		}
+		l.cfg, tokPath = l.hf.Config, l.hf.TokenizerPath
+	}
+	if err := l.check(tokPath, o, fits); err != nil {
 		l.Close()
 		return nil, err
 	}
-	if l.model, err = a.LoadModel(); err != nil {
-		l.Close()
-		return nil, badInput(err)
-	}
 	return l, nil
+}
+
+// loadWeights converts an opened model's weights to the CPU forward pass's: a quantized
+// artifact's quantized linears compute the W4A8 reference arithmetic, so CPU numbers can be
+// compared with the GPU kernel's and with the fake-quantized model's.
+func (l *loadedModel) loadWeights() error {
+	var err error
+	if l.art != nil {
+		l.model, err = l.art.LoadModel()
+		// LoadModel copies what it needs.
+		l.art.Close()
+		l.art = nil
+	} else {
+		l.model, err = model.Load(l.hf)
+	}
+	return badInput(err)
 }
 
 // check refuses, before any weight is read, a model without a tokenizer, too short a
@@ -161,6 +180,9 @@ func (l *loadedModel) check(tokPath string, o *evalDataOptions, fits func(*hf.Co
 		if err := fits(&l.cfg); err != nil {
 			return err
 		}
+	}
+	if o == nil { // no text to run (verify speed: random prompt ids)
+		return nil
 	}
 	if tokPath == "" {
 		return badInput(fmt.Errorf("model %s has no tokenizer.json; evaluation needs the model's tokenizer", l.dir))

@@ -67,6 +67,7 @@ model and checks it: perplexity and KL divergence on CPU, speed on a GPU.`,
 		newQuantizeCmd(g),
 		newRuntimeCmd(g),
 		newBenchCmd(g),
+		newVerifyCmd(g),
 		newSimCmd(g),
 	)
 	// --cpuprofile is for the developers measuring quantize's throughput; it is hidden

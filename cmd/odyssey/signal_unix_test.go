@@ -105,3 +105,25 @@ func TestSecondSignalExits(t *testing.T) {
 		t.Errorf("left behind: %v", m)
 	}
 }
+
+// Ctrl-C during verify ppl kills the runtime, exits 130 and removes the tokens file.
+func TestVerifyPPLInterrupted(t *testing.T) {
+	rt, argsFile, _ := fakeRT(t, "hang")
+	go func() {
+		// The fake writes its arguments once started; then it hangs.
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			if _, err := os.Stat(argsFile); err == nil {
+				syscall.Kill(os.Getpid(), syscall.SIGINT)
+				return
+			}
+		}
+	}()
+	start := time.Now()
+	code, _, errOut := runCLI(t, "", "verify", "ppl", "--model", tiny, "--data", sample, "--seq-len", "64", "--runtime", rt)
+	if code != exitInterrupted || !strings.Contains(errOut, "stopped by SIGINT") || time.Since(start) > 20*time.Second {
+		t.Errorf("exit %d after %v: %s", code, time.Since(start), errOut)
+	}
+	if left := tmpLeft(t); len(left) != 0 {
+		t.Errorf("left in $TMPDIR: %v", left)
+	}
+}

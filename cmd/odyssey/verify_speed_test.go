@@ -1,0 +1,281 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// linkModel makes a second folder holding tiny-llama's files, so a test has a model and a
+// baseline that are different folders.
+func linkModel(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "tiny-copy")
+	os.Mkdir(dir, 0o755)
+	for _, f := range []string{"config.json", "model.safetensors", "tokenizer.json"} {
+		if err := os.Symlink(filepath.Join(tiny, f), filepath.Join(dir, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+type speedJSON struct {
+	OK        bool                  `json:"ok"`
+	Model     string                `json:"model"`
+	Baseline  string                `json:"baseline"`
+	Batches   []int                 `json:"batches"`
+	Prompt    int                   `json:"prompt"`
+	Gen       int                   `json:"gen"`
+	Repeats   int                   `json:"repeats"`
+	CopyGBps  float64               `json:"copy_gbps"`
+	CUDA      string                `json:"cuda_runtime"`
+	RTVersion string                `json:"runtime_version"`
+	Date      string                `json:"date"`
+	Rows      []map[string]any      `json:"rows"`
+	Goals     []speedGoal           `json:"goals"`
+	GPUName   struct{ Name string } `json:"gpu"`
+}
+
+// TestVerifySpeed: the flags reach the runtime, its rows are passed through with the role
+// and the ratios to the baseline at the same batch size, the goals follow from the rows
+// (the fake's figures: fp16 at 75% of its floor, w4a8 at 50%, w4a8 decode 10/3 = 3.33× fp16
+// and prefill 20/15 = 1.33×), and the results files are written once, replaced only with --force.
+func TestVerifySpeed(t *testing.T) {
+	rt, argsFile, _ := fakeRT(t, "speed")
+	model := linkModel(t)
+	dir := t.TempDir()
+	outJSON, outMD := filepath.Join(dir, "e2e.json"), filepath.Join(dir, "e2e.md")
+	args := []string{"verify", "speed", "--model", model, "--baseline", tiny, "--batch", "1,8,32", "--prompt", "16", "--gen", "4",
+		"--repeats", "3", "--runtime", rt, "--out", outJSON, "--md", outMD}
+	code, out, errOut := runCLI(t, "", append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	fa := readFakeArgs(argsFile)
+	// The last run is `info`, for the CUDA version of the results file.
+	if len(fa) != 1 || fa[0] != "info" {
+		t.Errorf("last runtime call %q, want info", fa)
+	}
+	var r speedJSON
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !r.OK || r.Model != model || r.Baseline != tiny || len(r.Batches) != 3 || r.Prompt != 16 || r.Gen != 4 || r.Repeats != 3 ||
+		r.CopyGBps != 4080 || r.CUDA != "13.0" || r.RTVersion != "0.9.0-fake" || r.Date == "" || len(r.Rows) != 6 {
+		t.Fatalf("report %+v", r)
+	}
+	for i, row := range r.Rows {
+		role, b := row["role"], row["batch"].(float64)
+		wantRole, wantModel := "baseline", tiny
+		if i >= 3 {
+			wantRole, wantModel = "model", model
+		}
+		if role != wantRole || row["model"] != wantModel || row["extra_runtime_field"] != "kept" {
+			t.Errorf("row %d: %v", i, row)
+		}
+		dec, pre := row["decode_speedup_vs_baseline"], row["prefill_speedup_vs_baseline"]
+		if wantRole == "baseline" {
+			if dec != nil || pre != nil {
+				t.Errorf("baseline row %d has ratios: %v", i, row)
+			}
+			continue
+		}
+		if d := dec.(float64); !near(d, 10.0/3) {
+			t.Errorf("batch %v: decode speed-up %v, want 3.333", b, d)
+		}
+		if p := pre.(float64); !near(p, 20.0/15) {
+			t.Errorf("batch %v: prefill speed-up %v, want 1.333", b, p)
+		}
+	}
+	type g struct {
+		name     string
+		target   float64
+		measured float64 // NaN: not measured
+		met      bool
+	}
+	want := []g{
+		{"FP16 decode, batch 1: fraction of the memory floor", 0.70, 0.75, true},
+		{"W4A8 decode, batch 1: fraction of its own memory floor", 0.60, 0.5, false},
+		{"W4A8 decode tokens/s vs FP16, batch 1", 2.5, 10.0 / 3, true},
+		{"W4A8 decode tokens/s vs FP16, batch 8", 2.5, 10.0 / 3, true},
+		{"W4A8 prefill (time to first token) vs FP16, batch 1", 1.5, 20.0 / 15, false},
+		{"W4A8 prefill (time to first token) vs FP16, batch 8", 1.5, 20.0 / 15, false},
+	}
+	if len(r.Goals) != len(want) {
+		t.Fatalf("goals %+v", r.Goals)
+	}
+	for i, w := range want {
+		gl := r.Goals[i]
+		if gl.Name != w.name || gl.Target != w.target || gl.Measured == nil || !near(*gl.Measured, w.measured) || gl.Met != w.met {
+			t.Errorf("goal %d: %+v, want %+v", i, gl, w)
+		}
+	}
+	// --out holds the same object; --md the table printed without --json.
+	b, err := os.ReadFile(outJSON)
+	if err != nil || string(b) != out {
+		t.Errorf("--out differs from --json output (%v)", err)
+	}
+	md, err := os.ReadFile(outMD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{"| " + tiny + " (baseline) | fp16 | 8 | 160.00 | 533.3 | 15.000 | 11.250 | 75% | 4.7 GiB | – | – |",
+		"| " + model + " | w4a8 | 32 | 480.00 | 3555.6 | 9.000 | 4.500 | 50% | 4.7 GiB | 3.33× | 1.33× |",
+		"| W4A8 decode, batch 1: fraction of its own memory floor | ≥ 60% | 50% | **no** (83% of the target) |",
+		"| W4A8 decode tokens/s vs FP16, batch 8 | ≥ 2.50× | 3.33× | yes |",
+		"NVIDIA H200 (fake)", "CUDA 13.0", "copy bandwidth 4080 GB/s", "Prompt 16 tokens, 4 generated; median of 3 runs"} {
+		if !strings.Contains(string(md), w) {
+			t.Errorf("markdown lacks %q:\n%s", w, md)
+		}
+	}
+
+	// The results exist: refused before the run, and left as they were.
+	os.WriteFile(outMD, []byte("earlier"), 0o644)
+	os.Remove(argsFile)
+	code, _, errOut = runCLI(t, "", args...)
+	if code != exitExists || !strings.Contains(errOut, "already exists (add --force") {
+		t.Errorf("existing results: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(argsFile); err == nil {
+		t.Error("the runtime ran although the results could not be written")
+	}
+	if b, _ := os.ReadFile(outMD); string(b) != "earlier" {
+		t.Error("the markdown was replaced without --force")
+	}
+	code, out, errOut = runCLI(t, "", append(args, "--force")...)
+	if b, _ := os.ReadFile(outMD); code != 0 || string(b) != out {
+		t.Errorf("--force: exit %d, markdown %q, stdout %q: %s", code, b, out, errOut)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Errorf("the results folder holds %d entries (temporary files left?)", len(ents))
+	}
+}
+
+// TestVerifySpeedNoBaseline: without a baseline the ratio goals are listed as not measured.
+func TestVerifySpeedNoBaseline(t *testing.T) {
+	rt, argsFile, _ := fakeRT(t, "speed")
+	code, out, errOut := runCLI(t, "", "verify", "speed", "--model", tiny, "--runtime", rt, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	fa := readFakeArgs(argsFile)
+	if strings.Join(fa, " ") != "speed --model "+tiny+" --batch 1,8,16,32,64 --prompt 1024 --gen 128 --repeats 5" {
+		t.Errorf("runtime arguments %q", fa)
+	}
+	var r speedJSON
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Rows) != 5 || len(r.Goals) != 4 {
+		t.Fatalf("rows %d, goals %+v", len(r.Rows), r.Goals)
+	}
+	for _, gl := range r.Goals[2:] {
+		if gl.Measured != nil || gl.Met || !strings.Contains(gl.Note, "not measured") {
+			t.Errorf("goal %+v", gl)
+		}
+	}
+	if gl := r.Goals[0]; gl.Measured != nil || gl.Met {
+		t.Errorf("FP16 goal without an FP16 row: %+v", gl)
+	}
+}
+
+func TestVerifySpeedBadInput(t *testing.T) {
+	rt, argsFile, _ := fakeRT(t, "speed")
+	dir := t.TempDir()
+	cases := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--baseline", tiny + "/"}, exitUsage, "--model and --baseline are the same folder"},
+		{[]string{"--batch", "1,0"}, exitUsage, `--batch: "0" is not a positive integer`},
+		{[]string{"--batch", "8,8"}, exitUsage, "--batch lists 8 twice"},
+		{[]string{"--batch", ""}, exitUsage, "at least one batch size"},
+		{[]string{"--prompt", "0"}, exitUsage, "--prompt must be at least 1"},
+		{[]string{"--repeats", "0"}, exitUsage, "--repeats must be at least 1"},
+		{[]string{"--out", filepath.Join(dir, "a.json"), "--md", filepath.Join(dir, "a.json")}, exitUsage, "name the same file"},
+		{[]string{"--out", filepath.Join(dir, "no", "a.json")}, exitUsage, "does not exist"},
+		{[]string{"--md", dir}, exitUsage, "is a folder"},
+		{[]string{"--baseline", filepath.Join(dir, "none")}, exitBadInput, "--baseline: stat " + filepath.Join(dir, "none") + ": no such file"},
+		{[]string{"--baseline", dir}, exitBadInput, "--baseline " + dir + " has no config.json"},
+	}
+	for _, c := range cases {
+		os.Remove(argsFile)
+		code, out, errOut := runCLI(t, "", append([]string{"verify", "speed", "--model", tiny, "--runtime", rt}, c.args...)...)
+		if code != c.code || out != "" || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d (want %d), stdout %q, stderr lacks %q: %s", c.args, code, c.code, out, c.want, errOut)
+		}
+		if _, err := os.Stat(argsFile); err == nil {
+			t.Errorf("%v: the runtime ran", c.args)
+		}
+	}
+}
+
+func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+// hfJSON is what runtime/bench/hf_baseline.py prints, for batches 1 and 8 (a batch-32 row
+// that ran out of memory carries only an error).
+const hfJSON = `{"ok": true, "model": "/tmp/7b", "torch": "2.11.0", "transformers": "5.17.0", "cuda": "13.0",
+ "gpu": {"name": "NVIDIA H200"}, "copy_gbps": 4100.0, "rows": [
+ {"model": "/tmp/7b", "path": "hf-fp16-eager", "mode": "eager", "batch": 1, "prompt": 16, "gen": 4, "ttft_ms": 40, "decode_tokens_per_s": 20},
+ {"model": "/tmp/7b", "path": "hf-fp16-eager", "mode": "eager", "batch": 8, "prompt": 16, "gen": 4, "ttft_ms": 300, "decode_tokens_per_s": 140},
+ {"model": "/tmp/7b", "path": "hf-fp16-static", "mode": "static", "batch": 1, "prompt": 16, "gen": 4, "ttft_ms": 30, "decode_tokens_per_s": 100},
+ {"model": "/tmp/7b", "path": "hf-fp16-static", "mode": "static", "batch": 8, "prompt": 16, "gen": 4, "ttft_ms": 200, "decode_tokens_per_s": 400},
+ {"model": "/tmp/7b", "path": "hf-fp16-static", "mode": "static", "batch": 32, "prompt": 16, "gen": 4, "error": "out of GPU memory"}]}`
+
+// TestVerifySpeedHF: --hf adds the speed-ups over HF transformers to the rows and the goal
+// that the FP16 path beats the compiled HF generate at each batch size both measured (the
+// fake's FP16 decodes 1000/10.625 = 94.1 tok/s at batch 1, 8000/15 = 533.3 at batch 8).
+func TestVerifySpeedHF(t *testing.T) {
+	rt, _, _ := fakeRT(t, "speed")
+	model := linkModel(t)
+	hf := filepath.Join(t.TempDir(), "hf.json")
+	os.WriteFile(hf, []byte(hfJSON), 0o644)
+	args := []string{"verify", "speed", "--model", model, "--baseline", tiny, "--batch", "1,8,32", "--prompt", "16", "--gen", "4",
+		"--repeats", "3", "--runtime", rt, "--hf", hf}
+	code, out, errOut := runCLI(t, "", append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var r speedJSON
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatal(err)
+	}
+	fp16b1, w4b8 := r.Rows[0], r.Rows[4]
+	if !near(fp16b1["decode_speedup_vs_hf_static"].(float64), (1000/10.625)/100) || !near(fp16b1["decode_speedup_vs_hf_eager"].(float64), (1000/10.625)/20) ||
+		!near(fp16b1["prefill_speedup_vs_hf_static"].(float64), 30.0/20) || !near(w4b8["decode_speedup_vs_hf_eager"].(float64), (8000/4.5)/140) {
+		t.Errorf("rows %v\n%v", fp16b1, w4b8)
+	}
+	if _, ok := r.Rows[2]["decode_speedup_vs_hf_static"]; ok {
+		t.Errorf("batch 32 compared with a row that ran out of memory: %v", r.Rows[2])
+	}
+	hfGoals := r.Goals[len(r.Goals)-2:]
+	if hfGoals[0].Name != "FP16 decode tokens/s vs HF FP16 generate (static cache, compiled), batch 1" || !near(*hfGoals[0].Measured, 0.94117647058823529) || hfGoals[0].Met ||
+		hfGoals[1].Name != "FP16 decode tokens/s vs HF FP16 generate (static cache, compiled), batch 8" || !near(*hfGoals[1].Measured, (8000.0/15)/400) || !hfGoals[1].Met {
+		t.Errorf("HF goals %+v %+v", hfGoals[0], hfGoals[1])
+	}
+	code, out, _ = runCLI(t, "", args...)
+	for _, w := range []string{"HF transformers 5.17.0 (torch 2.11.0, CUDA 13.0)", "| " + tiny + " (baseline) | fp16 | 1 | 94.1 | 20.0 | 100.0 | 4.71× | 0.94× | 20.00 | 40.00 | 30.00 |",
+		"| " + model + " | w4a8 | 32 | 3555.6 | – | – | – | – |"} {
+		if code != 0 || !strings.Contains(out, w) {
+			t.Errorf("table lacks %q:\n%s", w, out)
+		}
+	}
+
+	// Other lengths, or not the script's output: refused before the run.
+	for _, c := range []struct{ file, want string }{
+		{strings.ReplaceAll(hfJSON, `"prompt": 16`, `"prompt": 1024`), "row 0 measured prompt 1024 and gen 4; this run has --prompt 16 --gen 4"},
+		{`{"ok": true, "rows": []}`, "not the output of runtime/bench/hf_baseline.py"},
+		{`[1, 2]`, "--hf"},
+		{strings.Replace(hfJSON, `"decode_tokens_per_s": 20`, `"decode_tokens_per_s": 0`, 1), "row 0: mode \"eager\", batch 1, decode_tokens_per_s 0"},
+	} {
+		os.WriteFile(hf, []byte(c.file), 0o644)
+		code, _, errOut := runCLI(t, "", args...)
+		if code != exitBadInput || !strings.Contains(errOut, c.want) {
+			t.Errorf("exit %d, stderr lacks %q: %s", code, c.want, errOut)
+		}
+	}
+}

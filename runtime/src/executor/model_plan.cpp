@@ -164,12 +164,16 @@ LinearPlan plan_linear(const SafetensorsCheckpoint& ck, const std::string& name,
 
 const char* linear_module(int index) { return (index >= 0 && index < kNumLinears) ? kModules[index] : "?"; }
 
-ModelPlan plan_model(const std::string& dir, const ModelConfig& cfg, const QuantConfig& quant,
-                     const SafetensorsCheckpoint& ck) {
+void check_runnable(const QuantConfig& quant, const std::string& dir) {
   if (quant.kind == QuantKind::CompressedTensors)
     throw FormatError(dir + ": a compressed-tensors export (format " + quote_for_message(quant.format) +
                       "): its W8A8/W4A8 path (cuBLASLt INT8) is not built in this runtime; evaluate it on the CPU "
                       "with `odyssey eval ppl`, or run the Odyssey artifact it was exported from");
+}
+
+ModelPlan plan_model(const std::string& dir, const ModelConfig& cfg, const QuantConfig& quant,
+                     const SafetensorsCheckpoint& ck) {
+  check_runnable(quant, dir);
   const bool artifact = quant.kind == QuantKind::Odyssey;
   ModelPlan p;
   p.dir = dir;

@@ -63,6 +63,10 @@ struct ModelPlan {
   std::string path;  // what runs: "fp16", "w4a8", "w4a16" or "mixed" (docs/executor.md)
 };
 
+// Refuses what the executor cannot run whatever the tensors (a compressed-tensors export),
+// before any shard is opened.
+void check_runnable(const QuantConfig& quant, const std::string& dir);
+
 // Builds and checks the plan (dtypes, shapes, policies). Throws FormatError naming the file
 // and tensor.
 ModelPlan plan_model(const std::string& dir, const ModelConfig& cfg, const QuantConfig& quant,

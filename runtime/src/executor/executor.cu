@@ -140,6 +140,26 @@ __global__ void advance_kernel(int32_t* pos, int32_t* len, int batch) {
   }
 }
 
+// The W4A16 kernel reads int16 group scales ŝ and applies y = Σ_g ŝ[g,c]·P_g · 16·f_c in fp32.
+// An artifact with float group scales s[g,c] (the w4a16-gptq preset: integer scales buy
+// nothing without int8 activations) is re-expressed per output channel as ratios to the
+// channel's largest scale on 2^15 − 1 steps: ŝ = round(s / s_max · 32767), f_c = s_max /
+// (16 · 32767). Each scale is then off by at most s_max / 65534 (absolute), finer than fp16
+// rounding of the dequantized weights (2^-11 relative) for every group within 1/16 of the
+// channel's largest; the perplexity check against the CPU (docs/executor.md) bounds the rest.
+// gs: float [G, np] (padding zero), out: int16 [G, np] and f32 [np].
+void w4a16_int_scales(const float* gs, int G, int n, int np, int16_t* out, float* f) {
+  for (int c = 0; c < np; c++) {
+    float smax = 0;
+    for (int g = 0; g < G; g++) smax = std::max(smax, gs[(size_t)g * np + c]);
+    f[c] = c < n && smax > 0 ? (float)((double)smax / (16.0 * 32767.0)) : 0.0f;
+    for (int g = 0; g < G; g++) {
+      const double r = smax > 0 ? (double)gs[(size_t)g * np + c] / (double)smax * 32767.0 : 0.0;
+      out[(size_t)g * np + c] = (int16_t)std::lrint(std::min(r, 32767.0));
+    }
+  }
+}
+
 int grid_for(long long n) { return (int)std::max<long long>(1, std::min<long long>((n + 255) / 256, 65535)); }
 
 // ------------------------------------------------------------------ device memory
@@ -414,7 +434,9 @@ void Executor::Impl::build_site(Site& site, const LayerPlan& lp, const std::vect
     } else {
       validate_quantized(first, ck);
       const int G = first.groups;
-      const size_t esz = first.int_scales ? 2 : 4;
+      // W4A16 always takes int16 scales (float ones converted below).
+      const bool convert = g.fmt == WeightFormat::W4A16 && !first.int_scales;
+      const size_t esz = (first.int_scales || convert) ? 2 : 4;
       uint8_t* qw = arena.alloc<uint8_t>((size_t)g.n_total * g.kp / 2, what + ".qweight");
       uint8_t* gs = arena.alloc<uint8_t>((size_t)G * g.n_total * esz, what + ".group_scale");
       float* cs = arena.alloc<float>((size_t)g.n_total, what + ".channel_scale");
@@ -430,10 +452,24 @@ void Executor::Impl::build_site(Site& site, const LayerPlan& lp, const std::vect
         upload(qw + (size_t)off[j] * g.kp / 2, ck.data(tq), tq.nbytes);
         // group_scale [G, Np_j] → columns [off, off + Np_j) of [G, n_total].
         const TensorInfo& tg = ck.get(l.name + ".group_scale");
-        EX_CUDA(cudaMemcpy2D(gs + off[j] * esz, (size_t)g.n_total * esz, ck.data(tg), npj * esz, npj * esz, (size_t)G,
-                             cudaMemcpyHostToDevice));
         const TensorInfo& tc = ck.get(l.name + ".channel_scale");
-        upload(cs + off[j], ck.data(tc), tc.nbytes);
+        const void* gsrc = ck.data(tg);
+        const void* csrc = ck.data(tc);
+        std::vector<float> gf;
+        std::vector<int16_t> gi;
+        std::vector<float> cf;
+        if (convert) {
+          gf.resize((size_t)G * npj);
+          std::memcpy(gf.data(), ck.data(tg), gf.size() * 4);
+          gi.resize(gf.size());
+          cf.resize(npj);
+          w4a16_int_scales(gf.data(), G, l.n, (int)npj, gi.data(), cf.data());
+          gsrc = gi.data();
+          csrc = cf.data();
+        }
+        EX_CUDA(cudaMemcpy2D(gs + off[j] * esz, (size_t)g.n_total * esz, gsrc, npj * esz, npj * esz, (size_t)G,
+                             cudaMemcpyHostToDevice));
+        upload(cs + off[j], csrc, npj * 4);
         if (l.has_bias) {
           std::vector<float> b = to_f32(ck, l.name + ".bias", {l.n});
           upload(bias + off[j], b.data(), b.size() * 4);

@@ -126,8 +126,8 @@ LinearPlan plan_linear(const SafetensorsCheckpoint& ck, const std::string& name,
         break;
       case 3:
         if (scale != 0) tensor_fail(ck, as.name, "nonzero with 16-bit activations, want 0");
-        if (!lp.int_scales)
-          tensor_fail(ck, gs.name, "float group scales with 16-bit activations: the W4A16 kernel reads integer scales only");
+        // Float group scales (the w4a16-gptq preset writes them) are re-expressed for the
+        // W4A16 kernel's integer form at load (executor.cu, w4a16_int_scales).
         lp.format = WeightFormat::W4A16;
         lp.act = ActForm::F16;
         break;

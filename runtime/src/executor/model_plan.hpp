@@ -41,7 +41,8 @@ struct LinearPlan {
   int np = 0, kp = 0;  // packed sizes (quantized): ⌈n/8⌉·8, ⌈k/128⌉·128; Dense16: n, k
   int groups = 0;      // rows G of .group_scale
   int group_size = 0;  // the kernels' group size: Kp/G, or Kp for one group (per channel)
-  bool int_scales = true;  // I16 group scales + alpha_log2 (else F32 group scales)
+  bool int_scales = true;  // I16 group scales + alpha_log2 (else F32 group scales; for W4A16 the
+                           // executor converts them to the kernel's int16 form at load)
   int policy = -1;         // .policy code, -1 for a dense linear
   ActForm act = ActForm::F16;
   float act_scale = 0;     // I8Static: the static scale

@@ -183,7 +183,8 @@ class Arena {
                                " free of " + gib((double)total_b) + " (this executor holds " + gib((double)live_) + ")");
     }
     // Zeroed: padding columns of activation buffers and the split-K workspace must start at 0.
-    EX_CUDA(cudaMemset(p, 0, bytes));
+    // On the executor's stream, so that every later use is ordered after it.
+    EX_CUDA(cudaMemsetAsync(p, 0, bytes, stream));
     sizes_[p] = bytes;
     live_ += bytes;
     peak_ = std::max(peak_, live_);
@@ -198,6 +199,7 @@ class Arena {
     cudaFree(p);
   }
   size_t peak() const { return peak_; }
+  cudaStream_t stream = nullptr;  // where allocations are zeroed
   void reset_peak() { peak_ = live_; }
 
  private:
@@ -316,8 +318,10 @@ struct Executor::Impl {
 
   void load(const std::string& dir);
   void build_site(Site& site, const LayerPlan& lp, const std::vector<int>& lins, const SafetensorsCheckpoint& ck);
+  // On the stream: from pageable memory the call returns once the source is staged, so src
+  // may be freed at once, and the copy is ordered before every kernel that reads dst.
   void upload(void* dst, const void* src, size_t bytes) {
-    if (bytes) EX_CUDA(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    if (bytes) EX_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
   }
   float* upload_f32(const std::vector<float>& v, const std::string& what) {
     float* d = arena.alloc<float>(v.size(), what);
@@ -467,8 +471,8 @@ void Executor::Impl::build_site(Site& site, const LayerPlan& lp, const std::vect
           gsrc = gi.data();
           csrc = cf.data();
         }
-        EX_CUDA(cudaMemcpy2D(gs + off[j] * esz, (size_t)g.n_total * esz, gsrc, npj * esz, npj * esz, (size_t)G,
-                             cudaMemcpyHostToDevice));
+        EX_CUDA(cudaMemcpy2DAsync(gs + off[j] * esz, (size_t)g.n_total * esz, gsrc, npj * esz, npj * esz, (size_t)G,
+                                  cudaMemcpyHostToDevice, stream));
         upload(cs + off[j], csrc, npj * 4);
         if (l.has_bias) {
           std::vector<float> b = to_f32(ck, l.name + ".bias", {l.n});
@@ -521,6 +525,7 @@ void Executor::Impl::load(const std::string& dir) {
   }
 
   EX_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  arena.stream = stream;
   EX_CUBLAS(cublasCreate(&cublas));
   EX_CUBLAS(cublasSetStream(cublas, stream));
   // An explicit workspace, so that cuBLAS never allocates during graph capture.
@@ -561,6 +566,8 @@ void Executor::Impl::load(const std::string& dir) {
       std::fprintf(stderr, "loaded layer %zu/%zu: qkv %zu GEMM(s), gate/up %zu GEMM(s)\n", i + 1, plan.layers.size(),
                    L.qkv.gemms.size(), L.gu.gemms.size());
   }
+
+  EX_CUDA(cudaStreamSynchronize(stream));  // uploads done: the mapped files may close
 
   // Scratch layout: K padding per site; which form slots need which buffers.
   s_qkv.kp = ceil_to(H, 128);
@@ -841,6 +848,7 @@ void Executor::score_windows(const std::int32_t* ids, int batch, int seq_len, do
   if (rows_ll > (1LL << 30)) throw std::invalid_argument("score_windows: batch × L too large");
   const int rows = (int)rows_ll;
   m.ensure_rows(rows);
+  m.ensure_gemm_workspace(rows);  // split-K scratch depends on M: this batch's may be the largest
   m.ensure_attn_workspace(layers::attention_prefill_workspace(batch, seq_len, c.heads, c.head_dim));
   if (m.pos_seq != seq_len) {
     std::vector<int32_t> pos((size_t)m.rows_cap);
@@ -905,6 +913,9 @@ void Executor::setup_generation(int batch, int prompt, int gen) {
   m.prefill_seqs = seqs_per_chunk;
   const int rows = std::max(seqs_per_chunk * prompt, batch);
   m.ensure_rows(rows);
+  // Every M the GEMMs will see: full prefill chunks, the last (partial) one, decode steps.
+  m.ensure_gemm_workspace(seqs_per_chunk * prompt);
+  if (batch % seqs_per_chunk) m.ensure_gemm_workspace((batch % seqs_per_chunk) * prompt);
   m.ensure_gemm_workspace(batch);
   m.ensure_attn_workspace(std::max(layers::attention_prefill_workspace(seqs_per_chunk, prompt, c.heads, c.head_dim),
                                    layers::attention_decode_workspace(batch, c.heads, c.head_dim, m.max_seq)));

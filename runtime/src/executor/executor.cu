@@ -508,8 +508,8 @@ void Executor::Impl::load(const std::string& dir) {
   // BF16/F32 linears are converted to fp16, so this overestimates those).
   {
     uint64_t need = 0;
-    for (const TensorInfo* t : {ck.find(plan.embed), ck.find(plan.lm_head)})
-      if (t) need += t->numel() * 2;
+    need += ck.get(plan.embed).numel() * 2;
+    if (!cfg.tie_word_embeddings) need += ck.get(plan.lm_head).numel() * 2;
     for (const LayerPlan& lp : plan.layers)
       for (const LinearPlan& l : lp.lin) {
         if (l.format == WeightFormat::Dense16)

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -93,6 +94,16 @@ double copy_gbps() {
   return 2.0 * bytes / (median(ms) * 1e-3) / 1e9;
 }
 
+std::unique_ptr<exec::Executor> load_model(const std::string& dir) {
+  std::fprintf(stderr, "loading %s (checking every tensor, then uploading)\n", dir.c_str());
+  const auto t0 = std::chrono::steady_clock::now();
+  auto ex = exec::Executor::load(dir);
+  std::fprintf(stderr, "loaded %s in %.1f s: %s, path %s, %.2f GiB of weights read per decode step\n", dir.c_str(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+               ex->plan().cfg.architecture.c_str(), ex->plan().path.c_str(), ex->weight_bytes() / 1073741824.0);
+  return ex;
+}
+
 }  // namespace
 
 int cmd_ppl(const Args& a) {
@@ -102,8 +113,7 @@ int cmd_ppl(const Args& a) {
     throw std::runtime_error("--kv-int8: the int8 KV cache is not built in this runtime (the fp16 cache is what runs)");
   exec::TokenWindows tw = exec::read_token_windows(tokens_path);
   require_gpu();
-  std::fprintf(stderr, "loading %s\n", model.c_str());
-  auto ex = exec::Executor::load(model);
+  auto ex = load_model(model);
   const exec::ModelPlan& plan = ex->plan();
   exec::check_token_ids(tw, plan.cfg.vocab, tokens_path);
   const int L = (int)tw.seq_len, W = (int)tw.windows;
@@ -175,8 +185,7 @@ int cmd_speed(const Args& a) {
   w.field("copy_gbps", gbps);
   w.key("rows").begin_array();
   for (const std::string& dir : models) {
-    std::fprintf(stderr, "loading %s\n", dir.c_str());
-    auto ex = exec::Executor::load(dir);
+    auto ex = load_model(dir);
     const exec::ModelPlan& plan = ex->plan();
     for (long long B : batches) {
       ex->reset_peak();

@@ -198,6 +198,11 @@ int cmd_speed(const Args& a) {
       ex->upload_prompt(ids.data());
       Events ev;
       std::vector<double> ttft, step_ms;
+      // The greedy tokens after the last step, per run: the same prompts must give the same
+      // tokens every run (the warm-up's eager capture step included), a cheap check that the
+      // graph replays compute what the first run computed.
+      std::vector<int32_t> first_tokens;
+      bool same_tokens = true;
       for (int r = 0; r <= repeats; r++) {  // run 0 is the warm-up (and captures the graph)
         CK(cudaEventRecord(ev.a, ex->stream()));
         ex->prefill();
@@ -205,6 +210,11 @@ int cmd_speed(const Args& a) {
         const double t_prefill = ev.ms();
         ex->decode((int)gen, ev.a, ev.b);
         const double t_decode = ev.ms();
+        const std::vector<int32_t> tokens = ex->last_tokens();
+        if (r == 0)
+          first_tokens = tokens;
+        else
+          same_tokens &= tokens == first_tokens;
         if (r > 0) {
           ttft.push_back(t_prefill);
           step_ms.push_back(t_decode / (double)gen);
@@ -235,10 +245,14 @@ int cmd_speed(const Args& a) {
       w.field("memory_floor_ms_per_step", floor_ms);
       w.field("fraction_of_floor", floor_ms / step_med);
       w.field("gpu_memory_bytes", (double)ex->peak_bytes());
+      w.field("same_tokens_every_run", same_tokens);
       w.end_object();
       std::fprintf(stderr, "%s [%s] batch %lld: TTFT %.2f ms, decode %.3f ms/step (%.1f tokens/s), %.0f%% of the floor %.3f ms\n",
                    dir.c_str(), plan.path.c_str(), B, ttft_med, step_med, (double)B / (step_med * 1e-3),
                    100.0 * floor_ms / step_med, floor_ms);
+      if (!same_tokens)
+        std::fprintf(stderr, "WARNING: %s batch %lld: the sampled tokens differ between runs of the same prompts\n",
+                     dir.c_str(), B);
       ex->release_generation();
     }
   }

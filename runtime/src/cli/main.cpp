@@ -13,6 +13,8 @@
 //   odyssey-rt ppl --model DIR --tokens FILE [--batch B]
 //   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--prompt 1024] [--gen 128]
 //                    [--repeats 5]
+//   odyssey-rt test layers [--quick] [--seed N]
+//   odyssey-rt bench layers [--iters N] [--out FILE.json]
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -142,6 +144,8 @@ static void usage() {
                "       odyssey-rt bench allreduce [--sizes 256K..256M] [--bits 8,4] [--group 128] [--sym]\n"
                "                                  [--dtype bf16|fp16] [--rank R --world N] [--uid-file F]\n"
                "                                  [--timeout S]   (one process per GPU: scripts/launch-allreduce.sh)\n"
+               "       odyssey-rt test layers [--quick] [--seed N]\n"
+               "       odyssey-rt bench layers [--iters N] [--out FILE.json]\n"
                "       odyssey-rt ppl --model DIR --tokens FILE [--batch B]          (docs/executor.md)\n"
                "       odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--prompt 1024]\n"
                "                        [--gen 128] [--repeats 5]\n");
@@ -166,6 +170,8 @@ int main(int argc, char** argv) {
     if (cmd == "bench" && sub == "allreduce") return cmd_bench_allreduce(parse_args(argc, argv, 3, {"sym"}));
     if (cmd == "ppl") return cmd_ppl(parse_args(argc, argv, 2, {"kv-int8"}));
     if (cmd == "speed") return cmd_speed(parse_args(argc, argv, 2, {}));
+    if (cmd == "test" && sub == "layers") return cmd_test_layers(parse_args(argc, argv, 3, {"quick"}));
+    if (cmd == "bench" && sub == "layers") return cmd_bench_layers(parse_args(argc, argv, 3, {}));
     usage();
     JsonWriter w;
     w.begin_object().field("ok", false).field("error", std::string("unknown command: ") + cmd + " " + sub).end_object();

@@ -109,5 +109,9 @@ int cmd_bench_gemm(const Args& a);
 int cmd_test_codec(const Args& a);       // test_codec.cpp
 int cmd_bench_codec(const Args& a);      // bench_codec.cpp
 int cmd_bench_allreduce(const Args& a);  // bench_codec.cpp (needs ODYSSEY_WITH_NCCL)
+int cmd_ppl(const Args& a);              // model_cmds.cpp (docs/executor.md)
+int cmd_speed(const Args& a);            // model_cmds.cpp
+int cmd_test_layers(const Args& a);      // test_layers.cpp
+int cmd_bench_layers(const Args& a);     // bench_layers.cpp
 
 }  // namespace odyssey

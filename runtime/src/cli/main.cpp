@@ -10,6 +10,11 @@
 //   odyssey-rt bench codec [--sizes 1M..256M:4] [--bits 8,4] [--group 128] [--ranks 8] [--sym]
 //   odyssey-rt bench allreduce [--sizes 256K..256M] [--bits 8,4] [--group 128] [--sym] [--dtype bf16]
 //                              [--rank R --world N | ODY_RANK/ODY_WORLD] [--uid-file F] [--timeout S]
+//   odyssey-rt ppl --model DIR --tokens FILE [--batch B]
+//   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--prompt 1024] [--gen 128]
+//                    [--repeats 5]
+//   odyssey-rt test layers [--quick] [--seed N]
+//   odyssey-rt bench layers [--iters N] [--out FILE.json]
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -138,7 +143,12 @@ static void usage() {
                "       odyssey-rt bench codec [--sizes 1M..256M:4] [--bits 8,4] [--group 128] [--ranks 8] [--sym]\n"
                "       odyssey-rt bench allreduce [--sizes 256K..256M] [--bits 8,4] [--group 128] [--sym]\n"
                "                                  [--dtype bf16|fp16] [--rank R --world N] [--uid-file F]\n"
-               "                                  [--timeout S]   (one process per GPU: scripts/launch-allreduce.sh)\n");
+               "                                  [--timeout S]   (one process per GPU: scripts/launch-allreduce.sh)\n"
+               "       odyssey-rt test layers [--quick] [--seed N]\n"
+               "       odyssey-rt bench layers [--iters N] [--out FILE.json]\n"
+               "       odyssey-rt ppl --model DIR --tokens FILE [--batch B]          (docs/executor.md)\n"
+               "       odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--prompt 1024]\n"
+               "                        [--gen 128] [--repeats 5]\n");
 }
 
 }  // namespace odyssey
@@ -158,6 +168,10 @@ int main(int argc, char** argv) {
     if (cmd == "test" && sub == "codec") return cmd_test_codec(parse_args(argc, argv, 3, {}));
     if (cmd == "bench" && sub == "codec") return cmd_bench_codec(parse_args(argc, argv, 3, {"sym"}));
     if (cmd == "bench" && sub == "allreduce") return cmd_bench_allreduce(parse_args(argc, argv, 3, {"sym"}));
+    if (cmd == "ppl") return cmd_ppl(parse_args(argc, argv, 2, {"kv-int8"}));
+    if (cmd == "speed") return cmd_speed(parse_args(argc, argv, 2, {}));
+    if (cmd == "test" && sub == "layers") return cmd_test_layers(parse_args(argc, argv, 3, {"quick"}));
+    if (cmd == "bench" && sub == "layers") return cmd_bench_layers(parse_args(argc, argv, 3, {}));
     usage();
     JsonWriter w;
     w.begin_object().field("ok", false).field("error", std::string("unknown command: ") + cmd + " " + sub).end_object();

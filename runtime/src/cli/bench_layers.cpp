@@ -1,0 +1,215 @@
+// bench_layers.cpp: `odyssey-rt bench layers`, the speed of the executor's attention kernels
+// (executor/layers.cu) on the LLaMA-2-7B shape (32 heads, head_dim 128).
+//
+// - attention_prefill: batch 1 and 8, 1024 tokens, 32/32 heads (and 32/8, GQA), both tile
+//   variants (ODYSSEY_PREFILL_WARPS=4: 64 query rows per block, 8: 128). TFLOP/s counts the
+//   causal work only: 4·batch·heads·head_dim·seq(seq+1)/2 (Q·Kᵀ and P·V, 2 flops per MAC, the
+//   keys each query may see), the convention of the flash-attention papers' causal figures.
+// - attention_decode: context 1024 and 4096 (len = max_seq), batch 1 and 8, 32/32 and 32/8.
+//   GB/s counts the K and V bytes a step must read (batch·len·kv_heads·head_dim·2·2); pct_copy
+//   divides by the device-to-device copy bandwidth (1 GiB, read + write) of the same run, the
+//   memory floor convention of runtime/NOTES.md.
+// Each figure is the median of --iters samples (≥ 20) after a warm-up; a sample times a few
+// back-to-back launches with CUDA events and divides. Inputs are random fp16 in [−1, 1].
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "executor/layers.hpp"
+#include "json.hpp"
+
+namespace odyssey {
+namespace {
+
+namespace L = odyssey::layers;
+
+struct Timer {
+  cudaEvent_t a, b;
+  Timer() {
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+  }
+  ~Timer() {
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+  }
+  // Per-launch µs of fn, one sample per `inner` launches; sorted samples.
+  std::vector<double> samples_us(const std::function<void()>& fn, int iters, int inner) {
+    for (int i = 0; i < 3 * inner + 2; i++) fn();  // warm-up
+    CK(cudaDeviceSynchronize());
+    std::vector<double> s;
+    for (int it = 0; it < iters; it++) {
+      CK(cudaEventRecord(a));
+      for (int i = 0; i < inner; i++) fn();
+      CK(cudaEventRecord(b));
+      CK(cudaEventSynchronize(b));
+      float ms = 0;
+      CK(cudaEventElapsedTime(&ms, a, b));
+      s.push_back(ms * 1000.0 / inner);
+    }
+    CK(cudaGetLastError());
+    std::sort(s.begin(), s.end());
+    return s;
+  }
+};
+
+double median(const std::vector<double>& s) { return s[s.size() / 2]; }
+
+// Fills a device buffer of fp16 values in [−1, 1] from a host pool of 8 Mi values (generated
+// once with an LCG), tiled with a rotating offset: the values only have to be finite.
+void fill_random_half(DeviceBuffer& b) {
+  static std::vector<uint16_t> pool = [] {
+    std::vector<uint16_t> p(8u << 20);
+    uint64_t s = 12345;
+    for (auto& x : p) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      float f = (float)((double)(s >> 40) / (double)(1ull << 24)) * 2.f - 1.f;
+      __half h = __float2half_rn(f);
+      x = __half_raw(h).x;
+    }
+    return p;
+  }();
+  const size_t n = b.bytes() / 2, chunk = pool.size() - 4096;
+  uint16_t* d = b.get<uint16_t>();
+  for (size_t at = 0, k = 0; at < n; at += chunk, k++) {
+    size_t len = std::min(chunk, n - at);
+    CK(cudaMemcpy(d + at, pool.data() + (k * 977) % 4096, len * 2, cudaMemcpyHostToDevice));
+  }
+}
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+}  // namespace
+
+int cmd_bench_layers(const Args& args) {
+  const int iters = (int)args.get_int("iters", 30);
+  if (iters < 20) throw std::runtime_error("bench layers: --iters must be at least 20 (the median needs samples)");
+  int devn = 0;
+  CK(cudaGetDevice(&devn));
+  DeviceInfo dev = device_info(devn);
+  Timer timer;
+
+  double copy_gbps = 0;
+  {
+    const size_t bytes = 1ull << 30;
+    DeviceBuffer a(bytes), b(bytes);
+    a.fill(1);
+    auto s = timer.samples_us([&] { CK(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice)); }, iters, 1);
+    copy_gbps = 2.0 * bytes / median(s) / 1e3;  // read + write
+  }
+  std::fprintf(stderr, "%s: device-to-device copy %.0f GB/s (read + write)\n", dev.name.c_str(), copy_gbps);
+
+  JsonWriter w;
+  w.begin_object();
+  w.field("ok", true);
+  w.field("runtime_version", std::string(ody_version()));
+  w.key("gpu").begin_object();
+  w.field("name", dev.name);
+  w.field("cc", std::to_string(dev.cc_major) + "." + std::to_string(dev.cc_minor));
+  w.field("sms", dev.sms);
+  w.field("cuda_runtime", dev.runtime_version);
+  w.field("cuda_driver", dev.driver_version);
+  w.end_object();
+  w.field("copy_gbps", copy_gbps);
+  w.field("iters", iters);
+
+  // Prefill.
+  w.key("prefill").begin_array();
+  const int seq = 1024, hd = 128, nh = 32;
+  for (int batch : {1, 8})
+    for (int nkv : {32, 8}) {
+      const size_t rows = (size_t)batch * seq;
+      DeviceBuffer q(rows * nh * hd * 2), k(rows * nkv * hd * 2), v(rows * nkv * hd * 2), out(rows * nh * hd * 2);
+      fill_random_half(q);
+      fill_random_half(k);
+      fill_random_half(v);
+      const float scale = 1.f / std::sqrt((float)hd);
+      const double flops = 4.0 * batch * nh * hd * (double)seq * (seq + 1) / 2;
+      for (const char* variant : {"4", "8"}) {
+        setenv("ODYSSEY_PREFILL_WARPS", variant, 1);
+        auto launch = [&] {
+          check(L::attention_prefill(q.get<__half>(), nh * hd, k.get<__half>(), v.get<__half>(), nkv * hd, out.get<__half>(),
+                                     nh * hd, batch, seq, nh, nkv, hd, scale, 0, nullptr, 0, 0),
+                "attention_prefill");
+        };
+        auto s = timer.samples_us(launch, iters, 1);
+        const double us = median(s), tflops = flops / us / 1e6;
+        std::fprintf(stderr, "prefill  batch %d seq %d heads %d/%d hd %d  bm %-3d  %9.1f us  %6.1f TFLOP/s\n", batch, seq,
+                     nh, nkv, hd, variant[0] == '8' ? 128 : 64, us, tflops);
+        w.begin_object();
+        w.field("batch", batch);
+        w.field("seq", seq);
+        w.field("heads", nh);
+        w.field("kv_heads", nkv);
+        w.field("head_dim", hd);
+        w.field("block_m", variant[0] == '8' ? 128 : 64);
+        w.field("us", us);
+        w.field("us_min", s.front());
+        w.field("us_max", s.back());
+        w.field("tflops", tflops);
+        w.end_object();
+      }
+    }
+  unsetenv("ODYSSEY_PREFILL_WARPS");
+  w.end_array();
+
+  // Decode.
+  w.key("decode").begin_array();
+  for (int ctx : {1024, 4096})
+    for (int batch : {1, 8})
+      for (int nkv : {32, 8}) {
+        const size_t cache = (size_t)batch * ctx * nkv * hd;
+        DeviceBuffer q((size_t)batch * nh * hd * 2), out((size_t)batch * nh * hd * 2), kc(cache * 2), vc(cache * 2);
+        fill_random_half(q);
+        fill_random_half(kc);
+        fill_random_half(vc);
+        std::vector<int32_t> lens(batch, ctx);
+        DeviceBuffer len(batch * 4);
+        len.upload(lens.data(), batch * 4);
+        const size_t wsb = L::attention_decode_workspace(batch, nh, hd, ctx);
+        DeviceBuffer ws(wsb);
+        const float scale = 1.f / std::sqrt((float)hd);
+        auto launch = [&] {
+          check(L::attention_decode(q.get<__half>(), nh * hd, kc.get<__half>(), vc.get<__half>(), len.get<int32_t>(),
+                                    out.get<__half>(), nh * hd, batch, ctx, nh, nkv, hd, scale, 0, ws.get(), wsb, 0),
+                "attention_decode");
+        };
+        auto s = timer.samples_us(launch, iters, 10);
+        const double us = median(s), bytes = 2.0 * cache * 2, gbs = bytes / us / 1e3;
+        std::fprintf(stderr, "decode   batch %d ctx %5d heads %d/%d hd %d  %9.2f us  %7.0f GB/s  %5.1f%% of copy\n", batch,
+                     ctx, nh, nkv, hd, us, gbs, 100 * gbs / copy_gbps);
+        w.begin_object();
+        w.field("batch", batch);
+        w.field("context", ctx);
+        w.field("heads", nh);
+        w.field("kv_heads", nkv);
+        w.field("head_dim", hd);
+        w.field("kv_bytes", bytes);
+        w.field("us", us);
+        w.field("us_min", s.front());
+        w.field("us_max", s.back());
+        w.field("gbs", gbs);
+        w.field("pct_copy", 100 * gbs / copy_gbps);
+        w.end_object();
+      }
+  w.end_array();
+  w.end_object();
+  std::cout << w.str() << std::endl;
+  if (args.has("out")) {
+    std::ofstream f(args.get("out"));
+    f << w.str() << "\n";
+    if (!f) throw std::runtime_error("bench layers: cannot write " + args.get("out"));
+  }
+  return 0;
+}
+
+}  // namespace odyssey

@@ -1,0 +1,265 @@
+// model_cmds.cpp: `odyssey-rt ppl` and `odyssey-rt speed`, the model executor's commands
+// (contract: docs/executor.md). One JSON object on stdout; `progress <done> <total>` lines on
+// stderr.
+//
+// ppl scores the windows of a token windows file (written by `odyssey verify ppl` with the
+// `eval ppl` protocol) and returns the NLL sum of each window; Go computes the perplexity.
+//
+// speed measures, per model (--baseline first) and batch size, prefill + first token (TTFT)
+// and greedy decode steps replayed from a CUDA graph, each the median of --repeats runs after
+// a warm-up, timed with CUDA events on the executor's stream. A 1 GiB device-to-device copy
+// measured in the same process gives the bandwidth of the memory floor: the bytes a decode
+// step must read (weights, plus the KV cache at the mean context prompt + gen/2) over it.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "executor/executor.hpp"
+#include "executor/tokens.hpp"
+#include "json.hpp"
+
+namespace odyssey {
+
+namespace {
+
+void require_gpu() {
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0)
+    throw std::runtime_error(std::string("no CUDA GPU is visible: ") +
+                             (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices") +
+                             " (check the NVIDIA driver with nvidia-smi, and CUDA_VISIBLE_DEVICES)");
+}
+
+std::string cuda_version_string(int v) { return std::to_string(v / 1000) + "." + std::to_string((v % 1000) / 10); }
+
+void write_gpu(JsonWriter& w) {
+  int dev = 0;
+  CK(cudaGetDevice(&dev));
+  DeviceInfo d = device_info(dev);
+  w.key("gpu").begin_object();
+  w.field("name", d.name);
+  w.field("cc", std::to_string(d.cc_major) + "." + std::to_string(d.cc_minor));
+  w.field("driver", cuda_version_string(d.driver_version));
+  w.field("cuda_runtime", cuda_version_string(d.runtime_version));
+  w.field("memory_bytes", (unsigned long long)d.memory);
+  w.end_object();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+struct Events {
+  cudaEvent_t a = nullptr, b = nullptr;
+  Events() {
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+  }
+  ~Events() {
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+  }
+  double ms() {
+    CK(cudaEventSynchronize(b));
+    float t = 0;
+    CK(cudaEventElapsedTime(&t, a, b));
+    return t;
+  }
+};
+
+// Read + write bytes per second of a 1 GiB device-to-device cudaMemcpy, median of 20 after
+// warm-up (the convention of bench gemm: 2 · bytes / time).
+double copy_gbps() {
+  const size_t bytes = 1ull << 30;
+  DeviceBuffer a(bytes), b(bytes);
+  a.fill(1);
+  Events ev;
+  std::vector<double> ms;
+  for (int i = 0; i < 23; i++) {
+    CK(cudaEventRecord(ev.a));
+    CK(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice));
+    CK(cudaEventRecord(ev.b));
+    const double t = ev.ms();
+    if (i >= 3) ms.push_back(t);
+  }
+  return 2.0 * bytes / (median(ms) * 1e-3) / 1e9;
+}
+
+std::unique_ptr<exec::Executor> load_model(const std::string& dir) {
+  std::fprintf(stderr, "loading %s (checking every tensor, then uploading)\n", dir.c_str());
+  const auto t0 = std::chrono::steady_clock::now();
+  auto ex = exec::Executor::load(dir);
+  std::fprintf(stderr, "loaded %s in %.1f s: %s, path %s, %.2f GiB of weights read per decode step\n", dir.c_str(),
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+               ex->plan().cfg.architecture.c_str(), ex->plan().path.c_str(), ex->weight_bytes() / 1073741824.0);
+  return ex;
+}
+
+}  // namespace
+
+int cmd_ppl(const Args& a) {
+  const std::string model = a.get("model"), tokens_path = a.get("tokens");
+  if (model.empty() || tokens_path.empty()) throw std::runtime_error("ppl needs --model DIR and --tokens FILE");
+  if (a.has("kv-int8"))
+    throw std::runtime_error("--kv-int8: the int8 KV cache is not built in this runtime (the fp16 cache is what runs)");
+  exec::TokenWindows tw = exec::read_token_windows(tokens_path);
+  require_gpu();
+  auto ex = load_model(model);
+  const exec::ModelPlan& plan = ex->plan();
+  exec::check_token_ids(tw, plan.cfg.vocab, tokens_path);
+  const int L = (int)tw.seq_len, W = (int)tw.windows;
+  // Default: about 8192 positions per forward pass, whole windows.
+  long long batch = a.get_int("batch", std::max(1, 8192 / L));
+  if (batch < 1) throw std::runtime_error("--batch must be at least 1");
+  batch = std::min<long long>(batch, W);
+  std::fprintf(stderr, "%s: %s, %d layers, path %s; %d windows of %d tokens, batch %lld\n", model.c_str(),
+               plan.cfg.architecture.c_str(), plan.cfg.layers, plan.path.c_str(), W, L, batch);
+
+  std::vector<double> nll((size_t)W);
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int w0 = 0; w0 < W; w0 += (int)batch) {
+    const int nb = std::min<int>((int)batch, W - w0);
+    ex->score_windows(tw.ids.data() + (size_t)w0 * L, nb, L, nll.data() + w0);
+    std::fprintf(stderr, "progress %d %d\n", w0 + nb, W);
+  }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double sum = 0;
+  for (double v : nll) sum += v;
+
+  JsonWriter w;
+  w.begin_object();
+  w.field("ok", true);
+  w.field("model", model);
+  w.field("path", plan.path);
+  w.field("arch", plan.cfg.model_type);
+  w.field("seq_len", L);
+  w.field("windows", W);
+  w.field("tokens_scored", (long long)W * (L - 1));
+  w.field("batch", batch);
+  w.key("nll_per_window").begin_array();
+  for (double v : nll) w.value(v);
+  w.end_array();
+  w.field("nll_sum", sum);
+  w.field("seconds", seconds);
+  w.field("tokens_per_second", (double)W * L / seconds);
+  write_gpu(w);
+  w.field("runtime_version", std::string(ody_version()));
+  w.end_object();
+  std::cout << w.str() << std::endl;
+  return 0;
+}
+
+int cmd_speed(const Args& a) {
+  const std::string model = a.get("model"), baseline = a.get("baseline");
+  if (model.empty()) throw std::runtime_error("speed needs --model DIR");
+  const std::vector<long long> batches = a.get_list("batch", {1, 8, 16, 32, 64});
+  const long long prompt = a.get_int("prompt", 1024), gen = a.get_int("gen", 128), repeats = a.get_int("repeats", 5);
+  if (prompt < 1 || prompt > (1 << 20) || gen < 1 || gen > (1 << 20) || repeats < 1 || repeats > 1000)
+    throw std::runtime_error("--prompt and --gen must be in [1, 2^20], --repeats in [1, 1000]");
+  for (long long b : batches)
+    if (b < 1 || b > 4096) throw std::runtime_error("--batch sizes must be in [1, 4096]");
+  require_gpu();
+
+  const double gbps = copy_gbps();
+  std::fprintf(stderr, "device-to-device copy: %.0f GB/s (read + write)\n", gbps);
+  std::vector<std::string> models;
+  if (!baseline.empty()) models.push_back(baseline);
+  models.push_back(model);
+  const int total = (int)(models.size() * batches.size() * (repeats + 1));
+  int done = 0;
+
+  JsonWriter w;
+  w.begin_object();
+  w.field("ok", true);
+  w.field("runtime_version", std::string(ody_version()));
+  write_gpu(w);
+  w.field("copy_gbps", gbps);
+  w.key("rows").begin_array();
+  for (const std::string& dir : models) {
+    auto ex = load_model(dir);
+    const exec::ModelPlan& plan = ex->plan();
+    for (long long B : batches) {
+      ex->reset_peak();
+      ex->setup_generation((int)B, (int)prompt, (int)gen);
+      // Random prompts, the same for every model (fixed seed per batch size).
+      std::mt19937 rng(1234u + (unsigned)B);
+      std::uniform_int_distribution<int> pick(0, plan.cfg.vocab - 1);
+      std::vector<int32_t> ids((size_t)(B * prompt));
+      for (auto& id : ids) id = pick(rng);
+      ex->upload_prompt(ids.data());
+      Events ev;
+      std::vector<double> ttft, step_ms;
+      // The greedy tokens after the last step, per run: the same prompts must give the same
+      // tokens every run (the warm-up's eager capture step included), a cheap check that the
+      // graph replays compute what the first run computed.
+      std::vector<int32_t> first_tokens;
+      bool same_tokens = true;
+      for (int r = 0; r <= repeats; r++) {  // run 0 is the warm-up (and captures the graph)
+        CK(cudaEventRecord(ev.a, ex->stream()));
+        ex->prefill();
+        CK(cudaEventRecord(ev.b, ex->stream()));
+        const double t_prefill = ev.ms();
+        ex->decode((int)gen, ev.a, ev.b);
+        const double t_decode = ev.ms();
+        const std::vector<int32_t> tokens = ex->last_tokens();
+        if (r == 0)
+          first_tokens = tokens;
+        else
+          same_tokens &= tokens == first_tokens;
+        if (r > 0) {
+          ttft.push_back(t_prefill);
+          step_ms.push_back(t_decode / (double)gen);
+        }
+        std::fprintf(stderr, "progress %d %d\n", ++done, total);
+      }
+      const double ttft_med = median(ttft), step_med = median(step_ms);
+      const double kv_tok = (double)ex->kv_bytes_per_token();
+      const double floor_bytes = (double)ex->weight_bytes() + (double)B * kv_tok * ((double)prompt + (double)gen / 2);
+      const double floor_ms = floor_bytes / (gbps * 1e9) * 1e3;
+      w.begin_object();
+      w.field("model", dir);
+      w.field("path", plan.path);
+      w.field("batch", B);
+      w.field("prompt", prompt);
+      w.field("gen", gen);
+      w.field("ttft_ms", ttft_med);
+      w.key("ttft_ms_all").begin_array();
+      for (double v : ttft) w.value(v);
+      w.end_array();
+      w.field("decode_tokens_per_s", (double)B / (step_med * 1e-3));
+      w.field("decode_ms_per_step", step_med);
+      w.key("decode_ms_per_step_all").begin_array();
+      for (double v : step_ms) w.value(v);
+      w.end_array();
+      w.field("weight_bytes", (double)ex->weight_bytes());
+      w.field("kv_bytes_per_token", (unsigned long long)ex->kv_bytes_per_token());
+      w.field("memory_floor_ms_per_step", floor_ms);
+      w.field("fraction_of_floor", floor_ms / step_med);
+      w.field("gpu_memory_bytes", (double)ex->peak_bytes());
+      w.field("same_tokens_every_run", same_tokens);
+      w.end_object();
+      std::fprintf(stderr, "%s [%s] batch %lld: TTFT %.2f ms, decode %.3f ms/step (%.1f tokens/s), %.0f%% of the floor %.3f ms\n",
+                   dir.c_str(), plan.path.c_str(), B, ttft_med, step_med, (double)B / (step_med * 1e-3),
+                   100.0 * floor_ms / step_med, floor_ms);
+      if (!same_tokens)
+        std::fprintf(stderr, "WARNING: %s batch %lld: the sampled tokens differ between runs of the same prompts\n",
+                     dir.c_str(), B);
+      ex->release_generation();
+    }
+  }
+  w.end_array();
+  w.end_object();
+  std::cout << w.str() << std::endl;
+  return 0;
+}
+
+}  // namespace odyssey

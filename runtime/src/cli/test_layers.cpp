@@ -1,0 +1,935 @@
+// test_layers.cpp: `odyssey-rt test layers`, the executor's layer kernels (executor/layers.cu)
+// against host references written here in plain C++ from the Go code they must match
+// (model/mathutil.go RMSNorm and swiglu, model/rope.go, model/layer.go attention,
+// quant/act.go QuantizeActValue/ActScale/RowScale), over many shapes, both vector and scalar
+// paths, and both prefill tile variants.
+//
+// Inputs are deterministic (splitmix64 with a seed per case). Every output buffer is poisoned
+// (0xFF bytes: fp16/fp32 NaN, int8 −1) before its launch; padding columns, cache positions the
+// kernel must not touch and rows past a sequence are poisoned or NaN in the inputs, so a read
+// or write out of bounds shows up as a NaN or a changed byte.
+//
+// Tolerances (each named where it is used):
+//   - bit-exact: embed, the residual add (one fp32 add), kv_append, argmax, and the int8
+//     codes/fp16 values wherever the GPU computes the reference's own fp32 operations;
+//   - kHalfUlps = 1 fp16 ulp for fp16 outputs of RMSNorm/SwiGLU/RoPE: the GPU sums x² in
+//     another order (fp64, so the variance differs at most by one fp32 rounding), takes expf
+//     (≤ 2 ulp) where the host takes glibc's expf, and its fp64 sin/cos (≤ 2 ulp) where the host
+//     takes glibc's: a few fp32 ulps of the value, which can move its fp16 rounding by one ulp;
+//   - int8 codes: exact, except a code may differ by 1 where the reference's x/s lies within
+//     kNearTie (2⁻²⁰ relative) of a rounding boundary (the few-ulp differences above); any
+//     other difference fails, and so do more than 1 + kMaxFlipRate·codes flips;
+//   - per-token scales: within kScaleUlps = 4 fp32 ulps (max|y| moves by the same few ulps);
+//   - attention: the bound attention_tol documents (fp16 rounding of P, fp32 score error,
+//     exp approximations, fp16 output rounding), against an fp64 reference;
+//   - nll: kNllAbs + 2⁻²³·|nll| (expf per term, the fp32 result).
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "common.hpp"
+#include "executor/layers.hpp"
+#include "json.hpp"
+
+namespace odyssey {
+namespace {
+
+namespace L = odyssey::layers;
+
+constexpr int kHalfUlps = 1;
+constexpr double kNearTie = 1.0 / (1 << 20);
+constexpr double kMaxFlipRate = 1e-3;
+constexpr long long kScaleUlps = 4;
+constexpr double kNllAbs = 1e-6;  // 4× the expf bound (2 ulp ≈ 2.4e-7) on a sum of positive terms
+constexpr uint16_t kHalfNaN = 0x7E00;
+
+std::string fmt(const char* f, ...) {
+  char buf[512];
+  va_list ap;
+  va_start(ap, f);
+  std::vsnprintf(buf, sizeof buf, f, ap);
+  va_end(ap);
+  return buf;
+}
+
+// splitmix64: small, deterministic, and the same on every platform.
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
+  uint64_t next() {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }
+  float uniform(float a, float b) { return (float)(a + (b - a) * uniform()); }
+  int below(int n) { return (int)(next() % (uint64_t)n); }
+};
+
+uint16_t f2h(float f) {
+  __half h = __float2half_rn(f);
+  return __half_raw(h).x;
+}
+float h2f(uint16_t b) { return half_bits_to_float(b); }
+bool half_is_nan(uint16_t h) { return (h & 0x7C00) == 0x7C00 && (h & 0x3FF); }
+long long half_ordered(uint16_t h) { return (h & 0x8000) ? -(long long)(h & 0x7FFF) : (long long)h; }
+long long float_ordered(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  return (b & 0x80000000u) ? -(long long)(b & 0x7FFFFFFFu) : (long long)b;
+}
+uint32_t float_bits(float f) {
+  uint32_t b;
+  std::memcpy(&b, &f, 4);
+  return b;
+}
+
+std::vector<uint16_t> random_half(Rng& r, size_t n, float amp) {
+  std::vector<uint16_t> v(n);
+  for (auto& x : v) x = f2h(r.uniform(-amp, amp));
+  return v;
+}
+
+struct Result {
+  std::string name, kernel, message;
+  bool passed = true;
+  double worst = 0;  // largest |error| / tolerance seen (≤ 1 passes)
+  long long checked = 0, flips = 0, ulp_diffs = 0;
+};
+
+// Accumulates a case's checks; keeps the first few failure messages.
+struct Check {
+  Result r;
+  int shown = 0;
+  Check(std::string name, std::string kernel) {
+    r.name = std::move(name);
+    r.kernel = std::move(kernel);
+  }
+  void bad(const std::string& m) {
+    r.passed = false;
+    if (shown++ < 4) r.message += (r.message.empty() ? "" : "; ") + m;
+  }
+  void cuda(cudaError_t e, const char* what) {
+    if (e != cudaSuccess) bad(std::string(what) + ": " + cudaGetErrorString(e));
+  }
+  void ratio(double err, double tol) {
+    r.checked++;
+    double q = tol > 0 ? err / tol : (err > 0 ? INFINITY : 0);
+    if (q > r.worst || q != q) r.worst = q != q ? INFINITY : q;
+  }
+};
+
+template <class T>
+DeviceBuffer upload(const std::vector<T>& v, size_t extra_bytes = 0) {
+  DeviceBuffer b(v.size() * sizeof(T) + extra_bytes);
+  if (extra_bytes) b.fill(0xFF);
+  b.upload(v.data(), v.size() * sizeof(T));
+  return b;
+}
+template <class T>
+std::vector<T> download(const DeviceBuffer& b, size_t n) {
+  std::vector<T> v(n);
+  b.download(v.data(), n * sizeof(T));
+  return v;
+}
+DeviceBuffer poisoned(size_t bytes) {
+  DeviceBuffer b(bytes ? bytes : 1);
+  b.fill(0xFF);
+  return b;
+}
+
+// An fp16 result against the reference's fp32 value (rounded to fp16 here): ≤ max_ulp apart,
+// NaN where the reference is NaN.
+void check_half(Check& c, uint16_t got, float want, int max_ulp, const char* what, long long at) {
+  c.r.checked++;
+  if (want != want) {
+    if (!half_is_nan(got)) c.bad(fmt("%s[%lld]: got %g, want NaN", what, at, h2f(got)));
+    return;
+  }
+  uint16_t w = f2h(want);
+  if (half_is_nan(got)) {
+    c.bad(fmt("%s[%lld]: got NaN, want %g", what, at, h2f(w)));
+    return;
+  }
+  long long d = std::llabs(half_ordered(got) - half_ordered(w));
+  if (d) c.r.ulp_diffs++;
+  if (d > max_ulp) c.bad(fmt("%s[%lld]: got %g, want %g (%lld fp16 ulp)", what, at, h2f(got), h2f(w), d));
+}
+
+// quant.QuantizeActValue on the host: float32 division, round half to even, clamp, NaN → 0.
+int8_t quantize_ref(float x, float s) {
+  float q = x / s;
+  if (q != q) return 0;
+  double v = std::nearbyint((double)q);  // default rounding mode: half to even
+  return (int8_t)std::min(127.0, std::max(-127.0, v));
+}
+// quant.RowScale on the host.
+float row_scale_ref(const float* y, int n) {
+  uint32_t m = 0;
+  for (int i = 0; i < n; i++) m = std::max(m, float_bits(y[i]) & 0x7FFFFFFFu);
+  if (m >= 0x7F800000u) return NAN;
+  float mf;
+  std::memcpy(&mf, &m, 4);
+  float s = mf / 127.0f;
+  return s == 0.f ? 1.f : s;
+}
+
+// Codes of one row against the reference values y and scale s (see kNearTie, kMaxFlipRate).
+void check_codes(Check& c, const int8_t* got, const float* y, float s, int n, long long row, long long& codes) {
+  for (int i = 0; i < n; i++) {
+    codes++;
+    c.r.checked++;
+    int8_t want = quantize_ref(y[i], s);
+    if (got[i] == want) continue;
+    int d = std::abs((int)got[i] - (int)want);
+    double t = std::fabs((double)y[i] / (double)s);
+    double frac = t - std::floor(t);
+    bool near_tie = std::fabs(frac - 0.5) <= kNearTie * std::max(1.0, t);
+    if (d > 1 || !near_tie) {
+      c.bad(fmt("code[%lld,%d]: got %d, want %d (x/s = %.9g)", row, i, got[i], want, (double)y[i] / s));
+    } else {
+      c.r.flips++;
+    }
+  }
+}
+void check_flip_rate(Check& c, long long codes) {
+  if ((double)c.r.flips > 1 + kMaxFlipRate * (double)codes)
+    c.bad(fmt("%lld code flips in %lld codes exceed 1 + %g·codes", c.r.flips, codes, kMaxFlipRate));
+}
+void check_scale(Check& c, float got, float want, long long row) {
+  if (want != want) {
+    if (got == got) c.bad(fmt("token_scale[%lld]: got %g, want NaN (non-finite row)", row, got));
+    return;
+  }
+  if (got != got || std::llabs(float_ordered(got) - float_ordered(want)) > kScaleUlps)
+    c.bad(fmt("token_scale[%lld]: got %.9g, want %.9g", row, got, want));
+}
+
+const char* kind_name(L::ActKind k) {
+  return k == L::ActKind::F16 ? "f16" : k == L::ActKind::I8Static ? "i8static" : "i8token";
+}
+
+// ActOut buffers of one output for `rows` rows.
+struct OutBuf {
+  L::ActKind kind;
+  int ld;
+  DeviceBuffer data, token_scale, static_scale;
+  float s_static = 0;
+  L::ActOut act() const {
+    L::ActOut o;
+    o.kind = kind;
+    o.ld = ld;
+    if (kind == L::ActKind::F16) o.f16 = data.get<__half>();
+    else o.i8 = data.get<int8_t>();
+    if (kind == L::ActKind::I8Static) o.static_scale = static_scale.get<float>();
+    if (kind == L::ActKind::I8PerToken) o.token_scale = token_scale.get<float>();
+    return o;
+  }
+};
+OutBuf make_out(L::ActKind kind, int ld, int rows, float s_static) {
+  OutBuf b;
+  b.kind = kind;
+  b.ld = ld;
+  b.data = poisoned((size_t)rows * ld * (kind == L::ActKind::F16 ? 2 : 1));
+  b.token_scale = poisoned((size_t)rows * 4);
+  b.s_static = s_static;
+  std::vector<float> s{s_static};
+  b.static_scale = upload(s);
+  return b;
+}
+
+// An output against the reference values yref [rows, cols]; columns [cols, ld) must be 0.
+void check_out(Check& c, const OutBuf& o, const std::vector<float>& yref, int rows, int cols) {
+  long long codes = 0;
+  if (o.kind == L::ActKind::F16) {
+    auto got = download<uint16_t>(o.data, (size_t)rows * o.ld);
+    for (int r = 0; r < rows; r++) {
+      for (int i = 0; i < cols; i++)
+        check_half(c, got[(size_t)r * o.ld + i], yref[(size_t)r * cols + i], kHalfUlps, "y", (long long)r * cols + i);
+      for (int i = cols; i < o.ld; i++)
+        if (got[(size_t)r * o.ld + i] != 0) c.bad(fmt("f16 padding [%d,%d] not zero", r, i));
+    }
+    return;
+  }
+  auto got = download<int8_t>(o.data, (size_t)rows * o.ld);
+  std::vector<float> scales;
+  if (o.kind == L::ActKind::I8PerToken) scales = download<float>(o.token_scale, rows);
+  for (int r = 0; r < rows; r++) {
+    const float* y = &yref[(size_t)r * cols];
+    float s = o.s_static;
+    if (o.kind == L::ActKind::I8PerToken) {
+      s = row_scale_ref(y, cols);
+      check_scale(c, scales[r], s, r);
+    }
+    check_codes(c, &got[(size_t)r * o.ld], y, s, cols, r, codes);
+    for (int i = cols; i < o.ld; i++)
+      if (got[(size_t)r * o.ld + i] != 0) c.bad(fmt("i8 padding [%d,%d] not zero", r, i));
+  }
+  check_flip_rate(c, codes);
+}
+
+int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// ---------------------------------------------------------------------------------------------
+// embed
+
+Result test_embed(int rows, int hidden, uint64_t seed) {
+  Check c(fmt("embed rows=%d hidden=%d", rows, hidden), hidden % 4 ? "embed-scalar" : "embed");
+  Rng r(seed);
+  const int vocab = 97;
+  auto table = random_half(r, (size_t)vocab * hidden, 3.f);
+  std::vector<int32_t> ids(std::max(rows, 1));
+  for (auto& id : ids) id = r.below(vocab);
+  auto dt = upload(table);
+  auto di = upload(ids);
+  DeviceBuffer dh = poisoned((size_t)std::max(rows, 1) * hidden * 4);
+  c.cuda(L::embed(di.get<int32_t>(), rows, dt.get<__half>(), hidden, dh.get<float>(), 0), "embed");
+  c.cuda(cudaDeviceSynchronize(), "embed (sync)");
+  auto h = download<float>(dh, (size_t)std::max(rows, 1) * hidden);
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < hidden; j++) {
+      c.r.checked++;
+      float want = h2f(table[(size_t)ids[i] * hidden + j]);
+      if (float_bits(h[(size_t)i * hidden + j]) != float_bits(want))
+        c.bad(fmt("h[%d,%d] = %g, want %g", i, j, h[(size_t)i * hidden + j], want));
+    }
+  if (rows == 0 && float_bits(h[0]) != 0xFFFFFFFFu) c.bad("rows = 0 wrote to h");
+  return c.r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// add_rmsnorm
+
+// model.RMSNorm for one row, in its own operation order.
+void rmsnorm_ref(const float* x, const float* w, int n, float eps, float* y) {
+  double ss = 0;
+  for (int i = 0; i < n; i++) ss += (double)x[i] * (double)x[i];
+  float variance = (float)(ss / n);
+  float scale = (float)(1.0 / std::sqrt((double)(variance + eps)));
+  for (int i = 0; i < n; i++) y[i] = w[i] * (x[i] * scale);
+}
+
+struct NormCfg {
+  const char* name;
+  bool delta;
+  std::vector<L::ActKind> outs;
+  bool pad_f16;  // F16 output with a padded stride
+  bool nan_row;
+};
+
+Result test_add_rmsnorm(int rows, int hidden, const NormCfg& cfg, uint64_t seed) {
+  Check c(fmt("add_rmsnorm rows=%d hidden=%d %s", rows, hidden, cfg.name), hidden % 4 ? "add_rmsnorm-scalar" : "add_rmsnorm");
+  Rng r(seed);
+  const int alloc_rows = std::max(rows, 1);
+  const float eps = (seed & 1) ? 1e-5f : 1e-6f;
+  std::vector<float> h0((size_t)alloc_rows * hidden), w(hidden);
+  for (int j = 0; j < hidden; j++) w[j] = r.uniform(0.5f, 1.5f);
+  for (size_t i = 0; i < h0.size(); i++) h0[i] = r.uniform(-2.f, 2.f) * ((i % hidden) % 37 == 5 ? 20.f : 1.f);
+  const int ld_delta = hidden + (hidden % 4 ? 3 : 8);
+  std::vector<uint16_t> delta((size_t)alloc_rows * ld_delta, kHalfNaN);  // padding columns NaN
+  for (int i = 0; i < alloc_rows; i++)
+    for (int j = 0; j < hidden; j++) delta[(size_t)i * ld_delta + j] = f2h(r.uniform(-1.f, 1.f));
+  if (rows >= 3)  // a zero row: scale 1/sqrt(eps), y = 0, per-token scale 1, codes 0
+    for (int j = 0; j < hidden; j++) h0[(size_t)hidden + j] = 0.f, delta[(size_t)ld_delta + j] = 0;
+  if (cfg.nan_row && rows >= 1) h0[5 % hidden] = NAN;
+  auto dh = upload(h0);
+  auto dd = upload(delta);
+  auto dw = upload(w);
+  std::vector<OutBuf> outs;
+  std::vector<L::ActOut> acts;
+  for (auto k : cfg.outs) {
+    int ld = k == L::ActKind::F16 ? (cfg.pad_f16 ? round_up(hidden, 128) : hidden) : round_up(hidden, 128);
+    outs.push_back(make_out(k, ld, alloc_rows, 3.0f / 127));
+    c.r.kernel += std::string("+") + kind_name(k);
+  }
+  for (auto& o : outs) acts.push_back(o.act());
+  c.cuda(L::add_rmsnorm(dh.get<float>(), cfg.delta ? dd.get<__half>() : nullptr, ld_delta, dw.get<float>(), eps, rows,
+                        hidden, acts.empty() ? nullptr : acts.data(), (int)acts.size(), 0),
+         "add_rmsnorm");
+  c.cuda(cudaDeviceSynchronize(), "add_rmsnorm (sync)");
+  if (!c.r.passed) return c.r;
+  // The residual: one fp32 add per element, bit-exact.
+  std::vector<float> href(h0);
+  if (cfg.delta && rows > 0)
+    for (int i = 0; i < rows; i++)
+      for (int j = 0; j < hidden; j++) href[(size_t)i * hidden + j] = h0[(size_t)i * hidden + j] + h2f(delta[(size_t)i * ld_delta + j]);
+  auto h = download<float>(dh, href.size());
+  for (size_t i = 0; i < (size_t)rows * hidden; i++) {
+    c.r.checked++;
+    if (float_bits(h[i]) != float_bits(href[i]) && !(h[i] != h[i] && href[i] != href[i]))
+      c.bad(fmt("h[%zu] = %.9g, want %.9g", i, h[i], href[i]));
+  }
+  std::vector<float> y((size_t)alloc_rows * hidden);
+  for (int i = 0; i < rows; i++) rmsnorm_ref(&href[(size_t)i * hidden], w.data(), hidden, eps, &y[(size_t)i * hidden]);
+  if (rows == 0) {
+    for (auto& o : outs) {
+      auto b = download<uint8_t>(o.data, 1);
+      if (b[0] != 0xFF) c.bad("rows = 0 wrote an output");
+    }
+    return c.r;
+  }
+  for (auto& o : outs) check_out(c, o, y, rows, hidden);
+  return c.r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// swiglu
+
+float silu_mul_ref(float x, float u) { return x / (1.0f + std::exp(-x)) * u; }  // model.swiglu
+
+Result test_swiglu(int rows, int cols, L::ActKind kind, uint64_t seed) {
+  Check c(fmt("swiglu rows=%d cols=%d %s", rows, cols, kind_name(kind)), cols % 4 ? "swiglu-scalar" : "swiglu");
+  Rng r(seed);
+  const int alloc_rows = std::max(rows, 1);
+  const int ld_in = 2 * cols + (cols % 4 ? 1 : 8);  // [gate | up | NaN padding], as a fused gate_up output
+  std::vector<uint16_t> in((size_t)alloc_rows * ld_in, kHalfNaN);
+  for (int i = 0; i < alloc_rows; i++)
+    for (int j = 0; j < 2 * cols; j++) in[(size_t)i * ld_in + j] = f2h(r.uniform(-4.f, 4.f));
+  auto din = upload(in);
+  OutBuf o = make_out(kind, kind == L::ActKind::F16 ? cols : round_up(cols, 128), alloc_rows, 6.0f / 127);
+  const __half* g = din.get<__half>();
+  c.cuda(L::swiglu(g, g + cols, ld_in, rows, cols, o.act(), 0), "swiglu");
+  c.cuda(cudaDeviceSynchronize(), "swiglu (sync)");
+  if (!c.r.passed || rows == 0) return c.r;
+  std::vector<float> y((size_t)rows * cols);
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < cols; j++)
+      y[(size_t)i * cols + j] = silu_mul_ref(h2f(in[(size_t)i * ld_in + j]), h2f(in[(size_t)i * ld_in + cols + j]));
+  check_out(c, o, y, rows, cols);
+  return c.r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// rope
+
+// model/rope.go ropeInvFreq, rope type "default".
+std::vector<float> inv_freq_ref(int head_dim, double theta) {
+  std::vector<float> inv(head_dim / 2);
+  for (int i = 0; i < head_dim / 2; i++) {
+    double e = (double)(float)((double)(2 * i) / (double)head_dim);
+    inv[i] = (float)(1.0 / std::pow(theta, e));
+  }
+  return inv;
+}
+
+Result test_rope(int rows, int nh, int nkv, int hd, bool odd_stride, uint64_t seed) {
+  Check c(fmt("rope rows=%d heads=%d/%d hd=%d%s", rows, nh, nkv, hd, odd_stride ? " odd-stride" : ""),
+          (hd / 2) % 2 || odd_stride ? "rope-scalar" : "rope");
+  Rng r(seed);
+  const int ld_q = nh * hd + (odd_stride ? 1 : 8), ld_k = nkv * hd + (odd_stride ? 3 : 8);
+  auto q = random_half(r, (size_t)rows * ld_q, 2.f);
+  auto k = random_half(r, (size_t)rows * ld_k, 2.f);
+  std::vector<int32_t> pos(rows);
+  for (int i = 0; i < rows; i++) pos[i] = i == 0 ? 0 : i == 1 ? 131071 : r.below(8192);
+  auto inv = inv_freq_ref(hd, (seed & 1) ? 10000.0 : 500000.0);
+  auto dq = upload(q), dk = upload(k);
+  auto dp = upload(pos);
+  auto di = upload(inv);
+  c.cuda(L::rope(dq.get<__half>(), ld_q, dk.get<__half>(), ld_k, rows, nh, nkv, hd, dp.get<int32_t>(), di.get<float>(), 0),
+         "rope");
+  c.cuda(cudaDeviceSynchronize(), "rope (sync)");
+  if (!c.r.passed) return c.r;
+  auto gq = download<uint16_t>(dq, q.size());
+  auto gk = download<uint16_t>(dk, k.size());
+  const int half = hd / 2;
+  for (int i = 0; i < rows; i++) {
+    std::vector<float> cs(half), sn(half);
+    for (int j = 0; j < half; j++) {
+      double a = (double)(inv[j] * (float)pos[i]);  // model/rope.go: float64(f · float32(p))
+      cs[j] = (float)std::cos(a);
+      sn[j] = (float)std::sin(a);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+      const auto& in = pass ? k : q;
+      const auto& got = pass ? gk : gq;
+      const int heads = pass ? nkv : nh, ld = pass ? ld_k : ld_q;
+      for (int h = 0; h < heads; h++)
+        for (int j = 0; j < half; j++) {
+          size_t i1 = (size_t)i * ld + h * hd + j, i2 = i1 + half;
+          float a = h2f(in[i1]), b = h2f(in[i2]);
+          check_half(c, got[i1], a * cs[j] - b * sn[j], kHalfUlps, pass ? "k" : "q", (long long)i1);
+          check_half(c, got[i2], b * cs[j] + a * sn[j], kHalfUlps, pass ? "k" : "q", (long long)i2);
+        }
+      for (int col = heads * hd; col < ld; col++)
+        if (got[(size_t)i * ld + col] != in[(size_t)i * ld + col]) c.bad(fmt("rope changed padding column %d", col));
+    }
+  }
+  return c.r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention: an fp64 reference over keys [lo, hi) and the tolerance of a kernel output.
+
+struct AttnRef {
+  std::vector<double> o, spv;  // softmax·v and Σ p·|v| (normalized), per dim
+  double ds = 0;               // bound on the kernel's fp32 score error
+};
+
+// q: head_dim fp16 values; keys/values row j at k + j·ld (head offset applied).
+AttnRef attention_ref(const uint16_t* q, const uint16_t* k, const uint16_t* v, size_t ld, int lo, int hi, int hd,
+                      double scale) {
+  AttnRef a;
+  a.o.assign(hd, 0.0);
+  a.spv.assign(hd, 0.0);
+  std::vector<double> s(hi - lo);
+  double m = -INFINITY, mag = 0;
+  for (int j = lo; j < hi; j++) {
+    double dot = 0, am = 0;
+    for (int d = 0; d < hd; d++) {
+      double x = h2f(q[d]), y = h2f(k[(size_t)j * ld + d]);
+      dot += x * y;
+      am += std::fabs(x * y);
+    }
+    s[j - lo] = dot * scale;
+    m = std::max(m, s[j - lo]);
+    mag = std::max(mag, am);
+  }
+  // fp32 accumulation of hd products: |Δdot| ≤ hd·2⁻²⁴·Σ|q·k| (the γ_n bound), times scale.
+  a.ds = hd * std::ldexp(1.0, -24) * mag * scale;
+  double l = 0;
+  for (int j = lo; j < hi; j++) {
+    double p = std::exp(s[j - lo] - m);
+    l += p;
+    for (int d = 0; d < hd; d++) {
+      double y = h2f(v[(size_t)j * ld + d]);
+      a.o[d] += p * y;
+      a.spv[d] += p * std::fabs(y);
+    }
+  }
+  for (int d = 0; d < hd; d++) a.o[d] /= l, a.spv[d] /= l;
+  return a;
+}
+
+// attention_tol: |kernel − reference| ≤ (2·2⁻¹¹ + 2·Δs + kExpRel)·Σp|v| + 2⁻¹¹·|o| + 2⁻²⁴, where
+//   2⁻¹¹·Σp|v| is the flash kernel's rounding of each p to fp16 before P·V (relative 2⁻¹¹ each;
+//     doubled because the normalizer is the sum of the unrounded p),
+//   2·Δs·Σp|v| covers the fp32 score error Δs (each p moves by a factor e^{±Δs}, and so does
+//     the normalizer),
+//   kExpRel = 1e-5 covers exp2f/expf (≤ 2 ulp) and folding scale·log2(e) into the exponent
+//     (a few fp32 ulps of logits up to |x| ≈ 100),
+//   2⁻¹¹·|o| + 2⁻²⁴ is the final rounding to fp16 (half an ulp, and subnormal outputs).
+constexpr double kExpRel = 1e-5;
+double attention_tol(const AttnRef& a, int d) {
+  return (2 * std::ldexp(1.0, -11) + 2 * a.ds + kExpRel) * a.spv[d] + std::ldexp(1.0, -11) * std::fabs(a.o[d]) +
+         std::ldexp(1.0, -24);
+}
+
+void check_attn_row(Check& c, const uint16_t* got, const AttnRef& a, int hd, const char* what, long long row, int head) {
+  for (int d = 0; d < hd; d++) {
+    float g = h2f(got[d]);
+    double err = std::fabs((double)g - a.o[d]), tol = attention_tol(a, d);
+    c.ratio(g != g ? INFINITY : err, tol);
+    if (!(err <= tol)) c.bad(fmt("%s row %lld head %d dim %d: got %.6g, want %.6g (tol %.3g)", what, row, head, d, g, a.o[d], tol));
+  }
+}
+
+// Query rows to check: all for short sequences, else the first and last 16 and every 17th.
+std::vector<int> sample_rows(int seq) {
+  std::vector<int> rows;
+  for (int t = 0; t < seq; t++)
+    if (seq <= 160 || t < 16 || t >= seq - 16 || t % 17 == 0) rows.push_back(t);
+  return rows;
+}
+
+struct PrefillShape {
+  int batch, seq, nh, nkv, hd, window;
+  float amp;
+  bool odd_stride;  // forces the simple kernel
+};
+
+Result test_prefill(const PrefillShape& p, const char* variant, uint64_t seed) {
+  const bool flash = !p.odd_stride && (p.hd == 64 || p.hd == 128);
+  Check c(fmt("attention_prefill b=%d seq=%d heads=%d/%d hd=%d window=%d amp=%g%s", p.batch, p.seq, p.nh, p.nkv, p.hd,
+              p.window, p.amp, p.odd_stride ? " odd-stride" : ""),
+          flash ? (std::strcmp(variant, "8") == 0 ? "flash-bm128" : "flash-bm64") : "attention-rows");
+  setenv("ODYSSEY_PREFILL_WARPS", variant, 1);
+  Rng r(seed);
+  const int rows = p.batch * p.seq, tail = 160;  // rows past the last sequence: NaN
+  const int ld_q = p.nh * p.hd + (p.odd_stride ? 1 : 8), ld_kv = p.nkv * p.hd + (p.odd_stride ? 3 : 8);
+  const int ld_out = p.nh * p.hd + 8;
+  auto fill = [&](int ld, int width) {
+    std::vector<uint16_t> x((size_t)(rows + tail) * ld, kHalfNaN);
+    for (int i = 0; i < rows; i++)
+      for (int j = 0; j < width; j++) x[(size_t)i * ld + j] = f2h(r.uniform(-p.amp, p.amp));
+    return x;
+  };
+  auto q = fill(ld_q, p.nh * p.hd), k = fill(ld_kv, p.nkv * p.hd), v = fill(ld_kv, p.nkv * p.hd);
+  auto dq = upload(q), dk = upload(k), dv = upload(v);
+  DeviceBuffer dout = poisoned((size_t)rows * ld_out * 2);
+  const float scale = (float)(1.0 / std::sqrt((double)p.hd));
+  size_t wsb = L::attention_prefill_workspace(p.batch, p.seq, p.nh, p.hd);
+  DeviceBuffer ws = poisoned(wsb);
+  c.cuda(L::attention_prefill(dq.get<__half>(), ld_q, dk.get<__half>(), dv.get<__half>(), ld_kv, dout.get<__half>(), ld_out,
+                              p.batch, p.seq, p.nh, p.nkv, p.hd, scale, p.window, ws.get(), wsb, 0),
+         "attention_prefill");
+  c.cuda(cudaDeviceSynchronize(), "attention_prefill (sync)");
+  if (!c.r.passed) return c.r;
+  auto out = download<uint16_t>(dout, (size_t)rows * ld_out);
+  for (int i = 0; i < rows; i++) {
+    for (int j = 0; j < p.nh * p.hd; j++)
+      if (half_is_nan(out[(size_t)i * ld_out + j])) {
+        c.bad(fmt("out[%d,%d] not written (NaN)", i, j));
+        break;
+      }
+    for (int j = p.nh * p.hd; j < ld_out; j++)
+      if (out[(size_t)i * ld_out + j] != 0xFFFF) c.bad(fmt("out padding [%d,%d] written", i, j));
+  }
+  const int group = p.nh / p.nkv;
+  for (int b = 0; b < p.batch; b++)
+    for (int t : sample_rows(p.seq)) {
+      const size_t row = (size_t)b * p.seq + t;
+      const int lo = p.window > 0 ? std::max(0, t - p.window + 1) : 0;
+      for (int h = 0; h < p.nh; h++) {
+        const size_t base = (size_t)b * p.seq * ld_kv + (size_t)(h / group) * p.hd;
+        AttnRef a = attention_ref(&q[row * ld_q + (size_t)h * p.hd], &k[base], &v[base], ld_kv, lo, t + 1, p.hd, scale);
+        check_attn_row(c, &out[row * ld_out + (size_t)h * p.hd], a, p.hd, "prefill", (long long)row, h);
+      }
+    }
+  return c.r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// KV cache: append, then decode.
+
+Result test_kv_append(int batch, int tokens, int max_seq, int nkv, int hd, bool odd_stride, uint64_t seed) {
+  Check c(fmt("kv_append b=%d tokens=%d max_seq=%d kv=%d hd=%d%s", batch, tokens, max_seq, nkv, hd, odd_stride ? " odd-stride" : ""),
+          (nkv * hd) % 8 || odd_stride ? "kv_append-scalar" : "kv_append");
+  Rng r(seed);
+  const int width = nkv * hd, ld = width + (odd_stride ? 1 : 8), rows = std::max(batch * tokens, 1);
+  auto k = random_half(r, (size_t)rows * ld, 2.f), v = random_half(r, (size_t)rows * ld, 2.f);
+  std::vector<int32_t> start(std::max(batch, 1));
+  for (auto& s : start) s = r.below(max_seq - tokens + 1);
+  auto dk = upload(k), dv = upload(v);
+  auto ds = upload(start);
+  const size_t cache = (size_t)std::max(batch, 1) * max_seq * width;
+  DeviceBuffer kc = poisoned(cache * 2), vc = poisoned(cache * 2);
+  c.cuda(L::kv_append(dk.get<__half>(), dv.get<__half>(), ld, kc.get<__half>(), vc.get<__half>(), ds.get<int32_t>(), batch,
+                      tokens, max_seq, nkv, hd, 0),
+         "kv_append");
+  c.cuda(cudaDeviceSynchronize(), "kv_append (sync)");
+  if (!c.r.passed) return c.r;
+  auto gk = download<uint16_t>(kc, cache), gv = download<uint16_t>(vc, cache);
+  for (int b = 0; b < std::max(batch, 1); b++)
+    for (int pos = 0; pos < max_seq; pos++) {
+      const int t = pos - start[b];
+      const bool appended = b < batch && t >= 0 && t < tokens;
+      for (int j = 0; j < width; j++) {
+        size_t at = ((size_t)b * max_seq + pos) * width + j;
+        uint16_t wk = appended ? k[(size_t)(b * tokens + t) * ld + j] : 0xFFFF;
+        uint16_t wv = appended ? v[(size_t)(b * tokens + t) * ld + j] : 0xFFFF;
+        c.r.checked++;
+        if (gk[at] != wk || gv[at] != wv) {
+          c.bad(fmt("cache[b=%d, pos=%d, %d]: %s", b, pos, j, appended ? "wrong value" : "written outside the appended rows"));
+          break;
+        }
+      }
+    }
+  return c.r;
+}
+
+struct DecodeShape {
+  int batch, max_seq, nh, nkv, hd, window;
+  std::vector<int> lens;
+  bool odd_stride;  // q/out strides not a multiple of 8
+};
+
+Result test_decode(const DecodeShape& p, uint64_t seed) {
+  std::string lens;
+  for (int l : p.lens) lens += (lens.empty() ? "" : ",") + std::to_string(l);
+  Check c(fmt("attention_decode b=%d max_seq=%d heads=%d/%d hd=%d window=%d len=%s", p.batch, p.max_seq, p.nh, p.nkv,
+              p.hd, p.window, lens.c_str()),
+          p.hd % 8 ? "decode-scalar" : "decode");
+  Rng r(seed);
+  const int width = p.nkv * p.hd, ld_q = p.nh * p.hd + (p.odd_stride ? 1 : 8), ld_out = p.nh * p.hd + (p.odd_stride ? 3 : 8);
+  // The cache beyond len[b] is NaN: a read past the context would show.
+  std::vector<uint16_t> kc((size_t)p.batch * p.max_seq * width, kHalfNaN), vc(kc.size(), kHalfNaN);
+  for (int b = 0; b < p.batch; b++)
+    for (size_t i = 0; i < (size_t)p.lens[b] * width; i++) {
+      size_t at = (size_t)b * p.max_seq * width + i;
+      kc[at] = f2h(r.uniform(-2.f, 2.f));
+      vc[at] = f2h(r.uniform(-2.f, 2.f));
+    }
+  std::vector<uint16_t> q((size_t)p.batch * ld_q, kHalfNaN);
+  for (int b = 0; b < p.batch; b++)
+    for (int j = 0; j < p.nh * p.hd; j++) q[(size_t)b * ld_q + j] = f2h(r.uniform(-2.f, 2.f));
+  std::vector<int32_t> len(p.lens.begin(), p.lens.end());
+  auto dk = upload(kc), dv = upload(vc), dq = upload(q);
+  auto dl = upload(len);
+  DeviceBuffer dout = poisoned((size_t)p.batch * ld_out * 2);
+  size_t wsb = L::attention_decode_workspace(p.batch, p.nh, p.hd, p.max_seq);
+  DeviceBuffer ws = poisoned(wsb);
+  const float scale = (float)(1.0 / std::sqrt((double)p.hd));
+  c.cuda(L::attention_decode(dq.get<__half>(), ld_q, dk.get<__half>(), dv.get<__half>(), dl.get<int32_t>(), dout.get<__half>(),
+                             ld_out, p.batch, p.max_seq, p.nh, p.nkv, p.hd, scale, p.window, ws.get(), wsb, 0),
+         "attention_decode");
+  c.cuda(cudaDeviceSynchronize(), "attention_decode (sync)");
+  if (!c.r.passed) return c.r;
+  auto out = download<uint16_t>(dout, (size_t)p.batch * ld_out);
+  const int group = p.nh / p.nkv;
+  for (int b = 0; b < p.batch; b++) {
+    const int Lb = p.lens[b], lo = p.window > 0 ? std::max(0, Lb - p.window) : 0;
+    for (int h = 0; h < p.nh; h++) {
+      const uint16_t* kb = &kc[(size_t)b * p.max_seq * width + (size_t)(h / group) * p.hd];
+      const uint16_t* vb = &vc[(size_t)b * p.max_seq * width + (size_t)(h / group) * p.hd];
+      AttnRef a = attention_ref(&q[(size_t)b * ld_q + (size_t)h * p.hd], kb, vb, width, lo, Lb, p.hd, scale);
+      check_attn_row(c, &out[(size_t)b * ld_out + (size_t)h * p.hd], a, p.hd, "decode", b, h);
+    }
+    for (int j = p.nh * p.hd; j < ld_out; j++)
+      if (out[(size_t)b * ld_out + j] != 0xFFFF) c.bad(fmt("out padding [%d,%d] written", b, j));
+  }
+  return c.r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// nll, argmax
+
+Result test_nll_argmax(int rows, int vocab, int pad, uint64_t seed, std::vector<Result>& out) {
+  Check c(fmt("nll rows=%d vocab=%d ld=%d", rows, vocab, vocab + pad), (vocab + pad) % 4 || vocab % 4 ? "nll-scalar" : "nll");
+  Check ca(fmt("argmax rows=%d vocab=%d ld=%d", rows, vocab, vocab + pad), "argmax");
+  Rng r(seed);
+  const int ld = vocab + pad;
+  std::vector<float> x((size_t)rows * ld, NAN);  // padding columns NaN
+  std::vector<int32_t> target(rows), want_arg(rows);
+  for (int i = 0; i < rows; i++) {
+    for (int j = 0; j < vocab; j++) x[(size_t)i * ld + j] = r.uniform(-10.f, 10.f);
+    if (vocab > 3) {  // a tie for the maximum: the first index must win
+      int a = r.below(vocab / 2), b = vocab / 2 + r.below(vocab - vocab / 2);
+      x[(size_t)i * ld + a] = x[(size_t)i * ld + b] = 30.f + i;
+    }
+    target[i] = i % 5 == 4 ? -1 : r.below(vocab);
+    int best = 0;
+    for (int j = 1; j < vocab; j++)
+      if (x[(size_t)i * ld + j] > x[(size_t)i * ld + best]) best = j;
+    want_arg[i] = best;
+  }
+  auto dx = upload(x);
+  auto dt = upload(target);
+  DeviceBuffer dn = poisoned((size_t)rows * 4), da = poisoned((size_t)rows * 4);
+  c.cuda(L::nll(dx.get<float>(), ld, dt.get<int32_t>(), rows, vocab, dn.get<float>(), 0), "nll");
+  ca.cuda(L::argmax(dx.get<float>(), ld, rows, vocab, da.get<int32_t>(), 0), "argmax");
+  c.cuda(cudaDeviceSynchronize(), "nll/argmax (sync)");
+  if (c.r.passed) {
+    auto got = download<float>(dn, rows);
+    for (int i = 0; i < rows; i++) {
+      double want = 0;
+      if (target[i] >= 0) {
+        const float* xr = &x[(size_t)i * ld];
+        double m = -INFINITY, s = 0;
+        for (int j = 0; j < vocab; j++) m = std::max(m, (double)xr[j]);
+        for (int j = 0; j < vocab; j++) s += std::exp((double)xr[j] - m);
+        want = m + std::log(s) - xr[target[i]];
+      }
+      double tol = kNllAbs + std::ldexp(1.0, -23) * std::fabs(want);
+      double err = std::fabs((double)got[i] - want);
+      c.ratio(got[i] != got[i] ? INFINITY : err, tol);
+      if (!(err <= tol)) c.bad(fmt("nll[%d] = %.9g, want %.9g", i, got[i], want));
+    }
+  }
+  if (ca.r.passed) {
+    auto got = download<int32_t>(da, rows);
+    for (int i = 0; i < rows; i++) {
+      ca.r.checked++;
+      if (got[i] != want_arg[i]) ca.bad(fmt("argmax[%d] = %d, want %d", i, got[i], want_arg[i]));
+    }
+  }
+  out.push_back(ca.r);
+  return c.r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Misuse is refused (cudaErrorInvalidValue) before anything runs; empty work is a no-op.
+
+std::vector<Result> test_refusals() {
+  std::vector<Result> out;
+  DeviceBuffer buf = poisoned(1 << 20);
+  __half* hp = buf.get<__half>();
+  float* fp = buf.get<float>();
+  int8_t* ip = buf.get<int8_t>();
+  int32_t* pp = buf.get<int32_t>();
+  auto expect = [&](const char* name, cudaError_t got, cudaError_t want) {
+    Check c(std::string("refuse: ") + name, "refusal");
+    c.r.checked = 1;
+    if (got != want)
+      c.bad(fmt("returned %s, want %s", cudaGetErrorName(got), cudaGetErrorName(want)));
+    out.push_back(c.r);
+  };
+  L::ActOut f16;
+  f16.kind = L::ActKind::F16;
+  f16.ld = 64;
+  f16.f16 = hp;
+  L::ActOut st;
+  st.kind = L::ActKind::I8Static;
+  st.ld = 128;
+  st.i8 = ip;  // no static_scale
+  L::ActOut three[3] = {f16, f16, f16};
+  const cudaError_t inval = cudaErrorInvalidValue;
+  expect("add_rmsnorm with 3 outputs", L::add_rmsnorm(fp, nullptr, 0, fp, 1e-5f, 4, 64, three, 3, 0), inval);
+  L::ActOut narrow = f16;
+  narrow.ld = 32;
+  expect("add_rmsnorm with ld < hidden", L::add_rmsnorm(fp, nullptr, 0, fp, 1e-5f, 4, 64, &narrow, 1, 0), inval);
+  expect("add_rmsnorm static int8 without a scale", L::add_rmsnorm(fp, nullptr, 0, fp, 1e-5f, 4, 64, &st, 1, 0), inval);
+  expect("add_rmsnorm ld_delta < hidden", L::add_rmsnorm(fp, hp, 32, fp, 1e-5f, 4, 64, &f16, 1, 0), inval);
+  expect("rope odd head_dim", L::rope(hp, 64, hp, 64, 2, 1, 1, 7, pp, fp, 0), inval);
+  expect("attention_prefill nh % nkv != 0", L::attention_prefill(hp, 512, hp, hp, 512, hp, 512, 1, 8, 6, 4, 64, 0.125f, 0, nullptr, 0, 0), inval);
+  expect("attention_prefill head_dim 264", L::attention_prefill(hp, 528, hp, hp, 528, hp, 528, 1, 8, 2, 2, 264, 0.06f, 0, nullptr, 0, 0), inval);
+  expect("attention_prefill ld_q < nh·hd", L::attention_prefill(hp, 100, hp, hp, 128, hp, 128, 1, 8, 2, 2, 64, 0.125f, 0, nullptr, 0, 0), inval);
+  expect("attention_decode workspace too small",
+         L::attention_decode(hp, 256, hp, hp, pp, hp, 256, 1, 64, 4, 2, 64, 0.125f, 0, fp,
+                             L::attention_decode_workspace(1, 4, 64, 64) - 4, 0),
+         inval);
+  expect("attention_decode no workspace", L::attention_decode(hp, 256, hp, hp, pp, hp, 256, 1, 64, 4, 2, 64, 0.125f, 0, nullptr, 0, 0), inval);
+  expect("swiglu ld_in < cols", L::swiglu(hp, hp, 32, 2, 64, f16, 0), inval);
+  expect("nll ld < vocab", L::nll(fp, 10, pp, 2, 11, fp, 0), inval);
+  expect("argmax vocab 0", L::argmax(fp, 10, 2, 0, pp, 0), inval);
+  expect("kv_append ld_kv < nkv·hd", L::kv_append(hp, hp, 100, hp, hp, pp, 1, 1, 8, 2, 64, 0), inval);
+  // Empty work: success, nothing written (the buffer keeps its poison).
+  expect("embed rows 0", L::embed(pp, 0, hp, 64, fp, 0), cudaSuccess);
+  expect("attention_prefill seq 0", L::attention_prefill(hp, 128, hp, hp, 128, hp, 128, 1, 0, 2, 2, 64, 0.125f, 0, nullptr, 0, 0), cudaSuccess);
+  expect("attention_decode batch 0", L::attention_decode(hp, 256, hp, hp, pp, hp, 256, 0, 64, 4, 2, 64, 0.125f, 0, nullptr, 0, 0), cudaSuccess);
+  expect("swiglu rows 0", L::swiglu(hp, hp, 128, 0, 64, f16, 0), cudaSuccess);
+  expect("nll rows 0", L::nll(fp, 10, pp, 0, 10, fp, 0), cudaSuccess);
+  CK(cudaDeviceSynchronize());
+  auto bytes = download<uint8_t>(buf, 1 << 20);
+  Check c("refuse: nothing written by refused or empty calls", "refusal");
+  c.r.checked = (long long)bytes.size();
+  for (size_t i = 0; i < bytes.size(); i++)
+    if (bytes[i] != 0xFF) {
+      c.bad(fmt("byte %zu changed", i));
+      break;
+    }
+  out.push_back(c.r);
+  return out;
+}
+
+}  // namespace
+
+int cmd_test_layers(const Args& args) {
+  const bool quick = args.has("quick");
+  std::vector<Result> results;
+  uint64_t seed = (uint64_t)args.get_int("seed", 1);
+  auto add = [&](Result r) {
+    std::fprintf(stderr, "%-96s %-26s %s%s%s\n", r.name.c_str(), r.kernel.c_str(), r.passed ? "ok" : "FAIL",
+                 r.message.empty() ? "" : "  ", r.message.c_str());
+    results.push_back(std::move(r));
+  };
+  const std::vector<int> row_set = quick ? std::vector<int>{0, 1, 17} : std::vector<int>{0, 1, 3, 17, 128, 1000};
+  const std::vector<int> hidden_set = {64, 256, 384, 4096, 66};  // 66: the scalar path
+  using K = L::ActKind;
+  const std::vector<NormCfg> norm_cfgs = {
+      {"delta f16", true, {K::F16}, false, false},
+      {"delta i8token", true, {K::I8PerToken}, false, false},
+      {"f16(padded)+i8static", false, {K::F16, K::I8Static}, true, false},
+      {"i8token+i8static", true, {K::I8PerToken, K::I8Static}, false, false},
+      {"residual only", true, {}, false, false},
+      {"NaN row, i8token+f16", false, {K::I8PerToken, K::F16}, false, true},
+  };
+  for (int rows : row_set)
+    for (int hidden : hidden_set) {
+      add(test_embed(rows, hidden, seed++));
+      for (auto& cfg : norm_cfgs) add(test_add_rmsnorm(rows, hidden, cfg, seed++));
+      for (K k : {K::F16, K::I8Static, K::I8PerToken}) add(test_swiglu(rows, hidden, k, seed++));
+    }
+  add(test_swiglu(17, 11008, K::I8PerToken, seed++));  // LLaMA-2-7B's intermediate size
+  for (int rows : {1, 3, 17, 128})
+    for (int hd : {8, 64, 128})
+      for (auto [nh, nkv] : std::vector<std::pair<int, int>>{{4, 2}, {32, 8}, {32, 32}}) {
+        add(test_rope(rows, nh, nkv, hd, false, seed++));
+        if (rows == 3) add(test_rope(rows, nh, nkv, hd, true, seed++));
+      }
+  add(test_rope(5, 6, 2, 6, false, seed++));  // half = 3: the scalar path
+
+  // Prefill: every head_dim × GQA shape × short sequence × window × batch, both flash tile
+  // variants where the flash kernel applies; then the long sequences on the LLaMA shapes.
+  const std::vector<std::pair<int, int>> heads = {{4, 2}, {6, 2}, {8, 4}, {32, 32}, {32, 8}};
+  const std::vector<int> short_seqs = quick ? std::vector<int>{1, 7, 129} : std::vector<int>{1, 7, 64, 129};
+  for (int hd : {8, 64, 128})
+    for (auto [nh, nkv] : heads)
+      for (int seq : short_seqs)
+        for (int window : {0, 5})
+          for (int batch : {1, 3}) {
+            if (quick && (nh == 32 || batch == 3) && seq > 7) continue;
+            PrefillShape p{batch, seq, nh, nkv, hd, window, (seq % 2) ? 3.f : 1.f, false};
+            for (const char* variant : {"4", "8"}) {
+              add(test_prefill(p, variant, seed));
+              if (hd == 8) break;  // one kernel for head_dim 8
+            }
+            seed++;
+          }
+  std::vector<PrefillShape> long_shapes = {
+      {1, 512, 8, 4, 64, 0, 2.f, false},   {1, 1024, 32, 32, 128, 0, 2.f, false}, {3, 512, 32, 8, 128, 0, 3.f, false},
+      {1, 1024, 32, 8, 64, 5, 2.f, false}, {3, 512, 8, 4, 128, 5, 1.f, false},    {1, 1024, 8, 4, 128, 100, 2.f, false},
+      {1, 512, 6, 2, 8, 0, 2.f, false},    {3, 129, 8, 4, 64, 0, 2.f, true},      {1, 200, 4, 2, 96, 7, 2.f, false},
+      {2, 64, 4, 2, 128, 0, 2.f, true},
+  };
+  if (quick) long_shapes.resize(3);
+  for (auto& p : long_shapes) {
+    for (const char* variant : {"4", "8"}) {
+      add(test_prefill(p, variant, seed));
+      if (p.odd_stride || (p.hd != 64 && p.hd != 128)) break;
+    }
+    seed++;
+  }
+  unsetenv("ODYSSEY_PREFILL_WARPS");
+
+  add(test_kv_append(3, 7, 64, 2, 64, false, seed++));
+  add(test_kv_append(1, 1, 1100, 32, 128, false, seed++));
+  add(test_kv_append(2, 5, 16, 3, 6, false, seed++));  // width 18: scalar
+  add(test_kv_append(2, 3, 20, 4, 64, true, seed++));
+  add(test_kv_append(0, 3, 20, 4, 64, false, seed++));  // batch 0
+
+  for (int hd : {8, 64, 128})
+    for (auto [nh, nkv] : heads)
+      for (int window : {0, 5}) {
+        add(test_decode({1, 1100, nh, nkv, hd, window, {1000}, false}, seed++));
+        add(test_decode({3, 300, nh, nkv, hd, window, {1, 7, 300}, hd == 64}, seed++));
+      }
+  add(test_decode({1, 4096, 32, 32, 128, 0, {4096}, false}, seed++));
+  add(test_decode({2, 1024, 32, 8, 128, 0, {1024, 129}, false}, seed++));
+  add(test_decode({2, 100, 12, 4, 96, 3, {100, 64}, false}, seed++));
+  add(test_decode({1, 64, 4, 1, 6, 0, {63}, false}, seed++));  // head_dim 6: scalar copies
+
+  for (int rows : {1, 3, 17})
+    for (int vocab : {7, 1000, 32000, 32003})
+      for (int pad : {0, 5}) {
+        std::vector<Result> extra;
+        add(test_nll_argmax(rows, vocab, pad, seed++, extra));
+        for (auto& e : extra) add(e);
+      }
+  for (auto& r : test_refusals()) add(r);
+  CK(cudaGetLastError());
+
+  int passed = 0, failed = 0;
+  JsonWriter w;
+  w.begin_object();
+  w.field("ok", true);
+  w.key("cases").begin_array();
+  for (auto& r : results) {
+    (r.passed ? passed : failed)++;
+    w.begin_object();
+    w.field("name", r.name);
+    w.field("kernel", r.kernel);
+    w.field("passed", r.passed);
+    w.field("checked", r.checked);
+    w.field("worst_err_over_tol", r.worst);
+    w.field("code_flips", r.flips);
+    w.field("fp16_ulp_diffs", r.ulp_diffs);
+    w.field("message", r.message);
+    w.end_object();
+  }
+  w.end_array();
+  w.field("passed", passed);
+  w.field("failed", failed);
+  w.end_object();
+  std::cout << w.str() << std::endl;
+  std::fprintf(stderr, "test layers: %d passed, %d failed\n", passed, failed);
+  return failed ? 1 : 0;
+}
+
+}  // namespace odyssey

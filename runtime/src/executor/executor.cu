@@ -1,0 +1,1070 @@
+// executor.cu: the GPU model executor declared in executor.hpp (contract: docs/executor.md).
+//
+// Layout of the work, per decoder layer (rows = tokens in flight: batch·L for prefill,
+// batch for a decode step):
+//   h (fp32 [rows, H])  --add_rmsnorm-->  qkv inputs (one buffer per activation form: fp16,
+//   int8 static, int8 per token; row stride Kp, zero padded)  --GEMM(s)-->  qkv fp16
+//   --rope, attention (prefill: causal over the window; decode: over the KV cache)-->
+//   att fp16 [rows, Kp_o]  --(quantize)--> o GEMM  --add_rmsnorm--> gate/up GEMM(s)
+//   --swiglu (fused with down's quantization)--> down GEMM --> the next layer's residual add.
+// The layer kernels are layers.hpp's; the GEMMs are FastGEMM (ody_w4a8_gemm), the W4A16
+// kernel (ody_w4a16_gemm) and cuBLAS (fp16 in, fp32 compute, fp16 out; fp32 out for the
+// LM head). The few kernels here are glue: bias rows for cuBLAS, quantization of the
+// attention output (o_proj's input, fp16 with a row stride), gathering each sequence's last
+// row, and advancing decode positions inside the graph.
+//
+// Linear outputs of one site (q/k/v, or gate/up) live in one region; a fused GEMM writes
+// [rows, Σ Np_i] with part i at column Σ_{j<i} Np_j, unfused ones write [rows, Np_i] each
+// (dense weights are zero padded to Np rows too, so every layout has the same strides and
+// k/v, gate/up always share a row stride).
+#include "executor/executor.hpp"
+
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <stdexcept>
+
+#include "executor/layers.hpp"
+#include "odyssey_rt.h"
+#include "safetensors.hpp"
+
+namespace odyssey::exec {
+
+namespace {
+
+void cuda_ok(cudaError_t e, const char* what, int line) {
+  if (e != cudaSuccess)
+    throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e) + " (executor.cu:" + std::to_string(line) + ")");
+}
+#define EX_CUDA(call) cuda_ok((call), #call, __LINE__)
+
+void cublas_ok(cublasStatus_t s, const char* what, int line) {
+  if (s != CUBLAS_STATUS_SUCCESS)
+    throw std::runtime_error(std::string(what) + ": cuBLAS status " + std::to_string(static_cast<int>(s)) +
+                             " (executor.cu:" + std::to_string(line) + ")");
+}
+#define EX_CUBLAS(call) cublas_ok((call), #call, __LINE__)
+
+void ody_ok(ody_status s, const std::string& what) {
+  if (s != ODY_OK) throw std::runtime_error(what + ": " + ody_last_error());
+}
+
+std::string gib(double bytes) {
+  char b[32];
+  std::snprintf(b, sizeof b, "%.2f GiB", bytes / 1073741824.0);
+  return b;
+}
+
+int ceil_to(int x, int m) { return (x + m - 1) / m * m; }
+
+// ------------------------------------------------------------------ glue kernels
+
+// out[r, c] = bias[c] for c < n (row stride ld): the C operand of a cuBLAS GEMM run with
+// beta = 1, which adds the bias in fp32 inside the GEMM's epilogue.
+__global__ void fill_rows_kernel(__half* out, int ld, int rows, int n, const __half* bias) {
+  const long long total = (long long)rows * n;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+    const int r = (int)(i / n), c = (int)(i % n);
+    out[(size_t)r * ld + c] = bias[c];
+  }
+}
+
+// int8 codes of x (fp16 [rows, ldx], cols used) as layers.hpp's ActOut: per token
+// s = max|row|/127 (1 for a zero row, NaN for a non-finite row, as quant.RowScale), or the
+// static scale; q = clamp(roundEven(x / s), −127, 127), NaN → 0; columns [cols, ld) = 0.
+// One block per row.
+__global__ void quantize_rows_kernel(const __half* x, int ldx, int rows, int cols, int8_t* q, int ldq,
+                                     const float* static_scale, float* token_scale) {
+  const int r = blockIdx.x;
+  if (r >= rows) return;
+  const __half* xr = x + (size_t)r * ldx;
+  __shared__ float s_scale;
+  __shared__ unsigned s_max[32];
+  if (token_scale != nullptr) {
+    unsigned m = 0;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) m = max(m, __float_as_uint(__half2float(xr[c])) & 0x7fffffffu);
+    for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if ((threadIdx.x & 31) == 0) s_max[threadIdx.x >> 5] = m;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      unsigned mm = 0;
+      for (int w = 0; w < (int)(blockDim.x >> 5); w++) mm = max(mm, s_max[w]);
+      float s;
+      if (mm >= 0x7f800000u) {
+        s = __int_as_float(0x7fc00000);  // NaN: the row's outputs become NaN, as on the CPU
+      } else {
+        const float a = __uint_as_float(mm);
+        s = a == 0.0f ? 1.0f : __fdiv_rn(a, 127.0f);
+        if (s == 0.0f) s = 1.0f;  // subnormal maximum
+      }
+      s_scale = s;
+      token_scale[r] = s;
+    }
+  } else if (threadIdx.x == 0) {
+    s_scale = *static_scale;
+  }
+  __syncthreads();
+  const float s = s_scale;
+  int8_t* qr = q + (size_t)r * ldq;
+  for (int c = threadIdx.x; c < ldq; c += blockDim.x) {
+    int8_t v = 0;
+    if (c < cols) {
+      const float t = rintf(__fdiv_rn(__half2float(xr[c]), s));
+      v = (t != t) ? 0 : (int8_t)fminf(fmaxf(t, -127.0f), 127.0f);
+    }
+    qr[c] = v;
+  }
+}
+
+// out[b, :] = h[b·seq + seq − 1, :]: the last position of each sequence.
+__global__ void gather_last_kernel(const float* h, int hidden, int batch, int seq, float* out) {
+  const long long total = (long long)batch * hidden;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
+    const int b = (int)(i / hidden), c = (int)(i % hidden);
+    out[i] = h[((size_t)b * seq + seq - 1) * hidden + c];
+  }
+}
+
+// One decode step done: every sequence moves on by one position (inside the graph, so that
+// replays need no host writes).
+__global__ void advance_kernel(int32_t* pos, int32_t* len, int batch) {
+  const int b = blockIdx.x * blockDim.x + threadIdx.x;
+  if (b < batch) {
+    pos[b] += 1;
+    len[b] += 1;
+  }
+}
+
+// The W4A16 kernel reads int16 group scales ŝ and applies y = Σ_g ŝ[g,c]·P_g · 16·f_c in fp32.
+// An artifact with float group scales s[g,c] (the w4a16-gptq preset: integer scales buy
+// nothing without int8 activations) is re-expressed per output channel as ratios to the
+// channel's largest scale on 2^15 − 1 steps: ŝ = round(s / s_max · 32767), f_c = s_max /
+// (16 · 32767). Each scale is then off by at most s_max / 65534 (absolute), finer than fp16
+// rounding of the dequantized weights (2^-11 relative) for every group within 1/16 of the
+// channel's largest; the perplexity check against the CPU (docs/executor.md) bounds the rest.
+// gs: float [G, np] (padding zero), out: int16 [G, np] and f32 [np].
+void w4a16_int_scales(const float* gs, int G, int n, int np, int16_t* out, float* f) {
+  for (int c = 0; c < np; c++) {
+    float smax = 0;
+    for (int g = 0; g < G; g++) smax = std::max(smax, gs[(size_t)g * np + c]);
+    f[c] = c < n && smax > 0 ? (float)((double)smax / (16.0 * 32767.0)) : 0.0f;
+    for (int g = 0; g < G; g++) {
+      const double r = smax > 0 ? (double)gs[(size_t)g * np + c] / (double)smax * 32767.0 : 0.0;
+      out[(size_t)g * np + c] = (int16_t)std::lrint(std::min(r, 32767.0));
+    }
+  }
+}
+
+int grid_for(long long n) { return (int)std::max<long long>(1, std::min<long long>((n + 255) / 256, 65535)); }
+
+// ------------------------------------------------------------------ device memory
+
+class Arena {
+ public:
+  ~Arena() {
+    for (auto& kv : sizes_) cudaFree(kv.first);
+  }
+  template <class T>
+  T* alloc(size_t count, const std::string& what) {
+    const size_t bytes = count * sizeof(T);
+    if (bytes == 0) return nullptr;
+    void* p = nullptr;
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      size_t free_b = 0, total_b = 0;
+      cudaMemGetInfo(&free_b, &total_b);
+      throw std::runtime_error("out of GPU memory: " + what + " needs " + gib((double)bytes) + " more, " + gib((double)free_b) +
+                               " free of " + gib((double)total_b) + " (this executor holds " + gib((double)live_) + ")");
+    }
+    // Zeroed: padding columns of activation buffers and the split-K workspace must start at 0.
+    // On the executor's stream, so that every later use is ordered after it.
+    EX_CUDA(cudaMemsetAsync(p, 0, bytes, stream));
+    sizes_[p] = bytes;
+    live_ += bytes;
+    peak_ = std::max(peak_, live_);
+    return static_cast<T*>(p);
+  }
+  void free(void* p) {
+    if (!p) return;
+    auto it = sizes_.find(p);
+    if (it == sizes_.end()) return;
+    live_ -= it->second;
+    sizes_.erase(it);
+    cudaFree(p);
+  }
+  size_t peak() const { return peak_; }
+  cudaStream_t stream = nullptr;  // where allocations are zeroed
+  void reset_peak() { peak_ = live_; }
+
+ private:
+  std::map<void*, size_t> sizes_;
+  size_t live_ = 0, peak_ = 0;
+};
+
+// ------------------------------------------------------------------ model structures
+
+struct Form {
+  ActForm kind = ActForm::F16;
+  float scale = 0;                 // I8Static
+  float* d_scale = nullptr;        // I8Static: the scale on the device
+};
+
+struct Gemm {
+  WeightFormat fmt = WeightFormat::Dense16;
+  int n_total = 0;   // output columns (Σ Np of the parts)
+  int k = 0, kp = 0;
+  int group_size = 0;
+  bool int_scales = true;
+  int form = 0;       // index into the site's forms
+  int col_base = 0;   // first column of this GEMM's output in the site region (per row count)
+  void* w = nullptr;          // Dense16: fp16 [n_total, k]; else packed qweight
+  void* gscale = nullptr;     // int16 or float [G, n_total]
+  float* cscale = nullptr;    // [n_total]
+  float* bias = nullptr;      // quantized: fp32 [n_total] or null
+  __half* bias16 = nullptr;   // dense: fp16 [n_total] or null
+  uint64_t bytes = 0;         // device bytes of the weights above (for the memory floor)
+};
+
+struct Site {
+  std::vector<int> lins;      // LinearIndex of each part
+  std::vector<Form> forms;
+  std::vector<Gemm> gemms;
+  std::vector<int> part_gemm, part_col;  // per part: which GEMM, column inside its output
+  int width = 0;              // Σ n_total over GEMMs: output region columns
+};
+
+struct Layer {
+  float* attn_norm = nullptr;
+  float* mlp_norm = nullptr;
+  Site qkv, o, gu, down;
+};
+
+// Per-site scratch shared by all layers: activation buffers by form slot, the output region.
+struct Scratch {
+  int kp = 0;
+  int8_t* i8[3] = {nullptr, nullptr, nullptr};
+  __half* f16[3] = {nullptr, nullptr, nullptr};
+  float* tok[3] = {nullptr, nullptr, nullptr};
+  bool need_i8[3] = {false, false, false}, need_f16[3] = {false, false, false}, need_tok[3] = {false, false, false};
+  __half* out = nullptr;
+  int width = 0;  // max Site::width over layers
+};
+
+enum class Mode { Prefill, PrefillKV, Decode };
+
+}  // namespace
+
+struct Executor::Impl {
+  ModelPlan plan;
+  Arena arena;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  void* cublas_ws = nullptr;
+
+  __half* embed = nullptr;
+  __half* lm_head = nullptr;
+  float* final_norm = nullptr;
+  float* inv_freq = nullptr;
+  std::vector<Layer> layers;
+  uint64_t weight_bytes = 0;
+  int qdim = 0, kvdim = 0;
+  float attn_scale = 0;
+
+  // Buffers sized for `rows_cap` rows.
+  int rows_cap = 0;
+  float* h = nullptr;                 // [rows, H]
+  __half* att = nullptr;              // [rows, Kp_o]
+  int att_ld = 0;
+  __half* xf = nullptr;               // final norm output [rows, H]
+  Scratch s_qkv, s_o, s_gu, s_down;
+  int32_t* d_ids = nullptr;           // [rows]
+  int32_t* d_pos = nullptr;           // [rows]: prefill positions r % L
+  int pos_seq = 0;                    // the L d_pos was filled for
+  int32_t* d_target = nullptr;        // [rows]
+  float* d_nll = nullptr;             // [rows]
+  float* logits = nullptr;            // [chunk, V]
+  int logit_rows = 0;
+  void* attn_ws = nullptr;
+  size_t attn_ws_bytes = 0;
+  void* gemm_ws = nullptr;
+  size_t gemm_ws_bytes = 0;
+
+  // Generation state.
+  int gen_batch = 0, gen_prompt = 0, gen_gen = 0, max_seq = 0;
+  int prefill_seqs = 0;               // sequences per prefill chunk (the attention workspace's size)
+  std::vector<__half*> kc, vc;
+  int32_t* d_tokens = nullptr;        // [batch]: the token each sequence feeds next
+  int32_t* d_dpos = nullptr;          // [batch]: its position
+  int32_t* d_dlen = nullptr;          // [batch]: context length including it
+  int32_t* d_zero = nullptr;          // [batch]: zeros (kv_append start of a prefill)
+  float* h_last = nullptr;            // [batch, H]
+  int32_t* d_prompt = nullptr;        // [batch·prompt]
+  int32_t* d_tokens_save = nullptr;   // [batch]: the prefill's tokens, kept across graph capture
+  std::map<int, cudaGraphExec_t> graphs;  // by batch size (one at a time here)
+
+  ~Impl() {
+    for (auto& g : graphs) cudaGraphExecDestroy(g.second);
+    if (cublas) cublasDestroy(cublas);
+    if (stream) cudaStreamDestroy(stream);
+  }
+
+  // ---------------------------------------------------------------- loading
+
+  void load(const std::string& dir);
+  void build_site(Site& site, const LayerPlan& lp, const std::vector<int>& lins, const SafetensorsCheckpoint& ck);
+  // On the stream: from pageable memory the call returns once the source is staged, so src
+  // may be freed at once, and the copy is ordered before every kernel that reads dst.
+  void upload(void* dst, const void* src, size_t bytes) {
+    if (bytes) EX_CUDA(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
+  }
+  float* upload_f32(const std::vector<float>& v, const std::string& what) {
+    float* d = arena.alloc<float>(v.size(), what);
+    upload(d, v.data(), v.size() * 4);
+    return d;
+  }
+
+  // ---------------------------------------------------------------- running
+
+  void ensure_rows(int rows);
+  void ensure_gemm_workspace(int rows);
+  void ensure_attn_workspace(size_t bytes);
+  layers::ActOut act_out(const Scratch& s, const Site& site, int f) const;
+  void norm_into(float* hbuf, const __half* delta, int ld_delta, const float* w, int rows, const Site& site, const Scratch& s);
+  void run_site(const Site& site, const Scratch& s, int rows, const __half* f16_input, int f16_ld);
+  __half* part_out(const Site& site, const Scratch& s, int rows, int part, int* ld) const {
+    const Gemm& g = site.gemms[site.part_gemm[part]];
+    *ld = g.n_total;
+    return s.out + (size_t)rows * g.col_base + site.part_col[part];
+  }
+  // Runs every layer on h[0..rows); returns the last down_proj output (the residual delta
+  // still to add) and its row stride.
+  const __half* run_layers(int rows, int batch, int seq, Mode mode, size_t kv_off, int* ld_delta);
+  void lm_head_rows(const __half* x, int rows, float* out);
+};
+
+// ==================================================================== loading
+
+void Executor::Impl::build_site(Site& site, const LayerPlan& lp, const std::vector<int>& lins,
+                                const SafetensorsCheckpoint& ck) {
+  site.lins = lins;
+  // Activation forms: one per distinct (kind, static scale) among the parts.
+  std::vector<int> form_of(lins.size());
+  for (size_t i = 0; i < lins.size(); i++) {
+    const LinearPlan& l = lp.lin[lins[i]];
+    int f = -1;
+    for (size_t j = 0; j < site.forms.size(); j++) {
+      const Form& x = site.forms[j];
+      if (x.kind == l.act && (l.act != ActForm::I8Static || std::memcmp(&x.scale, &l.act_scale, 4) == 0)) f = (int)j;
+    }
+    if (f < 0) {
+      Form nf;
+      nf.kind = l.act;
+      nf.scale = l.act_scale;
+      if (l.act == ActForm::I8Static) {
+        nf.d_scale = arena.alloc<float>(1, l.name + ".act_scale");
+        upload(nf.d_scale, &l.act_scale, 4);
+      }
+      site.forms.push_back(nf);
+      f = (int)site.forms.size() - 1;
+    }
+    form_of[i] = f;
+  }
+  // One GEMM over all parts when every pair can fuse; else one per part.
+  bool fuse = true;
+  for (size_t i = 1; i < lins.size(); i++) fuse &= can_fuse(lp.lin[lins[0]], lp.lin[lins[i]]);
+  std::vector<std::vector<size_t>> groups;
+  if (fuse) {
+    groups.push_back({});
+    for (size_t i = 0; i < lins.size(); i++) groups[0].push_back(i);
+  } else {
+    for (size_t i = 0; i < lins.size(); i++) groups.push_back({i});
+  }
+  site.part_gemm.assign(lins.size(), 0);
+  site.part_col.assign(lins.size(), 0);
+  int col_base = 0;
+  for (const auto& grp : groups) {
+    const LinearPlan& first = lp.lin[lins[grp[0]]];
+    Gemm g;
+    g.fmt = first.format;
+    g.k = first.k;
+    g.kp = first.format == WeightFormat::Dense16 ? first.k : first.kp;
+    g.group_size = first.group_size;
+    g.int_scales = first.int_scales;
+    g.form = form_of[grp[0]];
+    g.col_base = col_base;
+    std::vector<int> off;
+    bool any_bias = false;
+    for (size_t i : grp) {
+      const LinearPlan& l = lp.lin[lins[i]];
+      off.push_back(g.n_total);
+      site.part_gemm[i] = (int)site.gemms.size();
+      site.part_col[i] = g.n_total;
+      g.n_total += ceil_to(l.n, 8);
+      any_bias |= l.has_bias;
+    }
+    const std::string what = grp.size() > 1 ? lp.lin[lins[grp[0]]].name + " (fused)" : first.name;
+    if (g.fmt == WeightFormat::Dense16) {
+      // fp16 [n_total, k]; rows past each part's n stay zero (zeroed allocation).
+      __half* w = arena.alloc<__half>((size_t)g.n_total * g.k, what + ".weight");
+      g.bytes += (uint64_t)g.n_total * g.k * 2;
+      std::vector<uint16_t> bias16;
+      if (any_bias) bias16.assign((size_t)g.n_total, 0);
+      for (size_t j = 0; j < grp.size(); j++) {
+        const LinearPlan& l = lp.lin[lins[grp[j]]];
+        HalfData hd = to_f16(ck, l.name + ".weight", {l.n, l.k});
+        upload(w + (size_t)off[j] * g.k, hd.data, hd.size * 2);
+        if (l.has_bias) {
+          std::vector<float> b = to_f32(ck, l.name + ".bias", {l.n});
+          for (int c = 0; c < l.n; c++) {
+            const uint16_t hb = float_to_half_bits(b[(size_t)c]);
+            if ((hb & 0x7c00) == 0x7c00 && std::isfinite(b[(size_t)c]))
+              ck.file_of(l.name + ".bias").fail_tensor(l.name + ".bias", "value beyond fp16's range");
+            bias16[(size_t)off[j] + c] = hb;
+          }
+        }
+      }
+      g.w = w;
+      if (any_bias) {
+        g.bias16 = arena.alloc<__half>(bias16.size(), what + ".bias");
+        upload(g.bias16, bias16.data(), bias16.size() * 2);
+        g.bytes += bias16.size() * 2;
+      }
+    } else {
+      validate_quantized(first, ck);
+      const int G = first.groups;
+      // W4A16 always takes int16 scales (float ones converted below).
+      const bool convert = g.fmt == WeightFormat::W4A16 && !first.int_scales;
+      const size_t esz = (first.int_scales || convert) ? 2 : 4;
+      uint8_t* qw = arena.alloc<uint8_t>((size_t)g.n_total * g.kp / 2, what + ".qweight");
+      uint8_t* gs = arena.alloc<uint8_t>((size_t)G * g.n_total * esz, what + ".group_scale");
+      float* cs = arena.alloc<float>((size_t)g.n_total, what + ".channel_scale");
+      float* bias = any_bias ? arena.alloc<float>((size_t)g.n_total, what + ".bias") : nullptr;
+      g.bytes += (uint64_t)g.n_total * g.kp / 2 + (uint64_t)G * g.n_total * esz + (uint64_t)g.n_total * 4 +
+                 (any_bias ? (uint64_t)g.n_total * 4 : 0);
+      for (size_t j = 0; j < grp.size(); j++) {
+        const LinearPlan& l = lp.lin[lins[grp[j]]];
+        if (j > 0) validate_quantized(l, ck);
+        const size_t npj = (size_t)l.np;
+        // Packed blocks are n-block-major: part j's blocks follow the earlier parts' blocks.
+        const TensorInfo& tq = ck.get(l.name + ".qweight");
+        upload(qw + (size_t)off[j] * g.kp / 2, ck.data(tq), tq.nbytes);
+        // group_scale [G, Np_j] → columns [off, off + Np_j) of [G, n_total].
+        const TensorInfo& tg = ck.get(l.name + ".group_scale");
+        const TensorInfo& tc = ck.get(l.name + ".channel_scale");
+        const void* gsrc = ck.data(tg);
+        const void* csrc = ck.data(tc);
+        std::vector<float> gf;
+        std::vector<int16_t> gi;
+        std::vector<float> cf;
+        if (convert) {
+          gf.resize((size_t)G * npj);
+          std::memcpy(gf.data(), ck.data(tg), gf.size() * 4);
+          gi.resize(gf.size());
+          cf.resize(npj);
+          w4a16_int_scales(gf.data(), G, l.n, (int)npj, gi.data(), cf.data());
+          gsrc = gi.data();
+          csrc = cf.data();
+        }
+        EX_CUDA(cudaMemcpy2DAsync(gs + off[j] * esz, (size_t)g.n_total * esz, gsrc, npj * esz, npj * esz, (size_t)G,
+                                  cudaMemcpyHostToDevice, stream));
+        upload(cs + off[j], csrc, npj * 4);
+        if (l.has_bias) {
+          std::vector<float> b = to_f32(ck, l.name + ".bias", {l.n});
+          upload(bias + off[j], b.data(), b.size() * 4);
+        }
+      }
+      g.w = qw;
+      g.gscale = gs;
+      g.cscale = cs;
+      g.bias = bias;
+    }
+    col_base += g.n_total;
+    site.gemms.push_back(g);
+  }
+  site.width = col_base;
+  for (const Gemm& g : site.gemms) weight_bytes += g.bytes;
+}
+
+void Executor::Impl::load(const std::string& dir) {
+  const std::string cfg_path = dir + "/config.json";
+  Json root = read_json_file(cfg_path, 16u << 20);
+  ModelConfig cfg = parse_model_config(root, cfg_path);
+  QuantConfig quant = parse_quant_config(root, cfg_path);
+  check_runnable(quant, dir);  // before opening gigabytes of shards
+  SafetensorsCheckpoint ck = SafetensorsCheckpoint::open(dir);
+  plan = plan_model(dir, cfg, quant, ck);
+  const int H = cfg.hidden, V = cfg.vocab;
+  qdim = cfg.heads * cfg.head_dim;
+  kvdim = cfg.kv_heads * cfg.head_dim;
+  attn_scale = (float)(1.0 / std::sqrt((double)cfg.head_dim));
+
+  // Will it fit? Tensor bytes as stored (int4 stays int4, 16-bit stays 16-bit, fp32 norms;
+  // BF16/F32 linears are converted to fp16, so this overestimates those).
+  {
+    uint64_t need = 0;
+    need += ck.get(plan.embed).numel() * 2;
+    if (!cfg.tie_word_embeddings) need += ck.get(plan.lm_head).numel() * 2;
+    for (const LayerPlan& lp : plan.layers)
+      for (const LinearPlan& l : lp.lin) {
+        if (l.format == WeightFormat::Dense16)
+          need += (uint64_t)ceil_to(l.n, 8) * l.k * 2;
+        else
+          need += (uint64_t)l.np * l.kp / 2 + (uint64_t)l.groups * l.np * 4 + (uint64_t)l.np * 8;
+      }
+    size_t free_b = 0, total_b = 0;
+    EX_CUDA(cudaMemGetInfo(&free_b, &total_b));
+    if (need > free_b)
+      throw std::runtime_error(dir + ": the model needs " + gib((double)need) + " of GPU memory for its weights alone, " +
+                               "and the GPU has " + gib((double)free_b) + " free of " + gib((double)total_b));
+  }
+
+  EX_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  arena.stream = stream;
+  EX_CUBLAS(cublasCreate(&cublas));
+  EX_CUBLAS(cublasSetStream(cublas, stream));
+  // An explicit workspace, so that cuBLAS never allocates during graph capture.
+  const size_t cublas_ws_bytes = 32u << 20;
+  cublas_ws = arena.alloc<uint8_t>(cublas_ws_bytes, "cuBLAS workspace");
+  EX_CUBLAS(cublasSetWorkspace(cublas, cublas_ws, cublas_ws_bytes));
+  EX_CUBLAS(cublasSetMathMode(cublas, CUBLAS_DEFAULT_MATH));
+
+  {
+    HalfData e = to_f16(ck, plan.embed, {V, H});
+    embed = arena.alloc<__half>((size_t)V * H, plan.embed);
+    upload(embed, e.data, e.size * 2);
+  }
+  if (cfg.tie_word_embeddings) {
+    lm_head = embed;
+  } else {
+    HalfData e = to_f16(ck, plan.lm_head, {V, H});
+    lm_head = arena.alloc<__half>((size_t)V * H, plan.lm_head);
+    upload(lm_head, e.data, e.size * 2);
+  }
+  weight_bytes += (uint64_t)V * H * 2;
+  final_norm = upload_f32(to_f32(ck, plan.final_norm, {H}), plan.final_norm);
+  weight_bytes += (uint64_t)H * 4;
+  inv_freq = upload_f32(rope_inv_freq(cfg.rope, cfg.head_dim), "rope inv_freq");
+
+  layers.resize(plan.layers.size());
+  for (size_t i = 0; i < plan.layers.size(); i++) {
+    const LayerPlan& lp = plan.layers[i];
+    Layer& L = layers[i];
+    L.attn_norm = upload_f32(to_f32(ck, lp.attn_norm, {H}), lp.attn_norm);
+    L.mlp_norm = upload_f32(to_f32(ck, lp.mlp_norm, {H}), lp.mlp_norm);
+    weight_bytes += (uint64_t)H * 8;
+    build_site(L.qkv, lp, {kQ, kK, kV}, ck);
+    build_site(L.o, lp, {kO}, ck);
+    build_site(L.gu, lp, {kGate, kUp}, ck);
+    build_site(L.down, lp, {kDown}, ck);
+    if (std::getenv("ODYSSEY_RT_VERBOSE"))
+      std::fprintf(stderr, "loaded layer %zu/%zu: qkv %zu GEMM(s), gate/up %zu GEMM(s)\n", i + 1, plan.layers.size(),
+                   L.qkv.gemms.size(), L.gu.gemms.size());
+  }
+
+  EX_CUDA(cudaStreamSynchronize(stream));  // uploads done: the mapped files may close
+
+  // Scratch layout: K padding per site; which form slots need which buffers.
+  s_qkv.kp = ceil_to(H, 128);
+  s_o.kp = ceil_to(qdim, 128);
+  s_gu.kp = ceil_to(H, 128);
+  s_down.kp = ceil_to(cfg.intermediate, 128);
+  att_ld = s_o.kp;
+  for (Layer& L : layers) {
+    std::pair<Site*, Scratch*> sites[] = {{&L.qkv, &s_qkv}, {&L.o, &s_o}, {&L.gu, &s_gu}, {&L.down, &s_down}};
+    for (auto& st : sites) {
+      Site& site = *st.first;
+      Scratch& s = *st.second;
+      s.width = std::max(s.width, site.width);
+      for (size_t f = 0; f < site.forms.size(); f++) {
+        if (f >= 3) throw std::logic_error("more than 3 activation forms at one site");
+        const ActForm k = site.forms[f].kind;
+        if (k == ActForm::F16) {
+          // o_proj's fp16 input is the attention output itself.
+          if (&site != &L.o) s.need_f16[f] = true;
+        } else {
+          s.need_i8[f] = true;
+          if (k == ActForm::I8PerToken) s.need_tok[f] = true;
+        }
+      }
+    }
+  }
+}
+
+// ==================================================================== buffers
+
+void Executor::Impl::ensure_rows(int rows) {
+  if (rows <= rows_cap) return;
+  const ModelConfig& c = plan.cfg;
+  // Free the old set, then allocate for the new row count (never during capture: callers
+  // size everything before capturing).
+  for (void* p : {(void*)h, (void*)att, (void*)xf, (void*)d_ids, (void*)d_pos, (void*)d_target, (void*)d_nll})
+    arena.free(p);
+  for (Scratch* s : {&s_qkv, &s_o, &s_gu, &s_down}) {
+    for (int f = 0; f < 3; f++) {
+      arena.free(s->i8[f]);
+      arena.free(s->f16[f]);
+      arena.free(s->tok[f]);
+      s->i8[f] = nullptr;
+      s->f16[f] = nullptr;
+      s->tok[f] = nullptr;
+    }
+    arena.free(s->out);
+  }
+  rows_cap = rows;
+  const size_t R = (size_t)rows;
+  h = arena.alloc<float>(R * c.hidden, "residual stream");
+  att = arena.alloc<__half>(R * att_ld, "attention output");
+  xf = arena.alloc<__half>(R * c.hidden, "final norm output");
+  d_ids = arena.alloc<int32_t>(R, "token ids");
+  d_pos = arena.alloc<int32_t>(R, "positions");
+  pos_seq = 0;
+  d_target = arena.alloc<int32_t>(R, "targets");
+  d_nll = arena.alloc<float>(R, "NLL");
+  for (Scratch* s : {&s_qkv, &s_o, &s_gu, &s_down}) {
+    for (int f = 0; f < 3; f++) {
+      if (s->need_i8[f]) s->i8[f] = arena.alloc<int8_t>(R * s->kp, "int8 activations");
+      if (s->need_f16[f]) s->f16[f] = arena.alloc<__half>(R * s->kp, "fp16 activations");
+      if (s->need_tok[f]) s->tok[f] = arena.alloc<float>(R, "per-token scales");
+    }
+    s->out = arena.alloc<__half>(R * s->width, "linear outputs");
+  }
+  ensure_gemm_workspace(rows);
+}
+
+void Executor::Impl::ensure_gemm_workspace(int rows) {
+  size_t need = 0;
+  for (const Layer& L : layers) {
+    for (const Site* site : {&L.qkv, &L.o, &L.gu, &L.down}) {
+      for (const Gemm& g : site->gemms) {
+        if (g.fmt == WeightFormat::W4A8) {
+          ody_w4a8_problem p{rows, g.n_total, g.kp, g.group_size, site->forms[g.form].kind == ActForm::I8PerToken,
+                             g.int_scales ? ODY_SCALE_INT : ODY_SCALE_FLOAT, -1, 0};
+          need = std::max(need, ody_w4a8_workspace_size(&p));
+        } else if (g.fmt == WeightFormat::W4A16) {
+          ody_w4a16_problem p{rows, g.n_total, g.kp, g.group_size, -1, 0};
+          need = std::max(need, ody_w4a16_workspace_size(&p));
+        }
+      }
+    }
+  }
+  if (need <= gemm_ws_bytes) return;
+  arena.free(gemm_ws);
+  gemm_ws = arena.alloc<uint8_t>(need, "split-K workspace");  // zeroed once; the kernels leave it zeroed
+  gemm_ws_bytes = need;
+}
+
+void Executor::Impl::ensure_attn_workspace(size_t bytes) {
+  if (bytes <= attn_ws_bytes) return;
+  arena.free(attn_ws);
+  attn_ws = arena.alloc<uint8_t>(bytes, "attention workspace");
+  attn_ws_bytes = bytes;
+}
+
+// ==================================================================== forward
+
+layers::ActOut Executor::Impl::act_out(const Scratch& s, const Site& site, int f) const {
+  layers::ActOut o;
+  o.ld = s.kp;
+  switch (site.forms[f].kind) {
+    case ActForm::F16:
+      o.kind = layers::ActKind::F16;
+      o.f16 = s.f16[f];
+      break;
+    case ActForm::I8Static:
+      o.kind = layers::ActKind::I8Static;
+      o.i8 = s.i8[f];
+      o.static_scale = site.forms[f].d_scale;
+      break;
+    case ActForm::I8PerToken:
+      o.kind = layers::ActKind::I8PerToken;
+      o.i8 = s.i8[f];
+      o.token_scale = s.tok[f];
+      break;
+  }
+  return o;
+}
+
+void Executor::Impl::norm_into(float* hbuf, const __half* delta, int ld_delta, const float* w, int rows, const Site& site,
+                               const Scratch& s) {
+  const float eps = (float)plan.cfg.rms_norm_eps;
+  const int H = plan.cfg.hidden;
+  const int nf = (int)site.forms.size();
+  // add_rmsnorm writes at most two forms per call: the first call adds the residual, further
+  // ones (a third form) normalize again without adding.
+  for (int f0 = 0; f0 < nf; f0 += 2) {
+    layers::ActOut outs[2];
+    const int n = std::min(2, nf - f0);
+    for (int j = 0; j < n; j++) outs[j] = act_out(s, site, f0 + j);
+    EX_CUDA(layers::add_rmsnorm(hbuf, f0 == 0 ? delta : nullptr, ld_delta, w, eps, rows, H, outs, n, stream));
+  }
+}
+
+void Executor::Impl::run_site(const Site& site, const Scratch& s, int rows, const __half* f16_input, int f16_ld) {
+  for (const Gemm& g : site.gemms) {
+    const Form& form = site.forms[g.form];
+    __half* y = s.out + (size_t)rows * g.col_base;
+    switch (g.fmt) {
+      case WeightFormat::Dense16: {
+        const __half* x = f16_input ? f16_input : s.f16[g.form];
+        const int ldx = f16_input ? f16_ld : s.kp;
+        float alpha = 1.0f, beta = 0.0f;
+        if (g.bias16) {
+          fill_rows_kernel<<<grid_for((long long)rows * g.n_total), 256, 0, stream>>>(y, g.n_total, rows, g.n_total, g.bias16);
+          EX_CUDA(cudaGetLastError());
+          beta = 1.0f;
+        }
+        // Row-major y[rows, n] = x[rows, k]·W[n, k]ᵀ is column-major yᵀ = W·xᵀ, W read as kᵀ.
+        EX_CUBLAS(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, g.n_total, rows, g.k, &alpha, g.w, CUDA_R_16F, g.k, x,
+                               CUDA_R_16F, ldx, &beta, y, CUDA_R_16F, g.n_total, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        break;
+      }
+      case WeightFormat::W4A8: {
+        ody_w4a8_problem p{rows, g.n_total, g.kp, g.group_size, form.kind == ActForm::I8PerToken,
+                           g.int_scales ? ODY_SCALE_INT : ODY_SCALE_FLOAT, -1, 0};
+        ody_w4a8_args a{};
+        a.x = s.i8[g.form];
+        a.x_scale = form.kind == ActForm::I8PerToken ? s.tok[g.form] : form.d_scale;
+        a.qweight = static_cast<const uint8_t*>(g.w);
+        a.group_scale = g.gscale;
+        a.channel_scale = g.cscale;
+        a.bias = g.bias;
+        a.y = y;
+        a.workspace = gemm_ws;
+        a.workspace_bytes = gemm_ws_bytes;
+        ody_ok(ody_w4a8_gemm(&p, &a, stream), "ody_w4a8_gemm");
+        break;
+      }
+      case WeightFormat::W4A16: {
+        ody_w4a16_problem p{rows, g.n_total, g.kp, g.group_size, -1, 0};
+        ody_w4a16_args a{};
+        a.x = f16_input ? static_cast<const void*>(f16_input) : static_cast<const void*>(s.f16[g.form]);
+        a.qweight = static_cast<const uint8_t*>(g.w);
+        a.group_scale = static_cast<const int16_t*>(g.gscale);
+        a.channel_scale = g.cscale;
+        a.bias = g.bias;
+        a.y = y;
+        a.workspace = gemm_ws;
+        a.workspace_bytes = gemm_ws_bytes;
+        ody_ok(ody_w4a16_gemm(&p, &a, stream), "ody_w4a16_gemm");
+        break;
+      }
+    }
+  }
+}
+
+const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode, size_t kv_off, int* ld_delta) {
+  const ModelConfig& c = plan.cfg;
+  const __half* delta = nullptr;
+  int ldd = 0;
+  const int32_t* pos = mode == Mode::Decode ? d_dpos : d_pos;
+  for (size_t i = 0; i < layers.size(); i++) {
+    const Layer& L = layers[i];
+    // Attention block.
+    norm_into(h, delta, ldd, L.attn_norm, rows, L.qkv, s_qkv);
+    run_site(L.qkv, s_qkv, rows, nullptr, 0);
+    int ld_q, ld_k, ld_v;
+    __half* q = part_out(L.qkv, s_qkv, rows, 0, &ld_q);
+    __half* k = part_out(L.qkv, s_qkv, rows, 1, &ld_k);
+    __half* v = part_out(L.qkv, s_qkv, rows, 2, &ld_v);
+    if (ld_k != ld_v) throw std::logic_error("k and v outputs with different row strides");
+    EX_CUDA(layers::rope(q, ld_q, k, ld_k, rows, c.heads, c.kv_heads, c.head_dim, pos, inv_freq, stream));
+    if (mode == Mode::Decode) {
+      EX_CUDA(layers::kv_append(k, v, ld_k, kc[i], vc[i], d_dpos, batch, 1, max_seq, c.kv_heads, c.head_dim, stream));
+      EX_CUDA(layers::attention_decode(q, ld_q, kc[i], vc[i], d_dlen, att, att_ld, batch, max_seq, c.heads, c.kv_heads,
+                                       c.head_dim, attn_scale, c.sliding_window, attn_ws, attn_ws_bytes, stream));
+    } else {
+      EX_CUDA(layers::attention_prefill(q, ld_q, k, v, ld_k, att, att_ld, batch, seq, c.heads, c.kv_heads, c.head_dim,
+                                        attn_scale, c.sliding_window, attn_ws, attn_ws_bytes, stream));
+      if (mode == Mode::PrefillKV)
+        EX_CUDA(layers::kv_append(k, v, ld_k, kc[i] + kv_off, vc[i] + kv_off, d_zero, batch, seq, max_seq, c.kv_heads,
+                                  c.head_dim, stream));
+    }
+    // o_proj: its input is the attention output (fp16, row stride Kp_o), quantized first
+    // when o_proj takes int8.
+    const Form& of = L.o.forms[0];
+    if (of.kind != ActForm::F16) {
+      quantize_rows_kernel<<<rows, 256, 0, stream>>>(att, att_ld, rows, qdim, s_o.i8[0], s_o.kp,
+                                                      of.kind == ActForm::I8Static ? of.d_scale : nullptr,
+                                                      of.kind == ActForm::I8PerToken ? s_o.tok[0] : nullptr);
+      EX_CUDA(cudaGetLastError());
+    }
+    run_site(L.o, s_o, rows, of.kind == ActForm::F16 ? att : nullptr, att_ld);
+    int ld_o;
+    const __half* o_out = part_out(L.o, s_o, rows, 0, &ld_o);
+    // MLP block.
+    norm_into(h, o_out, ld_o, L.mlp_norm, rows, L.gu, s_gu);
+    run_site(L.gu, s_gu, rows, nullptr, 0);
+    int ld_g, ld_u;
+    const __half* gate = part_out(L.gu, s_gu, rows, 0, &ld_g);
+    const __half* up = part_out(L.gu, s_gu, rows, 1, &ld_u);
+    if (ld_g != ld_u) throw std::logic_error("gate and up outputs with different row strides");
+    EX_CUDA(layers::swiglu(gate, up, ld_g, rows, c.intermediate, act_out(s_down, L.down, 0), stream));
+    run_site(L.down, s_down, rows, nullptr, 0);
+    delta = part_out(L.down, s_down, rows, 0, &ldd);
+  }
+  *ld_delta = ldd;
+  return delta;
+}
+
+void Executor::Impl::lm_head_rows(const __half* x, int rows, float* out) {
+  const int H = plan.cfg.hidden, V = plan.cfg.vocab;
+  const float alpha = 1.0f, beta = 0.0f;
+  EX_CUBLAS(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, V, rows, H, &alpha, lm_head, CUDA_R_16F, H, x, CUDA_R_16F, H,
+                         &beta, out, CUDA_R_32F, V, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+// ==================================================================== Executor
+
+Executor::Executor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Executor::~Executor() = default;
+
+std::unique_ptr<Executor> Executor::load(const std::string& dir) {
+  auto impl = std::make_unique<Impl>();
+  impl->load(dir);
+  return std::unique_ptr<Executor>(new Executor(std::move(impl)));
+}
+
+const ModelPlan& Executor::plan() const { return impl_->plan; }
+cudaStream_t Executor::stream() const { return impl_->stream; }
+std::uint64_t Executor::weight_bytes() const { return impl_->weight_bytes; }
+std::uint64_t Executor::kv_bytes_per_token() const {
+  const ModelConfig& c = impl_->plan.cfg;
+  return (uint64_t)c.layers * 2 * c.kv_heads * c.head_dim * 2;
+}
+std::uint64_t Executor::peak_bytes() const { return impl_->arena.peak(); }
+void Executor::reset_peak() { impl_->arena.reset_peak(); }
+
+void Executor::score_windows(const std::int32_t* ids, int batch, int seq_len, double* nll_out) {
+  Impl& m = *impl_;
+  const ModelConfig& c = m.plan.cfg;
+  if (batch < 1 || seq_len < 2) throw std::invalid_argument("score_windows: batch ≥ 1 and L ≥ 2 needed");
+  const long long rows_ll = (long long)batch * seq_len;
+  if (rows_ll > (1LL << 30)) throw std::invalid_argument("score_windows: batch × L too large");
+  const int rows = (int)rows_ll;
+  m.ensure_rows(rows);
+  m.ensure_gemm_workspace(rows);  // split-K scratch depends on M: this batch's may be the largest
+  m.ensure_attn_workspace(layers::attention_prefill_workspace(batch, seq_len, c.heads, c.head_dim));
+  if (m.pos_seq != seq_len) {
+    std::vector<int32_t> pos((size_t)m.rows_cap);
+    for (size_t r = 0; r < pos.size(); r++) pos[r] = (int32_t)(r % (size_t)seq_len);
+    m.upload(m.d_pos, pos.data(), pos.size() * 4);
+    m.pos_seq = seq_len;
+  }
+  std::vector<int32_t> target((size_t)rows);
+  for (int r = 0; r < rows; r++) target[(size_t)r] = (r % seq_len == seq_len - 1) ? -1 : ids[r + 1];
+  EX_CUDA(cudaMemcpyAsync(m.d_ids, ids, (size_t)rows * 4, cudaMemcpyHostToDevice, m.stream));
+  EX_CUDA(cudaMemcpyAsync(m.d_target, target.data(), (size_t)rows * 4, cudaMemcpyHostToDevice, m.stream));
+
+  EX_CUDA(layers::embed(m.d_ids, rows, m.embed, c.hidden, m.h, m.stream));
+  int ldd = 0;
+  const __half* delta = m.run_layers(rows, batch, seq_len, Mode::Prefill, 0, &ldd);
+  layers::ActOut xo;
+  xo.kind = layers::ActKind::F16;
+  xo.ld = c.hidden;
+  xo.f16 = m.xf;
+  EX_CUDA(layers::add_rmsnorm(m.h, delta, ldd, m.final_norm, (float)c.rms_norm_eps, rows, c.hidden, &xo, 1, m.stream));
+
+  // Logits in chunks of at most 256 MiB of fp32.
+  const int chunk = (int)std::max<long long>(1, std::min<long long>(rows, (256LL << 20) / 4 / c.vocab));
+  if (chunk > m.logit_rows) {
+    m.arena.free(m.logits);
+    m.logits = m.arena.alloc<float>((size_t)chunk * c.vocab, "logits");
+    m.logit_rows = chunk;
+  }
+  for (int r0 = 0; r0 < rows; r0 += chunk) {
+    const int n = std::min(chunk, rows - r0);
+    m.lm_head_rows(m.xf + (size_t)r0 * c.hidden, n, m.logits);
+    EX_CUDA(layers::nll(m.logits, c.vocab, m.d_target + r0, n, c.vocab, m.d_nll + r0, m.stream));
+  }
+  std::vector<float> nll((size_t)rows);
+  EX_CUDA(cudaMemcpyAsync(nll.data(), m.d_nll, (size_t)rows * 4, cudaMemcpyDeviceToHost, m.stream));
+  EX_CUDA(cudaStreamSynchronize(m.stream));
+  for (int w = 0; w < batch; w++) {
+    double s = 0;
+    for (int t = 0; t < seq_len - 1; t++) {
+      const float v = nll[(size_t)w * seq_len + t];
+      if (!std::isfinite(v))
+        throw std::runtime_error("the model computed a non-finite NLL (" + std::to_string(v) + ") in window " +
+                                 std::to_string(w) + " of this batch, position " + std::to_string(t + 1));
+      s += v;
+    }
+    nll_out[w] = s;
+  }
+}
+
+void Executor::setup_generation(int batch, int prompt, int gen) {
+  Impl& m = *impl_;
+  const ModelConfig& c = m.plan.cfg;
+  if (batch < 1 || prompt < 1 || gen < 1) throw std::invalid_argument("generation needs batch, prompt and gen ≥ 1");
+  if (m.gen_batch != 0) release_generation();
+  m.gen_batch = batch;
+  m.gen_prompt = prompt;
+  m.gen_gen = gen;
+  m.max_seq = prompt + gen;
+  // Prefill in chunks of whole sequences, about 8192 rows each (at least one sequence):
+  // bounds activations and attention scratch whatever the batch.
+  const int seqs_per_chunk = std::max(1, std::min(batch, 8192 / prompt));
+  m.prefill_seqs = seqs_per_chunk;
+  const int rows = std::max(seqs_per_chunk * prompt, batch);
+  m.ensure_rows(rows);
+  // Every M the GEMMs will see: full prefill chunks, the last (partial) one, decode steps.
+  m.ensure_gemm_workspace(seqs_per_chunk * prompt);
+  if (batch % seqs_per_chunk) m.ensure_gemm_workspace((batch % seqs_per_chunk) * prompt);
+  m.ensure_gemm_workspace(batch);
+  m.ensure_attn_workspace(std::max(layers::attention_prefill_workspace(seqs_per_chunk, prompt, c.heads, c.head_dim),
+                                   layers::attention_decode_workspace(batch, c.heads, c.head_dim, m.max_seq)));
+  const size_t kv_elems = (size_t)batch * m.max_seq * c.kv_heads * c.head_dim;
+  m.kc.resize(m.layers.size());
+  m.vc.resize(m.layers.size());
+  for (size_t i = 0; i < m.layers.size(); i++) {
+    m.kc[i] = m.arena.alloc<__half>(kv_elems, "KV cache");
+    m.vc[i] = m.arena.alloc<__half>(kv_elems, "KV cache");
+  }
+  m.d_tokens = m.arena.alloc<int32_t>((size_t)batch, "decode tokens");
+  m.d_tokens_save = m.arena.alloc<int32_t>((size_t)batch, "decode tokens (saved)");
+  m.d_dpos = m.arena.alloc<int32_t>((size_t)batch, "decode positions");
+  m.d_dlen = m.arena.alloc<int32_t>((size_t)batch, "decode lengths");
+  m.d_zero = m.arena.alloc<int32_t>((size_t)batch, "zeros");
+  m.h_last = m.arena.alloc<float>((size_t)batch * c.hidden, "last hidden rows");
+  m.d_prompt = m.arena.alloc<int32_t>((size_t)batch * prompt, "prompt ids");
+  if (m.logit_rows < batch) {
+    m.arena.free(m.logits);
+    m.logits = m.arena.alloc<float>((size_t)batch * c.vocab, "logits");
+    m.logit_rows = batch;
+  }
+  if (m.pos_seq != prompt) {
+    std::vector<int32_t> pos((size_t)m.rows_cap);
+    for (size_t r = 0; r < pos.size(); r++) pos[r] = (int32_t)(r % (size_t)prompt);
+    m.upload(m.d_pos, pos.data(), pos.size() * 4);
+    m.pos_seq = prompt;
+  }
+}
+
+void Executor::upload_prompt(const std::int32_t* ids) {
+  Impl& m = *impl_;
+  for (long long i = 0; i < (long long)m.gen_batch * m.gen_prompt; i++)
+    if (ids[i] < 0 || ids[i] >= m.plan.cfg.vocab) throw std::invalid_argument("prompt id out of the vocabulary");
+  m.upload(m.d_prompt, ids, (size_t)m.gen_batch * m.gen_prompt * 4);
+}
+
+void Executor::prefill() {
+  Impl& m = *impl_;
+  const ModelConfig& c = m.plan.cfg;
+  const int B = m.gen_batch, P = m.gen_prompt;
+  if (B == 0) throw std::logic_error("prefill before setup_generation");
+  const int per = m.prefill_seqs;
+  for (int b0 = 0; b0 < B; b0 += per) {
+    const int nb = std::min(per, B - b0);
+    const int rows = nb * P;
+    EX_CUDA(layers::embed(m.d_prompt + (size_t)b0 * P, rows, m.embed, c.hidden, m.h, m.stream));
+    int ldd = 0;
+    const size_t kv_off = (size_t)b0 * m.max_seq * c.kv_heads * c.head_dim;
+    const __half* delta = m.run_layers(rows, nb, P, Mode::PrefillKV, kv_off, &ldd);
+    // The last residual add on every row, then only each sequence's last row goes on.
+    EX_CUDA(layers::add_rmsnorm(m.h, delta, ldd, m.final_norm, (float)c.rms_norm_eps, rows, c.hidden, nullptr, 0, m.stream));
+    gather_last_kernel<<<grid_for((long long)nb * c.hidden), 256, 0, m.stream>>>(m.h, c.hidden, nb, P, m.h_last);
+    EX_CUDA(cudaGetLastError());
+    layers::ActOut xo;
+    xo.kind = layers::ActKind::F16;
+    xo.ld = c.hidden;
+    xo.f16 = m.xf;
+    EX_CUDA(layers::add_rmsnorm(m.h_last, nullptr, 0, m.final_norm, (float)c.rms_norm_eps, nb, c.hidden, &xo, 1, m.stream));
+    m.lm_head_rows(m.xf, nb, m.logits);
+    EX_CUDA(layers::argmax(m.logits, c.vocab, nb, c.vocab, m.d_tokens + b0, m.stream));
+  }
+}
+
+void Executor::decode(int steps, cudaEvent_t start, cudaEvent_t stop) {
+  Impl& m = *impl_;
+  const ModelConfig& c = m.plan.cfg;
+  const int B = m.gen_batch;
+  if (B == 0) throw std::logic_error("decode before setup_generation");
+  if (steps < 0 || steps > m.gen_gen) throw std::invalid_argument("decode: more steps than the KV cache holds");
+  // Positions after the prompt: the first sampled token sits at position P.
+  std::vector<int32_t> pos((size_t)B, m.gen_prompt), len((size_t)B, m.gen_prompt + 1);
+  EX_CUDA(cudaMemcpyAsync(m.d_dpos, pos.data(), (size_t)B * 4, cudaMemcpyHostToDevice, m.stream));
+  EX_CUDA(cudaMemcpyAsync(m.d_dlen, len.data(), (size_t)B * 4, cudaMemcpyHostToDevice, m.stream));
+  EX_CUDA(cudaStreamSynchronize(m.stream));  // the host vectors die here
+
+  auto step = [&]() {
+    EX_CUDA(layers::embed(m.d_tokens, B, m.embed, c.hidden, m.h, m.stream));
+    int ldd = 0;
+    const __half* delta = m.run_layers(B, B, 1, Mode::Decode, 0, &ldd);
+    layers::ActOut xo;
+    xo.kind = layers::ActKind::F16;
+    xo.ld = c.hidden;
+    xo.f16 = m.xf;
+    EX_CUDA(layers::add_rmsnorm(m.h, delta, ldd, m.final_norm, (float)c.rms_norm_eps, B, c.hidden, &xo, 1, m.stream));
+    m.lm_head_rows(m.xf, B, m.logits);
+    EX_CUDA(layers::argmax(m.logits, c.vocab, B, c.vocab, m.d_tokens, m.stream));
+    advance_kernel<<<(B + 127) / 128, 128, 0, m.stream>>>(m.d_dpos, m.d_dlen, B);
+    EX_CUDA(cudaGetLastError());
+  };
+
+  auto it = m.graphs.find(B);
+  if (it == m.graphs.end()) {
+    // First use: one step eagerly (its launches are checked and any lazy initialization
+    // happens outside capture), then capture one step. The eager step consumed position P
+    // and overwrote the prefill's tokens, so both are restored after capture: the replays
+    // then compute exactly what a run without the extra step computes.
+    EX_CUDA(cudaMemcpyAsync(m.d_tokens_save, m.d_tokens, (size_t)B * 4, cudaMemcpyDeviceToDevice, m.stream));
+    step();
+    EX_CUDA(cudaStreamSynchronize(m.stream));
+    cudaGraph_t graph = nullptr;
+    EX_CUDA(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal));
+    try {
+      step();
+    } catch (...) {
+      cudaStreamEndCapture(m.stream, &graph);
+      if (graph) cudaGraphDestroy(graph);
+      throw;
+    }
+    EX_CUDA(cudaStreamEndCapture(m.stream, &graph));
+    cudaGraphExec_t exec = nullptr;
+    cudaError_t e = cudaGraphInstantiateWithFlags(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    EX_CUDA(e);
+    it = m.graphs.emplace(B, exec).first;
+    EX_CUDA(cudaMemcpyAsync(m.d_tokens, m.d_tokens_save, (size_t)B * 4, cudaMemcpyDeviceToDevice, m.stream));
+    EX_CUDA(cudaMemcpyAsync(m.d_dpos, pos.data(), (size_t)B * 4, cudaMemcpyHostToDevice, m.stream));
+    EX_CUDA(cudaMemcpyAsync(m.d_dlen, len.data(), (size_t)B * 4, cudaMemcpyHostToDevice, m.stream));
+    EX_CUDA(cudaStreamSynchronize(m.stream));
+  }
+  if (start) EX_CUDA(cudaEventRecord(start, m.stream));
+  for (int s = 0; s < steps; s++) EX_CUDA(cudaGraphLaunch(it->second, m.stream));
+  if (stop) EX_CUDA(cudaEventRecord(stop, m.stream));
+}
+
+std::vector<std::int32_t> Executor::last_tokens() {
+  Impl& m = *impl_;
+  std::vector<int32_t> t((size_t)m.gen_batch);
+  EX_CUDA(cudaMemcpyAsync(t.data(), m.d_tokens, t.size() * 4, cudaMemcpyDeviceToHost, m.stream));
+  EX_CUDA(cudaStreamSynchronize(m.stream));
+  return t;
+}
+
+void Executor::release_generation() {
+  Impl& m = *impl_;
+  EX_CUDA(cudaStreamSynchronize(m.stream));
+  for (auto& g : m.graphs) cudaGraphExecDestroy(g.second);
+  m.graphs.clear();
+  for (size_t i = 0; i < m.kc.size(); i++) {
+    m.arena.free(m.kc[i]);
+    m.arena.free(m.vc[i]);
+  }
+  m.kc.clear();
+  m.vc.clear();
+  for (void* p : {(void*)m.d_tokens, (void*)m.d_tokens_save, (void*)m.d_dpos, (void*)m.d_dlen, (void*)m.d_zero, (void*)m.h_last, (void*)m.d_prompt})
+    m.arena.free(p);
+  m.d_tokens = m.d_tokens_save = m.d_dpos = m.d_dlen = m.d_zero = m.d_prompt = nullptr;
+  m.h_last = nullptr;
+  m.gen_batch = 0;
+}
+
+}  // namespace odyssey::exec

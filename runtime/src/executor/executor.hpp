@@ -1,0 +1,78 @@
+// executor.hpp: the GPU model executor (docs/executor.md): loads an Odyssey artifact or a
+// Hugging Face fp16/bf16/fp32 checkpoint onto the GPU and runs the LLaMA-family forward pass:
+// prefill over batches of windows for perplexity, and prefill + CUDA-graph decode steps with
+// an fp16 KV cache for the speed measurement.
+//
+// What runs (executor.cu for the why of each choice):
+//   - the residual stream is fp32; each RMSNorm is fused with the residual add before it and
+//     with the activation quantization its consumers ask for (layers.hpp);
+//   - q/k/v and gate/up run as ONE GEMM each when their kernels, activation forms and scale
+//     layouts agree (weights concatenated along N at load, each part padded to Np = ⌈N/8⌉·8);
+//   - quantized linears through ody_w4a8_gemm (policies 0/1/2) or ody_w4a16_gemm (policy 3),
+//     the rest (skipped linears, the FP16 baseline, the LM head) through cuBLAS fp16 with fp32
+//     accumulation; the LM head writes fp32 logits, in row chunks of at most 256 MiB;
+//   - decode steps (embedding → layers → head → argmax → positions + 1) are captured once per
+//     batch size as a CUDA graph and replayed.
+// Not built: the int8 KV cache, the compressed-tensors W8A8 path (refused at load).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "executor/model_plan.hpp"
+
+namespace odyssey::exec {
+
+class Executor {
+ public:
+  // Opens dir (config.json + safetensors), checks everything on the host, then uploads the
+  // weights to the current device. Throws std::runtime_error / FormatError with the reason.
+  static std::unique_ptr<Executor> load(const std::string& dir);
+  ~Executor();
+  Executor(const Executor&) = delete;
+  Executor& operator=(const Executor&) = delete;
+
+  const ModelPlan& plan() const;
+  cudaStream_t stream() const;
+
+  // Perplexity: ids [batch·L] (host, each window run alone from position 0, already checked
+  // against the vocabulary); nll_out[w] = Σ_{t=1..L-1} NLL of token t given its prefix (fp32
+  // per token, summed in fp64 in position order). Throws on a non-finite NLL.
+  void score_windows(const std::int32_t* ids, int batch, int seq_len, double* nll_out);
+
+  // Generation (speed): allocates the KV cache and buffers for `batch` sequences of
+  // prompt + gen tokens and captures the decode graph (once per batch size).
+  void setup_generation(int batch, int prompt, int gen);
+  // Runs the prefill of ids [batch·prompt] (host, copied to the device first, outside any
+  // timing the caller makes on stream()) through the first sampled token.
+  void upload_prompt(const std::int32_t* ids);
+  void prefill();
+  // Replays the decode graph `steps` times (steps ≤ gen), starting after the prompt (the
+  // first call for a batch size captures the graph first). start/stop, when given, are
+  // recorded on stream() around the replays only.
+  void decode(int steps, cudaEvent_t start = nullptr, cudaEvent_t stop = nullptr);
+  // The tokens sampled last (host copy, [batch]); synchronizes.
+  std::vector<std::int32_t> last_tokens();
+  void release_generation();
+
+  // Bytes a decode step reads for weights (linears, norms, the LM head; not the embedding
+  // table, of which it reads `batch` rows), and KV cache bytes per token of context.
+  std::uint64_t weight_bytes() const;
+  std::uint64_t kv_bytes_per_token() const;
+  // Peak bytes this executor has had allocated since the last reset_peak() (weights, KV cache,
+  // activations, workspaces).
+  std::uint64_t peak_bytes() const;
+  void reset_peak();
+
+  struct Impl;
+
+ private:
+  explicit Executor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace odyssey::exec

@@ -1,0 +1,1110 @@
+// layers.cu: the executor's kernels other than the GEMMs (interface and conventions: layers.hpp,
+// docs/executor.md). Everything here follows the CPU forward pass in model/ (layer.go, rope.go,
+// mathutil.go) op for op where that is cheap, so the GPU perplexity can be held to the CPU's.
+//
+// What each kernel computes, and how it matches the Go reference:
+//   embed        h[r,:] = float(table[ids[r],:])                                        (exact)
+//   add_rmsnorm  h += float(delta); y = w · (h · scale), scale = float(1/sqrt(double(
+//                float(Σh²/n) + eps))), Σh² in fp64 (model.RMSNorm: the products are exact
+//                in fp64, only the summation order differs), every fp32 op rounded as Go
+//                rounds it (__fmul_rn/__fadd_rn: no FMA contraction). y goes to 1 or 2 ActOuts.
+//   rope         angle = float(pos) · inv_freq[i] in fp32, cos/sin in fp64 rounded to fp32
+//                (model/rope.go's table), x1' = x1·c − x2·s, x2' = x2·c + x1·s (rotate-half).
+//   swiglu       y = x / (1 + e^−x) · u in fp32 (model.swiglu; expf is within 2 ulp of Go's
+//                exp32), to an ActOut.
+//   quantization code = clamp(roundEven(y / s), −127, 127), IEEE division, NaN → 0
+//                (quant.QuantizeActValue); per token s = RowScale(y): max|y| found on the bit
+//                patterns (absMaxBits), NaN if a value is not finite, else m/127, 1 if that is 0.
+//   attention    softmax(q·kᵀ·scale)·v, causal, GQA, optional sliding window (model.attention).
+//   nll, argmax  logsumexp − logit[target] (Σ e^(x−max) in fp64), first index of the maximum.
+//
+// Attention prefill (the measured one: 1024 tokens, 32 heads, head_dim 128, batch 1–8):
+// flash-attention-2. A block owns BM = 16·WARPS query rows of one (sequence, head); each warp
+// owns 16 rows and keeps its Q fragments (head_dim/16 × 4 registers) and its O accumulator
+// (head_dim/8 × 4 fp32) in registers. Key/value tiles of BN = 64 rows stream through shared
+// memory (cp.async, single buffer each; K of tile j+1 loads during P·V of tile j, V of tile j
+// during Q·Kᵀ of tile j). S = Q·Kᵀ and O += P·V are mma.sync m16n8k16 fp16 → fp32 with operands
+// from ldmatrix (V transposed by ldmatrix.trans); shared tiles are XOR-swizzled by 16-byte
+// chunk (chunk ^ row%8) so every ldmatrix phase hits 8 distinct bank groups. The softmax is
+// online in fp32 (running max and sum per row, exp2 of the scaled logit), P is rounded to fp16
+// for the P·V mma (the one deviation from an fp32 softmax·V; the test bounds its effect).
+// Causal: a block visits only key tiles ≤ its last row (and ≥ its first row − window); only
+// tiles crossing the diagonal, the window edge or the sequence end are masked. Blocks start
+// with the longest (last) query tiles. GQA: head h reads kv head h / (nh/nkv).
+// Head dims 64 and 128 take this path when q/k/v/out are 16-byte aligned with row strides a
+// multiple of 8; anything else (head_dim 8, 96, odd strides) takes a simple kernel: one block
+// per (row, head), keys in chunks of 128 with an online softmax in fp32, head_dim ≤ 256.
+// ODYSSEY_PREFILL_WARPS=4|8 (environment) picks BM = 64 or 128 for the benchmark's sake.
+//
+// Attention decode: flash-decoding. The context is split in chunks of 64 keys; block
+// (chunk, kv head, sequence) copies its 64 K and V rows to shared memory once (cp.async), and
+// computes scores, softmax and P·V for all nh/nkv query heads of the GQA group from there, in
+// fp32; partial (max, sum, unnormalized O) go to the workspace and a second kernel combines
+// them per (sequence, head). The grid is sized from max_seq, not len (which stays on the
+// device: graph-capturable); chunks past len[b] exit at once.
+//
+// Layouts: row-major, strides in elements (layers.hpp). Vector paths (16-, 8- or 4-byte
+// accesses) are taken when the sizes, strides and pointers allow; otherwise scalar code
+// computes the same values. rows = 0 (or batch = 0) launches nothing and returns success.
+// Limits: head_dim ≤ 256 and even for rope; nh % nkv == 0; prefill head_dim ≤ 256;
+// decode head_dim ≤ 256 and its shared memory (≈ 2·64·(hd+8)·2 + 4·group·(hd+64) bytes) ≤ 227 KB.
+//
+// Test: `odyssey-rt test layers` (runtime/src/cli/test_layers.cpp: host references in plain
+// C++, many shapes, tolerances named there). Bench: `odyssey-rt bench layers` (prefill
+// TFLOP/s, decode GB/s against a device-to-device copy of the same run).
+#include "executor/layers.hpp"
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "kernel_common.cuh"
+
+namespace odyssey::layers {
+namespace {
+
+using kernel::cp_async16;
+using kernel::cp_async_commit;
+using kernel::cp_async_wait;
+using kernel::smem_u32;
+
+constexpr int kRowThreads = 256;  // row kernels (norm, swiglu, nll, argmax)
+
+inline bool aligned(const void* p, uintptr_t a) { return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0; }
+
+// ---------------------------------------------------------------------------------------------
+// Reductions over a block whose size is a multiple of 32. The partials are combined in warp
+// order, so a result depends only on the data and the block size.
+template <class T, class Op>
+__device__ __forceinline__ T block_reduce(T v, Op op, T* red) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  __syncthreads();
+  T r = red[0];
+  const int nw = blockDim.x >> 5;
+  for (int i = 1; i < nw; i++) r = op(r, red[i]);
+  __syncthreads();  // red is reused by the next reduction
+  return r;
+}
+struct SumD {
+  __device__ double operator()(double a, double b) const { return a + b; }
+};
+struct SumF {
+  __device__ float operator()(float a, float b) const { return a + b; }
+};
+struct MaxF {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+struct MaxU {
+  __device__ unsigned operator()(unsigned a, unsigned b) const { return a > b ? a : b; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Activation quantization (quant/act.go).
+
+// clamp(roundEven(x / s), -127, 127); NaN -> 0 (fminf/fmaxf would turn it into -127).
+__device__ __forceinline__ int8_t quantize_value(float x, float s) {
+  float q = __fdiv_rn(x, s);
+  if (q != q) return 0;
+  q = fminf(fmaxf(rintf(q), -127.f), 127.f);  // rintf: half to even, as math.RoundToEven
+  return (int8_t)__float2int_rn(q);
+}
+
+// quant.RowScale from max|y| as bits (absMaxBits): NaN when some value is not finite (the
+// row's codes are then 0), else ActScale(m) = m/127, or 1 when that is 0.
+__device__ __forceinline__ float row_scale(unsigned mbits) {
+  if (mbits >= 0x7f800000u) return __int_as_float(0x7fffffff);
+  float s = __fdiv_rn(__uint_as_float(mbits), 127.f);
+  return s == 0.f ? 1.f : s;
+}
+
+struct Outs {
+  ActOut o[2];
+  int n;
+};
+
+// V consecutive elements (V = 4 or 1) of the fp32 values y, to output o at (row, col).
+template <int V>
+__device__ __forceinline__ void store_act(const ActOut& o, float s, size_t row, int col, const float (&y)[V]) {
+  if (o.kind == ActKind::F16) {
+    __half* p = o.f16 + row * o.ld + col;
+    if constexpr (V == 4) {
+      __half2 a = __halves2half2(__float2half_rn(y[0]), __float2half_rn(y[1]));
+      __half2 b = __halves2half2(__float2half_rn(y[2]), __float2half_rn(y[3]));
+      uint2 u;
+      u.x = *reinterpret_cast<uint32_t*>(&a);
+      u.y = *reinterpret_cast<uint32_t*>(&b);
+      *reinterpret_cast<uint2*>(p) = u;
+    } else {
+      p[0] = __float2half_rn(y[0]);
+    }
+  } else {
+    int8_t* p = o.i8 + row * o.ld + col;
+    if constexpr (V == 4) {
+      uint32_t u = 0;
+#pragma unroll
+      for (int j = 0; j < 4; j++) u |= (uint32_t)(uint8_t)quantize_value(y[j], s) << (8 * j);
+      *reinterpret_cast<uint32_t*>(p) = u;
+    } else {
+      p[0] = quantize_value(y[0], s);
+    }
+  }
+}
+
+// Columns [cols, ld) of every output are written 0 (the GEMMs read the padded K).
+__device__ __forceinline__ void zero_padding(const Outs& outs, size_t row, int cols) {
+  for (int j = 0; j < outs.n; j++) {
+    const ActOut& o = outs.o[j];
+    for (int c = cols + threadIdx.x; c < o.ld; c += blockDim.x) {
+      if (o.kind == ActKind::F16)
+        o.f16[row * o.ld + c] = __float2half_rn(0.f);
+      else
+        o.i8[row * o.ld + c] = 0;
+    }
+  }
+}
+
+// The scale of each output for this row; per-token scales need max|y| (mbits).
+__device__ __forceinline__ void output_scales(const Outs& outs, unsigned mbits, size_t row, float (&s)[2]) {
+  for (int j = 0; j < 2; j++) {
+    s[j] = 1.f;
+    if (j >= outs.n) continue;
+    const ActOut& o = outs.o[j];
+    if (o.kind == ActKind::I8Static) s[j] = *o.static_scale;
+    if (o.kind == ActKind::I8PerToken) {
+      s[j] = row_scale(mbits);
+      if (threadIdx.x == 0) o.token_scale[row] = s[j];
+    }
+  }
+}
+
+template <int V>
+__device__ __forceinline__ void load_f32(const float* p, float (&x)[V]) {
+  if constexpr (V == 4) {
+    float4 v = *reinterpret_cast<const float4*>(p);
+    x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+  } else {
+    x[0] = p[0];
+  }
+}
+template <int V>
+__device__ __forceinline__ void store_f32(float* p, const float (&x)[V]) {
+  if constexpr (V == 4)
+    *reinterpret_cast<float4*>(p) = make_float4(x[0], x[1], x[2], x[3]);
+  else
+    p[0] = x[0];
+}
+template <int V>
+__device__ __forceinline__ void load_h(const __half* p, float (&x)[V]) {
+  if constexpr (V == 4) {
+    uint2 u = *reinterpret_cast<const uint2*>(p);
+    float2 a = __half22float2(*reinterpret_cast<__half2*>(&u.x));
+    float2 b = __half22float2(*reinterpret_cast<__half2*>(&u.y));
+    x[0] = a.x, x[1] = a.y, x[2] = b.x, x[3] = b.y;
+  } else {
+    x[0] = __half2float(p[0]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// embed
+
+template <int V>
+__global__ void embed_kernel(const int32_t* __restrict__ ids, const __half* __restrict__ table, int hidden,
+                             float* __restrict__ h) {
+  const size_t row = blockIdx.x;
+  const __half* src = table + (size_t)ids[row] * hidden;
+  float* dst = h + row * hidden;
+  for (int c = threadIdx.x * V; c < hidden; c += blockDim.x * V) {
+    float x[V];
+    load_h<V>(src + c, x);
+    store_f32<V>(dst + c, x);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// add_rmsnorm. Each thread visits the same columns in every pass, so it re-reads only values
+// it wrote itself (no ordering between threads is needed) and the row is never held whole.
+
+template <int V>
+__global__ void __launch_bounds__(kRowThreads)
+    add_rmsnorm_kernel(float* __restrict__ h, const __half* __restrict__ delta, int ld_delta,
+                       const float* __restrict__ w, float eps, int hidden, Outs outs, bool need_max) {
+  __shared__ double red_d[32];
+  __shared__ unsigned red_u[32];
+  const size_t row = blockIdx.x;
+  float* hr = h + row * hidden;
+  double ss = 0;
+  for (int c = threadIdx.x * V; c < hidden; c += blockDim.x * V) {
+    float x[V];
+    load_f32<V>(hr + c, x);
+    if (delta) {
+      float d[V];
+      load_h<V>(delta + row * ld_delta + c, d);
+#pragma unroll
+      for (int j = 0; j < V; j++) x[j] = __fadd_rn(x[j], d[j]);
+      store_f32<V>(hr + c, x);
+    }
+#pragma unroll
+    for (int j = 0; j < V; j++) ss = __dadd_rn(ss, __dmul_rn((double)x[j], (double)x[j]));
+  }
+  ss = block_reduce(ss, SumD(), red_d);
+  if (outs.n == 0) return;
+  // model.RMSNorm: variance := float32(ss / n); scale := float32(1 / sqrt(float64(variance + eps32)))
+  const float variance = __double2float_rn(__ddiv_rn(ss, (double)hidden));
+  const float scale = __double2float_rn(__ddiv_rn(1.0, __dsqrt_rn((double)__fadd_rn(variance, eps))));
+  unsigned mbits = 0;
+  if (need_max) {
+    for (int c = threadIdx.x * V; c < hidden; c += blockDim.x * V) {
+      float x[V], g[V];
+      load_f32<V>(hr + c, x);
+      load_f32<V>(w + c, g);
+#pragma unroll
+      for (int j = 0; j < V; j++) {
+        unsigned b = __float_as_uint(__fmul_rn(g[j], __fmul_rn(x[j], scale))) & 0x7fffffffu;
+        mbits = b > mbits ? b : mbits;
+      }
+    }
+    mbits = block_reduce(mbits, MaxU(), red_u);
+  }
+  float s[2];
+  output_scales(outs, mbits, row, s);
+  for (int c = threadIdx.x * V; c < hidden; c += blockDim.x * V) {
+    float x[V], g[V], y[V];
+    load_f32<V>(hr + c, x);
+    load_f32<V>(w + c, g);
+#pragma unroll
+    for (int j = 0; j < V; j++) y[j] = __fmul_rn(g[j], __fmul_rn(x[j], scale));
+    store_act<V>(outs.o[0], s[0], row, c, y);
+    if (outs.n > 1) store_act<V>(outs.o[1], s[1], row, c, y);
+  }
+  zero_padding(outs, row, hidden);
+}
+
+// ---------------------------------------------------------------------------------------------
+// swiglu
+
+__device__ __forceinline__ float silu_mul(float x, float u) {
+  // model.swiglu: x / (1 + exp32(−x)) · u, each op rounded in fp32.
+  return __fmul_rn(__fdiv_rn(x, __fadd_rn(1.f, expf(-x))), u);
+}
+
+template <int V>
+__global__ void __launch_bounds__(kRowThreads)
+    swiglu_kernel(const __half* __restrict__ gate, const __half* __restrict__ up, int ld_in, int cols, Outs outs,
+                  bool need_max) {
+  __shared__ unsigned red_u[32];
+  const size_t row = blockIdx.x;
+  const __half* gr = gate + row * ld_in;
+  const __half* ur = up + row * ld_in;
+  unsigned mbits = 0;
+  if (need_max) {
+    for (int c = threadIdx.x * V; c < cols; c += blockDim.x * V) {
+      float g[V], u[V];
+      load_h<V>(gr + c, g);
+      load_h<V>(ur + c, u);
+#pragma unroll
+      for (int j = 0; j < V; j++) {
+        unsigned b = __float_as_uint(silu_mul(g[j], u[j])) & 0x7fffffffu;
+        mbits = b > mbits ? b : mbits;
+      }
+    }
+    mbits = block_reduce(mbits, MaxU(), red_u);
+  }
+  float s[2];
+  output_scales(outs, mbits, row, s);
+  for (int c = threadIdx.x * V; c < cols; c += blockDim.x * V) {
+    float g[V], u[V], y[V];
+    load_h<V>(gr + c, g);
+    load_h<V>(ur + c, u);
+#pragma unroll
+    for (int j = 0; j < V; j++) y[j] = silu_mul(g[j], u[j]);
+    store_act<V>(outs.o[0], s[0], row, c, y);
+  }
+  zero_padding(outs, row, cols);
+}
+
+// ---------------------------------------------------------------------------------------------
+// rope: one block per row; cos/sin of the row's half-width angles once, then every head.
+
+__device__ __forceinline__ void rotate(float a, float b, float c, float s, float& x1, float& x2) {
+  x1 = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+  x2 = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+}
+
+template <int V>  // 2: half2 pairs (half even, strides even, 4-byte aligned); 1: scalar
+__global__ void rope_kernel(__half* __restrict__ q, int ld_q, __half* __restrict__ k, int ld_k, int nh, int nkv,
+                            int head_dim, const int32_t* __restrict__ pos, const float* __restrict__ inv_freq) {
+  extern __shared__ float rope_smem[];
+  const int half = head_dim / 2;
+  float* cs = rope_smem;
+  float* sn = rope_smem + half;
+  const size_t row = blockIdx.x;
+  const float p = (float)pos[row];
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    // model/rope.go: a := float64(f · float32(p)); cos, sin in float64, rounded to float32.
+    const double a = (double)__fmul_rn(inv_freq[i], p);
+    double sd, cd;
+    sincos(a, &sd, &cd);
+    cs[i] = __double2float_rn(cd);
+    sn[i] = __double2float_rn(sd);
+  }
+  __syncthreads();
+  const int per_head = half / V;
+  const int total = (nh + nkv) * per_head;
+  for (int idx = threadIdx.x; idx < total; idx += blockDim.x) {
+    const int head = idx / per_head, i = (idx - head * per_head) * V;
+    __half* base = head < nh ? q + row * ld_q + (size_t)head * head_dim : k + row * ld_k + (size_t)(head - nh) * head_dim;
+    if constexpr (V == 2) {
+      float2 a = __half22float2(*reinterpret_cast<__half2*>(base + i));
+      float2 b = __half22float2(*reinterpret_cast<__half2*>(base + half + i));
+      float x1a, x2a, x1b, x2b;
+      rotate(a.x, b.x, cs[i], sn[i], x1a, x2a);
+      rotate(a.y, b.y, cs[i + 1], sn[i + 1], x1b, x2b);
+      *reinterpret_cast<__half2*>(base + i) = __floats2half2_rn(x1a, x1b);
+      *reinterpret_cast<__half2*>(base + half + i) = __floats2half2_rn(x2a, x2b);
+    } else {
+      float a = __half2float(base[i]), b = __half2float(base[half + i]);
+      float x1, x2;
+      rotate(a, b, cs[i], sn[i], x1, x2);
+      base[i] = __float2half_rn(x1);
+      base[half + i] = __float2half_rn(x2);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// kv_append
+
+template <int V>  // 8: 16-byte copies; 1: scalar
+__global__ void kv_append_kernel(const __half* __restrict__ k, const __half* __restrict__ v, int ld_kv,
+                                 __half* __restrict__ k_cache, __half* __restrict__ v_cache,
+                                 const int32_t* __restrict__ start, int tokens, int max_seq, int width) {
+  const int r = blockIdx.x;  // b·tokens + t
+  const int b = r / tokens, t = r - b * tokens;
+  const int p = start[b] + t;
+  if (p < 0 || p >= max_seq) return;  // the caller checks positions; never write outside the cache
+  const size_t dst = ((size_t)b * max_seq + p) * width;
+  const size_t src = (size_t)r * ld_kv;
+  for (int c = threadIdx.x * V; c < width; c += blockDim.x * V) {
+    if constexpr (V == 8) {
+      *reinterpret_cast<uint4*>(k_cache + dst + c) = *reinterpret_cast<const uint4*>(k + src + c);
+      *reinterpret_cast<uint4*>(v_cache + dst + c) = *reinterpret_cast<const uint4*>(v + src + c);
+    } else {
+      k_cache[dst + c] = k[src + c];
+      v_cache[dst + c] = v[src + c];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flash attention (prefill), mma.sync m16n8k16.
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+  __half2 h = __floats2half2_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&h);
+}
+
+template <int D, int WARPS>
+struct Flash {
+  static constexpr int BM = 16 * WARPS, BN = 64, kThreads = 32 * WARPS;
+  static constexpr int kChunks = D / 8;  // 16-byte chunks per fp16 row
+  static constexpr int kQBytes = BM * D * 2, kKVBytes = BN * D * 2;
+  static constexpr int kSmem = kQBytes + 2 * kKVBytes;
+  static_assert(D % 16 == 0 && kChunks >= 8, "head_dim must be a multiple of 64 here");
+};
+
+// Byte offset of 16-byte chunk c of row r in a [rows][D] fp16 tile, XOR-swizzled so that the
+// 8 rows an ldmatrix phase reads fall in 8 different bank groups.
+template <int D>
+__device__ __forceinline__ uint32_t swz(int r, int c) {
+  return (uint32_t)(r * (D * 2) + ((c ^ (r & 7)) << 4));
+}
+
+// Rows [r0, r0+ROWS) of a sequence (row stride ld) into a swizzled tile; rows ≥ rmax are
+// zero-filled (their source address is clamped to row 0, which always exists).
+template <int D, int ROWS, int THREADS>
+__device__ __forceinline__ void load_tile(uint8_t* tile, const __half* g, int ld, int r0, int rmax) {
+  constexpr int C = D / 8;
+  static_assert(ROWS * C % THREADS == 0, "tile copy must divide evenly over the threads");
+#pragma unroll
+  for (int u = 0; u < ROWS * C / THREADS; u++) {
+    const int i = u * THREADS + threadIdx.x, r = i / C, c = i % C;
+    const bool ok = r0 + r < rmax;
+    cp_async16(tile + swz<D>(r, c), g + (size_t)(ok ? r0 + r : 0) * ld + c * 8, ok);
+  }
+}
+
+template <int D, int WARPS>
+__global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 2 : 1)
+    flash_prefill_kernel(const __half* __restrict__ q, int ld_q, const __half* __restrict__ k,
+                         const __half* __restrict__ v, int ld_kv, __half* __restrict__ out, int ld_out, int seq,
+                         int group, float scale_log2, int window) {
+  using F = Flash<D, WARPS>;
+  constexpr int BM = F::BM, BN = F::BN, NT = BN / 8, DT = D / 8, KT = D / 16;
+  extern __shared__ __align__(128) uint8_t flash_smem[];
+  uint8_t* sq = flash_smem;
+  uint8_t* sk = flash_smem + F::kQBytes;
+  uint8_t* sv = sk + F::kKVBytes;
+
+  const int mt = gridDim.x - 1 - blockIdx.x;  // the longest (last) query tiles first
+  const int head = blockIdx.y, kvh = head / group;
+  const size_t row0 = (size_t)blockIdx.z * seq;
+  const int m0 = mt * BM;
+  const __half* qg = q + row0 * ld_q + (size_t)head * D;
+  const __half* kg = k + row0 * ld_kv + (size_t)kvh * D;
+  const __half* vg = v + row0 * ld_kv + (size_t)kvh * D;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gid = lane >> 2, tig = lane & 3;
+
+  const int q_last = min(m0 + BM, seq) - 1;  // last valid query row of the tile
+  const int q_max = m0 + BM - 1;             // last row of the tile, valid or not
+  const int k_lo = window > 0 ? max(0, m0 - window + 1) : 0;
+  const int n_begin = k_lo / BN, n_end = q_last / BN + 1;
+
+  load_tile<D, BM, F::kThreads>(sq, qg, ld_q, m0, seq);
+  load_tile<D, BN, F::kThreads>(sk, kg, ld_kv, n_begin * BN, seq);
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+
+  uint32_t qf[KT][4];
+#pragma unroll
+  for (int kk = 0; kk < KT; kk++) ldsm_x4(qf[kk], smem_u32(sq + swz<D>(warp * 16 + (lane & 15), kk * 2 + (lane >> 4))));
+
+  float o[DT][4];
+#pragma unroll
+  for (int j = 0; j < DT; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.f, 0.f};
+  const int qrow = m0 + warp * 16 + gid;  // this thread's rows: qrow and qrow + 8
+
+  for (int nt = n_begin; nt < n_end; nt++) {
+    const int n0 = nt * BN;
+    if (nt > n_begin) {  // K[nt] was issued during the previous P·V; every warp is past it
+      cp_async_wait<0>();
+      __syncthreads();
+    }
+    load_tile<D, BN, F::kThreads>(sv, vg, ld_kv, n0, seq);
+    cp_async_commit();
+
+    float s[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KT; kk++) {
+#pragma unroll
+      for (int j = 0; j < NT; j += 2) {
+        uint32_t b[4];
+        ldsm_x4(b, smem_u32(sk + swz<D>((j + (lane >> 4)) * 8 + (lane & 7), kk * 2 + ((lane >> 3) & 1))));
+        mma16816(s[j], qf[kk], b[0], b[1]);
+        mma16816(s[j + 1], qf[kk], b[2], b[3]);
+      }
+    }
+    const bool need_mask = (n0 + BN - 1 > m0) || (n0 + BN > seq) || (window > 0 && n0 <= q_max - window);
+    if (need_mask) {
+#pragma unroll
+      for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int r = qrow + (e >> 1) * 8, key = n0 + j * 8 + 2 * tig + (e & 1);
+          if (key > r || key >= seq || (window > 0 && key <= r - window)) s[j][e] = -INFINITY;
+        }
+    }
+    // Online softmax on rows qrow (e = 0, 1) and qrow + 8 (e = 2, 3); a row's 64 columns are
+    // spread over the 4 threads of a quad.
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int j = 0; j < NT; j++) mx = fmaxf(mx, fmaxf(s[j][2 * h], s[j][2 * h + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_new = fmaxf(m_run[h], mx);
+      const float m_use = m_new == -INFINITY ? 0.f : m_new;  // a row with no key yet: p = 0
+      const float alpha = exp2f((m_run[h] - m_use) * scale_log2);  // 0 while m_run is −inf
+      const float ms = m_use * scale_log2;
+      m_run[h] = m_new;
+      float sum = 0.f;
+#pragma unroll
+      for (int j = 0; j < NT; j++) {
+        s[j][2 * h] = exp2f(s[j][2 * h] * scale_log2 - ms);
+        s[j][2 * h + 1] = exp2f(s[j][2 * h + 1] * scale_log2 - ms);
+        sum += s[j][2 * h] + s[j][2 * h + 1];
+      }
+      l_run[h] = l_run[h] * alpha + sum;  // this thread's columns; the quad is summed at the end
+#pragma unroll
+      for (int j = 0; j < DT; j++) {
+        o[j][2 * h] *= alpha;
+        o[j][2 * h + 1] *= alpha;
+      }
+    }
+
+    cp_async_wait<0>();  // V[nt]
+    __syncthreads();     // V visible to all; every warp is done with K[nt]
+    if (nt + 1 < n_end) {
+      load_tile<D, BN, F::kThreads>(sk, kg, ld_kv, n0 + BN, seq);
+      cp_async_commit();
+    }
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) {
+      // The C fragments of key tiles 2kk, 2kk+1 are the A fragment of keys [16kk, 16kk+16).
+      uint32_t a[4];
+      a[0] = pack_half2(s[2 * kk][0], s[2 * kk][1]);
+      a[1] = pack_half2(s[2 * kk][2], s[2 * kk][3]);
+      a[2] = pack_half2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+      a[3] = pack_half2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+#pragma unroll
+      for (int j = 0; j < DT; j += 2) {
+        uint32_t b[4];
+        ldsm_x4_t(b, smem_u32(sv + swz<D>(kk * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, j + (lane >> 4))));
+        mma16816(o[j], a, b[0], b[1]);
+        mma16816(o[j + 1], a, b[2], b[3]);
+      }
+    }
+  }
+
+  // Normalize, stage the warp's 16 rows in its own rows of the Q tile, store 16-byte chunks.
+  float inv[2];
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    float l = l_run[h];
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    inv[h] = l > 0.f ? 1.f / l : 0.f;
+  }
+  const int wr = warp * 16 + gid;
+#pragma unroll
+  for (int j = 0; j < DT; j++) {
+    *reinterpret_cast<uint32_t*>(sq + swz<D>(wr, j) + tig * 4) = pack_half2(o[j][0] * inv[0], o[j][1] * inv[0]);
+    *reinterpret_cast<uint32_t*>(sq + swz<D>(wr + 8, j) + tig * 4) = pack_half2(o[j][2] * inv[1], o[j][3] * inv[1]);
+  }
+  __syncwarp();
+#pragma unroll
+  for (int u = 0; u < DT / 2; u++) {  // 16 rows × DT chunks over 32 lanes
+    const int i = u * 32 + lane, r = i / DT, c = i % DT, grow = m0 + warp * 16 + r;
+    if (grow < seq)
+      *reinterpret_cast<uint4*>(out + (row0 + grow) * ld_out + (size_t)head * D + c * 8) =
+          *reinterpret_cast<const uint4*>(sq + swz<D>(warp * 16 + r, c));
+  }
+}
+
+// Any head_dim ≤ 256, any alignment: one block of 128 threads per (row, head, sequence).
+constexpr int kRefThreads = 128;
+
+__global__ void __launch_bounds__(kRefThreads)
+    attention_rows_kernel(const __half* __restrict__ q, int ld_q, const __half* __restrict__ k,
+                          const __half* __restrict__ v, int ld_kv, __half* __restrict__ out, int ld_out, int seq,
+                          int head_dim, int group, float scale, int window) {
+  __shared__ float qs[256];
+  __shared__ float ps[kRefThreads];
+  __shared__ float red[32];
+  const int t = blockIdx.x, head = blockIdx.y, kvh = head / group;
+  const size_t row0 = (size_t)blockIdx.z * seq;
+  const __half* qr = q + (row0 + t) * ld_q + (size_t)head * head_dim;
+  const __half* kg = k + row0 * ld_kv + (size_t)kvh * head_dim;
+  const __half* vg = v + row0 * ld_kv + (size_t)kvh * head_dim;
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) qs[d] = __half2float(qr[d]);
+  __syncthreads();
+  const int lo = window > 0 ? max(0, t - window + 1) : 0, hi = t + 1;
+  float m = -INFINITY, l = 0.f, acc[2] = {0.f, 0.f};
+  for (int c0 = lo; c0 < hi; c0 += kRefThreads) {
+    const int key = c0 + threadIdx.x;
+    float sc = -INFINITY;
+    if (key < hi) {
+      const __half* kr = kg + (size_t)key * ld_kv;
+      float dot = 0.f;
+      for (int d = 0; d < head_dim; d++) dot += qs[d] * __half2float(kr[d]);
+      sc = dot * scale;
+    }
+    const float m_new = fmaxf(m, block_reduce(sc, MaxF(), red));  // finite: key c0 < hi exists
+    const float alpha = expf(m - m_new);                            // 0 on the first chunk
+    const float p = key < hi ? expf(sc - m_new) : 0.f;
+    ps[threadIdx.x] = p;
+    l = l * alpha + block_reduce(p, SumF(), red);  // its barrier also publishes ps
+    m = m_new;
+    const int n = min(kRefThreads, hi - c0);
+    for (int u = 0; u < 2; u++) {
+      const int d = threadIdx.x + u * kRefThreads;
+      if (d >= head_dim) break;
+      float a = acc[u] * alpha;
+      for (int j = 0; j < n; j++) a += ps[j] * __half2float(vg[(size_t)(c0 + j) * ld_kv + d]);
+      acc[u] = a;
+    }
+    __syncthreads();  // ps is rewritten by the next chunk
+  }
+  __half* orow = out + (row0 + t) * ld_out + (size_t)head * head_dim;
+  for (int u = 0; u < 2; u++) {
+    const int d = threadIdx.x + u * kRefThreads;
+    if (d < head_dim) orow[d] = __float2half_rn(acc[u] / l);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decode: split over the context (flash-decoding).
+
+constexpr int kDecKeys = 64, kDecThreads = 128;
+
+inline int decode_splits(int max_seq) { return (max_seq + kDecKeys - 1) / kDecKeys; }
+inline size_t decode_smem(int head_dim, int group) {
+  return (size_t)2 * kDecKeys * (head_dim + 8) * 2 + (size_t)group * head_dim * 4 + (size_t)group * kDecKeys * 4;
+}
+
+// Block (split s, kv head g, sequence b): keys [max(64s, lo), min(64s+64, len)).
+// Workspace: ws_o [batch, nh, splits, hd] unnormalized Σ p·v, ws_ml [batch, nh, splits, 2]
+// (max logit, Σ p); an empty split writes (−inf, 0) and no O.
+__global__ void __launch_bounds__(kDecThreads)
+    decode_split_kernel(const __half* __restrict__ q, int ld_q, const __half* __restrict__ k_cache,
+                        const __half* __restrict__ v_cache, const int32_t* __restrict__ len, float* __restrict__ ws_o,
+                        float* __restrict__ ws_ml, int max_seq, int nh, int nkv, int hd, int group, int splits,
+                        float scale, int window, bool vec) {
+  extern __shared__ __align__(16) uint8_t dec_smem[];
+  const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+  const int L = min(max(len[b], 0), max_seq);
+  const int lo = window > 0 ? max(0, L - window) : 0;
+  const int k0 = max(s * kDecKeys, lo), k1 = min(s * kDecKeys + kDecKeys, L), nk = k1 - k0;
+  const size_t ws0 = ((size_t)b * nh + (size_t)g * group) * splits + s;  // + i·splits for head i
+  if (nk <= 0) {
+    for (int i = threadIdx.x; i < group; i += blockDim.x) {
+      ws_ml[2 * (ws0 + (size_t)i * splits)] = -INFINITY;
+      ws_ml[2 * (ws0 + (size_t)i * splits) + 1] = 0.f;
+    }
+    return;
+  }
+  const int rs = hd + 8;  // padded row: 16-byte aligned, and 8 consecutive rows hit 8 bank groups
+  __half* ks = reinterpret_cast<__half*>(dec_smem);
+  __half* vs = ks + kDecKeys * rs;
+  float* qs = reinterpret_cast<float*>(vs + kDecKeys * rs);
+  float* ps = qs + group * hd;
+  const size_t row_stride = (size_t)nkv * hd;
+  const __half* kb = k_cache + ((size_t)b * max_seq + k0) * row_stride + (size_t)g * hd;
+  const __half* vb = v_cache + ((size_t)b * max_seq + k0) * row_stride + (size_t)g * hd;
+  if (vec) {
+    const int cpr = hd / 8;
+    for (int i = threadIdx.x; i < nk * cpr; i += blockDim.x) {
+      const int r = i / cpr, c = (i - r * cpr) * 8;
+      cp_async16(ks + r * rs + c, kb + r * row_stride + c, true);
+      cp_async16(vs + r * rs + c, vb + r * row_stride + c, true);
+    }
+    cp_async_commit();
+  } else {
+    for (int i = threadIdx.x; i < nk * hd; i += blockDim.x) {
+      const int r = i / hd, c = i - r * hd;
+      ks[r * rs + c] = kb[r * row_stride + c];
+      vs[r * rs + c] = vb[r * row_stride + c];
+    }
+  }
+  const __half* qb = q + (size_t)b * ld_q + (size_t)g * group * hd;
+  for (int i = threadIdx.x; i < group * hd; i += blockDim.x) qs[i] = __half2float(qb[i]);
+  cp_async_wait<0>();
+  __syncthreads();
+
+  // Scores: thread per (head, key).
+  for (int idx = threadIdx.x; idx < group * nk; idx += blockDim.x) {
+    const int i = idx / nk, key = idx - i * nk;
+    const float* qh = qs + i * hd;
+    const __half* kr = ks + key * rs;
+    float dot = 0.f;
+    if (vec) {
+      for (int d = 0; d < hd; d += 8) {
+        uint4 u = *reinterpret_cast<const uint4*>(kr + d);
+        const __half2* h2 = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          float2 f = __half22float2(h2[j]);
+          dot += qh[d + 2 * j] * f.x + qh[d + 2 * j + 1] * f.y;
+        }
+      }
+    } else {
+      for (int d = 0; d < hd; d++) dot += qh[d] * __half2float(kr[d]);
+    }
+    ps[i * kDecKeys + key] = dot * scale;
+  }
+  __syncthreads();
+  // Softmax statistics: warp per head.
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  for (int i = warp; i < group; i += nwarps) {
+    float* pr = ps + i * kDecKeys;
+    float m = -INFINITY;
+    for (int j = lane; j < nk; j += 32) m = fmaxf(m, pr[j]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    float l = 0.f;
+    for (int j = lane; j < nk; j += 32) {
+      const float p = expf(pr[j] - m);
+      pr[j] = p;
+      l += p;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffffu, l, o);
+    if (lane == 0) {
+      ws_ml[2 * (ws0 + (size_t)i * splits)] = m;
+      ws_ml[2 * (ws0 + (size_t)i * splits) + 1] = l;
+    }
+  }
+  __syncthreads();
+  // P·V: thread per (head, dim).
+  for (int idx = threadIdx.x; idx < group * hd; idx += blockDim.x) {
+    const int i = idx / hd, d = idx - i * hd;
+    const float* pr = ps + i * kDecKeys;
+    float acc = 0.f;
+    for (int j = 0; j < nk; j++) acc += pr[j] * __half2float(vs[j * rs + d]);
+    ws_o[(ws0 + (size_t)i * splits) * hd + d] = acc;
+  }
+}
+
+__global__ void decode_combine_kernel(const float* __restrict__ ws_o, const float* __restrict__ ws_ml,
+                                      const int32_t* __restrict__ len, __half* __restrict__ out, int ld_out,
+                                      int max_seq, int nh, int hd, int splits) {
+  const int h = blockIdx.x, b = blockIdx.y;
+  const int L = min(max(len[b], 0), max_seq);
+  const int used = min(splits, (L + kDecKeys - 1) / kDecKeys);  // later splits are empty
+  const size_t base = ((size_t)b * nh + h) * splits;
+  float M = -INFINITY;
+  for (int s = 0; s < used; s++) M = fmaxf(M, ws_ml[2 * (base + s)]);
+  __half* orow = out + (size_t)b * ld_out + (size_t)h * hd;
+  if (M == -INFINITY) {  // len 0: nothing to attend to
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) orow[d] = __float2half_rn(0.f);
+    return;
+  }
+  float denom = 0.f;
+  for (int s = 0; s < used; s++) {
+    const float m = ws_ml[2 * (base + s)];
+    if (m != -INFINITY) denom += expf(m - M) * ws_ml[2 * (base + s) + 1];
+  }
+  for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+    float acc = 0.f;
+    for (int s = 0; s < used; s++) {
+      const float m = ws_ml[2 * (base + s)];
+      if (m != -INFINITY) acc += expf(m - M) * ws_o[(base + s) * hd + d];
+    }
+    orow[d] = __float2half_rn(acc / denom);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// nll and argmax
+
+template <int V>
+__global__ void __launch_bounds__(kRowThreads)
+    nll_kernel(const float* __restrict__ logits, int ld, const int32_t* __restrict__ target, int vocab,
+               float* __restrict__ nll) {
+  __shared__ float red_f[32];
+  __shared__ double red_d[32];
+  const size_t row = blockIdx.x;
+  const int t = target[row];
+  if (t < 0) {  // uniform over the block: nothing to reduce
+    if (threadIdx.x == 0) nll[row] = 0.f;
+    return;
+  }
+  const float* x = logits + row * ld;
+  float m = -INFINITY;
+  for (int c = threadIdx.x * V; c < vocab; c += blockDim.x * V) {
+    float f[V];
+    load_f32<V>(x + c, f);
+#pragma unroll
+    for (int j = 0; j < V; j++) m = fmaxf(m, f[j]);
+  }
+  m = block_reduce(m, MaxF(), red_f);
+  double sum = 0;
+  for (int c = threadIdx.x * V; c < vocab; c += blockDim.x * V) {
+    float f[V];
+    load_f32<V>(x + c, f);
+#pragma unroll
+    for (int j = 0; j < V; j++) sum += (double)expf(f[j] - m);  // model.ExpSum: fp32 e^(x−m), fp64 sum
+  }
+  sum = block_reduce(sum, SumD(), red_d);
+  if (threadIdx.x == 0) {
+    const double lse = (double)m + log(sum);
+    nll[row] = t < vocab ? (float)(lse - (double)x[t]) : __int_as_float(0x7fffffff);
+  }
+}
+
+__global__ void __launch_bounds__(kRowThreads)
+    argmax_kernel(const float* __restrict__ logits, int ld, int vocab, int32_t* __restrict__ out) {
+  __shared__ float bv[kRowThreads];
+  __shared__ int bi[kRowThreads];
+  const size_t row = blockIdx.x;
+  const float* x = logits + row * ld;
+  // NaN never wins (a NaN compares false); an all-NaN row gives index 0.
+  float best = -INFINITY;
+  int idx = -1;
+  for (int c = threadIdx.x; c < vocab; c += blockDim.x) {
+    const float f = x[c];
+    if (f > best || (idx < 0 && f == best)) best = f, idx = c;  // strictly greater: first index wins
+  }
+  bv[threadIdx.x] = best;
+  bi[threadIdx.x] = idx;
+  __syncthreads();
+  for (int st = blockDim.x / 2; st > 0; st >>= 1) {
+    if (threadIdx.x < st) {
+      const float ov = bv[threadIdx.x + st];
+      const int oi = bi[threadIdx.x + st];
+      const float mv = bv[threadIdx.x];
+      const int mi = bi[threadIdx.x];
+      if (oi >= 0 && (mi < 0 || ov > mv || (ov == mv && oi < mi))) bv[threadIdx.x] = ov, bi[threadIdx.x] = oi;
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[row] = bi[0] < 0 ? 0 : bi[0];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Host helpers
+
+int row_threads(int chunks) {
+  int t = ((chunks + 31) / 32) * 32;
+  return t < 32 ? 32 : (t > kRowThreads ? kRowThreads : t);
+}
+
+bool check_outs(const ActOut* out, int n_out, int cols, Outs& outs, bool& need_max, bool& vec4) {
+  if (n_out < 0 || n_out > 2 || (n_out > 0 && !out)) return false;
+  outs = Outs{};
+  outs.n = n_out;
+  need_max = false;
+  for (int j = 0; j < n_out; j++) {
+    const ActOut& o = out[j];
+    if (o.ld < cols) return false;
+    switch (o.kind) {
+      case ActKind::F16:
+        if (!o.f16) return false;
+        vec4 = vec4 && aligned(o.f16, 8) && o.ld % 4 == 0;
+        break;
+      case ActKind::I8Static:
+        if (!o.i8 || !o.static_scale) return false;
+        vec4 = vec4 && aligned(o.i8, 4) && o.ld % 4 == 0;
+        break;
+      case ActKind::I8PerToken:
+        if (!o.i8 || !o.token_scale) return false;
+        vec4 = vec4 && aligned(o.i8, 4) && o.ld % 4 == 0;
+        need_max = true;
+        break;
+      default:
+        return false;
+    }
+    outs.o[j] = o;
+  }
+  return true;
+}
+
+int prefill_warps() {
+  const char* e = std::getenv("ODYSSEY_PREFILL_WARPS");
+  return (e && std::strcmp(e, "8") == 0) ? 8 : 4;
+}
+
+template <int D, int WARPS>
+cudaError_t launch_flash(const __half* q, int ld_q, const __half* k, const __half* v, int ld_kv, __half* out,
+                         int ld_out, int batch, int seq, int nh, int group, float scale, int window,
+                         cudaStream_t stream) {
+  using F = Flash<D, WARPS>;
+  auto kern = flash_prefill_kernel<D, WARPS>;
+  if (F::kSmem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, F::kSmem);
+    if (e != cudaSuccess) return e;
+  }
+  dim3 grid((seq + F::BM - 1) / F::BM, nh, batch);
+  kern<<<grid, F::kThreads, F::kSmem, stream>>>(q, ld_q, k, v, ld_kv, out, ld_out, seq, group,
+                                                 scale * 1.4426950408889634f, window);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+// =============================================================================================
+// Launchers
+
+cudaError_t embed(const int32_t* ids, int rows, const __half* table, int hidden, float* h, cudaStream_t stream) {
+  if (rows < 0 || hidden <= 0) return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  if (!ids || !table || !h) return cudaErrorInvalidValue;
+  const bool vec = hidden % 4 == 0 && aligned(table, 8) && aligned(h, 16);
+  if (vec)
+    embed_kernel<4><<<rows, row_threads(hidden / 4), 0, stream>>>(ids, table, hidden, h);
+  else
+    embed_kernel<1><<<rows, row_threads(hidden), 0, stream>>>(ids, table, hidden, h);
+  return cudaGetLastError();
+}
+
+cudaError_t add_rmsnorm(float* h, const __half* delta, int ld_delta, const float* w, float eps, int rows,
+                        int hidden, const ActOut* out, int n_out, cudaStream_t stream) {
+  if (rows < 0 || hidden <= 0 || !(eps >= 0.f)) return cudaErrorInvalidValue;
+  if (delta && ld_delta < hidden) return cudaErrorInvalidValue;
+  Outs outs;
+  bool need_max = false;
+  bool vec = hidden % 4 == 0 && aligned(h, 16) && aligned(w, 16) &&
+             (!delta || (aligned(delta, 8) && ld_delta % 4 == 0));
+  if (!check_outs(out, n_out, hidden, outs, need_max, vec)) return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  if (!h || (n_out > 0 && !w)) return cudaErrorInvalidValue;
+  if (vec)
+    add_rmsnorm_kernel<4><<<rows, row_threads(hidden / 4), 0, stream>>>(h, delta, ld_delta, w, eps, hidden, outs,
+                                                                       need_max);
+  else
+    add_rmsnorm_kernel<1><<<rows, row_threads(hidden), 0, stream>>>(h, delta, ld_delta, w, eps, hidden, outs,
+                                                                   need_max);
+  return cudaGetLastError();
+}
+
+cudaError_t rope(__half* q, int ld_q, __half* k, int ld_k, int rows, int nh, int nkv, int head_dim,
+                 const int32_t* pos, const float* inv_freq, cudaStream_t stream) {
+  if (rows < 0 || nh < 0 || nkv < 0 || head_dim <= 0 || head_dim % 2 != 0 || head_dim > 65536)
+    return cudaErrorInvalidValue;
+  if ((nh > 0 && ld_q < nh * head_dim) || (nkv > 0 && ld_k < nkv * head_dim)) return cudaErrorInvalidValue;
+  if (rows == 0 || nh + nkv == 0) return cudaSuccess;
+  if ((nh > 0 && !q) || (nkv > 0 && !k) || !pos || !inv_freq) return cudaErrorInvalidValue;
+  const int half = head_dim / 2;
+  const bool vec = half % 2 == 0 && (nh == 0 || (ld_q % 2 == 0 && aligned(q, 4))) &&
+                   (nkv == 0 || (ld_k % 2 == 0 && aligned(k, 4)));
+  const size_t smem = (size_t)2 * half * sizeof(float);
+  if (smem > 48 * 1024) return cudaErrorInvalidValue;
+  if (vec)
+    rope_kernel<2><<<rows, 128, smem, stream>>>(q, ld_q, k, ld_k, nh, nkv, head_dim, pos, inv_freq);
+  else
+    rope_kernel<1><<<rows, 128, smem, stream>>>(q, ld_q, k, ld_k, nh, nkv, head_dim, pos, inv_freq);
+  return cudaGetLastError();
+}
+
+size_t attention_prefill_workspace(int, int, int, int) { return 0; }
+
+cudaError_t attention_prefill(const __half* q, int ld_q, const __half* k, const __half* v, int ld_kv, __half* out,
+                              int ld_out, int batch, int seq, int nh, int nkv, int head_dim, float scale, int window,
+                              void*, size_t, cudaStream_t stream) {
+  if (batch < 0 || seq < 0 || nh <= 0 || nkv <= 0 || nh % nkv != 0 || head_dim <= 0 || head_dim > 256 ||
+      window < 0 || !(scale > 0.f) || nh > 65535)
+    return cudaErrorInvalidValue;
+  if (ld_q < nh * head_dim || ld_kv < nkv * head_dim || ld_out < nh * head_dim) return cudaErrorInvalidValue;
+  if (batch == 0 || seq == 0) return cudaSuccess;
+  if (!q || !k || !v || !out || batch > 65535) return cudaErrorInvalidValue;
+  const int group = nh / nkv;
+  const bool vec = aligned(q, 16) && aligned(k, 16) && aligned(v, 16) && aligned(out, 16) && ld_q % 8 == 0 &&
+                   ld_kv % 8 == 0 && ld_out % 8 == 0;
+  if (vec && (head_dim == 64 || head_dim == 128)) {
+    const bool eight = prefill_warps() == 8;
+    if (head_dim == 128)
+      return eight ? launch_flash<128, 8>(q, ld_q, k, v, ld_kv, out, ld_out, batch, seq, nh, group, scale, window, stream)
+                   : launch_flash<128, 4>(q, ld_q, k, v, ld_kv, out, ld_out, batch, seq, nh, group, scale, window, stream);
+    return eight ? launch_flash<64, 8>(q, ld_q, k, v, ld_kv, out, ld_out, batch, seq, nh, group, scale, window, stream)
+                 : launch_flash<64, 4>(q, ld_q, k, v, ld_kv, out, ld_out, batch, seq, nh, group, scale, window, stream);
+  }
+  dim3 grid(seq, nh, batch);
+  attention_rows_kernel<<<grid, kRefThreads, 0, stream>>>(q, ld_q, k, v, ld_kv, out, ld_out, seq, head_dim, group,
+                                                          scale, window);
+  return cudaGetLastError();
+}
+
+cudaError_t kv_append(const __half* k, const __half* v, int ld_kv, __half* k_cache, __half* v_cache,
+                      const int32_t* start, int batch, int tokens, int max_seq, int nkv, int head_dim,
+                      cudaStream_t stream) {
+  if (batch < 0 || tokens < 0 || max_seq <= 0 || nkv <= 0 || head_dim <= 0) return cudaErrorInvalidValue;
+  const long long width = (long long)nkv * head_dim;
+  if (width > (1 << 30) || ld_kv < width || (long long)batch * tokens > (1LL << 31) - 1) return cudaErrorInvalidValue;
+  if (batch == 0 || tokens == 0) return cudaSuccess;
+  if (!k || !v || !k_cache || !v_cache || !start) return cudaErrorInvalidValue;
+  const int w = (int)width;
+  const bool vec = w % 8 == 0 && ld_kv % 8 == 0 && aligned(k, 16) && aligned(v, 16) && aligned(k_cache, 16) &&
+                   aligned(v_cache, 16);
+  const int rows = batch * tokens;
+  if (vec)
+    kv_append_kernel<8><<<rows, row_threads(w / 8), 0, stream>>>(k, v, ld_kv, k_cache, v_cache, start, tokens,
+                                                                 max_seq, w);
+  else
+    kv_append_kernel<1><<<rows, row_threads(w), 0, stream>>>(k, v, ld_kv, k_cache, v_cache, start, tokens, max_seq,
+                                                             w);
+  return cudaGetLastError();
+}
+
+size_t attention_decode_workspace(int batch, int nh, int head_dim, int max_seq) {
+  if (batch <= 0 || nh <= 0 || head_dim <= 0 || max_seq <= 0) return 0;
+  // ws_o [batch, nh, splits, hd] then ws_ml [batch, nh, splits, 2], fp32.
+  return (size_t)batch * nh * decode_splits(max_seq) * (head_dim + 2) * sizeof(float);
+}
+
+cudaError_t attention_decode(const __half* q, int ld_q, const __half* k_cache, const __half* v_cache,
+                             const int32_t* len, __half* out, int ld_out, int batch, int max_seq, int nh, int nkv,
+                             int head_dim, float scale, int window, void* workspace, size_t workspace_bytes,
+                             cudaStream_t stream) {
+  if (batch < 0 || max_seq <= 0 || nh <= 0 || nkv <= 0 || nh % nkv != 0 || head_dim <= 0 || head_dim > 256 ||
+      window < 0 || !(scale > 0.f) || nh > 65535 || nkv > 65535)
+    return cudaErrorInvalidValue;
+  if (ld_q < nh * head_dim || ld_out < nh * head_dim) return cudaErrorInvalidValue;
+  if (batch == 0) return cudaSuccess;
+  if (!q || !k_cache || !v_cache || !len || !out || batch > 65535) return cudaErrorInvalidValue;
+  if (!workspace || workspace_bytes < attention_decode_workspace(batch, nh, head_dim, max_seq) ||
+      !aligned(workspace, 16))
+    return cudaErrorInvalidValue;
+  const int group = nh / nkv, splits = decode_splits(max_seq);
+  const size_t smem = decode_smem(head_dim, group);
+  if (smem > 227 * 1024) return cudaErrorInvalidValue;
+  if (smem > 48 * 1024) {
+    cudaError_t e = cudaFuncSetAttribute(decode_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (e != cudaSuccess) return e;
+  }
+  const bool vec = head_dim % 8 == 0 && aligned(k_cache, 16) && aligned(v_cache, 16);
+  float* ws_o = static_cast<float*>(workspace);
+  float* ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
+  decode_split_kernel<<<dim3(splits, nkv, batch), kDecThreads, smem, stream>>>(
+      q, ld_q, k_cache, v_cache, len, ws_o, ws_ml, max_seq, nh, nkv, head_dim, group, splits, scale, window, vec);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  decode_combine_kernel<<<dim3(nh, batch), 128, 0, stream>>>(ws_o, ws_ml, len, out, ld_out, max_seq, nh, head_dim,
+                                                             splits);
+  return cudaGetLastError();
+}
+
+cudaError_t swiglu(const __half* gate, const __half* up, int ld_in, int rows, int cols, const ActOut& out,
+                   cudaStream_t stream) {
+  if (rows < 0 || cols <= 0 || ld_in < cols) return cudaErrorInvalidValue;
+  Outs outs;
+  bool need_max = false;
+  bool vec = cols % 4 == 0 && ld_in % 4 == 0 && aligned(gate, 8) && aligned(up, 8);
+  if (!check_outs(&out, 1, cols, outs, need_max, vec)) return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  if (!gate || !up) return cudaErrorInvalidValue;
+  if (vec)
+    swiglu_kernel<4><<<rows, row_threads(cols / 4), 0, stream>>>(gate, up, ld_in, cols, outs, need_max);
+  else
+    swiglu_kernel<1><<<rows, row_threads(cols), 0, stream>>>(gate, up, ld_in, cols, outs, need_max);
+  return cudaGetLastError();
+}
+
+cudaError_t nll(const float* logits, int ld, const int32_t* target, int rows, int vocab, float* nll_out,
+                cudaStream_t stream) {
+  if (rows < 0 || vocab <= 0 || ld < vocab) return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  if (!logits || !target || !nll_out) return cudaErrorInvalidValue;
+  if (vocab % 4 == 0 && ld % 4 == 0 && aligned(logits, 16))
+    nll_kernel<4><<<rows, kRowThreads, 0, stream>>>(logits, ld, target, vocab, nll_out);
+  else
+    nll_kernel<1><<<rows, kRowThreads, 0, stream>>>(logits, ld, target, vocab, nll_out);
+  return cudaGetLastError();
+}
+
+cudaError_t argmax(const float* logits, int ld, int rows, int vocab, int32_t* out, cudaStream_t stream) {
+  if (rows < 0 || vocab <= 0 || ld < vocab) return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  if (!logits || !out) return cudaErrorInvalidValue;
+  argmax_kernel<<<rows, kRowThreads, 0, stream>>>(logits, ld, vocab, out);
+  return cudaGetLastError();
+}
+
+}  // namespace odyssey::layers

@@ -1,0 +1,604 @@
+// test_executor_host.cpp: standalone test of the executor's host-side pieces (no GPU, no nvcc):
+// config.json parsing (executor/model_config.hpp), RoPE inverse frequencies, the token windows
+// file (executor/tokens.hpp), the tensor inventory and value checks of a checkpoint or an
+// Odyssey artifact (executor/model_plan.hpp) and the host fp16 conversions. Malformed inputs
+// must each fail with an error naming the file and what is wrong. Meant to run under
+// -fsanitize=address,undefined (.ci/run):
+//   g++ -std=c++17 -Wall -Wextra -Werror -O1 -fsanitize=address,undefined -Iruntime/src
+//     runtime/src/json.cpp runtime/src/safetensors.cpp runtime/src/executor/model_config.cpp
+//     runtime/src/executor/model_plan.cpp runtime/src/executor/tokens.cpp
+//     runtime/tests/test_executor_host.cpp -o /tmp/teh && /tmp/teh [ARTIFACT_DIR CHECKPOINT_DIR]
+// With ARTIFACT_DIR (tiny-llama quantized by `odyssey quantize --recipe w4a8-rtn`) and
+// CHECKPOINT_DIR (testdata/tiny-llama) it also plans both real folders and damages copies of
+// the artifact (layout version, a code of -8, scale padding, a truncated shard, a missing
+// tensor) to check that each is refused.
+//
+// References: the RoPE tables are the Go forward pass's (model.RopeTables, printed as float32
+// bits for the positions and indices below), so the inverse frequencies are checked against
+// model/rope.go itself, through the cos/sin it derives from them.
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "executor/model_config.hpp"
+#include "executor/model_plan.hpp"
+#include "executor/tokens.hpp"
+#include "json.hpp"
+#include "safetensors.hpp"
+
+using namespace odyssey;
+using namespace odyssey::exec;
+
+namespace {
+
+int g_checks = 0, g_failures = 0;
+
+#define CHECK(cond)                                                                 \
+  do {                                                                              \
+    ++g_checks;                                                                     \
+    if (!(cond)) {                                                                  \
+      ++g_failures;                                                                 \
+      std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+    }                                                                               \
+  } while (0)
+
+// fn must throw (any std::exception) with a message containing every part of expect.
+void expect_error(const std::string& what, const std::vector<std::string>& expect, const std::function<void()>& fn) {
+  ++g_checks;
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    const std::string msg = e.what();
+    for (const auto& x : expect) {
+      if (msg.find(x) == std::string::npos) {
+        ++g_failures;
+        std::fprintf(stderr, "FAIL %s: message \"%s\" lacks \"%s\"\n", what.c_str(), msg.c_str(), x.c_str());
+        return;
+      }
+    }
+    return;
+  }
+  ++g_failures;
+  std::fprintf(stderr, "FAIL %s: no error\n", what.c_str());
+}
+
+std::string g_tmp;
+std::vector<std::string> g_files, g_dirs;
+
+void write_file(const std::string& path, const std::string& bytes) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f || (!bytes.empty() && std::fwrite(bytes.data(), 1, bytes.size(), f) != bytes.size())) {
+    std::perror(path.c_str());
+    std::exit(2);
+  }
+  std::fclose(f);
+  g_files.push_back(path);
+}
+
+std::string read_file(const std::string& path) { return read_small_file(path, 1u << 30); }
+
+std::string make_dir(const std::string& name) {
+  std::string p = g_tmp + "/" + name;
+  if (::mkdir(p.c_str(), 0700) != 0) {
+    std::perror(p.c_str());
+    std::exit(2);
+  }
+  g_dirs.push_back(p);
+  return p;
+}
+
+// ---------------------------------------------------------------- safetensors images
+
+struct Spec {
+  std::string name, dtype;
+  std::vector<std::int64_t> shape;
+  std::string bytes;
+};
+
+std::string le64(std::uint64_t n) {
+  std::string s(8, '\0');
+  for (int i = 0; i < 8; ++i) s[static_cast<std::size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xFF);
+  return s;
+}
+
+std::string build(const std::vector<Spec>& specs) {
+  JsonWriter w;
+  w.begin_object();
+  std::string data;
+  for (const Spec& s : specs) {
+    w.key(s.name).begin_object();
+    w.field("dtype", s.dtype);
+    w.key("shape").begin_array();
+    for (auto d : s.shape) w.value(d);
+    w.end_array();
+    w.key("data_offsets").begin_array().value(data.size()).value(data.size() + s.bytes.size()).end_array();
+    w.end_object();
+    data += s.bytes;
+  }
+  w.end_object();
+  std::string header = w.str();
+  while (header.size() % 8) header += ' ';
+  return le64(header.size()) + header + data;
+}
+
+std::string f32s(const std::vector<float>& v) { return std::string(reinterpret_cast<const char*>(v.data()), v.size() * 4); }
+std::string f32_fill(std::size_t n, float x) { return f32s(std::vector<float>(n, x)); }
+
+// ---------------------------------------------------------------- config
+
+Json parse(const std::string& s) { return parse_json(s); }
+
+const char* kTinyConfig = R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 256, "intermediate_size": 768,
+  "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64, "vocab_size": 4096,
+  "max_position_embeddings": 1024, "rms_norm_eps": 1e-05, "model_type": "llama",
+  "rope_parameters": {"rope_theta": 10000.0, "rope_type": "default"}, "tie_word_embeddings": false})";
+
+void test_config() {
+  ModelConfig c = parse_model_config(parse(kTinyConfig), "tiny/config.json");
+  CHECK(c.architecture == "LlamaForCausalLM" && c.model_type == "llama");
+  CHECK(c.hidden == 256 && c.intermediate == 768 && c.layers == 4 && c.heads == 4 && c.kv_heads == 2);
+  CHECK(c.head_dim == 64 && c.vocab == 4096 && c.rms_norm_eps == 1e-5 && !c.tie_word_embeddings);
+  CHECK(c.rope.theta == 10000 && c.rope.type == "default" && c.sliding_window == 0 && !c.qkv_bias);
+
+  // Class defaults (formats/hf/config.go): Mistral 8 KV heads and window 4096; Qwen2 biases.
+  ModelConfig m = parse_model_config(parse(R"({"architectures": ["MistralForCausalLM"], "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 8, "vocab_size": 10})"), "m");
+  CHECK(m.kv_heads == 8 && m.sliding_window == 4096 && m.head_dim == 8 && m.rms_norm_eps == 1e-6 && m.rope.theta == 10000);
+  ModelConfig m2 = parse_model_config(parse(R"({"architectures": ["MistralForCausalLM"], "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 8, "vocab_size": 10, "sliding_window": null})"), "m");
+  CHECK(m2.sliding_window == 0);
+  ModelConfig q = parse_model_config(parse(R"({"architectures": ["Qwen2ForCausalLM"], "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+    "vocab_size": 10, "tie_word_embeddings": true, "rope_theta": 1000000.0, "use_sliding_window": false})"), "q");
+  CHECK(q.qkv_bias && !q.o_bias && q.tie_word_embeddings && q.rope.theta == 1e6 && q.bos_token_id == -1);
+  // Classic rope_scaling with llama3 and the old "type" key.
+  ModelConfig l3 = parse_model_config(parse(R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128,
+    "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 10, "rope_theta": 500000.0, "rope_scaling":
+    {"type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+     "original_max_position_embeddings": 8192}})"), "l3");
+  CHECK(l3.rope.type == "llama3" && l3.rope.factor == 8 && l3.rope.original_max_position_embeddings == 8192 &&
+        l3.rope.theta == 500000);
+  CHECK(l3.architecture == "LlamaForCausalLM");  // from model_type alone
+
+  struct Bad {
+    const char* name;
+    std::string json;
+    std::vector<std::string> expect;
+  };
+  const std::string base = R"("hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 10)";
+  const std::vector<Bad> bad = {
+      {"missing hidden_size", R"({"architectures": ["LlamaForCausalLM"], "intermediate_size": 1, "num_hidden_layers": 1, "num_attention_heads": 1, "vocab_size": 1})", {"cfg.json", "hidden_size", "missing"}},
+      {"mixtral", R"({"architectures": ["MixtralForCausalLM"], )" + base + "}", {"unsupported architecture", "Mixtral"}},
+      {"no family", "{" + base + "}", {"neither architectures nor model_type"}},
+      {"arch vs model_type", R"({"architectures": ["LlamaForCausalLM"], "model_type": "qwen2", )" + base + "}", {"does not match model_type"}},
+      {"gqa", R"({"model_type": "llama", "num_key_value_heads": 3, )" + base + "}", {"not a multiple of num_key_value_heads 3"}},
+      {"hidden/heads", R"({"model_type": "llama", "hidden_size": 66, "intermediate_size": 1, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 1})", {"head_dim is not given"}},
+      {"odd head_dim", R"({"model_type": "llama", "head_dim": 7, )" + base + "}", {"head_dim 7 must be even"}},
+      {"gelu", R"({"model_type": "llama", "hidden_act": "gelu", )" + base + "}", {"hidden_act", "gelu"}},
+      {"yarn", R"({"model_type": "llama", "rope_scaling": {"rope_type": "yarn", "factor": 4.0}, )" + base + "}", {"rope scaling type", "yarn"}},
+      {"llama3 no factor", R"({"model_type": "llama", "rope_scaling": {"rope_type": "llama3", "low_freq_factor": 1, "high_freq_factor": 4, "original_max_position_embeddings": 8192}, )" + base + "}", {"llama3 rope scaling"}},
+      {"llama3 high<=low", R"({"model_type": "llama", "rope_parameters": {"rope_type": "llama3", "factor": 8, "low_freq_factor": 4, "high_freq_factor": 4, "original_max_position_embeddings": 8192}, )" + base + "}", {"high_freq_factor"}},
+      {"per-layer rope", R"({"model_type": "llama", "rope_parameters": {"full_attention": {"rope_theta": 1.0}}, )" + base + "}", {"per-layer-type rope"}},
+      {"string size", R"({"model_type": "llama", "hidden_size": "64", "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 10})", {"hidden_size", "want an integer"}},
+      {"fractional", R"({"model_type": "llama", "hidden_size": 64.5, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 10})", {"hidden_size", "want an integer"}},
+      {"negative eps", R"({"model_type": "llama", "rms_norm_eps": -1, )" + base + "}", {"rms_norm_eps"}},
+      {"zero vocab", R"({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 0})", {"vocab_size must be positive"}},
+      {"qwen2 partial window", R"({"model_type": "qwen2", "use_sliding_window": true, "sliding_window": 64, "max_window_layers": 1, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 10})", {"only some layers"}},
+      {"huge", R"({"model_type": "llama", "hidden_size": 99999999999, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 10})", {"hidden_size", "out of range"}},
+      {"not an object", "[1]", {"expected an object"}},
+  };
+  for (const Bad& b : bad) {
+    expect_error(b.name, b.expect, [&] {
+      Json j = parse(b.json);
+      (void)parse_model_config(j, "cfg.json");
+    });
+  }
+
+  // quantization_config.
+  CHECK(parse_quant_config(parse(kTinyConfig), "c").kind == QuantKind::None);
+  QuantConfig oq = parse_quant_config(parse(R"({"quantization_config": {"quant_method": "odyssey", "format": "fastgemm-w4a8",
+    "format_version": 1, "layout_version": 1, "weights": {"group_size": 128}}})"), "c");
+  CHECK(oq.kind == QuantKind::Odyssey && oq.group_size == 128);
+  expect_error("layout version 2", {"a/config.json", "layout version 2", "reads format 1, layout 1"}, [] {
+    (void)parse_quant_config(parse(R"({"quantization_config": {"quant_method": "odyssey", "format_version": 1, "layout_version": 2}})"), "a/config.json");
+  });
+  expect_error("format version missing", {"format version -1"}, [] {
+    (void)parse_quant_config(parse(R"({"quantization_config": {"quant_method": "odyssey", "layout_version": 1}})"), "c");
+  });
+  expect_error("gptq", {"quant_method", "gptq", "not supported"}, [] {
+    (void)parse_quant_config(parse(R"({"quantization_config": {"quant_method": "gptq"}})"), "c");
+  });
+  QuantConfig ct = parse_quant_config(parse(R"({"quantization_config": {"quant_method": "compressed-tensors", "format": "int-quantized"}})"), "c");
+  CHECK(ct.kind == QuantKind::CompressedTensors && ct.format == "int-quantized");
+  expect_error("compressed-tensors refused", {"dir", "compressed-tensors", "not built"}, [&] { check_runnable(ct, "dir"); });
+}
+
+// ---------------------------------------------------------------- rope
+
+struct RopeRef {
+  int pos, i;
+  std::uint32_t cos_bits, sin_bits;
+};
+
+// Go's table entry: float32(cos(float64(inv[i] · float32(pos)))) (model/rope.go ensure()).
+bool rope_matches(const std::vector<float>& inv, const RopeRef& r) {
+  const float a = inv[static_cast<std::size_t>(r.i)] * static_cast<float>(r.pos);
+  const float c = static_cast<float>(std::cos(static_cast<double>(a)));
+  const float s = static_cast<float>(std::sin(static_cast<double>(a)));
+  std::uint32_t cb, sb;
+  std::memcpy(&cb, &c, 4);
+  std::memcpy(&sb, &s, 4);
+  if (cb != r.cos_bits || sb != r.sin_bits) {
+    std::fprintf(stderr, "rope pos %d i %d: cos %08x sin %08x, Go %08x %08x\n", r.pos, r.i, cb, sb, r.cos_bits, r.sin_bits);
+    return false;
+  }
+  return true;
+}
+
+void test_rope() {
+  // model.RopeTables(hf.Rope{Theta: 5e5, Type: "llama3", Factor: 8, LowFreqFactor: 1,
+  // HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}, 128, 8192), [pos][i].
+  const RopeRef llama3[] = {
+      {1, 0, 0x3f0a5140, 0x3f576aa4},
+      {1, 5, 0x3f6fb433, 0x3eb3c17d},
+      {1, 20, 0x3f7ff703, 0x3c87a82d},
+      {1, 40, 0x3f800000, 0x380fc8f8},
+      {1, 50, 0x3f800000, 0x369406cb},
+      {1, 63, 0x3f800000, 0x34a4c2ff},
+      {7, 0, 0x3f40ffbd, 0x3f283046},
+      {7, 5, 0xbf4ec84f, 0x3f16ebaa},
+      {7, 20, 0x3f7e4827, 0x3dece10d},
+      {7, 40, 0x3f800000, 0x397b9fb2},
+      {7, 50, 0x3f800000, 0x380185f2},
+      {7, 63, 0x3f800000, 0x36102a9f},
+      {1000, 0, 0x3f0ff813, 0x3f53ae61},
+      {1000, 5, 0x3f54e943, 0x3f0e24c9},
+      {1000, 20, 0xbf287a93, 0xbf40bee4},
+      {1000, 40, 0x3f7fd97f, 0x3d0c6338},
+      {1000, 50, 0x3f7fff5d, 0x3b908e83},
+      {1000, 63, 0x3f7fffff, 0x39a0e66d},
+      {8191, 0, 0xbf2579d9, 0xbf43546a},
+      {8191, 5, 0xbf10aa49, 0xbf5334be},
+      {8191, 20, 0xbf592809, 0xbf0791cd},
+      {8191, 40, 0x3f75f94c, 0x3e8de2bb},
+      {8191, 50, 0x3f7fd538, 0x3d13f9ec},
+      {8191, 63, 0x3f7fffcb, 0x3b24bdce},
+  };
+  RopeConfig r;
+  r.theta = 500000;
+  r.type = "llama3";
+  r.factor = 8;
+  r.low_freq_factor = 1;
+  r.high_freq_factor = 4;
+  r.original_max_position_embeddings = 8192;
+  std::vector<float> inv = rope_inv_freq(r, 128);
+  CHECK(inv.size() == 64);
+  for (const RopeRef& x : llama3) CHECK(rope_matches(inv, x));
+  // The llama3 ramp changes the low frequencies: the same theta without it differs there.
+  RopeConfig plain;
+  plain.theta = 500000;
+  std::vector<float> inv_plain = rope_inv_freq(plain, 128);
+  CHECK(inv_plain[0] == inv[0] && inv_plain[63] != inv[63]);
+
+  // model.RopeTables(hf.Rope{Theta: 1e4, Type: "default"}, 64, 2048).
+  const RopeRef deflt[] = {
+      {1, 0, 0x3f0a5140, 0x3f576aa4},
+      {1, 9, 0x3f7f47d1, 0x3d996f37},
+      {1, 31, 0x3f800000, 0x390bd472},
+      {33, 0, 0xbc5986b7, 0x3f7ffa39},
+      {33, 9, 0xbf4924c2, 0x3f1e5ba7},
+      {33, 31, 0x3f7fff5e, 0x3b9032f7},
+      {2047, 0, 0x3e7fb55b, 0xbf77e3c6},
+      {2047, 9, 0xbf6830f7, 0x3ed79f3f},
+      {2047, 31, 0x3f768576, 0x3e8a0848},
+  };
+  RopeConfig d;
+  std::vector<float> inv_d = rope_inv_freq(d, 64);
+  for (const RopeRef& x : deflt) CHECK(rope_matches(inv_d, x));
+  expect_error("odd head_dim", {"even"}, [] { (void)rope_inv_freq(RopeConfig{}, 7); });
+}
+
+// ---------------------------------------------------------------- fp16
+
+void test_half() {
+  // Every non-NaN half survives half → float → half, and the float is the value
+  // (−1)^s · 2^(e−15) · (1 + m/1024) (2^−14 · m/1024 for subnormals), by ldexp.
+  int bad = 0;
+  for (std::uint32_t h = 0; h < 0x10000; h++) {
+    const std::uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    if (e == 31 && m != 0) continue;  // NaN
+    const float f = half_bits_to_float_host(static_cast<std::uint16_t>(h));
+    double want = e == 0 ? std::ldexp(static_cast<double>(m), -24)
+                         : (e == 31 ? INFINITY : std::ldexp(1.0 + m / 1024.0, static_cast<int>(e) - 15));
+    if (h & 0x8000) want = -want;
+    if (static_cast<double>(f) != want || float_to_half_bits(f) != h) bad++;
+  }
+  CHECK(bad == 0);
+  // Ties round to even: the midpoint of two neighbours goes to the one with an even mantissa.
+  int ties = 0;
+  for (std::uint16_t h = 1; h < 0x7bff; h++) {
+    const float a = half_bits_to_float_host(h), b = half_bits_to_float_host(static_cast<std::uint16_t>(h + 1));
+    const float mid = (a + b) / 2;  // exact in float
+    const std::uint16_t want = (h & 1) ? static_cast<std::uint16_t>(h + 1) : h;
+    if (float_to_half_bits(mid) != want) ties++;
+    // Just above / below the midpoint round away from the tie.
+    if (float_to_half_bits(std::nextafter(mid, 1e9f)) != h + 1 || float_to_half_bits(std::nextafter(mid, 0.0f)) != h) ties++;
+  }
+  CHECK(ties == 0);
+  CHECK(float_to_half_bits(65504.0f) == 0x7bff);
+  CHECK(float_to_half_bits(65519.99f) == 0x7bff);
+  CHECK(float_to_half_bits(65520.0f) == 0x7c00);  // rounds past the largest half: infinity
+  CHECK(float_to_half_bits(-1e10f) == 0xfc00);
+  CHECK(float_to_half_bits(1e-30f) == 0);
+  CHECK((float_to_half_bits(NAN) & 0x7c00) == 0x7c00 && (float_to_half_bits(NAN) & 0x3ff) != 0);
+}
+
+// ---------------------------------------------------------------- tokens
+
+std::string token_file(std::uint32_t L, std::uint32_t W, const std::vector<std::int32_t>& ids) {
+  std::string s = "ODYTOK01";
+  for (std::uint32_t v : {L, W})
+    for (int i = 0; i < 4; i++) s += static_cast<char>((v >> (8 * i)) & 0xff);
+  s += std::string(reinterpret_cast<const char*>(ids.data()), ids.size() * 4);
+  return s;
+}
+
+void test_tokens() {
+  std::vector<std::int32_t> ids = {5, 1, 2, 3, 4, 0, 7, 9};
+  const std::string path = g_tmp + "/windows.bin";
+  write_file(path, token_file(4, 2, ids));
+  TokenWindows t = read_token_windows(path);
+  CHECK(t.seq_len == 4 && t.windows == 2 && t.ids == ids);
+  check_token_ids(t, 10, path);
+  expect_error("id ≥ vocab", {path, "window 1, position 3", "token id 9", "[0, 9)"}, [&] { check_token_ids(t, 9, path); });
+  ids[2] = -3;
+  TokenWindows neg = parse_token_windows(reinterpret_cast<const std::uint8_t*>(token_file(4, 2, ids).data()), 48, "neg");
+  expect_error("negative id", {"window 0, position 2", "-3"}, [&] { check_token_ids(neg, 10, "neg"); });
+
+  auto bad = [](const std::string& what, const std::string& bytes, const std::vector<std::string>& expect) {
+    expect_error(what, expect, [&] {
+      (void)parse_token_windows(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size(), "f.bin");
+    });
+  };
+  const std::string good = token_file(4, 2, {1, 2, 3, 4, 5, 6, 7, 8});
+  bad("truncated", good.substr(0, good.size() - 1), {"f.bin", "47 bytes", "need exactly 48", "truncated"});
+  bad("trailing", good + "x", {"trailing bytes"});
+  bad("short", "ODYTOK0", {"too short"});
+  bad("magic", "ODYTOK02" + good.substr(8), {"magic"});
+  bad("L = 1", token_file(1, 2, {1, 2}), {"window length 1"});
+  bad("W = 0", token_file(4, 0, {}), {"window count 0"});
+  bad("L huge", token_file(0x7fffffff, 1, {}), {"window length 2147483647"});
+  // A header claiming the maximum sizes must fail on the size check, not allocate 64 TiB.
+  bad("W·L huge", token_file(1048576, 16777216, {}), {"need exactly"});
+  expect_error("missing file", {"/nonexistent/x.bin"}, [] { (void)read_token_windows("/nonexistent/x.bin"); });
+}
+
+// ---------------------------------------------------------------- plan: a synthetic checkpoint
+
+// A one-layer LLaMA (hidden 8, 2 heads × 4, 1 KV head, intermediate 12, vocab 5) in F32, with
+// the named tensor replaced (or dropped when bytes is "DROP").
+std::string write_checkpoint(const std::string& name, const std::string& config,
+                             const std::vector<Spec>& replace = {}) {
+  const std::string dir = make_dir(name);
+  write_file(dir + "/config.json", config);
+  std::vector<Spec> specs = {
+      {"model.embed_tokens.weight", "F32", {5, 8}, f32_fill(40, 0.5f)},
+      {"model.norm.weight", "F32", {8}, f32_fill(8, 1)},
+      {"lm_head.weight", "F32", {5, 8}, f32_fill(40, 0.25f)},
+      {"model.layers.0.input_layernorm.weight", "BF16", {8}, std::string(16, '\0')},
+      {"model.layers.0.post_attention_layernorm.weight", "F16", {8}, std::string(16, '\0')},
+      {"model.layers.0.self_attn.q_proj.weight", "F16", {8, 8}, std::string(128, '\0')},
+      {"model.layers.0.self_attn.k_proj.weight", "BF16", {4, 8}, std::string(64, '\0')},
+      {"model.layers.0.self_attn.v_proj.weight", "F32", {4, 8}, f32_fill(32, 1)},
+      {"model.layers.0.self_attn.o_proj.weight", "F32", {8, 8}, f32_fill(64, 1)},
+      {"model.layers.0.mlp.gate_proj.weight", "F32", {12, 8}, f32_fill(96, 1)},
+      {"model.layers.0.mlp.up_proj.weight", "F32", {12, 8}, f32_fill(96, 1)},
+      {"model.layers.0.mlp.down_proj.weight", "F32", {8, 12}, f32_fill(96, 1)},
+  };
+  for (const Spec& r : replace) {
+    bool found = false;
+    for (auto it = specs.begin(); it != specs.end(); ++it) {
+      if (it->name == r.name) {
+        found = true;
+        if (r.bytes == "DROP")
+          specs.erase(it);
+        else
+          *it = r;
+        break;
+      }
+    }
+    if (!found) specs.push_back(r);
+  }
+  write_file(dir + "/model.safetensors", build(specs));
+  return dir;
+}
+
+const char* kSmallConfig = R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 8, "intermediate_size": 12,
+  "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": 5})";
+
+ModelPlan plan_dir(const std::string& dir) {
+  const std::string cfg_path = dir + "/config.json";
+  Json root = read_json_file(cfg_path, 1 << 20);
+  ModelConfig cfg = parse_model_config(root, cfg_path);
+  QuantConfig q = parse_quant_config(root, cfg_path);
+  check_runnable(q, dir);
+  SafetensorsCheckpoint ck = SafetensorsCheckpoint::open(dir);
+  ModelPlan p = plan_model(dir, cfg, q, ck);
+  for (const LayerPlan& lp : p.layers)
+    for (const LinearPlan& l : lp.lin) validate_quantized(l, ck);
+  return p;
+}
+
+void test_plan_checkpoint() {
+  const std::string dir = write_checkpoint("ck", kSmallConfig);
+  ModelPlan p = plan_dir(dir);
+  CHECK(p.path == "fp16" && p.layers.size() == 1 && p.lm_head == "lm_head.weight");
+  const LinearPlan& k = p.layers[0].lin[kK];
+  CHECK(k.name == "model.layers.0.self_attn.k_proj" && k.n == 4 && k.k == 8 && k.format == WeightFormat::Dense16 &&
+        k.weight_dtype == DType::BF16 && !k.has_bias);
+  CHECK(p.layers[0].lin[kDown].n == 8 && p.layers[0].lin[kDown].k == 12);
+  CHECK(can_fuse(p.layers[0].lin[kQ], p.layers[0].lin[kK]) && can_fuse(p.layers[0].lin[kGate], p.layers[0].lin[kUp]));
+  {
+    SafetensorsCheckpoint ck = SafetensorsCheckpoint::open(dir);
+    std::vector<float> v = to_f32(ck, "model.layers.0.self_attn.v_proj.weight", {4, 8});
+    CHECK(v.size() == 32 && v[31] == 1.0f);
+    HalfData h = to_f16(ck, "lm_head.weight", {5, 8});
+    CHECK(h.size == 40 && h.data[39] == 0x3400);  // 0.25
+    expect_error("to_f16 shape", {"lm_head.weight", "want a float tensor [8, 5]"}, [&] { (void)to_f16(ck, "lm_head.weight", {8, 5}); });
+  }
+
+  struct Bad {
+    const char* name;
+    std::vector<Spec> replace;
+    std::vector<std::string> expect;
+  };
+  const std::vector<Bad> bad = {
+      {"missing o_proj", {{"model.layers.0.self_attn.o_proj.weight", "F32", {}, "DROP"}}, {"model.layers.0.self_attn.o_proj.weight", "missing"}},
+      {"wrong shape", {{"model.layers.0.mlp.down_proj.weight", "F32", {12, 8}, f32_fill(96, 1)}}, {"model.safetensors", "down_proj.weight", "F32[12, 8]", "want", "[8, 12]"}},
+      {"int weight", {{"model.layers.0.mlp.up_proj.weight", "I32", {12, 8}, f32_fill(96, 1)}}, {"up_proj.weight", "I32[12, 8]"}},
+      {"stray bias", {{"model.layers.0.self_attn.q_proj.bias", "F32", {8}, f32_fill(8, 1)}}, {"q_proj.bias", "a bias the config does not have"}},
+      {"no lm_head", {{"lm_head.weight", "F32", {}, "DROP"}}, {"lm_head.weight", "missing"}},
+      {"embedding vocab", {{"model.embed_tokens.weight", "F32", {6, 8}, f32_fill(48, 1)}}, {"embed_tokens.weight", "[6, 8]"}},
+      {"norm shape", {{"model.norm.weight", "F32", {7}, f32_fill(7, 1)}}, {"model.norm.weight", "[7]"}},
+      {"int8 layer checkpoint", {{"model.layers.0.mlp.up_proj.qweight8", "I8", {12, 8}, std::string(96, '\0')}}, {"qweight8", "8-bit weights"}},
+  };
+  int n = 0;
+  for (const Bad& b : bad) {
+    const std::string d = write_checkpoint("ck-bad" + std::to_string(n++), kSmallConfig, b.replace);
+    expect_error(b.name, b.expect, [&] { (void)plan_dir(d); });
+  }
+  // A BF16/F32 weight beyond fp16's range is refused when converted, naming it.
+  const std::string big = write_checkpoint("ck-big", kSmallConfig, {{"model.layers.0.mlp.gate_proj.weight", "F32", {12, 8}, f32_fill(96, 70000.0f)}});
+  {
+    SafetensorsCheckpoint ck = SafetensorsCheckpoint::open(big);
+    expect_error("beyond fp16", {"gate_proj.weight", "does not fit in fp16"}, [&] { (void)to_f16(ck, "model.layers.0.mlp.gate_proj.weight", {12, 8}); });
+  }
+  // Tied embeddings: no lm_head needed, the embedding serves.
+  std::string tied_cfg = kSmallConfig;
+  tied_cfg.insert(tied_cfg.size() - 1, R"(, "tie_word_embeddings": true)");
+  const std::string tied = write_checkpoint("ck-tied", tied_cfg, {{"lm_head.weight", "F32", {}, "DROP"}});
+  CHECK(plan_dir(tied).lm_head == "model.embed_tokens.weight");
+  // Qwen2: q/k/v biases required.
+  std::string qcfg = kSmallConfig;
+  qcfg.replace(qcfg.find("LlamaForCausalLM"), 16, "Qwen2ForCausalLM");
+  expect_error("qwen2 without bias", {"q_proj.bias", "missing"}, [&] { (void)plan_dir(write_checkpoint("ck-q", qcfg)); });
+  const std::string qd = write_checkpoint("ck-q2", qcfg, {{"model.layers.0.self_attn.q_proj.bias", "F32", {8}, f32_fill(8, 1)},
+                                                          {"model.layers.0.self_attn.k_proj.bias", "BF16", {4}, std::string(8, '\0')},
+                                                          {"model.layers.0.self_attn.v_proj.bias", "F16", {4}, std::string(8, '\0')}});
+  ModelPlan qp = plan_dir(qd);
+  CHECK(qp.layers[0].lin[kQ].has_bias && qp.layers[0].lin[kV].has_bias && !qp.layers[0].lin[kO].has_bias);
+}
+
+// ---------------------------------------------------------------- plan: a real artifact
+
+// Copies dir to a new folder, applying edit(name, bytes) to every file.
+std::string copy_model(const std::string& src, const std::string& name,
+                       const std::function<void(const std::string&, std::string&)>& edit) {
+  const std::string dst = make_dir(name);
+  for (const char* f : {"config.json", "model.safetensors"}) {
+    std::string bytes = read_file(src + "/" + f);
+    edit(f, bytes);
+    write_file(dst + "/" + f, bytes);
+  }
+  return dst;
+}
+
+// Byte offset in the file of tensor name's data: after the 8-byte length and the header.
+std::size_t tensor_offset(const std::string& file, const std::string& name) {
+  SafetensorsFile f = SafetensorsFile::open(file);
+  return static_cast<std::size_t>(f.file_size() - f.data_size() + f.get(name).offset);
+}
+
+void test_plan_artifact(const std::string& art, const std::string& ck_dir) {
+  ModelPlan p = plan_dir(art);
+  CHECK(p.path == "w4a8");
+  CHECK(p.layers.size() == 4);
+  const LinearPlan& q = p.layers[0].lin[kQ];
+  CHECK(q.format == WeightFormat::W4A8 && q.n == 256 && q.k == 256 && q.np == 256 && q.kp == 256);
+  CHECK(q.groups == 2 && q.group_size == 128 && q.int_scales && q.policy == 2 && q.act == ActForm::I8PerToken);
+  CHECK(can_fuse(p.layers[0].lin[kQ], p.layers[0].lin[kV]) && can_fuse(p.layers[0].lin[kGate], p.layers[0].lin[kUp]));
+  CHECK(p.layers[3].lin[kDown].k == 768 && p.layers[3].lin[kDown].groups == 6);
+  ModelPlan c = plan_dir(ck_dir);
+  CHECK(c.path == "fp16" && c.layers.size() == 4);
+
+  const std::string st = art + "/model.safetensors";
+  const std::string L0 = "model.layers.0.";
+  std::size_t qw = tensor_offset(st, L0 + "mlp.down_proj.qweight");
+  std::size_t gs = tensor_offset(st, L0 + "self_attn.k_proj.group_scale");
+  std::size_t cs = tensor_offset(st, L0 + "mlp.up_proj.channel_scale");
+  std::size_t al = tensor_offset(st, L0 + "self_attn.o_proj.alpha_log2");
+  std::size_t po = tensor_offset(st, L0 + "mlp.gate_proj.policy");
+  std::size_t as = tensor_offset(st, L0 + "mlp.gate_proj.act_scale");
+  struct Damage {
+    const char* name;
+    std::function<void(const std::string&, std::string&)> edit;
+    std::vector<std::string> expect;
+  };
+  auto in_weights = [](std::function<void(std::string&)> f) {
+    return [f](const std::string& file, std::string& b) {
+      if (file == std::string("model.safetensors")) f(b);
+    };
+  };
+  const std::vector<Damage> damages = {
+      {"layout version 2", [](const std::string& file, std::string& b) {
+         if (file != std::string("config.json")) return;
+         const std::size_t at = b.find("\"layout_version\": 1");
+         if (at != std::string::npos) b.replace(at, 19, "\"layout_version\": 2");
+       }, {"config.json", "layout version 2"}},
+      {"code -8", in_weights([&](std::string& b) { b[qw + 5] = static_cast<char>(0x80); }), {"down_proj.qweight", "code -8"}},
+      {"group scale 0", in_weights([&](std::string& b) { b[gs] = 0; b[gs + 1] = 0; }), {"k_proj.group_scale", "[0, 0] = 0", "outside [1, alpha"}},
+      {"channel scale negative", in_weights([&](std::string& b) { b[cs + 3] = static_cast<char>(b[cs + 3] | 0x80); }), {"up_proj.channel_scale", "[0] is not positive"}},
+      {"alpha 15", in_weights([&](std::string& b) { b[al] = 15; }), {"o_proj.alpha_log2", "exceeds 14"}},
+      {"policy 4", in_weights([&](std::string& b) { b[po] = 4; }), {"gate_proj.policy", "unknown policy code 4"}},
+      {"per-token with a scale", in_weights([&](std::string& b) { b[as + 3] = 0x3f; }), {"gate_proj.act_scale", "per-token"}},
+      {"truncated shard", in_weights([](std::string& b) { b.resize(b.size() - 100); }), {"model.safetensors", "truncated"}},
+      {"renamed tensor", in_weights([](std::string& b) {
+         const std::size_t at = b.find("model.layers.2.mlp.up_proj.channel_scale");
+         if (at != std::string::npos) b[at + 27] = 'X';  // "model.layers.2.mlp.up_proj.Xhannel_scale"
+       }), {"model.layers.2.mlp.up_proj.channel_scale", "missing"}},
+  };
+  int n = 0;
+  for (const Damage& d : damages) {
+    const std::string dir = copy_model(art, "art-bad" + std::to_string(n++), d.edit);
+    expect_error(d.name, d.expect, [&] { (void)plan_dir(dir); });
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  char tmpl[] = "/tmp/odyssey-teh-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    std::perror("mkdtemp");
+    return 2;
+  }
+  g_tmp = tmpl;
+  try {
+    test_config();
+    test_rope();
+    test_half();
+    test_tokens();
+    test_plan_checkpoint();
+    if (argc == 3) {
+      test_plan_artifact(argv[1], argv[2]);
+    } else {
+      std::printf("no ARTIFACT_DIR CHECKPOINT_DIR given: the real-artifact checks are skipped\n");
+    }
+  } catch (const std::exception& e) {
+    ++g_failures;
+    std::fprintf(stderr, "unexpected exception: %s\n", e.what());
+  }
+  for (auto it = g_files.rbegin(); it != g_files.rend(); ++it) ::unlink(it->c_str());
+  for (auto it = g_dirs.rbegin(); it != g_dirs.rend(); ++it) ::rmdir(it->c_str());
+  ::rmdir(g_tmp.c_str());
+  std::printf("%d checks, %d failures\n", g_checks, g_failures);
+  return g_failures == 0 ? 0 : 1;
+}

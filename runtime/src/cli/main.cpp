@@ -10,7 +10,7 @@
 //   odyssey-rt bench codec [--sizes 1M..256M:4] [--bits 8,4] [--group 128] [--ranks 8] [--sym]
 //   odyssey-rt bench allreduce [--sizes 256K..256M] [--bits 8,4] [--group 128] [--sym] [--dtype bf16]
 //                              [--rank R --world N | ODY_RANK/ODY_WORLD] [--uid-file F] [--timeout S]
-//   odyssey-rt test layers [--quick] [--seed N]
+//   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,nll,refuse]
 //   odyssey-rt bench layers [--iters N] [--out FILE.json]
 #include <cstdio>
 #include <cstdlib>
@@ -141,7 +141,7 @@ static void usage() {
                "       odyssey-rt bench allreduce [--sizes 256K..256M] [--bits 8,4] [--group 128] [--sym]\n"
                "                                  [--dtype bf16|fp16] [--rank R --world N] [--uid-file F]\n"
                "                                  [--timeout S]   (one process per GPU: scripts/launch-allreduce.sh)\n"
-               "       odyssey-rt test layers [--quick] [--seed N]\n"
+               "       odyssey-rt test layers [--quick] [--seed N] [--only prefill,decode,...]\n"
                "       odyssey-rt bench layers [--iters N] [--out FILE.json]\n");
 }
 

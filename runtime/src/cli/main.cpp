@@ -13,7 +13,7 @@
 //   odyssey-rt ppl --model DIR --tokens FILE [--batch B]
 //   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--prompt 1024] [--gen 128]
 //                    [--repeats 5]
-//   odyssey-rt test layers [--quick] [--seed N]
+//   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,nll,refuse]
 //   odyssey-rt bench layers [--iters N] [--out FILE.json]
 #include <cstdio>
 #include <cstdlib>
@@ -144,7 +144,7 @@ static void usage() {
                "       odyssey-rt bench allreduce [--sizes 256K..256M] [--bits 8,4] [--group 128] [--sym]\n"
                "                                  [--dtype bf16|fp16] [--rank R --world N] [--uid-file F]\n"
                "                                  [--timeout S]   (one process per GPU: scripts/launch-allreduce.sh)\n"
-               "       odyssey-rt test layers [--quick] [--seed N]\n"
+               "       odyssey-rt test layers [--quick] [--seed N] [--only prefill,decode,...]\n"
                "       odyssey-rt bench layers [--iters N] [--out FILE.json]\n"
                "       odyssey-rt ppl --model DIR --tokens FILE [--batch B]          (docs/executor.md)\n"
                "       odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--prompt 1024]\n"

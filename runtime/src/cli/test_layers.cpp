@@ -19,7 +19,8 @@
 //   - int8 codes: exact, except a code may differ by 1 where the reference's x/s lies within
 //     kNearTie (2⁻²⁰ relative) of a rounding boundary (the few-ulp differences above); any
 //     other difference fails, and so do more than 1 + kMaxFlipRate·codes flips;
-//   - per-token scales: within kScaleUlps = 4 fp32 ulps (max|y| moves by the same few ulps);
+//   - per-token scales: within kScaleUlps = 8 fp32 ulps (max|y| moves by the few ulps above:
+//     SwiGLU's expf error passes through an add, a divide and a multiply, each may round apart);
 //   - attention: the bound attention_tol documents (fp16 rounding of P, fp32 score error,
 //     exp approximations, fp16 output rounding), against an fp64 reference;
 //   - nll: kNllAbs + 2⁻²³·|nll| (expf per term, the fp32 result).
@@ -45,7 +46,7 @@ namespace L = odyssey::layers;
 constexpr int kHalfUlps = 1;
 constexpr double kNearTie = 1.0 / (1 << 20);
 constexpr double kMaxFlipRate = 1e-3;
-constexpr long long kScaleUlps = 4;
+constexpr long long kScaleUlps = 8;
 constexpr double kNllAbs = 1e-6;  // 4× the expf bound (2 ulp ≈ 2.4e-7) on a sum of positive terms
 constexpr uint16_t kHalfNaN = 0x7E00;
 
@@ -491,8 +492,9 @@ AttnRef attention_ref(const uint16_t* q, const uint16_t* k, const uint16_t* v, s
     m = std::max(m, s[j - lo]);
     mag = std::max(mag, am);
   }
-  // fp32 accumulation of hd products: |Δdot| ≤ hd·2⁻²⁴·Σ|q·k| (the γ_n bound), times scale.
-  a.ds = hd * std::ldexp(1.0, -24) * mag * scale;
+  // fp32 accumulation of hd products: |Δdot| ≤ hd·u·Σ|q·k| (the γ_n bound), times scale, with
+  // u = 2⁻²³ rather than 2⁻²⁴ because tensor cores may truncate partial sums instead of rounding.
+  a.ds = hd * std::ldexp(1.0, -23) * mag * scale;
   double l = 0;
   for (int j = lo; j < hi; j++) {
     double p = std::exp(s[j - lo] - m);
@@ -512,7 +514,7 @@ AttnRef attention_ref(const uint16_t* q, const uint16_t* k, const uint16_t* v, s
 //     doubled because the normalizer is the sum of the unrounded p),
 //   2·Δs·Σp|v| covers the fp32 score error Δs (each p moves by a factor e^{±Δs}, and so does
 //     the normalizer),
-//   kExpRel = 1e-5 covers exp2f/expf (≤ 2 ulp) and folding scale·log2(e) into the exponent
+//   kExpRel = 1e-5 covers ex2.approx/expf (≤ 2 ulp) and folding scale·log2(e) into the exponent
 //     (a few fp32 ulps of logits up to |x| ≈ 100),
 //   2⁻¹¹·|o| + 2⁻²⁴ is the final rounding to fp16 (half an ulp, and subnormal outputs).
 constexpr double kExpRel = 1e-5;
@@ -812,6 +814,13 @@ std::vector<Result> test_refusals() {
 
 int cmd_test_layers(const Args& args) {
   const bool quick = args.has("quick");
+  // --only embed,norm,swiglu,rope,prefill,kv,decode,nll,refuse: run those families only.
+  const std::string only = args.get("only");
+  auto want = [&](const char* family) {
+    if (only.empty()) return true;
+    const std::string f = std::string(",") + only + ",";
+    return f.find(std::string(",") + family + ",") != std::string::npos;
+  };
   std::vector<Result> results;
   uint64_t seed = (uint64_t)args.get_int("seed", 1);
   auto add = [&](Result r) {
@@ -832,18 +841,23 @@ int cmd_test_layers(const Args& args) {
   };
   for (int rows : row_set)
     for (int hidden : hidden_set) {
-      add(test_embed(rows, hidden, seed++));
-      for (auto& cfg : norm_cfgs) add(test_add_rmsnorm(rows, hidden, cfg, seed++));
-      for (K k : {K::F16, K::I8Static, K::I8PerToken}) add(test_swiglu(rows, hidden, k, seed++));
+      seed += 10;  // each family keeps its seeds whatever --only selects
+      if (want("embed")) add(test_embed(rows, hidden, seed));
+      for (size_t i = 0; i < norm_cfgs.size(); i++)
+        if (want("norm")) add(test_add_rmsnorm(rows, hidden, norm_cfgs[i], seed + 1 + i));
+      for (K k : {K::F16, K::I8Static, K::I8PerToken})
+        if (want("swiglu")) add(test_swiglu(rows, hidden, k, seed + 7 + (int)k));
     }
-  add(test_swiglu(17, 11008, K::I8PerToken, seed++));  // LLaMA-2-7B's intermediate size
+  if (want("swiglu")) add(test_swiglu(17, 11008, K::I8PerToken, seed++));  // LLaMA-2-7B's intermediate size
   for (int rows : {1, 3, 17, 128})
     for (int hd : {8, 64, 128})
       for (auto [nh, nkv] : std::vector<std::pair<int, int>>{{4, 2}, {32, 8}, {32, 32}}) {
-        add(test_rope(rows, nh, nkv, hd, false, seed++));
-        if (rows == 3) add(test_rope(rows, nh, nkv, hd, true, seed++));
+        seed += 2;
+        if (!want("rope")) continue;
+        add(test_rope(rows, nh, nkv, hd, false, seed));
+        if (rows == 3) add(test_rope(rows, nh, nkv, hd, true, seed + 1));
       }
-  add(test_rope(5, 6, 2, 6, false, seed++));  // half = 3: the scalar path
+  if (want("rope")) add(test_rope(5, 6, 2, 6, false, seed++));  // half = 3: the scalar path
 
   // Prefill: every head_dim × GQA shape × short sequence × window × batch, both flash tile
   // variants where the flash kernel applies; then the long sequences on the LLaMA shapes.
@@ -854,7 +868,10 @@ int cmd_test_layers(const Args& args) {
       for (int seq : short_seqs)
         for (int window : {0, 5})
           for (int batch : {1, 3}) {
-            if (quick && (nh == 32 || batch == 3) && seq > 7) continue;
+            if (!want("prefill") || (quick && (nh == 32 || batch == 3) && seq > 7)) {
+              seed++;
+              continue;
+            }
             PrefillShape p{batch, seq, nh, nkv, hd, window, (seq % 2) ? 3.f : 1.f, false};
             for (const char* variant : {"4", "8"}) {
               add(test_prefill(p, variant, seed));
@@ -869,6 +886,7 @@ int cmd_test_layers(const Args& args) {
       {2, 64, 4, 2, 128, 0, 2.f, true},
   };
   if (quick) long_shapes.resize(3);
+  if (!want("prefill")) long_shapes.clear();
   for (auto& p : long_shapes) {
     for (const char* variant : {"4", "8"}) {
       add(test_prefill(p, variant, seed));
@@ -878,31 +896,36 @@ int cmd_test_layers(const Args& args) {
   }
   unsetenv("ODYSSEY_PREFILL_WARPS");
 
-  add(test_kv_append(3, 7, 64, 2, 64, false, seed++));
-  add(test_kv_append(1, 1, 1100, 32, 128, false, seed++));
-  add(test_kv_append(2, 5, 16, 3, 6, false, seed++));  // width 18: scalar
-  add(test_kv_append(2, 3, 20, 4, 64, true, seed++));
-  add(test_kv_append(0, 3, 20, 4, 64, false, seed++));  // batch 0
+  if (want("kv")) {
+    add(test_kv_append(3, 7, 64, 2, 64, false, seed++));
+    add(test_kv_append(1, 1, 1100, 32, 128, false, seed++));
+    add(test_kv_append(2, 5, 16, 3, 6, false, seed++));  // width 18: scalar
+    add(test_kv_append(2, 3, 20, 4, 64, true, seed++));
+    add(test_kv_append(0, 3, 20, 4, 64, false, seed++));  // batch 0
+  }
 
-  for (int hd : {8, 64, 128})
+  for (int hd : want("decode") ? std::vector<int>{8, 64, 128} : std::vector<int>{})
     for (auto [nh, nkv] : heads)
       for (int window : {0, 5}) {
         add(test_decode({1, 1100, nh, nkv, hd, window, {1000}, false}, seed++));
         add(test_decode({3, 300, nh, nkv, hd, window, {1, 7, 300}, hd == 64}, seed++));
       }
-  add(test_decode({1, 4096, 32, 32, 128, 0, {4096}, false}, seed++));
-  add(test_decode({2, 1024, 32, 8, 128, 0, {1024, 129}, false}, seed++));
-  add(test_decode({2, 100, 12, 4, 96, 3, {100, 64}, false}, seed++));
-  add(test_decode({1, 64, 4, 1, 6, 0, {63}, false}, seed++));  // head_dim 6: scalar copies
+  if (want("decode")) {
+    add(test_decode({1, 4096, 32, 32, 128, 0, {4096}, false}, seed++));
+    add(test_decode({2, 1024, 32, 8, 128, 0, {1024, 129}, false}, seed++));
+    add(test_decode({2, 100, 12, 4, 96, 3, {100, 64}, false}, seed++));
+    add(test_decode({1, 64, 4, 1, 6, 0, {63}, false}, seed++));  // head_dim 6: scalar copies
+  }
 
-  for (int rows : {1, 3, 17})
+  for (int rows : want("nll") ? std::vector<int>{1, 3, 17} : std::vector<int>{})
     for (int vocab : {7, 1000, 32000, 32003})
       for (int pad : {0, 5}) {
         std::vector<Result> extra;
         add(test_nll_argmax(rows, vocab, pad, seed++, extra));
         for (auto& e : extra) add(e);
       }
-  for (auto& r : test_refusals()) add(r);
+  if (want("refuse"))
+    for (auto& r : test_refusals()) add(r);
   CK(cudaGetLastError());
 
   int passed = 0, failed = 0;

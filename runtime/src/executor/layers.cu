@@ -26,7 +26,7 @@
 // during Q·Kᵀ of tile j). S = Q·Kᵀ and O += P·V are mma.sync m16n8k16 fp16 → fp32 with operands
 // from ldmatrix (V transposed by ldmatrix.trans); shared tiles are XOR-swizzled by 16-byte
 // chunk (chunk ^ row%8) so every ldmatrix phase hits 8 distinct bank groups. The softmax is
-// online in fp32 (running max and sum per row, exp2 of the scaled logit), P is rounded to fp16
+// online in fp32 (running max and sum per row, ex2.approx of the scaled logit), P is rounded to fp16
 // for the P·V mma (the one deviation from an fp32 softmax·V; the test bounds its effect).
 // Causal: a block visits only key tiles ≤ its last row (and ≥ its first row − window); only
 // tiles crossing the diagonal, the window edge or the sequence end are masked. Blocks start
@@ -422,6 +422,14 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+// 2^x on the SFU alone (MUFU.EX2). exp2f adds a range test and two multiplies per call to keep
+// results below 2^-126 (subnormal); here those are p's far below fp16's resolution of P, so
+// flushing them to 0 changes nothing the P·V mma could see. ex2(−inf) = +0.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
   __half2 h = __floats2half2_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&h);
@@ -542,14 +550,14 @@ __global__ void __launch_bounds__(32 * WARPS, WARPS == 4 ? 2 : 1)
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       const float m_new = fmaxf(m_run[h], mx);
       const float m_use = m_new == -INFINITY ? 0.f : m_new;  // a row with no key yet: p = 0
-      const float alpha = exp2f((m_run[h] - m_use) * scale_log2);  // 0 while m_run is −inf
+      const float alpha = fast_exp2((m_run[h] - m_use) * scale_log2);  // 0 while m_run is −inf
       const float ms = m_use * scale_log2;
       m_run[h] = m_new;
       float sum = 0.f;
 #pragma unroll
       for (int j = 0; j < NT; j++) {
-        s[j][2 * h] = exp2f(s[j][2 * h] * scale_log2 - ms);
-        s[j][2 * h + 1] = exp2f(s[j][2 * h + 1] * scale_log2 - ms);
+        s[j][2 * h] = fast_exp2(s[j][2 * h] * scale_log2 - ms);
+        s[j][2 * h + 1] = fast_exp2(s[j][2 * h + 1] * scale_log2 - ms);
         sum += s[j][2 * h] + s[j][2 * h + 1];
       }
       l_run[h] = l_run[h] * alpha + sum;  // this thread's columns; the quad is summed at the end
@@ -857,7 +865,7 @@ __global__ void __launch_bounds__(kRowThreads)
   bi[threadIdx.x] = idx;
   __syncthreads();
   for (int st = blockDim.x / 2; st > 0; st >>= 1) {
-    if (threadIdx.x < st) {
+    if ((int)threadIdx.x < st) {
       const float ov = bv[threadIdx.x + st];
       const int oi = bi[threadIdx.x + st];
       const float mv = bv[threadIdx.x];

@@ -158,6 +158,12 @@ ody_status ody_fc_reduce(const void* recv, int ranks, size_t rows, size_t cols, 
 ody_status ody_fc_dequantize(const void* recv, int ranks, size_t rows, size_t width, int bits, int group,
                              int symmetric, int dtype, const void* residual, void* y, void* stream);
 
+/* The codec kernels in use: 2 (the default: grid-stride, several groups per warp) or 1 (the
+ * first version, one thread per 8 values), both bit-exact with the spec; for A/B runs of
+ * `odyssey-rt bench codec` and `test codec`. Process-wide; ODY_ERR_INVALID for another value. */
+ody_status ody_fc_set_kernels(int version);
+int ody_fc_kernels(void);
+
 /* The whole all-reduce over an NCCL communicator (comm: an ncclComm_t), in place on buf
  * (count values of dtype, viewed as one row of width count: the same output values as the
  * [rows, H] view whenever G divides H/ranks, only the chunking differs). bits 16, or count

@@ -109,5 +109,6 @@ int cmd_bench_gemm(const Args& a);
 int cmd_test_codec(const Args& a);       // test_codec.cpp
 int cmd_bench_codec(const Args& a);      // bench_codec.cpp
 int cmd_bench_allreduce(const Args& a);  // bench_codec.cpp (needs ODYSSEY_WITH_NCCL)
+int cmd_soak_allreduce(const Args& a);   // soak.cu
 
 }  // namespace odyssey

@@ -89,7 +89,7 @@ struct Elem<__nv_bfloat16> {
   }
 };
 
-// ---------------------------------------------------------------- kernels, version 2 (default)
+// ---------------------------------------------------------------- kernels, versions 2 and 3 (default)
 //
 // Why a second set: the version-1 kernels above (one thread per 8 values, a thread per unit)
 // ran at 22–59% of the copy bandwidth on the H200 (runtime/NOTES.md). They were issue-bound, not
@@ -120,12 +120,20 @@ struct Elem<__nv_bfloat16> {
 // - the tensor → (chunk, group) placement divides 32-bit indices by run-time constants with a
 //   multiply-high (FastDiv), once per group or per 8 values, never in 64 bits.
 //
-// The division (v − lo)/s stays one IEEE division per value (__fdiv_rn, div.rn.f32: a
-// reciprocal on the MUFU pipe, Newton steps in FFMA and a range check), as bit-exactness with Go
-// requires: a multiplication by a reciprocal rounds differently. It costs about 8 issue slots
-// of the ~16 per value of quantize; at 80% of the H200's copy bandwidth quantize has about twice
-// the issue slots it needs, so it is not the limit there (the INT4 reduce over 8 ranks, ~55
-// slots per value for 0.6 bytes per rank and value, is the stage closest to issue-bound).
+// The division t = (v − lo)/s (or v/s) must give the code of the correctly rounded quotient:
+// Go's reference divides (div.rn.f32), and a multiplication by 1/s rounds differently near the
+// ties n + 1/2. Version 2 divides every value (__fdiv_rn: a MUFU reciprocal, five FFMA, a range
+// check and a branch, about 13 of the ~17 issue slots per value of quantize, measured in the
+// SASS). Version 3 (the default) computes t' = d·fl(1/s) with one multiplication and checks it:
+// t' and fl(d/s) both lie within 3.01·u·|t| ≤ 0.75·2^−14 of d/s for |t| < 256 (u = 2^−24; t
+// is below Q·(1 + 3u) by the scale's construction), so they round to the same integer unless
+// t' lies within 2^−13 of a half-integer; rint(t') comes from the 2^23 trick and t' − rint(t')
+// is exact, so the check costs two additions and a compare. Values that fail it (about 1 in
+// 4000 at random, every NaN, and every value of a group whose scale is outside [2^−100, 2^100]
+// where 1/s could leave the normal range) make the warp redo that piece with the division,
+// decided by a vote. runtime/tests/test_fc_tricks.cpp checks the rule against the division on
+// random groups of every magnitude and on every tie's neighbours, and fails when the margin
+// or the reciprocal is off by one step. Quantize drops to about 9 issue slots per value.
 
 constexpr int kWarps = kThreads / 32;
 
@@ -208,7 +216,8 @@ struct Lane {
   // Quantizes the lane's values v (group slot k active when act[k]): codes[j][w] (piece j),
   // scale s[k], minimum lo[k] (asymmetric), bad[k]: out of domain (|v| > limit, NaN, Inf), in
   // which case codes are 0 and s, lo NaN. Every lane of the warp must call it (shuffles).
-  __device__ __forceinline__ static void encode(const float (&v)[32], int L, int sub, float limit,
+  // rcp: divide by multiplying with 1/s where that provably gives the same code (kernels v3).
+  __device__ __forceinline__ static void encode(const float (&v)[32], int L, int sub, float limit, bool rcp,
                                                 uint32_t (&codes)[NPL][WPP], float (&s)[GPL], float (&lo)[GPL],
                                                 bool (&bad)[GPL]) {
     float a[GPL], b[GPL];  // asymmetric: min, max; symmetric: a = max|v|
@@ -282,21 +291,42 @@ struct Lane {
       }
       if (s[k] == 0.f) s[k] = 1.f;
     }
+    float r[GPL];  // rcp: 1/s correctly rounded, and whether s is in the range where it is used
+    bool r_ok[GPL];
+#pragma unroll
+    for (int k = 0; k < GPL; k++) {
+      r[k] = rcp ? __frcp_rn(s[k]) : 0.f;
+      r_ok[k] = s[k] >= 0x1p-100f && s[k] <= 0x1p100f;
+    }
 #pragma unroll
     for (int j = 0; j < NPL; j++) {
       const int k = j / PPL;
       uint32_t c[PV];  // bits of kBias + code: the code in the low bits
+      bool redo = false;
 #pragma unroll
       for (int e = 0; e < PV; e++) {
         const float x = v[j * PV + e];
+        const float d = SYM ? x : __fsub_rn(x, lo[k]);
         float f;
-        if (SYM) {
-          f = __fadd_rn(__fdiv_rn(x, s[k]), kBias);
-          f = fminf(fmaxf(f, kBias - kQ), kBias + kQ);
+        if (rcp) {
+          // t' = d·(1/s) is within 3.1·u·|t| ≤ 2^−14.3 of fl(d/s) (|t| < 256): it rounds to the
+          // same integer unless it lies within 2^−13 of a half-integer (or is NaN); the exact
+          // division decides those (the vote below), about 1 value in 4000.
+          const float tp = __fmul_rn(d, r[k]);
+          f = __fadd_rn(tp, kBias);
+          redo |= !(fabsf(__fsub_rn(tp, __fsub_rn(f, kBias))) < 0.5f - 0x1p-13f);
         } else {
-          f = fminf(__fadd_rn(__fdiv_rn(__fsub_rn(x, lo[k]), s[k]), kBias), kBias + kQ);  // t ≥ 0
+          f = __fadd_rn(__fdiv_rn(d, s[k]), kBias);
         }
-        c[e] = __float_as_uint(f);
+        c[e] = __float_as_uint(SYM ? fminf(fmaxf(f, kBias - kQ), kBias + kQ) : fminf(f, kBias + kQ));  // asym: t ≥ 0
+      }
+      if (rcp && __any_sync(0xffffffffu, redo || !r_ok[k])) {
+#pragma unroll
+        for (int e = 0; e < PV; e++) {
+          const float x = v[j * PV + e];
+          const float f = __fadd_rn(__fdiv_rn(SYM ? x : __fsub_rn(x, lo[k]), s[k]), kBias);
+          c[e] = __float_as_uint(SYM ? fminf(fmaxf(f, kBias - kQ), kBias + kQ) : fminf(f, kBias + kQ));
+        }
       }
 #pragma unroll
       for (int w = 0; w < WPP; w++) {
@@ -408,7 +438,7 @@ __device__ __forceinline__ void store_lane(uint8_t* const (&msg)[Ln::GPL], const
 template <class T, int BITS, bool SYM, int PPL>
 __global__ void __launch_bounds__(kThreads)
     fc2_quantize(const T* __restrict__ x, Geometry g, Placement pl, uint32_t ngroups_total, int L,
-                 uint8_t* __restrict__ msgs, size_t slot, int* flag) {
+                 uint8_t* __restrict__ msgs, size_t slot, int* flag, bool rcp) {
   using Ln = Lane<BITS, SYM, 8, PPL>;
   const int lane = threadIdx.x & 31, sub = lane & (L - 1);
   const uint32_t per_tile = 32u * Ln::GPL / L;
@@ -436,7 +466,7 @@ __global__ void __launch_bounds__(kThreads)
     uint32_t codes[Ln::NPL][Ln::WPP];
     float s[Ln::GPL], lo[Ln::GPL];
     bool bad[Ln::GPL];
-    Ln::encode(v, L, sub, 0x1p64f, codes, s, lo, bad);
+    Ln::encode(v, L, sub, 0x1p64f, rcp, codes, s, lo, bad);
     uint8_t* msg[Ln::GPL];
     uint32_t gi[Ln::GPL];
 #pragma unroll
@@ -460,7 +490,7 @@ constexpr int kReduceBlocks = ODY_FC_REDUCE_BLOCKS;
 template <int BITS, bool SYM, int PV, int PPL>
 __global__ void __launch_bounds__(kThreads, kReduceBlocks)
     fc2_reduce(const uint8_t* __restrict__ recv, int ranks, Geometry g, int L, size_t slot,
-               uint8_t* __restrict__ out, int* flag) {
+               uint8_t* __restrict__ out, int* flag, bool rcp) {
   using Ln = Lane<BITS, SYM, PV, PPL>;
   constexpr int kBatch = 4;
   const int lane = threadIdx.x & 31, sub = lane & (L - 1);
@@ -518,7 +548,7 @@ __global__ void __launch_bounds__(kThreads, kReduceBlocks)
     uint32_t codes[Ln::NPL][Ln::WPP];
     float s[Ln::GPL], lo[Ln::GPL];
     bool bad[Ln::GPL];
-    Ln::encode(acc, L, sub, 3.402823466e38f, codes, s, lo, bad);  // not finite: bad
+    Ln::encode(acc, L, sub, 3.402823466e38f, rcp, codes, s, lo, bad);  // not finite: bad
     uint8_t* msg[Ln::GPL];
 #pragma unroll
     for (int k = 0; k < Ln::GPL; k++) msg[k] = out;
@@ -600,53 +630,53 @@ unsigned wave_grid(const void* kernel, size_t blocks_needed);
 
 template <class T, int BITS, bool SYM, int PPL>
 void quantize2(const T* x, const Geometry& g, size_t width, int L, uint8_t* m, size_t slot, int* flag,
-               void* st) {
+               bool rcp, void* st) {
   const uint32_t ngroups = (uint32_t)(g.rows * width / g.group);
   const uint32_t per_tile = 32u * (4 / PPL) / L;
   const size_t tiles = (ngroups + per_tile - 1) / per_tile;
   auto k = fc2_quantize<T, BITS, SYM, PPL>;
   fc_launch(k, wave_grid((const void*)k, (tiles + kWarps - 1) / kWarps), st, x, g, placement(g, width), ngroups,
-                                                                                     L, m, slot, flag);
+                                                                                     L, m, slot, flag, rcp);
 }
 
 template <class T, int BITS, bool SYM>
-void quantize2_ppl(const T* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag, void* st) {
+void quantize2_ppl(const T* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag, bool rcp, void* st) {
   const int L = lanes_per_group(g.group, 8), ppl = g.group / 8 / L;
-  if (ppl == 1) quantize2<T, BITS, SYM, 1>(x, g, width, L, m, slot, flag, st);
-  else if (ppl == 2) quantize2<T, BITS, SYM, 2>(x, g, width, L, m, slot, flag, st);
-  else quantize2<T, BITS, SYM, 4>(x, g, width, L, m, slot, flag, st);
+  if (ppl == 1) quantize2<T, BITS, SYM, 1>(x, g, width, L, m, slot, flag, rcp, st);
+  else if (ppl == 2) quantize2<T, BITS, SYM, 2>(x, g, width, L, m, slot, flag, rcp, st);
+  else quantize2<T, BITS, SYM, 4>(x, g, width, L, m, slot, flag, rcp, st);
 }
 
 template <class T>
-void quantize2_codec(const T* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag, void* st) {
-  if (g.bits == 8 && !g.sym) quantize2_ppl<T, 8, false>(x, g, width, m, slot, flag, st);
-  else if (g.bits == 8) quantize2_ppl<T, 8, true>(x, g, width, m, slot, flag, st);
-  else if (!g.sym) quantize2_ppl<T, 4, false>(x, g, width, m, slot, flag, st);
-  else quantize2_ppl<T, 4, true>(x, g, width, m, slot, flag, st);
+void quantize2_codec(const T* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag, bool rcp, void* st) {
+  if (g.bits == 8 && !g.sym) quantize2_ppl<T, 8, false>(x, g, width, m, slot, flag, rcp, st);
+  else if (g.bits == 8) quantize2_ppl<T, 8, true>(x, g, width, m, slot, flag, rcp, st);
+  else if (!g.sym) quantize2_ppl<T, 4, false>(x, g, width, m, slot, flag, rcp, st);
+  else quantize2_ppl<T, 4, true>(x, g, width, m, slot, flag, rcp, st);
 }
 
 template <int BITS, bool SYM, int PV, int PPL>
-void reduce2(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, int* flag, void* st) {
+void reduce2(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, int* flag, bool rcp, void* st) {
   const int L = lanes_per_group(g.group, PV);
   const size_t per_tile = 32u * (32 / PV / PPL) / L, tiles = (g.ngroups + per_tile - 1) / per_tile;
   auto k = fc2_reduce<BITS, SYM, PV, PPL>;
-  fc_launch(k, wave_grid((const void*)k, (tiles + kWarps - 1) / kWarps), st, recv, ranks, g, L, slot, out, flag);
+  fc_launch(k, wave_grid((const void*)k, (tiles + kWarps - 1) / kWarps), st, recv, ranks, g, L, slot, out, flag, rcp);
 }
 
 template <int BITS, bool SYM>
 void reduce2_layout(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, int* flag,
-                    void* st) {
+                    bool rcp, void* st) {
   // Pieces of 16 bytes of codes (16 INT8 or 32 INT4 values) when the group is that large.
   const int pv = std::min(g.group, 128 / BITS);
   const int ppl = g.group / pv / lanes_per_group(g.group, pv);
   if (pv == 8) {
-    reduce2<BITS, SYM, 8, 1>(recv, ranks, g, slot, out, flag, st);
+    reduce2<BITS, SYM, 8, 1>(recv, ranks, g, slot, out, flag, rcp, st);
   } else if (pv == 16 && ppl == 1) {
-    reduce2<BITS, SYM, 16, 1>(recv, ranks, g, slot, out, flag, st);
+    reduce2<BITS, SYM, 16, 1>(recv, ranks, g, slot, out, flag, rcp, st);
   } else if constexpr (BITS == 8) {
-    reduce2<BITS, SYM, 16, 2>(recv, ranks, g, slot, out, flag, st);  // G ≥ 64
+    reduce2<BITS, SYM, 16, 2>(recv, ranks, g, slot, out, flag, rcp, st);  // G ≥ 64
   } else {
-    reduce2<BITS, SYM, 32, 1>(recv, ranks, g, slot, out, flag, st);  // G ≥ 32
+    reduce2<BITS, SYM, 32, 1>(recv, ranks, g, slot, out, flag, rcp, st);  // G ≥ 32
   }
 }
 

@@ -65,6 +65,7 @@ inline float __int_as_float(uint32_t u) { float f; std::memcpy(&f, &u, 4); retur
 inline uint32_t __float_as_uint(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 inline uint32_t __umulhi(uint32_t a, uint32_t b) { return (uint32_t)(((uint64_t)a * b) >> 32); }
 inline uint32_t min(uint32_t a, uint32_t b) { return a < b ? a : b; }
+inline float __frcp_rn(float a) { volatile float r = 1.0f / a; return r; }
 // PTX prmt (default mode): byte n of the result is byte s_n of the 8-byte value {y, x}.
 inline uint32_t __byte_perm(uint32_t x, uint32_t y, uint32_t s) {
   const uint64_t v = ((uint64_t)y << 32) | x;
@@ -187,6 +188,8 @@ using namespace odyssey;
 
 namespace {
 
+bool g_rcp = false;  // kernels v3 (reciprocal with the tie check) rather than v2
+
 size_t slot_of(const Geometry& g) {
   return (g.code_bytes + g.ngroups * (g.sym ? 4 : 8) + 15) / 16 * 16;
 }
@@ -213,17 +216,17 @@ std::vector<uint8_t> to_dtype(const float* v, size_t n, int dt) {
 
 template <class T>
 void quantize(const void* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag) {
-  quantize2_codec(static_cast<const T*>(x), g, width, m, slot, flag, nullptr);
+  quantize2_codec(static_cast<const T*>(x), g, width, m, slot, flag, g_rcp, nullptr);
 }
 template <class T>
 void dequantize(const uint8_t* r, const Geometry& g, size_t width, size_t slot, const void* res, void* y) {
   dequantize2_codec(r, g, width, slot, static_cast<const T*>(res), static_cast<T*>(y), nullptr);
 }
 void reduce(const uint8_t* r, int n, const Geometry& g, size_t slot, uint8_t* out, int* flag) {
-  if (g.bits == 8 && !g.sym) reduce2_layout<8, false>(r, n, g, slot, out, flag, nullptr);
-  else if (g.bits == 8) reduce2_layout<8, true>(r, n, g, slot, out, flag, nullptr);
-  else if (!g.sym) reduce2_layout<4, false>(r, n, g, slot, out, flag, nullptr);
-  else reduce2_layout<4, true>(r, n, g, slot, out, flag, nullptr);
+  if (g.bits == 8 && !g.sym) reduce2_layout<8, false>(r, n, g, slot, out, flag, g_rcp, nullptr);
+  else if (g.bits == 8) reduce2_layout<8, true>(r, n, g, slot, out, flag, g_rcp, nullptr);
+  else if (!g.sym) reduce2_layout<4, false>(r, n, g, slot, out, flag, g_rcp, nullptr);
+  else reduce2_layout<4, true>(r, n, g, slot, out, flag, g_rcp, nullptr);
 }
 
 // Returns the number of differing bytes/values (0: bit-exact); prints the first.
@@ -305,10 +308,12 @@ long long run_case(const std::string& name, const SafetensorsFile& f, int dt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: emulate_fc_kernels DIR (odyssey testdata codec-cases --out DIR)\n");
+  if (argc < 2 || argc > 3 || (argc == 3 && std::string(argv[2]) != "--rcp")) {
+    std::fprintf(stderr, "usage: emulate_fc_kernels DIR [--rcp]   (DIR: odyssey testdata codec-cases --out DIR;\n"
+                         "       --rcp: kernels v3, the division by a reciprocal with the tie check)\n");
     return 2;
   }
+  g_rcp = argc == 3;
   const std::string dir = argv[1];
   Json manifest = parse_json(read_small_file(dir + "/manifest.json", 1 << 20));
   int passed = 0, failed = 0;

@@ -7,7 +7,11 @@
 //           for every t ≥ 0 (asymmetric), and fl(t + 1.5·2^23) clamped to ±Qs around 1.5·2^23
 //           == (int)clamp(rintf(t), ±Qs) for every t (symmetric), as two's-complement bits;
 //   decode: bits(2^23 + c) − 2^23 == (float)c for every code (signed codes offset by 128 or 8);
-//   FastDiv: (n + mulhi(n, m)) >> l == n / d.
+//   FastDiv: (n + mulhi(n, m)) >> l == n / d;
+//   kernels v3: the code from t' = fl(d·fl(1/s)) (d = v − lo, or v) equals the code from
+//           fl(d/s) whenever t' is not within 2^−13 of a half-integer and 2^−100 ≤ s ≤ 2^100
+//           (else the kernel divides): random groups of every magnitude, and values placed
+//           on and around every tie n + 1/2.
 //
 //   test_fc_tricks          every float32 t with |t| < 2^23 sampled at a stride, plus every
 //                           half-integer neighbourhood and all codes (a second or so)
@@ -137,6 +141,70 @@ void check_fast_div() {
   }
 }
 
+float fmul_(float a, float b) {
+  volatile float r = a * b;
+  return r;
+}
+float fdiv_(float a, float b) {
+  volatile float r = a / b;
+  return r;
+}
+float fsub_(float a, float b) {
+  volatile float r = a - b;
+  return r;
+}
+
+// The code of d (t = d/s) in the biased domain: exact division (v2) or the v3 rule.
+uint32_t code_exact(float d, float s, float q, bool sym) {
+  const float bias = sym ? 12582912.0f : 8388608.0f;
+  const float f = fadd(fdiv_(d, s), bias);
+  return as_bits(sym ? std::fmin(std::fmax(f, bias - q), bias + q) : std::fmin(f, bias + q));
+}
+long long rcp_redo = 0, rcp_total = 0;
+uint32_t code_rcp(float d, float s, float q, bool sym) {
+  const float bias = sym ? 12582912.0f : 8388608.0f;
+  const float r = fdiv_(1.0f, s);
+  const float tp = fmul_(d, r), f = fadd(tp, bias);
+  const bool redo = !(std::fabs(fsub_(tp, fsub_(f, bias))) < 0.5f - 0x1p-13f) || !(s >= 0x1p-100f && s <= 0x1p100f);
+  rcp_total++;
+  if (redo) {
+    rcp_redo++;
+    return code_exact(d, s, q, sym);
+  }
+  return as_bits(sym ? std::fmin(std::fmax(f, bias - q), bias + q) : std::fmin(f, bias + q));
+}
+
+void check_rcp(int groups) {
+  std::mt19937_64 rng(11);
+  std::uniform_real_distribution<double> unit(0, 1);
+  for (int bits : {8, 4})
+    for (bool sym : {false, true}) {
+      const float q = sym ? (float)((1 << (bits - 1)) - 1) : (float)((1 << bits) - 1);
+      for (int gr = 0; gr < groups; gr++) {
+        // A group range at a random magnitude, its scale as the kernels compute it.
+        const int ex = (int)(rng() % 160) - 80;
+        const float range = (float)std::ldexp(0.5 + unit(rng), ex);
+        const float s = fdiv_(range, q);
+        if (s == 0) continue;
+        auto check = [&](float d) {
+          if (sym ? !(std::fabs(d) <= range) : !(d >= 0 && d <= range)) return;
+          const uint32_t a = code_exact(d, s, q, sym), b = code_rcp(d, s, q, sym);
+          if (a != b && failures++ < 10)
+            std::fprintf(stderr, "FAIL rcp int%d %s d=%a s=%a: exact code %u, rcp code %u\n", bits, sym ? "sym" : "asym",
+                         d, s, a & 0xff, b & 0xff);
+        };
+        for (int i = 0; i < 64; i++) check((float)(range * (sym ? 2 * unit(rng) - 1 : unit(rng))));
+        // Every tie n + 1/2 and its float neighbours, and the ends.
+        for (int n = sym ? -(int)q - 1 : 0; n <= (int)q; n++) {
+          float x = (float)(((double)n + 0.5) * (double)s);
+          for (int i = 0; i < 3; i++) x = std::nextafter(x, -INFINITY);
+          for (int i = 0; i < 7; i++, x = std::nextafter(x, INFINITY)) check(x);
+        }
+        check(0.0f), check(range), check(-range);
+      }
+    }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -147,6 +215,8 @@ int main(int argc, char** argv) {
     for (bool sym : {false, true}) sweep(bits, sym, stride);
   check_decode();
   check_fast_div();
-  std::printf("test_fc_tricks (%s): %lld failures\n", all ? "every float32" : "sampled", failures);
+  check_rcp(all ? 200000 : 3000);
+  std::printf("test_fc_tricks (%s): %lld failures; v3 rule: %lld of %lld values divided exactly\n",
+              all ? "every float32" : "sampled", failures, rcp_redo, rcp_total);
   return failures ? 1 : 0;
 }

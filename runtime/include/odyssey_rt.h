@@ -119,7 +119,7 @@ ody_status ody_quantize_act_per_tensor(const void* x, int m, int k, const float*
  * The compressed tensor-parallel all-reduce of docs/flash-communication.md (the specification:
  * codec arithmetic op by op, wire format, the two-step all-reduce), bit-exact with the Go
  * reference quant.FlashComm. A [rows, width] buffer per rank; width = ranks·C, C a multiple of
- * the group G; groups of G consecutive values along a row. bits 4 or 8, G in {8, 16, 32, 64,
+ * the group G; groups of G consecutive values along a row; fewer than 2^35 values per call. bits 4 or 8, G in {8, 16, 32, 64,
  * 128, 256}, symmetric or asymmetric. Element types: ODY_DTYPE_F16, ODY_DTYPE_BF16, ODY_DTYPE_F32
  * (16-bit inputs are widened exactly; outputs are rounded to nearest even once, at the end).
  *
@@ -157,6 +157,13 @@ ody_status ody_fc_reduce(const void* recv, int ranks, size_t rows, size_t cols, 
  * float32 addition (__fadd_rn), then one rounding to dtype. */
 ody_status ody_fc_dequantize(const void* recv, int ranks, size_t rows, size_t width, int bits, int group,
                              int symmetric, int dtype, const void* residual, void* y, void* stream);
+
+/* The codec kernels in use: 3 (the default: grid-stride, several groups per warp, the division
+ * by a reciprocal checked against the ties), 2 (the same with an IEEE division per value) or 1
+ * (the first version, one thread per 8 values), all bit-exact with the spec; for A/B runs of
+ * `odyssey-rt bench codec` and `test codec`. Process-wide; ODY_ERR_INVALID for another value. */
+ody_status ody_fc_set_kernels(int version);
+int ody_fc_kernels(void);
 
 /* The whole all-reduce over an NCCL communicator (comm: an ncclComm_t), in place on buf
  * (count values of dtype, viewed as one row of width count: the same output values as the

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|sanitize|bench|sweep]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|sanitize|bench|sweep|profile|codec|nccl-dry]...
+# codec: Flash Communication on one GPU: test codec (every Go case, kernels v3, v2 and v1),
+#   compute-sanitizer memcheck + racecheck on a subset, bench codec (v3, v2 and v1 against the copy),
+#   soak (SOAK_CALLS, default 100000 calls of 8 ranks).
+# nccl-dry: the NCCL path on one GPU: launch-allreduce.sh --dry-run (a world of one), then two
+#   processes sharing the GPU (NCCL may refuse: "Duplicate GPU detected"); NCCL_SIZES sets the sizes.
 # The Go binary (cross-built: GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -o bin/odyssey-linux-amd64
 # ./cmd/odyssey) writes the GEMM cases; this machine has no Go.
 set -uo pipefail
@@ -11,6 +16,7 @@ mkdir -p "$OUT"
 B=runtime/build
 ODY_BIN=${ODY_BIN:-bin/odyssey-linux-amd64}
 CASES=/tmp/ody-gemm-cases
+CCASES=/tmp/ody-codec-cases
 steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(build test bench)
 t0=$(date +%s)
@@ -75,10 +81,79 @@ PY
       echo "ncu M=$m rc=$?"; grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Block Limit|Stall|Warp Cycles Per Issued" "$OUT/ncu-m$m.txt" | head -20
     done
     ;;
+  codec)
+    stamp codec
+    rm -rf $CCASES
+    "$ODY_BIN" testdata codec-cases --out $CCASES > "$OUT/codec-cases.log" 2>&1 || { cat "$OUT/codec-cases.log"; exit 1; }
+    $B/odyssey-rt test codec --cases $CCASES --kernels 3,2,1 > "$OUT/test-codec.json" 2> "$OUT/test-codec.log"
+    echo "test codec rc=$?"; grep -E "FAIL" "$OUT/test-codec.log" | head -20; grep "passed" "$OUT/test-codec.log"
+    # Sanitizers: one case per (N, bits, symmetry) corner, every kernel version; and a short soak
+    # (the comparison kernel, the poisoning, the stream reuse).
+    S=/tmp/ody-san-codec; rm -rf $S; mkdir -p $S
+    python3 - "$CCASES" "$S" <<'PY'
+import json, os, shutil, sys
+src, dst = sys.argv[1], sys.argv[2]
+m = json.load(open(os.path.join(src, "manifest.json")))
+want = ["n1_int8_g32_asym", "n2_int4_g64_sym", "n4_int8_g128_sym", "n8_int4_g128_asym", "n8_int8_g32_asym_grid16", "testvector"]
+keep = []
+for w in want:
+    for c in m["cases"]:
+        if w in c["name"] and c not in keep:
+            keep.append(c); break
+for c in keep: shutil.copy(os.path.join(src, c["file"]), dst)
+json.dump({"version": 1, "cases": keep}, open(os.path.join(dst, "manifest.json"), "w"))
+print("sanitizer subset:", " ".join(c["name"] for c in keep))
+PY
+    for tool in memcheck racecheck; do
+      compute-sanitizer --tool $tool --error-exitcode 9 $B/odyssey-rt test codec --cases $S --kernels 3,2,1 > "$OUT/sanitizer-codec-$tool.log" 2>&1
+      echo "compute-sanitizer $tool (test codec) rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test codec:" "$OUT/sanitizer-codec-$tool.log" | head -5
+    done
+    compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt soak allreduce --calls 50 --check-every 10 \
+      > "$OUT/sanitizer-soak.log" 2>&1
+    echo "compute-sanitizer memcheck (soak) rc=$?"; grep -E "ERROR SUMMARY|soak allreduce:" "$OUT/sanitizer-soak.log" | tail -2
+    $B/odyssey-rt bench codec --kernels 3,2,1 ${CODEC_BENCH_ARGS:-} > "$OUT/bench-codec.json" 2> "$OUT/bench-codec.log"
+    echo "bench codec rc=$?"; grep -E "^ *268435456 B" "$OUT/bench-codec.log"
+    python3 -c 'import json,sys; [print("goal:", g["name"], "measured %.1f%%" % g["measured"], "met" if g["met"] else "NOT met") for g in json.load(open(sys.argv[1]))["goals"]]' "$OUT/bench-codec.json"
+    $B/odyssey-rt soak allreduce --calls ${SOAK_CALLS:-100000} --ranks 8 --bits 8 --group 128 --timeout 120 \
+      > "$OUT/soak.json" 2> "$OUT/soak.log"
+    echo "soak int8 rc=$?"; tail -1 "$OUT/soak.log"
+    $B/odyssey-rt soak allreduce --calls ${SOAK_CALLS_INT4:-10000} --ranks 8 --bits 4 --group 64 --sym --dtype bf16 \
+      --width 4096 --timeout 120 >> "$OUT/soak.json" 2>> "$OUT/soak.log"
+    echo "soak int4 sym bf16 rc=$?"; tail -1 "$OUT/soak.log"
+    ;;
+  nccl-dry)
+    stamp nccl-dry
+    if ! grep -q "^NCCL_LIBRARY:FILEPATH=/" $B/CMakeCache.txt 2>/dev/null || grep -q "^ODYSSEY_WITH_NCCL:BOOL=OFF" $B/CMakeCache.txt; then
+      echo "nccl-dry: $B was built without NCCL (set NCCL_HOME and rerun build)"; grep -i nccl "$OUT/build.log" 2>/dev/null | head -3
+    else
+      NS=${NCCL_SIZES:-4K..256M:4}
+      # A world of one: the real ncclSend/ncclRecv/ncclAllGather calls, to itself.
+      runtime/scripts/launch-allreduce.sh --dry-run --gpus 1 --timeout 120 --out "$OUT/nccl-world1" \
+        -- --sizes $NS --bits 8,4 --iters 20 > "$OUT/nccl-world1.log" 2>&1
+      echo "nccl world of 1 rc=$?"; grep -E " B (nccl_|flashcomm_)| skipped|RANKS DIFFER|ERROR|error" "$OUT/nccl-world1.log" | head -40
+      # Two processes on the one GPU: a real 2-rank communicator, if NCCL accepts it.
+      runtime/scripts/launch-allreduce.sh --share-gpu 2 --timeout 120 --out "$OUT/nccl-shared2" \
+        -- --sizes $NS --bits 8,4 --iters 20 > "$OUT/nccl-shared2.log" 2>&1
+      echo "nccl 2 ranks sharing one GPU rc=$?"
+      grep -hE "Duplicate GPU|invalid usage| B (nccl_|flashcomm_)|RANKS DIFFER|ERROR|launch-allreduce:" \
+        "$OUT/nccl-shared2.log" "$OUT"/nccl-shared2/allreduce-rank*.log 2>/dev/null | head -40
+    fi
+    ;;
   *) echo "unknown step $s"; exit 2 ;;
   esac
 done
 stamp done
-# At most 8 files come back: logs go into one archive.
-tar -czf "$OUT/logs.tar.gz" -C "$OUT" $(cd "$OUT" && ls | grep -vE '^(logs.tar.gz|bench-gemm.json|bench-gemm.md|sweep-gemm.json|test-gemm.json|ncu-m1.txt|ncu-m4096.txt)$') 2>/dev/null &&
-  (cd "$OUT" && ls | grep -vE '^(logs.tar.gz|bench-gemm.json|bench-gemm.md|sweep-gemm.json|test-gemm.json|ncu-m1.txt|ncu-m4096.txt)$' | xargs rm -f)
+# At most 8 files come back: the first 7 of this list that exist stay as they are, everything else
+# (other logs, the launcher's folders) goes into one archive.
+keep=()
+for f in bench-gemm.json bench-codec.json test-codec.json soak.json test-gemm.json bench-gemm.md sweep-gemm.json \
+  ncu-m1.txt ncu-m4096.txt; do
+  [ -f "$OUT/$f" ] && [ ${#keep[@]} -lt 7 ] && keep+=("$f")
+done
+rest=()
+for f in $(cd "$OUT" && ls -A); do
+  [ "$f" = logs.tar.gz ] && continue
+  printf '%s\n' "${keep[@]}" | grep -qxF "$f" || rest+=("$f")
+done
+rm -f "$OUT/logs.tar.gz"
+[ ${#rest[@]} -gt 0 ] && tar -czf "$OUT/logs.tar.gz" -C "$OUT" "${rest[@]}" && (cd "$OUT" && rm -rf -- "${rest[@]}")

@@ -3,6 +3,7 @@
 # all-reduce of Flash Communication, runtime/src/flashcomm.cu) and collects one JSON per rank.
 #
 #   runtime/scripts/launch-allreduce.sh [--gpus N] [--timeout S] [--out DIR] [--bin PATH] [--dry-run]
+#                                        [--share-gpu N]
 #                                        [-- ARGS for bench allreduce, e.g. --sizes 256K..256M --bits 8,4]
 #
 # Rank r gets CUDA_VISIBLE_DEVICES = the r-th visible GPU, ODY_RANK=r, ODY_WORLD=N and the NCCL
@@ -18,6 +19,10 @@
 #
 # --dry-run: on one GPU, prints the N commands it would run, then runs rank 0 alone as a world of
 # one (a real one-rank communicator: the same code path, all-to-all and all-gather to itself).
+# --share-gpu N: N ranks, every one on the first visible GPU (a one-GPU test of the real
+# multi-rank path: ncclSend/ncclRecv between processes, the cross-rank hash check). NCCL 2.x
+# refuses a communicator with two ranks on one device ("Duplicate GPU detected", invalid usage):
+# then every rank exits with that message and so does this script.
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0
 
@@ -26,6 +31,7 @@ timeout_s=300
 out=${OUT:-/tmp/ody-out}
 bin=runtime/build/odyssey-rt
 dry=0
+share=0
 while [ $# -gt 0 ]; do
   case $1 in
   --gpus) gpus=$2; shift 2 ;;
@@ -33,6 +39,7 @@ while [ $# -gt 0 ]; do
   --out) out=$2; shift 2 ;;
   --bin) bin=$2; shift 2 ;;
   --dry-run) dry=1; shift ;;
+  --share-gpu) share=$2; shift 2 ;;
   --) shift; break ;;
   -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
   *) echo "launch-allreduce: unknown flag $1 (bench arguments go after --)" >&2; exit 2 ;;
@@ -49,6 +56,14 @@ else
   for ((i = 0; i < n; i++)); do devs+=("$i"); done
 fi
 [ -z "$gpus" ] && gpus=${#devs[@]}
+if [ "$share" -gt 0 ]; then
+  [ ${#devs[@]} -ge 1 ] || { echo "launch-allreduce: --share-gpu needs one visible GPU" >&2; exit 2; }
+  [ $dry -eq 0 ] || { echo "launch-allreduce: --share-gpu and --dry-run exclude each other" >&2; exit 2; }
+  gpus=$share
+  first=${devs[0]}
+  devs=()
+  for ((i = 0; i < share; i++)); do devs+=("$first"); done
+fi
 if [ "$gpus" -lt 1 ] || [ "$gpus" -gt "${#devs[@]}" ]; then
   echo "launch-allreduce: $gpus GPUs asked, ${#devs[@]} visible" >&2
   exit 2

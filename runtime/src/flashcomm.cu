@@ -20,14 +20,14 @@
 // (row-major), then for asymmetric groups the float32 minima. A buffer of messages holds
 // message j at j·slot, slot = message bytes rounded up to 16.
 //
-// Shape of the kernels: one thread per 8 consecutive values (one 32-bit word of INT4 codes, two
-// of INT8), G/8 adjacent lanes per group; the group's minimum/maximum (with the index of the
-// first occurrence, so ties keep the first as the spec's strict-comparison scan does) and its
-// out-of-domain flag are combined by butterfly shuffles of width G/8. Loads are 16-byte vectors.
+// Shape of the kernels: versions 2 and 3 (flashcomm_kernels.cuh: grid-stride warps over tiles of
+// 32 values per lane, several groups per warp, exact float tricks instead of int/float
+// conversions; 3, the default, divides by a checked reciprocal) and version 1 (one thread per 8
+// values, kept for A/B runs: ody_fc_set_kernels). All compute the same bits.
 //
 // Limits: bits 4 or 8; G a power of two in 8..256 (the spec allows any multiple of 8; groups like
-// 24 or 48 are refused with ODY_ERR_UNSUPPORTED); width = ranks·C with G | C; x, y, residual and
-// message buffers 16-byte aligned.
+// 24 or 48 are refused with ODY_ERR_UNSUPPORTED); width = ranks·C with G | C; fewer than 2^35
+// values per call; x, y, residual and message buffers 16-byte aligned.
 //
 // Test: odyssey testdata codec-cases --out DIR, then odyssey-rt test codec --cases DIR (every
 // case through ody_allreduce_sim: the wire bytes after step 1 and step 3 and every rank's output
@@ -37,11 +37,14 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <mutex>
 #include <string>
 
+#include "flashcomm_kernels.cuh"  // Geometry, element loads, the version-2 kernels
 #include "odyssey_rt.h"
 #include "status.hpp"
 
@@ -52,82 +55,8 @@
 namespace odyssey {
 namespace {
 
-constexpr int kThreads = 256;
-
-struct Geometry {
-  int bits, group, tpg;  // tpg: threads per group (G/8)
-  bool sym;
-  size_t rows, cols;       // one message: rows × cols values (cols = C)
-  size_t ngroups;          // groups per message: rows·C/G
-  size_t code_bytes;       // rows·C·bits/8
-};
-
-__host__ __device__ inline Geometry geometry(size_t rows, size_t cols, int bits, int group, bool sym) {
-  Geometry g;
-  g.bits = bits;
-  g.group = group;
-  g.tpg = group / 8;
-  g.sym = sym;
-  g.rows = rows;
-  g.cols = cols;
-  g.ngroups = rows * (cols / group);
-  g.code_bytes = rows * cols * bits / 8;
-  return g;
-}
-
 size_t message_bytes(const Geometry& g) { return g.code_bytes + g.ngroups * (g.sym ? 4 : 8); }
 size_t slot_bytes(const Geometry& g) { return (message_bytes(g) + 15) / 16 * 16; }
-
-// ---------------------------------------------------------------- element loads and stores
-
-template <class T>
-struct Elem;
-template <>
-struct Elem<float> {
-  __device__ static void load8(const float* p, float v[8]) {
-    float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
-    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-  }
-  __device__ static void store8(float* p, const float v[8]) {
-    reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
-    reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
-  }
-};
-template <>
-struct Elem<__half> {
-  __device__ static void load8(const __half* p, float v[8]) {
-    uint4 u = *reinterpret_cast<const uint4*>(p);
-    const __half2* h = reinterpret_cast<const __half2*>(&u);
-#pragma unroll
-    for (int j = 0; j < 4; j++) {
-      float2 f = __half22float2(h[j]);  // exact
-      v[2 * j] = f.x, v[2 * j + 1] = f.y;
-    }
-  }
-  __device__ static void store8(__half* p, const float v[8]) {
-    uint4 u;
-    __half* h = reinterpret_cast<__half*>(&u);
-#pragma unroll
-    for (int j = 0; j < 8; j++) h[j] = __float2half_rn(v[j]);
-    *reinterpret_cast<uint4*>(p) = u;
-  }
-};
-template <>
-struct Elem<__nv_bfloat16> {
-  __device__ static void load8(const __nv_bfloat16* p, float v[8]) {
-    uint4 u = *reinterpret_cast<const uint4*>(p);
-    const __nv_bfloat16* h = reinterpret_cast<const __nv_bfloat16*>(&u);
-#pragma unroll
-    for (int j = 0; j < 8; j++) v[j] = __bfloat162float(h[j]);  // exact
-  }
-  __device__ static void store8(__nv_bfloat16* p, const float v[8]) {
-    uint4 u;
-    __nv_bfloat16* h = reinterpret_cast<__nv_bfloat16*>(&u);
-#pragma unroll
-    for (int j = 0; j < 8; j++) h[j] = __float2bfloat16_rn(v[j]);
-    *reinterpret_cast<uint4*>(p) = u;
-  }
-};
 
 // ---------------------------------------------------------------- the codec of one group
 
@@ -271,7 +200,7 @@ __device__ __forceinline__ Place place(size_t u, const Geometry& g, size_t width
   return p;
 }
 
-// ---------------------------------------------------------------- kernels
+// ---------------------------------------------------------------- kernels, version 1
 
 // Step 1: x [rows, width] → ranks messages at msgs + j·slot.
 template <class T>
@@ -361,32 +290,88 @@ ody_status check_shape(size_t rows, size_t width, int ranks, int dtype, int bits
     return fail(ODY_ERR_UNSUPPORTED, "flashcomm: group " + std::to_string(group) +
                                          " does not divide the per-rank chunk of " + std::to_string(width / ranks) +
                                          " values");
-  if (rows > (size_t(1) << 40) / width) return fail(ODY_ERR_UNSUPPORTED, "flashcomm: tensor too large");
+  // The kernels index pieces of 8 values with 32-bit integers: below 2^35 values (64 GiB of fp16).
+  if (rows > ((size_t(1) << 35) - 1) / width)
+    return fail(ODY_ERR_UNSUPPORTED, "flashcomm: " + std::to_string(rows) + "×" + std::to_string(width) +
+                                         " values: the kernels take fewer than 2^35 per call");
   return ODY_OK;
+}
+
+// Which kernels run: 3 (default: version 2 with the division by a checked reciprocal), 2, or 1
+// (the first version), for A/B runs of the benchmark and the tests (ody_fc_set_kernels).
+std::atomic<int> g_kernels{3};
+
+// The launch of the header's dispatch code (flashcomm_kernels.cuh).
+template <class... P, class... A>
+void fc_launch(void (*k)(P...), unsigned grid, void* stream, A... a) {
+  k<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(a...);
+}
+
+// Blocks for a grid-stride kernel: one wave of resident blocks (occupancy × SMs), or fewer when
+// the work is smaller. Cached per device and kernel.
+unsigned wave_grid(const void* kernel, size_t blocks_needed) {
+  static std::mutex mu;
+  static std::map<std::pair<int, const void*>, unsigned> cache;
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return 1;
+  unsigned wave = 0;
+  {
+    std::lock_guard<std::mutex> lk(mu);
+    auto it = cache.find({dev, kernel});
+    if (it != cache.end()) wave = it->second;
+  }
+  if (wave == 0) {
+    int per_sm = 0, sms = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0) != cudaSuccess || per_sm < 1)
+      per_sm = 1;
+    if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms < 1) sms = 1;
+    wave = (unsigned)(per_sm * sms);
+    std::lock_guard<std::mutex> lk(mu);
+    cache[{dev, kernel}] = wave;
+  }
+  if (blocks_needed < 1) blocks_needed = 1;
+  return (unsigned)std::min<size_t>(wave, blocks_needed);
 }
 
 ody_status launch_quantize(const void* x, int dtype, size_t rows, size_t width, int ranks, const Geometry& g,
                            void* msgs, size_t slot, int* flag, cudaStream_t st) {
   const size_t units = rows * width / 8;
   uint8_t* m = static_cast<uint8_t*>(msgs);
-  if (dtype == ODY_DTYPE_F32)
+  (void)ranks;
+  const int v = g_kernels.load();
+  if (v >= 2) {
+    const bool rcp = v == 3;
+    if (dtype == ODY_DTYPE_F32) quantize2_codec(static_cast<const float*>(x), g, width, m, slot, flag, rcp, st);
+    else if (dtype == ODY_DTYPE_F16) quantize2_codec(static_cast<const __half*>(x), g, width, m, slot, flag, rcp, st);
+    else quantize2_codec(static_cast<const __nv_bfloat16*>(x), g, width, m, slot, flag, rcp, st);
+  } else if (dtype == ODY_DTYPE_F32) {
     fc_quantize<float><<<grid_for(units), kThreads, 0, st>>>(static_cast<const float*>(x), g, width, units, m, slot, flag);
-  else if (dtype == ODY_DTYPE_F16)
+  } else if (dtype == ODY_DTYPE_F16) {
     fc_quantize<__half><<<grid_for(units), kThreads, 0, st>>>(static_cast<const __half*>(x), g, width, units, m, slot,
                                                               flag);
-  else
+  } else {
     fc_quantize<__nv_bfloat16><<<grid_for(units), kThreads, 0, st>>>(static_cast<const __nv_bfloat16*>(x), g, width,
                                                                      units, m, slot, flag);
-  (void)ranks;
+  }
   ODY_CUDA(cudaGetLastError());
   return ODY_OK;
 }
 
 ody_status launch_reduce(const void* recv, int ranks, const Geometry& g, size_t slot, void* out, int* flag,
                          cudaStream_t st) {
-  const size_t units = g.rows * g.cols / 8;
-  fc_reduce<<<grid_for(units), kThreads, 0, st>>>(static_cast<const uint8_t*>(recv), ranks, g, units, slot,
-                                                  static_cast<uint8_t*>(out), flag);
+  const uint8_t* r = static_cast<const uint8_t*>(recv);
+  uint8_t* o = static_cast<uint8_t*>(out);
+  const int v = g_kernels.load();
+  if (v >= 2) {
+    const bool rcp = v == 3;
+    if (g.bits == 8 && !g.sym) reduce2_layout<8, false>(r, ranks, g, slot, o, flag, rcp, st);
+    else if (g.bits == 8) reduce2_layout<8, true>(r, ranks, g, slot, o, flag, rcp, st);
+    else if (!g.sym) reduce2_layout<4, false>(r, ranks, g, slot, o, flag, rcp, st);
+    else reduce2_layout<4, true>(r, ranks, g, slot, o, flag, rcp, st);
+  } else {
+    const size_t units = g.rows * g.cols / 8;
+    fc_reduce<<<grid_for(units), kThreads, 0, st>>>(r, ranks, g, units, slot, o, flag);
+  }
   ODY_CUDA(cudaGetLastError());
   return ODY_OK;
 }
@@ -395,17 +380,26 @@ ody_status launch_dequantize(const void* recv, size_t rows, size_t width, const 
                              const void* residual, void* y, cudaStream_t st) {
   const size_t units = rows * width / 8;
   const uint8_t* r = static_cast<const uint8_t*>(recv);
-  if (dtype == ODY_DTYPE_F32)
+  if (g_kernels.load() >= 2) {  // v3 differs only in quantize and reduce
+    if (dtype == ODY_DTYPE_F32)
+      dequantize2_codec(r, g, width, slot, static_cast<const float*>(residual), static_cast<float*>(y), st);
+    else if (dtype == ODY_DTYPE_F16)
+      dequantize2_codec(r, g, width, slot, static_cast<const __half*>(residual), static_cast<__half*>(y), st);
+    else
+      dequantize2_codec(r, g, width, slot, static_cast<const __nv_bfloat16*>(residual),
+                        static_cast<__nv_bfloat16*>(y), st);
+  } else if (dtype == ODY_DTYPE_F32) {
     fc_dequantize<float><<<grid_for(units), kThreads, 0, st>>>(r, g, width, units, slot,
                                                                static_cast<const float*>(residual),
                                                                static_cast<float*>(y));
-  else if (dtype == ODY_DTYPE_F16)
+  } else if (dtype == ODY_DTYPE_F16) {
     fc_dequantize<__half><<<grid_for(units), kThreads, 0, st>>>(r, g, width, units, slot,
                                                                 static_cast<const __half*>(residual),
                                                                 static_cast<__half*>(y));
-  else
+  } else {
     fc_dequantize<__nv_bfloat16><<<grid_for(units), kThreads, 0, st>>>(
         r, g, width, units, slot, static_cast<const __nv_bfloat16*>(residual), static_cast<__nv_bfloat16*>(y));
+  }
   ODY_CUDA(cudaGetLastError());
   return ODY_OK;
 }
@@ -545,6 +539,16 @@ extern "C" ody_status ody_allreduce_sim(const void* const* inputs, void* const* 
       return s;
   return ODY_OK;
 }
+
+extern "C" ody_status ody_fc_set_kernels(int version) {
+  clear_error();
+  if (version < 1 || version > 3)
+    return fail(ODY_ERR_INVALID, "ody_fc_set_kernels: version " + std::to_string(version) + ": want 1, 2 or 3");
+  g_kernels.store(version);
+  return ODY_OK;
+}
+
+extern "C" int ody_fc_kernels(void) { return g_kernels.load(); }
 
 extern "C" void ody_allreduce_set_threshold(size_t count) {
   std::lock_guard<std::mutex> lk(g_mu);

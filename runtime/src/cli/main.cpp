@@ -6,8 +6,8 @@
 //   odyssey-rt test gemm --cases DIR
 //   odyssey-rt bench gemm [--shapes 4096x4096,...] [--m 1,16,...] [--sweep] [--out FILE.json]
 //                         [--md FILE.md] [--iters 100]
-//   odyssey-rt test codec --cases DIR
-//   odyssey-rt bench codec [--sizes 1M..256M:4] [--bits 8,4] [--group 128] [--ranks 8] [--sym]
+//   odyssey-rt test codec --cases DIR [--kernels 3,2,1]
+//   odyssey-rt bench codec [--sizes 1M..256M:4] [--bits 8,4] [--group 128] [--ranks 8] [--sym] [--kernels 3,2,1]
 //   odyssey-rt bench allreduce [--sizes 256K..256M] [--bits 8,4] [--group 128] [--sym] [--dtype bf16]
 //                              [--rank R --world N | ODY_RANK/ODY_WORLD] [--uid-file F] [--timeout S]
 //   odyssey-rt ppl --model DIR --tokens FILE [--batch B]
@@ -15,6 +15,8 @@
 //                    [--repeats 5]
 //   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,nll,refuse]
 //   odyssey-rt bench layers [--iters N] [--out FILE.json]
+//   odyssey-rt soak allreduce [--calls 100000] [--ranks 8] [--rows 4] [--width 1024] [--bits 8]
+//                             [--group 128] [--sym] [--dtype f32|f16|bf16] [--timeout 60]
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -139,8 +141,12 @@ static void usage() {
                "       odyssey-rt test gemm --cases DIR\n"
                "       odyssey-rt bench gemm [--shapes NxK,...] [--m 1,16,...] [--sweep] [--iters N]\n"
                "                             [--out FILE.json] [--md FILE.md]\n"
-               "       odyssey-rt test codec --cases DIR\n"
+               "       odyssey-rt test codec --cases DIR [--kernels 3,2,1]\n"
                "       odyssey-rt bench codec [--sizes 1M..256M:4] [--bits 8,4] [--group 128] [--ranks 8] [--sym]\n"
+               "                              [--kernels 3,2,1]\n"
+               "       odyssey-rt soak allreduce [--calls 100000] [--ranks 8] [--rows 4] [--width 1024] [--bits 8]\n"
+               "                                 [--group 128] [--sym] [--dtype f32|f16|bf16] [--check-every 1000]\n"
+               "                                 [--timeout 60] [--kernels 3]\n"
                "       odyssey-rt bench allreduce [--sizes 256K..256M] [--bits 8,4] [--group 128] [--sym]\n"
                "                                  [--dtype bf16|fp16] [--rank R --world N] [--uid-file F]\n"
                "                                  [--timeout S]   (one process per GPU: scripts/launch-allreduce.sh)\n"
@@ -172,6 +178,7 @@ int main(int argc, char** argv) {
     if (cmd == "speed") return cmd_speed(parse_args(argc, argv, 2, {}));
     if (cmd == "test" && sub == "layers") return cmd_test_layers(parse_args(argc, argv, 3, {"quick"}));
     if (cmd == "bench" && sub == "layers") return cmd_bench_layers(parse_args(argc, argv, 3, {}));
+    if (cmd == "soak" && sub == "allreduce") return cmd_soak_allreduce(parse_args(argc, argv, 3, {"sym"}));
     usage();
     JsonWriter w;
     w.begin_object().field("ok", false).field("error", std::string("unknown command: ") + cmd + " " + sub).end_object();

@@ -22,6 +22,7 @@ namespace {
 
 struct CodecResult {
   std::string name, dtype, message;
+  int kernels = 0;  // ody_fc_kernels() when it ran
   bool passed = true;
   long long sent_mismatch_bytes = 0, reduced_mismatch_bytes = 0, output_mismatches = 0;
   bool ranks_identical = true;
@@ -239,6 +240,7 @@ std::vector<CodecResult> test_refusals() {
       {"bad dtype", ODY_ERR_INVALID, ody_fc_can_implement(1, 128, 1, 7, 8, 32, 1)},
       {"sim bits 16", ODY_ERR_UNSUPPORTED,
        ody_allreduce_sim(in, out, 2, 1, 128, ODY_DTYPE_F32, 16, 32, 0, buf.get(), nullptr, nullptr)},
+      {"2^35 values", ODY_ERR_UNSUPPORTED, ody_fc_can_implement(size_t(1) << 20, size_t(1) << 15, 1, ODY_DTYPE_F16, 8, 128, 0)},
       {"misaligned", ODY_ERR_UNSUPPORTED,
        ody_fc_quantize(static_cast<char*>(buf.get()) + 4, ODY_DTYPE_F32, 1, 128, 2, 8, 32, 0, buf.get(), nullptr,
                        nullptr)},
@@ -263,7 +265,13 @@ int cmd_test_codec(const Args& args) {
   Json manifest = parse_json(read_small_file(dir + "/manifest.json", 1 << 20));
   const Json* cases = manifest.find("cases");
   if (!cases || !cases->is_array()) throw std::runtime_error(dir + "/manifest.json: no \"cases\" array");
+  // Every case with each kernel version asked for (--kernels 3,2,1: the default and the earlier
+  // versions, which must all compute the same bits).
+  const auto versions = args.get_list("kernels", {3, 2, 1});
   std::vector<CodecResult> results;
+  for (long long version : versions) {
+  ody_check(ody_fc_set_kernels((int)version), "--kernels");
+  const size_t first = results.size();
   for (const Json& c : cases->elems()) {
     const Json* name = c.find("name");
     const Json* file = c.find("file");
@@ -279,16 +287,18 @@ int cmd_test_codec(const Args& args) {
     if (meta_bool(f, "grid16")) dts.insert(dts.end(), {ODY_DTYPE_F16, ODY_DTYPE_BF16});
     for (int dt : dts) {
       CodecResult r = run_case(name->as_string(), f, dt);
-      std::fprintf(stderr, "%-44s %-4s %s%s%s\n", r.name.c_str(), r.dtype.c_str(), r.passed ? "ok" : "FAIL",
-                   r.passed ? "" : ": ", r.message.c_str());
+      std::fprintf(stderr, "%-44s %-4s v%lld %s%s%s\n", r.name.c_str(), r.dtype.c_str(), version,
+                   r.passed ? "ok" : "FAIL", r.passed ? "" : ": ", r.message.c_str());
       results.push_back(r);
     }
   }
   results.push_back(test_bad_input());
   for (auto& r : test_refusals()) results.push_back(r);
-  for (size_t i = results.size() - 8; i < results.size(); i++)
+  for (size_t i = results.size() - 9; i < results.size(); i++)
     std::fprintf(stderr, "%-44s %s %s\n", results[i].name.c_str(), results[i].passed ? "ok" : "FAIL",
                  results[i].message.c_str());
+  for (size_t i = first; i < results.size(); i++) results[i].kernels = (int)version;
+  }
   int passed = 0, failed = 0;
   JsonWriter w;
   w.begin_object();
@@ -299,6 +309,7 @@ int cmd_test_codec(const Args& args) {
     w.begin_object();
     w.field("name", r.name);
     w.field("dtype", r.dtype);
+    w.field("kernels", r.kernels);
     w.field("passed", r.passed);
     w.field("sent_mismatch_bytes", r.sent_mismatch_bytes);
     w.field("reduced_mismatch_bytes", r.reduced_mismatch_bytes);

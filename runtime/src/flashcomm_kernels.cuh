@@ -1,0 +1,705 @@
+// flashcomm_kernels.cuh: the version-2 codec kernels of Flash Communication (see flashcomm.cu for
+// what they compute and docs/flash-communication.md for the arithmetic), with the pieces they
+// share with flashcomm.cu: the message geometry and the element loads/stores. Separate from
+// flashcomm.cu so that the kernels can also be compiled for a host emulation of warps
+// (runtime/tests/emulate_fc_kernels.cpp); it includes no CUDA header itself: the includer
+// provides them (flashcomm.cu) or stand-ins (the emulation).
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "odyssey_rt.h"
+
+namespace odyssey {
+namespace {
+
+constexpr int kThreads = 256;
+
+struct Geometry {
+  int bits, group, tpg;  // tpg: threads per group (G/8)
+  bool sym;
+  size_t rows, cols;       // one message: rows × cols values (cols = C)
+  size_t ngroups;          // groups per message: rows·C/G
+  size_t code_bytes;       // rows·C·bits/8
+};
+
+__host__ __device__ inline Geometry geometry(size_t rows, size_t cols, int bits, int group, bool sym) {
+  Geometry g;
+  g.bits = bits;
+  g.group = group;
+  g.tpg = group / 8;
+  g.sym = sym;
+  g.rows = rows;
+  g.cols = cols;
+  g.ngroups = rows * (cols / group);
+  g.code_bytes = rows * cols * bits / 8;
+  return g;
+}
+
+// ---------------------------------------------------------------- element loads and stores
+
+template <class T>
+struct Elem;
+template <>
+struct Elem<float> {
+  __device__ static void load8(const float* p, float v[8]) {
+    float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  }
+  __device__ static void store8(float* p, const float v[8]) {
+    reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+    reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+  }
+};
+template <>
+struct Elem<__half> {
+  __device__ static void load8(const __half* p, float v[8]) {
+    uint4 u = *reinterpret_cast<const uint4*>(p);
+    const __half2* h = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      float2 f = __half22float2(h[j]);  // exact
+      v[2 * j] = f.x, v[2 * j + 1] = f.y;
+    }
+  }
+  __device__ static void store8(__half* p, const float v[8]) {
+    uint4 u;
+    __half* h = reinterpret_cast<__half*>(&u);
+#pragma unroll
+    for (int j = 0; j < 8; j++) h[j] = __float2half_rn(v[j]);
+    *reinterpret_cast<uint4*>(p) = u;
+  }
+};
+template <>
+struct Elem<__nv_bfloat16> {
+  __device__ static void load8(const __nv_bfloat16* p, float v[8]) {
+    uint4 u = *reinterpret_cast<const uint4*>(p);
+    const __nv_bfloat16* h = reinterpret_cast<const __nv_bfloat16*>(&u);
+#pragma unroll
+    for (int j = 0; j < 8; j++) v[j] = __bfloat162float(h[j]);  // exact
+  }
+  __device__ static void store8(__nv_bfloat16* p, const float v[8]) {
+    uint4 u;
+    __nv_bfloat16* h = reinterpret_cast<__nv_bfloat16*>(&u);
+#pragma unroll
+    for (int j = 0; j < 8; j++) h[j] = __float2bfloat16_rn(v[j]);
+    *reinterpret_cast<uint4*>(p) = u;
+  }
+};
+
+// ---------------------------------------------------------------- kernels, versions 2 and 3 (default)
+//
+// Why a second set: the version-1 kernels above (one thread per 8 values, a thread per unit)
+// ran at 22–59% of the copy bandwidth on the H200 (runtime/NOTES.md). They were issue-bound, not
+// memory-bound: four 64-bit divisions per 8 values to place a thread (a 64-bit division is a
+// software routine of tens of instructions), int↔float conversions at a quarter of the FP32
+// rate (I2F/F2I, 16 per clock per SM on sm_90) for every code, twice as many shuffles as needed
+// (value and index), and 16 bytes in flight per thread. Version 2 keeps every float32 operation
+// of the spec in the same order and changes only how values reach the registers:
+//
+// - a warp works on tiles of 32 lanes × 32 values, grid-stride over the tensor (the grid is one
+//   wave of resident blocks); a lane holds 32 values of one to four groups, so that 4 (quantize)
+//   or 4×16 bytes per rank batch (reduce) are in flight per thread;
+// - a group is spread over L lanes (L ≥ 2 when the group has two pieces or more, so that every
+//   load instruction reads whole 32-byte sectors); a lane holds pieces sub, sub + L, sub + 2L...
+//   of its group; min/max/max|v| combine pieces in registers and lanes with log2(L) butterfly
+//   shuffles, NaN-propagating (min.NaN/max.NaN, sm_80+), so that one comparison against the
+//   domain bound replaces a per-value check;
+// - the first-of-equal tie rule only matters for ±0 (the only distinct values that compare
+//   equal): when a group's min or max is zero, a rare warp-uniform path finds the group's first
+//   zero by position and takes its sign;
+// - rint, clamp and the code extraction use the exact float trick t + 2^23 (t + 1.5·2^23 when
+//   symmetric): for |t| < 2^22 the sum lies in [2^23, 2^24), where the float spacing is 1, so
+//   the round-to-nearest-even addition is exactly 2^23 + rint(t) (ties to even alike), and its
+//   low mantissa bits are the two's-complement code; decoding builds 2^23 + c with a byte
+//   permute and subtracts 2^23 (exact). Both replace the quarter-rate conversions; the mapping
+//   was checked against the version-1 chain (rintf, fminf/fmaxf, int conversion) for every
+//   float32 t (runtime/tests/test_fc_tricks.cpp);
+// - the tensor → (chunk, group) placement divides 32-bit indices by run-time constants with a
+//   multiply-high (FastDiv), once per group or per 8 values, never in 64 bits.
+//
+// The division t = (v − lo)/s (or v/s) must give the code of the correctly rounded quotient:
+// Go's reference divides (div.rn.f32), and a multiplication by 1/s rounds differently near the
+// ties n + 1/2. Version 2 divides every value (__fdiv_rn: a MUFU reciprocal, five FFMA, a range
+// check and a branch, about 13 of the ~17 issue slots per value of quantize, measured in the
+// SASS). Version 3 (the default) computes t' = d·fl(1/s) with one multiplication and checks it:
+// t' and fl(d/s) both lie within 3.01·u·|t| ≤ 0.75·2^−14 of d/s for |t| < 256 (u = 2^−24; t
+// is below Q·(1 + 3u) by the scale's construction), so they round to the same integer unless
+// t' lies within 2^−13 of a half-integer; rint(t') comes from the 2^23 trick and t' − rint(t')
+// is exact, so the check costs two additions and a compare. Values that fail it (about 1 in
+// 4000 at random, every NaN, and every value of a group whose scale is outside [2^−100, 2^100]
+// where 1/s could leave the normal range) make the warp redo that piece with the division,
+// decided by a vote. runtime/tests/test_fc_tricks.cpp checks the rule against the division on
+// random groups of every magnitude and on every tie's neighbours, and fails when the margin
+// or the reciprocal is off by one step. Quantize drops to about 9 issue slots per value.
+
+constexpr int kWarps = kThreads / 32;
+
+// NaN-propagating min/max (PTX min.NaN, sm_80+): a NaN anywhere in a group comes out of the
+// reduction, so that one comparison of the extremes with the domain bound catches NaN too.
+__device__ __forceinline__ float min_nan(float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  float r;
+  asm("min.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+#else
+  return (a != a || b != b) ? __int_as_float(0x7fc00000) : fminf(a, b);
+#endif
+}
+__device__ __forceinline__ float max_nan(float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  float r;
+  asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
+  return r;
+#else
+  return (a != a || b != b) ? __int_as_float(0x7fc00000) : fmaxf(a, b);
+#endif
+}
+
+// n / d for 32-bit n and a run-time constant d ≥ 1 (Granlund–Montgomery, round-up multiplier):
+// l = ceil(log2 d), m = floor(2^32·(2^l − d)/d) + 1, n/d = (n + mulhi(n, m)) >> l, exact for
+// every 32-bit n (runtime/tests/test_fc_tricks.cpp checks it).
+struct FastDiv {
+  uint32_t d, m;
+  int l;
+};
+inline FastDiv fast_div(uint32_t d) {
+  FastDiv f;
+  f.d = d;
+  f.l = 0;
+  while ((1ull << f.l) < d) f.l++;
+  f.m = (uint32_t)(((1ull << 32) * ((1ull << f.l) - d)) / d + 1);
+  return f;
+}
+__device__ __forceinline__ uint32_t div_fast(uint32_t n, const FastDiv& f) {
+  return (uint32_t)(((uint64_t)__umulhi(n, f.m) + n) >> f.l);
+}
+
+// Placement of a tensor group g (G consecutive values of [rows, width]) in the messages.
+struct Placement {
+  FastDiv gpr, gpc;  // groups per row (width/G), groups per chunk row (C/G)
+};
+__device__ __forceinline__ void place_group(uint32_t g, const Placement& p, uint32_t* chunk, uint32_t* gi) {
+  const uint32_t r = div_fast(g, p.gpr), gc = g - r * p.gpr.d;
+  const uint32_t j = div_fast(gc, p.gpc);
+  *chunk = j;
+  *gi = r * p.gpc.d + (gc - j * p.gpc.d);
+}
+
+// 4 codes (the low byte of each word) into one word, code 0 in the low byte.
+__device__ __forceinline__ uint32_t pack4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+  return __byte_perm(__byte_perm(a, b, 0x0040), __byte_perm(c, d, 0x0040), 0x5410);
+}
+
+// Code c as a float, exactly, from 2^23 + c (byte k of w, or w's byte k already offset).
+template <int K>
+__device__ __forceinline__ float byte_as_float(uint32_t w, float bias) {
+  return __fsub_rn(__int_as_float(__byte_perm(w, 0x4B000000u, 0x7540 | K)), bias);
+}
+
+// The codec on 32 values per lane. PV values per piece, a lane holds 32/PV pieces; PPL of them
+// belong to one group, so a lane holds GPL = 32/(PV·PPL) groups (slot k: pieces k·PPL..+PPL).
+// Within its group a lane (index sub among the group's L lanes) holds pieces sub + L·m.
+template <int BITS, bool SYM, int PV, int PPL>
+struct Lane {
+  static constexpr int NPL = 32 / PV;
+  static constexpr int GPL = NPL / PPL;
+  static constexpr int WPP = PV * BITS / 32;  // code words per piece: 1, 2 or 4
+  static constexpr int kBits = BITS, kPV = PV, kPPL = PPL;
+  static constexpr bool kSym = SYM;
+  static constexpr float kQ = SYM ? (float)((1 << (BITS - 1)) - 1) : (float)((1 << BITS) - 1);
+  // 2^23 for asymmetric codes (t ≥ 0); 1.5·2^23 for symmetric ones (|t| < 2^22 either side).
+  static constexpr float kBias = SYM ? 12582912.0f : 8388608.0f;
+
+  // Quantizes the lane's values v (group slot k active when act[k]): codes[j][w] (piece j),
+  // scale s[k], minimum lo[k] (asymmetric), bad[k]: out of domain (|v| > limit, NaN, Inf), in
+  // which case codes are 0 and s, lo NaN. Every lane of the warp must call it (shuffles).
+  // rcp: divide by multiplying with 1/s where that provably gives the same code (kernels v3).
+  __device__ __forceinline__ static void encode(const float (&v)[32], int L, int sub, float limit, bool rcp,
+                                                uint32_t (&codes)[NPL][WPP], float (&s)[GPL], float (&lo)[GPL],
+                                                bool (&bad)[GPL]) {
+    float a[GPL], b[GPL];  // asymmetric: min, max; symmetric: a = max|v|
+#pragma unroll
+    for (int k = 0; k < GPL; k++) {
+      a[k] = SYM ? 0.f : v[k * PPL * PV];
+      b[k] = a[k];
+#pragma unroll
+      for (int e = 0; e < PPL * PV; e++) {
+        const float x = v[k * PPL * PV + e];
+        if (SYM) {
+          a[k] = max_nan(a[k], fabsf(x));
+        } else {
+          a[k] = min_nan(a[k], x);
+          b[k] = max_nan(b[k], x);
+        }
+      }
+    }
+    for (int o = 1; o < L; o <<= 1) {
+#pragma unroll
+      for (int k = 0; k < GPL; k++) {
+        if (SYM) {
+          a[k] = max_nan(a[k], __shfl_xor_sync(0xffffffffu, a[k], o));
+        } else {
+          a[k] = min_nan(a[k], __shfl_xor_sync(0xffffffffu, a[k], o));
+          b[k] = max_nan(b[k], __shfl_xor_sync(0xffffffffu, b[k], o));
+        }
+      }
+    }
+    if (!SYM) {
+      // The spec's scan keeps the first of equal values: for a zero extreme, the sign of the
+      // group's first zero. key = position·2 + sign bit, smallest over the group.
+      bool zero = false;
+#pragma unroll
+      for (int k = 0; k < GPL; k++) zero |= (a[k] == 0.f) | (b[k] == 0.f);
+      if (__any_sync(0xffffffffu, zero)) {
+        uint32_t key[GPL];
+#pragma unroll
+        for (int k = 0; k < GPL; k++) {
+          key[k] = 0xffffffffu;
+#pragma unroll
+          for (int m = 0; m < PPL; m++)
+#pragma unroll
+            for (int e = 0; e < PV; e++) {
+              const float x = v[(k * PPL + m) * PV + e];
+              const uint32_t pos = (uint32_t)(PV * (sub + L * m) + e);
+              if (x == 0.f) key[k] = min(key[k], pos * 2 + (__float_as_uint(x) >> 31));
+            }
+        }
+        for (int o = 1; o < L; o <<= 1)
+#pragma unroll
+          for (int k = 0; k < GPL; k++) key[k] = min(key[k], __shfl_xor_sync(0xffffffffu, key[k], o));
+#pragma unroll
+        for (int k = 0; k < GPL; k++) {
+          const float z = (key[k] & 1u) ? -0.f : 0.f;
+          if (a[k] == 0.f) a[k] = z;
+          if (b[k] == 0.f) b[k] = z;
+        }
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < GPL; k++) {
+      if (SYM) {
+        bad[k] = !(a[k] <= limit);
+        s[k] = __fdiv_rn(a[k], kQ);
+        lo[k] = 0.f;
+      } else {
+        bad[k] = !(a[k] >= -limit && b[k] <= limit);
+        s[k] = __fdiv_rn(__fsub_rn(b[k], a[k]), kQ);
+        lo[k] = a[k];
+      }
+      if (s[k] == 0.f) s[k] = 1.f;
+    }
+    float r[GPL];  // rcp: 1/s correctly rounded, and whether s is in the range where it is used
+    bool r_ok[GPL];
+#pragma unroll
+    for (int k = 0; k < GPL; k++) {
+      r[k] = rcp ? __frcp_rn(s[k]) : 0.f;
+      r_ok[k] = s[k] >= 0x1p-100f && s[k] <= 0x1p100f;
+    }
+#pragma unroll
+    for (int j = 0; j < NPL; j++) {
+      const int k = j / PPL;
+      uint32_t c[PV];  // bits of kBias + code: the code in the low bits
+      bool redo = false;
+#pragma unroll
+      for (int e = 0; e < PV; e++) {
+        const float x = v[j * PV + e];
+        const float d = SYM ? x : __fsub_rn(x, lo[k]);
+        float f;
+        if (rcp) {
+          // t' = d·(1/s) is within 3.1·u·|t| ≤ 2^−14.3 of fl(d/s) (|t| < 256): it rounds to the
+          // same integer unless it lies within 2^−13 of a half-integer (or is NaN); the exact
+          // division decides those (the vote below), about 1 value in 4000.
+          const float tp = __fmul_rn(d, r[k]);
+          f = __fadd_rn(tp, kBias);
+          redo |= !(fabsf(__fsub_rn(tp, __fsub_rn(f, kBias))) < 0.5f - 0x1p-13f);
+        } else {
+          f = __fadd_rn(__fdiv_rn(d, s[k]), kBias);
+        }
+        c[e] = __float_as_uint(SYM ? fminf(fmaxf(f, kBias - kQ), kBias + kQ) : fminf(f, kBias + kQ));  // asym: t ≥ 0
+      }
+      if (rcp && __any_sync(0xffffffffu, redo || !r_ok[k])) {
+#pragma unroll
+        for (int e = 0; e < PV; e++) {
+          const float x = v[j * PV + e];
+          const float f = __fadd_rn(__fdiv_rn(SYM ? x : __fsub_rn(x, lo[k]), s[k]), kBias);
+          c[e] = __float_as_uint(SYM ? fminf(fmaxf(f, kBias - kQ), kBias + kQ) : fminf(f, kBias + kQ));
+        }
+      }
+#pragma unroll
+      for (int w = 0; w < WPP; w++) {
+        uint32_t word;
+        if (BITS == 8) {
+          word = pack4(c[4 * w], c[4 * w + 1], c[4 * w + 2], c[4 * w + 3]);
+        } else {
+          const uint32_t even = pack4(c[8 * w], c[8 * w + 2], c[8 * w + 4], c[8 * w + 6]);
+          const uint32_t odd = pack4(c[8 * w + 1], c[8 * w + 3], c[8 * w + 5], c[8 * w + 7]);
+          word = (even & 0x0f0f0f0fu) | ((odd << 4) & 0xf0f0f0f0u);
+        }
+        codes[j][w] = bad[k] ? 0u : word;
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < GPL; k++)
+      if (bad[k]) s[k] = lo[k] = __int_as_float(0x7fc00000);
+  }
+
+  // Decodes the PV codes of one piece (WPP words): out[e] = code·s (+ lo).
+  __device__ __forceinline__ static void decode(const uint32_t (&w)[WPP], float s, float lo, float* out) {
+#pragma unroll
+    for (int i = 0; i < WPP; i++) {
+      float c[BITS == 8 ? 4 : 8];
+      if (BITS == 8) {
+        const uint32_t x = SYM ? (w[i] ^ 0x80808080u) : w[i];  // signed: code + 128
+        const float bias = SYM ? 8388736.0f : 8388608.0f;
+        c[0] = byte_as_float<0>(x, bias);
+        c[1] = byte_as_float<1>(x, bias);
+        c[2] = byte_as_float<2>(x, bias);
+        c[3] = byte_as_float<3>(x, bias);
+      } else {
+        const uint32_t x = SYM ? (w[i] ^ 0x88888888u) : w[i];  // signed: code + 8
+        const uint32_t even = x & 0x0f0f0f0fu, odd = (x >> 4) & 0x0f0f0f0fu;
+        const float bias = SYM ? 8388616.0f : 8388608.0f;
+        c[0] = byte_as_float<0>(even, bias);
+        c[1] = byte_as_float<0>(odd, bias);
+        c[2] = byte_as_float<1>(even, bias);
+        c[3] = byte_as_float<1>(odd, bias);
+        c[4] = byte_as_float<2>(even, bias);
+        c[5] = byte_as_float<2>(odd, bias);
+        c[6] = byte_as_float<3>(even, bias);
+        c[7] = byte_as_float<3>(odd, bias);
+      }
+      constexpr int n = BITS == 8 ? 4 : 8;
+#pragma unroll
+      for (int e = 0; e < n; e++) {
+        const float p = __fmul_rn(c[e], s);
+        out[i * n + e] = SYM ? p : __fadd_rn(p, lo);  // no +0.0 for symmetric groups: keeps −0.0
+      }
+    }
+  }
+};
+
+template <int N>
+struct Words;
+template <>
+struct Words<1> {
+  __device__ static void load(const uint8_t* p, uint32_t (&w)[1]) { w[0] = *reinterpret_cast<const uint32_t*>(p); }
+  __device__ static void store(uint8_t* p, const uint32_t (&w)[1]) { *reinterpret_cast<uint32_t*>(p) = w[0]; }
+};
+template <>
+struct Words<2> {
+  __device__ static void load(const uint8_t* p, uint32_t (&w)[2]) {
+    uint2 u = *reinterpret_cast<const uint2*>(p);
+    w[0] = u.x, w[1] = u.y;
+  }
+  __device__ static void store(uint8_t* p, const uint32_t (&w)[2]) {
+    *reinterpret_cast<uint2*>(p) = make_uint2(w[0], w[1]);
+  }
+};
+template <>
+struct Words<4> {
+  __device__ static void load(const uint8_t* p, uint32_t (&w)[4]) {
+    uint4 u = *reinterpret_cast<const uint4*>(p);
+    w[0] = u.x, w[1] = u.y, w[2] = u.z, w[3] = u.w;
+  }
+  __device__ static void store(uint8_t* p, const uint32_t (&w)[4]) {
+    *reinterpret_cast<uint4*>(p) = make_uint4(w[0], w[1], w[2], w[3]);
+  }
+};
+
+// Writes a lane's codes and its groups' metadata. msg[k], gi[k]: the message and group index
+// of slot k; act[k]: the group exists.
+template <class Ln>
+__device__ __forceinline__ void store_lane(uint8_t* const (&msg)[Ln::GPL], const uint32_t (&gi)[Ln::GPL],
+                                           const bool (&act)[Ln::GPL], const uint32_t (&codes)[Ln::NPL][Ln::WPP],
+                                           const float (&s)[Ln::GPL], const float (&lo)[Ln::GPL],
+                                           const bool (&bad)[Ln::GPL], int L, int sub, int G, size_t code_bytes,
+                                           size_t ngroups, int* flag, int flag_bit) {
+  constexpr int PPL = Ln::kPPL, PV = Ln::kPV, BITS = Ln::kBits;
+#pragma unroll
+  for (int j = 0; j < Ln::NPL; j++) {
+    const int k = j / PPL, m = j % PPL;
+    if (act[k])
+      Words<Ln::WPP>::store(msg[k] + (size_t)gi[k] * G * BITS / 8 + (size_t)(sub + L * m) * PV * BITS / 8, codes[j]);
+  }
+#pragma unroll
+  for (int k = 0; k < Ln::GPL; k++) {
+    if (!act[k] || sub != 0) continue;
+    float* meta = reinterpret_cast<float*>(msg[k] + code_bytes);
+    meta[gi[k]] = s[k];
+    if (!Ln::kSym) meta[ngroups + gi[k]] = lo[k];
+    if (bad[k] && flag) atomicOr(flag, flag_bit);
+  }
+}
+
+// Step 1: x [rows, width] → message chunk at msgs + chunk·slot. Tile: 32·GPL/L groups.
+template <class T, int BITS, bool SYM, int PPL>
+__global__ void __launch_bounds__(kThreads)
+    fc2_quantize(const T* __restrict__ x, Geometry g, Placement pl, uint32_t ngroups_total, int L,
+                 uint8_t* __restrict__ msgs, size_t slot, int* flag, bool rcp) {
+  using Ln = Lane<BITS, SYM, 8, PPL>;
+  const int lane = threadIdx.x & 31, sub = lane & (L - 1);
+  const uint32_t per_tile = 32u * Ln::GPL / L;
+  const uint32_t tiles = (ngroups_total + per_tile - 1) / per_tile;
+  const uint32_t warp = blockIdx.x * kWarps + threadIdx.x / 32, nwarps = gridDim.x * kWarps;
+  for (uint32_t t = warp; t < tiles; t += nwarps) {
+    float v[32];
+    bool act[Ln::GPL];
+    uint32_t gid[Ln::GPL];
+#pragma unroll
+    for (int k = 0; k < Ln::GPL; k++) {
+      gid[k] = t * per_tile + k * (32 / L) + lane / L;
+      act[k] = gid[k] < ngroups_total;
+    }
+#pragma unroll
+    for (int j = 0; j < Ln::NPL; j++) {
+      const int k = j / PPL, m = j % PPL;
+      if (act[k]) {
+        Elem<T>::load8(x + (size_t)gid[k] * g.group + 8 * (sub + L * m), &v[8 * j]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < 8; e++) v[8 * j + e] = 1.f;  // no zero: keeps the rare path rare
+      }
+    }
+    uint32_t codes[Ln::NPL][Ln::WPP];
+    float s[Ln::GPL], lo[Ln::GPL];
+    bool bad[Ln::GPL];
+    Ln::encode(v, L, sub, 0x1p64f, rcp, codes, s, lo, bad);
+    uint8_t* msg[Ln::GPL];
+    uint32_t gi[Ln::GPL];
+#pragma unroll
+    for (int k = 0; k < Ln::GPL; k++) {
+      uint32_t chunk = 0;
+      gi[k] = 0;
+      if (act[k]) place_group(gid[k], pl, &chunk, &gi[k]);
+      msg[k] = msgs + chunk * slot;
+    }
+    store_lane<Ln>(msg, gi, act, codes, s, lo, bad, L, sub, g.group, g.code_bytes, g.ngroups, flag,
+                   ODY_FC_BAD_INPUT);
+  }
+}
+
+// Step 3: the ranks messages at recv + i·slot → one requantized message at out. The lane's
+// codes of 4 ranks are loaded before any is decoded (4 × 16 bytes in flight per thread).
+#ifndef ODY_FC_REDUCE_BLOCKS
+#define ODY_FC_REDUCE_BLOCKS 2
+#endif
+constexpr int kReduceBlocks = ODY_FC_REDUCE_BLOCKS;
+template <int BITS, bool SYM, int PV, int PPL>
+__global__ void __launch_bounds__(kThreads, kReduceBlocks)
+    fc2_reduce(const uint8_t* __restrict__ recv, int ranks, Geometry g, int L, size_t slot,
+               uint8_t* __restrict__ out, int* flag, bool rcp) {
+  using Ln = Lane<BITS, SYM, PV, PPL>;
+  constexpr int kBatch = 4;
+  const int lane = threadIdx.x & 31, sub = lane & (L - 1);
+  const uint32_t ngroups = (uint32_t)g.ngroups;
+  const uint32_t per_tile = 32u * Ln::GPL / L;
+  const uint32_t tiles = (ngroups + per_tile - 1) / per_tile;
+  const uint32_t warp = blockIdx.x * kWarps + threadIdx.x / 32, nwarps = gridDim.x * kWarps;
+  const size_t group_bytes = (size_t)g.group * BITS / 8, piece_bytes = PV * BITS / 8;
+  for (uint32_t t = warp; t < tiles; t += nwarps) {
+    bool act[Ln::GPL];
+    uint32_t gi[Ln::GPL];
+#pragma unroll
+    for (int k = 0; k < Ln::GPL; k++) {
+      gi[k] = t * per_tile + k * (32 / L) + lane / L;
+      act[k] = gi[k] < ngroups;
+    }
+    float acc[32];
+#pragma unroll
+    for (int e = 0; e < 32; e++) acc[e] = 0.f;  // +0.0f
+    for (int i0 = 0; i0 < ranks; i0 += kBatch) {
+      uint32_t w[kBatch][Ln::NPL][Ln::WPP];
+      float s[kBatch][Ln::GPL], lo[kBatch][Ln::GPL];
+#pragma unroll
+      for (int b = 0; b < kBatch; b++) {
+        const uint8_t* msg = recv + (size_t)(i0 + b) * slot;
+        const float* meta = reinterpret_cast<const float*>(msg + g.code_bytes);
+#pragma unroll
+        for (int j = 0; j < Ln::NPL; j++) {
+          const int k = j / PPL, m = j % PPL;
+          if (act[k] && i0 + b < ranks)
+            Words<Ln::WPP>::load(msg + gi[k] * group_bytes + (size_t)(sub + L * m) * piece_bytes, w[b][j]);
+          else
+#pragma unroll
+            for (int q = 0; q < Ln::WPP; q++) w[b][j][q] = 0;
+        }
+#pragma unroll
+        for (int k = 0; k < Ln::GPL; k++) {
+          const bool ok = act[k] && i0 + b < ranks;
+          s[b][k] = ok ? meta[gi[k]] : 1.f;
+          lo[b][k] = ok && !SYM ? meta[g.ngroups + gi[k]] : 1.f;
+        }
+      }
+#pragma unroll
+      for (int b = 0; b < kBatch; b++) {
+        if (i0 + b >= ranks) break;  // rank order: i0, i0+1, ...
+#pragma unroll
+        for (int j = 0; j < Ln::NPL; j++) {
+          float d[PV];
+          Ln::decode(w[b][j], s[b][j / PPL], lo[b][j / PPL], d);
+#pragma unroll
+          for (int e = 0; e < PV; e++) acc[j * PV + e] = __fadd_rn(acc[j * PV + e], d[e]);
+        }
+      }
+    }
+    uint32_t codes[Ln::NPL][Ln::WPP];
+    float s[Ln::GPL], lo[Ln::GPL];
+    bool bad[Ln::GPL];
+    Ln::encode(acc, L, sub, 3.402823466e38f, rcp, codes, s, lo, bad);  // not finite: bad
+    uint8_t* msg[Ln::GPL];
+#pragma unroll
+    for (int k = 0; k < Ln::GPL; k++) msg[k] = out;
+    store_lane<Ln>(msg, gi, act, codes, s, lo, bad, L, sub, g.group, g.code_bytes, g.ngroups, flag,
+                   ODY_FC_BAD_SUM);
+  }
+}
+
+// Step 5: ranks messages at recv + j·slot → y [rows, width] (+ residual). No group reductions:
+// lane l of a warp takes pieces of 8 values l, l + 32, ... of the warp's span (every load and
+// store instruction contiguous), each placed on its own with two FastDivs.
+template <class T, int BITS, bool SYM>
+__global__ void __launch_bounds__(kThreads)
+    fc2_dequantize(const uint8_t* __restrict__ recv, Geometry g, Placement pl, uint32_t npieces, int log2_ppg,
+                   size_t slot, const T* residual, T* y) {
+  using Ln = Lane<BITS, SYM, 8, 1>;
+  constexpr int kPieces = 8;  // per lane and iteration
+  const int lane = threadIdx.x & 31;
+  const uint32_t warp = blockIdx.x * kWarps + threadIdx.x / 32, nwarps = gridDim.x * kWarps;
+  const uint32_t span = 32u * kPieces, spans = (npieces + span - 1) / span;
+  for (uint32_t t = warp; t < spans; t += nwarps) {
+    uint32_t w[kPieces][Ln::WPP];
+    float s[kPieces], lo[kPieces];
+#pragma unroll
+    for (int j = 0; j < kPieces; j++) {
+      const uint32_t p = t * span + j * 32 + lane;
+      if (p < npieces) {
+        uint32_t chunk, gi;
+        place_group(p >> log2_ppg, pl, &chunk, &gi);
+        const uint8_t* msg = recv + chunk * slot;
+        const float* meta = reinterpret_cast<const float*>(msg + g.code_bytes);
+        Words<Ln::WPP>::load(msg + ((size_t)gi * g.group + 8 * (p & ((1u << log2_ppg) - 1))) * BITS / 8, w[j]);
+        s[j] = meta[gi];
+        lo[j] = SYM ? 0.f : meta[g.ngroups + gi];
+      }
+    }
+#pragma unroll
+    for (int j = 0; j < kPieces; j++) {
+      const uint32_t p = t * span + j * 32 + lane;
+      if (p >= npieces) continue;
+      float v[8];
+      Ln::decode(w[j], s[j], lo[j], v);
+      if (residual) {
+        float r[8];
+        Elem<T>::load8(residual + (size_t)p * 8, r);
+#pragma unroll
+        for (int e = 0; e < 8; e++) v[e] = __fadd_rn(r[e], v[e]);
+      }
+      Elem<T>::store8(y + (size_t)p * 8, v);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- host helpers of the launches
+
+// Lanes per group for pieces of PV values (L ≥ 2 when the group has two pieces, so that a load
+// instruction covers whole 32-byte sectors; at most 32/PV pieces of a group per lane).
+inline int lanes_per_group(int group, int pv) {
+  const int pg = group / pv, npl = 32 / pv;
+  return std::max(std::min(2, pg), pg / npl);
+}
+
+inline Placement placement(const Geometry& g, size_t width) {
+  Placement p;
+  p.gpr = fast_div((uint32_t)(width / g.group));
+  p.gpc = fast_div((uint32_t)(g.cols / g.group));
+  return p;
+}
+
+// ---------------------------------------------------------------- dispatch of the launches
+// The includer defines the two functions below: flashcomm.cu launches on the device, the host
+// emulation runs the kernel body on threads.
+
+// Launches kernel k over `grid` blocks of kThreads on stream.
+template <class... P, class... A>
+void fc_launch(void (*k)(P...), unsigned grid, void* stream, A... a);
+// Blocks for a grid-stride kernel: one wave of resident blocks, or fewer when the work is smaller.
+unsigned wave_grid(const void* kernel, size_t blocks_needed);
+
+template <class T, int BITS, bool SYM, int PPL>
+void quantize2(const T* x, const Geometry& g, size_t width, int L, uint8_t* m, size_t slot, int* flag,
+               bool rcp, void* st) {
+  const uint32_t ngroups = (uint32_t)(g.rows * width / g.group);
+  const uint32_t per_tile = 32u * (4 / PPL) / L;
+  const size_t tiles = (ngroups + per_tile - 1) / per_tile;
+  auto k = fc2_quantize<T, BITS, SYM, PPL>;
+  fc_launch(k, wave_grid((const void*)k, (tiles + kWarps - 1) / kWarps), st, x, g, placement(g, width), ngroups,
+                                                                                     L, m, slot, flag, rcp);
+}
+
+template <class T, int BITS, bool SYM>
+void quantize2_ppl(const T* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag, bool rcp, void* st) {
+  const int L = lanes_per_group(g.group, 8), ppl = g.group / 8 / L;
+  if (ppl == 1) quantize2<T, BITS, SYM, 1>(x, g, width, L, m, slot, flag, rcp, st);
+  else if (ppl == 2) quantize2<T, BITS, SYM, 2>(x, g, width, L, m, slot, flag, rcp, st);
+  else quantize2<T, BITS, SYM, 4>(x, g, width, L, m, slot, flag, rcp, st);
+}
+
+template <class T>
+void quantize2_codec(const T* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag, bool rcp, void* st) {
+  if (g.bits == 8 && !g.sym) quantize2_ppl<T, 8, false>(x, g, width, m, slot, flag, rcp, st);
+  else if (g.bits == 8) quantize2_ppl<T, 8, true>(x, g, width, m, slot, flag, rcp, st);
+  else if (!g.sym) quantize2_ppl<T, 4, false>(x, g, width, m, slot, flag, rcp, st);
+  else quantize2_ppl<T, 4, true>(x, g, width, m, slot, flag, rcp, st);
+}
+
+template <int BITS, bool SYM, int PV, int PPL>
+void reduce2(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, int* flag, bool rcp, void* st) {
+  const int L = lanes_per_group(g.group, PV);
+  const size_t per_tile = 32u * (32 / PV / PPL) / L, tiles = (g.ngroups + per_tile - 1) / per_tile;
+  auto k = fc2_reduce<BITS, SYM, PV, PPL>;
+  fc_launch(k, wave_grid((const void*)k, (tiles + kWarps - 1) / kWarps), st, recv, ranks, g, L, slot, out, flag, rcp);
+}
+
+template <int BITS, bool SYM>
+void reduce2_layout(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, int* flag,
+                    bool rcp, void* st) {
+  // Pieces of 16 bytes of codes (16 INT8 or 32 INT4 values) when the group is that large.
+  const int pv = std::min(g.group, 128 / BITS);
+  const int ppl = g.group / pv / lanes_per_group(g.group, pv);
+  if (pv == 8) {
+    reduce2<BITS, SYM, 8, 1>(recv, ranks, g, slot, out, flag, rcp, st);
+  } else if (pv == 16 && ppl == 1) {
+    reduce2<BITS, SYM, 16, 1>(recv, ranks, g, slot, out, flag, rcp, st);
+  } else if constexpr (BITS == 8) {
+    reduce2<BITS, SYM, 16, 2>(recv, ranks, g, slot, out, flag, rcp, st);  // G ≥ 64
+  } else {
+    reduce2<BITS, SYM, 32, 1>(recv, ranks, g, slot, out, flag, rcp, st);  // G ≥ 32
+  }
+}
+
+template <class T, int BITS, bool SYM>
+void dequantize2(const uint8_t* r, const Geometry& g, size_t width, size_t slot, const T* residual, T* y,
+                 void* st) {
+  const uint32_t npieces = (uint32_t)(g.rows * width / 8);
+  int log2_ppg = 0;
+  while ((8 << log2_ppg) < g.group) log2_ppg++;
+  const size_t spans = (npieces + 255) / 256;
+  auto k = fc2_dequantize<T, BITS, SYM>;
+  fc_launch(k, wave_grid((const void*)k, (spans + kWarps - 1) / kWarps), st, r, g, placement(g, width), npieces,
+                                                                                     log2_ppg, slot, residual, y);
+}
+
+template <class T>
+void dequantize2_codec(const uint8_t* r, const Geometry& g, size_t width, size_t slot, const T* residual, T* y,
+                       void* st) {
+  if (g.bits == 8 && !g.sym) dequantize2<T, 8, false>(r, g, width, slot, residual, y, st);
+  else if (g.bits == 8) dequantize2<T, 8, true>(r, g, width, slot, residual, y, st);
+  else if (!g.sym) dequantize2<T, 4, false>(r, g, width, slot, residual, y, st);
+  else dequantize2<T, 4, true>(r, g, width, slot, residual, y, st);
+}
+
+}  // namespace
+}  // namespace odyssey

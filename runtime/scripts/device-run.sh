@@ -81,6 +81,14 @@ PY
       echo "ncu M=$m rc=$?"; grep -E "Duration|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Achieved Occupancy|Registers Per|Block Limit|Stall|Warp Cycles Per Issued" "$OUT/ncu-m$m.txt" | head -20
     done
     ;;
+  layers)
+    stamp layers
+    # The executor's layer kernels against host references, then their speed (docs/executor.md).
+    $B/odyssey-rt test layers > "$OUT/test-layers.json" 2> "$OUT/test-layers.log"
+    echo "test layers rc=$?"; grep -E "FAIL" "$OUT/test-layers.log" | head -30; grep -E "passed" "$OUT/test-layers.log" | tail -2
+    $B/odyssey-rt bench layers --out "$OUT/bench-layers.json" > /dev/null 2> "$OUT/bench-layers.log"
+    echo "bench layers rc=$?"; tail -12 "$OUT/bench-layers.log"
+    ;;
   codec)
     stamp codec
     rm -rf $CCASES
@@ -146,7 +154,7 @@ stamp done
 # At most 8 files come back: the first 7 of this list that exist stay as they are, everything else
 # (other logs, the launcher's folders) goes into one archive.
 keep=()
-for f in bench-gemm.json bench-codec.json test-codec.json soak.json test-gemm.json bench-gemm.md sweep-gemm.json \
+for f in test-layers.json bench-layers.json bench-gemm.json bench-codec.json test-codec.json soak.json test-gemm.json bench-gemm.md sweep-gemm.json \
   ncu-m1.txt ncu-m4096.txt; do
   [ -f "$OUT/$f" ] && [ ${#keep[@]} -lt 7 ] && keep+=("$f")
 done

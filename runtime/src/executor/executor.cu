@@ -1054,7 +1054,12 @@ void Executor::decode(int steps, cudaEvent_t start, cudaEvent_t stop) {
     }
     EX_CUDA(cudaStreamEndCapture(m.stream, &graph));
     cudaGraphExec_t exec = nullptr;
-    cudaError_t e = cudaGraphInstantiateWithFlags(&exec, graph, 0);
+    // CUDA 12 changed cudaGraphInstantiate's signature; this builds with 11.8 and 13.
+#if CUDART_VERSION >= 12000
+    cudaError_t e = cudaGraphInstantiate(&exec, graph, 0);
+#else
+    cudaError_t e = cudaGraphInstantiate(&exec, graph, nullptr, nullptr, 0);
+#endif
     cudaGraphDestroy(graph);
     EX_CUDA(e);
     it = m.graphs.emplace(B, exec).first;

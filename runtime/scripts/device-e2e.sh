@@ -77,7 +77,7 @@ for s in "$@"; do
     stamp "speed: models ready"
     hf=()
     if [ "${E2E_HF:-1}" = 1 ]; then
-      timeout ${E2E_HF_TIMEOUT:-240} python3 runtime/bench/hf_baseline.py --model /tmp/$S --batch ${E2E_BATCH:-1,8,16,32,64} \
+      timeout ${E2E_HF_TIMEOUT:-240} python3 runtime/bench/hf_baseline.py --model /tmp/$S --batch ${E2E_BATCH:-1,8,16,32,64} ${E2E_HF_ARGS:-} \
         --out "$E/hf-$S.json" > "$E/hf-$S.log" 2>&1 && hf=(--hf "$E/hf-$S.json")
       echo "hf rc=$? $(tail -2 "$E/hf-$S.log" | cut -c1-300)"
       stamp "speed: hf done"

@@ -100,8 +100,9 @@ struct Elem<__nv_bfloat16> {
 // of the spec in the same order and changes only how values reach the registers:
 //
 // - a warp works on tiles of 32 lanes × 32 values, grid-stride over the tensor (the grid is one
-//   wave of resident blocks); a lane holds 32 values of one to four groups, so that 4 (quantize)
-//   or 4×16 bytes per rank batch (reduce) are in flight per thread;
+//   wave of resident blocks); a lane holds 32 values of one to four groups, so that 64 bytes
+//   (quantize, fp16 input; 128 for f32) or 4 ranks × 16–32 bytes (reduce) are in flight per
+//   thread (dequantize: 8 pieces of 8 values, 32–64 bytes of codes);
 // - a group is spread over L lanes (L ≥ 2 when the group has two pieces or more, so that every
 //   load instruction reads whole 32-byte sectors); a lane holds pieces sub, sub + L, sub + 2L...
 //   of its group; min/max/max|v| combine pieces in registers and lanes with log2(L) butterfly

@@ -194,10 +194,12 @@ __device__ __forceinline__ uint32_t pack4(uint32_t a, uint32_t b, uint32_t c, ui
   return __byte_perm(__byte_perm(a, b, 0x0040), __byte_perm(c, d, 0x0040), 0x5410);
 }
 
-// Code c as a float, exactly, from 2^23 + c (byte k of w, or w's byte k already offset).
+// 2^23 + byte K of w, exactly, minus bias (bias 0: the biased value itself; the subtraction is
+// exact and dropped then).
 template <int K>
 __device__ __forceinline__ float byte_as_float(uint32_t w, float bias) {
-  return __fsub_rn(__int_as_float(__byte_perm(w, 0x4B000000u, 0x7540 | K)), bias);
+  const float b = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7540 | K));
+  return bias == 0.0f ? b : __fsub_rn(b, bias);
 }
 
 // The codec on 32 values per lane. PV values per piece, a lane holds 32/PV pieces; PPL of them
@@ -348,13 +350,20 @@ struct Lane {
   }
 
   // Decodes the PV codes of one piece (WPP words): out[e] = code·s (+ lo).
+  // Asymmetric codes skip the conversion: with B = 2^23 + c (exact, built by a byte permute) and
+  // K = 2^23·s (exact: a power-of-two scaling; every scale the codec writes is below 2^80), fma(B, s, −K) is B·s − K = c·s
+  // rounded once, the same bits as __fmul_rn(c, s) (subnormal results included: no flush), one
+  // instruction instead of a subtraction and a multiplication. This is not the fused
+  // multiply-add the spec forbids: (q·s) + lo still rounds twice. Signed codes keep the
+  // subtraction (their offset 2^23 + 2^(b−1) times s is not exact).
   __device__ __forceinline__ static void decode(const uint32_t (&w)[WPP], float s, float lo, float* out) {
+    const float nk = -__fmul_rn(8388608.0f, s);  // −K
 #pragma unroll
     for (int i = 0; i < WPP; i++) {
-      float c[BITS == 8 ? 4 : 8];
+      float c[BITS == 8 ? 4 : 8];  // symmetric: the code; asymmetric: 2^23 + the code
       if (BITS == 8) {
         const uint32_t x = SYM ? (w[i] ^ 0x80808080u) : w[i];  // signed: code + 128
-        const float bias = SYM ? 8388736.0f : 8388608.0f;
+        const float bias = SYM ? 8388736.0f : 0.0f;
         c[0] = byte_as_float<0>(x, bias);
         c[1] = byte_as_float<1>(x, bias);
         c[2] = byte_as_float<2>(x, bias);
@@ -362,7 +371,7 @@ struct Lane {
       } else {
         const uint32_t x = SYM ? (w[i] ^ 0x88888888u) : w[i];  // signed: code + 8
         const uint32_t even = x & 0x0f0f0f0fu, odd = (x >> 4) & 0x0f0f0f0fu;
-        const float bias = SYM ? 8388616.0f : 8388608.0f;
+        const float bias = SYM ? 8388616.0f : 0.0f;
         c[0] = byte_as_float<0>(even, bias);
         c[1] = byte_as_float<0>(odd, bias);
         c[2] = byte_as_float<1>(even, bias);
@@ -375,8 +384,8 @@ struct Lane {
       constexpr int n = BITS == 8 ? 4 : 8;
 #pragma unroll
       for (int e = 0; e < n; e++) {
-        const float p = __fmul_rn(c[e], s);
-        out[i * n + e] = SYM ? p : __fadd_rn(p, lo);  // no +0.0 for symmetric groups: keeps −0.0
+        // Symmetric: no +0.0 (it would turn −0.0 into +0.0).
+        out[i * n + e] = SYM ? __fmul_rn(c[e], s) : __fadd_rn(__fmaf_rn(c[e], s, nk), lo);
       }
     }
   }

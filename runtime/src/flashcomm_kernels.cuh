@@ -115,7 +115,8 @@ struct Elem<__nv_bfloat16> {
 //   symmetric): for |t| < 2^22 the sum lies in [2^23, 2^24), where the float spacing is 1, so
 //   the round-to-nearest-even addition is exactly 2^23 + rint(t) (ties to even alike), and its
 //   low mantissa bits are the two's-complement code; decoding builds 2^23 + c with a byte
-//   permute and subtracts 2^23 (exact). Both replace the quarter-rate conversions; the mapping
+//   permute and subtracts 2^23 (exact), or for unsigned codes takes c·s directly as
+//   fma(2^23 + c, s, −2^23·s) (see decode). Both replace the quarter-rate conversions; the mapping
 //   was checked against the version-1 chain (rintf, fminf/fmaxf, int conversion) for every
 //   float32 t (runtime/tests/test_fc_tricks.cpp);
 // - the tensor → (chunk, group) placement divides 32-bit indices by run-time constants with a

@@ -140,7 +140,7 @@ PY
         -- --sizes $NS --bits 8,4 --iters 20 > "$OUT/nccl-world1.log" 2>&1
       echo "nccl world of 1 rc=$?"; grep -E " B (nccl_|flashcomm_)| skipped|RANKS DIFFER|ERROR|error" "$OUT/nccl-world1.log" | head -40
       # Two processes on the one GPU: a real 2-rank communicator, if NCCL accepts it.
-      runtime/scripts/launch-allreduce.sh --share-gpu 2 --timeout 120 --out "$OUT/nccl-shared2" \
+      NCCL_DEBUG=WARN runtime/scripts/launch-allreduce.sh --share-gpu 2 --timeout 120 --out "$OUT/nccl-shared2" \
         -- --sizes $NS --bits 8,4 --iters 20 > "$OUT/nccl-shared2.log" 2>&1
       echo "nccl 2 ranks sharing one GPU rc=$?"
       grep -hE "Duplicate GPU|invalid usage| B (nccl_|flashcomm_)|RANKS DIFFER|ERROR|launch-allreduce:" \

@@ -10,7 +10,8 @@
 //               q = clamp(rint(v / s), ±(2^(b−1) − 1)); v' = q·s;
 //   step 3:     acc = +0.0f; acc = acc + v'_i for i = 0..N−1 (rank order); requantize acc.
 // Every operation is one IEEE binary32 operation rounded to nearest even: __fsub_rn, __fdiv_rn,
-// __fmul_rn, __fadd_rn, rintf (half to even). The intrinsics are never contracted into an FMA;
+// __fmul_rn, __fadd_rn, rintf (half to even), or an exact equivalent (flashcomm_kernels.cuh: the
+// one explicit __fmaf_rn there is an exact product rounded once). Nothing is contracted into an FMA;
 // the build also compiles this file with -fmad=false -ftz=false -prec-div=true (CMakeLists.txt),
 // and it must never see --use_fast_math.
 //

@@ -100,8 +100,9 @@ struct Elem<__nv_bfloat16> {
 // of the spec in the same order and changes only how values reach the registers:
 //
 // - a warp works on tiles of 32 lanes × 32 values, grid-stride over the tensor (the grid is one
-//   wave of resident blocks); a lane holds 32 values of one to four groups, so that 4 (quantize)
-//   or 4×16 bytes per rank batch (reduce) are in flight per thread;
+//   wave of resident blocks); a lane holds 32 values of one to four groups, so that 64 bytes
+//   (quantize, fp16 input; 128 for f32) or 4 ranks × 16–32 bytes (reduce) are in flight per
+//   thread (dequantize: 8 pieces of 8 values, 32–64 bytes of codes);
 // - a group is spread over L lanes (L ≥ 2 when the group has two pieces or more, so that every
 //   load instruction reads whole 32-byte sectors); a lane holds pieces sub, sub + L, sub + 2L...
 //   of its group; min/max/max|v| combine pieces in registers and lanes with log2(L) butterfly
@@ -114,7 +115,8 @@ struct Elem<__nv_bfloat16> {
 //   symmetric): for |t| < 2^22 the sum lies in [2^23, 2^24), where the float spacing is 1, so
 //   the round-to-nearest-even addition is exactly 2^23 + rint(t) (ties to even alike), and its
 //   low mantissa bits are the two's-complement code; decoding builds 2^23 + c with a byte
-//   permute and subtracts 2^23 (exact). Both replace the quarter-rate conversions; the mapping
+//   permute and subtracts 2^23 (exact), or for unsigned codes takes c·s directly as
+//   fma(2^23 + c, s, −2^23·s) (see decode). Both replace the quarter-rate conversions; the mapping
 //   was checked against the version-1 chain (rintf, fminf/fmaxf, int conversion) for every
 //   float32 t (runtime/tests/test_fc_tricks.cpp);
 // - the tensor → (chunk, group) placement divides 32-bit indices by run-time constants with a
@@ -193,10 +195,12 @@ __device__ __forceinline__ uint32_t pack4(uint32_t a, uint32_t b, uint32_t c, ui
   return __byte_perm(__byte_perm(a, b, 0x0040), __byte_perm(c, d, 0x0040), 0x5410);
 }
 
-// Code c as a float, exactly, from 2^23 + c (byte k of w, or w's byte k already offset).
+// 2^23 + byte K of w, exactly, minus bias (bias 0: the biased value itself; the subtraction is
+// exact and dropped then).
 template <int K>
 __device__ __forceinline__ float byte_as_float(uint32_t w, float bias) {
-  return __fsub_rn(__int_as_float(__byte_perm(w, 0x4B000000u, 0x7540 | K)), bias);
+  const float b = __int_as_float(__byte_perm(w, 0x4B000000u, 0x7540 | K));
+  return bias == 0.0f ? b : __fsub_rn(b, bias);
 }
 
 // The codec on 32 values per lane. PV values per piece, a lane holds 32/PV pieces; PPL of them
@@ -347,13 +351,20 @@ struct Lane {
   }
 
   // Decodes the PV codes of one piece (WPP words): out[e] = code·s (+ lo).
+  // Asymmetric codes skip the conversion: with B = 2^23 + c (exact, built by a byte permute) and
+  // K = 2^23·s (exact: a power-of-two scaling; every scale the codec writes is below 2^80), fma(B, s, −K) is B·s − K = c·s
+  // rounded once, the same bits as __fmul_rn(c, s) (subnormal results included: no flush), one
+  // instruction instead of a subtraction and a multiplication. This is not the fused
+  // multiply-add the spec forbids: (q·s) + lo still rounds twice. Signed codes keep the
+  // subtraction (their offset 2^23 + 2^(b−1) times s is not exact).
   __device__ __forceinline__ static void decode(const uint32_t (&w)[WPP], float s, float lo, float* out) {
+    const float nk = -__fmul_rn(8388608.0f, s);  // −K
 #pragma unroll
     for (int i = 0; i < WPP; i++) {
-      float c[BITS == 8 ? 4 : 8];
+      float c[BITS == 8 ? 4 : 8];  // symmetric: the code; asymmetric: 2^23 + the code
       if (BITS == 8) {
         const uint32_t x = SYM ? (w[i] ^ 0x80808080u) : w[i];  // signed: code + 128
-        const float bias = SYM ? 8388736.0f : 8388608.0f;
+        const float bias = SYM ? 8388736.0f : 0.0f;
         c[0] = byte_as_float<0>(x, bias);
         c[1] = byte_as_float<1>(x, bias);
         c[2] = byte_as_float<2>(x, bias);
@@ -361,7 +372,7 @@ struct Lane {
       } else {
         const uint32_t x = SYM ? (w[i] ^ 0x88888888u) : w[i];  // signed: code + 8
         const uint32_t even = x & 0x0f0f0f0fu, odd = (x >> 4) & 0x0f0f0f0fu;
-        const float bias = SYM ? 8388616.0f : 8388608.0f;
+        const float bias = SYM ? 8388616.0f : 0.0f;
         c[0] = byte_as_float<0>(even, bias);
         c[1] = byte_as_float<0>(odd, bias);
         c[2] = byte_as_float<1>(even, bias);
@@ -374,8 +385,8 @@ struct Lane {
       constexpr int n = BITS == 8 ? 4 : 8;
 #pragma unroll
       for (int e = 0; e < n; e++) {
-        const float p = __fmul_rn(c[e], s);
-        out[i * n + e] = SYM ? p : __fadd_rn(p, lo);  // no +0.0 for symmetric groups: keeps −0.0
+        // Symmetric: no +0.0 (it would turn −0.0 into +0.0).
+        out[i * n + e] = SYM ? __fmul_rn(c[e], s) : __fadd_rn(__fmaf_rn(c[e], s, nk), lo);
       }
     }
   }

@@ -66,6 +66,7 @@ inline uint32_t __float_as_uint(float f) { uint32_t u; std::memcpy(&u, &f, 4); r
 inline uint32_t __umulhi(uint32_t a, uint32_t b) { return (uint32_t)(((uint64_t)a * b) >> 32); }
 inline uint32_t min(uint32_t a, uint32_t b) { return a < b ? a : b; }
 inline float __frcp_rn(float a) { volatile float r = 1.0f / a; return r; }
+inline float __fmaf_rn(float a, float b, float c) { volatile float r = std::fmaf(a, b, c); return r; }
 // PTX prmt (default mode): byte n of the result is byte s_n of the 8-byte value {y, x}.
 inline uint32_t __byte_perm(uint32_t x, uint32_t y, uint32_t s) {
   const uint64_t v = ((uint64_t)y << 32) | x;

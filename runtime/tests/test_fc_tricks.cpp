@@ -6,7 +6,9 @@
 //   encode: code(t) = low bits of fl(t + 2^23), clamped at 2^23 + Q  ==  (int)fminf(rintf(t), Q)
 //           for every t ≥ 0 (asymmetric), and fl(t + 1.5·2^23) clamped to ±Qs around 1.5·2^23
 //           == (int)clamp(rintf(t), ±Qs) for every t (symmetric), as two's-complement bits;
-//   decode: bits(2^23 + c) − 2^23 == (float)c for every code (signed codes offset by 128 or 8);
+//   decode: bits(2^23 + c) − 2^23 == (float)c for every code (signed codes offset by 128 or 8),
+//           and fma(2^23 + c, s, −2^23·s) == fl(c·s) for every unsigned code and scales of every
+//           magnitude, subnormals included;
 //   FastDiv: (n + mulhi(n, m)) >> l == n / d;
 //   kernels v3: the code from t' = fl(d·fl(1/s)) (d = v − lo, or v) equals the code from
 //           fl(d/s) whenever t' is not within 2^−13 of a half-integer and 2^−100 ≤ s ≤ 2^100
@@ -118,6 +120,25 @@ void check_decode() {
     }
 }
 
+void check_fma_decode() {
+  std::mt19937_64 rng(5);
+  std::vector<float> ss = {1.0f, 0x1p-149f, 0x1p-126f, 0x1.fffffep-127f, 0x1p-100f, 0x1p80f, 0x1.fffffep79f, 3.0f};
+  for (int i = 0; i < 20000; i++) {
+    const uint32_t e = (uint32_t)(rng() % 207);  // exponent fields 0..206: subnormals to 2^79
+    ss.push_back(as_float((e << 23) | (uint32_t)(rng() & 0x7fffff)));
+  }
+  for (float s : ss) {
+    if (s == 0) continue;
+    volatile float k = 8388608.0f * s;
+    for (int c = 0; c < 256; c++) {
+      volatile float want = (float)c * s;
+      const float got = std::fmaf(as_float(0x4B000000u | (uint32_t)c), s, -k);
+      if (as_bits(got) != as_bits(want) && failures++ < 10)
+        std::fprintf(stderr, "FAIL fma decode c=%d s=%a: %a, want %a\n", c, s, got, (float)want);
+    }
+  }
+}
+
 uint32_t fast_div(uint32_t n, uint32_t d) {
   int l = 0;
   while ((1ull << l) < d) l++;
@@ -214,6 +235,7 @@ int main(int argc, char** argv) {
   for (int bits : {8, 4})
     for (bool sym : {false, true}) sweep(bits, sym, stride);
   check_decode();
+  check_fma_decode();
   check_fast_div();
   check_rcp(all ? 200000 : 3000);
   std::printf("test_fc_tricks (%s): %lld failures; v3 rule: %lld of %lld values divided exactly\n",

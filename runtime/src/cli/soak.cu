@@ -281,6 +281,7 @@ int cmd_soak_allreduce(const Args& a) {
   outs_dev.upload(out_ptrs.data(), ranks * sizeof(void*));
   const unsigned long long init[2] = {0, ~0ull};
   counters.upload(init, sizeof(init));
+  CK(cudaDeviceSynchronize());  // the fills above ran on the legacy stream
   cudaStream_t st;
   CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   auto call = [&] {
@@ -351,6 +352,8 @@ int cmd_soak_allreduce(const Args& a) {
     return 1;
   }
   for (auto& o : outs) o.fill(0xA5);
+  // cudaMemset runs on the legacy stream, which a non-blocking stream does not wait for.
+  CK(cudaDeviceSynchronize());
   checked = 1;
   last = now_s();
 

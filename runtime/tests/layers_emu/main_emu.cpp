@@ -1,6 +1,7 @@
 // main_emu.cpp: `odyssey-rt test layers` on the host. The kernels (layers.cu through prep.py)
 // run under emu.hpp; the test itself (test_layers.cpp) is compiled unchanged, its CUDA memory
 // calls mapped to host memory below. Usage: run.sh [--quick] [--only FAMILIES] [--seed N].
+#define ODYSSEY_LAYERS_EMU 1  // test_layers.cpp: no streams or graphs here
 #include "emu.hpp"
 #include "layers_emu.inc"
 

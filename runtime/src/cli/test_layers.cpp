@@ -24,6 +24,8 @@
 //   - attention: the bound attention_tol documents (fp16 rounding of P, fp32 score error,
 //     exp approximations, fp16 output rounding), against an fp64 reference;
 //   - nll: kNllAbs + 2⁻²³·|nll| (expf per term, the fp32 result).
+// Decode is also captured in a CUDA graph and replayed after its lengths change on the device
+// (bit-exact against a direct launch): the executor captures decode steps.
 #include <algorithm>
 #include <cmath>
 #include <cstdarg>
@@ -686,6 +688,46 @@ Result test_decode(const DecodeShape& p, uint64_t seed) {
     for (int j = p.nh * p.hd; j < ld_out; j++)
       if (out[(size_t)b * ld_out + j] != 0xFFFF) c.bad(fmt("out padding [%d,%d] written", b, j));
   }
+#ifndef ODYSSEY_LAYERS_EMU
+  // Graph capture (the executor captures decode steps): capture with these lengths, then set
+  // every len to one less (at least 1) on the device and replay; the replay must write exactly
+  // what a direct launch with the new lengths writes, i.e. len is read on the device at run time.
+  if (c.r.passed) {
+    cudaStream_t st = nullptr;
+    cudaGraph_t graph = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    DeviceBuffer dg = poisoned((size_t)p.batch * ld_out * 2), dd = poisoned((size_t)p.batch * ld_out * 2);
+    auto call = [&](DeviceBuffer& o, cudaStream_t s) {
+      return L::attention_decode(dq.get<__half>(), ld_q, dk.get<__half>(), dv.get<__half>(), dl.get<int32_t>(),
+                                 o.get<__half>(), ld_out, p.batch, p.max_seq, p.nh, p.nkv, p.hd, scale, p.window,
+                                 ws.get(), wsb, s);
+    };
+    c.cuda(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreate");
+    if (c.r.passed) c.cuda(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal), "cudaStreamBeginCapture");
+    if (c.r.passed) {
+      cudaError_t e = call(dg, st);
+      c.cuda(cudaStreamEndCapture(st, &graph), "cudaStreamEndCapture");
+      c.cuda(e, "attention_decode (captured)");
+    }
+    if (c.r.passed) c.cuda(cudaGraphInstantiateWithFlags(&exec, graph, 0), "cudaGraphInstantiate");
+    std::vector<int32_t> len2(len);
+    for (auto& l : len2) l = std::max(1, l - 1);
+    if (c.r.passed) {
+      dl.upload(len2.data(), len2.size() * 4);
+      c.cuda(cudaGraphLaunch(exec, st), "cudaGraphLaunch");
+      c.cuda(cudaStreamSynchronize(st), "cudaGraphLaunch (sync)");
+      c.cuda(call(dd, 0), "attention_decode (direct, new lengths)");
+      c.cuda(cudaDeviceSynchronize(), "attention_decode (sync)");
+    }
+    if (c.r.passed) {
+      auto g = download<uint16_t>(dg, (size_t)p.batch * ld_out), d = download<uint16_t>(dd, (size_t)p.batch * ld_out);
+      if (g != d) c.bad("graph replay with new lengths differs from a direct launch");
+    }
+    if (exec) cudaGraphExecDestroy(exec);
+    if (graph) cudaGraphDestroy(graph);
+    if (st) cudaStreamDestroy(st);
+  }
+#endif
   return c.r;
 }
 

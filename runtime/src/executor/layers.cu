@@ -49,9 +49,12 @@
 // Limits: head_dim ≤ 256 and even for rope; nh % nkv == 0; prefill head_dim ≤ 256;
 // decode head_dim ≤ 256 and its shared memory (≈ 2·64·(hd+8)·2 + 4·group·(hd+64) bytes) ≤ 227 KB.
 //
-// Test: `odyssey-rt test layers` (runtime/src/cli/test_layers.cpp: host references in plain
-// C++, many shapes, tolerances named there). Bench: `odyssey-rt bench layers` (prefill
-// TFLOP/s, decode GB/s against a device-to-device copy of the same run).
+// Test: `odyssey-rt test layers [--quick] [--only prefill,decode,...]` (runtime/src/cli/
+// test_layers.cpp: host references in plain C++, many shapes, tolerances named there); without
+// a GPU, runtime/tests/layers_emu/run.sh runs the same test with these kernels emulated on the
+// host (fragment layouts, indexing, barriers; not races or device rounding). Bench: `odyssey-rt
+// bench layers` (prefill TFLOP/s for both tile variants, decode GB/s against a device-to-device
+// copy of the same run).
 #include "executor/layers.hpp"
 
 #include <cuda_fp16.h>
@@ -977,7 +980,8 @@ cudaError_t rope(__half* q, int ld_q, __half* k, int ld_k, int rows, int nh, int
                  const int32_t* pos, const float* inv_freq, cudaStream_t stream) {
   if (rows < 0 || nh < 0 || nkv < 0 || head_dim <= 0 || head_dim % 2 != 0 || head_dim > 65536)
     return cudaErrorInvalidValue;
-  if ((nh > 0 && ld_q < nh * head_dim) || (nkv > 0 && ld_k < nkv * head_dim)) return cudaErrorInvalidValue;
+  if ((nh > 0 && ld_q < (long long)nh * head_dim) || (nkv > 0 && ld_k < (long long)nkv * head_dim))
+    return cudaErrorInvalidValue;
   if (rows == 0 || nh + nkv == 0) return cudaSuccess;
   if ((nh > 0 && !q) || (nkv > 0 && !k) || !pos || !inv_freq) return cudaErrorInvalidValue;
   const int half = head_dim / 2;

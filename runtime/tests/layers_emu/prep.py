@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+# prep.py IN.cu OUT.inc: turns layers.cu into host C++ for the emulator (emu.hpp): drops the
+# inline-assembly helpers (emu.hpp defines ldmatrix, mma.sync, cp.async and ex2 on the host),
+# points the dynamic shared memory at the emulator's buffer, and rewrites every kernel launch
+# `k<<<grid, block, smem, stream>>>(args)` as `emu::launch(grid, block, smem, stream, [=] { k(args); })`.
+import re
+import sys
+s = open(sys.argv[1]).read()
+s = s.replace('#include "kernel_common.cuh"', '')
+# drop the asm helpers (emu.hpp defines them)
+for name in ['ldsm_x4', 'ldsm_x4_t', 'mma16816']:
+    m = re.search(r'__device__ __forceinline__ void ' + name + r'\(', s)
+    end = s.index('\n}\n', m.start()) + 3
+    s = s[:m.start()] + s[end:]
+m = re.search(r'__device__ __forceinline__ float fast_exp2\(', s)
+if m:
+    end = s.index('\n}\n', m.start()) + 3
+    s = s[:m.start()] + 'inline float fast_exp2(float x) { return std::exp2(x); }\n' + s[end:]
+s = re.sub(r'__launch_bounds__\((?:[^()]|\([^()]*\))*\)', '', s)
+s = s.replace('extern __shared__ __align__(128) uint8_t flash_smem[];', 'uint8_t* flash_smem = emu::g_dyn.data();')
+s = s.replace('extern __shared__ float rope_smem[];', 'float* rope_smem = reinterpret_cast<float*>(emu::g_dyn.data());')
+s = s.replace('extern __shared__ __align__(16) uint8_t dec_smem[];', 'uint8_t* dec_smem = emu::g_dyn.data();')
+assert 'extern __shared__' not in s
+# kernel launches
+pat = re.compile(r'([A-Za-z_][\w:]*(?:<[^;<>()]*>)?)<<<')
+res = ''; pos = 0
+while True:
+    m = pat.search(s, pos)
+    if not m: res += s[pos:]; break
+    res += s[pos:m.start()]
+    cfg_end = s.index('>>>', m.end())
+    cfg = s[m.end():cfg_end]
+    j = cfg_end + 3
+    assert s[j] == '('
+    depth = 0; k = j
+    while True:
+        if s[k] == '(': depth += 1
+        elif s[k] == ')':
+            depth -= 1
+            if depth == 0: break
+        k += 1
+    args = s[j+1:k]
+    res += 'emu::launch(%s, [=]() { %s(%s); })' % (cfg, m.group(1), args)
+    pos = k + 1
+s = res
+assert '<<<' not in s
+open(sys.argv[2], 'w').write(s)

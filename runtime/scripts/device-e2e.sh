@@ -76,7 +76,10 @@ for s in "$@"; do
     [ -d /tmp/$S-w4a8 ] || $ODY quantize --model /tmp/$S --recipe w4a8-rtn --out /tmp/$S-w4a8 --no-sync > "$E/q-$S.log" 2>&1 || { tail -5 "$E/q-$S.log"; exit 1; }
     stamp "speed: models ready"
     hf=()
-    if [ "${E2E_HF:-1}" = 1 ]; then
+    # E2E_HF_FILE: an hf_baseline.py answer measured earlier on the same GPU (the HF run takes
+    # minutes of device time and does not change with our commits).
+    [ -n "${E2E_HF_FILE:-}" ] && hf=(--hf "$E2E_HF_FILE")
+    if [ "${E2E_HF:-1}" = 1 ] && [ -z "${E2E_HF_FILE:-}" ]; then
       timeout ${E2E_HF_TIMEOUT:-240} python3 runtime/bench/hf_baseline.py --model /tmp/$S --batch ${E2E_BATCH:-1,8,16,32,64} ${E2E_HF_ARGS:-} \
         --out "$E/hf-$S.json" > "$E/hf-$S.log" 2>&1 && hf=(--hf "$E/hf-$S.json")
       echo "hf rc=$? $(tail -2 "$E/hf-$S.log" | cut -c1-300)"
@@ -87,6 +90,25 @@ for s in "$@"; do
       --out "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.json" --md "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.md" \
       > "$E/speed.txt" 2> "$E/speed.log"
     echo "speed rc=$?"; cat "$E/speed.txt"; tail -3 "$E/speed.log"
+    ;;
+  sanitize)
+    # compute-sanitizer around the executor as `odyssey verify` drives it (the wrapper keeps the
+    # sanitizer's report out of the JSON on stdout), and racecheck on the attention kernels.
+    stamp sanitize
+    a=$M/tiny-llama-w4a8-rtn
+    [ -d "$a" ] || $ODY quantize --model testdata/tiny-llama --recipe w4a8-rtn --out "$a" --force --no-sync > /dev/null 2>&1
+    w=$M/tiny-llama-w4a16-gptq
+    [ -d "$w" ] || $ODY quantize --model testdata/tiny-llama --recipe w4a16-gptq --calib testdata/text/sample.txt --out "$w" --force --no-sync > /dev/null 2>&1
+    rt=$ODYSSEY_RT
+    printf '#!/bin/sh\nexec compute-sanitizer --tool memcheck --error-exitcode 9 --log-file %s/san-%%p.log %s "$@"\n' "$E" "$rt" > /tmp/rt-san.sh
+    chmod +x /tmp/rt-san.sh
+    ODYSSEY_RT=/tmp/rt-san.sh $ODY verify ppl --model "$a" --data testdata/text/sample.txt --seq-len 64 --max-windows 8 > /dev/null 2> "$E/san-ppl.err"
+    echo "memcheck verify ppl (w4a8) rc=$?"
+    ODYSSEY_RT=/tmp/rt-san.sh $ODY verify speed --model "$w" --baseline testdata/tiny-llama --batch 1,3 --prompt 70 --gen 4 --repeats 1 > /dev/null 2> "$E/san-speed.err"
+    echo "memcheck verify speed (w4a16 + fp16, graphs) rc=$?"
+    grep -h "ERROR SUMMARY" "$E"/san-*.log | sort | uniq -c
+    compute-sanitizer --tool racecheck $(dirname "$rt")/odyssey-rt test layers --quick --only prefill,decode,norm > /dev/null 2> "$E/racecheck-layers.log"
+    echo "racecheck layers rc=$?"; grep -h "RACECHECK SUMMARY" "$E/racecheck-layers.log"
     ;;
   *) echo "device-e2e: unknown step $s" >&2; exit 2 ;;
   esac

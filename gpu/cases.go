@@ -118,8 +118,15 @@ func caseSet() ([]w4a8Spec, []actSpec) {
 				note: "group size along K (per-channel when g = K)"})
 		}
 	}
+	// Decode (M = 1..4, the GEMV's range) with every group size, N not a multiple of 8 (a
+	// padded last strip) and fewer K blocks than the GEMV has warps.
+	for j, gs := range []int{32, 64, 128, 512} {
+		ws = append(ws, w4a8Spec{m: j + 1, n: 100, k: 512, gs: gs, perToken: j%2 == 0, bias: j%2 == 1,
+			note: "decode rows, every group size, padded last 8-column strip"})
+	}
 	// Long K with the decode shapes.
 	ws = append(ws,
+		w4a8Spec{m: 2, n: 24, k: 11008, gs: 64, perToken: false, bias: true, note: "decode, K = 86 blocks (not a multiple of the GEMV's warps × loads ahead)"},
 		w4a8Spec{m: 1, n: 264, k: 4096, gs: 128, perToken: true, note: "long K, decode (M = 1)"},
 		w4a8Spec{m: 3, n: 120, k: 4096, gs: 4096, perToken: false, bias: true, note: "long K, per-channel, per-tensor activations"},
 		w4a8Spec{m: 3, n: 64, k: 4096, gs: 32, perToken: true, note: "long K with 128 groups of 32"},

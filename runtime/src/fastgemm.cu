@@ -27,6 +27,9 @@
 // Limits (ody_w4a8_can_implement): K % 128 == 0; group size 32, 64, 128 or K (per-channel);
 // x, qweight, group_scale 16-byte aligned; M, N ≥ 1; sm_80 or newer (mma.sync int8, cp.async).
 //
+// Decode (M ≤ 4, integer scales): the dispatch picks config "gemv_w4" instead, a dp4a GEMV with
+// one block per 8 columns (gemv.cu); it shares check_problem, the plan and this epilogue.
+//
 // Test: odyssey testdata gemm-cases --out C && odyssey-rt test gemm --cases C (bit-exact acc
 // and y against the Go reference, every config and split). Benchmark: odyssey-rt bench gemm.
 #include <cuda_fp16.h>
@@ -82,13 +85,8 @@ struct Params {
   int act_per_token;
 };
 
-// Epilogue of one output: integer path, every operation rounded as the Go reference does.
-__device__ __forceinline__ __half epilogue_int(int32_t acc, float xs, float f, const float* bias,
-                                               int c) {
-  float y = __fmul_rn(__int2float_rn(acc), __fmul_rn(xs, f));
-  if (bias) y = __fadd_rn(y, bias[c]);
-  return __float2half_rn(y);
-}
+// Epilogue of one output: integer path in kernel_common.cuh (shared with the GEMV), float here.
+using kernel::epilogue_int;
 __device__ __forceinline__ __half epilogue_float(float acc, float xs, const float* bias, int c) {
   float y = __fmul_rn(acc, xs);
   if (bias) y = __fadd_rn(y, bias[c]);
@@ -469,6 +467,9 @@ struct Config {
   void (*launch_float)(const Params&, dim3, cudaStream_t);
   const void* fn_int;
   const void* fn_float;
+  // The decode GEMV (gemv.cu), not a tile of this kernel: M ≤ kGemvMaxM, integer scales, no
+  // split-K; one block per 8 columns, no workspace. The fields above are unused for it.
+  bool gemv;
 };
 
 template <int BM, int BN, int WM_, int WN_, int ST, bool INT>
@@ -483,7 +484,7 @@ void launch(const Params& p, dim3 grid, cudaStream_t s) {
         Kernel<BM, BN, WM_, WN_, ST, false>::kSmemBytes,                                  \
         launch<BM, BN, WM_, WN_, ST, true>, launch<BM, BN, WM_, WN_, ST, false>,          \
         (const void*)w4a8_kernel<BM, BN, WM_, WN_, ST, true>,                             \
-        (const void*)w4a8_kernel<BM, BN, WM_, WN_, ST, false>                             \
+        (const void*)w4a8_kernel<BM, BN, WM_, WN_, ST, false>, false                      \
   }
 
 const Config kConfigs[] = {
@@ -499,8 +500,10 @@ const Config kConfigs[] = {
     ODY_CONFIG("m16n256_w1x8_s4", 16, 256, 1, 8, 4),    // 9 decode, 8 warps
     ODY_CONFIG("m32n128_w1x4_s6", 32, 128, 1, 4, 6),    // 10 small batch, deep
     ODY_CONFIG("m128n128_w4x2_s4", 128, 128, 4, 2, 4),  // 11 prefill, warps 32x64
+    Config{"gemv_w4", 1, 8, kGemvThreads, 0, 0, nullptr, nullptr, nullptr, nullptr, true},  // 12 decode GEMV
 };
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
+static_assert(kGemvConfig == kNumConfigs - 1, "gemv_w4 must be the last config (fastgemm.hpp)");
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
@@ -523,6 +526,18 @@ ody_status check_problem(const ody_w4a8_problem* p) {
     return fail(ODY_ERR_INVALID, "w4a8: unknown scale kind " + std::to_string(p->scale_kind));
   if (p->config < -1 || p->config >= kNumConfigs)
     return fail(ODY_ERR_INVALID, "w4a8: no config " + std::to_string(p->config));
+  if (p->config >= 0 && kConfigs[p->config].gemv) {
+    // The GEMV computes M ≤ 4 rows per block with dp4a and integer scales only; it has no
+    // split-K (splits 1, whole K per block, is what it does anyway).
+    if (p->scale_kind != ODY_SCALE_INT)
+      return fail(ODY_ERR_UNSUPPORTED, "w4a8: config gemv_w4 needs integer scales (ODY_SCALE_INT)");
+    if (p->m > kGemvMaxM)
+      return fail(ODY_ERR_UNSUPPORTED, "w4a8: config gemv_w4 takes M <= " + std::to_string(kGemvMaxM) +
+                                           " (got " + std::to_string(p->m) + ")");
+    if (p->splits > 1)
+      return fail(ODY_ERR_UNSUPPORTED, "w4a8: config gemv_w4 has no split-K (splits " +
+                                           std::to_string(p->splits) + ")");
+  }
   if (p->splits < 0 || p->splits > p->k / kBK)
     return fail(ODY_ERR_UNSUPPORTED, "w4a8: split-K " + std::to_string(p->splits) +
                                          " exceeds the " + std::to_string(p->k / kBK) +
@@ -600,9 +615,19 @@ int auto_splits(long long tiles, long long kblocks, int m) {
 
 Plan plan(const ody_w4a8_problem* p) {
   Plan pl{};
-  pl.config = p->config >= 0 ? p->config : dispatch_config(p->m, p->n, p->k);
+  pl.config = p->config >= 0 ? p->config : dispatch_config(p->m, p->n, p->k,
+                                                            // an explicit split-K asks for the mma kernel
+                                                            p->scale_kind == ODY_SCALE_INT && p->splits <= 1);
   const Config& c = kConfigs[pl.config];
   long long np = (p->n + 7) / 8 * 8;
+  if (c.gemv) {  // one block per strip of 8 columns, whole K: never a workspace
+    pl.tiles_m = 1;
+    pl.tiles_n = np / 8;
+    pl.kblocks = p->k / kBK;
+    pl.blocks = (int)(np / 8);
+    pl.partial = false;
+    return pl;
+  }
   pl.tiles_m = (p->m + c.bm - 1) / c.bm;
   pl.tiles_n = (np + c.bn - 1) / c.bn;
   pl.kblocks = p->k / kBK;
@@ -663,6 +688,27 @@ ody_status gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, cudaStream_t 
   const int cfg = pl.config;
   const Config& c = kConfigs[cfg];
   const bool int_scale = p->scale_kind == ODY_SCALE_INT;
+  if (c.gemv) {  // check_problem has refused float scales and M > kGemvMaxM for it
+    GemvParams g{};
+    g.x = a->x;
+    g.x_scale = a->x_scale;
+    g.qweight = a->qweight;
+    g.group_scale = static_cast<const int16_t*>(a->group_scale);
+    g.channel_scale = a->channel_scale;
+    g.bias = a->bias;
+    g.y = a->y;
+    g.acc_out = a->acc_out;
+    g.m = p->m;
+    g.n = p->n;
+    g.np = (p->n + 7) / 8 * 8;
+    g.k = p->k;
+    g.group_size = p->group_size;
+    g.act_per_token = p->act_per_token;
+    ODY_CUDA(cudaGetLastError());
+    launch_w4a8_gemv(g, stream);
+    ODY_CUDA(cudaGetLastError());
+    return ODY_OK;
+  }
   Params k{};
   k.x = a->x;
   k.x_scale = a->x_scale;

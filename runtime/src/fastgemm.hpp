@@ -4,6 +4,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 #include "odyssey_rt.h"
 
 namespace odyssey {
@@ -16,7 +18,27 @@ ody_status dispatch(const ody_w4a8_problem* p, int* config, int* blocks);
 int num_configs();
 const char* config_name(int config);
 
-// The config index the measured table picks for an M×N×K problem (fastgemm_dispatch.cpp).
-int dispatch_config(int m, int n, int k);
+// The config index the measured table picks for an M×N×K problem (fastgemm_dispatch.cpp);
+// gemv_ok: integer scales and no split-K asked (the GEMV has neither float scales nor split-K).
+int dispatch_config(int m, int n, int k, bool gemv_ok);
+
+// The W4A8 GEMV for decode (gemv.cu): config "gemv_w4", M ≤ kGemvMaxM, integer scales only.
+constexpr int kGemvMaxM = 4;
+constexpr int kGemvConfig = 12;  // its index in kConfigs (the last; fastgemm.cu asserts it)
+struct GemvParams {
+  const int8_t* x;
+  const float* x_scale;
+  const uint8_t* qweight;
+  const int16_t* group_scale;
+  const float* channel_scale;
+  const float* bias;
+  void* y;  // fp16 [m, n]
+  int32_t* acc_out;
+  int m, n, np, k;
+  int group_size;  // == k for per-channel
+  int act_per_token;
+};
+constexpr int kGemvThreads = 256;  // 8 warps per block, splitting K (gemv.cu)
+void launch_w4a8_gemv(const GemvParams& p, cudaStream_t stream);
 
 }  // namespace odyssey

@@ -8,7 +8,14 @@
 
 namespace odyssey {
 
-int dispatch_config(int m, int n, int k) {
+int dispatch_config(int m, int n, int k, bool gemv_ok) {
+  // Decode with integer scales: the GEMV (gemv.cu). At M ≤ 4 the mma tile wastes ≥ 3/4 of every
+  // m16n8k32 and its fixed latency (pipeline fill, a barrier per 128 of K, the split-K fix-up)
+  // dominates: ~10 µs for 4096×4096 at M = 1 against ~2 µs of weight bytes. The GEMV streams the
+  // weights once with dp4a. Not yet measured on the H200 (runtime/NOTES.md): when `bench gemm`
+  // shows the mma configs faster for some M or shape, narrow this rule to what it measures.
+  // Float group scales (the GEMV has no float variant) and an explicit split-K keep the mma kernel.
+  if (gemv_ok && m <= kGemvMaxM) return kGemvConfig;
   // Session-3 sweep (4096x4096, 8192x8192, 11008x4096, 8192x28672, 28672x8192; M = 1, 16, 64):
   //  - M ≤ 16: the 16×128 tile wins for N ≥ 8192, the 16×64 tile below (4096: 9.9 vs 10.3 µs at
   //    M = 1, 12.6 vs 14.1 at M = 16);

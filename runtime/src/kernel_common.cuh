@@ -3,6 +3,7 @@
 // (tile, K block) iteration space that both kernels use.
 #pragma once
 
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -42,6 +43,16 @@ __device__ __forceinline__ void stream_k(long long tiles, int kblocks, Segment s
     seg(tile, kb0, kb1);
     it += kb1 - kb0;
   }
+}
+
+// Epilogue of one W4A8 output, integer scales: every operation rounded as the Go reference
+// (quant.W4A8GEMMRef) does, in its order. Shared by the mma kernel (fastgemm.cu) and the GEMV
+// (gemv.cu) so that both are bit-exact with it by construction, not by two copies agreeing.
+__device__ __forceinline__ __half epilogue_int(int32_t acc, float xs, float f, const float* bias,
+                                               int c) {
+  float y = __fmul_rn(__int2float_rn(acc), __fmul_rn(xs, f));
+  if (bias) y = __fadd_rn(y, bias[c]);
+  return __float2half_rn(y);
 }
 
 }  // namespace kernel

@@ -2,7 +2,8 @@
 //
 // The cases (docs/gemm-cases.md) come from `odyssey testdata gemm-cases`, i.e. from
 // quant.W4A8GEMMRef and friends, never from this code. For every W4A8 case, every tile config
-// and several split-K factors:
+// and several split-K factors (each combination can_implement accepts: the decode GEMV gemv_w4
+// runs the M ≤ 4 cases with integer scales, splits 0 and 1):
 //   - integer scales: the int32 accumulators must match bit for bit, and so must the fp16
 //     outputs (tolerance 0 ulp): the epilogue is IEEE float32 multiply/add with round-to-nearest
 //     in the reference's order, then one round to fp16, so there is nothing to tolerate;
@@ -16,6 +17,7 @@
 // Also: activation quantization cases (bit-exact codes and scales) and can_implement refusals.
 #include <cmath>
 #include <cstdio>
+#include <iterator>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -254,8 +256,15 @@ std::vector<CaseResult> test_w4a8(const std::string& name, const SafetensorsFile
     if (kblocks >= 2) splits.push_back(2);
     if (kblocks >= 3) splits.push_back(std::min(kblocks, 7));
     for (int s : splits)
-      for (int is_int = 1; is_int >= 0; is_int--)
+      for (int is_int = 1; is_int >= 0; is_int--) {
+        // A config limited to some problems (gemv_w4: M ≤ 4, integer scales, no split-K) is run
+        // where can_implement accepts it. Skipping a refusal cannot hide a broken case: every
+        // other config refuses only what check_problem refuses for all of them, and the
+        // dispatch's own run below (config -1) always runs and must pass.
+        ody_w4a8_problem p{c.m, c.n, c.k, c.group, c.per_token, is_int ? ODY_SCALE_INT : ODY_SCALE_FLOAT, cfg, s};
+        if (ody_w4a8_can_implement(&p, nullptr) == ODY_ERR_UNSUPPORTED) continue;
         out.push_back(run_w4a8(name, c, is_int, cfg, s, dx, dxs, dq, dis, dfs, dcs, db));
+      }
   }
   // The dispatch's own choice, as a user would call it.
   for (int is_int = 1; is_int >= 0; is_int--)
@@ -414,7 +423,24 @@ std::vector<CaseResult> test_refusals() {
       {"no workspace for split-K", {4, 64, 1024, 128, 1, ODY_SCALE_INT, 0, 4}, 0, ODY_ERR_WORKSPACE},
       {"unknown config", {4, 64, 256, 128, 1, ODY_SCALE_INT, 99, 0}, 0, ODY_ERR_INVALID},
   };
-  for (auto& w : wants) {
+  // The decode GEMV's limits (its config index found by name, so the table can grow).
+  int gemv = -1;
+  for (int i = 0; i < ody_w4a8_num_configs(); i++)
+    if (std::string(ody_w4a8_config_name(i)) == "gemv_w4") gemv = i;
+  std::vector<Want> all(std::begin(wants), std::end(wants));
+  if (gemv < 0) {
+    CaseResult r;
+    r.name = "refuse: gemv_w4 limits";
+    r.kernel = "can_implement";
+    r.passed = false;
+    r.message = "no config named gemv_w4";
+    out.push_back(r);
+  } else {
+    all.push_back({"gemv_w4 with M = 5", {5, 64, 256, 128, 1, ODY_SCALE_INT, gemv, 0}, 0, ODY_ERR_UNSUPPORTED});
+    all.push_back({"gemv_w4 with float scales", {1, 64, 256, 128, 1, ODY_SCALE_FLOAT, gemv, 0}, 0, ODY_ERR_UNSUPPORTED});
+    all.push_back({"gemv_w4 with split-K 2", {1, 64, 256, 128, 1, ODY_SCALE_INT, gemv, 2}, 0, ODY_ERR_UNSUPPORTED});
+  }
+  for (auto& w : all) {
     CaseResult r;
     r.name = std::string("refuse: ") + w.what;
     r.kernel = "can_implement";

@@ -98,7 +98,7 @@ for s in "$@"; do
     a=$M/tiny-llama-w4a8-rtn
     [ -d "$a" ] || $ODY quantize --model testdata/tiny-llama --recipe w4a8-rtn --out "$a" --force --no-sync > /dev/null 2>&1
     w=$M/tiny-llama-w4a16-gptq
-    [ -d "$w" ] || $ODY quantize --model testdata/tiny-llama --recipe w4a16-gptq --calib testdata/text/sample.txt --out "$w" --force --no-sync > /dev/null 2>&1
+    [ -d "$w" ] || $ODY quantize --model testdata/tiny-llama --recipe w4a16-gptq --calib self --out "$w" --force --no-sync > /dev/null 2>&1
     rt=$ODYSSEY_RT
     printf '#!/bin/sh\nexec compute-sanitizer --tool memcheck --error-exitcode 9 --log-file %s/san-%%p.log %s "$@"\n' "$E" "$rt" > /tmp/rt-san.sh
     chmod +x /tmp/rt-san.sh
@@ -107,7 +107,7 @@ for s in "$@"; do
     ODYSSEY_RT=/tmp/rt-san.sh $ODY verify speed --model "$w" --baseline testdata/tiny-llama --batch 1,3 --prompt 70 --gen 4 --repeats 1 > /dev/null 2> "$E/san-speed.err"
     echo "memcheck verify speed (w4a16 + fp16, graphs) rc=$?"
     grep -h "ERROR SUMMARY" "$E"/san-*.log | sort | uniq -c
-    compute-sanitizer --tool racecheck $(dirname "$rt")/odyssey-rt test layers --quick --only prefill,decode,norm > /dev/null 2> "$E/racecheck-layers.log"
+    compute-sanitizer --tool racecheck $(dirname "$rt")/odyssey-rt test layers --quick --only prefill,decode,norm > "$E/racecheck-layers.log" 2>&1
     echo "racecheck layers rc=$?"; grep -h "RACECHECK SUMMARY" "$E/racecheck-layers.log"
     ;;
   *) echo "device-e2e: unknown step $s" >&2; exit 2 ;;

@@ -185,7 +185,19 @@ func (p *Pass) run(ctx context.Context, l *model.Layer, hessian func(model.Linea
 			}
 		}
 	}
-	defer func() { p.mctx.Observe = nil }()
+	p.mctx.ObserveOutput = nil
+	if collect && hessian != nil {
+		p.mctx.ObserveOutput = func(layer int, kind model.LinearKind, y []float32, rows, out int) {
+			if layer == idx {
+				var bias []float32
+				if d, ok := l.Linear(kind).(*model.Dense); ok {
+					bias = d.B
+				}
+				p.col.ObserveOutput(layer, kind, y, rows, out, bias)
+			}
+		}
+	}
+	defer func() { p.mctx.Observe, p.mctx.ObserveOutput = nil, nil; p.col.ReleaseScratch() }()
 	L, hid := p.seqLen, p.cfg.HiddenSize
 	n := len(p.windows)
 	for w0 := 0; w0 < n; w0 += p.chunk {

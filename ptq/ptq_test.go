@@ -630,3 +630,52 @@ func TestPropagateFloat(t *testing.T) {
 		}
 	}
 }
+
+// TestGPTQOutputErrorMatchesProduct checks the output error GPTQ linears report, which comes
+// from GPTQ's own error terms over output sums of the float forward pass, against the
+// direct tr(ΔHΔᵀ)/tr(WHWᵀ) (outputErr) with H from a separate float calibration pass. Float
+// propagation, so that every layer's inputs are the float pass's; the synthetic Qwen2 model
+// has biases, which the output sums must leave out.
+func TestGPTQOutputErrorMatchesProduct(t *testing.T) {
+	for _, c := range []struct {
+		name, dir string
+		windows   func(tm *testModel) [][]int
+	}{
+		{"tiny-llama", sharedtest.Testdata("tiny-llama"), func(tm *testModel) [][]int {
+			return tm.windows(t, sharedtest.Testdata("text/sample.txt"), 4, 128)
+		}},
+		{"qwen2-biases", writeSynth(t, "Qwen2ForCausalLM"), func(*testModel) [][]int { return randWindows(3, 6, 32, 64, 1) }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			tm := openModel(t, c.dir)
+			calibW := c.windows(tm)
+			opt := DefaultOptions()
+			opt.Weights.Method = MethodGPTQ
+			opt.Activations.Bits = 16
+			opt.IntegerScale.Enabled = false
+			opt.Calib.Propagate = calib.PropagateFloat
+			res, err := RunWindows(context.Background(), tm.hm, calibW, opt, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all := func(int, model.LinearKind) bool { return true }
+			stats, _, err := calib.CollectAll(context.Background(), tm.hm, calibW, calib.Options{}, all, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, lr := range res.Layers {
+				fl, err := model.LoadLayer(tm.hm, i)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, l := range lr.Linears {
+					h := toF32(stats[i].For(l.Kind).Hessian())
+					want := outputErr(l.Weight.Dequantize(), dense(fl, l.Kind).W, l.Out, l.In, h)
+					if !(want > 0) || math.Abs(l.OutputError-want) > 1e-3*want {
+						t.Errorf("%s: output error %g, direct product %g", l.Name, l.OutputError, want)
+					}
+				}
+			}
+		})
+	}
+}

@@ -26,13 +26,13 @@ type Pass struct {
 	chunk   int // windows per chunk
 	// stream is the residual stream, chunk by chunk (chunk windows each): in float32, or in
 	// fp16 (Options.StreamBits) except for a chunk whose range fp16 cannot hold.
-	stream  []streamChunk
-	bits    int       // 16 or 32
-	buf     []float32 // one chunk in float32, for runs that must not change the stream or decode it
-	mctx    model.Context
-	col     Collector
-	mem     MemStats
-	live    bool
+	stream []streamChunk
+	bits   int       // 16 or 32
+	buf    []float32 // one chunk in float32, for runs that must not change the stream or decode it
+	mctx   model.Context
+	col    Collector
+	mem    MemStats
+	live   bool
 }
 
 // MemStats reports the memory a Pass used.

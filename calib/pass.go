@@ -33,6 +33,9 @@ type Pass struct {
 	col    Collector
 	mem    MemStats
 	live   bool
+	// OnChunk, when set, is called as a run (Collect, Advance, CollectAdvance) starts, with
+	// 0, and after each chunk of windows, with the chunks done and their total.
+	OnChunk func(done, total int)
 }
 
 // MemStats reports the memory a Pass used.
@@ -313,6 +316,10 @@ func (p *Pass) run(ctx context.Context, l *model.Layer, hessian func(model.Linea
 	defer func() { p.mctx.Observe, p.mctx.ObserveOutput = nil, nil; p.col.ReleaseScratch() }()
 	L := p.seqLen
 	n := len(p.windows)
+	chunks := (n + p.chunk - 1) / p.chunk
+	if p.OnChunk != nil {
+		p.OnChunk(0, chunks)
+	}
 	for w0 := 0; w0 < n; w0 += p.chunk {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -335,6 +342,9 @@ func (p *Pass) run(ctx context.Context, l *model.Layer, hessian func(model.Linea
 			c.store(h, p.bits)
 		}
 		p.sample()
+		if p.OnChunk != nil {
+			p.OnChunk(w0/p.chunk+1, chunks)
+		}
 	}
 	if advance {
 		p.mem.ActivationBytes = max(p.mem.ActivationBytes, p.streamBytes())

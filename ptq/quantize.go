@@ -37,6 +37,9 @@ type QuantizeOptions struct {
 	// cancels the run, the layer at hand still being checkpointed. It is not called once the
 	// sink has failed.
 	OnLayer func(ev ProgressEvent, interrupt func())
+	// OnProgress, when set, is called with every event of RunWindows, the stages of each
+	// layer included, before OnLayer. It is not called once the sink has failed.
+	OnProgress func(ev ProgressEvent)
 }
 
 // SinkError is Quantize's error when the sink failed to checkpoint a layer.
@@ -90,7 +93,13 @@ func Quantize(ctx context.Context, hm *hf.Model, opt QuantizeOptions, sink Layer
 		}
 	}()
 	res, err := RunWindows(ctx, hm, opt.Windows, popt, func(ev ProgressEvent) {
-		if ev.Stage != "layer" || ev.Layer == nil || writeErr() != nil {
+		if writeErr() != nil {
+			return
+		}
+		if opt.OnProgress != nil {
+			opt.OnProgress(ev)
+		}
+		if ev.Stage != "layer" || ev.Layer == nil {
 			return
 		}
 		if opt.OnLayer != nil {

@@ -119,6 +119,12 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 		if err != nil {
 			return nil, err
 		}
+		stage := func(name string, done, total int) {
+			if progress != nil {
+				progress(ProgressEvent{Stage: name, Done: done, Total: total, Index: i, Layers: cfg.NumLayers, Elapsed: time.Since(start), Mem: pass.Mem()})
+			}
+		}
+		pass.OnChunk = func(done, total int) { stage(StageCollect, done, total) }
 		t0 := time.Now()
 		hess := func(k model.LinearKind) bool {
 			if !needH {
@@ -143,12 +149,13 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 			return nil, err
 		}
 		t1 := time.Now()
-		lr, err := quantizeLayer(l, st, &opt, &cfg)
+		lr, err := quantizeLayer(l, st, &opt, &cfg, func(done, total int) { stage(StageQuantize, done, total) })
 		if err != nil {
 			return nil, fmt.Errorf("ptq: layer %d: %w", i, err)
 		}
 		st = nil
 		t2 := time.Now()
+		pass.OnChunk = func(done, total int) { stage(StagePropagate, done, total) }
 		if !floatProp {
 			ql, err := lr.ModelLayer(&cfg, false)
 			if err != nil {
@@ -158,6 +165,7 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 				return nil, err
 			}
 		}
+		pass.OnChunk = nil
 		lr.CollectTime, lr.QuantizeTime, lr.PropagateTime = t1.Sub(t0), t2.Sub(t1), time.Since(t2)
 		res.Layers = append(res.Layers, lr)
 		res.Mem = pass.Mem()
@@ -239,6 +247,12 @@ func runWeightsOnly(ctx context.Context, hm *hf.Model, opt Options, progress fun
 			}
 		}
 		if lr == nil {
+			stage := func(done int) {
+				if progress != nil {
+					progress(ProgressEvent{Stage: StageQuantize, Done: done, Total: 1, Index: i, Layers: cfg.NumLayers, Elapsed: time.Since(start), Mem: mem})
+				}
+			}
+			stage(0)
 			t0 := time.Now()
 			var err error
 			if lr, err = quantizeLayerFromCheckpoint(hm, i, &opt, &cfg); err != nil {
@@ -246,6 +260,7 @@ func runWeightsOnly(ctx context.Context, hm *hf.Model, opt Options, progress fun
 			}
 			lr.QuantizeTime = time.Since(t0)
 			sample()
+			stage(1)
 		}
 		res.Layers = append(res.Layers, lr)
 		res.Mem = mem
@@ -291,7 +306,13 @@ func resumeLayer(ctx context.Context, pass *calib.Pass, lr *LayerResult, floatPr
 
 // quantizeLayer decides, folds and quantizes one float layer l (modified in place) given
 // the statistics of its inputs.
-func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.Config) (*LayerResult, error) {
+//
+// progress, when non-nil, is called with 0 of the seven linears before the first and after
+// each one.
+func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.Config, progress func(done, total int)) (*LayerResult, error) {
+	if progress == nil {
+		progress = func(int, int) {}
+	}
 	lr := &LayerResult{Layer: l.Index}
 	eq := &opt.Equalization
 	acts := map[model.LinearKind]quant.ActQuant{}
@@ -382,13 +403,15 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 	if opt.Weights.Method == MethodGPTQ {
 		prepared = map[model.LinearKind]*preparedHessian{}
 	}
-	for _, kind := range model.LayerKinds {
+	progress(0, len(model.LayerKinds))
+	for ki, kind := range model.LayerKinds {
 		d := dense(l, kind)
 		in := kind.SharedInput()[0]
 		lin := &LinearResult{Kind: kind, Name: linearName(l.Index, kind), Out: d.Out(), In: d.In(), Bias: d.B}
 		lr.Linears = append(lr.Linears, lin)
 		if opt.skipped(l.Index, kind) {
 			lin.Skipped, lin.Float, lin.Bits, lin.ActBits = true, d.W, 32, 32
+			progress(ki+1, len(model.LayerKinds))
 			continue
 		}
 		t0 := time.Now()
@@ -426,6 +449,7 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 			delete(prepared, in)
 		}
 		lin.Time = time.Since(t0)
+		progress(ki+1, len(model.LayerKinds))
 	}
 	return lr, nil
 }

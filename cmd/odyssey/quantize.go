@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -102,7 +103,7 @@ Odyssey output stores int4 weights only.`,
 	f.BoolVar(&o.strict, "strict", false, "refuse calibration data that does not look like text (byte-fallback tokens, control characters), instead of warning")
 	f.StringVar(&o.calib, "calib", "", "calibration data, a text or JSONL file, or \"self\" (overrides the recipe's calibration.data)")
 	f.StringVar(&o.export, "export", "", "output format: odyssey or compressed-tensors (default: the recipe's output.format)")
-	f.BoolVar(&o.asJSON, "json", false, "print a machine-readable summary (per-layer policy, scales, errors, timings, memory)")
+	f.BoolVar(&o.asJSON, "json", false, "print a machine-readable summary (per-layer policy, scales, errors, timings, memory) on stdout, and progress events (one JSON object a line: stage, layer, done/total, elapsed and remaining seconds; docs/quantize-events.md) on stderr")
 	f.BoolVar(&o.force, "force", false, "replace an existing output folder: an earlier odyssey artifact or an empty folder")
 	f.BoolVar(&o.resume, "resume", false, "continue an interrupted run from the layers checkpointed in OUT.partial")
 	f.BoolVar(&o.noSync, "no-sync", false, "do not fsync the weight files before publishing OUT (faster on slow disks; a power loss may damage OUT)")
@@ -183,6 +184,13 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 	}, quantizejob.Callbacks{
 		StartProgress: func(title, unit string, total int64) quantizejob.Progress {
 			return newProgress(g.errOut, o.asJSON, total, title, unit)
+		},
+		Event: func(ev quantizejob.Event) {
+			if o.asJSON {
+				// One JSON object per line on stderr; stdout keeps the single summary.
+				b, _ := json.Marshal(ev)
+				fmt.Fprintf(g.errOut, "%s\n", b)
+			}
 		},
 		Note:    func(msg string) { fmt.Fprintf(g.errOut, "odyssey: %s\n", msg) },
 		Cleanup: func(msg string) { g.trail("%s", msg) },

@@ -279,13 +279,13 @@ func Run(ctx context.Context, o *Options, cb Callbacks) (_ *Result, err error) {
 		Tool:       o.Tool,
 		Recipe:     artifact.RecipeInfo{Source: o.Recipe.Source, Hash: o.Recipe.Hash(), YAML: string(yml)},
 		SourcePath: o.SourcePath, Scheme: o.Scheme, Notes: o.Notes,
-		NoSync:   o.NoSync,
+		NoSync: o.NoSync,
 		Progress: func(done, total int64) {
 			bar.SetTotal(total)
 			bar.Set(done, "")
 			tr.simple("write", done, total, "bytes")
 		},
-		Context:  ctx,
+		Context: ctx,
 	})
 	bar.Done()
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/odyssey-llm/odyssey/formats/hf"
+	"github.com/odyssey-llm/odyssey/quant"
 )
 
 // LayerSink checkpoints finished layers, and gives back the ones an interrupted run
@@ -125,6 +126,10 @@ func ReleaseLayer(lr *LayerResult) {
 		in.ProducerScale, in.ConsumerScale = nil, nil
 	}
 	for _, l := range lr.Linears {
+		if l.Weight != nil {
+			// Written: the next layer's quantizer can reuse the codes' memory.
+			quant.ReleaseCodes(l.Weight.Q)
+		}
 		l.Float, l.Bias, l.Weight, l.IntScale, l.Weight8 = nil, nil, nil, nil, nil
 	}
 	// Collect now rather than at the next cycle, so the next layer reuses this one's

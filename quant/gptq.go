@@ -309,7 +309,7 @@ func GPTQWithHessian(w []float32, out, in int, hh *GPTQHessian, opt GPTQOptions)
 		static: opt.StaticGroups || (hh.perm != nil && gs < in),
 		qw: &QuantizedWeight{
 			Out: out, In: in, GroupSize: gs,
-			Q:      make([]int8, out*in),
+			Q:      NewCodes(out * in),
 			Scales: make([]float32, out*(in/gs)),
 		},
 		W:    make([]float32, out*in),

@@ -668,3 +668,22 @@ func TestQuantizeJSONEvents(t *testing.T) {
 		t.Errorf("%d layer events, want 4", layerDone)
 	}
 }
+
+// --device: cpu and auto calibrate on the CPU; cuda is refused at once as unsupported (exit
+// 3, before the output folder is made), an unknown device as a usage error (exit 2).
+func TestQuantizeDevice(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--device", "cuda")
+	if code != exitBadInput || !strings.Contains(errOut, "--device cuda") || !strings.Contains(errOut, "not built") {
+		t.Errorf("--device cuda: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("--device cuda left %s behind (%v)", out, err)
+	}
+	if code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--device", "tpu"); code != exitUsage || !strings.Contains(errOut, "tpu") {
+		t.Errorf("--device tpu: exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", "w4a8-rtn", "--device", "cpu"); code != 0 {
+		t.Errorf("--device cpu: exit %d: %s", code, errOut)
+	}
+}

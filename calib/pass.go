@@ -250,6 +250,15 @@ func (p *Pass) Layer(i int) (*model.Layer, error) {
 	return l, nil
 }
 
+// ReleaseScratch drops the memory a run keeps for the next (the layer's activation buffers,
+// about 750 MB for a LLaMA-7B layer on 4096 rows, and one chunk of the stream in float32):
+// between collecting a layer's statistics and propagating, the quantizer needs it more
+// (GPTQ's factor of an 11008-wide Hessian is 485 MB). The next run allocates it again.
+func (p *Pass) ReleaseScratch() {
+	p.mctx.Release()
+	p.buf = nil
+}
+
 // LayerBytes returns the float32 size of l's dense weights and norms; quantized linears
 // count as their float32 equivalent.
 func LayerBytes(l *model.Layer) int64 {

@@ -119,6 +119,9 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 		if err != nil {
 			return nil, err
 		}
+		// The layer is in float32 now: its pages of the mapped checkpoint (404 MB for a
+		// LLaMA-7B layer in fp16) need not stay resident while it is calibrated.
+		hm.Tensors.ReleasePages()
 		stage := func(name string, done, total int) {
 			if progress != nil {
 				progress(ProgressEvent{Stage: name, Done: done, Total: total, Index: i, Layers: cfg.NumLayers, Elapsed: time.Since(start), Mem: pass.Mem()})
@@ -148,6 +151,7 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 		if err != nil {
 			return nil, err
 		}
+		pass.ReleaseScratch() // the quantizer's turn; the next run allocates it again
 		t1 := time.Now()
 		lr, err := quantizeLayer(l, st, &opt, &cfg, func(done, total int) { stage(StageQuantize, done, total) })
 		if err != nil {

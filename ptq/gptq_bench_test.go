@@ -89,16 +89,19 @@ func BenchmarkGPTQLayerInPipeline(b *testing.B) {
 		}
 		return c
 	}
-	var pipe, ref time.Duration
+	// CPU time as well as wall time: on a machine shared with other jobs, the wall time of
+	// two sections a minute apart can differ by 2× for the load alone.
+	var pipe, ref, pipeCPU, refCPU time.Duration
 	for b.Loop() {
 		b.StopTimer()
 		l, s := copyLayer(), copyStats()
 		b.StartTimer()
-		t0 := time.Now()
+		t0, c0 := time.Now(), cpuTime()
 		if _, err := quantizeLayer(l, s, &opt, &cfg, nil); err != nil {
 			b.Fatal(err)
 		}
 		pipe += time.Since(t0)
+		pipeCPU += cpuTime() - c0
 
 		b.StopTimer()
 		s = copyStats()
@@ -108,7 +111,7 @@ func BenchmarkGPTQLayerInPipeline(b *testing.B) {
 		}
 		s = nil
 		b.StartTimer()
-		t0 = time.Now()
+		t0, c0 = time.Now(), cpuTime()
 		gopt := quant.GPTQOptions{GroupSize: opt.Weights.GroupSize}
 		for _, in := range calib.InputKinds() {
 			hh, err := quant.PrepareHessian(hs[in], st.Inputs[in].In, gopt)
@@ -123,17 +126,13 @@ func BenchmarkGPTQLayerInPipeline(b *testing.B) {
 			}
 		}
 		ref += time.Since(t0)
+		refCPU += cpuTime() - c0
 	}
 	n := float64(b.N)
 	b.ReportMetric(pipe.Seconds()/n, "pipeline-s")
 	b.ReportMetric(ref.Seconds()/n, "gptq-s")
 	b.ReportMetric(pipe.Seconds()/ref.Seconds(), "ratio")
-}
-
-// setOutputObserver sums the linears' outputs as a calibration pass does (GPTQ's output error
-// divides by them).
-func setOutputObserver(mctx *model.Context, col *calib.Collector) {
-	mctx.ObserveOutput = func(layer int, kind model.LinearKind, y []float32, rows, out int) {
-		col.ObserveOutput(layer, kind, y, rows, out, nil)
-	}
+	b.ReportMetric(pipeCPU.Seconds()/n, "pipeline-cpu-s")
+	b.ReportMetric(refCPU.Seconds()/n, "gptq-cpu-s")
+	b.ReportMetric(pipeCPU.Seconds()/refCPU.Seconds(), "cpu-ratio")
 }

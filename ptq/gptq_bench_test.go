@@ -136,3 +136,11 @@ func BenchmarkGPTQLayerInPipeline(b *testing.B) {
 	b.ReportMetric(refCPU.Seconds()/n, "gptq-cpu-s")
 	b.ReportMetric(pipeCPU.Seconds()/refCPU.Seconds(), "cpu-ratio")
 }
+
+// setOutputObserver sums the linears' outputs as a calibration pass does (GPTQ's output error
+// divides by them).
+func setOutputObserver(mctx *model.Context, col *calib.Collector) {
+	mctx.ObserveOutput = func(layer int, kind model.LinearKind, y []float32, rows, out int) {
+		col.ObserveOutput(layer, kind, y, rows, out, nil)
+	}
+}

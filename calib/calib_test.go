@@ -106,6 +106,26 @@ func TestStatsDirect(t *testing.T) {
 	checkStats(t, s, x, rows, in, 1e-5)
 }
 
+// TestStatsWideHessian checks XᵀX of an input wider than the blocks Add computes it in
+// (xtxBlockRows), with a ragged last block, against the naive sums; and that TakeHessian
+// gives Hessian's numbers and leaves no Hessian behind.
+func TestStatsWideHessian(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	const rows, in = 5, 2*xtxBlockRows + 37
+	x := randMatrix(r, rows, in)
+	s := NewStats(in, true)
+	s.Add(x[:2*in], 2)
+	s.Add(x[2*in:], rows-2)
+	checkStats(t, s, x, rows, in, 1e-5)
+	want := s.Hessian()
+	if got := s.TakeHessian(); !slices.Equal(got, want) {
+		t.Error("TakeHessian differs from Hessian")
+	}
+	if s.HasHessian() || s.Hessian() != nil || s.TakeHessian() != nil {
+		t.Error("the Hessian is still there after TakeHessian")
+	}
+}
+
 func checkStats(t *testing.T, s *Stats, x []float32, rows, in int, tol float64) {
 	t.Helper()
 	if s.Rows != int64(rows) {

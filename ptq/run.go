@@ -152,6 +152,11 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 			return nil, err
 		}
 		pass.ReleaseScratch() // the quantizer's turn; the next run allocates it again
+		// Collect now, so that the quantizer's allocations reuse that memory rather than
+		// grow the heap past it: the heap is a few large pointer-free slices, so a
+		// collection costs milliseconds, and garbage not yet collected was half a GiB of a
+		// 7B layer's peak RSS.
+		runtime.GC()
 		t1 := time.Now()
 		lr, err := quantizeLayer(l, st, &opt, &cfg, func(done, total int) { stage(StageQuantize, done, total) })
 		if err != nil {
@@ -430,6 +435,9 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 					return nil, fmt.Errorf("%s: %w", lin.Name, err)
 				}
 				prepared[in] = ph
+				// The float64 Hessian (970 MB for down_proj's input) is garbage now; free
+				// it before GPTQ allocates its working copies (see the GC after collection).
+				runtime.GC()
 			}
 		}
 		var h []float32

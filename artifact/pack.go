@@ -29,7 +29,7 @@ func packInt4With(q []int8, n, k int, vec bool) ([]byte, error) {
 		return nil, fmt.Errorf("artifact: pack: %d codes for a %d×%d weight", len(q), n, k)
 	}
 	np, kp := quant.PackedDims(n, k)
-	out := make([]byte, np*kp/2)
+	out := newPacked(np * kp / 2)
 	qb := unsafe.Slice((*byte)(unsafe.Pointer(&q[0])), len(q))
 	kbs := kp / 128
 	full := k / 128 // full 128-column blocks

@@ -203,6 +203,11 @@ func (w *Writer) WriteLayer(lr *qresult.LayerResult) error {
 	if err := safetensors.WriteFileNoSync(w.layerPath(lr.Layer), main, meta); err != nil {
 		return fmt.Errorf("artifact: layer %d: %w", lr.Layer, err)
 	}
+	for _, t := range main {
+		if strings.HasSuffix(t.Name, SuffixQWeight) {
+			releasePacked(t.Data) // written; packInt4 made it for this layer alone
+		}
+	}
 	if w.Writeback > 0 {
 		// Layers are alike: this one's size times the layer count predicts whether they
 		// will be the artifact's shards (canAssembleInPlace).

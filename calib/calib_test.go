@@ -15,6 +15,7 @@ import (
 
 	"github.com/odyssey-llm/odyssey/corpus"
 	"github.com/odyssey-llm/odyssey/formats/hf"
+	"github.com/odyssey-llm/odyssey/formats/safetensors"
 	"github.com/odyssey-llm/odyssey/formats/tokenizer"
 	"github.com/odyssey-llm/odyssey/internal/sharedtest"
 	"github.com/odyssey-llm/odyssey/model"
@@ -103,6 +104,26 @@ func TestStatsDirect(t *testing.T) {
 		s.Add(x[part[0]*in:part[1]*in], part[1]-part[0])
 	}
 	checkStats(t, s, x, rows, in, 1e-5)
+}
+
+// TestStatsWideHessian checks XᵀX of an input wider than the blocks Add computes it in
+// (xtxBlockRows), with a ragged last block, against the naive sums; and that TakeHessian
+// gives Hessian's numbers and leaves no Hessian behind.
+func TestStatsWideHessian(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	const rows, in = 5, 2*xtxBlockRows + 37
+	x := randMatrix(r, rows, in)
+	s := NewStats(in, true)
+	s.Add(x[:2*in], 2)
+	s.Add(x[2*in:], rows-2)
+	checkStats(t, s, x, rows, in, 1e-5)
+	want := s.Hessian()
+	if got := s.TakeHessian(); !slices.Equal(got, want) {
+		t.Error("TakeHessian differs from Hessian")
+	}
+	if s.HasHessian() || s.Hessian() != nil || s.TakeHessian() != nil {
+		t.Error("the Hessian is still there after TakeHessian")
+	}
 }
 
 func checkStats(t *testing.T, s *Stats, x []float32, rows, in int, tol float64) {
@@ -454,6 +475,96 @@ func TestStatsGOMAXPROCSIndependent(t *testing.T) {
 		}
 		if math.Float64bits(got.TokenAbsMaxMean) != math.Float64bits(want.TokenAbsMaxMean) || got.TokenAbsMaxMin != want.TokenAbsMaxMin || got.TensorAbsMax != want.TensorAbsMax {
 			t.Errorf("GOMAXPROCS=%d: token stats %v %v %v, at 1: %v %v %v", procs, got.TokenAbsMaxMean, got.TokenAbsMaxMin, got.TensorAbsMax, want.TokenAbsMaxMean, want.TokenAbsMaxMin, want.TensorAbsMax)
+		}
+	}
+}
+
+// TestPass16BitStream checks the fp16 residual stream: after a layer, the stored stream is
+// the float32 pass's output rounded to fp16 (safetensors' scalar conversion as the
+// reference), it takes half the memory, and the statistics of the next layer stay close to
+// the float32 pass's. Three chunks of two windows.
+func TestPass16BitStream(t *testing.T) {
+	hm, tok := loadTiny(t)
+	windows := sampleWindows(t, tok, 6, 96)
+	all := func(model.LinearKind) bool { return true }
+	pass := func(bits int) *Pass {
+		p, err := NewPass(hm, windows, Options{ChunkRows: 2 * 96, StreamBits: bits})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.StreamBits() != bits {
+			t.Fatalf("StreamBits %d, want %d", p.StreamBits(), bits)
+		}
+		return p
+	}
+	p32, p16 := pass(32), pass(16)
+	if a, b := p32.Mem().ActivationBytes, p16.Mem().ActivationBytes; a != int64(6*96*256*4) || b != a/2 {
+		t.Errorf("activation bytes %d (float32) and %d (fp16)", a, b)
+	}
+	for i := 0; i < 2; i++ {
+		l32, err := p32.Layer(i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l16, _ := p16.Layer(i)
+		s32, err := p32.CollectAdvance(context.Background(), l32, all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s16, err := p16.CollectAdvance(context.Background(), l16, all)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range InputKinds() {
+			a, b := s32.For(k), s16.For(k)
+			if i == 0 && (!slices.Equal(a.AbsMax, b.AbsMax) || !slices.Equal(a.SumSq, b.SumSq)) {
+				// The embedding is fp16 in the checkpoint: storing it in fp16 is exact.
+				t.Fatalf("layer 0 %v: statistics differ with an fp16 stream", k)
+			}
+			if d := math.Abs(float64(a.TensorAbsMax-b.TensorAbsMax)) / float64(a.TensorAbsMax); d > 2e-3 {
+				t.Errorf("layer %d %v: max|x| %v with fp16 stream, %v with float32 (%.2g relative)", i, k, b.TensorAbsMax, a.TensorAbsMax, d)
+			}
+		}
+		if i == 0 {
+			h32, h16 := p32.Hidden(), p16.Hidden()
+			for j, v := range h32 {
+				if want := safetensors.HalfToFloat32(safetensors.Float32ToHalf(v)); h16[j] != want {
+					t.Fatalf("stream[%d] = %v, want %v (the float32 pass's %v in fp16)", j, h16[j], want, v)
+				}
+			}
+		}
+	}
+	if p, err := NewPass(hm, windows, Options{}); err != nil || p.StreamBits() != 32 {
+		t.Errorf("a %d-byte stream is stored in %d bits by default, want 32 (err %v)", 6*96*256*4, p.StreamBits(), err)
+	}
+	if _, err := NewPass(hm, windows, Options{StreamBits: 8}); err == nil {
+		t.Error("StreamBits 8 accepted")
+	}
+}
+
+// TestStreamChunkRange checks that a chunk holding a value beyond fp16's range stays in
+// float32, exactly, and one within it goes to fp16.
+func TestStreamChunkRange(t *testing.T) {
+	for _, c := range []struct {
+		big  float32
+		fp16 bool
+	}{{65000, true}, {-65503, true}, {65504, false}, {70000, false}, {-1e6, false}} {
+		h := []float32{0.1, -3.25, c.big, 1e-3}
+		var sc streamChunk
+		sc.store(h, 16)
+		if (sc.f16 != nil) != c.fp16 {
+			t.Errorf("max |x| %v: stored in fp16 %v, want %v", c.big, sc.f16 != nil, c.fp16)
+		}
+		got := make([]float32, len(h))
+		sc.load(got)
+		for j, v := range h {
+			want := v
+			if c.fp16 {
+				want = safetensors.HalfToFloat32(safetensors.Float32ToHalf(v))
+			}
+			if got[j] != want {
+				t.Errorf("max |x| %v: value %d loads as %v, want %v", c.big, j, got[j], want)
+			}
 		}
 	}
 }

@@ -19,7 +19,8 @@
 //
 // # Layer by layer
 //
-// A Pass holds the residual stream of all windows (N·L·hidden floats) and loads one decoder
+// A Pass holds the residual stream of all windows (N·L·hidden values: float32, or fp16 when
+// that would pass AutoStream16Bytes, Options.StreamBits; each chunk runs in float32) and loads one decoder
 // layer at a time from the checkpoint (model.LoadLayer), so that memory is one layer's float32
 // weights plus the activations plus the statistics of that layer, never the whole model.
 // Layers are run in chunks of windows (Options.ChunkRows rows at a time) so that the layer's

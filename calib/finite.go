@@ -28,6 +28,16 @@ func finite32(x []float32) bool {
 	return true
 }
 
+// maxAbs32 returns max |x| of finite values, compared on the float bits (for non-negative
+// floats they order like the values).
+func maxAbs32(x []float32) float32 {
+	var m uint32
+	for _, v := range x {
+		m = max(m, math.Float32bits(v)&0x7fffffff)
+	}
+	return math.Float32frombits(m)
+}
+
 // CheckStats returns a *NonFiniteError when any statistic of s (an input of layer, named
 // what) is not finite.
 func CheckStats(s *Stats, layer int, what string) error {

@@ -71,6 +71,11 @@ type Options struct {
 	// activations, the run's scratch, the caller's own data) rather than that plus garbage
 	// not yet collected. It costs a collection per chunk; use it to measure.
 	LiveHeap bool
+	// StreamBits is how the residual stream is stored between layers: 32 (float32), 16
+	// (fp16, a chunk beyond fp16's range kept in float32), or 0, which means 16 when the
+	// float32 stream would exceed AutoStream16Bytes (7B-sized calibration) and 32 otherwise.
+	// Each layer still runs, and its statistics are gathered, in float32.
+	StreamBits int
 }
 
 // Resolved returns o with every default filled in, or an error naming the first invalid
@@ -118,6 +123,8 @@ func (o Options) Resolved() (Options, error) {
 		return o, fmt.Errorf("calib: Temperature %v must be positive", o.Temperature)
 	case o.TopK < 0:
 		return o, fmt.Errorf("calib: TopK %d must not be negative", o.TopK)
+	case o.StreamBits != 0 && o.StreamBits != 16 && o.StreamBits != 32:
+		return o, fmt.Errorf("calib: StreamBits %d is not 0, 16 or 32", o.StreamBits)
 	case o.ChunkRows < 0:
 		return o, fmt.Errorf("calib: ChunkRows %d must not be negative", o.ChunkRows)
 	case !self && o.Format != "text" && o.Format != "jsonl":

@@ -17,6 +17,11 @@ type Context struct {
 	// the linears an input feeds. x is [rows×in], row-major, rows = windows·seqLen in window
 	// order; it is scratch memory, valid only during the call, and must not be modified.
 	Observe func(layer int, kind LinearKind, x []float32, rows, in int)
+	// ObserveOutput, when non-nil, is called by Layer.Forward with the output y [rows×out] of
+	// each decoder-layer linear (bias included) right after it runs, before anything else
+	// (RoPE, SwiGLU, the residual add) touches it. Same validity rules as Observe. GPTQ's
+	// relative output error needs ‖X·Wᵀ‖², which the forward pass computes anyway.
+	ObserveOutput func(layer int, kind LinearKind, y []float32, rows, out int)
 
 	bufs  [numBufs][]float32
 	work  [][]float32
@@ -40,6 +45,20 @@ func (c *Context) observe(layer int, kind LinearKind, x []float32, rows, in int)
 	if c.Observe != nil {
 		c.Observe(layer, kind, x[:rows*in], rows, in)
 	}
+}
+
+func (c *Context) observeOutput(layer int, kind LinearKind, y []float32, rows, out int) {
+	if c.ObserveOutput != nil {
+		c.ObserveOutput(layer, kind, y[:rows*out], rows, out)
+	}
+}
+
+// Release drops the scratch buffers (the rope table stays): between forward passes that are
+// far apart, the memory they hold (for a LLaMA-7B layer on 4096 rows, about 750 MB) is
+// better used by other work. The next pass allocates them again.
+func (c *Context) Release() {
+	c.bufs = [numBufs][]float32{}
+	c.work = nil
 }
 
 // buf returns scratch buffer i resized to n elements; its contents are undefined.

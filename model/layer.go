@@ -94,6 +94,9 @@ func (l *Layer) Forward(h []float32, batch, seqLen int, ctx *Context) {
 	l.Q.Forward(q, xn, rows)
 	l.K.Forward(k, xn, rows)
 	l.V.Forward(v, xn, rows)
+	ctx.observeOutput(l.Index, Q, q, rows, qdim)
+	ctx.observeOutput(l.Index, K, k, rows, kvdim)
+	ctx.observeOutput(l.Index, V, v, rows, kvdim)
 	rt := ctx.rope(cfg, seqLen)
 	applyRope(q, rows, seqLen, nh, hd, rt)
 	applyRope(k, rows, seqLen, nkv, hd, rt)
@@ -102,6 +105,7 @@ func (l *Layer) Forward(h []float32, batch, seqLen int, ctx *Context) {
 	ctx.observe(l.Index, O, att, rows, qdim)
 	out := ctx.buf(bufOut, rows*hid)
 	l.O.Forward(out, att, rows)
+	ctx.observeOutput(l.Index, O, out, rows, hid)
 	addInPlace(h, out)
 
 	// MLP.
@@ -111,9 +115,12 @@ func (l *Layer) Forward(h []float32, batch, seqLen int, ctx *Context) {
 	u := ctx.buf(bufUp, rows*inter)
 	l.Gate.Forward(g, xn, rows)
 	l.Up.Forward(u, xn, rows)
+	ctx.observeOutput(l.Index, Gate, g, rows, inter)
+	ctx.observeOutput(l.Index, Up, u, rows, inter)
 	swiglu(g, u)
 	ctx.observe(l.Index, Down, g, rows, inter)
 	l.Down.Forward(out, g, rows)
+	ctx.observeOutput(l.Index, Down, out, rows, hid)
 	addInPlace(h, out)
 }
 

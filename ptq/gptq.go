@@ -18,9 +18,10 @@ type GPTQReport = qresult.GPTQReport
 type preparedHessian = quant.GPTQHessian
 
 // prepareHessian damps and factorizes the Hessian of s (after any equalization: s.Scale
-// transforms XᵀX with the input).
+// transforms XᵀX with the input). It takes the Hessian out of s (Stats.TakeHessian, no
+// copy), which has none afterwards: GPTQ's output error needs no H of its own.
 func prepareHessian(s *calib.Stats, opt GPTQOptions) (*preparedHessian, error) {
-	return quant.PrepareHessian(s.Hessian(), s.In, opt)
+	return quant.PrepareHessian(s.TakeHessian(), s.In, opt)
 }
 
 // runGPTQ quantizes w [out×in] in groups of g with GPTQ against ph.

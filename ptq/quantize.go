@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/odyssey-llm/odyssey/formats/hf"
+	"github.com/odyssey-llm/odyssey/quant"
 )
 
 // LayerSink checkpoints finished layers, and gives back the ones an interrupted run
@@ -37,6 +38,9 @@ type QuantizeOptions struct {
 	// cancels the run, the layer at hand still being checkpointed. It is not called once the
 	// sink has failed.
 	OnLayer func(ev ProgressEvent, interrupt func())
+	// OnProgress, when set, is called with every event of RunWindows, the stages of each
+	// layer included, before OnLayer. It is not called once the sink has failed.
+	OnProgress func(ev ProgressEvent)
 }
 
 // SinkError is Quantize's error when the sink failed to checkpoint a layer.
@@ -90,7 +94,13 @@ func Quantize(ctx context.Context, hm *hf.Model, opt QuantizeOptions, sink Layer
 		}
 	}()
 	res, err := RunWindows(ctx, hm, opt.Windows, popt, func(ev ProgressEvent) {
-		if ev.Stage != "layer" || ev.Layer == nil || writeErr() != nil {
+		if writeErr() != nil {
+			return
+		}
+		if opt.OnProgress != nil {
+			opt.OnProgress(ev)
+		}
+		if ev.Stage != "layer" || ev.Layer == nil {
 			return
 		}
 		if opt.OnLayer != nil {
@@ -116,6 +126,10 @@ func ReleaseLayer(lr *LayerResult) {
 		in.ProducerScale, in.ConsumerScale = nil, nil
 	}
 	for _, l := range lr.Linears {
+		if l.Weight != nil {
+			// Written: the next layer's quantizer can reuse the codes' memory.
+			quant.ReleaseCodes(l.Weight.Q)
+		}
 		l.Float, l.Bias, l.Weight, l.IntScale, l.Weight8 = nil, nil, nil, nil, nil
 	}
 	// Collect now rather than at the next cycle, so the next layer reuses this one's

@@ -39,13 +39,27 @@ type (
 	LinearResult = qresult.LinearResult
 )
 
+// Progress stages of a layer: its statistics pass, its quantization, and the pass that
+// carries the calibration stream on to the next layer (with float propagation, collect
+// does both and there is no propagate stage).
+const (
+	StageCollect   = "collect"
+	StageQuantize  = "quantize"
+	StagePropagate = "propagate"
+)
+
 // ProgressEvent reports the progress of Run.
 type ProgressEvent struct {
-	// Stage is "windows" (sampling or reading the calibration set) or "layer" (a layer is
-	// done).
+	// Stage is "windows" (sampling or reading the calibration set), "layer" (a layer is
+	// done), or one of a layer's stages, StageCollect, StageQuantize or StagePropagate, as
+	// it advances.
 	Stage string
-	// Done and Total count tokens for "windows" and layers for "layer".
+	// Done and Total count tokens for "windows" and layers for "layer"; for a layer's
+	// stage, chunks of calibration windows (collect, propagate) or linears (quantize).
+	// Every stage of a layer reports 0 of Total when it starts and Total when it ends.
 	Done, Total int
+	// Index is the layer a stage event is about (0-based); Layers is the model's count.
+	Index, Layers int
 	// Layer is the finished layer's result for "layer".
 	Layer   *LayerResult
 	Elapsed time.Duration

@@ -119,6 +119,15 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 		if err != nil {
 			return nil, err
 		}
+		// The layer is in float32 now: its pages of the mapped checkpoint (404 MB for a
+		// LLaMA-7B layer in fp16) need not stay resident while it is calibrated.
+		hm.Tensors.ReleasePages()
+		stage := func(name string, done, total int) {
+			if progress != nil {
+				progress(ProgressEvent{Stage: name, Done: done, Total: total, Index: i, Layers: cfg.NumLayers, Elapsed: time.Since(start), Mem: pass.Mem()})
+			}
+		}
+		pass.OnChunk = func(done, total int) { stage(StageCollect, done, total) }
 		t0 := time.Now()
 		hess := func(k model.LinearKind) bool {
 			if !needH {
@@ -142,13 +151,20 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 		if err != nil {
 			return nil, err
 		}
+		pass.ReleaseScratch() // the quantizer's turn; the next run allocates it again
+		// Collect now, so that the quantizer's allocations reuse that memory rather than
+		// grow the heap past it: the heap is a few large pointer-free slices, so a
+		// collection costs milliseconds, and garbage not yet collected was half a GiB of a
+		// 7B layer's peak RSS.
+		runtime.GC()
 		t1 := time.Now()
-		lr, err := quantizeLayer(l, st, &opt, &cfg)
+		lr, err := quantizeLayer(l, st, &opt, &cfg, func(done, total int) { stage(StageQuantize, done, total) })
 		if err != nil {
 			return nil, fmt.Errorf("ptq: layer %d: %w", i, err)
 		}
 		st = nil
 		t2 := time.Now()
+		pass.OnChunk = func(done, total int) { stage(StagePropagate, done, total) }
 		if !floatProp {
 			ql, err := lr.ModelLayer(&cfg, false)
 			if err != nil {
@@ -158,6 +174,7 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 				return nil, err
 			}
 		}
+		pass.OnChunk = nil
 		lr.CollectTime, lr.QuantizeTime, lr.PropagateTime = t1.Sub(t0), t2.Sub(t1), time.Since(t2)
 		res.Layers = append(res.Layers, lr)
 		res.Mem = pass.Mem()
@@ -239,6 +256,12 @@ func runWeightsOnly(ctx context.Context, hm *hf.Model, opt Options, progress fun
 			}
 		}
 		if lr == nil {
+			stage := func(done int) {
+				if progress != nil {
+					progress(ProgressEvent{Stage: StageQuantize, Done: done, Total: 1, Index: i, Layers: cfg.NumLayers, Elapsed: time.Since(start), Mem: mem})
+				}
+			}
+			stage(0)
 			t0 := time.Now()
 			var err error
 			if lr, err = quantizeLayerFromCheckpoint(hm, i, &opt, &cfg); err != nil {
@@ -246,6 +269,7 @@ func runWeightsOnly(ctx context.Context, hm *hf.Model, opt Options, progress fun
 			}
 			lr.QuantizeTime = time.Since(t0)
 			sample()
+			stage(1)
 		}
 		res.Layers = append(res.Layers, lr)
 		res.Mem = mem
@@ -290,8 +314,15 @@ func resumeLayer(ctx context.Context, pass *calib.Pass, lr *LayerResult, floatPr
 }
 
 // quantizeLayer decides, folds and quantizes one float layer l (modified in place) given
-// the statistics of its inputs.
-func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.Config) (*LayerResult, error) {
+// the statistics of its inputs. It consumes l: the float weights of the linears it quantizes
+// are dropped (set to nil) as it goes, and the Hessians of st are taken.
+//
+// progress, when non-nil, is called with 0 of the seven linears before the first and after
+// each one.
+func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.Config, progress func(done, total int)) (*LayerResult, error) {
+	if progress == nil {
+		progress = func(int, int) {}
+	}
 	lr := &LayerResult{Layer: l.Index}
 	eq := &opt.Equalization
 	acts := map[model.LinearKind]quant.ActQuant{}
@@ -382,13 +413,15 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 	if opt.Weights.Method == MethodGPTQ {
 		prepared = map[model.LinearKind]*preparedHessian{}
 	}
-	for _, kind := range model.LayerKinds {
+	progress(0, len(model.LayerKinds))
+	for ki, kind := range model.LayerKinds {
 		d := dense(l, kind)
 		in := kind.SharedInput()[0]
 		lin := &LinearResult{Kind: kind, Name: linearName(l.Index, kind), Out: d.Out(), In: d.In(), Bias: d.B}
 		lr.Linears = append(lr.Linears, lin)
 		if opt.skipped(l.Index, kind) {
 			lin.Skipped, lin.Float, lin.Bits, lin.ActBits = true, d.W, 32, 32
+			progress(ki+1, len(model.LayerKinds))
 			continue
 		}
 		t0 := time.Now()
@@ -402,6 +435,9 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 					return nil, fmt.Errorf("%s: %w", lin.Name, err)
 				}
 				prepared[in] = ph
+				// The float64 Hessian (970 MB for down_proj's input) is garbage now; free
+				// it before GPTQ allocates its working copies (see the GC after collection).
+				runtime.GC()
 			}
 		}
 		var h []float32
@@ -412,16 +448,37 @@ func quantizeLayer(l *model.Layer, st *calib.LayerStats, opt *Options, cfg *hf.C
 				hess32[in] = h
 			}
 		}
-		if err := quantizeWeight(lin, d.W, hessians[in], ph, h, opt); err != nil {
+		var outSq *calib.OutputStats
+		if ph != nil {
+			if outSq = st.Outputs[kind]; outSq == nil {
+				return nil, fmt.Errorf("%s: the calibration pass recorded no output statistics", lin.Name)
+			}
+		}
+		if err := quantizeWeight(lin, d.W, hessians[in], ph, h, outSq, opt); err != nil {
 			return nil, fmt.Errorf("%s: %w", lin.Name, err)
 		}
+		// Quantized: its float weights (180 MB for a LLaMA-7B MLP projection) are read no
+		// more, and letting them go before the next linear keeps the peak at one layer's
+		// float weights rather than one layer's plus the widest Hessian's factors.
+		d.W = nil
+		if sh := kind.SharedInput(); kind == sh[len(sh)-1] {
+			// The input's last reader is done: its factor (In² float32s) can go.
+			delete(prepared, in)
+		}
 		lin.Time = time.Since(t0)
+		progress(ki+1, len(model.LayerKinds))
 	}
 	return lr, nil
 }
 
 // quantizeWeight fills lin's quantized weight from the float weight w.
-func quantizeWeight(lin *LinearResult, w []float32, st *calib.Stats, ph *preparedHessian, h []float32, opt *Options) error {
+//
+// With GPTQ (ph non-nil) the output error is GPTQ's tr(ΔHΔᵀ) (quant.GPTQStats.DeltaHDelta)
+// over tr(WHWᵀ) = 2/n·Σ‖x·Wᵀ‖², which outSq summed from the float forward pass: the two
+// out×in×in products of outputErr would cost more than GPTQ itself (for LLaMA-2-7B, 4.6
+// TFLOP per layer against GPTQ's 2.1). Equalization leaves x·Wᵀ unchanged, so the float
+// layer's outputs are the folded layer's too. Otherwise, with h, outputErr computes it.
+func quantizeWeight(lin *LinearResult, w []float32, st *calib.Stats, ph *preparedHessian, h []float32, outSq *calib.OutputStats, opt *Options) error {
 	out, in := lin.Out, lin.In
 	wo := &opt.Weights
 	if wo.Bits == 8 {
@@ -455,6 +512,9 @@ func quantizeWeight(lin *LinearResult, w []float32, st *calib.Stats, ph *prepare
 		return nil
 	case ph != nil:
 		qw, lin.GPTQ, err = runGPTQ(w, out, in, g, ph, wo.GPTQ)
+		if err == nil && outSq.SumSq > 0 {
+			lin.OutputError = lin.GPTQ.DeltaHDelta / (2 / float64(outSq.Rows) * outSq.SumSq)
+		}
 	case wo.ActAwareClip:
 		e := make([]float64, in)
 		for j, v := range st.SumSq {

@@ -74,7 +74,7 @@ func quantizeLayerFromCheckpoint(hm *hf.Model, i int, opt *Options, cfg *hf.Conf
 				continue
 			}
 			lin.ActBits, lin.Act = opt.Activations.Bits, acts[in0]
-			if err := quantizeWeight(lin, w, nil, nil, nil, opt); err != nil {
+			if err := quantizeWeight(lin, w, nil, nil, nil, nil, opt); err != nil {
 				return nil, fmt.Errorf("%s: %w", lin.Name, err)
 			}
 			continue

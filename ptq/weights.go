@@ -76,7 +76,7 @@ func rtnActAware(w []float32, out, in, gs int, e []float64, grid []float32) (*qu
 		}
 	}
 	ng := in / gs
-	qw := &quant.QuantizedWeight{Out: out, In: in, GroupSize: gs, Q: make([]int8, out*in), Scales: make([]float32, out*ng)}
+	qw := &quant.QuantizedWeight{Out: out, In: in, GroupSize: gs, Q: quant.NewCodes(out * in), Scales: make([]float32, out*ng)}
 	var bad error
 	var once sync.Once
 	parallel.Ranges(out, 4, func(lo, hi int) {

@@ -138,6 +138,15 @@ type GPTQStats struct {
 	DeadColumns int
 	// StaticGroups reports whether group scales were computed up front.
 	StaticGroups bool
+	// DeltaHDelta is tr(Δ·H·Δᵀ) with Δ = W − Q (Q dequantized with the float group scales)
+	// and H the undamped Hessian: for H = 2/n·XᵀX, 2/n·‖XWᵀ − XQᵀ‖², the numerator of the
+	// layer's relative output error. It comes from the OBS identity rather than a product
+	// with H: GPTQ's updates make W − Q = Err1·Hinv, and Hinv·(H + λI)·Hinvᵀ = I, so
+	// tr(Δ(H + λI)Δᵀ) = ‖Err1‖² = 2·Loss, and tr(ΔHΔᵀ) = 2·Loss − λ·‖Δ‖² over the live
+	// columns (a dead column's H row is zero). Two out×in×in products would cost twice
+	// GPTQ itself; this costs one pass over W. It is exact up to the float32 rounding of the
+	// factor (TestGPTQDeltaHDelta checks it against the product).
+	DeltaHDelta float64
 	// Seconds is the wall time of the call. For GPTQ it includes the Hessian's preparation;
 	// for GPTQWithHessian it does not, and HessianSeconds is what the shared preparation took.
 	Seconds        float64
@@ -300,7 +309,7 @@ func GPTQWithHessian(w []float32, out, in int, hh *GPTQHessian, opt GPTQOptions)
 		static: opt.StaticGroups || (hh.perm != nil && gs < in),
 		qw: &QuantizedWeight{
 			Out: out, In: in, GroupSize: gs,
-			Q:      make([]int8, out*in),
+			Q:      NewCodes(out * in),
 			Scales: make([]float32, out*(in/gs)),
 		},
 		W:    make([]float32, out*in),
@@ -358,6 +367,7 @@ func GPTQWithHessian(w []float32, out, in int, hh *GPTQHessian, opt GPTQOptions)
 		// damping) can make the propagated weights overflow.
 		return nil, GPTQStats{}, fmt.Errorf("quant: GPTQ: the error propagation overflowed (loss %v); use more damping", st.Loss)
 	}
+	st.DeltaHDelta = max(0, 2*st.Loss-hh.DampUsed*g.liveSqErr(w, hh.dead, opt.Workers))
 	st.Seconds = time.Since(start).Seconds()
 	return g.qw, st, nil
 }
@@ -374,6 +384,32 @@ type gptqRun struct {
 	W               []float32 // working weights [out×in], processing order
 	err1            []float32 // Err1 of the current block, [out×(i2−i1)]
 	loss            []float64 // per row, unhalved
+}
+
+// liveSqErr returns Σ (w − q̂)² over the live (not dead) columns, q̂ = scale·code, summed per
+// row and then in row order, so that it does not depend on the scheduling.
+func (g *gptqRun) liveSqErr(w []float32, dead []bool, workers int) float64 {
+	rows := make([]float64, g.out)
+	_ = parallel.Blocks(g.out, 64, workers, func(r0, r1 int) error {
+		for r := r0; r < r1; r++ {
+			var s float64
+			q, sc := g.qw.Q[r*g.in:(r+1)*g.in], g.qw.Scales[r*g.ng:(r+1)*g.ng]
+			for k, v := range w[r*g.in : (r+1)*g.in] {
+				if dead != nil && dead[k] {
+					continue
+				}
+				d := float64(v) - float64(sc[k/g.gs]*float32(q[k]))
+				s += d * d
+			}
+			rows[r] = s
+		}
+		return nil
+	})
+	var t float64
+	for _, s := range rows {
+		t += s
+	}
+	return t
 }
 
 func (g *gptqRun) orig(i int) int {

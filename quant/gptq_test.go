@@ -842,3 +842,34 @@ func TestGPTQQuantizeIsQuantizeValue(t *testing.T) {
 		check(float32(r.NormFloat64()*10)*s, s)
 	}
 }
+
+// TestGPTQDeltaHDelta checks GPTQStats.DeltaHDelta, which GPTQ derives from its own error
+// terms (the OBS identity), against the output error computed from the calibration inputs
+// themselves: 2/n·‖X·(W − Q)ᵀ‖². With dead columns, the weights there are nonzero but their
+// inputs are zero, so they must not count.
+func TestGPTQDeltaHDelta(t *testing.T) {
+	const n, out, in = 512, 24, 256
+	x, _, w := gptqProblem(n, out, in, 11)
+	for s := 0; s < n; s++ {
+		x[s*in+3], x[s*in+200] = 0, 0
+	}
+	h := gptqTestHessian(x, n, in)
+	for _, opt := range []GPTQOptions{
+		{GroupSize: 64},
+		{GroupSize: 64, ActOrder: true},
+		{GroupSize: 128, ClipSearch: true},
+		{PercDamp: 0.1},
+	} {
+		qw, st, err := GPTQ(w, out, in, h, opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.DeadColumns != 2 {
+			t.Fatalf("%+v: %d dead columns, want 2", opt, st.DeadColumns)
+		}
+		want := 2 / float64(n) * gptqOutputErr(x, n, in, w, qw.Dequantize(), out)
+		if math.Abs(st.DeltaHDelta-want) > 1e-3*want {
+			t.Errorf("%+v: DeltaHDelta %g, 2/n·‖XΔᵀ‖² = %g", opt, st.DeltaHDelta, want)
+		}
+	}
+}

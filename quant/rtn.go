@@ -173,7 +173,7 @@ func GroupSSE(w []float32, q []int8, scale float32) float64 {
 func newQuantizedWeight(out, in, groupSize int) *QuantizedWeight {
 	return &QuantizedWeight{
 		Out: out, In: in, GroupSize: groupSize,
-		Q:      make([]int8, out*in),
+		Q:      NewCodes(out * in),
 		Scales: make([]float32, out*(in/groupSize)),
 	}
 }

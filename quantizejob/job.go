@@ -85,6 +85,9 @@ type Callbacks struct {
 	Cleanup func(msg string)
 	// OnLayer is called after each layer is checkpointed (see ptq.QuantizeOptions.OnLayer).
 	OnLayer func(ev ptq.ProgressEvent, interrupt func())
+	// Event receives every stage's progress, throttled, with the estimated remaining time
+	// (odyssey quantize --json writes them to stderr as JSON lines).
+	Event func(Event)
 }
 
 // Result is what a finished job reports.
@@ -146,8 +149,13 @@ func Run(ctx context.Context, o *Options, cb Callbacks) (_ *Result, err error) {
 		res.BytesIn += t.Bytes()
 	}
 	res.FP16BytesIn = 2 * hm.NumParams()
+	tr := newTracker(hm.Config.NumLayers, cb.Event)
 	bar := cb.progress("checking weights", "B", res.BytesIn)
-	err = artifact.ScanFinite(hm.Tensors, tensors, func(done, total int64) { bar.Set(done, "") })
+	tr.simple("scan", 0, res.BytesIn, "bytes")
+	err = artifact.ScanFinite(hm.Tensors, tensors, func(done, total int64) {
+		bar.Set(done, "")
+		tr.simple("scan", done, total, "bytes")
+	})
 	bar.Done()
 	if err != nil {
 		return nil, inputError(err)
@@ -193,7 +201,10 @@ func Run(ctx context.Context, o *Options, cb Callbacks) (_ *Result, err error) {
 	if windows == nil && o.NeedsCalibration {
 		L := o.PTQ.Calib.SeqLen
 		bar := cb.progress(fmt.Sprintf("calibration: sampling %d×%d tokens from the model", o.PTQ.Calib.Samples, L), "tok", int64(L))
-		windows, err = calib.LoadWindows(ctx, hm, o.Tokenizer, o.PTQ.Calib, func(done, total int) { bar.Set(int64(done), "") })
+		windows, err = calib.LoadWindows(ctx, hm, o.Tokenizer, o.PTQ.Calib, func(done, total int) {
+			bar.Set(int64(done), "")
+			tr.simple("windows", int64(done), int64(total), "tokens")
+		})
 		bar.Done()
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
@@ -221,8 +232,16 @@ func Run(ctx context.Context, o *Options, cb Callbacks) (_ *Result, err error) {
 	pres, err := ptq.Quantize(ctx, hm, ptq.QuantizeOptions{
 		Options: o.PTQ, Windows: windows, GroupSize: o.Recipe.Weights.GroupSize,
 		GCPercent: gc,
+		OnProgress: func(ev ptq.ProgressEvent) {
+			switch ev.Stage {
+			case ptq.StageCollect, ptq.StagePropagate:
+				bar.Set(int64(ev.Index), tr.stage(ev, "chunks"))
+			case ptq.StageQuantize:
+				bar.Set(int64(ev.Index), tr.stage(ev, "linears"))
+			}
+		},
 		OnLayer: func(ev ptq.ProgressEvent, interrupt func()) {
-			bar.Set(int64(ev.Done), fmt.Sprintf("layer %d/%d (%.1f s/layer)", ev.Done, ev.Total, ev.Elapsed.Seconds()/float64(ev.Done)))
+			bar.Set(int64(ev.Done), tr.layer(ev))
 			if cb.OnLayer != nil {
 				cb.OnLayer(ev, interrupt)
 			}
@@ -250,6 +269,7 @@ func Run(ctx context.Context, o *Options, cb Callbacks) (_ *Result, err error) {
 	// Assemble the artifact from the checkpoints and publish it.
 	t0 = time.Now()
 	bar = cb.progress("writing "+o.Out, "B", 1)
+	tr.simple("write", 0, 0, "bytes") // the size is known once assembly starts
 	yml, err := o.Recipe.Marshal()
 	if err != nil {
 		return nil, err
@@ -259,9 +279,13 @@ func Run(ctx context.Context, o *Options, cb Callbacks) (_ *Result, err error) {
 		Tool:       o.Tool,
 		Recipe:     artifact.RecipeInfo{Source: o.Recipe.Source, Hash: o.Recipe.Hash(), YAML: string(yml)},
 		SourcePath: o.SourcePath, Scheme: o.Scheme, Notes: o.Notes,
-		NoSync:   o.NoSync,
-		Progress: func(done, total int64) { bar.SetTotal(total); bar.Set(done, "") },
-		Context:  ctx,
+		NoSync: o.NoSync,
+		Progress: func(done, total int64) {
+			bar.SetTotal(total)
+			bar.Set(done, "")
+			tr.simple("write", done, total, "bytes")
+		},
+		Context: ctx,
 	})
 	bar.Done()
 	if err != nil {

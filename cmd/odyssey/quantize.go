@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +38,7 @@ type quantizeOptions struct {
 	resume bool
 	noSync bool
 	strict bool // refuse calibration data that does not look like text
+	device string
 }
 
 // afterLayerHook, when set (by tests), is called after each layer is checkpointed with the
@@ -92,6 +94,9 @@ Odyssey output stores int4 weights only.`,
 			default:
 				return usageErrorf("unknown --export %q (want %s or %s)", o.export, artifact.OutputOdyssey, artifact.OutputCompressedTensors)
 			}
+			if err := checkQuantizeDevice(o.device); err != nil {
+				return err
+			}
 			return runQuantize(cmd.Context(), g, o)
 		},
 	}
@@ -102,10 +107,11 @@ Odyssey output stores int4 weights only.`,
 	f.BoolVar(&o.strict, "strict", false, "refuse calibration data that does not look like text (byte-fallback tokens, control characters), instead of warning")
 	f.StringVar(&o.calib, "calib", "", "calibration data, a text or JSONL file, or \"self\" (overrides the recipe's calibration.data)")
 	f.StringVar(&o.export, "export", "", "output format: odyssey or compressed-tensors (default: the recipe's output.format)")
-	f.BoolVar(&o.asJSON, "json", false, "print a machine-readable summary (per-layer policy, scales, errors, timings, memory)")
+	f.BoolVar(&o.asJSON, "json", false, "print a machine-readable summary (per-layer policy, scales, errors, timings, memory) on stdout, and progress events (one JSON object a line: stage, layer, done/total, elapsed and remaining seconds; docs/quantize-events.md) on stderr")
 	f.BoolVar(&o.force, "force", false, "replace an existing output folder: an earlier odyssey artifact or an empty folder")
 	f.BoolVar(&o.resume, "resume", false, "continue an interrupted run from the layers checkpointed in OUT.partial")
 	f.BoolVar(&o.noSync, "no-sync", false, "do not fsync the weight files before publishing OUT (faster on slow disks; a power loss may damage OUT)")
+	f.StringVar(&o.device, "device", "auto", "where calibration runs: cpu, cuda (not built yet: refused) or auto (cpu until the GPU calibration exists)")
 	_ = cmd.MarkFlagRequired("model")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
@@ -183,6 +189,13 @@ func runQuantize(ctx context.Context, g *globalOptions, o *quantizeOptions) (err
 	}, quantizejob.Callbacks{
 		StartProgress: func(title, unit string, total int64) quantizejob.Progress {
 			return newProgress(g.errOut, o.asJSON, total, title, unit)
+		},
+		Event: func(ev quantizejob.Event) {
+			if o.asJSON {
+				// One JSON object per line on stderr; stdout keeps the single summary.
+				b, _ := json.Marshal(ev)
+				fmt.Fprintf(g.errOut, "%s\n", b)
+			}
 		},
 		Note:    func(msg string) { fmt.Fprintf(g.errOut, "odyssey: %s\n", msg) },
 		Cleanup: func(msg string) { g.trail("%s", msg) },
@@ -591,4 +604,17 @@ func selfCalibrationSize(samples, seqLen int, params int64) (s, l int, ok bool) 
 	}
 	s, l = min(samples, calib.DefaultSelfSamples), min(seqLen, calib.DefaultSelfSeqLen)
 	return s, l, s != samples || l != seqLen
+}
+
+// checkQuantizeDevice validates --device. Calibration on the GPU (issue 10: the layer
+// forward, statistics, Hessians and propagation in the CUDA runtime) is not built yet, so
+// cuda is refused before any work, as unsupported (exit 3), and auto means cpu.
+func checkQuantizeDevice(device string) error {
+	switch device {
+	case "cpu", "auto":
+		return nil
+	case "cuda":
+		return badInput(errors.New("--device cuda: calibration on the GPU is not built yet; use --device cpu (or auto)"))
+	}
+	return usageErrorf("unknown --device %q (want cpu, cuda or auto)", device)
 }

@@ -11,6 +11,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -22,6 +23,7 @@ import (
 	"github.com/odyssey-llm/odyssey/formats/tokenizer"
 	"github.com/odyssey-llm/odyssey/internal/sharedtest"
 	"github.com/odyssey-llm/odyssey/ptq"
+	"github.com/odyssey-llm/odyssey/quantizejob"
 	"github.com/odyssey-llm/odyssey/recipes"
 )
 
@@ -599,5 +601,89 @@ func TestQuantizeResumeWeightsOnlySharded(t *testing.T) {
 	}
 	if _, ok := a["model.safetensors.index.json"]; !ok {
 		t.Error("no index")
+	}
+}
+
+// --json writes progress events to stderr, one JSON object a line: every layer goes through
+// collect, quantize and propagate in that order, each stage from 0 to its total, then a
+// "layer" event with its stage times; the layers' remaining time appears once a layer is
+// done and reaches 0 at the last one.
+func TestQuantizeJSONEvents(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "tiny-w4a8")
+	rec := writeRecipe(t, smallFPTQ)
+	code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", rec, "--calib", sample, "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var events []quantizejob.Event
+	for _, line := range strings.Split(errOut, "\n") {
+		if !strings.HasPrefix(line, "{") {
+			continue
+		}
+		var ev quantizejob.Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		events = append(events, ev)
+	}
+	var stages []string // per layer: the stage boundaries seen
+	layerDone := 0
+	for _, ev := range events {
+		if ev.Event != "progress" || ev.Layers != 4 {
+			t.Fatalf("event %+v", ev)
+		}
+		switch ev.Stage {
+		case "collect", "quantize", "propagate":
+			if ev.Layer == nil || *ev.Layer != layerDone {
+				t.Fatalf("%s event for layer %v while layer %d runs", ev.Stage, ev.Layer, layerDone)
+			}
+			if ev.Done == 0 || ev.Done == ev.Total {
+				stages = append(stages, fmt.Sprintf("%s %d", ev.Stage, min(ev.Done, 1)))
+			}
+			if (ev.ETASeconds != nil) != (layerDone > 0) {
+				t.Errorf("layer %d %s: eta_s %v", layerDone, ev.Stage, ev.ETASeconds)
+			}
+		case "layer":
+			want := []string{"collect 0", "collect 1", "quantize 0", "quantize 1", "propagate 0", "propagate 1"}
+			if !slices.Equal(stages, want) {
+				t.Fatalf("layer %d: stage boundaries %v, want %v", layerDone, stages, want)
+			}
+			stages = nil
+			layerDone++
+			if ev.Layer == nil || *ev.Layer != layerDone-1 || ev.Done != int64(layerDone) || ev.Total != 4 || ev.CollectSeconds <= 0 || ev.PropagateSeconds <= 0 {
+				t.Fatalf("layer event %+v", ev)
+			}
+			if ev.ETASeconds == nil || (layerDone == 4) != (*ev.ETASeconds == 0) {
+				t.Errorf("layer %d: eta_s %v", layerDone-1, ev.ETASeconds)
+			}
+		case "scan", "write":
+			if ev.Layer != nil || ev.Unit != "bytes" {
+				t.Errorf("event %+v", ev)
+			}
+		default:
+			t.Errorf("unknown stage %q", ev.Stage)
+		}
+	}
+	if layerDone != 4 {
+		t.Errorf("%d layer events, want 4", layerDone)
+	}
+}
+
+// --device: cpu and auto calibrate on the CPU; cuda is refused at once as unsupported (exit
+// 3, before the output folder is made), an unknown device as a usage error (exit 2).
+func TestQuantizeDevice(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "out")
+	code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--device", "cuda")
+	if code != exitBadInput || !strings.Contains(errOut, "--device cuda") || !strings.Contains(errOut, "not built") {
+		t.Errorf("--device cuda: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("--device cuda left %s behind (%v)", out, err)
+	}
+	if code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--device", "tpu"); code != exitUsage || !strings.Contains(errOut, "tpu") {
+		t.Errorf("--device tpu: exit %d: %s", code, errOut)
+	}
+	if code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", "w4a8-rtn", "--device", "cpu"); code != 0 {
+		t.Errorf("--device cpu: exit %d: %s", code, errOut)
 	}
 }

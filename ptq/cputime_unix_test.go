@@ -1,0 +1,17 @@
+//go:build unix
+
+package ptq
+
+import (
+	"syscall"
+	"time"
+)
+
+// cpuTime returns the process's user and system time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

@@ -15,6 +15,7 @@
 
 #include "common.hpp"
 #include "json.hpp"
+#include "report.hpp"
 #include "safetensors.hpp"
 
 namespace odyssey {
@@ -299,14 +300,7 @@ int cmd_test_codec(const Args& args) {
                  results[i].message.c_str());
   for (size_t i = first; i < results.size(); i++) results[i].kernels = (int)version;
   }
-  int passed = 0, failed = 0;
-  JsonWriter w;
-  w.begin_object();
-  w.field("ok", true);
-  w.key("cases").begin_array();
-  for (auto& r : results) {
-    (r.passed ? passed : failed)++;
-    w.begin_object();
+  return report_cases("test codec", results, [](JsonWriter& w, const auto& r) {
     w.field("name", r.name);
     w.field("dtype", r.dtype);
     w.field("kernels", r.kernels);
@@ -317,15 +311,7 @@ int cmd_test_codec(const Args& args) {
     w.field("ranks_identical", r.ranks_identical);
     w.field("flags", r.flags);
     w.field("message", r.message);
-    w.end_object();
-  }
-  w.end_array();
-  w.field("passed", passed);
-  w.field("failed", failed);
-  w.end_object();
-  std::cout << w.str() << std::endl;
-  std::fprintf(stderr, "test codec: %d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  });
 }
 
 }  // namespace odyssey

@@ -24,6 +24,7 @@
 
 #include "common.hpp"
 #include "json.hpp"
+#include "report.hpp"
 #include "safetensors.hpp"
 
 namespace odyssey {
@@ -498,29 +499,14 @@ int cmd_test_gemm(const Args& args) {
     std::fprintf(stderr, "%-48s %s %s\n", r.name.c_str(), r.passed ? "ok" : "FAIL", r.message.c_str());
     results.push_back(r);
   }
-  int passed = 0, failed = 0;
-  JsonWriter w;
-  w.begin_object();
-  w.field("ok", true);
-  w.key("cases").begin_array();
-  for (auto& r : results) {
-    (r.passed ? passed : failed)++;
-    w.begin_object();
+  return report_cases("test gemm", results, [](JsonWriter& w, const auto& r) {
     w.field("name", r.name);
     w.field("kernel", r.kernel);
     w.field("passed", r.passed);
     w.field("acc_mismatches", r.acc_mismatches);
     w.field("y_max_ulp", r.y_max_ulp);
     w.field("message", r.message);
-    w.end_object();
-  }
-  w.end_array();
-  w.field("passed", passed);
-  w.field("failed", failed);
-  w.end_object();
-  std::cout << w.str() << std::endl;
-  std::fprintf(stderr, "test gemm: %d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  });
 }
 
 }  // namespace odyssey

@@ -39,6 +39,7 @@
 #include "common.hpp"
 #include "executor/layers.hpp"
 #include "json.hpp"
+#include "report.hpp"
 
 namespace odyssey {
 namespace {
@@ -970,14 +971,7 @@ int cmd_test_layers(const Args& args) {
     for (auto& r : test_refusals()) add(r);
   CK(cudaGetLastError());
 
-  int passed = 0, failed = 0;
-  JsonWriter w;
-  w.begin_object();
-  w.field("ok", true);
-  w.key("cases").begin_array();
-  for (auto& r : results) {
-    (r.passed ? passed : failed)++;
-    w.begin_object();
+  return report_cases("test layers", results, [](JsonWriter& w, const auto& r) {
     w.field("name", r.name);
     w.field("kernel", r.kernel);
     w.field("passed", r.passed);
@@ -986,15 +980,7 @@ int cmd_test_layers(const Args& args) {
     w.field("code_flips", r.flips);
     w.field("fp16_ulp_diffs", r.ulp_diffs);
     w.field("message", r.message);
-    w.end_object();
-  }
-  w.end_array();
-  w.field("passed", passed);
-  w.field("failed", failed);
-  w.end_object();
-  std::cout << w.str() << std::endl;
-  std::fprintf(stderr, "test layers: %d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  });
 }
 
 }  // namespace odyssey

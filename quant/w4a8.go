@@ -390,9 +390,6 @@ func grow[T any](b []T, n int) []T {
 	return b[:n]
 }
 
-// rowsPerBlock is the row block of the scalar loops that run in parallel beside the GEMMs.
-const rowsPerBlock = 32
-
 // run computes y [m×N] (+ bias) from the packed codes s.xp and scales s.xs (len 1 or m),
 // one C tile at a time (see tileRows): for each group, the tile's product on one goroutine,
 // then its combine into the tile's accumulators while both are in cache, and after the last

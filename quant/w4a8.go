@@ -219,34 +219,128 @@ func addBias(y []float32, rows, n int, bias []float32) {
 const exactChunk = 16384
 
 // engine is the fast W4A8 GEMM. It computes the reference's integers with the float32
-// GEMM of package gemm: for each group, P_g = Σ x·q is one float32 GEMM of the float codes
-// (exact, see exactChunk; groups larger than exactChunk are summed in exact pieces), then
-// acc += ŝ·P_g in int32 and acc·16 is the reference's acc. Integer arithmetic is exact
+// GEMM of package gemm: for each group, P_g = Σ x·q is one float32 product of the float
+// codes (exact, see exactChunk; groups larger than exactChunk are summed in exact pieces),
+// then acc += ŝ·P_g in int32 and acc·16 is the reference's acc. Integer arithmetic is exact
 // within the bound whatever the order, so the result has the reference's bits; the epilogue
-// is the reference's expression. This relies only on gemm.Sgemm computing in float32 (any
-// order, FMA or not); the tests would catch a kernel that did less.
+// is the reference's expression. This relies only on gemm computing in float32 (any order,
+// FMA or not); the tests would catch a kernel that did less.
+//
+// The per-group sums cannot be merged into one product over the whole K by folding ŝ into
+// the weight codes: float32 sums of x·ŝq are exact only below 2²⁴, and IntegerScales picks
+// the largest amplifier whose int32 accumulator 16·Σŝ|P| stays within 2³¹, i.e. sums up to
+// 2²⁷ (127·7·128·ŝ per group with ŝ up to α = 2¹⁰ passes 2²⁴ after a few groups). So the
+// work is one k = 128 product per group, and what it costs beyond its multiply-adds is
+// memory: see tileRows and packPanel.
 type engine struct {
 	w     *IntScaleWeight
-	wf    []float32 // float32(q) [N×K]
+	wp    []float32 // float32(q) packed for gemm.MulPacked as the B operand (see packPanel)
+	np    int       // N rounded up to the kernel's nr
 	shatT []int32   // ŝ transposed, [NumGroups×N], so the combine loop reads it contiguously
 	f     []float32 // EpilogueFactor [N]
-	pool  sync.Pool // *scratch
+	mr    int       // the kernel's tile (gemm.Tile)
+	nr    int
+	tr    int // tileRows and tileCols rounded up to multiples of mr and nr
+	tc    int
 }
 
+// scratchPool holds the engines' *scratch, shared by all of them: the calibration runs each
+// linear of a layer once per chunk of windows, and with one pool per engine every linear
+// faulted in its own packed activations (64–180 MB at 7B, a chunk of 4096 rows) on its
+// first call, which cost more than packing them. Shared, the next linear reuses the pages.
+var scratchPool sync.Pool
+
 type scratch struct {
-	xf  []float32 // float codes of x [M×K]
-	xs  []float32 // activation scales
-	tmp []float32 // one GEMM's output [M×N]
-	pg  []int32   // a large group's partial sums [M×N]
-	acc []int32   // Σ ŝ·P [M×N]
+	xp    []float32   // the float codes of x [M×K], packed as gemm.MulPacked's A operand
+	xs    []float32   // activation scales
+	row   [][]float32 // per worker: one micro-panel's rows of codes, for packPanel
+	tiles []tileScratch
 }
+
+// tileScratch is one worker's buffers for one C tile (tileRows×tileCols at most).
+type tileScratch struct {
+	tmp []float32 // one product's output
+	pg  []int32   // a large group's partial sums
+	acc []int32   // Σ ŝ·P
+}
+
+// The C tile of run, before rounding up to the kernel's tile. Per group, k is only the
+// group size (128), so each output element gets 128 multiply-adds per store: computed over
+// the whole M×N output (180 MB for a 4096-row chunk of a 7B MLP linear) and read back by the
+// combine, once per group, the output's memory traffic made the per-group products run at
+// half the float GEMM's speed and the combine cost as much again. A tile's float output and
+// int32 accumulators, with the panels of one group (168×128 and 256×128 floats), take about
+// 560 KiB, within a core's L2, so the combine reads what the product has just written.
+const (
+	tileRows = 168
+	tileCols = 256
+)
+
+// The engine's packed layout of an R×K operand (activations: w = the kernel's mr; weights:
+// w = nr), R rounded up to rp, a multiple of w: the columns are cut into segments, one per
+// group (or per exactChunk piece of a larger group), and segment [j0, j0+kw) holds
+// gemm.MulPacked's micro-panels of w rows × kw steps at [j0·rp:], so element (r, j) is at
+// j0·rp + (r/w)·w·kw + (j−j0)·w + r%w (packIndex in the tests). A tile's product for one group
+// thus reads its panels in place, packed once: the weights per layer, the activations per
+// call. With Sgemm, which packs both operands on every call, packing (a transposing copy
+// whose source rows are a K-wide stride, a page, apart) took a third of the multiply-adds'
+// time at k = 128.
+
+// packPanel writes micro-panel p (rows [p·w, p·w+w)) of an operand of K columns into its
+// packed layout dst (see above), from buf holding those w rows, row i at [i·ld:] (zeros past
+// the operand's last row): element (p·w+i, j) = buf[i·ld+j], written in the order of dst, so
+// that the stores are sequential. (Written row by row instead, each store went to its own
+// cache line.) The reads go down a column of buf, so ld should not be a multiple of 4 KiB
+// / 4: see panelLd.
+func packPanel(dst, buf []float32, k, ld, p, rp, w, gs int) {
+	for g0 := 0; g0 < k; g0 += gs {
+		for j0 := g0; j0 < g0+gs; j0 += exactChunk {
+			kw := min(exactChunk, g0+gs-j0)
+			d := dst[j0*rp+p*w*kw:][:kw*w]
+			for jj := range kw {
+				dj := d[jj*w : jj*w+w]
+				for i := range dj {
+					dj[i] = buf[i*ld+j0+jj]
+				}
+			}
+		}
+	}
+}
+
+// panelLd is the row stride of packPanel's buffer for K columns: K = 4096 floats put the w
+// rows that packPanel reads together 16 KiB apart, all in one L1 set (more rows than the
+// set has ways), and the packing ran at tens of ns per element; one extra cache line per
+// row spreads them over the sets.
+func panelLd(k int) int { return roundUp(k, 16) + 16 }
+
+func roundUp(n, m int) int { return (n + m - 1) / m * m }
 
 func newEngine(w *IntScaleWeight) *engine {
 	n, k, ng := w.Out, w.In, w.NumGroups()
-	e := &engine{w: w, wf: make([]float32, n*k), shatT: make([]int32, ng*n), f: make([]float32, n)}
-	for i, q := range w.Q {
-		e.wf[i] = float32(q)
-	}
+	mr, nr := gemm.Tile()
+	e := &engine{w: w, np: roundUp(n, nr), shatT: make([]int32, ng*n), f: make([]float32, n),
+		mr: mr, nr: nr, tr: roundUp(tileRows, mr), tc: roundUp(tileCols, nr)}
+	e.wp = make([]float32, e.np*k)
+	ld := panelLd(k)
+	bufs := make([][]float32, parallel.Workers(e.np/nr))
+	parallel.For(e.np/nr, func(worker, p int) {
+		if bufs[worker] == nil {
+			bufs[worker] = make([]float32, nr*ld)
+		}
+		buf := bufs[worker]
+		for i := range nr {
+			row := buf[i*ld : i*ld+k]
+			c := p*nr + i
+			if c >= n {
+				clear(row) // the padding channels: zeros
+				continue
+			}
+			for j, q := range w.Q[c*k : (c+1)*k] {
+				row[j] = float32(q)
+			}
+		}
+		packPanel(e.wp, buf, k, ld, p, e.np, nr, w.GroupSize)
+	})
 	for c := 0; c < n; c++ {
 		for g := 0; g < ng; g++ {
 			e.shatT[g*n+c] = w.IntScales[c*ng+g]
@@ -256,20 +350,37 @@ func newEngine(w *IntScaleWeight) *engine {
 	return e
 }
 
+// scratch returns buffers for m rows.
 func (e *engine) scratch(m int) *scratch {
-	s, _ := e.pool.Get().(*scratch)
+	s, _ := scratchPool.Get().(*scratch)
 	if s == nil {
 		s = new(scratch)
 	}
-	k, n := e.w.In, e.w.Out
-	s.xf = grow(s.xf, m*k)
+	s.xp = grow(s.xp, roundUp(m, e.mr)*e.w.In)
 	s.xs = grow(s.xs, m)
-	s.tmp = grow(s.tmp, m*n)
-	s.acc = grow(s.acc, m*n)
-	if e.w.GroupSize > exactChunk {
-		s.pg = grow(s.pg, m*n)
-	}
 	return s
+}
+
+// packRows fills the packed activations' m rows, one micro-panel (mr rows) at a time:
+// codes writes row r's float codes (K values) into a per-worker buffer, which packPanel
+// then lays out.
+func (e *engine) packRows(s *scratch, m int, codes func(r int, row []float32)) {
+	k, mr := e.w.In, e.mr
+	ld := panelLd(k)
+	panels := (m + mr - 1) / mr
+	s.row = grow(s.row, parallel.Workers(panels))
+	parallel.For(panels, func(worker, p int) {
+		buf := grow(s.row[worker], mr*ld)
+		s.row[worker] = buf
+		for i := range mr {
+			if r := p*mr + i; r < m {
+				codes(r, buf[i*ld:i*ld+k])
+			} else {
+				clear(buf[i*ld : i*ld+k]) // the padding rows: zeros
+			}
+		}
+		packPanel(s.xp, buf, k, ld, p, panels*mr, mr, e.w.GroupSize)
+	})
 }
 
 func grow[T any](b []T, n int) []T {
@@ -279,51 +390,67 @@ func grow[T any](b []T, n int) []T {
 	return b[:n]
 }
 
-// rowsPerBlock is the row block of the scalar loops that run in parallel beside the GEMMs.
-const rowsPerBlock = 32
-
-// run computes y [m×N] (+ bias) from the float codes s.xf and scales s.xs (len 1 or m).
-// The last group's combine and the epilogue run row by row in one pass, while the row of
-// accumulators is in L1.
+// run computes y [m×N] (+ bias) from the packed codes s.xp and scales s.xs (len 1 or m),
+// one C tile at a time (see tileRows): for each group, the tile's product on one goroutine,
+// then its combine into the tile's accumulators while both are in cache, and after the last
+// group the epilogue. The workers take whole tiles, the tiles of one column block in a row,
+// so that its weight panels (256 columns × K) are read from the shared cache after the
+// first.
 func (e *engine) run(s *scratch, m int, y, bias []float32) {
+	n := e.w.Out
+	rowTiles := (m + e.tr - 1) / e.tr
+	nt := rowTiles * ((n + e.tc - 1) / e.tc)
+	s.tiles = grow(s.tiles, parallel.Workers(nt))
+	parallel.For(nt, func(worker, i int) {
+		r0, c0 := i%rowTiles*e.tr, i/rowTiles*e.tc
+		e.tile(&s.tiles[worker], s, m, r0, min(r0+e.tr, m), c0, min(c0+e.tc, n), y, bias)
+	})
+}
+
+// tile computes rows [r0, r1) × columns [c0, c1) of y [m×N].
+func (e *engine) tile(ts *tileScratch, s *scratch, m, r0, r1, c0, c1 int, y, bias []float32) {
 	w := e.w
-	k, n, gs, ng := w.In, w.Out, w.GroupSize, w.NumGroups()
+	n, gs, ng := w.Out, w.GroupSize, w.NumGroups()
+	mp := roundUp(m, e.mr)
+	tm, tn := r1-r0, c1-c0
+	ts.tmp = grow(ts.tmp, tm*tn)
+	ts.acc = grow(ts.acc, tm*tn)
+	if gs > exactChunk {
+		ts.pg = grow(ts.pg, tm*tn)
+	}
 	for g := 0; g < ng; g++ {
-		var tmp []float32
-		var pg []int32
+		first := g == 0
+		sg := e.shatT[g*n+c0 : g*n+c1]
+		g0 := g * gs
 		if gs <= exactChunk {
-			gemm.Sgemm(false, true, m, n, gs, 1, s.xf[g*gs:], k, e.wf[g*gs:], k, 0, s.tmp, n)
-			tmp = s.tmp
-		} else {
-			for j0 := g * gs; j0 < (g+1)*gs; j0 += exactChunk {
-				kc := min(exactChunk, (g+1)*gs-j0)
-				gemm.Sgemm(false, true, m, n, kc, 1, s.xf[j0:], k, e.wf[j0:], k, 0, s.tmp, n)
-				toInt(s.pg, s.tmp, j0 == g*gs)
+			gemm.MulPacked(tm, tn, gs, s.xp[g0*mp+r0*gs:], e.wp[g0*e.np+c0*gs:], ts.tmp, tn)
+			for r := 0; r < tm; r++ {
+				combineFloat(ts.acc[r*tn:(r+1)*tn], sg, ts.tmp[r*tn:(r+1)*tn], first)
 			}
-			pg = s.pg
+			continue
 		}
-		sg := e.shatT[g*n : (g+1)*n]
-		first, last := g == 0, g == ng-1
-		parallel.Blocks(m, rowsPerBlock, 0, func(r0, r1 int) error {
-			for r := r0; r < r1; r++ {
-				a := s.acc[r*n : (r+1)*n]
-				if tmp != nil {
-					combineFloat(a, sg, tmp[r*n:(r+1)*n], first)
-				} else {
-					combineInt(a, sg, pg[r*n:(r+1)*n], first)
-				}
-				if last {
-					epilogue(y[r*n:(r+1)*n], a, rowScale(s.xs, r), e.f, bias)
-				}
-			}
-			return nil
-		})
+		for j0 := g0; j0 < g0+gs; j0 += exactChunk {
+			kw := min(exactChunk, g0+gs-j0)
+			gemm.MulPacked(tm, tn, kw, s.xp[j0*mp+r0*kw:], e.wp[j0*e.np+c0*kw:], ts.tmp, tn)
+			toInt(ts.pg, ts.tmp, j0 == g0)
+		}
+		for r := 0; r < tm; r++ {
+			combineInt(ts.acc[r*tn:(r+1)*tn], sg, ts.pg[r*tn:(r+1)*tn], first)
+		}
+	}
+	var bt []float32
+	if bias != nil {
+		bt = bias[c0:c1]
+	}
+	for r := 0; r < tm; r++ {
+		epilogue(y[(r0+r)*n+c0:(r0+r)*n+c1], ts.acc[r*tn:(r+1)*tn], rowScale(s.xs, r0+r), e.f[c0:c1], bt)
 	}
 }
 
-// combineFloat adds ŝ·P to the accumulators (or sets them, for the first group), P read
-// from the float GEMM's output, whose values are exact integers.
-func combineFloat(a, sg []int32, t []float32, first bool) {
+// combineFloatGo adds ŝ·P to the accumulators (or sets them, for the first group), P read
+// from the float GEMM's output, whose values are exact integers. combineFloat is this, on
+// the vector unit where there is one (combine_amd64.go).
+func combineFloatGo(a, sg []int32, t []float32, first bool) {
 	sg, t = sg[:len(a)], t[:len(a)]
 	if first {
 		for c := range a {
@@ -391,9 +518,11 @@ func W4A8GEMM(x []int8, xScale []float32, w *IntScaleWeight, y []float32) {
 	}
 	e := newEngine(w)
 	s := e.scratch(m)
-	for i, v := range x {
-		s.xf[i] = float32(v)
-	}
+	e.packRows(s, m, func(r int, row []float32) {
+		for j, v := range x[r*w.In : (r+1)*w.In] {
+			row[j] = float32(v)
+		}
+	})
 	copy(s.xs, xScale)
 	s.xs = s.xs[:len(xScale)]
 	e.run(s, m, y, nil)
@@ -443,26 +572,22 @@ func (l *QLinear) Forward(y, x []float32, rows int) {
 		return
 	}
 	s := l.eng.scratch(rows)
-	defer l.eng.pool.Put(s)
+	defer scratchPool.Put(s)
 	perToken := l.Act.Policy == DynamicPerToken
 	if !perToken {
 		s.xs = s.xs[:1]
 		s.xs[0] = l.Act.Scale
 	}
-	parallel.Blocks(rows, rowsPerBlock, 0, func(r0, r1 int) error {
-		for r := r0; r < r1; r++ {
-			xr := x[r*k : (r+1)*k]
-			sc := l.Act.Scale
-			if perToken {
-				sc = RowScale(xr) // NaN for a non-finite row: its output is NaN, not a panic
-				s.xs[r] = sc
-			}
-			xf := s.xf[r*k : (r+1)*k]
-			for j, v := range xr {
-				xf[j] = float32(QuantizeActValue(v, sc))
-			}
+	l.eng.packRows(s, rows, func(r int, row []float32) {
+		xr := x[r*k : (r+1)*k]
+		sc := l.Act.Scale
+		if perToken {
+			sc = RowScale(xr) // NaN for a non-finite row: its output is NaN, not a panic
+			s.xs[r] = sc
 		}
-		return nil
+		for j, v := range xr {
+			row[j] = float32(QuantizeActValue(v, sc))
+		}
 	})
 	l.eng.run(s, rows, y, l.Bias)
 }

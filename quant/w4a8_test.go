@@ -3,6 +3,7 @@ package quant
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -270,4 +271,105 @@ func TestW4A8GEMMRefOverflowPanics(t *testing.T) {
 		}
 	}()
 	W4A8GEMMRef(x, []float32{1}, iw, make([]float32, 1))
+}
+
+// TestQLinearTilesMatchRef holds QLinear.Forward bit-exact to FakeQuantLinearRef on shapes
+// that span several of the engine's C tiles in both directions with ragged last tiles, per
+// token and static, with a bias, and with one per-channel group wider than exactChunk (its
+// pieces summed in int32 within every tile).
+func TestQLinearTilesMatchRef(t *testing.T) {
+	r := rand.New(rand.NewPCG(16, 16))
+	for i, sh := range [][4]int{
+		{2*tileRows + 5, 2*tileCols + 7, 256, 128}, // rows, out, in, group
+		{tileRows + 1, tileCols - 3, 192, 64},
+		{tileRows + 2, tileCols + 1, exactChunk + 40, exactChunk + 40},
+	} {
+		rows, out, in, g := sh[0], sh[1], sh[2], sh[3]
+		iw := randIntScaleWeight(t, r, out, in, g, uint64(700+i))
+		x := make([]float32, rows*in)
+		for j := range x {
+			x[j] = float32(r.NormFloat64())
+		}
+		bias := make([]float32, out)
+		for j := range bias {
+			bias[j] = float32(r.NormFloat64())
+		}
+		for _, act := range []ActQuant{{Policy: DynamicPerToken}, {Policy: StaticPerTensor, Scale: ActScale(4)}} {
+			l, err := NewQLinear(iw, act, bias)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, y := make([]float32, rows*out), make([]float32, rows*out)
+			FakeQuantLinearRef(x, rows, act, iw, bias, want)
+			l.Forward(y, x, rows)
+			for j := range want {
+				if math.Float32bits(y[j]) != math.Float32bits(want[j]) {
+					t.Fatalf("%d×%d g%d, %d rows, %v: y[%d] = %v, ref %v", out, in, g, rows, act.Policy, j, y[j], want[j])
+				}
+			}
+		}
+	}
+}
+
+// TestCombineFloatMatchesGo holds combineFloat (the vector kernel where there is one) to
+// combineFloatGo's bits on every length up to 40, with values that wrap int32 and
+// conversions out of int32's range (NaN, ±Inf, ±3e9), for both the first and later groups.
+func TestCombineFloatMatchesGo(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 17))
+	special := []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), 3e9, -3e9, 16777215, -16777216}
+	for n := 0; n <= 40; n++ {
+		for _, first := range []bool{true, false} {
+			sg, tf, a := make([]int32, n), make([]float32, n), make([]int32, n)
+			for i := range sg {
+				sg[i] = int32(r.Uint32())
+				tf[i] = float32(r.IntN(1<<25) - 1<<24)
+				if r.IntN(5) == 0 {
+					tf[i] = special[r.IntN(len(special))]
+				}
+				a[i] = int32(r.Uint32())
+			}
+			want := slices.Clone(a)
+			combineFloatGo(want, sg, tf, first)
+			combineFloat(a, sg, tf, first)
+			if !slices.Equal(a, want) {
+				t.Fatalf("n = %d, first = %v: %v, Go %v", n, first, a, want)
+			}
+		}
+	}
+}
+
+// packIndex is the engine's packed layout (see packPanel), element by element.
+func packIndex(r, j, rp, w, gs int) int {
+	g0 := j / gs * gs
+	j0 := g0 + (j-g0)/exactChunk*exactChunk
+	kw := min(exactChunk, g0+gs-j0)
+	return j0*rp + r/w*w*kw + (j-j0)*w + r%w
+}
+
+// TestPackPanelLayout checks packPanel against packIndex, for groups of 128 and for one
+// group wider than exactChunk, every element landing where packIndex says and nothing else
+// written.
+func TestPackPanelLayout(t *testing.T) {
+	for _, sh := range [][4]int{{3, 4, 384, 128}, {2, 6, exactChunk + 40, exactChunk + 40}} {
+		panels, w, k, gs := sh[0], sh[1], sh[2], sh[3]
+		rp := panels * w
+		dst := make([]float32, rp*k)
+		ld := panelLd(k)
+		buf := make([]float32, w*ld)
+		for p := range panels {
+			for i := range w {
+				for j := range k {
+					buf[i*ld+j] = float32((p*w+i)*k + j + 1)
+				}
+			}
+			packPanel(dst, buf, k, ld, p, rp, w, gs)
+		}
+		for r := range rp {
+			for j := range k {
+				if got, want := dst[packIndex(r, j, rp, w, gs)], float32(r*k+j+1); got != want {
+					t.Fatalf("w %d k %d gs %d: element (%d, %d) = %v, want %v", w, k, gs, r, j, got, want)
+				}
+			}
+		}
+	}
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/odyssey-llm/odyssey/artifact"
 )
 
 // The golden perplexities (../shared/golden/ppl.json, produced with PyTorch + transformers):
@@ -79,7 +79,7 @@ func findGolden(file, model, data string, l, windows, totalWindows int) (*golden
 		sort.Strings(names)
 		return nil, badInput(fmt.Errorf("--golden %s has no model %q (it has: %s; name it with --golden-model)", file, model, strings.Join(names, ", ")))
 	}
-	sum, err := fileSHA256(data)
+	sum, err := artifact.FileSHA256(data)
 	if err != nil {
 		return nil, badInput(fmt.Errorf("--data: %w", err))
 	}
@@ -122,17 +122,4 @@ func findGolden(file, model, data string, l, windows, totalWindows int) (*golden
 	}
 	return nil, badInput(fmt.Errorf("--golden %s has no entry for %s on %s (sha256 %.12s…) at L = %d%s", file, model, filepath.Base(data), sum, l,
 		map[bool]string{true: " with the NLL of every window (needed for --max-windows)", false: ""}[len(keys) > 0]))
-}
-
-func fileSHA256(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|sanitize|bench|sweep|profile|codec|nccl-dry]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|sanitize|bench|sweep|profile|codec|nccl-dry|wgmma]...
+# wgmma: the Hopper wgmma prefill kernel: build (its ptxas lines, SASS GMMA count), test
+#   wgmma-probe, test gemm --configs wgmma_r128t128_s4 with ODYSSEY_WGMMA=1, bench gemm at
+#   M = 256..8192 (WGMMA_M, WGMMA_SHAPES, WGMMA_ITERS); ends with "wgmma: PASS" or "wgmma: FAIL".
 # codec: Flash Communication on one GPU: test codec (every Go case, kernels v3, v2 and v1),
 #   compute-sanitizer memcheck + racecheck on a subset, bench codec (v3, v2 and v1 against the copy),
 #   soak (SOAK_CALLS, default 100000 calls of 8 ranks).
@@ -146,6 +149,45 @@ PY
       grep -hE "Duplicate GPU|invalid usage| B (nccl_|flashcomm_)|RANKS DIFFER|ERROR|launch-allreduce:" \
         "$OUT/nccl-shared2.log" "$OUT"/nccl-shared2/allreduce-rank*.log 2>/dev/null | head -40
     fi
+    ;;
+  wgmma)
+    stamp wgmma
+    # The Hopper wgmma prefill kernel (src/fastgemm_sm90.cu, runtime/NOTES.md "wgmma"). Builds
+    # (ptxas lines of the new file), probes the operand layouts, tests every GEMM case through
+    # it (forced and via the dispatch), benchmarks it beside the mma kernel and cuBLAS. Each part
+    # runs even if an earlier one failed; the last line says PASS or FAIL.
+    wg_fail=0
+    cmake -S runtime -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=${ODY_ARCH:-90} \
+      -DODYSSEY_PTXAS_VERBOSE=ON > "$OUT/build-wgmma.log" 2>&1 &&
+      cmake --build $B -j 16 >> "$OUT/build-wgmma.log" 2>&1 || { tail -60 "$OUT/build-wgmma.log"; echo "wgmma: FAIL (build)"; exit 1; }
+    grep -E "FastGEMM wgmma kernel" "$OUT/build-wgmma.log"
+    # ptxas: registers, spills, shared memory of each wgmma instantiation, and any wgmma
+    # serialization warning (C7510 and friends: the kernel still runs, slower).
+    grep -E -A3 "Compiling entry function '.*w4a8_wgmma_kernel" "$OUT/build-wgmma.log" | grep -E "Compiling|registers|spill|smem" | sed 's/_ZN7odyssey[^ ]*w4a8_wgmma_kernelILi\([0-9]\)ELb\([01]\)E[^ ]*/w4a8_wgmma_kernel<spg=\1,int=\2>/'
+    grep -iE "warning.*(wgmma|C75)" "$OUT/build-wgmma.log" | sort | uniq -c | head -10
+    obj=$(find $B -name 'fastgemm_sm90.cu.o' | head -1)
+    [ -n "$obj" ] && cuobjdump --dump-sass "$obj" > "$OUT/sass-wgmma.txt" 2>&1 &&
+      echo "SASS: $(grep -cE 'GMMA' "$OUT/sass-wgmma.txt") GMMA, $(grep -cE 'LDL|STL' "$OUT/sass-wgmma.txt") LDL/STL, $(grep -cE 'WARPSYNC|BAR' "$OUT/sass-wgmma.txt") BAR/WARPSYNC lines"
+    $B/odyssey-rt test wgmma-probe > "$OUT/wgmma-probe.json" 2> "$OUT/wgmma-probe.log"
+    rc=$?; echo "wgmma-probe rc=$rc"; head -60 "$OUT/wgmma-probe.log"; [ $rc -eq 0 ] || wg_fail=1
+    compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test wgmma-probe > /dev/null 2> "$OUT/sanitizer-wgmma-probe.log"
+    echo "compute-sanitizer memcheck (wgmma-probe) rc=$?"; grep -E "ERROR SUMMARY" "$OUT/sanitizer-wgmma-probe.log" | head -2
+    if [ ! -f $CASES/manifest.json ]; then
+      "$ODY_BIN" testdata gemm-cases --out $CASES > "$OUT/cases.log" 2>&1 || { cat "$OUT/cases.log"; wg_fail=1; }
+    fi
+    # ODYSSEY_WGMMA=1: the dispatch routes every M >= 64 case through the wgmma config too.
+    ODYSSEY_WGMMA=1 timeout 300 $B/odyssey-rt test gemm --cases $CASES --configs wgmma_r128t128_s4 \
+      > "$OUT/test-gemm-wgmma.json" 2> "$OUT/test-gemm-wgmma.log"
+    rc=$?; echo "test gemm (wgmma) rc=$rc"; [ $rc -eq 0 ] || wg_fail=1
+    grep -A3 -E "FAIL" "$OUT/test-gemm-wgmma.log" | head -40; grep "passed" "$OUT/test-gemm-wgmma.log"
+    echo "runs forced through wgmma_r128t128_s4: $(grep -oE '"kernel": *"[a-z]+/wgmma_r128t128_s4' "$OUT/test-gemm-wgmma.json" | wc -l)"
+    timeout 420 $B/odyssey-rt bench gemm --m ${WGMMA_M:-256,1024,4096,8192} --shapes ${WGMMA_SHAPES:-4096x4096,8192x28672,28672x8192} \
+      --iters ${WGMMA_ITERS:-30} --driver "$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)" \
+      --commit "${ODY_COMMIT:-unknown}" --out "$OUT/bench-gemm-wgmma.json" --md "$OUT/bench-gemm-wgmma.md" \
+      > /dev/null 2> "$OUT/bench-gemm-wgmma.log"
+    echo "bench (wgmma) rc=$?"; grep -E "^goal" "$OUT/bench-gemm-wgmma.log"
+    grep -E "w4a8_int( |_wgmma|_mma)|w4a8_float_wgmma|w4a8_float_mma|cublas" "$OUT/bench-gemm-wgmma.md" | grep -E "\| (256|1024|4096|8192) \|" | cut -d'|' -f2-6,10 | head -70
+    [ $wg_fail -eq 0 ] && echo "wgmma: PASS (probe and test gemm bit-exact)" || echo "wgmma: FAIL (see above)"
     ;;
   *) echo "unknown step $s"; exit 2 ;;
   esac

@@ -27,6 +27,9 @@
 // Limits (ody_w4a8_can_implement): K % 128 == 0; group size 32, 64, 128 or K (per-channel);
 // x, qweight, group_scale 16-byte aligned; M, N ≥ 1; sm_80 or newer (mma.sync int8, cp.async).
 //
+// Prefill on Hopper (M ≥ 64, enough 128×128 tiles for a wave): config "wgmma_r128t128_s4",
+// a wgmma kernel with the weights as A in registers (fastgemm_sm90.cu, built with CUDA ≥ 12).
+//
 // Decode (M ≤ 4, integer scales): the dispatch picks config "gemv_w4" instead, a dp4a GEMV with
 // one block per 8 columns (gemv.cu); it shares check_problem, the plan and this epilogue.
 //
@@ -470,6 +473,9 @@ struct Config {
   // The decode GEMV (gemv.cu), not a tile of this kernel: M ≤ kGemvMaxM, integer scales, no
   // split-K; one block per 8 columns, no workspace. The fields above are unused for it.
   bool gemv;
+  // The Hopper wgmma kernel (fastgemm_sm90.cu): 128×128 tiles, whole K per block, no
+  // workspace; only where sm90_wgmma_usable(). The mma fields above are unused for it.
+  bool wgmma;
 };
 
 template <int BM, int BN, int WM_, int WN_, int ST, bool INT>
@@ -484,7 +490,7 @@ void launch(const Params& p, dim3 grid, cudaStream_t s) {
         Kernel<BM, BN, WM_, WN_, ST, false>::kSmemBytes,                                  \
         launch<BM, BN, WM_, WN_, ST, true>, launch<BM, BN, WM_, WN_, ST, false>,          \
         (const void*)w4a8_kernel<BM, BN, WM_, WN_, ST, true>,                             \
-        (const void*)w4a8_kernel<BM, BN, WM_, WN_, ST, false>, false                      \
+        (const void*)w4a8_kernel<BM, BN, WM_, WN_, ST, false>, false, false               \
   }
 
 const Config kConfigs[] = {
@@ -500,10 +506,12 @@ const Config kConfigs[] = {
     ODY_CONFIG("m16n256_w1x8_s4", 16, 256, 1, 8, 4),    // 9 decode, 8 warps
     ODY_CONFIG("m32n128_w1x4_s6", 32, 128, 1, 4, 6),    // 10 small batch, deep
     ODY_CONFIG("m128n128_w4x2_s4", 128, 128, 4, 2, 4),  // 11 prefill, warps 32x64
-    Config{"gemv_w4", 1, 8, kGemvThreads, 0, 0, nullptr, nullptr, nullptr, nullptr, true},  // 12 decode GEMV
+    Config{"gemv_w4", 1, 8, kGemvThreads, 0, 0, nullptr, nullptr, nullptr, nullptr, true, false},  // 12 decode GEMV
+    Config{"wgmma_r128t128_s4", kSm90TokTile, kSm90RowTile, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, false, true},  // 13 Hopper prefill
 };
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
-static_assert(kGemvConfig == kNumConfigs - 1, "gemv_w4 must be the last config (fastgemm.hpp)");
+static_assert(kGemvConfig == kNumConfigs - 2 && kWgmmaConfig == kNumConfigs - 1,
+              "gemv_w4 and wgmma_r128t128_s4 must be the last two configs (fastgemm.hpp)");
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
@@ -536,6 +544,17 @@ ody_status check_problem(const ody_w4a8_problem* p) {
                                            " (got " + std::to_string(p->m) + ")");
     if (p->splits > 1)
       return fail(ODY_ERR_UNSUPPORTED, "w4a8: config gemv_w4 has no split-K (splits " +
+                                           std::to_string(p->splits) + ")");
+  }
+  if (p->config >= 0 && kConfigs[p->config].wgmma) {
+    if (!sm90_wgmma_usable())
+      return fail(ODY_ERR_UNSUPPORTED, sm90_wgmma_built()
+                                           ? "w4a8: config wgmma_r128t128_s4 needs a compute capability 9.x device "
+                                             "(or ODYSSEY_WGMMA=0 turned it off)"
+                                           : "w4a8: config wgmma_r128t128_s4 was not built (needs CUDA >= 12.0 and "
+                                             "90 in CMAKE_CUDA_ARCHITECTURES)");
+    if (p->splits > 1)
+      return fail(ODY_ERR_UNSUPPORTED, "w4a8: config wgmma_r128t128_s4 has no split-K (splits " +
                                            std::to_string(p->splits) + ")");
   }
   if (p->splits < 0 || p->splits > p->k / kBK)
@@ -615,11 +634,20 @@ int auto_splits(long long tiles, long long kblocks, int m) {
 
 Plan plan(const ody_w4a8_problem* p) {
   Plan pl{};
-  pl.config = p->config >= 0 ? p->config : dispatch_config(p->m, p->n, p->k,
+  const int sm90 = p->config >= 0 ? -1 : dispatch_config_sm90(p->m, p->n, p->k, p->splits);
+  pl.config = p->config >= 0 ? p->config : sm90 >= 0 ? sm90 : dispatch_config(p->m, p->n, p->k,
                                                             // an explicit split-K asks for the mma kernel
                                                             p->scale_kind == ODY_SCALE_INT && p->splits <= 1);
   const Config& c = kConfigs[pl.config];
   long long np = (p->n + 7) / 8 * 8;
+  if (c.wgmma) {  // one block per 128×128 tile, whole K: never a workspace
+    pl.tiles_m = (p->m + kSm90TokTile - 1) / kSm90TokTile;
+    pl.tiles_n = (np + kSm90RowTile - 1) / kSm90RowTile;
+    pl.kblocks = p->k / kBK;
+    pl.blocks = (int)(pl.tiles_m * pl.tiles_n);
+    pl.partial = false;
+    return pl;
+  }
   if (c.gemv) {  // one block per strip of 8 columns, whole K: never a workspace
     pl.tiles_m = 1;
     pl.tiles_n = np / 8;
@@ -708,6 +736,25 @@ ody_status gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, cudaStream_t 
     launch_w4a8_gemv(g, stream);
     ODY_CUDA(cudaGetLastError());
     return ODY_OK;
+  }
+  if (c.wgmma) {  // check_problem has checked that it is usable and no split-K is asked
+    Sm90Params w{};
+    w.x = a->x;
+    w.x_scale = a->x_scale;
+    w.qweight = a->qweight;
+    w.group_scale = a->group_scale;
+    w.channel_scale = a->channel_scale;
+    w.bias = a->bias;
+    w.y = a->y;
+    w.acc_out = int_scale ? a->acc_out : nullptr;
+    w.m = p->m;
+    w.n = p->n;
+    w.np = (p->n + 7) / 8 * 8;
+    w.k = p->k;
+    w.group_size = p->group_size;
+    w.act_per_token = p->act_per_token;
+    w.int_scale = int_scale;
+    return launch_w4a8_sm90(w, stream);
   }
   Params k{};
   k.x = a->x;

@@ -41,4 +41,32 @@ struct GemvParams {
 constexpr int kGemvThreads = 256;  // 8 warps per block, splitting K (gemv.cu)
 void launch_w4a8_gemv(const GemvParams& p, cudaStream_t stream);
 
+// The Hopper prefill kernel (fastgemm_sm90.cu): config "wgmma_r128t128_s4", wgmma with the
+// weights as A in registers (Yᵀ = W·Xᵀ), 128 weight rows × 128 tokens per block, whole K per
+// block. Built only with CUDA ≥ 12 and 90 among the architectures (else sm90_wgmma_built() is
+// false and check_problem refuses the config); used only on a compute capability 9.x device.
+constexpr int kWgmmaConfig = 13;  // its index in kConfigs (after gemv_w4; fastgemm.cu asserts it)
+constexpr int kSm90RowTile = 128, kSm90TokTile = 128;
+constexpr int kSm90MinM = 64;     // the dispatch never picks it below this M
+struct Sm90Params {
+  const int8_t* x;
+  const float* x_scale;
+  const uint8_t* qweight;
+  const void* group_scale;  // int16 or float [G, Np]
+  const float* channel_scale;
+  const float* bias;
+  void* y;  // fp16 [m, n]
+  int32_t* acc_out;
+  int m, n, np, k;
+  int group_size;  // == k for per-channel
+  int act_per_token;
+  bool int_scale;
+};
+bool sm90_wgmma_built();
+// Built, a compute capability 9.x device, and not turned off by ODYSSEY_WGMMA=0.
+bool sm90_wgmma_usable();
+ody_status launch_w4a8_sm90(const Sm90Params& p, cudaStream_t stream);
+// The dispatch rule for it (fastgemm_dispatch.cpp): kWgmmaConfig or -1 for the mma table.
+int dispatch_config_sm90(int m, int n, int k, int splits);
+
 }  // namespace odyssey

@@ -4,6 +4,9 @@
 // per M over the LLaMA shapes; runtime/bench/results/, runtime/NOTES.md). Indexes refer to
 // kConfigs in fastgemm.cu. The grid (blocks per SM, stream-K or one block per tile) is chosen in
 // fastgemm.cu's plan() from the same sweep.
+#include <cstdlib>
+#include <string>
+
 #include "fastgemm.hpp"
 
 namespace odyssey {
@@ -25,6 +28,28 @@ int dispatch_config(int m, int n, int k, bool gemv_ok) {
   if (m <= 16) return n >= 8192 ? 1 : 0;                          // m16n128_w1x4_s4 / m16n64_w1x4_s4
   if (m <= 64) return (n >= 16384 || k >= 16384) ? 5 : 3;        // m64n128_w2x4_s4 / m32n64_w1x4_s4
   return 5;                                                      // m64n128_w2x4_s4
+}
+
+// The Hopper wgmma kernel (fastgemm_sm90.cu) for prefill, where it is usable (built with
+// CUDA >= 12, a compute capability 9.x device, not ODYSSEY_WGMMA=0) and no split-K is asked:
+// for M ≥ kSm90MinM when its 128×128 tiles (one block each, whole K, no split-K) fill at least
+// one wave of the GPU, since below that the mma kernel's split-K keeps every SM busy and this one
+// cannot. ODYSSEY_WGMMA=1 drops the wave condition (tests route every M ≥ kSm90MinM case through
+// it). Not yet measured on the H200 (runtime/NOTES.md, "wgmma"): once `bench gemm` has its rows,
+// set the threshold from them.
+int device_sms();  // kernel_common.cuh (a CUDA header; this file is host C++)
+
+int dispatch_config_sm90(int m, int n, int k, int splits) {
+  (void)k;
+  if (splits > 1 || m < kSm90MinM || !sm90_wgmma_usable()) return -1;
+  static const bool forced = [] {
+    const char* e = std::getenv("ODYSSEY_WGMMA");
+    return e && std::string(e) == "1";
+  }();
+  const long long tiles = (long long)((m + kSm90TokTile - 1) / kSm90TokTile) *
+                          (((n + 7) / 8 * 8 + kSm90RowTile - 1) / kSm90RowTile);
+  if (!forced && tiles < device_sms()) return -1;
+  return kWgmmaConfig;
 }
 
 }  // namespace odyssey

@@ -28,6 +28,7 @@
 #include <sstream>
 
 #include "common.hpp"
+#include "fastgemm.hpp"
 #include "json.hpp"
 
 namespace odyssey {
@@ -292,12 +293,20 @@ struct Bench {
       for (int is_int = 1; is_int >= 0; is_int--) {
         ody_w4a8_problem p{m, n, k, group, 1, is_int ? ODY_SCALE_INT : ODY_SCALE_FLOAT, -1, 0};
         std::vector<std::pair<int, int>> variants = {{-1, 0}};
+        // Beside the dispatch's row, forced: the Hopper wgmma config (row w4a8_*_wgmma, where it
+        // is usable) and the mma table's choice without it (w4a8_*_mma), so both kernels show
+        // in every run whatever the dispatch picks.
+        const int mma_cfg = dispatch_config(m, n, k, is_int != 0);
+        const std::pair<int, int> tag_wgmma{kWgmmaConfig, 0}, tag_mma{mma_cfg, 0};
+        variants.push_back(tag_wgmma);
+        if (mma_cfg != kWgmmaConfig) variants.push_back(tag_mma);
         if (sweep)
           for (int c = 0; c < ody_w4a8_num_configs(); c++)
             for (int s : {0, 1, 2, 4, 8})
               if (s <= k / 128) variants.push_back({c, s});
         double best = 1e30;
         std::string best_name;
+        std::vector<int> done_tags;
         for (auto [c, s] : variants) {
           p.config = c;
           p.splits = s;
@@ -329,7 +338,15 @@ struct Bench {
             r.note = name;
             rows.push_back(r);
           }
-          if (c != -1) {
+          const bool tagged = (c == tag_wgmma.first || c == tag_mma.first) && s == 0 && !(c == -1);
+          if (tagged && std::find(done_tags.begin(), done_tags.end(), c) == done_tags.end()) {
+            done_tags.push_back(c);
+            double bytes = w4 + (is_int ? sc_int + np * 4 : sc_f) + in_bytes8 + m * 4 + out16;
+            const char* suffix = c == kWgmmaConfig ? "_wgmma" : "_mma";
+            Row r = make_row(n, k, m, std::string(is_int ? "w4a8_int" : "w4a8_float") + suffix, us, bytes, 1979);
+            r.note = name;
+            rows.push_back(r);
+          } else if (c != -1) {
             // Every variant goes into the JSON: the dispatch table is derived from these.
             double bytes = w4 + (is_int ? sc_int + np * 4 : sc_f) + in_bytes8 + m * 4 + out16;
             Row r = make_row(n, k, m, is_int ? "w4a8_int_variant" : "w4a8_float_variant", us, bytes, 1979);

@@ -232,6 +232,15 @@ CaseResult run_w4a8(const std::string& name, const W4A8Case& c, bool int_scale, 
   return r;
 }
 
+// --configs NAME,...: run only these tile configs (the dispatch's own run always runs).
+std::vector<std::string> g_only_configs;
+bool config_selected(int cfg) {
+  if (g_only_configs.empty()) return true;
+  for (auto& n : g_only_configs)
+    if (n == ody_w4a8_config_name(cfg)) return true;
+  return false;
+}
+
 std::vector<CaseResult> test_w4a8(const std::string& name, const SafetensorsFile& f) {
   W4A8Case c = load_w4a8(f);
   DeviceBuffer dx(c.x.size()), dxs(c.x_scale.size() * 4), dq(c.qweight.size()), dis(c.iscale.size() * 2),
@@ -246,6 +255,7 @@ std::vector<CaseResult> test_w4a8(const std::string& name, const SafetensorsFile
   std::vector<CaseResult> out;
   int kblocks = c.k / 128;
   for (int cfg = 0; cfg < ody_w4a8_num_configs(); cfg++) {
+    if (!config_selected(cfg)) continue;
     // Large cases: only the configs the dispatch would use for them, to keep the run short.
     if ((long long)c.m * c.n * c.k > (1LL << 30)) {
       ody_w4a8_problem p{c.m, c.n, c.k, c.group, c.per_token, ODY_SCALE_INT, -1, 0};
@@ -462,7 +472,253 @@ std::vector<CaseResult> test_refusals() {
 
 }  // namespace
 
+namespace {
+
+// ---------------------------------------------------------------- wgmma probe
+//
+// `odyssey-rt test wgmma-probe`: the layouts the wgmma kernel (fastgemm_sm90.cu) relies on,
+// checked on inputs built so that every output names the operand element the tensor cores read:
+//   - A (weights in registers, from the packed words): X is the identity (token t has a single 1
+//     at k = t), so acc[t][c] = 16·q[c][t]; six passes with q[c][k] = one 3-bit field of c or of
+//     k (minus 4) decode, for every output, which (row, k) of W the hardware used;
+//   - B (X through the 128-byte swizzle and the shared-memory descriptor): W is the identity
+//     (q[c][k] = 1 if k = c), so acc[t][c] = 16·x[t][c]; two passes with x[t][k] = t − 64 and
+//     k − 64 decode which (token, k) of X was read;
+//   - random operands, several K blocks, groups of 128 and 32 with random integer scales, M and
+//     N not multiples of the tile, against a host product.
+// The expected values come from this host code alone (int arithmetic); mismatches print the
+// position, the value and the decoded source position, so a wrong layout shows at once.
+
+// Packs codes q[n][k] (−7..7) into the FastGEMM layout (docs/fastgemm-layout.md).
+std::vector<uint8_t> pack_fastgemm(const std::vector<int>& q, int n, int k) {
+  const int np = (n + 7) / 8 * 8, kb = k / 128;
+  std::vector<uint8_t> out((size_t)np * k / 2, 0);
+  for (int c = 0; c < n; c++)
+    for (int kk = 0; kk < k; kk++) {
+      const int blk = kk / 128, r = kk % 128, step = r / 32, rr = r % 32, hi = rr >= 16, r2 = rr % 16;
+      const int tig = r2 / 4, j = r2 % 4, lane = (c % 8) * 4 + tig;
+      const size_t off = (((size_t)(c / 8) * kb + blk) * 32 + lane) * 16 + step * 4 + j;
+      const uint8_t code = (uint8_t)(q[(size_t)c * k + kk] & 0xF);
+      out[off] |= hi ? (uint8_t)(code << 4) : code;
+    }
+  return out;
+}
+
+// Runs the wgmma config on (x, q, integer scales, group) with unit activation and channel
+// scales and returns the int32 accumulators [m][n]; throws if the config refuses or fails.
+std::vector<int32_t> run_wgmma_acc(int cfg, int m, int n, int k, int group, const std::vector<int8_t>& x,
+                                   const std::vector<int>& q, const std::vector<int16_t>& is) {
+  const int np = (n + 7) / 8 * 8;
+  std::vector<uint8_t> packed = pack_fastgemm(q, n, k);
+  std::vector<float> xs(m, 1.0f), cs(np, 1.0f);
+  DeviceBuffer dx(x.size()), dq(packed.size()), dis(is.size() * 2), dxs(m * 4), dcs(np * 4), dy((size_t)m * n * 2),
+      dacc((size_t)m * n * 4);
+  dx.upload(x.data(), x.size());
+  dq.upload(packed.data(), packed.size());
+  dis.upload(is.data(), is.size() * 2);
+  dxs.upload(xs.data(), m * 4);
+  dcs.upload(cs.data(), np * 4);
+  dacc.fill(0xFF);
+  ody_w4a8_problem p{m, n, k, group, 1, ODY_SCALE_INT, cfg, 0};
+  ody_w4a8_args a{};
+  a.x = dx.get<int8_t>();
+  a.x_scale = dxs.get<float>();
+  a.qweight = dq.get<uint8_t>();
+  a.group_scale = dis.get();
+  a.channel_scale = dcs.get<float>();
+  a.y = dy.get();
+  a.acc_out = dacc.get<int32_t>();
+  ody_check(ody_w4a8_gemm(&p, &a, nullptr), "ody_w4a8_gemm (wgmma probe)");
+  CK(cudaDeviceSynchronize());
+  std::vector<int32_t> acc((size_t)m * n);
+  dacc.download(acc.data(), acc.size() * 4);
+  return acc;
+}
+
+std::vector<CaseResult> wgmma_probe() {
+  std::vector<CaseResult> out;
+  int cfg = -1;
+  for (int i = 0; i < ody_w4a8_num_configs(); i++)
+    if (std::string(ody_w4a8_config_name(i)) == "wgmma_r128t128_s4") cfg = i;
+  CaseResult head;
+  head.name = "wgmma-probe: config usable";
+  head.kernel = "wgmma_r128t128_s4";
+  if (cfg < 0) {
+    head.passed = false;
+    head.message = "no config named wgmma_r128t128_s4";
+    out.push_back(head);
+    return out;
+  }
+  ody_w4a8_problem p0{128, 128, 128, 128, 1, ODY_SCALE_INT, cfg, 0};
+  if (ody_w4a8_can_implement(&p0, nullptr) != ODY_OK) {
+    // Not built or not a Hopper device: say so loudly; the device run treats it as a failure.
+    head.passed = false;
+    head.message = std::string("refused: ") + ody_last_error();
+    out.push_back(head);
+    return out;
+  }
+  out.push_back(head);
+  const int M = 128, N = 128, K = 128;
+  std::vector<int16_t> ones(N, 1);
+
+  // A: X identity; pass f = 0..2 decodes c's bits 3f..3f+2, f = 3..5 those of k.
+  {
+    CaseResult r;
+    r.name = "wgmma-probe: A fragment (weights in registers)";
+    r.kernel = "wgmma_r128t128_s4";
+    std::vector<int8_t> x((size_t)M * K, 0);
+    for (int t = 0; t < M; t++) x[(size_t)t * K + t] = 1;
+    std::vector<int> seen_c((size_t)M * N, 0), seen_k((size_t)M * N, 0);
+    bool garbage = false;
+    for (int f = 0; f < 6; f++) {
+      std::vector<int> q((size_t)N * K);
+      for (int c = 0; c < N; c++)
+        for (int k = 0; k < K; k++) q[(size_t)c * K + k] = (((f < 3 ? c : k) >> (3 * (f % 3))) & 7) - 4;
+      std::vector<int32_t> acc = run_wgmma_acc(cfg, M, N, K, K, x, q, ones);
+      for (size_t i = 0; i < acc.size(); i++) {
+        int v = acc[i];
+        if (v % 16 != 0 || v / 16 < -4 || v / 16 > 3) {
+          garbage = true;
+          v = 0;
+        }
+        int field = v / 16 + 4;
+        (f < 3 ? seen_c : seen_k)[i] |= field << (3 * (f % 3));
+      }
+    }
+    for (int t = 0; t < M; t++)
+      for (int c = 0; c < N; c++) {
+        const size_t i = (size_t)t * N + c;
+        if (seen_c[i] == c && seen_k[i] == t) continue;
+        r.acc_mismatches++;
+        if (r.acc_mismatches <= 12)
+          std::fprintf(stderr, "    A: out (token %d, channel %d) wants W[row %d][k %d], read W[row %d][k %d]\n", t, c,
+                       c, t, seen_c[i], seen_k[i]);
+      }
+    if (garbage) r.message += "some outputs are not 16·(a single weight): the A test is not a clean readout; ";
+    if (r.acc_mismatches) {
+      r.passed = false;
+      r.message += std::to_string(r.acc_mismatches) + " of " + std::to_string(M * N) + " outputs read the wrong weight";
+    }
+    out.push_back(r);
+  }
+
+  // B: W identity; pass 0 decodes the token, pass 1 the k of X that each output read.
+  {
+    CaseResult r;
+    r.name = "wgmma-probe: B tile (128B swizzle, smem descriptor)";
+    r.kernel = "wgmma_r128t128_s4";
+    std::vector<int> q((size_t)N * K, 0);
+    for (int c = 0; c < N; c++) q[(size_t)c * K + c] = 1;
+    std::vector<int> seen[2];
+    bool garbage = false;
+    for (int f = 0; f < 2; f++) {
+      std::vector<int8_t> x((size_t)M * K);
+      for (int t = 0; t < M; t++)
+        for (int k = 0; k < K; k++) x[(size_t)t * K + k] = (int8_t)((f == 0 ? t : k) - 64);
+      std::vector<int32_t> acc = run_wgmma_acc(cfg, M, N, K, K, x, q, ones);
+      seen[f].resize(acc.size());
+      for (size_t i = 0; i < acc.size(); i++) {
+        if (acc[i] % 16 != 0) garbage = true;
+        seen[f][i] = acc[i] / 16 + 64;
+      }
+    }
+    for (int t = 0; t < M; t++)
+      for (int c = 0; c < N; c++) {
+        const size_t i = (size_t)t * N + c;
+        if (seen[0][i] == t && seen[1][i] == c) continue;
+        r.acc_mismatches++;
+        if (r.acc_mismatches <= 12)
+          std::fprintf(stderr, "    B: out (token %d, channel %d) wants X[token %d][k %d], read X[token %d][k %d]\n", t,
+                       c, t, c, seen[0][i], seen[1][i]);
+      }
+    if (garbage) r.message += "some outputs are not 16·(a single activation): the B test is not a clean readout; ";
+    if (r.acc_mismatches) {
+      r.passed = false;
+      r.message += std::to_string(r.acc_mismatches) + " of " + std::to_string(M * N) + " outputs read the wrong activation";
+    }
+    out.push_back(r);
+  }
+
+  // Random operands against the host product, ragged M and N, several K blocks and groups.
+  for (int group : {128, 32}) {
+    CaseResult r;
+    const int m = 200, n = 136, k = 384, np = (n + 7) / 8 * 8, groups = k / group;
+    r.name = "wgmma-probe: random " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
+             " group " + std::to_string(group);
+    r.kernel = "wgmma_r128t128_s4";
+    uint32_t st = 12345u + group;
+    auto rnd = [&st]() {
+      st = st * 1664525u + 1013904223u;
+      return st >> 8;
+    };
+    std::vector<int8_t> x((size_t)m * k);
+    for (auto& v : x) v = (int8_t)((int)(rnd() % 255) - 127);
+    std::vector<int> q((size_t)n * k);
+    for (auto& v : q) v = (int)(rnd() % 15) - 7;
+    std::vector<int16_t> is((size_t)groups * np, 0);
+    for (int g = 0; g < groups; g++)
+      for (int c = 0; c < n; c++) is[(size_t)g * np + c] = (int16_t)(1 + rnd() % 64);
+    std::vector<int32_t> acc = run_wgmma_acc(cfg, m, n, k, group, x, q, is);
+    for (int t = 0; t < m; t++)
+      for (int c = 0; c < n; c++) {
+        uint32_t want = 0;  // wraps like the kernel; the values here stay far from 2³¹
+        for (int g = 0; g < groups; g++) {
+          int32_t pg = 0;
+          for (int kk = g * group; kk < (g + 1) * group; kk++) pg += x[(size_t)t * k + kk] * 16 * q[(size_t)c * k + kk];
+          want += (uint32_t)is[(size_t)g * np + c] * (uint32_t)pg;
+        }
+        const int32_t got = acc[(size_t)t * n + c];
+        if ((uint32_t)got == want) continue;
+        r.acc_mismatches++;
+        if (r.acc_mismatches <= 8)
+          std::fprintf(stderr, "    random g%d: out (token %d, channel %d) = %d, want %d\n", group, t, c, got, (int32_t)want);
+      }
+    if (r.acc_mismatches) {
+      r.passed = false;
+      r.message = std::to_string(r.acc_mismatches) + " of " + std::to_string(m * n) + " accumulators differ";
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
+}  // namespace
+
+int cmd_test_wgmma_probe(const Args&) {
+  std::vector<CaseResult> results = wgmma_probe();
+  for (auto& r : results)
+    std::fprintf(stderr, "%-60s %s %s\n", r.name.c_str(), r.passed ? "ok" : "FAIL", r.message.c_str());
+  return report_cases("test wgmma-probe", results, [](JsonWriter& w, const auto& r) {
+    w.field("name", r.name);
+    w.field("kernel", r.kernel);
+    w.field("passed", r.passed);
+    w.field("mismatches", r.acc_mismatches);
+    w.field("message", r.message);
+  });
+}
+
+namespace {
+// "a,b,c" → {"a", "b", "c"}
+std::vector<std::string> split_names(const std::string& s) {
+  std::vector<std::string> out;
+  size_t i = 0;
+  while (i <= s.size()) {
+    size_t j = s.find(',', i);
+    if (j == std::string::npos) j = s.size();
+    if (j > i) out.push_back(s.substr(i, j - i));
+    i = j + 1;
+  }
+  return out;
+}
+}  // namespace
+
 int cmd_test_gemm(const Args& args) {
+  g_only_configs = split_names(args.get("configs"));
+  for (auto& n : g_only_configs) {
+    bool found = false;
+    for (int i = 0; i < ody_w4a8_num_configs(); i++) found |= n == ody_w4a8_config_name(i);
+    if (!found) throw std::runtime_error("test gemm --configs: no config named \"" + n + "\"");
+  }
   std::string dir = args.get("cases");
   if (dir.empty()) throw std::runtime_error("test gemm needs --cases DIR (odyssey testdata gemm-cases --out DIR)");
   Json manifest = parse_json(read_small_file(dir + "/manifest.json", 1 << 20));

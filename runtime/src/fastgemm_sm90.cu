@@ -1,0 +1,449 @@
+// fastgemm_sm90.cu: the W4A8 FastGEMM for prefill on Hopper, with wgmma (config "wgmma_r128t128_s4").
+//
+// What it computes: exactly what the mma.sync kernel (fastgemm.cu) computes, bit for bit
+// (docs/w4a8-numerics.md; quant.W4A8GEMMRef / W4A8AccRef, quant.W4A8GEMMFloatScaleRef):
+//
+//   P'_g[m,c] = Σ_{k∈g} x[m,k] · 16·q[c,k]      int32, wgmma.m64n128k32.s32.s8.s8
+//   acc[m,c]  = Σ_g ŝ[g,c] · P'_g[m,c]           int32 (uint32 arithmetic: wraps mod 2³², exact)
+//   y[m,c]    = half_rn(float(acc)·(xs[m]·f[c]) (+ bias[c]))   kernel::epilogue_int, shared
+//
+// and with float group scales (ODY_SCALE_FLOAT) acc_f += float(P'_g)·(s[g,c]/16), y = acc_f·xs
+// (+ bias), in the mma kernel's order (the groups of one output are summed in K order by one
+// thread in both kernels, so the float variant is bit-exact too).
+//
+// The transposed product. wgmma takes A (M×K) from registers or shared memory and B (K×N) only
+// from shared memory. We compute Yᵀ = W·Xᵀ: the weights are A, in registers, and the activations
+// are B, in shared memory. Why: the packed layout (docs/fastgemm-layout.md) already gives lane l
+// of a warp, for a strip of 8 weight rows and a 128-deep K block, one 16-byte word whose 32-bit
+// word s holds in byte j the codes of row 8·strip + l/4 at k = 32s + 4·(l%4) + j (low nibble) and
+// k + 16 (high nibble). The wgmma A fragment for 8-bit types (PTX ISA, "Register Fragments and
+// Shared Memory Matrix Layouts", wgmma .m64nNk32, A in registers; CUTLASS ALayout_64x32) gives
+// warp w of the warpgroup rows 16w..16w+15, and lane l (gid = l/4, tig = l%4) registers
+//   a0 = row gid,   k = 4·tig + j        a1 = row gid+8, k = 4·tig + j
+//   a2 = row gid,   k = 16 + 4·tig + j   a3 = row gid+8, k = 16 + 4·tig + j
+// so for each k32 step a0 = (w0 << 4) & 0xF0F0F0F0, a2 = w0 & 0xF0F0F0F0 from the strip of rows
+// 16w..16w+7, and a1, a3 the same from the next strip: weights go from global memory straight
+// to registers (one 16-byte load per strip per lane per 128 of K), no shared memory, no shuffle.
+// The activations X [M, K] int8 row-major are B "K-major" (each token's K values contiguous):
+// a token tile of 128 rows × 128 bytes per stage, copied with cp.async into the 128-byte swizzle
+// that the wgmma shared-memory descriptor states (16-byte chunk c of row r at r·128 + ((c ^ r%8)·16),
+// 1024-byte aligned atoms of 8 rows, stride between atoms 1024 bytes); the k32 step s reads the
+// descriptor's start address + 32·s bytes (the swizzle is applied by the hardware on the address).
+//
+// Structure: a block of 2 warpgroups (256 threads) owns 128 weight rows (64 per warpgroup) × 128
+// tokens and the whole of K (no split-K: prefill has enough tiles). STAGES-deep cp.async pipeline
+// for the X tiles (every thread copies 4 chunks of 16 bytes per stage; fence.proxy.async makes the
+// copies visible to the tensor cores' async proxy before the barrier); the weights of the next K
+// block are loaded into registers while the current one is computed. Per group, the warpgroup
+// issues its k32 steps (the first with scale-d = 0: the partial starts from zero), commits, waits,
+// and folds: acc += ŝ[g,row]·partial (each thread's accumulator registers hold two weight rows,
+// gid and gid+8 of its warp's 16: one ŝ each). Per-channel (one group of K) runs one chain over K
+// and multiplies once at the end. The epilogue maps each accumulator register back to (token,
+// channel) (D fragment: row 16w + gid + 8·((i>>1)&1), column 8·(i>>2) + 2·tig + (i&1)) and writes
+// y[token, channel] (and acc_out), i.e. transposes back to the row-major [M, N] output.
+// Blocks are rastered in groups of kRaster weight-row tiles so that the blocks resident at once
+// share both their X tiles and their weight tiles in L2.
+//
+// Limits: sm_90a only (wgmma). Built only when the CUDA compiler is ≥ 12.0 and the architectures
+// include 90 (runtime/CMakeLists.txt compiles this file for compute_90a,code=sm_90a alone and
+// defines ODY_HAVE_SM90_WGMMA); otherwise only the host stubs at the end exist and the config is
+// refused (check_problem: "not built"). At run time it is used only on a compute capability 9.x
+// device. No split-K (splits 0 or 1). The FastGEMM limits otherwise (K % 128 == 0; groups 32,
+// 64, 128 or per-channel; x, qweight, group_scale 16-byte aligned; M·K, Np·K/2 < 2³²).
+// ODYSSEY_WGMMA=0 in the environment turns it off (dispatch and forced config), =1 makes the
+// dispatch use it for every M ≥ kSm90MinM whatever the tile count (fastgemm_dispatch.cpp).
+//
+// Test: odyssey-rt test wgmma-probe (the A-fragment, swizzle and descriptor layouts on known
+// inputs, mismatching positions printed), then odyssey testdata gemm-cases --out C &&
+// ODYSSEY_WGMMA=1 odyssey-rt test gemm --cases C --configs wgmma_r128t128_s4 (every case, forced
+// and through the dispatch, bit-exact). Benchmark: odyssey-rt bench gemm --m 256,1024,4096,8192
+// (rows w4a8_int_wgmma / w4a8_int_mma beside cuBLAS). runtime/scripts/device-run.sh wgmma does all.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <type_traits>
+
+#include "fastgemm.hpp"
+#include "kernel_common.cuh"
+#include "status.hpp"
+
+// Device code that uses wgmma exists only in the sm_90a compilation of this file.
+// ODY_WGMMA_SYNTAX_CHECK lets an older nvcc (11.8: no sm_90a, PTX ISA 7.8) compile the C++
+// around the asm to PTX for a syntax check; that PTX is never assembled.
+#if defined(__CUDA_ARCH__) && (defined(__CUDA_ARCH_FEAT_SM90_ALL) || defined(ODY_WGMMA_SYNTAX_CHECK))
+#define ODY_WGMMA_DEVICE 1
+#else
+#define ODY_WGMMA_DEVICE 0
+#endif
+
+namespace odyssey {
+
+#if defined(ODY_HAVE_SM90_WGMMA)
+namespace {
+
+using kernel::cp_async16;
+using kernel::cp_async_commit;
+using kernel::cp_async_wait;
+using kernel::kBK;
+using kernel::smem_u32;
+
+constexpr int kWarpgroups = 2;                     // consumer warpgroups per block
+constexpr int kThreads = 128 * kWarpgroups;
+constexpr int kRowTile = 64 * kWarpgroups;         // weight rows (output channels) per block
+constexpr int kTokTile = 128;                      // tokens per block: wgmma N
+constexpr int kStages = 4;                         // cp.async stages of X
+constexpr int kStageBytes = kTokTile * kBK;        // 16 KB: 128 tokens × 128 bytes of K
+constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align to 1024
+constexpr int kRaster = 16;                        // weight-row tiles per raster group
+constexpr int kXChunks = kTokTile * (kBK / 16) / kThreads;  // 16-byte X chunks per thread per stage
+static_assert(kRowTile == kSm90RowTile && kTokTile == kSm90TokTile, "fastgemm.hpp tile constants");
+static_assert(kXChunks * kThreads == kTokTile * (kBK / 16), "X chunks divide evenly");
+
+// ---------------------------------------------------------------- PTX wrappers
+
+// wgmma.fence (PTX ISA "wgmma.fence"): orders this warpgroup's earlier register writes (the A
+// fragments, the fold's reads of the accumulators) before the next wgmma.mma_async reads them.
+__device__ __forceinline__ void wgmma_fence() {
+#if ODY_WGMMA_DEVICE
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+// wgmma.commit_group (PTX ISA "wgmma.commit_group"): the wgmma ops issued so far form a group.
+__device__ __forceinline__ void wgmma_commit() {
+#if ODY_WGMMA_DEVICE
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+// wgmma.wait_group 0 (PTX ISA "wgmma.wait_group"): every committed group has completed, so
+// the accumulators may be read and the A registers and the shared-memory stage reused.
+__device__ __forceinline__ void wgmma_wait_all() {
+#if ODY_WGMMA_DEVICE
+  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+#endif
+}
+// fence.proxy.async.shared::cta (PTX ISA "membar/fence", proxy fences): cp.async writes shared
+// memory through the generic proxy, wgmma reads it through the async proxy; each writing thread
+// fences after its copies completed and before the barrier that publishes them.
+__device__ __forceinline__ void fence_proxy_async() {
+#if ODY_WGMMA_DEVICE
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
+// Keeps the compiler from moving accesses of r across this point (CUTLASS's
+// warpgroup_fence_operand): the accumulators change behind its back while a wgmma is in flight.
+__device__ __forceinline__ void fence_operand(uint32_t& r) { asm volatile("" : "+r"(r)::"memory"); }
+
+// Shared-memory matrix descriptor (PTX ISA "Matrix Descriptor Format" for wgmma): bits 0–13
+// start address >> 4, 16–29 leading-dimension byte offset >> 4 (unused for K-major swizzled
+// layouts: 1), 32–45 stride-dimension byte offset >> 4 (1024 bytes from one 8-row atom to the
+// next), 49–51 base offset (0: atoms are 1024-byte aligned), 62–63 swizzle mode (1 = 128-byte).
+__device__ __forceinline__ uint64_t smem_desc_sw128(uint32_t saddr) {
+  return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
+         ((uint64_t)1 << 62);
+}
+
+// wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 with A in registers (PTX ISA
+// "wgmma.mma_async", integer types: no scale/transpose immediates; 8-bit B must be K-major):
+// d[64] (+)= A(64×32, this thread's a[4]) · B(32×128, descriptor). scale_d = 0 ignores d's old
+// value (the product starts from zero), 1 accumulates.
+__device__ __forceinline__ void wgmma_m64n128k32_s8(uint32_t (&d)[64], const uint32_t (&a)[4],
+                                                    uint64_t desc_b, int scale_d) {
+#if ODY_WGMMA_DEVICE
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %69, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      " %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      " %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "{%64, %65, %66, %67}, %68, p;\n"
+      "}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
+        "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
+        "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
+        "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]),
+        "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]),
+        "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]),
+        "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]),
+        "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
+#else
+  (void)d, (void)a, (void)desc_b, (void)scale_d;
+#endif
+}
+
+// 32-bit word s of a uint4.
+__device__ __forceinline__ uint32_t word(const uint4& v, int s) {
+  return s == 0 ? v.x : s == 1 ? v.y : s == 2 ? v.z : v.w;
+}
+
+// Weights (and their group scales) of one 128-deep K block for this thread: the two strips of
+// its warp (rows 16w..16w+7 and 16w+8..16w+15), and ŝ (or s) of rows gid and gid+8 for each of
+// the block's groups (up to 4, groups of 32).
+template <class Scale>
+struct WBlock {
+  uint4 w0, w1;
+  Scale s[4][2];
+};
+
+template <int SPG, bool INT_SCALE>
+__global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_kernel(const Sm90Params p) {
+#if ODY_WGMMA_DEVICE
+  using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
+  constexpr int kGroups = SPG ? 4 / SPG : 1;  // groups per K block (per-channel: one chain)
+  extern __shared__ uint8_t smem_raw[];
+  // The 128-byte swizzle repeats every 8 rows = 1024 bytes: stages start 1024-byte aligned.
+  const uint32_t sbase = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  uint8_t* smem = smem_raw + (sbase - smem_u32(smem_raw));
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wg = warp >> 2, wq = warp & 3;  // warpgroup, warp within it
+  const int gid = lane >> 2, tig = lane & 3;
+
+  // Raster: groups of kRaster row tiles × all token tiles, token tiles fastest within a group.
+  const int tiles_r = (p.np + kRowTile - 1) / kRowTile;
+  const int tiles_t = (p.m + kTokTile - 1) / kTokTile;
+  const int per_group = kRaster * tiles_t;
+  const int grp = blockIdx.x / per_group, in_grp = blockIdx.x % per_group;
+  const int first_r = grp * kRaster;
+  const int rows_here = min(kRaster, tiles_r - first_r);
+  const int rt = first_r + in_grp % rows_here, tt = in_grp / rows_here;
+  const int t0 = tt * kTokTile;
+  const int kblocks = p.k / kBK;
+
+  // This warp's 16 weight rows: strips nb and nb+1; this thread's rows c0 and c0 + 8.
+  const int row0 = rt * kRowTile + wg * 64 + wq * 16;
+  const int nb = row0 >> 3;
+  const int c0 = row0 + gid;
+  const bool ok0 = row0 < p.np, ok1 = row0 + 8 < p.np;  // Np is a multiple of 8: whole strips
+  const uint4* wsrc0 = reinterpret_cast<const uint4*>(p.qweight) + (size_t)nb * kblocks * 32 + lane;
+  const uint4* wsrc1 = wsrc0 + (size_t)kblocks * 32;
+  const Scale* gs = static_cast<const Scale*>(p.group_scale);
+  const int gpk = SPG ? kGroups : 0;  // scale rows per K block
+
+  auto load_w = [&](WBlock<Scale>& b, int kb) {
+    const uint4 z = make_uint4(0, 0, 0, 0);
+    b.w0 = ok0 ? __ldg(wsrc0 + (size_t)kb * 32) : z;
+    b.w1 = ok1 ? __ldg(wsrc1 + (size_t)kb * 32) : z;
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+      if (SPG) {
+        const Scale* row = gs + (size_t)(kb * gpk + g) * p.np;
+        b.s[g][0] = ok0 ? __ldg(row + c0) : Scale(0);
+        b.s[g][1] = ok1 ? __ldg(row + c0 + 8) : Scale(0);
+      } else {
+        b.s[g][0] = b.s[g][1] = Scale(0);
+      }
+    }
+  };
+
+  // X: this thread's kXChunks chunks per stage; tokens past M are zero-filled.
+  uint32_t x_src[kXChunks], x_dst[kXChunks];
+  bool x_ok[kXChunks];
+#pragma unroll
+  for (int u = 0; u < kXChunks; u++) {
+    const int i = u * kThreads + tid;
+    const int r = i >> 3, c = i & 7;
+    x_ok[u] = t0 + r < p.m;
+    x_src[u] = x_ok[u] ? (uint32_t)((size_t)(t0 + r) * p.k + c * 16) : 0u;
+    x_dst[u] = r * kBK + ((c ^ (r & 7)) << 4);  // the 128-byte swizzle (see the header)
+  }
+  auto load_x = [&](int stage, int kb) {
+    uint8_t* s = smem + stage * kStageBytes;
+#pragma unroll
+    for (int u = 0; u < kXChunks; u++)
+      cp_async16(s + x_dst[u], p.x + x_src[u] + (x_ok[u] ? (size_t)kb * kBK : 0), x_ok[u]);
+  };
+
+  using Acc = typename std::conditional<INT_SCALE, uint32_t, float>::type;
+  Acc total[64];
+  uint32_t part[64];
+#pragma unroll
+  for (int i = 0; i < 64; i++) {
+    total[i] = 0;
+    part[i] = 0;
+  }
+
+#pragma unroll
+  for (int s = 0; s < kStages - 1; s++) {
+    if (s < kblocks) load_x(s, s);
+    cp_async_commit();
+  }
+  WBlock<Scale> cur, nxt;
+  load_w(cur, 0);
+
+  for (int kb = 0; kb < kblocks; kb++) {
+    if (kb + 1 < kblocks) load_w(nxt, kb + 1);  // in flight during this block's math
+    cp_async_wait<kStages - 2>();
+    fence_proxy_async();
+    __syncthreads();  // stage kb is in; every warpgroup is done with stage kb - 1
+    {
+      const int n = kb + kStages - 1;
+      if (n < kblocks) load_x(n % kStages, n);
+      cp_async_commit();
+    }
+    const uint32_t sx = smem_u32(smem + (kb % kStages) * kStageBytes);
+    const uint64_t desc0 = smem_desc_sw128(sx);
+
+    // A fragments of the four k32 steps: two masks per packed word (docs/fastgemm-layout.md).
+    uint32_t a[4][4];
+#pragma unroll
+    for (int s = 0; s < 4; s++) {
+      const uint32_t w0 = word(cur.w0, s), w1 = word(cur.w1, s);
+      a[s][0] = (w0 << 4) & 0xF0F0F0F0u;  // row gid,   k = 32s + 4·tig + j
+      a[s][1] = (w1 << 4) & 0xF0F0F0F0u;  // row gid+8, k = 32s + 4·tig + j
+      a[s][2] = w0 & 0xF0F0F0F0u;         // row gid,   k = 32s + 16 + 4·tig + j
+      a[s][3] = w1 & 0xF0F0F0F0u;         // row gid+8, k = 32s + 16 + 4·tig + j
+    }
+
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+#pragma unroll
+      for (int i = 0; i < 64; i++) fence_operand(part[i]);
+      wgmma_fence();
+      constexpr int kSteps = SPG ? SPG : 4;
+#pragma unroll
+      for (int j = 0; j < kSteps; j++) {
+        const int s = g * kSteps + j;
+        // A group's first step starts from zero; per-channel only at K's very first step.
+        const int scale_d = SPG ? (j != 0) : (kb != 0 || s != 0);
+        // Step s of K reads bytes 32s..32s+31 of every token row: start address + 32s.
+        wgmma_m64n128k32_s8(part, a[s], desc0 + (uint64_t)((s * 32) >> 4), scale_d);
+      }
+      wgmma_commit();
+      wgmma_wait_all();
+#pragma unroll
+      for (int i = 0; i < 64; i++) fence_operand(part[i]);
+      if (SPG) {
+        // Fold: register i holds weight row gid + 8·((i>>1)&1) of the warp's 16.
+        if constexpr (INT_SCALE) {
+          const uint32_t s_lo = (uint32_t)(int32_t)cur.s[g][0], s_hi = (uint32_t)(int32_t)cur.s[g][1];
+#pragma unroll
+          for (int i = 0; i < 64; i++) total[i] += ((i >> 1) & 1 ? s_hi : s_lo) * part[i];
+        } else {
+          // float(16p)·(s/16) == float(p)·s exactly; the mma kernel's operations, in its order.
+          const float s_lo = cur.s[g][0] * 0.0625f, s_hi = cur.s[g][1] * 0.0625f;
+#pragma unroll
+          for (int i = 0; i < 64; i++)
+            total[i] = __fadd_rn(total[i], __fmul_rn(__int2float_rn((int32_t)part[i]), (i >> 1) & 1 ? s_hi : s_lo));
+        }
+      }
+    }
+    if (kb + 1 < kblocks) cur = nxt;
+  }
+  cp_async_wait<0>();
+
+  // Per-channel: the one group's sum takes its single scale now.
+  if (!SPG) {
+    Scale sc[2] = {Scale(0), Scale(0)};
+    if (ok0) sc[0] = gs[c0];
+    if (ok1) sc[1] = gs[c0 + 8];
+    if constexpr (INT_SCALE) {
+#pragma unroll
+      for (int i = 0; i < 64; i++) total[i] = (uint32_t)(int32_t)sc[(i >> 1) & 1] * part[i];
+    } else {
+#pragma unroll
+      for (int i = 0; i < 64; i++)
+        total[i] = __fmul_rn(__int2float_rn((int32_t)part[i]), sc[(i >> 1) & 1] * 0.0625f);
+    }
+  }
+
+  // Epilogue: register i is (channel c0 + 8·((i>>1)&1), token t0 + 8·(i>>2) + 2·tig + (i&1)).
+  __half* y = static_cast<__half*>(p.y);
+  float f[2] = {0.f, 0.f};
+  if constexpr (INT_SCALE) {
+    if (c0 < p.n) f[0] = p.channel_scale[c0];
+    if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
+  }
+#pragma unroll
+  for (int i = 0; i < 64; i++) {
+    const int c = c0 + 8 * ((i >> 1) & 1);
+    const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
+    if (c >= p.n || t >= p.m) continue;
+    const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
+    const size_t o = (size_t)t * p.n + c;
+    if constexpr (INT_SCALE) {
+      y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
+      if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
+    } else {
+      float v = __fmul_rn(total[i], xs);
+      if (p.bias) v = __fadd_rn(v, p.bias[c]);
+      y[o] = __float2half_rn(v);
+    }
+  }
+#else
+  // Referenced so that a non-sm_90a device pass (a syntax check) does not warn about them.
+  (void)p, (void)kRaster, (void)wgmma_fence, (void)wgmma_commit, (void)wgmma_wait_all, (void)fence_proxy_async,
+      (void)fence_operand, (void)smem_desc_sw128, (void)wgmma_m64n128k32_s8, (void)word;
+  __trap();  // not an sm_90a device compilation: the host never launches it (sm90_wgmma_usable)
+#endif
+}
+
+template <int SPG, bool INT>
+cudaError_t launch_one(const Sm90Params& p, cudaStream_t s) {
+  static bool attr = false;  // raise the dynamic shared-memory limit once per instantiation
+  if (!attr) {
+    cudaError_t e = cudaFuncSetAttribute(w4a8_wgmma_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+    if (e != cudaSuccess) return e;
+    attr = true;
+  }
+  const long long tiles = (long long)((p.np + kRowTile - 1) / kRowTile) * ((p.m + kTokTile - 1) / kTokTile);
+  w4a8_wgmma_kernel<SPG, INT><<<(unsigned)tiles, kThreads, kSmemBytes, s>>>(p);
+  return cudaGetLastError();
+}
+
+template <bool INT>
+cudaError_t launch_kind(const Sm90Params& p, cudaStream_t s) {
+  if (p.group_size >= p.k) return launch_one<0, INT>(p, s);
+  switch (p.group_size) {
+    case 32: return launch_one<1, INT>(p, s);
+    case 64: return launch_one<2, INT>(p, s);
+    default: return launch_one<4, INT>(p, s);
+  }
+}
+
+}  // namespace
+
+bool sm90_wgmma_built() { return true; }
+
+ody_status launch_w4a8_sm90(const Sm90Params& p, cudaStream_t stream) {
+  if (!sm90_wgmma_usable()) return fail(ODY_ERR_UNSUPPORTED, "w4a8: the wgmma kernel needs a compute capability 9.x device");
+  ODY_CUDA(cudaGetLastError());
+  ODY_CUDA(p.int_scale ? launch_kind<true>(p, stream) : launch_kind<false>(p, stream));
+  return ODY_OK;
+}
+
+#else  // not built: CUDA < 12 or no 90 in the architectures
+
+bool sm90_wgmma_built() { return false; }
+
+ody_status launch_w4a8_sm90(const Sm90Params&, cudaStream_t) {
+  return fail(ODY_ERR_UNSUPPORTED,
+              "w4a8: the wgmma kernel was not built (it needs CUDA >= 12.0 and 90 in CMAKE_CUDA_ARCHITECTURES)");
+}
+
+#endif
+
+// Built, a compute capability 9.x device, and not turned off with ODYSSEY_WGMMA=0.
+bool sm90_wgmma_usable() {
+  static int usable = -1;
+  if (usable < 0) {
+    usable = 0;
+    const char* env = std::getenv("ODYSSEY_WGMMA");
+    int dev = 0, major = 0;
+    if (sm90_wgmma_built() && !(env && std::string(env) == "0") && cudaGetDevice(&dev) == cudaSuccess &&
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major == 9)
+      usable = 1;
+    cudaGetLastError();
+  }
+  return usable == 1;
+}
+
+}  // namespace odyssey

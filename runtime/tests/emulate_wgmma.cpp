@@ -1,0 +1,178 @@
+// emulate_wgmma.cpp: the index arithmetic of the wgmma kernel (src/fastgemm_sm90.cu) on the host.
+//
+// The kernel's data path is replayed with the operand layouts the PTX ISA states for
+// wgmma.m64n128k32 s8 (A fragment from registers, K-major B through the 128-byte swizzle and the
+// shared-memory descriptor, D fragment), so that the kernel's own index formulas — the packed
+// words it turns into A registers, the swizzled offsets its cp.async writes, the descriptor start
+// per k32 step, the mapping of accumulator registers back to (token, channel), the group fold —
+// are checked against a plain product before any GPU sees them. What it cannot check is whether
+// the hardware follows those layouts: `odyssey-rt test wgmma-probe` does that on the device.
+// Host only (CI): emulate_wgmma [--quick]
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+// docs/fastgemm-layout.md, the same formula as test_gemm.cpp's pack_fastgemm.
+std::vector<uint8_t> pack(const std::vector<int>& q, int n, int k) {
+  const int np = (n + 7) / 8 * 8, kb = k / 128;
+  std::vector<uint8_t> out((size_t)np * k / 2, 0);
+  for (int c = 0; c < n; c++)
+    for (int kk = 0; kk < k; kk++) {
+      const int blk = kk / 128, r = kk % 128, step = r / 32, rr = r % 32, hi = rr >= 16, r2 = rr % 16;
+      const int tig = r2 / 4, j = r2 % 4, lane = (c % 8) * 4 + tig;
+      const size_t off = (((size_t)(c / 8) * kb + blk) * 32 + lane) * 16 + step * 4 + j;
+      const uint8_t code = (uint8_t)(q[(size_t)c * k + kk] & 0xF);
+      out[off] |= hi ? (uint8_t)(code << 4) : code;
+    }
+  return out;
+}
+
+int8_t byte_of(uint32_t w, int j) { return (int8_t)(uint8_t)(w >> (8 * j)); }
+
+// One problem through the emulated kernel; returns the number of wrong accumulators.
+long long run(int m, int n, int k, int group, uint32_t seed) {
+  const int np = (n + 7) / 8 * 8, kblocks = k / 128, groups = k / group;
+  uint32_t st = seed;
+  auto rnd = [&st]() {
+    st = st * 1664525u + 1013904223u;
+    return st >> 8;
+  };
+  std::vector<int8_t> x((size_t)m * k);
+  for (auto& v : x) v = (int8_t)((int)(rnd() % 255) - 127);
+  std::vector<int> q((size_t)n * k);
+  for (auto& v : q) v = (int)(rnd() % 15) - 7;
+  std::vector<int16_t> gs((size_t)groups * np, 0);
+  for (int g = 0; g < groups; g++)
+    for (int c = 0; c < n; c++) gs[(size_t)g * np + c] = (int16_t)(1 + rnd() % 1000);
+  std::vector<uint8_t> qw = pack(q, n, k);
+  const bool per_channel = group >= k;
+  const int spg = per_channel ? 0 : group / 32, kgroups = spg ? 4 / spg : 1, ksteps = spg ? spg : 4;
+
+  std::vector<int32_t> acc((size_t)m * n, 0x7F7F7F7F);
+  const int tiles_r = (np + 127) / 128, tiles_t = (m + 127) / 128;
+  std::vector<uint8_t> smem(128 * 128);
+  for (int rt = 0; rt < tiles_r; rt++)
+    for (int tt = 0; tt < tiles_t; tt++) {
+      const int t0 = tt * 128;
+      // Per thread (warpgroup, warp, lane): total[64] and part[64], as in the kernel.
+      static uint32_t total[256][64], part[256][64];
+      std::memset(total, 0, sizeof total);
+      std::memset(part, 0, sizeof part);
+      for (int kb = 0; kb < kblocks; kb++) {
+        // cp.async: thread tid's chunks i = u·256 + tid, row r = i>>3, chunk c = i&7.
+        for (int tid = 0; tid < 256; tid++)
+          for (int u = 0; u < 4; u++) {
+            const int i = u * 256 + tid, r = i >> 3, c = i & 7;
+            uint8_t* dst = smem.data() + r * 128 + ((c ^ (r & 7)) << 4);
+            if (t0 + r < m)
+              std::memcpy(dst, x.data() + (size_t)(t0 + r) * k + kb * 128 + c * 16, 16);
+            else
+              std::memset(dst, 0, 16);
+          }
+        for (int wg = 0; wg < 2; wg++) {
+          // A registers of every thread of the warpgroup for the four k32 steps.
+          uint32_t a[128][4][4];
+          for (int wq = 0; wq < 4; wq++)
+            for (int lane = 0; lane < 32; lane++) {
+              const int row0 = rt * 128 + wg * 64 + wq * 16, nb = row0 >> 3;
+              uint32_t w0[4] = {0, 0, 0, 0}, w1[4] = {0, 0, 0, 0};
+              if (row0 < np) std::memcpy(w0, qw.data() + (((size_t)nb * kblocks + kb) * 32 + lane) * 16, 16);
+              if (row0 + 8 < np) std::memcpy(w1, qw.data() + (((size_t)(nb + 1) * kblocks + kb) * 32 + lane) * 16, 16);
+              for (int s = 0; s < 4; s++) {
+                uint32_t* r = a[wq * 32 + lane][s];
+                r[0] = (w0[s] << 4) & 0xF0F0F0F0u;
+                r[1] = (w1[s] << 4) & 0xF0F0F0F0u;
+                r[2] = w0[s] & 0xF0F0F0F0u;
+                r[3] = w1[s] & 0xF0F0F0F0u;
+              }
+            }
+          for (int g = 0; g < kgroups; g++) {
+            for (int j = 0; j < ksteps; j++) {
+              const int s = g * ksteps + j;
+              const bool zero = spg ? j == 0 : (kb == 0 && s == 0);
+              // The PTX ISA's A layout (ALayout_64x32): element (row, kk) of the 64×32 tile is
+              // byte kk%4 of register (row/8 %2) + 2·(kk/16) of lane 4·(row%8) + (kk%16)/4 of warp row/16.
+              int A[64][32];
+              for (int row = 0; row < 64; row++)
+                for (int kk = 0; kk < 32; kk++) {
+                  const int w = row / 16, lane = 4 * (row % 8) + (kk % 16) / 4, reg = ((row / 8) % 2) + 2 * (kk / 16);
+                  A[row][kk] = byte_of(a[w * 32 + lane][s][reg], kk % 4);
+                }
+              // B: K-major, 128-byte swizzle; descriptor start = stage + 32·s, SBO 1024. Element
+              // (kk, col) is at logical address start + (col/8)·1024 + (col%8)·128 + kk; the
+              // hardware XORs address bits 4–6 with bits 7–9 (the stage is 1024-byte aligned).
+              for (int tid = 0; tid < 128; tid++) {
+                const int w = tid / 32, lane = tid % 32, gid = lane / 4, tig = lane % 4;
+                uint32_t* d = part[wg * 128 + tid];
+                for (int i = 0; i < 64; i++) {
+                  const int row = 16 * w + gid + 8 * ((i >> 1) & 1), col = 8 * (i >> 2) + 2 * tig + (i & 1);
+                  int32_t sum = 0;
+                  for (int kk = 0; kk < 32; kk++) {
+                    const uint32_t addr = 32 * s + (col / 8) * 1024 + (col % 8) * 128 + kk;
+                    const uint32_t phys = addr ^ (((addr >> 7) & 7) << 4);
+                    sum += A[row][kk] * (int8_t)smem[phys];
+                  }
+                  d[i] = (zero ? 0u : d[i]) + (uint32_t)sum;
+                }
+              }
+            }
+            if (spg)  // fold with ŝ of rows gid and gid+8
+              for (int tid = 0; tid < 128; tid++) {
+                const int w = tid / 32, gid = (tid % 32) / 4, c0 = rt * 128 + wg * 64 + w * 16 + gid;
+                const size_t srow = (size_t)(kb * kgroups + g) * np;
+                const uint32_t s_lo = c0 < np ? (uint32_t)(int32_t)gs[srow + c0] : 0;
+                const uint32_t s_hi = c0 + 8 < np ? (uint32_t)(int32_t)gs[srow + c0 + 8] : 0;
+                for (int i = 0; i < 64; i++) total[wg * 128 + tid][i] += ((i >> 1) & 1 ? s_hi : s_lo) * part[wg * 128 + tid][i];
+              }
+          }
+        }
+      }
+      for (int tid = 0; tid < 256; tid++) {
+        const int wg = tid / 128, w = (tid % 128) / 32, lane = tid % 32, gid = lane / 4, tig = lane % 4;
+        const int c0 = rt * 128 + wg * 64 + w * 16 + gid;
+        for (int i = 0; i < 64; i++) {
+          const int c = c0 + 8 * ((i >> 1) & 1), t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
+          if (c >= n || t >= m) continue;
+          uint32_t v = total[tid][i];
+          if (!spg) v = (uint32_t)(int32_t)gs[c] * part[tid][i];
+          acc[(size_t)t * n + c] = (int32_t)v;
+        }
+      }
+    }
+  long long bad = 0;
+  for (int t = 0; t < m; t++)
+    for (int c = 0; c < n; c++) {
+      uint32_t want = 0;
+      for (int g = 0; g < groups; g++) {
+        int32_t p = 0;
+        for (int kk = g * group; kk < (g + 1) * group; kk++) p += x[(size_t)t * k + kk] * 16 * q[(size_t)c * k + kk];
+        want += (uint32_t)(int32_t)gs[(size_t)g * np + c] * (uint32_t)p;
+      }
+      if ((uint32_t)acc[(size_t)t * n + c] != want && ++bad <= 5)
+        std::fprintf(stderr, "  m%d n%d k%d g%d: acc[%d][%d] = %d, want %d\n", m, n, k, group, t, c,
+                     acc[(size_t)t * n + c], (int32_t)want);
+    }
+  return bad;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
+  struct P {
+    int m, n, k, g;
+  };
+  std::vector<P> ps = {{128, 128, 128, 128}, {200, 136, 384, 128}, {70, 40, 256, 32}, {130, 260, 256, 64},
+                       {64, 128, 384, 384}};
+  if (!quick) ps.push_back({300, 264, 512, 32});
+  long long bad = 0;
+  for (auto& p : ps) {
+    long long b = run(p.m, p.n, p.k, p.g, 7u + p.m + p.n);
+    std::printf("emulate_wgmma m%d n%d k%d group %d: %s\n", p.m, p.n, p.k, p.g, b ? "FAIL" : "ok");
+    bad += b;
+  }
+  return bad ? 1 : 0;
+}

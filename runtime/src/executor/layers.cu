@@ -36,25 +36,36 @@
 // per (row, head), keys in chunks of 128 with an online softmax in fp32, head_dim ≤ 256.
 // ODYSSEY_PREFILL_WARPS=4|8 (environment) picks BM = 64 or 128 for the benchmark's sake.
 //
-// Attention decode: flash-decoding. The context is split in chunks of 64 keys; block
-// (chunk, kv head, sequence) copies its 64 K and V rows to shared memory once (cp.async), and
-// computes scores, softmax and P·V for all nh/nkv query heads of the GQA group from there, in
-// fp32; partial (max, sum, unnormalized O) go to the workspace and a second kernel combines
-// them per (sequence, head). The grid is sized from max_seq, not len (which stays on the
-// device: graph-capturable); chunks past len[b] exit at once.
+// Attention decode: flash-decoding in two kernels (details above decode_split_kernel). The
+// context is cut into splits sized from max_seq, batch·nkv and the SM count (≈ 4 blocks per
+// SM); block (split, kv head, sequence) computes all nh/nkv query heads of its GQA group. Head
+// dims 64/128 with groups 1, 2, 4, 8 stream K and V straight into registers (4 steps of 16-byte
+// loads in flight per lane, online softmax per lane in fp32, merged by shuffles and shared
+// memory); other shapes stage 64-key chunks in shared memory. Partial (max, sum, unnormalized
+// O) go to the workspace; the combine kernel merges them per (sequence, head) and may also
+// write o_proj's int8 input (static scale, or per token through a last-block ticket). The
+// grids depend on max_seq only, len stays on the device (graph-capturable); splits past
+// len[b] exit at once.
+// Decode rope + KV append (rope_kv_decode): one kernel, the arithmetic of rope_kernel and the
+// copy of kv_append_kernel (bit-identical to the two; the test compares them).
+// PDL: every kernel here except the prefill attention kernels is launched with launch_pdl
+// (pdl.cuh) and calls pdl_wait() before it reads anything, in every block, before any exit
+// (a block that exited without waiting could let its grid complete before its predecessor).
 //
 // Layouts: row-major, strides in elements (layers.hpp). Vector paths (16-, 8- or 4-byte
 // accesses) are taken when the sizes, strides and pointers allow; otherwise scalar code
 // computes the same values. rows = 0 (or batch = 0) launches nothing and returns success.
 // Limits: head_dim ≤ 256 and even for rope; nh % nkv == 0; prefill head_dim ≤ 256;
-// decode head_dim ≤ 256 and its shared memory (≈ 2·64·(hd+8)·2 + 4·group·(hd+64) bytes) ≤ 227 KB.
+// decode head_dim ≤ 256 and its shared memory (≈ 2·64·(hd+8)·2 + 4·group·(hd+64) bytes) ≤ 227 KB
+// (general kernel), splits · 4 bytes ≤ 227 KB (combine).
 //
 // Test: `odyssey-rt test layers [--quick] [--only prefill,decode,...]` (runtime/src/cli/
 // test_layers.cpp: host references in plain C++, many shapes, tolerances named there); without
 // a GPU, runtime/tests/layers_emu/run.sh runs the same test with these kernels emulated on the
 // host (fragment layouts, indexing, barriers; not races or device rounding). Bench: `odyssey-rt
-// bench layers` (prefill TFLOP/s for both tile variants, decode GB/s against a device-to-device
-// copy of the same run).
+// bench layers` (prefill TFLOP/s for both tile variants, decode GB/s of both split kernels against
+// a device-to-device copy of the same run); the decode step's kernels in context: `odyssey-rt
+// speed --profile N` (docs/executor.md).
 #include "executor/layers.hpp"
 
 #include <cuda_fp16.h>
@@ -1106,12 +1117,14 @@ __global__ void rope_kv_kernel(__half* __restrict__ q, int ld_q, const __half* _
     sn[i] = __double2float_rn(sd);
   }
   __syncthreads();
-  if (p < 0 || p >= max_seq) return;  // the caller checks positions; never write outside the cache
+  // The caller checks positions; as kv_append, never write outside the cache (q is rotated anyway).
+  const bool in_cache = p >= 0 && p < max_seq;
   const int h0 = blockIdx.y * heads_per_block, h1 = min(h0 + heads_per_block, nh + 2 * nkv);
-  const size_t crow = (row * max_seq + p) * (size_t)nkv * head_dim;
+  const size_t crow = (row * max_seq + (in_cache ? p : 0)) * (size_t)nkv * head_dim;
   const int per_head = half / V;
   for (int idx = threadIdx.x; idx < (h1 - h0) * per_head; idx += blockDim.x) {
     const int head = h0 + idx / per_head, i = (idx % per_head) * V;
+    if (head >= nh && !in_cache) continue;
     if (head >= nh + nkv) {  // v: copy both halves
       const int kh = head - nh - nkv;
       const __half* src = v + row * ld_kv + (size_t)kh * head_dim;

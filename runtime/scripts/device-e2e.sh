@@ -10,6 +10,9 @@
 #   ppl-quant  every preset's artifact of tiny-llama, small-llama-outliers and stories260K:
 #              GPU perplexity against `eval ppl` (CPU) on the same windows (--compare-cpu)
 #   speed      synthetic LLaMA-2-7B: FP16 checkpoint vs its w4a8-rtn artifact, and HF transformers
+#   profile    the same two models: per-kernel profile of a decode step (odyssey-rt speed --profile)
+#              at batch 1 and 16, beside the graph replay's step time; W4A8 with ODYSSEY_PDL=1 and
+#              0 (PDL A/B), FP16 with PDL on (E2E_PROFILE_PDL="1 0" for both there too)
 # Results: $OUT/e2e/*.json (tar them before the call ends: at most 8 files come back).
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0
@@ -36,6 +39,12 @@ c = d.get("cpu") or {}
 print("path=%s ppl=%.6f windows=%s tok/s=%.0f" % (d.get("path"), d.get("ppl", 0), d.get("windows"), d.get("tokens_per_second", 0)),
       ("cpu_ppl=%.6f rel=%.2e met=%s" % (c.get("ppl", 0), c.get("relative_difference", 0), c.get("met"))) if c else "")
 PY
+}
+
+# The synthetic model of shape $S (default llama2-7b) and its w4a8-rtn artifact, once per machine.
+synth_models() {
+  [ -d /tmp/$S ] || $ODY testdata synth --shape $S --out /tmp/$S > "$E/synth.log" 2>&1 || { tail -5 "$E/synth.log"; exit 1; }
+  [ -d /tmp/$S-w4a8 ] || $ODY quantize --model /tmp/$S --recipe w4a8-rtn --out /tmp/$S-w4a8 --no-sync > "$E/q-$S.log" 2>&1 || { tail -5 "$E/q-$S.log"; exit 1; }
 }
 
 # model name, folder, data, seq-len, calibration text
@@ -69,11 +78,26 @@ for s in "$@"; do
       done
     done
     ;;
+  profile)
+    stamp profile
+    S=${E2E_SHAPE:-llama2-7b}
+    synth_models
+    stamp "profile: models ready"
+    for m in "w4a8 /tmp/$S-w4a8 ${E2E_PROFILE_PDL_W4A8:-1 0}" "fp16 /tmp/$S ${E2E_PROFILE_PDL:-1}"; do
+      read -r name dir pdls <<< "$m"
+      for pdl in $pdls; do
+        f="$E/profile-$name-pdl$pdl"
+        ODYSSEY_PDL=$pdl $ODYSSEY_RT speed --model "$dir" --batch ${E2E_PROFILE_BATCH:-1,16} --prompt 1024 --gen 64 \
+          --repeats 3 --profile ${E2E_PROFILE_STEPS:-10} > "$f.json" 2> "$f.log"
+        echo "profile $name ODYSSEY_PDL=$pdl rc=$?"
+        grep -E "^profile|^  |ms/step|WARNING" "$f.log"
+      done
+    done
+    ;;
   speed)
     stamp speed
     S=${E2E_SHAPE:-llama2-7b}
-    [ -d /tmp/$S ] || $ODY testdata synth --shape $S --out /tmp/$S > "$E/synth.log" 2>&1 || { tail -5 "$E/synth.log"; exit 1; }
-    [ -d /tmp/$S-w4a8 ] || $ODY quantize --model /tmp/$S --recipe w4a8-rtn --out /tmp/$S-w4a8 --no-sync > "$E/q-$S.log" 2>&1 || { tail -5 "$E/q-$S.log"; exit 1; }
+    synth_models
     stamp "speed: models ready"
     hf=()
     # E2E_HF_FILE: an hf_baseline.py answer measured earlier on the same GPU (the HF run takes

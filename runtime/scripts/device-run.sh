@@ -90,7 +90,7 @@ PY
     $B/odyssey-rt test layers > "$OUT/test-layers.json" 2> "$OUT/test-layers.log"
     echo "test layers rc=$?"; grep -E "FAIL" "$OUT/test-layers.log" | head -30; grep -E "passed" "$OUT/test-layers.log" | tail -2
     $B/odyssey-rt bench layers --out "$OUT/bench-layers.json" > /dev/null 2> "$OUT/bench-layers.log"
-    echo "bench layers rc=$?"; tail -12 "$OUT/bench-layers.log"
+    echo "bench layers rc=$?"; grep -E "copy|prefill|decode" "$OUT/bench-layers.log" | head -40
     ;;
   codec)
     stamp codec

@@ -5,7 +5,10 @@
 //   variants (ODYSSEY_PREFILL_WARPS=4: 64 query rows per block, 8: 128). TFLOP/s counts the
 //   causal work only: 4·batch·heads·head_dim·seq(seq+1)/2 (Q·Kᵀ and P·V, 2 flops per MAC, the
 //   keys each query may see), the convention of the flash-attention papers' causal figures.
-// - attention_decode: context 1024 and 4096 (len = max_seq), batch 1 and 8, 32/32 and 32/8.
+// - attention_decode: context 1024 and 4096 (len = max_seq), batch 1, 8 and 16, 32/32 and 32/8,
+//   both split kernels (variant "fast": the register-streaming one the executor takes for
+//   head_dim 64/128; "general": the 64-key shared-memory kernel, ODYSSEY_DECODE_ATTN=general,
+//   the baseline measured in the same run), each followed by its combine.
 //   GB/s counts the K and V bytes a step must read (batch·len·kv_heads·head_dim·2·2); pct_copy
 //   divides by the device-to-device copy bandwidth (1 GiB, read + write) of the same run, the
 //   memory floor convention of runtime/NOTES.md.
@@ -165,8 +168,9 @@ int cmd_bench_layers(const Args& args) {
   // Decode.
   w.key("decode").begin_array();
   for (int ctx : {1024, 4096})
-    for (int batch : {1, 8})
-      for (int nkv : {32, 8}) {
+    for (int batch : {1, 8, 16})
+      for (int nkv : {32, 8})
+        for (const char* variant : {"fast", "general"}) {
         const size_t cache = (size_t)batch * ctx * nkv * hd;
         DeviceBuffer q((size_t)batch * nh * hd * 2), out((size_t)batch * nh * hd * 2), kc(cache * 2), vc(cache * 2);
         fill_random_half(q);
@@ -178,6 +182,10 @@ int cmd_bench_layers(const Args& args) {
         const size_t wsb = L::attention_decode_workspace(batch, nh, hd, ctx);
         DeviceBuffer ws(wsb);
         const float scale = 1.f / std::sqrt((float)hd);
+        if (std::string(variant) == "general")
+          setenv("ODYSSEY_DECODE_ATTN", "general", 1);
+        else
+          unsetenv("ODYSSEY_DECODE_ATTN");
         auto launch = [&] {
           check(L::attention_decode(q.get<__half>(), nh * hd, kc.get<__half>(), vc.get<__half>(), len.get<int32_t>(),
                                     out.get<__half>(), nh * hd, batch, ctx, nh, nkv, hd, scale, 0, ws.get(), wsb, 0),
@@ -185,9 +193,10 @@ int cmd_bench_layers(const Args& args) {
         };
         auto s = timer.samples_us(launch, iters, 10);
         const double us = median(s), bytes = 2.0 * cache * 2, gbs = bytes / us / 1e3;
-        std::fprintf(stderr, "decode   batch %d ctx %5d heads %d/%d hd %d  %9.2f us  %7.0f GB/s  %5.1f%% of copy\n", batch,
-                     ctx, nh, nkv, hd, us, gbs, 100 * gbs / copy_gbps);
+        std::fprintf(stderr, "decode   batch %2d ctx %5d heads %d/%d hd %d  %-7s %9.2f us  %7.0f GB/s  %5.1f%% of copy\n",
+                     batch, ctx, nh, nkv, hd, variant, us, gbs, 100 * gbs / copy_gbps);
         w.begin_object();
+        w.field("variant", variant);
         w.field("batch", batch);
         w.field("context", ctx);
         w.field("heads", nh);
@@ -201,6 +210,7 @@ int cmd_bench_layers(const Args& args) {
         w.field("pct_copy", 100 * gbs / copy_gbps);
         w.end_object();
       }
+  unsetenv("ODYSSEY_DECODE_ATTN");
   w.end_array();
   w.end_object();
   std::cout << w.str() << std::endl;

@@ -10,6 +10,13 @@
 // a warm-up, timed with CUDA events on the executor's stream. A 1 GiB device-to-device copy
 // measured in the same process gives the bandwidth of the memory floor: the bytes a decode
 // step must read (weights, plus the KV cache at the mean context prompt + gen/2) over it.
+//
+// speed --profile N adds, per model and batch size, a per-kernel profile of N eager decode
+// steps (Executor::profile_decode: CUDA events around each launch group, µs by kind summed
+// over the layers, median over the steps) beside the graph replay's step time: the sum runs
+// without PDL overlap and with an event between groups, so graph_step_us − profile_sum_us is
+// roughly what launches and kernel boundaries cost inside the graph (negative: PDL overlap
+// and event gaps outweigh them). A table goes to stderr, the rows to the JSON.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -163,6 +170,9 @@ int cmd_speed(const Args& a) {
   if (model.empty()) throw std::runtime_error("speed needs --model DIR");
   const std::vector<long long> batches = a.get_list("batch", {1, 8, 16, 32, 64});
   const long long prompt = a.get_int("prompt", 1024), gen = a.get_int("gen", 128), repeats = a.get_int("repeats", 5);
+  const long long profile_steps = a.get_int("profile", 0);
+  if (profile_steps < 0 || (profile_steps > 0 && profile_steps + 1 > gen))
+    throw std::runtime_error("--profile N needs 1 ≤ N < --gen (one eager step warms up)");
   if (prompt < 1 || prompt > (1 << 20) || gen < 1 || gen > (1 << 20) || repeats < 1 || repeats > 1000)
     throw std::runtime_error("--prompt and --gen must be in [1, 2^20], --repeats in [1, 1000]");
   for (long long b : batches)
@@ -246,6 +256,39 @@ int cmd_speed(const Args& a) {
       w.field("fraction_of_floor", floor_ms / step_med);
       w.field("gpu_memory_bytes", (double)ex->peak_bytes());
       w.field("same_tokens_every_run", same_tokens);
+      if (profile_steps > 0) {
+        const std::vector<exec::Executor::ProfileRow> prof = ex->profile_decode((int)profile_steps);
+        // The same prompts must still give the same tokens after the eager profile steps.
+        ex->prefill();
+        ex->decode((int)gen);
+        const bool same_after = ex->last_tokens() == first_tokens;
+        double sum = 0;
+        for (const auto& r : prof) sum += r.us;
+        const double graph_us = step_med * 1e3;
+        w.key("profile").begin_object();
+        w.field("steps", profile_steps);
+        w.field("graph_step_us", graph_us);
+        w.field("profile_sum_us", sum);
+        w.field("same_tokens_after_profile", same_after);
+        w.key("kinds").begin_array();
+        for (const auto& r : prof) {
+          w.begin_object();
+          w.field("kind", r.kind);
+          w.field("us", r.us);
+          w.field("groups", r.groups);
+          w.field("share", sum > 0 ? r.us / sum : 0.0);
+          w.end_object();
+        }
+        w.end_array();
+        w.end_object();
+        std::fprintf(stderr, "profile %s [%s] batch %lld (median of %lld eager steps; µs per step, all layers)\n",
+                     dir.c_str(), plan.path.c_str(), B, profile_steps);
+        for (const auto& r : prof)
+          std::fprintf(stderr, "  %-20s %9.1f us  %5.1f%%  %4d groups  %7.2f us/group\n", r.kind.c_str(), r.us,
+                       sum > 0 ? 100 * r.us / sum : 0.0, r.groups, r.groups ? r.us / r.groups : 0.0);
+        std::fprintf(stderr, "  %-20s %9.1f us   graph replay %.1f us/step (difference %+.1f us)%s\n", "sum", sum,
+                     graph_us, graph_us - sum, same_after ? "" : "  WARNING: tokens changed after profiling");
+      }
       w.end_object();
       std::fprintf(stderr, "%s [%s] batch %lld: TTFT %.2f ms, decode %.3f ms/step (%.1f tokens/s), %.0f%% of the floor %.3f ms\n",
                    dir.c_str(), plan.path.c_str(), B, ttft_med, step_med, (double)B / (step_med * 1e-3),

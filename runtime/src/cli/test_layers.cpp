@@ -639,18 +639,83 @@ Result test_kv_append(int batch, int tokens, int max_seq, int nkv, int hd, bool 
   return c.r;
 }
 
+// rope_kv_decode against rope() followed by kv_append() (themselves tested against the host
+// references above): q, the cache and the untouched k input bit-exact.
+Result test_rope_kv(int batch, int max_seq, int nh, int nkv, int hd, bool odd_stride, uint64_t seed) {
+  Check c(fmt("rope_kv_decode b=%d max_seq=%d heads=%d/%d hd=%d%s", batch, max_seq, nh, nkv, hd, odd_stride ? " odd-stride" : ""),
+          (hd / 2) % 2 || odd_stride ? "rope_kv-scalar" : "rope_kv");
+  Rng r(seed);
+  const int ld_q = nh * hd + (odd_stride ? 1 : 8), ld_kv = nkv * hd + (odd_stride ? 3 : 8), width = nkv * hd;
+  auto q = random_half(r, (size_t)batch * ld_q, 2.f), k = random_half(r, (size_t)batch * ld_kv, 2.f),
+       v = random_half(r, (size_t)batch * ld_kv, 2.f);
+  std::vector<int32_t> pos(batch);
+  for (auto& x : pos) x = r.below(max_seq);
+  std::vector<float> inv(hd / 2);
+  for (int i = 0; i < hd / 2; i++) inv[i] = (float)std::pow(10000.0, -2.0 * i / hd);
+  auto dq = upload(q), dk = upload(k), dv = upload(v), dq2 = upload(q), dk2 = upload(k);
+  auto dp = upload(pos);
+  auto di = upload(inv);
+  const size_t cache = (size_t)batch * max_seq * width;
+  DeviceBuffer kc = poisoned(cache * 2), vc = poisoned(cache * 2), kc2 = poisoned(cache * 2), vc2 = poisoned(cache * 2);
+  c.cuda(L::rope_kv_decode(dq.get<__half>(), ld_q, dk.get<__half>(), dv.get<__half>(), ld_kv, kc.get<__half>(),
+                           vc.get<__half>(), batch, max_seq, nh, nkv, hd, dp.get<int32_t>(), di.get<float>(), 0),
+         "rope_kv_decode");
+  c.cuda(L::rope(dq2.get<__half>(), ld_q, dk2.get<__half>(), ld_kv, batch, nh, nkv, hd, dp.get<int32_t>(), di.get<float>(), 0),
+         "rope");
+  c.cuda(L::kv_append(dk2.get<__half>(), dv.get<__half>(), ld_kv, kc2.get<__half>(), vc2.get<__half>(), dp.get<int32_t>(),
+                      batch, 1, max_seq, nkv, hd, 0),
+         "kv_append");
+  c.cuda(cudaDeviceSynchronize(), "rope_kv_decode (sync)");
+  if (!c.r.passed) return c.r;
+  auto cmp = [&](const DeviceBuffer& a, const DeviceBuffer& b, size_t n, const char* what) {
+    auto x = download<uint16_t>(a, n), y = download<uint16_t>(b, n);
+    c.r.checked += (long long)n;
+    for (size_t i = 0; i < n; i++)
+      if (x[i] != y[i]) {
+        c.bad(fmt("%s[%zu]: fused 0x%04x, rope + kv_append 0x%04x", what, i, x[i], y[i]));
+        return;
+      }
+  };
+  cmp(dq, dq2, (size_t)batch * ld_q, "q");
+  cmp(kc, kc2, cache, "k cache");
+  cmp(vc, vc2, cache, "v cache");
+  if (download<uint16_t>(dk, (size_t)batch * ld_kv) != k) c.bad("the k input was modified");
+  return c.r;
+}
+
 struct DecodeShape {
   int batch, max_seq, nh, nkv, hd, window;
   std::vector<int> lens;
   bool odd_stride;  // q/out strides not a multiple of 8
+  L::ActKind quant = L::ActKind::F16;  // the combine's fused o_proj input (F16: none)
+  bool general = false;                // ODYSSEY_DECODE_ATTN=general: the 64-key kernel
+};
+
+// The kernel attention_decode takes for this shape (the launcher's rule, layers.cu).
+const char* decode_kernel_name(const DecodeShape& p) {
+  const int g = p.nh / p.nkv;
+  const bool fast = !p.general && (p.hd == 64 || p.hd == 128) && (g == 1 || g == 2 || g == 4 || g == 8);
+  if (fast) return p.quant == L::ActKind::I8PerToken ? "decode-fast+quant-token" : p.quant == L::ActKind::I8Static ? "decode-fast+quant-static" : "decode-fast";
+  if (p.hd % 8) return "decode-scalar";
+  return p.quant == L::ActKind::F16 ? "decode" : "decode+quant";
+}
+
+// RAII for ODYSSEY_DECODE_ATTN (the launcher reads it on every call).
+struct DecodeVariant {
+  explicit DecodeVariant(bool general) {
+    if (general) setenv("ODYSSEY_DECODE_ATTN", "general", 1);
+  }
+  ~DecodeVariant() { unsetenv("ODYSSEY_DECODE_ATTN"); }
 };
 
 Result test_decode(const DecodeShape& p, uint64_t seed) {
   std::string lens;
   for (int l : p.lens) lens += (lens.empty() ? "" : ",") + std::to_string(l);
-  Check c(fmt("attention_decode b=%d max_seq=%d heads=%d/%d hd=%d window=%d len=%s", p.batch, p.max_seq, p.nh, p.nkv,
-              p.hd, p.window, lens.c_str()),
-          p.hd % 8 ? "decode-scalar" : "decode");
+  Check c(fmt("attention_decode b=%d max_seq=%d heads=%d/%d hd=%d window=%d len=%s%s%s", p.batch, p.max_seq, p.nh,
+              p.nkv, p.hd, p.window, lens.c_str(), p.general ? " general" : "",
+              p.quant == L::ActKind::I8Static ? " +i8static" : p.quant == L::ActKind::I8PerToken ? " +i8token" : ""),
+          decode_kernel_name(p));
+  DecodeVariant variant(p.general);
   Rng r(seed);
   const int width = p.nkv * p.hd, ld_q = p.nh * p.hd + (p.odd_stride ? 1 : 8), ld_out = p.nh * p.hd + (p.odd_stride ? 3 : 8);
   // The cache beyond len[b] is NaN: a read past the context would show.
@@ -671,8 +736,21 @@ Result test_decode(const DecodeShape& p, uint64_t seed) {
   size_t wsb = L::attention_decode_workspace(p.batch, p.nh, p.hd, p.max_seq);
   DeviceBuffer ws = poisoned(wsb);
   const float scale = (float)(1.0 / std::sqrt((double)p.hd));
+  // o_proj's int8 input (fused into the combine): row stride cols rounded up to 128 plus 3, as
+  // the executor's Kp, with the padding columns poisoned; a static scale that clips some values.
+  const int cols = p.nh * p.hd, ldq8 = (cols + 127) / 128 * 128 + 3;
+  DeviceBuffer dq8 = poisoned((size_t)p.batch * ldq8), dtok = poisoned((size_t)p.batch * 4);
+  const float static_scale = 0.004f;
+  auto dss = upload(std::vector<float>{static_scale});
+  L::ActOut qo;
+  qo.kind = p.quant;
+  qo.ld = ldq8;
+  qo.i8 = dq8.get<int8_t>();
+  qo.static_scale = dss.get<float>();
+  qo.token_scale = dtok.get<float>();
+  const L::ActOut* qop = p.quant == L::ActKind::F16 ? nullptr : &qo;
   c.cuda(L::attention_decode(dq.get<__half>(), ld_q, dk.get<__half>(), dv.get<__half>(), dl.get<int32_t>(), dout.get<__half>(),
-                             ld_out, p.batch, p.max_seq, p.nh, p.nkv, p.hd, scale, p.window, ws.get(), wsb, 0),
+                             ld_out, p.batch, p.max_seq, p.nh, p.nkv, p.hd, scale, p.window, ws.get(), wsb, 0, qop),
          "attention_decode");
   c.cuda(cudaDeviceSynchronize(), "attention_decode (sync)");
   if (!c.r.passed) return c.r;
@@ -689,6 +767,31 @@ Result test_decode(const DecodeShape& p, uint64_t seed) {
     for (int j = p.nh * p.hd; j < ld_out; j++)
       if (out[(size_t)b * ld_out + j] != 0xFFFF) c.bad(fmt("out padding [%d,%d] written", b, j));
   }
+  // The fused quantization: bit-exact with the executor's quantize_rows_kernel applied to the
+  // kernel's own fp16 output (per token: the scale as quant.RowScale, then every code).
+  if (p.quant != L::ActKind::F16) {
+    auto got = download<int8_t>(dq8, (size_t)p.batch * ldq8);
+    auto tok = download<float>(dtok, (size_t)p.batch);
+    for (int b = 0; b < p.batch; b++) {
+      std::vector<float> y(cols);
+      for (int j = 0; j < cols; j++) y[j] = h2f(out[(size_t)b * ld_out + j]);
+      float sc = static_scale;
+      if (p.quant == L::ActKind::I8PerToken) {
+        sc = row_scale_ref(y.data(), cols);
+        c.r.checked++;
+        if (float_bits(tok[b]) != float_bits(sc) && !(sc != sc && tok[b] != tok[b]))
+          c.bad(fmt("token scale [%d]: got %.9g, want %.9g", b, tok[b], sc));
+      }
+      for (int j = 0; j < ldq8; j++) {
+        const int8_t want = j < cols ? quantize_ref(y[j], sc) : (int8_t)0;
+        c.r.checked++;
+        if (got[(size_t)b * ldq8 + j] != want) {
+          c.bad(fmt("int8 [%d,%d]: got %d, want %d%s", b, j, got[(size_t)b * ldq8 + j], want, j < cols ? "" : " (padding)"));
+          break;
+        }
+      }
+    }
+  }
 #ifndef ODYSSEY_LAYERS_EMU
   // Graph capture (the executor captures decode steps): capture with these lengths, then set
   // every len to one less (at least 1) on the device and replay; the replay must write exactly
@@ -701,7 +804,7 @@ Result test_decode(const DecodeShape& p, uint64_t seed) {
     auto call = [&](DeviceBuffer& o, cudaStream_t s) {
       return L::attention_decode(dq.get<__half>(), ld_q, dk.get<__half>(), dv.get<__half>(), dl.get<int32_t>(),
                                  o.get<__half>(), ld_out, p.batch, p.max_seq, p.nh, p.nkv, p.hd, scale, p.window,
-                                 ws.get(), wsb, s);
+                                 ws.get(), wsb, s, qop);
     };
     c.cuda(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking), "cudaStreamCreate");
     if (c.r.passed) c.cuda(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal), "cudaStreamBeginCapture");
@@ -953,7 +1056,30 @@ int cmd_test_layers(const Args& args) {
         add(test_decode({1, 1100, nh, nkv, hd, window, {1000}, false}, seed++));
         add(test_decode({3, 300, nh, nkv, hd, window, {1, 7, 300}, hd == 64}, seed++));
       }
+  if (want("kv") || want("rope")) {
+    add(test_rope_kv(1, 1100, 32, 32, 128, false, seed++));
+    add(test_rope_kv(16, 300, 32, 8, 128, false, seed++));
+    add(test_rope_kv(3, 64, 8, 4, 64, true, seed++));
+    add(test_rope_kv(2, 40, 6, 2, 6, false, seed++));  // half = 3: scalar
+    add(test_rope_kv(0, 40, 6, 2, 64, false, seed++));  // batch 0
+  }
   if (want("decode")) {
+    // Both split kernels on the LLaMA shapes, batch 1–16, context up to 4096, GQA and MHA,
+    // and the combine's fused int8 outputs.
+    for (bool general : {false, true}) {
+      add(test_decode({1, 1100, 32, 32, 128, 0, {1025}, false, L::ActKind::F16, general}, seed++));
+      add(test_decode({16, 1024, 32, 8, 128, 0, {1024, 1, 2, 33, 64, 65, 500, 1023, 1000, 999, 7, 31, 32, 100, 900, 1024},
+                       false, L::ActKind::F16, general}, seed++));
+      add(test_decode({4, 600, 32, 4, 64, 0, {600, 129, 1, 64}, false, L::ActKind::F16, general}, seed++));
+      add(test_decode({2, 700, 16, 8, 128, 17, {700, 18}, false, L::ActKind::F16, general}, seed++));
+    }
+    for (auto k : {L::ActKind::I8Static, L::ActKind::I8PerToken})
+      for (bool general : {false, true}) {
+        add(test_decode({1, 1100, 32, 32, 128, 0, {1000}, false, k, general}, seed++));
+        add(test_decode({3, 300, 8, 4, 64, 0, {1, 7, 300}, false, k, general}, seed++));
+        add(test_decode({2, 100, 12, 4, 96, 3, {100, 64}, true, k, general}, seed++));
+      }
+    if (!quick) add(test_decode({16, 4096, 32, 32, 128, 0, std::vector<int>(16, 4096), false}, seed++));
     add(test_decode({1, 4096, 32, 32, 128, 0, {4096}, false}, seed++));
     add(test_decode({2, 1024, 32, 8, 128, 0, {1024, 129}, false}, seed++));
     add(test_decode({2, 100, 12, 4, 96, 3, {100, 64}, false}, seed++));

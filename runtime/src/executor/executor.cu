@@ -33,6 +33,7 @@
 
 #include "executor/layers.hpp"
 #include "odyssey_rt.h"
+#include "pdl.cuh"
 #include "safetensors.hpp"
 
 namespace odyssey::exec {
@@ -69,6 +70,8 @@ int ceil_to(int x, int m) { return (x + m - 1) / m * m; }
 // out[r, c] = bias[c] for c < n (row stride ld): the C operand of a cuBLAS GEMM run with
 // beta = 1, which adds the bias in fp32 inside the GEMM's epilogue.
 __global__ void fill_rows_kernel(__half* out, int ld, int rows, int n, const __half* bias) {
+  pdl_wait();  // out may still be read by the previous kernel (pdl.cuh rule 2)
+  pdl_launch_dependents();
   const long long total = (long long)rows * n;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
     const int r = (int)(i / n), c = (int)(i % n);
@@ -82,6 +85,8 @@ __global__ void fill_rows_kernel(__half* out, int ld, int rows, int n, const __h
 // One block per row.
 __global__ void quantize_rows_kernel(const __half* x, int ldx, int rows, int cols, int8_t* q, int ldq,
                                      const float* static_scale, float* token_scale) {
+  pdl_wait();  // x comes from the previous kernel (pdl.cuh rule 1)
+  pdl_launch_dependents();
   const int r = blockIdx.x;
   if (r >= rows) return;
   const __half* xr = x + (size_t)r * ldx;
@@ -125,6 +130,8 @@ __global__ void quantize_rows_kernel(const __half* x, int ldx, int rows, int col
 
 // out[b, :] = h[b·seq + seq − 1, :]: the last position of each sequence.
 __global__ void gather_last_kernel(const float* h, int hidden, int batch, int seq, float* out) {
+  pdl_wait();
+  pdl_launch_dependents();
   const long long total = (long long)batch * hidden;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x) {
     const int b = (int)(i / hidden), c = (int)(i % hidden);
@@ -132,9 +139,25 @@ __global__ void gather_last_kernel(const float* h, int hidden, int batch, int se
   }
 }
 
+// Holds the GPU for `ns` nanoseconds (the global timer): the profile enqueues a whole eager
+// decode step behind it, so that the step's kernels then run back to back instead of waiting
+// for the host.
+__device__ __forceinline__ unsigned long long global_ns() {
+  unsigned long long t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+__global__ void spin_kernel(unsigned long long ns) {
+  const unsigned long long t0 = global_ns();
+  while (global_ns() - t0 < ns) {
+  }
+}
+
 // One decode step done: every sequence moves on by one position (inside the graph, so that
 // replays need no host writes).
 __global__ void advance_kernel(int32_t* pos, int32_t* len, int batch) {
+  pdl_wait();  // every kernel of the step before has read pos and len
+  pdl_launch_dependents();
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b < batch) {
     pos[b] += 1;
@@ -310,7 +333,26 @@ struct Executor::Impl {
   int32_t* d_tokens_save = nullptr;   // [batch]: the prefill's tokens, kept across graph capture
   std::map<int, cudaGraphExec_t> graphs;  // by batch size (one at a time here)
 
+  // Profile (profile_decode): while on, prof_mark(kind) records an event after each launch
+  // group of an eager step; the interval ending at event i belongs to prof_kind[i].
+  bool prof_on = false;
+  std::vector<cudaEvent_t> prof_ev;
+  std::vector<const char*> prof_kind;
+  size_t prof_n = 0;
+  void prof_mark(const char* kind) {
+    if (!prof_on) return;
+    if (prof_n == prof_ev.size()) {
+      cudaEvent_t e = nullptr;
+      EX_CUDA(cudaEventCreate(&e));
+      prof_ev.push_back(e);
+      prof_kind.push_back(nullptr);
+    }
+    prof_kind[prof_n] = kind;
+    EX_CUDA(cudaEventRecord(prof_ev[prof_n++], stream));
+  }
+
   ~Impl() {
+    for (cudaEvent_t e : prof_ev) cudaEventDestroy(e);
     for (auto& g : graphs) cudaGraphExecDestroy(g.second);
     if (cublas) cublasDestroy(cublas);
     if (stream) cudaStreamDestroy(stream);
@@ -348,6 +390,11 @@ struct Executor::Impl {
   // still to add) and its row stride.
   const __half* run_layers(int rows, int batch, int seq, Mode mode, size_t kv_off, int* ld_delta);
   void lm_head_rows(const __half* x, int rows, float* out);
+  // One decode step of gen_batch sequences (embedding → layers → head → argmax → positions + 1).
+  void decode_step();
+  // Decode positions back to the first step after the prompt (tokens: as the prefill left them,
+  // when saved first).
+  void reset_decode_positions();
 };
 
 // ==================================================================== loading
@@ -742,8 +789,8 @@ void Executor::Impl::run_site(const Site& site, const Scratch& s, int rows, cons
         const int ldx = f16_input ? f16_ld : s.kp;
         float alpha = 1.0f, beta = 0.0f;
         if (g.bias16) {
-          fill_rows_kernel<<<grid_for((long long)rows * g.n_total), 256, 0, stream>>>(y, g.n_total, rows, g.n_total, g.bias16);
-          EX_CUDA(cudaGetLastError());
+          EX_CUDA(launch_pdl(fill_rows_kernel, grid_for((long long)rows * g.n_total), 256, 0, stream, y, g.n_total, rows,
+                             g.n_total, g.bias16));
           beta = 1.0f;
         }
         // Row-major y[rows, n] = x[rows, k]·W[n, k]ᵀ is column-major yᵀ = W·xᵀ, W read as kᵀ.
@@ -794,45 +841,62 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
     const Layer& L = layers[i];
     // Attention block.
     norm_into(h, delta, ldd, L.attn_norm, rows, L.qkv, s_qkv);
+    prof_mark("attn_norm");
     run_site(L.qkv, s_qkv, rows, nullptr, 0);
+    prof_mark("qkv_gemm");
     int ld_q, ld_k, ld_v;
     __half* q = part_out(L.qkv, s_qkv, rows, 0, &ld_q);
     __half* k = part_out(L.qkv, s_qkv, rows, 1, &ld_k);
     __half* v = part_out(L.qkv, s_qkv, rows, 2, &ld_v);
     if (ld_k != ld_v) throw std::logic_error("k and v outputs with different row strides");
-    EX_CUDA(layers::rope(q, ld_q, k, ld_k, rows, c.heads, c.kv_heads, c.head_dim, pos, inv_freq, stream));
+    // o_proj's input: the attention output (fp16, row stride Kp_o), quantized when o_proj
+    // takes int8 (decode: inside the attention combine; prefill: a kernel of its own).
+    const Form& of = L.o.forms[0];
+    layers::ActOut oq;
+    if (of.kind != ActForm::F16) {
+      oq.kind = of.kind == ActForm::I8Static ? layers::ActKind::I8Static : layers::ActKind::I8PerToken;
+      oq.ld = s_o.kp;
+      oq.i8 = s_o.i8[0];
+      oq.static_scale = of.kind == ActForm::I8Static ? of.d_scale : nullptr;
+      oq.token_scale = of.kind == ActForm::I8PerToken ? s_o.tok[0] : nullptr;
+    }
     if (mode == Mode::Decode) {
-      EX_CUDA(layers::kv_append(k, v, ld_k, kc[i], vc[i], d_dpos, batch, 1, max_seq, c.kv_heads, c.head_dim, stream));
+      // rope + KV append in one kernel; the split kernel then the combine (+ o_proj's int8 input).
+      EX_CUDA(layers::rope_kv_decode(q, ld_q, k, v, ld_k, kc[i], vc[i], batch, max_seq, c.heads, c.kv_heads, c.head_dim,
+                                     pos, inv_freq, stream));
+      prof_mark("rope_kv");
       EX_CUDA(layers::attention_decode(q, ld_q, kc[i], vc[i], d_dlen, att, att_ld, batch, max_seq, c.heads, c.kv_heads,
-                                       c.head_dim, attn_scale, c.sliding_window, attn_ws, attn_ws_bytes, stream));
+                                       c.head_dim, attn_scale, c.sliding_window, attn_ws, attn_ws_bytes, stream,
+                                       of.kind != ActForm::F16 ? &oq : nullptr));
+      prof_mark(of.kind != ActForm::F16 ? "attention+o_quant" : "attention");
     } else {
+      EX_CUDA(layers::rope(q, ld_q, k, ld_k, rows, c.heads, c.kv_heads, c.head_dim, pos, inv_freq, stream));
       EX_CUDA(layers::attention_prefill(q, ld_q, k, v, ld_k, att, att_ld, batch, seq, c.heads, c.kv_heads, c.head_dim,
                                         attn_scale, c.sliding_window, attn_ws, attn_ws_bytes, stream));
       if (mode == Mode::PrefillKV)
         EX_CUDA(layers::kv_append(k, v, ld_k, kc[i] + kv_off, vc[i] + kv_off, d_zero, batch, seq, max_seq, c.kv_heads,
                                   c.head_dim, stream));
     }
-    // o_proj: its input is the attention output (fp16, row stride Kp_o), quantized first
-    // when o_proj takes int8.
-    const Form& of = L.o.forms[0];
-    if (of.kind != ActForm::F16) {
-      quantize_rows_kernel<<<rows, 256, 0, stream>>>(att, att_ld, rows, qdim, s_o.i8[0], s_o.kp,
-                                                      of.kind == ActForm::I8Static ? of.d_scale : nullptr,
-                                                      of.kind == ActForm::I8PerToken ? s_o.tok[0] : nullptr);
-      EX_CUDA(cudaGetLastError());
-    }
+    if (mode != Mode::Decode && of.kind != ActForm::F16)
+      EX_CUDA(launch_pdl(quantize_rows_kernel, rows, 256, 0, stream, att, att_ld, rows, qdim, s_o.i8[0], s_o.kp,
+                         oq.static_scale, oq.token_scale));
     run_site(L.o, s_o, rows, of.kind == ActForm::F16 ? att : nullptr, att_ld);
+    prof_mark("o_gemm");
     int ld_o;
     const __half* o_out = part_out(L.o, s_o, rows, 0, &ld_o);
     // MLP block.
     norm_into(h, o_out, ld_o, L.mlp_norm, rows, L.gu, s_gu);
+    prof_mark("mlp_norm");
     run_site(L.gu, s_gu, rows, nullptr, 0);
+    prof_mark("gate_up_gemm");
     int ld_g, ld_u;
     const __half* gate = part_out(L.gu, s_gu, rows, 0, &ld_g);
     const __half* up = part_out(L.gu, s_gu, rows, 1, &ld_u);
     if (ld_g != ld_u) throw std::logic_error("gate and up outputs with different row strides");
     EX_CUDA(layers::swiglu(gate, up, ld_g, rows, c.intermediate, act_out(s_down, L.down, 0), stream));
+    prof_mark("swiglu");
     run_site(L.down, s_down, rows, nullptr, 0);
+    prof_mark("down_gemm");
     delta = part_out(L.down, s_down, rows, 0, &ldd);
   }
   *ld_delta = ldd;
@@ -995,8 +1059,8 @@ void Executor::prefill() {
     const __half* delta = m.run_layers(rows, nb, P, Mode::PrefillKV, kv_off, &ldd);
     // The last residual add on every row, then only each sequence's last row goes on.
     EX_CUDA(layers::add_rmsnorm(m.h, delta, ldd, m.final_norm, (float)c.rms_norm_eps, rows, c.hidden, nullptr, 0, m.stream));
-    gather_last_kernel<<<grid_for((long long)nb * c.hidden), 256, 0, m.stream>>>(m.h, c.hidden, nb, P, m.h_last);
-    EX_CUDA(cudaGetLastError());
+    EX_CUDA(launch_pdl(gather_last_kernel, grid_for((long long)nb * c.hidden), 256, 0, m.stream, m.h, c.hidden, nb, P,
+                       m.h_last));
     layers::ActOut xo;
     xo.kind = layers::ActKind::F16;
     xo.ld = c.hidden;
@@ -1013,26 +1077,9 @@ void Executor::decode(int steps, cudaEvent_t start, cudaEvent_t stop) {
   const int B = m.gen_batch;
   if (B == 0) throw std::logic_error("decode before setup_generation");
   if (steps < 0 || steps > m.gen_gen) throw std::invalid_argument("decode: more steps than the KV cache holds");
-  // Positions after the prompt: the first sampled token sits at position P.
-  std::vector<int32_t> pos((size_t)B, m.gen_prompt), len((size_t)B, m.gen_prompt + 1);
-  EX_CUDA(cudaMemcpyAsync(m.d_dpos, pos.data(), (size_t)B * 4, cudaMemcpyHostToDevice, m.stream));
-  EX_CUDA(cudaMemcpyAsync(m.d_dlen, len.data(), (size_t)B * 4, cudaMemcpyHostToDevice, m.stream));
-  EX_CUDA(cudaStreamSynchronize(m.stream));  // the host vectors die here
-
-  auto step = [&]() {
-    EX_CUDA(layers::embed(m.d_tokens, B, m.embed, c.hidden, m.h, m.stream));
-    int ldd = 0;
-    const __half* delta = m.run_layers(B, B, 1, Mode::Decode, 0, &ldd);
-    layers::ActOut xo;
-    xo.kind = layers::ActKind::F16;
-    xo.ld = c.hidden;
-    xo.f16 = m.xf;
-    EX_CUDA(layers::add_rmsnorm(m.h, delta, ldd, m.final_norm, (float)c.rms_norm_eps, B, c.hidden, &xo, 1, m.stream));
-    m.lm_head_rows(m.xf, B, m.logits);
-    EX_CUDA(layers::argmax(m.logits, c.vocab, B, c.vocab, m.d_tokens, m.stream));
-    advance_kernel<<<(B + 127) / 128, 128, 0, m.stream>>>(m.d_dpos, m.d_dlen, B);
-    EX_CUDA(cudaGetLastError());
-  };
+  (void)c;
+  m.reset_decode_positions();
+  auto step = [&]() { m.decode_step(); };
 
   auto it = m.graphs.find(B);
   if (it == m.graphs.end()) {
@@ -1064,13 +1111,97 @@ void Executor::decode(int steps, cudaEvent_t start, cudaEvent_t stop) {
     EX_CUDA(e);
     it = m.graphs.emplace(B, exec).first;
     EX_CUDA(cudaMemcpyAsync(m.d_tokens, m.d_tokens_save, (size_t)B * 4, cudaMemcpyDeviceToDevice, m.stream));
-    EX_CUDA(cudaMemcpyAsync(m.d_dpos, pos.data(), (size_t)B * 4, cudaMemcpyHostToDevice, m.stream));
-    EX_CUDA(cudaMemcpyAsync(m.d_dlen, len.data(), (size_t)B * 4, cudaMemcpyHostToDevice, m.stream));
-    EX_CUDA(cudaStreamSynchronize(m.stream));
+    m.reset_decode_positions();
   }
   if (start) EX_CUDA(cudaEventRecord(start, m.stream));
   for (int s = 0; s < steps; s++) EX_CUDA(cudaGraphLaunch(it->second, m.stream));
   if (stop) EX_CUDA(cudaEventRecord(stop, m.stream));
+}
+
+void Executor::Impl::reset_decode_positions() {
+  // Positions after the prompt: the first sampled token sits at position P.
+  const int B = gen_batch;
+  std::vector<int32_t> pos((size_t)B, gen_prompt), len((size_t)B, gen_prompt + 1);
+  EX_CUDA(cudaMemcpyAsync(d_dpos, pos.data(), (size_t)B * 4, cudaMemcpyHostToDevice, stream));
+  EX_CUDA(cudaMemcpyAsync(d_dlen, len.data(), (size_t)B * 4, cudaMemcpyHostToDevice, stream));
+  EX_CUDA(cudaStreamSynchronize(stream));  // the host vectors die here
+}
+
+void Executor::Impl::decode_step() {
+  const ModelConfig& c = plan.cfg;
+  const int B = gen_batch;
+  EX_CUDA(layers::embed(d_tokens, B, embed, c.hidden, h, stream));
+  prof_mark("embed");
+  int ldd = 0;
+  const __half* delta = run_layers(B, B, 1, Mode::Decode, 0, &ldd);
+  layers::ActOut xo;
+  xo.kind = layers::ActKind::F16;
+  xo.ld = c.hidden;
+  xo.f16 = xf;
+  EX_CUDA(layers::add_rmsnorm(h, delta, ldd, final_norm, (float)c.rms_norm_eps, B, c.hidden, &xo, 1, stream));
+  prof_mark("final_norm");
+  lm_head_rows(xf, B, logits);
+  prof_mark("lm_head");
+  EX_CUDA(layers::argmax(logits, c.vocab, B, c.vocab, d_tokens, stream));
+  prof_mark("argmax");
+  EX_CUDA(launch_pdl(advance_kernel, (B + 127) / 128, 128, 0, stream, d_dpos, d_dlen, B));
+  prof_mark("advance");
+}
+
+std::vector<Executor::ProfileRow> Executor::profile_decode(int steps) {
+  Impl& m = *impl_;
+  const int B = m.gen_batch;
+  if (B == 0) throw std::logic_error("profile_decode before setup_generation");
+  if (steps < 1 || steps + 1 > m.gen_gen) throw std::invalid_argument("profile_decode: 1 to gen − 1 steps (one warms up)");
+  // The prefill's tokens, restored at the end: a later decode() computes what it would have.
+  EX_CUDA(cudaMemcpyAsync(m.d_tokens_save, m.d_tokens, (size_t)B * 4, cudaMemcpyDeviceToDevice, m.stream));
+  m.reset_decode_positions();
+  std::map<std::string, std::vector<double>> per_step;  // kind → µs of each step
+  std::map<std::string, int> groups;                   // kind → launch groups per step
+  std::vector<std::string> order;                      // kinds in first-seen order
+  for (int st = 0; st <= steps; st++) {  // step 0 warms up (events created, lazy init)
+    // ~20 ms of spinning: the host enqueues the whole step (a few hundred launches and events)
+    // meanwhile, so the kernels run back to back as in a replay, plus one event per group.
+    spin_kernel<<<1, 1, 0, m.stream>>>(20000000ull);
+    EX_CUDA(cudaGetLastError());
+    m.prof_on = true;
+    m.prof_n = 0;
+    try {
+      m.prof_mark("start");
+      m.decode_step();
+    } catch (...) {
+      m.prof_on = false;
+      throw;
+    }
+    m.prof_on = false;
+    EX_CUDA(cudaStreamSynchronize(m.stream));
+    if (st == 0) continue;
+    std::map<std::string, double> us;
+    std::map<std::string, int> n;
+    for (size_t i = 1; i < m.prof_n; i++) {
+      float ms = 0;
+      EX_CUDA(cudaEventElapsedTime(&ms, m.prof_ev[i - 1], m.prof_ev[i]));
+      const std::string k = m.prof_kind[i];
+      if (!us.count(k) && !per_step.count(k)) order.push_back(k);
+      us[k] += ms * 1e3;
+      n[k]++;
+    }
+    for (auto& kv : us) per_step[kv.first].push_back(kv.second);
+    groups = n;
+  }
+  EX_CUDA(cudaMemcpyAsync(m.d_tokens, m.d_tokens_save, (size_t)B * 4, cudaMemcpyDeviceToDevice, m.stream));
+  m.reset_decode_positions();
+  std::vector<ProfileRow> rows;
+  for (const std::string& k : order) {
+    std::vector<double> v = per_step[k];
+    std::sort(v.begin(), v.end());
+    ProfileRow r;
+    r.kind = k;
+    r.us = v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+    r.groups = groups[k];
+    rows.push_back(r);
+  }
+  return rows;
 }
 
 std::vector<std::int32_t> Executor::last_tokens() {

@@ -55,6 +55,20 @@ class Executor {
   // first call for a batch size captures the graph first). start/stop, when given, are
   // recorded on stream() around the replays only.
   void decode(int steps, cudaEvent_t start = nullptr, cudaEvent_t stop = nullptr);
+  // Per-kernel profile of decode steps: `steps` (≤ gen) eager steps after the prompt, each
+  // enqueued behind a ~20 ms spin kernel so that its kernels run back to back, with a CUDA
+  // event after every launch group (per layer: norm, qkv GEMM, rope+KV, attention (+ o_proj
+  // quantization), o GEMM, norm, gate/up GEMM, swiglu, down GEMM; then the final norm, LM head,
+  // argmax). Returns, per kind in step order, the median over steps of its µs summed over
+  // the layers, and its launch groups per step. The events themselves cost about a µs each
+  // and break PDL overlap; compare the sum with a graph replay's step time. Positions and
+  // tokens are restored afterwards.
+  struct ProfileRow {
+    std::string kind;
+    double us = 0;
+    int groups = 0;
+  };
+  std::vector<ProfileRow> profile_decode(int steps);
   // The tokens sampled last (host copy, [batch]); synchronizes.
   std::vector<std::int32_t> last_tokens();
   void release_generation();

@@ -36,36 +36,49 @@
 // per (row, head), keys in chunks of 128 with an online softmax in fp32, head_dim ≤ 256.
 // ODYSSEY_PREFILL_WARPS=4|8 (environment) picks BM = 64 or 128 for the benchmark's sake.
 //
-// Attention decode: flash-decoding. The context is split in chunks of 64 keys; block
-// (chunk, kv head, sequence) copies its 64 K and V rows to shared memory once (cp.async), and
-// computes scores, softmax and P·V for all nh/nkv query heads of the GQA group from there, in
-// fp32; partial (max, sum, unnormalized O) go to the workspace and a second kernel combines
-// them per (sequence, head). The grid is sized from max_seq, not len (which stays on the
-// device: graph-capturable); chunks past len[b] exit at once.
+// Attention decode: flash-decoding in two kernels (details above decode_split_kernel). The
+// context is cut into splits sized from max_seq, batch·nkv and the SM count (≈ 4 blocks per
+// SM); block (split, kv head, sequence) computes all nh/nkv query heads of its GQA group. Head
+// dims 64/128 with groups 1, 2, 4, 8 stream K and V straight into registers (4 steps of 16-byte
+// loads in flight per lane, online softmax per lane in fp32, merged by shuffles and shared
+// memory); other shapes stage 64-key chunks in shared memory. Partial (max, sum, unnormalized
+// O) go to the workspace; the combine kernel merges them per (sequence, head) and may also
+// write o_proj's int8 input (static scale, or per token through a last-block ticket). The
+// grids depend on max_seq only, len stays on the device (graph-capturable); splits past
+// len[b] exit at once.
+// Decode rope + KV append (rope_kv_decode): one kernel, the arithmetic of rope_kernel and the
+// copy of kv_append_kernel (bit-identical to the two; the test compares them).
+// PDL: every kernel here except the prefill attention kernels is launched with launch_pdl
+// (pdl.cuh) and calls pdl_wait() before it reads anything, in every block, before any exit
+// (a block that exited without waiting could let its grid complete before its predecessor).
 //
 // Layouts: row-major, strides in elements (layers.hpp). Vector paths (16-, 8- or 4-byte
 // accesses) are taken when the sizes, strides and pointers allow; otherwise scalar code
 // computes the same values. rows = 0 (or batch = 0) launches nothing and returns success.
 // Limits: head_dim ≤ 256 and even for rope; nh % nkv == 0; prefill head_dim ≤ 256;
-// decode head_dim ≤ 256 and its shared memory (≈ 2·64·(hd+8)·2 + 4·group·(hd+64) bytes) ≤ 227 KB.
+// decode head_dim ≤ 256 and its shared memory (≈ 2·64·(hd+8)·2 + 4·group·(hd+64) bytes) ≤ 227 KB
+// (general kernel), splits · 4 bytes ≤ 227 KB (combine).
 //
 // Test: `odyssey-rt test layers [--quick] [--only prefill,decode,...]` (runtime/src/cli/
 // test_layers.cpp: host references in plain C++, many shapes, tolerances named there); without
 // a GPU, runtime/tests/layers_emu/run.sh runs the same test with these kernels emulated on the
 // host (fragment layouts, indexing, barriers; not races or device rounding). Bench: `odyssey-rt
-// bench layers` (prefill TFLOP/s for both tile variants, decode GB/s against a device-to-device
-// copy of the same run).
+// bench layers` (prefill TFLOP/s for both tile variants, decode GB/s of both split kernels against
+// a device-to-device copy of the same run); the decode step's kernels in context: `odyssey-rt
+// speed --profile N` (docs/executor.md).
 #include "executor/layers.hpp"
 
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
 #include "kernel_common.cuh"
+#include "pdl.cuh"
 
 namespace odyssey::layers {
 namespace {
@@ -220,6 +233,8 @@ __device__ __forceinline__ void load_h(const __half* p, float (&x)[V]) {
 template <int V>
 __global__ void embed_kernel(const int32_t* __restrict__ ids, const __half* __restrict__ table, int hidden,
                              float* __restrict__ h) {
+  pdl_wait();  // rule 1 of pdl.cuh: every input may come from the previous kernel
+  pdl_launch_dependents();
   const size_t row = blockIdx.x;
   const __half* src = table + (size_t)ids[row] * hidden;
   float* dst = h + row * hidden;
@@ -238,6 +253,8 @@ template <int V>
 __global__ void __launch_bounds__(kRowThreads)
     add_rmsnorm_kernel(float* __restrict__ h, const __half* __restrict__ delta, int ld_delta,
                        const float* __restrict__ w, float eps, int hidden, Outs outs, bool need_max) {
+  pdl_wait();  // rule 1 of pdl.cuh: every input may come from the previous kernel
+  pdl_launch_dependents();
   __shared__ double red_d[32];
   __shared__ unsigned red_u[32];
   const size_t row = blockIdx.x;
@@ -301,6 +318,8 @@ template <int V>
 __global__ void __launch_bounds__(kRowThreads)
     swiglu_kernel(const __half* __restrict__ gate, const __half* __restrict__ up, int ld_in, int cols, Outs outs,
                   bool need_max) {
+  pdl_wait();  // rule 1 of pdl.cuh: every input may come from the previous kernel
+  pdl_launch_dependents();
   __shared__ unsigned red_u[32];
   const size_t row = blockIdx.x;
   const __half* gr = gate + row * ld_in;
@@ -343,6 +362,8 @@ __device__ __forceinline__ void rotate(float a, float b, float c, float s, float
 template <int V>  // 2: half2 pairs (half even, strides even, 4-byte aligned); 1: scalar
 __global__ void rope_kernel(__half* __restrict__ q, int ld_q, __half* __restrict__ k, int ld_k, int nh, int nkv,
                             int head_dim, const int32_t* __restrict__ pos, const float* __restrict__ inv_freq) {
+  pdl_wait();  // rule 1 of pdl.cuh: every input may come from the previous kernel
+  pdl_launch_dependents();
   extern __shared__ float rope_smem[];
   const int half = head_dim / 2;
   float* cs = rope_smem;
@@ -388,6 +409,8 @@ template <int V>  // 8: 16-byte copies; 1: scalar
 __global__ void kv_append_kernel(const __half* __restrict__ k, const __half* __restrict__ v, int ld_kv,
                                  __half* __restrict__ k_cache, __half* __restrict__ v_cache,
                                  const int32_t* __restrict__ start, int tokens, int max_seq, int width) {
+  pdl_wait();  // rule 1 of pdl.cuh: every input may come from the previous kernel
+  pdl_launch_dependents();
   const int r = blockIdx.x;  // b·tokens + t
   const int b = r / tokens, t = r - b * tokens;
   const int p = start[b] + t;
@@ -673,24 +696,81 @@ __global__ void __launch_bounds__(kRefThreads)
 
 // ---------------------------------------------------------------------------------------------
 // Decode: split over the context (flash-decoding).
+//
+// Chunking: every split covers `chunk` keys. The chunk is fixed at launch from max_seq, batch,
+// nkv and the SM count (never from len, which lives on the device: graph-capturable), so that
+// batch · nkv · splits ≈ 4 blocks per SM: at batch 1 a 7B layer's 1024-key context becomes
+// 12–32 short splits per kv head instead of one block per 64 keys that must fetch, then compute.
+// Splits past len[b] (or before the window) write (−inf, 0) and exit.
+//
+// Fast path (head_dim 64 or 128, group ≤ 8, 16-byte aligned cache): block (split, kv head,
+// sequence) of 4 warps; lane l of a warp owns 16-byte chunk l % (hd/8) of key l / (hd/8), so a
+// warp covers 2 (hd 128) or 4 (hd 64) keys per step. Each warp issues the K and V loads of
+// kDecU steps (8 × 16 bytes per lane) before it uses any, straight into registers: no shared
+// memory, no barrier in the loop. Scores are reduced over the key's lanes by shuffles, the
+// softmax is online per lane (fp32, exp2 of scale·log2e-prescaled logits), and at the end the
+// key streams of a warp and then the 4 warps are merged (shuffles, then shared memory).
+// Other shapes take the general kernel (64-key chunks staged in shared memory, any head_dim
+// ≤ 256, any group).
+//
+// Combine: block (head, sequence) weights each split by e^(m_s − M) / Σ e^(m_s − M)·l_s,
+// writes the fp16 output row and, when asked, o_proj's int8 input exactly as the executor's
+// quantize_rows_kernel computes it from that fp16 row: static scale per block; per token, the
+// last block of a sequence to finish (atomic ticket in the workspace, reset to 0 by the split
+// kernel of the same call) reads the whole fp16 row back, takes max|x|, writes the token scale
+// and every code (columns [cols, ld) zeroed).
 
-constexpr int kDecKeys = 64, kDecThreads = 128;
+constexpr int kDecKeys = 64, kDecThreads = 128;  // general kernel: keys per split, threads
+constexpr int kDecWarps = 4, kDecU = 4;          // fast kernel: warps, steps in flight per warp
 
-inline int decode_splits(int max_seq) { return (max_seq + kDecKeys - 1) / kDecKeys; }
 inline size_t decode_smem(int head_dim, int group) {
   return (size_t)2 * kDecKeys * (head_dim + 8) * 2 + (size_t)group * head_dim * 4 + (size_t)group * kDecKeys * 4;
 }
 
-// Block (split s, kv head g, sequence b): keys [max(64s, lo), min(64s+64, len)).
-// Workspace: ws_o [batch, nh, splits, hd] unnormalized Σ p·v, ws_ml [batch, nh, splits, 2]
-// (max logit, Σ p); an empty split writes (−inf, 0) and no O.
+// Keys per split of the fast path: about 4 blocks per SM over batch · nkv · splits, a multiple
+// of 32 (one block step at head_dim 128), at least 32.
+// Multiprocessors of the current device, read once (the executor runs on one device).
+int decode_sms() {
+  static const int sms = [] {
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        n <= 0)
+      n = 132;  // H100/H200; only the split count depends on it
+    return n;
+  }();
+  return sms;
+}
+
+inline int decode_fast_chunk(int batch, int nkv, int max_seq) {
+  const long long target = 4LL * decode_sms();
+  const long long per = std::max<long long>(1, (long long)batch * nkv);
+  const long long splits = std::max<long long>(1, (target + per - 1) / per);
+  long long chunk = (max_seq + splits - 1) / splits;
+  chunk = std::max<long long>(32, (chunk + 31) / 32 * 32);
+  return (int)std::min<long long>(chunk, std::max(32, (max_seq + 31) / 32 * 32));
+}
+
+// Workspace: ws_o [batch, nh, splits, hd] fp32, ws_ml [batch, nh, splits, 2] fp32, then the
+// per-sequence tickets [batch] (uint32). Sized for the most splits either path may use (the
+// fast path's with nkv = 1, its smallest chunk).
+inline int decode_max_splits(int batch, int max_seq) {
+  const int fast = (max_seq + decode_fast_chunk(batch, 1, max_seq) - 1) / decode_fast_chunk(batch, 1, max_seq);
+  return std::max(fast, (max_seq + kDecKeys - 1) / kDecKeys);
+}
+
+// Block (split s, kv head g, sequence b): keys [max(s·chunk, lo), min(s·chunk + chunk, len)).
+// Workspace: ws_o unnormalized Σ p·v, ws_ml (max logit, Σ p); an empty split writes (−inf, 0)
+// and no O.
 __global__ void __launch_bounds__(kDecThreads)
     decode_split_kernel(const __half* __restrict__ q, int ld_q, const __half* __restrict__ k_cache,
                         const __half* __restrict__ v_cache, const int32_t* __restrict__ len, float* __restrict__ ws_o,
-                        float* __restrict__ ws_ml, int max_seq, int nh, int nkv, int hd, int group, int splits,
-                        float scale, int window, bool vec) {
+                        float* __restrict__ ws_ml, unsigned* __restrict__ tickets, int max_seq, int nh, int nkv, int hd,
+                        int group, int splits, float scale, int window, bool vec) {
   extern __shared__ __align__(16) uint8_t dec_smem[];
   const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+  pdl_wait();
+  pdl_launch_dependents();
+  if (s == 0 && g == 0 && threadIdx.x == 0) tickets[b] = 0;  // for this call's combine
   const int L = min(max(len[b], 0), max_seq);
   const int lo = window > 0 ? max(0, L - window) : 0;
   const int k0 = max(s * kDecKeys, lo), k1 = min(s * kDecKeys + kDecKeys, L), nk = k1 - k0;
@@ -784,32 +864,297 @@ __global__ void __launch_bounds__(kDecThreads)
   }
 }
 
-__global__ void decode_combine_kernel(const float* __restrict__ ws_o, const float* __restrict__ ws_ml,
-                                      const int32_t* __restrict__ len, __half* __restrict__ out, int ld_out,
-                                      int max_seq, int nh, int hd, int splits) {
-  const int h = blockIdx.x, b = blockIdx.y;
+__device__ __forceinline__ void half8_to_float(const uint4& u, float (&f)[8]) {
+  const __half2* h2 = reinterpret_cast<const __half2*>(&u);
+#pragma unroll
+  for (int j = 0; j < 4; j++) {
+    const float2 t = __half22float2(h2[j]);
+    f[2 * j] = t.x;
+    f[2 * j + 1] = t.y;
+  }
+}
+
+// The fast split kernel (see the section comment). ws_ml holds the maximum in natural-log
+// units (m·ln 2 of the log2-domain maximum), as the general kernel writes it.
+template <int HD, int G>
+__global__ void __launch_bounds__(kDecWarps * 32)
+    decode_split_fast_kernel(const __half* __restrict__ q, int ld_q, const __half* __restrict__ k_cache,
+                             const __half* __restrict__ v_cache, const int32_t* __restrict__ len,
+                             float* __restrict__ ws_o, float* __restrict__ ws_ml, unsigned* __restrict__ tickets,
+                             int max_seq, int nh, int nkv, int splits, int chunk, float scale_log2, int window) {
+  constexpr int LPK = HD / 8;            // lanes per key
+  constexpr int KPW = 32 / LPK;          // keys per warp step
+  constexpr int KPB = kDecWarps * KPW;   // keys per block step
+  __shared__ float red_m[kDecWarps][G], red_l[kDecWarps][G];
+  __shared__ float red_o[kDecWarps][G][HD];
+  const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = lane / LPK, dc = lane % LPK;
+  pdl_wait();
+  pdl_launch_dependents();
+  if (s == 0 && g == 0 && threadIdx.x == 0) tickets[b] = 0;  // for this call's combine
   const int L = min(max(len[b], 0), max_seq);
-  const int used = min(splits, (L + kDecKeys - 1) / kDecKeys);  // later splits are empty
-  const size_t base = ((size_t)b * nh + h) * splits;
-  float M = -INFINITY;
-  for (int s = 0; s < used; s++) M = fmaxf(M, ws_ml[2 * (base + s)]);
-  __half* orow = out + (size_t)b * ld_out + (size_t)h * hd;
-  if (M == -INFINITY) {  // len 0: nothing to attend to
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) orow[d] = __float2half_rn(0.f);
+  const int lo = window > 0 ? max(0, L - window) : 0;
+  const int k0 = max(s * chunk, lo), k1 = min(s * chunk + chunk, L);
+  const size_t ws0 = ((size_t)b * nh + (size_t)g * G) * splits + s;  // + i·splits for head i
+  if (k1 <= k0) {
+    if (threadIdx.x < G) {
+      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits)] = -INFINITY;
+      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits) + 1] = 0.f;
+    }
     return;
   }
-  float denom = 0.f;
-  for (int s = 0; s < used; s++) {
-    const float m = ws_ml[2 * (base + s)];
-    if (m != -INFINITY) denom += expf(m - M) * ws_ml[2 * (base + s) + 1];
+  float qr[G][8];
+  {
+    const __half* qb = q + (size_t)b * ld_q + (size_t)g * G * HD + dc * 8;
+#pragma unroll
+    for (int i = 0; i < G; i++)
+#pragma unroll
+      for (int j = 0; j < 8; j++) qr[i][j] = __half2float(qb[i * HD + j]) * scale_log2;
   }
+  const size_t rs = (size_t)nkv * HD;
+  const __half* kb = k_cache + (size_t)b * max_seq * rs + (size_t)g * HD + dc * 8;
+  const __half* vb = v_cache + (size_t)b * max_seq * rs + (size_t)g * HD + dc * 8;
+  float m[G], l[G], o[G][8];
+#pragma unroll
+  for (int i = 0; i < G; i++) {
+    m[i] = -INFINITY;
+    l[i] = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; j++) o[i][j] = 0.f;
+  }
+  for (int base = k0; base < k1; base += kDecU * KPB) {  // block-uniform: shuffles below are safe
+    uint4 kr[kDecU], vr[kDecU];
+    bool ok[kDecU];
+#pragma unroll
+    for (int u = 0; u < kDecU; u++) {
+      const int key = base + u * KPB + warp * KPW + sub;
+      ok[u] = key < k1;
+      const size_t at = (size_t)(ok[u] ? key : k0) * rs;  // a valid row: its values are finite
+      kr[u] = __ldcg(reinterpret_cast<const uint4*>(kb + at));
+      vr[u] = __ldcg(reinterpret_cast<const uint4*>(vb + at));
+    }
+    float sc[kDecU][G];
+#pragma unroll
+    for (int u = 0; u < kDecU; u++) {
+      float kf[8];
+      half8_to_float(kr[u], kf);
+#pragma unroll
+      for (int i = 0; i < G; i++) {
+        float dot = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) dot = fmaf(qr[i][j], kf[j], dot);
+#pragma unroll
+        for (int off = LPK / 2; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+        sc[u][i] = ok[u] ? dot : -INFINITY;
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < G; i++) {
+      float mx = m[i];
+#pragma unroll
+      for (int u = 0; u < kDecU; u++) mx = fmaxf(mx, sc[u][i]);
+      if (mx == -INFINITY) continue;  // no key of this lane's stream yet
+      const float alpha = exp2f(m[i] - mx);  // 0 while m is −inf
+      m[i] = mx;
+      l[i] *= alpha;
+#pragma unroll
+      for (int j = 0; j < 8; j++) o[i][j] *= alpha;
+#pragma unroll
+      for (int u = 0; u < kDecU; u++) {
+        const float p = exp2f(sc[u][i] - mx);  // 0 for a masked key
+        float vf[8];
+        half8_to_float(vr[u], vf);
+        l[i] += p;
+#pragma unroll
+        for (int j = 0; j < 8; j++) o[i][j] = fmaf(p, vf[j], o[i][j]);
+      }
+    }
+  }
+  // Merge the KPW key streams of the warp (lanes dc, dc + LPK, ...), then the warps.
+#pragma unroll
+  for (int i = 0; i < G; i++) {
+#pragma unroll
+    for (int off = LPK; off < 32; off <<= 1) {
+      const float mo = __shfl_xor_sync(0xffffffffu, m[i], off);
+      const float lo_ = __shfl_xor_sync(0xffffffffu, l[i], off);
+      const float mn = fmaxf(m[i], mo);
+      const float a = mn == -INFINITY ? 0.f : exp2f(m[i] - mn), c = mn == -INFINITY ? 0.f : exp2f(mo - mn);
+      l[i] = l[i] * a + lo_ * c;
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        const float oo = __shfl_xor_sync(0xffffffffu, o[i][j], off);
+        o[i][j] = o[i][j] * a + oo * c;
+      }
+      m[i] = mn;
+    }
+    if (lane < LPK) {
+      if (dc == 0) {
+        red_m[warp][i] = m[i];
+        red_l[warp][i] = l[i];
+      }
+#pragma unroll
+      for (int j = 0; j < 8; j++) red_o[warp][i][dc * 8 + j] = o[i][j];
+    }
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
+    const int i = idx / HD, d = idx - i * HD;
+    float mn = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kDecWarps; w++) mn = fmaxf(mn, red_m[w][i]);
+    float acc = 0.f, sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kDecWarps; w++) {
+      const float a = red_m[w][i] == -INFINITY ? 0.f : exp2f(red_m[w][i] - mn);
+      acc += a * red_o[w][i][d];
+      sum += a * red_l[w][i];
+    }
+    const size_t at = ws0 + (size_t)i * splits;
+    ws_o[at * HD + d] = acc;
+    if (d == 0) {
+      ws_ml[2 * at] = mn * 0.6931471805599453f;  // log2 units → natural log, as the general kernel
+      ws_ml[2 * at + 1] = sum;
+    }
+  }
+}
+
+// o_proj's per-token scale exactly as the executor's quantize_rows_kernel computes it from
+// max|x| as bits: NaN (0x7fc00000) for a non-finite row, 1 for a zero (or subnormal/127) one.
+__device__ __forceinline__ float o_row_scale(unsigned mm) {
+  if (mm >= 0x7f800000u) return __int_as_float(0x7fc00000);
+  const float a = __uint_as_float(mm);
+  float s = a == 0.0f ? 1.0f : __fdiv_rn(a, 127.0f);
+  return s == 0.0f ? 1.0f : s;
+}
+
+// Block (head h, sequence b); dynamic shared memory: `splits` floats (the split weights).
+// quant.kind F16 means no int8 output.
+__global__ void __launch_bounds__(128)
+    decode_combine_kernel(const float* __restrict__ ws_o, const float* __restrict__ ws_ml,
+                          const int32_t* __restrict__ len, __half* __restrict__ out, int ld_out, int max_seq, int nh,
+                          int hd, int splits, int chunk, ActOut quant, unsigned* __restrict__ tickets) {
+  extern __shared__ float comb_w[];
+  __shared__ float red[32];
+  __shared__ unsigned red_u[32];
+  __shared__ bool last;
+  const int h = blockIdx.x, b = blockIdx.y;
+  pdl_wait();
+  pdl_launch_dependents();
+  const int L = min(max(len[b], 0), max_seq);
+  const int used = min(splits, (L + chunk - 1) / chunk);  // later splits are empty
+  const size_t base = ((size_t)b * nh + h) * splits;
+  float mx = -INFINITY;
+  for (int s = threadIdx.x; s < used; s += blockDim.x) mx = fmaxf(mx, ws_ml[2 * (base + s)]);
+  const float M = block_reduce(mx, MaxF(), red);
+  float den = 0.f;
+  for (int s = threadIdx.x; s < used; s += blockDim.x) {
+    const float m = ws_ml[2 * (base + s)];
+    const float e = m == -INFINITY ? 0.f : expf(m - M);
+    comb_w[s] = e;
+    den += e * ws_ml[2 * (base + s) + 1];
+  }
+  const float denom = block_reduce(den, SumF(), red);  // its barrier also publishes comb_w
+  __half* orow = out + (size_t)b * ld_out + (size_t)h * hd;
+  const int cols = nh * hd;
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float acc = 0.f;
-    for (int s = 0; s < used; s++) {
-      const float m = ws_ml[2 * (base + s)];
-      if (m != -INFINITY) acc += expf(m - M) * ws_o[(base + s) * hd + d];
+    if (M != -INFINITY)  // else len 0: nothing to attend to, the output is 0
+      for (int s = 0; s < used; s++) {
+        const float wgt = comb_w[s];
+        if (wgt != 0.f) acc += wgt * ws_o[(base + s) * hd + d];  // an empty split wrote no O
+      }
+    const __half y = __float2half_rn(M == -INFINITY ? 0.f : acc / denom);
+    orow[d] = y;
+    if (quant.kind == ActKind::I8Static)
+      quant.i8[(size_t)b * quant.ld + (size_t)h * hd + d] = quantize_value(__half2float(y), *quant.static_scale);
+  }
+  if (quant.kind == ActKind::I8Static && h == 0)
+    for (int c = cols + threadIdx.x; c < quant.ld; c += blockDim.x) quant.i8[(size_t)b * quant.ld + c] = 0;
+  if (quant.kind != ActKind::I8PerToken) return;
+  // Per token: the last block of this sequence quantizes the whole row.
+  __threadfence();  // this block's fp16 outputs, visible before its ticket
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(&tickets[b], 1u) == (unsigned)nh - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  const unsigned short* row = reinterpret_cast<const unsigned short*>(out + (size_t)b * ld_out);
+  unsigned mm = 0;
+  for (int c = threadIdx.x; c < cols; c += blockDim.x)
+    mm = max(mm, __float_as_uint(__half2float(__ushort_as_half(__ldcg(row + c)))) & 0x7fffffffu);
+  mm = block_reduce(mm, MaxU(), red_u);
+  const float sc = o_row_scale(mm);
+  if (threadIdx.x == 0) quant.token_scale[b] = sc;
+  int8_t* qrow = quant.i8 + (size_t)b * quant.ld;
+  for (int c = threadIdx.x; c < quant.ld; c += blockDim.x)
+    qrow[c] = c < cols ? quantize_value(__half2float(__ushort_as_half(__ldcg(row + c))), sc) : (int8_t)0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decode rope + KV append: block (sequence b, head range). Heads [0, nh) are q (rotated in
+// place), [nh, nh + nkv) k (rotated, written to the cache only), [nh + nkv, nh + 2·nkv) v
+// (copied to the cache). Same arithmetic as rope_kernel, then kv_append_kernel's copy.
+template <int V>  // 2: half2 pairs; 1: scalar
+__global__ void rope_kv_kernel(__half* __restrict__ q, int ld_q, const __half* __restrict__ k,
+                               const __half* __restrict__ v, int ld_kv, __half* __restrict__ k_cache,
+                               __half* __restrict__ v_cache, int nh, int nkv, int head_dim,
+                               const int32_t* __restrict__ pos, const float* __restrict__ inv_freq, int max_seq,
+                               int heads_per_block) {
+  extern __shared__ float rope_smem[];
+  const int half = head_dim / 2;
+  float* cs = rope_smem;
+  float* sn = rope_smem + half;
+  const size_t row = blockIdx.x;
+  pdl_wait();
+  pdl_launch_dependents();
+  const int p = pos[row];
+  const float pf = (float)p;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const double a = (double)__fmul_rn(inv_freq[i], pf);  // as rope_kernel
+    double sd, cd;
+    sincos(a, &sd, &cd);
+    cs[i] = __double2float_rn(cd);
+    sn[i] = __double2float_rn(sd);
+  }
+  __syncthreads();
+  // The caller checks positions; as kv_append, never write outside the cache (q is rotated anyway).
+  const bool in_cache = p >= 0 && p < max_seq;
+  const int h0 = blockIdx.y * heads_per_block, h1 = min(h0 + heads_per_block, nh + 2 * nkv);
+  const size_t crow = (row * max_seq + (in_cache ? p : 0)) * (size_t)nkv * head_dim;
+  const int per_head = half / V;
+  for (int idx = threadIdx.x; idx < (h1 - h0) * per_head; idx += blockDim.x) {
+    const int head = h0 + idx / per_head, i = (idx % per_head) * V;
+    if (head >= nh && !in_cache) continue;
+    if (head >= nh + nkv) {  // v: copy both halves
+      const int kh = head - nh - nkv;
+      const __half* src = v + row * ld_kv + (size_t)kh * head_dim;
+      __half* dst = v_cache + crow + (size_t)kh * head_dim;
+      if constexpr (V == 2) {
+        *reinterpret_cast<__half2*>(dst + i) = *reinterpret_cast<const __half2*>(src + i);
+        *reinterpret_cast<__half2*>(dst + half + i) = *reinterpret_cast<const __half2*>(src + half + i);
+      } else {
+        dst[i] = src[i];
+        dst[half + i] = src[half + i];
+      }
+      continue;
     }
-    orow[d] = __float2half_rn(acc / denom);
+    const __half* src = head < nh ? q + row * ld_q + (size_t)head * head_dim : k + row * ld_kv + (size_t)(head - nh) * head_dim;
+    __half* dst = head < nh ? q + row * ld_q + (size_t)head * head_dim : k_cache + crow + (size_t)(head - nh) * head_dim;
+    if constexpr (V == 2) {
+      float2 a = __half22float2(*reinterpret_cast<const __half2*>(src + i));
+      float2 bb = __half22float2(*reinterpret_cast<const __half2*>(src + half + i));
+      float x1a, x2a, x1b, x2b;
+      rotate(a.x, bb.x, cs[i], sn[i], x1a, x2a);
+      rotate(a.y, bb.y, cs[i + 1], sn[i + 1], x1b, x2b);
+      *reinterpret_cast<__half2*>(dst + i) = __floats2half2_rn(x1a, x1b);
+      *reinterpret_cast<__half2*>(dst + half + i) = __floats2half2_rn(x2a, x2b);
+    } else {
+      const float a = __half2float(src[i]), bb = __half2float(src[half + i]);
+      float x1, x2;
+      rotate(a, bb, cs[i], sn[i], x1, x2);
+      dst[i] = __float2half_rn(x1);
+      dst[half + i] = __float2half_rn(x2);
+    }
   }
 }
 
@@ -820,6 +1165,8 @@ template <int V>
 __global__ void __launch_bounds__(kRowThreads)
     nll_kernel(const float* __restrict__ logits, int ld, const int32_t* __restrict__ target, int vocab,
                float* __restrict__ nll) {
+  pdl_wait();  // rule 1 of pdl.cuh: every input may come from the previous kernel
+  pdl_launch_dependents();
   __shared__ float red_f[32];
   __shared__ double red_d[32];
   const size_t row = blockIdx.x;
@@ -853,6 +1200,8 @@ __global__ void __launch_bounds__(kRowThreads)
 
 __global__ void __launch_bounds__(kRowThreads)
     argmax_kernel(const float* __restrict__ logits, int ld, int vocab, int32_t* __restrict__ out) {
+  pdl_wait();  // rule 1 of pdl.cuh: every input may come from the previous kernel
+  pdl_launch_dependents();
   __shared__ float bv[kRowThreads];
   __shared__ int bi[kRowThreads];
   const size_t row = blockIdx.x;
@@ -950,9 +1299,9 @@ cudaError_t embed(const int32_t* ids, int rows, const __half* table, int hidden,
   if (!ids || !table || !h) return cudaErrorInvalidValue;
   const bool vec = hidden % 4 == 0 && aligned(table, 8) && aligned(h, 16);
   if (vec)
-    embed_kernel<4><<<rows, row_threads(hidden / 4), 0, stream>>>(ids, table, hidden, h);
+    launch_pdl(embed_kernel<4>, rows, row_threads(hidden / 4), 0, stream, ids, table, hidden, h);
   else
-    embed_kernel<1><<<rows, row_threads(hidden), 0, stream>>>(ids, table, hidden, h);
+    launch_pdl(embed_kernel<1>, rows, row_threads(hidden), 0, stream, ids, table, hidden, h);
   return cudaGetLastError();
 }
 
@@ -968,10 +1317,10 @@ cudaError_t add_rmsnorm(float* h, const __half* delta, int ld_delta, const float
   if (rows == 0) return cudaSuccess;
   if (!h || (n_out > 0 && !w)) return cudaErrorInvalidValue;
   if (vec)
-    add_rmsnorm_kernel<4><<<rows, row_threads(hidden / 4), 0, stream>>>(h, delta, ld_delta, w, eps, hidden, outs,
+    launch_pdl(add_rmsnorm_kernel<4>, rows, row_threads(hidden / 4), 0, stream, h, delta, ld_delta, w, eps, hidden, outs,
                                                                        need_max);
   else
-    add_rmsnorm_kernel<1><<<rows, row_threads(hidden), 0, stream>>>(h, delta, ld_delta, w, eps, hidden, outs,
+    launch_pdl(add_rmsnorm_kernel<1>, rows, row_threads(hidden), 0, stream, h, delta, ld_delta, w, eps, hidden, outs,
                                                                    need_max);
   return cudaGetLastError();
 }
@@ -990,9 +1339,9 @@ cudaError_t rope(__half* q, int ld_q, __half* k, int ld_k, int rows, int nh, int
   const size_t smem = (size_t)2 * half * sizeof(float);
   if (smem > 48 * 1024) return cudaErrorInvalidValue;
   if (vec)
-    rope_kernel<2><<<rows, 128, smem, stream>>>(q, ld_q, k, ld_k, nh, nkv, head_dim, pos, inv_freq);
+    launch_pdl(rope_kernel<2>, rows, 128, smem, stream, q, ld_q, k, ld_k, nh, nkv, head_dim, pos, inv_freq);
   else
-    rope_kernel<1><<<rows, 128, smem, stream>>>(q, ld_q, k, ld_k, nh, nkv, head_dim, pos, inv_freq);
+    launch_pdl(rope_kernel<1>, rows, 128, smem, stream, q, ld_q, k, ld_k, nh, nkv, head_dim, pos, inv_freq);
   return cudaGetLastError();
 }
 
@@ -1037,49 +1386,127 @@ cudaError_t kv_append(const __half* k, const __half* v, int ld_kv, __half* k_cac
                    aligned(v_cache, 16);
   const int rows = batch * tokens;
   if (vec)
-    kv_append_kernel<8><<<rows, row_threads(w / 8), 0, stream>>>(k, v, ld_kv, k_cache, v_cache, start, tokens,
+    launch_pdl(kv_append_kernel<8>, rows, row_threads(w / 8), 0, stream, k, v, ld_kv, k_cache, v_cache, start, tokens,
                                                                  max_seq, w);
   else
-    kv_append_kernel<1><<<rows, row_threads(w), 0, stream>>>(k, v, ld_kv, k_cache, v_cache, start, tokens, max_seq,
+    launch_pdl(kv_append_kernel<1>, rows, row_threads(w), 0, stream, k, v, ld_kv, k_cache, v_cache, start, tokens, max_seq,
                                                              w);
   return cudaGetLastError();
 }
 
 size_t attention_decode_workspace(int batch, int nh, int head_dim, int max_seq) {
   if (batch <= 0 || nh <= 0 || head_dim <= 0 || max_seq <= 0) return 0;
-  // ws_o [batch, nh, splits, hd] then ws_ml [batch, nh, splits, 2], fp32.
-  return (size_t)batch * nh * decode_splits(max_seq) * (head_dim + 2) * sizeof(float);
+  // ws_o [batch, nh, splits, hd] then ws_ml [batch, nh, splits, 2], fp32, then tickets [batch].
+  return (size_t)batch * nh * decode_max_splits(batch, max_seq) * (head_dim + 2) * sizeof(float) +
+         (size_t)batch * sizeof(unsigned);
 }
 
 cudaError_t attention_decode(const __half* q, int ld_q, const __half* k_cache, const __half* v_cache,
                              const int32_t* len, __half* out, int ld_out, int batch, int max_seq, int nh, int nkv,
                              int head_dim, float scale, int window, void* workspace, size_t workspace_bytes,
-                             cudaStream_t stream) {
+                             cudaStream_t stream, const ActOut* quant) {
   if (batch < 0 || max_seq <= 0 || nh <= 0 || nkv <= 0 || nh % nkv != 0 || head_dim <= 0 || head_dim > 256 ||
       window < 0 || !(scale > 0.f) || nh > 65535 || nkv > 65535)
     return cudaErrorInvalidValue;
   if (ld_q < nh * head_dim || ld_out < nh * head_dim) return cudaErrorInvalidValue;
+  ActOut qo;  // kind F16: no int8 output
+  if (quant && quant->kind != ActKind::F16) {
+    qo = *quant;
+    if (qo.ld < nh * head_dim || !qo.i8 || (qo.kind == ActKind::I8Static && !qo.static_scale) ||
+        (qo.kind == ActKind::I8PerToken && !qo.token_scale) ||
+        (qo.kind != ActKind::I8Static && qo.kind != ActKind::I8PerToken))
+      return cudaErrorInvalidValue;
+  }
   if (batch == 0) return cudaSuccess;
   if (!q || !k_cache || !v_cache || !len || !out || batch > 65535) return cudaErrorInvalidValue;
   if (!workspace || workspace_bytes < attention_decode_workspace(batch, nh, head_dim, max_seq) ||
       !aligned(workspace, 16))
     return cudaErrorInvalidValue;
-  const int group = nh / nkv, splits = decode_splits(max_seq);
-  const size_t smem = decode_smem(head_dim, group);
-  if (smem > 227 * 1024) return cudaErrorInvalidValue;
-  if (smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute(decode_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e != cudaSuccess) return e;
-  }
+  const int group = nh / nkv;
   const bool vec = head_dim % 8 == 0 && aligned(k_cache, 16) && aligned(v_cache, 16);
+  const char* force = std::getenv("ODYSSEY_DECODE_ATTN");  // "general": the 64-key kernel (A/B)
+  const bool fast = vec && (head_dim == 64 || head_dim == 128) &&
+                    (group == 1 || group == 2 || group == 4 || group == 8) &&
+                    !(force && std::strcmp(force, "general") == 0);
+  const int chunk = fast ? decode_fast_chunk(batch, nkv, max_seq) : kDecKeys;
+  const int splits = (max_seq + chunk - 1) / chunk;
   float* ws_o = static_cast<float*>(workspace);
   float* ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
-  decode_split_kernel<<<dim3(splits, nkv, batch), kDecThreads, smem, stream>>>(
-      q, ld_q, k_cache, v_cache, len, ws_o, ws_ml, max_seq, nh, nkv, head_dim, group, splits, scale, window, vec);
-  cudaError_t e = cudaGetLastError();
+  unsigned* tickets = reinterpret_cast<unsigned*>(ws_ml + (size_t)batch * nh * splits * 2);
+  cudaError_t e = cudaSuccess;
+  if (fast) {
+    const dim3 grid(splits, nkv, batch), block(kDecWarps * 32);
+    const float sl2 = scale * 1.4426950408889634f;
+#define ODY_DEC_FAST(HD, G)                                                                                       \
+  e = launch_pdl(decode_split_fast_kernel<HD, G>, grid, block, 0, stream, q, ld_q, k_cache, v_cache, len, ws_o, \
+                 ws_ml, tickets, max_seq, nh, nkv, splits, chunk, sl2, window)
+    if (head_dim == 128) {
+      switch (group) {
+        case 1: ODY_DEC_FAST(128, 1); break;
+        case 2: ODY_DEC_FAST(128, 2); break;
+        case 4: ODY_DEC_FAST(128, 4); break;
+        default: ODY_DEC_FAST(128, 8); break;
+      }
+    } else {
+      switch (group) {
+        case 1: ODY_DEC_FAST(64, 1); break;
+        case 2: ODY_DEC_FAST(64, 2); break;
+        case 4: ODY_DEC_FAST(64, 4); break;
+        default: ODY_DEC_FAST(64, 8); break;
+      }
+    }
+#undef ODY_DEC_FAST
+  } else {
+    const size_t smem = decode_smem(head_dim, group);
+    if (smem > 227 * 1024) return cudaErrorInvalidValue;
+    if (smem > 48 * 1024) {
+      e = cudaFuncSetAttribute(decode_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+      if (e != cudaSuccess) return e;
+    }
+    e = launch_pdl(decode_split_kernel, dim3(splits, nkv, batch), dim3(kDecThreads), smem, stream, q, ld_q, k_cache,
+                   v_cache, len, ws_o, ws_ml, tickets, max_seq, nh, nkv, head_dim, group, splits, scale, window, vec);
+  }
   if (e != cudaSuccess) return e;
-  decode_combine_kernel<<<dim3(nh, batch), 128, 0, stream>>>(ws_o, ws_ml, len, out, ld_out, max_seq, nh, head_dim,
-                                                             splits);
+  e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  const size_t csmem = (size_t)splits * sizeof(float);
+  if (csmem > 227 * 1024) return cudaErrorInvalidValue;
+  if (csmem > 48 * 1024) {
+    e = cudaFuncSetAttribute(decode_combine_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)csmem);
+    if (e != cudaSuccess) return e;
+  }
+  e = launch_pdl(decode_combine_kernel, dim3(nh, batch), dim3(128), csmem, stream, ws_o, ws_ml, len, out, ld_out,
+                 max_seq, nh, head_dim, splits, chunk, qo, tickets);
+  if (e != cudaSuccess) return e;
+  return cudaGetLastError();
+}
+
+cudaError_t rope_kv_decode(__half* q, int ld_q, const __half* k, const __half* v, int ld_kv, __half* k_cache,
+                           __half* v_cache, int batch, int max_seq, int nh, int nkv, int head_dim, const int32_t* pos,
+                           const float* inv_freq, cudaStream_t stream) {
+  if (batch < 0 || max_seq <= 0 || nh <= 0 || nkv <= 0 || head_dim <= 0 || head_dim % 2 != 0 || head_dim > 65536)
+    return cudaErrorInvalidValue;
+  if (ld_q < (long long)nh * head_dim || ld_kv < (long long)nkv * head_dim || batch > 65535)
+    return cudaErrorInvalidValue;
+  if (batch == 0) return cudaSuccess;
+  if (!q || !k || !v || !k_cache || !v_cache || !pos || !inv_freq) return cudaErrorInvalidValue;
+  const int half = head_dim / 2;
+  const bool vec = half % 2 == 0 && ld_q % 2 == 0 && ld_kv % 2 == 0 && aligned(q, 4) && aligned(k, 4) && aligned(v, 4) &&
+                   aligned(k_cache, 4) && aligned(v_cache, 4);
+  const size_t smem = (size_t)2 * half * sizeof(float);
+  if (smem > 48 * 1024) return cudaErrorInvalidValue;
+  // About 8 heads per block: a batch-1 step of a 7B layer (96 heads) spreads over 12 SMs.
+  const int heads = nh + 2 * nkv, hpb = 8, parts = (heads + hpb - 1) / hpb;
+  if (parts > 65535) return cudaErrorInvalidValue;
+  const dim3 grid(batch, parts);
+  cudaError_t e;
+  if (vec)
+    e = launch_pdl(rope_kv_kernel<2>, grid, dim3(128), smem, stream, q, ld_q, k, v, ld_kv, k_cache, v_cache, nh, nkv,
+                   head_dim, pos, inv_freq, max_seq, hpb);
+  else
+    e = launch_pdl(rope_kv_kernel<1>, grid, dim3(128), smem, stream, q, ld_q, k, v, ld_kv, k_cache, v_cache, nh, nkv,
+                   head_dim, pos, inv_freq, max_seq, hpb);
+  if (e != cudaSuccess) return e;
   return cudaGetLastError();
 }
 
@@ -1093,9 +1520,9 @@ cudaError_t swiglu(const __half* gate, const __half* up, int ld_in, int rows, in
   if (rows == 0) return cudaSuccess;
   if (!gate || !up) return cudaErrorInvalidValue;
   if (vec)
-    swiglu_kernel<4><<<rows, row_threads(cols / 4), 0, stream>>>(gate, up, ld_in, cols, outs, need_max);
+    launch_pdl(swiglu_kernel<4>, rows, row_threads(cols / 4), 0, stream, gate, up, ld_in, cols, outs, need_max);
   else
-    swiglu_kernel<1><<<rows, row_threads(cols), 0, stream>>>(gate, up, ld_in, cols, outs, need_max);
+    launch_pdl(swiglu_kernel<1>, rows, row_threads(cols), 0, stream, gate, up, ld_in, cols, outs, need_max);
   return cudaGetLastError();
 }
 
@@ -1105,9 +1532,9 @@ cudaError_t nll(const float* logits, int ld, const int32_t* target, int rows, in
   if (rows == 0) return cudaSuccess;
   if (!logits || !target || !nll_out) return cudaErrorInvalidValue;
   if (vocab % 4 == 0 && ld % 4 == 0 && aligned(logits, 16))
-    nll_kernel<4><<<rows, kRowThreads, 0, stream>>>(logits, ld, target, vocab, nll_out);
+    launch_pdl(nll_kernel<4>, rows, kRowThreads, 0, stream, logits, ld, target, vocab, nll_out);
   else
-    nll_kernel<1><<<rows, kRowThreads, 0, stream>>>(logits, ld, target, vocab, nll_out);
+    launch_pdl(nll_kernel<1>, rows, kRowThreads, 0, stream, logits, ld, target, vocab, nll_out);
   return cudaGetLastError();
 }
 
@@ -1115,7 +1542,7 @@ cudaError_t argmax(const float* logits, int ld, int rows, int vocab, int32_t* ou
   if (rows < 0 || vocab <= 0 || ld < vocab) return cudaErrorInvalidValue;
   if (rows == 0) return cudaSuccess;
   if (!logits || !out) return cudaErrorInvalidValue;
-  argmax_kernel<<<rows, kRowThreads, 0, stream>>>(logits, ld, vocab, out);
+  launch_pdl(argmax_kernel, rows, kRowThreads, 0, stream, logits, ld, vocab, out);
   return cudaGetLastError();
 }
 

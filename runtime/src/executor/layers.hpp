@@ -12,6 +12,9 @@
 //   are written 0.
 // - Every launcher checks its arguments (returns cudaErrorInvalidValue on misuse), launches on
 //   `stream` and returns cudaGetLastError(); nothing synchronizes.
+// - Every kernel except prefill attention is launched with programmatic dependent launch
+//   (pdl.cuh): it waits (griddepcontrol.wait) before its first read, so it may follow any
+//   kernel; ODYSSEY_PDL=0 launches without the attribute.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -72,12 +75,25 @@ cudaError_t kv_append(const __half* k, const __half* v, int ld_kv, __half* k_cac
 // Decode attention: one query token per sequence, q [batch, ld_q] (nh heads), attending to
 // positions [0, len[b]) of the cache (the current token already appended); out fp16
 // [batch, ld_out]. Split over the context (flash-decoding) with attention_decode_workspace
-// bytes of scratch. window as in attention_prefill. Graph-capturable: no host reads of len.
+// bytes of scratch, then a combine kernel. window as in attention_prefill. Graph-capturable:
+// no host reads of len, grids fixed by max_seq. quant (optional, kind I8Static or
+// I8PerToken, cols nh·head_dim, ld ≥ cols): the combine also writes o_proj's int8 input from
+// the fp16 output row exactly as the executor's separate quantization did (per token:
+// s = max|row|/127, 1 for a zero row, NaN for a non-finite one; codes clamp(roundEven(x/s)),
+// NaN → 0; columns [cols, ld) = 0). ODYSSEY_DECODE_ATTN=general forces the general kernel.
 size_t attention_decode_workspace(int batch, int nh, int head_dim, int max_seq);
 cudaError_t attention_decode(const __half* q, int ld_q, const __half* k_cache, const __half* v_cache,
                              const int32_t* len, __half* out, int ld_out, int batch, int max_seq,
                              int nh, int nkv, int head_dim, float scale, int window, void* workspace,
-                             size_t workspace_bytes, cudaStream_t stream);
+                             size_t workspace_bytes, cudaStream_t stream, const ActOut* quant = nullptr);
+
+// Decode step's rope + KV append in one kernel (one token per sequence, rows = batch): q
+// rotated in place as rope() does, k rotated as rope() does and written to the cache at
+// position pos[b] (the k input itself is left as it was), v copied to the cache at pos[b]
+// (kv_append's layout). Bit-identical to rope() followed by kv_append(start = pos, tokens 1).
+cudaError_t rope_kv_decode(__half* q, int ld_q, const __half* k, const __half* v, int ld_kv, __half* k_cache,
+                           __half* v_cache, int batch, int max_seq, int nh, int nkv, int head_dim,
+                           const int32_t* pos, const float* inv_freq, cudaStream_t stream);
 
 // SwiGLU: y = silu(gate) · up in fp32 (silu as model/ computes it), gate/up fp16 [rows, ld_in]
 // (column offsets already applied by the caller), written as `out` [rows, cols].

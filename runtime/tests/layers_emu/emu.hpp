@@ -303,3 +303,23 @@ inline void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_
   __syncwarp();
 }
 }}  // namespace odyssey::layers::(anonymous)
+
+// pdl.cuh on the host: blocks run one after another, so griddepcontrol has nothing to order;
+// launch_pdl launches like <<<>>>.
+namespace odyssey {
+inline void pdl_wait() {}
+inline void pdl_launch_dependents() {}
+template <typename... KArgs, typename... Args>
+cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                       Args&&... args) {
+  return emu::launch(grid, block, smem, stream, [=]() { kernel(static_cast<KArgs>(args)...); });
+}
+}  // namespace odyssey
+// Global-memory helpers of the decode kernels: one block at a time, so plain accesses.
+template <class T>
+inline T __ldcg(const T* p) { return *p; }
+inline unsigned atomicAdd(unsigned* p, unsigned v) { unsigned o = *p; *p += v; return o; }
+inline void __threadfence() {}
+inline __half __ushort_as_half(unsigned short u) { __half_raw h; h.x = u; return __half(h); }
+#define cudaGetDevice(p) (*(p) = 0, cudaSuccess)
+#define cudaDeviceGetAttribute(p, a, d) (*(p) = 132, cudaSuccess)

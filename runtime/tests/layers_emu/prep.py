@@ -7,6 +7,7 @@ import re
 import sys
 s = open(sys.argv[1]).read()
 s = s.replace('#include "kernel_common.cuh"', '')
+s = s.replace('#include "pdl.cuh"', '')  # emu.hpp defines pdl_wait, launch_pdl
 # drop the asm helpers (emu.hpp defines them)
 for name in ['ldsm_x4', 'ldsm_x4_t', 'mma16816']:
     m = re.search(r'__device__ __forceinline__ void ' + name + r'\(', s)
@@ -20,6 +21,7 @@ s = re.sub(r'__launch_bounds__\((?:[^()]|\([^()]*\))*\)', '', s)
 s = s.replace('extern __shared__ __align__(128) uint8_t flash_smem[];', 'uint8_t* flash_smem = emu::g_dyn.data();')
 s = s.replace('extern __shared__ float rope_smem[];', 'float* rope_smem = reinterpret_cast<float*>(emu::g_dyn.data());')
 s = s.replace('extern __shared__ __align__(16) uint8_t dec_smem[];', 'uint8_t* dec_smem = emu::g_dyn.data();')
+s = s.replace('extern __shared__ float comb_w[];', 'float* comb_w = reinterpret_cast<float*>(emu::g_dyn.data());')
 assert 'extern __shared__' not in s
 # kernel launches
 pat = re.compile(r'([A-Za-z_][\w:]*(?:<[^;<>()]*>)?)<<<')

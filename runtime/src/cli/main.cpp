@@ -4,6 +4,7 @@
 //
 //   odyssey-rt info
 //   odyssey-rt test gemm --cases DIR
+//   odyssey-rt test w8a8 [--seed N]
 //   odyssey-rt bench gemm [--shapes 4096x4096,...] [--m 1,16,...] [--sweep] [--out FILE.json]
 //                         [--md FILE.md] [--iters 100]
 //   odyssey-rt test codec --cases DIR [--kernels 3,2,1]
@@ -139,6 +140,7 @@ static void usage() {
   std::fprintf(stderr,
                "usage: odyssey-rt info\n"
                "       odyssey-rt test gemm --cases DIR\n"
+               "       odyssey-rt test w8a8 [--seed N]\n"
                "       odyssey-rt bench gemm [--shapes NxK,...] [--m 1,16,...] [--sweep] [--iters N]\n"
                "                             [--out FILE.json] [--md FILE.md]\n"
                "       odyssey-rt test codec --cases DIR [--kernels 3,2,1]\n"
@@ -170,6 +172,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (cmd == "test" && sub == "gemm") return cmd_test_gemm(parse_args(argc, argv, 3, {}));
+    if (cmd == "test" && sub == "w8a8") return cmd_test_w8a8(parse_args(argc, argv, 3, {}));
     if (cmd == "bench" && sub == "gemm") return cmd_bench_gemm(parse_args(argc, argv, 3, {"sweep"}));
     if (cmd == "test" && sub == "codec") return cmd_test_codec(parse_args(argc, argv, 3, {}));
     if (cmd == "bench" && sub == "codec") return cmd_bench_codec(parse_args(argc, argv, 3, {"sym"}));

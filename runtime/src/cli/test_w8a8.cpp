@@ -33,8 +33,8 @@ struct Result {
 };
 
 uint16_t half_bits(float f) {
-  __half h = __float2half_rn(f);
-  return reinterpret_cast<__half_raw&>(h).x;
+  const __half_raw r = __float2half_rn(f);
+  return r.x;
 }
 
 struct Case {

@@ -645,6 +645,28 @@ std::size_t tensor_offset(const std::string& file, const std::string& name) {
   return static_cast<std::size_t>(f.file_size() - f.data_size() + f.get(name).offset);
 }
 
+// A real `odyssey quantize --recipe w8a8-smoothquant --export compressed-tensors` export:
+// planned as W8A8 throughout (every value check passes), and refused once a code is -128 or a
+// scale is 0, naming the tensor.
+void test_plan_ct_export(const std::string& dir) {
+  ModelPlan p = plan_dir(dir);
+  CHECK(p.path == "w8a8");
+  for (const LayerPlan& lp : p.layers)
+    for (const LinearPlan& l : lp.lin) CHECK(l.format == WeightFormat::W8A8 && l.act == ActForm::I8PerToken);
+  const std::string st = dir + "/model.safetensors";
+  const std::string L0 = "model.layers.0.";
+  const std::size_t w = tensor_offset(st, L0 + "mlp.up_proj.weight");
+  const std::size_t sc = tensor_offset(st, L0 + "self_attn.v_proj.weight_scale");
+  const std::string bad_code = copy_model(dir, "ct-code", [&](const std::string& f, std::string& b) {
+    if (f == "model.safetensors") b[w + 5] = static_cast<char>(0x80);
+  });
+  expect_error("export: code -128", {"up_proj.weight", "code -128 at [0, 5]"}, [&] { (void)plan_dir(bad_code); });
+  const std::string bad_scale = copy_model(dir, "ct-scale", [&](const std::string& f, std::string& b) {
+    if (f == "model.safetensors") b[sc + 2] = b[sc + 3] = 0;
+  });
+  expect_error("export: zero scale", {"v_proj.weight_scale", "[1, 0]", "not positive"}, [&] { (void)plan_dir(bad_scale); });
+}
+
 void test_plan_artifact(const std::string& art, const std::string& ck_dir) {
   ModelPlan p = plan_dir(art);
   CHECK(p.path == "w4a8");
@@ -716,8 +738,9 @@ int main(int argc, char** argv) {
     test_tokens();
     test_plan_checkpoint();
     test_plan_ct();
-    if (argc == 3) {
+    if (argc >= 3) {
       test_plan_artifact(argv[1], argv[2]);
+      if (argc >= 4) test_plan_ct_export(argv[3]);
     } else {
       std::printf("no ARTIFACT_DIR CHECKPOINT_DIR given: the real-artifact checks are skipped\n");
     }

@@ -106,6 +106,39 @@ int ody_w4a16_num_configs(void);
 const char* ody_w4a16_config_name(int config);
 ody_status ody_w4a16_dispatch(const ody_w4a16_problem* p, int* config, int* blocks);
 
+/* ---------------------------------------------------------------- W8A8 (int8 weights and activations)
+ * The compressed-tensors "int-quantized" linear (w8a8-smoothquant): w8a8.cu.
+ *   acc[m,n] = Σ_k x[m,k]·w[n,k]  (int32, exact: |acc| ≤ 127²·K < 2^31)
+ *   y[m,n]   = half_rn(float(acc)·(x_scale[m]·w_scale[n]) (+ bias[n]))
+ * Two paths, bit-exact with each other: config 0 "dp4a" (decode GEMV, any M), config 1
+ * "cublaslt" (cuBLASLt INT8 GEMM into an int32 workspace + the same epilogue); -1: the dispatch
+ * (dp4a for M ≤ 8 or N % 4 != 0, else cuBLASLt, falling back to dp4a when it has no algorithm).
+ */
+typedef struct {
+  int m, n, k;  /* K % 16 == 0, K ≤ 133144; cublaslt: N % 4 == 0 */
+  int config;   /* -1, 0 (dp4a) or 1 (cublaslt) */
+} ody_w8a8_problem;
+
+typedef struct {
+  const int8_t* x;        /* [m, k] row-major (stride k), 16-byte aligned, codes -127..127 */
+  const float* x_scale;   /* [m] per-token scales */
+  const int8_t* w;        /* [n, k] row-major (stride k), 16-byte aligned, codes -127..127 */
+  const float* w_scale;   /* [n] per-channel scales */
+  const float* bias;      /* [n] or NULL */
+  void* y;                /* fp16 [m, n] */
+  int32_t* acc_out;       /* optional [m, n] int32 accumulators, for tests */
+  void* workspace;        /* cublaslt: ody_w8a8_workspace_size bytes, 16-byte aligned, no zeroing needed */
+  size_t workspace_bytes;
+} ody_w8a8_args;
+
+ody_status ody_w8a8_can_implement(const ody_w8a8_problem* p, const ody_w8a8_args* a);
+size_t ody_w8a8_workspace_size(const ody_w8a8_problem* p);
+ody_status ody_w8a8_gemm(const ody_w8a8_problem* p, const ody_w8a8_args* a, void* stream);
+int ody_w8a8_num_configs(void);
+const char* ody_w8a8_config_name(int config);
+/* The config the dispatch picks (before the cuBLASLt algorithm lookup, which may fall back). */
+ody_status ody_w8a8_dispatch(const ody_w8a8_problem* p, int* config);
+
 /* ---------------------------------------------------------------- activation quantization
  * fp16 x[m,k] -> int8 codes: clamp(roundEven(x / s), -127, 127), IEEE division, NaN -> 0.
  * Per token: s_row = max|x_row| / 127 (1 when the row is 0), written to scales[m].

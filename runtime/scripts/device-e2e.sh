@@ -7,9 +7,11 @@
 # Data comes from .device-data (../shared/scripts/stage-for-device.sh models/small-llama-outliers
 # models/stories260K-fp16 data/wikitext2 data/calib data/tinystories; carry .device-data and bin).
 #   ppl-fp16   FP16 path on the full WikiText-2 / TinyStories sets (compare with shared/golden/ppl.json)
-#   ppl-quant  every preset's artifact of tiny-llama, small-llama-outliers and stories260K:
+#   ppl-quant  every preset's artifact of tiny-llama, small-llama-outliers and stories260K
+#              (w8a8-smoothquant as its compressed-tensors export):
 #              GPU perplexity against `eval ppl` (CPU) on the same windows (--compare-cpu)
-#   speed      synthetic LLaMA-2-7B: FP16 checkpoint vs its w4a8-rtn artifact, and HF transformers
+#   speed      synthetic LLaMA-2-7B: FP16 checkpoint vs its w4a8-rtn artifact, and HF transformers;
+#              then its w8a8-smoothquant compressed-tensors export alone (E2E_W8A8=0 skips it)
 #   profile    the same two models: per-kernel profile of a decode step (odyssey-rt speed --profile)
 #              at batch 1 and 16, beside the graph replay's step time; W4A8 with ODYSSEY_PDL=1 and
 #              0 (PDL A/B), FP16 with PDL on (E2E_PROFILE_PDL="1 0" for both there too)
@@ -68,9 +70,13 @@ for s in "$@"; do
     stamp ppl-quant
     for m in "${models[@]}"; do
       read -r name dir data L cal <<< "$m"
-      for preset in ${E2E_PRESETS:-w4a8-rtn w4a8-fptq w4a16-gptq}; do
+      for preset in ${E2E_PRESETS:-w4a8-rtn w4a8-fptq w4a16-gptq w8a8-smoothquant}; do
         a=$M/$name-$preset
-        $ODY quantize --model "$dir" --recipe $preset --calib "$cal" --out "$a" --force --no-sync > "$E/q-$name-$preset.log" 2>&1 ||
+        # The Odyssey artifact stores int4 weights only: W8A8 is exported as compressed-tensors'
+        # int-quantized form (the executor's W8A8 path, w8a8.cu).
+        exp=()
+        [ "$preset" = w8a8-smoothquant ] && exp=(--export compressed-tensors)
+        $ODY quantize --model "$dir" --recipe $preset --calib "$cal" "${exp[@]}" --out "$a" --force --no-sync > "$E/q-$name-$preset.log" 2>&1 ||
           { echo "$name $preset: quantize failed"; tail -3 "$E/q-$name-$preset.log"; continue; }
         $ODY verify ppl --model "$a" --data "$data" --seq-len "$L" --max-windows "$WINDOWS" --compare-cpu --json \
           > "$E/ppl-$name-$preset.json" 2> "$E/ppl-$name-$preset.log"
@@ -114,6 +120,21 @@ for s in "$@"; do
       --out "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.json" --md "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.md" \
       > "$E/speed.txt" 2> "$E/speed.log"
     echo "speed rc=$?"; cat "$E/speed.txt"; tail -3 "$E/speed.log"
+    # W8A8 row (E2E_W8A8=0 skips it): the same synthetic model through w8a8-smoothquant, exported
+    # as compressed-tensors int-quantized. The synthetic model has no tokenizer, so SmoothQuant's
+    # statistics come from --calib self, shrunk to 2 windows of 32 tokens (speed does not depend
+    # on the smoothing factors; the preset's 128×512 would take many CPU minutes on a 7B).
+    if [ "${E2E_W8A8:-1}" = 1 ]; then
+      if [ ! -d /tmp/$S-w8a8 ]; then
+        sed -e 's/^  samples: .*/  samples: 2/' -e 's/^  seq_len: .*/  seq_len: 32/' recipes/presets/w8a8-smoothquant.yaml > /tmp/w8a8-speed.yaml
+        timeout ${E2E_W8A8_QTIMEOUT:-300} $ODY quantize --model /tmp/$S --recipe /tmp/w8a8-speed.yaml --calib self --export compressed-tensors \
+          --out /tmp/$S-w8a8 --no-sync > "$E/q-$S-w8a8.log" 2>&1 || { echo "w8a8 quantize failed"; tail -5 "$E/q-$S-w8a8.log"; }
+        stamp "speed: w8a8 model ready"
+      fi
+      [ -d /tmp/$S-w8a8 ] && $ODY verify speed --model /tmp/$S-w8a8 --batch ${E2E_BATCH:-1,8,16,32,64} \
+        --out "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}-w8a8.json" > "$E/speed-w8a8.txt" 2> "$E/speed-w8a8.log"
+      echo "speed w8a8 rc=$?"; cat "$E/speed-w8a8.txt"; tail -3 "$E/speed-w8a8.log"
+    fi
     ;;
   sanitize)
     # compute-sanitizer around the executor as `odyssey verify` drives it (the wrapper keeps the

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|sanitize|bench|sweep|profile|codec|nccl-dry|wgmma]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|w8a8|sanitize|bench|sweep|profile|codec|nccl-dry|wgmma]...
 # wgmma: the Hopper wgmma prefill kernel: build (its ptxas lines, SASS GMMA count), test
 #   wgmma-probe, test gemm --configs wgmma_r128t128_s4 with ODYSSEY_WGMMA=1, bench gemm at
 #   M = 256..8192 (WGMMA_M, WGMMA_SHAPES, WGMMA_ITERS); ends with "wgmma: PASS" or "wgmma: FAIL".
+# w8a8: odyssey-rt test w8a8 (the W8A8 kernels against a host reference) and their bench gemm rows.
 # codec: Flash Communication on one GPU: test codec (every Go case, kernels v3, v2 and v1),
 #   compute-sanitizer memcheck + racecheck on a subset, bench codec (v3, v2 and v1 against the copy),
 #   soak (SOAK_CALLS, default 100000 calls of 8 ranks).
@@ -42,6 +43,16 @@ for s in "${steps[@]}"; do
     $B/odyssey-rt test gemm --cases $CASES > "$OUT/test-gemm.json" 2> "$OUT/test-gemm.log"
     echo "test gemm rc=$?"; grep -A4 -E "FAIL" "$OUT/test-gemm.log" | head -40; grep "passed" "$OUT/test-gemm.log"
     (cd $B && ODYSSEY_GEMM_CASES=$CASES ctest --output-on-failure > "$OUT/ctest.log" 2>&1; echo "ctest rc=$?"; tail -5 "$OUT/ctest.log")
+    ;;
+  w8a8)
+    # The W8A8 kernels (w8a8.cu): random cases against the host reference (both paths bit-exact),
+    # then their bench rows beside cuBLASLt INT8 and cuBLAS FP16 on the 7B shapes.
+    stamp w8a8
+    $B/odyssey-rt test w8a8 > "$OUT/test-w8a8.json" 2> "$OUT/test-w8a8.log"
+    echo "test w8a8 rc=$?"; grep -E "FAIL|^    " "$OUT/test-w8a8.log" | head -30; grep "passed" "$OUT/test-w8a8.log"
+    $B/odyssey-rt bench gemm --shapes ${W8A8_SHAPES:-4096x4096,11008x4096,4096x11008,8192x28672} --m ${W8A8_M:-1,4,8,16,64,512,4096} \
+      --iters 30 --out "$OUT/bench-w8a8.json" > /dev/null 2> "$OUT/bench-w8a8.log"
+    echo "bench w8a8 rc=$?"; grep -E " (w8a8[a-z_0-9]*|cublaslt_int8|cublas_fp16) " "$OUT/bench-w8a8.log"
     ;;
   sanitize)
     stamp sanitize

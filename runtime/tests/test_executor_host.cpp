@@ -136,6 +136,14 @@ std::string f32_fill(std::size_t n, float x) { return f32s(std::vector<float>(n,
 
 Json parse(const std::string& s) { return parse_json(s); }
 
+// The quantization_config Odyssey writes for w8a8-smoothquant --export compressed-tensors.
+const char* kCTW8A8 = R"({"quantization_config": {"quant_method": "compressed-tensors", "format": "int-quantized",
+  "quantization_status": "compressed", "config_groups": {"group_0": {"targets": ["Linear"],
+  "weights": {"num_bits": 8, "type": "int", "symmetric": true, "group_size": null, "strategy": "channel", "block_structure": null,
+    "dynamic": false, "actorder": null, "observer": "minmax", "observer_kwargs": {}},
+  "input_activations": {"num_bits": 8, "type": "int", "symmetric": true, "strategy": "token", "dynamic": true},
+  "output_activations": null, "format": "int-quantized"}}, "ignore": ["lm_head"], "kv_cache_scheme": null}})";
+
 const char* kTinyConfig = R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 256, "intermediate_size": 768,
   "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64, "vocab_size": 4096,
   "max_position_embeddings": 1024, "rms_norm_eps": 1e-05, "model_type": "llama",
@@ -218,7 +226,38 @@ void test_config() {
   });
   QuantConfig ct = parse_quant_config(parse(R"({"quantization_config": {"quant_method": "compressed-tensors", "format": "int-quantized"}})"), "c");
   CHECK(ct.kind == QuantKind::CompressedTensors && ct.format == "int-quantized");
-  expect_error("compressed-tensors refused", {"dir", "compressed-tensors", "not built"}, [&] { check_runnable(ct, "dir"); });
+  // No config_groups: nothing says how the linears are quantized.
+  expect_error("compressed-tensors without groups", {"dir", "compressed-tensors", "config_groups"}, [&] { check_runnable(ct, "dir"); });
+  // The W8A8 scheme Odyssey's exporter writes (artifact/compressed.go ctQuantConfig) is accepted.
+  QuantConfig w8 = parse_quant_config(parse(kCTW8A8), "c");
+  CHECK(w8.ct_groups.size() == 1 && w8.ct_groups[0].w8a8 && w8.ct_groups[0].targets == std::vector<std::string>{"Linear"} &&
+        w8.ct_ignore == std::vector<std::string>{"lm_head"});
+  check_runnable(w8, "dir");
+  // Anything else is refused naming the group and the difference.
+  struct CtBad {
+    const char* what;
+    std::string from, to;
+    std::vector<std::string> expect;
+  } ct_bad[] = {
+      {"pack-quantized W4A8", "\"num_bits\": 8, \"type\": \"int\", \"symmetric\": true, \"group_size\": null, \"strategy\": \"channel\"",
+       "\"num_bits\": 4, \"type\": \"int\", \"symmetric\": true, \"group_size\": 128, \"strategy\": \"group\"",
+       {"group_0", "num_bits 4", "group_size set", "not built"}},
+      {"W8A16", "\"input_activations\": {\"num_bits\": 8, \"type\": \"int\", \"symmetric\": true, \"strategy\": \"token\", \"dynamic\": true},", "",
+       {"group_0", "no input_activations"}},
+      {"static activations", "\"dynamic\": true", "\"dynamic\": false", {"input_activations", "static (want dynamic)"}},
+      {"per-tensor activations", "\"strategy\": \"token\"", "\"strategy\": \"tensor\"", {"input_activations", "strategy \"tensor\""}},
+      {"asymmetric weights", "\"symmetric\": true, \"group_size\"", "\"symmetric\": false, \"group_size\"", {"weights", "asymmetric"}},
+      {"pack-quantized format", "\"format\": \"int-quantized\"}}", "\"format\": \"pack-quantized\"}}", {"format \"pack-quantized\""}},
+  };
+  for (const CtBad& b : ct_bad) {
+    std::string j = kCTW8A8;
+    const std::size_t at = j.find(b.from);
+    CHECK(at != std::string::npos);
+    if (at == std::string::npos) continue;
+    j.replace(at, b.from.size(), b.to);
+    QuantConfig q = parse_quant_config(parse(j), "c");
+    expect_error(b.what, b.expect, [&] { check_runnable(q, "dir"); });
+  }
 }
 
 // ---------------------------------------------------------------- rope
@@ -497,6 +536,95 @@ void test_plan_checkpoint() {
   CHECK(qp.layers[0].lin[kQ].has_bias && qp.layers[0].lin[kV].has_bias && !qp.layers[0].lin[kO].has_bias);
 }
 
+// ---------------------------------------------------------------- plan: a compressed-tensors W8A8 export
+
+std::string i8_fill(std::size_t n, std::int8_t v) { return std::string(n, static_cast<char>(v)); }
+std::string f16_fill(std::size_t n, std::uint16_t bits) {
+  std::string s;
+  for (std::size_t i = 0; i < n; i++) s += std::string{static_cast<char>(bits & 0xFF), static_cast<char>(bits >> 8)};
+  return s;
+}
+
+// kSmallConfig's model exported as int-quantized: every linear I8 + F16 [out, 1] scales,
+// except down_proj, ignored (F16).
+std::string write_ct(const std::string& name, const std::vector<Spec>& replace = {}, const std::string& ignore = R"(["lm_head", "model.layers.0.mlp.down_proj"])") {
+  std::string cfg = kSmallConfig;
+  std::string q = kCTW8A8;
+  q = q.substr(1, q.size() - 2);  // the "quantization_config": {...} member
+  q.replace(q.find(R"(["lm_head"])"), 11, ignore);
+  cfg.insert(cfg.size() - 1, ", " + q);
+  std::vector<Spec> specs = {
+      {"model.layers.0.self_attn.q_proj.weight", "I8", {8, 8}, i8_fill(64, 3)},
+      {"model.layers.0.self_attn.q_proj.weight_scale", "F16", {8, 1}, f16_fill(8, 0x3C00)},
+      {"model.layers.0.self_attn.k_proj.weight", "I8", {4, 8}, i8_fill(32, -127)},
+      {"model.layers.0.self_attn.k_proj.weight_scale", "F16", {4, 1}, f16_fill(4, 0x2000)},
+      {"model.layers.0.self_attn.v_proj.weight", "I8", {4, 8}, i8_fill(32, 127)},
+      {"model.layers.0.self_attn.v_proj.weight_scale", "F16", {4, 1}, f16_fill(4, 0x3C00)},
+      {"model.layers.0.self_attn.o_proj.weight", "I8", {8, 8}, i8_fill(64, 1)},
+      {"model.layers.0.self_attn.o_proj.weight_scale", "F16", {8, 1}, f16_fill(8, 0x3C00)},
+      {"model.layers.0.mlp.gate_proj.weight", "I8", {12, 8}, i8_fill(96, 1)},
+      {"model.layers.0.mlp.gate_proj.weight_scale", "F16", {12, 1}, f16_fill(12, 0x3C00)},
+      {"model.layers.0.mlp.up_proj.weight", "I8", {12, 8}, i8_fill(96, 1)},
+      {"model.layers.0.mlp.up_proj.weight_scale", "F16", {12, 1}, f16_fill(12, 0x3C00)},
+      {"model.layers.0.mlp.down_proj.weight", "F16", {8, 12}, f16_fill(96, 0x3C00)},
+  };
+  for (const Spec& r : replace) {
+    bool found = false;
+    for (auto it = specs.begin(); it != specs.end(); ++it) {
+      if (it->name == r.name) {
+        found = true;
+        if (r.bytes == "DROP")
+          specs.erase(it);
+        else
+          *it = r;
+        break;
+      }
+    }
+    if (!found) specs.push_back(r);
+  }
+  return write_checkpoint(name, cfg, specs);
+}
+
+void test_plan_ct() {
+  ModelPlan p = plan_dir(write_ct("ct"));
+  CHECK(p.path == "mixed");
+  const LinearPlan& q = p.layers[0].lin[kQ];
+  CHECK(q.format == WeightFormat::W8A8 && q.act == ActForm::I8PerToken && q.n == 8 && q.k == 8 && q.np == 8 && q.kp == 128);
+  CHECK(p.layers[0].lin[kDown].format == WeightFormat::Dense16);
+  CHECK(can_fuse(p.layers[0].lin[kQ], p.layers[0].lin[kK]) && can_fuse(p.layers[0].lin[kGate], p.layers[0].lin[kUp]));
+  CHECK(!can_fuse(p.layers[0].lin[kQ], p.layers[0].lin[kDown]));
+  // Every linear quantized: the path is w8a8.
+  ModelPlan all = plan_dir(write_ct("ct-all", {{"model.layers.0.mlp.down_proj.weight", "I8", {8, 12}, i8_fill(96, 2)},
+                                              {"model.layers.0.mlp.down_proj.weight_scale", "F16", {8, 1}, f16_fill(8, 0x3C00)}},
+                                  R"(["lm_head"])"));
+  CHECK(all.path == "w8a8");
+  struct Bad {
+    const char* name;
+    std::vector<Spec> replace;
+    std::string ignore;
+    std::vector<std::string> expect;
+  };
+  const std::string ig = R"(["lm_head", "model.layers.0.mlp.down_proj"])";
+  const std::vector<Bad> bad = {
+      {"code -128", {{"model.layers.0.mlp.up_proj.weight", "I8", {12, 8}, i8_fill(96, -128)}}, ig, {"up_proj.weight", "code -128 at [0, 0]"}},
+      {"zero scale", {{"model.layers.0.self_attn.k_proj.weight_scale", "F16", {4, 1}, f16_fill(4, 0)}}, ig, {"k_proj.weight_scale", "not positive and finite"}},
+      {"inf scale", {{"model.layers.0.self_attn.k_proj.weight_scale", "F16", {4, 1}, f16_fill(4, 0x7C00)}}, ig, {"k_proj.weight_scale", "not positive and finite"}},
+      {"negative scale", {{"model.layers.0.self_attn.k_proj.weight_scale", "F16", {4, 1}, f16_fill(4, 0xBC00)}}, ig, {"k_proj.weight_scale", "not positive"}},
+      {"scale shape", {{"model.layers.0.self_attn.q_proj.weight_scale", "F16", {8}, f16_fill(8, 0x3C00)}}, ig, {"q_proj.weight_scale", "F16[8]", "want", "[8, 1]"}},
+      {"missing scale", {{"model.layers.0.self_attn.q_proj.weight_scale", "F16", {}, "DROP"}}, ig, {"q_proj.weight_scale", "missing"}},
+      {"weight shape", {{"model.layers.0.self_attn.o_proj.weight", "I8", {8, 4}, i8_fill(32, 1)}}, ig, {"model.safetensors", "o_proj.weight", "I8[8, 4]", "want", "[8, 8]"}},
+      {"int8 for an ignored module", {{"model.layers.0.mlp.down_proj.weight", "I8", {8, 12}, i8_fill(96, 1)}}, ig, {"down_proj.weight", "ignore list"}},
+      {"f16 for a quantized module", {}, R"(["lm_head"])", {"down_proj.weight", "ignore list does not name"}},
+      {"packed int4", {{"model.layers.0.mlp.up_proj.weight_packed", "I32", {12, 1}, std::string(48, '\0')}}, ig, {"up_proj.weight_packed", "not built"}},
+      {"zero point", {{"model.layers.0.mlp.up_proj.weight_zero_point", "I8", {12, 1}, i8_fill(12, 0)}}, ig, {"up_proj.weight_zero_point", "asymmetric"}},
+  };
+  int n = 0;
+  for (const Bad& b : bad) {
+    const std::string d = write_ct("ct-bad" + std::to_string(n++), b.replace, b.ignore);
+    expect_error(b.name, b.expect, [&] { (void)plan_dir(d); });
+  }
+}
+
 // ---------------------------------------------------------------- plan: a real artifact
 
 // Copies dir to a new folder, applying edit(name, bytes) to every file.
@@ -515,6 +643,28 @@ std::string copy_model(const std::string& src, const std::string& name,
 std::size_t tensor_offset(const std::string& file, const std::string& name) {
   SafetensorsFile f = SafetensorsFile::open(file);
   return static_cast<std::size_t>(f.file_size() - f.data_size() + f.get(name).offset);
+}
+
+// A real `odyssey quantize --recipe w8a8-smoothquant --export compressed-tensors` export:
+// planned as W8A8 throughout (every value check passes), and refused once a code is -128 or a
+// scale is 0, naming the tensor.
+void test_plan_ct_export(const std::string& dir) {
+  ModelPlan p = plan_dir(dir);
+  CHECK(p.path == "w8a8");
+  for (const LayerPlan& lp : p.layers)
+    for (const LinearPlan& l : lp.lin) CHECK(l.format == WeightFormat::W8A8 && l.act == ActForm::I8PerToken);
+  const std::string st = dir + "/model.safetensors";
+  const std::string L0 = "model.layers.0.";
+  const std::size_t w = tensor_offset(st, L0 + "mlp.up_proj.weight");
+  const std::size_t sc = tensor_offset(st, L0 + "self_attn.v_proj.weight_scale");
+  const std::string bad_code = copy_model(dir, "ct-code", [&](const std::string& f, std::string& b) {
+    if (f == "model.safetensors") b[w + 5] = static_cast<char>(0x80);
+  });
+  expect_error("export: code -128", {"up_proj.weight", "code -128 at [0, 5]"}, [&] { (void)plan_dir(bad_code); });
+  const std::string bad_scale = copy_model(dir, "ct-scale", [&](const std::string& f, std::string& b) {
+    if (f == "model.safetensors") b[sc + 2] = b[sc + 3] = 0;
+  });
+  expect_error("export: zero scale", {"v_proj.weight_scale", "[1, 0]", "not positive"}, [&] { (void)plan_dir(bad_scale); });
 }
 
 void test_plan_artifact(const std::string& art, const std::string& ck_dir) {
@@ -587,8 +737,10 @@ int main(int argc, char** argv) {
     test_half();
     test_tokens();
     test_plan_checkpoint();
-    if (argc == 3) {
+    test_plan_ct();
+    if (argc >= 3) {
       test_plan_artifact(argv[1], argv[2]);
+      if (argc >= 4) test_plan_ct_export(argv[3]);
     } else {
       std::printf("no ARTIFACT_DIR CHECKPOINT_DIR given: the real-artifact checks are skipped\n");
     }

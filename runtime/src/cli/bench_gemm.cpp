@@ -2,7 +2,8 @@
 //
 // Method (the brief's "honest benchmark"): every kernel is timed in the same process on the
 // same GPU: ours with integer scales, ours with float scales (the ablation), cuBLAS FP16
-// (fp16 in/out, fp32 accumulate), cuBLASLt INT8 (int32 out) and cuBLASLt FP8 e4m3 (fp16 out).
+// (fp16 in/out, fp32 accumulate), cuBLASLt INT8 (int32 out), cuBLASLt FP8 e4m3 (fp16 out), and
+// the W8A8 kernels (w8a8.cu: rows w8a8_dp4a, w8a8_cublaslt, w8a8 = the dispatch).
 // Each time is the median of `iters` samples taken with CUDA events after a warm-up; a sample
 // is `inner` back-to-back launches, divided by `inner`. Weights rotate over enough copies that
 // together exceed 4× the L2 (60 MB on the H200), so decode reads its weights from HBM as it
@@ -401,6 +402,42 @@ struct Bench {
             },
             iters, std::max(est_floor_us * 4, est_flop_us));
         rows.push_back(make_row(n, k, m, "cublas_fp16", us, w16 + 2.0 * m * k + out16, 989));
+      }
+      // W8A8 (w8a8.cu): the same int8 weights as cuBLASLt INT8 below, fp16 out after the
+      // per-token × per-channel epilogue; both paths (dp4a GEMV, cuBLASLt + epilogue) and the
+      // dispatch's choice, so the crossover M can be read off these rows.
+      {
+        DeviceBuffer w8s((size_t)n * 4);
+        {
+          std::vector<float> h(n, 1.0f / 127);
+          w8s.upload(h.data(), (size_t)n * 4);
+        }
+        for (int cfg : {0, 1, -1}) {
+          ody_w8a8_problem p{m, n, k, cfg};
+          const std::string name = cfg == -1 ? "w8a8" : std::string("w8a8_") + ody_w8a8_config_name(cfg);
+          if (ody_w8a8_can_implement(&p, nullptr) != ODY_OK) continue;
+          if (cfg == 0 && m > 64) continue;  // dp4a is a decode kernel: prefill M would only burn device time
+          const size_t wsb = ody_w8a8_workspace_size(&p);
+          DeviceBuffer ws(wsb);
+          ody_w8a8_args a{};
+          a.x = x8.get<int8_t>();
+          a.x_scale = xs.get<float>();
+          a.w_scale = w8s.get<float>();
+          a.y = yh.get();
+          a.workspace = ws.get();
+          a.workspace_bytes = wsb;
+          double us = timer.median_us(
+              [&](int i) {
+                a.w = wi8[i % r8].get<int8_t>();
+                ody_check(ody_w8a8_gemm(&p, &a, nullptr), "ody_w8a8_gemm");
+              },
+              iters, std::max(est_floor_us * 2, est_flop_us));
+          Row r = make_row(n, k, m, name, us, w8 + (double)n * 4 + in_bytes8 + m * 4 + out16, 1979);
+          int dc = 0;
+          ody_w8a8_dispatch(&p, &dc);
+          r.note = ody_w8a8_config_name(dc);
+          rows.push_back(r);
+        }
       }
       // cuBLASLt INT8 (int32 out) and FP8 e4m3 (fp16 out).
       for (int fp8 = 0; fp8 <= 1; fp8++) {

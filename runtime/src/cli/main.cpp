@@ -5,6 +5,7 @@
 //   odyssey-rt info
 //   odyssey-rt test gemm --cases DIR [--configs NAME,...]
 //   odyssey-rt test wgmma-probe      (the Hopper wgmma kernel's operand layouts on known inputs)
+//   odyssey-rt test w8a8 [--seed N]
 //   odyssey-rt bench gemm [--shapes 4096x4096,...] [--m 1,16,...] [--sweep] [--out FILE.json]
 //                         [--md FILE.md] [--iters 100]
 //   odyssey-rt test codec --cases DIR [--kernels 3,2,1]
@@ -141,6 +142,7 @@ static void usage() {
                "usage: odyssey-rt info\n"
                "       odyssey-rt test gemm --cases DIR [--configs NAME,...]\n"
                "       odyssey-rt test wgmma-probe\n"
+               "       odyssey-rt test w8a8 [--seed N]\n"
                "       odyssey-rt bench gemm [--shapes NxK,...] [--m 1,16,...] [--sweep] [--iters N]\n"
                "                             [--out FILE.json] [--md FILE.md]\n"
                "       odyssey-rt test codec --cases DIR [--kernels 3,2,1]\n"
@@ -173,6 +175,7 @@ int main(int argc, char** argv) {
     }
     if (cmd == "test" && sub == "gemm") return cmd_test_gemm(parse_args(argc, argv, 3, {}));
     if (cmd == "test" && sub == "wgmma-probe") return cmd_test_wgmma_probe(parse_args(argc, argv, 3, {}));
+    if (cmd == "test" && sub == "w8a8") return cmd_test_w8a8(parse_args(argc, argv, 3, {}));
     if (cmd == "bench" && sub == "gemm") return cmd_bench_gemm(parse_args(argc, argv, 3, {"sweep"}));
     if (cmd == "test" && sub == "codec") return cmd_test_codec(parse_args(argc, argv, 3, {}));
     if (cmd == "bench" && sub == "codec") return cmd_bench_codec(parse_args(argc, argv, 3, {"sym"}));

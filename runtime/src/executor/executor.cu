@@ -362,6 +362,8 @@ struct Executor::Impl {
 
   void load(const std::string& dir);
   void build_site(Site& site, const LayerPlan& lp, const std::vector<int>& lins, const SafetensorsCheckpoint& ck);
+  void build_w8a8(Gemm& g, const LayerPlan& lp, const std::vector<int>& lins, const std::vector<size_t>& grp,
+                  const std::vector<int>& off, bool any_bias, const std::string& what, const SafetensorsCheckpoint& ck);
   // On the stream: from pageable memory the call returns once the source is staged, so src
   // may be freed at once, and the copy is ordered before every kernel that reads dst.
   void upload(void* dst, const void* src, size_t bytes) {
@@ -484,6 +486,8 @@ void Executor::Impl::build_site(Site& site, const LayerPlan& lp, const std::vect
         upload(g.bias16, bias16.data(), bias16.size() * 2);
         g.bytes += bias16.size() * 2;
       }
+    } else if (g.fmt == WeightFormat::W8A8) {
+      build_w8a8(g, lp, lins, grp, off, any_bias, what, ck);
     } else {
       const int G = first.groups;
       // W4A16 always takes int16 scales (float ones converted below).
@@ -538,6 +542,30 @@ void Executor::Impl::build_site(Site& site, const LayerPlan& lp, const std::vect
   for (const Gemm& g : site.gemms) weight_bytes += g.bytes;
 }
 
+// W8A8 (compressed-tensors int-quantized): int8 codes [n_total, kp], each part's [n, k] rows
+// at its column offset, zero-padded in K to the activation buffers' row stride Kp and in N to
+// ⌈n/8⌉·8 (zeroed allocation: padded rows have code 0 and scale 0, so they output 0); fp32
+// per-channel scales (the fp16 ones widen exactly) and bias.
+void Executor::Impl::build_w8a8(Gemm& g, const LayerPlan& lp, const std::vector<int>& lins, const std::vector<size_t>& grp,
+                                const std::vector<int>& off, bool any_bias, const std::string& what,
+                                const SafetensorsCheckpoint& ck) {
+  int8_t* w = arena.alloc<int8_t>((size_t)g.n_total * g.kp, what + ".weight");
+  float* ws = arena.alloc<float>((size_t)g.n_total, what + ".weight_scale");
+  float* bias = any_bias ? arena.alloc<float>((size_t)g.n_total, what + ".bias") : nullptr;
+  g.bytes += (uint64_t)g.n_total * g.kp + (uint64_t)g.n_total * 4 + (any_bias ? (uint64_t)g.n_total * 4 : 0);
+  for (size_t j = 0; j < grp.size(); j++) {
+    const LinearPlan& l = lp.lin[lins[grp[j]]];
+    const TensorInfo& tw = ck.get(l.name + ".weight");
+    EX_CUDA(cudaMemcpy2DAsync(w + (size_t)off[j] * g.kp, (size_t)g.kp, ck.data(tw), (size_t)l.k, (size_t)l.k, (size_t)l.n,
+                              cudaMemcpyHostToDevice, stream));
+    upload(ws + off[j], to_f32(ck, l.name + ".weight_scale", {l.n, 1}).data(), (size_t)l.n * 4);
+    if (l.has_bias) upload(bias + off[j], to_f32(ck, l.name + ".bias", {l.n}).data(), (size_t)l.n * 4);
+  }
+  g.w = w;
+  g.cscale = ws;
+  g.bias = bias;
+}
+
 void Executor::Impl::load(const std::string& dir) {
   const std::string cfg_path = dir + "/config.json";
   Json root = read_json_file(cfg_path, 16u << 20);
@@ -561,6 +589,8 @@ void Executor::Impl::load(const std::string& dir) {
       for (const LinearPlan& l : lp.lin) {
         if (l.format == WeightFormat::Dense16)
           need += (uint64_t)ceil_to(l.n, 8) * l.k * 2;
+        else if (l.format == WeightFormat::W8A8)
+          need += (uint64_t)l.np * l.kp + (uint64_t)l.np * 8;
         else
           need += (uint64_t)l.np * l.kp / 2 + (uint64_t)l.groups * l.np * 4 + (uint64_t)l.np * 8;
       }
@@ -723,6 +753,9 @@ void Executor::Impl::ensure_gemm_workspace(int rows) {
         } else if (g.fmt == WeightFormat::W4A16) {
           ody_w4a16_problem p{rows, g.n_total, g.kp, g.group_size, -1, 0};
           need = std::max(need, ody_w4a16_workspace_size(&p));
+        } else if (g.fmt == WeightFormat::W8A8) {
+          ody_w8a8_problem p{rows, g.n_total, g.kp, -1};
+          need = std::max(need, ody_w8a8_workspace_size(&p));
         }
       }
     }
@@ -826,6 +859,21 @@ void Executor::Impl::run_site(const Site& site, const Scratch& s, int rows, cons
         a.workspace = gemm_ws;
         a.workspace_bytes = gemm_ws_bytes;
         ody_ok(ody_w4a16_gemm(&p, &a, stream), "ody_w4a16_gemm");
+        break;
+      }
+      case WeightFormat::W8A8: {
+        // x: the site's per-token int8 buffer (row stride s.kp == g.kp, zero-padded columns).
+        ody_w8a8_problem p{rows, g.n_total, g.kp, -1};
+        ody_w8a8_args a{};
+        a.x = s.i8[g.form];
+        a.x_scale = s.tok[g.form];
+        a.w = static_cast<const int8_t*>(g.w);
+        a.w_scale = g.cscale;
+        a.bias = g.bias;
+        a.y = y;
+        a.workspace = gemm_ws;
+        a.workspace_bytes = gemm_ws_bytes;
+        ody_ok(ody_w8a8_gemm(&p, &a, stream), "ody_w8a8_gemm");
         break;
       }
     }

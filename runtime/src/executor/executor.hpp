@@ -13,7 +13,8 @@
 //     accumulation; the LM head writes fp32 logits, in row chunks of at most 256 MiB;
 //   - decode steps (embedding → layers → head → argmax → positions + 1) are captured once per
 //     batch size as a CUDA graph and replayed.
-// Not built: the int8 KV cache, the compressed-tensors W8A8 path (refused at load).
+//   - compressed-tensors int-quantized linears (w8a8-smoothquant) through ody_w8a8_gemm.
+// Not built: the int8 KV cache, the compressed-tensors W4A8 (pack-quantized) path.
 #pragma once
 
 #include <cuda_runtime.h>

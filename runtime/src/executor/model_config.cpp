@@ -283,6 +283,73 @@ ModelConfig parse_model_config(const Json& root, const std::string& path) {
   return c;
 }
 
+namespace {
+
+// Why a QuantizationArgs object (compressed-tensors) is not the given int8 scheme, or "".
+std::string ct_args_differ(const Json& a, const std::string& path, const std::string& prefix, const char* strategy,
+                           bool dynamic) {
+  if (!a.is_object()) return prefix + " is not an object";
+  Fields f(a, path, prefix + ".");
+  std::string why;
+  auto add = [&](const std::string& w) { why += (why.empty() ? "" : ", ") + w; };
+  if (f.integer("num_bits", 0) != 8) add("num_bits " + std::to_string(f.integer("num_bits", 0)) + " (want 8)");
+  if (f.string("type", "int") != "int") add("type " + quote_for_message(f.string("type", "")) + " (want \"int\")");
+  if (!f.boolean("symmetric", true)) add("asymmetric (want symmetric)");
+  if (f.string("strategy", "") != strategy)
+    add("strategy " + quote_for_message(f.string("strategy", "")) + " (want \"" + strategy + "\")");
+  if (f.get("group_size") != nullptr) add("group_size set (want none)");
+  if (f.boolean("dynamic", false) != dynamic) add(dynamic ? "static (want dynamic)" : "dynamic (want static)");
+  return why.empty() ? "" : prefix + ": " + why;
+}
+
+void parse_ct_groups(const Fields& f, QuantConfig& q, const std::string& path) {
+  if (const Json* ig = f.get("ignore")) {
+    if (!ig->is_array()) f.fail("ignore", "want an array of module names");
+    for (const Json& e : ig->elems()) {
+      if (!e.is_string()) f.fail("ignore", "want an array of module names");
+      q.ct_ignore.push_back(e.as_string());
+    }
+  }
+  const Json* groups = f.get("config_groups");
+  if (groups == nullptr) return;
+  if (!groups->is_object()) f.fail("config_groups", "want an object");
+  for (const auto& member : groups->items()) {
+    CTGroup g;
+    g.name = member.first;
+    const std::string pre = "quantization_config.config_groups." + g.name;
+    if (!member.second.is_object()) throw FormatError(path + ": " + pre + ": want an object");
+    Fields gf(member.second, path, pre + ".");
+    if (const Json* t = gf.get("targets")) {
+      if (!t->is_array()) gf.fail("targets", "want an array");
+      for (const Json& e : t->elems()) {
+        if (!e.is_string()) gf.fail("targets", "want an array of strings");
+        g.targets.push_back(e.as_string());
+      }
+    }
+    std::vector<std::string> whys;
+    const std::string format = gf.string("format", q.format);
+    if (format != "int-quantized") whys.push_back("format " + quote_for_message(format) + " (want \"int-quantized\")");
+    const Json* w = gf.get("weights");
+    if (w == nullptr) {
+      whys.push_back("no weights scheme");
+    } else if (std::string why = ct_args_differ(*w, path, "weights", "channel", false); !why.empty()) {
+      whys.push_back(why);
+    }
+    const Json* in = gf.get("input_activations");
+    if (in == nullptr) {
+      whys.push_back("no input_activations (16-bit activations: W8A16 is not built)");
+    } else if (std::string why = ct_args_differ(*in, path, "input_activations", "token", true); !why.empty()) {
+      whys.push_back(why);
+    }
+    if (gf.get("output_activations") != nullptr) whys.push_back("output_activations are quantized");
+    for (const std::string& why : whys) g.why += (g.why.empty() ? "" : "; ") + why;
+    g.w8a8 = whys.empty();
+    q.ct_groups.push_back(std::move(g));
+  }
+}
+
+}  // namespace
+
 QuantConfig parse_quant_config(const Json& root, const std::string& path) {
   QuantConfig q;
   if (!root.is_object()) throw FormatError(path + ": config is not a JSON object");
@@ -306,6 +373,7 @@ QuantConfig parse_quant_config(const Json& root, const std::string& path) {
     }
   } else if (method == "compressed-tensors") {
     q.kind = QuantKind::CompressedTensors;
+    parse_ct_groups(f, q, path);
   } else if (method.empty()) {
     throw FormatError(path + ": quantization_config has no quant_method");
   } else {

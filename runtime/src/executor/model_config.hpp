@@ -10,8 +10,10 @@
 // reason, so that nothing reaches the GPU that would compute wrong numbers.
 //
 // quantization_config is classified too (quant_config()): none → the FP16 baseline, "odyssey"
-// (format_version and layout_version must be 1), or "compressed-tensors" (recognised, and
-// refused by the executor until its W8A8 path exists).
+// (format_version and layout_version must be 1), or "compressed-tensors": its config_groups
+// and ignore list are read, each group classified as the W8A8 scheme the executor runs (8-bit
+// symmetric int per-channel weights in "int-quantized" form, 8-bit symmetric int dynamic
+// per-token input activations) or not, with the reason (check_runnable refuses the rest).
 //
 // Errors throw FormatError "<path>: message" (safetensors.hpp), one per problem found first.
 #pragma once
@@ -51,10 +53,20 @@ ModelConfig parse_model_config(const Json& root, const std::string& path);
 
 enum class QuantKind { None, Odyssey, CompressedTensors };
 
+// One compressed-tensors config group.
+struct CTGroup {
+  std::string name;                  // its key in config_groups
+  std::vector<std::string> targets;  // "Linear" or module names
+  bool w8a8 = false;                 // the scheme the executor's W8A8 path runs
+  std::string why;                   // when not: what differs
+};
+
 struct QuantConfig {
   QuantKind kind = QuantKind::None;
   std::string format;      // quantization_config.format ("fastgemm-w4a8", "int-quantized", ...)
   int group_size = 0;      // odyssey: weights.group_size (0: per channel), for messages only
+  std::vector<CTGroup> ct_groups;       // compressed-tensors: config_groups, in file order
+  std::vector<std::string> ct_ignore;   // compressed-tensors: ignore (modules left in 16 bits)
 };
 
 // Classifies quantization_config; checks an Odyssey artifact's format_version and

@@ -67,6 +67,75 @@ std::uint16_t u16_at(const std::uint8_t* p, std::size_t i) {
 }
 
 // The plan of one linear from the tensors present.
+// Whether a compressed-tensors module is in the ignore list, and the W8A8 group covering it
+// (nullptr if none). Targets match as the Go reader's ctActBits does: "Linear" or the name.
+bool ct_ignored(const QuantConfig& q, const std::string& name) {
+  for (const std::string& i : q.ct_ignore)
+    if (i == name) return true;
+  return false;
+}
+const CTGroup* ct_group(const QuantConfig& q, const std::string& name) {
+  for (const CTGroup& g : q.ct_groups)
+    for (const std::string& t : g.targets)
+      if (t == "Linear" || t == name) return &g;
+  return nullptr;
+}
+
+// A linear of a compressed-tensors int-quantized export: int8 codes and per-channel scales →
+// W8A8; a 16-bit weight → Dense16, only for a module the ignore list names.
+LinearPlan plan_ct_linear(const SafetensorsCheckpoint& ck, const QuantConfig& q, const std::string& name, int n, int k,
+                          bool bias) {
+  LinearPlan lp;
+  lp.name = name;
+  lp.n = n;
+  lp.k = k;
+  if (ck.find(name + ".weight_packed") != nullptr)
+    tensor_fail(ck, name + ".weight_packed",
+                "pack-quantized int4 weights: the executor's compressed-tensors W4A8 path is not built (run the Odyssey "
+                "artifact, or `odyssey eval ppl` on the CPU)");
+  const TensorInfo& w = need(ck, name + ".weight", "the linear's weight");
+  const bool ignored = ct_ignored(q, name);
+  if (w.dtype == DType::I8) {
+    expect(ck, w, {DType::I8}, {n, k});
+    if (ignored) tensor_fail(ck, w.name, "int8 codes for a module the ignore list leaves in 16 bits");
+    const CTGroup* g = ct_group(q, name);
+    if (g == nullptr || !g->w8a8)
+      tensor_fail(ck, w.name, "int8 codes, but no W8A8 config group (int-quantized, int8 per-token activations) targets " +
+                                  quote_for_message(name));
+    expect(ck, need(ck, name + ".weight_scale", "an int8 linear's per-channel scales"), {DType::F16, DType::BF16, DType::F32},
+           {n, 1});
+    if (ck.find(name + ".weight_zero_point") != nullptr)
+      tensor_fail(ck, name + ".weight_zero_point", "zero points (asymmetric weights) are not supported");
+    lp.format = WeightFormat::W8A8;
+    lp.np = (n + 7) / 8 * 8;
+    lp.kp = (k + 127) / 128 * 128;
+    lp.groups = 1;
+    lp.group_size = lp.kp;
+    lp.int_scales = true;
+    lp.act = ActForm::I8PerToken;
+    lp.weight_dtype = DType::I8;
+  } else {
+    expect(ck, w, {DType::F16, DType::BF16, DType::F32}, {n, k});
+    if (!ignored)
+      tensor_fail(ck, w.name, std::string(dtype_name(w.dtype)) +
+                                  " weight for a module the ignore list does not name (the export quantizes every other linear)");
+    lp.format = WeightFormat::Dense16;
+    lp.np = n;
+    lp.kp = k;
+    lp.weight_dtype = w.dtype;
+    lp.act = ActForm::F16;
+  }
+  const TensorInfo* b = ck.find(name + ".bias");
+  if (bias) {
+    if (b == nullptr) throw FormatError(ck.dir() + ": tensor " + quote_for_message(name + ".bias") + ": missing (the config says the linear has a bias)");
+    expect(ck, *b, {DType::F32, DType::F16, DType::BF16}, {n});
+    lp.has_bias = true;
+  } else if (b != nullptr) {
+    tensor_fail(ck, b->name, "a bias the config does not have");
+  }
+  return lp;
+}
+
 LinearPlan plan_linear(const SafetensorsCheckpoint& ck, const std::string& name, int n, int k, bool bias,
                        bool artifact) {
   LinearPlan lp;
@@ -165,10 +234,15 @@ LinearPlan plan_linear(const SafetensorsCheckpoint& ck, const std::string& name,
 const char* linear_module(int index) { return (index >= 0 && index < kNumLinears) ? kModules[index] : "?"; }
 
 void check_runnable(const QuantConfig& quant, const std::string& dir) {
-  if (quant.kind == QuantKind::CompressedTensors)
-    throw FormatError(dir + ": a compressed-tensors export (format " + quote_for_message(quant.format) +
-                      "): its W8A8/W4A8 path (cuBLASLt INT8) is not built in this runtime; evaluate it on the CPU "
-                      "with `odyssey eval ppl`, or run the Odyssey artifact it was exported from");
+  if (quant.kind != QuantKind::CompressedTensors) return;
+  const std::string what = dir + ": a compressed-tensors export (format " + quote_for_message(quant.format) + ")";
+  if (quant.ct_groups.empty())
+    throw FormatError(what + " without quantization_config.config_groups: nothing says how its linears are quantized");
+  for (const CTGroup& g : quant.ct_groups)
+    if (!g.w8a8)
+      throw FormatError(what + ": config group " + quote_for_message(g.name) + " is not the W8A8 int-quantized scheme the " +
+                        "executor runs (" + g.why + "); its W4A8 pack-quantized path is not built: evaluate it on the CPU " +
+                        "with `odyssey eval ppl`, or run the Odyssey artifact it was exported from");
 }
 
 ModelPlan plan_model(const std::string& dir, const ModelConfig& cfg, const QuantConfig& quant,
@@ -215,7 +289,9 @@ ModelPlan plan_model(const std::string& dir, const ModelConfig& cfg, const Quant
     expect(ck, need(ck, L.attn_norm, "the attention norm"), {DType::F32, DType::F16, DType::BF16}, {h});
     expect(ck, need(ck, L.mlp_norm, "the MLP norm"), {DType::F32, DType::F16, DType::BF16}, {h});
     for (int j = 0; j < kNumLinears; j++) {
-      L.lin[j] = plan_linear(ck, pre + kModules[j], outs[j], ins[j], biases[j], artifact);
+      L.lin[j] = quant.kind == QuantKind::CompressedTensors
+                     ? plan_ct_linear(ck, quant, pre + kModules[j], outs[j], ins[j], biases[j])
+                     : plan_linear(ck, pre + kModules[j], outs[j], ins[j], biases[j], artifact);
       formats.insert(L.lin[j].format);
     }
   }
@@ -225,14 +301,36 @@ ModelPlan plan_model(const std::string& dir, const ModelConfig& cfg, const Quant
     p.path = "w4a8";
   } else if (formats.count(WeightFormat::W4A16)) {
     p.path = "w4a16";
+  } else if (formats.count(WeightFormat::W8A8)) {
+    p.path = "w8a8";
   } else {
     p.path = "fp16";
   }
   return p;
 }
 
+// W8A8 (compressed-tensors int-quantized): what the Go reader trusts, checked: scales positive
+// and finite (fp16 read as float is exact), codes −127..127 (−128 would break the symmetric
+// range every reference assumes; a 7B model's 6.5 GB of codes take about 1 s on 16 cores).
+static void validate_w8a8(const LinearPlan& lp, const SafetensorsCheckpoint& ck) {
+  const std::string s_name = lp.name + ".weight_scale", w_name = lp.name + ".weight";
+  const std::vector<float> s = to_f32(ck, s_name, {lp.n, 1});
+  for (int c = 0; c < lp.n; c++) {
+    const float v = s[static_cast<std::size_t>(c)];
+    if (!(v > 0 && v <= std::numeric_limits<float>::max()))
+      tensor_fail(ck, s_name, "[" + std::to_string(c) + ", 0] = " + std::to_string(v) + " is not positive and finite");
+  }
+  const std::uint8_t* q = ck.data(ck.get(w_name));
+  const std::size_t total = static_cast<std::size_t>(lp.n) * static_cast<std::size_t>(lp.k);
+  for (std::size_t i = 0; i < total; i++)
+    if (q[i] == 0x80)
+      tensor_fail(ck, w_name, "code -128 at [" + std::to_string(i / static_cast<std::size_t>(lp.k)) + ", " +
+                                  std::to_string(i % static_cast<std::size_t>(lp.k)) + "] (int8 codes are -127..127)");
+}
+
 void validate_quantized(const LinearPlan& lp, const SafetensorsCheckpoint& ck) {
   if (lp.format == WeightFormat::Dense16) return;
+  if (lp.format == WeightFormat::W8A8) return validate_w8a8(lp, ck);
   const int n = lp.n, k = lp.k, np = lp.np, kp = lp.kp, G = lp.groups;
   const int gsz = lp.group_size;
   const int ng = G == 1 ? 1 : k / gsz;  // groups holding real input channels

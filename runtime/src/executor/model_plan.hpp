@@ -8,7 +8,10 @@
 //     or F32 → cuBLAS fp16;
 //   - an Odyssey artifact: NAME.qweight (+ group_scale, channel_scale, alpha_log2, act_scale,
 //     policy) → FastGEMM W4A8 (policy 0/1 static per-tensor int8, 2 per-token int8) or the
-//     W4A16 kernel (policy 3); a linear the recipe skipped, NAME.weight F16 → cuBLAS fp16.
+//     W4A16 kernel (policy 3); a linear the recipe skipped, NAME.weight F16 → cuBLAS fp16;
+//   - a compressed-tensors "int-quantized" export (w8a8-smoothquant): NAME.weight I8 [out, in]
+//     + NAME.weight_scale [out, 1] → the W8A8 kernels (w8a8.cu) with per-token int8
+//     activations; a module in the ignore list, NAME.weight F16/BF16/F32 → cuBLAS fp16.
 // Dtypes and shapes are checked against the config (dtype [shape], naming file and tensor);
 // validate_quantized() then checks the values a kernel would trust (scale ranges and
 // padding, code range, the int32 accumulator bound of the integer-scale proof), as the Go
@@ -31,7 +34,7 @@ namespace odyssey::exec {
 enum LinearIndex { kQ = 0, kK, kV, kO, kGate, kUp, kDown, kNumLinears };
 const char* linear_module(int index);  // "self_attn.q_proj", ...
 
-enum class WeightFormat { Dense16, W4A8, W4A16 };
+enum class WeightFormat { Dense16, W4A8, W4A16, W8A8 };
 enum class ActForm { F16, I8Static, I8PerToken };
 
 struct LinearPlan {
@@ -39,6 +42,7 @@ struct LinearPlan {
   WeightFormat format = WeightFormat::Dense16;
   int n = 0, k = 0;    // logical out, in
   int np = 0, kp = 0;  // packed sizes (quantized): ⌈n/8⌉·8, ⌈k/128⌉·128; Dense16: n, k
+                       // (W8A8: the executor zero-pads its int8 [n, k] to [np, kp] at load)
   int groups = 0;      // rows G of .group_scale
   int group_size = 0;  // the kernels' group size: Kp/G, or Kp for one group (per channel)
   bool int_scales = true;  // I16 group scales + alpha_log2 (else F32 group scales; for W4A16 the
@@ -61,11 +65,11 @@ struct ModelPlan {
   QuantConfig quant;
   std::vector<LayerPlan> layers;
   std::string embed = "model.embed_tokens.weight", final_norm = "model.norm.weight", lm_head;  // lm_head: embed when tied
-  std::string path;  // what runs: "fp16", "w4a8", "w4a16" or "mixed" (docs/executor.md)
+  std::string path;  // what runs: "fp16", "w4a8", "w4a16", "w8a8" or "mixed" (docs/executor.md)
 };
 
-// Refuses what the executor cannot run whatever the tensors (a compressed-tensors export),
-// before any shard is opened.
+// Refuses what the executor cannot run whatever the tensors (a compressed-tensors export whose
+// config groups are not all the W8A8 int-quantized scheme), before any shard is opened.
 void check_runnable(const QuantConfig& quant, const std::string& dir);
 
 // Builds and checks the plan (dtypes, shapes, policies). Throws FormatError naming the file
@@ -74,7 +78,8 @@ ModelPlan plan_model(const std::string& dir, const ModelConfig& cfg, const Quant
                      const SafetensorsCheckpoint& ck);
 
 // Checks the values of a quantized linear's tensors (see the file comment). Reads the whole
-// qweight once (about 1 s per GB on one core).
+// qweight once (about 1 s per GB on one core). W8A8: every code in −127..127, every weight
+// scale positive and finite (and still so in float32).
 void validate_quantized(const LinearPlan& lp, const SafetensorsCheckpoint& ck);
 
 // Whether two linears that read the same input can run as one GEMM over their concatenated

@@ -51,8 +51,8 @@ struct Spec {
 };
 
 uint16_t to_half(float v) {
-  __half h = __float2half_rn(v);
-  return reinterpret_cast<__half_raw&>(h).x;
+  const __half_raw r = static_cast<__half_raw>(__float2half_rn(v));
+  return r.x;
 }
 
 // Ordered integer of an fp16 / fp32 bit pattern, so that |a − b| counts ulps across zero.

@@ -32,10 +32,10 @@ func (s w4a16Spec) name() string {
 	return name
 }
 
-// w4a16CaseSet is the default set of W4A16 cases: every M of {1, 3, 16, 17, 64, 257} (decode,
+// w4a16CaseSet is the default set of W4A16 cases: every M of {1, 2, 3, 4, 16, 17, 64, 257} (decode,
 // at and past the 16-row tile, a prefill-like 257), every N of {8, 72, 136, 264} (one mma
 // tile, past the 64/128-column blocks), every K of {128, 384, 1024}, group sizes 32, 64, 128
-// and per-channel, half of them with bias. About 2.5 MB.
+// and per-channel, half of them with bias; and the decode GEMV's corners. About 3 MB.
 func w4a16CaseSet() []w4a16Spec {
 	return []w4a16Spec{
 		{m: 1, n: 8, k: 128, gs: 128, note: "decode, the smallest weight (one tile, one K block, per-channel)"},
@@ -54,6 +54,13 @@ func w4a16CaseSet() []w4a16Spec {
 		{m: 257, n: 136, k: 128, gs: 64, bias: true, note: "prefill-like M, one K block"},
 		{m: 257, n: 264, k: 1024, gs: 128, note: "prefill-like M, long K, g128"},
 		{m: 257, n: 8, k: 384, gs: 32, note: "prefill-like M on one column tile, groups of 32"},
+		// Decode GEMV (config w4a16_gemv, M <= 4): every M, N not a multiple of 16 (the second
+		// 8-column strip of the last block is padding), K not a multiple of the GEMV's
+		// 8 warps × 4 blocks, long K with each group size.
+		{m: 2, n: 100, k: 640, gs: 32, bias: true, note: "GEMV: M = 2, N = 100 (13 strips), groups of 32"},
+		{m: 4, n: 24, k: 11008, gs: 128, note: "GEMV: M = 4, K = 11008 (86 blocks, not a multiple of 32)"},
+		{m: 4, n: 40, k: 4096, gs: 4096, bias: true, note: "GEMV: M = 4, per-channel over long K"},
+		{m: 1, n: 56, k: 4096, gs: 64, note: "GEMV: M = 1, long K, groups of 64"},
 	}
 }
 
@@ -84,7 +91,7 @@ const w4a16XMax = 64
 // (+ bias) in float64, rounded once to fp16 by float64ToHalf; y_abs = Σ|x·q|·ŝ·16·f_c, rounded
 // once to float32.
 func newW4A16Case(s w4a16Spec, seed uint64) (*w4a16Case, error) {
-	if s.k%128 != 0 || s.k%s.gs != 0 || s.k > 1024 {
+	if s.k%128 != 0 || s.k%s.gs != 0 || s.k > 16384 {
 		return nil, fmt.Errorf("bad shape k = %d, group size %d", s.k, s.gs)
 	}
 	r := caseRand(seed, s.name())

@@ -139,6 +139,33 @@ const char* ody_w8a8_config_name(int config);
 /* The config the dispatch picks (before the cuBLASLt algorithm lookup, which may fall back). */
 ody_status ody_w8a8_dispatch(const ody_w8a8_problem* p, int* config);
 
+/* ---------------------------------------------------------------- FP16 GEMV (decode)
+ * y[m,n] = Σ_k x[m,k]·W[n,k] (+ bias[n]) for 1 <= M <= ODY_F16_GEMV_MAX_M: W fp16 row-major [N, K]
+ * (a checkpoint's layout), fp32 accumulation (tensor cores), y fp16 or fp32 (out_f32), one
+ * rounding at the end. Launched with programmatic dependent launch (ODYSSEY_PDL=0 turns it off).
+ * Any N, K; the fast path wants K and ldx multiples of 8 and x, W 16-byte aligned (else a slower
+ * element-wise path runs: same results). src/gemv_f16.cu. No workspace.
+ */
+#define ODY_F16_GEMV_MAX_M 8
+typedef struct {
+  int m, n, k;
+  int ldx;     /* elements between rows of x, >= k */
+  int out_f32; /* 0: y is fp16 [m, n]; 1: y is float32 [m, n] */
+} ody_f16_gemv_problem;
+
+typedef struct {
+  const void* x;    /* fp16 [m, ldx] */
+  const void* w;    /* fp16 [n, k] row-major */
+  const void* bias; /* fp16 [n] or NULL */
+  void* y;          /* [m, n], contiguous */
+} ody_f16_gemv_args;
+
+/* ODY_OK if the problem (and, when args is not NULL, its pointers) can run; else the reason. */
+ody_status ody_f16_gemv_can_implement(const ody_f16_gemv_problem* p, const ody_f16_gemv_args* a);
+ody_status ody_f16_gemv(const ody_f16_gemv_problem* p, const ody_f16_gemv_args* a, void* stream);
+/* 1 when these arguments take the 16-byte-load path (for tests and benchmarks). */
+int ody_f16_gemv_vector_path(const ody_f16_gemv_problem* p, const ody_f16_gemv_args* a);
+
 /* ---------------------------------------------------------------- activation quantization
  * fp16 x[m,k] -> int8 codes: clamp(roundEven(x / s), -127, 127), IEEE division, NaN -> 0.
  * Per token: s_row = max|x_row| / 127 (1 when the row is 0), written to scales[m].

@@ -9,6 +9,11 @@
 # codec: Flash Communication on one GPU: test codec (every Go case, kernels v3, v2 and v1),
 #   compute-sanitizer memcheck + racecheck on a subset, bench codec (v3, v2 and v1 against the copy),
 #   soak (SOAK_CALLS, default 100000 calls of 8 ranks).
+# gemv16: the decode GEMVs (issues 12 and 14): test gemv16 (FP16 GEMV vs float64, cuBLAS on the same
+#   bound), test gemm on the W4A16 cases (w4a16_gemv on every M <= 8 case), compute-sanitizer memcheck
+#   on test gemv16 --quick, then bench gemm at M = 1, 2, 4 on the 7B shapes, 8192x28672, 28672x8192 and
+#   the lm_head 32000x4096 (f16_gemv, f16_gemv_f32out, w4a16 = dispatch, w4a16_gemv, w4a16_mma beside
+#   cuBLAS FP16 and the floor), once with PDL and the FP16/W4A16 GEMV rows again with ODYSSEY_PDL=0.
 # nccl-dry: the NCCL path on one GPU: launch-allreduce.sh --dry-run (a world of one), then two
 #   processes sharing the GPU (NCCL may refuse: "Duplicate GPU detected"); NCCL_SIZES sets the sizes.
 # The Go binary (cross-built: GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -o bin/odyssey-linux-amd64
@@ -102,6 +107,26 @@ PY
     echo "test layers rc=$?"; grep -E "FAIL" "$OUT/test-layers.log" | head -30; grep -E "passed" "$OUT/test-layers.log" | tail -2
     $B/odyssey-rt bench layers --out "$OUT/bench-layers.json" > /dev/null 2> "$OUT/bench-layers.log"
     echo "bench layers rc=$?"; grep -E "copy|prefill|decode" "$OUT/bench-layers.log" | head -40
+    ;;
+  gemv16)
+    stamp gemv16
+    $B/odyssey-rt test gemv16 > "$OUT/test-gemv16.json" 2> "$OUT/test-gemv16.log"
+    echo "test gemv16 rc=$?"; grep -E "^    " "$OUT/test-gemv16.log" | head -30; grep -E "passed" "$OUT/test-gemv16.log"
+    grep -E "^m[0-9]" "$OUT/test-gemv16.log" | cut -c1-44,82- | head -24
+    if [ ! -d $CASES ]; then
+      "$ODY_BIN" testdata gemm-cases --out $CASES > "$OUT/cases.log" 2>&1 || { cat "$OUT/cases.log"; exit 1; }
+    fi
+    $B/odyssey-rt test gemm --cases $CASES > "$OUT/test-gemm.json" 2> "$OUT/test-gemm.log"
+    echo "test gemm rc=$?"; grep -A4 -E "FAIL" "$OUT/test-gemm.log" | head -30; grep -E "w4a16_gemv|passed" "$OUT/test-gemm.log" | tail -4
+    python3 -c 'import json,sys; c=[x for x in json.load(open(sys.argv[1]))["cases"] if "w4a16_gemv" in x["kernel"]]; print("w4a16_gemv runs:", len(c), "failed:", sum(not x["passed"] for x in c), "max ulp:", max([x["y_max_ulp"] for x in c] or [0]))' "$OUT/test-gemm.json"
+    compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test gemv16 --quick > /dev/null 2> "$OUT/sanitizer-gemv16.log"
+    echo "compute-sanitizer memcheck (test gemv16 --quick) rc=$?"; grep -E "ERROR SUMMARY|test gemv16:" "$OUT/sanitizer-gemv16.log" | tail -2
+    GS=${GEMV_SHAPES:-4096x4096,12288x4096,22016x4096,4096x11008,8192x28672,28672x8192,32000x4096}
+    $B/odyssey-rt bench gemm --m ${GEMV_M:-1,2,4} --shapes $GS --commit "${ODY_COMMIT:-unknown}" \
+      --out "$OUT/bench-gemv.json" --md "$OUT/bench-gemv.md" > /dev/null 2> "$OUT/bench-gemv.log"
+    echo "bench gemv rc=$?"; grep -E "copy|f16_gemv|cublas_fp16|w4a16" "$OUT/bench-gemv.log"; grep -E "^goal" "$OUT/bench-gemv.log"
+    ODYSSEY_PDL=0 $B/odyssey-rt bench gemm --m 1 --shapes $GS --iters 50 > "$OUT/bench-gemv-nopdl.json" 2> "$OUT/bench-gemv-nopdl.log"
+    echo "bench gemv without PDL rc=$?"; grep -E "f16_gemv|w4a16_gemv" "$OUT/bench-gemv-nopdl.log"
     ;;
   codec)
     stamp codec
@@ -207,7 +232,7 @@ stamp done
 # At most 8 files come back: the first 7 of this list that exist stay as they are, everything else
 # (other logs, the launcher's folders) goes into one archive.
 keep=()
-for f in test-layers.json bench-layers.json bench-gemm.json bench-codec.json test-codec.json soak.json test-gemm.json bench-gemm.md sweep-gemm.json \
+for f in test-layers.json bench-layers.json bench-gemm.json bench-gemv.json bench-codec.json test-codec.json soak.json test-gemm.json bench-gemm.md sweep-gemm.json \
   ncu-m1.txt ncu-m4096.txt; do
   [ -f "$OUT/$f" ] && [ ${#keep[@]} -lt 7 ] && keep+=("$f")
 done

@@ -19,8 +19,31 @@
 // cp.async stages of A (rows padded to 288 bytes: conflict-free 8-byte loads), B and scales;
 // tiles shared between blocks are summed in an fp32 workspace and finished by the last block.
 //
+// Decode GEMV (config "w4a16_gemv", the last of the table; the dispatch picks it for M ≤ 4):
+// the mma tile above wastes 15/16 of A at M = 1 and pays a pipeline fill, barriers and the
+// split-K fix-up (71 µs for 8192×28672 where the weights need 29). The GEMV swaps the roles:
+// yᵀ = W·xᵀ with A = 16 weight columns (two 8-column strips) and B = xᵀ (8 columns, x rows ≥ M
+// zero), so the same packed words feed A directly: lane (gid, tig)'s 16-byte word of strip nb
+// is A's row gid, of strip nb+1 row gid+8, with the same virtual-k mapping as above (bytes
+// {0, 2} -> k {2t, 2t+1}, bytes {1, 3} -> {2t+8, 2t+9}); B is the 8-byte x load split by a byte
+// permute, exactly the A operand of the tile kernel. One block of kGemvWarps warps per 16
+// columns, warps splitting K by 128-deep blocks (kGemvU loaded ahead, straight from global
+// memory with ld.global.nc, no shared-memory staging, no workspace), per-group FMA of ŝ as
+// above, the warps' partials summed in shared memory in warp order, then the same epilogue.
+// Launched with PDL (pdl.cuh): the first weight loads precede pdl_wait().
+// Numerics: the same operations as the tile kernel (x·q exact, fp32 tensor-core sums per
+// group, fmaf(ŝ, P_g, acc) per group, ·16f_c, + bias, one fp16 rounding), in another order (K
+// split over warps, then kGemvWarps−1 fp32 additions): bit-exactness with the tile kernel is
+// impossible, since neither the tensor cores' internal addition order nor the tile kernel's
+// stream-K atomics are fixed. It is tested like the tile kernel against the float64 reference
+// within (K/16 + G + 4)·2⁻²²·y_abs + one fp16 ulp (docs/gemm-cases.md); that bound covers the
+// warps' additions: they are IEEE fp32 (2⁻²⁴ each) while every group FMA is charged 2⁻²², and
+// 7·2⁻²⁴ < 4·2⁻²² is inside the "+ 4" even with one group.
+//
 // Limits: K % 128 == 0; group 32, 64, 128 or K; x, qweight, group_scale 16-byte aligned.
-// Test: odyssey-rt test gemm (w4a16 cases from the Go reference). Bench: odyssey-rt bench gemm.
+// The GEMV: also M ≤ kGemvMaxM (8: B has 8 columns), splits 0 or 1.
+// Test: odyssey-rt test gemm (w4a16 cases from the Go reference, every config; the GEMV on
+// every case with M ≤ 8). Bench: odyssey-rt bench gemm (rows w4a16 = the dispatch, w4a16_gemv).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -30,6 +53,7 @@
 
 #include "kernel_common.cuh"
 #include "odyssey_rt.h"
+#include "pdl.cuh"
 #include "status.hpp"
 
 namespace odyssey {
@@ -316,11 +340,147 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32) w4a16_kernel(const Para
   });
 }
 
+// ------------------------------------------------------------------ decode GEMV
+
+constexpr int kGemvWarps = 8;  // warps per block, splitting K
+constexpr int kGemvU = 4;      // K blocks per warp loaded ahead of their use
+constexpr int kGemvMaxM = 8;   // columns of the mma's B
+
+__device__ __forceinline__ uint4 ld_stream16(const void* p) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ uint32_t word_of(const uint4& v, int s) {
+  return s == 0 ? v.x : s == 1 ? v.y : s == 2 ? v.z : v.w;
+}
+
+// SPG: 32-deep steps per group (1, 2, 4 for groups of 32, 64, 128); 0 per-channel (ŝ applied
+// once, after the reduction, as the tile kernel does).
+template <int SPG>
+__global__ void __launch_bounds__(kGemvWarps * 32) w4a16_gemv_kernel(const Params p) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int gid = lane >> 2, tig = lane & 3;
+  const int nb0 = blockIdx.x * 2;            // strips nb0 (A rows 0..7) and nb0 + 1 (rows 8..15)
+  const bool ok1 = (nb0 + 1) * 8 < p.np;     // the second strip exists
+  const int col0 = nb0 * 8 + gid, col1 = col0 + 8;
+  const int kblocks = p.k / kBK;
+  const uint8_t* ws0 = p.qweight + ((size_t)nb0 * kblocks * 32 + lane) * 16;
+  const uint8_t* ws1 = p.qweight + ((size_t)(ok1 ? nb0 + 1 : nb0) * kblocks * 32 + lane) * 16;
+  const bool okx = gid < p.m;
+  // This lane's x: row gid, k = 4·tig + (0..3) of each 16 (+ 16 for the high nibbles).
+  const __half* xr = p.x + (size_t)(okx ? gid : 0) * p.k + 4 * tig;
+
+  float total[4] = {0.f, 0.f, 0.f, 0.f}, part[4] = {0.f, 0.f, 0.f, 0.f};
+  uint4 w0[kGemvU], w1[kGemvU];
+  auto load_w = [&](int kb0) {
+#pragma unroll
+    for (int u = 0; u < kGemvU; u++) {
+      const int kb = kb0 + u * kGemvWarps;
+      const bool in = kb < kblocks;
+      w0[u] = in ? ld_stream16(ws0 + (size_t)kb * 512) : make_uint4(0, 0, 0, 0);
+      w1[u] = in && ok1 ? ld_stream16(ws1 + (size_t)kb * 512) : make_uint4(0, 0, 0, 0);
+    }
+  };
+  int kb0 = warp;
+  if (kb0 < kblocks) load_w(kb0);  // before the wait: weights never depend on the previous kernel
+  pdl_wait();
+  for (; kb0 < kblocks; kb0 += kGemvWarps * kGemvU) {
+#pragma unroll
+    for (int u = 0; u < kGemvU; u++) {
+      const int kb = kb0 + u * kGemvWarps;
+      if (kb >= kblocks) break;
+      int32_t s0[4], s1[4];
+      (void)s0;
+      (void)s1;
+      if constexpr (SPG > 0) {
+#pragma unroll
+        for (int g = 0; g < 4 / SPG; g++) {
+          const size_t row = (size_t)(kb * (4 / SPG) + g) * p.np;
+          s0[g] = p.group_scale[row + col0];
+          s1[g] = ok1 ? p.group_scale[row + col1] : 0;
+        }
+      }
+#pragma unroll
+      for (int step = 0; step < 4; step++) {
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+          uint2 xv = make_uint2(0, 0);
+          if (okx) xv = __ldg(reinterpret_cast<const uint2*>(xr + kb * kBK + step * 32 + half * 16));
+          const uint32_t b0 = prmt(xv.x, xv.y, 0x5410);  // (k0, k2)
+          const uint32_t b1 = prmt(xv.x, xv.y, 0x7632);  // (k1, k3)
+          const uint32_t q0 = word_of(w0[u], step) >> (4 * half), q1 = word_of(w1[u], step) >> (4 * half);
+          const uint32_t a0 = nibbles_to_half2(q0 & 0x000F000Fu);         // column col0, k0 k2
+          const uint32_t a1 = nibbles_to_half2(q1 & 0x000F000Fu);         // column col1, k0 k2
+          const uint32_t a2 = nibbles_to_half2((q0 >> 8) & 0x000F000Fu);  // column col0, k1 k3
+          const uint32_t a3 = nibbles_to_half2((q1 >> 8) & 0x000F000Fu);  // column col1, k1 k3
+          const uint32_t af[4] = {a0, a1, a2, a3};
+          mma_f16(part, af, b0, b1);
+        }
+        if constexpr (SPG > 0) {
+          if ((step + 1) % SPG == 0) {  // end of a group: P_g takes the group's ŝ
+            const float f0 = (float)s0[step / SPG], f1 = (float)s1[step / SPG];
+            // part[0], part[1]: column col0 (x rows 2t, 2t+1); part[2], part[3]: column col1.
+            total[0] = fmaf(f0, part[0], total[0]);
+            total[1] = fmaf(f0, part[1], total[1]);
+            total[2] = fmaf(f1, part[2], total[2]);
+            total[3] = fmaf(f1, part[3], total[3]);
+#pragma unroll
+            for (int e = 0; e < 4; e++) part[e] = 0.f;
+          }
+        }
+      }
+    }
+    if (kb0 + kGemvWarps * kGemvU < kblocks) load_w(kb0 + kGemvWarps * kGemvU);
+  }
+  pdl_launch_dependents();
+  if constexpr (SPG == 0) {
+#pragma unroll
+    for (int e = 0; e < 4; e++) total[e] = part[e];
+  }
+
+  __shared__ float red[kGemvWarps][16][8];  // [warp][column in block][x row]
+  red[warp][gid][2 * tig] = total[0];
+  red[warp][gid][2 * tig + 1] = total[1];
+  red[warp][gid + 8][2 * tig] = total[2];
+  red[warp][gid + 8][2 * tig + 1] = total[3];
+  __syncthreads();
+  if (threadIdx.x >= 128) return;
+  const int cl = threadIdx.x >> 3, m = threadIdx.x & 7;
+  const int c = nb0 * 8 + cl;
+  if (m >= p.m || c >= p.n) return;
+  float acc = red[0][cl][m];
+#pragma unroll
+  for (int v = 1; v < kGemvWarps; v++) acc = __fadd_rn(acc, red[v][cl][m]);
+  if constexpr (SPG == 0) acc = __fmul_rn((float)p.group_scale[c], acc);
+  float y = __fmul_rn(acc, 16.f * p.channel_scale[c]);
+  if (p.bias) y = __fadd_rn(y, p.bias[c]);
+  p.y[(size_t)m * p.n + c] = __float2half_rn(y);
+}
+
+// A failed launch is reported by the caller's cudaGetLastError(): the runtime records the
+// error of every API call, cudaLaunchKernelEx's included.
+void launch_gemv(const Params& p, int blocks, cudaStream_t s) {
+  const dim3 grid(blocks), block(kGemvWarps * 32);
+  if (p.group_size >= p.k)
+    (void)launch_pdl(w4a16_gemv_kernel<0>, grid, block, 0, s, p);
+  else if (p.group_size == 32)
+    (void)launch_pdl(w4a16_gemv_kernel<1>, grid, block, 0, s, p);
+  else if (p.group_size == 64)
+    (void)launch_pdl(w4a16_gemv_kernel<2>, grid, block, 0, s, p);
+  else
+    (void)launch_pdl(w4a16_gemv_kernel<4>, grid, block, 0, s, p);
+}
+
 struct Config {
   const char* name;
   int bm, bn, threads, smem;
   const void* fn;
   void (*launch)(const Params&, int, cudaStream_t);
+  bool gemv = false;
 };
 
 template <int BM, int BN, int WM_, int WN_, int ST>
@@ -340,14 +500,18 @@ const Config kConfigs[] = {
     ODY_W4A16_CONFIG("m16n64_w1x4_s4", 16, 64, 1, 4, 4),    // 1 decode, narrow
     ODY_W4A16_CONFIG("m32n128_w1x4_s4", 32, 128, 1, 4, 4),  // 2 small batch
     ODY_W4A16_CONFIG("m64n128_w2x4_s3", 64, 128, 2, 4, 3),  // 3 medium / prefill
+    Config{"w4a16_gemv", 8, 16, kGemvWarps * 32, 0, nullptr, launch_gemv, true},  // 4 decode GEMV, M <= 8
 };
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
+constexpr int kGemvConfig = kNumConfigs - 1;
+constexpr int kGemvDispatchMaxM = 4;  // the dispatch's rule (issue 12's decode shapes); the kernel takes 8
 
 int occupancy(int cfg) {
   static int cache[kNumConfigs] = {};
   int& v = cache[cfg];
   if (!v) {
     const Config& c = kConfigs[cfg];
+    if (c.gemv) return v = 1;  // static shared memory only: nothing to set
     cudaFuncSetAttribute(c.fn, cudaFuncAttributeMaxDynamicSharedMemorySize, c.smem);
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&v, c.fn, c.threads, c.smem) != cudaSuccess || v < 1) {
       cudaGetLastError();
@@ -368,6 +532,13 @@ ody_status check(const ody_w4a16_problem* p) {
                                          " is not supported (32, 64, 128 or K for per-channel)");
   if (p->config < -1 || p->config >= kNumConfigs) return fail(ODY_ERR_INVALID, "w4a16: no config " + std::to_string(p->config));
   if (p->splits < 0 || p->splits > p->k / kBK) return fail(ODY_ERR_UNSUPPORTED, "w4a16: split-K beyond K/128");
+  if (p->config >= 0 && kConfigs[p->config].gemv) {
+    if (p->m > kGemvMaxM)
+      return fail(ODY_ERR_UNSUPPORTED, "w4a16: config w4a16_gemv takes M <= " + std::to_string(kGemvMaxM) +
+                                           ", not " + std::to_string(p->m));
+    if (p->splits > 1)
+      return fail(ODY_ERR_UNSUPPORTED, "w4a16: config w4a16_gemv has no split-K (splits " + std::to_string(p->splits) + ")");
+  }
   const long long np = (p->n + 7) / 8 * 8;
   if ((long long)p->m * np > (1LL << 31) - 1 || 2LL * p->m * p->k >= (1LL << 32) - 1 || np * p->k / 2 >= (1LL << 32) - 1)
     return fail(ODY_ERR_UNSUPPORTED, "w4a16: problem too large for one launch (split it)");
@@ -381,9 +552,20 @@ struct Plan {
 
 Plan plan(const ody_w4a16_problem* p) {
   Plan pl{};
-  // As FastGEMM's table (not swept separately yet): 16×128 for decode, 64×128 above.
-  pl.config = p->config >= 0 ? p->config : (p->m <= 16 ? (p->n >= 8192 ? 0 : 1) : p->m <= 32 ? 2 : 3);
+  // The GEMV for decode (M ≤ 4, no split-K asked); then as FastGEMM's table (not swept
+  // separately yet): 16×128 for decode, 64×128 above.
+  pl.config = p->config >= 0                                    ? p->config
+              : p->m <= kGemvDispatchMaxM && p->splits <= 1     ? kGemvConfig
+              : p->m <= 16                                      ? (p->n >= 8192 ? 0 : 1)
+              : p->m <= 32                                      ? 2
+                                                                : 3;
   const Config& c = kConfigs[pl.config];
+  if (c.gemv) {  // one block per 16 columns, whole K: never a workspace
+    pl.tiles_m = 1;
+    pl.tiles_n = ((p->n + 7) / 8 * 8 + 15) / 16;
+    pl.grid = StreamKGrid{pl.tiles_n, false};
+    return pl;
+  }
   pl.tiles_m = (p->m + c.bm - 1) / c.bm;
   pl.tiles_n = ((p->n + 7) / 8 * 8 + c.bn - 1) / c.bn;
   const long long tiles = (long long)pl.tiles_m * pl.tiles_n, kblocks = p->k / kBK;

@@ -14,6 +14,9 @@
 // bandwidth measured at the start of the run, counting read + write), % of the datasheet
 // tensor-core peak (dense: int8/fp8 1979 TOP/s, fp16 989 TFLOP/s for H100/H200 SXM).
 // The goals of issue 12 are evaluated from the same rows and written to the JSON.
+// At M ≤ 8 also: f16_gemv (gemv_f16.cu, fp16 out; for N ≥ 32000, the lm_head, f16_gemv_f32out
+// and cublas_fp16_f32out with fp32 logits), w4a16_gemv and w4a16_mma (the W4A16 GEMV and tile
+// configs forced; the w4a16 row is the dispatch's choice), with issue 14's FP16 GEMV goals.
 #include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_fp8.h>
@@ -391,6 +394,15 @@ struct Bench {
         r.note = std::string(ody_w4a16_config_name(dc)) + "/" + std::to_string(db) + "blocks";
         rows.push_back(r);
       }
+      // The W4A16 decode GEMV and the tile kernel, each forced, beside the dispatch's row.
+      if (m <= 8) w4a16_forced(n, k, m, group, qw, gsi, cs, r4, xh, yh, w4 + sc_int + np * 4 + 2.0 * m * k + out16,
+                               std::max(est_floor_us, est_flop_us * 2));
+      // The FP16 GEMV (gemv_f16.cu) on the same fp16 weights as cuBLAS; for vocabulary-sized N
+      // (the lm_head) also with fp32 logits, as the executor calls both.
+      if (m <= ODY_F16_GEMV_MAX_M) {
+        f16_gemv_rows(n, k, m, wh, r16, xh, yh, y32, w16 + 2.0 * m * k, out16, est_floor_us * 4, false);
+        if (n >= 32000) f16_gemv_rows(n, k, m, wh, r16, xh, yh, y32, w16 + 2.0 * m * k, 4.0 * m * n, est_floor_us * 4, true);
+      }
       // cuBLAS FP16: y = x·Wᵀ; column-major D(N×M) = Wᵀ(op T of K×N) · x(K×M).
       {
         const float alpha = 1.f, beta = 0.f;
@@ -484,6 +496,72 @@ struct Bench {
     }
   }
 
+  // Rows "w4a16_gemv" (config w4a16_gemv) and "w4a16_mma" (the tile config the table picks for
+  // this M without the GEMV), so that the GEMV's gain is measured in the same run.
+  void w4a16_forced(int n, int k, int m, int group, std::vector<DeviceBuffer>& qw, std::vector<DeviceBuffer>& gsi,
+                    DeviceBuffer& cs, int r4, DeviceBuffer& xh, DeviceBuffer& yh, double bytes, double est_us) {
+    int gemv = -1;
+    for (int i = 0; i < ody_w4a16_num_configs(); i++)
+      if (std::string(ody_w4a16_config_name(i)) == "w4a16_gemv") gemv = i;
+    const int mma = m <= 16 ? (n >= 8192 ? 0 : 1) : m <= 32 ? 2 : 3;  // the tile rule of w4a16.cu's plan()
+    for (int c : {gemv, mma}) {
+      if (c < 0) continue;
+      ody_w4a16_problem p{m, n, k, group, c, 0};
+      if (ody_w4a16_can_implement(&p, nullptr) != ODY_OK) continue;
+      size_t wsb = ody_w4a16_workspace_size(&p);
+      DeviceBuffer ws(wsb);
+      if (wsb) ws.fill(0);
+      ody_w4a16_args a{};
+      a.x = xh.get();
+      a.channel_scale = cs.get<float>();
+      a.y = yh.get();
+      a.workspace = ws.get();
+      a.workspace_bytes = wsb;
+      double us = timer.median_us(
+          [&](int i) {
+            a.qweight = qw[i % r4].get<uint8_t>();
+            a.group_scale = gsi[i % r4].get<int16_t>();
+            ody_check(ody_w4a16_gemm(&p, &a, nullptr), "ody_w4a16_gemm");
+          },
+          iters, est_us);
+      int dc = 0, db = 0;
+      ody_w4a16_dispatch(&p, &dc, &db);
+      Row r = make_row(n, k, m, c == gemv ? "w4a16_gemv" : "w4a16_mma", us, bytes, 989);
+      r.note = std::string(ody_w4a16_config_name(dc)) + "/" + std::to_string(db) + "blocks";
+      rows.push_back(r);
+    }
+  }
+
+  // Rows "f16_gemv" (fp16 out) or "f16_gemv_f32out" and "cublas_fp16_f32out" (fp32 logits).
+  void f16_gemv_rows(int n, int k, int m, std::vector<DeviceBuffer>& wh, int r16, DeviceBuffer& xh, DeviceBuffer& yh,
+                     DeviceBuffer& y32, double in_bytes, double out_bytes, double est_us, bool f32) {
+    ody_f16_gemv_problem p{m, n, k, k, f32 ? 1 : 0};
+    ody_f16_gemv_args a{};
+    a.x = xh.get();
+    a.y = f32 ? y32.get() : yh.get();
+    a.w = wh[0].get();
+    const bool vec = ody_f16_gemv_vector_path(&p, &a);
+    double us = timer.median_us(
+        [&](int i) {
+          a.w = wh[i % r16].get();
+          ody_check(ody_f16_gemv(&p, &a, nullptr), "ody_f16_gemv");
+        },
+        iters, est_us);
+    Row r = make_row(n, k, m, f32 ? "f16_gemv_f32out" : "f16_gemv", us, in_bytes + out_bytes, 989);
+    r.note = vec ? "vec16" : "elementwise";
+    rows.push_back(r);
+    if (f32) {  // cuBLAS with fp32 output, as the executor's lm_head calls it
+      const float alpha = 1.f, beta = 0.f;
+      double uc = timer.median_us(
+          [&](int i) {
+            CKB(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &alpha, wh[i % r16].get(), CUDA_R_16F, k, xh.get(),
+                             CUDA_R_16F, k, &beta, y32.get(), CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+          },
+          iters, est_us);
+      rows.push_back(make_row(n, k, m, "cublas_fp16_f32out", uc, in_bytes + out_bytes, 989));
+    }
+  }
+
   const Row* find(int n, int k, int m, const std::string& kernel) const {
     for (auto& r : rows)
       if (r.n == n && r.k == k && r.m == m && r.kernel == kernel && r.ok) return &r;
@@ -569,6 +647,16 @@ int cmd_bench_gemm(const Args& args) {
       ratio_goal(b, "M>=256: integer scales vs float scales", 1.2, "w4a8_float", [&](const Row& r) { return r.m >= 256; }),
       ratio_goal(b, "W4A16 M=1, >=64M weights: vs cuBLAS FP16", 2.5, "cublas_fp16",
                  [&](const Row& r) { return r.m == 1 && big(r); }, false, "w4a16"),
+      // Issue 14's FP16 baseline: the GEMV at >= 85% of the copy floor (time/floor <= 1/0.85) at
+      // M <= 4 on every shape measured (the 7B shapes and the lm_head), and never slower than cuBLAS.
+      ratio_goal(b, "FP16 GEMV M<=4: time / memory floor (85% of copy)", 1.0 / 0.85, "",
+                 [&](const Row& r) { return r.m <= 4; }, true, "f16_gemv"),
+      ratio_goal(b, "FP16 GEMV M<=4, fp32 logits: time / memory floor", 1.0 / 0.85, "",
+                 [&](const Row& r) { return r.m <= 4; }, true, "f16_gemv_f32out"),
+      ratio_goal(b, "FP16 GEMV M<=4: vs cuBLAS FP16", 1.0, "cublas_fp16", [&](const Row& r) { return r.m <= 4; }, false,
+                 "f16_gemv"),
+      ratio_goal(b, "FP16 GEMV M<=4, fp32 logits: vs cuBLAS FP16", 1.0, "cublas_fp16_f32out",
+                 [&](const Row& r) { return r.m <= 4; }, false, "f16_gemv_f32out"),
   };
 
   JsonWriter w;

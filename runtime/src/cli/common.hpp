@@ -107,6 +107,7 @@ DeviceInfo device_info(int dev);
 int cmd_test_gemm(const Args& a);
 int cmd_test_wgmma_probe(const Args& a);
 int cmd_test_w8a8(const Args& a);        // test_w8a8.cpp
+int cmd_test_gemv16(const Args& a);     // test_gemv16.cpp
 int cmd_bench_gemm(const Args& a);
 int cmd_test_codec(const Args& a);       // test_codec.cpp
 int cmd_bench_codec(const Args& a);      // bench_codec.cpp

@@ -143,6 +143,7 @@ static void usage() {
                "       odyssey-rt test gemm --cases DIR [--configs NAME,...]\n"
                "       odyssey-rt test wgmma-probe\n"
                "       odyssey-rt test w8a8 [--seed N]\n"
+               "       odyssey-rt test gemv16 [--quick] [--seed N]   (the FP16 GEMV against float64 and cuBLAS)\n"
                "       odyssey-rt bench gemm [--shapes NxK,...] [--m 1,16,...] [--sweep] [--iters N]\n"
                "                             [--out FILE.json] [--md FILE.md]\n"
                "       odyssey-rt test codec --cases DIR [--kernels 3,2,1]\n"
@@ -176,6 +177,7 @@ int main(int argc, char** argv) {
     if (cmd == "test" && sub == "gemm") return cmd_test_gemm(parse_args(argc, argv, 3, {}));
     if (cmd == "test" && sub == "wgmma-probe") return cmd_test_wgmma_probe(parse_args(argc, argv, 3, {}));
     if (cmd == "test" && sub == "w8a8") return cmd_test_w8a8(parse_args(argc, argv, 3, {}));
+    if (cmd == "test" && sub == "gemv16") return cmd_test_gemv16(parse_args(argc, argv, 3, {"quick"}));
     if (cmd == "bench" && sub == "gemm") return cmd_bench_gemm(parse_args(argc, argv, 3, {"sweep"}));
     if (cmd == "test" && sub == "codec") return cmd_test_codec(parse_args(argc, argv, 3, {}));
     if (cmd == "bench" && sub == "codec") return cmd_bench_codec(parse_args(argc, argv, 3, {"sym"}));

@@ -14,7 +14,8 @@
 //     here from the unpacked operands.
 // Outputs are poisoned (0xFF bytes: fp16 NaN, acc -1) before each launch, every launch is
 // checked, and the split-K workspace must be all zero again afterwards (the kernel restores it).
-// Also: activation quantization cases (bit-exact codes and scales) and can_implement refusals.
+// W4A16 cases run through every config (the decode GEMV w4a16_gemv where M <= 8) and split,
+// within the tolerance of docs/gemm-cases.md. Also: activation quantization cases (bit-exact codes and scales) and can_implement refusals.
 #include <cmath>
 #include <cstdio>
 #include <iterator>
@@ -312,6 +313,12 @@ std::vector<CaseResult> test_w4a16(const std::string& name, const SafetensorsFil
       if (sp <= kblocks) variants.push_back({cfg, sp});
   variants.push_back({-1, 0});
   for (auto [cfg, sp] : variants) {
+    // The decode GEMV (w4a16_gemv) takes M <= 8 and no split-K: it runs where can_implement
+    // accepts it; every other config refuses nothing here, and the dispatch's run always runs.
+    if (cfg >= 0 && std::string(ody_w4a16_config_name(cfg)) == "w4a16_gemv") {
+      ody_w4a16_problem q{m, n, k, group, cfg, sp};
+      if (ody_w4a16_can_implement(&q, nullptr) == ODY_ERR_UNSUPPORTED) continue;
+    }
     CaseResult r;
     r.name = name;
     r.kernel = std::string("w4a16/") + (cfg < 0 ? "dispatch" : ody_w4a16_config_name(cfg)) +
@@ -461,6 +468,35 @@ std::vector<CaseResult> test_refusals() {
     if (s != w.status || msg.empty()) {
       r.passed = false;
       r.message = "status " + std::to_string(s) + " (want " + std::to_string(w.status) + "), message \"" + msg + "\"";
+    } else {
+      r.message = msg;
+    }
+    out.push_back(r);
+  }
+  // The W4A16 decode GEMV's limits.
+  int gemv16 = -1;
+  for (int i = 0; i < ody_w4a16_num_configs(); i++)
+    if (std::string(ody_w4a16_config_name(i)) == "w4a16_gemv") gemv16 = i;
+  struct Want16 {
+    const char* what;
+    ody_w4a16_problem p;
+  } wants16[] = {{"w4a16_gemv with M = 9", {9, 64, 256, 128, gemv16, 0}},
+                 {"w4a16_gemv with split-K 2", {1, 64, 256, 128, gemv16, 2}}};
+  for (auto& w : wants16) {
+    CaseResult r;
+    r.name = std::string("refuse: ") + w.what;
+    r.kernel = "can_implement";
+    ody_w4a16_args a{};
+    a.x = buf.get();
+    a.qweight = buf.get<uint8_t>();
+    a.group_scale = buf.get<int16_t>();
+    a.channel_scale = buf.get<float>();
+    a.y = buf.get();
+    ody_status s = gemv16 < 0 ? ODY_ERR_INVALID : ody_w4a16_gemm(&w.p, &a, nullptr);
+    std::string msg = gemv16 < 0 ? "no config named w4a16_gemv" : ody_last_error();
+    if (s != ODY_ERR_UNSUPPORTED || msg.empty()) {
+      r.passed = false;
+      r.message = "status " + std::to_string(s) + " (want " + std::to_string(ODY_ERR_UNSUPPORTED) + "), message \"" + msg + "\"";
     } else {
       r.message = msg;
     }

@@ -820,6 +820,12 @@ void Executor::Impl::run_site(const Site& site, const Scratch& s, int rows, cons
       case WeightFormat::Dense16: {
         const __half* x = f16_input ? f16_input : s.f16[g.form];
         const int ldx = f16_input ? f16_ld : s.kp;
+        if (rows <= ODY_F16_GEMV_MAX_M) {  // decode: the FP16 GEMV (gemv_f16.cu), bias in its epilogue
+          ody_f16_gemv_problem p{rows, g.n_total, g.k, ldx, 0};
+          ody_f16_gemv_args a{x, g.w, g.bias16, y};
+          ody_ok(ody_f16_gemv(&p, &a, stream), "ody_f16_gemv");
+          break;
+        }
         float alpha = 1.0f, beta = 0.0f;
         if (g.bias16) {
           EX_CUDA(launch_pdl(fill_rows_kernel, grid_for((long long)rows * g.n_total), 256, 0, stream, y, g.n_total, rows,
@@ -953,6 +959,12 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
 
 void Executor::Impl::lm_head_rows(const __half* x, int rows, float* out) {
   const int H = plan.cfg.hidden, V = plan.cfg.vocab;
+  if (rows <= ODY_F16_GEMV_MAX_M) {  // decode: the FP16 GEMV with fp32 logits
+    ody_f16_gemv_problem p{rows, V, H, H, 1};
+    ody_f16_gemv_args a{x, lm_head, nullptr, out};
+    ody_ok(ody_f16_gemv(&p, &a, stream), "ody_f16_gemv (lm_head)");
+    return;
+  }
   const float alpha = 1.0f, beta = 0.0f;
   EX_CUBLAS(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, V, rows, H, &alpha, lm_head, CUDA_R_16F, H, x, CUDA_R_16F, H,
                          &beta, out, CUDA_R_32F, V, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -36,6 +37,9 @@ type CalibGreeting struct {
 	Intermediate   int    `json:"intermediate"`
 	GPU            GPU    `json:"gpu"`
 	RuntimeVersion string `json:"runtime_version"`
+	// Commands lists the commands the server serves (a runtime built before the quantized
+	// propagation lacks advance_quantized).
+	Commands []string `json:"commands"`
 }
 
 // calibAnswer is the answer line of one command.
@@ -91,6 +95,9 @@ type CalibPass struct {
 
 // Greeting returns what the runtime said when it started.
 func (p *CalibPass) Greeting() CalibGreeting { return p.greet }
+
+// Supports reports whether the server serves command cmd (its greeting's commands).
+func (p *CalibPass) Supports(cmd string) bool { return slices.Contains(p.greet.Commands, cmd) }
 
 // StartCalib starts `odyssey-rt calib` for hm (opened from opt.Model), hands it the windows
 // and returns the pass positioned before layer 0. A runtime that finds no GPU fails here,

@@ -41,7 +41,8 @@ type fakeCalib struct {
 func (f *fakeCalib) serve(in io.Reader, out io.Writer) error {
 	cfg := f.hm.Config
 	enc := json.NewEncoder(out)
-	g := map[string]any{"ok": true, "ready": true, "protocol": 1, "layers": cfg.NumLayers, "hidden": cfg.HiddenSize, "intermediate": cfg.IntermediateSize}
+	g := map[string]any{"ok": true, "ready": true, "protocol": 1, "layers": cfg.NumLayers, "hidden": cfg.HiddenSize, "intermediate": cfg.IntermediateSize,
+		"commands": []string{"init", "collect", "advance", "advance_quantized", "hidden", "quit"}}
 	for k, v := range f.greeting {
 		g[k] = v
 	}

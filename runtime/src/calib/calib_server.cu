@@ -1,0 +1,677 @@
+// calib_server.cu: `odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096]`, the GPU side
+// of layer-by-layer calibration (contract: docs/gpu-calibration.md; Go client: gpu/calib.go).
+//
+// What it computes. The residual stream h of every calibration window lives on the GPU in
+// fp32 [N·L, hidden] (embedded once by `init`). `collect i` runs the checkpoint's float layer i
+// over the windows, chunk by chunk (⌊chunk_rows / L⌋ windows, at least one), with the
+// executor's kernels (layers.hpp: add_rmsnorm, rope, attention_prefill, swiglu) and cuBLAS
+// fp16 GEMMs with fp32 accumulation, and gathers the statistics of the four linear inputs as
+// the fp16 GEMMs consume them: per-channel min/max (fp32) and Σx² (fp64), each row's max|x|
+// (summed on the host in row order, fp64), XᵀX by a cuBLAS GEMM (fp16 in, fp32 accumulate,
+// summed over chunks in fp32), and Σ(y − b)² of the linears reading a Hessian input. Every
+// sum is in a fixed order (per-split partials reduced in split order; no float atomics), so
+// the file is the same bits run after run on one GPU. `advance i` (or collect with advance)
+// replaces the stream with the layer's output.
+//
+// Layout. Activations are row-major with the row stride equal to their width (no padding:
+// these are cuBLAS dense GEMMs, not the FastGEMM kernels). Weights are fp16 [out, in] as the
+// checkpoint has them (BF16/F32 converted by to_f16), biases and norms fp32.
+//
+// Limits. Float layers only: the quantized propagation (advance_quantized, the artifact's
+// kernels on a layer file) is not built here yet, and the greeting's "commands" says so, so
+// that Go refuses (--device cuda) or falls back to the CPU (--device auto) for runs that need
+// it. Memory: the stream (4·N·L·hidden bytes), one layer's fp16 weights, the chunk's
+// activations, and the Hessians requested (fp32 in², 485 MB for LLaMA-7B's down_proj input).
+//
+// Test and time: runtime/scripts/device-e2e.sh step `calib` (quantizes with --device cpu and
+// --device cuda, compares policies and perplexities, times the 7B synthetic model).
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "calib/calib_server.hpp"
+#include "calib/stats_file.hpp"
+#include "executor/layers.hpp"
+#include "executor/model_config.hpp"
+#include "executor/model_plan.hpp"
+#include "executor/tokens.hpp"
+#include "json.hpp"
+#include "odyssey_rt.h"
+#include "safetensors.hpp"
+
+namespace odyssey::calibgpu {
+
+namespace {
+
+using exec::LayerPlan;
+using exec::ModelConfig;
+
+void cuda_ok(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+void cublas_ok(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) throw std::runtime_error(std::string(what) + ": cuBLAS status " + std::to_string((int)s));
+}
+#define CC(call) cuda_ok((call), #call)
+#define CB(call) cublas_ok((call), #call)
+
+// A request the client got wrong: answered {"ok":false,"fatal":false}, the server goes on.
+struct BadRequest : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// An owning device allocation.
+template <class T>
+struct Dev {
+  T* p = nullptr;
+  size_t n = 0;
+  Dev() = default;
+  explicit Dev(size_t count) { alloc(count); }
+  ~Dev() { cudaFree(p); }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  void alloc(size_t count) {
+    if (count == n && p) return;
+    cudaFree(p);
+    p = nullptr;
+    n = count;
+    if (count) CC(cudaMalloc(&p, count * sizeof(T)));
+  }
+  void release() {
+    cudaFree(p);
+    p = nullptr;
+    n = 0;
+  }
+};
+
+constexpr int kSplits = 64;      // row splits of the per-channel statistics (fixed: deterministic)
+constexpr int kOutBlocks = 256;  // blocks of the output Σy² (fixed: deterministic)
+
+// Per-channel min, max and Σx² of x fp16 [rows, cols] (row stride cols): block (32, 8) owns
+// 32 columns and split blockIdx.y of the rows; the split's partials go to part_*[split, col].
+__global__ void channel_partials_kernel(const __half* __restrict__ x, int rows, int cols, float* pmin, float* pmax,
+                                        double* psq) {
+  __shared__ float smin[8][32], smax[8][32];
+  __shared__ double ssq[8][32];
+  const int c = blockIdx.x * 32 + threadIdx.x;
+  float mn = INFINITY, mx = -INFINITY;
+  double sq = 0;
+  if (c < cols) {
+    for (int r = blockIdx.y * 8 + threadIdx.y; r < rows; r += gridDim.y * 8) {
+      const float v = __half2float(x[(size_t)r * cols + c]);
+      mn = fminf(mn, v);
+      mx = fmaxf(mx, v);
+      sq += (double)v * (double)v;
+    }
+  }
+  smin[threadIdx.y][threadIdx.x] = mn;
+  smax[threadIdx.y][threadIdx.x] = mx;
+  ssq[threadIdx.y][threadIdx.x] = sq;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < cols) {
+    for (int j = 1; j < 8; j++) {
+      mn = fminf(mn, smin[j][threadIdx.x]);
+      mx = fmaxf(mx, smax[j][threadIdx.x]);
+      sq += ssq[j][threadIdx.x];
+    }
+    pmin[(size_t)blockIdx.y * cols + c] = mn;
+    pmax[(size_t)blockIdx.y * cols + c] = mx;
+    psq[(size_t)blockIdx.y * cols + c] = sq;
+  }
+}
+
+// Folds the splits' partials into the accumulators, split after split.
+__global__ void channel_reduce_kernel(const float* pmin, const float* pmax, const double* psq, int splits, int cols,
+                                      float* amin, float* amax, double* asq) {
+  const int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  float mn = amin[c], mx = amax[c];
+  double sq = asq[c];
+  for (int s = 0; s < splits; s++) {
+    mn = fminf(mn, pmin[(size_t)s * cols + c]);
+    mx = fmaxf(mx, pmax[(size_t)s * cols + c]);
+    sq += psq[(size_t)s * cols + c];
+  }
+  amin[c] = mn;
+  amax[c] = mx;
+  asq[c] = sq;
+}
+
+// tok[r] = max_j |x[r, j]|, one block per row. NaN propagates (the layer check reports it).
+__global__ void token_max_kernel(const __half* __restrict__ x, int cols, float* tok) {
+  __shared__ float s[256];
+  const __half* row = x + (size_t)blockIdx.x * cols;
+  float m = 0;
+  for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+    const float v = fabsf(__half2float(row[j]));
+    m = (v > m || v != v) ? v : m;
+  }
+  s[threadIdx.x] = m;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) {
+      const float o = s[threadIdx.x + w];
+      if (o > s[threadIdx.x] || o != o) s[threadIdx.x] = o;
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) tok[blockIdx.x] = s[0];
+}
+
+// part[b] = Σ y² over rows b, b + gridDim.x, ... of y fp16 [rows, cols] (fixed grid and
+// reduction order).
+__global__ void out_sumsq_kernel(const __half* __restrict__ y, int rows, int cols, double* part) {
+  __shared__ double s[256];
+  double t = 0;
+  for (int r = blockIdx.x; r < rows; r += gridDim.x)
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) {
+      const double v = __half2float(y[(size_t)r * cols + j]);
+      t += v * v;
+    }
+  s[threadIdx.x] = t;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w /= 2) {
+    if (threadIdx.x < w) s[threadIdx.x] += s[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) part[blockIdx.x] = s[0];
+}
+
+// y[r, c] = half(float(y[r, c]) + b[c]).
+__global__ void add_bias_kernel(__half* y, int rows, int cols, const float* b) {
+  const size_t n = (size_t)rows * cols;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    y[i] = __float2half(__half2float(y[i]) + b[i % cols]);
+}
+
+// *bad = 1 if any of x[0..n) is not finite.
+__global__ void nonfinite_kernel(const float* x, size_t n, int* bad) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    if (!isfinite(x[i])) *bad = 1;
+}
+
+__global__ void positions_kernel(int32_t* pos, int rows, int seq) {
+  const int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r < rows) pos[r] = r % seq;
+}
+
+int grid_for(size_t n) { return (int)std::max<size_t>(1, std::min<size_t>((n + 255) / 256, 65535)); }
+
+// The statistics of one input being accumulated on the device.
+struct InputAcc {
+  int kind = 0, in = 0;
+  bool hessian = false;
+  Dev<float> mn, mx, tok, xtx;
+  Dev<double> sq;
+};
+
+struct FloatLayer {
+  Dev<float> attn_norm, mlp_norm;
+  Dev<__half> w[exec::kNumLinears];
+  Dev<float> b[exec::kNumLinears];
+  int n[exec::kNumLinears] = {}, k[exec::kNumLinears] = {};
+  bool has_bias[exec::kNumLinears] = {};
+};
+
+class Server {
+ public:
+  Server(const std::string& model, const std::string& dir, int chunk_rows);
+  ~Server();
+  void greet();
+  // Runs commands from in until quit or EOF; returns the exit status.
+  int serve(std::istream& in);
+
+ private:
+  void cmd_init(const Json& c, JsonWriter& w);
+  void cmd_collect(const Json& c, JsonWriter& w, bool collect);
+  void cmd_hidden(const Json& c, JsonWriter& w);
+  void load_layer(int i);
+  void gemm(int lin, const __half* x, int rows, __half* y, double* out_part);
+  void forward_chunk(float* h, int rows, int nw, bool collect);
+  void stats(InputAcc& a, const __half* x, int rows, size_t row0);
+
+  std::string model_, dir_;
+  int chunk_rows_;
+  ModelConfig cfg_;
+  std::unique_ptr<SafetensorsCheckpoint> ck_;
+  exec::ModelPlan plan_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  Dev<uint8_t> cublas_ws_;
+  int seq_ = 0, windows_ = 0;
+  size_t rows_ = 0;
+  Dev<float> h_;  // the stream [rows, H]
+  int next_ = 0;  // the layer the stream has reached
+  FloatLayer layer_;
+  int loaded_ = -1;
+  Dev<float> inv_freq_;
+  // Chunk scratch.
+  Dev<float> hc_;
+  Dev<__half> xa_, q_, k_, v_, att_, yo_, xm_, g_, u_, xd_, yd_;
+  Dev<int32_t> pos_;
+  Dev<uint8_t> attn_ws_;
+  size_t attn_ws_bytes_ = 0;
+  Dev<float> pmin_, pmax_;
+  Dev<double> psq_;
+  Dev<int> bad_;
+  InputAcc acc_[4];
+  bool want_out_[exec::kNumLinears] = {};
+  Dev<double> out_part_[exec::kNumLinears];
+  int chunk_index_ = 0;
+  size_t chunk_row0_ = 0;  // first row of the chunk being run
+};
+
+Server::Server(const std::string& model, const std::string& dir, int chunk_rows)
+    : model_(model), dir_(dir), chunk_rows_(chunk_rows) {
+  const std::string cfg_path = model + "/config.json";
+  Json root = read_json_file(cfg_path, 16u << 20);
+  cfg_ = exec::parse_model_config(root, cfg_path);
+  exec::QuantConfig quant = exec::parse_quant_config(root, cfg_path);
+  if (quant.kind != exec::QuantKind::None)
+    throw std::runtime_error(model + " is a quantized model; calibration reads a full-precision checkpoint");
+  ck_ = std::make_unique<SafetensorsCheckpoint>(SafetensorsCheckpoint::open(model));
+  plan_ = exec::plan_model(model, cfg_, quant, *ck_);
+  CC(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  CB(cublasCreate(&cublas_));
+  CB(cublasSetStream(cublas_, stream_));
+  cublas_ws_.alloc(32u << 20);
+  CB(cublasSetWorkspace(cublas_, cublas_ws_.p, cublas_ws_.n));
+  std::vector<float> inv = exec::rope_inv_freq(cfg_.rope, cfg_.head_dim);
+  inv_freq_.alloc(inv.size());
+  CC(cudaMemcpy(inv_freq_.p, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
+  bad_.alloc(1);
+  const int kinds[4] = {exec::kQ, exec::kO, exec::kGate, exec::kDown};
+  const int widths[4] = {cfg_.hidden, cfg_.heads * cfg_.head_dim, cfg_.hidden, cfg_.intermediate};
+  for (int i = 0; i < 4; i++) acc_[i].kind = kinds[i], acc_[i].in = widths[i];
+}
+
+Server::~Server() {
+  if (cublas_) cublasDestroy(cublas_);
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+void Server::greet() {
+  int dev = 0;
+  CC(cudaGetDevice(&dev));
+  cudaDeviceProp p{};
+  CC(cudaGetDeviceProperties(&p, dev));
+  JsonWriter w;
+  w.begin_object().field("ok", true).field("ready", true).field("protocol", kProtocol).field("model", model_);
+  w.field("layers", cfg_.layers).field("hidden", cfg_.hidden).field("intermediate", cfg_.intermediate);
+  w.key("gpu").begin_object().field("name", std::string(p.name));
+  w.field("cc", std::to_string(p.major) + "." + std::to_string(p.minor));
+  w.field("memory_bytes", (unsigned long long)p.totalGlobalMem).end_object();
+  w.field("runtime_version", std::string(ody_version()));
+  w.key("commands").begin_array();
+  for (const char* c : {"init", "collect", "advance", "hidden", "quit"}) w.value(c);
+  w.end_array().end_object();
+  std::cout << w.str() << std::endl;
+}
+
+const Json& member(const Json& c, const char* key) {
+  const Json* v = c.find(key);
+  if (!v) throw BadRequest(std::string("missing \"") + key + "\"");
+  return *v;
+}
+
+void Server::cmd_init(const Json& c, JsonWriter& w) {
+  if (rows_) throw BadRequest("init: already initialised");
+  const std::string path = member(c, "tokens").as_string();
+  exec::TokenWindows t = exec::read_token_windows(path);
+  exec::check_token_ids(t, cfg_.vocab, path);
+  seq_ = (int)t.seq_len;
+  windows_ = (int)t.windows;
+  rows_ = (size_t)seq_ * windows_;
+  const int H = cfg_.hidden;
+  h_.alloc(rows_ * H);
+  {
+    exec::HalfData e = exec::to_f16(*ck_, plan_.embed, {cfg_.vocab, H});
+    Dev<__half> table(e.size);
+    CC(cudaMemcpy(table.p, e.data, e.size * 2, cudaMemcpyHostToDevice));
+    Dev<int32_t> ids(rows_);
+    CC(cudaMemcpy(ids.p, t.ids.data(), rows_ * 4, cudaMemcpyHostToDevice));
+    CC(layers::embed(ids.p, (int)rows_, table.p, H, h_.p, stream_));
+    CC(cudaStreamSynchronize(stream_));
+  }
+  // Chunk scratch, sized once.
+  const int wc = std::max(1, std::min(windows_, chunk_rows_ / seq_));
+  const size_t rc = (size_t)wc * seq_;
+  const int qd = cfg_.heads * cfg_.head_dim, kvd = cfg_.kv_heads * cfg_.head_dim, I = cfg_.intermediate;
+  hc_.alloc(rc * H);
+  xa_.alloc(rc * H);
+  q_.alloc(rc * qd);
+  k_.alloc(rc * kvd);
+  v_.alloc(rc * kvd);
+  att_.alloc(rc * qd);
+  yo_.alloc(rc * H);
+  xm_.alloc(rc * H);
+  g_.alloc(rc * I);
+  u_.alloc(rc * I);
+  xd_.alloc(rc * I);
+  yd_.alloc(rc * H);
+  pos_.alloc(rc);
+  positions_kernel<<<grid_for(rc), 256, 0, stream_>>>(pos_.p, (int)rc, seq_);
+  CC(cudaGetLastError());
+  attn_ws_bytes_ = layers::attention_prefill_workspace(wc, seq_, cfg_.heads, cfg_.head_dim);
+  attn_ws_.alloc(std::max<size_t>(attn_ws_bytes_, 1));
+  const int wmax = std::max(std::max(H, qd), I);
+  pmin_.alloc((size_t)kSplits * wmax);
+  pmax_.alloc((size_t)kSplits * wmax);
+  psq_.alloc((size_t)kSplits * wmax);
+  CC(cudaStreamSynchronize(stream_));
+  w.field("rows", (unsigned long long)rows_).field("seq_len", seq_).field("windows", windows_);
+  w.field("stream_bytes", (unsigned long long)(rows_ * H * 4));
+}
+
+void Server::load_layer(int i) {
+  if (loaded_ == i) return;
+  const LayerPlan& lp = plan_.layers[i];
+  const int H = cfg_.hidden;
+  auto norm = [&](Dev<float>& d, const std::string& name) {
+    std::vector<float> v = exec::to_f32(*ck_, name, {H});
+    d.alloc(v.size());
+    CC(cudaMemcpy(d.p, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+  };
+  norm(layer_.attn_norm, lp.attn_norm);
+  norm(layer_.mlp_norm, lp.mlp_norm);
+  for (int l = 0; l < exec::kNumLinears; l++) {
+    const exec::LinearPlan& p = lp.lin[l];
+    layer_.n[l] = p.n;
+    layer_.k[l] = p.k;
+    exec::HalfData wd = exec::to_f16(*ck_, p.name + ".weight", {p.n, p.k});
+    layer_.w[l].alloc(wd.size);
+    CC(cudaMemcpy(layer_.w[l].p, wd.data, wd.size * 2, cudaMemcpyHostToDevice));
+    layer_.has_bias[l] = p.has_bias;
+    if (p.has_bias) {
+      std::vector<float> b = exec::to_f32(*ck_, p.name + ".bias", {p.n});
+      layer_.b[l].alloc(b.size());
+      CC(cudaMemcpy(layer_.b[l].p, b.data(), b.size() * 4, cudaMemcpyHostToDevice));
+    } else {
+      layer_.b[l].release();
+    }
+  }
+  loaded_ = i;
+}
+
+// y [rows, n] = x [rows, k] · Wᵀ (fp16, fp32 accumulation); with out_part, Σy² (before the
+// bias: Σ(y − b)²) into out_part[chunk·kOutBlocks ...]; then the bias.
+void Server::gemm(int lin, const __half* x, int rows, __half* y, double* out_part) {
+  const int n = layer_.n[lin], k = layer_.k[lin];
+  const float alpha = 1.0f, beta = 0.0f;
+  CB(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha, layer_.w[lin].p, CUDA_R_16F, k, x, CUDA_R_16F, k,
+                  &beta, y, CUDA_R_16F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  if (out_part) {
+    out_sumsq_kernel<<<kOutBlocks, 256, 0, stream_>>>(y, rows, n, out_part + (size_t)chunk_index_ * kOutBlocks);
+    CC(cudaGetLastError());
+  }
+  if (layer_.has_bias[lin]) {
+    add_bias_kernel<<<grid_for((size_t)rows * n), 256, 0, stream_>>>(y, rows, n, layer_.b[lin].p);
+    CC(cudaGetLastError());
+  }
+}
+
+void Server::stats(InputAcc& a, const __half* x, int rows, size_t row0) {
+  const int cols = a.in;
+  dim3 grid((cols + 31) / 32, kSplits), block(32, 8);
+  channel_partials_kernel<<<grid, block, 0, stream_>>>(x, rows, cols, pmin_.p, pmax_.p, psq_.p);
+  CC(cudaGetLastError());
+  channel_reduce_kernel<<<(cols + 255) / 256, 256, 0, stream_>>>(pmin_.p, pmax_.p, psq_.p, kSplits, cols, a.mn.p, a.mx.p,
+                                                                  a.sq.p);
+  CC(cudaGetLastError());
+  token_max_kernel<<<rows, 256, 0, stream_>>>(x, cols, a.tok.p + row0);
+  CC(cudaGetLastError());
+  if (a.hessian) {
+    // Row-major X [rows, in] is column-major Xᶜ [in, rows]; XᵀX = Xᶜ·Xᶜᵀ (symmetric, so
+    // either layout), accumulated (beta 1) over chunks in fp32.
+    const float alpha = 1.0f, beta = 1.0f;
+    CB(cublasGemmEx(cublas_, CUBLAS_OP_N, CUBLAS_OP_T, cols, cols, rows, &alpha, x, CUDA_R_16F, cols, x, CUDA_R_16F, cols,
+                    &beta, a.xtx.p, CUDA_R_32F, cols, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+}
+
+// One chunk of nw windows (rows = nw·L) of h through the loaded layer, in place.
+void Server::forward_chunk(float* h, int rows, int nw, bool collect) {
+  const ModelConfig& c = cfg_;
+  const int H = c.hidden, qd = c.heads * c.head_dim, kvd = c.kv_heads * c.head_dim, I = c.intermediate;
+  const float eps = (float)c.rms_norm_eps;
+  auto f16out = [](__half* p, int ld) {
+    layers::ActOut o;
+    o.kind = layers::ActKind::F16;
+    o.ld = ld;
+    o.f16 = p;
+    return o;
+  };
+  auto part = [&](int lin) { return collect && want_out_[lin] ? out_part_[lin].p : nullptr; };
+  const size_t r0 = chunk_row0_;
+  layers::ActOut oa = f16out(xa_.p, H);
+  CC(layers::add_rmsnorm(h, nullptr, 0, layer_.attn_norm.p, eps, rows, H, &oa, 1, stream_));
+  if (collect) stats(acc_[0], xa_.p, rows, r0);
+  gemm(exec::kQ, xa_.p, rows, q_.p, part(exec::kQ));
+  gemm(exec::kK, xa_.p, rows, k_.p, part(exec::kK));
+  gemm(exec::kV, xa_.p, rows, v_.p, part(exec::kV));
+  CC(layers::rope(q_.p, qd, k_.p, kvd, rows, c.heads, c.kv_heads, c.head_dim, pos_.p, inv_freq_.p, stream_));
+  CC(layers::attention_prefill(q_.p, qd, k_.p, v_.p, kvd, att_.p, qd, nw, seq_, c.heads, c.kv_heads, c.head_dim,
+                               (float)(1.0 / std::sqrt((double)c.head_dim)), c.sliding_window, attn_ws_.p,
+                               attn_ws_bytes_, stream_));
+  if (collect) stats(acc_[1], att_.p, rows, r0);
+  gemm(exec::kO, att_.p, rows, yo_.p, part(exec::kO));
+  layers::ActOut om = f16out(xm_.p, H);
+  CC(layers::add_rmsnorm(h, yo_.p, H, layer_.mlp_norm.p, eps, rows, H, &om, 1, stream_));
+  if (collect) stats(acc_[2], xm_.p, rows, r0);
+  gemm(exec::kGate, xm_.p, rows, g_.p, part(exec::kGate));
+  gemm(exec::kUp, xm_.p, rows, u_.p, part(exec::kUp));
+  CC(layers::swiglu(g_.p, u_.p, I, rows, I, f16out(xd_.p, I), stream_));
+  if (collect) stats(acc_[3], xd_.p, rows, r0);
+  gemm(exec::kDown, xd_.p, rows, yd_.p, part(exec::kDown));
+  // The residual add alone (no output form).
+  CC(layers::add_rmsnorm(h, yd_.p, H, layer_.mlp_norm.p, eps, rows, H, nullptr, 0, stream_));
+  nonfinite_kernel<<<grid_for((size_t)rows * H), 256, 0, stream_>>>(h, (size_t)rows * H, bad_.p);
+  CC(cudaGetLastError());
+}
+
+// collect (collect = true; advance per the command) or advance (collect = false).
+void Server::cmd_collect(const Json& c, JsonWriter& w, bool collect) {
+  if (!rows_) throw BadRequest("init first");
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t i = member(c, "layer").as_int64();
+  if (i != next_) throw BadRequest("layer " + std::to_string(i) + ", but the stream has reached layer " + std::to_string(next_));
+  if (i >= cfg_.layers) throw BadRequest("layer " + std::to_string(i) + " of " + std::to_string(cfg_.layers));
+  bool advance = !collect;
+  std::string out;
+  bool outputs = false;
+  if (collect) {
+    if (const Json* a = c.find("advance")) advance = a->as_bool();
+    if (const Json* o = c.find("outputs")) outputs = o->as_bool();
+    out = member(c, "out").as_string();
+    for (InputAcc& a : acc_) a.hessian = false;
+    for (const Json& hk : member(c, "hessian").elems()) {
+      const std::string& n = hk.as_string();
+      const int idx = n == "q" ? 0 : n == "o" ? 1 : n == "gate" ? 2 : n == "down" ? 3 : -1;
+      if (idx < 0) throw BadRequest("unknown input \"" + n + "\" in hessian (want q, o, gate, down)");
+      acc_[idx].hessian = true;
+    }
+  }
+  load_layer((int)i);
+  const int H = cfg_.hidden;
+  const int wc = std::max(1, std::min(windows_, chunk_rows_ / seq_));
+  const int chunks = (windows_ + wc - 1) / wc;
+  if (collect) {
+    for (InputAcc& a : acc_) {
+      a.mn.alloc(a.in);
+      a.mx.alloc(a.in);
+      a.sq.alloc(a.in);
+      a.tok.alloc(rows_);
+      std::vector<float> inf(a.in, INFINITY), ninf(a.in, -INFINITY);
+      CC(cudaMemcpy(a.mn.p, inf.data(), a.in * 4, cudaMemcpyHostToDevice));
+      CC(cudaMemcpy(a.mx.p, ninf.data(), a.in * 4, cudaMemcpyHostToDevice));
+      CC(cudaMemset(a.sq.p, 0, a.in * 8));
+      if (a.hessian) {
+        a.xtx.alloc((size_t)a.in * a.in);
+        CC(cudaMemset(a.xtx.p, 0, (size_t)a.in * a.in * 4));
+      } else {
+        a.xtx.release();
+      }
+    }
+    const int reader_input[exec::kNumLinears] = {0, 0, 0, 1, 2, 2, 3};
+    for (int l = 0; l < exec::kNumLinears; l++) {
+      want_out_[l] = outputs && acc_[reader_input[l]].hessian;
+      if (want_out_[l]) out_part_[l].alloc((size_t)chunks * kOutBlocks);
+    }
+  }
+  CC(cudaMemsetAsync(bad_.p, 0, 4, stream_));
+  for (int ci = 0; ci < chunks; ci++) {
+    const int w0 = ci * wc, nw = std::min(wc, windows_ - w0);
+    const int rows = nw * seq_;
+    chunk_index_ = ci;
+    chunk_row0_ = (size_t)w0 * seq_;
+    float* h = h_.p + chunk_row0_ * H;
+    if (!advance) {
+      CC(cudaMemcpyAsync(hc_.p, h, (size_t)rows * H * 4, cudaMemcpyDeviceToDevice, stream_));
+      h = hc_.p;
+    }
+    forward_chunk(h, rows, nw, collect);
+    std::fprintf(stderr, "progress %d %d\n", ci + 1, chunks);
+  }
+  CC(cudaStreamSynchronize(stream_));
+  int bad = 0;
+  CC(cudaMemcpy(&bad, bad_.p, 4, cudaMemcpyDeviceToHost));
+  if (bad) throw std::runtime_error("layer " + std::to_string(i) + ": the layer's output is not finite (NaN or Inf)");
+  if (collect) {
+    StatsFileWriter f(out);
+    int n_out = 0;
+    for (bool b : want_out_) n_out += b;
+    f.header((uint32_t)i, 4, (uint32_t)n_out, (int64_t)rows_);
+    std::vector<float> mn, mx, tok(rows_), slice;
+    std::vector<double> sq;
+    for (InputAcc& a : acc_) {
+      mn.resize(a.in);
+      mx.resize(a.in);
+      sq.resize(a.in);
+      CC(cudaMemcpy(mn.data(), a.mn.p, a.in * 4, cudaMemcpyDeviceToHost));
+      CC(cudaMemcpy(mx.data(), a.mx.p, a.in * 4, cudaMemcpyDeviceToHost));
+      CC(cudaMemcpy(sq.data(), a.sq.p, a.in * 8, cudaMemcpyDeviceToHost));
+      CC(cudaMemcpy(tok.data(), a.tok.p, rows_ * 4, cudaMemcpyDeviceToHost));
+      double tsum = 0;
+      float tmin = INFINITY;
+      for (float t : tok) {  // row order: the same sum every run
+        tsum += t;
+        tmin = std::min(tmin, t);
+      }
+      f.input((uint32_t)a.kind, (uint32_t)a.in, a.hessian ? 1u : 0u, tsum, tmin, mn.data(), mx.data(), sq.data());
+      if (a.hessian) {
+        // 16 Mi values (64 MiB) at a time: the host never holds a whole 11008² Hessian.
+        const size_t total = (size_t)a.in * a.in, step = size_t(1) << 24;
+        slice.resize(std::min(total, step));
+        for (size_t o = 0; o < total; o += step) {
+          const size_t n = std::min(step, total - o);
+          CC(cudaMemcpy(slice.data(), a.xtx.p + o, n * 4, cudaMemcpyDeviceToHost));
+          f.xtx_f32(slice.data(), n);
+        }
+        a.xtx.release();
+      }
+    }
+    for (int l = 0; l < exec::kNumLinears; l++) {
+      if (!want_out_[l]) continue;
+      std::vector<double> parts((size_t)chunks * kOutBlocks);
+      CC(cudaMemcpy(parts.data(), out_part_[l].p, parts.size() * 8, cudaMemcpyDeviceToHost));
+      double s = 0;
+      for (double p : parts) s += p;
+      f.output((uint32_t)l, s);
+    }
+    f.finish();
+    w.field("rows", (unsigned long long)rows_);
+  }
+  if (advance) next_++;
+  w.field("seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+void Server::cmd_hidden(const Json& c, JsonWriter& w) {
+  if (!rows_) throw BadRequest("init first");
+  const std::string out = member(c, "out").as_string();
+  const size_t n = rows_ * cfg_.hidden;
+  std::vector<float> h(n);
+  CC(cudaMemcpy(h.data(), h_.p, n * 4, cudaMemcpyDeviceToHost));
+  std::FILE* f = std::fopen(out.c_str(), "wb");
+  if (!f) throw std::runtime_error(out + ": cannot create");
+  const bool ok = std::fwrite(h.data(), 4, n, f) == n;
+  if (std::fclose(f) != 0 || !ok) throw std::runtime_error(out + ": write failed");
+  w.field("bytes", (unsigned long long)(n * 4));
+}
+
+int Server::serve(std::istream& in) {
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    JsonWriter w;
+    w.begin_object();
+    std::string cmd;
+    try {
+      Json c;
+      try {
+        c = parse_json(line);
+        cmd = member(c, "cmd").as_string();
+      } catch (const JsonError& e) {
+        throw BadRequest(std::string("not a command: ") + e.what());
+      }
+      if (cmd == "quit") {
+        w.field("ok", true).end_object();
+        std::cout << w.str() << std::endl;
+        return 0;
+      }
+      w.field("ok", true);
+      if (cmd == "init") {
+        cmd_init(c, w);
+      } else if (cmd == "collect") {
+        cmd_collect(c, w, true);
+      } else if (cmd == "advance") {
+        cmd_collect(c, w, false);
+      } else if (cmd == "hidden") {
+        cmd_hidden(c, w);
+      } else if (cmd == "advance_quantized") {
+        throw BadRequest("advance_quantized is not built in this runtime (docs/gpu-calibration.md)");
+      } else {
+        throw BadRequest("unknown command \"" + cmd + "\"");
+      }
+      w.end_object();
+      std::cout << w.str() << std::endl;
+    } catch (const BadRequest& e) {
+      JsonWriter f;
+      f.begin_object().field("ok", false).field("fatal", false).field("error", std::string(e.what())).end_object();
+      std::cout << f.str() << std::endl;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "odyssey-rt calib: %s: %s\n", cmd.c_str(), e.what());
+      JsonWriter f;
+      f.begin_object().field("ok", false).field("fatal", true).field("error", std::string(e.what())).end_object();
+      std::cout << f.str() << std::endl;
+      return 1;
+    }
+  }
+  return 0;  // EOF: the client is gone
+}
+
+}  // namespace
+
+int run_calib_server(const std::string& model, const std::string& dir, int chunk_rows) {
+  if (chunk_rows <= 0) throw std::runtime_error("--chunk-rows must be positive");
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess || n == 0)
+    throw std::runtime_error(std::string("no CUDA device: ") + (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices"));
+  (void)dir;  // the client names every file it wants written; dir is where they live
+  Server s(model, dir, chunk_rows);
+  s.greet();
+  return s.serve(std::cin);
+}
+
+}  // namespace odyssey::calibgpu

@@ -63,6 +63,10 @@ type CalibOptions struct {
 	Dir string
 	// Stderr, when set, receives the runtime's stderr as it is written.
 	Stderr io.Writer
+	// Need lists the commands the run will send; a server whose greeting lacks one is
+	// refused before the windows are sent (an older runtime, or one without the quantized
+	// propagation).
+	Need []string
 }
 
 // CalibPass is the calibration pass run by the CUDA runtime (`odyssey-rt calib`): it
@@ -156,7 +160,7 @@ func StartCalib(ctx context.Context, opt CalibOptions, hm *hf.Model, windows [][
 		return waitErr
 	}
 	stop := func() error { stdin.Close(); return wait() }
-	p, err := newCalibPass(ctx, stdin, stdout, stop, kill, tail.String, hm, windows, dir)
+	p, err := newCalibPass(ctx, stdin, stdout, stop, kill, tail.String, hm, windows, dir, opt.Need)
 	if err != nil {
 		var re *RuntimeError
 		if errors.As(err, &re) {
@@ -176,7 +180,7 @@ func StartCalib(ctx context.Context, opt CalibOptions, hm *hf.Model, windows [][
 // the greeting, writes the token windows file into dir and sends init. The Go test double
 // runs the server in-process through the same function.
 func newCalibPass(ctx context.Context, w io.WriteCloser, r io.Reader, stop func() error, kill func(), stderr func() string,
-	hm *hf.Model, windows [][]int, dir string) (*CalibPass, error) {
+	hm *hf.Model, windows [][]int, dir string, need []string) (*CalibPass, error) {
 	cfg := hm.Config
 	if err := model.CheckConfig(&cfg); err != nil {
 		return nil, err
@@ -211,6 +215,11 @@ func newCalibPass(ctx context.Context, w io.WriteCloser, r io.Reader, stop func(
 	case g.Layers != cfg.NumLayers || g.Hidden != cfg.HiddenSize || g.Intermediate != cfg.IntermediateSize:
 		return fail(p.runtimeErr(fmt.Sprintf("reads a model of %d layers, hidden %d, intermediate %d; Go reads %d, %d, %d",
 			g.Layers, g.Hidden, g.Intermediate, cfg.NumLayers, cfg.HiddenSize, cfg.IntermediateSize), nil))
+	}
+	for _, c := range need {
+		if !slices.Contains(g.Commands, c) {
+			return fail(p.runtimeErr(fmt.Sprintf("does not serve %q (it serves %v): rebuild the runtime, or calibrate with --device cpu", c, g.Commands), nil))
+		}
 	}
 	tokens := filepath.Join(dir, "windows.tok")
 	f, err := os.Create(tokens)

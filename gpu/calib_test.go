@@ -36,6 +36,7 @@ type fakeCalib struct {
 	greeting map[string]any
 	fault    func(cmd string, layer int) string
 	cmds     []string
+	need     []string
 }
 
 func (f *fakeCalib) serve(in io.Reader, out io.Writer) error {
@@ -189,7 +190,7 @@ func (f *fakeCalib) start(t testing.TB, windows [][]int) (*CalibPass, error) {
 	}
 	kill := func() { sw.CloseWithError(io.EOF); cr.CloseWithError(io.ErrClosedPipe) }
 	dir := t.TempDir()
-	return newCalibPass(context.Background(), cw, sr, stop, kill, func() string { return "fake stderr" }, f.hm, windows, dir)
+	return newCalibPass(context.Background(), cw, sr, stop, kill, func() string { return "fake stderr" }, f.hm, windows, dir, f.need)
 }
 
 func (f *fakeCalib) newPass(t testing.TB) ptq.NewPassFunc {
@@ -349,8 +350,9 @@ func TestCalibPassErrors(t *testing.T) {
 		{map[string]any{"ok": false, "error": "no CUDA device: no CUDA-capable device is detected"}, "no CUDA device"},
 		{map[string]any{"protocol": 2}, "protocol 2"},
 		{map[string]any{"hidden": 7}, "hidden 7"},
+		{map[string]any{"commands": []string{"init", "collect", "advance"}}, `does not serve "advance_quantized"`},
 	} {
-		f := &fakeCalib{hm: hm, greeting: tc.greeting}
+		f := &fakeCalib{hm: hm, greeting: tc.greeting, need: []string{"collect", "advance", "advance_quantized"}}
 		_, err := f.start(t, windows)
 		var re *RuntimeError
 		if !errors.As(err, &re) || !strings.Contains(err.Error(), tc.want) {

@@ -662,20 +662,11 @@ func resolveQuantizeDevice(ctx context.Context, g *globalOptions, device string)
 // with a note, and with --device cuda it is an error.
 func gpuCalibPass(g *globalOptions, runtimePath, dir, device string, prop calib.Propagation) ptq.NewPassFunc {
 	return func(hm *hf.Model, windows [][]int, copt calib.Options) (ptq.Pass, error) {
-		p, err := gpu.StartCalib(context.Background(), gpu.CalibOptions{Runtime: runtimePath, Model: dir}, hm, windows, copt)
-		if err == nil {
-			need := []string{"collect", "advance"}
-			if prop != calib.PropagateFloat {
-				need = append(need, "advance_quantized")
-			}
-			for _, c := range need {
-				if !p.Supports(c) {
-					p.Close()
-					err = fmt.Errorf("%s calib does not serve %q (it serves %v): rebuild the runtime", runtimePath, c, p.Greeting().Commands)
-					break
-				}
-			}
+		need := []string{"collect", "advance"}
+		if prop != calib.PropagateFloat {
+			need = append(need, "advance_quantized")
 		}
+		p, err := gpu.StartCalib(context.Background(), gpu.CalibOptions{Runtime: runtimePath, Model: dir, Need: need}, hm, windows, copt)
 		if err != nil && device == "auto" {
 			fmt.Fprintf(g.errOut, "odyssey: note: calibrating on the CPU: the GPU calibration did not start: %v\n", err)
 			return calib.NewPass(hm, windows, copt)

@@ -10,6 +10,10 @@
 #   ppl-quant  every preset's artifact of tiny-llama, small-llama-outliers and stories260K:
 #              GPU perplexity against `eval ppl` (CPU) on the same windows (--compare-cpu)
 #   speed      synthetic LLaMA-2-7B: FP16 checkpoint vs its w4a8-rtn artifact, and HF transformers
+#   calib      GPU calibration (docs/gpu-calibration.md): quantize tiny-llama and
+#              small-llama-outliers with --device cpu and --device cuda, compare the policies and
+#              the GPU perplexities of both artifacts (goal: same policies, ppl within 0.1%), and
+#              time --device cuda on the synthetic 7B; writes $E/calib.json and $E/calib.md
 # Results: $OUT/e2e/*.json (tar them before the call ends: at most 8 files come back).
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0
@@ -90,6 +94,49 @@ for s in "$@"; do
       --out "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.json" --md "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.md" \
       > "$E/speed.txt" 2> "$E/speed.log"
     echo "speed rc=$?"; cat "$E/speed.txt"; tail -3 "$E/speed.log"
+    ;;
+  calib)
+    stamp calib
+    # Float propagation (propagate: full-precision) runs on what odyssey-rt calib serves today;
+    # the presets need advance_quantized and are expected to be refused with --device cuda
+    # ("does not serve") until it is built.
+    printf 'version: 1\ncalibration: {propagate: full-precision}\n' > /tmp/fptq-float.yaml
+    rows=()
+    for m in "tiny-llama testdata/tiny-llama $WIKI 512 $CAL" "small-llama-outliers $D/models/small-llama-outliers $WIKI 512 $CAL"; do
+      read -r name dir data L cal <<< "$m"
+      for preset in /tmp/fptq-float.yaml ${E2E_CALIB_PRESETS:-w4a8-rtn w4a8-fptq w4a16-gptq}; do
+        pn=$(basename "$preset" .yaml)
+        for dev in cpu cuda; do
+          a=$M/calib-$name-$pn-$dev
+          s0=$(date +%s.%N)
+          $ODY quantize --model "$dir" --recipe "$preset" --calib "$cal" --device $dev --out "$a" --force --no-sync --json \
+            > "$E/cq-$name-$pn-$dev.json" 2> "$E/cq-$name-$pn-$dev.log"
+          rc=$?; secs=$(echo "$(date +%s.%N) - $s0" | bc)
+          ppl=""
+          if [ $rc = 0 ]; then
+            $ODY verify ppl --model "$a" --data "$data" --seq-len "$L" --max-windows "$WINDOWS" --json > "$E/cp-$name-$pn-$dev.json" 2>/dev/null
+            ppl=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['ppl'])" "$E/cp-$name-$pn-$dev.json" 2>/dev/null)
+          else
+            echo "$name $pn $dev: quantize rc=$rc: $(grep -v '^{' "$E/cq-$name-$pn-$dev.log" | tail -2 | cut -c1-300)"
+          fi
+          rows+=("$name $pn $dev $rc $secs ${ppl:-nan}")
+        done
+      done
+    done
+    S=${E2E_SHAPE:-llama2-7b}
+    [ -d /tmp/$S ] || $ODY testdata synth --shape $S --out /tmp/$S > "$E/synth.log" 2>&1
+    for preset in /tmp/fptq-float.yaml w4a8-fptq w4a16-gptq; do
+      pn=$(basename "$preset" .yaml)
+      s0=$(date +%s.%N)
+      timeout ${E2E_CALIB_7B_TIMEOUT:-480} $ODY quantize --model /tmp/$S --recipe "$preset" --calib "$CAL" --device cuda --out /tmp/$S-calib-$pn \
+        --force --no-sync --json > "$E/cq-$S-$pn.json" 2> "$E/cq-$S-$pn.log"
+      rc=$?; secs=$(echo "$(date +%s.%N) - $s0" | bc)
+      echo "7B $pn --device cuda rc=$rc ${secs}s $(grep -v '^{' "$E/cq-$S-$pn.log" | tail -1 | cut -c1-200)"
+      rows+=("$S $pn cuda $rc $secs nan")
+      rm -rf /tmp/$S-calib-$pn
+    done
+    printf '%s\n' "${rows[@]}" | python3 runtime/scripts/calib-compare.py "$E" > "$E/calib.md"
+    cat "$E/calib.md"
     ;;
   sanitize)
     # compute-sanitizer around the executor as `odyssey verify` drives it (the wrapper keeps the

@@ -32,6 +32,7 @@
 #include "executor/model_config.hpp"
 #include "executor/model_plan.hpp"
 #include "executor/tokens.hpp"
+#include "executor/w4a16_scales.hpp"
 #include "json.hpp"
 #include "safetensors.hpp"
 
@@ -530,6 +531,23 @@ void test_plan_artifact(const std::string& art, const std::string& ck_dir) {
   ModelPlan c = plan_dir(ck_dir);
   CHECK(c.path == "fp16" && c.layers.size() == 4);
 
+  // plan_layer on one file (the calibration server's layer file is opened this way) plans
+  // each layer as plan_model does.
+  {
+    SafetensorsCheckpoint one = SafetensorsCheckpoint::open_file(art + "/model.safetensors");
+    for (int i = 0; i < 4; i++) {
+      const LayerPlan L = plan_layer(one, p.cfg, i, true);
+      CHECK(L.attn_norm == p.layers[i].attn_norm && L.mlp_norm == p.layers[i].mlp_norm);
+      for (int j = 0; j < kNumLinears; j++) {
+        const LinearPlan &a = L.lin[j], &b = p.layers[i].lin[j];
+        CHECK(a.name == b.name && a.format == b.format && a.n == b.n && a.k == b.k && a.np == b.np && a.kp == b.kp &&
+              a.groups == b.groups && a.policy == b.policy && a.act == b.act &&
+              std::memcmp(&a.act_scale, &b.act_scale, 4) == 0 && a.int_scales == b.int_scales);
+      }
+    }
+    expect_error("open_file missing", {"nope.safetensors"}, [&] { SafetensorsCheckpoint::open_file(art + "/nope.safetensors"); });
+  }
+
   const std::string st = art + "/model.safetensors";
   const std::string L0 = "model.layers.0.";
   std::size_t qw = tensor_offset(st, L0 + "mlp.down_proj.qweight");
@@ -620,6 +638,33 @@ void test_calib_stats_file() {
   });
 }
 
+// w4a16_int_scales (the executor's and the calibration server's converter): each channel's
+// largest scale becomes 32767 and f = s_max / (16·32767); every group's ŝ·16·f is within
+// s_max / 65534 (plus float rounding) of s; padding and all-zero channels get ŝ = 0, f = 0.
+void test_w4a16_int_scales() {
+  const int G = 3, n = 3, np = 8;
+  std::vector<float> gs((std::size_t)G * np, 0.0f);
+  const float vals[G][n] = {{0.5f, 1e-3f, 0.0f}, {0.25f, 7e-3f, 0.0f}, {0.125f, 3.3e-5f, 0.0f}};
+  for (int g = 0; g < G; g++)
+    for (int c = 0; c < n; c++) gs[(std::size_t)g * np + c] = vals[g][c];
+  std::vector<std::int16_t> out(gs.size(), -1);
+  std::vector<float> f(np, -1.0f);
+  w4a16_int_scales(gs.data(), G, n, np, out.data(), f.data());
+  CHECK(out[0] == 32767 && out[(std::size_t)np + 1] == 32767);  // channel 0's and 1's largest
+  CHECK(f[0] == (float)((double)0.5f / (16.0 * 32767.0)) && f[1] == (float)((double)7e-3f / (16.0 * 32767.0)));
+  for (int c = 0; c < 2; c++) {
+    const double smax = c == 0 ? 0.5 : (double)7e-3f;
+    for (int g = 0; g < G; g++) {
+      const double back = (double)out[(std::size_t)g * np + c] * 16.0 * (double)f[c];
+      CHECK(std::fabs(back - (double)vals[g][c]) <= smax / 65534.0 * 1.0001);
+    }
+  }
+  for (int c = 2; c < np; c++) {
+    CHECK(f[c] == 0.0f);
+    for (int g = 0; g < G; g++) CHECK(out[(std::size_t)g * np + c] == 0);
+  }
+}
+
 int main(int argc, char** argv) {
   char tmpl[] = "/tmp/odyssey-teh-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) {
@@ -634,6 +679,7 @@ int main(int argc, char** argv) {
     test_tokens();
     test_plan_checkpoint();
     test_calib_stats_file();
+    test_w4a16_int_scales();
     if (argc == 3) {
       test_plan_artifact(argv[1], argv[2]);
     } else {

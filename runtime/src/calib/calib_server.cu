@@ -30,6 +30,7 @@
 #include <cuda_runtime.h>
 
 #include <chrono>
+#include <cstring>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -46,6 +47,7 @@
 #include "executor/model_config.hpp"
 #include "executor/model_plan.hpp"
 #include "executor/tokens.hpp"
+#include "executor/w4a16_scales.hpp"
 #include "json.hpp"
 #include "odyssey_rt.h"
 #include "safetensors.hpp"
@@ -224,6 +226,42 @@ struct FloatLayer {
   bool has_bias[exec::kNumLinears] = {};
 };
 
+// advance_quantized: one linear of the layer file on the device, as the executor's Gemm of one
+// part (executor.cu build_site): packed codes, group scales (int16, or float: fp32 for W4A8's
+// float-scale path, converted to int16 by w4a16_int_scales for W4A16), channel scales and fp32
+// bias for a quantized linear; fp16 weight and fp16 bias (the C operand, beta 1) for a skipped one.
+struct QLinear {
+  exec::WeightFormat fmt = exec::WeightFormat::Dense16;
+  int n = 0, np = 0, k = 0, kp = 0, group_size = 0;
+  bool int_scales = true;
+  int form = 0;  // index into the site's forms
+  Dev<uint8_t> qw, gs;
+  Dev<float> cs, bias;
+  Dev<__half> w16, bias16;
+};
+
+// The distinct activation forms a site's linears read (executor.cu build_site: one per kind and
+// static scale, bit for bit).
+struct QForm {
+  exec::ActForm kind = exec::ActForm::F16;
+  float scale = 0;
+  Dev<float> d_scale;  // I8Static
+};
+
+struct QSite {
+  int lins[3] = {0, 0, 0};
+  int nlins = 0;
+  QForm forms[3];
+  int nforms = 0;
+  int kp = 0;  // the input's padded width (activation row stride)
+};
+
+struct QuantLayer {
+  Dev<float> attn_norm, mlp_norm;
+  QLinear lin[exec::kNumLinears];
+  QSite site[4];  // q/k/v, o, gate/up, down
+};
+
 class Server {
  public:
   Server(const std::string& model, const std::string& dir, int chunk_rows);
@@ -236,6 +274,13 @@ class Server {
   void cmd_init(const Json& c, JsonWriter& w);
   void cmd_collect(const Json& c, JsonWriter& w, bool collect);
   void cmd_hidden(const Json& c, JsonWriter& w);
+  void cmd_advance_quantized(const Json& c, JsonWriter& w);
+  void load_quant_layer(int i, const std::string& path);
+  layers::ActOut q_act_out(int site, int f);
+  void q_norm_into(float* h, const __half* delta, int ld_delta, const float* w, int rows, int site);
+  void q_gemm(int lin, int rows, const __half* f16_input, int f16_ld);
+  void q_forward_chunk(float* h, int rows, int nw);
+  __half* out_of(int lin);
   void load_layer(int i);
   void gemm(int lin, const __half* x, int rows, __half* y, double* out_part);
   void forward_chunk(float* h, int rows, int nw, bool collect);
@@ -270,7 +315,34 @@ class Server {
   Dev<double> out_part_[exec::kNumLinears];
   int chunk_index_ = 0;
   size_t chunk_row0_ = 0;  // first row of the chunk being run
+  // advance_quantized: the layer, and its chunk scratch per site and form slot (int8 codes,
+  // fp16 inputs, per-token scales, row stride the site's Kp, zeroed once so that padding
+  // columns read 0), the attention output with row stride Kp_o, the GEMMs' split-K workspace.
+  QuantLayer ql_;
+  Dev<int8_t> qi8_[4][3];
+  Dev<__half> qf16_[4][3];
+  Dev<float> qtok_[4][3];
+  Dev<__half> qatt_;
+  Dev<uint8_t> gemm_ws_;
 };
+
+// d holds count zeroed elements (reallocated and zeroed only when the count changes).
+template <class T>
+void ensure_zeroed(Dev<T>& d, size_t count) {
+  if (d.p && d.n == count) return;
+  d.alloc(count);
+  CC(cudaMemset(d.p, 0, count * sizeof(T)));
+}
+
+// out[r, c] = bias[c], c < n (row stride n): the C operand of a skipped linear's cuBLAS GEMM
+// with beta 1, as the executor adds an fp16 bias (executor.cu fill_rows_kernel).
+__global__ void bias_rows_kernel(__half* out, int rows, int n, const __half* bias) {
+  const long long total = (long long)rows * n;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total; i += (long long)gridDim.x * blockDim.x)
+    out[i] = bias[i % n];
+}
+
+int ceil_to(int x, int m) { return (x + m - 1) / m * m; }
 
 Server::Server(const std::string& model, const std::string& dir, int chunk_rows)
     : model_(model), dir_(dir), chunk_rows_(chunk_rows) {
@@ -314,7 +386,7 @@ void Server::greet() {
   w.field("memory_bytes", (unsigned long long)p.totalGlobalMem).end_object();
   w.field("runtime_version", std::string(ody_version()));
   w.key("commands").begin_array();
-  for (const char* c : {"init", "collect", "advance", "hidden", "quit"}) w.value(c);
+  for (const char* c : {"init", "collect", "advance", "advance_quantized", "hidden", "quit"}) w.value(c);
   w.end_array().end_object();
   std::cout << w.str() << std::endl;
 }
@@ -350,16 +422,17 @@ void Server::cmd_init(const Json& c, JsonWriter& w) {
   const int qd = cfg_.heads * cfg_.head_dim, kvd = cfg_.kv_heads * cfg_.head_dim, I = cfg_.intermediate;
   hc_.alloc(rc * H);
   xa_.alloc(rc * H);
-  q_.alloc(rc * qd);
-  k_.alloc(rc * kvd);
-  v_.alloc(rc * kvd);
+  // Linear outputs hold ⌈n/8⌉·8 columns: the quantized kernels write rows of Np.
+  q_.alloc(rc * ceil_to(qd, 8));
+  k_.alloc(rc * ceil_to(kvd, 8));
+  v_.alloc(rc * ceil_to(kvd, 8));
   att_.alloc(rc * qd);
-  yo_.alloc(rc * H);
+  yo_.alloc(rc * ceil_to(H, 8));
   xm_.alloc(rc * H);
-  g_.alloc(rc * I);
-  u_.alloc(rc * I);
+  g_.alloc(rc * ceil_to(I, 8));
+  u_.alloc(rc * ceil_to(I, 8));
   xd_.alloc(rc * I);
-  yd_.alloc(rc * H);
+  yd_.alloc(rc * ceil_to(H, 8));
   pos_.alloc(rc);
   positions_kernel<<<grid_for(rc), 256, 0, stream_>>>(pos_.p, (int)rc, seq_);
   CC(cudaGetLastError());
@@ -596,6 +669,337 @@ void Server::cmd_collect(const Json& c, JsonWriter& w, bool collect) {
   w.field("seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
 }
 
+// ------------------------------------------------------------------ advance_quantized
+//
+// The layer file's linears run as the executor runs an artifact layer in prefill
+// (executor.cu run_layers, norm_into, run_site): add_rmsnorm writes each distinct activation
+// form of a site (fp16, or int8 codes with the static or per-token scale, rows padded to Kp
+// with zeros), the attention output is quantized for o_proj (the executor's quantize_rows
+// arithmetic: ody_quantize_act_*, the same clamp(roundEven(x/s)) and max|row|/127 scale, on
+// the zero-padded Kp_o row), SwiGLU writes down_proj's form, and the GEMMs are ody_w4a8_gemm,
+// ody_w4a16_gemm (float group scales converted at load by the executor's w4a16_int_scales) and
+// cuBLAS fp16 for skipped linears (fp16 bias as the C operand). Differences from the executor,
+// none of them arithmetic: each linear is its own GEMM (the executor fuses q/k/v and gate/up
+// when they share a form; the W4A8 kernels are bit-exact against the Go reference in every
+// tile configuration, so the columns are the same), and the down_proj output is added to the
+// stream at the end of the layer (the executor adds it in the next layer's norm: the same
+// fp32 addition).
+
+void Server::load_quant_layer(int i, const std::string& path) {
+  SafetensorsCheckpoint ck = SafetensorsCheckpoint::open_file(path);
+  const LayerPlan lp = exec::plan_layer(ck, cfg_, i, /*artifact=*/true);
+  for (const exec::LinearPlan& l : lp.lin) exec::validate_quantized(l, ck);  // what the executor's loader checks
+  // One layer on the GPU at a time: the float layer (collect's) goes first.
+  for (int l = 0; l < exec::kNumLinears; l++) {
+    layer_.w[l].release();
+    layer_.b[l].release();
+  }
+  loaded_ = -1;
+  const int H = cfg_.hidden;
+  auto norm = [&](Dev<float>& d, const std::string& name) {
+    std::vector<float> v = exec::to_f32(ck, name, {H});
+    d.alloc(v.size());
+    CC(cudaMemcpy(d.p, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+  };
+  norm(ql_.attn_norm, lp.attn_norm);
+  norm(ql_.mlp_norm, lp.mlp_norm);
+  const int site_lins[4][3] = {{exec::kQ, exec::kK, exec::kV}, {exec::kO, 0, 0}, {exec::kGate, exec::kUp, 0}, {exec::kDown, 0, 0}};
+  const int site_n[4] = {3, 1, 2, 1};
+  const int site_k[4] = {H, cfg_.heads * cfg_.head_dim, H, cfg_.intermediate};
+  for (int si = 0; si < 4; si++) {
+    QSite& st = ql_.site[si];
+    st.nlins = site_n[si];
+    st.nforms = 0;
+    st.kp = ceil_to(site_k[si], 128);
+    for (int j = 0; j < st.nlins; j++) {
+      const int li = site_lins[si][j];
+      st.lins[j] = li;
+      const exec::LinearPlan& l = lp.lin[li];
+      int f = -1;
+      for (int x = 0; x < st.nforms; x++)
+        if (st.forms[x].kind == l.act &&
+            (l.act != exec::ActForm::I8Static || std::memcmp(&st.forms[x].scale, &l.act_scale, 4) == 0))
+          f = x;
+      if (f < 0) {
+        f = st.nforms++;
+        st.forms[f].kind = l.act;
+        st.forms[f].scale = l.act_scale;
+        if (l.act == exec::ActForm::I8Static) {
+          st.forms[f].d_scale.alloc(1);
+          CC(cudaMemcpy(st.forms[f].d_scale.p, &l.act_scale, 4, cudaMemcpyHostToDevice));
+        }
+      }
+      QLinear& q = ql_.lin[li];
+      q.fmt = l.format;
+      q.n = l.n;
+      q.np = ceil_to(l.n, 8);
+      q.k = l.k;
+      q.kp = l.format == exec::WeightFormat::Dense16 ? l.k : l.kp;
+      q.group_size = l.group_size;
+      q.int_scales = l.int_scales;
+      q.form = f;
+      q.qw.release();
+      q.gs.release();
+      q.cs.release();
+      q.bias.release();
+      q.w16.release();
+      q.bias16.release();
+      if (l.format == exec::WeightFormat::Dense16) {
+        // fp16 [np, k], rows past n zero (as the executor pads them).
+        exec::HalfData hd = exec::to_f16(ck, l.name + ".weight", {l.n, l.k});
+        ensure_zeroed(q.w16, (size_t)q.np * l.k);
+        CC(cudaMemcpy(q.w16.p, hd.data, hd.size * 2, cudaMemcpyHostToDevice));
+        if (l.has_bias) {
+          std::vector<float> b = exec::to_f32(ck, l.name + ".bias", {l.n});
+          std::vector<uint16_t> b16((size_t)q.np, 0);
+          for (int c = 0; c < l.n; c++) {
+            b16[(size_t)c] = exec::float_to_half_bits(b[(size_t)c]);
+            if ((b16[(size_t)c] & 0x7c00) == 0x7c00 && std::isfinite(b[(size_t)c]))
+              ck.file_of(l.name + ".bias").fail_tensor(l.name + ".bias", "value beyond fp16's range");
+          }
+          q.bias16.alloc(b16.size());
+          CC(cudaMemcpy(q.bias16.p, b16.data(), b16.size() * 2, cudaMemcpyHostToDevice));
+        }
+        continue;
+      }
+      const int G = l.groups, np = l.np;
+      const bool convert = l.format == exec::WeightFormat::W4A16 && !l.int_scales;
+      const size_t esz = (l.int_scales || convert) ? 2 : 4;
+      const TensorInfo& tq = ck.get(l.name + ".qweight");
+      q.qw.alloc(tq.nbytes);
+      CC(cudaMemcpy(q.qw.p, ck.data(tq), tq.nbytes, cudaMemcpyHostToDevice));
+      const void* gsrc = ck.data(ck.get(l.name + ".group_scale"));
+      const void* csrc = ck.data(ck.get(l.name + ".channel_scale"));
+      std::vector<float> gf, cf;
+      std::vector<int16_t> gi;
+      if (convert) {
+        gf.resize((size_t)G * np);
+        std::memcpy(gf.data(), gsrc, gf.size() * 4);
+        gi.resize(gf.size());
+        cf.resize((size_t)np);
+        exec::w4a16_int_scales(gf.data(), G, l.n, np, gi.data(), cf.data());
+        gsrc = gi.data();
+        csrc = cf.data();
+      }
+      q.gs.alloc((size_t)G * np * esz);
+      CC(cudaMemcpy(q.gs.p, gsrc, (size_t)G * np * esz, cudaMemcpyHostToDevice));
+      q.cs.alloc((size_t)np);
+      CC(cudaMemcpy(q.cs.p, csrc, (size_t)np * 4, cudaMemcpyHostToDevice));
+      if (l.has_bias) {
+        std::vector<float> b = exec::to_f32(ck, l.name + ".bias", {l.n});
+        q.bias.alloc(b.size());
+        CC(cudaMemcpy(q.bias.p, b.data(), b.size() * 4, cudaMemcpyHostToDevice));
+      }
+    }
+  }
+  // Chunk scratch for this layer's forms, and the split-K workspace its GEMMs need.
+  const int wc = std::max(1, std::min(windows_, chunk_rows_ / seq_));
+  const size_t rc = (size_t)wc * seq_;
+  size_t ws = 0;
+  for (int si = 0; si < 4; si++) {
+    const QSite& st = ql_.site[si];
+    for (int f = 0; f < st.nforms; f++) {
+      const exec::ActForm k = st.forms[f].kind;
+      if (k == exec::ActForm::F16) {
+        if (si != 1) ensure_zeroed(qf16_[si][f], rc * st.kp);  // o_proj's fp16 input is the attention output
+      } else {
+        ensure_zeroed(qi8_[si][f], rc * st.kp);
+        if (k == exec::ActForm::I8PerToken) ensure_zeroed(qtok_[si][f], rc);
+      }
+    }
+    for (int j = 0; j < st.nlins; j++) {
+      const QLinear& q = ql_.lin[st.lins[j]];
+      const bool per_token = st.forms[q.form].kind == exec::ActForm::I8PerToken;
+      // Every row count the chunks will run: full chunks and the last one.
+      for (int nw : {wc, windows_ % wc}) {
+        if (nw == 0) continue;
+        const int rows = nw * seq_;
+        if (q.fmt == exec::WeightFormat::W4A8) {
+          ody_w4a8_problem p{rows, q.np, q.kp, q.group_size, per_token, q.int_scales ? ODY_SCALE_INT : ODY_SCALE_FLOAT, -1, 0};
+          ws = std::max(ws, ody_w4a8_workspace_size(&p));
+        } else if (q.fmt == exec::WeightFormat::W4A16) {
+          ody_w4a16_problem p{rows, q.np, q.kp, q.group_size, -1, 0};
+          ws = std::max(ws, ody_w4a16_workspace_size(&p));
+        }
+      }
+    }
+  }
+  ensure_zeroed(qatt_, rc * (size_t)ql_.site[1].kp);
+  if (ws > gemm_ws_.n) {
+    gemm_ws_.release();
+    ensure_zeroed(gemm_ws_, ws);  // zeroed once; the kernels leave it zeroed
+  }
+}
+
+layers::ActOut Server::q_act_out(int si, int f) {
+  const QSite& st = ql_.site[si];
+  layers::ActOut o;
+  o.ld = st.kp;
+  switch (st.forms[f].kind) {
+    case exec::ActForm::F16:
+      o.kind = layers::ActKind::F16;
+      o.f16 = qf16_[si][f].p;
+      break;
+    case exec::ActForm::I8Static:
+      o.kind = layers::ActKind::I8Static;
+      o.i8 = qi8_[si][f].p;
+      o.static_scale = st.forms[f].d_scale.p;
+      break;
+    case exec::ActForm::I8PerToken:
+      o.kind = layers::ActKind::I8PerToken;
+      o.i8 = qi8_[si][f].p;
+      o.token_scale = qtok_[si][f].p;
+      break;
+  }
+  return o;
+}
+
+// executor.cu norm_into: at most two forms per add_rmsnorm; the first call adds the delta.
+void Server::q_norm_into(float* h, const __half* delta, int ld_delta, const float* w, int rows, int si) {
+  const float eps = (float)cfg_.rms_norm_eps;
+  const int nf = ql_.site[si].nforms;
+  for (int f0 = 0; f0 < nf; f0 += 2) {
+    layers::ActOut outs[2];
+    const int n = std::min(2, nf - f0);
+    for (int j = 0; j < n; j++) outs[j] = q_act_out(si, f0 + j);
+    CC(layers::add_rmsnorm(h, f0 == 0 ? delta : nullptr, ld_delta, w, eps, rows, cfg_.hidden, outs, n, stream_));
+  }
+}
+
+__half* Server::out_of(int lin) {
+  switch (lin) {
+    case exec::kQ: return q_.p;
+    case exec::kK: return k_.p;
+    case exec::kV: return v_.p;
+    case exec::kO: return yo_.p;
+    case exec::kGate: return g_.p;
+    case exec::kUp: return u_.p;
+    default: return yd_.p;
+  }
+}
+
+void ody_call(ody_status s, const char* what) {
+  if (s != ODY_OK) throw std::runtime_error(std::string(what) + ": " + ody_last_error());
+}
+
+// executor.cu run_site for one linear: y [rows, Np] (row stride Np) into out_of(lin).
+void Server::q_gemm(int lin, int rows, const __half* f16_input, int f16_ld) {
+  const QLinear& q = ql_.lin[lin];
+  const int si = lin <= exec::kV ? 0 : lin == exec::kO ? 1 : lin == exec::kDown ? 3 : 2;
+  const QSite& st = ql_.site[si];
+  const QForm& form = st.forms[q.form];
+  __half* y = out_of(lin);
+  switch (q.fmt) {
+    case exec::WeightFormat::Dense16: {
+      const __half* x = f16_input ? f16_input : qf16_[si][q.form].p;
+      const int ldx = f16_input ? f16_ld : st.kp;
+      float alpha = 1.0f, beta = 0.0f;
+      if (q.bias16.p) {
+        bias_rows_kernel<<<grid_for((size_t)rows * q.np), 256, 0, stream_>>>(y, rows, q.np, q.bias16.p);
+        CC(cudaGetLastError());
+        beta = 1.0f;
+      }
+      CB(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, q.np, rows, q.k, &alpha, q.w16.p, CUDA_R_16F, q.k, x, CUDA_R_16F,
+                      ldx, &beta, y, CUDA_R_16F, q.np, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      break;
+    }
+    case exec::WeightFormat::W4A8: {
+      const bool per_token = form.kind == exec::ActForm::I8PerToken;
+      ody_w4a8_problem p{rows, q.np, q.kp, q.group_size, per_token, q.int_scales ? ODY_SCALE_INT : ODY_SCALE_FLOAT, -1, 0};
+      ody_w4a8_args a{};
+      a.x = qi8_[si][q.form].p;
+      a.x_scale = per_token ? qtok_[si][q.form].p : form.d_scale.p;
+      a.qweight = q.qw.p;
+      a.group_scale = q.gs.p;
+      a.channel_scale = q.cs.p;
+      a.bias = q.bias.p;
+      a.y = y;
+      a.workspace = gemm_ws_.p;
+      a.workspace_bytes = gemm_ws_.n;
+      ody_call(ody_w4a8_gemm(&p, &a, stream_), "ody_w4a8_gemm");
+      break;
+    }
+    case exec::WeightFormat::W4A16: {
+      ody_w4a16_problem p{rows, q.np, q.kp, q.group_size, -1, 0};
+      ody_w4a16_args a{};
+      a.x = f16_input ? static_cast<const void*>(f16_input) : static_cast<const void*>(qf16_[si][q.form].p);
+      a.qweight = q.qw.p;
+      a.group_scale = reinterpret_cast<const int16_t*>(q.gs.p);
+      a.channel_scale = q.cs.p;
+      a.bias = q.bias.p;
+      a.y = y;
+      a.workspace = gemm_ws_.p;
+      a.workspace_bytes = gemm_ws_.n;
+      ody_call(ody_w4a16_gemm(&p, &a, stream_), "ody_w4a16_gemm");
+      break;
+    }
+  }
+}
+
+// One chunk of nw windows through the quantized layer, h in place (executor.cu run_layers,
+// prefill, for one layer, then the residual add of its down_proj output).
+void Server::q_forward_chunk(float* h, int rows, int nw) {
+  const ModelConfig& c = cfg_;
+  const int H = c.hidden;
+  const float eps = (float)c.rms_norm_eps;
+  q_norm_into(h, nullptr, 0, ql_.attn_norm.p, rows, 0);
+  for (int lin : {exec::kQ, exec::kK, exec::kV}) q_gemm(lin, rows, nullptr, 0);
+  const int ld_q = ql_.lin[exec::kQ].np, ld_k = ql_.lin[exec::kK].np;
+  if (ld_k != ql_.lin[exec::kV].np) throw std::logic_error("k and v outputs with different row strides");
+  CC(layers::rope(q_.p, ld_q, k_.p, ld_k, rows, c.heads, c.kv_heads, c.head_dim, pos_.p, inv_freq_.p, stream_));
+  const int ld_att = ql_.site[1].kp;
+  CC(layers::attention_prefill(q_.p, ld_q, k_.p, v_.p, ld_k, qatt_.p, ld_att, nw, seq_, c.heads, c.kv_heads, c.head_dim,
+                               (float)(1.0 / std::sqrt((double)c.head_dim)), c.sliding_window, attn_ws_.p, attn_ws_bytes_,
+                               stream_));
+  // o_proj's input: the attention output, quantized when o_proj takes int8 (the padding
+  // columns [qd, Kp_o) are zero: they change no row maximum and quantize to 0).
+  const QForm& of = ql_.site[1].forms[0];
+  if (of.kind == exec::ActForm::I8Static)
+    ody_call(ody_quantize_act_per_tensor(qatt_.p, rows, ld_att, of.d_scale.p, qi8_[1][0].p, stream_),
+             "ody_quantize_act_per_tensor");
+  else if (of.kind == exec::ActForm::I8PerToken)
+    ody_call(ody_quantize_act_per_token(qatt_.p, rows, ld_att, qi8_[1][0].p, qtok_[1][0].p, stream_),
+             "ody_quantize_act_per_token");
+  q_gemm(exec::kO, rows, of.kind == exec::ActForm::F16 ? qatt_.p : nullptr, ld_att);
+  q_norm_into(h, yo_.p, ql_.lin[exec::kO].np, ql_.mlp_norm.p, rows, 2);
+  q_gemm(exec::kGate, rows, nullptr, 0);
+  q_gemm(exec::kUp, rows, nullptr, 0);
+  const int ld_g = ql_.lin[exec::kGate].np;
+  if (ld_g != ql_.lin[exec::kUp].np) throw std::logic_error("gate and up outputs with different row strides");
+  CC(layers::swiglu(g_.p, u_.p, ld_g, rows, c.intermediate, q_act_out(3, 0), stream_));
+  q_gemm(exec::kDown, rows, nullptr, 0);
+  CC(layers::add_rmsnorm(h, yd_.p, ql_.lin[exec::kDown].np, ql_.mlp_norm.p, eps, rows, H, nullptr, 0, stream_));
+  nonfinite_kernel<<<grid_for((size_t)rows * H), 256, 0, stream_>>>(h, (size_t)rows * H, bad_.p);
+  CC(cudaGetLastError());
+}
+
+void Server::cmd_advance_quantized(const Json& c, JsonWriter& w) {
+  if (!rows_) throw BadRequest("init first");
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t i = member(c, "layer").as_int64();
+  if (i != next_) throw BadRequest("layer " + std::to_string(i) + ", but the stream has reached layer " + std::to_string(next_));
+  if (i >= cfg_.layers) throw BadRequest("layer " + std::to_string(i) + " of " + std::to_string(cfg_.layers));
+  const std::string path = member(c, "tensors").as_string();
+  load_quant_layer((int)i, path);
+  const int H = cfg_.hidden;
+  const int wc = std::max(1, std::min(windows_, chunk_rows_ / seq_));
+  const int chunks = (windows_ + wc - 1) / wc;
+  // In place, as advance runs: a non-finite output is a fatal error (the server answers and
+  // exits), so a stream that failed the check is never used again.
+  CC(cudaMemsetAsync(bad_.p, 0, 4, stream_));
+  for (int ci = 0; ci < chunks; ci++) {
+    const int w0 = ci * wc, nw = std::min(wc, windows_ - w0);
+    q_forward_chunk(h_.p + (size_t)w0 * seq_ * H, nw * seq_, nw);
+    std::fprintf(stderr, "progress %d %d\n", ci + 1, chunks);
+  }
+  CC(cudaStreamSynchronize(stream_));
+  int bad = 0;
+  CC(cudaMemcpy(&bad, bad_.p, 4, cudaMemcpyDeviceToHost));
+  if (bad) throw std::runtime_error("layer " + std::to_string(i) + ": the quantized layer's output is not finite (NaN or Inf)");
+  next_++;
+  w.field("seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
 void Server::cmd_hidden(const Json& c, JsonWriter& w) {
   if (!rows_) throw BadRequest("init first");
   const std::string out = member(c, "out").as_string();
@@ -639,7 +1043,7 @@ int Server::serve(std::istream& in) {
       } else if (cmd == "hidden") {
         cmd_hidden(c, w);
       } else if (cmd == "advance_quantized") {
-        throw BadRequest("advance_quantized is not built in this runtime (docs/gpu-calibration.md)");
+        cmd_advance_quantized(c, w);
       } else {
         throw BadRequest("unknown command \"" + cmd + "\"");
       }

@@ -13,15 +13,19 @@
 // the file is the same bits run after run on one GPU. `advance i` (or collect with advance)
 // replaces the stream with the layer's output.
 //
-// Layout. Activations are row-major with the row stride equal to their width (no padding:
-// these are cuBLAS dense GEMMs, not the FastGEMM kernels). Weights are fp16 [out, in] as the
+// Layout. Float layers' activations are row-major with the row stride equal to their width (no
+// padding: cuBLAS dense GEMMs); a quantized layer's inputs have the executor's Kp strides. Weights are fp16 [out, in] as the
 // checkpoint has them (BF16/F32 converted by to_f16), biases and norms fp32.
 //
-// Limits. Float layers only: the quantized propagation (advance_quantized, the artifact's
-// kernels on a layer file) is not built here yet, and the greeting's "commands" says so, so
-// that Go refuses (--device cuda) or falls back to the CPU (--device auto) for runs that need
-// it. Memory: the stream (4·N·L·hidden bytes), one layer's fp16 weights, the chunk's
-// activations, and the Hessians requested (fp32 in², 485 MB for LLaMA-7B's down_proj input).
+// advance_quantized i runs the quantized layer Go wrote (artifact.WriteLayerFile: the
+// artifact's tensors for layer i) over every window with the executor's arithmetic, replacing
+// the stream (see the section "advance_quantized" below for how it maps to executor.cu).
+//
+// Limits. Memory: the stream (4·N·L·hidden bytes), one layer's weights (the float layer is
+// released before a quantized one is loaded), the chunk's activations (fp16 and int8 forms,
+// rows padded to Kp), and the Hessians requested (fp32 in², 485 MB for LLaMA-7B's down_proj
+// input). Group sizes and paddings: whatever the executor's loader accepts (plan_layer and
+// validate_quantized run on the layer file).
 //
 // Test and time: runtime/scripts/device-e2e.sh step `calib` (quantizes with --device cpu and
 // --device cuda, compares policies and perplexities, times the 7B synthetic model).

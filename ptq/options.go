@@ -36,6 +36,9 @@ type Options struct {
 	// Propagate "float", the float layer does, as in a full run) and is reported through
 	// progress like a computed one, without timings. nil means compute the layer.
 	Resume func(layer int) (*LayerResult, error) `json:"-"`
+	// NewPass, when set, makes the calibration pass (the GPU pass of
+	// docs/gpu-calibration.md); nil means the CPU pass, calib.NewPass. RunWindows closes it.
+	NewPass NewPassFunc `json:"-"`
 }
 
 // Equalization methods.

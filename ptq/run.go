@@ -83,10 +83,15 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 		return runWeightsOnly(ctx, hm, opt, progress)
 	}
 	start := time.Now()
-	pass, err := calib.NewPass(hm, windows, opt.Calib)
+	newPass := opt.NewPass
+	if newPass == nil {
+		newPass = newCPUPass
+	}
+	pass, err := newPass(hm, windows, opt.Calib)
 	if err != nil {
 		return nil, err
 	}
+	defer pass.Close()
 	cfg := *pass.Config()
 	res := &Result{Options: opt, Config: cfg, Windows: len(windows), SeqLen: pass.SeqLen()}
 	for _, s := range opt.Skip {
@@ -127,7 +132,7 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 				progress(ProgressEvent{Stage: name, Done: done, Total: total, Index: i, Layers: cfg.NumLayers, Elapsed: time.Since(start), Mem: pass.Mem()})
 			}
 		}
-		pass.OnChunk = func(done, total int) { stage(StageCollect, done, total) }
+		pass.SetOnChunk(func(done, total int) { stage(StageCollect, done, total) })
 		t0 := time.Now()
 		hess := func(k model.LinearKind) bool {
 			if !needH {
@@ -164,17 +169,13 @@ func RunWindows(ctx context.Context, hm *hf.Model, windows [][]int, opt Options,
 		}
 		st = nil
 		t2 := time.Now()
-		pass.OnChunk = func(done, total int) { stage(StagePropagate, done, total) }
+		pass.SetOnChunk(func(done, total int) { stage(StagePropagate, done, total) })
 		if !floatProp {
-			ql, err := lr.ModelLayer(&cfg, false)
-			if err != nil {
-				return nil, err
-			}
-			if err := pass.Advance(ctx, ql); err != nil {
+			if err := advanceQuantized(ctx, pass, lr, &cfg); err != nil {
 				return nil, err
 			}
 		}
-		pass.OnChunk = nil
+		pass.SetOnChunk(nil)
 		lr.CollectTime, lr.QuantizeTime, lr.PropagateTime = t1.Sub(t0), t2.Sub(t1), time.Since(t2)
 		res.Layers = append(res.Layers, lr)
 		res.Mem = pass.Mem()
@@ -299,14 +300,11 @@ func uncalibratedInput(ir *InputResult, opt *Options, anyQuantized bool) (quant.
 
 // resumeLayer carries the calibration stream past layer lr.Layer, whose result is known:
 // through the quantized layer, or with float propagation through the float one.
-func resumeLayer(ctx context.Context, pass *calib.Pass, lr *LayerResult, floatProp bool, cfg *hf.Config) error {
-	var l *model.Layer
-	var err error
-	if floatProp {
-		l, err = pass.Layer(lr.Layer)
-	} else {
-		l, err = lr.ModelLayer(cfg, false)
+func resumeLayer(ctx context.Context, pass Pass, lr *LayerResult, floatProp bool, cfg *hf.Config) error {
+	if !floatProp {
+		return advanceQuantized(ctx, pass, lr, cfg)
 	}
+	l, err := pass.Layer(lr.Layer)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/odyssey-llm/odyssey/eval"
 	"github.com/odyssey-llm/odyssey/formats/hf"
 	"github.com/odyssey-llm/odyssey/formats/tokenizer"
+	"github.com/odyssey-llm/odyssey/gpu"
 	"github.com/odyssey-llm/odyssey/model"
 	"github.com/odyssey-llm/odyssey/ptq"
 	"github.com/odyssey-llm/odyssey/quantizejob"
@@ -39,6 +40,9 @@ type quantizeOptions struct {
 	noSync bool
 	strict bool // refuse calibration data that does not look like text
 	device string
+	// runtimePath is the odyssey-rt that calibrates on the GPU ("" for the CPU), resolved
+	// from device by resolveQuantizeDevice before any work.
+	runtimePath string
 }
 
 // afterLayerHook, when set (by tests), is called after each layer is checkpointed with the
@@ -94,9 +98,11 @@ Odyssey output stores int4 weights only.`,
 			default:
 				return usageErrorf("unknown --export %q (want %s or %s)", o.export, artifact.OutputOdyssey, artifact.OutputCompressedTensors)
 			}
-			if err := checkQuantizeDevice(o.device); err != nil {
+			rt, err := resolveQuantizeDevice(cmd.Context(), g, o.device)
+			if err != nil {
 				return err
 			}
+			o.runtimePath = rt
 			return runQuantize(cmd.Context(), g, o)
 		},
 	}
@@ -111,7 +117,7 @@ Odyssey output stores int4 weights only.`,
 	f.BoolVar(&o.force, "force", false, "replace an existing output folder: an earlier odyssey artifact or an empty folder")
 	f.BoolVar(&o.resume, "resume", false, "continue an interrupted run from the layers checkpointed in OUT.partial")
 	f.BoolVar(&o.noSync, "no-sync", false, "do not fsync the weight files before publishing OUT (faster on slow disks; a power loss may damage OUT)")
-	f.StringVar(&o.device, "device", "auto", "where calibration runs: cpu, cuda (not built yet: refused) or auto (cpu until the GPU calibration exists)")
+	f.StringVar(&o.device, "device", "auto", "where calibration runs: cpu, cuda (the CUDA runtime, odyssey-rt calib: docs/gpu-calibration.md) or auto (cuda when a runtime is found and sees a GPU, else cpu)")
 	_ = cmd.MarkFlagRequired("model")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
@@ -343,7 +349,10 @@ func prepareQuantize(g *globalOptions, o *quantizeOptions) (*quantizeJob, func()
 		}
 	}
 	job.calib = artifact.Calibration{Source: recipes.Self, Seed: c.Seed, Samples: c.Samples, SeqLen: c.SeqLen}
-	if job.needsCalib = job.opt.NeedsCalibration(); !job.needsCalib {
+	if job.needsCalib = job.opt.NeedsCalibration(); job.needsCalib && o.runtimePath != "" {
+		job.opt.NewPass = gpuCalibPass(g, o.runtimePath, dir, o.device, job.opt.Calib.Propagate)
+	}
+	if !job.needsCalib {
 		// The recipe's calibration section is kept (it is recorded with the recipe), but
 		// nothing reads statistics, so no windows are drawn: the artifact depends on the
 		// weights alone.
@@ -606,15 +615,65 @@ func selfCalibrationSize(samples, seqLen int, params int64) (s, l int, ok bool) 
 	return s, l, s != samples || l != seqLen
 }
 
-// checkQuantizeDevice validates --device. Calibration on the GPU (issue 10: the layer
-// forward, statistics, Hessians and propagation in the CUDA runtime) is not built yet, so
-// cuda is refused before any work, as unsupported (exit 3), and auto means cpu.
-func checkQuantizeDevice(device string) error {
+// resolveQuantizeDevice validates --device and returns the runtime that calibrates on the
+// GPU, or "" for the CPU. cuda needs a runtime (gpu.Find) that sees a GPU (odyssey-rt info):
+// without one it is refused at once as unsupported (exit 3), before the output folder is
+// made. auto takes the GPU on the same condition and the CPU otherwise; cpu never asks.
+func resolveQuantizeDevice(ctx context.Context, g *globalOptions, device string) (string, error) {
 	switch device {
-	case "cpu", "auto":
-		return nil
-	case "cuda":
-		return badInput(errors.New("--device cuda: calibration on the GPU is not built yet; use --device cpu (or auto)"))
+	case "cpu":
+		return "", nil
+	case "cuda", "auto":
+	default:
+		return "", usageErrorf("unknown --device %q (want cpu, cuda or auto)", device)
 	}
-	return usageErrorf("unknown --device %q (want cpu, cuda or auto)", device)
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	refuse := func(err error) (string, error) {
+		if device == "auto" {
+			return "", nil
+		}
+		return "", badInput(fmt.Errorf("--device cuda: %w; use --device cpu (or auto)", err))
+	}
+	path, err := gpu.Find("")
+	if err != nil {
+		return refuse(fmt.Errorf("the CUDA runtime is not built or not found: %w", err))
+	}
+	ictx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	info, _, err := gpu.GetInfo(ictx, path)
+	if err != nil {
+		return refuse(fmt.Errorf("no GPU: %w", err))
+	}
+	if len(info.Devices) == 0 {
+		return refuse(errors.New("no GPU: odyssey-rt info reports no CUDA device"))
+	}
+	if device == "auto" {
+		fmt.Fprintf(g.errOut, "odyssey: calibrating on the GPU (%s, %s); --device cpu to stay on the CPU\n", info.Devices[0].Name, path)
+	}
+	return path, nil
+}
+
+// gpuCalibPass returns the ptq.NewPassFunc that starts `odyssey-rt calib` on the model
+// folder dir (docs/gpu-calibration.md). The runtime must serve every command the run needs
+// (advance_quantized for quantized propagation); with --device auto a runtime that cannot
+// (an older build, a server that fails to start) leaves the calibration to the CPU pass,
+// with a note, and with --device cuda it is an error.
+func gpuCalibPass(g *globalOptions, runtimePath, dir, device string, prop calib.Propagation) ptq.NewPassFunc {
+	return func(hm *hf.Model, windows [][]int, copt calib.Options) (ptq.Pass, error) {
+		need := []string{"collect", "advance"}
+		if prop != calib.PropagateFloat {
+			need = append(need, "advance_quantized")
+		}
+		p, err := gpu.StartCalib(context.Background(), gpu.CalibOptions{Runtime: runtimePath, Model: dir, Need: need}, hm, windows, copt)
+		if err != nil && device == "auto" {
+			fmt.Fprintf(g.errOut, "odyssey: note: calibrating on the CPU: the GPU calibration did not start: %v\n", err)
+			return calib.NewPass(hm, windows, copt)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return p, nil
+	}
 }

@@ -15,6 +15,12 @@
 #   profile    the same two models: per-kernel profile of a decode step (odyssey-rt speed --profile)
 #              at batch 1 and 16, beside the graph replay's step time; W4A8 with ODYSSEY_PDL=1 and
 #              0 (PDL A/B), FP16 with PDL on (E2E_PROFILE_PDL="1 0" for both there too)
+#   calib      GPU calibration (docs/gpu-calibration.md): quantize tiny-llama, small-llama-outliers
+#              (and small-llama if staged) with w4a8-rtn, w4a8-fptq, w4a16-gptq, --device cpu and
+#              --device cuda, compare the policies and the GPU perplexities of both artifacts
+#              (goal: same policies, ppl within 0.1%), and time --device cuda on the synthetic 7B
+#              (w4a8-fptq goal 300 s, w4a16-gptq 480 s); every part under `timeout`, about 9 min
+#              at most; writes $E/calib.json and $E/calib.md, last line PASS or FAIL
 # Results: $OUT/e2e/*.json (tar them before the call ends: at most 8 files come back).
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0
@@ -135,6 +141,64 @@ for s in "$@"; do
         --out "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}-w8a8.json" > "$E/speed-w8a8.txt" 2> "$E/speed-w8a8.log"
       echo "speed w8a8 rc=$?"; cat "$E/speed-w8a8.txt"; tail -3 "$E/speed-w8a8.log"
     fi
+    ;;
+  calib)
+    # Every part has a timeout, so that one call of at most 9 minutes answers everything
+    # (E2E_CALIB_BUDGET seconds for the whole step; a timed-out 7B run whose timeout reached
+    # its goal has missed it, one cut short by the budget is reported UNKNOWN).
+    stamp calib
+    c0=$(date +%s)
+    BUDGET=${E2E_CALIB_BUDGET:-530}
+    rows=()
+    cmodels=("tiny-llama testdata/tiny-llama $WIKI 512 $CAL" "small-llama-outliers $D/models/small-llama-outliers $WIKI 512 $CAL")
+    [ -d $D/models/small-llama ] && cmodels+=("small-llama $D/models/small-llama $WIKI 512 $CAL")
+    for m in "${cmodels[@]}"; do
+      read -r name dir data L cal <<< "$m"
+      for preset in ${E2E_CALIB_PRESETS-w4a8-rtn w4a8-fptq w4a16-gptq}; do
+        pn=$(basename "$preset" .yaml)
+        for dev in cpu cuda; do
+          a=$M/calib-$name-$pn-$dev
+          s0=$(date +%s.%N)
+          timeout ${E2E_CALIB_SMALL_TIMEOUT:-120} $ODY quantize --model "$dir" --recipe "$preset" --calib "$cal" --device $dev \
+            --out "$a" --force --no-sync --json > "$E/cq-$name-$pn-$dev.json" 2> "$E/cq-$name-$pn-$dev.log"
+          rc=$?; secs=$(echo "$(date +%s.%N) - $s0" | bc)
+          ppl=""
+          if [ $rc = 0 ]; then
+            timeout 90 $ODY verify ppl --model "$a" --data "$data" --seq-len "$L" --max-windows "$WINDOWS" --json > "$E/cp-$name-$pn-$dev.json" 2>/dev/null
+            ppl=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['ppl'])" "$E/cp-$name-$pn-$dev.json" 2>/dev/null)
+          else
+            echo "$name $pn $dev: quantize rc=$rc: $(grep -v '^{' "$E/cq-$name-$pn-$dev.log" | tail -2 | cut -c1-300)"
+          fi
+          echo "$name $pn $dev rc=$rc ${secs}s ppl=${ppl:-nan}"
+          rows+=("$name $pn $dev $rc $secs ${ppl:-nan}")
+          rm -rf "$a"
+        done
+      done
+    done
+    stamp "calib 7B"
+    # The synthetic LLaMA-2-7B (32 layers), 128 windows of 512 tokens of real text (the
+    # presets' samples and seq_len; calib_mix.txt is long enough), --device cuda.
+    S=${E2E_SHAPE:-llama2-7b}
+    [ -d /tmp/$S ] || $ODY testdata synth --shape $S --out /tmp/$S > "$E/synth.log" 2>&1
+    for pg in ${E2E_CALIB_7B-w4a8-fptq:300 w4a16-gptq:480}; do
+      pn=${pg%%:*}; goal=${pg##*:}
+      left=$(( BUDGET - ($(date +%s) - c0) ))
+      to=$(( left < goal ? left : goal )); [ $to -lt 30 ] && to=30
+      s0=$(date +%s.%N)
+      timeout $to $ODY quantize --model /tmp/$S --recipe "$pn" --calib "$CAL" --device cuda --out /tmp/$S-calib-$pn \
+        --force --no-sync --json > "$E/cq-$S-$pn.json" 2> "$E/cq-$S-$pn.log"
+      rc=$?; secs=$(echo "$(date +%s.%N) - $s0" | bc)
+      if [ $rc = 0 ]; then verdict=$(python3 -c "print('met' if $secs <= $goal else 'MISSED')")
+      elif [ $rc = 124 ] && [ $to -ge $goal ]; then verdict="MISSED (timeout at the goal)"
+      elif [ $rc = 124 ]; then verdict="UNKNOWN (cut at ${to}s by E2E_CALIB_BUDGET; run it alone: E2E_CALIB_7B=$pg)"
+      else verdict="FAILED"; fi
+      echo "7B $pn --device cuda rc=$rc ${secs}s goal ${goal}s: $verdict $(grep -v '^{' "$E/cq-$S-$pn.log" | tail -1 | cut -c1-200)"
+      rows+=("$S $pn cuda $rc $secs nan $goal")
+      rm -rf /tmp/$S-calib-$pn
+    done
+    printf '%s\n' "${rows[@]}" | python3 runtime/scripts/calib-compare.py "$E" > "$E/calib.md"
+    cat "$E/calib.md"
+    stamp "calib done"
     ;;
   sanitize)
     # compute-sanitizer around the executor as `odyssey verify` drives it (the wrapper keeps the

@@ -590,6 +590,15 @@ SafetensorsCheckpoint SafetensorsCheckpoint::open(const std::string& dir, const 
   return c;
 }
 
+SafetensorsCheckpoint SafetensorsCheckpoint::open_file(const std::string& path, const SafetensorsOptions& opts) {
+  SafetensorsCheckpoint c;
+  c.dir_ = path;
+  c.shards_.push_back(SafetensorsFile::open(path, opts));
+  for (const TensorInfo& t : c.shards_[0].tensors()) c.entries_.push_back(Entry{t.name, 0, &t});
+  std::sort(c.entries_.begin(), c.entries_.end(), [](const Entry& a, const Entry& b) { return a.name < b.name; });
+  return c;
+}
+
 const SafetensorsCheckpoint::Entry* SafetensorsCheckpoint::lookup(std::string_view name) const {
   auto it = std::lower_bound(entries_.begin(), entries_.end(), name,
                              [](const Entry& e, std::string_view n) { return std::string_view(e.name) < n; });

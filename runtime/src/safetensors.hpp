@@ -214,6 +214,9 @@ class SafetensorsCheckpoint {
   // Opens dir/model.safetensors or dir/model.safetensors.index.json and its shards. Throws
   // FormatError.
   static SafetensorsCheckpoint open(const std::string& dir, const SafetensorsOptions& opts = SafetensorsOptions{});
+  // Opens one safetensors file as a checkpoint of one shard (the calibration server's layer
+  // file, docs/gpu-calibration.md); dir() is then the file's path. Throws FormatError.
+  static SafetensorsCheckpoint open_file(const std::string& path, const SafetensorsOptions& opts = SafetensorsOptions{});
 
   const std::string& dir() const { return dir_; }
   bool sharded() const { return sharded_; }

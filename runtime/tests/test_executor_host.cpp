@@ -6,7 +6,7 @@
 // -fsanitize=address,undefined (.ci/run):
 //   g++ -std=c++17 -Wall -Wextra -Werror -O1 -fsanitize=address,undefined -Iruntime/src
 //     runtime/src/json.cpp runtime/src/safetensors.cpp runtime/src/executor/model_config.cpp
-//     runtime/src/executor/model_plan.cpp runtime/src/executor/tokens.cpp
+//     runtime/src/executor/model_plan.cpp runtime/src/executor/tokens.cpp runtime/src/calib/stats_file.cpp
 //     runtime/tests/test_executor_host.cpp -o /tmp/teh && /tmp/teh [ARTIFACT_DIR CHECKPOINT_DIR]
 // With ARTIFACT_DIR (tiny-llama quantized by `odyssey quantize --recipe w4a8-rtn`) and
 // CHECKPOINT_DIR (testdata/tiny-llama) it also plans both real folders and damages copies of
@@ -28,9 +28,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "calib/stats_file.hpp"
 #include "executor/model_config.hpp"
 #include "executor/model_plan.hpp"
 #include "executor/tokens.hpp"
+#include "executor/w4a16_scales.hpp"
 #include "json.hpp"
 #include "safetensors.hpp"
 
@@ -679,6 +681,23 @@ void test_plan_artifact(const std::string& art, const std::string& ck_dir) {
   ModelPlan c = plan_dir(ck_dir);
   CHECK(c.path == "fp16" && c.layers.size() == 4);
 
+  // plan_layer on one file (the calibration server's layer file is opened this way) plans
+  // each layer as plan_model does.
+  {
+    SafetensorsCheckpoint one = SafetensorsCheckpoint::open_file(art + "/model.safetensors");
+    for (int i = 0; i < 4; i++) {
+      const LayerPlan L = plan_layer(one, p.cfg, i, true);
+      CHECK(L.attn_norm == p.layers[i].attn_norm && L.mlp_norm == p.layers[i].mlp_norm);
+      for (int j = 0; j < kNumLinears; j++) {
+        const LinearPlan &a = L.lin[j], &b = p.layers[i].lin[j];
+        CHECK(a.name == b.name && a.format == b.format && a.n == b.n && a.k == b.k && a.np == b.np && a.kp == b.kp &&
+              a.groups == b.groups && a.policy == b.policy && a.act == b.act &&
+              std::memcmp(&a.act_scale, &b.act_scale, 4) == 0 && a.int_scales == b.int_scales);
+      }
+    }
+    expect_error("open_file missing", {"nope.safetensors"}, [&] { SafetensorsCheckpoint::open_file(art + "/nope.safetensors"); });
+  }
+
   const std::string st = art + "/model.safetensors";
   const std::string L0 = "model.layers.0.";
   std::size_t qw = tensor_offset(st, L0 + "mlp.down_proj.qweight");
@@ -724,6 +743,78 @@ void test_plan_artifact(const std::string& art, const std::string& ck_dir) {
 
 }  // namespace
 
+// The calibration statistics file (docs/gpu-calibration.md): what the writer writes the
+// parser reads back exactly (XᵀX widened from float32), with the layout's exact size; a
+// truncated, padded or foreign file is refused. gpu/calibstats.go reads the same layout.
+void test_calib_stats_file() {
+  using namespace odyssey::calibgpu;
+  const std::string path = g_tmp + "/stats.bin";
+  const float mn[3] = {-1.5f, 0.0f, -3.0f}, mx[3] = {2.0f, 0.25f, 1.0f};
+  const double sq[3] = {10.5, 0.125, 7.0};
+  const float xtx[9] = {1, 2, 3, 2, 4, 5, 3, 5, 6};
+  {
+    StatsFileWriter w(path);
+    w.header(7, 2, 1, 96);
+    w.input(0, 3, 1, 123.25, 0.5f, mn, mx, sq);
+    w.xtx_f32(xtx, 4);
+    w.xtx_f32(xtx + 4, 5);
+    w.input(3, 3, 0, 9.0, 0.125f, mx, mx, sq);
+    w.output(6, 42.5);
+    w.finish();
+  }
+  g_files.push_back(path);
+  const std::string b = read_file(path);
+  CHECK(b.size() == 32 + 2 * (32 + 3 * 16) + 9 * 4 + 16 + 8);
+  const auto* d = reinterpret_cast<const std::uint8_t*>(b.data());
+  StatsFile f = parse_stats_file(d, b.size(), 16, "stats.bin");
+  CHECK(f.layer == 7 && f.rows == 96 && f.inputs.size() == 2 && f.outputs.size() == 1);
+  CHECK(f.inputs[0].kind == 0 && f.inputs[0].in == 3 && f.inputs[0].xtx == 1 && f.inputs[0].token_sum == 123.25 &&
+        f.inputs[0].token_min == 0.5f);
+  CHECK(f.inputs[0].mn[2] == -3.0f && f.inputs[0].mx[1] == 0.25f && f.inputs[0].sumsq[1] == 0.125);
+  CHECK(f.inputs[0].xtx_values.size() == 9 && f.inputs[0].xtx_values[5] == 5.0 && f.inputs[0].xtx_values[8] == 6.0);
+  CHECK(f.inputs[1].kind == 3 && f.inputs[1].xtx == 0 && f.inputs[1].xtx_values.empty());
+  CHECK(f.outputs[0].first == 6 && f.outputs[0].second == 42.5);
+  expect_error("stats truncated", {"truncated"}, [&] { parse_stats_file(d, b.size() - 9, 16, "s"); });
+  expect_error("stats trailer", {"trailer"}, [&] { parse_stats_file(d, b.size() - 1, 16, "s"); });
+  const std::string padded = b + std::string(1, '\0');
+  expect_error("stats padded", {"after the trailer"}, [&] {
+    parse_stats_file(reinterpret_cast<const std::uint8_t*>(padded.data()), padded.size(), 16, "s");
+  });
+  expect_error("stats width", {"width 3"}, [&] { parse_stats_file(d, b.size(), 2, "s"); });
+  std::string foreign = b;
+  foreign[7] = 'X';
+  expect_error("stats magic", {"not a statistics file"}, [&] {
+    parse_stats_file(reinterpret_cast<const std::uint8_t*>(foreign.data()), foreign.size(), 16, "s");
+  });
+}
+
+// w4a16_int_scales (the executor's and the calibration server's converter): each channel's
+// largest scale becomes 32767 and f = s_max / (16·32767); every group's ŝ·16·f is within
+// s_max / 65534 (plus float rounding) of s; padding and all-zero channels get ŝ = 0, f = 0.
+void test_w4a16_int_scales() {
+  const int G = 3, n = 3, np = 8;
+  std::vector<float> gs((std::size_t)G * np, 0.0f);
+  const float vals[G][n] = {{0.5f, 1e-3f, 0.0f}, {0.25f, 7e-3f, 0.0f}, {0.125f, 3.3e-5f, 0.0f}};
+  for (int g = 0; g < G; g++)
+    for (int c = 0; c < n; c++) gs[(std::size_t)g * np + c] = vals[g][c];
+  std::vector<std::int16_t> out(gs.size(), -1);
+  std::vector<float> f(np, -1.0f);
+  w4a16_int_scales(gs.data(), G, n, np, out.data(), f.data());
+  CHECK(out[0] == 32767 && out[(std::size_t)np + 1] == 32767);  // channel 0's and 1's largest
+  CHECK(f[0] == (float)((double)0.5f / (16.0 * 32767.0)) && f[1] == (float)((double)7e-3f / (16.0 * 32767.0)));
+  for (int c = 0; c < 2; c++) {
+    const double smax = c == 0 ? 0.5 : (double)7e-3f;
+    for (int g = 0; g < G; g++) {
+      const double back = (double)out[(std::size_t)g * np + c] * 16.0 * (double)f[c];
+      CHECK(std::fabs(back - (double)vals[g][c]) <= smax / 65534.0 * 1.0001);
+    }
+  }
+  for (int c = 2; c < np; c++) {
+    CHECK(f[c] == 0.0f);
+    for (int g = 0; g < G; g++) CHECK(out[(std::size_t)g * np + c] == 0);
+  }
+}
+
 int main(int argc, char** argv) {
   char tmpl[] = "/tmp/odyssey-teh-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) {
@@ -738,6 +829,8 @@ int main(int argc, char** argv) {
     test_tokens();
     test_plan_checkpoint();
     test_plan_ct();
+    test_calib_stats_file();
+    test_w4a16_int_scales();
     if (argc >= 3) {
       test_plan_artifact(argv[1], argv[2]);
       if (argc >= 4) test_plan_ct_export(argv[3]);

@@ -32,6 +32,7 @@
 #include <thread>
 
 #include "executor/layers.hpp"
+#include "executor/w4a16_scales.hpp"
 #include "odyssey_rt.h"
 #include "pdl.cuh"
 #include "safetensors.hpp"
@@ -162,26 +163,6 @@ __global__ void advance_kernel(int32_t* pos, int32_t* len, int batch) {
   if (b < batch) {
     pos[b] += 1;
     len[b] += 1;
-  }
-}
-
-// The W4A16 kernel reads int16 group scales ŝ and applies y = Σ_g ŝ[g,c]·P_g · 16·f_c in fp32.
-// An artifact with float group scales s[g,c] (the w4a16-gptq preset: integer scales buy
-// nothing without int8 activations) is re-expressed per output channel as ratios to the
-// channel's largest scale on 2^15 − 1 steps: ŝ = round(s / s_max · 32767), f_c = s_max /
-// (16 · 32767). Each scale is then off by at most s_max / 65534 (absolute), finer than fp16
-// rounding of the dequantized weights (2^-11 relative) for every group within 1/16 of the
-// channel's largest; the perplexity check against the CPU (docs/executor.md) bounds the rest.
-// gs: float [G, np] (padding zero), out: int16 [G, np] and f32 [np].
-void w4a16_int_scales(const float* gs, int G, int n, int np, int16_t* out, float* f) {
-  for (int c = 0; c < np; c++) {
-    float smax = 0;
-    for (int g = 0; g < G; g++) smax = std::max(smax, gs[(size_t)g * np + c]);
-    f[c] = c < n && smax > 0 ? (float)((double)smax / (16.0 * 32767.0)) : 0.0f;
-    for (int g = 0; g < G; g++) {
-      const double r = smax > 0 ? (double)gs[(size_t)g * np + c] / (double)smax * 32767.0 : 0.0;
-      out[(size_t)g * np + c] = (int16_t)std::lrint(std::min(r, 32767.0));
-    }
   }
 }
 

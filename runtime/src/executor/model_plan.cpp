@@ -245,6 +245,28 @@ void check_runnable(const QuantConfig& quant, const std::string& dir) {
                         "with `odyssey eval ppl`, or run the Odyssey artifact it was exported from");
 }
 
+LayerPlan plan_layer(const SafetensorsCheckpoint& ck, const ModelConfig& cfg, int i, bool artifact,
+                     const QuantConfig* quant) {
+  const int h = cfg.hidden, inter = cfg.intermediate;
+  const int qdim = cfg.heads * cfg.head_dim, kvdim = cfg.kv_heads * cfg.head_dim;
+  const int outs[kNumLinears] = {qdim, kvdim, kvdim, h, inter, inter, h};
+  const int ins[kNumLinears] = {h, h, h, qdim, h, h, inter};
+  const bool biases[kNumLinears] = {cfg.qkv_bias, cfg.qkv_bias, cfg.qkv_bias, cfg.o_bias,
+                                    cfg.mlp_bias, cfg.mlp_bias, cfg.mlp_bias};
+  LayerPlan L;
+  const std::string pre = "model.layers." + std::to_string(i) + ".";
+  L.attn_norm = pre + "input_layernorm.weight";
+  L.mlp_norm = pre + "post_attention_layernorm.weight";
+  // Artifact norms are F32 (LAE folded in); older ones and checkpoints may hold 16-bit.
+  expect(ck, need(ck, L.attn_norm, "the attention norm"), {DType::F32, DType::F16, DType::BF16}, {h});
+  expect(ck, need(ck, L.mlp_norm, "the MLP norm"), {DType::F32, DType::F16, DType::BF16}, {h});
+  for (int j = 0; j < kNumLinears; j++)
+    L.lin[j] = quant && quant->kind == QuantKind::CompressedTensors
+                   ? plan_ct_linear(ck, *quant, pre + kModules[j], outs[j], ins[j], biases[j])
+                   : plan_linear(ck, pre + kModules[j], outs[j], ins[j], biases[j], artifact);
+  return L;
+}
+
 ModelPlan plan_model(const std::string& dir, const ModelConfig& cfg, const QuantConfig& quant,
                      const SafetensorsCheckpoint& ck) {
   check_runnable(quant, dir);
@@ -253,8 +275,7 @@ ModelPlan plan_model(const std::string& dir, const ModelConfig& cfg, const Quant
   p.dir = dir;
   p.cfg = cfg;
   p.quant = quant;
-  const int h = cfg.hidden, v = cfg.vocab, inter = cfg.intermediate;
-  const int qdim = cfg.heads * cfg.head_dim, kvdim = cfg.kv_heads * cfg.head_dim;
+  const int h = cfg.hidden, v = cfg.vocab;
 
   const TensorInfo& emb = need(ck, p.embed, "the token embedding");
   if (artifact)
@@ -274,26 +295,12 @@ ModelPlan plan_model(const std::string& dir, const ModelConfig& cfg, const Quant
       expect(ck, lm, {DType::F16, DType::BF16, DType::F32}, {v, h});
   }
 
-  const int outs[kNumLinears] = {qdim, kvdim, kvdim, h, inter, inter, h};
-  const int ins[kNumLinears] = {h, h, h, qdim, h, h, inter};
-  const bool biases[kNumLinears] = {cfg.qkv_bias, cfg.qkv_bias, cfg.qkv_bias, cfg.o_bias,
-                                    cfg.mlp_bias, cfg.mlp_bias, cfg.mlp_bias};
   std::set<WeightFormat> formats;
   p.layers.resize(static_cast<std::size_t>(cfg.layers));
   for (int i = 0; i < cfg.layers; i++) {
     LayerPlan& L = p.layers[static_cast<std::size_t>(i)];
-    const std::string pre = "model.layers." + std::to_string(i) + ".";
-    L.attn_norm = pre + "input_layernorm.weight";
-    L.mlp_norm = pre + "post_attention_layernorm.weight";
-    // Artifact norms are F32 (LAE folded in); older ones and checkpoints may hold 16-bit.
-    expect(ck, need(ck, L.attn_norm, "the attention norm"), {DType::F32, DType::F16, DType::BF16}, {h});
-    expect(ck, need(ck, L.mlp_norm, "the MLP norm"), {DType::F32, DType::F16, DType::BF16}, {h});
-    for (int j = 0; j < kNumLinears; j++) {
-      L.lin[j] = quant.kind == QuantKind::CompressedTensors
-                     ? plan_ct_linear(ck, quant, pre + kModules[j], outs[j], ins[j], biases[j])
-                     : plan_linear(ck, pre + kModules[j], outs[j], ins[j], biases[j], artifact);
-      formats.insert(L.lin[j].format);
-    }
+    L = plan_layer(ck, cfg, i, artifact, &quant);
+    for (const LinearPlan& l : L.lin) formats.insert(l.format);
   }
   if (formats.size() > 1) {
     p.path = "mixed";

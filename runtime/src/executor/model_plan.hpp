@@ -77,6 +77,12 @@ void check_runnable(const QuantConfig& quant, const std::string& dir);
 ModelPlan plan_model(const std::string& dir, const ModelConfig& cfg, const QuantConfig& quant,
                      const SafetensorsCheckpoint& ck);
 
+// The plan of decoder layer i alone (what plan_model does for each layer): ck may hold just
+// that layer's tensors (the calibration server's layer file, docs/gpu-calibration.md).
+// artifact: the tensors are an Odyssey artifact's (qweight, scales, policy; skipped linears F16).
+LayerPlan plan_layer(const SafetensorsCheckpoint& ck, const ModelConfig& cfg, int i, bool artifact,
+                     const QuantConfig* quant = nullptr);
+
 // Checks the values of a quantized linear's tensors (see the file comment). Reads the whole
 // qweight once (about 1 s per GB on one core). W8A8: every code in −127..127, every weight
 // scale positive and finite (and still so in float32).

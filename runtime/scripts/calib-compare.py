@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""calib-compare.py: the `calib` step of device-e2e.sh (docs/gpu-calibration.md). Reads lines
+"model recipe device rc seconds ppl [goal_seconds]" on stdin and the quantize --json reports in
+DIR, and writes DIR/calib.json and a Markdown table on stdout: per model and recipe, the CPU and
+GPU perplexities, their relative difference (goal |rel| <= 1e-3), whether every linear's policy
+agrees (goal: all), and the seconds each run took; rows with a goal (the synthetic 7B, --device
+cuda only) must finish (rc 0) within it. The last line is PASS or FAIL."""
+import json
+import math
+import os
+import sys
+
+d = sys.argv[1]
+runs = {}
+for line in sys.stdin:
+    f = line.split()
+    if len(f) not in (6, 7):
+        continue
+    model, recipe, dev, rc, secs, ppl = f[:6]
+    r = {"rc": int(rc), "seconds": float(secs or "nan"), "ppl": float(ppl)}
+    if len(f) == 7:
+        r["goal_seconds"] = float(f[6])
+    runs[(model, recipe, dev)] = r
+
+
+def policies(model, recipe, dev):
+    try:
+        rep = json.load(open(os.path.join(d, "cq-%s-%s-%s.json" % (model, recipe, dev))))
+    except Exception:
+        return None
+    out = []
+    for layer in rep.get("per_layer") or []:
+        for lin in layer.get("linears", []):
+            out.append((layer.get("layer"), lin.get("name"), lin.get("policy")))
+    return out
+
+
+rows, ok = [], True
+print("| model | recipe | cpu ppl | cuda ppl | rel | policies agree | cpu s | cuda s | met |")
+print("|---|---|---|---|---|---|---|---|---|")
+for (model, recipe, dev), r in sorted(runs.items()):
+    if dev != "cpu":
+        continue
+    g = runs.get((model, recipe, "cuda"), {"rc": -1, "seconds": math.nan, "ppl": math.nan})
+    rel = (g["ppl"] - r["ppl"]) / r["ppl"] if r["ppl"] == r["ppl"] and g["ppl"] == g["ppl"] else math.nan
+    pc, pg = policies(model, recipe, "cpu"), policies(model, recipe, "cuda")
+    agree = None if not pc or not pg else pc == pg
+    # nan rel (a failed run) is not met: abs(nan) <= 1e-3 is False.
+    met = r["rc"] == 0 and g["rc"] == 0 and abs(rel) <= 1e-3 and agree is not False
+    ok = ok and met
+    rows.append({"model": model, "recipe": recipe, "cpu": r, "cuda": g, "relative_difference": rel, "policies_agree": agree, "met": met})
+    print("| %s | %s | %.6f | %.6f | %.2e | %s | %.1f | %.1f | %s |" % (model, recipe, r["ppl"], g["ppl"], rel, agree, r["seconds"], g["seconds"], met))
+for (model, recipe, dev), r in sorted(runs.items()):
+    if (model, recipe, "cpu") in runs:
+        continue
+    goal = r.get("goal_seconds")
+    met = r["rc"] == 0 and (goal is None or r["seconds"] <= goal)
+    ok = ok and met
+    rows.append({"model": model, "recipe": recipe, "cuda": r, "met": met})
+    print("| %s | %s | - | - | - | - | - | %.1f (rc %d, goal %s s) | %s |" % (model, recipe, r["seconds"], r["rc"], "-" if goal is None else "%.0f" % goal, met))
+json.dump({"rows": rows, "pass": ok}, open(os.path.join(d, "calib.json"), "w"), indent=1)
+print("\ncalib: %s (every preset: cuda ppl within 1e-3 of cpu with the same policies; 7B --device cuda within its goal)" % ("PASS" if ok else "FAIL"))

@@ -32,9 +32,9 @@
 //
 // Structure: a block owns S consecutive 8-column strips (S = 2 or 4: the two configs) and the
 // whole of K; its kWarps warps split K (warp w takes K blocks w, w + kWarps, … in each
-// iteration of kIter = kWarps·kU K blocks). Each iteration a warp first issues all kU·S weight
-// loads (16 bytes per lane each: kU·S·512 bytes per warp in flight) and the matching group
-// scales, then multiplies: per K block, 2 (M ≤ 8) or 4 ldmatrix.x4, and 4 mma per strip. The
+// iteration of kWarps·U K blocks). Each iteration a warp first issues all U·S weight loads
+// (16 bytes per lane each: U·S·512 bytes per warp in flight; U = 1, 2 or 4, k_blocks_ahead)
+// and the matching group scales, then multiplies: per K block, 2 (M ≤ 8) or 4 ldmatrix.x4, and 4 mma per strip. The
 // A fragments of a K block are loaded once and used for all S strips. After K, the warps'
 // accumulator fragments are added through shared memory, and one thread per output runs the
 // epilogue.
@@ -139,19 +139,17 @@ __device__ __forceinline__ uint32_t word(const uint4& v, int s) {
 
 // MH: halves of the 16-row tile in use (1: M ≤ 8, 2: M ≤ 16). SPG: 32-deep steps per group
 // (1, 2, 4 for groups of 32, 64, 128), 0 for per-channel. S: 8-column strips per block.
-// S = 8 runs one block per SM (up to 255 registers: 8 strips × 2 K blocks of weights in flight
-// per warp, 64 KB per SM); S = 2 and 4 two (≤ 128 registers).
-template <int MH, int SPG, int S>
+// U: K blocks per warp per iteration, all loaded before any is used (U·S·512 bytes in flight
+// per warp; the host picks it, k_blocks_ahead). S = 8 runs one block per SM (up to 255
+// registers); S = 2 and 4 two (≤ 128 registers).
+template <int MH, int SPG, int S, int U>
 __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel(const GemvParams p) {
   extern __shared__ __align__(16) uint8_t smem[];
   constexpr int NC = 2 * MH;                 // accumulator fragment elements in use per strip
   constexpr int NG = SPG > 0 ? 4 / SPG : 1;  // groups per K block (scale words per strip)
-  // K blocks per warp per iteration: kU, but 1 for groups of 32 with 4 or 8 strips, whose 4 scale
-  // words per strip per K block would otherwise push the kernel past 128 registers (the launch
-  // bounds' 2 blocks per SM) and spill. IT divides kIter, so chunks stay whole iterations.
-  constexpr int U = (SPG == 1 && S >= 4) ? 1 : kU;
+  // K blocks per block iteration. With x in chunks the host picks U ≤ kU, so that IT divides
+  // kIter and a chunk (a multiple of kIter K blocks) is whole iterations.
   constexpr int IT = kWarps * U;
-  static_assert(kIter % IT == 0, "a chunk of x must be whole iterations");
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int tig = lane & 3;
   const int kblocks = p.k / kBK;
@@ -234,7 +232,7 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
     if (t > 0) load(t);  // before the chunk barrier: the loads overlap it
     const int kbase = t * IT;
     const int c = kbase / cb;
-    if (kbase == c * cb) {  // first iteration of chunk c (cb is a multiple of kIter, hence of IT)
+    if (kbase == c * cb) {  // first iteration of chunk c (cb: all of K, or a multiple of IT)
       if (c > 0) __syncthreads();  // every warp is done with chunk c-1, whose buffer c+1 reuses
       if (c + 1 < nchunks) {
         stage(c + 1, (c + 1) & 1);
@@ -355,10 +353,19 @@ Shape shape_of(int m, int k, int strips) {
   return s;
 }
 
-template <int MH, int SPG, int S>
-void launch_t(GemvParams p, size_t smem, cudaStream_t stream) {
-  auto* fn = w4a8_gemv_mma_kernel<MH, SPG, S>;
-  // Raised once per instantiation to the most any problem asks for (the budget's two buffers).
+// K blocks per warp per iteration: 4 at 2 strips when x is staged whole (so that at K = 4096
+// every warp's weights of the block are in flight at once: 4 KB per warp), else kU = 2; 1 for
+// groups of 32 at 4 or 8 strips, whose 4 scale words per strip per K block would push the
+// kernel past its register bound and spill. Chunked staging needs U ≤ kU (see the kernel).
+int k_blocks_ahead(int strips, int spg, bool chunked) {
+  if (spg == 1) return strips >= 4 ? 1 : kU;
+  return strips == 2 && !chunked ? 4 : kU;
+}
+
+template <int MH, int SPG, int S, int U>
+void launch_t(const GemvParams& p, size_t smem, cudaStream_t stream) {
+  auto* fn = w4a8_gemv_mma_kernel<MH, SPG, S, U>;
+  // Raised once per instantiation to the most any problem asks for (the budget).
   static const bool raised = [&] {
     cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kZero + kXBudget);
     return true;
@@ -368,16 +375,31 @@ void launch_t(GemvParams p, size_t smem, cudaStream_t stream) {
   launch_pdl(fn, grid, block, smem, stream, p);
 }
 
+template <int MH, int SPG, int S>
+void launch_u(const GemvParams& p, size_t smem, int u, cudaStream_t stream) {
+  if constexpr (S == 2 && SPG != 1) {
+    if (u == 4) return launch_t<MH, SPG, S, 4>(p, smem, stream);
+  }
+  if constexpr (SPG == 1 && S >= 4) {
+    launch_t<MH, SPG, S, 1>(p, smem, stream);
+  } else {
+    launch_t<MH, SPG, S, kU>(p, smem, stream);
+  }
+  (void)u;
+}
+
 template <int MH, int S>
-void launch_g(const GemvParams& p, size_t smem, cudaStream_t stream) {
-  if (p.group_size >= p.k)
-    launch_t<MH, 0, S>(p, smem, stream);
-  else if (p.group_size == 32)
-    launch_t<MH, 1, S>(p, smem, stream);
-  else if (p.group_size == 64)
-    launch_t<MH, 2, S>(p, smem, stream);
+void launch_g(const GemvParams& p, size_t smem, bool chunked, cudaStream_t stream) {
+  const int spg = p.group_size >= p.k ? 0 : p.group_size / 32;
+  const int u = k_blocks_ahead(S, spg, chunked);
+  if (spg == 0)
+    launch_u<MH, 0, S>(p, smem, u, stream);
+  else if (spg == 1)
+    launch_u<MH, 1, S>(p, smem, u, stream);
+  else if (spg == 2)
+    launch_u<MH, 2, S>(p, smem, u, stream);
   else
-    launch_t<MH, 4, S>(p, smem, stream);
+    launch_u<MH, 4, S>(p, smem, u, stream);
 }
 
 }  // namespace
@@ -386,21 +408,22 @@ void launch_g(const GemvParams& p, size_t smem, cudaStream_t stream) {
 void launch_w4a8_gemv_mma(GemvParams p, int strips, cudaStream_t stream) {
   const Shape s = shape_of(p.m, p.k, strips);
   p.chunk_kb = s.chunk_kb;
+  const bool chunked = s.chunk_kb < p.k / kBK;
   if (strips == 8) {
     if (p.m <= 8)
-      launch_g<1, 8>(p, s.smem, stream);
+      launch_g<1, 8>(p, s.smem, chunked, stream);
     else
-      launch_g<2, 8>(p, s.smem, stream);
+      launch_g<2, 8>(p, s.smem, chunked, stream);
   } else if (strips == 4) {
     if (p.m <= 8)
-      launch_g<1, 4>(p, s.smem, stream);
+      launch_g<1, 4>(p, s.smem, chunked, stream);
     else
-      launch_g<2, 4>(p, s.smem, stream);
+      launch_g<2, 4>(p, s.smem, chunked, stream);
   } else {
     if (p.m <= 8)
-      launch_g<1, 2>(p, s.smem, stream);
+      launch_g<1, 2>(p, s.smem, chunked, stream);
     else
-      launch_g<2, 2>(p, s.smem, stream);
+      launch_g<2, 2>(p, s.smem, chunked, stream);
   }
 }
 

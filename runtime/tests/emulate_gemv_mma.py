@@ -10,7 +10,7 @@ element) lookup — and compares the int32 accumulators with the Go reference (q
 stored in the case files of `odyssey testdata gemm-cases`. It checks the kernel's indexing, not
 the GPU: the fp16 epilogue and the hardware are the device run's job (test gemm).
 
-Usage: runtime/tools/emulate_gemv_mma.py CASE_DIR [--strips 2,4,8] [--only SUBSTRING]
+Usage: runtime/tests/emulate_gemv_mma.py CASE_DIR [--strips 2,4,8] [--only SUBSTRING]
 Pure Python (no numpy); the M ≤ 16 cases take a few minutes.
 """
 import json
@@ -87,7 +87,10 @@ def run(meta, t, S):
     SPG = 0 if gsz >= k else gsz // 32
     NC = 2 * MH
     NG = 4 // SPG if SPG else 1
-    U = 1 if (SPG == 1 and S >= 4) else K_U
+    chunk_kb0, _ = shape_of(m, k, S)
+    chunked = chunk_kb0 < k // K_BK
+    # k_blocks_ahead (gemv_mma.cu)
+    U = (1 if S >= 4 else K_U) if SPG == 1 else (4 if S == 2 and not chunked else K_U)
     IT = K_WARPS * U
     kblocks, nstrips = k // K_BK, np_ // 8
     chunk_kb, smem_bytes = shape_of(m, k, S)

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|sanitize|bench|decode-gemm|sweep|profile|codec|nccl-dry]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry]...
 # decode-gemm: test gemm (every case), then bench gemm at M = 1, 2, 4, 8, 16 on the 7B and 70B
 #   shapes with every decode GEMV config as a row, PDL on and off, and a summary table.
+# decode-sanitize: compute-sanitizer memcheck and racecheck on four gemv_mma corner cases.
 # codec: Flash Communication on one GPU: test codec (every Go case, kernels v3, v2 and v1),
 #   compute-sanitizer memcheck + racecheck on a subset, bench codec (v3, v2 and v1 against the copy),
 #   soak (SOAK_CALLS, default 100000 calls of 8 ranks).
@@ -114,6 +115,28 @@ for gl in on.get("goals", []):
     print("goal:", gl.get("name"), "target", gl.get("target"), "measured %.2f" % gl.get("measured", 0), "met" if gl.get("met") else "NOT met", gl.get("detail", ""))
 PY
     ;;
+  decode-sanitize)
+    stamp decode-sanitize
+    [ -f $CASES/manifest.json ] || { "$ODY_BIN" testdata gemm-cases --out $CASES > "$OUT/cases.log" 2>&1 || { cat "$OUT/cases.log"; exit 1; }; }
+    # memcheck and racecheck on the gemv_mma corners: M = 8 and 9 (one and two tile halves), a
+    # partial last block, groups of 32 (one K block ahead), and M = 16 at K = 11008 (x staged
+    # in double-buffered chunks). test gemm runs every config on them, so keep it to these.
+    S=/tmp/ody-san-decode; rm -rf $S; mkdir -p $S
+    python3 - "$CASES" "$S" <<'PY'
+import json, os, shutil, sys
+src, dst = sys.argv[1], sys.argv[2]
+m = json.load(open(os.path.join(src, "manifest.json")))
+want = ["w4a8_m8_n200_k512_g128", "w4a8_m9_n100_k512_g32", "w4a8_m16_n200_k512_pc", "w4a8_m16_n40_k11008"]
+keep = [c for c in m["cases"] if any(c["name"].startswith(w) for w in want)]
+for c in keep: shutil.copy(os.path.join(src, c["file"]), dst)
+json.dump({"version": 1, "cases": keep}, open(os.path.join(dst, "manifest.json"), "w"))
+print("sanitizer subset:", " ".join(c["name"] for c in keep))
+PY
+    for tool in memcheck racecheck; do
+      timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 $B/odyssey-rt test gemm --cases $S > "$OUT/sanitizer-decode-$tool.log" 2>&1
+      echo "compute-sanitizer $tool (gemv_mma corners) rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test gemm:" "$OUT/sanitizer-decode-$tool.log" | head -3
+    done
+    ;;
   sweep)
     stamp sweep
     $B/odyssey-rt bench gemm --sweep --iters 30 ${SWEEP_ARGS:---shapes 4096x4096,8192x28672 --m 1,16,64,256,4096} \
@@ -204,7 +227,7 @@ stamp done
 # At most 8 files come back: the first 7 of this list that exist stay as they are, everything else
 # (other logs, the launcher's folders) goes into one archive.
 keep=()
-for f in bench-decode.json bench-decode-nopdl.json test-layers.json bench-layers.json bench-gemm.json bench-codec.json test-codec.json soak.json test-gemm.json bench-gemm.md sweep-gemm.json \
+for f in bench-decode.json bench-decode-nopdl.json test-gemm.json test-layers.json bench-layers.json bench-gemm.json bench-codec.json test-codec.json soak.json bench-gemm.md sweep-gemm.json \
   ncu-m1.txt ncu-m4096.txt; do
   [ -f "$OUT/$f" ] && [ ${#keep[@]} -lt 7 ] && keep+=("$f")
 done

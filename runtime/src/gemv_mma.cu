@@ -1,5 +1,6 @@
 // gemv_mma.cu: the W4A8 tensor-core GEMV for decode and small batches (M ≤ 16, integer group
-// scales), configs "gemv_mma_s2" and "gemv_mma_s4" of the FastGEMM table (fastgemm.cu).
+// scales), configs "gemv_mma_s2", "gemv_mma_s4" and "gemv_mma_s8" of the FastGEMM table
+// (fastgemm.cu).
 //
 // What it computes: exactly what the mma kernel and gemv_w4 compute (docs/w4a8-numerics.md,
 // quant.W4A8GEMMRef / W4A8AccRef), bit for bit in the int32 accumulators and the fp16 outputs:
@@ -30,14 +31,14 @@
 // the shared-memory budget (kXBudget), x is staged in chunks of K, double-buffered: chunk c+1
 // is copied while chunk c is used.
 //
-// Structure: a block owns S consecutive 8-column strips (S = 2 or 4: the two configs) and the
-// whole of K; its kWarps warps split K (warp w takes K blocks w, w + kWarps, … in each
+// Structure: a block owns S consecutive 8-column strips (S = 2, 4 or 8: the three configs) and
+// the whole of K; its kWarps warps split K (warp w takes K blocks w, w + kWarps, … in each
 // iteration of kWarps·U K blocks). Each iteration a warp first issues all U·S weight loads
 // (16 bytes per lane each: U·S·512 bytes per warp in flight; U = 1, 2 or 4, k_blocks_ahead)
-// and the matching group scales, then multiplies: per K block, 2 (M ≤ 8) or 4 ldmatrix.x4, and 4 mma per strip. The
-// A fragments of a K block are loaded once and used for all S strips. After K, the warps'
-// accumulator fragments are added through shared memory, and one thread per output runs the
-// epilogue.
+// and the matching group scales, then multiplies: per K block, 2 (M ≤ 8) or 4 ldmatrix.x4, and
+// 4 mma per strip. The A fragments of a K block are loaded once and used for all S strips.
+// After K, the warps' accumulator fragments are added through shared memory, and one thread
+// per output runs the epilogue.
 //
 // Group scales on the fragment accumulators: a group's mma chain starts from zero (the first
 // mma of the group takes a zero C) and ends with acc += ŝ·part per fragment element; lane
@@ -59,10 +60,11 @@
 // check_problem refuses the rest. sm_80 or newer (mma.sync s8, ldmatrix, cp.async).
 //
 // Test: odyssey testdata gemm-cases --out C && odyssey-rt test gemm --cases C (every M ≤ 16
-// case with integer scales runs through gemv_mma_s2 and gemv_mma_s4 with splits 0 and 1, and
-// through the dispatch). Benchmark: odyssey-rt bench gemm --m 1,2,4,8,16 --shapes 4096x4096
-// (rows w4a8_int_gemv_mma_s2/_s4 beside gemv_w4, the dispatch, cuBLAS and the floor);
-// runtime/scripts/device-run.sh decode-gemm runs both.
+// case with integer scales runs through gemv_mma_s2, _s4 and _s8 with splits 0 and 1, and
+// through the dispatch; runtime/tests/emulate_gemv_mma.py replays this file's indexing on the
+// CPU against the same cases). Benchmark: odyssey-rt bench gemm --m 1,2,4,8,16 --shapes
+// 4096x4096 (rows w4a8_int_gemv_mma_s2/_s4/_s8 beside gemv_w4, the dispatch, cuBLAS and the
+// floor); runtime/scripts/device-run.sh decode-gemm runs both.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -76,7 +78,6 @@
 namespace odyssey {
 namespace {
 
-using kernel::cp_async16;
 using kernel::cp_async_commit;
 using kernel::cp_async_wait;
 using kernel::kBK;
@@ -85,7 +86,7 @@ using kernel::smem_u32;
 constexpr int kWarps = 8;               // warps per block, splitting K
 constexpr int kThreads = kWarps * 32;
 constexpr int kU = 2;                   // K blocks per warp per iteration (loaded before use)
-constexpr int kIter = kWarps * kU;      // K blocks per block iteration (16: 2048 of K)
+constexpr int kIter = kWarps * kU;      // chunks of x are multiples of it (16 K blocks: 2048 of K)
 constexpr int kZero = 16;               // bytes of the zero row at the start of shared memory
 // Shared memory for x per block: with 2 blocks per SM (launch bounds) 2 × 96 KB fits the 228 KB
 // of an H100/H200 SM, and the whole of K fits for M·(K+16) ≤ 96 KB (M = 16 up to K = 6128,

@@ -124,6 +124,26 @@ func caseSet() ([]w4a8Spec, []actSpec) {
 		ws = append(ws, w4a8Spec{m: j + 1, n: 100, k: 512, gs: gs, perToken: j%2 == 0, bias: j%2 == 1,
 			note: "decode rows, every group size, padded last 8-column strip"})
 	}
+	// Small-batch decode (M = 5..16, the tensor-core GEMV's range: rows 0..7 use half of the
+	// m16n8k32 tile, rows 8..15 the other half) with every group size, a padded last 8-column
+	// strip and a strip count that is not a multiple of the GEMV's strips per block (100 and
+	// 200 columns: 13 and 25 strips).
+	for j, gs := range []int{32, 64, 128, 512} {
+		for i, m := range []int{5, 8, 9, 16} {
+			if (i+j)%2 == 1 && m != 8 && m != 16 {
+				continue // keep M = 8 and 16 with every group size, 5 and 9 with half of them
+			}
+			ws = append(ws, w4a8Spec{m: m, n: 100 + 100*(i%2), k: 512, gs: gs, perToken: (i+j)%2 == 0, bias: j%2 == 0,
+				note: "small-batch decode rows, every group size, padded last strip"})
+		}
+	}
+	ws = append(ws,
+		w4a8Spec{m: 16, n: 40, k: 11008, gs: 128, perToken: true, bias: true, note: "M = 16, K = 86 blocks (the GEMV stages x in chunks at this M·K)"},
+		w4a8Spec{m: 8, n: 24, k: 11008, gs: 32, perToken: false, note: "M = 8, K = 11008, groups of 32"},
+		w4a8Spec{m: 12, n: 136, k: 4096, gs: 4096, perToken: true, bias: true, note: "M = 12, long K, per-channel"},
+		w4a8Spec{m: 16, n: 64, k: 4096, gs: 64, perToken: false, note: "M = 16, long K, groups of 64, per-tensor activations"},
+		w4a8Spec{m: 7, n: 264, k: 2048, gs: 128, perToken: true, note: "M = 7, K = 16 blocks (one GEMV iteration)"},
+	)
 	// Long K with the decode shapes.
 	ws = append(ws,
 		w4a8Spec{m: 2, n: 24, k: 11008, gs: 64, perToken: false, bias: true, note: "decode, K = 86 blocks (not a multiple of the GEMV's warps × loads ahead)"},
@@ -134,7 +154,7 @@ func caseSet() ([]w4a8Spec, []actSpec) {
 		w4a8Spec{m: 4096, n: 64, k: 256, gs: 128, perToken: true, bias: true, note: "prefill-sized M on a small weight"},
 		// A realistic-width case.
 		w4a8Spec{m: 64, n: 1000, k: 1024, gs: 128, perToken: true, bias: true, note: "wide N, not a multiple of 64"},
-		overflowSpec,
+		overflowSpec, overflowSpec16,
 	)
 	as := []actSpec{
 		{m: 8, k: 128, static: 1.0 / 16, note: "ties (x exactly half a step), zeros, an all-zero row, fp16 extremes; static scale 2^-4"},
@@ -150,6 +170,11 @@ func caseSet() ([]w4a8Spec, []actSpec) {
 // exactly ±bound.
 var overflowSpec = w4a8Spec{m: 3, n: 8, k: 1024, gs: 64, perToken: true, overflow: true,
 	note: "worst case: channel 3's |acc| reaches its bound 2147482624 = 2^31 - 1023 exactly (rows 0 and 1)"}
+
+// overflowSpec16 is the same worst case at M = 16: rows 0 and 8 reach +bound, 1 and 9 −bound,
+// so both halves of the m16n8k32 tile (rows 0..7 and 8..15) carry the extreme accumulator.
+var overflowSpec16 = w4a8Spec{m: 16, n: 8, k: 1024, gs: 64, perToken: false, overflow: true,
+	note: "worst case at M = 16: channel 3's |acc| reaches 2147482624 in rows 0, 1, 8 and 9"}
 
 const overflowChannel = 3
 
@@ -300,13 +325,16 @@ func newW4A8Case(s w4a8Spec, seed uint64) (*w4a8Case, error) {
 		c.x[i] = int8(r.IntN(255) - 127)
 	}
 	if s.overflow {
-		// Row 0 is the extreme channel's worst-case input, row 1 its negation.
+		// Row 0 is the extreme channel's worst-case input, row 1 its negation (and rows 8, 9
+		// the same where M > 9: the upper half of a 16-row tensor-core tile).
 		for k := 0; k < s.k; k++ {
 			v := int8(quant.ActQMax)
 			if qw.Q[overflowChannel*s.k+k] < 0 {
 				v = -v
 			}
-			c.x[k], c.x[s.k+k] = v, -v
+			for r0 := 0; r0+1 < s.m; r0 += 8 {
+				c.x[r0*s.k+k], c.x[(r0+1)*s.k+k] = v, -v
+			}
 		}
 	} else if s.m >= 2 {
 		// The last row is channel 0's worst case, so every case has an accumulator at its

@@ -414,6 +414,20 @@ func TestGEMMCasesOverflow(t *testing.T) {
 			t.Fatalf("channel %d bound %d", col, c.w.Bound[col])
 		}
 	}
+	// At M = 16 both halves of the tensor-core tile reach it: rows 0, 8 (+) and 1, 9 (−).
+	c16, err := newW4A8Case(overflowSpec16, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []int{0, 1, 8, 9} {
+		want := int64(OverflowBound)
+		if r%2 == 1 {
+			want = -want
+		}
+		if got := int64(c16.acc[r*overflowSpec16.n+ch]); got != want {
+			t.Fatalf("M = 16, row %d: acc of channel %d = %d, want %d", r, ch, got, want)
+		}
+	}
 }
 
 // TestGEMMCasesDeterministic: a seed gives the same bytes (whatever the goroutines'

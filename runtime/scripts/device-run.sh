@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|w8a8|sanitize|bench|sweep|profile|codec|nccl-dry|wgmma]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma]...
 # wgmma: the Hopper wgmma prefill kernel: build (its ptxas lines, SASS GMMA count), test
 #   wgmma-probe, test gemm --configs wgmma_r128t128_s4 with ODYSSEY_WGMMA=1, bench gemm at
 #   M = 256..8192 (WGMMA_M, WGMMA_SHAPES, WGMMA_ITERS); ends with "wgmma: PASS" or "wgmma: FAIL".
 # w8a8: odyssey-rt test w8a8 (the W8A8 kernels against a host reference) and their bench gemm rows.
+# decode-gemm: test gemm (every case), then bench gemm at M = 1, 2, 4, 8, 16 on the 7B and 70B
+#   shapes with every decode GEMV config as a row, PDL on and off, and a summary table.
+# decode-sanitize: compute-sanitizer memcheck and racecheck on four gemv_mma corner cases.
 # codec: Flash Communication on one GPU: test codec (every Go case, kernels v3, v2 and v1),
 #   compute-sanitizer memcheck + racecheck on a subset, bench codec (v3, v2 and v1 against the copy),
 #   soak (SOAK_CALLS, default 100000 calls of 8 ranks).
@@ -82,6 +85,76 @@ PY
       --commit "${ODY_COMMIT:-unknown}" --out "$OUT/bench-gemm.json" --md "$OUT/bench-gemm.md" ${BENCH_ARGS:-} \
       > /dev/null 2> "$OUT/bench-gemm.log"
     echo "bench rc=$?"; grep -E "^goal" "$OUT/bench-gemm.log"
+    ;;
+  decode-gemm)
+    stamp decode-gemm
+    # The decode GEMVs (gemv_w4, gemv_mma_s2/s4/s8) for M ≤ 16: every GEMM case bit-exact (each
+    # M ≤ 16 case through every GEMV config that takes it, splits 0 and 1, and the dispatch),
+    # then bench gemm on the 7B and 70B shapes at M = 1, 2, 4, 8, 16 with PDL on (the default)
+    # and off, each GEMV config a row beside the dispatch, cuBLAS FP16, cuBLASLt INT8/FP8 and
+    # the floor. The summary prints, per shape and M, the fastest GEMV config (what the dispatch
+    # table of fastgemm_dispatch.cpp should hold) and the issue-12 decode goals.
+    rm -rf $CASES
+    "$ODY_BIN" testdata gemm-cases --out $CASES > "$OUT/cases.log" 2>&1 || { cat "$OUT/cases.log"; exit 1; }
+    $B/odyssey-rt test gemm --cases $CASES > "$OUT/test-gemm.json" 2> "$OUT/test-gemm.log"
+    echo "test gemm rc=$?"; grep -A4 -E "FAIL" "$OUT/test-gemm.log" | head -40; grep "passed" "$OUT/test-gemm.log"
+    python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); r=[c for c in d.get("results", d.get("cases", [])) if "gemv_mma" in str(c.get("kernel",""))]; print("gemv_mma runs: %d, failed: %d" % (len(r), sum(1 for c in r if not c.get("passed", c.get("ok", False)))))' "$OUT/test-gemm.json" 2>&1 | tail -1
+    DSHAPES=${DECODE_SHAPES:-4096x4096,12288x4096,22016x4096,4096x11008,8192x28672,28672x8192}
+    for pdl in 1 0; do
+      f=bench-decode$([ $pdl = 0 ] && echo -nopdl).json
+      ODYSSEY_PDL=$pdl $B/odyssey-rt bench gemm --shapes $DSHAPES --m ${DECODE_M:-1,2,4,8,16} --iters ${DECODE_ITERS:-50} \
+        --driver "$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)" --commit "${ODY_COMMIT:-unknown}" \
+        --out "$OUT/$f" > /dev/null 2> "$OUT/${f%.json}.log"
+      echo "bench decode (ODYSSEY_PDL=$pdl) rc=$?"
+    done
+    python3 - "$OUT/bench-decode.json" "$OUT/bench-decode-nopdl.json" <<'PY'
+import json, sys
+on = json.load(open(sys.argv[1]))
+try: off = json.load(open(sys.argv[2]))
+except Exception: off = {"rows": []}
+def rows(d):
+    t = {}
+    for r in d["rows"]:
+        if r.get("ok"): t[(r["n"], r["k"], r["m"], r["kernel"])] = r
+    return t
+a, b = rows(on), rows(off)
+keys = sorted({(n, k, m) for (n, k, m, _) in a})
+gemvs = ["w4a8_int_gemv_w4", "w4a8_int_gemv_mma_s2", "w4a8_int_gemv_mma_s4", "w4a8_int_gemv_mma_s8"]
+print("N x K, M: dispatch(config) | gemv_w4 mma_s2 mma_s4 mma_s8 (us, PDL on; s4 PDL off) | cuBLAS fp16 | floor | xFP16 | /floor")
+for (n, k, m) in keys:
+    d = a.get((n, k, m, "w4a8_int")); fp = a.get((n, k, m, "cublas_fp16"))
+    if not d: continue
+    g = ["%6.2f" % a[(n, k, m, x)]["us"] if (n, k, m, x) in a else "   -  " for x in gemvs]
+    s4off = b.get((n, k, m, "w4a8_int_gemv_mma_s4"))
+    best = min((a[(n, k, m, x)]["us"], x[9:]) for x in gemvs if (n, k, m, x) in a)
+    print("%5dx%-5d M=%-2d %6.2f (%s) | %s | s4 nopdl %s | fp16 %6.2f | floor %5.2f | %4.2fx | %4.2f | best %s" % (
+        n, k, m, d["us"], d["note"].split("/")[0], " ".join(g), "%6.2f" % s4off["us"] if s4off else "  -  ",
+        fp["us"] if fp else 0, d["floor_us"], (fp["us"] / d["us"]) if fp else 0, d["us"] / d["floor_us"], best[1]))
+for gl in on.get("goals", []):
+    print("goal:", gl.get("name"), "target", gl.get("target"), "measured %.2f" % gl.get("measured", 0), "met" if gl.get("met") else "NOT met", gl.get("detail", ""))
+PY
+    ;;
+  decode-sanitize)
+    stamp decode-sanitize
+    [ -f $CASES/manifest.json ] || { "$ODY_BIN" testdata gemm-cases --out $CASES > "$OUT/cases.log" 2>&1 || { cat "$OUT/cases.log"; exit 1; }; }
+    # memcheck and racecheck on the gemv_mma corners: M = 8 and 9 (one and two tile halves), a
+    # partial last block, groups of 32 (one K block ahead), and M = 16 at K = 11008 (x staged
+    # in double-buffered chunks). test gemm runs every config on them, so keep it to these.
+    S=/tmp/ody-san-decode; rm -rf $S; mkdir -p $S
+    python3 - "$CASES" "$S" <<'PY'
+import json, os, shutil, sys
+src, dst = sys.argv[1], sys.argv[2]
+m = json.load(open(os.path.join(src, "manifest.json")))
+want = ["w4a8_m8_n200_k512_g128", "w4a8_m9_n100_k512_g32", "w4a8_m16_n200_k512_pc", "w4a8_m16_n40_k11008"]
+keep = [c for c in m["cases"] if any(c["name"].startswith(w) for w in want)]
+for c in keep: shutil.copy(os.path.join(src, c["file"]), dst)
+json.dump({"version": 1, "cases": keep}, open(os.path.join(dst, "manifest.json"), "w"))
+print("sanitizer subset:", " ".join(c["name"] for c in keep))
+PY
+    for tool in memcheck racecheck; do
+      timeout 150 compute-sanitizer --tool $tool --error-exitcode 9 $B/odyssey-rt test gemm --cases $S > "$OUT/sanitizer-decode-$tool.log" 2>&1
+      echo "compute-sanitizer $tool (gemv_mma corners) rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test gemm:" "$OUT/sanitizer-decode-$tool.log" | head -3
+    done
     ;;
   sweep)
     stamp sweep
@@ -232,7 +305,7 @@ stamp done
 # At most 8 files come back: the first 7 of this list that exist stay as they are, everything else
 # (other logs, the launcher's folders) goes into one archive.
 keep=()
-for f in test-layers.json bench-layers.json bench-gemm.json bench-gemv.json bench-codec.json test-codec.json soak.json test-gemm.json bench-gemm.md sweep-gemm.json \
+for f in bench-decode.json bench-decode-nopdl.json test-gemm.json test-layers.json bench-layers.json bench-gemm.json bench-gemv.json bench-codec.json test-codec.json soak.json bench-gemm.md sweep-gemm.json \
   ncu-m1.txt ncu-m4096.txt; do
   [ -f "$OUT/$f" ] && [ ${#keep[@]} -lt 7 ] && keep+=("$f")
 done

@@ -30,8 +30,10 @@
 // Prefill on Hopper (M ≥ 64, enough 128×128 tiles for a wave): config "wgmma_r128t128_s4",
 // a wgmma kernel with the weights as A in registers (fastgemm_sm90.cu, built with CUDA ≥ 12).
 //
-// Decode (M ≤ 4, integer scales): the dispatch picks config "gemv_w4" instead, a dp4a GEMV with
-// one block per 8 columns (gemv.cu); it shares check_problem, the plan and this epilogue.
+// Decode (M ≤ 16, integer scales): the dispatch picks a GEMV config instead, "gemv_w4" (dp4a,
+// one block per 8 columns, M ≤ 4, gemv.cu) or "gemv_mma_s2/s4/s8" (tensor cores with
+// the weights loaded straight into registers, M ≤ 16, gemv_mma.cu); they share check_problem,
+// the plan and this epilogue.
 //
 // Test: odyssey testdata gemm-cases --out C && odyssey-rt test gemm --cases C (bit-exact acc
 // and y against the Go reference, every config and split). Benchmark: odyssey-rt bench gemm.
@@ -470,9 +472,13 @@ struct Config {
   void (*launch_float)(const Params&, dim3, cudaStream_t);
   const void* fn_int;
   const void* fn_float;
-  // The decode GEMV (gemv.cu), not a tile of this kernel: M ≤ kGemvMaxM, integer scales, no
-  // split-K; one block per 8 columns, no workspace. The fields above are unused for it.
-  bool gemv;
+  // A decode GEMV, not a tile of this kernel: M ≤ gemv_max_m (0: a tile config), integer
+  // scales, no split-K, no workspace. gemv_strips 0: gemv_w4 (gemv.cu, dp4a, one block per 8
+  // columns); 2, 4 or 8: gemv_mma (gemv_mma.cu, tensor cores, that many 8-column strips per
+  // block). The fields above are unused for them.
+  int gemv_max_m;
+  int gemv_strips;
+  bool gemv() const { return gemv_max_m > 0; }
   // The Hopper wgmma kernel (fastgemm_sm90.cu): 128×128 tiles, whole K per block, no
   // workspace; only where sm90_wgmma_usable(). The mma fields above are unused for it.
   bool wgmma;
@@ -490,7 +496,7 @@ void launch(const Params& p, dim3 grid, cudaStream_t s) {
         Kernel<BM, BN, WM_, WN_, ST, false>::kSmemBytes,                                  \
         launch<BM, BN, WM_, WN_, ST, true>, launch<BM, BN, WM_, WN_, ST, false>,          \
         (const void*)w4a8_kernel<BM, BN, WM_, WN_, ST, true>,                             \
-        (const void*)w4a8_kernel<BM, BN, WM_, WN_, ST, false>, false, false               \
+        (const void*)w4a8_kernel<BM, BN, WM_, WN_, ST, false>, 0, 0, false                \
   }
 
 const Config kConfigs[] = {
@@ -506,12 +512,16 @@ const Config kConfigs[] = {
     ODY_CONFIG("m16n256_w1x8_s4", 16, 256, 1, 8, 4),    // 9 decode, 8 warps
     ODY_CONFIG("m32n128_w1x4_s6", 32, 128, 1, 4, 6),    // 10 small batch, deep
     ODY_CONFIG("m128n128_w4x2_s4", 128, 128, 4, 2, 4),  // 11 prefill, warps 32x64
-    Config{"gemv_w4", 1, 8, kGemvThreads, 0, 0, nullptr, nullptr, nullptr, nullptr, true, false},  // 12 decode GEMV
-    Config{"wgmma_r128t128_s4", kSm90TokTile, kSm90RowTile, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, false, true},  // 13 Hopper prefill
+    Config{"gemv_w4", 1, 8, kGemvThreads, 0, 0, nullptr, nullptr, nullptr, nullptr, kGemvMaxM, 0, false},  // 12 decode GEMV
+    Config{"gemv_mma_s2", 16, 16, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, kGemvMmaMaxM, 2, false},  // 13 M ≤ 16 GEMV
+    Config{"gemv_mma_s4", 16, 32, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, kGemvMmaMaxM, 4, false},  // 14 M ≤ 16 GEMV
+    Config{"gemv_mma_s8", 16, 64, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, kGemvMmaMaxM, 8, false},  // 15 M ≤ 16 GEMV
+    Config{"wgmma_r128t128_s4", kSm90TokTile, kSm90RowTile, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 16 Hopper prefill
 };
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
-static_assert(kGemvConfig == kNumConfigs - 2 && kWgmmaConfig == kNumConfigs - 1,
-              "gemv_w4 and wgmma_r128t128_s4 must be the last two configs (fastgemm.hpp)");
+static_assert(kNumConfigs == kWgmmaConfig + 1 && kWgmmaConfig == kGemvMmaS8Config + 1 && kGemvConfig == kGemvMmaS2Config - 1 &&
+                  kGemvMmaS2Config + 1 == kGemvMmaS4Config && kGemvMmaS4Config + 1 == kGemvMmaS8Config,
+              "the GEMV configs' indexes (fastgemm.hpp) must match the table");
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
@@ -534,16 +544,18 @@ ody_status check_problem(const ody_w4a8_problem* p) {
     return fail(ODY_ERR_INVALID, "w4a8: unknown scale kind " + std::to_string(p->scale_kind));
   if (p->config < -1 || p->config >= kNumConfigs)
     return fail(ODY_ERR_INVALID, "w4a8: no config " + std::to_string(p->config));
-  if (p->config >= 0 && kConfigs[p->config].gemv) {
-    // The GEMV computes M ≤ 4 rows per block with dp4a and integer scales only; it has no
-    // split-K (splits 1, whole K per block, is what it does anyway).
+  if (p->config >= 0 && kConfigs[p->config].gemv()) {
+    // The GEMVs (gemv_w4: M ≤ 4, dp4a; gemv_mma_*: M ≤ 16, tensor cores) have integer scales
+    // only and no split-K (splits 1, whole K per block, is what they do anyway).
+    const Config& c = kConfigs[p->config];
+    const std::string name = c.name;
     if (p->scale_kind != ODY_SCALE_INT)
-      return fail(ODY_ERR_UNSUPPORTED, "w4a8: config gemv_w4 needs integer scales (ODY_SCALE_INT)");
-    if (p->m > kGemvMaxM)
-      return fail(ODY_ERR_UNSUPPORTED, "w4a8: config gemv_w4 takes M <= " + std::to_string(kGemvMaxM) +
+      return fail(ODY_ERR_UNSUPPORTED, "w4a8: config " + name + " needs integer scales (ODY_SCALE_INT)");
+    if (p->m > c.gemv_max_m)
+      return fail(ODY_ERR_UNSUPPORTED, "w4a8: config " + name + " takes M <= " + std::to_string(c.gemv_max_m) +
                                            " (got " + std::to_string(p->m) + ")");
     if (p->splits > 1)
-      return fail(ODY_ERR_UNSUPPORTED, "w4a8: config gemv_w4 has no split-K (splits " +
+      return fail(ODY_ERR_UNSUPPORTED, "w4a8: config " + name + " has no split-K (splits " +
                                            std::to_string(p->splits) + ")");
   }
   if (p->config >= 0 && kConfigs[p->config].wgmma) {
@@ -648,11 +660,11 @@ Plan plan(const ody_w4a8_problem* p) {
     pl.partial = false;
     return pl;
   }
-  if (c.gemv) {  // one block per strip of 8 columns, whole K: never a workspace
+  if (c.gemv()) {  // one block per 1, 2, 4 or 8 strips of 8 columns, whole K: never a workspace
     pl.tiles_m = 1;
     pl.tiles_n = np / 8;
     pl.kblocks = p->k / kBK;
-    pl.blocks = (int)(np / 8);
+    pl.blocks = c.gemv_strips ? gemv_mma_blocks(p->n, c.gemv_strips) : (int)(np / 8);
     pl.partial = false;
     return pl;
   }
@@ -716,7 +728,7 @@ ody_status gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, cudaStream_t 
   const int cfg = pl.config;
   const Config& c = kConfigs[cfg];
   const bool int_scale = p->scale_kind == ODY_SCALE_INT;
-  if (c.gemv) {  // check_problem has refused float scales and M > kGemvMaxM for it
+  if (c.gemv()) {  // check_problem has refused float scales and M > gemv_max_m for it
     GemvParams g{};
     g.x = a->x;
     g.x_scale = a->x_scale;
@@ -733,7 +745,10 @@ ody_status gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, cudaStream_t 
     g.group_size = p->group_size;
     g.act_per_token = p->act_per_token;
     ODY_CUDA(cudaGetLastError());
-    launch_w4a8_gemv(g, stream);
+    if (c.gemv_strips)
+      launch_w4a8_gemv_mma(g, c.gemv_strips, stream);
+    else
+      launch_w4a8_gemv(g, stream);
     ODY_CUDA(cudaGetLastError());
     return ODY_OK;
   }

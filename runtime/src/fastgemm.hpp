@@ -24,7 +24,7 @@ int dispatch_config(int m, int n, int k, bool gemv_ok);
 
 // The W4A8 GEMV for decode (gemv.cu): config "gemv_w4", M ≤ kGemvMaxM, integer scales only.
 constexpr int kGemvMaxM = 4;
-constexpr int kGemvConfig = 12;  // its index in kConfigs (the last; fastgemm.cu asserts it)
+constexpr int kGemvConfig = 12;  // its index in kConfigs (fastgemm.cu asserts it)
 struct GemvParams {
   const int8_t* x;
   const float* x_scale;
@@ -37,15 +37,24 @@ struct GemvParams {
   int m, n, np, k;
   int group_size;  // == k for per-channel
   int act_per_token;
+  int chunk_kb;    // gemv_mma: K blocks of x staged per chunk (set by launch_w4a8_gemv_mma)
 };
 constexpr int kGemvThreads = 256;  // 8 warps per block, splitting K (gemv.cu)
 void launch_w4a8_gemv(const GemvParams& p, cudaStream_t stream);
 
+// The tensor-core GEMV for M ≤ 16 (gemv_mma.cu): configs "gemv_mma_s2", "_s4" and "_s8"
+// (2, 4 or 8 strips of 8 columns per block), integer scales only, no split-K.
+constexpr int kGemvMmaMaxM = 16;
+constexpr int kGemvMmaS2Config = 13;  // indexes in kConfigs (fastgemm.cu asserts them)
+constexpr int kGemvMmaS4Config = 14;
+constexpr int kGemvMmaS8Config = 15;
+void launch_w4a8_gemv_mma(GemvParams p, int strips, cudaStream_t stream);
+int gemv_mma_blocks(int n, int strips);  // its grid size
 // The Hopper prefill kernel (fastgemm_sm90.cu): config "wgmma_r128t128_s4", wgmma with the
 // weights as A in registers (Yᵀ = W·Xᵀ), 128 weight rows × 128 tokens per block, whole K per
 // block. Built only with CUDA ≥ 12 and 90 among the architectures (else sm90_wgmma_built() is
 // false and check_problem refuses the config); used only on a compute capability 9.x device.
-constexpr int kWgmmaConfig = 13;  // its index in kConfigs (after gemv_w4; fastgemm.cu asserts it)
+constexpr int kWgmmaConfig = 16;  // its index in kConfigs (after the GEMV configs; fastgemm.cu asserts it)
 constexpr int kSm90RowTile = 128, kSm90TokTile = 128;
 constexpr int kSm90MinM = 64;     // the dispatch never picks it below this M
 struct Sm90Params {

@@ -10,15 +10,60 @@
 #include "fastgemm.hpp"
 
 namespace odyssey {
+namespace {
+
+// Decode and small batches with integer scales (M ≤ 16): the GEMV configs, one row per M, by N
+// (below 8192 columns, and 8192 or more). This is the whole rule; change it here only, from a
+// `bench gemm --sweep` (or the decode-gemm step of device-run.sh, which prints every GEMV
+// config beside the dispatch for M = 1, 2, 4, 8, 16 on the 7B and 70B shapes).
+//
+// Status: M = 1 is measured (bbbecd2, gemm-decode-h200-2026-12-02-bbbecd2.json: gemv_w4 5.95 µs
+// at 4096², 35.2 µs at 8192×28672, against 10.0 / 45.0 µs for the mma tiles). The gemv_mma
+// rows are NOT yet measured (written 2026-12-02, runtime/NOTES.md); they come from counting
+// bytes and instructions, and the lead must confirm them with the decode-gemm step:
+//  - M = 2..4: gemv_w4 loads 8 activation words per row per K block per lane (measured: M = 4
+//    costs 1.5–2× M = 1); gemv_mma reads its A fragments with 2 ldmatrix per K block for any
+//    M ≤ 8 and shares them over its strips, so its cost should stay at its M = 1 cost.
+//  - M = 5..16: the mma tiles stage the weights through shared memory with a barrier per 128 of
+//    K (56 µs at 8192×28672, M = 16, floor 29); gemv_mma streams them into registers.
+//  - strips per block: each block copies M·K bytes of x from L2 for 4·S·K bytes of weights,
+//    so x traffic / weight traffic = M / (4·S): S = 2 below N = 8192 (N = 4096 gives 256
+//    blocks, ~2 per SM; S = 4 would leave 4 of 132 SMs idle), S = 4 from N = 8192 (x traffic
+//    ≤ the weights' at M = 16), S = 8 not by default (one block per SM).
+//  - M = 1: gemv_w4 kept (measured) until the sweep shows gemv_mma faster there.
+struct DecodeRow {
+  int narrow;  // N < 8192
+  int wide;    // N ≥ 8192
+};
+constexpr int kW4 = kGemvConfig, kS2 = kGemvMmaS2Config, kS4 = kGemvMmaS4Config;
+constexpr DecodeRow kDecode[kGemvMmaMaxM] = {
+    {kW4, kW4},  // M = 1
+    {kS2, kS4},  // M = 2
+    {kS2, kS4},  // M = 3
+    {kS2, kS4},  // M = 4
+    {kS2, kS4},  // M = 5
+    {kS2, kS4},  // M = 6
+    {kS2, kS4},  // M = 7
+    {kS2, kS4},  // M = 8
+    {kS2, kS4},  // M = 9
+    {kS2, kS4},  // M = 10
+    {kS2, kS4},  // M = 11
+    {kS2, kS4},  // M = 12
+    {kS2, kS4},  // M = 13
+    {kS2, kS4},  // M = 14
+    {kS2, kS4},  // M = 15
+    {kS2, kS4},  // M = 16
+};
+
+}  // namespace
 
 int dispatch_config(int m, int n, int k, bool gemv_ok) {
-  // Decode with integer scales: the GEMV (gemv.cu). At M ≤ 4 the mma tile wastes ≥ 3/4 of every
-  // m16n8k32 and its fixed latency (pipeline fill, a barrier per 128 of K, the split-K fix-up)
-  // dominates: ~10 µs for 4096×4096 at M = 1 against ~2 µs of weight bytes. The GEMV streams the
-  // weights once with dp4a. Not yet measured on the H200 (runtime/NOTES.md): when `bench gemm`
-  // shows the mma configs faster for some M or shape, narrow this rule to what it measures.
-  // Float group scales (the GEMV has no float variant) and an explicit split-K keep the mma kernel.
-  if (gemv_ok && m <= kGemvMaxM) return kGemvConfig;
+  // Integer scales and no explicit split-K: the decode table. Float group scales (the GEMVs have
+  // no float variant) and an explicit split-K keep the mma kernel.
+  if (gemv_ok && m >= 1 && m <= kGemvMmaMaxM) {
+    const int c = n < 8192 ? kDecode[m - 1].narrow : kDecode[m - 1].wide;
+    if (c != kGemvConfig || m <= kGemvMaxM) return c;  // (a gemv_w4 entry past its M falls through)
+  }
   // Session-3 sweep (4096x4096, 8192x8192, 11008x4096, 8192x28672, 28672x8192; M = 1, 16, 64):
   //  - M ≤ 16: the 16×128 tile wins for N ≥ 8192, the 16×64 tile below (4096: 9.9 vs 10.3 µs at
   //    M = 1, 12.6 vs 14.1 at M = 16);

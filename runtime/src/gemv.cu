@@ -1,5 +1,6 @@
 // gemv.cu: the W4A8 GEMV for decode (M ≤ 4, integer group scales), config "gemv_w4" of the
-// FastGEMM table (fastgemm.cu), chosen by the dispatch for those problems.
+// FastGEMM table (fastgemm.cu). The dispatch's decode table (fastgemm_dispatch.cpp) picks it
+// or the tensor-core GEMV gemv_mma_* (gemv_mma.cu, M ≤ 16) per M, from what bench gemm measures.
 //
 // What it computes: exactly what the mma kernel computes (docs/w4a8-numerics.md,
 // quant.W4A8GEMMRef / W4A8AccRef), bit for bit in the int32 accumulators and the fp16 outputs:

@@ -1,168 +1,267 @@
 #!/usr/bin/env python3
-# emulate_gemv_mma.py: the lane-by-lane indexing of the two decode GEMVs that use mma with the
-# roles swapped (runtime/src/gemv_f16.cu, and w4a16.cu's config w4a16_gemv), emulated on the CPU
-# with the m16n8k16 .f16 fragment layout of the PTX ISA, against a plain dot product (float64,
-# so only the indexing is checked, not the tensor cores' rounding). Pure Python, no GPU:
-#   python3 runtime/tests/emulate_gemv_mma.py      (about a minute; every error should be ~1e-13)
-# A swapped register (e.g. B's (k0,k1)/(k2,k3)) makes the f16 errors O(10).
-import random
-random.seed(1)
-class A2:
-    def __init__(s, r, c, v=0.0): s.r, s.c = r, c; s.d = [[v]*c for _ in range(r)]
-    def __getitem__(s, ij): return s.d[ij[0]][ij[1]]
-    def __setitem__(s, ij, v): s.d[ij[0]][ij[1]] = v
-def randn(r, c): a = A2(r, c); a.d = [[random.gauss(0,1) for _ in range(c)] for _ in range(r)]; return a
+"""emulate_gemv_mma.py: a CPU emulation of gemv_mma.cu's index arithmetic, against the Go cases.
 
-def mma(c, A, B):
-    # A[lane] = 4 regs each (lo, hi); B[lane] = 2 regs; c[lane] = 4 floats. PTX ISA m16n8k16 .f16 layout.
-    Am = A2(16,16); Bm = A2(16,8)
-    for l in range(32):
-        g, t = l >> 2, l & 3
-        r = A[l]
-        Am[g, 2*t], Am[g, 2*t+1] = r[0]
-        Am[g+8, 2*t], Am[g+8, 2*t+1] = r[1]
-        Am[g, 2*t+8], Am[g, 2*t+9] = r[2]
-        Am[g+8, 2*t+8], Am[g+8, 2*t+9] = r[3]
-        b = B[l]
-        Bm[2*t, g], Bm[2*t+1, g] = b[0]
-        Bm[2*t+8, g], Bm[2*t+9, g] = b[1]
-    C = A2(16,8)
-    for i in range(16):
-        for j in range(8): C[i,j] = sum(Am[i,k]*Bm[k,j] for k in range(16))
-    for l in range(32):
-        g, t = l >> 2, l & 3
-        c[l][0] += C[g, 2*t]; c[l][1] += C[g, 2*t+1]; c[l][2] += C[g+8, 2*t]; c[l][3] += C[g+8, 2*t+1]
+Why: the tensor-core GEMV (runtime/src/gemv_mma.cu) was written on a machine without a GPU. This
+script re-executes its address computations lane by lane — the shared-memory staging of x (row
+stride, chunks, double buffers, the zero row), the ldmatrix row addresses and the fragment each
+lane receives, the packed weight and group-scale addresses, the m16n8k32 fragment semantics of
+the PTX ISA, the group-scale folding, the shared-memory reduction and the epilogue's (lane,
+element) lookup — and compares the int32 accumulators with the Go reference (quant.W4A8AccRef)
+stored in the case files of `odyssey testdata gemm-cases`. It checks the kernel's indexing, not
+the GPU: the fp16 epilogue and the hardware are the device run's job (test gemm).
 
-def f16_gemv(x, W, M, N, K, bias=None, kW=8, kU=4):
-    y = A2(M, N)
-    nsteps = (K + 31)//32; nsuper = (nsteps + kU - 1)//kU
-    for blk in range((N + 15)//16):
-        red = [A2(16, 8) for _ in range(kW)]
-        for w in range(kW):
-            c = [[0.0]*4 for _ in range(32)]
-            for ss in range(w, nsuper, kW):
-                for u in range(kU):
-                    A = []; B = []
-                    for l in range(32):
-                        g, t = l >> 2, l & 3
-                        k0 = (ss*kU + u)*32 + 8*t
-                        def load(row, ok, arr):
-                            v = [0.0]*8
-                            if ok:
-                                for i in range(8):
-                                    if k0 + i < K: v[i] = arr[row, k0+i]
-                            return v
-                        r0, r1 = blk*16+g, blk*16+g+8
-                        a0 = load(r0, r0 < N, W); a1 = load(r1, r1 < N, W); b = load(g, g < M, x)
-                        A.append([(a0[0],a0[1]),(a1[0],a1[1]),(a0[2],a0[3]),(a1[2],a1[3])]); B.append([(b[0],b[1]),(b[2],b[3])])
-                        A[-1] = (A[-1], [(a0[4],a0[5]),(a1[4],a1[5]),(a0[6],a0[7]),(a1[6],a1[7])]); B[-1] = (B[-1], [(b[4],b[5]),(b[6],b[7])])
-                    mma(c, [a[0] for a in A], [b[0] for b in B])
-                    mma(c, [a[1] for a in A], [b[1] for b in B])
-            for l in range(32):
-                g, t = l >> 2, l & 3
-                red[w][g, 2*t] = c[l][0]; red[w][g, 2*t+1] = c[l][1]; red[w][g+8, 2*t] = c[l][2]; red[w][g+8, 2*t+1] = c[l][3]
-        for tid in range(128):
-            rl, m = tid >> 3, tid & 7
-            n = blk*16 + rl
-            if m >= M or n >= N: continue
-            y[m, n] = sum(red[w][rl, m] for w in range(kW)) + (bias[n] if bias is not None else 0)
-    return y
+Usage: runtime/tests/emulate_gemv_mma.py CASE_DIR [--strips 2,4,8] [--only SUBSTRING]
+Pure Python (no numpy); the M ≤ 16 cases take a few minutes.
+"""
+import json
+import os
+import struct
+import sys
 
-def maxerr_f16(M, N, K):
-    x = randn(M, K); W = randn(N, K); b = [random.gauss(0,1) for _ in range(N)]
-    y = f16_gemv(x, W, M, N, K, b)
-    e = 0
-    for m in range(M):
-        for n in range(N):
-            ref = sum(x[m,k]*W[n,k] for k in range(K)) + b[n]
-            e = max(e, abs(y[m,n]-ref))
-    return e
-for (M, N, K) in [(1, 17, 13), (3, 40, 264), (8, 33, 72), (5, 20, 1100)]:
-    print("f16", M, N, K, maxerr_f16(M, N, K), flush=True)
+K_WARPS, K_U, K_BK, K_ZERO, K_XBUDGET = 8, 2, 128, 16, 96 * 1024
+K_ITER = K_WARPS * K_U
+MASK32 = 0xFFFFFFFF
 
-# ---- W4A16 GEMV
-def pack(q, Np, Kp):
-    out = [0]*(Np//8 * Kp//128 * 32 * 16)
-    for nb in range(Np//8):
-        for kb in range(Kp//128):
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        hdr = json.loads(f.read(n))
+        data = f.read()
+    meta = hdr.pop("__metadata__", {})
+    out = {}
+    for name, t in hdr.items():
+        a, b = t["data_offsets"]
+        fmt = {"I8": "b", "U8": "B", "I16": "h", "I32": "i", "F32": "f", "F16": "H"}[t["dtype"]]
+        size = struct.calcsize(fmt)
+        out[name] = list(struct.unpack("<%d%s" % ((b - a) // size, fmt), data[a:b]))
+    return meta, out
+
+
+def shape_of(m, k, strips):
+    """Host: K blocks per chunk and dynamic shared memory (gemv_mma.cu shape_of)."""
+    kblocks = k // K_BK
+    whole = m * (k + 16)
+    if whole <= K_XBUDGET:
+        chunk_kb, smem = kblocks, whole
+    else:
+        c = ((K_XBUDGET // 2 // m - 16) // K_BK) // K_ITER * K_ITER
+        chunk_kb = max(K_ITER, c)
+        smem = 2 * m * (chunk_kb * K_BK + 16)
+    red = K_WARPS * strips * 4 * 32 * 4
+    return chunk_kb, K_ZERO + max(smem, red)
+
+
+def s8(b):
+    return b - 256 if b >= 128 else b
+
+
+def bytes_of_word(w):
+    return [s8((w >> (8 * i)) & 0xFF) for i in range(4)]
+
+
+def mma(d, a, b, zero):
+    """m16n8k32 s8: a[lane][0..3], b[lane][0..1] registers (uint32), d[lane][0..3] int (wrapping)."""
+    A = [[0] * 32 for _ in range(16)]
+    B = [[0] * 8 for _ in range(32)]
+    for lane in range(32):
+        gid, tig = lane >> 2, lane & 3
+        for i, v in enumerate(bytes_of_word(a[lane][0])): A[gid][4 * tig + i] = v
+        for i, v in enumerate(bytes_of_word(a[lane][1])): A[gid + 8][4 * tig + i] = v
+        for i, v in enumerate(bytes_of_word(a[lane][2])): A[gid][16 + 4 * tig + i] = v
+        for i, v in enumerate(bytes_of_word(a[lane][3])): A[gid + 8][16 + 4 * tig + i] = v
+        for i, v in enumerate(bytes_of_word(b[lane][0])): B[4 * tig + i][gid] = v
+        for i, v in enumerate(bytes_of_word(b[lane][1])): B[16 + 4 * tig + i][gid] = v
+    for lane in range(32):
+        gid, tig = lane >> 2, lane & 3
+        for e, (r, c) in enumerate([(gid, 2 * tig), (gid, 2 * tig + 1), (gid + 8, 2 * tig), (gid + 8, 2 * tig + 1)]):
+            s = sum(A[r][kk] * B[kk][c] for kk in range(32))
+            d[lane][e] = ((0 if zero else d[lane][e]) + s) & MASK32
+
+
+def run(meta, t, S):
+    m, n, k, gsz = int(meta["m"]), int(meta["n"]), int(meta["k"]), int(meta["group_size"])
+    np_ = (n + 7) // 8 * 8
+    x, qw, gs = t["x"], t["qweight"], t["group_scale"]
+    MH = 1 if m <= 8 else 2
+    SPG = 0 if gsz >= k else gsz // 32
+    NC = 2 * MH
+    NG = 4 // SPG if SPG else 1
+    chunk_kb0, _ = shape_of(m, k, S)
+    chunked = chunk_kb0 < k // K_BK
+    # k_blocks_ahead (gemv_mma.cu)
+    U = (1 if S >= 4 else K_U) if SPG == 1 else (4 if S == 2 and not chunked else K_U)
+    IT = K_WARPS * U
+    kblocks, nstrips = k // K_BK, np_ // 8
+    chunk_kb, smem_bytes = shape_of(m, k, S)
+    cb = chunk_kb
+    nchunks = (kblocks + cb - 1) // cb
+    xstride = cb * K_BK + 16
+    bufbytes = m * xstride
+    assert K_ZERO + (2 if nchunks > 1 else 1) * bufbytes <= smem_bytes
+    qbytes = bytes(b & 0xFF for b in qw)
+    grid = (nstrips + S - 1) // S
+    acc_out = [[None] * n for _ in range(m)]
+    for blk in range(grid):
+        smem = bytearray(smem_bytes)
+        strip0 = blk * S
+        real = min(S, nstrips - strip0)
+
+        def stage(c, b):
+            kb0, nkb = c * cb, min(cb, kblocks - c * cb)
+            per_row = nkb * (K_BK // 16)
+            dst = K_ZERO + b * bufbytes
+            for i in range(m * per_row):
+                mm, q = divmod(i, per_row)
+                for z in range(16):
+                    smem[dst + mm * xstride + q * 16 + z] = x[mm * k + kb0 * K_BK + q * 16 + z] & 0xFF
+
+        def word_at(addr):
+            return struct.unpack_from("<I", smem, addr)[0]
+
+        acc = [[[[0] * NC for _ in range(S)] for _ in range(32)] for _ in range(K_WARPS)]
+        part = [[[[0] * 4 for _ in range(S)] for _ in range(32)] for _ in range(K_WARPS)]
+        iters = (kblocks + IT - 1) // IT
+        stage(0, 0)
+        staged = {0}
+        for it in range(iters):
+            kbase = it * IT
+            c = kbase // cb
+            if kbase == c * cb and c + 1 < nchunks:
+                stage(c + 1, (c + 1) & 1)
+            xbuf = K_ZERO + (c & 1) * bufbytes
+            for warp in range(K_WARPS):
+                for u in range(U):
+                    kb = kbase + warp + K_WARPS * u
+                    if kb >= kblocks:
+                        break
+                    # weights and scales of this lane (load())
+                    w = [[None] * S for _ in range(32)]
+                    sc = [[[0] * NG for _ in range(S)] for _ in range(32)]
+                    for lane in range(32):
+                        tig = lane & 3
+                        for j in range(S):
+                            ok = j < real
+                            off = ((strip0 * kblocks * 32 + lane) * 16) + j * kblocks * 512 + kb * 512
+                            w[lane][j] = struct.unpack_from("<4I", qbytes, off) if ok else (0, 0, 0, 0)
+                            if SPG:
+                                for g in range(NG):
+                                    if ok:
+                                        col = strip0 * 8 + 2 * tig + j * 8
+                                        row = kb * NG + g
+                                        lo = gs[row * np_ + col] & 0xFFFF
+                                        hi = gs[row * np_ + col + 1] & 0xFFFF
+                                        sc[lane][j][g] = lo | (hi << 16)
+                    # A fragments (ldmatrix): the address each lane gives, then what each lane gets
+                    addr = [0] * 32
+                    astep = [0] * 32
+                    for lane in range(32):
+                        arow = (lane & 7) if MH == 1 else (lane & 15)
+                        akoff = ((lane >> 4) * 32 + ((lane >> 3) & 1) * 16) if MH == 1 else (lane >> 4) * 16
+                        ok = arow < m
+                        addr[lane] = xbuf + arow * xstride + (kb - c * cb) * K_BK + akoff if ok else 0
+                        astep[lane] = 32 if ok else 0
+
+                    def ldmatrix(off_of_lane):
+                        r = [[0] * 4 for _ in range(32)]
+                        for j in range(4):
+                            for row in range(8):
+                                src = off_of_lane(8 * j + row)
+                                for tig in range(4):
+                                    r[row * 4 + tig][j] = word_at(src + 4 * tig)
+                        return r
+
+                    af = [[[0] * 4 for _ in range(4)] for _ in range(32)]  # [lane][step][reg]
+                    if MH == 1:
+                        for pr in range(2):
+                            r = ldmatrix(lambda l: addr[l] + pr * 2 * astep[l])
+                            for lane in range(32):
+                                af[lane][2 * pr][0], af[lane][2 * pr][2] = r[lane][0], r[lane][1]
+                                af[lane][2 * pr + 1][0], af[lane][2 * pr + 1][2] = r[lane][2], r[lane][3]
+                    else:
+                        for st in range(4):
+                            r = ldmatrix(lambda l: addr[l] + st * astep[l])
+                            for lane in range(32):
+                                af[lane][st] = r[lane][:]
+                    for st in range(4):
+                        for j in range(S):
+                            b = []
+                            for lane in range(32):
+                                ws = w[lane][j][st]
+                                b.append(((ws << 4) & 0xF0F0F0F0, ws & 0xF0F0F0F0))
+                            d = [part[warp][lane][j] for lane in range(32)]
+                            mma(d, [af[lane][st] for lane in range(32)], b, SPG > 0 and st % SPG == 0)
+                            if SPG and (st + 1) % SPG == 0:
+                                for lane in range(32):
+                                    s2 = sc[lane][j][st // SPG]
+                                    lo = (s2 & 0xFFFF) - (0x10000 if s2 & 0x8000 else 0)
+                                    hi = (s2 >> 16) - (0x10000 if s2 & 0x80000000 else 0)
+                                    a_ = acc[warp][lane][j]
+                                    p_ = part[warp][lane][j]
+                                    a_[0] = (a_[0] + (lo & MASK32) * p_[0]) & MASK32
+                                    a_[1] = (a_[1] + (hi & MASK32) * p_[1]) & MASK32
+                                    if MH == 2:
+                                        a_[2] = (a_[2] + (lo & MASK32) * p_[2]) & MASK32
+                                        a_[3] = (a_[3] + (hi & MASK32) * p_[3]) & MASK32
+        # reduction through shared memory, [warp][strip][e][lane], and the epilogue's lookup
+        red = {}
+        for warp in range(K_WARPS):
             for lane in range(32):
-                g, t = lane >> 2, lane & 3
-                for step in range(4):
-                    for j in range(4):
-                        n = nb*8+g; k = kb*128+step*32+4*t+j
-                        lo = q[n, k] & 15; hi = q[n, k+16] & 15
-                        out[((nb*(Kp//128)+kb)*32+lane)*16+step*4+j] = lo | (hi << 4)
-    return out
+                for j in range(S):
+                    for e in range(NC):
+                        v = part[warp][lane][j][e] if SPG == 0 else acc[warp][lane][j][e]
+                        red[((warp * S + j) * NC + e) * 32 + lane] = v
+        assert K_ZERO + 4 * (max(red) + 1) <= smem_bytes
+        for o in range(m * S * 8):
+            mm, r = divmod(o, S * 8)
+            j, cc = r >> 3, r & 7
+            col = (strip0 + j) * 8 + cc
+            if strip0 + j >= nstrips or col >= n:
+                continue
+            l, e = (mm & 7) * 4 + (cc >> 1), (mm >> 3) * 2 + (cc & 1)
+            total = 0
+            for v in range(K_WARPS):
+                total = (total + red[((v * S + j) * NC + e) * 32 + l]) & MASK32
+            if SPG == 0:
+                total = (total * (gs[col] & MASK32)) & MASK32
+            acc_out[mm][col] = total - (1 << 32) if total & 0x80000000 else total
+    return acc_out
 
-def nib2(t):  # nibbles at bits 0..3 and 16..19 -> (q0, q1)
-    return (((t & 15) ^ 8) - 8, (((t >> 16) & 15) ^ 8) - 8)
 
-def w4a16_gemv(x, qw, gs, cs, M, N, K, G, kW=8, kU=4):
-    Np = (N+7)//8*8; kblocks = K//128
-    per_channel = G >= K; SPG = 0 if per_channel else G//32
-    y = A2(M, N)
-    for blk in range((Np+15)//16):
-        nb0 = blk*2; ok1 = (nb0+1)*8 < Np
-        red = [A2(16, 8) for _ in range(kW)]
-        for w in range(kW):
-            total = [[0.0]*4 for _ in range(32)]; part = [[0.0]*4 for _ in range(32)]
-            for kb0 in range(w, kblocks, kW*kU):
-                for u in range(kU):
-                    kb = kb0 + u*kW
-                    if kb >= kblocks: break
-                    for step in range(4):
-                        for half in range(2):
-                            A = []; B = []
-                            for lane in range(32):
-                                g, t = lane >> 2, lane & 3
-                                def word(nb):
-                                    off = ((nb*kblocks+kb)*32+lane)*16+step*4
-                                    return int.from_bytes(bytes(qw[off:off+4]), 'little')
-                                q0 = word(nb0) >> (4*half); q1 = word(nb0+1) >> (4*half) if ok1 else 0
-                                a0 = nib2(q0 & 0x000F000F); a1 = nib2(q1 & 0x000F000F)
-                                a2 = nib2((q0 >> 8) & 0x000F000F); a3 = nib2((q1 >> 8) & 0x000F000F)
-                                A.append([a0, a1, a2, a3])
-                                kk = kb*128 + step*32 + half*16 + 4*t
-                                xv = [x[g, kk+i] if g < M else 0.0 for i in range(4)]
-                                B.append([(xv[0], xv[2]), (xv[1], xv[3])])
-                            mma(part, A, B)
-                        if SPG and (step+1) % SPG == 0:
-                            for lane in range(32):
-                                g = lane >> 2
-                                grp = kb*(4//SPG) + step//SPG
-                                col0 = nb0*8+g; col1 = col0+8
-                                s0 = gs[grp, col0]; s1 = gs[grp, col1] if ok1 else 0
-                                total[lane][0] += s0*part[lane][0]; total[lane][1] += s0*part[lane][1]
-                                total[lane][2] += s1*part[lane][2]; total[lane][3] += s1*part[lane][3]
-                                part[lane] = [0.0]*4
-            if not SPG: total = part
-            for l in range(32):
-                g, t = l >> 2, l & 3
-                red[w][g, 2*t] = total[l][0]; red[w][g, 2*t+1] = total[l][1]; red[w][g+8, 2*t] = total[l][2]; red[w][g+8, 2*t+1] = total[l][3]
-        for tid in range(128):
-            cl, m = tid >> 3, tid & 7
-            c = nb0*8 + cl
-            if m >= M or c >= N: continue
-            acc = sum(red[w][cl, m] for w in range(kW))
-            if not SPG: acc *= gs[0, c]
-            y[m, c] = acc*16*cs[c]
-    return y
+def main():
+    d = sys.argv[1]
+    strips = [2, 4, 8]
+    only = None
+    args = sys.argv[2:]
+    while args:
+        if args[0] == "--strips":
+            strips = [int(s) for s in args[1].split(",")]
+            args = args[2:]
+        elif args[0] == "--only":
+            only = args[1]
+            args = args[2:]
+        else:
+            sys.exit("unknown argument " + args[0])
+    man = json.load(open(os.path.join(d, "manifest.json")))
+    bad = 0
+    ran = 0
+    for c in man["cases"]:
+        if c["kind"] != "w4a8" or (only and only not in c["name"]):
+            continue
+        meta, t = read_safetensors(os.path.join(d, c["file"]))
+        m, n = int(meta["m"]), int(meta["n"])
+        if m > 16:
+            continue
+        for S in strips:
+            got = run(meta, t, S)
+            want = t["acc"]
+            diff = sum(1 for mm in range(m) for col in range(n) if got[mm][col] != want[mm * n + col])
+            ran += 1
+            bad += diff > 0
+            print("%-50s S=%d %s" % (c["name"], S, "ok" if diff == 0 else "%d accumulators differ" % diff), flush=True)
+    print("emulated %d runs, %d failed" % (ran, bad))
+    sys.exit(1 if bad or not ran else 0)
 
-for (M, N, K, G) in [(1, 8, 128, 128), (2, 100, 640, 32), (4, 24, 4608, 128), (3, 40, 512, 512), (1, 56, 384, 64)]:
-    Np = (N+7)//8*8
-    q = A2(Np, K, 0)
-    for n in range(N):
-        for k in range(K): q[n,k] = random.randint(-7, 7)
-    gs = A2(K//G, Np, 0)
-    for g in range(K//G):
-        for n in range(N): gs[g,n] = random.randint(1, 15)
-    cs = [random.random() if n < N else 0.0 for n in range(Np)]
-    x = randn(M, K)
-    qw = pack(q, Np, K)
-    y = w4a16_gemv(x, qw, gs, cs, M, N, K, G)
-    e = 0; big = 1
-    for m in range(M):
-        for n in range(N):
-            ref = sum(x[m,k]*q[n,k]*gs[k//G, n] for k in range(K))*16*cs[n]
-            e = max(e, abs(y[m,n]-ref)); big = max(big, abs(ref))
-    print("w4a16", M, N, K, G, e/big, flush=True)
+
+if __name__ == "__main__":
+    main()

@@ -297,6 +297,9 @@ struct Bench {
       for (int is_int = 1; is_int >= 0; is_int--) {
         ody_w4a8_problem p{m, n, k, group, 1, is_int ? ODY_SCALE_INT : ODY_SCALE_FLOAT, -1, 0};
         std::vector<std::pair<int, int>> variants = {{-1, 0}};
+        // The decode GEMVs (gemv_w4, gemv_mma_*) always, as rows of their own beside the
+        // dispatch (can_implement drops them past their M and for float scales).
+        auto is_gemv = [](int c) { return c >= 0 && std::string(ody_w4a8_config_name(c)).rfind("gemv", 0) == 0; };
         // Beside the dispatch's row, forced: the Hopper wgmma config (row w4a8_*_wgmma, where it
         // is usable) and the mma table's choice without it (w4a8_*_mma), so both kernels show
         // in every run whatever the dispatch picks.
@@ -308,6 +311,9 @@ struct Bench {
           for (int c = 0; c < ody_w4a8_num_configs(); c++)
             for (int s : {0, 1, 2, 4, 8})
               if (s <= k / 128) variants.push_back({c, s});
+        if (!sweep)
+          for (int c = 0; c < ody_w4a8_num_configs(); c++)
+            if (is_gemv(c)) variants.push_back({c, 0});
         double best = 1e30;
         std::string best_name;
         std::vector<int> done_tags;
@@ -342,7 +348,7 @@ struct Bench {
             r.note = name;
             rows.push_back(r);
           }
-          const bool tagged = (c == tag_wgmma.first || c == tag_mma.first) && s == 0 && !(c == -1);
+          const bool tagged = (c == tag_wgmma.first || c == tag_mma.first) && s == 0 && c != -1 && !is_gemv(c);
           if (tagged && std::find(done_tags.begin(), done_tags.end(), c) == done_tags.end()) {
             done_tags.push_back(c);
             double bytes = w4 + (is_int ? sc_int + np * 4 : sc_f) + in_bytes8 + m * 4 + out16;
@@ -351,9 +357,13 @@ struct Bench {
             r.note = name;
             rows.push_back(r);
           } else if (c != -1) {
-            // Every variant goes into the JSON: the dispatch table is derived from these.
+            // Every variant goes into the JSON: the dispatch table is derived from these. A GEMV
+            // at split 0 is a printed row of its own (w4a8_int_gemv_*).
             double bytes = w4 + (is_int ? sc_int + np * 4 : sc_f) + in_bytes8 + m * 4 + out16;
-            Row r = make_row(n, k, m, is_int ? "w4a8_int_variant" : "w4a8_float_variant", us, bytes, 1979);
+            const std::string kind = is_gemv(c) && s == 0 ? std::string("w4a8_int_") + ody_w4a8_config_name(c)
+                                     : is_int             ? "w4a8_int_variant"
+                                                          : "w4a8_float_variant";
+            Row r = make_row(n, k, m, kind, us, bytes, 1979);
             r.note = name;
             rows.push_back(r);
           }
@@ -676,6 +686,12 @@ int cmd_bench_gemm(const Args& args) {
   w.field("method", std::string("median of iters samples (CUDA events, warm-up first); weights rotate over copies > 4x L2; "
                                 "random inputs; group 128; per-token activation scales"));
   w.field("copy_bandwidth_gbs", b.copy_gbs);
+  // The gemv_mma configs launch with programmatic dependent launch unless ODYSSEY_PDL=0
+  // (src/pdl.cuh): back-to-back launches then overlap one's weight loads with the previous tail.
+  {
+    const char* e = std::getenv("ODYSSEY_PDL");
+    w.field("pdl", !(e && std::string(e) == "0"));
+  }
   w.field("peak_int8_tops", 1979.0);
   w.field("peak_fp16_tflops", 989.0);
   w.key("rows").begin_array();

@@ -3,7 +3,8 @@
 // The cases (docs/gemm-cases.md) come from `odyssey testdata gemm-cases`, i.e. from
 // quant.W4A8GEMMRef and friends, never from this code. For every W4A8 case, every tile config
 // and several split-K factors (each combination can_implement accepts: the decode GEMV gemv_w4
-// runs the M ≤ 4 cases with integer scales, splits 0 and 1):
+// runs the M ≤ 4 cases with integer scales, splits 0 and 1, and the tensor-core GEMVs
+// gemv_mma_s2/s4/s8 the M ≤ 16 ones):
 //   - integer scales: the int32 accumulators must match bit for bit, and so must the fp16
 //     outputs (tolerance 0 ulp): the epilogue is IEEE float32 multiply/add with round-to-nearest
 //     in the reference's order, then one round to fp16, so there is nothing to tolerate;
@@ -18,6 +19,7 @@
 // within the tolerance of docs/gemm-cases.md. Also: activation quantization cases (bit-exact codes and scales) and can_implement refusals.
 #include <cmath>
 #include <cstdio>
+#include <deque>
 #include <iterator>
 #include <iostream>
 #include <string>
@@ -269,7 +271,8 @@ std::vector<CaseResult> test_w4a8(const std::string& name, const SafetensorsFile
     if (kblocks >= 3) splits.push_back(std::min(kblocks, 7));
     for (int s : splits)
       for (int is_int = 1; is_int >= 0; is_int--) {
-        // A config limited to some problems (gemv_w4: M ≤ 4, integer scales, no split-K) is run
+        // A config limited to some problems (gemv_w4: M ≤ 4, gemv_mma_*: M ≤ 16; integer scales,
+        // no split-K) is run
         // where can_implement accepts it. Skipping a refusal cannot hide a broken case: every
         // other config refuses only what check_problem refuses for all of them, and the
         // dispatch's own run below (config -1) always runs and must pass.
@@ -441,11 +444,33 @@ std::vector<CaseResult> test_refusals() {
       {"no workspace for split-K", {4, 64, 1024, 128, 1, ODY_SCALE_INT, 0, 4}, 0, ODY_ERR_WORKSPACE},
       {"unknown config", {4, 64, 256, 128, 1, ODY_SCALE_INT, 99, 0}, 0, ODY_ERR_INVALID},
   };
-  // The decode GEMV's limits (its config index found by name, so the table can grow).
+  // The decode GEMVs' limits (config indexes found by name, so the table can grow).
   int gemv = -1;
-  for (int i = 0; i < ody_w4a8_num_configs(); i++)
-    if (std::string(ody_w4a8_config_name(i)) == "gemv_w4") gemv = i;
+  std::vector<int> gemv_mma;
+  for (int i = 0; i < ody_w4a8_num_configs(); i++) {
+    const std::string nm = ody_w4a8_config_name(i);
+    if (nm == "gemv_w4") gemv = i;
+    if (nm.rfind("gemv_mma_", 0) == 0) gemv_mma.push_back(i);
+  }
   std::vector<Want> all(std::begin(wants), std::end(wants));
+  if (gemv_mma.size() != 3) {
+    CaseResult r;
+    r.name = "refuse: gemv_mma limits";
+    r.kernel = "can_implement";
+    r.passed = false;
+    r.message = "want 3 configs named gemv_mma_*, found " + std::to_string(gemv_mma.size());
+    out.push_back(r);
+  }
+  for (int c : gemv_mma) {
+    // Want keeps a const char*: a deque never moves its strings.
+    static std::deque<std::string> names;
+    names.push_back(std::string(ody_w4a8_config_name(c)) + " with M = 17");
+    all.push_back({names.back().c_str(), {17, 64, 256, 128, 1, ODY_SCALE_INT, c, 0}, 0, ODY_ERR_UNSUPPORTED});
+    names.push_back(std::string(ody_w4a8_config_name(c)) + " with float scales");
+    all.push_back({names.back().c_str(), {8, 64, 256, 128, 1, ODY_SCALE_FLOAT, c, 0}, 0, ODY_ERR_UNSUPPORTED});
+    names.push_back(std::string(ody_w4a8_config_name(c)) + " with split-K 2");
+    all.push_back({names.back().c_str(), {16, 64, 256, 128, 1, ODY_SCALE_INT, c, 2}, 0, ODY_ERR_UNSUPPORTED});
+  }
   if (gemv < 0) {
     CaseResult r;
     r.name = "refuse: gemv_w4 limits";

@@ -1,0 +1,433 @@
+// gemv_mma.cu: the W4A8 tensor-core GEMV for decode and small batches (M ≤ 16, integer group
+// scales), configs "gemv_mma_s2", "gemv_mma_s4" and "gemv_mma_s8" of the FastGEMM table
+// (fastgemm.cu).
+//
+// What it computes: exactly what the mma kernel and gemv_w4 compute (docs/w4a8-numerics.md,
+// quant.W4A8GEMMRef / W4A8AccRef), bit for bit in the int32 accumulators and the fp16 outputs:
+//
+//   P'_g[m,c] = Σ_{k∈g} x[m,k] · 16·q[c,k]      int32, mma.sync.m16n8k32.s32.s8.s8.s32
+//   acc[m,c]  = Σ_g ŝ[g,c] · P'_g[m,c]           int32 (wrapping uint32 arithmetic, see below)
+//   y[m,c]    = half_rn(float(acc)·(xs[m]·f[c]) (+ bias[c]))   kernel::epilogue_int, shared
+//
+// Why: gemv_w4 (gemv.cu, dp4a) reloads each activation word per row per lane, so M = 4 costs
+// 1.5–2× M = 1, and M = 5..16 fell back to the mma tiles (m16n64/m16n128), which stage the
+// weights through shared memory with cp.async and a barrier per 128 of K: 56 µs for 8192×28672
+// at M = 16 against a 29 µs floor. Here the weights go straight from global memory into the
+// registers that mma.sync reads, and one m16n8k32 covers every row up to 16, so M = 1..16 cost
+// about the same instructions per weight byte.
+//
+// Layout (docs/fastgemm-layout.md, format version 1): qweight is [Np/8, Kp/128, 32, 16] bytes.
+// Lane l's 16 bytes of (strip nb, K block kb) are its B fragments of the four m16n8k32 steps of
+// that block: word s, masked ((w << 4) & 0xF0F0F0F0 and w & 0xF0F0F0F0), is b0/b1 of step s.
+// So a warp loads a 512-byte (strip, K block) with one ld.global.nc.v4 per lane and needs no
+// shared memory and no shuffle for the weights.
+//
+// Activations: int8 [M, K] are copied once per block into shared memory (cp.async, rows padded
+// by 16 bytes so that the 8 row addresses of an ldmatrix hit 8 different 16-byte bank groups),
+// and each warp reads its A fragments with ldmatrix.x4 — the same fragment mapping as the mma
+// kernel. Rows M..15 are not stored: their ldmatrix row addresses point at a 16-byte zero row
+// (so the tile's unused rows multiply zeros; for M ≤ 8 the rows 8..15 are not loaded at all,
+// a1 = a3 = 0, and one ldmatrix.x4 gives the A fragments of two steps). Where M·K does not fit
+// the shared-memory budget (kXBudget), x is staged in chunks of K, double-buffered: chunk c+1
+// is copied while chunk c is used.
+//
+// Structure: a block owns S consecutive 8-column strips (S = 2, 4 or 8: the three configs) and
+// the whole of K; its kWarps warps split K (warp w takes K blocks w, w + kWarps, … in each
+// iteration of kWarps·U K blocks). Each iteration a warp first issues all U·S weight loads
+// (16 bytes per lane each: U·S·512 bytes per warp in flight; U = 1, 2 or 4, k_blocks_ahead)
+// and the matching group scales, then multiplies: per K block, 2 (M ≤ 8) or 4 ldmatrix.x4, and
+// 4 mma per strip. The A fragments of a K block are loaded once and used for all S strips.
+// After K, the warps' accumulator fragments are added through shared memory, and one thread
+// per output runs the epilogue.
+//
+// Group scales on the fragment accumulators: a group's mma chain starts from zero (the first
+// mma of the group takes a zero C) and ends with acc += ŝ·part per fragment element; lane
+// (gid, tig) holds columns 2·tig and 2·tig + 1 of the strip, whose two int16 scales it loads as
+// one 32-bit word. Per-channel runs one chain over the warp's K blocks and multiplies by the
+// single ŝ after the reduction. Why splitting a group's sum over lanes, warps and chunks is
+// exact: int32 addition and multiplication wrap (arithmetic mod 2³²), Σ_i ŝ·p_i ≡ ŝ·Σ_i p_i
+// (mod 2³²), and the true acc and every partial sum fit int32 (the overflow bound,
+// docs/w4a8-numerics.md §3), so the wrapped result is the exact acc (gemv.cu's header has the
+// same argument). The scaling is done on uint32_t so that the wrap is defined behaviour.
+//
+// PDL (pdl.cuh): the first iteration's weights and scales are loaded before pdl_wait() (they
+// never depend on the previous kernel); x and x_scale are read, and y / acc_out written, only
+// after it. pdl_launch_dependents() is called right after those first loads. Launched with
+// launch_pdl (ODYSSEY_PDL=0 turns the attribute off).
+//
+// Limits: 1 ≤ M ≤ 16 (kGemvMmaMaxM), ODY_SCALE_INT only, splits 0 or 1, plus the FastGEMM limits
+// (K % 128 == 0; groups 32, 64, 128 or per-channel; x, qweight, group_scale 16-byte aligned).
+// check_problem refuses the rest. sm_80 or newer (mma.sync s8, ldmatrix, cp.async).
+//
+// Test: odyssey testdata gemm-cases --out C && odyssey-rt test gemm --cases C (every M ≤ 16
+// case with integer scales runs through gemv_mma_s2, _s4 and _s8 with splits 0 and 1, and
+// through the dispatch; runtime/tests/emulate_gemv_mma.py replays this file's indexing on the
+// CPU against the same cases). Benchmark: odyssey-rt bench gemm --m 1,2,4,8,16 --shapes
+// 4096x4096 (rows w4a8_int_gemv_mma_s2/_s4/_s8 beside gemv_w4, the dispatch, cuBLAS and the
+// floor); runtime/scripts/device-run.sh decode-gemm runs both.
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "fastgemm.hpp"
+#include "kernel_common.cuh"
+#include "pdl.cuh"
+
+namespace odyssey {
+namespace {
+
+using kernel::cp_async_commit;
+using kernel::cp_async_wait;
+using kernel::kBK;
+using kernel::smem_u32;
+
+constexpr int kWarps = 8;               // warps per block, splitting K
+constexpr int kThreads = kWarps * 32;
+constexpr int kU = 2;                   // K blocks per warp per iteration (loaded before use)
+constexpr int kIter = kWarps * kU;      // chunks of x are multiples of it (16 K blocks: 2048 of K)
+constexpr int kZero = 16;               // bytes of the zero row at the start of shared memory
+// Shared memory for x per block: with 2 blocks per SM (launch bounds) 2 × 96 KB fits the 228 KB
+// of an H100/H200 SM, and the whole of K fits for M·(K+16) ≤ 96 KB (M = 16 up to K = 6128,
+// M = 8 up to K = 12272); beyond, chunks of kIter·128·c columns, double-buffered.
+constexpr int kXBudget = 96 * 1024;
+
+__device__ __forceinline__ uint4 ld_stream16(const void* p) {
+  uint4 v;
+  // Streamed once: no L1 allocation (the scales and bias are what little else is read).
+  asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ uint32_t ld_nc32(const void* p) {
+  uint32_t v;
+  asm volatile("ld.global.nc.u32 %0, [%1];\n" : "=r"(v) : "l"(p));
+  return v;
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+// D = A·B + C (ZERO: C = 0, the first step of a group). The int32 accumulation of the tensor
+// cores wraps like the uint32 arithmetic below, and no partial sum exceeds the bound anyway.
+template <bool ZERO>
+__device__ __forceinline__ void mma_s8(uint32_t (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                       uint32_t a3, uint32_t b0, uint32_t b1) {
+  if constexpr (ZERO) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%10,%10,%10,%10};\n"
+        : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1), "r"(0));
+  } else {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+  }
+}
+
+__device__ __forceinline__ uint32_t word(const uint4& v, int s) {
+  return s == 0 ? v.x : s == 1 ? v.y : s == 2 ? v.z : v.w;
+}
+
+// MH: halves of the 16-row tile in use (1: M ≤ 8, 2: M ≤ 16). SPG: 32-deep steps per group
+// (1, 2, 4 for groups of 32, 64, 128), 0 for per-channel. S: 8-column strips per block.
+// U: K blocks per warp per iteration, all loaded before any is used (U·S·512 bytes in flight
+// per warp; the host picks it, k_blocks_ahead). S = 8 runs one block per SM (up to 255
+// registers); S = 2 and 4 two (≤ 128 registers).
+template <int MH, int SPG, int S, int U>
+__global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel(const GemvParams p) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  constexpr int NC = 2 * MH;                 // accumulator fragment elements in use per strip
+  constexpr int NG = SPG > 0 ? 4 / SPG : 1;  // groups per K block (scale words per strip)
+  // K blocks per block iteration. With x in chunks the host picks U ≤ kU, so that IT divides
+  // kIter and a chunk (a multiple of kIter K blocks) is whole iterations.
+  constexpr int IT = kWarps * U;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tig = lane & 3;
+  const int kblocks = p.k / kBK;
+  const int nstrips = p.np / 8;
+  const int strip0 = blockIdx.x * S;
+  const int cb = p.chunk_kb;                        // K blocks per chunk of x
+  const int nchunks = (kblocks + cb - 1) / cb;
+  const int xstride = cb * kBK + 16;                // bytes per staged row (bank-group shift)
+  const int bufbytes = p.m * xstride;
+  const uint32_t sbase = smem_u32(smem);
+
+  // This lane's weight words of strip strip0 + j, K block kb: wbase + j·wstrip + kb·512; its
+  // pair of group-scale columns (2·tig, 2·tig + 1) of that strip: sbase_g + j·16 + group·srow.
+  // Strips past Np/8 (the last block's) are not loaded: zeros, and their outputs not stored.
+  const uint8_t* wbase = p.qweight + ((size_t)strip0 * kblocks * 32 + lane) * 16;
+  const size_t wstrip = (size_t)kblocks * 512;
+  const uint8_t* sbase_g = reinterpret_cast<const uint8_t*>(p.group_scale + strip0 * 8 + 2 * tig);
+  const size_t srow = (size_t)p.np * 2;  // bytes per group row of [G, Np] int16
+  const int real = min(S, nstrips - strip0);  // strips of this block inside Np/8
+
+  uint4 w[U][S];
+  uint32_t sc[U][S][NG];
+  auto load = [&](int t) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int kb = t * IT + warp + kWarps * u;
+#pragma unroll
+      for (int j = 0; j < S; j++) {
+        const bool ok = kb < kblocks && j < real;
+        w[u][j] = ok ? ld_stream16(wbase + j * wstrip + (size_t)kb * 512) : make_uint4(0, 0, 0, 0);
+        if constexpr (SPG > 0) {
+#pragma unroll
+          for (int g = 0; g < NG; g++)
+            sc[u][j][g] = ok ? ld_nc32(sbase_g + j * 16 + (size_t)(kb * NG + g) * srow) : 0u;
+        }
+      }
+    }
+  };
+  // Copies chunk c of x (rows < M) into buffer b with cp.async; the caller commits.
+  auto stage = [&](int c, int b) {
+    const int kb0 = c * cb, nkb = min(cb, kblocks - kb0);
+    const int per_row = nkb * (kBK / 16);  // 16-byte pieces per row
+    const uint32_t dst = sbase + kZero + b * bufbytes;
+    const int8_t* src = p.x + (size_t)kb0 * kBK;
+    for (int i = tid; i < p.m * per_row; i += kThreads) {
+      const int m = i / per_row, q = i - m * per_row;
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst + m * xstride + q * 16),
+                   "l"(src + (size_t)m * p.k + q * 16));
+    }
+  };
+
+  // The first iteration's weights and scales: issued before waiting for the previous kernel.
+  load(0);
+  pdl_launch_dependents();
+  pdl_wait();
+  if (tid < 4) reinterpret_cast<uint32_t*>(smem)[tid] = 0;  // the zero row (rows M..15)
+  stage(0, 0);
+  cp_async_commit();
+
+  // ldmatrix row addresses of this lane, relative to a buffer and a K block. MH = 1: lane i
+  // gives row i%8 of matrix i/8 = (step pair half, k half): matrices (s, lo), (s, hi),
+  // (s+1, lo), (s+1, hi) → a0 and a2 of steps s and s+1. MH = 2: row i%16, k half i/16:
+  // matrices (rows 0-7, lo), (8-15, lo), (0-7, hi), (8-15, hi) → a0..a3 of one step.
+  const int arow = MH == 1 ? (lane & 7) : (lane & 15);
+  const int akoff = MH == 1 ? ((lane >> 4) * 32 + ((lane >> 3) & 1) * 16) : (lane >> 4) * 16;
+  const bool arow_ok = arow < p.m;
+
+  uint32_t acc[S][NC];
+  uint32_t part[S][4];
+#pragma unroll
+  for (int j = 0; j < S; j++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      part[j][e] = 0;
+      if (e < NC) acc[j][e] = 0;
+    }
+
+  const int iters = (kblocks + IT - 1) / IT;
+  for (int t = 0; t < iters; t++) {
+    if (t > 0) load(t);  // before the chunk barrier: the loads overlap it
+    const int kbase = t * IT;
+    const int c = kbase / cb;
+    if (kbase == c * cb) {  // first iteration of chunk c (cb: all of K, or a multiple of IT)
+      if (c > 0) __syncthreads();  // every warp is done with chunk c-1, whose buffer c+1 reuses
+      if (c + 1 < nchunks) {
+        stage(c + 1, (c + 1) & 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+      } else {
+        cp_async_wait<0>();
+      }
+      __syncthreads();  // chunk c is visible to every warp
+    }
+    const uint32_t xbuf = sbase + kZero + (c & 1) * bufbytes;
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int kb = kbase + warp + kWarps * u;
+      if (kb >= kblocks) break;  // warp-uniform
+      // Rows ≥ M read the zero row, and stay on it for every step.
+      const uint32_t aaddr = arow_ok ? xbuf + arow * xstride + (kb - c * cb) * kBK + akoff : sbase;
+      const uint32_t astep = arow_ok ? 32u : 0u;
+      uint32_t af[4][4];  // [step][a0..a3]
+      if constexpr (MH == 1) {
+        uint32_t r[4];
+#pragma unroll
+        for (int pr = 0; pr < 2; pr++) {
+          ldmatrix_x4(r, aaddr + pr * 2 * astep);
+          af[2 * pr][0] = r[0];
+          af[2 * pr][2] = r[1];
+          af[2 * pr + 1][0] = r[2];
+          af[2 * pr + 1][2] = r[3];
+          af[2 * pr][1] = af[2 * pr][3] = af[2 * pr + 1][1] = af[2 * pr + 1][3] = 0u;
+        }
+      } else {
+#pragma unroll
+        for (int st = 0; st < 4; st++) ldmatrix_x4(af[st], aaddr + st * astep);
+      }
+#pragma unroll
+      for (int st = 0; st < 4; st++) {
+#pragma unroll
+        for (int j = 0; j < S; j++) {
+          const uint32_t ws = word(w[u][j], st);
+          const uint32_t b0 = (ws << 4) & 0xF0F0F0F0u;  // 16·q, k = 32·st + 4·tig + 0..3
+          const uint32_t b1 = ws & 0xF0F0F0F0u;         // 16·q, k = 32·st + 16 + 4·tig + 0..3
+          if (SPG > 0 && st % (SPG > 0 ? SPG : 1) == 0)
+            mma_s8<true>(part[j], af[st][0], af[st][1], af[st][2], af[st][3], b0, b1);
+          else
+            mma_s8<false>(part[j], af[st][0], af[st][1], af[st][2], af[st][3], b0, b1);
+          if constexpr (SPG > 0) {
+            if ((st + 1) % SPG == 0) {  // end of a group: its partial sums take its scales
+              const uint32_t s2 = sc[u][j][st / SPG];
+              const uint32_t lo = (uint32_t)(int32_t)(int16_t)(s2 & 0xFFFFu);  // column 2·tig
+              const uint32_t hi = (uint32_t)(int32_t)(int16_t)(s2 >> 16);      // column 2·tig + 1
+              acc[j][0] += lo * part[j][0];
+              acc[j][1] += hi * part[j][1];
+              if constexpr (MH == 2) {
+                acc[j][2] += lo * part[j][2];
+                acc[j][3] += hi * part[j][3];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // every warp is done with x: the reduction reuses the buffers
+
+  // Per-channel: one chain over K, scaled after the reduction.
+  if constexpr (SPG == 0) {
+#pragma unroll
+    for (int j = 0; j < S; j++)
+#pragma unroll
+      for (int e = 0; e < NC; e++) acc[j][e] = part[j][e];
+  }
+  // Fragment element e of lane (gid, tig): row gid + 8·(e/2), column 2·tig + (e%2).
+  uint32_t* red = reinterpret_cast<uint32_t*>(smem + kZero);  // [warp][strip][e][lane]
+#pragma unroll
+  for (int j = 0; j < S; j++)
+#pragma unroll
+    for (int e = 0; e < NC; e++) red[((warp * S + j) * NC + e) * 32 + lane] = acc[j][e];
+  __syncthreads();
+  for (int o = tid; o < p.m * S * 8; o += kThreads) {
+    const int m = o / (S * 8), r = o - m * (S * 8);
+    const int j = r >> 3, cc = r & 7;
+    const int c = (strip0 + j) * 8 + cc;
+    if (strip0 + j >= nstrips || c >= p.n) continue;  // strips past Np/8, padding columns
+    const int l = (m & 7) * 4 + (cc >> 1), e = (m >> 3) * 2 + (cc & 1);
+    uint32_t total = 0;
+#pragma unroll
+    for (int v = 0; v < kWarps; v++) total += red[((v * S + j) * NC + e) * 32 + l];
+    if constexpr (SPG == 0) total *= (uint32_t)(int32_t)p.group_scale[c];  // the one group's ŝ
+    const int32_t a = (int32_t)total;
+    const float xs = p.act_per_token ? p.x_scale[m] : p.x_scale[0];
+    static_cast<__half*>(p.y)[(size_t)m * p.n + c] = kernel::epilogue_int(a, xs, p.channel_scale[c], p.bias, c);
+    if (p.acc_out) p.acc_out[(size_t)m * p.n + c] = a;
+  }
+}
+
+// Host: K blocks per chunk of x, and the dynamic shared memory of a launch.
+struct Shape {
+  int chunk_kb;
+  size_t smem;
+};
+Shape shape_of(int m, int k, int strips) {
+  const int kblocks = k / kBK;
+  Shape s{};
+  const size_t whole = (size_t)m * (k + 16);
+  if (whole <= (size_t)kXBudget) {
+    s.chunk_kb = kblocks;  // one chunk, one buffer
+    s.smem = whole;
+  } else {
+    // Two buffers of the largest multiple of kIter K blocks that fits (at least kIter: M = 16
+    // needs 2 × 16 × (2048 + 16) = 66 KB).
+    int c = (int)(((size_t)kXBudget / 2 / m - 16) / kBK) / kIter * kIter;
+    s.chunk_kb = std::max(kIter, c);
+    s.smem = 2 * (size_t)m * (s.chunk_kb * kBK + 16);
+  }
+  const size_t red = (size_t)kWarps * strips * 4 * 32 * 4;  // [warp][strip][≤4][lane] uint32
+  s.smem = kZero + std::max(s.smem, red);
+  return s;
+}
+
+// K blocks per warp per iteration: 4 at 2 strips when x is staged whole (so that at K = 4096
+// every warp's weights of the block are in flight at once: 4 KB per warp), else kU = 2; 1 for
+// groups of 32 at 4 or 8 strips, whose 4 scale words per strip per K block would push the
+// kernel past its register bound and spill. Chunked staging needs U ≤ kU (see the kernel).
+int k_blocks_ahead(int strips, int spg, bool chunked) {
+  if (spg == 1) return strips >= 4 ? 1 : kU;
+  return strips == 2 && !chunked ? 4 : kU;
+}
+
+template <int MH, int SPG, int S, int U>
+void launch_t(const GemvParams& p, size_t smem, cudaStream_t stream) {
+  auto* fn = w4a8_gemv_mma_kernel<MH, SPG, S, U>;
+  // Raised once per instantiation to the most any problem asks for (the budget).
+  static const bool raised = [&] {
+    cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kZero + kXBudget);
+    return true;
+  }();
+  (void)raised;
+  const dim3 grid((p.np / 8 + S - 1) / S), block(kThreads);
+  launch_pdl(fn, grid, block, smem, stream, p);
+}
+
+template <int MH, int SPG, int S>
+void launch_u(const GemvParams& p, size_t smem, int u, cudaStream_t stream) {
+  if constexpr (S == 2 && SPG != 1) {
+    if (u == 4) return launch_t<MH, SPG, S, 4>(p, smem, stream);
+  }
+  if constexpr (SPG == 1 && S >= 4) {
+    launch_t<MH, SPG, S, 1>(p, smem, stream);
+  } else {
+    launch_t<MH, SPG, S, kU>(p, smem, stream);
+  }
+  (void)u;
+}
+
+template <int MH, int S>
+void launch_g(const GemvParams& p, size_t smem, bool chunked, cudaStream_t stream) {
+  const int spg = p.group_size >= p.k ? 0 : p.group_size / 32;
+  const int u = k_blocks_ahead(S, spg, chunked);
+  if (spg == 0)
+    launch_u<MH, 0, S>(p, smem, u, stream);
+  else if (spg == 1)
+    launch_u<MH, 1, S>(p, smem, u, stream);
+  else if (spg == 2)
+    launch_u<MH, 2, S>(p, smem, u, stream);
+  else
+    launch_u<MH, 4, S>(p, smem, u, stream);
+}
+
+}  // namespace
+
+// The problem was checked (check_problem, can_implement): 1 ≤ M ≤ kGemvMmaMaxM, integer scales.
+void launch_w4a8_gemv_mma(GemvParams p, int strips, cudaStream_t stream) {
+  const Shape s = shape_of(p.m, p.k, strips);
+  p.chunk_kb = s.chunk_kb;
+  const bool chunked = s.chunk_kb < p.k / kBK;
+  if (strips == 8) {
+    if (p.m <= 8)
+      launch_g<1, 8>(p, s.smem, chunked, stream);
+    else
+      launch_g<2, 8>(p, s.smem, chunked, stream);
+  } else if (strips == 4) {
+    if (p.m <= 8)
+      launch_g<1, 4>(p, s.smem, chunked, stream);
+    else
+      launch_g<2, 4>(p, s.smem, chunked, stream);
+  } else {
+    if (p.m <= 8)
+      launch_g<1, 2>(p, s.smem, chunked, stream);
+    else
+      launch_g<2, 2>(p, s.smem, chunked, stream);
+  }
+}
+
+int gemv_mma_blocks(int n, int strips) { return ((n + 7) / 8 + strips - 1) / strips; }
+
+}  // namespace odyssey

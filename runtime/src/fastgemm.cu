@@ -27,8 +27,9 @@
 // Limits (ody_w4a8_can_implement): K % 128 == 0; group size 32, 64, 128 or K (per-channel);
 // x, qweight, group_scale 16-byte aligned; M, N ≥ 1; sm_80 or newer (mma.sync int8, cp.async).
 //
-// Prefill on Hopper (M ≥ 64, enough 128×128 tiles for a wave): config "wgmma_r128t128_s4",
-// a wgmma kernel with the weights as A in registers (fastgemm_sm90.cu, built with CUDA ≥ 12).
+// Prefill on Hopper (M ≥ 256, or M ≥ 64 with enough 128×128 tiles for a wave): config
+// "wgmma_r128t128_s4" (or its v2, "wgmma_r128t128_s4_v2"), a wgmma kernel with the weights as A
+// in registers (fastgemm_sm90.cu, built with CUDA ≥ 12).
 //
 // Decode (M ≤ 4, integer scales): the dispatch picks config "gemv_w4" instead, a dp4a GEMV with
 // one block per 8 columns (gemv.cu); it shares check_problem, the plan and this epilogue.
@@ -508,10 +509,11 @@ const Config kConfigs[] = {
     ODY_CONFIG("m128n128_w4x2_s4", 128, 128, 4, 2, 4),  // 11 prefill, warps 32x64
     Config{"gemv_w4", 1, 8, kGemvThreads, 0, 0, nullptr, nullptr, nullptr, nullptr, true, false},  // 12 decode GEMV
     Config{"wgmma_r128t128_s4", kSm90TokTile, kSm90RowTile, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, false, true},  // 13 Hopper prefill
+    Config{"wgmma_r128t128_s4_v2", kSm90TokTile, kSm90RowTile, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, false, true},  // 14 Hopper prefill, weights staged
 };
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
-static_assert(kGemvConfig == kNumConfigs - 2 && kWgmmaConfig == kNumConfigs - 1,
-              "gemv_w4 and wgmma_r128t128_s4 must be the last two configs (fastgemm.hpp)");
+static_assert(kGemvConfig == kNumConfigs - 3 && kWgmmaConfig == kNumConfigs - 2 && kWgmmaV2Config == kNumConfigs - 1,
+              "gemv_w4, wgmma_r128t128_s4 and wgmma_r128t128_s4_v2 must be the last three configs (fastgemm.hpp)");
 
 bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
@@ -547,14 +549,15 @@ ody_status check_problem(const ody_w4a8_problem* p) {
                                            std::to_string(p->splits) + ")");
   }
   if (p->config >= 0 && kConfigs[p->config].wgmma) {
+    const std::string name = kConfigs[p->config].name;
     if (!sm90_wgmma_usable())
       return fail(ODY_ERR_UNSUPPORTED, sm90_wgmma_built()
-                                           ? "w4a8: config wgmma_r128t128_s4 needs a compute capability 9.x device "
+                                           ? "w4a8: config " + name + " needs a compute capability 9.x device "
                                              "(or ODYSSEY_WGMMA=0 turned it off)"
-                                           : "w4a8: config wgmma_r128t128_s4 was not built (needs CUDA >= 12.0 and "
+                                           : "w4a8: config " + name + " was not built (needs CUDA >= 12.0 and "
                                              "90 in CMAKE_CUDA_ARCHITECTURES)");
     if (p->splits > 1)
-      return fail(ODY_ERR_UNSUPPORTED, "w4a8: config wgmma_r128t128_s4 has no split-K (splits " +
+      return fail(ODY_ERR_UNSUPPORTED, "w4a8: config " + name + " has no split-K (splits " +
                                            std::to_string(p->splits) + ")");
   }
   if (p->splits < 0 || p->splits > p->k / kBK)
@@ -754,6 +757,7 @@ ody_status gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, cudaStream_t 
     w.group_size = p->group_size;
     w.act_per_token = p->act_per_token;
     w.int_scale = int_scale;
+    w.version = cfg == kWgmmaV2Config ? 2 : 1;
     return launch_w4a8_sm90(w, stream);
   }
   Params k{};

@@ -51,7 +51,7 @@ constexpr int kWgmmaConfig = 13;  // its index in kConfigs (after gemv_w4; fastg
 // v1 only where kSm90DispatchV2 (fastgemm_dispatch.cpp) or ODYSSEY_WGMMA_V2=1 says so.
 constexpr int kWgmmaV2Config = 14;
 constexpr int kSm90RowTile = 128, kSm90TokTile = 128;
-constexpr int kSm90MinM = 64;     // the dispatch never picks it below this M
+constexpr int kSm90MinM = 64;     // the dispatch never picks it below this M (from 256: always)
 struct Sm90Params {
   const int8_t* x;
   const float* x_scale;

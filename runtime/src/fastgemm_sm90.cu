@@ -1,4 +1,6 @@
-// fastgemm_sm90.cu: the W4A8 FastGEMM for prefill on Hopper, with wgmma (config "wgmma_r128t128_s4").
+// fastgemm_sm90.cu: the W4A8 FastGEMM for prefill on Hopper, with wgmma (config "wgmma_r128t128_s4",
+// and its second version "wgmma_r128t128_s4_v2": the same product and layouts with the weights and
+// group scales staged through shared memory 5 K blocks ahead; see "v2" below).
 //
 // What it computes: exactly what the mma.sync kernel (fastgemm.cu) computes, bit for bit
 // (docs/w4a8-numerics.md; quant.W4A8GEMMRef / W4A8AccRef, quant.W4A8GEMMFloatScaleRef):
@@ -56,8 +58,10 @@
 // Test: odyssey-rt test wgmma-probe (the A-fragment, swizzle and descriptor layouts on known
 // inputs, mismatching positions printed), then odyssey testdata gemm-cases --out C &&
 // ODYSSEY_WGMMA=1 odyssey-rt test gemm --cases C --configs wgmma_r128t128_s4 (every case, forced
-// and through the dispatch, bit-exact). Benchmark: odyssey-rt bench gemm --m 256,1024,4096,8192
-// (rows w4a8_int_wgmma / w4a8_int_mma beside cuBLAS). runtime/scripts/device-run.sh wgmma does all.
+// and through the dispatch, bit-exact; v2: ODYSSEY_WGMMA_V2=1 and --configs wgmma_r128t128_s4_v2).
+// Benchmark: odyssey-rt bench gemm --m 256,1024,4096,8192 (rows w4a8_int_wgmma, w4a8_int_wgmma2
+// and w4a8_int_mma beside cuBLAS). runtime/scripts/device-run.sh wgmma does all, for both.
+// Host check of the index arithmetic (both versions): emulate_wgmma (ctest wgmma_emulated).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 

@@ -2,9 +2,12 @@
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
 #   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma]...
-# wgmma: the Hopper wgmma prefill kernel: build (its ptxas lines, SASS GMMA count), test
-#   wgmma-probe, test gemm --configs wgmma_r128t128_s4 with ODYSSEY_WGMMA=1, bench gemm at
-#   M = 256..8192 (WGMMA_M, WGMMA_SHAPES, WGMMA_ITERS); ends with "wgmma: PASS" or "wgmma: FAIL".
+# wgmma: the Hopper wgmma prefill kernel, v1 and v2: build (their ptxas lines, C7519 count per
+#   version, SASS GMMA count), test wgmma-probe (both), test gemm --configs wgmma_r128t128_s4 and
+#   --configs wgmma_r128t128_s4_v2 with ODYSSEY_WGMMA=1 (ODYSSEY_WGMMA_V2=0/1 routes the dispatch's
+#   runs through each), bench gemm at M = 256..8192 (WGMMA_M, WGMMA_SHAPES, WGMMA_ITERS); with
+#   WGMMA_NCU=1 one ncu --set full of the v2 kernel at 8192x28672 M=4096 (ncu-wgmma2.txt); ends
+#   with "wgmma: PASS" or "wgmma: FAIL".
 # w8a8: odyssey-rt test w8a8 (the W8A8 kernels against a host reference) and their bench gemm rows.
 # decode-gemm: test gemm (every case), then bench gemm at M = 1, 2, 4, 8, 16 on the 7B and 70B
 #   shapes with every decode GEMV config as a row, PDL on and off, and a summary table.
@@ -272,8 +275,10 @@ PY
     grep -E "FastGEMM wgmma kernel" "$OUT/build-wgmma.log"
     # ptxas: registers, spills, shared memory of each wgmma instantiation, and any wgmma
     # serialization warning (C7510 and friends: the kernel still runs, slower).
-    grep -E -A3 "Compiling entry function '.*w4a8_wgmma_kernel" "$OUT/build-wgmma.log" | grep -E "Compiling|registers|spill|smem" | sed 's/_ZN7odyssey[^ ]*w4a8_wgmma_kernelILi\([0-9]\)ELb\([01]\)E[^ ]*/w4a8_wgmma_kernel<spg=\1,int=\2>/'
+    grep -E -A3 "Compiling entry function '.*w4a8_wgmma_(v2_)?kernel" "$OUT/build-wgmma.log" | grep -E "Compiling|registers|spill|smem" | sed 's/_ZN7odyssey[^ ]*w4a8_wgmma_\(v2_\)\{0,1\}kernelILi\([0-9]\)ELb\([01]\)E[^ ]*/w4a8_wgmma_\1kernel<spg=\2,int=\3>/'
     grep -iE "warning.*(wgmma|C75)" "$OUT/build-wgmma.log" | sort | uniq -c | head -10
+    # C7519 "warpgroup.arrive is injected": v1 had 16; v2 should have none.
+    echo "C7519 v1: $(grep C7519 "$OUT/build-wgmma.log" | grep -c 'w4a8_wgmma_kernel'), v2: $(grep C7519 "$OUT/build-wgmma.log" | grep -c 'w4a8_wgmma_v2_kernel')"
     obj=$(find $B -name 'fastgemm_sm90.cu.o' | head -1)
     [ -n "$obj" ] && cuobjdump --dump-sass "$obj" > "$OUT/sass-wgmma.txt" 2>&1 &&
       echo "SASS: $(grep -cE 'GMMA' "$OUT/sass-wgmma.txt") GMMA, $(grep -cE 'LDL|STL' "$OUT/sass-wgmma.txt") LDL/STL, $(grep -cE 'WARPSYNC|BAR' "$OUT/sass-wgmma.txt") BAR/WARPSYNC lines"
@@ -284,18 +289,30 @@ PY
     if [ ! -f $CASES/manifest.json ]; then
       "$ODY_BIN" testdata gemm-cases --out $CASES > "$OUT/cases.log" 2>&1 || { cat "$OUT/cases.log"; wg_fail=1; }
     fi
-    # ODYSSEY_WGMMA=1: the dispatch routes every M >= 64 case through the wgmma config too.
-    ODYSSEY_WGMMA=1 timeout 300 $B/odyssey-rt test gemm --cases $CASES --configs wgmma_r128t128_s4 \
+    # ODYSSEY_WGMMA=1: the dispatch routes every M >= 64 case through the wgmma config too
+    # (v1 with ODYSSEY_WGMMA_V2=0, v2 with =1, so the large cases run through each).
+    ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V2=0 timeout 240 $B/odyssey-rt test gemm --cases $CASES --configs wgmma_r128t128_s4 \
       > "$OUT/test-gemm-wgmma.json" 2> "$OUT/test-gemm-wgmma.log"
-    rc=$?; echo "test gemm (wgmma) rc=$rc"; [ $rc -eq 0 ] || wg_fail=1
-    grep -A3 -E "FAIL" "$OUT/test-gemm-wgmma.log" | head -40; grep "passed" "$OUT/test-gemm-wgmma.log"
-    echo "runs forced through wgmma_r128t128_s4: $(grep -oE '"kernel": *"[a-z]+/wgmma_r128t128_s4' "$OUT/test-gemm-wgmma.json" | wc -l)"
+    rc=$?; echo "test gemm (wgmma v1) rc=$rc"; [ $rc -eq 0 ] || wg_fail=1
+    grep -A3 -E "FAIL" "$OUT/test-gemm-wgmma.log" | head -20; grep "passed" "$OUT/test-gemm-wgmma.log"
+    echo "runs forced through wgmma_r128t128_s4: $(grep -oE '"kernel": *"[a-z]+/wgmma_r128t128_s4/' "$OUT/test-gemm-wgmma.json" | wc -l)"
+    ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V2=1 timeout 240 $B/odyssey-rt test gemm --cases $CASES --configs wgmma_r128t128_s4_v2 \
+      > "$OUT/test-gemm-wgmma2.json" 2> "$OUT/test-gemm-wgmma2.log"
+    rc=$?; echo "test gemm (wgmma v2) rc=$rc"; [ $rc -eq 0 ] || wg_fail=1
+    grep -A3 -E "FAIL" "$OUT/test-gemm-wgmma2.log" | head -20; grep "passed" "$OUT/test-gemm-wgmma2.log"
+    echo "runs forced through wgmma_r128t128_s4_v2: $(grep -oE '"kernel": *"[a-z]+/wgmma_r128t128_s4_v2/' "$OUT/test-gemm-wgmma2.json" | wc -l)"
     timeout 420 $B/odyssey-rt bench gemm --m ${WGMMA_M:-256,1024,4096,8192} --shapes ${WGMMA_SHAPES:-4096x4096,8192x28672,28672x8192} \
       --iters ${WGMMA_ITERS:-30} --driver "$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)" \
       --commit "${ODY_COMMIT:-unknown}" --out "$OUT/bench-gemm-wgmma.json" --md "$OUT/bench-gemm-wgmma.md" \
       > /dev/null 2> "$OUT/bench-gemm-wgmma.log"
     echo "bench (wgmma) rc=$?"; grep -E "^goal" "$OUT/bench-gemm-wgmma.log"
-    grep -E "w4a8_int( |_wgmma|_mma)|w4a8_float_wgmma|w4a8_float_mma|cublas" "$OUT/bench-gemm-wgmma.md" | grep -E "\| (256|1024|4096|8192) \|" | cut -d'|' -f2-6,10 | head -70
+    grep -E "w4a8_int( |_wgmma|_mma)|w4a8_float_wgmma|w4a8_float_mma|cublas" "$OUT/bench-gemm-wgmma.md" | grep -E "\| (256|1024|4096|8192) \|" | cut -d'|' -f2-6,10 | head -90
+    if [ "${WGMMA_NCU:-0}" = 1 ]; then
+      # One launch of the v2 kernel (spg=4, int) at 8192x28672 M=4096, full set: where time goes.
+      ODYSSEY_WGMMA_V2=1 timeout 240 ncu --set full -k regex:w4a8_wgmma_v2_kernel -c 1 \
+        $B/odyssey-rt bench gemm --m 4096 --shapes 8192x28672 --iters 5 --out "$OUT/ncu-bench.json" > "$OUT/ncu-wgmma2.txt" 2>&1
+      echo "ncu (wgmma v2) rc=$?"; grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Tensor|Registers|Achieved Occupancy|Stall|Issue Slots Busy" "$OUT/ncu-wgmma2.txt" | head -40
+    fi
     [ $wg_fail -eq 0 ] && echo "wgmma: PASS (probe and test gemm bit-exact)" || echo "wgmma: FAIL (see above)"
     ;;
   *) echo "unknown step $s"; exit 2 ;;

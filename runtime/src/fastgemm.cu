@@ -27,8 +27,9 @@
 // Limits (ody_w4a8_can_implement): K % 128 == 0; group size 32, 64, 128 or K (per-channel);
 // x, qweight, group_scale 16-byte aligned; M, N ≥ 1; sm_80 or newer (mma.sync int8, cp.async).
 //
-// Prefill on Hopper (M ≥ 64, enough 128×128 tiles for a wave): config "wgmma_r128t128_s4",
-// a wgmma kernel with the weights as A in registers (fastgemm_sm90.cu, built with CUDA ≥ 12).
+// Prefill on Hopper (M ≥ 256, or M ≥ 64 with enough 128×128 tiles for a wave): config
+// "wgmma_r128t128_s4" (or its v2, "wgmma_r128t128_s4_v2"), a wgmma kernel with the weights as A
+// in registers (fastgemm_sm90.cu, built with CUDA ≥ 12).
 //
 // Decode (M ≤ 16, integer scales): the dispatch picks a GEMV config instead, "gemv_w4" (dp4a,
 // one block per 8 columns, M ≤ 4, gemv.cu) or "gemv_mma_s2/s4/s8" (tensor cores with
@@ -517,9 +518,10 @@ const Config kConfigs[] = {
     Config{"gemv_mma_s4", 16, 32, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, kGemvMmaMaxM, 4, false},  // 14 M ≤ 16 GEMV
     Config{"gemv_mma_s8", 16, 64, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, kGemvMmaMaxM, 8, false},  // 15 M ≤ 16 GEMV
     Config{"wgmma_r128t128_s4", kSm90TokTile, kSm90RowTile, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 16 Hopper prefill
+    Config{"wgmma_r128t128_s4_v2", kSm90TokTile, kSm90RowTile, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 17 Hopper prefill, weights staged
 };
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
-static_assert(kNumConfigs == kWgmmaConfig + 1 && kWgmmaConfig == kGemvMmaS8Config + 1 && kGemvConfig == kGemvMmaS2Config - 1 &&
+static_assert(kNumConfigs == kWgmmaV2Config + 1 && kWgmmaV2Config == kWgmmaConfig + 1 && kWgmmaConfig == kGemvMmaS8Config + 1 && kGemvConfig == kGemvMmaS2Config - 1 &&
                   kGemvMmaS2Config + 1 == kGemvMmaS4Config && kGemvMmaS4Config + 1 == kGemvMmaS8Config,
               "the GEMV configs' indexes (fastgemm.hpp) must match the table");
 
@@ -559,14 +561,15 @@ ody_status check_problem(const ody_w4a8_problem* p) {
                                            std::to_string(p->splits) + ")");
   }
   if (p->config >= 0 && kConfigs[p->config].wgmma) {
+    const std::string name = kConfigs[p->config].name;
     if (!sm90_wgmma_usable())
       return fail(ODY_ERR_UNSUPPORTED, sm90_wgmma_built()
-                                           ? "w4a8: config wgmma_r128t128_s4 needs a compute capability 9.x device "
+                                           ? "w4a8: config " + name + " needs a compute capability 9.x device "
                                              "(or ODYSSEY_WGMMA=0 turned it off)"
-                                           : "w4a8: config wgmma_r128t128_s4 was not built (needs CUDA >= 12.0 and "
+                                           : "w4a8: config " + name + " was not built (needs CUDA >= 12.0 and "
                                              "90 in CMAKE_CUDA_ARCHITECTURES)");
     if (p->splits > 1)
-      return fail(ODY_ERR_UNSUPPORTED, "w4a8: config wgmma_r128t128_s4 has no split-K (splits " +
+      return fail(ODY_ERR_UNSUPPORTED, "w4a8: config " + name + " has no split-K (splits " +
                                            std::to_string(p->splits) + ")");
   }
   if (p->splits < 0 || p->splits > p->k / kBK)
@@ -769,6 +772,7 @@ ody_status gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, cudaStream_t 
     w.group_size = p->group_size;
     w.act_per_token = p->act_per_token;
     w.int_scale = int_scale;
+    w.version = cfg == kWgmmaV2Config ? 2 : 1;
     return launch_w4a8_sm90(w, stream);
   }
   Params k{};

@@ -55,8 +55,12 @@ int gemv_mma_blocks(int n, int strips);  // its grid size
 // block. Built only with CUDA ≥ 12 and 90 among the architectures (else sm90_wgmma_built() is
 // false and check_problem refuses the config); used only on a compute capability 9.x device.
 constexpr int kWgmmaConfig = 16;  // its index in kConfigs (after the GEMV configs; fastgemm.cu asserts it)
+// Its second version, "wgmma_r128t128_s4_v2" (weights and scales through the shared-memory
+// stages, 5 K blocks ahead; fastgemm_sm90.cu): the last config. The dispatch takes it instead of
+// v1 only where kSm90DispatchV2 (fastgemm_dispatch.cpp) or ODYSSEY_WGMMA_V2=1 says so.
+constexpr int kWgmmaV2Config = 17;
 constexpr int kSm90RowTile = 128, kSm90TokTile = 128;
-constexpr int kSm90MinM = 64;     // the dispatch never picks it below this M
+constexpr int kSm90MinM = 64;     // the dispatch never picks it below this M (from 256: always)
 struct Sm90Params {
   const int8_t* x;
   const float* x_scale;
@@ -70,12 +74,14 @@ struct Sm90Params {
   int group_size;  // == k for per-channel
   int act_per_token;
   bool int_scale;
+  int version;  // 1: wgmma_r128t128_s4, 2: wgmma_r128t128_s4_v2
 };
 bool sm90_wgmma_built();
 // Built, a compute capability 9.x device, and not turned off by ODYSSEY_WGMMA=0.
 bool sm90_wgmma_usable();
 ody_status launch_w4a8_sm90(const Sm90Params& p, cudaStream_t stream);
-// The dispatch rule for it (fastgemm_dispatch.cpp): kWgmmaConfig or -1 for the mma table.
+// The dispatch rule for it (fastgemm_dispatch.cpp): kWgmmaConfig, kWgmmaV2Config or -1 for the
+// mma table.
 int dispatch_config_sm90(int m, int n, int k, int splits);
 
 }  // namespace odyssey

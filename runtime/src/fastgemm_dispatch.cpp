@@ -76,12 +76,19 @@ int dispatch_config(int m, int n, int k, bool gemv_ok) {
 }
 
 // The Hopper wgmma kernel (fastgemm_sm90.cu) for prefill, where it is usable (built with
-// CUDA >= 12, a compute capability 9.x device, not ODYSSEY_WGMMA=0) and no split-K is asked:
-// for M ≥ kSm90MinM when its 128×128 tiles (one block each, whole K, no split-K) fill at least
-// one wave of the GPU, since below that the mma kernel's split-K keeps every SM busy and this one
-// cannot. ODYSSEY_WGMMA=1 drops the wave condition (tests route every M ≥ kSm90MinM case through
-// it). Not yet measured on the H200 (runtime/NOTES.md, "wgmma"): once `bench gemm` has its rows,
-// set the threshold from them.
+// CUDA >= 12, a compute capability 9.x device, not ODYSSEY_WGMMA=0) and no split-K is asked.
+// Measured on the H200 (runtime/NOTES.md, "Hopper wgmma prefill kernel", bench 2026-12-02):
+// from M = 256 on it beats the mma kernel on every measured shape even with fewer tiles than SMs
+// (8192x28672: 226 vs 338 µs with 128 tiles; 4096x4096: 40 vs 64 µs with 64 tiles), so M ≥ 256
+// takes it whatever the tile count. Between kSm90MinM and 256 nothing is measured yet: there it
+// keeps the first rule (its 128×128 tiles, one block each, whole K, must fill one wave, since
+// below that the mma kernel's split-K keeps every SM busy and this one cannot).
+// ODYSSEY_WGMMA=1 drops every condition but M ≥ kSm90MinM (tests route those cases through it).
+// v1 or v2: v2 (weights staged in shared memory) only where kSm90DispatchV2 says so or
+// ODYSSEY_WGMMA_V2=1 (=0 forces v1): flip the constant once `bench gemm` shows the
+// w4a8_int_wgmma2 rows ahead of w4a8_int_wgmma at every M and shape (NOTES.md, "wgmma v2").
+constexpr bool kSm90DispatchV2 = false;
+constexpr int kSm90AlwaysM = 256;  // from here on the wgmma kernel whatever the tile count
 int device_sms();  // kernel_common.cuh (a CUDA header; this file is host C++)
 
 int dispatch_config_sm90(int m, int n, int k, int splits) {
@@ -91,10 +98,16 @@ int dispatch_config_sm90(int m, int n, int k, int splits) {
     const char* e = std::getenv("ODYSSEY_WGMMA");
     return e && std::string(e) == "1";
   }();
+  static const bool v2 = [] {
+    const char* e = std::getenv("ODYSSEY_WGMMA_V2");
+    if (e && std::string(e) == "1") return true;
+    if (e && std::string(e) == "0") return false;
+    return kSm90DispatchV2;
+  }();
   const long long tiles = (long long)((m + kSm90TokTile - 1) / kSm90TokTile) *
                           (((n + 7) / 8 * 8 + kSm90RowTile - 1) / kSm90RowTile);
-  if (!forced && tiles < device_sms()) return -1;
-  return kWgmmaConfig;
+  if (!forced && m < kSm90AlwaysM && tiles < device_sms()) return -1;
+  return v2 ? kWgmmaV2Config : kWgmmaConfig;
 }
 
 }  // namespace odyssey

@@ -1,4 +1,6 @@
-// fastgemm_sm90.cu: the W4A8 FastGEMM for prefill on Hopper, with wgmma (config "wgmma_r128t128_s4").
+// fastgemm_sm90.cu: the W4A8 FastGEMM for prefill on Hopper, with wgmma (config "wgmma_r128t128_s4",
+// and its second version "wgmma_r128t128_s4_v2": the same product and layouts with the weights and
+// group scales staged through shared memory 5 K blocks ahead; see "v2" below).
 //
 // What it computes: exactly what the mma.sync kernel (fastgemm.cu) computes, bit for bit
 // (docs/w4a8-numerics.md; quant.W4A8GEMMRef / W4A8AccRef, quant.W4A8GEMMFloatScaleRef):
@@ -56,8 +58,10 @@
 // Test: odyssey-rt test wgmma-probe (the A-fragment, swizzle and descriptor layouts on known
 // inputs, mismatching positions printed), then odyssey testdata gemm-cases --out C &&
 // ODYSSEY_WGMMA=1 odyssey-rt test gemm --cases C --configs wgmma_r128t128_s4 (every case, forced
-// and through the dispatch, bit-exact). Benchmark: odyssey-rt bench gemm --m 256,1024,4096,8192
-// (rows w4a8_int_wgmma / w4a8_int_mma beside cuBLAS). runtime/scripts/device-run.sh wgmma does all.
+// and through the dispatch, bit-exact; v2: ODYSSEY_WGMMA_V2=1 and --configs wgmma_r128t128_s4_v2).
+// Benchmark: odyssey-rt bench gemm --m 256,1024,4096,8192 (rows w4a8_int_wgmma, w4a8_int_wgmma2
+// and w4a8_int_mma beside cuBLAS). runtime/scripts/device-run.sh wgmma does all, for both.
+// Host check of the index arithmetic (both versions): emulate_wgmma (ctest wgmma_emulated).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -386,16 +390,261 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_kernel(const Sm90Param
 #endif
 }
 
+// ---------------------------------------------------------------- v2 ("wgmma_r128t128_s4_v2")
+//
+// The same product, tiles, raster, fold and epilogue as the kernel above (so the same index
+// arithmetic from the packed words to A registers and from accumulators to outputs), with two
+// changes aimed at what the first H200 run showed (NOTES.md, "wgmma v2"): ~1700 cycles per K
+// block against ~512 of tensor work, and the float-scale fold (4× the integer fold's issue cost)
+// only 2% slower, i.e. the loop waits on latency, not on issue:
+//   1. the weights (and the group scales) of a K block travel through the shared-memory stages
+//      with the activations (cp.async, kStagesV2 - 1 = 5 K blocks ahead) instead of one K block
+//      ahead in registers (__ldg, whose DRAM/L2 latency the loop could not hide);
+//   2. every A register of a K block is produced (fence_operand) before wgmma.fence, so that no
+//      register of an in-flight group is written after the fence (ptxas C7519 "warpgroup.arrive
+//      is injected": the A fragments of steps 1..3 were computed between the wgmma ops).
+// Stage layout (1024-byte aligned, kStageBytesV2 = 26 KB): X tile [0, 16K) as above (128-byte
+// swizzle), then W [16K, 24K): strip sl (0..15, rows 8·sl.. of the block's 128) at sl·512, lane l's
+// 16-byte word at + 16·l, i.e. the 512 contiguous bytes of the packed layout for that strip and
+// K block; then the scales [24K, 26K): group g of the block, channel j (0..127) at
+// (g·128 + j)·sizeof(Scale). Copy chunk i (16 bytes) of W is strip i/32, lane i%32, smem offset
+// 16·i; chunk i of the scales is group i/CPR, channels (i%CPR)·(16/sizeof) on, smem offset 16·i
+// (CPR = 128·sizeof/16 chunks per group row). Rows past Np are zero-filled, as v1 zeroes them.
+// tests/emulate_wgmma.cpp replays these copies (--v2 cases).
+constexpr int kStagesV2 = 6;
+constexpr int kXBytesV2 = kTokTile * kBK;                        // 16 KB
+constexpr int kWBytesV2 = kRowTile * kBK / 2;                    // 8 KB: 16 strips × 512 bytes
+constexpr int kSBytesV2 = 4 * kRowTile * 4;                      // 2 KB: up to 4 groups of float
+constexpr int kStageBytesV2 = kXBytesV2 + kWBytesV2 + kSBytesV2;  // 26 KB, a multiple of 1024
+constexpr int kSmemBytesV2 = kStagesV2 * kStageBytesV2 + 1024;
+constexpr int kWChunksV2 = kWBytesV2 / 16 / kThreads;            // 2 W chunks per thread per stage
+static_assert(kStageBytesV2 % 1024 == 0, "stages stay 1024-byte aligned (the swizzle atom)");
+static_assert(kWChunksV2 * kThreads * 16 == kWBytesV2, "W chunks divide evenly");
+
+template <int SPG, bool INT_SCALE>
+__global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v2_kernel(const Sm90Params p) {
+#if ODY_WGMMA_DEVICE
+  using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
+  constexpr int kGroups = SPG ? 4 / SPG : 1;
+  constexpr int kSChunkCols = 16 / (int)sizeof(Scale);            // channels per 16-byte chunk
+  constexpr int kSChunks = SPG ? kGroups * kRowTile / kSChunkCols : 0;  // scale chunks per stage
+  static_assert(kSChunks <= kThreads && kSChunks * 16 <= kSBytesV2, "one scale chunk per thread at most");
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t sbase = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  uint8_t* smem = smem_raw + (sbase - smem_u32(smem_raw));
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wg = warp >> 2, wq = warp & 3;
+  const int gid = lane >> 2, tig = lane & 3;
+
+  const int tiles_r = (p.np + kRowTile - 1) / kRowTile;
+  const int tiles_t = (p.m + kTokTile - 1) / kTokTile;
+  const int per_group = kRaster * tiles_t;
+  const int grp = blockIdx.x / per_group, in_grp = blockIdx.x % per_group;
+  const int first_r = grp * kRaster;
+  const int rows_here = min(kRaster, tiles_r - first_r);
+  const int rt = first_r + in_grp % rows_here, tt = in_grp / rows_here;
+  const int t0 = tt * kTokTile;
+  const int kblocks = p.k / kBK;
+
+  const int row0 = rt * kRowTile + wg * 64 + wq * 16;
+  const int c0 = row0 + gid;
+  const bool ok0 = row0 < p.np, ok1 = row0 + 8 < p.np;
+  const Scale* gs = static_cast<const Scale*>(p.group_scale);
+  const int gpk = SPG ? kGroups : 0;
+
+  // X chunks: as v1.
+  uint32_t x_src[kXChunks], x_dst[kXChunks];
+  bool x_ok[kXChunks];
+#pragma unroll
+  for (int u = 0; u < kXChunks; u++) {
+    const int i = u * kThreads + tid;
+    const int r = i >> 3, c = i & 7;
+    x_ok[u] = t0 + r < p.m;
+    x_src[u] = x_ok[u] ? (uint32_t)((size_t)(t0 + r) * p.k + c * 16) : 0u;
+    x_dst[u] = r * kBK + ((c ^ (r & 7)) << 4);
+  }
+  // W chunks: chunk i = u·kThreads + tid is strip i/32 of the block, lane i%32 of that strip.
+  const uint4* qw = reinterpret_cast<const uint4*>(p.qweight);
+  size_t w_src[kWChunksV2];
+  bool w_ok[kWChunksV2];
+#pragma unroll
+  for (int u = 0; u < kWChunksV2; u++) {
+    const int i = u * kThreads + tid;
+    const int strip = rt * (kRowTile / 8) + (i >> 5);
+    w_ok[u] = strip * 8 < p.np;
+    w_src[u] = w_ok[u] ? (size_t)strip * kblocks * 32 + (i & 31) : 0;
+  }
+  // Scale chunk (threads tid < kSChunks): group tid / CPR of the block, channels from col.
+  constexpr int kCpr = kRowTile / kSChunkCols;  // chunks per group row (16 int16, 32 float)
+  const int s_g = tid / kCpr, s_col = rt * kRowTile + (tid % kCpr) * kSChunkCols;
+  const bool s_ok = tid < kSChunks && s_col < p.np;  // Np % 8 == 0: a chunk is all in or all out
+
+  auto load_stage = [&](int stage, int kb) {
+    uint8_t* s = smem + stage * kStageBytesV2;
+#pragma unroll
+    for (int u = 0; u < kXChunks; u++)
+      cp_async16(s + x_dst[u], p.x + x_src[u] + (x_ok[u] ? (size_t)kb * kBK : 0), x_ok[u]);
+#pragma unroll
+    for (int u = 0; u < kWChunksV2; u++)
+      cp_async16(s + kXBytesV2 + (u * kThreads + tid) * 16, qw + w_src[u] + (w_ok[u] ? (size_t)kb * 32 : 0), w_ok[u]);
+    if (SPG && tid < kSChunks)
+      cp_async16(s + kXBytesV2 + kWBytesV2 + tid * 16,
+                 s_ok ? gs + (size_t)(kb * gpk + s_g) * p.np + s_col : gs, s_ok);
+  };
+
+  using Acc = typename std::conditional<INT_SCALE, uint32_t, float>::type;
+  Acc total[64];
+  uint32_t part[64];
+#pragma unroll
+  for (int i = 0; i < 64; i++) {
+    total[i] = 0;
+    part[i] = 0;
+  }
+
+#pragma unroll
+  for (int s = 0; s < kStagesV2 - 1; s++) {
+    if (s < kblocks) load_stage(s, s);
+    cp_async_commit();
+  }
+
+  // This thread's weights in a stage: strips 2·(4·wg + wq) and the next; scales of c0, c0 + 8.
+  const int w_off = kXBytesV2 + (wg * 8 + wq * 2) * 512 + lane * 16;
+  const int s_off = kXBytesV2 + kWBytesV2 + (wg * 64 + wq * 16 + gid) * (int)sizeof(Scale);
+
+  for (int kb = 0; kb < kblocks; kb++) {
+    cp_async_wait<kStagesV2 - 2>();
+    fence_proxy_async();
+    __syncthreads();  // stage kb is in; every warpgroup is done with stage kb - 1
+    {
+      const int n = kb + kStagesV2 - 1;
+      if (n < kblocks) load_stage(n % kStagesV2, n);
+      cp_async_commit();
+    }
+    const uint8_t* st = smem + (kb % kStagesV2) * kStageBytesV2;
+    const uint32_t sx = smem_u32(st);
+    const uint64_t desc0 = smem_desc_sw128(sx);
+    const uint4 w0v = *reinterpret_cast<const uint4*>(st + w_off);
+    const uint4 w1v = *reinterpret_cast<const uint4*>(st + w_off + 512);
+    Scale sc[4][2];
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+      if (SPG) {
+        const Scale* srow = reinterpret_cast<const Scale*>(st + s_off) + g * kRowTile;
+        sc[g][0] = srow[0];
+        sc[g][1] = srow[8];
+      } else {
+        sc[g][0] = sc[g][1] = Scale(0);
+      }
+    }
+
+    uint32_t a[4][4];
+#pragma unroll
+    for (int s = 0; s < 4; s++) {
+      const uint32_t w0 = word(w0v, s), w1 = word(w1v, s);
+      a[s][0] = (w0 << 4) & 0xF0F0F0F0u;
+      a[s][1] = (w1 << 4) & 0xF0F0F0F0u;
+      a[s][2] = w0 & 0xF0F0F0F0u;
+      a[s][3] = w1 & 0xF0F0F0F0u;
+    }
+    // Every A register exists before the first wgmma.fence of the block: none is written
+    // between a fence and the wgmma ops that read it (no injected warpgroup.arrive).
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) fence_operand(a[s][r]);
+
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+#pragma unroll
+      for (int i = 0; i < 64; i++) fence_operand(part[i]);
+      wgmma_fence();
+      constexpr int kSteps = SPG ? SPG : 4;
+#pragma unroll
+      for (int j = 0; j < kSteps; j++) {
+        const int s = g * kSteps + j;
+        const int scale_d = SPG ? (j != 0) : (kb != 0 || s != 0);
+        wgmma_m64n128k32_s8(part, a[s], desc0 + (uint64_t)((s * 32) >> 4), scale_d);
+      }
+      wgmma_commit();
+      wgmma_wait_all();
+#pragma unroll
+      for (int i = 0; i < 64; i++) fence_operand(part[i]);
+      if (SPG) {
+        if constexpr (INT_SCALE) {
+          const uint32_t s_lo = (uint32_t)(int32_t)sc[g][0], s_hi = (uint32_t)(int32_t)sc[g][1];
+#pragma unroll
+          for (int i = 0; i < 64; i++) total[i] += ((i >> 1) & 1 ? s_hi : s_lo) * part[i];
+        } else {
+          const float s_lo = sc[g][0] * 0.0625f, s_hi = sc[g][1] * 0.0625f;
+#pragma unroll
+          for (int i = 0; i < 64; i++)
+            total[i] = __fadd_rn(total[i], __fmul_rn(__int2float_rn((int32_t)part[i]), (i >> 1) & 1 ? s_hi : s_lo));
+        }
+      }
+    }
+  }
+  cp_async_wait<0>();
+
+  if (!SPG) {
+    Scale scc[2] = {Scale(0), Scale(0)};
+    if (ok0) scc[0] = gs[c0];
+    if (ok1) scc[1] = gs[c0 + 8];
+    if constexpr (INT_SCALE) {
+#pragma unroll
+      for (int i = 0; i < 64; i++) total[i] = (uint32_t)(int32_t)scc[(i >> 1) & 1] * part[i];
+    } else {
+#pragma unroll
+      for (int i = 0; i < 64; i++)
+        total[i] = __fmul_rn(__int2float_rn((int32_t)part[i]), scc[(i >> 1) & 1] * 0.0625f);
+    }
+  }
+
+  // Epilogue: as v1 (2-byte stores; ≤ 1/200 of the time at K = 28672, NOTES.md).
+  __half* y = static_cast<__half*>(p.y);
+  float f[2] = {0.f, 0.f};
+  if constexpr (INT_SCALE) {
+    if (c0 < p.n) f[0] = p.channel_scale[c0];
+    if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
+  }
+#pragma unroll
+  for (int i = 0; i < 64; i++) {
+    const int c = c0 + 8 * ((i >> 1) & 1);
+    const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
+    if (c >= p.n || t >= p.m) continue;
+    const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
+    const size_t o = (size_t)t * p.n + c;
+    if constexpr (INT_SCALE) {
+      y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
+      if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
+    } else {
+      float v = __fmul_rn(total[i], xs);
+      if (p.bias) v = __fadd_rn(v, p.bias[c]);
+      y[o] = __float2half_rn(v);
+    }
+  }
+#else
+  (void)p;
+  __trap();
+#endif
+}
+
 template <int SPG, bool INT>
 cudaError_t launch_one(const Sm90Params& p, cudaStream_t s) {
-  static bool attr = false;  // raise the dynamic shared-memory limit once per instantiation
-  if (!attr) {
-    cudaError_t e = cudaFuncSetAttribute(w4a8_wgmma_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+  // Raise the dynamic shared-memory limit once per instantiation (v1 and v2 apart).
+  static bool attr = false, attr2 = false;
+  const bool v2 = p.version == 2;
+  if (!(v2 ? attr2 : attr)) {
+    cudaError_t e = v2 ? cudaFuncSetAttribute(w4a8_wgmma_v2_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV2)
+                       : cudaFuncSetAttribute(w4a8_wgmma_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
     if (e != cudaSuccess) return e;
-    attr = true;
+    (v2 ? attr2 : attr) = true;
   }
   const long long tiles = (long long)((p.np + kRowTile - 1) / kRowTile) * ((p.m + kTokTile - 1) / kTokTile);
-  w4a8_wgmma_kernel<SPG, INT><<<(unsigned)tiles, kThreads, kSmemBytes, s>>>(p);
+  if (v2)
+    w4a8_wgmma_v2_kernel<SPG, INT><<<(unsigned)tiles, kThreads, kSmemBytesV2, s>>>(p);
+  else
+    w4a8_wgmma_kernel<SPG, INT><<<(unsigned)tiles, kThreads, kSmemBytes, s>>>(p);
   return cudaGetLastError();
 }
 

@@ -7,6 +7,10 @@
 // per k32 step, the mapping of accumulator registers back to (token, channel), the group fold —
 // are checked against a plain product before any GPU sees them. What it cannot check is whether
 // the hardware follows those layouts: `odyssey-rt test wgmma-probe` does that on the device.
+// v2 (config wgmma_r128t128_s4_v2): the weights and group scales reach the A registers and the
+// fold through the shared-memory stage instead of straight from global memory; its cp.async chunk
+// formulas (W strips, int16 and float scale rows, zero-fill past Np) and the consumer's reads of
+// the stage are replayed too, every case once per version.
 // Host only (CI): emulate_wgmma [--quick]
 #include <cstdint>
 #include <cstdio>
@@ -33,7 +37,7 @@ std::vector<uint8_t> pack(const std::vector<int>& q, int n, int k) {
 int8_t byte_of(uint32_t w, int j) { return (int8_t)(uint8_t)(w >> (8 * j)); }
 
 // One problem through the emulated kernel; returns the number of wrong accumulators.
-long long run(int m, int n, int k, int group, uint32_t seed) {
+long long run(int m, int n, int k, int group, uint32_t seed, bool v2) {
   const int np = (n + 7) / 8 * 8, kblocks = k / 128, groups = k / group;
   uint32_t st = seed;
   auto rnd = [&st]() {
@@ -54,6 +58,11 @@ long long run(int m, int n, int k, int group, uint32_t seed) {
   std::vector<int32_t> acc((size_t)m * n, 0x7F7F7F7F);
   const int tiles_r = (np + 127) / 128, tiles_t = (m + 127) / 128;
   std::vector<uint8_t> smem(128 * 128);
+  // v2's stage beyond the X tile: W (16 strips × 512 bytes), the int16 scale rows and, for the
+  // float-scale instantiations, the same scales as float through their own chunk formulas.
+  std::vector<uint8_t> wsm(8192), ssm(2048), fsm(2048);
+  std::vector<float> gsf(gs.begin(), gs.end());
+  long long bad_copy = 0;
   for (int rt = 0; rt < tiles_r; rt++)
     for (int tt = 0; tt < tiles_t; tt++) {
       const int t0 = tt * 128;
@@ -72,6 +81,33 @@ long long run(int m, int n, int k, int group, uint32_t seed) {
             else
               std::memset(dst, 0, 16);
           }
+        if (v2) {
+          // W: chunk i = u·256 + tid is strip i/32 of the block, lane i%32; smem offset 16·i.
+          for (int tid = 0; tid < 256; tid++)
+            for (int u = 0; u < 2; u++) {
+              const int i = u * 256 + tid, strip = rt * 16 + (i >> 5);
+              uint8_t* dst = wsm.data() + i * 16;
+              if (strip * 8 < np)
+                std::memcpy(dst, qw.data() + (((size_t)strip * kblocks + kb) * 32 + (i & 31)) * 16, 16);
+              else
+                std::memset(dst, 0, 16);
+            }
+          // Scales: chunk tid (< kSChunks) is group tid/CPR, channels (tid%CPR)·(16/sizeof) on.
+          for (int fl = 0; fl < 2; fl++) {
+            const int esz = fl ? 4 : 2, cols = 16 / esz, cpr = 128 / cols, nchunks = spg ? kgroups * 128 / cols : 0;
+            uint8_t* base = fl ? fsm.data() : ssm.data();
+            for (int tid = 0; tid < 256; tid++) {
+              if (tid >= nchunks) continue;
+              const int sg = tid / cpr, col = rt * 128 + (tid % cpr) * cols;
+              uint8_t* dst = base + tid * 16;
+              const size_t src = (size_t)(kb * kgroups + sg) * np + col;
+              if (col < np)
+                std::memcpy(dst, fl ? (const void*)(gsf.data() + src) : (const void*)(gs.data() + src), 16);
+              else
+                std::memset(dst, 0, 16);
+            }
+          }
+        }
         for (int wg = 0; wg < 2; wg++) {
           // A registers of every thread of the warpgroup for the four k32 steps.
           uint32_t a[128][4][4];
@@ -79,8 +115,14 @@ long long run(int m, int n, int k, int group, uint32_t seed) {
             for (int lane = 0; lane < 32; lane++) {
               const int row0 = rt * 128 + wg * 64 + wq * 16, nb = row0 >> 3;
               uint32_t w0[4] = {0, 0, 0, 0}, w1[4] = {0, 0, 0, 0};
-              if (row0 < np) std::memcpy(w0, qw.data() + (((size_t)nb * kblocks + kb) * 32 + lane) * 16, 16);
-              if (row0 + 8 < np) std::memcpy(w1, qw.data() + (((size_t)(nb + 1) * kblocks + kb) * 32 + lane) * 16, 16);
+              if (v2) {  // the kernel's w_off: strips 2·(4·wg + wq) and the next of the stage
+                const int w_off = (wg * 8 + wq * 2) * 512 + lane * 16;
+                std::memcpy(w0, wsm.data() + w_off, 16);
+                std::memcpy(w1, wsm.data() + w_off + 512, 16);
+              } else {
+                if (row0 < np) std::memcpy(w0, qw.data() + (((size_t)nb * kblocks + kb) * 32 + lane) * 16, 16);
+                if (row0 + 8 < np) std::memcpy(w1, qw.data() + (((size_t)(nb + 1) * kblocks + kb) * 32 + lane) * 16, 16);
+              }
               for (int s = 0; s < 4; s++) {
                 uint32_t* r = a[wq * 32 + lane][s];
                 r[0] = (w0[s] << 4) & 0xF0F0F0F0u;
@@ -123,8 +165,21 @@ long long run(int m, int n, int k, int group, uint32_t seed) {
               for (int tid = 0; tid < 128; tid++) {
                 const int w = tid / 32, gid = (tid % 32) / 4, c0 = rt * 128 + wg * 64 + w * 16 + gid;
                 const size_t srow = (size_t)(kb * kgroups + g) * np;
-                const uint32_t s_lo = c0 < np ? (uint32_t)(int32_t)gs[srow + c0] : 0;
-                const uint32_t s_hi = c0 + 8 < np ? (uint32_t)(int32_t)gs[srow + c0 + 8] : 0;
+                uint32_t s_lo = c0 < np ? (uint32_t)(int32_t)gs[srow + c0] : 0;
+                uint32_t s_hi = c0 + 8 < np ? (uint32_t)(int32_t)gs[srow + c0 + 8] : 0;
+                if (v2) {  // the kernel's s_off: channel wg·64 + w·16 + gid of group g's row, and + 8
+                  const int j = g * 128 + wg * 64 + w * 16 + (tid % 32) / 4;
+                  int16_t lo, hi;
+                  float flo, fhi;
+                  std::memcpy(&lo, ssm.data() + j * 2, 2);
+                  std::memcpy(&hi, ssm.data() + (j + 8) * 2, 2);
+                  std::memcpy(&flo, fsm.data() + j * 4, 4);
+                  std::memcpy(&fhi, fsm.data() + (j + 8) * 4, 4);
+                  s_lo = (uint32_t)(int32_t)lo;
+                  s_hi = (uint32_t)(int32_t)hi;
+                  // The float rows must hold the same scales (the float kernel folds with them).
+                  if (flo != (float)lo || fhi != (float)hi) bad_copy++;
+                }
                 for (int i = 0; i < 64; i++) total[wg * 128 + tid][i] += ((i >> 1) & 1 ? s_hi : s_lo) * part[wg * 128 + tid][i];
               }
           }
@@ -142,7 +197,8 @@ long long run(int m, int n, int k, int group, uint32_t seed) {
         }
       }
     }
-  long long bad = 0;
+  long long bad = bad_copy;
+  if (bad_copy) std::fprintf(stderr, "  m%d n%d k%d g%d: %lld float scale reads differ from the int16 ones\n", m, n, k, group, bad_copy);
   for (int t = 0; t < m; t++)
     for (int c = 0; c < n; c++) {
       uint32_t want = 0;
@@ -169,10 +225,11 @@ int main(int argc, char** argv) {
                        {64, 128, 384, 384}};
   if (!quick) ps.push_back({300, 264, 512, 32});
   long long bad = 0;
-  for (auto& p : ps) {
-    long long b = run(p.m, p.n, p.k, p.g, 7u + p.m + p.n);
-    std::printf("emulate_wgmma m%d n%d k%d group %d: %s\n", p.m, p.n, p.k, p.g, b ? "FAIL" : "ok");
-    bad += b;
-  }
+  for (int v2 = 0; v2 < 2; v2++)
+    for (auto& p : ps) {
+      long long b = run(p.m, p.n, p.k, p.g, 7u + p.m + p.n, v2 != 0);
+      std::printf("emulate_wgmma%s m%d n%d k%d group %d: %s\n", v2 ? " v2" : "", p.m, p.n, p.k, p.g, b ? "FAIL" : "ok");
+      bad += b;
+    }
   return bad ? 1 : 0;
 }

@@ -304,9 +304,10 @@ struct Bench {
         // is usable) and the mma table's choice without it (w4a8_*_mma), so both kernels show
         // in every run whatever the dispatch picks.
         const int mma_cfg = dispatch_config(m, n, k, is_int != 0);
-        const std::pair<int, int> tag_wgmma{kWgmmaConfig, 0}, tag_mma{mma_cfg, 0};
+        const std::pair<int, int> tag_wgmma{kWgmmaConfig, 0}, tag_wgmma2{kWgmmaV2Config, 0}, tag_mma{mma_cfg, 0};
         variants.push_back(tag_wgmma);
-        if (mma_cfg != kWgmmaConfig) variants.push_back(tag_mma);
+        variants.push_back(tag_wgmma2);  // row w4a8_*_wgmma2: v2, weights staged in shared memory
+        if (mma_cfg != kWgmmaConfig && mma_cfg != kWgmmaV2Config) variants.push_back(tag_mma);
         if (sweep)
           for (int c = 0; c < ody_w4a8_num_configs(); c++)
             for (int s : {0, 1, 2, 4, 8})
@@ -348,11 +349,11 @@ struct Bench {
             r.note = name;
             rows.push_back(r);
           }
-          const bool tagged = (c == tag_wgmma.first || c == tag_mma.first) && s == 0 && c != -1 && !is_gemv(c);
+          const bool tagged = (c == tag_wgmma.first || c == tag_wgmma2.first || c == tag_mma.first) && s == 0 && c != -1 && !is_gemv(c);
           if (tagged && std::find(done_tags.begin(), done_tags.end(), c) == done_tags.end()) {
             done_tags.push_back(c);
             double bytes = w4 + (is_int ? sc_int + np * 4 : sc_f) + in_bytes8 + m * 4 + out16;
-            const char* suffix = c == kWgmmaConfig ? "_wgmma" : "_mma";
+            const char* suffix = c == kWgmmaConfig ? "_wgmma" : c == kWgmmaV2Config ? "_wgmma2" : "_mma";
             Row r = make_row(n, k, m, std::string(is_int ? "w4a8_int" : "w4a8_float") + suffix, us, bytes, 1979);
             r.note = name;
             rows.push_back(r);

@@ -596,17 +596,21 @@ std::vector<int32_t> run_wgmma_acc(int cfg, int m, int n, int k, int group, cons
   return acc;
 }
 
-std::vector<CaseResult> wgmma_probe() {
+// Every part below for one wgmma config (v1 and v2 have the same operand layouts; v2 stages the
+// weights through shared memory, so the A readout checks its copies too).
+std::vector<CaseResult> wgmma_probe_config(const std::string& cname) {
   std::vector<CaseResult> out;
+  // "wgmma-probe: ..." for v1 as before, "wgmma-probe v2: ..." for v2.
+  const std::string tag = cname == "wgmma_r128t128_s4" ? "wgmma-probe: " : "wgmma-probe v2: ";
   int cfg = -1;
   for (int i = 0; i < ody_w4a8_num_configs(); i++)
-    if (std::string(ody_w4a8_config_name(i)) == "wgmma_r128t128_s4") cfg = i;
+    if (std::string(ody_w4a8_config_name(i)) == cname) cfg = i;
   CaseResult head;
-  head.name = "wgmma-probe: config usable";
-  head.kernel = "wgmma_r128t128_s4";
+  head.name = tag + "config usable";
+  head.kernel = cname;
   if (cfg < 0) {
     head.passed = false;
-    head.message = "no config named wgmma_r128t128_s4";
+    head.message = "no config named " + cname;
     out.push_back(head);
     return out;
   }
@@ -625,8 +629,8 @@ std::vector<CaseResult> wgmma_probe() {
   // A: X identity; pass f = 0..2 decodes c's bits 3f..3f+2, f = 3..5 those of k.
   {
     CaseResult r;
-    r.name = "wgmma-probe: A fragment (weights in registers)";
-    r.kernel = "wgmma_r128t128_s4";
+    r.name = tag + "A fragment (weights in registers)";
+    r.kernel = cname;
     std::vector<int8_t> x((size_t)M * K, 0);
     for (int t = 0; t < M; t++) x[(size_t)t * K + t] = 1;
     std::vector<int> seen_c((size_t)M * N, 0), seen_k((size_t)M * N, 0);
@@ -666,8 +670,8 @@ std::vector<CaseResult> wgmma_probe() {
   // B: W identity; pass 0 decodes the token, pass 1 the k of X that each output read.
   {
     CaseResult r;
-    r.name = "wgmma-probe: B tile (128B swizzle, smem descriptor)";
-    r.kernel = "wgmma_r128t128_s4";
+    r.name = tag + "B tile (128B swizzle, smem descriptor)";
+    r.kernel = cname;
     std::vector<int> q((size_t)N * K, 0);
     for (int c = 0; c < N; c++) q[(size_t)c * K + c] = 1;
     std::vector<int> seen[2];
@@ -704,9 +708,9 @@ std::vector<CaseResult> wgmma_probe() {
   for (int group : {128, 32}) {
     CaseResult r;
     const int m = 200, n = 136, k = 384, np = (n + 7) / 8 * 8, groups = k / group;
-    r.name = "wgmma-probe: random " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
+    r.name = tag + "random " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
              " group " + std::to_string(group);
-    r.kernel = "wgmma_r128t128_s4";
+    r.kernel = cname;
     uint32_t st = 12345u + group;
     auto rnd = [&st]() {
       st = st * 1664525u + 1013904223u;
@@ -740,6 +744,13 @@ std::vector<CaseResult> wgmma_probe() {
     }
     out.push_back(r);
   }
+  return out;
+}
+
+std::vector<CaseResult> wgmma_probe() {
+  std::vector<CaseResult> out = wgmma_probe_config("wgmma_r128t128_s4");
+  std::vector<CaseResult> v2 = wgmma_probe_config("wgmma_r128t128_s4_v2");
+  out.insert(out.end(), v2.begin(), v2.end());
   return out;
 }
 

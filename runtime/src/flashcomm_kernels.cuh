@@ -589,9 +589,9 @@ __global__ void __launch_bounds__(kThreads, kReduceBlocks)
 //   i·slot are warp-uniform;
 // - asymmetric sums start from d_0 instead of +0 + d_0: d_0 = fl(fl(q·s) + lo) with q·s ≥ +0 is
 //   never −0 (a zero sum of two floats rounds to +0 unless both are −0), so +0 + d_0 = d_0 for
-//   every d_0 that is not NaN, and a NaN sum is refused as bad whatever its payload. One float
-//   addition per value less; symmetric sums keep it (q·s is −0 when q < 0 and the product
-//   underflows, and +0 + −0 = +0).
+//   every d_0 that is not NaN, and a NaN sum is refused as bad whatever its payload
+//   (runtime/tests/test_fc_tricks.cpp checks it). One float addition per value less. Symmetric
+//   sums keep the addition (q·s with s ≥ 2^−149 is not −0 either, but that path is unchanged).
 // - the number of ranks NR is a template parameter (2, 4 or 8): a run-time count needs a branch
 //   per rank, and nvcc then sinks each rank's loads into its branch, after the previous rank's
 //   arithmetic, which serializes the loads again. Groups smaller than a piece and other rank

@@ -12,8 +12,8 @@
 # decode-gemm: test gemm (every case), then bench gemm at M = 1, 2, 4, 8, 16 on the 7B and 70B
 #   shapes with every decode GEMV config as a row, PDL on and off, and a summary table.
 # decode-sanitize: compute-sanitizer memcheck and racecheck on four gemv_mma corner cases.
-# codec: Flash Communication on one GPU: test codec (every Go case, kernels v3, v2 and v1),
-#   compute-sanitizer memcheck + racecheck on a subset, bench codec (v3, v2 and v1 against the copy),
+# codec: Flash Communication on one GPU: test codec (every Go case, kernels v4, v3, v2 and v1),
+#   compute-sanitizer memcheck + racecheck on a subset, bench codec (v4..v1 against the copy; --sym v4, v3),
 #   soak (SOAK_CALLS, default 100000 calls of 8 ranks).
 # gemv16: the decode GEMVs (issues 12 and 14): test gemv16 (FP16 GEMV vs float64, cuBLAS on the same
 #   bound), test gemm on the W4A16 cases (w4a16_gemv on every M <= 8 case), compute-sanitizer memcheck
@@ -208,7 +208,7 @@ PY
     stamp codec
     rm -rf $CCASES
     "$ODY_BIN" testdata codec-cases --out $CCASES > "$OUT/codec-cases.log" 2>&1 || { cat "$OUT/codec-cases.log"; exit 1; }
-    $B/odyssey-rt test codec --cases $CCASES --kernels 3,2,1 > "$OUT/test-codec.json" 2> "$OUT/test-codec.log"
+    $B/odyssey-rt test codec --cases $CCASES --kernels 4,3,2,1 > "$OUT/test-codec.json" 2> "$OUT/test-codec.log"
     echo "test codec rc=$?"; grep -E "FAIL" "$OUT/test-codec.log" | head -20; grep "passed" "$OUT/test-codec.log"
     # Sanitizers: one case per (N, bits, symmetry) corner, every kernel version; and a short soak
     # (the comparison kernel, the poisoning, the stream reuse).
@@ -228,15 +228,19 @@ json.dump({"version": 1, "cases": keep}, open(os.path.join(dst, "manifest.json")
 print("sanitizer subset:", " ".join(c["name"] for c in keep))
 PY
     for tool in memcheck racecheck; do
-      compute-sanitizer --tool $tool --error-exitcode 9 $B/odyssey-rt test codec --cases $S --kernels 3,2,1 > "$OUT/sanitizer-codec-$tool.log" 2>&1
+      compute-sanitizer --tool $tool --error-exitcode 9 $B/odyssey-rt test codec --cases $S --kernels 4,3,2,1 > "$OUT/sanitizer-codec-$tool.log" 2>&1
       echo "compute-sanitizer $tool (test codec) rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test codec:" "$OUT/sanitizer-codec-$tool.log" | head -5
     done
     compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt soak allreduce --calls 50 --check-every 10 \
       > "$OUT/sanitizer-soak.log" 2>&1
     echo "compute-sanitizer memcheck (soak) rc=$?"; grep -E "ERROR SUMMARY|soak allreduce:" "$OUT/sanitizer-soak.log" | tail -2
-    $B/odyssey-rt bench codec --kernels 3,2,1 ${CODEC_BENCH_ARGS:-} > "$OUT/bench-codec.json" 2> "$OUT/bench-codec.log"
+    $B/odyssey-rt bench codec --kernels 4,3,2,1 ${CODEC_BENCH_ARGS:-} > "$OUT/bench-codec.json" 2> "$OUT/bench-codec.log"
     echo "bench codec rc=$?"; grep -E "^ *268435456 B" "$OUT/bench-codec.log"
     python3 -c 'import json,sys; [print("goal:", g["name"], "measured %.1f%%" % g["measured"], "met" if g["met"] else "NOT met") for g in json.load(open(sys.argv[1]))["goals"]]' "$OUT/bench-codec.json"
+    # The symmetric codec, v4 against v3, at the sizes where DRAM counts.
+    $B/odyssey-rt bench codec --sym --kernels 4,3 --sizes 64M,256M > "$OUT/bench-codec-sym.json" 2> "$OUT/bench-codec-sym.log"
+    echo "bench codec --sym rc=$?"; grep -E "^ *268435456 B" "$OUT/bench-codec-sym.log"
+    python3 -c 'import json,sys; [print("goal (symmetric):", g["name"], "measured %.1f%%" % g["measured"], "met" if g["met"] else "NOT met") for g in json.load(open(sys.argv[1]))["goals"]]' "$OUT/bench-codec-sym.json"
     $B/odyssey-rt soak allreduce --calls ${SOAK_CALLS:-100000} --ranks 8 --bits 8 --group 128 --timeout 120 \
       > "$OUT/soak.json" 2> "$OUT/soak.log"
     echo "soak int8 rc=$?"; tail -1 "$OUT/soak.log"

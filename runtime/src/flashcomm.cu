@@ -21,10 +21,11 @@
 // (row-major), then for asymmetric groups the float32 minima. A buffer of messages holds
 // message j at j·slot, slot = message bytes rounded up to 16.
 //
-// Shape of the kernels: versions 2 and 3 (flashcomm_kernels.cuh: grid-stride warps over tiles of
-// 32 values per lane, several groups per warp, exact float tricks instead of int/float
-// conversions; 3, the default, divides by a checked reciprocal) and version 1 (one thread per 8
-// values, kept for A/B runs: ody_fc_set_kernels). All compute the same bits.
+// Shape of the kernels: versions 2, 3 and 4 (flashcomm_kernels.cuh: grid-stride warps over tiles
+// of 32 values per lane, several groups per warp, exact float tricks instead of int/float
+// conversions; 3 divides by a checked reciprocal; 4, the default, is 3 with a reduce that loads
+// every rank of a 16-value piece before decoding) and version 1 (one thread per 8 values, kept
+// for A/B runs: ody_fc_set_kernels). All compute the same bits.
 //
 // Limits: bits 4 or 8; G a power of two in 8..256 (the spec allows any multiple of 8; groups like
 // 24 or 48 are refused with ODY_ERR_UNSUPPORTED); width = ranks·C with G | C; fewer than 2^35
@@ -298,9 +299,10 @@ ody_status check_shape(size_t rows, size_t width, int ranks, int dtype, int bits
   return ODY_OK;
 }
 
-// Which kernels run: 3 (default: version 2 with the division by a checked reciprocal), 2, or 1
-// (the first version), for A/B runs of the benchmark and the tests (ody_fc_set_kernels).
-std::atomic<int> g_kernels{3};
+// Which kernels run: 4 (default: version 3 with the reduce rescheduled, flashcomm_kernels.cuh),
+// 3 (version 2 with the division by a checked reciprocal), 2, or 1 (the first version), for A/B
+// runs of the benchmark and the tests (ody_fc_set_kernels).
+std::atomic<int> g_kernels{4};
 
 // The launch of the header's dispatch code (flashcomm_kernels.cuh).
 template <class... P, class... A>
@@ -341,7 +343,7 @@ ody_status launch_quantize(const void* x, int dtype, size_t rows, size_t width, 
   (void)ranks;
   const int v = g_kernels.load();
   if (v >= 2) {
-    const bool rcp = v == 3;
+    const bool rcp = v >= 3;
     if (dtype == ODY_DTYPE_F32) quantize2_codec(static_cast<const float*>(x), g, width, m, slot, flag, rcp, st);
     else if (dtype == ODY_DTYPE_F16) quantize2_codec(static_cast<const __half*>(x), g, width, m, slot, flag, rcp, st);
     else quantize2_codec(static_cast<const __nv_bfloat16*>(x), g, width, m, slot, flag, rcp, st);
@@ -364,11 +366,7 @@ ody_status launch_reduce(const void* recv, int ranks, const Geometry& g, size_t 
   uint8_t* o = static_cast<uint8_t*>(out);
   const int v = g_kernels.load();
   if (v >= 2) {
-    const bool rcp = v == 3;
-    if (g.bits == 8 && !g.sym) reduce2_layout<8, false>(r, ranks, g, slot, o, flag, rcp, st);
-    else if (g.bits == 8) reduce2_layout<8, true>(r, ranks, g, slot, o, flag, rcp, st);
-    else if (!g.sym) reduce2_layout<4, false>(r, ranks, g, slot, o, flag, rcp, st);
-    else reduce2_layout<4, true>(r, ranks, g, slot, o, flag, rcp, st);
+    reduce_codec(v, r, ranks, g, slot, o, flag, st);
   } else {
     const size_t units = g.rows * g.cols / 8;
     fc_reduce<<<grid_for(units), kThreads, 0, st>>>(r, ranks, g, units, slot, o, flag);
@@ -381,7 +379,7 @@ ody_status launch_dequantize(const void* recv, size_t rows, size_t width, const 
                              const void* residual, void* y, cudaStream_t st) {
   const size_t units = rows * width / 8;
   const uint8_t* r = static_cast<const uint8_t*>(recv);
-  if (g_kernels.load() >= 2) {  // v3 differs only in quantize and reduce
+  if (g_kernels.load() >= 2) {  // v3 and v4 differ only in quantize and reduce
     if (dtype == ODY_DTYPE_F32)
       dequantize2_codec(r, g, width, slot, static_cast<const float*>(residual), static_cast<float*>(y), st);
     else if (dtype == ODY_DTYPE_F16)
@@ -543,8 +541,8 @@ extern "C" ody_status ody_allreduce_sim(const void* const* inputs, void* const* 
 
 extern "C" ody_status ody_fc_set_kernels(int version) {
   clear_error();
-  if (version < 1 || version > 3)
-    return fail(ODY_ERR_INVALID, "ody_fc_set_kernels: version " + std::to_string(version) + ": want 1, 2 or 3");
+  if (version < 1 || version > 4)
+    return fail(ODY_ERR_INVALID, "ody_fc_set_kernels: version " + std::to_string(version) + ": want 1, 2, 3 or 4");
   g_kernels.store(version);
   return ODY_OK;
 }

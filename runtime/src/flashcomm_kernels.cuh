@@ -203,12 +203,12 @@ __device__ __forceinline__ float byte_as_float(uint32_t w, float bias) {
   return bias == 0.0f ? b : __fsub_rn(b, bias);
 }
 
-// The codec on 32 values per lane. PV values per piece, a lane holds 32/PV pieces; PPL of them
-// belong to one group, so a lane holds GPL = 32/(PV·PPL) groups (slot k: pieces k·PPL..+PPL).
+// The codec on NV values per lane (32; 16 in the v4 reduce). PV values per piece, a lane holds NV/PV
+// pieces; PPL of them belong to one group, so a lane holds GPL = NV/(PV·PPL) groups (slot k: pieces k·PPL..+PPL).
 // Within its group a lane (index sub among the group's L lanes) holds pieces sub + L·m.
-template <int BITS, bool SYM, int PV, int PPL>
+template <int BITS, bool SYM, int PV, int PPL, int NV = 32>
 struct Lane {
-  static constexpr int NPL = 32 / PV;
+  static constexpr int NPL = NV / PV;
   static constexpr int GPL = NPL / PPL;
   static constexpr int WPP = PV * BITS / 32;  // code words per piece: 1, 2 or 4
   static constexpr int kBits = BITS, kPV = PV, kPPL = PPL;
@@ -221,7 +221,7 @@ struct Lane {
   // scale s[k], minimum lo[k] (asymmetric), bad[k]: out of domain (|v| > limit, NaN, Inf), in
   // which case codes are 0 and s, lo NaN. Every lane of the warp must call it (shuffles).
   // rcp: divide by multiplying with 1/s where that provably gives the same code (kernels v3).
-  __device__ __forceinline__ static void encode(const float (&v)[32], int L, int sub, float limit, bool rcp,
+  __device__ __forceinline__ static void encode(const float (&v)[NV], int L, int sub, float limit, bool rcp,
                                                 uint32_t (&codes)[NPL][WPP], float (&s)[GPL], float (&lo)[GPL],
                                                 bool (&bad)[GPL]) {
     float a[GPL], b[GPL];  // asymmetric: min, max; symmetric: a = max|v|
@@ -568,6 +568,81 @@ __global__ void __launch_bounds__(kThreads, kReduceBlocks)
   }
 }
 
+// ---------------------------------------------------------------- kernels, version 4: the reduce
+//
+// Why: the v3 reduce took 56–57 µs at 256 MiB for INT8 and INT4 alike (8 ranks, 16 Mi values
+// per chunk), although its SASS issues about 55 lane-instructions per output value (~28 µs on
+// the H200): half of its time was spent waiting. It loads 4 ranks, waits, decodes them, loads
+// the next 4, waits again, with 2 blocks per SM; a lane of 32 values holds 32 accumulators and
+// 4 × 16–32 bytes of codes, and 31 address instructions per rank (64-bit products of rank,
+// group and piece indices). Version 4 changes only the schedule and the addressing; every float
+// operation of the spec stays, in the same order:
+//
+// - a lane owns one piece of PV values, 16 bytes of codes (INT8: 16 values, 16 accumulators,
+//   3 blocks per SM in 80 registers; INT4: 32 values, 2 blocks per SM), so that all ranks (up
+//   to 8) are loaded before the first is decoded: 8 × 16 bytes of codes plus the scales and
+//   minima in flight per thread. (INT4 with 8-byte pieces of 16 values issues 59 instructions
+//   per output value against 50 with 32: the requantization's per-group work, the shuffles,
+//   the scale, the rank addresses, spreads over half as many values; measured in the SASS.)
+// - a piece p of the chunk is at p·16 bytes in every message and its group is p / L (L = G/PV
+//   lanes per group, a power of two dividing 32): one 64-bit base per tile, the rank offsets
+//   i·slot are warp-uniform;
+// - asymmetric sums start from d_0 instead of +0 + d_0: d_0 = fl(fl(q·s) + lo) with q·s ≥ +0 is
+//   never −0 (a zero sum of two floats rounds to +0 unless both are −0), so +0 + d_0 = d_0 for
+//   every d_0 that is not NaN, and a NaN sum is refused as bad whatever its payload
+//   (runtime/tests/test_fc_tricks.cpp checks it). One float addition per value less. Symmetric
+//   sums keep the addition (q·s with s ≥ 2^−149 is not −0 either, but that path is unchanged).
+// - the number of ranks NR is a template parameter (2, 4 or 8): a run-time count needs a branch
+//   per rank, and nvcc then sinks each rank's loads into its branch, after the previous rank's
+//   arithmetic, which serializes the loads again. Groups smaller than a piece and other rank
+//   counts take the v3 kernel.
+template <int BITS, bool SYM, int NR, int PV>
+__global__ void __launch_bounds__(kThreads, PV == 16 ? 3 : 2)
+    fc4_reduce(const uint8_t* __restrict__ recv, Geometry g, int log2_L, size_t slot,
+               uint8_t* __restrict__ out, int* flag) {
+  constexpr int PB = PV * BITS / 8;  // code bytes per lane: 16
+  using Ln = Lane<BITS, SYM, PV, 1, PV>;
+  const int lane = threadIdx.x & 31, L = 1 << log2_L, sub = lane & (L - 1);
+  const uint32_t npieces = (uint32_t)(g.ngroups << log2_L), tiles = (npieces + 31) / 32;
+  const uint32_t warp = blockIdx.x * kWarps + threadIdx.x / 32, nwarps = gridDim.x * kWarps;
+  const size_t lo_off = g.ngroups * 4;
+  for (uint32_t t = warp; t < tiles; t += nwarps) {
+    const uint32_t p = t * 32 + lane, gi = p >> log2_L;
+    const bool act = p < npieces;  // whole groups: L divides 32 and npieces
+    // Loads without branches (a branch lets the compiler sink each rank's loads to its use):
+    // an idle lane reads the last piece and stores nothing.
+    const uint32_t pl = act ? p : npieces - 1;
+    const uint8_t* code = recv + (size_t)pl * PB;
+    const uint8_t* meta = recv + g.code_bytes + (size_t)(pl >> log2_L) * 4;
+    uint32_t w[NR][Ln::WPP];
+    float s[NR], lo[NR];
+#pragma unroll
+    for (int i = 0; i < NR; i++) {
+      const size_t off = (size_t)i * slot;
+      Words<Ln::WPP>::load(code + off, w[i]);
+      s[i] = *reinterpret_cast<const float*>(meta + off);
+      lo[i] = SYM ? 0.f : *reinterpret_cast<const float*>(meta + off + lo_off);
+    }
+    float acc[PV];
+#pragma unroll
+    for (int i = 0; i < NR; i++) {  // rank order: 0, 1, ...
+      float d[PV];
+      Ln::decode(w[i], s[i], lo[i], d);
+#pragma unroll
+      for (int e = 0; e < PV; e++) acc[e] = i == 0 ? (SYM ? __fadd_rn(0.f, d[e]) : d[e]) : __fadd_rn(acc[e], d[e]);
+    }
+    uint32_t codes[1][Ln::WPP];
+    float so[1], loo[1];
+    bool bad[1];
+    Ln::encode(acc, L, sub, 3.402823466e38f, true, codes, so, loo, bad);  // not finite: bad
+    uint8_t* const msg[1] = {out};
+    const uint32_t gis[1] = {gi};
+    const bool acts[1] = {act};
+    store_lane<Ln>(msg, gis, acts, codes, so, loo, bad, L, sub, g.group, g.code_bytes, g.ngroups, flag,
+                   ODY_FC_BAD_SUM);
+  }
+}
+
 // Step 5: ranks messages at recv + j·slot → y [rows, width] (+ residual). No group reductions:
 // lane l of a warp takes pieces of 8 values l, l + 32, ... of the warp's span (every load and
 // store instruction contiguous), each placed on its own with two FastDivs.
@@ -689,6 +764,38 @@ void reduce2_layout(const uint8_t* recv, int ranks, const Geometry& g, size_t sl
   } else {
     reduce2<BITS, SYM, 32, 1>(recv, ranks, g, slot, out, flag, rcp, st);  // G ≥ 32
   }
+}
+
+// Version 4's reduce where it applies (G ≥ 16 for INT8, ≥ 32 for INT4; 2, 4 or 8 ranks), else v3's.
+template <int BITS, bool SYM>
+void reduce4(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, int* flag, void* st) {
+  constexpr int PV = 128 / BITS;
+  if (g.group < PV || (ranks != 2 && ranks != 4 && ranks != 8)) {
+    reduce2_layout<BITS, SYM>(recv, ranks, g, slot, out, flag, true, st);
+    return;
+  }
+  int log2_L = 0;
+  while ((PV << log2_L) < g.group) log2_L++;
+  const size_t tiles = ((g.ngroups << log2_L) + 31) / 32, blocks = (tiles + kWarps - 1) / kWarps;
+  auto k = ranks == 8   ? fc4_reduce<BITS, SYM, 8, PV>
+           : ranks == 4 ? fc4_reduce<BITS, SYM, 4, PV>
+                        : fc4_reduce<BITS, SYM, 2, PV>;
+  fc_launch(k, wave_grid((const void*)k, blocks), st, recv, g, log2_L, slot, out, flag);
+}
+
+// The reduce of kernels `version` (2, 3 or 4; version 1 lives in flashcomm.cu).
+inline void reduce_codec(int version, const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out,
+                         int* flag, void* st) {
+  const bool rcp = version >= 3;
+  if (version >= 4) {
+    if (g.bits == 8 && !g.sym) reduce4<8, false>(recv, ranks, g, slot, out, flag, st);
+    else if (g.bits == 8) reduce4<8, true>(recv, ranks, g, slot, out, flag, st);
+    else if (!g.sym) reduce4<4, false>(recv, ranks, g, slot, out, flag, st);
+    else reduce4<4, true>(recv, ranks, g, slot, out, flag, st);
+  } else if (g.bits == 8 && !g.sym) reduce2_layout<8, false>(recv, ranks, g, slot, out, flag, rcp, st);
+  else if (g.bits == 8) reduce2_layout<8, true>(recv, ranks, g, slot, out, flag, rcp, st);
+  else if (!g.sym) reduce2_layout<4, false>(recv, ranks, g, slot, out, flag, rcp, st);
+  else reduce2_layout<4, true>(recv, ranks, g, slot, out, flag, rcp, st);
 }
 
 template <class T, int BITS, bool SYM>

@@ -1,8 +1,9 @@
-// emulate_fc_kernels.cpp: the version-2 Flash Communication kernels (flashcomm_kernels.cuh) run on
+// emulate_fc_kernels.cpp: the version-2/3/4 Flash Communication kernels (flashcomm_kernels.cuh) run on
 // the host, each warp emulated by 32 threads that meet at a barrier at every shuffle and vote,
 // against the Go cases (odyssey testdata codec-cases --out DIR; docs/codec-cases.md):
 //
-//   emulate_fc_kernels DIR
+//   emulate_fc_kernels DIR [--v2|--v3|--v4]   (v4's reduce has its own lane layout: 16-byte pieces,
+//                                              every rank loaded first, the sum from d_0)
 //
 // It runs the same launches as ody_allreduce_sim (quantize every rank, the all-to-all as copies,
 // reduce, the all-gather as copies, dequantize) through the header's own dispatch (group layout,
@@ -189,7 +190,7 @@ using namespace odyssey;
 
 namespace {
 
-bool g_rcp = false;  // kernels v3 (reciprocal with the tie check) rather than v2
+int g_version = 2;  // kernels 2, 3 (reciprocal with the tie check) or 4 (3 with the rescheduled reduce)
 
 size_t slot_of(const Geometry& g) {
   return (g.code_bytes + g.ngroups * (g.sym ? 4 : 8) + 15) / 16 * 16;
@@ -217,17 +218,14 @@ std::vector<uint8_t> to_dtype(const float* v, size_t n, int dt) {
 
 template <class T>
 void quantize(const void* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag) {
-  quantize2_codec(static_cast<const T*>(x), g, width, m, slot, flag, g_rcp, nullptr);
+  quantize2_codec(static_cast<const T*>(x), g, width, m, slot, flag, g_version >= 3, nullptr);
 }
 template <class T>
 void dequantize(const uint8_t* r, const Geometry& g, size_t width, size_t slot, const void* res, void* y) {
   dequantize2_codec(r, g, width, slot, static_cast<const T*>(res), static_cast<T*>(y), nullptr);
 }
 void reduce(const uint8_t* r, int n, const Geometry& g, size_t slot, uint8_t* out, int* flag) {
-  if (g.bits == 8 && !g.sym) reduce2_layout<8, false>(r, n, g, slot, out, flag, g_rcp, nullptr);
-  else if (g.bits == 8) reduce2_layout<8, true>(r, n, g, slot, out, flag, g_rcp, nullptr);
-  else if (!g.sym) reduce2_layout<4, false>(r, n, g, slot, out, flag, g_rcp, nullptr);
-  else reduce2_layout<4, true>(r, n, g, slot, out, flag, g_rcp, nullptr);
+  reduce_codec(g_version, r, n, g, slot, out, flag, nullptr);  // flashcomm.cu's dispatch
 }
 
 // Returns the number of differing bytes/values (0: bit-exact); prints the first.
@@ -309,12 +307,15 @@ long long run_case(const std::string& name, const SafetensorsFile& f, int dt) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2 || argc > 3 || (argc == 3 && std::string(argv[2]) != "--rcp")) {
-    std::fprintf(stderr, "usage: emulate_fc_kernels DIR [--rcp]   (DIR: odyssey testdata codec-cases --out DIR;\n"
-                         "       --rcp: kernels v3, the division by a reciprocal with the tie check)\n");
+  const std::string opt = argc == 3 ? argv[2] : "";
+  if (argc < 2 || argc > 3 || (argc == 3 && opt != "--rcp" && opt != "--v2" && opt != "--v3" && opt != "--v4")) {
+    std::fprintf(stderr, "usage: emulate_fc_kernels DIR [--v2|--v3|--v4]   (DIR: odyssey testdata codec-cases --out DIR;\n"
+                         "       kernels v2 (default), v3: the division by a reciprocal with the tie check (--rcp too),\n"
+                         "       v4: v3 with the reduce that loads every rank of a piece first)\n");
     return 2;
   }
-  g_rcp = argc == 3;
+  g_version = opt == "--v4" ? 4 : opt == "--v3" || opt == "--rcp" ? 3 : 2;
+  std::printf("emulate_fc_kernels: kernels v%d\n", g_version);
   const std::string dir = argv[1];
   Json manifest = parse_json(read_small_file(dir + "/manifest.json", 1 << 20));
   int passed = 0, failed = 0;

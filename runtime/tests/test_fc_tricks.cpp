@@ -139,6 +139,33 @@ void check_fma_decode() {
   }
 }
 
+// Kernels v4 start an asymmetric rank sum from d_0 instead of +0 + d_0: that needs d_0 =
+// fl(fl(c·s) + lo), decoded as fl(fma(2^23 + c, s, −2^23·s) + lo), never to be −0, so that
+// fl(+0 + d_0) has d_0's bits. Checked for every code on scales from subnormal to 2^79 and minima
+// of both signs, zeros and −s·c (exact cancellations) included; the check fails on a −0.
+void check_sum_from_d0() {
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 4000; i++) {
+    const uint32_t e = (uint32_t)(rng() % 207);
+    const float s = i == 0 ? 0x1p-149f : as_float((e << 23) | (uint32_t)(rng() & 0x7fffff));
+    if (s == 0) continue;
+    volatile float k = 8388608.0f * s;
+    for (int c = 0; c < 256; c++) {
+      const float cs = std::fmaf(as_float(0x4B000000u | (uint32_t)c), s, -k);
+      const uint32_t le = (uint32_t)(rng() % 256);
+      const float los[] = {0.0f, -0.0f, -cs, cs, as_float(((uint32_t)(rng() & 1) << 31) | (le << 23) | (uint32_t)(rng() & 0x7fffff)),
+                           -as_float(0x4B000000u | (uint32_t)c) * 0.0f};
+      for (float lo : los) {
+        if (lo != lo || std::isinf(lo)) continue;
+        const float d = fadd(cs, lo);
+        if (as_bits(fadd(0.0f, d)) != as_bits(d) && failures++ < 10)
+          std::fprintf(stderr, "FAIL sum from d_0: c=%d s=%a lo=%a: d_0 = %a, +0 + d_0 = %a\n", c, s, lo, d,
+                       fadd(0.0f, d));
+      }
+    }
+  }
+}
+
 uint32_t fast_div(uint32_t n, uint32_t d) {
   int l = 0;
   while ((1ull << l) < d) l++;
@@ -236,6 +263,7 @@ int main(int argc, char** argv) {
     for (bool sym : {false, true}) sweep(bits, sym, stride);
   check_decode();
   check_fma_decode();
+  check_sum_from_d0();
   check_fast_div();
   check_rcp(all ? 200000 : 3000);
   std::printf("test_fc_tricks (%s): %lld failures; v3 rule: %lld of %lld values divided exactly\n",

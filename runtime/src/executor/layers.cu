@@ -1169,8 +1169,8 @@ __device__ __forceinline__ float o_row_scale(unsigned mm) {
 // split s belongs to thread s mod kCombLanes and block_reduce combines only the first
 // kCombLanes/32 warps, so M, the denominator and every fp16 output keep their bits. Each output
 // column d is one thread's in-order sum over the splits (which thread does not matter); its
-// split loads are issued 8 at a time before the sum uses them (they were a chain of dependent
-// L2 round trips).
+// split loads are issued kCombBatch = 16 at a time before the sum uses them (they were one L2
+// round trip after another: 32 splits, GQA 32/8 at batch 1, made the combine the slow half).
 //
 // Per token (o_proj's int8 input): every block takes max|y| over its own head's fp16 outputs
 // and atomicMax-es it into the sequence's slot rowmax[b] (order-independent: the same maximum
@@ -1181,7 +1181,7 @@ __device__ __forceinline__ float o_row_scale(unsigned mm) {
 // serial loop (that block was ~20 µs of the 33.6 µs attention+o_quant at batch 1).
 // Workspace after ws_ml: tickets [batch], then rowmax [batch] (uint32), both reset to 0 by the
 // split kernel of the same call.
-constexpr int kCombThreads = 256, kCombLanes = 128;
+constexpr int kCombThreads = 256, kCombLanes = 128, kCombBatch = 16;
 
 __global__ void __launch_bounds__(kCombThreads)
     decode_combine_kernel(const float* __restrict__ ws_o, const float* __restrict__ ws_ml,
@@ -1216,20 +1216,17 @@ __global__ void __launch_bounds__(kCombThreads)
   for (int d = threadIdx.x; d < hd; d += blockDim.x) {
     float acc = 0.f;
     if (M != -INFINITY) {  // else len 0: nothing to attend to, the output is 0
-      int s = 0;
-      for (; s + 8 <= used; s += 8) {
-        float v[8];
+      for (int s = 0; s < used; s += kCombBatch) {
+        float v[kCombBatch];
 #pragma unroll
-        for (int u = 0; u < 8; u++) v[u] = comb_w[s + u] != 0.f ? ws_o[(base + s + u) * hd + d] : 0.f;
+        for (int u = 0; u < kCombBatch; u++)
+          v[u] = s + u < used && comb_w[s + u] != 0.f ? ws_o[(base + s + u) * hd + d] : 0.f;
 #pragma unroll
-        for (int u = 0; u < 8; u++) {
+        for (int u = 0; u < kCombBatch; u++) {
+          if (s + u >= used) break;
           const float wgt = comb_w[s + u];
           if (wgt != 0.f) acc += wgt * v[u];  // an empty split wrote no O
         }
-      }
-      for (; s < used; s++) {
-        const float wgt = comb_w[s];
-        if (wgt != 0.f) acc += wgt * ws_o[(base + s) * hd + d];
       }
     }
     const __half y = __float2half_rn(M == -INFINITY ? 0.f : acc / denom);

@@ -11,7 +11,11 @@
 //   the baseline measured in the same run), each followed by its combine.
 //   GB/s counts the K and V bytes a step must read (batch·len·kv_heads·head_dim·2·2); pct_copy
 //   divides by the device-to-device copy bandwidth (1 GiB, read + write) of the same run, the
-//   memory floor convention of runtime/NOTES.md.
+//   memory floor convention of runtime/NOTES.md. Variant "fast+q8": the fast kernel with o_proj's
+//   int8 input per token fused into the combine (the executor's W4A8 call, attention+o_quant).
+// - rows: add_rmsnorm (hidden 4096) and swiglu (11008), each with int8 per-token output, at batch
+//   1, 8, 16, variant "reg" (register kernels) against "loop" (ODYSSEY_ROWS=loop, the former
+//   kernels); rope_kv_decode at 32/32 and 32/8. Goal at batch 1: ≤ 3 µs per call.
 // Each figure is the median of --iters samples (≥ 20) after a warm-up; a sample times a few
 // back-to-back launches with CUDA events and divides. Inputs are random fp16 in [−1, 1].
 #include <algorithm>
@@ -170,7 +174,7 @@ int cmd_bench_layers(const Args& args) {
   for (int ctx : {1024, 4096})
     for (int batch : {1, 8, 16})
       for (int nkv : {32, 8})
-        for (const char* variant : {"fast", "general"}) {
+        for (const char* variant : {"fast", "general", "fast+q8"}) {
         const size_t cache = (size_t)batch * ctx * nkv * hd;
         DeviceBuffer q((size_t)batch * nh * hd * 2), out((size_t)batch * nh * hd * 2), kc(cache * 2), vc(cache * 2);
         fill_random_half(q);
@@ -186,9 +190,18 @@ int cmd_bench_layers(const Args& args) {
           setenv("ODYSSEY_DECODE_ATTN", "general", 1);
         else
           unsetenv("ODYSSEY_DECODE_ATTN");
+        // fast+q8: the executor's W4A8 call, o_proj's int8 input per token fused into the combine.
+        const bool q8 = std::string(variant) == "fast+q8";
+        DeviceBuffer o8((size_t)batch * nh * hd), tok((size_t)batch * 4);
+        L::ActOut qo;
+        qo.kind = L::ActKind::I8PerToken;
+        qo.ld = nh * hd;
+        qo.i8 = o8.get<int8_t>();
+        qo.token_scale = tok.get<float>();
         auto launch = [&] {
           check(L::attention_decode(q.get<__half>(), nh * hd, kc.get<__half>(), vc.get<__half>(), len.get<int32_t>(),
-                                    out.get<__half>(), nh * hd, batch, ctx, nh, nkv, hd, scale, 0, ws.get(), wsb, 0),
+                                    out.get<__half>(), nh * hd, batch, ctx, nh, nkv, hd, scale, 0, ws.get(), wsb, 0,
+                                    q8 ? &qo : nullptr),
                 "attention_decode");
         };
         auto s = timer.samples_us(launch, iters, 10);
@@ -211,6 +224,93 @@ int cmd_bench_layers(const Args& args) {
         w.end_object();
       }
   unsetenv("ODYSSEY_DECODE_ATTN");
+  w.end_array();
+
+  // The decode step's row kernels at decode batches, LLaMA-2-7B widths: add_rmsnorm (residual
+  // add + norm + int8 per token, hidden 4096) and swiglu (+ int8 per token, 11008), variant
+  // "reg" (register kernels, the default) against "loop" (ODYSSEY_ROWS=loop, the former
+  // kernels) in the same run; rope_kv_decode (32/32 and 32/8, hd 128). GB/s counts the bytes a
+  // call must move (norm: h read + written, delta, w, codes; swiglu: gate + up, codes).
+  w.key("rows").begin_array();
+  auto row_line = [&](const char* op, const char* variant, int batch, int cols, double bytes, const std::vector<double>& s) {
+    const double us = median(s), gbs = bytes / us / 1e3;
+    std::fprintf(stderr, "rows     %-11s batch %2d cols %5d  %-4s %9.2f us  %7.0f GB/s  %5.1f%% of copy\n", op, batch, cols,
+                 variant, us, gbs, 100 * gbs / copy_gbps);
+    w.begin_object();
+    w.field("op", op);
+    w.field("variant", variant);
+    w.field("batch", batch);
+    w.field("cols", cols);
+    w.field("bytes", bytes);
+    w.field("us", us);
+    w.field("us_min", s.front());
+    w.field("us_max", s.back());
+    w.field("gbs", gbs);
+    w.field("pct_copy", 100 * gbs / copy_gbps);
+    w.end_object();
+  };
+  for (int batch : {1, 8, 16}) {
+    const int hidden = 4096, inter = 11008;
+    DeviceBuffer h((size_t)batch * hidden * 4), delta((size_t)batch * hidden * 2), wt((size_t)hidden * 4);
+    DeviceBuffer gu((size_t)batch * 2 * inter * 2), o8((size_t)batch * inter), tok((size_t)batch * 4);
+    fill_random_half(delta);
+    fill_random_half(gu);
+    {  // h and w: finite fp32 (the bit patterns of random halves pairs would be arbitrary floats)
+      std::vector<float> hv((size_t)batch * hidden), wv(hidden);
+      for (size_t i = 0; i < hv.size(); i++) hv[i] = (float)((i * 2654435761u) % 2001) / 1000.f - 1.f;
+      for (int i = 0; i < hidden; i++) wv[i] = 0.5f + (float)(i % 97) / 97.f;
+      h.upload(hv.data(), hv.size() * 4);
+      wt.upload(wv.data(), wv.size() * 4);
+    }
+    L::ActOut qo;
+    qo.kind = L::ActKind::I8PerToken;
+    qo.i8 = o8.get<int8_t>();
+    qo.token_scale = tok.get<float>();
+    for (const char* variant : {"reg", "loop"}) {
+      if (std::string(variant) == "loop")
+        setenv("ODYSSEY_ROWS", "loop", 1);
+      else
+        unsetenv("ODYSSEY_ROWS");
+      qo.ld = hidden;
+      auto norm = [&] {
+        check(L::add_rmsnorm(h.get<float>(), delta.get<__half>(), hidden, wt.get<float>(), 1e-5f, batch, hidden, &qo, 1, 0),
+              "add_rmsnorm");
+      };
+      // The residual grows by delta (in [−1, 1]) each call: a few hundred calls stay finite.
+      row_line("add_rmsnorm", variant, batch, hidden, (double)batch * hidden * (4 + 4 + 2 + 1) + hidden * 4.0,
+               timer.samples_us(norm, iters, 10));
+      qo.ld = inter;
+      auto sw = [&] {
+        const __half* g = gu.get<__half>();
+        check(L::swiglu(g, g + inter, 2 * inter, batch, inter, qo, 0), "swiglu");
+      };
+      row_line("swiglu", variant, batch, inter, (double)batch * inter * (2 + 2 + 1), timer.samples_us(sw, iters, 10));
+    }
+    unsetenv("ODYSSEY_ROWS");
+    for (int nkv : {32, 8}) {
+      const int max_seq = 1024;
+      DeviceBuffer q((size_t)batch * nh * hd * 2), kv((size_t)batch * 2 * nkv * hd * 2);
+      DeviceBuffer kc((size_t)batch * max_seq * nkv * hd * 2), vc((size_t)batch * max_seq * nkv * hd * 2);
+      fill_random_half(q);
+      fill_random_half(kv);
+      std::vector<int32_t> pos(batch, max_seq - 1);
+      std::vector<float> inv(hd / 2);
+      for (int i = 0; i < hd / 2; i++) inv[i] = (float)std::pow(10000.0, -2.0 * i / hd);
+      DeviceBuffer dpos(batch * 4), dinv(hd / 2 * 4);
+      dpos.upload(pos.data(), pos.size() * 4);
+      dinv.upload(inv.data(), inv.size() * 4);
+      const __half* k = kv.get<__half>();  // [batch, k | v] as the fused qkv output's k and v
+      auto rk = [&] {
+        // q rotates in place every call (values stay bounded: a rotation).
+        check(L::rope_kv_decode(q.get<__half>(), nh * hd, k, k + nkv * hd, 2 * nkv * hd, kc.get<__half>(), vc.get<__half>(),
+                                batch, max_seq, nh, nkv, hd, dpos.get<int32_t>(), dinv.get<float>(), 0),
+              "rope_kv_decode");
+      };
+      const std::string op = "rope_kv_" + std::to_string(nh) + "/" + std::to_string(nkv);
+      row_line(op.c_str(), "reg", batch, (nh + 2 * nkv) * hd, (double)batch * (2 * nh + 4 * nkv) * hd * 2,
+               timer.samples_us(rk, iters, 10));
+    }
+  }
   w.end_array();
   w.end_object();
   std::cout << w.str() << std::endl;

@@ -33,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -407,6 +408,88 @@ Result test_swiglu(int rows, int cols, L::ActKind kind, uint64_t seed) {
     for (int j = 0; j < cols; j++)
       y[(size_t)i * cols + j] = silu_mul_ref(h2f(in[(size_t)i * ld_in + j]), h2f(in[(size_t)i * ld_in + cols + j]));
   check_out(c, o, y, rows, cols);
+  return c.r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Register row kernels against the loop kernels (bit-exact). add_rmsnorm and swiglu take
+// register kernels on the vector path (one read of the row); ODYSSEY_ROWS=loop selects the
+// former loop kernels. Both run on copies of the same inputs and every byte they write (the
+// residual h, every output, token scales, padding) must be identical: the register kernels
+// keep the fp64 partial-sum order and block size (layers.cu), so not even the variance's fp32
+// rounding may move. Shapes: the decode batches of a 7B (hidden 4096, intermediate 11008),
+// 13B's 5120/13824, 8192 (the norm's widest register variant), Mistral's 14336.
+
+struct LoopEnv {  // sets ODYSSEY_ROWS=loop for its lifetime
+  LoopEnv() { setenv("ODYSSEY_ROWS", "loop", 1); }
+  ~LoopEnv() { unsetenv("ODYSSEY_ROWS"); }
+};
+
+Result test_rows_vs_loop(const char* op, int rows, int cols, uint64_t seed) {
+  const bool norm = std::string(op) == "norm";
+  Check c(fmt("%s register vs loop rows=%d cols=%d", op, rows, cols), norm ? "add_rmsnorm-reg" : "swiglu-reg");
+  Rng r(seed);
+  const int ld = round_up(cols, 128);
+  // Two complete sets of buffers, filled identically; [0]: register kernel, [1]: loop kernel.
+  std::vector<uint8_t> o8[2], oh[2], ts[2], hh[2];
+  if (norm) {
+    std::vector<float> h0((size_t)rows * cols), w(cols);
+    for (auto& x : w) x = r.uniform(0.5f, 1.5f);
+    for (size_t i = 0; i < h0.size(); i++) h0[i] = r.uniform(-2.f, 2.f) * (i % 37 == 5 ? 20.f : 1.f);
+    if (rows >= 2) h0[(size_t)cols + 7] = NAN;  // a NaN row: scale NaN, codes 0
+    std::vector<uint16_t> delta((size_t)rows * cols);
+    for (auto& d : delta) d = f2h(r.uniform(-1.f, 1.f));
+    const float eps = 1e-5f;
+    auto dw = upload(w);
+    auto dd = upload(delta);
+    for (int v = 0; v < 2; v++) {
+      auto dh = upload(h0);
+      OutBuf a = make_out(L::ActKind::I8PerToken, ld, rows, 1.f), b = make_out(L::ActKind::F16, ld, rows, 1.f);
+      L::ActOut acts[2] = {a.act(), b.act()};
+      {
+        std::unique_ptr<LoopEnv> env(v ? new LoopEnv : nullptr);
+        c.cuda(L::add_rmsnorm(dh.get<float>(), dd.get<__half>(), cols, dw.get<float>(), eps, rows, cols, acts, 2, 0),
+               "add_rmsnorm");
+        c.cuda(cudaDeviceSynchronize(), "add_rmsnorm (sync)");
+      }
+      if (!c.r.passed) return c.r;
+      hh[v] = download<uint8_t>(dh, (size_t)rows * cols * 4);
+      o8[v] = download<uint8_t>(a.data, (size_t)rows * ld);
+      oh[v] = download<uint8_t>(b.data, (size_t)rows * ld * 2);
+      ts[v] = download<uint8_t>(a.token_scale, (size_t)rows * 4);
+    }
+  } else {
+    const int ld_in = 2 * cols + 8;
+    std::vector<uint16_t> in((size_t)rows * ld_in, kHalfNaN);
+    for (int i = 0; i < rows; i++)
+      for (int j = 0; j < 2 * cols; j++) in[(size_t)i * ld_in + j] = f2h(r.uniform(-6.f, 6.f));
+    auto din = upload(in);
+    const __half* g = din.get<__half>();
+    for (int v = 0; v < 2; v++) {
+      OutBuf a = make_out(L::ActKind::I8PerToken, ld, rows, 1.f), b = make_out(L::ActKind::F16, ld, rows, 1.f);
+      {
+        std::unique_ptr<LoopEnv> env(v ? new LoopEnv : nullptr);
+        c.cuda(L::swiglu(g, g + cols, ld_in, rows, cols, a.act(), 0), "swiglu i8token");
+        c.cuda(L::swiglu(g, g + cols, ld_in, rows, cols, b.act(), 0), "swiglu f16");
+        c.cuda(cudaDeviceSynchronize(), "swiglu (sync)");
+      }
+      if (!c.r.passed) return c.r;
+      o8[v] = download<uint8_t>(a.data, (size_t)rows * ld);
+      oh[v] = download<uint8_t>(b.data, (size_t)rows * ld * 2);
+      ts[v] = download<uint8_t>(a.token_scale, (size_t)rows * 4);
+    }
+  }
+  auto same = [&](const std::vector<uint8_t>* x, const char* what) {
+    c.r.checked += (long long)x[0].size();
+    if (x[0] == x[1]) return;
+    size_t i = 0;
+    while (i < x[0].size() && x[0][i] == x[1][i]) i++;
+    c.bad(fmt("%s differs from the loop kernel at byte %zu (0x%02x vs 0x%02x)", what, i, x[0][i], x[1][i]));
+  };
+  if (norm) same(hh, "h");
+  same(o8, "int8 codes");
+  same(oh, "fp16 output");
+  same(ts, "token scales");
   return c.r;
 }
 
@@ -995,6 +1078,10 @@ int cmd_test_layers(const Args& args) {
         if (want("swiglu")) add(test_swiglu(rows, hidden, k, seed + 7 + (int)k));
     }
   if (want("swiglu")) add(test_swiglu(17, 11008, K::I8PerToken, seed++));  // LLaMA-2-7B's intermediate size
+  for (auto [rows, cols] : std::vector<std::pair<int, int>>{{1, 4096}, {8, 4096}, {16, 4096}, {3, 5120}, {2, 8192}, {5, 260}})
+    if (want("norm")) add(test_rows_vs_loop("norm", rows, cols, 7000 + (uint64_t)rows * 131 + cols));
+  for (auto [rows, cols] : std::vector<std::pair<int, int>>{{1, 11008}, {8, 11008}, {16, 11008}, {3, 13824}, {2, 14336}, {5, 260}})
+    if (want("swiglu")) add(test_rows_vs_loop("swiglu", rows, cols, 9000 + (uint64_t)rows * 131 + cols));
   for (int rows : {1, 3, 17, 128})
     for (int hd : {8, 64, 128})
       for (auto [nh, nkv] : std::vector<std::pair<int, int>>{{4, 2}, {32, 8}, {32, 32}}) {

@@ -319,6 +319,7 @@ cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t s
 template <class T>
 inline T __ldcg(const T* p) { return *p; }
 inline unsigned atomicAdd(unsigned* p, unsigned v) { unsigned o = *p; *p += v; return o; }
+inline unsigned atomicMax(unsigned* p, unsigned v) { unsigned o = *p; if (v > o) *p = v; return o; }
 inline void __threadfence() {}
 inline __half __ushort_as_half(unsigned short u) { __half_raw h; h.x = u; return __half(h); }
 #define cudaGetDevice(p) (*(p) = 0, cudaSuccess)

@@ -12,9 +12,13 @@ import sys
 
 d = sys.argv[1]
 runs = {}
+bad = []  # lines that do not parse: a broken step, never a pass
 for line in sys.stdin:
     f = line.split()
+    if not f:
+        continue
     if len(f) not in (6, 7):
+        bad.append(line.rstrip("\n"))
         continue
     model, recipe, dev, rc, secs, ppl = f[:6]
     r = {"rc": int(rc), "seconds": float(secs or "nan"), "ppl": float(ppl)}
@@ -36,6 +40,14 @@ def policies(model, recipe, dev):
 
 
 rows, ok = [], True
+if bad or not runs:
+    # Nothing measured (or a line the step could not write, e.g. a missing tool) is a failure:
+    # an empty table must not read as PASS.
+    ok = False
+    for b in bad:
+        print("unparsed run line (counts as a failure): %r" % b, file=sys.stderr)
+    if not runs:
+        print("no run lines at all (counts as a failure)", file=sys.stderr)
 print("| model | recipe | cpu ppl | cuda ppl | rel | policies agree | cpu s | cuda s | met |")
 print("|---|---|---|---|---|---|---|---|---|")
 for (model, recipe, dev), r in sorted(runs.items()):

@@ -29,6 +29,12 @@ E=$OUT/e2e
 mkdir -p "$E"
 ODY=${ODY_BIN:-bin/odyssey-linux-amd64}
 export ODYSSEY_RT=${ODYSSEY_RT:-$PWD/runtime/build/odyssey-rt}
+# Every step needs the runtime: without it each command would fail one by one (a fresh machine
+# has no build: run `runtime/scripts/device-run.sh build` first, in the same call).
+if [ ! -x "$ODYSSEY_RT" ]; then
+  echo "device-e2e: no runtime at $ODYSSEY_RT: run runtime/scripts/device-run.sh build first (in the same call: a new machine starts bare)" >&2
+  exit 2
+fi
 D=.device-data
 M=/tmp/ody-models
 mkdir -p $M
@@ -161,7 +167,7 @@ for s in "$@"; do
           s0=$(date +%s.%N)
           timeout ${E2E_CALIB_SMALL_TIMEOUT:-120} $ODY quantize --model "$dir" --recipe "$preset" --calib "$cal" --device $dev \
             --out "$a" --force --no-sync --json > "$E/cq-$name-$pn-$dev.json" 2> "$E/cq-$name-$pn-$dev.log"
-          rc=$?; secs=$(echo "$(date +%s.%N) - $s0" | bc)
+          rc=$?; secs=$(python3 -c "import sys; print(round(float(sys.argv[1]) - float(sys.argv[2]), 1))" "$(date +%s.%N)" "$s0")
           ppl=""
           if [ $rc = 0 ]; then
             timeout 90 $ODY verify ppl --model "$a" --data "$data" --seq-len "$L" --max-windows "$WINDOWS" --json > "$E/cp-$name-$pn-$dev.json" 2>/dev/null
@@ -187,7 +193,7 @@ for s in "$@"; do
       s0=$(date +%s.%N)
       timeout $to $ODY quantize --model /tmp/$S --recipe "$pn" --calib "$CAL" --device cuda --out /tmp/$S-calib-$pn \
         --force --no-sync --json > "$E/cq-$S-$pn.json" 2> "$E/cq-$S-$pn.log"
-      rc=$?; secs=$(echo "$(date +%s.%N) - $s0" | bc)
+      rc=$?; secs=$(python3 -c "import sys; print(round(float(sys.argv[1]) - float(sys.argv[2]), 1))" "$(date +%s.%N)" "$s0")
       if [ $rc = 0 ]; then verdict=$(python3 -c "print('met' if $secs <= $goal else 'MISSED')")
       elif [ $rc = 124 ] && [ $to -ge $goal ]; then verdict="MISSED (timeout at the goal)"
       elif [ $rc = 124 ]; then verdict="UNKNOWN (cut at ${to}s by E2E_CALIB_BUDGET; run it alone: E2E_CALIB_7B=$pg)"

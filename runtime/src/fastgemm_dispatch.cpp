@@ -17,27 +17,25 @@ namespace {
 // `bench gemm --sweep` (or the decode-gemm step of device-run.sh, which prints every GEMV
 // config beside the dispatch for M = 1, 2, 4, 8, 16 on the 7B and 70B shapes).
 //
-// Status: M = 1 is measured (bbbecd2, gemm-decode-h200-2026-12-02-bbbecd2.json: gemv_w4 5.95 µs
-// at 4096², 35.2 µs at 8192×28672, against 10.0 / 45.0 µs for the mma tiles). The gemv_mma
-// rows are NOT yet measured (written 2026-12-02, runtime/NOTES.md); they come from counting
-// bytes and instructions, and the lead must confirm them with the decode-gemm step:
-//  - M = 2..4: gemv_w4 loads 8 activation words per row per K block per lane (measured: M = 4
-//    costs 1.5–2× M = 1); gemv_mma reads its A fragments with 2 ldmatrix per K block for any
-//    M ≤ 8 and shares them over its strips, so its cost should stay at its M = 1 cost.
-//  - M = 5..16: the mma tiles stage the weights through shared memory with a barrier per 128 of
-//    K (56 µs at 8192×28672, M = 16, floor 29); gemv_mma streams them into registers.
-//  - strips per block: each block copies M·K bytes of x from L2 for 4·S·K bytes of weights,
-//    so x traffic / weight traffic = M / (4·S): S = 2 below N = 8192 (N = 4096 gives 256
-//    blocks, ~2 per SM; S = 4 would leave 4 of 132 SMs idle), S = 4 from N = 8192 (x traffic
-//    ≤ the weights' at M = 16), S = 8 not by default (one block per SM).
-//  - M = 1: gemv_w4 kept (measured) until the sweep shows gemv_mma faster there.
+// Measured (session 5 call 6, commit 629f90c, on an H100 80GB HBM3 — the H200 was not lent for
+// that call; runtime/bench/results/decode-gemm-h100-2026-12-02-629f90c.json; µs, PDL on; every
+// config is bit-exact, so this table only moves time):
+//  - N = 4096 (q/o/down of a 7B layer): gemv_mma_s2 is the fastest from M = 1 (5.98 vs gemv_w4
+//    6.90 at 4096², 12.05 vs 13.01 at 4096×11008) to M = 8; at M = 16, s4 wins where K is large
+//    (4096×11008: 17.9 vs 24.9; 4096²: 8.71 vs 8.35), so M > 8 takes s4.
+//  - N ≥ 8192 (qkv 12288, gate_up 22016; the 70B 8192×28672): gemv_mma_s4 is the fastest or
+//    within 2% at every M (12288×4096 M=1 13.14 vs gemv_w4 14.10; 22016×4096 M=1 19.62 vs
+//    21.68); at 8192×28672 s8 wins at M = 16 (49.5 vs 56.4) and gemv_w4 at M = 1 (45.8 vs
+//    46.5): the 7B shapes decide.
+//  - gemv_w4 is no longer picked; it stays as a config (tested, benched) for comparison.
+// M = 2, 3, 5..7, 9..15 are interpolated from the measured 1, 4, 8, 16.
 struct DecodeRow {
   int narrow;  // N < 8192
   int wide;    // N ≥ 8192
 };
-constexpr int kW4 = kGemvConfig, kS2 = kGemvMmaS2Config, kS4 = kGemvMmaS4Config;
+constexpr int kS2 = kGemvMmaS2Config, kS4 = kGemvMmaS4Config;
 constexpr DecodeRow kDecode[kGemvMmaMaxM] = {
-    {kW4, kW4},  // M = 1
+    {kS2, kS4},  // M = 1
     {kS2, kS4},  // M = 2
     {kS2, kS4},  // M = 3
     {kS2, kS4},  // M = 4
@@ -45,14 +43,14 @@ constexpr DecodeRow kDecode[kGemvMmaMaxM] = {
     {kS2, kS4},  // M = 6
     {kS2, kS4},  // M = 7
     {kS2, kS4},  // M = 8
-    {kS2, kS4},  // M = 9
-    {kS2, kS4},  // M = 10
-    {kS2, kS4},  // M = 11
-    {kS2, kS4},  // M = 12
-    {kS2, kS4},  // M = 13
-    {kS2, kS4},  // M = 14
-    {kS2, kS4},  // M = 15
-    {kS2, kS4},  // M = 16
+    {kS4, kS4},  // M = 9
+    {kS4, kS4},  // M = 10
+    {kS4, kS4},  // M = 11
+    {kS4, kS4},  // M = 12
+    {kS4, kS4},  // M = 13
+    {kS4, kS4},  // M = 14
+    {kS4, kS4},  // M = 15
+    {kS4, kS4},  // M = 16
 };
 
 }  // namespace
@@ -85,9 +83,11 @@ int dispatch_config(int m, int n, int k, bool gemv_ok) {
 // below that the mma kernel's split-K keeps every SM busy and this one cannot).
 // ODYSSEY_WGMMA=1 drops every condition but M ≥ kSm90MinM (tests route those cases through it).
 // v1 or v2: v2 (weights staged in shared memory) only where kSm90DispatchV2 says so or
-// ODYSSEY_WGMMA_V2=1 (=0 forces v1): flip the constant once `bench gemm` shows the
-// w4a8_int_wgmma2 rows ahead of w4a8_int_wgmma at every M and shape (NOTES.md, "wgmma v2").
-constexpr bool kSm90DispatchV2 = false;
+// ODYSSEY_WGMMA_V2=1 (=0 forces v1). v2 is the default since session 5 call 6 (629f90c, H100):
+// ahead of v1 at every measured M and shape, bit-exact (probe 10/10, 721 forced cases each):
+// 8192×28672 M=4096 2387 vs 3173 µs, M=256 158 vs 224; 4096² M=4096 234 vs 252, M=256 30.6 vs
+// 39.3 (runtime/bench/results/gemm-wgmma-h100-2026-12-02-629f90c.md).
+constexpr bool kSm90DispatchV2 = true;
 constexpr int kSm90AlwaysM = 256;  // from here on the wgmma kernel whatever the tile count
 int device_sms();  // kernel_common.cuh (a CUDA header; this file is host C++)
 

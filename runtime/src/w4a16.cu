@@ -505,6 +505,12 @@ const Config kConfigs[] = {
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
 constexpr int kGemvConfig = kNumConfigs - 1;
 constexpr int kGemvDispatchMaxM = 4;  // the dispatch's rule (issue 12's decode shapes); the kernel takes 8
+// And only below this K: measured (session 5 call 6, 629f90c, H100, µs, M = 1 / 4) the GEMV wins
+// on the 7B shapes (4096² 9.06 / 9.13 vs the m16n64 tile 12.28 / 12.69; 22016×4096 27.95 / 28.56
+// vs 33.55 / 38.13; lm_head-sized 32000×4096 35.4 / 36.6 vs 44.7 / 51.3) but loses at K = 28672
+// (8192×28672: 90.3 / 107.5 vs 69.9 / 71.2): one block per 16 columns streams a 28672-long row
+// per warp group with too little in flight. runtime/bench/results/gemv-h100-2026-12-02-629f90c.md.
+constexpr int kGemvDispatchMaxK = 16384;
 
 int occupancy(int cfg) {
   static int cache[kNumConfigs] = {};
@@ -552,10 +558,10 @@ struct Plan {
 
 Plan plan(const ody_w4a16_problem* p) {
   Plan pl{};
-  // The GEMV for decode (M ≤ 4, no split-K asked); then as FastGEMM's table (not swept
+  // The GEMV for decode (M ≤ 4, K < 16384, no split-K asked); then as FastGEMM's table (not swept
   // separately yet): 16×128 for decode, 64×128 above.
   pl.config = p->config >= 0                                    ? p->config
-              : p->m <= kGemvDispatchMaxM && p->splits <= 1     ? kGemvConfig
+              : p->m <= kGemvDispatchMaxM && p->k < kGemvDispatchMaxK && p->splits <= 1 ? kGemvConfig
               : p->m <= 16                                      ? (p->n >= 8192 ? 0 : 1)
               : p->m <= 32                                      ? 2
                                                                 : 3;

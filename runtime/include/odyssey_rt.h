@@ -218,8 +218,10 @@ ody_status ody_fc_reduce(const void* recv, int ranks, size_t rows, size_t cols, 
 ody_status ody_fc_dequantize(const void* recv, int ranks, size_t rows, size_t width, int bits, int group,
                              int symmetric, int dtype, const void* residual, void* y, void* stream);
 
-/* The codec kernels in use: 3 (the default: grid-stride, several groups per warp, the division
- * by a reciprocal checked against the ties), 2 (the same with an IEEE division per value) or 1
+/* The codec kernels in use: 4 (the default: v3 with the reduce reading every rank's codes,
+ * scales and minima before decoding any, for 2, 4 or 8 ranks; other counts fall back to v3),
+ * 3 (grid-stride, several groups per warp, the division by a reciprocal checked against the
+ * ties), 2 (the same with an IEEE division per value) or 1
  * (the first version, one thread per 8 values), all bit-exact with the spec; for A/B runs of
  * `odyssey-rt bench codec` and `test codec`. Process-wide; ODY_ERR_INVALID for another value. */
 ody_status ody_fc_set_kernels(int version);

@@ -174,7 +174,11 @@ int cmd_bench_layers(const Args& args) {
   for (int ctx : {1024, 4096})
     for (int batch : {1, 8, 16})
       for (int nkv : {32, 8})
-        for (const char* variant : {"fast", "general", "fast+q8"}) {
+        for (const char* variant : {"fast", "general", "fast+q8", "fast-whole", "fast-h1"}) {
+        // fast-whole / fast-h1 (GQA only): the fast kernel with one block per kv head's whole
+        // group (the former default) / one query head per block, ODYSSEY_DECODE_GQA=whole / 1.
+        const bool gqa_variant = std::string(variant) == "fast-whole" || std::string(variant) == "fast-h1";
+        if (gqa_variant && nkv == nh) continue;
         const size_t cache = (size_t)batch * ctx * nkv * hd;
         DeviceBuffer q((size_t)batch * nh * hd * 2), out((size_t)batch * nh * hd * 2), kc(cache * 2), vc(cache * 2);
         fill_random_half(q);
@@ -190,6 +194,10 @@ int cmd_bench_layers(const Args& args) {
           setenv("ODYSSEY_DECODE_ATTN", "general", 1);
         else
           unsetenv("ODYSSEY_DECODE_ATTN");
+        if (gqa_variant)
+          setenv("ODYSSEY_DECODE_GQA", std::string(variant) == "fast-whole" ? "whole" : "1", 1);
+        else
+          unsetenv("ODYSSEY_DECODE_GQA");
         // fast+q8: the executor's W4A8 call, o_proj's int8 input per token fused into the combine.
         const bool q8 = std::string(variant) == "fast+q8";
         DeviceBuffer o8((size_t)batch * nh * hd), tok((size_t)batch * 4);
@@ -206,7 +214,7 @@ int cmd_bench_layers(const Args& args) {
         };
         auto s = timer.samples_us(launch, iters, 10);
         const double us = median(s), bytes = 2.0 * cache * 2, gbs = bytes / us / 1e3;
-        std::fprintf(stderr, "decode   batch %2d ctx %5d heads %d/%d hd %d  %-7s %9.2f us  %7.0f GB/s  %5.1f%% of copy\n",
+        std::fprintf(stderr, "decode   batch %2d ctx %5d heads %d/%d hd %d  %-10s %9.2f us  %7.0f GB/s  %5.1f%% of copy\n",
                      batch, ctx, nh, nkv, hd, variant, us, gbs, 100 * gbs / copy_gbps);
         w.begin_object();
         w.field("variant", variant);
@@ -224,6 +232,7 @@ int cmd_bench_layers(const Args& args) {
         w.end_object();
       }
   unsetenv("ODYSSEY_DECODE_ATTN");
+  unsetenv("ODYSSEY_DECODE_GQA");
   w.end_array();
 
   // The decode step's row kernels at decode batches, LLaMA-2-7B widths: add_rmsnorm (residual

@@ -772,6 +772,7 @@ struct DecodeShape {
   bool odd_stride;  // q/out strides not a multiple of 8
   L::ActKind quant = L::ActKind::F16;  // the combine's fused o_proj input (F16: none)
   bool general = false;                // ODYSSEY_DECODE_ATTN=general: the 64-key kernel
+  const char* gqa = nullptr;           // ODYSSEY_DECODE_GQA: query heads per fast block ("whole", "4", "2", "1")
 };
 
 // The kernel attention_decode takes for this shape (the launcher's rule, layers.cu).
@@ -785,20 +786,24 @@ const char* decode_kernel_name(const DecodeShape& p) {
 
 // RAII for ODYSSEY_DECODE_ATTN (the launcher reads it on every call).
 struct DecodeVariant {
-  explicit DecodeVariant(bool general) {
+  explicit DecodeVariant(bool general, const char* gqa = nullptr) {
     if (general) setenv("ODYSSEY_DECODE_ATTN", "general", 1);
+    if (gqa) setenv("ODYSSEY_DECODE_GQA", gqa, 1);
   }
-  ~DecodeVariant() { unsetenv("ODYSSEY_DECODE_ATTN"); }
+  ~DecodeVariant() {
+    unsetenv("ODYSSEY_DECODE_ATTN");
+    unsetenv("ODYSSEY_DECODE_GQA");
+  }
 };
 
 Result test_decode(const DecodeShape& p, uint64_t seed) {
   std::string lens;
   for (int l : p.lens) lens += (lens.empty() ? "" : ",") + std::to_string(l);
   Check c(fmt("attention_decode b=%d max_seq=%d heads=%d/%d hd=%d window=%d len=%s%s%s", p.batch, p.max_seq, p.nh,
-              p.nkv, p.hd, p.window, lens.c_str(), p.general ? " general" : "",
+              p.nkv, p.hd, p.window, lens.c_str(), p.general ? " general" : p.gqa ? (std::string(" gqa=") + p.gqa).c_str() : "",
               p.quant == L::ActKind::I8Static ? " +i8static" : p.quant == L::ActKind::I8PerToken ? " +i8token" : ""),
           decode_kernel_name(p));
-  DecodeVariant variant(p.general);
+  DecodeVariant variant(p.general, p.gqa);
   Rng r(seed);
   const int width = p.nkv * p.hd, ld_q = p.nh * p.hd + (p.odd_stride ? 1 : 8), ld_out = p.nh * p.hd + (p.odd_stride ? 3 : 8);
   // The cache beyond len[b] is NaN: a read past the context would show.
@@ -1166,6 +1171,17 @@ int cmd_test_layers(const Args& args) {
         add(test_decode({3, 300, 8, 4, 64, 0, {1, 7, 300}, false, k, general}, seed++));
         add(test_decode({2, 100, 12, 4, 96, 3, {100, 64}, true, k, general}, seed++));
       }
+    // GQA at small batch: the default splits a kv head's query heads over two blocks
+    // (decode_fast_heads); "whole" is the former one block per group, "2"/"1" forced heads per
+    // block, with the fused int8 outputs too. Groups 4 (32/8) and 8 (32/4, 16/2).
+    for (const char* gqa : {(const char*)nullptr, "whole", "2", "1"}) {
+      add(test_decode({1, 1024, 32, 8, 128, 0, {1024}, false, L::ActKind::F16, false, gqa}, seed++));
+      add(test_decode({1, 4096, 32, 8, 128, 0, {4096}, false, L::ActKind::I8PerToken, false, gqa}, seed++));
+      add(test_decode({1, 1024, 32, 4, 128, 0, {1000}, false, L::ActKind::F16, false, gqa}, seed++));
+      add(test_decode({1, 4096, 32, 4, 128, 0, {4000}, false, L::ActKind::I8PerToken, false, gqa}, seed++));
+      add(test_decode({2, 700, 16, 2, 128, 17, {700, 33}, false, L::ActKind::I8Static, false, gqa}, seed++));
+      add(test_decode({2, 300, 16, 2, 64, 0, {1, 299}, true, L::ActKind::I8PerToken, false, gqa}, seed++));
+    }
     if (!quick) add(test_decode({16, 4096, 32, 32, 128, 0, std::vector<int>(16, 4096), false}, seed++));
     add(test_decode({1, 4096, 32, 32, 128, 0, {4096}, false}, seed++));
     add(test_decode({2, 1024, 32, 8, 128, 0, {1024, 129}, false}, seed++));

@@ -879,6 +879,32 @@ inline int decode_fast_chunk(int batch, int nkv, int max_seq) {
   return (int)std::min<long long>(chunk, std::max(32, (max_seq + 31) / 32 * 32));
 }
 
+// Query heads per block of the fast path (the template G; the kernel's grid.y is
+// nkv · group / G). At batch · nkv ≤ 16 (GQA 32/8 at batch 1 and 2) a group ≥ 2 is split over
+// two blocks (group/2 heads each; each block reads the kv head's K/V, the second read mostly
+// from L2); everything else: one block per kv head's whole group. Why (H100, 132 SMs, GQA
+// 32/8 = group 4, hd 128, batch 1, ctx 1024, 4 MB of K/V): whole groups give 32 splits (the
+// 32-key floor) × 8 kv heads = 256 blocks of 128 threads at 125 registers (4 resident per SM
+// by registers, so the machine is half empty): ~2 blocks = 8 warps per SM, 8 × 16-byte
+// loads per lane in flight = 32 KB per SM, and each block's one iteration carries 4 heads of
+// score shuffles (16 per key step) and exp2 before its single write: a latency chain, not a
+// bandwidth one (measured 14% of copy). Split in two: 512 blocks of 2 heads at 77 registers
+// (6 resident per SM): ~4 blocks = 16 warps and 64 KB of loads in flight per SM, half the
+// per-block chain; DRAM bytes unchanged (the two blocks of a kv head run in the same wave),
+// L2 reads 2×. At ctx 4096: 32 splits of 128 keys × 16 = 512 blocks (was 64 × 8 of 64 keys).
+// See the section comment for the rest. ODYSSEY_DECODE_GQA (read per call, for the bench's A/B
+// and the tests): "whole" = the group, "4" / "2" / "1" = that many heads where it divides the
+// group.
+inline int decode_fast_heads(int batch, int nkv, int group, const char* force) {
+  if (force && std::strcmp(force, "whole") == 0) return group;
+  if (force && (!std::strcmp(force, "4") || !std::strcmp(force, "2") || !std::strcmp(force, "1"))) {
+    const int h = force[0] - '0';
+    return group % h == 0 ? h : group;
+  }
+  if (group < 2 || (long long)batch * nkv > 16) return group;
+  return group / 2;
+}
+
 // Workspace: ws_o [batch, nh, splits, hd] fp32, ws_ml [batch, nh, splits, 2] fp32, then the
 // per-sequence tickets [batch] (uint32). Sized for the most splits either path may use (the
 // fast path's with nkv = 1, its smallest chunk).
@@ -1013,13 +1039,16 @@ __global__ void __launch_bounds__(kDecWarps * 32)
     decode_split_fast_kernel(const __half* __restrict__ q, int ld_q, const __half* __restrict__ k_cache,
                              const __half* __restrict__ v_cache, const int32_t* __restrict__ len,
                              float* __restrict__ ws_o, float* __restrict__ ws_ml, unsigned* __restrict__ tickets,
-                             int max_seq, int nh, int nkv, int splits, int chunk, float scale_log2, int window) {
+                             int max_seq, int nh, int nkv, int parts, int splits, int chunk, float scale_log2,
+                             int window) {
   constexpr int LPK = HD / 8;            // lanes per key
   constexpr int KPW = 32 / LPK;          // keys per warp step
   constexpr int KPB = kDecWarps * KPW;   // keys per block step
   __shared__ float red_m[kDecWarps][G], red_l[kDecWarps][G];
   __shared__ float red_o[kDecWarps][G][HD];
-  const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+  // blockIdx.y = kv head · parts + part: the block serves query heads [y·G, y·G + G) of kv
+  // head y / parts (parts = group / G: 1 unless the launcher splits a kv head's group).
+  const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z, kvh = g / parts;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = lane / LPK, dc = lane % LPK;
   pdl_wait();
   pdl_launch_dependents();
@@ -1047,8 +1076,8 @@ __global__ void __launch_bounds__(kDecWarps * 32)
       for (int j = 0; j < 8; j++) qr[i][j] = __half2float(qb[i * HD + j]) * scale_log2;
   }
   const size_t rs = (size_t)nkv * HD;
-  const __half* kb = k_cache + (size_t)b * max_seq * rs + (size_t)g * HD + dc * 8;
-  const __half* vb = v_cache + (size_t)b * max_seq * rs + (size_t)g * HD + dc * 8;
+  const __half* kb = k_cache + (size_t)b * max_seq * rs + (size_t)kvh * HD + dc * 8;
+  const __half* vb = v_cache + (size_t)b * max_seq * rs + (size_t)kvh * HD + dc * 8;
   float m[G], l[G], o[G][8];
 #pragma unroll
   for (int i = 0; i < G; i++) {
@@ -1633,27 +1662,29 @@ cudaError_t attention_decode(const __half* q, int ld_q, const __half* k_cache, c
   const bool fast = vec && (head_dim == 64 || head_dim == 128) &&
                     (group == 1 || group == 2 || group == 4 || group == 8) &&
                     !(force && std::strcmp(force, "general") == 0);
-  const int chunk = fast ? decode_fast_chunk(batch, nkv, max_seq) : kDecKeys;
+  const int hpb = fast ? decode_fast_heads(batch, nkv, group, std::getenv("ODYSSEY_DECODE_GQA")) : group;
+  const int parts = group / hpb;
+  const int chunk = fast ? decode_fast_chunk(batch, nkv * parts, max_seq) : kDecKeys;
   const int splits = (max_seq + chunk - 1) / chunk;
   float* ws_o = static_cast<float*>(workspace);
   float* ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
   unsigned* tickets = reinterpret_cast<unsigned*>(ws_ml + (size_t)batch * nh * splits * 2);
   cudaError_t e = cudaSuccess;
   if (fast) {
-    const dim3 grid(splits, nkv, batch), block(kDecWarps * 32);
+    const dim3 grid(splits, nkv * parts, batch), block(kDecWarps * 32);
     const float sl2 = scale * 1.4426950408889634f;
 #define ODY_DEC_FAST(HD, G)                                                                                       \
   e = launch_pdl(decode_split_fast_kernel<HD, G>, grid, block, 0, stream, q, ld_q, k_cache, v_cache, len, ws_o, \
-                 ws_ml, tickets, max_seq, nh, nkv, splits, chunk, sl2, window)
+                 ws_ml, tickets, max_seq, nh, nkv, parts, splits, chunk, sl2, window)
     if (head_dim == 128) {
-      switch (group) {
+      switch (hpb) {
         case 1: ODY_DEC_FAST(128, 1); break;
         case 2: ODY_DEC_FAST(128, 2); break;
         case 4: ODY_DEC_FAST(128, 4); break;
         default: ODY_DEC_FAST(128, 8); break;
       }
     } else {
-      switch (group) {
+      switch (hpb) {
         case 1: ODY_DEC_FAST(64, 1); break;
         case 2: ODY_DEC_FAST(64, 2); break;
         case 4: ODY_DEC_FAST(64, 4); break;

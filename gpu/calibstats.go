@@ -248,44 +248,30 @@ func noEOF(err error) error {
 
 // readF32s, readF64s and readF32sAsF64 fill dst from little-endian values, 64 KiB at a time.
 func readF32s(r io.Reader, dst []float32) error {
-	var b [1 << 16]byte
-	for i := 0; i < len(dst); {
-		n := min(len(dst)-i, len(b)/4)
-		if _, err := io.ReadFull(r, b[:4*n]); err != nil {
-			return noEOF(err)
-		}
-		for j := range n {
-			dst[i+j] = math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:]))
-		}
-		i += n
-	}
-	return nil
+	return readLE(r, dst, 4, func(b []byte) float32 { return math.Float32frombits(binary.LittleEndian.Uint32(b)) })
 }
 
 func readF32sAsF64(r io.Reader, dst []float64) error {
-	var b [1 << 16]byte
-	for i := 0; i < len(dst); {
-		n := min(len(dst)-i, len(b)/4)
-		if _, err := io.ReadFull(r, b[:4*n]); err != nil {
-			return noEOF(err)
-		}
-		for j := range n {
-			dst[i+j] = float64(math.Float32frombits(binary.LittleEndian.Uint32(b[4*j:])))
-		}
-		i += n
-	}
-	return nil
+	return readLE(r, dst, 4, func(b []byte) float64 {
+		return float64(math.Float32frombits(binary.LittleEndian.Uint32(b)))
+	})
 }
 
 func readF64s(r io.Reader, dst []float64) error {
+	return readLE(r, dst, 8, func(b []byte) float64 { return math.Float64frombits(binary.LittleEndian.Uint64(b)) })
+}
+
+// readLE reads len(dst) values of size bytes each through a 64 KiB buffer, decoding each with
+// decode; a short read is io.ErrUnexpectedEOF.
+func readLE[T any](r io.Reader, dst []T, size int, decode func([]byte) T) error {
 	var b [1 << 16]byte
 	for i := 0; i < len(dst); {
-		n := min(len(dst)-i, len(b)/8)
-		if _, err := io.ReadFull(r, b[:8*n]); err != nil {
+		n := min(len(dst)-i, len(b)/size)
+		if _, err := io.ReadFull(r, b[:size*n]); err != nil {
 			return noEOF(err)
 		}
 		for j := range n {
-			dst[i+j] = math.Float64frombits(binary.LittleEndian.Uint64(b[8*j:]))
+			dst[i+j] = decode(b[size*j:])
 		}
 		i += n
 	}

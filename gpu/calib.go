@@ -115,7 +115,11 @@ func StartCalib(ctx context.Context, opt CalibOptions, hm *hf.Model, windows [][
 	if copt.ChunkRows > 0 {
 		args = append(args, "--chunk-rows", strconv.Itoa(copt.ChunkRows))
 	}
-	cmd := exec.Command(opt.Runtime, args...)
+	// The process lives as long as the pass, not as long as ctx (which may be one call's), so
+	// it gets its own context; exec requires one (CommandContext) for setProcessGroup's
+	// cmd.Cancel, which kill uses to end the whole process group.
+	procCtx, procCancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(procCtx, opt.Runtime, args...)
 	cmd.Env = childEnv(os.Environ())
 	setProcessGroup(cmd)
 	tail := &tailBuffer{max: stderrTail}
@@ -125,15 +129,18 @@ func StartCalib(ctx context.Context, opt CalibOptions, hm *hf.Model, windows [][
 	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
+		procCancel()
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
+		procCancel()
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
+		procCancel()
 		os.RemoveAll(dir)
 		return nil, &RuntimeError{Path: opt.Runtime, Args: args, ExitCode: -1, Message: fmt.Sprintf("could not start: %v", err), Err: err}
 	}
@@ -156,6 +163,7 @@ func StartCalib(ctx context.Context, opt CalibOptions, hm *hf.Model, windows [][
 				kill()
 				waitErr = <-done
 			}
+			procCancel()
 		})
 		return waitErr
 	}

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -498,4 +499,27 @@ func TestCalibStatsFile(t *testing.T) {
 	bad("truncated vector", good[:qStart+100], hk, "unexpected EOF")
 	bad("longer", append(slices.Clone(good), 0), hk, "after the trailer")
 	bad("rows", mod(24, 0), hk, "0 rows")
+}
+
+// StartCalib on a real process: the runtime starts (a child in its own process group, which
+// exec accepts only through CommandContext), and a runtime that exits before its greeting is
+// reported with its stderr and exit code, not as a failure to start. This is the path the
+// in-process fake does not take; a device run found it broken ("could not start: exec:
+// command with a non-nil Cancel was not created with CommandContext").
+func TestStartCalibProcess(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("the fake runtime is a shell script")
+	}
+	hm, windows := tinyfixture.Windows(t, 2, 16, 1)
+	script := filepath.Join(t.TempDir(), "odyssey-rt")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho 'calib: no CUDA device found' >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, err := StartCalib(context.Background(), CalibOptions{Runtime: script, Model: t.TempDir(), Dir: t.TempDir()}, hm, windows, calib.Options{})
+	if err == nil {
+		t.Fatal("StartCalib succeeded with a runtime that exits at once")
+	}
+	if strings.Contains(err.Error(), "could not start") || !strings.Contains(err.Error(), "no CUDA device found") {
+		t.Fatalf("StartCalib: %v; want the runtime's stderr, not a start failure", err)
+	}
 }

@@ -5,7 +5,8 @@
 #   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-e2e.sh ppl-fp16 ppl-quant speed
 #
 # Data comes from .device-data (../shared/scripts/stage-for-device.sh models/small-llama-outliers
-# models/stories260K-fp16 data/wikitext2 data/calib data/tinystories; carry .device-data and bin).
+# models/stories260K-fp16 data/wikitext2 data/calib data/tinystories tokenizers/mistral; carry .device-data
+# and bin).
 #   ppl-fp16   FP16 path on the full WikiText-2 / TinyStories sets (compare with shared/golden/ppl.json)
 #   ppl-quant  every preset's artifact of tiny-llama, small-llama-outliers and stories260K
 #              (w8a8-smoothquant as its compressed-tensors export):
@@ -186,6 +187,12 @@ for s in "$@"; do
     # presets' samples and seq_len; calib_mix.txt is long enough), --device cuda.
     S=${E2E_SHAPE:-llama2-7b}
     [ -d /tmp/$S ] || $ODY testdata synth --shape $S --out /tmp/$S > "$E/synth.log" 2>&1
+    # synth writes no tokenizer; text calibration needs one of the model's vocabulary size
+    # (LLaMA-2's 32000: Mistral's SentencePiece BPE; stage tokenizers/mistral).
+    if [ ! -f /tmp/$S/tokenizer.json ]; then
+      cp $D/tokenizers/mistral/tokenizer.json /tmp/$S/ 2>/dev/null ||
+        echo "calib 7B: no $D/tokenizers/mistral/tokenizer.json (stage-for-device.sh tokenizers/mistral)"
+    fi
     for pg in ${E2E_CALIB_7B-w4a8-fptq:300 w4a16-gptq:480}; do
       pn=${pg%%:*}; goal=${pg##*:}
       left=$(( BUDGET - ($(date +%s) - c0) ))

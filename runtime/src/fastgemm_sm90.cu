@@ -652,6 +652,10 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v2_kernel(const Sm90Pa
 // operations: bit-exact with v1/v2 and the mma kernel. Register i of v2's m64n128 partial is
 // register i%32 of half i/32 (D fragment of m64n64: column 8·(j>>2) + 2·tig + (j&1), the same
 // formula over 64 columns), so total[64], the epilogue and its index formulas are v2's.
+// A registers: H1 of a block's last group is in flight while the next block builds its A
+// fragments, so the K loop runs two blocks per iteration with two A arrays (even/odd blocks):
+// no instruction redefines an in-flight wgmma's input registers (PTX: undefined behaviour;
+// ptxas would serialize the wgmma pipeline to stay correct).
 // Stages: H1 of block kb may still read stage kb when the next K block starts, so the stage
 // refilled at block kb is the one of block kb − 2 (every group of it is complete: the last wait
 // of block kb − 1 retired all but H1(kb − 1)), i.e. kStagesV3 − 2 blocks are prefetched; with 7
@@ -800,7 +804,13 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3_kernel(const Sm90Pa
   Scale pend0 = Scale(0), pend1 = Scale(0);
   bool pending = false;
 
-  for (int kb = 0; kb < kblocks; kb++) {
+  // One K block, its A fragments in `a`. The loop below alternates two A arrays between even and
+  // odd blocks: H1 of a block's last group is still in flight (reading its A registers) while
+  // the next block computes its fragments, and PTX forbids redefining the input registers of an
+  // in-flight wgmma (ptxas would serialize the pipeline, or worse); with two arrays the
+  // registers written at block kb + 1 are not those H1(kb) reads, and by block kb + 2 every
+  // group of block kb has completed (the waits of block kb + 1).
+  auto k_block = [&](const int kb, uint32_t (&a)[4][4]) {
     cp_async_wait<kAhead - 1>();  // block kb's copies are complete (this thread's)
     fence_proxy_async();
     __syncthreads();  // block kb is in for every thread; every group of block kb - 2 is done
@@ -825,7 +835,6 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3_kernel(const Sm90Pa
         sc[g][0] = sc[g][1] = Scale(0);
       }
     }
-    uint32_t a[4][4];
 #pragma unroll
     for (int s = 0; s < 4; s++) {
       const uint32_t w0 = word(w0v, s), w1 = word(w1v, s);
@@ -877,6 +886,11 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3_kernel(const Sm90Pa
       for (int j = 0; j < 32; j++) fence_operand(part0[j]);
       if (SPG) fold_half<INT_SCALE>(total, part0, 0, sc[g][0], sc[g][1]);
     }
+  };
+  uint32_t a_even[4][4], a_odd[4][4];
+  for (int kb = 0; kb < kblocks; kb += 2) {
+    k_block(kb, a_even);
+    if (kb + 1 < kblocks) k_block(kb + 1, a_odd);
   }
   wgmma_wait_all();
 #pragma unroll

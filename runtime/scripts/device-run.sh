@@ -345,6 +345,14 @@ PY
       ODYSSEY_WGMMA_V2=1 timeout 240 ncu --set full -k regex:w4a8_wgmma_v2_kernel -c 1 \
         $B/odyssey-rt bench gemm --m 4096 --shapes 8192x28672 --iters 5 --out "$OUT/ncu-bench.json" > "$OUT/ncu-wgmma2.txt" 2>&1
       echo "ncu (wgmma v2) rc=$?"; grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Tensor|Registers|Achieved Occupancy|Stall|Issue Slots Busy" "$OUT/ncu-wgmma2.txt" | head -40
+      # v3 on the same problem and on the 7B o_proj at b1 (4096x4096 M=1024): is the K loop
+      # L2-bound (L2 Cache Throughput near its peak) or latency-bound (tensor pipe idle, stalls)?
+      for shp in "4096 8192x28672" "1024 4096x4096"; do
+        read -r nm ns <<< "$shp"
+        ODYSSEY_WGMMA_V3=1 timeout 240 ncu --set full -k regex:w4a8_wgmma_v3_kernel -c 1 \
+          $B/odyssey-rt bench gemm --m $nm --shapes $ns --iters 5 --out "$OUT/ncu-bench3.json" > "$OUT/ncu-wgmma3-$ns-m$nm.txt" 2>&1
+        echo "ncu (wgmma v3, $ns M=$nm) rc=$?"; grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Tensor|Registers|Stall|Issue Slots Busy" "$OUT/ncu-wgmma3-$ns-m$nm.txt" | head -30
+      done
     fi
     [ $wg_fail -eq 0 ] && echo "wgmma: PASS (probe and test gemm bit-exact)" || echo "wgmma: FAIL (see above)"
     ;;

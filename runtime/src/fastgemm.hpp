@@ -63,6 +63,9 @@ constexpr int kWgmmaV2Config = 17;
 // folds overlap each other's MMAs; fastgemm_sm90.cu): the dispatch takes it only with
 // ODYSSEY_WGMMA_V3=1 (kSm90DispatchV3 in fastgemm_dispatch.cpp keeps v2 the default until measured).
 constexpr int kWgmmaV3Config = 18;
+// v3 on a persistent grid (min(tiles, SMs) blocks, copies prefetched across tiles):
+// "wgmma_r128t128_s4_v3p", dispatch only with ODYSSEY_WGMMA_V3=p.
+constexpr int kWgmmaV3pConfig = 19;
 constexpr int kSm90RowTile = 128, kSm90TokTile = 128;
 constexpr int kSm90MinM = 64;     // the dispatch never picks it below this M (from 256: always)
 struct Sm90Params {
@@ -78,7 +81,7 @@ struct Sm90Params {
   int group_size;  // == k for per-channel
   int act_per_token;
   bool int_scale;
-  int version;  // 1: wgmma_r128t128_s4, 2: wgmma_r128t128_s4_v2, 3: wgmma_r128t128_s4_v3
+  int version;  // 1: wgmma_r128t128_s4, 2: _v2, 3: _v3, 4: _v3p (persistent)
 };
 bool sm90_wgmma_built();
 // Built, a compute capability 9.x device, and not turned off by ODYSSEY_WGMMA=0.

@@ -79,7 +79,8 @@
 
 // v3 ("wgmma_r128t128_s4_v3", ODYSSEY_WGMMA_V3=1 or the forced config): v2 with each warpgroup's
 // tokens in two 64-token halves (m64n64k32 chains, wait_group 1), so that one half's fold
-// overlaps the other half's MMAs; see "v3" below.
+// overlaps the other half's MMAs; see "v3" below. v3p ("wgmma_r128t128_s4_v3p",
+// ODYSSEY_WGMMA_V3=p): v3 on a persistent grid whose copies run ahead across tiles; see "v3p".
 // Device code that uses wgmma exists only in the sm_90a compilation of this file.
 // ODY_WGMMA_SYNTAX_CHECK lets an older nvcc (11.8: no sm_90a, PTX ISA 7.8) compile the C++
 // around the asm to PTX for a syntax check; that PTX is never assembled.
@@ -947,21 +948,300 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3_kernel(const Sm90Pa
 #endif
 }
 
+// ---------------------------------------------------------------- v3p ("wgmma_r128t128_s4_v3p")
+//
+// v3 with a persistent grid (min(tiles, SMs) blocks, tile = blockIdx.x + i·gridDim.x, so the
+// blocks running at once still take consecutive tiles of the raster) and the copies running
+// ahead across tile boundaries: a producer cursor (tile, K block) walks this block's tiles in
+// order, kStagesV3 − 2 blocks ahead of the consumer, so the next tile's first stages arrive while
+// the current tile finishes and runs its epilogue. At K = 4096 a tile is only 32 K blocks and
+// v2's tile costs ~8 µs more than its K loop (NOTES.md, "W4A8 prefill"): the pipeline fill is
+// the part of that this hides. Per tile the consumer is v3's (same halves, folds, order: bit-
+// exact); between tiles it waits for every wgmma (wait_group 0), folds the pending half, writes
+// the tile, and zeroes the accumulators. Stage safety across the boundary: the stage refilled at
+// flat block f is that of flat block f − 2; within a tile v3's argument holds, and across it the
+// epilogue's wait_group 0 has retired every group of the previous tile. One cp.async group is
+// committed per flat block consumed (empty past the last tile), so the wait count stays v3's.
+template <int SPG, bool INT_SCALE>
+__global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3p_kernel(const Sm90Params p) {
+#if ODY_WGMMA_DEVICE
+  using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
+  constexpr int kGroups = SPG ? 4 / SPG : 1;
+  constexpr int kSteps = SPG ? SPG : 4;
+  constexpr int kSChunkCols = 16 / (int)sizeof(Scale);
+  constexpr int kSChunks = SPG ? kGroups * kRowTile / kSChunkCols : 0;
+  static_assert(kSChunks <= kThreads && kSChunks * 16 <= kSBytesV2, "one scale chunk per thread at most");
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t sbase = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  uint8_t* smem = smem_raw + (sbase - smem_u32(smem_raw));
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wg = warp >> 2, wq = warp & 3;
+  const int gid = lane >> 2, tig = lane & 3;
+
+  const int tiles_r = (p.np + kRowTile - 1) / kRowTile;
+  const int tiles_t = (p.m + kTokTile - 1) / kTokTile;
+  const int tiles = tiles_r * tiles_t;
+  const int per_group = kRaster * tiles_t;
+  const int kblocks = p.k / kBK;
+  // v1/v2/v3's raster: tile index → (row tile, token tile).
+  auto tile_coords = [&](int tile, int& rt, int& tt) {
+    const int grp = tile / per_group, in_grp = tile % per_group;
+    const int first_r = grp * kRaster;
+    const int rows_here = min(kRaster, tiles_r - first_r);
+    rt = first_r + in_grp % rows_here;
+    tt = in_grp / rows_here;
+  };
+  const Scale* gs = static_cast<const Scale*>(p.group_scale);
+  const int gpk = SPG ? kGroups : 0;
+  const uint4* qw = reinterpret_cast<const uint4*>(p.qweight);
+  constexpr int kCpr = kRowTile / kSChunkCols;
+  const int s_g = tid / kCpr;
+
+  // Producer cursor: the tile and K block the next load_next() copies, and that tile's chunk
+  // sources (v2's formulas, recomputed once per tile).
+  int p_tile = blockIdx.x, p_kb = 0;
+  uint32_t x_src[kXChunks], x_dst[kXChunks];
+  bool x_ok[kXChunks];
+  size_t w_src[kWChunksV2];
+  bool w_ok[kWChunksV2];
+  int s_col = 0;
+  bool s_ok = false;
+#pragma unroll
+  for (int u = 0; u < kXChunks; u++) {
+    const int i = u * kThreads + tid;
+    const int r = i >> 3, c = i & 7;
+    x_dst[u] = r * kBK + ((c ^ (r & 7)) << 4);
+  }
+  auto set_sources = [&](int tile) {
+    int rt = 0, tt = 0;
+    if (tile < tiles) tile_coords(tile, rt, tt);
+    const int t0 = tt * kTokTile;
+#pragma unroll
+    for (int u = 0; u < kXChunks; u++) {
+      const int i = u * kThreads + tid;
+      const int r = i >> 3, c = i & 7;
+      x_ok[u] = t0 + r < p.m;
+      x_src[u] = x_ok[u] ? (uint32_t)((size_t)(t0 + r) * p.k + c * 16) : 0u;
+    }
+#pragma unroll
+    for (int u = 0; u < kWChunksV2; u++) {
+      const int i = u * kThreads + tid;
+      const int strip = rt * (kRowTile / 8) + (i >> 5);
+      w_ok[u] = strip * 8 < p.np;
+      w_src[u] = w_ok[u] ? (size_t)strip * kblocks * 32 + (i & 31) : 0;
+    }
+    s_col = rt * kRowTile + (tid % kCpr) * kSChunkCols;
+    s_ok = tid < kSChunks && s_col < p.np;
+  };
+  set_sources(p_tile);
+  int p_idx = 0;  // flat blocks loaded (stage = p_idx % kStagesV3)
+  // Copies the cursor's block into the next stage and advances the cursor; nothing past the
+  // last tile. The caller commits.
+  auto load_next = [&]() {
+    if (p_tile < tiles) {
+      const int kb = p_kb;
+      uint8_t* s = smem + (p_idx % kStagesV3) * kStageBytesV2;
+#pragma unroll
+      for (int u = 0; u < kXChunks; u++)
+        cp_async16(s + x_dst[u], p.x + x_src[u] + (x_ok[u] ? (size_t)kb * kBK : 0), x_ok[u]);
+#pragma unroll
+      for (int u = 0; u < kWChunksV2; u++)
+        cp_async16(s + kXBytesV2 + (u * kThreads + tid) * 16, qw + w_src[u] + (w_ok[u] ? (size_t)kb * 32 : 0), w_ok[u]);
+      if (SPG && tid < kSChunks)
+        cp_async16(s + kXBytesV2 + kWBytesV2 + tid * 16,
+                   s_ok ? gs + (size_t)(kb * gpk + s_g) * p.np + s_col : gs, s_ok);
+      p_idx++;
+      if (++p_kb == kblocks) {
+        p_kb = 0;
+        p_tile += gridDim.x;
+        set_sources(p_tile);
+      }
+    }
+  };
+
+  using Acc = typename std::conditional<INT_SCALE, uint32_t, float>::type;
+  Acc total[64];
+  uint32_t part0[32], part1[32];
+#pragma unroll
+  for (int j = 0; j < 32; j++) part0[j] = part1[j] = 0;
+
+  constexpr int kAhead = kStagesV3 - 2;
+#pragma unroll
+  for (int s = 0; s < kAhead; s++) {
+    load_next();
+    cp_async_commit();
+  }
+
+  const int w_off = kXBytesV2 + (wg * 8 + wq * 2) * 512 + lane * 16;
+  const int s_off = kXBytesV2 + kWBytesV2 + (wg * 64 + wq * 16 + gid) * (int)sizeof(Scale);
+  Scale pend0 = Scale(0), pend1 = Scale(0);
+  bool pending = false;
+  int c_idx = 0;  // flat blocks consumed
+
+  // One K block (v3's body; the stage is the consumer's flat index).
+  auto k_block = [&](const int kb, uint32_t (&a)[4][4]) {
+    cp_async_wait<kAhead - 1>();
+    fence_proxy_async();
+    __syncthreads();  // flat block c_idx is in; every group of flat block c_idx - 2 is done
+    load_next();      // into the stage of flat block c_idx - 2
+    cp_async_commit();
+    const uint8_t* st = smem + (c_idx % kStagesV3) * kStageBytesV2;
+    c_idx++;
+    const uint64_t desc0 = smem_desc_sw128(smem_u32(st));
+    const uint64_t desc1 = desc0 + (uint64_t)(8192 >> 4);
+    const uint4 w0v = *reinterpret_cast<const uint4*>(st + w_off);
+    const uint4 w1v = *reinterpret_cast<const uint4*>(st + w_off + 512);
+    Scale sc[4][2];
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+      if (SPG) {
+        const Scale* srow = reinterpret_cast<const Scale*>(st + s_off) + g * kRowTile;
+        sc[g][0] = srow[0];
+        sc[g][1] = srow[8];
+      } else {
+        sc[g][0] = sc[g][1] = Scale(0);
+      }
+    }
+#pragma unroll
+    for (int s = 0; s < 4; s++) {
+      const uint32_t w0 = word(w0v, s), w1 = word(w1v, s);
+      a[s][0] = (w0 << 4) & 0xF0F0F0F0u;
+      a[s][1] = (w1 << 4) & 0xF0F0F0F0u;
+      a[s][2] = w0 & 0xF0F0F0F0u;
+      a[s][3] = w1 & 0xF0F0F0F0u;
+    }
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) fence_operand(a[s][r]);
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+#pragma unroll
+      for (int j = 0; j < 32; j++) fence_operand(part0[j]);
+      wgmma_fence();
+#pragma unroll
+      for (int j = 0; j < kSteps; j++) {
+        const int s = g * kSteps + j;
+        const int scale_d = SPG ? (j != 0) : (kb != 0 || s != 0);
+        wgmma_m64n64k32_s8(part0, a[s], desc0 + (uint64_t)((s * 32) >> 4), scale_d);
+      }
+      wgmma_commit();
+      wgmma_wait_1();
+#pragma unroll
+      for (int j = 0; j < 32; j++) fence_operand(part1[j]);
+      if (SPG && pending) fold_half<INT_SCALE>(total, part1, 1, pend0, pend1);
+#pragma unroll
+      for (int j = 0; j < 32; j++) fence_operand(part1[j]);
+      wgmma_fence();
+#pragma unroll
+      for (int j = 0; j < kSteps; j++) {
+        const int s = g * kSteps + j;
+        const int scale_d = SPG ? (j != 0) : (kb != 0 || s != 0);
+        wgmma_m64n64k32_s8(part1, a[s], desc1 + (uint64_t)((s * 32) >> 4), scale_d);
+      }
+      wgmma_commit();
+      pend0 = sc[g][0];
+      pend1 = sc[g][1];
+      pending = true;
+      wgmma_wait_1();
+#pragma unroll
+      for (int j = 0; j < 32; j++) fence_operand(part0[j]);
+      if (SPG) fold_half<INT_SCALE>(total, part0, 0, sc[g][0], sc[g][1]);
+    }
+  };
+
+  __half* y = static_cast<__half*>(p.y);
+  uint32_t a_even[4][4], a_odd[4][4];
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    int rt = 0, tt = 0;
+    tile_coords(tile, rt, tt);
+    const int t0 = tt * kTokTile;
+    const int row0 = rt * kRowTile + wg * 64 + wq * 16;
+    const int c0 = row0 + gid;
+    const bool ok0 = row0 < p.np, ok1 = row0 + 8 < p.np;
+#pragma unroll
+    for (int i = 0; i < 64; i++) total[i] = 0;
+    pending = false;
+    // Even/odd A arrays as v3 (the first block of a tile follows a wait_group 0: any array).
+    for (int kb = 0; kb < kblocks; kb += 2) {
+      k_block(kb, a_even);
+      if (kb + 1 < kblocks) k_block(kb + 1, a_odd);
+    }
+    wgmma_wait_all();
+#pragma unroll
+    for (int j = 0; j < 32; j++) fence_operand(part1[j]);
+#pragma unroll
+    for (int j = 0; j < 32; j++) fence_operand(part0[j]);
+    if (SPG && pending) fold_half<INT_SCALE>(total, part1, 1, pend0, pend1);
+
+    if (!SPG) {
+      Scale scc[2] = {Scale(0), Scale(0)};
+      if (ok0) scc[0] = gs[c0];
+      if (ok1) scc[1] = gs[c0 + 8];
+      if constexpr (INT_SCALE) {
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+          total[j] = (uint32_t)(int32_t)scc[(j >> 1) & 1] * part0[j];
+          total[32 + j] = (uint32_t)(int32_t)scc[(j >> 1) & 1] * part1[j];
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+          total[j] = __fmul_rn(__int2float_rn((int32_t)part0[j]), scc[(j >> 1) & 1] * 0.0625f);
+          total[32 + j] = __fmul_rn(__int2float_rn((int32_t)part1[j]), scc[(j >> 1) & 1] * 0.0625f);
+        }
+      }
+    }
+
+    // Epilogue: v2's.
+    float f[2] = {0.f, 0.f};
+    if constexpr (INT_SCALE) {
+      if (c0 < p.n) f[0] = p.channel_scale[c0];
+      if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
+    }
+#pragma unroll
+    for (int i = 0; i < 64; i++) {
+      const int c = c0 + 8 * ((i >> 1) & 1);
+      const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
+      if (c >= p.n || t >= p.m) continue;
+      const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
+      const size_t o = (size_t)t * p.n + c;
+      if constexpr (INT_SCALE) {
+        y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
+        if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
+      } else {
+        float v = __fmul_rn(total[i], xs);
+        if (p.bias) v = __fadd_rn(v, p.bias[c]);
+        y[o] = __float2half_rn(v);
+      }
+    }
+  }
+  cp_async_wait<0>();
+#else
+  (void)p;
+  __trap();
+#endif
+}
+
 template <int SPG, bool INT>
 cudaError_t launch_one(const Sm90Params& p, cudaStream_t s) {
   // Raise the dynamic shared-memory limit once per instantiation (v1, v2 and v3 apart).
-  static bool attr[3] = {false, false, false};
-  const int v = p.version == 3 ? 2 : p.version == 2 ? 1 : 0;
+  static bool attr[4] = {false, false, false, false};
+  const int v = p.version == 4 ? 3 : p.version == 3 ? 2 : p.version == 2 ? 1 : 0;
   if (!attr[v]) {
     cudaError_t e =
-        v == 2   ? cudaFuncSetAttribute(w4a8_wgmma_v3_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
+        v == 3   ? cudaFuncSetAttribute(w4a8_wgmma_v3p_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
+        : v == 2 ? cudaFuncSetAttribute(w4a8_wgmma_v3_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
         : v == 1 ? cudaFuncSetAttribute(w4a8_wgmma_v2_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV2)
                  : cudaFuncSetAttribute(w4a8_wgmma_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
     if (e != cudaSuccess) return e;
     attr[v] = true;
   }
   const long long tiles = (long long)((p.np + kRowTile - 1) / kRowTile) * ((p.m + kTokTile - 1) / kTokTile);
-  if (v == 2)
+  if (v == 3)  // persistent: one block per SM at most (one fits per SM: 183 KB of shared memory)
+    w4a8_wgmma_v3p_kernel<SPG, INT><<<(unsigned)std::min<long long>(tiles, device_sms()), kThreads, kSmemBytesV3, s>>>(p);
+  else if (v == 2)
     w4a8_wgmma_v3_kernel<SPG, INT><<<(unsigned)tiles, kThreads, kSmemBytesV3, s>>>(p);
   else if (v == 1)
     w4a8_wgmma_v2_kernel<SPG, INT><<<(unsigned)tiles, kThreads, kSmemBytesV2, s>>>(p);

@@ -18,6 +18,7 @@
 // Host only (CI): emulate_wgmma [--quick]
 #include <cstdint>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -294,6 +295,48 @@ long long run(int m, int n, int k, int group, uint32_t seed, int ver) {
   return bad;
 }
 
+// v3p (config wgmma_r128t128_s4_v3p): the persistent grid's copy schedule, replayed with the
+// kernel's own cursor (load_next: tile, K block, flat stage index p_idx % 7) and consumer order
+// (tile = block + i·grid, K blocks in order, flat index c_idx): every consumed stage must hold
+// the (tile, K block) the consumer wants, and a copy may only overwrite the stage of a flat
+// block at least two behind the one being consumed (the kernel's waits retire those; the
+// previous block's second half may still read its stage). The per-tile arithmetic is v3's.
+long long v3p_schedule(int m, int n, int k, int grid) {
+  const int np = (n + 7) / 8 * 8, kblocks = k / 128, stages = 7, ahead = stages - 2;
+  const int tiles = ((np + 127) / 128) * ((m + 127) / 128);
+  grid = std::min(grid, tiles);
+  std::vector<int> seen(tiles * kblocks, 0);
+  long long bad = 0;
+  for (int b = 0; b < grid; b++) {
+    std::vector<long long> slot_tag(stages, -1), slot_flat(stages, -1);
+    int p_tile = b, p_kb = 0, p_idx = 0, c_idx = 0;
+    auto load_next = [&]() {
+      if (p_tile >= tiles) return;
+      const int s = p_idx % stages;
+      if (slot_flat[s] >= 0 && slot_flat[s] > c_idx - 2) bad++;  // c_idx: the block being consumed
+      slot_tag[s] = (long long)p_tile * kblocks + p_kb;
+      slot_flat[s] = p_idx;
+      p_idx++;
+      if (++p_kb == kblocks) {
+        p_kb = 0;
+        p_tile += grid;
+      }
+    };
+    for (int s = 0; s < ahead; s++) load_next();
+    for (int tile = b; tile < tiles; tile += grid)
+      for (int kb = 0; kb < kblocks; kb++) {
+        load_next();  // after the barrier, before this block's math: its stage is c_idx - 2's
+        const int s = c_idx % stages;
+        if (slot_tag[s] != (long long)tile * kblocks + kb || slot_flat[s] != c_idx) bad++;
+        seen[(size_t)tile * kblocks + kb]++;
+        c_idx++;
+      }
+  }
+  for (int v : seen)
+    if (v != 1) bad++;
+  return bad;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -312,5 +355,17 @@ int main(int argc, char** argv) {
                   p.g, b ? "FAIL" : "ok");
       bad += b;
     }
+  // v3p's schedule: one tile per block, two or three per block, K blocks fewer than, equal to and
+  // more than the stages ahead, grids of an H100/H200 (132) and odd sizes.
+  long long bad_sched = 0;
+  for (int kb : {1, 2, 3, 5, 7, 10, 32})
+    for (int grid : {1, 3, 132})
+      for (int mn : {128, 1024, 2048}) {
+        const long long b = v3p_schedule(mn, mn + 8, kb * 128, grid);
+        if (b) std::printf("emulate_wgmma v3p schedule m%d n%d kblocks %d grid %d: FAIL (%lld)\n", mn, mn + 8, kb, grid, b);
+        bad_sched += b;
+      }
+  std::printf("emulate_wgmma v3p schedule: %s\n", bad_sched ? "FAIL" : "ok");
+  bad += bad_sched;
   return bad ? 1 : 0;
 }

@@ -605,7 +605,8 @@ std::vector<CaseResult> wgmma_probe_config(const std::string& cname) {
   // "wgmma-probe: ..." for v1 as before, "wgmma-probe v2: ..." for v2, "wgmma-probe v3: ..." for v3.
   const std::string tag = cname == "wgmma_r128t128_s4"      ? "wgmma-probe: "
                           : cname == "wgmma_r128t128_s4_v2" ? "wgmma-probe v2: "
-                                                            : "wgmma-probe v3: ";
+                          : cname == "wgmma_r128t128_s4_v3" ? "wgmma-probe v3: "
+                                                            : "wgmma-probe v3p: ";
   int cfg = -1;
   for (int i = 0; i < ody_w4a8_num_configs(); i++)
     if (std::string(ody_w4a8_config_name(i)) == cname) cfg = i;
@@ -709,11 +710,17 @@ std::vector<CaseResult> wgmma_probe_config(const std::string& cname) {
   }
 
   // Random operands against the host product, ragged M and N, several K blocks and groups; the
-  // last case has more K blocks (10) than any version has stages (v3: 7), so every stage is
-  // refilled while earlier ones may still be read (v3's delayed fold of its second half).
-  for (auto [group, k] : {std::pair<int, int>{128, 384}, {32, 384}, {64, 1280}}) {
+  // third case has more K blocks (10) than any version has stages (v3: 7), so every stage is
+  // refilled while earlier ones may still be read (v3's delayed fold of its second half); the
+  // last has 16 × 10 = 160 tiles, more than an H100/H200 has SMs, and 3 K blocks: v3p's blocks
+  // then run two tiles each, with copies crossing tile boundaries (ragged last row tile too).
+  struct RandomCase {
+    int group, k, m, n;
+  };
+  for (const RandomCase rc : {RandomCase{128, 384, 200, 136}, {32, 384, 200, 136}, {64, 1280, 200, 136},
+                              {64, 384, 2048, 1272}}) {
     CaseResult r;
-    const int m = 200, n = 136, np = (n + 7) / 8 * 8, groups = k / group;
+    const int group = rc.group, k = rc.k, m = rc.m, n = rc.n, np = (n + 7) / 8 * 8, groups = k / group;
     r.name = tag + "random " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
              " group " + std::to_string(group);
     r.kernel = cname;
@@ -759,6 +766,8 @@ std::vector<CaseResult> wgmma_probe() {
   out.insert(out.end(), v2.begin(), v2.end());
   std::vector<CaseResult> v3 = wgmma_probe_config("wgmma_r128t128_s4_v3");
   out.insert(out.end(), v3.begin(), v3.end());
+  std::vector<CaseResult> v3p = wgmma_probe_config("wgmma_r128t128_s4_v3p");
+  out.insert(out.end(), v3p.begin(), v3p.end());
   return out;
 }
 

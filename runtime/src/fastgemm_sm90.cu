@@ -59,10 +59,13 @@
 // inputs, mismatching positions printed), then odyssey testdata gemm-cases --out C &&
 // ODYSSEY_WGMMA=1 odyssey-rt test gemm --cases C --configs wgmma_r128t128_s4 (every case, forced
 // and through the dispatch, bit-exact; v2: ODYSSEY_WGMMA_V2=1 and --configs wgmma_r128t128_s4_v2;
-// v3: ODYSSEY_WGMMA_V3=1 and --configs wgmma_r128t128_s4_v3).
+// v3: ODYSSEY_WGMMA_V3=1 and --configs wgmma_r128t128_s4_v3; v3p: ODYSSEY_WGMMA_V3=p and
+// --configs wgmma_r128t128_s4_v3p).
 // Benchmark: odyssey-rt bench gemm --m 256,1024,4096,8192 (rows w4a8_int_wgmma, w4a8_int_wgmma2,
-// w4a8_int_wgmma3 and w4a8_int_mma beside cuBLAS). runtime/scripts/device-run.sh wgmma does all.
-// Host check of the index arithmetic (both versions): emulate_wgmma (ctest wgmma_emulated).
+// w4a8_int_wgmma3, w4a8_int_wgmma3p and w4a8_int_mma beside cuBLAS). runtime/scripts/device-run.sh
+// wgmma does all.
+// Host check of the index arithmetic (every version; v3p's copy schedule): emulate_wgmma (ctest
+// wgmma_emulated).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 

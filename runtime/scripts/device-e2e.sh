@@ -15,7 +15,10 @@
 #              then its w8a8-smoothquant compressed-tensors export alone (E2E_W8A8=0 skips it)
 #   profile    the same two models: per-kernel profile of a decode step (odyssey-rt speed --profile)
 #              at batch 1 and 16, beside the graph replay's step time; W4A8 with ODYSSEY_PDL=1 and
-#              0 (PDL A/B), FP16 with PDL on (E2E_PROFILE_PDL="1 0" for both there too)
+#              0 (PDL A/B), FP16 with PDL on (E2E_PROFILE_PDL="1 0" for both there too); then the
+#              prefill (speed --profile-prefill, batch E2E_PREFILL_BATCH=1,8): "prefill gap batch B"
+#              tables FP16 vs W4A8 per kernel kind, the GEMM configs at the prefill's M, and W4A8
+#              again with ODYSSEY_WGMMA_V3=1 and =p (wgmma v3 / v3p A/B; E2E_PREFILL_V3)
 #   calib      GPU calibration (docs/gpu-calibration.md): quantize tiny-llama, small-llama-outliers
 #              (and small-llama if staged) with w4a8-rtn, w4a8-fptq, w4a16-gptq, --device cpu and
 #              --device cuda, compare the policies and the GPU perplexities of both artifacts
@@ -111,6 +114,23 @@ for s in "$@"; do
         echo "profile $name ODYSSEY_PDL=$pdl rc=$?"
         grep -E "^profile|^  |ms/step|WARNING" "$f.log"
       done
+    done
+    # Prefill (issues 12/14: W4A8 TTFT was 0.82x FP16 at b1): per-kernel times of one prefill of
+    # the 1024-token prompt, FP16 (baseline) and W4A8 in one process, then the "prefill gap batch
+    # B" tables (kind, fp16 µs, w4a8 µs, diff, ratio; sum and TTFT) and the GEMM config each
+    # linear gets at the prefill's M. Then W4A8 alone with the wgmma v3 kernel (ODYSSEY_WGMMA_V3=1)
+    # and v3p (=p, persistent grid): their tables beside the v2 one above (same kinds).
+    f="$E/profile-prefill"
+    $ODYSSEY_RT speed --baseline "/tmp/$S" --model "/tmp/$S-w4a8" --batch ${E2E_PREFILL_BATCH:-1,8} --prompt 1024 \
+      --gen 8 --repeats 3 --profile-prefill ${E2E_PREFILL_RUNS:-3} > "$f.json" 2> "$f.log"
+    echo "profile prefill (fp16 vs w4a8, wgmma v2) rc=$?"
+    grep -E "^prefill|^  |TTFT|WARNING" "$f.log"
+    for v3 in ${E2E_PREFILL_V3:-1 p}; do  # 1: wgmma v3, p: v3 on a persistent grid
+      f="$E/profile-prefill-v3$v3"
+      ODYSSEY_WGMMA_V3=$v3 $ODYSSEY_RT speed --model "/tmp/$S-w4a8" --batch ${E2E_PREFILL_BATCH:-1,8} --prompt 1024 \
+        --gen 8 --repeats 3 --profile-prefill ${E2E_PREFILL_RUNS:-3} > "$f.json" 2> "$f.log"
+      echo "profile prefill (w4a8, ODYSSEY_WGMMA_V3=$v3) rc=$?"
+      grep -E "^prefill|^  |TTFT|WARNING" "$f.log"
     done
     ;;
   speed)

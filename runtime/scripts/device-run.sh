@@ -2,10 +2,11 @@
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
 #   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma]...
-# wgmma: the Hopper wgmma prefill kernel, v1 and v2: build (their ptxas lines, C7519 count per
-#   version, SASS GMMA count), test wgmma-probe (both), test gemm --configs wgmma_r128t128_s4 and
-#   --configs wgmma_r128t128_s4_v2 with ODYSSEY_WGMMA=1 (ODYSSEY_WGMMA_V2=0/1 routes the dispatch's
-#   runs through each), bench gemm at M = 256..8192 (WGMMA_M, WGMMA_SHAPES, WGMMA_ITERS); with
+# wgmma: the Hopper wgmma prefill kernel, v1, v2 and v3: build (their ptxas lines, C7519 count per
+#   version, SASS GMMA count), test wgmma-probe (all three), test gemm --configs wgmma_r128t128_s4,
+#   _v2 and _v3 with ODYSSEY_WGMMA=1 (ODYSSEY_WGMMA_V2=0/1, ODYSSEY_WGMMA_V3=1 route the dispatch's
+#   runs through each), bench gemm on the 7B and 70B shapes at M = 1024, 4096 (WGMMA_M,
+#   WGMMA_SHAPES, WGMMA_ITERS) and a "wgmma v2 vs v3" table; with
 #   WGMMA_NCU=1 one ncu --set full of the v2 kernel at 8192x28672 M=4096 (ncu-wgmma2.txt); ends
 #   with "wgmma: PASS" or "wgmma: FAIL".
 # w8a8: odyssey-rt test w8a8 (the W8A8 kernels against a host reference) and their bench gemm rows.
@@ -290,10 +291,10 @@ PY
     grep -E "FastGEMM wgmma kernel" "$OUT/build-wgmma.log"
     # ptxas: registers, spills, shared memory of each wgmma instantiation, and any wgmma
     # serialization warning (C7510 and friends: the kernel still runs, slower).
-    grep -E -A3 "Compiling entry function '.*w4a8_wgmma_(v2_)?kernel" "$OUT/build-wgmma.log" | grep -E "Compiling|registers|spill|smem" | sed 's/_ZN7odyssey[^ ]*w4a8_wgmma_\(v2_\)\{0,1\}kernelILi\([0-9]\)ELb\([01]\)E[^ ]*/w4a8_wgmma_\1kernel<spg=\2,int=\3>/'
+    grep -E -A3 "Compiling entry function '.*w4a8_wgmma_(v[23]p?_)?kernel" "$OUT/build-wgmma.log" | grep -E "Compiling|registers|spill|smem" | sed 's/_ZN7odyssey[^ ]*w4a8_wgmma_\(v[23]p\{0,1\}_\)\{0,1\}kernelILi\([0-9]\)ELb\([01]\)E[^ ]*/w4a8_wgmma_\1kernel<spg=\2,int=\3>/'
     grep -iE "warning.*(wgmma|C75)" "$OUT/build-wgmma.log" | sort | uniq -c | head -10
     # C7519 "warpgroup.arrive is injected": v1 had 16; v2 should have none.
-    echo "C7519 v1: $(grep C7519 "$OUT/build-wgmma.log" | grep -c 'w4a8_wgmma_kernel'), v2: $(grep C7519 "$OUT/build-wgmma.log" | grep -c 'w4a8_wgmma_v2_kernel')"
+    echo "C7519 v1: $(grep C7519 "$OUT/build-wgmma.log" | grep -c 'w4a8_wgmma_kernel'), v2: $(grep C7519 "$OUT/build-wgmma.log" | grep -c 'w4a8_wgmma_v2_kernel'), v3: $(grep C7519 "$OUT/build-wgmma.log" | grep -c 'w4a8_wgmma_v3_kernel'), v3p: $(grep C7519 "$OUT/build-wgmma.log" | grep -c 'w4a8_wgmma_v3p_kernel')"
     obj=$(find $B -name 'fastgemm_sm90.cu.o' | head -1)
     [ -n "$obj" ] && cuobjdump --dump-sass "$obj" > "$OUT/sass-wgmma.txt" 2>&1 &&
       echo "SASS: $(grep -cE 'GMMA' "$OUT/sass-wgmma.txt") GMMA, $(grep -cE 'LDL|STL' "$OUT/sass-wgmma.txt") LDL/STL, $(grep -cE 'WARPSYNC|BAR' "$OUT/sass-wgmma.txt") BAR/WARPSYNC lines"
@@ -316,17 +317,49 @@ PY
     rc=$?; echo "test gemm (wgmma v2) rc=$rc"; [ $rc -eq 0 ] || wg_fail=1
     grep -A3 -E "FAIL" "$OUT/test-gemm-wgmma2.log" | head -20; grep "passed" "$OUT/test-gemm-wgmma2.log"
     echo "runs forced through wgmma_r128t128_s4_v2: $(grep -oE '"kernel": *"[a-z]+/wgmma_r128t128_s4_v2/' "$OUT/test-gemm-wgmma2.json" | wc -l)"
-    timeout 420 $B/odyssey-rt bench gemm --m ${WGMMA_M:-256,1024,4096,8192} --shapes ${WGMMA_SHAPES:-4096x4096,8192x28672,28672x8192} \
+    # v3 (two 64-token halves, folds overlapped): forced, and the dispatch's M >= 64 cases with
+    # ODYSSEY_WGMMA_V3=1.
+    ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V3=1 timeout 240 $B/odyssey-rt test gemm --cases $CASES --configs wgmma_r128t128_s4_v3 \
+      > "$OUT/test-gemm-wgmma3.json" 2> "$OUT/test-gemm-wgmma3.log"
+    rc=$?; echo "test gemm (wgmma v3) rc=$rc"; [ $rc -eq 0 ] || wg_fail=1
+    grep -A3 -E "FAIL" "$OUT/test-gemm-wgmma3.log" | head -20; grep "passed" "$OUT/test-gemm-wgmma3.log"
+    echo "runs forced through wgmma_r128t128_s4_v3: $(grep -oE '"kernel": *"[a-z]+/wgmma_r128t128_s4_v3/' "$OUT/test-gemm-wgmma3.json" | wc -l)"
+    # v3p (v3 on a persistent grid): the cases' tiles rarely exceed the SMs, so the probe's
+    # 160-tile case is what crosses tile boundaries; this checks every case forced through it.
+    ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V3=p timeout 240 $B/odyssey-rt test gemm --cases $CASES --configs wgmma_r128t128_s4_v3p \
+      > "$OUT/test-gemm-wgmma3p.json" 2> "$OUT/test-gemm-wgmma3p.log"
+    rc=$?; echo "test gemm (wgmma v3p) rc=$rc"; [ $rc -eq 0 ] || wg_fail=1
+    grep -A3 -E "FAIL" "$OUT/test-gemm-wgmma3p.log" | head -20; grep "passed" "$OUT/test-gemm-wgmma3p.log"
+    echo "runs forced through wgmma_r128t128_s4_v3p: $(grep -oE '"kernel": *"[a-z]+/wgmma_r128t128_s4_v3p/' "$OUT/test-gemm-wgmma3p.json" | wc -l)"
+    # Default: the 7B linears (qkv 12288x4096, o 4096x4096, gate_up 22016x4096, down 4096x11008)
+    # and the 70B's 8192x28672 / 28672x8192 at the 7B prefill's M (1024: batch 1, 4096).
+    timeout 420 $B/odyssey-rt bench gemm --m ${WGMMA_M:-1024,4096} \
+      --shapes ${WGMMA_SHAPES:-12288x4096,4096x4096,22016x4096,4096x11008,8192x28672,28672x8192} \
       --iters ${WGMMA_ITERS:-30} --driver "$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)" \
       --commit "${ODY_COMMIT:-unknown}" --out "$OUT/bench-gemm-wgmma.json" --md "$OUT/bench-gemm-wgmma.md" \
       > /dev/null 2> "$OUT/bench-gemm-wgmma.log"
     echo "bench (wgmma) rc=$?"; grep -E "^goal" "$OUT/bench-gemm-wgmma.log"
-    grep -E "w4a8_int( |_wgmma|_mma)|w4a8_float_wgmma|w4a8_float_mma|cublas" "$OUT/bench-gemm-wgmma.md" | grep -E "\| (256|1024|4096|8192) \|" | cut -d'|' -f2-6,10 | head -90
+    grep -E "w4a8_int( |_wgmma|_mma)|w4a8_float_wgmma|w4a8_float_mma|cublas" "$OUT/bench-gemm-wgmma.md" | grep -E "\| (256|1024|4096|8192) \|" | cut -d'|' -f2-6,10 | head -120
+    # v2 vs v3 (integer scales), beside cuBLAS FP16, per shape and M: "v3/v2" > 1 means v3 is faster.
+    echo "wgmma v2 vs v3 vs v3p (µs, int scales g128; vN/v2 > 1: faster than v2):"
+    awk -F'|' '{gsub(/ /,"",$2); gsub(/ /,"",$3); gsub(/ /,"",$4); gsub(/ /,"",$5)}
+      $4=="w4a8_int_wgmma2"{v2[$2" M="$3]=$5; keys[$2" M="$3]=1} $4=="w4a8_int_wgmma3"{v3[$2" M="$3]=$5}
+      $4=="w4a8_int_wgmma3p"{v3p[$2" M="$3]=$5} $4=="cublas_fp16"{f[$2" M="$3]=$5}
+      END{for(k in keys) if (v3[k] > 0 && v3p[k] > 0) printf "  %-22s v2 %9.2f  v3 %9.2f (%.3fx)  v3p %9.2f (%.3fx)  cublas_fp16 %9.2f  (best vs fp16 %.2fx)\n", k, v2[k], v3[k], v2[k]/v3[k], v3p[k], v2[k]/v3p[k], f[k], (f[k]>0? f[k]/(v3[k]<v3p[k]? (v3[k]<v2[k]?v3[k]:v2[k]) : (v3p[k]<v2[k]?v3p[k]:v2[k])) : 0)}' \
+      "$OUT/bench-gemm-wgmma.md" | sort
     if [ "${WGMMA_NCU:-0}" = 1 ]; then
       # One launch of the v2 kernel (spg=4, int) at 8192x28672 M=4096, full set: where time goes.
       ODYSSEY_WGMMA_V2=1 timeout 240 ncu --set full -k regex:w4a8_wgmma_v2_kernel -c 1 \
         $B/odyssey-rt bench gemm --m 4096 --shapes 8192x28672 --iters 5 --out "$OUT/ncu-bench.json" > "$OUT/ncu-wgmma2.txt" 2>&1
       echo "ncu (wgmma v2) rc=$?"; grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Tensor|Registers|Achieved Occupancy|Stall|Issue Slots Busy" "$OUT/ncu-wgmma2.txt" | head -40
+      # v3 on the same problem and on the 7B o_proj at b1 (4096x4096 M=1024): is the K loop
+      # L2-bound (L2 Cache Throughput near its peak) or latency-bound (tensor pipe idle, stalls)?
+      for shp in "4096 8192x28672" "1024 4096x4096"; do
+        read -r nm ns <<< "$shp"
+        ODYSSEY_WGMMA_V3=1 timeout 240 ncu --set full -k regex:w4a8_wgmma_v3_kernel -c 1 \
+          $B/odyssey-rt bench gemm --m $nm --shapes $ns --iters 5 --out "$OUT/ncu-bench3.json" > "$OUT/ncu-wgmma3-$ns-m$nm.txt" 2>&1
+        echo "ncu (wgmma v3, $ns M=$nm) rc=$?"; grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Tensor|Registers|Stall|Issue Slots Busy" "$OUT/ncu-wgmma3-$ns-m$nm.txt" | head -30
+      done
     fi
     [ $wg_fail -eq 0 ] && echo "wgmma: PASS (probe and test gemm bit-exact)" || echo "wgmma: FAIL (see above)"
     ;;

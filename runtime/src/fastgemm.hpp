@@ -59,6 +59,13 @@ constexpr int kWgmmaConfig = 16;  // its index in kConfigs (after the GEMV confi
 // stages, 5 K blocks ahead; fastgemm_sm90.cu): the last config. The dispatch takes it instead of
 // v1 only where kSm90DispatchV2 (fastgemm_dispatch.cpp) or ODYSSEY_WGMMA_V2=1 says so.
 constexpr int kWgmmaV2Config = 17;
+// Its third version, "wgmma_r128t128_s4_v3" (v2 with two 64-token halves per warpgroup whose
+// folds overlap each other's MMAs; fastgemm_sm90.cu): the dispatch takes it only with
+// ODYSSEY_WGMMA_V3=1 (kSm90DispatchV3 in fastgemm_dispatch.cpp keeps v2 the default until measured).
+constexpr int kWgmmaV3Config = 18;
+// v3 on a persistent grid (min(tiles, SMs) blocks, copies prefetched across tiles):
+// "wgmma_r128t128_s4_v3p", dispatch only with ODYSSEY_WGMMA_V3=p.
+constexpr int kWgmmaV3pConfig = 19;
 constexpr int kSm90RowTile = 128, kSm90TokTile = 128;
 constexpr int kSm90MinM = 64;     // the dispatch never picks it below this M (from 256: always)
 struct Sm90Params {
@@ -74,13 +81,13 @@ struct Sm90Params {
   int group_size;  // == k for per-channel
   int act_per_token;
   bool int_scale;
-  int version;  // 1: wgmma_r128t128_s4, 2: wgmma_r128t128_s4_v2
+  int version;  // 1: wgmma_r128t128_s4, 2: _v2, 3: _v3, 4: _v3p (persistent)
 };
 bool sm90_wgmma_built();
 // Built, a compute capability 9.x device, and not turned off by ODYSSEY_WGMMA=0.
 bool sm90_wgmma_usable();
 ody_status launch_w4a8_sm90(const Sm90Params& p, cudaStream_t stream);
-// The dispatch rule for it (fastgemm_dispatch.cpp): kWgmmaConfig, kWgmmaV2Config or -1 for the
+// The dispatch rule for it (fastgemm_dispatch.cpp): kWgmmaConfig, kWgmmaV2Config, kWgmmaV3Config or -1 for the
 // mma table.
 int dispatch_config_sm90(int m, int n, int k, int splits);
 

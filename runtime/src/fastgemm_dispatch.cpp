@@ -92,6 +92,9 @@ int dispatch_config(int m, int n, int k, bool gemv_ok) {
 // 8192×28672 M=4096 2387 vs 3173 µs, M=256 158 vs 224; 4096² M=4096 234 vs 252, M=256 30.6 vs
 // 39.3 (runtime/bench/results/gemm-wgmma-h100-2026-12-02-629f90c.md).
 constexpr bool kSm90DispatchV2 = true;
+// v3 over v2: 0 (v2), 1 (v3) or 2 (v3p); ODYSSEY_WGMMA_V3=0/1/p overrides. 0 until
+// `device-run.sh wgmma` shows one ahead (its "wgmma v2 vs v3" table).
+constexpr int kSm90DispatchV3 = 0;
 constexpr int kSm90AlwaysM = 256;  // from here on the wgmma kernel whatever the tile count
 int device_sms();  // kernel_common.cuh (a CUDA header; this file is host C++)
 
@@ -108,10 +111,20 @@ int dispatch_config_sm90(int m, int n, int k, int splits) {
     if (e && std::string(e) == "0") return false;
     return kSm90DispatchV2;
   }();
+  // v3 (two 64-token halves, folds overlapped; fastgemm_sm90.cu): not measured yet, so only
+  // with ODYSSEY_WGMMA_V3=1 (v3) or =p (v3p: v3 on a persistent grid); it then takes v2's place
+  // (same tiles, so the same rule). 0: none, 1: v3, 2: v3p.
+  static const int v3 = [] {
+    const char* e = std::getenv("ODYSSEY_WGMMA_V3");
+    if (e && std::string(e) == "1") return 1;
+    if (e && std::string(e) == "p") return 2;
+    if (e && std::string(e) == "0") return 0;
+    return kSm90DispatchV3;
+  }();
   const long long tiles = (long long)((m + kSm90TokTile - 1) / kSm90TokTile) *
                           (((n + 7) / 8 * 8 + kSm90RowTile - 1) / kSm90RowTile);
   if (!forced && m < kSm90AlwaysM && tiles < device_sms()) return -1;
-  return v2 ? kWgmmaV2Config : kWgmmaConfig;
+  return v3 == 2 ? kWgmmaV3pConfig : v3 == 1 ? kWgmmaV3Config : v2 ? kWgmmaV2Config : kWgmmaConfig;
 }
 
 }  // namespace odyssey

@@ -58,10 +58,14 @@
 // Test: odyssey-rt test wgmma-probe (the A-fragment, swizzle and descriptor layouts on known
 // inputs, mismatching positions printed), then odyssey testdata gemm-cases --out C &&
 // ODYSSEY_WGMMA=1 odyssey-rt test gemm --cases C --configs wgmma_r128t128_s4 (every case, forced
-// and through the dispatch, bit-exact; v2: ODYSSEY_WGMMA_V2=1 and --configs wgmma_r128t128_s4_v2).
-// Benchmark: odyssey-rt bench gemm --m 256,1024,4096,8192 (rows w4a8_int_wgmma, w4a8_int_wgmma2
-// and w4a8_int_mma beside cuBLAS). runtime/scripts/device-run.sh wgmma does all, for both.
-// Host check of the index arithmetic (both versions): emulate_wgmma (ctest wgmma_emulated).
+// and through the dispatch, bit-exact; v2: ODYSSEY_WGMMA_V2=1 and --configs wgmma_r128t128_s4_v2;
+// v3: ODYSSEY_WGMMA_V3=1 and --configs wgmma_r128t128_s4_v3; v3p: ODYSSEY_WGMMA_V3=p and
+// --configs wgmma_r128t128_s4_v3p).
+// Benchmark: odyssey-rt bench gemm --m 256,1024,4096,8192 (rows w4a8_int_wgmma, w4a8_int_wgmma2,
+// w4a8_int_wgmma3, w4a8_int_wgmma3p and w4a8_int_mma beside cuBLAS). runtime/scripts/device-run.sh
+// wgmma does all.
+// Host check of the index arithmetic (every version; v3p's copy schedule): emulate_wgmma (ctest
+// wgmma_emulated).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -76,6 +80,10 @@
 #include "kernel_common.cuh"
 #include "status.hpp"
 
+// v3 ("wgmma_r128t128_s4_v3", ODYSSEY_WGMMA_V3=1 or the forced config): v2 with each warpgroup's
+// tokens in two 64-token halves (m64n64k32 chains, wait_group 1), so that one half's fold
+// overlaps the other half's MMAs; see "v3" below. v3p ("wgmma_r128t128_s4_v3p",
+// ODYSSEY_WGMMA_V3=p): v3 on a persistent grid whose copies run ahead across tiles; see "v3p".
 // Device code that uses wgmma exists only in the sm_90a compilation of this file.
 // ODY_WGMMA_SYNTAX_CHECK lets an older nvcc (11.8: no sm_90a, PTX ISA 7.8) compile the C++
 // around the asm to PTX for a syntax check; that PTX is never assembled.
@@ -629,19 +637,616 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v2_kernel(const Sm90Pa
 #endif
 }
 
+// ---------------------------------------------------------------- v3 ("wgmma_r128t128_s4_v3")
+//
+// v2 with the fold taken off the tensor pipe's critical path (issues 12/14, "W4A8 prefill"). In
+// v2 each warpgroup, per group of K, issues its wgmmas, waits for all of them (wait_group 0) and
+// only then folds 64 accumulators (acc += ŝ·partial): the tensor pipe idles while it folds and
+// while it reloads the next block's A fragments, and the H100 run showed ~1200 cycles per K block
+// at 8192×28672 against ~512 of tensor work (NOTES.md "wgmma v2").
+// v3 splits each warpgroup's 128 tokens into two 64-token halves, each its own
+// wgmma.m64n64k32 chain into its own 32-register partial (part0: tokens 0..63, part1: 64..127:
+// the same 64 registers as v2's one m64n128 partial, so no register cost), committed as its own
+// group. Per group g of K the warpgroup
+//   issues H0(g), commits;  wait_group 1 (all but H0(g) done: H1 of the previous group) and folds
+//   part1 with that group's scales (kept in registers);  issues H1(g), commits;  wait_group 1
+//   (H0(g) done) and folds part0 with g's scales.
+// So every fold runs while the other half's wgmmas are in flight, and the pipe has one group
+// queued across the __syncthreads of the next K block. After the last group: wait_group 0, fold
+// part1. Each output is still folded once per group, in K order, with the same integer (or float)
+// operations: bit-exact with v1/v2 and the mma kernel. Register i of v2's m64n128 partial is
+// register i%32 of half i/32 (D fragment of m64n64: column 8·(j>>2) + 2·tig + (j&1), the same
+// formula over 64 columns), so total[64], the epilogue and its index formulas are v2's.
+// A registers: H1 of a block's last group is in flight while the next block builds its A
+// fragments, so the K loop runs two blocks per iteration with two A arrays (even/odd blocks):
+// no instruction redefines an in-flight wgmma's input registers (PTX: undefined behaviour;
+// ptxas would serialize the wgmma pipeline to stay correct).
+// Stages: H1 of block kb may still read stage kb when the next K block starts, so the stage
+// refilled at block kb is the one of block kb − 2 (every group of it is complete: the last wait
+// of block kb − 1 retired all but H1(kb − 1)), i.e. kStagesV3 − 2 blocks are prefetched; with 7
+// stages of 26 KB (183 KB of shared memory, one block per SM as v2) that is 5 blocks, as v2.
+// B of half h: the descriptor's start + 8192·h (64 token rows of 128 bytes = 8 swizzle atoms, so
+// 1024-byte aligned and the same swizzle phase). Stage layout and copy formulas: v2's.
+// tests/emulate_wgmma.cpp replays it (v3 cases: the half descriptors and register mapping and the
+// delayed fold's scale bookkeeping).
+constexpr int kStagesV3 = 7;
+constexpr int kSmemBytesV3 = kStagesV3 * kStageBytesV2 + 1024;
+static_assert(kSmemBytesV3 <= 227 * 1024, "v3 stages fit the opt-in shared memory of sm_90");
+
+// wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8, A in registers (as the m64n128 wrapper).
+__device__ __forceinline__ void wgmma_m64n64k32_s8(uint32_t (&d)[32], const uint32_t (&a)[4], uint64_t desc_b,
+                                                   int scale_d) {
+#if ODY_WGMMA_DEVICE
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k32.s32.s8.s8 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      "{%32, %33, %34, %35}, %36, p;\n"
+      "}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
+        "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
+        "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
+        "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
+#else
+  (void)d, (void)a, (void)desc_b, (void)scale_d;
+#endif
+}
+// wgmma.wait_group 1: every committed group but the most recent one has completed.
+__device__ __forceinline__ void wgmma_wait_1() {
+#if ODY_WGMMA_DEVICE
+  asm volatile("wgmma.wait_group.sync.aligned 1;\n" ::: "memory");
+#endif
+}
+
+// total[32·h + j] (+)= scale(row of j)·part[j]: the fold of one half (v2's fold, restricted).
+template <bool INT_SCALE, class Acc, class Scale>
+__device__ __forceinline__ void fold_half(Acc (&total)[64], const uint32_t (&part)[32], int h, Scale s0, Scale s1) {
+  if constexpr (INT_SCALE) {
+    const uint32_t s_lo = (uint32_t)(int32_t)s0, s_hi = (uint32_t)(int32_t)s1;
+#pragma unroll
+    for (int j = 0; j < 32; j++) total[32 * h + j] += ((j >> 1) & 1 ? s_hi : s_lo) * part[j];
+  } else {
+    const float s_lo = s0 * 0.0625f, s_hi = s1 * 0.0625f;
+#pragma unroll
+    for (int j = 0; j < 32; j++)
+      total[32 * h + j] = __fadd_rn(total[32 * h + j], __fmul_rn(__int2float_rn((int32_t)part[j]), (j >> 1) & 1 ? s_hi : s_lo));
+  }
+}
+
+template <int SPG, bool INT_SCALE>
+__global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3_kernel(const Sm90Params p) {
+#if ODY_WGMMA_DEVICE
+  using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
+  constexpr int kGroups = SPG ? 4 / SPG : 1;
+  constexpr int kSteps = SPG ? SPG : 4;  // k32 steps per group
+  constexpr int kSChunkCols = 16 / (int)sizeof(Scale);
+  constexpr int kSChunks = SPG ? kGroups * kRowTile / kSChunkCols : 0;
+  static_assert(kSChunks <= kThreads && kSChunks * 16 <= kSBytesV2, "one scale chunk per thread at most");
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t sbase = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  uint8_t* smem = smem_raw + (sbase - smem_u32(smem_raw));
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wg = warp >> 2, wq = warp & 3;
+  const int gid = lane >> 2, tig = lane & 3;
+
+  const int tiles_r = (p.np + kRowTile - 1) / kRowTile;
+  const int tiles_t = (p.m + kTokTile - 1) / kTokTile;
+  const int per_group = kRaster * tiles_t;
+  const int grp = blockIdx.x / per_group, in_grp = blockIdx.x % per_group;
+  const int first_r = grp * kRaster;
+  const int rows_here = min(kRaster, tiles_r - first_r);
+  const int rt = first_r + in_grp % rows_here, tt = in_grp / rows_here;
+  const int t0 = tt * kTokTile;
+  const int kblocks = p.k / kBK;
+
+  const int row0 = rt * kRowTile + wg * 64 + wq * 16;
+  const int c0 = row0 + gid;
+  const bool ok0 = row0 < p.np, ok1 = row0 + 8 < p.np;
+  const Scale* gs = static_cast<const Scale*>(p.group_scale);
+  const int gpk = SPG ? kGroups : 0;
+
+  // Copies: v2's chunks and formulas.
+  uint32_t x_src[kXChunks], x_dst[kXChunks];
+  bool x_ok[kXChunks];
+#pragma unroll
+  for (int u = 0; u < kXChunks; u++) {
+    const int i = u * kThreads + tid;
+    const int r = i >> 3, c = i & 7;
+    x_ok[u] = t0 + r < p.m;
+    x_src[u] = x_ok[u] ? (uint32_t)((size_t)(t0 + r) * p.k + c * 16) : 0u;
+    x_dst[u] = r * kBK + ((c ^ (r & 7)) << 4);
+  }
+  const uint4* qw = reinterpret_cast<const uint4*>(p.qweight);
+  size_t w_src[kWChunksV2];
+  bool w_ok[kWChunksV2];
+#pragma unroll
+  for (int u = 0; u < kWChunksV2; u++) {
+    const int i = u * kThreads + tid;
+    const int strip = rt * (kRowTile / 8) + (i >> 5);
+    w_ok[u] = strip * 8 < p.np;
+    w_src[u] = w_ok[u] ? (size_t)strip * kblocks * 32 + (i & 31) : 0;
+  }
+  constexpr int kCpr = kRowTile / kSChunkCols;
+  const int s_g = tid / kCpr, s_col = rt * kRowTile + (tid % kCpr) * kSChunkCols;
+  const bool s_ok = tid < kSChunks && s_col < p.np;
+
+  auto load_stage = [&](int stage, int kb) {
+    uint8_t* s = smem + stage * kStageBytesV2;
+#pragma unroll
+    for (int u = 0; u < kXChunks; u++)
+      cp_async16(s + x_dst[u], p.x + x_src[u] + (x_ok[u] ? (size_t)kb * kBK : 0), x_ok[u]);
+#pragma unroll
+    for (int u = 0; u < kWChunksV2; u++)
+      cp_async16(s + kXBytesV2 + (u * kThreads + tid) * 16, qw + w_src[u] + (w_ok[u] ? (size_t)kb * 32 : 0), w_ok[u]);
+    if (SPG && tid < kSChunks)
+      cp_async16(s + kXBytesV2 + kWBytesV2 + tid * 16,
+                 s_ok ? gs + (size_t)(kb * gpk + s_g) * p.np + s_col : gs, s_ok);
+  };
+
+  using Acc = typename std::conditional<INT_SCALE, uint32_t, float>::type;
+  Acc total[64];
+  uint32_t part0[32], part1[32];
+#pragma unroll
+  for (int i = 0; i < 64; i++) total[i] = 0;
+#pragma unroll
+  for (int j = 0; j < 32; j++) part0[j] = part1[j] = 0;
+
+  constexpr int kAhead = kStagesV3 - 2;  // K blocks in flight (see the header)
+#pragma unroll
+  for (int s = 0; s < kAhead; s++) {
+    if (s < kblocks) load_stage(s, s);
+    cp_async_commit();
+  }
+
+  const int w_off = kXBytesV2 + (wg * 8 + wq * 2) * 512 + lane * 16;
+  const int s_off = kXBytesV2 + kWBytesV2 + (wg * 64 + wq * 16 + gid) * (int)sizeof(Scale);
+  // The scales part1's pending fold takes (those of the last group issued into part1).
+  Scale pend0 = Scale(0), pend1 = Scale(0);
+  bool pending = false;
+
+  // One K block, its A fragments in `a`. The loop below alternates two A arrays between even and
+  // odd blocks: H1 of a block's last group is still in flight (reading its A registers) while
+  // the next block computes its fragments, and PTX forbids redefining the input registers of an
+  // in-flight wgmma (ptxas would serialize the pipeline, or worse); with two arrays the
+  // registers written at block kb + 1 are not those H1(kb) reads, and by block kb + 2 every
+  // group of block kb has completed (the waits of block kb + 1).
+  auto k_block = [&](const int kb, uint32_t (&a)[4][4]) {
+    cp_async_wait<kAhead - 1>();  // block kb's copies are complete (this thread's)
+    fence_proxy_async();
+    __syncthreads();  // block kb is in for every thread; every group of block kb - 2 is done
+    {
+      const int n = kb + kAhead;
+      if (n < kblocks) load_stage(n % kStagesV3, n);  // the stage of block kb - 2
+      cp_async_commit();
+    }
+    const uint8_t* st = smem + (kb % kStagesV3) * kStageBytesV2;
+    const uint64_t desc0 = smem_desc_sw128(smem_u32(st));
+    const uint64_t desc1 = desc0 + (uint64_t)(8192 >> 4);  // tokens 64..127 of the tile
+    const uint4 w0v = *reinterpret_cast<const uint4*>(st + w_off);
+    const uint4 w1v = *reinterpret_cast<const uint4*>(st + w_off + 512);
+    Scale sc[4][2];
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+      if (SPG) {
+        const Scale* srow = reinterpret_cast<const Scale*>(st + s_off) + g * kRowTile;
+        sc[g][0] = srow[0];
+        sc[g][1] = srow[8];
+      } else {
+        sc[g][0] = sc[g][1] = Scale(0);
+      }
+    }
+#pragma unroll
+    for (int s = 0; s < 4; s++) {
+      const uint32_t w0 = word(w0v, s), w1 = word(w1v, s);
+      a[s][0] = (w0 << 4) & 0xF0F0F0F0u;
+      a[s][1] = (w1 << 4) & 0xF0F0F0F0u;
+      a[s][2] = w0 & 0xF0F0F0F0u;
+      a[s][3] = w1 & 0xF0F0F0F0u;
+    }
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) fence_operand(a[s][r]);
+
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+      // H0(g) into part0 (folded by the end of the previous group: free).
+#pragma unroll
+      for (int j = 0; j < 32; j++) fence_operand(part0[j]);
+      wgmma_fence();
+#pragma unroll
+      for (int j = 0; j < kSteps; j++) {
+        const int s = g * kSteps + j;
+        const int scale_d = SPG ? (j != 0) : (kb != 0 || s != 0);
+        wgmma_m64n64k32_s8(part0, a[s], desc0 + (uint64_t)((s * 32) >> 4), scale_d);
+      }
+      wgmma_commit();
+      // H1 of the previous group is done (only H0(g) may be in flight): fold it meanwhile.
+      wgmma_wait_1();
+#pragma unroll
+      for (int j = 0; j < 32; j++) fence_operand(part1[j]);
+      if (SPG && pending) fold_half<INT_SCALE>(total, part1, 1, pend0, pend1);
+      // H1(g) into part1.
+#pragma unroll
+      for (int j = 0; j < 32; j++) fence_operand(part1[j]);
+      wgmma_fence();
+#pragma unroll
+      for (int j = 0; j < kSteps; j++) {
+        const int s = g * kSteps + j;
+        const int scale_d = SPG ? (j != 0) : (kb != 0 || s != 0);
+        wgmma_m64n64k32_s8(part1, a[s], desc1 + (uint64_t)((s * 32) >> 4), scale_d);
+      }
+      wgmma_commit();
+      pend0 = sc[g][0];
+      pend1 = sc[g][1];
+      pending = true;
+      // H0(g) is done (H1(g) may be in flight): fold it.
+      wgmma_wait_1();
+#pragma unroll
+      for (int j = 0; j < 32; j++) fence_operand(part0[j]);
+      if (SPG) fold_half<INT_SCALE>(total, part0, 0, sc[g][0], sc[g][1]);
+    }
+  };
+  uint32_t a_even[4][4], a_odd[4][4];
+  for (int kb = 0; kb < kblocks; kb += 2) {
+    k_block(kb, a_even);
+    if (kb + 1 < kblocks) k_block(kb + 1, a_odd);
+  }
+  wgmma_wait_all();
+#pragma unroll
+  for (int j = 0; j < 32; j++) fence_operand(part1[j]);
+  if (SPG && pending) fold_half<INT_SCALE>(total, part1, 1, pend0, pend1);
+  cp_async_wait<0>();
+
+  if (!SPG) {
+    Scale scc[2] = {Scale(0), Scale(0)};
+    if (ok0) scc[0] = gs[c0];
+    if (ok1) scc[1] = gs[c0 + 8];
+    if constexpr (INT_SCALE) {
+#pragma unroll
+      for (int j = 0; j < 32; j++) {
+        total[j] = (uint32_t)(int32_t)scc[(j >> 1) & 1] * part0[j];
+        total[32 + j] = (uint32_t)(int32_t)scc[(j >> 1) & 1] * part1[j];
+      }
+    } else {
+#pragma unroll
+      for (int j = 0; j < 32; j++) {
+        total[j] = __fmul_rn(__int2float_rn((int32_t)part0[j]), scc[(j >> 1) & 1] * 0.0625f);
+        total[32 + j] = __fmul_rn(__int2float_rn((int32_t)part1[j]), scc[(j >> 1) & 1] * 0.0625f);
+      }
+    }
+  }
+
+  // Epilogue: v2's (register i: channel c0 + 8·((i>>1)&1), token t0 + 8·(i>>2) + 2·tig + (i&1)).
+  __half* y = static_cast<__half*>(p.y);
+  float f[2] = {0.f, 0.f};
+  if constexpr (INT_SCALE) {
+    if (c0 < p.n) f[0] = p.channel_scale[c0];
+    if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
+  }
+#pragma unroll
+  for (int i = 0; i < 64; i++) {
+    const int c = c0 + 8 * ((i >> 1) & 1);
+    const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
+    if (c >= p.n || t >= p.m) continue;
+    const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
+    const size_t o = (size_t)t * p.n + c;
+    if constexpr (INT_SCALE) {
+      y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
+      if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
+    } else {
+      float v = __fmul_rn(total[i], xs);
+      if (p.bias) v = __fadd_rn(v, p.bias[c]);
+      y[o] = __float2half_rn(v);
+    }
+  }
+#else
+  (void)p, (void)wgmma_wait_1, (void)wgmma_m64n64k32_s8;
+  __trap();
+#endif
+}
+
+// ---------------------------------------------------------------- v3p ("wgmma_r128t128_s4_v3p")
+//
+// v3 with a persistent grid (min(tiles, SMs) blocks, tile = blockIdx.x + i·gridDim.x, so the
+// blocks running at once still take consecutive tiles of the raster) and the copies running
+// ahead across tile boundaries: a producer cursor (tile, K block) walks this block's tiles in
+// order, kStagesV3 − 2 blocks ahead of the consumer, so the next tile's first stages arrive while
+// the current tile finishes and runs its epilogue. At K = 4096 a tile is only 32 K blocks and
+// v2's tile costs ~8 µs more than its K loop (NOTES.md, "W4A8 prefill"): the pipeline fill is
+// the part of that this hides. Per tile the consumer is v3's (same halves, folds, order: bit-
+// exact); between tiles it waits for every wgmma (wait_group 0), folds the pending half, writes
+// the tile, and zeroes the accumulators. Stage safety across the boundary: the stage refilled at
+// flat block f is that of flat block f − 2; within a tile v3's argument holds, and across it the
+// epilogue's wait_group 0 has retired every group of the previous tile. One cp.async group is
+// committed per flat block consumed (empty past the last tile), so the wait count stays v3's.
+template <int SPG, bool INT_SCALE>
+__global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3p_kernel(const Sm90Params p) {
+#if ODY_WGMMA_DEVICE
+  using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
+  constexpr int kGroups = SPG ? 4 / SPG : 1;
+  constexpr int kSteps = SPG ? SPG : 4;
+  constexpr int kSChunkCols = 16 / (int)sizeof(Scale);
+  constexpr int kSChunks = SPG ? kGroups * kRowTile / kSChunkCols : 0;
+  static_assert(kSChunks <= kThreads && kSChunks * 16 <= kSBytesV2, "one scale chunk per thread at most");
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t sbase = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  uint8_t* smem = smem_raw + (sbase - smem_u32(smem_raw));
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wg = warp >> 2, wq = warp & 3;
+  const int gid = lane >> 2, tig = lane & 3;
+
+  const int tiles_r = (p.np + kRowTile - 1) / kRowTile;
+  const int tiles_t = (p.m + kTokTile - 1) / kTokTile;
+  const int tiles = tiles_r * tiles_t;
+  const int per_group = kRaster * tiles_t;
+  const int kblocks = p.k / kBK;
+  // v1/v2/v3's raster: tile index → (row tile, token tile).
+  auto tile_coords = [&](int tile, int& rt, int& tt) {
+    const int grp = tile / per_group, in_grp = tile % per_group;
+    const int first_r = grp * kRaster;
+    const int rows_here = min(kRaster, tiles_r - first_r);
+    rt = first_r + in_grp % rows_here;
+    tt = in_grp / rows_here;
+  };
+  const Scale* gs = static_cast<const Scale*>(p.group_scale);
+  const int gpk = SPG ? kGroups : 0;
+  const uint4* qw = reinterpret_cast<const uint4*>(p.qweight);
+  constexpr int kCpr = kRowTile / kSChunkCols;
+  const int s_g = tid / kCpr;
+
+  // Producer cursor: the tile and K block the next load_next() copies, and that tile's chunk
+  // sources (v2's formulas, recomputed once per tile).
+  int p_tile = blockIdx.x, p_kb = 0;
+  uint32_t x_src[kXChunks], x_dst[kXChunks];
+  bool x_ok[kXChunks];
+  size_t w_src[kWChunksV2];
+  bool w_ok[kWChunksV2];
+  int s_col = 0;
+  bool s_ok = false;
+#pragma unroll
+  for (int u = 0; u < kXChunks; u++) {
+    const int i = u * kThreads + tid;
+    const int r = i >> 3, c = i & 7;
+    x_dst[u] = r * kBK + ((c ^ (r & 7)) << 4);
+  }
+  auto set_sources = [&](int tile) {
+    int rt = 0, tt = 0;
+    if (tile < tiles) tile_coords(tile, rt, tt);
+    const int t0 = tt * kTokTile;
+#pragma unroll
+    for (int u = 0; u < kXChunks; u++) {
+      const int i = u * kThreads + tid;
+      const int r = i >> 3, c = i & 7;
+      x_ok[u] = t0 + r < p.m;
+      x_src[u] = x_ok[u] ? (uint32_t)((size_t)(t0 + r) * p.k + c * 16) : 0u;
+    }
+#pragma unroll
+    for (int u = 0; u < kWChunksV2; u++) {
+      const int i = u * kThreads + tid;
+      const int strip = rt * (kRowTile / 8) + (i >> 5);
+      w_ok[u] = strip * 8 < p.np;
+      w_src[u] = w_ok[u] ? (size_t)strip * kblocks * 32 + (i & 31) : 0;
+    }
+    s_col = rt * kRowTile + (tid % kCpr) * kSChunkCols;
+    s_ok = tid < kSChunks && s_col < p.np;
+  };
+  set_sources(p_tile);
+  int p_idx = 0;  // flat blocks loaded (stage = p_idx % kStagesV3)
+  // Copies the cursor's block into the next stage and advances the cursor; nothing past the
+  // last tile. The caller commits.
+  auto load_next = [&]() {
+    if (p_tile < tiles) {
+      const int kb = p_kb;
+      uint8_t* s = smem + (p_idx % kStagesV3) * kStageBytesV2;
+#pragma unroll
+      for (int u = 0; u < kXChunks; u++)
+        cp_async16(s + x_dst[u], p.x + x_src[u] + (x_ok[u] ? (size_t)kb * kBK : 0), x_ok[u]);
+#pragma unroll
+      for (int u = 0; u < kWChunksV2; u++)
+        cp_async16(s + kXBytesV2 + (u * kThreads + tid) * 16, qw + w_src[u] + (w_ok[u] ? (size_t)kb * 32 : 0), w_ok[u]);
+      if (SPG && tid < kSChunks)
+        cp_async16(s + kXBytesV2 + kWBytesV2 + tid * 16,
+                   s_ok ? gs + (size_t)(kb * gpk + s_g) * p.np + s_col : gs, s_ok);
+      p_idx++;
+      if (++p_kb == kblocks) {
+        p_kb = 0;
+        p_tile += gridDim.x;
+        set_sources(p_tile);
+      }
+    }
+  };
+
+  using Acc = typename std::conditional<INT_SCALE, uint32_t, float>::type;
+  Acc total[64];
+  uint32_t part0[32], part1[32];
+#pragma unroll
+  for (int j = 0; j < 32; j++) part0[j] = part1[j] = 0;
+
+  constexpr int kAhead = kStagesV3 - 2;
+#pragma unroll
+  for (int s = 0; s < kAhead; s++) {
+    load_next();
+    cp_async_commit();
+  }
+
+  const int w_off = kXBytesV2 + (wg * 8 + wq * 2) * 512 + lane * 16;
+  const int s_off = kXBytesV2 + kWBytesV2 + (wg * 64 + wq * 16 + gid) * (int)sizeof(Scale);
+  Scale pend0 = Scale(0), pend1 = Scale(0);
+  bool pending = false;
+  int c_idx = 0;  // flat blocks consumed
+
+  // One K block (v3's body; the stage is the consumer's flat index).
+  auto k_block = [&](const int kb, uint32_t (&a)[4][4]) {
+    cp_async_wait<kAhead - 1>();
+    fence_proxy_async();
+    __syncthreads();  // flat block c_idx is in; every group of flat block c_idx - 2 is done
+    load_next();      // into the stage of flat block c_idx - 2
+    cp_async_commit();
+    const uint8_t* st = smem + (c_idx % kStagesV3) * kStageBytesV2;
+    c_idx++;
+    const uint64_t desc0 = smem_desc_sw128(smem_u32(st));
+    const uint64_t desc1 = desc0 + (uint64_t)(8192 >> 4);
+    const uint4 w0v = *reinterpret_cast<const uint4*>(st + w_off);
+    const uint4 w1v = *reinterpret_cast<const uint4*>(st + w_off + 512);
+    Scale sc[4][2];
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+      if (SPG) {
+        const Scale* srow = reinterpret_cast<const Scale*>(st + s_off) + g * kRowTile;
+        sc[g][0] = srow[0];
+        sc[g][1] = srow[8];
+      } else {
+        sc[g][0] = sc[g][1] = Scale(0);
+      }
+    }
+#pragma unroll
+    for (int s = 0; s < 4; s++) {
+      const uint32_t w0 = word(w0v, s), w1 = word(w1v, s);
+      a[s][0] = (w0 << 4) & 0xF0F0F0F0u;
+      a[s][1] = (w1 << 4) & 0xF0F0F0F0u;
+      a[s][2] = w0 & 0xF0F0F0F0u;
+      a[s][3] = w1 & 0xF0F0F0F0u;
+    }
+#pragma unroll
+    for (int s = 0; s < 4; s++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) fence_operand(a[s][r]);
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+#pragma unroll
+      for (int j = 0; j < 32; j++) fence_operand(part0[j]);
+      wgmma_fence();
+#pragma unroll
+      for (int j = 0; j < kSteps; j++) {
+        const int s = g * kSteps + j;
+        const int scale_d = SPG ? (j != 0) : (kb != 0 || s != 0);
+        wgmma_m64n64k32_s8(part0, a[s], desc0 + (uint64_t)((s * 32) >> 4), scale_d);
+      }
+      wgmma_commit();
+      wgmma_wait_1();
+#pragma unroll
+      for (int j = 0; j < 32; j++) fence_operand(part1[j]);
+      if (SPG && pending) fold_half<INT_SCALE>(total, part1, 1, pend0, pend1);
+#pragma unroll
+      for (int j = 0; j < 32; j++) fence_operand(part1[j]);
+      wgmma_fence();
+#pragma unroll
+      for (int j = 0; j < kSteps; j++) {
+        const int s = g * kSteps + j;
+        const int scale_d = SPG ? (j != 0) : (kb != 0 || s != 0);
+        wgmma_m64n64k32_s8(part1, a[s], desc1 + (uint64_t)((s * 32) >> 4), scale_d);
+      }
+      wgmma_commit();
+      pend0 = sc[g][0];
+      pend1 = sc[g][1];
+      pending = true;
+      wgmma_wait_1();
+#pragma unroll
+      for (int j = 0; j < 32; j++) fence_operand(part0[j]);
+      if (SPG) fold_half<INT_SCALE>(total, part0, 0, sc[g][0], sc[g][1]);
+    }
+  };
+
+  __half* y = static_cast<__half*>(p.y);
+  uint32_t a_even[4][4], a_odd[4][4];
+  for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+    int rt = 0, tt = 0;
+    tile_coords(tile, rt, tt);
+    const int t0 = tt * kTokTile;
+    const int row0 = rt * kRowTile + wg * 64 + wq * 16;
+    const int c0 = row0 + gid;
+    const bool ok0 = row0 < p.np, ok1 = row0 + 8 < p.np;
+#pragma unroll
+    for (int i = 0; i < 64; i++) total[i] = 0;
+    pending = false;
+    // Even/odd A arrays as v3 (the first block of a tile follows a wait_group 0: any array).
+    for (int kb = 0; kb < kblocks; kb += 2) {
+      k_block(kb, a_even);
+      if (kb + 1 < kblocks) k_block(kb + 1, a_odd);
+    }
+    wgmma_wait_all();
+#pragma unroll
+    for (int j = 0; j < 32; j++) fence_operand(part1[j]);
+#pragma unroll
+    for (int j = 0; j < 32; j++) fence_operand(part0[j]);
+    if (SPG && pending) fold_half<INT_SCALE>(total, part1, 1, pend0, pend1);
+
+    if (!SPG) {
+      Scale scc[2] = {Scale(0), Scale(0)};
+      if (ok0) scc[0] = gs[c0];
+      if (ok1) scc[1] = gs[c0 + 8];
+      if constexpr (INT_SCALE) {
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+          total[j] = (uint32_t)(int32_t)scc[(j >> 1) & 1] * part0[j];
+          total[32 + j] = (uint32_t)(int32_t)scc[(j >> 1) & 1] * part1[j];
+        }
+      } else {
+#pragma unroll
+        for (int j = 0; j < 32; j++) {
+          total[j] = __fmul_rn(__int2float_rn((int32_t)part0[j]), scc[(j >> 1) & 1] * 0.0625f);
+          total[32 + j] = __fmul_rn(__int2float_rn((int32_t)part1[j]), scc[(j >> 1) & 1] * 0.0625f);
+        }
+      }
+    }
+
+    // Epilogue: v2's.
+    float f[2] = {0.f, 0.f};
+    if constexpr (INT_SCALE) {
+      if (c0 < p.n) f[0] = p.channel_scale[c0];
+      if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
+    }
+#pragma unroll
+    for (int i = 0; i < 64; i++) {
+      const int c = c0 + 8 * ((i >> 1) & 1);
+      const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
+      if (c >= p.n || t >= p.m) continue;
+      const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
+      const size_t o = (size_t)t * p.n + c;
+      if constexpr (INT_SCALE) {
+        y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
+        if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
+      } else {
+        float v = __fmul_rn(total[i], xs);
+        if (p.bias) v = __fadd_rn(v, p.bias[c]);
+        y[o] = __float2half_rn(v);
+      }
+    }
+  }
+  cp_async_wait<0>();
+#else
+  (void)p;
+  __trap();
+#endif
+}
+
 template <int SPG, bool INT>
 cudaError_t launch_one(const Sm90Params& p, cudaStream_t s) {
-  // Raise the dynamic shared-memory limit once per instantiation (v1 and v2 apart).
-  static bool attr = false, attr2 = false;
-  const bool v2 = p.version == 2;
-  if (!(v2 ? attr2 : attr)) {
-    cudaError_t e = v2 ? cudaFuncSetAttribute(w4a8_wgmma_v2_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV2)
-                       : cudaFuncSetAttribute(w4a8_wgmma_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+  // Raise the dynamic shared-memory limit once per instantiation (v1, v2 and v3 apart).
+  static bool attr[4] = {false, false, false, false};
+  const int v = p.version == 4 ? 3 : p.version == 3 ? 2 : p.version == 2 ? 1 : 0;
+  if (!attr[v]) {
+    cudaError_t e =
+        v == 3   ? cudaFuncSetAttribute(w4a8_wgmma_v3p_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
+        : v == 2 ? cudaFuncSetAttribute(w4a8_wgmma_v3_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
+        : v == 1 ? cudaFuncSetAttribute(w4a8_wgmma_v2_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV2)
+                 : cudaFuncSetAttribute(w4a8_wgmma_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
     if (e != cudaSuccess) return e;
-    (v2 ? attr2 : attr) = true;
+    attr[v] = true;
   }
   const long long tiles = (long long)((p.np + kRowTile - 1) / kRowTile) * ((p.m + kTokTile - 1) / kTokTile);
-  if (v2)
+  if (v == 3)  // persistent: one block per SM at most (one fits per SM: 183 KB of shared memory)
+    w4a8_wgmma_v3p_kernel<SPG, INT><<<(unsigned)std::min<long long>(tiles, device_sms()), kThreads, kSmemBytesV3, s>>>(p);
+  else if (v == 2)
+    w4a8_wgmma_v3_kernel<SPG, INT><<<(unsigned)tiles, kThreads, kSmemBytesV3, s>>>(p);
+  else if (v == 1)
     w4a8_wgmma_v2_kernel<SPG, INT><<<(unsigned)tiles, kThreads, kSmemBytesV2, s>>>(p);
   else
     w4a8_wgmma_kernel<SPG, INT><<<(unsigned)tiles, kThreads, kSmemBytes, s>>>(p);

@@ -11,9 +11,14 @@
 // fold through the shared-memory stage instead of straight from global memory; its cp.async chunk
 // formulas (W strips, int16 and float scale rows, zero-fill past Np) and the consumer's reads of
 // the stage are replayed too, every case once per version.
+// v3 (config wgmma_r128t128_s4_v3): v2's stage, with each warpgroup's 128 tokens as two
+// m64n64k32 chains (descriptor start + 8192·h, D register j of half h = v2's register 32·h + j)
+// and the delayed fold of the second half (folded after the next group's first half is issued,
+// with the scales kept from its own group): replayed in the kernel's order.
 // Host only (CI): emulate_wgmma [--quick]
 #include <cstdint>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -36,8 +41,70 @@ std::vector<uint8_t> pack(const std::vector<int>& q, int n, int k) {
 
 int8_t byte_of(uint32_t w, int j) { return (int8_t)(uint8_t)(w >> (8 * j)); }
 
+// v3's groups of one K block for warpgroup wg, in the kernel's order: per group g, H0(g) (tokens
+// 0..63, descriptor start + 32·s), the fold of the pending second half with its kept scales,
+// H1(g) (tokens 64..127, start + 8192 + 32·s), then the fold of H0(g) with g's scales read from
+// the stage (v2's s_off). part/total: v2's 64 registers per thread; half h's D register j is
+// register 32·h + j, so the m64n64 D layout (row 16w + gid + 8·((j>>1)&1), column
+// 8·(j>>2) + 2·tig + (j&1)) is applied within the half.
+void run_v3_groups(int wg, int kb, int rt, int np, int kgroups, int ksteps, int spg, uint32_t (*a)[4][4],
+                   const uint8_t* smem, const uint8_t* ssm, uint32_t (*part)[64], uint32_t (*total)[64],
+                   uint32_t (*pend)[2], bool& pending) {
+  (void)rt, (void)np;
+  auto issue = [&](int h, int g) {
+    for (int j = 0; j < ksteps; j++) {
+      const int s = g * ksteps + j;
+      const bool zero = spg ? j == 0 : (kb == 0 && s == 0);
+      int A[64][32];
+      for (int row = 0; row < 64; row++)
+        for (int kk = 0; kk < 32; kk++) {
+          const int w = row / 16, lane = 4 * (row % 8) + (kk % 16) / 4, reg = ((row / 8) % 2) + 2 * (kk / 16);
+          A[row][kk] = byte_of(a[w * 32 + lane][s][reg], kk % 4);
+        }
+      for (int tid = 0; tid < 128; tid++) {
+        const int w = tid / 32, lane = tid % 32, gid = lane / 4, tig = lane % 4;
+        uint32_t* d = part[wg * 128 + tid] + 32 * h;
+        for (int jj = 0; jj < 32; jj++) {
+          const int row = 16 * w + gid + 8 * ((jj >> 1) & 1), col = 8 * (jj >> 2) + 2 * tig + (jj & 1);
+          int32_t sum = 0;
+          for (int kk = 0; kk < 32; kk++) {
+            const uint32_t addr = 8192 * h + 32 * s + (col / 8) * 1024 + (col % 8) * 128 + kk;
+            const uint32_t phys = addr ^ (((addr >> 7) & 7) << 4);
+            sum += A[row][kk] * (int8_t)smem[phys];
+          }
+          d[jj] = (zero ? 0u : d[jj]) + (uint32_t)sum;
+        }
+      }
+    }
+  };
+  auto scales = [&](int g, int tid, uint32_t* lo, uint32_t* hi) {
+    const int w = tid / 32, jx = g * 128 + wg * 64 + w * 16 + (tid % 32) / 4;
+    int16_t l, hh;
+    std::memcpy(&l, ssm + jx * 2, 2);
+    std::memcpy(&hh, ssm + (jx + 8) * 2, 2);
+    *lo = (uint32_t)(int32_t)l;
+    *hi = (uint32_t)(int32_t)hh;
+  };
+  for (int g = 0; g < kgroups; g++) {
+    issue(0, g);
+    if (spg && pending)
+      for (int tid = 0; tid < 128; tid++)
+        for (int j = 0; j < 32; j++) total[wg * 128 + tid][32 + j] += pend[tid][(j >> 1) & 1] * part[wg * 128 + tid][32 + j];
+    issue(1, g);
+    for (int tid = 0; tid < 128; tid++) scales(g, tid, &pend[tid][0], &pend[tid][1]);
+    pending = true;
+    if (spg)
+      for (int tid = 0; tid < 128; tid++) {
+        uint32_t lo, hi;
+        scales(g, tid, &lo, &hi);
+        for (int j = 0; j < 32; j++) total[wg * 128 + tid][j] += ((j >> 1) & 1 ? hi : lo) * part[wg * 128 + tid][j];
+      }
+  }
+}
+
 // One problem through the emulated kernel; returns the number of wrong accumulators.
-long long run(int m, int n, int k, int group, uint32_t seed, bool v2) {
+long long run(int m, int n, int k, int group, uint32_t seed, int ver) {
+  const bool v2 = ver >= 2;  // W and scales through the stage (v2, v3)
   const int np = (n + 7) / 8 * 8, kblocks = k / 128, groups = k / group;
   uint32_t st = seed;
   auto rnd = [&st]() {
@@ -70,6 +137,9 @@ long long run(int m, int n, int k, int group, uint32_t seed, bool v2) {
       static uint32_t total[256][64], part[256][64];
       std::memset(total, 0, sizeof total);
       std::memset(part, 0, sizeof part);
+      // v3: per warpgroup, the scales of the second half's pending fold (per thread: lo, hi).
+      static uint32_t v3_pend[2][128][2];
+      bool v3_pending[2] = {false, false};
       for (int kb = 0; kb < kblocks; kb++) {
         // cp.async: thread tid's chunks i = u·256 + tid, row r = i>>3, chunk c = i&7.
         for (int tid = 0; tid < 256; tid++)
@@ -131,6 +201,11 @@ long long run(int m, int n, int k, int group, uint32_t seed, bool v2) {
                 r[3] = w1[s] & 0xF0F0F0F0u;
               }
             }
+          if (ver == 3) {
+            run_v3_groups(wg, kb, rt, np, kgroups, ksteps, spg, a, smem.data(), ssm.data(), part, total, v3_pend[wg],
+                          v3_pending[wg]);
+            continue;
+          }
           for (int g = 0; g < kgroups; g++) {
             for (int j = 0; j < ksteps; j++) {
               const int s = g * ksteps + j;
@@ -185,6 +260,12 @@ long long run(int m, int n, int k, int group, uint32_t seed, bool v2) {
           }
         }
       }
+      if (ver == 3 && spg)  // after the loop: wait_group 0, fold the last second half
+        for (int wg = 0; wg < 2; wg++)
+          if (v3_pending[wg])
+            for (int tid = 0; tid < 128; tid++)
+              for (int j = 0; j < 32; j++)
+                total[wg * 128 + tid][32 + j] += v3_pend[wg][tid][(j >> 1) & 1] * part[wg * 128 + tid][32 + j];
       for (int tid = 0; tid < 256; tid++) {
         const int wg = tid / 128, w = (tid % 128) / 32, lane = tid % 32, gid = lane / 4, tig = lane % 4;
         const int c0 = rt * 128 + wg * 64 + w * 16 + gid;
@@ -214,6 +295,48 @@ long long run(int m, int n, int k, int group, uint32_t seed, bool v2) {
   return bad;
 }
 
+// v3p (config wgmma_r128t128_s4_v3p): the persistent grid's copy schedule, replayed with the
+// kernel's own cursor (load_next: tile, K block, flat stage index p_idx % 7) and consumer order
+// (tile = block + i·grid, K blocks in order, flat index c_idx): every consumed stage must hold
+// the (tile, K block) the consumer wants, and a copy may only overwrite the stage of a flat
+// block at least two behind the one being consumed (the kernel's waits retire those; the
+// previous block's second half may still read its stage). The per-tile arithmetic is v3's.
+long long v3p_schedule(int m, int n, int k, int grid) {
+  const int np = (n + 7) / 8 * 8, kblocks = k / 128, stages = 7, ahead = stages - 2;
+  const int tiles = ((np + 127) / 128) * ((m + 127) / 128);
+  grid = std::min(grid, tiles);
+  std::vector<int> seen(tiles * kblocks, 0);
+  long long bad = 0;
+  for (int b = 0; b < grid; b++) {
+    std::vector<long long> slot_tag(stages, -1), slot_flat(stages, -1);
+    int p_tile = b, p_kb = 0, p_idx = 0, c_idx = 0;
+    auto load_next = [&]() {
+      if (p_tile >= tiles) return;
+      const int s = p_idx % stages;
+      if (slot_flat[s] >= 0 && slot_flat[s] > c_idx - 2) bad++;  // c_idx: the block being consumed
+      slot_tag[s] = (long long)p_tile * kblocks + p_kb;
+      slot_flat[s] = p_idx;
+      p_idx++;
+      if (++p_kb == kblocks) {
+        p_kb = 0;
+        p_tile += grid;
+      }
+    };
+    for (int s = 0; s < ahead; s++) load_next();
+    for (int tile = b; tile < tiles; tile += grid)
+      for (int kb = 0; kb < kblocks; kb++) {
+        load_next();  // after the barrier, before this block's math: its stage is c_idx - 2's
+        const int s = c_idx % stages;
+        if (slot_tag[s] != (long long)tile * kblocks + kb || slot_flat[s] != c_idx) bad++;
+        seen[(size_t)tile * kblocks + kb]++;
+        c_idx++;
+      }
+  }
+  for (int v : seen)
+    if (v != 1) bad++;
+  return bad;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -225,11 +348,24 @@ int main(int argc, char** argv) {
                        {64, 128, 384, 384}};
   if (!quick) ps.push_back({300, 264, 512, 32});
   long long bad = 0;
-  for (int v2 = 0; v2 < 2; v2++)
+  for (int ver = 1; ver <= 3; ver++)
     for (auto& p : ps) {
-      long long b = run(p.m, p.n, p.k, p.g, 7u + p.m + p.n, v2 != 0);
-      std::printf("emulate_wgmma%s m%d n%d k%d group %d: %s\n", v2 ? " v2" : "", p.m, p.n, p.k, p.g, b ? "FAIL" : "ok");
+      long long b = run(p.m, p.n, p.k, p.g, 7u + p.m + p.n, ver);
+      std::printf("emulate_wgmma%s m%d n%d k%d group %d: %s\n", ver == 1 ? "" : ver == 2 ? " v2" : " v3", p.m, p.n, p.k,
+                  p.g, b ? "FAIL" : "ok");
       bad += b;
     }
+  // v3p's schedule: one tile per block, two or three per block, K blocks fewer than, equal to and
+  // more than the stages ahead, grids of an H100/H200 (132) and odd sizes.
+  long long bad_sched = 0;
+  for (int kb : {1, 2, 3, 5, 7, 10, 32})
+    for (int grid : {1, 3, 132})
+      for (int mn : {128, 1024, 2048}) {
+        const long long b = v3p_schedule(mn, mn + 8, kb * 128, grid);
+        if (b) std::printf("emulate_wgmma v3p schedule m%d n%d kblocks %d grid %d: FAIL (%lld)\n", mn, mn + 8, kb, grid, b);
+        bad_sched += b;
+      }
+  std::printf("emulate_wgmma v3p schedule: %s\n", bad_sched ? "FAIL" : "ok");
+  bad += bad_sched;
   return bad ? 1 : 0;
 }

@@ -304,10 +304,14 @@ struct Bench {
         // is usable) and the mma table's choice without it (w4a8_*_mma), so both kernels show
         // in every run whatever the dispatch picks.
         const int mma_cfg = dispatch_config(m, n, k, is_int != 0);
-        const std::pair<int, int> tag_wgmma{kWgmmaConfig, 0}, tag_wgmma2{kWgmmaV2Config, 0}, tag_mma{mma_cfg, 0};
+        const std::pair<int, int> tag_wgmma{kWgmmaConfig, 0}, tag_wgmma2{kWgmmaV2Config, 0}, tag_wgmma3{kWgmmaV3Config, 0},
+            tag_wgmma3p{kWgmmaV3pConfig, 0}, tag_mma{mma_cfg, 0};
         variants.push_back(tag_wgmma);
         variants.push_back(tag_wgmma2);  // row w4a8_*_wgmma2: v2, weights staged in shared memory
-        if (mma_cfg != kWgmmaConfig && mma_cfg != kWgmmaV2Config) variants.push_back(tag_mma);
+        variants.push_back(tag_wgmma3);   // row w4a8_*_wgmma3: v3, folds overlapped with the MMAs
+        variants.push_back(tag_wgmma3p);  // row w4a8_*_wgmma3p: v3 on a persistent grid
+        if (mma_cfg != kWgmmaConfig && mma_cfg != kWgmmaV2Config && mma_cfg != kWgmmaV3Config && mma_cfg != kWgmmaV3pConfig)
+          variants.push_back(tag_mma);
         if (sweep)
           for (int c = 0; c < ody_w4a8_num_configs(); c++)
             for (int s : {0, 1, 2, 4, 8})
@@ -349,11 +353,16 @@ struct Bench {
             r.note = name;
             rows.push_back(r);
           }
-          const bool tagged = (c == tag_wgmma.first || c == tag_wgmma2.first || c == tag_mma.first) && s == 0 && c != -1 && !is_gemv(c);
+          const bool tagged = (c == tag_wgmma.first || c == tag_wgmma2.first || c == tag_wgmma3.first || c == tag_wgmma3p.first ||
+                              c == tag_mma.first) && s == 0 && c != -1 && !is_gemv(c);
           if (tagged && std::find(done_tags.begin(), done_tags.end(), c) == done_tags.end()) {
             done_tags.push_back(c);
             double bytes = w4 + (is_int ? sc_int + np * 4 : sc_f) + in_bytes8 + m * 4 + out16;
-            const char* suffix = c == kWgmmaConfig ? "_wgmma" : c == kWgmmaV2Config ? "_wgmma2" : "_mma";
+            const char* suffix = c == kWgmmaConfig     ? "_wgmma"
+                                 : c == kWgmmaV2Config ? "_wgmma2"
+                                 : c == kWgmmaV3Config ? "_wgmma3"
+                                 : c == kWgmmaV3pConfig ? "_wgmma3p"
+                                                       : "_mma";
             Row r = make_row(n, k, m, std::string(is_int ? "w4a8_int" : "w4a8_float") + suffix, us, bytes, 1979);
             r.note = name;
             rows.push_back(r);

@@ -15,7 +15,7 @@
 //   odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096]   (JSON lines on stdin/stdout)
 //   odyssey-rt ppl --model DIR --tokens FILE [--batch B]
 //   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--prompt 1024] [--gen 128]
-//                    [--repeats 5]
+//                    [--repeats 5] [--profile N] [--profile-prefill N]
 //   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,nll,refuse]
 //   odyssey-rt bench layers [--iters N] [--out FILE.json]
 //   odyssey-rt soak allreduce [--calls 100000] [--ranks 8] [--rows 4] [--width 1024] [--bits 8]
@@ -162,7 +162,7 @@ static void usage() {
                "       odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096]   (docs/gpu-calibration.md)\n"
                "       odyssey-rt ppl --model DIR --tokens FILE [--batch B]          (docs/executor.md)\n"
                "       odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--prompt 1024]\n"
-               "                        [--gen 128] [--repeats 5]\n");
+               "                        [--gen 128] [--repeats 5] [--profile N] [--profile-prefill N]\n");
 }
 
 }  // namespace odyssey

@@ -17,6 +17,12 @@
 // without PDL overlap and with an event between groups, so graph_step_us − profile_sum_us is
 // roughly what launches and kernel boundaries cost inside the graph (negative: PDL overlap
 // and event gaps outweigh them). A table goes to stderr, the rows to the JSON.
+//
+// speed --profile-prefill N does the same for the prefill of the prompt (Executor::
+// profile_prefill: N eager prefills, median per kind) beside the measured TTFT, with the GEMM
+// config the dispatch picks for each linear at the prefill's M (Executor::gemm_choices). With
+// --baseline, after all models a "prefill gap batch B" table per batch puts the baseline (FP16)
+// and the model (W4A8) side by side per kind: where the TTFT difference comes from.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -171,6 +177,8 @@ int cmd_speed(const Args& a) {
   const std::vector<long long> batches = a.get_list("batch", {1, 8, 16, 32, 64});
   const long long prompt = a.get_int("prompt", 1024), gen = a.get_int("gen", 128), repeats = a.get_int("repeats", 5);
   const long long profile_steps = a.get_int("profile", 0);
+  const long long profile_prefill = a.get_int("profile-prefill", 0);
+  if (profile_prefill < 0 || profile_prefill > 100) throw std::runtime_error("--profile-prefill N needs 0 ≤ N ≤ 100");
   if (profile_steps < 0 || (profile_steps > 0 && profile_steps + 1 > gen))
     throw std::runtime_error("--profile N needs 1 ≤ N < --gen (one eager step warms up)");
   if (prompt < 1 || prompt > (1 << 20) || gen < 1 || gen > (1 << 20) || repeats < 1 || repeats > 1000)
@@ -194,6 +202,13 @@ int cmd_speed(const Args& a) {
   write_gpu(w);
   w.field("copy_gbps", gbps);
   w.key("rows").begin_array();
+  // --profile-prefill: per batch, per model (in order), its kinds and TTFT, for the gap tables.
+  struct PrefillProf {
+    std::string model, path;
+    double ttft_us = 0, sum_us = 0;
+    std::vector<exec::Executor::ProfileRow> rows;
+  };
+  std::vector<std::pair<long long, std::vector<PrefillProf>>> prefill_profs;
   for (const std::string& dir : models) {
     auto ex = load_model(dir);
     const exec::ModelPlan& plan = ex->plan();
@@ -289,6 +304,56 @@ int cmd_speed(const Args& a) {
         std::fprintf(stderr, "  %-20s %9.1f us   graph replay %.1f us/step (difference %+.1f us)%s\n", "sum", sum,
                      graph_us, graph_us - sum, same_after ? "" : "  WARNING: tokens changed after profiling");
       }
+      if (profile_prefill > 0) {
+        const std::vector<exec::Executor::ProfileRow> prof = ex->profile_prefill((int)profile_prefill);
+        // The same prompts must still give the same tokens after the eager prefills.
+        ex->prefill();
+        ex->decode((int)gen);
+        const bool same_after = ex->last_tokens() == first_tokens;
+        double sum = 0;
+        for (const auto& r : prof) sum += r.us;
+        const int per = (int)std::min<long long>(B, std::max<long long>(1, 8192 / prompt));  // Executor's chunk
+        const std::vector<exec::Executor::GemmChoice> gemms = ex->gemm_choices((int)(per * prompt));
+        w.key("prefill_profile").begin_object();
+        w.field("runs", profile_prefill);
+        w.field("ttft_us", ttft_med * 1e3);
+        w.field("profile_sum_us", sum);
+        w.field("same_tokens_after_profile", same_after);
+        w.key("kinds").begin_array();
+        for (const auto& r : prof) {
+          w.begin_object();
+          w.field("kind", r.kind);
+          w.field("us", r.us);
+          w.field("groups", r.groups);
+          w.field("share", sum > 0 ? r.us / sum : 0.0);
+          w.end_object();
+        }
+        w.end_array();
+        w.key("gemms").begin_array();
+        for (const auto& g : gemms) {
+          w.begin_object();
+          w.field("site", g.site);
+          w.field("m", g.m);
+          w.field("n", g.n);
+          w.field("k", g.k);
+          w.field("kernel", g.kernel);
+          w.end_object();
+        }
+        w.end_array();
+        w.end_object();
+        std::fprintf(stderr, "prefill profile %s [%s] batch %lld prompt %lld (median of %lld eager prefills; µs, all layers)\n",
+                     dir.c_str(), plan.path.c_str(), B, prompt, profile_prefill);
+        for (const auto& r : prof)
+          std::fprintf(stderr, "  %-16s %10.1f us  %5.1f%%  %5d groups  %8.2f us/group\n", r.kind.c_str(), r.us,
+                       sum > 0 ? 100 * r.us / sum : 0.0, r.groups, r.groups ? r.us / r.groups : 0.0);
+        std::fprintf(stderr, "  %-16s %10.1f us   TTFT %.1f us (difference %+.1f us)%s\n", "sum", sum, ttft_med * 1e3,
+                     ttft_med * 1e3 - sum, same_after ? "" : "  WARNING: tokens changed after profiling");
+        for (const auto& g : gemms)
+          std::fprintf(stderr, "  gemm %-8s M=%d N=%d K=%d: %s\n", g.site.c_str(), g.m, g.n, g.k, g.kernel.c_str());
+        auto it = std::find_if(prefill_profs.begin(), prefill_profs.end(), [&](const auto& e) { return e.first == B; });
+        if (it == prefill_profs.end()) it = prefill_profs.insert(prefill_profs.end(), {B, {}});
+        it->second.push_back(PrefillProf{dir, plan.path, ttft_med * 1e3, sum, prof});
+      }
       w.end_object();
       std::fprintf(stderr, "%s [%s] batch %lld: TTFT %.2f ms, decode %.3f ms/step (%.1f tokens/s), %.0f%% of the floor %.3f ms\n",
                    dir.c_str(), plan.path.c_str(), B, ttft_med, step_med, (double)B / (step_med * 1e-3),
@@ -301,6 +366,33 @@ int cmd_speed(const Args& a) {
   }
   w.end_array();
   w.end_object();
+  // The gap tables: the first model (the baseline) against the last, per kind, per batch.
+  for (const auto& [B, profs] : prefill_profs) {
+    if (profs.size() < 2) continue;
+    const PrefillProf &b = profs.front(), &q = profs.back();
+    std::fprintf(stderr, "prefill gap batch %lld: %s [%s] vs %s [%s] (µs per prefill, all layers)\n", B, b.model.c_str(),
+                 b.path.c_str(), q.model.c_str(), q.path.c_str());
+    std::fprintf(stderr, "  %-16s %10s %10s %10s %7s\n", "kind", b.path.c_str(), q.path.c_str(), "diff", "ratio");
+    std::vector<std::string> kinds;
+    for (const auto& r : b.rows) kinds.push_back(r.kind);
+    for (const auto& r : q.rows)
+      if (std::find(kinds.begin(), kinds.end(), r.kind) == kinds.end()) kinds.push_back(r.kind);
+    auto us_of = [](const PrefillProf& p, const std::string& k) {
+      for (const auto& r : p.rows)
+        if (r.kind == k) return r.us;
+      return 0.0;
+    };
+    for (const std::string& k : kinds) {
+      const double x = us_of(b, k), y = us_of(q, k);
+      std::fprintf(stderr, "  %-16s %10.1f %10.1f %+10.1f %7s\n", k.c_str(), x, y, y - x,
+                   x > 0 ? (std::to_string(y / x).substr(0, 5) + "x").c_str() : "-");
+    }
+    std::fprintf(stderr, "  %-16s %10.1f %10.1f %+10.1f %6.3fx\n", "sum", b.sum_us, q.sum_us, q.sum_us - b.sum_us,
+                 b.sum_us > 0 ? q.sum_us / b.sum_us : 0.0);
+    std::fprintf(stderr, "  %-16s %10.1f %10.1f %+10.1f %6.3fx  (prefill speed-up %.2fx)\n", "TTFT", b.ttft_us, q.ttft_us,
+                 q.ttft_us - b.ttft_us, b.ttft_us > 0 ? q.ttft_us / b.ttft_us : 0.0,
+                 q.ttft_us > 0 ? b.ttft_us / q.ttft_us : 0.0);
+  }
   std::cout << w.str() << std::endl;
   return 0;
 }

@@ -23,6 +23,7 @@
 #include <iterator>
 #include <iostream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common.hpp"
@@ -596,12 +597,16 @@ std::vector<int32_t> run_wgmma_acc(int cfg, int m, int n, int k, int group, cons
   return acc;
 }
 
-// Every part below for one wgmma config (v1 and v2 have the same operand layouts; v2 stages the
-// weights through shared memory, so the A readout checks its copies too).
+// Every part below for one wgmma config (v1, v2 and v3 have the same operand layouts; v2 and v3
+// stage the weights through shared memory, so the A readout checks their copies too; v3's B tile
+// readout checks its two 64-token half descriptors).
 std::vector<CaseResult> wgmma_probe_config(const std::string& cname) {
   std::vector<CaseResult> out;
-  // "wgmma-probe: ..." for v1 as before, "wgmma-probe v2: ..." for v2.
-  const std::string tag = cname == "wgmma_r128t128_s4" ? "wgmma-probe: " : "wgmma-probe v2: ";
+  // "wgmma-probe: ..." for v1 as before, "wgmma-probe v2: ..." for v2, "wgmma-probe v3: ..." for v3.
+  const std::string tag = cname == "wgmma_r128t128_s4"      ? "wgmma-probe: "
+                          : cname == "wgmma_r128t128_s4_v2" ? "wgmma-probe v2: "
+                          : cname == "wgmma_r128t128_s4_v3" ? "wgmma-probe v3: "
+                                                            : "wgmma-probe v3p: ";
   int cfg = -1;
   for (int i = 0; i < ody_w4a8_num_configs(); i++)
     if (std::string(ody_w4a8_config_name(i)) == cname) cfg = i;
@@ -704,10 +709,18 @@ std::vector<CaseResult> wgmma_probe_config(const std::string& cname) {
     out.push_back(r);
   }
 
-  // Random operands against the host product, ragged M and N, several K blocks and groups.
-  for (int group : {128, 32}) {
+  // Random operands against the host product, ragged M and N, several K blocks and groups; the
+  // third case has more K blocks (10) than any version has stages (v3: 7), so every stage is
+  // refilled while earlier ones may still be read (v3's delayed fold of its second half); the
+  // last has 16 × 10 = 160 tiles, more than an H100/H200 has SMs, and 3 K blocks: v3p's blocks
+  // then run two tiles each, with copies crossing tile boundaries (ragged last row tile too).
+  struct RandomCase {
+    int group, k, m, n;
+  };
+  for (const RandomCase rc : {RandomCase{128, 384, 200, 136}, {32, 384, 200, 136}, {64, 1280, 200, 136},
+                              {64, 384, 2048, 1272}}) {
     CaseResult r;
-    const int m = 200, n = 136, k = 384, np = (n + 7) / 8 * 8, groups = k / group;
+    const int group = rc.group, k = rc.k, m = rc.m, n = rc.n, np = (n + 7) / 8 * 8, groups = k / group;
     r.name = tag + "random " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
              " group " + std::to_string(group);
     r.kernel = cname;
@@ -751,6 +764,10 @@ std::vector<CaseResult> wgmma_probe() {
   std::vector<CaseResult> out = wgmma_probe_config("wgmma_r128t128_s4");
   std::vector<CaseResult> v2 = wgmma_probe_config("wgmma_r128t128_s4_v2");
   out.insert(out.end(), v2.begin(), v2.end());
+  std::vector<CaseResult> v3 = wgmma_probe_config("wgmma_r128t128_s4_v3");
+  out.insert(out.end(), v3.begin(), v3.end());
+  std::vector<CaseResult> v3p = wgmma_probe_config("wgmma_r128t128_s4_v3p");
+  out.insert(out.end(), v3p.begin(), v3p.end());
   return out;
 }
 

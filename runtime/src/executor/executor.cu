@@ -906,15 +906,21 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
       prof_mark(of.kind != ActForm::F16 ? "attention+o_quant" : "attention");
     } else {
       EX_CUDA(layers::rope(q, ld_q, k, ld_k, rows, c.heads, c.kv_heads, c.head_dim, pos, inv_freq, stream));
+      prof_mark("rope");
       EX_CUDA(layers::attention_prefill(q, ld_q, k, v, ld_k, att, att_ld, batch, seq, c.heads, c.kv_heads, c.head_dim,
                                         attn_scale, c.sliding_window, attn_ws, attn_ws_bytes, stream));
-      if (mode == Mode::PrefillKV)
+      prof_mark("attention");
+      if (mode == Mode::PrefillKV) {
         EX_CUDA(layers::kv_append(k, v, ld_k, kc[i] + kv_off, vc[i] + kv_off, d_zero, batch, seq, max_seq, c.kv_heads,
                                   c.head_dim, stream));
+        prof_mark("kv_append");
+      }
     }
-    if (mode != Mode::Decode && of.kind != ActForm::F16)
+    if (mode != Mode::Decode && of.kind != ActForm::F16) {
       EX_CUDA(launch_pdl(quantize_rows_kernel, rows, 256, 0, stream, att, att_ld, rows, qdim, s_o.i8[0], s_o.kp,
                          oq.static_scale, oq.token_scale));
+      prof_mark("o_quant");
+    }
     run_site(L.o, s_o, rows, of.kind == ActForm::F16 ? att : nullptr, att_ld);
     prof_mark("o_gemm");
     int ld_o;
@@ -1095,6 +1101,7 @@ void Executor::prefill() {
     const int nb = std::min(per, B - b0);
     const int rows = nb * P;
     EX_CUDA(layers::embed(m.d_prompt + (size_t)b0 * P, rows, m.embed, c.hidden, m.h, m.stream));
+    m.prof_mark("embed");  // (the profile marks are no-ops outside profile_prefill/profile_decode)
     int ldd = 0;
     const size_t kv_off = (size_t)b0 * m.max_seq * c.kv_heads * c.head_dim;
     const __half* delta = m.run_layers(rows, nb, P, Mode::PrefillKV, kv_off, &ldd);
@@ -1107,9 +1114,119 @@ void Executor::prefill() {
     xo.ld = c.hidden;
     xo.f16 = m.xf;
     EX_CUDA(layers::add_rmsnorm(m.h_last, nullptr, 0, m.final_norm, (float)c.rms_norm_eps, nb, c.hidden, &xo, 1, m.stream));
+    m.prof_mark("final_norm");
     m.lm_head_rows(m.xf, nb, m.logits);
+    m.prof_mark("lm_head");
     EX_CUDA(layers::argmax(m.logits, c.vocab, nb, c.vocab, m.d_tokens + b0, m.stream));
+    m.prof_mark("argmax");
   }
+}
+
+std::vector<Executor::ProfileRow> Executor::profile_prefill(int runs) {
+  Impl& m = *impl_;
+  const int B = m.gen_batch;
+  if (B == 0) throw std::logic_error("profile_prefill before setup_generation");
+  if (runs < 1) throw std::invalid_argument("profile_prefill: runs ≥ 1");
+  // prefill() overwrites the KV cache rows of the prompt and d_tokens with what they already
+  // hold (same prompt, same kernels): a later decode() computes what it would have. The tokens
+  // are still saved and restored, as profile_decode does, in case a kernel is nondeterministic.
+  EX_CUDA(cudaMemcpyAsync(m.d_tokens_save, m.d_tokens, (size_t)B * 4, cudaMemcpyDeviceToDevice, m.stream));
+  std::map<std::string, std::vector<double>> per_run;  // kind → µs of each run
+  std::map<std::string, int> groups;
+  std::vector<std::string> order;
+  for (int r = 0; r <= runs; r++) {  // run 0 warms up
+    // The host enqueues the whole prefill (~500 launches and events) behind ~20 ms of spinning,
+    // so the kernels run back to back; the GEMMs are long enough that this matters little.
+    spin_kernel<<<1, 1, 0, m.stream>>>(20000000ull);
+    EX_CUDA(cudaGetLastError());
+    m.prof_on = true;
+    m.prof_n = 0;
+    try {
+      m.prof_mark("start");
+      prefill();
+    } catch (...) {
+      m.prof_on = false;
+      throw;
+    }
+    m.prof_on = false;
+    EX_CUDA(cudaStreamSynchronize(m.stream));
+    if (r == 0) continue;
+    std::map<std::string, double> us;
+    std::map<std::string, int> n;
+    for (size_t i = 1; i < m.prof_n; i++) {
+      float ms = 0;
+      EX_CUDA(cudaEventElapsedTime(&ms, m.prof_ev[i - 1], m.prof_ev[i]));
+      const std::string k = m.prof_kind[i];
+      if (!us.count(k) && !per_run.count(k)) order.push_back(k);
+      us[k] += ms * 1e3;
+      n[k]++;
+    }
+    for (auto& kv : us) per_run[kv.first].push_back(kv.second);
+    groups = n;
+  }
+  EX_CUDA(cudaMemcpyAsync(m.d_tokens, m.d_tokens_save, (size_t)B * 4, cudaMemcpyDeviceToDevice, m.stream));
+  EX_CUDA(cudaStreamSynchronize(m.stream));
+  std::vector<ProfileRow> rows;
+  for (const std::string& k : order) {
+    std::vector<double> v = per_run[k];
+    std::sort(v.begin(), v.end());
+    ProfileRow r;
+    r.kind = k;
+    r.us = v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+    r.groups = groups[k];
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+std::vector<Executor::GemmChoice> Executor::gemm_choices(int rows) const {
+  const Impl& m = *impl_;
+  std::vector<GemmChoice> out;
+  if (m.layers.empty()) return out;
+  const Layer& L = m.layers[0];  // every layer has the same shapes and formats
+  const char* names[4] = {"qkv", "o", "gate_up", "down"};
+  const Site* sites[4] = {&L.qkv, &L.o, &L.gu, &L.down};
+  for (int si = 0; si < 4; si++)
+    for (const Gemm& g : sites[si]->gemms) {
+      GemmChoice ch;
+      ch.site = names[si];
+      ch.m = rows;
+      ch.n = g.n_total;
+      ch.k = g.kp;
+      int cfg = -1, blocks = 0;
+      switch (g.fmt) {
+        case WeightFormat::Dense16:
+          ch.kernel = rows <= ODY_F16_GEMV_MAX_M ? "f16_gemv" : "cublas_fp16";
+          break;
+        case WeightFormat::W4A8: {
+          ody_w4a8_problem p{rows, g.n_total, g.kp, g.group_size, sites[si]->forms[g.form].kind == ActForm::I8PerToken,
+                             g.int_scales ? ODY_SCALE_INT : ODY_SCALE_FLOAT, -1, 0};
+          if (ody_w4a8_dispatch(&p, &cfg, &blocks) == ODY_OK)
+            ch.kernel = std::string("w4a8/") + ody_w4a8_config_name(cfg) + "/" + std::to_string(blocks) + "blocks";
+          else
+            ch.kernel = std::string("w4a8/refused: ") + ody_last_error();
+          break;
+        }
+        case WeightFormat::W4A16: {
+          ody_w4a16_problem p{rows, g.n_total, g.kp, g.group_size, -1, 0};
+          if (ody_w4a16_dispatch(&p, &cfg, &blocks) == ODY_OK)
+            ch.kernel = std::string("w4a16/") + ody_w4a16_config_name(cfg) + "/" + std::to_string(blocks) + "blocks";
+          else
+            ch.kernel = std::string("w4a16/refused: ") + ody_last_error();
+          break;
+        }
+        case WeightFormat::W8A8: {
+          ody_w8a8_problem p{rows, g.n_total, g.kp, -1};
+          if (ody_w8a8_dispatch(&p, &cfg) == ODY_OK)
+            ch.kernel = std::string("w8a8/") + ody_w8a8_config_name(cfg);
+          else
+            ch.kernel = std::string("w8a8/refused: ") + ody_last_error();
+          break;
+        }
+      }
+      out.push_back(ch);
+    }
+  return out;
 }
 
 void Executor::decode(int steps, cudaEvent_t start, cudaEvent_t stop) {

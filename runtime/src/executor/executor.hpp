@@ -70,6 +70,23 @@ class Executor {
     int groups = 0;
   };
   std::vector<ProfileRow> profile_decode(int steps);
+  // The same for the prefill of the uploaded prompt (after setup_generation and upload_prompt):
+  // `runs` eager prefills (one more warms up), each behind the spin kernel, an event after every
+  // launch group (embed; per layer attn_norm (the norm writes the int8 inputs: quantization is
+  // fused there), qkv_gemm, rope, attention, kv_append, o_quant (W4A8/W8A8: the attention
+  // output's quantization, a kernel of its own in prefill), o_gemm, mlp_norm, gate_up_gemm,
+  // swiglu (fused with down's quantization), down_gemm; final_norm (+ the last-row gather),
+  // lm_head, argmax). Median over the runs of each kind's µs summed over the layers. Tokens are
+  // restored; the KV cache is rewritten with the same values.
+  std::vector<ProfileRow> profile_prefill(int runs);
+  // What each linear of a layer runs at M = rows (layer 0; every layer has the same shapes): the
+  // dispatch's config ("w4a8/<config>/<blocks>blocks", "cublas_fp16", ...), for the profile.
+  struct GemmChoice {
+    std::string site;  // qkv, o, gate_up, down
+    int m = 0, n = 0, k = 0;
+    std::string kernel;
+  };
+  std::vector<GemmChoice> gemm_choices(int rows) const;
   // The tokens sampled last (host copy, [batch]); synchronizes.
   std::vector<std::int32_t> last_tokens();
   void release_generation();

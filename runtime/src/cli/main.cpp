@@ -14,10 +14,11 @@
 //                              [--rank R --world N | ODY_RANK/ODY_WORLD] [--uid-file F] [--timeout S]
 //   odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096]   (JSON lines on stdin/stdout)
 //   odyssey-rt ppl --model DIR --tokens FILE [--batch B] [--kv-cache fp16|int8]
-//   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16|int8|fp16,int8] [--prompt 1024] [--gen 128]
+//   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16|int8|fp16,int8]
+//                    [--baseline-kv-cache fp16] [--prompt 1024] [--gen 128]
 //                    [--repeats 5]
-//   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,nll,refuse]
-//   odyssey-rt bench layers [--iters N] [--out FILE.json]
+//   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,kv8,nll,refuse]
+//   odyssey-rt bench layers [--iters N] [--out FILE.json] [--only kv8]
 //   odyssey-rt soak allreduce [--calls 100000] [--ranks 8] [--rows 4] [--width 1024] [--bits 8]
 //                             [--group 128] [--sym] [--dtype f32|f16|bf16] [--timeout 60]
 #include <cstdio>

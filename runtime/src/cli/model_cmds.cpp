@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <memory>
 #include <random>
@@ -114,9 +115,9 @@ std::unique_ptr<exec::Executor> load_model(const std::string& dir) {
 // --kv-cache fp16|int8 (speed: also a list, "fp16,int8", each batch size run with each cache
 // in turn on one loaded model); --kv-int8 is the older spelling of --kv-cache int8. Returns
 // the caches in order, true for int8.
-std::vector<bool> kv_caches(const Args& a, bool allow_list) {
-  std::string spec = a.get("kv-cache");
-  if (a.has("kv-int8")) {
+std::vector<bool> kv_caches(const Args& a, bool allow_list, const char* key = "kv-cache") {
+  std::string spec = a.get(key);
+  if (std::strcmp(key, "kv-cache") == 0 && a.has("kv-int8")) {
     if (!spec.empty() && spec != "int8") throw std::runtime_error("--kv-int8 contradicts --kv-cache " + spec);
     spec = "int8";
   }
@@ -131,7 +132,7 @@ std::vector<bool> kv_caches(const Args& a, bool allow_list) {
     else if (item == "int8")
       out.push_back(true);
     else
-      throw std::runtime_error("--kv-cache: want fp16 or int8" + std::string(allow_list ? " (or a list of them)" : "") +
+      throw std::runtime_error("--" + std::string(key) + ": want fp16 or int8" + std::string(allow_list ? " (or a list of them)" : "") +
                                ", got '" + item + "'");
     if (comma == std::string::npos) break;
     at = comma + 1;
@@ -199,7 +200,9 @@ int cmd_speed(const Args& a) {
   const std::string model = a.get("model"), baseline = a.get("baseline");
   if (model.empty()) throw std::runtime_error("speed needs --model DIR");
   const std::vector<long long> batches = a.get_list("batch", {1, 8, 16, 32, 64});
-  const std::vector<bool> caches = kv_caches(a, true);
+  // --kv-cache for --model; the baseline (the FP16 checkpoint of issue 14's ratios) keeps the
+  // fp16 cache unless --baseline-kv-cache says otherwise.
+  const std::vector<bool> caches = kv_caches(a, true), base_caches = kv_caches(a, true, "baseline-kv-cache");
   const long long prompt = a.get_int("prompt", 1024), gen = a.get_int("gen", 128), repeats = a.get_int("repeats", 5);
   const long long profile_steps = a.get_int("profile", 0);
   if (profile_steps < 0 || (profile_steps > 0 && profile_steps + 1 > gen))
@@ -215,7 +218,7 @@ int cmd_speed(const Args& a) {
   std::vector<std::string> models;
   if (!baseline.empty()) models.push_back(baseline);
   models.push_back(model);
-  const int total = (int)(models.size() * batches.size() * caches.size() * (repeats + 1));
+  const int total = (int)(((baseline.empty() ? 0 : base_caches.size()) + caches.size()) * batches.size() * (repeats + 1));
   int done = 0;
 
   JsonWriter w;
@@ -228,8 +231,9 @@ int cmd_speed(const Args& a) {
   for (const std::string& dir : models) {
     auto ex = load_model(dir);
     const exec::ModelPlan& plan = ex->plan();
+    const bool is_base = !baseline.empty() && dir == baseline;
     for (long long B : batches)
-    for (bool kv8 : caches) {
+    for (bool kv8 : is_base ? base_caches : caches) {
       ex->set_kv_cache_int8(kv8);
       ex->reset_peak();
       ex->setup_generation((int)B, (int)prompt, (int)gen);

@@ -1210,6 +1210,34 @@ Result test_decode_kv8(const Kv8DecodeShape& p, uint64_t seed) {
   return c.r;
 }
 
+// Misuse of the kv8 launchers is refused before anything runs (cudaErrorInvalidValue).
+Result test_kv8_refusals() {
+  Check c("kv8 refusals (odd/too large head_dim, small workspace, missing cache pointers)", "refusal");
+  DeviceBuffer buf = poisoned(1 << 20);
+  __half* hp = buf.get<__half>();
+  int8_t* ip = buf.get<int8_t>();
+  int32_t* pp = buf.get<int32_t>();
+  float* fp = buf.get<float>();
+  auto expect = [&](const char* what, cudaError_t got) {
+    c.r.checked++;
+    if (got != cudaErrorInvalidValue) c.bad(fmt("%s: returned %s", what, cudaGetErrorName(got)));
+  };
+  expect("kv8_prefill head_dim 7", L::kv8_prefill(hp, hp, 64, nullptr, nullptr, nullptr, nullptr, pp, 1, 1, 8, 1, 7, 0));
+  expect("kv8_prefill head_dim 258", L::kv8_prefill(hp, hp, 600, nullptr, nullptr, nullptr, nullptr, pp, 1, 1, 8, 1, 258, 0));
+  expect("kv8_prefill ld < width", L::kv8_prefill(hp, hp, 63, nullptr, nullptr, nullptr, nullptr, pp, 1, 1, 8, 1, 64, 0));
+  expect("kv8_prefill cache without scales", L::kv8_prefill(hp, hp, 64, ip, nullptr, ip, hp, pp, 1, 1, 8, 1, 64, 0));
+  expect("rope_kv8_decode head_dim 258",
+         L::rope_kv8_decode(hp, 600, hp, hp, 600, ip, hp, ip, hp, 1, 8, 1, 1, 258, pp, fp, 0));
+  expect("rope_kv8_decode no v cache", L::rope_kv8_decode(hp, 64, hp, hp, 64, ip, hp, nullptr, hp, 1, 8, 1, 1, 64, pp, fp, 0));
+  const size_t wsb = L::attention_decode_kv8_workspace(2, 4, 64, 100);
+  expect("attention_decode_kv8 small workspace", L::attention_decode_kv8(hp, 256, ip, hp, ip, hp, pp, hp, 256, 2, 100, 4, 2, 64,
+                                                                         0.125f, 0, buf.get(), wsb - 4, 0));
+  expect("attention_decode_kv8 nh % nkv", L::attention_decode_kv8(hp, 256, ip, hp, ip, hp, pp, hp, 256, 2, 100, 4, 3, 64,
+                                                                   0.125f, 0, buf.get(), wsb, 0));
+  c.cuda(cudaDeviceSynchronize(), "kv8 refusals (sync)");
+  return c.r;
+}
+
 // ---------------------------------------------------------------------------------------------
 // nll, argmax
 
@@ -1507,6 +1535,7 @@ int cmd_test_layers(const Args& args) {
     add(test_decode_kv8({3, 200, 8, 4, 8, 0, {200, 1, 77}, L::ActKind::F16, false}, seed++));
     add(test_decode_kv8({2, 100, 12, 4, 96, 3, {100, 64}, L::ActKind::I8PerToken, false}, seed++));
     add(test_decode_kv8({8, 1024, 32, 32, 128, 0, std::vector<int>(8, 1024), L::ActKind::F16, false}, seed++));
+    add(test_kv8_refusals());
   }
 
   for (int rows : want("nll") ? std::vector<int>{1, 3, 17} : std::vector<int>{})

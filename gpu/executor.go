@@ -27,9 +27,12 @@ type PPLAnswer struct {
 	Arch   string `json:"arch"`
 	SeqLen int    `json:"seq_len"`
 	// Windows is the number of windows scored; TokensScored Windows·(SeqLen−1).
-	Windows      int       `json:"windows"`
-	TokensScored int       `json:"tokens_scored"`
-	Batch        int       `json:"batch"`
+	Windows      int `json:"windows"`
+	TokensScored int `json:"tokens_scored"`
+	Batch        int `json:"batch"`
+	// KVCache is the KV cache the attention ran over: "fp16" or "int8" (empty from a runtime
+	// older than the int8 cache, which had only fp16).
+	KVCache      string    `json:"kv_cache"`
 	NLLPerWindow []float64 `json:"nll_per_window"`
 	NLLSum       float64   `json:"nll_sum"`
 	Seconds      float64   `json:"seconds"`
@@ -44,7 +47,9 @@ type PPLOptions struct {
 	Model  string // the model folder
 	Tokens string // a token windows file (WriteTokenWindows)
 	Batch  int    // windows per forward pass; 0 = the runtime's default
-	KVInt8 bool   // the int8 KV cache
+	// KVCache: "fp16" or "int8" (int8 codes with an fp16 scale per token and kv head; the
+	// prefill fake-quantizes k/v as decode will read them); "" leaves the runtime's default, fp16.
+	KVCache string
 }
 
 // PPL runs `odyssey-rt ppl` and checks that its answer holds together: one finite NLL per
@@ -55,8 +60,8 @@ func PPL(ctx context.Context, opts RunOptions, path string, p PPLOptions) (*PPLA
 	if p.Batch > 0 {
 		args = append(args, "--batch", strconv.Itoa(p.Batch))
 	}
-	if p.KVInt8 {
-		args = append(args, "--kv-int8")
+	if p.KVCache != "" {
+		args = append(args, "--kv-cache", p.KVCache)
 	}
 	a, raw, err := runTyped[PPLAnswer](ctx, opts, path, args...)
 	if err != nil {
@@ -99,6 +104,7 @@ type SpeedRow struct {
 	Model                string    `json:"model"`
 	Path                 string    `json:"path"`
 	Batch                int       `json:"batch"`
+	KVCache              string    `json:"kv_cache"`
 	Prompt               int       `json:"prompt"`
 	Gen                  int       `json:"gen"`
 	TTFTMs               float64   `json:"ttft_ms"`
@@ -130,6 +136,9 @@ type SpeedOptions struct {
 	Prompt   int
 	Gen      int
 	Repeats  int
+	// KVCache for Model: "fp16", "int8" or both ("fp16,int8": every batch size with each, one
+	// load); the baseline keeps the fp16 cache. "" leaves the runtime's default, fp16.
+	KVCache string
 }
 
 // Speed runs `odyssey-rt speed`. opts.Progress receives its progress in runs.
@@ -140,6 +149,9 @@ func Speed(ctx context.Context, opts RunOptions, path string, s SpeedOptions) (*
 	}
 	if s.Batch != "" {
 		args = append(args, "--batch", s.Batch)
+	}
+	if s.KVCache != "" {
+		args = append(args, "--kv-cache", s.KVCache)
 	}
 	for _, f := range []struct {
 		name string

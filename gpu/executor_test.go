@@ -80,22 +80,22 @@ func TestRunProgressLongLine(t *testing.T) {
 }
 
 const pplAnswer = `{"ok": true, "model": "m", "path": "w4a8", "arch": "llama", "seq_len": 4, "windows": 2,
- "tokens_scored": 6, "batch": 2, "nll_per_window": [1.5, 2.25], "nll_sum": 3.75, "seconds": 0.5,
+ "tokens_scored": 6, "batch": 2, "kv_cache": "int8", "nll_per_window": [1.5, 2.25], "nll_sum": 3.75, "seconds": 0.5,
  "tokens_per_second": 12, "gpu": {"name": "NVIDIA H200", "cc": "9.0", "driver": "580.65.06", "memory_bytes": 150000000000},
  "runtime_version": "0.2.0"}`
 
 func TestPPL(t *testing.T) {
 	needUnix(t)
-	rt := fakeRT(t, `[ "$*" = "ppl --model /m --tokens /t.bin --batch 8 --kv-int8" ] || { echo "{\"ok\":false,\"error\":\"args: $*\"}"; exit 2; }
+	rt := fakeRT(t, `[ "$*" = "ppl --model /m --tokens /t.bin --batch 8 --kv-cache int8" ] || { echo "{\"ok\":false,\"error\":\"args: $*\"}"; exit 2; }
 cat <<'EOF'
 `+pplAnswer+`
 EOF`)
-	a, _, err := PPL(context.Background(), RunOptions{}, rt, PPLOptions{Model: "/m", Tokens: "/t.bin", Batch: 8, KVInt8: true})
+	a, _, err := PPL(context.Background(), RunOptions{}, rt, PPLOptions{Model: "/m", Tokens: "/t.bin", Batch: 8, KVCache: "int8"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.Path != "w4a8" || a.SeqLen != 4 || a.Windows != 2 || a.NLLPerWindow[1] != 2.25 || a.GPU.Name != "NVIDIA H200" ||
-		a.GPU.Driver != "580.65.06" || a.RuntimeVersion != "0.2.0" {
+		a.GPU.Driver != "580.65.06" || a.RuntimeVersion != "0.2.0" || a.KVCache != "int8" {
 		t.Errorf("answer %+v", a)
 	}
 	// Answers that do not hold together are refused, saying why.
@@ -119,11 +119,11 @@ func TestSpeed(t *testing.T) {
 	row := `{"model": "/q", "path": "w4a8", "batch": 1, "prompt": 16, "gen": 8, "ttft_ms": 2.5, "ttft_ms_all": [2.5, 2.6, 2.4],
  "decode_tokens_per_s": 500, "decode_ms_per_step": 2, "decode_ms_per_step_all": [2, 2, 2], "weight_bytes": 3.6e9,
  "kv_bytes_per_token": 524288, "memory_floor_ms_per_step": 1.0, "fraction_of_floor": 0.5, "gpu_memory_bytes": 5.1e9}`
-	rt := fakeRT(t, `[ "$*" = "speed --model /q --baseline /f --batch 1,8 --prompt 16 --gen 8 --repeats 3" ] || { echo "{\"ok\":false,\"error\":\"args: $*\"}"; exit 2; }
+	rt := fakeRT(t, `[ "$*" = "speed --model /q --baseline /f --batch 1,8 --kv-cache fp16,int8 --prompt 16 --gen 8 --repeats 3" ] || { echo "{\"ok\":false,\"error\":\"args: $*\"}"; exit 2; }
 cat <<'EOF'
 {"ok": true, "runtime_version": "0.2.0", "gpu": {"name": "NVIDIA H200"}, "copy_gbps": 4080, "rows": [`+row+`]}
 EOF`)
-	a, _, err := Speed(context.Background(), RunOptions{}, rt, SpeedOptions{Model: "/q", Baseline: "/f", Batch: "1,8", Prompt: 16, Gen: 8, Repeats: 3})
+	a, _, err := Speed(context.Background(), RunOptions{}, rt, SpeedOptions{Model: "/q", Baseline: "/f", Batch: "1,8", Prompt: 16, Gen: 8, Repeats: 3, KVCache: "fp16,int8"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,8 @@ type verifyPPLOptions struct {
 	model      string
 	runtime    string
 	timeout    time.Duration
-	kvInt8     bool
+	kvCache    string
+	kvInt8     bool // the former spelling of --kv-cache int8
 	compareCPU bool
 	tolerance  float64
 	golden     string
@@ -79,7 +80,9 @@ text (by sha256) and L; beyond --golden-tolerance (default 0.05%) the command ex
 	f.StringVar(&o.model, "model", "", "checkpoint or quantized artifact folder (required)")
 	f.StringVar(&o.runtime, "runtime", "", "the odyssey-rt binary (default: $ODYSSEY_RT, runtime/build/odyssey-rt, PATH)")
 	f.DurationVar(&o.timeout, "timeout", time.Hour, "give up after this long")
-	f.BoolVar(&o.kvInt8, "kv-int8", false, "run attention over an int8 KV cache (if the runtime has one)")
+	f.StringVar(&o.kvCache, "kv-cache", "fp16", "the KV cache attention runs over: fp16, or int8 (codes with an fp16 scale per token and kv head, FPTQ's; the prefill fake-quantizes k/v as decode would read them, so the perplexity shows its cost)")
+	f.BoolVar(&o.kvInt8, "kv-int8", false, "the same as --kv-cache int8")
+	_ = f.MarkDeprecated("kv-int8", "use --kv-cache int8")
 	f.BoolVar(&o.compareCPU, "compare-cpu", false, "also run eval ppl on the CPU on the same windows and compare")
 	f.Float64Var(&o.tolerance, "tolerance", 0.002, "with --compare-cpu, the largest relative difference of the perplexities accepted")
 	f.StringVar(&o.golden, "golden", "", "a golden perplexity file (../shared/golden/ppl.json) to compare with")
@@ -91,8 +94,23 @@ text (by sha256) and L; beyond --golden-tolerance (default 0.05%) the command ex
 	return cmd
 }
 
+// kvCacheArg is --kv-cache for the runtime: empty for fp16, its default, so that a runtime
+// older than the int8 cache still runs the fp16 one.
+func kvCacheArg(v string) string {
+	if v == "fp16" {
+		return ""
+	}
+	return v
+}
+
 func (o *verifyPPLOptions) validate() error {
 	if err := checkTimeout(o.timeout); err != nil {
+		return err
+	}
+	if o.kvInt8 {
+		o.kvCache = "int8"
+	}
+	if err := checkKVCache(o.kvCache); err != nil {
 		return err
 	}
 	if !(o.tolerance > 0) || math.IsInf(o.tolerance, 0) {
@@ -138,7 +156,7 @@ type verifyPPLReport struct {
 	Path           string  `json:"path"`
 	Arch           string  `json:"arch,omitempty"`
 	Batch          int     `json:"batch,omitempty"`
-	KVInt8         bool    `json:"kv_int8,omitempty"`
+	KVCache        string  `json:"kv_cache"`
 	GPU            gpu.GPU `json:"gpu"`
 	RuntimeVersion string  `json:"runtime_version"`
 	// CPU is eval ppl on the same windows, with --compare-cpu.
@@ -199,7 +217,7 @@ func runVerifyPPL(ctx context.Context, g *globalOptions, o *verifyPPLOptions) er
 	defer cancel()
 	bar := newProgress(g.errOut, o.asJSON, int64(len(windows)), "loading the model on the GPU", "windows")
 	ans, _, err := gpu.PPL(gpuCtx, gpu.RunOptions{Stderr: g.errOut, Progress: rateProgress(bar, "perplexity on the GPU", int64(o.seqLen))}, rt,
-		gpu.PPLOptions{Model: lm.path, Tokens: tokens, Batch: o.batch, KVInt8: o.kvInt8})
+		gpu.PPLOptions{Model: lm.path, Tokens: tokens, Batch: o.batch, KVCache: kvCacheArg(o.kvCache)})
 	bar.Done()
 	removeTokens()
 	if err != nil {
@@ -219,7 +237,10 @@ func runVerifyPPL(ctx context.Context, g *globalOptions, o *verifyPPLOptions) er
 		res.TokensPerSecond = float64(len(windows)*o.seqLen) / ans.Seconds
 	}
 	rep := verifyPPLReport{Model: o.model, Data: o.data, PPLResult: res, Device: "cuda", Path: ans.Path, Arch: ans.Arch,
-		Batch: ans.Batch, KVInt8: o.kvInt8, GPU: ans.GPU, RuntimeVersion: ans.RuntimeVersion}
+		Batch: ans.Batch, KVCache: o.kvCache, GPU: ans.GPU, RuntimeVersion: ans.RuntimeVersion}
+	if ans.KVCache != "" && ans.KVCache != o.kvCache {
+		return fmt.Errorf("%s ran over a %s KV cache; --kv-cache %s was asked for", rt, ans.KVCache, o.kvCache)
+	}
 
 	if golden != nil {
 		golden.RelativeDifference = (res.PPL - golden.PPL) / golden.PPL
@@ -353,7 +374,7 @@ func printVerifyPPL(w io.Writer, rt string, r *verifyPPLReport) error {
 	fmt.Fprintf(tw, "time\t%.1f s (%.0f tokens/s)\n", r.Seconds, r.TokensPerSecond)
 	fmt.Fprintf(tw, "GPU\t%s, compute capability %s, driver %s, %s\n", r.GPU.Name, r.GPU.CC, r.GPU.Driver, humanBytes(r.GPU.MemoryBytes))
 	kv := ""
-	if r.KVInt8 {
+	if r.KVCache == "int8" {
 		kv = ", int8 KV cache"
 	}
 	fmt.Fprintf(tw, "executor\t%s path, batch %d%s; odyssey-rt %s (%s)\n", r.Path, r.Batch, kv, r.RuntimeVersion, rt)

@@ -27,6 +27,7 @@ type verifySpeedOptions struct {
 	prompt   int
 	gen      int
 	repeats  int
+	kvCache  string
 	runtime  string
 	timeout  time.Duration
 	asJSON   bool
@@ -69,6 +70,7 @@ replaces an existing file without --force.`,
 	f.IntVar(&o.prompt, "prompt", 1024, "prompt tokens per sequence")
 	f.IntVar(&o.gen, "gen", 128, "generated tokens per sequence")
 	f.IntVar(&o.repeats, "repeats", 5, "timed runs per figure, median reported")
+	f.StringVar(&o.kvCache, "kv-cache", "fp16", "the KV cache of --model: fp16, or int8 (codes with an fp16 scale per token and kv head); --baseline keeps fp16")
 	f.StringVar(&o.runtime, "runtime", "", "the odyssey-rt binary (default: $ODYSSEY_RT, runtime/build/odyssey-rt, PATH)")
 	f.DurationVar(&o.timeout, "timeout", time.Hour, "give up after this long")
 	f.BoolVar(&o.asJSON, "json", false, "print the results as JSON instead of the table")
@@ -82,6 +84,9 @@ replaces an existing file without --force.`,
 
 func (o *verifySpeedOptions) validate() ([]int, error) {
 	if err := checkTimeout(o.timeout); err != nil {
+		return nil, err
+	}
+	if err := checkKVCache(o.kvCache); err != nil {
 		return nil, err
 	}
 	list, err := parsePositiveList("--batch", o.batch)
@@ -306,7 +311,7 @@ func runVerifySpeed(ctx context.Context, g *globalOptions, o *verifySpeedOptions
 	}
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()
-	so := gpu.SpeedOptions{Model: m.path, Batch: o.batch, Prompt: o.prompt, Gen: o.gen, Repeats: o.repeats}
+	so := gpu.SpeedOptions{Model: m.path, Batch: o.batch, Prompt: o.prompt, Gen: o.gen, Repeats: o.repeats, KVCache: kvCacheArg(o.kvCache)}
 	if base != nil {
 		so.Baseline = base.path
 	}
@@ -467,6 +472,22 @@ func newSpeedReport(o *verifySpeedOptions, batches []int, m, base *speedModel, a
 	return rep, nil
 }
 
+// checkKVCache refuses a --kv-cache other than the two caches the runtime has.
+func checkKVCache(v string) error {
+	if v != "fp16" && v != "int8" {
+		return usageErrorf("--kv-cache must be fp16 or int8, got %q", v)
+	}
+	return nil
+}
+
+// pathCell is a row's path, with its KV cache when that is not the default fp16.
+func pathCell(t gpu.SpeedRow) string {
+	if t.KVCache != "" && t.KVCache != "fp16" {
+		return t.Path + " (" + t.KVCache + " KV)"
+	}
+	return t.Path
+}
+
 // samePath reports whether the runtime's "model" names the folder it was given (it may have
 // made the path absolute or resolved links).
 func samePath(a, b string) bool {
@@ -582,7 +603,7 @@ func printSpeedMarkdown(w io.Writer, r *speedReport) error {
 			return "–"
 		}
 		fmt.Fprintf(w, "| %s | %s | %d | %.2f | %.1f | %.3f | %.3f | %.0f%% | %s | %s | %s |\n",
-			mdCell(r.rowName(i)), t.Path, t.Batch, t.TTFTMs, t.DecodeTokensPerS, t.DecodeMsPerStep, t.MemoryFloorMsPerStep,
+			mdCell(r.rowName(i)), pathCell(t), t.Batch, t.TTFTMs, t.DecodeTokensPerS, t.DecodeMsPerStep, t.MemoryFloorMsPerStep,
 			100*t.FractionOfFloor, humanBytes(int64(t.GPUMemoryBytes)), ratio("decode_speedup_vs_baseline"), ratio("prefill_speedup_vs_baseline"))
 	}
 	if h := r.HF; h != nil {

@@ -196,6 +196,7 @@ func TestVerifySpeedBadInput(t *testing.T) {
 		{[]string{"--batch", ""}, exitUsage, "at least one batch size"},
 		{[]string{"--prompt", "0"}, exitUsage, "--prompt must be at least 1"},
 		{[]string{"--repeats", "0"}, exitUsage, "--repeats must be at least 1"},
+		{[]string{"--kv-cache", "fp16,int8"}, exitUsage, `--kv-cache must be fp16 or int8, got "fp16,int8"`},
 		{[]string{"--out", filepath.Join(dir, "a.json"), "--md", filepath.Join(dir, "a.json")}, exitUsage, "name the same file"},
 		{[]string{"--out", filepath.Join(dir, "no", "a.json")}, exitUsage, "does not exist"},
 		{[]string{"--md", dir}, exitUsage, "is a folder"},

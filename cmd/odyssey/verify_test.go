@@ -173,6 +173,18 @@ func TestVerifyPPL(t *testing.T) {
 		t.Errorf("stderr %q", errOut)
 	}
 
+	if argAfter(args, "--kv-cache") != "" || !strings.Contains(out, `"kv_cache": "fp16"`) {
+		t.Errorf("the default fp16 cache: runtime arguments %q, report %s", args, out)
+	}
+	// --kv-cache int8 (and its former spelling --kv-int8) reaches the runtime and the report.
+	for _, flag := range [][]string{{"--kv-cache", "int8"}, {"--kv-int8"}} {
+		code, out, errOut := runCLI(t, "", append([]string{"verify", "ppl", "--model", tiny, "--data", sample, "--seq-len", "64",
+			"--max-windows", "5", "--runtime", rt, "--json"}, flag...)...)
+		if a := readFakeArgs(argsFile); code != 0 || argAfter(a, "--kv-cache") != "int8" || !strings.Contains(out, `"kv_cache": "int8"`) {
+			t.Errorf("%v: exit %d, runtime arguments %q, report %s%s", flag, code, a, out, errOut)
+		}
+	}
+
 	// The table.
 	code, out, errOut = runCLI(t, "", "verify", "ppl", "--model", tiny, "--data", sample, "--seq-len", "64", "--max-windows", "5", "--runtime", rt)
 	for _, w := range []string{fmt.Sprintf("perplexity  %.4f", r.PPL), fmt.Sprintf("5 of %d, L = 64, 315 tokens scored", total),
@@ -313,6 +325,7 @@ func TestVerifyPPLBadInput(t *testing.T) {
 		{[]string{"--model", tiny, "--data", dir}, exitBadInput, "is a folder"},
 		{[]string{"--model", tiny, "--data", short, "--seq-len", "64"}, exitBadInput, "one window needs 64"},
 		{[]string{"--model", tiny, "--data", sample, "--bogus"}, exitUsage, "unknown flag"},
+		{[]string{"--model", tiny, "--data", sample, "--kv-cache", "int4"}, exitUsage, `--kv-cache must be fp16 or int8, got "int4"`},
 	}
 	for _, c := range cases {
 		os.Remove(argsFile)

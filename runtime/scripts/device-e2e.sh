@@ -19,6 +19,16 @@
 #              prefill (speed --profile-prefill, batch E2E_PREFILL_BATCH=1,8): "prefill gap batch B"
 #              tables FP16 vs W4A8 per kernel kind, the GEMM configs at the prefill's M, and W4A8
 #              again with ODYSSEY_WGMMA_V3=1 and =p (wgmma v3 / v3p A/B; E2E_PREFILL_V3)
+#   kv8        the int8 KV cache (runtime/NOTES.md, "int8 KV cache"): `test layers --only kv8`,
+#              `bench layers --only kv8` (attention fp16 vs int8 cache, batch 1/8/16/64, ctx 1024),
+#              perplexity with --kv-cache fp16 vs int8 on tiny-llama, small-llama-outliers and
+#              stories260K (FP16 checkpoint and its w4a8-rtn artifact: the relative change is the
+#              int8 cache's cost), decode speed of the synthetic 7B w4a8-rtn with both caches at
+#              batch 1,8,16,32,64 (one load, `odyssey-rt speed --kv-cache fp16,int8`) beside its
+#              FP16 checkpoint (fp16 cache). E2E_KV8_PARTS="test bench ppl speed" picks parts (a
+#              fresh machine's 7B synth + quantize is the long one); E2E_KV8_PPL_MAX (0.05) is the
+#              relative ppl change beyond which the int8 cache is called broken. Last line
+#              `kv8: PASS|FAIL` with the ppl cost and the decode speed-ups.
 #   calib      GPU calibration (docs/gpu-calibration.md): quantize tiny-llama, small-llama-outliers
 #              (and small-llama if staged) with w4a8-rtn, w4a8-fptq, w4a16-gptq, --device cpu and
 #              --device cuda, compare the policies and the GPU perplexities of both artifacts
@@ -232,6 +242,105 @@ for s in "$@"; do
     printf '%s\n' "${rows[@]}" | python3 runtime/scripts/calib-compare.py "$E" > "$E/calib.md"
     cat "$E/calib.md"
     stamp "calib done"
+    ;;
+  kv8)
+    stamp kv8
+    K=$E/kv8
+    mkdir -p "$K"
+    parts=" ${E2E_KV8_PARTS:-test bench ppl speed} "
+    if [[ $parts == *" test "* ]]; then
+      $ODYSSEY_RT test layers --only kv8 > "$K/test.json" 2> "$K/test.log"
+      echo "kv8 test rc=$? $(tail -1 "$K/test.log")"
+      grep FAIL "$K/test.log" | head -5 | cut -c1-300
+    fi
+    if [[ $parts == *" bench "* ]]; then
+      $ODYSSEY_RT bench layers --only kv8 --out "$K/bench.json" > /dev/null 2> "$K/bench.log"
+      echo "kv8 bench rc=$?"; grep -E "^(decode|append) " "$K/bench.log"
+      stamp "kv8: bench done"
+    fi
+    if [[ $parts == *" ppl "* ]]; then
+      for m in "${models[@]}"; do
+        read -r name dir data L _ <<< "$m"
+        a=$M/$name-w4a8-rtn
+        [ -d "$a" ] || $ODY quantize --model "$dir" --recipe w4a8-rtn --out "$a" --force --no-sync > "$K/q-$name.log" 2>&1 ||
+          { echo "$name w4a8-rtn: quantize failed"; tail -3 "$K/q-$name.log"; }
+        for mm in "fp16 $dir" "w4a8-rtn $a"; do
+          read -r what mdir <<< "$mm"
+          for kv in fp16 int8; do
+            f="$K/ppl-$name-$what-$kv"
+            $ODY verify ppl --model "$mdir" --data "$data" --seq-len "$L" --max-windows "$WINDOWS" --kv-cache $kv --json > "$f.json" 2> "$f.log"
+            echo "$name $what kv=$kv rc=$? $(summ "$f.json")"
+          done
+        done
+      done
+      stamp "kv8: ppl done"
+    fi
+    if [[ $parts == *" speed "* ]]; then
+      S=${E2E_SHAPE:-llama2-7b}
+      synth_models
+      stamp "kv8: models ready"
+      $ODYSSEY_RT speed --model /tmp/$S-w4a8 --baseline /tmp/$S --batch ${E2E_KV8_BATCH:-1,8,16,32,64} --kv-cache fp16,int8 \
+        --prompt 1024 --gen ${E2E_KV8_GEN:-128} --repeats ${E2E_KV8_REPEATS:-3} > "$K/speed.json" 2> "$K/speed.log"
+      echo "kv8 speed rc=$?"; grep -E "TTFT|WARNING" "$K/speed.log"
+      stamp "kv8: speed done"
+    fi
+    python3 - "$K" "$parts" "${E2E_KV8_PPL_MAX:-0.05}" <<'PY'
+import json, math, os, sys
+K, parts, ppl_max = sys.argv[1], sys.argv[2].split(), float(sys.argv[3])
+ok, notes = True, []
+def load(p):
+    try:
+        return json.load(open(p))
+    except Exception:
+        return None
+if "test" in parts:
+    t = load(f"{K}/test.json")
+    cases = (t or {}).get("cases", [])
+    good = bool(cases) and all(c.get("passed") for c in cases)
+    ok &= good
+    notes.append(f"test {sum(c.get('passed', False) for c in cases)}/{len(cases)} passed")
+if "bench" in parts:
+    b = load(f"{K}/bench.json")
+    rows = (b or {}).get("decode_kv8", [])
+    sp = {(r["batch"], r["kv_heads"]): r["speedup_vs_fp16"] for r in rows if "speedup_vs_fp16" in r}
+    ok &= len(sp) == 8
+    print("bench attention, int8 cache vs fp16 (ctx 1024, 32/32 | 32/8): " +
+          ", ".join(f"b{bb} {sp.get((bb, 32), float('nan')):.2f}x|{sp.get((bb, 8), float('nan')):.2f}x" for bb in (1, 8, 16, 64)))
+    if sp:
+        notes.append("attention b16 MHA %.2fx" % sp.get((16, 32), float("nan")))
+if "ppl" in parts:
+    cost = []
+    for name in ("tiny-llama", "small-llama-outliers", "stories260K"):
+        for what in ("fp16", "w4a8-rtn"):
+            a, c = load(f"{K}/ppl-{name}-{what}-fp16.json"), load(f"{K}/ppl-{name}-{what}-int8.json")
+            if not a or not c or not a.get("ppl") or not c.get("ppl") or c.get("kv_cache") != "int8":
+                print(f"ppl {name} {what}: missing"); ok = False; continue
+            rel = (c["ppl"] - a["ppl"]) / a["ppl"]
+            bad = not math.isfinite(rel) or abs(rel) > ppl_max
+            ok &= not bad
+            print(f"ppl {name:22s} {what:9s} fp16 KV {a['ppl']:.5f}  int8 KV {c['ppl']:.5f}  change {100*rel:+.3f}%" + ("  BEYOND E2E_KV8_PPL_MAX" if bad else ""))
+            cost.append(f"{name}/{what} {100*rel:+.2f}%")
+    notes.append("ppl cost " + ", ".join(cost))
+if "speed" in parts:
+    s = load(f"{K}/speed.json")
+    rows = (s or {}).get("rows", [])
+    fp16base = {r["batch"]: r for r in rows if r.get("path") == "fp16"}
+    q = {(r["batch"], r.get("kv_cache")): r for r in rows if r.get("path") != "fp16"}
+    batches = sorted({b for b, _ in q})
+    print("speed synthetic 7B w4a8-rtn, decode tok/s: batch | fp16 KV | int8 KV | int8/fp16 | vs FP16 model (fp16 KV): fp16 KV, int8 KV | kv bytes/token fp16, int8")
+    for bb in batches:
+        a, c, f = q.get((bb, "fp16")), q.get((bb, "int8")), fp16base.get(bb)
+        if not a or not c:
+            ok = False; print(f"  {bb}: missing"); continue
+        ok &= a.get("same_tokens_every_run", False) and c.get("same_tokens_every_run", False)
+        r = c["decode_tokens_per_s"] / a["decode_tokens_per_s"]
+        vs = (f"{a['decode_tokens_per_s']/f['decode_tokens_per_s']:.2f}x, {c['decode_tokens_per_s']/f['decode_tokens_per_s']:.2f}x" if f else "-")
+        print(f"  {bb:3d} | {a['decode_tokens_per_s']:9.1f} | {c['decode_tokens_per_s']:9.1f} | {r:.3f}x | {vs} | {a['kv_bytes_per_token']}, {c['kv_bytes_per_token']}")
+        if bb in (8, 16):
+            notes.append(f"b{bb} decode int8/fp16 KV {r:.2f}x" + (f", W4A8+int8KV vs FP16 {c['decode_tokens_per_s']/f['decode_tokens_per_s']:.2f}x" if f else ""))
+    ok &= bool(batches)
+print("kv8: %s (%s)" % ("PASS" if ok else "FAIL", "; ".join(notes)))
+PY
     ;;
   sanitize)
     # compute-sanitizer around the executor as `odyssey verify` drives it (the wrapper keeps the

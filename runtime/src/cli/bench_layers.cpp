@@ -16,6 +16,11 @@
 // - rows: add_rmsnorm (hidden 4096) and swiglu (11008), each with int8 per-token output, at batch
 //   1, 8, 16, variant "reg" (register kernels) against "loop" (ODYSSEY_ROWS=loop, the former
 //   kernels); rope_kv_decode at 32/32 and 32/8. Goal at batch 1: ≤ 3 µs per call.
+// - decode_kv8 (also alone: --only kv8): the int8 KV cache (executor/kv8.cu) beside the fp16 one
+//   in the same run, ctx 1024, batch 1/8/16/64, 32/32 and 32/8: attention "fast" (the fp16 cache,
+//   attention_decode) vs "fast-kv8" (attention_decode_kv8), GB/s of the bytes each must read
+//   (fp16: 2·2 bytes per element; int8: 1 byte + 2 bytes of scale per head_dim elements, K and V);
+//   and the decode step's append, "rope_kv" vs "rope_kv8".
 // Each figure is the median of --iters samples (≥ 20) after a warm-up; a sample times a few
 // back-to-back launches with CUDA events and divides. Inputs are random fp16 in [−1, 1].
 #include <algorithm>
@@ -29,6 +34,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "executor/kv8.hpp"
 #include "executor/layers.hpp"
 #include "json.hpp"
 
@@ -128,6 +134,119 @@ int cmd_bench_layers(const Args& args) {
   w.end_object();
   w.field("copy_gbps", copy_gbps);
   w.field("iters", iters);
+
+  // The int8 KV cache against the fp16 one (same shapes, same run).
+  {
+    const int hd = 128, nh = 32, ctx = 1024;
+    w.key("decode_kv8").begin_array();
+    for (int batch : {1, 8, 16, 64})
+      for (int nkv : {32, 8}) {
+        const size_t cache = (size_t)batch * ctx * nkv * hd, cells = cache / hd;
+        DeviceBuffer q((size_t)batch * nh * hd * 2), out((size_t)batch * nh * hd * 2), kc(cache * 2), vc(cache * 2);
+        DeviceBuffer k8(cache), v8(cache), ks(cells * 2), vs(cells * 2);
+        fill_random_half(q);
+        fill_random_half(kc);
+        fill_random_half(vc);
+        fill_random_half(k8);  // any byte is a valid code
+        fill_random_half(v8);
+        fill_random_half(ks);  // finite fp16 scales in [−1, 1]
+        fill_random_half(vs);
+        std::vector<int32_t> lens(batch, ctx);
+        DeviceBuffer len(batch * 4);
+        len.upload(lens.data(), batch * 4);
+        const size_t wsb = std::max(L::attention_decode_workspace(batch, nh, hd, ctx),
+                                    L::attention_decode_kv8_workspace(batch, nh, hd, ctx));
+        DeviceBuffer ws(wsb);
+        const float scale = 1.f / std::sqrt((float)hd);
+        unsetenv("ODYSSEY_DECODE_ATTN");
+        unsetenv("ODYSSEY_DECODE_GQA");
+        unsetenv("ODYSSEY_KV8_ATTN");
+        double us_fp16 = 0;
+        for (const char* variant : {"fast", "fast-kv8"}) {
+          const bool kv8 = std::string(variant) == "fast-kv8";
+          auto launch = [&] {
+            if (kv8)
+              check(L::attention_decode_kv8(q.get<__half>(), nh * hd, k8.get<int8_t>(), ks.get<__half>(), v8.get<int8_t>(),
+                                            vs.get<__half>(), len.get<int32_t>(), out.get<__half>(), nh * hd, batch, ctx,
+                                            nh, nkv, hd, scale, 0, ws.get(), wsb, 0),
+                    "attention_decode_kv8");
+            else
+              check(L::attention_decode(q.get<__half>(), nh * hd, kc.get<__half>(), vc.get<__half>(), len.get<int32_t>(),
+                                        out.get<__half>(), nh * hd, batch, ctx, nh, nkv, hd, scale, 0, ws.get(), wsb, 0),
+                    "attention_decode");
+          };
+          auto s = timer.samples_us(launch, iters, 10);
+          const double us = median(s), bytes = kv8 ? 2.0 * (cache + cells * 2) : 2.0 * cache * 2, gbs = bytes / us / 1e3;
+          if (!kv8) us_fp16 = us;
+          std::fprintf(stderr, "decode   batch %2d ctx %5d heads %d/%d hd %d  %-10s %9.2f us  %7.0f GB/s  %5.1f%% of copy",
+                       batch, ctx, nh, nkv, hd, variant, us, gbs, 100 * gbs / copy_gbps);
+          if (kv8)
+            std::fprintf(stderr, "  %.2fx the fp16 cache\n", us_fp16 / us);
+          else
+            std::fprintf(stderr, "\n");
+          w.begin_object();
+          w.field("variant", variant);
+          w.field("batch", batch);
+          w.field("context", ctx);
+          w.field("heads", nh);
+          w.field("kv_heads", nkv);
+          w.field("head_dim", hd);
+          w.field("kv_bytes", bytes);
+          w.field("us", us);
+          w.field("us_min", s.front());
+          w.field("us_max", s.back());
+          w.field("gbs", gbs);
+          w.field("pct_copy", 100 * gbs / copy_gbps);
+          if (kv8) w.field("speedup_vs_fp16", us_fp16 / us);
+          w.end_object();
+        }
+        // The decode step's rope + append (fp16 vs int8), one token per sequence.
+        DeviceBuffer kv((size_t)batch * 2 * nkv * hd * 2), qq((size_t)batch * nh * hd * 2), pos(batch * 4), inv(hd / 2 * 4);
+        fill_random_half(kv);
+        fill_random_half(qq);
+        std::vector<int32_t> p(batch, ctx - 1);
+        pos.upload(p.data(), batch * 4);
+        std::vector<float> f(hd / 2);
+        for (int i = 0; i < hd / 2; i++) f[i] = (float)std::pow(10000.0, -2.0 * i / hd);
+        inv.upload(f.data(), f.size() * 4);
+        const __half* kk = kv.get<__half>();
+        for (const char* variant : {"rope_kv", "rope_kv8"}) {
+          const bool kv8 = std::string(variant) == "rope_kv8";
+          auto launch = [&] {
+            if (kv8)
+              check(L::rope_kv8_decode(qq.get<__half>(), nh * hd, kk, kk + nkv * hd, 2 * nkv * hd, k8.get<int8_t>(),
+                                       ks.get<__half>(), v8.get<int8_t>(), vs.get<__half>(), batch, ctx, nh, nkv, hd,
+                                       pos.get<int32_t>(), inv.get<float>(), 0),
+                    "rope_kv8_decode");
+            else
+              check(L::rope_kv_decode(qq.get<__half>(), nh * hd, kk, kk + nkv * hd, 2 * nkv * hd, kc.get<__half>(),
+                                      vc.get<__half>(), batch, ctx, nh, nkv, hd, pos.get<int32_t>(), inv.get<float>(), 0),
+                    "rope_kv_decode");
+          };
+          auto s = timer.samples_us(launch, iters, 10);
+          std::fprintf(stderr, "append   batch %2d heads %d/%d hd %d  %-10s %9.2f us\n", batch, nh, nkv, hd, variant, median(s));
+          w.begin_object();
+          w.field("variant", variant);
+          w.field("batch", batch);
+          w.field("heads", nh);
+          w.field("kv_heads", nkv);
+          w.field("head_dim", hd);
+          w.field("us", median(s));
+          w.end_object();
+        }
+      }
+    w.end_array();
+  }
+  if (args.get("only") == "kv8") {  // the kv8 device step: these rows alone
+    w.end_object();
+    if (args.has("out")) {
+      std::ofstream f(args.get("out"));
+      f << w.str() << std::endl;
+      if (!f) throw std::runtime_error("bench layers: cannot write " + args.get("out"));
+    }
+    std::cout << w.str() << std::endl;
+    return 0;
+  }
 
   // Prefill.
   w.key("prefill").begin_array();

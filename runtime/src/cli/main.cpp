@@ -13,11 +13,12 @@
 //   odyssey-rt bench allreduce [--sizes 256K..256M] [--bits 8,4] [--group 128] [--sym] [--dtype bf16]
 //                              [--rank R --world N | ODY_RANK/ODY_WORLD] [--uid-file F] [--timeout S]
 //   odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096]   (JSON lines on stdin/stdout)
-//   odyssey-rt ppl --model DIR --tokens FILE [--batch B]
-//   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--prompt 1024] [--gen 128]
+//   odyssey-rt ppl --model DIR --tokens FILE [--batch B] [--kv-cache fp16|int8]
+//   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16|int8|fp16,int8]
+//                    [--baseline-kv-cache fp16] [--prompt 1024] [--gen 128]
 //                    [--repeats 5] [--profile N] [--profile-prefill N]
-//   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,nll,refuse]
-//   odyssey-rt bench layers [--iters N] [--out FILE.json]
+//   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,kv8,nll,refuse]
+//   odyssey-rt bench layers [--iters N] [--out FILE.json] [--only kv8]
 //   odyssey-rt soak allreduce [--calls 100000] [--ranks 8] [--rows 4] [--width 1024] [--bits 8]
 //                             [--group 128] [--sym] [--dtype f32|f16|bf16] [--timeout 60]
 #include <cstdio>
@@ -160,8 +161,8 @@ static void usage() {
                "       odyssey-rt test layers [--quick] [--seed N] [--only prefill,decode,...]\n"
                "       odyssey-rt bench layers [--iters N] [--out FILE.json]\n"
                "       odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096]   (docs/gpu-calibration.md)\n"
-               "       odyssey-rt ppl --model DIR --tokens FILE [--batch B]          (docs/executor.md)\n"
-               "       odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--prompt 1024]\n"
+               "       odyssey-rt ppl --model DIR --tokens FILE [--batch B] [--kv-cache fp16|int8]  (docs/executor.md)\n"
+               "       odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16,int8] [--prompt 1024]\n"
                "                        [--gen 128] [--repeats 5] [--profile N] [--profile-prefill N]\n");
 }
 
@@ -186,7 +187,7 @@ int main(int argc, char** argv) {
     if (cmd == "bench" && sub == "codec") return cmd_bench_codec(parse_args(argc, argv, 3, {"sym"}));
     if (cmd == "bench" && sub == "allreduce") return cmd_bench_allreduce(parse_args(argc, argv, 3, {"sym"}));
     if (cmd == "ppl") return cmd_ppl(parse_args(argc, argv, 2, {"kv-int8"}));
-    if (cmd == "speed") return cmd_speed(parse_args(argc, argv, 2, {}));
+    if (cmd == "speed") return cmd_speed(parse_args(argc, argv, 2, {"kv-int8"}));
     if (cmd == "test" && sub == "layers") return cmd_test_layers(parse_args(argc, argv, 3, {"quick"}));
     if (cmd == "bench" && sub == "layers") return cmd_bench_layers(parse_args(argc, argv, 3, {}));
     if (cmd == "calib") {

@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <memory>
 #include <random>
@@ -117,16 +118,45 @@ std::unique_ptr<exec::Executor> load_model(const std::string& dir) {
   return ex;
 }
 
+// --kv-cache fp16|int8 (speed: also a list, "fp16,int8", each batch size run with each cache
+// in turn on one loaded model); --kv-int8 is the older spelling of --kv-cache int8. Returns
+// the caches in order, true for int8.
+std::vector<bool> kv_caches(const Args& a, bool allow_list, const char* key = "kv-cache") {
+  std::string spec = a.get(key);
+  if (std::strcmp(key, "kv-cache") == 0 && a.has("kv-int8")) {
+    if (!spec.empty() && spec != "int8") throw std::runtime_error("--kv-int8 contradicts --kv-cache " + spec);
+    spec = "int8";
+  }
+  if (spec.empty()) spec = "fp16";
+  std::vector<bool> out;
+  size_t at = 0;
+  while (at <= spec.size()) {
+    const size_t comma = spec.find(',', at);
+    const std::string item = spec.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+    if (item == "fp16")
+      out.push_back(false);
+    else if (item == "int8")
+      out.push_back(true);
+    else
+      throw std::runtime_error("--" + std::string(key) + ": want fp16 or int8" + std::string(allow_list ? " (or a list of them)" : "") +
+                               ", got '" + item + "'");
+    if (comma == std::string::npos) break;
+    at = comma + 1;
+  }
+  if (!allow_list && out.size() != 1) throw std::runtime_error("--kv-cache takes one value here: fp16 or int8");
+  return out;
+}
+
 }  // namespace
 
 int cmd_ppl(const Args& a) {
   const std::string model = a.get("model"), tokens_path = a.get("tokens");
   if (model.empty() || tokens_path.empty()) throw std::runtime_error("ppl needs --model DIR and --tokens FILE");
-  if (a.has("kv-int8"))
-    throw std::runtime_error("--kv-int8: the int8 KV cache is not built in this runtime (the fp16 cache is what runs)");
+  const bool kv8 = kv_caches(a, false)[0];
   exec::TokenWindows tw = exec::read_token_windows(tokens_path);
   require_gpu();
   auto ex = load_model(model);
+  ex->set_kv_cache_int8(kv8);
   const exec::ModelPlan& plan = ex->plan();
   exec::check_token_ids(tw, plan.cfg.vocab, tokens_path);
   const int L = (int)tw.seq_len, W = (int)tw.windows;
@@ -158,6 +188,7 @@ int cmd_ppl(const Args& a) {
   w.field("windows", W);
   w.field("tokens_scored", (long long)W * (L - 1));
   w.field("batch", batch);
+  w.field("kv_cache", kv8 ? "int8" : "fp16");
   w.key("nll_per_window").begin_array();
   for (double v : nll) w.value(v);
   w.end_array();
@@ -175,6 +206,9 @@ int cmd_speed(const Args& a) {
   const std::string model = a.get("model"), baseline = a.get("baseline");
   if (model.empty()) throw std::runtime_error("speed needs --model DIR");
   const std::vector<long long> batches = a.get_list("batch", {1, 8, 16, 32, 64});
+  // --kv-cache for --model; the baseline (the FP16 checkpoint of issue 14's ratios) keeps the
+  // fp16 cache unless --baseline-kv-cache says otherwise.
+  const std::vector<bool> caches = kv_caches(a, true), base_caches = kv_caches(a, true, "baseline-kv-cache");
   const long long prompt = a.get_int("prompt", 1024), gen = a.get_int("gen", 128), repeats = a.get_int("repeats", 5);
   const long long profile_steps = a.get_int("profile", 0);
   const long long profile_prefill = a.get_int("profile-prefill", 0);
@@ -192,7 +226,7 @@ int cmd_speed(const Args& a) {
   std::vector<std::string> models;
   if (!baseline.empty()) models.push_back(baseline);
   models.push_back(model);
-  const int total = (int)(models.size() * batches.size() * (repeats + 1));
+  const int total = (int)(((baseline.empty() ? 0 : base_caches.size()) + caches.size()) * batches.size() * (repeats + 1));
   int done = 0;
 
   JsonWriter w;
@@ -212,7 +246,10 @@ int cmd_speed(const Args& a) {
   for (const std::string& dir : models) {
     auto ex = load_model(dir);
     const exec::ModelPlan& plan = ex->plan();
-    for (long long B : batches) {
+    const bool is_base = !baseline.empty() && dir == baseline;
+    for (long long B : batches)
+    for (bool kv8 : is_base ? base_caches : caches) {
+      ex->set_kv_cache_int8(kv8);
       ex->reset_peak();
       ex->setup_generation((int)B, (int)prompt, (int)gen);
       // Random prompts, the same for every model (fixed seed per batch size).
@@ -254,6 +291,7 @@ int cmd_speed(const Args& a) {
       w.field("model", dir);
       w.field("path", plan.path);
       w.field("batch", B);
+      w.field("kv_cache", kv8 ? "int8" : "fp16");
       w.field("prompt", prompt);
       w.field("gen", gen);
       w.field("ttft_ms", ttft_med);
@@ -355,8 +393,8 @@ int cmd_speed(const Args& a) {
         it->second.push_back(PrefillProf{dir, plan.path, ttft_med * 1e3, sum, prof});
       }
       w.end_object();
-      std::fprintf(stderr, "%s [%s] batch %lld: TTFT %.2f ms, decode %.3f ms/step (%.1f tokens/s), %.0f%% of the floor %.3f ms\n",
-                   dir.c_str(), plan.path.c_str(), B, ttft_med, step_med, (double)B / (step_med * 1e-3),
+      std::fprintf(stderr, "%s [%s] batch %lld kv %s: TTFT %.2f ms, decode %.3f ms/step (%.1f tokens/s), %.0f%% of the floor %.3f ms\n",
+                   dir.c_str(), plan.path.c_str(), B, kv8 ? "int8" : "fp16", ttft_med, step_med, (double)B / (step_med * 1e-3),
                    100.0 * floor_ms / step_med, floor_ms);
       if (!same_tokens)
         std::fprintf(stderr, "WARNING: %s batch %lld: the sampled tokens differ between runs of the same prompts\n",

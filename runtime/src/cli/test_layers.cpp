@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "executor/kv8.hpp"
 #include "executor/layers.hpp"
 #include "json.hpp"
 #include "report.hpp"
@@ -924,6 +925,320 @@ Result test_decode(const DecodeShape& p, uint64_t seed) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The int8 KV cache (executor/kv8.cu; format in kv8.hpp).
+//
+// Tolerances: quantization is bit-exact (codes, fp16 scales, the dequantized fp16 values the
+// prefill writes back, the fused rope's q), since every step is one IEEE fp32 or fp16 operation
+// the host repeats (x / s in fp32, round half to even, s = fp16(amax / 127), x' = fp16(code·s),
+// exact in fp32 before its one rounding). Decode attention over the int8 cache: the fp16 decode's
+// bound (attention_tol) against an fp64 reference on the dequantized values x', because the kernel
+// reads exactly those fp16 values: the int8 error itself is what `ppl --kv-cache int8` measures.
+
+// kv8.hpp's quantization of n fp16 values (one head): scale bits, codes, dequantized bits.
+void kv8_ref(const uint16_t* x, size_t stride, int n, uint16_t& s_bits, int8_t* codes, uint16_t* deq) {
+  uint32_t m = 0;
+  for (int i = 0; i < n; i++) m = std::max(m, float_bits(h2f(x[(size_t)i * stride])) & 0x7FFFFFFFu);
+  float sf;
+  if (m >= 0x7F800000u) {
+    s_bits = kHalfNaN;
+    sf = NAN;
+  } else {
+    float amax;
+    std::memcpy(&amax, &m, 4);
+    s_bits = f2h(amax / 127.0f);
+    sf = h2f(s_bits);
+  }
+  for (int i = 0; i < n; i++) {
+    int8_t c = 0;
+    if (sf > 0.f) {
+      const double v = std::nearbyint((double)(h2f(x[(size_t)i * stride]) / sf));  // half to even
+      c = (int8_t)std::min(127.0, std::max(-127.0, v));
+    }
+    codes[i] = c;
+    deq[i] = f2h((float)c * sf);  // exact product in fp32 (8 × 11 bits), one rounding to fp16
+  }
+}
+
+bool same_half(uint16_t a, uint16_t b) { return a == b || (half_is_nan(a) && half_is_nan(b)); }
+
+// Random heads with the special cases kv8 must keep exact: a zero head (scale 0), a tiny one
+// (subnormal fp16 scale), one with a NaN (scale NaN, values NaN), one exactly ±amax.
+std::vector<uint16_t> kv8_inputs(Rng& r, int rows, int ld, int heads, int hd, float amp, bool specials) {
+  std::vector<uint16_t> x((size_t)rows * ld, kHalfNaN);
+  for (int i = 0; i < rows; i++)
+    for (int h = 0; h < heads; h++) {
+      const int kind = specials ? r.below(12) : 11;
+      for (int d = 0; d < hd; d++) {
+        float v = r.uniform(-amp, amp);
+        if (kind == 0) v = 0.f;
+        if (kind == 1) v = r.uniform(-1e-3f, 1e-3f);
+        if (kind == 2 && d == hd / 2) v = NAN;
+        if (kind == 3 && d % 5 == 0) v = d % 2 ? amp : -amp;
+        x[(size_t)i * ld + (size_t)h * hd + d] = f2h(v);
+      }
+    }
+  return x;
+}
+
+// kv8_prefill: in-place fake quantization and (append) the cache writes, bit-exact.
+Result test_kv8_prefill(int batch, int tokens, int max_seq, int nkv, int hd, bool append, bool odd_stride, uint64_t seed) {
+  Check c(fmt("kv8_prefill b=%d tokens=%d max_seq=%d kv=%d hd=%d%s%s", batch, tokens, max_seq, nkv, hd,
+              append ? " append" : " fake-quant", odd_stride ? " odd-stride" : ""),
+          "kv8_prefill");
+  Rng r(seed);
+  const int width = nkv * hd, ld = width + (odd_stride ? 1 : 8), rows = batch * tokens;
+  auto k = kv8_inputs(r, std::max(rows, 1), ld, nkv, hd, 3.f, true), v = kv8_inputs(r, std::max(rows, 1), ld, nkv, hd, 0.5f, true);
+  std::vector<int32_t> start(std::max(batch, 1));
+  for (auto& s : start) s = r.below(max_seq - tokens + 1);
+  auto dk = upload(k), dv = upload(v);
+  auto ds = upload(start);
+  const size_t cells = (size_t)std::max(batch, 1) * max_seq * nkv;
+  DeviceBuffer kc = poisoned(cells * hd), vc = poisoned(cells * hd), ks = poisoned(cells * 2), vs = poisoned(cells * 2);
+  c.cuda(L::kv8_prefill(dk.get<__half>(), dv.get<__half>(), ld, append ? kc.get<int8_t>() : nullptr,
+                        append ? ks.get<__half>() : nullptr, append ? vc.get<int8_t>() : nullptr,
+                        append ? vs.get<__half>() : nullptr, ds.get<int32_t>(), batch, tokens, max_seq, nkv, hd, 0),
+         "kv8_prefill");
+  c.cuda(cudaDeviceSynchronize(), "kv8_prefill (sync)");
+  if (!c.r.passed) return c.r;
+  auto gk = download<uint16_t>(dk, k.size()), gv = download<uint16_t>(dv, v.size());
+  auto gkc = download<int8_t>(kc, cells * hd), gvc = download<int8_t>(vc, cells * hd);
+  auto gks = download<uint16_t>(ks, cells), gvs = download<uint16_t>(vs, cells);
+  std::vector<int8_t> codes(hd);
+  std::vector<uint16_t> deq(hd);
+  for (int which = 0; which < 2; which++) {
+    const auto& in = which ? v : k;
+    const auto& got = which ? gv : gk;
+    const auto& gc = which ? gvc : gkc;
+    const auto& gs = which ? gvs : gks;
+    const char* name = which ? "v" : "k";
+    std::vector<bool> written(cells, false);
+    for (int row = 0; row < rows && c.r.passed; row++)
+      for (int g = 0; g < nkv; g++) {
+        uint16_t s;
+        kv8_ref(&in[(size_t)row * ld + (size_t)g * hd], 1, hd, s, codes.data(), deq.data());
+        for (int d = 0; d < hd; d++) {
+          c.r.checked++;
+          const uint16_t x = got[(size_t)row * ld + (size_t)g * hd + d];
+          if (!same_half(x, deq[d])) {
+            c.bad(fmt("%s[%d, head %d, %d] = 0x%04x, want 0x%04x", name, row, g, d, x, deq[d]));
+            break;
+          }
+        }
+        if (!append) continue;
+        const int b = row / tokens, p = start[b] + row % tokens;
+        const size_t cell = ((size_t)b * max_seq + p) * nkv + g;
+        written[cell] = true;
+        c.r.checked++;
+        if (!same_half(gs[cell], s)) c.bad(fmt("%s scale [b=%d, pos=%d, head %d] = 0x%04x, want 0x%04x", name, b, p, g, gs[cell], s));
+        for (int d = 0; d < hd; d++)
+          if (gc[cell * hd + d] != codes[d]) {
+            c.bad(fmt("%s code [b=%d, pos=%d, head %d, %d] = %d, want %d", name, b, p, g, d, gc[cell * hd + d], codes[d]));
+            break;
+          }
+      }
+    for (int row = 0; row < rows; row++)  // padding columns untouched
+      for (int j = width; j < ld; j++)
+        if (got[(size_t)row * ld + j] != in[(size_t)row * ld + j]) c.bad(fmt("%s padding [%d, %d] written", name, row, j));
+    for (size_t cell = 0; cell < cells; cell++) {  // nothing outside the appended rows
+      if (written[cell]) continue;
+      bool touched = gs[cell] != 0xFFFF;
+      for (int d = 0; d < hd; d++) touched |= gc[cell * hd + d] != (int8_t)-1;
+      if (touched) {
+        c.bad(fmt("%s cache cell %zu written outside the appended rows", name, cell));
+        break;
+      }
+    }
+  }
+  return c.r;
+}
+
+// rope_kv8_decode against rope() (q bit-exact) and the host quantization of rope()'s k and of v.
+Result test_rope_kv8(int batch, int max_seq, int nh, int nkv, int hd, bool odd_stride, uint64_t seed) {
+  Check c(fmt("rope_kv8_decode b=%d max_seq=%d heads=%d/%d hd=%d%s", batch, max_seq, nh, nkv, hd, odd_stride ? " odd-stride" : ""),
+          "rope_kv8");
+  Rng r(seed);
+  const int ld_q = nh * hd + (odd_stride ? 1 : 8), ld_kv = nkv * hd + (odd_stride ? 3 : 8);
+  auto q = random_half(r, (size_t)std::max(batch, 1) * ld_q, 2.f);
+  auto k = kv8_inputs(r, std::max(batch, 1), ld_kv, nkv, hd, 3.f, true), v = kv8_inputs(r, std::max(batch, 1), ld_kv, nkv, hd, 0.5f, true);
+  std::vector<int32_t> pos(std::max(batch, 1));
+  for (auto& x : pos) x = r.below(max_seq);
+  std::vector<float> inv(hd / 2);
+  for (int i = 0; i < hd / 2; i++) inv[i] = (float)std::pow(10000.0, -2.0 * i / hd);
+  auto dq = upload(q), dk = upload(k), dv = upload(v), dq2 = upload(q), dk2 = upload(k);
+  auto dp = upload(pos);
+  auto di = upload(inv);
+  const size_t cells = (size_t)std::max(batch, 1) * max_seq * nkv;
+  DeviceBuffer kc = poisoned(cells * hd), vc = poisoned(cells * hd), ks = poisoned(cells * 2), vs = poisoned(cells * 2);
+  c.cuda(L::rope_kv8_decode(dq.get<__half>(), ld_q, dk.get<__half>(), dv.get<__half>(), ld_kv, kc.get<int8_t>(),
+                            ks.get<__half>(), vc.get<int8_t>(), vs.get<__half>(), batch, max_seq, nh, nkv, hd,
+                            dp.get<int32_t>(), di.get<float>(), 0),
+         "rope_kv8_decode");
+  c.cuda(L::rope(dq2.get<__half>(), ld_q, dk2.get<__half>(), ld_kv, batch, nh, nkv, hd, dp.get<int32_t>(), di.get<float>(), 0),
+         "rope");
+  c.cuda(cudaDeviceSynchronize(), "rope_kv8_decode (sync)");
+  if (!c.r.passed || batch == 0) return c.r;
+  auto gq = download<uint16_t>(dq, q.size()), wq = download<uint16_t>(dq2, q.size()), kr = download<uint16_t>(dk2, k.size());
+  c.r.checked += (long long)gq.size();
+  if (gq != wq) c.bad("q differs from rope()'s");
+  if (download<uint16_t>(dk, k.size()) != k || download<uint16_t>(dv, v.size()) != v) c.bad("the k or v input was modified");
+  auto gkc = download<int8_t>(kc, cells * hd), gvc = download<int8_t>(vc, cells * hd);
+  auto gks = download<uint16_t>(ks, cells), gvs = download<uint16_t>(vs, cells);
+  std::vector<int8_t> codes(hd);
+  std::vector<uint16_t> deq(hd);
+  std::vector<bool> written(cells, false);
+  for (int b = 0; b < batch; b++)
+    for (int which = 0; which < 2; which++)
+      for (int g = 0; g < nkv; g++) {
+        uint16_t s;
+        kv8_ref(&(which ? v : kr)[(size_t)b * ld_kv + (size_t)g * hd], 1, hd, s, codes.data(), deq.data());
+        const size_t cell = ((size_t)b * max_seq + pos[b]) * nkv + g;
+        written[cell] = true;
+        const auto& gc = which ? gvc : gkc;
+        const uint16_t gs = (which ? gvs : gks)[cell];
+        c.r.checked += 1 + hd;
+        if (!same_half(gs, s)) c.bad(fmt("%s scale [b=%d, head %d] = 0x%04x, want 0x%04x", which ? "v" : "k", b, g, gs, s));
+        for (int d = 0; d < hd; d++)
+          if (gc[cell * hd + d] != codes[d]) {
+            c.bad(fmt("%s code [b=%d, head %d, %d] = %d, want %d", which ? "v" : "k", b, g, d, gc[cell * hd + d], codes[d]));
+            break;
+          }
+      }
+  for (size_t cell = 0; cell < cells; cell++)
+    if (!written[cell] && (gks[cell] != 0xFFFF || gvs[cell] != 0xFFFF || gkc[cell * hd] != (int8_t)-1)) {
+      c.bad(fmt("cache cell %zu written outside pos[b]", cell));
+      break;
+    }
+  return c.r;
+}
+
+struct Kv8DecodeShape {
+  int batch, max_seq, nh, nkv, hd, window;
+  std::vector<int> lens;
+  L::ActKind quant = L::ActKind::F16;
+  bool general = false;  // ODYSSEY_KV8_ATTN=general
+};
+
+// attention_decode_kv8 against the fp64 reference on the dequantized cache (attention_tol); the
+// fused o_proj input bit-exact from the kernel's own fp16 output, as test_decode checks it.
+Result test_decode_kv8(const Kv8DecodeShape& p, uint64_t seed) {
+  std::string lens;
+  for (int l : p.lens) lens += (lens.empty() ? "" : ",") + std::to_string(l);
+  const int group = p.nh / p.nkv;
+  const bool fast = !p.general && (p.hd == 64 || p.hd == 128) && (group == 1 || group == 2 || group == 4 || group == 8);
+  Check c(fmt("attention_decode_kv8 b=%d max_seq=%d heads=%d/%d hd=%d window=%d len=%s%s%s", p.batch, p.max_seq, p.nh,
+              p.nkv, p.hd, p.window, lens.c_str(), p.general ? " general" : "",
+              p.quant == L::ActKind::I8Static ? " +i8static" : p.quant == L::ActKind::I8PerToken ? " +i8token" : ""),
+          fast ? "decode-kv8-fast" : "decode-kv8-general");
+  if (p.general) setenv("ODYSSEY_KV8_ATTN", "general", 1);
+  Rng r(seed);
+  const int width = p.nkv * p.hd, ld_q = p.nh * p.hd + 8, ld_out = p.nh * p.hd + 8;
+  const size_t cells = (size_t)p.batch * p.max_seq * p.nkv;
+  // Beyond len[b] the cache holds codes −1 and NaN scales: a read past the context would show.
+  std::vector<int8_t> kc(cells * p.hd, -1), vc(cells * p.hd, -1);
+  std::vector<uint16_t> ks(cells, kHalfNaN), vs(cells, kHalfNaN);
+  std::vector<uint16_t> kd(cells * p.hd, kHalfNaN), vd(cells * p.hd, kHalfNaN);  // dequantized, for the reference
+  for (int b = 0; b < p.batch; b++) {
+    auto kx = kv8_inputs(r, p.lens[b], width, p.nkv, p.hd, 3.f, false), vx = kv8_inputs(r, p.lens[b], width, p.nkv, p.hd, 2.f, false);
+    for (int t = 0; t < p.lens[b]; t++)
+      for (int g = 0; g < p.nkv; g++) {
+        const size_t cell = ((size_t)b * p.max_seq + t) * p.nkv + g;
+        kv8_ref(&kx[(size_t)t * width + (size_t)g * p.hd], 1, p.hd, ks[cell], &kc[cell * p.hd], &kd[cell * p.hd]);
+        kv8_ref(&vx[(size_t)t * width + (size_t)g * p.hd], 1, p.hd, vs[cell], &vc[cell * p.hd], &vd[cell * p.hd]);
+      }
+  }
+  std::vector<uint16_t> q((size_t)p.batch * ld_q, kHalfNaN);
+  for (int b = 0; b < p.batch; b++)
+    for (int j = 0; j < p.nh * p.hd; j++) q[(size_t)b * ld_q + j] = f2h(r.uniform(-2.f, 2.f));
+  std::vector<int32_t> len(p.lens.begin(), p.lens.end());
+  auto dkc = upload(kc), dvc = upload(vc), dks = upload(ks), dvs = upload(vs), dq = upload(q);
+  auto dl = upload(len);
+  DeviceBuffer dout = poisoned((size_t)p.batch * ld_out * 2);
+  const size_t wsb = L::attention_decode_kv8_workspace(p.batch, p.nh, p.hd, p.max_seq);
+  DeviceBuffer ws = poisoned(wsb);
+  const float scale = (float)(1.0 / std::sqrt((double)p.hd));
+  const int cols = p.nh * p.hd, ldq8 = (cols + 127) / 128 * 128 + 3;
+  DeviceBuffer dq8 = poisoned((size_t)p.batch * ldq8), dtok = poisoned((size_t)p.batch * 4);
+  const float static_scale = 0.004f;
+  auto dss = upload(std::vector<float>{static_scale});
+  L::ActOut qo;
+  qo.kind = p.quant;
+  qo.ld = ldq8;
+  qo.i8 = dq8.get<int8_t>();
+  qo.static_scale = dss.get<float>();
+  qo.token_scale = dtok.get<float>();
+  c.cuda(L::attention_decode_kv8(dq.get<__half>(), ld_q, dkc.get<int8_t>(), dks.get<__half>(), dvc.get<int8_t>(),
+                                 dvs.get<__half>(), dl.get<int32_t>(), dout.get<__half>(), ld_out, p.batch, p.max_seq,
+                                 p.nh, p.nkv, p.hd, scale, p.window, ws.get(), wsb, 0,
+                                 p.quant == L::ActKind::F16 ? nullptr : &qo),
+         "attention_decode_kv8");
+  c.cuda(cudaDeviceSynchronize(), "attention_decode_kv8 (sync)");
+  unsetenv("ODYSSEY_KV8_ATTN");
+  if (!c.r.passed) return c.r;
+  auto out = download<uint16_t>(dout, (size_t)p.batch * ld_out);
+  for (int b = 0; b < p.batch; b++) {
+    const int Lb = p.lens[b], lo = p.window > 0 ? std::max(0, Lb - p.window) : 0;
+    for (int h = 0; h < p.nh; h++) {
+      const size_t base = (size_t)b * p.max_seq * width + (size_t)(h / group) * p.hd;
+      AttnRef a = attention_ref(&q[(size_t)b * ld_q + (size_t)h * p.hd], &kd[base], &vd[base], width, lo, Lb, p.hd, scale);
+      check_attn_row(c, &out[(size_t)b * ld_out + (size_t)h * p.hd], a, p.hd, "decode-kv8", b, h);
+    }
+    for (int j = p.nh * p.hd; j < ld_out; j++)
+      if (out[(size_t)b * ld_out + j] != 0xFFFF) c.bad(fmt("out padding [%d,%d] written", b, j));
+  }
+  if (p.quant != L::ActKind::F16) {
+    auto got = download<int8_t>(dq8, (size_t)p.batch * ldq8);
+    auto tok = download<float>(dtok, (size_t)p.batch);
+    for (int b = 0; b < p.batch; b++) {
+      std::vector<float> y(cols);
+      for (int j = 0; j < cols; j++) y[j] = h2f(out[(size_t)b * ld_out + j]);
+      float sc = static_scale;
+      if (p.quant == L::ActKind::I8PerToken) {
+        sc = row_scale_ref(y.data(), cols);
+        c.r.checked++;
+        if (float_bits(tok[b]) != float_bits(sc)) c.bad(fmt("token scale [%d]: got %.9g, want %.9g", b, tok[b], sc));
+      }
+      for (int j = 0; j < ldq8; j++) {
+        const int8_t want = j < cols ? quantize_ref(y[j], sc) : (int8_t)0;
+        c.r.checked++;
+        if (got[(size_t)b * ldq8 + j] != want) {
+          c.bad(fmt("int8 [%d,%d]: got %d, want %d", b, j, got[(size_t)b * ldq8 + j], want));
+          break;
+        }
+      }
+    }
+  }
+  return c.r;
+}
+
+// Misuse of the kv8 launchers is refused before anything runs (cudaErrorInvalidValue).
+Result test_kv8_refusals() {
+  Check c("kv8 refusals (odd/too large head_dim, small workspace, missing cache pointers)", "refusal");
+  DeviceBuffer buf = poisoned(1 << 20);
+  __half* hp = buf.get<__half>();
+  int8_t* ip = buf.get<int8_t>();
+  int32_t* pp = buf.get<int32_t>();
+  float* fp = buf.get<float>();
+  auto expect = [&](const char* what, cudaError_t got) {
+    c.r.checked++;
+    if (got != cudaErrorInvalidValue) c.bad(fmt("%s: returned %s", what, cudaGetErrorName(got)));
+  };
+  expect("kv8_prefill head_dim 7", L::kv8_prefill(hp, hp, 64, nullptr, nullptr, nullptr, nullptr, pp, 1, 1, 8, 1, 7, 0));
+  expect("kv8_prefill head_dim 258", L::kv8_prefill(hp, hp, 600, nullptr, nullptr, nullptr, nullptr, pp, 1, 1, 8, 1, 258, 0));
+  expect("kv8_prefill ld < width", L::kv8_prefill(hp, hp, 63, nullptr, nullptr, nullptr, nullptr, pp, 1, 1, 8, 1, 64, 0));
+  expect("kv8_prefill cache without scales", L::kv8_prefill(hp, hp, 64, ip, nullptr, ip, hp, pp, 1, 1, 8, 1, 64, 0));
+  expect("rope_kv8_decode head_dim 258",
+         L::rope_kv8_decode(hp, 600, hp, hp, 600, ip, hp, ip, hp, 1, 8, 1, 1, 258, pp, fp, 0));
+  expect("rope_kv8_decode no v cache", L::rope_kv8_decode(hp, 64, hp, hp, 64, ip, hp, nullptr, hp, 1, 8, 1, 1, 64, pp, fp, 0));
+  const size_t wsb = L::attention_decode_kv8_workspace(2, 4, 64, 100);
+  expect("attention_decode_kv8 small workspace", L::attention_decode_kv8(hp, 256, ip, hp, ip, hp, pp, hp, 256, 2, 100, 4, 2, 64,
+                                                                         0.125f, 0, buf.get(), wsb - 4, 0));
+  expect("attention_decode_kv8 nh % nkv", L::attention_decode_kv8(hp, 256, ip, hp, ip, hp, pp, hp, 256, 2, 100, 4, 3, 64,
+                                                                   0.125f, 0, buf.get(), wsb, 0));
+  c.cuda(cudaDeviceSynchronize(), "kv8 refusals (sync)");
+  return c.r;
+}
+
+// ---------------------------------------------------------------------------------------------
 // nll, argmax
 
 Result test_nll_argmax(int rows, int vocab, int pad, uint64_t seed, std::vector<Result>& out) {
@@ -1048,7 +1363,7 @@ std::vector<Result> test_refusals() {
 
 int cmd_test_layers(const Args& args) {
   const bool quick = args.has("quick");
-  // --only embed,norm,swiglu,rope,prefill,kv,decode,nll,refuse: run those families only.
+  // --only embed,norm,swiglu,rope,prefill,kv,decode,kv8,nll,refuse: run those families only.
   const std::string only = args.get("only");
   auto want = [&](const char* family) {
     if (only.empty()) return true;
@@ -1187,6 +1502,40 @@ int cmd_test_layers(const Args& args) {
     add(test_decode({2, 1024, 32, 8, 128, 0, {1024, 129}, false}, seed++));
     add(test_decode({2, 100, 12, 4, 96, 3, {100, 64}, false}, seed++));
     add(test_decode({1, 64, 4, 1, 6, 0, {63}, false}, seed++));  // head_dim 6: scalar copies
+  }
+
+  if (want("kv8")) {
+    // Quantization (bit-exact): prefill fake quantization with and without the cache append,
+    // head dims 8 / 64 / 128 / 6 (stories260K has 8), odd strides, batch 0; the decode step's
+    // fused rope + append.
+    add(test_kv8_prefill(3, 7, 64, 2, 64, true, false, seed++));
+    add(test_kv8_prefill(1, 129, 300, 32, 128, true, false, seed++));
+    add(test_kv8_prefill(2, 33, 40, 4, 8, true, true, seed++));
+    add(test_kv8_prefill(4, 17, 17, 8, 128, false, false, seed++));
+    add(test_kv8_prefill(2, 5, 16, 3, 6, true, true, seed++));
+    add(test_kv8_prefill(0, 3, 20, 4, 64, true, false, seed++));
+    add(test_rope_kv8(1, 1100, 32, 32, 128, false, seed++));
+    add(test_rope_kv8(16, 300, 32, 8, 128, false, seed++));
+    add(test_rope_kv8(3, 64, 8, 4, 64, true, seed++));
+    add(test_rope_kv8(2, 40, 6, 2, 6, false, seed++));
+    add(test_rope_kv8(5, 40, 8, 4, 8, false, seed++));
+    add(test_rope_kv8(0, 40, 6, 2, 64, false, seed++));
+    // Decode attention over the int8 cache: both kernels, MHA and GQA (groups 2, 4, 8), batch
+    // 1–16, windows, the fused o_proj int8 input, head dims 8 and 96 (general only).
+    for (bool general : {false, true}) {
+      add(test_decode_kv8({1, 1100, 32, 32, 128, 0, {1025}, L::ActKind::F16, general}, seed++));
+      add(test_decode_kv8({16, 1024, 32, 8, 128, 0, {1024, 1, 2, 33, 64, 65, 500, 1023, 1000, 999, 7, 31, 32, 100, 900, 1024},
+                           L::ActKind::F16, general}, seed++));
+      add(test_decode_kv8({4, 600, 32, 4, 64, 0, {600, 129, 1, 64}, L::ActKind::F16, general}, seed++));
+      add(test_decode_kv8({2, 700, 16, 8, 128, 17, {700, 18}, L::ActKind::F16, general}, seed++));
+      add(test_decode_kv8({2, 300, 16, 2, 64, 5, {1, 299}, L::ActKind::I8PerToken, general}, seed++));
+      add(test_decode_kv8({3, 300, 8, 4, 64, 0, {1, 7, 300}, L::ActKind::I8Static, general}, seed++));
+      add(test_decode_kv8({1, 4096, 32, 8, 128, 0, {4096}, L::ActKind::I8PerToken, general}, seed++));
+    }
+    add(test_decode_kv8({3, 200, 8, 4, 8, 0, {200, 1, 77}, L::ActKind::F16, false}, seed++));
+    add(test_decode_kv8({2, 100, 12, 4, 96, 3, {100, 64}, L::ActKind::I8PerToken, false}, seed++));
+    add(test_decode_kv8({8, 1024, 32, 32, 128, 0, std::vector<int>(8, 1024), L::ActKind::F16, false}, seed++));
+    add(test_kv8_refusals());
   }
 
   for (int rows : want("nll") ? std::vector<int>{1, 3, 17} : std::vector<int>{})

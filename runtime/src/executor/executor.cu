@@ -31,6 +31,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "executor/kv8.hpp"
 #include "executor/layers.hpp"
 #include "executor/w4a16_scales.hpp"
 #include "odyssey_rt.h"
@@ -305,6 +306,12 @@ struct Executor::Impl {
   int gen_batch = 0, gen_prompt = 0, gen_gen = 0, max_seq = 0;
   int prefill_seqs = 0;               // sequences per prefill chunk (the attention workspace's size)
   std::vector<__half*> kc, vc;
+  // The int8 KV cache (kv8.hpp; set_kv_cache_int8): per layer, codes [batch, max_seq, nkv, hd]
+  // then, in the same allocation, fp16 scales [batch, max_seq, nkv]. Prefill (ppl and speed)
+  // fake-quantizes k/v exactly as decode dequantizes them.
+  bool kv8 = false;
+  std::vector<int8_t*> kc8, vc8;
+  std::vector<__half*> ks8, vs8;
   int32_t* d_tokens = nullptr;        // [batch]: the token each sequence feeds next
   int32_t* d_dpos = nullptr;          // [batch]: its position
   int32_t* d_dlen = nullptr;          // [batch]: context length including it
@@ -895,7 +902,16 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
       oq.static_scale = of.kind == ActForm::I8Static ? of.d_scale : nullptr;
       oq.token_scale = of.kind == ActForm::I8PerToken ? s_o.tok[0] : nullptr;
     }
-    if (mode == Mode::Decode) {
+    if (mode == Mode::Decode && kv8) {
+      // The int8 cache: rope + quantize + append, then the int8 split kernel and the combine.
+      EX_CUDA(layers::rope_kv8_decode(q, ld_q, k, v, ld_k, kc8[i], ks8[i], vc8[i], vs8[i], batch, max_seq, c.heads,
+                                      c.kv_heads, c.head_dim, pos, inv_freq, stream));
+      prof_mark("rope_kv8");
+      EX_CUDA(layers::attention_decode_kv8(q, ld_q, kc8[i], ks8[i], vc8[i], vs8[i], d_dlen, att, att_ld, batch, max_seq,
+                                           c.heads, c.kv_heads, c.head_dim, attn_scale, c.sliding_window, attn_ws,
+                                           attn_ws_bytes, stream, of.kind != ActForm::F16 ? &oq : nullptr));
+      prof_mark(of.kind != ActForm::F16 ? "attention_kv8+o_quant" : "attention_kv8");
+    } else if (mode == Mode::Decode) {
       // rope + KV append in one kernel; the split kernel then the combine (+ o_proj's int8 input).
       EX_CUDA(layers::rope_kv_decode(q, ld_q, k, v, ld_k, kc[i], vc[i], batch, max_seq, c.heads, c.kv_heads, c.head_dim,
                                      pos, inv_freq, stream));
@@ -907,10 +923,20 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
     } else {
       EX_CUDA(layers::rope(q, ld_q, k, ld_k, rows, c.heads, c.kv_heads, c.head_dim, pos, inv_freq, stream));
       prof_mark("rope");
+      if (kv8) {
+        // k/v replaced by what the int8 cache will give back (and, for a speed prefill, appended
+        // to it): the prefill attention sees exactly the values decode will read.
+        const bool app = mode == Mode::PrefillKV;
+        const size_t so = kv_off / (size_t)c.head_dim;  // the scales' offset of the same rows
+        EX_CUDA(layers::kv8_prefill(k, v, ld_k, app ? kc8[i] + kv_off : nullptr, app ? ks8[i] + so : nullptr,
+                                    app ? vc8[i] + kv_off : nullptr, app ? vs8[i] + so : nullptr, d_zero, batch, seq,
+                                    max_seq, c.kv_heads, c.head_dim, stream));
+        prof_mark("kv8_quant");
+      }
       EX_CUDA(layers::attention_prefill(q, ld_q, k, v, ld_k, att, att_ld, batch, seq, c.heads, c.kv_heads, c.head_dim,
                                         attn_scale, c.sliding_window, attn_ws, attn_ws_bytes, stream));
       prof_mark("attention");
-      if (mode == Mode::PrefillKV) {
+      if (mode == Mode::PrefillKV && !kv8) {
         EX_CUDA(layers::kv_append(k, v, ld_k, kc[i] + kv_off, vc[i] + kv_off, d_zero, batch, seq, max_seq, c.kv_heads,
                                   c.head_dim, stream));
         prof_mark("kv_append");
@@ -973,8 +999,17 @@ cudaStream_t Executor::stream() const { return impl_->stream; }
 std::uint64_t Executor::weight_bytes() const { return impl_->weight_bytes; }
 std::uint64_t Executor::kv_bytes_per_token() const {
   const ModelConfig& c = impl_->plan.cfg;
+  if (impl_->kv8) return (uint64_t)c.layers * 2 * c.kv_heads * (c.head_dim + 2);  // codes + one fp16 scale per head
   return (uint64_t)c.layers * 2 * c.kv_heads * c.head_dim * 2;
 }
+
+void Executor::set_kv_cache_int8(bool on) {
+  Impl& m = *impl_;
+  if (m.kv8 == on) return;
+  if (m.gen_batch != 0) release_generation();  // the cache and the captured graphs are per format
+  m.kv8 = on;
+}
+bool Executor::kv_cache_int8() const { return impl_->kv8; }
 std::uint64_t Executor::peak_bytes() const { return impl_->arena.peak(); }
 void Executor::reset_peak() { impl_->arena.reset_peak(); }
 
@@ -1055,14 +1090,29 @@ void Executor::setup_generation(int batch, int prompt, int gen) {
   m.ensure_gemm_workspace(seqs_per_chunk * prompt);
   if (batch % seqs_per_chunk) m.ensure_gemm_workspace((batch % seqs_per_chunk) * prompt);
   m.ensure_gemm_workspace(batch);
-  m.ensure_attn_workspace(std::max(layers::attention_prefill_workspace(seqs_per_chunk, prompt, c.heads, c.head_dim),
-                                   layers::attention_decode_workspace(batch, c.heads, c.head_dim, m.max_seq)));
+  m.ensure_attn_workspace(std::max({layers::attention_prefill_workspace(seqs_per_chunk, prompt, c.heads, c.head_dim),
+                                    m.kv8 ? layers::attention_decode_kv8_workspace(batch, c.heads, c.head_dim, m.max_seq)
+                                          : layers::attention_decode_workspace(batch, c.heads, c.head_dim, m.max_seq)}));
   const size_t kv_elems = (size_t)batch * m.max_seq * c.kv_heads * c.head_dim;
-  m.kc.resize(m.layers.size());
-  m.vc.resize(m.layers.size());
-  for (size_t i = 0; i < m.layers.size(); i++) {
-    m.kc[i] = m.arena.alloc<__half>(kv_elems, "KV cache");
-    m.vc[i] = m.arena.alloc<__half>(kv_elems, "KV cache");
+  if (m.kv8) {
+    // Codes, then the scales from the next 16-byte boundary, in one allocation per layer and K/V.
+    const size_t code_bytes = (kv_elems + 15) / 16 * 16;
+    const size_t bytes = code_bytes + kv_elems / (size_t)c.head_dim * sizeof(__half);
+    for (auto* v : {&m.kc8, &m.vc8}) v->resize(m.layers.size());
+    for (auto* v : {&m.ks8, &m.vs8}) v->resize(m.layers.size());
+    for (size_t i = 0; i < m.layers.size(); i++) {
+      m.kc8[i] = m.arena.alloc<int8_t>(bytes, "int8 KV cache");
+      m.vc8[i] = m.arena.alloc<int8_t>(bytes, "int8 KV cache");
+      m.ks8[i] = reinterpret_cast<__half*>(m.kc8[i] + code_bytes);
+      m.vs8[i] = reinterpret_cast<__half*>(m.vc8[i] + code_bytes);
+    }
+  } else {
+    m.kc.resize(m.layers.size());
+    m.vc.resize(m.layers.size());
+    for (size_t i = 0; i < m.layers.size(); i++) {
+      m.kc[i] = m.arena.alloc<__half>(kv_elems, "KV cache");
+      m.vc[i] = m.arena.alloc<__half>(kv_elems, "KV cache");
+    }
   }
   m.d_tokens = m.arena.alloc<int32_t>((size_t)batch, "decode tokens");
   m.d_tokens_save = m.arena.alloc<int32_t>((size_t)batch, "decode tokens (saved)");
@@ -1381,6 +1431,14 @@ void Executor::release_generation() {
   }
   m.kc.clear();
   m.vc.clear();
+  for (size_t i = 0; i < m.kc8.size(); i++) {
+    m.arena.free(m.kc8[i]);
+    m.arena.free(m.vc8[i]);
+  }
+  m.kc8.clear();
+  m.vc8.clear();
+  m.ks8.clear();
+  m.vs8.clear();
   for (void* p : {(void*)m.d_tokens, (void*)m.d_tokens_save, (void*)m.d_dpos, (void*)m.d_dlen, (void*)m.d_zero, (void*)m.h_last, (void*)m.d_prompt})
     m.arena.free(p);
   m.d_tokens = m.d_tokens_save = m.d_dpos = m.d_dlen = m.d_zero = m.d_prompt = nullptr;

@@ -14,7 +14,9 @@
 //   - decode steps (embedding → layers → head → argmax → positions + 1) are captured once per
 //     batch size as a CUDA graph and replayed.
 //   - compressed-tensors int-quantized linears (w8a8-smoothquant) through ody_w8a8_gemm.
-// Not built: the int8 KV cache, the compressed-tensors W4A8 (pack-quantized) path.
+//   - the KV cache is fp16, or int8 codes with one fp16 scale per token × kv head
+//     (set_kv_cache_int8, kv8.hpp): prefill then fake-quantizes k/v as decode will read them.
+// Not built: the compressed-tensors W4A8 (pack-quantized) path.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -44,6 +46,12 @@ class Executor {
   // against the vocabulary); nll_out[w] = Σ_{t=1..L-1} NLL of token t given its prefix (fp32
   // per token, summed in fp64 in position order). Throws on a non-finite NLL.
   void score_windows(const std::int32_t* ids, int batch, int seq_len, double* nll_out);
+
+  // KV cache format for what follows (default fp16): int8 codes + fp16 scale per token × kv
+  // head (kv8.hpp). Applies to score_windows (k/v fake-quantized before the prefill attention,
+  // so perplexity measures the int8 cache's cost) and to generation (releases a set-up one).
+  void set_kv_cache_int8(bool on);
+  bool kv_cache_int8() const;
 
   // Generation (speed): allocates the KV cache and buffers for `batch` sequences of
   // prompt + gen tokens and captures the decode graph (once per batch size).

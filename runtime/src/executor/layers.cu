@@ -1800,4 +1800,36 @@ cudaError_t argmax(const float* logits, int ld, int rows, int vocab, int32_t* ou
   return cudaGetLastError();
 }
 
+// The combine of attention_decode for another split kernel (kv8.cu's int8 cache): same
+// workspace layout (ws_o, ws_ml, tickets and row maxima, reset by the split kernel), same
+// output and o_proj quantization. quant: null or kind F16 for none; checked here.
+cudaError_t attention_decode_combine(const float* ws_o, const float* ws_ml, unsigned* tickets, const int32_t* len,
+                                     __half* out, int ld_out, int batch, int max_seq, int nh, int head_dim, int splits,
+                                     int chunk, const ActOut* quant, cudaStream_t stream) {
+  ActOut qo;
+  if (quant && quant->kind != ActKind::F16) {
+    qo = *quant;
+    if (qo.ld < nh * head_dim || !qo.i8 || (qo.kind == ActKind::I8Static && !qo.static_scale) ||
+        (qo.kind == ActKind::I8PerToken && !qo.token_scale) ||
+        (qo.kind != ActKind::I8Static && qo.kind != ActKind::I8PerToken))
+      return cudaErrorInvalidValue;
+  }
+  if (batch <= 0 || nh <= 0 || splits <= 0 || chunk <= 0 || !ws_o || !ws_ml || !tickets || !len || !out)
+    return cudaErrorInvalidValue;
+  const size_t csmem = (size_t)splits * sizeof(float);
+  if (csmem > 227 * 1024) return cudaErrorInvalidValue;
+  cudaError_t e;
+  if (csmem > 48 * 1024) {
+    e = cudaFuncSetAttribute(decode_combine_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)csmem);
+    if (e != cudaSuccess) return e;
+  }
+  const int cols = nh * head_dim;
+  const bool vec8 = qo.kind == ActKind::I8PerToken && cols % 8 == 0 && ld_out % 8 == 0 && qo.ld % 8 == 0 &&
+                    aligned(out, 16) && aligned(qo.i8, 8);
+  e = launch_pdl(decode_combine_kernel, dim3(nh, batch), dim3(kCombThreads), csmem, stream, ws_o, ws_ml, len, out,
+                 ld_out, max_seq, nh, head_dim, splits, chunk, qo, tickets, vec8);
+  if (e != cudaSuccess) return e;
+  return cudaGetLastError();
+}
+
 }  // namespace odyssey::layers

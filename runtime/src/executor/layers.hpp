@@ -87,6 +87,14 @@ cudaError_t attention_decode(const __half* q, int ld_q, const __half* k_cache, c
                              int nh, int nkv, int head_dim, float scale, int window, void* workspace,
                              size_t workspace_bytes, cudaStream_t stream, const ActOut* quant = nullptr);
 
+// attention_decode's combine kernel for another split kernel (executor/kv8.cu): ws_o
+// [batch, nh, splits, hd] fp32 (unnormalized Σ p·v), ws_ml [batch, nh, splits, 2] (max logit
+// in natural-log units, Σ p; an empty split (−inf, 0)), tickets [2·batch] zeroed by the split
+// kernel; splits of `chunk` keys. quant as attention_decode's.
+cudaError_t attention_decode_combine(const float* ws_o, const float* ws_ml, unsigned* tickets, const int32_t* len,
+                                     __half* out, int ld_out, int batch, int max_seq, int nh, int head_dim, int splits,
+                                     int chunk, const ActOut* quant, cudaStream_t stream);
+
 // Decode step's rope + KV append in one kernel (one token per sequence, rows = batch): q
 // rotated in place as rope() does, k rotated as rope() does and written to the cache at
 // position pos[b] (the k input itself is left as it was), v copied to the cache at pos[b]

@@ -225,6 +225,25 @@ inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); retu
 inline float __int_as_float(int u) { float f; std::memcpy(&f, &u, 4); return f; }
 inline float2 __half22float2(__half2 h) { return make_float2(__half2float(h.x), __half2float(h.y)); }
 inline __half2 __halves2half2(__half a, __half b) { __half2 r; r.x = a; r.y = b; return r; }
+// fp16 arithmetic of kv8.cu on the host: each operation exact in fp32 on the values it sees
+// (products of two fp16 values, differences of the small integers of the int8 → fp16 trick),
+// then one rounding to fp16, as the device's IEEE fp16 operations.
+inline __half __hmul(__half a, __half b) { return __float2half_rn(__half2float(a) * __half2float(b)); }
+inline __half2 __hmul2(__half2 a, __half2 b) { return __halves2half2(__hmul(a.x, b.x), __hmul(a.y, b.y)); }
+inline __half2 __hsub2(__half2 a, __half2 b) {
+  return __halves2half2(__float2half_rn(__half2float(a.x) - __half2float(b.x)), __float2half_rn(__half2float(a.y) - __half2float(b.y)));
+}
+inline __half2 __half2half2(__half a) { return __halves2half2(a, a); }
+inline __half2 emu_float2half2_rn(float a) { return __half2half2(__float2half_rn(a)); }
+#define __float2half2_rn emu_float2half2_rn
+inline __half __int2half_rn(int i) { return __float2half_rn((float)i); }
+// PRMT in its default mode: byte n of the result is byte (selector nibble n & 7) of {y:x}.
+inline unsigned __byte_perm(unsigned x, unsigned y, unsigned s) {
+  const uint64_t v = ((uint64_t)y << 32) | x;
+  unsigned r = 0;
+  for (int n = 0; n < 4; n++) r |= (unsigned)((v >> (8 * ((s >> (4 * n)) & 7))) & 0xFF) << (8 * n);
+  return r;
+}
 using std::min;
 using std::max;
 

@@ -4,6 +4,7 @@
 #define ODYSSEY_LAYERS_EMU 1  // test_layers.cpp: no streams or graphs here
 #include "emu.hpp"
 #include "layers_emu.inc"
+#include "kv8_emu.inc"
 
 #include <map>
 #include <string>

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# prep.py IN.cu OUT.inc: turns layers.cu into host C++ for the emulator (emu.hpp): drops the
+# prep.py IN.cu OUT.inc: turns layers.cu (or kv8.cu) into host C++ for the emulator (emu.hpp): drops the
 # inline-assembly helpers (emu.hpp defines ldmatrix, mma.sync, cp.async and ex2 on the host),
 # points the dynamic shared memory at the emulator's buffer, and rewrites every kernel launch
 # `k<<<grid, block, smem, stream>>>(args)` as `emu::launch(grid, block, smem, stream, [=] { k(args); })`.
@@ -11,6 +11,8 @@ s = s.replace('#include "pdl.cuh"', '')  # emu.hpp defines pdl_wait, launch_pdl
 # drop the asm helpers (emu.hpp defines them)
 for name in ['ldsm_x4', 'ldsm_x4_t', 'mma16816']:
     m = re.search(r'__device__ __forceinline__ void ' + name + r'\(', s)
+    if not m:  # kv8.cu has none of them
+        continue
     end = s.index('\n}\n', m.start()) + 3
     s = s[:m.start()] + s[end:]
 m = re.search(r'__device__ __forceinline__ float fast_exp2\(', s)
@@ -22,6 +24,7 @@ s = s.replace('extern __shared__ __align__(128) uint8_t flash_smem[];', 'uint8_t
 s = s.replace('extern __shared__ float rope_smem[];', 'float* rope_smem = reinterpret_cast<float*>(emu::g_dyn.data());')
 s = s.replace('extern __shared__ __align__(16) uint8_t dec_smem[];', 'uint8_t* dec_smem = emu::g_dyn.data();')
 s = s.replace('extern __shared__ float comb_w[];', 'float* comb_w = reinterpret_cast<float*>(emu::g_dyn.data());')
+s = s.replace('extern __shared__ float kv8_smem[];', 'float* kv8_smem = reinterpret_cast<float*>(emu::g_dyn.data());')
 assert 'extern __shared__' not in s
 # kernel launches
 pat = re.compile(r'([A-Za-z_][\w:]*(?:<[^;<>()]*>)?)<<<')

@@ -1,0 +1,600 @@
+// kv8.cu: the int8 KV cache (format and exact arithmetic: kv8.hpp). Three kernels and a reuse:
+//   kv8_prefill_kernel   warp per (row, K or V head): absmax, fp16 scale, codes; writes the
+//                        dequantized fp16 values back over k/v (the prefill attention reads
+//                        them: fake quantization) and, for a speed prefill, codes + scales to
+//                        the cache. Grid (rows, ⌈2·nkv/4⌉), 128 threads.
+//   rope_kv8_kernel      decode step's rope + int8 append: warp per head of (q | k | v); q as
+//                        rope_kernel computes it (same fp32/fp64 operations, bit-identical),
+//                        k rotated and rounded to fp16 as rope_kernel would store it, then
+//                        quantized. Grid (batch, ⌈(nh + 2·nkv)/4⌉), 128 threads.
+//   kv8_split_fast_kernel  flash-decoding split over the int8 cache, the structure of layers.cu's
+//                        decode_split_fast_kernel: lane l owns 8 codes (8 bytes) of key
+//                        l / (hd/8), a warp covers 32/(hd/8) keys per step, U steps of K and V
+//                        loads (+ the two fp16 scales per key) in flight per lane, online softmax
+//                        per lane in the log2 domain, merged by shuffles then shared memory.
+//                        Dequantization in registers: 4 codes → 2 half2 by byte_perm into
+//                        0x64xx (1024 + code + 128), one hsub2, then hmul2 by the scale: the
+//                        exact fp16 x' of kv8.hpp, then fp32 FMAs as the fp16 kernel. Head dim 64
+//                        or 128, 1, 2 or 4 query heads per block (group 8: two blocks per kv head).
+//   kv8_split_general_kernel  any head_dim ≤ 256 and group: block per (64-key split, kv head,
+//                        sequence), q in shared memory, dequantized K/V read straight from global.
+//   combine              attention_decode_combine (layers.cu): the fp16 path's own combine, the
+//                        same workspace layout (ws_o, ws_ml in natural-log units, tickets).
+// Why an int8 cache: at batch 16 the fp16 decode attention (its KV read) is ~40% of a W4A8 7B
+// step (runtime/NOTES.md, session 6 call 1); int8 codes + one fp16 scale per 128 values read
+// 0.52× the bytes.
+// Limits: head_dim even and ≤ 256; nh % nkv == 0; the fast kernel needs head_dim 64/128, group
+// 1/2/4/8 and 8-byte aligned code caches. ODYSSEY_KV8_ATTN=general forces the general kernel.
+// Test: `odyssey-rt test layers --only kv8`; bench: `odyssey-rt bench layers` (fast-kv8 rows).
+#include "executor/kv8.hpp"
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+#include "pdl.cuh"
+
+namespace odyssey::layers {
+namespace {
+
+inline bool aligned8(const void* p, uintptr_t a) { return (reinterpret_cast<uintptr_t>(p) & (a - 1)) == 0; }
+
+constexpr int kKv8Threads = 128;  // prefill/rope kernels: 4 warps, one head each
+constexpr int kMaxPairs = 4;      // head_dim ≤ 256: ≤ 4 (i, i + hd/2) pairs per lane
+
+// |x| as bits for every lane's values → the warp's max; ≥ 0x7f800000 means not finite.
+__device__ __forceinline__ unsigned warp_absmax_bits(unsigned m) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+  return m;
+}
+__device__ __forceinline__ unsigned abs_bits(float x) { return __float_as_uint(x) & 0x7fffffffu; }
+
+// kv8.hpp's scale: fp16_rn(amax / 127) (IEEE division), NaN for a non-finite head.
+__device__ __forceinline__ __half kv8_scale(unsigned mbits) {
+  if (mbits >= 0x7f800000u) return __ushort_as_half((unsigned short)0x7E00);
+  return __float2half_rn(__fdiv_rn(__uint_as_float(mbits), 127.f));
+}
+// clamp(roundEven(x / s), −127, 127); 0 when s is 0 or NaN.
+__device__ __forceinline__ int8_t kv8_code(float x, float s) {
+  if (!(s > 0.f)) return 0;
+  const float q = fminf(fmaxf(rintf(__fdiv_rn(x, s)), -127.f), 127.f);
+  return (int8_t)__float2int_rn(q);
+}
+__device__ __forceinline__ __half kv8_dequant(int8_t c, __half s) { return __hmul(__int2half_rn((int)c), s); }
+
+// The same rotation as layers.cu's rope (x1' = a·c − b·s, x2' = b·c + a·s, one rounding each).
+__device__ __forceinline__ void rotate_pair(float a, float b, float c, float s, float& x1, float& x2) {
+  x1 = __fsub_rn(__fmul_rn(a, c), __fmul_rn(b, s));
+  x2 = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
+}
+
+// A warp quantizes one head whose values it holds as pairs x1[j] (element i = lane + 32j) and
+// x2[j] (element half + i), j < kMaxPairs, valid where i < half: writes codes (and scale, lane
+// 0) when codes != null, and the dequantized values over `back` when back != null.
+__device__ __forceinline__ void warp_quantize_head(const float (&x1)[kMaxPairs], const float (&x2)[kMaxPairs], int half,
+                                                   int8_t* codes, __half* scale, __half* back) {
+  const int lane = threadIdx.x & 31;
+  unsigned m = 0;
+#pragma unroll
+  for (int j = 0; j < kMaxPairs; j++)
+    if (lane + 32 * j < half) m = max(m, max(abs_bits(x1[j]), abs_bits(x2[j])));
+  const __half s = kv8_scale(warp_absmax_bits(m));
+  const float sf = __half2float(s);
+  if (codes && lane == 0) *scale = s;
+#pragma unroll
+  for (int j = 0; j < kMaxPairs; j++) {
+    const int i = lane + 32 * j;
+    if (i >= half) break;
+    const int8_t c1 = kv8_code(x1[j], sf), c2 = kv8_code(x2[j], sf);
+    if (codes) {
+      codes[i] = c1;
+      codes[half + i] = c2;
+    }
+    if (back) {
+      back[i] = kv8_dequant(c1, s);
+      back[half + i] = kv8_dequant(c2, s);
+    }
+  }
+}
+
+// Block (row r, 4 heads of the 2·nkv K-then-V heads); row r = b·tokens + t goes to cache
+// position start[b] + t when kc != null.
+__global__ void __launch_bounds__(kKv8Threads)
+    kv8_prefill_kernel(__half* __restrict__ k, __half* __restrict__ v, int ld_kv, int8_t* __restrict__ kc,
+                       __half* __restrict__ ks, int8_t* __restrict__ vc, __half* __restrict__ vs,
+                       const int32_t* __restrict__ start, int tokens, int max_seq, int nkv, int hd) {
+  pdl_wait();  // rule 1 of pdl.cuh: k/v come from the rope kernel
+  pdl_launch_dependents();
+  const int r = blockIdx.x, unit = blockIdx.y * (kKv8Threads / 32) + (threadIdx.x >> 5);
+  if (unit >= 2 * nkv) return;
+  const bool is_v = unit >= nkv;
+  const int g = is_v ? unit - nkv : unit, half = hd / 2, lane = threadIdx.x & 31;
+  __half* x = (is_v ? v : k) + (size_t)r * ld_kv + (size_t)g * hd;
+  float x1[kMaxPairs], x2[kMaxPairs];
+#pragma unroll
+  for (int j = 0; j < kMaxPairs; j++) {
+    const int i = lane + 32 * j;
+    x1[j] = i < half ? __half2float(x[i]) : 0.f;
+    x2[j] = i < half ? __half2float(x[half + i]) : 0.f;
+  }
+  int8_t* codes = nullptr;
+  __half* scale = nullptr;
+  if (kc) {
+    const int b = r / tokens, p = start[b] + (r - b * tokens);
+    if (p >= 0 && p < max_seq) {  // the caller checks positions; never write outside the cache
+      const size_t at = ((size_t)b * max_seq + p) * nkv + g;
+      codes = (is_v ? vc : kc) + at * hd;
+      scale = (is_v ? vs : ks) + at;
+    }
+  }
+  __syncwarp();  // every lane has read x before any lane overwrites it
+  warp_quantize_head(x1, x2, half, codes, scale, x);
+}
+
+// Block (sequence b, 4 heads of q | k | v): q rotated in place, k rotated + quantized, v
+// quantized, both into the cache at pos[b].
+__global__ void __launch_bounds__(kKv8Threads)
+    rope_kv8_kernel(__half* __restrict__ q, int ld_q, const __half* __restrict__ k, const __half* __restrict__ v,
+                    int ld_kv, int8_t* __restrict__ kc, __half* __restrict__ ks, int8_t* __restrict__ vc,
+                    __half* __restrict__ vs, int nh, int nkv, int hd, const int32_t* __restrict__ pos,
+                    const float* __restrict__ inv_freq, int max_seq) {
+  const int b = blockIdx.x, unit = blockIdx.y * (kKv8Threads / 32) + (threadIdx.x >> 5);
+  const int lane = threadIdx.x & 31, half = hd / 2;
+  pdl_wait();
+  pdl_launch_dependents();
+  if (unit >= nh + 2 * nkv) return;
+  const int p = pos[b];
+  const bool in_cache = p >= 0 && p < max_seq;
+  if (unit >= nh && !in_cache) return;  // q is rotated anyway, as rope_kv_decode
+  const float pf = (float)p;
+  const bool is_v = unit >= nh + nkv;
+  const __half* src = unit < nh ? q + (size_t)b * ld_q + (size_t)unit * hd
+                                 : (is_v ? v : k) + (size_t)b * ld_kv + (size_t)(unit - nh - (is_v ? nkv : 0)) * hd;
+  float x1[kMaxPairs], x2[kMaxPairs];
+#pragma unroll
+  for (int j = 0; j < kMaxPairs; j++) {
+    const int i = lane + 32 * j;
+    x1[j] = x2[j] = 0.f;
+    if (i >= half) continue;
+    const float a = __half2float(src[i]), bb = __half2float(src[half + i]);
+    if (is_v) {
+      x1[j] = a, x2[j] = bb;
+      continue;
+    }
+    // model/rope.go's angle and fp64 cos/sin rounded to fp32, as rope_kernel computes them.
+    const double ang = (double)__fmul_rn(inv_freq[i], pf);
+    double sd, cd;
+    sincos(ang, &sd, &cd);
+    float r1, r2;
+    rotate_pair(a, bb, __double2float_rn(cd), __double2float_rn(sd), r1, r2);
+    // The fp16 value the fp16 cache would hold (and q's stored value).
+    x1[j] = __half2float(__float2half_rn(r1));
+    x2[j] = __half2float(__float2half_rn(r2));
+  }
+  if (unit < nh) {
+    __half* dst = q + (size_t)b * ld_q + (size_t)unit * hd;
+    __syncwarp();
+#pragma unroll
+    for (int j = 0; j < kMaxPairs; j++) {
+      const int i = lane + 32 * j;
+      if (i >= half) break;
+      dst[i] = __float2half_rn(x1[j]);
+      dst[half + i] = __float2half_rn(x2[j]);
+    }
+    return;
+  }
+  const int g = unit - nh - (is_v ? nkv : 0);
+  const size_t at = ((size_t)b * max_seq + p) * nkv + g;
+  warp_quantize_head(x1, x2, half, (is_v ? vc : kc) + at * hd, (is_v ? vs : ks) + at, nullptr);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decode attention.
+
+constexpr int kGenKeys = 64, kGenThreads = 128;  // general kernel
+constexpr int kFastWarps = 4;                    // fast kernel
+
+// 8 codes (uint2) and their fp16 scale → the 8 exact fp16 values x' (kv8.hpp) as floats.
+__device__ __forceinline__ void dequant8(const uint2& c, __half s, float (&f)[8]) {
+  const __half2 s2 = __half2half2(s);
+  const __half2 bias = __float2half2_rn(1152.f);  // 0x6400 (1024) + the 128 of the flipped sign bit
+  const uint32_t w[2] = {c.x ^ 0x80808080u, c.y ^ 0x80808080u};  // signed → biased unsigned
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+#pragma unroll
+    for (int p = 0; p < 2; p++) {
+      // bytes (2p, 2p+1) of w[h] into the low bytes of two fp16 0x64xx: 1024 + code + 128, exact.
+      const uint32_t u = __byte_perm(w[h], 0x64646464u, p == 0 ? 0x4140 : 0x4342);
+      __half2 x = *reinterpret_cast<const __half2*>(&u);
+      x = __hmul2(__hsub2(x, bias), s2);  // the code, exactly; then one IEEE fp16 rounding
+      const float2 t = __half22float2(x);
+      f[4 * h + 2 * p] = t.x;
+      f[4 * h + 2 * p + 1] = t.y;
+    }
+  }
+}
+
+__device__ __forceinline__ __half ldcg_half(const __half* p) {
+  return __ushort_as_half(__ldcg(reinterpret_cast<const unsigned short*>(p)));
+}
+
+// Block (split s, kv head part, sequence b); the fp16 fast kernel's structure (layers.cu).
+template <int HD, int G, int U>
+__global__ void __launch_bounds__(kFastWarps * 32)
+    kv8_split_fast_kernel(const __half* __restrict__ q, int ld_q, const int8_t* __restrict__ kc,
+                          const __half* __restrict__ ks, const int8_t* __restrict__ vc, const __half* __restrict__ vs,
+                          const int32_t* __restrict__ len, float* __restrict__ ws_o, float* __restrict__ ws_ml,
+                          unsigned* __restrict__ tickets, int max_seq, int nh, int nkv, int parts, int splits,
+                          int chunk, float scale_log2, int window) {
+  constexpr int LPK = HD / 8;              // lanes per key (8 codes each)
+  constexpr int KPW = 32 / LPK;            // keys per warp step
+  constexpr int KPB = kFastWarps * KPW;    // keys per block step
+  __shared__ float red_m[kFastWarps][G], red_l[kFastWarps][G];
+  __shared__ float red_o[kFastWarps][G][HD];
+  const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z, kvh = g / parts;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = lane / LPK, dc = lane % LPK;
+  pdl_wait();
+  pdl_launch_dependents();
+  if (s == 0 && g == 0 && threadIdx.x == 0) {  // for this call's combine: ticket and row maximum
+    tickets[b] = 0;
+    tickets[gridDim.z + b] = 0;
+  }
+  const int L = min(max(len[b], 0), max_seq);
+  const int lo = window > 0 ? max(0, L - window) : 0;
+  const int k0 = max(s * chunk, lo), k1 = min(s * chunk + chunk, L);
+  const size_t ws0 = ((size_t)b * nh + (size_t)g * G) * splits + s;  // + i·splits for head i
+  if (k1 <= k0) {
+    if (threadIdx.x < G) {
+      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits)] = -INFINITY;
+      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits) + 1] = 0.f;
+    }
+    return;
+  }
+  float qr[G][8];
+  {
+    const __half* qb = q + (size_t)b * ld_q + (size_t)g * G * HD + dc * 8;
+#pragma unroll
+    for (int i = 0; i < G; i++)
+#pragma unroll
+      for (int j = 0; j < 8; j++) qr[i][j] = __half2float(qb[i * HD + j]) * scale_log2;
+  }
+  const size_t rs = (size_t)nkv * HD;
+  const int8_t* kb = kc + (size_t)b * max_seq * rs + (size_t)kvh * HD + dc * 8;
+  const int8_t* vb = vc + (size_t)b * max_seq * rs + (size_t)kvh * HD + dc * 8;
+  const __half* ksb = ks + (size_t)b * max_seq * nkv + kvh;
+  const __half* vsb = vs + (size_t)b * max_seq * nkv + kvh;
+  float m[G], l[G], o[G][8];
+#pragma unroll
+  for (int i = 0; i < G; i++) {
+    m[i] = -INFINITY;
+    l[i] = 0.f;
+#pragma unroll
+    for (int j = 0; j < 8; j++) o[i][j] = 0.f;
+  }
+  for (int base = k0; base < k1; base += U * KPB) {  // block-uniform: shuffles below are safe
+    uint2 kr[U], vr[U];
+    __half ksc[U], vsc[U];
+    bool ok[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int key = base + u * KPB + warp * KPW + sub;
+      ok[u] = key < k1;
+      const size_t at = (size_t)(ok[u] ? key : k0);  // a valid row: its values are finite
+      kr[u] = __ldcg(reinterpret_cast<const uint2*>(kb + at * rs));
+      vr[u] = __ldcg(reinterpret_cast<const uint2*>(vb + at * rs));
+      ksc[u] = ldcg_half(ksb + at * nkv);
+      vsc[u] = ldcg_half(vsb + at * nkv);
+    }
+    float sc[U][G];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      float kf[8];
+      dequant8(kr[u], ksc[u], kf);
+#pragma unroll
+      for (int i = 0; i < G; i++) {
+        float dot = 0.f;
+#pragma unroll
+        for (int j = 0; j < 8; j++) dot = fmaf(qr[i][j], kf[j], dot);
+#pragma unroll
+        for (int off = LPK / 2; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+        sc[u][i] = ok[u] ? dot : -INFINITY;
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < G; i++) {
+      float mx = m[i];
+#pragma unroll
+      for (int u = 0; u < U; u++) mx = fmaxf(mx, sc[u][i]);
+      if (mx == -INFINITY) continue;  // no key of this lane's stream yet
+      const float alpha = exp2f(m[i] - mx);  // 0 while m is −inf
+      m[i] = mx;
+      l[i] *= alpha;
+#pragma unroll
+      for (int j = 0; j < 8; j++) o[i][j] *= alpha;
+    }
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      float vf[8];
+      dequant8(vr[u], vsc[u], vf);  // once per key, shared by the G heads
+#pragma unroll
+      for (int i = 0; i < G; i++) {
+        if (m[i] == -INFINITY) continue;
+        const float p = exp2f(sc[u][i] - m[i]);  // 0 for a masked key
+        l[i] += p;
+#pragma unroll
+        for (int j = 0; j < 8; j++) o[i][j] = fmaf(p, vf[j], o[i][j]);
+      }
+    }
+  }
+  // Merge the KPW key streams of the warp (lanes dc, dc + LPK, ...), then the warps.
+#pragma unroll
+  for (int i = 0; i < G; i++) {
+#pragma unroll
+    for (int off = LPK; off < 32; off <<= 1) {
+      const float mo = __shfl_xor_sync(0xffffffffu, m[i], off);
+      const float lo_ = __shfl_xor_sync(0xffffffffu, l[i], off);
+      const float mn = fmaxf(m[i], mo);
+      const float a = mn == -INFINITY ? 0.f : exp2f(m[i] - mn), c = mn == -INFINITY ? 0.f : exp2f(mo - mn);
+      l[i] = l[i] * a + lo_ * c;
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        const float oo = __shfl_xor_sync(0xffffffffu, o[i][j], off);
+        o[i][j] = o[i][j] * a + oo * c;
+      }
+      m[i] = mn;
+    }
+    if (lane < LPK) {
+      if (dc == 0) {
+        red_m[warp][i] = m[i];
+        red_l[warp][i] = l[i];
+      }
+#pragma unroll
+      for (int j = 0; j < 8; j++) red_o[warp][i][dc * 8 + j] = o[i][j];
+    }
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
+    const int i = idx / HD, d = idx - i * HD;
+    float mn = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kFastWarps; w++) mn = fmaxf(mn, red_m[w][i]);
+    float acc = 0.f, sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kFastWarps; w++) {
+      const float a = red_m[w][i] == -INFINITY ? 0.f : exp2f(red_m[w][i] - mn);
+      acc += a * red_o[w][i][d];
+      sum += a * red_l[w][i];
+    }
+    const size_t at = ws0 + (size_t)i * splits;
+    ws_o[at * HD + d] = acc;
+    if (d == 0) {
+      ws_ml[2 * at] = mn * 0.6931471805599453f;  // log2 units → natural log, as the combine expects
+      ws_ml[2 * at + 1] = sum;
+    }
+  }
+}
+
+// Block (64-key split s, kv head g, sequence b), any head_dim ≤ 256 and group. Dynamic shared
+// memory: q [group][hd] fp32, then p [group][64] fp32.
+__global__ void __launch_bounds__(kGenThreads)
+    kv8_split_general_kernel(const __half* __restrict__ q, int ld_q, const int8_t* __restrict__ kc,
+                             const __half* __restrict__ ks, const int8_t* __restrict__ vc,
+                             const __half* __restrict__ vs, const int32_t* __restrict__ len, float* __restrict__ ws_o,
+                             float* __restrict__ ws_ml, unsigned* __restrict__ tickets, int max_seq, int nh, int nkv,
+                             int hd, int group, int splits, float scale, int window) {
+  extern __shared__ float kv8_smem[];
+  const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+  pdl_wait();
+  pdl_launch_dependents();
+  if (s == 0 && g == 0 && threadIdx.x == 0) {
+    tickets[b] = 0;
+    tickets[gridDim.z + b] = 0;
+  }
+  const int L = min(max(len[b], 0), max_seq);
+  const int lo = window > 0 ? max(0, L - window) : 0;
+  const int k0 = max(s * kGenKeys, lo), k1 = min(s * kGenKeys + kGenKeys, L), nk = k1 - k0;
+  const size_t ws0 = ((size_t)b * nh + (size_t)g * group) * splits + s;
+  if (nk <= 0) {
+    for (int i = threadIdx.x; i < group; i += blockDim.x) {
+      ws_ml[2 * (ws0 + (size_t)i * splits)] = -INFINITY;
+      ws_ml[2 * (ws0 + (size_t)i * splits) + 1] = 0.f;
+    }
+    return;
+  }
+  float* qs = kv8_smem;
+  float* ps = qs + group * hd;
+  for (int idx = threadIdx.x; idx < group * hd; idx += blockDim.x)
+    qs[idx] = __half2float(q[(size_t)b * ld_q + (size_t)g * group * hd + idx]);
+  __syncthreads();
+  const size_t rs = (size_t)nkv * hd;
+  const int8_t* kb = kc + ((size_t)b * max_seq + k0) * rs + (size_t)g * hd;
+  const int8_t* vb = vc + ((size_t)b * max_seq + k0) * rs + (size_t)g * hd;
+  const __half* ksb = ks + ((size_t)b * max_seq + k0) * nkv + g;
+  const __half* vsb = vs + ((size_t)b * max_seq + k0) * nkv + g;
+  for (int idx = threadIdx.x; idx < group * nk; idx += blockDim.x) {
+    const int i = idx / nk, key = idx - i * nk;
+    const float* qh = qs + i * hd;
+    const int8_t* kr = kb + key * rs;
+    const __half sk = ksb[(size_t)key * nkv];
+    float dot = 0.f;
+    for (int d = 0; d < hd; d++) dot += qh[d] * __half2float(kv8_dequant(kr[d], sk));
+    ps[i * kGenKeys + key] = dot * scale;
+  }
+  __syncthreads();
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  for (int i = warp; i < group; i += nwarps) {
+    float* pr = ps + i * kGenKeys;
+    float mx = -INFINITY;
+    for (int j = lane; j < nk; j += 32) mx = fmaxf(mx, pr[j]);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float sum = 0.f;
+    for (int j = lane; j < nk; j += 32) {
+      const float p = expf(pr[j] - mx);
+      pr[j] = p;
+      sum += p;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) {
+      ws_ml[2 * (ws0 + (size_t)i * splits)] = mx;
+      ws_ml[2 * (ws0 + (size_t)i * splits) + 1] = sum;
+    }
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < group * hd; idx += blockDim.x) {
+    const int i = idx / hd, d = idx - i * hd;
+    const float* pr = ps + i * kGenKeys;
+    float acc = 0.f;
+    for (int j = 0; j < nk; j++) acc += pr[j] * __half2float(kv8_dequant(vb[(size_t)j * rs + d], vsb[(size_t)j * nkv]));
+    ws_o[(ws0 + (size_t)i * splits) * hd + d] = acc;
+  }
+}
+
+int kv8_sms() {
+  static const int sms = [] {
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess ||
+        n <= 0)
+      n = 132;
+    return n;
+  }();
+  return sms;
+}
+
+// Keys per split of the fast kernel: about 4 blocks per SM over batch · (kv head parts) ·
+// splits (as layers.cu's decode_fast_chunk), a multiple of one loop iteration's keys (`step`).
+int kv8_fast_chunk(int batch, int units, int max_seq, int step) {
+  const long long target = 4LL * kv8_sms();
+  const long long per = std::max<long long>(1, (long long)batch * units);
+  const long long splits = std::max<long long>(1, (target + per - 1) / per);
+  long long chunk = (max_seq + splits - 1) / splits;
+  chunk = std::max<long long>(step, (chunk + step - 1) / step * step);
+  return (int)std::min<long long>(chunk, (long long)(max_seq + step - 1) / step * step);
+}
+
+// Query heads per block of the fast kernel: at most 4 (registers), and, as the fp16 kernel,
+// half a group when batch · nkv ≤ 16 (more blocks in flight at batch 1–2 on GQA models).
+int kv8_fast_heads(int batch, int nkv, int group) {
+  int h = std::min(group, 4);
+  if (h == group && group >= 2 && (long long)batch * nkv <= 16) h = group / 2;
+  return h;
+}
+
+constexpr int kMinChunk = 32;  // the smallest split of either kernel: bounds the workspace
+
+}  // namespace
+
+// =============================================================================================
+
+cudaError_t kv8_prefill(__half* k, __half* v, int ld_kv, int8_t* kc, __half* ks, int8_t* vc, __half* vs,
+                        const int32_t* start, int batch, int tokens, int max_seq, int nkv, int head_dim,
+                        cudaStream_t stream) {
+  if (batch < 0 || tokens < 0 || nkv <= 0 || head_dim <= 0 || head_dim % 2 != 0 || head_dim > 256 ||
+      ld_kv < (long long)nkv * head_dim || (kc && max_seq <= 0))
+    return cudaErrorInvalidValue;
+  const long long rows = (long long)batch * tokens;
+  if (rows == 0) return cudaSuccess;
+  if (!k || !v || rows > (1LL << 31) - 1 || (kc && (!ks || !vc || !vs || !start))) return cudaErrorInvalidValue;
+  const int units = (2 * nkv + 3) / 4;
+  if (units > 65535) return cudaErrorInvalidValue;
+  cudaError_t e = launch_pdl(kv8_prefill_kernel, dim3((unsigned)rows, units), dim3(kKv8Threads), 0, stream, k, v, ld_kv,
+                             kc, ks, vc, vs, start, tokens, max_seq, nkv, head_dim);
+  if (e != cudaSuccess) return e;
+  return cudaGetLastError();
+}
+
+cudaError_t rope_kv8_decode(__half* q, int ld_q, const __half* k, const __half* v, int ld_kv, int8_t* kc, __half* ks,
+                            int8_t* vc, __half* vs, int batch, int max_seq, int nh, int nkv, int head_dim,
+                            const int32_t* pos, const float* inv_freq, cudaStream_t stream) {
+  if (batch < 0 || max_seq <= 0 || nh <= 0 || nkv <= 0 || head_dim <= 0 || head_dim % 2 != 0 || head_dim > 256 ||
+      batch > 65535)
+    return cudaErrorInvalidValue;
+  if (ld_q < (long long)nh * head_dim || ld_kv < (long long)nkv * head_dim) return cudaErrorInvalidValue;
+  if (batch == 0) return cudaSuccess;
+  if (!q || !k || !v || !kc || !ks || !vc || !vs || !pos || !inv_freq) return cudaErrorInvalidValue;
+  const int units = (nh + 2 * nkv + 3) / 4;
+  if (units > 65535) return cudaErrorInvalidValue;
+  cudaError_t e = launch_pdl(rope_kv8_kernel, dim3(batch, units), dim3(kKv8Threads), 0, stream, q, ld_q, k, v, ld_kv,
+                             kc, ks, vc, vs, nh, nkv, head_dim, pos, inv_freq, max_seq);
+  if (e != cudaSuccess) return e;
+  return cudaGetLastError();
+}
+
+size_t attention_decode_kv8_workspace(int batch, int nh, int head_dim, int max_seq) {
+  if (batch <= 0 || nh <= 0 || head_dim <= 0 || max_seq <= 0) return 0;
+  const size_t splits = (size_t)(max_seq + kMinChunk - 1) / kMinChunk;
+  return (size_t)batch * nh * splits * (head_dim + 2) * sizeof(float) + (size_t)2 * batch * sizeof(unsigned);
+}
+
+cudaError_t attention_decode_kv8(const __half* q, int ld_q, const int8_t* kc, const __half* ks, const int8_t* vc,
+                                 const __half* vs, const int32_t* len, __half* out, int ld_out, int batch, int max_seq,
+                                 int nh, int nkv, int head_dim, float scale, int window, void* workspace,
+                                 size_t workspace_bytes, cudaStream_t stream, const ActOut* quant) {
+  if (batch < 0 || max_seq <= 0 || nh <= 0 || nkv <= 0 || nh % nkv != 0 || head_dim <= 0 || head_dim > 256 ||
+      window < 0 || !(scale > 0.f) || nh > 65535 || nkv > 65535)
+    return cudaErrorInvalidValue;
+  if (ld_q < nh * head_dim || ld_out < nh * head_dim) return cudaErrorInvalidValue;
+  if (batch == 0) return cudaSuccess;
+  if (!q || !kc || !ks || !vc || !vs || !len || !out || batch > 65535) return cudaErrorInvalidValue;
+  if (!workspace || workspace_bytes < attention_decode_kv8_workspace(batch, nh, head_dim, max_seq) ||
+      !aligned8(workspace, 16))
+    return cudaErrorInvalidValue;
+  const int group = nh / nkv;
+  const char* force = std::getenv("ODYSSEY_KV8_ATTN");  // "general": the 64-key kernel (A/B, tests)
+  const bool fast = (head_dim == 64 || head_dim == 128) && (group == 1 || group == 2 || group == 4 || group == 8) &&
+                    aligned8(kc, 8) && aligned8(vc, 8) && !(force && std::strcmp(force, "general") == 0);
+  const int hpb = fast ? kv8_fast_heads(batch, nkv, group) : group;
+  const int parts = group / hpb;
+  const int U = hpb <= 2 ? 8 : 4;                        // steps in flight: registers allow 8 at ≤ 2 heads
+  const int step = U * kFastWarps * (32 / (head_dim / 8));  // keys per fast-kernel iteration
+  const int chunk = fast ? kv8_fast_chunk(batch, nkv * parts, max_seq, step) : kGenKeys;
+  const int splits = (max_seq + chunk - 1) / chunk;
+  float* ws_o = static_cast<float*>(workspace);
+  float* ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
+  unsigned* tickets = reinterpret_cast<unsigned*>(ws_ml + (size_t)batch * nh * splits * 2);
+  cudaError_t e = cudaSuccess;
+  if (fast) {
+    const dim3 grid(splits, nkv * parts, batch), block(kFastWarps * 32);
+    const float sl2 = scale * 1.4426950408889634f;
+#define ODY_KV8_FAST(HD, G, UU)                                                                                     \
+  e = launch_pdl(kv8_split_fast_kernel<HD, G, UU>, grid, block, 0, stream, q, ld_q, kc, ks, vc, vs, len, ws_o, ws_ml, \
+                 tickets, max_seq, nh, nkv, parts, splits, chunk, sl2, window)
+    if (head_dim == 128) {
+      switch (hpb) {
+        case 1: ODY_KV8_FAST(128, 1, 8); break;
+        case 2: ODY_KV8_FAST(128, 2, 8); break;
+        default: ODY_KV8_FAST(128, 4, 4); break;
+      }
+    } else {
+      switch (hpb) {
+        case 1: ODY_KV8_FAST(64, 1, 8); break;
+        case 2: ODY_KV8_FAST(64, 2, 8); break;
+        default: ODY_KV8_FAST(64, 4, 4); break;
+      }
+    }
+#undef ODY_KV8_FAST
+  } else {
+    const size_t smem = (size_t)group * (head_dim + kGenKeys) * sizeof(float);
+    if (smem > 227 * 1024) return cudaErrorInvalidValue;
+    if (smem > 48 * 1024) {
+      e = cudaFuncSetAttribute(kv8_split_general_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+      if (e != cudaSuccess) return e;
+    }
+    e = launch_pdl(kv8_split_general_kernel, dim3(splits, nkv, batch), dim3(kGenThreads), smem, stream, q, ld_q, kc, ks,
+                   vc, vs, len, ws_o, ws_ml, tickets, max_seq, nh, nkv, head_dim, group, splits, scale, window);
+  }
+  if (e != cudaSuccess) return e;
+  e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  return attention_decode_combine(ws_o, ws_ml, tickets, len, out, ld_out, batch, max_seq, nh, head_dim, splits, chunk,
+                                  quant, stream);
+}
+
+}  // namespace odyssey::layers

@@ -750,6 +750,8 @@ void Executor::Impl::ensure_gemm_workspace(int rows) {
 void Executor::Impl::ensure_attn_workspace(size_t bytes) {
   if (bytes <= attn_ws_bytes) return;
   arena.free(attn_ws);
+  // Zeroed by the arena: the fused decode attention kernel needs its counters (the last bytes)
+  // zero before its first call, and leaves them zero (layers.hpp).
   attn_ws = arena.alloc<uint8_t>(bytes, "attention workspace");
   attn_ws_bytes = bytes;
 }

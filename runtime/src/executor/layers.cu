@@ -1749,13 +1749,14 @@ int fused_resident() {
 // so each block's chain is a single round of K/V loads), a multiple of the keys one block
 // iteration covers (kDecU · 4 warps · keys per warp step: 32 at head_dim 128, 64 at 64), and at
 // least ⌈max_seq / kFuseSplitsMax⌉. ODYSSEY_DECODE_CHUNK=N (environment, read per call) forces
-// N keys (rounded up to that minimum) for the benchmark's sweeps.
+// N keys (at least 32 and that minimum, at most max_seq) for the benchmark's sweeps.
 int decode_fused_chunk(int batch, int yblocks, int max_seq, int head_dim, int resident) {
   const int step = kDecU * kDecWarps * (32 / (head_dim / 8));
   const long long lo = ((long long)max_seq + kFuseSplitsMax - 1) / kFuseSplitsMax;
   if (const char* f = std::getenv("ODYSSEY_DECODE_CHUNK")) {
     const long long n = std::atoll(f);
-    if (n > 0) return (int)std::min<long long>(std::max(n, lo), max_seq);
+    // At least 32 keys: the workspace holds ⌈max_seq / 32⌉ splits (decode_max_splits).
+    if (n > 0) return (int)std::max<long long>(1, std::min<long long>(std::max(std::max(n, lo), 32LL), max_seq));
   }
   const long long target = (long long)resident * decode_sms();
   const long long per = std::max<long long>(1, (long long)batch * yblocks);
@@ -1898,6 +1899,10 @@ size_t attention_decode_workspace(int batch, int nh, int head_dim, int max_seq) 
   return (parts + 15) / 16 * 16 + decode_counter_bytes(batch, nh);
 }
 
+size_t attention_decode_counter_bytes(int batch, int nh) {
+  return batch <= 0 || nh <= 0 ? 0 : decode_counter_bytes(batch, nh);
+}
+
 cudaError_t attention_decode_workspace_init(void* workspace, size_t workspace_bytes, int batch, int nh,
                                             cudaStream_t stream) {
   if (batch <= 0 || nh <= 0) return cudaErrorInvalidValue;
@@ -1972,7 +1977,8 @@ cudaError_t attention_decode(const __half* q, int ld_q, const __half* k_cache, c
     ODY_DEC_FUSED_SWITCH(ODY_DEC_FUSED_OCC)
     const int chunk = decode_fused_chunk(batch, nkv * parts, max_seq, head_dim, resident);
     const int splits = (max_seq + chunk - 1) / chunk;
-    if (splits > kFuseSplitsMax) return cudaErrorInvalidValue;  // decode_fused_chunk prevents it
+    // decode_fused_chunk keeps both (the merge's shared weights, the workspace's partials).
+    if (splits > kFuseSplitsMax || splits > decode_max_splits(batch, max_seq)) return cudaErrorInvalidValue;
     float* ws_o = static_cast<float*>(workspace);
     float* ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
     const dim3 grid(splits, nkv * parts, batch), block(kDecWarps * 32);

@@ -92,6 +92,9 @@ size_t attention_decode_workspace(int batch, int nh, int head_dim, int max_seq);
 // `batch` sequences and nh heads; once after allocating the workspace.
 cudaError_t attention_decode_workspace_init(void* workspace, size_t workspace_bytes, int batch, int nh,
                                             cudaStream_t stream);
+// Bytes of those counters (they start at (workspace_bytes − this) rounded down to 16 bytes; for
+// the tests' check that a call leaves them zero).
+size_t attention_decode_counter_bytes(int batch, int nh);
 cudaError_t attention_decode(const __half* q, int ld_q, const __half* k_cache, const __half* v_cache,
                              const int32_t* len, __half* out, int ld_out, int batch, int max_seq,
                              int nh, int nkv, int head_dim, float scale, int window, void* workspace,

@@ -36,7 +36,13 @@
 // per (row, head), keys in chunks of 128 with an online softmax in fp32, head_dim ≤ 256.
 // ODYSSEY_PREFILL_WARPS=4|8 (environment) picks BM = 64 or 128 for the benchmark's sake.
 //
-// Attention decode: flash-decoding in two kernels (details above decode_split_kernel). The
+// Attention decode: flash-decoding. Head dims 64/128 with groups 1, 2, 4, 8 (the models'
+// shapes) take ONE kernel, decode_fused_kernel (its comment): the split blocks below, then the
+// last split block of each (sequence, kv head) merges that head group's partials and the last of
+// a sequence quantizes o_proj's int8 input, through atomic tickets in the workspace (one grid
+// instead of two: at batch 1 the pair's time was the latency of two dependent grids). The former
+// pair stays selectable (ODYSSEY_DECODE_ATTN=split), as does the general kernel (=general).
+// The split + combine pair (details above decode_split_kernel). The
 // context is cut into splits sized from max_seq, batch·nkv and the SM count (≈ 4 blocks per
 // SM); block (split, kv head, sequence) computes all nh/nkv query heads of its GQA group. Head
 // dims 64/128 with groups 1, 2, 4, 8 stream K and V straight into registers (4 steps of 16-byte
@@ -63,8 +69,9 @@
 // test_layers.cpp: host references in plain C++, many shapes, tolerances named there); without
 // a GPU, runtime/tests/layers_emu/run.sh runs the same test with these kernels emulated on the
 // host (fragment layouts, indexing, barriers; not races or device rounding). Bench: `odyssey-rt
-// bench layers` (prefill TFLOP/s for both tile variants, decode GB/s of both split kernels against
-// a device-to-device copy of the same run); the decode step's kernels in context: `odyssey-rt
+// bench layers` (prefill TFLOP/s for both tile variants, decode GB/s of the fused kernel, the split
+// pair and the general kernel against a device-to-device copy of the same run; `--only decode`
+// and runtime/scripts/device-run.sh attn for the decode rows alone); in context: `odyssey-rt
 // speed --profile N` (docs/executor.md).
 #include "executor/layers.hpp"
 

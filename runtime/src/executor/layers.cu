@@ -1427,6 +1427,29 @@ __global__ void __launch_bounds__(kDecWarps * 32)
     if (!last) return;
     __threadfence();
   }
+  // Σ_s w_s·O_s is computed per unit (item = 4 columns of one head, slice of the splits), NB
+  // 16-byte loads in flight per thread. G ≥ 2: the first batch of this thread's first unit is
+  // loaded now, before the weights it does not depend on (one L2 round trip off the winner's
+  // chain). Not at G = 1: its 8 more registers (72) would fit 7 blocks per SM instead of 8, and
+  // the MHA batch-1 grid (32 splits × 32 heads) would no longer be one wave.
+  constexpr int Q4 = HD / 4, ITEMS = G * Q4, T = kDecWarps * 32;
+  constexpr int SLICES = ITEMS >= T ? 1 : (T / ITEMS < 4 ? T / ITEMS : 4);
+  constexpr int NB = ITEMS >= T ? 16 : 8;
+  constexpr bool kPrefetch = G >= 2;
+  auto unit_src = [&](int unit) {
+    const int item = unit % ITEMS, i = item / Q4;
+    return reinterpret_cast<const float4*>(ws_o + (ws0 + (size_t)i * splits) * HD) + (item - i * Q4);
+  };
+  float4 ov[NB];
+  if (kPrefetch && threadIdx.x < ITEMS * SLICES) {
+    const float4* src = unit_src(threadIdx.x);
+    const int slice = threadIdx.x / ITEMS;
+#pragma unroll
+    for (int u = 0; u < NB; u++) {
+      const int t = slice + u * SLICES;
+      ov[u] = t < nsplit ? __ldcg(src + (size_t)t * Q4) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+  }
   // The merge: per head (a warp each) the maximum M over the splits, the weights 2^(m_s − M) and
   // the denominator Σ 2^(m_s − M)·l_s.
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -1457,33 +1480,30 @@ __global__ void __launch_bounds__(kDecWarps * 32)
     }
   }
   __syncthreads();
-  // Σ_s w_s·O_s: unit (item = 4 columns of one head, slice of the splits), partial sums in red_o
-  // as [slice][G·HD] (the warps' partials are dead: the barrier above).
-  constexpr int Q4 = HD / 4, ITEMS = G * Q4, T = kDecWarps * 32;
-  constexpr int SLICES = ITEMS >= T ? 1 : (T / ITEMS < 4 ? T / ITEMS : 4);
-  constexpr int NB = ITEMS >= T ? 16 : 8;  // 16-byte loads in flight per thread
+  // Partial sums in red_o as [slice][G·HD] (the warps' partials are dead: the barrier above).
   float4* part = reinterpret_cast<float4*>(&red_o[0][0][0]);
   for (int unit = threadIdx.x; unit < ITEMS * SLICES; unit += T) {
     const int item = unit % ITEMS, slice = unit / ITEMS, i = item / Q4;
     const float* wr = fused_w + i * splits;
-    const float4* src = reinterpret_cast<const float4*>(ws_o + (ws0 + (size_t)i * splits) * HD) + (item - i * Q4);
+    const float4* src = unit_src(unit);
     float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
     for (int t0 = slice; t0 < nsplit; t0 += SLICES * NB) {
-      float4 v[NB];
+      if (!kPrefetch || unit != (int)threadIdx.x || t0 != slice) {  // else ov holds this batch already
 #pragma unroll
-      for (int u = 0; u < NB; u++) {
-        const int t = t0 + u * SLICES;
-        v[u] = t < nsplit ? __ldcg(src + (size_t)t * Q4) : make_float4(0.f, 0.f, 0.f, 0.f);
+        for (int u = 0; u < NB; u++) {
+          const int t = t0 + u * SLICES;
+          ov[u] = t < nsplit ? __ldcg(src + (size_t)t * Q4) : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
       }
 #pragma unroll
       for (int u = 0; u < NB; u++) {
         const int t = t0 + u * SLICES;
         if (t < nsplit) {
           const float w = wr[t];
-          acc.x += w * v[u].x;
-          acc.y += w * v[u].y;
-          acc.z += w * v[u].z;
-          acc.w += w * v[u].w;
+          acc.x += w * ov[u].x;
+          acc.y += w * ov[u].y;
+          acc.z += w * ov[u].z;
+          acc.w += w * ov[u].w;
         }
       }
     }

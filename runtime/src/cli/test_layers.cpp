@@ -1245,6 +1245,10 @@ int cmd_test_layers(const Args& args) {
       add(test_decode({2, 1100, 32, 8, 128, 0, {1100, 65}, false, K::I8PerToken, false, nullptr, false, chunk}, seed++));
       add(test_decode({1, 1100, 32, 32, 64, 50, {1000}, false, K::I8Static, false, nullptr, false, chunk}, seed++));
     }
+    // The most splits the fused merge holds (kFuseSplitsMax = 256: 8192 keys in chunks of 32),
+    // and just under it with a chunk that is not a multiple of the block step (8200 → 33 keys).
+    add(test_decode({1, 8192, 8, 8, 128, 0, {8191}, false, K::I8PerToken, false, nullptr, false, 32}, seed++));
+    add(test_decode({2, 8200, 8, 2, 128, 0, {8200, 4000}, false, K::F16, false, nullptr, false, 32}, seed++));
     for (const char* gqa : {"4", "2", "1"}) {
       add(test_decode({2, 1100, 32, 8, 128, 0, {1100, 65}, false, K::I8PerToken, false, gqa}, seed++));
       add(test_decode({2, 1024, 32, 4, 64, 20, {1024, 7}, false, K::I8PerToken, false, gqa}, seed++));

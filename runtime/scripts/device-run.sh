@@ -195,7 +195,7 @@ PY
     $B/odyssey-rt test layers > "$OUT/test-layers.json" 2> "$OUT/test-layers.log"
     echo "test layers rc=$?"; grep -E "FAIL" "$OUT/test-layers.log" | head -30; grep -E "passed" "$OUT/test-layers.log" | tail -2
     $B/odyssey-rt bench layers --out "$OUT/bench-layers.json" > /dev/null 2> "$OUT/bench-layers.log"
-    echo "bench layers rc=$?"; grep -E "copy|prefill|decode|rows" "$OUT/bench-layers.log" | head -110
+    echo "bench layers rc=$?"; grep -E "copy|prefill|decode|rows" "$OUT/bench-layers.log" | head -200
     # Issue 14's per-kernel decode goals: bench layers evaluates them (its JSON "goals" list).
     grep -E "^goal " "$OUT/bench-layers.log"
     # The fused decode kernel against the former split pair, per shape (ATTN lines).

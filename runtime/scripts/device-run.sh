@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma]...
 # wgmma: the Hopper wgmma prefill kernel, v1, v2 and v3: build (their ptxas lines, C7519 count per
 #   version, SASS GMMA count), test wgmma-probe (all three), test gemm --configs wgmma_r128t128_s4,
 #   _v2 and _v3 with ODYSSEY_WGMMA=1 (ODYSSEY_WGMMA_V2=0/1, ODYSSEY_WGMMA_V3=1 route the dispatch's
@@ -9,6 +9,8 @@
 #   WGMMA_SHAPES, WGMMA_ITERS) and a "wgmma v2 vs v3" table; with
 #   WGMMA_NCU=1 one ncu --set full of the v2 kernel at 8192x28672 M=4096 (ncu-wgmma2.txt); ends
 #   with "wgmma: PASS" or "wgmma: FAIL".
+# attn: the fused decode attention kernel: test layers --only decode,refuse, bench layers --only
+#   decode, one ATTN line per batch/context/heads (fused vs split in the same run), "attn: PASS|FAIL".
 # w8a8: odyssey-rt test w8a8 (the W8A8 kernels against a host reference) and their bench gemm rows.
 # decode-gemm: test gemm (every case), then bench gemm at M = 1, 2, 4, 8, 16 on the 7B and 70B
 #   shapes with every decode GEMV config as a row, PDL on and off, and a summary table.
@@ -37,6 +39,17 @@ steps=("$@")
 [ ${#steps[@]} -eq 0 ] && steps=(build test bench)
 t0=$(date +%s)
 stamp() { echo "== $1 ($(( $(date +%s) - t0 )) s)"; }
+attn_summary() {  # $1: a bench layers log. Fused vs split (same run) per batch/context/heads.
+  awk '/^decode /{k=$3" "$5" "$7; for(i=1;i<=NF;i++) if($i=="us") t[k" "$(i-2)]=$(i-1); keys[k]=1}
+       END{for(k in keys){split(k,a," "); if(!((k" fused") in t) || !((k" split") in t)) continue;
+         c=((k" fused+q8-cold") in t) ? sprintf("; cold+q8 fused %.2f split %.2f (x%.2f)", t[k" fused+q8-cold"], t[k" split+q8-cold"], t[k" split+q8-cold"]/t[k" fused+q8-cold"]) : "";
+         h=((k" fused-h1") in t) ? sprintf("; h1 %.2f h2 %.2f", t[k" fused-h1"], t[k" fused-h2"]) : "";
+         ch=((k" fused-c64") in t) ? sprintf("; c64 %.2f c128 %.2f", t[k" fused-c64"], t[k" fused-c128"]) : "";
+         printf "ATTN b=%s ctx=%s heads=%s: fused %.2f us split %.2f (x%.2f); +q8 fused %.2f split %.2f (x%.2f)%s%s%s  %s\n",
+           a[1], a[2], a[3], t[k" fused"], t[k" split"], t[k" split"]/t[k" fused"], t[k" fused+q8"], t[k" split+q8"],
+           t[k" split+q8"]/t[k" fused+q8"], c, h, ch, (t[k" fused+q8"] <= t[k" split+q8"]*1.02 ? "ok" : "FUSED SLOWER")}}' "$1" |
+    sort -t= -k2,2n -k3,3n
+}
 for s in "${steps[@]}"; do
   case $s in
   build)
@@ -183,14 +196,24 @@ PY
     $B/odyssey-rt test layers > "$OUT/test-layers.json" 2> "$OUT/test-layers.log"
     echo "test layers rc=$?"; grep -E "FAIL" "$OUT/test-layers.log" | head -30; grep -E "passed" "$OUT/test-layers.log" | tail -2
     $B/odyssey-rt bench layers --out "$OUT/bench-layers.json" > /dev/null 2> "$OUT/bench-layers.log"
-    echo "bench layers rc=$?"; grep -E "copy|prefill|decode|rows" "$OUT/bench-layers.log" | head -110
+    echo "bench layers rc=$?"; grep -E "copy|prefill|decode|rows" "$OUT/bench-layers.log" | head -200
     # Issue 14's per-kernel decode goals: bench layers evaluates them (its JSON "goals" list).
     grep -E "^goal " "$OUT/bench-layers.log"
-    # GQA heads per block (issue 14): the default "fast" must not be slower than the former
-    # whole-group kernel ("fast-whole", same run) at any batch/context; "fast-h1" for the rule.
-    awk '/^decode .* heads 32\/8 /{for(i=1;i<=NF;i++) if($i=="us") t[$3" "$5" "$(i-2)]=$(i-1)}
-         END{for(k in t){split(k,a," "); if(a[3]=="fast" && (a[1]" "a[2]" fast-whole") in t){w=t[a[1]" "a[2]" fast-whole"];
-           printf "GQA heads batch %s ctx %s: fast %.2f us, whole %.2f, h1 %.2f  %s\n", a[1], a[2], t[k], w, t[a[1]" "a[2]" fast-h1"], (t[k]<=w*1.02?"ok":"SLOWER")}}}' "$OUT/bench-layers.log" | sort -n -k4 -k6
+    # The fused decode kernel against the former split pair, per shape (ATTN lines).
+    attn_summary "$OUT/bench-layers.log"
+    ;;
+  attn)
+    stamp attn
+    # Decode attention (issue 14, branch attn): the fused kernel (split + combine + o_proj's int8
+    # input in one grid) against the host reference and the former split pair (same shapes and
+    # seeds), then bench layers' decode rows of both (warm, and cold = K/V from DRAM).
+    $B/odyssey-rt test layers --only decode,refuse > "$OUT/test-attn.json" 2> "$OUT/test-attn.log"; trc=$?
+    echo "test layers (decode) rc=$trc"; grep -E "FAIL" "$OUT/test-attn.log" | head -30; grep -E "passed" "$OUT/test-attn.log" | tail -1
+    $B/odyssey-rt bench layers --only decode --out "$OUT/bench-attn.json" > /dev/null 2> "$OUT/bench-attn.log"; brc=$?
+    echo "bench layers (decode) rc=$brc"; grep -E "copy" "$OUT/bench-attn.log"
+    grep -E "^goal decode" "$OUT/bench-attn.log"
+    attn_summary "$OUT/bench-attn.log"
+    if [ $trc -eq 0 ] && [ $brc -eq 0 ]; then echo "attn: PASS"; else echo "attn: FAIL"; fi
     ;;
   gemv16)
     stamp gemv16
@@ -370,7 +393,7 @@ stamp done
 # At most 8 files come back: the first 7 of this list that exist stay as they are, everything else
 # (other logs, the launcher's folders) goes into one archive.
 keep=()
-for f in bench-decode.json bench-decode-nopdl.json test-gemm.json test-layers.json bench-layers.json bench-gemm.json bench-gemv.json bench-codec.json test-codec.json soak.json bench-gemm.md sweep-gemm.json \
+for f in bench-attn.json test-attn.json bench-decode.json bench-decode-nopdl.json test-gemm.json test-layers.json bench-layers.json bench-gemm.json bench-gemv.json bench-codec.json test-codec.json soak.json bench-gemm.md sweep-gemm.json \
   ncu-m1.txt ncu-m4096.txt; do
   [ -f "$OUT/$f" ] && [ ${#keep[@]} -lt 7 ] && keep+=("$f")
 done

@@ -13,6 +13,8 @@
 //   divides by the device-to-device copy bandwidth (1 GiB, read + write) of the same run, the
 //   memory floor convention of runtime/NOTES.md. Variant "fast+q8": the fast kernel with o_proj's
 //   int8 input per token fused into the combine (the executor's W4A8 call, attention+o_quant).
+//   Since the fused decode kernel (issue 14, branch attn) the variants are "fused" (default),
+//   "split" (the former pair) and more: see the decode section below. --only decode|prefill|rows.
 // - rows: add_rmsnorm (hidden 4096) and swiglu (11008), each with int8 per-token output, at batch
 //   1, 8, 16, variant "reg" (register kernels) against "loop" (ODYSSEY_ROWS=loop, the former
 //   kernels); rope_kv_decode at 32/32 and 32/8. Goal at batch 1: ≤ 3 µs per call.
@@ -135,8 +137,13 @@ int cmd_bench_layers(const Args& args) {
   w.field("copy_gbps", copy_gbps);
   w.field("iters", iters);
 
+  // --only prefill,decode,rows: the sections to run (all by default; device-run.sh's attn step
+  // runs decode alone).
+  const std::string only = args.has("only") ? args.get("only") : "";
+  auto want = [&](const char* sec) { return only.empty() || ("," + only + ",").find("," + std::string(sec) + ",") != std::string::npos; };
+
   // The int8 KV cache against the fp16 one (same shapes, same run).
-  {
+  if (want("kv8")) {
     const int hd = 128, nh = 32, ctx = 1024;
     w.key("decode_kv8").begin_array();
     for (int batch : {1, 8, 16, 64})
@@ -157,6 +164,9 @@ int cmd_bench_layers(const Args& args) {
         const size_t wsb = std::max(L::attention_decode_workspace(batch, nh, hd, ctx),
                                     L::attention_decode_kv8_workspace(batch, nh, hd, ctx));
         DeviceBuffer ws(wsb);
+        // The fused fp16 kernel's counters (the last bytes) must start at zero; the fp16 rows run
+        // first, so the int8 rows' partials cannot disturb them before they are read.
+        check(L::attention_decode_workspace_init(ws.get(), wsb, batch, nh, 0), "attention_decode_workspace_init");
         const float scale = 1.f / std::sqrt((float)hd);
         unsetenv("ODYSSEY_DECODE_ATTN");
         unsetenv("ODYSSEY_DECODE_GQA");
@@ -251,7 +261,7 @@ int cmd_bench_layers(const Args& args) {
   // Prefill.
   w.key("prefill").begin_array();
   const int seq = 1024, hd = 128, nh = 32;
-  for (int batch : {1, 8})
+  for (int batch : want("prefill") ? std::vector<int>{1, 8} : std::vector<int>{})
     for (int nkv : {32, 8}) {
       const size_t rows = (size_t)batch * seq;
       DeviceBuffer q(rows * nh * hd * 2), k(rows * nkv * hd * 2), v(rows * nkv * hd * 2), out(rows * nh * hd * 2);
@@ -307,77 +317,105 @@ int cmd_bench_layers(const Args& args) {
       {"rope + kv append, 32/32, batch 1: us", 2.5, true},
   };
 
-  // Decode.
+  // Decode. Variants (each row: one attention_decode call, launches back to back):
+  //   fused      the default: ONE kernel (split + combine), fp16 output;
+  //   fused+q8   the same with o_proj's int8 input per token (the executor's W4A8 call);
+  //   split      the former pair, fast split kernel + combine (ODYSSEY_DECODE_ATTN=split), and
+  //   split+q8   with the int8 output: the baselines of this run;
+  //   general    the 64-key shared-memory kernel + combine (ODYSSEY_DECODE_ATTN=general);
+  //   fused-h1 / fused-h2 (GQA only): 1 / 2 query heads per block (ODYSSEY_DECODE_GQA), the
+  //              kv head's K/V then read group/h times (from L2 after the first);
+  //   fused-c64 / fused-c128 (batch 1–2): keys per split forced (ODYSSEY_DECODE_CHUNK);
+  //   fused+q8-cold / split+q8-cold (batch 1–2): as fused+q8 / split+q8, but each launch reads
+  //              the next of N K/V caches (N·bytes ≥ 256 MB, ≤ 32: the model's 32 layers), so the
+  //              K/V come from DRAM as in a real decode step, not from the 50 MB L2 that a
+  //              single ≤ 16 MB cache stays in between back-to-back launches.
   w.key("decode").begin_array();
-  for (int ctx : {1024, 4096})
-    for (int batch : {1, 8, 16})
-      for (int nkv : {32, 8})
-        for (const char* variant : {"fast", "general", "fast+q8", "fast-whole", "fast-h1"}) {
-        // fast-whole / fast-h1 (GQA only): the fast kernel with one block per kv head's whole
-        // group (the former default) / one query head per block, ODYSSEY_DECODE_GQA=whole / 1.
-        const bool gqa_variant = std::string(variant) == "fast-whole" || std::string(variant) == "fast-h1";
-        if (gqa_variant && nkv == nh) continue;
+  const std::vector<std::string> dvariants = {"fused",     "fused+q8",  "split",         "split+q8",     "general",
+                                              "fused-h1",  "fused-h2",  "fused-c64",     "fused-c128",
+                                              "fused+q8-cold", "split+q8-cold"};
+  for (int ctx : want("decode") ? std::vector<int>{1024, 4096} : std::vector<int>{})
+    for (int batch : {1, 2, 8, 16})
+      for (int nkv : {32, 8}) {
         const size_t cache = (size_t)batch * ctx * nkv * hd;
-        DeviceBuffer q((size_t)batch * nh * hd * 2), out((size_t)batch * nh * hd * 2), kc(cache * 2), vc(cache * 2);
+        const bool small = batch <= 2;
+        // Cold rows: enough caches to overflow the L2 (the first one is the warm rows' cache).
+        const int ncache = small ? (int)std::min<size_t>(32, std::max<size_t>(2, ((256u << 20) + 4 * cache - 1) / (4 * cache))) : 1;
+        DeviceBuffer q((size_t)batch * nh * hd * 2), out((size_t)batch * nh * hd * 2);
+        std::vector<DeviceBuffer> kcs, vcs;
+        for (int i = 0; i < ncache; i++) {
+          kcs.emplace_back(cache * 2);
+          vcs.emplace_back(cache * 2);
+          fill_random_half(kcs.back());
+          fill_random_half(vcs.back());
+        }
         fill_random_half(q);
-        fill_random_half(kc);
-        fill_random_half(vc);
         std::vector<int32_t> lens(batch, ctx);
         DeviceBuffer len(batch * 4);
         len.upload(lens.data(), batch * 4);
         const size_t wsb = L::attention_decode_workspace(batch, nh, hd, ctx);
         DeviceBuffer ws(wsb);
+        check(L::attention_decode_workspace_init(ws.get(), wsb, batch, nh, 0), "attention_decode_workspace_init");
         const float scale = 1.f / std::sqrt((float)hd);
-        if (std::string(variant) == "general")
-          setenv("ODYSSEY_DECODE_ATTN", "general", 1);
-        else
-          unsetenv("ODYSSEY_DECODE_ATTN");
-        if (gqa_variant)
-          setenv("ODYSSEY_DECODE_GQA", std::string(variant) == "fast-whole" ? "whole" : "1", 1);
-        else
-          unsetenv("ODYSSEY_DECODE_GQA");
-        // fast+q8: the executor's W4A8 call, o_proj's int8 input per token fused into the combine.
-        const bool q8 = std::string(variant) == "fast+q8";
         DeviceBuffer o8((size_t)batch * nh * hd), tok((size_t)batch * 4);
         L::ActOut qo;
         qo.kind = L::ActKind::I8PerToken;
         qo.ld = nh * hd;
         qo.i8 = o8.get<int8_t>();
         qo.token_scale = tok.get<float>();
-        auto launch = [&] {
-          check(L::attention_decode(q.get<__half>(), nh * hd, kc.get<__half>(), vc.get<__half>(), len.get<int32_t>(),
-                                    out.get<__half>(), nh * hd, batch, ctx, nh, nkv, hd, scale, 0, ws.get(), wsb, 0,
-                                    q8 ? &qo : nullptr),
-                "attention_decode");
-        };
-        auto s = timer.samples_us(launch, iters, 10);
-        const double us = median(s), bytes = 2.0 * cache * 2, gbs = bytes / us / 1e3;
-        std::fprintf(stderr, "decode   batch %2d ctx %5d heads %d/%d hd %d  %-10s %9.2f us  %7.0f GB/s  %5.1f%% of copy\n",
-                     batch, ctx, nh, nkv, hd, variant, us, gbs, 100 * gbs / copy_gbps);
-        if (batch == 1 && hd == 128) {
-          const std::string v = variant;
-          if (v == "fast" && nkv == nh && ctx == 1024) goals[0].measured = 100 * gbs / copy_gbps;
-          if (v == "fast+q8" && nkv == nh && ctx == 1024) goals[1].measured = us;
-          if (v == "fast" && nkv == 8 && ctx == 1024) goals[2].measured = 100 * gbs / copy_gbps;
-          if (v == "fast" && nkv == 8 && ctx == 4096) goals[3].measured = 100 * gbs / copy_gbps;
+        for (const std::string& v : dvariants) {
+          const bool gqa_only = v == "fused-h1" || v == "fused-h2";
+          const bool cold = v.size() > 5 && v.compare(v.size() - 5, 5, "-cold") == 0;
+          if (gqa_only && nkv == nh) continue;
+          if ((cold || v == "fused-c64" || v == "fused-c128") && !small) continue;
+          unsetenv("ODYSSEY_DECODE_ATTN");
+          unsetenv("ODYSSEY_DECODE_GQA");
+          unsetenv("ODYSSEY_DECODE_CHUNK");
+          if (v == "general") setenv("ODYSSEY_DECODE_ATTN", "general", 1);
+          if (v.rfind("split", 0) == 0) setenv("ODYSSEY_DECODE_ATTN", "split", 1);
+          if (v == "fused-h1") setenv("ODYSSEY_DECODE_GQA", "1", 1);
+          if (v == "fused-h2") setenv("ODYSSEY_DECODE_GQA", "2", 1);
+          if (v == "fused-c64") setenv("ODYSSEY_DECODE_CHUNK", "64", 1);
+          if (v == "fused-c128") setenv("ODYSSEY_DECODE_CHUNK", "128", 1);
+          const bool q8 = v.find("+q8") != std::string::npos;
+          int next = 0;
+          auto launch = [&] {
+            const int c = cold ? next++ % ncache : 0;
+            check(L::attention_decode(q.get<__half>(), nh * hd, kcs[c].get<__half>(), vcs[c].get<__half>(), len.get<int32_t>(),
+                                      out.get<__half>(), nh * hd, batch, ctx, nh, nkv, hd, scale, 0, ws.get(), wsb, 0,
+                                      q8 ? &qo : nullptr),
+                  "attention_decode");
+          };
+          auto s = timer.samples_us(launch, iters, 10);
+          const double us = median(s), bytes = 2.0 * cache * 2, gbs = bytes / us / 1e3;
+          std::fprintf(stderr, "decode   batch %2d ctx %5d heads %d/%d hd %d  %-14s %9.2f us  %7.0f GB/s  %5.1f%% of copy\n",
+                       batch, ctx, nh, nkv, hd, v.c_str(), us, gbs, 100 * gbs / copy_gbps);
+          if (batch == 1 && hd == 128) {
+            if (v == "fused" && nkv == nh && ctx == 1024) goals[0].measured = 100 * gbs / copy_gbps;
+            if (v == "fused+q8" && nkv == nh && ctx == 1024) goals[1].measured = us;
+            if (v == "fused" && nkv == 8 && ctx == 1024) goals[2].measured = 100 * gbs / copy_gbps;
+            if (v == "fused" && nkv == 8 && ctx == 4096) goals[3].measured = 100 * gbs / copy_gbps;
+          }
+          w.begin_object();
+          w.field("variant", v);
+          w.field("batch", batch);
+          w.field("context", ctx);
+          w.field("heads", nh);
+          w.field("kv_heads", nkv);
+          w.field("head_dim", hd);
+          w.field("kv_bytes", bytes);
+          w.field("caches", cold ? ncache : 1);
+          w.field("us", us);
+          w.field("us_min", s.front());
+          w.field("us_max", s.back());
+          w.field("gbs", gbs);
+          w.field("pct_copy", 100 * gbs / copy_gbps);
+          w.end_object();
         }
-        w.begin_object();
-        w.field("variant", variant);
-        w.field("batch", batch);
-        w.field("context", ctx);
-        w.field("heads", nh);
-        w.field("kv_heads", nkv);
-        w.field("head_dim", hd);
-        w.field("kv_bytes", bytes);
-        w.field("us", us);
-        w.field("us_min", s.front());
-        w.field("us_max", s.back());
-        w.field("gbs", gbs);
-        w.field("pct_copy", 100 * gbs / copy_gbps);
-        w.end_object();
       }
   unsetenv("ODYSSEY_DECODE_ATTN");
   unsetenv("ODYSSEY_DECODE_GQA");
+  unsetenv("ODYSSEY_DECODE_CHUNK");
   w.end_array();
 
   // The decode step's row kernels at decode batches, LLaMA-2-7B widths: add_rmsnorm (residual
@@ -409,7 +447,7 @@ int cmd_bench_layers(const Args& args) {
       if (o == "rope_kv_32/32") goals[6].measured = us;
     }
   };
-  for (int batch : {1, 8, 16}) {
+  for (int batch : want("rows") ? std::vector<int>{1, 8, 16} : std::vector<int>{}) {
     const int hidden = 4096, inter = 11008;
     DeviceBuffer h((size_t)batch * hidden * 4), delta((size_t)batch * hidden * 2), wt((size_t)hidden * 4);
     DeviceBuffer gu((size_t)batch * 2 * inter * 2), o8((size_t)batch * inter), tok((size_t)batch * 4);

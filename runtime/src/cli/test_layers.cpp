@@ -592,7 +592,8 @@ AttnRef attention_ref(const uint16_t* q, const uint16_t* k, const uint16_t* v, s
       a.spv[d] += p * std::fabs(y);
     }
   }
-  for (int d = 0; d < hd; d++) a.o[d] /= l, a.spv[d] /= l;
+  if (hi > lo)  // else no key (len 0 in decode): the kernels write 0
+    for (int d = 0; d < hd; d++) a.o[d] /= l, a.spv[d] /= l;
   return a;
 }
 
@@ -774,26 +775,33 @@ struct DecodeShape {
   L::ActKind quant = L::ActKind::F16;  // the combine's fused o_proj input (F16: none)
   bool general = false;                // ODYSSEY_DECODE_ATTN=general: the 64-key kernel
   const char* gqa = nullptr;           // ODYSSEY_DECODE_GQA: query heads per fast block ("whole", "4", "2", "1")
+  bool split = false;                  // ODYSSEY_DECODE_ATTN=split: the fast split kernel + combine (not fused)
+  int chunk = 0;                       // ODYSSEY_DECODE_CHUNK: the fused kernel's keys per split (0: its rule)
 };
 
 // The kernel attention_decode takes for this shape (the launcher's rule, layers.cu).
 const char* decode_kernel_name(const DecodeShape& p) {
   const int g = p.nh / p.nkv;
   const bool fast = !p.general && (p.hd == 64 || p.hd == 128) && (g == 1 || g == 2 || g == 4 || g == 8);
-  if (fast) return p.quant == L::ActKind::I8PerToken ? "decode-fast+quant-token" : p.quant == L::ActKind::I8Static ? "decode-fast+quant-static" : "decode-fast";
+  const char* q = p.quant == L::ActKind::I8PerToken ? "+quant-token" : p.quant == L::ActKind::I8Static ? "+quant-static" : "";
+  static std::string name;  // the caller copies it at once
+  if (fast) return (name = std::string(p.split ? "decode-fast" : "decode-fused") + q).c_str();
   if (p.hd % 8) return "decode-scalar";
   return p.quant == L::ActKind::F16 ? "decode" : "decode+quant";
 }
 
 // RAII for ODYSSEY_DECODE_ATTN (the launcher reads it on every call).
 struct DecodeVariant {
-  explicit DecodeVariant(bool general, const char* gqa = nullptr) {
+  explicit DecodeVariant(bool general, const char* gqa = nullptr, bool split = false, int chunk = 0) {
     if (general) setenv("ODYSSEY_DECODE_ATTN", "general", 1);
+    if (split) setenv("ODYSSEY_DECODE_ATTN", "split", 1);
     if (gqa) setenv("ODYSSEY_DECODE_GQA", gqa, 1);
+    if (chunk > 0) setenv("ODYSSEY_DECODE_CHUNK", std::to_string(chunk).c_str(), 1);
   }
   ~DecodeVariant() {
     unsetenv("ODYSSEY_DECODE_ATTN");
     unsetenv("ODYSSEY_DECODE_GQA");
+    unsetenv("ODYSSEY_DECODE_CHUNK");
   }
 };
 
@@ -801,10 +809,13 @@ Result test_decode(const DecodeShape& p, uint64_t seed) {
   std::string lens;
   for (int l : p.lens) lens += (lens.empty() ? "" : ",") + std::to_string(l);
   Check c(fmt("attention_decode b=%d max_seq=%d heads=%d/%d hd=%d window=%d len=%s%s%s", p.batch, p.max_seq, p.nh,
-              p.nkv, p.hd, p.window, lens.c_str(), p.general ? " general" : p.gqa ? (std::string(" gqa=") + p.gqa).c_str() : "",
+              p.nkv, p.hd, p.window, lens.c_str(),
+              (std::string(p.general ? " general" : p.split ? " split" : "") + (p.gqa ? std::string(" gqa=") + p.gqa : "") +
+               (p.chunk > 0 ? " chunk=" + std::to_string(p.chunk) : ""))
+                  .c_str(),
               p.quant == L::ActKind::I8Static ? " +i8static" : p.quant == L::ActKind::I8PerToken ? " +i8token" : ""),
           decode_kernel_name(p));
-  DecodeVariant variant(p.general, p.gqa);
+  DecodeVariant variant(p.general, p.gqa, p.split, p.chunk);
   Rng r(seed);
   const int width = p.nkv * p.hd, ld_q = p.nh * p.hd + (p.odd_stride ? 1 : 8), ld_out = p.nh * p.hd + (p.odd_stride ? 3 : 8);
   // The cache beyond len[b] is NaN: a read past the context would show.
@@ -824,6 +835,18 @@ Result test_decode(const DecodeShape& p, uint64_t seed) {
   DeviceBuffer dout = poisoned((size_t)p.batch * ld_out * 2);
   size_t wsb = L::attention_decode_workspace(p.batch, p.nh, p.hd, p.max_seq);
   DeviceBuffer ws = poisoned(wsb);
+  // The fused kernel's counters (the workspace's last bytes) start at 0, as the executor's
+  // zeroed arena gives them; the rest stays poisoned. Every call must leave them 0 (checked below).
+  c.cuda(L::attention_decode_workspace_init(ws.get(), wsb, p.batch, p.nh, 0), "attention_decode_workspace_init");
+  const size_t ctr_at = (wsb - L::attention_decode_counter_bytes(p.batch, p.nh)) & ~(size_t)15;
+  auto counters_zero = [&](const char* when) {
+    auto t = download<uint8_t>(ws, wsb);
+    for (size_t i = ctr_at; i < wsb; i++)
+      if (t[i] != 0) {
+        c.bad(fmt("workspace counter byte %zu is 0x%02x %s (the fused kernel must leave its counters 0)", i - ctr_at, t[i], when));
+        return;
+      }
+  };
   const float scale = (float)(1.0 / std::sqrt((double)p.hd));
   // o_proj's int8 input (fused into the combine): row stride cols rounded up to 128 plus 3, as
   // the executor's Kp, with the padding columns poisoned; a static scale that clips some values.
@@ -843,6 +866,7 @@ Result test_decode(const DecodeShape& p, uint64_t seed) {
          "attention_decode");
   c.cuda(cudaDeviceSynchronize(), "attention_decode (sync)");
   if (!c.r.passed) return c.r;
+  counters_zero("after the call");
   auto out = download<uint16_t>(dout, (size_t)p.batch * ld_out);
   const int group = p.nh / p.nkv;
   for (int b = 0; b < p.batch; b++) {
@@ -915,6 +939,7 @@ Result test_decode(const DecodeShape& p, uint64_t seed) {
     if (c.r.passed) {
       auto g = download<uint16_t>(dg, (size_t)p.batch * ld_out), d = download<uint16_t>(dd, (size_t)p.batch * ld_out);
       if (g != d) c.bad("graph replay with new lengths differs from a direct launch");
+      counters_zero("after the graph replay and a direct call");
     }
     if (exec) cudaGraphExecDestroy(exec);
     if (graph) cudaGraphDestroy(graph);
@@ -1496,6 +1521,52 @@ int cmd_test_layers(const Args& args) {
       add(test_decode({1, 4096, 32, 4, 128, 0, {4000}, false, L::ActKind::I8PerToken, false, gqa}, seed++));
       add(test_decode({2, 700, 16, 2, 128, 17, {700, 33}, false, L::ActKind::I8Static, false, gqa}, seed++));
       add(test_decode({2, 300, 16, 2, 64, 0, {1, 299}, true, L::ActKind::I8PerToken, false, gqa}, seed++));
+    }
+    // The fused kernel (the default) against the host reference, and the split pair it replaced
+    // (ODYSSEY_DECODE_ATTN=split) on the same shapes and data (same seeds) in the same run: MHA
+    // 32/32 (LLaMA-2) and GQA 32/8 (LLaMA-3, Mistral), batch 1, 2, 8, contexts 1, 63, 64, 65,
+    // 1024, 1100, 4096 (len = max_seq, and len < max_seq), len 0, sliding windows (Mistral's is
+    // 4096; 100 and 1000 here so that whole splits fall before the window), head_dim 128 and 64,
+    // fp16 / int8 static / int8 per-token outputs. Then the fused kernel's forced variants: keys
+    // per split (ODYSSEY_DECODE_CHUNK) and query heads per block (ODYSSEY_DECODE_GQA).
+    using K = L::ActKind;
+    const std::vector<std::pair<int, int>> fused_heads = {{32, 32}, {32, 8}};
+    const uint64_t fused_seed = seed;
+    for (bool split : {false, true}) {
+      uint64_t sd = fused_seed;
+      for (auto [nh, nkv] : fused_heads) {
+        for (int ctx : {1, 63, 64, 65, 1024, 1100, 4096}) {
+          if (quick && nh == nkv && ctx == 4096) continue;
+          add(test_decode({1, ctx, nh, nkv, 128, 0, {ctx}, false, ctx >= 1024 ? K::I8PerToken : K::F16, false, nullptr, split},
+                          sd++));
+        }
+        add(test_decode({1, 4096, nh, nkv, 128, 0, {1100}, false, K::I8Static, false, nullptr, split}, sd++));
+        add(test_decode({1, 1100, nh, nkv, 128, 0, {0}, false, K::I8PerToken, false, nullptr, split}, sd++));
+        add(test_decode({2, 1100, nh, nkv, 128, 0, {65, 1100}, false, K::I8PerToken, false, nullptr, split}, sd++));
+        add(test_decode({2, 1100, nh, nkv, 128, 100, {1100, 64}, false, K::F16, false, nullptr, split}, sd++));
+        add(test_decode({2, 1024, nh, nkv, 64, 0, {1024, 63}, true, K::I8PerToken, false, nullptr, split}, sd++));
+        add(test_decode({8, quick ? 1100 : 4096, nh, nkv, 128, 0, {1, 63, 64, 65, 1024, 1100, quick ? 1100 : 4096, 0}, false,
+                         K::I8PerToken, false, nullptr, split},
+                        sd++));
+        add(test_decode({8, 1100, nh, nkv, 128, 1000, {1100, 1000, 1001, 999, 65, 1, 1024, 0}, false, K::I8Static, false,
+                         nullptr, split},
+                        sd++));
+        add(test_decode({8, 1100, nh, nkv, 64, 31, {1100, 32, 31, 30, 65, 1, 1024, 500}, false, K::F16, false, nullptr, split},
+                        sd++));
+      }
+    }
+    seed += 100;
+    for (int chunk : {1, 32, 64, 100, 256}) {
+      add(test_decode({2, 1100, 32, 8, 128, 0, {1100, 65}, false, K::I8PerToken, false, nullptr, false, chunk}, seed++));
+      add(test_decode({1, 1100, 32, 32, 64, 50, {1000}, false, K::I8Static, false, nullptr, false, chunk}, seed++));
+    }
+    // The most splits the fused merge holds (kFuseSplitsMax = 256: 8192 keys in chunks of 32),
+    // and just under it with a chunk that is not a multiple of the block step (8200 → 33 keys).
+    add(test_decode({1, 8192, 8, 8, 128, 0, {8191}, false, K::I8PerToken, false, nullptr, false, 32}, seed++));
+    add(test_decode({2, 8200, 8, 2, 128, 0, {8200, 4000}, false, K::F16, false, nullptr, false, 32}, seed++));
+    for (const char* gqa : {"4", "2", "1"}) {
+      add(test_decode({2, 1100, 32, 8, 128, 0, {1100, 65}, false, K::I8PerToken, false, gqa}, seed++));
+      add(test_decode({2, 1024, 32, 4, 64, 20, {1024, 7}, false, K::I8PerToken, false, gqa}, seed++));
     }
     if (!quick) add(test_decode({16, 4096, 32, 32, 128, 0, std::vector<int>(16, 4096), false}, seed++));
     add(test_decode({1, 4096, 32, 32, 128, 0, {4096}, false}, seed++));

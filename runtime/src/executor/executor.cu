@@ -757,6 +757,8 @@ void Executor::Impl::ensure_gemm_workspace(int rows) {
 void Executor::Impl::ensure_attn_workspace(size_t bytes) {
   if (bytes <= attn_ws_bytes) return;
   arena.free(attn_ws);
+  // Zeroed by the arena: the fused decode attention kernel needs its counters (the last bytes)
+  // zero before its first call, and leaves them zero (layers.hpp).
   attn_ws = arena.alloc<uint8_t>(bytes, "attention workspace");
   attn_ws_bytes = bytes;
 }
@@ -1090,9 +1092,13 @@ void Executor::setup_generation(int batch, int prompt, int gen) {
   m.ensure_gemm_workspace(seqs_per_chunk * prompt);
   if (batch % seqs_per_chunk) m.ensure_gemm_workspace((batch % seqs_per_chunk) * prompt);
   m.ensure_gemm_workspace(batch);
+  // The fused decode attention keeps its counters in the workspace's last bytes (zero between
+  // calls); the prefill attention and the int8-cache kernels use the same buffer from its start,
+  // so room for the counters is added past the largest of them: nothing else ever writes there.
   m.ensure_attn_workspace(std::max({layers::attention_prefill_workspace(seqs_per_chunk, prompt, c.heads, c.head_dim),
-                                    m.kv8 ? layers::attention_decode_kv8_workspace(batch, c.heads, c.head_dim, m.max_seq)
-                                          : layers::attention_decode_workspace(batch, c.heads, c.head_dim, m.max_seq)}));
+                                    layers::attention_decode_kv8_workspace(batch, c.heads, c.head_dim, m.max_seq),
+                                    layers::attention_decode_workspace(batch, c.heads, c.head_dim, m.max_seq)}) +
+                          layers::attention_decode_counter_bytes(batch, c.heads) + 16);
   const size_t kv_elems = (size_t)batch * m.max_seq * c.kv_heads * c.head_dim;
   if (m.kv8) {
     // Codes, then the scales from the next 16-byte boundary, in one allocation per layer and K/V.

@@ -36,7 +36,13 @@
 // per (row, head), keys in chunks of 128 with an online softmax in fp32, head_dim ≤ 256.
 // ODYSSEY_PREFILL_WARPS=4|8 (environment) picks BM = 64 or 128 for the benchmark's sake.
 //
-// Attention decode: flash-decoding in two kernels (details above decode_split_kernel). The
+// Attention decode: flash-decoding. Head dims 64/128 with groups 1, 2, 4, 8 (the models'
+// shapes) take ONE kernel, decode_fused_kernel (its comment): the split blocks below, then the
+// last split block of each (sequence, kv head) merges that head group's partials and the last of
+// a sequence quantizes o_proj's int8 input, through atomic tickets in the workspace (one grid
+// instead of two: at batch 1 the pair's time was the latency of two dependent grids). The former
+// pair stays selectable (ODYSSEY_DECODE_ATTN=split), as does the general kernel (=general).
+// The split + combine pair (details above decode_split_kernel). The
 // context is cut into splits sized from max_seq, batch·nkv and the SM count (≈ 4 blocks per
 // SM); block (split, kv head, sequence) computes all nh/nkv query heads of its GQA group. Head
 // dims 64/128 with groups 1, 2, 4, 8 stream K and V straight into registers (4 steps of 16-byte
@@ -63,8 +69,9 @@
 // test_layers.cpp: host references in plain C++, many shapes, tolerances named there); without
 // a GPU, runtime/tests/layers_emu/run.sh runs the same test with these kernels emulated on the
 // host (fragment layouts, indexing, barriers; not races or device rounding). Bench: `odyssey-rt
-// bench layers` (prefill TFLOP/s for both tile variants, decode GB/s of both split kernels against
-// a device-to-device copy of the same run); the decode step's kernels in context: `odyssey-rt
+// bench layers` (prefill TFLOP/s for both tile variants, decode GB/s of the fused kernel, the split
+// pair and the general kernel against a device-to-device copy of the same run; `--only decode`
+// and runtime/scripts/device-run.sh attn for the decode rows alone); in context: `odyssey-rt
 // speed --profile N` (docs/executor.md).
 #include "executor/layers.hpp"
 
@@ -851,6 +858,7 @@ __global__ void __launch_bounds__(kRefThreads)
 
 constexpr int kDecKeys = 64, kDecThreads = 128;  // general kernel: keys per split, threads
 constexpr int kDecWarps = 4, kDecU = 4;          // fast kernel: warps, steps in flight per warp
+constexpr int kFuseSplitsMax = 256;  // fused kernel: splits per (sequence, kv head) at most (merge weights in shared memory)
 
 inline size_t decode_smem(int head_dim, int group) {
   return (size_t)2 * kDecKeys * (head_dim + 8) * 2 + (size_t)group * head_dim * 4 + (size_t)group * kDecKeys * 4;
@@ -910,7 +918,14 @@ inline int decode_fast_heads(int batch, int nkv, int group, const char* force) {
 // fast path's with nkv = 1, its smallest chunk).
 inline int decode_max_splits(int batch, int max_seq) {
   const int fast = (max_seq + decode_fast_chunk(batch, 1, max_seq) - 1) / decode_fast_chunk(batch, 1, max_seq);
-  return std::max(fast, (max_seq + kDecKeys - 1) / kDecKeys);
+  const int fused = std::min(kFuseSplitsMax, (max_seq + 31) / 32);  // decode_fused_chunk: ≥ 32 keys
+  return std::max(std::max(fast, fused), (max_seq + kDecKeys - 1) / kDecKeys);
+}
+
+// The fused kernel's counters: split tickets [batch · nh] (nh ≥ kv heads · parts), row tickets
+// [batch], row maxima [batch], uint32, rounded up to 16 bytes.
+inline size_t decode_counter_bytes(int batch, int nh) {
+  return ((size_t)batch * nh + 2 * (size_t)batch) * sizeof(unsigned) / 16 * 16 + 16;
 }
 
 // Block (split s, kv head g, sequence b): keys [max(s·chunk, lo), min(s·chunk + chunk, len)).
@@ -1032,41 +1047,21 @@ __device__ __forceinline__ void half8_to_float(const uint4& u, float (&f)[8]) {
   }
 }
 
-// The fast split kernel (see the section comment). ws_ml holds the maximum in natural-log
-// units (m·ln 2 of the log2-domain maximum), as the general kernel writes it.
+// The register-streaming core of the fast split kernels: the block's online softmax over keys
+// [k0, k1) of kv head kvh for query heads [g·G, g·G + G) of sequence b, left per warp in
+// red_m / red_l (log2-domain maximum and sum) and red_o (unnormalized Σ p·v); the caller
+// merges the warps after a barrier (decode_merge_warps). Block-uniform k0/k1 (the shuffles).
 template <int HD, int G>
-__global__ void __launch_bounds__(kDecWarps * 32)
-    decode_split_fast_kernel(const __half* __restrict__ q, int ld_q, const __half* __restrict__ k_cache,
-                             const __half* __restrict__ v_cache, const int32_t* __restrict__ len,
-                             float* __restrict__ ws_o, float* __restrict__ ws_ml, unsigned* __restrict__ tickets,
-                             int max_seq, int nh, int nkv, int parts, int splits, int chunk, float scale_log2,
-                             int window) {
+__device__ __forceinline__ void decode_stream_chunk(const __half* __restrict__ q, int ld_q,
+                                                    const __half* __restrict__ k_cache,
+                                                    const __half* __restrict__ v_cache, int b, int g, int kvh,
+                                                    int max_seq, int nkv, int k0, int k1, float scale_log2,
+                                                    float (&red_m)[kDecWarps][G], float (&red_l)[kDecWarps][G],
+                                                    float (&red_o)[kDecWarps][G][HD]) {
   constexpr int LPK = HD / 8;            // lanes per key
   constexpr int KPW = 32 / LPK;          // keys per warp step
   constexpr int KPB = kDecWarps * KPW;   // keys per block step
-  __shared__ float red_m[kDecWarps][G], red_l[kDecWarps][G];
-  __shared__ float red_o[kDecWarps][G][HD];
-  // blockIdx.y = kv head · parts + part: the block serves query heads [y·G, y·G + G) of kv
-  // head y / parts (parts = group / G: 1 unless the launcher splits a kv head's group).
-  const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z, kvh = g / parts;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = lane / LPK, dc = lane % LPK;
-  pdl_wait();
-  pdl_launch_dependents();
-  if (s == 0 && g == 0 && threadIdx.x == 0) {  // for this call's combine: ticket and row maximum
-    tickets[b] = 0;
-    tickets[gridDim.z + b] = 0;
-  }
-  const int L = min(max(len[b], 0), max_seq);
-  const int lo = window > 0 ? max(0, L - window) : 0;
-  const int k0 = max(s * chunk, lo), k1 = min(s * chunk + chunk, L);
-  const size_t ws0 = ((size_t)b * nh + (size_t)g * G) * splits + s;  // + i·splits for head i
-  if (k1 <= k0) {
-    if (threadIdx.x < G) {
-      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits)] = -INFINITY;
-      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits) + 1] = 0.f;
-    }
-    return;
-  }
   float qr[G][8];
   {
     const __half* qb = q + (size_t)b * ld_q + (size_t)g * G * HD + dc * 8;
@@ -1160,19 +1155,65 @@ __global__ void __launch_bounds__(kDecWarps * 32)
       for (int j = 0; j < 8; j++) red_o[warp][i][dc * 8 + j] = o[i][j];
     }
   }
+}
+
+// Merges the warps' partials of decode_stream_chunk for output idx = i·HD + d (head i, dim d):
+// the maximum mn (log2 units), the sum and the unnormalized accumulator.
+template <int HD, int G>
+__device__ __forceinline__ void decode_merge_warps(const float (&red_m)[kDecWarps][G], const float (&red_l)[kDecWarps][G],
+                                                   const float (&red_o)[kDecWarps][G][HD], int i, int d, float& mn,
+                                                   float& acc, float& sum) {
+  mn = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kDecWarps; w++) mn = fmaxf(mn, red_m[w][i]);
+  acc = 0.f;
+  sum = 0.f;
+#pragma unroll
+  for (int w = 0; w < kDecWarps; w++) {
+    const float a = red_m[w][i] == -INFINITY ? 0.f : exp2f(red_m[w][i] - mn);
+    acc += a * red_o[w][i][d];
+    sum += a * red_l[w][i];
+  }
+}
+
+// The fast split kernel (see the section comment). ws_ml holds the maximum in natural-log
+// units (m·ln 2 of the log2-domain maximum), as the general kernel writes it.
+template <int HD, int G>
+__global__ void __launch_bounds__(kDecWarps * 32)
+    decode_split_fast_kernel(const __half* __restrict__ q, int ld_q, const __half* __restrict__ k_cache,
+                             const __half* __restrict__ v_cache, const int32_t* __restrict__ len,
+                             float* __restrict__ ws_o, float* __restrict__ ws_ml, unsigned* __restrict__ tickets,
+                             int max_seq, int nh, int nkv, int parts, int splits, int chunk, float scale_log2,
+                             int window) {
+  __shared__ float red_m[kDecWarps][G], red_l[kDecWarps][G];
+  __shared__ float red_o[kDecWarps][G][HD];
+  // blockIdx.y = kv head · parts + part: the block serves query heads [y·G, y·G + G) of kv
+  // head y / parts (parts = group / G: 1 unless the launcher splits a kv head's group).
+  const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z, kvh = g / parts;
+  pdl_wait();
+  pdl_launch_dependents();
+  if (s == 0 && g == 0 && threadIdx.x == 0) {  // for this call's combine: ticket and row maximum
+    tickets[b] = 0;
+    tickets[gridDim.z + b] = 0;
+  }
+  const int L = min(max(len[b], 0), max_seq);
+  const int lo = window > 0 ? max(0, L - window) : 0;
+  const int k0 = max(s * chunk, lo), k1 = min(s * chunk + chunk, L);
+  const size_t ws0 = ((size_t)b * nh + (size_t)g * G) * splits + s;  // + i·splits for head i
+  if (k1 <= k0) {
+    if (threadIdx.x < G) {
+      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits)] = -INFINITY;
+      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits) + 1] = 0.f;
+    }
+    return;
+  }
+  decode_stream_chunk<HD, G>(q, ld_q, k_cache, v_cache, b, g, kvh, max_seq, nkv, k0, k1, scale_log2, red_m, red_l,
+                             red_o);
   __syncthreads();
   for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
     const int i = idx / HD, d = idx - i * HD;
-    float mn = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kDecWarps; w++) mn = fmaxf(mn, red_m[w][i]);
-    float acc = 0.f, sum = 0.f;
-#pragma unroll
-    for (int w = 0; w < kDecWarps; w++) {
-      const float a = red_m[w][i] == -INFINITY ? 0.f : exp2f(red_m[w][i] - mn);
-      acc += a * red_o[w][i][d];
-      sum += a * red_l[w][i];
-    }
+    float mn, acc, sum;
+    decode_merge_warps<HD, G>(red_m, red_l, red_o, i, d, mn, acc, sum);
     const size_t at = ws0 + (size_t)i * splits;
     ws_o[at * HD + d] = acc;
     if (d == 0) {
@@ -1189,6 +1230,35 @@ __device__ __forceinline__ float o_row_scale(unsigned mm) {
   const float a = __uint_as_float(mm);
   float s = a == 0.0f ? 1.0f : __fdiv_rn(a, 127.0f);
   return s == 0.0f ? 1.0f : s;
+}
+
+// o_proj's int8 row from the fp16 attention output row (already complete and visible: the caller
+// fenced after the last write): codes of columns [0, cols), zeros in [cols, ld), with all the
+// block's threads. vec8: cols and ld multiples of 8, out 16-byte and qrow 8-byte aligned (one
+// 16-byte load, one 8-byte store per thread and step). Reads through L2 (__ldcg): other blocks
+// of the grid wrote the row.
+__device__ __forceinline__ void quantize_out_row(const __half* out_row, int8_t* __restrict__ qrow, int cols, int ld,
+                                                 float sc, bool vec8) {
+  const unsigned short* row = reinterpret_cast<const unsigned short*>(out_row);
+  if (vec8) {
+#pragma unroll 2
+    for (int c = threadIdx.x * 8; c < ld; c += blockDim.x * 8) {
+      uint2 packed = make_uint2(0u, 0u);
+      if (c < cols) {
+        const uint4 raw = __ldcg(reinterpret_cast<const uint4*>(row + c));
+        float f[8];
+        half8_to_float(raw, f);
+#pragma unroll
+        for (int j = 0; j < 4; j++) packed.x |= (uint32_t)(uint8_t)quantize_value(f[j], sc) << (8 * j);
+#pragma unroll
+        for (int j = 0; j < 4; j++) packed.y |= (uint32_t)(uint8_t)quantize_value(f[4 + j], sc) << (8 * j);
+      }
+      *reinterpret_cast<uint2*>(qrow + c) = packed;
+    }
+  } else {
+    for (int c = threadIdx.x; c < ld; c += blockDim.x)
+      qrow[c] = c < cols ? quantize_value(__half2float(__ushort_as_half(__ldcg(row + c))), sc) : (int8_t)0;
+  }
 }
 
 // Block (head h, sequence b) of kCombThreads threads; dynamic shared memory: `splits` floats
@@ -1278,27 +1348,205 @@ __global__ void __launch_bounds__(kCombThreads)
   __threadfence();
   const float sc = o_row_scale(__ldcg(&rowmax[b]));
   if (threadIdx.x == 0) quant.token_scale[b] = sc;
-  const unsigned short* row = reinterpret_cast<const unsigned short*>(out + (size_t)b * ld_out);
-  int8_t* qrow = quant.i8 + (size_t)b * quant.ld;
-  if (vec8) {  // cols, ld_out, quant.ld multiples of 8; out 16-byte, quant.i8 8-byte aligned
-#pragma unroll 2
-    for (int c = threadIdx.x * 8; c < quant.ld; c += blockDim.x * 8) {
-      uint2 packed = make_uint2(0u, 0u);
-      if (c < cols) {
-        const uint4 raw = __ldcg(reinterpret_cast<const uint4*>(row + c));
-        float f[8];
-        half8_to_float(raw, f);
-#pragma unroll
-        for (int j = 0; j < 4; j++) packed.x |= (uint32_t)(uint8_t)quantize_value(f[j], sc) << (8 * j);
-#pragma unroll
-        for (int j = 0; j < 4; j++) packed.y |= (uint32_t)(uint8_t)quantize_value(f[4 + j], sc) << (8 * j);
-      }
-      *reinterpret_cast<uint2*>(qrow + c) = packed;
+  quantize_out_row(out + (size_t)b * ld_out, quant.i8 + (size_t)b * quant.ld, cols, quant.ld, sc, vec8);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused decode attention: split, combine and o_proj's int8 input in ONE kernel, the default of
+// the fast shapes (ODYSSEY_DECODE_ATTN=split: the former split + combine pair; "general": the
+// 64-key kernel). Why: at batch 1 on a 7B layer the pair took 9–10 µs whatever the K/V bytes
+// (MHA 16 MB 9.30 µs, GQA 32/8 4 MB 9.66 µs; H200, bench layers at 1d769d0): the latency of two
+// dependent grids, not bandwidth. One grid saves a grid boundary (drain, flush, the combine's
+// blocks reaching their first load) and a full pass of every head over its split weights.
+//
+// Block (split s, y = kv head·parts + part, sequence b) of 4 warps streams keys
+// [max(s·chunk, lo), min(s·chunk + chunk, L)) of its kv head for the G query heads [y·G, y·G + G)
+// exactly as the fast split kernel (decode_stream_chunk: 16-byte K/V loads straight into
+// registers, fp32 online softmax). The splits holding a key are s ∈ [first, end), first =
+// lo / chunk, end = ⌈L / chunk⌉; the others exit at once. Each writes its partial (unnormalized
+// O [G, HD], log2-domain max, sum) to the workspace, fences, and takes a ticket on counter
+// (b, y); the last of the end − first blocks merges the partials of its G heads (weights
+// 2^(m_s − M); the split loop spread over up to 4 slices of the block's threads, 16-byte loads
+// through L2), writes the fp16 output and:
+//   I8Static: the int8 codes of its own columns (block y = 0 also zeroes columns [cols, ld));
+//   I8PerToken: atomicMax of its max|y| bits into rowmax[b], then a ticket on row counter b; the
+//   last of the gridDim.y blocks reads the row maximum, writes the token scale and quantizes
+//   the whole row (quantize_out_row), as decode_combine_kernel does.
+// len[b] = 0: no split holds a key; block s = 0 does the merge with no partials (output 0).
+// Counters (uint32, in the last bytes of the workspace, decode_counters): [batch · gridDim.y]
+// split tickets, [batch] row tickets, [batch] row maxima. Each last block sets what it consumed
+// back to 0 (no block of the grid touches a counter after its ticket), so every call leaves
+// them 0: they must be 0 before the first call (attention_decode_workspace_init). Ordering:
+// partial stores → __threadfence → barrier → ticket (atomicAdd); the winner: barrier →
+// __threadfence → reads through L2 (the CUDA samples' threadFenceReduction pattern).
+
+template <int HD, int G>
+__global__ void __launch_bounds__(kDecWarps * 32)
+    decode_fused_kernel(const __half* __restrict__ q, int ld_q, const __half* __restrict__ k_cache,
+                        const __half* __restrict__ v_cache, const int32_t* __restrict__ len, __half* __restrict__ out,
+                        int ld_out, float* __restrict__ ws_o, float* __restrict__ ws_ml, unsigned* __restrict__ counters,
+                        int max_seq, int nh, int nkv, int parts, int splits, int chunk, float scale_log2, int window,
+                        ActOut quant, bool vec8) {
+  extern __shared__ float fused_w[];  // [G][splits]: the merge's split weights
+  __shared__ float red_m[kDecWarps][G], red_l[kDecWarps][G];
+  __shared__ __align__(16) float red_o[kDecWarps][G][HD];
+  __shared__ float head_max[G], head_den[G], tok_scale;
+  __shared__ unsigned red_u[32];
+  __shared__ bool last;
+  const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z, kvh = g / parts;
+  pdl_wait();
+  pdl_launch_dependents();
+  const int L = min(max(len[b], 0), max_seq);
+  const int lo = window > 0 ? max(0, L - window) : 0;
+  const int first = L > lo ? lo / chunk : 0, end = L > lo ? (L + chunk - 1) / chunk : 0, nsplit = end - first;
+  if (nsplit > 0 ? (s < first || s >= end) : s != 0) return;
+  unsigned* counter = counters + (size_t)b * gridDim.y + g;
+  unsigned* row_ticket = counters + (size_t)gridDim.z * gridDim.y + b;
+  unsigned* rowmax = row_ticket + gridDim.z;
+  const size_t ws0 = ((size_t)b * nh + (size_t)g * G) * splits + first;  // + i·splits + (s − first)
+  if (nsplit > 0) {
+    const int k0 = max(s * chunk, lo), k1 = min(s * chunk + chunk, L);
+    decode_stream_chunk<HD, G>(q, ld_q, k_cache, v_cache, b, g, kvh, max_seq, nkv, k0, k1, scale_log2, red_m, red_l,
+                               red_o);
+    __syncthreads();
+    for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
+      const int i = idx / HD, d = idx - i * HD;
+      float mn, acc, sum;
+      decode_merge_warps<HD, G>(red_m, red_l, red_o, i, d, mn, acc, sum);
+      const size_t at = ws0 + (size_t)i * splits + (s - first);
+      ws_o[at * HD + d] = acc;
+      if (d == 0) *reinterpret_cast<float2*>(ws_ml + 2 * at) = make_float2(mn, sum);  // log2 units
     }
-  } else {
-    for (int c = threadIdx.x; c < quant.ld; c += blockDim.x)
-      qrow[c] = c < cols ? quantize_value(__half2float(__ushort_as_half(__ldcg(row + c))), sc) : (int8_t)0;
+    __threadfence();  // this block's partial, visible before its ticket
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      last = atomicAdd(counter, 1u) == (unsigned)nsplit - 1;
+      if (last) *counter = 0u;  // every split of (b, y) has taken its ticket: ready for the next call
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
   }
+  // Σ_s w_s·O_s is computed per unit (item = 4 columns of one head, slice of the splits), NB
+  // 16-byte loads in flight per thread. G ≥ 2: the first batch of this thread's first unit is
+  // loaded now, before the weights it does not depend on (one L2 round trip off the winner's
+  // chain). Not at G = 1: its 8 more registers (72) would fit 7 blocks per SM instead of 8, and
+  // the MHA batch-1 grid (32 splits × 32 heads) would no longer be one wave.
+  constexpr int Q4 = HD / 4, ITEMS = G * Q4, T = kDecWarps * 32;
+  constexpr int SLICES = ITEMS >= T ? 1 : (T / ITEMS < 4 ? T / ITEMS : 4);
+  constexpr int NB = ITEMS >= T ? 16 : 8;
+  constexpr bool kPrefetch = G >= 2;
+  auto unit_src = [&](int unit) {
+    const int item = unit % ITEMS, i = item / Q4;
+    return reinterpret_cast<const float4*>(ws_o + (ws0 + (size_t)i * splits) * HD) + (item - i * Q4);
+  };
+  float4 ov[NB];
+  if (kPrefetch && threadIdx.x < ITEMS * SLICES) {
+    const float4* src = unit_src(threadIdx.x);
+    const int slice = threadIdx.x / ITEMS;
+#pragma unroll
+    for (int u = 0; u < NB; u++) {
+      const int t = slice + u * SLICES;
+      ov[u] = t < nsplit ? __ldcg(src + (size_t)t * Q4) : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+  }
+  // The merge: per head (a warp each) the maximum M over the splits, the weights 2^(m_s − M) and
+  // the denominator Σ 2^(m_s − M)·l_s.
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  constexpr int kPerLane = kFuseSplitsMax / 32;
+  for (int i = warp; i < G; i += kDecWarps) {
+    const float2* ml = reinterpret_cast<const float2*>(ws_ml) + ws0 + (size_t)i * splits;
+    float2 v[kPerLane];
+#pragma unroll
+    for (int u = 0; u < kPerLane; u++)
+      v[u] = lane + 32 * u < nsplit ? __ldcg(ml + lane + 32 * u) : make_float2(-INFINITY, 0.f);
+    float mx = -INFINITY;
+#pragma unroll
+    for (int u = 0; u < kPerLane; u++) mx = fmaxf(mx, v[u].x);
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float den = 0.f;
+#pragma unroll
+    for (int u = 0; u < kPerLane; u++) {
+      const float e = v[u].x == -INFINITY ? 0.f : exp2f(v[u].x - mx);
+      if (lane + 32 * u < nsplit) fused_w[i * splits + lane + 32 * u] = e;
+      den += e * v[u].y;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) den += __shfl_xor_sync(0xffffffffu, den, o);
+    if (lane == 0) {
+      head_max[i] = mx;
+      head_den[i] = den;
+    }
+  }
+  __syncthreads();
+  // Partial sums in red_o as [slice][G·HD] (the warps' partials are dead: the barrier above).
+  float4* part = reinterpret_cast<float4*>(&red_o[0][0][0]);
+  for (int unit = threadIdx.x; unit < ITEMS * SLICES; unit += T) {
+    const int item = unit % ITEMS, slice = unit / ITEMS, i = item / Q4;
+    const float* wr = fused_w + i * splits;
+    const float4* src = unit_src(unit);
+    float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int t0 = slice; t0 < nsplit; t0 += SLICES * NB) {
+      if (!kPrefetch || unit != (int)threadIdx.x || t0 != slice) {  // else ov holds this batch already
+#pragma unroll
+        for (int u = 0; u < NB; u++) {
+          const int t = t0 + u * SLICES;
+          ov[u] = t < nsplit ? __ldcg(src + (size_t)t * Q4) : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+      }
+#pragma unroll
+      for (int u = 0; u < NB; u++) {
+        const int t = t0 + u * SLICES;
+        if (t < nsplit) {
+          const float w = wr[t];
+          acc.x += w * ov[u].x;
+          acc.y += w * ov[u].y;
+          acc.z += w * ov[u].z;
+          acc.w += w * ov[u].w;
+        }
+      }
+    }
+    part[slice * ITEMS + item] = acc;
+  }
+  __syncthreads();
+  const float* psum = &red_o[0][0][0];
+  const int cols = nh * HD;
+  const size_t col0 = (size_t)g * G * HD;
+  __half* orow = out + (size_t)b * ld_out + col0;
+  unsigned mm = 0;  // max|y| bits over this block's outputs
+  for (int idx = threadIdx.x; idx < G * HD; idx += T) {
+    const int i = idx / HD;
+    float acc = 0.f;
+#pragma unroll
+    for (int sl = 0; sl < SLICES; sl++) acc += psum[sl * G * HD + idx];
+    const __half y = __float2half_rn(head_max[i] == -INFINITY ? 0.f : acc / head_den[i]);  // len 0: 0
+    orow[idx] = y;
+    mm = max(mm, __float_as_uint(__half2float(y)) & 0x7fffffffu);
+    if (quant.kind == ActKind::I8Static)
+      quant.i8[(size_t)b * quant.ld + col0 + idx] = quantize_value(__half2float(y), *quant.static_scale);
+  }
+  if (quant.kind == ActKind::I8Static && g == 0)
+    for (int c = cols + threadIdx.x; c < quant.ld; c += T) quant.i8[(size_t)b * quant.ld + c] = 0;
+  if (quant.kind != ActKind::I8PerToken) return;
+  __threadfence();  // this block's fp16 outputs, visible before its row ticket
+  mm = block_reduce(mm, MaxU(), red_u);
+  if (threadIdx.x == 0) {
+    atomicMax(rowmax, mm);
+    __threadfence();
+    last = atomicAdd(row_ticket, 1u) == gridDim.y - 1;
+    if (last) *row_ticket = 0u;
+  }
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  if (threadIdx.x == 0) {
+    tok_scale = o_row_scale(__ldcg(rowmax));
+    *rowmax = 0u;  // every block of the row has added its maximum
+    quant.token_scale[b] = tok_scale;
+  }
+  __syncthreads();
+  quantize_out_row(out + (size_t)b * ld_out, quant.i8 + (size_t)b * quant.ld, cols, quant.ld, tok_scale, vec8);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1507,6 +1755,44 @@ cudaError_t launch_flash(const __half* q, int ld_q, const __half* k, const __hal
   return cudaGetLastError();
 }
 
+
+// Resident blocks per SM of a fused instantiation (the occupancy API, once per instantiation;
+// its dynamic shared memory, G·kFuseSplitsMax floats ≤ 8 KB, is the most a call uses).
+template <int HD, int G>
+int fused_resident() {
+  static const int n = [] {
+    int r = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&r, decode_fused_kernel<HD, G>, kDecWarps * 32,
+                                                      (size_t)G * kFuseSplitsMax * sizeof(float)) != cudaSuccess ||
+        r <= 0)
+      r = 4;
+    return r;
+  }();
+  return n;
+}
+
+// Keys per split of the fused kernel: one wave of resident blocks over batch · y-blocks ·
+// splits (at batch 1 on a 7B layer every split is one block iteration: 32 keys at head_dim 128,
+// so each block's chain is a single round of K/V loads), a multiple of the keys one block
+// iteration covers (kDecU · 4 warps · keys per warp step: 32 at head_dim 128, 64 at 64), and at
+// least ⌈max_seq / kFuseSplitsMax⌉. ODYSSEY_DECODE_CHUNK=N (environment, read per call) forces
+// N keys (at least 32 and that minimum, at most max_seq) for the benchmark's sweeps.
+int decode_fused_chunk(int batch, int yblocks, int max_seq, int head_dim, int resident) {
+  const int step = kDecU * kDecWarps * (32 / (head_dim / 8));
+  const long long lo = ((long long)max_seq + kFuseSplitsMax - 1) / kFuseSplitsMax;
+  if (const char* f = std::getenv("ODYSSEY_DECODE_CHUNK")) {
+    const long long n = std::atoll(f);
+    // At least 32 keys: the workspace holds ⌈max_seq / 32⌉ splits (decode_max_splits).
+    if (n > 0) return (int)std::max<long long>(1, std::min<long long>(std::max(std::max(n, lo), 32LL), max_seq));
+  }
+  const long long target = (long long)resident * decode_sms();
+  const long long per = std::max<long long>(1, (long long)batch * yblocks);
+  const long long splits = std::max<long long>(1, (target + per - 1) / per);
+  long long chunk = std::max((max_seq + splits - 1) / splits, lo);
+  chunk = std::max<long long>(step, (chunk + step - 1) / step * step);
+  return (int)std::min<long long>(chunk, (max_seq + step - 1) / step * step);
+}
+
 }  // namespace
 
 // =============================================================================================
@@ -1627,12 +1913,30 @@ cudaError_t kv_append(const __half* k, const __half* v, int ld_kv, __half* k_cac
   return cudaGetLastError();
 }
 
+// Workspace: [ws_o, ws_ml, the split pair's tickets and row maxima] from the start (rounded up to
+// 16 bytes), the fused kernel's counters (decode_counter_bytes) in the LAST bytes of the
+// buffer the caller passes, so that calls with different batches or contexts on one buffer
+// never see each other's partials in their counters (attention_decode_workspace_init).
 size_t attention_decode_workspace(int batch, int nh, int head_dim, int max_seq) {
   if (batch <= 0 || nh <= 0 || head_dim <= 0 || max_seq <= 0) return 0;
   // ws_o [batch, nh, splits, hd] then ws_ml [batch, nh, splits, 2], fp32, then tickets [batch]
   // and the per-token row maxima [batch] (uint32).
-  return (size_t)batch * nh * decode_max_splits(batch, max_seq) * (head_dim + 2) * sizeof(float) +
-         (size_t)2 * batch * sizeof(unsigned);
+  const size_t parts = (size_t)batch * nh * decode_max_splits(batch, max_seq) * (head_dim + 2) * sizeof(float) +
+                       (size_t)2 * batch * sizeof(unsigned);
+  return (parts + 15) / 16 * 16 + decode_counter_bytes(batch, nh);
+}
+
+size_t attention_decode_counter_bytes(int batch, int nh) {
+  return batch <= 0 || nh <= 0 ? 0 : decode_counter_bytes(batch, nh);
+}
+
+cudaError_t attention_decode_workspace_init(void* workspace, size_t workspace_bytes, int batch, int nh,
+                                            cudaStream_t stream) {
+  if (batch <= 0 || nh <= 0) return cudaErrorInvalidValue;
+  const size_t n = decode_counter_bytes(batch, nh);
+  if (!workspace || workspace_bytes < n) return cudaErrorInvalidValue;
+  char* at = static_cast<char*>(workspace) + ((workspace_bytes - n) & ~(size_t)15);
+  return cudaMemsetAsync(at, 0, static_cast<char*>(workspace) + workspace_bytes - at, stream);
 }
 
 cudaError_t attention_decode(const __half* q, int ld_q, const __half* k_cache, const __half* v_cache,
@@ -1658,10 +1962,65 @@ cudaError_t attention_decode(const __half* q, int ld_q, const __half* k_cache, c
     return cudaErrorInvalidValue;
   const int group = nh / nkv;
   const bool vec = head_dim % 8 == 0 && aligned(k_cache, 16) && aligned(v_cache, 16);
-  const char* force = std::getenv("ODYSSEY_DECODE_ATTN");  // "general": the 64-key kernel (A/B)
+  // ODYSSEY_DECODE_ATTN (read per call, for the bench's A/B and the tests): "general" = the 64-key
+  // kernel + combine, "split" = the fast split kernel + combine (the former default); else the
+  // fused kernel where the fast path applies.
+  const char* force = std::getenv("ODYSSEY_DECODE_ATTN");
   const bool fast = vec && (head_dim == 64 || head_dim == 128) &&
                     (group == 1 || group == 2 || group == 4 || group == 8) &&
                     !(force && std::strcmp(force, "general") == 0);
+  const bool fused = fast && !(force && std::strcmp(force, "split") == 0);
+  const int cols = nh * head_dim;
+  const bool vec8 = qo.kind == ActKind::I8PerToken && cols % 8 == 0 && ld_out % 8 == 0 && qo.ld % 8 == 0 &&
+                    aligned(out, 16) && aligned(qo.i8, 8);
+  const size_t ctr_bytes = decode_counter_bytes(batch, nh);
+  unsigned* counters = reinterpret_cast<unsigned*>(static_cast<char*>(workspace) +
+                                                   ((workspace_bytes - ctr_bytes) & ~(size_t)15));
+  cudaError_t e = cudaSuccess;
+  if (fused) {
+    // Heads per block: the whole GQA group (K/V read once per kv head) unless ODYSSEY_DECODE_GQA
+    // forces 4 / 2 / 1 (A/B).
+    const char* gqa = std::getenv("ODYSSEY_DECODE_GQA");
+    const int hpb = gqa && std::strcmp(gqa, "whole") != 0 ? decode_fast_heads(batch, nkv, group, gqa) : group;
+    const int parts = group / hpb;
+    int resident = 4;
+#define ODY_DEC_FUSED_OCC(HD, G) resident = fused_resident<HD, G>()
+#define ODY_DEC_FUSED_SWITCH(M)                            \
+  if (head_dim == 128) {                                   \
+    switch (hpb) {                                         \
+      case 1: M(128, 1); break;                            \
+      case 2: M(128, 2); break;                            \
+      case 4: M(128, 4); break;                            \
+      default: M(128, 8); break;                           \
+    }                                                      \
+  } else {                                                 \
+    switch (hpb) {                                         \
+      case 1: M(64, 1); break;                             \
+      case 2: M(64, 2); break;                             \
+      case 4: M(64, 4); break;                             \
+      default: M(64, 8); break;                            \
+    }                                                      \
+  }
+    ODY_DEC_FUSED_SWITCH(ODY_DEC_FUSED_OCC)
+    const int chunk = decode_fused_chunk(batch, nkv * parts, max_seq, head_dim, resident);
+    const int splits = (max_seq + chunk - 1) / chunk;
+    // decode_fused_chunk keeps both (the merge's shared weights, the workspace's partials).
+    if (splits > kFuseSplitsMax || splits > decode_max_splits(batch, max_seq)) return cudaErrorInvalidValue;
+    float* ws_o = static_cast<float*>(workspace);
+    float* ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
+    const dim3 grid(splits, nkv * parts, batch), block(kDecWarps * 32);
+    const size_t smem = (size_t)hpb * splits * sizeof(float);
+    const float sl2 = scale * 1.4426950408889634f;
+#define ODY_DEC_FUSED(HD, G)                                                                                     \
+  e = launch_pdl(decode_fused_kernel<HD, G>, grid, block, smem, stream, q, ld_q, k_cache, v_cache, len, out,   \
+                 ld_out, ws_o, ws_ml, counters, max_seq, nh, nkv, parts, splits, chunk, sl2, window, qo, vec8)
+    ODY_DEC_FUSED_SWITCH(ODY_DEC_FUSED)
+#undef ODY_DEC_FUSED
+#undef ODY_DEC_FUSED_OCC
+#undef ODY_DEC_FUSED_SWITCH
+    if (e != cudaSuccess) return e;
+    return cudaGetLastError();
+  }
   const int hpb = fast ? decode_fast_heads(batch, nkv, group, std::getenv("ODYSSEY_DECODE_GQA")) : group;
   const int parts = group / hpb;
   const int chunk = fast ? decode_fast_chunk(batch, nkv * parts, max_seq) : kDecKeys;
@@ -1669,7 +2028,6 @@ cudaError_t attention_decode(const __half* q, int ld_q, const __half* k_cache, c
   float* ws_o = static_cast<float*>(workspace);
   float* ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
   unsigned* tickets = reinterpret_cast<unsigned*>(ws_ml + (size_t)batch * nh * splits * 2);
-  cudaError_t e = cudaSuccess;
   if (fast) {
     const dim3 grid(splits, nkv * parts, batch), block(kDecWarps * 32);
     const float sl2 = scale * 1.4426950408889634f;
@@ -1711,9 +2069,6 @@ cudaError_t attention_decode(const __half* q, int ld_q, const __half* k_cache, c
     e = cudaFuncSetAttribute(decode_combine_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)csmem);
     if (e != cudaSuccess) return e;
   }
-  const int cols = nh * head_dim;
-  const bool vec8 = qo.kind == ActKind::I8PerToken && cols % 8 == 0 && ld_out % 8 == 0 && qo.ld % 8 == 0 &&
-                    aligned(out, 16) && aligned(qo.i8, 8);
   e = launch_pdl(decode_combine_kernel, dim3(nh, batch), dim3(kCombThreads), csmem, stream, ws_o, ws_ml, len, out,
                  ld_out, max_seq, nh, head_dim, splits, chunk, qo, tickets, vec8);
   if (e != cudaSuccess) return e;

@@ -80,8 +80,21 @@ cudaError_t kv_append(const __half* k, const __half* v, int ld_kv, __half* k_cac
 // I8PerToken, cols nh·head_dim, ld ≥ cols): the combine also writes o_proj's int8 input from
 // the fp16 output row exactly as the executor's separate quantization did (per token:
 // s = max|row|/127, 1 for a zero row, NaN for a non-finite one; codes clamp(roundEven(x/s)),
-// NaN → 0; columns [cols, ld) = 0). ODYSSEY_DECODE_ATTN=general forces the general kernel.
+// NaN → 0; columns [cols, ld) = 0). Head dims 64/128 with groups 1, 2, 4, 8 take ONE fused
+// kernel (split, combine and quantization; last-block tickets); ODYSSEY_DECODE_ATTN=split forces
+// the former split + combine kernel pair, =general the general kernel.
+// The workspace's last bytes hold the fused kernel's counters: they must be zero before the
+// first call on a buffer (attention_decode_workspace_init, or a cudaMemset of the whole
+// buffer), and every call leaves them zero. workspace_bytes must be the buffer's size, the
+// same on every call.
 size_t attention_decode_workspace(int batch, int nh, int head_dim, int max_seq);
+// Zeroes the fused kernel's counters (the last bytes of the workspace) for calls with up to
+// `batch` sequences and nh heads; once after allocating the workspace.
+cudaError_t attention_decode_workspace_init(void* workspace, size_t workspace_bytes, int batch, int nh,
+                                            cudaStream_t stream);
+// Bytes of those counters (they start at (workspace_bytes − this) rounded down to 16 bytes; for
+// the tests' check that a call leaves them zero).
+size_t attention_decode_counter_bytes(int batch, int nh);
 cudaError_t attention_decode(const __half* q, int ld_q, const __half* k_cache, const __half* v_cache,
                              const int32_t* len, __half* out, int ld_out, int batch, int max_seq,
                              int nh, int nkv, int head_dim, float scale, int window, void* workspace,

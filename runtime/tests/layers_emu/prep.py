@@ -25,6 +25,7 @@ s = s.replace('extern __shared__ float rope_smem[];', 'float* rope_smem = reinte
 s = s.replace('extern __shared__ __align__(16) uint8_t dec_smem[];', 'uint8_t* dec_smem = emu::g_dyn.data();')
 s = s.replace('extern __shared__ float comb_w[];', 'float* comb_w = reinterpret_cast<float*>(emu::g_dyn.data());')
 s = s.replace('extern __shared__ float kv8_smem[];', 'float* kv8_smem = reinterpret_cast<float*>(emu::g_dyn.data());')
+s = s.replace('extern __shared__ float fused_w[];', 'float* fused_w = reinterpret_cast<float*>(emu::g_dyn.data());')
 assert 'extern __shared__' not in s
 # kernel launches
 pat = re.compile(r'([A-Za-z_][\w:]*(?:<[^;<>()]*>)?)<<<')

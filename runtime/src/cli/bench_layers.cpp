@@ -136,10 +136,17 @@ int cmd_bench_layers(const Args& args) {
   w.field("copy_gbps", copy_gbps);
   w.field("iters", iters);
 
+  // --only fuse: the gate_up+swiglu rows alone (device-run.sh fuse); the other sections stay
+  // in the JSON, empty.
+  const bool only_fuse = args.get("only") == "fuse";
+  const std::vector<int> prefill_batches = only_fuse ? std::vector<int>{} : std::vector<int>{1, 8};
+  const std::vector<int> decode_ctxs = only_fuse ? std::vector<int>{} : std::vector<int>{1024, 4096};
+  const std::vector<int> row_batches = only_fuse ? std::vector<int>{} : std::vector<int>{1, 8, 16};
+
   // Prefill.
   w.key("prefill").begin_array();
   const int seq = 1024, hd = 128, nh = 32;
-  for (int batch : {1, 8})
+  for (int batch : prefill_batches)
     for (int nkv : {32, 8}) {
       const size_t rows = (size_t)batch * seq;
       DeviceBuffer q(rows * nh * hd * 2), k(rows * nkv * hd * 2), v(rows * nkv * hd * 2), out(rows * nh * hd * 2);
@@ -197,7 +204,7 @@ int cmd_bench_layers(const Args& args) {
 
   // Decode.
   w.key("decode").begin_array();
-  for (int ctx : {1024, 4096})
+  for (int ctx : decode_ctxs)
     for (int batch : {1, 8, 16})
       for (int nkv : {32, 8})
         for (const char* variant : {"fast", "general", "fast+q8", "fast-whole", "fast-h1"}) {
@@ -297,7 +304,7 @@ int cmd_bench_layers(const Args& args) {
       if (o == "rope_kv_32/32") goals[6].measured = us;
     }
   };
-  for (int batch : {1, 8, 16}) {
+  for (int batch : row_batches) {
     const int hidden = 4096, inter = 11008;
     DeviceBuffer h((size_t)batch * hidden * 4), delta((size_t)batch * hidden * 2), wt((size_t)hidden * 4);
     DeviceBuffer gu((size_t)batch * 2 * inter * 2), o8((size_t)batch * inter), tok((size_t)batch * 4);

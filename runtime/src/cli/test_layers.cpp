@@ -1327,13 +1327,13 @@ int cmd_test_layers(const Args& args) {
     // The 7B decode shape (4096 → 2×11008) at every decode batch of the fused path, both output
     // forms, both input forms; then groups 32/64/per-channel, bias, forced strips 2/4/8, a long
     // K (chunked staging of x at M = 8), odd widths (cols % 8, % 4 ≠ 0), and a non-finite row.
-    for (int m : {1, 2, 3, 4, 8})
+    for (int m : quick ? std::vector<int>{1, 8} : std::vector<int>{1, 2, 3, 4, 8})
       for (bool tok : {true, false}) add(test_fuse({m, 4096, 11008, 128, tok, !tok, false, 0, false}, seed++));
     for (int g : {32, 64, 512})
       for (bool tok : {true, false}) add(test_fuse({3, 512, 1000, g, tok, true, g == 64, 0, false}, seed++));
     for (int st : {2, 4, 8})
       for (bool tok : {true, false}) add(test_fuse({5, 1024, 2064, 128, tok, false, true, st, false}, seed++));
-    add(test_fuse({8, 14336, 4096, 128, true, true, false, 0, false}, seed++));  // x staged in chunks
+    if (!quick) add(test_fuse({8, 14336, 4096, 128, true, true, false, 0, false}, seed++));  // x staged in chunks
     add(test_fuse({2, 256, 100, 128, true, false, false, 0, false}, seed++));    // cols % 8 ≠ 0
     add(test_fuse({2, 256, 98, 64, false, true, true, 2, false}, seed++));       // cols % 4 ≠ 0
     add(test_fuse({4, 4096, 11008, 128, true, true, false, 0, true}, seed++));   // a non-finite value

@@ -219,20 +219,22 @@ __device__ __forceinline__ void swiglu_epilogue(const GemvParams& p, const Swigl
   }
   __syncthreads();
   if (tid <= p.m) q.slots[tid] = 0;  // maxima and ticket: zero for the next launch
-  // Codes of every row, 4 columns per item (ld % 4 == 0), 4 items per thread in flight; the
-  // columns [cols, ld) get 0 (their y32 words are never written and never used).
+  // Codes of every row, 4 columns per item (ld % 4 == 0), kTail items per thread in flight (one
+  // pass at M = 1 up to 12288 columns: this tail is the fused kernel's serial part, so its loads
+  // go out at once); the columns [cols, ld) get 0 (their y32 words are never written or used).
+  constexpr int kTail = 12;
   const int per_row = q.ld / 4, total = p.m * per_row;
-  for (int b = tid; b < total; b += 4 * kThreads) {
-    float4 v[4];
+  for (int b = tid; b < total; b += kTail * kThreads) {
+    float4 v[kTail];
 #pragma unroll
-    for (int t = 0; t < 4; t++) {
+    for (int t = 0; t < kTail; t++) {
       const int i = b + t * kThreads;
       const int m = i / per_row, c4 = (i - m * per_row) * 4;
       v[t] = i < total && c4 < q.cols ? __ldcg(reinterpret_cast<const float4*>(q.y32 + (size_t)m * q.ld + c4))
                                       : make_float4(0.f, 0.f, 0.f, 0.f);
     }
 #pragma unroll
-    for (int t = 0; t < 4; t++) {
+    for (int t = 0; t < kTail; t++) {
       const int i = b + t * kThreads;
       if (i >= total) break;
       const int m = i / per_row, c4 = (i - m * per_row) * 4;

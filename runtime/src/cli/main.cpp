@@ -16,8 +16,8 @@
 //   odyssey-rt ppl --model DIR --tokens FILE [--batch B]
 //   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--prompt 1024] [--gen 128]
 //                    [--repeats 5]
-//   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,nll,refuse]
-//   odyssey-rt bench layers [--iters N] [--out FILE.json]
+//   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,nll,refuse,fuse]
+//   odyssey-rt bench layers [--iters N] [--only fuse] [--out FILE.json]
 //   odyssey-rt soak allreduce [--calls 100000] [--ranks 8] [--rows 4] [--width 1024] [--bits 8]
 //                             [--group 128] [--sym] [--dtype f32|f16|bf16] [--timeout 60]
 #include <cstdio>
@@ -158,7 +158,7 @@ static void usage() {
                "                                  [--dtype bf16|fp16] [--rank R --world N] [--uid-file F]\n"
                "                                  [--timeout S]   (one process per GPU: scripts/launch-allreduce.sh)\n"
                "       odyssey-rt test layers [--quick] [--seed N] [--only prefill,decode,...]\n"
-               "       odyssey-rt bench layers [--iters N] [--out FILE.json]\n"
+               "       odyssey-rt bench layers [--iters N] [--only fuse] [--out FILE.json]\n"
                "       odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096]   (docs/gpu-calibration.md)\n"
                "       odyssey-rt ppl --model DIR --tokens FILE [--batch B]          (docs/executor.md)\n"
                "       odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--prompt 1024]\n"

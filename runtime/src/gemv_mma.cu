@@ -55,6 +55,14 @@
 // after it. pdl_launch_dependents() is called right after those first loads. Launched with
 // launch_pdl (ODYSSEY_PDL=0 turns the attribute off).
 //
+// Fused SwiGLU variant (SW, w4a8_gemv_swiglu, decode M ≤ 8; issue 14): the same main loop over
+// S/2 strips of gate and the same S/2 strips of up per block; the epilogue computes
+// silu(gate)·up from the two fp16 values the plain epilogue would write and writes down_proj's
+// int8 input (static scale directly; per token through fp32 y, row maxima and a last-block
+// ticket), byte-equal to this GEMV + layers::swiglu (act_math.cuh holds the shared arithmetic).
+// Test: odyssey-rt test layers --only fuse; on the CPU runtime/tests/layers_emu/run_gemv_swiglu.sh.
+// Bench: odyssey-rt bench layers --only fuse (fused vs unfused rows).
+//
 // Limits: 1 ≤ M ≤ 16 (kGemvMmaMaxM), ODY_SCALE_INT only, splits 0 or 1, plus the FastGEMM limits
 // (K % 128 == 0; groups 32, 64, 128 or per-channel; x, qweight, group_scale 16-byte aligned).
 // check_problem refuses the rest. sm_80 or newer (mma.sync s8, ldmatrix, cp.async).

@@ -19,6 +19,8 @@
 #              prefill (speed --profile-prefill, batch E2E_PREFILL_BATCH=1,8): "prefill gap batch B"
 #              tables FP16 vs W4A8 per kernel kind, the GEMM configs at the prefill's M, and W4A8
 #              again with ODYSSEY_WGMMA_V3=1 and =p (wgmma v3 / v3p A/B; E2E_PREFILL_V3)
+#              W4A8 with PDL on also with ODYSSEY_DECODE_FUSE=0 (the unfused gate/up + swiglu), then
+#              `FUSE profile` lines: both paths' ms/step and generated-token hashes (must match)
 #   kv8        the int8 KV cache (runtime/NOTES.md, "int8 KV cache"): `test layers --only kv8`,
 #              `bench layers --only kv8` (attention fp16 vs int8 cache, batch 1/8/16/64, ctx 1024),
 #              perplexity with --kv-cache fp16 vs int8 on tiny-llama, small-llama-outliers and
@@ -75,6 +77,23 @@ synth_models() {
   [ -d /tmp/$S-w4a8 ] || $ODY quantize --model /tmp/$S --recipe w4a8-rtn --out /tmp/$S-w4a8 --no-sync > "$E/q-$S.log" 2>&1 || { tail -5 "$E/q-$S.log"; exit 1; }
 }
 
+# fuse_compare STEP FUSED.log UNFUSED.log: per batch, the decode ms/step of the fused path
+# (ODYSSEY_DECODE_FUSE=1) and the unfused one, and their generated-token hashes (odyssey-rt
+# speed's "tokens HASH"): a `FUSE STEP batch B` line each, then `FUSE STEP PASS` when every
+# batch's hashes are equal (and present), else `FUSE STEP FAIL`.
+fuse_compare() {
+  local step=$1 a=$2 b=$3 ok=1 n=0
+  local re='s/.* batch \([0-9]*\): TTFT .* decode \([0-9.]*\) ms\/step (\([0-9.]*\) tokens\/s).* tokens \([0-9a-f]*\)$/\1 \2 \3 \4/p'
+  while read -r bb ms tps h; do
+    read -r _ ms0 tps0 h0 <<< "$(sed -n "$re" "$b" | awk -v B="$bb" '$1 == B' | head -1)"
+    n=$((n + 1))
+    local same=MATCH
+    [ -n "$h" ] && [ "$h" = "${h0:-}" ] || { same=DIFFER; ok=0; }
+    echo "FUSE $step batch $bb: fused ${ms} ms/step (${tps} tok/s) tokens $h | unfused ${ms0:-?} ms/step (${tps0:-?} tok/s) tokens ${h0:-?} | $same"
+  done < <(sed -n "$re" "$a" | grep -v '^$' | awk '!seen[$1]++')
+  [ "$n" -gt 0 ] && [ "$ok" = 1 ] && echo "FUSE $step PASS (token hashes equal at every batch)" || echo "FUSE $step FAIL (hashes differ or no rows parsed: $a, $b)"
+}
+
 # model name, folder, data, seq-len, calibration text
 models=(
   "tiny-llama testdata/tiny-llama $WIKI 512 $CAL"
@@ -115,16 +134,19 @@ for s in "$@"; do
     S=${E2E_SHAPE:-llama2-7b}
     synth_models
     stamp "profile: models ready"
-    for m in "w4a8 /tmp/$S-w4a8 ${E2E_PROFILE_PDL_W4A8:-1 0}" "fp16 /tmp/$S ${E2E_PROFILE_PDL:-1}"; do
-      read -r name dir pdls <<< "$m"
-      for pdl in $pdls; do
-        f="$E/profile-$name-pdl$pdl"
-        ODYSSEY_PDL=$pdl $ODYSSEY_RT speed --model "$dir" --batch ${E2E_PROFILE_BATCH:-1,16} --prompt 1024 --gen 64 \
+    # name dir "pdl:fuse ..." (fuse 0: ODYSSEY_DECODE_FUSE=0, the unfused gate/up + swiglu)
+    for m in "w4a8 /tmp/$S-w4a8 ${E2E_PROFILE_PDL_W4A8:-1:1 1:0 0:1}" "fp16 /tmp/$S ${E2E_PROFILE_PDL:-1}:1"; do
+      read -r name dir runs <<< "$m"
+      for run in $runs; do
+        pdl=${run%%:*}; fuse=${run##*:}
+        f="$E/profile-$name-pdl$pdl"; [ "$fuse" = 0 ] && f="$f-nofuse"
+        ODYSSEY_PDL=$pdl ODYSSEY_DECODE_FUSE=$fuse $ODYSSEY_RT speed --model "$dir" --batch ${E2E_PROFILE_BATCH:-1,16} --prompt 1024 --gen 64 \
           --repeats 3 --profile ${E2E_PROFILE_STEPS:-10} > "$f.json" 2> "$f.log"
-        echo "profile $name ODYSSEY_PDL=$pdl rc=$?"
+        echo "profile $name ODYSSEY_PDL=$pdl ODYSSEY_DECODE_FUSE=$fuse rc=$?"
         grep -E "^profile|^  |ms/step|WARNING" "$f.log"
       done
     done
+    fuse_compare profile "$E/profile-w4a8-pdl1.log" "$E/profile-w4a8-pdl1-nofuse.log"
     # Prefill (issues 12/14: W4A8 TTFT was 0.82x FP16 at b1): per-kernel times of one prefill of
     # the 1024-token prompt, FP16 (baseline) and W4A8 in one process, then the "prefill gap batch
     # B" tables (kind, fp16 µs, w4a8 µs, diff, ratio; sum and TTFT) and the GEMM config each
@@ -163,6 +185,14 @@ for s in "$@"; do
       --out "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.json" --md "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.md" \
       > "$E/speed.txt" 2> "$E/speed.log"
     echo "speed rc=$?"; cat "$E/speed.txt"; tail -3 "$E/speed.log"
+    # The decode fusion A/B (issue 14): the W4A8 model alone, fused (default) and
+    # ODYSSEY_DECODE_FUSE=0, same prompts; `FUSE speed` lines compare ms/step and token hashes.
+    for fuse in 1 0; do
+      ODYSSEY_DECODE_FUSE=$fuse $ODYSSEY_RT speed --model /tmp/$S-w4a8 --batch ${E2E_FUSE_BATCH:-1,8} --prompt 1024 --gen 128 \
+        --repeats 3 > "$E/speed-fuse$fuse.json" 2> "$E/speed-fuse$fuse.log"
+      echo "speed w4a8 ODYSSEY_DECODE_FUSE=$fuse rc=$?"; grep -E "ms/step|WARNING" "$E/speed-fuse$fuse.log"
+    done
+    fuse_compare speed "$E/speed-fuse1.log" "$E/speed-fuse0.log"
     # W8A8 row (E2E_W8A8=0 skips it): the same synthetic model through w8a8-smoothquant, exported
     # as compressed-tensors int-quantized. The synthetic model has no tokenizer, so SmoothQuant's
     # statistics come from --calib self, shrunk to 2 windows of 32 tokens (speed does not depend

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|fuse]...
 # wgmma: the Hopper wgmma prefill kernel, v1, v2 and v3: build (their ptxas lines, C7519 count per
 #   version, SASS GMMA count), test wgmma-probe (all three), test gemm --configs wgmma_r128t128_s4,
 #   _v2 and _v3 with ODYSSEY_WGMMA=1 (ODYSSEY_WGMMA_V2=0/1, ODYSSEY_WGMMA_V3=1 route the dispatch's
@@ -18,6 +18,9 @@
 # codec: Flash Communication on one GPU: test codec (every Go case, kernels v4, v3, v2 and v1),
 #   compute-sanitizer memcheck + racecheck on a subset, bench codec (v4..v1 against the copy; --sym v4, v3),
 #   soak (SOAK_CALLS, default 100000 calls of 8 ranks).
+# fuse: the decode gate/up + SwiGLU fusion (issue 14): test layers --only fuse (byte-equal to the
+#   unfused path), memcheck on its quick set, bench layers --only fuse (FUSE lines: unfused vs
+#   fused µs at batch 1, 4, 8); ends with "fuse: PASS" or "fuse: FAIL".
 # gemv16: the decode GEMVs (issues 12 and 14): test gemv16 (FP16 GEMV vs float64, cuBLAS on the same
 #   bound), test gemm on the W4A16 cases (w4a16_gemv on every M <= 8 case), compute-sanitizer memcheck
 #   on test gemv16 --quick, then bench gemm at M = 1, 2, 4 on the 7B shapes, 8192x28672, 28672x8192 and
@@ -214,6 +217,22 @@ PY
     grep -E "^goal decode" "$OUT/bench-attn.log"
     attn_summary "$OUT/bench-attn.log"
     if [ $trc -eq 0 ] && [ $brc -eq 0 ]; then echo "attn: PASS"; else echo "attn: FAIL"; fi
+    ;;
+  fuse)
+    stamp fuse
+    # Issue 14 decode fusion (gemv_mma.cu w4a8_gemv_swiglu): gate/up GEMV + SwiGLU + down_proj's
+    # int8 input in one kernel, byte-equal to the dispatch's GEMV + layers::swiglu; memcheck on
+    # the quick set (the per-token ticket's last block reads every block's y32); then the bench
+    # rows fused vs unfused in the same run (FUSE lines).
+    $B/odyssey-rt test layers --only fuse > "$OUT/test-fuse.json" 2> "$OUT/test-fuse.log"
+    frc=$?
+    echo "test layers --only fuse rc=$frc"; grep -E "FAIL" "$OUT/test-fuse.log" | head -20; grep -E "passed" "$OUT/test-fuse.log" | tail -1
+    compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test layers --only fuse --quick > /dev/null 2> "$OUT/sanitizer-fuse.log"
+    mrc=$?
+    echo "compute-sanitizer memcheck (test layers --only fuse --quick) rc=$mrc"; grep -E "ERROR SUMMARY" "$OUT/sanitizer-fuse.log" | tail -1
+    $B/odyssey-rt bench layers --only fuse --iters 50 --out "$OUT/bench-fuse.json" > /dev/null 2> "$OUT/bench-fuse.log"
+    echo "bench layers --only fuse rc=$?"; grep -E "^FUSE|gate_up" "$OUT/bench-fuse.log"
+    [ $frc = 0 ] && [ $mrc = 0 ] && echo "fuse: PASS" || echo "fuse: FAIL"
     ;;
   gemv16)
     stamp gemv16

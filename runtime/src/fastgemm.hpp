@@ -50,6 +50,45 @@ constexpr int kGemvMmaS4Config = 14;
 constexpr int kGemvMmaS8Config = 15;
 void launch_w4a8_gemv_mma(GemvParams p, int strips, cudaStream_t stream);
 int gemv_mma_blocks(int n, int strips);  // its grid size
+
+// Decode gate/up GEMV with SwiGLU and down_proj's int8 quantization in its epilogue (gemv_mma.cu,
+// issue 14): y[m, c] = silu(gate[m, c]) · up[m, c] for c < cols, where gate and up are the fp16
+// outputs the plain GEMV would write (same int32 sums, same epilogue_int), and y is quantized
+// as layers::swiglu quantizes it (act_math.cuh): byte-identical to gemv + swiglu. A block owns
+// strips/2 strips of gate and the same strips of up (no repacking: the packed layout is per
+// 8-column strip). Static scale: the epilogue writes the codes. Per token: it writes fp32 y
+// (y32) and max|y| per row (slots[m], atomicMax on the bits); the grid's last block (ticket
+// slots[M]) quantizes the rows, writes token_scale and leaves the slots zero again.
+// Limits: 1 ≤ M ≤ 8, ODY_SCALE_INT, the gemv_mma limits (K % 128 == 0, groups 32/64/128 or
+// per-channel, 16-byte aligned x/qweight/group scales), ld % 16 == 0, ld ≥ cols, both weights
+// with the same K, group size and group-scale row stride.
+struct GemvSwigluArgs {
+  const int8_t* x;            // int8 [m, k] (the mlp_norm output)
+  const float* x_scale;       // [1] static or [m] per token
+  int act_per_token;
+  int m, k, group_size;
+  int scale_ld;               // row stride (elements) of both group-scale matrices [G, scale_ld]
+  // gate (W_g) and up (W_u): qweight pointing at the strip of column 0, group_scale/channel_scale/bias
+  // at column 0 (bias may be null).
+  const uint8_t* qweight_g;
+  const int16_t* group_scale_g;
+  const float* channel_scale_g;
+  const float* bias_g;
+  const uint8_t* qweight_u;
+  const int16_t* group_scale_u;
+  const float* channel_scale_u;
+  const float* bias_u;
+  int cols;                   // intermediate size
+  int ld;                     // row stride of out and y32; columns [cols, ld) of out are written 0
+  int8_t* out;                // int8 codes [m, ld]
+  const float* static_scale;  // device scalar, or null: per token
+  float* token_scale;         // per token: [m]
+  float* y32;                 // per token: fp32 [m, ld] scratch
+  unsigned* slots;            // per token: [m + 1] zeroed before the first launch, left zero
+  int strips;                 // 2, 4 or 8 (0: the dispatch's choice for an N = 2·cols GEMV)
+};
+// cudaErrorInvalidValue (nothing launched) when the problem is outside the limits.
+cudaError_t w4a8_gemv_swiglu(const GemvSwigluArgs& a, cudaStream_t stream);
 // The Hopper prefill kernel (fastgemm_sm90.cu): config "wgmma_r128t128_s4", wgmma with the
 // weights as A in registers (Yᵀ = W·Xᵀ), 128 weight rows × 128 tokens per block, whole K per
 // block. Built only with CUDA ≥ 12 and 90 among the architectures (else sm90_wgmma_built() is

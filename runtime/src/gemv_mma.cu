@@ -55,6 +55,14 @@
 // after it. pdl_launch_dependents() is called right after those first loads. Launched with
 // launch_pdl (ODYSSEY_PDL=0 turns the attribute off).
 //
+// Fused SwiGLU variant (SW, w4a8_gemv_swiglu, decode M ≤ 8; issue 14): the same main loop over
+// S/2 strips of gate and the same S/2 strips of up per block; the epilogue computes
+// silu(gate)·up from the two fp16 values the plain epilogue would write and writes down_proj's
+// int8 input (static scale directly; per token through fp32 y, row maxima and a last-block
+// ticket), byte-equal to this GEMV + layers::swiglu (act_math.cuh holds the shared arithmetic).
+// Test: odyssey-rt test layers --only fuse; on the CPU runtime/tests/layers_emu/run_gemv_swiglu.sh.
+// Bench: odyssey-rt bench layers --only fuse (fused vs unfused rows).
+//
 // Limits: 1 ≤ M ≤ 16 (kGemvMmaMaxM), ODY_SCALE_INT only, splits 0 or 1, plus the FastGEMM limits
 // (K % 128 == 0; groups 32, 64, 128 or per-channel; x, qweight, group_scale 16-byte aligned).
 // check_problem refuses the rest. sm_80 or newer (mma.sync s8, ldmatrix, cp.async).
@@ -71,6 +79,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "act_math.cuh"
 #include "fastgemm.hpp"
 #include "kernel_common.cuh"
 #include "pdl.cuh"
@@ -138,13 +147,126 @@ __device__ __forceinline__ uint32_t word(const uint4& v, int s) {
   return s == 0 ? v.x : s == 1 ? v.y : s == 2 ? v.z : v.w;
 }
 
+// The SwiGLU epilogue's operands (w4a8_gemv_swiglu, fastgemm.hpp); unused (zero) otherwise.
+struct SwigluEpi {
+  const uint8_t* qweight_u;
+  const int16_t* group_scale_u;
+  const float* channel_scale_u;
+  const float* bias_u;
+  int cols, ld;
+  int8_t* out;
+  const float* static_scale;
+  float* token_scale;
+  float* y32;
+  unsigned* slots;
+};
+
+// The SwiGLU epilogue (SW kernels, M ≤ 8, so one output per thread: M·(S/2)·8 ≤ 256). red holds
+// every warp's fragments (written, not yet synchronized); strips j and j + S/2 of the block are
+// gate's and up's strip strip0 + j. Each output: the two int32 sums as the plain epilogue adds
+// them, the two fp16 values epilogue_int gives, then silu·up in fp32 (act_math.cuh) and either
+// the static-scale code, or fp32 y plus the row's max|y| bits (per token; the last block of
+// the grid quantizes, see w4a8_gemv_swiglu).
+template <int S, int NC, int SPG>
+__device__ __forceinline__ void swiglu_epilogue(const GemvParams& p, const SwigluEpi& q, const uint32_t* red,
+                                                int strip0, int nstrips) {
+  constexpr int SH = S / 2;
+  __shared__ unsigned bmax[8];  // max|y| bits per row, this block's outputs
+  __shared__ float bscale[8];   // the last block: each row's scale
+  __shared__ int last;
+  const int tid = threadIdx.x;
+  const bool per_token = q.static_scale == nullptr;
+  if (tid < 8) bmax[tid] = 0;
+  __syncthreads();  // red is complete, bmax zeroed
+  const float ss = per_token ? 0.f : *q.static_scale;
+  for (int o = tid; o < p.m * SH * 8; o += kThreads) {
+    const int m = o / (SH * 8), r = o - m * (SH * 8);
+    const int j = r >> 3, cc = r & 7;
+    const int c = (strip0 + j) * 8 + cc;
+    if (strip0 + j >= nstrips || c >= q.cols) continue;
+    const int l = (m & 7) * 4 + (cc >> 1), e = (m >> 3) * 2 + (cc & 1);
+    uint32_t tg = 0, tu = 0;
+#pragma unroll
+    for (int v = 0; v < kWarps; v++) {
+      tg += red[((v * S + j) * NC + e) * 32 + l];
+      tu += red[((v * S + j + SH) * NC + e) * 32 + l];
+    }
+    if constexpr (SPG == 0) {
+      tg *= (uint32_t)(int32_t)p.group_scale[c];
+      tu *= (uint32_t)(int32_t)q.group_scale_u[c];
+    }
+    const float xs = p.act_per_token ? p.x_scale[m] : p.x_scale[0];
+    const float g = __half2float(kernel::epilogue_int((int32_t)tg, xs, p.channel_scale[c], p.bias, c));
+    const float u = __half2float(kernel::epilogue_int((int32_t)tu, xs, q.channel_scale_u[c], q.bias_u, c));
+    const float y = actmath::silu_mul(g, u);
+    if (per_token) {
+      q.y32[(size_t)m * q.ld + c] = y;
+      atomicMax(&bmax[m], __float_as_uint(y) & 0x7fffffffu);
+    } else {
+      q.out[(size_t)m * q.ld + c] = actmath::quantize_value(y, ss);
+    }
+  }
+  if (!per_token) {
+    const int pad = q.ld - q.cols;
+    if (blockIdx.x == 0 && pad > 0)  // columns [cols, ld): down's GEMV reads the padded K
+      for (int i = tid; i < p.m * pad; i += kThreads) q.out[(size_t)(i / pad) * q.ld + q.cols + i % pad] = 0;
+    return;
+  }
+  __syncthreads();  // bmax complete
+  if (tid < p.m && bmax[tid] != 0) atomicMax(&q.slots[tid], bmax[tid]);
+  __threadfence();  // this block's y32 and maxima are visible before its ticket
+  __syncthreads();
+  if (tid == 0) last = atomicAdd(&q.slots[p.m], 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();  // every other block's writes (they fenced before their tickets)
+  if (tid < p.m) {
+    const float sc = actmath::row_scale(__ldcg(&q.slots[tid]));
+    bscale[tid] = sc;
+    q.token_scale[tid] = sc;
+  }
+  __syncthreads();
+  if (tid <= p.m) q.slots[tid] = 0;  // maxima and ticket: zero for the next launch
+  // Codes of every row, 4 columns per item (ld % 4 == 0), kTail items per thread in flight (one
+  // pass at M = 1 up to 12288 columns: this tail is the fused kernel's serial part, so its loads
+  // go out at once); the columns [cols, ld) get 0 (their y32 words are never written or used).
+  constexpr int kTail = 12;
+  const int per_row = q.ld / 4, total = p.m * per_row;
+  for (int b = tid; b < total; b += kTail * kThreads) {
+    float4 v[kTail];
+#pragma unroll
+    for (int t = 0; t < kTail; t++) {
+      const int i = b + t * kThreads;
+      const int m = i / per_row, c4 = (i - m * per_row) * 4;
+      v[t] = i < total && c4 < q.cols ? __ldcg(reinterpret_cast<const float4*>(q.y32 + (size_t)m * q.ld + c4))
+                                      : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+#pragma unroll
+    for (int t = 0; t < kTail; t++) {
+      const int i = b + t * kThreads;
+      if (i >= total) break;
+      const int m = i / per_row, c4 = (i - m * per_row) * 4;
+      const float sc = bscale[m];
+      const float y4[4] = {v[t].x, v[t].y, v[t].z, v[t].w};
+      uint32_t word4 = 0;
+#pragma unroll
+      for (int e = 0; e < 4; e++)
+        if (c4 + e < q.cols) word4 |= (uint32_t)(uint8_t)actmath::quantize_value(y4[e], sc) << (8 * e);
+      *reinterpret_cast<uint32_t*>(q.out + (size_t)m * q.ld + c4) = word4;
+    }
+  }
+}
+
 // MH: halves of the 16-row tile in use (1: M ≤ 8, 2: M ≤ 16). SPG: 32-deep steps per group
 // (1, 2, 4 for groups of 32, 64, 128), 0 for per-channel. S: 8-column strips per block.
 // U: K blocks per warp per iteration, all loaded before any is used (U·S·512 bytes in flight
 // per warp; the host picks it, k_blocks_ahead). S = 8 runs one block per SM (up to 255
 // registers); S = 2 and 4 two (≤ 128 registers).
-template <int MH, int SPG, int S, int U>
-__global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel(const GemvParams p) {
+// SW (SwiGLU epilogue, M ≤ 8): strips j < S/2 of a block are gate's strips strip0 + j (p's
+// weights), strips j ≥ S/2 up's strips strip0 + j − S/2 (q's); the main loop is unchanged, the
+// epilogue combines strip j with strip j + S/2 (see w4a8_gemv_swiglu).
+template <int MH, int SPG, int S, int U, bool SW>
+__global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel(const GemvParams p, const SwigluEpi q) {
   extern __shared__ __align__(16) uint8_t smem[];
   constexpr int NC = 2 * MH;                 // accumulator fragment elements in use per strip
   constexpr int NG = SPG > 0 ? 4 / SPG : 1;  // groups per K block (scale words per strip)
@@ -154,8 +276,9 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int tig = lane & 3;
   const int kblocks = p.k / kBK;
-  const int nstrips = p.np / 8;
-  const int strip0 = blockIdx.x * S;
+  constexpr int SH = SW ? S / 2 : S;                    // strips per weight matrix per block
+  const int nstrips = SW ? (q.cols + 7) / 8 : p.np / 8;  // of one weight matrix
+  const int strip0 = blockIdx.x * SH;
   const int cb = p.chunk_kb;                        // K blocks per chunk of x
   const int nchunks = (kblocks + cb - 1) / cb;
   const int xstride = cb * kBK + 16;                // bytes per staged row (bank-group shift)
@@ -168,8 +291,11 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
   const uint8_t* wbase = p.qweight + ((size_t)strip0 * kblocks * 32 + lane) * 16;
   const size_t wstrip = (size_t)kblocks * 512;
   const uint8_t* sbase_g = reinterpret_cast<const uint8_t*>(p.group_scale + strip0 * 8 + 2 * tig);
+  // SW: up's strips (same offsets in its own matrices); otherwise the same as above, unused.
+  const uint8_t* wbase_u = SW ? q.qweight_u + ((size_t)strip0 * kblocks * 32 + lane) * 16 : wbase;
+  const uint8_t* sbase_u = SW ? reinterpret_cast<const uint8_t*>(q.group_scale_u + strip0 * 8 + 2 * tig) : sbase_g;
   const size_t srow = (size_t)p.np * 2;  // bytes per group row of [G, Np] int16
-  const int real = min(S, nstrips - strip0);  // strips of this block inside Np/8
+  const int real = min(SH, nstrips - strip0);  // strips of this block inside Np/8 (per matrix)
 
   uint4 w[U][S];
   uint32_t sc[U][S][NG];
@@ -179,12 +305,14 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
       const int kb = t * IT + warp + kWarps * u;
 #pragma unroll
       for (int j = 0; j < S; j++) {
-        const bool ok = kb < kblocks && j < real;
-        w[u][j] = ok ? ld_stream16(wbase + j * wstrip + (size_t)kb * 512) : make_uint4(0, 0, 0, 0);
+        const bool upm = SW && j >= SH;  // compile-time after unrolling
+        const int jj = upm ? j - SH : j;
+        const bool ok = kb < kblocks && jj < real;
+        w[u][j] = ok ? ld_stream16((upm ? wbase_u : wbase) + jj * wstrip + (size_t)kb * 512) : make_uint4(0, 0, 0, 0);
         if constexpr (SPG > 0) {
 #pragma unroll
           for (int g = 0; g < NG; g++)
-            sc[u][j][g] = ok ? ld_nc32(sbase_g + j * 16 + (size_t)(kb * NG + g) * srow) : 0u;
+            sc[u][j][g] = ok ? ld_nc32((upm ? sbase_u : sbase_g) + jj * 16 + (size_t)(kb * NG + g) * srow) : 0u;
         }
       }
     }
@@ -312,6 +440,10 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
   for (int j = 0; j < S; j++)
 #pragma unroll
     for (int e = 0; e < NC; e++) red[((warp * S + j) * NC + e) * 32 + lane] = acc[j][e];
+  if constexpr (SW) {
+    swiglu_epilogue<S, NC, SPG>(p, q, red, strip0, nstrips);
+    return;
+  }
   __syncthreads();
   for (int o = tid; o < p.m * S * 8; o += kThreads) {
     const int m = o / (S * 8), r = o - m * (S * 8);
@@ -363,44 +495,46 @@ int k_blocks_ahead(int strips, int spg, bool chunked) {
   return strips == 2 && !chunked ? 4 : kU;
 }
 
-template <int MH, int SPG, int S, int U>
-void launch_t(const GemvParams& p, size_t smem, cudaStream_t stream) {
-  auto* fn = w4a8_gemv_mma_kernel<MH, SPG, S, U>;
+template <int MH, int SPG, int S, int U, bool SW>
+void launch_t(const GemvParams& p, const SwigluEpi& q, size_t smem, cudaStream_t stream) {
+  auto* fn = w4a8_gemv_mma_kernel<MH, SPG, S, U, SW>;
   // Raised once per instantiation to the most any problem asks for (the budget).
   static const bool raised = [&] {
     cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kZero + kXBudget);
     return true;
   }();
   (void)raised;
-  const dim3 grid((p.np / 8 + S - 1) / S), block(kThreads);
-  launch_pdl(fn, grid, block, smem, stream, p);
+  const int strips = SW ? (q.cols + 7) / 8 : p.np / 8;  // of one weight matrix
+  constexpr int SH = SW ? S / 2 : S;
+  const dim3 grid((strips + SH - 1) / SH), block(kThreads);
+  launch_pdl(fn, grid, block, smem, stream, p, q);
 }
 
-template <int MH, int SPG, int S>
-void launch_u(const GemvParams& p, size_t smem, int u, cudaStream_t stream) {
+template <int MH, int SPG, int S, bool SW>
+void launch_u(const GemvParams& p, const SwigluEpi& q, size_t smem, int u, cudaStream_t stream) {
   if constexpr (S == 2 && SPG != 1) {
-    if (u == 4) return launch_t<MH, SPG, S, 4>(p, smem, stream);
+    if (u == 4) return launch_t<MH, SPG, S, 4, SW>(p, q, smem, stream);
   }
   if constexpr (SPG == 1 && S >= 4) {
-    launch_t<MH, SPG, S, 1>(p, smem, stream);
+    launch_t<MH, SPG, S, 1, SW>(p, q, smem, stream);
   } else {
-    launch_t<MH, SPG, S, kU>(p, smem, stream);
+    launch_t<MH, SPG, S, kU, SW>(p, q, smem, stream);
   }
   (void)u;
 }
 
-template <int MH, int S>
-void launch_g(const GemvParams& p, size_t smem, bool chunked, cudaStream_t stream) {
+template <int MH, int S, bool SW = false>
+void launch_g(const GemvParams& p, size_t smem, bool chunked, cudaStream_t stream, const SwigluEpi& q = SwigluEpi{}) {
   const int spg = p.group_size >= p.k ? 0 : p.group_size / 32;
   const int u = k_blocks_ahead(S, spg, chunked);
   if (spg == 0)
-    launch_u<MH, 0, S>(p, smem, u, stream);
+    launch_u<MH, 0, S, SW>(p, q, smem, u, stream);
   else if (spg == 1)
-    launch_u<MH, 1, S>(p, smem, u, stream);
+    launch_u<MH, 1, S, SW>(p, q, smem, u, stream);
   else if (spg == 2)
-    launch_u<MH, 2, S>(p, smem, u, stream);
+    launch_u<MH, 2, S, SW>(p, q, smem, u, stream);
   else
-    launch_u<MH, 4, S>(p, smem, u, stream);
+    launch_u<MH, 4, S, SW>(p, q, smem, u, stream);
 }
 
 }  // namespace
@@ -429,5 +563,56 @@ void launch_w4a8_gemv_mma(GemvParams p, int strips, cudaStream_t stream) {
 }
 
 int gemv_mma_blocks(int n, int strips) { return ((n + 7) / 8 + strips - 1) / strips; }
+
+namespace {
+bool al16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+}  // namespace
+
+cudaError_t w4a8_gemv_swiglu(const GemvSwigluArgs& a, cudaStream_t stream) {
+  const bool per_token = a.static_scale == nullptr;
+  const int gs = a.group_size;
+  if (a.m < 1 || a.m > 8 || a.k <= 0 || a.k % kBK != 0 || a.cols <= 0 || a.ld < a.cols || a.ld % 16 != 0 ||
+      a.scale_ld < (a.cols + 7) / 8 * 8 || !(gs == 32 || gs == 64 || gs == 128 || gs == a.k))
+    return cudaErrorInvalidValue;
+  if (!a.x || !a.x_scale || !a.qweight_g || !a.group_scale_g || !a.channel_scale_g || !a.qweight_u ||
+      !a.group_scale_u || !a.channel_scale_u || !a.out || !al16(a.x) || !al16(a.qweight_g) || !al16(a.qweight_u) ||
+      !al16(a.out))
+    return cudaErrorInvalidValue;
+  // The scale loads read 32-bit column pairs: both matrices' column 0 must be 4-byte aligned.
+  if ((reinterpret_cast<uintptr_t>(a.group_scale_g) & 3) || (reinterpret_cast<uintptr_t>(a.group_scale_u) & 3))
+    return cudaErrorInvalidValue;
+  if (per_token && (!a.token_scale || !a.y32 || !a.slots || !al16(a.y32))) return cudaErrorInvalidValue;
+  int strips = a.strips;
+  if (strips == 0) {
+    const int cfg = dispatch_config(a.m, 2 * a.cols, a.k, true);
+    strips = cfg == kGemvMmaS2Config ? 2 : cfg == kGemvMmaS8Config ? 8 : 4;
+  }
+  if (strips != 2 && strips != 4 && strips != 8) return cudaErrorInvalidValue;
+  GemvParams p{};
+  p.x = a.x;
+  p.x_scale = a.x_scale;
+  p.qweight = a.qweight_g;
+  p.group_scale = a.group_scale_g;
+  p.channel_scale = a.channel_scale_g;
+  p.bias = a.bias_g;
+  p.m = a.m;
+  p.n = a.cols;
+  p.np = a.scale_ld;  // the kernel uses it as the group-scale row stride (SW counts strips from cols)
+  p.k = a.k;
+  p.group_size = gs;
+  p.act_per_token = a.act_per_token;
+  SwigluEpi q{a.qweight_u, a.group_scale_u, a.channel_scale_u, a.bias_u, a.cols, a.ld, a.out,
+              a.static_scale, a.token_scale, a.y32, a.slots};
+  const Shape sh = shape_of(p.m, p.k, strips);
+  p.chunk_kb = sh.chunk_kb;
+  const bool chunked = sh.chunk_kb < p.k / kBK;
+  if (strips == 8)
+    launch_g<1, 8, true>(p, sh.smem, chunked, stream, q);
+  else if (strips == 4)
+    launch_g<1, 4, true>(p, sh.smem, chunked, stream, q);
+  else
+    launch_g<1, 2, true>(p, sh.smem, chunked, stream, q);
+  return cudaGetLastError();
+}
 
 }  // namespace odyssey

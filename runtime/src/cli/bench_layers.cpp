@@ -23,6 +23,12 @@
 //   attention_decode) vs "fast-kv8" (attention_decode_kv8), GB/s of the bytes each must read
 //   (fp16: 2·2 bytes per element; int8: 1 byte + 2 bytes of scale per head_dim elements, K and V);
 //   and the decode step's append, "rope_kv" vs "rope_kv8".
+// - rows gate_up+swiglu (issue 14 fusion): the decode MLP's first half on the 7B shape
+//   (x int8 [batch, 4096] → gate/up 2×11008, group 128 → SwiGLU → down's int8 input), batch 1,
+//   4, 8, down's input per token ("i8token") and static ("i8static"): variant "unfused" (the
+//   dispatch's GEMV, ody_w4a8_gemm, then layers::swiglu: two launches, the executor with
+//   ODYSSEY_DECODE_FUSE=0) against "fused" (w4a8_gemv_swiglu, one launch) in the same run. GB/s
+//   and % of copy count the weight bytes (packed codes, group and channel scales) only.
 // Each figure is the median of --iters samples (≥ 20) after a warm-up; a sample times a few
 // back-to-back launches with CUDA events and divides. Inputs are random fp16 in [−1, 1].
 #include <algorithm>
@@ -37,6 +43,7 @@
 
 #include "common.hpp"
 #include "executor/kv8.hpp"
+#include "fastgemm.hpp"
 #include "executor/layers.hpp"
 #include "json.hpp"
 
@@ -508,6 +515,77 @@ int cmd_bench_layers(const Args& args) {
       row_line(op.c_str(), "reg", batch, (nh + 2 * nkv) * hd, (double)batch * (2 * nh + 4 * nkv) * hd * 2,
                timer.samples_us(rk, iters, 10));
     }
+  }
+  if (want("fuse")) {  // gate_up + swiglu, fused against unfused (see the header)
+    const int H = 4096, I = 11008, N2 = 2 * I, G = H / 128;
+    std::vector<int16_t> gsv((size_t)G * N2);
+    for (size_t i = 0; i < gsv.size(); i++) gsv[i] = (int16_t)(1 + (i * 2654435761u) % 40);
+    std::vector<float> csv(N2, 2e-7f);
+    DeviceBuffer qw((size_t)N2 * H / 2), gsd(gsv.size() * 2), csd((size_t)N2 * 4), y16((size_t)8 * N2 * 2);
+    DeviceBuffer x8((size_t)8 * H), xs((size_t)8 * 4), o8((size_t)8 * I), tok((size_t)8 * 4), y32((size_t)8 * I * 4);
+    DeviceBuffer slots(16 * 4), sscale(4);
+    fill_random_half(qw);
+    fill_random_half(x8);  // arbitrary int8 codes
+    gsd.upload(gsv.data(), gsv.size() * 2);
+    csd.upload(csv.data(), csv.size() * 4);
+    std::vector<float> xsv(8, 0.01f);
+    xs.upload(xsv.data(), 32);
+    sscale.upload(xsv.data(), 4);
+    slots.fill(0);
+    const double wbytes = (double)N2 * H / 2 + (double)G * N2 * 2 + N2 * 4.0;
+    for (int batch : {1, 4, 8})
+      for (bool per_token : {true, false}) {
+        L::ActOut qo;
+        qo.kind = per_token ? L::ActKind::I8PerToken : L::ActKind::I8Static;
+        qo.i8 = o8.get<int8_t>();
+        qo.ld = I;
+        qo.token_scale = tok.get<float>();
+        qo.static_scale = sscale.get<float>();
+        auto unfused = [&] {
+          ody_w4a8_problem p{batch, N2, H, 128, 1, ODY_SCALE_INT, -1, 0};
+          ody_w4a8_args a{};
+          a.x = x8.get<int8_t>();
+          a.x_scale = xs.get<float>();
+          a.qweight = qw.get<uint8_t>();
+          a.group_scale = gsd.get<int16_t>();
+          a.channel_scale = csd.get<float>();
+          a.y = y16.get<__half>();
+          if (ody_w4a8_gemm(&p, &a, nullptr) != ODY_OK) throw std::runtime_error(std::string("ody_w4a8_gemm: ") + ody_last_error());
+          const __half* g = y16.get<__half>();
+          check(L::swiglu(g, g + I, N2, batch, I, qo, 0), "swiglu");
+        };
+        auto fused = [&] {
+          odyssey::GemvSwigluArgs a{};
+          a.x = x8.get<int8_t>();
+          a.x_scale = xs.get<float>();
+          a.act_per_token = 1;
+          a.m = batch;
+          a.k = H;
+          a.group_size = 128;
+          a.scale_ld = N2;
+          a.qweight_g = qw.get<uint8_t>();
+          a.group_scale_g = gsd.get<int16_t>();
+          a.channel_scale_g = csd.get<float>();
+          a.qweight_u = qw.get<uint8_t>() + (size_t)(I / 8) * (H / 128) * 512;
+          a.group_scale_u = gsd.get<int16_t>() + I;
+          a.channel_scale_u = csd.get<float>() + I;
+          a.cols = I;
+          a.ld = I;
+          a.out = o8.get<int8_t>();
+          a.static_scale = per_token ? nullptr : sscale.get<float>();
+          a.token_scale = tok.get<float>();
+          a.y32 = y32.get<float>();
+          a.slots = slots.get<unsigned>();
+          check(odyssey::w4a8_gemv_swiglu(a, 0), "w4a8_gemv_swiglu");
+        };
+        const std::string op = std::string("gate_up+swiglu_") + (per_token ? "i8token" : "i8static");
+        auto su = timer.samples_us(unfused, iters, 10);
+        auto sf = timer.samples_us(fused, iters, 10);
+        row_line(op.c_str(), "unfused", batch, I, wbytes, su);
+        row_line(op.c_str(), "fused", batch, I, wbytes, sf);
+        std::fprintf(stderr, "FUSE gate_up+swiglu %-8s batch %d: unfused %.2f us, fused %.2f us (%.2fx)\n",
+                     per_token ? "i8token" : "i8static", batch, median(su), median(sf), median(su) / median(sf));
+      }
   }
   w.end_array();
   w.key("goals").begin_array();

@@ -17,8 +17,8 @@
 //   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16|int8|fp16,int8]
 //                    [--baseline-kv-cache fp16] [--prompt 1024] [--gen 128]
 //                    [--repeats 5] [--profile N] [--profile-prefill N]
-//   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,kv8,nll,refuse]
-//   odyssey-rt bench layers [--iters N] [--out FILE.json] [--only kv8]
+//   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,kv8,nll,refuse,fuse]
+//   odyssey-rt bench layers [--iters N] [--out FILE.json] [--only kv8|fuse]
 //   odyssey-rt soak allreduce [--calls 100000] [--ranks 8] [--rows 4] [--width 1024] [--bits 8]
 //                             [--group 128] [--sym] [--dtype f32|f16|bf16] [--timeout 60]
 #include <cstdio>
@@ -159,7 +159,7 @@ static void usage() {
                "                                  [--dtype bf16|fp16] [--rank R --world N] [--uid-file F]\n"
                "                                  [--timeout S]   (one process per GPU: scripts/launch-allreduce.sh)\n"
                "       odyssey-rt test layers [--quick] [--seed N] [--only prefill,decode,...]\n"
-               "       odyssey-rt bench layers [--iters N] [--out FILE.json]\n"
+               "       odyssey-rt bench layers [--iters N] [--only kv8|fuse|prefill,decode,rows] [--out FILE.json]\n"
                "       odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096]   (docs/gpu-calibration.md)\n"
                "       odyssey-rt ppl --model DIR --tokens FILE [--batch B] [--kv-cache fp16|int8]  (docs/executor.md)\n"
                "       odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16,int8] [--prompt 1024]\n"

@@ -264,6 +264,7 @@ int cmd_speed(const Args& a) {
       // tokens every run (the warm-up's eager capture step included), a cheap check that the
       // graph replays compute what the first run computed.
       std::vector<int32_t> first_tokens;
+      uint64_t first_hash = 0;  // FNV-1a of every generated token (Executor::tokens_hash)
       bool same_tokens = true;
       for (int r = 0; r <= repeats; r++) {  // run 0 is the warm-up (and captures the graph)
         CK(cudaEventRecord(ev.a, ex->stream()));
@@ -273,10 +274,13 @@ int cmd_speed(const Args& a) {
         ex->decode((int)gen, ev.a, ev.b);
         const double t_decode = ev.ms();
         const std::vector<int32_t> tokens = ex->last_tokens();
-        if (r == 0)
+        const uint64_t hash = ex->tokens_hash();
+        if (r == 0) {
           first_tokens = tokens;
-        else
-          same_tokens &= tokens == first_tokens;
+          first_hash = hash;
+        } else {
+          same_tokens &= tokens == first_tokens && hash == first_hash;
+        }
         if (r > 0) {
           ttft.push_back(t_prefill);
           step_ms.push_back(t_decode / (double)gen);
@@ -309,6 +313,9 @@ int cmd_speed(const Args& a) {
       w.field("fraction_of_floor", floor_ms / step_med);
       w.field("gpu_memory_bytes", (double)ex->peak_bytes());
       w.field("same_tokens_every_run", same_tokens);
+      char hash_hex[24];
+      std::snprintf(hash_hex, sizeof hash_hex, "%016llx", (unsigned long long)first_hash);
+      w.field("tokens_hash", std::string(hash_hex));
       if (profile_steps > 0) {
         const std::vector<exec::Executor::ProfileRow> prof = ex->profile_decode((int)profile_steps);
         // The same prompts must still give the same tokens after the eager profile steps.
@@ -393,9 +400,9 @@ int cmd_speed(const Args& a) {
         it->second.push_back(PrefillProf{dir, plan.path, ttft_med * 1e3, sum, prof});
       }
       w.end_object();
-      std::fprintf(stderr, "%s [%s] batch %lld kv %s: TTFT %.2f ms, decode %.3f ms/step (%.1f tokens/s), %.0f%% of the floor %.3f ms\n",
+      std::fprintf(stderr, "%s [%s] batch %lld kv %s: TTFT %.2f ms, decode %.3f ms/step (%.1f tokens/s), %.0f%% of the floor %.3f ms, tokens %s\n",
                    dir.c_str(), plan.path.c_str(), B, kv8 ? "int8" : "fp16", ttft_med, step_med, (double)B / (step_med * 1e-3),
-                   100.0 * floor_ms / step_med, floor_ms);
+                   100.0 * floor_ms / step_med, floor_ms, hash_hex);
       if (!same_tokens)
         std::fprintf(stderr, "WARNING: %s batch %lld: the sampled tokens differ between runs of the same prompts\n",
                      dir.c_str(), B);

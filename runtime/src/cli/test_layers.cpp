@@ -40,6 +40,10 @@
 #include "common.hpp"
 #include "executor/kv8.hpp"
 #include "executor/layers.hpp"
+#if !defined(ODYSSEY_LAYERS_EMU)  // the host emulator builds layers.cu only (fuse: run_gemv_swiglu.sh)
+#include "fastgemm.hpp"
+#include "odyssey_rt.h"
+#endif
 #include "json.hpp"
 #include "report.hpp"
 
@@ -1384,11 +1388,136 @@ std::vector<Result> test_refusals() {
   return out;
 }
 
+#if !defined(ODYSSEY_LAYERS_EMU)
+// ---------------------------------------------------------------------------------------------
+// fuse: the decode gate/up GEMV with SwiGLU and down_proj's int8 quantization in its epilogue
+// (odyssey::w4a8_gemv_swiglu, gemv_mma.cu) against the path it replaces in the executor: the
+// dispatch's W4A8 GEMV (ody_w4a8_gemm) over [gate; up] (one GEMM, up at column Np as the
+// executor's fused site lays it out), then layers::swiglu into the int8 output. Tolerance:
+// none — codes, padding columns and per-token scales must be byte-equal (both paths run the
+// same int32 sums, epilogue_int, and act_math.cuh's silu/quantize/row_scale). The fused kernel
+// runs twice on the same stream (the second launch needs the slots the first left zero) and
+// both outputs are compared. Random packed weights (every byte is two valid 4-bit codes),
+// int16 group scales in ±[1, 40], channel scales sized so y is O(1–10); `blowup` puts a huge
+// channel scale on one gate column (an fp16 inf: per-token rows get a NaN scale and 0 codes).
+struct FuseCase {
+  int m, k, cols, group;  // group == k: per-channel
+  bool out_per_token, in_per_token, bias;
+  int strips;             // 0: the dispatch's
+  bool blowup;
+};
+
+Result test_fuse(const FuseCase& f, uint64_t seed) {
+  Check c(fmt("fuse gate_up+swiglu m=%d k=%d cols=%d group=%d out=%s in=%s%s strips=%d%s", f.m, f.k, f.cols, f.group,
+              f.out_per_token ? "i8token" : "i8static", f.in_per_token ? "token" : "static", f.bias ? " bias" : "",
+              f.strips, f.blowup ? " blowup" : ""),
+          "gemv_swiglu");
+  Rng r(seed);
+  const int np = round_up(f.cols, 8), n2 = 2 * np, G = f.k / f.group, ld = round_up(f.cols, 128);
+  std::vector<uint8_t> qw((size_t)n2 * f.k / 2);
+  for (auto& b : qw) b = (uint8_t)r.next();
+  std::vector<int16_t> gs((size_t)G * n2);
+  for (auto& g : gs) g = (int16_t)((1 + r.below(40)) * (r.below(2) ? 1 : -1));
+  std::vector<int8_t> x((size_t)f.m * f.k);
+  for (auto& v : x) v = (int8_t)(r.below(255) - 127);
+  // |acc| ~ sqrt(K)·73·8·16·20 / small: scale so that y ≈ O(1–10).
+  const float target = 4.f / (std::sqrt((float)f.k) * 73.f * 4.6f * 16.f * 23.f);
+  std::vector<float> cs(n2), bias(n2), xs(f.in_per_token ? f.m : 1);
+  for (auto& v : cs) v = r.uniform(0.5f, 2.f) * target * 127.f;
+  for (auto& v : bias) v = r.uniform(-1.f, 1.f);
+  for (auto& v : xs) v = r.uniform(0.5f, 1.5f) / 127.f;
+  if (f.blowup) cs[(size_t)std::min(5, f.cols - 1)] = 1e30f;
+  auto dq = upload(qw);
+  auto dgs = upload(gs);
+  auto dx = upload(x);
+  auto dcs = upload(cs);
+  auto db = upload(bias);
+  auto dxs = upload(xs);
+  // Reference: GEMV into fp16 [m, n2], then swiglu.
+  DeviceBuffer y = poisoned((size_t)f.m * n2 * 2);
+  ody_w4a8_problem p{f.m, n2, f.k, f.group, f.in_per_token ? 1 : 0, ODY_SCALE_INT, -1, 0};
+  ody_w4a8_args a{};
+  a.x = dx.get<int8_t>();
+  a.x_scale = dxs.get<float>();
+  a.qweight = dq.get<uint8_t>();
+  a.group_scale = dgs.get<int16_t>();
+  a.channel_scale = dcs.get<float>();
+  a.bias = f.bias ? db.get<float>() : nullptr;
+  a.y = y.get<__half>();
+  if (ody_w4a8_gemm(&p, &a, nullptr) != ODY_OK) {
+    c.bad(std::string("ody_w4a8_gemm: ") + ody_last_error());
+    return c.r;
+  }
+  const L::ActKind kind = f.out_per_token ? L::ActKind::I8PerToken : L::ActKind::I8Static;
+  const float s_static = 0.037f;
+  OutBuf ref = make_out(kind, ld, f.m, s_static);
+  const __half* yg = y.get<__half>();
+  c.cuda(L::swiglu(yg, yg + np, n2, f.m, f.cols, ref.act(), 0), "swiglu (reference)");
+  c.cuda(cudaDeviceSynchronize(), "reference (sync)");
+  if (!c.r.passed) return c.r;
+  const auto want8 = download<uint8_t>(ref.data, (size_t)f.m * ld);
+  const auto wantts = download<uint8_t>(ref.token_scale, (size_t)f.m * 4);
+  // Fused, twice.
+  DeviceBuffer y32 = poisoned((size_t)f.m * ld * 4), slots((size_t)(f.m + 1) * 4);
+  slots.fill(0);
+  for (int run = 0; run < 2; run++) {
+    OutBuf got = make_out(kind, ld, f.m, s_static);
+    odyssey::GemvSwigluArgs s{};
+    s.x = dx.get<int8_t>();
+    s.x_scale = dxs.get<float>();
+    s.act_per_token = f.in_per_token ? 1 : 0;
+    s.m = f.m;
+    s.k = f.k;
+    s.group_size = f.group;
+    s.scale_ld = n2;
+    const size_t up_strip_bytes = (size_t)(np / 8) * (f.k / 128) * 512;
+    s.qweight_g = dq.get<uint8_t>();
+    s.group_scale_g = dgs.get<int16_t>();
+    s.channel_scale_g = dcs.get<float>();
+    s.bias_g = f.bias ? db.get<float>() : nullptr;
+    s.qweight_u = dq.get<uint8_t>() + up_strip_bytes;
+    s.group_scale_u = dgs.get<int16_t>() + np;
+    s.channel_scale_u = dcs.get<float>() + np;
+    s.bias_u = f.bias ? db.get<float>() + np : nullptr;
+    s.cols = f.cols;
+    s.ld = ld;
+    s.out = got.data.get<int8_t>();
+    s.static_scale = f.out_per_token ? nullptr : got.static_scale.get<float>();
+    s.token_scale = got.token_scale.get<float>();
+    s.y32 = y32.get<float>();
+    s.slots = slots.get<unsigned>();
+    s.strips = f.strips;
+    c.cuda(odyssey::w4a8_gemv_swiglu(s, 0), "w4a8_gemv_swiglu");
+    c.cuda(cudaDeviceSynchronize(), "w4a8_gemv_swiglu (sync)");
+    if (!c.r.passed) return c.r;
+    const auto got8 = download<uint8_t>(got.data, (size_t)f.m * ld);
+    for (size_t i = 0; i < got8.size(); i++) {
+      c.r.checked++;
+      if (got8[i] != want8[i]) {
+        c.bad(fmt("run %d: code [%zu, %zu] = %d, unfused %d", run, i / ld, i % ld, (int8_t)got8[i], (int8_t)want8[i]));
+        break;
+      }
+    }
+    if (f.out_per_token) {
+      const auto gotts = download<uint8_t>(got.token_scale, (size_t)f.m * 4);
+      if (gotts != wantts) c.bad(fmt("run %d: per-token scales differ from the unfused path", run));
+      const auto sl = download<uint32_t>(slots, (size_t)f.m + 1);
+      for (uint32_t v : sl)
+        if (v != 0) {
+          c.bad(fmt("run %d: slots not left zero", run));
+          break;
+        }
+    }
+  }
+  return c.r;
+}
+#endif  // !ODYSSEY_LAYERS_EMU
+
 }  // namespace
 
 int cmd_test_layers(const Args& args) {
   const bool quick = args.has("quick");
-  // --only embed,norm,swiglu,rope,prefill,kv,decode,kv8,nll,refuse: run those families only.
+  // --only embed,norm,swiglu,rope,prefill,kv,decode,kv8,nll,refuse,fuse: run those families only.
   const std::string only = args.get("only");
   auto want = [&](const char* family) {
     if (only.empty()) return true;
@@ -1618,6 +1747,24 @@ int cmd_test_layers(const Args& args) {
       }
   if (want("refuse"))
     for (auto& r : test_refusals()) add(r);
+#if !defined(ODYSSEY_LAYERS_EMU)
+  if (want("fuse")) {
+    // The 7B decode shape (4096 → 2×11008) at every decode batch of the fused path, both output
+    // forms, both input forms; then groups 32/64/per-channel, bias, forced strips 2/4/8, a long
+    // K (chunked staging of x at M = 8), odd widths (cols % 8, % 4 ≠ 0), and a non-finite row.
+    for (int m : quick ? std::vector<int>{1, 8} : std::vector<int>{1, 2, 3, 4, 8})
+      for (bool tok : {true, false}) add(test_fuse({m, 4096, 11008, 128, tok, !tok, false, 0, false}, seed++));
+    for (int g : {32, 64, 512})
+      for (bool tok : {true, false}) add(test_fuse({3, 512, 1000, g, tok, true, g == 64, 0, false}, seed++));
+    for (int st : {2, 4, 8})
+      for (bool tok : {true, false}) add(test_fuse({5, 1024, 2064, 128, tok, false, true, st, false}, seed++));
+    if (!quick) add(test_fuse({8, 14336, 4096, 128, true, true, false, 0, false}, seed++));  // x staged in chunks
+    add(test_fuse({2, 256, 100, 128, true, false, false, 0, false}, seed++));    // cols % 8 ≠ 0
+    add(test_fuse({2, 256, 98, 64, false, true, true, 2, false}, seed++));       // cols % 4 ≠ 0
+    add(test_fuse({4, 4096, 11008, 128, true, true, false, 0, true}, seed++));   // a non-finite value
+    add(test_fuse({1, 4096, 11008, 128, false, true, false, 0, true}, seed++));
+  }
+#endif
   CK(cudaGetLastError());
 
   return report_cases("test layers", results, [](JsonWriter& w, const auto& r) {

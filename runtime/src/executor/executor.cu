@@ -34,6 +34,7 @@
 #include "executor/kv8.hpp"
 #include "executor/layers.hpp"
 #include "executor/w4a16_scales.hpp"
+#include "fastgemm.hpp"
 #include "odyssey_rt.h"
 #include "pdl.cuh"
 #include "safetensors.hpp"
@@ -156,14 +157,18 @@ __global__ void spin_kernel(unsigned long long ns) {
 }
 
 // One decode step done: every sequence moves on by one position (inside the graph, so that
-// replays need no host writes).
-__global__ void advance_kernel(int32_t* pos, int32_t* len, int batch) {
+// replays need no host writes), and folds the token it just sampled into its FNV-1a hash of
+// every token generated since reset_decode_positions (Executor::tokens_hash: fused and unfused
+// decode paths, or two commits, must generate the same greedy sequences).
+constexpr unsigned long long kFnvOffset = 14695981039346656037ull, kFnvPrime = 1099511628211ull;
+__global__ void advance_kernel(int32_t* pos, int32_t* len, const int32_t* tok, unsigned long long* hash, int batch) {
   pdl_wait();  // every kernel of the step before has read pos and len
   pdl_launch_dependents();
   const int b = blockIdx.x * blockDim.x + threadIdx.x;
   if (b < batch) {
     pos[b] += 1;
     len[b] += 1;
+    hash[b] = (hash[b] ^ (unsigned long long)(uint32_t)tok[b]) * kFnvPrime;
   }
 }
 
@@ -315,6 +320,7 @@ struct Executor::Impl {
   int32_t* d_tokens = nullptr;        // [batch]: the token each sequence feeds next
   int32_t* d_dpos = nullptr;          // [batch]: its position
   int32_t* d_dlen = nullptr;          // [batch]: context length including it
+  unsigned long long* d_hash = nullptr;  // [batch]: FNV-1a of the tokens generated (advance_kernel)
   int32_t* d_zero = nullptr;          // [batch]: zeros (kv_append start of a prefill)
   float* h_last = nullptr;            // [batch, H]
   int32_t* d_prompt = nullptr;        // [batch·prompt]
@@ -364,6 +370,19 @@ struct Executor::Impl {
   }
 
   // ---------------------------------------------------------------- running
+
+  // Decode SwiGLU fusion (issue 14): at rows ≤ kFuseMaxRows, a layer whose gate/up GEMMs are
+  // W4A8 with integer scales and whose down_proj takes int8 runs one kernel,
+  // odyssey::w4a8_gemv_swiglu (gemv_mma.cu), instead of gate/up GEMV + layers::swiglu: the
+  // same bytes in down's input (the test `test layers --only fuse` compares them), one launch
+  // and no fp16 gate/up round trip. ODYSSEY_DECODE_FUSE=0 (read at load) keeps the old path.
+  static constexpr int kFuseMaxRows = 8;
+  bool fuse_on = true;
+  std::vector<char> gu_fusable;       // per layer
+  float* fuse_y32 = nullptr;          // per token: fp32 y [kFuseMaxRows, s_down.kp]
+  unsigned* fuse_slots = nullptr;     // per token: [kFuseMaxRows + 1] row maxima + ticket, left zero
+  bool gu_fusable_layer(const Layer& L) const;
+  void run_gu_swiglu(const Layer& L, int rows);
 
   void ensure_rows(int rows);
   void ensure_gemm_workspace(int rows);
@@ -686,6 +705,78 @@ void Executor::Impl::load(const std::string& dir) {
       }
     }
   }
+  {
+    const char* e = std::getenv("ODYSSEY_DECODE_FUSE");
+    fuse_on = !(e && std::string(e) == "0");
+  }
+  gu_fusable.assign(layers.size(), 0);
+  bool any = false;
+  for (size_t i = 0; i < layers.size(); i++) any |= (gu_fusable[i] = fuse_on && gu_fusable_layer(layers[i])) != 0;
+  if (any) {
+    fuse_y32 = arena.alloc<float>((size_t)kFuseMaxRows * s_down.kp, "fused swiglu y (fp32)");
+    fuse_slots = arena.alloc<unsigned>(kFuseMaxRows + 1 + 3, "fused swiglu row maxima and ticket");
+  }
+  if (std::getenv("ODYSSEY_RT_VERBOSE"))
+    std::fprintf(stderr, "decode swiglu fusion: %s, %zu of %zu layers\n", fuse_on ? "on" : "off (ODYSSEY_DECODE_FUSE=0)",
+                 (size_t)std::count(gu_fusable.begin(), gu_fusable.end(), 1), layers.size());
+}
+
+// Whether layer L's decode gate/up + SwiGLU can run as w4a8_gemv_swiglu: gate and up are W4A8
+// with integer scales, the same K, group size, input form and group-scale row stride, each at a
+// strip boundary of its GEMM's output; the input is int8; down_proj has one int8 input form
+// (what layers::swiglu writes there, the fused epilogue writes the same way).
+bool Executor::Impl::gu_fusable_layer(const Layer& L) const {
+  const Site& gu = L.gu;
+  if (gu.lins.size() != 2 || gu.part_gemm.size() != 2 || L.down.forms.size() != 1) return false;
+  if (L.down.forms[0].kind == ActForm::F16) return false;
+  const Gemm& gg = gu.gemms[gu.part_gemm[0]];
+  const Gemm& gup = gu.gemms[gu.part_gemm[1]];
+  for (const Gemm* g : {&gg, &gup})
+    if (g->fmt != WeightFormat::W4A8 || !g->int_scales || g->kp != s_gu.kp) return false;
+  if (gg.group_size != gup.group_size || gg.form != gup.form || gg.n_total != gup.n_total) return false;
+  if (gu.forms[gg.form].kind == ActForm::F16) return false;
+  if (gu.part_col[0] % 8 != 0 || gu.part_col[1] % 8 != 0) return false;
+  return plan.cfg.intermediate <= s_down.kp && s_down.kp % 16 == 0;
+}
+
+void Executor::Impl::run_gu_swiglu(const Layer& L, int rows) {
+  const Site& gu = L.gu;
+  const Gemm& gg = gu.gemms[gu.part_gemm[0]];
+  const Gemm& gup = gu.gemms[gu.part_gemm[1]];
+  const Form& fin = gu.forms[gg.form];
+  const Form& fout = L.down.forms[0];
+  auto at = [&](const Gemm& g, int col, odyssey::GemvSwigluArgs& a, bool up) {
+    const uint8_t* qw = static_cast<const uint8_t*>(g.w) + (size_t)(col / 8) * (g.kp / 128) * 512;
+    const int16_t* gs = static_cast<const int16_t*>(g.gscale) + col;
+    const float* cs = g.cscale + col;
+    const float* b = g.bias ? g.bias + col : nullptr;
+    if (up) {
+      a.qweight_u = qw, a.group_scale_u = gs, a.channel_scale_u = cs, a.bias_u = b;
+    } else {
+      a.qweight_g = qw, a.group_scale_g = gs, a.channel_scale_g = cs, a.bias_g = b;
+    }
+  };
+  odyssey::GemvSwigluArgs a{};
+  a.x = s_gu.i8[gg.form];
+  a.act_per_token = fin.kind == ActForm::I8PerToken;
+  a.x_scale = a.act_per_token ? s_gu.tok[gg.form] : fin.d_scale;
+  a.m = rows;
+  a.k = gg.kp;
+  a.group_size = gg.group_size;
+  a.scale_ld = gg.n_total;
+  at(gg, gu.part_col[0], a, false);
+  at(gup, gu.part_col[1], a, true);
+  a.cols = plan.cfg.intermediate;
+  a.ld = s_down.kp;
+  a.out = s_down.i8[0];
+  if (fout.kind == ActForm::I8Static) {
+    a.static_scale = fout.d_scale;
+  } else {
+    a.token_scale = s_down.tok[0];
+    a.y32 = fuse_y32;
+    a.slots = fuse_slots;
+  }
+  EX_CUDA(odyssey::w4a8_gemv_swiglu(a, stream));
 }
 
 // ==================================================================== buffers
@@ -956,14 +1047,19 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
     // MLP block.
     norm_into(h, o_out, ld_o, L.mlp_norm, rows, L.gu, s_gu);
     prof_mark("mlp_norm");
-    run_site(L.gu, s_gu, rows, nullptr, 0);
-    prof_mark("gate_up_gemm");
-    int ld_g, ld_u;
-    const __half* gate = part_out(L.gu, s_gu, rows, 0, &ld_g);
-    const __half* up = part_out(L.gu, s_gu, rows, 1, &ld_u);
-    if (ld_g != ld_u) throw std::logic_error("gate and up outputs with different row strides");
-    EX_CUDA(layers::swiglu(gate, up, ld_g, rows, c.intermediate, act_out(s_down, L.down, 0), stream));
-    prof_mark("swiglu");
+    if (mode == Mode::Decode && rows <= kFuseMaxRows && gu_fusable[i]) {
+      run_gu_swiglu(L, rows);  // gate/up GEMV + SwiGLU + down's quantization, one kernel
+      prof_mark("gate_up+swiglu");
+    } else {
+      run_site(L.gu, s_gu, rows, nullptr, 0);
+      prof_mark("gate_up_gemm");
+      int ld_g, ld_u;
+      const __half* gate = part_out(L.gu, s_gu, rows, 0, &ld_g);
+      const __half* up = part_out(L.gu, s_gu, rows, 1, &ld_u);
+      if (ld_g != ld_u) throw std::logic_error("gate and up outputs with different row strides");
+      EX_CUDA(layers::swiglu(gate, up, ld_g, rows, c.intermediate, act_out(s_down, L.down, 0), stream));
+      prof_mark("swiglu");
+    }
     run_site(L.down, s_down, rows, nullptr, 0);
     prof_mark("down_gemm");
     delta = part_out(L.down, s_down, rows, 0, &ldd);
@@ -1124,6 +1220,7 @@ void Executor::setup_generation(int batch, int prompt, int gen) {
   m.d_tokens_save = m.arena.alloc<int32_t>((size_t)batch, "decode tokens (saved)");
   m.d_dpos = m.arena.alloc<int32_t>((size_t)batch, "decode positions");
   m.d_dlen = m.arena.alloc<int32_t>((size_t)batch, "decode lengths");
+  m.d_hash = m.arena.alloc<unsigned long long>((size_t)batch, "generated tokens' hashes");
   m.d_zero = m.arena.alloc<int32_t>((size_t)batch, "zeros");
   m.h_last = m.arena.alloc<float>((size_t)batch * c.hidden, "last hidden rows");
   m.d_prompt = m.arena.alloc<int32_t>((size_t)batch * prompt, "prompt ids");
@@ -1338,6 +1435,8 @@ void Executor::Impl::reset_decode_positions() {
   std::vector<int32_t> pos((size_t)B, gen_prompt), len((size_t)B, gen_prompt + 1);
   EX_CUDA(cudaMemcpyAsync(d_dpos, pos.data(), (size_t)B * 4, cudaMemcpyHostToDevice, stream));
   EX_CUDA(cudaMemcpyAsync(d_dlen, len.data(), (size_t)B * 4, cudaMemcpyHostToDevice, stream));
+  std::vector<unsigned long long> hs((size_t)B, kFnvOffset);
+  EX_CUDA(cudaMemcpyAsync(d_hash, hs.data(), (size_t)B * 8, cudaMemcpyHostToDevice, stream));
   EX_CUDA(cudaStreamSynchronize(stream));  // the host vectors die here
 }
 
@@ -1358,7 +1457,7 @@ void Executor::Impl::decode_step() {
   prof_mark("lm_head");
   EX_CUDA(layers::argmax(logits, c.vocab, B, c.vocab, d_tokens, stream));
   prof_mark("argmax");
-  EX_CUDA(launch_pdl(advance_kernel, (B + 127) / 128, 128, 0, stream, d_dpos, d_dlen, B));
+  EX_CUDA(launch_pdl(advance_kernel, (B + 127) / 128, 128, 0, stream, d_dpos, d_dlen, d_tokens, d_hash, B));
   prof_mark("advance");
 }
 
@@ -1418,6 +1517,17 @@ std::vector<Executor::ProfileRow> Executor::profile_decode(int steps) {
   return rows;
 }
 
+std::uint64_t Executor::tokens_hash() {
+  Impl& m = *impl_;
+  std::vector<unsigned long long> hs((size_t)m.gen_batch);
+  EX_CUDA(cudaMemcpyAsync(hs.data(), m.d_hash, hs.size() * 8, cudaMemcpyDeviceToHost, m.stream));
+  EX_CUDA(cudaStreamSynchronize(m.stream));
+  unsigned long long h = kFnvOffset;  // FNV-1a over the sequences' hashes, byte by byte
+  for (unsigned long long v : hs)
+    for (int i = 0; i < 8; i++) h = (h ^ ((v >> (8 * i)) & 0xFF)) * kFnvPrime;
+  return h;
+}
+
 std::vector<std::int32_t> Executor::last_tokens() {
   Impl& m = *impl_;
   std::vector<int32_t> t((size_t)m.gen_batch);
@@ -1445,9 +1555,11 @@ void Executor::release_generation() {
   m.vc8.clear();
   m.ks8.clear();
   m.vs8.clear();
-  for (void* p : {(void*)m.d_tokens, (void*)m.d_tokens_save, (void*)m.d_dpos, (void*)m.d_dlen, (void*)m.d_zero, (void*)m.h_last, (void*)m.d_prompt})
+  for (void* p : {(void*)m.d_tokens, (void*)m.d_tokens_save, (void*)m.d_dpos, (void*)m.d_dlen, (void*)m.d_zero, (void*)m.h_last,
+                  (void*)m.d_prompt, (void*)m.d_hash})
     m.arena.free(p);
   m.d_tokens = m.d_tokens_save = m.d_dpos = m.d_dlen = m.d_zero = m.d_prompt = nullptr;
+  m.d_hash = nullptr;
   m.h_last = nullptr;
   m.gen_batch = 0;
 }

@@ -97,6 +97,9 @@ class Executor {
   std::vector<GemmChoice> gemm_choices(int rows) const;
   // The tokens sampled last (host copy, [batch]); synchronizes.
   std::vector<std::int32_t> last_tokens();
+  // FNV-1a (64-bit) over every sequence's hash of the tokens generated since the last decode()
+  // began (greedy, so equal hashes mean the same generated text); synchronizes.
+  std::uint64_t tokens_hash();
   void release_generation();
 
   // Bytes a decode step reads for weights (linears, norms, the LM head; not the embedding

@@ -84,6 +84,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "act_math.cuh"
 #include "kernel_common.cuh"
 #include "pdl.cuh"
 
@@ -132,21 +133,10 @@ struct MaxU {
 // ---------------------------------------------------------------------------------------------
 // Activation quantization (quant/act.go).
 
-// clamp(roundEven(x / s), -127, 127); NaN -> 0 (fminf/fmaxf would turn it into -127).
-__device__ __forceinline__ int8_t quantize_value(float x, float s) {
-  float q = __fdiv_rn(x, s);
-  if (q != q) return 0;
-  q = fminf(fmaxf(rintf(q), -127.f), 127.f);  // rintf: half to even, as math.RoundToEven
-  return (int8_t)__float2int_rn(q);
-}
-
-// quant.RowScale from max|y| as bits (absMaxBits): NaN when some value is not finite (the
-// row's codes are then 0), else ActScale(m) = m/127, or 1 when that is 0.
-__device__ __forceinline__ float row_scale(unsigned mbits) {
-  if (mbits >= 0x7f800000u) return __int_as_float(0x7fffffff);
-  float s = __fdiv_rn(__uint_as_float(mbits), 127.f);
-  return s == 0.f ? 1.f : s;
-}
+// quantize_value, row_scale (and silu_mul below): act_math.cuh, shared with the decode GEMV's
+// fused SwiGLU epilogue (gemv_mma.cu), so both paths compute the same bits.
+using actmath::quantize_value;
+using actmath::row_scale;
 
 struct Outs {
   ActOut o[2];
@@ -399,10 +389,7 @@ __global__ void __launch_bounds__(kRowThreads)
 // ---------------------------------------------------------------------------------------------
 // swiglu
 
-__device__ __forceinline__ float silu_mul(float x, float u) {
-  // model.swiglu: x / (1 + exp32(−x)) · u, each op rounded in fp32.
-  return __fmul_rn(__fdiv_rn(x, __fadd_rn(1.f, expf(-x))), u);
-}
+using actmath::silu_mul;  // model.swiglu: x / (1 + exp32(−x)) · u, each op rounded in fp32
 
 template <int V>
 __global__ void __launch_bounds__(kRowThreads)

@@ -1152,7 +1152,13 @@ void Server::load_quant_layer32(const SafetensorsCheckpoint& ck, const LayerPlan
   for (int li = 0; li < exec::kNumLinears; li++) {
     const exec::LinearPlan& l = lp.lin[li];
     QLinear32& q = ql32_[li];
-    q = QLinear32{};
+    q.kind = QLinear32::DenseW;
+    q.per_token = false;
+    q.group_size = q.groups = 0;
+    q.f.release();
+    q.gsT.release();
+    q.scale.release();
+    q.bias.release();
     q.n = l.n;
     q.k = l.k;
     q.w.alloc((size_t)l.n * l.k);

@@ -57,10 +57,7 @@ struct Rng {
   int below(int n) { return (int)(next() % (uint64_t)n); }
 };
 
-void cuda_ok(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
-}
-#define CK(x) cuda_ok((x), #x)
+// CK: common.hpp's checked CUDA call.
 
 template <class T>
 struct Buf {

@@ -204,7 +204,8 @@ void test_forward(uint64_t seed, Report& rep) {
     if (l < 3) bias[l] = vec(ns[l], -0.1f, 0.1f);  // Qwen2-style q/k/v biases
   }
   std::vector<float> an = vec(H, 0.8f, 1.2f), mn = vec(H, 0.8f, 1.2f), h0 = vec((size_t)rows * H, -2, 2);
-  for (int j = 0; j < H; j += 37) h0[j] *= 20;  // a few outlier channels
+  for (int r = 0; r < rows; r++)
+    for (int j = 0; j < H; j += 37) h0[(size_t)r * H + j] *= 20;  // a few outlier channels
   std::vector<float> inv(d.head_dim / 2);
   for (int i = 0; i < d.head_dim / 2; i++) inv[i] = (float)(1.0 / std::pow(10000.0, 2.0 * i / d.head_dim));
   std::vector<float> cs((size_t)d.seq * d.head_dim / 2), sn(cs.size());

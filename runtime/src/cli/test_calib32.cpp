@@ -16,8 +16,10 @@
 //   - the statistics of those tensors: the same kRelTol (min, max, token max, relative to the
 //     largest |value|), Σx² and XᵀX relative to their largest entry.
 //   - W4A8 integer-scale linear: bit-exact (|16·acc| < 2²⁴ here, so the SGEMM of exact
-//     integers is exact, and the epilogue is QLinear's two roundings); activation codes and
-//     per-token scales bit-exact; W4A16 weights (float and integer scales) bit-exact.
+//     integers is exact, and the epilogue is QLinear's two roundings); W4A8 float-scale linear
+//     bit-exact (FloatScaleLinear's per-group sums are exact integers, then the same roundings);
+//     activation codes and per-token scales bit-exact; W4A16 weights (float and integer
+//     scales) bit-exact.
 // The bench line times one 7B-shaped chunk (4096 rows of 8 windows × 512, hidden 4096, 32/32
 // heads, intermediate 11008; median of 5 after a warm-up, CUDA events) and projects the 7B
 // collect time: × 16 chunks (128 windows) × 32 layers.
@@ -422,6 +424,41 @@ void test_fake_quant(uint64_t seed, Report& rep) {
     rep.exact("quantize_act codes (" + tag + ")", bad_codes, (size_t)rows * k);
     if (per_token) rep.exact("quantize_act row scales (RowScale)", bad_scales, rows);
     rep.exact("W4A8 int-scale linear = quant.QLinear (" + tag + ")", bad_y, (size_t)rows * n);
+  }
+  // W4A8 with float group scales = qresult.FloatScaleLinear: per group P = Σ x·q (one SGEMM
+  // of exact integers), acc = float32(P·s_g) then acc += float32(P·s_g), y = float32(acc·xs)
+  // + bias: bit-exact (the server's q_linear32 W4A8Float sequence).
+  {
+    Buf<float> qf((size_t)n * k), tmpf((size_t)rows * n), accf((size_t)rows * n);
+    F::w4_codes(dq.p, n, k, kp, qf.p, stream);
+    F::quantize_act(dx.p, rows, k, nullptr, codes.p, rs.p, stream);
+    for (int g = 0; g * gs < k; g++) {
+      const int k0 = g * gs, kg = std::min(gs, k - k0);
+      F::sgemm_xwT_ld(cublas, codes.p + k0, k, rows, kg, qf.p + k0, k, n, tmpf.p);
+      F::group_accumulate(accf.p, tmpf.p, rows, n, dgsf.p + (size_t)g * np, g == 0, stream);
+    }
+    F::float_scale_epilogue(y.p, accf.p, rows, n, nullptr, rs.p, dbias.p, stream);
+    CK(cudaStreamSynchronize(stream));
+    const std::vector<float> yc = y.get(), rsc = rs.get();
+    size_t bad_y = 0;
+    for (int r = 0; r < rows; r++) {
+      const float s = rsc[r];  // checked bit-exact against RowScale above
+      std::vector<int> xq(k);
+      for (int j = 0; j < k; j++)
+        xq[j] = (int)std::min(127.0, std::max(-127.0, std::nearbyint((double)(x[(size_t)r * k + j] / s))));
+      for (int c = 0; c < n; c++) {
+        float a = 0;
+        for (int g = 0; g * gs < k; g++) {
+          long long p = 0;
+          for (int j = g * gs; j < std::min(k, (g + 1) * gs); j++) p += (long long)xq[j] * q[(size_t)c * k + j];
+          const float t = (float)p * gsf[(size_t)g * np + c];
+          a = g == 0 ? t : a + t;
+        }
+        const float yy = (float)(a * s) + bias[c];
+        bad_y += std::memcmp(&yy, &yc[(size_t)r * n + c], 4) != 0;
+      }
+    }
+    rep.exact("W4A8 float-scale linear = qresult.FloatScaleLinear (per-token)", bad_y, (size_t)rows * n);
   }
   // W4A16: float group scales (QuantizedWeight.Dequantize) and integer scales
   // (IntScaleWeight.Dequantize: eff = float32(ŝ)·(f·16), w = eff·q).

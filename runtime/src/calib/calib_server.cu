@@ -1,5 +1,12 @@
-// calib_server.cu: `odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096]`, the GPU side
-// of layer-by-layer calibration (contract: docs/gpu-calibration.md; Go client: gpu/calib.go).
+// calib_server.cu: `odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096] [--precision
+// fp32|fp16]`, the GPU side of layer-by-layer calibration (contract: docs/gpu-calibration.md;
+// Go client: gpu/calib.go).
+//
+// Precision. fp32 (the default) runs collect, advance and advance_quantized through
+// calib_fp32.cu: the layer forward in float32 as the CPU pass (model/layer.go), statistics of
+// those float32 tensors with XᵀX summed in fp64 (written as xtx 2), and the quantized layer as
+// the CPU's fake-quant modules (server methods *32 below). fp16 is what the rest of this
+// comment describes: the executor's kernels, kept for A/B runs (ODYSSEY_CALIB_PRECISION=fp16).
 //
 // What it computes. The residual stream h of every calibration window lives on the GPU in
 // fp32 [N·L, hidden] (embedded once by `init`). `collect i` runs the checkpoint's float layer i

@@ -162,7 +162,7 @@ static void usage() {
                "       odyssey-rt bench layers [--iters N] [--out FILE.json]\n"
                "       odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096] [--precision fp32|fp16]\n"
                "                        (docs/gpu-calibration.md)\n"
-               "       odyssey-rt test calib32 [--seed N]   (the fp32 calibration forward vs a host reference)\n"
+               "       odyssey-rt test calib32 [--seed N] [--no-bench]   (the fp32 calibration forward vs a host ref.)\n"
                "       odyssey-rt ppl --model DIR --tokens FILE [--batch B]          (docs/executor.md)\n"
                "       odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--prompt 1024]\n"
                "                        [--gen 128] [--repeats 5]\n");
@@ -191,7 +191,7 @@ int main(int argc, char** argv) {
     if (cmd == "ppl") return cmd_ppl(parse_args(argc, argv, 2, {"kv-int8"}));
     if (cmd == "speed") return cmd_speed(parse_args(argc, argv, 2, {}));
     if (cmd == "test" && sub == "layers") return cmd_test_layers(parse_args(argc, argv, 3, {"quick"}));
-    if (cmd == "test" && sub == "calib32") return cmd_test_calib32(parse_args(argc, argv, 3, {}));
+    if (cmd == "test" && sub == "calib32") return cmd_test_calib32(parse_args(argc, argv, 3, {"no-bench"}));
     if (cmd == "bench" && sub == "layers") return cmd_bench_layers(parse_args(argc, argv, 3, {}));
     if (cmd == "calib") {
       Args a = parse_args(argc, argv, 2, {});

@@ -40,6 +40,37 @@ type CalibGreeting struct {
 	// Commands lists the commands the server serves (a runtime built before the quantized
 	// propagation lacks advance_quantized).
 	Commands []string `json:"commands"`
+	// Precision is the arithmetic of the layer forward, statistics and propagation: "fp32"
+	// (as the CPU pass; the runtime's default) or "fp16" (the executor's kernels). A runtime
+	// built before the choice existed sends none and computes in fp16.
+	Precision string `json:"precision"`
+}
+
+// CalibPrecisionEnv names the environment variable that selects the GPU calibration's
+// arithmetic when CalibOptions.Precision is empty: fp32 or fp16 (A/B comparisons; unset:
+// the runtime's default, fp32).
+const CalibPrecisionEnv = "ODYSSEY_CALIB_PRECISION"
+
+// calibPrecision returns the precision to ask the runtime for ("" for its default).
+func calibPrecision(opt CalibOptions) (string, error) {
+	p, from := opt.Precision, "CalibOptions.Precision"
+	if p == "" {
+		p, from = os.Getenv(CalibPrecisionEnv), CalibPrecisionEnv
+	}
+	switch p {
+	case "", "fp32", "fp16":
+		return p, nil
+	}
+	return "", fmt.Errorf("gpu: %s=%q: want fp32 or fp16", from, p)
+}
+
+// PrecisionOrDefault returns the arithmetic the runtime reported ("fp16" for a runtime that
+// predates the choice).
+func (g CalibGreeting) PrecisionOrDefault() string {
+	if g.Precision == "" {
+		return "fp16"
+	}
+	return g.Precision
 }
 
 // calibAnswer is the answer line of one command.
@@ -67,6 +98,10 @@ type CalibOptions struct {
 	// refused before the windows are sent (an older runtime, or one without the quantized
 	// propagation).
 	Need []string
+	// Precision asks the runtime for "fp32" or "fp16" arithmetic (`--precision`); "" takes
+	// $ODYSSEY_CALIB_PRECISION, and when that is unset too, the runtime's default (fp32). A
+	// runtime whose greeting reports another precision is refused.
+	Precision string
 }
 
 // CalibPass is the calibration pass run by the CUDA runtime (`odyssey-rt calib`): it
@@ -111,9 +146,17 @@ func StartCalib(ctx context.Context, opt CalibOptions, hm *hf.Model, windows [][
 	if err != nil {
 		return nil, fmt.Errorf("gpu: calibration folder: %w", err)
 	}
+	precision, err := calibPrecision(opt)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
 	args := []string{"calib", "--model", opt.Model, "--dir", dir}
 	if copt.ChunkRows > 0 {
 		args = append(args, "--chunk-rows", strconv.Itoa(copt.ChunkRows))
+	}
+	if precision != "" {
+		args = append(args, "--precision", precision)
 	}
 	// The process lives as long as the pass, not as long as ctx (which may be one call's), so
 	// it gets its own context; exec requires one (CommandContext) for setProcessGroup's
@@ -168,7 +211,7 @@ func StartCalib(ctx context.Context, opt CalibOptions, hm *hf.Model, windows [][
 		return waitErr
 	}
 	stop := func() error { stdin.Close(); return wait() }
-	p, err := newCalibPass(ctx, stdin, stdout, stop, kill, tail.String, hm, windows, dir, opt.Need)
+	p, err := newCalibPass(ctx, stdin, stdout, stop, kill, tail.String, hm, windows, dir, opt.Need, precision)
 	if err != nil {
 		var re *RuntimeError
 		if errors.As(err, &re) {
@@ -186,9 +229,10 @@ func StartCalib(ctx context.Context, opt CalibOptions, hm *hf.Model, windows [][
 
 // newCalibPass speaks the protocol over w (the server's stdin) and r (its stdout): it reads
 // the greeting, writes the token windows file into dir and sends init. The Go test double
-// runs the server in-process through the same function.
+// runs the server in-process through the same function. precision ("" for any) is the
+// arithmetic asked for (the greeting must report it).
 func newCalibPass(ctx context.Context, w io.WriteCloser, r io.Reader, stop func() error, kill func(), stderr func() string,
-	hm *hf.Model, windows [][]int, dir string, need []string) (*CalibPass, error) {
+	hm *hf.Model, windows [][]int, dir string, need []string, precision string) (*CalibPass, error) {
 	cfg := hm.Config
 	if err := model.CheckConfig(&cfg); err != nil {
 		return nil, err
@@ -223,6 +267,10 @@ func newCalibPass(ctx context.Context, w io.WriteCloser, r io.Reader, stop func(
 	case g.Layers != cfg.NumLayers || g.Hidden != cfg.HiddenSize || g.Intermediate != cfg.IntermediateSize:
 		return fail(p.runtimeErr(fmt.Sprintf("reads a model of %d layers, hidden %d, intermediate %d; Go reads %d, %d, %d",
 			g.Layers, g.Hidden, g.Intermediate, cfg.NumLayers, cfg.HiddenSize, cfg.IntermediateSize), nil))
+	}
+	// A runtime that ignored --precision (or computes otherwise) must not pass for the one asked.
+	if got := g.PrecisionOrDefault(); precision != "" && got != precision {
+		return fail(p.runtimeErr(fmt.Sprintf("computes in %s, but %s was asked for: rebuild the runtime, or unset %s", got, precision, CalibPrecisionEnv), nil))
 	}
 	for _, c := range need {
 		if !slices.Contains(g.Commands, c) {

@@ -32,12 +32,13 @@ import (
 // "fail" (a fatal error answer), "nan" (a NaN in the statistics), "truncate" (a short
 // statistics file) or "" (normal).
 type fakeCalib struct {
-	hm       *hf.Model
-	group    int
-	greeting map[string]any
-	fault    func(cmd string, layer int) string
-	cmds     []string
-	need     []string
+	hm        *hf.Model
+	group     int
+	greeting  map[string]any
+	fault     func(cmd string, layer int) string
+	cmds      []string
+	need      []string
+	precision string // asked of the server (newCalibPass's check)
 }
 
 func (f *fakeCalib) serve(in io.Reader, out io.Writer) error {
@@ -191,7 +192,7 @@ func (f *fakeCalib) start(t testing.TB, windows [][]int) (*CalibPass, error) {
 	}
 	kill := func() { sw.CloseWithError(io.EOF); cr.CloseWithError(io.ErrClosedPipe) }
 	dir := t.TempDir()
-	return newCalibPass(context.Background(), cw, sr, stop, kill, func() string { return "fake stderr" }, f.hm, windows, dir, f.need)
+	return newCalibPass(context.Background(), cw, sr, stop, kill, func() string { return "fake stderr" }, f.hm, windows, dir, f.need, f.precision)
 }
 
 func (f *fakeCalib) newPass(t testing.TB) ptq.NewPassFunc {
@@ -345,15 +346,20 @@ func TestCalibPassErrors(t *testing.T) {
 	ctx := context.Background()
 	// The greeting.
 	for _, tc := range []struct {
-		greeting map[string]any
-		want     string
+		greeting  map[string]any
+		precision string
+		want      string
 	}{
-		{map[string]any{"ok": false, "error": "no CUDA device: no CUDA-capable device is detected"}, "no CUDA device"},
-		{map[string]any{"protocol": 2}, "protocol 2"},
-		{map[string]any{"hidden": 7}, "hidden 7"},
-		{map[string]any{"commands": []string{"init", "collect", "advance"}}, `does not serve "advance_quantized"`},
+		{map[string]any{"ok": false, "error": "no CUDA device: no CUDA-capable device is detected"}, "", "no CUDA device"},
+		{map[string]any{"protocol": 2}, "", "protocol 2"},
+		{map[string]any{"hidden": 7}, "", "hidden 7"},
+		{map[string]any{"commands": []string{"init", "collect", "advance"}}, "", `does not serve "advance_quantized"`},
+		// fp32 asked of a runtime that reports fp16, or nothing (built before --precision).
+		{map[string]any{"precision": "fp16"}, "fp32", "computes in fp16, but fp32 was asked for"},
+		{nil, "fp32", "computes in fp16, but fp32 was asked for"},
+		{map[string]any{"precision": "fp32"}, "fp16", "computes in fp32, but fp16 was asked for"},
 	} {
-		f := &fakeCalib{hm: hm, greeting: tc.greeting, need: []string{"collect", "advance", "advance_quantized"}}
+		f := &fakeCalib{hm: hm, greeting: tc.greeting, need: []string{"collect", "advance", "advance_quantized"}, precision: tc.precision}
 		_, err := f.start(t, windows)
 		var re *RuntimeError
 		if !errors.As(err, &re) || !strings.Contains(err.Error(), tc.want) {
@@ -521,5 +527,63 @@ func TestStartCalibProcess(t *testing.T) {
 	}
 	if strings.Contains(err.Error(), "could not start") || !strings.Contains(err.Error(), "no CUDA device found") {
 		t.Fatalf("StartCalib: %v; want the runtime's stderr, not a start failure", err)
+	}
+}
+
+// The precision asked of the runtime: CalibOptions.Precision, else $ODYSSEY_CALIB_PRECISION,
+// passed as --precision (nothing when both are empty: the runtime's default); anything but
+// fp32/fp16 is refused before a process starts. A greeting that reports the precision asked
+// for is accepted.
+func TestCalibPrecision(t *testing.T) {
+	t.Setenv(CalibPrecisionEnv, "")
+	for _, tc := range []struct {
+		opt, env, want, err string
+	}{
+		{"", "", "", ""},
+		{"", "fp16", "fp16", ""},
+		{"fp32", "fp16", "fp32", ""},
+		{"", "bf16", "", `ODYSSEY_CALIB_PRECISION="bf16": want fp32 or fp16`},
+		{"fp8", "", "", `CalibOptions.Precision="fp8"`},
+	} {
+		t.Setenv(CalibPrecisionEnv, tc.env)
+		got, err := calibPrecision(CalibOptions{Precision: tc.opt})
+		if got != tc.want || (err == nil) != (tc.err == "") || err != nil && !strings.Contains(err.Error(), tc.err) {
+			t.Errorf("opt %q env %q: %q, %v; want %q, error %q", tc.opt, tc.env, got, err, tc.want, tc.err)
+		}
+	}
+	hm, windows := tinyfixture.Windows(t, 2, 16, 1)
+	for _, p := range []string{"fp32", "fp16"} {
+		f := &fakeCalib{hm: hm, greeting: map[string]any{"precision": p}, precision: p}
+		pass, err := f.start(t, windows)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if g := pass.Greeting().PrecisionOrDefault(); g != p {
+			t.Errorf("greeting precision %q, want %q", g, p)
+		}
+		if err := pass.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if runtime.GOOS == "windows" {
+		return
+	}
+	// The flag reaches the process: the fake runtime records its arguments and exits.
+	dir := t.TempDir()
+	argsFile := filepath.Join(dir, "args")
+	script := filepath.Join(dir, "odyssey-rt")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\necho \"$@\" > "+argsFile+"\necho 'calib: no CUDA device found' >&2\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(CalibPrecisionEnv, "fp16")
+	if _, err := StartCalib(context.Background(), CalibOptions{Runtime: script, Model: dir, Dir: dir}, hm, windows, calib.Options{}); err == nil {
+		t.Fatal("StartCalib succeeded with a runtime that exits at once")
+	}
+	b, err := os.ReadFile(argsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "--precision fp16") {
+		t.Errorf("runtime arguments %q lack --precision fp16", b)
 	}
 }

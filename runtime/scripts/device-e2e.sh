@@ -36,7 +36,10 @@
 #              --device cuda, compare the policies and the GPU perplexities of both artifacts
 #              (goal: same policies, ppl within 0.1%), and time --device cuda on the synthetic 7B
 #              (w4a8-fptq goal 300 s, w4a16-gptq 480 s); every part under `timeout`, about 9 min
-#              at most; writes $E/calib.json and $E/calib.md, last line PASS or FAIL
+#              at most; writes $E/calib.json and $E/calib.md, last line PASS or FAIL.
+#              E2E_CALIB_PRECISIONS="fp32 fp16" (the default) runs --device cuda once per
+#              precision of the GPU forward (ODYSSEY_CALIB_PRECISION; rows cuda-fp32, cuda-fp16);
+#              fp16 rows are the A/B baseline, reported but not required to meet 0.1%.
 # Results: $OUT/e2e/*.json (tar them before the call ends: at most 8 files come back).
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0
@@ -223,10 +226,13 @@ for s in "$@"; do
       read -r name dir data L cal <<< "$m"
       for preset in ${E2E_CALIB_PRESETS-w4a8-rtn w4a8-fptq w4a16-gptq}; do
         pn=$(basename "$preset" .yaml)
-        for dev in cpu cuda; do
+        for dev in cpu $(for p in ${E2E_CALIB_PRECISIONS-fp32 fp16}; do echo cuda-$p; done); do
           a=$M/calib-$name-$pn-$dev
           s0=$(date +%s.%N)
-          timeout ${E2E_CALIB_SMALL_TIMEOUT:-120} $ODY quantize --model "$dir" --recipe "$preset" --calib "$cal" --device $dev \
+          # cuda-fp32 / cuda-fp16: --device cuda with ODYSSEY_CALIB_PRECISION=fp32 / fp16.
+          prec=""; [ "${dev#cuda-}" != "$dev" ] && prec=${dev#cuda-}
+          ODYSSEY_CALIB_PRECISION=$prec timeout ${E2E_CALIB_SMALL_TIMEOUT:-120} $ODY quantize --model "$dir" --recipe "$preset" \
+            --calib "$cal" --device ${dev%%-*} \
             --out "$a" --force --no-sync --json > "$E/cq-$name-$pn-$dev.json" 2> "$E/cq-$name-$pn-$dev.log"
           rc=$?; secs=$(python3 -c "import sys; print(round(float(sys.argv[1]) - float(sys.argv[2]), 1))" "$(date +%s.%N)" "$s0")
           ppl=""

@@ -12,6 +12,9 @@
 # attn: the fused decode attention kernel: test layers --only decode,refuse, bench layers --only
 #   decode, one ATTN line per batch/context/heads (fused vs split in the same run), "attn: PASS|FAIL".
 # w8a8: odyssey-rt test w8a8 (the W8A8 kernels against a host reference) and their bench gemm rows.
+# calib32: odyssey-rt test calib32 (the fp32 calibration forward, statistics and fake-quant linears
+#   against a host reference; then the 7B-chunk bench line with the projected 7B collect time),
+#   compute-sanitizer memcheck on it (--no-bench); ends with "calib32: PASS" or "calib32: FAIL".
 # decode-gemm: test gemm (every case), then bench gemm at M = 1, 2, 4, 8, 16 on the 7B and 70B
 #   shapes with every decode GEMV config as a row, PDL on and off, and a summary table.
 # decode-sanitize: compute-sanitizer memcheck and racecheck on four gemv_mma corner cases.
@@ -71,6 +74,19 @@ for s in "${steps[@]}"; do
     $B/odyssey-rt test gemm --cases $CASES > "$OUT/test-gemm.json" 2> "$OUT/test-gemm.log"
     echo "test gemm rc=$?"; grep -A4 -E "FAIL" "$OUT/test-gemm.log" | head -40; grep "passed" "$OUT/test-gemm.log"
     (cd $B && ODYSSEY_GEMM_CASES=$CASES ctest --output-on-failure > "$OUT/ctest.log" 2>&1; echo "ctest rc=$?"; tail -5 "$OUT/ctest.log")
+    ;;
+  calib32)
+    stamp calib32
+    $B/odyssey-rt test calib32 > "$OUT/test-calib32.json" 2> "$OUT/test-calib32.log"
+    rc=$?
+    grep -E "FAIL|bench calib32" "$OUT/test-calib32.log" | head -40
+    if command -v compute-sanitizer > /dev/null; then
+      compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test calib32 --no-bench \
+        > "$OUT/memcheck-calib32.log" 2>&1
+      mrc=$?; echo "memcheck calib32 rc=$mrc"; tail -3 "$OUT/memcheck-calib32.log"
+      [ $mrc = 0 ] || rc=1
+    fi
+    echo "calib32: $([ $rc = 0 ] && echo PASS || echo FAIL)"
     ;;
   w8a8)
     # The W8A8 kernels (w8a8.cu): random cases against the host reference (both paths bit-exact),

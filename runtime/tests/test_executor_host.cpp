@@ -786,6 +786,24 @@ void test_calib_stats_file() {
   expect_error("stats magic", {"not a statistics file"}, [&] {
     parse_stats_file(reinterpret_cast<const std::uint8_t*>(foreign.data()), foreign.size(), 16, "s");
   });
+  // XᵀX in float64 (xtx 2: the fp32 precision's fp64 accumulator), read back bit for bit.
+  const std::string path64 = g_tmp + "/stats64.bin";
+  const double xtx64[9] = {1.0 / 3, 2, 3, 2, 4.000000001, 5, 3, 5, 1e300};
+  {
+    StatsFileWriter w(path64);
+    w.header(2, 1, 0, 8);
+    w.input(6, 3, 2, 1.5, 0.25f, mn, mx, sq);
+    w.xtx_f64(xtx64, 2);
+    w.xtx_f64(xtx64 + 2, 7);
+    w.finish();
+  }
+  g_files.push_back(path64);
+  const std::string b64 = read_file(path64);
+  CHECK(b64.size() == 32 + (32 + 3 * 16) + 9 * 8 + 8);
+  StatsFile f64 = parse_stats_file(reinterpret_cast<const std::uint8_t*>(b64.data()), b64.size(), 16, "stats64.bin");
+  CHECK(f64.inputs.size() == 1 && f64.inputs[0].xtx == 2 && f64.inputs[0].xtx_values.size() == 9);
+  CHECK(f64.inputs[0].xtx_values[0] == 1.0 / 3 && f64.inputs[0].xtx_values[4] == 4.000000001 &&
+        f64.inputs[0].xtx_values[8] == 1e300);
 }
 
 // w4a16_int_scales (the executor's and the calibration server's converter): each channel's

@@ -1,5 +1,12 @@
-// calib_server.cu: `odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096]`, the GPU side
-// of layer-by-layer calibration (contract: docs/gpu-calibration.md; Go client: gpu/calib.go).
+// calib_server.cu: `odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096] [--precision
+// fp32|fp16]`, the GPU side of layer-by-layer calibration (contract: docs/gpu-calibration.md;
+// Go client: gpu/calib.go).
+//
+// Precision. fp32 (the default) runs collect, advance and advance_quantized through
+// calib_fp32.cu: the layer forward in float32 as the CPU pass (model/layer.go), statistics of
+// those float32 tensors with XᵀX summed in fp64 (written as xtx 2), and the quantized layer as
+// the CPU's fake-quant modules (server methods *32 below). fp16 is what the rest of this
+// comment describes: the executor's kernels, kept for A/B runs (ODYSSEY_CALIB_PRECISION=fp16).
 //
 // What it computes. The residual stream h of every calibration window lives on the GPU in
 // fp32 [N·L, hidden] (embedded once by `init`). `collect i` runs the checkpoint's float layer i
@@ -45,6 +52,7 @@
 #include <string>
 #include <vector>
 
+#include "calib/calib_fp32.hpp"
 #include "calib/calib_server.hpp"
 #include "calib/stats_file.hpp"
 #include "executor/layers.hpp"
@@ -220,11 +228,13 @@ struct InputAcc {
   bool hessian = false;
   Dev<float> mn, mx, tok, xtx;
   Dev<double> sq;
+  Dev<double> xtx64;  // fp32 precision: XᵀX summed over chunks in fp64
 };
 
 struct FloatLayer {
   Dev<float> attn_norm, mlp_norm;
-  Dev<__half> w[exec::kNumLinears];
+  Dev<__half> w[exec::kNumLinears];  // fp16 precision
+  Dev<float> w32[exec::kNumLinears];  // fp32 precision
   Dev<float> b[exec::kNumLinears];
   int n[exec::kNumLinears] = {}, k[exec::kNumLinears] = {};
   bool has_bias[exec::kNumLinears] = {};
@@ -266,9 +276,28 @@ struct QuantLayer {
   QSite site[4];  // q/k/v, o, gate/up, down
 };
 
+// advance_quantized at fp32 precision: each linear as the CPU pass's fake-quant module computes
+// it (ptq/qresult LinearResult.ModuleWith): W4A8 integer scales as quant.QLinear (int8 codes of
+// the input per its policy, Σ ŝ·16q·x as one SGEMM of exact integers, y = float32(Σ)·(xs·f_c)
+// then + bias); W4A8 float scales as qresult.FloatScaleLinear (per group SGEMM of codes, a +=
+// float32(P·s_g), y = a·xs then + bias); W4A16 as a Dense of the dequantized weight (float
+// scales: s_g·q; integer scales: IntScaleWeight.Dequantize); skipped linears as a Dense of the
+// fp16-stored weight widened (the CPU uses the float32 weight: the one difference, fp16
+// rounding of skipped linears' weights, which the artifact format imposes).
+struct QLinear32 {
+  enum Kind { DenseW, W4A8Int, W4A8Float } kind = DenseW;
+  int n = 0, k = 0, group_size = 0, groups = 0;
+  bool per_token = false;
+  Dev<float> w;      // [n, k]: Dense weight, or ŝ·16q (W4A8Int), or q (W4A8Float)
+  Dev<float> f;      // W4A8Int: channel_scale f_c [n]
+  Dev<float> gsT;    // W4A8Float: group scales [G, n]
+  Dev<float> scale;  // static activation scale [1]
+  Dev<float> bias;   // [n] or empty
+};
+
 class Server {
  public:
-  Server(const std::string& model, const std::string& dir, int chunk_rows);
+  Server(const std::string& model, const std::string& dir, int chunk_rows, bool fp32);
   ~Server();
   void greet();
   // Runs commands from in until quit or EOF; returns the exit status.
@@ -289,9 +318,16 @@ class Server {
   void gemm(int lin, const __half* x, int rows, __half* y, double* out_part);
   void forward_chunk(float* h, int rows, int nw, bool collect);
   void stats(InputAcc& a, const __half* x, int rows, size_t row0);
+  // fp32 precision (calib_fp32.cu).
+  f32::Dims dims32() const;
+  void forward_chunk32(float* h, int nw, bool collect);
+  void stats32(InputAcc& a, const float* x, int rows, size_t row0);
+  void load_quant_layer32(const SafetensorsCheckpoint& ck, const LayerPlan& lp);
+  void q_linear32(int lin, const float* x, int rows, float* y);
 
   std::string model_, dir_;
   int chunk_rows_;
+  bool fp32_;  // --precision fp32 (default): calib_fp32.cu's float32 forward and statistics
   ModelConfig cfg_;
   std::unique_ptr<SafetensorsCheckpoint> ck_;
   exec::ModelPlan plan_;
@@ -328,6 +364,14 @@ class Server {
   Dev<float> qtok_[4][3];
   Dev<__half> qatt_;
   Dev<uint8_t> gemm_ws_;
+  // fp32 precision: the chunk scratch (f32::Scratch carved from f32_ws_), XᵀX's per-chunk
+  // fp32 product, the quantized layer's operands and its activation codes / row scales /
+  // per-group partials.
+  Dev<uint8_t> f32_ws_;
+  f32::Scratch s32_;
+  Dev<float> xtx_tmp_;
+  QLinear32 ql32_[exec::kNumLinears];
+  Dev<float> qcodes32_, qrow32_, qtmp32_, qacc32_;
 };
 
 // d holds count zeroed elements (reallocated and zeroed only when the count changes).
@@ -348,8 +392,8 @@ __global__ void bias_rows_kernel(__half* out, int rows, int n, const __half* bia
 
 int ceil_to(int x, int m) { return (x + m - 1) / m * m; }
 
-Server::Server(const std::string& model, const std::string& dir, int chunk_rows)
-    : model_(model), dir_(dir), chunk_rows_(chunk_rows) {
+Server::Server(const std::string& model, const std::string& dir, int chunk_rows, bool fp32)
+    : model_(model), dir_(dir), chunk_rows_(chunk_rows), fp32_(fp32) {
   const std::string cfg_path = model + "/config.json";
   Json root = read_json_file(cfg_path, 16u << 20);
   cfg_ = exec::parse_model_config(root, cfg_path);
@@ -363,6 +407,9 @@ Server::Server(const std::string& model, const std::string& dir, int chunk_rows)
   CB(cublasSetStream(cublas_, stream_));
   cublas_ws_.alloc(32u << 20);
   CB(cublasSetWorkspace(cublas_, cublas_ws_.p, cublas_ws_.n));
+  // No TF32 in the fp32 precision's SGEMMs: the default math mode (fp16 GEMMs use tensor
+  // cores under it regardless). NVIDIA_TF32_OVERRIDE=1 in the environment would override it.
+  CB(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));
   std::vector<float> inv = exec::rope_inv_freq(cfg_.rope, cfg_.head_dim);
   inv_freq_.alloc(inv.size());
   CC(cudaMemcpy(inv_freq_.p, inv.data(), inv.size() * 4, cudaMemcpyHostToDevice));
@@ -389,6 +436,7 @@ void Server::greet() {
   w.field("cc", std::to_string(p.major) + "." + std::to_string(p.minor));
   w.field("memory_bytes", (unsigned long long)p.totalGlobalMem).end_object();
   w.field("runtime_version", std::string(ody_version()));
+  w.field("precision", std::string(fp32_ ? "fp32" : "fp16"));
   w.key("commands").begin_array();
   for (const char* c : {"init", "collect", "advance", "advance_quantized", "hidden", "quit"}) w.value(c);
   w.end_array().end_object();
@@ -446,6 +494,21 @@ void Server::cmd_init(const Json& c, JsonWriter& w) {
   pmin_.alloc((size_t)kSplits * wmax);
   pmax_.alloc((size_t)kSplits * wmax);
   psq_.alloc((size_t)kSplits * wmax);
+  if (fp32_) {
+    const f32::Dims d = dims32();
+    f32_ws_.alloc(f32::Scratch::bytes(d, wc));
+    f32::carve_scratch(s32_, f32_ws_.p, d, wc);
+    const int half = cfg_.head_dim / 2;
+    std::vector<float> inv = exec::rope_inv_freq(cfg_.rope, cfg_.head_dim), cs((size_t)seq_ * half), sn(cs.size());
+    f32::rope_tables(inv.data(), half, seq_, cs.data(), sn.data());
+    CC(cudaMemcpy(const_cast<float*>(s32_.cos), cs.data(), cs.size() * 4, cudaMemcpyHostToDevice));
+    CC(cudaMemcpy(const_cast<float*>(s32_.sin), sn.data(), sn.size() * 4, cudaMemcpyHostToDevice));
+    // advance_quantized's activation codes, row scales and float-scale partials.
+    qcodes32_.alloc(rc * std::max(std::max(H, qd), I));
+    qrow32_.alloc(rc);
+    qtmp32_.alloc(rc * std::max(std::max(H, qd), I));
+    qacc32_.alloc(rc * std::max(std::max(H, qd), I));
+  }
   CC(cudaStreamSynchronize(stream_));
   w.field("rows", (unsigned long long)rows_).field("seq_len", seq_).field("windows", windows_);
   w.field("stream_bytes", (unsigned long long)(rows_ * H * 4));
@@ -466,9 +529,16 @@ void Server::load_layer(int i) {
     const exec::LinearPlan& p = lp.lin[l];
     layer_.n[l] = p.n;
     layer_.k[l] = p.k;
-    exec::HalfData wd = exec::to_f16(*ck_, p.name + ".weight", {p.n, p.k});
-    layer_.w[l].alloc(wd.size);
-    CC(cudaMemcpy(layer_.w[l].p, wd.data, wd.size * 2, cudaMemcpyHostToDevice));
+    if (fp32_) {
+      // The checkpoint's weight widened to fp32 (F32 as stored; BF16/F16 exactly), as Go loads it.
+      std::vector<float> wf = exec::to_f32(*ck_, p.name + ".weight", {p.n, p.k});
+      layer_.w32[l].alloc(wf.size());
+      CC(cudaMemcpy(layer_.w32[l].p, wf.data(), wf.size() * 4, cudaMemcpyHostToDevice));
+    } else {
+      exec::HalfData wd = exec::to_f16(*ck_, p.name + ".weight", {p.n, p.k});
+      layer_.w[l].alloc(wd.size);
+      CC(cudaMemcpy(layer_.w[l].p, wd.data, wd.size * 2, cudaMemcpyHostToDevice));
+    }
     layer_.has_bias[l] = p.has_bias;
     if (p.has_bias) {
       std::vector<float> b = exec::to_f32(*ck_, p.name + ".bias", {p.n});
@@ -593,11 +663,19 @@ void Server::cmd_collect(const Json& c, JsonWriter& w, bool collect) {
       CC(cudaMemcpy(a.mn.p, inf.data(), a.in * 4, cudaMemcpyHostToDevice));
       CC(cudaMemcpy(a.mx.p, ninf.data(), a.in * 4, cudaMemcpyHostToDevice));
       CC(cudaMemset(a.sq.p, 0, a.in * 8));
-      if (a.hessian) {
+      if (a.hessian && fp32_) {
+        a.xtx64.alloc((size_t)a.in * a.in);
+        CC(cudaMemset(a.xtx64.p, 0, (size_t)a.in * a.in * 8));
+        if (xtx_tmp_.n < (size_t)a.in * a.in) {
+          xtx_tmp_.release();
+          xtx_tmp_.alloc((size_t)a.in * a.in);
+        }
+      } else if (a.hessian) {
         a.xtx.alloc((size_t)a.in * a.in);
         CC(cudaMemset(a.xtx.p, 0, (size_t)a.in * a.in * 4));
       } else {
         a.xtx.release();
+        a.xtx64.release();
       }
     }
     const int reader_input[exec::kNumLinears] = {0, 0, 0, 1, 2, 2, 3};
@@ -617,7 +695,10 @@ void Server::cmd_collect(const Json& c, JsonWriter& w, bool collect) {
       CC(cudaMemcpyAsync(hc_.p, h, (size_t)rows * H * 4, cudaMemcpyDeviceToDevice, stream_));
       h = hc_.p;
     }
-    forward_chunk(h, rows, nw, collect);
+    if (fp32_)
+      forward_chunk32(h, nw, collect);
+    else
+      forward_chunk(h, rows, nw, collect);
     std::fprintf(stderr, "progress %d %d\n", ci + 1, chunks);
   }
   CC(cudaStreamSynchronize(stream_));
@@ -645,8 +726,19 @@ void Server::cmd_collect(const Json& c, JsonWriter& w, bool collect) {
         tsum += t;
         tmin = std::min(tmin, t);
       }
-      f.input((uint32_t)a.kind, (uint32_t)a.in, a.hessian ? 1u : 0u, tsum, tmin, mn.data(), mx.data(), sq.data());
-      if (a.hessian) {
+      f.input((uint32_t)a.kind, (uint32_t)a.in, a.hessian ? (fp32_ ? 2u : 1u) : 0u, tsum, tmin, mn.data(), mx.data(),
+              sq.data());
+      if (a.hessian && fp32_) {
+        // 8 Mi values (64 MiB) at a time.
+        const size_t total = (size_t)a.in * a.in, step = size_t(1) << 23;
+        std::vector<double> slice64(std::min(total, step));
+        for (size_t o = 0; o < total; o += step) {
+          const size_t n = std::min(step, total - o);
+          CC(cudaMemcpy(slice64.data(), a.xtx64.p + o, n * 8, cudaMemcpyDeviceToHost));
+          f.xtx_f64(slice64.data(), n);
+        }
+        a.xtx64.release();
+      } else if (a.hessian) {
         // 16 Mi values (64 MiB) at a time: the host never holds a whole 11008² Hessian.
         const size_t total = (size_t)a.in * a.in, step = size_t(1) << 24;
         slice.resize(std::min(total, step));
@@ -670,7 +762,50 @@ void Server::cmd_collect(const Json& c, JsonWriter& w, bool collect) {
     w.field("rows", (unsigned long long)rows_);
   }
   if (advance) next_++;
+  if (collect && fp32_) xtx_tmp_.release();  // 485 MB for a 7B down_proj: not kept across layers
   w.field("seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+// ------------------------------------------------------------------ fp32 precision
+
+f32::Dims Server::dims32() const {
+  f32::Dims d;
+  d.hidden = cfg_.hidden;
+  d.heads = cfg_.heads;
+  d.kv_heads = cfg_.kv_heads;
+  d.head_dim = cfg_.head_dim;
+  d.intermediate = cfg_.intermediate;
+  d.seq = seq_;
+  d.sliding_window = cfg_.sliding_window;
+  d.eps = cfg_.rms_norm_eps;
+  return d;
+}
+
+void Server::stats32(InputAcc& a, const float* x, int rows, size_t row0) {
+  f32::channel_partials(x, rows, a.in, kSplits, pmin_.p, pmax_.p, psq_.p, stream_);
+  channel_reduce_kernel<<<(a.in + 255) / 256, 256, 0, stream_>>>(pmin_.p, pmax_.p, psq_.p, kSplits, a.in, a.mn.p, a.mx.p,
+                                                                  a.sq.p);
+  CC(cudaGetLastError());
+  f32::token_max(x, rows, a.in, a.tok.p + row0, stream_);
+  if (a.hessian) f32::xtx_accumulate(cublas_, x, rows, a.in, xtx_tmp_.p, a.xtx64.p, stream_);
+}
+
+// One chunk through the checkpoint's float layer in fp32 (calib_fp32.cu forward_chunk), the
+// statistics taken from its fp32 linear inputs and outputs.
+void Server::forward_chunk32(float* h, int nw, bool collect) {
+  const size_t r0 = chunk_row0_;
+  f32::LinearFn linear = [&](int lin, const float* x, int rows, float* y) {
+    f32::sgemm_xwT(cublas_, x, rows, layer_.k[lin], layer_.w32[lin].p, layer_.n[lin], y);
+    if (collect && want_out_[lin])
+      f32::out_sumsq(y, rows, layer_.n[lin], kOutBlocks, out_part_[lin].p + (size_t)chunk_index_ * kOutBlocks, stream_);
+    if (layer_.has_bias[lin]) f32::add_bias(y, rows, layer_.n[lin], layer_.b[lin].p, stream_);
+  };
+  f32::ObserveFn observe;
+  if (collect) observe = [&](int input, const float* x, int rows, int) { stats32(acc_[input], x, rows, r0); };
+  f32::forward_chunk(h, nw, dims32(), layer_.attn_norm.p, layer_.mlp_norm.p, linear, observe, s32_, cublas_, stream_);
+  const size_t n = (size_t)nw * seq_ * cfg_.hidden;
+  nonfinite_kernel<<<grid_for(n), 256, 0, stream_>>>(h, n, bad_.p);
+  CC(cudaGetLastError());
 }
 
 // ------------------------------------------------------------------ advance_quantized
@@ -696,6 +831,7 @@ void Server::load_quant_layer(int i, const std::string& path) {
   // One layer on the GPU at a time: the float layer (collect's) goes first.
   for (int l = 0; l < exec::kNumLinears; l++) {
     layer_.w[l].release();
+    layer_.w32[l].release();
     layer_.b[l].release();
   }
   loaded_ = -1;
@@ -707,6 +843,10 @@ void Server::load_quant_layer(int i, const std::string& path) {
   };
   norm(ql_.attn_norm, lp.attn_norm);
   norm(ql_.mlp_norm, lp.mlp_norm);
+  if (fp32_) {
+    load_quant_layer32(ck, lp);
+    return;
+  }
   const int site_lins[4][3] = {{exec::kQ, exec::kK, exec::kV}, {exec::kO, 0, 0}, {exec::kGate, exec::kUp, 0}, {exec::kDown, 0, 0}};
   const int site_n[4] = {3, 1, 2, 1};
   const int site_k[4] = {H, cfg_.heads * cfg_.head_dim, H, cfg_.intermediate};
@@ -993,7 +1133,16 @@ void Server::cmd_advance_quantized(const Json& c, JsonWriter& w) {
   CC(cudaMemsetAsync(bad_.p, 0, 4, stream_));
   for (int ci = 0; ci < chunks; ci++) {
     const int w0 = ci * wc, nw = std::min(wc, windows_ - w0);
-    q_forward_chunk(h_.p + (size_t)w0 * seq_ * H, nw * seq_, nw);
+    float* h = h_.p + (size_t)w0 * seq_ * H;
+    if (fp32_) {
+      f32::LinearFn linear = [&](int lin, const float* x, int rows, float* y) { q_linear32(lin, x, rows, y); };
+      f32::forward_chunk(h, nw, dims32(), ql_.attn_norm.p, ql_.mlp_norm.p, linear, nullptr, s32_, cublas_, stream_);
+      const size_t n = (size_t)nw * seq_ * H;
+      nonfinite_kernel<<<grid_for(n), 256, 0, stream_>>>(h, n, bad_.p);
+      CC(cudaGetLastError());
+    } else {
+      q_forward_chunk(h, nw * seq_, nw);
+    }
     std::fprintf(stderr, "progress %d %d\n", ci + 1, chunks);
   }
   CC(cudaStreamSynchronize(stream_));
@@ -1002,6 +1151,102 @@ void Server::cmd_advance_quantized(const Json& c, JsonWriter& w) {
   if (bad) throw std::runtime_error("layer " + std::to_string(i) + ": the quantized layer's output is not finite (NaN or Inf)");
   next_++;
   w.field("seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+}
+
+// The layer file's linears as fp32 operands (QLinear32). The file was planned and validated by
+// load_quant_layer (the executor's checks), so shapes and dtypes are the plan's.
+void Server::load_quant_layer32(const SafetensorsCheckpoint& ck, const LayerPlan& lp) {
+  for (int li = 0; li < exec::kNumLinears; li++) {
+    const exec::LinearPlan& l = lp.lin[li];
+    QLinear32& q = ql32_[li];
+    q.kind = QLinear32::DenseW;
+    q.per_token = false;
+    q.group_size = q.groups = 0;
+    q.f.release();
+    q.gsT.release();
+    q.scale.release();
+    q.bias.release();
+    q.n = l.n;
+    q.k = l.k;
+    q.w.alloc((size_t)l.n * l.k);
+    if (l.has_bias) {
+      std::vector<float> b = exec::to_f32(ck, l.name + ".bias", {l.n});
+      q.bias.alloc(b.size());
+      CC(cudaMemcpy(q.bias.p, b.data(), b.size() * 4, cudaMemcpyHostToDevice));
+    }
+    if (l.format == exec::WeightFormat::Dense16) {
+      std::vector<float> wf = exec::to_f32(ck, l.name + ".weight", {l.n, l.k});
+      CC(cudaMemcpy(q.w.p, wf.data(), wf.size() * 4, cudaMemcpyHostToDevice));
+      continue;
+    }
+    if (l.format != exec::WeightFormat::W4A8 && l.format != exec::WeightFormat::W4A16)
+      throw std::runtime_error(l.name + ": this weight format has no fp32 propagation; run with --precision fp16 "
+                                        "(ODYSSEY_CALIB_PRECISION=fp16)");
+    const int G = l.groups, np = l.np;
+    const TensorInfo& tq = ck.get(l.name + ".qweight");
+    Dev<uint8_t> qw(tq.nbytes);
+    CC(cudaMemcpy(qw.p, ck.data(tq), tq.nbytes, cudaMemcpyHostToDevice));
+    const size_t esz = l.int_scales ? 2 : 4;
+    Dev<uint8_t> gs((size_t)G * np * esz);
+    CC(cudaMemcpy(gs.p, ck.data(ck.get(l.name + ".group_scale")), (size_t)G * np * esz, cudaMemcpyHostToDevice));
+    Dev<float> cs((size_t)np);
+    CC(cudaMemcpy(cs.p, ck.data(ck.get(l.name + ".channel_scale")), (size_t)np * 4, cudaMemcpyHostToDevice));
+    q.group_size = l.group_size;
+    q.groups = (l.k + l.group_size - 1) / l.group_size;
+    if (l.format == exec::WeightFormat::W4A16) {
+      if (l.int_scales)
+        f32::w4_int_dequant(qw.p, reinterpret_cast<const short*>(gs.p), cs.p, nullptr, l.n, np, l.k, l.kp, l.group_size,
+                            q.w.p, stream_);
+      else
+        f32::w4_float_weight(qw.p, reinterpret_cast<const float*>(gs.p), l.n, np, l.k, l.kp, l.group_size, q.w.p,
+                             stream_);
+    } else {
+      q.per_token = l.act == exec::ActForm::I8PerToken;
+      if (!q.per_token) {
+        q.scale.alloc(1);
+        CC(cudaMemcpy(q.scale.p, &l.act_scale, 4, cudaMemcpyHostToDevice));
+      }
+      if (l.int_scales) {
+        q.kind = QLinear32::W4A8Int;
+        f32::w4a8_int_weight(qw.p, reinterpret_cast<const short*>(gs.p), l.n, np, l.k, l.kp, l.group_size, q.w.p,
+                             stream_);
+        q.f.alloc((size_t)np);
+        CC(cudaMemcpyAsync(q.f.p, cs.p, (size_t)np * 4, cudaMemcpyDeviceToDevice, stream_));
+      } else {
+        q.kind = QLinear32::W4A8Float;
+        f32::w4_codes(qw.p, l.n, l.k, l.kp, q.w.p, stream_);
+        q.gsT.alloc((size_t)G * np);
+        CC(cudaMemcpyAsync(q.gsT.p, gs.p, (size_t)G * np * 4, cudaMemcpyDeviceToDevice, stream_));
+      }
+    }
+    CC(cudaStreamSynchronize(stream_));  // qw, gs, cs are freed on return
+  }
+}
+
+// y [rows, n] = the quantized linear lin of x [rows, k], as the CPU's fake-quant module.
+void Server::q_linear32(int lin, const float* x, int rows, float* y) {
+  const QLinear32& q = ql32_[lin];
+  switch (q.kind) {
+    case QLinear32::DenseW:
+      f32::sgemm_xwT(cublas_, x, rows, q.k, q.w.p, q.n, y);
+      if (q.bias.p) f32::add_bias(y, rows, q.n, q.bias.p, stream_);
+      return;
+    case QLinear32::W4A8Int:
+      f32::quantize_act(x, rows, q.k, q.per_token ? nullptr : q.scale.p, qcodes32_.p, qrow32_.p, stream_);
+      f32::sgemm_xwT(cublas_, qcodes32_.p, rows, q.k, q.w.p, q.n, y);
+      f32::w4a8_epilogue(y, rows, q.n, q.per_token ? nullptr : q.scale.p, qrow32_.p, q.f.p, q.bias.p, stream_);
+      return;
+    case QLinear32::W4A8Float:
+      f32::quantize_act(x, rows, q.k, q.per_token ? nullptr : q.scale.p, qcodes32_.p, qrow32_.p, stream_);
+      for (int g = 0; g < q.groups; g++) {
+        const int k0 = g * q.group_size, kg = std::min(q.group_size, q.k - k0);
+        f32::sgemm_xwT_ld(cublas_, qcodes32_.p + k0, q.k, rows, kg, q.w.p + k0, q.k, q.n, qtmp32_.p);
+        f32::group_accumulate(qacc32_.p, qtmp32_.p, rows, q.n, q.gsT.p + (size_t)g * ceil_to(q.n, 8), g == 0, stream_);
+      }
+      f32::float_scale_epilogue(y, qacc32_.p, rows, q.n, q.per_token ? nullptr : q.scale.p, qrow32_.p, q.bias.p,
+                                stream_);
+      return;
+  }
 }
 
 void Server::cmd_hidden(const Json& c, JsonWriter& w) {
@@ -1070,14 +1315,16 @@ int Server::serve(std::istream& in) {
 
 }  // namespace
 
-int run_calib_server(const std::string& model, const std::string& dir, int chunk_rows) {
+int run_calib_server(const std::string& model, const std::string& dir, int chunk_rows, const std::string& precision) {
   if (chunk_rows <= 0) throw std::runtime_error("--chunk-rows must be positive");
+  if (precision != "fp32" && precision != "fp16")
+    throw std::runtime_error("--precision " + precision + ": want fp32 or fp16");
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0)
     throw std::runtime_error(std::string("no CUDA device: ") + (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices"));
   (void)dir;  // the client names every file it wants written; dir is where they live
-  Server s(model, dir, chunk_rows);
+  Server s(model, dir, chunk_rows, precision == "fp32");
   s.greet();
   return s.serve(std::cin);
 }

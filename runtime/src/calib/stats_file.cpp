@@ -50,6 +50,8 @@ void StatsFileWriter::input(std::uint32_t kind, std::uint32_t in, std::uint32_t 
 
 void StatsFileWriter::xtx_f32(const float* v, std::size_t n) { put(v, 4 * n); }
 
+void StatsFileWriter::xtx_f64(const double* v, std::size_t n) { put(v, 8 * n); }
+
 void StatsFileWriter::output(std::uint32_t kind, double sumsq) {
   const std::uint32_t zero = 0;
   put(&kind, 4);

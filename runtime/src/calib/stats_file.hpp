@@ -24,10 +24,12 @@ class StatsFileWriter {
   StatsFileWriter(const StatsFileWriter&) = delete;
   StatsFileWriter& operator=(const StatsFileWriter&) = delete;
   void header(std::uint32_t layer, std::uint32_t n_inputs, std::uint32_t n_outputs, std::int64_t rows);
-  // The input record up to and including sumsq; then xtx_f32 slices when xtx is 1.
+  // The input record up to and including sumsq; then xtx_f32 slices when xtx is 1, xtx_f64
+  // slices when it is 2 (the fp32 precision's fp64 accumulator).
   void input(std::uint32_t kind, std::uint32_t in, std::uint32_t xtx, double token_sum, float token_min,
              const float* mn, const float* mx, const double* sumsq);
   void xtx_f32(const float* v, std::size_t n);
+  void xtx_f64(const double* v, std::size_t n);
   void output(std::uint32_t kind, double sumsq);
   // Writes the trailer and closes the file (throws on a failed close).
   void finish();

@@ -1,0 +1,110 @@
+// calib_fp32.hpp: the float32 forward of one decoder layer for `odyssey-rt calib --precision
+// fp32` (the default), computed as the CPU pass computes it (model/layer.go Layer.Forward,
+// model/mathutil.go, model/rope.go, calib/stats.go), and the float32 statistics kernels.
+// Implementation and the list of what is (and is not) bit-identical to Go: calib_fp32.cu.
+// Test: `odyssey-rt test calib32` (cli/test_calib32.cu), a small random layer against a host
+// reference written from the same Go code.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <functional>
+
+namespace odyssey::calibgpu::f32 {
+
+// The layer's shape (model config) and the chunk's windows.
+struct Dims {
+  int hidden = 0, heads = 0, kv_heads = 0, head_dim = 0, intermediate = 0;
+  int seq = 0;             // tokens per window (every window starts at position 0)
+  int sliding_window = 0;  // 0: none
+  double eps = 1e-6;       // RMSNorm epsilon (Go: float32(eps) added to the float32 variance)
+};
+
+// Linear indices, as exec::kQ... (q, k, v, o, gate, up, down).
+constexpr int kLinears = 7;
+
+// y [rows, n] = the linear lin applied to x [rows, k] (row strides n and k). The float layer's
+// is SGEMM + bias; advance_quantized's is the artifact's fake-quant arithmetic.
+using LinearFn = std::function<void(int lin, const float* x, int rows, float* y)>;
+// Called with each of the four linear inputs (0 q/k/v, 1 o, 2 gate/up, 3 down) as the linears
+// read it, [rows, cols] row-major; nullptr: none.
+using ObserveFn = std::function<void(int input, const float* x, int rows, int cols)>;
+
+// Device scratch for a chunk of up to max_rows rows (all fp32).
+struct Scratch {
+  float *xa = nullptr, *q = nullptr, *k = nullptr, *v = nullptr, *att = nullptr, *yo = nullptr;
+  float *xm = nullptr, *g = nullptr, *u = nullptr, *yd = nullptr;
+  float* scores = nullptr;           // [max_windows·heads, seq, seq]
+  const float** ptrs = nullptr;      // 3 · max_windows·heads device pointers (batched SGEMM)
+  const float *cos = nullptr, *sin = nullptr;  // [seq, head_dim/2] RoPE tables (rope_tables)
+  // Bytes for one chunk of max_windows windows (what alloc_scratch takes).
+  static size_t bytes(const Dims& d, int max_windows);
+};
+// Carves s out of one allocation of Scratch::bytes(d, max_windows) bytes (256-byte aligned).
+void carve_scratch(Scratch& s, void* base, const Dims& d, int max_windows);
+
+// The RoPE tables as model/rope.go ropeTable.ensure builds them: a = float64(inv·float32(p))
+// (the product in float32), cos/sin in float64 rounded to float32. [seq, half] row-major.
+void rope_tables(const float* inv_freq, int half, int seq, float* cos_out, float* sin_out);
+
+// One chunk of nw windows (rows = nw·seq) of the residual stream h [rows, hidden] through the
+// layer, in place: RMSNorm (attn_norm), q/k/v, RoPE, causal GQA attention with the sliding
+// window, o, residual add, RMSNorm (mlp_norm), gate/up, SwiGLU, down, residual add. All in
+// float32 as Layer.Forward; observe sees each linear input.
+void forward_chunk(float* h, int nw, const Dims& d, const float* attn_norm, const float* mlp_norm, const LinearFn& linear,
+                   const ObserveFn& observe, const Scratch& s, cublasHandle_t cublas, cudaStream_t stream);
+
+// y = x·Wᵀ (cuBLAS SGEMM, no TF32: the handle's math mode must be CUBLAS_DEFAULT_MATH or
+// pedantic), W fp32 [n, k] row-major.
+void sgemm_xwT(cublasHandle_t cublas, const float* x, int rows, int k, const float* w, int n, float* y);
+// y[r, c] += b[c] (float32 add, as Dense.Forward).
+void add_bias(float* y, int rows, int n, const float* b, cudaStream_t stream);
+
+// ---- statistics of a float32 input x [rows, cols] (the fp16 path's kernels, on floats)
+// Per-channel min/max (fp32) and Σx² (fp64) partials of kSplits row splits.
+void channel_partials(const float* x, int rows, int cols, int splits, float* pmin, float* pmax, double* psq,
+                      cudaStream_t stream);
+// tok[r] = max_j |x[r, j]| (NaN propagates).
+void token_max(const float* x, int rows, int cols, float* tok, cudaStream_t stream);
+// acc64 [cols, cols] += Xᵀ·X of this chunk: one SGEMM into tmp32 (fp32, as calib.Stats.Add's
+// per-chunk float32 product), then widened and added in fp64.
+void xtx_accumulate(cublasHandle_t cublas, const float* x, int rows, int cols, float* tmp32, double* acc64,
+                    cudaStream_t stream);
+// part[b] = Σ y² over rows b, b + blocks, ... (fixed grid: deterministic).
+void out_sumsq(const float* y, int rows, int cols, int blocks, double* part, cudaStream_t stream);
+
+// ---- the artifact's fake-quant arithmetic (quant.QLinear, qresult), for advance_quantized
+// Integer-scale W4A8 weight as float: wint[c, k] = ŝ[g(k), c] · 16·q[c, k] (exact integers),
+// from the FastGEMM layout (docs/fastgemm-layout.md) of an [np, kp] packed weight; [n, k] out.
+void w4a8_int_weight(const unsigned char* qweight, const short* group_scale, int n, int np, int k, int kp,
+                     int group_size, float* wint, cudaStream_t stream);
+// Dequantized weight with float group scales: w[c, k] = gs[g(k), c] · q[c, k] (fp32 [G, np]).
+void w4_float_weight(const unsigned char* qweight, const float* group_scale, int n, int np, int k, int kp,
+                     int group_size, float* w, cudaStream_t stream);
+// Integer-scale weight dequantized (W4A16 with integer scales: IntScaleWeight.Dequantize):
+// w[c, k] = (float)(ŝ·q) · s_c where s_c = channel_scale[c] · 2^(4 + alpha_log2[c]).
+void w4_int_dequant(const unsigned char* qweight, const short* group_scale, const float* channel_scale,
+                    const unsigned char* alpha_log2, int n, int np, int k, int kp, int group_size, float* w,
+                    cudaStream_t stream);
+// The int4 codes alone as floats, [n, k] (W4A8 with float group scales).
+void w4_codes(const unsigned char* qweight, int n, int k, int kp, float* codes, cudaStream_t stream);
+// y [rows, n] (row stride n) = x [rows, k] (row stride ldx) · Wᵀ, W [n, k] with row stride ldw.
+void sgemm_xwT_ld(cublasHandle_t cublas, const float* x, int ldx, int rows, int k, const float* w, int ldw, int n,
+                  float* y);
+// qresult.FloatScaleLinear's group step: acc = float32(t·s_g) (first) or acc += float32(t·s_g),
+// s_g [n] the group's scales.
+void group_accumulate(float* acc, const float* t, int rows, int n, const float* sg, bool first, cudaStream_t stream);
+// FloatScaleLinear's epilogue: y = float32(acc·xs), then + bias.
+void float_scale_epilogue(float* y, const float* acc, int rows, int n, const float* xs_static, const float* row_scale,
+                          const float* bias, cudaStream_t stream);
+// Activation int8 codes as floats: static scale (scale != nullptr: *scale) or per token
+// (row_scale[r] = RowScale(x[r]) written). quant.QuantizeActValue: roundEven(x/s) clamped ±127.
+void quantize_act(const float* x, int rows, int k, const float* scale, float* codes, float* row_scale,
+                  cudaStream_t stream);
+// QLinear's epilogue: y = float32(acc) · (xs · f_c), then + bias after the rounding.
+void w4a8_epilogue(float* y, int rows, int n, const float* xs_static, const float* row_scale, const float* f,
+                   const float* bias, cudaStream_t stream);
+
+}  // namespace odyssey::calibgpu::f32

@@ -739,9 +739,23 @@ __device__ __forceinline__ uint8_t* fc_dyn_smem();
 
 // INT4, one rank's 16-byte piece (32 codes, nibble j of word i is value 8i + j) added into acc:
 // acc = d (first rank, asymmetric) or fl(acc + d), d = fl(fl(c·s) + lo) (asymmetric) or fl(c·s).
+// The LOP3 operands (w & mask) ^ base: mask an immediate, base in a register (a LOP3 takes one
+// 32-bit immediate; with both known, ptxas emits an AND and an XOR, two instructions; an inline
+// asm mov does not stop it, ptxas folds through PTX). So the bases are ORed with `zero`, a
+// run-time 0 that the compiler cannot see through (the caller passes log2_L >> 8: log2_L ≤ 5),
+// five instructions per kernel.
 template <bool SYM>
-__device__ __forceinline__ void fc5_add_int4(const uint32_t (&w)[4], float s, float lo, float (&acc)[32],
-                                             bool first) {
+__device__ __forceinline__ void fc5_bases(uint32_t zero, uint32_t (&base)[5]) {
+#pragma unroll
+  for (int pos = 0; pos < 5; pos++) {
+    // Exponent 150 − 4·pos; symmetric: bit 3 of the nibble flipped (two's complement c → c + 8).
+    base[pos] = ((uint32_t)(150 - 4 * pos) << 23) | (SYM ? 8u << (4 * pos) : 0u) | zero;
+  }
+}
+
+template <bool SYM>
+__device__ __forceinline__ void fc5_add_int4(const uint32_t (&w)[4], float s, float lo, const uint32_t (&base)[5],
+                                             float (&acc)[32], bool first) {
   // 2^(23−4j) for nibble position j: the float whose mantissa unit is 1 at bit 4j.
   constexpr float kP[5] = {8388608.0f, 524288.0f, 32768.0f, 2048.0f, 128.0f};
   float nk[5];
@@ -754,9 +768,7 @@ __device__ __forceinline__ void fc5_add_int4(const uint32_t (&w)[4], float s, fl
     for (int j = 0; j < 8; j++) {
       const int pos = j < 5 ? j : j - 5;
       const uint32_t src = j < 5 ? w[i] : hi;
-      // Exponent 150 − 4·pos; symmetric: bit 3 of the nibble flipped (two's complement c → c + 8).
-      const uint32_t base = ((uint32_t)(150 - 4 * pos) << 23) | (SYM ? 8u << (4 * pos) : 0u);
-      const float b = __int_as_float((src & (0xFu << (4 * pos))) ^ base);
+      const float b = __int_as_float((src & (0xFu << (4 * pos))) ^ base[pos]);
       float d;
       if (SYM) d = __fmul_rn(__fsub_rn(b, kP[pos] + 8.0f), s);  // kP + 8 is exact; b − (kP + 8) = c exactly
       else d = __fadd_rn(__fmaf_rn(b, s, nk[pos]), lo);
@@ -803,6 +815,8 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
   };
 
+  uint32_t base[5];
+  if constexpr (BITS == 4) fc5_bases<SYM>((uint32_t)log2_L >> 8, base);
   int cur = 0;
   if (warp < tiles) issue(warp, stage[0]);
   fc_cp_async_commit();
@@ -822,7 +836,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       const uint32_t w[4] = {u.x, u.y, u.z, u.w};
       const float s = st.meta[i][gl], lo = SYM ? 0.f : st.meta[i][ng + gl];
       if constexpr (BITS == 4) {
-        fc5_add_int4<SYM>(w, s, lo, acc, i == 0);
+        fc5_add_int4<SYM>(w, s, lo, base, acc, i == 0);
       } else {
         float d[PV];
         Ln::decode(w, s, lo, d);

@@ -741,15 +741,16 @@ __device__ __forceinline__ uint8_t* fc_dyn_smem();
 // acc = d (first rank, asymmetric) or fl(acc + d), d = fl(fl(c·s) + lo) (asymmetric) or fl(c·s).
 // The LOP3 operands (w & mask) ^ base: mask an immediate, base in a register (a LOP3 takes one
 // 32-bit immediate; with both known, ptxas emits an AND and an XOR, two instructions; an inline
-// asm mov does not stop it, ptxas folds through PTX). So the bases are ORed with `zero`, a
-// run-time 0 that the compiler cannot see through (the caller passes log2_L >> 8: log2_L ≤ 5),
-// five instructions per kernel.
+// asm mov does not stop it, ptxas folds through PTX). So `zero`, a run-time 0 that the compiler
+// cannot see through (the caller passes log2_L >> 8: log2_L ≤ 5), is added to the bases (an
+// addition: with an OR or XOR it re-associated the constant back into the per-code LOP3 for
+// the symmetric bases), five instructions per kernel.
 template <bool SYM>
 __device__ __forceinline__ void fc5_bases(uint32_t zero, uint32_t (&base)[5]) {
 #pragma unroll
   for (int pos = 0; pos < 5; pos++) {
     // Exponent 150 − 4·pos; symmetric: bit 3 of the nibble flipped (two's complement c → c + 8).
-    base[pos] = ((uint32_t)(150 - 4 * pos) << 23) | (SYM ? 8u << (4 * pos) : 0u) | zero;
+    base[pos] = (((uint32_t)(150 - 4 * pos) << 23) | (SYM ? 8u << (4 * pos) : 0u)) + zero;
   }
 }
 

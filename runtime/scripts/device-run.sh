@@ -18,9 +18,12 @@
 # decode-gemm: test gemm (every case), then bench gemm at M = 1, 2, 4, 8, 16 on the 7B and 70B
 #   shapes with every decode GEMV config as a row, PDL on and off, and a summary table.
 # decode-sanitize: compute-sanitizer memcheck and racecheck on four gemv_mma corner cases.
-# codec: Flash Communication on one GPU: test codec (every Go case, kernels v4, v3, v2 and v1),
-#   compute-sanitizer memcheck + racecheck on a subset, bench codec (v4..v1 against the copy; --sym v4, v3),
-#   soak (SOAK_CALLS, default 100000 calls of 8 ranks).
+# codec: Flash Communication on one GPU: test codec (every Go case, kernels v5, v4, v3, v2 and v1),
+#   compute-sanitizer memcheck + racecheck on a subset (v5 included: its shared-memory stages),
+#   bench codec (CODEC_KERNELS, default 5,4: v5 and v4 side by side against the copy of the same
+#   run; --sym 5,4), soak (SOAK_CALLS, default 100000 calls of 8 ranks; the default kernels), and
+#   last "ISSUE 9 v5: <% of copy per stage> PASS|FAIL" (every stage of the first listed version,
+#   INT8 and INT4, asymmetric, at 256 MiB, against 80% of that run's copy).
 # fuse: the decode gate/up + SwiGLU fusion (issue 14): test layers --only fuse (byte-equal to the
 #   unfused path), memcheck on its quick set, bench layers --only fuse (FUSE lines: unfused vs
 #   fused µs at batch 1, 4, 8); ends with "fuse: PASS" or "fuse: FAIL".
@@ -278,7 +281,7 @@ PY
     stamp codec
     rm -rf $CCASES
     "$ODY_BIN" testdata codec-cases --out $CCASES > "$OUT/codec-cases.log" 2>&1 || { cat "$OUT/codec-cases.log"; exit 1; }
-    $B/odyssey-rt test codec --cases $CCASES --kernels 4,3,2,1 > "$OUT/test-codec.json" 2> "$OUT/test-codec.log"
+    $B/odyssey-rt test codec --cases $CCASES --kernels 5,4,3,2,1 > "$OUT/test-codec.json" 2> "$OUT/test-codec.log"
     echo "test codec rc=$?"; grep -E "FAIL" "$OUT/test-codec.log" | head -20; grep "passed" "$OUT/test-codec.log"
     # Sanitizers: one case per (N, bits, symmetry) corner, every kernel version; and a short soak
     # (the comparison kernel, the poisoning, the stream reuse).
@@ -298,17 +301,17 @@ json.dump({"version": 1, "cases": keep}, open(os.path.join(dst, "manifest.json")
 print("sanitizer subset:", " ".join(c["name"] for c in keep))
 PY
     for tool in memcheck racecheck; do
-      compute-sanitizer --tool $tool --error-exitcode 9 $B/odyssey-rt test codec --cases $S --kernels 4,3,2,1 > "$OUT/sanitizer-codec-$tool.log" 2>&1
+      compute-sanitizer --tool $tool --error-exitcode 9 $B/odyssey-rt test codec --cases $S --kernels 5,4,3,2,1 > "$OUT/sanitizer-codec-$tool.log" 2>&1
       echo "compute-sanitizer $tool (test codec) rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test codec:" "$OUT/sanitizer-codec-$tool.log" | head -5
     done
     compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt soak allreduce --calls 50 --check-every 10 \
       > "$OUT/sanitizer-soak.log" 2>&1
     echo "compute-sanitizer memcheck (soak) rc=$?"; grep -E "ERROR SUMMARY|soak allreduce:" "$OUT/sanitizer-soak.log" | tail -2
-    $B/odyssey-rt bench codec --kernels 4,3,2,1 ${CODEC_BENCH_ARGS:-} > "$OUT/bench-codec.json" 2> "$OUT/bench-codec.log"
+    $B/odyssey-rt bench codec --kernels ${CODEC_KERNELS:-5,4} ${CODEC_BENCH_ARGS:-} > "$OUT/bench-codec.json" 2> "$OUT/bench-codec.log"
     echo "bench codec rc=$?"; grep -E "^ *268435456 B" "$OUT/bench-codec.log"
     python3 -c 'import json,sys; [print("goal:", g["name"], "measured %.1f%%" % g["measured"], "met" if g["met"] else "NOT met") for g in json.load(open(sys.argv[1]))["goals"]]' "$OUT/bench-codec.json"
-    # The symmetric codec, v4 against v3, at the sizes where DRAM counts.
-    $B/odyssey-rt bench codec --sym --kernels 4,3 --sizes 64M,256M > "$OUT/bench-codec-sym.json" 2> "$OUT/bench-codec-sym.log"
+    # The symmetric codec, v5 against v4, at the sizes where DRAM counts.
+    $B/odyssey-rt bench codec --sym --kernels ${CODEC_KERNELS:-5,4} --sizes 64M,256M > "$OUT/bench-codec-sym.json" 2> "$OUT/bench-codec-sym.log"
     echo "bench codec --sym rc=$?"; grep -E "^ *268435456 B" "$OUT/bench-codec-sym.log"
     python3 -c 'import json,sys; [print("goal (symmetric):", g["name"], "measured %.1f%%" % g["measured"], "met" if g["met"] else "NOT met") for g in json.load(open(sys.argv[1]))["goals"]]' "$OUT/bench-codec-sym.json"
     $B/odyssey-rt soak allreduce --calls ${SOAK_CALLS:-100000} --ranks 8 --bits 8 --group 128 --timeout 120 \
@@ -317,6 +320,32 @@ PY
     $B/odyssey-rt soak allreduce --calls ${SOAK_CALLS_INT4:-10000} --ranks 8 --bits 4 --group 64 --sym --dtype bf16 \
       --width 4096 --timeout 120 >> "$OUT/soak.json" 2>> "$OUT/soak.log"
     echo "soak int4 sym bf16 rc=$?"; tail -1 "$OUT/soak.log"
+    # Issue 9 per stage: the first listed version's rows at the largest size, each against 80% of
+    # the copy of the same run (the pct_copy field); a missing row is a FAIL.
+    python3 - "$OUT/bench-codec.json" "$OUT/bench-codec-sym.json" <<'PY'
+import json, sys
+def verdict(path, label):
+    try:
+        d = json.load(open(path))
+    except Exception as e:
+        print(f"ISSUE 9 {label}: no bench output ({e}) FAIL"); return
+    rows = d.get("rows", [])
+    if not rows:
+        print(f"ISSUE 9 {label}: no rows FAIL"); return
+    size = max(r["size_bytes"] for r in rows)
+    ver = rows[0]["kernels"]
+    parts, ok = [], True
+    for bits in (8, 4):
+        for k in ("quantize", "reduce", "dequantize"):
+            r = [x for x in rows if x["size_bytes"] == size and x["kernels"] == ver and x["bits"] == bits and x["kernel"] == k]
+            if not r:
+                parts.append(f"int{bits} {k} missing"); ok = False; continue
+            p = r[0]["pct_copy"]; ok &= p >= 80.0
+            parts.append(f"int{bits} {k} {p:.1f}%")
+    print(f"ISSUE 9 v{ver}{label}: " + ", ".join(parts) + f" (copy {rows[-1]['copy_gbs']:.0f} GB/s) " + ("PASS" if ok else "FAIL"))
+verdict(sys.argv[2], " symmetric")
+verdict(sys.argv[1], "")
+PY
     ;;
   nccl-dry)
     stamp nccl-dry

@@ -299,7 +299,9 @@ ody_status check_shape(size_t rows, size_t width, int ranks, int dtype, int bits
   return ODY_OK;
 }
 
-// Which kernels run: 4 (default: version 3 with the reduce rescheduled, flashcomm_kernels.cuh),
+// Which kernels run: 5 (version 4 with the reduce double-buffered through shared memory and a
+// cheaper INT4 decode, flashcomm_kernels.cuh; opt-in until it has run on a GPU),
+// 4 (default: version 3 with the reduce rescheduled, flashcomm_kernels.cuh),
 // 3 (version 2 with the division by a checked reciprocal), 2, or 1 (the first version), for A/B
 // runs of the benchmark and the tests (ody_fc_set_kernels).
 std::atomic<int> g_kernels{4};
@@ -310,9 +312,23 @@ void fc_launch(void (*k)(P...), unsigned grid, void* stream, A... a) {
   k<<<grid, kThreads, 0, static_cast<cudaStream_t>(stream)>>>(a...);
 }
 
-// Blocks for a grid-stride kernel: one wave of resident blocks (occupancy × SMs), or fewer when
-// the work is smaller. Cached per device and kernel.
-unsigned wave_grid(const void* kernel, size_t blocks_needed) {
+template <class... P, class... A>
+void fc_launch_smem(void (*k)(P...), unsigned grid, size_t smem, void* stream, A... a) {
+  k<<<grid, kThreads, smem, static_cast<cudaStream_t>(stream)>>>(a...);
+}
+
+// The v5 reduce's stages (flashcomm_kernels.cuh, fc5_reduce).
+__device__ __forceinline__ uint8_t* fc_dyn_smem() {
+  extern __shared__ __align__(16) uint8_t fc_smem[];
+  return fc_smem;
+}
+
+// Blocks for a grid-stride kernel: one wave of resident blocks (occupancy × SMs with smem bytes of
+// dynamic shared memory per block), or fewer when the work is smaller. Cached per device and
+// kernel (a kernel always asks for the same smem). A kernel that needs more than 48 KiB is opted
+// in here, before the occupancy query, so that the query and the launch see the same limit; if
+// the device refuses, the launch fails and reports it.
+unsigned wave_grid(const void* kernel, size_t blocks_needed, size_t smem) {
   static std::mutex mu;
   static std::map<std::pair<int, const void*>, unsigned> cache;
   int dev = 0;
@@ -325,7 +341,8 @@ unsigned wave_grid(const void* kernel, size_t blocks_needed) {
   }
   if (wave == 0) {
     int per_sm = 0, sms = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, 0) != cudaSuccess || per_sm < 1)
+    if (smem > 48 * 1024) (void)cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem) != cudaSuccess || per_sm < 1)
       per_sm = 1;
     if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || sms < 1) sms = 1;
     wave = (unsigned)(per_sm * sms);
@@ -541,8 +558,8 @@ extern "C" ody_status ody_allreduce_sim(const void* const* inputs, void* const* 
 
 extern "C" ody_status ody_fc_set_kernels(int version) {
   clear_error();
-  if (version < 1 || version > 4)
-    return fail(ODY_ERR_INVALID, "ody_fc_set_kernels: version " + std::to_string(version) + ": want 1, 2, 3 or 4");
+  if (version < 1 || version > 5)
+    return fail(ODY_ERR_INVALID, "ody_fc_set_kernels: version " + std::to_string(version) + ": want 1, 2, 3, 4 or 5");
   g_kernels.store(version);
   return ODY_OK;
 }

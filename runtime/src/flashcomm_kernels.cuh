@@ -221,6 +221,13 @@ struct Lane {
   // scale s[k], minimum lo[k] (asymmetric), bad[k]: out of domain (|v| > limit, NaN, Inf), in
   // which case codes are 0 and s, lo NaN. Every lane of the warp must call it (shuffles).
   // rcp: divide by multiplying with 1/s where that provably gives the same code (kernels v3).
+  // kV5 (the v5 reduce; needs rcp): the reciprocal path skips the clamp and INT4 asymmetric
+  // codes pack without masks. Why that is exact: the fast path's codes are used only when no
+  // lane of the warp redoes the piece, i.e. s in [2^−100, 2^100] and t' is off every tie; then
+  // s = fl(D/Q) ≥ (D/Q)(1 − u) with D = fl(max − min) (or max|v|) and |d| ≤ D, so
+  // |t| ≤ Q/(1 − u)·(1 + u) < Q + 1/2 and rint(t) is already inside [−Q, Q] (asymmetric: [0, Q]).
+  // The division path (the redo) keeps the clamp: a subnormal or infinite s can push t past Q.
+  template <bool kV5 = false>
   __device__ __forceinline__ static void encode(const float (&v)[NV], int L, int sub, float limit, bool rcp,
                                                 uint32_t (&codes)[NPL][WPP], float (&s)[GPL], float (&lo)[GPL],
                                                 bool (&bad)[GPL]) {
@@ -322,7 +329,8 @@ struct Lane {
         } else {
           f = __fadd_rn(__fdiv_rn(d, s[k]), kBias);
         }
-        c[e] = __float_as_uint(SYM ? fminf(fmaxf(f, kBias - kQ), kBias + kQ) : fminf(f, kBias + kQ));  // asym: t ≥ 0
+        if (kV5 && rcp) c[e] = __float_as_uint(f);  // no clamp needed (see above)
+        else c[e] = __float_as_uint(SYM ? fminf(fmaxf(f, kBias - kQ), kBias + kQ) : fminf(f, kBias + kQ));  // asym: t ≥ 0
       }
       if (rcp && __any_sync(0xffffffffu, redo || !r_ok[k])) {
 #pragma unroll
@@ -340,7 +348,8 @@ struct Lane {
         } else {
           const uint32_t even = pack4(c[8 * w], c[8 * w + 2], c[8 * w + 4], c[8 * w + 6]);
           const uint32_t odd = pack4(c[8 * w + 1], c[8 * w + 3], c[8 * w + 5], c[8 * w + 7]);
-          word = (even & 0x0f0f0f0fu) | ((odd << 4) & 0xf0f0f0f0u);
+          // Asymmetric codes are 0..15 on both paths (the bytes of 2^23 + code): no masks (v5).
+          word = kV5 && !SYM ? even | (odd << 4) : (even & 0x0f0f0f0fu) | ((odd << 4) & 0xf0f0f0f0u);
         }
         codes[j][w] = bad[k] ? 0u : word;
       }
@@ -643,6 +652,212 @@ __global__ void __launch_bounds__(kThreads, PV == 16 ? 3 : 2)
   }
 }
 
+// ---------------------------------------------------------------- kernels, version 5: the reduce
+//
+// Why: v4's INT4 reduce ran at 52.6% of the copy on an H100 (50–55 µs at 256 MiB, 8 ranks, g128)
+// while its SASS issues 52.5 warp-instructions per output value, ~26 µs of issue at 1.98 GHz:
+// half of the time no warp of a scheduler was ready. A v4 warp loads every rank of its tile,
+// waits for all of them, then computes (1680 instructions per lane): with 4 warps per scheduler
+// (128 registers, 2 blocks per SM) and warps that start in step, the schedulers idle while the
+// loads fly and the memory idles while they compute. Version 5 (ody_fc_set_kernels(5)):
+//
+// - double buffering through shared memory: while a warp decodes tile t from one stage, cp.async
+//   (sm_80+) brings tile t + nwarps's codes, scales and minima into the other stage, so every
+//   warp keeps one tile of loads in flight during its arithmetic and no register holds a loaded
+//   code across the loop (v4 already used all 128). A stage is ranks × (32 lanes × 16 B of codes
+//   + 64 floats of metadata), two per warp: 96 KiB per block of 8 warps at 8 ranks, 2 blocks per
+//   SM (dynamic shared memory, opted in with cudaFuncAttributeMaxDynamicSharedMemorySize). Lane
+//   l copies its own 16-byte piece of every rank and metadata items l and l + 32 of the tile
+//   (the tile's NG = 32/L scales, then its NG minima), so a __syncwarp after the wait makes the
+//   stage visible to the warp; a second __syncwarp ends the reads before the stage is refilled.
+// - INT4 unpacking without byte permutes: nibble j of a word (bits 4j..4j+3, j ≤ 4) becomes a
+//   float with one LOP3, (w & 0xF<<4j) | bits(2^(23−4j)) = 2^(23−4j) + c exactly (the mantissa
+//   unit of that exponent is 1); nibbles 5..7 take the same masks after one shift by 20. So a
+//   word of 8 codes costs 9 instructions instead of 11 (two masks, a shift, 8 permutes).
+//   Asymmetric: fma(2^(23−4j) + c, s, −2^(23−4j)·s) = c·s rounded once (the product is exact in
+//   the fma and 2^(23−4j)·s is exact: a power-of-two scaling up, s ≤ 2^80 as in v2's decode), the
+//   same bits as __fmul_rn(c, s); five products −2^(23−4j)·s per rank and lane. Symmetric: the
+//   LOP3 also flips bit 3 of the nibble (x ^ 8 inside the mask: c + 8 for two's-complement c),
+//   and 2^(23−4j) + c + 8 − (2^(23−4j) + 8) = c exactly (an immediate), then c·s as before.
+//   INT8 keeps v2's byte permutes (one per value: already the floor).
+// - the requantization drops the clamp on its fast path and packs INT4 asymmetric codes without
+//   masks (Lane::encode<true>, where the proof is); everything else, every float operation of
+//   the spec and its order (rank 0, 1, ...; asymmetric sums from d_0, v4's rule), is v4's.
+//
+// Same limits as v4 (2, 4 or 8 ranks, G ≥ a piece; else v3's kernel). Checked on the CPU by
+// runtime/tests/emulate_fc_kernels DIR --v5; on the GPU by odyssey-rt test codec --kernels 5,...;
+// timed by odyssey-rt bench codec --kernels 5,4 (runtime/scripts/device-run.sh codec).
+constexpr int kFc5MetaPerRank = 64;  // metadata floats per rank and tile: NG ≤ 32 scales + NG minima
+
+template <int NR>
+struct Fc5Stage {
+  uint32_t code[NR][32][4];          // [rank][lane]: the lane's 16 bytes of codes
+  float meta[NR][kFc5MetaPerRank];   // [rank][item]: scales of the tile's groups, then minima
+};
+
+// Dynamic shared memory of one v5 block: 2 stages per warp.
+inline size_t fc5_smem_bytes(int ranks) {
+  const size_t per_rank = sizeof(Fc5Stage<1>);
+  return (size_t)kWarps * 2 * per_rank * (size_t)ranks;
+}
+
+// Asynchronous copies global → shared (cp.async, sm_80+); the host emulation copies at once.
+__device__ __forceinline__ void fc_cp_async16(void* dst, const void* src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"((uint32_t)__cvta_generic_to_shared(dst)),
+               "l"(src)
+               : "memory");
+#else
+  const uint32_t* s = static_cast<const uint32_t*>(src);
+  uint32_t* d = static_cast<uint32_t*>(dst);
+  d[0] = s[0], d[1] = s[1], d[2] = s[2], d[3] = s[3];
+#endif
+}
+__device__ __forceinline__ void fc_cp_async4(void* dst, const void* src) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"((uint32_t)__cvta_generic_to_shared(dst)), "l"(src)
+               : "memory");
+#else
+  *static_cast<uint32_t*>(dst) = *static_cast<const uint32_t*>(src);
+#endif
+}
+__device__ __forceinline__ void fc_cp_async_commit() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+#endif
+}
+// Waits until at most one group (the newest: the prefetch) is still in flight.
+__device__ __forceinline__ void fc_cp_async_wait1() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+#endif
+}
+
+// The block's dynamic shared memory (defined by the includer: extern __shared__ on the device,
+// a buffer in the emulation).
+__device__ __forceinline__ uint8_t* fc_dyn_smem();
+
+// INT4, one rank's 16-byte piece (32 codes, nibble j of word i is value 8i + j) added into acc:
+// acc = d (first rank, asymmetric) or fl(acc + d), d = fl(fl(c·s) + lo) (asymmetric) or fl(c·s).
+// The LOP3 operands (w & mask) ^ base: mask an immediate, base in a register (a LOP3 takes one
+// 32-bit immediate; with both known, ptxas emits an AND and an XOR, two instructions; an inline
+// asm mov does not stop it, ptxas folds through PTX). So `zero`, a run-time 0 that the compiler
+// cannot see through (the caller passes log2_L >> 8: log2_L ≤ 5), is added to the bases (an
+// addition: with an OR or XOR it re-associated the constant back into the per-code LOP3 for
+// the symmetric bases), five instructions per kernel.
+template <bool SYM>
+__device__ __forceinline__ void fc5_bases(uint32_t zero, uint32_t (&base)[5]) {
+#pragma unroll
+  for (int pos = 0; pos < 5; pos++) {
+    // Exponent 150 − 4·pos; symmetric: bit 3 of the nibble flipped (two's complement c → c + 8).
+    base[pos] = (((uint32_t)(150 - 4 * pos) << 23) | (SYM ? 8u << (4 * pos) : 0u)) + zero;
+  }
+}
+
+template <bool SYM>
+__device__ __forceinline__ void fc5_add_int4(const uint32_t (&w)[4], float s, float lo, const uint32_t (&base)[5],
+                                             float (&acc)[32], bool first) {
+  // 2^(23−4j) for nibble position j: the float whose mantissa unit is 1 at bit 4j.
+  constexpr float kP[5] = {8388608.0f, 524288.0f, 32768.0f, 2048.0f, 128.0f};
+  float nk[5];
+#pragma unroll
+  for (int j = 0; j < 5; j++) nk[j] = SYM ? 0.f : -__fmul_rn(kP[j], s);
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    const uint32_t hi = w[i] >> 20;  // nibbles 5, 6, 7 at positions 0, 1, 2
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+      const int pos = j < 5 ? j : j - 5;
+      const uint32_t src = j < 5 ? w[i] : hi;
+      const float b = __int_as_float((src & (0xFu << (4 * pos))) ^ base[pos]);
+      float d;
+      if (SYM) d = __fmul_rn(__fsub_rn(b, kP[pos] + 8.0f), s);  // kP + 8 is exact; b − (kP + 8) = c exactly
+      else d = __fadd_rn(__fmaf_rn(b, s, nk[pos]), lo);
+      const int e = 8 * i + j;
+      // Symmetric: +0 + d keeps the spec's first addition (d = −0 only for a negative scale).
+      acc[e] = first ? (SYM ? __fadd_rn(0.f, d) : d) : __fadd_rn(acc[e], d);
+    }
+  }
+}
+
+template <int BITS, bool SYM, int NR>
+__global__ void __launch_bounds__(kThreads, 2)
+    fc5_reduce(const uint8_t* __restrict__ recv, Geometry g, int log2_L, size_t slot, uint8_t* __restrict__ out,
+               int* flag) {
+  constexpr int PV = 128 / BITS;  // values per 16-byte piece
+  using Ln = Lane<BITS, SYM, PV, 1, PV>;
+  const int lane = threadIdx.x & 31, L = 1 << log2_L, sub = lane & (L - 1);
+  const uint32_t npieces = (uint32_t)(g.ngroups << log2_L), tiles = (npieces + 31) / 32;
+  const uint32_t ngroups = (uint32_t)g.ngroups;
+  const uint32_t warp = blockIdx.x * kWarps + threadIdx.x / 32, nwarps = gridDim.x * kWarps;
+  const int ng = 32 >> log2_L, nitems = SYM ? ng : 2 * ng;  // groups and metadata floats per tile
+  const uint8_t* meta0 = recv + g.code_bytes;
+  const size_t lo_off = g.ngroups * 4;
+  Fc5Stage<NR>* stage = reinterpret_cast<Fc5Stage<NR>*>(fc_dyn_smem()) + 2 * (threadIdx.x / 32);
+
+  // Starts the copies of tile t into st (an idle lane of the last tile copies the last piece and
+  // group: valid memory, never stored).
+  auto issue = [&](uint32_t t, Fc5Stage<NR>& st) {
+    const uint32_t p = min(t * 32 + lane, npieces - 1);
+    const uint8_t* code = recv + (size_t)p * 16;
+#pragma unroll
+    for (int i = 0; i < NR; i++) fc_cp_async16(st.code[i][lane], code + (size_t)i * slot);
+    const uint32_t g0 = (t * 32) >> log2_L;
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      const int k = lane + 32 * h;
+      if (k < nitems) {
+        const bool is_lo = k >= ng;
+        const uint32_t gg = min(g0 + (uint32_t)(is_lo ? k - ng : k), ngroups - 1);
+        const uint8_t* m = meta0 + (is_lo ? lo_off : 0) + (size_t)gg * 4;
+#pragma unroll
+        for (int i = 0; i < NR; i++) fc_cp_async4(&st.meta[i][k], m + (size_t)i * slot);
+      }
+    }
+  };
+
+  uint32_t base[5];
+  if constexpr (BITS == 4) fc5_bases<SYM>((uint32_t)log2_L >> 8, base);
+  int cur = 0;
+  if (warp < tiles) issue(warp, stage[0]);
+  fc_cp_async_commit();
+  for (uint32_t t = warp; t < tiles; t += nwarps, cur ^= 1) {
+    if (t + nwarps < tiles) issue(t + nwarps, stage[cur ^ 1]);
+    fc_cp_async_commit();  // possibly empty: then wait1 still means "tile t has landed"
+    fc_cp_async_wait1();
+    __syncwarp();
+    const Fc5Stage<NR>& st = stage[cur];
+    const uint32_t p = t * 32 + lane, gi = p >> log2_L;
+    const bool act = p < npieces;
+    const int gl = lane >> log2_L;  // the lane's group within the tile
+    float acc[PV];
+#pragma unroll
+    for (int i = 0; i < NR; i++) {  // rank order: 0, 1, ...
+      const uint4 u = *reinterpret_cast<const uint4*>(st.code[i][lane]);
+      const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+      const float s = st.meta[i][gl], lo = SYM ? 0.f : st.meta[i][ng + gl];
+      if constexpr (BITS == 4) {
+        fc5_add_int4<SYM>(w, s, lo, base, acc, i == 0);
+      } else {
+        float d[PV];
+        Ln::decode(w, s, lo, d);
+#pragma unroll
+        for (int e = 0; e < PV; e++) acc[e] = i == 0 ? (SYM ? __fadd_rn(0.f, d[e]) : d[e]) : __fadd_rn(acc[e], d[e]);
+      }
+    }
+    __syncwarp();  // every lane has read stage cur before the next iteration refills it
+    uint32_t codes[1][Ln::WPP];
+    float so[1], loo[1];
+    bool bad[1];
+    Ln::template encode<true>(acc, L, sub, 3.402823466e38f, true, codes, so, loo, bad);  // not finite: bad
+    uint8_t* const msg[1] = {out};
+    const uint32_t gis[1] = {gi};
+    const bool acts[1] = {act};
+    store_lane<Ln>(msg, gis, acts, codes, so, loo, bad, L, sub, g.group, g.code_bytes, g.ngroups, flag,
+                   ODY_FC_BAD_SUM);
+  }
+}
+
 // Step 5: ranks messages at recv + j·slot → y [rows, width] (+ residual). No group reductions:
 // lane l of a warp takes pieces of 8 values l, l + 32, ... of the warp's span (every load and
 // store instruction contiguous), each placed on its own with two FastDivs.
@@ -708,11 +923,16 @@ inline Placement placement(const Geometry& g, size_t width) {
 // The includer defines the two functions below: flashcomm.cu launches on the device, the host
 // emulation runs the kernel body on threads.
 
-// Launches kernel k over `grid` blocks of kThreads on stream.
+// Launches kernel k over `grid` blocks of kThreads on stream (with smem bytes of dynamic shared
+// memory: fc_launch_smem).
 template <class... P, class... A>
 void fc_launch(void (*k)(P...), unsigned grid, void* stream, A... a);
+template <class... P, class... A>
+void fc_launch_smem(void (*k)(P...), unsigned grid, size_t smem, void* stream, A... a);
 // Blocks for a grid-stride kernel: one wave of resident blocks, or fewer when the work is smaller.
-unsigned wave_grid(const void* kernel, size_t blocks_needed);
+// smem: the kernel's dynamic shared memory per block (the includer also opts the kernel in when
+// it exceeds the default 48 KiB).
+unsigned wave_grid(const void* kernel, size_t blocks_needed, size_t smem = 0);
 
 template <class T, int BITS, bool SYM, int PPL>
 void quantize2(const T* x, const Geometry& g, size_t width, int L, uint8_t* m, size_t slot, int* flag,
@@ -783,11 +1003,32 @@ void reduce4(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uin
   fc_launch(k, wave_grid((const void*)k, blocks), st, recv, g, log2_L, slot, out, flag);
 }
 
-// The reduce of kernels `version` (2, 3 or 4; version 1 lives in flashcomm.cu).
+// Version 5's reduce where it applies (as v4: G ≥ a 16-byte piece; 2, 4 or 8 ranks), else v3's.
+template <int BITS, bool SYM>
+void reduce5(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, int* flag, void* st) {
+  constexpr int PV = 128 / BITS;
+  if (g.group < PV || (ranks != 2 && ranks != 4 && ranks != 8)) {
+    reduce2_layout<BITS, SYM>(recv, ranks, g, slot, out, flag, true, st);
+    return;
+  }
+  int log2_L = 0;
+  while ((PV << log2_L) < g.group) log2_L++;
+  const size_t tiles = ((g.ngroups << log2_L) + 31) / 32, blocks = (tiles + kWarps - 1) / kWarps;
+  const size_t smem = fc5_smem_bytes(ranks);
+  auto k = ranks == 8 ? fc5_reduce<BITS, SYM, 8> : ranks == 4 ? fc5_reduce<BITS, SYM, 4> : fc5_reduce<BITS, SYM, 2>;
+  fc_launch_smem(k, wave_grid((const void*)k, blocks, smem), smem, st, recv, g, log2_L, slot, out, flag);
+}
+
+// The reduce of kernels `version` (2, 3, 4 or 5; version 1 lives in flashcomm.cu).
 inline void reduce_codec(int version, const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out,
                          int* flag, void* st) {
   const bool rcp = version >= 3;
-  if (version >= 4) {
+  if (version >= 5) {
+    if (g.bits == 8 && !g.sym) reduce5<8, false>(recv, ranks, g, slot, out, flag, st);
+    else if (g.bits == 8) reduce5<8, true>(recv, ranks, g, slot, out, flag, st);
+    else if (!g.sym) reduce5<4, false>(recv, ranks, g, slot, out, flag, st);
+    else reduce5<4, true>(recv, ranks, g, slot, out, flag, st);
+  } else if (version == 4) {
     if (g.bits == 8 && !g.sym) reduce4<8, false>(recv, ranks, g, slot, out, flag, st);
     else if (g.bits == 8) reduce4<8, true>(recv, ranks, g, slot, out, flag, st);
     else if (!g.sym) reduce4<4, false>(recv, ranks, g, slot, out, flag, st);

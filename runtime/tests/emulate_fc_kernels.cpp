@@ -2,8 +2,10 @@
 // the host, each warp emulated by 32 threads that meet at a barrier at every shuffle and vote,
 // against the Go cases (odyssey testdata codec-cases --out DIR; docs/codec-cases.md):
 //
-//   emulate_fc_kernels DIR [--v2|--v3|--v4]   (v4's reduce has its own lane layout: 16-byte pieces,
-//                                              every rank loaded first, the sum from d_0)
+//   emulate_fc_kernels DIR [--v2|--v3|--v4|--v5]   (v4's reduce has its own lane layout: 16-byte
+//                                              pieces, every rank loaded first, the sum from d_0;
+//                                              v5's stages them through shared memory, whose
+//                                              cp.async copies happen at once here)
 //
 // It runs the same launches as ody_allreduce_sim (quantize every rank, the all-to-all as copies,
 // reduce, the all-gather as copies, dequantize) through the header's own dispatch (group layout,
@@ -154,14 +156,30 @@ inline bool __any_sync(unsigned, bool p) {
   return any;
 }
 
+// __syncwarp: a barrier of the warp's 32 threads (the v5 reduce's shared-memory stages).
+inline void __syncwarp(unsigned = 0xffffffffu) { tl_warp->bar.arrive_and_wait(); }
+
 #include "flashcomm_kernels.cuh"
 
 namespace odyssey {
 namespace {
 
 // A grid of 3 blocks (24 warps): small, so that every warp loops over several tiles.
-unsigned wave_grid(const void*, size_t blocks_needed) { return (unsigned)std::min<size_t>(3, blocks_needed); }
+unsigned wave_grid(const void*, size_t blocks_needed, size_t) { return (unsigned)std::min<size_t>(3, blocks_needed); }
 
+// Dynamic shared memory: blocks run one after another, so one buffer serves every block
+// (fc5_smem_bytes(8) = 96 KiB).
+alignas(16) uint8_t g_smem[128 * 1024];
+uint8_t* fc_dyn_smem() { return g_smem; }
+
+template <class... P, class... A>
+void fc_launch(void (*k)(P...), unsigned grid, void*, A... a);
+template <class... P, class... A>
+void fc_launch_smem(void (*k)(P...), unsigned grid, size_t smem, void* st, A... a) {
+  if (smem > sizeof(g_smem)) throw std::runtime_error("fc_launch_smem: emulated shared memory too small");
+  std::memset(g_smem, 0xA5, smem);  // stale bytes from an earlier launch must not matter
+  fc_launch(k, grid, st, a...);
+}
 template <class... P, class... A>
 void fc_launch(void (*k)(P...), unsigned grid, void*, A... a) {
   gridDim.x = grid;
@@ -190,7 +208,7 @@ using namespace odyssey;
 
 namespace {
 
-int g_version = 2;  // kernels 2, 3 (reciprocal with the tie check) or 4 (3 with the rescheduled reduce)
+int g_version = 2;  // kernels 2, 3 (reciprocal with the tie check), 4 (3 with the rescheduled reduce) or 5
 
 size_t slot_of(const Geometry& g) {
   return (g.code_bytes + g.ngroups * (g.sym ? 4 : 8) + 15) / 16 * 16;
@@ -308,13 +326,15 @@ long long run_case(const std::string& name, const SafetensorsFile& f, int dt) {
 
 int main(int argc, char** argv) {
   const std::string opt = argc == 3 ? argv[2] : "";
-  if (argc < 2 || argc > 3 || (argc == 3 && opt != "--rcp" && opt != "--v2" && opt != "--v3" && opt != "--v4")) {
-    std::fprintf(stderr, "usage: emulate_fc_kernels DIR [--v2|--v3|--v4]   (DIR: odyssey testdata codec-cases --out DIR;\n"
+  if (argc < 2 || argc > 3 ||
+      (argc == 3 && opt != "--rcp" && opt != "--v2" && opt != "--v3" && opt != "--v4" && opt != "--v5")) {
+    std::fprintf(stderr, "usage: emulate_fc_kernels DIR [--v2|--v3|--v4|--v5]   (DIR: odyssey testdata codec-cases --out DIR;\n"
                          "       kernels v2 (default), v3: the division by a reciprocal with the tie check (--rcp too),\n"
-                         "       v4: v3 with the reduce that loads every rank of a piece first)\n");
+                         "       v4: v3 with the reduce that loads every rank of a piece first,\n"
+                         "       v5: v4 with the reduce staged through shared memory and the LOP3 INT4 decode)\n");
     return 2;
   }
-  g_version = opt == "--v4" ? 4 : opt == "--v3" || opt == "--rcp" ? 3 : 2;
+  g_version = opt == "--v5" ? 5 : opt == "--v4" ? 4 : opt == "--v3" || opt == "--rcp" ? 3 : 2;
   std::printf("emulate_fc_kernels: kernels v%d\n", g_version);
   const std::string dir = argv[1];
   Json manifest = parse_json(read_small_file(dir + "/manifest.json", 1 << 20));

@@ -13,9 +13,10 @@
 //   dequantize: the N messages read + the fp16 output written (N·M + size);
 // and "pct_copy" divides it by the device-to-device copy bandwidth (2·size / time: read + write)
 // of the same size measured in the same run, so both count every byte once each way.
-// --kernels 4,3,2,1 times the kernel versions in the same run (ody_fc_set_kernels: 4 the default,
-// 3 the same with the earlier reduce, 2 with a division per value, 1 the first version), for an
-// A/B; the goal is judged on the first version listed.
+// --kernels 5,4,3,2,1 times the kernel versions in the same run (ody_fc_set_kernels: 5 the reduce
+// staged through shared memory, 4 the default, 3 the same with the earlier reduce, 2 with a
+// division per value, 1 the first version), for an A/B; the goal is judged on the first version
+// listed (default 5,4).
 //
 // bench allreduce (NCCL; one process per GPU, runtime/scripts/launch-allreduce.sh): rank and world
 // from --rank/--world or ODY_RANK/ODY_WORLD; the communicator from NCCL_COMM_ID when set (every
@@ -147,7 +148,7 @@ int cmd_bench_codec(const Args& a) {
   const int ranks = (int)a.get_int("ranks", 8);
   const int sym = a.has("sym") ? 1 : 0;
   const int iters = (int)a.get_int("iters", 50), warmup = (int)a.get_int("warmup", 5);
-  const auto versions = a.get_list("kernels", {4, 3, 2, 1});
+  const auto versions = a.get_list("kernels", {5, 4});
   if (iters < 1 || ranks < 1) throw std::runtime_error("--iters and --ranks must be positive");
   for (long long v : versions) ody_check(ody_fc_set_kernels((int)v), "--kernels");
   int dev = 0;

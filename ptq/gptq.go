@@ -1,6 +1,8 @@
 package ptq
 
 import (
+	"runtime"
+
 	"github.com/odyssey-llm/odyssey/calib"
 	"github.com/odyssey-llm/odyssey/ptq/qresult"
 	"github.com/odyssey-llm/odyssey/quant"
@@ -20,8 +22,14 @@ type preparedHessian = quant.GPTQHessian
 // prepareHessian damps and factorizes the Hessian of s (after any equalization: s.Scale
 // transforms XᵀX with the input). It takes the Hessian out of s (Stats.TakeHessian, no
 // copy), which has none afterwards: GPTQ's output error needs no H of its own.
+//
+// The Stats hold XᵀX as a packed triangle, which TakeHessian mirrors into a new full matrix;
+// the triangle (485 MB for down_proj's input at 7B) is collected before PrepareHessian
+// allocates its factor, which then reuses that memory instead of growing the heap.
 func prepareHessian(s *calib.Stats, opt GPTQOptions) (*preparedHessian, error) {
-	return quant.PrepareHessian(s.TakeHessian(), s.In, opt)
+	h := s.TakeHessian()
+	runtime.GC()
+	return quant.PrepareHessian(h, s.In, opt)
 }
 
 // runGPTQ quantizes w [out×in] in groups of g with GPTQ against ph.

@@ -644,6 +644,10 @@ func TestXTXTriangleBitIdentical(t *testing.T) {
 			t.Errorf("%s: the Hessian is still there after TakeHessian", name)
 		}
 		same("XTX", tri.Clone().XTX(), full.XTX())
+		wantH, tp := full.Hessian(), tri.Clone().TakeHessianPacked()
+		for i := range c.in {
+			same("TakeHessianPacked", tp[triOffset(c.in, i):triOffset(c.in, i)+c.in-i], wantH[i*c.in+i:(i+1)*c.in])
+		}
 		// A full matrix (as StatsFromSums makes) merged into a packed one sums whole.
 		c2 := tri.Clone()
 		c2.Merge(full2)

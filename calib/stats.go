@@ -452,6 +452,27 @@ func (s *Stats) TakeHessian() []float64 {
 	return h
 }
 
+// TakeHessianPacked hands over H = 2/n·XᵀX as the packed upper triangle that Add
+// accumulates (row i holds H[i][i..In-1] at i·In − i·(i−1)/2), scaled in place: the same
+// numbers as Hessian's upper triangle, with no full matrix allocated
+// (quant.PrepareHessianPacked takes it so). s has no Hessian afterwards. nil, and s
+// unchanged, when the Hessian is not accumulated, no rows were seen, or XᵀX is held as a
+// full matrix (StatsFromSums): TakeHessian then.
+func (s *Stats) TakeHessianPacked() []float64 {
+	if s.xtx == nil || s.Rows == 0 || !s.xtxPacked {
+		return nil
+	}
+	h := s.xtx
+	s.xtx, s.xtxPacked = nil, false
+	f := 2 / float64(s.Rows)
+	parallel.Ranges(len(h), 1<<16, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			h[i] *= f
+		}
+	})
+	return h
+}
+
 // For returns the statistics of the input that linear kind reads (those of Q for K and V,
 // of Gate for Up), or nil.
 func (l *LayerStats) For(kind model.LinearKind) *Stats {

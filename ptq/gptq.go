@@ -1,8 +1,6 @@
 package ptq
 
 import (
-	"runtime"
-
 	"github.com/odyssey-llm/odyssey/calib"
 	"github.com/odyssey-llm/odyssey/ptq/qresult"
 	"github.com/odyssey-llm/odyssey/quant"
@@ -20,16 +18,16 @@ type GPTQReport = qresult.GPTQReport
 type preparedHessian = quant.GPTQHessian
 
 // prepareHessian damps and factorizes the Hessian of s (after any equalization: s.Scale
-// transforms XᵀX with the input). It takes the Hessian out of s (Stats.TakeHessian, no
-// copy), which has none afterwards: GPTQ's output error needs no H of its own.
-//
-// The Stats hold XᵀX as a packed triangle, which TakeHessian mirrors into a new full matrix;
-// the triangle (485 MB for down_proj's input at 7B) is collected before PrepareHessian
-// allocates its factor, which then reuses that memory instead of growing the heap.
+// transforms XᵀX with the input). It takes the Hessian out of s, which has none afterwards:
+// GPTQ's output error needs no H of its own. The packed upper triangle that the CPU pass
+// accumulates is factorized as it is (quant.PrepareHessianPacked: the full In² matrix,
+// 970 MB for down_proj's input at 7B, is never built); a full XᵀX (from the GPU pass) is
+// scaled in place (Stats.TakeHessian). Either way no copy is made.
 func prepareHessian(s *calib.Stats, opt GPTQOptions) (*preparedHessian, error) {
-	h := s.TakeHessian()
-	runtime.GC()
-	return quant.PrepareHessian(h, s.In, opt)
+	if tri := s.TakeHessianPacked(); tri != nil {
+		return quant.PrepareHessianPacked(tri, s.In, opt)
+	}
+	return quant.PrepareHessian(s.TakeHessian(), s.In, opt)
 }
 
 // runGPTQ quantizes w [out×in] in groups of g with GPTQ against ph.

@@ -29,6 +29,13 @@ type Writer struct {
 	// it is written, and the disk works while the next layers are quantized instead of
 	// during Finish's fsync. Set it before the first WriteLayer.
 	Writeback int64
+	// NoPackedPool, when true, lets a layer's packed int4 weights go once written instead
+	// of keeping them for the next layer to pack into (packpool.go). Set it for calibrated
+	// runs: minutes of calibration pass between two layers' packing, and the kept buffers
+	// (101 MB for a LLaMA-7B layer) would be resident through the next layer's collection,
+	// its peak (issue 10); the RTN path, whose layers follow each other in seconds, keeps
+	// the pool and saves the page faults. Set it before the first WriteLayer.
+	NoPackedPool bool
 }
 
 // ErrStateMismatch is wrapped by Reopen's error when the staging folder was made from other
@@ -204,7 +211,7 @@ func (w *Writer) WriteLayer(lr *qresult.LayerResult) error {
 		return fmt.Errorf("artifact: layer %d: %w", lr.Layer, err)
 	}
 	for _, t := range main {
-		if strings.HasSuffix(t.Name, SuffixQWeight) {
+		if strings.HasSuffix(t.Name, SuffixQWeight) && !w.NoPackedPool {
 			releasePacked(t.Data) // written; packInt4 made it for this layer alone
 		}
 	}

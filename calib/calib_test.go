@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -111,7 +112,7 @@ func TestStatsDirect(t *testing.T) {
 // gives Hessian's numbers and leaves no Hessian behind.
 func TestStatsWideHessian(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	const rows, in = 5, 2*xtxBlockRows + 37
+	rows, in := 5, 2*xtxBlockRows+37
 	x := randMatrix(r, rows, in)
 	s := NewStats(in, true)
 	s.Add(x[:2*in], 2)
@@ -566,5 +567,92 @@ func TestStreamChunkRange(t *testing.T) {
 				t.Errorf("max |x| %v: value %d loads as %v, want %v", c.big, j, got[j], want)
 			}
 		}
+	}
+}
+
+// fullXTXStats returns empty statistics that accumulate the full XᵀX matrix, as Add did
+// before it kept the upper triangle alone: the reference the triangle must match bit for bit.
+func fullXTXStats(in int) *Stats {
+	s := NewStats(in, true)
+	s.xtx, s.xtxPacked = make([]float64, in*in), false
+	return s
+}
+
+// TestXTXTriangleBitIdentical: the packed upper triangle of XᵀX that Add accumulates, and
+// every Hessian made from it (Hessian, TakeHessian, XTX, after Scale and Merge), are
+// bit-identical to the full-matrix path's, for widths of one block, of several blocks with
+// a ragged last one, and at the real block size; chunks longer than gemm's K block (kc) and
+// ragged gemm tiles included. This is what keeps artifacts byte-identical (issue 10).
+func TestXTXTriangleBitIdentical(t *testing.T) {
+	defer func(b int) { xtxBlockRows = b }(xtxBlockRows)
+	cases := []struct{ in, block, rows int }{
+		{24, 1024, 300}, {37, 16, 131}, {200, 48, 900}, {257, 64, 70},
+	}
+	if !testing.Short() {
+		cases = append(cases, struct{ in, block, rows int }{1100, 1024, 450})
+	}
+	for _, c := range cases {
+		xtxBlockRows = c.block
+		r := rand.New(rand.NewPCG(uint64(c.in), uint64(c.rows)))
+		x := randMatrix(r, c.rows, c.in)
+		tri, full := NewStats(c.in, true), fullXTXStats(c.in)
+		tri2, full2 := NewStats(c.in, true), fullXTXStats(c.in)
+		cut := c.rows / 3
+		for _, s := range []*Stats{tri, full} {
+			s.Add(x[:cut*c.in], cut)
+			s.Add(x[cut*c.in:], c.rows-cut)
+		}
+		for _, s := range []*Stats{tri2, full2} {
+			s.Add(x[:cut*c.in], cut)
+		}
+		if !tri.xtxPacked || len(tri.xtx) != c.in*(c.in+1)/2 {
+			t.Fatalf("in %d: XᵀX not packed (%d values)", c.in, len(tri.xtx))
+		}
+		name := fmt.Sprintf("in %d, block %d, rows %d", c.in, c.block, c.rows)
+		for i := range c.in {
+			for j := i; j < c.in; j++ {
+				if g, w := tri.xtx[triOffset(c.in, i)+j-i], full.xtx[i*c.in+j]; math.Float64bits(g) != math.Float64bits(w) {
+					t.Fatalf("%s: XᵀX[%d,%d] = %v, full path %v", name, i, j, g, w)
+				}
+			}
+		}
+		same := func(what string, g, w []float64) {
+			t.Helper()
+			if len(g) != len(w) {
+				t.Fatalf("%s: %s: %d values, want %d", name, what, len(g), len(w))
+			}
+			for k := range g {
+				if math.Float64bits(g[k]) != math.Float64bits(w[k]) {
+					t.Fatalf("%s: %s[%d,%d] = %v, full path %v", name, what, k/c.in, k%c.in, g[k], w[k])
+				}
+			}
+		}
+		same("Hessian", tri.Hessian(), full.Hessian())
+		d := make([]float32, c.in)
+		for j := range d {
+			d[j] = 0.25 + r.Float32()*4
+		}
+		tri.Scale(d)
+		full.Scale(d)
+		same("Hessian after Scale", tri.Hessian(), full.Hessian())
+		tri.Merge(tri2)
+		full.Merge(full2)
+		same("Hessian after Merge", tri.Hessian(), full.Hessian())
+		c1, f1 := tri.Clone(), full.Clone()
+		same("TakeHessian", c1.TakeHessian(), f1.TakeHessian())
+		if c1.HasHessian() {
+			t.Errorf("%s: the Hessian is still there after TakeHessian", name)
+		}
+		same("XTX", tri.Clone().XTX(), full.XTX())
+		wantH, tp := full.Hessian(), tri.Clone().TakeHessianPacked()
+		for i := range c.in {
+			same("TakeHessianPacked", tp[triOffset(c.in, i):triOffset(c.in, i)+c.in-i], wantH[i*c.in+i:(i+1)*c.in])
+		}
+		// A full matrix (as StatsFromSums makes) merged into a packed one sums whole.
+		c2 := tri.Clone()
+		c2.Merge(full2)
+		f3 := full.Clone()
+		f3.Merge(full2)
+		same("Hessian after a mixed Merge", c2.Hessian(), f3.Hessian())
 	}
 }

@@ -33,10 +33,48 @@ type Stats struct {
 	Rescaled bool
 
 	tokenSum float64
-	// xtx is Σ xᵀx over the rows, row-major [In, In], accumulated in float64; nil when the
-	// Hessian was not requested.
-	xtx     []float64
-	scratch []float32 // float32 XᵀX of one chunk
+	// xtx is Σ xᵀx over the rows, accumulated in float64; nil when the Hessian was not
+	// requested. XᵀX is symmetric, so Add accumulates only its upper triangle, packed
+	// (xtxPacked: row i holds columns i..In-1 at triOffset(In, i), In·(In+1)/2 values):
+	// half the memory (485 MB instead of 970 MB for an 11008-wide input, at the peak of a
+	// 7B layer's collection) and half the products. It is mirrored into the full row-major
+	// [In, In] matrix only when the Hessian is handed over (TakeHessian, Hessian, XTX);
+	// StatsFromSums keeps a full matrix as it comes (xtxPacked false).
+	xtx       []float64
+	xtxPacked bool
+	scratch   []float32 // float32 XᵀX of one chunk
+}
+
+// triOffset is where row i of a packed upper triangle of an n×n matrix starts: rows r < i
+// hold n−r values each.
+func triOffset(n, i int) int { return i*n - i*(i-1)/2 }
+
+// unpackUpper returns the full row-major n×n symmetric matrix whose upper triangle t holds
+// packed, each value f·t (f = 1 copies): both copies of an off-diagonal entry are the same
+// float64 product, so the result is bit-identical to scaling the full matrix.
+func unpackUpper(t []float64, n int, f float64) []float64 {
+	h := make([]float64, n*n)
+	// Rows in parallel: row i writes its own upper part h[i][i:] and the column h[i:][i],
+	// which no other row writes.
+	parallel.Ranges(n, 16, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			src := t[triOffset(n, i) : triOffset(n, i)+n-i]
+			for k, v := range src {
+				v *= f
+				h[i*n+i+k] = v
+				h[(i+k)*n+i] = v
+			}
+		}
+	})
+	return h
+}
+
+// full turns a packed XᵀX into the full matrix in place (s keeps it), for the callers that
+// need the whole matrix itself.
+func (s *Stats) full() {
+	if s.xtx != nil && s.xtxPacked {
+		s.xtx, s.xtxPacked = unpackUpper(s.xtx, s.In, 1), false
+	}
 }
 
 // NewStats returns empty statistics for inputs of width in; with hessian the XᵀX sum is
@@ -58,7 +96,7 @@ func NewStats(in int, hessian bool) *Stats {
 	}
 	s.TokenAbsMaxMin = float32(math.Inf(1))
 	if hessian {
-		s.xtx = make([]float64, in*in)
+		s.xtx, s.xtxPacked = make([]float64, triOffset(in, in)), true
 	}
 	return s
 }
@@ -85,22 +123,49 @@ func (s *Stats) Add(x []float32, rows int) {
 		// XᵀX a block of xtxBlockRows rows at a time: the float32 scratch is then
 		// xtxBlockRows·In values instead of In² (45 MB instead of 485 MB for an 11008-wide
 		// input, at the peak of a 7B layer's collection), and each block is still one large
-		// Sgemm. Every entry is the same dot product over the chunk's rows either way.
+		// Sgemm. Of rows i0..i0+m only the columns from i0 on are computed (the upper
+		// triangle and the block's small lower corner), and only j ≥ i is added. Every entry
+		// is the same dot product, summed in the same order, whatever the block and column
+		// range (gemm blocks K alone, by kc, and each C entry has its own accumulator), so
+		// the triangle is bit-identical to the full product's (TestXTXTriangleBitIdentical).
 		bs := min(in, xtxBlockRows)
 		if cap(s.scratch) < bs*in {
 			s.scratch = make([]float32, bs*in)
 		}
 		for i0 := 0; i0 < in; i0 += bs {
-			m := min(bs, in-i0)
-			t := s.scratch[:m*in]
-			gemm.Sgemm(true, false, m, in, rows, 1, x[i0:], in, x, in, 0, t, in)
-			addF64(s.xtx[i0*in:(i0+m)*in], t)
+			m, w := min(bs, in-i0), in-i0
+			if !s.xtxPacked { // a full matrix (StatsFromSums) keeps being summed whole
+				t := s.scratch[:m*in]
+				gemm.Sgemm(true, false, m, in, rows, 1, x[i0:], in, x, in, 0, t, in)
+				addF64(s.xtx[i0*in:(i0+m)*in], t)
+				continue
+			}
+			t := s.scratch[:m*w]
+			gemm.Sgemm(true, false, m, w, rows, 1, x[i0:], in, x[i0:], in, 0, t, w)
+			addUpperF64(s.xtx, in, i0, m, t)
 		}
 	}
 }
 
-// xtxBlockRows is the number of rows of XᵀX that Stats.Add computes at once.
-const xtxBlockRows = 1024
+// xtxBlockRows is the number of rows of XᵀX that Stats.Add computes at once (a variable so
+// that tests can cover several blocks and a ragged last one on small widths).
+var xtxBlockRows = 1024
+
+// addUpperF64 adds the upper-triangle part of t, rows i0..i0+m of XᵀX from column i0 on
+// (row stride n−i0), into the packed float64 triangle acc of an n×n matrix.
+func addUpperF64(acc []float64, n, i0, m int, t []float32) {
+	w := n - i0
+	parallel.Ranges(m, max(1, (1<<16)/w), func(lo, hi int) {
+		for r := lo; r < hi; r++ {
+			i := i0 + r
+			a := acc[triOffset(n, i) : triOffset(n, i)+n-i]
+			b := t[r*w+r : (r+1)*w]
+			for j := range a {
+				a[j] += float64(b[j])
+			}
+		}
+	})
+}
 
 // addF64 adds t into acc in parallel.
 func addF64(acc []float64, t []float32) {
@@ -194,8 +259,13 @@ func abs32(v float32) float32 { return math.Float32frombits(math.Float32bits(v) 
 // alternative to max |x_j| as the statistic of an equalization.
 func (s *Stats) Range(j int) float32 { return s.Max[j] - s.Min[j] }
 
-// XTX returns the accumulated Σ xᵀx [In, In] (not a copy), or nil without a Hessian.
-func (s *Stats) XTX() []float64 { return s.xtx }
+// XTX returns the accumulated Σ xᵀx [In, In] row-major (not a copy), or nil without a
+// Hessian. A packed triangle is mirrored into the full matrix first, which s keeps from
+// then on (In² float64s).
+func (s *Stats) XTX() []float64 {
+	s.full()
+	return s.xtx
+}
 
 // Hessian returns a new H = 2/n·XᵀX [In, In] row-major, the Hessian of the layer-wise
 // squared error ‖XWᵀ − XŴᵀ‖² that GPTQ minimises, n being the number of rows; nil when the
@@ -204,8 +274,11 @@ func (s *Stats) Hessian() []float64 {
 	if s.xtx == nil || s.Rows == 0 {
 		return nil
 	}
-	h := make([]float64, len(s.xtx))
 	f := 2 / float64(s.Rows)
+	if s.xtxPacked {
+		return unpackUpper(s.xtx, s.In, f)
+	}
+	h := make([]float64, len(s.xtx))
 	for i, v := range s.xtx {
 		h[i] = f * v
 	}
@@ -216,6 +289,11 @@ func (s *Stats) Hessian() []float64 {
 func (s *Stats) Merge(o *Stats) {
 	if o.In != s.In || (o.xtx == nil) != (s.xtx == nil) {
 		panic("calib.Stats.Merge: statistics of different inputs")
+	}
+	if s.xtxPacked != o.xtxPacked { // one full (StatsFromSums): sum full matrices
+		s.full()
+		o = o.Clone()
+		o.full()
 	}
 	for j := range s.In {
 		s.Min[j] = min(s.Min[j], o.Min[j])
@@ -268,7 +346,19 @@ func (s *Stats) Scale(d []float32) {
 		s.TensorAbsMax = max(s.TensorAbsMax, s.AbsMax[j])
 		s.SumSq[j] /= float64(dj) * float64(dj)
 	}
-	if s.xtx != nil {
+	if s.xtx != nil && s.xtxPacked {
+		// The same division per entry as the full matrix's (di·dj = dj·di exactly).
+		n := s.In
+		parallel.Ranges(n, 16, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				di := float64(d[i])
+				row := s.xtx[triOffset(n, i) : triOffset(n, i)+n-i]
+				for k := range row {
+					row[k] /= di * float64(d[i+k])
+				}
+			}
+		})
+	} else if s.xtx != nil {
 		n := s.In
 		parallel.Ranges(n, 16, func(lo, hi int) {
 			for i := lo; i < hi; i++ {
@@ -334,16 +424,46 @@ func (o *OutputStats) add(y []float32, rows, out int, bias []float32) {
 	o.Rows += int64(rows)
 }
 
-// TakeHessian turns the accumulated XᵀX into H = 2/n·XᵀX in place (the same numbers as
-// Hessian) and hands it over: s has no Hessian afterwards. It saves Hessian's copy, In²
-// float64s (970 MB for an 11008-wide input) allocated and faulted in. nil when the Hessian
-// was not accumulated or no rows were seen.
+// TakeHessian hands over H = 2/n·XᵀX (the same numbers as Hessian): s has no Hessian
+// afterwards. A full XᵀX (StatsFromSums) is scaled in place, saving Hessian's copy (In²
+// float64s, 970 MB for an 11008-wide input); the packed triangle Add accumulates is
+// mirrored into a new full matrix and dropped, so that one input's H is whole only from
+// here on, not during collection. nil when the Hessian was not accumulated or no rows were
+// seen.
 func (s *Stats) TakeHessian() []float64 {
 	if s.xtx == nil || s.Rows == 0 {
 		return nil
 	}
+	f := 2 / float64(s.Rows)
+	if s.xtxPacked {
+		// Mirrored into a new full matrix (the quantizer reads every entry); the triangle is
+		// garbage once s drops it.
+		h := unpackUpper(s.xtx, s.In, f)
+		s.xtx, s.xtxPacked = nil, false
+		return h
+	}
 	h := s.xtx
 	s.xtx = nil
+	parallel.Ranges(len(h), 1<<16, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			h[i] *= f
+		}
+	})
+	return h
+}
+
+// TakeHessianPacked hands over H = 2/n·XᵀX as the packed upper triangle that Add
+// accumulates (row i holds H[i][i..In-1] at i·In − i·(i−1)/2), scaled in place: the same
+// numbers as Hessian's upper triangle, with no full matrix allocated
+// (quant.PrepareHessianPacked takes it so). s has no Hessian afterwards. nil, and s
+// unchanged, when the Hessian is not accumulated, no rows were seen, or XᵀX is held as a
+// full matrix (StatsFromSums): TakeHessian then.
+func (s *Stats) TakeHessianPacked() []float64 {
+	if s.xtx == nil || s.Rows == 0 || !s.xtxPacked {
+		return nil
+	}
+	h := s.xtx
+	s.xtx, s.xtxPacked = nil, false
 	f := 2 / float64(s.Rows)
 	parallel.Ranges(len(h), 1<<16, func(lo, hi int) {
 		for i := lo; i < hi; i++ {

@@ -61,10 +61,11 @@ func StatsFromSums(s Sums) (*Stats, error) {
 	return st, nil
 }
 
-// Sums returns the raw sums of s (the inverse of StatsFromSums; slices are not copied).
+// Sums returns the raw sums of s (the inverse of StatsFromSums; slices are not copied, and
+// a packed XᵀX is mirrored into the full matrix first, as XTX does).
 func (s *Stats) Sums() Sums {
 	return Sums{In: s.In, Rows: s.Rows, Min: s.Min, Max: s.Max, SumSq: s.SumSq,
-		TokenSum: s.tokenSum, TokenMin: s.TokenAbsMaxMin, XTX: s.xtx}
+		TokenSum: s.tokenSum, TokenMin: s.TokenAbsMaxMin, XTX: s.XTX()}
 }
 
 // CheckLayerStats checks the statistics of a layer's four inputs as a pass does before

@@ -69,3 +69,8 @@ func MulPacked(m, n, k int, ap, bp []float32, c []float32, ldc int) {
 		}
 	}
 }
+
+// Kernel returns the name of the micro-kernel Sgemm and MulPacked use (avx512-14x32,
+// avx2-6x16 or generic-4x4). Their float32 sums differ in the last bits from one kernel to
+// another, so byte-level golden files of anything computed through gemm hold per kernel.
+func Kernel() string { return defaultKernel.name }

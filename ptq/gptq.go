@@ -18,9 +18,15 @@ type GPTQReport = qresult.GPTQReport
 type preparedHessian = quant.GPTQHessian
 
 // prepareHessian damps and factorizes the Hessian of s (after any equalization: s.Scale
-// transforms XᵀX with the input). It takes the Hessian out of s (Stats.TakeHessian, no
-// copy), which has none afterwards: GPTQ's output error needs no H of its own.
+// transforms XᵀX with the input). It takes the Hessian out of s, which has none afterwards:
+// GPTQ's output error needs no H of its own. The packed upper triangle that the CPU pass
+// accumulates is factorized as it is (quant.PrepareHessianPacked: the full In² matrix,
+// 970 MB for down_proj's input at 7B, is never built); a full XᵀX (from the GPU pass) is
+// scaled in place (Stats.TakeHessian). Either way no copy is made.
 func prepareHessian(s *calib.Stats, opt GPTQOptions) (*preparedHessian, error) {
+	if tri := s.TakeHessianPacked(); tri != nil {
+		return quant.PrepareHessianPacked(tri, s.In, opt)
+	}
 	return quant.PrepareHessian(s.TakeHessian(), s.In, opt)
 }
 

@@ -74,6 +74,13 @@ func Quantize(ctx context.Context, hm *hf.Model, opt QuantizeOptions, sink Layer
 		// activations an uninterrupted run would have given them.
 		return sink.ReadLayer(i, &cfg, opt.GroupSize)
 	}
+	// A written layer's int4 codes are kept for the next layer's quantizer only without
+	// calibration (the RTN path, layers seconds apart, where reusing mapped memory saves the
+	// page faults). A calibrated run's next quantizer comes after minutes of calibration,
+	// through which the kept codes (202 MB for a LLaMA-7B layer) would be resident at the
+	// layer's peak (issue 10); after the collection's GC the quantizer reuses the freed
+	// forward-pass scratch anyway.
+	keepCodes := opt.Windows == nil
 	var werr error
 	var werrMu sync.Mutex
 	writeErr := func() error { werrMu.Lock(); defer werrMu.Unlock(); return werr }
@@ -90,7 +97,7 @@ func Quantize(ctx context.Context, hm *hf.Model, opt QuantizeOptions, sink Layer
 					interrupt()
 				}
 			}
-			ReleaseLayer(lr)
+			releaseLayer(lr, keepCodes)
 		}
 	}()
 	res, err := RunWindows(ctx, hm, opt.Windows, popt, func(ev ProgressEvent) {
@@ -120,13 +127,17 @@ func Quantize(ctx context.Context, hm *hf.Model, opt QuantizeOptions, sink Layer
 // ReleaseLayer drops a checkpointed layer's weights, keeping the numbers reports use (the
 // timings, policies, scales and weight errors): RunWindows keeps every layer's result until
 // the run ends, which would otherwise hold the whole quantized model in memory.
-func ReleaseLayer(lr *LayerResult) {
+func ReleaseLayer(lr *LayerResult) { releaseLayer(lr, true) }
+
+// releaseLayer is ReleaseLayer; keepCodes hands the int4 codes to quant's pool for reuse
+// (quant.ReleaseCodes) rather than to the garbage collector.
+func releaseLayer(lr *LayerResult, keepCodes bool) {
 	lr.AttnNorm, lr.MLPNorm = nil, nil
 	for _, in := range lr.Inputs {
 		in.ProducerScale, in.ConsumerScale = nil, nil
 	}
 	for _, l := range lr.Linears {
-		if l.Weight != nil {
+		if l.Weight != nil && keepCodes {
 			// Written: the next layer's quantizer can reuse the codes' memory.
 			quant.ReleaseCodes(l.Weight.Q)
 		}

@@ -202,12 +202,48 @@ func GPTQ(w []float32, out, in int, h []float64, opt GPTQOptions) (*QuantizedWei
 // returned GPTQHessian says what it took. The error names the first non-finite entry of h,
 // or wraps ErrHessianNotPD when every retry failed.
 func PrepareHessian(h []float64, in int, opt GPTQOptions) (*GPTQHessian, error) {
+	if in > 0 && len(h) != in*in {
+		return nil, fmt.Errorf("quant: GPTQ: Hessian has %d elements, want %d×%d", len(h), in, in)
+	}
+	return prepareHessian(hessianSource{n: in, full: h}, opt)
+}
+
+// PrepareHessianPacked is PrepareHessian for a Hessian given by its upper triangle, packed
+// row by row (row i holds H[i][i..in-1], in·(in+1)/2 values; calib.Stats accumulates XᵀX so).
+// The result is bit-identical to PrepareHessian's on the full symmetric matrix, which is
+// never built: for a LLaMA-7B down_proj that is 970 MB not allocated while GPTQ's factor
+// is (issue 10). It does not modify tri.
+func PrepareHessianPacked(tri []float64, in int, opt GPTQOptions) (*GPTQHessian, error) {
+	if in > 0 && len(tri) != in*(in+1)/2 {
+		return nil, fmt.Errorf("quant: GPTQ: packed Hessian has %d elements, want %d·%d/2", len(tri), in, in+1)
+	}
+	return prepareHessian(hessianSource{n: in, tri: tri}, opt)
+}
+
+// hessianSource is a symmetric n×n Hessian, either full (row-major) or as its packed upper
+// triangle.
+type hessianSource struct {
+	n    int
+	full []float64
+	tri  []float64
+}
+
+// at returns H[i][j].
+func (h hessianSource) at(i, j int) float64 {
+	if h.tri == nil {
+		return h.full[i*h.n+j]
+	}
+	if j < i {
+		i, j = j, i
+	}
+	return h.tri[i*h.n-i*(i-1)/2+j-i]
+}
+
+func prepareHessian(h hessianSource, opt GPTQOptions) (*GPTQHessian, error) {
 	start := time.Now()
+	in := h.n
 	if in <= 0 {
 		return nil, fmt.Errorf("quant: GPTQ: bad width %d", in)
-	}
-	if len(h) != in*in {
-		return nil, fmt.Errorf("quant: GPTQ: Hessian has %d elements, want %d×%d", len(h), in, in)
 	}
 	percdamp, retries, err := opt.damping()
 	if err != nil {
@@ -215,11 +251,13 @@ func PrepareHessian(h []float64, in int, opt GPTQOptions) (*GPTQHessian, error) 
 	}
 	// Non-finite entries are rejected rather than damped away: they mean the calibration
 	// pass overflowed or read garbage, and any factor computed from them is meaningless.
+	// Row-major over the whole matrix either way, so that the first entry named is the same.
 	err = parallel.Blocks(in, 256, opt.Workers, func(lo, hi int) error {
-		for k, v := range h[lo*in : hi*in] {
-			if math.IsNaN(v) || math.IsInf(v, 0) {
-				k += lo * in
-				return fmt.Errorf("quant: GPTQ: Hessian [%d, %d] is %v", k/in, k%in, v)
+		for i := lo; i < hi; i++ {
+			for j := range in {
+				if v := h.at(i, j); math.IsNaN(v) || math.IsInf(v, 0) {
+					return fmt.Errorf("quant: GPTQ: Hessian [%d, %d] is %v", i, j, v)
+				}
 			}
 		}
 		return nil
@@ -234,7 +272,7 @@ func PrepareHessian(h []float64, in int, opt GPTQOptions) (*GPTQHessian, error) 
 	diag := make([]float64, in)
 	var sumAbs float64
 	for i := range diag {
-		d := h[i*in+i]
+		d := h.at(i, i)
 		if d == 0 {
 			if hh.dead == nil {
 				hh.dead = make([]bool, in)
@@ -690,14 +728,20 @@ func reversedOrder(n int, perm []int) []int {
 // hinvFloat32 computes Hinv in float32 into a [n×n]: builds the lower triangle of the
 // reversed damped Hessian, factorizes it, inverts the factor and reverses the result. It
 // reports false if the matrix is not (numerically) positive definite.
-func hinvFloat32(h []float64, n int, perm []int, diag []float64, lambda float64, a []float32, workers int) bool {
+func hinvFloat32(h hessianSource, n int, perm []int, diag []float64, lambda float64, a []float32, workers int) bool {
 	k := reversedOrder(n, perm)
 	_ = parallel.Blocks(n, 64, workers, func(r0, r1 int) error {
 		for r := r0; r < r1; r++ {
-			src := h[k[r]*n : (k[r]+1)*n]
 			dst := a[r*n : (r+1)*n]
-			for c, kc := range k[:r] {
-				dst[c] = float32(src[kc])
+			if h.tri == nil {
+				src := h.full[k[r]*n : (k[r]+1)*n]
+				for c, kc := range k[:r] {
+					dst[c] = float32(src[kc])
+				}
+			} else {
+				for c, kc := range k[:r] {
+					dst[c] = float32(h.at(k[r], kc))
+				}
 			}
 			dst[r] = float32(diag[k[r]] + lambda)
 			clear(dst[r+1:])
@@ -714,14 +758,13 @@ func hinvFloat32(h []float64, n int, perm []int, diag []float64, lambda float64,
 }
 
 // hinvFloat64 is hinvFloat32 in float64 with gonum's LAPACK; it returns Hinv in float32.
-func hinvFloat64(h []float64, n int, perm []int, diag []float64, lambda float64, workers int) ([]float32, bool) {
+func hinvFloat64(h hessianSource, n int, perm []int, diag []float64, lambda float64, workers int) ([]float32, bool) {
 	a := make([]float64, n*n)
 	k := reversedOrder(n, perm)
 	_ = parallel.Blocks(n, 64, workers, func(r0, r1 int) error {
 		for r := r0; r < r1; r++ {
-			src := h[k[r]*n : (k[r]+1)*n]
 			for c, kc := range k[:r] {
-				a[r*n+c] = src[kc]
+				a[r*n+c] = h.at(k[r], kc)
 			}
 			a[r*n+r] = diag[k[r]] + lambda
 		}

@@ -170,6 +170,10 @@ func Run(ctx context.Context, o *Options, cb Callbacks) (_ *Result, err error) {
 	if !o.NoSync && o.Output == artifact.OutputOdyssey {
 		w.Writeback = o.Recipe.Output.ShardSize
 	}
+	// A calibrated run keeps no written layer's buffers for the next: they would be
+	// resident through its calibration (artifact.Writer.NoPackedPool; ptq.Quantize does
+	// the same with the int4 codes).
+	w.NoPackedPool = o.NeedsCalibration
 	// Past this point the staging folder holds work. An interruption keeps it for Resume;
 	// any other failure removes it, so nothing half-written is left behind.
 	defer func() {

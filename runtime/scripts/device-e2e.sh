@@ -40,6 +40,11 @@
 #              E2E_CALIB_PRECISIONS="fp32 fp16" (the default) runs --device cuda once per
 #              precision of the GPU forward (ODYSSEY_CALIB_PRECISION; rows cuda-fp32, cuda-fp16);
 #              fp16 rows are the A/B baseline, reported but not required to meet 0.1%.
+#   cpu-rss    issue 10's CPU memory goal (≤ 4 GiB peak RSS at 7B): a 2-layer LLaMA-2-7B slice
+#              quantized on the CPU (--device cpu) at the presets' 128×512 calibration with
+#              w4a16-gptq, w4a8-fptq and w4a8-odyssey (E2E_RSS_PRESETS), each under a timeout
+#              (E2E_RSS_TIMEOUT, 200 s); prints `cpu-rss PRESET peak_rss=… GiB wall=… s: met|MISSED`
+#              and a last line `cpu-rss PASS` or `cpu-rss FAIL` (ptq/THROUGHPUT.md §3; no GPU used)
 # Results: $OUT/e2e/*.json (tar them before the call ends: at most 8 files come back).
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0
@@ -377,6 +382,31 @@ if "speed" in parts:
     ok &= bool(batches)
 print("kv8: %s (%s)" % ("PASS" if ok else "FAIL", "; ".join(notes)))
 PY
+    ;;
+  cpu-rss)
+    # Peak RSS is the process's VmHWM, which quantize --json reports (peak_rss_bytes). This
+    # machine has more cores than the 2 the table in THROUGHPUT.md §3 was measured on: the
+    # per-goroutine buffers (gemm packing, statistics partials) add a few MB each.
+    stamp cpu-rss
+    L7=/tmp/l7-2layer
+    [ -d $L7 ] || $ODY testdata synth --shape llama2-7b --layers 2 --out $L7 > "$E/synth-l7.log" 2>&1 || { tail -5 "$E/synth-l7.log"; exit 1; }
+    cp $D/tokenizers/mistral/tokenizer.json $L7/ 2>/dev/null || echo "cpu-rss: no $D/tokenizers/mistral/tokenizer.json (stage-for-device.sh tokenizers/mistral)"
+    verdict=PASS
+    for pn in ${E2E_RSS_PRESETS-w4a16-gptq w4a8-fptq w4a8-odyssey}; do
+      s0=$(date +%s)
+      timeout ${E2E_RSS_TIMEOUT:-200} $ODY quantize --model $L7 --recipe $pn --calib "$CAL" --device cpu --out /tmp/l7-$pn \
+        --force --no-sync --json > "$E/rss-$pn.json" 2> "$E/rss-$pn.log"
+      rc=$?
+      line=$(python3 -c "
+import json, sys
+d = json.load(open(sys.argv[1])); p = d.get('peak_rss_bytes', 0) / 2**30
+print('peak_rss=%.2f GiB %s' % (p, 'met' if 0 < p <= 4 else 'MISSED'))" "$E/rss-$pn.json" 2>/dev/null || echo "peak_rss=? FAILED")
+      [ $rc = 0 ] || line="rc=$rc FAILED $(grep -v '^{' "$E/rss-$pn.log" | tail -1 | cut -c1-200)"
+      case $line in *met*) ;; *) verdict=FAIL ;; esac
+      echo "cpu-rss $pn $line wall=$(( $(date +%s) - s0 )) s"
+      rm -rf /tmp/l7-$pn
+    done
+    echo "cpu-rss $verdict"
     ;;
   sanitize)
     # compute-sanitizer around the executor as `odyssey verify` drives it (the wrapper keeps the

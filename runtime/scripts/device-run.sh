@@ -455,7 +455,12 @@ PY
 done
 stamp done
 # At most 8 files come back: the first 7 of this list that exist stay as they are, everything else
-# (other logs, the launcher's folders) goes into one archive.
+# (other logs, the launcher's folders) goes into one archive. An archive left by an earlier
+# device-run.sh of the same call is unpacked first and packed again with the new files: writing
+# over it lost every earlier step's logs (session 7, call 2).
+if [ -f "$OUT/logs.tar.gz" ]; then
+  tar -xzf "$OUT/logs.tar.gz" -C "$OUT" && rm -f "$OUT/logs.tar.gz"
+fi
 keep=()
 for f in bench-attn.json test-attn.json bench-decode.json bench-decode-nopdl.json test-gemm.json test-layers.json bench-layers.json bench-gemm.json bench-gemv.json bench-codec.json test-codec.json soak.json bench-gemm.md sweep-gemm.json \
   ncu-m1.txt ncu-m4096.txt; do

@@ -799,6 +799,7 @@ struct DecodeVariant {
   explicit DecodeVariant(bool general, const char* gqa = nullptr, bool split = false, int chunk = 0) {
     if (general) setenv("ODYSSEY_DECODE_ATTN", "general", 1);
     if (split) setenv("ODYSSEY_DECODE_ATTN", "split", 1);
+    if (!general && !split) setenv("ODYSSEY_DECODE_ATTN", "fused", 1);  // not the default everywhere
     if (gqa) setenv("ODYSSEY_DECODE_GQA", gqa, 1);
     if (chunk > 0) setenv("ODYSSEY_DECODE_CHUNK", std::to_string(chunk).c_str(), 1);
   }

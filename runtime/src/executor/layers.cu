@@ -37,11 +37,13 @@
 // ODYSSEY_PREFILL_WARPS=4|8 (environment) picks BM = 64 or 128 for the benchmark's sake.
 //
 // Attention decode: flash-decoding. Head dims 64/128 with groups 1, 2, 4, 8 (the models'
-// shapes) take ONE kernel, decode_fused_kernel (its comment): the split blocks below, then the
+// shapes) have two fast paths: decode_fused_kernel (its comment: the split blocks below, then the
 // last split block of each (sequence, kv head) merges that head group's partials and the last of
-// a sequence quantizes o_proj's int8 input, through atomic tickets in the workspace (one grid
-// instead of two: at batch 1 the pair's time was the latency of two dependent grids). The former
-// pair stays selectable (ODYSSEY_DECODE_ATTN=split), as does the general kernel (=general).
+// a sequence quantizes o_proj's int8 input, through atomic tickets in the workspace: one grid
+// instead of two), and the split + combine pair. Measured on the H200 (session 7), the fused
+// kernel wins only with an fp16 output at batch <= 2 or with GQA (by 2-12%); with the o_proj
+// quantization fused in, the pair wins (11.2 vs 12.4 us at MHA batch 1): attention_decode picks
+// by those rows; ODYSSEY_DECODE_ATTN=fused|split|general forces one.
 // The split + combine pair (details above decode_split_kernel). The
 // context is cut into splits sized from max_seq, batch·nkv and the SM count (≈ 4 blocks per
 // SM); block (split, kv head, sequence) computes all nh/nkv query heads of its GQA group. Head
@@ -1950,13 +1952,19 @@ cudaError_t attention_decode(const __half* q, int ld_q, const __half* k_cache, c
   const int group = nh / nkv;
   const bool vec = head_dim % 8 == 0 && aligned(k_cache, 16) && aligned(v_cache, 16);
   // ODYSSEY_DECODE_ATTN (read per call, for the bench's A/B and the tests): "general" = the 64-key
-  // kernel + combine, "split" = the fast split kernel + combine (the former default); else the
-  // fused kernel where the fast path applies.
+  // kernel + combine, "split" = the fast split kernel + combine, "fused" = the fused kernel where
+  // the fast path applies; unset = the measured choice below.
   const char* force = std::getenv("ODYSSEY_DECODE_ATTN");
   const bool fast = vec && (head_dim == 64 || head_dim == 128) &&
                     (group == 1 || group == 2 || group == 4 || group == 8) &&
                     !(force && std::strcmp(force, "general") == 0);
-  const bool fused = fast && !(force && std::strcmp(force, "split") == 0);
+  // Default, from bench layers on the H200 (session 7, call 2): the fused kernel wins where the
+  // output stays fp16 at batch <= 2 or with GQA (8.2 vs 9.3 us MHA b1, 36.2 vs 38.0 GQA b16), the
+  // split pair wherever the o_proj quantization is fused in (11.2 vs 12.4 us MHA b1, 45 vs 49 b8)
+  // and for MHA at batch >= 8. "fused" / "split" force one or the other.
+  const bool want_fused = force ? std::strcmp(force, "fused") == 0
+                                : qo.kind == ActKind::F16 && (batch <= 2 || nkv < nh);
+  const bool fused = fast && want_fused;
   const int cols = nh * head_dim;
   const bool vec8 = qo.kind == ActKind::I8PerToken && cols % 8 == 0 && ld_out % 8 == 0 && qo.ld % 8 == 0 &&
                     aligned(out, 16) && aligned(qo.i8, 8);

@@ -40,15 +40,16 @@ type CalibGreeting struct {
 	// Commands lists the commands the server serves (a runtime built before the quantized
 	// propagation lacks advance_quantized).
 	Commands []string `json:"commands"`
-	// Precision is the arithmetic of the layer forward, statistics and propagation: "fp32"
-	// (as the CPU pass; the runtime's default) or "fp16" (the executor's kernels). A runtime
+	// Precision is the arithmetic of the layer forward, statistics and propagation: "fp16"
+	// (the executor's kernels; the runtime's default) or "fp32" (as the CPU pass). A runtime
 	// built before the choice existed sends none and computes in fp16.
 	Precision string `json:"precision"`
 }
 
 // CalibPrecisionEnv names the environment variable that selects the GPU calibration's
-// arithmetic when CalibOptions.Precision is empty: fp32 or fp16 (A/B comparisons; unset:
-// the runtime's default, fp32).
+// arithmetic when CalibOptions.Precision is empty: fp32 or fp16 (unset: the runtime's
+// default, fp16: on the H200 the fp32 forward did not bring the artifacts closer to the CPU's,
+// and it cannot run W8A8 layers; runtime/NOTES.md, session 7).
 const CalibPrecisionEnv = "ODYSSEY_CALIB_PRECISION"
 
 // calibPrecision returns the precision to ask the runtime for ("" for its default).

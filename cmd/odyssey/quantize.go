@@ -674,10 +674,6 @@ func gpuCalibPass(g *globalOptions, runtimePath, dir, device string, prop calib.
 		if err != nil {
 			return nil, err
 		}
-		if pr := p.Greeting().PrecisionOrDefault(); pr != "fp32" {
-			// The A/B path (or an older runtime): its statistics see fp16-rounded activations.
-			fmt.Fprintf(g.errOut, "odyssey: note: the GPU calibration computes in %s (the CPU pass and the default in fp32; %s)\n", pr, gpu.CalibPrecisionEnv)
-		}
 		return p, nil
 	}
 }

@@ -39,7 +39,7 @@
 #              at most; writes $E/calib.json and $E/calib.md, last line PASS or FAIL.
 #              E2E_CALIB_PRECISIONS="fp32 fp16" (the default) runs --device cuda once per
 #              precision of the GPU forward (ODYSSEY_CALIB_PRECISION; rows cuda-fp32, cuda-fp16);
-#              fp16 rows are the A/B baseline, reported but not required to meet 0.1%.
+#              fp32 rows are the A/B (fp16 is the default), reported but not required to meet 0.1%.
 #   cpu-rss    issue 10's CPU memory goal (≤ 4 GiB peak RSS at 7B): a 2-layer LLaMA-2-7B slice
 #              quantized on the CPU (--device cpu) at the presets' 128×512 calibration with
 #              w4a16-gptq, w4a8-fptq and w4a8-odyssey (E2E_RSS_PRESETS), each under a timeout

@@ -2,11 +2,13 @@
 // fp32|fp16]`, the GPU side of layer-by-layer calibration (contract: docs/gpu-calibration.md;
 // Go client: gpu/calib.go).
 //
-// Precision. fp32 (the default) runs collect, advance and advance_quantized through
+// Precision. fp16 is the default (session 7 on the H200: the fp32 forward, 3.6e-7 from Go's,
+// left the artifacts' perplexity as far from the CPU-calibrated ones as fp16 did, and it cannot
+// run W8A8 layers). fp32 runs collect, advance and advance_quantized through
 // calib_fp32.cu: the layer forward in float32 as the CPU pass (model/layer.go), statistics of
 // those float32 tensors with XᵀX summed in fp64 (written as xtx 2), and the quantized layer as
 // the CPU's fake-quant modules (server methods *32 below). fp16 is what the rest of this
-// comment describes: the executor's kernels, kept for A/B runs (ODYSSEY_CALIB_PRECISION=fp16).
+// comment describes: the executor's kernels (fp32 on request: ODYSSEY_CALIB_PRECISION=fp32).
 //
 // What it computes. The residual stream h of every calibration window lives on the GPU in
 // fp32 [N·L, hidden] (embedded once by `init`). `collect i` runs the checkpoint's float layer i

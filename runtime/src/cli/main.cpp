@@ -199,7 +199,7 @@ int main(int argc, char** argv) {
       auto model = a.kv.find("model"), dir = a.kv.find("dir");
       if (model == a.kv.end() || dir == a.kv.end()) throw std::runtime_error("calib needs --model CKPT --dir DIR");
       return calibgpu::run_calib_server(model->second, dir->second, (int)a.get_int("chunk-rows", 4096),
-                                        a.get("precision", "fp32"));
+                                        a.get("precision", "fp16"));
     }
     if (cmd == "soak" && sub == "allreduce") return cmd_soak_allreduce(parse_args(argc, argv, 3, {"sym"}));
     usage();

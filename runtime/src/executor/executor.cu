@@ -378,6 +378,7 @@ struct Executor::Impl {
   // and no fp16 gate/up round trip. ODYSSEY_DECODE_FUSE=0 (read at load) keeps the old path.
   static constexpr int kFuseMaxRows = 8;
   bool fuse_on = true;
+  bool fuse_all = false;              // ODYSSEY_DECODE_FUSE=all: also per-token down inputs
   std::vector<char> gu_fusable;       // per layer
   float* fuse_y32 = nullptr;          // per token: fp32 y [kFuseMaxRows, s_down.kp]
   unsigned* fuse_slots = nullptr;     // per token: [kFuseMaxRows + 1] row maxima + ticket, left zero
@@ -708,6 +709,7 @@ void Executor::Impl::load(const std::string& dir) {
   {
     const char* e = std::getenv("ODYSSEY_DECODE_FUSE");
     fuse_on = !(e && std::string(e) == "0");
+    fuse_all = e && std::string(e) == "all";
   }
   gu_fusable.assign(layers.size(), 0);
   bool any = false;
@@ -729,6 +731,11 @@ bool Executor::Impl::gu_fusable_layer(const Layer& L) const {
   const Site& gu = L.gu;
   if (gu.lins.size() != 2 || gu.part_gemm.size() != 2 || L.down.forms.size() != 1) return false;
   if (L.down.forms[0].kind == ActForm::F16) return false;
+  // Per-token down inputs stay unfused by default: on the H200 (session 7, call 3) the fused
+  // kernel's last-block quantization of every row made it slower than the two launches (bench
+  // layers b1 24.8 vs 21.4 us, b8 63.2 vs 29.0; 7B decode b1 2.42 vs 2.27 ms/step, b8 4.90 vs
+  // 3.66), while with a static scale it is 1.23-1.31x faster. ODYSSEY_DECODE_FUSE=all fuses both.
+  if (L.down.forms[0].kind == ActForm::I8PerToken && !fuse_all) return false;
   const Gemm& gg = gu.gemms[gu.part_gemm[0]];
   const Gemm& gup = gu.gemms[gu.part_gemm[1]];
   for (const Gemm* g : {&gg, &gup})

@@ -202,6 +202,27 @@ int cmd_ppl(const Args& a) {
   return 0;
 }
 
+// The per-kind rows of a decode or prefill profile: as JSON ("kinds": kind, µs, launch groups,
+// share of the sum) and as stderr lines (name and time columns kind_w and us_w wide).
+static void write_profile_kinds(JsonWriter& w, const std::vector<exec::Executor::ProfileRow>& prof, double sum) {
+  w.key("kinds").begin_array();
+  for (const auto& r : prof) {
+    w.begin_object();
+    w.field("kind", r.kind);
+    w.field("us", r.us);
+    w.field("groups", r.groups);
+    w.field("share", sum > 0 ? r.us / sum : 0.0);
+    w.end_object();
+  }
+  w.end_array();
+}
+
+static void print_profile_kinds(const std::vector<exec::Executor::ProfileRow>& prof, double sum, int kind_w, int us_w) {
+  for (const auto& r : prof)
+    std::fprintf(stderr, "  %-*s %*.1f us  %5.1f%%  %4d groups  %7.2f us/group\n", kind_w, r.kind.c_str(), us_w, r.us,
+                 sum > 0 ? 100 * r.us / sum : 0.0, r.groups, r.groups ? r.us / r.groups : 0.0);
+}
+
 int cmd_speed(const Args& a) {
   const std::string model = a.get("model"), baseline = a.get("baseline");
   if (model.empty()) throw std::runtime_error("speed needs --model DIR");
@@ -330,22 +351,11 @@ int cmd_speed(const Args& a) {
         w.field("graph_step_us", graph_us);
         w.field("profile_sum_us", sum);
         w.field("same_tokens_after_profile", same_after);
-        w.key("kinds").begin_array();
-        for (const auto& r : prof) {
-          w.begin_object();
-          w.field("kind", r.kind);
-          w.field("us", r.us);
-          w.field("groups", r.groups);
-          w.field("share", sum > 0 ? r.us / sum : 0.0);
-          w.end_object();
-        }
-        w.end_array();
+        write_profile_kinds(w, prof, sum);
         w.end_object();
         std::fprintf(stderr, "profile %s [%s] batch %lld (median of %lld eager steps; µs per step, all layers)\n",
                      dir.c_str(), plan.path.c_str(), B, profile_steps);
-        for (const auto& r : prof)
-          std::fprintf(stderr, "  %-20s %9.1f us  %5.1f%%  %4d groups  %7.2f us/group\n", r.kind.c_str(), r.us,
-                       sum > 0 ? 100 * r.us / sum : 0.0, r.groups, r.groups ? r.us / r.groups : 0.0);
+        print_profile_kinds(prof, sum, 20, 9);
         std::fprintf(stderr, "  %-20s %9.1f us   graph replay %.1f us/step (difference %+.1f us)%s\n", "sum", sum,
                      graph_us, graph_us - sum, same_after ? "" : "  WARNING: tokens changed after profiling");
       }
@@ -364,16 +374,7 @@ int cmd_speed(const Args& a) {
         w.field("ttft_us", ttft_med * 1e3);
         w.field("profile_sum_us", sum);
         w.field("same_tokens_after_profile", same_after);
-        w.key("kinds").begin_array();
-        for (const auto& r : prof) {
-          w.begin_object();
-          w.field("kind", r.kind);
-          w.field("us", r.us);
-          w.field("groups", r.groups);
-          w.field("share", sum > 0 ? r.us / sum : 0.0);
-          w.end_object();
-        }
-        w.end_array();
+        write_profile_kinds(w, prof, sum);
         w.key("gemms").begin_array();
         for (const auto& g : gemms) {
           w.begin_object();
@@ -388,9 +389,7 @@ int cmd_speed(const Args& a) {
         w.end_object();
         std::fprintf(stderr, "prefill profile %s [%s] batch %lld prompt %lld (median of %lld eager prefills; µs, all layers)\n",
                      dir.c_str(), plan.path.c_str(), B, prompt, profile_prefill);
-        for (const auto& r : prof)
-          std::fprintf(stderr, "  %-16s %10.1f us  %5.1f%%  %5d groups  %8.2f us/group\n", r.kind.c_str(), r.us,
-                       sum > 0 ? 100 * r.us / sum : 0.0, r.groups, r.groups ? r.us / r.groups : 0.0);
+        print_profile_kinds(prof, sum, 16, 10);
         std::fprintf(stderr, "  %-16s %10.1f us   TTFT %.1f us (difference %+.1f us)%s\n", "sum", sum, ttft_med * 1e3,
                      ttft_med * 1e3 - sum, same_after ? "" : "  WARNING: tokens changed after profiling");
         for (const auto& g : gemms)

@@ -40,10 +40,18 @@
 // warps' additions: they are IEEE fp32 (2⁻²⁴ each) while every group FMA is charged 2⁻²², and
 // 7·2⁻²⁴ < 4·2⁻²² is inside the "+ 4" even with one group.
 //
+// Decode GEMV 2 (configs "w4a16_gemv2_s2", "_s4", "_s8", M ≤ 16; picked by the dispatch only
+// with ODYSSEY_W4A16_GEMV2=1 until a GPU run decides): the same arithmetic, restructured after
+// the W4A8 tensor-core GEMV (gemv_mma.cu); its own section below says how and why.
+//
 // Limits: K % 128 == 0; group 32, 64, 128 or K; x, qweight, group_scale 16-byte aligned.
-// The GEMV: also M ≤ kGemvMaxM (8: B has 8 columns), splits 0 or 1.
-// Test: odyssey-rt test gemm (w4a16 cases from the Go reference, every config; the GEMV on
-// every case with M ≤ 8). Bench: odyssey-rt bench gemm (rows w4a16 = the dispatch, w4a16_gemv).
+// The GEMV: also M ≤ kGemvMaxM (8: B has 8 columns), splits 0 or 1. GEMV 2: M ≤ 16, splits 0
+// or 1.
+// Test: odyssey-rt test gemm (w4a16 cases from the Go reference, every config; the GEMVs on
+// every case with M ≤ 8 / 16; --kinds w4a16 --configs NAME runs one config). Bench: odyssey-rt
+// bench gemm (rows w4a16 = the dispatch, w4a16_gemv, w4a16_gemv2_s2/_s4/_s8, w4a16_mma;
+// --only w4a16 leaves the other kernels out); runtime/scripts/device-run.sh w4a16 runs both.
+// CPU: python3 runtime/tests/emulate_w4a16_gemv2.py replays GEMV 2's indexing and dequantization.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
@@ -484,12 +492,13 @@ void launch_gemv(const Params& p, int blocks, cudaStream_t s) {
 // weight columns = two 8-column strips, B = xᵀ), restructured after the W4A8 tensor-core GEMV
 // (gemv_mma.cu, 88% of the memory floor at 8192×28672 on the same packed weights):
 //
-// Why the first GEMV is slow (90 µs at 8192×28672, 45% of the floor; the reasons, from its
-// code, not yet profiled): (1) wave quantization: one 256-thread block per 16 columns and whole
-// K, ~80 registers per thread, so 3 blocks per SM: 512 blocks over 396 slots run as 1.3 waves of
-// blocks that each stream 229 KB; (2) its group scales are 16-bit loads issued in the middle of
-// the math, each a dependent DRAM miss per K block and warp; (3) ~15 instructions per weight
-// word (three shifts per word for the nibble positions).
+// Why the first GEMV is slow (90 µs at 8192×28672 on the H100, 45% of the floor; the reasons
+// read from its code and ptxas, not profiled): (1) wave quantization: one 256-thread block per
+// 16 columns and whole K, 80 registers per thread (ptxas, g128), so 3 blocks per SM: 512 blocks
+// over 396 slots run as 1.3 waves of blocks that each stream 229 KB; (2) its group scales are
+// 16-bit loads issued in the middle of the math, each a dependent DRAM miss per K block and
+// warp; (3) the nibble positions cost 3 shifts per weight word (SASS, g128, LOP3 + SHF + HADD2
+// + HFMA2 per HMMA: 16.4 in the first GEMV, 11.6 here at s2, 10.2 at s8).
 // Here:
 //  - A block owns S = 2, 4 or 8 strips (P = S/2 strip pairs, one m16 A tile each) and all of K;
 //    its 8 warps split K (warp w: K blocks w, w + 8, …). Each iteration a warp issues all its
@@ -505,7 +514,7 @@ void launch_gemv(const Params& p, int blocks, cudaStream_t s) {
 //    0x64086408 = 1024 + q + 8 (as the tile kernel, then − 1032), the high nibbles in place by
 //    (w & 0x00F000F0) ^ 0x64806480 = 1024 + 16(q + 8), then ·1/16 − 72 (one HFMA2): both exact
 //    (every value is a small integer, exact in fp16, and an FMA rounds once). Bytes 1 and 3 go
-//    through w >> 8, the one shift. 9 instructions per word instead of ~13.
+//    through w >> 8, the one shift.
 //  - Up to 16 rows: B covers 8 x rows per mma, MH = 2 runs a second mma per A fragment (rows
 //    8..15), reusing the dequantized weights.
 // Reduction: the 8 warps' fp32 fragments through shared memory, added in warp order by one
@@ -517,6 +526,8 @@ void launch_gemv(const Params& p, int blocks, cudaStream_t s) {
 // (K/16 + G + 4)·2⁻²²·y_abs + one fp16 ulp (docs/gemm-cases.md). Only the grouping of K blocks
 // over warps differs (warp w sums K blocks ≡ w mod 8 in both kernels; here in rounds of U).
 // PDL: the first round of weights and scales is loaded before pdl_wait(); x only after it.
+// (Weights and scales are constants of the model, uploaded before any GEMM, as gemv_mma and the
+// first GEMV assume.)
 // Limits: M ≤ 16, splits 0 or 1, plus the kernel's (K % 128, groups, alignment).
 // Test: odyssey-rt test gemm (every w4a16 case with M ≤ 16, each config, and the dispatch with
 // ODYSSEY_W4A16_GEMV2=1). Bench: odyssey-rt bench gemm (rows w4a16_gemv2_s2/_s4/_s8), or

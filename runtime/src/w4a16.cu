@@ -487,8 +487,8 @@ void launch_gemv(const Params& p, int blocks, cudaStream_t s) {
 
 // ------------------------------------------------------------------ decode GEMV 2
 //
-// Configs "w4a16_gemv2_s2", "_s4", "_s8" (M ≤ 16; ODYSSEY_W4A16_GEMV2=1 makes the dispatch pick
-// them, see plan()). Same arithmetic and operand roles as w4a16_gemv above (yᵀ = W·xᵀ, A = 16
+// Configs "w4a16_gemv2_s2", "_s4", "_s8", "_s2p" (M ≤ 16; ODYSSEY_W4A16_GEMV2=1 makes the
+// dispatch pick s2/s4/s8, see plan(); s2p is forced only, for the A/B below). Same arithmetic and operand roles as w4a16_gemv above (yᵀ = W·xᵀ, A = 16
 // weight columns = two 8-column strips, B = xᵀ), restructured after the W4A8 tensor-core GEMV
 // (gemv_mma.cu, 88% of the memory floor at 8192×28672 on the same packed weights):
 //
@@ -508,6 +508,10 @@ void launch_gemv(const Params& p, int blocks, cudaStream_t s) {
 //    (≤ 255): 64 KB in flight per SM in every config (groups of 32: U halves, see g2_ahead, to
 //    keep the 4 scale words per strip and K block in registers). With 2 slots per SM the grid
 //    of 8192×28672 (512 s2 blocks / 256 s4 blocks / 128 s8 blocks) is 1.9 / 0.97 / 0.97 waves.
+//    The weakness: a warp's loads and math alternate (in flight 4 KB, then none while it
+//    multiplies); all warps of a block start together, so a block's math phases coincide. s2p
+//    (PIPE) holds two rounds of U = 2 in the same registers and issues round t + 1's loads
+//    before round t's math: 2–4 KB per warp always in flight. Which wins is for the bench.
 //  - The x fragment (B) of a (step, half) is one 8-byte __ldg per lane (L1-cached: x is read by
 //    every block) shared by the P pairs and loaded once; lanes whose x row is ≥ M load nothing.
 //  - int4 → fp16 with one shift per 32-bit word: the low nibbles by (w & 0x000F000F) ^
@@ -564,12 +568,16 @@ __device__ __forceinline__ void dequant_word(uint32_t w, uint32_t& e, uint32_t& 
 }
 
 // MH: 8-row halves of x in use (1: M ≤ 8, 2: M ≤ 16). SPG: 32-deep steps per group (1, 2, 4),
-// 0 per-channel. S: strips per block (2, 4, 8). U: K blocks per warp per round.
-template <int MH, int SPG, int S, int U>
+// 0 per-channel. S: strips per block (2, 4, 8). U: K blocks per warp per round. PIPE: two
+// register buffers of rounds; round t + 1's loads are issued before round t's math, so a
+// warp's weights stay in flight while it multiplies (config w4a16_gemv2_s2p; the others load a
+// round, wait, multiply). The arithmetic and its order are the same either way.
+template <int MH, int SPG, int S, int U, bool PIPE>
 __global__ void __launch_bounds__(kG2Warps * 32, S == 8 ? 1 : 2) w4a16_gemv2_kernel(const Params p) {
   constexpr int P = S / 2;                   // strip pairs: one m16 A tile each
   constexpr int NG = SPG > 0 ? 4 / SPG : 1;  // groups per K block
   constexpr int IT = kG2Warps * U;           // K blocks per round of the block
+  constexpr int NB = PIPE ? 2 : 1;           // register buffers of rounds
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int gid = lane >> 2, tig = lane & 3;
   const int kblocks = p.k / kBK;
@@ -582,17 +590,18 @@ __global__ void __launch_bounds__(kG2Warps * 32, S == 8 ? 1 : 2) w4a16_gemv2_ker
   const __half* x0 = p.x + (size_t)(okx0 ? gid : 0) * p.k + 4 * tig;
   const __half* x1 = p.x + (size_t)(okx1 ? gid + 8 : 0) * p.k + 4 * tig;
 
-  uint4 w[U][S];
-  int32_t sc[U][S][NG];
+  uint4 w[NB][U][S];
+  int32_t sc[NB][U][S][NG];
   (void)sc;
-  auto load = [&](int t) {
+  // Round t's weights and scales into buffer b (zeros past K and past the block's strips).
+  auto load = [&](int b, int t) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int kb = t * IT + warp + kG2Warps * u;
 #pragma unroll
       for (int j = 0; j < S; j++) {
         const bool ok = kb < kblocks && j < real;
-        w[u][j] = ok ? ld_stream16(wbase + j * wstrip + (size_t)kb * 512) : make_uint4(0, 0, 0, 0);
+        w[b][u][j] = ok ? ld_stream16(wbase + j * wstrip + (size_t)kb * 512) : make_uint4(0, 0, 0, 0);
       }
     }
     if constexpr (SPG > 0) {  // after every weight load: they are what the round waits for
@@ -603,7 +612,7 @@ __global__ void __launch_bounds__(kG2Warps * 32, S == 8 ? 1 : 2) w4a16_gemv2_ker
         for (int j = 0; j < S; j++)
 #pragma unroll
           for (int g = 0; g < NG; g++)
-            sc[u][j][g] = kb < kblocks && j < real ? __ldg(sbase + j * 8 + (size_t)(kb * NG + g) * p.np) : 0;
+            sc[b][u][j][g] = kb < kblocks && j < real ? __ldg(sbase + j * 8 + (size_t)(kb * NG + g) * p.np) : 0;
       }
     }
   };
@@ -616,12 +625,8 @@ __global__ void __launch_bounds__(kG2Warps * 32, S == 8 ? 1 : 2) w4a16_gemv2_ker
 #pragma unroll
       for (int e = 0; e < 4; e++) total[q][h][e] = part[q][h][e] = 0.f;
 
-  load(0);  // weights and scales never depend on the previous kernel
-  pdl_launch_dependents();
-  pdl_wait();
-  const int rounds = (kblocks + IT - 1) / IT;
-  for (int t = 0; t < rounds; t++) {
-    if (t > 0) load(t);
+  // The math of round t from buffer b.
+  auto compute = [&](int b, int t) {
 #pragma unroll
     for (int u = 0; u < U; u++) {
       const int kb = t * IT + warp + kG2Warps * u;
@@ -643,11 +648,11 @@ __global__ void __launch_bounds__(kG2Warps * 32, S == 8 ? 1 : 2) w4a16_gemv2_ker
           for (int q = 0; q < P; q++) {
             uint32_t af[4];  // a0 = strip 2q (k0,k2), a1 = strip 2q+1 (k0,k2), a2/a3 the (k1,k3)
             if (half == 0) {
-              dequant_word<0>(word_of(w[u][2 * q], step), af[0], af[2]);
-              dequant_word<0>(word_of(w[u][2 * q + 1], step), af[1], af[3]);
+              dequant_word<0>(word_of(w[b][u][2 * q], step), af[0], af[2]);
+              dequant_word<0>(word_of(w[b][u][2 * q + 1], step), af[1], af[3]);
             } else {
-              dequant_word<1>(word_of(w[u][2 * q], step), af[0], af[2]);
-              dequant_word<1>(word_of(w[u][2 * q + 1], step), af[1], af[3]);
+              dequant_word<1>(word_of(w[b][u][2 * q], step), af[0], af[2]);
+              dequant_word<1>(word_of(w[b][u][2 * q + 1], step), af[1], af[3]);
             }
             mma_f16(part[q][0], af, b0a, b1a);
             if constexpr (MH == 2) mma_f16(part[q][MH - 1], af, b0b, b1b);
@@ -657,7 +662,7 @@ __global__ void __launch_bounds__(kG2Warps * 32, S == 8 ? 1 : 2) w4a16_gemv2_ker
           if ((step + 1) % SPG == 0) {  // end of a group: P_g takes the group's ŝ
 #pragma unroll
             for (int q = 0; q < P; q++) {
-              const float f0 = (float)sc[u][2 * q][step / SPG], f1 = (float)sc[u][2 * q + 1][step / SPG];
+              const float f0 = (float)sc[b][u][2 * q][step / SPG], f1 = (float)sc[b][u][2 * q + 1][step / SPG];
 #pragma unroll
               for (int h = 0; h < MH; h++) {
                 // part[.][h][0..1]: row gid = strip 2q's column; [2..3]: strip 2q+1's.
@@ -672,6 +677,25 @@ __global__ void __launch_bounds__(kG2Warps * 32, S == 8 ? 1 : 2) w4a16_gemv2_ker
           }
         }
       }
+    }
+  };
+
+  load(0, 0);  // weights and scales never depend on the previous kernel
+  pdl_launch_dependents();
+  pdl_wait();
+  const int rounds = (kblocks + IT - 1) / IT;
+  if constexpr (!PIPE) {
+    for (int t = 0; t < rounds; t++) {
+      if (t > 0) load(0, t);
+      compute(0, t);
+    }
+  } else {
+    for (int t = 0; t < rounds; t += 2) {
+      if (t + 1 < rounds) load(NB - 1, t + 1);
+      compute(0, t);
+      if (t + 1 >= rounds) break;
+      if (t + 2 < rounds) load(0, t + 2);
+      compute(NB - 1, t + 1);
     }
   }
   if constexpr (SPG == 0) {  // per-channel: one chain over K, ŝ after the reduction
@@ -712,28 +736,32 @@ __global__ void __launch_bounds__(kG2Warps * 32, S == 8 ? 1 : 2) w4a16_gemv2_ker
 // scale words per strip and K block: U halves (as gemv_mma's k_blocks_ahead), and so do groups
 // of 64 at s4 with 16 rows (MH = 2: 32 accumulator registers), so that every instantiation
 // stays inside its register bound without spilling (ptxas -v: 0 bytes spilled, CUDA 11.8).
-constexpr int g2_ahead(int s, int spg, int mh) {
-  return s == 2 ? (spg == 1 ? 2 : 4) : (spg == 1 || (s == 4 && mh == 2 && spg == 2)) ? 1 : 2;
+// The pipelined s2 (PIPE) holds two rounds of U = 2 (groups of 32: 1): the registers of s2's one
+// round of 4, with 2 to 4 KB per warp always in flight instead of 4 KB then none.
+constexpr int g2_ahead(int s, int spg, int mh, bool pipe) {
+  return pipe ? (spg == 1 ? 1 : 2)
+              : s == 2 ? (spg == 1 ? 2 : 4) : (spg == 1 || (s == 4 && mh == 2 && spg == 2)) ? 1 : 2;
 }
 
-template <int MH, int SPG, int S>
+template <int MH, int SPG, int S, bool PIPE>
 void launch_g2_t(const Params& p, int blocks, cudaStream_t s) {
-  (void)launch_pdl(w4a16_gemv2_kernel<MH, SPG, S, g2_ahead(S, SPG, MH)>, dim3(blocks), dim3(kG2Warps * 32), 0, s, p);
+  (void)launch_pdl(w4a16_gemv2_kernel<MH, SPG, S, g2_ahead(S, SPG, MH, PIPE), PIPE>, dim3(blocks),
+                   dim3(kG2Warps * 32), 0, s, p);
 }
 
-template <int S>
+template <int S, bool PIPE = false>
 void launch_gemv2(const Params& p, int blocks, cudaStream_t s) {
   const int spg = p.group_size >= p.k ? 0 : p.group_size / 32;
   if (p.m <= 8) {
-    if (spg == 0) launch_g2_t<1, 0, S>(p, blocks, s);
-    else if (spg == 1) launch_g2_t<1, 1, S>(p, blocks, s);
-    else if (spg == 2) launch_g2_t<1, 2, S>(p, blocks, s);
-    else launch_g2_t<1, 4, S>(p, blocks, s);
+    if (spg == 0) launch_g2_t<1, 0, S, PIPE>(p, blocks, s);
+    else if (spg == 1) launch_g2_t<1, 1, S, PIPE>(p, blocks, s);
+    else if (spg == 2) launch_g2_t<1, 2, S, PIPE>(p, blocks, s);
+    else launch_g2_t<1, 4, S, PIPE>(p, blocks, s);
   } else {
-    if (spg == 0) launch_g2_t<2, 0, S>(p, blocks, s);
-    else if (spg == 1) launch_g2_t<2, 1, S>(p, blocks, s);
-    else if (spg == 2) launch_g2_t<2, 2, S>(p, blocks, s);
-    else launch_g2_t<2, 4, S>(p, blocks, s);
+    if (spg == 0) launch_g2_t<2, 0, S, PIPE>(p, blocks, s);
+    else if (spg == 1) launch_g2_t<2, 1, S, PIPE>(p, blocks, s);
+    else if (spg == 2) launch_g2_t<2, 2, S, PIPE>(p, blocks, s);
+    else launch_g2_t<2, 4, S, PIPE>(p, blocks, s);
   }
 }
 
@@ -769,6 +797,8 @@ const Config kConfigs[] = {
     Config{"w4a16_gemv2_s2", 16, 16, kG2Warps * 32, 0, nullptr, launch_gemv2<2>, true, kG2MaxM, 2},
     Config{"w4a16_gemv2_s4", 16, 32, kG2Warps * 32, 0, nullptr, launch_gemv2<4>, true, kG2MaxM, 4},
     Config{"w4a16_gemv2_s8", 16, 64, kG2Warps * 32, 0, nullptr, launch_gemv2<8>, true, kG2MaxM, 8},
+    // 8 decode GEMV 2, 2 strips, two register buffers of rounds (PIPE).
+    Config{"w4a16_gemv2_s2p", 16, 16, kG2Warps * 32, 0, nullptr, launch_gemv2<2, true>, true, kG2MaxM, 2},
 };
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
 constexpr int kGemvConfig = 4;

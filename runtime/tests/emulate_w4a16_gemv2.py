@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # emulate_w4a16_gemv2.py: the lane-by-lane indexing and the int4 -> fp16 dequantization of the
-# W4A16 decode GEMV 2 (runtime/src/w4a16.cu, configs w4a16_gemv2_s2/_s4/_s8), replayed on the
+# W4A16 decode GEMV 2 (runtime/src/w4a16.cu, configs w4a16_gemv2_s2/_s4/_s8/_s2p), replayed on the
 # CPU. Pure Python, no GPU, no numpy:
 #   python3 runtime/tests/emulate_w4a16_gemv2.py      (~10 s on one core)
 # Only the groups the kernel takes (32, 64, 128, K); a group of 256 would need SPG = 8.
@@ -75,6 +75,36 @@ for a in range(16):
 print("dequant: %d code pairs x positions exact" % checked, flush=True)
 
 
+# ---- 2a. s2p's schedule of its two register buffers (the kernel's PIPE loop, replayed): every
+# round is computed once, in order, from the buffer that holds that round's loads, and no load
+# overwrites a buffer before its round was computed.
+def pipe_schedule(rounds):
+    buf, done, NB = {}, [], 2
+    def load(b, t):
+        assert b not in buf or buf[b] is None, ("buffer overwritten before use", b, t)
+        buf[b] = t
+    def compute(b, t):
+        assert buf.get(b) == t, ("round computed from the wrong buffer", b, t, buf)
+        buf[b] = None
+        done.append(t)
+    load(0, 0)
+    t = 0
+    while t < rounds:
+        if t + 1 < rounds:
+            load(NB - 1, t + 1)
+        compute(0, t)
+        if t + 1 >= rounds:
+            break
+        if t + 2 < rounds:
+            load(0, t + 2)
+        compute(NB - 1, t + 1)
+        t += 2
+    assert done == list(range(rounds)), done
+for r in range(1, 40):
+    pipe_schedule(r)
+print("s2p schedule: rounds 1..39 ok", flush=True)
+
+
 # ---- 2. the kernel's indexing
 def pack(q, Np, K):  # q[n][k] signed codes -> packed bytes
     kbl = K // 128
@@ -112,20 +142,24 @@ def mma(c, A, B):
             c[l][e] += sum(Am[i][k] * Bm[k][j] for k in range(16))
 
 
-def g2_ahead(S, spg, mh):  # w4a16.cu's g2_ahead
+def g2_ahead(S, spg, mh, pipe):  # w4a16.cu's g2_ahead
+    if pipe:
+        return 1 if spg == 1 else 2
     if S == 2:
         return 2 if spg == 1 else 4
     return 1 if (spg == 1 or (S == 4 and mh == 2 and spg == 2)) else 2
 
 
-def gemv2(x, qw, gs, cs, bias, M, N, K, G, S):
+def gemv2(x, qw, gs, cs, bias, M, N, K, G, S, pipe=False):
+    # pipe (config s2p) changes when a round's loads are issued, not what is loaded or summed in
+    # which order: emulated as the same rounds with its U.
     W = 8
     Np = (N + 7) // 8 * 8
     kbl = K // 128
     SPG = 0 if G >= K else G // 32
     NG = 4 // SPG if SPG else 1
     MH = 1 if M <= 8 else 2
-    U = g2_ahead(S, SPG, MH)
+    U = g2_ahead(S, SPG, MH, pipe)
     IT = W * U
     P = S // 2
     y = [[None] * N for _ in range(M)]
@@ -215,16 +249,20 @@ cases = [  # M, N, K, G, S
     (4, 24, 2304, 128, 2), (8, 72, 256, 32, 8), (9, 20, 384, 64, 4), (16, 33, 256, 128, 8),
     (13, 40, 512, 128, 2), (5, 130, 2176, 64, 4), (12, 24, 256, 32, 2), (16, 24, 384, 64, 4),
     (1, 200, 4224, 128, 8), (7, 48, 4352, 4352, 4), (2, 64, 4480, 32, 2),
+    (1, 40, 2304, 128, 'p'), (16, 24, 1152, 32, 'p'), (3, 24, 4224, 4224, 'p'),  # s2p
 ]
 worst = 0.0
 for (M, N, K, G, S) in cases:
+    pipe = S == 'p'
+    if pipe:
+        S = 2
     Np = (N + 7) // 8 * 8
     q = [[random.randint(-8, 7) if n < N else 0 for _ in range(K)] for n in range(Np)]
     gs = [[random.randint(-300, 300) or 1 if n < N else 0 for n in range(Np)] for _ in range(K // G)]
     cs = [random.random() if n < N else 0.0 for n in range(Np)]
     bias = [random.gauss(0, 1) for _ in range(N)] if M % 2 else None
     x = [[random.gauss(0, 1) for _ in range(K)] for _ in range(M)]
-    y = gemv2(x, pack(q, Np, K), gs, cs, bias, M, N, K, G, S)
+    y = gemv2(x, pack(q, Np, K), gs, cs, bias, M, N, K, G, S, pipe)
     e, big = 0.0, 1e-30
     for m in range(M):
         for n in range(N):
@@ -233,5 +271,5 @@ for (M, N, K, G, S) in cases:
             e = max(e, abs(y[m][n] - ref))
             big = max(big, abs(ref))
     worst = max(worst, e / big)
-    print("gemv2 M=%d N=%d K=%d G=%d S=%d: max rel err %.2e" % (M, N, K, G, S, e / big), flush=True)
+    print("gemv2 M=%d N=%d K=%d G=%d S=%d%s: max rel err %.2e" % (M, N, K, G, S, "p" if pipe else "", e / big), flush=True)
 print("emulate_w4a16_gemv2: %s (worst %.2e)" % ("PASS" if worst < 1e-9 else "FAIL", worst))

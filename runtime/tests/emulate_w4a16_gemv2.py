@@ -2,7 +2,9 @@
 # emulate_w4a16_gemv2.py: the lane-by-lane indexing and the int4 -> fp16 dequantization of the
 # W4A16 decode GEMV 2 (runtime/src/w4a16.cu, configs w4a16_gemv2_s2/_s4/_s8/_s2p), replayed on the
 # CPU. Pure Python, no GPU, no numpy:
-#   python3 runtime/tests/emulate_w4a16_gemv2.py      (~10 s on one core)
+#   python3 runtime/tests/emulate_w4a16_gemv2.py [--cases DIR [--only SUBSTRING]]
+# (~10 s on one core; with --cases, the w4a16 cases with M ≤ 16 of `odyssey testdata gemm-cases
+# --out DIR` too, through s2, s4, s8 and s2p: a few minutes)
 # Only the groups the kernel takes (32, 64, 128, K); a group of 256 would need SPG = 8.
 # 1. The dequantization bit tricks, exhaustively: for every pair of 4-bit codes at every nibble
 #    position of a 32-bit word, and_xor + HSUB2 (low nibbles) and and_xor + HFMA2 (high nibbles,
@@ -14,8 +16,12 @@
 #    = x rows), the per-group scale FMAs, the shared-memory reduction indices and the epilogue's
 #    output indices, against a float64 dot product. Sums are in float64, so only indexing and the
 #    dequantized values are checked: errors must be ~1e-13 relative, a swapped register is O(1).
+import json
+import math
+import os
 import random
 import struct
+import sys
 
 random.seed(7)
 
@@ -272,4 +278,72 @@ for (M, N, K, G, S) in cases:
             big = max(big, abs(ref))
     worst = max(worst, e / big)
     print("gemv2 M=%d N=%d K=%d G=%d S=%d%s: max rel err %.2e" % (M, N, K, G, S, "p" if pipe else "", e / big), flush=True)
-print("emulate_w4a16_gemv2: %s (worst %.2e)" % ("PASS" if worst < 1e-9 else "FAIL", worst))
+ok = worst < 1e-9
+
+
+# ---- 3. with --cases DIR: the Go reference's own tensors (docs/gemm-cases.md, kind w4a16): the
+# packed qweight, group_scale [G, Np] int16, channel_scale, x and bias as the Go packer wrote them,
+# through the emulated kernel (float64 sums), rounded to fp16 as the epilogue does, against the
+# case's y within the test's bound (K/16 + G + 4)·2⁻²²·y_abs + one fp16 ulp.
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        hdr = json.loads(f.read(n))
+        data = f.read()
+    meta = hdr.pop("__metadata__", {})
+    out = {}
+    for name, t in hdr.items():
+        a, b = t["data_offsets"]
+        if t["dtype"] == "U8":
+            out[name] = data[a:b]
+            continue
+        fmt = {"I8": "b", "I16": "h", "I32": "i", "F32": "f", "F16": "e"}[t["dtype"]]
+        size = struct.calcsize(fmt)
+        out[name] = list(struct.unpack("<%d%s" % ((b - a) // size, fmt), data[a:b]))
+    return meta, out
+
+
+def f16(v):
+    return struct.unpack('<e', struct.pack('<e', v))[0]
+
+
+def ulp16(ref):
+    return 2.0 ** max(-24, math.floor(math.log2(max(abs(ref), 6.1e-5))) - 10)
+
+
+if "--cases" in sys.argv:
+    cdir = sys.argv[sys.argv.index("--cases") + 1]
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else ""
+    man = json.load(open(os.path.join(cdir, "manifest.json")))
+    runs = 0
+    for c in man["cases"]:
+        if c["kind"] != "w4a16" or only not in c["name"]:
+            continue
+        meta, t = read_safetensors(os.path.join(cdir, c["file"]))
+        M, N, K, G = (int(meta[k]) for k in ("m", "n", "k", "group_size"))
+        if M > 16:
+            continue
+        Np = (N + 7) // 8 * 8
+        x = [t["x"][m * K:(m + 1) * K] for m in range(M)]
+        gs = [t["group_scale"][g * Np:(g + 1) * Np] for g in range(K // G)]
+        cs = t["channel_scale"]
+        bias = t.get("bias")
+        for S in (2, 4, 8, 'p'):
+            pipe = S == 'p'
+            y = gemv2(x, t["qweight"], gs, cs, bias, M, N, K, G, 2 if pipe else S, pipe)
+            bad, worst_ulp = 0, 0
+            for m in range(M):
+                for n in range(N):
+                    got, ref = f16(y[m][n]), t["y"][m * N + n]
+                    tol = (K // 16 + K // G + 4) * 2.0 ** -22 * t["y_abs"][m * N + n] + ulp16(ref)
+                    if not abs(got - ref) <= tol:
+                        bad += 1
+                    worst_ulp = max(worst_ulp, abs(got - ref) / ulp16(ref))
+            runs += 1
+            ok = ok and bad == 0
+            print("case %-36s s%s: %s (max %.1f ulp)" % (c["name"], S, "ok" if bad == 0 else "%d outputs out of bound" % bad,
+                                                    worst_ulp), flush=True)
+    if runs == 0:
+        print("no w4a16 case with M <= 16 in", cdir)
+        ok = False
+print("emulate_w4a16_gemv2: %s (worst %.2e)" % ("PASS" if ok else "FAIL", worst))

@@ -15,8 +15,11 @@
 //     here from the unpacked operands.
 // Outputs are poisoned (0xFF bytes: fp16 NaN, acc -1) before each launch, every launch is
 // checked, and the split-K workspace must be all zero again afterwards (the kernel restores it).
-// W4A16 cases run through every config (the decode GEMV w4a16_gemv where M <= 8) and split,
-// within the tolerance of docs/gemm-cases.md. Also: activation quantization cases (bit-exact codes and scales) and can_implement refusals.
+// W4A16 cases run through every config (the decode GEMVs w4a16_gemv where M <= 8 and
+// w4a16_gemv2_s2/s4/s8/s2p where M <= 16, splits 0 and 1) and split, within the tolerance of
+// docs/gemm-cases.md. Also: activation quantization cases (bit-exact codes and scales) and
+// can_implement refusals. --configs NAME,... (W4A8 or W4A16 names) and --kinds w4a8,w4a16,act
+// narrow a run; the dispatch's own run of each case always runs.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>

@@ -466,6 +466,12 @@ PY
     # config, the tile and cuBLAS FP16 forced in the same run), and a table. Last line:
     # "w4a16: PASS" (every test run passed, memcheck clean) or "w4a16: FAIL".
     w16_fail=0
+    # ptxas (the build step's log, -Xptxas -v): GEMV 2 instantiations and their spills (0 on
+    # CUDA 11.8; a spill here costs speed, not correctness).
+    if [ -f "$OUT/build.log" ]; then
+      awk '/Function properties for .*w4a16_gemv2/{f=1; next} f{print; f=0}' "$OUT/build.log" |
+        awk '{n++; if ($5 != 0 || $9 != 0) s++} END{printf "ptxas: %d GEMV 2 instantiations, %d with spills\n", n, s+0}'
+    fi
     [ -f $CASES/manifest.json ] || { "$ODY_BIN" testdata gemm-cases --out $CASES > "$OUT/cases.log" 2>&1 || { cat "$OUT/cases.log"; echo "w4a16: FAIL (cases)"; exit 1; }; }
     $B/odyssey-rt test gemm --cases $CASES --kinds w4a16 > "$OUT/test-w4a16.json" 2> "$OUT/test-w4a16.log"
     rc=$?; echo "test gemm --kinds w4a16 rc=$rc"; [ $rc -eq 0 ] || w16_fail=1

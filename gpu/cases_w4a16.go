@@ -35,7 +35,8 @@ func (s w4a16Spec) name() string {
 // w4a16CaseSet is the default set of W4A16 cases: every M of {1, 2, 3, 4, 16, 17, 64, 257} (decode,
 // at and past the 16-row tile, a prefill-like 257), every N of {8, 72, 136, 264} (one mma
 // tile, past the 64/128-column blocks), every K of {128, 384, 1024}, group sizes 32, 64, 128
-// and per-channel, half of them with bias; and the decode GEMV's corners. About 3 MB.
+// and per-channel, half of them with bias; and the corners of the decode GEMVs (w4a16_gemv,
+// GEMV 2). About 4 MB.
 func w4a16CaseSet() []w4a16Spec {
 	return []w4a16Spec{
 		{m: 1, n: 8, k: 128, gs: 128, note: "decode, the smallest weight (one tile, one K block, per-channel)"},

@@ -457,7 +457,7 @@ PY
     ;;
   w4a16)
     stamp w4a16
-    # The W4A16 decode GEMV 2 (w4a16.cu, configs w4a16_gemv2_s2/_s4/_s8; runtime/NOTES.md "W4A16
+    # The W4A16 decode GEMV 2 (w4a16.cu, configs w4a16_gemv2_s2/_s4/_s8/_s2p; runtime/NOTES.md "W4A16
     # decode GEMV 2"). 1. test gemm on the w4a16 cases: every config (the GEMV 2 ones on every
     # case with M <= 16, splits 0 and 1), the default dispatch; 2. the same with
     # ODYSSEY_W4A16_GEMV2=1 (the dispatch's runs then go through GEMV 2); 3. memcheck on two

@@ -35,7 +35,8 @@ func (s w4a16Spec) name() string {
 // w4a16CaseSet is the default set of W4A16 cases: every M of {1, 2, 3, 4, 16, 17, 64, 257} (decode,
 // at and past the 16-row tile, a prefill-like 257), every N of {8, 72, 136, 264} (one mma
 // tile, past the 64/128-column blocks), every K of {128, 384, 1024}, group sizes 32, 64, 128
-// and per-channel, half of them with bias; and the decode GEMV's corners. About 3 MB.
+// and per-channel, half of them with bias; and the corners of the decode GEMVs (w4a16_gemv,
+// GEMV 2). About 4 MB.
 func w4a16CaseSet() []w4a16Spec {
 	return []w4a16Spec{
 		{m: 1, n: 8, k: 128, gs: 128, note: "decode, the smallest weight (one tile, one K block, per-channel)"},
@@ -61,6 +62,15 @@ func w4a16CaseSet() []w4a16Spec {
 		{m: 4, n: 24, k: 11008, gs: 128, note: "GEMV: M = 4, K = 11008 (86 blocks, not a multiple of 32)"},
 		{m: 4, n: 40, k: 4096, gs: 4096, bias: true, note: "GEMV: M = 4, per-channel over long K"},
 		{m: 1, n: 56, k: 4096, gs: 64, note: "GEMV: M = 1, long K, groups of 64"},
+		// Decode GEMV 2 (configs w4a16_gemv2_s2/s4/s8, M <= 16): M = 8 and 9 (one x fragment of
+		// 8 rows full, a second one with one row), M = 12 and 16 (the second fragment partly and
+		// wholly used), strip counts that leave the last block of 2, 4 and 8 strips partial, K
+		// blocks that leave a partial round (33 = 32 + 1 for s2's 8 warps x 4, 9 = 8 + 1 for s8's
+		// 8 x 1 at groups of 32), each group kind.
+		{m: 8, n: 200, k: 4224, gs: 128, bias: true, note: "GEMV 2: M = 8, 25 strips, 33 K blocks"},
+		{m: 9, n: 72, k: 1152, gs: 32, note: "GEMV 2: M = 9, 9 strips, groups of 32 (one K block per round)"},
+		{m: 12, n: 40, k: 2048, gs: 2048, bias: true, note: "GEMV 2: M = 12, per-channel over long K"},
+		{m: 16, n: 136, k: 4096, gs: 64, note: "GEMV 2: M = 16, 17 strips, long K, groups of 64"},
 	}
 }
 

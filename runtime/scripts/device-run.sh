@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|fuse]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|fuse|w4a16]...
 # wgmma: the Hopper wgmma prefill kernel, v1, v2 and v3: build (their ptxas lines, C7519 count per
 #   version, SASS GMMA count), test wgmma-probe (all three), test gemm --configs wgmma_r128t128_s4,
 #   _v2 and _v3 with ODYSSEY_WGMMA=1 (ODYSSEY_WGMMA_V2=0/1, ODYSSEY_WGMMA_V3=1 route the dispatch's
@@ -32,6 +32,11 @@
 #   on test gemv16 --quick, then bench gemm at M = 1, 2, 4 on the 7B shapes, 8192x28672, 28672x8192 and
 #   the lm_head 32000x4096 (f16_gemv, f16_gemv_f32out, w4a16 = dispatch, w4a16_gemv, w4a16_mma beside
 #   cuBLAS FP16 and the floor), once with PDL and the FP16/W4A16 GEMV rows again with ODYSSEY_PDL=0.
+# w4a16: the W4A16 decode GEMV 2 (w4a16_gemv2_s2/_s4/_s8, M <= 16): test gemm on the w4a16 cases (every
+#   config, s2p included, then the dispatch with ODYSSEY_W4A16_GEMV2=1), memcheck on two corners, bench gemm --only w4a16
+#   at M = 1, 4, 8, 16 on six decode shapes (W4A16_SHAPES, W4A16_M, W4A16_ITERS), a table (old, each GEMV,
+#   new = the GEMV 2 dispatch, cuBLAS FP16, xFP16, % floor) and the issue-12 W4A16 goal lines; ends with
+#   "w4a16: PASS" or "w4a16: FAIL".
 # nccl-dry: the NCCL path on one GPU: launch-allreduce.sh --dry-run (a world of one), then two
 #   processes sharing the GPU (NCCL may refuse: "Duplicate GPU detected"); NCCL_SIZES sets the sizes.
 # The Go binary (cross-built: GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -o bin/odyssey-linux-amd64
@@ -450,6 +455,94 @@ PY
     fi
     [ $wg_fail -eq 0 ] && echo "wgmma: PASS (probe and test gemm bit-exact)" || echo "wgmma: FAIL (see above)"
     ;;
+  w4a16)
+    stamp w4a16
+    # The W4A16 decode GEMV 2 (w4a16.cu, configs w4a16_gemv2_s2/_s4/_s8/_s2p; runtime/NOTES.md "W4A16
+    # decode GEMV 2"). 1. test gemm on the w4a16 cases: every config (the GEMV 2 ones on every
+    # case with M <= 16, splits 0 and 1), the default dispatch; 2. the same with
+    # ODYSSEY_W4A16_GEMV2=1 (the dispatch's runs then go through GEMV 2); 3. memcheck on two
+    # corner cases; 4. bench gemm --only w4a16 at M = 1, 4, 8, 16 on the decode shapes, with
+    # ODYSSEY_W4A16_GEMV2=1 (row w4a16 = the dispatch's GEMV 2 choice; the old GEMV, each GEMV 2
+    # config, the tile and cuBLAS FP16 forced in the same run), and a table. Last line:
+    # "w4a16: PASS" (every test run passed, memcheck clean) or "w4a16: FAIL".
+    w16_fail=0
+    # ptxas (the build step's log, -Xptxas -v): GEMV 2 instantiations and their spills (0 on
+    # CUDA 11.8; a spill here costs speed, not correctness).
+    if [ -f "$OUT/build.log" ]; then
+      awk '/Function properties for .*w4a16_gemv2/{f=1; next} f{print; f=0}' "$OUT/build.log" |
+        awk '{n++; if ($5 != 0 || $9 != 0) s++} END{printf "ptxas: %d GEMV 2 instantiations, %d with spills\n", n, s+0}'
+    fi
+    [ -f $CASES/manifest.json ] || { "$ODY_BIN" testdata gemm-cases --out $CASES > "$OUT/cases.log" 2>&1 || { cat "$OUT/cases.log"; echo "w4a16: FAIL (cases)"; exit 1; }; }
+    $B/odyssey-rt test gemm --cases $CASES --kinds w4a16 > "$OUT/test-w4a16.json" 2> "$OUT/test-w4a16.log"
+    rc=$?; echo "test gemm --kinds w4a16 rc=$rc"; [ $rc -eq 0 ] || w16_fail=1
+    ODYSSEY_W4A16_GEMV2=1 $B/odyssey-rt test gemm --cases $CASES --kinds w4a16 \
+      --configs w4a16_gemv2_s2,w4a16_gemv2_s4,w4a16_gemv2_s8,w4a16_gemv2_s2p > "$OUT/test-w4a16-gemv2.json" 2> "$OUT/test-w4a16-gemv2.log"
+    rc=$?; echo "test gemm --kinds w4a16, ODYSSEY_W4A16_GEMV2=1 rc=$rc"; [ $rc -eq 0 ] || w16_fail=1
+    grep -h -A4 -E "FAIL" "$OUT/test-w4a16.log" "$OUT/test-w4a16-gemv2.log" | head -30
+    grep -h "passed" "$OUT/test-w4a16.log" "$OUT/test-w4a16-gemv2.log"
+    python3 - "$OUT/test-w4a16.json" "$OUT/test-w4a16-gemv2.json" <<'PY' || w16_fail=1
+import json, sys
+bad = 0
+for f, what in zip(sys.argv[1:], ["default dispatch", "ODYSSEY_W4A16_GEMV2=1"]):
+    c = json.load(open(f))["cases"]
+    for key in ["w4a16_gemv2_s2/", "w4a16_gemv2_s4/", "w4a16_gemv2_s8/", "w4a16_gemv2_s2p/", "w4a16/dispatch", "w4a16_gemv/", "refuse"]:
+        r = [x for x in c if key in x["kernel"] or key in x["name"]]
+        nf = sum(not x["passed"] for x in r)
+        bad += nf
+        print("  %-22s %-16s runs %4d failed %d max ulp %s" % (what, key, len(r), nf, max([x.get("y_max_ulp", 0) for x in r] or [0])))
+    g2 = [x for x in c if "gemv2" in x["kernel"]]
+    if not g2: print("  %s: no GEMV 2 runs" % what); bad += 1
+sys.exit(1 if bad else 0)
+PY
+    S16=/tmp/ody-san-w4a16; rm -rf $S16; mkdir -p $S16
+    python3 - "$CASES" "$S16" <<'PY'
+import json, os, shutil, sys
+src, dst = sys.argv[1], sys.argv[2]
+m = json.load(open(os.path.join(src, "manifest.json")))
+want = ["w4a16_m9_n72_k1152_g32", "w4a16_m8_n200_k4224_g128"]
+keep = [c for c in m["cases"] if any(c["name"].startswith(w) for w in want)]
+for c in keep: shutil.copy(os.path.join(src, c["file"]), dst)
+json.dump({"version": 1, "cases": keep}, open(os.path.join(dst, "manifest.json"), "w"))
+print("memcheck subset:", " ".join(c["name"] for c in keep))
+PY
+    ODYSSEY_W4A16_GEMV2=1 timeout 150 compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test gemm --cases $S16 \
+      --kinds w4a16 --configs w4a16_gemv2_s2,w4a16_gemv2_s4,w4a16_gemv2_s8,w4a16_gemv2_s2p > "$OUT/sanitizer-w4a16.log" 2>&1
+    rc=$?; echo "compute-sanitizer memcheck (GEMV 2 corners) rc=$rc"; grep -E "ERROR SUMMARY|test gemm:" "$OUT/sanitizer-w4a16.log" | head -3
+    [ $rc -eq 0 ] || w16_fail=1
+    WS=${W4A16_SHAPES:-4096x4096,8192x28672,28672x8192,12288x4096,22016x4096,4096x11008}
+    ODYSSEY_W4A16_GEMV2=1 $B/odyssey-rt bench gemm --only w4a16 --shapes $WS --m ${W4A16_M:-1,4,8,16} --iters ${W4A16_ITERS:-100} \
+      --commit "${ODY_COMMIT:-unknown}" --out "$OUT/bench-w4a16.json" > /dev/null 2> "$OUT/bench-w4a16.log"
+    rc=$?; echo "bench gemm --only w4a16 rc=$rc"; grep -E "copy" "$OUT/bench-w4a16.log"
+    python3 - "$OUT/bench-w4a16.json" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+t = {(r["n"], r["k"], r["m"], r["kernel"]): r for r in d["rows"] if r.get("ok", True) and r.get("us")}
+keys = sorted({(n, k, m) for (n, k, m, _) in t})
+us = lambda n, k, m, x: t[(n, k, m, x)]["us"] if (n, k, m, x) in t else None
+f = lambda v: "%7.2f" % v if v else "    -  "
+print("W4A16 (us; old = the default dispatch: w4a16_gemv at M<=4 and K<16384, else the tile w4a16_mma;")
+print("  new = the dispatch with ODYSSEY_W4A16_GEMV2=1; xFP16 = cuBLAS FP16 / new; floor = int4 weights + scales + x + y at the copy rate)")
+print("  N x K      M     old    gemv      s2      s4      s8     s2p     mma |     new (cfg)             cuBLAS  xFP16 new/old %floor  best")
+goal = []
+for (n, k, m) in keys:
+    old_cfg = "w4a16_gemv" if m <= 4 and k < 16384 else "w4a16_mma"
+    old = us(n, k, m, old_cfg); new = us(n, k, m, "w4a16"); fp = us(n, k, m, "cublas_fp16")
+    if not new: continue
+    r = t[(n, k, m, "w4a16")]
+    cands = [(us(n, k, m, x), x) for x in ["w4a16_gemv", "w4a16_gemv2_s2", "w4a16_gemv2_s4", "w4a16_gemv2_s8", "w4a16_gemv2_s2p", "w4a16_mma"] if us(n, k, m, x)]
+    best = min(cands)[1] if cands else "-"
+    print("%5dx%-6d %2d %s %s %s %s %s %s %s | %s (%-14s) %s %5.2fx %5.2fx %5.1f%%  %s" % (
+        n, k, m, f(old), f(us(n, k, m, "w4a16_gemv")), f(us(n, k, m, "w4a16_gemv2_s2")), f(us(n, k, m, "w4a16_gemv2_s4")),
+        f(us(n, k, m, "w4a16_gemv2_s8")), f(us(n, k, m, "w4a16_gemv2_s2p")), f(us(n, k, m, "w4a16_mma")), f(new),
+        r.get("note", "").split("/")[0], f(fp),
+        (fp / new) if fp else 0, (old / new) if old else 0, r["pct_memory_floor"], best))
+    if m == 1 and n * k >= (64 << 20) and fp: goal.append((n, k, fp / new, fp / 2.5, new, min(cands)))
+for (n, k, x, lim, new, b) in goal:
+    print("w4a16 goal (issue 12: >= 2.5x cuBLAS FP16 at M=1) %dx%d: %.2fx (new %.2f us, needs <= %.2f) %s; best forced %s %.2f us" % (
+        n, k, x, new, lim, "met" if x >= 2.5 else "NOT met", b[1], b[0]))
+PY
+    [ $w16_fail -eq 0 ] && echo "w4a16: PASS (test gemm, GEMV 2 forced and via the dispatch, memcheck)" || echo "w4a16: FAIL (see above)"
+    ;;
   *) echo "unknown step $s"; exit 2 ;;
   esac
 done
@@ -462,7 +555,7 @@ if [ -f "$OUT/logs.tar.gz" ]; then
   tar -xzf "$OUT/logs.tar.gz" -C "$OUT" && rm -f "$OUT/logs.tar.gz"
 fi
 keep=()
-for f in bench-attn.json test-attn.json bench-decode.json bench-decode-nopdl.json test-gemm.json test-layers.json bench-layers.json bench-gemm.json bench-gemv.json bench-codec.json test-codec.json soak.json bench-gemm.md sweep-gemm.json \
+for f in bench-w4a16.json test-w4a16.json bench-attn.json test-attn.json bench-decode.json bench-decode-nopdl.json test-gemm.json test-layers.json bench-layers.json bench-gemm.json bench-gemv.json bench-codec.json test-codec.json soak.json bench-gemm.md sweep-gemm.json \
   ncu-m1.txt ncu-m4096.txt; do
   [ -f "$OUT/$f" ] && [ ${#keep[@]} -lt 7 ] && keep+=("$f")
 done

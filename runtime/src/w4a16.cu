@@ -40,15 +40,25 @@
 // warps' additions: they are IEEE fp32 (2⁻²⁴ each) while every group FMA is charged 2⁻²², and
 // 7·2⁻²⁴ < 4·2⁻²² is inside the "+ 4" even with one group.
 //
+// Decode GEMV 2 (configs "w4a16_gemv2_s2", "_s4", "_s8", M ≤ 16; picked by the dispatch only
+// with ODYSSEY_W4A16_GEMV2=1 until a GPU run decides): the same arithmetic, restructured after
+// the W4A8 tensor-core GEMV (gemv_mma.cu); its own section below says how and why.
+//
 // Limits: K % 128 == 0; group 32, 64, 128 or K; x, qweight, group_scale 16-byte aligned.
-// The GEMV: also M ≤ kGemvMaxM (8: B has 8 columns), splits 0 or 1.
-// Test: odyssey-rt test gemm (w4a16 cases from the Go reference, every config; the GEMV on
-// every case with M ≤ 8). Bench: odyssey-rt bench gemm (rows w4a16 = the dispatch, w4a16_gemv).
+// The GEMV: also M ≤ kGemvMaxM (8: B has 8 columns), splits 0 or 1. GEMV 2: M ≤ 16, splits 0
+// or 1.
+// Test: odyssey-rt test gemm (w4a16 cases from the Go reference, every config; the GEMVs on
+// every case with M ≤ 8 / 16; --kinds w4a16 --configs NAME runs one config). Bench: odyssey-rt
+// bench gemm (rows w4a16 = the dispatch, w4a16_gemv, w4a16_gemv2_s2/_s4/_s8, w4a16_mma;
+// --only w4a16 leaves the other kernels out); runtime/scripts/device-run.sh w4a16 runs both.
+// CPU: python3 runtime/tests/emulate_w4a16_gemv2.py replays GEMV 2's indexing and dequantization.
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "kernel_common.cuh"
@@ -475,12 +485,294 @@ void launch_gemv(const Params& p, int blocks, cudaStream_t s) {
     (void)launch_pdl(w4a16_gemv_kernel<4>, grid, block, 0, s, p);
 }
 
+// ------------------------------------------------------------------ decode GEMV 2
+//
+// Configs "w4a16_gemv2_s2", "_s4", "_s8", "_s2p" (M ≤ 16; ODYSSEY_W4A16_GEMV2=1 makes the
+// dispatch pick s2/s4/s8, see plan(); s2p is forced only, for the A/B below). Same arithmetic and operand roles as w4a16_gemv above (yᵀ = W·xᵀ, A = 16
+// weight columns = two 8-column strips, B = xᵀ), restructured after the W4A8 tensor-core GEMV
+// (gemv_mma.cu, 88% of the memory floor at 8192×28672 on the same packed weights):
+//
+// Why the first GEMV is slow (90 µs at 8192×28672 on the H100, 45% of the floor; the reasons
+// read from its code and ptxas, not profiled): (1) wave quantization: one 256-thread block per
+// 16 columns and whole K, 80 registers per thread (ptxas, g128), so 3 blocks per SM: 512 blocks
+// over 396 slots run as 1.3 waves of blocks that each stream 229 KB; (2) its group scales are
+// 16-bit loads issued in the middle of the math, each a dependent DRAM miss per K block and
+// warp; (3) the nibble positions cost 3 shifts per weight word (SASS, g128, LOP3 + SHF + HADD2
+// + HFMA2 per HMMA: 16.4 in the first GEMV, 11.6 here at s2, 10.2 at s8).
+// Here:
+//  - A block owns S = 2, 4 or 8 strips (P = S/2 strip pairs, one m16 A tile each) and all of K;
+//    its 8 warps split K (warp w: K blocks w, w + 8, …). Each iteration a warp issues all its
+//    U·S weight loads (16 bytes per lane, ld.global.nc L1::no_allocate) AND their group scales
+//    first, then multiplies; so a warp keeps U·S·512 bytes in flight, and the launch bounds fix
+//    the blocks per SM: s2 U=4 and s4 U=2 run 2 blocks per SM (≤ 128 registers), s8 U=2 one
+//    (≤ 255): 64 KB in flight per SM in every config (groups of 32: U halves, see g2_ahead, to
+//    keep the 4 scale words per strip and K block in registers). With 2 slots per SM the grid
+//    of 8192×28672 (512 s2 blocks / 256 s4 blocks / 128 s8 blocks) is 1.9 / 0.97 / 0.97 waves.
+//    The weakness: a warp's loads and math alternate (in flight 4 KB, then none while it
+//    multiplies); all warps of a block start together, so a block's math phases coincide. s2p
+//    (PIPE) holds two rounds of U = 2 in the same registers and issues round t + 1's loads
+//    before round t's math: 2–4 KB per warp always in flight. Which wins is for the bench.
+//  - The x fragment (B) of a (step, half) is one 8-byte __ldg per lane (L1-cached: x is read by
+//    every block) shared by the P pairs and loaded once; lanes whose x row is ≥ M load nothing.
+//  - int4 → fp16 with one shift per 32-bit word: the low nibbles by (w & 0x000F000F) ^
+//    0x64086408 = 1024 + q + 8 (as the tile kernel, then − 1032), the high nibbles in place by
+//    (w & 0x00F000F0) ^ 0x64806480 = 1024 + 16(q + 8), then ·1/16 − 72 (one HFMA2): both exact
+//    (every value is a small integer, exact in fp16, and an FMA rounds once). Bytes 1 and 3 go
+//    through w >> 8, the one shift.
+//  - Up to 16 rows: B covers 8 x rows per mma, MH = 2 runs a second mma per A fragment (rows
+//    8..15), reusing the dequantized weights.
+// Reduction: the 8 warps' fp32 fragments through shared memory, added in warp order by one
+// thread per output, then the same epilogue as w4a16_gemv. No split-K, no workspace: every
+// output's value is a fixed sequence of IEEE operations (deterministic, same bits every run).
+// Numerics: the operations of w4a16_gemv exactly (per warp: fp32 mma chains per group from
+// zero, fmaf(ŝ, P_g, acc) per group in K order; 7 fp32 additions over warps in warp order;
+// ·ŝ per-channel, ·16f_c, + bias, one fp16 rounding), so the same bound holds:
+// (K/16 + G + 4)·2⁻²²·y_abs + one fp16 ulp (docs/gemm-cases.md). Only the grouping of K blocks
+// over warps differs (warp w sums K blocks ≡ w mod 8 in both kernels; here in rounds of U).
+// PDL: the first round of weights and scales is loaded before pdl_wait(); x only after it.
+// (Weights and scales are constants of the model, uploaded before any GEMM, as gemv_mma and the
+// first GEMV assume.)
+// Limits: M ≤ 16, splits 0 or 1, plus the kernel's (K % 128, groups, alignment).
+// Test: odyssey-rt test gemm (every w4a16 case with M ≤ 16, each config, and the dispatch with
+// ODYSSEY_W4A16_GEMV2=1). Bench: odyssey-rt bench gemm (rows w4a16_gemv2_s2/_s4/_s8), or
+// runtime/scripts/device-run.sh w4a16.
+
+constexpr int kG2Warps = 8;
+constexpr int kG2MaxM = 16;
+
+// (a & b) ^ c in one LOP3 (immLut 0x6A = (0xF0 & 0xCC) ^ 0xAA).
+__device__ __forceinline__ uint32_t and_xor(uint32_t a, uint32_t b, uint32_t c) {
+  uint32_t d;
+  asm("lop3.b32 %0, %1, %2, %3, 0x6A;" : "=r"(d) : "r"(a), "r"(b), "r"(c));
+  return d;
+}
+
+__device__ __forceinline__ uint32_t h2_bits(__half2 v) { return *reinterpret_cast<uint32_t*>(&v); }
+__device__ __forceinline__ __half2 bits_h2(uint32_t v) { return *reinterpret_cast<__half2*>(&v); }
+
+// The A operand halves of one packed word w (column gid of a strip, 32-deep step): HALF 0 (low
+// nibbles, real k 4t..4t+3) or 1 (high nibbles, k + 16). e = (k0, k2) for a0/a1, o = (k1, k3)
+// for a2/a3 (the virtual-k mapping of the file header).
+template <int HALF>
+__device__ __forceinline__ void dequant_word(uint32_t w, uint32_t& e, uint32_t& o) {
+  const uint32_t w8 = w >> 8;
+  if constexpr (HALF == 0) {
+    const __half2 c1032 = bits_h2(0x64086408u);
+    e = h2_bits(__hsub2(bits_h2(and_xor(w, 0x000F000Fu, 0x64086408u)), c1032));
+    o = h2_bits(__hsub2(bits_h2(and_xor(w8, 0x000F000Fu, 0x64086408u)), c1032));
+  } else {
+    const __half2 sixteenth = bits_h2(0x2C002C00u), m72 = bits_h2(0xD480D480u);  // 1/16, −72
+    e = h2_bits(__hfma2(bits_h2(and_xor(w, 0x00F000F0u, 0x64806480u)), sixteenth, m72));
+    o = h2_bits(__hfma2(bits_h2(and_xor(w8, 0x00F000F0u, 0x64806480u)), sixteenth, m72));
+  }
+}
+
+// MH: 8-row halves of x in use (1: M ≤ 8, 2: M ≤ 16). SPG: 32-deep steps per group (1, 2, 4),
+// 0 per-channel. S: strips per block (2, 4, 8). U: K blocks per warp per round. PIPE: two
+// register buffers of rounds; round t + 1's loads are issued before round t's math, so a
+// warp's weights stay in flight while it multiplies (config w4a16_gemv2_s2p; the others load a
+// round, wait, multiply). The arithmetic and its order are the same either way.
+template <int MH, int SPG, int S, int U, bool PIPE>
+__global__ void __launch_bounds__(kG2Warps * 32, S == 8 ? 1 : 2) w4a16_gemv2_kernel(const Params p) {
+  constexpr int P = S / 2;                   // strip pairs: one m16 A tile each
+  constexpr int NG = SPG > 0 ? 4 / SPG : 1;  // groups per K block
+  constexpr int IT = kG2Warps * U;           // K blocks per round of the block
+  constexpr int NB = PIPE ? 2 : 1;           // register buffers of rounds
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int gid = lane >> 2, tig = lane & 3;
+  const int kblocks = p.k / kBK;
+  const int strip0 = blockIdx.x * S;
+  const int real = min(S, p.np / 8 - strip0);  // strips of this block inside Np/8
+  const uint8_t* wbase = p.qweight + ((size_t)strip0 * kblocks * 32 + lane) * 16;
+  const size_t wstrip = (size_t)kblocks * 512;
+  const int16_t* sbase = p.group_scale + strip0 * 8 + gid;  // strip j: + 8j; group row g: + g·Np
+  const bool okx0 = gid < p.m, okx1 = MH == 2 && gid + 8 < p.m;
+  const __half* x0 = p.x + (size_t)(okx0 ? gid : 0) * p.k + 4 * tig;
+  const __half* x1 = p.x + (size_t)(okx1 ? gid + 8 : 0) * p.k + 4 * tig;
+
+  uint4 w[NB][U][S];
+  int32_t sc[NB][U][S][NG];
+  (void)sc;
+  // Round t's weights and scales into buffer b (zeros past K and past the block's strips).
+  auto load = [&](int b, int t) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int kb = t * IT + warp + kG2Warps * u;
+#pragma unroll
+      for (int j = 0; j < S; j++) {
+        const bool ok = kb < kblocks && j < real;
+        w[b][u][j] = ok ? ld_stream16(wbase + j * wstrip + (size_t)kb * 512) : make_uint4(0, 0, 0, 0);
+      }
+    }
+    if constexpr (SPG > 0) {  // after every weight load: they are what the round waits for
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const int kb = t * IT + warp + kG2Warps * u;
+#pragma unroll
+        for (int j = 0; j < S; j++)
+#pragma unroll
+          for (int g = 0; g < NG; g++)
+            sc[b][u][j][g] = kb < kblocks && j < real ? __ldg(sbase + j * 8 + (size_t)(kb * NG + g) * p.np) : 0;
+      }
+    }
+  };
+
+  float total[P][MH][4], part[P][MH][4];
+#pragma unroll
+  for (int q = 0; q < P; q++)
+#pragma unroll
+    for (int h = 0; h < MH; h++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) total[q][h][e] = part[q][h][e] = 0.f;
+
+  // The math of round t from buffer b.
+  auto compute = [&](int b, int t) {
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int kb = t * IT + warp + kG2Warps * u;
+      if (kb >= kblocks) break;  // warp-uniform
+#pragma unroll
+      for (int step = 0; step < 4; step++) {
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+          // B: x rows gid (and gid + 8), real k = 32·step + 16·half + 4·tig .. +3.
+          const int off = kb * kBK + step * 32 + half * 16;
+          uint2 xa = make_uint2(0, 0), xb = make_uint2(0, 0);
+          if (okx0) xa = __ldg(reinterpret_cast<const uint2*>(x0 + off));
+          if (MH == 2 && okx1) xb = __ldg(reinterpret_cast<const uint2*>(x1 + off));
+          const uint32_t b0a = prmt(xa.x, xa.y, 0x5410), b1a = prmt(xa.x, xa.y, 0x7632);  // (k0,k2), (k1,k3)
+          const uint32_t b0b = prmt(xb.x, xb.y, 0x5410), b1b = prmt(xb.x, xb.y, 0x7632);
+          (void)b0b;
+          (void)b1b;
+#pragma unroll
+          for (int q = 0; q < P; q++) {
+            uint32_t af[4];  // a0 = strip 2q (k0,k2), a1 = strip 2q+1 (k0,k2), a2/a3 the (k1,k3)
+            if (half == 0) {
+              dequant_word<0>(word_of(w[b][u][2 * q], step), af[0], af[2]);
+              dequant_word<0>(word_of(w[b][u][2 * q + 1], step), af[1], af[3]);
+            } else {
+              dequant_word<1>(word_of(w[b][u][2 * q], step), af[0], af[2]);
+              dequant_word<1>(word_of(w[b][u][2 * q + 1], step), af[1], af[3]);
+            }
+            mma_f16(part[q][0], af, b0a, b1a);
+            if constexpr (MH == 2) mma_f16(part[q][MH - 1], af, b0b, b1b);
+          }
+        }
+        if constexpr (SPG > 0) {
+          if ((step + 1) % SPG == 0) {  // end of a group: P_g takes the group's ŝ
+#pragma unroll
+            for (int q = 0; q < P; q++) {
+              const float f0 = (float)sc[b][u][2 * q][step / SPG], f1 = (float)sc[b][u][2 * q + 1][step / SPG];
+#pragma unroll
+              for (int h = 0; h < MH; h++) {
+                // part[.][h][0..1]: row gid = strip 2q's column; [2..3]: strip 2q+1's.
+                total[q][h][0] = fmaf(f0, part[q][h][0], total[q][h][0]);
+                total[q][h][1] = fmaf(f0, part[q][h][1], total[q][h][1]);
+                total[q][h][2] = fmaf(f1, part[q][h][2], total[q][h][2]);
+                total[q][h][3] = fmaf(f1, part[q][h][3], total[q][h][3]);
+#pragma unroll
+                for (int e = 0; e < 4; e++) part[q][h][e] = 0.f;
+              }
+            }
+          }
+        }
+      }
+    }
+  };
+
+  load(0, 0);  // weights and scales never depend on the previous kernel
+  pdl_launch_dependents();
+  pdl_wait();
+  const int rounds = (kblocks + IT - 1) / IT;
+  if constexpr (!PIPE) {
+    for (int t = 0; t < rounds; t++) {
+      if (t > 0) load(0, t);
+      compute(0, t);
+    }
+  } else {
+    for (int t = 0; t < rounds; t += 2) {
+      if (t + 1 < rounds) load(NB - 1, t + 1);
+      compute(0, t);
+      if (t + 1 >= rounds) break;
+      if (t + 2 < rounds) load(0, t + 2);
+      compute(NB - 1, t + 1);
+    }
+  }
+  if constexpr (SPG == 0) {  // per-channel: one chain over K, ŝ after the reduction
+#pragma unroll
+    for (int q = 0; q < P; q++)
+#pragma unroll
+      for (int h = 0; h < MH; h++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) total[q][h][e] = part[q][h][e];
+  }
+
+  // [warp][column in block][x row]; fragment element e of lane (gid, tig) in pair q, half h:
+  // column (2q + e/2)·8 + gid, x row 8h + 2·tig + e%2.
+  __shared__ float red[kG2Warps][S * 8][MH * 8];
+#pragma unroll
+  for (int q = 0; q < P; q++)
+#pragma unroll
+    for (int h = 0; h < MH; h++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) red[warp][(2 * q + (e >> 1)) * 8 + gid][h * 8 + 2 * tig + (e & 1)] = total[q][h][e];
+  __syncthreads();
+  for (int o = threadIdx.x; o < p.m * S * 8; o += kG2Warps * 32) {
+    const int m = o / (S * 8), cl = o - m * (S * 8);
+    const int c = strip0 * 8 + cl;
+    if ((cl >> 3) >= real || c >= p.n) continue;  // strips past Np/8, padding columns
+    float acc = red[0][cl][m];
+#pragma unroll
+    for (int v = 1; v < kG2Warps; v++) acc = __fadd_rn(acc, red[v][cl][m]);
+    if constexpr (SPG == 0) acc = __fmul_rn((float)p.group_scale[c], acc);
+    float y = __fmul_rn(acc, 16.f * p.channel_scale[c]);
+    if (p.bias) y = __fadd_rn(y, p.bias[c]);
+    p.y[(size_t)m * p.n + c] = __float2half_rn(y);
+  }
+}
+
+// K blocks per warp per round: 64 KB in flight per SM at full occupancy (s2: 2 blocks × 8 warps
+// × 4 × 2 × 512 B; s4: 2 × 8 × 2 × 4 × 512; s8: 1 × 8 × 2 × 8 × 512). Groups of 32 hold 4
+// scale words per strip and K block: U halves (as gemv_mma's k_blocks_ahead), and so do groups
+// of 64 at s4 with 16 rows (MH = 2: 32 accumulator registers), so that every instantiation
+// stays inside its register bound without spilling (ptxas -v: 0 bytes spilled, CUDA 11.8).
+// The pipelined s2 (PIPE) holds two rounds of U = 2 (groups of 32: 1): the registers of s2's one
+// round of 4, with 2 to 4 KB per warp always in flight instead of 4 KB then none.
+constexpr int g2_ahead(int s, int spg, int mh, bool pipe) {
+  return pipe ? (spg == 1 ? 1 : 2)
+              : s == 2 ? (spg == 1 ? 2 : 4) : (spg == 1 || (s == 4 && mh == 2 && spg == 2)) ? 1 : 2;
+}
+
+template <int MH, int SPG, int S, bool PIPE>
+void launch_g2_t(const Params& p, int blocks, cudaStream_t s) {
+  (void)launch_pdl(w4a16_gemv2_kernel<MH, SPG, S, g2_ahead(S, SPG, MH, PIPE), PIPE>, dim3(blocks),
+                   dim3(kG2Warps * 32), 0, s, p);
+}
+
+template <int S, bool PIPE = false>
+void launch_gemv2(const Params& p, int blocks, cudaStream_t s) {
+  const int spg = p.group_size >= p.k ? 0 : p.group_size / 32;
+  if (p.m <= 8) {
+    if (spg == 0) launch_g2_t<1, 0, S, PIPE>(p, blocks, s);
+    else if (spg == 1) launch_g2_t<1, 1, S, PIPE>(p, blocks, s);
+    else if (spg == 2) launch_g2_t<1, 2, S, PIPE>(p, blocks, s);
+    else launch_g2_t<1, 4, S, PIPE>(p, blocks, s);
+  } else {
+    if (spg == 0) launch_g2_t<2, 0, S, PIPE>(p, blocks, s);
+    else if (spg == 1) launch_g2_t<2, 1, S, PIPE>(p, blocks, s);
+    else if (spg == 2) launch_g2_t<2, 2, S, PIPE>(p, blocks, s);
+    else launch_g2_t<2, 4, S, PIPE>(p, blocks, s);
+  }
+}
+
 struct Config {
   const char* name;
   int bm, bn, threads, smem;
   const void* fn;
   void (*launch)(const Params&, int, cudaStream_t);
-  bool gemv = false;
+  bool gemv = false;  // a decode GEMV: whole K per block, no workspace, splits 0 or 1
+  int max_m = 0;      // GEMVs: the largest M
+  int strips = 0;     // GEMVs: 8-column strips per block
 };
 
 template <int BM, int BN, int WM_, int WN_, int ST>
@@ -500,10 +792,17 @@ const Config kConfigs[] = {
     ODY_W4A16_CONFIG("m16n64_w1x4_s4", 16, 64, 1, 4, 4),    // 1 decode, narrow
     ODY_W4A16_CONFIG("m32n128_w1x4_s4", 32, 128, 1, 4, 4),  // 2 small batch
     ODY_W4A16_CONFIG("m64n128_w2x4_s3", 64, 128, 2, 4, 3),  // 3 medium / prefill
-    Config{"w4a16_gemv", 8, 16, kGemvWarps * 32, 0, nullptr, launch_gemv, true},  // 4 decode GEMV, M <= 8
+    Config{"w4a16_gemv", 8, 16, kGemvWarps * 32, 0, nullptr, launch_gemv, true, kGemvMaxM, 2},  // 4 decode GEMV, M <= 8
+    // 5..7 decode GEMV 2 (M <= 16): 2, 4, 8 strips per block.
+    Config{"w4a16_gemv2_s2", 16, 16, kG2Warps * 32, 0, nullptr, launch_gemv2<2>, true, kG2MaxM, 2},
+    Config{"w4a16_gemv2_s4", 16, 32, kG2Warps * 32, 0, nullptr, launch_gemv2<4>, true, kG2MaxM, 4},
+    Config{"w4a16_gemv2_s8", 16, 64, kG2Warps * 32, 0, nullptr, launch_gemv2<8>, true, kG2MaxM, 8},
+    // 8 decode GEMV 2, 2 strips, two register buffers of rounds (PIPE).
+    Config{"w4a16_gemv2_s2p", 16, 16, kG2Warps * 32, 0, nullptr, launch_gemv2<2, true>, true, kG2MaxM, 2},
 };
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
-constexpr int kGemvConfig = kNumConfigs - 1;
+constexpr int kGemvConfig = 4;
+constexpr int kGemv2S2Config = 5, kGemv2S4Config = 6, kGemv2S8Config = 7;
 constexpr int kGemvDispatchMaxM = 4;  // the dispatch's rule (issue 12's decode shapes); the kernel takes 8
 // And only below this K: measured (session 5 call 6, 629f90c, H100, µs, M = 1 / 4) the GEMV wins
 // on the 7B shapes (4096² 9.06 / 9.13 vs the m16n64 tile 12.28 / 12.69; 22016×4096 27.95 / 28.56
@@ -539,11 +838,13 @@ ody_status check(const ody_w4a16_problem* p) {
   if (p->config < -1 || p->config >= kNumConfigs) return fail(ODY_ERR_INVALID, "w4a16: no config " + std::to_string(p->config));
   if (p->splits < 0 || p->splits > p->k / kBK) return fail(ODY_ERR_UNSUPPORTED, "w4a16: split-K beyond K/128");
   if (p->config >= 0 && kConfigs[p->config].gemv) {
-    if (p->m > kGemvMaxM)
-      return fail(ODY_ERR_UNSUPPORTED, "w4a16: config w4a16_gemv takes M <= " + std::to_string(kGemvMaxM) +
+    const Config& c = kConfigs[p->config];
+    if (p->m > c.max_m)
+      return fail(ODY_ERR_UNSUPPORTED, std::string("w4a16: config ") + c.name + " takes M <= " + std::to_string(c.max_m) +
                                            ", not " + std::to_string(p->m));
     if (p->splits > 1)
-      return fail(ODY_ERR_UNSUPPORTED, "w4a16: config w4a16_gemv has no split-K (splits " + std::to_string(p->splits) + ")");
+      return fail(ODY_ERR_UNSUPPORTED,
+                  std::string("w4a16: config ") + c.name + " has no split-K (splits " + std::to_string(p->splits) + ")");
   }
   const long long np = (p->n + 7) / 8 * 8;
   if ((long long)p->m * np > (1LL << 31) - 1 || 2LL * p->m * p->k >= (1LL << 32) - 1 || np * p->k / 2 >= (1LL << 32) - 1)
@@ -556,19 +857,39 @@ struct Plan {
   StreamKGrid grid;
 };
 
+// ODYSSEY_W4A16_GEMV2=1: the dispatch sends M ≤ 16 (no split-K asked) to the GEMV 2 configs,
+// by the rule below; unset or 0: the measured table (w4a16_gemv at M ≤ 4 and K < 16384, the
+// tiles otherwise). Read once per process. Until a GPU run decides, the default stays the old one.
+bool gemv2_enabled() {
+  static const bool on = [] {
+    const char* e = std::getenv("ODYSSEY_W4A16_GEMV2");
+    return e && std::strcmp(e, "1") == 0;
+  }();
+  return on;
+}
+
+// GEMV 2's strips per block (expected, from byte counting; runtime/NOTES.md): x costs M·2 bytes
+// per k per block against S·4 bytes of weights, so x's share of the block's traffic (L1/L2)
+// is M/(2S): s2 up to M = 4 (at most 1:1 and the most blocks: best balance), s4 up to M = 8,
+// s8 above.
+int gemv2_config(int m) { return m <= 4 ? kGemv2S2Config : m <= 8 ? kGemv2S4Config : kGemv2S8Config; }
+
 Plan plan(const ody_w4a16_problem* p) {
   Plan pl{};
   // The GEMV for decode (M ≤ 4, K < 16384, no split-K asked); then as FastGEMM's table (not swept
-  // separately yet): 16×128 for decode, 64×128 above.
+  // separately yet): 16×128 for decode, 64×128 above. With ODYSSEY_W4A16_GEMV2=1, GEMV 2 for
+  // M ≤ 16 instead.
+  const bool g2 = gemv2_enabled() && p->m <= kG2MaxM && p->splits <= 1;
   pl.config = p->config >= 0                                    ? p->config
+              : g2                                              ? gemv2_config(p->m)
               : p->m <= kGemvDispatchMaxM && p->k < kGemvDispatchMaxK && p->splits <= 1 ? kGemvConfig
               : p->m <= 16                                      ? (p->n >= 8192 ? 0 : 1)
               : p->m <= 32                                      ? 2
                                                                 : 3;
   const Config& c = kConfigs[pl.config];
-  if (c.gemv) {  // one block per 16 columns, whole K: never a workspace
+  if (c.gemv) {  // one block per `strips` strips, whole K: never a workspace
     pl.tiles_m = 1;
-    pl.tiles_n = ((p->n + 7) / 8 * 8 + 15) / 16;
+    pl.tiles_n = ((p->n + 7) / 8 + c.strips - 1) / c.strips;
     pl.grid = StreamKGrid{pl.tiles_n, false};
     return pl;
   }

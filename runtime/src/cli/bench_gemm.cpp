@@ -212,6 +212,9 @@ struct Bench {
   double copy_gbs = 0;
   int iters = 100;
   bool sweep = false;
+  // --only w4a16: the W4A16 rows (dispatch, each GEMV config, the tile) and cuBLAS FP16 only, for
+  // a short device step (runtime/scripts/device-run.sh w4a16).
+  bool w4a16_only = false;
   std::vector<Row> rows;
 
   Bench() {
@@ -272,7 +275,7 @@ struct Bench {
       wh.emplace_back(w16);
       fill_half(wh.back(), 200 + i, 0.05f);
     }
-    for (int i = 0; i < r8; i++) {
+    for (int i = 0; i < r8 && !w4a16_only; i++) {
       wi8.emplace_back(w8);
       fill_random(wi8.back(), 300 + i, -127, 127);
       wf8.emplace_back(w8);
@@ -294,7 +297,7 @@ struct Bench {
       const double est_flop_us = 2.0 * m * n * k / 1.0e12 * 1e6 / 600;
 
       // Ours, both scale kinds: the dispatch's choice, and with --sweep every config × split.
-      for (int is_int = 1; is_int >= 0; is_int--) {
+      for (int is_int = 1; is_int >= 0 && !w4a16_only; is_int--) {
         ody_w4a8_problem p{m, n, k, group, 1, is_int ? ODY_SCALE_INT : ODY_SCALE_FLOAT, -1, 0};
         std::vector<std::pair<int, int>> variants = {{-1, 0}};
         // The decode GEMVs (gemv_w4, gemv_mma_*) always, as rows of their own beside the
@@ -414,12 +417,12 @@ struct Bench {
         r.note = std::string(ody_w4a16_config_name(dc)) + "/" + std::to_string(db) + "blocks";
         rows.push_back(r);
       }
-      // The W4A16 decode GEMV and the tile kernel, each forced, beside the dispatch's row.
-      if (m <= 8) w4a16_forced(n, k, m, group, qw, gsi, cs, r4, xh, yh, w4 + sc_int + np * 4 + 2.0 * m * k + out16,
+      // The W4A16 decode GEMVs and the tile kernel, each forced, beside the dispatch's row.
+      if (m <= 16) w4a16_forced(n, k, m, group, qw, gsi, cs, r4, xh, yh, w4 + sc_int + np * 4 + 2.0 * m * k + out16,
                                std::max(est_floor_us, est_flop_us * 2));
       // The FP16 GEMV (gemv_f16.cu) on the same fp16 weights as cuBLAS; for vocabulary-sized N
       // (the lm_head) also with fp32 logits, as the executor calls both.
-      if (m <= ODY_F16_GEMV_MAX_M) {
+      if (m <= ODY_F16_GEMV_MAX_M && !w4a16_only) {
         f16_gemv_rows(n, k, m, wh, r16, xh, yh, y32, w16 + 2.0 * m * k, out16, est_floor_us * 4, false);
         if (n >= 32000) f16_gemv_rows(n, k, m, wh, r16, xh, yh, y32, w16 + 2.0 * m * k, 4.0 * m * n, est_floor_us * 4, true);
       }
@@ -445,6 +448,7 @@ struct Bench {
           w8s.upload(h.data(), (size_t)n * 4);
         }
         for (int cfg : {0, 1, -1}) {
+          if (w4a16_only) break;
           ody_w8a8_problem p{m, n, k, cfg};
           const std::string name = cfg == -1 ? "w8a8" : std::string("w8a8_") + ody_w8a8_config_name(cfg);
           if (ody_w8a8_can_implement(&p, nullptr) != ODY_OK) continue;
@@ -472,7 +476,7 @@ struct Bench {
         }
       }
       // cuBLASLt INT8 (int32 out) and FP8 e4m3 (fp16 out).
-      for (int fp8 = 0; fp8 <= 1; fp8++) {
+      for (int fp8 = 0; fp8 <= 1 && !w4a16_only; fp8++) {
         LtGemm g;
         g.lt = lt;
         if (fp8)
@@ -516,16 +520,17 @@ struct Bench {
     }
   }
 
-  // Rows "w4a16_gemv" (config w4a16_gemv) and "w4a16_mma" (the tile config the table picks for
-  // this M without the GEMV), so that the GEMV's gain is measured in the same run.
+  // Rows "w4a16_gemv" (config w4a16_gemv), "w4a16_gemv2_s2/_s4/_s8" (the GEMV 2 configs) and
+  // "w4a16_mma" (the tile config the table picks for this M without the GEMVs), so that each
+  // GEMV's gain is measured in the same run. A GEMV past its M is left out (can_implement).
   void w4a16_forced(int n, int k, int m, int group, std::vector<DeviceBuffer>& qw, std::vector<DeviceBuffer>& gsi,
                     DeviceBuffer& cs, int r4, DeviceBuffer& xh, DeviceBuffer& yh, double bytes, double est_us) {
-    int gemv = -1;
+    std::vector<int> cfgs;
     for (int i = 0; i < ody_w4a16_num_configs(); i++)
-      if (std::string(ody_w4a16_config_name(i)) == "w4a16_gemv") gemv = i;
+      if (std::string(ody_w4a16_config_name(i)).rfind("w4a16_gemv", 0) == 0) cfgs.push_back(i);
     const int mma = m <= 16 ? (n >= 8192 ? 0 : 1) : m <= 32 ? 2 : 3;  // the tile rule of w4a16.cu's plan()
-    for (int c : {gemv, mma}) {
-      if (c < 0) continue;
+    cfgs.push_back(mma);
+    for (int c : cfgs) {
       ody_w4a16_problem p{m, n, k, group, c, 0};
       if (ody_w4a16_can_implement(&p, nullptr) != ODY_OK) continue;
       size_t wsb = ody_w4a16_workspace_size(&p);
@@ -546,7 +551,7 @@ struct Bench {
           iters, est_us);
       int dc = 0, db = 0;
       ody_w4a16_dispatch(&p, &dc, &db);
-      Row r = make_row(n, k, m, c == gemv ? "w4a16_gemv" : "w4a16_mma", us, bytes, 989);
+      Row r = make_row(n, k, m, c == mma ? std::string("w4a16_mma") : std::string(ody_w4a16_config_name(c)), us, bytes, 989);
       r.note = std::string(ody_w4a16_config_name(dc)) + "/" + std::to_string(db) + "blocks";
       rows.push_back(r);
     }
@@ -636,6 +641,10 @@ int cmd_bench_gemm(const Args& args) {
   Bench b;
   b.iters = (int)args.get_int("iters", 100);
   b.sweep = args.has("sweep");
+  if (args.has("only")) {
+    if (args.get("only", "") != "w4a16") throw std::runtime_error("--only: the one subset is w4a16");
+    b.w4a16_only = true;
+  }
   if (b.iters < 5) throw std::runtime_error("--iters must be at least 5");
   std::vector<std::pair<int, int>> shapes;
   std::string spec = args.get("shapes", "4096x4096,11008x4096,4096x11008,8192x8192,28672x8192,8192x28672");

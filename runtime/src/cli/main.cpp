@@ -3,7 +3,7 @@
 // stderr. Every failure prints {"ok": false, "error": "..."} and exits non-zero.
 //
 //   odyssey-rt info
-//   odyssey-rt test gemm --cases DIR [--configs NAME,...]
+//   odyssey-rt test gemm --cases DIR [--configs NAME,...] [--kinds w4a8,w4a16,act]
 //   odyssey-rt test wgmma-probe      (the Hopper wgmma kernel's operand layouts on known inputs)
 //   odyssey-rt test w8a8 [--seed N]
 //   odyssey-rt bench gemm [--shapes 4096x4096,...] [--m 1,16,...] [--sweep] [--out FILE.json]
@@ -144,11 +144,11 @@ static int cmd_info() {
 static void usage() {
   std::fprintf(stderr,
                "usage: odyssey-rt info\n"
-               "       odyssey-rt test gemm --cases DIR [--configs NAME,...]\n"
+               "       odyssey-rt test gemm --cases DIR [--configs NAME,...] [--kinds w4a8,w4a16,act]\n"
                "       odyssey-rt test wgmma-probe\n"
                "       odyssey-rt test w8a8 [--seed N]\n"
                "       odyssey-rt test gemv16 [--quick] [--seed N]   (the FP16 GEMV against float64 and cuBLAS)\n"
-               "       odyssey-rt bench gemm [--shapes NxK,...] [--m 1,16,...] [--sweep] [--iters N]\n"
+               "       odyssey-rt bench gemm [--shapes NxK,...] [--m 1,16,...] [--sweep] [--only w4a16] [--iters N]\n"
                "                             [--out FILE.json] [--md FILE.md]\n"
                "       odyssey-rt test codec --cases DIR [--kernels 5,4,3,2,1]\n"
                "       odyssey-rt bench codec [--sizes 1M..256M:4] [--bits 8,4] [--group 128] [--ranks 8] [--sym]\n"

@@ -15,8 +15,12 @@
 //     here from the unpacked operands.
 // Outputs are poisoned (0xFF bytes: fp16 NaN, acc -1) before each launch, every launch is
 // checked, and the split-K workspace must be all zero again afterwards (the kernel restores it).
-// W4A16 cases run through every config (the decode GEMV w4a16_gemv where M <= 8) and split,
-// within the tolerance of docs/gemm-cases.md. Also: activation quantization cases (bit-exact codes and scales) and can_implement refusals.
+// W4A16 cases run through every config (the decode GEMVs w4a16_gemv where M <= 8 and
+// w4a16_gemv2_s2/s4/s8/s2p where M <= 16, splits 0 and 1) and split, within the tolerance of
+// docs/gemm-cases.md. Also: activation quantization cases (bit-exact codes and scales) and
+// can_implement refusals. --configs NAME,... (W4A8 or W4A16 names) and --kinds w4a8,w4a16,act
+// narrow a run; the dispatch's own run of each case always runs.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <deque>
@@ -236,7 +240,8 @@ CaseResult run_w4a8(const std::string& name, const W4A8Case& c, bool int_scale, 
   return r;
 }
 
-// --configs NAME,...: run only these tile configs (the dispatch's own run always runs).
+// --configs NAME,...: run only these configs, W4A8 or W4A16 names (the dispatch's own run
+// always runs).
 std::vector<std::string> g_only_configs;
 bool config_selected(int cfg) {
   if (g_only_configs.empty()) return true;
@@ -244,6 +249,14 @@ bool config_selected(int cfg) {
     if (n == ody_w4a8_config_name(cfg)) return true;
   return false;
 }
+bool config16_selected(int cfg) {
+  if (g_only_configs.empty()) return true;
+  for (auto& n : g_only_configs)
+    if (n == ody_w4a16_config_name(cfg)) return true;
+  return false;
+}
+// --kinds KIND,...: run only the cases of these kinds (w4a8, w4a16, act); all by default.
+std::vector<std::string> g_only_kinds;
 
 std::vector<CaseResult> test_w4a8(const std::string& name, const SafetensorsFile& f) {
   W4A8Case c = load_w4a8(f);
@@ -313,13 +326,15 @@ std::vector<CaseResult> test_w4a16(const std::string& name, const SafetensorsFil
   int kblocks = k / 128;
   std::vector<std::pair<int, int>> variants;
   for (int cfg = 0; cfg < ody_w4a16_num_configs(); cfg++)
-    for (int sp : {0, 1, 2, std::min(kblocks, 7)})
-      if (sp <= kblocks) variants.push_back({cfg, sp});
+    if (config16_selected(cfg))
+      for (int sp : {0, 1, 2, std::min(kblocks, 7)})
+        if (sp <= kblocks) variants.push_back({cfg, sp});
   variants.push_back({-1, 0});
   for (auto [cfg, sp] : variants) {
-    // The decode GEMV (w4a16_gemv) takes M <= 8 and no split-K: it runs where can_implement
-    // accepts it; every other config refuses nothing here, and the dispatch's run always runs.
-    if (cfg >= 0 && std::string(ody_w4a16_config_name(cfg)) == "w4a16_gemv") {
+    // The decode GEMVs (w4a16_gemv: M <= 8; w4a16_gemv2_*: M <= 16; no split-K) run where
+    // can_implement accepts them; every other config refuses nothing here, and the dispatch's
+    // run always runs.
+    if (cfg >= 0 && std::string(ody_w4a16_config_name(cfg)).rfind("w4a16_gemv", 0) == 0) {
       ody_w4a16_problem q{m, n, k, group, cfg, sp};
       if (ody_w4a16_can_implement(&q, nullptr) == ODY_ERR_UNSUPPORTED) continue;
     }
@@ -499,15 +514,21 @@ std::vector<CaseResult> test_refusals() {
     }
     out.push_back(r);
   }
-  // The W4A16 decode GEMV's limits.
-  int gemv16 = -1;
-  for (int i = 0; i < ody_w4a16_num_configs(); i++)
-    if (std::string(ody_w4a16_config_name(i)) == "w4a16_gemv") gemv16 = i;
+  // The W4A16 decode GEMVs' limits.
+  int gemv16 = -1, gemv2_s2 = -1, gemv2_s8 = -1;
+  for (int i = 0; i < ody_w4a16_num_configs(); i++) {
+    const std::string nm = ody_w4a16_config_name(i);
+    if (nm == "w4a16_gemv") gemv16 = i;
+    if (nm == "w4a16_gemv2_s2") gemv2_s2 = i;
+    if (nm == "w4a16_gemv2_s8") gemv2_s8 = i;
+  }
   struct Want16 {
     const char* what;
     ody_w4a16_problem p;
   } wants16[] = {{"w4a16_gemv with M = 9", {9, 64, 256, 128, gemv16, 0}},
-                 {"w4a16_gemv with split-K 2", {1, 64, 256, 128, gemv16, 2}}};
+                 {"w4a16_gemv with split-K 2", {1, 64, 256, 128, gemv16, 2}},
+                 {"w4a16_gemv2_s2 with M = 17", {17, 64, 256, 128, gemv2_s2, 0}},
+                 {"w4a16_gemv2_s8 with split-K 2", {1, 64, 256, 128, gemv2_s8, 2}}};
   for (auto& w : wants16) {
     CaseResult r;
     r.name = std::string("refuse: ") + w.what;
@@ -518,8 +539,8 @@ std::vector<CaseResult> test_refusals() {
     a.group_scale = buf.get<int16_t>();
     a.channel_scale = buf.get<float>();
     a.y = buf.get();
-    ody_status s = gemv16 < 0 ? ODY_ERR_INVALID : ody_w4a16_gemm(&w.p, &a, nullptr);
-    std::string msg = gemv16 < 0 ? "no config named w4a16_gemv" : ody_last_error();
+    ody_status s = w.p.config < 0 ? ODY_ERR_INVALID : ody_w4a16_gemm(&w.p, &a, nullptr);
+    std::string msg = w.p.config < 0 ? "no such config" : ody_last_error();
     if (s != ODY_ERR_UNSUPPORTED || msg.empty()) {
       r.passed = false;
       r.message = "status " + std::to_string(s) + " (want " + std::to_string(ODY_ERR_UNSUPPORTED) + "), message \"" + msg + "\"";
@@ -806,8 +827,13 @@ int cmd_test_gemm(const Args& args) {
   for (auto& n : g_only_configs) {
     bool found = false;
     for (int i = 0; i < ody_w4a8_num_configs(); i++) found |= n == ody_w4a8_config_name(i);
+    for (int i = 0; i < ody_w4a16_num_configs(); i++) found |= n == ody_w4a16_config_name(i);
     if (!found) throw std::runtime_error("test gemm --configs: no config named \"" + n + "\"");
   }
+  g_only_kinds = split_names(args.get("kinds"));
+  for (auto& kd : g_only_kinds)
+    if (kd != "w4a8" && kd != "w4a16" && kd != "act")
+      throw std::runtime_error("test gemm --kinds: no case kind \"" + kd + "\" (w4a8, w4a16, act)");
   std::string dir = args.get("cases");
   if (dir.empty()) throw std::runtime_error("test gemm needs --cases DIR (odyssey testdata gemm-cases --out DIR)");
   Json manifest = parse_json(read_small_file(dir + "/manifest.json", 1 << 20));
@@ -820,6 +846,9 @@ int cmd_test_gemm(const Args& args) {
     const Json* kind = c.find("kind");
     if (!name || !file || !kind || !name->is_string() || !file->is_string() || !kind->is_string())
       throw std::runtime_error(dir + "/manifest.json: a case lacks name, file or kind");
+    if (!g_only_kinds.empty() &&
+        std::find(g_only_kinds.begin(), g_only_kinds.end(), kind->as_string()) == g_only_kinds.end())
+      continue;
     const std::string& fn = file->as_string();
     if (fn.find('/') != std::string::npos || fn.find("..") != std::string::npos)
       throw std::runtime_error(dir + "/manifest.json: case file \"" + fn + "\" is not a plain file name");

@@ -15,6 +15,16 @@
 // m64n64k32 chains (descriptor start + 8192·h, D register j of half h = v2's register 32·h + j)
 // and the delayed fold of the second half (folded after the next group's first half is issued,
 // with the scales kept from its own group): replayed in the kernel's order.
+// v4 (config wgmma_ws_r128t128_v4): v2's stage read by the consumers, but filled by v4's copies
+// (the TMA's 128-byte swizzle image of the X box with tokens past M zero-filled, one 512-byte
+// bulk copy per strip below Np and nothing past it — stale bytes stay there —, one bulk copy of
+// the tile's valid channels per group row), every case once more; and the producer/consumer ring
+// (v4_ring): the kernel's stage/phase counters, mbarriers (arrival counts, transaction bytes,
+// phase bit, try_wait.parity), the pingpong named barriers and copies landing at random times,
+// run by a random scheduler over 1..40 K blocks, ring sizes 1..8 and 1, 2 or 4 groups: every
+// consumed stage must hold the wanted K block until its last wgmma completed, no copy may land
+// in a stage a consumer warp still uses, the two consumers' issues must alternate, and nothing may
+// deadlock. Three mutations of the kernel's protocol must each be caught.
 // Host only (CI): emulate_wgmma [--quick]
 #include <cstdint>
 #include <cstdio>
@@ -142,7 +152,7 @@ long long run(int m, int n, int k, int group, uint32_t seed, int ver) {
       bool v3_pending[2] = {false, false};
       for (int kb = 0; kb < kblocks; kb++) {
         // cp.async: thread tid's chunks i = u·256 + tid, row r = i>>3, chunk c = i&7.
-        for (int tid = 0; tid < 256; tid++)
+        for (int tid = 0; tid < 256 && ver != 4; tid++)
           for (int u = 0; u < 4; u++) {
             const int i = u * 256 + tid, r = i >> 3, c = i & 7;
             uint8_t* dst = smem.data() + r * 128 + ((c ^ (r & 7)) << 4);
@@ -151,7 +161,28 @@ long long run(int m, int n, int k, int group, uint32_t seed, int ver) {
             else
               std::memset(dst, 0, 16);
           }
-        if (v2) {
+        if (ver == 4) {
+          // TMA, SWIZZLE_128B: box byte (kk, token row r) at logical r·128 + kk of the 1024-byte
+          // aligned stage, 16-byte unit bits 4–6 XORed with bits 7–9; out-of-range tokens read 0.
+          for (int r = 0; r < 128; r++)
+            for (int kk = 0; kk < 128; kk++) {
+              const uint32_t off = r * 128 + kk, phys = off ^ (((off >> 7) & 7) << 4);
+              smem[phys] = t0 + r < m ? (uint8_t)x[(size_t)(t0 + r) * k + kb * 128 + kk] : 0;
+            }
+          // Stale bytes from "an earlier stage" where v4 copies nothing (strips and channels
+          // past Np): the outputs must not depend on them.
+          for (auto& b : wsm) b = (uint8_t)rnd();
+          for (auto& b : ssm) b = (uint8_t)rnd();
+          for (auto& b : fsm) b = (uint8_t)rnd();
+          const int nstrips = std::min(16, (np - rt * 128) / 8), ncols = std::min(128, np - rt * 128);
+          for (int j = 0; j < nstrips; j++)
+            std::memcpy(wsm.data() + j * 512, qw.data() + ((size_t)(rt * 16 + j) * kblocks + kb) * 512, 512);
+          for (int g = 0; spg && g < kgroups; g++) {
+            const size_t src = (size_t)(kb * kgroups + g) * np + rt * 128;
+            std::memcpy(ssm.data() + g * 128 * 2, gs.data() + src, ncols * 2);
+            std::memcpy(fsm.data() + g * 128 * 4, gsf.data() + src, ncols * 4);
+          }
+        } else if (v2) {
           // W: chunk i = u·256 + tid is strip i/32 of the block, lane i%32; smem offset 16·i.
           for (int tid = 0; tid < 256; tid++)
             for (int u = 0; u < 2; u++) {
@@ -252,8 +283,9 @@ long long run(int m, int n, int k, int group, uint32_t seed, int ver) {
                   std::memcpy(&fhi, fsm.data() + (j + 8) * 4, 4);
                   s_lo = (uint32_t)(int32_t)lo;
                   s_hi = (uint32_t)(int32_t)hi;
-                  // The float rows must hold the same scales (the float kernel folds with them).
-                  if (flo != (float)lo || fhi != (float)hi) bad_copy++;
+                  // The float rows must hold the same scales (the float kernel folds with them);
+                  // v4 leaves rows ≥ Np stale (never stored), so only rows below Np count.
+                  if ((c0 < np && flo != (float)lo) || (c0 + 8 < np && fhi != (float)hi)) bad_copy++;
                 }
                 for (int i = 0; i < 64; i++) total[wg * 128 + tid][i] += ((i >> 1) & 1 ? s_hi : s_lo) * part[wg * 128 + tid][i];
               }
@@ -337,6 +369,188 @@ long long v3p_schedule(int m, int n, int k, int grid) {
   return bad;
 }
 
+
+// v4's producer/consumer ring, replayed step by step. Agents: the producer thread and the 8
+// consumer warps (consumer c = warps 4c..4c+3). Each step of the random scheduler advances one
+// runnable agent by one action of the kernel's code; copies issued by the producer land later,
+// at random, one at a time (complete_tx). mbarrier model (PTX ISA "mbarrier"): a phase completes
+// when its pending arrivals reach 0 and its transaction count is 0; the phase bit then flips and
+// the arrival count resets; try_wait.parity(P) succeeds when the phase bit differs from P.
+// Named barriers: 8 warps (256 threads) complete an instance; bar.sync blocks until it does.
+// Mutations (mut): 1 = a consumer warp releases the stage right after issuing its last group
+// (before wait_group 0); 2 = empty[s] counts 4 arrivals (one warpgroup) instead of 8; 3 = the
+// producer waits on empty with parity `phase` instead of `phase ^ 1`. Returns the problems seen.
+struct MBar {
+  int count = 0, pending = 0, tx = 0, phase = 0;
+  void init(int c) { count = pending = c; }
+  void maybe_complete() {
+    if (pending == 0 && tx == 0) {
+      phase ^= 1;
+      pending = count;
+    }
+  }
+  void arrive() {
+    pending--;
+    maybe_complete();
+  }
+  void expect_tx(int b) { tx += b; }
+  void complete_tx(int b) {
+    tx -= b;
+    maybe_complete();
+  }
+  bool try_wait(int parity) const { return phase != parity; }
+};
+
+long long v4_ring(int kblocks, int stages, int kgroups, uint32_t seed, int mut) {
+  uint32_t rs = seed;
+  auto rnd = [&rs]() {
+    rs = rs * 1664525u + 1013904223u;
+    return rs >> 8;
+  };
+  const int kCopies = 3, kBytes = 100;  // copies per stage (X, W, scales) and bytes each
+  std::vector<MBar> full(stages), empty(stages);
+  for (int s = 0; s < stages; s++) {
+    full[s].init(1);
+    empty[s].init(mut == 2 ? 4 : 8);
+  }
+  std::vector<int> content(stages, -1), users(stages, 0);
+  struct Copy {
+    int stage, kb;
+  };
+  std::vector<Copy> flight;
+  long long bad = 0;
+  // Producer state (the kernel's loop: wait empty, expect_tx, issue the copies, advance s/phase).
+  int p_kb = 0, p_s = 0, p_phase = 0;
+  // Named barriers 1 and 2 (index 0, 1): arrivals in this instance, instance number.
+  int nb_arr[2] = {0, 0}, nb_gen[2] = {0, 0};
+  auto nb_arrive = [&](int id) {
+    if (++nb_arr[id] == 8) {
+      nb_arr[id] = 0;
+      nb_gen[id]++;
+    }
+  };
+  const int turns = kblocks * kgroups;
+  // Consumer warp state.
+  struct Warp {
+    int kb = 0, s = 0, phase = 0, g = 0, turn = 0;
+    int pc = 0;       // 0 wait full, 1 turn wait, 2 issue + pass turn, 3 wait_group + release + fold
+    int wait_gen = -1;  // the named-barrier instance a bar.sync waits for
+    bool in_bar = false, done = false;
+  };
+  std::vector<Warp> w(8);
+  std::vector<int> issued(2 * turns, 0);  // warps of consumer c that issued turn t: [c·turns + t]
+  auto consumer_step = [&](int wi) -> bool {  // false: blocked
+    Warp& q = w[wi];
+    const int c = wi / 4;
+    switch (q.pc) {
+      case 0:
+        if (!full[q.s].try_wait(q.phase)) return false;
+        if (content[q.s] != q.kb) bad++;  // the stage must hold this K block
+        users[q.s]++;
+        q.g = 0;
+        q.pc = 1;
+        return true;
+      case 1: {
+        const bool must_wait = c == 1 || q.turn > 0;
+        if (!must_wait) {
+          q.pc = 2;
+          return true;
+        }
+        const int id = c;  // consumer c waits on its own barrier (kBarTurn0 / kBarTurn1)
+        if (!q.in_bar) {
+          q.in_bar = true;
+          q.wait_gen = nb_gen[id];
+          nb_arrive(id);
+        }
+        if (nb_gen[id] == q.wait_gen) return false;
+        q.in_bar = false;
+        q.pc = 2;
+        return true;
+      }
+      case 2: {
+        // The wgmma ops of turn q.turn: the other consumer must have issued its turn before
+        // (consumer 1: the same turn; consumer 0: the previous one), and this one not yet.
+        if (c == 1 && issued[0 * turns + q.turn] != 4) bad++;
+        if (c == 0 && q.turn > 0 && issued[1 * turns + q.turn - 1] != 4) bad++;
+        if (c == 0 && issued[1 * turns + q.turn] != 0) bad++;
+        issued[c * turns + q.turn]++;
+        if (content[q.s] != q.kb) bad++;
+        if (c == 0 || q.turn + 1 < turns) nb_arrive(1 - c);  // pass the turn
+        q.turn++;
+        if (mut == 1 && q.g == kgroups - 1) {  // mutation: release before the MMAs completed
+          users[q.s]--;
+          empty[q.s].arrive();
+        }
+        q.pc = 3;
+        return true;
+      }
+      default:
+        // wait_group 0: the wgmmas read the stage until here.
+        if (content[q.s] != q.kb) bad++;
+        if (q.g == kgroups - 1) {
+          if (mut != 1) {
+            users[q.s]--;
+            empty[q.s].arrive();
+          }
+          if (++q.kb == kblocks) {
+            q.done = true;
+            return true;
+          }
+          if (++q.s == stages) {
+            q.s = 0;
+            q.phase ^= 1;
+          }
+          q.pc = 0;
+        } else {
+          q.g++;
+          q.pc = 1;
+        }
+        return true;
+    }
+  };
+  auto producer_step = [&]() -> bool {
+    if (p_kb == kblocks) return false;
+    if (!empty[p_s].try_wait(mut == 3 ? p_phase : p_phase ^ 1)) return false;
+    full[p_s].expect_tx(kCopies * kBytes);
+    full[p_s].arrive();
+    for (int i = 0; i < kCopies; i++) flight.push_back({p_s, p_kb});
+    p_kb++;
+    if (++p_s == stages) {
+      p_s = 0;
+      p_phase ^= 1;
+    }
+    return true;
+  };
+  auto land = [&]() -> bool {
+    if (flight.empty()) return false;
+    const size_t i = rnd() % flight.size();
+    const Copy cp = flight[i];
+    flight.erase(flight.begin() + (long)i);
+    if (users[cp.stage] > 0) bad++;  // overwrites a stage a consumer warp still uses
+    content[cp.stage] = cp.kb;  // (a partial copy: the stage holds a mix until the last lands)
+    full[cp.stage].complete_tx(kBytes);
+    return true;
+  };
+  for (long long steps = 0;; steps++) {
+    bool all_done = p_kb == kblocks && flight.empty();
+    for (auto& q : w) all_done = all_done && q.done;
+    if (all_done) break;
+    // Try agents in a random order until one moves; none can: deadlock.
+    const int n_agents = 10, first = (int)(rnd() % n_agents);
+    bool moved = false;
+    for (int j = 0; j < n_agents && !moved; j++) {
+      const int a = (first + j) % n_agents;
+      if (a == 8) moved = producer_step();
+      else if (a == 9) moved = land();
+      else if (!w[a].done) moved = consumer_step(a);
+    }
+    if (!moved || steps > 100000000) {
+      bad++;  // deadlock
+      break;
+    }
+  }
+  return bad;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -348,11 +562,11 @@ int main(int argc, char** argv) {
                        {64, 128, 384, 384}};
   if (!quick) ps.push_back({300, 264, 512, 32});
   long long bad = 0;
-  for (int ver = 1; ver <= 3; ver++)
+  for (int ver = 1; ver <= 4; ver++)
     for (auto& p : ps) {
       long long b = run(p.m, p.n, p.k, p.g, 7u + p.m + p.n, ver);
-      std::printf("emulate_wgmma%s m%d n%d k%d group %d: %s\n", ver == 1 ? "" : ver == 2 ? " v2" : " v3", p.m, p.n, p.k,
-                  p.g, b ? "FAIL" : "ok");
+      std::printf("emulate_wgmma%s m%d n%d k%d group %d: %s\n", ver == 1 ? "" : ver == 2 ? " v2" : ver == 3 ? " v3" : " v4",
+                  p.m, p.n, p.k, p.g, b ? "FAIL" : "ok");
       bad += b;
     }
   // v3p's schedule: one tile per block, two or three per block, K blocks fewer than, equal to and
@@ -367,5 +581,31 @@ int main(int argc, char** argv) {
       }
   std::printf("emulate_wgmma v3p schedule: %s\n", bad_sched ? "FAIL" : "ok");
   bad += bad_sched;
+  // v4's ring: 1..40 K blocks (every one with --quick off, a spread with it), ring sizes 1..8,
+  // 1/2/4 groups per K block, several random interleavings each.
+  long long bad_ring = 0;
+  int ring_runs = 0;
+  for (int kb = 1; kb <= 40; kb += quick ? 3 : 1)
+    for (int stages = 1; stages <= 8; stages++)
+      for (int kg : {1, 2, 4})
+        for (uint32_t seed = 1; seed <= (quick ? 2u : 4u); seed++) {
+          const long long b = v4_ring(kb, stages, kg, seed * 7919u + kb * 31u + stages, 0);
+          if (b) std::printf("emulate_wgmma v4 ring kblocks %d stages %d groups %d seed %u: FAIL (%lld)\n", kb, stages, kg, seed, b);
+          bad_ring += b;
+          ring_runs++;
+        }
+  std::printf("emulate_wgmma v4 ring (%d runs): %s\n", ring_runs, bad_ring ? "FAIL" : "ok");
+  bad += bad_ring;
+  // The mutations must be caught (each on some configuration of a small sweep).
+  for (int mut = 1; mut <= 3; mut++) {
+    long long caught = 0;
+    for (int kb : {3, 9, 20})
+      for (int stages : {1, 2, 4})
+        for (uint32_t seed = 1; seed <= 3; seed++) caught += v4_ring(kb, stages, 2, seed * 104729u + kb, mut) > 0;
+    std::printf("emulate_wgmma v4 ring mutation %d (%s): %s\n", mut,
+                mut == 1 ? "stage released before wait_group" : mut == 2 ? "empty counts one warpgroup" : "producer parity not flipped",
+                caught ? "caught" : "NOT CAUGHT (FAIL)");
+    if (!caught) bad++;
+  }
   return bad ? 1 : 0;
 }

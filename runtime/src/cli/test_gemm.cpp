@@ -606,6 +606,7 @@ std::vector<CaseResult> wgmma_probe_config(const std::string& cname) {
   const std::string tag = cname == "wgmma_r128t128_s4"      ? "wgmma-probe: "
                           : cname == "wgmma_r128t128_s4_v2" ? "wgmma-probe v2: "
                           : cname == "wgmma_r128t128_s4_v3" ? "wgmma-probe v3: "
+                          : cname == "wgmma_ws_r128t128_v4" ? "wgmma-probe v4: "
                                                             : "wgmma-probe v3p: ";
   int cfg = -1;
   for (int i = 0; i < ody_w4a8_num_configs(); i++)
@@ -714,11 +715,13 @@ std::vector<CaseResult> wgmma_probe_config(const std::string& cname) {
   // refilled while earlier ones may still be read (v3's delayed fold of its second half); the
   // last has 16 × 10 = 160 tiles, more than an H100/H200 has SMs, and 3 K blocks: v3p's blocks
   // then run two tiles each, with copies crossing tile boundaries (ragged last row tile too).
+  // The fifth has 32 K blocks: v4's 8-stage mbarrier ring wraps four times (phase bits flip), with
+  // a last row tile of one strip (N = 264 = 2·128 + 8: copies of strips past Np skipped).
   struct RandomCase {
     int group, k, m, n;
   };
   for (const RandomCase rc : {RandomCase{128, 384, 200, 136}, {32, 384, 200, 136}, {64, 1280, 200, 136},
-                              {64, 384, 2048, 1272}}) {
+                              {64, 384, 2048, 1272}, {128, 4096, 130, 264}}) {
     CaseResult r;
     const int group = rc.group, k = rc.k, m = rc.m, n = rc.n, np = (n + 7) / 8 * 8, groups = k / group;
     r.name = tag + "random " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
@@ -768,6 +771,8 @@ std::vector<CaseResult> wgmma_probe() {
   out.insert(out.end(), v3.begin(), v3.end());
   std::vector<CaseResult> v3p = wgmma_probe_config("wgmma_r128t128_s4_v3p");
   out.insert(out.end(), v3p.begin(), v3p.end());
+  std::vector<CaseResult> v4 = wgmma_probe_config("wgmma_ws_r128t128_v4");
+  out.insert(out.end(), v4.begin(), v4.end());
   return out;
 }
 

@@ -80,6 +80,10 @@
 #include "kernel_common.cuh"
 #include "status.hpp"
 
+// v4 ("wgmma_ws_r128t128_v4", ODYSSEY_WGMMA_V4=1 or the forced config): v2's product and tile,
+// warp-specialized (a producer warpgroup issuing TMA / bulk copies into an 8-stage mbarrier ring,
+// two consumer warpgroups alternating their wgmma issue); see "v4" below. v2 and v4 end a tile
+// with the same store_tile.
 // v3 ("wgmma_r128t128_s4_v3", ODYSSEY_WGMMA_V3=1 or the forced config): v2 with each warpgroup's
 // tokens in two 64-token halves (m64n64k32 chains, wait_group 1), so that one half's fold
 // overlaps the other half's MMAs; see "v3" below. v3p ("wgmma_r128t128_s4_v3p",
@@ -435,6 +439,52 @@ constexpr int kWChunksV2 = kWBytesV2 / 16 / kThreads;            // 2 W chunks p
 static_assert(kStageBytesV2 % 1024 == 0, "stages stay 1024-byte aligned (the swizzle atom)");
 static_assert(kWChunksV2 * kThreads * 16 == kWBytesV2, "W chunks divide evenly");
 
+// The end of a tile for v2 and v4 (the same registers, the same formulas): per-channel scaling
+// of the one chain (SPG == 0), then the epilogue. Register i of this thread is (channel
+// c0 + 8·((i>>1)&1), token t0 + 8·(i>>2) + 2·tig + (i&1)); 2-byte stores (≤ 1/200 of the time at
+// K = 28672, NOTES.md). ok0/ok1: rows c0 and c0 + 8's strips are below Np.
+template <int SPG, bool INT_SCALE, class Acc>
+__device__ __forceinline__ void store_tile(const Sm90Params& p, Acc (&total)[64], const uint32_t (&part)[64], int c0,
+                                           int t0, int tig, bool ok0, bool ok1) {
+  using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
+  if (!SPG) {
+    const Scale* gs = static_cast<const Scale*>(p.group_scale);
+    Scale scc[2] = {Scale(0), Scale(0)};
+    if (ok0) scc[0] = gs[c0];
+    if (ok1) scc[1] = gs[c0 + 8];
+    if constexpr (INT_SCALE) {
+#pragma unroll
+      for (int i = 0; i < 64; i++) total[i] = (uint32_t)(int32_t)scc[(i >> 1) & 1] * part[i];
+    } else {
+#pragma unroll
+      for (int i = 0; i < 64; i++)
+        total[i] = __fmul_rn(__int2float_rn((int32_t)part[i]), scc[(i >> 1) & 1] * 0.0625f);
+    }
+  }
+  __half* y = static_cast<__half*>(p.y);
+  float f[2] = {0.f, 0.f};
+  if constexpr (INT_SCALE) {
+    if (c0 < p.n) f[0] = p.channel_scale[c0];
+    if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
+  }
+#pragma unroll
+  for (int i = 0; i < 64; i++) {
+    const int c = c0 + 8 * ((i >> 1) & 1);
+    const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
+    if (c >= p.n || t >= p.m) continue;
+    const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
+    const size_t o = (size_t)t * p.n + c;
+    if constexpr (INT_SCALE) {
+      y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
+      if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
+    } else {
+      float v = __fmul_rn(total[i], xs);
+      if (p.bias) v = __fadd_rn(v, p.bias[c]);
+      y[o] = __float2half_rn(v);
+    }
+  }
+}
+
 template <int SPG, bool INT_SCALE>
 __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v2_kernel(const Sm90Params p) {
 #if ODY_WGMMA_DEVICE
@@ -599,44 +649,7 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v2_kernel(const Sm90Pa
     }
   }
   cp_async_wait<0>();
-
-  if (!SPG) {
-    Scale scc[2] = {Scale(0), Scale(0)};
-    if (ok0) scc[0] = gs[c0];
-    if (ok1) scc[1] = gs[c0 + 8];
-    if constexpr (INT_SCALE) {
-#pragma unroll
-      for (int i = 0; i < 64; i++) total[i] = (uint32_t)(int32_t)scc[(i >> 1) & 1] * part[i];
-    } else {
-#pragma unroll
-      for (int i = 0; i < 64; i++)
-        total[i] = __fmul_rn(__int2float_rn((int32_t)part[i]), scc[(i >> 1) & 1] * 0.0625f);
-    }
-  }
-
-  // Epilogue: as v1 (2-byte stores; ≤ 1/200 of the time at K = 28672, NOTES.md).
-  __half* y = static_cast<__half*>(p.y);
-  float f[2] = {0.f, 0.f};
-  if constexpr (INT_SCALE) {
-    if (c0 < p.n) f[0] = p.channel_scale[c0];
-    if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
-  }
-#pragma unroll
-  for (int i = 0; i < 64; i++) {
-    const int c = c0 + 8 * ((i >> 1) & 1);
-    const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
-    if (c >= p.n || t >= p.m) continue;
-    const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
-    const size_t o = (size_t)t * p.n + c;
-    if constexpr (INT_SCALE) {
-      y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
-      if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
-    } else {
-      float v = __fmul_rn(total[i], xs);
-      if (p.bias) v = __fadd_rn(v, p.bias[c]);
-      y[o] = __float2half_rn(v);
-    }
-  }
+  store_tile<SPG, INT_SCALE>(p, total, part, c0, t0, tig, ok0, ok1);
 #else
   (void)p;
   __trap();
@@ -1578,43 +1591,7 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
     }
   }
 
-  if (!SPG) {
-    Scale scc[2] = {Scale(0), Scale(0)};
-    if (ok0) scc[0] = gs[c0];
-    if (ok1) scc[1] = gs[c0 + 8];
-    if constexpr (INT_SCALE) {
-#pragma unroll
-      for (int i = 0; i < 64; i++) total[i] = (uint32_t)(int32_t)scc[(i >> 1) & 1] * part[i];
-    } else {
-#pragma unroll
-      for (int i = 0; i < 64; i++)
-        total[i] = __fmul_rn(__int2float_rn((int32_t)part[i]), scc[(i >> 1) & 1] * 0.0625f);
-    }
-  }
-
-  // Epilogue: v2's.
-  __half* y = static_cast<__half*>(p.y);
-  float f[2] = {0.f, 0.f};
-  if constexpr (INT_SCALE) {
-    if (c0 < p.n) f[0] = p.channel_scale[c0];
-    if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
-  }
-#pragma unroll
-  for (int i = 0; i < 64; i++) {
-    const int c = c0 + 8 * ((i >> 1) & 1);
-    const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
-    if (c >= p.n || t >= p.m) continue;
-    const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
-    const size_t o = (size_t)t * p.n + c;
-    if constexpr (INT_SCALE) {
-      y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
-      if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
-    } else {
-      float v = __fmul_rn(total[i], xs);
-      if (p.bias) v = __fadd_rn(v, p.bias[c]);
-      y[o] = __float2half_rn(v);
-    }
-  }
+  store_tile<SPG, INT_SCALE>(p, total, part, c0, t0, tig, ok0, ok1);  // v2's per-channel scaling and epilogue
 #else
   (void)p, (void)xmap, (void)mbar_init, (void)mbar_init_fence, (void)mbar_arrive_expect_tx, (void)mbar_arrive,
       (void)mbar_wait, (void)tma_load_2d, (void)bulk_load, (void)named_sync, (void)named_arrive;

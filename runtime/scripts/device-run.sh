@@ -477,9 +477,11 @@ PY
     echo "ptxas v4: $nent instantiations (want 8), with spills: $nspill (want 0)"
     [ "$nspill" = 0 ] && [ "$nent" -gt 0 ] || { w4_fail=1; [ "$nent" -gt 0 ] || echo "  no ptxas lines: run the build step first in the same call"; }
     cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -iE "warning.*(wgmma|C75|setmaxnreg)" | sort | uniq -c | head -10
-    $B/odyssey-rt test wgmma-probe > "$OUT/wgmma4-probe.json" 2> "$OUT/wgmma4-probe.log"
-    rc=$?; echo "wgmma-probe rc=$rc"; grep -E "v4: " "$OUT/wgmma4-probe.log" | head -20; [ $rc -eq 0 ] || w4_fail=1
-    compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test wgmma-probe > /dev/null 2> "$OUT/sanitizer-wgmma4-probe.log"
+    # (timeouts: a protocol bug in v4 shows as a hang, rc 124, not as wrong numbers)
+    timeout 60 $B/odyssey-rt test wgmma-probe > "$OUT/wgmma4-probe.json" 2> "$OUT/wgmma4-probe.log"
+    rc=$?; echo "wgmma-probe rc=$rc (124: hung)"; grep -E "v4: " "$OUT/wgmma4-probe.log" | head -20; [ $rc -eq 0 ] || w4_fail=1
+    grep -E "FAIL" "$OUT/wgmma4-probe.log" | grep -v "v4: " | head -5  # v2 shares store_tile with v4 now
+    timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test wgmma-probe > /dev/null 2> "$OUT/sanitizer-wgmma4-probe.log"
     rc=$?; echo "compute-sanitizer memcheck (wgmma-probe, all versions) rc=$rc"; grep -E "ERROR SUMMARY" "$OUT/sanitizer-wgmma4-probe.log" | head -2
     [ $rc -eq 0 ] || w4_fail=1
     if [ ! -f $CASES/manifest.json ]; then
@@ -487,18 +489,18 @@ PY
     fi
     # Forced (--configs) and the dispatch (ODYSSEY_WGMMA=1: every M >= 64 case; ODYSSEY_WGMMA_V4=1:
     # the dispatch takes v4 in v2's place).
-    ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V4=1 timeout 240 $B/odyssey-rt test gemm --cases $CASES --configs wgmma_ws_r128t128_v4 \
+    ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V4=1 timeout 150 $B/odyssey-rt test gemm --cases $CASES --configs wgmma_ws_r128t128_v4 \
       > "$OUT/test-gemm-wgmma4.json" 2> "$OUT/test-gemm-wgmma4.log"
     rc=$?; echo "test gemm (wgmma v4) rc=$rc"; [ $rc -eq 0 ] || w4_fail=1
     grep -A3 -E "FAIL" "$OUT/test-gemm-wgmma4.log" | head -20; grep "passed" "$OUT/test-gemm-wgmma4.log"
     nrun=$(grep -oE '"kernel": *"[a-z]+/wgmma_ws_r128t128_v4/' "$OUT/test-gemm-wgmma4.json" | wc -l)
     echo "runs through wgmma_ws_r128t128_v4 (forced + dispatch): $nrun"; [ "$nrun" -gt 0 ] || w4_fail=1
     # v2 vs v4 in the same run: the 7B linears at M = 1024, 4096 and the 70B's 8192x28672 at 4096.
-    timeout 200 $B/odyssey-rt bench gemm --m ${WGMMA4_M:-1024,4096} \
+    timeout 150 $B/odyssey-rt bench gemm --m ${WGMMA4_M:-1024,4096} \
       --shapes ${WGMMA4_SHAPES:-4096x4096,12288x4096,22016x4096,4096x11008} --iters ${WGMMA4_ITERS:-20} \
       --out "$OUT/bench-gemm-wgmma4.json" > /dev/null 2> "$OUT/bench-gemm-wgmma4.log"
     rc=$?; echo "bench (wgmma4, 7B shapes) rc=$rc"; [ $rc -eq 0 ] || w4_fail=1
-    timeout 120 $B/odyssey-rt bench gemm --m 4096 --shapes 8192x28672 --iters ${WGMMA4_ITERS:-20} \
+    timeout 90 $B/odyssey-rt bench gemm --m 4096 --shapes 8192x28672 --iters ${WGMMA4_ITERS:-20} \
       --out "$OUT/bench-gemm-wgmma4-70b.json" > /dev/null 2> "$OUT/bench-gemm-wgmma4-70b.log"
     rc=$?; echo "bench (wgmma4, 8192x28672) rc=$rc"; [ $rc -eq 0 ] || w4_fail=1
     # Lines: "<N> x <K> M=<M> <kernel> <us> us ...". v4/v2 > 1: v4 faster; fp16/v4 > 1: v4 beats cuBLAS FP16.

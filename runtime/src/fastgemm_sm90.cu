@@ -1355,26 +1355,48 @@ __device__ __forceinline__ void mbar_arrive(uint32_t addr) {
   (void)addr;
 #endif
 }
-// Spins on mbarrier.try_wait.parity.shared::cta.b64 (acquire, cta) until the phase with this
-// parity has completed (PTX ISA "mbarrier.test_wait/try_wait": true once the current phase's
-// parity differs from `parity`).
-__device__ __forceinline__ void mbar_wait(uint32_t addr, uint32_t parity) {
+// One mbarrier.try_wait.parity.shared::cta.b64 (acquire, cta; PTX ISA "mbarrier.test_wait/
+// try_wait"): true once the phase with this parity has completed, i.e. the current phase's parity
+// differs from `parity` (the instruction may suspend the thread a while before answering false).
+__device__ __forceinline__ bool mbar_try_wait(uint32_t addr, uint32_t parity) {
 #if ODY_WGMMA_DEVICE
   uint32_t done = 0;
-  do {
-    asm volatile(
-        "{\n"
-        ".reg .pred p;\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-        "selp.u32 %0, 1, 0, p;\n"
-        "}\n"
-        : "=r"(done)
-        : "r"(addr), "r"(parity)
-        : "memory");
-  } while (!done);
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+      "selp.u32 %0, 1, 0, p;\n"
+      "}\n"
+      : "=r"(done)
+      : "r"(addr), "r"(parity)
+      : "memory");
+  return done != 0;
 #else
   (void)addr, (void)parity;
+  return true;
 #endif
+}
+__device__ __forceinline__ uint64_t global_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+// A watchdog for v4's first GPU runs: a wait that has not completed after 4 s (a whole
+// 8192×28672×4096 GEMM takes ~2.4 ms) is a protocol or byte-count bug (expect_tx ≠ bytes landed, a
+// wrong parity): trap, so that the launch fails in seconds ("unspecified launch failure" or
+// similar from the next CUDA call) instead of hanging the device step. No printf: an extern call
+// (vprintf) in the kernel makes ptxas serialize the wgmma pipeline (C7515-type notes).
+__device__ __forceinline__ void mbar_hang() {
+#if ODY_WGMMA_DEVICE
+  asm volatile("trap;\n");
+#endif
+}
+// Waits until the phase with this parity has completed (the fast path is one try_wait).
+__device__ __forceinline__ void mbar_wait(uint32_t addr, uint32_t parity) {
+  if (mbar_try_wait(addr, parity)) return;
+  const uint64_t start = global_ns();
+  while (!mbar_try_wait(addr, parity))
+    if (global_ns() - start > 4000000000ull) mbar_hang();
 }
 // TMA 2D tile load (PTX ISA "cp.async.bulk.tensor"): box at coordinates (c0 = K byte, c1 = token)
 // of the tensor map into shared memory at dst; completion is counted on mbarrier bar in bytes.
@@ -1594,7 +1616,8 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
   store_tile<SPG, INT_SCALE>(p, total, part, c0, t0, tig, ok0, ok1);  // v2's per-channel scaling and epilogue
 #else
   (void)p, (void)xmap, (void)mbar_init, (void)mbar_init_fence, (void)mbar_arrive_expect_tx, (void)mbar_arrive,
-      (void)mbar_wait, (void)tma_load_2d, (void)bulk_load, (void)named_sync, (void)named_arrive;
+      (void)mbar_wait, (void)mbar_try_wait, (void)global_ns, (void)mbar_hang, (void)tma_load_2d, (void)bulk_load,
+      (void)named_sync, (void)named_arrive;
   __trap();
 #endif
 }

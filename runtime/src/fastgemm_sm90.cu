@@ -1421,6 +1421,54 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_
   (void)dst, (void)src, (void)bytes, (void)bar;
 #endif
 }
+// ---- config 21 (v4 on a 2-CTA cluster, X multicast): the cluster pieces (PTX ISA "Cluster").
+// This CTA's rank in its cluster (%cluster_ctarank).
+__device__ __forceinline__ uint32_t cluster_rank() {
+  uint32_t r = 0;
+#if ODY_WGMMA_DEVICE
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+#endif
+  return r;
+}
+// Arrives on the mbarrier at the same shared offset in CTA `cta` of the cluster (mapa gives its
+// shared::cluster address; PTX ISA "mapa", "mbarrier.arrive" with .shared::cluster: release,
+// cluster scope by default for a remote barrier).
+__device__ __forceinline__ void mbar_arrive_cluster(uint32_t addr, uint32_t cta) {
+#if ODY_WGMMA_DEVICE
+  asm volatile(
+      "{\n"
+      ".reg .b32 remote;\n"
+      "mapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n"
+      "}\n" ::"r"(addr),
+      "r"(cta)
+      : "memory");
+#else
+  (void)addr, (void)cta;
+#endif
+}
+// TMA 2D tile load multicast to the CTAs of `mask` (PTX ISA "cp.async.bulk.tensor",
+// .multicast::cluster): the box lands at the same shared offset in each of them, and each one's
+// mbarrier at bar's offset counts the box's bytes.
+__device__ __forceinline__ void tma_load_2d_mc(uint32_t dst, const void* tmap, int c0, int c1, uint32_t bar,
+                                               uint16_t mask) {
+#if ODY_WGMMA_DEVICE
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(tmap)), "r"(c0), "r"(c1), "r"(bar), "h"(mask)
+      : "memory");
+#else
+  (void)dst, (void)tmap, (void)c0, (void)c1, (void)bar, (void)mask;
+#endif
+}
+// Cluster-wide barrier of every non-exited thread (PTX ISA "barrier.cluster"; not .aligned: the
+// producer's lane 0 reaches it from its loop, its other lanes directly).
+__device__ __forceinline__ void cluster_sync() {
+#if ODY_WGMMA_DEVICE
+  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+#endif
+}
 // setmaxnreg (PTX ISA "setmaxnreg"): the warpgroup releases registers down to N / asks for N.
 template <int N>
 __device__ __forceinline__ void setmaxnreg_dec() {
@@ -1443,10 +1491,11 @@ __device__ __forceinline__ void named_arrive(uint32_t id, uint32_t count) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
 }
 
-template <int SPG, bool INT_SCALE>
+template <int SPG, bool INT_SCALE, int CL>
 __global__ void __launch_bounds__(kThreadsV4, 1)
     w4a8_wgmma_v4_kernel(const Sm90Params p, const __grid_constant__ TmaMap2D xmap) {
 #if ODY_WGMMA_DEVICE
+  static_assert(CL == 1 || CL == 2, "v4: one CTA, or a 2-CTA cluster (config 21)");
   using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
   constexpr int kGroups = SPG ? 4 / SPG : 1;
   constexpr int kSteps = SPG ? SPG : 4;
@@ -1457,14 +1506,20 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-  // v2's raster.
+  // v2's raster; with a cluster (CL = 2), over pairs of row tiles: CTA rank r of pair q takes row
+  // tile CL·q + r and both take the same token tile (the X tile they share). A rank whose row
+  // tile is past the last (odd tile count) still copies and receives its X halves (its partner
+  // needs them) but its weight rows are all ≥ Np: nothing copied, nothing stored.
+  const int rank = CL == 2 ? (int)cluster_rank() : 0;
   const int tiles_r = (p.np + kRowTile - 1) / kRowTile;
+  const int tiles_q = (tiles_r + CL - 1) / CL;  // row tiles (CL = 1) or pairs of them
   const int tiles_t = (p.m + kTokTile - 1) / kTokTile;
-  const int per_group = kRaster * tiles_t;
-  const int grp = blockIdx.x / per_group, in_grp = blockIdx.x % per_group;
-  const int first_r = grp * kRaster;
-  const int rows_here = min(kRaster, tiles_r - first_r);
-  const int rt = first_r + in_grp % rows_here, tt = in_grp / rows_here;
+  const int per_group = (kRaster / CL) * tiles_t;
+  const int bq = blockIdx.x / CL;
+  const int grp = bq / per_group, in_grp = bq % per_group;
+  const int first_r = grp * (kRaster / CL);
+  const int rows_here = min(kRaster / CL, tiles_q - first_r);
+  const int rt = (first_r + in_grp % rows_here) * CL + rank, tt = in_grp / rows_here;
   const int t0 = tt * kTokTile;
   const int kblocks = p.k / kBK;
   const int gpk = SPG ? kGroups : 0;
@@ -1474,42 +1529,60 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
 #pragma unroll 1
     for (int s = 0; s < kStagesV4; s++) {
       mbar_init(full0 + 8 * s, 1);
-      mbar_init(empty0 + 8 * s, kConsumerWarpsV4);
+      mbar_init(empty0 + 8 * s, kConsumerWarpsV4 * CL);  // with a cluster: both CTAs' consumers
     }
     mbar_init_fence();
   }
-  __syncthreads();  // the barriers exist before any role uses them (the last block-wide barrier)
+  // The barriers exist before any role uses them (the last block-wide barrier); with a cluster,
+  // in both CTAs before either multicasts into the other or arrives on its barriers.
+  if (CL == 2)
+    cluster_sync();
+  else
+    __syncthreads();
 
   if (warp < 4) {
     // ---- producer warpgroup
     setmaxnreg_dec<40>();
-    if (tid != 0) return;
-    const int nstrips = min(kRowTile / 8, (p.np - rt * kRowTile) / 8);  // Np % 8 == 0: whole strips
-    const int ncols = min(kRowTile, p.np - rt * kRowTile);
-    const uint32_t tx = (uint32_t)(kXBytesV2 + nstrips * 512 + (SPG ? kGroups * ncols * (int)sizeof(Scale) : 0));
-    const uint8_t* wsrc = p.qweight + (size_t)rt * (kRowTile / 8) * kblocks * 512;
-    int s = 0;
-    uint32_t phase = 0;
+    if (tid == 0) {
+      const int nstrips = max(0, min(kRowTile / 8, (p.np - rt * kRowTile) / 8));  // Np % 8 == 0: whole strips
+      const int ncols = max(0, min(kRowTile, p.np - rt * kRowTile));
+      const uint32_t tx = (uint32_t)(kXBytesV2 + nstrips * 512 + (SPG ? kGroups * ncols * (int)sizeof(Scale) : 0));
+      const uint8_t* wsrc = p.qweight + (size_t)rt * (kRowTile / 8) * kblocks * 512;
+      int s = 0;
+      uint32_t phase = 0;
 #pragma unroll 1
-    for (int kb = 0; kb < kblocks; kb++) {
-      mbar_wait(empty0 + 8 * s, phase ^ 1);  // both consumers released this stage's last use
-      const uint32_t st = sbase + s * kStageBytesV2, full = full0 + 8 * s;
-      mbar_arrive_expect_tx(full, tx);
-      tma_load_2d(st, &xmap, kb * kBK, t0, full);
+      for (int kb = 0; kb < kblocks; kb++) {
+        // Every consumer warp that reads this stage released its last use (with a cluster: the
+        // partner's too, since this CTA's X half lands in the partner's stage as well).
+        mbar_wait(empty0 + 8 * s, phase ^ 1);
+        const uint32_t st = sbase + s * kStageBytesV2, full = full0 + 8 * s;
+        // The whole X tile is expected even with a cluster: half from this CTA's copy, half from
+        // the partner's multicast (which may land before this expect_tx: the phase cannot
+        // complete before this thread's arrival, and the transaction count may dip below 0).
+        mbar_arrive_expect_tx(full, tx);
+        if (CL == 2)  // tokens 64·rank.. of the tile, to both CTAs (box 128 B × 64 tokens)
+          tma_load_2d_mc(st + rank * (kXBytesV2 / 2), &xmap, kb * kBK, t0 + rank * (kTokTile / 2), full, (uint16_t)0x3);
+        else
+          tma_load_2d(st, &xmap, kb * kBK, t0, full);
 #pragma unroll 1
-      for (int j = 0; j < nstrips; j++)
-        bulk_load(st + kXBytesV2 + j * 512, wsrc + ((size_t)j * kblocks + kb) * 512, 512, full);
-      if (SPG) {
+        for (int j = 0; j < nstrips; j++)
+          bulk_load(st + kXBytesV2 + j * 512, wsrc + ((size_t)j * kblocks + kb) * 512, 512, full);
+        if (SPG && ncols > 0) {
 #pragma unroll
-        for (int g = 0; g < kGroups; g++)
-          bulk_load(st + kXBytesV2 + kWBytesV2 + g * kRowTile * (int)sizeof(Scale),
-                    gs + (size_t)(kb * gpk + g) * p.np + rt * kRowTile, (uint32_t)(ncols * (int)sizeof(Scale)), full);
-      }
-      if (++s == kStagesV4) {
-        s = 0;
-        phase ^= 1;
+          for (int g = 0; g < kGroups; g++)
+            bulk_load(st + kXBytesV2 + kWBytesV2 + g * kRowTile * (int)sizeof(Scale),
+                      gs + (size_t)(kb * gpk + g) * p.np + rt * kRowTile, (uint32_t)(ncols * (int)sizeof(Scale)), full);
+        }
+        if (++s == kStagesV4) {
+          s = 0;
+          phase ^= 1;
+        }
       }
     }
+    // One CTA: the producer's threads exit (the copies land in this CTA, which lives until its
+    // consumers are done). A cluster: the partner's consumers arrive on this CTA's empty
+    // barriers until their last K block, so no thread leaves before the final cluster barrier.
+    if (CL == 2) cluster_sync();
     return;
   }
 
@@ -1590,9 +1663,13 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
       for (int i = 0; i < 64; i++) fence_operand(part[i]);
       if (g == kGroups - 1) {
         // Every wgmma of this warp that read stage s is complete and its W/scale loads are done
-        // (the asm "memory" clobbers keep them above): release the stage to the producer.
+        // (the asm "memory" clobbers keep them above): release the stage to the producer, and
+        // with a cluster to the partner's producer too (its X half lands in this stage).
         __syncwarp();
-        if (lane == 0) mbar_arrive(empty0 + 8 * s);
+        if (lane == 0) {
+          mbar_arrive(empty0 + 8 * s);
+          if (CL == 2) mbar_arrive_cluster(empty0 + 8 * s, (uint32_t)(rank ^ 1));
+        }
       }
       if (SPG) {
         if constexpr (INT_SCALE) {
@@ -1614,10 +1691,12 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
   }
 
   store_tile<SPG, INT_SCALE>(p, total, part, c0, t0, tig, ok0, ok1);  // v2's per-channel scaling and epilogue
+  if (CL == 2) cluster_sync();  // the partner may still arrive on this CTA's empty barriers until here
 #else
   (void)p, (void)xmap, (void)mbar_init, (void)mbar_init_fence, (void)mbar_arrive_expect_tx, (void)mbar_arrive,
       (void)mbar_wait, (void)mbar_try_wait, (void)global_ns, (void)mbar_hang, (void)tma_load_2d, (void)bulk_load,
-      (void)named_sync, (void)named_arrive;
+      (void)named_sync, (void)named_arrive, (void)cluster_rank, (void)mbar_arrive_cluster, (void)tma_load_2d_mc,
+      (void)cluster_sync;
   __trap();
 #endif
 }
@@ -1666,28 +1745,29 @@ EncodeTiledFn encode_tiled_fn() {
 
 // X [M, K] uint8 row-major as a 2D tensor (dim 0 = K bytes, dim 1 = tokens, row pitch K bytes),
 // box 128 × 128 with the 128-byte swizzle. Errors come back as a message (the caller fails with it).
-bool encode_x_map(const Sm90Params& p, TmaMap2D* map, std::string* why) {
+// box_tokens: 128 (v4) or 64 (config 21: each CTA of the pair copies half the tile).
+bool encode_x_map(const Sm90Params& p, int box_tokens, TmaMap2D* map, std::string* why) {
   if (reinterpret_cast<uintptr_t>(p.x) % 16 != 0) {
-    *why = "w4a8: wgmma_ws_r128t128_v4 needs x 16-byte aligned (TMA)";
+    *why = "w4a8: wgmma_ws_r128t128_v4(c2) needs x 16-byte aligned (TMA)";
     return false;
   }
   if (p.k % 16 != 0) {
-    *why = "w4a8: wgmma_ws_r128t128_v4 needs K (x's row pitch in bytes) a multiple of 16 (TMA)";
+    *why = "w4a8: wgmma_ws_r128t128_v4(c2) needs K (x's row pitch in bytes) a multiple of 16 (TMA)";
     return false;
   }
   const EncodeTiledFn fn = encode_tiled_fn();
   if (!fn) {
-    *why = "w4a8: wgmma_ws_r128t128_v4: the driver has no cuTensorMapEncodeTiled";
+    *why = "w4a8: wgmma_ws_r128t128_v4(c2): the driver has no cuTensorMapEncodeTiled";
     return false;
   }
   const uint64_t dims[2] = {(uint64_t)p.k, (uint64_t)p.m};
   const uint64_t strides[1] = {(uint64_t)p.k};  // bytes between tokens (dim 0's stride is the element)
-  const uint32_t box[2] = {(uint32_t)kBK, (uint32_t)kTokTile};
+  const uint32_t box[2] = {(uint32_t)kBK, (uint32_t)box_tokens};
   const uint32_t estrides[2] = {1, 1};
   const int r = fn(map, kTmaUint8, 2, const_cast<int8_t*>(p.x), dims, strides, box, estrides, kTmaInterleaveNone,
                    kTmaSwizzle128B, kTmaL2Promo128B, kTmaOobZero);
   if (r != 0) {
-    *why = "w4a8: wgmma_ws_r128t128_v4: cuTensorMapEncodeTiled failed (CUresult " + std::to_string(r) + ")";
+    *why = "w4a8: wgmma_ws_r128t128_v4(c2): cuTensorMapEncodeTiled failed (CUresult " + std::to_string(r) + ")";
     return false;
   }
   return true;
@@ -1696,11 +1776,13 @@ bool encode_x_map(const Sm90Params& p, TmaMap2D* map, std::string* why) {
 template <int SPG, bool INT>
 cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* xmap, cudaStream_t s) {
   // Raise the dynamic shared-memory limit once per instantiation (v1, v2, v3, v3p and v4 apart).
-  static bool attr[5] = {false, false, false, false, false};
-  const int v = p.version == 5 ? 4 : p.version == 4 ? 3 : p.version == 3 ? 2 : p.version == 2 ? 1 : 0;
+  static bool attr[6] = {false, false, false, false, false, false};
+  const int v = p.version - 1;  // 0: v1, 1: v2, 2: v3, 3: v3p, 4: v4, 5: v4 on a 2-CTA cluster
+  if (v < 0 || v > 5) return cudaErrorInvalidValue;
   if (!attr[v]) {
     cudaError_t e =
-        v == 4   ? cudaFuncSetAttribute(w4a8_wgmma_v4_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV4)
+        v == 5   ? cudaFuncSetAttribute(w4a8_wgmma_v4_kernel<SPG, INT, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV4)
+        : v == 4 ? cudaFuncSetAttribute(w4a8_wgmma_v4_kernel<SPG, INT, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV4)
         : v == 3 ? cudaFuncSetAttribute(w4a8_wgmma_v3p_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
         : v == 2 ? cudaFuncSetAttribute(w4a8_wgmma_v3_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
         : v == 1 ? cudaFuncSetAttribute(w4a8_wgmma_v2_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV2)
@@ -1709,8 +1791,24 @@ cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* xmap, cudaStream_t s
     attr[v] = true;
   }
   const long long tiles = (long long)((p.np + kRowTile - 1) / kRowTile) * ((p.m + kTokTile - 1) / kTokTile);
+  if (v == 5) {  // clusters of 2 CTAs along the row tiles (an odd last one padded: see the kernel)
+    const long long pairs = (long long)((p.np + 2 * kRowTile - 1) / (2 * kRowTile)) * ((p.m + kTokTile - 1) / kTokTile);
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3((unsigned)(2 * pairs));
+    cfg.blockDim = dim3(kThreadsV4);
+    cfg.dynamicSmemBytes = kSmemBytesV4;
+    cfg.stream = s;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = 2;
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, w4a8_wgmma_v4_kernel<SPG, INT, 2>, p, *xmap);
+  }
   if (v == 4)  // 3 warpgroups: producer + 2 consumers; the tensor map by value (__grid_constant__)
-    w4a8_wgmma_v4_kernel<SPG, INT><<<(unsigned)tiles, kThreadsV4, kSmemBytesV4, s>>>(p, *xmap);
+    w4a8_wgmma_v4_kernel<SPG, INT, 1><<<(unsigned)tiles, kThreadsV4, kSmemBytesV4, s>>>(p, *xmap);
   else if (v == 3)  // persistent: one block per SM at most (one fits per SM: 183 KB of shared memory)
     w4a8_wgmma_v3p_kernel<SPG, INT><<<(unsigned)std::min<long long>(tiles, device_sms()), kThreads, kSmemBytesV3, s>>>(p);
   else if (v == 2)
@@ -1740,9 +1838,9 @@ ody_status launch_w4a8_sm90(const Sm90Params& p, cudaStream_t stream) {
   if (!sm90_wgmma_usable()) return fail(ODY_ERR_UNSUPPORTED, "w4a8: the wgmma kernel needs a compute capability 9.x device");
   ODY_CUDA(cudaGetLastError());
   TmaMap2D xmap{};  // v4 only: X's tensor map, encoded per launch (~1 µs of host time)
-  if (p.version == 5) {
+  if (p.version == 5 || p.version == 6) {
     std::string why;
-    if (!encode_x_map(p, &xmap, &why)) return fail(ODY_ERR_UNSUPPORTED, why);
+    if (!encode_x_map(p, p.version == 6 ? kTokTile / 2 : kTokTile, &xmap, &why)) return fail(ODY_ERR_UNSUPPORTED, why);
   }
   ODY_CUDA(p.int_scale ? launch_kind<true>(p, &xmap, stream) : launch_kind<false>(p, &xmap, stream));
   return ODY_OK;

@@ -607,6 +607,7 @@ std::vector<CaseResult> wgmma_probe_config(const std::string& cname) {
                           : cname == "wgmma_r128t128_s4_v2" ? "wgmma-probe v2: "
                           : cname == "wgmma_r128t128_s4_v3" ? "wgmma-probe v3: "
                           : cname == "wgmma_ws_r128t128_v4" ? "wgmma-probe v4: "
+                          : cname == "wgmma_ws_r128t128_v4c2" ? "wgmma-probe v4c2: "
                                                             : "wgmma-probe v3p: ";
   int cfg = -1;
   for (int i = 0; i < ody_w4a8_num_configs(); i++)
@@ -716,7 +717,8 @@ std::vector<CaseResult> wgmma_probe_config(const std::string& cname) {
   // last has 16 × 10 = 160 tiles, more than an H100/H200 has SMs, and 3 K blocks: v3p's blocks
   // then run two tiles each, with copies crossing tile boundaries (ragged last row tile too).
   // The fifth has 32 K blocks: v4's 8-stage mbarrier ring wraps four times (phase bits flip), with
-  // a last row tile of one strip (N = 264 = 2·128 + 8: copies of strips past Np skipped).
+  // a last row tile of one strip (N = 264 = 2·128 + 8: copies of strips past Np skipped); for
+  // v4c2 its 3 row tiles make the second pair's rank 1 a tile past Np (copies X, stores nothing).
   struct RandomCase {
     int group, k, m, n;
   };
@@ -773,6 +775,8 @@ std::vector<CaseResult> wgmma_probe() {
   out.insert(out.end(), v3p.begin(), v3p.end());
   std::vector<CaseResult> v4 = wgmma_probe_config("wgmma_ws_r128t128_v4");
   out.insert(out.end(), v4.begin(), v4.end());
+  std::vector<CaseResult> v4c2 = wgmma_probe_config("wgmma_ws_r128t128_v4c2");
+  out.insert(out.end(), v4c2.begin(), v4c2.end());
   return out;
 }
 

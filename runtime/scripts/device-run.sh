@@ -509,11 +509,12 @@ PY
     nrun=$(grep -oE '"kernel": *"[a-z]+/wgmma_ws_r128t128_v4c2/' "$OUT/test-gemm-wgmma4c2.json" | wc -l)
     echo "runs through wgmma_ws_r128t128_v4c2 (forced + dispatch): $nrun"; [ "$nrun" -gt 0 ] || w4_fail=1
     # v2 vs v4 in the same run: the 7B linears at M = 1024, 4096 and the 70B's 8192x28672 at 4096.
-    timeout 150 $B/odyssey-rt bench gemm --m ${WGMMA4_M:-1024,4096} \
+    # ODYSSEY_WGMMA_V4=1: the bench's v4/v4c2 rows exist only with it (and the dispatch row is v4).
+    ODYSSEY_WGMMA_V4=1 timeout 150 $B/odyssey-rt bench gemm --m ${WGMMA4_M:-1024,4096} \
       --shapes ${WGMMA4_SHAPES:-4096x4096,12288x4096,22016x4096,4096x11008} --iters ${WGMMA4_ITERS:-20} \
       --out "$OUT/bench-gemm-wgmma4.json" > /dev/null 2> "$OUT/bench-gemm-wgmma4.log"
     rc=$?; echo "bench (wgmma4, 7B shapes) rc=$rc"; [ $rc -eq 0 ] || w4_fail=1
-    timeout 90 $B/odyssey-rt bench gemm --m 4096 --shapes 8192x28672 --iters ${WGMMA4_ITERS:-20} \
+    ODYSSEY_WGMMA_V4=1 timeout 90 $B/odyssey-rt bench gemm --m 4096 --shapes 8192x28672 --iters ${WGMMA4_ITERS:-20} \
       --out "$OUT/bench-gemm-wgmma4-70b.json" > /dev/null 2> "$OUT/bench-gemm-wgmma4-70b.log"
     rc=$?; echo "bench (wgmma4, 8192x28672) rc=$rc"; [ $rc -eq 0 ] || w4_fail=1
     # Lines: "<N> x <K> M=<M> <kernel> <us> us ...". v4/v2 > 1: v4 faster; fp16/v4 > 1: v4 beats cuBLAS FP16.

@@ -19,6 +19,7 @@
 // within the tolerance of docs/gemm-cases.md. Also: activation quantization cases (bit-exact codes and scales) and can_implement refusals.
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <iterator>
 #include <iostream>
@@ -260,6 +261,15 @@ std::vector<CaseResult> test_w4a8(const std::string& name, const SafetensorsFile
   int kblocks = c.k / 128;
   for (int cfg = 0; cfg < ody_w4a8_num_configs(); cfg++) {
     if (!config_selected(cfg)) continue;
+    // The warp-specialized wgmma configs (wgmma_ws_*: v4, v4c2) have not run on a GPU yet; a bug
+    // there traps (their mbarrier watchdog) and a trap poisons the CUDA context for every later
+    // case, so an unselected run (the `test` step, other branches' checks in the same call) leaves
+    // them out unless ODYSSEY_WGMMA_V4 is set; `--configs wgmma_ws_...` (device-run.sh wgmma4)
+    // always runs them. Drop this once kSm90DispatchV4 makes one of them the default.
+    if (g_only_configs.empty() && std::string(ody_w4a8_config_name(cfg)).rfind("wgmma_ws_", 0) == 0) {
+      const char* e = std::getenv("ODYSSEY_WGMMA_V4");
+      if (!e || std::string(e) == "0") continue;
+    }
     // Large cases: only the configs the dispatch would use for them, to keep the run short.
     if ((long long)c.m * c.n * c.k > (1LL << 30)) {
       ody_w4a8_problem p{c.m, c.n, c.k, c.group, c.per_token, ODY_SCALE_INT, -1, 0};

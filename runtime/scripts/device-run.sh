@@ -482,12 +482,12 @@ PY
     cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -E "C75[0-9][0-9]|warning.*(wgmma|setmaxnreg)" |
       grep -E "v4_kernel|setmaxnreg" | sort | uniq -c | head -10
     # (timeouts: a protocol bug in v4 shows as a hang, rc 124, not as wrong numbers)
-    timeout 60 $B/odyssey-rt test wgmma-probe > "$OUT/wgmma4-probe.json" 2> "$OUT/wgmma4-probe.log"
+    ODYSSEY_WGMMA_V4=1 timeout 60 $B/odyssey-rt test wgmma-probe > "$OUT/wgmma4-probe.json" 2> "$OUT/wgmma4-probe.log"
     rc=$?; echo "wgmma-probe rc=$rc (124: hung)"; grep -E "v4(c2)?: " "$OUT/wgmma4-probe.log" | head -24; [ $rc -eq 0 ] || w4_fail=1
     grep -E "FAIL" "$OUT/wgmma4-probe.log" | grep -vE "v4(c2)?: " | head -5  # v2 shares store_tile with v4 now
     tail -3 "$OUT/wgmma4-probe.log" | grep -iE "error|fail" | head -3  # a launch failure: v4's 4 s watchdog trapped
     if [ $rc -eq 124 ]; then echo "wgmma4: FAIL (probe hung: the rest of the step skipped)"; continue; fi
-    timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test wgmma-probe > /dev/null 2> "$OUT/sanitizer-wgmma4-probe.log"
+    ODYSSEY_WGMMA_V4=1 timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test wgmma-probe > /dev/null 2> "$OUT/sanitizer-wgmma4-probe.log"
     rc=$?; echo "compute-sanitizer memcheck (wgmma-probe, all versions) rc=$rc"; grep -E "ERROR SUMMARY" "$OUT/sanitizer-wgmma4-probe.log" | head -2
     [ $rc -eq 0 ] || w4_fail=1
     if [ ! -f $CASES/manifest.json ]; then

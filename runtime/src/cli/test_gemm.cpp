@@ -783,10 +783,15 @@ std::vector<CaseResult> wgmma_probe() {
   out.insert(out.end(), v3.begin(), v3.end());
   std::vector<CaseResult> v3p = wgmma_probe_config("wgmma_r128t128_s4_v3p");
   out.insert(out.end(), v3p.begin(), v3p.end());
-  std::vector<CaseResult> v4 = wgmma_probe_config("wgmma_ws_r128t128_v4");
-  out.insert(out.end(), v4.begin(), v4.end());
-  std::vector<CaseResult> v4c2 = wgmma_probe_config("wgmma_ws_r128t128_v4c2");
-  out.insert(out.end(), v4c2.begin(), v4c2.end());
+  // v4 and v4c2 last (a trap there poisons the context) and only with ODYSSEY_WGMMA_V4 set until
+  // they have run on a GPU (see test_w4a8's loop); device-run.sh wgmma4 sets it.
+  const char* e = std::getenv("ODYSSEY_WGMMA_V4");
+  if (e && std::string(e) != "0") {
+    std::vector<CaseResult> v4 = wgmma_probe_config("wgmma_ws_r128t128_v4");
+    out.insert(out.end(), v4.begin(), v4.end());
+    std::vector<CaseResult> v4c2 = wgmma_probe_config("wgmma_ws_r128t128_v4c2");
+    out.insert(out.end(), v4c2.begin(), v4c2.end());
+  }
   return out;
 }
 

@@ -1312,9 +1312,16 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3p_kernel(const Sm90P
 // multiple of 16 (K % 128 == 0 implies it); M, K < 2³². The tensor map is encoded on the host per
 // launch (cuTensorMapEncodeTiled through cudaGetDriverEntryPoint(ByVersion), no -lcuda) and passed
 // as a __grid_constant__ parameter.
-// Test: ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V4=1 odyssey-rt test gemm --configs wgmma_ws_r128t128_v4;
-// test wgmma-probe ("wgmma-probe v4: ..."); bench gemm rows w4a8_{int,float}_wgmma4;
-// runtime/scripts/device-run.sh wgmma4. Host check of the ring schedule: emulate_wgmma (v4 ring).
+// Config 21 ("wgmma_ws_r128t128_v4c2", template CL = 2): the same kernel on 2-CTA clusters over
+// pairs of row tiles sharing a token tile; each CTA TMA-multicasts half of the X tile to both
+// (see the kernel's comments: empty barriers count both CTAs' warps, cluster barriers at start
+// and end).
+// Test: ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V4=1 odyssey-rt test gemm --configs wgmma_ws_r128t128_v4
+// (=c2 and _v4c2 for config 21); ODYSSEY_WGMMA_V4=1 odyssey-rt test wgmma-probe ("wgmma-probe
+// v4: ...", "v4c2: ..."); ODYSSEY_WGMMA_V4=1 bench gemm rows w4a8_{int,float}_wgmma4, _wgmma4c2
+// (without ODYSSEY_WGMMA_V4 the unselected test/bench runs leave them out until they have run on
+// a GPU); runtime/scripts/device-run.sh wgmma4 does all. Host check: emulate_wgmma (v4 copies,
+// v4 ring for one CTA and for the cluster).
 constexpr int kStagesV4 = 8;
 constexpr int kThreadsV4 = 384;
 constexpr int kBarOffV4 = kStagesV4 * kStageBytesV2;               // mbarriers after the stages

@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|fuse|w4a16]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|wgmma4|fuse|w4a16]...
+# wgmma4: wgmma v4 (warp-specialized; config wgmma_ws_r128t128_v4) and config 21 (v4c2: v4 on
+#   2-CTA clusters with X multicast): ptxas lines (0 spill), test wgmma-probe + memcheck, test gemm
+#   forced and through the dispatch (ODYSSEY_WGMMA_V4=1, =c2), bench
+#   at the 7B shapes (M = 1024, 4096; WGMMA4_M, WGMMA4_SHAPES, WGMMA4_ITERS) and 8192x28672 M=4096,
+#   a "v2 us, v4 us, v4/v2, v4c2 us, c2/v2, cuBLAS FP16, cuBLASLt INT8" table; WGMMA4_NCU=1 adds one ncu --set full
+#   of v4 at 4096x4096 M=4096; ends with "wgmma4: PASS" or "wgmma4: FAIL".
 # wgmma: the Hopper wgmma prefill kernel, v1, v2 and v3: build (their ptxas lines, C7519 count per
 #   version, SASS GMMA count), test wgmma-probe (all three), test gemm --configs wgmma_r128t128_s4,
 #   _v2 and _v3 with ODYSSEY_WGMMA=1 (ODYSSEY_WGMMA_V2=0/1, ODYSSEY_WGMMA_V3=1 route the dispatch's
@@ -542,6 +548,87 @@ for (n, k, x, lim, new, b) in goal:
         n, k, x, new, lim, "met" if x >= 2.5 else "NOT met", b[1], b[0]))
 PY
     [ $w16_fail -eq 0 ] && echo "w4a16: PASS (test gemm, GEMV 2 forced and via the dispatch, memcheck)" || echo "w4a16: FAIL (see above)"
+    ;;
+  wgmma4)
+    stamp wgmma4
+    # wgmma v4 (config 20, wgmma_ws_r128t128_v4: warp-specialized, TMA + mbarrier ring, pingpong
+    # consumers; src/fastgemm_sm90.cu, runtime/NOTES.md "wgmma v4"). Build (no-op after `build`:
+    # the ptxas lines come from its log), probe, every GEMM case forced through v4 and through the
+    # dispatch with ODYSSEY_WGMMA_V4=1, then v2 vs v4 (same run) beside cuBLAS FP16 / cuBLASLt INT8.
+    # Each part runs even if an earlier one failed; the last line is "wgmma4: PASS" or "wgmma4: FAIL".
+    w4_fail=0
+    cmake -S runtime -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=${ODY_ARCH:-90} \
+      -DODYSSEY_PTXAS_VERBOSE=ON > "$OUT/build-wgmma4.log" 2>&1 &&
+      cmake --build $B -j 16 >> "$OUT/build-wgmma4.log" 2>&1 || { tail -60 "$OUT/build-wgmma4.log"; echo "wgmma4: FAIL (build)"; exit 1; }
+    grep -E "FastGEMM wgmma kernel" "$OUT/build-wgmma4.log" "$OUT/build.log" 2>/dev/null | head -1
+    # ptxas per v4 instantiation (spg = 32-bit steps per group: 1 = g32, 2 = g64, 4 = g128, 0 =
+    # per-channel; int = integer scales): registers and spill bytes (want 0), and any wgmma warning.
+    cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -E -A3 "Compiling entry function '.*w4a8_wgmma_v4_kernel" |
+      grep -E "Compiling|registers|spill" | sed 's/_ZN7odyssey[^ ]*w4a8_wgmma_v4_kernelILi\([0-9]\)ELb\([01]\)ELi\([12]\)E[^ ]*/w4a8_wgmma_v4_kernel<spg=\1,int=\2,cluster=\3>/'
+    nspill=$(cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -E -A3 "Compiling entry function '.*w4a8_wgmma_v4_kernel" |
+      grep -E "spill" | grep -vc " 0 bytes spill stores, 0 bytes spill loads")
+    nent=$(cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -cE "Compiling entry function '.*w4a8_wgmma_v4_kernel")
+    echo "ptxas v4: $nent instantiations (want 16: 8 v4, 8 v4c2), with spills: $nspill (want 0)"
+    [ "$nspill" = 0 ] && [ "$nent" -gt 0 ] || { w4_fail=1; [ "$nent" -gt 0 ] || echo "  no ptxas lines: run the build step first in the same call"; }
+    # Any (C75xx) note: C7508 "'setmaxnreg' ignored" (then the consumers keep 168 registers), C7510/
+    # C7515/C7519 wgmma serialization or injected warpgroup.arrive (correct but slow).
+    cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -E "C75[0-9][0-9]|warning.*(wgmma|setmaxnreg)" |
+      grep -E "v4_kernel|setmaxnreg" | sort | uniq -c | head -10
+    # (timeouts: a protocol bug in v4 shows as a hang, rc 124, not as wrong numbers)
+    ODYSSEY_WGMMA_V4=1 timeout 60 $B/odyssey-rt test wgmma-probe > "$OUT/wgmma4-probe.json" 2> "$OUT/wgmma4-probe.log"
+    rc=$?; echo "wgmma-probe rc=$rc (124: hung)"; grep -E "v4(c2)?: " "$OUT/wgmma4-probe.log" | head -24; [ $rc -eq 0 ] || w4_fail=1
+    grep -E "FAIL" "$OUT/wgmma4-probe.log" | grep -vE "v4(c2)?: " | head -5  # v2 shares store_tile with v4 now
+    tail -3 "$OUT/wgmma4-probe.log" | grep -iE "error|fail" | head -3  # a launch failure: v4's 4 s watchdog trapped
+    if [ $rc -eq 124 ]; then echo "wgmma4: FAIL (probe hung: the rest of the step skipped)"; continue; fi
+    ODYSSEY_WGMMA_V4=1 timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test wgmma-probe > /dev/null 2> "$OUT/sanitizer-wgmma4-probe.log"
+    rc=$?; echo "compute-sanitizer memcheck (wgmma-probe, all versions) rc=$rc"; grep -E "ERROR SUMMARY" "$OUT/sanitizer-wgmma4-probe.log" | head -2
+    [ $rc -eq 0 ] || w4_fail=1
+    if [ ! -f $CASES/manifest.json ]; then
+      "$ODY_BIN" testdata gemm-cases --out $CASES > "$OUT/cases.log" 2>&1 || { cat "$OUT/cases.log"; w4_fail=1; }
+    fi
+    # Forced (--configs) and the dispatch (ODYSSEY_WGMMA=1: every M >= 64 case; ODYSSEY_WGMMA_V4=1:
+    # the dispatch takes v4 in v2's place).
+    ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V4=1 timeout 150 $B/odyssey-rt test gemm --cases $CASES --configs wgmma_ws_r128t128_v4 \
+      > "$OUT/test-gemm-wgmma4.json" 2> "$OUT/test-gemm-wgmma4.log"
+    rc=$?; echo "test gemm (wgmma v4) rc=$rc"; [ $rc -eq 0 ] || w4_fail=1
+    grep -A3 -E "FAIL" "$OUT/test-gemm-wgmma4.log" | head -20; grep "passed" "$OUT/test-gemm-wgmma4.log"
+    nrun=$(grep -oE '"kernel": *"[a-z]+/wgmma_ws_r128t128_v4/' "$OUT/test-gemm-wgmma4.json" | wc -l)
+    echo "runs through wgmma_ws_r128t128_v4 (forced + dispatch): $nrun"; [ "$nrun" -gt 0 ] || w4_fail=1
+    # Config 21 (v4 on 2-CTA clusters, X multicast): the same, with ODYSSEY_WGMMA_V4=c2.
+    ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V4=c2 timeout 150 $B/odyssey-rt test gemm --cases $CASES --configs wgmma_ws_r128t128_v4c2 \
+      > "$OUT/test-gemm-wgmma4c2.json" 2> "$OUT/test-gemm-wgmma4c2.log"
+    rc=$?; echo "test gemm (wgmma v4c2) rc=$rc"; [ $rc -eq 0 ] || w4_fail=1
+    grep -A3 -E "FAIL" "$OUT/test-gemm-wgmma4c2.log" | head -20; grep "passed" "$OUT/test-gemm-wgmma4c2.log"
+    nrun=$(grep -oE '"kernel": *"[a-z]+/wgmma_ws_r128t128_v4c2/' "$OUT/test-gemm-wgmma4c2.json" | wc -l)
+    echo "runs through wgmma_ws_r128t128_v4c2 (forced + dispatch): $nrun"; [ "$nrun" -gt 0 ] || w4_fail=1
+    # v2 vs v4 in the same run: the 7B linears at M = 1024, 4096 and the 70B's 8192x28672 at 4096.
+    # ODYSSEY_WGMMA_V4=1: the bench's v4/v4c2 rows exist only with it (and the dispatch row is v4).
+    ODYSSEY_WGMMA_V4=1 timeout 150 $B/odyssey-rt bench gemm --m ${WGMMA4_M:-1024,4096} \
+      --shapes ${WGMMA4_SHAPES:-4096x4096,12288x4096,22016x4096,4096x11008} --iters ${WGMMA4_ITERS:-20} \
+      --out "$OUT/bench-gemm-wgmma4.json" > /dev/null 2> "$OUT/bench-gemm-wgmma4.log"
+    rc=$?; echo "bench (wgmma4, 7B shapes) rc=$rc"; [ $rc -eq 0 ] || w4_fail=1
+    ODYSSEY_WGMMA_V4=1 timeout 90 $B/odyssey-rt bench gemm --m 4096 --shapes 8192x28672 --iters ${WGMMA4_ITERS:-20} \
+      --out "$OUT/bench-gemm-wgmma4-70b.json" > /dev/null 2> "$OUT/bench-gemm-wgmma4-70b.log"
+    rc=$?; echo "bench (wgmma4, 8192x28672) rc=$rc"; [ $rc -eq 0 ] || w4_fail=1
+    # Lines: "<N> x <K> M=<M> <kernel> <us> us ...". v4/v2 > 1: v4 faster; fp16/v4 > 1: v4 beats cuBLAS FP16.
+    echo "wgmma4 table (µs, integer scales, group 128; median of the run):"
+    printf "  %-22s %10s %10s %8s %10s %8s %12s %12s %8s\n" "shape" "v2 us" "v4 us" "v4/v2" "v4c2 us" "c2/v2" "cublas_fp16" "lt_int8" "fp16/best"
+    cat "$OUT/bench-gemm-wgmma4.log" "$OUT/bench-gemm-wgmma4-70b.log" | awk '
+      $2=="x" && $4 ~ /^M=/ {k=sprintf("%5dx%-5d %s", $1, $3, $4); t[k" "$5]=$6; keys[k]=1}
+      END{for(k in keys){v2=t[k" w4a8_int_wgmma2"]; v4=t[k" w4a8_int_wgmma4"]; c2=t[k" w4a8_int_wgmma4c2"]; if(!(v2>0 && v4>0)) continue;
+          f=t[k" cublas_fp16"]; l=t[k" cublaslt_int8"]; b=v4; if(c2>0 && c2<b) b=c2;
+          printf "  %-22s %10.2f %10.2f %7.3fx %10.2f %7.3fx %12.2f %12.2f %7.3fx\n", k, v2, v4, v2/v4, c2, (c2>0? v2/c2 : 0), f, l, (f>0? f/b : 0)}}' | sort -k1,1 -k2,2
+    echo "float scales (v2 vs v4 vs v4c2):"
+    cat "$OUT/bench-gemm-wgmma4.log" "$OUT/bench-gemm-wgmma4-70b.log" | awk '
+      $2=="x" && $4 ~ /^M=/ {k=sprintf("%5dx%-5d %s", $1, $3, $4); t[k" "$5]=$6; keys[k]=1}
+      END{for(k in keys){v2=t[k" w4a8_float_wgmma2"]; v4=t[k" w4a8_float_wgmma4"]; c2=t[k" w4a8_float_wgmma4c2"]; if(v2>0 && v4>0) printf "  %-22s v2 %10.2f  v4 %10.2f  (%.3fx)  v4c2 %10.2f  (%.3fx)\n", k, v2, v4, v2/v4, c2, (c2>0? v2/c2 : 0)}}' | sort
+    if [ "${WGMMA4_NCU:-0}" = 1 ]; then
+      # One launch of v4 (spg=4, int) at 4096x4096 M=4096: tensor pipe use and issue stalls.
+      ODYSSEY_WGMMA_V4=1 timeout 240 ncu --set full -k regex:w4a8_wgmma_v4_kernel -c 1 \
+        $B/odyssey-rt bench gemm --m 4096 --shapes 4096x4096 --iters 5 --out "$OUT/ncu-bench4.json" > "$OUT/ncu-wgmma4.txt" 2>&1
+      echo "ncu (wgmma v4) rc=$?"; grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Tensor|Registers|Stall|Issue Slots Busy|Warp Cycles" "$OUT/ncu-wgmma4.txt" | head -40
+    fi
+    [ $w4_fail -eq 0 ] && echo "wgmma4: PASS (ptxas no spill, probe, test gemm bit-exact, bench ran)" || echo "wgmma4: FAIL (see above)"
     ;;
   *) echo "unknown step $s"; exit 2 ;;
   esac

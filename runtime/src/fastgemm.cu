@@ -521,9 +521,11 @@ const Config kConfigs[] = {
     Config{"wgmma_r128t128_s4_v2", kSm90TokTile, kSm90RowTile, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 17 Hopper prefill, weights staged
     Config{"wgmma_r128t128_s4_v3", kSm90TokTile, kSm90RowTile, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 18 v2, folds overlapped
     Config{"wgmma_r128t128_s4_v3p", kSm90TokTile, kSm90RowTile, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 19 v3, persistent
+    Config{"wgmma_ws_r128t128_v4", kSm90TokTile, kSm90RowTile, 384, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 20 warp-specialized (TMA, mbarriers, pingpong)
+    Config{"wgmma_ws_r128t128_v4c2", kSm90TokTile, kSm90RowTile, 384, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 21 v4 on 2-CTA clusters, X multicast
 };
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
-static_assert(kNumConfigs == kWgmmaV3pConfig + 1 && kWgmmaV3pConfig == kWgmmaV3Config + 1 && kWgmmaV3Config == kWgmmaV2Config + 1 && kWgmmaV2Config == kWgmmaConfig + 1 && kWgmmaConfig == kGemvMmaS8Config + 1 && kGemvConfig == kGemvMmaS2Config - 1 &&
+static_assert(kNumConfigs == kWgmmaV4c2Config + 1 && kWgmmaV4c2Config == kWgmmaV4Config + 1 && kWgmmaV4Config == kWgmmaV3pConfig + 1 && kWgmmaV3pConfig == kWgmmaV3Config + 1 && kWgmmaV3Config == kWgmmaV2Config + 1 && kWgmmaV2Config == kWgmmaConfig + 1 && kWgmmaConfig == kGemvMmaS8Config + 1 && kGemvConfig == kGemvMmaS2Config - 1 &&
                   kGemvMmaS2Config + 1 == kGemvMmaS4Config && kGemvMmaS4Config + 1 == kGemvMmaS8Config,
               "the GEMV configs' indexes (fastgemm.hpp) must match the table");
 
@@ -663,6 +665,7 @@ Plan plan(const ody_w4a8_problem* p) {
     pl.kblocks = p->k / kBK;
     pl.blocks = (int)(pl.tiles_m * pl.tiles_n);
     if (pl.config == kWgmmaV3pConfig) pl.blocks = (int)std::min<long long>(pl.blocks, device_sms());  // persistent
+    if (pl.config == kWgmmaV4c2Config) pl.blocks = (int)(2 * ((pl.tiles_n + 1) / 2) * pl.tiles_m);  // pairs of row tiles
     pl.partial = false;
     return pl;
   }
@@ -775,7 +778,12 @@ ody_status gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, cudaStream_t 
     w.group_size = p->group_size;
     w.act_per_token = p->act_per_token;
     w.int_scale = int_scale;
-    w.version = cfg == kWgmmaV3pConfig ? 4 : cfg == kWgmmaV3Config ? 3 : cfg == kWgmmaV2Config ? 2 : 1;
+    w.version = cfg == kWgmmaV4c2Config  ? 6
+                : cfg == kWgmmaV4Config  ? 5
+                : cfg == kWgmmaV3pConfig ? 4
+                : cfg == kWgmmaV3Config  ? 3
+                : cfg == kWgmmaV2Config  ? 2
+                                         : 1;
     return launch_w4a8_sm90(w, stream);
   }
   Params k{};

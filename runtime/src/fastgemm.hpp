@@ -105,6 +105,16 @@ constexpr int kWgmmaV3Config = 18;
 // v3 on a persistent grid (min(tiles, SMs) blocks, copies prefetched across tiles):
 // "wgmma_r128t128_s4_v3p", dispatch only with ODYSSEY_WGMMA_V3=p.
 constexpr int kWgmmaV3pConfig = 19;
+// v4, "wgmma_ws_r128t128_v4" (issues 12/14): warp-specialized (a producer warpgroup issuing TMA /
+// bulk copies into an mbarrier ring, two consumer warpgroups alternating their wgmma issue so
+// one folds while the other's MMAs run); v2's tile, fold order and epilogue: bit-exact. The
+// dispatch takes it in v2's place only with ODYSSEY_WGMMA_V4=1 (kSm90DispatchV4 in
+// fastgemm_dispatch.cpp keeps v2 the default until measured).
+constexpr int kWgmmaV4Config = 20;
+// v4 on 2-CTA clusters (a pair of row tiles shares its X tile: each CTA copies half and TMA
+// multicasts it to both, so X's L2 reads halve): "wgmma_ws_r128t128_v4c2", dispatch only with
+// ODYSSEY_WGMMA_V4=c2.
+constexpr int kWgmmaV4c2Config = 21;
 constexpr int kSm90RowTile = 128, kSm90TokTile = 128;
 constexpr int kSm90MinM = 64;     // the dispatch never picks it below this M (from 256: always)
 struct Sm90Params {
@@ -120,7 +130,7 @@ struct Sm90Params {
   int group_size;  // == k for per-channel
   int act_per_token;
   bool int_scale;
-  int version;  // 1: wgmma_r128t128_s4, 2: _v2, 3: _v3, 4: _v3p (persistent)
+  int version;  // 1: wgmma_r128t128_s4, 2: _v2, 3: _v3, 4: _v3p (persistent), 5: wgmma_ws_r128t128_v4, 6: _v4c2
 };
 bool sm90_wgmma_built();
 // Built, a compute capability 9.x device, and not turned off by ODYSSEY_WGMMA=0.

@@ -95,6 +95,11 @@ constexpr bool kSm90DispatchV2 = true;
 // v3 over v2: 0 (v2), 1 (v3) or 2 (v3p); ODYSSEY_WGMMA_V3=0/1/p overrides. 0 until
 // `device-run.sh wgmma` shows one ahead (its "wgmma v2 vs v3" table).
 constexpr int kSm90DispatchV3 = 0;
+// v4 (warp-specialized: TMA + mbarrier ring, pingpong consumers; fastgemm_sm90.cu) in v2's (or
+// v3's) place: 0 (not), 1 (v4) or 2 (v4c2: v4 on 2-CTA clusters with X multicast) until
+// `device-run.sh wgmma4` shows one ahead and bit-exact; ODYSSEY_WGMMA_V4=1 / =c2 / =0 overrides.
+// Set it when its table shows v4/v2 (or v4c2/v2) > 1 on the 7B shapes at M ≥ 1024.
+constexpr int kSm90DispatchV4 = 0;
 constexpr int kSm90AlwaysM = 256;  // from here on the wgmma kernel whatever the tile count
 int device_sms();  // kernel_common.cuh (a CUDA header; this file is host C++)
 
@@ -121,9 +126,17 @@ int dispatch_config_sm90(int m, int n, int k, int splits) {
     if (e && std::string(e) == "0") return 0;
     return kSm90DispatchV3;
   }();
+  static const int v4 = [] {
+    const char* e = std::getenv("ODYSSEY_WGMMA_V4");
+    if (e && std::string(e) == "1") return 1;
+    if (e && std::string(e) == "c2") return 2;
+    if (e && std::string(e) == "0") return 0;
+    return kSm90DispatchV4;
+  }();
   const long long tiles = (long long)((m + kSm90TokTile - 1) / kSm90TokTile) *
                           (((n + 7) / 8 * 8 + kSm90RowTile - 1) / kSm90RowTile);
   if (!forced && m < kSm90AlwaysM && tiles < device_sms()) return -1;
+  if (v4) return v4 == 2 ? kWgmmaV4c2Config : kWgmmaV4Config;  // same tiles as v2: the same rule
   return v3 == 2 ? kWgmmaV3pConfig : v3 == 1 ? kWgmmaV3Config : v2 ? kWgmmaV2Config : kWgmmaConfig;
 }
 

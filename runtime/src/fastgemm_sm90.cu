@@ -80,6 +80,10 @@
 #include "kernel_common.cuh"
 #include "status.hpp"
 
+// v4 ("wgmma_ws_r128t128_v4", ODYSSEY_WGMMA_V4=1 or the forced config): v2's product and tile,
+// warp-specialized (a producer warpgroup issuing TMA / bulk copies into an 8-stage mbarrier ring,
+// two consumer warpgroups alternating their wgmma issue); see "v4" below. v2 and v4 end a tile
+// with the same store_tile.
 // v3 ("wgmma_r128t128_s4_v3", ODYSSEY_WGMMA_V3=1 or the forced config): v2 with each warpgroup's
 // tokens in two 64-token halves (m64n64k32 chains, wait_group 1), so that one half's fold
 // overlaps the other half's MMAs; see "v3" below. v3p ("wgmma_r128t128_s4_v3p",
@@ -115,6 +119,12 @@ constexpr int kRaster = 16;                        // weight-row tiles per raste
 constexpr int kXChunks = kTokTile * (kBK / 16) / kThreads;  // 16-byte X chunks per thread per stage
 static_assert(kRowTile == kSm90RowTile && kTokTile == kSm90TokTile, "fastgemm.hpp tile constants");
 static_assert(kXChunks * kThreads == kTokTile * (kBK / 16), "X chunks divide evenly");
+// A CUtensorMap (CUDA 12's cuda.h: 128 opaque bytes, 64-byte aligned), defined here because
+// nvcc 11.8's headers lack it (v4's X copies; see encode_x_map).
+struct alignas(64) TmaMap2D {
+  uint64_t opaque[16];
+};
+static_assert(sizeof(TmaMap2D) == 128, "CUtensorMap is 128 bytes");
 
 // ---------------------------------------------------------------- PTX wrappers
 
@@ -429,6 +439,52 @@ constexpr int kWChunksV2 = kWBytesV2 / 16 / kThreads;            // 2 W chunks p
 static_assert(kStageBytesV2 % 1024 == 0, "stages stay 1024-byte aligned (the swizzle atom)");
 static_assert(kWChunksV2 * kThreads * 16 == kWBytesV2, "W chunks divide evenly");
 
+// The end of a tile for v2 and v4 (the same registers, the same formulas): per-channel scaling
+// of the one chain (SPG == 0), then the epilogue. Register i of this thread is (channel
+// c0 + 8·((i>>1)&1), token t0 + 8·(i>>2) + 2·tig + (i&1)); 2-byte stores (≤ 1/200 of the time at
+// K = 28672, NOTES.md). ok0/ok1: rows c0 and c0 + 8's strips are below Np.
+template <int SPG, bool INT_SCALE, class Acc>
+__device__ __forceinline__ void store_tile(const Sm90Params& p, Acc (&total)[64], const uint32_t (&part)[64], int c0,
+                                           int t0, int tig, bool ok0, bool ok1) {
+  using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
+  if (!SPG) {
+    const Scale* gs = static_cast<const Scale*>(p.group_scale);
+    Scale scc[2] = {Scale(0), Scale(0)};
+    if (ok0) scc[0] = gs[c0];
+    if (ok1) scc[1] = gs[c0 + 8];
+    if constexpr (INT_SCALE) {
+#pragma unroll
+      for (int i = 0; i < 64; i++) total[i] = (uint32_t)(int32_t)scc[(i >> 1) & 1] * part[i];
+    } else {
+#pragma unroll
+      for (int i = 0; i < 64; i++)
+        total[i] = __fmul_rn(__int2float_rn((int32_t)part[i]), scc[(i >> 1) & 1] * 0.0625f);
+    }
+  }
+  __half* y = static_cast<__half*>(p.y);
+  float f[2] = {0.f, 0.f};
+  if constexpr (INT_SCALE) {
+    if (c0 < p.n) f[0] = p.channel_scale[c0];
+    if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
+  }
+#pragma unroll
+  for (int i = 0; i < 64; i++) {
+    const int c = c0 + 8 * ((i >> 1) & 1);
+    const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
+    if (c >= p.n || t >= p.m) continue;
+    const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
+    const size_t o = (size_t)t * p.n + c;
+    if constexpr (INT_SCALE) {
+      y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
+      if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
+    } else {
+      float v = __fmul_rn(total[i], xs);
+      if (p.bias) v = __fadd_rn(v, p.bias[c]);
+      y[o] = __float2half_rn(v);
+    }
+  }
+}
+
 template <int SPG, bool INT_SCALE>
 __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v2_kernel(const Sm90Params p) {
 #if ODY_WGMMA_DEVICE
@@ -593,44 +649,7 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v2_kernel(const Sm90Pa
     }
   }
   cp_async_wait<0>();
-
-  if (!SPG) {
-    Scale scc[2] = {Scale(0), Scale(0)};
-    if (ok0) scc[0] = gs[c0];
-    if (ok1) scc[1] = gs[c0 + 8];
-    if constexpr (INT_SCALE) {
-#pragma unroll
-      for (int i = 0; i < 64; i++) total[i] = (uint32_t)(int32_t)scc[(i >> 1) & 1] * part[i];
-    } else {
-#pragma unroll
-      for (int i = 0; i < 64; i++)
-        total[i] = __fmul_rn(__int2float_rn((int32_t)part[i]), scc[(i >> 1) & 1] * 0.0625f);
-    }
-  }
-
-  // Epilogue: as v1 (2-byte stores; ≤ 1/200 of the time at K = 28672, NOTES.md).
-  __half* y = static_cast<__half*>(p.y);
-  float f[2] = {0.f, 0.f};
-  if constexpr (INT_SCALE) {
-    if (c0 < p.n) f[0] = p.channel_scale[c0];
-    if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
-  }
-#pragma unroll
-  for (int i = 0; i < 64; i++) {
-    const int c = c0 + 8 * ((i >> 1) & 1);
-    const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
-    if (c >= p.n || t >= p.m) continue;
-    const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
-    const size_t o = (size_t)t * p.n + c;
-    if constexpr (INT_SCALE) {
-      y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
-      if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
-    } else {
-      float v = __fmul_rn(total[i], xs);
-      if (p.bias) v = __fadd_rn(v, p.bias[c]);
-      y[o] = __float2half_rn(v);
-    }
-  }
+  store_tile<SPG, INT_SCALE>(p, total, part, c0, t0, tig, ok0, ok1);
 #else
   (void)p;
   __trap();
@@ -1227,14 +1246,551 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3p_kernel(const Sm90P
 #endif
 }
 
+// ---------------------------------------------------------------- v4 ("wgmma_ws_r128t128_v4")
+//
+// v2's product, tile (128 weight rows × 128 tokens), raster, fold order and epilogue, with the
+// CUTLASS "warp-specialized" structure written by hand (issues 12/14, NOTES.md "W4A8 prefill
+// slower than FP16": v2 spends ~1650 cycles per K block where the tensor work is ~512, because
+// every thread copies, every K block ends in a __syncthreads, and both warpgroups fold at once
+// while the tensor pipe idles).
+//   Block: 384 threads = 3 warpgroups. WG0 is the producer: setmaxnreg.dec to 40 registers, and
+//   one thread (tid 0) issues every copy of every stage; its other 127 threads exit. WG1 and WG2
+//   are the consumers (setmaxnreg.inc to 232): consumer c = WG(c+1) owns weight rows 64c..64c+63
+//   of the tile × 128 tokens, exactly as v2's warpgroup c (so v2's A-fragment, fold and
+//   epilogue formulas hold with wg = c). 128·40 + 256·232 = 64512 ≤ 65536 registers.
+//   Stages: kStagesV4 = 8 of v2's 26 KB layout (X 16 KB swizzled, W 8 KB, scales 2 KB; 208 KB +
+//   1 KB alignment slack + the barriers), each guarded by two mbarriers:
+//     full[s]  (count 1): the producer's arrive.expect_tx(bytes issued for the stage); the TMA /
+//              bulk copies' complete_tx. A consumer waits on it with parity (kb / S) & 1.
+//     empty[s] (count 8): lane 0 of each of the 8 consumer warps arrives once its wgmmas that read
+//              stage s are complete (its wait_group 0 after the block's last group) and its
+//              ld.shared of the stage's W words and scales are done (one arrive per warp, not per
+//              warpgroup: wgmma.wait_group synchronizes a warp, not the warpgroup, so each warp
+//              vouches for itself). The producer waits on it with parity ((kb / S) & 1) ^ 1, so
+//              the first wrap passes at once (a fresh mbarrier's "previous phase" counts as done).
+//   No __syncthreads in the K loop: the only block-wide barrier is the one after mbarrier.init.
+//   Copies (one thread, per stage):
+//     X: cp.async.bulk.tensor.2d (TMA) over X [M, K] uint8, box 128 bytes of K × 128 tokens,
+//        SWIZZLE_128B: chunk c of token row r lands at r·128 + ((c ^ r%8)·16) of the 1024-byte
+//        aligned stage, the image v2's descriptor (smem_desc_sw128) reads. Tokens ≥ M are zero-
+//        filled by the hardware, and the transaction still counts the whole box (16384 bytes).
+//     W: one 1D cp.async.bulk of 512 bytes per strip s < nstrips (the strip's packed words for
+//        this K block: global byte (strip·kblocks + kb)·512, docs/fastgemm-layout.md) to
+//        stage + 16K + s·512. Strips past Np are not copied: their smem holds stale bytes of an
+//        earlier stage (or garbage), which only feed the MMA rows (weight rows ≥ Np ≥ N) of those
+//        strips; an MMA row of D depends only on the same row of A, the fold of that row uses
+//        only that row's scale (also stale), and the epilogue stores no channel ≥ N. So no stored
+//        output reads them (integer garbage wraps harmlessly; float garbage stays in registers).
+//     Scales (SPG > 0): one bulk copy per group row g of the K block: the tile's ncols valid
+//        channels (ncols·sizeof(Scale) bytes: 256 for 128 int16, 512 for float) to
+//        stage + 24K + g·128·sizeof(Scale), v2's layout. Np % 8 == 0 keeps sizes multiples of 16.
+//     expect_tx = 16384 + nstrips·512 + groups·ncols·sizeof(Scale), the bytes actually issued.
+//   Consumers, per K block: wait full[s]; load the two W words and the scales from the stage
+//   (v2's offsets); build all 16 A registers before the first wgmma.fence (v2: no injected
+//   warpgroup.arrive); then per group g: [turn] wgmma chain into part, commit, [pass the turn],
+//   wait_group 0, fold total += ŝ·part (v2's operations, same order: bit-exact).
+//   The turn ("pingpong", CUTLASS's ordered sequence): the two consumers alternate their wgmma
+//   issue per group with two named barriers (id 1: consumer 0 may issue; id 2: consumer 1 may
+//   issue; 256 threads each: bar.arrive by the passing warpgroup, bar.sync by the waiting one).
+//   Consumer 0 issues group t, passes to consumer 1, which issues its group t behind it on the
+//   tensor pipe; consumer 0 waits for its own MMAs and folds while consumer 1's run, then issues
+//   t+1, and so on: one warpgroup folds while the other's MMAs keep the pipe busy (at group 128:
+//   4 wgmma m64n128k32 ≈ 256 tensor cycles per turn against a ~130-cycle fold).
+//   Why pingpong and not two partial accumulators: two partials need 64·3 accumulator registers
+//   plus two A sets (2·16) = 224 of the 232 before addresses, scales and the loop state: a spill
+//   risk that cannot be checked here (nvcc 11.8 has no sm_90a ptxas); pingpong needs v2's
+//   64 + 64 + 16 (~170 in all) and takes the fold off the critical path as long as one
+//   warpgroup's group of MMAs outlasts the other's fold (groups of 64 and 128; at group 32 one
+//   m64n128k32 is ~64 cycles, so the fold still shows, but less than in v2).
+//   Turn bookkeeping: T = kblocks·groups turns per consumer; consumer 0 waits on id 1 before each
+//   turn but its first (T − 1 waits) and arrives on id 2 after each (T arrives); consumer 1
+//   waits on id 2 before each turn (T waits) and arrives on id 1 after each but its last (T − 1):
+//   every bar.sync has exactly one matching bar.arrive, none is left pending at exit.
+//   The producer exits after issuing its last stage without waiting for the consumers (no
+//   cluster: the copies land in this CTA, which lives until the consumers finish).
+// Limits: v2's, plus the tensor map's: x 16-byte aligned and K (the row pitch in bytes) a
+// multiple of 16 (K % 128 == 0 implies it); M, K < 2³². The tensor map is encoded on the host per
+// launch (cuTensorMapEncodeTiled through cudaGetDriverEntryPoint(ByVersion), no -lcuda) and passed
+// as a __grid_constant__ parameter.
+// Config 21 ("wgmma_ws_r128t128_v4c2", template CL = 2): the same kernel on 2-CTA clusters over
+// pairs of row tiles sharing a token tile; each CTA TMA-multicasts half of the X tile to both
+// (see the kernel's comments: empty barriers count both CTAs' warps, cluster barriers at start
+// and end).
+// Test: ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V4=1 odyssey-rt test gemm --configs wgmma_ws_r128t128_v4
+// (=c2 and _v4c2 for config 21); ODYSSEY_WGMMA_V4=1 odyssey-rt test wgmma-probe ("wgmma-probe
+// v4: ...", "v4c2: ..."); ODYSSEY_WGMMA_V4=1 bench gemm rows w4a8_{int,float}_wgmma4, _wgmma4c2
+// (without ODYSSEY_WGMMA_V4 the unselected test/bench runs leave them out until they have run on
+// a GPU); runtime/scripts/device-run.sh wgmma4 does all. Host check: emulate_wgmma (v4 copies,
+// v4 ring for one CTA and for the cluster).
+constexpr int kStagesV4 = 8;
+constexpr int kThreadsV4 = 384;
+constexpr int kBarOffV4 = kStagesV4 * kStageBytesV2;               // mbarriers after the stages
+constexpr int kSmemBytesV4 = kBarOffV4 + 2 * kStagesV4 * 8 + 1024;  // + slack to align to 1024
+static_assert(kSmemBytesV4 <= 227 * 1024, "v4 stages fit the opt-in shared memory of sm_90");
+constexpr int kConsumerWarpsV4 = 8;  // empty[s]'s arrival count
+constexpr uint32_t kBarTurn0 = 1, kBarTurn1 = 2;  // named barriers (0 is __syncthreads)
+
+// mbarrier.init.shared::cta.b64 [addr], count (PTX ISA "mbarrier.init").
+__device__ __forceinline__ void mbar_init(uint32_t addr, uint32_t count) {
+#if ODY_WGMMA_DEVICE
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(addr), "r"(count) : "memory");
+#else
+  (void)addr, (void)count;
+#endif
+}
+// fence.mbarrier_init.release.cluster (PTX ISA "membar/fence"): the inits are visible to the
+// async proxy (the copies' complete_tx) before anyone uses the barriers.
+__device__ __forceinline__ void mbar_init_fence() {
+#if ODY_WGMMA_DEVICE
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+// mbarrier.arrive.expect_tx.shared::cta.b64 _, [addr], tx (PTX ISA "mbarrier.expect_tx" / arrive):
+// adds tx to the phase's expected transaction bytes, then arrives (release, cta).
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t addr, uint32_t tx) {
+#if ODY_WGMMA_DEVICE
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(addr), "r"(tx) : "memory");
+#else
+  (void)addr, (void)tx;
+#endif
+}
+// mbarrier.arrive.shared::cta.b64 _, [addr] (release, cta).
+__device__ __forceinline__ void mbar_arrive(uint32_t addr) {
+#if ODY_WGMMA_DEVICE
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(addr) : "memory");
+#else
+  (void)addr;
+#endif
+}
+// One mbarrier.try_wait.parity.shared::cta.b64 (acquire, cta; PTX ISA "mbarrier.test_wait/
+// try_wait"): true once the phase with this parity has completed, i.e. the current phase's parity
+// differs from `parity` (the instruction may suspend the thread a while before answering false).
+__device__ __forceinline__ bool mbar_try_wait(uint32_t addr, uint32_t parity) {
+#if ODY_WGMMA_DEVICE
+  uint32_t done = 0;
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+      "selp.u32 %0, 1, 0, p;\n"
+      "}\n"
+      : "=r"(done)
+      : "r"(addr), "r"(parity)
+      : "memory");
+  return done != 0;
+#else
+  (void)addr, (void)parity;
+  return true;
+#endif
+}
+__device__ __forceinline__ uint64_t global_ns() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+// A watchdog for v4's first GPU runs: a wait that has not completed after 4 s (a whole
+// 8192×28672×4096 GEMM takes ~2.4 ms) is a protocol or byte-count bug (expect_tx ≠ bytes landed, a
+// wrong parity): trap, so that the launch fails in seconds ("unspecified launch failure" or
+// similar from the next CUDA call) instead of hanging the device step. No printf: an extern call
+// (vprintf) in the kernel makes ptxas serialize the wgmma pipeline (C7515-type notes).
+__device__ __forceinline__ void mbar_hang() {
+#if ODY_WGMMA_DEVICE
+  asm volatile("trap;\n");
+#endif
+}
+// Waits until the phase with this parity has completed (the fast path is one try_wait).
+__device__ __forceinline__ void mbar_wait(uint32_t addr, uint32_t parity) {
+  if (mbar_try_wait(addr, parity)) return;
+  const uint64_t start = global_ns();
+  while (!mbar_try_wait(addr, parity))
+    if (global_ns() - start > 4000000000ull) mbar_hang();
+}
+// TMA 2D tile load (PTX ISA "cp.async.bulk.tensor"): box at coordinates (c0 = K byte, c1 = token)
+// of the tensor map into shared memory at dst; completion is counted on mbarrier bar in bytes.
+__device__ __forceinline__ void tma_load_2d(uint32_t dst, const void* tmap, int c0, int c1, uint32_t bar) {
+#if ODY_WGMMA_DEVICE
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(tmap)), "r"(c0), "r"(c1), "r"(bar)
+      : "memory");
+#else
+  (void)dst, (void)tmap, (void)c0, (void)c1, (void)bar;
+#endif
+}
+// 1D bulk copy global → shared (PTX ISA "cp.async.bulk"): bytes (a multiple of 16) from src
+// (16-byte aligned) to dst (16-byte aligned); completion counted on mbarrier bar.
+__device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+#if ODY_WGMMA_DEVICE
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+               "l"(src), "r"(bytes), "r"(bar)
+               : "memory");
+#else
+  (void)dst, (void)src, (void)bytes, (void)bar;
+#endif
+}
+// ---- config 21 (v4 on a 2-CTA cluster, X multicast): the cluster pieces (PTX ISA "Cluster").
+// This CTA's rank in its cluster (%cluster_ctarank).
+__device__ __forceinline__ uint32_t cluster_rank() {
+  uint32_t r = 0;
+#if ODY_WGMMA_DEVICE
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+#endif
+  return r;
+}
+// Arrives on the mbarrier at the same shared offset in CTA `cta` of the cluster (mapa gives its
+// shared::cluster address; PTX ISA "mapa", "mbarrier.arrive" with .shared::cluster: release,
+// cluster scope by default for a remote barrier).
+__device__ __forceinline__ void mbar_arrive_cluster(uint32_t addr, uint32_t cta) {
+#if ODY_WGMMA_DEVICE
+  asm volatile(
+      "{\n"
+      ".reg .b32 remote;\n"
+      "mapa.shared::cluster.u32 remote, %0, %1;\n"
+      "mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n"
+      "}\n" ::"r"(addr),
+      "r"(cta)
+      : "memory");
+#else
+  (void)addr, (void)cta;
+#endif
+}
+// TMA 2D tile load multicast to the CTAs of `mask` (PTX ISA "cp.async.bulk.tensor",
+// .multicast::cluster): the box lands at the same shared offset in each of them, and each one's
+// mbarrier at bar's offset counts the box's bytes.
+__device__ __forceinline__ void tma_load_2d_mc(uint32_t dst, const void* tmap, int c0, int c1, uint32_t bar,
+                                               uint16_t mask) {
+#if ODY_WGMMA_DEVICE
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(tmap)), "r"(c0), "r"(c1), "r"(bar), "h"(mask)
+      : "memory");
+#else
+  (void)dst, (void)tmap, (void)c0, (void)c1, (void)bar, (void)mask;
+#endif
+}
+// Cluster-wide barrier of every non-exited thread (PTX ISA "barrier.cluster"; not .aligned: the
+// producer's lane 0 reaches it from its loop, its other lanes directly).
+__device__ __forceinline__ void cluster_sync() {
+#if ODY_WGMMA_DEVICE
+  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+#endif
+}
+// setmaxnreg (PTX ISA "setmaxnreg"): the warpgroup releases registers down to N / asks for N.
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() {
+#if ODY_WGMMA_DEVICE
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() {
+#if ODY_WGMMA_DEVICE
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+// Named barriers (PTX ISA "bar/barrier"): bar.sync waits until `count` threads have arrived at
+// barrier id (itself included); bar.arrive counts this thread without waiting.
+__device__ __forceinline__ void named_sync(uint32_t id, uint32_t count) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+__device__ __forceinline__ void named_arrive(uint32_t id, uint32_t count) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+
+template <int SPG, bool INT_SCALE, int CL>
+__global__ void __launch_bounds__(kThreadsV4, 1)
+    w4a8_wgmma_v4_kernel(const Sm90Params p, const __grid_constant__ TmaMap2D xmap) {
+#if ODY_WGMMA_DEVICE
+  static_assert(CL == 1 || CL == 2, "v4: one CTA, or a 2-CTA cluster (config 21)");
+  using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
+  constexpr int kGroups = SPG ? 4 / SPG : 1;
+  constexpr int kSteps = SPG ? SPG : 4;
+  extern __shared__ uint8_t smem_raw[];
+  const uint32_t sbase = (smem_u32(smem_raw) + 1023u) & ~1023u;
+  uint8_t* smem = smem_raw + (sbase - smem_u32(smem_raw));
+  const uint32_t full0 = sbase + kBarOffV4, empty0 = full0 + kStagesV4 * 8;  // mbarrier s at + 8·s
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+
+  // v2's raster; with a cluster (CL = 2), over pairs of row tiles: CTA rank r of pair q takes row
+  // tile CL·q + r and both take the same token tile (the X tile they share). A rank whose row
+  // tile is past the last (odd tile count) still copies and receives its X halves (its partner
+  // needs them) but its weight rows are all ≥ Np: nothing copied, nothing stored.
+  const int rank = CL == 2 ? (int)cluster_rank() : 0;
+  const int tiles_r = (p.np + kRowTile - 1) / kRowTile;
+  const int tiles_q = (tiles_r + CL - 1) / CL;  // row tiles (CL = 1) or pairs of them
+  const int tiles_t = (p.m + kTokTile - 1) / kTokTile;
+  const int per_group = (kRaster / CL) * tiles_t;
+  const int bq = blockIdx.x / CL;
+  const int grp = bq / per_group, in_grp = bq % per_group;
+  const int first_r = grp * (kRaster / CL);
+  const int rows_here = min(kRaster / CL, tiles_q - first_r);
+  const int rt = (first_r + in_grp % rows_here) * CL + rank, tt = in_grp / rows_here;
+  const int t0 = tt * kTokTile;
+  const int kblocks = p.k / kBK;
+  const int gpk = SPG ? kGroups : 0;
+  const Scale* gs = static_cast<const Scale*>(p.group_scale);
+
+  if (tid == 0) {
+#pragma unroll 1
+    for (int s = 0; s < kStagesV4; s++) {
+      mbar_init(full0 + 8 * s, 1);
+      mbar_init(empty0 + 8 * s, kConsumerWarpsV4 * CL);  // with a cluster: both CTAs' consumers
+    }
+    mbar_init_fence();
+  }
+  // The barriers exist before any role uses them (the last block-wide barrier); with a cluster,
+  // in both CTAs before either multicasts into the other or arrives on its barriers.
+  if (CL == 2)
+    cluster_sync();
+  else
+    __syncthreads();
+
+  if (warp < 4) {
+    // ---- producer warpgroup
+    setmaxnreg_dec<40>();
+    if (tid == 0) {
+      const int nstrips = max(0, min(kRowTile / 8, (p.np - rt * kRowTile) / 8));  // Np % 8 == 0: whole strips
+      const int ncols = max(0, min(kRowTile, p.np - rt * kRowTile));
+      const uint32_t tx = (uint32_t)(kXBytesV2 + nstrips * 512 + (SPG ? kGroups * ncols * (int)sizeof(Scale) : 0));
+      const uint8_t* wsrc = p.qweight + (size_t)rt * (kRowTile / 8) * kblocks * 512;
+      int s = 0;
+      uint32_t phase = 0;
+#pragma unroll 1
+      for (int kb = 0; kb < kblocks; kb++) {
+        // Every consumer warp that reads this stage released its last use (with a cluster: the
+        // partner's too, since this CTA's X half lands in the partner's stage as well).
+        mbar_wait(empty0 + 8 * s, phase ^ 1);
+        const uint32_t st = sbase + s * kStageBytesV2, full = full0 + 8 * s;
+        // The whole X tile is expected even with a cluster: half from this CTA's copy, half from
+        // the partner's multicast (which may land before this expect_tx: the phase cannot
+        // complete before this thread's arrival, and the transaction count may dip below 0).
+        mbar_arrive_expect_tx(full, tx);
+        if (CL == 2)  // tokens 64·rank.. of the tile, to both CTAs (box 128 B × 64 tokens)
+          tma_load_2d_mc(st + rank * (kXBytesV2 / 2), &xmap, kb * kBK, t0 + rank * (kTokTile / 2), full, (uint16_t)0x3);
+        else
+          tma_load_2d(st, &xmap, kb * kBK, t0, full);
+#pragma unroll 1
+        for (int j = 0; j < nstrips; j++)
+          bulk_load(st + kXBytesV2 + j * 512, wsrc + ((size_t)j * kblocks + kb) * 512, 512, full);
+        if (SPG && ncols > 0) {
+#pragma unroll
+          for (int g = 0; g < kGroups; g++)
+            bulk_load(st + kXBytesV2 + kWBytesV2 + g * kRowTile * (int)sizeof(Scale),
+                      gs + (size_t)(kb * gpk + g) * p.np + rt * kRowTile, (uint32_t)(ncols * (int)sizeof(Scale)), full);
+        }
+        if (++s == kStagesV4) {
+          s = 0;
+          phase ^= 1;
+        }
+      }
+    }
+    // One CTA: the producer's threads exit (the copies land in this CTA, which lives until its
+    // consumers are done). A cluster: the partner's consumers arrive on this CTA's empty
+    // barriers until their last K block, so no thread leaves before the final cluster barrier.
+    if (CL == 2) cluster_sync();
+    return;
+  }
+
+  // ---- consumer warpgroups: c = 0 (WG1) and 1 (WG2), v2's warpgroups 0 and 1.
+  setmaxnreg_inc<232>();
+  const int wg = (warp >> 2) - 1, wq = warp & 3;
+  const int gid = lane >> 2, tig = lane & 3;
+  const int row0 = rt * kRowTile + wg * 64 + wq * 16;
+  const int c0 = row0 + gid;
+  const bool ok0 = row0 < p.np, ok1 = row0 + 8 < p.np;
+  const int w_off = kXBytesV2 + (wg * 8 + wq * 2) * 512 + lane * 16;
+  const int s_off = kXBytesV2 + kWBytesV2 + (wg * 64 + wq * 16 + gid) * (int)sizeof(Scale);
+  const uint32_t my_turn = wg == 0 ? kBarTurn0 : kBarTurn1, next_turn = wg == 0 ? kBarTurn1 : kBarTurn0;
+  const int turns = kblocks * kGroups;
+
+  using Acc = typename std::conditional<INT_SCALE, uint32_t, float>::type;
+  Acc total[64];
+  uint32_t part[64];
+#pragma unroll
+  for (int i = 0; i < 64; i++) {
+    total[i] = 0;
+    part[i] = 0;
+  }
+
+  int s = 0;
+  uint32_t phase = 0;
+  int turn = 0;
+#pragma unroll 1
+  for (int kb = 0; kb < kblocks; kb++) {
+    mbar_wait(full0 + 8 * s, phase);  // stage s holds K block kb (X, W and scales)
+    __syncwarp();                     // the warp reconverges before the .aligned wgmma ops
+    const uint8_t* st = smem + s * kStageBytesV2;
+    const uint64_t desc0 = smem_desc_sw128(sbase + s * kStageBytesV2);
+    const uint4 w0v = *reinterpret_cast<const uint4*>(st + w_off);
+    const uint4 w1v = *reinterpret_cast<const uint4*>(st + w_off + 512);
+    Scale sc[4][2];
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+      if (SPG) {
+        const Scale* srow = reinterpret_cast<const Scale*>(st + s_off) + g * kRowTile;
+        sc[g][0] = srow[0];
+        sc[g][1] = srow[8];
+      } else {
+        sc[g][0] = sc[g][1] = Scale(0);
+      }
+    }
+    uint32_t a[4][4];
+#pragma unroll
+    for (int k4 = 0; k4 < 4; k4++) {
+      const uint32_t w0 = word(w0v, k4), w1 = word(w1v, k4);
+      a[k4][0] = (w0 << 4) & 0xF0F0F0F0u;
+      a[k4][1] = (w1 << 4) & 0xF0F0F0F0u;
+      a[k4][2] = w0 & 0xF0F0F0F0u;
+      a[k4][3] = w1 & 0xF0F0F0F0u;
+    }
+#pragma unroll
+    for (int k4 = 0; k4 < 4; k4++)
+#pragma unroll
+      for (int r = 0; r < 4; r++) fence_operand(a[k4][r]);
+
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+      if (wg == 1 || turn > 0) named_sync(my_turn, 256);  // the other consumer has issued its group
+#pragma unroll
+      for (int i = 0; i < 64; i++) fence_operand(part[i]);
+      wgmma_fence();
+#pragma unroll
+      for (int j = 0; j < kSteps; j++) {
+        const int k4 = g * kSteps + j;
+        const int scale_d = SPG ? (j != 0) : (kb != 0 || k4 != 0);
+        wgmma_m64n128k32_s8(part, a[k4], desc0 + (uint64_t)((k4 * 32) >> 4), scale_d);
+      }
+      wgmma_commit();
+      if (wg == 0 || turn + 1 < turns) named_arrive(next_turn, 256);  // its turn to issue
+      turn++;
+      wgmma_wait_all();
+#pragma unroll
+      for (int i = 0; i < 64; i++) fence_operand(part[i]);
+      if (g == kGroups - 1) {
+        // Every wgmma of this warp that read stage s is complete and its W/scale loads are done
+        // (the asm "memory" clobbers keep them above): release the stage to the producer, and
+        // with a cluster to the partner's producer too (its X half lands in this stage).
+        __syncwarp();
+        if (lane == 0) {
+          mbar_arrive(empty0 + 8 * s);
+          if (CL == 2) mbar_arrive_cluster(empty0 + 8 * s, (uint32_t)(rank ^ 1));
+        }
+      }
+      if (SPG) {
+        if constexpr (INT_SCALE) {
+          const uint32_t s_lo = (uint32_t)(int32_t)sc[g][0], s_hi = (uint32_t)(int32_t)sc[g][1];
+#pragma unroll
+          for (int i = 0; i < 64; i++) total[i] += ((i >> 1) & 1 ? s_hi : s_lo) * part[i];
+        } else {
+          const float s_lo = sc[g][0] * 0.0625f, s_hi = sc[g][1] * 0.0625f;
+#pragma unroll
+          for (int i = 0; i < 64; i++)
+            total[i] = __fadd_rn(total[i], __fmul_rn(__int2float_rn((int32_t)part[i]), (i >> 1) & 1 ? s_hi : s_lo));
+        }
+      }
+    }
+    if (++s == kStagesV4) {
+      s = 0;
+      phase ^= 1;
+    }
+  }
+
+  store_tile<SPG, INT_SCALE>(p, total, part, c0, t0, tig, ok0, ok1);  // v2's per-channel scaling and epilogue
+  if (CL == 2) cluster_sync();  // the partner may still arrive on this CTA's empty barriers until here
+#else
+  (void)p, (void)xmap, (void)mbar_init, (void)mbar_init_fence, (void)mbar_arrive_expect_tx, (void)mbar_arrive,
+      (void)mbar_wait, (void)mbar_try_wait, (void)global_ns, (void)mbar_hang, (void)tma_load_2d, (void)bulk_load,
+      (void)named_sync, (void)named_arrive, (void)cluster_rank, (void)mbar_arrive_cluster, (void)tma_load_2d_mc,
+      (void)cluster_sync;
+  __trap();
+#endif
+}
+
+// The X tensor map, encoded on the host. nvcc 11.8's headers have no CUtensorMap, so this is
+// CUDA 12's cuda.h, restated: `typedef struct CUtensorMap_st { alignas(64) cuuint64_t
+// opaque[16]; } CUtensorMap;` (128 bytes, 64-byte aligned) and
+//   CUresult cuTensorMapEncodeTiled(CUtensorMap* tensorMap, CUtensorMapDataType tensorDataType,
+//     cuuint32_t tensorRank, void* globalAddress, const cuuint64_t* globalDim,
+//     const cuuint64_t* globalStrides, const cuuint32_t* boxDim, const cuuint32_t* elementStrides,
+//     CUtensorMapInterleave interleave, CUtensorMapSwizzle swizzle,
+//     CUtensorMapL2promotion l2Promotion, CUtensorMapFloatOOBfill oobFill);
+// with the enum values CU_TENSOR_MAP_DATA_TYPE_UINT8 = 0, CU_TENSOR_MAP_INTERLEAVE_NONE = 0,
+// CU_TENSOR_MAP_SWIZZLE_128B = 3, CU_TENSOR_MAP_L2_PROMOTION_L2_128B = 2,
+// CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE = 0 (out-of-bound elements read as zero), CUDA_SUCCESS = 0
+// (cuda.h, CUDA 12.0+; the same values in e.g. tilelang's and NVIDIA's ctypes bindings).
+using EncodeTiledFn = int (*)(TmaMap2D*, int, uint32_t, void*, const uint64_t*, const uint64_t*, const uint32_t*,
+                              const uint32_t*, int, int, int, int);
+constexpr int kTmaUint8 = 0, kTmaInterleaveNone = 0, kTmaSwizzle128B = 3, kTmaL2Promo128B = 2, kTmaOobZero = 0;
+
+// cuTensorMapEncodeTiled from the driver the runtime uses (no -lcuda). CUDA 13 dropped the
+// unversioned cudaGetDriverEntryPoint's usefulness (it asks for the runtime's own version of the
+// symbol); from 12.5 the ByVersion form asks for the 12.0 ABI explicitly.
+EncodeTiledFn encode_tiled_fn() {
+  static EncodeTiledFn fn = [] {
+    void* f = nullptr;
+#if CUDART_VERSION >= 12050
+    cudaDriverEntryPointQueryResult q{};
+    cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q);
+    if (q != cudaDriverEntryPointSuccess) e = cudaErrorNotSupported;
+#elif CUDART_VERSION >= 12000
+    cudaDriverEntryPointQueryResult q{};
+    cudaError_t e = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault, &q);
+    if (q != cudaDriverEntryPointSuccess) e = cudaErrorNotSupported;
+#else
+    cudaError_t e = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault);  // syntax check only
+#endif
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      f = nullptr;
+    }
+    return reinterpret_cast<EncodeTiledFn>(f);
+  }();
+  return fn;
+}
+
+// X [M, K] uint8 row-major as a 2D tensor (dim 0 = K bytes, dim 1 = tokens, row pitch K bytes),
+// box 128 × 128 with the 128-byte swizzle. Errors come back as a message (the caller fails with it).
+// box_tokens: 128 (v4) or 64 (config 21: each CTA of the pair copies half the tile).
+bool encode_x_map(const Sm90Params& p, int box_tokens, TmaMap2D* map, std::string* why) {
+  if (reinterpret_cast<uintptr_t>(p.x) % 16 != 0) {
+    *why = "w4a8: wgmma_ws_r128t128_v4(c2) needs x 16-byte aligned (TMA)";
+    return false;
+  }
+  if (p.k % 16 != 0) {
+    *why = "w4a8: wgmma_ws_r128t128_v4(c2) needs K (x's row pitch in bytes) a multiple of 16 (TMA)";
+    return false;
+  }
+  const EncodeTiledFn fn = encode_tiled_fn();
+  if (!fn) {
+    *why = "w4a8: wgmma_ws_r128t128_v4(c2): the driver has no cuTensorMapEncodeTiled";
+    return false;
+  }
+  const uint64_t dims[2] = {(uint64_t)p.k, (uint64_t)p.m};
+  const uint64_t strides[1] = {(uint64_t)p.k};  // bytes between tokens (dim 0's stride is the element)
+  const uint32_t box[2] = {(uint32_t)kBK, (uint32_t)box_tokens};
+  const uint32_t estrides[2] = {1, 1};
+  const int r = fn(map, kTmaUint8, 2, const_cast<int8_t*>(p.x), dims, strides, box, estrides, kTmaInterleaveNone,
+                   kTmaSwizzle128B, kTmaL2Promo128B, kTmaOobZero);
+  if (r != 0) {
+    *why = "w4a8: wgmma_ws_r128t128_v4(c2): cuTensorMapEncodeTiled failed (CUresult " + std::to_string(r) + ")";
+    return false;
+  }
+  return true;
+}
+
 template <int SPG, bool INT>
-cudaError_t launch_one(const Sm90Params& p, cudaStream_t s) {
-  // Raise the dynamic shared-memory limit once per instantiation (v1, v2 and v3 apart).
-  static bool attr[4] = {false, false, false, false};
-  const int v = p.version == 4 ? 3 : p.version == 3 ? 2 : p.version == 2 ? 1 : 0;
+cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* xmap, cudaStream_t s) {
+  // Raise the dynamic shared-memory limit once per instantiation (v1, v2, v3, v3p and v4 apart).
+  static bool attr[6] = {false, false, false, false, false, false};
+  const int v = p.version - 1;  // 0: v1, 1: v2, 2: v3, 3: v3p, 4: v4, 5: v4 on a 2-CTA cluster
+  if (v < 0 || v > 5) return cudaErrorInvalidValue;
   if (!attr[v]) {
     cudaError_t e =
-        v == 3   ? cudaFuncSetAttribute(w4a8_wgmma_v3p_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
+        v == 5   ? cudaFuncSetAttribute(w4a8_wgmma_v4_kernel<SPG, INT, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV4)
+        : v == 4 ? cudaFuncSetAttribute(w4a8_wgmma_v4_kernel<SPG, INT, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV4)
+        : v == 3 ? cudaFuncSetAttribute(w4a8_wgmma_v3p_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
         : v == 2 ? cudaFuncSetAttribute(w4a8_wgmma_v3_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
         : v == 1 ? cudaFuncSetAttribute(w4a8_wgmma_v2_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV2)
                  : cudaFuncSetAttribute(w4a8_wgmma_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
@@ -1242,7 +1798,25 @@ cudaError_t launch_one(const Sm90Params& p, cudaStream_t s) {
     attr[v] = true;
   }
   const long long tiles = (long long)((p.np + kRowTile - 1) / kRowTile) * ((p.m + kTokTile - 1) / kTokTile);
-  if (v == 3)  // persistent: one block per SM at most (one fits per SM: 183 KB of shared memory)
+  if (v == 5) {  // clusters of 2 CTAs along the row tiles (an odd last one padded: see the kernel)
+    const long long pairs = (long long)((p.np + 2 * kRowTile - 1) / (2 * kRowTile)) * ((p.m + kTokTile - 1) / kTokTile);
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = dim3((unsigned)(2 * pairs));
+    cfg.blockDim = dim3(kThreadsV4);
+    cfg.dynamicSmemBytes = kSmemBytesV4;
+    cfg.stream = s;
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeClusterDimension;
+    at[0].val.clusterDim.x = 2;
+    at[0].val.clusterDim.y = 1;
+    at[0].val.clusterDim.z = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelEx(&cfg, w4a8_wgmma_v4_kernel<SPG, INT, 2>, p, *xmap);
+  }
+  if (v == 4)  // 3 warpgroups: producer + 2 consumers; the tensor map by value (__grid_constant__)
+    w4a8_wgmma_v4_kernel<SPG, INT, 1><<<(unsigned)tiles, kThreadsV4, kSmemBytesV4, s>>>(p, *xmap);
+  else if (v == 3)  // persistent: one block per SM at most (one fits per SM: 183 KB of shared memory)
     w4a8_wgmma_v3p_kernel<SPG, INT><<<(unsigned)std::min<long long>(tiles, device_sms()), kThreads, kSmemBytesV3, s>>>(p);
   else if (v == 2)
     w4a8_wgmma_v3_kernel<SPG, INT><<<(unsigned)tiles, kThreads, kSmemBytesV3, s>>>(p);
@@ -1254,12 +1828,12 @@ cudaError_t launch_one(const Sm90Params& p, cudaStream_t s) {
 }
 
 template <bool INT>
-cudaError_t launch_kind(const Sm90Params& p, cudaStream_t s) {
-  if (p.group_size >= p.k) return launch_one<0, INT>(p, s);
+cudaError_t launch_kind(const Sm90Params& p, const TmaMap2D* xmap, cudaStream_t s) {
+  if (p.group_size >= p.k) return launch_one<0, INT>(p, xmap, s);
   switch (p.group_size) {
-    case 32: return launch_one<1, INT>(p, s);
-    case 64: return launch_one<2, INT>(p, s);
-    default: return launch_one<4, INT>(p, s);
+    case 32: return launch_one<1, INT>(p, xmap, s);
+    case 64: return launch_one<2, INT>(p, xmap, s);
+    default: return launch_one<4, INT>(p, xmap, s);
   }
 }
 
@@ -1270,7 +1844,12 @@ bool sm90_wgmma_built() { return true; }
 ody_status launch_w4a8_sm90(const Sm90Params& p, cudaStream_t stream) {
   if (!sm90_wgmma_usable()) return fail(ODY_ERR_UNSUPPORTED, "w4a8: the wgmma kernel needs a compute capability 9.x device");
   ODY_CUDA(cudaGetLastError());
-  ODY_CUDA(p.int_scale ? launch_kind<true>(p, stream) : launch_kind<false>(p, stream));
+  TmaMap2D xmap{};  // v4 only: X's tensor map, encoded per launch (~1 µs of host time)
+  if (p.version == 5 || p.version == 6) {
+    std::string why;
+    if (!encode_x_map(p, p.version == 6 ? kTokTile / 2 : kTokTile, &xmap, &why)) return fail(ODY_ERR_UNSUPPORTED, why);
+  }
+  ODY_CUDA(p.int_scale ? launch_kind<true>(p, &xmap, stream) : launch_kind<false>(p, &xmap, stream));
   return ODY_OK;
 }
 

@@ -15,6 +15,16 @@
 // m64n64k32 chains (descriptor start + 8192·h, D register j of half h = v2's register 32·h + j)
 // and the delayed fold of the second half (folded after the next group's first half is issued,
 // with the scales kept from its own group): replayed in the kernel's order.
+// v4 (config wgmma_ws_r128t128_v4): v2's stage read by the consumers, but filled by v4's copies
+// (the TMA's 128-byte swizzle image of the X box with tokens past M zero-filled, one 512-byte
+// bulk copy per strip below Np and nothing past it — stale bytes stay there —, one bulk copy of
+// the tile's valid channels per group row), every case once more; and the producer/consumer ring
+// (v4_ring): the kernel's stage/phase counters, mbarriers (arrival counts, transaction bytes,
+// phase bit, try_wait.parity), the pingpong named barriers and copies landing at random times,
+// run by a random scheduler over 1..40 K blocks, ring sizes 1..8 and 1, 2 or 4 groups: every
+// consumed stage must hold the wanted K block until its last wgmma completed, no copy may land
+// in a stage a consumer warp still uses, the two consumers' issues must alternate, and nothing may
+// deadlock. Three mutations of the kernel's protocol must each be caught.
 // Host only (CI): emulate_wgmma [--quick]
 #include <cstdint>
 #include <cstdio>
@@ -142,7 +152,7 @@ long long run(int m, int n, int k, int group, uint32_t seed, int ver) {
       bool v3_pending[2] = {false, false};
       for (int kb = 0; kb < kblocks; kb++) {
         // cp.async: thread tid's chunks i = u·256 + tid, row r = i>>3, chunk c = i&7.
-        for (int tid = 0; tid < 256; tid++)
+        for (int tid = 0; tid < 256 && ver < 4; tid++)
           for (int u = 0; u < 4; u++) {
             const int i = u * 256 + tid, r = i >> 3, c = i & 7;
             uint8_t* dst = smem.data() + r * 128 + ((c ^ (r & 7)) << 4);
@@ -151,7 +161,33 @@ long long run(int m, int n, int k, int group, uint32_t seed, int ver) {
             else
               std::memset(dst, 0, 16);
           }
-        if (v2) {
+        if (ver >= 4) {
+          // TMA, SWIZZLE_128B: box byte (kk, token row r) at logical r·128 + kk of the box's
+          // 1024-byte aligned destination, 16-byte unit bits 4–6 XORed with bits 7–9; tokens past
+          // M read 0. v4: one box of 128 tokens at the stage; config 21 (ver 5): two boxes of 64
+          // tokens (one per CTA of the pair, multicast), half h at stage + 8192·h, tokens t0 + 64·h on.
+          const int boxes = ver == 5 ? 2 : 1, rows = 128 / boxes;
+          for (int h = 0; h < boxes; h++)
+            for (int r = 0; r < rows; r++)
+              for (int kk = 0; kk < 128; kk++) {
+                const uint32_t off = r * 128 + kk, phys = h * 8192 + (off ^ (((off >> 7) & 7) << 4));
+                const int t = t0 + h * rows + r;
+                smem[phys] = t < m ? (uint8_t)x[(size_t)t * k + kb * 128 + kk] : 0;
+              }
+          // Stale bytes from "an earlier stage" where v4 copies nothing (strips and channels
+          // past Np): the outputs must not depend on them.
+          for (auto& b : wsm) b = (uint8_t)rnd();
+          for (auto& b : ssm) b = (uint8_t)rnd();
+          for (auto& b : fsm) b = (uint8_t)rnd();
+          const int nstrips = std::min(16, (np - rt * 128) / 8), ncols = std::min(128, np - rt * 128);
+          for (int j = 0; j < nstrips; j++)
+            std::memcpy(wsm.data() + j * 512, qw.data() + ((size_t)(rt * 16 + j) * kblocks + kb) * 512, 512);
+          for (int g = 0; spg && g < kgroups; g++) {
+            const size_t src = (size_t)(kb * kgroups + g) * np + rt * 128;
+            std::memcpy(ssm.data() + g * 128 * 2, gs.data() + src, ncols * 2);
+            std::memcpy(fsm.data() + g * 128 * 4, gsf.data() + src, ncols * 4);
+          }
+        } else if (v2) {
           // W: chunk i = u·256 + tid is strip i/32 of the block, lane i%32; smem offset 16·i.
           for (int tid = 0; tid < 256; tid++)
             for (int u = 0; u < 2; u++) {
@@ -252,8 +288,9 @@ long long run(int m, int n, int k, int group, uint32_t seed, int ver) {
                   std::memcpy(&fhi, fsm.data() + (j + 8) * 4, 4);
                   s_lo = (uint32_t)(int32_t)lo;
                   s_hi = (uint32_t)(int32_t)hi;
-                  // The float rows must hold the same scales (the float kernel folds with them).
-                  if (flo != (float)lo || fhi != (float)hi) bad_copy++;
+                  // The float rows must hold the same scales (the float kernel folds with them);
+                  // v4 leaves rows ≥ Np stale (never stored), so only rows below Np count.
+                  if ((c0 < np && flo != (float)lo) || (c0 + 8 < np && fhi != (float)hi)) bad_copy++;
                 }
                 for (int i = 0; i < 64; i++) total[wg * 128 + tid][i] += ((i >> 1) & 1 ? s_hi : s_lo) * part[wg * 128 + tid][i];
               }
@@ -337,6 +374,205 @@ long long v3p_schedule(int m, int n, int k, int grid) {
   return bad;
 }
 
+
+// v4's producer/consumer ring, replayed step by step. Agents: the producer thread and the 8
+// consumer warps (consumer c = warps 4c..4c+3). Each step of the random scheduler advances one
+// runnable agent by one action of the kernel's code; copies issued by the producer land later,
+// at random, one at a time (complete_tx). mbarrier model (PTX ISA "mbarrier"): a phase completes
+// when its pending arrivals reach 0 and its transaction count is 0; the phase bit then flips and
+// the arrival count resets; try_wait.parity(P) succeeds when the phase bit differs from P.
+// Named barriers: 8 warps (256 threads) complete an instance; bar.sync blocks until it does.
+// cl = 2 (config 21): two CTAs, each producer's X half multicast into both CTAs' stage (each
+// landing on its own), each consumer warp releasing the stage in both CTAs (count 16).
+// Mutations (mut): 1 = a consumer warp releases the stage right after issuing its last group
+// (before wait_group 0); 2 = empty[s] counts 4 arrivals (one warpgroup) instead of 8; 3 = the
+// producer waits on empty with parity `phase` instead of `phase ^ 1`; 4 (cluster) = the consumers
+// release only their own CTA's stage (empty counts 8). Returns the problems seen.
+struct MBar {
+  int count = 0, pending = 0, tx = 0, phase = 0;
+  void init(int c) { count = pending = c; }
+  void maybe_complete() {
+    if (pending == 0 && tx == 0) {
+      phase ^= 1;
+      pending = count;
+    }
+  }
+  void arrive() {
+    pending--;
+    maybe_complete();
+  }
+  void expect_tx(int b) { tx += b; }
+  void complete_tx(int b) {
+    tx -= b;
+    maybe_complete();
+  }
+  bool try_wait(int parity) const { return phase != parity; }
+};
+
+long long v4_ring(int kblocks, int stages, int kgroups, uint32_t seed, int mut, int cl = 1) {
+  uint32_t rs = seed;
+  auto rnd = [&rs]() {
+    rs = rs * 1664525u + 1013904223u;
+    return rs >> 8;
+  };
+  // Pieces of a stage: the X tile (cl = 1) or its two halves (cl = 2: half h is copied by CTA h's
+  // producer and multicast to both CTAs), then W and the scales (each CTA its own).
+  const int npieces = cl + 2, kBytes = 100;
+  std::vector<MBar> full(cl * stages), empty(cl * stages);
+  for (int i = 0; i < cl * stages; i++) {
+    full[i].init(1);
+    empty[i].init(mut == 2 ? 4 : mut == 4 ? 8 : 8 * cl);  // mutation 2: one warpgroup; 4: a cluster counting only local warps
+  }
+  std::vector<int> content(cl * stages * npieces, -1), users(cl * stages, 0);
+  struct Copy {
+    int cta, stage, piece, kb;
+  };
+  std::vector<Copy> flight;
+  long long bad = 0;
+  struct Prod {
+    int kb = 0, s = 0, phase = 0;
+  };
+  std::vector<Prod> prod(cl);
+  // Named barriers 1 and 2 of each CTA: arrivals in this instance, instance number.
+  std::vector<int> nb_arr(2 * cl, 0), nb_gen(2 * cl, 0);
+  auto nb_arrive = [&](int cta, int id) {
+    if (++nb_arr[2 * cta + id] == 8) {
+      nb_arr[2 * cta + id] = 0;
+      nb_gen[2 * cta + id]++;
+    }
+  };
+  const int turns = kblocks * kgroups;
+  struct Warp {
+    int kb = 0, s = 0, phase = 0, g = 0, turn = 0;
+    int pc = 0;         // 0 wait full, 1 turn wait, 2 issue + pass turn, 3 wait_group + release + fold
+    int wait_gen = -1;  // the named-barrier instance a bar.sync waits for
+    bool in_bar = false, done = false;
+  };
+  std::vector<Warp> w(8 * cl);
+  std::vector<int> issued(cl * 2 * turns, 0);  // warps of (CTA, consumer c) that issued turn t
+  auto holds = [&](int cta, int st, int kb) {
+    for (int pc = 0; pc < npieces; pc++)
+      if (content[(cta * stages + st) * npieces + pc] != kb) return false;
+    return true;
+  };
+  auto release = [&](int cta, int st) {
+    users[cta * stages + st]--;
+    empty[cta * stages + st].arrive();
+    if (cl == 2 && mut != 4) empty[(cta ^ 1) * stages + st].arrive();  // the remote arrive (mapa)
+  };
+  auto consumer_step = [&](int wi) -> bool {  // false: blocked
+    Warp& q = w[wi];
+    const int cta = wi / 8, c = (wi % 8) / 4;
+    int* iss = issued.data() + cta * 2 * turns;
+    switch (q.pc) {
+      case 0:
+        if (!full[cta * stages + q.s].try_wait(q.phase)) return false;
+        if (!holds(cta, q.s, q.kb)) bad++;  // the stage must hold this K block
+        users[cta * stages + q.s]++;
+        q.g = 0;
+        q.pc = 1;
+        return true;
+      case 1: {
+        if (!(c == 1 || q.turn > 0)) {
+          q.pc = 2;
+          return true;
+        }
+        const int id = 2 * cta + c;  // consumer c waits on its own barrier (kBarTurn0 / kBarTurn1)
+        if (!q.in_bar) {
+          q.in_bar = true;
+          q.wait_gen = nb_gen[id];
+          nb_arrive(cta, c);
+        }
+        if (nb_gen[id] == q.wait_gen) return false;
+        q.in_bar = false;
+        q.pc = 2;
+        return true;
+      }
+      case 2: {
+        // The wgmma ops of turn q.turn: the other consumer must have issued its turn before
+        // (consumer 1: the same turn; consumer 0: the previous one), and this one not yet.
+        if (c == 1 && iss[0 * turns + q.turn] != 4) bad++;
+        if (c == 0 && q.turn > 0 && iss[1 * turns + q.turn - 1] != 4) bad++;
+        if (c == 0 && iss[1 * turns + q.turn] != 0) bad++;
+        iss[c * turns + q.turn]++;
+        if (!holds(cta, q.s, q.kb)) bad++;
+        if (c == 0 || q.turn + 1 < turns) nb_arrive(cta, 1 - c);  // pass the turn
+        q.turn++;
+        if (mut == 1 && q.g == kgroups - 1) release(cta, q.s);  // mutation: before the MMAs completed
+        q.pc = 3;
+        return true;
+      }
+      default:
+        // wait_group 0: the wgmmas read the stage until here.
+        if (!holds(cta, q.s, q.kb)) bad++;
+        if (q.g == kgroups - 1) {
+          if (mut != 1) release(cta, q.s);
+          if (++q.kb == kblocks) {
+            q.done = true;
+            return true;
+          }
+          if (++q.s == stages) {
+            q.s = 0;
+            q.phase ^= 1;
+          }
+          q.pc = 0;
+        } else {
+          q.g++;
+          q.pc = 1;
+        }
+        return true;
+    }
+  };
+  auto producer_step = [&](int cta) -> bool {
+    Prod& pr = prod[cta];
+    if (pr.kb == kblocks) return false;
+    if (!empty[cta * stages + pr.s].try_wait(mut == 3 ? pr.phase : pr.phase ^ 1)) return false;
+    // expect_tx of every piece this CTA's stage receives (both X halves with a cluster), then arrive.
+    full[cta * stages + pr.s].expect_tx(npieces * kBytes);
+    full[cta * stages + pr.s].arrive();
+    for (int d = 0; d < cl; d++) flight.push_back({d, pr.s, cl == 2 ? cta : 0, pr.kb});  // X (half), multicast
+    flight.push_back({cta, pr.s, cl, pr.kb});      // W
+    flight.push_back({cta, pr.s, cl + 1, pr.kb});  // scales
+    pr.kb++;
+    if (++pr.s == stages) {
+      pr.s = 0;
+      pr.phase ^= 1;
+    }
+    return true;
+  };
+  auto land = [&]() -> bool {
+    if (flight.empty()) return false;
+    const size_t i = rnd() % flight.size();
+    const Copy cp = flight[i];
+    flight.erase(flight.begin() + (long)i);
+    if (users[cp.cta * stages + cp.stage] > 0) bad++;  // overwrites a stage a consumer warp still uses
+    content[(cp.cta * stages + cp.stage) * npieces + cp.piece] = cp.kb;
+    full[cp.cta * stages + cp.stage].complete_tx(kBytes);  // (may precede the expect_tx: tx < 0 for a while)
+    return true;
+  };
+  const int n_agents = 8 * cl + cl + 1;  // consumer warps, producers, the copy engine
+  for (long long steps = 0;; steps++) {
+    bool all_done = flight.empty();
+    for (auto& pr : prod) all_done = all_done && pr.kb == kblocks;
+    for (auto& q : w) all_done = all_done && q.done;
+    if (all_done) break;
+    // Try agents in a random order until one moves; none can: deadlock.
+    const int first = (int)(rnd() % n_agents);
+    bool moved = false;
+    for (int j = 0; j < n_agents && !moved; j++) {
+      const int a = (first + j) % n_agents;
+      if (a < 8 * cl) moved = !w[a].done && consumer_step(a);
+      else if (a < 9 * cl) moved = producer_step(a - 8 * cl);
+      else moved = land();
+    }
+    if (!moved || steps > 100000000) {
+      bad++;  // deadlock
+      break;
+    }
+  }
+  return bad;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -348,11 +584,12 @@ int main(int argc, char** argv) {
                        {64, 128, 384, 384}};
   if (!quick) ps.push_back({300, 264, 512, 32});
   long long bad = 0;
-  for (int ver = 1; ver <= 3; ver++)
+  for (int ver = 1; ver <= 5; ver++)
     for (auto& p : ps) {
       long long b = run(p.m, p.n, p.k, p.g, 7u + p.m + p.n, ver);
-      std::printf("emulate_wgmma%s m%d n%d k%d group %d: %s\n", ver == 1 ? "" : ver == 2 ? " v2" : " v3", p.m, p.n, p.k,
-                  p.g, b ? "FAIL" : "ok");
+      std::printf("emulate_wgmma%s m%d n%d k%d group %d: %s\n",
+                  ver == 1 ? "" : ver == 2 ? " v2" : ver == 3 ? " v3" : ver == 4 ? " v4" : " v4c2", p.m, p.n, p.k, p.g,
+                  b ? "FAIL" : "ok");
       bad += b;
     }
   // v3p's schedule: one tile per block, two or three per block, K blocks fewer than, equal to and
@@ -367,5 +604,40 @@ int main(int argc, char** argv) {
       }
   std::printf("emulate_wgmma v3p schedule: %s\n", bad_sched ? "FAIL" : "ok");
   bad += bad_sched;
+  // v4's ring: 1..40 K blocks (every one with --quick off, a spread with it), ring sizes 1..8,
+  // 1/2/4 groups per K block, several random interleavings each; one CTA (config 20) and a
+  // 2-CTA cluster with multicast X halves (config 21).
+  for (int cl = 1; cl <= 2; cl++) {
+    long long bad_ring = 0;
+    int ring_runs = 0;
+    for (int kb = 1; kb <= 40; kb += quick ? 3 : 1)
+      for (int stages = 1; stages <= 8; stages++)
+        for (int kg : {1, 2, 4})
+          for (uint32_t seed = 1; seed <= (quick ? 2u : 4u); seed++) {
+            const long long b = v4_ring(kb, stages, kg, seed * 7919u + kb * 31u + stages, 0, cl);
+            if (b)
+              std::printf("emulate_wgmma v4 ring cluster %d kblocks %d stages %d groups %d seed %u: FAIL (%lld)\n", cl, kb,
+                          stages, kg, seed, b);
+            bad_ring += b;
+            ring_runs++;
+          }
+    std::printf("emulate_wgmma v4 ring, cluster of %d (%d runs): %s\n", cl, ring_runs, bad_ring ? "FAIL" : "ok");
+    bad += bad_ring;
+  }
+  // The mutations must be caught (each on some configuration of a small sweep); 4 is the cluster's.
+  for (int mut = 1; mut <= 4; mut++) {
+    long long caught = 0;
+    for (int kb : {3, 9, 20})
+      for (int stages : {1, 2, 4})
+        for (uint32_t seed = 1; seed <= 3; seed++)
+          caught += v4_ring(kb, stages, 2, seed * 104729u + kb, mut, mut == 4 ? 2 : 1) > 0;
+    std::printf("emulate_wgmma v4 ring mutation %d (%s): %s\n", mut,
+                mut == 1   ? "stage released before wait_group"
+                : mut == 2 ? "empty counts one warpgroup"
+                : mut == 3 ? "producer parity not flipped"
+                           : "cluster: no remote release to the partner's producer",
+                caught ? "caught" : "NOT CAUGHT (FAIL)");
+    if (!caught) bad++;
+  }
   return bad ? 1 : 0;
 }

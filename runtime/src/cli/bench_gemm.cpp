@@ -308,12 +308,25 @@ struct Bench {
         // in every run whatever the dispatch picks.
         const int mma_cfg = dispatch_config(m, n, k, is_int != 0);
         const std::pair<int, int> tag_wgmma{kWgmmaConfig, 0}, tag_wgmma2{kWgmmaV2Config, 0}, tag_wgmma3{kWgmmaV3Config, 0},
-            tag_wgmma3p{kWgmmaV3pConfig, 0}, tag_mma{mma_cfg, 0};
+            tag_wgmma3p{kWgmmaV3pConfig, 0}, tag_wgmma4{kWgmmaV4Config, 0}, tag_wgmma4c2{kWgmmaV4c2Config, 0}, tag_mma{mma_cfg, 0};
         variants.push_back(tag_wgmma);
         variants.push_back(tag_wgmma2);  // row w4a8_*_wgmma2: v2, weights staged in shared memory
         variants.push_back(tag_wgmma3);   // row w4a8_*_wgmma3: v3, folds overlapped with the MMAs
         variants.push_back(tag_wgmma3p);  // row w4a8_*_wgmma3p: v3 on a persistent grid
-        if (mma_cfg != kWgmmaConfig && mma_cfg != kWgmmaV2Config && mma_cfg != kWgmmaV3Config && mma_cfg != kWgmmaV3pConfig)
+        // Rows w4a8_*_wgmma4 (v4, warp-specialized: TMA, mbarriers, pingpong) and w4a8_*_wgmma4c2
+        // (v4 on 2-CTA clusters, X multicast): only with ODYSSEY_WGMMA_V4 set (device-run.sh
+        // wgmma4 sets it) until they have run on a GPU: a bug there traps and would end every
+        // other bench in the same process (test_gemm.cpp says the same for the default test run).
+        static const bool ws_rows = [] {
+          const char* e = std::getenv("ODYSSEY_WGMMA_V4");
+          return e && std::string(e) != "0";
+        }();
+        if (ws_rows) {
+          variants.push_back(tag_wgmma4);
+          variants.push_back(tag_wgmma4c2);
+        }
+        if (mma_cfg != kWgmmaConfig && mma_cfg != kWgmmaV2Config && mma_cfg != kWgmmaV3Config && mma_cfg != kWgmmaV3pConfig &&
+            mma_cfg != kWgmmaV4Config && mma_cfg != kWgmmaV4c2Config)
           variants.push_back(tag_mma);
         if (sweep)
           for (int c = 0; c < ody_w4a8_num_configs(); c++)
@@ -357,6 +370,7 @@ struct Bench {
             rows.push_back(r);
           }
           const bool tagged = (c == tag_wgmma.first || c == tag_wgmma2.first || c == tag_wgmma3.first || c == tag_wgmma3p.first ||
+                               c == tag_wgmma4.first || c == tag_wgmma4c2.first ||
                               c == tag_mma.first) && s == 0 && c != -1 && !is_gemv(c);
           if (tagged && std::find(done_tags.begin(), done_tags.end(), c) == done_tags.end()) {
             done_tags.push_back(c);
@@ -365,6 +379,8 @@ struct Bench {
                                  : c == kWgmmaV2Config ? "_wgmma2"
                                  : c == kWgmmaV3Config ? "_wgmma3"
                                  : c == kWgmmaV3pConfig ? "_wgmma3p"
+                                 : c == kWgmmaV4Config ? "_wgmma4"
+                                 : c == kWgmmaV4c2Config ? "_wgmma4c2"
                                                        : "_mma";
             Row r = make_row(n, k, m, std::string(is_int ? "w4a8_int" : "w4a8_float") + suffix, us, bytes, 1979);
             r.note = name;

@@ -159,6 +159,18 @@ struct SwigluEpi {
   float* token_scale;
   float* y32;
   unsigned* slots;
+  int publish;  // per token: write y32 and the row maxima only (down's GEMV quantizes: XQ)
+};
+
+// The XQ kernels' input (w4a8_gemv_xq, fastgemm.hpp): fp32 rows y32 [m, ld] (columns < cols
+// valid) with max|y| bits per row in slots[0..m) (published by the SW kernel's publish mode),
+// quantized per token while x is staged; unused (zero) otherwise.
+struct XQuant {
+  const float* y32;
+  int ld, cols;
+  unsigned* slots;     // [m + 1]: row maxima, then the ticket; the grid's last block zeroes them
+  float* token_scale;  // [m], written by block 0 (what the unfused swiglu writes)
+  int8_t* x_out;       // optional [m, k]: block 0 writes the codes it staged (tests)
 };
 
 // The SwiGLU epilogue (SW kernels, M ≤ 8, so one output per thread: M·(S/2)·8 ≤ 256). red holds
@@ -214,6 +226,7 @@ __device__ __forceinline__ void swiglu_epilogue(const GemvParams& p, const Swigl
   }
   __syncthreads();  // bmax complete
   if (tid < p.m && bmax[tid] != 0) atomicMax(&q.slots[tid], bmax[tid]);
+  if (q.publish) return;  // down's GEMV (XQ) reads y32 and the maxima after this grid completes
   __threadfence();  // this block's y32 and maxima are visible before its ticket
   __syncthreads();
   if (tid == 0) last = atomicAdd(&q.slots[p.m], 1u) == gridDim.x - 1;
@@ -265,9 +278,13 @@ __device__ __forceinline__ void swiglu_epilogue(const GemvParams& p, const Swigl
 // SW (SwiGLU epilogue, M ≤ 8): strips j < S/2 of a block are gate's strips strip0 + j (p's
 // weights), strips j ≥ S/2 up's strips strip0 + j − S/2 (q's); the main loop is unchanged, the
 // epilogue combines strip j with strip j + S/2 (see w4a8_gemv_swiglu).
-template <int MH, int SPG, int S, int U, bool SW>
-__global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel(const GemvParams p, const SwigluEpi q) {
+// XQ (w4a8_gemv_xq, SW false): x is xq's fp32 rows, quantized per token while staged (see
+// stage below); the epilogue's x_scale is the scale derived here.
+template <int MH, int SPG, int S, int U, bool SW, bool XQ>
+__global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
+    w4a8_gemv_mma_kernel(const GemvParams p, const SwigluEpi q, const XQuant xq) {
   extern __shared__ __align__(16) uint8_t smem[];
+  __shared__ float xq_s[XQ ? kGemvMmaMaxM : 1], xq_r[XQ ? kGemvMmaMaxM : 1];  // XQ: scale, quant_rcp
   constexpr int NC = 2 * MH;                 // accumulator fragment elements in use per strip
   constexpr int NG = SPG > 0 ? 4 / SPG : 1;  // groups per K block (scale words per strip)
   // K blocks per block iteration. With x in chunks the host picks U ≤ kU, so that IT divides
@@ -318,10 +335,55 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
     }
   };
   // Copies chunk c of x (rows < M) into buffer b with cp.async; the caller commits.
+  // XQ: loads the chunk's fp32 values instead (kXP 16-column pieces per thread in flight),
+  // quantizes them with the row's scale (quantize_value_rcp: layers::swiglu's codes, bit for
+  // bit), columns ≥ cols give 0 (swiglu's padding), and stores the codes (synchronous: the
+  // commit/wait that follow find no cp.async group). Block 0 also writes them to x_out if set.
   auto stage = [&](int c, int b) {
     const int kb0 = c * cb, nkb = min(cb, kblocks - kb0);
     const int per_row = nkb * (kBK / 16);  // 16-byte pieces per row
     const uint32_t dst = sbase + kZero + b * bufbytes;
+    if constexpr (XQ) {
+      // Pieces per thread in flight: 2 (8 float4 loads), 1 at S = 4, where the 8 words of the
+      // first iteration's weights and their scales are live across staging (kXP 2 spilled).
+      constexpr int kXP = S == 4 ? 1 : 2;
+      const int total = p.m * per_row, col0 = kb0 * kBK;
+      for (int i0 = tid; i0 < total; i0 += kXP * kThreads) {
+        float4 v[kXP][4];
+#pragma unroll
+        for (int t = 0; t < kXP; t++) {
+          const int i = i0 + t * kThreads;
+          const int m = i / per_row, col = col0 + (i - m * per_row) * 16;
+          const float* src = xq.y32 + (size_t)m * xq.ld + col;
+#pragma unroll
+          for (int e = 0; e < 4; e++)
+            v[t][e] = i < total && col + 4 * e < xq.cols ? __ldcg(reinterpret_cast<const float4*>(src + 4 * e))
+                                                         : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+#pragma unroll
+        for (int t = 0; t < kXP; t++) {
+          const int i = i0 + t * kThreads;
+          if (i >= total) break;
+          const int m = i / per_row, pc = i - m * per_row, col = col0 + pc * 16;
+          const float sc = xq_s[m], rc = xq_r[m];
+          uint32_t wd[4];
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            const float f[4] = {v[t][e].x, v[t][e].y, v[t][e].z, v[t][e].w};
+            uint32_t u = 0;
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+              if (col + 4 * e + j < xq.cols) u |= (uint32_t)(uint8_t)actmath::quantize_value_rcp(f[j], sc, rc) << (8 * j);
+            wd[e] = u;
+          }
+          asm volatile("st.shared.v4.b32 [%0], {%1,%2,%3,%4};\n" ::"r"(dst + m * xstride + pc * 16), "r"(wd[0]),
+                       "r"(wd[1]), "r"(wd[2]), "r"(wd[3]));
+          if (xq.x_out && blockIdx.x == 0)
+            *reinterpret_cast<uint4*>(xq.x_out + (size_t)m * p.k + col) = make_uint4(wd[0], wd[1], wd[2], wd[3]);
+        }
+      }
+      return;
+    }
     const int8_t* src = p.x + (size_t)kb0 * kBK;
     for (int i = tid; i < p.m * per_row; i += kThreads) {
       const int m = i / per_row, q = i - m * per_row;
@@ -335,6 +397,24 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
   pdl_launch_dependents();
   pdl_wait();
   if (tid < 4) reinterpret_cast<uint32_t*>(smem)[tid] = 0;  // the zero row (rows M..15)
+  if constexpr (XQ) {
+    // The row scales from the published maxima (the previous grid has completed: pdl_wait),
+    // as layers::swiglu derives them; block 0 writes them where swiglu would. Then a ticket:
+    // every block has read the maxima before it takes one, so the last block can zero them
+    // and the ticket for the next launch (graph replays included).
+    if (tid < p.m) {
+      const float sc = actmath::row_scale(__ldcg(&xq.slots[tid]));
+      xq_s[tid] = sc;
+      xq_r[tid] = actmath::quant_rcp(sc);
+      if (blockIdx.x == 0) xq.token_scale[tid] = sc;
+    }
+    __syncthreads();
+    if (tid == 0) {
+      __threadfence();
+      if (atomicAdd(&xq.slots[p.m], 1u) == gridDim.x - 1)
+        for (int i = 0; i <= p.m; i++) xq.slots[i] = 0;
+    }
+  }
   stage(0, 0);
   cp_async_commit();
 
@@ -456,7 +536,7 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
     for (int v = 0; v < kWarps; v++) total += red[((v * S + j) * NC + e) * 32 + l];
     if constexpr (SPG == 0) total *= (uint32_t)(int32_t)p.group_scale[c];  // the one group's ŝ
     const int32_t a = (int32_t)total;
-    const float xs = p.act_per_token ? p.x_scale[m] : p.x_scale[0];
+    const float xs = XQ ? xq_s[m] : p.act_per_token ? p.x_scale[m] : p.x_scale[0];
     static_cast<__half*>(p.y)[(size_t)m * p.n + c] = kernel::epilogue_int(a, xs, p.channel_scale[c], p.bias, c);
     if (p.acc_out) p.acc_out[(size_t)m * p.n + c] = a;
   }
@@ -495,9 +575,9 @@ int k_blocks_ahead(int strips, int spg, bool chunked) {
   return strips == 2 && !chunked ? 4 : kU;
 }
 
-template <int MH, int SPG, int S, int U, bool SW>
-void launch_t(const GemvParams& p, const SwigluEpi& q, size_t smem, cudaStream_t stream) {
-  auto* fn = w4a8_gemv_mma_kernel<MH, SPG, S, U, SW>;
+template <int MH, int SPG, int S, int U, bool SW, bool XQ>
+void launch_t(const GemvParams& p, const SwigluEpi& q, const XQuant& xq, size_t smem, cudaStream_t stream) {
+  auto* fn = w4a8_gemv_mma_kernel<MH, SPG, S, U, SW, XQ>;
   // Raised once per instantiation to the most any problem asks for (the budget).
   static const bool raised = [&] {
     cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kZero + kXBudget);
@@ -507,34 +587,35 @@ void launch_t(const GemvParams& p, const SwigluEpi& q, size_t smem, cudaStream_t
   const int strips = SW ? (q.cols + 7) / 8 : p.np / 8;  // of one weight matrix
   constexpr int SH = SW ? S / 2 : S;
   const dim3 grid((strips + SH - 1) / SH), block(kThreads);
-  launch_pdl(fn, grid, block, smem, stream, p, q);
+  launch_pdl(fn, grid, block, smem, stream, p, q, xq);
 }
 
-template <int MH, int SPG, int S, bool SW>
-void launch_u(const GemvParams& p, const SwigluEpi& q, size_t smem, int u, cudaStream_t stream) {
+template <int MH, int SPG, int S, bool SW, bool XQ>
+void launch_u(const GemvParams& p, const SwigluEpi& q, const XQuant& xq, size_t smem, int u, cudaStream_t stream) {
   if constexpr (S == 2 && SPG != 1) {
-    if (u == 4) return launch_t<MH, SPG, S, 4, SW>(p, q, smem, stream);
+    if (u == 4) return launch_t<MH, SPG, S, 4, SW, XQ>(p, q, xq, smem, stream);
   }
   if constexpr (SPG == 1 && S >= 4) {
-    launch_t<MH, SPG, S, 1, SW>(p, q, smem, stream);
+    launch_t<MH, SPG, S, 1, SW, XQ>(p, q, xq, smem, stream);
   } else {
-    launch_t<MH, SPG, S, kU, SW>(p, q, smem, stream);
+    launch_t<MH, SPG, S, kU, SW, XQ>(p, q, xq, smem, stream);
   }
   (void)u;
 }
 
-template <int MH, int S, bool SW = false>
-void launch_g(const GemvParams& p, size_t smem, bool chunked, cudaStream_t stream, const SwigluEpi& q = SwigluEpi{}) {
+template <int MH, int S, bool SW = false, bool XQ = false>
+void launch_g(const GemvParams& p, size_t smem, bool chunked, cudaStream_t stream, const SwigluEpi& q = SwigluEpi{},
+              const XQuant& xq = XQuant{}) {
   const int spg = p.group_size >= p.k ? 0 : p.group_size / 32;
   const int u = k_blocks_ahead(S, spg, chunked);
   if (spg == 0)
-    launch_u<MH, 0, S, SW>(p, q, smem, u, stream);
+    launch_u<MH, 0, S, SW, XQ>(p, q, xq, smem, u, stream);
   else if (spg == 1)
-    launch_u<MH, 1, S, SW>(p, q, smem, u, stream);
+    launch_u<MH, 1, S, SW, XQ>(p, q, xq, smem, u, stream);
   else if (spg == 2)
-    launch_u<MH, 2, S, SW>(p, q, smem, u, stream);
+    launch_u<MH, 2, S, SW, XQ>(p, q, xq, smem, u, stream);
   else
-    launch_u<MH, 4, S, SW>(p, q, smem, u, stream);
+    launch_u<MH, 4, S, SW, XQ>(p, q, xq, smem, u, stream);
 }
 
 }  // namespace
@@ -581,7 +662,8 @@ cudaError_t w4a8_gemv_swiglu(const GemvSwigluArgs& a, cudaStream_t stream) {
   // The scale loads read 32-bit column pairs: both matrices' column 0 must be 4-byte aligned.
   if ((reinterpret_cast<uintptr_t>(a.group_scale_g) & 3) || (reinterpret_cast<uintptr_t>(a.group_scale_u) & 3))
     return cudaErrorInvalidValue;
-  if (per_token && (!a.token_scale || !a.y32 || !a.slots || !al16(a.y32))) return cudaErrorInvalidValue;
+  if (per_token && (!a.y32 || !a.slots || !al16(a.y32) || (!a.publish && !a.token_scale)))
+    return cudaErrorInvalidValue;
   int strips = a.strips;
   if (strips == 0) {
     const int cfg = dispatch_config(a.m, 2 * a.cols, a.k, true);
@@ -602,7 +684,7 @@ cudaError_t w4a8_gemv_swiglu(const GemvSwigluArgs& a, cudaStream_t stream) {
   p.group_size = gs;
   p.act_per_token = a.act_per_token;
   SwigluEpi q{a.qweight_u, a.group_scale_u, a.channel_scale_u, a.bias_u, a.cols, a.ld, a.out,
-              a.static_scale, a.token_scale, a.y32, a.slots};
+              a.static_scale, a.token_scale, a.y32, a.slots, per_token && a.publish};
   const Shape sh = shape_of(p.m, p.k, strips);
   p.chunk_kb = sh.chunk_kb;
   const bool chunked = sh.chunk_kb < p.k / kBK;
@@ -612,6 +694,50 @@ cudaError_t w4a8_gemv_swiglu(const GemvSwigluArgs& a, cudaStream_t stream) {
     launch_g<1, 4, true>(p, sh.smem, chunked, stream, q);
   else
     launch_g<1, 2, true>(p, sh.smem, chunked, stream, q);
+  return cudaGetLastError();
+}
+
+cudaError_t w4a8_gemv_xq(const GemvXqArgs& a, cudaStream_t stream) {
+  const int gs = a.group_size;
+  if (a.m < 1 || a.m > kGemvMmaMaxM || a.n <= 0 || a.k <= 0 || a.k % kBK != 0 || a.cols <= 0 || a.cols > a.k ||
+      a.y_ld < a.cols || a.y_ld % 4 != 0 || !(gs == 32 || gs == 64 || gs == 128 || gs == a.k))
+    return cudaErrorInvalidValue;
+  if (!a.y32 || !a.slots || !a.token_scale || !a.qweight || !a.group_scale || !a.channel_scale || !a.y ||
+      !al16(a.y32) || !al16(a.qweight) || (a.x_out && !al16(a.x_out)) || (reinterpret_cast<uintptr_t>(a.group_scale) & 3))
+    return cudaErrorInvalidValue;
+  int strips = a.strips;
+  if (strips == 0) {
+    const int cfg = dispatch_config(a.m, a.n, a.k, true);
+    strips = cfg == kGemvMmaS2Config ? 2 : cfg == kGemvMmaS8Config ? 8 : 4;
+  }
+  if (strips != 2 && strips != 4 && strips != 8) return cudaErrorInvalidValue;
+  GemvParams p{};
+  p.x = nullptr;  // XQ stages from xq.y32
+  p.qweight = a.qweight;
+  p.group_scale = a.group_scale;
+  p.channel_scale = a.channel_scale;
+  p.bias = a.bias;
+  p.y = a.y;
+  p.acc_out = a.acc_out;
+  p.m = a.m;
+  p.n = a.n;
+  p.np = (a.n + 7) / 8 * 8;
+  p.k = a.k;
+  p.group_size = gs;
+  p.act_per_token = 1;
+  const XQuant xq{a.y32, a.y_ld, a.cols, a.slots, a.token_scale, a.x_out};
+  const Shape sh = shape_of(p.m, p.k, strips);
+  p.chunk_kb = sh.chunk_kb;
+  const bool chunked = sh.chunk_kb < p.k / kBK;
+#define ODY_XQ(MH, S) launch_g<MH, S, false, true>(p, sh.smem, chunked, stream, SwigluEpi{}, xq)
+  if (strips == 8) {
+    if (p.m <= 8) ODY_XQ(1, 8); else ODY_XQ(2, 8);
+  } else if (strips == 4) {
+    if (p.m <= 8) ODY_XQ(1, 4); else ODY_XQ(2, 4);
+  } else {
+    if (p.m <= 8) ODY_XQ(1, 2); else ODY_XQ(2, 2);
+  }
+#undef ODY_XQ
   return cudaGetLastError();
 }
 

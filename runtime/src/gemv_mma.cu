@@ -117,6 +117,10 @@ __device__ __forceinline__ uint32_t ld_nc32(const void* p) {
   return v;
 }
 
+__device__ __forceinline__ void st_shared16(uint32_t addr, const uint32_t (&w)[4]) {
+  asm volatile("st.shared.v4.b32 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(w[0]), "r"(w[1]), "r"(w[2]), "r"(w[3]));
+}
+
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
@@ -376,8 +380,7 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
               if (col + 4 * e + j < xq.cols) u |= (uint32_t)(uint8_t)actmath::quantize_value_rcp(f[j], sc, rc) << (8 * j);
             wd[e] = u;
           }
-          asm volatile("st.shared.v4.b32 [%0], {%1,%2,%3,%4};\n" ::"r"(dst + m * xstride + pc * 16), "r"(wd[0]),
-                       "r"(wd[1]), "r"(wd[2]), "r"(wd[3]));
+          st_shared16(dst + m * xstride + pc * 16, wd);
           if (xq.x_out && blockIdx.x == 0)
             *reinterpret_cast<uint4*>(xq.x_out + (size_t)m * p.k + col) = make_uint4(wd[0], wd[1], wd[2], wd[3]);
         }

@@ -10,7 +10,6 @@
 #include "emu.hpp"
 
 inline float __int2float_rn(int a) { return (float)a; }
-inline float __frcp_rn(float a) { return 1.f / a; }
 
 // What gemv_mma.cu takes from kernel_common.cuh (the same expressions).
 namespace odyssey::kernel {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|fuse]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|fuse|downq]...
 # wgmma: the Hopper wgmma prefill kernel, v1, v2 and v3: build (their ptxas lines, C7519 count per
 #   version, SASS GMMA count), test wgmma-probe (all three), test gemm --configs wgmma_r128t128_s4,
 #   _v2 and _v3 with ODYSSEY_WGMMA=1 (ODYSSEY_WGMMA_V2=0/1, ODYSSEY_WGMMA_V3=1 route the dispatch's
@@ -27,6 +27,11 @@
 # fuse: the decode gate/up + SwiGLU fusion (issue 14): test layers --only fuse (byte-equal to the
 #   unfused path), memcheck on its quick set, bench layers --only fuse (FUSE lines: unfused vs
 #   fused µs at batch 1, 4, 8); ends with "fuse: PASS" or "fuse: FAIL".
+# downq: per-token down_proj input quantized inside the down GEMV (issue 14, branch downq): test
+#   layers --only downq (byte-equal to gate/up GEMV + swiglu + down GEMV), --only fuse again (the
+#   fused kernel's other modes), memcheck and racecheck on --only downq --quick, bench layers --only
+#   downq (DOWNQ lines: the per-token MLP chain unfused / fused-tail / downq / downq-s4 and down
+#   alone plain / xq, µs, batch 1, 4, 8, 16); ends with "downq: PASS" or "downq: FAIL".
 # gemv16: the decode GEMVs (issues 12 and 14): test gemv16 (FP16 GEMV vs float64, cuBLAS on the same
 #   bound), test gemm on the W4A16 cases (w4a16_gemv on every M <= 8 case), compute-sanitizer memcheck
 #   on test gemv16 --quick, then bench gemm at M = 1, 2, 4 on the 7B shapes, 8192x28672, 28672x8192 and
@@ -252,6 +257,21 @@ PY
     $B/odyssey-rt bench layers --only fuse --iters 50 --out "$OUT/bench-fuse.json" > /dev/null 2> "$OUT/bench-fuse.log"
     echo "bench layers --only fuse rc=$?"; grep -E "^FUSE|gate_up" "$OUT/bench-fuse.log"
     [ $frc = 0 ] && [ $mrc = 0 ] && echo "fuse: PASS" || echo "fuse: FAIL"
+    ;;
+  downq)
+    stamp downq
+    $B/odyssey-rt test layers --only downq,fuse > "$OUT/test-downq.json" 2> "$OUT/test-downq.log"
+    drc=$?
+    echo "test layers --only downq,fuse rc=$drc"; grep -E "FAIL" "$OUT/test-downq.log" | head -20; grep -E "passed" "$OUT/test-downq.log" | tail -1
+    compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test layers --only downq --quick > /dev/null 2> "$OUT/sanitizer-downq.log"
+    dmrc=$?
+    echo "compute-sanitizer memcheck (test layers --only downq --quick) rc=$dmrc"; grep -E "ERROR SUMMARY" "$OUT/sanitizer-downq.log" | tail -1
+    compute-sanitizer --tool racecheck --error-exitcode 9 $B/odyssey-rt test layers --only downq --quick > /dev/null 2> "$OUT/racecheck-downq.log"
+    drrc=$?
+    echo "compute-sanitizer racecheck (test layers --only downq --quick) rc=$drrc"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/racecheck-downq.log" | tail -1
+    $B/odyssey-rt bench layers --only downq --iters 50 --out "$OUT/bench-downq.json" > /dev/null 2> "$OUT/bench-downq.log"
+    echo "bench layers --only downq rc=$?"; grep -E "^DOWNQ" "$OUT/bench-downq.log"
+    [ $drc = 0 ] && [ $dmrc = 0 ] && [ $drrc = 0 ] && echo "downq: PASS" || echo "downq: FAIL"
     ;;
   gemv16)
     stamp gemv16

@@ -62,6 +62,22 @@
 // ticket), byte-equal to this GEMV + layers::swiglu (act_math.cuh holds the shared arithmetic).
 // Test: odyssey-rt test layers --only fuse; on the CPU runtime/tests/layers_emu/run_gemv_swiglu.sh.
 // Bench: odyssey-rt bench layers --only fuse (fused vs unfused rows).
+// Its publish mode (per token, GemvSwigluArgs::publish) stops after y32 and the row maxima: no
+// ticket, no tail; down's GEMV then quantizes (XQ below).
+//
+// Quantizing variant XQ (w4a8_gemv_xq, down_proj of per-token layers at decode; issue 14, branch
+// downq): x is not int8 in memory but the fp32 SwiGLU output y32 [M, ld] with each row's
+// max|y| bits in slots[m] (the publish mode's atomicMax). After pdl_wait every block turns the
+// maxima into the row scales (act_math row_scale, as layers::swiglu), then stages x by loading
+// fp32 (16 columns per piece, 2 pieces per thread in flight, 1 at S = 4) and storing the int8
+// codes (act_math quantize_value_rcp: quantize_value's bits without its IEEE division where
+// that is provably the same) where cp.async would have put them; the main loop and epilogue are
+// the plain kernel's with x_scale = those scales. Block 0 writes token_scale (and x_out, the
+// codes, when a test asks); a ticket after the maxima are read lets the last block zero them.
+// Cost: every block quantizes all of x (M·K values from L2, ~12 instructions each), the
+// price of needing no grid-wide step; the bench rows decide the rows and strips where it pays.
+// Test: odyssey-rt test layers --only downq (byte-equal to swiglu + the plain GEMV); on the CPU
+// run_gemv_swiglu.sh (downq cases). Bench: odyssey-rt bench layers --only downq.
 //
 // Limits: 1 ≤ M ≤ 16 (kGemvMmaMaxM), ODY_SCALE_INT only, splits 0 or 1, plus the FastGEMM limits
 // (K % 128 == 0; groups 32, 64, 128 or per-channel; x, qweight, group_scale 16-byte aligned).

@@ -385,7 +385,7 @@ struct Executor::Impl {
   // (odyssey::w4a8_gemv_xq): the same bytes as gate/up GEMV + swiglu + down GEMV (test layers
   // --only downq), two launches instead of three. ODYSSEY_DOWNQ=0 (read at load) keeps the
   // unfused chain for those layers, =N sets downq_rows (1..8); ODYSSEY_DOWNQ_STRIPS=2|4|8 forces
-  // down's strips per block (0: the dispatch's). ODYSSEY_DECODE_FUSE=all takes precedence (the
+  // down's strips per block (0, the default: run_down_xq's rule). ODYSSEY_DECODE_FUSE=all takes precedence (the
   // fused kernel's last-block quantization, then the plain down GEMV).
   static constexpr int kDownqDefaultRows = 4;
   int downq_rows = kDownqDefaultRows;
@@ -811,7 +811,11 @@ void Executor::Impl::run_down_xq(const Layer& L, int rows) {
   a.n = g.n_total;
   a.k = g.kp;
   a.group_size = g.group_size;
-  a.strips = downq_strips;
+  // Strips: every block quantizes all of x (M·K fp32 from L2 and ~12 instructions a value), so
+  // from M = 2 on 4 strips (half the blocks of the dispatch's 2 for N = 4096: half that work per
+  // SM) are estimated ahead; M = 1 keeps the dispatch's. Not measured yet: bench layers --only
+  // downq prints downq (dispatch) and downq-s4 side by side; ODYSSEY_DOWNQ_STRIPS overrides.
+  a.strips = downq_strips ? downq_strips : rows >= 2 ? 4 : 0;
   EX_CUDA(odyssey::w4a8_gemv_xq(a, stream));
 }
 

@@ -31,7 +31,9 @@
 #   layers --only downq (byte-equal to gate/up GEMV + swiglu + down GEMV), --only fuse again (the
 #   fused kernel's other modes), memcheck and racecheck on --only downq --quick, bench layers --only
 #   downq (DOWNQ lines: the per-token MLP chain unfused / fused-tail / downq / downq-s4 and down
-#   alone plain / xq, µs, batch 1, 4, 8, 16); ends with "downq: PASS" or "downq: FAIL".
+#   alone plain / xq, µs, batch 1, 4, 8, 16), then tiny-llama w4a8-rtn decoded with ODYSSEY_DOWNQ=8
+#   and =0 (DOWNQ executor lines: token hashes must match at batch 1-4, 8, 16); ends with
+#   "downq: PASS" or "downq: FAIL".
 # gemv16: the decode GEMVs (issues 12 and 14): test gemv16 (FP16 GEMV vs float64, cuBLAS on the same
 #   bound), test gemm on the W4A16 cases (w4a16_gemv on every M <= 8 case), compute-sanitizer memcheck
 #   on test gemv16 --quick, then bench gemm at M = 1, 2, 4 on the 7B shapes, 8192x28672, 28672x8192 and
@@ -274,7 +276,27 @@ PY
     [ $drrc = 124 ] && drrc=0
     $B/odyssey-rt bench layers --only downq --iters 50 --out "$OUT/bench-downq.json" > /dev/null 2> "$OUT/bench-downq.log"
     echo "bench layers --only downq rc=$?"; grep -E "^DOWNQ" "$OUT/bench-downq.log"
-    [ $drc = 0 ] && [ $dmrc = 0 ] && [ $drrc = 0 ] && echo "downq: PASS" || echo "downq: FAIL"
+    # The executor's wiring on a small real model (tiny-llama w4a8-rtn: per-token down inputs,
+    # K = 768): decode with downq at every fused batch (ODYSSEY_DOWNQ=8) and without (=0); the
+    # generated-token hashes must be equal at every batch (16: both unfused).
+    T=/tmp/ody-downq-tiny-w4a8
+    ehrc=0
+    if [ -d $T ] || "$ODY_BIN" quantize --model testdata/tiny-llama --recipe w4a8-rtn --out $T --device cpu --no-sync --force > "$OUT/downq-quantize.log" 2>&1; then
+      for dq in 8 0; do
+        ODYSSEY_DOWNQ=$dq ODYSSEY_RT_VERBOSE=1 $B/odyssey-rt speed --model $T --batch 1,2,3,4,8,16 --prompt 64 --gen 48 --repeats 1 \
+          > "$OUT/downq-speed$dq.json" 2> "$OUT/downq-speed$dq.log"
+        echo "speed tiny-llama w4a8-rtn ODYSSEY_DOWNQ=$dq rc=$?"; grep -E "decode swiglu fusion" "$OUT/downq-speed$dq.log" | head -1
+      done
+      re='s/.* batch \([0-9]*\)[^:]*: TTFT .* decode \([0-9.]*\) ms\/step (\([0-9.]*\) tokens\/s).* tokens \([0-9a-f]*\)$/\1 \2 \4/p'
+      paste -d' ' <(sed -n "$re" "$OUT/downq-speed8.log") <(sed -n "$re" "$OUT/downq-speed0.log") > "$OUT/downq-hashes.txt"
+      n=$(wc -l < "$OUT/downq-hashes.txt")
+      awk '{printf "DOWNQ executor batch %s: downq %s ms/step tokens %s | unfused %s ms/step tokens %s | %s\n", $1, $2, $3, $5, $6, ($1 == $4 && $3 == $6 && $3 != "") ? "MATCH" : "DIFFER"}' "$OUT/downq-hashes.txt"
+      { [ "$n" -ge 6 ] && awk '$1 != $4 || $3 != $6 || $3 == "" {bad = 1} END {exit bad}' "$OUT/downq-hashes.txt"; } || ehrc=1
+    else
+      echo "quantize tiny-llama failed:"; tail -5 "$OUT/downq-quantize.log"; ehrc=1
+    fi
+    echo "executor token hashes downq vs unfused rc=$ehrc"
+    [ $drc = 0 ] && [ $dmrc = 0 ] && [ $drrc = 0 ] && [ $ehrc = 0 ] && echo "downq: PASS" || echo "downq: FAIL"
     ;;
   gemv16)
     stamp gemv16

@@ -610,6 +610,7 @@ int cmd_bench_layers(const Args& args) {
     fill_random_half(qw);
     fill_random_half(qwd);
     fill_random_half(x8);  // arbitrary int8 codes
+    fill_random_half(y32);  // finite fp32 values (rows 8..15: what down alone reads at batch 16)
     gsd.upload(gsv.data(), gsv.size() * 2);
     csd.upload(csv.data(), csv.size() * 4);
     gsdd.upload(gsdv.data(), gsdv.size() * 2);

@@ -31,7 +31,8 @@
 #   layers --only downq (byte-equal to gate/up GEMV + swiglu + down GEMV), --only fuse again (the
 #   fused kernel's other modes), memcheck and racecheck on --only downq --quick, bench layers --only
 #   downq (DOWNQ lines: the per-token MLP chain unfused / fused-tail / downq / downq-s4 and down
-#   alone plain / xq, µs, batch 1, 4, 8, 16), then tiny-llama w4a8-rtn decoded with ODYSSEY_DOWNQ=8
+#   alone plain / xq, µs, batch 1, 4, 8, 16; -c2/-c4: the opt-in cluster variant, whose tests
+#   (--only downqc) get their own "downq cluster: PASS|FAIL" line), then tiny-llama w4a8-rtn decoded with ODYSSEY_DOWNQ=8
 #   and =0 (DOWNQ executor lines: token hashes must match at batch 1-4, 8, 16); ends with
 #   "downq: PASS" or "downq: FAIL".
 # gemv16: the decode GEMVs (issues 12 and 14): test gemv16 (FP16 GEMV vs float64, cuBLAS on the same
@@ -270,6 +271,14 @@ PY
     echo "compute-sanitizer memcheck (test layers --only downq --quick) rc=$dmrc"; grep -E "ERROR SUMMARY" "$OUT/sanitizer-downq.log" | tail -1
     # racecheck (shared memory: the synchronous staging of the codes) under a time limit: the 7B
     # shapes are slow under it; a timeout (rc 124) is reported, not counted as a failure.
+    # The opt-in cluster variant (ODYSSEY_DOWNQ_CLUSTER=2|4): its own test family and verdict.
+    $B/odyssey-rt test layers --only downqc > "$OUT/test-downqc.json" 2> "$OUT/test-downqc.log"
+    crc=$?
+    echo "test layers --only downqc rc=$crc"; grep -E "FAIL" "$OUT/test-downqc.log" | head -10; grep -E "passed" "$OUT/test-downqc.log" | tail -1
+    compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test layers --only downqc --quick > /dev/null 2> "$OUT/sanitizer-downqc.log"
+    cmrc=$?
+    echo "compute-sanitizer memcheck (test layers --only downqc --quick) rc=$cmrc"; grep -E "ERROR SUMMARY" "$OUT/sanitizer-downqc.log" | tail -1
+    [ $crc = 0 ] && [ $cmrc = 0 ] && echo "downq cluster: PASS" || echo "downq cluster: FAIL (keep ODYSSEY_DOWNQ_CLUSTER unset)"
     timeout ${DOWNQ_RACECHECK_S:-240} compute-sanitizer --tool racecheck --error-exitcode 9 $B/odyssey-rt test layers --only downq --quick > /dev/null 2> "$OUT/racecheck-downq.log"
     drrc=$?
     echo "compute-sanitizer racecheck (test layers --only downq --quick) rc=$drrc$([ $drrc = 124 ] && echo ' (timed out: not counted)')"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/racecheck-downq.log" | tail -1

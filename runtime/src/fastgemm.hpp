@@ -118,6 +118,9 @@ struct GemvXqArgs {
   int32_t* acc_out;     // optional [m, n]
   int m, n, k, group_size;
   int strips;           // 2, 4 or 8; 0: the dispatch's choice for this GEMV
+  // 0/1: every block quantizes all of x. 2 or 4 (sm_90 thread-block clusters): the blocks of a
+  // cluster quantize a share each and exchange the codes through distributed shared memory.
+  int cluster;
 };
 cudaError_t w4a8_gemv_xq(const GemvXqArgs& a, cudaStream_t stream);
 // The Hopper prefill kernel (fastgemm_sm90.cu): config "wgmma_r128t128_s4", wgmma with the

@@ -94,6 +94,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "act_math.cuh"
 #include "fastgemm.hpp"
@@ -135,6 +136,31 @@ __device__ __forceinline__ uint32_t ld_nc32(const void* p) {
 
 __device__ __forceinline__ void st_shared16(uint32_t addr, const uint32_t (&w)[4]) {
   asm volatile("st.shared.v4.b32 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(w[0]), "r"(w[1]), "r"(w[2]), "r"(w[3]));
+}
+
+// Thread-block clusters (sm_90; XQ with GemvXqArgs::cluster > 1): this block's rank and the
+// cluster's size (1 and 0 when launched without clusters), a cluster-wide barrier (release /
+// acquire: the peers' distributed-shared-memory stores are visible after it), and a 16-byte
+// store into the same shared address of block `rank` of the cluster.
+__device__ __forceinline__ unsigned cluster_size() {
+  unsigned r;
+  asm volatile("mov.u32 %0, %%cluster_nctarank;\n" : "=r"(r));
+  return r;
+}
+__device__ __forceinline__ unsigned cluster_rank() {
+  unsigned r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+}
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.aligned;\nbarrier.cluster.wait.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void st_cluster16(uint32_t addr, unsigned rank, const uint32_t (&w)[4]) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(addr), "r"(rank));
+  asm volatile("st.shared::cluster.v4.b32 [%0], {%1,%2,%3,%4};\n" ::"r"(remote), "r"(w[0]), "r"(w[1]), "r"(w[2]),
+               "r"(w[3])
+               : "memory");
 }
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
@@ -191,6 +217,7 @@ struct XQuant {
   unsigned* slots;     // [m + 1]: row maxima, then the ticket; the grid's last block zeroes them
   float* token_scale;  // [m], written by block 0 (what the unfused swiglu writes)
   int8_t* x_out;       // optional [m, k]: block 0 writes the codes it staged (tests)
+  int cluster;         // host: blocks per thread-block cluster (1: none; 2, 4: x shared, see stage)
 };
 
 // The SwiGLU epilogue (SW kernels, M ≤ 8, so one output per thread: M·(S/2)·8 ≤ 256). red holds
@@ -305,6 +332,15 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
     w4a8_gemv_mma_kernel(const GemvParams p, const SwigluEpi q, const XQuant xq) {
   extern __shared__ __align__(16) uint8_t smem[];
   __shared__ float xq_s[XQ ? kGemvMmaMaxM : 1], xq_r[XQ ? kGemvMmaMaxM : 1];  // XQ: scale, quant_rcp
+  // XQ in a cluster: its size and this block's rank (1 and 0 without one). The chunk barriers
+  // become cluster-wide then (peers write into this block's x buffers).
+  const unsigned csize = XQ && xq.cluster > 1 ? cluster_size() : 1u, crank = csize > 1 ? cluster_rank() : 0u;
+  auto xq_sync = [&] {
+    if (csize > 1)
+      cluster_sync();
+    else
+      __syncthreads();
+  };
   constexpr int NC = 2 * MH;                 // accumulator fragment elements in use per strip
   constexpr int NG = SPG > 0 ? 4 / SPG : 1;  // groups per K block (scale words per strip)
   // K blocks per block iteration. With x in chunks the host picks U ≤ kU, so that IT divides
@@ -366,9 +402,14 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
     if constexpr (XQ) {
       // Pieces per thread in flight: 2 (8 float4 loads), 1 at S = 4, where the 8 words of the
       // first iteration's weights and their scales are live across staging (kXP 2 spilled).
+      // In a cluster of C blocks, rank r quantizes the pieces [r·total/C, (r+1)·total/C) and
+      // stores each into its own and every peer's buffer (distributed shared memory): C times
+      // less fp32 read from L2 and C times fewer quantizations per block; xq_sync() below
+      // makes the peers' stores visible. x_out comes from the first cluster (block 0 if none).
       constexpr int kXP = S == 4 ? 1 : 2;
-      const int total = p.m * per_row, col0 = kb0 * kBK;
-      for (int i0 = tid; i0 < total; i0 += kXP * kThreads) {
+      const int all = p.m * per_row, col0 = kb0 * kBK;
+      const int lo = (int)((long long)all * crank / csize), total = (int)((long long)all * (crank + 1) / csize);
+      for (int i0 = lo + tid; i0 < total; i0 += kXP * kThreads) {
         float4 v[kXP][4];
 #pragma unroll
         for (int t = 0; t < kXP; t++) {
@@ -397,7 +438,9 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
             wd[e] = u;
           }
           st_shared16(dst + m * xstride + pc * 16, wd);
-          if (xq.x_out && blockIdx.x == 0)
+          for (unsigned r = 0; r < csize; r++)
+            if (r != crank) st_cluster16(dst + m * xstride + pc * 16, r, wd);
+          if (xq.x_out && blockIdx.x < csize)
             *reinterpret_cast<uint4*>(xq.x_out + (size_t)m * p.k + col) = make_uint4(wd[0], wd[1], wd[2], wd[3]);
         }
       }
@@ -461,7 +504,7 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
     const int kbase = t * IT;
     const int c = kbase / cb;
     if (kbase == c * cb) {  // first iteration of chunk c (cb: all of K, or a multiple of IT)
-      if (c > 0) __syncthreads();  // every warp is done with chunk c-1, whose buffer c+1 reuses
+      if (c > 0) xq_sync();  // every warp (of the cluster) is done with chunk c-1, whose buffer c+1 reuses
       if (c + 1 < nchunks) {
         stage(c + 1, (c + 1) & 1);
         cp_async_commit();
@@ -469,7 +512,7 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
       } else {
         cp_async_wait<0>();
       }
-      __syncthreads();  // chunk c is visible to every warp
+      xq_sync();  // chunk c is visible to every warp (the peers' stores too, in a cluster)
     }
     const uint32_t xbuf = sbase + kZero + (c & 1) * bufbytes;
 #pragma unroll
@@ -561,6 +604,27 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
   }
 }
 
+// launch_pdl with a 1-D thread-block cluster of `cluster` blocks (grid.x a multiple of it).
+template <typename... KArgs, typename... Args>
+cudaError_t launch_cluster(void (*kernel)(KArgs...), dim3 grid, dim3 block, int cluster, size_t smem,
+                           cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = cluster;
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = pdl_enabled() ? 2 : 1;
+  return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(std::forward<Args>(args))...);
+}
+
 // Host: K blocks per chunk of x, and the dynamic shared memory of a launch.
 struct Shape {
   int chunk_kb;
@@ -605,8 +669,16 @@ void launch_t(const GemvParams& p, const SwigluEpi& q, const XQuant& xq, size_t 
   (void)raised;
   const int strips = SW ? (q.cols + 7) / 8 : p.np / 8;  // of one weight matrix
   constexpr int SH = SW ? S / 2 : S;
-  const dim3 grid((strips + SH - 1) / SH), block(kThreads);
-  launch_pdl(fn, grid, block, smem, stream, p, q, xq);
+  const int blocks = (strips + SH - 1) / SH;
+  const dim3 block(kThreads);
+  if (!XQ || xq.cluster <= 1) {
+    launch_pdl(fn, dim3(blocks), block, smem, stream, p, q, xq);
+    return;
+  }
+  // XQ in clusters of xq.cluster blocks: the grid rounded up to whole clusters (the extra
+  // blocks own no strips: they quantize their share of x, load no weights, store nothing).
+  const int c = xq.cluster;
+  launch_cluster(fn, dim3((blocks + c - 1) / c * c), block, c, smem, stream, p, q, xq);
 }
 
 template <int MH, int SPG, int S, bool SW, bool XQ>
@@ -744,7 +816,8 @@ cudaError_t w4a8_gemv_xq(const GemvXqArgs& a, cudaStream_t stream) {
   p.k = a.k;
   p.group_size = gs;
   p.act_per_token = 1;
-  const XQuant xq{a.y32, a.y_ld, a.cols, a.slots, a.token_scale, a.x_out};
+  if (a.cluster != 0 && a.cluster != 1 && a.cluster != 2 && a.cluster != 4) return cudaErrorInvalidValue;
+  const XQuant xq{a.y32, a.y_ld, a.cols, a.slots, a.token_scale, a.x_out, a.cluster};
   const Shape sh = shape_of(p.m, p.k, strips);
   p.chunk_kb = sh.chunk_kb;
   const bool chunked = sh.chunk_kb < p.k / kBK;

@@ -35,8 +35,10 @@
 //   ODYSSEY_DOWNQ=0), "fused-tail" (w4a8_gemv_swiglu with its last-block quantization + down
 //   GEMV: ODYSSEY_DECODE_FUSE=all), "downq" (w4a8_gemv_swiglu publish + w4a8_gemv_xq: the new
 //   default) and "downq-s4" (the same, down's GEMV forced to 4 strips per block: half the blocks
-//   re-quantizing the row); batch 16 has only "unfused" (the fused kernel stops at 8). Then down
-//   alone: the plain GEMV on int8 codes against the quantizing one ("plain" / "xq" / "xq-s4").
+//   re-quantizing the row), "downq-c2" / "downq-c4" (down's GEMV in thread-block clusters of 2 / 4
+//   sharing the quantization, ODYSSEY_DOWNQ_CLUSTER); batch 16 has only "unfused" (the fused
+//   kernel stops at 8). Then down alone: the plain GEMV on int8 codes against the quantizing one
+//   ("plain" / "xq" / "xq-s4" / "xq-c4").
 //   A "DOWNQ batch B: ..." line each. Weight bytes: gate/up + down (mlp), down (down).
 // Each figure is the median of --iters samples (≥ 20) after a warm-up; a sample times a few
 // back-to-back launches with CUDA events and divides. Inputs are random fp16 in [−1, 1].
@@ -656,7 +658,7 @@ int cmd_bench_layers(const Args& args) {
       a.y = yd.get<__half>();
       if (ody_w4a8_gemm(&p, &a, nullptr) != ODY_OK) throw std::runtime_error(std::string("ody_w4a8_gemm: ") + ody_last_error());
     };
-    auto down_xq = [&](int batch, int strips) {
+    auto down_xq = [&](int batch, int strips, int cluster = 0) {
       odyssey::GemvXqArgs a{};
       a.y32 = y32.get<float>();
       a.y_ld = I;
@@ -672,6 +674,7 @@ int cmd_bench_layers(const Args& args) {
       a.k = I;
       a.group_size = 128;
       a.strips = strips;
+      a.cluster = cluster;
       check(odyssey::w4a8_gemv_xq(a, 0), "w4a8_gemv_xq");
     };
     for (int batch : {1, 4, 8, 16}) {
@@ -697,15 +700,19 @@ int cmd_bench_layers(const Args& args) {
       const double wb = wgu + wdown;
       auto su = timer.samples_us(unfused, iters, 10);
       row_line("mlp_i8token", "unfused", batch, I, wb, su);
-      double tail = 0, dq = 0, dq4 = 0;
+      double tail = 0, dq = 0, dq4 = 0, dqc2 = 0, dqc4 = 0;
       if (batch <= 8) {  // the fused gate/up kernel's limit
         auto st = timer.samples_us([&] { gate_up(batch, 0); down_plain(batch); }, iters, 10);
         auto sq = timer.samples_us([&] { gate_up(batch, 1); down_xq(batch, 0); }, iters, 10);
         auto sq4 = timer.samples_us([&] { gate_up(batch, 1); down_xq(batch, 4); }, iters, 10);
+        auto sc2 = timer.samples_us([&] { gate_up(batch, 1); down_xq(batch, 0, 2); }, iters, 10);
+        auto sc4 = timer.samples_us([&] { gate_up(batch, 1); down_xq(batch, 0, 4); }, iters, 10);
         row_line("mlp_i8token", "fused-tail", batch, I, wb, st);
         row_line("mlp_i8token", "downq", batch, I, wb, sq);
         row_line("mlp_i8token", "downq-s4", batch, I, wb, sq4);
-        tail = median(st), dq = median(sq), dq4 = median(sq4);
+        row_line("mlp_i8token", "downq-c2", batch, I, wb, sc2);
+        row_line("mlp_i8token", "downq-c4", batch, I, wb, sc4);
+        tail = median(st), dq = median(sq), dq4 = median(sq4), dqc2 = median(sc2), dqc4 = median(sc4);
       }
       // down alone: the plain GEMV on int8 codes against the GEMV quantizing y32 (slots are
       // zero between calls here: scale 1; y32 holds the last publish's values).
@@ -714,14 +721,17 @@ int cmd_bench_layers(const Args& args) {
       auto sdp = timer.samples_us([&] { down_plain(batch); }, iters, 10);
       auto sdx = timer.samples_us([&] { down_xq(batch, 0); }, iters, 10);
       auto sdx4 = timer.samples_us([&] { down_xq(batch, 4); }, iters, 10);
+      auto sdc4 = timer.samples_us([&] { down_xq(batch, 0, 4); }, iters, 10);
       row_line("down_i8token", "plain", batch, I, wdown, sdp);
       row_line("down_i8token", "xq", batch, I, wdown, sdx);
       row_line("down_i8token", "xq-s4", batch, I, wdown, sdx4);
+      row_line("down_i8token", "xq-c4", batch, I, wdown, sdc4);
+      auto x = [&](double t) { return t > 0 ? median(su) / t : 0.0; };
       std::fprintf(stderr,
-                   "DOWNQ batch %2d: mlp unfused %.2f us, fused-tail %.2f, downq %.2f (%.2fx), downq-s4 %.2f (%.2fx) | "
-                   "down plain %.2f us, xq %.2f, xq-s4 %.2f\n",
-                   batch, median(su), tail, dq, dq > 0 ? median(su) / dq : 0.0, dq4, dq4 > 0 ? median(su) / dq4 : 0.0,
-                   median(sdp), median(sdx), median(sdx4));
+                   "DOWNQ batch %2d: mlp unfused %.2f us, fused-tail %.2f, downq %.2f (%.2fx), downq-s4 %.2f (%.2fx), "
+                   "downq-c2 %.2f (%.2fx), downq-c4 %.2f (%.2fx) | down plain %.2f us, xq %.2f, xq-s4 %.2f, xq-c4 %.2f\n",
+                   batch, median(su), tail, dq, x(dq), dq4, x(dq4), dqc2, x(dqc2), dqc4, x(dqc4), median(sdp), median(sdx),
+                   median(sdx4), median(sdc4));
     }
   }
   w.end_array();

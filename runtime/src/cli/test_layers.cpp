@@ -1532,6 +1532,7 @@ struct DqCase {
   int kind0;               // synthetic: the first row's kind (row i: (kind0 + i) % 7)
   bool blowup;             // chain: an fp16 inf in one gate column
   int strips;              // down's GEMV strips (0: the dispatch's)
+  int cluster = 0;         // down's GEMV thread-block cluster (0: none; 2, 4: family downqc)
 };
 
 // down's reference GEMM on codes x (device, [m, kd]) with scales xs, and the new GEMV on y32;
@@ -1607,6 +1608,7 @@ void downq_compare(Check& c, const DqCase& f, int kd, const DeviceBuffer& y32, i
     x.k = kd;
     x.group_size = group;
     x.strips = f.strips;
+    x.cluster = f.cluster;
     c.cuda(odyssey::w4a8_gemv_xq(x, 0), "w4a8_gemv_xq");
     c.cuda(cudaDeviceSynchronize(), "w4a8_gemv_xq (sync)");
     if (!c.r.passed) return;
@@ -1638,9 +1640,10 @@ void downq_compare(Check& c, const DqCase& f, int kd, const DeviceBuffer& y32, i
 }
 
 Result test_downq(const DqCase& f, uint64_t seed) {
-  Check c(fmt("downq %s m=%d cols=%d n=%d group=%d strips=%d%s%s", f.chain ? "chain" : "synthetic", f.m, f.cols, f.n,
-              f.group, f.strips, f.chain ? "" : fmt(" kind0=%d", f.kind0).c_str(), f.blowup ? " blowup" : ""),
-          "gemv_xq");
+  Check c(fmt("downq %s m=%d cols=%d n=%d group=%d strips=%d%s%s%s", f.chain ? "chain" : "synthetic", f.m, f.cols, f.n,
+              f.group, f.strips, f.chain ? "" : fmt(" kind0=%d", f.kind0).c_str(), f.blowup ? " blowup" : "",
+              f.cluster > 1 ? fmt(" cluster=%d", f.cluster).c_str() : ""),
+          f.cluster > 1 ? "gemv_xq_cluster" : "gemv_xq");
   Rng r(seed);
   const int kd = round_up(f.cols, 128);
   if (!f.chain) {
@@ -1768,7 +1771,7 @@ Result test_downq(const DqCase& f, uint64_t seed) {
 
 int cmd_test_layers(const Args& args) {
   const bool quick = args.has("quick");
-  // --only embed,norm,swiglu,rope,prefill,kv,decode,kv8,nll,refuse,fuse,downq: run those families only.
+  // --only embed,norm,swiglu,rope,prefill,kv,decode,kv8,nll,refuse,fuse,downq,downqc: run those families only.
   const std::string only = args.get("only");
   auto want = [&](const char* family) {
     if (only.empty()) return true;
@@ -2032,6 +2035,19 @@ int cmd_test_layers(const Args& args) {
       for (int g : {32, 64, 100000}) add(test_downq({st + 5, 1000, 264, g, false, st, false, st}, seed++));
     add(test_downq({16, 14336, 512, 128, false, 3, false, 0}, seed++));  // chunked x at M = 16
     add(test_downq({3, 772, 40, 64, false, 4, false, 2}, seed++));       // cols % 16 ≠ 0
+  }
+  if (!only.empty() && want("downqc")) {  // asked for by name only (device-run.sh downq): an opt-in variant
+    // The same comparisons with down's GEMV in thread-block clusters of 2 and 4 (each block
+    // quantizes a share of x and stores it into its peers' shared memory): the chain, every row
+    // kind at M 1..16, chunked x (cluster-wide chunk barriers), grids padded to whole clusters.
+    for (int cl : {2, 4}) {
+      for (int m : quick ? std::vector<int>{1, 8} : std::vector<int>{1, 3, 4, 8})
+        add(test_downq({m, 11008, 4096, 128, true, 0, false, 0, cl}, seed++));
+      for (int m = 1 + (cl == 4); m <= 16; m += quick ? 7 : 3)
+        add(test_downq({m, m % 2 ? 1024 : 11008, m % 2 ? 256 : 4096, 128, false, m + cl, false, 0, cl}, seed++));
+      add(test_downq({16, 14336, 512, 128, false, 3, false, 0, cl}, seed++));  // chunked x at M = 16
+      for (int st : {2, 4, 8}) add(test_downq({st + 3, 1000, 264, 64, false, st + cl, false, st, cl}, seed++));  // padded grids
+    }
   }
 #endif
   CK(cudaGetLastError());

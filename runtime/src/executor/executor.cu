@@ -385,11 +385,13 @@ struct Executor::Impl {
   // (odyssey::w4a8_gemv_xq): the same bytes as gate/up GEMV + swiglu + down GEMV (test layers
   // --only downq), two launches instead of three. ODYSSEY_DOWNQ=0 (read at load) keeps the
   // unfused chain for those layers, =N sets downq_rows (1..8); ODYSSEY_DOWNQ_STRIPS=2|4|8 forces
-  // down's strips per block (0, the default: run_down_xq's rule). ODYSSEY_DECODE_FUSE=all takes precedence (the
+  // down's strips per block (0, the default: run_down_xq's rule); ODYSSEY_DOWNQ_CLUSTER=2|4 runs
+  // down's GEMV in thread-block clusters sharing the quantization (opt-in until measured). ODYSSEY_DECODE_FUSE=all takes precedence (the
   // fused kernel's last-block quantization, then the plain down GEMV).
   static constexpr int kDownqDefaultRows = 4;
   int downq_rows = kDownqDefaultRows;
   int downq_strips = 0;
+  int downq_cluster = 0;              // ODYSSEY_DOWNQ_CLUSTER=2|4: down's GEMV in thread-block clusters
   std::vector<char> downq_layer;      // per layer: per-token down input taking the downq path
   bool down_xq_ok(const Layer& L) const;
   void run_down_xq(const Layer& L, int rows);
@@ -736,6 +738,12 @@ void Executor::Impl::load(const std::string& dir) {
       if (downq_strips != 0 && downq_strips != 2 && downq_strips != 4 && downq_strips != 8)
         throw std::runtime_error("ODYSSEY_DOWNQ_STRIPS must be 0, 2, 4 or 8");
     }
+    const char* cl = std::getenv("ODYSSEY_DOWNQ_CLUSTER");
+    if (cl && *cl) {
+      downq_cluster = std::atoi(cl);
+      if (downq_cluster != 0 && downq_cluster != 2 && downq_cluster != 4)
+        throw std::runtime_error("ODYSSEY_DOWNQ_CLUSTER must be 0, 2 or 4");
+    }
   }
   gu_fusable.assign(layers.size(), 0);
   downq_layer.assign(layers.size(), 0);
@@ -815,7 +823,9 @@ void Executor::Impl::run_down_xq(const Layer& L, int rows) {
   // from M = 2 on 4 strips (half the blocks of the dispatch's 2 for N = 4096: half that work per
   // SM) are estimated ahead; M = 1 keeps the dispatch's. Not measured yet: bench layers --only
   // downq prints downq (dispatch) and downq-s4 side by side; ODYSSEY_DOWNQ_STRIPS overrides.
-  a.strips = downq_strips ? downq_strips : rows >= 2 ? 4 : 0;
+  // With clusters (opt-in, ODYSSEY_DOWNQ_CLUSTER) the redundant work is shared: the dispatch's.
+  a.strips = downq_strips ? downq_strips : rows >= 2 && downq_cluster <= 1 ? 4 : 0;
+  a.cluster = downq_cluster;
   EX_CUDA(odyssey::w4a8_gemv_xq(a, stream));
 }
 

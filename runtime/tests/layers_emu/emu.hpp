@@ -329,6 +329,7 @@ inline void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_
 namespace odyssey {
 inline void pdl_wait() {}
 inline void pdl_launch_dependents() {}
+inline bool pdl_enabled() { return true; }
 template <typename... KArgs, typename... Args>
 cudaError_t launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
                        Args&&... args) {

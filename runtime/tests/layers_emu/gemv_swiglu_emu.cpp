@@ -28,11 +28,23 @@ inline __half epilogue_int(int32_t acc, float xs, float f, const float* bias, in
   inline void st_shared16(uint32_t addr, const uint32_t (&w)[4]) {                                \
     std::memcpy(emu::g_dyn.data() + addr, w, 16);                                                  \
   }                                                                                                \
+  inline unsigned cluster_size() { return 1; }                                                    \
+  inline unsigned cluster_rank() { return 0; }                                                    \
+  inline void cluster_sync() { __syncthreads(); }                                                 \
+  inline void st_cluster16(uint32_t, unsigned, const uint32_t (&)[4]) { std::abort(); }           \
   inline void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) { emu_ldsm_x4(r, addr); }              \
   template <bool ZERO>                                                                             \
   inline void mma_s8(uint32_t (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,         \
                      uint32_t b0, uint32_t b1) {                                                   \
     emu_mma_s8(d, a0, a1, a2, a3, b0, b1, ZERO);                                                   \
+  }
+
+// The emulator runs no clusters (cluster > 1 is never asked of it): a plain launch.
+#define EMU_LAUNCH_CLUSTER                                                                         \
+  template <typename... KArgs, typename... Args>                                                   \
+  cudaError_t launch_cluster(void (*kernel)(KArgs...), dim3 grid, dim3 block, int, size_t smem,    \
+                             cudaStream_t stream, Args&&... args) {                                \
+    return launch_pdl(kernel, grid, block, smem, stream, std::forward<Args>(args)...);             \
   }
 
 namespace odyssey {

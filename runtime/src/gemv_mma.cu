@@ -470,7 +470,9 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
       xq_r[tid] = actmath::quant_rcp(sc);
       if (blockIdx.x == 0) xq.token_scale[tid] = sc;
     }
-    __syncthreads();
+    // In a cluster, also: every peer has started before anyone stores into its shared memory
+    // (the CUDA guide's rule for distributed shared memory).
+    xq_sync();
     if (tid == 0) {
       __threadfence();
       if (atomicAdd(&xq.slots[p.m], 1u) == gridDim.x - 1)

@@ -402,7 +402,7 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
     if constexpr (XQ) {
       // Pieces per thread in flight: 2 (8 float4 loads), 1 at S = 4, where the 8 words of the
       // first iteration's weights and their scales are live across staging (kXP 2 spilled).
-      // In a cluster of C blocks, rank r quantizes the pieces [r·total/C, (r+1)·total/C) and
+      // In a cluster of C blocks, rank r quantizes the pieces [r·all/C, (r+1)·all/C) and
       // stores each into its own and every peer's buffer (distributed shared memory): C times
       // less fp32 read from L2 and C times fewer quantizations per block; xq_sync() below
       // makes the peers' stores visible. x_out comes from the first cluster (block 0 if none).

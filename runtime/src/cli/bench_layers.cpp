@@ -29,6 +29,17 @@
 //   dispatch's GEMV, ody_w4a8_gemm, then layers::swiglu: two launches, the executor with
 //   ODYSSEY_DECODE_FUSE=0) against "fused" (w4a8_gemv_swiglu, one launch) in the same run. GB/s
 //   and % of copy count the weight bytes (packed codes, group and channel scales) only.
+// - rows mlp_i8token / down_i8token (issue 14, branch downq, --only downq): the per-token decode
+//   MLP on the 7B shape (gate/up 4096 → 2×11008, down 11008 → 4096, group 128), batch 1, 4, 8,
+//   16: "unfused" (gate/up GEMV + layers::swiglu + down GEMV: three launches, the executor with
+//   ODYSSEY_DOWNQ=0), "fused-tail" (w4a8_gemv_swiglu with its last-block quantization + down
+//   GEMV: ODYSSEY_DECODE_FUSE=all), "downq" (w4a8_gemv_swiglu publish + w4a8_gemv_xq: the new
+//   default) and "downq-s4" (the same, down's GEMV forced to 4 strips per block: half the blocks
+//   re-quantizing the row), "downq-c2" / "downq-c4" (down's GEMV in thread-block clusters of 2 / 4
+//   sharing the quantization, ODYSSEY_DOWNQ_CLUSTER); batch 16 has only "unfused" (the fused
+//   kernel stops at 8). Then down alone: the plain GEMV on int8 codes against the quantizing one
+//   ("plain" / "xq" / "xq-s4" / "xq-c4").
+//   A "DOWNQ batch B: ..." line each. Weight bytes: gate/up + down (mlp), down (down).
 // Each figure is the median of --iters samples (≥ 20) after a warm-up; a sample times a few
 // back-to-back launches with CUDA events and divides. Inputs are random fp16 in [−1, 1].
 #include <algorithm>
@@ -587,6 +598,141 @@ int cmd_bench_layers(const Args& args) {
         std::fprintf(stderr, "FUSE gate_up+swiglu %-8s batch %d: unfused %.2f us, fused %.2f us (%.2fx)\n",
                      per_token ? "i8token" : "i8static", batch, median(su), median(sf), median(su) / median(sf));
       }
+  }
+  if (want("downq")) {  // the per-token MLP chain: gate_up + swiglu + down (see the header)
+    const int H = 4096, I = 11008, N2 = 2 * I, G = H / 128, GD = I / 128;
+    std::vector<int16_t> gsv((size_t)G * N2), gsdv((size_t)GD * H);
+    for (size_t i = 0; i < gsv.size(); i++) gsv[i] = (int16_t)(1 + (i * 2654435761u) % 40);
+    for (size_t i = 0; i < gsdv.size(); i++) gsdv[i] = (int16_t)(1 + (i * 2654435761u) % 40);
+    std::vector<float> csv(N2, 2e-7f), csdv(H, 2e-7f);
+    DeviceBuffer qw((size_t)N2 * H / 2), gsd(gsv.size() * 2), csd((size_t)N2 * 4), y16((size_t)16 * N2 * 2);
+    DeviceBuffer qwd((size_t)H * I / 2), gsdd(gsdv.size() * 2), csdd((size_t)H * 4), yd((size_t)16 * H * 2);
+    DeviceBuffer x8((size_t)16 * H), xs((size_t)16 * 4), o8((size_t)16 * I), tok((size_t)16 * 4), y32((size_t)16 * I * 4);
+    DeviceBuffer slots(32 * 4), slots_tail(32 * 4);
+    fill_random_half(qw);
+    fill_random_half(qwd);
+    fill_random_half(x8);  // arbitrary int8 codes
+    fill_random_half(y32);  // finite fp32 values (rows 8..15: what down alone reads at batch 16)
+    gsd.upload(gsv.data(), gsv.size() * 2);
+    csd.upload(csv.data(), csv.size() * 4);
+    gsdd.upload(gsdv.data(), gsdv.size() * 2);
+    csdd.upload(csdv.data(), csdv.size() * 4);
+    std::vector<float> xsv(16, 0.01f);
+    xs.upload(xsv.data(), 64);
+    slots.fill(0);
+    slots_tail.fill(0);
+    const double wgu = (double)N2 * H / 2 + (double)G * N2 * 2 + N2 * 4.0;
+    const double wdown = (double)H * I / 2 + (double)GD * H * 2 + H * 4.0;
+    auto gate_up = [&](int batch, int publish) {  // w4a8_gemv_swiglu, per token
+      odyssey::GemvSwigluArgs a{};
+      a.x = x8.get<int8_t>();
+      a.x_scale = xs.get<float>();
+      a.act_per_token = 1;
+      a.m = batch;
+      a.k = H;
+      a.group_size = 128;
+      a.scale_ld = N2;
+      a.qweight_g = qw.get<uint8_t>();
+      a.group_scale_g = gsd.get<int16_t>();
+      a.channel_scale_g = csd.get<float>();
+      a.qweight_u = qw.get<uint8_t>() + (size_t)(I / 8) * (H / 128) * 512;
+      a.group_scale_u = gsd.get<int16_t>() + I;
+      a.channel_scale_u = csd.get<float>() + I;
+      a.cols = I;
+      a.ld = I;
+      a.out = o8.get<int8_t>();
+      a.token_scale = tok.get<float>();
+      a.y32 = y32.get<float>();
+      a.slots = publish ? slots.get<unsigned>() : slots_tail.get<unsigned>();
+      a.publish = publish;
+      check(odyssey::w4a8_gemv_swiglu(a, 0), "w4a8_gemv_swiglu");
+    };
+    auto down_plain = [&](int batch) {  // the dispatch's GEMV on down's int8 input
+      ody_w4a8_problem p{batch, H, I, 128, 1, ODY_SCALE_INT, -1, 0};
+      ody_w4a8_args a{};
+      a.x = o8.get<int8_t>();
+      a.x_scale = tok.get<float>();
+      a.qweight = qwd.get<uint8_t>();
+      a.group_scale = gsdd.get<int16_t>();
+      a.channel_scale = csdd.get<float>();
+      a.y = yd.get<__half>();
+      if (ody_w4a8_gemm(&p, &a, nullptr) != ODY_OK) throw std::runtime_error(std::string("ody_w4a8_gemm: ") + ody_last_error());
+    };
+    auto down_xq = [&](int batch, int strips, int cluster = 0) {
+      odyssey::GemvXqArgs a{};
+      a.y32 = y32.get<float>();
+      a.y_ld = I;
+      a.cols = I;
+      a.slots = slots.get<unsigned>();
+      a.token_scale = tok.get<float>();
+      a.qweight = qwd.get<uint8_t>();
+      a.group_scale = gsdd.get<int16_t>();
+      a.channel_scale = csdd.get<float>();
+      a.y = yd.get<__half>();
+      a.m = batch;
+      a.n = H;
+      a.k = I;
+      a.group_size = 128;
+      a.strips = strips;
+      a.cluster = cluster;
+      check(odyssey::w4a8_gemv_xq(a, 0), "w4a8_gemv_xq");
+    };
+    for (int batch : {1, 4, 8, 16}) {
+      L::ActOut qo;
+      qo.kind = L::ActKind::I8PerToken;
+      qo.i8 = o8.get<int8_t>();
+      qo.ld = I;
+      qo.token_scale = tok.get<float>();
+      auto unfused = [&] {
+        ody_w4a8_problem p{batch, N2, H, 128, 1, ODY_SCALE_INT, -1, 0};
+        ody_w4a8_args a{};
+        a.x = x8.get<int8_t>();
+        a.x_scale = xs.get<float>();
+        a.qweight = qw.get<uint8_t>();
+        a.group_scale = gsd.get<int16_t>();
+        a.channel_scale = csd.get<float>();
+        a.y = y16.get<__half>();
+        if (ody_w4a8_gemm(&p, &a, nullptr) != ODY_OK) throw std::runtime_error(std::string("ody_w4a8_gemm: ") + ody_last_error());
+        const __half* g = y16.get<__half>();
+        check(L::swiglu(g, g + I, N2, batch, I, qo, 0), "swiglu");
+        down_plain(batch);
+      };
+      const double wb = wgu + wdown;
+      auto su = timer.samples_us(unfused, iters, 10);
+      row_line("mlp_i8token", "unfused", batch, I, wb, su);
+      double tail = 0, dq = 0, dq4 = 0, dqc2 = 0, dqc4 = 0;
+      if (batch <= 8) {  // the fused gate/up kernel's limit
+        auto st = timer.samples_us([&] { gate_up(batch, 0); down_plain(batch); }, iters, 10);
+        auto sq = timer.samples_us([&] { gate_up(batch, 1); down_xq(batch, 0); }, iters, 10);
+        auto sq4 = timer.samples_us([&] { gate_up(batch, 1); down_xq(batch, 4); }, iters, 10);
+        auto sc2 = timer.samples_us([&] { gate_up(batch, 1); down_xq(batch, 0, 2); }, iters, 10);
+        auto sc4 = timer.samples_us([&] { gate_up(batch, 1); down_xq(batch, 0, 4); }, iters, 10);
+        row_line("mlp_i8token", "fused-tail", batch, I, wb, st);
+        row_line("mlp_i8token", "downq", batch, I, wb, sq);
+        row_line("mlp_i8token", "downq-s4", batch, I, wb, sq4);
+        row_line("mlp_i8token", "downq-c2", batch, I, wb, sc2);
+        row_line("mlp_i8token", "downq-c4", batch, I, wb, sc4);
+        tail = median(st), dq = median(sq), dq4 = median(sq4), dqc2 = median(sc2), dqc4 = median(sc4);
+      }
+      // down alone: the plain GEMV on int8 codes against the GEMV quantizing y32 (slots are
+      // zero between calls here: scale 1; y32 holds the last publish's values).
+      if (batch <= 8) gate_up(batch, 1);  // y32 and the maxima of this batch; the next xq call zeroes them
+      CK(cudaDeviceSynchronize());
+      auto sdp = timer.samples_us([&] { down_plain(batch); }, iters, 10);
+      auto sdx = timer.samples_us([&] { down_xq(batch, 0); }, iters, 10);
+      auto sdx4 = timer.samples_us([&] { down_xq(batch, 4); }, iters, 10);
+      auto sdc4 = timer.samples_us([&] { down_xq(batch, 0, 4); }, iters, 10);
+      row_line("down_i8token", "plain", batch, I, wdown, sdp);
+      row_line("down_i8token", "xq", batch, I, wdown, sdx);
+      row_line("down_i8token", "xq-s4", batch, I, wdown, sdx4);
+      row_line("down_i8token", "xq-c4", batch, I, wdown, sdc4);
+      auto x = [&](double t) { return t > 0 ? median(su) / t : 0.0; };
+      std::fprintf(stderr,
+                   "DOWNQ batch %2d: mlp unfused %.2f us, fused-tail %.2f, downq %.2f (%.2fx), downq-s4 %.2f (%.2fx), "
+                   "downq-c2 %.2f (%.2fx), downq-c4 %.2f (%.2fx) | down plain %.2f us, xq %.2f, xq-s4 %.2f, xq-c4 %.2f\n",
+                   batch, median(su), tail, dq, x(dq), dq4, x(dq4), dqc2, x(dqc2), dqc4, x(dqc4), median(sdp), median(sdx),
+                   median(sdx4), median(sdc4));
+    }
   }
   w.end_array();
   w.key("goals").begin_array();

@@ -860,28 +860,35 @@ struct Plan {
 // ODYSSEY_W4A16_GEMV2=1: the dispatch sends M ≤ 16 (no split-K asked) to the GEMV 2 configs,
 // by the rule below; unset or 0: the measured table (w4a16_gemv at M ≤ 4 and K < 16384, the
 // tiles otherwise). Read once per process. Until a GPU run decides, the default stays the old one.
+// GEMV 2 is the default for M ≤ 16 since the H200 run of session 8 (call 2, bench w4a16: faster
+// than the old GEMV and the tile at every decode shape and M, 1.2–2.2×; 2.74–2.79× cuBLAS FP16 at
+// M = 1 on the ≥ 64M-weight shapes). ODYSSEY_W4A16_GEMV2=0 restores the old choice (A/B).
 bool gemv2_enabled() {
   static const bool on = [] {
     const char* e = std::getenv("ODYSSEY_W4A16_GEMV2");
-    return e && std::strcmp(e, "1") == 0;
+    return !(e && std::strcmp(e, "0") == 0);
   }();
   return on;
 }
 
-// GEMV 2's strips per block (expected, from byte counting; runtime/NOTES.md): x costs M·2 bytes
-// per k per block against S·4 bytes of weights, so x's share of the block's traffic (L1/L2)
-// is M/(2S): s2 up to M = 4 (at most 1:1 and the most blocks: best balance), s4 up to M = 8,
-// s8 above.
-int gemv2_config(int m) { return m <= 4 ? kGemv2S2Config : m <= 8 ? kGemv2S4Config : kGemv2S8Config; }
+// GEMV 2's strips per block, from the H200 measurement (session 8 call 2, every config forced in
+// one run at M = 1, 4, 8, 16 on the 7B and 70B decode shapes): the byte-counting guess (s2 to
+// M = 4, s4 to 8, s8 above) lost to a rule by size: s4 wins on every shape with ≥ 64M weights
+// (22016×4096, 8192×28672, 28672×8192: 41–42 µs vs s2's 47 at M = 1; s8 only ties it at M = 16),
+// s2 on the smaller ones (4096², 4096×11008, 12288×4096) at every M ≤ 16 (more blocks per SM).
+int gemv2_config(int m, int n, int k) {
+  (void)m;
+  return (long long)n * k >= (64ll << 20) ? kGemv2S4Config : kGemv2S2Config;
+}
 
 Plan plan(const ody_w4a16_problem* p) {
   Plan pl{};
   // The GEMV for decode (M ≤ 4, K < 16384, no split-K asked); then as FastGEMM's table (not swept
-  // separately yet): 16×128 for decode, 64×128 above. With ODYSSEY_W4A16_GEMV2=1, GEMV 2 for
-  // M ≤ 16 instead.
+  // separately yet): 16×128 for decode, 64×128 above. GEMV 2 for M ≤ 16 first (the default;
+  // ODYSSEY_W4A16_GEMV2=0 falls back to the old rule).
   const bool g2 = gemv2_enabled() && p->m <= kG2MaxM && p->splits <= 1;
   pl.config = p->config >= 0                                    ? p->config
-              : g2                                              ? gemv2_config(p->m)
+              : g2                                              ? gemv2_config(p->m, p->n, p->k)
               : p->m <= kGemvDispatchMaxM && p->k < kGemvDispatchMaxK && p->splits <= 1 ? kGemvConfig
               : p->m <= 16                                      ? (p->n >= 8192 ? 0 : 1)
               : p->m <= 32                                      ? 2

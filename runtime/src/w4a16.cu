@@ -802,7 +802,7 @@ const Config kConfigs[] = {
 };
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
 constexpr int kGemvConfig = 4;
-constexpr int kGemv2S2Config = 5, kGemv2S4Config = 6, kGemv2S8Config = 7;
+constexpr int kGemv2S2Config = 5, kGemv2S4Config = 6;  // s8 (7) is forced only: never faster (session 8)
 constexpr int kGemvDispatchMaxM = 4;  // the dispatch's rule (issue 12's decode shapes); the kernel takes 8
 // And only below this K: measured (session 5 call 6, 629f90c, H100, µs, M = 1 / 4) the GEMV wins
 // on the 7B shapes (4096² 9.06 / 9.13 vs the m16n64 tile 12.28 / 12.69; 22016×4096 27.95 / 28.56

@@ -12,7 +12,6 @@
 #              (w8a8-smoothquant as its compressed-tensors export):
 #              GPU perplexity against `eval ppl` (CPU) on the same windows (--compare-cpu)
 #   speed      synthetic LLaMA-2-7B: FP16 checkpoint vs its w4a8-rtn artifact, and HF transformers;
-#              the downq A/B (ODYSSEY_DOWNQ=8 vs 0, `FUSE speed-downq` lines, token hashes);
 #              then its w8a8-smoothquant compressed-tensors export alone (E2E_W8A8=0 skips it)
 #   profile    the same two models: per-kernel profile of a decode step (odyssey-rt speed --profile)
 #              at batch 1 and 16, beside the graph replay's step time; W4A8 with ODYSSEY_PDL=1 and
@@ -21,8 +20,7 @@
 #              tables FP16 vs W4A8 per kernel kind, the GEMM configs at the prefill's M, and W4A8
 #              again with ODYSSEY_WGMMA_V3=1 and =p (wgmma v3 / v3p A/B; E2E_PREFILL_V3)
 #              W4A8 with PDL on also with ODYSSEY_DECODE_FUSE=0 (the unfused gate/up + swiglu), then
-#              `FUSE profile` lines: both paths' ms/step and generated-token hashes (must match);
-#              the default's batch 1 includes downq (kinds gate_up+swiglu and down_gemm+quant)
+#              `FUSE profile` lines: both paths' ms/step and generated-token hashes (must match)
 #   kv8        the int8 KV cache (runtime/NOTES.md, "int8 KV cache"): `test layers --only kv8`,
 #              `bench layers --only kv8` (attention fp16 vs int8 cache, batch 1/8/16/64, ctx 1024),
 #              perplexity with --kv-cache fp16 vs int8 on tiny-llama, small-llama-outliers and
@@ -195,20 +193,15 @@ for s in "$@"; do
       --out "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.json" --md "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.md" \
       > "$E/speed.txt" 2> "$E/speed.log"
     echo "speed rc=$?"; cat "$E/speed.txt"; tail -3 "$E/speed.log"
-    # The decode fusion A/B (issue 14, branch downq): the w4a8-rtn model's down_proj input is per
-    # token; ODYSSEY_DOWNQ=8 runs gate/up+SwiGLU fused (publish) + down's GEMV quantizing its input
-    # at every fused batch (≤ 8; the default is ≤ 4), ODYSSEY_DOWNQ=0 the former default (gate/up
-    # GEMV + swiglu + down GEMV). Same prompts; `FUSE speed-downq` lines compare ms/step and token
-    # hashes per batch (E2E_FUSE_BATCH, default 1,4,8,16; 16 runs the unfused chain in both).
-    # E2E_DOWNQ_RUNS="8 0 all" adds ODYSSEY_DECODE_FUSE=all (the fused kernel's last-block tail).
-    for dq in ${E2E_DOWNQ_RUNS:-8 0}; do
-      if [ "$dq" = all ]; then envs=(ODYSSEY_DECODE_FUSE=all); else envs=(ODYSSEY_DOWNQ=$dq); fi
-      env "${envs[@]}" $ODYSSEY_RT speed --model /tmp/$S-w4a8 --batch ${E2E_FUSE_BATCH:-1,4,8,16} --prompt 1024 --gen 128 \
-        --repeats 3 > "$E/speed-downq$dq.json" 2> "$E/speed-downq$dq.log"
-      echo "speed w4a8 ${envs[*]} rc=$?"; grep -E "ms/step|WARNING" "$E/speed-downq$dq.log"
+    # The decode fusion A/B (issue 14): the W4A8 model alone, fused (ODYSSEY_DECODE_FUSE=all: the
+    # w4a8-rtn model's down_proj input is per token, which the default leaves unfused) and
+    # ODYSSEY_DECODE_FUSE=0, same prompts; `FUSE speed` lines compare ms/step and token hashes.
+    for fuse in all 0; do
+      ODYSSEY_DECODE_FUSE=$fuse $ODYSSEY_RT speed --model /tmp/$S-w4a8 --batch ${E2E_FUSE_BATCH:-1,8} --prompt 1024 --gen 128 \
+        --repeats 3 > "$E/speed-fuse$fuse.json" 2> "$E/speed-fuse$fuse.log"
+      echo "speed w4a8 ODYSSEY_DECODE_FUSE=$fuse rc=$?"; grep -E "ms/step|WARNING" "$E/speed-fuse$fuse.log"
     done
-    fuse_compare speed-downq "$E/speed-downq8.log" "$E/speed-downq0.log"
-    [ -s "$E/speed-downqall.log" ] && fuse_compare speed-fuseall "$E/speed-downqall.log" "$E/speed-downq0.log"
+    fuse_compare speed "$E/speed-fuseall.log" "$E/speed-fuse0.log"
     # W8A8 row (E2E_W8A8=0 skips it): the same synthetic model through w8a8-smoothquant, exported
     # as compressed-tensors int-quantized. The synthetic model has no tokenizer, so SmoothQuant's
     # statistics come from --calib self, shrunk to 2 windows of 32 tokens (speed does not depend

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|wgmma4|fuse|w4a16|downq]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|wgmma4|fuse|w4a16]...
 # wgmma4: wgmma v4 (warp-specialized; config wgmma_ws_r128t128_v4) and config 21 (v4c2: v4 on
 #   2-CTA clusters with X multicast): ptxas lines (0 spill), test wgmma-probe + memcheck, test gemm
 #   forced and through the dispatch (ODYSSEY_WGMMA_V4=1, =c2), bench
@@ -33,14 +33,6 @@
 # fuse: the decode gate/up + SwiGLU fusion (issue 14): test layers --only fuse (byte-equal to the
 #   unfused path), memcheck on its quick set, bench layers --only fuse (FUSE lines: unfused vs
 #   fused µs at batch 1, 4, 8); ends with "fuse: PASS" or "fuse: FAIL".
-# downq: per-token down_proj input quantized inside the down GEMV (issue 14, branch downq): test
-#   layers --only downq (byte-equal to gate/up GEMV + swiglu + down GEMV), --only fuse again (the
-#   fused kernel's other modes), memcheck and racecheck on --only downq --quick, bench layers --only
-#   downq (DOWNQ lines: the per-token MLP chain unfused / fused-tail / downq / downq-s4 and down
-#   alone plain / xq, µs, batch 1, 4, 8, 16; -c2/-c4: the opt-in cluster variant, whose tests
-#   (--only downqc) get their own "downq cluster: PASS|FAIL" line), then tiny-llama w4a8-rtn decoded with ODYSSEY_DOWNQ=8
-#   and =0 (DOWNQ executor lines: token hashes must match at batch 1-4, 8, 16); ends with
-#   "downq: PASS" or "downq: FAIL".
 # gemv16: the decode GEMVs (issues 12 and 14): test gemv16 (FP16 GEMV vs float64, cuBLAS on the same
 #   bound), test gemm on the W4A16 cases (w4a16_gemv on every M <= 8 case), compute-sanitizer memcheck
 #   on test gemv16 --quick, then bench gemm at M = 1, 2, 4 on the 7B shapes, 8192x28672, 28672x8192 and
@@ -271,52 +263,6 @@ PY
     $B/odyssey-rt bench layers --only fuse --iters 50 --out "$OUT/bench-fuse.json" > /dev/null 2> "$OUT/bench-fuse.log"
     echo "bench layers --only fuse rc=$?"; grep -E "^FUSE|gate_up" "$OUT/bench-fuse.log"
     [ $frc = 0 ] && [ $mrc = 0 ] && echo "fuse: PASS" || echo "fuse: FAIL"
-    ;;
-  downq)
-    stamp downq
-    $B/odyssey-rt test layers --only downq,fuse > "$OUT/test-downq.json" 2> "$OUT/test-downq.log"
-    drc=$?
-    echo "test layers --only downq,fuse rc=$drc"; grep -E "FAIL" "$OUT/test-downq.log" | head -20; grep -E "passed" "$OUT/test-downq.log" | tail -1
-    compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test layers --only downq --quick > /dev/null 2> "$OUT/sanitizer-downq.log"
-    dmrc=$?
-    echo "compute-sanitizer memcheck (test layers --only downq --quick) rc=$dmrc"; grep -E "ERROR SUMMARY" "$OUT/sanitizer-downq.log" | tail -1
-    # racecheck (shared memory: the synchronous staging of the codes) under a time limit: the 7B
-    # shapes are slow under it; a timeout (rc 124) is reported, not counted as a failure.
-    # The opt-in cluster variant (ODYSSEY_DOWNQ_CLUSTER=2|4): its own test family and verdict.
-    $B/odyssey-rt test layers --only downqc > "$OUT/test-downqc.json" 2> "$OUT/test-downqc.log"
-    crc=$?
-    echo "test layers --only downqc rc=$crc"; grep -E "FAIL" "$OUT/test-downqc.log" | head -10; grep -E "passed" "$OUT/test-downqc.log" | tail -1
-    compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test layers --only downqc --quick > /dev/null 2> "$OUT/sanitizer-downqc.log"
-    cmrc=$?
-    echo "compute-sanitizer memcheck (test layers --only downqc --quick) rc=$cmrc"; grep -E "ERROR SUMMARY" "$OUT/sanitizer-downqc.log" | tail -1
-    [ $crc = 0 ] && [ $cmrc = 0 ] && echo "downq cluster: PASS" || echo "downq cluster: FAIL (keep ODYSSEY_DOWNQ_CLUSTER unset)"
-    timeout ${DOWNQ_RACECHECK_S:-240} compute-sanitizer --tool racecheck --error-exitcode 9 $B/odyssey-rt test layers --only downq --quick > /dev/null 2> "$OUT/racecheck-downq.log"
-    drrc=$?
-    echo "compute-sanitizer racecheck (test layers --only downq --quick) rc=$drrc$([ $drrc = 124 ] && echo ' (timed out: not counted)')"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$OUT/racecheck-downq.log" | tail -1
-    [ $drrc = 124 ] && drrc=0
-    $B/odyssey-rt bench layers --only downq --iters 50 --out "$OUT/bench-downq.json" > /dev/null 2> "$OUT/bench-downq.log"
-    echo "bench layers --only downq rc=$?"; grep -E "^DOWNQ" "$OUT/bench-downq.log"
-    # The executor's wiring on a small real model (tiny-llama w4a8-rtn: per-token down inputs,
-    # K = 768): decode with downq at every fused batch (ODYSSEY_DOWNQ=8) and without (=0); the
-    # generated-token hashes must be equal at every batch (16: both unfused).
-    T=/tmp/ody-downq-tiny-w4a8
-    ehrc=0
-    if [ -d $T ] || "$ODY_BIN" quantize --model testdata/tiny-llama --recipe w4a8-rtn --out $T --device cpu --no-sync --force > "$OUT/downq-quantize.log" 2>&1; then
-      for dq in 8 0; do
-        ODYSSEY_DOWNQ=$dq ODYSSEY_RT_VERBOSE=1 $B/odyssey-rt speed --model $T --batch 1,2,3,4,8,16 --prompt 64 --gen 48 --repeats 1 \
-          > "$OUT/downq-speed$dq.json" 2> "$OUT/downq-speed$dq.log"
-        echo "speed tiny-llama w4a8-rtn ODYSSEY_DOWNQ=$dq rc=$?"; grep -E "decode swiglu fusion" "$OUT/downq-speed$dq.log" | head -1
-      done
-      re='s/.* batch \([0-9]*\)[^:]*: TTFT .* decode \([0-9.]*\) ms\/step (\([0-9.]*\) tokens\/s).* tokens \([0-9a-f]*\)$/\1 \2 \4/p'
-      paste -d' ' <(sed -n "$re" "$OUT/downq-speed8.log") <(sed -n "$re" "$OUT/downq-speed0.log") > "$OUT/downq-hashes.txt"
-      n=$(wc -l < "$OUT/downq-hashes.txt")
-      awk '{printf "DOWNQ executor batch %s: downq %s ms/step tokens %s | unfused %s ms/step tokens %s | %s\n", $1, $2, $3, $5, $6, ($1 == $4 && $3 == $6 && $3 != "") ? "MATCH" : "DIFFER"}' "$OUT/downq-hashes.txt"
-      { [ "$n" -ge 6 ] && awk '$1 != $4 || $3 != $6 || $3 == "" {bad = 1} END {exit bad}' "$OUT/downq-hashes.txt"; } || ehrc=1
-    else
-      echo "quantize tiny-llama failed:"; tail -5 "$OUT/downq-quantize.log"; ehrc=1
-    fi
-    echo "executor token hashes downq vs unfused rc=$ehrc"
-    [ $drc = 0 ] && [ $dmrc = 0 ] && [ $drrc = 0 ] && [ $ehrc = 0 ] && echo "downq: PASS" || echo "downq: FAIL"
     ;;
   gemv16)
     stamp gemv16

@@ -86,43 +86,9 @@ struct GemvSwigluArgs {
   float* y32;                 // per token: fp32 [m, ld] scratch
   unsigned* slots;            // per token: [m + 1] zeroed before the first launch, left zero
   int strips;                 // 2, 4 or 8 (0: the dispatch's choice for an N = 2·cols GEMV)
-  // Per token only: 1 = publish mode (issue 14, branch downq): write y32 and the row maxima
-  // (slots[0..m)) and nothing else; out and token_scale are left to w4a8_gemv_xq, which must
-  // follow on the same stream and leaves the slots zero. 0: the last-block quantization above.
-  int publish;
 };
 // cudaErrorInvalidValue (nothing launched) when the problem is outside the limits.
 cudaError_t w4a8_gemv_swiglu(const GemvSwigluArgs& a, cudaStream_t stream);
-
-// Down_proj's decode GEMV with its per-token int8 input quantized inside (gemv_mma.cu, issue 14,
-// branch downq): the input is the fp32 SwiGLU output y32 and its row maxima that
-// w4a8_gemv_swiglu's publish mode leaves; each block derives the row scales (act_math.cuh
-// row_scale) and quantizes the rows while staging them (quantize_value's bits), block 0
-// writes token_scale, and the GEMV math and epilogue are the plain gemv_mma's with those scales.
-// So y (and acc_out) are bit-identical to layers::swiglu(per token) followed by the dispatch's
-// GEMV on its codes. The grid's last block zeroes slots[0..m] (the maxima and its ticket).
-// Limits: 1 ≤ M ≤ 16, the gemv_mma limits (K % 128 == 0, groups 32/64/128/per-channel,
-// integer scales, 16-byte aligned qweight), cols ≤ k, y_ld ≥ cols, y_ld % 4 == 0, y32 16-byte
-// aligned, x_out (optional) 16-byte aligned with row stride k.
-struct GemvXqArgs {
-  const float* y32;     // fp32 [m, y_ld], columns < cols used (the rest read as 0)
-  int y_ld, cols;
-  unsigned* slots;      // [m + 1]: max|y| bits per row, then a ticket (zero before the call)
-  float* token_scale;   // [m] out: the per-token scales (what layers::swiglu writes)
-  int8_t* x_out;        // optional [m, k] out: the codes (tests); null in the executor
-  const uint8_t* qweight;
-  const int16_t* group_scale;
-  const float* channel_scale;
-  const float* bias;    // may be null
-  void* y;              // fp16 [m, n]
-  int32_t* acc_out;     // optional [m, n]
-  int m, n, k, group_size;
-  int strips;           // 2, 4 or 8; 0: the dispatch's choice for this GEMV
-  // 0/1: every block quantizes all of x. 2 or 4 (sm_90 thread-block clusters): the blocks of a
-  // cluster quantize a share each and exchange the codes through distributed shared memory.
-  int cluster;
-};
-cudaError_t w4a8_gemv_xq(const GemvXqArgs& a, cudaStream_t stream);
 // The Hopper prefill kernel (fastgemm_sm90.cu): config "wgmma_r128t128_s4", wgmma with the
 // weights as A in registers (Yᵀ = W·Xᵀ), 128 weight rows × 128 tokens per block, whole K per
 // block. Built only with CUDA ≥ 12 and 90 among the architectures (else sm90_wgmma_built() is

@@ -62,22 +62,6 @@
 // ticket), byte-equal to this GEMV + layers::swiglu (act_math.cuh holds the shared arithmetic).
 // Test: odyssey-rt test layers --only fuse; on the CPU runtime/tests/layers_emu/run_gemv_swiglu.sh.
 // Bench: odyssey-rt bench layers --only fuse (fused vs unfused rows).
-// Its publish mode (per token, GemvSwigluArgs::publish) stops after y32 and the row maxima: no
-// ticket, no tail; down's GEMV then quantizes (XQ below).
-//
-// Quantizing variant XQ (w4a8_gemv_xq, down_proj of per-token layers at decode; issue 14, branch
-// downq): x is not int8 in memory but the fp32 SwiGLU output y32 [M, ld] with each row's
-// max|y| bits in slots[m] (the publish mode's atomicMax). After pdl_wait every block turns the
-// maxima into the row scales (act_math row_scale, as layers::swiglu), then stages x by loading
-// fp32 (16 columns per piece, 2 pieces per thread in flight, 1 at S = 4) and storing the int8
-// codes (act_math quantize_value_rcp: quantize_value's bits without its IEEE division where
-// that is provably the same) where cp.async would have put them; the main loop and epilogue are
-// the plain kernel's with x_scale = those scales. Block 0 writes token_scale (and x_out, the
-// codes, when a test asks); a ticket after the maxima are read lets the last block zero them.
-// Cost: every block quantizes all of x (M·K values from L2, ~12 instructions each), the
-// price of needing no grid-wide step; the bench rows decide the rows and strips where it pays.
-// Test: odyssey-rt test layers --only downq (byte-equal to swiglu + the plain GEMV); on the CPU
-// run_gemv_swiglu.sh (downq cases). Bench: odyssey-rt bench layers --only downq.
 //
 // Limits: 1 ≤ M ≤ 16 (kGemvMmaMaxM), ODY_SCALE_INT only, splits 0 or 1, plus the FastGEMM limits
 // (K % 128 == 0; groups 32, 64, 128 or per-channel; x, qweight, group_scale 16-byte aligned).
@@ -94,7 +78,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <utility>
 
 #include "act_math.cuh"
 #include "fastgemm.hpp"
@@ -132,35 +115,6 @@ __device__ __forceinline__ uint32_t ld_nc32(const void* p) {
   uint32_t v;
   asm volatile("ld.global.nc.u32 %0, [%1];\n" : "=r"(v) : "l"(p));
   return v;
-}
-
-__device__ __forceinline__ void st_shared16(uint32_t addr, const uint32_t (&w)[4]) {
-  asm volatile("st.shared.v4.b32 [%0], {%1,%2,%3,%4};\n" ::"r"(addr), "r"(w[0]), "r"(w[1]), "r"(w[2]), "r"(w[3]));
-}
-
-// Thread-block clusters (sm_90; XQ with GemvXqArgs::cluster > 1): this block's rank and the
-// cluster's size (1 and 0 when launched without clusters), a cluster-wide barrier (release /
-// acquire: the peers' distributed-shared-memory stores are visible after it), and a 16-byte
-// store into the same shared address of block `rank` of the cluster.
-__device__ __forceinline__ unsigned cluster_size() {
-  unsigned r;
-  asm volatile("mov.u32 %0, %%cluster_nctarank;\n" : "=r"(r));
-  return r;
-}
-__device__ __forceinline__ unsigned cluster_rank() {
-  unsigned r;
-  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-  return r;
-}
-__device__ __forceinline__ void cluster_sync() {
-  asm volatile("barrier.cluster.arrive.aligned;\nbarrier.cluster.wait.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void st_cluster16(uint32_t addr, unsigned rank, const uint32_t (&w)[4]) {
-  uint32_t remote;
-  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(addr), "r"(rank));
-  asm volatile("st.shared::cluster.v4.b32 [%0], {%1,%2,%3,%4};\n" ::"r"(remote), "r"(w[0]), "r"(w[1]), "r"(w[2]),
-               "r"(w[3])
-               : "memory");
 }
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
@@ -205,19 +159,6 @@ struct SwigluEpi {
   float* token_scale;
   float* y32;
   unsigned* slots;
-  int publish;  // per token: write y32 and the row maxima only (down's GEMV quantizes: XQ)
-};
-
-// The XQ kernels' input (w4a8_gemv_xq, fastgemm.hpp): fp32 rows y32 [m, ld] (columns < cols
-// valid) with max|y| bits per row in slots[0..m) (published by the SW kernel's publish mode),
-// quantized per token while x is staged; unused (zero) otherwise.
-struct XQuant {
-  const float* y32;
-  int ld, cols;
-  unsigned* slots;     // [m + 1]: row maxima, then the ticket; the grid's last block zeroes them
-  float* token_scale;  // [m], written by block 0 (what the unfused swiglu writes)
-  int8_t* x_out;       // optional [m, k]: block 0 writes the codes it staged (tests)
-  int cluster;         // host: blocks per thread-block cluster (1: none; 2, 4: x shared, see stage)
 };
 
 // The SwiGLU epilogue (SW kernels, M ≤ 8, so one output per thread: M·(S/2)·8 ≤ 256). red holds
@@ -273,7 +214,6 @@ __device__ __forceinline__ void swiglu_epilogue(const GemvParams& p, const Swigl
   }
   __syncthreads();  // bmax complete
   if (tid < p.m && bmax[tid] != 0) atomicMax(&q.slots[tid], bmax[tid]);
-  if (q.publish) return;  // down's GEMV (XQ) reads y32 and the maxima after this grid completes
   __threadfence();  // this block's y32 and maxima are visible before its ticket
   __syncthreads();
   if (tid == 0) last = atomicAdd(&q.slots[p.m], 1u) == gridDim.x - 1;
@@ -325,22 +265,9 @@ __device__ __forceinline__ void swiglu_epilogue(const GemvParams& p, const Swigl
 // SW (SwiGLU epilogue, M ≤ 8): strips j < S/2 of a block are gate's strips strip0 + j (p's
 // weights), strips j ≥ S/2 up's strips strip0 + j − S/2 (q's); the main loop is unchanged, the
 // epilogue combines strip j with strip j + S/2 (see w4a8_gemv_swiglu).
-// XQ (w4a8_gemv_xq, SW false): x is xq's fp32 rows, quantized per token while staged (see
-// stage below); the epilogue's x_scale is the scale derived here.
-template <int MH, int SPG, int S, int U, bool SW, bool XQ>
-__global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
-    w4a8_gemv_mma_kernel(const GemvParams p, const SwigluEpi q, const XQuant xq) {
+template <int MH, int SPG, int S, int U, bool SW>
+__global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel(const GemvParams p, const SwigluEpi q) {
   extern __shared__ __align__(16) uint8_t smem[];
-  __shared__ float xq_s[XQ ? kGemvMmaMaxM : 1], xq_r[XQ ? kGemvMmaMaxM : 1];  // XQ: scale, quant_rcp
-  // XQ in a cluster: its size and this block's rank (1 and 0 without one). The chunk barriers
-  // become cluster-wide then (peers write into this block's x buffers).
-  const unsigned csize = XQ && xq.cluster > 1 ? cluster_size() : 1u, crank = csize > 1 ? cluster_rank() : 0u;
-  auto xq_sync = [&] {
-    if (csize > 1)
-      cluster_sync();
-    else
-      __syncthreads();
-  };
   constexpr int NC = 2 * MH;                 // accumulator fragment elements in use per strip
   constexpr int NG = SPG > 0 ? 4 / SPG : 1;  // groups per K block (scale words per strip)
   // K blocks per block iteration. With x in chunks the host picks U ≤ kU, so that IT divides
@@ -391,61 +318,10 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
     }
   };
   // Copies chunk c of x (rows < M) into buffer b with cp.async; the caller commits.
-  // XQ: loads the chunk's fp32 values instead (kXP 16-column pieces per thread in flight),
-  // quantizes them with the row's scale (quantize_value_rcp: layers::swiglu's codes, bit for
-  // bit), columns ≥ cols give 0 (swiglu's padding), and stores the codes (synchronous: the
-  // commit/wait that follow find no cp.async group). Block 0 also writes them to x_out if set.
   auto stage = [&](int c, int b) {
     const int kb0 = c * cb, nkb = min(cb, kblocks - kb0);
     const int per_row = nkb * (kBK / 16);  // 16-byte pieces per row
     const uint32_t dst = sbase + kZero + b * bufbytes;
-    if constexpr (XQ) {
-      // Pieces per thread in flight: 2 (8 float4 loads), 1 at S = 4, where the 8 words of the
-      // first iteration's weights and their scales are live across staging (kXP 2 spilled).
-      // In a cluster of C blocks, rank r quantizes the pieces [r·all/C, (r+1)·all/C) and
-      // stores each into its own and every peer's buffer (distributed shared memory): C times
-      // less fp32 read from L2 and C times fewer quantizations per block; xq_sync() below
-      // makes the peers' stores visible. x_out comes from the first cluster (block 0 if none).
-      constexpr int kXP = S == 4 ? 1 : 2;
-      const int all = p.m * per_row, col0 = kb0 * kBK;
-      const int lo = (int)((long long)all * crank / csize), total = (int)((long long)all * (crank + 1) / csize);
-      for (int i0 = lo + tid; i0 < total; i0 += kXP * kThreads) {
-        float4 v[kXP][4];
-#pragma unroll
-        for (int t = 0; t < kXP; t++) {
-          const int i = i0 + t * kThreads;
-          const int m = i / per_row, col = col0 + (i - m * per_row) * 16;
-          const float* src = xq.y32 + (size_t)m * xq.ld + col;
-#pragma unroll
-          for (int e = 0; e < 4; e++)
-            v[t][e] = i < total && col + 4 * e < xq.cols ? __ldcg(reinterpret_cast<const float4*>(src + 4 * e))
-                                                         : make_float4(0.f, 0.f, 0.f, 0.f);
-        }
-#pragma unroll
-        for (int t = 0; t < kXP; t++) {
-          const int i = i0 + t * kThreads;
-          if (i >= total) break;
-          const int m = i / per_row, pc = i - m * per_row, col = col0 + pc * 16;
-          const float sc = xq_s[m], rc = xq_r[m];
-          uint32_t wd[4];
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            const float f[4] = {v[t][e].x, v[t][e].y, v[t][e].z, v[t][e].w};
-            uint32_t u = 0;
-#pragma unroll
-            for (int j = 0; j < 4; j++)
-              if (col + 4 * e + j < xq.cols) u |= (uint32_t)(uint8_t)actmath::quantize_value_rcp(f[j], sc, rc) << (8 * j);
-            wd[e] = u;
-          }
-          st_shared16(dst + m * xstride + pc * 16, wd);
-          for (unsigned r = 0; r < csize; r++)
-            if (r != crank) st_cluster16(dst + m * xstride + pc * 16, r, wd);
-          if (xq.x_out && blockIdx.x < csize)
-            *reinterpret_cast<uint4*>(xq.x_out + (size_t)m * p.k + col) = make_uint4(wd[0], wd[1], wd[2], wd[3]);
-        }
-      }
-      return;
-    }
     const int8_t* src = p.x + (size_t)kb0 * kBK;
     for (int i = tid; i < p.m * per_row; i += kThreads) {
       const int m = i / per_row, q = i - m * per_row;
@@ -459,26 +335,6 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
   pdl_launch_dependents();
   pdl_wait();
   if (tid < 4) reinterpret_cast<uint32_t*>(smem)[tid] = 0;  // the zero row (rows M..15)
-  if constexpr (XQ) {
-    // The row scales from the published maxima (the previous grid has completed: pdl_wait),
-    // as layers::swiglu derives them; block 0 writes them where swiglu would. Then a ticket:
-    // every block has read the maxima before it takes one, so the last block can zero them
-    // and the ticket for the next launch (graph replays included).
-    if (tid < p.m) {
-      const float sc = actmath::row_scale(__ldcg(&xq.slots[tid]));
-      xq_s[tid] = sc;
-      xq_r[tid] = actmath::quant_rcp(sc);
-      if (blockIdx.x == 0) xq.token_scale[tid] = sc;
-    }
-    // In a cluster, also: every peer has started before anyone stores into its shared memory
-    // (the CUDA guide's rule for distributed shared memory).
-    xq_sync();
-    if (tid == 0) {
-      __threadfence();
-      if (atomicAdd(&xq.slots[p.m], 1u) == gridDim.x - 1)
-        for (int i = 0; i <= p.m; i++) xq.slots[i] = 0;
-    }
-  }
   stage(0, 0);
   cp_async_commit();
 
@@ -506,7 +362,7 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
     const int kbase = t * IT;
     const int c = kbase / cb;
     if (kbase == c * cb) {  // first iteration of chunk c (cb: all of K, or a multiple of IT)
-      if (c > 0) xq_sync();  // every warp (of the cluster) is done with chunk c-1, whose buffer c+1 reuses
+      if (c > 0) __syncthreads();  // every warp is done with chunk c-1, whose buffer c+1 reuses
       if (c + 1 < nchunks) {
         stage(c + 1, (c + 1) & 1);
         cp_async_commit();
@@ -514,7 +370,7 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
       } else {
         cp_async_wait<0>();
       }
-      xq_sync();  // chunk c is visible to every warp (the peers' stores too, in a cluster)
+      __syncthreads();  // chunk c is visible to every warp
     }
     const uint32_t xbuf = sbase + kZero + (c & 1) * bufbytes;
 #pragma unroll
@@ -600,31 +456,10 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2)
     for (int v = 0; v < kWarps; v++) total += red[((v * S + j) * NC + e) * 32 + l];
     if constexpr (SPG == 0) total *= (uint32_t)(int32_t)p.group_scale[c];  // the one group's ŝ
     const int32_t a = (int32_t)total;
-    const float xs = XQ ? xq_s[m] : p.act_per_token ? p.x_scale[m] : p.x_scale[0];
+    const float xs = p.act_per_token ? p.x_scale[m] : p.x_scale[0];
     static_cast<__half*>(p.y)[(size_t)m * p.n + c] = kernel::epilogue_int(a, xs, p.channel_scale[c], p.bias, c);
     if (p.acc_out) p.acc_out[(size_t)m * p.n + c] = a;
   }
-}
-
-// launch_pdl with a 1-D thread-block cluster of `cluster` blocks (grid.x a multiple of it).
-template <typename... KArgs, typename... Args>
-cudaError_t launch_cluster(void (*kernel)(KArgs...), dim3 grid, dim3 block, int cluster, size_t smem,
-                           cudaStream_t stream, Args&&... args) {
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = block;
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = cluster;
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = pdl_enabled() ? 2 : 1;
-  return cudaLaunchKernelEx(&cfg, kernel, static_cast<KArgs>(std::forward<Args>(args))...);
 }
 
 // Host: K blocks per chunk of x, and the dynamic shared memory of a launch.
@@ -660,9 +495,9 @@ int k_blocks_ahead(int strips, int spg, bool chunked) {
   return strips == 2 && !chunked ? 4 : kU;
 }
 
-template <int MH, int SPG, int S, int U, bool SW, bool XQ>
-void launch_t(const GemvParams& p, const SwigluEpi& q, const XQuant& xq, size_t smem, cudaStream_t stream) {
-  auto* fn = w4a8_gemv_mma_kernel<MH, SPG, S, U, SW, XQ>;
+template <int MH, int SPG, int S, int U, bool SW>
+void launch_t(const GemvParams& p, const SwigluEpi& q, size_t smem, cudaStream_t stream) {
+  auto* fn = w4a8_gemv_mma_kernel<MH, SPG, S, U, SW>;
   // Raised once per instantiation to the most any problem asks for (the budget).
   static const bool raised = [&] {
     cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kZero + kXBudget);
@@ -671,44 +506,35 @@ void launch_t(const GemvParams& p, const SwigluEpi& q, const XQuant& xq, size_t 
   (void)raised;
   const int strips = SW ? (q.cols + 7) / 8 : p.np / 8;  // of one weight matrix
   constexpr int SH = SW ? S / 2 : S;
-  const int blocks = (strips + SH - 1) / SH;
-  const dim3 block(kThreads);
-  if (!XQ || xq.cluster <= 1) {
-    launch_pdl(fn, dim3(blocks), block, smem, stream, p, q, xq);
-    return;
-  }
-  // XQ in clusters of xq.cluster blocks: the grid rounded up to whole clusters (the extra
-  // blocks own no strips: they quantize their share of x, load no weights, store nothing).
-  const int c = xq.cluster;
-  launch_cluster(fn, dim3((blocks + c - 1) / c * c), block, c, smem, stream, p, q, xq);
+  const dim3 grid((strips + SH - 1) / SH), block(kThreads);
+  launch_pdl(fn, grid, block, smem, stream, p, q);
 }
 
-template <int MH, int SPG, int S, bool SW, bool XQ>
-void launch_u(const GemvParams& p, const SwigluEpi& q, const XQuant& xq, size_t smem, int u, cudaStream_t stream) {
+template <int MH, int SPG, int S, bool SW>
+void launch_u(const GemvParams& p, const SwigluEpi& q, size_t smem, int u, cudaStream_t stream) {
   if constexpr (S == 2 && SPG != 1) {
-    if (u == 4) return launch_t<MH, SPG, S, 4, SW, XQ>(p, q, xq, smem, stream);
+    if (u == 4) return launch_t<MH, SPG, S, 4, SW>(p, q, smem, stream);
   }
   if constexpr (SPG == 1 && S >= 4) {
-    launch_t<MH, SPG, S, 1, SW, XQ>(p, q, xq, smem, stream);
+    launch_t<MH, SPG, S, 1, SW>(p, q, smem, stream);
   } else {
-    launch_t<MH, SPG, S, kU, SW, XQ>(p, q, xq, smem, stream);
+    launch_t<MH, SPG, S, kU, SW>(p, q, smem, stream);
   }
   (void)u;
 }
 
-template <int MH, int S, bool SW = false, bool XQ = false>
-void launch_g(const GemvParams& p, size_t smem, bool chunked, cudaStream_t stream, const SwigluEpi& q = SwigluEpi{},
-              const XQuant& xq = XQuant{}) {
+template <int MH, int S, bool SW = false>
+void launch_g(const GemvParams& p, size_t smem, bool chunked, cudaStream_t stream, const SwigluEpi& q = SwigluEpi{}) {
   const int spg = p.group_size >= p.k ? 0 : p.group_size / 32;
   const int u = k_blocks_ahead(S, spg, chunked);
   if (spg == 0)
-    launch_u<MH, 0, S, SW, XQ>(p, q, xq, smem, u, stream);
+    launch_u<MH, 0, S, SW>(p, q, smem, u, stream);
   else if (spg == 1)
-    launch_u<MH, 1, S, SW, XQ>(p, q, xq, smem, u, stream);
+    launch_u<MH, 1, S, SW>(p, q, smem, u, stream);
   else if (spg == 2)
-    launch_u<MH, 2, S, SW, XQ>(p, q, xq, smem, u, stream);
+    launch_u<MH, 2, S, SW>(p, q, smem, u, stream);
   else
-    launch_u<MH, 4, S, SW, XQ>(p, q, xq, smem, u, stream);
+    launch_u<MH, 4, S, SW>(p, q, smem, u, stream);
 }
 
 }  // namespace
@@ -755,8 +581,7 @@ cudaError_t w4a8_gemv_swiglu(const GemvSwigluArgs& a, cudaStream_t stream) {
   // The scale loads read 32-bit column pairs: both matrices' column 0 must be 4-byte aligned.
   if ((reinterpret_cast<uintptr_t>(a.group_scale_g) & 3) || (reinterpret_cast<uintptr_t>(a.group_scale_u) & 3))
     return cudaErrorInvalidValue;
-  if (per_token && (!a.y32 || !a.slots || !al16(a.y32) || (!a.publish && !a.token_scale)))
-    return cudaErrorInvalidValue;
+  if (per_token && (!a.token_scale || !a.y32 || !a.slots || !al16(a.y32))) return cudaErrorInvalidValue;
   int strips = a.strips;
   if (strips == 0) {
     const int cfg = dispatch_config(a.m, 2 * a.cols, a.k, true);
@@ -777,7 +602,7 @@ cudaError_t w4a8_gemv_swiglu(const GemvSwigluArgs& a, cudaStream_t stream) {
   p.group_size = gs;
   p.act_per_token = a.act_per_token;
   SwigluEpi q{a.qweight_u, a.group_scale_u, a.channel_scale_u, a.bias_u, a.cols, a.ld, a.out,
-              a.static_scale, a.token_scale, a.y32, a.slots, per_token && a.publish};
+              a.static_scale, a.token_scale, a.y32, a.slots};
   const Shape sh = shape_of(p.m, p.k, strips);
   p.chunk_kb = sh.chunk_kb;
   const bool chunked = sh.chunk_kb < p.k / kBK;
@@ -787,51 +612,6 @@ cudaError_t w4a8_gemv_swiglu(const GemvSwigluArgs& a, cudaStream_t stream) {
     launch_g<1, 4, true>(p, sh.smem, chunked, stream, q);
   else
     launch_g<1, 2, true>(p, sh.smem, chunked, stream, q);
-  return cudaGetLastError();
-}
-
-cudaError_t w4a8_gemv_xq(const GemvXqArgs& a, cudaStream_t stream) {
-  const int gs = a.group_size;
-  if (a.m < 1 || a.m > kGemvMmaMaxM || a.n <= 0 || a.k <= 0 || a.k % kBK != 0 || a.cols <= 0 || a.cols > a.k ||
-      a.y_ld < a.cols || a.y_ld % 4 != 0 || !(gs == 32 || gs == 64 || gs == 128 || gs == a.k))
-    return cudaErrorInvalidValue;
-  if (!a.y32 || !a.slots || !a.token_scale || !a.qweight || !a.group_scale || !a.channel_scale || !a.y ||
-      !al16(a.y32) || !al16(a.qweight) || (a.x_out && !al16(a.x_out)) || (reinterpret_cast<uintptr_t>(a.group_scale) & 3))
-    return cudaErrorInvalidValue;
-  int strips = a.strips;
-  if (strips == 0) {
-    const int cfg = dispatch_config(a.m, a.n, a.k, true);
-    strips = cfg == kGemvMmaS2Config ? 2 : cfg == kGemvMmaS8Config ? 8 : 4;
-  }
-  if (strips != 2 && strips != 4 && strips != 8) return cudaErrorInvalidValue;
-  GemvParams p{};
-  p.x = nullptr;  // XQ stages from xq.y32
-  p.qweight = a.qweight;
-  p.group_scale = a.group_scale;
-  p.channel_scale = a.channel_scale;
-  p.bias = a.bias;
-  p.y = a.y;
-  p.acc_out = a.acc_out;
-  p.m = a.m;
-  p.n = a.n;
-  p.np = (a.n + 7) / 8 * 8;
-  p.k = a.k;
-  p.group_size = gs;
-  p.act_per_token = 1;
-  if (a.cluster != 0 && a.cluster != 1 && a.cluster != 2 && a.cluster != 4) return cudaErrorInvalidValue;
-  const XQuant xq{a.y32, a.y_ld, a.cols, a.slots, a.token_scale, a.x_out, a.cluster};
-  const Shape sh = shape_of(p.m, p.k, strips);
-  p.chunk_kb = sh.chunk_kb;
-  const bool chunked = sh.chunk_kb < p.k / kBK;
-#define ODY_XQ(MH, S) launch_g<MH, S, false, true>(p, sh.smem, chunked, stream, SwigluEpi{}, xq)
-  if (strips == 8) {
-    if (p.m <= 8) ODY_XQ(1, 8); else ODY_XQ(2, 8);
-  } else if (strips == 4) {
-    if (p.m <= 8) ODY_XQ(1, 4); else ODY_XQ(2, 4);
-  } else {
-    if (p.m <= 8) ODY_XQ(1, 2); else ODY_XQ(2, 2);
-  }
-#undef ODY_XQ
   return cudaGetLastError();
 }
 

@@ -380,25 +380,10 @@ struct Executor::Impl {
   bool fuse_on = true;
   bool fuse_all = false;              // ODYSSEY_DECODE_FUSE=all: also per-token down inputs
   std::vector<char> gu_fusable;       // per layer
-  // Per-token down inputs (issue 14, branch downq): at rows ≤ downq_rows the fused kernel runs
-  // in publish mode (fp32 y and the row maxima only) and down's GEMV quantizes its input itself
-  // (odyssey::w4a8_gemv_xq): the same bytes as gate/up GEMV + swiglu + down GEMV (test layers
-  // --only downq), two launches instead of three. ODYSSEY_DOWNQ=0 (read at load) keeps the
-  // unfused chain for those layers, =N sets downq_rows (1..8); ODYSSEY_DOWNQ_STRIPS=2|4|8 forces
-  // down's strips per block (0, the default: run_down_xq's rule); ODYSSEY_DOWNQ_CLUSTER=2|4 runs
-  // down's GEMV in thread-block clusters sharing the quantization (opt-in until measured). ODYSSEY_DECODE_FUSE=all takes precedence (the
-  // fused kernel's last-block quantization, then the plain down GEMV).
-  static constexpr int kDownqDefaultRows = 4;
-  int downq_rows = kDownqDefaultRows;
-  int downq_strips = 0;
-  int downq_cluster = 0;              // ODYSSEY_DOWNQ_CLUSTER=2|4: down's GEMV in thread-block clusters
-  std::vector<char> downq_layer;      // per layer: per-token down input taking the downq path
-  bool down_xq_ok(const Layer& L) const;
-  void run_down_xq(const Layer& L, int rows);
   float* fuse_y32 = nullptr;          // per token: fp32 y [kFuseMaxRows, s_down.kp]
   unsigned* fuse_slots = nullptr;     // per token: [kFuseMaxRows + 1] row maxima + ticket, left zero
   bool gu_fusable_layer(const Layer& L) const;
-  void run_gu_swiglu(const Layer& L, int rows, bool publish);
+  void run_gu_swiglu(const Layer& L, int rows);
 
   void ensure_rows(int rows);
   void ensure_gemm_workspace(int rows);
@@ -725,45 +710,17 @@ void Executor::Impl::load(const std::string& dir) {
     const char* e = std::getenv("ODYSSEY_DECODE_FUSE");
     fuse_on = !(e && std::string(e) == "0");
     fuse_all = e && std::string(e) == "all";
-    const char* d = std::getenv("ODYSSEY_DOWNQ");
-    if (d && *d) {
-      const int v = std::atoi(d);
-      if (v < 0 || v > kFuseMaxRows || (v == 0 && std::string(d) != "0"))
-        throw std::runtime_error("ODYSSEY_DOWNQ must be 0 (off) or the most rows, 1.." + std::to_string(kFuseMaxRows));
-      downq_rows = v;
-    }
-    const char* st = std::getenv("ODYSSEY_DOWNQ_STRIPS");
-    if (st && *st) {
-      downq_strips = std::atoi(st);
-      if (downq_strips != 0 && downq_strips != 2 && downq_strips != 4 && downq_strips != 8)
-        throw std::runtime_error("ODYSSEY_DOWNQ_STRIPS must be 0, 2, 4 or 8");
-    }
-    const char* cl = std::getenv("ODYSSEY_DOWNQ_CLUSTER");
-    if (cl && *cl) {
-      downq_cluster = std::atoi(cl);
-      if (downq_cluster != 0 && downq_cluster != 2 && downq_cluster != 4)
-        throw std::runtime_error("ODYSSEY_DOWNQ_CLUSTER must be 0, 2 or 4");
-    }
   }
   gu_fusable.assign(layers.size(), 0);
-  downq_layer.assign(layers.size(), 0);
   bool any = false;
-  for (size_t i = 0; i < layers.size(); i++) {
-    const Layer& L = layers[i];
-    // Set first: gu_fusable_layer admits a per-token layer through it.
-    downq_layer[i] = fuse_on && !fuse_all && downq_rows > 0 && L.down.forms.size() == 1 &&
-                     L.down.forms[0].kind == ActForm::I8PerToken && down_xq_ok(L);
-    any |= (gu_fusable[i] = fuse_on && gu_fusable_layer(L)) != 0;
-    if (!gu_fusable[i]) downq_layer[i] = 0;
-  }
+  for (size_t i = 0; i < layers.size(); i++) any |= (gu_fusable[i] = fuse_on && gu_fusable_layer(layers[i])) != 0;
   if (any) {
     fuse_y32 = arena.alloc<float>((size_t)kFuseMaxRows * s_down.kp, "fused swiglu y (fp32)");
     fuse_slots = arena.alloc<unsigned>(kFuseMaxRows + 1 + 3, "fused swiglu row maxima and ticket");
   }
   if (std::getenv("ODYSSEY_RT_VERBOSE"))
-    std::fprintf(stderr, "decode swiglu fusion: %s, %zu of %zu layers; per-token down quantized in its GEMV (downq) in %zu, rows <= %d\n",
-                 fuse_on ? "on" : "off (ODYSSEY_DECODE_FUSE=0)", (size_t)std::count(gu_fusable.begin(), gu_fusable.end(), 1),
-                 layers.size(), (size_t)std::count(downq_layer.begin(), downq_layer.end(), 1), downq_rows);
+    std::fprintf(stderr, "decode swiglu fusion: %s, %zu of %zu layers\n", fuse_on ? "on" : "off (ODYSSEY_DECODE_FUSE=0)",
+                 (size_t)std::count(gu_fusable.begin(), gu_fusable.end(), 1), layers.size());
 }
 
 // Whether layer L's decode gate/up + SwiGLU can run as w4a8_gemv_swiglu: gate and up are W4A8
@@ -778,9 +735,7 @@ bool Executor::Impl::gu_fusable_layer(const Layer& L) const {
   // kernel's last-block quantization of every row made it slower than the two launches (bench
   // layers b1 24.8 vs 21.4 us, b8 63.2 vs 29.0; 7B decode b1 2.42 vs 2.27 ms/step, b8 4.90 vs
   // 3.66), while with a static scale it is 1.23-1.31x faster. ODYSSEY_DECODE_FUSE=all fuses both.
-  // Since downq they fuse in publish mode where down's GEMV can quantize (downq_layer, set
-  // before this is called), at rows ≤ downq_rows (the loop in run_layers decides per call).
-  if (L.down.forms[0].kind == ActForm::I8PerToken && !fuse_all && !downq_layer[&L - layers.data()]) return false;
+  if (L.down.forms[0].kind == ActForm::I8PerToken && !fuse_all) return false;
   const Gemm& gg = gu.gemms[gu.part_gemm[0]];
   const Gemm& gup = gu.gemms[gu.part_gemm[1]];
   for (const Gemm* g : {&gg, &gup})
@@ -791,45 +746,7 @@ bool Executor::Impl::gu_fusable_layer(const Layer& L) const {
   return plan.cfg.intermediate <= s_down.kp && s_down.kp % 16 == 0;
 }
 
-// Whether layer L's down_proj can run as w4a8_gemv_xq: one W4A8 GEMM with integer scales over
-// the site's one (per-token int8) input form, K = s_down.kp.
-bool Executor::Impl::down_xq_ok(const Layer& L) const {
-  const Site& d = L.down;
-  if (d.gemms.size() != 1 || d.forms.size() != 1) return false;
-  const Gemm& g = d.gemms[0];
-  return g.fmt == WeightFormat::W4A8 && g.int_scales && g.form == 0 && g.kp == s_down.kp && g.col_base == 0;
-}
-
-// down_proj of a downq layer: quantizes fuse_y32 (published by run_gu_swiglu) per token into
-// its GEMV, writes s_down.tok[0] as layers::swiglu would, and y where run_site writes it.
-void Executor::Impl::run_down_xq(const Layer& L, int rows) {
-  const Gemm& g = L.down.gemms[0];
-  odyssey::GemvXqArgs a{};
-  a.y32 = fuse_y32;
-  a.y_ld = s_down.kp;
-  a.cols = plan.cfg.intermediate;
-  a.slots = fuse_slots;
-  a.token_scale = s_down.tok[0];
-  a.qweight = static_cast<const uint8_t*>(g.w);
-  a.group_scale = static_cast<const int16_t*>(g.gscale);
-  a.channel_scale = g.cscale;
-  a.bias = g.bias;
-  a.y = s_down.out + (size_t)rows * g.col_base;
-  a.m = rows;
-  a.n = g.n_total;
-  a.k = g.kp;
-  a.group_size = g.group_size;
-  // Strips: every block quantizes all of x (M·K fp32 from L2 and ~12 instructions a value), so
-  // from M = 2 on 4 strips (half the blocks of the dispatch's 2 for N = 4096: half that work per
-  // SM) are estimated ahead; M = 1 keeps the dispatch's. Not measured yet: bench layers --only
-  // downq prints downq (dispatch) and downq-s4 side by side; ODYSSEY_DOWNQ_STRIPS overrides.
-  // With clusters (opt-in, ODYSSEY_DOWNQ_CLUSTER) the redundant work is shared: the dispatch's.
-  a.strips = downq_strips ? downq_strips : rows >= 2 && downq_cluster <= 1 ? 4 : 0;
-  a.cluster = downq_cluster;
-  EX_CUDA(odyssey::w4a8_gemv_xq(a, stream));
-}
-
-void Executor::Impl::run_gu_swiglu(const Layer& L, int rows, bool publish) {
+void Executor::Impl::run_gu_swiglu(const Layer& L, int rows) {
   const Site& gu = L.gu;
   const Gemm& gg = gu.gemms[gu.part_gemm[0]];
   const Gemm& gup = gu.gemms[gu.part_gemm[1]];
@@ -865,7 +782,6 @@ void Executor::Impl::run_gu_swiglu(const Layer& L, int rows, bool publish) {
     a.token_scale = s_down.tok[0];
     a.y32 = fuse_y32;
     a.slots = fuse_slots;
-    a.publish = publish ? 1 : 0;  // down's GEMV (run_down_xq) quantizes and writes token_scale
   }
   EX_CUDA(odyssey::w4a8_gemv_swiglu(a, stream));
 }
@@ -1138,11 +1054,8 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
     // MLP block.
     norm_into(h, o_out, ld_o, L.mlp_norm, rows, L.gu, s_gu);
     prof_mark("mlp_norm");
-    // downq: per-token down input quantized inside down's GEMV (rows ≤ downq_rows); other
-    // per-token layers admitted by downq_layer take the unfused chain at larger rows.
-    const bool dq = mode == Mode::Decode && downq_layer[i] && rows <= downq_rows;
-    if (mode == Mode::Decode && rows <= kFuseMaxRows && gu_fusable[i] && (dq || !downq_layer[i])) {
-      run_gu_swiglu(L, rows, dq);  // gate/up GEMV + SwiGLU (+ down's quantization unless dq), one kernel
+    if (mode == Mode::Decode && rows <= kFuseMaxRows && gu_fusable[i]) {
+      run_gu_swiglu(L, rows);  // gate/up GEMV + SwiGLU + down's quantization, one kernel
       prof_mark("gate_up+swiglu");
     } else {
       run_site(L.gu, s_gu, rows, nullptr, 0);
@@ -1154,13 +1067,8 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
       EX_CUDA(layers::swiglu(gate, up, ld_g, rows, c.intermediate, act_out(s_down, L.down, 0), stream));
       prof_mark("swiglu");
     }
-    if (dq) {
-      run_down_xq(L, rows);  // down GEMV quantizing fuse_y32 per token
-      prof_mark("down_gemm+quant");
-    } else {
-      run_site(L.down, s_down, rows, nullptr, 0);
-      prof_mark("down_gemm");
-    }
+    run_site(L.down, s_down, rows, nullptr, 0);
+    prof_mark("down_gemm");
     delta = part_out(L.down, s_down, rows, 0, &ldd);
   }
   *ld_delta = ldd;

@@ -1274,17 +1274,18 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3p_kernel(const Sm90P
 //        SWIZZLE_128B: chunk c of token row r lands at r·128 + ((c ^ r%8)·16) of the 1024-byte
 //        aligned stage, the image v2's descriptor (smem_desc_sw128) reads. Tokens ≥ M are zero-
 //        filled by the hardware, and the transaction still counts the whole box (16384 bytes).
-//     W: one 1D cp.async.bulk of 512 bytes per strip s < nstrips (the strip's packed words for
-//        this K block: global byte (strip·kblocks + kb)·512, docs/fastgemm-layout.md) to
-//        stage + 16K + s·512. Strips past Np are not copied: their smem holds stale bytes of an
-//        earlier stage (or garbage), which only feed the MMA rows (weight rows ≥ Np ≥ N) of those
-//        strips; an MMA row of D depends only on the same row of A, the fold of that row uses
-//        only that row's scale (also stale), and the epilogue stores no channel ≥ N. So no stored
-//        output reads them (integer garbage wraps harmlessly; float garbage stays in registers).
+//     W: one 2D TMA (no swizzle) over qweight seen as uint32 [Np/8 strips][K words] (strip s,
+//        K block kb at byte (s·kblocks + kb)·512, docs/fastgemm-layout.md), box 128 words × 16
+//        strips at (kb·128, 16·rt): the stage's W image, strip sl at stage + 16K + sl·512. Until
+//        session 8 call 4 these were 16 one-dimensional 512-byte bulk copies per stage, and the one
+//        producer thread starved the consumers (ncu: 45% long-scoreboard, i.e. barrier, stalls).
+//        Strips past Np/8 are zero-filled by the TMA; they would only feed MMA rows ≥ Np ≥ N
+//        anyway (an MMA row of D depends only on the same row of A, and the epilogue stores no
+//        channel ≥ N). The box's 8 KB always count in expect_tx.
 //     Scales (SPG > 0): one bulk copy per group row g of the K block: the tile's ncols valid
 //        channels (ncols·sizeof(Scale) bytes: 256 for 128 int16, 512 for float) to
 //        stage + 24K + g·128·sizeof(Scale), v2's layout. Np % 8 == 0 keeps sizes multiples of 16.
-//     expect_tx = 16384 + nstrips·512 + groups·ncols·sizeof(Scale), the bytes actually issued.
+//     expect_tx = 16384 + 8192 + groups·ncols·sizeof(Scale), the bytes that land.
 //   Consumers, per K block: wait full[s]; load the two W words and the scales from the stage
 //   (v2's offsets); build all 16 A registers before the first wgmma.fence (v2: no injected
 //   warpgroup.arrive); then per group g: [turn] wgmma chain into part, commit, [pass the turn],
@@ -1500,7 +1501,8 @@ __device__ __forceinline__ void named_arrive(uint32_t id, uint32_t count) {
 
 template <int SPG, bool INT_SCALE, int CL>
 __global__ void __launch_bounds__(kThreadsV4, 1)
-    w4a8_wgmma_v4_kernel(const Sm90Params p, const __grid_constant__ TmaMap2D xmap) {
+    w4a8_wgmma_v4_kernel(const Sm90Params p, const __grid_constant__ TmaMap2D xmap,
+                         const __grid_constant__ TmaMap2D wmap) {
 #if ODY_WGMMA_DEVICE
   static_assert(CL == 1 || CL == 2, "v4: one CTA, or a 2-CTA cluster (config 21)");
   using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
@@ -1551,10 +1553,10 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
     // ---- producer warpgroup
     setmaxnreg_dec<40>();
     if (tid == 0) {
-      const int nstrips = max(0, min(kRowTile / 8, (p.np - rt * kRowTile) / 8));  // Np % 8 == 0: whole strips
       const int ncols = max(0, min(kRowTile, p.np - rt * kRowTile));
-      const uint32_t tx = (uint32_t)(kXBytesV2 + nstrips * 512 + (SPG ? kGroups * ncols * (int)sizeof(Scale) : 0));
-      const uint8_t* wsrc = p.qweight + (size_t)rt * (kRowTile / 8) * kblocks * 512;
+      // W's box counts all 16 strips' 8 KB even where strips ≥ Np/8 are out of the tensor (the
+      // TMA zero-fills them and still counts the whole box).
+      const uint32_t tx = (uint32_t)(kXBytesV2 + kWBytesV2 + (SPG ? kGroups * ncols * (int)sizeof(Scale) : 0));
       int s = 0;
       uint32_t phase = 0;
 #pragma unroll 1
@@ -1571,9 +1573,10 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
           tma_load_2d_mc(st + rank * (kXBytesV2 / 2), &xmap, kb * kBK, t0 + rank * (kTokTile / 2), full, (uint16_t)0x3);
         else
           tma_load_2d(st, &xmap, kb * kBK, t0, full);
-#pragma unroll 1
-        for (int j = 0; j < nstrips; j++)
-          bulk_load(st + kXBytesV2 + j * 512, wsrc + ((size_t)j * kblocks + kb) * 512, 512, full);
+        // W: one 2D TMA of the tile's 16 strips × this K block's 512 bytes (session 8 call 4: with
+        // 16 one-dimensional 512-byte bulk copies per stage the single producer thread starved
+        // the consumers: 45% of their stalls were barrier waits, "long scoreboard").
+        tma_load_2d(st + kXBytesV2, &wmap, kb * (512 / 4), rt * (kRowTile / 8), full);  // (word, strip)
         if (SPG && ncols > 0) {
 #pragma unroll
           for (int g = 0; g < kGroups; g++)
@@ -1716,13 +1719,14 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
 //     const cuuint64_t* globalStrides, const cuuint32_t* boxDim, const cuuint32_t* elementStrides,
 //     CUtensorMapInterleave interleave, CUtensorMapSwizzle swizzle,
 //     CUtensorMapL2promotion l2Promotion, CUtensorMapFloatOOBfill oobFill);
-// with the enum values CU_TENSOR_MAP_DATA_TYPE_UINT8 = 0, CU_TENSOR_MAP_INTERLEAVE_NONE = 0,
-// CU_TENSOR_MAP_SWIZZLE_128B = 3, CU_TENSOR_MAP_L2_PROMOTION_L2_128B = 2,
+// with the enum values CU_TENSOR_MAP_DATA_TYPE_UINT8 = 0, CU_TENSOR_MAP_DATA_TYPE_UINT32 = 2,
+// CU_TENSOR_MAP_INTERLEAVE_NONE = 0, CU_TENSOR_MAP_SWIZZLE_NONE = 0, CU_TENSOR_MAP_SWIZZLE_128B = 3, CU_TENSOR_MAP_L2_PROMOTION_L2_128B = 2,
 // CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE = 0 (out-of-bound elements read as zero), CUDA_SUCCESS = 0
 // (cuda.h, CUDA 12.0+; the same values in e.g. tilelang's and NVIDIA's ctypes bindings).
 using EncodeTiledFn = int (*)(TmaMap2D*, int, uint32_t, void*, const uint64_t*, const uint64_t*, const uint32_t*,
                               const uint32_t*, int, int, int, int);
-constexpr int kTmaUint8 = 0, kTmaInterleaveNone = 0, kTmaSwizzle128B = 3, kTmaL2Promo128B = 2, kTmaOobZero = 0;
+constexpr int kTmaUint8 = 0, kTmaUint32 = 2, kTmaInterleaveNone = 0, kTmaSwizzleNone = 0, kTmaSwizzle128B = 3,
+              kTmaL2Promo128B = 2, kTmaOobZero = 0;
 
 // cuTensorMapEncodeTiled from the driver the runtime uses (no -lcuda). CUDA 13 dropped the
 // unversioned cudaGetDriverEntryPoint's usefulness (it asks for the runtime's own version of the
@@ -1780,6 +1784,33 @@ bool encode_x_map(const Sm90Params& p, int box_tokens, TmaMap2D* map, std::strin
   return true;
 }
 
+// The packed weights as a 2D tensor of uint32: dim 0 = one strip's words over K (K/128 blocks ×
+// 512 bytes = K words), dim 1 = strips (Np/8), row pitch K·4 bytes (docs/fastgemm-layout.md:
+// strip s, K block kb at byte (s·kblocks + kb)·512). Box 128 words × 16 strips = the 16 × 512-byte
+// W image of a v2/v4 stage (no swizzle); strips past Np/8 are zero-filled.
+bool encode_w_map(const Sm90Params& p, TmaMap2D* map, std::string* why) {
+  if (reinterpret_cast<uintptr_t>(p.qweight) % 16 != 0) {
+    *why = "w4a8: wgmma_ws_r128t128_v4(c2) needs qweight 16-byte aligned (TMA)";
+    return false;
+  }
+  const EncodeTiledFn fn = encode_tiled_fn();
+  if (!fn) {
+    *why = "w4a8: wgmma_ws_r128t128_v4(c2): the driver has no cuTensorMapEncodeTiled";
+    return false;
+  }
+  const uint64_t dims[2] = {(uint64_t)p.k, (uint64_t)(p.np / 8)};
+  const uint64_t strides[1] = {(uint64_t)p.k * 4};
+  const uint32_t box[2] = {(uint32_t)kBK, (uint32_t)(kRowTile / 8)};
+  const uint32_t estrides[2] = {1, 1};
+  const int r = fn(map, kTmaUint32, 2, const_cast<uint8_t*>(p.qweight), dims, strides, box, estrides, kTmaInterleaveNone,
+                   kTmaSwizzleNone, kTmaL2Promo128B, kTmaOobZero);
+  if (r != 0) {
+    *why = "w4a8: wgmma_ws_r128t128_v4(c2): cuTensorMapEncodeTiled (weights) failed (CUresult " + std::to_string(r) + ")";
+    return false;
+  }
+  return true;
+}
+
 template <int SPG, bool INT>
 cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* xmap, cudaStream_t s) {
   // Raise the dynamic shared-memory limit once per instantiation (v1, v2, v3, v3p and v4 apart).
@@ -1812,10 +1843,10 @@ cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* xmap, cudaStream_t s
     at[0].val.clusterDim.z = 1;
     cfg.attrs = at;
     cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, w4a8_wgmma_v4_kernel<SPG, INT, 2>, p, *xmap);
+    return cudaLaunchKernelEx(&cfg, w4a8_wgmma_v4_kernel<SPG, INT, 2>, p, xmap[0], xmap[1]);
   }
   if (v == 4)  // 3 warpgroups: producer + 2 consumers; the tensor map by value (__grid_constant__)
-    w4a8_wgmma_v4_kernel<SPG, INT, 1><<<(unsigned)tiles, kThreadsV4, kSmemBytesV4, s>>>(p, *xmap);
+    w4a8_wgmma_v4_kernel<SPG, INT, 1><<<(unsigned)tiles, kThreadsV4, kSmemBytesV4, s>>>(p, xmap[0], xmap[1]);
   else if (v == 3)  // persistent: one block per SM at most (one fits per SM: 183 KB of shared memory)
     w4a8_wgmma_v3p_kernel<SPG, INT><<<(unsigned)std::min<long long>(tiles, device_sms()), kThreads, kSmemBytesV3, s>>>(p);
   else if (v == 2)
@@ -1844,12 +1875,13 @@ bool sm90_wgmma_built() { return true; }
 ody_status launch_w4a8_sm90(const Sm90Params& p, cudaStream_t stream) {
   if (!sm90_wgmma_usable()) return fail(ODY_ERR_UNSUPPORTED, "w4a8: the wgmma kernel needs a compute capability 9.x device");
   ODY_CUDA(cudaGetLastError());
-  TmaMap2D xmap{};  // v4 only: X's tensor map, encoded per launch (~1 µs of host time)
+  TmaMap2D xmap[2]{};  // v4 only: X's and W's tensor maps, encoded per launch (~1 µs each of host time)
   if (p.version == 5 || p.version == 6) {
     std::string why;
-    if (!encode_x_map(p, p.version == 6 ? kTokTile / 2 : kTokTile, &xmap, &why)) return fail(ODY_ERR_UNSUPPORTED, why);
+    if (!encode_x_map(p, p.version == 6 ? kTokTile / 2 : kTokTile, &xmap[0], &why)) return fail(ODY_ERR_UNSUPPORTED, why);
+    if (!encode_w_map(p, &xmap[1], &why)) return fail(ODY_ERR_UNSUPPORTED, why);
   }
-  ODY_CUDA(p.int_scale ? launch_kind<true>(p, &xmap, stream) : launch_kind<false>(p, &xmap, stream));
+  ODY_CUDA(p.int_scale ? launch_kind<true>(p, xmap, stream) : launch_kind<false>(p, xmap, stream));
   return ODY_OK;
 }
 

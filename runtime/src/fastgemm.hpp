@@ -108,8 +108,8 @@ constexpr int kWgmmaV3pConfig = 19;
 // v4, "wgmma_ws_r128t128_v4" (issues 12/14): warp-specialized (a producer warpgroup issuing TMA /
 // bulk copies into an mbarrier ring, two consumer warpgroups alternating their wgmma issue so
 // one folds while the other's MMAs run); v2's tile, fold order and epilogue: bit-exact. The
-// dispatch takes it in v2's place only with ODYSSEY_WGMMA_V4=1 (kSm90DispatchV4 in
-// fastgemm_dispatch.cpp keeps v2 the default until measured).
+// dispatch's prefill kernel on Hopper since session 8 (1.15–1.33× v2 on the H200;
+// kSm90DispatchV4 in fastgemm_dispatch.cpp; ODYSSEY_WGMMA_V4=0 returns to v2).
 constexpr int kWgmmaV4Config = 20;
 // v4 on 2-CTA clusters (a pair of row tiles shares its X tile: each CTA copies half and TMA
 // multicasts it to both, so X's L2 reads halve): "wgmma_ws_r128t128_v4c2", dispatch only with

@@ -96,10 +96,12 @@ constexpr bool kSm90DispatchV2 = true;
 // `device-run.sh wgmma` shows one ahead (its "wgmma v2 vs v3" table).
 constexpr int kSm90DispatchV3 = 0;
 // v4 (warp-specialized: TMA + mbarrier ring, pingpong consumers; fastgemm_sm90.cu) in v2's (or
-// v3's) place: 0 (not), 1 (v4) or 2 (v4c2: v4 on 2-CTA clusters with X multicast) until
-// `device-run.sh wgmma4` shows one ahead and bit-exact; ODYSSEY_WGMMA_V4=1 / =c2 / =0 overrides.
-// Set it when its table shows v4/v2 (or v4c2/v2) > 1 on the 7B shapes at M ≥ 1024.
-constexpr int kSm90DispatchV4 = 0;
+// v3's) place: 0 (not), 1 (v4) or 2 (v4c2: v4 on 2-CTA clusters with X multicast);
+// ODYSSEY_WGMMA_V4=1 / =c2 / =0 overrides. v4 is the default since session 8 call 5 (1b01b36,
+// H200, `device-run.sh wgmma4`: bit-exact on every GEMM case forced and through the dispatch,
+// probe 48/48, memcheck clean; v4/v2 1.15–1.27× on the 7B shapes at M = 1024 and 4096 and 1.33× on
+// 8192×28672 M = 4096, integer scales; float scales 1.13–1.21×). v4c2 was slower (0.73–0.80×).
+constexpr int kSm90DispatchV4 = 1;
 constexpr int kSm90AlwaysM = 256;  // from here on the wgmma kernel whatever the tile count
 int device_sms();  // kernel_common.cuh (a CUDA header; this file is host C++)
 

@@ -1389,10 +1389,10 @@ __device__ __forceinline__ uint64_t global_ns() {
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   return t;
 }
-// A watchdog for v4's first GPU runs: a wait that has not completed after 4 s (a whole
-// 8192×28672×4096 GEMM takes ~2.4 ms) is a protocol or byte-count bug (expect_tx ≠ bytes landed, a
-// wrong parity): trap, so that the launch fails in seconds ("unspecified launch failure" or
-// similar from the next CUDA call) instead of hanging the device step. No printf: an extern call
+// A watchdog: a wait that has not completed after 30 s (a whole 8192×28672×4096 GEMM takes
+// ~1.9 ms; a stage wait is microseconds, even under compute-sanitizer) is a protocol or byte-count
+// bug (expect_tx ≠ bytes landed, a wrong parity): trap, so that the launch fails ("unspecified
+// launch failure" or similar from the next CUDA call) instead of hanging the process. No printf: an extern call
 // (vprintf) in the kernel makes ptxas serialize the wgmma pipeline (C7515-type notes).
 __device__ __forceinline__ void mbar_hang() {
 #if ODY_WGMMA_DEVICE
@@ -1404,7 +1404,7 @@ __device__ __forceinline__ void mbar_wait(uint32_t addr, uint32_t parity) {
   if (mbar_try_wait(addr, parity)) return;
   const uint64_t start = global_ns();
   while (!mbar_try_wait(addr, parity))
-    if (global_ns() - start > 4000000000ull) mbar_hang();
+    if (global_ns() - start > 30000000000ull) mbar_hang();
 }
 // TMA 2D tile load (PTX ISA "cp.async.bulk.tensor"): box at coordinates (c0 = K byte, c1 = token)
 // of the tensor map into shared memory at dst; completion is counted on mbarrier bar in bytes.

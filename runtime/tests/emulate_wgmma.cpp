@@ -16,8 +16,9 @@
 // and the delayed fold of the second half (folded after the next group's first half is issued,
 // with the scales kept from its own group): replayed in the kernel's order.
 // v4 (config wgmma_ws_r128t128_v4): v2's stage read by the consumers, but filled by v4's copies
-// (the TMA's 128-byte swizzle image of the X box with tokens past M zero-filled, one 512-byte
-// bulk copy per strip below Np and nothing past it — stale bytes stay there —, one bulk copy of
+// (the TMA's 128-byte swizzle image of the X box with tokens past M zero-filled, the strips below
+// Np as copied — since session 8 one 2D TMA box zero-fills the strips past Np; the emulation
+// leaves random stale bytes there, a superset of zeros that checks no stored output reads them —, one bulk copy of
 // the tile's valid channels per group row), every case once more; and the producer/consumer ring
 // (v4_ring): the kernel's stage/phase counters, mbarriers (arrival counts, transaction bytes,
 // phase bit, try_wait.parity), the pingpong named barriers and copies landing at random times,

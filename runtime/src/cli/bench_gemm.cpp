@@ -313,18 +313,10 @@ struct Bench {
         variants.push_back(tag_wgmma2);  // row w4a8_*_wgmma2: v2, weights staged in shared memory
         variants.push_back(tag_wgmma3);   // row w4a8_*_wgmma3: v3, folds overlapped with the MMAs
         variants.push_back(tag_wgmma3p);  // row w4a8_*_wgmma3p: v3 on a persistent grid
-        // Rows w4a8_*_wgmma4 (v4, warp-specialized: TMA, mbarriers, pingpong) and w4a8_*_wgmma4c2
-        // (v4 on 2-CTA clusters, X multicast): only with ODYSSEY_WGMMA_V4 set (device-run.sh
-        // wgmma4 sets it) until they have run on a GPU: a bug there traps and would end every
-        // other bench in the same process (test_gemm.cpp says the same for the default test run).
-        static const bool ws_rows = [] {
-          const char* e = std::getenv("ODYSSEY_WGMMA_V4");
-          return e && std::string(e) != "0";
-        }();
-        if (ws_rows) {
-          variants.push_back(tag_wgmma4);
-          variants.push_back(tag_wgmma4c2);
-        }
+        // Rows w4a8_*_wgmma4 (v4, warp-specialized: TMA, mbarriers, pingpong; the default since
+        // session 8) and w4a8_*_wgmma4c2 (v4 on 2-CTA clusters, X multicast).
+        variants.push_back(tag_wgmma4);
+        variants.push_back(tag_wgmma4c2);
         if (mma_cfg != kWgmmaConfig && mma_cfg != kWgmmaV2Config && mma_cfg != kWgmmaV3Config && mma_cfg != kWgmmaV3pConfig &&
             mma_cfg != kWgmmaV4Config && mma_cfg != kWgmmaV4c2Config)
           variants.push_back(tag_mma);

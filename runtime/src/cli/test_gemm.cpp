@@ -274,15 +274,6 @@ std::vector<CaseResult> test_w4a8(const std::string& name, const SafetensorsFile
   int kblocks = c.k / 128;
   for (int cfg = 0; cfg < ody_w4a8_num_configs(); cfg++) {
     if (!config_selected(cfg)) continue;
-    // The warp-specialized wgmma configs (wgmma_ws_*: v4, v4c2) have not run on a GPU yet; a bug
-    // there traps (their mbarrier watchdog) and a trap poisons the CUDA context for every later
-    // case, so an unselected run (the `test` step, other branches' checks in the same call) leaves
-    // them out unless ODYSSEY_WGMMA_V4 is set; `--configs wgmma_ws_...` (device-run.sh wgmma4)
-    // always runs them. Drop this once kSm90DispatchV4 makes one of them the default.
-    if (g_only_configs.empty() && std::string(ody_w4a8_config_name(cfg)).rfind("wgmma_ws_", 0) == 0) {
-      const char* e = std::getenv("ODYSSEY_WGMMA_V4");
-      if (!e || std::string(e) == "0") continue;
-    }
     // Large cases: only the configs the dispatch would use for them, to keep the run short.
     if ((long long)c.m * c.n * c.k > (1LL << 30)) {
       ody_w4a8_problem p{c.m, c.n, c.k, c.group, c.per_token, ODY_SCALE_INT, -1, 0};
@@ -804,15 +795,11 @@ std::vector<CaseResult> wgmma_probe() {
   out.insert(out.end(), v3.begin(), v3.end());
   std::vector<CaseResult> v3p = wgmma_probe_config("wgmma_r128t128_s4_v3p");
   out.insert(out.end(), v3p.begin(), v3p.end());
-  // v4 and v4c2 last (a trap there poisons the context) and only with ODYSSEY_WGMMA_V4 set until
-  // they have run on a GPU (see test_w4a8's loop); device-run.sh wgmma4 sets it.
-  const char* e = std::getenv("ODYSSEY_WGMMA_V4");
-  if (e && std::string(e) != "0") {
-    std::vector<CaseResult> v4 = wgmma_probe_config("wgmma_ws_r128t128_v4");
-    out.insert(out.end(), v4.begin(), v4.end());
-    std::vector<CaseResult> v4c2 = wgmma_probe_config("wgmma_ws_r128t128_v4c2");
-    out.insert(out.end(), v4c2.begin(), v4c2.end());
-  }
+  // v4 and v4c2 last: a trap there (their mbarrier watchdog) would poison the context for the others.
+  std::vector<CaseResult> v4 = wgmma_probe_config("wgmma_ws_r128t128_v4");
+  out.insert(out.end(), v4.begin(), v4.end());
+  std::vector<CaseResult> v4c2 = wgmma_probe_config("wgmma_ws_r128t128_v4c2");
+  out.insert(out.end(), v4c2.begin(), v4c2.end());
   return out;
 }
 

@@ -215,6 +215,58 @@ struct WBlock {
   Scale s[4][2];
 };
 
+// The epilogue of every wgmma version (v1–v4: the same registers, the same formulas). Register i
+// of this thread is (channel c0 + 8·((i>>1)&1), token t0 + 8·(i>>2) + 2·tig + (i&1)); 2-byte
+// stores (≤ 1/200 of the time at K = 28672, NOTES.md).
+template <bool INT_SCALE, class Acc>
+__device__ __forceinline__ void store_outputs(const Sm90Params& p, const Acc (&total)[64], int c0, int t0, int tig) {
+  __half* y = static_cast<__half*>(p.y);
+  float f[2] = {0.f, 0.f};
+  if constexpr (INT_SCALE) {
+    if (c0 < p.n) f[0] = p.channel_scale[c0];
+    if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
+  }
+#pragma unroll
+  for (int i = 0; i < 64; i++) {
+    const int c = c0 + 8 * ((i >> 1) & 1);
+    const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
+    if (c >= p.n || t >= p.m) continue;
+    const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
+    const size_t o = (size_t)t * p.n + c;
+    if constexpr (INT_SCALE) {
+      y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
+      if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
+    } else {
+      float v = __fmul_rn(total[i], xs);
+      if (p.bias) v = __fadd_rn(v, p.bias[c]);
+      y[o] = __float2half_rn(v);
+    }
+  }
+}
+
+// The end of a tile for v1, v2 and v4 (one 64-register partial): per-channel scaling of the one
+// chain (SPG == 0), then the epilogue. ok0/ok1: rows c0 and c0 + 8's strips are below Np.
+template <int SPG, bool INT_SCALE, class Acc>
+__device__ __forceinline__ void store_tile(const Sm90Params& p, Acc (&total)[64], const uint32_t (&part)[64], int c0,
+                                           int t0, int tig, bool ok0, bool ok1) {
+  using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
+  if (!SPG) {
+    const Scale* gs = static_cast<const Scale*>(p.group_scale);
+    Scale scc[2] = {Scale(0), Scale(0)};
+    if (ok0) scc[0] = gs[c0];
+    if (ok1) scc[1] = gs[c0 + 8];
+    if constexpr (INT_SCALE) {
+#pragma unroll
+      for (int i = 0; i < 64; i++) total[i] = (uint32_t)(int32_t)scc[(i >> 1) & 1] * part[i];
+    } else {
+#pragma unroll
+      for (int i = 0; i < 64; i++)
+        total[i] = __fmul_rn(__int2float_rn((int32_t)part[i]), scc[(i >> 1) & 1] * 0.0625f);
+    }
+  }
+  store_outputs<INT_SCALE>(p, total, c0, t0, tig);
+}
+
 template <int SPG, bool INT_SCALE>
 __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_kernel(const Sm90Params p) {
 #if ODY_WGMMA_DEVICE
@@ -362,44 +414,7 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_kernel(const Sm90Param
   }
   cp_async_wait<0>();
 
-  // Per-channel: the one group's sum takes its single scale now.
-  if (!SPG) {
-    Scale sc[2] = {Scale(0), Scale(0)};
-    if (ok0) sc[0] = gs[c0];
-    if (ok1) sc[1] = gs[c0 + 8];
-    if constexpr (INT_SCALE) {
-#pragma unroll
-      for (int i = 0; i < 64; i++) total[i] = (uint32_t)(int32_t)sc[(i >> 1) & 1] * part[i];
-    } else {
-#pragma unroll
-      for (int i = 0; i < 64; i++)
-        total[i] = __fmul_rn(__int2float_rn((int32_t)part[i]), sc[(i >> 1) & 1] * 0.0625f);
-    }
-  }
-
-  // Epilogue: register i is (channel c0 + 8·((i>>1)&1), token t0 + 8·(i>>2) + 2·tig + (i&1)).
-  __half* y = static_cast<__half*>(p.y);
-  float f[2] = {0.f, 0.f};
-  if constexpr (INT_SCALE) {
-    if (c0 < p.n) f[0] = p.channel_scale[c0];
-    if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
-  }
-#pragma unroll
-  for (int i = 0; i < 64; i++) {
-    const int c = c0 + 8 * ((i >> 1) & 1);
-    const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
-    if (c >= p.n || t >= p.m) continue;
-    const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
-    const size_t o = (size_t)t * p.n + c;
-    if constexpr (INT_SCALE) {
-      y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
-      if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
-    } else {
-      float v = __fmul_rn(total[i], xs);
-      if (p.bias) v = __fadd_rn(v, p.bias[c]);
-      y[o] = __float2half_rn(v);
-    }
-  }
+  store_tile<SPG, INT_SCALE>(p, total, part, c0, t0, tig, ok0, ok1);  // per-channel scaling, epilogue
 #else
   // Referenced so that a non-sm_90a device pass (a syntax check) does not warn about them.
   (void)p, (void)kRaster, (void)wgmma_fence, (void)wgmma_commit, (void)wgmma_wait_all, (void)fence_proxy_async,
@@ -438,52 +453,6 @@ constexpr int kSmemBytesV2 = kStagesV2 * kStageBytesV2 + 1024;
 constexpr int kWChunksV2 = kWBytesV2 / 16 / kThreads;            // 2 W chunks per thread per stage
 static_assert(kStageBytesV2 % 1024 == 0, "stages stay 1024-byte aligned (the swizzle atom)");
 static_assert(kWChunksV2 * kThreads * 16 == kWBytesV2, "W chunks divide evenly");
-
-// The end of a tile for v2 and v4 (the same registers, the same formulas): per-channel scaling
-// of the one chain (SPG == 0), then the epilogue. Register i of this thread is (channel
-// c0 + 8·((i>>1)&1), token t0 + 8·(i>>2) + 2·tig + (i&1)); 2-byte stores (≤ 1/200 of the time at
-// K = 28672, NOTES.md). ok0/ok1: rows c0 and c0 + 8's strips are below Np.
-template <int SPG, bool INT_SCALE, class Acc>
-__device__ __forceinline__ void store_tile(const Sm90Params& p, Acc (&total)[64], const uint32_t (&part)[64], int c0,
-                                           int t0, int tig, bool ok0, bool ok1) {
-  using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
-  if (!SPG) {
-    const Scale* gs = static_cast<const Scale*>(p.group_scale);
-    Scale scc[2] = {Scale(0), Scale(0)};
-    if (ok0) scc[0] = gs[c0];
-    if (ok1) scc[1] = gs[c0 + 8];
-    if constexpr (INT_SCALE) {
-#pragma unroll
-      for (int i = 0; i < 64; i++) total[i] = (uint32_t)(int32_t)scc[(i >> 1) & 1] * part[i];
-    } else {
-#pragma unroll
-      for (int i = 0; i < 64; i++)
-        total[i] = __fmul_rn(__int2float_rn((int32_t)part[i]), scc[(i >> 1) & 1] * 0.0625f);
-    }
-  }
-  __half* y = static_cast<__half*>(p.y);
-  float f[2] = {0.f, 0.f};
-  if constexpr (INT_SCALE) {
-    if (c0 < p.n) f[0] = p.channel_scale[c0];
-    if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
-  }
-#pragma unroll
-  for (int i = 0; i < 64; i++) {
-    const int c = c0 + 8 * ((i >> 1) & 1);
-    const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
-    if (c >= p.n || t >= p.m) continue;
-    const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
-    const size_t o = (size_t)t * p.n + c;
-    if constexpr (INT_SCALE) {
-      y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
-      if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
-    } else {
-      float v = __fmul_rn(total[i], xs);
-      if (p.bias) v = __fadd_rn(v, p.bias[c]);
-      y[o] = __float2half_rn(v);
-    }
-  }
-}
 
 template <int SPG, bool INT_SCALE>
 __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v2_kernel(const Sm90Params p) {
@@ -941,29 +910,7 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3_kernel(const Sm90Pa
     }
   }
 
-  // Epilogue: v2's (register i: channel c0 + 8·((i>>1)&1), token t0 + 8·(i>>2) + 2·tig + (i&1)).
-  __half* y = static_cast<__half*>(p.y);
-  float f[2] = {0.f, 0.f};
-  if constexpr (INT_SCALE) {
-    if (c0 < p.n) f[0] = p.channel_scale[c0];
-    if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
-  }
-#pragma unroll
-  for (int i = 0; i < 64; i++) {
-    const int c = c0 + 8 * ((i >> 1) & 1);
-    const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
-    if (c >= p.n || t >= p.m) continue;
-    const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
-    const size_t o = (size_t)t * p.n + c;
-    if constexpr (INT_SCALE) {
-      y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
-      if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
-    } else {
-      float v = __fmul_rn(total[i], xs);
-      if (p.bias) v = __fadd_rn(v, p.bias[c]);
-      y[o] = __float2half_rn(v);
-    }
-  }
+  store_outputs<INT_SCALE>(p, total, c0, t0, tig);  // v2's epilogue
 #else
   (void)p, (void)wgmma_wait_1, (void)wgmma_m64n64k32_s8;
   __trap();
@@ -1173,7 +1120,6 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3p_kernel(const Sm90P
     }
   };
 
-  __half* y = static_cast<__half*>(p.y);
   uint32_t a_even[4][4], a_odd[4][4];
   for (int tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
     int rt = 0, tt = 0;
@@ -1216,28 +1162,7 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3p_kernel(const Sm90P
       }
     }
 
-    // Epilogue: v2's.
-    float f[2] = {0.f, 0.f};
-    if constexpr (INT_SCALE) {
-      if (c0 < p.n) f[0] = p.channel_scale[c0];
-      if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
-    }
-#pragma unroll
-    for (int i = 0; i < 64; i++) {
-      const int c = c0 + 8 * ((i >> 1) & 1);
-      const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
-      if (c >= p.n || t >= p.m) continue;
-      const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
-      const size_t o = (size_t)t * p.n + c;
-      if constexpr (INT_SCALE) {
-        y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
-        if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
-      } else {
-        float v = __fmul_rn(total[i], xs);
-        if (p.bias) v = __fadd_rn(v, p.bias[c]);
-        y[o] = __float2half_rn(v);
-      }
-    }
+    store_outputs<INT_SCALE>(p, total, c0, t0, tig);  // v2's epilogue
   }
   cp_async_wait<0>();
 #else

@@ -115,19 +115,14 @@ func rowChunk(ker *microKernel, t, threads, tilesM int, transA, transB bool, m, 
 	runTeam(ker, 1, transA, transB, i1-i0, n, k, alpha, a[ao:], lda, b, ldb, beta, c[i0*ldc:], ldc)
 }
 
-// mergeTile writes C = alpha·t + beta·C for a rows×cols corner of tile t.
+// mergeTile writes C = alpha·t + beta·C for a rows×cols corner of tile t, with the canonical
+// update (kernel_generic.go) that the kernels apply to full tiles.
 func mergeTile(c []float32, ldc int, t []float32, ldt, rows, cols int, alpha, beta float32) {
 	for r := 0; r < rows; r++ {
 		cr := c[r*ldc : r*ldc+cols]
 		tr := t[r*ldt : r*ldt+cols]
-		if beta == 0 {
-			for q := range cr {
-				cr[q] = alpha * tr[q]
-			}
-			continue
-		}
 		for q := range cr {
-			cr[q] = alpha*tr[q] + beta*cr[q]
+			update(&cr[q], tr[q], alpha, beta)
 		}
 	}
 }

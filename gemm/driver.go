@@ -1,6 +1,8 @@
 package gemm
 
 import (
+	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -55,8 +57,34 @@ func alignedFloats(n int) []float32 {
 
 var (
 	kernels       = availableKernels()
-	defaultKernel = kernels[0]
+	defaultKernel = selectKernel(kernels, os.Getenv("ODYSSEY_GEMM_KERNEL"))
 )
+
+// selectKernel returns the fastest kernel, or the one named by ODYSSEY_GEMM_KERNEL (an
+// A/B and test switch: every kernel computes the same bits, so this changes only the
+// speed; the determinism tests run the whole pipeline under each). An unknown or
+// unavailable name panics at start-up rather than quietly measuring another kernel.
+func selectKernel(ks []*microKernel, name string) *microKernel {
+	if name == "" {
+		return ks[0]
+	}
+	for _, k := range ks {
+		if k.name == name {
+			return k
+		}
+	}
+	panic(fmt.Sprintf("gemm: ODYSSEY_GEMM_KERNEL=%q: this CPU and build run %v", name, Kernels()))
+}
+
+// Kernels returns the names of the micro-kernels this CPU and build can run, fastest (the
+// default) first; ODYSSEY_GEMM_KERNEL selects one of them.
+func Kernels() []string {
+	var s []string
+	for _, k := range kernels {
+		s = append(s, k.name)
+	}
+	return s
+}
 
 // minFlopsPerThread keeps small products (attention heads, tiny models) on one goroutine:
 // below about 4 MFLOP (≈ 20 µs of work) goroutine start and join cost more than they save.

@@ -2,13 +2,19 @@
 
 package quant
 
-import "golang.org/x/sys/cpu"
+import (
+	"os"
+
+	"golang.org/x/sys/cpu"
+)
 
 // Vector kernels of the RTN and error loops (kernels_amd64.s), selected at start-up.
 // x/sys/cpu reports AVX2 only when the OS saves the YMM state. The assembly handles whole
 // groups of 8 elements; the last len%8 go through the Go code, which stays the reference
 // (quantizeGroupGo, absMaxBitsGo, rowErrorsGo) and the fallback on CPUs without AVX2 and FMA.
-var hasKernels = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+// ODYSSEY_NO_SIMD=1 turns them off (the Go code computes the same bits; the determinism tests
+// run the pipeline both ways).
+var hasKernels = cpu.X86.HasAVX2 && cpu.X86.HasFMA && os.Getenv("ODYSSEY_NO_SIMD") == ""
 
 // The assembly routines take n > 0 elements (n ≥ 0 for the error kernels), a multiple of 8;
 // the pointers need no alignment.

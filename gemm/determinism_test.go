@@ -175,6 +175,20 @@ func TestFMA32(t *testing.T) {
 			}
 		}
 	}
+	// Below float32's normal range: c = 2^-127 + m·2^-149 (subnormal), a·b = 2^-150·(1 − 2^-46)
+	// (a, b below 2^-65): the float64 sum rounds onto the subnormal midpoint c + 2^-150. The
+	// kernel's fast path cannot see it in the sum; hasTiny must send the tile to fma32.
+	for i := 0; i < 200; i++ {
+		c := e(float64(1<<22+r.IntN(1<<22)), -149)
+		a, b := e(1+math.Ldexp(1, -23), -75), e(1-math.Ldexp(1, -23), -75)
+		check(a, b, c)
+		ap, bp := []float32{1, 1, 1, 1, a, a, a, a}, []float32{c, c, c, c, b, b, b, b}
+		ct := make([]float32, 16)
+		genericKernel4x4(2, ap, bp, ct, 4, 1, 0)
+		if want := exactFMA32(a, b, c); ct[5] != want {
+			t.Fatalf("generic kernel, subnormal sum: %g (%08x), exact %g (%08x)", ct[5], math.Float32bits(ct[5]), want, math.Float32bits(want))
+		}
+	}
 	tiny := float32(math.Ldexp(1, -130))
 	for _, v := range [][3]float32{{0, 0, 0}, {-0.0, 1, 0}, {float32(math.Copysign(0, -1)), 1, float32(math.Copysign(0, -1))},
 		{tiny, 0.75, tiny}, {tiny, 3, -tiny}, {1e-20, 1e-20, 0}, {1e-20, 1e-20, 1e-45}, {3, 1.0 / 3, -1},

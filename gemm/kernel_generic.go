@@ -33,32 +33,33 @@ func genericKernel4x4(k int, a, b, c []float32, ldc int, alpha, beta float32) {
 	var c10, c11, c12, c13 float32
 	var c20, c21, c22, c23 float32
 	var c30, c31, c32, c33 float32
-	mid, exp := uint64(math.MaxUint64), uint64(math.MaxUint64)
+	var mid uint64 // bit 63 set once a sum lands on a float32 midpoint
 	for p := 0; p+4 <= len(a) && p+4 <= len(b); p += 4 {
 		aa := a[p : p+4 : p+4]
 		bb := b[p : p+4 : p+4]
 		a0, a1, a2, a3 := float64(aa[0]), float64(aa[1]), float64(aa[2]), float64(aa[3])
 		b0, b1, b2, b3 := float64(bb[0]), float64(bb[1]), float64(bb[2]), float64(bb[3])
-		c00 = fmaFast(a0, b0, c00, &mid, &exp)
-		c01 = fmaFast(a0, b1, c01, &mid, &exp)
-		c02 = fmaFast(a0, b2, c02, &mid, &exp)
-		c03 = fmaFast(a0, b3, c03, &mid, &exp)
-		c10 = fmaFast(a1, b0, c10, &mid, &exp)
-		c11 = fmaFast(a1, b1, c11, &mid, &exp)
-		c12 = fmaFast(a1, b2, c12, &mid, &exp)
-		c13 = fmaFast(a1, b3, c13, &mid, &exp)
-		c20 = fmaFast(a2, b0, c20, &mid, &exp)
-		c21 = fmaFast(a2, b1, c21, &mid, &exp)
-		c22 = fmaFast(a2, b2, c22, &mid, &exp)
-		c23 = fmaFast(a2, b3, c23, &mid, &exp)
-		c30 = fmaFast(a3, b0, c30, &mid, &exp)
-		c31 = fmaFast(a3, b1, c31, &mid, &exp)
-		c32 = fmaFast(a3, b2, c32, &mid, &exp)
-		c33 = fmaFast(a3, b3, c33, &mid, &exp)
+		c00 = fmaFast(a0, b0, c00, &mid)
+		c01 = fmaFast(a0, b1, c01, &mid)
+		c02 = fmaFast(a0, b2, c02, &mid)
+		c03 = fmaFast(a0, b3, c03, &mid)
+		c10 = fmaFast(a1, b0, c10, &mid)
+		c11 = fmaFast(a1, b1, c11, &mid)
+		c12 = fmaFast(a1, b2, c12, &mid)
+		c13 = fmaFast(a1, b3, c13, &mid)
+		c20 = fmaFast(a2, b0, c20, &mid)
+		c21 = fmaFast(a2, b1, c21, &mid)
+		c22 = fmaFast(a2, b2, c22, &mid)
+		c23 = fmaFast(a2, b3, c23, &mid)
+		c30 = fmaFast(a3, b0, c30, &mid)
+		c31 = fmaFast(a3, b1, c31, &mid)
+		c32 = fmaFast(a3, b2, c32, &mid)
+		c33 = fmaFast(a3, b3, c33, &mid)
 	}
-	if mid == 0 || exp < minNormalExp32 {
-		// Some sum landed on a float32 midpoint or below float32's normal range: redo the
-		// tile with the exact fma32 (C is not written yet).
+	if mid>>63 != 0 || hasTiny(a) || hasTiny(b) {
+		// Some sum landed on a float32 midpoint, or tiny inputs could make a sum below
+		// float32's normal range inexact: redo the tile with the exact fma32 (C is not
+		// written yet).
 		genericKernel4x4Exact(k, a, b, c, ldc, alpha, beta)
 		return
 	}
@@ -68,21 +69,29 @@ func genericKernel4x4(k int, a, b, c []float32, ldc int, alpha, beta float32) {
 	store4(c[3*ldc:3*ldc+4], c30, c31, c32, c33, alpha, beta)
 }
 
-// minNormalExp32 is the biased float64 exponent of float32's smallest normal number, 2^-126.
-const minNormalExp32 = 1023 - 126
-
 // fmaFast is fma32's fast path, small enough to inline into the kernel loop: it returns
-// float32(a·b + c) with the float64 sum rounded twice, and folds into *mid and *exp what
-// tells whether that was the correct rounding: *mid reaches 0 when a sum's 29 dropped bits
-// were exactly a float32 midpoint (1000…0), *exp falls below minNormalExp32 when a non-zero
-// sum was below float32's normal range. The kernel checks both once per tile. (A zero sum
-// is exact: p + c rounds to 0 only when it is 0.)
-func fmaFast(a, b float64, c float32, mid, exp *uint64) float32 {
+// float32(a·b + c) with the float64 sum rounded twice, and sets bit 63 of *mid when that sum's
+// 29 dropped bits were exactly a float32 midpoint (1000…0: x−1 wraps only for x = 0), the one
+// case in the normal range where rounding twice can differ from rounding once. The kernel
+// checks it once per tile. Sums below float32's normal range need no check here: they are
+// exact in float64 (so rounded once) unless some input is tiny, which hasTiny looks for.
+func fmaFast(a, b float64, c float32, mid *uint64) float32 {
 	s := a*b + float64(c) // a·b is exact; fused or not, s is the same
-	bits := math.Float64bits(s)
-	*mid = min(*mid, bits&(1<<29-1)^1<<28)
-	*exp = min(*exp, (bits<<1-1)>>53) // a zero sum wraps to 2047
+	*mid |= (math.Float64bits(s)&(1<<29-1) ^ 1<<28) - 1
 	return float32(s)
+}
+
+// hasTiny reports whether x holds a non-zero value below 2^-65 in magnitude. Without one, a
+// product a·b of the kernel is 0 or a multiple of 2^-176 (two 24-bit significands, exponents
+// ≥ −65), and the float32 accumulator a multiple of 2^-149, so any sum below 2^-126 (float32's
+// normal range, where fewer bits are kept) is a multiple of 2^-176 under 2^-126: at most 50
+// bits, exact in float64, and float32(s) is then a single rounding.
+func hasTiny(x []float32) bool {
+	m := uint32(math.MaxUint32)
+	for _, v := range x {
+		m = min(m, math.Float32bits(v)&0x7fffffff-1) // 0 wraps to the maximum
+	}
+	return m < (127-65)<<23-1
 }
 
 // genericKernel4x4Exact is genericKernel4x4 with fma32 for every multiply-add, for the rare

@@ -17,7 +17,7 @@ type kernelFunc func(k int, a, b, c []float32, ldc int, alpha, beta float32)
 type microKernel struct {
 	name   string
 	mr, nr int // register tile: mr rows (broadcast from packed A) × nr columns (vectors of packed B)
-	kc     int // K block: one A micro-panel (mr·kc floats) must stay in L1 while B panels stream past
+	kc     int // K block: canonicalKC for every kernel (it is part of the arithmetic); A micro-panel mr·kc floats in L1
 	nb     int // N block, a multiple of nr: the packed B block (kc·nb floats) lives in L2
 	mb     int // M block, a multiple of mr: the packed A block (mb·kc floats) lives in L3
 	fn     kernelFunc

@@ -45,7 +45,10 @@ func asmKernel(mr, nr int, f asmFunc) kernelFunc {
 	}
 }
 
-// Block sizes are chosen per kernel (see microKernel for what each one bounds).
+// M and N blocks are chosen per kernel (see microKernel for what each one bounds); the K block
+// is canonicalKC for all, because it decides the summation order (kernel_generic.go). avx2-6x16
+// moved from kc 256 to 384 with nb 176 and mb 1026 (B and A blocks of about the old size):
+// within noise of kc 256 on BenchmarkKernelTile (docs/determinism.md).
 var (
 	kernel14x32AVX512 = &microKernel{name: "avx512-14x32", mr: 14, nr: 32, kc: canonicalKC, nb: 320, mb: 2016,
 		fn: asmKernel(14, 32, sgemmKernel14x32AVX512)}

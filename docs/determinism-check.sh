@@ -11,7 +11,8 @@
 # bin/odyssey-linux-amd64-purego); built with go when missing and go is on PATH:
 #   GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -o bin/odyssey-linux-amd64 ./cmd/odyssey
 #   GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build -tags purego -o bin/odyssey-linux-amd64-purego ./cmd/odyssey
-# Prints one line per setting and ends with "DETERMINISM PASS" or "DETERMINISM FAIL". About
+# Prints one line per setting, a digest of all the reference hashes (the same on every machine
+# when the guarantee holds), and ends with "DETERMINISM PASS" or "DETERMINISM FAIL". About
 # 20 runs of a second or two each on a 16-core AVX-512 host (the pure-Go ones are slower).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,8 +24,10 @@ for b in "$ODY_BIN" "$ODY_BIN_PUREGO"; do
     GOOS=linux GOARCH=amd64 CGO_ENABLED=0 go build $tags -o "$b" ./cmd/odyssey
   fi
 done
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+# A fixed folder: odyssey.json records the recipe path given on the command line, so the same
+# paths on every machine make the digest printed at the end comparable across machines.
+work=/tmp/odyssey-determinism-check
+rm -rf "$work" && mkdir -p "$work"
 rec() { printf 'version: 1\nbase: %s\ncalibration:\n  samples: 4\n  seq_len: 64\n  seed: 3\n' "$1" > "$work/$1.yaml"; echo "$work/$1.yaml"; }
 presets=(w4a8-rtn w4a8-fptq w4a8-odyssey w4a16-gptq w8a8-smoothquant)
 # run NAME BIN [ENV...]: every preset into the same --out path (so that no path differs in
@@ -59,4 +62,5 @@ for s in "${settings[@]}"; do
     echo "$s: DIFFERS from ref"; diff "$work/ref.sha256" "$work/$s.sha256" | head -10 || true; fail=1
   fi
 done
+echo "ref digest (compare across machines; docs/determinism.md records this VM's): $(sha256sum < "$work/ref.sha256" | cut -c1-16)"
 [ $fail = 0 ] && echo "DETERMINISM PASS" || { echo "DETERMINISM FAIL"; exit 1; }

@@ -71,12 +71,11 @@
 // The quantizer itself is deterministic and independent of GOMAXPROCS (parallel loops write
 // disjoint outputs or reduce in a fixed order; calibration statistics are summed in fixed
 // row blocks; TestQuantizeGOMAXPROCSIndependent in cmd/odyssey checks 1, 2 and 8 cores and a
-// resume on another count). Statistics come from a float32 forward pass whose GEMM kernel
-// and exponential are chosen by CPU feature, so they may differ in the last bits between
-// CPUs: the AVX2 exponential (model/exp_amd64.s) and the pure-Go one are at most 1 ulp apart
-// on [-87.33, 88], differ below (both ≤ 1.2e-38) and above (e^88 against e^x or +Inf) that
-// range and in NaN bits (TestExpAVX2MatchesGo); docs/artifact.md, "Determinism", has the
-// whole note.
+// resume on another count). Statistics come from a float32 forward pass whose GEMM
+// kernels, exponential and error sums follow one canonical arithmetic on every CPU and build,
+// so the folder is also the same on any x86-64 CPU and with -tags purego (builds where the
+// compiler fuses x*y+z, arm64 or GOAMD64=v3, need -gcflags=all=-d=fmahash=n);
+// docs/determinism.md has the whole note and TestQuantizePresetsGolden the test.
 //
 // # compressed-tensors
 //

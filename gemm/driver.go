@@ -1,6 +1,8 @@
 package gemm
 
 import (
+	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"unsafe"
@@ -15,7 +17,7 @@ type kernelFunc func(k int, a, b, c []float32, ldc int, alpha, beta float32)
 type microKernel struct {
 	name   string
 	mr, nr int // register tile: mr rows (broadcast from packed A) × nr columns (vectors of packed B)
-	kc     int // K block: one A micro-panel (mr·kc floats) must stay in L1 while B panels stream past
+	kc     int // K block: canonicalKC for every kernel (it is part of the arithmetic); A micro-panel mr·kc floats in L1
 	nb     int // N block, a multiple of nr: the packed B block (kc·nb floats) lives in L2
 	mb     int // M block, a multiple of mr: the packed A block (mb·kc floats) lives in L3
 	fn     kernelFunc
@@ -55,8 +57,34 @@ func alignedFloats(n int) []float32 {
 
 var (
 	kernels       = availableKernels()
-	defaultKernel = kernels[0]
+	defaultKernel = selectKernel(kernels, os.Getenv("ODYSSEY_GEMM_KERNEL"))
 )
+
+// selectKernel returns the fastest kernel, or the one named by ODYSSEY_GEMM_KERNEL (an
+// A/B and test switch: every kernel computes the same bits, so this changes only the
+// speed; the determinism tests run the whole pipeline under each). An unknown or
+// unavailable name panics at start-up rather than quietly measuring another kernel.
+func selectKernel(ks []*microKernel, name string) *microKernel {
+	if name == "" {
+		return ks[0]
+	}
+	for _, k := range ks {
+		if k.name == name {
+			return k
+		}
+	}
+	panic(fmt.Sprintf("gemm: ODYSSEY_GEMM_KERNEL=%q: this CPU and build run %v", name, Kernels()))
+}
+
+// Kernels returns the names of the micro-kernels this CPU and build can run, fastest (the
+// default) first; ODYSSEY_GEMM_KERNEL selects one of them.
+func Kernels() []string {
+	var s []string
+	for _, k := range kernels {
+		s = append(s, k.name)
+	}
+	return s
+}
 
 // minFlopsPerThread keeps small products (attention heads, tiny models) on one goroutine:
 // below about 4 MFLOP (≈ 20 µs of work) goroutine start and join cost more than they save.
@@ -115,19 +143,14 @@ func rowChunk(ker *microKernel, t, threads, tilesM int, transA, transB bool, m, 
 	runTeam(ker, 1, transA, transB, i1-i0, n, k, alpha, a[ao:], lda, b, ldb, beta, c[i0*ldc:], ldc)
 }
 
-// mergeTile writes C = alpha·t + beta·C for a rows×cols corner of tile t.
+// mergeTile writes C = alpha·t + beta·C for a rows×cols corner of tile t, with the canonical
+// update (kernel_generic.go) that the kernels apply to full tiles.
 func mergeTile(c []float32, ldc int, t []float32, ldt, rows, cols int, alpha, beta float32) {
 	for r := 0; r < rows; r++ {
 		cr := c[r*ldc : r*ldc+cols]
 		tr := t[r*ldt : r*ldt+cols]
-		if beta == 0 {
-			for q := range cr {
-				cr[q] = alpha * tr[q]
-			}
-			continue
-		}
 		for q := range cr {
-			cr[q] = alpha*tr[q] + beta*cr[q]
+			update(&cr[q], tr[q], alpha, beta)
 		}
 	}
 }

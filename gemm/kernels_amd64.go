@@ -45,21 +45,24 @@ func asmKernel(mr, nr int, f asmFunc) kernelFunc {
 	}
 }
 
-// Block sizes are chosen per kernel (see microKernel for what each one bounds).
+// M and N blocks are chosen per kernel (see microKernel for what each one bounds); the K block
+// is canonicalKC for all, because it decides the summation order (kernel_generic.go). avx2-6x16
+// moved from kc 256 to 384 with nb 176 and mb 1026 (B and A blocks of about the old size):
+// within noise of kc 256 on BenchmarkKernelTile (docs/determinism.md).
 var (
-	kernel14x32AVX512 = &microKernel{name: "avx512-14x32", mr: 14, nr: 32, kc: 384, nb: 320, mb: 2016,
+	kernel14x32AVX512 = &microKernel{name: "avx512-14x32", mr: 14, nr: 32, kc: canonicalKC, nb: 320, mb: 2016,
 		fn: asmKernel(14, 32, sgemmKernel14x32AVX512)}
-	kernel14x32AVX512NoPF = &microKernel{name: "avx512-14x32-nopf", mr: 14, nr: 32, kc: 384, nb: 320, mb: 2016,
+	kernel14x32AVX512NoPF = &microKernel{name: "avx512-14x32-nopf", mr: 14, nr: 32, kc: canonicalKC, nb: 320, mb: 2016,
 		fn: asmKernel(14, 32, sgemmKernel14x32AVX512NoPF)}
-	kernel12x32AVX512 = &microKernel{name: "avx512-12x32", mr: 12, nr: 32, kc: 384, nb: 320, mb: 2016,
+	kernel12x32AVX512 = &microKernel{name: "avx512-12x32", mr: 12, nr: 32, kc: canonicalKC, nb: 320, mb: 2016,
 		fn: asmKernel(12, 32, sgemmKernel12x32AVX512)}
-	kernel15x32AVX512B = &microKernel{name: "avx512-15x32-bcst", mr: 15, nr: 32, kc: 384, nb: 320, mb: 2010,
+	kernel15x32AVX512B = &microKernel{name: "avx512-15x32-bcst", mr: 15, nr: 32, kc: canonicalKC, nb: 320, mb: 2010,
 		fn: asmKernel(15, 32, sgemmKernel15x32AVX512B)}
-	kernel6x64AVX512 = &microKernel{name: "avx512-6x64", mr: 6, nr: 64, kc: 384, nb: 320, mb: 2016,
+	kernel6x64AVX512 = &microKernel{name: "avx512-6x64", mr: 6, nr: 64, kc: canonicalKC, nb: 320, mb: 2016,
 		fn: asmKernel(6, 64, sgemmKernel6x64AVX512)}
-	kernel9x48AVX512 = &microKernel{name: "avx512-9x48", mr: 9, nr: 48, kc: 384, nb: 336, mb: 2016,
+	kernel9x48AVX512 = &microKernel{name: "avx512-9x48", mr: 9, nr: 48, kc: canonicalKC, nb: 336, mb: 2016,
 		fn: asmKernel(9, 48, sgemmKernel9x48AVX512)}
-	kernel6x16AVX2 = &microKernel{name: "avx2-6x16", mr: 6, nr: 16, kc: 256, nb: 256, mb: 1536,
+	kernel6x16AVX2 = &microKernel{name: "avx2-6x16", mr: 6, nr: 16, kc: canonicalKC, nb: 176, mb: 1026,
 		fn: asmKernel(6, 16, sgemmKernel6x16AVX2)}
 )
 

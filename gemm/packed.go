@@ -71,6 +71,6 @@ func MulPacked(m, n, k int, ap, bp []float32, c []float32, ldc int) {
 }
 
 // Kernel returns the name of the micro-kernel Sgemm and MulPacked use (avx512-14x32,
-// avx2-6x16 or generic-4x4). Their float32 sums differ in the last bits from one kernel to
-// another, so byte-level golden files of anything computed through gemm hold per kernel.
+// avx2-6x16 or generic-4x4, or the one ODYSSEY_GEMM_KERNEL names). All compute the same
+// canonical sums bit for bit (docs/determinism.md); only their speed differs.
 func Kernel() string { return defaultKernel.name }

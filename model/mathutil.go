@@ -3,36 +3,61 @@ package model
 import (
 	"math"
 
+	"github.com/odyssey-llm/odyssey/gemm"
 	"github.com/odyssey-llm/odyssey/internal/parallel"
 )
 
-// exp32 returns e^x rounded to float32. It is several times faster than math.Exp (no special
-// cases beyond float32's range) and accurate to about 1 float32 ulp, which is what softmax,
-// log-sum-exp and SiLU need: they run millions of times per window.
+// exp32 returns e^x rounded to float32, accurate to about 1 float32 ulp, which is what
+// softmax, log-sum-exp and SiLU need: they run millions of times per window. It is THE
+// canonical exponential of the forward pass and calibration (docs/determinism.md): the
+// vector kernel of exp_amd64.s (EXP8, after Cephes' expf) computes exactly these float32
+// operations, in this order, with the same constants and the same fused multiply-adds, so
+// that the pure-Go build, other architectures and CPUs without AVX2 give the same bits:
+//
+//	x = min(hi, x), then max(lo, x)        hi = 88, lo = −87.33654 (so e^x never overflows;
+//	                                       x < lo gives e^lo ≈ 1.2e−38, x > hi gives e^88)
+//	n = roundEven(fl(x·log2e))
+//	r = fma(−n, c1, x); r = fma(−n, c2, r) ln 2 = c1 + c2 in two parts
+//	p = p0; p = fma(p, r, pᵢ) for i = 1..5; p = fma(p, fl(r·r), r); p = fl(p + 1)
+//	e^x = fl(p · 2ⁿ)
+//
+// NaN is returned as it is (the vector kernel returns a NaN too, possibly another one).
 func exp32(x float32) float32 {
-	switch {
-	case x != x:
+	if x != x {
 		return x
-	case x < -104: // e^-104 is below float32's smallest subnormal
-		return 0
-	case x > 89: // above float32's largest value
-		return float32(math.Inf(1))
 	}
-	return float32(expReduced(float64(x)))
+	if expHi < x {
+		x = expHi
+	}
+	if expLo > x {
+		x = expLo
+	}
+	n := float32(math.RoundToEven(float64(float32(x * expLog2e))))
+	r := gemm.FMA32(-n, expC1, x)
+	r = gemm.FMA32(-n, expC2, r)
+	rr := float32(r * r)
+	p := expP[0]
+	for _, c := range expP[1:] {
+		p = gemm.FMA32(p, r, c)
+	}
+	p = gemm.FMA32(p, rr, r)
+	p = float32(p + 1)
+	return p * math.Float32frombits(uint32(int32(n)+127)<<23)
 }
 
-// expReduced computes e^x for |x| ≤ 110 as 2^n·e^r with |r| ≤ ln2/2 and a degree-8 Taylor
-// polynomial for e^r (relative error < 2e-10, far below float32's 6e-8).
-func expReduced(x float64) float64 {
-	const (
-		invLn2 = 1.4426950408889634
-		ln2Hi  = 6.93147180369123816490e-01
-		ln2Lo  = 1.90821492927058770002e-10
-	)
-	n := math.Floor(x*invLn2 + 0.5)
-	r := (x - n*ln2Hi) - n*ln2Lo
-	p := 1 + r*(1+r*(1.0/2+r*(1.0/6+r*(1.0/24+r*(1.0/120+r*(1.0/720+r*(1.0/5040+r*(1.0/40320))))))))
-	return p * math.Float64frombits(uint64(int64(n)+1023)<<52)
+// The constants of exp32, as the bits exp_amd64.s holds (ln 2 = expC1 + expC2 in two parts).
+var (
+	expHi    = math.Float32frombits(0x42b00000) // 88
+	expLo    = math.Float32frombits(0xc2aeac50) // −87.33654
+	expLog2e = math.Float32frombits(0x3fb8aa3b)
+	expC1    = math.Float32frombits(0x3f318000) // 0.693359375
+	expC2    = math.Float32frombits(0xb95e8083) // −2.1219444e−4
+)
+
+// expP are the polynomial coefficients p0..p5 of exp32.
+var expP = [6]float32{
+	math.Float32frombits(0x39506967), math.Float32frombits(0x3ab743ce), math.Float32frombits(0x3c088908),
+	math.Float32frombits(0x3d2aa9c1), math.Float32frombits(0x3e2aaaaa), math.Float32frombits(0x3f000000),
 }
 
 // RMSNorm writes dst[r] = x[r] · rsqrt(mean(x[r]²) + eps) · w for each of rows rows of width
@@ -78,7 +103,7 @@ func swiglu(g, u []float32) {
 		}
 		for ; i < len(gs); i++ {
 			x := gs[i]
-			gs[i] = x / (1 + exp32(-x)) * us[i]
+			gs[i] = x / (1 + exp32(0-x)) * us[i] // 0 − x, as siluMulAVX2 computes it (−0 → +0)
 		}
 	})
 }
@@ -111,14 +136,15 @@ func ExpSum(dst, x []float32, shift float32) float64 {
 		panic("model.ExpSum: dst shorter than x")
 	}
 	var s float64
-	i := 0
-	if useAVX2 && n >= 8 {
-		i = n &^ 7
+	i := n &^ 7
+	if useAVX2 && i > 0 {
 		var d *float32
 		if dst != nil {
 			d = &dst[0]
 		}
 		s = expShiftAVX2(d, &x[0], i, shift)
+	} else if i > 0 {
+		s = expShiftGo(dst, x[:i], shift)
 	}
 	for ; i < n; i++ {
 		e := exp32(x[i] - shift)
@@ -128,6 +154,24 @@ func ExpSum(dst, x []float32, shift float32) float64 {
 		s += float64(e)
 	}
 	return s
+}
+
+// expShiftGo is expShiftAVX2 in Go, bit for bit: e = exp32(x[i] − shift), stored to dst
+// unless it is nil, and summed in float64 as the vector kernel sums, which is the canonical
+// order of ExpSum: element i of each 8 into lane i%8, then ((l0+l4) + (l2+l6)) +
+// ((l1+l5) + (l3+l7)). len(x) is a multiple of 8.
+func expShiftGo(dst, x []float32, shift float32) float64 {
+	var l [8]float64
+	for i := 0; i+8 <= len(x); i += 8 {
+		for j := 0; j < 8; j++ {
+			e := exp32(x[i+j] - shift)
+			if dst != nil {
+				dst[i+j] = e
+			}
+			l[j] += float64(e)
+		}
+	}
+	return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7]))
 }
 
 // LogSumExp returns log Σ exp(x[i]) computed stably (max subtracted) with a float64 sum.
@@ -145,6 +189,7 @@ func softmaxInPlace(x []float32) {
 	}
 }
 
-// Exp32 is the forward pass's e^x in float32 (accurate to about one ulp, several times faster
-// than math.Exp), exported so that evaluation reduces logits with the same function.
+// Exp32 is the forward pass's e^x in float32 (exp32: accurate to about one ulp, the same
+// bits on every CPU and build), exported so that evaluation and calibration use the same
+// function.
 func Exp32(x float32) float32 { return exp32(x) }

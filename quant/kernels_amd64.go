@@ -2,13 +2,19 @@
 
 package quant
 
-import "golang.org/x/sys/cpu"
+import (
+	"os"
+
+	"golang.org/x/sys/cpu"
+)
 
 // Vector kernels of the RTN and error loops (kernels_amd64.s), selected at start-up.
 // x/sys/cpu reports AVX2 only when the OS saves the YMM state. The assembly handles whole
 // groups of 8 elements; the last len%8 go through the Go code, which stays the reference
 // (quantizeGroupGo, absMaxBitsGo, rowErrorsGo) and the fallback on CPUs without AVX2 and FMA.
-var hasKernels = cpu.X86.HasAVX2 && cpu.X86.HasFMA
+// ODYSSEY_NO_SIMD=1 turns them off (the Go code computes the same bits; the determinism tests
+// run the pipeline both ways).
+var hasKernels = cpu.X86.HasAVX2 && cpu.X86.HasFMA && os.Getenv("ODYSSEY_NO_SIMD") == ""
 
 // The assembly routines take n > 0 elements (n ≥ 0 for the error kernels), a multiple of 8;
 // the pointers need no alignment.
@@ -79,10 +85,8 @@ func absMaxBitsAsm(w []float32) uint32 {
 // rowErrorsAsm is rowErrors with the groups summed by the vector kernels: 8 float64 partial
 // sums per quantity (one per lane of the 8 elements the kernel takes at a time), carried
 // across the row's groups, plus one for the ≤ 7 trailing elements of each group, added in a
-// fixed order at the end. The dequantized weights are rowErrorsGo's float32 numbers, but the
-// additions are grouped differently (and fused with the squaring), so the sums differ from
-// rowErrorsGo's in the last bits; they do not depend on anything but the row. The float and
-// weight sums are the same with and without iw.
+// fixed order at the end: bit for bit rowErrorsGo (the canonical order, described there). The
+// float and weight sums are the same with and without iw.
 func rowErrorsAsm(w []float32, qw *QuantizedWeight, iw *IntScaleWeight, o int) rowErr {
 	k, gs, ng := qw.In, qw.GroupSize, qw.NumGroups()
 	w = w[:k]
@@ -112,10 +116,4 @@ func rowErrorsAsm(w []float32, qw *QuantizedWeight, iw *IntScaleWeight, o int) r
 		addGroupErrs(&tail, w[m:k1], q[m:k1], s, se, iw != nil)
 	}
 	return rowErr{lanes8(acc[0:8]) + tail[0], lanes8(acc[8:16]) + tail[1], lanes8(acc[16:24]) + tail[2]}
-}
-
-// lanes8 adds the 8 lane sums of one quantity pairwise, in a fixed order.
-func lanes8(a []float64) float64 {
-	a = a[:8]
-	return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
 }

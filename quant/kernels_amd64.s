@@ -33,9 +33,9 @@
 // exact int → float32 conversion by the 1.5·2²³ magic number, VMULPS), converted to float64
 // (VCVTPS2PD), accumulates (ŝ·q − w)² and w² in float64 with FMA into 8 lane sums per
 // quantity that rowErrorsAsm carries across the row and adds in a fixed order. The products
-// and the differences are rowErrorsGo's numbers; the summation order (and the fused square)
-// differ, so the sums differ from rowErrorsGo's in the last bits (relative 1e-12 is tested;
-// observed differences are up to 2e-14 on 11008-element rows). They are deterministic, depend on the row only, and the
+// and the differences are rowErrorsGo's numbers, and so are the sums, bit for bit: rowErrorsGo
+// sums in these lanes, in this order, with math.FMA (the canonical order, docs/determinism.md).
+// They depend on the row only, and the
 // float and weight sums are bit-identical with and without the integer scales.
 //
 // Tests (kernels_test.go) compare each kernel with its Go reference: lengths 0..300, 512,
@@ -45,7 +45,7 @@
 // groups; and, for quantizeGroup, NaN, ±Inf, subnormal and huge weights and scales that are
 // subnormal, infinite, negative, zero or NaN; codes and Σ|q| and the absolute maximum must be
 // bit-identical, the stores must stay inside the group, the vector path must be the one
-// taken for every in-range group, and the error sums must be within 1e-12 relative.
+// taken for every in-range group, and the error sums must be bit-identical.
 //
 // Speed, 2026-12-02, AMD EPYC (AVX2, FMA, F16C, no AVX-512; 2 vCPUs, 2 GHz),
 // go test -bench, one goroutine over a 16×11008 block in groups of 128 (MB/s of float32

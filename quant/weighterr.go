@@ -49,31 +49,70 @@ func rowErrors(w []float32, qw *QuantizedWeight, iw *IntScaleWeight, o int) rowE
 	return rowErrorsGo(w, qw, iw, o)
 }
 
-// rowErrorsGo is the portable rowErrors, summing in element order, and the reference of the
-// vector kernels.
+// rowErrorsGo is the portable rowErrors and the reference of the vector kernels, which
+// compute the same bits: the canonical order of these sums (docs/determinism.md) is that of
+// rowErrorsAsm. In each group, the elements of whole 8-element chunks go to 8 float64 lane
+// sums per quantity (element j of a chunk to lane j, the square fused into the addition:
+// acc = fma(d, d, acc)), carried across the row's groups; each group's ≤ 7 trailing elements
+// go, one after another and unfused, to a separate sum (addGroupErrs); the row's value is
+// lanes8 of the lane sums plus that trailing sum.
 func rowErrorsGo(w []float32, qw *QuantizedWeight, iw *IntScaleWeight, o int) rowErr {
 	k, gs, ng := qw.In, qw.GroupSize, qw.NumGroups()
 	w = w[:k]
 	q := qw.Q[o*k : (o+1)*k : (o+1)*k]
-	var e rowErr
+	var acc [24]float64
+	var tail rowErr
 	var f float32
 	if iw != nil {
 		f = iw.ChannelScale[o] / float32(iw.Alpha(o))
 	}
 	for g := 0; g < ng; g++ {
 		k0, k1 := g*gs, min(g*gs+gs, k)
+		m := k0 + (k1-k0)&^7
+		s := qw.Scales[o*ng+g]
 		var se float32
 		if iw != nil {
 			se = float32(iw.IntScales[o*ng+g]) * f
 		}
-		addGroupErrs(&e, w[k0:k1], q[k0:k1], qw.Scales[o*ng+g], se, iw != nil)
+		groupErrLanes(&acc, w[k0:m], q[k0:m], s, se, iw != nil)
+		addGroupErrs(&tail, w[m:k1], q[m:k1], s, se, iw != nil)
 	}
-	return e
+	return rowErr{lanes8(acc[0:8]) + tail[0], lanes8(acc[8:16]) + tail[1], lanes8(acc[16:24]) + tail[2]}
+}
+
+// groupErrLanes is groupErrAVX2 (withInt) or groupErrFloatAVX2 in Go, bit for bit: for
+// len(w) a multiple of 8, element j of each 8 adds (float64(s·float32(q)) − float64(w))² to
+// acc[j], (float64(se·float32(q)) − float64(w))² to acc[8+j] when withInt, and
+// float64(w)² to acc[16+j], each square fused into its addition (math.FMA, correctly rounded
+// with or without a hardware FMA).
+func groupErrLanes(acc *[24]float64, w []float32, q []int8, s, se float32, withInt bool) {
+	q = q[:len(w)]
+	for i := 0; i+8 <= len(w); i += 8 {
+		for j := 0; j < 8; j++ {
+			v := float64(w[i+j])
+			qv := float32(q[i+j])
+			acc[16+j] = math.FMA(v, v, acc[16+j])
+			d := float64(s*qv) - v
+			acc[j] = math.FMA(d, d, acc[j])
+			if withInt {
+				di := float64(se*qv) - v
+				acc[8+j] = math.FMA(di, di, acc[8+j])
+			}
+		}
+	}
+}
+
+// lanes8 adds the 8 lane sums of one quantity pairwise, in a fixed order.
+func lanes8(a []float64) float64 {
+	a = a[:8]
+	return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]))
 }
 
 // addGroupErrs adds to e, one element after another, the squared differences between w and
 // its dequantized values s·q (and se·q, when withInt: the integer-scale value), each
-// product rounded to float32 as Dequantize rounds it, and the squares of w, in float64.
+// product rounded to float32 as Dequantize rounds it, and the squares of w, in float64. Each
+// square is rounded before its addition (the float64 conversions keep the compiler from
+// fusing them, which the Go spec allows and arm64 does), as the amd64 build always did.
 func addGroupErrs(e *rowErr, w []float32, q []int8, s, se float32, withInt bool) {
 	q = q[:len(w)]
 	ef, ei, ww := e[0], e[1], e[2]
@@ -83,16 +122,16 @@ func addGroupErrs(e *rowErr, w []float32, q []int8, s, se float32, withInt bool)
 			qv := float32(q[j])
 			d := float64(s*qv) - v
 			di := float64(se*qv) - v
-			ef += d * d
-			ei += di * di
-			ww += v * v
+			ef += float64(d * d)
+			ei += float64(di * di)
+			ww += float64(v * v)
 		}
 	} else {
 		for j, x := range w {
 			v := float64(x)
 			d := float64(s*float32(q[j])) - v
-			ef += d * d
-			ww += v * v
+			ef += float64(d * d)
+			ww += float64(v * v)
 		}
 	}
 	e[0], e[1], e[2] = ef, ei, ww

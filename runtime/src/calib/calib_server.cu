@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "calib/calib_fp32.hpp"
+#include "calib/canonical.hpp"
 #include "calib/calib_server.hpp"
 #include "calib/stats_file.hpp"
 #include "executor/layers.hpp"
@@ -299,7 +300,7 @@ struct QLinear32 {
 
 class Server {
  public:
-  Server(const std::string& model, const std::string& dir, int chunk_rows, bool fp32);
+  Server(const std::string& model, const std::string& dir, int chunk_rows, bool fp32, bool exact);
   ~Server();
   void greet();
   // Runs commands from in until quit or EOF; returns the exit status.
@@ -326,10 +327,22 @@ class Server {
   void stats32(InputAcc& a, const float* x, int rows, size_t row0);
   void load_quant_layer32(const SafetensorsCheckpoint& ck, const LayerPlan& lp);
   void q_linear32(int lin, const float* x, int rows, float* y);
+  // y [rows, n] = x [rows, k] (row stride ldx) · Wᵀ (W [n, k], row stride ldw): cuBLAS SGEMM at
+  // fp32, f32::exact::sgemm (gemm.Sgemm(false, true, ...)) at exact.
+  void xwT32(const float* x, int ldx, int rows, int k, const float* w, int ldw, int n, float* y) {
+    if (exact_)
+      f32::exact::sgemm(false, true, rows, n, k, 1.0f, x, ldx, w, ldw, 0.0f, y, n, stream_);
+    else
+      f32::sgemm_xwT_ld(cublas_, x, ldx, rows, k, w, ldw, n, y);
+  }
 
   std::string model_, dir_;
   int chunk_rows_;
   bool fp32_;  // --precision fp32 (default): calib_fp32.cu's float32 forward and statistics
+  // --precision exact (fp32_ also set): the same forward and statistics in the CPU's canonical
+  // arithmetic (calib_exact.cu): SGEMMs by f32::exact::sgemm, Σx² per 64-row block, the token
+  // maxima summed per 64-row block of each chunk, output sums per row.
+  bool exact_ = false;
   ModelConfig cfg_;
   std::unique_ptr<SafetensorsCheckpoint> ck_;
   exec::ModelPlan plan_;
@@ -394,8 +407,8 @@ __global__ void bias_rows_kernel(__half* out, int rows, int n, const __half* bia
 
 int ceil_to(int x, int m) { return (x + m - 1) / m * m; }
 
-Server::Server(const std::string& model, const std::string& dir, int chunk_rows, bool fp32)
-    : model_(model), dir_(dir), chunk_rows_(chunk_rows), fp32_(fp32) {
+Server::Server(const std::string& model, const std::string& dir, int chunk_rows, bool fp32, bool exact)
+    : model_(model), dir_(dir), chunk_rows_(chunk_rows), fp32_(fp32 || exact), exact_(exact) {
   const std::string cfg_path = model + "/config.json";
   Json root = read_json_file(cfg_path, 16u << 20);
   cfg_ = exec::parse_model_config(root, cfg_path);
@@ -438,7 +451,7 @@ void Server::greet() {
   w.field("cc", std::to_string(p.major) + "." + std::to_string(p.minor));
   w.field("memory_bytes", (unsigned long long)p.totalGlobalMem).end_object();
   w.field("runtime_version", std::string(ody_version()));
-  w.field("precision", std::string(fp32_ ? "fp32" : "fp16"));
+  w.field("precision", std::string(exact_ ? "exact" : fp32_ ? "fp32" : "fp16"));
   w.key("commands").begin_array();
   for (const char* c : {"init", "collect", "advance", "advance_quantized", "hidden", "quit"}) w.value(c);
   w.end_array().end_object();
@@ -683,7 +696,7 @@ void Server::cmd_collect(const Json& c, JsonWriter& w, bool collect) {
     const int reader_input[exec::kNumLinears] = {0, 0, 0, 1, 2, 2, 3};
     for (int l = 0; l < exec::kNumLinears; l++) {
       want_out_[l] = outputs && acc_[reader_input[l]].hessian;
-      if (want_out_[l]) out_part_[l].alloc((size_t)chunks * kOutBlocks);
+      if (want_out_[l]) out_part_[l].alloc(exact_ ? (size_t)rows_ : (size_t)chunks * kOutBlocks);
     }
   }
   CC(cudaMemsetAsync(bad_.p, 0, 4, stream_));
@@ -724,9 +737,24 @@ void Server::cmd_collect(const Json& c, JsonWriter& w, bool collect) {
       CC(cudaMemcpy(tok.data(), a.tok.p, rows_ * 4, cudaMemcpyDeviceToHost));
       double tsum = 0;
       float tmin = INFINITY;
-      for (float t : tok) {  // row order: the same sum every run
-        tsum += t;
-        tmin = std::min(tmin, t);
+      if (exact_) {
+        // calib.Stats.Add's order: per chunk (one Add call), blocks of 64 rows each summed from
+        // 0 in row order, the blocks added to the total in order.
+        const size_t crows = (size_t)wc * seq_;
+        for (size_t c0 = 0; c0 < (size_t)rows_; c0 += crows) {
+          const size_t c1 = std::min((size_t)rows_, c0 + crows);
+          for (size_t b0 = c0; b0 < c1; b0 += canon::kStatsBlockRows) {
+            double bs = 0;
+            for (size_t r = b0; r < std::min(c1, b0 + canon::kStatsBlockRows); r++) bs += tok[r];
+            tsum += bs;
+          }
+        }
+        for (float t : tok) tmin = std::min(tmin, t);
+      } else {
+        for (float t : tok) {  // row order: the same sum every run
+          tsum += t;
+          tmin = std::min(tmin, t);
+        }
       }
       f.input((uint32_t)a.kind, (uint32_t)a.in, a.hessian ? (fp32_ ? 2u : 1u) : 0u, tsum, tmin, mn.data(), mx.data(),
               sq.data());
@@ -754,7 +782,8 @@ void Server::cmd_collect(const Json& c, JsonWriter& w, bool collect) {
     }
     for (int l = 0; l < exec::kNumLinears; l++) {
       if (!want_out_[l]) continue;
-      std::vector<double> parts((size_t)chunks * kOutBlocks);
+      // exact: one sum per row, added in row order (calib.OutputStats.add).
+      std::vector<double> parts(exact_ ? (size_t)rows_ : (size_t)chunks * kOutBlocks);
       CC(cudaMemcpy(parts.data(), out_part_[l].p, parts.size() * 8, cudaMemcpyDeviceToHost));
       double s = 0;
       for (double p : parts) s += p;
@@ -780,16 +809,27 @@ f32::Dims Server::dims32() const {
   d.seq = seq_;
   d.sliding_window = cfg_.sliding_window;
   d.eps = cfg_.rms_norm_eps;
+  d.exact = exact_;
   return d;
 }
 
 void Server::stats32(InputAcc& a, const float* x, int rows, size_t row0) {
   f32::channel_partials(x, rows, a.in, kSplits, pmin_.p, pmax_.p, psq_.p, stream_);
+  // exact: the split partials of Σx² are dropped (the reduce then adds zeros, a no-op on the
+  // nonnegative sums) and Σx² is added in calib.Stats.Add's order instead; min and max are
+  // order-free.
+  if (exact_) CC(cudaMemsetAsync(psq_.p, 0, (size_t)kSplits * a.in * 8, stream_));
   channel_reduce_kernel<<<(a.in + 255) / 256, 256, 0, stream_>>>(pmin_.p, pmax_.p, psq_.p, kSplits, a.in, a.mn.p, a.mx.p,
                                                                   a.sq.p);
   CC(cudaGetLastError());
+  if (exact_) f32::exact::sumsq_blocks(x, rows, a.in, a.sq.p, stream_);
   f32::token_max(x, rows, a.in, a.tok.p + row0, stream_);
-  if (a.hessian) f32::xtx_accumulate(cublas_, x, rows, a.in, xtx_tmp_.p, a.xtx64.p, stream_);
+  if (a.hessian) {
+    if (exact_)
+      f32::exact::xtx_accumulate(x, rows, a.in, xtx_tmp_.p, a.xtx64.p, stream_);
+    else
+      f32::xtx_accumulate(cublas_, x, rows, a.in, xtx_tmp_.p, a.xtx64.p, stream_);
+  }
 }
 
 // One chunk through the checkpoint's float layer in fp32 (calib_fp32.cu forward_chunk), the
@@ -797,6 +837,16 @@ void Server::stats32(InputAcc& a, const float* x, int rows, size_t row0) {
 void Server::forward_chunk32(float* h, int nw, bool collect) {
   const size_t r0 = chunk_row0_;
   f32::LinearFn linear = [&](int lin, const float* x, int rows, float* y) {
+    if (exact_) {
+      // Dense.Forward: Sgemm(false, true, rows, n, k, 1, x, k, W, k, 0, y, n), then + bias; the
+      // output's Σ(y − b)² per row after the bias, as Collector.ObserveOutput sees y.
+      const int k = layer_.k[lin], n = layer_.n[lin];
+      f32::exact::sgemm(false, true, rows, n, k, 1.0f, x, k, layer_.w32[lin].p, k, 0.0f, y, n, stream_);
+      const float* b = layer_.has_bias[lin] ? layer_.b[lin].p : nullptr;
+      if (b) f32::add_bias(y, rows, n, b, stream_);
+      if (collect && want_out_[lin]) f32::exact::row_sumsq(y, rows, n, b, out_part_[lin].p + r0, stream_);
+      return;
+    }
     f32::sgemm_xwT(cublas_, x, rows, layer_.k[lin], layer_.w32[lin].p, layer_.n[lin], y);
     if (collect && want_out_[lin])
       f32::out_sumsq(y, rows, layer_.n[lin], kOutBlocks, out_part_[lin].p + (size_t)chunk_index_ * kOutBlocks, stream_);
@@ -1230,19 +1280,19 @@ void Server::q_linear32(int lin, const float* x, int rows, float* y) {
   const QLinear32& q = ql32_[lin];
   switch (q.kind) {
     case QLinear32::DenseW:
-      f32::sgemm_xwT(cublas_, x, rows, q.k, q.w.p, q.n, y);
+      xwT32(x, q.k, rows, q.k, q.w.p, q.k, q.n, y);
       if (q.bias.p) f32::add_bias(y, rows, q.n, q.bias.p, stream_);
       return;
     case QLinear32::W4A8Int:
       f32::quantize_act(x, rows, q.k, q.per_token ? nullptr : q.scale.p, qcodes32_.p, qrow32_.p, stream_);
-      f32::sgemm_xwT(cublas_, qcodes32_.p, rows, q.k, q.w.p, q.n, y);
+      xwT32(qcodes32_.p, q.k, rows, q.k, q.w.p, q.k, q.n, y);
       f32::w4a8_epilogue(y, rows, q.n, q.per_token ? nullptr : q.scale.p, qrow32_.p, q.f.p, q.bias.p, stream_);
       return;
     case QLinear32::W4A8Float:
       f32::quantize_act(x, rows, q.k, q.per_token ? nullptr : q.scale.p, qcodes32_.p, qrow32_.p, stream_);
       for (int g = 0; g < q.groups; g++) {
         const int k0 = g * q.group_size, kg = std::min(q.group_size, q.k - k0);
-        f32::sgemm_xwT_ld(cublas_, qcodes32_.p + k0, q.k, rows, kg, q.w.p + k0, q.k, q.n, qtmp32_.p);
+        xwT32(qcodes32_.p + k0, q.k, rows, kg, q.w.p + k0, q.k, q.n, qtmp32_.p);
         f32::group_accumulate(qacc32_.p, qtmp32_.p, rows, q.n, q.gsT.p + (size_t)g * ceil_to(q.n, 8), g == 0, stream_);
       }
       f32::float_scale_epilogue(y, qacc32_.p, rows, q.n, q.per_token ? nullptr : q.scale.p, qrow32_.p, q.bias.p,
@@ -1319,14 +1369,14 @@ int Server::serve(std::istream& in) {
 
 int run_calib_server(const std::string& model, const std::string& dir, int chunk_rows, const std::string& precision) {
   if (chunk_rows <= 0) throw std::runtime_error("--chunk-rows must be positive");
-  if (precision != "fp32" && precision != "fp16")
-    throw std::runtime_error("--precision " + precision + ": want fp32 or fp16");
+  if (precision != "fp32" && precision != "fp16" && precision != "exact")
+    throw std::runtime_error("--precision " + precision + ": want fp32, fp16 or exact");
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0)
     throw std::runtime_error(std::string("no CUDA device: ") + (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices"));
   (void)dir;  // the client names every file it wants written; dir is where they live
-  Server s(model, dir, chunk_rows, precision == "fp32");
+  Server s(model, dir, chunk_rows, precision == "fp32", precision == "exact");
   s.greet();
   return s.serve(std::cin);
 }

@@ -18,9 +18,10 @@
 //     p = fl(e·float32(1/Σ)), hidden keys +0, then out[d] = canon_dot over the keys of the row's
 //     64-row task, from its k0 (P·V's K blocks start there, zeros included as the CPU sums them).
 //   - swiglu: canon_silu_mul per element.
-//   - statistics (calib/stats.go Stats.Add, OutputStats.add): Σx² per channel in blocks of 64
-//     rows of the chunk, each from 0 in row order, added to the total in block order (one thread
-//     per channel); XᵀX of the chunk by sgemm (the canonical dot over the chunk's rows), widened
+//   - statistics (calib/stats.go Stats.Add, OutputStats.add): Σx², min and max per channel in
+//     blocks of 64 rows of the chunk (Σ from 0 in row order, min/max from the block's first
+//     row), merged into the totals in block order (one thread per channel; Go's min/max: −0 <
+//     +0); XᵀX of the chunk by sgemm (the canonical dot over the chunk's rows), widened
 //     and added in fp64; per-row Σ(y − b)² in fp64 in column order (one thread per row), summed
 //     over rows on the host.
 // Limits: k ≥ 1; one query row's scores live in the fp32 scores scratch (B·seq² floats, as
@@ -205,17 +206,32 @@ __global__ void swiglu_kernel(float* __restrict__ g, const float* __restrict__ u
     g[i] = canon_silu_mul(g[i], u[i]);
 }
 
-__global__ void sumsq_blocks_kernel(const float* __restrict__ x, int rows, int cols, double* __restrict__ acc) {
+// calib/stats.go addRanges for one chunk, one thread per channel: per 64-row block, Σx² from
+// 0 in row order and the minimum / maximum from the block's first row with v < m / v > m;
+// the blocks merged into the totals in order (Σ in fp64, min / max with Go's builtins).
+__global__ void channel_blocks_kernel(const float* __restrict__ x, int rows, int cols, float* __restrict__ mn,
+                                      float* __restrict__ mx, double* __restrict__ acc) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= cols) return;
   double total = acc[c];
+  float tmn = mn[c], tmx = mx[c];
   for (int r0 = 0; r0 < rows; r0 += kStatsBlockRows) {
     const int r1 = min(rows, r0 + kStatsBlockRows);
     double s = 0;
-    for (int r = r0; r < r1; r++) s = canon_dadd(s, canon_dsq(x[(size_t)r * cols + c]));
+    float bmn = x[(size_t)r0 * cols + c], bmx = bmn;
+    for (int r = r0; r < r1; r++) {
+      const float v = x[(size_t)r * cols + c];
+      s = canon_dadd(s, canon_dsq(v));
+      if (v < bmn) bmn = v;
+      if (v > bmx) bmx = v;
+    }
     total = canon_dadd(total, s);
+    tmn = canon_gomin(tmn, bmn);
+    tmx = canon_gomax(tmx, bmx);
   }
   acc[c] = total;
+  mn[c] = tmn;
+  mx[c] = tmx;
 }
 
 __global__ void widen_add_kernel(const float* __restrict__ t, double* __restrict__ acc, size_t n) {
@@ -266,9 +282,9 @@ void swiglu(float* g, const float* u, size_t n, cudaStream_t stream) {
   ck(cudaGetLastError(), "swiglu");
 }
 
-void sumsq_blocks(const float* x, int rows, int cols, double* acc, cudaStream_t stream) {
-  sumsq_blocks_kernel<<<(cols + 127) / 128, 128, 0, stream>>>(x, rows, cols, acc);
-  ck(cudaGetLastError(), "sumsq_blocks");
+void channel_blocks(const float* x, int rows, int cols, float* mn, float* mx, double* sumsq, cudaStream_t stream) {
+  channel_blocks_kernel<<<(cols + 127) / 128, 128, 0, stream>>>(x, rows, cols, mn, mx, sumsq);
+  ck(cudaGetLastError(), "channel_blocks");
 }
 
 void xtx_accumulate(const float* x, int rows, int cols, float* tmp32, double* acc64, cudaStream_t stream) {

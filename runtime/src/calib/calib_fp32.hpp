@@ -125,9 +125,10 @@ void attention(const float* q, const float* k, const float* v, float* scores, fl
                cudaStream_t stream);
 // g = silu(g)·u (model/mathutil.go swiglu).
 void swiglu(float* g, const float* u, size_t n, cudaStream_t stream);
-// acc[c] += Σx² of one chunk x [rows, cols] as calib.Stats.Add: per 64-row block from 0, the
-// blocks added in order.
-void sumsq_blocks(const float* x, int rows, int cols, double* acc, cudaStream_t stream);
+// The per-channel statistics of one chunk x [rows, cols] merged into mn, mx (start: +inf,
+// −inf) and sumsq as calib.Stats.Add: per 64-row block Σx² from 0 and min/max from the block's
+// first row, the blocks merged in order.
+void channel_blocks(const float* x, int rows, int cols, float* mn, float* mx, double* sumsq, cudaStream_t stream);
 // acc64 [cols, cols] += float64(XᵀX of the chunk), the product by sgemm (tmp32: cols² floats).
 void xtx_accumulate(const float* x, int rows, int cols, float* tmp32, double* acc64, cudaStream_t stream);
 // out_rows[r] = Σ_j float64(y[r, j] − bias[j])² in column order (bias may be nullptr), as

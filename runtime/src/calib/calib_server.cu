@@ -814,15 +814,15 @@ f32::Dims Server::dims32() const {
 }
 
 void Server::stats32(InputAcc& a, const float* x, int rows, size_t row0) {
-  f32::channel_partials(x, rows, a.in, kSplits, pmin_.p, pmax_.p, psq_.p, stream_);
-  // exact: the split partials of Σx² are dropped (the reduce then adds zeros, a no-op on the
-  // nonnegative sums) and Σx² is added in calib.Stats.Add's order instead; min and max are
-  // order-free.
-  if (exact_) CC(cudaMemsetAsync(psq_.p, 0, (size_t)kSplits * a.in * 8, stream_));
-  channel_reduce_kernel<<<(a.in + 255) / 256, 256, 0, stream_>>>(pmin_.p, pmax_.p, psq_.p, kSplits, a.in, a.mn.p, a.mx.p,
-                                                                  a.sq.p);
-  CC(cudaGetLastError());
-  if (exact_) f32::exact::sumsq_blocks(x, rows, a.in, a.sq.p, stream_);
+  if (exact_) {
+    // calib.Stats.Add's order: 64-row blocks of the chunk, merged in order (Go's min/max).
+    f32::exact::channel_blocks(x, rows, a.in, a.mn.p, a.mx.p, a.sq.p, stream_);
+  } else {
+    f32::channel_partials(x, rows, a.in, kSplits, pmin_.p, pmax_.p, psq_.p, stream_);
+    channel_reduce_kernel<<<(a.in + 255) / 256, 256, 0, stream_>>>(pmin_.p, pmax_.p, psq_.p, kSplits, a.in, a.mn.p,
+                                                                    a.mx.p, a.sq.p);
+    CC(cudaGetLastError());
+  }
   f32::token_max(x, rows, a.in, a.tok.p + row0, stream_);
   if (a.hessian) {
     if (exact_)

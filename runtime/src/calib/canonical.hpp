@@ -17,6 +17,7 @@
 //                                        from +0 in ascending p, t = fl(alpha·acc), C = t
 //                                        (first block) then C = fl(C + t)
 //   canon_update                         gemm's update(c, acc, alpha, beta) for the first block
+//   canon_gomin / gomax                  Go's builtin min / max (NaN wins, −0 < +0)
 //   canon_silu_mul                       model/mathutil.go swiglu: fl(fl(x / fl(1 + exp32(0 − x))) · u)
 //   ExpLanes                             model.ExpSum's float64 sum: element i of the first n &^ 7
 //                                        into lane i mod 8, ((l0+l4) + (l2+l6)) + ((l1+l5) + (l3+l7)),
@@ -113,6 +114,21 @@ ODY_HD double canon_dsq(float v) {
 #else
   return (double)v * (double)v;
 #endif
+}
+
+// Go's builtin min and max on float32: a NaN wins, and −0 < +0 (calib.Stats merges its
+// per-block minima and maxima with them; within a block it compares with v < m, v > m).
+ODY_HD float canon_gomin(float a, float b) {
+  if (a != a) return a;
+  if (b != b) return b;
+  if (a == b) return (f32_bits(a) >> 31) ? a : b;
+  return a < b ? a : b;
+}
+ODY_HD float canon_gomax(float a, float b) {
+  if (a != a) return a;
+  if (b != b) return b;
+  if (a == b) return (f32_bits(a) >> 31) ? b : a;
+  return a > b ? a : b;
 }
 
 // model/mathutil.go exp32, operation by operation.

@@ -9,8 +9,12 @@
 //   - attention: GQA, seq 150 (three 64-row tasks, the last ragged), no window and window 40
 //     (P·V's K blocks start at the task's k0), head_dim 64 and 400 (two K blocks);
 //   - add_rmsnorm (with and without the residual delta), swiglu on ±0, denormals, the exp
-//     clamps (|x| > 88), ±inf, large and small values; sumsq_blocks (rows not a multiple of 64,
-//     two chunks), xtx_accumulate (rows 500: two K blocks), row_sumsq with and without bias.
+//     clamps (|x| > 88), ±inf, large and small values; channel_blocks (rows not a multiple of
+//     64, two chunks, a column of signed zeros), xtx_accumulate (rows 500: two K blocks), row_sumsq with and without bias.
+//   - the Go pass itself: tests/data/calib_exact_golden.bin (--golden PATH; written by
+//     tests/exactgolden/main.go from model.Layer.Forward and calib.Stats.Add) through
+//     forward_chunk with Dims.exact and the server's exact statistics calls: layer outputs,
+//     min/max/Σx² and XᵀX bit for bit.
 // Bench (same run, CUDA events, median of 7 after a warm-up): exact::sgemm vs cuBLAS SGEMM on
 // a 7B q_proj chunk (4096 × 4096 × 4096) and exact attention of one 512-token window × 32 heads.
 #include <cublas_v2.h>
@@ -20,11 +24,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "calib/calib_fp32.hpp"
 #include "calib/canonical.hpp"
+#include "calib/canonical_ref.hpp"
+#include "calib/exact_golden.hpp"
 #include "common.hpp"
 
 namespace odyssey {
@@ -97,23 +104,9 @@ void expect_bits(const char* what, const std::vector<T>& got, const std::vector<
   }
 }
 
-// gemm.Sgemm by the definition (canonical.hpp): beta in the first K block only.
 void ref_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const std::vector<float>& a, int lda,
                const std::vector<float>& b, int ldb, float beta, std::vector<float>& c, int ldc) {
-  for (int i = 0; i < m; i++)
-    for (int j = 0; j < n; j++) {
-      auto A = [&](int p) { return ta ? a[(size_t)p * lda + i] : a[(size_t)i * lda + p]; };
-      auto B = [&](int p) { return tb ? b[(size_t)j * ldb + p] : b[(size_t)p * ldb + j]; };
-      float cur = 0;
-      for (int p0 = 0; p0 < k; p0 += C::kCanonKC) {
-        const int p1 = std::min(k, p0 + C::kCanonKC);
-        float acc = 0;
-        for (int p = p0; p < p1; p++) acc = C::canon_fma(A(p), B(p), acc);
-        cur = p0 == 0 ? C::canon_update(c[(size_t)i * ldc + j], acc, alpha, beta)
-                      : C::canon_add(cur, C::canon_mul(alpha, acc));
-      }
-      c[(size_t)i * ldc + j] = cur;
-    }
+  C::ref::sgemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
 }
 
 void test_sgemm(Rng& g) {
@@ -140,41 +133,6 @@ void test_sgemm(Rng& g) {
     }
 }
 
-// model/layer.go attention, from canonical.hpp's pieces, one query row at a time.
-void ref_attention(const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
-                   std::vector<float>& out, int nw, const F::Dims& d) {
-  const int L = d.seq, hd = d.head_dim, qd = d.heads * hd, kvd = d.kv_heads * hd, group = d.heads / d.kv_heads;
-  const float scale = (float)(1.0 / std::sqrt((double)hd));
-  std::vector<float> row(L);
-  for (int w = 0; w < nw; w++)
-    for (int h = 0; h < d.heads; h++)
-      for (int pos = 0; pos < L; pos++) {
-        const C::AttnRow ar = C::attn_row(pos, L, d.sliding_window);
-        const float* qr = &q[((size_t)w * L + pos) * qd + (size_t)h * hd];
-        const float* kb = &k[(size_t)w * L * kvd + (size_t)(h / group) * hd];
-        const float* vb = &v[(size_t)w * L * kvd + (size_t)(h / group) * hd];
-        std::fill(row.begin(), row.end(), 0.0f);
-        float m = -INFINITY;
-        for (int j = ar.lo; j < ar.hi; j++) {
-          row[j] = C::canon_dot(hd, scale, [&](int p) { return qr[p]; }, [&](int p) { return kb[(size_t)j * kvd + p]; });
-          m = std::max(m, row[j]);
-        }
-        // model.ExpSum as written in Go (expShiftGo + the tail).
-        const int cnt = ar.hi - ar.lo, n8 = cnt & ~7;
-        C::ExpLanes l;
-        for (int i = 0; i < cnt; i++) row[ar.lo + i] = C::canon_exp32(C::canon_sub(row[ar.lo + i], m));
-        for (int i = 0; i < n8; i++) l.l[i % 8] += (double)row[ar.lo + i];
-        double s = n8 ? l.combine() : 0.0;
-        for (int i = n8; i < cnt; i++) s += (double)row[ar.lo + i];
-        const float inv = (float)(1.0 / s);
-        for (int j = ar.lo; j < ar.hi; j++) row[j] = row[j] * inv;
-        float* orow = &out[((size_t)w * L + pos) * qd + (size_t)h * hd];
-        for (int dd = 0; dd < hd; dd++)
-          orow[dd] = C::canon_dot(ar.n, 1.0f, [&](int p) { return row[ar.k0 + p]; },
-                                  [&](int p) { return vb[(size_t)(ar.k0 + p) * kvd + dd]; });
-      }
-}
-
 void test_attention(Rng& g) {
   struct Case {
     int heads, kv, hd, seq, window;
@@ -188,7 +146,8 @@ void test_attention(Rng& g) {
     Buf<float> dq(q), dk(k), dv(v), ds((size_t)nw * d.heads * d.seq * d.seq), dout((size_t)rows * qd);
     F::exact::attention(dq.p, dk.p, dv.p, ds.p, dout.p, nw, d, nullptr);
     std::vector<float> out((size_t)rows * qd);
-    ref_attention(q, k, v, out, nw, d);
+    C::ref::attention(q.data(), k.data(), v.data(), out.data(), nw, d.heads, d.kv_heads, d.head_dim, d.seq,
+                      d.sliding_window);
     char what[128];
     std::snprintf(what, sizeof what, "attention heads %d/%d hd %d seq %d window %d", cs.heads, cs.kv, cs.hd, cs.seq,
                   cs.window);
@@ -206,15 +165,7 @@ void test_elementwise_and_stats(Rng& g) {
     Buf<float> dh(h), dd(delta), dw(w), dout((size_t)rows * H);
     F::exact::add_rmsnorm(dh.p, pass ? dd.p : nullptr, dw.p, eps, rows, H, dout.p, nullptr);
     std::vector<float> rh = h, out((size_t)rows * H);
-    for (int r = 0; r < rows; r++) {
-      float* hr = &rh[(size_t)r * H];
-      if (pass)
-        for (int j = 0; j < H; j++) hr[j] = hr[j] + delta[(size_t)r * H + j];
-      double ss = 0;
-      for (int j = 0; j < H; j++) ss += (double)hr[j] * (double)hr[j];
-      const float sc = C::canon_rms_scale(ss, H, eps);
-      for (int j = 0; j < H; j++) out[(size_t)r * H + j] = w[j] * (hr[j] * sc);
-    }
+    C::ref::add_rmsnorm(rh.data(), pass ? delta.data() : nullptr, w.data(), eps, rows, H, out.data());
     expect_bits(pass ? "add_rmsnorm (h += delta)" : "rmsnorm", dout.get(), out);
     expect_bits(pass ? "add_rmsnorm's h" : "rmsnorm's h (unchanged)", dh.get(), rh);
   }
@@ -233,26 +184,22 @@ void test_elementwise_and_stats(Rng& g) {
     for (size_t i = 0; i < x.size(); i++) ref[i] = C::canon_silu_mul(x[i], u[i]);
     expect_bits("swiglu (exp32 sweep, clamps, ±0, denormals, ±inf)", dg.get(), ref);
   }
-  // Σx² by 64-row blocks over two chunks (200 and 77 rows), XᵀX over two chunks (500, 90 rows)
+  // min / max / Σx² by 64-row blocks over two chunks (200 and 77 rows); a column of zeros of
+  // both signs (Go's min/max: −0 < +0)
   {
     const int cols = 300, r1 = 200, r2 = 77;
-    const std::vector<float> a = rand_vec(g, (size_t)(r1 + r2) * cols, 4.0f);
-    Buf<float> da(a);
+    std::vector<float> a = rand_vec(g, (size_t)(r1 + r2) * cols, 4.0f);
+    for (int r = 0; r < r1 + r2; r++) a[(size_t)r * cols + 5] = (r % 3 == 1) ? -0.0f : 0.0f;
+    Buf<float> da(a), mn(std::vector<float>(cols, INFINITY)), mx(std::vector<float>(cols, -INFINITY));
     Buf<double> acc(std::vector<double>(cols, 0.0));
-    F::exact::sumsq_blocks(da.p, r1, cols, acc.p, nullptr);
-    F::exact::sumsq_blocks(da.p + (size_t)r1 * cols, r2, cols, acc.p, nullptr);
-    std::vector<double> ref(cols, 0.0);
-    for (int c = 0; c < cols; c++)
-      for (int ch = 0; ch < 2; ch++) {
-        const int lo = ch ? r1 : 0, hi = ch ? r1 + r2 : r1;
-        for (int b0 = lo; b0 < hi; b0 += C::kStatsBlockRows) {
-          double s = 0;
-          for (int r = b0; r < std::min(hi, b0 + C::kStatsBlockRows); r++)
-            s += (double)a[(size_t)r * cols + c] * (double)a[(size_t)r * cols + c];
-          ref[c] += s;
-        }
-      }
-    expect_bits("sumsq_blocks (2 chunks, ragged 64-row blocks)", acc.get(), ref);
+    F::exact::channel_blocks(da.p, r1, cols, mn.p, mx.p, acc.p, nullptr);
+    F::exact::channel_blocks(da.p + (size_t)r1 * cols, r2, cols, mn.p, mx.p, acc.p, nullptr);
+    C::ref::Stats st(cols);
+    st.add(a.data(), r1);
+    st.add(a.data() + (size_t)r1 * cols, r2);
+    expect_bits("channel_blocks sumsq (2 chunks, ragged 64-row blocks)", acc.get(), st.sumsq);
+    expect_bits("channel_blocks min (signed zeros)", mn.get(), st.mn);
+    expect_bits("channel_blocks max (signed zeros)", mx.get(), st.mx);
   }
   {
     const int cols = 70, r1 = 500, r2 = 90;
@@ -287,6 +234,81 @@ void test_elementwise_and_stats(Rng& g) {
         ref[i] = t;
       }
       expect_bits(pass ? "row_sumsq (bias)" : "row_sumsq", out.get(), ref);
+    }
+  }
+}
+
+// The Go pass's own results (tests/data/calib_exact_golden.bin: model.Layer.Forward and
+// calib.Stats.Add on generated layers) against forward_chunk with Dims.exact and the server's
+// exact statistics calls, chunk by chunk: the layer output and every statistic bit for bit.
+void test_golden(const std::string& path) {
+  const std::vector<C::golden::Case> cases = C::golden::read(path);
+  for (size_t ci = 0; ci < cases.size(); ci++) {
+    const C::golden::Case& c = cases[ci];
+    C::golden::Inputs in = C::golden::inputs(c, (int)ci);
+    const C::ref::Layer& L = in.layer;
+    F::Dims d;
+    d.hidden = L.hidden, d.heads = L.heads, d.kv_heads = L.kv_heads, d.head_dim = L.hd, d.intermediate = L.inter;
+    d.seq = in.seq, d.sliding_window = L.window, d.eps = 1e-5, d.exact = true;
+    int maxw = 0;
+    for (int w : in.chunk_windows) maxw = std::max(maxw, w);
+    Buf<unsigned char> ws(F::Scratch::bytes(d, maxw));
+    F::Scratch s;
+    F::carve_scratch(s, ws.p, d, maxw);
+    CK(cudaMemcpy(const_cast<float*>(s.cos), L.cos.data(), L.cos.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(const_cast<float*>(s.sin), L.sin.data(), L.sin.size() * 4, cudaMemcpyHostToDevice));
+    std::vector<std::unique_ptr<Buf<float>>> w, b;
+    for (int i = 0; i < 7; i++) {
+      w.emplace_back(new Buf<float>(L.w[i]));
+      b.emplace_back(L.b[i].empty() ? nullptr : new Buf<float>(L.b[i]));
+    }
+    Buf<float> an(L.attn_norm), mn_(L.mlp_norm);
+    const int qd = L.heads * L.hd, kvd = L.kv_heads * L.hd;
+    const int outs[7] = {qd, kvd, kvd, L.hidden, L.inter, L.inter, L.hidden};
+    const int ins[7] = {L.hidden, L.hidden, L.hidden, qd, L.hidden, L.hidden, L.inter};
+    const int widths[4] = {L.hidden, qd, L.hidden, L.inter};
+    std::vector<std::unique_ptr<Buf<float>>> smn, smx, tmp;
+    std::vector<std::unique_ptr<Buf<double>>> ssq, sxtx;
+    for (int i = 0; i < 4; i++) {
+      smn.emplace_back(new Buf<float>(std::vector<float>(widths[i], INFINITY)));
+      smx.emplace_back(new Buf<float>(std::vector<float>(widths[i], -INFINITY)));
+      ssq.emplace_back(new Buf<double>(std::vector<double>(widths[i], 0.0)));
+      sxtx.emplace_back(new Buf<double>(std::vector<double>((size_t)widths[i] * widths[i], 0.0)));
+      tmp.emplace_back(new Buf<float>((size_t)widths[i] * widths[i]));
+    }
+    F::LinearFn linear = [&](int lin, const float* x, int rows, float* y) {
+      F::exact::sgemm(false, true, rows, outs[lin], ins[lin], 1.0f, x, ins[lin], w[lin]->p, ins[lin], 0.0f, y, outs[lin],
+                      nullptr);
+      if (b[lin]) F::add_bias(y, rows, outs[lin], b[lin]->p, nullptr);
+    };
+    F::ObserveFn observe = [&](int i, const float* x, int rows, int cols) {
+      F::exact::channel_blocks(x, rows, cols, smn[i]->p, smx[i]->p, ssq[i]->p, nullptr);
+      F::exact::xtx_accumulate(x, rows, cols, tmp[i]->p, sxtx[i]->p, nullptr);
+    };
+    char cs[64];
+    std::snprintf(cs, sizeof cs, "golden case %zu", ci);
+    for (size_t k = 0; k < in.h.size(); k++) {
+      Buf<float> h(in.h[k]);
+      F::forward_chunk(h.p, in.chunk_windows[k], d, an.p, mn_.p, linear, observe, s, nullptr, nullptr);
+      const std::vector<float> out = h.get();
+      const auto it = c.rec.find("h_out" + std::to_string(k));
+      const bool ok = it != c.rec.end() && C::golden::fnv1a(out.data(), out.size() * 4) == it->second.hash;
+      if (!ok) g_failed++;
+      std::printf("calib-exact %s layer output chunk %zu vs Go: %s\n", cs, k, ok ? "bit-identical" : "FAIL");
+    }
+    for (int i = 0; i < 4; i++) {
+      const std::string p = "stats" + std::to_string(i) + "_";
+      const std::string what = std::string(cs) + " input " + std::to_string(i);
+      auto full32 = [&](const char* nm, const std::vector<float>& got) {
+        expect_bits((what + " " + nm + " vs Go").c_str(), got, c.rec.at(p + nm).f32);
+      };
+      full32("min", smn[i]->get());
+      full32("max", smx[i]->get());
+      expect_bits((what + " sumsq vs Go").c_str(), ssq[i]->get(), c.rec.at(p + "sumsq").f64);
+      const std::vector<double> x = sxtx[i]->get();
+      const bool ok = C::golden::fnv1a(x.data(), x.size() * 8) == c.rec.at(p + "xtx").hash;
+      if (!ok) g_failed++;
+      std::printf("calib-exact %s xtx vs Go: %s\n", what.c_str(), ok ? "bit-identical" : "FAIL");
     }
   }
 }
@@ -345,6 +367,7 @@ int cmd_test_calib_exact(const Args& a) {
   test_sgemm(g);
   test_attention(g);
   test_elementwise_and_stats(g);
+  test_golden(a.get("golden", "runtime/tests/data/calib_exact_golden.bin"));
   if (!a.has("no-bench")) bench(g);
   std::printf("{\"ok\":%s,\"test\":\"calib-exact\",\"failed\":%d}\n", g_failed ? "false" : "true", g_failed);
   std::fprintf(stderr, "calib-exact kernels: %s (%d failed)\n", g_failed ? "FAIL" : "PASS", g_failed);

@@ -114,6 +114,8 @@ struct Dev {
 
 constexpr int kSplits = 64;      // row splits of the per-channel statistics (fixed: deterministic)
 constexpr int kOutBlocks = 256;  // blocks of the output Σy² (fixed: deterministic)
+// calib.AutoStream16Bytes: the float32 stream size above which calib.Pass keeps it in fp16.
+constexpr size_t kAutoStream16Bytes = size_t(256) << 20;
 
 // Per-channel min, max and Σx² of x fp16 [rows, cols] (row stride cols): block (32, 8) owns
 // 32 columns and split blockIdx.y of the rows; the split's partials go to part_*[split, col].
@@ -149,6 +151,29 @@ __global__ void channel_partials_kernel(const __half* __restrict__ x, int rows, 
 }
 
 // Folds the splits' partials into the accumulators, split after split.
+// exact: h[i] = table[ids[i / H]·H + i % H], the float32 embedding rows (model.Embed's copy).
+__global__ void embed32_kernel(const int32_t* ids, const float* table, int H, size_t n, float* h) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    h[i] = table[(size_t)ids[i / H] * H + i % H];
+}
+
+// max |x| over h as float bits (for non-negative floats the bit order is the value order; a
+// NaN's bits exceed +inf's, so a NaN keeps the chunk in float32, and the layer check reports it).
+__global__ void absmax_bits_kernel(const float* h, size_t n, unsigned* out) {
+  unsigned m = 0;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    m = max(m, __float_as_uint(h[i]) & 0x7fffffffu);
+  for (int o = 16; o > 0; o /= 2) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+  if ((threadIdx.x & 31) == 0) atomicMax(out, m);
+}
+
+// calib.Pass's fp16 stream (fp16Limit = 65504: anything from 65520 up would round to +inf).
+__global__ void round16_kernel(float* h, size_t n, const unsigned* maxbits) {
+  if (!(__uint_as_float(*maxbits) < 65504.0f)) return;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    h[i] = __half2float(__float2half_rn(h[i]));
+}
+
 __global__ void channel_reduce_kernel(const float* pmin, const float* pmax, const double* psq, int splits, int cols,
                                       float* amin, float* amax, double* asq) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
@@ -343,6 +368,9 @@ class Server {
   // arithmetic (calib_exact.cu): SGEMMs by f32::exact::sgemm, Σx² per 64-row block, the token
   // maxima summed per 64-row block of each chunk, output sums per row.
   bool exact_ = false;
+  // exact with a stream above kAutoStream16Bytes: rounded through fp16 as calib.Pass stores it.
+  bool stream16_ = false;
+  void store_chunk16(float* h, size_t n);
   ModelConfig cfg_;
   std::unique_ptr<SafetensorsCheckpoint> ck_;
   exec::ModelPlan plan_;
@@ -364,6 +392,7 @@ class Server {
   size_t attn_ws_bytes_ = 0;
   Dev<float> pmin_, pmax_;
   Dev<double> psq_;
+  Dev<unsigned> maxbits_;  // store_chunk16's max |x| as float bits
   Dev<int> bad_;
   InputAcc acc_[4];
   bool want_out_[exec::kNumLinears] = {};
@@ -474,7 +503,18 @@ void Server::cmd_init(const Json& c, JsonWriter& w) {
   rows_ = (size_t)seq_ * windows_;
   const int H = cfg_.hidden;
   h_.alloc(rows_ * H);
-  {
+  if (exact_) {
+    // The CPU pass copies rows of the float32 embedding (the checkpoint's dtype widened
+    // exactly), not of an fp16 table.
+    std::vector<float> e = exec::to_f32(*ck_, plan_.embed, {cfg_.vocab, H});
+    Dev<float> table(e.size());
+    CC(cudaMemcpy(table.p, e.data(), e.size() * 4, cudaMemcpyHostToDevice));
+    Dev<int32_t> ids(rows_);
+    CC(cudaMemcpy(ids.p, t.ids.data(), rows_ * 4, cudaMemcpyHostToDevice));
+    embed32_kernel<<<grid_for(rows_ * H), 256, 0, stream_>>>(ids.p, table.p, H, rows_ * H, h_.p);
+    CC(cudaGetLastError());
+    CC(cudaStreamSynchronize(stream_));
+  } else {
     exec::HalfData e = exec::to_f16(*ck_, plan_.embed, {cfg_.vocab, H});
     Dev<__half> table(e.size);
     CC(cudaMemcpy(table.p, e.data, e.size * 2, cudaMemcpyHostToDevice));
@@ -486,6 +526,13 @@ void Server::cmd_init(const Json& c, JsonWriter& w) {
   // Chunk scratch, sized once.
   const int wc = std::max(1, std::min(windows_, chunk_rows_ / seq_));
   const size_t rc = (size_t)wc * seq_;
+  // exact: calib.Pass stores the residual stream in fp16 between layers when its float32 size
+  // passes AutoStream16Bytes (256 MiB; a 7B model's 128×512 windows), chunk by chunk (a chunk
+  // with |x| ≥ 65504 stays float32). Done here after the embedding and after each advanced chunk.
+  stream16_ = exact_ && rows_ * (size_t)H * 4 > kAutoStream16Bytes;
+  if (stream16_)
+    for (int w0 = 0; w0 < windows_; w0 += wc)
+      store_chunk16(h_.p + (size_t)w0 * seq_ * H, (size_t)std::min(wc, windows_ - w0) * seq_ * H);
   const int qd = cfg_.heads * cfg_.head_dim, kvd = cfg_.kv_heads * cfg_.head_dim, I = cfg_.intermediate;
   hc_.alloc(rc * H);
   xa_.alloc(rc * H);
@@ -858,6 +905,18 @@ void Server::forward_chunk32(float* h, int nw, bool collect) {
   const size_t n = (size_t)nw * seq_ * cfg_.hidden;
   nonfinite_kernel<<<grid_for(n), 256, 0, stream_>>>(h, n, bad_.p);
   CC(cudaGetLastError());
+  if (stream16_ && h != hc_.p) store_chunk16(h, n);  // advanced in place (not collect's copy)
+}
+
+// calib.Pass streamChunk.store at 16 bits: when every |x| < 65504, each value rounded to fp16
+// (round to nearest even, subnormals kept) and back; else the chunk stays float32. The
+// decision is made on the device (no host sync).
+void Server::store_chunk16(float* h, size_t n) {
+  if (!maxbits_.p) maxbits_.alloc(1);
+  CC(cudaMemsetAsync(maxbits_.p, 0, 4, stream_));
+  absmax_bits_kernel<<<grid_for(n), 256, 0, stream_>>>(h, n, maxbits_.p);
+  round16_kernel<<<grid_for(n), 256, 0, stream_>>>(h, n, maxbits_.p);
+  CC(cudaGetLastError());
 }
 
 // ------------------------------------------------------------------ advance_quantized
@@ -1192,6 +1251,7 @@ void Server::cmd_advance_quantized(const Json& c, JsonWriter& w) {
       const size_t n = (size_t)nw * seq_ * H;
       nonfinite_kernel<<<grid_for(n), 256, 0, stream_>>>(h, n, bad_.p);
       CC(cudaGetLastError());
+      if (stream16_) store_chunk16(h, n);
     } else {
       q_forward_chunk(h, nw * seq_, nw);
     }

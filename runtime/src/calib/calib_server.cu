@@ -1287,7 +1287,10 @@ void Server::load_quant_layer32(const SafetensorsCheckpoint& ck, const LayerPlan
       CC(cudaMemcpy(q.bias.p, b.data(), b.size() * 4, cudaMemcpyHostToDevice));
     }
     if (l.format == exec::WeightFormat::Dense16) {
-      std::vector<float> wf = exec::to_f32(ck, l.name + ".weight", {l.n, l.k});
+      // exact: a skipped linear's CPU module keeps the checkpoint's float32 weight; the layer
+      // file holds it in fp16, so read it from the checkpoint (same name) when it is there.
+      const bool from_ckpt = exact_ && ck_->find(l.name + ".weight") != nullptr;
+      std::vector<float> wf = exec::to_f32(from_ckpt ? *ck_ : ck, l.name + ".weight", {l.n, l.k});
       CC(cudaMemcpy(q.w.p, wf.data(), wf.size() * 4, cudaMemcpyHostToDevice));
       continue;
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|wgmma4|fuse|w4a16]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|calib32|calib-exact|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|wgmma4|fuse|w4a16]...
 # wgmma4: wgmma v4 (warp-specialized; config wgmma_ws_r128t128_v4) and config 21 (v4c2: v4 on
 #   2-CTA clusters with X multicast): ptxas lines (0 spill), test wgmma-probe + memcheck, test gemm
 #   forced and through the dispatch (ODYSSEY_WGMMA_V4=1, =c2), bench

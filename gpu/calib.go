@@ -41,13 +41,14 @@ type CalibGreeting struct {
 	// propagation lacks advance_quantized).
 	Commands []string `json:"commands"`
 	// Precision is the arithmetic of the layer forward, statistics and propagation: "fp16"
-	// (the executor's kernels; the runtime's default) or "fp32" (as the CPU pass). A runtime
+	// (the executor's kernels; the runtime's default), "fp32" (as the CPU pass) or "exact" (the
+	// CPU pass's canonical arithmetic bit for bit, docs/gpu-calibration.md). A runtime
 	// built before the choice existed sends none and computes in fp16.
 	Precision string `json:"precision"`
 }
 
 // CalibPrecisionEnv names the environment variable that selects the GPU calibration's
-// arithmetic when CalibOptions.Precision is empty: fp32 or fp16 (unset: the runtime's
+// arithmetic when CalibOptions.Precision is empty: fp32, fp16 or exact (unset: the runtime's
 // default, fp16: on the H200 the fp32 forward did not bring the artifacts closer to the CPU's,
 // and it cannot run W8A8 layers; runtime/NOTES.md, session 7).
 const CalibPrecisionEnv = "ODYSSEY_CALIB_PRECISION"
@@ -59,10 +60,10 @@ func calibPrecision(opt CalibOptions) (string, error) {
 		p, from = os.Getenv(CalibPrecisionEnv), CalibPrecisionEnv
 	}
 	switch p {
-	case "", "fp32", "fp16":
+	case "", "fp32", "fp16", "exact":
 		return p, nil
 	}
-	return "", fmt.Errorf("gpu: %s=%q: want fp32 or fp16", from, p)
+	return "", fmt.Errorf("gpu: %s=%q: want fp32, fp16 or exact", from, p)
 }
 
 // PrecisionOrDefault returns the arithmetic the runtime reported ("fp16" for a runtime that
@@ -99,7 +100,7 @@ type CalibOptions struct {
 	// refused before the windows are sent (an older runtime, or one without the quantized
 	// propagation).
 	Need []string
-	// Precision asks the runtime for "fp32" or "fp16" arithmetic (`--precision`); "" takes
+	// Precision asks the runtime for "fp32", "fp16" or "exact" arithmetic (`--precision`); "" takes
 	// $ODYSSEY_CALIB_PRECISION, and when that is unset too, the runtime's default (fp32). A
 	// runtime whose greeting reports another precision is refused.
 	Precision string

@@ -532,7 +532,7 @@ func TestStartCalibProcess(t *testing.T) {
 
 // The precision asked of the runtime: CalibOptions.Precision, else $ODYSSEY_CALIB_PRECISION,
 // passed as --precision (nothing when both are empty: the runtime's default); anything but
-// fp32/fp16 is refused before a process starts. A greeting that reports the precision asked
+// fp32/fp16/exact is refused before a process starts. A greeting that reports the precision asked
 // for is accepted.
 func TestCalibPrecision(t *testing.T) {
 	t.Setenv(CalibPrecisionEnv, "")
@@ -542,7 +542,8 @@ func TestCalibPrecision(t *testing.T) {
 		{"", "", "", ""},
 		{"", "fp16", "fp16", ""},
 		{"fp32", "fp16", "fp32", ""},
-		{"", "bf16", "", `ODYSSEY_CALIB_PRECISION="bf16": want fp32 or fp16`},
+		{"", "exact", "exact", ""},
+		{"", "bf16", "", `ODYSSEY_CALIB_PRECISION="bf16": want fp32, fp16 or exact`},
 		{"fp8", "", "", `CalibOptions.Precision="fp8"`},
 	} {
 		t.Setenv(CalibPrecisionEnv, tc.env)
@@ -552,7 +553,7 @@ func TestCalibPrecision(t *testing.T) {
 		}
 	}
 	hm, windows := tinyfixture.Windows(t, 2, 16, 1)
-	for _, p := range []string{"fp32", "fp16"} {
+	for _, p := range []string{"fp32", "fp16", "exact"} {
 		f := &fakeCalib{hm: hm, greeting: map[string]any{"precision": p}, precision: p}
 		pass, err := f.start(t, windows)
 		if err != nil {

@@ -31,6 +31,11 @@
 #              fresh machine's 7B synth + quantize is the long one); E2E_KV8_PPL_MAX (0.05) is the
 #              relative ppl change beyond which the int8 cache is called broken. Last line
 #              `kv8: PASS|FAIL` with the ppl cost and the decode speed-ups.
+#   calib-exact  ODYSSEY_CALIB_PRECISION=exact (the CPU's canonical arithmetic on the GPU):
+#              quantize tiny-llama and small-llama-outliers with w4a8-fptq and w4a16-gptq, --device
+#              cpu and --device cuda; `EXACT name preset: tensors: N tensors, 0 differ; ppl ...:
+#              MATCH` per pair, last line `calib-exact: PASS|FAIL`. Needs a Go binary with the
+#              determ branch. E2E_EXACT_MODELS, E2E_EXACT_PRESETS, E2E_EXACT_TIMEOUT (150 s).
 #   calib      GPU calibration (docs/gpu-calibration.md): quantize tiny-llama, small-llama-outliers
 #              (and small-llama if staged) with w4a8-rtn, w4a8-fptq, w4a16-gptq, --device cpu and
 #              --device cuda, compare the policies and the GPU perplexities of both artifacts
@@ -284,6 +289,73 @@ for s in "$@"; do
     printf '%s\n' "${rows[@]}" | python3 runtime/scripts/calib-compare.py "$E" > "$E/calib.md"
     cat "$E/calib.md"
     stamp "calib done"
+    ;;
+  calib-exact)
+    # Issue 10's goal met exactly: the GPU calibration in the CPU's canonical arithmetic
+    # (ODYSSEY_CALIB_PRECISION=exact) must give the CPU-calibrated artifact, tensor for tensor
+    # (sha256 of every tensor's dtype, shape and bytes), and the same perplexity. The Go binary
+    # must contain the determ branch (docs/determinism.md). E2E_EXACT_PRESETS, E2E_EXACT_MODELS.
+    stamp calib-exact
+    ok=1; n=0
+    for m in ${E2E_EXACT_MODELS-tiny-llama:testdata/tiny-llama small-llama-outliers:$D/models/small-llama-outliers}; do
+      name=${m%%:*}; dir=${m#*:}
+      for preset in ${E2E_EXACT_PRESETS-w4a8-fptq w4a16-gptq}; do
+        ppls=()
+        for dev in cpu cuda; do
+          a=$M/exact-$name-$preset-$dev
+          s0=$(date +%s.%N)
+          prec=""; [ $dev = cuda ] && prec=exact
+          ODYSSEY_CALIB_PRECISION=$prec timeout ${E2E_EXACT_TIMEOUT:-150} $ODY quantize --model "$dir" --recipe "$preset" \
+            --calib "$CAL" --device $dev --out "$a" --force --no-sync --json > "$E/xq-$name-$preset-$dev.json" 2> "$E/xq-$name-$preset-$dev.log"
+          rc=$?; secs=$(python3 -c "import sys; print(round(float(sys.argv[1]) - float(sys.argv[2]), 1))" "$(date +%s.%N)" "$s0")
+          ppl=nan
+          if [ $rc = 0 ]; then
+            timeout 90 $ODY verify ppl --model "$a" --data "$WIKI" --seq-len 512 --max-windows "$WINDOWS" --json > "$E/xp-$name-$preset-$dev.json" 2>/dev/null
+            ppl=$(python3 -c "import json,sys; print(repr(json.load(open(sys.argv[1]))['ppl']))" "$E/xp-$name-$preset-$dev.json" 2>/dev/null || echo nan)
+          else
+            echo "$name $preset $dev: quantize rc=$rc: $(grep -v '^{' "$E/xq-$name-$preset-$dev.log" | tail -2 | cut -c1-300)"
+            ok=0
+          fi
+          echo "$name $preset --device $dev${prec:+ (precision $prec)} rc=$rc ${secs}s ppl=$ppl"
+          ppls+=("$ppl")
+        done
+        # Tensor hashes of every .safetensors file (file name, tensor name, dtype, shape, bytes).
+        cmp=$(python3 - "$M/exact-$name-$preset-cpu" "$M/exact-$name-$preset-cuda" <<'PY'
+import hashlib, json, os, struct, sys
+def tensors(d):
+    out = {}
+    for root, _, files in os.walk(d):
+        for f in sorted(files):
+            if not f.endswith(".safetensors"):
+                continue
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                n = struct.unpack("<Q", fh.read(8))[0]
+                hdr = json.loads(fh.read(n))
+                base = 8 + n
+                for k, v in sorted(hdr.items()):
+                    if k == "__metadata__":
+                        continue
+                    b, e = v["data_offsets"]
+                    fh.seek(base + b)
+                    h = hashlib.sha256(json.dumps([v["dtype"], v["shape"]]).encode() + fh.read(e - b)).hexdigest()
+                    out[os.path.relpath(p, d) + ":" + k] = h
+    return out
+a, b = tensors(sys.argv[1]), tensors(sys.argv[2])
+diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+print("%d tensors, %d differ%s" % (len(a), len(diff), (" (first: %s)" % ", ".join(diff[:4])) if diff else ""))
+sys.exit(0 if a and not diff else 1)
+PY
+)
+        trc=$?
+        same_ppl=0; [ "${ppls[0]}" != nan ] && [ "${ppls[0]}" = "${ppls[1]}" ] && same_ppl=1
+        verdict=MATCH; [ $trc = 0 ] && [ $same_ppl = 1 ] || { verdict=DIFFER; ok=0; }
+        echo "EXACT $name $preset: tensors: $cmp; ppl cpu ${ppls[0]} cuda ${ppls[1]}: $verdict"
+        n=$((n + 1))
+        rm -rf "$M/exact-$name-$preset-cpu" "$M/exact-$name-$preset-cuda"
+      done
+    done
+    echo "calib-exact: $([ $ok = 1 ] && [ $n -gt 0 ] && echo PASS || echo FAIL) ($n artifact pairs)"
     ;;
   kv8)
     stamp kv8

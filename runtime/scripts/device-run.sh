@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|wgmma4|fuse|w4a16]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|calib32|calib-exact|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|wgmma4|fuse|w4a16]...
 # wgmma4: wgmma v4 (warp-specialized; config wgmma_ws_r128t128_v4) and config 21 (v4c2: v4 on
 #   2-CTA clusters with X multicast): ptxas lines (0 spill), test wgmma-probe + memcheck, test gemm
 #   forced and through the dispatch (ODYSSEY_WGMMA_V4=1, =c2), bench
@@ -21,6 +21,10 @@
 # calib32: odyssey-rt test calib32 (the fp32 calibration forward, statistics and fake-quant linears
 #   against a host reference; then the 7B-chunk bench line with the projected 7B collect time),
 #   compute-sanitizer memcheck on it (--no-bench); ends with "calib32: PASS" or "calib32: FAIL".
+# calib-exact: odyssey-rt test calib-exact (--precision exact's kernels vs their host references
+#   and vs the Go pass's results in tests/data/calib_exact_golden.bin, bit for bit; bench row
+#   exact SGEMM vs cuBLAS fp32), test_calib_exact_host, memcheck (--no-bench); ends with
+#   "calib-exact kernels: PASS" or "... FAIL".
 # decode-gemm: test gemm (every case), then bench gemm at M = 1, 2, 4, 8, 16 on the 7B and 70B
 #   shapes with every decode GEMV config as a row, PDL on and off, and a summary table.
 # decode-sanitize: compute-sanitizer memcheck and racecheck on four gemv_mma corner cases.
@@ -101,6 +105,23 @@ for s in "${steps[@]}"; do
       [ $mrc = 0 ] || rc=1
     fi
     echo "calib32: $([ $rc = 0 ] && echo PASS || echo FAIL)"
+    ;;
+  calib-exact)
+    # --precision exact's kernels against their host references and the Go pass's own results
+    # (tests/data/calib_exact_golden.bin), bit for bit; bench rows: exact SGEMM vs cuBLAS.
+    stamp calib-exact
+    $B/odyssey-rt test calib-exact > "$OUT/test-calib-exact.log" 2>&1
+    rc=$?
+    grep -E "FAIL|bench calib-exact" "$OUT/test-calib-exact.log" | head -40
+    grep -c "bit-identical" "$OUT/test-calib-exact.log" | sed 's/^/calib-exact bit-identical checks: /'
+    [ -x $B/test_calib_exact_host ] && { $B/test_calib_exact_host runtime/tests/data/calib_exact_golden.bin | tail -1 || rc=1; }
+    if command -v compute-sanitizer > /dev/null; then
+      compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test calib-exact --no-bench \
+        > "$OUT/memcheck-calib-exact.log" 2>&1
+      mrc=$?; echo "memcheck calib-exact rc=$mrc"; tail -2 "$OUT/memcheck-calib-exact.log"
+      [ $mrc = 0 ] || rc=1
+    fi
+    echo "calib-exact kernels: $([ $rc = 0 ] && echo PASS || echo FAIL)"
     ;;
   w8a8)
     # The W8A8 kernels (w8a8.cu): random cases against the host reference (both paths bit-exact),

@@ -392,20 +392,9 @@ void add_bias(float* y, int rows, int n, const float* b, cudaStream_t stream) {
   ck(cudaGetLastError(), "add_bias");
 }
 
-void forward_chunk(float* h, int nw, const Dims& d, const float* attn_norm, const float* mlp_norm, const LinearFn& linear,
-                   const ObserveFn& observe, const Scratch& s, cublasHandle_t cublas, cudaStream_t stream) {
-  const int rows = nw * d.seq, H = d.hidden, hd = d.head_dim;
-  const int qd = d.heads * hd, kvd = d.kv_heads * hd, I = d.intermediate;
-  const float eps = (float)d.eps;
-  add_rmsnorm_kernel<<<rows, 256, 0, stream>>>(h, nullptr, attn_norm, eps, H, s.xa);
-  ck(cudaGetLastError(), "rmsnorm");
-  if (observe) observe(0, s.xa, rows, H);
-  linear(0, s.xa, rows, s.q);
-  linear(1, s.xa, rows, s.k);
-  linear(2, s.xa, rows, s.v);
-  rope_kernel<<<rows, 256, 0, stream>>>(s.q, d.heads, hd, d.seq, s.cos, s.sin);
-  rope_kernel<<<rows, 256, 0, stream>>>(s.k, d.kv_heads, hd, d.seq, s.cos, s.sin);
-  ck(cudaGetLastError(), "rope");
+// The fp32 precision's attention (cuBLAS batched SGEMMs and softmax_rows_kernel).
+static void attention_cublas(int nw, const Dims& d, const Scratch& s, cublasHandle_t cublas, cudaStream_t stream) {
+  const int hd = d.head_dim, qd = d.heads * hd, kvd = d.kv_heads * hd;
   // Attention: S = scale·K·Qᵀ in column-major terms is row-major S[i][j] = scale·q_i·k_j.
   const int B = nw * d.heads, L = d.seq;
   attn_ptrs_kernel<<<(B + 127) / 128, 128, 0, stream>>>(s.ptrs, s.q, s.k, s.v, s.scores, s.att, nw, d.heads,
@@ -422,19 +411,56 @@ void forward_chunk(float* h, int nw, const Dims& d, const float* attn_norm, cons
   ckb(cublasSgemmBatched(cublas, CUBLAS_OP_N, CUBLAS_OP_N, hd, L, L, &one, s.ptrs + 3 * B, kvd, s.ptrs + 2 * B, L, &zero,
                          const_cast<float**>(s.ptrs + 4 * B), qd, B),
       "cublasSgemmBatched PV");
+}
+
+void forward_chunk(float* h, int nw, const Dims& d, const float* attn_norm, const float* mlp_norm, const LinearFn& linear,
+                   const ObserveFn& observe, const Scratch& s, cublasHandle_t cublas, cudaStream_t stream) {
+  const int rows = nw * d.seq, H = d.hidden, hd = d.head_dim;
+  const int qd = d.heads * hd, I = d.intermediate;
+  const float eps = (float)d.eps;
+  if (d.exact) {
+    exact::add_rmsnorm(h, nullptr, attn_norm, eps, rows, H, s.xa, stream);
+  } else {
+    add_rmsnorm_kernel<<<rows, 256, 0, stream>>>(h, nullptr, attn_norm, eps, H, s.xa);
+    ck(cudaGetLastError(), "rmsnorm");
+  }
+  if (observe) observe(0, s.xa, rows, H);
+  linear(0, s.xa, rows, s.q);
+  linear(1, s.xa, rows, s.k);
+  linear(2, s.xa, rows, s.v);
+  rope_kernel<<<rows, 256, 0, stream>>>(s.q, d.heads, hd, d.seq, s.cos, s.sin);
+  rope_kernel<<<rows, 256, 0, stream>>>(s.k, d.kv_heads, hd, d.seq, s.cos, s.sin);
+  ck(cudaGetLastError(), "rope");
+  if (d.exact) {
+    exact::attention(s.q, s.k, s.v, s.scores, s.att, nw, d, stream);
+  } else {
+    attention_cublas(nw, d, s, cublas, stream);
+  }
   if (observe) observe(1, s.att, rows, qd);
   linear(3, s.att, rows, s.yo);
-  add_rmsnorm_kernel<<<rows, 256, 0, stream>>>(h, s.yo, mlp_norm, eps, H, s.xm);
-  ck(cudaGetLastError(), "rmsnorm");
+  if (d.exact) {
+    exact::add_rmsnorm(h, s.yo, mlp_norm, eps, rows, H, s.xm, stream);
+  } else {
+    add_rmsnorm_kernel<<<rows, 256, 0, stream>>>(h, s.yo, mlp_norm, eps, H, s.xm);
+    ck(cudaGetLastError(), "rmsnorm");
+  }
   if (observe) observe(2, s.xm, rows, H);
   linear(4, s.xm, rows, s.g);
   linear(5, s.xm, rows, s.u);
-  swiglu_kernel<<<grid_for((size_t)rows * I), 256, 0, stream>>>(s.g, s.u, (size_t)rows * I);
-  ck(cudaGetLastError(), "swiglu");
+  if (d.exact) {
+    exact::swiglu(s.g, s.u, (size_t)rows * I, stream);
+  } else {
+    swiglu_kernel<<<grid_for((size_t)rows * I), 256, 0, stream>>>(s.g, s.u, (size_t)rows * I);
+    ck(cudaGetLastError(), "swiglu");
+  }
   if (observe) observe(3, s.g, rows, I);
   linear(6, s.g, rows, s.yd);
-  add_rmsnorm_kernel<<<rows, 256, 0, stream>>>(h, s.yd, mlp_norm, eps, H, nullptr);
-  ck(cudaGetLastError(), "residual add");
+  if (d.exact) {
+    exact::add_rmsnorm(h, s.yd, mlp_norm, eps, rows, H, nullptr, stream);
+  } else {
+    add_rmsnorm_kernel<<<rows, 256, 0, stream>>>(h, s.yd, mlp_norm, eps, H, nullptr);
+    ck(cudaGetLastError(), "residual add");
+  }
 }
 
 void channel_partials(const float* x, int rows, int cols, int splits, float* pmin, float* pmax, double* psq,

@@ -20,6 +20,9 @@ struct Dims {
   int seq = 0;             // tokens per window (every window starts at position 0)
   int sliding_window = 0;  // 0: none
   double eps = 1e-6;       // RMSNorm epsilon (Go: float32(eps) added to the float32 variance)
+  // --precision exact: forward_chunk runs RMSNorm, attention and SwiGLU with calib_exact.cu's
+  // canonical kernels (the linears are the caller's LinearFn, which must use exact::sgemm).
+  bool exact = false;
 };
 
 // Linear indices, as exec::kQ... (q, k, v, o, gate, up, down).
@@ -106,5 +109,31 @@ void quantize_act(const float* x, int rows, int k, const float* scale, float* co
 // QLinear's epilogue: y = float32(acc) · (xs · f_c), then + bias after the rounding.
 void w4a8_epilogue(float* y, int rows, int n, const float* xs_static, const float* row_scale, const float* f,
                    const float* bias, cudaStream_t stream);
+
+// ---- --precision exact (calib_exact.cu): the CPU's canonical arithmetic (canonical.hpp), bit
+// for bit. Every function is a stream-ordered launch.
+namespace exact {
+// gemm.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), row-major, k ≥ 1.
+void sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
+           float beta, float* c, int ldc, cudaStream_t stream);
+// h += delta (delta may be nullptr), then out = model.RMSNorm(h)·w (out nullptr: the add alone).
+void add_rmsnorm(float* h, const float* delta, const float* w, float eps, int rows, int cols, float* out,
+                 cudaStream_t stream);
+// model/layer.go attention of nw windows: q [rows, heads·hd] and k [rows, kv·hd] after RoPE,
+// v [rows, kv·hd]; scores is scratch of nw·heads·seq² floats; out [rows, heads·hd].
+void attention(const float* q, const float* k, const float* v, float* scores, float* out, int nw, const Dims& d,
+               cudaStream_t stream);
+// g = silu(g)·u (model/mathutil.go swiglu).
+void swiglu(float* g, const float* u, size_t n, cudaStream_t stream);
+// The per-channel statistics of one chunk x [rows, cols] merged into mn, mx (start: +inf,
+// −inf) and sumsq as calib.Stats.Add: per 64-row block Σx² from 0 and min/max from the block's
+// first row, the blocks merged in order.
+void channel_blocks(const float* x, int rows, int cols, float* mn, float* mx, double* sumsq, cudaStream_t stream);
+// acc64 [cols, cols] += float64(XᵀX of the chunk), the product by sgemm (tmp32: cols² floats).
+void xtx_accumulate(const float* x, int rows, int cols, float* tmp32, double* acc64, cudaStream_t stream);
+// out_rows[r] = Σ_j float64(y[r, j] − bias[j])² in column order (bias may be nullptr), as
+// calib.OutputStats.add's per-row sum; the caller adds the rows in order.
+void row_sumsq(const float* y, int rows, int cols, const float* bias, double* out_rows, cudaStream_t stream);
+}  // namespace exact
 
 }  // namespace odyssey::calibgpu::f32

@@ -55,6 +55,7 @@
 #include <vector>
 
 #include "calib/calib_fp32.hpp"
+#include "calib/canonical.hpp"
 #include "calib/calib_server.hpp"
 #include "calib/stats_file.hpp"
 #include "executor/layers.hpp"
@@ -113,6 +114,8 @@ struct Dev {
 
 constexpr int kSplits = 64;      // row splits of the per-channel statistics (fixed: deterministic)
 constexpr int kOutBlocks = 256;  // blocks of the output Σy² (fixed: deterministic)
+// calib.AutoStream16Bytes: the float32 stream size above which calib.Pass keeps it in fp16.
+constexpr size_t kAutoStream16Bytes = size_t(256) << 20;
 
 // Per-channel min, max and Σx² of x fp16 [rows, cols] (row stride cols): block (32, 8) owns
 // 32 columns and split blockIdx.y of the rows; the split's partials go to part_*[split, col].
@@ -148,6 +151,29 @@ __global__ void channel_partials_kernel(const __half* __restrict__ x, int rows, 
 }
 
 // Folds the splits' partials into the accumulators, split after split.
+// exact: h[i] = table[ids[i / H]·H + i % H], the float32 embedding rows (model.Embed's copy).
+__global__ void embed32_kernel(const int32_t* ids, const float* table, int H, size_t n, float* h) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    h[i] = table[(size_t)ids[i / H] * H + i % H];
+}
+
+// max |x| over h as float bits (for non-negative floats the bit order is the value order; a
+// NaN's bits exceed +inf's, so a NaN keeps the chunk in float32, and the layer check reports it).
+__global__ void absmax_bits_kernel(const float* h, size_t n, unsigned* out) {
+  unsigned m = 0;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    m = max(m, __float_as_uint(h[i]) & 0x7fffffffu);
+  for (int o = 16; o > 0; o /= 2) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+  if ((threadIdx.x & 31) == 0) atomicMax(out, m);
+}
+
+// calib.Pass's fp16 stream (fp16Limit = 65504: anything from 65520 up would round to +inf).
+__global__ void round16_kernel(float* h, size_t n, const unsigned* maxbits) {
+  if (!(__uint_as_float(*maxbits) < 65504.0f)) return;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    h[i] = __half2float(__float2half_rn(h[i]));
+}
+
 __global__ void channel_reduce_kernel(const float* pmin, const float* pmax, const double* psq, int splits, int cols,
                                       float* amin, float* amax, double* asq) {
   const int c = blockIdx.x * blockDim.x + threadIdx.x;
@@ -299,7 +325,7 @@ struct QLinear32 {
 
 class Server {
  public:
-  Server(const std::string& model, const std::string& dir, int chunk_rows, bool fp32);
+  Server(const std::string& model, const std::string& dir, int chunk_rows, bool fp32, bool exact);
   ~Server();
   void greet();
   // Runs commands from in until quit or EOF; returns the exit status.
@@ -326,10 +352,25 @@ class Server {
   void stats32(InputAcc& a, const float* x, int rows, size_t row0);
   void load_quant_layer32(const SafetensorsCheckpoint& ck, const LayerPlan& lp);
   void q_linear32(int lin, const float* x, int rows, float* y);
+  // y [rows, n] = x [rows, k] (row stride ldx) · Wᵀ (W [n, k], row stride ldw): cuBLAS SGEMM at
+  // fp32, f32::exact::sgemm (gemm.Sgemm(false, true, ...)) at exact.
+  void xwT32(const float* x, int ldx, int rows, int k, const float* w, int ldw, int n, float* y) {
+    if (exact_)
+      f32::exact::sgemm(false, true, rows, n, k, 1.0f, x, ldx, w, ldw, 0.0f, y, n, stream_);
+    else
+      f32::sgemm_xwT_ld(cublas_, x, ldx, rows, k, w, ldw, n, y);
+  }
 
   std::string model_, dir_;
   int chunk_rows_;
   bool fp32_;  // --precision fp32 (default): calib_fp32.cu's float32 forward and statistics
+  // --precision exact (fp32_ also set): the same forward and statistics in the CPU's canonical
+  // arithmetic (calib_exact.cu): SGEMMs by f32::exact::sgemm, Σx² per 64-row block, the token
+  // maxima summed per 64-row block of each chunk, output sums per row.
+  bool exact_ = false;
+  // exact with a stream above kAutoStream16Bytes: rounded through fp16 as calib.Pass stores it.
+  bool stream16_ = false;
+  void store_chunk16(float* h, size_t n);
   ModelConfig cfg_;
   std::unique_ptr<SafetensorsCheckpoint> ck_;
   exec::ModelPlan plan_;
@@ -351,6 +392,7 @@ class Server {
   size_t attn_ws_bytes_ = 0;
   Dev<float> pmin_, pmax_;
   Dev<double> psq_;
+  Dev<unsigned> maxbits_;  // store_chunk16's max |x| as float bits
   Dev<int> bad_;
   InputAcc acc_[4];
   bool want_out_[exec::kNumLinears] = {};
@@ -394,8 +436,8 @@ __global__ void bias_rows_kernel(__half* out, int rows, int n, const __half* bia
 
 int ceil_to(int x, int m) { return (x + m - 1) / m * m; }
 
-Server::Server(const std::string& model, const std::string& dir, int chunk_rows, bool fp32)
-    : model_(model), dir_(dir), chunk_rows_(chunk_rows), fp32_(fp32) {
+Server::Server(const std::string& model, const std::string& dir, int chunk_rows, bool fp32, bool exact)
+    : model_(model), dir_(dir), chunk_rows_(chunk_rows), fp32_(fp32 || exact), exact_(exact) {
   const std::string cfg_path = model + "/config.json";
   Json root = read_json_file(cfg_path, 16u << 20);
   cfg_ = exec::parse_model_config(root, cfg_path);
@@ -438,7 +480,7 @@ void Server::greet() {
   w.field("cc", std::to_string(p.major) + "." + std::to_string(p.minor));
   w.field("memory_bytes", (unsigned long long)p.totalGlobalMem).end_object();
   w.field("runtime_version", std::string(ody_version()));
-  w.field("precision", std::string(fp32_ ? "fp32" : "fp16"));
+  w.field("precision", std::string(exact_ ? "exact" : fp32_ ? "fp32" : "fp16"));
   w.key("commands").begin_array();
   for (const char* c : {"init", "collect", "advance", "advance_quantized", "hidden", "quit"}) w.value(c);
   w.end_array().end_object();
@@ -461,7 +503,18 @@ void Server::cmd_init(const Json& c, JsonWriter& w) {
   rows_ = (size_t)seq_ * windows_;
   const int H = cfg_.hidden;
   h_.alloc(rows_ * H);
-  {
+  if (exact_) {
+    // The CPU pass copies rows of the float32 embedding (the checkpoint's dtype widened
+    // exactly), not of an fp16 table.
+    std::vector<float> e = exec::to_f32(*ck_, plan_.embed, {cfg_.vocab, H});
+    Dev<float> table(e.size());
+    CC(cudaMemcpy(table.p, e.data(), e.size() * 4, cudaMemcpyHostToDevice));
+    Dev<int32_t> ids(rows_);
+    CC(cudaMemcpy(ids.p, t.ids.data(), rows_ * 4, cudaMemcpyHostToDevice));
+    embed32_kernel<<<grid_for(rows_ * H), 256, 0, stream_>>>(ids.p, table.p, H, rows_ * H, h_.p);
+    CC(cudaGetLastError());
+    CC(cudaStreamSynchronize(stream_));
+  } else {
     exec::HalfData e = exec::to_f16(*ck_, plan_.embed, {cfg_.vocab, H});
     Dev<__half> table(e.size);
     CC(cudaMemcpy(table.p, e.data, e.size * 2, cudaMemcpyHostToDevice));
@@ -473,6 +526,13 @@ void Server::cmd_init(const Json& c, JsonWriter& w) {
   // Chunk scratch, sized once.
   const int wc = std::max(1, std::min(windows_, chunk_rows_ / seq_));
   const size_t rc = (size_t)wc * seq_;
+  // exact: calib.Pass stores the residual stream in fp16 between layers when its float32 size
+  // passes AutoStream16Bytes (256 MiB; a 7B model's 128×512 windows), chunk by chunk (a chunk
+  // with |x| ≥ 65504 stays float32). Done here after the embedding and after each advanced chunk.
+  stream16_ = exact_ && rows_ * (size_t)H * 4 > kAutoStream16Bytes;
+  if (stream16_)
+    for (int w0 = 0; w0 < windows_; w0 += wc)
+      store_chunk16(h_.p + (size_t)w0 * seq_ * H, (size_t)std::min(wc, windows_ - w0) * seq_ * H);
   const int qd = cfg_.heads * cfg_.head_dim, kvd = cfg_.kv_heads * cfg_.head_dim, I = cfg_.intermediate;
   hc_.alloc(rc * H);
   xa_.alloc(rc * H);
@@ -683,7 +743,7 @@ void Server::cmd_collect(const Json& c, JsonWriter& w, bool collect) {
     const int reader_input[exec::kNumLinears] = {0, 0, 0, 1, 2, 2, 3};
     for (int l = 0; l < exec::kNumLinears; l++) {
       want_out_[l] = outputs && acc_[reader_input[l]].hessian;
-      if (want_out_[l]) out_part_[l].alloc((size_t)chunks * kOutBlocks);
+      if (want_out_[l]) out_part_[l].alloc(exact_ ? (size_t)rows_ : (size_t)chunks * kOutBlocks);
     }
   }
   CC(cudaMemsetAsync(bad_.p, 0, 4, stream_));
@@ -724,9 +784,24 @@ void Server::cmd_collect(const Json& c, JsonWriter& w, bool collect) {
       CC(cudaMemcpy(tok.data(), a.tok.p, rows_ * 4, cudaMemcpyDeviceToHost));
       double tsum = 0;
       float tmin = INFINITY;
-      for (float t : tok) {  // row order: the same sum every run
-        tsum += t;
-        tmin = std::min(tmin, t);
+      if (exact_) {
+        // calib.Stats.Add's order: per chunk (one Add call), blocks of 64 rows each summed from
+        // 0 in row order, the blocks added to the total in order.
+        const size_t crows = (size_t)wc * seq_;
+        for (size_t c0 = 0; c0 < (size_t)rows_; c0 += crows) {
+          const size_t c1 = std::min((size_t)rows_, c0 + crows);
+          for (size_t b0 = c0; b0 < c1; b0 += canon::kStatsBlockRows) {
+            double bs = 0;
+            for (size_t r = b0; r < std::min(c1, b0 + canon::kStatsBlockRows); r++) bs += tok[r];
+            tsum += bs;
+          }
+        }
+        for (float t : tok) tmin = std::min(tmin, t);
+      } else {
+        for (float t : tok) {  // row order: the same sum every run
+          tsum += t;
+          tmin = std::min(tmin, t);
+        }
       }
       f.input((uint32_t)a.kind, (uint32_t)a.in, a.hessian ? (fp32_ ? 2u : 1u) : 0u, tsum, tmin, mn.data(), mx.data(),
               sq.data());
@@ -754,7 +829,8 @@ void Server::cmd_collect(const Json& c, JsonWriter& w, bool collect) {
     }
     for (int l = 0; l < exec::kNumLinears; l++) {
       if (!want_out_[l]) continue;
-      std::vector<double> parts((size_t)chunks * kOutBlocks);
+      // exact: one sum per row, added in row order (calib.OutputStats.add).
+      std::vector<double> parts(exact_ ? (size_t)rows_ : (size_t)chunks * kOutBlocks);
       CC(cudaMemcpy(parts.data(), out_part_[l].p, parts.size() * 8, cudaMemcpyDeviceToHost));
       double s = 0;
       for (double p : parts) s += p;
@@ -780,16 +856,27 @@ f32::Dims Server::dims32() const {
   d.seq = seq_;
   d.sliding_window = cfg_.sliding_window;
   d.eps = cfg_.rms_norm_eps;
+  d.exact = exact_;
   return d;
 }
 
 void Server::stats32(InputAcc& a, const float* x, int rows, size_t row0) {
-  f32::channel_partials(x, rows, a.in, kSplits, pmin_.p, pmax_.p, psq_.p, stream_);
-  channel_reduce_kernel<<<(a.in + 255) / 256, 256, 0, stream_>>>(pmin_.p, pmax_.p, psq_.p, kSplits, a.in, a.mn.p, a.mx.p,
-                                                                  a.sq.p);
-  CC(cudaGetLastError());
+  if (exact_) {
+    // calib.Stats.Add's order: 64-row blocks of the chunk, merged in order (Go's min/max).
+    f32::exact::channel_blocks(x, rows, a.in, a.mn.p, a.mx.p, a.sq.p, stream_);
+  } else {
+    f32::channel_partials(x, rows, a.in, kSplits, pmin_.p, pmax_.p, psq_.p, stream_);
+    channel_reduce_kernel<<<(a.in + 255) / 256, 256, 0, stream_>>>(pmin_.p, pmax_.p, psq_.p, kSplits, a.in, a.mn.p,
+                                                                    a.mx.p, a.sq.p);
+    CC(cudaGetLastError());
+  }
   f32::token_max(x, rows, a.in, a.tok.p + row0, stream_);
-  if (a.hessian) f32::xtx_accumulate(cublas_, x, rows, a.in, xtx_tmp_.p, a.xtx64.p, stream_);
+  if (a.hessian) {
+    if (exact_)
+      f32::exact::xtx_accumulate(x, rows, a.in, xtx_tmp_.p, a.xtx64.p, stream_);
+    else
+      f32::xtx_accumulate(cublas_, x, rows, a.in, xtx_tmp_.p, a.xtx64.p, stream_);
+  }
 }
 
 // One chunk through the checkpoint's float layer in fp32 (calib_fp32.cu forward_chunk), the
@@ -797,6 +884,16 @@ void Server::stats32(InputAcc& a, const float* x, int rows, size_t row0) {
 void Server::forward_chunk32(float* h, int nw, bool collect) {
   const size_t r0 = chunk_row0_;
   f32::LinearFn linear = [&](int lin, const float* x, int rows, float* y) {
+    if (exact_) {
+      // Dense.Forward: Sgemm(false, true, rows, n, k, 1, x, k, W, k, 0, y, n), then + bias; the
+      // output's Σ(y − b)² per row after the bias, as Collector.ObserveOutput sees y.
+      const int k = layer_.k[lin], n = layer_.n[lin];
+      f32::exact::sgemm(false, true, rows, n, k, 1.0f, x, k, layer_.w32[lin].p, k, 0.0f, y, n, stream_);
+      const float* b = layer_.has_bias[lin] ? layer_.b[lin].p : nullptr;
+      if (b) f32::add_bias(y, rows, n, b, stream_);
+      if (collect && want_out_[lin]) f32::exact::row_sumsq(y, rows, n, b, out_part_[lin].p + r0, stream_);
+      return;
+    }
     f32::sgemm_xwT(cublas_, x, rows, layer_.k[lin], layer_.w32[lin].p, layer_.n[lin], y);
     if (collect && want_out_[lin])
       f32::out_sumsq(y, rows, layer_.n[lin], kOutBlocks, out_part_[lin].p + (size_t)chunk_index_ * kOutBlocks, stream_);
@@ -807,6 +904,18 @@ void Server::forward_chunk32(float* h, int nw, bool collect) {
   f32::forward_chunk(h, nw, dims32(), layer_.attn_norm.p, layer_.mlp_norm.p, linear, observe, s32_, cublas_, stream_);
   const size_t n = (size_t)nw * seq_ * cfg_.hidden;
   nonfinite_kernel<<<grid_for(n), 256, 0, stream_>>>(h, n, bad_.p);
+  CC(cudaGetLastError());
+  if (stream16_ && h != hc_.p) store_chunk16(h, n);  // advanced in place (not collect's copy)
+}
+
+// calib.Pass streamChunk.store at 16 bits: when every |x| < 65504, each value rounded to fp16
+// (round to nearest even, subnormals kept) and back; else the chunk stays float32. The
+// decision is made on the device (no host sync).
+void Server::store_chunk16(float* h, size_t n) {
+  if (!maxbits_.p) maxbits_.alloc(1);
+  CC(cudaMemsetAsync(maxbits_.p, 0, 4, stream_));
+  absmax_bits_kernel<<<grid_for(n), 256, 0, stream_>>>(h, n, maxbits_.p);
+  round16_kernel<<<grid_for(n), 256, 0, stream_>>>(h, n, maxbits_.p);
   CC(cudaGetLastError());
 }
 
@@ -1142,6 +1251,7 @@ void Server::cmd_advance_quantized(const Json& c, JsonWriter& w) {
       const size_t n = (size_t)nw * seq_ * H;
       nonfinite_kernel<<<grid_for(n), 256, 0, stream_>>>(h, n, bad_.p);
       CC(cudaGetLastError());
+      if (stream16_) store_chunk16(h, n);
     } else {
       q_forward_chunk(h, nw * seq_, nw);
     }
@@ -1177,7 +1287,10 @@ void Server::load_quant_layer32(const SafetensorsCheckpoint& ck, const LayerPlan
       CC(cudaMemcpy(q.bias.p, b.data(), b.size() * 4, cudaMemcpyHostToDevice));
     }
     if (l.format == exec::WeightFormat::Dense16) {
-      std::vector<float> wf = exec::to_f32(ck, l.name + ".weight", {l.n, l.k});
+      // exact: a skipped linear's CPU module keeps the checkpoint's float32 weight; the layer
+      // file holds it in fp16, so read it from the checkpoint (same name) when it is there.
+      const bool from_ckpt = exact_ && ck_->find(l.name + ".weight") != nullptr;
+      std::vector<float> wf = exec::to_f32(from_ckpt ? *ck_ : ck, l.name + ".weight", {l.n, l.k});
       CC(cudaMemcpy(q.w.p, wf.data(), wf.size() * 4, cudaMemcpyHostToDevice));
       continue;
     }
@@ -1230,19 +1343,19 @@ void Server::q_linear32(int lin, const float* x, int rows, float* y) {
   const QLinear32& q = ql32_[lin];
   switch (q.kind) {
     case QLinear32::DenseW:
-      f32::sgemm_xwT(cublas_, x, rows, q.k, q.w.p, q.n, y);
+      xwT32(x, q.k, rows, q.k, q.w.p, q.k, q.n, y);
       if (q.bias.p) f32::add_bias(y, rows, q.n, q.bias.p, stream_);
       return;
     case QLinear32::W4A8Int:
       f32::quantize_act(x, rows, q.k, q.per_token ? nullptr : q.scale.p, qcodes32_.p, qrow32_.p, stream_);
-      f32::sgemm_xwT(cublas_, qcodes32_.p, rows, q.k, q.w.p, q.n, y);
+      xwT32(qcodes32_.p, q.k, rows, q.k, q.w.p, q.k, q.n, y);
       f32::w4a8_epilogue(y, rows, q.n, q.per_token ? nullptr : q.scale.p, qrow32_.p, q.f.p, q.bias.p, stream_);
       return;
     case QLinear32::W4A8Float:
       f32::quantize_act(x, rows, q.k, q.per_token ? nullptr : q.scale.p, qcodes32_.p, qrow32_.p, stream_);
       for (int g = 0; g < q.groups; g++) {
         const int k0 = g * q.group_size, kg = std::min(q.group_size, q.k - k0);
-        f32::sgemm_xwT_ld(cublas_, qcodes32_.p + k0, q.k, rows, kg, q.w.p + k0, q.k, q.n, qtmp32_.p);
+        xwT32(qcodes32_.p + k0, q.k, rows, kg, q.w.p + k0, q.k, q.n, qtmp32_.p);
         f32::group_accumulate(qacc32_.p, qtmp32_.p, rows, q.n, q.gsT.p + (size_t)g * ceil_to(q.n, 8), g == 0, stream_);
       }
       f32::float_scale_epilogue(y, qacc32_.p, rows, q.n, q.per_token ? nullptr : q.scale.p, qrow32_.p, q.bias.p,
@@ -1319,14 +1432,14 @@ int Server::serve(std::istream& in) {
 
 int run_calib_server(const std::string& model, const std::string& dir, int chunk_rows, const std::string& precision) {
   if (chunk_rows <= 0) throw std::runtime_error("--chunk-rows must be positive");
-  if (precision != "fp32" && precision != "fp16")
-    throw std::runtime_error("--precision " + precision + ": want fp32 or fp16");
+  if (precision != "fp32" && precision != "fp16" && precision != "exact")
+    throw std::runtime_error("--precision " + precision + ": want fp32, fp16 or exact");
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess || n == 0)
     throw std::runtime_error(std::string("no CUDA device: ") + (e != cudaSuccess ? cudaGetErrorString(e) : "0 devices"));
   (void)dir;  // the client names every file it wants written; dir is where they live
-  Server s(model, dir, chunk_rows, precision == "fp32");
+  Server s(model, dir, chunk_rows, precision == "fp32", precision == "exact");
   s.greet();
   return s.serve(std::cin);
 }

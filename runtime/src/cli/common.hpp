@@ -116,6 +116,7 @@ int cmd_ppl(const Args& a);              // model_cmds.cpp (docs/executor.md)
 int cmd_speed(const Args& a);            // model_cmds.cpp
 int cmd_test_layers(const Args& a);      // test_layers.cpp
 int cmd_test_calib32(const Args& a);     // test_calib32.cpp
+int cmd_test_calib_exact(const Args& a);  // test_calib_exact.cpp
 int cmd_bench_layers(const Args& a);     // bench_layers.cpp
 int cmd_soak_allreduce(const Args& a);   // soak.cu
 

@@ -12,8 +12,9 @@
 //   odyssey-rt bench codec [--sizes 1M..256M:4] [--bits 8,4] [--group 128] [--ranks 8] [--sym] [--kernels 5,4,3,2,1]
 //   odyssey-rt bench allreduce [--sizes 256K..256M] [--bits 8,4] [--group 128] [--sym] [--dtype bf16]
 //                              [--rank R --world N | ODY_RANK/ODY_WORLD] [--uid-file F] [--timeout S]
-//   odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096] [--precision fp32|fp16]   (JSON lines)
+//   odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096] [--precision fp32|fp16|exact]   (JSON lines)
 //   odyssey-rt test calib32 [--seed N]
+//   odyssey-rt test calib-exact [--seed N] [--no-bench]
 //   odyssey-rt ppl --model DIR --tokens FILE [--batch B] [--kv-cache fp16|int8]
 //   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16|int8|fp16,int8]
 //                    [--baseline-kv-cache fp16] [--prompt 1024] [--gen 128]
@@ -161,9 +162,10 @@ static void usage() {
                "                                  [--timeout S]   (one process per GPU: scripts/launch-allreduce.sh)\n"
                "       odyssey-rt test layers [--quick] [--seed N] [--only prefill,decode,...]\n"
                "       odyssey-rt bench layers [--iters N] [--only kv8|fuse|prefill,decode,rows] [--out FILE.json]\n"
-               "       odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096] [--precision fp32|fp16]\n"
+               "       odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096] [--precision fp32|fp16|exact]\n"
                "                        (docs/gpu-calibration.md)\n"
                "       odyssey-rt test calib32 [--seed N] [--no-bench]   (the fp32 calibration forward vs a host ref.)\n"
+               "       odyssey-rt test calib-exact [--seed N] [--no-bench]   (--precision exact's kernels, bit for bit)\n"
                "       odyssey-rt ppl --model DIR --tokens FILE [--batch B] [--kv-cache fp16|int8]  (docs/executor.md)\n"
                "       odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16,int8] [--prompt 1024]\n"
                "                        [--gen 128] [--repeats 5] [--profile N] [--profile-prefill N]\n");
@@ -193,6 +195,7 @@ int main(int argc, char** argv) {
     if (cmd == "speed") return cmd_speed(parse_args(argc, argv, 2, {"kv-int8"}));
     if (cmd == "test" && sub == "layers") return cmd_test_layers(parse_args(argc, argv, 3, {"quick"}));
     if (cmd == "test" && sub == "calib32") return cmd_test_calib32(parse_args(argc, argv, 3, {"no-bench"}));
+    if (cmd == "test" && sub == "calib-exact") return cmd_test_calib_exact(parse_args(argc, argv, 3, {"no-bench"}));
     if (cmd == "bench" && sub == "layers") return cmd_bench_layers(parse_args(argc, argv, 3, {}));
     if (cmd == "calib") {
       Args a = parse_args(argc, argv, 2, {});

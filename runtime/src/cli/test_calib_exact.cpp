@@ -1,0 +1,377 @@
+// test_calib_exact.cpp: `odyssey-rt test calib-exact [--seed N] [--no-bench]`, every kernel of
+// `odyssey-rt calib --precision exact` (calib/calib_exact.cu) against its host reference,
+// written here from calib/canonical.hpp (the same canonical arithmetic, run on the CPU), bit
+// for bit (no tolerance: the whole point of the precision is identity with the CPU pass).
+//   - sgemm: all four transposes, k = 1, 16, 383, 384, 385, 769, 1000 (partial K steps and
+//     K blocks), edge tiles (m, n not multiples of 64), leading dimensions larger than the
+//     width, alpha/beta (1, 0), (−1, 1), (0.37, 0), (−1.5, 0.25); inputs with zeros, denormals
+//     (|x| < 2⁻¹²⁶) and a wide exponent range;
+//   - attention: GQA, seq 150 (three 64-row tasks, the last ragged), no window and window 40
+//     (P·V's K blocks start at the task's k0), head_dim 64 and 400 (two K blocks);
+//   - add_rmsnorm (with and without the residual delta), swiglu on ±0, denormals, the exp
+//     clamps (|x| > 88), ±inf, large and small values; channel_blocks (rows not a multiple of
+//     64, two chunks, a column of signed zeros), xtx_accumulate (rows 500: two K blocks), row_sumsq with and without bias.
+//   - the Go pass itself: tests/data/calib_exact_golden.bin (--golden PATH; written by
+//     tests/exactgolden/main.go from model.Layer.Forward and calib.Stats.Add) through
+//     forward_chunk with Dims.exact and the server's exact statistics calls: layer outputs,
+//     min/max/Σx² and XᵀX bit for bit.
+// Bench (same run, CUDA events, median of 7 after a warm-up): exact::sgemm vs cuBLAS SGEMM on
+// a 7B q_proj chunk (4096 × 4096 × 4096) and exact attention of one 512-token window × 32 heads.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "calib/calib_fp32.hpp"
+#include "calib/canonical.hpp"
+#include "calib/canonical_ref.hpp"
+#include "calib/exact_golden.hpp"
+#include "common.hpp"
+
+namespace odyssey {
+namespace {
+
+namespace F = calibgpu::f32;
+namespace C = calibgpu::canon;
+
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 7) {}
+  uint64_t next() {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }
+  float uniform(float a, float b) { return (float)(a + (b - a) * uniform()); }
+};
+
+template <class T>
+struct Buf {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Buf(size_t count) : n(count) { CK(cudaMalloc(&p, std::max<size_t>(count, 1) * sizeof(T))); }
+  Buf(const std::vector<T>& v) : Buf(v.size()) { CK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice)); }
+  ~Buf() { cudaFree(p); }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  std::vector<T> get() const {
+    std::vector<T> v(n);
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return v;
+  }
+};
+
+// Values of mixed magnitude: mostly uniform ±scale, some exact zeros, some denormals, some
+// scaled by 2^±20.
+std::vector<float> rand_vec(Rng& g, size_t n, float scale) {
+  std::vector<float> v(n);
+  for (float& x : v) {
+    const double u = g.uniform();
+    x = g.uniform(-scale, scale);
+    if (u < 0.02) x = 0.0f;
+    else if (u < 0.04) x = x * 1e-39f;  // denormal
+    else if (u < 0.05) x = std::ldexp(x, 20);
+    else if (u < 0.06) x = std::ldexp(x, -20);
+  }
+  return v;
+}
+
+int g_failed = 0;
+
+template <class T>
+void expect_bits(const char* what, const std::vector<T>& got, const std::vector<T>& want) {
+  size_t bad = 0, first = 0;
+  for (size_t i = 0; i < want.size(); i++)
+    if (std::memcmp(&got[i], &want[i], sizeof(T)) != 0 && !(got[i] != got[i] && want[i] != want[i])) {
+      if (!bad) first = i;
+      bad++;
+    }
+  if (bad) {
+    g_failed++;
+    std::printf("calib-exact %s: FAIL, %zu of %zu differ (first at %zu: gpu %.9g, ref %.9g)\n", what, bad, want.size(),
+                first, (double)got[first], (double)want[first]);
+  } else {
+    std::printf("calib-exact %s: bit-identical (%zu values)\n", what, want.size());
+  }
+}
+
+void ref_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const std::vector<float>& a, int lda,
+               const std::vector<float>& b, int ldb, float beta, std::vector<float>& c, int ldc) {
+  C::ref::sgemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+}
+
+void test_sgemm(Rng& g) {
+  const int shapes[][3] = {{1, 1, 1}, {37, 70, 16}, {64, 64, 384}, {65, 130, 385}, {33, 17, 769}, {5, 129, 1000}, {70, 3, 383}};
+  const float ab[][2] = {{1, 0}, {-1, 1}, {0.37f, 0}, {-1.5f, 0.25f}};
+  int idx = 0;
+  for (auto& sh : shapes)
+    for (int t = 0; t < 4; t++) {
+      const bool ta = t & 1, tb = t & 2;
+      const int m = sh[0], n = sh[1], k = sh[2];
+      const float alpha = ab[idx % 4][0], beta = ab[idx % 4][1];
+      idx++;
+      const int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
+      const std::vector<float> a = rand_vec(g, (size_t)(ta ? k : m) * lda, 1.0f);
+      const std::vector<float> b = rand_vec(g, (size_t)(tb ? n : k) * ldb, 1.0f);
+      std::vector<float> c = rand_vec(g, (size_t)m * ldc, 1.0f);
+      Buf<float> da(a), db(b), dc(c);
+      F::exact::sgemm(ta, tb, m, n, k, alpha, da.p, lda, db.p, ldb, beta, dc.p, ldc, nullptr);
+      ref_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      char what[128];
+      std::snprintf(what, sizeof what, "sgemm %c%c m%d n%d k%d alpha %g beta %g", ta ? 'T' : 'N', tb ? 'T' : 'N', m, n,
+                    k, alpha, beta);
+      expect_bits(what, dc.get(), c);
+    }
+}
+
+void test_attention(Rng& g) {
+  struct Case {
+    int heads, kv, hd, seq, window;
+  } cases[] = {{4, 2, 64, 150, 0}, {4, 2, 64, 150, 40}, {2, 1, 400, 70, 0}};
+  for (const Case& cs : cases) {
+    F::Dims d;
+    d.heads = cs.heads, d.kv_heads = cs.kv, d.head_dim = cs.hd, d.seq = cs.seq, d.sliding_window = cs.window;
+    const int nw = 2, rows = nw * d.seq, qd = d.heads * d.head_dim, kvd = d.kv_heads * d.head_dim;
+    const std::vector<float> q = rand_vec(g, (size_t)rows * qd, 2.0f), k = rand_vec(g, (size_t)rows * kvd, 2.0f),
+                             v = rand_vec(g, (size_t)rows * kvd, 1.0f);
+    Buf<float> dq(q), dk(k), dv(v), ds((size_t)nw * d.heads * d.seq * d.seq), dout((size_t)rows * qd);
+    F::exact::attention(dq.p, dk.p, dv.p, ds.p, dout.p, nw, d, nullptr);
+    std::vector<float> out((size_t)rows * qd);
+    C::ref::attention(q.data(), k.data(), v.data(), out.data(), nw, d.heads, d.kv_heads, d.head_dim, d.seq,
+                      d.sliding_window);
+    char what[128];
+    std::snprintf(what, sizeof what, "attention heads %d/%d hd %d seq %d window %d", cs.heads, cs.kv, cs.hd, cs.seq,
+                  cs.window);
+    expect_bits(what, dout.get(), out);
+  }
+}
+
+void test_elementwise_and_stats(Rng& g) {
+  // add_rmsnorm
+  const int rows = 130, H = 1000;
+  const float eps = (float)1e-5;
+  std::vector<float> h = rand_vec(g, (size_t)rows * H, 3.0f), delta = rand_vec(g, (size_t)rows * H, 1.0f),
+                     w = rand_vec(g, H, 1.0f);
+  for (int pass = 0; pass < 2; pass++) {
+    Buf<float> dh(h), dd(delta), dw(w), dout((size_t)rows * H);
+    F::exact::add_rmsnorm(dh.p, pass ? dd.p : nullptr, dw.p, eps, rows, H, dout.p, nullptr);
+    std::vector<float> rh = h, out((size_t)rows * H);
+    C::ref::add_rmsnorm(rh.data(), pass ? delta.data() : nullptr, w.data(), eps, rows, H, out.data());
+    expect_bits(pass ? "add_rmsnorm (h += delta)" : "rmsnorm", dout.get(), out);
+    expect_bits(pass ? "add_rmsnorm's h" : "rmsnorm's h (unchanged)", dh.get(), rh);
+  }
+  // swiglu over a sweep and the edge cases of exp32
+  std::vector<float> x, u;
+  for (int i = 0; i < 200000; i++) x.push_back(g.uniform(-100.0f, 100.0f));
+  for (int i = 0; i < 100000; i++) x.push_back(g.uniform(-8.0f, 8.0f));
+  const float specials[] = {0.0f, -0.0f, 1e-45f, -1e-45f, 1e-39f, -1e-39f, 87.0f, 88.0f, 88.5f, -87.3f, -87.4f,
+                            -88.0f, -104.0f, 1e30f, -1e30f, INFINITY, -INFINITY, 3.4e38f, -3.4e38f};
+  for (float s : specials) x.push_back(s);
+  for (size_t i = 0; i < x.size(); i++) u.push_back(g.uniform(-2.0f, 2.0f));
+  {
+    Buf<float> dg(x), du(u);
+    F::exact::swiglu(dg.p, du.p, x.size(), nullptr);
+    std::vector<float> ref(x.size());
+    for (size_t i = 0; i < x.size(); i++) ref[i] = C::canon_silu_mul(x[i], u[i]);
+    expect_bits("swiglu (exp32 sweep, clamps, ±0, denormals, ±inf)", dg.get(), ref);
+  }
+  // min / max / Σx² by 64-row blocks over two chunks (200 and 77 rows); a column of zeros of
+  // both signs (Go's min/max: −0 < +0)
+  {
+    const int cols = 300, r1 = 200, r2 = 77;
+    std::vector<float> a = rand_vec(g, (size_t)(r1 + r2) * cols, 4.0f);
+    for (int r = 0; r < r1 + r2; r++) a[(size_t)r * cols + 5] = (r % 3 == 1) ? -0.0f : 0.0f;
+    Buf<float> da(a), mn(std::vector<float>(cols, INFINITY)), mx(std::vector<float>(cols, -INFINITY));
+    Buf<double> acc(std::vector<double>(cols, 0.0));
+    F::exact::channel_blocks(da.p, r1, cols, mn.p, mx.p, acc.p, nullptr);
+    F::exact::channel_blocks(da.p + (size_t)r1 * cols, r2, cols, mn.p, mx.p, acc.p, nullptr);
+    C::ref::Stats st(cols);
+    st.add(a.data(), r1);
+    st.add(a.data() + (size_t)r1 * cols, r2);
+    expect_bits("channel_blocks sumsq (2 chunks, ragged 64-row blocks)", acc.get(), st.sumsq);
+    expect_bits("channel_blocks min (signed zeros)", mn.get(), st.mn);
+    expect_bits("channel_blocks max (signed zeros)", mx.get(), st.mx);
+  }
+  {
+    const int cols = 70, r1 = 500, r2 = 90;
+    const std::vector<float> a = rand_vec(g, (size_t)(r1 + r2) * cols, 2.0f);
+    Buf<float> da(a), tmp((size_t)cols * cols);
+    Buf<double> acc(std::vector<double>((size_t)cols * cols, 0.0));
+    F::exact::xtx_accumulate(da.p, r1, cols, tmp.p, acc.p, nullptr);
+    F::exact::xtx_accumulate(da.p + (size_t)r1 * cols, r2, cols, tmp.p, acc.p, nullptr);
+    std::vector<double> ref((size_t)cols * cols, 0.0);
+    std::vector<float> t((size_t)cols * cols);
+    for (int ch = 0; ch < 2; ch++) {
+      std::vector<float> part(a.begin() + (ch ? (size_t)r1 * cols : 0), a.begin() + (size_t)(ch ? r1 + r2 : r1) * cols);
+      ref_sgemm(true, false, cols, cols, ch ? r2 : r1, 1.0f, part, cols, part, cols, 0.0f, t, cols);
+      for (size_t i = 0; i < t.size(); i++) ref[i] += (double)t[i];
+    }
+    expect_bits("xtx_accumulate (2 chunks, K 500 and 90)", acc.get(), ref);
+  }
+  {
+    const int r = 77, cols = 500;
+    const std::vector<float> y = rand_vec(g, (size_t)r * cols, 3.0f), b = rand_vec(g, cols, 1.0f);
+    for (int pass = 0; pass < 2; pass++) {
+      Buf<float> dy(y), dbias(b);
+      Buf<double> out(r);
+      F::exact::row_sumsq(dy.p, r, cols, pass ? dbias.p : nullptr, out.p, nullptr);
+      std::vector<double> ref(r);
+      for (int i = 0; i < r; i++) {
+        double t = 0;
+        for (int j = 0; j < cols; j++) {
+          const double dv = (double)(pass ? y[(size_t)i * cols + j] - b[j] : y[(size_t)i * cols + j]);
+          t += dv * dv;
+        }
+        ref[i] = t;
+      }
+      expect_bits(pass ? "row_sumsq (bias)" : "row_sumsq", out.get(), ref);
+    }
+  }
+}
+
+// The Go pass's own results (tests/data/calib_exact_golden.bin: model.Layer.Forward and
+// calib.Stats.Add on generated layers) against forward_chunk with Dims.exact and the server's
+// exact statistics calls, chunk by chunk: the layer output and every statistic bit for bit.
+void test_golden(const std::string& path) {
+  const std::vector<C::golden::Case> cases = C::golden::read(path);
+  for (size_t ci = 0; ci < cases.size(); ci++) {
+    const C::golden::Case& c = cases[ci];
+    C::golden::Inputs in = C::golden::inputs(c, (int)ci);
+    const C::ref::Layer& L = in.layer;
+    F::Dims d;
+    d.hidden = L.hidden, d.heads = L.heads, d.kv_heads = L.kv_heads, d.head_dim = L.hd, d.intermediate = L.inter;
+    d.seq = in.seq, d.sliding_window = L.window, d.eps = 1e-5, d.exact = true;
+    int maxw = 0;
+    for (int w : in.chunk_windows) maxw = std::max(maxw, w);
+    Buf<unsigned char> ws(F::Scratch::bytes(d, maxw));
+    F::Scratch s;
+    F::carve_scratch(s, ws.p, d, maxw);
+    CK(cudaMemcpy(const_cast<float*>(s.cos), L.cos.data(), L.cos.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemcpy(const_cast<float*>(s.sin), L.sin.data(), L.sin.size() * 4, cudaMemcpyHostToDevice));
+    std::vector<std::unique_ptr<Buf<float>>> w, b;
+    for (int i = 0; i < 7; i++) {
+      w.emplace_back(new Buf<float>(L.w[i]));
+      b.emplace_back(L.b[i].empty() ? nullptr : new Buf<float>(L.b[i]));
+    }
+    Buf<float> an(L.attn_norm), mn_(L.mlp_norm);
+    const int qd = L.heads * L.hd, kvd = L.kv_heads * L.hd;
+    const int outs[7] = {qd, kvd, kvd, L.hidden, L.inter, L.inter, L.hidden};
+    const int ins[7] = {L.hidden, L.hidden, L.hidden, qd, L.hidden, L.hidden, L.inter};
+    const int widths[4] = {L.hidden, qd, L.hidden, L.inter};
+    std::vector<std::unique_ptr<Buf<float>>> smn, smx, tmp;
+    std::vector<std::unique_ptr<Buf<double>>> ssq, sxtx;
+    for (int i = 0; i < 4; i++) {
+      smn.emplace_back(new Buf<float>(std::vector<float>(widths[i], INFINITY)));
+      smx.emplace_back(new Buf<float>(std::vector<float>(widths[i], -INFINITY)));
+      ssq.emplace_back(new Buf<double>(std::vector<double>(widths[i], 0.0)));
+      sxtx.emplace_back(new Buf<double>(std::vector<double>((size_t)widths[i] * widths[i], 0.0)));
+      tmp.emplace_back(new Buf<float>((size_t)widths[i] * widths[i]));
+    }
+    F::LinearFn linear = [&](int lin, const float* x, int rows, float* y) {
+      F::exact::sgemm(false, true, rows, outs[lin], ins[lin], 1.0f, x, ins[lin], w[lin]->p, ins[lin], 0.0f, y, outs[lin],
+                      nullptr);
+      if (b[lin]) F::add_bias(y, rows, outs[lin], b[lin]->p, nullptr);
+    };
+    F::ObserveFn observe = [&](int i, const float* x, int rows, int cols) {
+      F::exact::channel_blocks(x, rows, cols, smn[i]->p, smx[i]->p, ssq[i]->p, nullptr);
+      F::exact::xtx_accumulate(x, rows, cols, tmp[i]->p, sxtx[i]->p, nullptr);
+    };
+    char cs[64];
+    std::snprintf(cs, sizeof cs, "golden case %zu", ci);
+    for (size_t k = 0; k < in.h.size(); k++) {
+      Buf<float> h(in.h[k]);
+      F::forward_chunk(h.p, in.chunk_windows[k], d, an.p, mn_.p, linear, observe, s, nullptr, nullptr);
+      const std::vector<float> out = h.get();
+      const auto it = c.rec.find("h_out" + std::to_string(k));
+      const bool ok = it != c.rec.end() && C::golden::fnv1a(out.data(), out.size() * 4) == it->second.hash;
+      if (!ok) g_failed++;
+      std::printf("calib-exact %s layer output chunk %zu vs Go: %s\n", cs, k, ok ? "bit-identical" : "FAIL");
+    }
+    for (int i = 0; i < 4; i++) {
+      const std::string p = "stats" + std::to_string(i) + "_";
+      const std::string what = std::string(cs) + " input " + std::to_string(i);
+      auto full32 = [&](const char* nm, const std::vector<float>& got) {
+        expect_bits((what + " " + nm + " vs Go").c_str(), got, c.rec.at(p + nm).f32);
+      };
+      full32("min", smn[i]->get());
+      full32("max", smx[i]->get());
+      expect_bits((what + " sumsq vs Go").c_str(), ssq[i]->get(), c.rec.at(p + "sumsq").f64);
+      const std::vector<double> x = sxtx[i]->get();
+      const bool ok = C::golden::fnv1a(x.data(), x.size() * 8) == c.rec.at(p + "xtx").hash;
+      if (!ok) g_failed++;
+      std::printf("calib-exact %s xtx vs Go: %s\n", what.c_str(), ok ? "bit-identical" : "FAIL");
+    }
+  }
+}
+
+float median_ms(std::vector<float> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+template <class Fn>
+float time_ms(Fn fn) {
+  cudaEvent_t a, b;
+  CK(cudaEventCreate(&a));
+  CK(cudaEventCreate(&b));
+  fn();  // warm-up
+  std::vector<float> t;
+  for (int i = 0; i < 7; i++) {
+    CK(cudaEventRecord(a));
+    fn();
+    CK(cudaEventRecord(b));
+    CK(cudaEventSynchronize(b));
+    float ms = 0;
+    CK(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return median_ms(t);
+}
+
+void bench(Rng& g) {
+  const int M = 4096, N = 4096, K = 4096;
+  Buf<float> x(rand_vec(g, (size_t)M * K, 1.0f)), w(rand_vec(g, (size_t)N * K, 0.05f)), y((size_t)M * N);
+  cublasHandle_t h;
+  if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("cublasCreate");
+  const float ms_exact = time_ms([&] { F::exact::sgemm(false, true, M, N, K, 1.0f, x.p, K, w.p, K, 0.0f, y.p, N, nullptr); });
+  const float ms_cublas = time_ms([&] { F::sgemm_xwT(h, x.p, M, K, w.p, N, y.p); });
+  cublasDestroy(h);
+  F::Dims d;
+  d.heads = 32, d.kv_heads = 32, d.head_dim = 128, d.seq = 512;
+  const int rows = d.seq, qd = 4096;
+  Buf<float> q(rand_vec(g, (size_t)rows * qd, 1.0f)), s((size_t)d.heads * d.seq * d.seq), o((size_t)rows * qd);
+  const float ms_att = time_ms([&] { F::exact::attention(q.p, q.p, q.p, s.p, o.p, 1, d, nullptr); });
+  const double tf = 2.0 * M * N * K / 1e12;
+  std::printf("bench calib-exact sgemm 4096x4096x4096: exact %.2f ms (%.1f TFLOP/s), cuBLAS fp32 %.2f ms (%.1f TFLOP/s); "
+              "exact attention 1 window x 32 heads x 512: %.2f ms\n",
+              ms_exact, tf / (ms_exact / 1e3), ms_cublas, tf / (ms_cublas / 1e3), ms_att);
+  std::printf("{\"bench\":\"calib_exact\",\"sgemm_exact_ms\":%.3f,\"sgemm_cublas_ms\":%.3f,\"attention_exact_ms\":%.3f}\n",
+              ms_exact, ms_cublas, ms_att);
+}
+
+}  // namespace
+
+int cmd_test_calib_exact(const Args& a) {
+  Rng g((uint64_t)a.get_int("seed", 1));
+  test_sgemm(g);
+  test_attention(g);
+  test_elementwise_and_stats(g);
+  test_golden(a.get("golden", "runtime/tests/data/calib_exact_golden.bin"));
+  if (!a.has("no-bench")) bench(g);
+  std::printf("{\"ok\":%s,\"test\":\"calib-exact\",\"failed\":%d}\n", g_failed ? "false" : "true", g_failed);
+  std::fprintf(stderr, "calib-exact kernels: %s (%d failed)\n", g_failed ? "FAIL" : "PASS", g_failed);
+  return g_failed ? 1 : 0;
+}
+
+}  // namespace odyssey

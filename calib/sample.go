@@ -267,8 +267,8 @@ func (d *decoder) rope(x []float32, nb, heads, pos int) {
 		x1, x2 := v[:half], v[half:]
 		for i := range half {
 			a, b := x1[i], x2[i]
-			x1[i] = a*c[i] - b*s[i]
-			x2[i] = b*c[i] + a*s[i]
+			x1[i] = float32(a*c[i]) - float32(b*s[i])
+			x2[i] = float32(b*c[i]) + float32(a*s[i])
 		}
 	}
 }

@@ -218,7 +218,7 @@ func (s *Stats) addRanges(x []float32, rows int) {
 				mn, mx, sq := pt.min[:len(row)], pt.max[:len(row)], pt.sumSq[:len(row)]
 				var t float32
 				for j, v := range row {
-					sq[j] += float64(v) * float64(v)
+					sq[j] += float64(float64(v) * float64(v))
 					if v < mn[j] {
 						mn[j] = v
 					}
@@ -407,12 +407,12 @@ func (o *OutputStats) add(y []float32, rows, out int, bias []float32) {
 			row := y[r*out : (r+1)*out]
 			if bias == nil {
 				for _, v := range row {
-					t += float64(v) * float64(v)
+					t += float64(float64(v) * float64(v))
 				}
 			} else {
 				for j, v := range row {
 					d := float64(v - bias[j])
-					t += d * d
+					t += float64(d * d)
 				}
 			}
 			sums[r] = t

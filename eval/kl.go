@@ -119,7 +119,7 @@ func KL(ctx context.Context, ref, m *model.Model, stream []int, opt Options) (*K
 				}
 				kls = append(kls, float32(s.kl))
 				sumKL += s.kl
-				sumKL2 += s.kl * s.kl
+				sumKL2 += float64(s.kl * s.kl)
 				nllRef += s.nllP
 				nll += s.nllQ
 				if s.same {
@@ -149,7 +149,7 @@ func KL(ctx context.Context, ref, m *model.Model, stream []int, opt Options) (*K
 	n := float64(len(kls))
 	res.MeanKL = sumKL / n
 	if len(kls) > 1 {
-		res.KLStdErr = math.Sqrt(max(0, sumKL2/n-res.MeanKL*res.MeanKL) / (n - 1))
+		res.KLStdErr = math.Sqrt(max(0, sumKL2/n-float64(res.MeanKL*res.MeanKL)) / (n - 1))
 	}
 	slices.Sort(kls)
 	rank := func(q float64) float64 {
@@ -177,7 +177,7 @@ func compareRow(p, q []float32, target int, scratch []float32) (kl float64, same
 	sq := model.ExpSum(nil, q, mq)
 	var sd float64
 	for i, ei := range e {
-		sd += float64(ei) * (float64(p[i]) - float64(q[i]))
+		sd += float64(float64(ei) * (float64(p[i]) - float64(q[i])))
 	}
 	lseP := float64(mp) + math.Log(sp)
 	lseQ := float64(mq) + math.Log(sq)

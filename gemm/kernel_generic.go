@@ -76,7 +76,7 @@ func genericKernel4x4(k int, a, b, c []float32, ldc int, alpha, beta float32) {
 // checks it once per tile. Sums below float32's normal range need no check here: they are
 // exact in float64 (so rounded once) unless some input is tiny, which hasTiny looks for.
 func fmaFast(a, b float64, c float32, mid *uint64) float32 {
-	s := a*b + float64(c) // a·b is exact; fused or not, s is the same
+	s := float64(a*b) + float64(c) // a·b is exact; fused or not, s is the same
 	*mid |= (math.Float64bits(s)&(1<<29-1) ^ 1<<28) - 1
 	return float32(s)
 }
@@ -141,7 +141,7 @@ func genericKernel4x4Exact(k int, a, b, c []float32, ldc int, alpha, beta float3
 // change s).
 func fma32(a, b, c float32) float32 {
 	p := float64(a) * float64(b)
-	s := p + float64(c)
+	s := float64(p) + float64(c)
 	if bits := math.Float64bits(s); bits&(1<<29-1) == 1<<28 || bits&(0x7ff<<52) < (1023-126)<<52 {
 		s = roundOdd(p, float64(c), s)
 	}

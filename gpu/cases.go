@@ -355,7 +355,7 @@ func newW4A8Case(s w4a8Spec, seed uint64) (*w4a8Case, error) {
 	c.xScale = make([]float32, nScale)
 	for i := range c.xScale {
 		// 2⁻⁹..2⁻⁴, not a round number, so that the product xs·f_c rounds.
-		c.xScale[i] = float32(math.Exp2(-9 + 5*r.Float64()))
+		c.xScale[i] = float32(math.Exp2(-9 + float64(5*r.Float64())))
 	}
 	if s.bias {
 		c.bias = make([]float32, s.n)
@@ -406,7 +406,7 @@ func randWeight(r *rand.Rand, s w4a8Spec) []float32 {
 	w := make([]float32, s.n*s.k)
 	for c := 0; c < s.n; c++ {
 		for g := 0; g < s.k/s.gs; g++ {
-			mag := 0.02 * math.Exp2(-3+4*r.Float64())
+			mag := 0.02 * math.Exp2(-3+float64(4*r.Float64()))
 			for k := g * s.gs; k < (g+1)*s.gs; k++ {
 				v := r.NormFloat64() * mag
 				if r.IntN(500) == 0 {
@@ -435,7 +435,7 @@ func overflowWeight(r *rand.Rand, s w4a8Spec) *quant.QuantizedWeight {
 		w.Q[i] = int8(r.IntN(15) - 7)
 	}
 	for i := range w.Scales {
-		w.Scales[i] = float32(0.001 + 0.01*r.Float64())
+		w.Scales[i] = float32(0.001 + float64(0.01*r.Float64()))
 	}
 	// Σ over the 16 groups: 1024 + 15·89 = 2359 = OverflowBound/(2032·7·64).
 	const total = OverflowBound / (quant.ActQMax * quant.Int4Shift * quant.Int4Max * 64)
@@ -527,7 +527,7 @@ func newActCase(s actSpec, seed uint64) *actCase {
 		case 2:
 			xr[0], xr[1] = 65504, -65504
 			for k := 2; k < len(xr); k++ {
-				xr[k] = float32(1000 + 64504*r.Float64())
+				xr[k] = float32(1000 + float64(64504*r.Float64()))
 				if r.IntN(2) == 0 {
 					xr[k] = -xr[k]
 				}
@@ -537,7 +537,7 @@ func newActCase(s actSpec, seed uint64) *actCase {
 				xr[k] = float32(r.IntN(2047)-1023) * 0x1p-24
 			}
 		default:
-			sigma := math.Exp2(-6 + 10*r.Float64())
+			sigma := math.Exp2(-6 + float64(10*r.Float64()))
 			for k := range xr {
 				switch r.IntN(10) {
 				case 0:

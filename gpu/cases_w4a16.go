@@ -122,12 +122,12 @@ func newW4A16Case(s w4a16Spec, seed uint64) (*w4a16Case, error) {
 		case u < 10:
 			v = math.Copysign(0, -1)
 		case u < 11:
-			v = 4 + (w4a16XMax-4)*r.Float64()
+			v = 4 + float64((w4a16XMax-4)*r.Float64())
 			if r.IntN(2) == 0 {
 				v = -v
 			}
 		default:
-			v = 8*r.Float64() - 4
+			v = float64(8*r.Float64()) - 4
 		}
 		c.x[i] = safetensors.Float32ToHalf(float32(v))
 	}
@@ -185,7 +185,7 @@ func newW4A16Case(s w4a16Spec, seed uint64) (*w4a16Case, error) {
 				return nil, fmt.Errorf("[%d, %d]: Σ|x·q|·ŝ = %d units of 2⁻²⁴ is not exact in float64", row, col, abs)
 			}
 			f := 16 * float64(w.EpilogueFactor(col)) // exact
-			v := float64(acc) * 0x1p-24 * f          // the first product is exact
+			v := float64(float64(acc) * 0x1p-24 * f) // the first product is exact
 			if c.bias != nil {
 				v += float64(c.bias[col])
 			}

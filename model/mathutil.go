@@ -74,7 +74,7 @@ func RMSNorm(dst, x, w []float32, rows int, eps float64) {
 			dr := dst[r*n : (r+1)*n]
 			var ss float64
 			for _, v := range xr {
-				ss += float64(v) * float64(v)
+				ss += float64(float64(v) * float64(v))
 			}
 			variance := float32(ss / float64(n))
 			scale := float32(1 / math.Sqrt(float64(variance+float32(eps))))

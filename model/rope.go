@@ -42,7 +42,7 @@ func ropeInvFreq(r hf.Rope, headDim int) ([]float32, error) {
 				inv[i] = f / r.Factor
 			default: // in between: interpolated
 				smooth := (float64(r.OriginalMaxPositionEmbeddings)/wavelen - r.LowFreqFactor) / (r.HighFreqFactor - r.LowFreqFactor)
-				inv[i] = (1-smooth)*f/r.Factor + smooth*f
+				inv[i] = (1-smooth)*f/r.Factor + float64(smooth*f)
 			}
 		}
 	default:
@@ -123,8 +123,8 @@ func applyRope(x []float32, rows, seqLen, heads, headDim int, t *ropeTable) {
 				x1, x2 := v[:half], v[half:]
 				for i := range half {
 					a, b := x1[i], x2[i]
-					x1[i] = a*c[i] - b*s[i]
-					x2[i] = b*c[i] + a*s[i]
+					x1[i] = float32(a*c[i]) - float32(b*s[i])
+					x2[i] = float32(b*c[i]) + float32(a*s[i])
 				}
 			}
 		}

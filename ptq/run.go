@@ -579,8 +579,8 @@ func outputErr(deq, w []float32, out, in int, h []float32) float64 {
 	gemm.Sgemm(false, false, out, in, in, 1, w, in, h, in, 0, wh, in)
 	var num, den float64
 	for i := range w {
-		num += float64(dh[i]) * float64(delta[i])
-		den += float64(wh[i]) * float64(w[i])
+		num += float64(float64(dh[i]) * float64(delta[i]))
+		den += float64(float64(wh[i]) * float64(w[i]))
 	}
 	if den == 0 {
 		return 0

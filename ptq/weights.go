@@ -42,8 +42,8 @@ func relErr(a, b []float32) float64 {
 	var num, den float64
 	for i, v := range b {
 		d := float64(a[i]) - float64(v)
-		num += d * d
-		den += float64(v) * float64(v)
+		num += float64(d * d)
+		den += float64(float64(v) * float64(v))
 	}
 	if den == 0 {
 		return math.Sqrt(num)
@@ -98,7 +98,7 @@ func rtnActAware(w []float32, out, in, gs int, e []float64, grid []float32) (*qu
 					var err float64
 					for k, v := range wg {
 						d := float64(float32(s*float32(quant.QuantizeValue(v, s)))) - float64(v)
-						err += eg[k] * d * d
+						err += float64(eg[k] * d * d)
 					}
 					if err < bestErr {
 						best, bestErr = s, err

@@ -113,7 +113,7 @@ func (c FlashComm) BytesPerElement() float64 {
 	if c.Bits == 16 {
 		return 2
 	}
-	return float64(c.Bits)/8 + float64(c.metaBytes())/float64(c.Group)
+	return float64(float64(c.Bits)/8) + float64(c.metaBytes())/float64(c.Group)
 }
 
 // QuantizeGroup quantizes one group v (len(v) = len(codes), finite, |v| ≤ FlashCommMaxAbs)

@@ -405,7 +405,7 @@ func GPTQWithHessian(w []float32, out, in int, hh *GPTQHessian, opt GPTQOptions)
 		// damping) can make the propagated weights overflow.
 		return nil, GPTQStats{}, fmt.Errorf("quant: GPTQ: the error propagation overflowed (loss %v); use more damping", st.Loss)
 	}
-	st.DeltaHDelta = max(0, 2*st.Loss-hh.DampUsed*g.liveSqErr(w, hh.dead, opt.Workers))
+	st.DeltaHDelta = max(0, 2*st.Loss-float64(hh.DampUsed*g.liveSqErr(w, hh.dead, opt.Workers)))
 	st.Seconds = time.Since(start).Seconds()
 	return g.qw, st, nil
 }
@@ -437,7 +437,7 @@ func (g *gptqRun) liveSqErr(w []float32, dead []bool, workers int) float64 {
 					continue
 				}
 				d := float64(v) - float64(sc[k/g.gs]*float32(q[k]))
-				s += d * d
+				s += float64(d * d)
 			}
 			rows[r] = s
 		}
@@ -572,7 +572,7 @@ func (g *gptqRun) rowGroup(r0, nr, i1, s1, s2, bw int) {
 			wi := wr[t][i]
 			c := gptqQuantize(wi, s)
 			q[t][k] = c
-			diff := wi - s*float32(c)
+			diff := wi - float32(s*float32(c))
 			loss[t] += float64(diff) * float64(diff) / (float64(d) * float64(d))
 			e[t] = diff / d
 			e1[t][i-i1] = e[t]
@@ -585,10 +585,10 @@ func (g *gptqRun) rowGroup(r0, nr, i1, s1, s2, bw int) {
 			w0, w1, w2, w3 = w0[:len(hrow)], w1[:len(hrow)], w2[:len(hrow)], w3[:len(hrow)]
 			e0, e1, e2, e3 := e[t], e[t+1], e[t+2], e[t+3]
 			for j, h := range hrow {
-				w0[j] -= e0 * h
-				w1[j] -= e1 * h
-				w2[j] -= e2 * h
-				w3[j] -= e3 * h
+				w0[j] -= float32(e0 * h)
+				w1[j] -= float32(e1 * h)
+				w2[j] -= float32(e2 * h)
+				w3[j] -= float32(e3 * h)
 			}
 		}
 		for ; t < nr; t++ {
@@ -596,7 +596,7 @@ func (g *gptqRun) rowGroup(r0, nr, i1, s1, s2, bw int) {
 			rest = rest[:len(hrow)]
 			et := e[t]
 			for j, h := range hrow {
-				rest[j] -= et * h
+				rest[j] -= float32(et * h)
 			}
 		}
 	}
@@ -641,7 +641,7 @@ func gptqGroupScale(wg []float32, grid []float32) float32 {
 		var sse float64
 		for _, v := range wg {
 			d := float64(s*float32(gptqQuantize(v, s))) - float64(v)
-			sse += d * d
+			sse += float64(d * d)
 		}
 		if sse < bestErr {
 			best, bestErr = s, sse
@@ -892,7 +892,7 @@ func chol64(a []float64, n int) bool {
 		rj := a[j*n : j*n+j]
 		s := a[j*n+j]
 		for _, v := range rj {
-			s -= v * v
+			s -= float64(v * v)
 		}
 		if !(s > 0) || math.IsInf(s, 0) {
 			return false
@@ -903,7 +903,7 @@ func chol64(a []float64, n int) bool {
 			ri := a[i*n : i*n+j]
 			t := a[i*n+j]
 			for k, v := range ri {
-				t -= v * rj[k]
+				t -= float64(v * rj[k])
 			}
 			a[i*n+j] = t / ljj
 		}
@@ -920,7 +920,7 @@ func trinv64(l, x []float64, n int) {
 		for i := j + 1; i < n; i++ {
 			var s float64
 			for k := j; k < i; k++ {
-				s += l[i*n+k] * x[k*n+j]
+				s += float64(l[i*n+k] * x[k*n+j])
 			}
 			x[i*n+j] = -s / l[i*n+i]
 		}

@@ -199,13 +199,13 @@ func skipInfeasible(ratio []float32, abs []int64, hi, lo int) int {
 	var sra, sa float64
 	for g, r := range ratio {
 		if abs[g] != 0 {
-			sra += float64(r) * float64(abs[g])
+			sra += float64(float64(r) * float64(abs[g]))
 			sa += float64(abs[g])
 		}
 	}
 	sra *= 1 - 1e-9
 	e := hi
-	for e > lo && ActQMax*Int4Shift*(math.Ldexp(sra, e)-sa/2) > AccLimit {
+	for e > lo && ActQMax*Int4Shift*(math.Ldexp(sra, e)-float64(sa/2)) > AccLimit {
 		e--
 	}
 	return e

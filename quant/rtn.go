@@ -142,7 +142,7 @@ func RTNRef(w []float32, out, in, groupSize int, opt RTNOptions) (*QuantizedWeig
 				var sse float64
 				for _, v := range wg {
 					d := float64(float32(s*float32(QuantizeValue(v, s)))) - float64(v)
-					sse += d * d
+					sse += float64(d * d)
 				}
 				if sse < bestErr {
 					best, bestErr = s, sse
@@ -165,7 +165,7 @@ func GroupSSE(w []float32, q []int8, scale float32) float64 {
 	var sse float64
 	for k, v := range w {
 		d := float64(float32(scale*float32(q[k]))) - float64(v)
-		sse += d * d
+		sse += float64(d * d)
 	}
 	return sse
 }

@@ -225,7 +225,7 @@ func fillUniform(dst []byte, a float64, seed uint64) {
 			z = (z ^ (z >> 27)) * 0x94D049BB133111EB
 			z ^= z >> 31
 			// 24 random bits → [−1, 1).
-			vals[i] = float32(a) * (float32(z>>40)*(1.0/(1<<23)) - 1)
+			vals[i] = float32(a) * (float32(float32(z>>40)*(1.0/(1<<23))) - 1)
 		}
 		safetensors.Float32ToF16(part, vals)
 	})

@@ -114,7 +114,7 @@ func f8E4M3Decode(b byte) float32 {
 	case e == 0:
 		return sign * m * (1.0 / 512) // m/8 × 2^(1-7)
 	}
-	return sign * (1 + m/8) * float32(math.Ldexp(1, e-7))
+	return sign * (1 + float32(m/8)) * float32(math.Ldexp(1, e-7))
 }
 
 type f8tabs struct{ e4m3, e5m2 [256]float32 }

@@ -73,8 +73,8 @@
 // row blocks; TestQuantizeGOMAXPROCSIndependent in cmd/odyssey checks 1, 2 and 8 cores and a
 // resume on another count). Statistics come from a float32 forward pass whose GEMM
 // kernels, exponential and error sums follow one canonical arithmetic on every CPU and build,
-// so the folder is also the same on any x86-64 CPU and with -tags purego (builds where the
-// compiler fuses x*y+z, arm64 or GOAMD64=v3, need -gcflags=all=-d=fmahash=n);
+// so the folder is also the same on any x86-64 CPU, with -tags purego and at GOAMD64=v3
+// (every float x*y+z is written so the compiler cannot fuse it; arm64 follows the same code);
 // docs/determinism.md has the whole note and TestQuantizePresetsGolden the test.
 //
 // # compressed-tensors

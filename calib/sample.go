@@ -265,6 +265,8 @@ func (d *decoder) rope(x []float32, nb, heads, pos int) {
 	for r := range nb * heads {
 		v := x[r*hd : (r+1)*hd]
 		x1, x2 := v[:half], v[half:]
+		// float32()/float64() around a product: the compiler may not fuse it into an FMA (arm64,
+		// GOAMD64=v3), so every build rounds as amd64 v1 does (docs/determinism.md, Compiler fusion).
 		for i := range half {
 			a, b := x1[i], x2[i]
 			x1[i] = float32(a*c[i]) - float32(b*s[i])

@@ -217,6 +217,8 @@ func (s *Stats) addRanges(x []float32, rows int) {
 				row := x[r*in : (r+1)*in]
 				mn, mx, sq := pt.min[:len(row)], pt.max[:len(row)], pt.sumSq[:len(row)]
 				var t float32
+				// float32()/float64() around a product: the compiler may not fuse it into an FMA (arm64,
+				// GOAMD64=v3), so every build rounds as amd64 v1 does (docs/determinism.md, Compiler fusion).
 				for j, v := range row {
 					sq[j] += float64(float64(v) * float64(v))
 					if v < mn[j] {

@@ -72,6 +72,8 @@ func RMSNorm(dst, x, w []float32, rows int, eps float64) {
 		for r := lo; r < hi; r++ {
 			xr := x[r*n : (r+1)*n]
 			dr := dst[r*n : (r+1)*n]
+			// float32()/float64() around a product: the compiler may not fuse it into an FMA (arm64,
+			// GOAMD64=v3), so every build rounds as amd64 v1 does (docs/determinism.md, Compiler fusion).
 			var ss float64
 			for _, v := range xr {
 				ss += float64(float64(v) * float64(v))

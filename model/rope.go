@@ -121,6 +121,8 @@ func applyRope(x []float32, rows, seqLen, heads, headDim int, t *ropeTable) {
 			for h := 0; h < heads; h++ {
 				v := row[h*headDim : (h+1)*headDim]
 				x1, x2 := v[:half], v[half:]
+				// float32()/float64() around a product: the compiler may not fuse it into an FMA (arm64,
+				// GOAMD64=v3), so every build rounds as amd64 v1 does (docs/determinism.md, Compiler fusion).
 				for i := range half {
 					a, b := x1[i], x2[i]
 					x1[i] = float32(a*c[i]) - float32(b*s[i])

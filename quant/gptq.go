@@ -584,6 +584,8 @@ func (g *gptqRun) rowGroup(r0, nr, i1, s1, s2, bw int) {
 			w0, w1, w2, w3 := wr[t][i+1:s2], wr[t+1][i+1:s2], wr[t+2][i+1:s2], wr[t+3][i+1:s2]
 			w0, w1, w2, w3 = w0[:len(hrow)], w1[:len(hrow)], w2[:len(hrow)], w3[:len(hrow)]
 			e0, e1, e2, e3 := e[t], e[t+1], e[t+2], e[t+3]
+			// float32()/float64() around a product: the compiler may not fuse it into an FMA (arm64,
+			// GOAMD64=v3), so every build rounds as amd64 v1 does (docs/determinism.md, Compiler fusion).
 			for j, h := range hrow {
 				w0[j] -= float32(e0 * h)
 				w1[j] -= float32(e1 * h)
@@ -888,6 +890,8 @@ func trinvLower32(a []float32, n int, invs [][]float32) {
 // chol64 factorizes the symmetric positive definite a [n×n] (row-major, lower triangle read)
 // in place into L, a = L·Lᵀ, unblocked. It reports false on a pivot that is not positive.
 func chol64(a []float64, n int) bool {
+	// float32()/float64() around a product: the compiler may not fuse it into an FMA (arm64,
+	// GOAMD64=v3), so every build rounds as amd64 v1 does (docs/determinism.md, Compiler fusion).
 	for j := 0; j < n; j++ {
 		rj := a[j*n : j*n+j]
 		s := a[j*n+j]

@@ -83,6 +83,22 @@ inline float half_bits_to_float(uint16_t h) {
 }
 
 // Flags of the form --name value and bare --switch, after the subcommand words.
+// splitmix64: small, deterministic, and the same on every platform: the tests' random inputs.
+// `salt` keeps each test's historical stream (test_calib_exact was written with 7, the others 1).
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed, uint64_t salt = 1) : s(seed * 0x9E3779B97F4A7C15ull + salt) {}
+  uint64_t next() {
+    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }
+  float uniform(float a, float b) { return (float)(a + (b - a) * uniform()); }
+  int below(int n) { return (int)(next() % (uint64_t)n); }
+};
+
 struct Args {
   std::map<std::string, std::string> kv;
   bool has(const std::string& k) const { return kv.count(k) > 0; }

@@ -40,19 +40,6 @@ namespace {
 namespace F = calibgpu::f32;
 namespace C = calibgpu::canon;
 
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 7) {}
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }
-  float uniform(float a, float b) { return (float)(a + (b - a) * uniform()); }
-};
-
 template <class T>
 struct Buf {
   T* p = nullptr;
@@ -363,7 +350,7 @@ void bench(Rng& g) {
 }  // namespace
 
 int cmd_test_calib_exact(const Args& a) {
-  Rng g((uint64_t)a.get_int("seed", 1));
+  Rng g((uint64_t)a.get_int("seed", 1), 7);
   test_sgemm(g);
   test_attention(g);
   test_elementwise_and_stats(g);

@@ -68,21 +68,6 @@ std::string fmt(const char* f, ...) {
   return buf;
 }
 
-// splitmix64: small, deterministic, and the same on every platform.
-struct Rng {
-  uint64_t s;
-  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
-  uint64_t next() {
-    uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }
-  float uniform(float a, float b) { return (float)(a + (b - a) * uniform()); }
-  int below(int n) { return (int)(next() % (uint64_t)n); }
-};
-
 uint16_t f2h(float f) {
   __half h = __float2half_rn(f);
   return __half_raw(h).x;

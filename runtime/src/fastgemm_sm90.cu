@@ -1737,7 +1737,7 @@ bool encode_w_map(const Sm90Params& p, TmaMap2D* map, std::string* why) {
 }
 
 template <int SPG, bool INT>
-cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* xmap, cudaStream_t s) {
+cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* maps, cudaStream_t s) {  // maps: v4's X, W
   // Raise the dynamic shared-memory limit once per instantiation (v1, v2, v3, v3p and v4 apart).
   static bool attr[6] = {false, false, false, false, false, false};
   const int v = p.version - 1;  // 0: v1, 1: v2, 2: v3, 3: v3p, 4: v4, 5: v4 on a 2-CTA cluster
@@ -1768,10 +1768,10 @@ cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* xmap, cudaStream_t s
     at[0].val.clusterDim.z = 1;
     cfg.attrs = at;
     cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, w4a8_wgmma_v4_kernel<SPG, INT, 2>, p, xmap[0], xmap[1]);
+    return cudaLaunchKernelEx(&cfg, w4a8_wgmma_v4_kernel<SPG, INT, 2>, p, maps[0], maps[1]);
   }
   if (v == 4)  // 3 warpgroups: producer + 2 consumers; the tensor map by value (__grid_constant__)
-    w4a8_wgmma_v4_kernel<SPG, INT, 1><<<(unsigned)tiles, kThreadsV4, kSmemBytesV4, s>>>(p, xmap[0], xmap[1]);
+    w4a8_wgmma_v4_kernel<SPG, INT, 1><<<(unsigned)tiles, kThreadsV4, kSmemBytesV4, s>>>(p, maps[0], maps[1]);
   else if (v == 3)  // persistent: one block per SM at most (one fits per SM: 183 KB of shared memory)
     w4a8_wgmma_v3p_kernel<SPG, INT><<<(unsigned)std::min<long long>(tiles, device_sms()), kThreads, kSmemBytesV3, s>>>(p);
   else if (v == 2)
@@ -1784,12 +1784,12 @@ cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* xmap, cudaStream_t s
 }
 
 template <bool INT>
-cudaError_t launch_kind(const Sm90Params& p, const TmaMap2D* xmap, cudaStream_t s) {
-  if (p.group_size >= p.k) return launch_one<0, INT>(p, xmap, s);
+cudaError_t launch_kind(const Sm90Params& p, const TmaMap2D* maps, cudaStream_t s) {
+  if (p.group_size >= p.k) return launch_one<0, INT>(p, maps, s);
   switch (p.group_size) {
-    case 32: return launch_one<1, INT>(p, xmap, s);
-    case 64: return launch_one<2, INT>(p, xmap, s);
-    default: return launch_one<4, INT>(p, xmap, s);
+    case 32: return launch_one<1, INT>(p, maps, s);
+    case 64: return launch_one<2, INT>(p, maps, s);
+    default: return launch_one<4, INT>(p, maps, s);
   }
 }
 
@@ -1800,13 +1800,13 @@ bool sm90_wgmma_built() { return true; }
 ody_status launch_w4a8_sm90(const Sm90Params& p, cudaStream_t stream) {
   if (!sm90_wgmma_usable()) return fail(ODY_ERR_UNSUPPORTED, "w4a8: the wgmma kernel needs a compute capability 9.x device");
   ODY_CUDA(cudaGetLastError());
-  TmaMap2D xmap[2]{};  // v4 only: X's and W's tensor maps, encoded per launch (~1 µs each of host time)
+  TmaMap2D maps[2]{};  // v4 only: X's and W's tensor maps, encoded per launch (~1 µs each of host time)
   if (p.version == 5 || p.version == 6) {
     std::string why;
-    if (!encode_x_map(p, p.version == 6 ? kTokTile / 2 : kTokTile, &xmap[0], &why)) return fail(ODY_ERR_UNSUPPORTED, why);
-    if (!encode_w_map(p, &xmap[1], &why)) return fail(ODY_ERR_UNSUPPORTED, why);
+    if (!encode_x_map(p, p.version == 6 ? kTokTile / 2 : kTokTile, &maps[0], &why)) return fail(ODY_ERR_UNSUPPORTED, why);
+    if (!encode_w_map(p, &maps[1], &why)) return fail(ODY_ERR_UNSUPPORTED, why);
   }
-  ODY_CUDA(p.int_scale ? launch_kind<true>(p, xmap, stream) : launch_kind<false>(p, xmap, stream));
+  ODY_CUDA(p.int_scale ? launch_kind<true>(p, maps, stream) : launch_kind<false>(p, maps, stream));
   return ODY_OK;
 }
 

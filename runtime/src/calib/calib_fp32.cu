@@ -232,8 +232,8 @@ __device__ __forceinline__ int code_at(const unsigned char* qw, int c, int k, in
   return nib >= 8 ? nib - 16 : nib;
 }
 
-// mode 0: ŝ·16q (exact integer); 1: gs·q (float scales); 2: IntScaleWeight.Dequantize (see
-// w4_int_dequant); 3: q alone.
+// mode 1: gs·q (float scales); 2: IntScaleWeight.Dequantize (see w4_int_dequant); 3: q alone
+// (W4A8: the codes, whose integer or float group scales are applied per group after the SGEMM).
 __global__ void weight_kernel(const unsigned char* __restrict__ qw, const void* __restrict__ gs, const float* cs,
                               const unsigned char* alpha_log2, int n, int np, int k, int kp, int group_size, int mode,
                               float* __restrict__ w) {
@@ -243,9 +243,7 @@ __global__ void weight_kernel(const unsigned char* __restrict__ qw, const void* 
     const int q = code_at(qw, c, kk, kp);
     const size_t gi = (size_t)(kk / group_size) * np + c;
     float v;
-    if (mode == 0) {
-      v = (float)((int)static_cast<const short*>(gs)[gi] * 16 * q);
-    } else if (mode == 3) {
+    if (mode == 3) {
       v = (float)q;
     } else if (mode == 1) {
       v = __fmul_rn(static_cast<const float*>(gs)[gi], (float)q);
@@ -299,13 +297,37 @@ __global__ void quantize_act_kernel(const float* __restrict__ x, int k, const fl
   }
 }
 
-__global__ void w4a8_epilogue_kernel(float* y, int rows, int n, const float* xs_static, const float* row_scale,
-                                     const float* f, const float* bias) {
+
+// quant.QLinear's integer group step (engine.tile: combineFloatGo, toInt, combineInt), on one
+// chunk of at most 16384 channels of a group: t = Σ x·q over the chunk, an exact integer in
+// float32 (|t| ≤ 127·8·16384 < 2²⁴). p = int(t) (+ pg, the group's earlier chunks); on the
+// group's last chunk acc = ŝ·p (first group) or acc += ŝ·p, in int32 arithmetic that wraps
+// as Go's does (uint32 here: signed overflow is undefined in C++).
+__global__ void int_group_step_kernel(int32_t* acc, int32_t* pg, const float* t, int rows, int n, const short* sg,
+                                      bool first_chunk, bool last_chunk, bool first_group) {
+  const size_t total = (size_t)rows * n;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+    uint32_t p = (uint32_t)__float2int_rz(t[i]);
+    if (!first_chunk) p += (uint32_t)pg[i];
+    if (!last_chunk) {
+      pg[i] = (int32_t)p;
+      continue;
+    }
+    const uint32_t v = (uint32_t)(int32_t)sg[i % n] * p;
+    acc[i] = (int32_t)(first_group ? v : (uint32_t)acc[i] + v);
+  }
+}
+
+// QLinear's epilogue on the integer accumulator: y = float32(16·acc) · (xs · f_c) (16·acc wraps
+// in int32 as Int4Shift*a does), then + bias after the rounding.
+__global__ void w4a8_int_epilogue_kernel(float* y, const int32_t* acc, int rows, int n, const float* xs_static,
+                                         const float* row_scale, const float* f, const float* bias) {
   const size_t total = (size_t)rows * n;
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
     const int r = (int)(i / n), c = (int)(i % n);
     const float xs = xs_static ? *xs_static : row_scale[r];
-    float v = __fmul_rn(y[i], __fmul_rn(xs, f[c]));
+    const float a = __int2float_rn((int32_t)(16u * (uint32_t)acc[i]));
+    float v = __fmul_rn(a, __fmul_rn(xs, f[c]));
     if (bias) v = __fadd_rn(v, bias[c]);
     y[i] = v;
   }
@@ -490,12 +512,6 @@ void out_sumsq(const float* y, int rows, int cols, int blocks, double* part, cud
   ck(cudaGetLastError(), "out_sumsq");
 }
 
-void w4a8_int_weight(const unsigned char* qweight, const short* group_scale, int n, int np, int k, int kp,
-                     int group_size, float* wint, cudaStream_t stream) {
-  weight_kernel<<<grid_for((size_t)n * k), 256, 0, stream>>>(qweight, group_scale, nullptr, nullptr, n, np, k, kp,
-                                                             group_size, 0, wint);
-  ck(cudaGetLastError(), "w4a8_int_weight");
-}
 
 void w4_float_weight(const unsigned char* qweight, const float* group_scale, int n, int np, int k, int kp,
                      int group_size, float* w, cudaStream_t stream) {
@@ -529,6 +545,20 @@ void group_accumulate(float* acc, const float* t, int rows, int n, const float* 
   ck(cudaGetLastError(), "group_accumulate");
 }
 
+void int_group_step(int32_t* acc, int32_t* pg, const float* t, int rows, int n, const short* sg, bool first_chunk,
+                    bool last_chunk, bool first_group, cudaStream_t stream) {
+  int_group_step_kernel<<<grid_for((size_t)rows * n), 256, 0, stream>>>(acc, pg, t, rows, n, sg, first_chunk,
+                                                                        last_chunk, first_group);
+  ck(cudaGetLastError(), "int_group_step");
+}
+
+void w4a8_int_epilogue(float* y, const int32_t* acc, int rows, int n, const float* xs_static, const float* row_scale,
+                       const float* f, const float* bias, cudaStream_t stream) {
+  w4a8_int_epilogue_kernel<<<grid_for((size_t)rows * n), 256, 0, stream>>>(y, acc, rows, n, xs_static, row_scale, f,
+                                                                           bias);
+  ck(cudaGetLastError(), "w4a8_int_epilogue");
+}
+
 void float_scale_epilogue(float* y, const float* acc, int rows, int n, const float* xs_static, const float* row_scale,
                           const float* bias, cudaStream_t stream) {
   float_scale_epilogue_kernel<<<grid_for((size_t)rows * n), 256, 0, stream>>>(y, acc, rows, n, xs_static, row_scale,
@@ -542,10 +572,5 @@ void quantize_act(const float* x, int rows, int k, const float* scale, float* co
   ck(cudaGetLastError(), "quantize_act");
 }
 
-void w4a8_epilogue(float* y, int rows, int n, const float* xs_static, const float* row_scale, const float* f,
-                   const float* bias, cudaStream_t stream) {
-  w4a8_epilogue_kernel<<<grid_for((size_t)rows * n), 256, 0, stream>>>(y, rows, n, xs_static, row_scale, f, bias);
-  ck(cudaGetLastError(), "w4a8_epilogue");
-}
 
 }  // namespace odyssey::calibgpu::f32

@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 
 namespace odyssey::calibgpu::f32 {
@@ -79,10 +80,6 @@ void xtx_accumulate(cublasHandle_t cublas, const float* x, int rows, int cols, f
 void out_sumsq(const float* y, int rows, int cols, int blocks, double* part, cudaStream_t stream);
 
 // ---- the artifact's fake-quant arithmetic (quant.QLinear, qresult), for advance_quantized
-// Integer-scale W4A8 weight as float: wint[c, k] = ŝ[g(k), c] · 16·q[c, k] (exact integers),
-// from the FastGEMM layout (docs/fastgemm-layout.md) of an [np, kp] packed weight; [n, k] out.
-void w4a8_int_weight(const unsigned char* qweight, const short* group_scale, int n, int np, int k, int kp,
-                     int group_size, float* wint, cudaStream_t stream);
 // Dequantized weight with float group scales: w[c, k] = gs[g(k), c] · q[c, k] (fp32 [G, np]).
 void w4_float_weight(const unsigned char* qweight, const float* group_scale, int n, int np, int k, int kp,
                      int group_size, float* w, cudaStream_t stream);
@@ -99,6 +96,15 @@ void sgemm_xwT_ld(cublasHandle_t cublas, const float* x, int ldx, int rows, int 
 // qresult.FloatScaleLinear's group step: acc = float32(t·s_g) (first) or acc += float32(t·s_g),
 // s_g [n] the group's scales.
 void group_accumulate(float* acc, const float* t, int rows, int n, const float* sg, bool first, cudaStream_t stream);
+// QLinear's integer group step on a chunk (≤ 16384 channels) of group g: t = the chunk's Σ x·q
+// (exact integers in float32); p = int(t) + pg (pg: the group's earlier chunks, unless
+// first_chunk); not last_chunk: pg = p; else acc = ŝ_g·p (first_group) or acc += ŝ_g·p, int32
+// wrapping; sg = the group's integer scales [n].
+void int_group_step(int32_t* acc, int32_t* pg, const float* t, int rows, int n, const short* sg, bool first_chunk,
+                    bool last_chunk, bool first_group, cudaStream_t stream);
+// QLinear's epilogue on the int32 accumulator: y = float32(16·acc) · (xs · f_c), then + bias.
+void w4a8_int_epilogue(float* y, const int32_t* acc, int rows, int n, const float* xs_static, const float* row_scale,
+                       const float* f, const float* bias, cudaStream_t stream);
 // FloatScaleLinear's epilogue: y = float32(acc·xs), then + bias.
 void float_scale_epilogue(float* y, const float* acc, int rows, int n, const float* xs_static, const float* row_scale,
                           const float* bias, cudaStream_t stream);
@@ -106,9 +112,6 @@ void float_scale_epilogue(float* y, const float* acc, int rows, int n, const flo
 // (row_scale[r] = RowScale(x[r]) written). quant.QuantizeActValue: roundEven(x/s) clamped ±127.
 void quantize_act(const float* x, int rows, int k, const float* scale, float* codes, float* row_scale,
                   cudaStream_t stream);
-// QLinear's epilogue: y = float32(acc) · (xs · f_c), then + bias after the rounding.
-void w4a8_epilogue(float* y, int rows, int n, const float* xs_static, const float* row_scale, const float* f,
-                   const float* bias, cudaStream_t stream);
 
 // ---- --precision exact (calib_exact.cu): the CPU's canonical arithmetic (canonical.hpp), bit
 // for bit. Every function is a stream-ordered launch.

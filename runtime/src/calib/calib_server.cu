@@ -306,8 +306,8 @@ struct QuantLayer {
 
 // advance_quantized at fp32 precision: each linear as the CPU pass's fake-quant module computes
 // it (ptq/qresult LinearResult.ModuleWith): W4A8 integer scales as quant.QLinear (int8 codes of
-// the input per its policy, Σ ŝ·16q·x as one SGEMM of exact integers, y = float32(Σ)·(xs·f_c)
-// then + bias); W4A8 float scales as qresult.FloatScaleLinear (per group SGEMM of codes, a +=
+// the input per its policy; per group P = Σ x·q by SGEMM, exact; acc += ŝ·P in int32;
+// y = float32(16·acc)·(xs·f_c) then + bias); W4A8 float scales as qresult.FloatScaleLinear (per group SGEMM of codes, a +=
 // float32(P·s_g), y = a·xs then + bias); W4A16 as a Dense of the dequantized weight (float
 // scales: s_g·q; integer scales: IntScaleWeight.Dequantize); skipped linears as a Dense of the
 // fp16-stored weight widened (the CPU uses the float32 weight: the one difference, fp16
@@ -316,9 +316,10 @@ struct QLinear32 {
   enum Kind { DenseW, W4A8Int, W4A8Float } kind = DenseW;
   int n = 0, k = 0, group_size = 0, groups = 0;
   bool per_token = false;
-  Dev<float> w;      // [n, k]: Dense weight, or ŝ·16q (W4A8Int), or q (W4A8Float)
+  Dev<float> w;      // [n, k]: Dense weight, or the codes q (W4A8Int, W4A8Float)
   Dev<float> f;      // W4A8Int: channel_scale f_c [n]
-  Dev<float> gsT;    // W4A8Float: group scales [G, n]
+  Dev<short> gsI;    // W4A8Int: integer group scales ŝ [G, np]
+  Dev<float> gsT;    // W4A8Float: group scales [G, np]
   Dev<float> scale;  // static activation scale [1]
   Dev<float> bias;   // [n] or empty
 };
@@ -415,7 +416,8 @@ class Server {
   f32::Scratch s32_;
   Dev<float> xtx_tmp_;
   QLinear32 ql32_[exec::kNumLinears];
-  Dev<float> qcodes32_, qrow32_, qtmp32_, qacc32_;
+  Dev<float> qcodes32_, qrow32_, qtmp32_, qacc32_;  // qacc32_: float (W4A8Float) or int32 (W4A8Int) sums
+  Dev<int32_t> qpg32_;                               // W4A8Int: a group's partial over its chunks (> 16384)
 };
 
 // d holds count zeroed elements (reallocated and zeroed only when the count changes).
@@ -1275,6 +1277,7 @@ void Server::load_quant_layer32(const SafetensorsCheckpoint& ck, const LayerPlan
     q.per_token = false;
     q.group_size = q.groups = 0;
     q.f.release();
+    q.gsI.release();
     q.gsT.release();
     q.scale.release();
     q.bias.release();
@@ -1322,9 +1325,13 @@ void Server::load_quant_layer32(const SafetensorsCheckpoint& ck, const LayerPlan
         CC(cudaMemcpy(q.scale.p, &l.act_scale, 4, cudaMemcpyHostToDevice));
       }
       if (l.int_scales) {
+        // quant.QLinear's integer arithmetic: per group an exact Σ x·q, acc += ŝ·P in int32.
+        // (One SGEMM of the codes against ŝ·16q, as before, rounds once |16·acc| ≥ 2²⁴, which
+        // per-token inputs reach: small-llama-outliers' exact artifacts differed from layer 1.)
         q.kind = QLinear32::W4A8Int;
-        f32::w4a8_int_weight(qw.p, reinterpret_cast<const short*>(gs.p), l.n, np, l.k, l.kp, l.group_size, q.w.p,
-                             stream_);
+        f32::w4_codes(qw.p, l.n, l.k, l.kp, q.w.p, stream_);
+        q.gsI.alloc((size_t)G * np);
+        CC(cudaMemcpyAsync(q.gsI.p, gs.p, (size_t)G * np * 2, cudaMemcpyDeviceToDevice, stream_));
         q.f.alloc((size_t)np);
         CC(cudaMemcpyAsync(q.f.p, cs.p, (size_t)np * 4, cudaMemcpyDeviceToDevice, stream_));
       } else {
@@ -1346,11 +1353,25 @@ void Server::q_linear32(int lin, const float* x, int rows, float* y) {
       xwT32(x, q.k, rows, q.k, q.w.p, q.k, q.n, y);
       if (q.bias.p) f32::add_bias(y, rows, q.n, q.bias.p, stream_);
       return;
-    case QLinear32::W4A8Int:
+    case QLinear32::W4A8Int: {
+      // quant.QLinear (engine.tile): per group, chunks of at most 16384 channels (exactChunk).
       f32::quantize_act(x, rows, q.k, q.per_token ? nullptr : q.scale.p, qcodes32_.p, qrow32_.p, stream_);
-      xwT32(qcodes32_.p, q.k, rows, q.k, q.w.p, q.k, q.n, y);
-      f32::w4a8_epilogue(y, rows, q.n, q.per_token ? nullptr : q.scale.p, qrow32_.p, q.f.p, q.bias.p, stream_);
+      constexpr int kExactChunk = 16384;
+      int32_t* acc = reinterpret_cast<int32_t*>(qacc32_.p);
+      if (q.group_size > kExactChunk) qpg32_.alloc(qacc32_.n);
+      for (int g = 0; g < q.groups; g++) {
+        const int k0 = g * q.group_size, kg = std::min(q.group_size, q.k - k0);
+        for (int j0 = k0; j0 < k0 + kg; j0 += kExactChunk) {
+          const int kw = std::min(kExactChunk, k0 + kg - j0);
+          xwT32(qcodes32_.p + j0, q.k, rows, kw, q.w.p + j0, q.k, q.n, qtmp32_.p);
+          f32::int_group_step(acc, qpg32_.p, qtmp32_.p, rows, q.n, q.gsI.p + (size_t)g * ceil_to(q.n, 8), j0 == k0,
+                              j0 + kw == k0 + kg, g == 0, stream_);
+        }
+      }
+      f32::w4a8_int_epilogue(y, acc, rows, q.n, q.per_token ? nullptr : q.scale.p, qrow32_.p, q.f.p, q.bias.p,
+                             stream_);
       return;
+    }
     case QLinear32::W4A8Float:
       f32::quantize_act(x, rows, q.k, q.per_token ? nullptr : q.scale.p, qcodes32_.p, qrow32_.p, stream_);
       for (int g = 0; g < q.groups; g++) {

@@ -339,6 +339,60 @@ std::vector<uint8_t> pack_codes(const std::vector<int>& q, int n, int k, int np,
   return out;
 }
 
+// The server's q_linear32 W4A8Int sequence (quant.QLinear, engine.tile): per group, chunks of at
+// most 16384 channels: t = Σ x·q by SGEMM of the codes (exact integers), int_group_step (int32
+// ŝ·P sums, wrapping), w4a8_int_epilogue. Reference: the same sums in 64-bit integers reduced
+// mod 2³² (Go's int32 wraps), y = float32(float32(int32(16·acc))·(xs·f)) + bias.
+// Returns the number of outputs that differ; codes/row scales checked by the caller.
+size_t int_linear_mismatches(cublasHandle_t cublas, cudaStream_t stream, const std::vector<int>& q,
+                             const std::vector<int16_t>& sh, const std::vector<float>& f, const std::vector<float>& bias,
+                             const std::vector<float>& x, int n, int k, int np, int kp, int gs, int rows,
+                             const float* static_scale_dev, float static_scale, std::vector<float>* codes_out,
+                             std::vector<float>* rs_out) {
+  const int G = (k + gs - 1) / gs;
+  const std::vector<uint8_t> packed = pack_codes(q, n, k, np, kp);
+  Buf<uint8_t> dq(packed);
+  Buf<int16_t> dsh(sh);
+  Buf<float> df(f), dbias(bias), dx(x);
+  Buf<float> qf((size_t)n * k), codes((size_t)rows * k), rs((size_t)rows), y((size_t)rows * n), t((size_t)rows * n);
+  Buf<int32_t> acc((size_t)rows * n), pg((size_t)rows * n);
+  F::w4_codes(dq.p, n, k, kp, qf.p, stream);
+  F::quantize_act(dx.p, rows, k, static_scale_dev, codes.p, rs.p, stream);
+  constexpr int kChunk = 16384;
+  for (int g = 0; g < G; g++) {
+    const int k0 = g * gs, kg = std::min(gs, k - k0);
+    for (int j0 = k0; j0 < k0 + kg; j0 += kChunk) {
+      const int kw = std::min(kChunk, k0 + kg - j0);
+      F::sgemm_xwT_ld(cublas, codes.p + j0, k, rows, kw, qf.p + j0, k, n, t.p);
+      F::int_group_step(acc.p, pg.p, t.p, rows, n, reinterpret_cast<const short*>(dsh.p) + (size_t)g * np, j0 == k0,
+                        j0 + kw == k0 + kg, g == 0, stream);
+    }
+  }
+  F::w4a8_int_epilogue(y.p, acc.p, rows, n, static_scale_dev, rs.p, df.p, dbias.p, stream);
+  CK(cudaStreamSynchronize(stream));
+  const std::vector<float> yc = y.get(), cc = codes.get(), rsc = rs.get();
+  if (codes_out) *codes_out = cc;
+  if (rs_out) *rs_out = rsc;
+  size_t bad_y = 0;
+  for (int r = 0; r < rows; r++) {
+    const float s = static_scale_dev ? static_scale : rsc[r];  // row scales checked by the caller
+    std::vector<int> xq(k);
+    for (int j = 0; j < k; j++)
+      xq[j] = (int)std::min(127.0, std::max(-127.0, std::nearbyint((double)(x[(size_t)r * k + j] / s))));
+    for (int c = 0; c < n; c++) {
+      uint32_t a = 0;
+      for (int g = 0; g < G; g++) {
+        long long p = 0;
+        for (int j = g * gs; j < std::min(k, (g + 1) * gs); j++) p += (long long)xq[j] * q[(size_t)c * k + j];
+        a += (uint32_t)((long long)sh[(size_t)g * np + c] * p);
+      }
+      const float yy = (float)((float)(int32_t)(16u * a) * (s * f[c])) + bias[c];
+      bad_y += std::memcmp(&yy, &yc[(size_t)r * n + c], 4) != 0;
+    }
+  }
+  return bad_y;
+}
+
 // quant.QLinear (W4A8 integer scales) and the W4A16 dequantizations, on a random weight.
 void test_fake_quant(uint64_t seed, Report& rep) {
   const int n = 20, k = 200, np = 24, kp = 256, gs = 64, G = kp / gs, rows = 37;
@@ -348,11 +402,13 @@ void test_fake_quant(uint64_t seed, Report& rep) {
   std::vector<int16_t> sh((size_t)G * np, 0);
   std::vector<float> f(np, 0), gsf((size_t)G * np, 0), bias(n);
   for (int c = 0; c < n; c++) {
-    f[c] = rng.uniform(1e-4f, 1e-3f);
+    f[c] = rng.uniform(1e-6f, 1e-5f);
     bias[c] = rng.uniform(-1, 1);
     for (int g = 0; g < G; g++) {
-      // ŝ ≤ 3: |16·acc| ≤ 16·3·127·7·200 < 2²⁴, so every SGEMM partial sum is an exact integer.
-      sh[(size_t)g * np + c] = (int16_t)(1 + rng.below(3));
+      // ŝ as the integer scales are (α = 2^10: hundreds to thousands): |16·acc| passes 2²⁴, where
+      // a float SGEMM of the codes against ŝ·16q (the server's sequence before session 9)
+      // rounds; the integer group steps stay exact.
+      sh[(size_t)g * np + c] = (int16_t)(200 + rng.below(3800));
       gsf[(size_t)g * np + c] = rng.uniform(1e-3f, 1e-2f);
     }
   }
@@ -369,15 +425,12 @@ void test_fake_quant(uint64_t seed, Report& rep) {
   Buf<uint8_t> dq(packed);
   Buf<int16_t> dsh(sh);
   Buf<float> df(f), dgsf(gsf), dbias(bias), dx(x), dscale(std::vector<float>{static_scale});
-  Buf<float> wint((size_t)n * k), codes((size_t)rows * k), rs((size_t)rows), y((size_t)rows * n);
-  F::w4a8_int_weight(dq.p, reinterpret_cast<const short*>(dsh.p), n, np, k, kp, gs, wint.p, stream);
+  Buf<float> codes((size_t)rows * k), rs((size_t)rows), y((size_t)rows * n);
   for (int per_token = 0; per_token < 2; per_token++) {
-    F::quantize_act(dx.p, rows, k, per_token ? nullptr : dscale.p, codes.p, rs.p, stream);
-    F::sgemm_xwT(cublas, codes.p, rows, k, wint.p, n, y.p);
-    F::w4a8_epilogue(y.p, rows, n, per_token ? nullptr : dscale.p, rs.p, df.p, dbias.p, stream);
-    CK(cudaStreamSynchronize(stream));
-    const std::vector<float> yc = y.get(), cc = codes.get(), rsc = rs.get();
-    size_t bad_codes = 0, bad_scales = 0, bad_y = 0;
+    std::vector<float> cc, rsc;
+    const size_t bad_y = int_linear_mismatches(cublas, stream, q, sh, f, bias, x, n, k, np, kp, gs, rows,
+                                               per_token ? nullptr : dscale.p, static_scale, &cc, &rsc);
+    size_t bad_codes = 0, bad_scales = 0;
     for (int r = 0; r < rows; r++) {
       // RowScale / ActScale / QuantizeActValue.
       float s = static_scale;
@@ -388,28 +441,33 @@ void test_fake_quant(uint64_t seed, Report& rep) {
         if (s == 0) s = 1;
         bad_scales += std::memcmp(&s, &rsc[r], 4) != 0;
       }
-      std::vector<int> xq(k);
       for (int j = 0; j < k; j++) {
         double v = std::nearbyint((double)(x[(size_t)r * k + j] / s));
         v = std::min(127.0, std::max(-127.0, v));
-        xq[j] = (int)v;
-        bad_codes += cc[(size_t)r * k + j] != (float)xq[j];
-      }
-      for (int c = 0; c < n; c++) {
-        long long acc = 0;  // Σ_g ŝ·Σ x·q (the reference's int32 acc, 16 folded in below)
-        for (int g = 0; g < G; g++) {
-          long long p = 0;
-          for (int j = g * gs; j < std::min(k, (g + 1) * gs); j++) p += (long long)xq[j] * q[(size_t)c * k + j];
-          acc += p * sh[(size_t)g * np + c];
-        }
-        const float yy = (float)((float)(16 * acc) * (s * f[c])) + bias[c];
-        bad_y += std::memcmp(&yy, &yc[(size_t)r * n + c], 4) != 0;
+        bad_codes += cc[(size_t)r * k + j] != (float)v;
       }
     }
     const std::string tag = per_token ? "per-token" : "static";
     rep.exact("quantize_act codes (" + tag + ")", bad_codes, (size_t)rows * k);
     if (per_token) rep.exact("quantize_act row scales (RowScale)", bad_scales, rows);
-    rep.exact("W4A8 int-scale linear = quant.QLinear (" + tag + ")", bad_y, (size_t)rows * n);
+    rep.exact("W4A8 int-scale linear = quant.QLinear (" + tag + ", ŝ up to 4000)", bad_y, (size_t)rows * n);
+  }
+  // Per-channel scales (one group) over K > 16384: the group's P summed over two chunks in int32.
+  {
+    const int n2 = 8, k2 = 16384 + 256, rows2 = 3;
+    std::vector<int> q2((size_t)n2 * k2);
+    for (int& c : q2) c = rng.below(15) - 7;
+    std::vector<int16_t> sh2(n2);
+    std::vector<float> f2(n2), b2(n2), x2((size_t)rows2 * k2);
+    for (int c = 0; c < n2; c++) {
+      sh2[c] = (int16_t)(1 + rng.below(60));
+      f2[c] = rng.uniform(1e-6f, 1e-5f);
+      b2[c] = rng.uniform(-1, 1);
+    }
+    for (float& v : x2) v = rng.uniform(-3, 3);
+    const size_t bad = int_linear_mismatches(cublas, stream, q2, sh2, f2, b2, x2, n2, k2, n2, k2, k2, rows2, nullptr,
+                                             0.f, nullptr, nullptr);
+    rep.exact("W4A8 int-scale linear, per-channel K = 16640 (two chunks)", bad, (size_t)rows2 * n2);
   }
   // W4A8 with float group scales = qresult.FloatScaleLinear: per group P = Σ x·q (one SGEMM
   // of exact integers), acc = float32(P·s_g) then acc += float32(P·s_g), y = float32(acc·xs)

@@ -1724,7 +1724,7 @@ int cmd_test_layers(const Args& args) {
     add(test_kv8_refusals());
   }
 
-  for (int rows : want("nll") ? std::vector<int>{1, 3, 17} : std::vector<int>{})
+  for (int rows : want("nll") ? std::vector<int>{1, 3, 17, 70} : std::vector<int>{})  // 70: argmax's 256-thread path
     for (int vocab : {7, 1000, 32000, 32003})
       for (int pad : {0, 5}) {
         std::vector<Result> extra;

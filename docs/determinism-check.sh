@@ -39,7 +39,7 @@ run() {
   for p in "${presets[@]}"; do
     rm -rf "$work/out"
     extra=(); [ "$p" = w8a8-smoothquant ] && extra=(--export compressed-tensors)
-    env "$@" "$bin" quantize --model testdata/tiny-llama --out "$work/out" --recipe "$(rec "$p")" \
+    env "$@" "$bin" quantize --device cpu --model testdata/tiny-llama --out "$work/out" --recipe "$(rec "$p")" \
       --calib testdata/text/sample.txt --no-sync "${extra[@]}" > "$work/$name.$p.log" 2>&1 ||
       { echo "$name $p: quantize failed"; tail -5 "$work/$name.$p.log"; return 1; }
     (cd "$work/out" && find . -type f | sort | xargs sha256sum | sed "s|^|$p |") >> "$work/$name.sha256"

@@ -350,7 +350,15 @@ func prepareQuantize(g *globalOptions, o *quantizeOptions) (*quantizeJob, func()
 	}
 	job.calib = artifact.Calibration{Source: recipes.Self, Seed: c.Seed, Samples: c.Samples, SeqLen: c.SeqLen}
 	if job.needsCalib = job.opt.NeedsCalibration(); job.needsCalib && o.runtimePath != "" {
-		job.opt.NewPass = gpuCalibPass(g, o.runtimePath, dir, o.device, job.opt.Calib.Propagate)
+		if why := gpuCalibUnsupported(job.opt); why != "" {
+			if o.device != "auto" {
+				return fail(badInput(fmt.Errorf("--device cuda: %s; use --device cpu (or auto)", why)))
+			}
+			fmt.Fprintf(g.errOut, "odyssey: note: calibrating on the CPU: %s\n", why)
+			o.runtimePath = ""
+		} else {
+			job.opt.NewPass = gpuCalibPass(g, o.runtimePath, dir, o.device, job.opt.Calib.Propagate)
+		}
 	}
 	if !job.needsCalib {
 		// The recipe's calibration section is kept (it is recorded with the recipe), but
@@ -653,6 +661,18 @@ func resolveQuantizeDevice(ctx context.Context, g *globalOptions, device string)
 		fmt.Fprintf(g.errOut, "odyssey: calibrating on the GPU (%s, %s); --device cpu to stay on the CPU\n", info.Devices[0].Name, path)
 	}
 	return path, nil
+}
+
+// gpuCalibUnsupported says why the GPU calibration cannot run a recipe's options, or "" when it
+// can: its quantized propagation (advance_quantized) reads artifact-form layers (int4 weights),
+// and a W8A8 layer's 8-bit weights are not one (odyssey-rt calib refused them only after the
+// first layer had been calibrated; with --device auto the run then failed instead of using
+// the CPU).
+func gpuCalibUnsupported(opt ptq.Options) string {
+	if opt.Weights.Bits == 8 && opt.Calib.Propagate != calib.PropagateFloat {
+		return "the GPU calibration has no quantized propagation for 8-bit weights (W8A8)"
+	}
+	return ""
 }
 
 // gpuCalibPass returns the ptq.NewPassFunc that starts `odyssey-rt calib` on the model

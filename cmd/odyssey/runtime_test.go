@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	goruntime "runtime"
@@ -244,5 +245,33 @@ func TestTestdataGEMMCases(t *testing.T) {
 	ents, _ := os.ReadDir(filepath.Dir(out))
 	if len(ents) != 1 {
 		t.Errorf("leftovers beside the output: %v", ents)
+	}
+}
+
+// A W8A8 recipe with quantized propagation cannot calibrate on the GPU (odyssey-rt calib's
+// advance_quantized reads int4 artifact layers only): --device auto calibrates on the CPU with
+// a note, and never starts `odyssey-rt calib`; --device cuda refuses before writing anything.
+// (Session 9: on the H200, auto failed after the first layer with "8-bit weights are a layer
+// checkpoint's form".)
+func TestQuantizeW8A8GPUFallsBackToCPU(t *testing.T) {
+	needUnix(t)
+	rt := fakeRuntime(t, "if [ \"$1\" = info ]; then cat <<'EOF'\n"+fakeInfo+"\nEOF\nelse echo \"odyssey-rt $1: must not be started\" >&2; exit 9; fi")
+	t.Setenv(gpu.EnvRuntime, rt)
+	rec := writeRecipe(t, "version: 1\nbase: w8a8-smoothquant\ncalibration:\n  samples: 2\n  seq_len: 32\n")
+	out := filepath.Join(t.TempDir(), "w8a8")
+	code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", rec, "--calib", sample, "--export", "compressed-tensors", "--device", "auto")
+	if code != 0 || !strings.Contains(errOut, "calibrating on the CPU: the GPU calibration has no quantized propagation for 8-bit weights") {
+		t.Fatalf("--device auto: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(out, "config.json")); err != nil {
+		t.Errorf("--device auto wrote no artifact: %v", err)
+	}
+	out2 := filepath.Join(t.TempDir(), "w8a8-cuda")
+	code, _, errOut = quantize(t, "--model", tiny, "--out", out2, "--recipe", rec, "--calib", sample, "--export", "compressed-tensors", "--device", "cuda")
+	if code != exitBadInput || !strings.Contains(errOut, "--device cuda: the GPU calibration has no quantized propagation for 8-bit weights") {
+		t.Errorf("--device cuda: exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(out2); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("--device cuda left %s behind (%v)", out2, err)
 	}
 }

@@ -678,7 +678,7 @@ PY
     ptx5() { cat "$OUT/build.log" "$OUT/build-wgmma5.log" 2>/dev/null |
       grep -E -A3 "Compiling entry function '.*w4a8_wgmma_v4_kernel$1" | grep -E "Compiling|registers|spill" |
       sed 's/_ZN7odyssey[^ ]*w4a8_wgmma_v4_kernelILi\([0-9]\)ELb\([01]\)ELi\([12]\)ELi\([0-9]*\)ELb\([01]\)E[^ ]*/v4_kernel<spg=\1,int=\2,cluster=\3,diag=\4,persist=\5>/' |
-      awk '/Compiling/ {n=$0; sub(/.*function .?/, "", n); sub(/. for .*/, "", n)} /spill stores/ {sp=$5 "/" $9}
+      awk '/Compiling/ {n=$0; sub(/.*function .?/, "", n); sub(/ for .*/, "", n)} /spill stores/ {sp=$5 "/" $9}
            /Used [0-9]+ registers/ {if(!(n in seen)){seen[n]=1; printf "  %-60s regs %s spill %s\n", n, $5, sp}}'; }
     ptx5 "ILi[0-9]ELb[01]ELi1ELi0ELb1E"
     nspill=$(ptx5 "ILi[0-9]ELb[01]ELi1ELi0ELb1E" | grep -vc "spill 0/0$")

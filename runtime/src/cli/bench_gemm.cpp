@@ -347,7 +347,7 @@ struct Bench {
         if (sweep)
           for (int c = 0; c < ody_w4a8_num_configs(); c++)
             for (int s : {0, 1, 2, 4, 8})
-              if (s <= k / 128) variants.push_back({c, s});
+              if (s <= k / 128 && (c != kWgmmaV5Config || v5_rows)) variants.push_back({c, s});
         if (!sweep)
           for (int c = 0; c < ody_w4a8_num_configs(); c++)
             if (is_gemv(c)) variants.push_back({c, 0});

@@ -1433,7 +1433,9 @@ __device__ __forceinline__ void named_arrive(uint32_t id, uint32_t count) {
 // Why: ncu on v4 (4096² M = 4096) shows 44.5k cycles per tile where the MMAs need ~16.4k, one
 // block per SM and 7.76 waves. Per tile v4 pays a block launch, mbarrier init, setmaxnreg, the
 // ring's fill (the first K block's TMA latency, ~1–2 µs, with the tensor pipe idle) and the
-// epilogue with nothing else to do; at the end of the grid, a partial wave. In v5 the producer's
+// epilogue with nothing else to do. (The last partial wave stays: 1024 tiles on 132 SMs are 8
+// tiles for some blocks and 7 for others in v5 too; only split-K/stream-K would even that.)
+// In v5 the producer's
 // ring (stage s, phase) runs on from one tile's last K block to the next tile's first, so the
 // next tile's first 8 stages are in flight while the consumers fold and store the current one;
 // the consumers' pingpong turns are counted over all the block's tiles (v4's bookkeeping with

@@ -830,6 +830,7 @@ int sm90_diag_code(const std::string& name) {
          : name == "noepi"   ? kSm90DiagNoEpi
          : name == "mmaonly" ? kSm90DiagMmaOnly
          : name == "clock"   ? kSm90DiagClock
+         : name == "prefetch" ? kSm90DiagPrefetch
                              : -1;
 }
 

@@ -1459,7 +1459,9 @@ __device__ __forceinline__ void named_arrive(uint32_t id, uint32_t count) {
 // memory pipeline at all), nomma (no wgmma.mma_async: fence, commit and wait_group stay), noepi
 // (no epilogue stores: the totals go to a sink that never stores), mmaonly (nofold + noturn +
 // nowait + noepi: the tensor pipe's own ceiling with this issue pattern), clock (the full
-// kernel, plus %clock deltas per phase summed into Sm90Params::diag_clk; slots below).
+// kernel, plus %clock deltas per phase summed into Sm90Params::diag_clk; slots below), prefetch
+// (not a removal but a what-if: the next K block's stage wait and W/scale reads under the
+// current MMAs; correct results, but only ever timed).
 // Only instantiated for integer scales, group 128 (SPG = 4), one CTA (CL = 1), v4 and v5.
 // diag_clk slots (unsigned long long, zeroed by the caller, atomicAdd per block): consumer c
 // (0, 1; its warp 0 lane 0) at 8·c + phase: 0 full-stage wait, 1 stage reads + A build, 2 turn
@@ -1491,7 +1493,8 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
   static_assert(CL == 1 || (!PERSIST && DIAG == 0), "v5 and the diagnostic variants: one CTA per tile group");
   constexpr bool kNoFold = (DIAG & kSm90DiagNoFold) != 0, kNoTurn = (DIAG & kSm90DiagNoTurn) != 0,
                  kNoWait = (DIAG & kSm90DiagNoWait) != 0, kNoMma = (DIAG & kSm90DiagNoMma) != 0,
-                 kNoEpi = (DIAG & kSm90DiagNoEpi) != 0, kClock = (DIAG & kSm90DiagClock) != 0;
+                 kNoEpi = (DIAG & kSm90DiagNoEpi) != 0, kClock = (DIAG & kSm90DiagClock) != 0,
+                 kPrefetch = (DIAG & kSm90DiagPrefetch) != 0;
   using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
   constexpr int kGroups = SPG ? 4 / SPG : 1;
   constexpr int kSteps = SPG ? SPG : 4;
@@ -1617,11 +1620,38 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
 #pragma unroll
   for (int i = 0; i < 64; i++) part[i] = 0;
 
+  // This thread's two W words and its scales of stage si (v2's offsets).
+  auto read_stage = [&](int si, uint4& w0, uint4& w1, Scale (&scv)[4][2]) {
+    const uint8_t* st = smem + si * kStageBytesV2;
+    w0 = *reinterpret_cast<const uint4*>(st + w_off);
+    w1 = *reinterpret_cast<const uint4*>(st + w_off + 512);
+#pragma unroll
+    for (int g = 0; g < kGroups; g++) {
+      if (SPG) {
+        const Scale* srow = reinterpret_cast<const Scale*>(st + s_off) + g * kRowTile;
+        scv[g][0] = srow[0];
+        scv[g][1] = srow[8];
+      } else {
+        scv[g][0] = scv[g][1] = Scale(0);
+      }
+    }
+  };
   uint32_t ck[7] = {0, 0, 0, 0, 0, 0, 0}, ck_t = 0;
   const uint32_t ck_start = kClock ? clk32() : 0u;
   int s = 0;
   uint32_t phase = 0;
   int turn = 0;
+  // kPrefetch (diag "prefetch"): the next K block's full-stage wait and its W/scale reads move
+  // under the current block's MMAs (after the last group's issue, before its wait_group), so
+  // only the A build and the fold stay between a consumer's wait_group and its next issue. Plain
+  // registers, not wgmma operands: the MMAs in flight read the previous a[][]. Same arithmetic.
+  uint4 pw0 = make_uint4(0, 0, 0, 0), pw1 = pw0;
+  Scale psc[4][2] = {};
+  if (kPrefetch && my_tiles > 0) {
+    mbar_wait(full0, 0);
+    __syncwarp();
+    read_stage(0, pw0, pw1, psc);
+  }
 #pragma unroll 1
   for (int j = 0; j < my_tiles; j++) {
     const wgmma_sched::Tile tl = tile_at(j);
@@ -1641,20 +1671,16 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
         ck[0] += t - ck_t;
         ck_t = t;
       }
-      const uint8_t* st = smem + s * kStageBytesV2;
       const uint64_t desc0 = smem_desc_sw128(sbase + s * kStageBytesV2);
-      const uint4 w0v = *reinterpret_cast<const uint4*>(st + w_off);
-      const uint4 w1v = *reinterpret_cast<const uint4*>(st + w_off + 512);
+      uint4 w0v, w1v;
       Scale sc[4][2];
+      if (kPrefetch) {  // read while the previous K block's MMAs ran (below)
+        w0v = pw0;
+        w1v = pw1;
 #pragma unroll
-      for (int g = 0; g < kGroups; g++) {
-        if (SPG) {
-          const Scale* srow = reinterpret_cast<const Scale*>(st + s_off) + g * kRowTile;
-          sc[g][0] = srow[0];
-          sc[g][1] = srow[8];
-        } else {
-          sc[g][0] = sc[g][1] = Scale(0);
-        }
+        for (int g = 0; g < kGroups; g++) sc[g][0] = psc[g][0], sc[g][1] = psc[g][1];
+      } else {
+        read_stage(s, w0v, w1v, sc);
       }
       uint32_t a[4][4];
 #pragma unroll
@@ -1695,6 +1721,12 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
         wgmma_commit();
         if (!kNoTurn && (wg == 0 || turn + 1 < turns)) named_arrive(next_turn, 256);  // its turn to issue
         turn++;
+        if (kPrefetch && g == kGroups - 1 && (kb + 1 < kblocks || j + 1 < my_tiles)) {
+          const int s2 = s + 1 == kStagesV4 ? 0 : s + 1;
+          mbar_wait(full0 + 8 * s2, s + 1 == kStagesV4 ? phase ^ 1 : phase);
+          __syncwarp();
+          read_stage(s2, pw0, pw1, psc);
+        }
         if (kClock) {
           const uint32_t t = clk32();
           ck[3] += t - ck_t;
@@ -1923,6 +1955,7 @@ cudaError_t launch_diag(const Sm90Params& p, const TmaMap2D* maps, long long til
       ODY_DIAG_CASE(kSm90DiagNoEpi)
       ODY_DIAG_CASE(kSm90DiagMmaOnly)
       ODY_DIAG_CASE(kSm90DiagClock)
+      ODY_DIAG_CASE(kSm90DiagPrefetch)
       default: break;
     }
 #undef ODY_DIAG_CASE

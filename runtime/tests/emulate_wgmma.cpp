@@ -31,7 +31,9 @@
 // every tile covered exactly once over the blocks of grids of 1, 3, 132 and more blocks than
 // tiles, and the cluster raster of config 21 (v5_schedule); and v4_ring with several tiles per
 // block (ntiles > 1): the producer's stage/phase and the consumers' turns running on across tile
-// boundaries, an epilogue between tiles; a fifth mutation (turns counted per tile) must be caught.
+// boundaries, an epilogue between tiles; a fifth mutation (turns counted per tile) must be caught;
+// and the "prefetch" diagnostic's order (the next stage waited for and read before this one's
+// wait_group and release) over ring sizes 2..8.
 // Host only (CI): emulate_wgmma [--quick]
 #include <cstdint>
 #include <cstdio>
@@ -478,7 +480,8 @@ struct MBar {
   bool try_wait(int parity) const { return phase != parity; }
 };
 
-long long v4_ring(int kblocks_tile, int stages, int kgroups, uint32_t seed, int mut, int cl = 1, int ntiles = 1) {
+long long v4_ring(int kblocks_tile, int stages, int kgroups, uint32_t seed, int mut, int cl = 1, int ntiles = 1,
+                  bool pf = false) {
   const int kblocks = kblocks_tile * ntiles;  // K blocks over all of the block's tiles
   uint32_t rs = seed;
   auto rnd = [&rs]() {
@@ -517,6 +520,7 @@ long long v4_ring(int kblocks_tile, int stages, int kgroups, uint32_t seed, int 
     int pc = 0;         // 0 wait full, 1 turn wait, 2 issue + pass turn, 3 wait_group + release + fold, 4 epilogue
     int wait_gen = -1;  // the named-barrier instance a bar.sync waits for
     bool in_bar = false, done = false;
+    bool have_next = false;  // pf: the next K block's stage already waited for and being read
   };
   std::vector<Warp> w(8 * cl);
   std::vector<int> issued(cl * 2 * turns, 0);  // warps of (CTA, consumer c) that issued turn t
@@ -536,6 +540,12 @@ long long v4_ring(int kblocks_tile, int stages, int kgroups, uint32_t seed, int 
     int* iss = issued.data() + cta * 2 * turns;
     switch (q.pc) {
       case 0:
+        if (pf && q.have_next) {  // waited for (and counted as a user) under the previous MMAs
+          q.have_next = false;
+          q.g = 0;
+          q.pc = 1;
+          return true;
+        }
         if (!full[cta * stages + q.s].try_wait(q.phase)) return false;
         if (!holds(cta, q.s, q.kb)) bad++;  // the stage must hold this K block
         users[cta * stages + q.s]++;
@@ -574,6 +584,15 @@ long long v4_ring(int kblocks_tile, int stages, int kgroups, uint32_t seed, int 
           nb_arrive(cta, 1 - c);  // pass the turn
         q.turn++;
         if (mut == 1 && q.g == kgroups - 1) release(cta, q.s);  // mutation: before the MMAs completed
+        q.pc = pf && q.g == kgroups - 1 && q.kb + 1 < kblocks ? 5 : 3;
+        return true;
+      }
+      case 5: {  // pf: the next stage's full wait and reads, the MMAs of this one still in flight
+        const int s2 = q.s + 1 == stages ? 0 : q.s + 1, ph2 = q.s + 1 == stages ? q.phase ^ 1 : q.phase;
+        if (!full[cta * stages + s2].try_wait(ph2)) return false;
+        if (!holds(cta, s2, q.kb + 1)) bad++;
+        users[cta * stages + s2]++;
+        q.have_next = true;
         q.pc = 3;
         return true;
       }
@@ -728,6 +747,29 @@ int main(int argc, char** argv) {
             }
     std::printf("emulate_wgmma v5 ring, 2..5 tiles per block (%d runs): %s\n", ring_runs, bad_ring ? "FAIL" : "ok");
     bad += bad_ring;
+  }
+  // The "prefetch" diagnostic (v4 and v5): the next stage waited for and read before this
+  // stage's wait_group and release. Ring sizes 2..8 (the kernel has 8); with one stage it must
+  // deadlock (the consumer would wait for the stage it still holds), which the model must see.
+  {
+    long long bad_pf = 0;
+    int runs = 0;
+    for (int nt : {1, 3})
+      for (int kb = 1; kb <= 12; kb += quick ? 3 : 1)
+        for (int stages = 2; stages <= 8; stages++)
+          for (int kg : {1, 2, 4})
+            for (uint32_t seed = 1; seed <= (quick ? 1u : 3u); seed++) {
+              const long long b = v4_ring(kb, stages, kg, seed * 3571u + kb * 41u + stages + nt, 0, 1, nt, true);
+              if (b)
+                std::printf("emulate_wgmma prefetch ring tiles %d kblocks %d stages %d groups %d seed %u: FAIL (%lld)\n", nt,
+                            kb, stages, kg, seed, b);
+              bad_pf += b;
+              runs++;
+            }
+    const bool one_stage_deadlocks = v4_ring(4, 1, 1, 17u, 0, 1, 1, true) > 0;
+    std::printf("emulate_wgmma prefetch ring (%d runs; one stage deadlocks: %s): %s\n", runs, one_stage_deadlocks ? "yes" : "NO",
+                bad_pf || !one_stage_deadlocks ? "FAIL" : "ok");
+    bad += bad_pf + (one_stage_deadlocks ? 0 : 1);
   }
   // The mutations must be caught (each on some configuration of a small sweep); 4 is the cluster's,
   // 5 is v5's (several tiles per block).

@@ -685,8 +685,8 @@ PY
     nent=$(ptx5 "ILi[0-9]ELb[01]ELi1ELi0ELb1E" | wc -l)
     echo "ptxas v5: $nent instantiations (want 8), with spills: $nspill (want 0)"
     [ "$nspill" = 0 ] && [ "$nent" -gt 0 ] || { w5_fail=1; [ "$nent" -gt 0 ] || echo "  no ptxas lines: run the build step first in the same call"; }
-    echo "ptxas diag variants (diag bits: 1 nofold, 2 noturn, 4 nowait, 8 nomma, 16 noepi, 23 mmaonly, 32 clock, 64 prefetch):"
-    ptx5 "ILi4ELb1ELi1ELi([1-9]|[1-9][0-9])ELb[01]E"
+    echo "ptxas diag variants (diag bits: 1 nofold, 2 noturn, 4 nowait, 8 nomma, 16 noepi, 23 mmaonly, 32 clock, 64 prefetch, 128 ss, 151 mmaonly-ss):"
+    ptx5 "ILi4ELb1ELi1ELi([1-9]|[1-9][0-9]|1[0-9][0-9])ELb[01]E"
     cat "$OUT/build.log" "$OUT/build-wgmma5.log" 2>/dev/null | grep -E "C75[0-9][0-9]|warning.*(wgmma|setmaxnreg)" |
       grep -E "v4_kernel|setmaxnreg" | sort | uniq -c | head -10
     ODYSSEY_WGMMA_V5=1 timeout 60 $B/odyssey-rt test wgmma-probe > "$OUT/wgmma5-probe.json" 2> "$OUT/wgmma5-probe.log"
@@ -735,7 +735,7 @@ PY
     echo "diag table (µs; saved = full − diag, % of full):"
     grep -E " diag-v[45]-| w4a8_int_wgmma[45] " "$OUT/bench-gemm-wgmma5-diag.log" | awk '
       $2=="x" && $4 ~ /^M=/ {k=sprintf("%5dx%-5d %s", $1, $3, $4); t[k" "$5]=$6; keys[k]=1}
-      END{n=split("nofold noturn nowait nomma noepi mmaonly clock prefetch", d, " ");
+      END{n=split("nofold noturn nowait nomma noepi mmaonly clock prefetch ss mmaonly-ss", d, " ");
           for(k in keys) for(v=4; v<=5; v++){full=t[k" w4a8_int_wgmma" v]; if(!(full>0)) continue;
             line=sprintf("  %-22s v%d full %8.2f", k, v, full);
             for(i=1;i<=n;i++){x=t[k" diag-v" v "-" d[i]]; if(x>0) line=line sprintf(" | %s %8.2f (%+5.1f%%)", d[i], x, 100*(full-x)/full)}

@@ -831,6 +831,8 @@ int sm90_diag_code(const std::string& name) {
          : name == "mmaonly" ? kSm90DiagMmaOnly
          : name == "clock"   ? kSm90DiagClock
          : name == "prefetch" ? kSm90DiagPrefetch
+         : name == "ss"       ? kSm90DiagSsA
+         : name == "mmaonly-ss" ? kSm90DiagMmaOnly | kSm90DiagSsA
                              : -1;
 }
 

@@ -128,7 +128,8 @@ constexpr int kWgmmaV5Config = 22;
 // removes one part of the kernel (fastgemm_sm90.cu, "diagnostics"); kSm90DiagClock adds per-phase
 // %clock counters (kSm90DiagClkSlots unsigned long longs).
 constexpr int kSm90DiagNoFold = 1, kSm90DiagNoTurn = 2, kSm90DiagNoWait = 4, kSm90DiagNoMma = 8, kSm90DiagNoEpi = 16,
-              kSm90DiagClock = 32, kSm90DiagPrefetch = 64;  // prefetch: a what-if (next stage read early)
+              kSm90DiagClock = 32, kSm90DiagPrefetch = 64,  // prefetch: a what-if (next stage read early)
+              kSm90DiagSsA = 128;  // ss: the MMAs with A from shared memory (the X stage): the SS form's rate
 constexpr int kSm90DiagMmaOnly = kSm90DiagNoFold | kSm90DiagNoTurn | kSm90DiagNoWait | kSm90DiagNoEpi;
 constexpr int kSm90DiagClkSlots = 19;
 constexpr int kSm90RowTile = 128, kSm90TokTile = 128;
@@ -163,7 +164,8 @@ int dispatch_config_sm90(int m, int n, int k, int splits);
 // is garbage by design. ODY_ERR_UNSUPPORTED for anything else.
 ody_status w4a8_sm90_diag(const ody_w4a8_problem* p, const ody_w4a8_args* a, int config, int diag,
                           unsigned long long* clk, cudaStream_t stream);
-// The diag bits of a name (nofold, noturn, nowait, nomma, noepi, mmaonly, clock, prefetch), -1 if unknown.
+// The diag bits of a name (nofold, noturn, nowait, nomma, noepi, mmaonly, clock, prefetch, ss,
+// mmaonly-ss), -1 if unknown.
 int sm90_diag_code(const std::string& name);
 
 }  // namespace odyssey

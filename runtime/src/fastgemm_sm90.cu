@@ -202,6 +202,38 @@ __device__ __forceinline__ void wgmma_m64n128k32_s8(uint32_t (&d)[64], const uin
 #endif
 }
 
+// The same wgmma with A from shared memory too (the SS form: "{d}, desc-a, desc-b, scale-d"; A
+// 64×32 s8 K-major through a descriptor like B's). Only the "ss" diagnostic variants use it (A
+// read from the X stage: wrong values, right timing), to compare the tensor pipe's rate with A
+// from registers (every kernel here) against A from shared memory.
+__device__ __forceinline__ void wgmma_m64n128k32_s8_ss(uint32_t (&d)[64], uint64_t desc_a, uint64_t desc_b,
+                                                       int scale_d) {
+#if ODY_WGMMA_DEVICE
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      " %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      " %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "%64, %65, p;\n"
+      "}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
+        "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
+        "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
+        "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]),
+        "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]),
+        "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]),
+        "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]),
+        "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+#else
+  (void)d, (void)desc_a, (void)desc_b, (void)scale_d;
+#endif
+}
+
 // 32-bit word s of a uint4.
 __device__ __forceinline__ uint32_t word(const uint4& v, int s) {
   return s == 0 ? v.x : s == 1 ? v.y : s == 2 ? v.z : v.w;
@@ -1461,7 +1493,8 @@ __device__ __forceinline__ void named_arrive(uint32_t id, uint32_t count) {
 // nowait + noepi: the tensor pipe's own ceiling with this issue pattern), clock (the full
 // kernel, plus %clock deltas per phase summed into Sm90Params::diag_clk; slots below), prefetch
 // (not a removal but a what-if: the next K block's stage wait and W/scale reads under the
-// current MMAs; correct results, but only ever timed).
+// current MMAs; correct results, but only ever timed), ss and mmaonly-ss (the MMAs in the SS form,
+// A from the X stage instead of registers: is the RS form's rate the limit?).
 // Only instantiated for integer scales, group 128 (SPG = 4), one CTA (CL = 1), v4 and v5.
 // diag_clk slots (unsigned long long, zeroed by the caller, atomicAdd per block): consumer c
 // (0, 1; its warp 0 lane 0) at 8·c + phase: 0 full-stage wait, 1 stage reads + A build, 2 turn
@@ -1494,7 +1527,7 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
   constexpr bool kNoFold = (DIAG & kSm90DiagNoFold) != 0, kNoTurn = (DIAG & kSm90DiagNoTurn) != 0,
                  kNoWait = (DIAG & kSm90DiagNoWait) != 0, kNoMma = (DIAG & kSm90DiagNoMma) != 0,
                  kNoEpi = (DIAG & kSm90DiagNoEpi) != 0, kClock = (DIAG & kSm90DiagClock) != 0,
-                 kPrefetch = (DIAG & kSm90DiagPrefetch) != 0;
+                 kPrefetch = (DIAG & kSm90DiagPrefetch) != 0, kSsA = (DIAG & kSm90DiagSsA) != 0;
   using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
   constexpr int kGroups = SPG ? 4 / SPG : 1;
   constexpr int kSteps = SPG ? SPG : 4;
@@ -1716,7 +1749,11 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
         for (int jj = 0; jj < kSteps; jj++) {
           const int k4 = g * kSteps + jj;
           const int scale_d = SPG ? (jj != 0) : (kb != 0 || k4 != 0);
-          if (!kNoMma) wgmma_m64n128k32_s8(part, a[k4], desc0 + (uint64_t)((k4 * 32) >> 4), scale_d);
+          if (kSsA)  // diag "ss": A = this warpgroup's 64 rows of the X stage (timing only)
+            wgmma_m64n128k32_s8_ss(part, desc0 + (uint64_t)((wg * 8192 + k4 * 32) >> 4),
+                                   desc0 + (uint64_t)((k4 * 32) >> 4), scale_d);
+          else if (!kNoMma)
+            wgmma_m64n128k32_s8(part, a[k4], desc0 + (uint64_t)((k4 * 32) >> 4), scale_d);
         }
         wgmma_commit();
         if (!kNoTurn && (wg == 0 || turn + 1 < turns)) named_arrive(next_turn, 256);  // its turn to issue
@@ -1799,7 +1836,7 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
   (void)p, (void)xmap, (void)mbar_init, (void)mbar_init_fence, (void)mbar_arrive_expect_tx, (void)mbar_arrive,
       (void)mbar_wait, (void)mbar_try_wait, (void)global_ns, (void)mbar_hang, (void)tma_load_2d, (void)bulk_load,
       (void)named_sync, (void)named_arrive, (void)cluster_rank, (void)mbar_arrive_cluster, (void)tma_load_2d_mc,
-      (void)cluster_sync, (void)clk32;
+      (void)cluster_sync, (void)clk32, (void)wgmma_m64n128k32_s8_ss;
   __trap();
 #endif
 }
@@ -1956,6 +1993,8 @@ cudaError_t launch_diag(const Sm90Params& p, const TmaMap2D* maps, long long til
       ODY_DIAG_CASE(kSm90DiagMmaOnly)
       ODY_DIAG_CASE(kSm90DiagClock)
       ODY_DIAG_CASE(kSm90DiagPrefetch)
+      ODY_DIAG_CASE(kSm90DiagSsA)
+      ODY_DIAG_CASE(kSm90DiagMmaOnly | kSm90DiagSsA)
       default: break;
     }
 #undef ODY_DIAG_CASE

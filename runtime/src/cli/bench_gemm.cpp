@@ -92,13 +92,14 @@ struct Timer {
 };
 
 // ODYSSEY_V4_DIAG: "all" or a comma list of the wgmma v4/v5 diagnostic variants (fastgemm.hpp
-// kSm90Diag*: nofold, noturn, nowait, nomma, noepi, mmaonly, clock, prefetch); unset: none.
+// kSm90Diag*: nofold, noturn, nowait, nomma, noepi, mmaonly, clock, prefetch, ss, mmaonly-ss);
+// unset: none.
 std::vector<std::string> wgmma_diag_names() {
   const char* e = std::getenv("ODYSSEY_V4_DIAG");
   std::vector<std::string> out;
   if (!e || !*e) return out;
   std::string v = e;
-  if (v == "all") v = "nofold,noturn,nowait,nomma,noepi,mmaonly,clock,prefetch";
+  if (v == "all") v = "nofold,noturn,nowait,nomma,noepi,mmaonly,clock,prefetch,ss,mmaonly-ss";
   std::stringstream ss(v);
   for (std::string t; std::getline(ss, t, ',');) {
     if (t.empty()) continue;

@@ -85,6 +85,10 @@
 // warp-specialized (a producer warpgroup issuing TMA / bulk copies into an 8-stage mbarrier ring,
 // two consumer warpgroups alternating their wgmma issue); see "v4" below. v2 and v4 end a tile
 // with the same store_tile.
+// v5 ("wgmma_ws_r128t128_v5", ODYSSEY_WGMMA_V5=1 or the forced config): v4 on a persistent grid,
+// the ring and the pingpong running on across tiles (the same kernel template); see "v5" below.
+// The v4/v5 diagnostic variants (bench only, wrong results by design) are described above the
+// kernel ("diagnostics"). Host check of v5's schedule and ring: emulate_wgmma.
 // v3 ("wgmma_r128t128_s4_v3", ODYSSEY_WGMMA_V3=1 or the forced config): v2 with each warpgroup's
 // tokens in two 64-token halves (m64n64k32 chains, wait_group 1), so that one half's fold
 // overlaps the other half's MMAs; see "v3" below. v3p ("wgmma_r128t128_s4_v3p",

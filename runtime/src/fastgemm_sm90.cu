@@ -1701,8 +1701,9 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
 #pragma unroll 1
     for (int kb = 0; kb < kblocks; kb++) {
       if (kClock) ck_t = clk32();
-      if (!kNoWait) mbar_wait(full0 + 8 * s, phase);  // stage s holds K block kb (X, W and scales)
-      __syncwarp();                                   // the warp reconverges before the .aligned wgmma ops
+      // Stage s holds K block kb (X, W and scales); with kPrefetch, waited for under the last MMAs.
+      if (!kNoWait && !kPrefetch) mbar_wait(full0 + 8 * s, phase);
+      __syncwarp();  // the warp reconverges before the .aligned wgmma ops
       if (kClock) {
         const uint32_t t = clk32();
         ck[0] += t - ck_t;

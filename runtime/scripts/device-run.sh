@@ -14,7 +14,8 @@
 #   dispatch, bench v4 / v5 / cuBLAS FP16 / cuBLASLt INT8, FP8 at the 7B shapes (M = 1024, 4096) and
 #   8192x28672 M=4096, every diag row and the CLOCK lines at 4096x4096 and 8192x28672 M=4096,
 #   a "v4 us, v5 us, v4/v5, fp16, int8, fp8, fp16/best" table and a diag table; ends with
-#   "wgmma5: PASS" or "wgmma5: FAIL" (PASS: no spill in v5, probe, memcheck, bit-exact, bench ran).
+#   "wgmma5: PASS" or "wgmma5: FAIL" (PASS: no spill in v5, probe, memcheck, bit-exact, bench ran);
+#   WGMMA5_NCU=1 adds one ncu --set full of v5 at 4096x4096 M=4096.
 # wgmma: the Hopper wgmma prefill kernel, v1, v2 and v3: build (their ptxas lines, C7519 count per
 #   version, SASS GMMA count), test wgmma-probe (all three), test gemm --configs wgmma_r128t128_s4,
 #   _v2 and _v3 with ODYSSEY_WGMMA=1 (ODYSSEY_WGMMA_V2=0/1, ODYSSEY_WGMMA_V3=1 route the dispatch's
@@ -741,6 +742,13 @@ PY
             for(i=1;i<=n;i++){x=t[k" diag-v" v "-" d[i]]; if(x>0) line=line sprintf(" | %s %8.2f (%+5.1f%%)", d[i], x, 100*(full-x)/full)}
             print line}}' | sort
     grep -E "^CLOCK" "$OUT/bench-gemm-wgmma5-diag.log" | head -8
+    if [ "${WGMMA5_NCU:-0}" = 1 ]; then
+      # One launch of v5 (spg=4, int; the dispatch's row comes first with ODYSSEY_WGMMA_V5=1, and v5
+      # shares the v4 kernel template's name) at 4096x4096 M=4096, as wgmma4's ncu of v4.
+      ODYSSEY_WGMMA_V5=1 timeout 240 ncu --set full -k regex:w4a8_wgmma_v4_kernel -c 1 \
+        $B/odyssey-rt bench gemm --m 4096 --shapes 4096x4096 --iters 5 --out "$OUT/ncu-bench5.json" > "$OUT/ncu-wgmma5.txt" 2>&1
+      echo "ncu (wgmma v5) rc=$?"; grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Tensor|Registers|Stall|Issue Slots Busy|Warp Cycles|Grid Size" "$OUT/ncu-wgmma5.txt" | head -40
+    fi
     [ $w5_fail -eq 0 ] && echo "wgmma5: PASS (ptxas v5 no spill, probe, memcheck, test gemm bit-exact, bench ran)" || echo "wgmma5: FAIL (see above)"
     ;;
   *) echo "unknown step $s"; exit 2 ;;

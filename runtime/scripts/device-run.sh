@@ -673,7 +673,7 @@ PY
       cmake --build $B -j 16 >> "$OUT/build-wgmma5.log" 2>&1 || { tail -60 "$OUT/build-wgmma5.log"; echo "wgmma5: FAIL (build)"; exit 1; }
     # ptxas per instantiation of the v4 template <spg, int, cluster, diag, persist>: v5 is
     # persist=1 diag=0 (8: want 0 spill, and ~168 registers like v4); the diags are spg=4 int=1
-    # (14: a diag that spills measures its spills, so they are listed, not failed).
+    # (20: 10 variants × v4/v5; a diag that spills measures its spills, so they are listed, not failed).
     # One line per instantiation ("<name> regs R spill S/L"), each once (build.log and this log
     # may both hold it).
     ptx5() { cat "$OUT/build.log" "$OUT/build-wgmma5.log" 2>/dev/null |

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|calib32|calib-exact|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|wgmma4|fuse|w4a16]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|calib32|calib-exact|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|wgmma4|wgmma5|fuse|w4a16]...
 # wgmma4: wgmma v4 (warp-specialized; config wgmma_ws_r128t128_v4) and config 21 (v4c2: v4 on
 #   2-CTA clusters with X multicast): ptxas lines (0 spill), test wgmma-probe + memcheck, test gemm
 #   forced and through the dispatch (ODYSSEY_WGMMA_V4=1, =c2), bench
 #   at the 7B shapes (M = 1024, 4096; WGMMA4_M, WGMMA4_SHAPES, WGMMA4_ITERS) and 8192x28672 M=4096,
 #   a "v2 us, v4 us, v4/v2, v4c2 us, c2/v2, cuBLAS FP16, cuBLASLt INT8" table; WGMMA4_NCU=1 adds one ncu --set full
 #   of v4 at 4096x4096 M=4096; ends with "wgmma4: PASS" or "wgmma4: FAIL".
+# wgmma5: wgmma v5 (config wgmma_ws_r128t128_v5: v4 on a persistent grid) and issue 12's
+#   diagnostic variants of v4/v5 (ODYSSEY_V4_DIAG): ptxas lines (v5 and each diag: registers,
+#   spills), probe + memcheck (ODYSSEY_WGMMA_V5=1), test gemm forced through v5 and through the
+#   dispatch, bench v4 / v5 / cuBLAS FP16 / cuBLASLt INT8, FP8 at the 7B shapes (M = 1024, 4096) and
+#   8192x28672 M=4096, every diag row and the CLOCK lines at 4096x4096 and 8192x28672 M=4096,
+#   a "v4 us, v5 us, v4/v5, fp16, int8, fp8, fp16/best" table and a diag table; ends with
+#   "wgmma5: PASS" or "wgmma5: FAIL" (PASS: no spill in v5, probe, memcheck, bit-exact, bench ran);
+#   WGMMA5_NCU=1 adds one ncu --set full of v5 at 4096x4096 M=4096.
 # wgmma: the Hopper wgmma prefill kernel, v1, v2 and v3: build (their ptxas lines, C7519 count per
 #   version, SASS GMMA count), test wgmma-probe (all three), test gemm --configs wgmma_r128t128_s4,
 #   _v2 and _v3 with ODYSSEY_WGMMA=1 (ODYSSEY_WGMMA_V2=0/1, ODYSSEY_WGMMA_V3=1 route the dispatch's
@@ -584,11 +592,13 @@ PY
     grep -E "FastGEMM wgmma kernel" "$OUT/build-wgmma4.log" "$OUT/build.log" 2>/dev/null | head -1
     # ptxas per v4 instantiation (spg = 32-bit steps per group: 1 = g32, 2 = g64, 4 = g128, 0 =
     # per-channel; int = integer scales): registers and spill bytes (want 0), and any wgmma warning.
-    cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -E -A3 "Compiling entry function '.*w4a8_wgmma_v4_kernel" |
+    # (Since session 9 the kernel template also has DIAG and PERSIST: v4 and v4c2 are DIAG = 0,
+    # PERSIST = 0; v5 and the diagnostic variants are in `wgmma5`.)
+    cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -E -A3 "Compiling entry function '.*w4a8_wgmma_v4_kernelILi[0-9]ELb[01]ELi[12]ELi0ELb0E" |
       grep -E "Compiling|registers|spill" | sed 's/_ZN7odyssey[^ ]*w4a8_wgmma_v4_kernelILi\([0-9]\)ELb\([01]\)ELi\([12]\)E[^ ]*/w4a8_wgmma_v4_kernel<spg=\1,int=\2,cluster=\3>/'
-    nspill=$(cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -E -A3 "Compiling entry function '.*w4a8_wgmma_v4_kernel" |
+    nspill=$(cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -E -A3 "Compiling entry function '.*w4a8_wgmma_v4_kernelILi[0-9]ELb[01]ELi[12]ELi0ELb0E" |
       grep -E "spill" | grep -vc " 0 bytes spill stores, 0 bytes spill loads")
-    nent=$(cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -cE "Compiling entry function '.*w4a8_wgmma_v4_kernel")
+    nent=$(cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -cE "Compiling entry function '.*w4a8_wgmma_v4_kernelILi[0-9]ELb[01]ELi[12]ELi0ELb0E")
     echo "ptxas v4: $nent instantiations (want 16: 8 v4, 8 v4c2), with spills: $nspill (want 0)"
     [ "$nspill" = 0 ] && [ "$nent" -gt 0 ] || { w4_fail=1; [ "$nent" -gt 0 ] || echo "  no ptxas lines: run the build step first in the same call"; }
     # Any (C75xx) note: C7508 "'setmaxnreg' ignored" (then the consumers keep 168 registers), C7510/
@@ -650,6 +660,96 @@ PY
       echo "ncu (wgmma v4) rc=$?"; grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Tensor|Registers|Stall|Issue Slots Busy|Warp Cycles" "$OUT/ncu-wgmma4.txt" | head -40
     fi
     [ $w4_fail -eq 0 ] && echo "wgmma4: PASS (ptxas no spill, probe, test gemm bit-exact, bench ran)" || echo "wgmma4: FAIL (see above)"
+    ;;
+  wgmma5)
+    stamp wgmma5
+    # wgmma v5 (config 22, wgmma_ws_r128t128_v5: v4 on a persistent grid, the ring and the
+    # pingpong running on across tiles; src/fastgemm_sm90.cu "v5") and the v4/v5 diagnostic
+    # variants (bench only; runtime/NOTES.md "wgmma v5 and v4's diagnostics"). Each part runs even
+    # if an earlier one failed; the last line is "wgmma5: PASS" or "wgmma5: FAIL".
+    w5_fail=0
+    cmake -S runtime -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=${ODY_ARCH:-90} \
+      -DODYSSEY_PTXAS_VERBOSE=ON > "$OUT/build-wgmma5.log" 2>&1 &&
+      cmake --build $B -j 16 >> "$OUT/build-wgmma5.log" 2>&1 || { tail -60 "$OUT/build-wgmma5.log"; echo "wgmma5: FAIL (build)"; exit 1; }
+    # ptxas per instantiation of the v4 template <spg, int, cluster, diag, persist>: v5 is
+    # persist=1 diag=0 (8: want 0 spill, and ~168 registers like v4); the diags are spg=4 int=1
+    # (20: 10 variants × v4/v5; a diag that spills measures its spills, so they are listed, not failed).
+    # One line per instantiation ("<name> regs R spill S/L"), each once (build.log and this log
+    # may both hold it).
+    ptx5() { cat "$OUT/build.log" "$OUT/build-wgmma5.log" 2>/dev/null |
+      grep -E -A3 "Compiling entry function '.*w4a8_wgmma_v4_kernel$1" | grep -E "Compiling|registers|spill" |
+      sed 's/_ZN7odyssey[^ ]*w4a8_wgmma_v4_kernelILi\([0-9]\)ELb\([01]\)ELi\([12]\)ELi\([0-9]*\)ELb\([01]\)E[^ ]*/v4_kernel<spg=\1,int=\2,cluster=\3,diag=\4,persist=\5>/' |
+      awk '/Compiling/ {n=$0; sub(/.*function .?/, "", n); sub(/ for .*/, "", n)} /spill stores/ {sp=$5 "/" $9}
+           /Used [0-9]+ registers/ {if(!(n in seen)){seen[n]=1; printf "  %-60s regs %s spill %s\n", n, $5, sp}}'; }
+    ptx5 "ILi[0-9]ELb[01]ELi1ELi0ELb1E"
+    nspill=$(ptx5 "ILi[0-9]ELb[01]ELi1ELi0ELb1E" | grep -vc "spill 0/0$")
+    nent=$(ptx5 "ILi[0-9]ELb[01]ELi1ELi0ELb1E" | wc -l)
+    echo "ptxas v5: $nent instantiations (want 8), with spills: $nspill (want 0)"
+    [ "$nspill" = 0 ] && [ "$nent" -gt 0 ] || { w5_fail=1; [ "$nent" -gt 0 ] || echo "  no ptxas lines: run the build step first in the same call"; }
+    echo "ptxas diag variants (diag bits: 1 nofold, 2 noturn, 4 nowait, 8 nomma, 16 noepi, 23 mmaonly, 32 clock, 64 prefetch, 128 ss, 151 mmaonly-ss):"
+    ptx5 "ILi4ELb1ELi1ELi([1-9]|[1-9][0-9]|1[0-9][0-9])ELb[01]E"
+    cat "$OUT/build.log" "$OUT/build-wgmma5.log" 2>/dev/null | grep -E "C75[0-9][0-9]|warning.*(wgmma|setmaxnreg)" |
+      grep -E "v4_kernel|setmaxnreg" | sort | uniq -c | head -10
+    ODYSSEY_WGMMA_V5=1 timeout 60 $B/odyssey-rt test wgmma-probe > "$OUT/wgmma5-probe.json" 2> "$OUT/wgmma5-probe.log"
+    rc=$?; echo "wgmma-probe (v1..v4c2, then v5) rc=$rc (124: hung)"; grep -E "v5: " "$OUT/wgmma5-probe.log" | head -12; [ $rc -eq 0 ] || w5_fail=1
+    grep -E "FAIL" "$OUT/wgmma5-probe.log" | grep -vE "v5: " | head -5
+    tail -3 "$OUT/wgmma5-probe.log" | grep -iE "error|fail" | head -3  # a launch failure: the mbarrier watchdog trapped
+    if [ $rc -eq 124 ]; then echo "wgmma5: FAIL (probe hung: the rest of the step skipped)"; continue; fi
+    ODYSSEY_WGMMA_V5=1 timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test wgmma-probe > /dev/null 2> "$OUT/sanitizer-wgmma5-probe.log"
+    rc=$?; echo "compute-sanitizer memcheck (wgmma-probe, v5 included) rc=$rc"; grep -E "ERROR SUMMARY" "$OUT/sanitizer-wgmma5-probe.log" | head -2
+    [ $rc -eq 0 ] || w5_fail=1
+    if [ ! -f $CASES/manifest.json ]; then
+      "$ODY_BIN" testdata gemm-cases --out $CASES > "$OUT/cases.log" 2>&1 || { cat "$OUT/cases.log"; w5_fail=1; }
+    fi
+    # Forced (--configs) and through the dispatch (ODYSSEY_WGMMA=1: every M >= 64 case;
+    # ODYSSEY_WGMMA_V5=1: the dispatch takes v5 in v4's place).
+    ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V5=1 timeout 150 $B/odyssey-rt test gemm --cases $CASES --configs wgmma_ws_r128t128_v5 \
+      > "$OUT/test-gemm-wgmma5.json" 2> "$OUT/test-gemm-wgmma5.log"
+    rc=$?; echo "test gemm (wgmma v5) rc=$rc"; [ $rc -eq 0 ] || w5_fail=1
+    grep -A3 -E "FAIL" "$OUT/test-gemm-wgmma5.log" | head -20; grep "passed" "$OUT/test-gemm-wgmma5.log"
+    nrun=$(grep -oE '"kernel": *"[a-z]+/wgmma_ws_r128t128_v5/' "$OUT/test-gemm-wgmma5.json" | wc -l)
+    echo "runs through wgmma_ws_r128t128_v5 (forced + dispatch): $nrun"; [ "$nrun" -gt 0 ] || w5_fail=1
+    # v4 vs v5 in the same run (7B linears at M = 1024, 4096), then the diagnostic rows and the
+    # CLOCK lines at 4096x4096 and 8192x28672, M = 4096 (v4, v5, cuBLAS rows there too).
+    ODYSSEY_WGMMA_V5=1 timeout 150 $B/odyssey-rt bench gemm --m ${WGMMA5_M:-1024,4096} \
+      --shapes ${WGMMA5_SHAPES:-4096x4096,12288x4096,22016x4096,4096x11008} --iters ${WGMMA5_ITERS:-20} \
+      --out "$OUT/bench-gemm-wgmma5.json" > /dev/null 2> "$OUT/bench-gemm-wgmma5.log"
+    rc=$?; echo "bench (wgmma5, 7B shapes) rc=$rc"; [ $rc -eq 0 ] || w5_fail=1
+    ODYSSEY_WGMMA_V5=1 ODYSSEY_V4_DIAG=${WGMMA5_DIAG:-all} timeout 120 $B/odyssey-rt bench gemm --m 4096 \
+      --shapes 4096x4096,8192x28672 --iters ${WGMMA5_ITERS:-20} \
+      --out "$OUT/bench-gemm-wgmma5-diag.json" > /dev/null 2> "$OUT/bench-gemm-wgmma5-diag.log"
+    rc=$?; echo "bench (wgmma5 diag, 4096x4096 and 8192x28672 M=4096) rc=$rc"; [ $rc -eq 0 ] || w5_fail=1
+    # Lines: "<N> x <K> M=<M> <kernel> <us> us ...". v4/v5 > 1: v5 faster; fp16/best > 1: ours beats cuBLAS FP16.
+    echo "wgmma5 table (µs, integer scales, group 128; median of the run; goals at M=4096: fp16/best >= 1.8, int8/best >= 1.3, fp8/best >= 0.9):"
+    printf "  %-22s %10s %10s %8s %12s %12s %12s %9s %9s %9s\n" "shape" "v4 us" "v5 us" "v4/v5" "cublas_fp16" "lt_int8" "lt_fp8" "fp16/best" "int8/best" "fp8/best"
+    cat "$OUT/bench-gemm-wgmma5.log" "$OUT/bench-gemm-wgmma5-diag.log" | awk '
+      $2=="x" && $4 ~ /^M=/ {k=sprintf("%5dx%-5d %s", $1, $3, $4); if(!((k" "$5) in t)) t[k" "$5]=$6; keys[k]=1}
+      END{for(k in keys){v4=t[k" w4a8_int_wgmma4"]; v5=t[k" w4a8_int_wgmma5"]; if(!(v4>0 && v5>0)) continue;
+          f=t[k" cublas_fp16"]; l=t[k" cublaslt_int8"]; e=t[k" cublaslt_fp8"]; b=(v5<v4? v5 : v4);
+          printf "  %-22s %10.2f %10.2f %7.3fx %12.2f %12.2f %12.2f %8.3fx %8.3fx %8.3fx\n", k, v4, v5, v4/v5, f, l, e, (f>0? f/b : 0), (l>0? l/b : 0), (e>0? e/b : 0)}}' | sort -k1,1 -k2,2
+    echo "float scales (v4 vs v5):"
+    cat "$OUT/bench-gemm-wgmma5.log" | awk '
+      $2=="x" && $4 ~ /^M=/ {k=sprintf("%5dx%-5d %s", $1, $3, $4); t[k" "$5]=$6; keys[k]=1}
+      END{for(k in keys){v4=t[k" w4a8_float_wgmma4"]; v5=t[k" w4a8_float_wgmma5"]; if(v4>0 && v5>0) printf "  %-22s v4 %10.2f  v5 %10.2f  (%.3fx)\n", k, v4, v5, v4/v5}}' | sort
+    # Each diag row beside its full kernel of the same run: "saved" = full − diag, the part's
+    # cost on the critical path (NOTES.md "wgmma v5 and v4's diagnostics" says how to read it).
+    echo "diag table (µs; saved = full − diag, % of full):"
+    grep -E " diag-v[45]-| w4a8_int_wgmma[45] " "$OUT/bench-gemm-wgmma5-diag.log" | awk '
+      $2=="x" && $4 ~ /^M=/ {k=sprintf("%5dx%-5d %s", $1, $3, $4); t[k" "$5]=$6; keys[k]=1}
+      END{n=split("nofold noturn nowait nomma noepi mmaonly clock prefetch ss mmaonly-ss", d, " ");
+          for(k in keys) for(v=4; v<=5; v++){full=t[k" w4a8_int_wgmma" v]; if(!(full>0)) continue;
+            line=sprintf("  %-22s v%d full %8.2f", k, v, full);
+            for(i=1;i<=n;i++){x=t[k" diag-v" v "-" d[i]]; if(x>0) line=line sprintf(" | %s %8.2f (%+5.1f%%)", d[i], x, 100*(full-x)/full)}
+            print line}}' | sort
+    grep -E "^CLOCK" "$OUT/bench-gemm-wgmma5-diag.log" | head -8
+    if [ "${WGMMA5_NCU:-0}" = 1 ]; then
+      # One launch of v5 (spg=4, int; the dispatch's row comes first with ODYSSEY_WGMMA_V5=1, and v5
+      # shares the v4 kernel template's name) at 4096x4096 M=4096, as wgmma4's ncu of v4.
+      ODYSSEY_WGMMA_V5=1 timeout 240 ncu --set full -k regex:w4a8_wgmma_v4_kernel -c 1 \
+        $B/odyssey-rt bench gemm --m 4096 --shapes 4096x4096 --iters 5 --out "$OUT/ncu-bench5.json" > "$OUT/ncu-wgmma5.txt" 2>&1
+      echo "ncu (wgmma v5) rc=$?"; grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Tensor|Registers|Stall|Issue Slots Busy|Warp Cycles|Grid Size" "$OUT/ncu-wgmma5.txt" | head -40
+    fi
+    [ $w5_fail -eq 0 ] && echo "wgmma5: PASS (ptxas v5 no spill, probe, memcheck, test gemm bit-exact, bench ran)" || echo "wgmma5: FAIL (see above)"
     ;;
   *) echo "unknown step $s"; exit 2 ;;
   esac

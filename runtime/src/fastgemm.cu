@@ -523,9 +523,10 @@ const Config kConfigs[] = {
     Config{"wgmma_r128t128_s4_v3p", kSm90TokTile, kSm90RowTile, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 19 v3, persistent
     Config{"wgmma_ws_r128t128_v4", kSm90TokTile, kSm90RowTile, 384, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 20 warp-specialized (TMA, mbarriers, pingpong)
     Config{"wgmma_ws_r128t128_v4c2", kSm90TokTile, kSm90RowTile, 384, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 21 v4 on 2-CTA clusters, X multicast
+    Config{"wgmma_ws_r128t128_v5", kSm90TokTile, kSm90RowTile, 384, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 22 v4, persistent
 };
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
-static_assert(kNumConfigs == kWgmmaV4c2Config + 1 && kWgmmaV4c2Config == kWgmmaV4Config + 1 && kWgmmaV4Config == kWgmmaV3pConfig + 1 && kWgmmaV3pConfig == kWgmmaV3Config + 1 && kWgmmaV3Config == kWgmmaV2Config + 1 && kWgmmaV2Config == kWgmmaConfig + 1 && kWgmmaConfig == kGemvMmaS8Config + 1 && kGemvConfig == kGemvMmaS2Config - 1 &&
+static_assert(kNumConfigs == kWgmmaV5Config + 1 && kWgmmaV5Config == kWgmmaV4c2Config + 1 && kWgmmaV4c2Config == kWgmmaV4Config + 1 && kWgmmaV4Config == kWgmmaV3pConfig + 1 && kWgmmaV3pConfig == kWgmmaV3Config + 1 && kWgmmaV3Config == kWgmmaV2Config + 1 && kWgmmaV2Config == kWgmmaConfig + 1 && kWgmmaConfig == kGemvMmaS8Config + 1 && kGemvConfig == kGemvMmaS2Config - 1 &&
                   kGemvMmaS2Config + 1 == kGemvMmaS4Config && kGemvMmaS4Config + 1 == kGemvMmaS8Config,
               "the GEMV configs' indexes (fastgemm.hpp) must match the table");
 
@@ -664,7 +665,8 @@ Plan plan(const ody_w4a8_problem* p) {
     pl.tiles_n = (np + kSm90RowTile - 1) / kSm90RowTile;
     pl.kblocks = p->k / kBK;
     pl.blocks = (int)(pl.tiles_m * pl.tiles_n);
-    if (pl.config == kWgmmaV3pConfig) pl.blocks = (int)std::min<long long>(pl.blocks, device_sms());  // persistent
+    if (pl.config == kWgmmaV3pConfig || pl.config == kWgmmaV5Config)
+      pl.blocks = (int)std::min<long long>(pl.blocks, device_sms());  // persistent
     if (pl.config == kWgmmaV4c2Config) pl.blocks = (int)(2 * ((pl.tiles_n + 1) / 2) * pl.tiles_m);  // pairs of row tiles
     pl.partial = false;
     return pl;
@@ -731,6 +733,35 @@ ody_status can_implement(const ody_w4a8_problem* p, const ody_w4a8_args* a) {
   return ODY_OK;
 }
 
+// The wgmma kernels' parameters for config cfg (diag 0: test and dispatch never ask for more).
+Sm90Params sm90_params(const ody_w4a8_problem* p, const ody_w4a8_args* a, int cfg) {
+  const bool int_scale = p->scale_kind == ODY_SCALE_INT;
+  Sm90Params w{};
+  w.x = a->x;
+  w.x_scale = a->x_scale;
+  w.qweight = a->qweight;
+  w.group_scale = a->group_scale;
+  w.channel_scale = a->channel_scale;
+  w.bias = a->bias;
+  w.y = a->y;
+  w.acc_out = int_scale ? a->acc_out : nullptr;
+  w.m = p->m;
+  w.n = p->n;
+  w.np = (p->n + 7) / 8 * 8;
+  w.k = p->k;
+  w.group_size = p->group_size;
+  w.act_per_token = p->act_per_token;
+  w.int_scale = int_scale;
+  w.version = cfg == kWgmmaV5Config    ? 7
+              : cfg == kWgmmaV4c2Config  ? 6
+              : cfg == kWgmmaV4Config  ? 5
+              : cfg == kWgmmaV3pConfig ? 4
+              : cfg == kWgmmaV3Config  ? 3
+              : cfg == kWgmmaV2Config  ? 2
+                                       : 1;
+  return w;
+}
+
 ody_status gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, cudaStream_t stream) {
   if (ody_status s = can_implement(p, a)) return s;
   Plan pl = plan(p);
@@ -761,31 +792,8 @@ ody_status gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, cudaStream_t 
     ODY_CUDA(cudaGetLastError());
     return ODY_OK;
   }
-  if (c.wgmma) {  // check_problem has checked that it is usable and no split-K is asked
-    Sm90Params w{};
-    w.x = a->x;
-    w.x_scale = a->x_scale;
-    w.qweight = a->qweight;
-    w.group_scale = a->group_scale;
-    w.channel_scale = a->channel_scale;
-    w.bias = a->bias;
-    w.y = a->y;
-    w.acc_out = int_scale ? a->acc_out : nullptr;
-    w.m = p->m;
-    w.n = p->n;
-    w.np = (p->n + 7) / 8 * 8;
-    w.k = p->k;
-    w.group_size = p->group_size;
-    w.act_per_token = p->act_per_token;
-    w.int_scale = int_scale;
-    w.version = cfg == kWgmmaV4c2Config  ? 6
-                : cfg == kWgmmaV4Config  ? 5
-                : cfg == kWgmmaV3pConfig ? 4
-                : cfg == kWgmmaV3Config  ? 3
-                : cfg == kWgmmaV2Config  ? 2
-                                         : 1;
-    return launch_w4a8_sm90(w, stream);
-  }
+  if (c.wgmma)  // check_problem has checked that it is usable and no split-K is asked
+    return launch_w4a8_sm90(sm90_params(p, a, cfg), stream);
   Params k{};
   k.x = a->x;
   k.x_scale = a->x_scale;
@@ -812,6 +820,34 @@ ody_status gemm(const ody_w4a8_problem* p, const ody_w4a8_args* a, cudaStream_t 
   (int_scale ? c.launch_int : c.launch_float)(k, dim3(pl.blocks), stream);
   ODY_CUDA(cudaGetLastError());
   return ODY_OK;
+}
+
+int sm90_diag_code(const std::string& name) {
+  return name == "nofold"    ? kSm90DiagNoFold
+         : name == "noturn"  ? kSm90DiagNoTurn
+         : name == "nowait"  ? kSm90DiagNoWait
+         : name == "nomma"   ? kSm90DiagNoMma
+         : name == "noepi"   ? kSm90DiagNoEpi
+         : name == "mmaonly" ? kSm90DiagMmaOnly
+         : name == "clock"   ? kSm90DiagClock
+         : name == "prefetch" ? kSm90DiagPrefetch
+         : name == "ss"       ? kSm90DiagSsA
+         : name == "mmaonly-ss" ? kSm90DiagMmaOnly | kSm90DiagSsA
+                             : -1;
+}
+
+// Bench only (fastgemm.hpp): the same checks as gemm for the forced config, then the variant.
+ody_status w4a8_sm90_diag(const ody_w4a8_problem* p, const ody_w4a8_args* a, int config, int diag,
+                          unsigned long long* clk, cudaStream_t stream) {
+  if (config != kWgmmaV4Config && config != kWgmmaV5Config)
+    return fail(ODY_ERR_UNSUPPORTED, "w4a8: diagnostic variants exist for wgmma v4 and v5 only");
+  if (!p || p->config != config || diag <= 0)
+    return fail(ODY_ERR_INVALID, "w4a8: diagnostic launch needs problem.config == config and diag > 0");
+  if (ody_status s = can_implement(p, a)) return s;
+  Sm90Params w = sm90_params(p, a, config);
+  w.diag = diag;
+  w.diag_clk = clk;
+  return launch_w4a8_sm90(w, stream);
 }
 
 }  // namespace odyssey

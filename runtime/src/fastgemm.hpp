@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 
 #include "odyssey_rt.h"
 
@@ -115,6 +116,22 @@ constexpr int kWgmmaV4Config = 20;
 // multicasts it to both, so X's L2 reads halve): "wgmma_ws_r128t128_v4c2", dispatch only with
 // ODYSSEY_WGMMA_V4=c2.
 constexpr int kWgmmaV4c2Config = 21;
+// v5, "wgmma_ws_r128t128_v5" (issue 12): v4 on a persistent grid (one block per SM, a static
+// tile schedule in v4's raster order; the producer's ring runs on across tiles, so the next
+// tile's copies overlap this tile's epilogue). v4's arithmetic and fold order: bit-exact. The
+// dispatch takes it only with ODYSSEY_WGMMA_V5=1 (kSm90DispatchV5 in fastgemm_dispatch.cpp)
+// until measured faster than v4.
+constexpr int kWgmmaV5Config = 22;
+// Diagnostic variants of v4 and v5 (issue 12: where the cycles go). Bench only: they compute
+// wrong results by design, exist for integer scales at group 128 only, and are reachable only
+// through w4a8_sm90_diag (no config index: test, dispatch and the C ABI never see them). Each bit
+// removes one part of the kernel (fastgemm_sm90.cu, "diagnostics"); kSm90DiagClock adds per-phase
+// %clock counters (kSm90DiagClkSlots unsigned long longs).
+constexpr int kSm90DiagNoFold = 1, kSm90DiagNoTurn = 2, kSm90DiagNoWait = 4, kSm90DiagNoMma = 8, kSm90DiagNoEpi = 16,
+              kSm90DiagClock = 32, kSm90DiagPrefetch = 64,  // prefetch: a what-if (next stage read early)
+              kSm90DiagSsA = 128;  // ss: the MMAs with A from shared memory (the X stage): the SS form's rate
+constexpr int kSm90DiagMmaOnly = kSm90DiagNoFold | kSm90DiagNoTurn | kSm90DiagNoWait | kSm90DiagNoEpi;
+constexpr int kSm90DiagClkSlots = 19;
 constexpr int kSm90RowTile = 128, kSm90TokTile = 128;
 constexpr int kSm90MinM = 64;     // the dispatch never picks it below this M (from 256: always)
 struct Sm90Params {
@@ -130,7 +147,9 @@ struct Sm90Params {
   int group_size;  // == k for per-channel
   int act_per_token;
   bool int_scale;
-  int version;  // 1: wgmma_r128t128_s4, 2: _v2, 3: _v3, 4: _v3p (persistent), 5: wgmma_ws_r128t128_v4, 6: _v4c2
+  int version;  // 1: wgmma_r128t128_s4, 2: _v2, 3: _v3, 4: _v3p (persistent), 5: wgmma_ws_r128t128_v4, 6: _v4c2, 7: _v5
+  int diag;     // 0, or kSm90Diag* bits (versions 5 and 7 only; set only by w4a8_sm90_diag)
+  unsigned long long* diag_clk;  // kSm90DiagClock: kSm90DiagClkSlots counters, zeroed by the caller
 };
 bool sm90_wgmma_built();
 // Built, a compute capability 9.x device, and not turned off by ODYSSEY_WGMMA=0.
@@ -139,5 +158,14 @@ ody_status launch_w4a8_sm90(const Sm90Params& p, cudaStream_t stream);
 // The dispatch rule for it (fastgemm_dispatch.cpp): kWgmmaConfig, kWgmmaV2Config, kWgmmaV3Config or -1 for the
 // mma table.
 int dispatch_config_sm90(int m, int n, int k, int splits);
+// A diagnostic launch of v4 or v5 (config kWgmmaV4Config or kWgmmaV5Config, diag ≠ 0: kSm90Diag*
+// bits) on a problem the config accepts with integer scales and group 128 (K > 128); clk: the
+// counters for kSm90DiagClock (else may be null). For `odyssey-rt bench gemm` only: the output
+// is garbage by design. ODY_ERR_UNSUPPORTED for anything else.
+ody_status w4a8_sm90_diag(const ody_w4a8_problem* p, const ody_w4a8_args* a, int config, int diag,
+                          unsigned long long* clk, cudaStream_t stream);
+// The diag bits of a name (nofold, noturn, nowait, nomma, noepi, mmaonly, clock, prefetch, ss,
+// mmaonly-ss), -1 if unknown.
+int sm90_diag_code(const std::string& name);
 
 }  // namespace odyssey

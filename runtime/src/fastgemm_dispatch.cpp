@@ -102,6 +102,10 @@ constexpr int kSm90DispatchV3 = 0;
 // probe 48/48, memcheck clean; v4/v2 1.15–1.27× on the 7B shapes at M = 1024 and 4096 and 1.33× on
 // 8192×28672 M = 4096, integer scales; float scales 1.13–1.21×). v4c2 was slower (0.73–0.80×).
 constexpr int kSm90DispatchV4 = 1;
+// v5 (v4 on a persistent grid, the ring running on across tiles; fastgemm_sm90.cu) in v4's place:
+// false until `device-run.sh wgmma5` measures it ahead of v4 (bit-exact there); ODYSSEY_WGMMA_V5=1
+// / =0 overrides (it wins over ODYSSEY_WGMMA_V4).
+constexpr bool kSm90DispatchV5 = false;
 constexpr int kSm90AlwaysM = 256;  // from here on the wgmma kernel whatever the tile count
 int device_sms();  // kernel_common.cuh (a CUDA header; this file is host C++)
 
@@ -135,9 +139,16 @@ int dispatch_config_sm90(int m, int n, int k, int splits) {
     if (e && std::string(e) == "0") return 0;
     return kSm90DispatchV4;
   }();
+  static const bool v5 = [] {
+    const char* e = std::getenv("ODYSSEY_WGMMA_V5");
+    if (e && std::string(e) == "1") return true;
+    if (e && std::string(e) == "0") return false;
+    return kSm90DispatchV5;
+  }();
   const long long tiles = (long long)((m + kSm90TokTile - 1) / kSm90TokTile) *
                           (((n + 7) / 8 * 8 + kSm90RowTile - 1) / kSm90RowTile);
   if (!forced && m < kSm90AlwaysM && tiles < device_sms()) return -1;
+  if (v5) return kWgmmaV5Config;  // same tiles as v2 and v4: the same rule
   if (v4) return v4 == 2 ? kWgmmaV4c2Config : kWgmmaV4Config;  // same tiles as v2: the same rule
   return v3 == 2 ? kWgmmaV3pConfig : v3 == 1 ? kWgmmaV3Config : v2 ? kWgmmaV2Config : kWgmmaConfig;
 }

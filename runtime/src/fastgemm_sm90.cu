@@ -79,11 +79,16 @@
 #include "fastgemm.hpp"
 #include "kernel_common.cuh"
 #include "status.hpp"
+#include "wgmma_sched.hpp"
 
 // v4 ("wgmma_ws_r128t128_v4", ODYSSEY_WGMMA_V4=1 or the forced config): v2's product and tile,
 // warp-specialized (a producer warpgroup issuing TMA / bulk copies into an 8-stage mbarrier ring,
 // two consumer warpgroups alternating their wgmma issue); see "v4" below. v2 and v4 end a tile
 // with the same store_tile.
+// v5 ("wgmma_ws_r128t128_v5", ODYSSEY_WGMMA_V5=1 or the forced config): v4 on a persistent grid,
+// the ring and the pingpong running on across tiles (the same kernel template); see "v5" below.
+// The v4/v5 diagnostic variants (bench only, wrong results by design) are described above the
+// kernel ("diagnostics"). Host check of v5's schedule and ring: emulate_wgmma.
 // v3 ("wgmma_r128t128_s4_v3", ODYSSEY_WGMMA_V3=1 or the forced config): v2 with each warpgroup's
 // tokens in two 64-token halves (m64n64k32 chains, wait_group 1), so that one half's fold
 // overlaps the other half's MMAs; see "v3" below. v3p ("wgmma_r128t128_s4_v3p",
@@ -198,6 +203,38 @@ __device__ __forceinline__ void wgmma_m64n128k32_s8(uint32_t (&d)[64], const uin
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(scale_d));
 #else
   (void)d, (void)a, (void)desc_b, (void)scale_d;
+#endif
+}
+
+// The same wgmma with A from shared memory too (the SS form: "{d}, desc-a, desc-b, scale-d"; A
+// 64×32 s8 K-major through a descriptor like B's). Only the "ss" diagnostic variants use it (A
+// read from the X stage: wrong values, right timing), to compare the tensor pipe's rate with A
+// from registers (every kernel here) against A from shared memory.
+__device__ __forceinline__ void wgmma_m64n128k32_s8_ss(uint32_t (&d)[64], uint64_t desc_a, uint64_t desc_b,
+                                                       int scale_d) {
+#if ODY_WGMMA_DEVICE
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "setp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k32.s32.s8.s8 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      " %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+      " %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+      " %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "%64, %65, p;\n"
+      "}\n"
+      : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]),
+        "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]),
+        "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]),
+        "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]),
+        "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]),
+        "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]),
+        "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]),
+        "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+      : "l"(desc_a), "l"(desc_b), "r"(scale_d));
+#else
+  (void)d, (void)desc_a, (void)desc_b, (void)scale_d;
 #endif
 }
 
@@ -1424,12 +1461,77 @@ __device__ __forceinline__ void named_arrive(uint32_t id, uint32_t count) {
   asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
 }
 
-template <int SPG, bool INT_SCALE, int CL>
+// ---------------------------------------------------------------- v5 ("wgmma_ws_r128t128_v5")
+//
+// v4 on a persistent grid (issue 12): min(tiles, SMs) blocks of v4's 384 threads (one fits per
+// SM: 209 KB of shared memory), block b taking tiles b, b + grid, ... of v4's raster
+// (wgmma_sched.hpp: at any moment the blocks work on ~grid consecutive tiles, v4's L2 locality).
+// Why: ncu on v4 (4096² M = 4096) shows 44.5k cycles per tile where the MMAs need ~16.4k, one
+// block per SM and 7.76 waves. Per tile v4 pays a block launch, mbarrier init, setmaxnreg, the
+// ring's fill (the first K block's TMA latency, ~1–2 µs, with the tensor pipe idle) and the
+// epilogue with nothing else to do. (The last partial wave stays: 1024 tiles on 132 SMs are 8
+// tiles for some blocks and 7 for others in v5 too; only split-K/stream-K would even that.)
+// In v5 the producer's
+// ring (stage s, phase) runs on from one tile's last K block to the next tile's first, so the
+// next tile's first 8 stages are in flight while the consumers fold and store the current one;
+// the consumers' pingpong turns are counted over all the block's tiles (v4's bookkeeping with
+// T = tiles · kblocks · groups), so the two warpgroups keep alternating across tile boundaries.
+// Everything else (copies, A fragments, fold order, store_tile) is v4's code (one kernel
+// template: PERSIST = true): bit-exact against the same reference.
+// What it does not do yet: overlap one consumer's epilogue with the other's next-tile MMAs (the
+// pingpong makes consumer 1 wait for consumer 0's first group of the next tile, which comes after
+// consumer 0's epilogue), nor coalesce the epilogue's 2-byte transposed stores.
+// Test: ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V5=1 odyssey-rt test gemm --configs wgmma_ws_r128t128_v5;
+// ODYSSEY_WGMMA_V5=1 odyssey-rt test wgmma-probe ("wgmma-probe v5: ..."); ODYSSEY_WGMMA_V5=1
+// bench gemm rows w4a8_{int,float}_wgmma5; runtime/scripts/device-run.sh wgmma5 does all (with
+// the diagnostic rows below). Host check: emulate_wgmma ("v5 schedule", "v5 ring").
+
+// ---- diagnostics (issue 12, "where do v4's cycles go"; bench only, results wrong by design)
+// DIAG (a template parameter, 0 in every kernel that test/dispatch can reach) removes one part of
+// the kernel and keeps the rest, so that the time it saves is that part's cost on the critical
+// path (fastgemm.hpp kSm90Diag*): nofold (no total += ŝ·part), noturn (no pingpong named
+// barriers: both consumers issue at will), nowait (the producer copies nothing; the consumers
+// neither wait for full stages nor release them: MMAs on whatever the stages hold, i.e. no
+// memory pipeline at all), nomma (no wgmma.mma_async: fence, commit and wait_group stay), noepi
+// (no epilogue stores: the totals go to a sink that never stores), mmaonly (nofold + noturn +
+// nowait + noepi: the tensor pipe's own ceiling with this issue pattern), clock (the full
+// kernel, plus %clock deltas per phase summed into Sm90Params::diag_clk; slots below), prefetch
+// (not a removal but a what-if: the next K block's stage wait and W/scale reads under the
+// current MMAs; correct results, but only ever timed), ss and mmaonly-ss (the MMAs in the SS form,
+// A from the X stage instead of registers: is the RS form's rate the limit?).
+// Only instantiated for integer scales, group 128 (SPG = 4), one CTA (CL = 1), v4 and v5.
+// diag_clk slots (unsigned long long, zeroed by the caller, atomicAdd per block): consumer c
+// (0, 1; its warp 0 lane 0) at 8·c + phase: 0 full-stage wait, 1 stage reads + A build, 2 turn
+// wait (bar.sync), 3 wgmma issue (fence → commit → pass the turn), 4 wgmma.wait_group, 5 release
+// + fold, 6 epilogue, 7 whole consumer (after setmaxnreg to the end); 16 the producer's empty
+// waits, 17 its whole loop; 18 blocks. Divide by the tile count for cycles per tile.
+static_assert(kSm90DiagClkSlots == 19, "diag_clk slots: 2 consumers × 8, producer wait and loop, blocks");
+// %clock (PTX ISA "Special Registers"): the SM's 32-bit cycle counter; a tile is < 2³² cycles.
+__device__ __forceinline__ uint32_t clk32() {
+  uint32_t c = 0;
+#if ODY_WGMMA_DEVICE
+  asm volatile("mov.u32 %0, %%clock;" : "=r"(c)::"memory");
+#endif
+  return c;
+}
+#if ODY_WGMMA_DEVICE  // (only the kernel's sm_90a body uses them)
+__device__ __forceinline__ uint32_t acc_bits(uint32_t v) { return v; }
+__device__ __forceinline__ uint32_t acc_bits(float v) { return __float_as_uint(v); }
+#endif
+
+// The v4 kernel, and v5 (PERSIST: "wgmma_ws_r128t128_v5", see "v5" above launch_one): the same
+// code with the tile loop of a persistent grid around the consumers' and the producer's K loops.
+template <int SPG, bool INT_SCALE, int CL, int DIAG, bool PERSIST>
 __global__ void __launch_bounds__(kThreadsV4, 1)
     w4a8_wgmma_v4_kernel(const Sm90Params p, const __grid_constant__ TmaMap2D xmap,
                          const __grid_constant__ TmaMap2D wmap) {
 #if ODY_WGMMA_DEVICE
   static_assert(CL == 1 || CL == 2, "v4: one CTA, or a 2-CTA cluster (config 21)");
+  static_assert(CL == 1 || (!PERSIST && DIAG == 0), "v5 and the diagnostic variants: one CTA per tile group");
+  constexpr bool kNoFold = (DIAG & kSm90DiagNoFold) != 0, kNoTurn = (DIAG & kSm90DiagNoTurn) != 0,
+                 kNoWait = (DIAG & kSm90DiagNoWait) != 0, kNoMma = (DIAG & kSm90DiagNoMma) != 0,
+                 kNoEpi = (DIAG & kSm90DiagNoEpi) != 0, kClock = (DIAG & kSm90DiagClock) != 0,
+                 kPrefetch = (DIAG & kSm90DiagPrefetch) != 0, kSsA = (DIAG & kSm90DiagSsA) != 0;
   using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
   constexpr int kGroups = SPG ? 4 / SPG : 1;
   constexpr int kSteps = SPG ? SPG : 4;
@@ -1440,21 +1542,21 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
 
-  // v2's raster; with a cluster (CL = 2), over pairs of row tiles: CTA rank r of pair q takes row
-  // tile CL·q + r and both take the same token tile (the X tile they share). A rank whose row
-  // tile is past the last (odd tile count) still copies and receives its X halves (its partner
-  // needs them) but its weight rows are all ≥ Np: nothing copied, nothing stored.
+  // v2's raster (wgmma_sched.hpp); with a cluster (CL = 2), over pairs of row tiles: CTA rank r
+  // of pair q takes row tile CL·q + r and both take the same token tile (the X tile they share).
+  // A rank whose row tile is past the last (odd tile count) still copies and receives its X
+  // halves (its partner needs them) but its weight rows are all ≥ Np: nothing copied, nothing
+  // stored. v4: one tile per block (tile index blockIdx.x); v5: tiles blockIdx.x + j·gridDim.x.
   const int rank = CL == 2 ? (int)cluster_rank() : 0;
   const int tiles_r = (p.np + kRowTile - 1) / kRowTile;
   const int tiles_q = (tiles_r + CL - 1) / CL;  // row tiles (CL = 1) or pairs of them
   const int tiles_t = (p.m + kTokTile - 1) / kTokTile;
-  const int per_group = (kRaster / CL) * tiles_t;
-  const int bq = blockIdx.x / CL;
-  const int grp = bq / per_group, in_grp = bq % per_group;
-  const int first_r = grp * (kRaster / CL);
-  const int rows_here = min(kRaster / CL, tiles_q - first_r);
-  const int rt = (first_r + in_grp % rows_here) * CL + rank, tt = in_grp / rows_here;
-  const int t0 = tt * kTokTile;
+  const int my_tiles = PERSIST ? wgmma_sched::tiles_of_block((int)blockIdx.x, (int)gridDim.x, tiles_q * tiles_t) : 1;
+  auto tile_at = [&](int j) {  // this block's j-th tile: (row tile, first token)
+    const int i = PERSIST ? (int)blockIdx.x + j * (int)gridDim.x : (int)blockIdx.x / CL;
+    const wgmma_sched::Tile q = wgmma_sched::raster_tile(i, tiles_q, tiles_t, kRaster / CL);
+    return wgmma_sched::Tile{q.rt * CL + rank, q.tt * kTokTile};
+  };
   const int kblocks = p.k / kBK;
   const int gpk = SPG ? kGroups : 0;
   const Scale* gs = static_cast<const Scale*>(p.group_scale);
@@ -1478,40 +1580,56 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
     // ---- producer warpgroup
     setmaxnreg_dec<40>();
     if (tid == 0) {
-      const int ncols = max(0, min(kRowTile, p.np - rt * kRowTile));
-      // W's box counts all 16 strips' 8 KB even where strips ≥ Np/8 are out of the tensor (the
-      // TMA zero-fills them and still counts the whole box).
-      const uint32_t tx = (uint32_t)(kXBytesV2 + kWBytesV2 + (SPG ? kGroups * ncols * (int)sizeof(Scale) : 0));
+      uint32_t ck_wait = 0, ck_t = 0;
+      const uint32_t ck_start = kClock ? clk32() : 0u;
+      // The ring's stage and phase run on across this block's tiles (v5): the next tile's first
+      // stages are copied while the consumers still compute (and store) the current one.
       int s = 0;
       uint32_t phase = 0;
 #pragma unroll 1
-      for (int kb = 0; kb < kblocks; kb++) {
-        // Every consumer warp that reads this stage released its last use (with a cluster: the
-        // partner's too, since this CTA's X half lands in the partner's stage as well).
-        mbar_wait(empty0 + 8 * s, phase ^ 1);
-        const uint32_t st = sbase + s * kStageBytesV2, full = full0 + 8 * s;
-        // The whole X tile is expected even with a cluster: half from this CTA's copy, half from
-        // the partner's multicast (which may land before this expect_tx: the phase cannot
-        // complete before this thread's arrival, and the transaction count may dip below 0).
-        mbar_arrive_expect_tx(full, tx);
-        if (CL == 2)  // tokens 64·rank.. of the tile, to both CTAs (box 128 B × 64 tokens)
-          tma_load_2d_mc(st + rank * (kXBytesV2 / 2), &xmap, kb * kBK, t0 + rank * (kTokTile / 2), full, (uint16_t)0x3);
-        else
-          tma_load_2d(st, &xmap, kb * kBK, t0, full);
-        // W: one 2D TMA of the tile's 16 strips × this K block's 512 bytes (session 8 call 4: with
-        // 16 one-dimensional 512-byte bulk copies per stage the single producer thread starved
-        // the consumers: 45% of their stalls were barrier waits, "long scoreboard").
-        tma_load_2d(st + kXBytesV2, &wmap, kb * (512 / 4), rt * (kRowTile / 8), full);  // (word, strip)
-        if (SPG && ncols > 0) {
+      for (int j = 0; j < (kNoWait ? 0 : my_tiles); j++) {
+        const wgmma_sched::Tile tl = tile_at(j);
+        const int rt = tl.rt, t0 = tl.tt;
+        const int ncols = max(0, min(kRowTile, p.np - rt * kRowTile));
+        // W's box counts all 16 strips' 8 KB even where strips ≥ Np/8 are out of the tensor (the
+        // TMA zero-fills them and still counts the whole box).
+        const uint32_t tx = (uint32_t)(kXBytesV2 + kWBytesV2 + (SPG ? kGroups * ncols * (int)sizeof(Scale) : 0));
+#pragma unroll 1
+        for (int kb = 0; kb < kblocks; kb++) {
+          // Every consumer warp that reads this stage released its last use (with a cluster: the
+          // partner's too, since this CTA's X half lands in the partner's stage as well).
+          if (kClock) ck_t = clk32();
+          mbar_wait(empty0 + 8 * s, phase ^ 1);
+          if (kClock) ck_wait += clk32() - ck_t;
+          const uint32_t st = sbase + s * kStageBytesV2, full = full0 + 8 * s;
+          // The whole X tile is expected even with a cluster: half from this CTA's copy, half from
+          // the partner's multicast (which may land before this expect_tx: the phase cannot
+          // complete before this thread's arrival, and the transaction count may dip below 0).
+          mbar_arrive_expect_tx(full, tx);
+          if (CL == 2)  // tokens 64·rank.. of the tile, to both CTAs (box 128 B × 64 tokens)
+            tma_load_2d_mc(st + rank * (kXBytesV2 / 2), &xmap, kb * kBK, t0 + rank * (kTokTile / 2), full, (uint16_t)0x3);
+          else
+            tma_load_2d(st, &xmap, kb * kBK, t0, full);
+          // W: one 2D TMA of the tile's 16 strips × this K block's 512 bytes (session 8 call 4: with
+          // 16 one-dimensional 512-byte bulk copies per stage the single producer thread starved
+          // the consumers: 45% of their stalls were barrier waits, "long scoreboard").
+          tma_load_2d(st + kXBytesV2, &wmap, kb * (512 / 4), rt * (kRowTile / 8), full);  // (word, strip)
+          if (SPG && ncols > 0) {
 #pragma unroll
-          for (int g = 0; g < kGroups; g++)
-            bulk_load(st + kXBytesV2 + kWBytesV2 + g * kRowTile * (int)sizeof(Scale),
-                      gs + (size_t)(kb * gpk + g) * p.np + rt * kRowTile, (uint32_t)(ncols * (int)sizeof(Scale)), full);
+            for (int g = 0; g < kGroups; g++)
+              bulk_load(st + kXBytesV2 + kWBytesV2 + g * kRowTile * (int)sizeof(Scale),
+                        gs + (size_t)(kb * gpk + g) * p.np + rt * kRowTile, (uint32_t)(ncols * (int)sizeof(Scale)), full);
+          }
+          if (++s == kStagesV4) {
+            s = 0;
+            phase ^= 1;
+          }
         }
-        if (++s == kStagesV4) {
-          s = 0;
-          phase ^= 1;
-        }
+      }
+      if (kClock) {
+        atomicAdd(p.diag_clk + 16, (unsigned long long)ck_wait);
+        atomicAdd(p.diag_clk + 17, (unsigned long long)(clk32() - ck_start));
+        atomicAdd(p.diag_clk + 18, 1ull);
       }
     }
     // One CTA: the producer's threads exit (the copies land in this CTA, which lives until its
@@ -1525,113 +1643,205 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
   setmaxnreg_inc<232>();
   const int wg = (warp >> 2) - 1, wq = warp & 3;
   const int gid = lane >> 2, tig = lane & 3;
-  const int row0 = rt * kRowTile + wg * 64 + wq * 16;
-  const int c0 = row0 + gid;
-  const bool ok0 = row0 < p.np, ok1 = row0 + 8 < p.np;
   const int w_off = kXBytesV2 + (wg * 8 + wq * 2) * 512 + lane * 16;
   const int s_off = kXBytesV2 + kWBytesV2 + (wg * 64 + wq * 16 + gid) * (int)sizeof(Scale);
   const uint32_t my_turn = wg == 0 ? kBarTurn0 : kBarTurn1, next_turn = wg == 0 ? kBarTurn1 : kBarTurn0;
-  const int turns = kblocks * kGroups;
+  // Turns are counted over all of this block's tiles (v5): the pingpong runs on from one tile to
+  // the next, so v4's bookkeeping (consumer 0 skips its first wait, consumer 1 its last arrive)
+  // holds with T = tiles · kblocks · groups.
+  const int turns = my_tiles * kblocks * kGroups;
 
   using Acc = typename std::conditional<INT_SCALE, uint32_t, float>::type;
   Acc total[64];
   uint32_t part[64];
 #pragma unroll
-  for (int i = 0; i < 64; i++) {
-    total[i] = 0;
-    part[i] = 0;
-  }
+  for (int i = 0; i < 64; i++) part[i] = 0;
 
-  int s = 0;
-  uint32_t phase = 0;
-  int turn = 0;
-#pragma unroll 1
-  for (int kb = 0; kb < kblocks; kb++) {
-    mbar_wait(full0 + 8 * s, phase);  // stage s holds K block kb (X, W and scales)
-    __syncwarp();                     // the warp reconverges before the .aligned wgmma ops
-    const uint8_t* st = smem + s * kStageBytesV2;
-    const uint64_t desc0 = smem_desc_sw128(sbase + s * kStageBytesV2);
-    const uint4 w0v = *reinterpret_cast<const uint4*>(st + w_off);
-    const uint4 w1v = *reinterpret_cast<const uint4*>(st + w_off + 512);
-    Scale sc[4][2];
+  // This thread's two W words and its scales of stage si (v2's offsets).
+  auto read_stage = [&](int si, uint4& w0, uint4& w1, Scale (&scv)[4][2]) {
+    const uint8_t* st = smem + si * kStageBytesV2;
+    w0 = *reinterpret_cast<const uint4*>(st + w_off);
+    w1 = *reinterpret_cast<const uint4*>(st + w_off + 512);
 #pragma unroll
     for (int g = 0; g < kGroups; g++) {
       if (SPG) {
         const Scale* srow = reinterpret_cast<const Scale*>(st + s_off) + g * kRowTile;
-        sc[g][0] = srow[0];
-        sc[g][1] = srow[8];
+        scv[g][0] = srow[0];
+        scv[g][1] = srow[8];
       } else {
-        sc[g][0] = sc[g][1] = Scale(0);
+        scv[g][0] = scv[g][1] = Scale(0);
       }
     }
-    uint32_t a[4][4];
+  };
+  uint32_t ck[7] = {0, 0, 0, 0, 0, 0, 0}, ck_t = 0;
+  const uint32_t ck_start = kClock ? clk32() : 0u;
+  int s = 0;
+  uint32_t phase = 0;
+  int turn = 0;
+  // kPrefetch (diag "prefetch"): the next K block's full-stage wait and its W/scale reads move
+  // under the current block's MMAs (after the last group's issue, before its wait_group), so
+  // only the A build and the fold stay between a consumer's wait_group and its next issue. Plain
+  // registers, not wgmma operands: the MMAs in flight read the previous a[][]. Same arithmetic.
+  uint4 pw0 = make_uint4(0, 0, 0, 0), pw1 = pw0;
+  Scale psc[4][2] = {};
+  if (kPrefetch && my_tiles > 0) {
+    mbar_wait(full0, 0);
+    __syncwarp();
+    read_stage(0, pw0, pw1, psc);
+  }
+#pragma unroll 1
+  for (int j = 0; j < my_tiles; j++) {
+    const wgmma_sched::Tile tl = tile_at(j);
+    const int rt = tl.rt, t0 = tl.tt;
+    const int row0 = rt * kRowTile + wg * 64 + wq * 16;
+    const int c0 = row0 + gid;
+    const bool ok0 = row0 < p.np, ok1 = row0 + 8 < p.np;
 #pragma unroll
-    for (int k4 = 0; k4 < 4; k4++) {
-      const uint32_t w0 = word(w0v, k4), w1 = word(w1v, k4);
-      a[k4][0] = (w0 << 4) & 0xF0F0F0F0u;
-      a[k4][1] = (w1 << 4) & 0xF0F0F0F0u;
-      a[k4][2] = w0 & 0xF0F0F0F0u;
-      a[k4][3] = w1 & 0xF0F0F0F0u;
-    }
+    for (int i = 0; i < 64; i++) total[i] = 0;
+#pragma unroll 1
+    for (int kb = 0; kb < kblocks; kb++) {
+      if (kClock) ck_t = clk32();
+      // Stage s holds K block kb (X, W and scales); with kPrefetch, waited for under the last MMAs.
+      if (!kNoWait && !kPrefetch) mbar_wait(full0 + 8 * s, phase);
+      __syncwarp();  // the warp reconverges before the .aligned wgmma ops
+      if (kClock) {
+        const uint32_t t = clk32();
+        ck[0] += t - ck_t;
+        ck_t = t;
+      }
+      const uint64_t desc0 = smem_desc_sw128(sbase + s * kStageBytesV2);
+      uint4 w0v, w1v;
+      Scale sc[4][2];
+      if (kPrefetch) {  // read while the previous K block's MMAs ran (below)
+        w0v = pw0;
+        w1v = pw1;
 #pragma unroll
-    for (int k4 = 0; k4 < 4; k4++)
+        for (int g = 0; g < kGroups; g++) sc[g][0] = psc[g][0], sc[g][1] = psc[g][1];
+      } else {
+        read_stage(s, w0v, w1v, sc);
+      }
+      uint32_t a[4][4];
 #pragma unroll
-      for (int r = 0; r < 4; r++) fence_operand(a[k4][r]);
+      for (int k4 = 0; k4 < 4; k4++) {
+        const uint32_t w0 = word(w0v, k4), w1 = word(w1v, k4);
+        a[k4][0] = (w0 << 4) & 0xF0F0F0F0u;
+        a[k4][1] = (w1 << 4) & 0xF0F0F0F0u;
+        a[k4][2] = w0 & 0xF0F0F0F0u;
+        a[k4][3] = w1 & 0xF0F0F0F0u;
+      }
+#pragma unroll
+      for (int k4 = 0; k4 < 4; k4++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) fence_operand(a[k4][r]);
+      if (kClock) {
+        const uint32_t t = clk32();
+        ck[1] += t - ck_t;
+        ck_t = t;
+      }
 
 #pragma unroll
-    for (int g = 0; g < kGroups; g++) {
-      if (wg == 1 || turn > 0) named_sync(my_turn, 256);  // the other consumer has issued its group
+      for (int g = 0; g < kGroups; g++) {
+        if (!kNoTurn && (wg == 1 || turn > 0)) named_sync(my_turn, 256);  // the other consumer has issued its group
+        if (kClock) {
+          const uint32_t t = clk32();
+          ck[2] += t - ck_t;
+          ck_t = t;
+        }
 #pragma unroll
-      for (int i = 0; i < 64; i++) fence_operand(part[i]);
-      wgmma_fence();
+        for (int i = 0; i < 64; i++) fence_operand(part[i]);
+        wgmma_fence();
 #pragma unroll
-      for (int j = 0; j < kSteps; j++) {
-        const int k4 = g * kSteps + j;
-        const int scale_d = SPG ? (j != 0) : (kb != 0 || k4 != 0);
-        wgmma_m64n128k32_s8(part, a[k4], desc0 + (uint64_t)((k4 * 32) >> 4), scale_d);
-      }
-      wgmma_commit();
-      if (wg == 0 || turn + 1 < turns) named_arrive(next_turn, 256);  // its turn to issue
-      turn++;
-      wgmma_wait_all();
+        for (int jj = 0; jj < kSteps; jj++) {
+          const int k4 = g * kSteps + jj;
+          const int scale_d = SPG ? (jj != 0) : (kb != 0 || k4 != 0);
+          if (kSsA)  // diag "ss": A = this warpgroup's 64 rows of the X stage (timing only)
+            wgmma_m64n128k32_s8_ss(part, desc0 + (uint64_t)((wg * 8192 + k4 * 32) >> 4),
+                                   desc0 + (uint64_t)((k4 * 32) >> 4), scale_d);
+          else if (!kNoMma)
+            wgmma_m64n128k32_s8(part, a[k4], desc0 + (uint64_t)((k4 * 32) >> 4), scale_d);
+        }
+        wgmma_commit();
+        if (!kNoTurn && (wg == 0 || turn + 1 < turns)) named_arrive(next_turn, 256);  // its turn to issue
+        turn++;
+        if (kPrefetch && g == kGroups - 1 && (kb + 1 < kblocks || j + 1 < my_tiles)) {
+          const int s2 = s + 1 == kStagesV4 ? 0 : s + 1;
+          mbar_wait(full0 + 8 * s2, s + 1 == kStagesV4 ? phase ^ 1 : phase);
+          __syncwarp();
+          read_stage(s2, pw0, pw1, psc);
+        }
+        if (kClock) {
+          const uint32_t t = clk32();
+          ck[3] += t - ck_t;
+          ck_t = t;
+        }
+        wgmma_wait_all();
 #pragma unroll
-      for (int i = 0; i < 64; i++) fence_operand(part[i]);
-      if (g == kGroups - 1) {
-        // Every wgmma of this warp that read stage s is complete and its W/scale loads are done
-        // (the asm "memory" clobbers keep them above): release the stage to the producer, and
-        // with a cluster to the partner's producer too (its X half lands in this stage).
-        __syncwarp();
-        if (lane == 0) {
-          mbar_arrive(empty0 + 8 * s);
-          if (CL == 2) mbar_arrive_cluster(empty0 + 8 * s, (uint32_t)(rank ^ 1));
+        for (int i = 0; i < 64; i++) fence_operand(part[i]);
+        if (kClock) {
+          const uint32_t t = clk32();
+          ck[4] += t - ck_t;
+          ck_t = t;
+        }
+        if (g == kGroups - 1 && !kNoWait) {
+          // Every wgmma of this warp that read stage s is complete and its W/scale loads are done
+          // (the asm "memory" clobbers keep them above): release the stage to the producer, and
+          // with a cluster to the partner's producer too (its X half lands in this stage).
+          __syncwarp();
+          if (lane == 0) {
+            mbar_arrive(empty0 + 8 * s);
+            if (CL == 2) mbar_arrive_cluster(empty0 + 8 * s, (uint32_t)(rank ^ 1));
+          }
+        }
+        if (SPG && !kNoFold) {
+          if constexpr (INT_SCALE) {
+            const uint32_t s_lo = (uint32_t)(int32_t)sc[g][0], s_hi = (uint32_t)(int32_t)sc[g][1];
+#pragma unroll
+            for (int i = 0; i < 64; i++) total[i] += ((i >> 1) & 1 ? s_hi : s_lo) * part[i];
+          } else {
+            const float s_lo = sc[g][0] * 0.0625f, s_hi = sc[g][1] * 0.0625f;
+#pragma unroll
+            for (int i = 0; i < 64; i++)
+              total[i] = __fadd_rn(total[i], __fmul_rn(__int2float_rn((int32_t)part[i]), (i >> 1) & 1 ? s_hi : s_lo));
+          }
+        }
+        if (kClock) {
+          const uint32_t t = clk32();
+          ck[5] += t - ck_t;
+          ck_t = t;
         }
       }
-      if (SPG) {
-        if constexpr (INT_SCALE) {
-          const uint32_t s_lo = (uint32_t)(int32_t)sc[g][0], s_hi = (uint32_t)(int32_t)sc[g][1];
-#pragma unroll
-          for (int i = 0; i < 64; i++) total[i] += ((i >> 1) & 1 ? s_hi : s_lo) * part[i];
-        } else {
-          const float s_lo = sc[g][0] * 0.0625f, s_hi = sc[g][1] * 0.0625f;
-#pragma unroll
-          for (int i = 0; i < 64; i++)
-            total[i] = __fadd_rn(total[i], __fmul_rn(__int2float_rn((int32_t)part[i]), (i >> 1) & 1 ? s_hi : s_lo));
-        }
+      if (++s == kStagesV4) {
+        s = 0;
+        phase ^= 1;
       }
     }
-    if (++s == kStagesV4) {
-      s = 0;
-      phase ^= 1;
+
+    if (!kNoEpi) {
+      store_tile<SPG, INT_SCALE>(p, total, part, c0, t0, tig, ok0, ok1);  // v2's per-channel scaling and epilogue
+    } else {
+      // A sink the compiler cannot drop (M is never negative): the fold stays, the stores go.
+      uint32_t x = 0;
+#pragma unroll
+      for (int i = 0; i < 64; i++) x ^= acc_bits(total[i]) ^ part[i];
+      if (p.m < 0) static_cast<uint32_t*>(p.y)[tid] = x;
+    }
+    if (kClock) {
+      const uint32_t t = clk32();
+      ck[6] += t - ck_t;
+      ck_t = t;
     }
   }
-
-  store_tile<SPG, INT_SCALE>(p, total, part, c0, t0, tig, ok0, ok1);  // v2's per-channel scaling and epilogue
+  if (kClock && (tid & 127) == 0) {
+#pragma unroll
+    for (int i = 0; i < 7; i++) atomicAdd(p.diag_clk + 8 * wg + i, (unsigned long long)ck[i]);
+    atomicAdd(p.diag_clk + 8 * wg + 7, (unsigned long long)(clk32() - ck_start));
+  }
   if (CL == 2) cluster_sync();  // the partner may still arrive on this CTA's empty barriers until here
 #else
   (void)p, (void)xmap, (void)mbar_init, (void)mbar_init_fence, (void)mbar_arrive_expect_tx, (void)mbar_arrive,
       (void)mbar_wait, (void)mbar_try_wait, (void)global_ns, (void)mbar_hang, (void)tma_load_2d, (void)bulk_load,
       (void)named_sync, (void)named_arrive, (void)cluster_rank, (void)mbar_arrive_cluster, (void)tma_load_2d_mc,
-      (void)cluster_sync;
+      (void)cluster_sync, (void)clk32, (void)wgmma_m64n128k32_s8_ss;
   __trap();
 #endif
 }
@@ -1736,25 +1946,19 @@ bool encode_w_map(const Sm90Params& p, TmaMap2D* map, std::string* why) {
   return true;
 }
 
-template <int SPG, bool INT>
-cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* maps, cudaStream_t s) {  // maps: v4's X, W
-  // Raise the dynamic shared-memory limit once per instantiation (v1, v2, v3, v3p and v4 apart).
-  static bool attr[6] = {false, false, false, false, false, false};
-  const int v = p.version - 1;  // 0: v1, 1: v2, 2: v3, 3: v3p, 4: v4, 5: v4 on a 2-CTA cluster
-  if (v < 0 || v > 5) return cudaErrorInvalidValue;
-  if (!attr[v]) {
-    cudaError_t e =
-        v == 5   ? cudaFuncSetAttribute(w4a8_wgmma_v4_kernel<SPG, INT, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV4)
-        : v == 4 ? cudaFuncSetAttribute(w4a8_wgmma_v4_kernel<SPG, INT, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV4)
-        : v == 3 ? cudaFuncSetAttribute(w4a8_wgmma_v3p_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
-        : v == 2 ? cudaFuncSetAttribute(w4a8_wgmma_v3_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
-        : v == 1 ? cudaFuncSetAttribute(w4a8_wgmma_v2_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV2)
-                 : cudaFuncSetAttribute(w4a8_wgmma_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+// v4 (config 20), v4c2 (21), v5 (22) and the diagnostic variants: raises the dynamic shared-memory
+// limit once per instantiation, then launches (v5: min(tiles, SMs) persistent blocks; one fits per
+// SM: 209 KB of shared memory).
+template <int SPG, bool INT, int CL, int DIAG, bool PERSIST>
+cudaError_t launch_ws(const Sm90Params& p, const TmaMap2D* maps, long long tiles, cudaStream_t s) {
+  static bool attr = false;
+  if (!attr) {
+    const cudaError_t e = cudaFuncSetAttribute(w4a8_wgmma_v4_kernel<SPG, INT, CL, DIAG, PERSIST>,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV4);
     if (e != cudaSuccess) return e;
-    attr[v] = true;
+    attr = true;
   }
-  const long long tiles = (long long)((p.np + kRowTile - 1) / kRowTile) * ((p.m + kTokTile - 1) / kTokTile);
-  if (v == 5) {  // clusters of 2 CTAs along the row tiles (an odd last one padded: see the kernel)
+  if (CL == 2) {  // clusters of 2 CTAs along the row tiles (an odd last one padded: see the kernel)
     const long long pairs = (long long)((p.np + 2 * kRowTile - 1) / (2 * kRowTile)) * ((p.m + kTokTile - 1) / kTokTile);
     cudaLaunchConfig_t cfg{};
     cfg.gridDim = dim3((unsigned)(2 * pairs));
@@ -1768,11 +1972,64 @@ cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* maps, cudaStream_t s
     at[0].val.clusterDim.z = 1;
     cfg.attrs = at;
     cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, w4a8_wgmma_v4_kernel<SPG, INT, 2>, p, maps[0], maps[1]);
+    return cudaLaunchKernelEx(&cfg, w4a8_wgmma_v4_kernel<SPG, INT, CL, DIAG, PERSIST>, p, maps[0], maps[1]);
   }
-  if (v == 4)  // 3 warpgroups: producer + 2 consumers; the tensor map by value (__grid_constant__)
-    w4a8_wgmma_v4_kernel<SPG, INT, 1><<<(unsigned)tiles, kThreadsV4, kSmemBytesV4, s>>>(p, maps[0], maps[1]);
-  else if (v == 3)  // persistent: one block per SM at most (one fits per SM: 183 KB of shared memory)
+  // 3 warpgroups: producer + 2 consumers; the tensor maps by value (__grid_constant__)
+  const unsigned grid = (unsigned)(PERSIST ? std::min<long long>(tiles, device_sms()) : tiles);
+  w4a8_wgmma_v4_kernel<SPG, INT, CL, DIAG, PERSIST><<<grid, kThreadsV4, kSmemBytesV4, s>>>(p, maps[0], maps[1]);
+  return cudaGetLastError();
+}
+
+// The diagnostic variants (p.diag ≠ 0): v4 (version 5) or v5 (version 7), integer scales,
+// group 128 only (launch_w4a8_sm90 checked it).
+template <int SPG, bool INT>
+cudaError_t launch_diag(const Sm90Params& p, const TmaMap2D* maps, long long tiles, cudaStream_t s) {
+  if constexpr (SPG == 4 && INT) {
+    const bool v5 = p.version == 7;
+#define ODY_DIAG_CASE(D) \
+  case D:                \
+    return v5 ? launch_ws<4, true, 1, D, true>(p, maps, tiles, s) : launch_ws<4, true, 1, D, false>(p, maps, tiles, s);
+    switch (p.diag) {
+      ODY_DIAG_CASE(kSm90DiagNoFold)
+      ODY_DIAG_CASE(kSm90DiagNoTurn)
+      ODY_DIAG_CASE(kSm90DiagNoWait)
+      ODY_DIAG_CASE(kSm90DiagNoMma)
+      ODY_DIAG_CASE(kSm90DiagNoEpi)
+      ODY_DIAG_CASE(kSm90DiagMmaOnly)
+      ODY_DIAG_CASE(kSm90DiagClock)
+      ODY_DIAG_CASE(kSm90DiagPrefetch)
+      ODY_DIAG_CASE(kSm90DiagSsA)
+      ODY_DIAG_CASE(kSm90DiagMmaOnly | kSm90DiagSsA)
+      default: break;
+    }
+#undef ODY_DIAG_CASE
+  }
+  (void)p, (void)maps, (void)tiles, (void)s;
+  return cudaErrorInvalidValue;
+}
+
+template <int SPG, bool INT>
+cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* maps, cudaStream_t s) {  // maps: v4/v5's X, W
+  // Raise the dynamic shared-memory limit once per instantiation (v1, v2, v3, v3p apart; the
+  // warp-specialized kernels in launch_ws).
+  static bool attr[4] = {false, false, false, false};
+  const int v = p.version - 1;  // 0: v1, 1: v2, 2: v3, 3: v3p, 4: v4, 5: v4 on a 2-CTA cluster, 6: v5
+  if (v < 0 || v > 6) return cudaErrorInvalidValue;
+  const long long tiles = (long long)((p.np + kRowTile - 1) / kRowTile) * ((p.m + kTokTile - 1) / kTokTile);
+  if (p.diag) return (v == 4 || v == 6) ? launch_diag<SPG, INT>(p, maps, tiles, s) : cudaErrorInvalidValue;
+  if (v == 6) return launch_ws<SPG, INT, 1, 0, true>(p, maps, tiles, s);
+  if (v == 5) return launch_ws<SPG, INT, 2, 0, false>(p, maps, tiles, s);
+  if (v == 4) return launch_ws<SPG, INT, 1, 0, false>(p, maps, tiles, s);
+  if (!attr[v]) {
+    cudaError_t e =
+          v == 3 ? cudaFuncSetAttribute(w4a8_wgmma_v3p_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
+        : v == 2 ? cudaFuncSetAttribute(w4a8_wgmma_v3_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
+        : v == 1 ? cudaFuncSetAttribute(w4a8_wgmma_v2_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV2)
+                 : cudaFuncSetAttribute(w4a8_wgmma_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+    if (e != cudaSuccess) return e;
+    attr[v] = true;
+  }
+  if (v == 3)  // persistent: one block per SM at most (one fits per SM: 183 KB of shared memory)
     w4a8_wgmma_v3p_kernel<SPG, INT><<<(unsigned)std::min<long long>(tiles, device_sms()), kThreads, kSmemBytesV3, s>>>(p);
   else if (v == 2)
     w4a8_wgmma_v3_kernel<SPG, INT><<<(unsigned)tiles, kThreads, kSmemBytesV3, s>>>(p);
@@ -1800,8 +2057,14 @@ bool sm90_wgmma_built() { return true; }
 ody_status launch_w4a8_sm90(const Sm90Params& p, cudaStream_t stream) {
   if (!sm90_wgmma_usable()) return fail(ODY_ERR_UNSUPPORTED, "w4a8: the wgmma kernel needs a compute capability 9.x device");
   ODY_CUDA(cudaGetLastError());
-  TmaMap2D maps[2]{};  // v4 only: X's and W's tensor maps, encoded per launch (~1 µs each of host time)
-  if (p.version == 5 || p.version == 6) {
+  // The diagnostic variants (bench only, w4a8_sm90_diag): v4 or v5, integer scales, group 128.
+  // (An unknown bit combination is refused by launch_diag: cudaErrorInvalidValue.)
+  if (p.diag && !((p.version == 5 || p.version == 7) && p.int_scale && p.group_size == 128 && p.k > 128 &&
+                  (p.diag != kSm90DiagClock || p.diag_clk)))
+    return fail(ODY_ERR_UNSUPPORTED, "w4a8: diagnostic variant " + std::to_string(p.diag) +
+                                         " exists for wgmma v4/v5, integer scales, group 128 (K > 128) only");
+  TmaMap2D maps[2]{};  // v4, v4c2, v5: X's and W's tensor maps, encoded per launch (~1 µs each of host time)
+  if (p.version >= 5) {
     std::string why;
     if (!encode_x_map(p, p.version == 6 ? kTokTile / 2 : kTokTile, &maps[0], &why)) return fail(ODY_ERR_UNSUPPORTED, why);
     if (!encode_w_map(p, &maps[1], &why)) return fail(ODY_ERR_UNSUPPORTED, why);

@@ -26,12 +26,22 @@
 // consumed stage must hold the wanted K block until its last wgmma completed, no copy may land
 // in a stage a consumer warp still uses, the two consumers' issues must alternate, and nothing may
 // deadlock. Three mutations of the kernel's protocol must each be caught.
+// v5 (config wgmma_ws_r128t128_v5, v4 on a persistent grid): the tile schedule of
+// src/wgmma_sched.hpp itself (included, not copied) against v4's former inline raster formula,
+// every tile covered exactly once over the blocks of grids of 1, 3, 132 and more blocks than
+// tiles, and the cluster raster of config 21 (v5_schedule); and v4_ring with several tiles per
+// block (ntiles > 1): the producer's stage/phase and the consumers' turns running on across tile
+// boundaries, an epilogue between tiles; a fifth mutation (turns counted per tile) must be caught;
+// and the "prefetch" diagnostic's order (the next stage waited for and read before this one's
+// wait_group and release) over ring sizes 2..8.
 // Host only (CI): emulate_wgmma [--quick]
 #include <cstdint>
 #include <cstdio>
 #include <algorithm>
 #include <cstring>
 #include <vector>
+
+#include "../src/wgmma_sched.hpp"
 
 namespace {
 
@@ -375,6 +385,62 @@ long long v3p_schedule(int m, int n, int k, int grid) {
   return bad;
 }
 
+// v5's static schedule (and v4/v4c2's raster, now the same function): block b of `grid` takes
+// tiles b, b + grid, ... (wgmma_sched::tiles_of_block of them), tile i → raster_tile(i). Checks:
+// raster_tile equals v4's former inline formula (kept here as the specification), every (rt, tt)
+// is taken exactly once, the per-block count matches the loop, and config 21's pairs (i / 2 →
+// raster over pairs, rt = 2·q.rt + rank) cover every row tile once (a rank past the last row tile
+// only for an odd count). Returns the problems seen.
+long long v5_schedule(int tiles_r, int tiles_t, int grid, int raster) {
+  long long bad = 0;
+  const int tiles = tiles_r * tiles_t;
+  auto spec = [&](int bx, int& rt, int& tt) {  // v4 before session 9 (fastgemm_sm90.cu, CL = 1)
+    const int per_group = raster * tiles_t;
+    const int grp = bx / per_group, in_grp = bx % per_group;
+    const int first_r = grp * raster;
+    const int rows_here = std::min(raster, tiles_r - first_r);
+    rt = first_r + in_grp % rows_here;
+    tt = in_grp / rows_here;
+  };
+  std::vector<int> seen(tiles, 0);
+  int total = 0;
+  for (int b = 0; b < grid; b++) {
+    const int mine = odyssey::wgmma_sched::tiles_of_block(b, grid, tiles);
+    int count = 0;
+    for (int i = b; i < tiles; i += grid) {
+      const odyssey::wgmma_sched::Tile t = odyssey::wgmma_sched::raster_tile(i, tiles_r, tiles_t, raster);
+      int rt = 0, tt = 0;
+      spec(i, rt, tt);
+      if (t.rt != rt || t.tt != tt) bad++;
+      if (t.rt < 0 || t.rt >= tiles_r || t.tt < 0 || t.tt >= tiles_t) {
+        bad++;
+        continue;
+      }
+      seen[(size_t)t.tt * tiles_r + t.rt]++;
+      count++;
+    }
+    if (count != mine) bad++;  // the kernel's loop bound (and its turn count) must match
+    total += count;
+  }
+  if (total != tiles) bad++;
+  for (int v : seen)
+    if (v != 1) bad++;
+  // Config 21: blocks 0 .. 2·pairs−1, rank = block & 1, pair index block / 2.
+  const int tiles_q = (tiles_r + 1) / 2;
+  std::vector<int> seen2(tiles, 0);
+  for (int bx = 0; bx < 2 * tiles_q * tiles_t; bx++) {
+    const odyssey::wgmma_sched::Tile q = odyssey::wgmma_sched::raster_tile(bx / 2, tiles_q, tiles_t, raster / 2);
+    const int rt = q.rt * 2 + (bx & 1);
+    if (q.tt < 0 || q.tt >= tiles_t || rt < 0 || rt > tiles_r || (rt == tiles_r && tiles_r % 2 == 0)) {
+      bad++;
+      continue;
+    }
+    if (rt < tiles_r) seen2[(size_t)q.tt * tiles_r + rt]++;
+  }
+  for (int v : seen2)
+    if (v != 1) bad++;
+  return bad;
+}
 
 // v4's producer/consumer ring, replayed step by step. Agents: the producer thread and the 8
 // consumer warps (consumer c = warps 4c..4c+3). Each step of the random scheduler advances one
@@ -388,7 +454,11 @@ long long v3p_schedule(int m, int n, int k, int grid) {
 // Mutations (mut): 1 = a consumer warp releases the stage right after issuing its last group
 // (before wait_group 0); 2 = empty[s] counts 4 arrivals (one warpgroup) instead of 8; 3 = the
 // producer waits on empty with parity `phase` instead of `phase ^ 1`; 4 (cluster) = the consumers
-// release only their own CTA's stage (empty counts 8). Returns the problems seen.
+// release only their own CTA's stage (empty counts 8); 5 (v5, ntiles > 1) = the turns counted per
+// tile (consumer 0 skips its first wait and consumer 1 its last arrive in every tile, not once).
+// ntiles > 1 (v5): the K loop runs ntiles times (content id tile·kblocks + kb), the stage and
+// phase and the turn counter run on, and each consumer warp spends a step in its epilogue
+// between tiles (no barrier there). Returns the problems seen.
 struct MBar {
   int count = 0, pending = 0, tx = 0, phase = 0;
   void init(int c) { count = pending = c; }
@@ -410,7 +480,9 @@ struct MBar {
   bool try_wait(int parity) const { return phase != parity; }
 };
 
-long long v4_ring(int kblocks, int stages, int kgroups, uint32_t seed, int mut, int cl = 1) {
+long long v4_ring(int kblocks_tile, int stages, int kgroups, uint32_t seed, int mut, int cl = 1, int ntiles = 1,
+                  bool pf = false) {
+  const int kblocks = kblocks_tile * ntiles;  // K blocks over all of the block's tiles
   uint32_t rs = seed;
   auto rnd = [&rs]() {
     rs = rs * 1664525u + 1013904223u;
@@ -445,9 +517,10 @@ long long v4_ring(int kblocks, int stages, int kgroups, uint32_t seed, int mut, 
   const int turns = kblocks * kgroups;
   struct Warp {
     int kb = 0, s = 0, phase = 0, g = 0, turn = 0;
-    int pc = 0;         // 0 wait full, 1 turn wait, 2 issue + pass turn, 3 wait_group + release + fold
+    int pc = 0;         // 0 wait full, 1 turn wait, 2 issue + pass turn, 3 wait_group + release + fold, 4 epilogue
     int wait_gen = -1;  // the named-barrier instance a bar.sync waits for
     bool in_bar = false, done = false;
+    bool have_next = false;  // pf: the next K block's stage already waited for and being read
   };
   std::vector<Warp> w(8 * cl);
   std::vector<int> issued(cl * 2 * turns, 0);  // warps of (CTA, consumer c) that issued turn t
@@ -467,14 +540,24 @@ long long v4_ring(int kblocks, int stages, int kgroups, uint32_t seed, int mut, 
     int* iss = issued.data() + cta * 2 * turns;
     switch (q.pc) {
       case 0:
+        if (pf && q.have_next) {  // waited for (and counted as a user) under the previous MMAs
+          q.have_next = false;
+          q.g = 0;
+          q.pc = 1;
+          return true;
+        }
         if (!full[cta * stages + q.s].try_wait(q.phase)) return false;
         if (!holds(cta, q.s, q.kb)) bad++;  // the stage must hold this K block
         users[cta * stages + q.s]++;
         q.g = 0;
         q.pc = 1;
         return true;
+      case 4:  // the epilogue between two tiles (v5): registers and global stores only
+        q.pc = 0;
+        return true;
       case 1: {
-        if (!(c == 1 || q.turn > 0)) {
+        const int tturns = kblocks_tile * kgroups;  // mutation 5: the kernel's bookkeeping per tile
+        if (mut == 5 ? !(c == 1 || q.turn % tturns > 0) : !(c == 1 || q.turn > 0)) {
           q.pc = 2;
           return true;
         }
@@ -497,9 +580,19 @@ long long v4_ring(int kblocks, int stages, int kgroups, uint32_t seed, int mut, 
         if (c == 0 && iss[1 * turns + q.turn] != 0) bad++;
         iss[c * turns + q.turn]++;
         if (!holds(cta, q.s, q.kb)) bad++;
-        if (c == 0 || q.turn + 1 < turns) nb_arrive(cta, 1 - c);  // pass the turn
+        if (mut == 5 ? (c == 0 || (q.turn + 1) % (kblocks_tile * kgroups) != 0) : (c == 0 || q.turn + 1 < turns))
+          nb_arrive(cta, 1 - c);  // pass the turn
         q.turn++;
         if (mut == 1 && q.g == kgroups - 1) release(cta, q.s);  // mutation: before the MMAs completed
+        q.pc = pf && q.g == kgroups - 1 && q.kb + 1 < kblocks ? 5 : 3;
+        return true;
+      }
+      case 5: {  // pf: the next stage's full wait and reads, the MMAs of this one still in flight
+        const int s2 = q.s + 1 == stages ? 0 : q.s + 1, ph2 = q.s + 1 == stages ? q.phase ^ 1 : q.phase;
+        if (!full[cta * stages + s2].try_wait(ph2)) return false;
+        if (!holds(cta, s2, q.kb + 1)) bad++;
+        users[cta * stages + s2]++;
+        q.have_next = true;
         q.pc = 3;
         return true;
       }
@@ -516,7 +609,7 @@ long long v4_ring(int kblocks, int stages, int kgroups, uint32_t seed, int mut, 
             q.s = 0;
             q.phase ^= 1;
           }
-          q.pc = 0;
+          q.pc = q.kb % kblocks_tile == 0 ? 4 : 0;  // a tile ended: its epilogue, then the next tile
         } else {
           q.g++;
           q.pc = 1;
@@ -625,18 +718,73 @@ int main(int argc, char** argv) {
     std::printf("emulate_wgmma v4 ring, cluster of %d (%d runs): %s\n", cl, ring_runs, bad_ring ? "FAIL" : "ok");
     bad += bad_ring;
   }
-  // The mutations must be caught (each on some configuration of a small sweep); 4 is the cluster's.
-  for (int mut = 1; mut <= 4; mut++) {
+  // v5: the schedule over grids smaller than, equal to and larger than the tile count, ragged
+  // raster groups; the ring with 2..5 tiles per block (the stage/phase and turns run on).
+  long long bad_v5s = 0;
+  for (int tr : {1, 2, 3, 17, 64, 172})
+    for (int tt : {1, 2, 8, 32})
+      for (int grid : {1, 3, 132, 5000}) {
+        const long long b = v5_schedule(tr, tt, grid, 16);
+        if (b) std::printf("emulate_wgmma v5 schedule tiles %dx%d grid %d: FAIL (%lld)\n", tr, tt, grid, b);
+        bad_v5s += b;
+      }
+  std::printf("emulate_wgmma v5 schedule: %s\n", bad_v5s ? "FAIL" : "ok");
+  bad += bad_v5s;
+  {
+    long long bad_ring = 0;
+    int ring_runs = 0;
+    for (int nt = 2; nt <= 5; nt++)
+      for (int kb = 1; kb <= 12; kb += quick ? 3 : 1)
+        for (int stages = 1; stages <= 8; stages++)
+          for (int kg : {1, 2, 4})
+            for (uint32_t seed = 1; seed <= (quick ? 1u : 3u); seed++) {
+              const long long b = v4_ring(kb, stages, kg, seed * 6151u + kb * 37u + stages + nt, 0, 1, nt);
+              if (b)
+                std::printf("emulate_wgmma v5 ring tiles %d kblocks %d stages %d groups %d seed %u: FAIL (%lld)\n", nt, kb,
+                            stages, kg, seed, b);
+              bad_ring += b;
+              ring_runs++;
+            }
+    std::printf("emulate_wgmma v5 ring, 2..5 tiles per block (%d runs): %s\n", ring_runs, bad_ring ? "FAIL" : "ok");
+    bad += bad_ring;
+  }
+  // The "prefetch" diagnostic (v4 and v5): the next stage waited for and read before this
+  // stage's wait_group and release. Ring sizes 2..8 (the kernel has 8); with one stage it must
+  // deadlock (the consumer would wait for the stage it still holds), which the model must see.
+  {
+    long long bad_pf = 0;
+    int runs = 0;
+    for (int nt : {1, 3})
+      for (int kb = 1; kb <= 12; kb += quick ? 3 : 1)
+        for (int stages = 2; stages <= 8; stages++)
+          for (int kg : {1, 2, 4})
+            for (uint32_t seed = 1; seed <= (quick ? 1u : 3u); seed++) {
+              const long long b = v4_ring(kb, stages, kg, seed * 3571u + kb * 41u + stages + nt, 0, 1, nt, true);
+              if (b)
+                std::printf("emulate_wgmma prefetch ring tiles %d kblocks %d stages %d groups %d seed %u: FAIL (%lld)\n", nt,
+                            kb, stages, kg, seed, b);
+              bad_pf += b;
+              runs++;
+            }
+    const bool one_stage_deadlocks = v4_ring(4, 1, 1, 17u, 0, 1, 1, true) > 0;
+    std::printf("emulate_wgmma prefetch ring (%d runs; one stage deadlocks: %s): %s\n", runs, one_stage_deadlocks ? "yes" : "NO",
+                bad_pf || !one_stage_deadlocks ? "FAIL" : "ok");
+    bad += bad_pf + (one_stage_deadlocks ? 0 : 1);
+  }
+  // The mutations must be caught (each on some configuration of a small sweep); 4 is the cluster's,
+  // 5 is v5's (several tiles per block).
+  for (int mut = 1; mut <= 5; mut++) {
     long long caught = 0;
     for (int kb : {3, 9, 20})
       for (int stages : {1, 2, 4})
         for (uint32_t seed = 1; seed <= 3; seed++)
-          caught += v4_ring(kb, stages, 2, seed * 104729u + kb, mut, mut == 4 ? 2 : 1) > 0;
+          caught += v4_ring(kb, stages, 2, seed * 104729u + kb, mut, mut == 4 ? 2 : 1, mut == 5 ? 3 : 1) > 0;
     std::printf("emulate_wgmma v4 ring mutation %d (%s): %s\n", mut,
                 mut == 1   ? "stage released before wait_group"
                 : mut == 2 ? "empty counts one warpgroup"
                 : mut == 3 ? "producer parity not flipped"
-                           : "cluster: no remote release to the partner's producer",
+                : mut == 4 ? "cluster: no remote release to the partner's producer"
+                           : "v5: turns counted per tile",
                 caught ? "caught" : "NOT CAUGHT (FAIL)");
     if (!caught) bad++;
   }

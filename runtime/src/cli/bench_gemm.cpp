@@ -91,6 +91,24 @@ struct Timer {
   }
 };
 
+// ODYSSEY_V4_DIAG: "all" or a comma list of the wgmma v4/v5 diagnostic variants (fastgemm.hpp
+// kSm90Diag*: nofold, noturn, nowait, nomma, noepi, mmaonly, clock, prefetch, ss, mmaonly-ss);
+// unset: none.
+std::vector<std::string> wgmma_diag_names() {
+  const char* e = std::getenv("ODYSSEY_V4_DIAG");
+  std::vector<std::string> out;
+  if (!e || !*e) return out;
+  std::string v = e;
+  if (v == "all") v = "nofold,noturn,nowait,nomma,noepi,mmaonly,clock,prefetch,ss,mmaonly-ss";
+  std::stringstream ss(v);
+  for (std::string t; std::getline(ss, t, ',');) {
+    if (t.empty()) continue;
+    if (sm90_diag_code(t) < 0) throw std::runtime_error("ODYSSEY_V4_DIAG: no diagnostic variant \"" + t + "\"");
+    out.push_back(t);
+  }
+  return out;
+}
+
 double copy_bandwidth_gbs(Timer& t) {
   size_t bytes = 1ull << 30;
   DeviceBuffer a(bytes), b(bytes);
@@ -245,6 +263,9 @@ struct Bench {
 
   void shape(int n, int k, const std::vector<long long>& ms) {
     const int np = (n + 7) / 8 * 8, group = 128, groups = k / group;
+    const char* v5e = std::getenv("ODYSSEY_WGMMA_V5");
+    const bool v5_rows = v5e && std::string(v5e) != "0";  // the w4a8_*_wgmma5 rows
+    const std::vector<std::string> diag_names = wgmma_diag_names();  // the diag-v4/v5-* rows
     const size_t w4 = (size_t)np * k / 2, sc_int = (size_t)groups * np * 2, sc_f = (size_t)groups * np * 4;
     const int r4 = rotations(w4 + sc_int + np * 4, dev.l2);
     std::vector<DeviceBuffer> qw, gsi, gsf;
@@ -317,13 +338,17 @@ struct Bench {
         // session 8) and w4a8_*_wgmma4c2 (v4 on 2-CTA clusters, X multicast).
         variants.push_back(tag_wgmma4);
         variants.push_back(tag_wgmma4c2);
+        // Row w4a8_*_wgmma5 (v4 on a persistent grid): only with ODYSSEY_WGMMA_V5 set (not "0")
+        // until it has run on a GPU, so that a fault there cannot take the other rows down.
+        const std::pair<int, int> tag_wgmma5{v5_rows ? kWgmmaV5Config : -2, 0};
+        if (v5_rows) variants.push_back(tag_wgmma5);
         if (mma_cfg != kWgmmaConfig && mma_cfg != kWgmmaV2Config && mma_cfg != kWgmmaV3Config && mma_cfg != kWgmmaV3pConfig &&
-            mma_cfg != kWgmmaV4Config && mma_cfg != kWgmmaV4c2Config)
+            mma_cfg != kWgmmaV4Config && mma_cfg != kWgmmaV4c2Config && mma_cfg != kWgmmaV5Config)
           variants.push_back(tag_mma);
         if (sweep)
           for (int c = 0; c < ody_w4a8_num_configs(); c++)
             for (int s : {0, 1, 2, 4, 8})
-              if (s <= k / 128) variants.push_back({c, s});
+              if (s <= k / 128 && (c != kWgmmaV5Config || v5_rows)) variants.push_back({c, s});
         if (!sweep)
           for (int c = 0; c < ody_w4a8_num_configs(); c++)
             if (is_gemv(c)) variants.push_back({c, 0});
@@ -362,7 +387,7 @@ struct Bench {
             rows.push_back(r);
           }
           const bool tagged = (c == tag_wgmma.first || c == tag_wgmma2.first || c == tag_wgmma3.first || c == tag_wgmma3p.first ||
-                               c == tag_wgmma4.first || c == tag_wgmma4c2.first ||
+                               c == tag_wgmma4.first || c == tag_wgmma4c2.first || c == tag_wgmma5.first ||
                               c == tag_mma.first) && s == 0 && c != -1 && !is_gemv(c);
           if (tagged && std::find(done_tags.begin(), done_tags.end(), c) == done_tags.end()) {
             done_tags.push_back(c);
@@ -373,6 +398,7 @@ struct Bench {
                                  : c == kWgmmaV3pConfig ? "_wgmma3p"
                                  : c == kWgmmaV4Config ? "_wgmma4"
                                  : c == kWgmmaV4c2Config ? "_wgmma4c2"
+                                 : c == kWgmmaV5Config ? "_wgmma5"
                                                        : "_mma";
             Row r = make_row(n, k, m, std::string(is_int ? "w4a8_int" : "w4a8_float") + suffix, us, bytes, 1979);
             r.note = name;
@@ -391,6 +417,53 @@ struct Bench {
           if (us < best) {
             best = us;
             best_name = name;
+          }
+        }
+        // Issue 12's diagnostic variants (ODYSSEY_V4_DIAG, see diag_names): v4 and v5 with one
+        // part removed each, integer scales at group 128 only. Their outputs are garbage by
+        // design: rows diag-v4-<name> / diag-v5-<name> of their own, never the dispatch's or the
+        // best row. "clock" also prints one CLOCK line of cycles per tile per phase.
+        if (is_int && !diag_names.empty() && group == 128 && k > 128) {
+          for (int c : {kWgmmaV4Config, kWgmmaV5Config}) {
+            ody_w4a8_problem dp{m, n, k, group, 1, ODY_SCALE_INT, c, 0};
+            if (ody_w4a8_can_implement(&dp, nullptr) != ODY_OK) continue;
+            const char* ver = c == kWgmmaV5Config ? "v5" : "v4";
+            DeviceBuffer clk(kSm90DiagClkSlots * sizeof(unsigned long long));
+            for (const std::string& dn : diag_names) {
+              const int code = sm90_diag_code(dn);
+              ody_w4a8_args a{};
+              a.x = x8.get<int8_t>();
+              a.x_scale = xs.get<float>();
+              a.channel_scale = cs.get<float>();
+              a.y = yh.get();
+              auto launch = [&](int i) {
+                a.qweight = qw[i % r4].get<uint8_t>();
+                a.group_scale = gsi[i % r4].get();
+                ody_check(w4a8_sm90_diag(&dp, &a, c, code, clk.get<unsigned long long>(), nullptr), "w4a8_sm90_diag");
+              };
+              clk.fill(0);
+              const double us = timer.median_us(launch, std::max(20, iters / 5), std::max(est_floor_us, est_flop_us));
+              const double bytes = w4 + sc_int + np * 4 + in_bytes8 + m * 4 + out16;
+              Row r = make_row(n, k, m, std::string("diag-") + ver + "-" + dn, us, bytes, 1979);
+              r.note = "diagnostic variant: wrong results by design";
+              rows.push_back(r);
+              if (code == kSm90DiagClock) {  // one launch on zeroed counters: cycles per tile per phase
+                clk.fill(0);
+                launch(0);
+                CK(cudaDeviceSynchronize());
+                std::vector<unsigned long long> h(kSm90DiagClkSlots);
+                clk.download(h.data(), h.size() * sizeof(unsigned long long));
+                const double tiles = (double)((m + kSm90TokTile - 1) / kSm90TokTile) * (double)((np + kSm90RowTile - 1) / kSm90RowTile);
+                const double blocks = (double)std::max(1ull, h[18]);
+                std::fprintf(stderr, "CLOCK %s %dx%d M=%d cycles/tile:", ver, n, k, m);
+                for (int wg = 0; wg < 2; wg++)
+                  std::fprintf(stderr, " | c%d full %.0f build %.0f turn %.0f issue %.0f wgwait %.0f fold %.0f epi %.0f all %.0f", wg,
+                               h[8 * wg] / tiles, h[8 * wg + 1] / tiles, h[8 * wg + 2] / tiles, h[8 * wg + 3] / tiles,
+                               h[8 * wg + 4] / tiles, h[8 * wg + 5] / tiles, h[8 * wg + 6] / tiles, h[8 * wg + 7] / tiles);
+                std::fprintf(stderr, " | producer emptywait %.0f all %.0f | tiles %.0f blocks %.0f (cycles per block: %.0f)\n",
+                             h[16] / tiles, h[17] / tiles, tiles, blocks, h[8 * 0 + 7] / blocks);
+              }
+            }
           }
         }
         if (sweep) {

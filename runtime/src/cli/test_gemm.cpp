@@ -256,6 +256,13 @@ bool config16_selected(int cfg) {
     if (n == ody_w4a16_config_name(cfg)) return true;
   return false;
 }
+// wgmma v5 (config wgmma_ws_r128t128_v5) runs in an unselected test (no --configs) and in the
+// probe only with ODYSSEY_WGMMA_V5 set (not "0"), until it has run on a GPU: a fault there (its
+// mbarrier watchdog traps) would poison the context for every later case.
+bool wgmma_v5_selected() {
+  const char* e = std::getenv("ODYSSEY_WGMMA_V5");
+  return e && std::string(e) != "0";
+}
 // --kinds KIND,...: run only the cases of these kinds (w4a8, w4a16, act); all by default.
 std::vector<std::string> g_only_kinds;
 
@@ -274,6 +281,8 @@ std::vector<CaseResult> test_w4a8(const std::string& name, const SafetensorsFile
   int kblocks = c.k / 128;
   for (int cfg = 0; cfg < ody_w4a8_num_configs(); cfg++) {
     if (!config_selected(cfg)) continue;
+    if (g_only_configs.empty() && std::string(ody_w4a8_config_name(cfg)) == "wgmma_ws_r128t128_v5" && !wgmma_v5_selected())
+      continue;
     // Large cases: only the configs the dispatch would use for them, to keep the run short.
     if ((long long)c.m * c.n * c.k > (1LL << 30)) {
       ody_w4a8_problem p{c.m, c.n, c.k, c.group, c.per_token, ODY_SCALE_INT, -1, 0};
@@ -630,6 +639,7 @@ std::vector<CaseResult> wgmma_probe_config(const std::string& cname) {
                           : cname == "wgmma_r128t128_s4_v3" ? "wgmma-probe v3: "
                           : cname == "wgmma_ws_r128t128_v4" ? "wgmma-probe v4: "
                           : cname == "wgmma_ws_r128t128_v4c2" ? "wgmma-probe v4c2: "
+                          : cname == "wgmma_ws_r128t128_v5" ? "wgmma-probe v5: "
                                                             : "wgmma-probe v3p: ";
   int cfg = -1;
   for (int i = 0; i < ody_w4a8_num_configs(); i++)
@@ -800,6 +810,12 @@ std::vector<CaseResult> wgmma_probe() {
   out.insert(out.end(), v4.begin(), v4.end());
   std::vector<CaseResult> v4c2 = wgmma_probe_config("wgmma_ws_r128t128_v4c2");
   out.insert(out.end(), v4c2.begin(), v4c2.end());
+  // v5 (v4 persistent) only with ODYSSEY_WGMMA_V5 set until it has run on a GPU; its fourth random
+  // case (160 tiles) gives blocks two tiles, the ring and the turns running on across them.
+  if (wgmma_v5_selected()) {
+    std::vector<CaseResult> v5 = wgmma_probe_config("wgmma_ws_r128t128_v5");
+    out.insert(out.end(), v5.begin(), v5.end());
+  }
   return out;
 }
 

@@ -37,7 +37,8 @@
 # prefill-rows: the prefill row kernels v2 (issue 14: norm, swiglu, o_proj quantization, rope):
 #   their ptxas lines, test layers --only rows2,norm,swiglu,rope,refuse (v2 byte-equal to v1),
 #   memcheck on --only rows2 --quick, bench layers --only prefill-rows,rows (v1 vs v2, rows 1024
-#   and 8192) and the PREFILL-ROWS table; ends with "prefill-rows: PASS" or "prefill-rows: FAIL".
+#   and 8192; 256 for the threshold) and the PREFILL-ROWS table; ends with "prefill-rows: PASS" or
+#   "prefill-rows: FAIL".
 # fuse: the decode gate/up + SwiGLU fusion (issue 14): test layers --only fuse (byte-equal to the
 #   unfused path), memcheck on its quick set, bench layers --only fuse (FUSE lines: unfused vs
 #   fused µs at batch 1, 4, 8); ends with "fuse: PASS" or "fuse: FAIL".
@@ -314,8 +315,11 @@ PY
     pbc=$?
     echo "bench layers --only prefill-rows,rows rc=$pbc"; grep -E "copy \(read|^rows " "$OUT/bench-prefill-rows.log"
     grep -E "^PREFILL-ROWS" "$OUT/bench-prefill-rows.log" | tee "$OUT/prefill-rows-table.txt"
-    slow=$(awk '/^PREFILL-ROWS/ && / v2 /{for(i=1;i<=NF;i++){if($i=="v1")a=$(i+1); if($i=="v2")b=$(i+1)} if(b>1.05*a) print $2" rows "$4}' "$OUT/bench-prefill-rows.log")
+    # Rows 1024 and 8192 decide; rows 256 (where v2 starts) is information: if v2 loses there,
+    # raise the threshold (ODYSSEY_PREFILL_ROWS_V2=N; kV2MinRows in layers.cu).
+    slow=$(awk '/^PREFILL-ROWS/ && / v2 / && $4 != "256:"{for(i=1;i<=NF;i++){if($i=="v1")a=$(i+1); if($i=="v2")b=$(i+1)} if(b>1.05*a) print $2" rows "$4}' "$OUT/bench-prefill-rows.log")
     [ -n "$slow" ] && echo "v2 SLOWER than v1 (> 5%): $slow"
+    awk '/^PREFILL-ROWS/ && / v2 / && $4 == "256:"{for(i=1;i<=NF;i++){if($i=="v1")a=$(i+1); if($i=="v2")b=$(i+1)} if(b>1.05*a) print "note: v2 slower than v1 at rows 256: "$2}' "$OUT/bench-prefill-rows.log"
     [ $prc = 0 ] && [ $pmc = 0 ] && [ $pbc = 0 ] && [ -z "$slow" ] && [ -s "$OUT/prefill-rows-table.txt" ] && echo "prefill-rows: PASS" || echo "prefill-rows: FAIL"
     ;;
   gemv16)

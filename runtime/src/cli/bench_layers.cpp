@@ -31,7 +31,7 @@
 //   ODYSSEY_DECODE_FUSE=0) against "fused" (w4a8_gemv_swiglu, one launch) in the same run. GB/s
 //   and % of copy count the weight bytes (packed codes, group and channel scales) only.
 // - prefill_rows (also alone: --only prefill-rows): the prefill layer's element-wise kernels
-//   (norm, swiglu, o_proj's quantization, rope, kv_append) at rows 1024 and 8192 on the 7B
+//   (norm, swiglu, o_proj's quantization, rope, kv_append) at rows 256, 1024 and 8192 on the 7B
 //   shape, v1 (ODYSSEY_PREFILL_ROWS_V2=0) against v2 in the same run (section comment below).
 // Each figure is the median of --iters samples (≥ 20) after a warm-up; a sample times a few
 // back-to-back launches with CUDA events and divides. Inputs are random fp16 in [−1, 1].
@@ -596,6 +596,7 @@ int cmd_bench_layers(const Args& args) {
 
   // Prefill row kernels (issue 14; --only prefill-rows): the element-wise kernels of a 7B prefill
   // layer at rows 1024 (the profiled prompt) and 8192 (8 such prompts, or one of 8192 tokens),
+  // and at 256 (where v2 starts by default: is that threshold right?),
   // variant "v1" (ODYSSEY_PREFILL_ROWS_V2=0, the former kernels) against "v2" (the default
   // from 256 rows) in the same run. Bytes are what a call must move at least (h fp32 read +
   // written, delta, the outputs; gate + up; q and k read + written; w, scales and padding
@@ -604,7 +605,7 @@ int cmd_bench_layers(const Args& args) {
   // GEMM has just written them); rows 8192 is the HBM-bound figure. kv_append is unchanged (v1
   // only, for its % of copy). One summary line per (op, rows): "PREFILL-ROWS op rows: v1 …".
   w.key("prefill_rows").begin_array();
-  for (int rows : want("prefill-rows") ? std::vector<int>{1024, 8192} : std::vector<int>{}) {
+  for (int rows : want("prefill-rows") ? std::vector<int>{256, 1024, 8192} : std::vector<int>{}) {
     const int H = 4096, I = 11008, NH = 32, HD = 128;
     DeviceBuffer h((size_t)rows * H * 4), delta((size_t)rows * H * 2), wt((size_t)H * 4);
     DeviceBuffer o16((size_t)rows * I * 2), o8((size_t)rows * I), tok((size_t)rows * 4);

@@ -574,8 +574,8 @@ __global__ void kv_append_kernel(const __half* __restrict__ k, const __half* __r
 //   dependent fp64 latency) computed before any load of the row is issued.
 // - kv_append_kernel<8>: already 16-byte copies; k, v read (16 MB) + cache written (16 MB) is a
 //   7.6 µs floor at 4.2 TB/s against ~8.5 µs measured (10.6 minus the event gap): left alone.
-// v2 kernels (taken for rows ≥ kV2MinRows unless ODYSSEY_PREFILL_ROWS_V2=0; =force takes them
-// at any rows, for the tests):
+// v2 kernels (taken for rows ≥ kV2MinRows = 256 unless ODYSSEY_PREFILL_ROWS_V2=0; =force takes
+// them at any rows, for the tests; =N from N rows):
 // - add_rmsnorm_v2_kernel: 128 threads per row, each playing TWO of v1's 256 threads (t and
 //   t + 128) with their own fp64 partial sums in v1's order; the block reduction combines the
 //   8 virtual warps' totals in v1's order (exact), w is loaded after the reduction, y replaces x
@@ -2154,15 +2154,17 @@ bool row_loop_forced() {
 
 // ODYSSEY_PREFILL_ROWS_V2 (environment, read per call): 0 keeps the v1 kernels at every size
 // (the A/B baseline of bench layers --only prefill-rows and of the exactness test), "force"
-// takes the v2 kernels at any rows (the tests' small shapes); otherwise v2 from kV2MinRows
-// rows: the decode batches (≤ 64 rows) keep the v1 kernels, which win there (one row per SM:
-// more threads per row shorten the chain).
+// takes the v2 kernels at any rows (the tests' small shapes), a number N > 0 takes them from N
+// rows; unset (or anything else), from kV2MinRows rows. The decode batches (≤ 64 rows) keep the
+// v1 kernels, which were tuned for them (a row per SM: more threads per row shorten the chain);
+// 256 is a guess between the two regimes (bench layers --only prefill-rows times rows 256 too).
 constexpr int kV2MinRows = 256;
 bool use_v2(int rows) {
   const char* e = std::getenv("ODYSSEY_PREFILL_ROWS_V2");
   if (e && std::strcmp(e, "0") == 0) return false;
   if (e && std::strcmp(e, "force") == 0) return true;
-  return rows >= kV2MinRows;
+  const long n = e ? std::strtol(e, nullptr, 10) : 0;
+  return rows >= (n > 0 ? n : kV2MinRows);
 }
 
 // An ActOut the v2 kernels can write with 8-column stores (16 bytes fp16, 8 bytes int8).

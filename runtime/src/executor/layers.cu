@@ -56,6 +56,10 @@
 // len[b] exit at once.
 // Decode rope + KV append (rope_kv_decode): one kernel, the arithmetic of rope_kernel and the
 // copy of kv_append_kernel (bit-identical to the two; the test compares them).
+// Prefill row kernels v2 (issue 14; section "Prefill row kernels, v2" below): from 256 rows,
+// add_rmsnorm, swiglu, rope and quantize_rows (o_proj's int8 input, moved here from executor.cu)
+// take kernels bit-identical to the ones above but shaped for many rows (more rows per SM,
+// 16-byte accesses, one pass); ODYSSEY_PREFILL_ROWS_V2=0 keeps the former kernels (A/B).
 // PDL: every kernel here except the prefill attention kernels is launched with launch_pdl
 // (pdl.cuh) and calls pdl_wait() before it reads anything, in every block, before any exit
 // (a block that exited without waiting could let its grid complete before its predecessor).

@@ -613,6 +613,137 @@ Result test_norm_v2(int rows, int hidden, const NormCfg& cfg, uint64_t seed) {
   return c.r;
 }
 
+// The norm's fp64 reduction ORDER, which a byte comparison on random rows cannot see (x² > 0:
+// an order change moves Σx² by ~2⁻⁴⁵, below the fp32 rounding of the variance). Each row here is
+// built so that the order decides the fp32 variance, and the output shows it: one x = 2^23
+// (x² = 2^46), 2m+1 columns of x = 2^11 (x² = 2^22: Σx² = 2^46 + (2m+1)·2^22, so Σx²/n lies
+// exactly on an fp32 midpoint), and a few x = 2^-4 (x² = 2^-8, a quarter of the fp64 ulp of
+// 2^46): added one by one to a partial sum that holds the big term they vanish, added to each
+// other first they survive, and the variance rounds down (tie to even) or up. The weight of
+// the big column is chosen so that its fp16 output differs between the two scales. Expected
+// values come from a host model of v1's order (256 threads: per thread chunk k then element j;
+// per warp the xor butterfly; warp totals in order); rows are redrawn until the plain column
+// order or its reverse gives the other variance, so an implementation with another order fails.
+// The tiny terms go anywhere, into the big column's own v1 thread, or into its warp (rows
+// i % 3), so that the warp-total order, the per-thread order and the butterfly are all at stake. Checked: v1
+// (ODYSSEY_PREFILL_ROWS_V2=0) and v2 (=force) against the model, fp16 output, every byte.
+double norm_ss_v1_order(const std::vector<float>& x, int hidden) {
+  const int vt = 256;
+  std::vector<double> part(vt, 0.0);
+  for (int t = 0; t < vt; t++)
+    for (int c = 4 * t; c < hidden; c += 4 * vt)
+      for (int j = 0; j < 4; j++) part[t] += (double)x[c + j] * (double)x[c + j];
+  double tot = 0;
+  for (int w = 0; w < vt / 32; w++) {
+    double v[32];
+    for (int l = 0; l < 32; l++) v[l] = part[32 * w + l];
+    for (int o = 16; o > 0; o >>= 1) {
+      double nv[32];
+      for (int l = 0; l < 32; l++) nv[l] = v[l] + v[l ^ o];
+      std::copy(nv, nv + 32, v);
+    }
+    tot = w == 0 ? v[0] : tot + v[0];
+  }
+  return tot;
+}
+float norm_scale(double ss, int hidden, float eps) {
+  const float variance = (float)(ss / (double)hidden);
+  return (float)(1.0 / std::sqrt((double)(variance + eps)));
+}
+
+Result test_norm_order(int rows, int hidden, uint64_t seed) {
+  Check c(fmt("add_rmsnorm fp64 order rows=%d hidden=%d (v1 and v2 vs v1's order)", rows, hidden), "add_rmsnorm-order");
+  Rng r(seed);
+  const float eps = 0.f;
+  std::vector<float> h0((size_t)rows * hidden, 0.f), w((size_t)hidden, 1.f);
+  std::vector<int> big_col(rows);
+  std::vector<float> scale_ref(rows), scale_alt(rows);  // v1's order; the other possible scale
+  int discriminating = 0;
+  for (int i = 0; i < rows; i++) {
+    float* x = &h0[(size_t)i * hidden];
+    for (int attempt = 0; attempt < 200; attempt++) {
+      std::fill(x, x + hidden, 0.f);
+      auto free_col = [&] {
+        for (;;) {
+          int col = r.below(hidden);
+          if (x[col] == 0.f) return col;
+        }
+      };
+      const int bc = big_col[i] = free_col();
+      x[bc] = 8388608.f;  // 2^23
+      const int mids = 2 * r.below(8) + 1, tinies = 2 + r.below(12);
+      // Where the tinies go (row i % 3): anywhere (the warp totals' order), in the big column's own
+      // v1 thread (its chunk/element order), or in its warp (the butterfly).
+      const int t = (bc / 4) % 256, mode = i % 3;
+      std::vector<int> cand;
+      for (int col = 0; col < hidden; col++)
+        if (col != bc && (mode == 1 ? (col / 4) % 256 == t : (col / 4) % 256 / 32 == t / 32)) cand.push_back(col);
+      for (int k = 0; k < tinies; k++) {
+        int col = mode == 0 ? free_col() : cand[r.below((int)cand.size())];
+        if (x[col] == 0.f) x[col] = 0.0625f;  // 2^-4
+      }
+      for (int k = 0; k < mids; k++) x[free_col()] = 2048.f;  // 2^11
+      std::vector<float> row(x, x + hidden);
+      double seq = 0, rev = 0;
+      for (int col = 0; col < hidden; col++) seq += (double)row[col] * (double)row[col];
+      for (int col = hidden - 1; col >= 0; col--) rev += (double)row[col] * (double)row[col];
+      const float s1 = norm_scale(norm_ss_v1_order(row, hidden), hidden, eps);
+      const float s2 = norm_scale(seq, hidden, eps), s3 = norm_scale(rev, hidden, eps);
+      if (s1 == s2 && s1 == s3) continue;  // this row would not tell the orders apart: draw again
+      scale_ref[i] = s1;
+      scale_alt[i] = s1 != s2 ? s2 : s3;
+      discriminating++;
+      break;
+    }
+  }
+  if (discriminating < rows) c.bad(fmt("only %d of %d rows discriminate the orders (test construction)", discriminating, rows));
+  // The weights are shared by the rows: each row's big column gets a weight chosen for that row
+  // (a column that is two rows' big column keeps the first row's weight: the later row is then
+  // still checked exactly, only perhaps without telling the orders apart). Σx²/n lands on an fp32
+  // midpoint only when n is a power of two (hence hidden 4096 and 8192 in the list).
+  std::vector<int> owner(hidden, -1);
+  for (int i = 0; i < rows; i++) {
+    const int col = big_col[i];
+    if (owner[col] >= 0) continue;
+    owner[col] = i;
+    const float* x = &h0[(size_t)i * hidden];
+    const float s_other = scale_alt[i];
+    for (int t = 0; t < 100000; t++) {
+      const float wc = r.uniform(0.5f, 1.5f);
+      if (f2h(wc * (x[col] * scale_ref[i])) != f2h(wc * (x[col] * s_other))) {
+        w[col] = wc;
+        break;
+      }
+    }
+  }
+  auto dw = upload(w);
+  std::vector<uint8_t> got[2];
+  for (int v = 0; v < 2; v++) {
+    auto dh = upload(h0);
+    OutBuf o = make_out(L::ActKind::F16, hidden, rows, 1.f);
+    L::ActOut a = o.act();
+    {
+      RowsV2Env env(v ? "0" : "force");
+      c.cuda(L::add_rmsnorm(dh.get<float>(), nullptr, 0, dw.get<float>(), eps, rows, hidden, &a, 1, 0), "add_rmsnorm");
+      c.cuda(cudaDeviceSynchronize(), "add_rmsnorm (sync)");
+    }
+    if (!c.r.passed) return c.r;
+    got[v] = download<uint8_t>(o.data, o.data.bytes());
+    auto y = download<uint16_t>(o.data, (size_t)rows * hidden);
+    for (int i = 0; i < rows; i++)
+      for (int col = 0; col < hidden; col++) {
+        c.r.checked++;
+        const float x = h0[(size_t)i * hidden + col];
+        const uint16_t want = f2h(w[col] * (x * scale_ref[i]));
+        if (y[(size_t)i * hidden + col] != want)
+          c.bad(fmt("%s row %d col %d: fp16 0x%04x, want 0x%04x (v1's fp64 order)", v ? "v1" : "v2", i, col,
+                    y[(size_t)i * hidden + col], want));
+      }
+  }
+  same_bytes(c, got, "output");
+  return c.r;
+}
+
 Result test_swiglu_v2(int rows, int cols, L::ActKind kind, bool pad, uint64_t seed) {
   Check c(fmt("swiglu v2 vs v1 rows=%d cols=%d %s%s", rows, cols, kind_name(kind), pad ? " padded" : ""), "swiglu-v2");
   Rng r(seed);
@@ -1747,6 +1878,7 @@ int cmd_test_layers(const Args& args) {
       for (const NormCfg& cfg : norm_cfgs) add(test_norm_v2(big, hidden, cfg, s2++));
     for (int rows : {1, 3, 17})
       for (int hidden : {960, 1024, 2052, 6144, 8192}) add(test_norm_v2(rows, hidden, norm_cfgs[5], s2++));
+    for (int hidden : {4096, 8192}) add(test_norm_order(quick ? 16 : 64, hidden, s2++));  // n a power of 2: see there
     for (int cols : {11008, 13824})
       for (K k : {K::I8PerToken, K::I8Static, K::F16})
         for (bool pad : {false, true}) add(test_swiglu_v2(big, cols, k, pad, s2++));

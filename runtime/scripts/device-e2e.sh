@@ -21,6 +21,10 @@
 #              again with ODYSSEY_WGMMA_V3=1 and =p (wgmma v3 / v3p A/B; E2E_PREFILL_V3)
 #              W4A8 with PDL on also with ODYSSEY_DECODE_FUSE=0 (the unfused gate/up + swiglu), then
 #              `FUSE profile` lines: both paths' ms/step and generated-token hashes (must match)
+#   prefill-rows  the prefill row kernels v2 (issue 14): GPU ppl with ODYSSEY_PREFILL_ROWS_V2=0 and
+#              the default must be the same double (tiny-llama, small-llama-outliers; FP16 and
+#              w4a8-rtn; v2 within 0.2% of the CPU), then the 7B prefill profile with both (changed
+#              kinds' µs, TTFT, token hashes equal); last line `prefill-rows e2e: PASS|FAIL`
 #   kv8        the int8 KV cache (runtime/NOTES.md, "int8 KV cache"): `test layers --only kv8`,
 #              `bench layers --only kv8` (attention fp16 vs int8 cache, batch 1/8/16/64, ctx 1024),
 #              perplexity with --kv-cache fp16 vs int8 on tiny-llama, small-llama-outliers and
@@ -177,6 +181,57 @@ for s in "$@"; do
       echo "profile prefill (w4a8, ODYSSEY_WGMMA_V3=$v3) rc=$?"
       grep -E "^prefill|^  |TTFT|WARNING" "$f.log"
     done
+    ;;
+  prefill-rows)
+    stamp prefill-rows
+    # Issue 14 prefill row kernels v2 (runtime/NOTES.md, last section) end to end. (1) GPU
+    # perplexity with v1 (ODYSSEY_PREFILL_ROWS_V2=0) and v2 (the default: every window has ≥ 256
+    # rows) must be the SAME double (the kernels are bit-identical, so every logit is), on
+    # tiny-llama and small-llama-outliers, FP16 and w4a8-rtn, and v2 within 0.2% of the CPU
+    # (--compare-cpu). (2) The synthetic 7B prefill profile (FP16 baseline vs W4A8, batch 1,
+    # prompt 1024) with v1 and v2: the changed kinds' µs, TTFT, and the generated-token hashes
+    # (equal). Last line `prefill-rows e2e: PASS|FAIL`.
+    ok=1
+    pyppl='import json,sys; print(repr(json.load(open(sys.argv[1]))["ppl"]))'
+    for m in "${models[@]:0:2}"; do
+      read -r name dir data L cal <<< "$m"
+      a=$M/$name-w4a8-rtn
+      [ -d "$a" ] || $ODY quantize --model "$dir" --recipe w4a8-rtn --calib "$cal" --out "$a" --force --no-sync \
+        > "$E/q-$name-w4a8-rtn.log" 2>&1 || { echo "$name: quantize failed"; ok=0; continue; }
+      for mdl in "$dir" "$a"; do
+        tag=$name$([ "$mdl" = "$a" ] && echo -w4a8-rtn)
+        for v in 0 1; do
+          ODYSSEY_PREFILL_ROWS_V2=$v $ODY verify ppl --model "$mdl" --data "$data" --seq-len "$L" --max-windows "$WINDOWS" \
+            --compare-cpu --json > "$E/ppl-rows$v-$tag.json" 2> "$E/ppl-rows$v-$tag.log"
+        done
+        p0=$(python3 -c "$pyppl" "$E/ppl-rows0-$tag.json" 2>/dev/null)
+        p1=$(python3 -c "$pyppl" "$E/ppl-rows1-$tag.json" 2>/dev/null)
+        same=MATCH
+        [ -n "$p0" ] && [ "$p0" = "$p1" ] || { same=DIFFER; ok=0; }
+        python3 -c 'import json,sys; sys.exit(0 if (json.load(open(sys.argv[1])).get("cpu") or {}).get("met") else 1)' \
+          "$E/ppl-rows1-$tag.json" 2>/dev/null || { same="$same, CPU NOT met"; ok=0; }
+        echo "PREFILL-ROWS ppl $tag: v1 $p0 v2 $p1 $same | v2 $(summ "$E/ppl-rows1-$tag.json")"
+      done
+    done
+    S=${E2E_SHAPE:-llama2-7b}
+    synth_models
+    stamp "prefill-rows: models ready"
+    for v in 0 1; do
+      f="$E/prefill-rows-v$v"
+      ODYSSEY_PREFILL_ROWS_V2=$v $ODYSSEY_RT speed --baseline "/tmp/$S" --model "/tmp/$S-w4a8" --batch 1 --prompt 1024 \
+        --gen 8 --repeats 3 --profile-prefill ${E2E_PREFILL_RUNS:-3} > "$f.json" 2> "$f.log"
+      echo "profile prefill ODYSSEY_PREFILL_ROWS_V2=$v rc=$?"
+    done
+    # "prefill gap" table rows: kind fp16 w4a8 diff ratio.
+    for k in attn_norm rope kv_append o_quant mlp_norm swiglu final_norm TTFT; do
+      r0=$(awk -v K=$k '/^prefill gap/{g=1} g && $1==K {print $2, $3; exit}' "$E/prefill-rows-v0.log")
+      r1=$(awk -v K=$k '/^prefill gap/{g=1} g && $1==K {print $2, $3; exit}' "$E/prefill-rows-v1.log")
+      echo "PREFILL-ROWS 7B $k (us, fp16 w4a8): v1 ${r0:-?} | v2 ${r1:-?}"
+    done
+    h0=$(grep -o 'tokens [0-9a-f]*$' "$E/prefill-rows-v0.log" | sort | tr '\n' ' ')
+    h1=$(grep -o 'tokens [0-9a-f]*$' "$E/prefill-rows-v1.log" | sort | tr '\n' ' ')
+    if [ -n "$h0" ] && [ "$h0" = "$h1" ]; then echo "PREFILL-ROWS 7B token hashes MATCH: $h1"; else echo "PREFILL-ROWS 7B token hashes DIFFER: v1 $h0| v2 $h1"; ok=0; fi
+    [ $ok = 1 ] && echo "prefill-rows e2e: PASS" || echo "prefill-rows e2e: FAIL"
     ;;
   speed)
     stamp speed

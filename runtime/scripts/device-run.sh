@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|w8a8|calib32|calib-exact|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|wgmma4|wgmma5|fuse|w4a16]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|prefill-rows|w8a8|calib32|calib-exact|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|wgmma4|wgmma5|fuse|w4a16]...
 # wgmma4: wgmma v4 (warp-specialized; config wgmma_ws_r128t128_v4) and config 21 (v4c2: v4 on
 #   2-CTA clusters with X multicast): ptxas lines (0 spill), test wgmma-probe + memcheck, test gemm
 #   forced and through the dispatch (ODYSSEY_WGMMA_V4=1, =c2), bench
@@ -42,6 +42,11 @@
 #   run; --sym 5,4), soak (SOAK_CALLS, default 100000 calls of 8 ranks; the default kernels), and
 #   last "ISSUE 9 v5: <% of copy per stage> PASS|FAIL" (every stage of the first listed version,
 #   INT8 and INT4, asymmetric, at 256 MiB, against 80% of that run's copy).
+# prefill-rows: the prefill row kernels v2 (issue 14: norm, swiglu, o_proj quantization, rope):
+#   their ptxas lines, test layers --only rows2,norm,swiglu,rope,refuse (v2 byte-equal to v1),
+#   memcheck on --only rows2 --quick, bench layers --only prefill-rows,rows (v1 vs v2, rows 1024
+#   and 8192; 256 for the threshold) and the PREFILL-ROWS table; ends with "prefill-rows: PASS" or
+#   "prefill-rows: FAIL".
 # fuse: the decode gate/up + SwiGLU fusion (issue 14): test layers --only fuse (byte-equal to the
 #   unfused path), memcheck on its quick set, bench layers --only fuse (FUSE lines: unfused vs
 #   fused µs at batch 1, 4, 8); ends with "fuse: PASS" or "fuse: FAIL".
@@ -292,6 +297,38 @@ PY
     $B/odyssey-rt bench layers --only fuse --iters 50 --out "$OUT/bench-fuse.json" > /dev/null 2> "$OUT/bench-fuse.log"
     echo "bench layers --only fuse rc=$?"; grep -E "^FUSE|gate_up" "$OUT/bench-fuse.log"
     [ $frc = 0 ] && [ $mrc = 0 ] && echo "fuse: PASS" || echo "fuse: FAIL"
+    ;;
+  prefill-rows)
+    stamp prefill-rows
+    # Issue 14 prefill row kernels v2 (layers.cu, "Prefill row kernels, v2"; runtime/NOTES.md, last
+    # section): the v2 kernels' ptxas lines (0 spill expected), test layers --only rows2 (v2 vs v1
+    # byte-equal at rows 1024 and small/odd shapes, quantize_rows vs its reference, the default path
+    # vs the host references at prefill sizes) with the norm/swiglu/rope/refuse families (1000 rows:
+    # v2 by default; decode sizes: v1), memcheck on --only rows2 --quick, bench layers --only
+    # prefill-rows,rows (v1 vs v2 in the same run at rows 1024 and 8192; the decode rows, unchanged
+    # kernels, for comparison with earlier runs), a PREFILL-ROWS table. FAIL: a test or memcheck
+    # failure, or v2 more than 5% slower than v1 on a row (then ODYSSEY_PREFILL_ROWS_V2=0 is the
+    # switch back).
+    awk '/Function properties for/{n=$NF; w=(n ~ /6layers/ && n ~ /v2_/)} w && /spill stores/{sp=$0}
+         w && /Used [0-9]+ registers/{sub(/.*layers_cu_[0-9a-f]+/, "", n); printf "ptxas %-44s %s |%s\n", substr(n,1,44), $5" regs", sp; w=0}' \
+      "$OUT/build.log" | sort -u
+    $B/odyssey-rt test layers --only rows2,norm,swiglu,rope,refuse > "$OUT/test-prefill-rows.json" 2> "$OUT/test-prefill-rows.log"
+    prc=$?
+    echo "test layers --only rows2,norm,swiglu,rope,refuse rc=$prc"; grep -E "FAIL" "$OUT/test-prefill-rows.log" | head -20
+    grep -cE " ok$" "$OUT/test-prefill-rows.log" | sed 's/^/cases ok: /'; grep -E "passed" "$OUT/test-prefill-rows.log" | tail -1
+    compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test layers --only rows2 --quick > /dev/null 2> "$OUT/sanitizer-prefill-rows.log"
+    pmc=$?
+    echo "compute-sanitizer memcheck (test layers --only rows2 --quick) rc=$pmc"; grep -E "ERROR SUMMARY" "$OUT/sanitizer-prefill-rows.log" | tail -1
+    $B/odyssey-rt bench layers --only prefill-rows,rows --iters 30 --out "$OUT/bench-prefill-rows.json" > /dev/null 2> "$OUT/bench-prefill-rows.log"
+    pbc=$?
+    echo "bench layers --only prefill-rows,rows rc=$pbc"; grep -E "copy \(read|^rows " "$OUT/bench-prefill-rows.log"
+    grep -E "^PREFILL-ROWS" "$OUT/bench-prefill-rows.log" | tee "$OUT/prefill-rows-table.txt"
+    # Rows 1024 and 8192 decide; rows 256 (where v2 starts) is information: if v2 loses there,
+    # raise the threshold (ODYSSEY_PREFILL_ROWS_V2=N; kV2MinRows in layers.cu).
+    slow=$(awk '/^PREFILL-ROWS/ && / v2 / && $4 != "256:"{for(i=1;i<=NF;i++){if($i=="v1")a=$(i+1); if($i=="v2")b=$(i+1)} if(b>1.05*a) print $2" rows "$4}' "$OUT/bench-prefill-rows.log")
+    [ -n "$slow" ] && echo "v2 SLOWER than v1 (> 5%): $slow"
+    awk '/^PREFILL-ROWS/ && / v2 / && $4 == "256:"{for(i=1;i<=NF;i++){if($i=="v1")a=$(i+1); if($i=="v2")b=$(i+1)} if(b>1.05*a) print "note: v2 slower than v1 at rows 256: "$2}' "$OUT/bench-prefill-rows.log"
+    [ $prc = 0 ] && [ $pmc = 0 ] && [ $pbc = 0 ] && [ -z "$slow" ] && [ -s "$OUT/prefill-rows-table.txt" ] && echo "prefill-rows: PASS" || echo "prefill-rows: FAIL"
     ;;
   gemv16)
     stamp gemv16

@@ -14,7 +14,8 @@
 //   memory floor convention of runtime/NOTES.md. Variant "fast+q8": the fast kernel with o_proj's
 //   int8 input per token fused into the combine (the executor's W4A8 call, attention+o_quant).
 //   Since the fused decode kernel (issue 14, branch attn) the variants are "fused" (default),
-//   "split" (the former pair) and more: see the decode section below. --only decode|prefill|rows.
+//   "split" (the former pair) and more: see the decode section below. --only
+//   decode|prefill|rows|prefill-rows|fuse.
 // - rows: add_rmsnorm (hidden 4096) and swiglu (11008), each with int8 per-token output, at batch
 //   1, 8, 16, variant "reg" (register kernels) against "loop" (ODYSSEY_ROWS=loop, the former
 //   kernels); rope_kv_decode at 32/32 and 32/8. Goal at batch 1: ≤ 3 µs per call.
@@ -29,6 +30,9 @@
 //   dispatch's GEMV, ody_w4a8_gemm, then layers::swiglu: two launches, the executor with
 //   ODYSSEY_DECODE_FUSE=0) against "fused" (w4a8_gemv_swiglu, one launch) in the same run. GB/s
 //   and % of copy count the weight bytes (packed codes, group and channel scales) only.
+// - prefill_rows (also alone: --only prefill-rows): the prefill layer's element-wise kernels
+//   (norm, swiglu, o_proj's quantization, rope, kv_append) at rows 256, 1024 and 8192 on the 7B
+//   shape, v1 (ODYSSEY_PREFILL_ROWS_V2=0) against v2 in the same run (section comment below).
 // Each figure is the median of --iters samples (≥ 20) after a warm-up; a sample times a few
 // back-to-back launches with CUDA events and divides. Inputs are random fp16 in [−1, 1].
 #include <algorithm>
@@ -587,6 +591,118 @@ int cmd_bench_layers(const Args& args) {
         std::fprintf(stderr, "FUSE gate_up+swiglu %-8s batch %d: unfused %.2f us, fused %.2f us (%.2fx)\n",
                      per_token ? "i8token" : "i8static", batch, median(su), median(sf), median(su) / median(sf));
       }
+  }
+  w.end_array();
+
+  // Prefill row kernels (issue 14; --only prefill-rows): the element-wise kernels of a 7B prefill
+  // layer at rows 1024 (the profiled prompt) and 8192 (8 such prompts, or one of 8192 tokens),
+  // and at 256 (where v2 starts by default: is that threshold right?),
+  // variant "v1" (ODYSSEY_PREFILL_ROWS_V2=0, the former kernels) against "v2" (the default
+  // from 256 rows) in the same run. Bytes are what a call must move at least (h fp32 read +
+  // written, delta, the outputs; gate + up; q and k read + written; w, scales and padding
+  // left out); GB/s and % of the copy bandwidth of this run. At rows 1024 part of the inputs
+  // stays in the 50 MB L2 between back-to-back calls (as in the executor, where the producing
+  // GEMM has just written them); rows 8192 is the HBM-bound figure. kv_append is unchanged (v1
+  // only, for its % of copy). One summary line per (op, rows): "PREFILL-ROWS op rows: v1 …".
+  w.key("prefill_rows").begin_array();
+  for (int rows : want("prefill-rows") ? std::vector<int>{256, 1024, 8192} : std::vector<int>{}) {
+    const int H = 4096, I = 11008, NH = 32, HD = 128;
+    DeviceBuffer h((size_t)rows * H * 4), delta((size_t)rows * H * 2), wt((size_t)H * 4);
+    DeviceBuffer o16((size_t)rows * I * 2), o8((size_t)rows * I), tok((size_t)rows * 4);
+    DeviceBuffer gu((size_t)rows * 2 * I * 2), qkv((size_t)rows * 3 * H * 2), att((size_t)rows * H * 2);
+    DeviceBuffer kc((size_t)rows * H * 2), vc((size_t)rows * H * 2), dpos((size_t)rows * 4), dinv(HD / 2 * 4), zero(4);
+    fill_random_half(delta);
+    fill_random_half(gu);
+    fill_random_half(qkv);
+    fill_random_half(att);
+    zero.fill(0);
+    {
+      std::vector<float> hv((size_t)rows * H), wv(H), inv(HD / 2);
+      for (size_t i = 0; i < hv.size(); i++) hv[i] = (float)((i * 2654435761u) % 2001) / 1000.f - 1.f;
+      for (int i = 0; i < H; i++) wv[i] = 0.5f + (float)(i % 97) / 97.f;
+      for (int i = 0; i < HD / 2; i++) inv[i] = (float)std::pow(10000.0, -2.0 * i / HD);
+      std::vector<int32_t> pos(rows);
+      for (int i = 0; i < rows; i++) pos[i] = i;
+      h.upload(hv.data(), hv.size() * 4);
+      wt.upload(wv.data(), wv.size() * 4);
+      dinv.upload(inv.data(), inv.size() * 4);
+      dpos.upload(pos.data(), pos.size() * 4);
+    }
+    auto act = [&](L::ActKind k, int ld) {
+      L::ActOut o;
+      o.kind = k;
+      o.ld = ld;
+      if (k == L::ActKind::F16) o.f16 = o16.get<__half>();
+      else o.i8 = o8.get<int8_t>();
+      o.token_scale = tok.get<float>();
+      return o;
+    };
+    const L::ActOut nf16 = act(L::ActKind::F16, H), ni8 = act(L::ActKind::I8PerToken, H);
+    const L::ActOut sf16 = act(L::ActKind::F16, I), si8 = act(L::ActKind::I8PerToken, I);
+    const __half* g = gu.get<__half>();
+    __half* q = qkv.get<__half>();
+    struct Op {
+      const char* name;
+      double bytes;
+      std::function<void()> fn;
+      bool v2;  // has a v2 kernel
+    };
+    const double R = rows;
+    // The residual grows by delta (in [−1, 1]) each call: a few thousand calls stay finite.
+    std::vector<Op> ops = {
+        {"add_rmsnorm_f16", R * H * (4 + 4 + 2 + 2),
+         [&] { check(L::add_rmsnorm(h.get<float>(), delta.get<__half>(), H, wt.get<float>(), 1e-5f, rows, H, &nf16, 1, 0), "add_rmsnorm"); },
+         true},
+        {"add_rmsnorm_i8tok", R * H * (4 + 4 + 2 + 1),
+         [&] { check(L::add_rmsnorm(h.get<float>(), delta.get<__half>(), H, wt.get<float>(), 1e-5f, rows, H, &ni8, 1, 0), "add_rmsnorm"); },
+         true},
+        {"swiglu_f16", R * I * (2 + 2 + 2), [&] { check(L::swiglu(g, g + I, 2 * I, rows, I, sf16, 0), "swiglu"); }, true},
+        {"swiglu_i8tok", R * I * (2 + 2 + 1), [&] { check(L::swiglu(g, g + I, 2 * I, rows, I, si8, 0), "swiglu"); }, true},
+        {"o_quant_i8tok", R * H * (2 + 1),
+         [&] { check(L::quantize_rows(att.get<__half>(), H, rows, H, ni8, 0), "quantize_rows"); }, true},
+        {"rope_32/32", R * 2 * H * 2 * 2,
+         [&] { check(L::rope(q, 3 * H, q + H, 3 * H, rows, NH, NH, HD, dpos.get<int32_t>(), dinv.get<float>(), 0), "rope"); },
+         true},
+        {"kv_append", R * H * 2 * 2 * 2,
+         [&] {
+           check(L::kv_append(q + H, q + 2 * H, 3 * H, kc.get<__half>(), vc.get<__half>(), zero.get<int32_t>(), 1, rows, rows, NH,
+                              HD, 0),
+                 "kv_append");
+         },
+         false},
+    };
+    for (const Op& op : ops) {
+      double us[2] = {0, 0};
+      for (int v = 0; v < (op.v2 ? 2 : 1); v++) {
+        if (v == 0) setenv("ODYSSEY_PREFILL_ROWS_V2", "0", 1);
+        else unsetenv("ODYSSEY_PREFILL_ROWS_V2");
+        auto s = timer.samples_us(op.fn, iters, 10);
+        us[v] = median(s);
+        const double gbs = op.bytes / us[v] / 1e3;
+        const char* variant = v ? "v2" : "v1";
+        std::fprintf(stderr, "prefill-rows %-18s rows %5d  %-3s %9.2f us  %7.0f GB/s  %5.1f%% of copy\n", op.name, rows,
+                     variant, us[v], gbs, 100 * gbs / copy_gbps);
+        w.begin_object();
+        w.field("op", op.name);
+        w.field("variant", variant);
+        w.field("rows", rows);
+        w.field("bytes", op.bytes);
+        w.field("us", us[v]);
+        w.field("us_min", s.front());
+        w.field("us_max", s.back());
+        w.field("gbs", gbs);
+        w.field("pct_copy", 100 * gbs / copy_gbps);
+        w.end_object();
+      }
+      unsetenv("ODYSSEY_PREFILL_ROWS_V2");
+      const double floor_us = op.bytes / copy_gbps / 1e3;
+      if (op.v2)
+        std::fprintf(stderr, "PREFILL-ROWS %-18s rows %5d: v1 %8.2f us  v2 %8.2f us  (%.2fx)  v2/floor %.2f  floor %.2f us\n",
+                     op.name, rows, us[0], us[1], us[0] / us[1], us[1] / floor_us, floor_us);
+      else
+        std::fprintf(stderr, "PREFILL-ROWS %-18s rows %5d: v1 %8.2f us  (unchanged)      v1/floor %.2f  floor %.2f us\n",
+                     op.name, rows, us[0], us[0] / floor_us, floor_us);
+    }
   }
   w.end_array();
   w.key("goals").begin_array();

@@ -542,6 +542,312 @@ Result test_rope(int rows, int nh, int nkv, int hd, bool odd_stride, uint64_t se
 }
 
 // ---------------------------------------------------------------------------------------------
+// Prefill row kernels v2 (layers.cu, "Prefill row kernels, v2") against v1, bit for bit, and
+// o_proj's input quantization (quantize_rows) against the host reference. Each case runs the
+// same inputs through v1 (ODYSSEY_PREFILL_ROWS_V2=0) and v2 (=force, so that the small row
+// counts reach v2 too) on separate copies of every buffer and compares every byte they write
+// (h, each output including its padding columns, token scales). Shapes: prefill rows (1024;
+// 8192 is the bench's) with the 7B/13B widths (hidden 4096/5120, intermediate 11008/13824,
+// heads 32/32, 32/8 and 40/40 at head_dim 128), and small or odd row counts. Inputs hold a
+// zero row, a NaN row and ±inf where the op lets them through (per-token scale NaN, codes 0).
+
+struct RowsV2Env {  // sets ODYSSEY_PREFILL_ROWS_V2 for its lifetime
+  explicit RowsV2Env(const char* v) { setenv("ODYSSEY_PREFILL_ROWS_V2", v, 1); }
+  ~RowsV2Env() { unsetenv("ODYSSEY_PREFILL_ROWS_V2"); }
+};
+
+// Compares the byte images v2 (x[0]) and v1 (x[1]) of one output.
+void same_bytes(Check& c, const std::vector<uint8_t>* x, const std::string& what) {
+  c.r.checked += (long long)x[0].size();
+  if (x[0] == x[1]) return;
+  size_t i = 0;
+  while (i < x[0].size() && x[0][i] == x[1][i]) i++;
+  c.bad(fmt("%s: v2 differs from v1 at byte %zu (0x%02x vs 0x%02x)", what.c_str(), i, x[0][i], x[1][i]));
+}
+
+Result test_norm_v2(int rows, int hidden, const NormCfg& cfg, uint64_t seed) {
+  Check c(fmt("add_rmsnorm v2 vs v1 rows=%d hidden=%d %s", rows, hidden, cfg.name), "add_rmsnorm-v2");
+  Rng r(seed);
+  std::vector<float> h0((size_t)rows * hidden), w(hidden);
+  for (auto& x : w) x = r.uniform(0.5f, 1.5f);
+  for (size_t i = 0; i < h0.size(); i++) h0[i] = r.uniform(-2.f, 2.f) * (i % 37 == 5 ? 20.f : 1.f);
+  const int ld_delta = hidden + 8;
+  std::vector<uint16_t> delta((size_t)rows * ld_delta, kHalfNaN);
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < hidden; j++) delta[(size_t)i * ld_delta + j] = f2h(r.uniform(-1.f, 1.f));
+  if (rows >= 3)
+    for (int j = 0; j < hidden; j++) h0[(size_t)hidden + j] = 0.f, delta[(size_t)ld_delta + j] = 0;  // a zero row
+  if (rows >= 3) h0[(size_t)2 * hidden + 11] = NAN;                                                   // a NaN row
+  if (rows >= 5) h0[(size_t)4 * hidden + 3] = INFINITY;                                              // an inf row
+  auto dw = upload(w);
+  auto dd = upload(delta);
+  std::vector<uint8_t> hh[2], outb[2][2], ts[2][2];
+  for (int v = 0; v < 2; v++) {
+    auto dh = upload(h0);
+    std::vector<OutBuf> outs;
+    std::vector<L::ActOut> acts;
+    for (auto k : cfg.outs) {
+      const int ld = k == L::ActKind::F16 && !cfg.pad_f16 ? hidden : round_up(hidden, 128) + (cfg.pad_f16 ? 128 : 0);
+      outs.push_back(make_out(k, ld, rows, 3.0f / 127));
+    }
+    for (auto& o : outs) acts.push_back(o.act());
+    {
+      RowsV2Env env(v ? "0" : "force");
+      c.cuda(L::add_rmsnorm(dh.get<float>(), cfg.delta ? dd.get<__half>() : nullptr, ld_delta, dw.get<float>(), 1e-5f,
+                            rows, hidden, acts.empty() ? nullptr : acts.data(), (int)acts.size(), 0),
+             "add_rmsnorm");
+      c.cuda(cudaDeviceSynchronize(), "add_rmsnorm (sync)");
+    }
+    if (!c.r.passed) return c.r;
+    hh[v] = download<uint8_t>(dh, (size_t)rows * hidden * 4);
+    for (size_t j = 0; j < outs.size(); j++) {
+      outb[j][v] = download<uint8_t>(outs[j].data, outs[j].data.bytes());
+      ts[j][v] = download<uint8_t>(outs[j].token_scale, (size_t)rows * 4);
+    }
+  }
+  same_bytes(c, hh, "h");
+  for (size_t j = 0; j < cfg.outs.size(); j++) {
+    same_bytes(c, outb[j], fmt("output %zu (%s)", j, kind_name(cfg.outs[j])));
+    if (cfg.outs[j] == L::ActKind::I8PerToken) same_bytes(c, ts[j], "token scales");
+  }
+  return c.r;
+}
+
+// The norm's fp64 reduction ORDER, which a byte comparison on random rows cannot see (x² > 0:
+// an order change moves Σx² by ~2⁻⁴⁵, below the fp32 rounding of the variance). Each row here is
+// built so that the order decides the fp32 variance, and the output shows it: one x = 2^23
+// (x² = 2^46), 2m+1 columns of x = 2^11 (x² = 2^22: Σx² = 2^46 + (2m+1)·2^22, so Σx²/n lies
+// exactly on an fp32 midpoint), and a few x = 2^-4 (x² = 2^-8, a quarter of the fp64 ulp of
+// 2^46): added one by one to a partial sum that holds the big term they vanish, added to each
+// other first they survive, and the variance rounds down (tie to even) or up. The weight of
+// the big column is chosen so that its fp16 output differs between the two scales. Expected
+// values come from a host model of v1's order (256 threads: per thread chunk k then element j;
+// per warp the xor butterfly; warp totals in order); rows are redrawn until the plain column
+// order or its reverse gives the other variance, so an implementation with another order fails.
+// The tiny terms go anywhere, into the big column's own v1 thread, or into its warp (rows
+// i % 3), so that the warp-total order, the per-thread order and the butterfly are all at stake. Checked: v1
+// (ODYSSEY_PREFILL_ROWS_V2=0) and v2 (=force) against the model, fp16 output, every byte.
+double norm_ss_v1_order(const std::vector<float>& x, int hidden) {
+  const int vt = 256;
+  std::vector<double> part(vt, 0.0);
+  for (int t = 0; t < vt; t++)
+    for (int c = 4 * t; c < hidden; c += 4 * vt)
+      for (int j = 0; j < 4; j++) part[t] += (double)x[c + j] * (double)x[c + j];
+  double tot = 0;
+  for (int w = 0; w < vt / 32; w++) {
+    double v[32];
+    for (int l = 0; l < 32; l++) v[l] = part[32 * w + l];
+    for (int o = 16; o > 0; o >>= 1) {
+      double nv[32];
+      for (int l = 0; l < 32; l++) nv[l] = v[l] + v[l ^ o];
+      std::copy(nv, nv + 32, v);
+    }
+    tot = w == 0 ? v[0] : tot + v[0];
+  }
+  return tot;
+}
+float norm_scale(double ss, int hidden, float eps) {
+  const float variance = (float)(ss / (double)hidden);
+  return (float)(1.0 / std::sqrt((double)(variance + eps)));
+}
+
+Result test_norm_order(int rows, int hidden, uint64_t seed) {
+  Check c(fmt("add_rmsnorm fp64 order rows=%d hidden=%d (v1 and v2 vs v1's order)", rows, hidden), "add_rmsnorm-order");
+  Rng r(seed);
+  const float eps = 0.f;
+  std::vector<float> h0((size_t)rows * hidden, 0.f), w((size_t)hidden, 1.f);
+  std::vector<int> big_col(rows);
+  std::vector<float> scale_ref(rows), scale_alt(rows);  // v1's order; the other possible scale
+  int discriminating = 0;
+  for (int i = 0; i < rows; i++) {
+    float* x = &h0[(size_t)i * hidden];
+    for (int attempt = 0; attempt < 200; attempt++) {
+      std::fill(x, x + hidden, 0.f);
+      auto free_col = [&] {
+        for (;;) {
+          int col = r.below(hidden);
+          if (x[col] == 0.f) return col;
+        }
+      };
+      const int bc = big_col[i] = free_col();
+      x[bc] = 8388608.f;  // 2^23
+      const int mids = 2 * r.below(8) + 1, tinies = 2 + r.below(12);
+      // Where the tinies go (row i % 3): anywhere (the warp totals' order), in the big column's own
+      // v1 thread (its chunk/element order), or in its warp (the butterfly).
+      const int t = (bc / 4) % 256, mode = i % 3;
+      std::vector<int> cand;
+      for (int col = 0; col < hidden; col++)
+        if (col != bc && (mode == 1 ? (col / 4) % 256 == t : (col / 4) % 256 / 32 == t / 32)) cand.push_back(col);
+      for (int k = 0; k < tinies; k++) {
+        int col = mode == 0 ? free_col() : cand[r.below((int)cand.size())];
+        if (x[col] == 0.f) x[col] = 0.0625f;  // 2^-4
+      }
+      for (int k = 0; k < mids; k++) x[free_col()] = 2048.f;  // 2^11
+      std::vector<float> row(x, x + hidden);
+      double seq = 0, rev = 0;
+      for (int col = 0; col < hidden; col++) seq += (double)row[col] * (double)row[col];
+      for (int col = hidden - 1; col >= 0; col--) rev += (double)row[col] * (double)row[col];
+      const float s1 = norm_scale(norm_ss_v1_order(row, hidden), hidden, eps);
+      const float s2 = norm_scale(seq, hidden, eps), s3 = norm_scale(rev, hidden, eps);
+      if (s1 == s2 && s1 == s3) continue;  // this row would not tell the orders apart: draw again
+      scale_ref[i] = s1;
+      scale_alt[i] = s1 != s2 ? s2 : s3;
+      discriminating++;
+      break;
+    }
+  }
+  if (discriminating < rows) c.bad(fmt("only %d of %d rows discriminate the orders (test construction)", discriminating, rows));
+  // The weights are shared by the rows: each row's big column gets a weight chosen for that row
+  // (a column that is two rows' big column keeps the first row's weight: the later row is then
+  // still checked exactly, only perhaps without telling the orders apart). Σx²/n lands on an fp32
+  // midpoint only when n is a power of two (hence hidden 4096 and 8192 in the list).
+  std::vector<int> owner(hidden, -1);
+  for (int i = 0; i < rows; i++) {
+    const int col = big_col[i];
+    if (owner[col] >= 0) continue;
+    owner[col] = i;
+    const float* x = &h0[(size_t)i * hidden];
+    const float s_other = scale_alt[i];
+    for (int t = 0; t < 100000; t++) {
+      const float wc = r.uniform(0.5f, 1.5f);
+      if (f2h(wc * (x[col] * scale_ref[i])) != f2h(wc * (x[col] * s_other))) {
+        w[col] = wc;
+        break;
+      }
+    }
+  }
+  auto dw = upload(w);
+  std::vector<uint8_t> got[2];
+  for (int v = 0; v < 2; v++) {
+    auto dh = upload(h0);
+    OutBuf o = make_out(L::ActKind::F16, hidden, rows, 1.f);
+    L::ActOut a = o.act();
+    {
+      RowsV2Env env(v ? "0" : "force");
+      c.cuda(L::add_rmsnorm(dh.get<float>(), nullptr, 0, dw.get<float>(), eps, rows, hidden, &a, 1, 0), "add_rmsnorm");
+      c.cuda(cudaDeviceSynchronize(), "add_rmsnorm (sync)");
+    }
+    if (!c.r.passed) return c.r;
+    got[v] = download<uint8_t>(o.data, o.data.bytes());
+    auto y = download<uint16_t>(o.data, (size_t)rows * hidden);
+    for (int i = 0; i < rows; i++)
+      for (int col = 0; col < hidden; col++) {
+        c.r.checked++;
+        const float x = h0[(size_t)i * hidden + col];
+        const uint16_t want = f2h(w[col] * (x * scale_ref[i]));
+        if (y[(size_t)i * hidden + col] != want)
+          c.bad(fmt("%s row %d col %d: fp16 0x%04x, want 0x%04x (v1's fp64 order)", v ? "v1" : "v2", i, col,
+                    y[(size_t)i * hidden + col], want));
+      }
+  }
+  same_bytes(c, got, "output");
+  return c.r;
+}
+
+Result test_swiglu_v2(int rows, int cols, L::ActKind kind, bool pad, uint64_t seed) {
+  Check c(fmt("swiglu v2 vs v1 rows=%d cols=%d %s%s", rows, cols, kind_name(kind), pad ? " padded" : ""), "swiglu-v2");
+  Rng r(seed);
+  const int ld_in = 2 * cols + 8;
+  std::vector<uint16_t> in((size_t)rows * ld_in, kHalfNaN);
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < 2 * cols; j++) in[(size_t)i * ld_in + j] = f2h(r.uniform(-6.f, 6.f));
+  if (rows >= 3)
+    for (int j = 0; j < 2 * cols; j++) in[(size_t)ld_in + j] = 0;  // a zero row: scale 1, codes 0
+  if (rows >= 3) in[(size_t)2 * ld_in + 5] = 0x7C00;                 // gate +inf: y = ±inf or NaN, scale NaN
+  if (rows >= 5) in[(size_t)4 * ld_in + cols + 9] = kHalfNaN;       // up NaN
+  auto din = upload(in);
+  const __half* g = din.get<__half>();
+  const int ld = kind == L::ActKind::F16 && !pad ? cols : round_up(cols, 128) + (pad ? 128 : 0);
+  std::vector<uint8_t> ob[2], ts[2];
+  for (int v = 0; v < 2; v++) {
+    OutBuf o = make_out(kind, ld, rows, 6.0f / 127);
+    {
+      RowsV2Env env(v ? "0" : "force");
+      c.cuda(L::swiglu(g, g + cols, ld_in, rows, cols, o.act(), 0), "swiglu");
+      c.cuda(cudaDeviceSynchronize(), "swiglu (sync)");
+    }
+    if (!c.r.passed) return c.r;
+    ob[v] = download<uint8_t>(o.data, o.data.bytes());
+    ts[v] = download<uint8_t>(o.token_scale, (size_t)rows * 4);
+  }
+  same_bytes(c, ob, "output");
+  if (kind == L::ActKind::I8PerToken) same_bytes(c, ts, "token scales");
+  return c.r;
+}
+
+Result test_rope_v2(int rows, int nh, int nkv, int hd, uint64_t seed) {
+  Check c(fmt("rope v2 vs v1 rows=%d heads=%d/%d hd=%d", rows, nh, nkv, hd), "rope-v2");
+  Rng r(seed);
+  const int ld_q = nh * hd + 8, ld_k = 2 * nkv * hd + 8;  // k inside a [k | v] row, as the fused qkv output
+  auto q = random_half(r, (size_t)rows * ld_q, 2.f);
+  auto k = random_half(r, (size_t)rows * ld_k, 2.f);
+  std::vector<int32_t> pos(rows);
+  for (int i = 0; i < rows; i++) pos[i] = i == 1 ? 131071 : (i % 3 == 0 ? i : r.below(8192));
+  auto inv = inv_freq_ref(hd, (seed & 1) ? 10000.0 : 500000.0);
+  auto dp = upload(pos);
+  auto di = upload(inv);
+  std::vector<uint8_t> gq[2], gk[2];
+  for (int v = 0; v < 2; v++) {
+    auto dq = upload(q), dk = upload(k);
+    {
+      RowsV2Env env(v ? "0" : "force");
+      c.cuda(L::rope(dq.get<__half>(), ld_q, dk.get<__half>(), ld_k, rows, nh, nkv, hd, dp.get<int32_t>(),
+                     di.get<float>(), 0),
+             "rope");
+      c.cuda(cudaDeviceSynchronize(), "rope (sync)");
+    }
+    if (!c.r.passed) return c.r;
+    gq[v] = download<uint8_t>(dq, q.size() * 2);
+    gk[v] = download<uint8_t>(dk, k.size() * 2);
+  }
+  same_bytes(c, gq, "q");
+  same_bytes(c, gk, "k (and the v columns beside it, untouched)");
+  return c.r;
+}
+
+// quantize_rows (v1 or v2 by rows and ODYSSEY_PREFILL_ROWS_V2: env "" default, "0", "force")
+// against the host reference (quant.RowScale / QuantizeActValue on the fp16 values: exact, no
+// tolerance: the GPU computes the reference's own fp32 operations), then v2 against v1 bytes.
+Result test_quantize_rows(int rows, int cols, bool per_token, uint64_t seed) {
+  Check c(fmt("quantize_rows rows=%d cols=%d %s", rows, cols, per_token ? "i8token" : "i8static"), "quantize_rows");
+  Rng r(seed);
+  const int ldx = cols + 8, ld = round_up(cols, 128) + 64;
+  std::vector<uint16_t> x((size_t)rows * ldx, kHalfNaN);
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < cols; j++) x[(size_t)i * ldx + j] = f2h(r.uniform(-3.f, 3.f) * (j % 29 == 3 ? 8.f : 1.f));
+  if (rows >= 3)
+    for (int j = 0; j < cols; j++) x[(size_t)ldx + j] = 0;  // a zero row: scale 1
+  if (rows >= 3) x[(size_t)2 * ldx + 7] = kHalfNaN;         // a NaN row: scale NaN, codes 0
+  if (rows >= 5) x[(size_t)4 * ldx + 1] = 0xFC00;           // −inf
+  if (rows >= 6)
+    for (int j = 0; j < cols; j++) x[(size_t)5 * ldx + j] = (uint16_t)(j % 7);  // subnormals only
+  auto dx = upload(x);
+  const L::ActKind kind = per_token ? L::ActKind::I8PerToken : L::ActKind::I8Static;
+  std::vector<uint8_t> ob[2], ts[2];
+  for (int v = 0; v < 2; v++) {
+    OutBuf o = make_out(kind, ld, rows, 2.5f / 127);
+    {
+      RowsV2Env env(v ? "0" : "force");
+      c.cuda(L::quantize_rows(dx.get<__half>(), ldx, rows, cols, o.act(), 0), "quantize_rows");
+      c.cuda(cudaDeviceSynchronize(), "quantize_rows (sync)");
+    }
+    if (!c.r.passed) return c.r;
+    ob[v] = download<uint8_t>(o.data, o.data.bytes());
+    ts[v] = download<uint8_t>(o.token_scale, (size_t)rows * 4);
+    if (v == 0) {  // v2 against the reference
+      std::vector<float> y((size_t)rows * cols);
+      for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) y[(size_t)i * cols + j] = h2f(x[(size_t)i * ldx + j]);
+      check_out(c, o, y, rows, cols);
+      if (c.r.flips) c.bad(fmt("%lld code flips: quantize_rows must be exact", c.r.flips));
+    }
+  }
+  same_bytes(c, ob, "codes");
+  if (per_token) same_bytes(c, ts, "token scales");
+  return c.r;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Attention: an fp64 reference over keys [lo, hi) and the tolerance of a kernel output.
 
 struct AttnRef {
@@ -1352,6 +1658,14 @@ std::vector<Result> test_refusals() {
          inval);
   expect("attention_decode no workspace", L::attention_decode(hp, 256, hp, hp, pp, hp, 256, 1, 64, 4, 2, 64, 0.125f, 0, nullptr, 0, 0), inval);
   expect("swiglu ld_in < cols", L::swiglu(hp, hp, 32, 2, 64, f16, 0), inval);
+  expect("quantize_rows to fp16", L::quantize_rows(hp, 64, 2, 64, f16, 0), inval);
+  expect("quantize_rows static without a scale", L::quantize_rows(hp, 128, 2, 64, st, 0), inval);
+  L::ActOut tok = st;
+  tok.kind = L::ActKind::I8PerToken;
+  tok.ld = 32;
+  tok.token_scale = fp;
+  expect("quantize_rows ld < cols", L::quantize_rows(hp, 64, 2, 64, tok, 0), inval);
+  expect("quantize_rows ldx < cols", L::quantize_rows(hp, 16, 2, 32, tok, 0), inval);
   expect("nll ld < vocab", L::nll(fp, 10, pp, 2, 11, fp, 0), inval);
   expect("argmax vocab 0", L::argmax(fp, 10, 2, 0, pp, 0), inval);
   expect("kv_append ld_kv < nkv·hd", L::kv_append(hp, hp, 100, hp, hp, pp, 1, 1, 8, 2, 64, 0), inval);
@@ -1360,6 +1674,7 @@ std::vector<Result> test_refusals() {
   expect("attention_prefill seq 0", L::attention_prefill(hp, 128, hp, hp, 128, hp, 128, 1, 0, 2, 2, 64, 0.125f, 0, nullptr, 0, 0), cudaSuccess);
   expect("attention_decode batch 0", L::attention_decode(hp, 256, hp, hp, pp, hp, 256, 0, 64, 4, 2, 64, 0.125f, 0, nullptr, 0, 0), cudaSuccess);
   expect("swiglu rows 0", L::swiglu(hp, hp, 128, 0, 64, f16, 0), cudaSuccess);
+  expect("quantize_rows rows 0", L::quantize_rows(hp, 128, 0, 32, tok, 0), cudaSuccess);
   expect("nll rows 0", L::nll(fp, 10, pp, 0, 10, fp, 0), cudaSuccess);
   CK(cudaDeviceSynchronize());
   auto bytes = download<uint8_t>(buf, 1 << 20);
@@ -1503,7 +1818,7 @@ Result test_fuse(const FuseCase& f, uint64_t seed) {
 
 int cmd_test_layers(const Args& args) {
   const bool quick = args.has("quick");
-  // --only embed,norm,swiglu,rope,prefill,kv,decode,kv8,nll,refuse,fuse: run those families only.
+  // --only embed,norm,swiglu,rope,rows2,prefill,kv,decode,kv8,nll,refuse,fuse: run those families only.
   const std::string only = args.get("only");
   auto want = [&](const char* family) {
     if (only.empty()) return true;
@@ -1551,6 +1866,44 @@ int cmd_test_layers(const Args& args) {
         if (rows == 3) add(test_rope(rows, nh, nkv, hd, true, seed + 1));
       }
   if (want("rope")) add(test_rope(5, 6, 2, 6, false, seed++));  // half = 3: the scalar path
+
+  // rows2: the v2 prefill row kernels against v1 (bit for bit) at prefill sizes (`big` rows;
+  // --quick: 260, still ≥ kV2MinRows, for the host emulator's sake) and at small and odd
+  // shapes (forced), quantize_rows against its reference, and the default path (v2 from 256
+  // rows) against the host references of norm, swiglu and rope at the 7B/13B shapes.
+  if (want("rows2")) {
+    const int big = quick ? 260 : 1024;
+    uint64_t s2 = 20000;
+    for (int hidden : {4096, 5120})
+      for (const NormCfg& cfg : norm_cfgs) add(test_norm_v2(big, hidden, cfg, s2++));
+    for (int rows : {1, 3, 17})
+      for (int hidden : {960, 1024, 2052, 6144, 8192}) add(test_norm_v2(rows, hidden, norm_cfgs[5], s2++));
+    for (int hidden : {4096, 8192}) add(test_norm_order(quick ? 16 : 64, hidden, s2++));  // n a power of 2: see there
+    for (int cols : {11008, 13824})
+      for (K k : {K::I8PerToken, K::I8Static, K::F16})
+        for (bool pad : {false, true}) add(test_swiglu_v2(big, cols, k, pad, s2++));
+    for (int rows : {1, 3, 17})
+      for (int cols : {8, 264, 4104, 14336, 16384, 16392})
+        for (K k : {K::I8PerToken, K::F16}) add(test_swiglu_v2(rows, cols, k, rows == 3, s2++));
+    for (auto [nh, nkv] : std::vector<std::pair<int, int>>{{32, 32}, {32, 8}, {40, 40}}) add(test_rope_v2(big, nh, nkv, 128, s2++));
+    for (int rows : {1, 3, 17}) {
+      add(test_rope_v2(rows, 4, 2, 64, s2++));
+      add(test_rope_v2(rows, 64, 8, 128, s2++));  // 576 items: 8 per thread
+      add(test_rope_v2(rows, 8, 8, 16, s2++));    // one chunk per head
+    }
+    for (int cols : {4096, 5120})
+      for (bool tok : {true, false}) add(test_quantize_rows(big, cols, tok, s2++));
+    for (int rows : {1, 6, 17})
+      for (int cols : {8, 4096, 8192, 4100}) add(test_quantize_rows(rows, cols, rows != 6, s2++));
+    // The default path at prefill sizes against the host references (tolerances as above).
+    add(test_add_rmsnorm(big, 4096, norm_cfgs[3], s2++));
+    add(test_add_rmsnorm(big, 5120, norm_cfgs[5], s2++));
+    add(test_swiglu(big, 11008, K::I8PerToken, s2++));
+    add(test_swiglu(big, 13824, K::F16, s2++));
+    add(test_swiglu(big, 11008, K::I8Static, s2++));
+    add(test_rope(big, 32, 8, 128, false, s2++));
+    add(test_rope(big, 40, 40, 128, false, s2++));
+  }
 
   // Prefill: every head_dim × GQA shape × short sequence × window × batch, both flash tile
   // variants where the flash kernel applies; then the long sequences on the LLaMA shapes.

@@ -82,55 +82,6 @@ __global__ void fill_rows_kernel(__half* out, int ld, int rows, int n, const __h
   }
 }
 
-// int8 codes of x (fp16 [rows, ldx], cols used) as layers.hpp's ActOut: per token
-// s = max|row|/127 (1 for a zero row, NaN for a non-finite row, as quant.RowScale), or the
-// static scale; q = clamp(roundEven(x / s), −127, 127), NaN → 0; columns [cols, ld) = 0.
-// One block per row.
-__global__ void quantize_rows_kernel(const __half* x, int ldx, int rows, int cols, int8_t* q, int ldq,
-                                     const float* static_scale, float* token_scale) {
-  pdl_wait();  // x comes from the previous kernel (pdl.cuh rule 1)
-  pdl_launch_dependents();
-  const int r = blockIdx.x;
-  if (r >= rows) return;
-  const __half* xr = x + (size_t)r * ldx;
-  __shared__ float s_scale;
-  __shared__ unsigned s_max[32];
-  if (token_scale != nullptr) {
-    unsigned m = 0;
-    for (int c = threadIdx.x; c < cols; c += blockDim.x) m = max(m, __float_as_uint(__half2float(xr[c])) & 0x7fffffffu);
-    for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
-    if ((threadIdx.x & 31) == 0) s_max[threadIdx.x >> 5] = m;
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      unsigned mm = 0;
-      for (int w = 0; w < (int)(blockDim.x >> 5); w++) mm = max(mm, s_max[w]);
-      float s;
-      if (mm >= 0x7f800000u) {
-        s = __int_as_float(0x7fc00000);  // NaN: the row's outputs become NaN, as on the CPU
-      } else {
-        const float a = __uint_as_float(mm);
-        s = a == 0.0f ? 1.0f : __fdiv_rn(a, 127.0f);
-        if (s == 0.0f) s = 1.0f;  // subnormal maximum
-      }
-      s_scale = s;
-      token_scale[r] = s;
-    }
-  } else if (threadIdx.x == 0) {
-    s_scale = *static_scale;
-  }
-  __syncthreads();
-  const float s = s_scale;
-  int8_t* qr = q + (size_t)r * ldq;
-  for (int c = threadIdx.x; c < ldq; c += blockDim.x) {
-    int8_t v = 0;
-    if (c < cols) {
-      const float t = rintf(__fdiv_rn(__half2float(xr[c]), s));
-      v = (t != t) ? 0 : (int8_t)fminf(fmaxf(t, -127.0f), 127.0f);
-    }
-    qr[c] = v;
-  }
-}
-
 // out[b, :] = h[b·seq + seq − 1, :]: the last position of each sequence.
 __global__ void gather_last_kernel(const float* h, int hidden, int batch, int seq, float* out) {
   pdl_wait();
@@ -1043,8 +994,7 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
       }
     }
     if (mode != Mode::Decode && of.kind != ActForm::F16) {
-      EX_CUDA(launch_pdl(quantize_rows_kernel, rows, 256, 0, stream, att, att_ld, rows, qdim, s_o.i8[0], s_o.kp,
-                         oq.static_scale, oq.token_scale));
+      EX_CUDA(layers::quantize_rows(att, att_ld, rows, qdim, oq, stream));
       prof_mark("o_quant");
     }
     run_site(L.o, s_o, rows, of.kind == ActForm::F16 ? att : nullptr, att_ld);

@@ -56,6 +56,10 @@
 // len[b] exit at once.
 // Decode rope + KV append (rope_kv_decode): one kernel, the arithmetic of rope_kernel and the
 // copy of kv_append_kernel (bit-identical to the two; the test compares them).
+// Prefill row kernels v2 (issue 14; section "Prefill row kernels, v2" below): from 256 rows,
+// add_rmsnorm, swiglu, rope and quantize_rows (o_proj's int8 input, moved here from executor.cu)
+// take kernels bit-identical to the ones above but shaped for many rows (more rows per SM,
+// 16-byte accesses, one pass); ODYSSEY_PREFILL_ROWS_V2=0 keeps the former kernels (A/B).
 // PDL: every kernel here except the prefill attention kernels is launched with launch_pdl
 // (pdl.cuh) and calls pdl_wait() before it reads anything, in every block, before any exit
 // (a block that exited without waiting could let its grid complete before its predecessor).
@@ -550,6 +554,465 @@ __global__ void kv_append_kernel(const __half* __restrict__ k, const __half* __r
       k_cache[dst + c] = k[src + c];
       v_cache[dst + c] = v[src + c];
     }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prefill row kernels, v2 (issue 14: the element-wise kernels at rows ≈ 1024 and more). Same
+// values as the kernels above, bit for bit (the argument is at each kernel); what changes is the
+// data movement and how many rows an SM holds at once. Why the v1 kernels are slow at prefill
+// sizes (7B, rows 1024; measured in the e2e profile, every number there includes ~2 µs of the
+// profile's event gaps):
+// - add_rmsnorm_reg_kernel<4>: 256 threads, 63 registers → 4 blocks (rows) per SM, 528 rows at
+//   once: rows 1024 run as two waves that start in lockstep (all load, then all reduce in fp64
+//   with two block barriers and an fp64 divide + sqrt per thread, then all store), so HBM idles
+//   during each wave's reduction; w (16 KB per row of registers) is held from the start.
+// - swiglu_reg_kernel<4>: 1024 threads per row, 57 registers → ONE row per SM: load, ~35
+//   instructions per element (expf, IEEE divide, and the divide of the quantization) and store
+//   are strictly sequential per SM, 8 B accesses. The fp16/static path has no row reduction at
+//   all but still pays that structure.
+// - quantize_rows_kernel (o_quant, executor.cu): 2-byte loads and 1-byte stores, two passes
+//   over the row, a serial 8-warp max in thread 0.
+// - rope_kernel<2>: 4-byte accesses (one half2 from each half of a head per thread and
+//   iteration), an integer division per pair, and the fp64 sincos of the row (≈ 0.4 µs of
+//   dependent fp64 latency) computed before any load of the row is issued.
+// - kv_append_kernel<8>: already 16-byte copies; k, v read (16 MB) + cache written (16 MB) is a
+//   7.6 µs floor at 4.2 TB/s against ~8.5 µs measured (10.6 minus the event gap): left alone.
+// v2 kernels (taken for rows ≥ kV2MinRows = 256 unless ODYSSEY_PREFILL_ROWS_V2=0; =force takes
+// them at any rows, for the tests; =N from N rows):
+// - add_rmsnorm_v2_kernel: 128 threads per row, each playing TWO of v1's 256 threads (t and
+//   t + 128) with their own fp64 partial sums in v1's order; the block reduction combines the
+//   8 virtual warps' totals in v1's order (exact), w is loaded after the reduction, y replaces x
+//   in registers. ≤ 64 registers → 8 rows per SM (1056 ≥ 1024 rows: one wave whose blocks get
+//   their data at different times, so loads, reductions and stores overlap).
+// - swiglu_v2_row_kernel (per-token int8 only: needs max|y| of the row before any store):
+//   512 threads × up to 4 chunks of 8 columns (16-byte loads, 8-byte int8 stores), 2 rows per
+//   SM. swiglu_v2_flat_kernel (fp16 and static int8): no row structure, one chunk of 8 per
+//   thread over [rows, ld) (the padding chunks write zeros), full occupancy.
+// - quantize_rows_v2_kernel: 128 threads × up to 8 chunks of 8 halves in registers, one pass
+//   (max, scale, codes), 16-byte loads, 8-byte stores.
+// - rope_v2_kernel: 128 threads, each owning up to 8 (head, 8-pair) items: both 16-byte halves
+//   of every item are loaded BEFORE the row's sincos, which then overlaps the loads.
+// Limits (else v1): 16-byte aligned pointers and row strides a multiple of 8 elements (4 for
+// the fp32 h), norm hidden in (896, 8192], swiglu per-token cols ≤ 16384, quantize_rows cols ≤
+// 8192, rope head_dim/2 % 8 == 0 and (nh + nkv)·head_dim/16 ≤ 1024.
+
+constexpr int kNormV2Threads = 128;  // real threads of add_rmsnorm_v2_kernel; v1 had 2× as many
+
+// 8 halves (one 16-byte word) to fp32.
+__device__ __forceinline__ void h8_to_f(const uint4& u, float (&x)[8]) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    __half2 h = *reinterpret_cast<const __half2*>(&w[i]);
+    float2 f = __half22float2(h);
+    x[2 * i] = f.x, x[2 * i + 1] = f.y;
+  }
+}
+__device__ __forceinline__ uint4 f_to_h8(const float (&y)[8]) {
+  uint32_t w[4];
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    __half2 h = __halves2half2(__float2half_rn(y[2 * i]), __float2half_rn(y[2 * i + 1]));
+    w[i] = *reinterpret_cast<uint32_t*>(&h);
+  }
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+// zero_padding with the output index unrolled: v1's loop over outs.n indexes the Outs parameter
+// dynamically, which makes ptxas copy it to an 88-byte local stack frame per thread (v1 kernels:
+// 88 bytes stack frame); here every access is static (v2: 0 bytes).
+__device__ __forceinline__ void zero_padding_static(const Outs& outs, size_t row, int cols) {
+#pragma unroll
+  for (int j = 0; j < 2; j++) {
+    if (j >= outs.n) break;
+    const ActOut& o = outs.o[j];
+    for (int c = cols + threadIdx.x; c < o.ld; c += blockDim.x) {
+      if (o.kind == ActKind::F16)
+        o.f16[row * o.ld + c] = __float2half_rn(0.f);
+      else
+        o.i8[row * o.ld + c] = 0;
+    }
+  }
+}
+
+// 8 consecutive outputs: 16 bytes of fp16 or 8 bytes of int8 codes (store_act's values).
+__device__ __forceinline__ void store_act8(const ActOut& o, float s, size_t row, int col, const float (&y)[8]) {
+  if (o.kind == ActKind::F16) {
+    *reinterpret_cast<uint4*>(o.f16 + row * o.ld + col) = f_to_h8(y);
+  } else {
+    uint32_t lo = 0, hi = 0;
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+      lo |= (uint32_t)(uint8_t)quantize_value(y[j], s) << (8 * j);
+      hi |= (uint32_t)(uint8_t)quantize_value(y[4 + j], s) << (8 * j);
+    }
+    *reinterpret_cast<uint2*>(o.i8 + row * o.ld + col) = make_uint2(lo, hi);
+  }
+}
+
+// add_rmsnorm_v2_kernel<NC>: add_rmsnorm_reg_kernel<NC> (and so add_rmsnorm_kernel<4>) at v1's
+// block size 256, bit for bit, on 128 threads. v1 thread t (0..255) owns columns 4·(t + 256·k),
+// k < NC, and sums x² in fp64 over k then j; here thread T plays t = T (sum s0) and t = T + 128
+// (sum s1) in that same order. v1's block_reduce: a xor butterfly inside each warp of 32
+// consecutive t, then the 8 warp totals added in warp order. Warp w here holds v1 warps w (s0,
+// lanes = t − 32w) and w + 4 (s1), so the same butterflies give v1's warp totals; they are
+// added red[0] + … + red[7] as v1 does. Everything after the reduction is per element (the
+// same fp32 expressions) or order-free (max on bits). Launched with 128 threads, hidden ≤
+// 4·256·NC and row_threads(hidden/4) == 256. Registers (ptxas, sm_90): NC 4 uses 64 (8 rows
+// per SM), NC 5 (hidden 5120) 101 (5 rows), NC 8 127 (4 rows; v1's NC 8 kernel: 2 rows).
+template <int NC>
+__global__ void __launch_bounds__(kNormV2Threads, NC <= 4 ? 8 : NC <= 5 ? 5 : 4)
+    add_rmsnorm_v2_kernel(float* __restrict__ h, const __half* __restrict__ delta, int ld_delta,
+                          const float* __restrict__ w, float eps, int hidden, Outs outs, bool need_max) {
+  pdl_wait();  // rule 1 of pdl.cuh: h and delta may come from the previous kernel
+  pdl_launch_dependents();
+  __shared__ double red_d[8];
+  __shared__ unsigned red_u[4];
+  const size_t row = blockIdx.x;
+  float* hr = h + row * hidden;
+  // Chunk (k, v): v1 thread T + 128·v, columns 4·(T + 128·v + 256·k).
+  const int c0 = threadIdx.x * 4;
+  float x[NC][2][4];
+#pragma unroll
+  for (int k = 0; k < NC; k++)
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+      const int c = c0 + 512 * v + 1024 * k;
+      if (c < hidden) load_f32<4>(hr + c, x[k][v]);
+    }
+  if (delta) {
+    uint2 d[NC][2];
+#pragma unroll
+    for (int k = 0; k < NC; k++)
+#pragma unroll
+      for (int v = 0; v < 2; v++) {
+        const int c = c0 + 512 * v + 1024 * k;
+        if (c < hidden) d[k][v] = *reinterpret_cast<const uint2*>(delta + row * ld_delta + c);
+      }
+#pragma unroll
+    for (int k = 0; k < NC; k++)
+#pragma unroll
+      for (int v = 0; v < 2; v++) {
+        const int c = c0 + 512 * v + 1024 * k;
+        if (c < hidden) {
+          const float2 a = __half22float2(*reinterpret_cast<const __half2*>(&d[k][v].x));
+          const float2 b = __half22float2(*reinterpret_cast<const __half2*>(&d[k][v].y));
+          x[k][v][0] = __fadd_rn(x[k][v][0], a.x);
+          x[k][v][1] = __fadd_rn(x[k][v][1], a.y);
+          x[k][v][2] = __fadd_rn(x[k][v][2], b.x);
+          x[k][v][3] = __fadd_rn(x[k][v][3], b.y);
+          store_f32<4>(hr + c, x[k][v]);
+        }
+      }
+  }
+  double ss[2] = {0, 0};
+#pragma unroll
+  for (int v = 0; v < 2; v++)
+#pragma unroll
+    for (int k = 0; k < NC; k++)
+      if (c0 + 512 * v + 1024 * k < hidden) {
+#pragma unroll
+        for (int j = 0; j < 4; j++) ss[v] = __dadd_rn(ss[v], __dmul_rn((double)x[k][v][j], (double)x[k][v][j]));
+      }
+  // block_reduce at v1's block size 256 (see above).
+#pragma unroll
+  for (int v = 0; v < 2; v++) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss[v] = __dadd_rn(ss[v], __shfl_xor_sync(0xffffffffu, ss[v], o));
+  }
+  if ((threadIdx.x & 31) == 0) {
+    red_d[threadIdx.x >> 5] = ss[0];
+    red_d[4 + (threadIdx.x >> 5)] = ss[1];
+  }
+  __syncthreads();
+  double tot = red_d[0];
+#pragma unroll
+  for (int i = 1; i < 8; i++) tot = __dadd_rn(tot, red_d[i]);
+  if (outs.n == 0) return;
+  // model.RMSNorm, as add_rmsnorm_kernel.
+  const float variance = __double2float_rn(__ddiv_rn(tot, (double)hidden));
+  const float scale = __double2float_rn(__ddiv_rn(1.0, __dsqrt_rn((double)__fadd_rn(variance, eps))));
+  unsigned mbits = 0;
+#pragma unroll
+  for (int k = 0; k < NC; k++)
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+      const int c = c0 + 512 * v + 1024 * k;
+      if (c < hidden) {
+        float g[4];
+        load_f32<4>(w + c, g);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+          x[k][v][j] = __fmul_rn(g[j], __fmul_rn(x[k][v][j], scale));  // x now holds y
+          const unsigned b = __float_as_uint(x[k][v][j]) & 0x7fffffffu;
+          mbits = b > mbits ? b : mbits;
+        }
+      }
+    }
+  if (need_max) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mbits = max(mbits, __shfl_xor_sync(0xffffffffu, mbits, o));
+    if ((threadIdx.x & 31) == 0) red_u[threadIdx.x >> 5] = mbits;
+    __syncthreads();
+    mbits = max(max(red_u[0], red_u[1]), max(red_u[2], red_u[3]));
+  }
+  float s[2];
+  output_scales(outs, mbits, row, s);
+#pragma unroll
+  for (int k = 0; k < NC; k++)
+#pragma unroll
+    for (int v = 0; v < 2; v++) {
+      const int c = c0 + 512 * v + 1024 * k;
+      if (c < hidden) {
+        store_act<4>(outs.o[0], s[0], row, c, x[k][v]);
+        if (outs.n > 1) store_act<4>(outs.o[1], s[1], row, c, x[k][v]);
+      }
+    }
+  zero_padding_static(outs, row, hidden);
+}
+
+// swiglu_v2_row_kernel<NC>: swiglu_reg_kernel's values (per element the same silu_mul and
+// quantize_value; max|y| on bits is order-free, so the block shape does not matter) with 16-byte
+// loads of gate and up, 8 columns per chunk, up to NC chunks per thread, 512 threads.
+template <int NC>
+__global__ void __launch_bounds__(512, 2)
+    swiglu_v2_row_kernel(const __half* __restrict__ gate, const __half* __restrict__ up, int ld_in, int cols,
+                         Outs outs, bool need_max) {
+  pdl_wait();  // rule 1 of pdl.cuh: every input may come from the previous kernel
+  pdl_launch_dependents();
+  __shared__ unsigned red_u[32];
+  const size_t row = blockIdx.x;
+  const __half* gr = gate + row * ld_in;
+  const __half* ur = up + row * ld_in;
+  const int c0 = threadIdx.x * 8, step = blockDim.x * 8;
+  uint4 gq[NC], uq[NC];
+#pragma unroll
+  for (int k = 0; k < NC; k++)
+    if (c0 + k * step < cols) {
+      gq[k] = *reinterpret_cast<const uint4*>(gr + c0 + k * step);
+      uq[k] = *reinterpret_cast<const uint4*>(ur + c0 + k * step);
+    }
+  float y[NC][8];
+  unsigned mbits = 0;
+#pragma unroll
+  for (int k = 0; k < NC; k++)
+    if (c0 + k * step < cols) {
+      float u[8];
+      h8_to_f(gq[k], y[k]);
+      h8_to_f(uq[k], u);
+#pragma unroll
+      for (int j = 0; j < 8; j++) {
+        y[k][j] = silu_mul(y[k][j], u[j]);
+        const unsigned b = __float_as_uint(y[k][j]) & 0x7fffffffu;
+        mbits = b > mbits ? b : mbits;
+      }
+    }
+  if (need_max) mbits = block_reduce(mbits, MaxU(), red_u);
+  float s[2];
+  output_scales(outs, mbits, row, s);
+#pragma unroll
+  for (int k = 0; k < NC; k++)
+    if (c0 + k * step < cols) store_act8(outs.o[0], s[0], row, c0 + k * step, y[k]);
+  zero_padding_static(outs, row, cols);
+}
+
+// swiglu_v2_flat_kernel: fp16 or static int8 output (no row reduction): thread i of the grid
+// takes chunk i of the [rows, ld/8] output chunks; chunks at columns ≥ cols are the padding
+// and get zeros (v1's zero_padding). Every value is silu_mul then store_act's conversion.
+__global__ void __launch_bounds__(256)
+    swiglu_v2_flat_kernel(const __half* __restrict__ gate, const __half* __restrict__ up, int ld_in, int cols,
+                          ActOut o, long long chunks, int row_chunks) {
+  pdl_wait();  // rule 1 of pdl.cuh: every input may come from the previous kernel
+  pdl_launch_dependents();
+  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (i >= chunks) return;
+  const size_t row = (size_t)(i / row_chunks);
+  const int c = (int)(i - (long long)row * row_chunks) * 8;
+  float y[8];
+  if (c < cols) {
+    const uint4 gq = *reinterpret_cast<const uint4*>(gate + row * ld_in + c);
+    const uint4 uq = *reinterpret_cast<const uint4*>(up + row * ld_in + c);
+    float u[8];
+    h8_to_f(gq, y);
+    h8_to_f(uq, u);
+#pragma unroll
+    for (int j = 0; j < 8; j++) y[j] = silu_mul(y[j], u[j]);
+    store_act8(o, o.kind == ActKind::F16 ? 1.f : *o.static_scale, row, c, y);
+  } else if (o.kind == ActKind::F16) {
+    *reinterpret_cast<uint4*>(o.f16 + row * o.ld + c) = make_uint4(0, 0, 0, 0);  // +0.0 halves
+  } else {
+    *reinterpret_cast<uint2*>(o.i8 + row * o.ld + c) = make_uint2(0, 0);
+  }
+}
+
+// quantize_rows: int8 codes of an fp16 [rows, ldx] matrix (the prefill attention output, o_proj's
+// input). Per token s = max|row|/127 (1 for a zero row, NaN 0x7fc00000 for a non-finite one,
+// as quant.RowScale), or the static scale; q = clamp(roundEven(x / s), −127, 127), NaN → 0;
+// columns [cols, ld) = 0. v1 (moved from executor.cu unchanged): one block of 256 per row,
+// scalar, two passes.
+__device__ __forceinline__ float quant_row_scale(unsigned mm) {
+  if (mm >= 0x7f800000u) return __int_as_float(0x7fc00000);  // NaN: the row's outputs become NaN, as on the CPU
+  const float a = __uint_as_float(mm);
+  float s = a == 0.0f ? 1.0f : __fdiv_rn(a, 127.0f);
+  if (s == 0.0f) s = 1.0f;  // subnormal maximum
+  return s;
+}
+__device__ __forceinline__ int8_t quant_code(float x, float s) {
+  const float t = rintf(__fdiv_rn(x, s));
+  return (t != t) ? 0 : (int8_t)fminf(fmaxf(t, -127.0f), 127.0f);
+}
+
+__global__ void quantize_rows_kernel(const __half* x, int ldx, int rows, int cols, int8_t* q, int ldq,
+                                     const float* static_scale, float* token_scale) {
+  pdl_wait();  // x comes from the previous kernel (pdl.cuh rule 1)
+  pdl_launch_dependents();
+  const int r = blockIdx.x;
+  if (r >= rows) return;
+  const __half* xr = x + (size_t)r * ldx;
+  __shared__ float s_scale;
+  __shared__ unsigned s_max[32];
+  if (token_scale != nullptr) {
+    unsigned m = 0;
+    for (int c = threadIdx.x; c < cols; c += blockDim.x) m = max(m, __float_as_uint(__half2float(xr[c])) & 0x7fffffffu);
+    for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if ((threadIdx.x & 31) == 0) s_max[threadIdx.x >> 5] = m;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      unsigned mm = 0;
+      for (int w = 0; w < (int)(blockDim.x >> 5); w++) mm = max(mm, s_max[w]);
+      const float s = quant_row_scale(mm);
+      s_scale = s;
+      token_scale[r] = s;
+    }
+  } else if (threadIdx.x == 0) {
+    s_scale = *static_scale;
+  }
+  __syncthreads();
+  const float s = s_scale;
+  int8_t* qr = q + (size_t)r * ldq;
+  for (int c = threadIdx.x; c < ldq; c += blockDim.x) {
+    int8_t v = 0;
+    if (c < cols) v = quant_code(__half2float(xr[c]), s);
+    qr[c] = v;
+  }
+}
+
+// quantize_rows_v2_kernel<NC>: the same codes and scales (max on bits is order-free; each code
+// is quant_code of the same fp32 value) with the row's NC chunks of 8 halves per thread held in
+// registers: one read, 16-byte loads, 8-byte stores. 128 threads, cols ≤ 8·128·NC.
+template <int NC>
+__global__ void __launch_bounds__(128)
+    quantize_rows_v2_kernel(const __half* __restrict__ x, int ldx, int cols, int8_t* __restrict__ q, int ldq,
+                            const float* __restrict__ static_scale, float* __restrict__ token_scale) {
+  pdl_wait();  // x comes from the previous kernel (pdl.cuh rule 1)
+  pdl_launch_dependents();
+  __shared__ unsigned red_u[4];
+  const size_t row = blockIdx.x;
+  const __half* xr = x + row * ldx;
+  const int c0 = threadIdx.x * 8, step = blockDim.x * 8;
+  uint4 xq[NC];
+#pragma unroll
+  for (int k = 0; k < NC; k++)
+    if (c0 + k * step < cols) xq[k] = *reinterpret_cast<const uint4*>(xr + c0 + k * step);
+  float s;
+  if (token_scale != nullptr) {
+    unsigned m = 0;
+#pragma unroll
+    for (int k = 0; k < NC; k++)
+      if (c0 + k * step < cols) {
+        float f[8];
+        h8_to_f(xq[k], f);
+#pragma unroll
+        for (int j = 0; j < 8; j++) m = max(m, __float_as_uint(f[j]) & 0x7fffffffu);
+      }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) m = max(m, __shfl_xor_sync(0xffffffffu, m, o));
+    if ((threadIdx.x & 31) == 0) red_u[threadIdx.x >> 5] = m;
+    __syncthreads();
+    unsigned mm = 0;
+    for (int i = 0; i < (int)(blockDim.x >> 5); i++) mm = max(mm, red_u[i]);
+    s = quant_row_scale(mm);
+    if (threadIdx.x == 0) token_scale[row] = s;
+  } else {
+    s = *static_scale;
+  }
+  int8_t* qr = q + row * ldq;
+#pragma unroll
+  for (int k = 0; k < NC; k++)
+    if (c0 + k * step < cols) {
+      float f[8];
+      h8_to_f(xq[k], f);
+      uint32_t lo = 0, hi = 0;
+#pragma unroll
+      for (int j = 0; j < 4; j++) {
+        lo |= (uint32_t)(uint8_t)quant_code(f[j], s) << (8 * j);
+        hi |= (uint32_t)(uint8_t)quant_code(f[4 + j], s) << (8 * j);
+      }
+      *reinterpret_cast<uint2*>(qr + c0 + k * step) = make_uint2(lo, hi);
+    }
+  for (int c = cols + threadIdx.x; c < ldq; c += blockDim.x) qr[c] = 0;
+}
+
+// rope_v2_kernel<NI>: rope_kernel's values (the same fp64 sincos of the same fp32 angle, the same
+// rotate() per pair, the same conversions) with 16-byte accesses: item m of thread T is
+// idx = T + 128·m over (head, chunk of 8 pairs) = (idx / cph, idx % cph), cph = half/8; its
+// x1 (columns [8c, 8c+8) of the head) and x2 (half + the same) are loaded before the row's
+// sincos is computed. 128 threads, (nh + nkv)·cph ≤ 128·NI.
+// The item's first element (x1 of pairs [8c, 8c + 8) of its head).
+__device__ __forceinline__ __half* rope_item(__half* q, int ld_q, __half* k, int ld_k, int nh, int head_dim, int cph,
+                                             size_t row, int idx) {
+  const int head = idx / cph, i = (idx - head * cph) * 8;
+  return (head < nh ? q + row * ld_q + (size_t)head * head_dim : k + row * ld_k + (size_t)(head - nh) * head_dim) + i;
+}
+
+template <int NI>
+__global__ void __launch_bounds__(128, NI <= 4 ? 8 : 4)
+    rope_v2_kernel(__half* __restrict__ q, int ld_q, __half* __restrict__ k, int ld_k, int nh, int nkv, int head_dim,
+                   const int32_t* __restrict__ pos, const float* __restrict__ inv_freq) {
+  pdl_wait();  // rule 1 of pdl.cuh: every input may come from the previous kernel
+  pdl_launch_dependents();
+  extern __shared__ float rope_smem[];
+  const int half = head_dim / 2, cph = half / 8, items = (nh + nkv) * cph;
+  float* cs = rope_smem;
+  float* sn = rope_smem + half;
+  const size_t row = blockIdx.x;
+  uint4 a[NI], b[NI];
+#pragma unroll
+  for (int m = 0; m < NI; m++) {
+    const int idx = threadIdx.x + 128 * m;
+    if (idx < items) {
+      const __half* p = rope_item(q, ld_q, k, ld_k, nh, head_dim, cph, row, idx);
+      a[m] = *reinterpret_cast<const uint4*>(p);
+      b[m] = *reinterpret_cast<const uint4*>(p + half);
+    }
+  }
+  const float p = (float)pos[row];
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    // model/rope.go, as rope_kernel.
+    const double ang = (double)__fmul_rn(inv_freq[i], p);
+    double sd, cd;
+    sincos(ang, &sd, &cd);
+    cs[i] = __double2float_rn(cd);
+    sn[i] = __double2float_rn(sd);
+  }
+  __syncthreads();
+#pragma unroll
+  for (int m = 0; m < NI; m++) {
+    const int idx = threadIdx.x + 128 * m;
+    if (idx >= items) continue;
+    __half* ptr = rope_item(q, ld_q, k, ld_k, nh, head_dim, cph, row, idx);
+    const int i = idx % cph * 8;
+    float x1[8], x2[8];
+    h8_to_f(a[m], x1);
+    h8_to_f(b[m], x2);
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+      const float u = x1[j], v = x2[j];
+      rotate(u, v, cs[i + j], sn[i + j], x1[j], x2[j]);
+    }
+    *reinterpret_cast<uint4*>(ptr) = f_to_h8(x1);
+    *reinterpret_cast<uint4*>(ptr + half) = f_to_h8(x2);
   }
 }
 
@@ -1722,6 +2185,26 @@ bool row_loop_forced() {
   return e && std::strcmp(e, "loop") == 0;
 }
 
+// ODYSSEY_PREFILL_ROWS_V2 (environment, read per call): 0 keeps the v1 kernels at every size
+// (the A/B baseline of bench layers --only prefill-rows and of the exactness test), "force"
+// takes the v2 kernels at any rows (the tests' small shapes), a number N > 0 takes them from N
+// rows; unset (or anything else), from kV2MinRows rows. The decode batches (≤ 64 rows) keep the
+// v1 kernels, which were tuned for them (a row per SM: more threads per row shorten the chain);
+// 256 is a guess between the two regimes (bench layers --only prefill-rows times rows 256 too).
+constexpr int kV2MinRows = 256;
+bool use_v2(int rows) {
+  const char* e = std::getenv("ODYSSEY_PREFILL_ROWS_V2");
+  if (e && std::strcmp(e, "0") == 0) return false;
+  if (e && std::strcmp(e, "force") == 0) return true;
+  const long n = e ? std::strtol(e, nullptr, 10) : 0;
+  return rows >= (n > 0 ? n : kV2MinRows);
+}
+
+// An ActOut the v2 kernels can write with 8-column stores (16 bytes fp16, 8 bytes int8).
+bool v2_out_ok(const ActOut& o) {
+  return o.ld % 8 == 0 && (o.kind == ActKind::F16 ? aligned(o.f16, 16) : aligned(o.i8, 8));
+}
+
 bool check_outs(const ActOut* out, int n_out, int cols, Outs& outs, bool& need_max, bool& vec4) {
   if (n_out < 0 || n_out > 2 || (n_out > 0 && !out)) return false;
   outs = Outs{};
@@ -1843,6 +2326,19 @@ cudaError_t add_rmsnorm(float* h, const __half* delta, int ld_delta, const float
     // The register kernel at the block size add_rmsnorm_kernel<4> would take (exactness).
     const int threads = row_threads(hidden / 4), nc = (hidden / 4 + threads - 1) / threads;
     cudaError_t e = cudaErrorInvalidValue;
+    if (threads == 256 && nc <= 8 && use_v2(rows)) {
+      // v2: v1's 256-thread reduction on 128 threads (add_rmsnorm_v2_kernel), 8 rows per SM.
+#define ODY_NORM_V2(NC)                                                                                   \
+  e = launch_pdl(add_rmsnorm_v2_kernel<NC>, rows, kNormV2Threads, 0, stream, h, delta, ld_delta, w, eps, hidden, \
+                 outs, need_max)
+      if (nc <= 1) ODY_NORM_V2(1);
+      else if (nc <= 2) ODY_NORM_V2(2);
+      else if (nc <= 4) ODY_NORM_V2(4);
+      else if (nc <= 5) ODY_NORM_V2(5);
+      else ODY_NORM_V2(8);
+#undef ODY_NORM_V2
+      return e != cudaSuccess ? e : cudaGetLastError();
+    }
 #define ODY_NORM_REG(NC)                                                                                          \
   e = launch_pdl(add_rmsnorm_reg_kernel<NC>, rows, threads, 0, stream, h, delta, ld_delta, w, eps, hidden, outs, \
                  need_max)
@@ -1875,6 +2371,20 @@ cudaError_t rope(__half* q, int ld_q, __half* k, int ld_k, int rows, int nh, int
                    (nkv == 0 || (ld_k % 2 == 0 && aligned(k, 4)));
   const size_t smem = (size_t)2 * half * sizeof(float);
   if (smem > 48 * 1024) return cudaErrorInvalidValue;
+  const long long items = (long long)(nh + nkv) * (half / 8);
+  if (half % 8 == 0 && items <= 1024 && (nh == 0 || (ld_q % 8 == 0 && aligned(q, 16))) &&
+      (nkv == 0 || (ld_k % 8 == 0 && aligned(k, 16))) && use_v2(rows)) {
+    const int ni = (int)((items + 127) / 128);
+    cudaError_t e;
+#define ODY_ROPE_V2(NI) \
+  e = launch_pdl(rope_v2_kernel<NI>, rows, 128, smem, stream, q, ld_q, k, ld_k, nh, nkv, head_dim, pos, inv_freq)
+    if (ni <= 1) ODY_ROPE_V2(1);
+    else if (ni <= 2) ODY_ROPE_V2(2);
+    else if (ni <= 4) ODY_ROPE_V2(4);
+    else ODY_ROPE_V2(8);
+#undef ODY_ROPE_V2
+    return e != cudaSuccess ? e : cudaGetLastError();
+  }
   if (vec)
     launch_pdl(rope_kernel<2>, rows, 128, smem, stream, q, ld_q, k, ld_k, nh, nkv, head_dim, pos, inv_freq);
   else
@@ -2140,6 +2650,27 @@ cudaError_t swiglu(const __half* gate, const __half* up, int ld_in, int rows, in
   if (!check_outs(&out, 1, cols, outs, need_max, vec)) return cudaErrorInvalidValue;
   if (rows == 0) return cudaSuccess;
   if (!gate || !up) return cudaErrorInvalidValue;
+  if (vec && !row_loop_forced() && cols % 8 == 0 && ld_in % 8 == 0 && aligned(gate, 16) && aligned(up, 16) &&
+      v2_out_ok(out) && use_v2(rows)) {
+    const int chunks = cols / 8;
+    cudaError_t e = cudaErrorInvalidValue;
+    if (!need_max) {  // fp16 or static int8: swiglu_v2_flat_kernel over the [rows, ld/8] chunks
+      const int row_chunks = out.ld / 8;
+      const long long total = (long long)rows * row_chunks;
+      e = launch_pdl(swiglu_v2_flat_kernel, (unsigned)((total + 255) / 256), 256, 0, stream, gate, up, ld_in, cols,
+                     outs.o[0], total, row_chunks);
+      return e != cudaSuccess ? e : cudaGetLastError();
+    }
+    const int threads = std::min(512, (chunks + 31) / 32 * 32), nc = (chunks + threads - 1) / threads;
+#define ODY_SWIGLU_V2(NC) \
+  e = launch_pdl(swiglu_v2_row_kernel<NC>, rows, threads, 0, stream, gate, up, ld_in, cols, outs, need_max)
+    if (nc <= 1) ODY_SWIGLU_V2(1);
+    else if (nc <= 2) ODY_SWIGLU_V2(2);
+    else if (nc <= 3) ODY_SWIGLU_V2(3);
+    else if (nc <= 4) ODY_SWIGLU_V2(4);
+#undef ODY_SWIGLU_V2
+    if (nc <= 4) return e != cudaSuccess ? e : cudaGetLastError();
+  }
   if (vec && !row_loop_forced()) {
     const int chunks = cols / 4, threads = std::min(1024, (chunks + 31) / 32 * 32);
     const int nc = (chunks + threads - 1) / threads;
@@ -2156,6 +2687,31 @@ cudaError_t swiglu(const __half* gate, const __half* up, int ld_in, int rows, in
     launch_pdl(swiglu_kernel<4>, rows, row_threads(cols / 4), 0, stream, gate, up, ld_in, cols, outs, need_max);
   else
     launch_pdl(swiglu_kernel<1>, rows, row_threads(cols), 0, stream, gate, up, ld_in, cols, outs, need_max);
+  return cudaGetLastError();
+}
+
+cudaError_t quantize_rows(const __half* x, int ldx, int rows, int cols, const ActOut& out, cudaStream_t stream) {
+  if (rows < 0 || cols <= 0 || ldx < cols || out.ld < cols) return cudaErrorInvalidValue;
+  if (out.kind != ActKind::I8Static && out.kind != ActKind::I8PerToken) return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  const bool per_token = out.kind == ActKind::I8PerToken;
+  if (!x || !out.i8 || (per_token ? !out.token_scale : !out.static_scale)) return cudaErrorInvalidValue;
+  const float* st = per_token ? nullptr : out.static_scale;
+  float* ts = per_token ? out.token_scale : nullptr;
+  const int chunks = cols / 8;
+  if (cols % 8 == 0 && ldx % 8 == 0 && aligned(x, 16) && v2_out_ok(out) && chunks <= 8 * 128 && use_v2(rows)) {
+    const int threads = std::min(128, (chunks + 31) / 32 * 32), nc = (chunks + threads - 1) / threads;
+    cudaError_t e;
+#define ODY_QROWS_V2(NC) \
+  e = launch_pdl(quantize_rows_v2_kernel<NC>, rows, threads, 0, stream, x, ldx, cols, out.i8, out.ld, st, ts)
+    if (nc <= 1) ODY_QROWS_V2(1);
+    else if (nc <= 2) ODY_QROWS_V2(2);
+    else if (nc <= 4) ODY_QROWS_V2(4);
+    else ODY_QROWS_V2(8);
+#undef ODY_QROWS_V2
+    return e != cudaSuccess ? e : cudaGetLastError();
+  }
+  launch_pdl(quantize_rows_kernel, rows, 256, 0, stream, x, ldx, rows, cols, out.i8, out.ld, st, ts);
   return cudaGetLastError();
 }
 

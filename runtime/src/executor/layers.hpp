@@ -121,6 +121,12 @@ cudaError_t rope_kv_decode(__half* q, int ld_q, const __half* k, const __half* v
 cudaError_t swiglu(const __half* gate, const __half* up, int ld_in, int rows, int cols,
                    const ActOut& out, cudaStream_t stream);
 
+// int8 codes of x (fp16 [rows, ldx], cols used) into out (kind I8Static or I8PerToken, row
+// stride out.ld ≥ cols): per token s = max|row|/127 (1 for a zero row, NaN for a non-finite
+// one), else the static scale; q = clamp(roundEven(x / s), −127, 127), NaN → 0; columns
+// [cols, ld) = 0. The prefill's o_proj input (decode quantizes inside the attention combine).
+cudaError_t quantize_rows(const __half* x, int ldx, int rows, int cols, const ActOut& out, cudaStream_t stream);
+
 // nll[r] = logsumexp(logits[r, :vocab]) − logits[r, target[r]] in fp32, logits fp32
 // [rows, ld]. A row whose target is < 0 gets 0 (not scored).
 cudaError_t nll(const float* logits, int ld, const int32_t* target, int rows, int vocab, float* nll,

@@ -254,28 +254,48 @@ struct WBlock {
 
 // The epilogue of every wgmma version (v1–v4: the same registers, the same formulas). Register i
 // of this thread is (channel c0 + 8·((i>>1)&1), token t0 + 8·(i>>2) + 2·tig + (i&1)); 2-byte
-// stores (≤ 1/200 of the time at K = 28672, NOTES.md).
+// stores. Every input of the formulas (the 32 token scales, the 2 channel scales and biases) is
+// loaded into registers before the first store: y may alias them as far as the compiler knows,
+// so a load placed after a store waits for it, and the old loop (x_scale[t] and bias[c] read
+// per output, between the stores) serialized 64 global-load latencies per thread: 13.6k of a
+// tile's 47.6k cycles at 4096² M=4096 (session 9, v4's CLOCK diagnostic "epi"). The values and
+// operations are unchanged (kernel::epilogue_int's formula, the float variant's): bit-exact.
 template <bool INT_SCALE, class Acc>
 __device__ __forceinline__ void store_outputs(const Sm90Params& p, const Acc (&total)[64], int c0, int t0, int tig) {
   __half* y = static_cast<__half*>(p.y);
-  float f[2] = {0.f, 0.f};
-  if constexpr (INT_SCALE) {
-    if (c0 < p.n) f[0] = p.channel_scale[c0];
-    if (c0 + 8 < p.n) f[1] = p.channel_scale[c0 + 8];
+  float f[2] = {0.f, 0.f}, b[2] = {0.f, 0.f};
+#pragma unroll
+  for (int h = 0; h < 2; h++) {
+    const int c = c0 + 8 * h;
+    if (c < p.n) {
+      if constexpr (INT_SCALE) f[h] = p.channel_scale[c];
+      if (p.bias) b[h] = p.bias[c];
+    }
   }
+  float xs[32];  // token t0 + 8·j + 2·tig + e at 2·j + e
+#pragma unroll
+  for (int j = 0; j < 32; j++) {
+    const int t = t0 + 8 * (j >> 1) + 2 * tig + (j & 1);
+    xs[j] = t < p.m ? p.x_scale[p.act_per_token ? t : 0] : 0.f;
+  }
+  const bool has_bias = p.bias != nullptr;
 #pragma unroll
   for (int i = 0; i < 64; i++) {
-    const int c = c0 + 8 * ((i >> 1) & 1);
+    const int h = (i >> 1) & 1;
+    const int c = c0 + 8 * h;
     const int t = t0 + 8 * (i >> 2) + 2 * tig + (i & 1);
     if (c >= p.n || t >= p.m) continue;
-    const float xs = p.act_per_token ? p.x_scale[t] : p.x_scale[0];
+    const float x = xs[2 * (i >> 2) + (i & 1)];
     const size_t o = (size_t)t * p.n + c;
     if constexpr (INT_SCALE) {
-      y[o] = kernel::epilogue_int((int32_t)total[i], xs, f[(i >> 1) & 1], p.bias, c);
+      // kernel::epilogue_int with the bias already in a register.
+      float v = __fmul_rn(__int2float_rn((int32_t)total[i]), __fmul_rn(x, f[h]));
+      if (has_bias) v = __fadd_rn(v, b[h]);
+      y[o] = __float2half_rn(v);
       if (p.acc_out) p.acc_out[o] = (int32_t)total[i];
     } else {
-      float v = __fmul_rn(total[i], xs);
-      if (p.bias) v = __fadd_rn(v, p.bias[c]);
+      float v = __fmul_rn(total[i], x);
+      if (has_bias) v = __fadd_rn(v, b[h]);
       y[o] = __float2half_rn(v);
     }
   }

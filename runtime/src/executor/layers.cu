@@ -488,6 +488,20 @@ __device__ __forceinline__ void rotate(float a, float b, float c, float s, float
   x2 = __fadd_rn(__fmul_rn(b, c), __fmul_rn(a, s));
 }
 
+// The row's rotation table, model/rope.go's arithmetic: a := float64(f · float32(p)); cos and
+// sin in float64, rounded to float32 (cs[i], sn[i] for i < half). The block's threads share it;
+// the caller synchronizes before reading.
+__device__ __forceinline__ void rope_row_table(const float* __restrict__ inv_freq, float p, int half, float* cs,
+                                               float* sn) {
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const double a = (double)__fmul_rn(inv_freq[i], p);
+    double sd, cd;
+    sincos(a, &sd, &cd);
+    cs[i] = __double2float_rn(cd);
+    sn[i] = __double2float_rn(sd);
+  }
+}
+
 template <int V>  // 2: half2 pairs (half even, strides even, 4-byte aligned); 1: scalar
 __global__ void rope_kernel(__half* __restrict__ q, int ld_q, __half* __restrict__ k, int ld_k, int nh, int nkv,
                             int head_dim, const int32_t* __restrict__ pos, const float* __restrict__ inv_freq) {
@@ -498,15 +512,7 @@ __global__ void rope_kernel(__half* __restrict__ q, int ld_q, __half* __restrict
   float* cs = rope_smem;
   float* sn = rope_smem + half;
   const size_t row = blockIdx.x;
-  const float p = (float)pos[row];
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    // model/rope.go: a := float64(f · float32(p)); cos, sin in float64, rounded to float32.
-    const double a = (double)__fmul_rn(inv_freq[i], p);
-    double sd, cd;
-    sincos(a, &sd, &cd);
-    cs[i] = __double2float_rn(cd);
-    sn[i] = __double2float_rn(sd);
-  }
+  rope_row_table(inv_freq, (float)pos[row], half, cs, sn);
   __syncthreads();
   const int per_head = half / V;
   const int total = (nh + nkv) * per_head;
@@ -987,15 +993,7 @@ __global__ void __launch_bounds__(128, NI <= 4 ? 8 : 4)
       b[m] = *reinterpret_cast<const uint4*>(p + half);
     }
   }
-  const float p = (float)pos[row];
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    // model/rope.go, as rope_kernel.
-    const double ang = (double)__fmul_rn(inv_freq[i], p);
-    double sd, cd;
-    sincos(ang, &sd, &cd);
-    cs[i] = __double2float_rn(cd);
-    sn[i] = __double2float_rn(sd);
-  }
+  rope_row_table(inv_freq, (float)pos[row], half, cs, sn);
   __syncthreads();
 #pragma unroll
   for (int m = 0; m < NI; m++) {
@@ -2019,14 +2017,7 @@ __global__ void rope_kv_kernel(__half* __restrict__ q, int ld_q, const __half* _
   pdl_wait();
   pdl_launch_dependents();
   const int p = pos[row];
-  const float pf = (float)p;
-  for (int i = threadIdx.x; i < half; i += blockDim.x) {
-    const double a = (double)__fmul_rn(inv_freq[i], pf);  // as rope_kernel
-    double sd, cd;
-    sincos(a, &sd, &cd);
-    cs[i] = __double2float_rn(cd);
-    sn[i] = __double2float_rn(sd);
-  }
+  rope_row_table(inv_freq, (float)p, half, cs, sn);
   __syncthreads();
   // The caller checks positions; as kv_append, never write outside the cache (q is rotated anyway).
   const bool in_cache = p >= 0 && p < max_seq;

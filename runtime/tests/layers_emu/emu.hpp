@@ -3,7 +3,7 @@
 // (switched by the few instructions of emu_switch, x86-64); the fibers of a block run one at a
 // time until each reaches a barrier (__syncthreads, or a warp barrier), blocks run one after
 // another. Warp collectives exchange through a per-warp buffer between two warp barriers:
-// __shfl_xor_sync, ldmatrix .x4 (and .trans) with the PTX fragment layouts, mma.sync
+// __shfl_xor_sync, __shfl_down_sync, ldmatrix .x4 (and .trans) with the PTX fragment layouts, mma.sync
 // m16n8k16 f16 → f32 (fp32 sums in k order). cp.async copies at once; __shared__ variables are
 // statics (one block at a time); fp32/fp64 intrinsics are the host's IEEE operations.
 //
@@ -207,6 +207,18 @@ T __shfl_xor_sync(unsigned, T v, int o) {
   __syncwarp();
   T r;
   std::memcpy(&r, emu::g_x[emu::warp()][emu::lane() ^ o], sizeof(T));
+  __syncwarp();
+  return r;
+}
+// Lanes past 31 read their own value, as the hardware's __shfl_down_sync does.
+template <class T>
+T __shfl_down_sync(unsigned, T v, int o) {
+  static_assert(sizeof(T) <= 8);
+  std::memcpy(emu::g_x[emu::warp()][emu::lane()], &v, sizeof(T));
+  __syncwarp();
+  T r;
+  const int src = emu::lane() + o < 32 ? emu::lane() + o : emu::lane();
+  std::memcpy(&r, emu::g_x[emu::warp()][src], sizeof(T));
   __syncwarp();
   return r;
 }

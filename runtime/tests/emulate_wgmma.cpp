@@ -34,6 +34,13 @@
 // boundaries, an epilogue between tiles; a fifth mutation (turns counted per tile) must be caught;
 // and the "prefetch" diagnostic's order (the next stage waited for and read before this one's
 // wait_group and release) over ring sizes 2..8.
+// v6 (config wgmma_ws_r128t128_v6): v4's stage image consumed in v3's halves and fold order (run,
+// ver 6); the consumer's wgmma groups in flight (v6_inflight: no fold of a partial, no A build
+// and no stage release while an unretired group uses it; each half folded once per group in K
+// order with the kept scales; three mutations caught); and v4_ring in v6 mode (no turns, each
+// stage released one K block later, after the next block's first wait_group 1, or at the tile's
+// end): 2..8 stages, 1 or 3 tiles, one stage must deadlock, a sixth mutation (v4's release time)
+// caught.
 // Host only (CI): emulate_wgmma [--quick]
 #include <cstdint>
 #include <cstdio>

@@ -119,6 +119,11 @@ namespace exact {
 // gemm.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), row-major, k ≥ 1.
 void sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
            float beta, float* c, int ldc, cudaStream_t stream);
+// The same with the kernel named: 1 the first (64×64 tile), 2 exact_sgemm2.cuh (128×128); the
+// result is the same bit for bit. sgemm() takes ODYSSEY_EXACT_SGEMM (2, else 1): sgemm_version().
+void sgemm_v(int version, bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+             int ldb, float beta, float* c, int ldc, cudaStream_t stream);
+int sgemm_version();
 // h += delta (delta may be nullptr), then out = model.RMSNorm(h)·w (out nullptr: the add alone).
 void add_rmsnorm(float* h, const float* delta, const float* w, float eps, int rows, int cols, float* out,
                  cudaStream_t stream);

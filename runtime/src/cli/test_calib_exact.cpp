@@ -2,7 +2,7 @@
 // `odyssey-rt calib --precision exact` (calib/calib_exact.cu) against its host reference,
 // written here from calib/canonical.hpp (the same canonical arithmetic, run on the CPU), bit
 // for bit (no tolerance: the whole point of the precision is identity with the CPU pass).
-//   - sgemm: all four transposes, k = 1, 16, 383, 384, 385, 769, 1000 (partial K steps and
+//   - sgemm (both kernels): all four transposes, k = 1, 16, 383, 384, 385, 769, 1000 (partial K steps and
 //     K blocks), edge tiles (m, n not multiples of 64), leading dimensions larger than the
 //     width, alpha/beta (1, 0), (−1, 1), (0.37, 0), (−1.5, 0.25); inputs with zeros, denormals
 //     (|x| < 2⁻¹²⁶) and a wide exponent range;
@@ -15,8 +15,12 @@
 //     tests/exactgolden/main.go from model.Layer.Forward and calib.Stats.Add) through
 //     forward_chunk with Dims.exact and the server's exact statistics calls: layer outputs,
 //     min/max/Σx² and XᵀX bit for bit.
-// Bench (same run, CUDA events, median of 7 after a warm-up): exact::sgemm vs cuBLAS SGEMM on
-// a 7B q_proj chunk (4096 × 4096 × 4096) and exact attention of one 512-token window × 32 heads.
+//   Every sgemm case runs through both kernels (sgemm_v 1: 64×64 tiles; 2: exact_sgemm2.cuh,
+//   128×128), plus sgemm2's own edge cases (m, n around 128 / 256, k not a multiple of its
+//   K stage of 8, leading dimensions multiple of 4 or not: its vector and scalar paths).
+// Bench (same run, CUDA events, median of 7 after a warm-up): both exact SGEMMs (NT as the
+// linears, TN as XᵀX; their outputs compared bit for bit) vs cuBLAS SGEMM on a 7B q_proj chunk
+// (4096 × 4096 × 4096) and exact attention of one 512-token window × 32 heads.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -96,7 +100,26 @@ void ref_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const std::ve
   C::ref::sgemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
 }
 
+// One sgemm case through both exact kernels (sgemm_v 1 and 2) against the host reference.
+void sgemm_case(Rng& g, bool ta, bool tb, int m, int n, int k, float alpha, float beta, int lda, int ldb, int ldc) {
+  const std::vector<float> a = rand_vec(g, (size_t)(ta ? k : m) * lda, 1.0f);
+  const std::vector<float> b = rand_vec(g, (size_t)(tb ? n : k) * ldb, 1.0f);
+  const std::vector<float> c = rand_vec(g, (size_t)m * ldc, 1.0f);
+  std::vector<float> ref = c;
+  ref_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, ref, ldc);
+  Buf<float> da(a), db(b);
+  for (int v = 1; v <= 2; v++) {
+    Buf<float> dc(c);
+    F::exact::sgemm_v(v, ta, tb, m, n, k, alpha, da.p, lda, db.p, ldb, beta, dc.p, ldc, nullptr);
+    char what[160];
+    std::snprintf(what, sizeof what, "sgemm%s %c%c m%d n%d k%d lda %d ldb %d ldc %d alpha %g beta %g", v == 2 ? "2" : "",
+                  ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, lda, ldb, ldc, alpha, beta);
+    expect_bits(what, dc.get(), ref);
+  }
+}
+
 void test_sgemm(Rng& g) {
+  // The first kernel's cases (64×64 tiles): widths + 3 / + 1 / + 2, never 16-byte rows.
   const int shapes[][3] = {{1, 1, 1}, {37, 70, 16}, {64, 64, 384}, {65, 130, 385}, {33, 17, 769}, {5, 129, 1000}, {70, 3, 383}};
   const float ab[][2] = {{1, 0}, {-1, 1}, {0.37f, 0}, {-1.5f, 0.25f}};
   int idx = 0;
@@ -106,18 +129,24 @@ void test_sgemm(Rng& g) {
       const int m = sh[0], n = sh[1], k = sh[2];
       const float alpha = ab[idx % 4][0], beta = ab[idx % 4][1];
       idx++;
-      const int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
-      const std::vector<float> a = rand_vec(g, (size_t)(ta ? k : m) * lda, 1.0f);
-      const std::vector<float> b = rand_vec(g, (size_t)(tb ? n : k) * ldb, 1.0f);
-      std::vector<float> c = rand_vec(g, (size_t)m * ldc, 1.0f);
-      Buf<float> da(a), db(b), dc(c);
-      F::exact::sgemm(ta, tb, m, n, k, alpha, da.p, lda, db.p, ldb, beta, dc.p, ldc, nullptr);
-      ref_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-      char what[128];
-      std::snprintf(what, sizeof what, "sgemm %c%c m%d n%d k%d alpha %g beta %g", ta ? 'T' : 'N', tb ? 'T' : 'N', m, n,
-                    k, alpha, beta);
-      expect_bits(what, dc.get(), c);
+      sgemm_case(g, ta, tb, m, n, k, alpha, beta, (ta ? m : k) + 3, (tb ? k : n) + 1, n + 2);
     }
+  // sgemm2's edges (128×128 tiles, K stages of 8, 16-byte paths): m, n below / at / above 128
+  // and 256, k not a multiple of 8 or 4 (masked scalar tails of the vector loads), k across 1, 2
+  // and 3 canonical blocks; leading dimensions the width rounded up to 4 (vector loads and C
+  // stores: the vector path with scalar tails), the exact width, and width + 1 (scalar path).
+  const int shapes2[][3] = {{128, 128, 8},  {129, 127, 9},  {255, 257, 384}, {256, 256, 391},
+                            {200, 130, 770}, {131, 260, 5},  {1, 300, 1153},  {300, 1, 100}};
+  for (auto& sh : shapes2)
+    for (int t = 0; t < 4; t++)
+      for (int pad = 0; pad < 3; pad++) {
+        const bool ta = t & 1, tb = t & 2;
+        const int m = sh[0], n = sh[1], k = sh[2];
+        const float alpha = ab[idx % 4][0], beta = ab[idx % 4][1];
+        idx++;
+        auto ld = [&](int w) { return pad == 0 ? (w + 3) / 4 * 4 : pad == 1 ? w : w + 1; };
+        sgemm_case(g, ta, tb, m, n, k, alpha, beta, ld(ta ? m : k), ld(tb ? k : n), ld(n));
+      }
 }
 
 void test_attention(Rng& g) {
@@ -328,10 +357,18 @@ float time_ms(Fn fn) {
 
 void bench(Rng& g) {
   const int M = 4096, N = 4096, K = 4096;
-  Buf<float> x(rand_vec(g, (size_t)M * K, 1.0f)), w(rand_vec(g, (size_t)N * K, 0.05f)), y((size_t)M * N);
+  Buf<float> x(rand_vec(g, (size_t)M * K, 1.0f)), w(rand_vec(g, (size_t)N * K, 0.05f)), y((size_t)M * N),
+      y2((size_t)M * N);
   cublasHandle_t h;
   if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("cublasCreate");
-  const float ms_exact = time_ms([&] { F::exact::sgemm(false, true, M, N, K, 1.0f, x.p, K, w.p, K, 0.0f, y.p, N, nullptr); });
+  // The linears' form (x·Wᵀ: NT) and XᵀX's (TN), each by both kernels; the outputs of the two
+  // kernels are compared bit for bit (K = 4096: 11 canonical blocks, data of the 7B's scale).
+  const float ms_exact = time_ms([&] { F::exact::sgemm_v(1, false, true, M, N, K, 1.0f, x.p, K, w.p, K, 0.0f, y.p, N, nullptr); });
+  const float ms_exact2 = time_ms([&] { F::exact::sgemm_v(2, false, true, M, N, K, 1.0f, x.p, K, w.p, K, 0.0f, y2.p, N, nullptr); });
+  expect_bits("sgemm2 vs sgemm NT 4096x4096x4096 (bench data)", y2.get(), y.get());
+  const float ms_xtx = time_ms([&] { F::exact::sgemm_v(1, true, false, M, N, K, 1.0f, x.p, M, x.p, N, 0.0f, y.p, N, nullptr); });
+  const float ms_xtx2 = time_ms([&] { F::exact::sgemm_v(2, true, false, M, N, K, 1.0f, x.p, M, x.p, N, 0.0f, y2.p, N, nullptr); });
+  expect_bits("sgemm2 vs sgemm TN (XtX) 4096x4096x4096 (bench data)", y2.get(), y.get());
   const float ms_cublas = time_ms([&] { F::sgemm_xwT(h, x.p, M, K, w.p, N, y.p); });
   cublasDestroy(h);
   F::Dims d;
@@ -340,11 +377,17 @@ void bench(Rng& g) {
   Buf<float> q(rand_vec(g, (size_t)rows * qd, 1.0f)), s((size_t)d.heads * d.seq * d.seq), o((size_t)rows * qd);
   const float ms_att = time_ms([&] { F::exact::attention(q.p, q.p, q.p, s.p, o.p, 1, d, nullptr); });
   const double tf = 2.0 * M * N * K / 1e12;
+  auto tfs = [&](float ms) { return tf / (ms / 1e3); };
   std::printf("bench calib-exact sgemm 4096x4096x4096: exact %.2f ms (%.1f TFLOP/s), cuBLAS fp32 %.2f ms (%.1f TFLOP/s); "
               "exact attention 1 window x 32 heads x 512: %.2f ms\n",
-              ms_exact, tf / (ms_exact / 1e3), ms_cublas, tf / (ms_cublas / 1e3), ms_att);
-  std::printf("{\"bench\":\"calib_exact\",\"sgemm_exact_ms\":%.3f,\"sgemm_cublas_ms\":%.3f,\"attention_exact_ms\":%.3f}\n",
-              ms_exact, ms_cublas, ms_att);
+              ms_exact, tfs(ms_exact), ms_cublas, tfs(ms_cublas), ms_att);
+  std::printf("bench calib-exact sgemm2 4096x4096x4096: NT (x.W^T) old %.2f ms (%.1f TFLOP/s) -> sgemm2 %.2f ms (%.1f TFLOP/s, "
+              "%.2fx); TN (XtX) old %.2f ms (%.1f) -> sgemm2 %.2f ms (%.1f, %.2fx); cuBLAS fp32 NT %.2f ms (%.1f)\n",
+              ms_exact, tfs(ms_exact), ms_exact2, tfs(ms_exact2), ms_exact / ms_exact2, ms_xtx, tfs(ms_xtx), ms_xtx2,
+              tfs(ms_xtx2), ms_xtx / ms_xtx2, ms_cublas, tfs(ms_cublas));
+  std::printf("{\"bench\":\"calib_exact\",\"sgemm_exact_ms\":%.3f,\"sgemm2_exact_ms\":%.3f,\"xtx_exact_ms\":%.3f,"
+              "\"xtx2_exact_ms\":%.3f,\"sgemm_cublas_ms\":%.3f,\"attention_exact_ms\":%.3f}\n",
+              ms_exact, ms_exact2, ms_xtx, ms_xtx2, ms_cublas, ms_att);
 }
 
 }  // namespace

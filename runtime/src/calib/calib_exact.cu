@@ -276,9 +276,7 @@ void sgemm_v(int version, bool ta, bool tb, int m, int n, int k, float alpha, co
     namespace S = sgemm2;
     if ((m + S::kBM - 1) / S::kBM > 65535) throw std::runtime_error("calib exact: sgemm2 with m > 65535·128");
     dim3 grid((n + S::kBN - 1) / S::kBN, (m + S::kBM - 1) / S::kBM);
-    // 16-byte global accesses need a 16-byte aligned base and a leading dimension of 4k floats.
-    auto vec = [](const void* p, int ld) { return ld % 4 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-    const bool va = vec(a, lda), vb = vec(b, ldb), vc = vec(c, ldc);
+    const bool va = S::vec16(a, lda), vb = S::vec16(b, ldb), vc = S::vec16(c, ldc);
     if (!ta && !tb)
       S::sgemm2_kernel<false, false><<<grid, S::kThreads, 0, stream>>>(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, va, vb, vc);
     else if (!ta && tb)

@@ -40,6 +40,8 @@
 // the same kind of cases. Bench: `bench calib-exact` rows (old vs this vs cuBLAS fp32).
 #pragma once
 
+#include <cstdint>
+
 #include "calib/canonical.hpp"
 
 #if defined(__CUDACC__)
@@ -48,10 +50,21 @@
 #define ODY_SGEMM2_BOUNDS
 #endif
 
+// Every 16-byte access goes through this: the identity here; the CPU emulation
+// (tests/layers_emu/sgemm2_emu.cpp) defines it first to abort on an address that is not
+// 16-byte aligned (the host would not fault where the GPU does).
+#ifndef ODY_SGEMM2_ALIGNED
+#define ODY_SGEMM2_ALIGNED(p) (p)
+#endif
+
 namespace odyssey::calibgpu::f32::exact::sgemm2 {
 
 constexpr int kBM = 128, kBN = 128, kBK = 8, kThreads = 256, kLds = 128 + 4;
 static_assert(canon::kCanonKC % kBK == 0, "a K stage must not straddle a canonical K block");
+
+// Whether an operand may be read / written as 16-byte vectors (vec_a, vec_b, vec_c): rows of a
+// multiple of 4 floats from a 16-byte aligned base (the tile origins are multiples of 4 floats).
+inline bool vec16(const void* p, int ld) { return ld % 4 == 0 && reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // One operand's share of the K stage [p0, p0 + 8) for rows [r0, r0 + 128) (rows: m for A, n for
 // B): 4 floats per thread. KCont: the operand's K is contiguous (A not transposed, B
@@ -64,7 +77,7 @@ __device__ __forceinline__ void load_stage(const float* __restrict__ src, int ld
   if (KCont) {
     const int r = r0 + t / 2, p = p0 + (t % 2) * 4;
     if (vec && r < rows && p + 3 < k) {
-      const float4 q = *reinterpret_cast<const float4*>(src + (size_t)r * ld + p);
+      const float4 q = *ODY_SGEMM2_ALIGNED(reinterpret_cast<const float4*>(src + (size_t)r * ld + p));
       v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
     } else {
 #pragma unroll
@@ -73,7 +86,7 @@ __device__ __forceinline__ void load_stage(const float* __restrict__ src, int ld
   } else {
     const int p = p0 + t / 32, r = r0 + (t % 32) * 4;
     if (vec && p < k && r + 3 < rows) {
-      const float4 q = *reinterpret_cast<const float4*>(src + (size_t)p * ld + r);
+      const float4 q = *ODY_SGEMM2_ALIGNED(reinterpret_cast<const float4*>(src + (size_t)p * ld + r));
       v[0] = q.x, v[1] = q.y, v[2] = q.z, v[3] = q.w;
     } else {
 #pragma unroll
@@ -91,7 +104,7 @@ __device__ __forceinline__ void store_stage(float (*S)[kLds], const float (&v)[4
 #pragma unroll
     for (int c = 0; c < 4; c++) S[p + c][r] = v[c];
   } else {
-    *reinterpret_cast<float4*>(&S[t / 32][(t % 32) * 4]) = make_float4(v[0], v[1], v[2], v[3]);
+    *ODY_SGEMM2_ALIGNED(reinterpret_cast<float4*>(&S[t / 32][(t % 32) * 4])) = make_float4(v[0], v[1], v[2], v[3]);
   }
 }
 
@@ -112,7 +125,7 @@ __device__ __forceinline__ void close_block(float (&acc)[8][8], bool first, int 
       const bool vec = vec_c && gi < m && gj + 3 < n;
       if (read_c) {
         if (vec) {
-          const float4 q = *reinterpret_cast<const float4*>(cp);
+          const float4 q = *ODY_SGEMM2_ALIGNED(reinterpret_cast<const float4*>(cp));
           old[0] = q.x, old[1] = q.y, old[2] = q.z, old[3] = q.w;
         } else {
 #pragma unroll
@@ -128,7 +141,7 @@ __device__ __forceinline__ void close_block(float (&acc)[8][8], bool first, int 
         acc[ii][jh * 4 + jj] = 0.0f;
       }
       if (vec) {
-        *reinterpret_cast<float4*>(cp) = make_float4(r[0], r[1], r[2], r[3]);
+        *ODY_SGEMM2_ALIGNED(reinterpret_cast<float4*>(cp)) = make_float4(r[0], r[1], r[2], r[3]);
       } else {
 #pragma unroll
         for (int jj = 0; jj < 4; jj++)
@@ -168,10 +181,10 @@ __global__ void ODY_SGEMM2_BOUNDS sgemm2_kernel(int m, int n, int k, float alpha
     }
 #pragma unroll
     for (int kk = 0; kk < kBK; kk++) {  // ascending k: each acc[ii][jj] is its output's chain
-      const float4 a0 = *reinterpret_cast<const float4*>(&As[buf][kk][ty * 4]);
-      const float4 a1 = *reinterpret_cast<const float4*>(&As[buf][kk][64 + ty * 4]);
-      const float4 b0 = *reinterpret_cast<const float4*>(&Bs[buf][kk][tx * 4]);
-      const float4 b1 = *reinterpret_cast<const float4*>(&Bs[buf][kk][64 + tx * 4]);
+      const float4 a0 = *ODY_SGEMM2_ALIGNED(reinterpret_cast<const float4*>(&As[buf][kk][ty * 4]));
+      const float4 a1 = *ODY_SGEMM2_ALIGNED(reinterpret_cast<const float4*>(&As[buf][kk][64 + ty * 4]));
+      const float4 b0 = *ODY_SGEMM2_ALIGNED(reinterpret_cast<const float4*>(&Bs[buf][kk][tx * 4]));
+      const float4 b1 = *ODY_SGEMM2_ALIGNED(reinterpret_cast<const float4*>(&Bs[buf][kk][64 + tx * 4]));
       const float av[8] = {a0.x, a0.y, a0.z, a0.w, a1.x, a1.y, a1.z, a1.w};
       const float bv[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
 #pragma unroll

@@ -483,6 +483,9 @@ void Server::greet() {
   w.field("memory_bytes", (unsigned long long)p.totalGlobalMem).end_object();
   w.field("runtime_version", std::string(ody_version()));
   w.field("precision", std::string(exact_ ? "exact" : fp32_ ? "fp32" : "fp16"));
+  // Which exact SGEMM this process runs (ODYSSEY_EXACT_SGEMM: 1 the first, 2 exact_sgemm2.cuh);
+  // the results are the same bit for bit, only the time differs.
+  if (exact_) w.field("exact_sgemm", f32::exact::sgemm_version());
   w.key("commands").begin_array();
   for (const char* c : {"init", "collect", "advance", "advance_quantized", "hidden", "quit"}) w.value(c);
   w.end_array().end_object();

@@ -369,6 +369,10 @@ void bench(Rng& g) {
   const float ms_xtx = time_ms([&] { F::exact::sgemm_v(1, true, false, M, N, K, 1.0f, x.p, M, x.p, N, 0.0f, y.p, N, nullptr); });
   const float ms_xtx2 = time_ms([&] { F::exact::sgemm_v(2, true, false, M, N, K, 1.0f, x.p, M, x.p, N, 0.0f, y2.p, N, nullptr); });
   expect_bits("sgemm2 vs sgemm TN (XtX) 4096x4096x4096 (bench data)", y2.get(), y.get());
+  // The advance's W4A8 integer linears: one SGEMM per 128-wide group (k 128, rows of 4096).
+  const float ms_g = time_ms([&] { F::exact::sgemm_v(1, false, true, M, N, 128, 1.0f, x.p, K, w.p, K, 0.0f, y.p, N, nullptr); });
+  const float ms_g2 = time_ms([&] { F::exact::sgemm_v(2, false, true, M, N, 128, 1.0f, x.p, K, w.p, K, 0.0f, y2.p, N, nullptr); });
+  expect_bits("sgemm2 vs sgemm NT 4096x4096x128 lda 4096 (bench data)", y2.get(), y.get());
   const float ms_cublas = time_ms([&] { F::sgemm_xwT(h, x.p, M, K, w.p, N, y.p); });
   cublasDestroy(h);
   F::Dims d;
@@ -385,9 +389,14 @@ void bench(Rng& g) {
               "%.2fx); TN (XtX) old %.2f ms (%.1f) -> sgemm2 %.2f ms (%.1f, %.2fx); cuBLAS fp32 NT %.2f ms (%.1f)\n",
               ms_exact, tfs(ms_exact), ms_exact2, tfs(ms_exact2), ms_exact / ms_exact2, ms_xtx, tfs(ms_xtx), ms_xtx2,
               tfs(ms_xtx2), ms_xtx / ms_xtx2, ms_cublas, tfs(ms_cublas));
+  const double tg = 2.0 * M * N * 128 / 1e12;
+  std::printf("bench calib-exact sgemm2 per-group 4096x4096x128 (the W4A8 advance's calls): old %.3f ms (%.1f TFLOP/s) "
+              "-> sgemm2 %.3f ms (%.1f TFLOP/s, %.2fx)\n",
+              ms_g, tg / (ms_g / 1e3), ms_g2, tg / (ms_g2 / 1e3), ms_g / ms_g2);
   std::printf("{\"bench\":\"calib_exact\",\"sgemm_exact_ms\":%.3f,\"sgemm2_exact_ms\":%.3f,\"xtx_exact_ms\":%.3f,"
-              "\"xtx2_exact_ms\":%.3f,\"sgemm_cublas_ms\":%.3f,\"attention_exact_ms\":%.3f}\n",
-              ms_exact, ms_exact2, ms_xtx, ms_xtx2, ms_cublas, ms_att);
+              "\"xtx2_exact_ms\":%.3f,\"group_exact_ms\":%.4f,\"group2_exact_ms\":%.4f,\"sgemm_cublas_ms\":%.3f,"
+              "\"attention_exact_ms\":%.3f}\n",
+              ms_exact, ms_exact2, ms_xtx, ms_xtx2, ms_g, ms_g2, ms_cublas, ms_att);
 }
 
 }  // namespace

@@ -20,7 +20,8 @@
 //   K stage of 8, leading dimensions multiple of 4 or not: its vector and scalar paths).
 // Bench (same run, CUDA events, median of 7 after a warm-up): both exact SGEMMs (NT as the
 // linears, TN as XᵀX; their outputs compared bit for bit) vs cuBLAS SGEMM on a 7B q_proj chunk
-// (4096 × 4096 × 4096) and exact attention of one 512-token window × 32 heads.
+// (4096 × 4096 × 4096) and exact attention of one 512-token window × 32 heads; then every exact
+// kernel at a 7B chunk's shapes and the per-layer GPU time projected from them (bench_7b).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -399,6 +400,103 @@ void bench(Rng& g) {
               ms_exact, ms_exact2, ms_xtx, ms_xtx2, ms_g, ms_g2, ms_cublas, ms_att);
 }
 
+// A 7B chunk's exact kernels, each timed alone at LLaMA-2-7B's shapes (rows R = 4096 = one
+// chunk, hidden H = 4096, intermediate I = 11008, 8 windows of 512, 32 heads of 128), then the
+// per-layer GPU time of the exact pass projected from the counts per chunk (16 chunks per layer
+// at 128 × 512 tokens), with the old SGEMM and with sgemm2: the split that decides what else
+// must go faster (runtime/NOTES.md "Exact SGEMM 2"). Counts per chunk:
+//   forward (collect's float layer, and gptq's advance: dense dequantized weights): 2 RMSNorms,
+//     attention of 8 windows, SwiGLU, linears x·Wᵀ: 4 × (H, H), 2 × (I, H), 1 × (H, I) [n, k];
+//   collect's statistics: channel_blocks + token_max on 3 inputs of width H and one of I;
+//     gptq also XᵀX (3 × H², 1 × I², K = R, widened into fp64) and row_sumsq of all 7 outputs;
+//   fptq's advance (W4A8 integer scales, g128): quantize_act on 3 sites of width H and one of I;
+//     per linear one (R, n, 128) SGEMM + int_group_step per group (32 groups at k = H, 86 at
+//     k = I), then the int epilogue.
+// Not modelled: RoPE, bias adds, the stream's fp16 rounding, host transfers and waits.
+void bench_7b(Rng& g) {
+  const int R = 4096, H = 4096, I = 11008, G = 128;
+  std::vector<float> host = rand_vec(g, (size_t)I * H, 1.0f);
+  auto filled = [&](size_t n) {
+    auto b = std::make_unique<Buf<float>>(n);
+    for (size_t o = 0; o < n; o += host.size())
+      CK(cudaMemcpy(b->p + o, host.data(), std::min(host.size(), n - o) * 4, cudaMemcpyHostToDevice));
+    return b;
+  };
+  auto x = filled((size_t)R * I), w = filled((size_t)I * H), y = filled((size_t)R * I), u = filled((size_t)R * I);
+  auto nw = filled(I);
+  // [n, k] linear of R rows by version v.
+  auto lin = [&](int v, int n, int k) {
+    return time_ms([&] { F::exact::sgemm_v(v, false, true, R, n, k, 1.0f, x->p, k, w->p, k, 0.0f, y->p, n, nullptr); });
+  };
+  auto grp = [&](int v, int n, int k) {  // one group's call inside a k-wide input
+    return time_ms([&] { F::exact::sgemm_v(v, false, true, R, n, G, 1.0f, x->p, k, w->p, k, 0.0f, y->p, n, nullptr); });
+  };
+  double fwd_lin[3] = {0, 0, 0}, adv_grp[3] = {0, 0, 0}, xtx_tn[3] = {0, 0, 0};
+  float t_hh[3], t_ih[3], t_hi[3], t_g_h[3], t_g_i[3], t_xh[3], t_xi[3];
+  std::unique_ptr<Buf<float>> xt = filled((size_t)I * I);
+  for (int v = 1; v <= 2; v++) {
+    t_hh[v] = lin(v, H, H), t_ih[v] = lin(v, I, H), t_hi[v] = lin(v, H, I);
+    t_g_h[v] = grp(v, H, H), t_g_i[v] = grp(v, I, H);
+    const float t_g_down = grp(v, H, I);
+    t_xh[v] = time_ms([&] { F::exact::sgemm_v(v, true, false, H, H, R, 1.0f, x->p, H, x->p, H, 0.0f, xt->p, H, nullptr); });
+    t_xi[v] = time_ms([&] { F::exact::sgemm_v(v, true, false, I, I, R, 1.0f, x->p, I, x->p, I, 0.0f, xt->p, I, nullptr); });
+    fwd_lin[v] = 4 * t_hh[v] + 2 * t_ih[v] + t_hi[v];
+    adv_grp[v] = 4 * (H / G) * t_g_h[v] + 2 * (H / G) * t_g_i[v] + ((I + G - 1) / G) * t_g_down;
+    xtx_tn[v] = 3 * t_xh[v] + t_xi[v];
+  }
+  F::Dims d;
+  d.hidden = H, d.heads = 32, d.kv_heads = 32, d.head_dim = 128, d.seq = 512, d.intermediate = I;
+  Buf<float> sc((size_t)8 * d.heads * d.seq * d.seq), mn(I), mx(I), tok(R), rs(R);
+  Buf<double> sq(I), rows64(R), acc64((size_t)H * H);
+  const float t_att = time_ms([&] { F::exact::attention(x->p, x->p, x->p, sc.p, y->p, 8, d, nullptr); });
+  const float t_norm = time_ms([&] { F::exact::add_rmsnorm(u->p, x->p, nw->p, 1e-5f, R, H, y->p, nullptr); });
+  const float t_swiglu = time_ms([&] { F::exact::swiglu(u->p, x->p, (size_t)R * I, nullptr); });
+  const float t_cb_h = time_ms([&] { F::exact::channel_blocks(x->p, R, H, mn.p, mx.p, sq.p, nullptr); });
+  const float t_cb_i = time_ms([&] { F::exact::channel_blocks(x->p, R, I, mn.p, mx.p, sq.p, nullptr); });
+  const float t_tm_h = time_ms([&] { F::token_max(x->p, R, H, tok.p, nullptr); });
+  const float t_tm_i = time_ms([&] { F::token_max(x->p, R, I, tok.p, nullptr); });
+  const float t_rs_h = time_ms([&] { F::exact::row_sumsq(y->p, R, H, nullptr, rows64.p, nullptr); });
+  const float t_rs_i = time_ms([&] { F::exact::row_sumsq(y->p, R, I, nullptr, rows64.p, nullptr); });
+  // XᵀX's widening into fp64 (H² here; I² scaled by (I/H)²): xtx_accumulate minus its SGEMM.
+  const int vcur = F::exact::sgemm_version();
+  const float t_xtx_h = time_ms([&] { F::exact::xtx_accumulate(x->p, R, H, xt->p, acc64.p, nullptr); });
+  const double t_widen = std::max(0.0, (double)t_xtx_h - t_xh[vcur == 2 ? 2 : 1]);
+  const float t_qa_h = time_ms([&] { F::quantize_act(x->p, R, H, nullptr, y->p, rs.p, nullptr); });
+  const float t_qa_i = time_ms([&] { F::quantize_act(x->p, R, I, nullptr, y->p, rs.p, nullptr); });
+  Buf<int32_t> acc((size_t)R * I);
+  Buf<short> sg(std::vector<short>(I, 3));
+  Buf<float> f(std::vector<float>(I, 0.01f));
+  const float t_step_h = time_ms([&] { F::int_group_step(acc.p, nullptr, y->p, R, H, sg.p, true, true, false, nullptr); });
+  const float t_step_i = time_ms([&] { F::int_group_step(acc.p, nullptr, y->p, R, I, sg.p, true, true, false, nullptr); });
+  const float t_epi_h = time_ms([&] { F::w4a8_int_epilogue(u->p, acc.p, R, H, nullptr, rs.p, f.p, nullptr, nullptr); });
+  const float t_epi_i = time_ms([&] { F::w4a8_int_epilogue(u->p, acc.p, R, I, nullptr, rs.p, f.p, nullptr, nullptr); });
+  std::printf("bench calib-exact 7B chunk (ms; old -> sgemm2): linears NT HxH %.2f -> %.2f, IxH %.2f -> %.2f, HxI %.2f -> "
+              "%.2f; per-group k128 H %.3f -> %.3f, I %.3f -> %.3f; XtX TN H %.2f -> %.2f, I %.2f -> %.2f\n",
+              t_hh[1], t_hh[2], t_ih[1], t_ih[2], t_hi[1], t_hi[2], t_g_h[1], t_g_h[2], t_g_i[1], t_g_i[2], t_xh[1],
+              t_xh[2], t_xi[1], t_xi[2]);
+  std::printf("bench calib-exact 7B chunk (ms): attention 8 windows %.2f, add_rmsnorm %.3f, swiglu %.3f, channel_blocks "
+              "H %.3f I %.3f, token_max H %.3f I %.3f, row_sumsq H %.3f I %.3f, widen H^2 %.3f, quantize_act H %.3f I "
+              "%.3f, int_group_step H %.3f I %.3f, int epilogue H %.3f I %.3f\n",
+              t_att, t_norm, t_swiglu, t_cb_h, t_cb_i, t_tm_h, t_tm_i, t_rs_h, t_rs_i, t_widen, t_qa_h, t_qa_i, t_step_h,
+              t_step_i, t_epi_h, t_epi_i);
+  const double rest_fwd = 2 * t_norm + t_att + t_swiglu;
+  const double stats = 3 * (t_cb_h + t_tm_h) + t_cb_i + t_tm_i;
+  const double hess = t_widen * (3 + (double)I * I / ((double)H * H)) + 5 * t_rs_h + 2 * t_rs_i;
+  const double adv_int = 3 * t_qa_h + t_qa_i + 4 * (H / G) * t_step_h + 2 * (H / G) * t_step_i +
+                         ((I + G - 1) / G) * t_step_h + 5 * t_epi_h + 2 * t_epi_i;
+  const int chunks = 16;
+  for (int v = 1; v <= 2; v++) {
+    const double fptq = chunks * (fwd_lin[v] + rest_fwd + stats + adv_grp[v] + adv_int + rest_fwd) / 1e3;
+    const double gptq = chunks * (fwd_lin[v] + rest_fwd + stats + xtx_tn[v] + hess + fwd_lin[v] + rest_fwd) / 1e3;
+    std::printf("bench calib-exact 7B projected GPU s/layer with %s: w4a8-fptq %.2f (SGEMM %.2f, attention %.2f, "
+                "int steps %.2f, rest %.2f); w4a16-gptq %.2f (SGEMM %.2f, widen+row_sumsq %.2f)\n",
+                v == 1 ? "the old SGEMM" : "sgemm2", fptq, chunks * (fwd_lin[v] + adv_grp[v]) / 1e3,
+                chunks * 2 * t_att / 1e3, chunks * adv_int / 1e3,
+                fptq - chunks * (fwd_lin[v] + adv_grp[v] + 2 * t_att + adv_int) / 1e3, gptq,
+                chunks * (2 * fwd_lin[v] + xtx_tn[v]) / 1e3, chunks * hess / 1e3);
+  }
+}
+
 }  // namespace
 
 int cmd_test_calib_exact(const Args& a) {
@@ -407,7 +505,10 @@ int cmd_test_calib_exact(const Args& a) {
   test_attention(g);
   test_elementwise_and_stats(g);
   test_golden(a.get("golden", "runtime/tests/data/calib_exact_golden.bin"));
-  if (!a.has("no-bench")) bench(g);
+  if (!a.has("no-bench")) {
+    bench(g);
+    bench_7b(g);
+  }
   std::printf("{\"ok\":%s,\"test\":\"calib-exact\",\"failed\":%d}\n", g_failed ? "false" : "true", g_failed);
   std::fprintf(stderr, "calib-exact kernels: %s (%d failed)\n", g_failed ? "FAIL" : "PASS", g_failed);
   return g_failed ? 1 : 0;

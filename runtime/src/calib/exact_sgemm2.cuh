@@ -151,11 +151,14 @@ __device__ __forceinline__ void close_block(float (&acc)[8][8], bool first, int 
   }
 }
 
-// grid ((n + 127) / 128, (m + 127) / 128), block 256. TA / TB as gemm.Sgemm's ta / tb.
-template <bool TA, bool TB>
-__global__ void ODY_SGEMM2_BOUNDS sgemm2_kernel(int m, int n, int k, float alpha, const float* __restrict__ a,
-                                                int lda, const float* __restrict__ b, int ldb, float beta,
-                                                float* __restrict__ c, int ldc, bool vec_a, bool vec_b, bool vec_c) {
+// The tile loop shared by the kernels below: the block's 128×128 outputs as FMA chains over k in
+// ascending order, staged as described at the top; after each stage that ends a block of `every`
+// k (and after the last stage) close(acc, p0) is called with the stage's first k (acc is then
+// the chains of that block; close must clear it).
+template <bool TA, bool TB, class Close>
+__device__ __forceinline__ void run_tiles(int m, int n, int k, const float* __restrict__ a, int lda,
+                                          const float* __restrict__ b, int ldb, bool vec_a, bool vec_b, int every,
+                                          Close&& close) {
   __shared__ __align__(16) float As[2][kBK][kLds];
   __shared__ __align__(16) float Bs[2][kBK][kLds];
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
@@ -196,11 +199,21 @@ __global__ void ODY_SGEMM2_BOUNDS sgemm2_kernel(int m, int n, int k, float alpha
       store_stage<!TA>(As[buf ^ 1], va);
       store_stage<TB>(Bs[buf ^ 1], vb);
     }
-    if ((p0 + kBK) % canon::kCanonKC == 0 || !more)  // a canonical K block ends with this stage
-      close_block(acc, p0 < canon::kCanonKC, i0, j0, m, n, alpha, beta, c, ldc, vec_c);
+    if ((p0 + kBK) % every == 0 || !more) close(acc, p0);  // a block of `every` k ends with this stage
     __syncthreads();
     buf ^= 1;
   }
+}
+
+// grid ((n + 127) / 128, (m + 127) / 128), block 256. TA / TB as gemm.Sgemm's ta / tb.
+template <bool TA, bool TB>
+__global__ void ODY_SGEMM2_BOUNDS sgemm2_kernel(int m, int n, int k, float alpha, const float* __restrict__ a,
+                                                int lda, const float* __restrict__ b, int ldb, float beta,
+                                                float* __restrict__ c, int ldc, bool vec_a, bool vec_b, bool vec_c) {
+  const int i0 = blockIdx.y * kBM, j0 = blockIdx.x * kBN;
+  run_tiles<TA, TB>(m, n, k, a, lda, b, ldb, vec_a, vec_b, canon::kCanonKC, [&](float(&acc)[8][8], int p0) {
+    close_block(acc, p0 < canon::kCanonKC, i0, j0, m, n, alpha, beta, c, ldc, vec_c);
+  });
 }
 
 }  // namespace odyssey::calibgpu::f32::exact::sgemm2

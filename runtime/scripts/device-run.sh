@@ -137,8 +137,8 @@ for s in "${steps[@]}"; do
     echo "calib-exact with ODYSSEY_EXACT_SGEMM=2: $(grep -c "bit-identical" "$OUT/test-calib-exact2.log") bit-identical, $(grep -c "FAIL" "$OUT/test-calib-exact2.log") FAIL lines"
     # sgemm2's four instantiations (-Xptxas -v in the build log): registers and spills (want 0).
     if [ -f "$OUT/build.log" ]; then
-      grep -A4 "Compiling entry function '.*sgemm2_kernel" "$OUT/build.log" | grep -E "spill|registers" |
-        awk '/spill/{sp=$5+$9} /registers/{n++; printf "ptxas sgemm2: %s regs, %d spill bytes\n", $5, sp; if (sp) bad=1} END{if (!n) print "ptxas sgemm2: no lines (build ran in another call)"; exit bad}' || rc=1
+      grep -E -A4 "Compiling entry function '.*(sgemm2|int_linear)_kernel" "$OUT/build.log" | grep -E "Compiling|spill|registers" |
+        awk '/Compiling/{k=($0 ~ /int_linear/) ? "int_linear" : "sgemm2"} /spill/{sp=$5+$9} /registers/{n++; printf "ptxas %s: %s regs, %d spill bytes\n", k, $5, sp; if (sp) bad=1} END{if (!n) print "ptxas sgemm2: no lines (build ran in another call)"; exit bad}' || rc=1
     fi
     [ -x $B/test_calib_exact_host ] && { $B/test_calib_exact_host runtime/tests/data/calib_exact_golden.bin | tail -1 || rc=1; }
     if command -v compute-sanitizer > /dev/null; then

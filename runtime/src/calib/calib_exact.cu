@@ -299,6 +299,28 @@ void sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, i
   sgemm_v(sgemm_version(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, stream);
 }
 
+bool int_linear_fused_enabled() {
+  // Read once: ODYSSEY_W4A8_INT_FUSED=1 runs the W4A8 integer linears' group loop as one launch
+  // (opt-in until measured; runtime/NOTES.md "Exact SGEMM 2").
+  static const bool on = [] {
+    const char* e = std::getenv("ODYSSEY_W4A8_INT_FUSED");
+    return e && std::string(e) == "1";
+  }();
+  return on;
+}
+
+bool int_linear_fused(int m, int n, int k, int group_size, const float* x, int lda, const float* q, int ldb,
+                      const short* sg, int ldsg, int32_t* acc32, int ldacc, cudaStream_t stream) {
+  namespace S = sgemm2;
+  if (m <= 0 || n <= 0 || k <= 0 || group_size <= 0 || group_size % S::kBK != 0 || group_size > 16384) return false;
+  if ((m + S::kBM - 1) / S::kBM > 65535) return false;
+  dim3 grid((n + S::kBN - 1) / S::kBN, (m + S::kBM - 1) / S::kBM);
+  S::int_linear_kernel<<<grid, S::kThreads, 0, stream>>>(m, n, k, group_size, x, lda, q, ldb, sg, ldsg, acc32, ldacc,
+                                                         S::vec16(x, lda), S::vec16(q, ldb));
+  ck(cudaGetLastError(), "int_linear");
+  return true;
+}
+
 void add_rmsnorm(float* h, const float* delta, const float* w, float eps, int rows, int cols, float* out,
                  cudaStream_t stream) {
   add_rmsnorm_kernel<<<rows, 256, 0, stream>>>(h, delta, w, eps, cols, out);

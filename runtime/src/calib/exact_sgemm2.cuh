@@ -216,4 +216,61 @@ __global__ void ODY_SGEMM2_BOUNDS sgemm2_kernel(int m, int n, int k, float alpha
   });
 }
 
+// ---- The W4A8 integer-scale linear (quant.QLinear) in one launch (ODYSSEY_W4A8_INT_FUSED=1).
+// acc32[r, c] = Σ_g ŝ[g, c]·P_g[r, c] in int32 with wrap-around (uint32 arithmetic), where
+// P_g = Σ_{k in group g} x[r, k]·q[c, k] over the activation codes x (integers, |x| ≤ 127) and the
+// weight codes q (integers in [−8, 7]), x [m, k] (row stride lda), q [n, k] (row stride ldb),
+// ŝ [G, ldsg] shorts. This is calib_server's per-group path (one exact SGEMM per group, then
+// int_group_step: p = int(P) truncated, v = uint32(int32(ŝ))·uint32(p), acc = v or acc + v) with
+// the same integers: every partial sum of P_g is an integer of magnitude ≤ 127·8·group_size
+// < 2²⁴ (group_size ≤ 16384), so the float chain is exact in any order and equals the SGEMM's P.
+// Limits: group_size % 8 == 0 (groups end at a K stage), group_size ≤ 16384; the caller falls
+// back to the per-group path otherwise. acc32 [m, n] (row stride ldacc) is written, not read.
+__device__ __forceinline__ int trunc_to_int(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float2int_rz(x);
+#else
+  return (int)x;  // C++ truncates toward zero, as __float2int_rz (|x| < 2²⁴ here)
+#endif
+}
+
+#if defined(__CUDACC__)
+#define ODY_INTLIN_BOUNDS __launch_bounds__(256, 1)
+#else
+#define ODY_INTLIN_BOUNDS
+#endif
+
+// grid ((n + 127) / 128, (m + 127) / 128), block 256.
+__global__ void ODY_INTLIN_BOUNDS int_linear_kernel(int m, int n, int k, int group_size, const float* __restrict__ x,
+                                                    int lda, const float* __restrict__ q, int ldb,
+                                                    const short* __restrict__ sg, int ldsg,
+                                                    int32_t* __restrict__ acc32, int ldacc, bool vec_a, bool vec_b) {
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int i0 = blockIdx.y * kBM, j0 = blockIdx.x * kBN;
+  uint32_t iacc[8][8];
+  run_tiles<false, true>(m, n, k, x, lda, q, ldb, vec_a, vec_b, group_size, [&](float(&acc)[8][8], int p0) {
+    const int g = p0 / group_size;
+#pragma unroll
+    for (int jj = 0; jj < 8; jj++) {
+      const int gj = j0 + (jj / 4) * 64 + tx * 4 + jj % 4;
+      const uint32_t s = gj < n ? (uint32_t)(int32_t)sg[(size_t)g * ldsg + gj] : 0u;
+#pragma unroll
+      for (int ii = 0; ii < 8; ii++) {
+        const uint32_t v = s * (uint32_t)trunc_to_int(acc[ii][jj]);
+        iacc[ii][jj] = g == 0 ? v : iacc[ii][jj] + v;
+        acc[ii][jj] = 0.0f;
+      }
+    }
+  });
+#pragma unroll
+  for (int ii = 0; ii < 8; ii++) {
+    const int gi = i0 + (ii / 4) * 64 + ty * 4 + ii % 4;
+#pragma unroll
+    for (int jj = 0; jj < 8; jj++) {
+      const int gj = j0 + (jj / 4) * 64 + tx * 4 + jj % 4;
+      if (gi < m && gj < n) acc32[(size_t)gi * ldacc + gj] = (int32_t)iacc[ii][jj];
+    }
+  }
+}
+
 }  // namespace odyssey::calibgpu::f32::exact::sgemm2

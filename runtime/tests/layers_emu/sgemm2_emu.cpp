@@ -1,6 +1,7 @@
-// sgemm2_emu.cpp: calib/exact_sgemm2.cuh (the second exact SGEMM of --precision exact) run on
-// the CPU under emu.hpp (each CUDA thread a fiber, blocks one after another, __syncthreads a
-// real barrier), against canonical_ref.hpp's sgemm bit for bit. Usage: run_sgemm2.sh (~1 min).
+// sgemm2_emu.cpp: calib/exact_sgemm2.cuh (the second exact SGEMM of --precision exact, and the
+// W4A8 integer linear on its tile loop) run on the CPU under emu.hpp (each CUDA thread a fiber,
+// blocks one after another, __syncthreads a real barrier), against canonical_ref.hpp's sgemm bit
+// for bit and against quant.QLinear's integer arithmetic. Usage: run_sgemm2.sh (~1 min).
 //
 // What it checks without a GPU: the kernel's index arithmetic (which k each thread's chains
 // visit, in which order: any slip gives different bits, since the chain is not associative on
@@ -29,6 +30,7 @@ inline float4* emu_aligned16(float4* p) { return const_cast<float4*>(emu_aligned
 #include "calib/canonical_ref.hpp"
 #include "calib/exact_sgemm2.cuh"
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -64,6 +66,70 @@ static std::vector<float> rand_vec(std::mt19937_64& g, size_t n) {
     else if (q < 0.06) x = std::ldexp(x, -20);
   }
   return v;
+}
+
+// int_linear_kernel (the W4A8 integer linear in one launch) against quant.QLinear's integer
+// arithmetic written plainly: P_g exact in int64, acc = Σ_g uint32(int32 ŝ)·uint32(P_g) wrapping.
+// Codes: x integers in [−127, 127] (some −0), q in [−8, 7], ŝ over the whole int16 range (the
+// products wrap); one case at the bound: a 16384-wide group of 127 · (−8) (|P| just below 2²⁴).
+static int int_linear_cases(std::mt19937_64& g, bool quick) {
+  struct Case {
+    int m, n, k, gs;
+    bool extreme;
+  } cases[] = {{130, 129, 300, 128, false}, {1, 257, 256, 8, false},   {257, 130, 1024, 128, false},
+               {64, 64, 16384, 16384, true}, {129, 3, 4104, 4096, false}, {3, 300, 11008, 128, false}};
+  std::uniform_int_distribution<int> xc(-127, 127), qc(-8, 7), sc(-32768, 32767);
+  int n_cases = 0, failed = 0;
+  for (const Case& cs : cases) {
+    if (quick && (long)cs.m * cs.n * cs.k > 20000000) continue;
+    for (int pad = 0; pad < 2; pad++) {  // row strides k (16-byte rows where k % 4 == 0) and k + 1 (scalar)
+      const int lda = pad ? cs.k + 1 : cs.k, ldb = lda, G = (cs.k + cs.gs - 1) / cs.gs, ldsg = (cs.n + 7) / 8 * 8;
+      std::vector<float> x((size_t)cs.m * lda), q((size_t)cs.n * ldb);
+      for (float& v : x) v = cs.extreme ? 127.0f : (float)xc(g);
+      for (float& v : q) v = cs.extreme ? -8.0f : (float)qc(g);
+      for (size_t i = 0; i < x.size(); i += 7) if (x[i] == 0.0f) x[i] = -0.0f;
+      std::vector<short> sg((size_t)G * ldsg);
+      for (short& v : sg) v = (short)sc(g);
+      std::vector<int32_t> acc((size_t)cs.m * cs.n, 0x5a5a5a5a), ref(acc.size());
+      for (int r = 0; r < cs.m; r++)
+        for (int c = 0; c < cs.n; c++) {
+          uint32_t a = 0;
+          for (int gi = 0; gi < G; gi++) {
+            long long p = 0;
+            for (int kk = gi * cs.gs; kk < std::min(cs.k, (gi + 1) * cs.gs); kk++)
+              p += (long long)x[(size_t)r * lda + kk] * (long long)q[(size_t)c * ldb + kk];
+            const uint32_t v = (uint32_t)(int32_t)sg[(size_t)gi * ldsg + c] * (uint32_t)(int32_t)p;
+            a = gi == 0 ? v : a + v;
+          }
+          ref[(size_t)r * cs.n + c] = (int32_t)a;
+        }
+      dim3 grid((cs.n + S::kBN - 1) / S::kBN, (cs.m + S::kBM - 1) / S::kBM);
+      const bool va = S::vec16(x.data(), lda), vb = S::vec16(q.data(), ldb);
+      const float* xp = x.data();
+      const float* qp = q.data();
+      const short* sp = sg.data();
+      int32_t* ap = acc.data();
+      const Case c0 = cs;
+      emu::launch(grid, dim3(S::kThreads), 0, nullptr, [=] {
+        S::int_linear_kernel(c0.m, c0.n, c0.k, c0.gs, xp, lda, qp, ldb, sp, ldsg, ap, c0.n, va, vb);
+      });
+      size_t bad = 0, first = 0;
+      for (size_t i = 0; i < acc.size(); i++)
+        if (acc[i] != ref[i]) {
+          if (!bad) first = i;
+          bad++;
+        }
+      n_cases++;
+      if (bad) {
+        failed++;
+        std::printf("int_linear emu m%d n%d k%d gs%d lda %d: FAIL, %zu differ (first at %zu: %d vs ref %d)\n", cs.m, cs.n,
+                    cs.k, cs.gs, lda, bad, first, acc[first], ref[first]);
+      }
+    }
+  }
+  std::printf("int_linear emu: %d/%d cases equal to the integer reference: %s\n", n_cases - failed, n_cases,
+              failed ? "FAIL" : "PASS");
+  return failed;
 }
 
 int main(int argc, char** argv) {
@@ -106,5 +172,6 @@ int main(int argc, char** argv) {
   }
   std::printf("sgemm2 emu: %d/%d cases bit-identical to canonical_ref (%lld blocks emulated): %s\n", cases - failed,
               cases, emu::g_blocks, failed ? "FAIL" : "PASS");
-  return failed ? 1 : 0;
+  const int ifailed = int_linear_cases(g, quick);
+  return failed || ifailed ? 1 : 0;
 }

@@ -150,6 +150,71 @@ void test_sgemm(Rng& g) {
       }
 }
 
+// The W4A8 integer linear in one launch (exact::int_linear_fused, ODYSSEY_W4A8_INT_FUSED=1)
+// against calib_server's per-group path (one SGEMM of the codes per group, by each exact kernel,
+// then int_group_step) and a plain integer reference (P_g in int64, uint32 wrap-around), all
+// equal: codes x ∈ [−127, 127] (some −0), q ∈ [−8, 7], ŝ over the whole int16 range; a partial
+// last group (k 300), 86 groups (k 11008), row strides k + 1 (scalar loads), and one 16384-wide
+// group of 127·(−8) (|P| just below 2²⁴: the bound of the any-order exactness).
+void test_int_linear(Rng& g) {
+  struct Case {
+    int m, n, k, gs, pad;
+    bool extreme;
+  } cases[] = {{130, 129, 300, 128, 0, false}, {257, 130, 1024, 128, 0, false}, {257, 130, 1024, 128, 1, false},
+               {5, 300, 11008, 128, 0, false},  {64, 64, 16384, 16384, 0, true},  {129, 3, 4104, 4096, 1, false},
+               {1, 257, 256, 8, 0, false}};
+  for (const Case& cs : cases) {
+    const int lda = cs.k + cs.pad, G = (cs.k + cs.gs - 1) / cs.gs, ldsg = (cs.n + 7) / 8 * 8;
+    std::vector<float> x((size_t)cs.m * lda), q((size_t)cs.n * lda);
+    for (size_t i = 0; i < x.size(); i++) {
+      x[i] = cs.extreme ? 127.0f : (float)(int)std::floor(g.uniform(-127.0f, 128.0f));
+      if (x[i] > 127.0f) x[i] = 127.0f;
+      if (x[i] == 0.0f && i % 2) x[i] = -0.0f;
+    }
+    for (float& v : q) v = cs.extreme ? -8.0f : std::min(7.0f, (float)(int)std::floor(g.uniform(-8.0f, 8.0f)));
+    std::vector<short> sg((size_t)G * ldsg);
+    for (short& v : sg) v = (short)(int)std::floor(g.uniform(-32768.0f, 32767.0f));
+    std::vector<int32_t> ref((size_t)cs.m * cs.n);
+    for (int r = 0; r < cs.m; r++)
+      for (int c = 0; c < cs.n; c++) {
+        uint32_t a = 0;
+        for (int gi = 0; gi < G; gi++) {
+          long long p = 0;
+          for (int kk = gi * cs.gs; kk < std::min(cs.k, (gi + 1) * cs.gs); kk++)
+            p += (long long)x[(size_t)r * lda + kk] * (long long)q[(size_t)c * lda + kk];
+          const uint32_t v = (uint32_t)(int32_t)sg[(size_t)gi * ldsg + c] * (uint32_t)(int32_t)p;
+          a = gi == 0 ? v : a + v;
+        }
+        ref[(size_t)r * cs.n + c] = (int32_t)a;
+      }
+    Buf<float> dx(x), dq(q), t((size_t)cs.m * cs.n);
+    Buf<short> dsg(sg);
+    char what[160];
+    for (int v = 1; v <= 2; v++) {  // the per-group path, as calib_server runs it without the fusion
+      Buf<int32_t> acc((size_t)cs.m * cs.n);
+      for (int gi = 0; gi < G; gi++) {
+        const int k0 = gi * cs.gs, kg = std::min(cs.gs, cs.k - k0);
+        F::exact::sgemm_v(v, false, true, cs.m, cs.n, kg, 1.0f, dx.p + k0, lda, dq.p + k0, lda, 0.0f, t.p, cs.n, nullptr);
+        F::int_group_step(acc.p, nullptr, t.p, cs.m, cs.n, dsg.p + (size_t)gi * ldsg, true, true, gi == 0, nullptr);
+      }
+      std::snprintf(what, sizeof what, "int linear per-group (sgemm%s) m%d n%d k%d gs%d lda %d%s", v == 2 ? "2" : "",
+                    cs.m, cs.n, cs.k, cs.gs, lda, cs.extreme ? " (|P| at the bound)" : "");
+      expect_bits(what, acc.get(), ref);
+    }
+    Buf<int32_t> acc((size_t)cs.m * cs.n);
+    const bool ran = F::exact::int_linear_fused(cs.m, cs.n, cs.k, cs.gs, dx.p, lda, dq.p, lda, dsg.p, ldsg, acc.p, cs.n,
+                                                nullptr);
+    std::snprintf(what, sizeof what, "int linear fused m%d n%d k%d gs%d lda %d%s", cs.m, cs.n, cs.k, cs.gs, lda,
+                  cs.extreme ? " (|P| at the bound)" : "");
+    if (!ran) {
+      g_failed++;
+      std::printf("calib-exact %s: FAIL, not launched\n", what);
+    } else {
+      expect_bits(what, acc.get(), ref);
+    }
+  }
+}
+
 void test_attention(Rng& g) {
   struct Case {
     int heads, kv, hd, seq, window;
@@ -470,6 +535,23 @@ void bench_7b(Rng& g) {
   const float t_step_i = time_ms([&] { F::int_group_step(acc.p, nullptr, y->p, R, I, sg.p, true, true, false, nullptr); });
   const float t_epi_h = time_ms([&] { F::w4a8_int_epilogue(u->p, acc.p, R, H, nullptr, rs.p, f.p, nullptr, nullptr); });
   const float t_epi_i = time_ms([&] { F::w4a8_int_epilogue(u->p, acc.p, R, I, nullptr, rs.p, f.p, nullptr, nullptr); });
+  // The W4A8 integer linear of a (H, H) projection: per-group path (32 × (sgemm + int_group_step))
+  // by each SGEMM vs the fused launch.
+  float t_int[3] = {0, 0, 0};
+  {
+    Buf<short> sgh(std::vector<short>((size_t)(H / G) * H, 5));
+    for (int v = 1; v <= 2; v++)
+      t_int[v] = time_ms([&] {
+        for (int gi = 0; gi < H / G; gi++) {
+          F::exact::sgemm_v(v, false, true, R, H, G, 1.0f, x->p + gi * G, H, w->p + gi * G, H, 0.0f, y->p, H, nullptr);
+          F::int_group_step(acc.p, nullptr, y->p, R, H, sgh.p + (size_t)gi * H, true, true, gi == 0, nullptr);
+        }
+      });
+    t_int[0] = time_ms([&] { F::exact::int_linear_fused(R, H, H, G, x->p, H, w->p, H, sgh.p, H, acc.p, H, nullptr); });
+  }
+  std::printf("bench calib-exact W4A8 int linear 4096x4096 k4096 g128 (ms): per-group old %.2f, per-group sgemm2 %.2f, "
+              "fused %.2f (%.2fx vs per-group sgemm2)\n",
+              t_int[1], t_int[2], t_int[0], t_int[2] / t_int[0]);
   std::printf("bench calib-exact 7B chunk (ms; old -> sgemm2): linears NT HxH %.2f -> %.2f, IxH %.2f -> %.2f, HxI %.2f -> "
               "%.2f; per-group k128 H %.3f -> %.3f, I %.3f -> %.3f; XtX TN H %.2f -> %.2f, I %.2f -> %.2f\n",
               t_hh[1], t_hh[2], t_ih[1], t_ih[2], t_hi[1], t_hi[2], t_g_h[1], t_g_h[2], t_g_i[1], t_g_i[2], t_xh[1],
@@ -502,6 +584,7 @@ void bench_7b(Rng& g) {
 int cmd_test_calib_exact(const Args& a) {
   Rng g((uint64_t)a.get_int("seed", 1), 7);
   test_sgemm(g);
+  test_int_linear(g);
   test_attention(g);
   test_elementwise_and_stats(g);
   test_golden(a.get("golden", "runtime/tests/data/calib_exact_golden.bin"));

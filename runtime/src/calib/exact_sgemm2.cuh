@@ -32,12 +32,14 @@
 // same float, so this equals the old kernel's register `cur`, and it keeps 64 registers free
 // (two blocks per SM). C must not alias A or B (as for gemm.Sgemm and the old kernel).
 //
-// Limits: k ≥ 1; m, n ≤ 65535·128; ld* ≥ the row width. Compile with -fmad=false (the FMAs
+// Limits: k ≥ 1; m ≤ 65535·128 (grid.y); ld* ≥ the row width. Compile with -fmad=false (the FMAs
 // are explicit __fmaf_rn via canon_fma; nothing else may be contracted).
 // Tests: `odyssey-rt test calib-exact` runs this kernel and the old one on every sgemm case
 // against canonical_ref.hpp bit for bit (+ both kernels on the 4096³ bench data);
 // runtime/tests/layers_emu/run_sgemm2.sh runs this header on the CPU under emu.hpp (fibers) on
 // the same kind of cases. Bench: `bench calib-exact` rows (old vs this vs cuBLAS fp32).
+// The file also holds int_linear_kernel (ODYSSEY_W4A8_INT_FUSED=1): the W4A8 integer-scale
+// fake-quant linear's whole group loop on the same tile loop (see its comment, at the end).
 #pragma once
 
 #include <cstdint>

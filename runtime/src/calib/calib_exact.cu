@@ -9,6 +9,8 @@
 //     block of 256 threads, each thread 4×4 outputs (rows ty + 16i, columns tx + 16j), K staged
 //     through shared memory 16 at a time; per output the FMA chain runs in ascending k and is
 //     closed every kCanonKC = 384 (t = fl(alpha·acc), C = t then C + t), exactly canon_dot.
+//     ODYSSEY_EXACT_SGEMM=2 selects exact_sgemm2.cuh instead (128×128 tile, 8×8 per thread,
+//     16-byte shared loads, double-buffered K stages of 8): the same result per output.
 //   - add_rmsnorm: h += delta (float32), then model.RMSNorm: one block per row, the float64 sum
 //     of squares by ONE thread in column order (the CPU's sequential sum), the scale by
 //     canon_rms_scale, out = fl(w·fl(x·scale)).
@@ -35,11 +37,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
 #include "calib/calib_fp32.hpp"
 #include "calib/canonical.hpp"
+#include "calib/exact_sgemm2.cuh"
 
 namespace odyssey::calibgpu::f32::exact {
 
@@ -253,13 +258,67 @@ int grid_for(size_t n) { return (int)std::max<size_t>(1, std::min<size_t>((n + 2
 
 }  // namespace
 
-void sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
-           float beta, float* c, int ldc, cudaStream_t stream) {
+int sgemm_version() {
+  // Read once: ODYSSEY_EXACT_SGEMM=2 selects exact_sgemm2.cuh (opt-in until it is measured on a
+  // GPU; see runtime/NOTES.md "Exact SGEMM 2"), anything else the first kernel.
+  static const int v = [] {
+    const char* e = std::getenv("ODYSSEY_EXACT_SGEMM");
+    return (e && std::string(e) == "2") ? 2 : 1;
+  }();
+  return v;
+}
+
+void sgemm_v(int version, bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+             int ldb, float beta, float* c, int ldc, cudaStream_t stream) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) throw std::runtime_error("calib exact: sgemm with k = 0");
+  if (version == 2) {
+    namespace S = sgemm2;
+    if ((m + S::kBM - 1) / S::kBM > 65535) throw std::runtime_error("calib exact: sgemm2 with m > 65535·128");
+    dim3 grid((n + S::kBN - 1) / S::kBN, (m + S::kBM - 1) / S::kBM);
+    const bool va = S::vec16(a, lda), vb = S::vec16(b, ldb), vc = S::vec16(c, ldc);
+    if (!ta && !tb)
+      S::sgemm2_kernel<false, false><<<grid, S::kThreads, 0, stream>>>(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, va, vb, vc);
+    else if (!ta && tb)
+      S::sgemm2_kernel<false, true><<<grid, S::kThreads, 0, stream>>>(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, va, vb, vc);
+    else if (ta && !tb)
+      S::sgemm2_kernel<true, false><<<grid, S::kThreads, 0, stream>>>(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, va, vb, vc);
+    else
+      S::sgemm2_kernel<true, true><<<grid, S::kThreads, 0, stream>>>(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, va, vb, vc);
+    ck(cudaGetLastError(), "sgemm2");
+    return;
+  }
+  if ((m + kTile - 1) / kTile > 65535) throw std::runtime_error("calib exact: sgemm with m > 65535·64");
   dim3 grid((n + kTile - 1) / kTile, (m + kTile - 1) / kTile);
   sgemm_kernel<<<grid, kThreads, 0, stream>>>(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   ck(cudaGetLastError(), "sgemm");
+}
+
+void sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
+           float beta, float* c, int ldc, cudaStream_t stream) {
+  sgemm_v(sgemm_version(), ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, stream);
+}
+
+bool int_linear_fused_enabled() {
+  // Read once: ODYSSEY_W4A8_INT_FUSED=1 runs the W4A8 integer linears' group loop as one launch
+  // (opt-in until measured; runtime/NOTES.md "Exact SGEMM 2").
+  static const bool on = [] {
+    const char* e = std::getenv("ODYSSEY_W4A8_INT_FUSED");
+    return e && std::string(e) == "1";
+  }();
+  return on;
+}
+
+bool int_linear_fused(int m, int n, int k, int group_size, const float* x, int lda, const float* q, int ldb,
+                      const short* sg, int ldsg, int32_t* acc32, int ldacc, cudaStream_t stream) {
+  namespace S = sgemm2;
+  if (m <= 0 || n <= 0 || k <= 0 || group_size <= 0 || group_size % S::kBK != 0 || group_size > 16384) return false;
+  if ((m + S::kBM - 1) / S::kBM > 65535) return false;
+  dim3 grid((n + S::kBN - 1) / S::kBN, (m + S::kBM - 1) / S::kBM);
+  S::int_linear_kernel<<<grid, S::kThreads, 0, stream>>>(m, n, k, group_size, x, lda, q, ldb, sg, ldsg, acc32, ldacc,
+                                                         S::vec16(x, lda), S::vec16(q, ldb));
+  ck(cudaGetLastError(), "int_linear");
+  return true;
 }
 
 void add_rmsnorm(float* h, const float* delta, const float* w, float eps, int rows, int cols, float* out,

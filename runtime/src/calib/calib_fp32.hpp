@@ -119,6 +119,19 @@ namespace exact {
 // gemm.Sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc), row-major, k ≥ 1.
 void sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
            float beta, float* c, int ldc, cudaStream_t stream);
+// The same with the kernel named: 1 the first (64×64 tile), 2 exact_sgemm2.cuh (128×128); the
+// result is the same bit for bit. sgemm() takes ODYSSEY_EXACT_SGEMM (2, else 1): sgemm_version().
+void sgemm_v(int version, bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
+             int ldb, float beta, float* c, int ldc, cudaStream_t stream);
+int sgemm_version();
+// quant.QLinear's integer group loop in one launch (exact_sgemm2.cuh int_linear_kernel): acc32
+// [m, n] = Σ_g ŝ[g]·P_g in int32 (wrapping), P_g the group's Σ x·q over the integer codes x [m, k]
+// (row stride lda) and q [n, k] (row stride ldb); ŝ [G, ldsg]. Bit for bit the per-group SGEMM +
+// int_group_step path. Returns false (nothing launched) where it does not apply: group_size not
+// a multiple of 8 or above 16384. int_linear_fused_enabled(): ODYSSEY_W4A8_INT_FUSED=1.
+bool int_linear_fused(int m, int n, int k, int group_size, const float* x, int lda, const float* q, int ldb,
+                      const short* sg, int ldsg, int32_t* acc32, int ldacc, cudaStream_t stream);
+bool int_linear_fused_enabled();
 // h += delta (delta may be nullptr), then out = model.RMSNorm(h)·w (out nullptr: the add alone).
 void add_rmsnorm(float* h, const float* delta, const float* w, float eps, int rows, int cols, float* out,
                  cudaStream_t stream);

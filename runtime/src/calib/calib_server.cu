@@ -483,6 +483,9 @@ void Server::greet() {
   w.field("memory_bytes", (unsigned long long)p.totalGlobalMem).end_object();
   w.field("runtime_version", std::string(ody_version()));
   w.field("precision", std::string(exact_ ? "exact" : fp32_ ? "fp32" : "fp16"));
+  // Which exact SGEMM this process runs (ODYSSEY_EXACT_SGEMM: 1 the first, 2 exact_sgemm2.cuh);
+  // the results are the same bit for bit, only the time differs.
+  if (exact_) w.field("exact_sgemm", f32::exact::sgemm_version());
   w.key("commands").begin_array();
   for (const char* c : {"init", "collect", "advance", "advance_quantized", "hidden", "quit"}) w.value(c);
   w.end_array().end_object();
@@ -1358,8 +1361,13 @@ void Server::q_linear32(int lin, const float* x, int rows, float* y) {
       f32::quantize_act(x, rows, q.k, q.per_token ? nullptr : q.scale.p, qcodes32_.p, qrow32_.p, stream_);
       constexpr int kExactChunk = 16384;
       int32_t* acc = reinterpret_cast<int32_t*>(qacc32_.p);
-      if (q.group_size > kExactChunk) qpg32_.alloc(qacc32_.n);
-      for (int g = 0; g < q.groups; g++) {
+      // ODYSSEY_W4A8_INT_FUSED=1: the whole group loop in one launch, the same int32 acc bit for
+      // bit (the integer products are exact in any order; exact_sgemm2.cuh int_linear_kernel).
+      const bool fused = f32::exact::int_linear_fused_enabled() &&
+                         f32::exact::int_linear_fused(rows, q.n, q.k, q.group_size, qcodes32_.p, q.k, q.w.p, q.k,
+                                                      q.gsI.p, ceil_to(q.n, 8), acc, q.n, stream_);
+      if (!fused && q.group_size > kExactChunk) qpg32_.alloc(qacc32_.n);
+      for (int g = 0; !fused && g < q.groups; g++) {
         const int k0 = g * q.group_size, kg = std::min(q.group_size, q.k - k0);
         for (int j0 = k0; j0 < k0 + kg; j0 += kExactChunk) {
           const int kw = std::min(kExactChunk, k0 + kg - j0);

@@ -2,7 +2,7 @@
 // `odyssey-rt calib --precision exact` (calib/calib_exact.cu) against its host reference,
 // written here from calib/canonical.hpp (the same canonical arithmetic, run on the CPU), bit
 // for bit (no tolerance: the whole point of the precision is identity with the CPU pass).
-//   - sgemm: all four transposes, k = 1, 16, 383, 384, 385, 769, 1000 (partial K steps and
+//   - sgemm (both kernels): all four transposes, k = 1, 16, 383, 384, 385, 769, 1000 (partial K steps and
 //     K blocks), edge tiles (m, n not multiples of 64), leading dimensions larger than the
 //     width, alpha/beta (1, 0), (−1, 1), (0.37, 0), (−1.5, 0.25); inputs with zeros, denormals
 //     (|x| < 2⁻¹²⁶) and a wide exponent range;
@@ -15,8 +15,13 @@
 //     tests/exactgolden/main.go from model.Layer.Forward and calib.Stats.Add) through
 //     forward_chunk with Dims.exact and the server's exact statistics calls: layer outputs,
 //     min/max/Σx² and XᵀX bit for bit.
-// Bench (same run, CUDA events, median of 7 after a warm-up): exact::sgemm vs cuBLAS SGEMM on
-// a 7B q_proj chunk (4096 × 4096 × 4096) and exact attention of one 512-token window × 32 heads.
+//   Every sgemm case runs through both kernels (sgemm_v 1: 64×64 tiles; 2: exact_sgemm2.cuh,
+//   128×128), plus sgemm2's own edge cases (m, n around 128 / 256, k not a multiple of its
+//   K stage of 8, leading dimensions multiple of 4 or not: its vector and scalar paths).
+// Bench (same run, CUDA events, median of 7 after a warm-up): both exact SGEMMs (NT as the
+// linears, TN as XᵀX; their outputs compared bit for bit) vs cuBLAS SGEMM on a 7B q_proj chunk
+// (4096 × 4096 × 4096) and exact attention of one 512-token window × 32 heads; then every exact
+// kernel at a 7B chunk's shapes and the per-layer GPU time projected from them (bench_7b).
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -96,7 +101,26 @@ void ref_sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const std::ve
   C::ref::sgemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
 }
 
+// One sgemm case through both exact kernels (sgemm_v 1 and 2) against the host reference.
+void sgemm_case(Rng& g, bool ta, bool tb, int m, int n, int k, float alpha, float beta, int lda, int ldb, int ldc) {
+  const std::vector<float> a = rand_vec(g, (size_t)(ta ? k : m) * lda, 1.0f);
+  const std::vector<float> b = rand_vec(g, (size_t)(tb ? n : k) * ldb, 1.0f);
+  const std::vector<float> c = rand_vec(g, (size_t)m * ldc, 1.0f);
+  std::vector<float> ref = c;
+  ref_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, ref, ldc);
+  Buf<float> da(a), db(b);
+  for (int v = 1; v <= 2; v++) {
+    Buf<float> dc(c);
+    F::exact::sgemm_v(v, ta, tb, m, n, k, alpha, da.p, lda, db.p, ldb, beta, dc.p, ldc, nullptr);
+    char what[160];
+    std::snprintf(what, sizeof what, "sgemm%s %c%c m%d n%d k%d lda %d ldb %d ldc %d alpha %g beta %g", v == 2 ? "2" : "",
+                  ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, lda, ldb, ldc, alpha, beta);
+    expect_bits(what, dc.get(), ref);
+  }
+}
+
 void test_sgemm(Rng& g) {
+  // The first kernel's cases (64×64 tiles): widths + 3 / + 1 / + 2, never 16-byte rows.
   const int shapes[][3] = {{1, 1, 1}, {37, 70, 16}, {64, 64, 384}, {65, 130, 385}, {33, 17, 769}, {5, 129, 1000}, {70, 3, 383}};
   const float ab[][2] = {{1, 0}, {-1, 1}, {0.37f, 0}, {-1.5f, 0.25f}};
   int idx = 0;
@@ -106,18 +130,89 @@ void test_sgemm(Rng& g) {
       const int m = sh[0], n = sh[1], k = sh[2];
       const float alpha = ab[idx % 4][0], beta = ab[idx % 4][1];
       idx++;
-      const int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
-      const std::vector<float> a = rand_vec(g, (size_t)(ta ? k : m) * lda, 1.0f);
-      const std::vector<float> b = rand_vec(g, (size_t)(tb ? n : k) * ldb, 1.0f);
-      std::vector<float> c = rand_vec(g, (size_t)m * ldc, 1.0f);
-      Buf<float> da(a), db(b), dc(c);
-      F::exact::sgemm(ta, tb, m, n, k, alpha, da.p, lda, db.p, ldb, beta, dc.p, ldc, nullptr);
-      ref_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-      char what[128];
-      std::snprintf(what, sizeof what, "sgemm %c%c m%d n%d k%d alpha %g beta %g", ta ? 'T' : 'N', tb ? 'T' : 'N', m, n,
-                    k, alpha, beta);
-      expect_bits(what, dc.get(), c);
+      sgemm_case(g, ta, tb, m, n, k, alpha, beta, (ta ? m : k) + 3, (tb ? k : n) + 1, n + 2);
     }
+  // sgemm2's edges (128×128 tiles, K stages of 8, 16-byte paths): m, n below / at / above 128
+  // and 256, k not a multiple of 8 or 4 (masked scalar tails of the vector loads), k across 1, 2
+  // and 3 canonical blocks; leading dimensions the width rounded up to 4 (vector loads and C
+  // stores: the vector path with scalar tails), the exact width, and width + 1 (scalar path).
+  const int shapes2[][3] = {{128, 128, 8},  {129, 127, 9},  {255, 257, 384}, {256, 256, 391},
+                            {200, 130, 770}, {131, 260, 5},  {1, 300, 1153},  {300, 1, 100}};
+  for (auto& sh : shapes2)
+    for (int t = 0; t < 4; t++)
+      for (int pad = 0; pad < 3; pad++) {
+        const bool ta = t & 1, tb = t & 2;
+        const int m = sh[0], n = sh[1], k = sh[2];
+        const float alpha = ab[idx % 4][0], beta = ab[idx % 4][1];
+        idx++;
+        auto ld = [&](int w) { return pad == 0 ? (w + 3) / 4 * 4 : pad == 1 ? w : w + 1; };
+        sgemm_case(g, ta, tb, m, n, k, alpha, beta, ld(ta ? m : k), ld(tb ? k : n), ld(n));
+      }
+}
+
+// The W4A8 integer linear in one launch (exact::int_linear_fused, ODYSSEY_W4A8_INT_FUSED=1)
+// against calib_server's per-group path (one SGEMM of the codes per group, by each exact kernel,
+// then int_group_step) and a plain integer reference (P_g in int64, uint32 wrap-around), all
+// equal: codes x ∈ [−127, 127] (some −0), q ∈ [−8, 7], ŝ over the whole int16 range; a partial
+// last group (k 300), 86 groups (k 11008), row strides k + 1 (scalar loads), and one 16384-wide
+// group of 127·(−8) (|P| just below 2²⁴: the bound of the any-order exactness).
+void test_int_linear(Rng& g) {
+  struct Case {
+    int m, n, k, gs, pad;
+    bool extreme;
+  } cases[] = {{130, 129, 300, 128, 0, false}, {257, 130, 1024, 128, 0, false}, {257, 130, 1024, 128, 1, false},
+               {5, 300, 11008, 128, 0, false},  {64, 64, 16384, 16384, 0, true},  {129, 3, 4104, 4096, 1, false},
+               {1, 257, 256, 8, 0, false}};
+  for (const Case& cs : cases) {
+    const int lda = cs.k + cs.pad, G = (cs.k + cs.gs - 1) / cs.gs, ldsg = (cs.n + 7) / 8 * 8;
+    std::vector<float> x((size_t)cs.m * lda), q((size_t)cs.n * lda);
+    for (size_t i = 0; i < x.size(); i++) {
+      x[i] = cs.extreme ? 127.0f : (float)(int)std::floor(g.uniform(-127.0f, 128.0f));
+      if (x[i] > 127.0f) x[i] = 127.0f;
+      if (x[i] == 0.0f && i % 2) x[i] = -0.0f;
+    }
+    for (float& v : q) v = cs.extreme ? -8.0f : std::min(7.0f, (float)(int)std::floor(g.uniform(-8.0f, 8.0f)));
+    std::vector<short> sg((size_t)G * ldsg);
+    for (short& v : sg) v = (short)(int)std::floor(g.uniform(-32768.0f, 32767.0f));
+    std::vector<int32_t> ref((size_t)cs.m * cs.n);
+    for (int r = 0; r < cs.m; r++)
+      for (int c = 0; c < cs.n; c++) {
+        uint32_t a = 0;
+        for (int gi = 0; gi < G; gi++) {
+          long long p = 0;
+          for (int kk = gi * cs.gs; kk < std::min(cs.k, (gi + 1) * cs.gs); kk++)
+            p += (long long)x[(size_t)r * lda + kk] * (long long)q[(size_t)c * lda + kk];
+          const uint32_t v = (uint32_t)(int32_t)sg[(size_t)gi * ldsg + c] * (uint32_t)(int32_t)p;
+          a = gi == 0 ? v : a + v;
+        }
+        ref[(size_t)r * cs.n + c] = (int32_t)a;
+      }
+    Buf<float> dx(x), dq(q), t((size_t)cs.m * cs.n);
+    Buf<short> dsg(sg);
+    char what[160];
+    for (int v = 1; v <= 2; v++) {  // the per-group path, as calib_server runs it without the fusion
+      Buf<int32_t> acc((size_t)cs.m * cs.n);
+      for (int gi = 0; gi < G; gi++) {
+        const int k0 = gi * cs.gs, kg = std::min(cs.gs, cs.k - k0);
+        F::exact::sgemm_v(v, false, true, cs.m, cs.n, kg, 1.0f, dx.p + k0, lda, dq.p + k0, lda, 0.0f, t.p, cs.n, nullptr);
+        F::int_group_step(acc.p, nullptr, t.p, cs.m, cs.n, dsg.p + (size_t)gi * ldsg, true, true, gi == 0, nullptr);
+      }
+      std::snprintf(what, sizeof what, "int linear per-group (sgemm%s) m%d n%d k%d gs%d lda %d%s", v == 2 ? "2" : "",
+                    cs.m, cs.n, cs.k, cs.gs, lda, cs.extreme ? " (|P| at the bound)" : "");
+      expect_bits(what, acc.get(), ref);
+    }
+    Buf<int32_t> acc((size_t)cs.m * cs.n);
+    const bool ran = F::exact::int_linear_fused(cs.m, cs.n, cs.k, cs.gs, dx.p, lda, dq.p, lda, dsg.p, ldsg, acc.p, cs.n,
+                                                nullptr);
+    std::snprintf(what, sizeof what, "int linear fused m%d n%d k%d gs%d lda %d%s", cs.m, cs.n, cs.k, cs.gs, lda,
+                  cs.extreme ? " (|P| at the bound)" : "");
+    if (!ran) {
+      g_failed++;
+      std::printf("calib-exact %s: FAIL, not launched\n", what);
+    } else {
+      expect_bits(what, acc.get(), ref);
+    }
+  }
 }
 
 void test_attention(Rng& g) {
@@ -328,10 +423,22 @@ float time_ms(Fn fn) {
 
 void bench(Rng& g) {
   const int M = 4096, N = 4096, K = 4096;
-  Buf<float> x(rand_vec(g, (size_t)M * K, 1.0f)), w(rand_vec(g, (size_t)N * K, 0.05f)), y((size_t)M * N);
+  Buf<float> x(rand_vec(g, (size_t)M * K, 1.0f)), w(rand_vec(g, (size_t)N * K, 0.05f)), y((size_t)M * N),
+      y2((size_t)M * N);
   cublasHandle_t h;
   if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("cublasCreate");
-  const float ms_exact = time_ms([&] { F::exact::sgemm(false, true, M, N, K, 1.0f, x.p, K, w.p, K, 0.0f, y.p, N, nullptr); });
+  // The linears' form (x·Wᵀ: NT) and XᵀX's (TN), each by both kernels; the outputs of the two
+  // kernels are compared bit for bit (K = 4096: 11 canonical blocks, data of the 7B's scale).
+  const float ms_exact = time_ms([&] { F::exact::sgemm_v(1, false, true, M, N, K, 1.0f, x.p, K, w.p, K, 0.0f, y.p, N, nullptr); });
+  const float ms_exact2 = time_ms([&] { F::exact::sgemm_v(2, false, true, M, N, K, 1.0f, x.p, K, w.p, K, 0.0f, y2.p, N, nullptr); });
+  expect_bits("sgemm2 vs sgemm NT 4096x4096x4096 (bench data)", y2.get(), y.get());
+  const float ms_xtx = time_ms([&] { F::exact::sgemm_v(1, true, false, M, N, K, 1.0f, x.p, M, x.p, N, 0.0f, y.p, N, nullptr); });
+  const float ms_xtx2 = time_ms([&] { F::exact::sgemm_v(2, true, false, M, N, K, 1.0f, x.p, M, x.p, N, 0.0f, y2.p, N, nullptr); });
+  expect_bits("sgemm2 vs sgemm TN (XtX) 4096x4096x4096 (bench data)", y2.get(), y.get());
+  // The advance's W4A8 integer linears: one SGEMM per 128-wide group (k 128, rows of 4096).
+  const float ms_g = time_ms([&] { F::exact::sgemm_v(1, false, true, M, N, 128, 1.0f, x.p, K, w.p, K, 0.0f, y.p, N, nullptr); });
+  const float ms_g2 = time_ms([&] { F::exact::sgemm_v(2, false, true, M, N, 128, 1.0f, x.p, K, w.p, K, 0.0f, y2.p, N, nullptr); });
+  expect_bits("sgemm2 vs sgemm NT 4096x4096x128 lda 4096 (bench data)", y2.get(), y.get());
   const float ms_cublas = time_ms([&] { F::sgemm_xwT(h, x.p, M, K, w.p, N, y.p); });
   cublasDestroy(h);
   F::Dims d;
@@ -340,11 +447,136 @@ void bench(Rng& g) {
   Buf<float> q(rand_vec(g, (size_t)rows * qd, 1.0f)), s((size_t)d.heads * d.seq * d.seq), o((size_t)rows * qd);
   const float ms_att = time_ms([&] { F::exact::attention(q.p, q.p, q.p, s.p, o.p, 1, d, nullptr); });
   const double tf = 2.0 * M * N * K / 1e12;
+  auto tfs = [&](float ms) { return tf / (ms / 1e3); };
   std::printf("bench calib-exact sgemm 4096x4096x4096: exact %.2f ms (%.1f TFLOP/s), cuBLAS fp32 %.2f ms (%.1f TFLOP/s); "
               "exact attention 1 window x 32 heads x 512: %.2f ms\n",
-              ms_exact, tf / (ms_exact / 1e3), ms_cublas, tf / (ms_cublas / 1e3), ms_att);
-  std::printf("{\"bench\":\"calib_exact\",\"sgemm_exact_ms\":%.3f,\"sgemm_cublas_ms\":%.3f,\"attention_exact_ms\":%.3f}\n",
-              ms_exact, ms_cublas, ms_att);
+              ms_exact, tfs(ms_exact), ms_cublas, tfs(ms_cublas), ms_att);
+  std::printf("bench calib-exact sgemm2 4096x4096x4096: NT (x.W^T) old %.2f ms (%.1f TFLOP/s) -> sgemm2 %.2f ms (%.1f TFLOP/s, "
+              "%.2fx); TN (XtX) old %.2f ms (%.1f) -> sgemm2 %.2f ms (%.1f, %.2fx); cuBLAS fp32 NT %.2f ms (%.1f)\n",
+              ms_exact, tfs(ms_exact), ms_exact2, tfs(ms_exact2), ms_exact / ms_exact2, ms_xtx, tfs(ms_xtx), ms_xtx2,
+              tfs(ms_xtx2), ms_xtx / ms_xtx2, ms_cublas, tfs(ms_cublas));
+  const double tg = 2.0 * M * N * 128 / 1e12;
+  std::printf("bench calib-exact sgemm2 per-group 4096x4096x128 (the W4A8 advance's calls): old %.3f ms (%.1f TFLOP/s) "
+              "-> sgemm2 %.3f ms (%.1f TFLOP/s, %.2fx)\n",
+              ms_g, tg / (ms_g / 1e3), ms_g2, tg / (ms_g2 / 1e3), ms_g / ms_g2);
+  std::printf("{\"bench\":\"calib_exact\",\"sgemm_exact_ms\":%.3f,\"sgemm2_exact_ms\":%.3f,\"xtx_exact_ms\":%.3f,"
+              "\"xtx2_exact_ms\":%.3f,\"group_exact_ms\":%.4f,\"group2_exact_ms\":%.4f,\"sgemm_cublas_ms\":%.3f,"
+              "\"attention_exact_ms\":%.3f}\n",
+              ms_exact, ms_exact2, ms_xtx, ms_xtx2, ms_g, ms_g2, ms_cublas, ms_att);
+}
+
+// A 7B chunk's exact kernels, each timed alone at LLaMA-2-7B's shapes (rows R = 4096 = one
+// chunk, hidden H = 4096, intermediate I = 11008, 8 windows of 512, 32 heads of 128), then the
+// per-layer GPU time of the exact pass projected from the counts per chunk (16 chunks per layer
+// at 128 × 512 tokens), with the old SGEMM and with sgemm2: the split that decides what else
+// must go faster (runtime/NOTES.md "Exact SGEMM 2"). Counts per chunk:
+//   forward (collect's float layer, and gptq's advance: dense dequantized weights): 2 RMSNorms,
+//     attention of 8 windows, SwiGLU, linears x·Wᵀ: 4 × (H, H), 2 × (I, H), 1 × (H, I) [n, k];
+//   collect's statistics: channel_blocks + token_max on 3 inputs of width H and one of I;
+//     gptq also XᵀX (3 × H², 1 × I², K = R, widened into fp64) and row_sumsq of all 7 outputs;
+//   fptq's advance (W4A8 integer scales, g128): quantize_act on 3 sites of width H and one of I;
+//     per linear one (R, n, 128) SGEMM + int_group_step per group (32 groups at k = H, 86 at
+//     k = I), then the int epilogue.
+// Not modelled: RoPE, bias adds, the stream's fp16 rounding, host transfers and waits.
+void bench_7b(Rng& g) {
+  const int R = 4096, H = 4096, I = 11008, G = 128;
+  std::vector<float> host = rand_vec(g, (size_t)I * H, 1.0f);
+  auto filled = [&](size_t n) {
+    auto b = std::make_unique<Buf<float>>(n);
+    for (size_t o = 0; o < n; o += host.size())
+      CK(cudaMemcpy(b->p + o, host.data(), std::min(host.size(), n - o) * 4, cudaMemcpyHostToDevice));
+    return b;
+  };
+  auto x = filled((size_t)R * I), w = filled((size_t)I * H), y = filled((size_t)R * I), u = filled((size_t)R * I);
+  auto nw = filled(I);
+  // [n, k] linear of R rows by version v.
+  auto lin = [&](int v, int n, int k) {
+    return time_ms([&] { F::exact::sgemm_v(v, false, true, R, n, k, 1.0f, x->p, k, w->p, k, 0.0f, y->p, n, nullptr); });
+  };
+  auto grp = [&](int v, int n, int k) {  // one group's call inside a k-wide input
+    return time_ms([&] { F::exact::sgemm_v(v, false, true, R, n, G, 1.0f, x->p, k, w->p, k, 0.0f, y->p, n, nullptr); });
+  };
+  double fwd_lin[3] = {0, 0, 0}, adv_grp[3] = {0, 0, 0}, xtx_tn[3] = {0, 0, 0};
+  float t_hh[3], t_ih[3], t_hi[3], t_g_h[3], t_g_i[3], t_xh[3], t_xi[3];
+  std::unique_ptr<Buf<float>> xt = filled((size_t)I * I);
+  for (int v = 1; v <= 2; v++) {
+    t_hh[v] = lin(v, H, H), t_ih[v] = lin(v, I, H), t_hi[v] = lin(v, H, I);
+    t_g_h[v] = grp(v, H, H), t_g_i[v] = grp(v, I, H);
+    const float t_g_down = grp(v, H, I);
+    t_xh[v] = time_ms([&] { F::exact::sgemm_v(v, true, false, H, H, R, 1.0f, x->p, H, x->p, H, 0.0f, xt->p, H, nullptr); });
+    t_xi[v] = time_ms([&] { F::exact::sgemm_v(v, true, false, I, I, R, 1.0f, x->p, I, x->p, I, 0.0f, xt->p, I, nullptr); });
+    fwd_lin[v] = 4 * t_hh[v] + 2 * t_ih[v] + t_hi[v];
+    adv_grp[v] = 4 * (H / G) * t_g_h[v] + 2 * (H / G) * t_g_i[v] + ((I + G - 1) / G) * t_g_down;
+    xtx_tn[v] = 3 * t_xh[v] + t_xi[v];
+  }
+  F::Dims d;
+  d.hidden = H, d.heads = 32, d.kv_heads = 32, d.head_dim = 128, d.seq = 512, d.intermediate = I;
+  Buf<float> sc((size_t)8 * d.heads * d.seq * d.seq), mn(I), mx(I), tok(R), rs(R);
+  Buf<double> sq(I), rows64(R), acc64((size_t)H * H);
+  const float t_att = time_ms([&] { F::exact::attention(x->p, x->p, x->p, sc.p, y->p, 8, d, nullptr); });
+  const float t_norm = time_ms([&] { F::exact::add_rmsnorm(u->p, x->p, nw->p, 1e-5f, R, H, y->p, nullptr); });
+  const float t_swiglu = time_ms([&] { F::exact::swiglu(u->p, x->p, (size_t)R * I, nullptr); });
+  const float t_cb_h = time_ms([&] { F::exact::channel_blocks(x->p, R, H, mn.p, mx.p, sq.p, nullptr); });
+  const float t_cb_i = time_ms([&] { F::exact::channel_blocks(x->p, R, I, mn.p, mx.p, sq.p, nullptr); });
+  const float t_tm_h = time_ms([&] { F::token_max(x->p, R, H, tok.p, nullptr); });
+  const float t_tm_i = time_ms([&] { F::token_max(x->p, R, I, tok.p, nullptr); });
+  const float t_rs_h = time_ms([&] { F::exact::row_sumsq(y->p, R, H, nullptr, rows64.p, nullptr); });
+  const float t_rs_i = time_ms([&] { F::exact::row_sumsq(y->p, R, I, nullptr, rows64.p, nullptr); });
+  // XᵀX's widening into fp64 (H² here; I² scaled by (I/H)²): xtx_accumulate minus its SGEMM.
+  const int vcur = F::exact::sgemm_version();
+  const float t_xtx_h = time_ms([&] { F::exact::xtx_accumulate(x->p, R, H, xt->p, acc64.p, nullptr); });
+  const double t_widen = std::max(0.0, (double)t_xtx_h - t_xh[vcur == 2 ? 2 : 1]);
+  const float t_qa_h = time_ms([&] { F::quantize_act(x->p, R, H, nullptr, y->p, rs.p, nullptr); });
+  const float t_qa_i = time_ms([&] { F::quantize_act(x->p, R, I, nullptr, y->p, rs.p, nullptr); });
+  Buf<int32_t> acc((size_t)R * I);
+  Buf<short> sg(std::vector<short>(I, 3));
+  Buf<float> f(std::vector<float>(I, 0.01f));
+  const float t_step_h = time_ms([&] { F::int_group_step(acc.p, nullptr, y->p, R, H, sg.p, true, true, false, nullptr); });
+  const float t_step_i = time_ms([&] { F::int_group_step(acc.p, nullptr, y->p, R, I, sg.p, true, true, false, nullptr); });
+  const float t_epi_h = time_ms([&] { F::w4a8_int_epilogue(u->p, acc.p, R, H, nullptr, rs.p, f.p, nullptr, nullptr); });
+  const float t_epi_i = time_ms([&] { F::w4a8_int_epilogue(u->p, acc.p, R, I, nullptr, rs.p, f.p, nullptr, nullptr); });
+  // The W4A8 integer linear of a (H, H) projection: per-group path (32 × (sgemm + int_group_step))
+  // by each SGEMM vs the fused launch.
+  float t_int[3] = {0, 0, 0};
+  {
+    Buf<short> sgh(std::vector<short>((size_t)(H / G) * H, 5));
+    for (int v = 1; v <= 2; v++)
+      t_int[v] = time_ms([&] {
+        for (int gi = 0; gi < H / G; gi++) {
+          F::exact::sgemm_v(v, false, true, R, H, G, 1.0f, x->p + gi * G, H, w->p + gi * G, H, 0.0f, y->p, H, nullptr);
+          F::int_group_step(acc.p, nullptr, y->p, R, H, sgh.p + (size_t)gi * H, true, true, gi == 0, nullptr);
+        }
+      });
+    t_int[0] = time_ms([&] { F::exact::int_linear_fused(R, H, H, G, x->p, H, w->p, H, sgh.p, H, acc.p, H, nullptr); });
+  }
+  std::printf("bench calib-exact W4A8 int linear 4096x4096 k4096 g128 (ms): per-group old %.2f, per-group sgemm2 %.2f, "
+              "fused %.2f (%.2fx vs per-group sgemm2)\n",
+              t_int[1], t_int[2], t_int[0], t_int[2] / t_int[0]);
+  std::printf("bench calib-exact 7B chunk (ms; old -> sgemm2): linears NT HxH %.2f -> %.2f, IxH %.2f -> %.2f, HxI %.2f -> "
+              "%.2f; per-group k128 H %.3f -> %.3f, I %.3f -> %.3f; XtX TN H %.2f -> %.2f, I %.2f -> %.2f\n",
+              t_hh[1], t_hh[2], t_ih[1], t_ih[2], t_hi[1], t_hi[2], t_g_h[1], t_g_h[2], t_g_i[1], t_g_i[2], t_xh[1],
+              t_xh[2], t_xi[1], t_xi[2]);
+  std::printf("bench calib-exact 7B chunk (ms): attention 8 windows %.2f, add_rmsnorm %.3f, swiglu %.3f, channel_blocks "
+              "H %.3f I %.3f, token_max H %.3f I %.3f, row_sumsq H %.3f I %.3f, widen H^2 %.3f, quantize_act H %.3f I "
+              "%.3f, int_group_step H %.3f I %.3f, int epilogue H %.3f I %.3f\n",
+              t_att, t_norm, t_swiglu, t_cb_h, t_cb_i, t_tm_h, t_tm_i, t_rs_h, t_rs_i, t_widen, t_qa_h, t_qa_i, t_step_h,
+              t_step_i, t_epi_h, t_epi_i);
+  const double rest_fwd = 2 * t_norm + t_att + t_swiglu;
+  const double stats = 3 * (t_cb_h + t_tm_h) + t_cb_i + t_tm_i;
+  const double hess = t_widen * (3 + (double)I * I / ((double)H * H)) + 5 * t_rs_h + 2 * t_rs_i;
+  const double adv_int = 3 * t_qa_h + t_qa_i + 4 * (H / G) * t_step_h + 2 * (H / G) * t_step_i +
+                         ((I + G - 1) / G) * t_step_h + 5 * t_epi_h + 2 * t_epi_i;
+  const int chunks = 16;
+  for (int v = 1; v <= 2; v++) {
+    const double fptq = chunks * (fwd_lin[v] + rest_fwd + stats + adv_grp[v] + adv_int + rest_fwd) / 1e3;
+    const double gptq = chunks * (fwd_lin[v] + rest_fwd + stats + xtx_tn[v] + hess + fwd_lin[v] + rest_fwd) / 1e3;
+    std::printf("bench calib-exact 7B projected GPU s/layer with %s: w4a8-fptq %.2f (SGEMM %.2f, attention %.2f, "
+                "int steps %.2f, rest %.2f); w4a16-gptq %.2f (SGEMM %.2f, widen+row_sumsq %.2f)\n",
+                v == 1 ? "the old SGEMM" : "sgemm2", fptq, chunks * (fwd_lin[v] + adv_grp[v]) / 1e3,
+                chunks * 2 * t_att / 1e3, chunks * adv_int / 1e3,
+                fptq - chunks * (fwd_lin[v] + adv_grp[v] + 2 * t_att + adv_int) / 1e3, gptq,
+                chunks * (2 * fwd_lin[v] + xtx_tn[v]) / 1e3, chunks * hess / 1e3);
+  }
 }
 
 }  // namespace
@@ -352,10 +584,14 @@ void bench(Rng& g) {
 int cmd_test_calib_exact(const Args& a) {
   Rng g((uint64_t)a.get_int("seed", 1), 7);
   test_sgemm(g);
+  test_int_linear(g);
   test_attention(g);
   test_elementwise_and_stats(g);
   test_golden(a.get("golden", "runtime/tests/data/calib_exact_golden.bin"));
-  if (!a.has("no-bench")) bench(g);
+  if (!a.has("no-bench")) {
+    bench(g);
+    bench_7b(g);
+  }
   std::printf("{\"ok\":%s,\"test\":\"calib-exact\",\"failed\":%d}\n", g_failed ? "false" : "true", g_failed);
   std::fprintf(stderr, "calib-exact kernels: %s (%d failed)\n", g_failed ? "FAIL" : "PASS", g_failed);
   return g_failed ? 1 : 0;

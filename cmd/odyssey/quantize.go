@@ -40,6 +40,9 @@ type quantizeOptions struct {
 	noSync bool
 	strict bool // refuse calibration data that does not look like text
 	device string
+	// gpuPrecision is the GPU calibration's arithmetic (fp16, fp32, exact; "" for
+	// $ODYSSEY_CALIB_PRECISION, else the runtime's default fp16).
+	gpuPrecision string
 	// runtimePath is the odyssey-rt that calibrates on the GPU ("" for the CPU), resolved
 	// from device by resolveQuantizeDevice before any work.
 	runtimePath string
@@ -98,11 +101,22 @@ Odyssey output stores int4 weights only.`,
 			default:
 				return usageErrorf("unknown --export %q (want %s or %s)", o.export, artifact.OutputOdyssey, artifact.OutputCompressedTensors)
 			}
+			switch o.gpuPrecision {
+			case "", "fp16", "fp32", "exact":
+			default:
+				return usageErrorf("unknown --gpu-precision %q (want fp16, fp32 or exact)", o.gpuPrecision)
+			}
+			if o.gpuPrecision != "" && o.device == "cpu" {
+				return usageErrorf("--gpu-precision %s applies to the GPU calibration; --device cpu never uses it", o.gpuPrecision)
+			}
 			rt, err := resolveQuantizeDevice(cmd.Context(), g, o.device)
 			if err != nil {
 				return err
 			}
 			o.runtimePath = rt
+			if rt == "" && o.gpuPrecision != "" {
+				fmt.Fprintf(g.errOut, "odyssey: note: --gpu-precision %s is not used: calibrating on the CPU\n", o.gpuPrecision)
+			}
 			return runQuantize(cmd.Context(), g, o)
 		},
 	}
@@ -118,6 +132,7 @@ Odyssey output stores int4 weights only.`,
 	f.BoolVar(&o.resume, "resume", false, "continue an interrupted run from the layers checkpointed in OUT.partial")
 	f.BoolVar(&o.noSync, "no-sync", false, "do not fsync the weight files before publishing OUT (faster on slow disks; a power loss may damage OUT)")
 	f.StringVar(&o.device, "device", "auto", "where calibration runs: cpu, cuda (the CUDA runtime, odyssey-rt calib: docs/gpu-calibration.md) or auto (cuda when a runtime is found and sees a GPU, else cpu)")
+	f.StringVar(&o.gpuPrecision, "gpu-precision", "", "arithmetic of the GPU calibration: fp16 (the default: fastest), fp32, or exact (the CPU's float32 arithmetic bit for bit: the artifact equals --device cpu's, at about 2.2× fp16's time on a 7B); default $"+gpu.CalibPrecisionEnv+", else fp16 (docs/gpu-calibration.md)")
 	_ = cmd.MarkFlagRequired("model")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
@@ -357,7 +372,7 @@ func prepareQuantize(g *globalOptions, o *quantizeOptions) (*quantizeJob, func()
 			fmt.Fprintf(g.errOut, "odyssey: note: calibrating on the CPU: %s\n", why)
 			o.runtimePath = ""
 		} else {
-			job.opt.NewPass = gpuCalibPass(g, o.runtimePath, dir, o.device, job.opt.Calib.Propagate)
+			job.opt.NewPass = gpuCalibPass(g, o.runtimePath, dir, o.device, o.gpuPrecision, job.opt.Calib.Propagate)
 		}
 	}
 	if !job.needsCalib {
@@ -680,13 +695,13 @@ func gpuCalibUnsupported(opt ptq.Options) string {
 // (advance_quantized for quantized propagation); with --device auto a runtime that cannot
 // (an older build, a server that fails to start) leaves the calibration to the CPU pass,
 // with a note, and with --device cuda it is an error.
-func gpuCalibPass(g *globalOptions, runtimePath, dir, device string, prop calib.Propagation) ptq.NewPassFunc {
+func gpuCalibPass(g *globalOptions, runtimePath, dir, device, precision string, prop calib.Propagation) ptq.NewPassFunc {
 	return func(hm *hf.Model, windows [][]int, copt calib.Options) (ptq.Pass, error) {
 		need := []string{"collect", "advance"}
 		if prop != calib.PropagateFloat {
 			need = append(need, "advance_quantized")
 		}
-		p, err := gpu.StartCalib(context.Background(), gpu.CalibOptions{Runtime: runtimePath, Model: dir, Need: need}, hm, windows, copt)
+		p, err := gpu.StartCalib(context.Background(), gpu.CalibOptions{Runtime: runtimePath, Model: dir, Need: need, Precision: precision}, hm, windows, copt)
 		if err != nil && device == "auto" {
 			fmt.Fprintf(g.errOut, "odyssey: note: calibrating on the CPU: the GPU calibration did not start: %v\n", err)
 			return calib.NewPass(hm, windows, copt)

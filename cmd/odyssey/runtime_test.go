@@ -275,3 +275,34 @@ func TestQuantizeW8A8GPUFallsBackToCPU(t *testing.T) {
 		t.Errorf("--device cuda left %s behind (%v)", out2, err)
 	}
 }
+
+// --gpu-precision reaches `odyssey-rt calib` as --precision, and is checked before any work.
+func TestQuantizeGPUPrecisionFlag(t *testing.T) {
+	needUnix(t)
+	args := filepath.Join(t.TempDir(), "calib-args")
+	rt := fakeRuntime(t, "if [ \"$1\" = info ]; then cat <<'EOF'\n"+fakeInfo+"\nEOF\nelse echo \"$@\" > "+args+"; echo 'no GPU here' >&2; exit 9; fi")
+	t.Setenv(gpu.EnvRuntime, rt)
+	t.Setenv(gpu.CalibPrecisionEnv, "")
+	out := filepath.Join(t.TempDir(), "q")
+	rec := writeRecipe(t, "version: 1\nbase: w4a8-fptq\ncalibration:\n  samples: 2\n  seq_len: 32\n")
+	code, _, errOut := quantize(t, "--model", tiny, "--out", out, "--recipe", rec, "--calib", sample, "--device", "cuda", "--gpu-precision", "exact")
+	if code == 0 {
+		t.Fatalf("the fake runtime cannot calibrate, yet exit 0: %s", errOut)
+	}
+	b, err := os.ReadFile(args)
+	if err != nil || !strings.Contains(string(b), "--precision exact") {
+		t.Errorf("odyssey-rt calib was started with %q (%v), want --precision exact; stderr: %s", b, err, errOut)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--gpu-precision", "bf16"}, `unknown --gpu-precision "bf16"`},
+		{[]string{"--gpu-precision", "exact", "--device", "cpu"}, "--device cpu never uses it"},
+	} {
+		code, _, errOut := quantize(t, append([]string{"--model", tiny, "--out", filepath.Join(t.TempDir(), "u")}, c.args...)...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, want %d with %q: %s", c.args, code, exitUsage, c.want, errOut)
+		}
+	}
+}

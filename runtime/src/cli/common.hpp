@@ -1,6 +1,6 @@
 // common.hpp: small host-side helpers shared by odyssey-rt's commands: checked CUDA calls that
 // throw (the CLI turns any exception into {"ok": false, "error": ...} and a non-zero exit),
-// an owning device buffer, fp16 conversion for the host, and argument parsing.
+// owning device buffers (untyped DeviceBuffer, typed Buf), fp16 conversion for the host, and argument parsing.
 #pragma once
 
 #include <cuda_fp16.h>
@@ -74,6 +74,25 @@ class DeviceBuffer {
  private:
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
+};
+
+// A typed device array filled from (and read back into) a host vector: the calibration tests'
+// operands. get() waits for the device first, so results of kernels on any stream are complete.
+template <class T>
+struct Buf {
+  T* p = nullptr;
+  size_t n = 0;
+  explicit Buf(size_t count) : n(count) { CK(cudaMalloc(&p, (count > 0 ? count : 1) * sizeof(T))); }
+  Buf(const std::vector<T>& v) : Buf(v.size()) { CK(cudaMemcpy(p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice)); }
+  ~Buf() { cudaFree(p); }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  std::vector<T> get() const {
+    std::vector<T> v(n);
+    CK(cudaDeviceSynchronize());
+    CK(cudaMemcpy(v.data(), p, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return v;
+  }
 };
 
 inline float half_bits_to_float(uint16_t h) {

@@ -305,6 +305,30 @@ __device__ __forceinline__ void store_outputs(const Sm90Params& p, const Acc (&t
   }
 }
 
+// Per-channel scales (SPG == 0: one chain over the whole K, scaled once at the end of the tile):
+// total[OFF + j] = ŝ_c · part[j] (integer scales, uint32) or float(part[j]) · (s_c / 16) (float
+// scales) for the N registers of one chain; register j belongs to channel c0 + 8·((j>>1)&1) in
+// every m64nN D fragment, so the same two scales serve a whole tile (v1, v2, v4: one 64-register
+// chain; v3, v3p, v6: two 32-register halves at OFF 0 and 32). ok0/ok1: rows c0 and c0 + 8's
+// strips are below Np.
+template <class Scale>
+__device__ __forceinline__ void channel_scales(const Sm90Params& p, int c0, bool ok0, bool ok1, Scale (&scc)[2]) {
+  const Scale* gs = static_cast<const Scale*>(p.group_scale);
+  scc[0] = ok0 ? gs[c0] : Scale(0);
+  scc[1] = ok1 ? gs[c0 + 8] : Scale(0);
+}
+template <bool INT_SCALE, int OFF, int N, class Acc, class Scale>
+__device__ __forceinline__ void scale_chain(Acc (&total)[64], const uint32_t (&part)[N], const Scale (&scc)[2]) {
+  static_assert(OFF + N <= 64, "a chain's registers lie in total");
+#pragma unroll
+  for (int j = 0; j < N; j++) {
+    if constexpr (INT_SCALE)
+      total[OFF + j] = (uint32_t)(int32_t)scc[(j >> 1) & 1] * part[j];
+    else
+      total[OFF + j] = __fmul_rn(__int2float_rn((int32_t)part[j]), scc[(j >> 1) & 1] * 0.0625f);
+  }
+}
+
 // The end of a tile for v1, v2 and v4 (one 64-register partial): per-channel scaling of the one
 // chain (SPG == 0), then the epilogue. ok0/ok1: rows c0 and c0 + 8's strips are below Np.
 template <int SPG, bool INT_SCALE, class Acc>
@@ -312,18 +336,9 @@ __device__ __forceinline__ void store_tile(const Sm90Params& p, Acc (&total)[64]
                                            int t0, int tig, bool ok0, bool ok1) {
   using Scale = typename std::conditional<INT_SCALE, int16_t, float>::type;
   if (!SPG) {
-    const Scale* gs = static_cast<const Scale*>(p.group_scale);
-    Scale scc[2] = {Scale(0), Scale(0)};
-    if (ok0) scc[0] = gs[c0];
-    if (ok1) scc[1] = gs[c0 + 8];
-    if constexpr (INT_SCALE) {
-#pragma unroll
-      for (int i = 0; i < 64; i++) total[i] = (uint32_t)(int32_t)scc[(i >> 1) & 1] * part[i];
-    } else {
-#pragma unroll
-      for (int i = 0; i < 64; i++)
-        total[i] = __fmul_rn(__int2float_rn((int32_t)part[i]), scc[(i >> 1) & 1] * 0.0625f);
-    }
+    Scale scc[2];
+    channel_scales(p, c0, ok0, ok1, scc);
+    scale_chain<INT_SCALE, 0>(total, part, scc);
   }
   store_outputs<INT_SCALE>(p, total, c0, t0, tig);
 }
@@ -953,22 +968,10 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3_kernel(const Sm90Pa
   cp_async_wait<0>();
 
   if (!SPG) {
-    Scale scc[2] = {Scale(0), Scale(0)};
-    if (ok0) scc[0] = gs[c0];
-    if (ok1) scc[1] = gs[c0 + 8];
-    if constexpr (INT_SCALE) {
-#pragma unroll
-      for (int j = 0; j < 32; j++) {
-        total[j] = (uint32_t)(int32_t)scc[(j >> 1) & 1] * part0[j];
-        total[32 + j] = (uint32_t)(int32_t)scc[(j >> 1) & 1] * part1[j];
-      }
-    } else {
-#pragma unroll
-      for (int j = 0; j < 32; j++) {
-        total[j] = __fmul_rn(__int2float_rn((int32_t)part0[j]), scc[(j >> 1) & 1] * 0.0625f);
-        total[32 + j] = __fmul_rn(__int2float_rn((int32_t)part1[j]), scc[(j >> 1) & 1] * 0.0625f);
-      }
-    }
+    Scale scc[2];
+    channel_scales(p, c0, ok0, ok1, scc);
+    scale_chain<INT_SCALE, 0>(total, part0, scc);
+    scale_chain<INT_SCALE, 32>(total, part1, scc);
   }
 
   store_outputs<INT_SCALE>(p, total, c0, t0, tig);  // v2's epilogue
@@ -1205,22 +1208,10 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3p_kernel(const Sm90P
     if (SPG && pending) fold_half<INT_SCALE>(total, part1, 1, pend0, pend1);
 
     if (!SPG) {
-      Scale scc[2] = {Scale(0), Scale(0)};
-      if (ok0) scc[0] = gs[c0];
-      if (ok1) scc[1] = gs[c0 + 8];
-      if constexpr (INT_SCALE) {
-#pragma unroll
-        for (int j = 0; j < 32; j++) {
-          total[j] = (uint32_t)(int32_t)scc[(j >> 1) & 1] * part0[j];
-          total[32 + j] = (uint32_t)(int32_t)scc[(j >> 1) & 1] * part1[j];
-        }
-      } else {
-#pragma unroll
-        for (int j = 0; j < 32; j++) {
-          total[j] = __fmul_rn(__int2float_rn((int32_t)part0[j]), scc[(j >> 1) & 1] * 0.0625f);
-          total[32 + j] = __fmul_rn(__int2float_rn((int32_t)part1[j]), scc[(j >> 1) & 1] * 0.0625f);
-        }
-      }
+      Scale scc[2];
+      channel_scales(p, c0, ok0, ok1, scc);
+      scale_chain<INT_SCALE, 0>(total, part0, scc);
+      scale_chain<INT_SCALE, 32>(total, part1, scc);
     }
 
     store_outputs<INT_SCALE>(p, total, c0, t0, tig);  // v2's epilogue
@@ -1883,23 +1874,10 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
       if (SPG && pending && !kNoFold) fold_half<INT_SCALE>(total, part1, 1, pend0, pend1);
       clock_to(5);
       if (!SPG) {  // per-channel: one chain per half over the whole K, scaled once (v3's code)
-        const Scale* gsc = static_cast<const Scale*>(p.group_scale);
-        Scale scc[2] = {Scale(0), Scale(0)};
-        if (ok0) scc[0] = gsc[c0];
-        if (ok1) scc[1] = gsc[c0 + 8];
-        if constexpr (INT_SCALE) {
-#pragma unroll
-          for (int jj = 0; jj < 32; jj++) {
-            total[jj] = (uint32_t)(int32_t)scc[(jj >> 1) & 1] * part0[jj];
-            total[32 + jj] = (uint32_t)(int32_t)scc[(jj >> 1) & 1] * part1[jj];
-          }
-        } else {
-#pragma unroll
-          for (int jj = 0; jj < 32; jj++) {
-            total[jj] = __fmul_rn(__int2float_rn((int32_t)part0[jj]), scc[(jj >> 1) & 1] * 0.0625f);
-            total[32 + jj] = __fmul_rn(__int2float_rn((int32_t)part1[jj]), scc[(jj >> 1) & 1] * 0.0625f);
-          }
-        }
+        Scale scc[2];
+        channel_scales(p, c0, ok0, ok1, scc);
+        scale_chain<INT_SCALE, 0>(total, part0, scc);
+        scale_chain<INT_SCALE, 32>(total, part1, scc);
       }
       // Register 32·h + j of total is register j of half h: (channel c0 + 8·((j>>1)&1), token
       // t0 + 64·h + 8·(j>>2) + 2·tig + (j&1)), i.e. v4's m64n128 register i = 32·h + j (v3's

@@ -53,14 +53,23 @@ type CalibGreeting struct {
 // and it cannot run W8A8 layers; runtime/NOTES.md, session 7).
 const CalibPrecisionEnv = "ODYSSEY_CALIB_PRECISION"
 
+// ValidPrecision reports whether p names a GPU calibration arithmetic the runtime knows
+// ("" stands for the runtime's default).
+func ValidPrecision(p string) bool {
+	switch p {
+	case "", "fp32", "fp16", "exact":
+		return true
+	}
+	return false
+}
+
 // calibPrecision returns the precision to ask the runtime for ("" for its default).
 func calibPrecision(opt CalibOptions) (string, error) {
 	p, from := opt.Precision, "CalibOptions.Precision"
 	if p == "" {
 		p, from = os.Getenv(CalibPrecisionEnv), CalibPrecisionEnv
 	}
-	switch p {
-	case "", "fp32", "fp16", "exact":
+	if ValidPrecision(p) {
 		return p, nil
 	}
 	return "", fmt.Errorf("gpu: %s=%q: want fp32, fp16 or exact", from, p)

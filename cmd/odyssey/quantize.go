@@ -101,9 +101,7 @@ Odyssey output stores int4 weights only.`,
 			default:
 				return usageErrorf("unknown --export %q (want %s or %s)", o.export, artifact.OutputOdyssey, artifact.OutputCompressedTensors)
 			}
-			switch o.gpuPrecision {
-			case "", "fp16", "fp32", "exact":
-			default:
+			if !gpu.ValidPrecision(o.gpuPrecision) {
 				return usageErrorf("unknown --gpu-precision %q (want fp16, fp32 or exact)", o.gpuPrecision)
 			}
 			if o.gpuPrecision != "" && o.device == "cpu" {

@@ -531,7 +531,7 @@ func TestStartCalibProcess(t *testing.T) {
 }
 
 // The precision asked of the runtime: CalibOptions.Precision, else $ODYSSEY_CALIB_PRECISION,
-// passed as --precision (nothing when both are empty: the runtime's default); anything but
+// else DefaultCalibPrecision (exact), passed as --precision; anything but
 // fp32/fp16/exact is refused before a process starts. A greeting that reports the precision asked
 // for is accepted.
 func TestCalibPrecision(t *testing.T) {
@@ -539,7 +539,7 @@ func TestCalibPrecision(t *testing.T) {
 	for _, tc := range []struct {
 		opt, env, want, err string
 	}{
-		{"", "", "", ""},
+		{"", "", "exact", ""},
 		{"", "fp16", "fp16", ""},
 		{"fp32", "fp16", "fp32", ""},
 		{"", "exact", "exact", ""},
@@ -586,5 +586,17 @@ func TestCalibPrecision(t *testing.T) {
 	}
 	if !strings.Contains(string(b), "--precision fp16") {
 		t.Errorf("runtime arguments %q lack --precision fp16", b)
+	}
+	// Neither option nor environment: the default is asked for explicitly, never left to the
+	// runtime's own default (which is fp16 for odyssey-rt calib run by hand).
+	t.Setenv(CalibPrecisionEnv, "")
+	if _, err := StartCalib(context.Background(), CalibOptions{Runtime: script, Model: dir, Dir: dir}, hm, windows, calib.Options{}); err == nil {
+		t.Fatal("StartCalib succeeded with a runtime that exits at once")
+	}
+	if b, err = os.ReadFile(argsFile); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "--precision exact") {
+		t.Errorf("runtime arguments %q lack --precision exact (the default)", b)
 	}
 }

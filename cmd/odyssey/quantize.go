@@ -41,7 +41,7 @@ type quantizeOptions struct {
 	strict bool // refuse calibration data that does not look like text
 	device string
 	// gpuPrecision is the GPU calibration's arithmetic (fp16, fp32, exact; "" for
-	// $ODYSSEY_CALIB_PRECISION, else the runtime's default fp16).
+	// $ODYSSEY_CALIB_PRECISION, else gpu.DefaultCalibPrecision, exact).
 	gpuPrecision string
 	// runtimePath is the odyssey-rt that calibrates on the GPU ("" for the CPU), resolved
 	// from device by resolveQuantizeDevice before any work.
@@ -130,7 +130,7 @@ Odyssey output stores int4 weights only.`,
 	f.BoolVar(&o.resume, "resume", false, "continue an interrupted run from the layers checkpointed in OUT.partial")
 	f.BoolVar(&o.noSync, "no-sync", false, "do not fsync the weight files before publishing OUT (faster on slow disks; a power loss may damage OUT)")
 	f.StringVar(&o.device, "device", "auto", "where calibration runs: cpu, cuda (the CUDA runtime, odyssey-rt calib: docs/gpu-calibration.md) or auto (cuda when a runtime is found and sees a GPU, else cpu)")
-	f.StringVar(&o.gpuPrecision, "gpu-precision", "", "arithmetic of the GPU calibration: fp16 (the default: fastest), fp32, or exact (the CPU's float32 arithmetic bit for bit: the artifact equals --device cpu's, at about 2.2× fp16's time on a 7B); default $"+gpu.CalibPrecisionEnv+", else fp16 (docs/gpu-calibration.md)")
+	f.StringVar(&o.gpuPrecision, "gpu-precision", "", "arithmetic of the GPU calibration: exact (the CPU's float32 arithmetic bit for bit: the artifact equals --device cpu's), fp16 (fastest: about 0.75× exact's time on a 7B, artifacts within a few tenths of a percent of perplexity), or fp32; default $"+gpu.CalibPrecisionEnv+", else "+gpu.DefaultCalibPrecision+" (docs/gpu-calibration.md)")
 	_ = cmd.MarkFlagRequired("model")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd
@@ -707,6 +707,9 @@ func gpuCalibPass(g *globalOptions, runtimePath, dir, device, precision string, 
 		if err != nil {
 			return nil, err
 		}
+		// Which arithmetic made the statistics is worth a line: exact gives --device cpu's
+		// artifact byte for byte, fp16 and fp32 do not (docs/gpu-calibration.md).
+		fmt.Fprintf(g.errOut, "odyssey: calibrating on the GPU (odyssey-rt calib, %s arithmetic)\n", p.Greeting().PrecisionOrDefault())
 		return p, nil
 	}
 }

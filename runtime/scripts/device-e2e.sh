@@ -359,7 +359,8 @@ for s in "$@"; do
         for dev in cpu cuda; do
           a=$M/exact-$name-$preset-$dev
           s0=$(date +%s.%N)
-          prec=""; [ $dev = cuda ] && prec=exact
+          # E2E_EXACT_PRECISION="" leaves the precision to odyssey's default (which must be exact).
+          prec=""; [ $dev = cuda ] && prec=${E2E_EXACT_PRECISION-exact}
           ODYSSEY_CALIB_PRECISION=$prec timeout ${E2E_EXACT_TIMEOUT:-150} $ODY quantize --model "$dir" --recipe "$preset" \
             --calib "$CAL" --device $dev --out "$a" --force --no-sync --json > "$E/xq-$name-$preset-$dev.json" 2> "$E/xq-$name-$preset-$dev.log"
           rc=$?; secs=$(python3 -c "import sys; print(round(float(sys.argv[1]) - float(sys.argv[2]), 1))" "$(date +%s.%N)" "$s0")

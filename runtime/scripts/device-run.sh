@@ -39,9 +39,10 @@
 # calib-exact: odyssey-rt test calib-exact (--precision exact's kernels vs their host references
 #   and vs the Go pass's results in tests/data/calib_exact_golden.bin, bit for bit; every sgemm
 #   case through both exact SGEMMs, 1 and 2 = exact_sgemm2.cuh; bench rows: old vs sgemm2 (NT and
-#   TN, outputs compared bit for bit) vs cuBLAS fp32), the golden again with ODYSSEY_EXACT_SGEMM=2
-#   (the Go pass's layer outputs and XᵀX through sgemm2), test calib32 --no-bench with
-#   ODYSSEY_W4A8_INT_FUSED=1 (the W4A8 integer linear's fused group loop), sgemm2's and
+#   TN, outputs compared bit for bit) vs cuBLAS fp32), the golden again with ODYSSEY_EXACT_SGEMM=1
+#   (the Go pass's layer outputs and XᵀX through the first SGEMM; sgemm2 is the default), test
+#   calib32 --no-bench with ODYSSEY_W4A8_INT_FUSED=0 (the per-group integer linear; the fused
+#   group loop is the default), sgemm2's and
 #   int_linear's ptxas lines (0 spill),
 #   test_calib_exact_host, memcheck (--no-bench); ends with "calib-exact kernels: PASS" or "... FAIL".
 # decode-gemm: test gemm (every case), then bench gemm at M = 1, 2, 4, 8, 16 on the 7B and 70B
@@ -139,16 +140,18 @@ for s in "${steps[@]}"; do
     grep -E "FAIL|bench calib-exact" "$OUT/test-calib-exact.log" | head -40
     grep -c "bit-identical" "$OUT/test-calib-exact.log" | sed 's/^/calib-exact bit-identical checks: /'
     grep -c "^calib-exact sgemm2 .*bit-identical" "$OUT/test-calib-exact.log" | sed 's/^/calib-exact sgemm2 bit-identical checks (want 127: 124 cases + 3 bench): /'
-    # The whole test again with the dispatch on sgemm2: forward_chunk and the statistics of the
-    # golden (Go's own layer outputs and XᵀX) then run through exact_sgemm2.cuh.
-    ODYSSEY_EXACT_SGEMM=2 $B/odyssey-rt test calib-exact --no-bench > "$OUT/test-calib-exact2.log" 2>&1 || rc=1
-    grep -E "FAIL" "$OUT/test-calib-exact2.log" | head -20
-    echo "calib-exact with ODYSSEY_EXACT_SGEMM=2: $(grep -c "bit-identical" "$OUT/test-calib-exact2.log") bit-identical, $(grep -c "FAIL" "$OUT/test-calib-exact2.log") FAIL lines"
-    # The fake-quant W4A8 integer linears with the fused group loop (ODYSSEY_W4A8_INT_FUSED=1):
-    # test calib32's bit-exact int-linear cases against their integer reference.
-    ODYSSEY_W4A8_INT_FUSED=1 $B/odyssey-rt test calib32 --no-bench > "$OUT/test-calib32-fused.json" 2> "$OUT/test-calib32-fused.log" || rc=1
-    grep -E "FAIL" "$OUT/test-calib32-fused.log" | head -10
-    echo "calib32 with ODYSSEY_W4A8_INT_FUSED=1: $(tail -1 "$OUT/test-calib32-fused.log")"
+    # The whole test again with the dispatch on the first SGEMM (sgemm2 is the default):
+    # forward_chunk and the statistics of the golden (Go's own layer outputs and XᵀX) then run
+    # through the 64×64 kernel, which stays as the A/B baseline.
+    ODYSSEY_EXACT_SGEMM=1 $B/odyssey-rt test calib-exact --no-bench > "$OUT/test-calib-exact1.log" 2>&1 || rc=1
+    grep -E "FAIL" "$OUT/test-calib-exact1.log" | head -20
+    echo "calib-exact with ODYSSEY_EXACT_SGEMM=1: $(grep -c "bit-identical" "$OUT/test-calib-exact1.log") bit-identical, $(grep -c "FAIL" "$OUT/test-calib-exact1.log") FAIL lines"
+    # The fake-quant W4A8 integer linears with the per-group loop (ODYSSEY_W4A8_INT_FUSED=0; the
+    # fused loop is the default): test calib32's bit-exact int-linear cases against their
+    # integer reference.
+    ODYSSEY_W4A8_INT_FUSED=0 $B/odyssey-rt test calib32 --no-bench > "$OUT/test-calib32-pergroup.json" 2> "$OUT/test-calib32-pergroup.log" || rc=1
+    grep -E "FAIL" "$OUT/test-calib32-pergroup.log" | head -10
+    echo "calib32 with ODYSSEY_W4A8_INT_FUSED=0: $(tail -1 "$OUT/test-calib32-pergroup.log")"
     # sgemm2's four instantiations (-Xptxas -v in the build log): registers and spills (want 0).
     if [ -f "$OUT/build.log" ]; then
       grep -E -A4 "Compiling entry function '.*(sgemm2|int_linear)_kernel" "$OUT/build.log" | grep -E "Compiling|spill|registers" |

@@ -120,7 +120,7 @@ namespace exact {
 void sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
            float beta, float* c, int ldc, cudaStream_t stream);
 // The same with the kernel named: 1 the first (64×64 tile), 2 exact_sgemm2.cuh (128×128); the
-// result is the same bit for bit. sgemm() takes ODYSSEY_EXACT_SGEMM (2, else 1): sgemm_version().
+// result is the same bit for bit. sgemm() runs 2 unless ODYSSEY_EXACT_SGEMM=1: sgemm_version().
 void sgemm_v(int version, bool ta, bool tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b,
              int ldb, float beta, float* c, int ldc, cudaStream_t stream);
 int sgemm_version();
@@ -128,7 +128,7 @@ int sgemm_version();
 // [m, n] = Σ_g ŝ[g]·P_g in int32 (wrapping), P_g the group's Σ x·q over the integer codes x [m, k]
 // (row stride lda) and q [n, k] (row stride ldb); ŝ [G, ldsg]. Bit for bit the per-group SGEMM +
 // int_group_step path. Returns false (nothing launched) where it does not apply: group_size not
-// a multiple of 8 or above 16384. int_linear_fused_enabled(): ODYSSEY_W4A8_INT_FUSED=1.
+// a multiple of 8 or above 16384. int_linear_fused_enabled(): on unless ODYSSEY_W4A8_INT_FUSED=0.
 bool int_linear_fused(int m, int n, int k, int group_size, const float* x, int lda, const float* q, int ldb,
                       const short* sg, int ldsg, int32_t* acc32, int ldacc, cudaStream_t stream);
 bool int_linear_fused_enabled();

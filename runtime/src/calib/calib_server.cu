@@ -1361,7 +1361,7 @@ void Server::q_linear32(int lin, const float* x, int rows, float* y) {
       f32::quantize_act(x, rows, q.k, q.per_token ? nullptr : q.scale.p, qcodes32_.p, qrow32_.p, stream_);
       constexpr int kExactChunk = 16384;
       int32_t* acc = reinterpret_cast<int32_t*>(qacc32_.p);
-      // ODYSSEY_W4A8_INT_FUSED=1: the whole group loop in one launch, the same int32 acc bit for
+      // Unless ODYSSEY_W4A8_INT_FUSED=0: the whole group loop in one launch, the same int32 acc bit for
       // bit (the integer products are exact in any order; exact_sgemm2.cuh int_linear_kernel).
       const bool fused = f32::exact::int_linear_fused_enabled() &&
                          f32::exact::int_linear_fused(rows, q.n, q.k, q.group_size, qcodes32_.p, q.k, q.w.p, q.k,

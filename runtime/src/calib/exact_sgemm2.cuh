@@ -1,4 +1,4 @@
-// exact_sgemm2.cuh: the second exact SGEMM of `--precision exact` (ODYSSEY_EXACT_SGEMM=2):
+// exact_sgemm2.cuh: the second exact SGEMM of `--precision exact` (the default; ODYSSEY_EXACT_SGEMM=1 the first):
 // C = alpha·op(A)·op(B) (+ beta·C) as gemm.Sgemm, row-major, any transposes and leading
 // dimensions, with exactly the result of calib_exact.cu's sgemm_kernel (and of canon_dot /
 // canonical_ref.hpp's sgemm) for every output: one FMA chain per output from +0 over k in
@@ -38,7 +38,7 @@
 // against canonical_ref.hpp bit for bit (+ both kernels on the 4096³ bench data);
 // runtime/tests/layers_emu/run_sgemm2.sh runs this header on the CPU under emu.hpp (fibers) on
 // the same kind of cases. Bench: `bench calib-exact` rows (old vs this vs cuBLAS fp32).
-// The file also holds int_linear_kernel (ODYSSEY_W4A8_INT_FUSED=1): the W4A8 integer-scale
+// The file also holds int_linear_kernel (the default; ODYSSEY_W4A8_INT_FUSED=0 turns it off): the W4A8 integer-scale
 // fake-quant linear's whole group loop on the same tile loop (see its comment, at the end).
 #pragma once
 
@@ -218,7 +218,7 @@ __global__ void ODY_SGEMM2_BOUNDS sgemm2_kernel(int m, int n, int k, float alpha
   });
 }
 
-// ---- The W4A8 integer-scale linear (quant.QLinear) in one launch (ODYSSEY_W4A8_INT_FUSED=1).
+// ---- The W4A8 integer-scale linear (quant.QLinear) in one launch (unless ODYSSEY_W4A8_INT_FUSED=0).
 // acc32[r, c] = Σ_g ŝ[g, c]·P_g[r, c] in int32 with wrap-around (uint32 arithmetic), where
 // P_g = Σ_{k in group g} x[r, k]·q[c, k] over the activation codes x (integers, |x| ≤ 127) and the
 // weight codes q (integers in [−8, 7]), x [m, k] (row stride lda), q [n, k] (row stride ldb),

@@ -326,7 +326,7 @@ std::vector<uint8_t> pack_codes(const std::vector<int>& q, int n, int k, int np,
 
 // The server's q_linear32 W4A8Int sequence (quant.QLinear, engine.tile): per group, chunks of at
 // most 16384 channels: t = Σ x·q by SGEMM of the codes (exact integers), int_group_step (int32
-// ŝ·P sums, wrapping), w4a8_int_epilogue (or, with ODYSSEY_W4A8_INT_FUSED=1, the fused group
+// ŝ·P sums, wrapping), w4a8_int_epilogue (or, unless ODYSSEY_W4A8_INT_FUSED=0, the fused group
 // loop exact::int_linear_fused where it applies). Reference: the same sums in 64-bit integers reduced
 // mod 2³² (Go's int32 wraps), y = float32(float32(int32(16·acc))·(xs·f)) + bias.
 // Returns the number of outputs that differ; codes/row scales checked by the caller.
@@ -345,7 +345,7 @@ size_t int_linear_mismatches(cublasHandle_t cublas, cudaStream_t stream, const s
   F::w4_codes(dq.p, n, k, kp, qf.p, stream);
   F::quantize_act(dx.p, rows, k, static_scale_dev, codes.p, rs.p, stream);
   constexpr int kChunk = 16384;
-  // As the server: ODYSSEY_W4A8_INT_FUSED=1 runs the group loop as one launch (the same acc).
+  // As the server: unless ODYSSEY_W4A8_INT_FUSED=0 the group loop runs as one launch (the same acc).
   const bool fused = F::exact::int_linear_fused_enabled() &&
                      F::exact::int_linear_fused(rows, n, k, gs, codes.p, k, qf.p, k,
                                                 reinterpret_cast<const short*>(dsh.p), np, acc.p, n, stream);

@@ -134,7 +134,7 @@ void test_sgemm(Rng& g) {
       }
 }
 
-// The W4A8 integer linear in one launch (exact::int_linear_fused, ODYSSEY_W4A8_INT_FUSED=1)
+// The W4A8 integer linear in one launch (exact::int_linear_fused, the default)
 // against calib_server's per-group path (one SGEMM of the codes per group, by each exact kernel,
 // then int_group_step) and a plain integer reference (P_g in int64, uint32 wrap-around), all
 // equal: codes x ∈ [−127, 127] (some −0), q ∈ [−8, 7], ŝ over the whole int16 range; a partial

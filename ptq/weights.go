@@ -81,16 +81,20 @@ func rtnActAware(w []float32, out, in, gs int, e []float64, grid []float32) (*qu
 	var once sync.Once
 	nc := len(cands)
 	parallel.Ranges(out, 4, func(lo, hi int) {
-		// Per candidate: the scale, its reciprocal, the 15 dequantized codes (as float64)
-		// and the error accumulated so far. The group is walked once with every candidate
-		// per element, not once per candidate: each candidate's sum still adds its terms
-		// in k order (so the errors, and the choice, are bit for bit those of the
-		// one-candidate-at-a-time loop that rtnActAwareRef in the tests keeps), but the
-		// candidates' additions are independent chains the CPU overlaps, where one
-		// candidate's 128 dependent float64 additions left it waiting on each.
-		scale, inv := make([]float32, nc), make([]float32, nc)
+		// Per candidate: the scale, its reciprocal, the 8 dequantized magnitudes (as
+		// float64) and the error accumulated so far. quant.WeightedClipErrors sums every
+		// candidate's errors over the group's magnitudes, four candidates per vector
+		// register on amd64; each candidate's sum still adds its terms in k order, so the
+		// errors, and the choice, are bit for bit those of the one-candidate-at-a-time loop
+		// that rtnActAwareRef in the tests keeps. The candidates are padded to a multiple
+		// of 4 with copies of the last, which cannot win: the choice takes the first of
+		// equal errors. Where it refuses (a product next to a half-integer), the loop below
+		// walks the group once, every candidate per element, dividing where it must.
+		ncPad := (nc + 3) &^ 3
+		scale, inv := make([]float32, ncPad), make([]float32, ncPad)
 		deq := make([][quant.Int4Max + 1]float64, nc)
-		acc := make([]float64, nc)
+		acc := make([]float64, ncPad)
+		mag := make([]float32, gs)
 		for o := lo; o < hi; o++ {
 			for g := range ng {
 				k0 := o*in + g*gs
@@ -121,8 +125,9 @@ func rtnActAware(w []float32, out, in, gs int, e []float64, grid []float32) (*qu
 							acc[ci] += float64(eg[k] * d * d)
 						}
 					}
-				} else {
+				} else if !weightedClipErrors(wg, eg, mag, scale, inv, acc, nc) {
 					inv, deq, acc, scale := inv[:nc], deq[:nc], acc[:nc], scale[:nc]
+					clear(acc)
 					for k, v := range wg {
 						ek, av := eg[k], abs32(v)
 						for ci := range inv {
@@ -173,5 +178,20 @@ func rtnActAware(w []float32, out, in, gs int, e []float64, grid []float32) (*qu
 func roundRecip(a, inv float32) (q int, ok bool) {
 	t := float64(a * inv)
 	r := float64(int64(t + 0.5)) // t + 0.5 is exact for t < 2⁵², and int64() truncates
-	return min(int(r), quant.Int4Max), 0.5-math.Abs(t-r) > t*0x1p-20
+	// Above Int4Max + 0.5 (plus the margin) both round past Int4Max and clamp to it: a
+	// half-integer there (the group maximum's 7/c for some clip factors c) is no tie.
+	return min(int(r), quant.Int4Max), 0.5-math.Abs(t-r) > t*0x1p-20 || t-(quant.Int4Max+0.5) > t*0x1p-20
+}
+
+// weightedClipErrors pads the nc candidates of scale, inv and acc (len a multiple of 4) with
+// copies of the last, writes the magnitudes of wg into mag and runs
+// quant.WeightedClipErrors on them; false means acc is to be recomputed.
+func weightedClipErrors(wg []float32, eg []float64, mag, scale, inv []float32, acc []float64, nc int) bool {
+	for c := nc; c < len(scale); c++ {
+		scale[c], inv[c], acc[c] = scale[nc-1], inv[nc-1], 0
+	}
+	for k, v := range wg {
+		mag[k] = abs32(v)
+	}
+	return quant.WeightedClipErrors(mag, eg, scale, inv, acc)
 }

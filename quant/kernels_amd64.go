@@ -117,3 +117,26 @@ func rowErrorsAsm(w []float32, qw *QuantizedWeight, iw *IntScaleWeight, o int) r
 	}
 	return rowErr{lanes8(acc[0:8]) + tail[0], lanes8(acc[8:16]) + tail[1], lanes8(acc[16:24]) + tail[2]}
 }
+
+// clipErrorsAVX2 is weightedClipErrorsGo for four candidates (s[0:4], inv[0:4], acc[0:4]) and
+// n > 0 magnitudes: the four sums live in one register, each lane adding its own terms in k
+// order with separate multiplies and adds (no FMA: the Go code's float64() conversion forbids
+// fusing). It returns false as soon as a product is too close to a half-integer.
+//
+//go:noescape
+func clipErrorsAVX2(a *float32, e *float64, n int, s, inv *float32, acc *float64) bool
+
+// weightedClipErrorsVec runs the candidates four at a time on the vector unit and the last
+// len(s)%4 in Go; all sums are independent, so the split changes no bit.
+func weightedClipErrorsVec(a []float32, e []float64, s, inv []float32, acc []float64) bool {
+	n4 := len(s) &^ 3
+	for c := 0; c < n4; c += 4 {
+		if !clipErrorsAVX2(&a[0], &e[0], len(a), &s[c], &inv[c], &acc[c]) {
+			return false
+		}
+	}
+	if n4 < len(s) {
+		return weightedClipErrorsGo(a, e, s[n4:], inv[n4:], acc[n4:])
+	}
+	return true
+}

@@ -329,3 +329,74 @@ gfdone:
 	VMOVUPD Y13, 160(DX)
 	VZEROUPPER
 	RET
+
+// func clipErrorsAVX2(a *float32, e *float64, n int, s, inv *float32, acc *float64) bool
+//
+// Four candidates, one per float64 lane; per magnitude a[k] (n > 0 of them):
+//   t = float64(a·inv) (float32 product, widened exactly), r = floor(t + 0.5) (t ≥ 0: round
+//   half away from zero), ok &= 0.5 − |t − r| > t·2⁻²⁰ or t − 7.5 > t·2⁻²⁰ (both clamp), q = min(r, 7),
+//   d = float64(float32(s·float32(q))) − float64(a), acc += (e·d)·d (two roundings, then the add).
+// Y8/X8 inv, X9 s, Y10 0.5, Y11 the abs mask, Y12 2⁻²⁰, Y13 7.0, Y0 7.5, Y14 ok lanes, Y15 the sums.
+TEXT ·clipErrorsAVX2(SB), NOSPLIT, $0-49
+	MOVQ         a+0(FP), SI
+	MOVQ         e+8(FP), DI
+	MOVQ         n+16(FP), CX
+	MOVQ         s+24(FP), AX
+	MOVQ         inv+32(FP), BX
+	MOVQ         acc+40(FP), DX
+	VMOVUPS      (BX), X8
+	VMOVUPS      (AX), X9
+	MOVQ         $0x3fe0000000000000, AX // 0.5
+	VMOVQ        AX, X10
+	VBROADCASTSD X10, Y10
+	MOVQ         $0x7fffffffffffffff, AX
+	VMOVQ        AX, X11
+	VBROADCASTSD X11, Y11
+	MOVQ         $0x3eb0000000000000, AX // 2⁻²⁰
+	VMOVQ        AX, X12
+	VBROADCASTSD X12, Y12
+	MOVQ         $0x401c000000000000, AX // 7.0
+	VMOVQ        AX, X13
+	VBROADCASTSD X13, Y13
+	MOVQ         $0x401e000000000000, AX // 7.5
+	VMOVQ        AX, X0
+	VBROADCASTSD X0, Y0
+	VPCMPEQQ     Y14, Y14, Y14
+	VMOVUPD      (DX), Y15
+
+celoop:
+	VBROADCASTSS (SI), X1
+	VMULPS       X8, X1, X2
+	VCVTPS2PD    X2, Y2
+	VCVTPS2PD    X1, Y7
+	VADDPD       Y10, Y2, Y3
+	VROUNDPD     $9, Y3, Y3
+	VSUBPD       Y3, Y2, Y4
+	VANDPD       Y11, Y4, Y4
+	VSUBPD       Y4, Y10, Y4
+	VMULPD       Y12, Y2, Y5
+	VCMPPD       $0x1e, Y5, Y4, Y6
+	VSUBPD       Y0, Y2, Y4
+	VCMPPD       $0x1e, Y5, Y4, Y4
+	VORPD        Y4, Y6, Y6
+	VANDPD       Y6, Y14, Y14
+	VMINPD       Y13, Y3, Y3
+	VCVTPD2PSY   Y3, X3
+	VMULPS       X9, X3, X3
+	VCVTPS2PD    X3, Y3
+	VSUBPD       Y7, Y3, Y3
+	VBROADCASTSD (DI), Y4
+	VMULPD       Y3, Y4, Y4
+	VMULPD       Y3, Y4, Y4
+	VADDPD       Y4, Y15, Y15
+	ADDQ         $4, SI
+	ADDQ         $8, DI
+	DECQ         CX
+	JNZ          celoop
+
+	VMOVUPD      Y15, (DX)
+	VMOVMSKPD    Y14, AX
+	CMPL         AX, $15
+	SETEQ        ret+48(FP)
+	VZEROUPPER
+	RET

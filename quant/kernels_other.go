@@ -19,3 +19,7 @@ func absMaxBitsAsm(w []float32) uint32 { return absMaxBitsGo(w) }
 func rowErrorsAsm(w []float32, qw *QuantizedWeight, iw *IntScaleWeight, o int) rowErr {
 	return rowErrorsGo(w, qw, iw, o)
 }
+
+func weightedClipErrorsVec(a []float32, e []float64, s, inv []float32, acc []float64) bool {
+	return weightedClipErrorsGo(a, e, s, inv, acc)
+}

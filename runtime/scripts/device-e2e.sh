@@ -350,33 +350,63 @@ for s in "$@"; do
     # (ODYSSEY_CALIB_PRECISION=exact) must give the CPU-calibrated artifact, tensor for tensor
     # (sha256 of every tensor's dtype, shape and bytes), and the same perplexity. The Go binary
     # must contain the determ branch (docs/determinism.md). E2E_EXACT_PRESETS, E2E_EXACT_MODELS.
+    # A model NAME:synth:SHAPE:LAYERS is made by `odyssey testdata synth` (random weights of a
+    # real family's shape: qwen2-7b has q/k/v biases and 152064 ids, mistral-7b and llama3-8b
+    # GQA) with a staged tokenizer (qwen3's for qwen2, else Mistral's: any ids below the
+    # vocabulary do for random weights). E2E_EXACT_SAMPLES=NxL calibrates on N windows of L
+    # tokens (a recipe file with the preset as its base) so that the CPU run of a 7B slice
+    # takes seconds. For the families:
+    #   E2E_EXACT_SAMPLES=16x256 E2E_EXACT_MODELS="qwen2:synth:qwen2-7b:2 mistral:synth:mistral-7b:2
+    #   llama3:synth:llama3-8b:2" device-e2e.sh calib-exact
     stamp calib-exact
     ok=1; n=0
     for m in ${E2E_EXACT_MODELS-tiny-llama:testdata/tiny-llama small-llama-outliers:$D/models/small-llama-outliers}; do
       name=${m%%:*}; dir=${m#*:}
-      for preset in ${E2E_EXACT_PRESETS-w4a8-fptq w4a16-gptq}; do
+      case $dir in
+        synth:*)
+          spec=${dir#synth:}; shape=${spec%%:*}; layers=${spec#*:}
+          dir=$M/synth-$shape-${layers}l
+          if [ ! -f "$dir/tokenizer.json" ]; then
+            mkdir -p $M
+            $ODY testdata synth --shape "$shape" --layers "$layers" --out "$dir" --force > "$E/synth-$shape.log" 2>&1 ||
+              { echo "calib-exact: synth $shape failed: $(tail -1 "$E/synth-$shape.log")"; ok=0; continue; }
+            case $shape in
+              qwen2*) gunzip -c $D/tokenizers/qwen3/tokenizer.json.gz > "$dir/tokenizer.json" ;;
+              *) cp $D/tokenizers/mistral/tokenizer.json "$dir/" ;;
+            esac || { echo "calib-exact: no staged tokenizer for $shape (stage tokenizers/qwen3 and tokenizers/mistral)"; ok=0; continue; }
+          fi
+          ;;
+      esac
+      for preset0 in ${E2E_EXACT_PRESETS-w4a8-fptq w4a16-gptq}; do
+        preset=$preset0
+        if [ -n "${E2E_EXACT_SAMPLES:-}" ]; then
+          mkdir -p $M
+          preset=$M/recipe-$preset0-${E2E_EXACT_SAMPLES}.yaml
+          printf 'version: 1\nbase: %s\ncalibration:\n  samples: %s\n  seq_len: %s\n' "$preset0" \
+            "${E2E_EXACT_SAMPLES%%x*}" "${E2E_EXACT_SAMPLES##*x}" > "$preset"
+        fi
         ppls=()
         for dev in cpu cuda; do
-          a=$M/exact-$name-$preset-$dev
+          a=$M/exact-$name-$preset0-$dev
           s0=$(date +%s.%N)
           # E2E_EXACT_PRECISION="" leaves the precision to odyssey's default (which must be exact).
           prec=""; [ $dev = cuda ] && prec=${E2E_EXACT_PRECISION-exact}
           ODYSSEY_CALIB_PRECISION=$prec timeout ${E2E_EXACT_TIMEOUT:-150} $ODY quantize --model "$dir" --recipe "$preset" \
-            --calib "$CAL" --device $dev --out "$a" --force --no-sync --json > "$E/xq-$name-$preset-$dev.json" 2> "$E/xq-$name-$preset-$dev.log"
+            --calib "$CAL" --device $dev --out "$a" --force --no-sync --json > "$E/xq-$name-$preset0-$dev.json" 2> "$E/xq-$name-$preset0-$dev.log"
           rc=$?; secs=$(python3 -c "import sys; print(round(float(sys.argv[1]) - float(sys.argv[2]), 1))" "$(date +%s.%N)" "$s0")
           ppl=nan
           if [ $rc = 0 ]; then
-            timeout 90 $ODY verify ppl --model "$a" --data "$WIKI" --seq-len 512 --max-windows "$WINDOWS" --json > "$E/xp-$name-$preset-$dev.json" 2>/dev/null
-            ppl=$(python3 -c "import json,sys; print(repr(json.load(open(sys.argv[1]))['ppl']))" "$E/xp-$name-$preset-$dev.json" 2>/dev/null || echo nan)
+            timeout 90 $ODY verify ppl --model "$a" --data "$WIKI" --seq-len 512 --max-windows "$WINDOWS" --json > "$E/xp-$name-$preset0-$dev.json" 2>/dev/null
+            ppl=$(python3 -c "import json,sys; print(repr(json.load(open(sys.argv[1]))['ppl']))" "$E/xp-$name-$preset0-$dev.json" 2>/dev/null || echo nan)
           else
-            echo "$name $preset $dev: quantize rc=$rc: $(grep -v '^{' "$E/xq-$name-$preset-$dev.log" | tail -2 | cut -c1-300)"
+            echo "$name $preset0 $dev: quantize rc=$rc: $(grep -v '^{' "$E/xq-$name-$preset0-$dev.log" | tail -2 | cut -c1-300)"
             ok=0
           fi
-          echo "$name $preset --device $dev${prec:+ (precision $prec)} rc=$rc ${secs}s ppl=$ppl"
+          echo "$name $preset0 --device $dev${prec:+ (precision $prec)} rc=$rc ${secs}s ppl=$ppl"
           ppls+=("$ppl")
         done
         # Tensor hashes of every .safetensors file (file name, tensor name, dtype, shape, bytes).
-        cmp=$(python3 - "$M/exact-$name-$preset-cpu" "$M/exact-$name-$preset-cuda" <<'PY'
+        cmp=$(python3 - "$M/exact-$name-$preset0-cpu" "$M/exact-$name-$preset0-cuda" <<'PY'
 import hashlib, json, os, struct, sys
 def tensors(d):
     out = {}
@@ -406,9 +436,9 @@ PY
         trc=$?
         same_ppl=0; [ "${ppls[0]}" != nan ] && [ "${ppls[0]}" = "${ppls[1]}" ] && same_ppl=1
         verdict=MATCH; [ $trc = 0 ] && [ $same_ppl = 1 ] || { verdict=DIFFER; ok=0; }
-        echo "EXACT $name $preset: tensors: $cmp; ppl cpu ${ppls[0]} cuda ${ppls[1]}: $verdict"
+        echo "EXACT $name $preset0: tensors: $cmp; ppl cpu ${ppls[0]} cuda ${ppls[1]}: $verdict"
         n=$((n + 1))
-        rm -rf "$M/exact-$name-$preset-cpu" "$M/exact-$name-$preset-cuda"
+        rm -rf "$M/exact-$name-$preset0-cpu" "$M/exact-$name-$preset0-cuda"
       done
     done
     echo "calib-exact: $([ $ok = 1 ] && [ $n -gt 0 ] && echo PASS || echo FAIL) ($n artifact pairs)"

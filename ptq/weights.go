@@ -81,18 +81,17 @@ func rtnActAware(w []float32, out, in, gs int, e []float64, grid []float32) (*qu
 	var once sync.Once
 	nc := len(cands)
 	parallel.Ranges(out, 4, func(lo, hi int) {
-		// Per candidate: the scale, its reciprocal, the 8 dequantized magnitudes (as
-		// float64) and the error accumulated so far. quant.WeightedClipErrors sums every
-		// candidate's errors over the group's magnitudes, four candidates per vector
-		// register on amd64; each candidate's sum still adds its terms in k order, so the
-		// errors, and the choice, are bit for bit those of the one-candidate-at-a-time loop
-		// that rtnActAwareRef in the tests keeps. The candidates are padded to a multiple
-		// of 4 with copies of the last, which cannot win: the choice takes the first of
-		// equal errors. Where it refuses (a product next to a half-integer), the loop below
-		// walks the group once, every candidate per element, dividing where it must.
+		// Per candidate: the scale, its reciprocal and the error accumulated so far.
+		// quant.WeightedClipErrors sums every candidate's errors over the group's
+		// magnitudes, four candidates per vector register on amd64; each candidate's sum
+		// still adds its terms in k order, so the errors, and the choice, are bit for bit
+		// those of the one-candidate-at-a-time loop below (and of rtnActAwareRef in the
+		// tests). The candidates are padded to a multiple of 4 with copies of the last,
+		// which cannot win: the choice takes the first of equal errors. Where it refuses (a
+		// product next to a half-integer: about 1.5% of Gaussian groups) or a reciprocal
+		// is not finite and normal, the loop below divides.
 		ncPad := (nc + 3) &^ 3
 		scale, inv := make([]float32, ncPad), make([]float32, ncPad)
-		deq := make([][quant.Int4Max + 1]float64, nc)
 		acc := make([]float64, ncPad)
 		mag := make([]float32, gs)
 		for o := lo; o < hi; o++ {
@@ -110,36 +109,17 @@ func rtnActAware(w []float32, out, in, gs int, e []float64, grid []float32) (*qu
 				allFast := true
 				for ci, c := range cands {
 					s := quant.SymScale(absmax, c)
-					scale[ci], inv[ci], acc[ci] = s, 1/s, 0
+					scale[ci], inv[ci] = s, 1/s
 					// A finite normal reciprocal keeps v·(1/s) within 2 ulps of v/s.
 					allFast = allFast && s >= 0x1p-126 && inv[ci] <= math.MaxFloat32
-					for q := range quant.Int4Max + 1 {
-						deq[ci][q] = float64(float32(s * float32(q)))
-					}
 				}
-				if !allFast {
+				if !allFast || !weightedClipErrors(wg, eg, mag, scale, inv, acc, nc) {
 					for ci := range nc {
+						acc[ci] = 0
 						for k, v := range wg {
 							q := int(quant.QuantizeValue(v, scale[ci]))
 							d := float64(float32(scale[ci]*float32(q))) - float64(v)
 							acc[ci] += float64(eg[k] * d * d)
-						}
-					}
-				} else if !weightedClipErrors(wg, eg, mag, scale, inv, acc, nc) {
-					inv, deq, acc, scale := inv[:nc], deq[:nc], acc[:nc], scale[:nc]
-					clear(acc)
-					for k, v := range wg {
-						ek, av := eg[k], abs32(v)
-						for ci := range inv {
-							// |q| = round(|v|/s), from |v|·(1/s) where that is exact (see
-							// roundRecip); the error term is sign-free: with q and v both
-							// negated, d only changes sign, and ek·d·d not at all.
-							qa, ok := roundRecip(av, inv[ci])
-							if !ok {
-								qa = int(quant.QuantizeValue(av, scale[ci]))
-							}
-							d := deq[ci][qa] - float64(av)
-							acc[ci] += float64(ek * d * d)
 						}
 					}
 				}
@@ -183,12 +163,13 @@ func roundRecip(a, inv float32) (q int, ok bool) {
 	return min(int(r), quant.Int4Max), 0.5-math.Abs(t-r) > t*0x1p-20 || t-(quant.Int4Max+0.5) > t*0x1p-20
 }
 
-// weightedClipErrors pads the nc candidates of scale, inv and acc (len a multiple of 4) with
-// copies of the last, writes the magnitudes of wg into mag and runs
+// weightedClipErrors zeroes acc, pads the nc candidates of scale, inv and acc (len a multiple
+// of 4) with copies of the last, writes the magnitudes of wg into mag and runs
 // quant.WeightedClipErrors on them; false means acc is to be recomputed.
 func weightedClipErrors(wg []float32, eg []float64, mag, scale, inv []float32, acc []float64, nc int) bool {
+	clear(acc)
 	for c := nc; c < len(scale); c++ {
-		scale[c], inv[c], acc[c] = scale[nc-1], inv[nc-1], 0
+		scale[c], inv[c] = scale[nc-1], inv[nc-1]
 	}
 	for k, v := range wg {
 		mag[k] = abs32(v)

@@ -130,7 +130,7 @@ Odyssey output stores int4 weights only.`,
 	f.BoolVar(&o.resume, "resume", false, "continue an interrupted run from the layers checkpointed in OUT.partial")
 	f.BoolVar(&o.noSync, "no-sync", false, "do not fsync the weight files before publishing OUT (faster on slow disks; a power loss may damage OUT)")
 	f.StringVar(&o.device, "device", "auto", "where calibration runs: cpu, cuda (the CUDA runtime, odyssey-rt calib: docs/gpu-calibration.md) or auto (cuda when a runtime is found and sees a GPU, else cpu)")
-	f.StringVar(&o.gpuPrecision, "gpu-precision", "", "arithmetic of the GPU calibration: exact (the CPU's float32 arithmetic bit for bit: the artifact equals --device cpu's), fp16 (fastest: about 0.75× exact's time on a 7B, artifacts within a few tenths of a percent of perplexity), or fp32; default $"+gpu.CalibPrecisionEnv+", else "+gpu.DefaultCalibPrecision+" (docs/gpu-calibration.md)")
+	f.StringVar(&o.gpuPrecision, "gpu-precision", "", "arithmetic of the GPU calibration: exact (the CPU's float32 arithmetic bit for bit: the artifact equals --device cpu's), fp16 (fastest: about 0.65–0.7× exact's time on a 7B, artifacts within a few tenths of a percent of perplexity), or fp32; default $"+gpu.CalibPrecisionEnv+", else "+gpu.DefaultCalibPrecision+" (docs/gpu-calibration.md)")
 	_ = cmd.MarkFlagRequired("model")
 	_ = cmd.MarkFlagRequired("out")
 	return cmd

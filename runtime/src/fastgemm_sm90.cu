@@ -247,6 +247,30 @@ __device__ __forceinline__ uint32_t word(const uint4& v, int s) {
   return s == 0 ? v.x : s == 1 ? v.y : s == 2 ? v.z : v.w;
 }
 
+// The A fragments of a K block's four k32 steps from this thread's two packed words (w0v: row
+// gid, w1v: row gid+8): int4 to int8 by two masks per word, each code landing in the high
+// nibble as 16·w (docs/fastgemm-layout.md). a[s][0] row gid and a[s][1] row gid+8 for
+// k = 32s + 4·tig + j; a[s][2], a[s][3] the same rows at k + 16.
+__device__ __forceinline__ void a_fragments(const uint4& w0v, const uint4& w1v, uint32_t (&a)[4][4]) {
+#pragma unroll
+  for (int s = 0; s < 4; s++) {
+    const uint32_t w0 = word(w0v, s), w1 = word(w1v, s);
+    a[s][0] = (w0 << 4) & 0xF0F0F0F0u;
+    a[s][1] = (w1 << 4) & 0xF0F0F0F0u;
+    a[s][2] = w0 & 0xF0F0F0F0u;
+    a[s][3] = w1 & 0xF0F0F0F0u;
+  }
+}
+
+// Every A register exists before the first wgmma.fence of the block: none is written between a
+// fence and the wgmma ops that read it (no injected warpgroup.arrive).
+__device__ __forceinline__ void fence_a_fragments(uint32_t (&a)[4][4]) {
+#pragma unroll
+  for (int s = 0; s < 4; s++)
+#pragma unroll
+    for (int r = 0; r < 4; r++) fence_operand(a[s][r]);
+}
+
 // Weights (and their group scales) of one 128-deep K block for this thread: the two strips of
 // its warp (rows 16w..16w+7 and 16w+8..16w+15), and ŝ (or s) of rows gid and gid+8 for each of
 // the block's groups (up to 4, groups of 32).
@@ -442,16 +466,8 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_kernel(const Sm90Param
     const uint32_t sx = smem_u32(smem + (kb % kStages) * kStageBytes);
     const uint64_t desc0 = smem_desc_sw128(sx);
 
-    // A fragments of the four k32 steps: two masks per packed word (docs/fastgemm-layout.md).
     uint32_t a[4][4];
-#pragma unroll
-    for (int s = 0; s < 4; s++) {
-      const uint32_t w0 = word(cur.w0, s), w1 = word(cur.w1, s);
-      a[s][0] = (w0 << 4) & 0xF0F0F0F0u;  // row gid,   k = 32s + 4·tig + j
-      a[s][1] = (w1 << 4) & 0xF0F0F0F0u;  // row gid+8, k = 32s + 4·tig + j
-      a[s][2] = w0 & 0xF0F0F0F0u;         // row gid,   k = 32s + 16 + 4·tig + j
-      a[s][3] = w1 & 0xF0F0F0F0u;         // row gid+8, k = 32s + 16 + 4·tig + j
-    }
+    a_fragments(cur.w0, cur.w1, a);
 
 #pragma unroll
     for (int g = 0; g < kGroups; g++) {
@@ -648,20 +664,8 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v2_kernel(const Sm90Pa
     }
 
     uint32_t a[4][4];
-#pragma unroll
-    for (int s = 0; s < 4; s++) {
-      const uint32_t w0 = word(w0v, s), w1 = word(w1v, s);
-      a[s][0] = (w0 << 4) & 0xF0F0F0F0u;
-      a[s][1] = (w1 << 4) & 0xF0F0F0F0u;
-      a[s][2] = w0 & 0xF0F0F0F0u;
-      a[s][3] = w1 & 0xF0F0F0F0u;
-    }
-    // Every A register exists before the first wgmma.fence of the block: none is written
-    // between a fence and the wgmma ops that read it (no injected warpgroup.arrive).
-#pragma unroll
-    for (int s = 0; s < 4; s++)
-#pragma unroll
-      for (int r = 0; r < 4; r++) fence_operand(a[s][r]);
+    a_fragments(w0v, w1v, a);
+    fence_a_fragments(a);
 
 #pragma unroll
     for (int g = 0; g < kGroups; g++) {
@@ -904,18 +908,8 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3_kernel(const Sm90Pa
         sc[g][0] = sc[g][1] = Scale(0);
       }
     }
-#pragma unroll
-    for (int s = 0; s < 4; s++) {
-      const uint32_t w0 = word(w0v, s), w1 = word(w1v, s);
-      a[s][0] = (w0 << 4) & 0xF0F0F0F0u;
-      a[s][1] = (w1 << 4) & 0xF0F0F0F0u;
-      a[s][2] = w0 & 0xF0F0F0F0u;
-      a[s][3] = w1 & 0xF0F0F0F0u;
-    }
-#pragma unroll
-    for (int s = 0; s < 4; s++)
-#pragma unroll
-      for (int r = 0; r < 4; r++) fence_operand(a[s][r]);
+    a_fragments(w0v, w1v, a);
+    fence_a_fragments(a);
 
 #pragma unroll
     for (int g = 0; g < kGroups; g++) {
@@ -1136,18 +1130,8 @@ __global__ void __launch_bounds__(kThreads, 1) w4a8_wgmma_v3p_kernel(const Sm90P
         sc[g][0] = sc[g][1] = Scale(0);
       }
     }
-#pragma unroll
-    for (int s = 0; s < 4; s++) {
-      const uint32_t w0 = word(w0v, s), w1 = word(w1v, s);
-      a[s][0] = (w0 << 4) & 0xF0F0F0F0u;
-      a[s][1] = (w1 << 4) & 0xF0F0F0F0u;
-      a[s][2] = w0 & 0xF0F0F0F0u;
-      a[s][3] = w1 & 0xF0F0F0F0u;
-    }
-#pragma unroll
-    for (int s = 0; s < 4; s++)
-#pragma unroll
-      for (int r = 0; r < 4; r++) fence_operand(a[s][r]);
+    a_fragments(w0v, w1v, a);
+    fence_a_fragments(a);
 #pragma unroll
     for (int g = 0; g < kGroups; g++) {
 #pragma unroll
@@ -1783,18 +1767,8 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
       uint4 w0v, w1v;
       Scale sc[4][2];
       read_stage(s, w0v, w1v, sc);
-#pragma unroll
-      for (int k4 = 0; k4 < 4; k4++) {
-        const uint32_t w0 = word(w0v, k4), w1 = word(w1v, k4);
-        a[k4][0] = (w0 << 4) & 0xF0F0F0F0u;
-        a[k4][1] = (w1 << 4) & 0xF0F0F0F0u;
-        a[k4][2] = w0 & 0xF0F0F0F0u;
-        a[k4][3] = w1 & 0xF0F0F0F0u;
-      }
-#pragma unroll
-      for (int k4 = 0; k4 < 4; k4++)
-#pragma unroll
-        for (int r = 0; r < 4; r++) fence_operand(a[k4][r]);
+      a_fragments(w0v, w1v, a);
+      fence_a_fragments(a);
       clock_to(1);
 #pragma unroll
       for (int g = 0; g < kGroups; g++) {
@@ -1938,18 +1912,8 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
         read_stage(s, w0v, w1v, sc);
       }
       uint32_t a[4][4];
-#pragma unroll
-      for (int k4 = 0; k4 < 4; k4++) {
-        const uint32_t w0 = word(w0v, k4), w1 = word(w1v, k4);
-        a[k4][0] = (w0 << 4) & 0xF0F0F0F0u;
-        a[k4][1] = (w1 << 4) & 0xF0F0F0F0u;
-        a[k4][2] = w0 & 0xF0F0F0F0u;
-        a[k4][3] = w1 & 0xF0F0F0F0u;
-      }
-#pragma unroll
-      for (int k4 = 0; k4 < 4; k4++)
-#pragma unroll
-        for (int r = 0; r < 4; r++) fence_operand(a[k4][r]);
+      a_fragments(w0v, w1v, a);
+      fence_a_fragments(a);
       if (kClock) {
         const uint32_t t = clk32();
         ck[1] += t - ck_t;

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <functional>
 #include <vector>
 
@@ -30,6 +31,27 @@ inline void sgemm(bool ta, bool tb, int m, int n, int k, float alpha, const floa
         cur = p0 == 0 ? canon_update(c[(size_t)i * ldc + j], acc, alpha, beta) : canon_add(cur, canon_mul(alpha, acc));
       }
       c[(size_t)i * ldc + j] = cur;
+    }
+}
+
+// quant.QLinear's integer group loop (exact::int_linear_fused, and the per-group SGEMM +
+// int_group_step path): acc[r·ldacc + c] = Σ_g ŝ[g·ldsg + c]·P_g in wrapping int32 arithmetic,
+// P_g = Σ_{k in group g} x[r·lda + k]·q[c·ldb + k] over integer-valued floats (exact in int64,
+// then taken mod 2³²), groups of gs from k = 0 (the last may be short).
+inline void int_linear(int m, int n, int k, int gs, const float* x, int lda, const float* q, int ldb, const short* sg,
+                       int ldsg, int32_t* acc, int ldacc) {
+  const int G = (k + gs - 1) / gs;
+  for (int r = 0; r < m; r++)
+    for (int c = 0; c < n; c++) {
+      uint32_t a = 0;
+      for (int gi = 0; gi < G; gi++) {
+        long long p = 0;
+        for (int kk = gi * gs; kk < std::min(k, (gi + 1) * gs); kk++)
+          p += (long long)x[(size_t)r * lda + kk] * (long long)q[(size_t)c * ldb + kk];
+        const uint32_t v = (uint32_t)(int32_t)sg[(size_t)gi * ldsg + c] * (uint32_t)(int32_t)p;
+        a = gi == 0 ? v : a + v;
+      }
+      acc[(size_t)r * ldacc + c] = (int32_t)a;
     }
 }
 

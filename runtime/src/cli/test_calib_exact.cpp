@@ -159,18 +159,7 @@ void test_int_linear(Rng& g) {
     std::vector<short> sg((size_t)G * ldsg);
     for (short& v : sg) v = (short)(int)std::floor(g.uniform(-32768.0f, 32767.0f));
     std::vector<int32_t> ref((size_t)cs.m * cs.n);
-    for (int r = 0; r < cs.m; r++)
-      for (int c = 0; c < cs.n; c++) {
-        uint32_t a = 0;
-        for (int gi = 0; gi < G; gi++) {
-          long long p = 0;
-          for (int kk = gi * cs.gs; kk < std::min(cs.k, (gi + 1) * cs.gs); kk++)
-            p += (long long)x[(size_t)r * lda + kk] * (long long)q[(size_t)c * lda + kk];
-          const uint32_t v = (uint32_t)(int32_t)sg[(size_t)gi * ldsg + c] * (uint32_t)(int32_t)p;
-          a = gi == 0 ? v : a + v;
-        }
-        ref[(size_t)r * cs.n + c] = (int32_t)a;
-      }
+    C::ref::int_linear(cs.m, cs.n, cs.k, cs.gs, x.data(), lda, q.data(), lda, sg.data(), ldsg, ref.data(), cs.n);
     Buf<float> dx(x), dq(q), t((size_t)cs.m * cs.n);
     Buf<short> dsg(sg);
     char what[160];

@@ -91,18 +91,8 @@ static int int_linear_cases(std::mt19937_64& g, bool quick) {
       std::vector<short> sg((size_t)G * ldsg);
       for (short& v : sg) v = (short)sc(g);
       std::vector<int32_t> acc((size_t)cs.m * cs.n, 0x5a5a5a5a), ref(acc.size());
-      for (int r = 0; r < cs.m; r++)
-        for (int c = 0; c < cs.n; c++) {
-          uint32_t a = 0;
-          for (int gi = 0; gi < G; gi++) {
-            long long p = 0;
-            for (int kk = gi * cs.gs; kk < std::min(cs.k, (gi + 1) * cs.gs); kk++)
-              p += (long long)x[(size_t)r * lda + kk] * (long long)q[(size_t)c * ldb + kk];
-            const uint32_t v = (uint32_t)(int32_t)sg[(size_t)gi * ldsg + c] * (uint32_t)(int32_t)p;
-            a = gi == 0 ? v : a + v;
-          }
-          ref[(size_t)r * cs.n + c] = (int32_t)a;
-        }
+      odyssey::calibgpu::canon::ref::int_linear(cs.m, cs.n, cs.k, cs.gs, x.data(), lda, q.data(), ldb, sg.data(), ldsg,
+                                                ref.data(), cs.n);
       dim3 grid((cs.n + S::kBN - 1) / S::kBN, (cs.m + S::kBM - 1) / S::kBM);
       const bool va = S::vec16(x.data(), lda), vb = S::vec16(q.data(), ldb);
       const float* xp = x.data();

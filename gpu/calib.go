@@ -56,8 +56,7 @@ const CalibPrecisionEnv = "ODYSSEY_CALIB_PRECISION"
 // $ODYSSEY_CALIB_PRECISION names one: exact, the CPU pass's float32 arithmetic bit for bit,
 // so that `--device cuda` writes the artifact `--device cpu` writes, byte for byte. It costs
 // about 1.4–1.6× fp16's time on a 7B on the H200: w4a8-fptq 250.6 s against 178 s (goal 300 s),
-// w4a16-gptq about 430 s against 276 s (projected from 11 of 32 layers; goal 480 s);
-// runtime/NOTES.md, session 10. fp16 stays on request for speed; fp32 matches neither the CPU
+// w4a16-gptq 433 s against 276 s (goal 480 s); runtime/NOTES.md, sessions 10 and 11. fp16 stays on request for speed; fp32 matches neither the CPU
 // nor fp16's speed.
 const DefaultCalibPrecision = "exact"
 

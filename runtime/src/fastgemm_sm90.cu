@@ -89,10 +89,6 @@
 // the ring and the pingpong running on across tiles (the same kernel template); see "v5" below.
 // The v4/v5 diagnostic variants (bench only, wrong results by design) are described above the
 // kernel ("diagnostics"). Host check of v5's schedule and ring: emulate_wgmma.
-// v6 ("wgmma_ws_r128t128_v6", ODYSSEY_WGMMA_V6=1 or the forced config): v4's producer, ring, tile
-// and arithmetic, each consumer's 128 tokens in two 64-token halves software-pipelined so that a
-// half's fold overlaps the other half's MMAs (v3's idea on v4's structure; the same kernel
-// template, V6 = true); see "v6" below.
 // v3 ("wgmma_r128t128_s4_v3", ODYSSEY_WGMMA_V3=1 or the forced config): v2 with each warpgroup's
 // tokens in two 64-token halves (m64n64k32 chains, wait_group 1), so that one half's fold
 // overlaps the other half's MMAs; see "v3" below. v3p ("wgmma_r128t128_s4_v3p",
@@ -333,7 +329,7 @@ __device__ __forceinline__ void store_outputs(const Sm90Params& p, const Acc (&t
 // total[OFF + j] = ŝ_c · part[j] (integer scales, uint32) or float(part[j]) · (s_c / 16) (float
 // scales) for the N registers of one chain; register j belongs to channel c0 + 8·((j>>1)&1) in
 // every m64nN D fragment, so the same two scales serve a whole tile (v1, v2, v4: one 64-register
-// chain; v3, v3p, v6: two 32-register halves at OFF 0 and 32). ok0/ok1: rows c0 and c0 + 8's
+// chain; v3, v3p: two 32-register halves at OFF 0 and 32). ok0/ok1: rows c0 and c0 + 8's
 // strips are below Np.
 template <class Scale>
 __device__ __forceinline__ void channel_scales(const Sm90Params& p, int c0, bool ok0, bool ok1, Scale (&scc)[2]) {
@@ -1485,53 +1481,6 @@ __device__ __forceinline__ void named_arrive(uint32_t id, uint32_t count) {
 // bench gemm rows w4a8_{int,float}_wgmma5; runtime/scripts/device-run.sh wgmma5 does all (with
 // the diagnostic rows below). Host check: emulate_wgmma ("v5 schedule", "v5 ring").
 
-// ---------------------------------------------------------------- v6 ("wgmma_ws_r128t128_v6")
-//
-// Issue 12: v4's CLOCK diagnostic (4096² M=4096, per tile of consumer 0, 32 K blocks) showed each
-// consumer's loop serial: issue 4 m64n128k32 (256 tensor cycles), wait for them (7.7k per tile),
-// fold 64 accumulators (9.5k: ~297 cycles per K block), and the other consumer's MMAs did not
-// cover the fold (removing the fold saved 33% at 4096², 45% at 8192×28672).
-// v6 keeps v4's producer, stage ring, tile, raster, A fragments, fold operations and epilogue,
-// and changes only the consumer's K loop (the kernel template's V6 = true; code in the kernel,
-// "v6 consumer"): its 128 tokens are two 64-token halves H0 (part0, tokens 0..63) and H1 (part1,
-// 64..127), each a wgmma.m64n64k32 chain into 32 registers committed as its own group (64 + 32 +
-// 32 accumulator registers: what v4 had with one 64-register partial). Per group g:
-//   issue H0(g), commit; wait_group 1 → H1(g−1) complete, fold part1 with g−1's scales (kept in
-//   registers), while H0(g) runs; issue H1(g), commit; wait_group 1 → H0(g) complete, fold part0
-//   with g's scales, while H1(g) runs; then the next K block's stage wait and A build also run
-//   under H1(g). After the tile's last group: wait_group 0, fold part1.
-// wgmma's register rules (PTX ISA "wgmma.mma_async": an in-flight wgmma's accumulators and A
-// registers must not be accessed until a wait_group retires it): a fold reads only a partial
-// whose group a wait_group 1 has retired (the one in flight is the other half's); the next K
-// block builds its A fragments into the other of two arrays (even/odd blocks, v3's scheme), since
-// H1 of the previous block still reads the current ones. Stage release: the stage of block kb is
-// last read by H1(kb's last group), retired by block kb + 1's first wait_group 1, so each warp
-// arrives on empty[s] there (or after the tile's final wait_group 0): one block later than v4,
-// absorbed by the 8-stage ring (the producer runs up to 7 blocks ahead instead of 8).
-// Bit-exact: every output is in one half; its folds are total += ŝ·P in group (K) order with v4's
-// uint32 (or float: v4's __fmul_rn/__fadd_rn) operations, so the results equal v4's and the
-// reference. Register 32·h + j of total is register j of half h (m64n64 D fragment: column
-// 8·(j>>2) + 2·tig + (j&1) of the half), i.e. v4's register i = 32·h + j: store_outputs as v4.
-// B of half 1: the stage descriptor + 8192 bytes (64 token rows = 8 swizzle atoms, so the same
-// 1024-byte swizzle phase; v3 used the same offset on v2's identical X layout).
-// Why no pingpong: in v4 the turns made one consumer's MMAs run while the other folded, because a
-// consumer had nothing in flight during its own fold. In v6 each consumer has a half in flight
-// during each of its folds and while it waits for the next stage, so the tensor pipe sees two
-// independent queues (two consumers) each with one group pending; ordering them with named
-// barriers would only add the barrier latency (v4's noturn diagnostic: ~0 either way), and a
-// consumer stalled on a turn could not issue the half that keeps its own fold covered.
-// Per K block (group 128) a consumer issues 8 m64n64k32 (256 tensor cycles) and folds 2 × 32
-// IMADs per thread; the SM's tensor work is 512 cycles per K block for both consumers, so the
-// fold (~2 × 150 cycles per consumer) fits under the other three halves in flight.
-// Diagnostics (bench only, DIAG): nofold and clock. CLOCK slots for v6: 0 full-stage wait, 1 stage
-// reads + A build, 2 wait_group for H1(g−1) (v4: turn wait), 3 wgmma issue (both halves), 4
-// wait_group for H0(g) and the tile's final wait_group 0, 5 release + folds, 6 epilogue, 7 all.
-// Test: ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V6=1 odyssey-rt test gemm --configs wgmma_ws_r128t128_v6;
-// ODYSSEY_WGMMA_V6=1 odyssey-rt test wgmma-probe ("wgmma-probe v6: ..."); ODYSSEY_WGMMA_V6=1
-// bench gemm rows w4a8_{int,float}_wgmma6 (and ODYSSEY_V4_DIAG=nofold,clock: diag-v6-* rows, the
-// CLOCK v6 line); runtime/scripts/device-run.sh wgmma6 does all. Host check: emulate_wgmma ("v6
-// schedule": which partial is in flight at each fold, stage release, A arrays).
-
 // ---- diagnostics (issue 12, "where do v4's cycles go"; bench only, results wrong by design)
 // DIAG (a template parameter, 0 in every kernel that test/dispatch can reach) removes one part of
 // the kernel and keeps the rest, so that the time it saves is that part's cost on the critical
@@ -1567,15 +1516,13 @@ __device__ __forceinline__ uint32_t acc_bits(float v) { return __float_as_uint(v
 
 // The v4 kernel, and v5 (PERSIST: "wgmma_ws_r128t128_v5", see "v5" above launch_one): the same
 // code with the tile loop of a persistent grid around the consumers' and the producer's K loops.
-template <int SPG, bool INT_SCALE, int CL, int DIAG, bool PERSIST, bool V6>
+template <int SPG, bool INT_SCALE, int CL, int DIAG, bool PERSIST>
 __global__ void __launch_bounds__(kThreadsV4, 1)
     w4a8_wgmma_v4_kernel(const Sm90Params p, const __grid_constant__ TmaMap2D xmap,
                          const __grid_constant__ TmaMap2D wmap) {
 #if ODY_WGMMA_DEVICE
   static_assert(CL == 1 || CL == 2, "v4: one CTA, or a 2-CTA cluster (config 21)");
   static_assert(CL == 1 || (!PERSIST && DIAG == 0), "v5 and the diagnostic variants: one CTA per tile group");
-  static_assert(!V6 || (CL == 1 && !PERSIST && (DIAG & ~(kSm90DiagNoFold | kSm90DiagClock)) == 0),
-                "v6: one CTA, v4's grid; its diagnostic variants are nofold and clock only");
   constexpr bool kNoFold = (DIAG & kSm90DiagNoFold) != 0, kNoTurn = (DIAG & kSm90DiagNoTurn) != 0,
                  kNoWait = (DIAG & kSm90DiagNoWait) != 0, kNoMma = (DIAG & kSm90DiagNoMma) != 0,
                  kNoEpi = (DIAG & kSm90DiagNoEpi) != 0, kClock = (DIAG & kSm90DiagClock) != 0,
@@ -1723,149 +1670,6 @@ __global__ void __launch_bounds__(kThreadsV4, 1)
   };
   uint32_t ck[7] = {0, 0, 0, 0, 0, 0, 0}, ck_t = 0;
   const uint32_t ck_start = kClock ? clk32() : 0u;
-  if constexpr (V6) {
-    // ---- v6 consumer (see "v6" above launch_ws): this warpgroup's 128 tokens as two 64-token
-    // halves, H0 (tokens 0..63, part0) and H1 (64..127, part1), each an m64n64k32 chain and its own
-    // commit group. Per group g of a K block: issue H0(g); wait_group 1 (H1 of the previous group
-    // is done, only H0(g) may be in flight) and fold part1 with that group's scales; issue H1(g);
-    // wait_group 1 (H0(g) done, H1(g) in flight) and fold part0 with g's scales. So each fold runs
-    // while the other half's MMAs are in flight, and this warpgroup always has one half queued on
-    // the tensor pipe between its issues (besides the other consumer's). No pingpong: see "v6".
-    uint32_t part0[32], part1[32];
-#pragma unroll
-    for (int jj = 0; jj < 32; jj++) part0[jj] = part1[jj] = 0;
-    int s = 0;
-    uint32_t phase = 0;
-    // The stage whose release waits for H1 of its block's last group (-1: none). Released after
-    // the next block's first wait_group 1 (every wgmma that read it is then complete), or at the
-    // end of the tile: one K block later than v4, which 8 stages absorb.
-    int held = -1;
-    Scale pend0 = Scale(0), pend1 = Scale(0);  // the scales of part1's pending fold
-    bool pending = false;
-    auto clock_to = [&](int slot) {
-      if (kClock) {
-        const uint32_t t = clk32();
-        ck[slot] += t - ck_t;
-        ck_t = t;
-      }
-    };
-    auto release = [&](int stage) {
-      __syncwarp();  // every lane of this warp is past its wait_group (and its stage reads)
-      if (lane == 0) mbar_arrive(empty0 + 8 * stage);
-    };
-    // One K block with its A fragments in `a`. The tile loop alternates two A arrays between even
-    // and odd blocks (v3's reason): H1 of a block's last group still reads its A registers while
-    // the next block builds its fragments, and PTX forbids redefining an in-flight wgmma's input
-    // registers (ptxas would serialize the wgmma pipeline, or worse).
-    auto k_block = [&](const int kb, uint32_t(&a)[4][4]) {
-      if (kClock) ck_t = clk32();
-      mbar_wait(full0 + 8 * s, phase);  // stage s holds K block kb
-      __syncwarp();                     // the warp reconverges before the .aligned wgmma ops
-      clock_to(0);
-      const uint64_t desc0 = smem_desc_sw128(sbase + s * kStageBytesV2);
-      const uint64_t desc1 = desc0 + (uint64_t)(8192 >> 4);  // tokens 64..127: 8 swizzle atoms further
-      uint4 w0v, w1v;
-      Scale sc[4][2];
-      read_stage(s, w0v, w1v, sc);
-      a_fragments(w0v, w1v, a);
-      fence_a_fragments(a);
-      clock_to(1);
-#pragma unroll
-      for (int g = 0; g < kGroups; g++) {
-        // H0(g) into part0 (folded at the end of the previous group: free).
-#pragma unroll
-        for (int jj = 0; jj < 32; jj++) fence_operand(part0[jj]);
-        wgmma_fence();
-#pragma unroll
-        for (int jj = 0; jj < kSteps; jj++) {
-          const int k4 = g * kSteps + jj;
-          const int scale_d = SPG ? (jj != 0) : (kb != 0 || k4 != 0);
-          wgmma_m64n64k32_s8(part0, a[k4], desc0 + (uint64_t)((k4 * 32) >> 4), scale_d);
-        }
-        wgmma_commit();
-        clock_to(3);
-        wgmma_wait_1();  // all but H0(g): H1 of the previous group is complete
-#pragma unroll
-        for (int jj = 0; jj < 32; jj++) fence_operand(part1[jj]);
-        clock_to(2);
-        if (g == 0 && held >= 0) {  // H1 of the previous block's last group was its stage's last reader
-          release(held);
-          held = -1;
-        }
-        if (SPG && pending && !kNoFold) fold_half<INT_SCALE>(total, part1, 1, pend0, pend1);
-        clock_to(5);
-        // H1(g) into part1.
-#pragma unroll
-        for (int jj = 0; jj < 32; jj++) fence_operand(part1[jj]);
-        wgmma_fence();
-#pragma unroll
-        for (int jj = 0; jj < kSteps; jj++) {
-          const int k4 = g * kSteps + jj;
-          const int scale_d = SPG ? (jj != 0) : (kb != 0 || k4 != 0);
-          wgmma_m64n64k32_s8(part1, a[k4], desc1 + (uint64_t)((k4 * 32) >> 4), scale_d);
-        }
-        wgmma_commit();
-        pend0 = sc[g][0];
-        pend1 = sc[g][1];
-        pending = true;
-        clock_to(3);
-        wgmma_wait_1();  // all but H1(g): H0(g) is complete
-#pragma unroll
-        for (int jj = 0; jj < 32; jj++) fence_operand(part0[jj]);
-        clock_to(4);
-        if (SPG && !kNoFold) fold_half<INT_SCALE>(total, part0, 0, sc[g][0], sc[g][1]);
-        clock_to(5);
-      }
-      held = s;
-      if (++s == kStagesV4) {
-        s = 0;
-        phase ^= 1;
-      }
-    };
-    uint32_t a_even[4][4], a_odd[4][4];
-#pragma unroll 1
-    for (int j = 0; j < my_tiles; j++) {
-      const wgmma_sched::Tile tl = tile_at(j);
-      const int rt = tl.rt, t0 = tl.tt;
-      const int row0 = rt * kRowTile + wg * 64 + wq * 16;
-      const int c0 = row0 + gid;
-      const bool ok0 = row0 < p.np, ok1 = row0 + 8 < p.np;
-#pragma unroll
-      for (int i = 0; i < 64; i++) total[i] = 0;
-      pending = false;
-#pragma unroll 1
-      for (int kb = 0; kb < kblocks; kb += 2) {
-        k_block(kb, a_even);
-        if (kb + 1 < kblocks) k_block(kb + 1, a_odd);
-      }
-      if (kClock) ck_t = clk32();
-      wgmma_wait_all();  // H1 of the last group
-#pragma unroll
-      for (int jj = 0; jj < 32; jj++) fence_operand(part1[jj]);
-      clock_to(4);
-      release(held);  // kblocks >= 1: the last block's stage is held
-      held = -1;
-      if (SPG && pending && !kNoFold) fold_half<INT_SCALE>(total, part1, 1, pend0, pend1);
-      clock_to(5);
-      if (!SPG) {  // per-channel: one chain per half over the whole K, scaled once (v3's code)
-        Scale scc[2];
-        channel_scales(p, c0, ok0, ok1, scc);
-        scale_chain<INT_SCALE, 0>(total, part0, scc);
-        scale_chain<INT_SCALE, 32>(total, part1, scc);
-      }
-      // Register 32·h + j of total is register j of half h: (channel c0 + 8·((j>>1)&1), token
-      // t0 + 64·h + 8·(j>>2) + 2·tig + (j&1)), i.e. v4's m64n128 register i = 32·h + j (v3's
-      // mapping): v4's epilogue as it is.
-      store_outputs<INT_SCALE>(p, total, c0, t0, tig);
-      clock_to(6);
-    }
-    if (kClock && (tid & 127) == 0) {
-#pragma unroll
-      for (int i = 0; i < 7; i++) atomicAdd(p.diag_clk + 8 * wg + i, (unsigned long long)ck[i]);
-      atomicAdd(p.diag_clk + 8 * wg + 7, (unsigned long long)(clk32() - ck_start));
-    }
-    return;
-  }
   int s = 0;
   uint32_t phase = 0;
   int turn = 0;
@@ -2127,14 +1931,14 @@ bool encode_w_map(const Sm90Params& p, TmaMap2D* map, std::string* why) {
   return true;
 }
 
-// v4 (config 20), v4c2 (21), v5 (22), v6 (23) and the diagnostic variants: raises the dynamic shared-memory
+// v4 (config 20), v4c2 (21), v5 (22) and the diagnostic variants: raises the dynamic shared-memory
 // limit once per instantiation, then launches (v5: min(tiles, SMs) persistent blocks; one fits per
 // SM: 209 KB of shared memory).
-template <int SPG, bool INT, int CL, int DIAG, bool PERSIST, bool V6 = false>
+template <int SPG, bool INT, int CL, int DIAG, bool PERSIST>
 cudaError_t launch_ws(const Sm90Params& p, const TmaMap2D* maps, long long tiles, cudaStream_t s) {
   static bool attr = false;
   if (!attr) {
-    const cudaError_t e = cudaFuncSetAttribute(w4a8_wgmma_v4_kernel<SPG, INT, CL, DIAG, PERSIST, V6>,
+    const cudaError_t e = cudaFuncSetAttribute(w4a8_wgmma_v4_kernel<SPG, INT, CL, DIAG, PERSIST>,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV4);
     if (e != cudaSuccess) return e;
     attr = true;
@@ -2153,24 +1957,19 @@ cudaError_t launch_ws(const Sm90Params& p, const TmaMap2D* maps, long long tiles
     at[0].val.clusterDim.z = 1;
     cfg.attrs = at;
     cfg.numAttrs = 1;
-    return cudaLaunchKernelEx(&cfg, w4a8_wgmma_v4_kernel<SPG, INT, CL, DIAG, PERSIST, V6>, p, maps[0], maps[1]);
+    return cudaLaunchKernelEx(&cfg, w4a8_wgmma_v4_kernel<SPG, INT, CL, DIAG, PERSIST>, p, maps[0], maps[1]);
   }
   // 3 warpgroups: producer + 2 consumers; the tensor maps by value (__grid_constant__)
   const unsigned grid = (unsigned)(PERSIST ? std::min<long long>(tiles, device_sms()) : tiles);
-  w4a8_wgmma_v4_kernel<SPG, INT, CL, DIAG, PERSIST, V6><<<grid, kThreadsV4, kSmemBytesV4, s>>>(p, maps[0], maps[1]);
+  w4a8_wgmma_v4_kernel<SPG, INT, CL, DIAG, PERSIST><<<grid, kThreadsV4, kSmemBytesV4, s>>>(p, maps[0], maps[1]);
   return cudaGetLastError();
 }
 
 // The diagnostic variants (p.diag ≠ 0): v4 (version 5) or v5 (version 7), integer scales,
-// group 128 only (launch_w4a8_sm90 checked it); v6 (version 8): nofold and clock only.
+// group 128 only (launch_w4a8_sm90 checked it).
 template <int SPG, bool INT>
 cudaError_t launch_diag(const Sm90Params& p, const TmaMap2D* maps, long long tiles, cudaStream_t s) {
   if constexpr (SPG == 4 && INT) {
-    if (p.version == 8) {
-      if (p.diag == kSm90DiagNoFold) return launch_ws<4, true, 1, kSm90DiagNoFold, false, true>(p, maps, tiles, s);
-      if (p.diag == kSm90DiagClock) return launch_ws<4, true, 1, kSm90DiagClock, false, true>(p, maps, tiles, s);
-      return cudaErrorInvalidValue;
-    }
     const bool v5 = p.version == 7;
 #define ODY_DIAG_CASE(D) \
   case D:                \
@@ -2199,11 +1998,10 @@ cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* maps, cudaStream_t s
   // Raise the dynamic shared-memory limit once per instantiation (v1, v2, v3, v3p apart; the
   // warp-specialized kernels in launch_ws).
   static bool attr[4] = {false, false, false, false};
-  const int v = p.version - 1;  // 0: v1, 1: v2, 2: v3, 3: v3p, 4: v4, 5: v4 on a 2-CTA cluster, 6: v5, 7: v6
-  if (v < 0 || v > 7) return cudaErrorInvalidValue;
+  const int v = p.version - 1;  // 0: v1, 1: v2, 2: v3, 3: v3p, 4: v4, 5: v4 on a 2-CTA cluster, 6: v5
+  if (v < 0 || v > 6) return cudaErrorInvalidValue;
   const long long tiles = (long long)((p.np + kRowTile - 1) / kRowTile) * ((p.m + kTokTile - 1) / kTokTile);
-  if (p.diag) return (v == 4 || v == 6 || v == 7) ? launch_diag<SPG, INT>(p, maps, tiles, s) : cudaErrorInvalidValue;
-  if (v == 7) return launch_ws<SPG, INT, 1, 0, false, true>(p, maps, tiles, s);
+  if (p.diag) return (v == 4 || v == 6) ? launch_diag<SPG, INT>(p, maps, tiles, s) : cudaErrorInvalidValue;
   if (v == 6) return launch_ws<SPG, INT, 1, 0, true>(p, maps, tiles, s);
   if (v == 5) return launch_ws<SPG, INT, 2, 0, false>(p, maps, tiles, s);
   if (v == 4) return launch_ws<SPG, INT, 1, 0, false>(p, maps, tiles, s);
@@ -2244,13 +2042,13 @@ bool sm90_wgmma_built() { return true; }
 ody_status launch_w4a8_sm90(const Sm90Params& p, cudaStream_t stream) {
   if (!sm90_wgmma_usable()) return fail(ODY_ERR_UNSUPPORTED, "w4a8: the wgmma kernel needs a compute capability 9.x device");
   ODY_CUDA(cudaGetLastError());
-  // The diagnostic variants (bench only, w4a8_sm90_diag): v4, v5 or v6, integer scales, group 128.
+  // The diagnostic variants (bench only, w4a8_sm90_diag): v4 or v5, integer scales, group 128.
   // (An unknown bit combination is refused by launch_diag: cudaErrorInvalidValue.)
-  if (p.diag && !((p.version == 5 || p.version == 7 || p.version == 8) && p.int_scale && p.group_size == 128 && p.k > 128 &&
+  if (p.diag && !((p.version == 5 || p.version == 7) && p.int_scale && p.group_size == 128 && p.k > 128 &&
                   (p.diag != kSm90DiagClock || p.diag_clk)))
     return fail(ODY_ERR_UNSUPPORTED, "w4a8: diagnostic variant " + std::to_string(p.diag) +
-                                         " exists for wgmma v4/v5/v6, integer scales, group 128 (K > 128) only");
-  TmaMap2D maps[2]{};  // v4, v4c2, v5, v6: X's and W's tensor maps, encoded per launch (~1 µs each of host time)
+                                         " exists for wgmma v4/v5, integer scales, group 128 (K > 128) only");
+  TmaMap2D maps[2]{};  // v4, v4c2, v5: X's and W's tensor maps, encoded per launch (~1 µs each of host time)
   if (p.version >= 5) {
     std::string why;
     if (!encode_x_map(p, p.version == 6 ? kTokTile / 2 : kTokTile, &maps[0], &why)) return fail(ODY_ERR_UNSUPPORTED, why);

@@ -524,10 +524,9 @@ const Config kConfigs[] = {
     Config{"wgmma_ws_r128t128_v4", kSm90TokTile, kSm90RowTile, 384, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 20 warp-specialized (TMA, mbarriers, pingpong)
     Config{"wgmma_ws_r128t128_v4c2", kSm90TokTile, kSm90RowTile, 384, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 21 v4 on 2-CTA clusters, X multicast
     Config{"wgmma_ws_r128t128_v5", kSm90TokTile, kSm90RowTile, 384, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 22 v4, persistent
-    Config{"wgmma_ws_r128t128_v6", kSm90TokTile, kSm90RowTile, 384, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 23 v4, 64-token halves, folds overlapped
 };
 constexpr int kNumConfigs = sizeof(kConfigs) / sizeof(kConfigs[0]);
-static_assert(kNumConfigs == kWgmmaV6Config + 1 && kWgmmaV6Config == kWgmmaV5Config + 1 && kWgmmaV5Config == kWgmmaV4c2Config + 1 && kWgmmaV4c2Config == kWgmmaV4Config + 1 && kWgmmaV4Config == kWgmmaV3pConfig + 1 && kWgmmaV3pConfig == kWgmmaV3Config + 1 && kWgmmaV3Config == kWgmmaV2Config + 1 && kWgmmaV2Config == kWgmmaConfig + 1 && kWgmmaConfig == kGemvMmaS8Config + 1 && kGemvConfig == kGemvMmaS2Config - 1 &&
+static_assert(kNumConfigs == kWgmmaV5Config + 1 && kWgmmaV5Config == kWgmmaV4c2Config + 1 && kWgmmaV4c2Config == kWgmmaV4Config + 1 && kWgmmaV4Config == kWgmmaV3pConfig + 1 && kWgmmaV3pConfig == kWgmmaV3Config + 1 && kWgmmaV3Config == kWgmmaV2Config + 1 && kWgmmaV2Config == kWgmmaConfig + 1 && kWgmmaConfig == kGemvMmaS8Config + 1 && kGemvConfig == kGemvMmaS2Config - 1 &&
                   kGemvMmaS2Config + 1 == kGemvMmaS4Config && kGemvMmaS4Config + 1 == kGemvMmaS8Config,
               "the GEMV configs' indexes (fastgemm.hpp) must match the table");
 
@@ -753,8 +752,7 @@ Sm90Params sm90_params(const ody_w4a8_problem* p, const ody_w4a8_args* a, int cf
   w.group_size = p->group_size;
   w.act_per_token = p->act_per_token;
   w.int_scale = int_scale;
-  w.version = cfg == kWgmmaV6Config    ? 8
-              : cfg == kWgmmaV5Config    ? 7
+  w.version = cfg == kWgmmaV5Config    ? 7
               : cfg == kWgmmaV4c2Config  ? 6
               : cfg == kWgmmaV4Config  ? 5
               : cfg == kWgmmaV3pConfig ? 4
@@ -841,10 +839,8 @@ int sm90_diag_code(const std::string& name) {
 // Bench only (fastgemm.hpp): the same checks as gemm for the forced config, then the variant.
 ody_status w4a8_sm90_diag(const ody_w4a8_problem* p, const ody_w4a8_args* a, int config, int diag,
                           unsigned long long* clk, cudaStream_t stream) {
-  if (config != kWgmmaV4Config && config != kWgmmaV5Config && config != kWgmmaV6Config)
-    return fail(ODY_ERR_UNSUPPORTED, "w4a8: diagnostic variants exist for wgmma v4, v5 and v6 only");
-  if (config == kWgmmaV6Config && diag != kSm90DiagNoFold && diag != kSm90DiagClock)
-    return fail(ODY_ERR_UNSUPPORTED, "w4a8: wgmma v6's diagnostic variants are nofold and clock only");
+  if (config != kWgmmaV4Config && config != kWgmmaV5Config)
+    return fail(ODY_ERR_UNSUPPORTED, "w4a8: diagnostic variants exist for wgmma v4 and v5 only");
   if (!p || p->config != config || diag <= 0)
     return fail(ODY_ERR_INVALID, "w4a8: diagnostic launch needs problem.config == config and diag > 0");
   if (ody_status s = can_implement(p, a)) return s;

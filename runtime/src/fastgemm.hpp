@@ -122,12 +122,7 @@ constexpr int kWgmmaV4c2Config = 21;
 // dispatch takes it only with ODYSSEY_WGMMA_V5=1 (kSm90DispatchV5 in fastgemm_dispatch.cpp)
 // until measured faster than v4.
 constexpr int kWgmmaV5Config = 22;
-// v6, "wgmma_ws_r128t128_v6" (issue 12): v4 with each consumer's 128 tokens in two 64-token halves
-// (m64n64k32 chains, wait_group 1) so that one half's fold overlaps the other half's MMAs; v4's
-// producer, ring, grid, fold order and epilogue: bit-exact. Dispatch only with ODYSSEY_WGMMA_V6=1
-// (kSm90DispatchV6 in fastgemm_dispatch.cpp) until measured faster than v4.
-constexpr int kWgmmaV6Config = 23;
-// Diagnostic variants of v4 and v5, and nofold / clock of v6 (issue 12: where the cycles go). Bench only: they compute
+// Diagnostic variants of v4 and v5 (issue 12: where the cycles go). Bench only: they compute
 // wrong results by design, exist for integer scales at group 128 only, and are reachable only
 // through w4a8_sm90_diag (no config index: test, dispatch and the C ABI never see them). Each bit
 // removes one part of the kernel (fastgemm_sm90.cu, "diagnostics"); kSm90DiagClock adds per-phase
@@ -152,8 +147,8 @@ struct Sm90Params {
   int group_size;  // == k for per-channel
   int act_per_token;
   bool int_scale;
-  int version;  // 1: wgmma_r128t128_s4, 2: _v2, 3: _v3, 4: _v3p (persistent), 5: wgmma_ws_r128t128_v4, 6: _v4c2, 7: _v5, 8: _v6
-  int diag;     // 0, or kSm90Diag* bits (versions 5, 7 and 8 only; set only by w4a8_sm90_diag)
+  int version;  // 1: wgmma_r128t128_s4, 2: _v2, 3: _v3, 4: _v3p (persistent), 5: wgmma_ws_r128t128_v4, 6: _v4c2, 7: _v5
+  int diag;     // 0, or kSm90Diag* bits (versions 5 and 7 only; set only by w4a8_sm90_diag)
   unsigned long long* diag_clk;  // kSm90DiagClock: kSm90DiagClkSlots counters, zeroed by the caller
 };
 bool sm90_wgmma_built();

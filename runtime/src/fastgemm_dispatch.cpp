@@ -106,10 +106,6 @@ constexpr int kSm90DispatchV4 = 1;
 // false until `device-run.sh wgmma5` measures it ahead of v4 (bit-exact there); ODYSSEY_WGMMA_V5=1
 // / =0 overrides (it wins over ODYSSEY_WGMMA_V4).
 constexpr bool kSm90DispatchV5 = false;
-// v6 (v4 with 64-token halves whose folds overlap the other half's MMAs; fastgemm_sm90.cu) in
-// v4's place: false until `device-run.sh wgmma6` measures it ahead of v4 (bit-exact there);
-// ODYSSEY_WGMMA_V6=1 / =0 overrides (it wins over ODYSSEY_WGMMA_V5 and ODYSSEY_WGMMA_V4).
-constexpr bool kSm90DispatchV6 = false;
 constexpr int kSm90AlwaysM = 256;  // from here on the wgmma kernel whatever the tile count
 int device_sms();  // kernel_common.cuh (a CUDA header; this file is host C++)
 
@@ -149,16 +145,9 @@ int dispatch_config_sm90(int m, int n, int k, int splits) {
     if (e && std::string(e) == "0") return false;
     return kSm90DispatchV5;
   }();
-  static const bool v6 = [] {
-    const char* e = std::getenv("ODYSSEY_WGMMA_V6");
-    if (e && std::string(e) == "1") return true;
-    if (e && std::string(e) == "0") return false;
-    return kSm90DispatchV6;
-  }();
   const long long tiles = (long long)((m + kSm90TokTile - 1) / kSm90TokTile) *
                           (((n + 7) / 8 * 8 + kSm90RowTile - 1) / kSm90RowTile);
   if (!forced && m < kSm90AlwaysM && tiles < device_sms()) return -1;
-  if (v6) return kWgmmaV6Config;  // same tiles as v4: the same rule
   if (v5) return kWgmmaV5Config;  // same tiles as v2 and v4: the same rule
   if (v4) return v4 == 2 ? kWgmmaV4c2Config : kWgmmaV4Config;  // same tiles as v2: the same rule
   return v3 == 2 ? kWgmmaV3pConfig : v3 == 1 ? kWgmmaV3Config : v2 ? kWgmmaV2Config : kWgmmaConfig;

@@ -93,7 +93,7 @@ struct Timer {
 
 // ODYSSEY_V4_DIAG: "all" or a comma list of the wgmma v4/v5 diagnostic variants (fastgemm.hpp
 // kSm90Diag*: nofold, noturn, nowait, nomma, noepi, mmaonly, clock, prefetch, ss, mmaonly-ss);
-// unset: none. With ODYSSEY_WGMMA_V6 set, v6 runs the two it has (nofold, clock) as diag-v6-* rows.
+// unset: none.
 std::vector<std::string> wgmma_diag_names() {
   const char* e = std::getenv("ODYSSEY_V4_DIAG");
   std::vector<std::string> out;
@@ -265,8 +265,6 @@ struct Bench {
     const int np = (n + 7) / 8 * 8, group = 128, groups = k / group;
     const char* v5e = std::getenv("ODYSSEY_WGMMA_V5");
     const bool v5_rows = v5e && std::string(v5e) != "0";  // the w4a8_*_wgmma5 rows
-    const char* v6e = std::getenv("ODYSSEY_WGMMA_V6");
-    const bool v6_rows = v6e && std::string(v6e) != "0";  // the w4a8_*_wgmma6 rows (and diag-v6-*)
     const std::vector<std::string> diag_names = wgmma_diag_names();  // the diag-v4/v5-* rows
     const size_t w4 = (size_t)np * k / 2, sc_int = (size_t)groups * np * 2, sc_f = (size_t)groups * np * 4;
     const int r4 = rotations(w4 + sc_int + np * 4, dev.l2);
@@ -344,18 +342,13 @@ struct Bench {
         // until it has run on a GPU, so that a fault there cannot take the other rows down.
         const std::pair<int, int> tag_wgmma5{v5_rows ? kWgmmaV5Config : -2, 0};
         if (v5_rows) variants.push_back(tag_wgmma5);
-        // Row w4a8_*_wgmma6 (v4 with 64-token halves, folds overlapped): only with ODYSSEY_WGMMA_V6
-        // set (not "0"), for the same reason.
-        const std::pair<int, int> tag_wgmma6{v6_rows ? kWgmmaV6Config : -2, 0};
-        if (v6_rows) variants.push_back(tag_wgmma6);
         if (mma_cfg != kWgmmaConfig && mma_cfg != kWgmmaV2Config && mma_cfg != kWgmmaV3Config && mma_cfg != kWgmmaV3pConfig &&
-            mma_cfg != kWgmmaV4Config && mma_cfg != kWgmmaV4c2Config && mma_cfg != kWgmmaV5Config && mma_cfg != kWgmmaV6Config)
+            mma_cfg != kWgmmaV4Config && mma_cfg != kWgmmaV4c2Config && mma_cfg != kWgmmaV5Config)
           variants.push_back(tag_mma);
         if (sweep)
           for (int c = 0; c < ody_w4a8_num_configs(); c++)
             for (int s : {0, 1, 2, 4, 8})
-              if (s <= k / 128 && (c != kWgmmaV5Config || v5_rows) && (c != kWgmmaV6Config || v6_rows))
-                variants.push_back({c, s});
+              if (s <= k / 128 && (c != kWgmmaV5Config || v5_rows)) variants.push_back({c, s});
         if (!sweep)
           for (int c = 0; c < ody_w4a8_num_configs(); c++)
             if (is_gemv(c)) variants.push_back({c, 0});
@@ -394,7 +387,7 @@ struct Bench {
             rows.push_back(r);
           }
           const bool tagged = (c == tag_wgmma.first || c == tag_wgmma2.first || c == tag_wgmma3.first || c == tag_wgmma3p.first ||
-                               c == tag_wgmma4.first || c == tag_wgmma4c2.first || c == tag_wgmma5.first || c == tag_wgmma6.first ||
+                               c == tag_wgmma4.first || c == tag_wgmma4c2.first || c == tag_wgmma5.first ||
                               c == tag_mma.first) && s == 0 && c != -1 && !is_gemv(c);
           if (tagged && std::find(done_tags.begin(), done_tags.end(), c) == done_tags.end()) {
             done_tags.push_back(c);
@@ -406,7 +399,6 @@ struct Bench {
                                  : c == kWgmmaV4Config ? "_wgmma4"
                                  : c == kWgmmaV4c2Config ? "_wgmma4c2"
                                  : c == kWgmmaV5Config ? "_wgmma5"
-                                 : c == kWgmmaV6Config ? "_wgmma6"
                                                        : "_mma";
             Row r = make_row(n, k, m, std::string(is_int ? "w4a8_int" : "w4a8_float") + suffix, us, bytes, 1979);
             r.note = name;
@@ -432,16 +424,13 @@ struct Bench {
         // design: rows diag-v4-<name> / diag-v5-<name> of their own, never the dispatch's or the
         // best row. "clock" also prints one CLOCK line of cycles per tile per phase.
         if (is_int && !diag_names.empty() && group == 128 && k > 128) {
-          for (int c : {kWgmmaV4Config, kWgmmaV5Config, kWgmmaV6Config}) {
-            if (c == kWgmmaV6Config && !v6_rows) continue;
+          for (int c : {kWgmmaV4Config, kWgmmaV5Config}) {
             ody_w4a8_problem dp{m, n, k, group, 1, ODY_SCALE_INT, c, 0};
             if (ody_w4a8_can_implement(&dp, nullptr) != ODY_OK) continue;
-            const char* ver = c == kWgmmaV6Config ? "v6" : c == kWgmmaV5Config ? "v5" : "v4";
+            const char* ver = c == kWgmmaV5Config ? "v5" : "v4";
             DeviceBuffer clk(kSm90DiagClkSlots * sizeof(unsigned long long));
             for (const std::string& dn : diag_names) {
               const int code = sm90_diag_code(dn);
-              // v6 has two diagnostic variants: nofold (is the fold hidden now?) and clock.
-              if (c == kWgmmaV6Config && code != kSm90DiagNoFold && code != kSm90DiagClock) continue;
               ody_w4a8_args a{};
               a.x = x8.get<int8_t>();
               a.x_scale = xs.get<float>();
@@ -467,12 +456,8 @@ struct Bench {
                 const double tiles = (double)((m + kSm90TokTile - 1) / kSm90TokTile) * (double)((np + kSm90RowTile - 1) / kSm90RowTile);
                 const double blocks = (double)std::max(1ull, h[18]);
                 std::fprintf(stderr, "CLOCK %s %dx%d M=%d cycles/tile:", ver, n, k, m);
-                // v6's slots 2 and 4 are its two wait_group 1s (H1 of the previous group, then H0 of
-                // this one; fastgemm_sm90.cu "v6"), printed as waitB / waitA.
-                const bool v6 = c == kWgmmaV6Config;
                 for (int wg = 0; wg < 2; wg++)
-                  std::fprintf(stderr, v6 ? " | c%d full %.0f build %.0f waitB %.0f issue %.0f waitA %.0f fold %.0f epi %.0f all %.0f"
-                                          : " | c%d full %.0f build %.0f turn %.0f issue %.0f wgwait %.0f fold %.0f epi %.0f all %.0f", wg,
+                  std::fprintf(stderr, " | c%d full %.0f build %.0f turn %.0f issue %.0f wgwait %.0f fold %.0f epi %.0f all %.0f", wg,
                                h[8 * wg] / tiles, h[8 * wg + 1] / tiles, h[8 * wg + 2] / tiles, h[8 * wg + 3] / tiles,
                                h[8 * wg + 4] / tiles, h[8 * wg + 5] / tiles, h[8 * wg + 6] / tiles, h[8 * wg + 7] / tiles);
                 std::fprintf(stderr, " | producer emptywait %.0f all %.0f | tiles %.0f blocks %.0f (cycles per block: %.0f)\n",

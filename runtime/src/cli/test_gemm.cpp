@@ -263,11 +263,6 @@ bool wgmma_v5_selected() {
   const char* e = std::getenv("ODYSSEY_WGMMA_V5");
   return e && std::string(e) != "0";
 }
-// wgmma v6 (config wgmma_ws_r128t128_v6): the same rule with ODYSSEY_WGMMA_V6, for the same reason.
-bool wgmma_v6_selected() {
-  const char* e = std::getenv("ODYSSEY_WGMMA_V6");
-  return e && std::string(e) != "0";
-}
 // --kinds KIND,...: run only the cases of these kinds (w4a8, w4a16, act); all by default.
 std::vector<std::string> g_only_kinds;
 
@@ -287,8 +282,6 @@ std::vector<CaseResult> test_w4a8(const std::string& name, const SafetensorsFile
   for (int cfg = 0; cfg < ody_w4a8_num_configs(); cfg++) {
     if (!config_selected(cfg)) continue;
     if (g_only_configs.empty() && std::string(ody_w4a8_config_name(cfg)) == "wgmma_ws_r128t128_v5" && !wgmma_v5_selected())
-      continue;
-    if (g_only_configs.empty() && std::string(ody_w4a8_config_name(cfg)) == "wgmma_ws_r128t128_v6" && !wgmma_v6_selected())
       continue;
     // Large cases: only the configs the dispatch would use for them, to keep the run short.
     if ((long long)c.m * c.n * c.k > (1LL << 30)) {
@@ -647,7 +640,6 @@ std::vector<CaseResult> wgmma_probe_config(const std::string& cname) {
                           : cname == "wgmma_ws_r128t128_v4" ? "wgmma-probe v4: "
                           : cname == "wgmma_ws_r128t128_v4c2" ? "wgmma-probe v4c2: "
                           : cname == "wgmma_ws_r128t128_v5" ? "wgmma-probe v5: "
-                          : cname == "wgmma_ws_r128t128_v6" ? "wgmma-probe v6: "
                                                             : "wgmma-probe v3p: ";
   int cfg = -1;
   for (int i = 0; i < ody_w4a8_num_configs(); i++)
@@ -823,11 +815,6 @@ std::vector<CaseResult> wgmma_probe() {
   if (wgmma_v5_selected()) {
     std::vector<CaseResult> v5 = wgmma_probe_config("wgmma_ws_r128t128_v5");
     out.insert(out.end(), v5.begin(), v5.end());
-  }
-  // v6 (v4 with 64-token halves) likewise only with ODYSSEY_WGMMA_V6 set until it has run on a GPU.
-  if (wgmma_v6_selected()) {
-    std::vector<CaseResult> v6 = wgmma_probe_config("wgmma_ws_r128t128_v6");
-    out.insert(out.end(), v6.begin(), v6.end());
   }
   return out;
 }

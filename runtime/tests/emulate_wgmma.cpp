@@ -34,13 +34,6 @@
 // boundaries, an epilogue between tiles; a fifth mutation (turns counted per tile) must be caught;
 // and the "prefetch" diagnostic's order (the next stage waited for and read before this one's
 // wait_group and release) over ring sizes 2..8.
-// v6 (config wgmma_ws_r128t128_v6): v4's stage image consumed in v3's halves and fold order (run,
-// ver 6); the consumer's wgmma groups in flight (v6_inflight: no fold of a partial, no A build
-// and no stage release while an unretired group uses it; each half folded once per group in K
-// order with the kept scales; three mutations caught); and v4_ring in v6 mode (no turns, each
-// stage released one K block later, after the next block's first wait_group 1, or at the tile's
-// end): 2..8 stages, 1 or 3 tiles, one stage must deadlock, a sixth mutation (v4's release time)
-// caught.
 // Host only (CI): emulate_wgmma [--quick]
 #include <cstdint>
 #include <cstdio>
@@ -255,7 +248,7 @@ long long run(int m, int n, int k, int group, uint32_t seed, int ver) {
                 r[3] = w1[s] & 0xF0F0F0F0u;
               }
             }
-          if (ver == 3 || ver == 6) {  // v6: v3's halves and fold order on v4's stage image
+          if (ver == 3) {
             run_v3_groups(wg, kb, rt, np, kgroups, ksteps, spg, a, smem.data(), ssm.data(), part, total, v3_pend[wg],
                           v3_pending[wg]);
             continue;
@@ -315,7 +308,7 @@ long long run(int m, int n, int k, int group, uint32_t seed, int ver) {
           }
         }
       }
-      if ((ver == 3 || ver == 6) && spg)  // after the loop: wait_group 0, fold the last second half
+      if (ver == 3 && spg)  // after the loop: wait_group 0, fold the last second half
         for (int wg = 0; wg < 2; wg++)
           if (v3_pending[wg])
             for (int tid = 0; tid < 128; tid++)
@@ -488,7 +481,7 @@ struct MBar {
 };
 
 long long v4_ring(int kblocks_tile, int stages, int kgroups, uint32_t seed, int mut, int cl = 1, int ntiles = 1,
-                  bool pf = false, bool v6 = false) {
+                  bool pf = false) {
   const int kblocks = kblocks_tile * ntiles;  // K blocks over all of the block's tiles
   uint32_t rs = seed;
   auto rnd = [&rs]() {
@@ -524,7 +517,6 @@ long long v4_ring(int kblocks_tile, int stages, int kgroups, uint32_t seed, int 
   const int turns = kblocks * kgroups;
   struct Warp {
     int kb = 0, s = 0, phase = 0, g = 0, turn = 0;
-    int held = -1, held_kb = -1;  // v6: the stage whose release waits for H1 of its last group
     int pc = 0;         // 0 wait full, 1 turn wait, 2 issue + pass turn, 3 wait_group + release + fold, 4 epilogue
     int wait_gen = -1;  // the named-barrier instance a bar.sync waits for
     bool in_bar = false, done = false;
@@ -564,10 +556,6 @@ long long v4_ring(int kblocks_tile, int stages, int kgroups, uint32_t seed, int 
         q.pc = 0;
         return true;
       case 1: {
-        if (v6) {  // v6: no pingpong
-          q.pc = 2;
-          return true;
-        }
         const int tturns = kblocks_tile * kgroups;  // mutation 5: the kernel's bookkeeping per tile
         if (mut == 5 ? !(c == 1 || q.turn % tturns > 0) : !(c == 1 || q.turn > 0)) {
           q.pc = 2;
@@ -585,12 +573,6 @@ long long v4_ring(int kblocks_tile, int stages, int kgroups, uint32_t seed, int 
         return true;
       }
       case 2: {
-        if (v6) {  // H0(g) and H1(g) issued (v6 has no turns: the two consumers issue at will)
-          if (!holds(cta, q.s, q.kb)) bad++;
-          if (mut == 6 && q.g == kgroups - 1) release(cta, q.s);  // mutation: v4's release time, H1 in flight
-          q.pc = 3;
-          return true;
-        }
         // The wgmma ops of turn q.turn: the other consumer must have issued its turn before
         // (consumer 1: the same turn; consumer 0: the previous one), and this one not yet.
         if (c == 1 && iss[0 * turns + q.turn] != 4) bad++;
@@ -615,39 +597,6 @@ long long v4_ring(int kblocks_tile, int stages, int kgroups, uint32_t seed, int 
         return true;
       }
       default:
-        if (v6) {
-          // v6: the first wait_group 1 of a K block retires H1 of the previous block's last
-          // group, the held stage's last reader: it must still hold that block, then is released.
-          if (q.g == 0 && q.held >= 0) {
-            if (!holds(cta, q.held, q.held_kb)) bad++;
-            if (mut != 6) release(cta, q.held);
-            q.held = -1;
-          }
-          if (!holds(cta, q.s, q.kb)) bad++;  // H0(g) retired by the second wait_group 1
-          if (q.g < kgroups - 1) {
-            q.g++;
-            q.pc = 1;
-            return true;
-          }
-          q.held = q.s;  // H1 of the last group still reads it
-          q.held_kb = q.kb;
-          const bool tile_end = (q.kb + 1) % kblocks_tile == 0;
-          if (tile_end) {  // wait_group 0 at the tile's end: H1 retired, the stage released
-            if (!holds(cta, q.held, q.held_kb)) bad++;
-            if (mut != 6) release(cta, q.held);
-            q.held = -1;
-          }
-          if (++q.kb == kblocks) {
-            q.done = true;
-            return true;
-          }
-          if (++q.s == stages) {
-            q.s = 0;
-            q.phase ^= 1;
-          }
-          q.pc = tile_end ? 4 : 0;
-          return true;
-        }
         // wait_group 0: the wgmmas read the stage until here.
         if (!holds(cta, q.s, q.kb)) bad++;
         if (q.g == kgroups - 1) {
@@ -718,92 +667,6 @@ long long v4_ring(int kblocks_tile, int stages, int kgroups, uint32_t seed, int 
   return bad;
 }
 
-// v6's consumer (fastgemm_sm90.cu "v6 consumer"), one warpgroup, with the wgmma groups in flight
-// modelled (PTX ISA "wgmma.mma_async"/"wait_group": wait_group N retires every committed group
-// but the N most recent): the kernel's order of issue, commit, wait_group 1, stage release, A
-// build (even/odd arrays) and folds over kblocks K blocks of kgroups groups, for ntiles tiles.
-// Checks: no fold reads a partial that an unretired group accumulates into; no A build writes an
-// array that an unretired group reads; no stage is released (or reused) while an unretired group
-// reads it; each half folds every group exactly once, in K order, with that group's scales (the
-// scale kept for the pending fold); at most 2 stages held at once. Mutations that must be caught:
-// 1 = one A array (no even/odd), 2 = the stage released at its block's end (v4's time, H1 still
-// in flight), 3 = the pending fold with the next group's scales. Returns the problems seen.
-long long v6_inflight(int kblocks, int kgroups, int ntiles, int mut) {
-  struct Grp {
-    int half, arr, stage;
-    bool retired;
-  };
-  std::vector<Grp> grp;  // committed, in order
-  long long bad = 0;
-  auto wait_group = [&](int n) {
-    int live = 0;
-    for (int i = (int)grp.size() - 1; i >= 0; i--)
-      if (!grp[i].retired && ++live > n) grp[i].retired = true;
-  };
-  auto busy = [&](auto pred) {
-    for (auto& g : grp)
-      if (!g.retired && pred(g)) return true;
-    return false;
-  };
-  std::vector<int> held_stages;
-  for (int t = 0; t < ntiles; t++) {
-    int next_fold[2] = {0, 0};  // per half: the next group (tile-global index) to fold
-    int pend_scale = -1;        // the group whose scales part1's pending fold uses (-1: none)
-    int held = -1;
-    for (int kb = 0; kb < kblocks; kb++) {
-      const int stage = t * kblocks + kb;  // a unique id per stage use
-      held_stages.push_back(stage);
-      if (held_stages.size() > 2) bad++;
-      const int arr = mut == 1 ? 0 : kb % 2;
-      if (busy([&](const Grp& g) { return g.arr == arr; })) bad++;  // A build over in-flight A registers
-      int sc[4];
-      for (int g = 0; g < kgroups; g++) sc[g] = kb * kgroups + g;  // the scales read from the stage
-      for (int g = 0; g < kgroups; g++) {
-        const int gg = kb * kgroups + g;
-        grp.push_back({0, arr, stage, false});  // issue H0(g), commit
-        wait_group(1);
-        if (g == 0 && held >= 0 && mut != 2) {
-          if (busy([&](const Grp& x) { return x.stage == held; })) bad++;
-          held_stages.erase(std::find(held_stages.begin(), held_stages.end(), held));
-          held = -1;
-        }
-        if (pend_scale >= 0) {  // fold part1
-          if (busy([&](const Grp& x) { return x.half == 1; })) bad++;
-          if (pend_scale != next_fold[1]) bad++;
-          next_fold[1]++;
-        }
-        grp.push_back({1, arr, stage, false});  // issue H1(g), commit
-        pend_scale = mut == 3 ? sc[(g + 1) % kgroups] : sc[g];
-        wait_group(1);
-        if (busy([&](const Grp& x) { return x.half == 0; })) bad++;  // fold part0
-        if (sc[g] != next_fold[0] || gg != next_fold[0]) bad++;
-        next_fold[0]++;
-      }
-      if (mut == 2) {  // release at the block's end: H1 of the last group still reads it
-        if (busy([&](const Grp& x) { return x.stage == stage; })) bad++;
-        held_stages.erase(std::find(held_stages.begin(), held_stages.end(), stage));
-      } else {
-        held = stage;
-      }
-    }
-    wait_group(0);
-    if (held >= 0) {
-      if (busy([&](const Grp& x) { return x.stage == held; })) bad++;
-      held_stages.erase(std::find(held_stages.begin(), held_stages.end(), held));
-    }
-    if (pend_scale >= 0) {
-      if (busy([&](const Grp& x) { return x.half == 1; })) bad++;
-      if (pend_scale != next_fold[1]) bad++;
-      next_fold[1]++;
-    }
-    if (next_fold[0] != kblocks * kgroups || next_fold[1] != kblocks * kgroups) bad++;
-    if (!held_stages.empty()) bad++;
-    held_stages.clear();
-    grp.clear();
-  }
-  return bad;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -815,12 +678,11 @@ int main(int argc, char** argv) {
                        {64, 128, 384, 384}};
   if (!quick) ps.push_back({300, 264, 512, 32});
   long long bad = 0;
-  for (int ver = 1; ver <= 6; ver++)
+  for (int ver = 1; ver <= 5; ver++)
     for (auto& p : ps) {
       long long b = run(p.m, p.n, p.k, p.g, 7u + p.m + p.n, ver);
       std::printf("emulate_wgmma%s m%d n%d k%d group %d: %s\n",
-                  ver == 1 ? "" : ver == 2 ? " v2" : ver == 3 ? " v3" : ver == 4 ? " v4" : ver == 5 ? " v4c2" : " v6", p.m, p.n,
-                  p.k, p.g,
+                  ver == 1 ? "" : ver == 2 ? " v2" : ver == 3 ? " v3" : ver == 4 ? " v4" : " v4c2", p.m, p.n, p.k, p.g,
                   b ? "FAIL" : "ok");
       bad += b;
     }
@@ -908,52 +770,6 @@ int main(int argc, char** argv) {
     std::printf("emulate_wgmma prefetch ring (%d runs; one stage deadlocks: %s): %s\n", runs, one_stage_deadlocks ? "yes" : "NO",
                 bad_pf || !one_stage_deadlocks ? "FAIL" : "ok");
     bad += bad_pf + (one_stage_deadlocks ? 0 : 1);
-  }
-  // v6 (64-token halves, a half's fold under the other's MMAs): the wgmma groups in flight at
-  // every fold, A build and stage release (v6_inflight), then the ring with v6's delayed release
-  // and no turns over 2..8 stages and 1 or 3 tiles (one stage must deadlock: a consumer waits for
-  // the stage it still holds), and the mutations of both models.
-  {
-    long long bad_v6 = 0;
-    int runs = 0;
-    for (int nt : {1, 2})
-      for (int kb = 1; kb <= 12; kb++)
-        for (int kg : {1, 2, 4}) {
-          const long long b = v6_inflight(kb, kg, nt, 0);
-          if (b) std::printf("emulate_wgmma v6 in-flight tiles %d kblocks %d groups %d: FAIL (%lld)\n", nt, kb, kg, b);
-          bad_v6 += b;
-          runs++;
-        }
-    for (int mut = 1; mut <= 3; mut++) {
-      long long caught = 0;
-      for (int kb : {2, 5})
-        for (int kg : {1, 2, 4}) caught += v6_inflight(kb, kg, 1, mut) > 0;
-      std::printf("emulate_wgmma v6 in-flight mutation %d (%s): %s\n", mut,
-                  mut == 1 ? "one A array" : mut == 2 ? "stage released before H1 retired" : "pending fold, wrong scales",
-                  caught ? "caught" : "NOT CAUGHT (FAIL)");
-      if (!caught) bad_v6++;
-    }
-    for (int nt : {1, 3})
-      for (int kb = 1; kb <= 12; kb += quick ? 3 : 1)
-        for (int stages = 2; stages <= 8; stages++)
-          for (int kg : {1, 2, 4})
-            for (uint32_t seed = 1; seed <= (quick ? 1u : 3u); seed++) {
-              const long long b = v4_ring(kb, stages, kg, seed * 2971u + kb * 43u + stages + nt, 0, 1, nt, false, true);
-              if (b)
-                std::printf("emulate_wgmma v6 ring tiles %d kblocks %d stages %d groups %d seed %u: FAIL (%lld)\n", nt, kb,
-                            stages, kg, seed, b);
-              bad_v6 += b;
-              runs++;
-            }
-    const bool one_stage_deadlocks = v4_ring(4, 1, 1, 17u, 0, 1, 1, false, true) > 0;
-    long long caught = 0;
-    for (int kb : {3, 9, 20})
-      for (int stages : {2, 3, 4})
-        for (uint32_t seed = 1; seed <= 3; seed++) caught += v4_ring(kb, stages, 2, seed * 104729u + kb, 6, 1, 1, false, true) > 0;
-    std::printf("emulate_wgmma v6 ring mutation 6 (stage released at its block's end): %s\n", caught ? "caught" : "NOT CAUGHT (FAIL)");
-    std::printf("emulate_wgmma v6 schedule and ring (%d runs; one stage deadlocks: %s): %s\n", runs,
-                one_stage_deadlocks ? "yes" : "NO", bad_v6 || !one_stage_deadlocks || !caught ? "FAIL" : "ok");
-    bad += bad_v6 + (one_stage_deadlocks ? 0 : 1) + (caught ? 0 : 1);
   }
   // The mutations must be caught (each on some configuration of a small sweep); 4 is the cluster's,
   // 5 is v5's (several tiles per block).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # device-run.sh: one call on the GPU machine builds, tests and times the runtime, writing logs
 # and JSON under $OUT (see runtime/NOTES.md). Run from the repository root:
-#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|prefill-rows|w8a8|calib32|calib-exact|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|wgmma4|wgmma5|wgmma6|fuse|w4a16]...
+#   ODY_BIN=bin/odyssey-linux-amd64 runtime/scripts/device-run.sh [build|test|attn|layers|prefill-rows|w8a8|calib32|calib-exact|sanitize|bench|decode-gemm|decode-sanitize|sweep|profile|codec|nccl-dry|wgmma|wgmma4|wgmma5|fuse|w4a16]...
 # wgmma4: wgmma v4 (warp-specialized; config wgmma_ws_r128t128_v4) and config 21 (v4c2: v4 on
 #   2-CTA clusters with X multicast): ptxas lines (0 spill), test wgmma-probe + memcheck, test gemm
 #   forced and through the dispatch (ODYSSEY_WGMMA_V4=1, =c2), bench
@@ -16,13 +16,6 @@
 #   a "v4 us, v5 us, v4/v5, fp16, int8, fp8, fp16/best" table and a diag table; ends with
 #   "wgmma5: PASS" or "wgmma5: FAIL" (PASS: no spill in v5, probe, memcheck, bit-exact, bench ran);
 #   WGMMA5_NCU=1 adds one ncu --set full of v5 at 4096x4096 M=4096.
-# wgmma6: wgmma v6 (config wgmma_ws_r128t128_v6: v4 with 64-token halves whose folds overlap the
-#   other half's MMAs): ptxas lines (v6: registers, spills, C75xx notes), probe + memcheck
-#   (ODYSSEY_WGMMA_V6=1), test gemm forced through v6 and through the dispatch, bench v4 / v6 /
-#   cuBLAS FP16 / cuBLASLt INT8, FP8 at the 7B shapes (M = 1024, 4096; WGMMA6_M, WGMMA6_SHAPES,
-#   WGMMA6_ITERS) and 4096x4096, 8192x28672 M=4096 with the nofold/clock diag rows of v4/v5/v6
-#   (WGMMA6_DIAG) and CLOCK lines; a "v4 us, v6 us, v4/v6, fp16, int8, fp8" table and a diag
-#   table; ends with "wgmma6: PASS" or "wgmma6: FAIL".
 # wgmma: the Hopper wgmma prefill kernel, v1, v2 and v3: build (their ptxas lines, C7519 count per
 #   version, SASS GMMA count), test wgmma-probe (all three), test gemm --configs wgmma_r128t128_s4,
 #   _v2 and _v3 with ODYSSEY_WGMMA=1 (ODYSSEY_WGMMA_V2=0/1, ODYSSEY_WGMMA_V3=1 route the dispatch's
@@ -659,13 +652,13 @@ PY
     grep -E "FastGEMM wgmma kernel" "$OUT/build-wgmma4.log" "$OUT/build.log" 2>/dev/null | head -1
     # ptxas per v4 instantiation (spg = 32-bit steps per group: 1 = g32, 2 = g64, 4 = g128, 0 =
     # per-channel; int = integer scales): registers and spill bytes (want 0), and any wgmma warning.
-    # (Since session 9 the kernel template also has DIAG, PERSIST and V6: v4 and v4c2 are DIAG = 0,
-    # PERSIST = 0, V6 = 0; v5 and the diagnostic variants are in `wgmma5`, v6 in `wgmma6`.)
-    cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -E -A3 "Compiling entry function '.*w4a8_wgmma_v4_kernelILi[0-9]ELb[01]ELi[12]ELi0ELb0ELb0E" |
+    # (Since session 9 the kernel template also has DIAG and PERSIST: v4 and v4c2 are DIAG = 0,
+    # PERSIST = 0; v5 and the diagnostic variants are in `wgmma5`.)
+    cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -E -A3 "Compiling entry function '.*w4a8_wgmma_v4_kernelILi[0-9]ELb[01]ELi[12]ELi0ELb0E" |
       grep -E "Compiling|registers|spill" | sed 's/_ZN7odyssey[^ ]*w4a8_wgmma_v4_kernelILi\([0-9]\)ELb\([01]\)ELi\([12]\)E[^ ]*/w4a8_wgmma_v4_kernel<spg=\1,int=\2,cluster=\3>/'
-    nspill=$(cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -E -A3 "Compiling entry function '.*w4a8_wgmma_v4_kernelILi[0-9]ELb[01]ELi[12]ELi0ELb0ELb0E" |
+    nspill=$(cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -E -A3 "Compiling entry function '.*w4a8_wgmma_v4_kernelILi[0-9]ELb[01]ELi[12]ELi0ELb0E" |
       grep -E "spill" | grep -vc " 0 bytes spill stores, 0 bytes spill loads")
-    nent=$(cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -cE "Compiling entry function '.*w4a8_wgmma_v4_kernelILi[0-9]ELb[01]ELi[12]ELi0ELb0ELb0E")
+    nent=$(cat "$OUT/build.log" "$OUT/build-wgmma4.log" 2>/dev/null | grep -cE "Compiling entry function '.*w4a8_wgmma_v4_kernelILi[0-9]ELb[01]ELi[12]ELi0ELb0E")
     echo "ptxas v4: $nent instantiations (want 16: 8 v4, 8 v4c2), with spills: $nspill (want 0)"
     [ "$nspill" = 0 ] && [ "$nent" -gt 0 ] || { w4_fail=1; [ "$nent" -gt 0 ] || echo "  no ptxas lines: run the build step first in the same call"; }
     # Any (C75xx) note: C7508 "'setmaxnreg' ignored" (then the consumers keep 168 registers), C7510/
@@ -817,90 +810,6 @@ PY
       echo "ncu (wgmma v5) rc=$?"; grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Tensor|Registers|Stall|Issue Slots Busy|Warp Cycles|Grid Size" "$OUT/ncu-wgmma5.txt" | head -40
     fi
     [ $w5_fail -eq 0 ] && echo "wgmma5: PASS (ptxas v5 no spill, probe, memcheck, test gemm bit-exact, bench ran)" || echo "wgmma5: FAIL (see above)"
-    ;;
-  wgmma6)
-    stamp wgmma6
-    # wgmma v6 (config 23, wgmma_ws_r128t128_v6: v4 with each consumer's tokens in two 64-token
-    # halves, a half's fold under the other half's MMAs; src/fastgemm_sm90.cu "v6", runtime/NOTES.md
-    # "wgmma v6"). Each part runs even if an earlier one failed; the last line is "wgmma6: PASS" or
-    # "wgmma6: FAIL". ODYSSEY_WGMMA_V6=1 turns on its probe rows, its unselected-test runs, its
-    # bench rows (w4a8_*_wgmma6, diag-v6-*) and routes the dispatch's runs through it.
-    w6_fail=0
-    cmake -S runtime -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=${ODY_ARCH:-90} \
-      -DODYSSEY_PTXAS_VERBOSE=ON > "$OUT/build-wgmma6.log" 2>&1 &&
-      cmake --build $B -j 16 >> "$OUT/build-wgmma6.log" 2>&1 || { tail -60 "$OUT/build-wgmma6.log"; echo "wgmma6: FAIL (build)"; exit 1; }
-    # ptxas per v6 instantiation (the v4 template <spg, int, cluster, diag, persist, v6> with v6 = 1):
-    # 8 with diag = 0 (want spill 0/0; registers: the consumers get 232 by setmaxnreg, ptxas
-    # reports the launch bound's 168) and the 2 diagnostic ones (diag 1 nofold, 32 clock: listed).
-    ptx6() { cat "$OUT/build.log" "$OUT/build-wgmma6.log" 2>/dev/null |
-      grep -E -A3 "Compiling entry function '.*w4a8_wgmma_v4_kernel$1" | grep -E "Compiling|registers|spill" |
-      sed 's/_ZN7odyssey[^ ]*w4a8_wgmma_v4_kernelILi\([0-9]\)ELb\([01]\)ELi\([12]\)ELi\([0-9]*\)ELb\([01]\)ELb\([01]\)E[^ ]*/v4_kernel<spg=\1,int=\2,cluster=\3,diag=\4,persist=\5,v6=\6>/' |
-      awk '/Compiling/ {n=$0; sub(/.*function .?/, "", n); sub(/ for .*/, "", n)} /spill stores/ {sp=$5 "/" $9}
-           /Used [0-9]+ registers/ {if(!(n in seen)){seen[n]=1; printf "  %-66s regs %s spill %s\n", n, $5, sp}}'; }
-    ptx6 "ILi[0-9]ELb[01]ELi1ELi[0-9]*ELb0ELb1E"
-    nspill=$(ptx6 "ILi[0-9]ELb[01]ELi1ELi0ELb0ELb1E" | grep -vc "spill 0/0$")
-    nent=$(ptx6 "ILi[0-9]ELb[01]ELi1ELi0ELb0ELb1E" | wc -l)
-    echo "ptxas v6: $nent instantiations (want 8), with spills: $nspill (want 0)"
-    [ "$nspill" = 0 ] && [ "$nent" -gt 0 ] || { w6_fail=1; [ "$nent" -gt 0 ] || echo "  no ptxas lines: run the build step first in the same call"; }
-    # Any C75xx note on a v6 kernel (C7510/C7515/C7519: wgmma serialized or warpgroup.arrive
-    # injected: correct but slow, the overlap v6 exists for is then lost; C7508: setmaxnreg ignored).
-    n75=$(cat "$OUT/build.log" "$OUT/build-wgmma6.log" 2>/dev/null | grep -E "C75[0-9][0-9]" | grep -cE "ELb0ELb1E|setmaxnreg")
-    echo "ptxas C75xx notes on v6 kernels: $n75 (want 0)"
-    cat "$OUT/build.log" "$OUT/build-wgmma6.log" 2>/dev/null | grep -E "C75[0-9][0-9]" | grep -E "ELb0ELb1E|setmaxnreg" |
-      sed 's/_ZN7odyssey[^ ]*w4a8_wgmma_v4_kernelILi\([0-9]\)ELb\([01]\)ELi\([12]\)ELi\([0-9]*\)ELb\([01]\)ELb\([01]\)E[^ ]*/v4_kernel<spg=\1,int=\2,diag=\4,v6=\6>/' | sort | uniq -c | head -8
-    ODYSSEY_WGMMA_V6=1 timeout 60 $B/odyssey-rt test wgmma-probe > "$OUT/wgmma6-probe.json" 2> "$OUT/wgmma6-probe.log"
-    rc=$?; echo "wgmma-probe (v1..v4c2, then v6) rc=$rc (124: hung)"; grep -E "v6: " "$OUT/wgmma6-probe.log" | head -12; [ $rc -eq 0 ] || w6_fail=1
-    grep -E "FAIL" "$OUT/wgmma6-probe.log" | grep -vE "v6: " | head -5
-    tail -3 "$OUT/wgmma6-probe.log" | grep -iE "error|fail" | head -3  # a launch failure: the mbarrier watchdog trapped
-    if [ $rc -eq 124 ]; then echo "wgmma6: FAIL (probe hung: the rest of the step skipped)"; continue; fi
-    ODYSSEY_WGMMA_V6=1 timeout 120 compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test wgmma-probe > /dev/null 2> "$OUT/sanitizer-wgmma6-probe.log"
-    rc=$?; echo "compute-sanitizer memcheck (wgmma-probe, v6 included) rc=$rc"; grep -E "ERROR SUMMARY" "$OUT/sanitizer-wgmma6-probe.log" | head -2
-    [ $rc -eq 0 ] || w6_fail=1
-    if [ ! -f $CASES/manifest.json ]; then
-      "$ODY_BIN" testdata gemm-cases --out $CASES > "$OUT/cases.log" 2>&1 || { cat "$OUT/cases.log"; w6_fail=1; }
-    fi
-    # Forced (--configs) and through the dispatch (ODYSSEY_WGMMA=1: every M >= 64 case;
-    # ODYSSEY_WGMMA_V6=1: the dispatch takes v6 in v4's place).
-    ODYSSEY_WGMMA=1 ODYSSEY_WGMMA_V6=1 timeout 150 $B/odyssey-rt test gemm --cases $CASES --configs wgmma_ws_r128t128_v6 \
-      > "$OUT/test-gemm-wgmma6.json" 2> "$OUT/test-gemm-wgmma6.log"
-    rc=$?; echo "test gemm (wgmma v6) rc=$rc"; [ $rc -eq 0 ] || w6_fail=1
-    grep -A3 -E "FAIL" "$OUT/test-gemm-wgmma6.log" | head -20; grep "passed" "$OUT/test-gemm-wgmma6.log"
-    nrun=$(grep -oE '"kernel": *"[a-z]+/wgmma_ws_r128t128_v6/' "$OUT/test-gemm-wgmma6.json" | wc -l)
-    echo "runs through wgmma_ws_r128t128_v6 (forced + dispatch): $nrun"; [ "$nrun" -gt 0 ] || w6_fail=1
-    # v4 vs v6 in the same run (7B linears at M = 1024, 4096), then 4096x4096 and 8192x28672 at
-    # M = 4096 with the nofold and clock diagnostics of v4, v5 and v6 (rows diag-v*-nofold: how much
-    # the fold still costs; CLOCK lines: cycles per tile per phase).
-    ODYSSEY_WGMMA_V6=1 timeout 150 $B/odyssey-rt bench gemm --m ${WGMMA6_M:-1024,4096} \
-      --shapes ${WGMMA6_SHAPES:-4096x4096,12288x4096,22016x4096,4096x11008} --iters ${WGMMA6_ITERS:-20} \
-      --out "$OUT/bench-gemm-wgmma6.json" > /dev/null 2> "$OUT/bench-gemm-wgmma6.log"
-    rc=$?; echo "bench (wgmma6, 7B shapes) rc=$rc"; [ $rc -eq 0 ] || w6_fail=1
-    ODYSSEY_WGMMA_V6=1 ODYSSEY_V4_DIAG=${WGMMA6_DIAG:-nofold,clock} timeout 120 $B/odyssey-rt bench gemm --m 4096 \
-      --shapes 4096x4096,8192x28672 --iters ${WGMMA6_ITERS:-20} \
-      --out "$OUT/bench-gemm-wgmma6-diag.json" > /dev/null 2> "$OUT/bench-gemm-wgmma6-diag.log"
-    rc=$?; echo "bench (wgmma6 diag, 4096x4096 and 8192x28672 M=4096) rc=$rc"; [ $rc -eq 0 ] || w6_fail=1
-    # Lines: "<N> x <K> M=<M> <kernel> <us> us ...". v4/v6 > 1: v6 faster; fp16/v6 > 1: v6 beats cuBLAS FP16.
-    echo "wgmma6 table (µs, integer scales, group 128; median of the run; goals at M=4096: fp16/v6 >= 1.8, int8/v6 >= 1.3, fp8/v6 >= 0.9):"
-    printf "  %-22s %10s %10s %8s %12s %12s %12s %9s %9s %9s\n" "shape" "v4 us" "v6 us" "v4/v6" "cublas_fp16" "lt_int8" "lt_fp8" "fp16/v6" "int8/v6" "fp8/v6"
-    cat "$OUT/bench-gemm-wgmma6.log" "$OUT/bench-gemm-wgmma6-diag.log" | awk '
-      $2=="x" && $4 ~ /^M=/ {k=sprintf("%5dx%-5d %s", $1, $3, $4); if(!((k" "$5) in t)) t[k" "$5]=$6; keys[k]=1}
-      END{for(k in keys){v4=t[k" w4a8_int_wgmma4"]; v6=t[k" w4a8_int_wgmma6"]; if(!(v4>0 && v6>0)) continue;
-          f=t[k" cublas_fp16"]; l=t[k" cublaslt_int8"]; e=t[k" cublaslt_fp8"];
-          printf "  %-22s %10.2f %10.2f %7.3fx %12.2f %12.2f %12.2f %8.3fx %8.3fx %8.3fx\n", k, v4, v6, v4/v6, f, l, e, (f>0? f/v6 : 0), (l>0? l/v6 : 0), (e>0? e/v6 : 0)}}' | sort -k1,1 -k2,2
-    echo "float scales (v4 vs v6):"
-    cat "$OUT/bench-gemm-wgmma6.log" | awk '
-      $2=="x" && $4 ~ /^M=/ {k=sprintf("%5dx%-5d %s", $1, $3, $4); t[k" "$5]=$6; keys[k]=1}
-      END{for(k in keys){v4=t[k" w4a8_float_wgmma4"]; v6=t[k" w4a8_float_wgmma6"]; if(v4>0 && v6>0) printf "  %-22s v4 %10.2f  v6 %10.2f  (%.3fx)\n", k, v4, v6, v4/v6}}' | sort
-    # saved = full − nofold: the fold's remaining cost on the critical path (v4: 33–45%; v6's aim: ~0).
-    echo "diag table (µs; saved = full − diag, % of full):"
-    grep -E " diag-v[456]-| w4a8_int_wgmma[456] " "$OUT/bench-gemm-wgmma6-diag.log" | awk '
-      $2=="x" && $4 ~ /^M=/ {k=sprintf("%5dx%-5d %s", $1, $3, $4); t[k" "$5]=$6; keys[k]=1}
-      END{n=split("nofold clock", d, " ");
-          for(k in keys) for(v=4; v<=6; v++){full=t[k" w4a8_int_wgmma" v]; if(!(full>0)) continue;
-            line=sprintf("  %-22s v%d full %8.2f", k, v, full);
-            for(i=1;i<=n;i++){x=t[k" diag-v" v "-" d[i]]; if(x>0) line=line sprintf(" | %s %8.2f (%+5.1f%%)", d[i], x, 100*(full-x)/full)}
-            print line}}' | sort
-    grep -E "^CLOCK" "$OUT/bench-gemm-wgmma6-diag.log" | head -8
-    [ $w6_fail -eq 0 ] && echo "wgmma6: PASS (ptxas v6 no spill, probe, memcheck, test gemm bit-exact, bench ran)" || echo "wgmma6: FAIL (see above)"
     ;;
   *) echo "unknown step $s"; exit 2 ;;
   esac

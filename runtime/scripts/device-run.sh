@@ -381,7 +381,7 @@ PY
     stamp codec
     rm -rf $CCASES
     "$ODY_BIN" testdata codec-cases --out $CCASES > "$OUT/codec-cases.log" 2>&1 || { cat "$OUT/codec-cases.log"; exit 1; }
-    $B/odyssey-rt test codec --cases $CCASES --kernels 5,4,3,2,1 > "$OUT/test-codec.json" 2> "$OUT/test-codec.log"
+    $B/odyssey-rt test codec --cases $CCASES --kernels 6,5,4,3,2,1 > "$OUT/test-codec.json" 2> "$OUT/test-codec.log"
     echo "test codec rc=$?"; grep -E "FAIL" "$OUT/test-codec.log" | head -20; grep "passed" "$OUT/test-codec.log"
     # Sanitizers: one case per (N, bits, symmetry) corner, every kernel version; and a short soak
     # (the comparison kernel, the poisoning, the stream reuse).
@@ -401,17 +401,17 @@ json.dump({"version": 1, "cases": keep}, open(os.path.join(dst, "manifest.json")
 print("sanitizer subset:", " ".join(c["name"] for c in keep))
 PY
     for tool in memcheck racecheck; do
-      compute-sanitizer --tool $tool --error-exitcode 9 $B/odyssey-rt test codec --cases $S --kernels 5,4,3,2,1 > "$OUT/sanitizer-codec-$tool.log" 2>&1
+      compute-sanitizer --tool $tool --error-exitcode 9 $B/odyssey-rt test codec --cases $S --kernels 6,5,4,3,2,1 > "$OUT/sanitizer-codec-$tool.log" 2>&1
       echo "compute-sanitizer $tool (test codec) rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test codec:" "$OUT/sanitizer-codec-$tool.log" | head -5
     done
     compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt soak allreduce --calls 50 --check-every 10 \
       > "$OUT/sanitizer-soak.log" 2>&1
     echo "compute-sanitizer memcheck (soak) rc=$?"; grep -E "ERROR SUMMARY|soak allreduce:" "$OUT/sanitizer-soak.log" | tail -2
-    $B/odyssey-rt bench codec --kernels ${CODEC_KERNELS:-5,4} ${CODEC_BENCH_ARGS:-} > "$OUT/bench-codec.json" 2> "$OUT/bench-codec.log"
+    $B/odyssey-rt bench codec --kernels ${CODEC_KERNELS:-6,5,4} ${CODEC_BENCH_ARGS:-} > "$OUT/bench-codec.json" 2> "$OUT/bench-codec.log"
     echo "bench codec rc=$?"; grep -E "^ *268435456 B" "$OUT/bench-codec.log"
     python3 -c 'import json,sys; [print("goal:", g["name"], "measured %.1f%%" % g["measured"], "met" if g["met"] else "NOT met") for g in json.load(open(sys.argv[1]))["goals"]]' "$OUT/bench-codec.json"
     # The symmetric codec, v5 against v4, at the sizes where DRAM counts.
-    $B/odyssey-rt bench codec --sym --kernels ${CODEC_KERNELS:-5,4} --sizes 64M,256M > "$OUT/bench-codec-sym.json" 2> "$OUT/bench-codec-sym.log"
+    $B/odyssey-rt bench codec --sym --kernels ${CODEC_KERNELS:-6,5,4} --sizes 64M,256M > "$OUT/bench-codec-sym.json" 2> "$OUT/bench-codec-sym.log"
     echo "bench codec --sym rc=$?"; grep -E "^ *268435456 B" "$OUT/bench-codec-sym.log"
     python3 -c 'import json,sys; [print("goal (symmetric):", g["name"], "measured %.1f%%" % g["measured"], "met" if g["met"] else "NOT met") for g in json.load(open(sys.argv[1]))["goals"]]' "$OUT/bench-codec-sym.json"
     $B/odyssey-rt soak allreduce --calls ${SOAK_CALLS:-100000} --ranks 8 --bits 8 --group 128 --timeout 120 \

@@ -299,8 +299,9 @@ ody_status check_shape(size_t rows, size_t width, int ranks, int dtype, int bits
   return ODY_OK;
 }
 
-// Which kernels run: 5 (version 4 with the reduce double-buffered through shared memory and a
-// cheaper INT4 decode, flashcomm_kernels.cuh; opt-in until it has run on a GPU),
+// Which kernels run: 6 (version 5 with the quantize's next tile loaded while the current one is
+// encoded, flashcomm_kernels.cuh; opt-in until it has run on a GPU), 5 (version 4 with the reduce
+// double-buffered through shared memory and a cheaper INT4 decode; 1.0–1.02× v4 on the H200),
 // 4 (default: version 3 with the reduce rescheduled, flashcomm_kernels.cuh),
 // 3 (version 2 with the division by a checked reciprocal), 2, or 1 (the first version), for A/B
 // runs of the benchmark and the tests (ody_fc_set_kernels).
@@ -360,10 +361,9 @@ ody_status launch_quantize(const void* x, int dtype, size_t rows, size_t width, 
   (void)ranks;
   const int v = g_kernels.load();
   if (v >= 2) {
-    const bool rcp = v >= 3;
-    if (dtype == ODY_DTYPE_F32) quantize2_codec(static_cast<const float*>(x), g, width, m, slot, flag, rcp, st);
-    else if (dtype == ODY_DTYPE_F16) quantize2_codec(static_cast<const __half*>(x), g, width, m, slot, flag, rcp, st);
-    else quantize2_codec(static_cast<const __nv_bfloat16*>(x), g, width, m, slot, flag, rcp, st);
+    if (dtype == ODY_DTYPE_F32) quantize_codec(v, static_cast<const float*>(x), g, width, m, slot, flag, st);
+    else if (dtype == ODY_DTYPE_F16) quantize_codec(v, static_cast<const __half*>(x), g, width, m, slot, flag, st);
+    else quantize_codec(v, static_cast<const __nv_bfloat16*>(x), g, width, m, slot, flag, st);
   } else if (dtype == ODY_DTYPE_F32) {
     fc_quantize<float><<<grid_for(units), kThreads, 0, st>>>(static_cast<const float*>(x), g, width, units, m, slot, flag);
   } else if (dtype == ODY_DTYPE_F16) {
@@ -558,8 +558,8 @@ extern "C" ody_status ody_allreduce_sim(const void* const* inputs, void* const* 
 
 extern "C" ody_status ody_fc_set_kernels(int version) {
   clear_error();
-  if (version < 1 || version > 5)
-    return fail(ODY_ERR_INVALID, "ody_fc_set_kernels: version " + std::to_string(version) + ": want 1, 2, 3, 4 or 5");
+  if (version < 1 || version > 6)
+    return fail(ODY_ERR_INVALID, "ody_fc_set_kernels: version " + std::to_string(version) + ": want 1 to 6");
   g_kernels.store(version);
   return ODY_OK;
 }

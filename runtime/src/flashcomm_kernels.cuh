@@ -44,10 +44,18 @@ template <class T>
 struct Elem;
 template <>
 struct Elem<float> {
-  __device__ static void load8(const float* p, float v[8]) {
-    float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
-    v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+  // Raw: 8 values as loaded, before the widening to float (the v6 quantize holds the next
+  // tile's in registers while it encodes the current one).
+  struct Raw {
+    float4 a, b;
+  };
+  __device__ static Raw load_raw(const float* p) {
+    return Raw{reinterpret_cast<const float4*>(p)[0], reinterpret_cast<const float4*>(p)[1]};
   }
+  __device__ static void unpack8(const Raw& r, float v[8]) {
+    v[0] = r.a.x, v[1] = r.a.y, v[2] = r.a.z, v[3] = r.a.w, v[4] = r.b.x, v[5] = r.b.y, v[6] = r.b.z, v[7] = r.b.w;
+  }
+  __device__ static void load8(const float* p, float v[8]) { unpack8(load_raw(p), v); }
   __device__ static void store8(float* p, const float v[8]) {
     reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
     reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
@@ -55,8 +63,9 @@ struct Elem<float> {
 };
 template <>
 struct Elem<__half> {
-  __device__ static void load8(const __half* p, float v[8]) {
-    uint4 u = *reinterpret_cast<const uint4*>(p);
+  using Raw = uint4;
+  __device__ static Raw load_raw(const __half* p) { return *reinterpret_cast<const uint4*>(p); }
+  __device__ static void unpack8(const Raw& u, float v[8]) {
     const __half2* h = reinterpret_cast<const __half2*>(&u);
 #pragma unroll
     for (int j = 0; j < 4; j++) {
@@ -64,6 +73,7 @@ struct Elem<__half> {
       v[2 * j] = f.x, v[2 * j + 1] = f.y;
     }
   }
+  __device__ static void load8(const __half* p, float v[8]) { unpack8(load_raw(p), v); }
   __device__ static void store8(__half* p, const float v[8]) {
     uint4 u;
     __half* h = reinterpret_cast<__half*>(&u);
@@ -74,12 +84,14 @@ struct Elem<__half> {
 };
 template <>
 struct Elem<__nv_bfloat16> {
-  __device__ static void load8(const __nv_bfloat16* p, float v[8]) {
-    uint4 u = *reinterpret_cast<const uint4*>(p);
+  using Raw = uint4;
+  __device__ static Raw load_raw(const __nv_bfloat16* p) { return *reinterpret_cast<const uint4*>(p); }
+  __device__ static void unpack8(const Raw& u, float v[8]) {
     const __nv_bfloat16* h = reinterpret_cast<const __nv_bfloat16*>(&u);
 #pragma unroll
     for (int j = 0; j < 8; j++) v[j] = __bfloat162float(h[j]);  // exact
   }
+  __device__ static void load8(const __nv_bfloat16* p, float v[8]) { unpack8(load_raw(p), v); }
   __device__ static void store8(__nv_bfloat16* p, const float v[8]) {
     uint4 u;
     __nv_bfloat16* h = reinterpret_cast<__nv_bfloat16*>(&u);
@@ -455,16 +467,42 @@ __device__ __forceinline__ void store_lane(uint8_t* const (&msg)[Ln::GPL], const
 }
 
 // Step 1: x [rows, width] → message chunk at msgs + chunk·slot. Tile: 32·GPL/L groups.
-template <class T, int BITS, bool SYM, int PPL>
-__global__ void __launch_bounds__(kThreads)
+// PF (kernels v6): the loads of the warp's next tile are issued before the current tile is
+// encoded, so that each warp always has its next 64 bytes per lane (fp16) in flight. Without it
+// a warp waits for its loads, then encodes (~9 issue slots per value) with nothing in flight:
+// v3's quantize reached only 64–77% of the copy bandwidth on the H200 at about a quarter of
+// its issue rate. Same codes, scales and order of operations: only the load moves. The next
+// tile costs 16 registers (16-bit inputs); with 16-bit inputs and 4 pieces per lane and group
+// (G = 64 and 128) ptxas fits it in 80 without spills, which keeps 3 blocks per SM; other
+// shapes are left to ptxas (asking 3 blocks there spilled 8–180 bytes; nvcc 11.8, sm_90).
+template <class T, int BITS, bool SYM, int PPL, bool PF = false>
+__global__ void __launch_bounds__(kThreads, PF && sizeof(T) == 2 && PPL == 4 ? 3 : 1)
     fc2_quantize(const T* __restrict__ x, Geometry g, Placement pl, uint32_t ngroups_total, int L,
                  uint8_t* __restrict__ msgs, size_t slot, int* flag, bool rcp) {
   using Ln = Lane<BITS, SYM, 8, PPL>;
+  using Raw = typename Elem<T>::Raw;
   const int lane = threadIdx.x & 31, sub = lane & (L - 1);
   const uint32_t per_tile = 32u * Ln::GPL / L;
   const uint32_t tiles = (ngroups_total + per_tile - 1) / per_tile;
   const uint32_t warp = blockIdx.x * kWarps + threadIdx.x / 32, nwarps = gridDim.x * kWarps;
+  // The raw pieces of tile t (those of groups past the end are left as they are).
+  auto load_tile = [&](uint32_t t, Raw(&r)[Ln::NPL]) {
+#pragma unroll
+    for (int j = 0; j < Ln::NPL; j++) {
+      const int k = j / PPL, m = j % PPL;
+      const uint32_t gk = t * per_tile + k * (32 / L) + lane / L;
+      if (t < tiles && gk < ngroups_total) r[j] = Elem<T>::load_raw(x + (size_t)gk * g.group + 8 * (sub + L * m));
+    }
+  };
+  Raw next[PF ? Ln::NPL : 1];
+  if constexpr (PF) load_tile(warp, next);
   for (uint32_t t = warp; t < tiles; t += nwarps) {
+    Raw raw[PF ? Ln::NPL : 1];
+    if constexpr (PF) {
+#pragma unroll
+      for (int j = 0; j < Ln::NPL; j++) raw[j] = next[j];
+      load_tile(t + nwarps, next);
+    }
     float v[32];
     bool act[Ln::GPL];
     uint32_t gid[Ln::GPL];
@@ -477,7 +515,8 @@ __global__ void __launch_bounds__(kThreads)
     for (int j = 0; j < Ln::NPL; j++) {
       const int k = j / PPL, m = j % PPL;
       if (act[k]) {
-        Elem<T>::load8(x + (size_t)gid[k] * g.group + 8 * (sub + L * m), &v[8 * j]);
+        if constexpr (PF) Elem<T>::unpack8(raw[j], &v[8 * j]);
+        else Elem<T>::load8(x + (size_t)gid[k] * g.group + 8 * (sub + L * m), &v[8 * j]);
       } else {
 #pragma unroll
         for (int e = 0; e < 8; e++) v[8 * j + e] = 1.f;  // no zero: keeps the rare path rare
@@ -934,31 +973,40 @@ void fc_launch_smem(void (*k)(P...), unsigned grid, size_t smem, void* stream, A
 // it exceeds the default 48 KiB).
 unsigned wave_grid(const void* kernel, size_t blocks_needed, size_t smem = 0);
 
-template <class T, int BITS, bool SYM, int PPL>
+template <class T, int BITS, bool SYM, int PPL, bool PF>
 void quantize2(const T* x, const Geometry& g, size_t width, int L, uint8_t* m, size_t slot, int* flag,
                bool rcp, void* st) {
   const uint32_t ngroups = (uint32_t)(g.rows * width / g.group);
   const uint32_t per_tile = 32u * (4 / PPL) / L;
   const size_t tiles = (ngroups + per_tile - 1) / per_tile;
-  auto k = fc2_quantize<T, BITS, SYM, PPL>;
+  auto k = fc2_quantize<T, BITS, SYM, PPL, PF>;
   fc_launch(k, wave_grid((const void*)k, (tiles + kWarps - 1) / kWarps), st, x, g, placement(g, width), ngroups,
                                                                                      L, m, slot, flag, rcp);
 }
 
-template <class T, int BITS, bool SYM>
+template <class T, int BITS, bool SYM, bool PF>
 void quantize2_ppl(const T* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag, bool rcp, void* st) {
   const int L = lanes_per_group(g.group, 8), ppl = g.group / 8 / L;
-  if (ppl == 1) quantize2<T, BITS, SYM, 1>(x, g, width, L, m, slot, flag, rcp, st);
-  else if (ppl == 2) quantize2<T, BITS, SYM, 2>(x, g, width, L, m, slot, flag, rcp, st);
-  else quantize2<T, BITS, SYM, 4>(x, g, width, L, m, slot, flag, rcp, st);
+  if (ppl == 1) quantize2<T, BITS, SYM, 1, PF>(x, g, width, L, m, slot, flag, rcp, st);
+  else if (ppl == 2) quantize2<T, BITS, SYM, 2, PF>(x, g, width, L, m, slot, flag, rcp, st);
+  else quantize2<T, BITS, SYM, 4, PF>(x, g, width, L, m, slot, flag, rcp, st);
 }
 
+template <class T, bool PF>
+void quantize2_bits(const T* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag, bool rcp, void* st) {
+  if (g.bits == 8 && !g.sym) quantize2_ppl<T, 8, false, PF>(x, g, width, m, slot, flag, rcp, st);
+  else if (g.bits == 8) quantize2_ppl<T, 8, true, PF>(x, g, width, m, slot, flag, rcp, st);
+  else if (!g.sym) quantize2_ppl<T, 4, false, PF>(x, g, width, m, slot, flag, rcp, st);
+  else quantize2_ppl<T, 4, true, PF>(x, g, width, m, slot, flag, rcp, st);
+}
+
+// The quantize of kernels `version` ≥ 2: v2 divides, v3–v5 multiply by a checked reciprocal,
+// v6 also prefetches the next tile (fc2_quantize's PF).
 template <class T>
-void quantize2_codec(const T* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag, bool rcp, void* st) {
-  if (g.bits == 8 && !g.sym) quantize2_ppl<T, 8, false>(x, g, width, m, slot, flag, rcp, st);
-  else if (g.bits == 8) quantize2_ppl<T, 8, true>(x, g, width, m, slot, flag, rcp, st);
-  else if (!g.sym) quantize2_ppl<T, 4, false>(x, g, width, m, slot, flag, rcp, st);
-  else quantize2_ppl<T, 4, true>(x, g, width, m, slot, flag, rcp, st);
+void quantize_codec(int version, const T* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag,
+                    void* st) {
+  if (version >= 6) quantize2_bits<T, true>(x, g, width, m, slot, flag, true, st);
+  else quantize2_bits<T, false>(x, g, width, m, slot, flag, version >= 3, st);
 }
 
 template <int BITS, bool SYM, int PV, int PPL>

@@ -2,10 +2,11 @@
 // the host, each warp emulated by 32 threads that meet at a barrier at every shuffle and vote,
 // against the Go cases (odyssey testdata codec-cases --out DIR; docs/codec-cases.md):
 //
-//   emulate_fc_kernels DIR [--v2|--v3|--v4|--v5]   (v4's reduce has its own lane layout: 16-byte
-//                                              pieces, every rank loaded first, the sum from d_0;
-//                                              v5's stages them through shared memory, whose
-//                                              cp.async copies happen at once here)
+//   emulate_fc_kernels DIR [--v2|--v3|--v4|--v5|--v6]   (v4's reduce has its own lane layout:
+//                                              16-byte pieces, every rank loaded first, the sum
+//                                              from d_0; v5's stages them through shared memory,
+//                                              whose cp.async copies happen at once here; v6's
+//                                              quantize loads each warp's next tile early)
 //
 // It runs the same launches as ody_allreduce_sim (quantize every rank, the all-to-all as copies,
 // reduce, the all-gather as copies, dequantize) through the header's own dispatch (group layout,
@@ -164,8 +165,11 @@ inline void __syncwarp(unsigned = 0xffffffffu) { tl_warp->bar.arrive_and_wait();
 namespace odyssey {
 namespace {
 
-// A grid of 3 blocks (24 warps): small, so that every warp loops over several tiles.
-unsigned wave_grid(const void*, size_t blocks_needed, size_t) { return (unsigned)std::min<size_t>(3, blocks_needed); }
+// A grid of one block (8 warps): small, so that warps loop over several tiles. The largest
+// case quantizes 9216 values per rank, 9 tiles of 1024: with 3 blocks (24 warps, as before v6)
+// no warp of the quantize ever reached its second tile, and a v6 that encoded its prefetched
+// next tile in place of the current one passed.
+unsigned wave_grid(const void*, size_t, size_t) { return 1; }
 
 // Dynamic shared memory: blocks run one after another, so one buffer serves every block
 // (fc5_smem_bytes(8) = 96 KiB).
@@ -236,7 +240,7 @@ std::vector<uint8_t> to_dtype(const float* v, size_t n, int dt) {
 
 template <class T>
 void quantize(const void* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag) {
-  quantize2_codec(static_cast<const T*>(x), g, width, m, slot, flag, g_version >= 3, nullptr);
+  quantize_codec(g_version, static_cast<const T*>(x), g, width, m, slot, flag, nullptr);
 }
 template <class T>
 void dequantize(const uint8_t* r, const Geometry& g, size_t width, size_t slot, const void* res, void* y) {
@@ -327,14 +331,16 @@ long long run_case(const std::string& name, const SafetensorsFile& f, int dt) {
 int main(int argc, char** argv) {
   const std::string opt = argc == 3 ? argv[2] : "";
   if (argc < 2 || argc > 3 ||
-      (argc == 3 && opt != "--rcp" && opt != "--v2" && opt != "--v3" && opt != "--v4" && opt != "--v5")) {
-    std::fprintf(stderr, "usage: emulate_fc_kernels DIR [--v2|--v3|--v4|--v5]   (DIR: odyssey testdata codec-cases --out DIR;\n"
+      (argc == 3 && opt != "--rcp" && opt != "--v2" && opt != "--v3" && opt != "--v4" && opt != "--v5" &&
+                    opt != "--v6")) {
+    std::fprintf(stderr, "usage: emulate_fc_kernels DIR [--v2|--v3|--v4|--v5|--v6]   (DIR: odyssey testdata codec-cases --out DIR;\n"
                          "       kernels v2 (default), v3: the division by a reciprocal with the tie check (--rcp too),\n"
                          "       v4: v3 with the reduce that loads every rank of a piece first,\n"
-                         "       v5: v4 with the reduce staged through shared memory and the LOP3 INT4 decode)\n");
+                         "       v5: v4 with the reduce staged through shared memory and the LOP3 INT4 decode,\n"
+                         "       v6: v5 with the quantize's next tile loaded before the current one is encoded)\n");
     return 2;
   }
-  g_version = opt == "--v5" ? 5 : opt == "--v4" ? 4 : opt == "--v3" || opt == "--rcp" ? 3 : 2;
+  g_version = opt == "--v6" ? 6 : opt == "--v5" ? 5 : opt == "--v4" ? 4 : opt == "--v3" || opt == "--rcp" ? 3 : 2;
   std::printf("emulate_fc_kernels: kernels v%d\n", g_version);
   const std::string dir = argv[1];
   Json manifest = parse_json(read_small_file(dir + "/manifest.json", 1 << 20));

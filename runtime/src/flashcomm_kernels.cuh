@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "odyssey_rt.h"
 
@@ -172,6 +173,43 @@ __device__ __forceinline__ float max_nan(float a, float b) {
 #endif
 }
 
+// The two 16-bit lanes of w (T = __half or __nv_bfloat16), widened exactly.
+template <class T>
+__device__ __forceinline__ void widen2(uint32_t w, float& lo, float& hi) {
+  float v[8];
+  Elem<T>::unpack8(make_uint4(w, 0u, 0u, 0u), v);
+  lo = v[0], hi = v[1];
+}
+
+// NaN-propagating min / max of each 16-bit lane of a and b (PTX min.NaN.f16x2 / .bf16x2,
+// sm_80+): two values per instruction for the v6 quantize's extremes. A non-NaN result is one of
+// the inputs, so widening it gives the float min / max exactly; which of two equal zeros comes
+// out does not matter (encode_from settles a zero extreme by position).
+template <class T, bool MAX>
+__device__ __forceinline__ uint32_t minmax2_nan(uint32_t a, uint32_t b) {
+  static_assert(std::is_same<T, __half>::value || std::is_same<T, __nv_bfloat16>::value, "16-bit inputs only");
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  uint32_t r;
+  if constexpr (std::is_same<T, __half>::value) {
+    if constexpr (MAX) asm("max.NaN.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    else asm("min.NaN.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+  } else {
+    if constexpr (MAX) asm("max.NaN.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    else asm("min.NaN.bf16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+  }
+  return r;
+#else
+  float a0, a1, b0, b1;
+  widen2<T>(a, a0, a1);
+  widen2<T>(b, b0, b1);
+  auto pick = [](uint32_t x, uint32_t y, float fx, float fy) -> uint32_t {
+    if (fx != fx || fy != fy) return 0x7fffu;  // a NaN in both formats
+    return (MAX ? fy > fx : fy < fx) ? y : x;
+  };
+  return pick(a & 0xffffu, b & 0xffffu, a0, b0) | pick(a >> 16, b >> 16, a1, b1) << 16;
+#endif
+}
+
 // n / d for 32-bit n and a run-time constant d ≥ 1 (Granlund–Montgomery, round-up multiplier):
 // l = ceil(log2 d), m = floor(2^32·(2^l − d)/d) + 1, n/d = (n + mulhi(n, m)) >> l, exact for
 // every 32-bit n (runtime/tests/test_fc_tricks.cpp checks it).
@@ -259,6 +297,16 @@ struct Lane {
         }
       }
     }
+    encode_from<kV5>(v, a, b, L, sub, limit, rcp, codes, s, lo, bad);
+  }
+
+  // encode after the lane's own extremes: a[k], b[k] the NaN-propagating min and max of the
+  // lane's values of group slot k (asymmetric), or a[k] = max|v| (symmetric). The v6 quantize
+  // computes them on the 16-bit inputs two at a time (fc2_quantize) and enters here.
+  template <bool kV5 = false>
+  __device__ __forceinline__ static void encode_from(const float (&v)[NV], float (&a)[GPL], float (&b)[GPL], int L,
+                                                     int sub, float limit, bool rcp, uint32_t (&codes)[NPL][WPP],
+                                                     float (&s)[GPL], float (&lo)[GPL], bool (&bad)[GPL]) {
     for (int o = 1; o < L; o <<= 1) {
 #pragma unroll
       for (int k = 0; k < GPL; k++) {
@@ -469,9 +517,10 @@ __device__ __forceinline__ void store_lane(uint8_t* const (&msg)[Ln::GPL], const
 // Step 1: x [rows, width] → message chunk at msgs + chunk·slot. Tile: 32·GPL/L groups.
 // PF (kernels v6): the loads of the warp's next tile are issued before the current tile is
 // encoded, so that each warp always has its next 64 bytes per lane (fp16) in flight. Without it
-// a warp waits for its loads, then encodes (~9 issue slots per value) with nothing in flight:
-// v3's quantize reached only 64–77% of the copy bandwidth on the H200 at about a quarter of
-// its issue rate. Same codes, scales and order of operations: only the load moves. The next
+// a warp waits for its loads, then encodes with nothing in flight. Same codes, scales and
+// order of operations: only the load moves. (Measured on the H200, session 11: +0.6 to +4.8
+// points of copy; ncu then showed the quantize issue-bound, 21.8 thread instructions per value
+// at 72% of the issue slots, so v6 also drops the clamp and the INT4 masks, encode<true>.) The next
 // tile costs 16 registers (16-bit inputs); with 16-bit inputs and 4 pieces per lane and group
 // (G = 64 and 128) ptxas fits it in 80 without spills, which keeps 3 blocks per SM; other
 // shapes are left to ptxas (asking 3 blocks there spilled 8–180 bytes; nvcc 11.8, sm_90).
@@ -525,7 +574,37 @@ __global__ void __launch_bounds__(kThreads, PF && sizeof(T) == 2 && PPL == 4 ? 3
     uint32_t codes[Ln::NPL][Ln::WPP];
     float s[Ln::GPL], lo[Ln::GPL];
     bool bad[Ln::GPL];
-    Ln::encode(v, L, sub, 0x1p64f, rcp, codes, s, lo, bad);
+    // v6 (PF) also takes v5's encode: no clamp on the reciprocal path, INT4 asymmetric codes
+    // packed without masks (the argument at Lane::encode holds here: d = fl(v − lo) ≤
+    // fl(max − min) = D). PF implies rcp (quantize_codec). With 16-bit inputs the lane's min
+    // and max come from the raw words, two values per instruction (minmax2_nan) where the
+    // float scan takes one each; symmetric groups keep the float scan (max|v| would need a
+    // mask per word first: no saving).
+    if constexpr (PF && sizeof(T) == 2 && !SYM) {
+      float a[Ln::GPL], b[Ln::GPL];
+#pragma unroll
+      for (int k = 0; k < Ln::GPL; k++) {
+        const uint32_t* w0 = reinterpret_cast<const uint32_t*>(&raw[k * PPL]);
+        uint32_t mn = w0[0], mx = w0[0];
+#pragma unroll
+        for (int m = 0; m < PPL; m++) {
+          const uint32_t* w = reinterpret_cast<const uint32_t*>(&raw[k * PPL + m]);
+#pragma unroll
+          for (int i = m == 0 ? 1 : 0; i < 4; i++) {
+            mn = minmax2_nan<T, false>(mn, w[i]);
+            mx = minmax2_nan<T, true>(mx, w[i]);
+          }
+        }
+        float m0, m1, x0, x1;
+        widen2<T>(mn, m0, m1);
+        widen2<T>(mx, x0, x1);
+        a[k] = act[k] ? min_nan(m0, m1) : 1.f;  // an idle slot holds 1s (above)
+        b[k] = act[k] ? max_nan(x0, x1) : 1.f;
+      }
+      Ln::template encode_from<PF>(v, a, b, L, sub, 0x1p64f, rcp, codes, s, lo, bad);
+    } else {
+      Ln::template encode<PF>(v, L, sub, 0x1p64f, rcp, codes, s, lo, bad);
+    }
     uint8_t* msg[Ln::GPL];
     uint32_t gi[Ln::GPL];
 #pragma unroll

@@ -898,7 +898,7 @@ __device__ __forceinline__ void fc5_add_int4(const uint32_t (&w)[4], float s, fl
   }
 }
 
-template <int BITS, bool SYM, int NR>
+template <int BITS, bool SYM, int NR, bool ROLL = false>
 __global__ void __launch_bounds__(kThreads, 2)
     fc5_reduce(const uint8_t* __restrict__ recv, Geometry g, int log2_L, size_t slot, uint8_t* __restrict__ out,
                int* flag) {
@@ -949,18 +949,33 @@ __global__ void __launch_bounds__(kThreads, 2)
     const bool act = p < npieces;
     const int gl = lane >> log2_L;  // the lane's group within the tile
     float acc[PV];
+    if constexpr (BITS == 4 && ROLL) {
+      // v6, INT4: rank 0, then a rolled loop over ranks 1.. (rank order kept). Unrolled over 8
+      // ranks the kernel is ~60 KB of SASS and ncu showed 0.88 "no instruction" stalls per
+      // issue (session 11 call 2): the instruction cache misses. One rank's body is ~150
+      // instructions, enough work per iteration for the loop's own cost to stay small.
+      auto add_rank = [&](int i, bool first) {
+        const uint4 u = *reinterpret_cast<const uint4*>(st.code[i][lane]);
+        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+        fc5_add_int4<SYM>(w, st.meta[i][gl], SYM ? 0.f : st.meta[i][ng + gl], base, acc, first);
+      };
+      add_rank(0, true);
+#pragma unroll 1
+      for (int i = 1; i < NR; i++) add_rank(i, false);
+    } else {
 #pragma unroll
-    for (int i = 0; i < NR; i++) {  // rank order: 0, 1, ...
-      const uint4 u = *reinterpret_cast<const uint4*>(st.code[i][lane]);
-      const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-      const float s = st.meta[i][gl], lo = SYM ? 0.f : st.meta[i][ng + gl];
-      if constexpr (BITS == 4) {
-        fc5_add_int4<SYM>(w, s, lo, base, acc, i == 0);
-      } else {
-        float d[PV];
-        Ln::decode(w, s, lo, d);
+      for (int i = 0; i < NR; i++) {  // rank order: 0, 1, ...
+        const uint4 u = *reinterpret_cast<const uint4*>(st.code[i][lane]);
+        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+        const float s = st.meta[i][gl], lo = SYM ? 0.f : st.meta[i][ng + gl];
+        if constexpr (BITS == 4) {
+          fc5_add_int4<SYM>(w, s, lo, base, acc, i == 0);
+        } else {
+          float d[PV];
+          Ln::decode(w, s, lo, d);
 #pragma unroll
-        for (int e = 0; e < PV; e++) acc[e] = i == 0 ? (SYM ? __fadd_rn(0.f, d[e]) : d[e]) : __fadd_rn(acc[e], d[e]);
+          for (int e = 0; e < PV; e++) acc[e] = i == 0 ? (SYM ? __fadd_rn(0.f, d[e]) : d[e]) : __fadd_rn(acc[e], d[e]);
+        }
       }
     }
     __syncwarp();  // every lane has read stage cur before the next iteration refills it
@@ -1131,7 +1146,7 @@ void reduce4(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uin
 }
 
 // Version 5's reduce where it applies (as v4: G ≥ a 16-byte piece; 2, 4 or 8 ranks), else v3's.
-template <int BITS, bool SYM>
+template <int BITS, bool SYM, bool ROLL = false>
 void reduce5(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, int* flag, void* st) {
   constexpr int PV = 128 / BITS;
   if (g.group < PV || (ranks != 2 && ranks != 4 && ranks != 8)) {
@@ -1142,15 +1157,20 @@ void reduce5(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uin
   while ((PV << log2_L) < g.group) log2_L++;
   const size_t tiles = ((g.ngroups << log2_L) + 31) / 32, blocks = (tiles + kWarps - 1) / kWarps;
   const size_t smem = fc5_smem_bytes(ranks);
-  auto k = ranks == 8 ? fc5_reduce<BITS, SYM, 8> : ranks == 4 ? fc5_reduce<BITS, SYM, 4> : fc5_reduce<BITS, SYM, 2>;
+  auto k = ranks == 8   ? fc5_reduce<BITS, SYM, 8, ROLL>
+           : ranks == 4 ? fc5_reduce<BITS, SYM, 4, ROLL>
+                        : fc5_reduce<BITS, SYM, 2, ROLL>;
   fc_launch_smem(k, wave_grid((const void*)k, blocks, smem), smem, st, recv, g, log2_L, slot, out, flag);
 }
 
-// The reduce of kernels `version` (2, 3, 4 or 5; version 1 lives in flashcomm.cu).
+// The reduce of kernels `version` (2 to 6; version 1 lives in flashcomm.cu).
 inline void reduce_codec(int version, const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out,
                          int* flag, void* st) {
   const bool rcp = version >= 3;
-  if (version >= 5) {
+  if (version >= 6 && g.bits == 4) {  // v6: v5's reduce with the INT4 rank loop rolled
+    if (!g.sym) reduce5<4, false, true>(recv, ranks, g, slot, out, flag, st);
+    else reduce5<4, true, true>(recv, ranks, g, slot, out, flag, st);
+  } else if (version >= 5) {
     if (g.bits == 8 && !g.sym) reduce5<8, false>(recv, ranks, g, slot, out, flag, st);
     else if (g.bits == 8) reduce5<8, true>(recv, ranks, g, slot, out, flag, st);
     else if (!g.sym) reduce5<4, false>(recv, ranks, g, slot, out, flag, st);

@@ -300,7 +300,8 @@ ody_status check_shape(size_t rows, size_t width, int ranks, int dtype, int bits
 }
 
 // Which kernels run: 6 (version 5 with the quantize's next tile loaded while the current one is
-// encoded, flashcomm_kernels.cuh; opt-in until it has run on a GPU), 5 (version 4 with the reduce
+// encoded, no clamp, f16x2 extremes, and the INT4 reduce's rank loop rolled,
+// flashcomm_kernels.cuh; opt-in until its last changes have run on a GPU), 5 (version 4 with the reduce
 // double-buffered through shared memory and a cheaper INT4 decode; 1.0–1.02× v4 on the H200),
 // 4 (default: version 3 with the reduce rescheduled, flashcomm_kernels.cuh),
 // 3 (version 2 with the division by a checked reciprocal), 2, or 1 (the first version), for A/B

@@ -515,15 +515,17 @@ __device__ __forceinline__ void store_lane(uint8_t* const (&msg)[Ln::GPL], const
 }
 
 // Step 1: x [rows, width] → message chunk at msgs + chunk·slot. Tile: 32·GPL/L groups.
-// PF (kernels v6): the loads of the warp's next tile are issued before the current tile is
-// encoded, so that each warp always has its next 64 bytes per lane (fp16) in flight. Without it
-// a warp waits for its loads, then encodes with nothing in flight. Same codes, scales and
-// order of operations: only the load moves. (Measured on the H200, session 11: +0.6 to +4.8
-// points of copy; ncu then showed the quantize issue-bound, 21.8 thread instructions per value
-// at 72% of the issue slots, so v6 also drops the clamp and the INT4 masks, encode<true>.) The next
-// tile costs 16 registers (16-bit inputs); with 16-bit inputs and 4 pieces per lane and group
-// (G = 64 and 128) ptxas fits it in 80 without spills, which keeps 3 blocks per SM; other
-// shapes are left to ptxas (asking 3 blocks there spilled 8–180 bytes; nvcc 11.8, sm_90).
+// PF (kernels v6), three changes, each giving the same codes, scales and order of operations:
+// - the loads of the warp's next tile are issued before the current tile is encoded, so that
+//   each warp always has its next 64 bytes per lane (fp16) in flight (H200, session 11: +0.6
+//   to +4.8 points of copy);
+// - encode<true>: no clamp on the reciprocal path, INT4 asymmetric codes packed without masks;
+// - asymmetric groups of 16-bit inputs: the lane's min and max two values per instruction.
+// The last two because ncu then showed the quantize issue-bound (21.8 thread instructions per
+// value at 72% of the issue slots). The next tile costs 16 registers (16-bit inputs); with
+// 4 pieces per lane and group (G = 64 and 128) ptxas fits it in 80 without spills, which keeps
+// 3 blocks per SM; other shapes are left to ptxas (asking 3 blocks there spilled 8–180 bytes;
+// nvcc 11.8, sm_90).
 template <class T, int BITS, bool SYM, int PPL, bool PF = false>
 __global__ void __launch_bounds__(kThreads, PF && sizeof(T) == 2 && PPL == 4 ? 3 : 1)
     fc2_quantize(const T* __restrict__ x, Geometry g, Placement pl, uint32_t ngroups_total, int L,
@@ -1095,7 +1097,7 @@ void quantize2_bits(const T* x, const Geometry& g, size_t width, uint8_t* m, siz
 }
 
 // The quantize of kernels `version` ≥ 2: v2 divides, v3–v5 multiply by a checked reciprocal,
-// v6 also prefetches the next tile (fc2_quantize's PF).
+// v6 is fc2_quantize's PF variant (prefetch, clamp-free encode, 16-bit extremes).
 template <class T>
 void quantize_codec(int version, const T* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag,
                     void* st) {

@@ -156,7 +156,7 @@ static void usage() {
                "                              [--kernels 6,5,4,3,2,1]\n"
                "       odyssey-rt soak allreduce [--calls 100000] [--ranks 8] [--rows 4] [--width 1024] [--bits 8]\n"
                "                                 [--group 128] [--sym] [--dtype f32|f16|bf16] [--check-every 1000]\n"
-               "                                 [--timeout 60] [--kernels 3]\n"
+               "                                 [--timeout 60] [--kernels 6]\n"
                "       odyssey-rt bench allreduce [--sizes 256K..256M] [--bits 8,4] [--group 128] [--sym]\n"
                "                                  [--dtype bf16|fp16] [--rank R --world N] [--uid-file F]\n"
                "                                  [--timeout S]   (one process per GPU: scripts/launch-allreduce.sh)\n"

@@ -3,7 +3,7 @@
 //
 //   odyssey-rt soak allreduce [--calls 100000] [--ranks 8] [--rows 4] [--width 1024] [--bits 8]
 //                             [--group 128] [--sym] [--dtype f32|f16|bf16] [--check-every 1000]
-//                             [--timeout 60] [--kernels 4]
+//                             [--timeout 60] [--kernels 6]
 //
 // Inputs: the specification's test vector (docs/flash-communication.md, "Test vector"), generated
 // here with the same 32-bit integer hash, for any ranks × rows × width.
@@ -229,7 +229,7 @@ int cmd_soak_allreduce(const Args& a) {
   const std::string dts = a.get("dtype", "f32");
   const long long every = a.get_int("check-every", 1000);
   const double timeout_s = (double)a.get_int("timeout", 60);
-  const int kernels = (int)a.get_int("kernels", 4);
+  const int kernels = (int)a.get_int("kernels", 6);
   if (calls < 1 || every < 1 || timeout_s < 1 || ranks < 1 || rows < 1 || width < 1)
     throw std::runtime_error("soak allreduce: --calls, --check-every, --timeout, --ranks, --rows and --width must be positive");
   if (dts != "f32" && dts != "f16" && dts != "bf16") throw std::runtime_error("soak allreduce: --dtype f32, f16 or bf16");

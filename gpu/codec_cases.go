@@ -157,13 +157,13 @@ type codecCase struct {
 	spec     codecSpec
 	partials [][]float32
 	sent     [][][]byte // sent[i][j]: rank i's message for chunk j (step 1)
-	reduced  [][]byte   // reduced[j]: rank j's requantized sum (step 3)
+	reduced  [][]byte   // reduced[j]: rank j's requantized reduce (step 3)
 	output   []float32  // every rank's output (step 5)
 }
 
-// newCodecCase runs the all-reduce message by message with quant.FlashComm's EncodeChunk and
-// DecodeChunk (the executable specification) and checks the result against AllReduceRanks
-// (every rank) and AllReduce (the fast path).
+// newCodecCase runs the all-reduce message by message with quant.FlashComm's EncodeChunk,
+// ReduceChunks and DecodeChunk (the executable specification) and checks the result against
+// AllReduceRanks (every rank) and AllReduce (the fast path).
 func newCodecCase(s codecSpec, seed uint64) (*codecCase, error) {
 	c := s.codec
 	if err := c.CheckShape(s.ranks, s.width); err != nil {
@@ -180,14 +180,16 @@ func newCodecCase(s codecSpec, seed uint64) (*codecCase, error) {
 	}
 	cc.output = make([]float32, s.rows*s.width)
 	for j := range n {
-		acc := make([]float32, s.rows*chunk)
+		recv := make([][]byte, n)
 		for i := range n {
-			if err := c.DecodeChunk(cc.sent[i][j], s.rows, chunk, acc, chunk, 0, true); err != nil {
-				return nil, err
-			}
+			recv[i] = cc.sent[i][j]
 		}
-		cc.reduced[j] = c.EncodeChunk(nil, acc, s.rows, chunk, 0, chunk)
-		if err := c.DecodeChunk(cc.reduced[j], s.rows, chunk, cc.output, s.width, j*chunk, false); err != nil {
+		t, err := c.ReduceChunks(recv, s.rows, chunk)
+		if err != nil {
+			return nil, err
+		}
+		cc.reduced[j] = c.EncodeChunk(nil, t, s.rows, chunk, 0, chunk)
+		if err := c.DecodeChunk(cc.reduced[j], s.rows, chunk, cc.output, s.width, j*chunk); err != nil {
 			return nil, err
 		}
 	}

@@ -72,9 +72,9 @@ const (
 )
 
 // quantErr is the bound on |deq(quant(v)) − v| for a value of a group with scale s and
-// largest magnitude m: 0.5·s + 8u·m + 2^-116.
+// largest magnitude m: 0.5·s + 10u·m + 2^-116.
 func quantErr(s, m float32) float64 {
-	return 0.5*float64(s) + 8*unitRoundoff*float64(m) + tinyTerm
+	return 0.5*float64(s) + 10*unitRoundoff*float64(m) + tinyTerm
 }
 
 func groupMaxAbs(v []float32) float32 {
@@ -85,52 +85,100 @@ func groupMaxAbs(v []float32) float32 {
 	return m
 }
 
+// specReduce recomputes step 3 for one group position from the specification, written
+// independently of reduceGroup (the integer scales through float64 rather than bit fields):
+// E, the largest biased exponent of the scales (1 for subnormals); m_i = s_i·2^(146−E) rounded
+// to the nearest integer, ties to even;
+// acc = Σ_i q_i·m_i; y = fl32(fl32(acc)·2^(E−146)); L the float32 sum of the minima in rank
+// order from +0; t = fl32(y + L) (asymmetric) or y. It returns y, t and E.
+func specReduce(c FlashComm, codes [][]int16, scales, los []float32) (y, t []float32, e int) {
+	e = 1
+	for _, s := range scales {
+		e = max(e, int(math.Float32bits(s)>>23)&0xff)
+	}
+	m := make([]int64, len(scales))
+	for i, s := range scales {
+		m[i] = int64(math.RoundToEven(math.Ldexp(float64(s), 146-e))) // exact in float64
+	}
+	p := float32(math.Ldexp(1, e-146))
+	var l float32
+	for _, lo := range los {
+		l = float32(l + lo)
+	}
+	g := len(codes[0])
+	y, t = make([]float32, g), make([]float32, g)
+	for k := range g {
+		var acc int64
+		for i := range codes {
+			acc += int64(codes[i][k]) * m[i]
+		}
+		y[k] = float32(float32(float64(acc)) * p)
+		t[k] = y[k]
+		if !c.Symmetric {
+			t[k] = float32(y[k] + l)
+		}
+	}
+	return y, t, e
+}
+
 // flashCommBound returns, for every element, the bound of docs/flash-communication.md on
-// |y − Σ_i x_i|: Σ_i E1_i + γ_{N−1}·Σ_i |d_i| + E2 + (N−1)·2^-149, recomputing the
-// scales, the dequantized partials d_i and the step-3 sums it depends on.
-func flashCommBound(c FlashComm, ps [][]float32, rows, width int) []float64 {
+// |out − Σ_i x_i|, and the output recomputed from the specification (specReduce):
+//
+//	Σ_i E1_i + N·Qmax·2^(E−147) + u·|y| + 2^−150 + E2                      (symmetric)
+//	  + γ_{N−1}·Σ_i |lo_i| + (N−1)·2^−149 + u·|t| + 2^−150                  (asymmetric)
+//
+// with E1_i = E(s_i, M_i) the first quantization of rank i's group, E the largest exponent of
+// the ranks' scales, y and t step 3's values and E2 = E(s₂, M₂) the requantization of t's group.
+// The control's bound is γ_{N−1}·Σ_i |x_i| + (N−1)·2^−149.
+func flashCommBound(c FlashComm, ps [][]float32, rows, width int) (bound []float64, want []float32) {
 	n := len(ps)
 	gamma := float64(n-1) * unitRoundoff / (1 - float64(n-1)*unitRoundoff)
 	b := make([]float64, rows*width)
+	want = make([]float32, rows*width)
 	if c.Bits == 16 {
 		for k := range b {
 			var s float64
 			for _, p := range ps {
 				s += math.Abs(float64(p[k]))
+				want[k] = float32(want[k] + p[k])
 			}
 			b[k] = gamma*s + float64(n-1)*0x1p-149
 		}
-		return b
+		return b, want
 	}
 	g := c.Group
-	codes := make([]int16, g)
-	d := make([]float32, g)
-	acc := make([]float32, rows*width)
-	sumAbs := make([]float64, rows*width)
-	for _, p := range ps {
-		for o := 0; o < rows*width; o += g {
-			s, lo := c.QuantizeGroup(codes, p[o:o+g])
-			c.DequantizeGroup(d, codes, s, lo)
-			e := quantErr(s, groupMaxAbs(p[o:o+g]))
-			for k := range d {
-				b[o+k] += e
-				sumAbs[o+k] += math.Abs(float64(d[k]))
-				acc[o+k] = float32(acc[o+k] + d[k])
+	qmax := float64(c.qmax())
+	codes := make([][]int16, n)
+	for i := range codes {
+		codes[i] = make([]int16, g)
+	}
+	scales, los := make([]float32, n), make([]float32, n)
+	q2 := make([]int16, g)
+	for o := 0; o < rows*width; o += g {
+		var e1, sumLo float64
+		for i, p := range ps {
+			scales[i], los[i] = c.QuantizeGroup(codes[i], p[o:o+g])
+			e1 += quantErr(scales[i], groupMaxAbs(p[o:o+g]))
+			sumLo += math.Abs(float64(los[i]))
+		}
+		y, t, e := specReduce(c, codes, scales, los)
+		s2, lo2 := c.QuantizeGroup(q2, t)
+		c.DequantizeGroup(want[o:o+g], q2, s2, lo2)
+		e2 := quantErr(s2, groupMaxAbs(t))
+		scaleRound := float64(n) * qmax * math.Ldexp(1, e-147)
+		for k := range g {
+			b[o+k] = e1 + scaleRound + unitRoundoff*math.Abs(float64(y[k])) + 0x1p-150 + e2
+			if !c.Symmetric {
+				b[o+k] += gamma*sumLo + float64(n-1)*0x1p-149 + unitRoundoff*math.Abs(float64(t[k])) + 0x1p-150
 			}
 		}
 	}
-	for o := 0; o < rows*width; o += g {
-		s, _ := c.QuantizeGroup(codes, acc[o:o+g])
-		e := quantErr(s, groupMaxAbs(acc[o:o+g]))
-		for k := 0; k < g; k++ {
-			b[o+k] += e + gamma*sumAbs[o+k] + float64(n-1)*0x1p-149
-		}
-	}
-	return b
+	return b, want
 }
 
 // checkFlashComm runs both paths and checks: every rank bit-identical, the fast path
-// bit-identical to the ranks, every error within the bound. It returns the largest ratio
+// bit-identical to the ranks and to the test's own recomputation of the specification, every
+// error within the bound. It returns the largest ratio
 // error/bound.
 func checkFlashComm(t *testing.T, c FlashComm, ps [][]float32, rows, width int) float64 {
 	t.Helper()
@@ -154,9 +202,12 @@ func checkFlashComm(t *testing.T, c FlashComm, ps [][]float32, rows, width int) 
 			t.Fatalf("%v N=%d: AllReduce element %d is %v, AllReduceRanks %v", c, len(ps), e, fast[e], outs[0][e])
 		}
 	}
-	bound := flashCommBound(c, ps, rows, width)
+	bound, want := flashCommBound(c, ps, rows, width)
 	worst := 0.0
 	for e := range fast {
+		if math.Float32bits(fast[e]) != math.Float32bits(want[e]) {
+			t.Fatalf("%v N=%d: element %d is %v, the specification recomputed by the test gives %v", c, len(ps), e, fast[e], want[e])
+		}
 		var exact, sabs float64
 		for _, p := range ps {
 			exact += float64(p[e])
@@ -189,7 +240,11 @@ func TestFlashCommRanksAgreeAndBound(t *testing.T) {
 
 // TestFlashCommOnGrid builds partials whose groups lie exactly on their grids (power-of-two
 // scales, every group reaching both ends of its code range) and whose sums lie on the sum's
-// grid, so the compressed all-reduce must return the exact sum.
+// grid, so the compressed all-reduce must return the exact sum. Step 3 is exact on them too:
+// the ranks' scales at a group position are the same power of two, so every integer scale m_i
+// is exactly 2^19 and m_i·2^(E−146) = s_i (power-of-two scales within 2^20 of each other would
+// do as well), the integer sum is exact, its conversion to float32 too (|Σq_i| < 2^11), and the
+// minima and their sum are multiples of s well within 24 bits.
 func TestFlashCommOnGrid(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, c := range flashCommConfigs() {
@@ -275,6 +330,78 @@ func onGridPartials(rng *rand.Rand, c FlashComm, n, rows, width int) ([][]float3
 		}
 	}
 	return ps, want
+}
+
+// TestFlashCommIntegerScales checks step 3's integer scales against their definition
+// (docs/flash-communication.md): m_i ≤ 2^20, |s_i − m_i·2^(E−146)| ≤ 2^(E−147), m_i the
+// nearest integer to s_i·2^(146−E) with ties up; and P = 2^(E−146) for every E.
+func TestFlashCommIntegerScales(t *testing.T) {
+	for k := -149; k <= 127; k++ {
+		if got, want := pow2f32(k), float32(math.Ldexp(1, k)); got != want || got == 0 {
+			t.Fatalf("pow2f32(%d) = %v, want %v", k, got, want)
+		}
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	draw := func() float32 {
+		switch rng.IntN(6) {
+		case 0: // subnormal
+			return math.Float32frombits(1 + rng.Uint32N(0x7fffff))
+		case 1: // the largest significand: rounds up to 2^20
+			return math.Float32frombits(rng.Uint32N(254)<<23 | 0x7fffff)
+		case 2: // a tie at some shift
+			return math.Float32frombits(rng.Uint32N(254)<<23 | 1<<rng.Uint32N(23))
+		case 3:
+			return math.MaxFloat32
+		}
+		return math.Float32frombits(1 + rng.Uint32N(0x7f7fffff))
+	}
+	for trial := 0; trial < 100000; trial++ {
+		n := 1 + rng.IntN(8)
+		scales := make([]float32, n)
+		for i := range scales {
+			scales[i] = draw()
+			if trial%3 == 0 && i > 0 { // close exponents
+				scales[i] = float32(float64(scales[0]) * math.Ldexp(1+rng.Float64(), -1-rng.IntN(24)))
+				if scales[i] == 0 {
+					scales[i] = 0x1p-149
+				}
+			}
+		}
+		m := make([]int64, n)
+		e := integerScales(m, scales)
+		unit := math.Ldexp(1, e-146)
+		for i, s := range scales {
+			x := float64(s) / unit // exact: a power-of-two ratio
+			want := int64(math.RoundToEven(x))
+			if m[i] != want || m[i] > 1<<20 || math.Abs(float64(s)-float64(m[i])*unit) > unit/2 {
+				t.Fatalf("scales %v: m[%d] = %d (E %d), want %d = roundEven(%v)", scales, i, m[i], e, want, x)
+			}
+			if eb := int(math.Float32bits(s)>>23) & 0xff; eb > e || (eb == e && m[i] < 1<<19) {
+				t.Fatalf("scales %v: E = %d, but scale %d has exponent %d, m %d", scales, e, i, eb, m[i])
+			}
+		}
+	}
+}
+
+func TestFlashCommReduceChunksBadMessage(t *testing.T) {
+	c := FlashComm{Bits: 8, Group: 32}
+	msg := c.EncodeChunk(nil, make([]float32, 64), 1, 64, 0, 64)
+	if _, err := c.ReduceChunks([][]byte{msg, msg}, 1, 64); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []float32{0, -1, float32(math.Inf(1)), float32(math.NaN())} {
+		m := append([]byte(nil), msg...)
+		binary.LittleEndian.PutUint32(m[64+4:], math.Float32bits(bad)) // group 1's scale
+		if _, err := c.ReduceChunks([][]byte{msg, m}, 1, 64); err == nil {
+			t.Errorf("scale %v: no error", bad)
+		}
+	}
+	if _, err := c.ReduceChunks([][]byte{msg, msg[1:]}, 1, 64); err == nil {
+		t.Error("short message: no error")
+	}
+	if _, err := c.ReduceChunks(nil, 1, 64); err == nil {
+		t.Error("no messages: no error")
+	}
 }
 
 func TestFlashCommBadInput(t *testing.T) {
@@ -365,10 +492,10 @@ func TestFlashCommTestVector(t *testing.T) {
 }
 
 var flashCommVectorSHA = map[string]string{
-	"int8-g128-asym": "6321ef8c1fb41eac2b3c4090ab588fc1d0ef075c2d29d98a474dd44dba9b5a75",
-	"int4-g128-asym": "e662d104166ad3269947150cdee84b9e236365cec4d6bca7caf0942cb74f6ed2",
-	"int8-g32-sym":   "cb2357ec37ddff9ecaad2cfc61e3db56dac9b320bb92abf540f928165df939dd",
-	"int4-g64-sym":   "fccf9508eb7a0d0758c85fed9c4406516018f702ecf0bfff628c0dcef2f4521e",
+	"int8-g128-asym": "b08c1c78dbf419c3357b65d34ce0998e05b17030f44eed6569816beb9ad652b8",
+	"int4-g128-asym": "cfc6570acbc4210de90df3a7a4b273a9ad411b30707ed1c6369e439ea7bb61ab",
+	"int8-g32-sym":   "57b355854f1620f27f71e0a55af0dff7665848758948b5b0dceae7a1c93648df",
+	"int4-g64-sym":   "85cdcb602b4c44eeaa3aee4102e9c3b147a08fbe14fcd964d4e96649d998304e",
 }
 
 func FuzzFlashCommAllReduce(f *testing.F) {

@@ -62,9 +62,10 @@ func newSimAllReduceCmd(g *globalOptions) *cobra.Command {
 		Long: `Allreduce runs the model with its row-parallel linears (o_proj, down_proj) split over --tp
 simulated ranks along their input dimension, each rank computing its float32 partial product,
 and the partial sums all-reduced through the Flash Communication codec: per-group INT8 or INT4
-quantization (asymmetric: scale and minimum; --symmetric: scale only), reduce-scatter, float32
-sum in rank order, requantization, all-gather (docs/flash-communication.md). --bits 16 is the
-control: the same split with the partials summed exactly in float32.
+quantization (asymmetric: scale and minimum; --symmetric: scale only), reduce-scatter, the
+integer-scale reduce (the codes summed over ranks exactly in integers with 20-bit integer group
+scales), requantization, all-gather (docs/flash-communication.md). --bits 16 is the control:
+the same split with the float32 partials summed in rank order.
 
 It reports the perplexity of the split model and of the unsplit model (exact all-reduce) over
 the same windows (the protocol of eval ppl), their ratio, and the KL divergence between them.

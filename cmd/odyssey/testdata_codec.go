@@ -16,7 +16,7 @@ func newCodecCasesCmd(g *globalOptions) *cobra.Command {
 		Long: `Codec-cases writes manifest.json and one safetensors file per case: the partials of N ranks
 (N = 1, 2, 4, 8; INT4 and INT8; groups of 32, 64 and 128; symmetric and asymmetric; and the
 specification's test vector), the messages every rank sends after quantizing (step 1), the
-requantized sums (step 3) and the output every rank must end with, all computed by the Go
+requantized reduced chunks (step 3) and the output every rank must end with, all computed by the Go
 reference quant.FlashComm (docs/flash-communication.md, docs/codec-cases.md).
 odyssey-rt test codec --cases DIR runs the CUDA kernels on them, simulating the ranks on one
 GPU, and compares bit for bit.`,

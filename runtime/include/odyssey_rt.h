@@ -208,8 +208,10 @@ size_t ody_fc_slot_bytes(size_t rows, size_t cols, int bits, int group, int symm
  * [j·C, (j+1)·C), written to msgs + j·slot. err_flag: device int or NULL. x 16-byte aligned. */
 ody_status ody_fc_quantize(const void* x, int dtype, size_t rows, size_t width, int ranks, int bits,
                            int group, int symmetric, void* msgs, int* err_flag, void* stream);
-/* Step 3: decode the `ranks` messages of one chunk (rows × cols) at recv + i·slot, sum them in
- * float32 in rank order from +0.0f, requantize into one message at out. */
+/* Step 3: reduce the `ranks` messages of one chunk (rows × cols) at recv + i·slot with the
+ * integer-scale reduce of docs/flash-communication.md (each group's scales as integers relative to
+ * their largest exponent, the sum over ranks exact in integers, one conversion to float32, plus the
+ * float32 sum of the minima), requantize into one message at out. */
 ody_status ody_fc_reduce(const void* recv, int ranks, size_t rows, size_t cols, int bits, int group,
                          int symmetric, void* out, int* err_flag, void* stream);
 /* Step 5: decode `ranks` messages (recv + j·slot, chunk j) into y [rows, width] (dtype). With

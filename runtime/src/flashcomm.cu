@@ -5,10 +5,14 @@
 // What it computes: docs/flash-communication.md, operation by operation, bit-exact with the Go
 // reference quant.FlashComm (EncodeChunk / DecodeChunk / AllReduceRanks):
 //   asymmetric: lo = min v, hi = max v (first of equal values wins), s = (hi − lo) / (2^b − 1),
-//               s = 1 if s == 0, q = min(rint((v − lo) / s), 2^b − 1); v' = (q·s) + lo;
+//               s = 1 if s == 0, q = min(rint((v − lo) ⊘ s), 2^b − 1); v' = (q·s) + lo;
 //   symmetric:  a = max|v|, s = a / (2^(b−1) − 1), s = 1 if s == 0,
-//               q = clamp(rint(v / s), ±(2^(b−1) − 1)); v' = q·s;
-//   step 3:     acc = +0.0f; acc = acc + v'_i for i = 0..N−1 (rank order); requantize acc.
+//               q = clamp(rint(v ⊘ s), ±(2^(b−1) − 1)); v' = q·s;
+//   d ⊘ s:      d·fl(1/s) (two roundings) for a normal s, d / s for a subnormal one;
+//   step 3:     the integer-scale reduce: per group E = the largest scale exponent among the
+//               ranks, m_i = round(s_i·2^(146−E)) (≤ 2^20), acc = Σ q_i·m_i exactly (integers),
+//               t = fl(fl(acc)·2^(E−146)) (+ L, the float32 sum of the minima in rank order from
+//               +0); requantize t.
 // Every operation is one IEEE binary32 operation rounded to nearest even: __fsub_rn, __fdiv_rn,
 // __fmul_rn, __fadd_rn, rintf (half to even), or an exact equivalent (flashcomm_kernels.cuh: the
 // one explicit __fmaf_rn there is an exact product rounded once). Nothing is contracted into an FMA;
@@ -21,11 +25,12 @@
 // (row-major), then for asymmetric groups the float32 minima. A buffer of messages holds
 // message j at j·slot, slot = message bytes rounded up to 16.
 //
-// Shape of the kernels: versions 2, 3 and 4 (flashcomm_kernels.cuh: grid-stride warps over tiles
-// of 32 values per lane, several groups per warp, exact float tricks instead of int/float
-// conversions; 3 divides by a checked reciprocal; 4, the default, is 3 with a reduce that loads
-// every rank of a 16-value piece before decoding) and version 1 (one thread per 8 values, kept
-// for A/B runs: ody_fc_set_kernels). All compute the same bits.
+// Shape of the kernels: versions 2 to 6 (flashcomm_kernels.cuh: grid-stride warps over tiles of
+// 32 values per lane, several groups per warp, exact float tricks instead of int/float
+// conversions; 3 divides by a checked reciprocal; 4–6 take the fast reduce (2, 4 or 8 ranks,
+// double-buffered); 6, the default, also prefetches in the quantize) and version 1 (one thread per
+// 8 values in quantize and dequantize, kept for A/B runs: ody_fc_set_kernels). Every version's
+// reduce is the integer-scale reduce. All compute the same bits.
 //
 // Limits: bits 4 or 8; G a power of two in 8..256 (the spec allows any multiple of 8; groups like
 // 24 or 48 are refused with ODY_ERR_UNSUPPORTED); width = ranks·C with G | C; fewer than 2^35
@@ -86,6 +91,12 @@ __device__ __forceinline__ float group_extreme(float v, int idx, int tpg) {
   return v;
 }
 
+// The spec's quotient d/s of the quantization: fl(d·fl(1/s)) for a normal scale, the division
+// for a subnormal (or NaN) one.
+__device__ __forceinline__ float spec_quotient(float d, float s) {
+  return s >= 0x1p-126f ? __fmul_rn(d, __frcp_rn(s)) : __fdiv_rn(d, s);
+}
+
 // Quantizes the group whose 8 values at lane `sub` are v and writes its codes, scale and minimum
 // into the message `msg` as its group gi. bad: this lane holds an out-of-domain value.
 __device__ void quantize_group(const float v[8], bool bad, int sub, const Geometry& g, size_t gi, uint8_t* msg,
@@ -104,7 +115,7 @@ __device__ void quantize_group(const float v[8], bool bad, int sub, const Geomet
     if (s == 0.f) s = 1.f;
 #pragma unroll
     for (int k = 0; k < 8; k++) {
-      float q = fminf(fmaxf(rintf(__fdiv_rn(v[k], s)), -qs), qs);
+      float q = fminf(fmaxf(rintf(spec_quotient(v[k], s)), -qs), qs);
       uint32_t c = (uint32_t)(int)q;
       if (g.bits == 4)
         packed_lo |= (c & 0xfu) << (4 * k);
@@ -128,7 +139,7 @@ __device__ void quantize_group(const float v[8], bool bad, int sub, const Geomet
     if (s == 0.f) s = 1.f;
 #pragma unroll
     for (int k = 0; k < 8; k++) {
-      float q = fminf(rintf(__fdiv_rn(__fsub_rn(v[k], lo), s)), qa);  // ≥ 0: no lower clamp
+      float q = fminf(rintf(spec_quotient(__fsub_rn(v[k], lo), s)), qa);  // ≥ 0: no lower clamp
       uint32_t c = (uint32_t)(int)q;
       if (g.bits == 4)
         packed_lo |= c << (4 * k);
@@ -222,28 +233,7 @@ __global__ void __launch_bounds__(kThreads)
   quantize_group(v, bad, p.sub, g, p.gi, msgs + p.chunk * slot, active, flag, ODY_FC_BAD_INPUT);
 }
 
-// Step 3: the ranks messages at recv + i·slot → one requantized message at out.
-__global__ void __launch_bounds__(kThreads)
-    fc_reduce(const uint8_t* __restrict__ recv, int ranks, Geometry g, size_t units, size_t slot,
-              uint8_t* __restrict__ out, int* flag) {
-  const size_t u = (size_t)blockIdx.x * kThreads + threadIdx.x;
-  const bool active = u < units;
-  const size_t gi = (active ? u : 0) / g.tpg;
-  const int sub = (int)((active ? u : 0) % g.tpg);
-  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // +0.0f
-  bool bad = false;
-  if (active) {
-    for (int i = 0; i < ranks; i++) {  // rank order
-      float d[8];
-      dequantize_group(recv + (size_t)i * slot, g, gi, sub, d);
-#pragma unroll
-      for (int k = 0; k < 8; k++) acc[k] = __fadd_rn(acc[k], d[k]);
-    }
-#pragma unroll
-    for (int k = 0; k < 8; k++) bad |= !(fabsf(acc[k]) <= 3.402823466e38f);  // not finite
-  }
-  quantize_group(acc, bad, sub, g, gi, out, active, flag, ODY_FC_BAD_SUM);
-}
+// Step 3 of every version: reduce_codec (flashcomm_kernels.cuh), the integer-scale reduce.
 
 // Step 5: ranks messages at recv + j·slot → y [rows, width] (+ residual).
 template <class T>
@@ -380,15 +370,10 @@ ody_status launch_quantize(const void* x, int dtype, size_t rows, size_t width, 
 
 ody_status launch_reduce(const void* recv, int ranks, const Geometry& g, size_t slot, void* out, int* flag,
                          cudaStream_t st) {
-  const uint8_t* r = static_cast<const uint8_t*>(recv);
-  uint8_t* o = static_cast<uint8_t*>(out);
-  const int v = g_kernels.load();
-  if (v >= 2) {
-    reduce_codec(v, r, ranks, g, slot, o, flag, st);
-  } else {
-    const size_t units = g.rows * g.cols / 8;
-    fc_reduce<<<grid_for(units), kThreads, 0, st>>>(r, ranks, g, units, slot, o, flag);
-  }
+  // Every version's reduce is the integer-scale reduce (flashcomm_kernels.cuh); version 1 takes
+  // the generic kernel with the division, as version 2.
+  reduce_codec(g_kernels.load(), static_cast<const uint8_t*>(recv), ranks, g, slot, static_cast<uint8_t*>(out), flag,
+               st);
   ODY_CUDA(cudaGetLastError());
   return ODY_OK;
 }

@@ -135,20 +135,13 @@ struct Elem<__nv_bfloat16> {
 // - the tensor → (chunk, group) placement divides 32-bit indices by run-time constants with a
 //   multiply-high (FastDiv), once per group or per 8 values, never in 64 bits.
 //
-// The division t = (v − lo)/s (or v/s) must give the code of the correctly rounded quotient:
-// Go's reference divides (div.rn.f32), and a multiplication by 1/s rounds differently near the
-// ties n + 1/2. Version 2 divides every value (__fdiv_rn: a MUFU reciprocal, five FFMA, a range
-// check and a branch, about 13 of the ~17 issue slots per value of quantize, measured in the
-// SASS). Version 3 (the default) computes t' = d·fl(1/s) with one multiplication and checks it:
-// t' and fl(d/s) both lie within 3.01·u·|t| ≤ 0.75·2^−14 of d/s for |t| < 256 (u = 2^−24; t
-// is below Q·(1 + 3u) by the scale's construction), so they round to the same integer unless
-// t' lies within 2^−13 of a half-integer; rint(t') comes from the 2^23 trick and t' − rint(t')
-// is exact, so the check costs two additions and a compare. Values that fail it (about 1 in
-// 4000 at random, every NaN, and every value of a group whose scale is outside [2^−100, 2^100]
-// where 1/s could leave the normal range) make the warp redo that piece with the division,
-// decided by a vote. runtime/tests/test_fc_tricks.cpp checks the rule against the division on
-// random groups of every magnitude and on every tie's neighbours, and fails when the margin
-// or the reciprocal is off by one step. Quantize drops to about 9 issue slots per value.
+// The quotient t = (v − lo)/s (or v/s) is, by the spec since session 12, fl(d·fl(1/s)) for a
+// normal scale and the division fl(d/s) only for a subnormal one (whose reciprocal may overflow).
+// Until then the spec divided everywhere, and version 3 had to check every t' = d·fl(1/s)
+// against the ties n + 1/2 (two additions and a compare per value, a vote, and a division
+// redo for about 1 value in 4000): about 3 of the ~22 instructions per value of the quantize,
+// which ncu showed issue-bound. Now every value takes one multiplication; version 2 picks the
+// operation per value, version 3 and later per warp (a vote on a subnormal scale).
 
 constexpr int kWarps = kThreads / 32;
 
@@ -270,13 +263,14 @@ struct Lane {
   // Quantizes the lane's values v (group slot k active when act[k]): codes[j][w] (piece j),
   // scale s[k], minimum lo[k] (asymmetric), bad[k]: out of domain (|v| > limit, NaN, Inf), in
   // which case codes are 0 and s, lo NaN. Every lane of the warp must call it (shuffles).
-  // rcp: divide by multiplying with 1/s where that provably gives the same code (kernels v3).
-  // kV5 (the v5 reduce; needs rcp): the reciprocal path skips the clamp and INT4 asymmetric
-  // codes pack without masks. Why that is exact: the fast path's codes are used only when no
-  // lane of the warp redoes the piece, i.e. s in [2^−100, 2^100] and t' is off every tie; then
-  // s = fl(D/Q) ≥ (D/Q)(1 − u) with D = fl(max − min) (or max|v|) and |d| ≤ D, so
-  // |t| ≤ Q/(1 − u)·(1 + u) < Q + 1/2 and rint(t) is already inside [−Q, Q] (asymmetric: [0, Q]).
-  // The division path (the redo) keeps the clamp: a subnormal or infinite s can push t past Q.
+  // rcp (kernels 3+): multiply every value by fl(1/s) and let a warp whose group has a subnormal
+  // scale redo that piece with the division (the spec's quotient is fl(d·fl(1/s)) for a normal
+  // s, fl(d/s) for a subnormal one); kernels 1–2 choose per value.
+  // kV5 (needs rcp): the reciprocal path skips the clamp and INT4 asymmetric codes pack without
+  // masks. Why that is exact: s = fl(D/Q) ≥ (D/Q)(1 − u) with D = fl(max − min) (or max|v|),
+  // |d| ≤ D and fl(1/s) ≤ (1/s)(1 + u), so |t| ≤ Q(1 + u)²/(1 − u) < Q + 1/2 and rint(t) is
+  // already inside [−Q, Q] (asymmetric: [0, Q]). The division path keeps the clamp: a subnormal
+  // s can push t past Q.
   template <bool kV5 = false>
   __device__ __forceinline__ static void encode(const float (&v)[NV], int L, int sub, float limit, bool rcp,
                                                 uint32_t (&codes)[NPL][WPP], float (&s)[GPL], float (&lo)[GPL],
@@ -362,37 +356,30 @@ struct Lane {
       }
       if (s[k] == 0.f) s[k] = 1.f;
     }
-    float r[GPL];  // rcp: 1/s correctly rounded, and whether s is in the range where it is used
+    // The spec's quotient: t = fl(d·fl(1/s)) for a normal s, fl(d/s) for a subnormal one (whose
+    // reciprocal may overflow) and for a NaN s (a flagged group: its codes are dropped anyway).
+    float r[GPL];
     bool r_ok[GPL];
 #pragma unroll
     for (int k = 0; k < GPL; k++) {
-      r[k] = rcp ? __frcp_rn(s[k]) : 0.f;
-      r_ok[k] = s[k] >= 0x1p-100f && s[k] <= 0x1p100f;
+      r[k] = __frcp_rn(s[k]);
+      r_ok[k] = s[k] >= 0x1p-126f;
     }
 #pragma unroll
     for (int j = 0; j < NPL; j++) {
       const int k = j / PPL;
       uint32_t c[PV];  // bits of kBias + code: the code in the low bits
-      bool redo = false;
 #pragma unroll
       for (int e = 0; e < PV; e++) {
         const float x = v[j * PV + e];
         const float d = SYM ? x : __fsub_rn(x, lo[k]);
-        float f;
-        if (rcp) {
-          // t' = d·(1/s) is within 3.1·u·|t| ≤ 2^−14.3 of fl(d/s) (|t| < 256): it rounds to the
-          // same integer unless it lies within 2^−13 of a half-integer (or is NaN); the exact
-          // division decides those (the vote below), about 1 value in 4000.
-          const float tp = __fmul_rn(d, r[k]);
-          f = __fadd_rn(tp, kBias);
-          redo |= !(fabsf(__fsub_rn(tp, __fsub_rn(f, kBias))) < 0.5f - 0x1p-13f);
-        } else {
-          f = __fadd_rn(__fdiv_rn(d, s[k]), kBias);
-        }
+        // rcp (kernels 3+): every lane multiplies, and a warp with a subnormal scale redoes that
+        // piece below; otherwise (kernels 1, 2) each value picks its operation.
+        const float f = __fadd_rn(rcp || r_ok[k] ? __fmul_rn(d, r[k]) : __fdiv_rn(d, s[k]), kBias);
         if (kV5 && rcp) c[e] = __float_as_uint(f);  // no clamp needed (see above)
         else c[e] = __float_as_uint(SYM ? fminf(fmaxf(f, kBias - kQ), kBias + kQ) : fminf(f, kBias + kQ));  // asym: t ≥ 0
       }
-      if (rcp && __any_sync(0xffffffffu, redo || !r_ok[k])) {
+      if (rcp && __any_sync(0xffffffffu, !r_ok[k]) && !r_ok[k]) {
 #pragma unroll
         for (int e = 0; e < PV; e++) {
           const float x = v[j * PV + e];
@@ -621,8 +608,68 @@ __global__ void __launch_bounds__(kThreads, PF && sizeof(T) == 2 && PPL == 4 ? 3
   }
 }
 
-// Step 3: the ranks messages at recv + i·slot → one requantized message at out. The lane's
-// codes of 4 ranks are loaded before any is decoded (4 × 16 bytes in flight per thread).
+// ---------------------------------------------------------------- step 3: the integer-scale reduce
+//
+// docs/flash-communication.md, "Step 3's sum". For one group position the N received scales s_i
+// become integers relative to the largest exponent E among them: m_i = round(s_i · 2^(146−E))
+// ≤ 2^20 (ties to even), so s_i ≈ m_i·2^(E−146). The sum Σ_i q_i·m_i is
+// then exact in integers (|Σ| ≤ N·255·2^20: int32 for N ≤ 8, int64 in the generic kernel), one
+// conversion and one multiplication by 2^(E−146) make it a float, and asymmetric groups add L, the
+// float sum of the minima in rank order from +0, once per value.
+// Why: the float reduce (q·s, + lo, + acc per received value, three roundings each) was
+// issue-bound on the H200 at about four float operations per received value: 38% of the copy
+// bandwidth for INT4, 76% for INT8 (session 12). Here a received value costs one extraction (a
+// byte permute) and one integer multiply-add, as the integer group scales of FastGEMM do.
+
+// E from the largest scale of the group (positive floats order as their bits): its biased
+// exponent, 1 for a subnormal (the exponent of its unit).
+__device__ __forceinline__ uint32_t fc_group_exp(float smax) {
+  const uint32_t e = (__float_as_uint(smax) >> 23) & 0xffu;  // NaN (a flagged rank) → 255
+  return e ? e : 1u;
+}
+
+// The two factors of 2^(146 − E) (E in 1..254: 2^−108 .. 2^145, which need not be one float):
+// f1 = 2^min(146 − E, 127), f2 = 2^(146 − E − that) (1 unless E < 19).
+struct FcIntScale {
+  float f1, f2;
+};
+__device__ __forceinline__ FcIntScale fc_int_scale_factors(uint32_t E) {
+  const int p = 146 - (int)E, p1 = p < 127 ? p : 127;
+  return {__int_as_float((uint32_t)(p1 + 127) << 23), __int_as_float((uint32_t)(p - p1 + 127) << 23)};
+}
+
+// m = round-half-even(s · 2^(146 − E)) ≤ 2^20 for a scale s of the group (E ≥ its exponent):
+// s·f1 is exact (a power-of-two scaling of a value with at most 24 significant bits that stays
+// normal or is the subnormal s scaled up), and fma(s·f1, f2, 2^23) rounds the exact s·2^(146−E)
+// + 2^23 once, to an integer (the unit of [2^23, 2^24) is 1), ties to even: 2^23 + m.
+__device__ __forceinline__ int32_t fc_int_scale(float s, const FcIntScale& f) {
+  return (int32_t)(__float_as_uint(__fmaf_rn(__fmul_rn(s, f.f1), f.f2, 8388608.0f)) - 0x4B000000u);
+}
+
+// 2^(E − 146) as a float (E ≥ 1: down to the subnormal 2^−145). E = 255 means a scale was Inf or
+// NaN (a rank flagged its group out of domain and sent NaN metadata): NaN, so that the sum is NaN
+// and the requantization flags it too, as the float reduce did.
+__device__ __forceinline__ float fc_int_unit(uint32_t E) {
+  if (E == 255u) return __int_as_float(0x7fc00000);
+  const int p = (int)E - 146;
+  return __int_as_float(p >= -126 ? (uint32_t)(p + 127) << 23 : 1u << (p + 149));
+}
+
+// Code e of a piece's words as an integer (sign-extended for symmetric codes).
+template <int BITS, bool SYM>
+__device__ __forceinline__ int32_t fc_code(const uint32_t* w, int e) {
+  if (BITS == 8) {
+    const uint32_t b = (w[e >> 2] >> (8 * (e & 3))) & 0xffu;
+    return SYM ? (int32_t)(int8_t)(uint8_t)b : (int32_t)b;
+  }
+  const uint32_t n = (w[e >> 3] >> (4 * (e & 7))) & 0xfu;
+  return SYM ? ((int32_t)(n << 28)) >> 28 : (int32_t)n;
+}
+
+// Step 3, the generic kernel (any number of ranks, any group; kernels 1–3, and the fallback of
+// 4–6): the ranks messages at recv + i·slot → one requantized message at out. A first pass over
+// the ranks reads the scales (E) and the minima (L, in rank order); the second loads the codes of
+// 4 ranks before it multiplies any (4 × 16 bytes in flight per thread) into 64-bit sums.
 #ifndef ODY_FC_REDUCE_BLOCKS
 #define ODY_FC_REDUCE_BLOCKS 2
 #endif
@@ -641,54 +688,75 @@ __global__ void __launch_bounds__(kThreads, kReduceBlocks)
   const size_t group_bytes = (size_t)g.group * BITS / 8, piece_bytes = PV * BITS / 8;
   for (uint32_t t = warp; t < tiles; t += nwarps) {
     bool act[Ln::GPL];
-    uint32_t gi[Ln::GPL];
+    uint32_t gi[Ln::GPL], E[Ln::GPL];
+    float Lsum[Ln::GPL], smax[Ln::GPL];
+    FcIntScale f[Ln::GPL];
 #pragma unroll
     for (int k = 0; k < Ln::GPL; k++) {
       gi[k] = t * per_tile + k * (32 / L) + lane / L;
       act[k] = gi[k] < ngroups;
+      smax[k] = 0.f;
+      Lsum[k] = 0.f;  // +0.0f
     }
-    float acc[32];
+    for (int i = 0; i < ranks; i++) {  // rank order (the minima's float sum)
+      const float* meta = reinterpret_cast<const float*>(recv + (size_t)i * slot + g.code_bytes);
 #pragma unroll
-    for (int e = 0; e < 32; e++) acc[e] = 0.f;  // +0.0f
+      for (int k = 0; k < Ln::GPL; k++) {
+        if (!act[k]) continue;
+        smax[k] = max_nan(smax[k], meta[gi[k]]);
+        if (!SYM) Lsum[k] = __fadd_rn(Lsum[k], meta[g.ngroups + gi[k]]);
+      }
+    }
+#pragma unroll
+    for (int k = 0; k < Ln::GPL; k++) {
+      E[k] = fc_group_exp(smax[k]);
+      f[k] = fc_int_scale_factors(E[k] == 255u ? 146u : E[k]);
+    }
+    long long acc[32];
+#pragma unroll
+    for (int e = 0; e < 32; e++) acc[e] = 0;
     for (int i0 = 0; i0 < ranks; i0 += kBatch) {
       uint32_t w[kBatch][Ln::NPL][Ln::WPP];
-      float s[kBatch][Ln::GPL], lo[kBatch][Ln::GPL];
+      int32_t m[kBatch][Ln::GPL];
 #pragma unroll
       for (int b = 0; b < kBatch; b++) {
         const uint8_t* msg = recv + (size_t)(i0 + b) * slot;
         const float* meta = reinterpret_cast<const float*>(msg + g.code_bytes);
 #pragma unroll
         for (int j = 0; j < Ln::NPL; j++) {
-          const int k = j / PPL, m = j % PPL;
+          const int k = j / PPL, mm = j % PPL;
           if (act[k] && i0 + b < ranks)
-            Words<Ln::WPP>::load(msg + gi[k] * group_bytes + (size_t)(sub + L * m) * piece_bytes, w[b][j]);
+            Words<Ln::WPP>::load(msg + gi[k] * group_bytes + (size_t)(sub + L * mm) * piece_bytes, w[b][j]);
           else
 #pragma unroll
             for (int q = 0; q < Ln::WPP; q++) w[b][j][q] = 0;
         }
 #pragma unroll
-        for (int k = 0; k < Ln::GPL; k++) {
-          const bool ok = act[k] && i0 + b < ranks;
-          s[b][k] = ok ? meta[gi[k]] : 1.f;
-          lo[b][k] = ok && !SYM ? meta[g.ngroups + gi[k]] : 1.f;
-        }
+        for (int k = 0; k < Ln::GPL; k++) m[b][k] = act[k] && i0 + b < ranks ? fc_int_scale(meta[gi[k]], f[k]) : 0;
       }
 #pragma unroll
-      for (int b = 0; b < kBatch; b++) {
-        if (i0 + b >= ranks) break;  // rank order: i0, i0+1, ...
+      for (int b = 0; b < kBatch; b++)
 #pragma unroll
-        for (int j = 0; j < Ln::NPL; j++) {
-          float d[PV];
-          Ln::decode(w[b][j], s[b][j / PPL], lo[b][j / PPL], d);
+        for (int j = 0; j < Ln::NPL; j++)
 #pragma unroll
-          for (int e = 0; e < PV; e++) acc[j * PV + e] = __fadd_rn(acc[j * PV + e], d[e]);
-        }
+          for (int e = 0; e < PV; e++)
+            acc[j * PV + e] += (long long)fc_code<BITS, SYM>(w[b][j], e) * m[b][j / PPL];
+    }
+    float v[32];
+#pragma unroll
+    for (int j = 0; j < Ln::NPL; j++) {
+      const int k = j / PPL;
+      const float unit = fc_int_unit(E[k]);
+#pragma unroll
+      for (int e = 0; e < PV; e++) {
+        const float y = __fmul_rn(__ll2float_rn(acc[j * PV + e]), unit);
+        v[j * PV + e] = SYM ? y : __fadd_rn(y, Lsum[k]);
       }
     }
     uint32_t codes[Ln::NPL][Ln::WPP];
     float s[Ln::GPL], lo[Ln::GPL];
     bool bad[Ln::GPL];
-    Ln::encode(acc, L, sub, 3.402823466e38f, rcp, codes, s, lo, bad);  // not finite: bad
+    Ln::encode(v, L, sub, 3.402823466e38f, rcp, codes, s, lo, bad);  // not finite: bad
     uint8_t* msg[Ln::GPL];
 #pragma unroll
     for (int k = 0; k < Ln::GPL; k++) msg[k] = out;
@@ -697,116 +765,32 @@ __global__ void __launch_bounds__(kThreads, kReduceBlocks)
   }
 }
 
-// ---------------------------------------------------------------- kernels, version 4: the reduce
+// ---------------------------------------------------------------- kernels 4–6: the fast reduce
 //
-// Why: the v3 reduce took 56–57 µs at 256 MiB for INT8 and INT4 alike (8 ranks, 16 Mi values
-// per chunk), although its SASS issues about 55 lane-instructions per output value (~28 µs on
-// the H200): half of its time was spent waiting. It loads 4 ranks, waits, decodes them, loads
-// the next 4, waits again, with 2 blocks per SM; a lane of 32 values holds 32 accumulators and
-// 4 × 16–32 bytes of codes, and 31 address instructions per rank (64-bit products of rank,
-// group and piece indices). Version 4 changes only the schedule and the addressing; every float
-// operation of the spec stays, in the same order:
-//
-// - a lane owns one piece of PV values, 16 bytes of codes (INT8: 16 values, 16 accumulators,
-//   3 blocks per SM in 80 registers; INT4: 32 values, 2 blocks per SM), so that all ranks (up
-//   to 8) are loaded before the first is decoded: 8 × 16 bytes of codes plus the scales and
-//   minima in flight per thread. (INT4 with 8-byte pieces of 16 values issues 59 instructions
-//   per output value against 50 with 32: the requantization's per-group work, the shuffles,
-//   the scale, the rank addresses, spreads over half as many values; measured in the SASS.)
-// - a piece p of the chunk is at p·16 bytes in every message and its group is p / L (L = G/PV
-//   lanes per group, a power of two dividing 32): one 64-bit base per tile, the rank offsets
-//   i·slot are warp-uniform;
-// - asymmetric sums start from d_0 instead of +0 + d_0: d_0 = fl(fl(q·s) + lo) with q·s ≥ +0 is
-//   never −0 (a zero sum of two floats rounds to +0 unless both are −0), so +0 + d_0 = d_0 for
-//   every d_0 that is not NaN, and a NaN sum is refused as bad whatever its payload
-//   (runtime/tests/test_fc_tricks.cpp checks it). One float addition per value less. Symmetric
-//   sums keep the addition (q·s with s ≥ 2^−149 is not −0 either, but that path is unchanged).
-// - the number of ranks NR is a template parameter (2, 4 or 8): a run-time count needs a branch
-//   per rank, and nvcc then sinks each rank's loads into its branch, after the previous rank's
-//   arithmetic, which serializes the loads again. Groups smaller than a piece and other rank
-//   counts take the v3 kernel.
-template <int BITS, bool SYM, int NR, int PV>
-__global__ void __launch_bounds__(kThreads, PV == 16 ? 3 : 2)
-    fc4_reduce(const uint8_t* __restrict__ recv, Geometry g, int log2_L, size_t slot,
-               uint8_t* __restrict__ out, int* flag) {
-  constexpr int PB = PV * BITS / 8;  // code bytes per lane: 16
-  using Ln = Lane<BITS, SYM, PV, 1, PV>;
-  const int lane = threadIdx.x & 31, L = 1 << log2_L, sub = lane & (L - 1);
-  const uint32_t npieces = (uint32_t)(g.ngroups << log2_L), tiles = (npieces + 31) / 32;
-  const uint32_t warp = blockIdx.x * kWarps + threadIdx.x / 32, nwarps = gridDim.x * kWarps;
-  const size_t lo_off = g.ngroups * 4;
-  for (uint32_t t = warp; t < tiles; t += nwarps) {
-    const uint32_t p = t * 32 + lane, gi = p >> log2_L;
-    const bool act = p < npieces;  // whole groups: L divides 32 and npieces
-    // Loads without branches (a branch lets the compiler sink each rank's loads to its use):
-    // an idle lane reads the last piece and stores nothing.
-    const uint32_t pl = act ? p : npieces - 1;
-    const uint8_t* code = recv + (size_t)pl * PB;
-    const uint8_t* meta = recv + g.code_bytes + (size_t)(pl >> log2_L) * 4;
-    uint32_t w[NR][Ln::WPP];
-    float s[NR], lo[NR];
-#pragma unroll
-    for (int i = 0; i < NR; i++) {
-      const size_t off = (size_t)i * slot;
-      Words<Ln::WPP>::load(code + off, w[i]);
-      s[i] = *reinterpret_cast<const float*>(meta + off);
-      lo[i] = SYM ? 0.f : *reinterpret_cast<const float*>(meta + off + lo_off);
-    }
-    float acc[PV];
-#pragma unroll
-    for (int i = 0; i < NR; i++) {  // rank order: 0, 1, ...
-      float d[PV];
-      Ln::decode(w[i], s[i], lo[i], d);
-#pragma unroll
-      for (int e = 0; e < PV; e++) acc[e] = i == 0 ? (SYM ? __fadd_rn(0.f, d[e]) : d[e]) : __fadd_rn(acc[e], d[e]);
-    }
-    uint32_t codes[1][Ln::WPP];
-    float so[1], loo[1];
-    bool bad[1];
-    Ln::encode(acc, L, sub, 3.402823466e38f, true, codes, so, loo, bad);  // not finite: bad
-    uint8_t* const msg[1] = {out};
-    const uint32_t gis[1] = {gi};
-    const bool acts[1] = {act};
-    store_lane<Ln>(msg, gis, acts, codes, so, loo, bad, L, sub, g.group, g.code_bytes, g.ngroups, flag,
-                   ODY_FC_BAD_SUM);
-  }
-}
-
-// ---------------------------------------------------------------- kernels, version 5: the reduce
-//
-// Why: v4's INT4 reduce ran at 52.6% of the copy on an H100 (50–55 µs at 256 MiB, 8 ranks, g128)
-// while its SASS issues 52.5 warp-instructions per output value, ~26 µs of issue at 1.98 GHz:
-// half of the time no warp of a scheduler was ready. A v4 warp loads every rank of its tile,
-// waits for all of them, then computes (1680 instructions per lane): with 4 warps per scheduler
-// (128 registers, 2 blocks per SM) and warps that start in step, the schedulers idle while the
-// loads fly and the memory idles while they compute. Version 5 (ody_fc_set_kernels(5)):
-//
-// - double buffering through shared memory: while a warp decodes tile t from one stage, cp.async
-//   (sm_80+) brings tile t + nwarps's codes, scales and minima into the other stage, so every
-//   warp keeps one tile of loads in flight during its arithmetic and no register holds a loaded
-//   code across the loop (v4 already used all 128). A stage is ranks × (32 lanes × 16 B of codes
-//   + 64 floats of metadata), two per warp: 96 KiB per block of 8 warps at 8 ranks, 2 blocks per
-//   SM (dynamic shared memory, opted in with cudaFuncAttributeMaxDynamicSharedMemorySize). Lane
-//   l copies its own 16-byte piece of every rank and metadata items l and l + 32 of the tile
-//   (the tile's NG = 32/L scales, then its NG minima), so a __syncwarp after the wait makes the
-//   stage visible to the warp; a second __syncwarp ends the reads before the stage is refilled.
-// - INT4 unpacking without byte permutes: nibble j of a word (bits 4j..4j+3, j ≤ 4) becomes a
-//   float with one LOP3, (w & 0xF<<4j) | bits(2^(23−4j)) = 2^(23−4j) + c exactly (the mantissa
-//   unit of that exponent is 1); nibbles 5..7 take the same masks after one shift by 20. So a
-//   word of 8 codes costs 9 instructions instead of 11 (two masks, a shift, 8 permutes).
-//   Asymmetric: fma(2^(23−4j) + c, s, −2^(23−4j)·s) = c·s rounded once (the product is exact in
-//   the fma and 2^(23−4j)·s is exact: a power-of-two scaling up, s ≤ 2^80 as in v2's decode), the
-//   same bits as __fmul_rn(c, s); five products −2^(23−4j)·s per rank and lane. Symmetric: the
-//   LOP3 also flips bit 3 of the nibble (x ^ 8 inside the mask: c + 8 for two's-complement c),
-//   and 2^(23−4j) + c + 8 − (2^(23−4j) + 8) = c exactly (an immediate), then c·s as before.
-//   INT8 keeps v2's byte permutes (one per value: already the floor).
-// - the requantization drops the clamp on its fast path and packs INT4 asymmetric codes without
-//   masks (Lane::encode<true>, where the proof is); everything else, every float operation of
-//   the spec and its order (rank 0, 1, ...; asymmetric sums from d_0, v4's rule), is v4's.
-//
-// Same limits as v4 (2, 4 or 8 ranks, G ≥ a piece; else v3's kernel). Checked on the CPU by
-// runtime/tests/emulate_fc_kernels DIR --v5; on the GPU by odyssey-rt test codec --kernels 5,...;
-// timed by odyssey-rt bench codec --kernels 5,4 (runtime/scripts/device-run.sh codec).
+// The integer-scale reduce (above) for 2, 4 or 8 ranks and groups of at least a 16-byte piece
+// (16 INT8 or 32 INT4 values); other shapes take the generic kernel. A lane owns one piece: its 16
+// bytes of codes from every rank, PV int32 sums (exact: ≤ 8·255·2^20 < 2^31).
+// - Double buffering through shared memory (from v5): while a warp works on tile t from one
+//   stage, cp.async (sm_80+) brings tile t + nwarps's codes, scales and minima into the other,
+//   so every warp keeps one tile of loads in flight during its arithmetic. A stage is ranks ×
+//   (32 lanes × 16 B of codes + 64 floats of metadata), two per warp: 96 KiB per block of 8 warps
+//   at 8 ranks, 2 blocks per SM (dynamic shared memory, opted in with
+//   cudaFuncAttributeMaxDynamicSharedMemorySize). Lane l copies its own 16-byte piece of every
+//   rank and metadata items l and l + 32 of the tile (the tile's NG = 32/L scales, then its NG
+//   minima), so a __syncwarp after the wait makes the stage visible to the warp; a second
+//   __syncwarp ends the reads before the stage is refilled.
+// - Per received value: one byte permute (the code, zero-extended; INT4 first splits a word into
+//   its even and odd nibbles, 3 instructions per 8 codes) and one IMAD. Symmetric codes are
+//   offset to unsigned (x ^ 0x80.. or 0x88..: code + 128 or + 8) and the sums start at
+//   −128·Σm_i (or −8·Σm_i), which takes the offset back out exactly.
+// - Per group and lane: E and L from the stage's metadata (a max and, asymmetric, a float
+//   addition per rank, in rank order), m_i per rank; per value one conversion, one
+//   multiplication by 2^(E−146) and (asymmetric) one addition of L.
+// - The requantization skips the clamp on its fast path and packs INT4 asymmetric codes without
+//   masks (Lane::encode<true>, where the proof is).
+// Checked on the CPU by runtime/tests/emulate_fc_kernels DIR --v5 (--v6, --v4: the same reduce);
+// on the GPU by odyssey-rt test codec; timed by odyssey-rt bench codec
+// (runtime/scripts/device-run.sh codec).
 constexpr int kFc5MetaPerRank = 64;  // metadata floats per rank and tile: NG ≤ 32 scales + NG minima
 
 template <int NR>
@@ -857,50 +841,31 @@ __device__ __forceinline__ void fc_cp_async_wait1() {
 // a buffer in the emulation).
 __device__ __forceinline__ uint8_t* fc_dyn_smem();
 
-// INT4, one rank's 16-byte piece (32 codes, nibble j of word i is value 8i + j) added into acc:
-// acc = d (first rank, asymmetric) or fl(acc + d), d = fl(fl(c·s) + lo) (asymmetric) or fl(c·s).
-// The LOP3 operands (w & mask) ^ base: mask an immediate, base in a register (a LOP3 takes one
-// 32-bit immediate; with both known, ptxas emits an AND and an XOR, two instructions; an inline
-// asm mov does not stop it, ptxas folds through PTX). So `zero`, a run-time 0 that the compiler
-// cannot see through (the caller passes log2_L >> 8: log2_L ≤ 5), is added to the bases (an
-// addition: with an OR or XOR it re-associated the constant back into the per-code LOP3 for
-// the symmetric bases), five instructions per kernel.
-template <bool SYM>
-__device__ __forceinline__ void fc5_bases(uint32_t zero, uint32_t (&base)[5]) {
-#pragma unroll
-  for (int pos = 0; pos < 5; pos++) {
-    // Exponent 150 − 4·pos; symmetric: bit 3 of the nibble flipped (two's complement c → c + 8).
-    base[pos] = (((uint32_t)(150 - 4 * pos) << 23) | (SYM ? 8u << (4 * pos) : 0u)) + zero;
-  }
-}
-
-template <bool SYM>
-__device__ __forceinline__ void fc5_add_int4(const uint32_t (&w)[4], float s, float lo, const uint32_t (&base)[5],
-                                             float (&acc)[32], bool first) {
-  // 2^(23−4j) for nibble position j: the float whose mantissa unit is 1 at bit 4j.
-  constexpr float kP[5] = {8388608.0f, 524288.0f, 32768.0f, 2048.0f, 128.0f};
-  float nk[5];
-#pragma unroll
-  for (int j = 0; j < 5; j++) nk[j] = SYM ? 0.f : -__fmul_rn(kP[j], s);
+// One rank's 16-byte piece (u: PV codes) times its integer scale m, added into acc. Code e of the
+// piece is byte e of the words (INT8) or nibble e (INT4: byte e/2 of the even nibbles for even e,
+// of the odd ones for odd e); x is the word offset to unsigned for symmetric codes.
+template <int BITS, bool SYM>
+__device__ __forceinline__ void fc5_add(const uint4& u, int32_t m, int32_t (&acc)[128 / BITS]) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
 #pragma unroll
   for (int i = 0; i < 4; i++) {
-    const uint32_t hi = w[i] >> 20;  // nibbles 5, 6, 7 at positions 0, 1, 2
+    if (BITS == 8) {
+      const uint32_t x = SYM ? w[i] ^ 0x80808080u : w[i];
 #pragma unroll
-    for (int j = 0; j < 8; j++) {
-      const int pos = j < 5 ? j : j - 5;
-      const uint32_t src = j < 5 ? w[i] : hi;
-      const float b = __int_as_float((src & (0xFu << (4 * pos))) ^ base[pos]);
-      float d;
-      if (SYM) d = __fmul_rn(__fsub_rn(b, kP[pos] + 8.0f), s);  // kP + 8 is exact; b − (kP + 8) = c exactly
-      else d = __fadd_rn(__fmaf_rn(b, s, nk[pos]), lo);
-      const int e = 8 * i + j;
-      // Symmetric: +0 + d keeps the spec's first addition (d = −0 only for a negative scale).
-      acc[e] = first ? (SYM ? __fadd_rn(0.f, d) : d) : __fadd_rn(acc[e], d);
+      for (int b = 0; b < 4; b++) acc[4 * i + b] += (int32_t)__byte_perm(x, 0u, 0x4440u | b) * m;
+    } else {
+      const uint32_t x = SYM ? w[i] ^ 0x88888888u : w[i];
+      const uint32_t even = x & 0x0f0f0f0fu, odd = (x >> 4) & 0x0f0f0f0fu;
+#pragma unroll
+      for (int b = 0; b < 4; b++) {
+        acc[8 * i + 2 * b] += (int32_t)__byte_perm(even, 0u, 0x4440u | b) * m;
+        acc[8 * i + 2 * b + 1] += (int32_t)__byte_perm(odd, 0u, 0x4440u | b) * m;
+      }
     }
   }
 }
 
-template <int BITS, bool SYM, int NR, bool ROLL = false>
+template <int BITS, bool SYM, int NR>
 __global__ void __launch_bounds__(kThreads, 2)
     fc5_reduce(const uint8_t* __restrict__ recv, Geometry g, int log2_L, size_t slot, uint8_t* __restrict__ out,
                int* flag) {
@@ -936,8 +901,6 @@ __global__ void __launch_bounds__(kThreads, 2)
     }
   };
 
-  uint32_t base[5];
-  if constexpr (BITS == 4) fc5_bases<SYM>((uint32_t)log2_L >> 8, base);
   int cur = 0;
   if (warp < tiles) issue(warp, stage[0]);
   fc_cp_async_commit();
@@ -950,41 +913,39 @@ __global__ void __launch_bounds__(kThreads, 2)
     const uint32_t p = t * 32 + lane, gi = p >> log2_L;
     const bool act = p < npieces;
     const int gl = lane >> log2_L;  // the lane's group within the tile
-    float acc[PV];
-    if constexpr (BITS == 4 && ROLL) {
-      // v6, INT4: rank 0, then a rolled loop over ranks 1.. (rank order kept). Unrolled over 8
-      // ranks the kernel is ~60 KB of SASS and ncu showed 0.88 "no instruction" stalls per
-      // issue (session 11 call 2): the instruction cache misses. One rank's body is ~150
-      // instructions, enough work per iteration for the loop's own cost to stay small.
-      auto add_rank = [&](int i, bool first) {
-        const uint4 u = *reinterpret_cast<const uint4*>(st.code[i][lane]);
-        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-        fc5_add_int4<SYM>(w, st.meta[i][gl], SYM ? 0.f : st.meta[i][ng + gl], base, acc, first);
-      };
-      add_rank(0, true);
-#pragma unroll 1
-      for (int i = 1; i < NR; i++) add_rank(i, false);
-    } else {
+    // The group's E, the minima's sum L (rank order, from +0) and the integer scales.
+    float smax = st.meta[0][gl], Lsum = 0.f;
 #pragma unroll
-      for (int i = 0; i < NR; i++) {  // rank order: 0, 1, ...
-        const uint4 u = *reinterpret_cast<const uint4*>(st.code[i][lane]);
-        const uint32_t w[4] = {u.x, u.y, u.z, u.w};
-        const float s = st.meta[i][gl], lo = SYM ? 0.f : st.meta[i][ng + gl];
-        if constexpr (BITS == 4) {
-          fc5_add_int4<SYM>(w, s, lo, base, acc, i == 0);
-        } else {
-          float d[PV];
-          Ln::decode(w, s, lo, d);
-#pragma unroll
-          for (int e = 0; e < PV; e++) acc[e] = i == 0 ? (SYM ? __fadd_rn(0.f, d[e]) : d[e]) : __fadd_rn(acc[e], d[e]);
-        }
-      }
+    for (int i = 0; i < NR; i++) {
+      if (i) smax = max_nan(smax, st.meta[i][gl]);
+      if (!SYM) Lsum = __fadd_rn(Lsum, st.meta[i][ng + gl]);
     }
+    const uint32_t E = fc_group_exp(smax);
+    const FcIntScale f = fc_int_scale_factors(E == 255u ? 146u : E);
+    int32_t m[NR], msum = 0;
+#pragma unroll
+    for (int i = 0; i < NR; i++) {
+      m[i] = fc_int_scale(st.meta[i][gl], f);
+      msum += m[i];
+    }
+    int32_t acc[PV];
+    const int32_t acc0 = SYM ? -msum * (BITS == 8 ? 128 : 8) : 0;  // takes the unsigned offset out
+#pragma unroll
+    for (int e = 0; e < PV; e++) acc[e] = acc0;
+#pragma unroll
+    for (int i = 0; i < NR; i++) fc5_add<BITS, SYM>(*reinterpret_cast<const uint4*>(st.code[i][lane]), m[i], acc);
     __syncwarp();  // every lane has read stage cur before the next iteration refills it
+    const float unit = fc_int_unit(E);
+    float v[PV];
+#pragma unroll
+    for (int e = 0; e < PV; e++) {
+      const float y = __fmul_rn(__int2float_rn(acc[e]), unit);
+      v[e] = SYM ? y : __fadd_rn(y, Lsum);
+    }
     uint32_t codes[1][Ln::WPP];
     float so[1], loo[1];
     bool bad[1];
-    Ln::template encode<true>(acc, L, sub, 3.402823466e38f, true, codes, so, loo, bad);  // not finite: bad
+    Ln::template encode<true>(v, L, sub, 3.402823466e38f, true, codes, so, loo, bad);  // not finite: bad
     uint8_t* const msg[1] = {out};
     const uint32_t gis[1] = {gi};
     const bool acts[1] = {act};
@@ -1130,25 +1091,8 @@ void reduce2_layout(const uint8_t* recv, int ranks, const Geometry& g, size_t sl
   }
 }
 
-// Version 4's reduce where it applies (G ≥ 16 for INT8, ≥ 32 for INT4; 2, 4 or 8 ranks), else v3's.
+// The fast reduce where it applies (G ≥ a 16-byte piece; 2, 4 or 8 ranks), else the generic one.
 template <int BITS, bool SYM>
-void reduce4(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, int* flag, void* st) {
-  constexpr int PV = 128 / BITS;
-  if (g.group < PV || (ranks != 2 && ranks != 4 && ranks != 8)) {
-    reduce2_layout<BITS, SYM>(recv, ranks, g, slot, out, flag, true, st);
-    return;
-  }
-  int log2_L = 0;
-  while ((PV << log2_L) < g.group) log2_L++;
-  const size_t tiles = ((g.ngroups << log2_L) + 31) / 32, blocks = (tiles + kWarps - 1) / kWarps;
-  auto k = ranks == 8   ? fc4_reduce<BITS, SYM, 8, PV>
-           : ranks == 4 ? fc4_reduce<BITS, SYM, 4, PV>
-                        : fc4_reduce<BITS, SYM, 2, PV>;
-  fc_launch(k, wave_grid((const void*)k, blocks), st, recv, g, log2_L, slot, out, flag);
-}
-
-// Version 5's reduce where it applies (as v4: G ≥ a 16-byte piece; 2, 4 or 8 ranks), else v3's.
-template <int BITS, bool SYM, bool ROLL = false>
 void reduce5(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, int* flag, void* st) {
   constexpr int PV = 128 / BITS;
   if (g.group < PV || (ranks != 2 && ranks != 4 && ranks != 8)) {
@@ -1159,29 +1103,21 @@ void reduce5(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uin
   while ((PV << log2_L) < g.group) log2_L++;
   const size_t tiles = ((g.ngroups << log2_L) + 31) / 32, blocks = (tiles + kWarps - 1) / kWarps;
   const size_t smem = fc5_smem_bytes(ranks);
-  auto k = ranks == 8   ? fc5_reduce<BITS, SYM, 8, ROLL>
-           : ranks == 4 ? fc5_reduce<BITS, SYM, 4, ROLL>
-                        : fc5_reduce<BITS, SYM, 2, ROLL>;
+  auto k = ranks == 8 ? fc5_reduce<BITS, SYM, 8> : ranks == 4 ? fc5_reduce<BITS, SYM, 4> : fc5_reduce<BITS, SYM, 2>;
   fc_launch_smem(k, wave_grid((const void*)k, blocks, smem), smem, st, recv, g, log2_L, slot, out, flag);
 }
 
-// The reduce of kernels `version` (2 to 6; version 1 lives in flashcomm.cu).
+// The reduce of kernels `version` (1 to 6). Every version computes the integer-scale reduce;
+// 4–6 take the fast kernel where it applies, 1–3 the generic one (1 and 2 requantize with an
+// IEEE division per value, 3 with the checked reciprocal).
 inline void reduce_codec(int version, const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out,
                          int* flag, void* st) {
   const bool rcp = version >= 3;
-  if (version >= 6 && g.bits == 4) {  // v6: v5's reduce with the INT4 rank loop rolled
-    if (!g.sym) reduce5<4, false, true>(recv, ranks, g, slot, out, flag, st);
-    else reduce5<4, true, true>(recv, ranks, g, slot, out, flag, st);
-  } else if (version >= 5) {
+  if (version >= 4) {
     if (g.bits == 8 && !g.sym) reduce5<8, false>(recv, ranks, g, slot, out, flag, st);
     else if (g.bits == 8) reduce5<8, true>(recv, ranks, g, slot, out, flag, st);
     else if (!g.sym) reduce5<4, false>(recv, ranks, g, slot, out, flag, st);
     else reduce5<4, true>(recv, ranks, g, slot, out, flag, st);
-  } else if (version == 4) {
-    if (g.bits == 8 && !g.sym) reduce4<8, false>(recv, ranks, g, slot, out, flag, st);
-    else if (g.bits == 8) reduce4<8, true>(recv, ranks, g, slot, out, flag, st);
-    else if (!g.sym) reduce4<4, false>(recv, ranks, g, slot, out, flag, st);
-    else reduce4<4, true>(recv, ranks, g, slot, out, flag, st);
   } else if (g.bits == 8 && !g.sym) reduce2_layout<8, false>(recv, ranks, g, slot, out, flag, rcp, st);
   else if (g.bits == 8) reduce2_layout<8, true>(recv, ranks, g, slot, out, flag, rcp, st);
   else if (!g.sym) reduce2_layout<4, false>(recv, ranks, g, slot, out, flag, rcp, st);

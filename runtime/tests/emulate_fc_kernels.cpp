@@ -69,6 +69,10 @@ inline float __int_as_float(uint32_t u) { float f; std::memcpy(&f, &u, 4); retur
 inline uint32_t __float_as_uint(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
 inline uint32_t __umulhi(uint32_t a, uint32_t b) { return (uint32_t)(((uint64_t)a * b) >> 32); }
 inline uint32_t min(uint32_t a, uint32_t b) { return a < b ? a : b; }
+inline uint32_t max(uint32_t a, uint32_t b) { return a > b ? a : b; }
+// Conversions of the integer-scale reduce: round to nearest even, as the host's default mode.
+inline float __int2float_rn(int32_t x) { volatile float r = (float)x; return r; }
+inline float __ll2float_rn(long long x) { volatile float r = (float)x; return r; }
 inline float __frcp_rn(float a) { volatile float r = 1.0f / a; return r; }
 inline float __fmaf_rn(float a, float b, float c) { volatile float r = std::fmaf(a, b, c); return r; }
 // PTX prmt (default mode): byte n of the result is byte s_n of the 8-byte value {y, x}.

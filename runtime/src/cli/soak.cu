@@ -8,7 +8,7 @@
 // Inputs: the specification's test vector (docs/flash-communication.md, "Test vector"), generated
 // here with the same 32-bit integer hash, for any ranks × rows × width.
 // Expected result: a scalar host implementation of the spec written here (independent of the
-// kernels: one group at a time, the first-to-last scan, rank-order sum). It is first checked
+// kernels: one group at a time, the first-to-last scan, the integer-scale reduce of step 3). It is first checked
 // against the spec's SHA-256 table (8 ranks, 4 × 1024, four codecs: the numbers Go's
 // TestFlashCommTestVector pins), so that it stands for the Go reference; then it gives the
 // expected output of the configuration asked for.
@@ -87,9 +87,12 @@ float fsub(float a, float b) { volatile float r = a - b; return r; }
 float fadd(float a, float b) { volatile float r = a + b; return r; }
 float fmul(float a, float b) { volatile float r = a * b; return r; }
 float fdiv(float a, float b) { volatile float r = a / b; return r; }
+// The quantization's quotient d ⊘ s: d·fl(1/s) for a normal s, d/s for a subnormal one.
+float fquot(float d, float s) { return s >= 0x1p-126f ? fmul(d, fdiv(1.0f, s)) : fdiv(d, s); }
 
-// deq(quant(v)) of one group, in place (docs/flash-communication.md, "The codec").
-void codec_group(float* v, int n, int bits, bool sym) {
+// quant(v) of one group (docs/flash-communication.md, "The codec"): the codes into q, the scale
+// into *s and the minimum into *lo (0 for symmetric groups).
+void quant_group(const float* v, int n, int bits, bool sym, int* q, float* s_out, float* lo_out) {
   if (sym) {
     const float qs = (float)((1 << (bits - 1)) - 1);
     float a = 0;
@@ -97,10 +100,11 @@ void codec_group(float* v, int n, int bits, bool sym) {
     float s = fdiv(a, qs);
     if (s == 0) s = 1;
     for (int k = 0; k < n; k++) {
-      float q = std::rint(fdiv(v[k], s));
-      q = q < -qs ? -qs : q > qs ? qs : q;
-      v[k] = fmul((float)(int)q, s);  // the code is an integer: a −0 from rint decodes as +0
+      float r = std::rint(fquot(v[k], s));
+      r = r < -qs ? -qs : r > qs ? qs : r;
+      q[k] = (int)r;  // the code is an integer: a −0 from rint decodes as +0
     }
+    *s_out = s, *lo_out = 0;
     return;
   }
   const float qa = (float)((1 << bits) - 1);
@@ -112,26 +116,83 @@ void codec_group(float* v, int n, int bits, bool sym) {
   float s = fdiv(fsub(hi, lo), qa);
   if (s == 0) s = 1;
   for (int k = 0; k < n; k++) {
-    float q = std::rint(fdiv(fsub(v[k], lo), s));
-    if (q > qa) q = qa;
-    v[k] = fadd(fmul((float)(int)q, s), lo);
+    float r = std::rint(fquot(fsub(v[k], lo), s));
+    if (r > qa) r = qa;
+    q[k] = (int)r;
+  }
+  *s_out = s, *lo_out = lo;
+}
+
+// deq(quant(v)) of one group, in place: q·s, then + lo (asymmetric), each rounded.
+void codec_group(float* v, int n, int bits, bool sym) {
+  std::vector<int> q(n);
+  float s, lo;
+  quant_group(v, n, bits, sym, q.data(), &s, &lo);
+  for (int k = 0; k < n; k++) v[k] = sym ? fmul((float)q[k], s) : fadd(fmul((float)q[k], s), lo);
+}
+
+// Step 3 for one group position (docs/flash-communication.md, "Step 3: the integer-scale
+// reduce"): q[i·n + k], s[i], lo[i] are rank i's codes, scale and minimum; t receives the n values
+// to requantize. The scales become integers m_i relative to the largest exponent E, the sum over
+// ranks is exact in int64, converted to float32 once and multiplied by P = 2^(E−146); the minima
+// are summed in float32 in rank order from +0.0f and added (asymmetric).
+void reduce_group(float* t, int n, int ranks, const int* q, const float* s, const float* lo, bool sym) {
+  std::vector<int> e(ranks);
+  std::vector<int64_t> sig(ranks), m(ranks);
+  int E = 1;
+  for (int i = 0; i < ranks; i++) {
+    uint32_t b;
+    std::memcpy(&b, &s[i], 4);
+    e[i] = (int)((b >> 23) & 0xFF);
+    sig[i] = b & 0x7FFFFF;
+    if (e[i] == 0)
+      e[i] = 1;
+    else
+      sig[i] |= 0x800000;
+    E = e[i] > E ? e[i] : E;
+  }
+  for (int i = 0; i < ranks; i++) {
+    const int sh = E - e[i] + 4;
+    // sig / 2^sh rounded to the nearest integer, ties to even (0 below ½).
+    if (sh >= 25) {
+      m[i] = 0;
+    } else {
+      const int64_t q = sig[i] >> sh, r = sig[i] & (((int64_t)1 << sh) - 1), half = (int64_t)1 << (sh - 1);
+      m[i] = q + (r > half || (r == half && (q & 1)) ? 1 : 0);
+    }
+  }
+  const int k2 = E - 146;  // ≥ −145
+  const uint32_t pb = k2 >= -126 ? (uint32_t)(k2 + 127) << 23 : 1u << (k2 + 149);
+  float P;
+  std::memcpy(&P, &pb, 4);
+  float L = 0.0f;
+  if (!sym)
+    for (int i = 0; i < ranks; i++) L = fadd(L, lo[i]);
+  for (int k = 0; k < n; k++) {
+    int64_t acc = 0;
+    for (int i = 0; i < ranks; i++) acc += (int64_t)q[i * n + k] * m[i];
+    volatile float fa = (float)(double)acc;  // exact in double (|acc| < 2^53), rounded once to float
+    const float y = fmul(fa, P);
+    t[k] = sym ? y : fadd(y, L);
   }
 }
 
-// The all-reduce's output (the same on every rank): Σ_i deq(quant(x_i)) in rank order from
-// +0.0f, requantized. Groups of G along each row never straddle a chunk (G | C), so quantizing a
-// row group by group is quantizing it chunk by chunk.
+// The all-reduce's output (the same on every rank): every rank quantizes its group, step 3
+// reduces the N groups at each position, the result is requantized and dequantized. Groups of G
+// along each row never straddle a chunk (G | C), so working a row group by group is working it
+// chunk by chunk.
 std::vector<float> host_allreduce(const std::vector<float>& in, int ranks, size_t rows, size_t width, int bits,
                                   int group, bool sym) {
   const size_t vals = rows * width;
-  std::vector<float> acc(vals, 0.0f), d(vals);
-  for (int i = 0; i < ranks; i++) {
-    std::memcpy(d.data(), in.data() + i * vals, vals * 4);
-    for (size_t g = 0; g < vals; g += group) codec_group(&d[g], group, bits, sym);
-    for (size_t e = 0; e < vals; e++) acc[e] = fadd(acc[e], d[e]);
+  std::vector<float> out(vals), s(ranks), lo(ranks);
+  std::vector<int> q((size_t)ranks * group);
+  for (size_t g = 0; g < vals; g += group) {
+    for (int i = 0; i < ranks; i++)
+      quant_group(in.data() + i * vals + g, group, bits, sym, &q[(size_t)i * group], &s[i], &lo[i]);
+    reduce_group(&out[g], group, ranks, q.data(), s.data(), lo.data(), sym);
+    codec_group(&out[g], group, bits, sym);
   }
-  for (size_t g = 0; g < vals; g += group) codec_group(&acc[g], group, bits, sym);
-  return acc;
+  return out;
 }
 
 // quant.FlashCommTestVector(ranks, rows, width).
@@ -160,10 +221,10 @@ struct Pinned {
 };
 // docs/flash-communication.md, "Test vector": 8 ranks, 4 × 1024.
 const Pinned kPinned[] = {
-    {8, 128, false, "6321ef8c1fb41eac2b3c4090ab588fc1d0ef075c2d29d98a474dd44dba9b5a75"},
-    {4, 128, false, "e662d104166ad3269947150cdee84b9e236365cec4d6bca7caf0942cb74f6ed2"},
-    {8, 32, true, "cb2357ec37ddff9ecaad2cfc61e3db56dac9b320bb92abf540f928165df939dd"},
-    {4, 64, true, "fccf9508eb7a0d0758c85fed9c4406516018f702ecf0bfff628c0dcef2f4521e"},
+    {8, 128, false, "b08c1c78dbf419c3357b65d34ce0998e05b17030f44eed6569816beb9ad652b8"},
+    {4, 128, false, "cfc6570acbc4210de90df3a7a4b273a9ad411b30707ed1c6369e439ea7bb61ab"},
+    {8, 32, true, "57b355854f1620f27f71e0a55af0dff7665848758948b5b0dceae7a1c93648df"},
+    {4, 64, true, "85cdcb602b4c44eeaa3aee4102e9c3b147a08fbe14fcd964d4e96649d998304e"},
 };
 
 // The host reference must reproduce the spec's table before it may judge the GPU.

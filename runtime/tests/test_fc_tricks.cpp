@@ -10,10 +10,8 @@
 //           and fma(2^23 + c, s, −2^23·s) == fl(c·s) for every unsigned code and scales of every
 //           magnitude, subnormals included;
 //   FastDiv: (n + mulhi(n, m)) >> l == n / d;
-//   kernels v3: the code from t' = fl(d·fl(1/s)) (d = v − lo, or v) equals the code from
-//           fl(d/s) whenever t' is not within 2^−13 of a half-integer and 2^−100 ≤ s ≤ 2^100
-//           (else the kernel divides): random groups of every magnitude, and values placed
-//           on and around every tie n + 1/2.
+//   the reduce's integer scales: fma(s·2^a, 2^b, 2^23) − 2^23 == roundEven(s·2^(146−E)) ≤ 2^20;
+//   the quotient fl(d·fl(1/s)) needs no clamp for a normal s = fl(D/Q) and |d| ≤ D.
 //
 //   test_fc_tricks          every float32 t with |t| < 2^23 sampled at a stride, plus every
 //                           half-integer neighbourhood and all codes (a second or so)
@@ -139,33 +137,6 @@ void check_fma_decode() {
   }
 }
 
-// Kernels v4 start an asymmetric rank sum from d_0 instead of +0 + d_0: that needs d_0 =
-// fl(fl(c·s) + lo), decoded as fl(fma(2^23 + c, s, −2^23·s) + lo), never to be −0, so that
-// fl(+0 + d_0) has d_0's bits. Checked for every code on scales from subnormal to 2^79 and minima
-// of both signs, zeros and −s·c (exact cancellations) included; the check fails on a −0.
-void check_sum_from_d0() {
-  std::mt19937_64 rng(11);
-  for (int i = 0; i < 4000; i++) {
-    const uint32_t e = (uint32_t)(rng() % 207);
-    const float s = i == 0 ? 0x1p-149f : as_float((e << 23) | (uint32_t)(rng() & 0x7fffff));
-    if (s == 0) continue;
-    volatile float k = 8388608.0f * s;
-    for (int c = 0; c < 256; c++) {
-      const float cs = std::fmaf(as_float(0x4B000000u | (uint32_t)c), s, -k);
-      const uint32_t le = (uint32_t)(rng() % 256);
-      const float los[] = {0.0f, -0.0f, -cs, cs, as_float(((uint32_t)(rng() & 1) << 31) | (le << 23) | (uint32_t)(rng() & 0x7fffff)),
-                           -as_float(0x4B000000u | (uint32_t)c) * 0.0f};
-      for (float lo : los) {
-        if (lo != lo || std::isinf(lo)) continue;
-        const float d = fadd(cs, lo);
-        if (as_bits(fadd(0.0f, d)) != as_bits(d) && failures++ < 10)
-          std::fprintf(stderr, "FAIL sum from d_0: c=%d s=%a lo=%a: d_0 = %a, +0 + d_0 = %a\n", c, s, lo, d,
-                       fadd(0.0f, d));
-      }
-    }
-  }
-}
-
 uint32_t fast_div(uint32_t n, uint32_t d) {
   int l = 0;
   while ((1ull << l) < d) l++;
@@ -202,53 +173,52 @@ float fsub_(float a, float b) {
   return r;
 }
 
-// The code of d (t = d/s) in the biased domain: exact division (v2) or the v3 rule.
-uint32_t code_exact(float d, float s, float q, bool sym) {
-  const float bias = sym ? 12582912.0f : 8388608.0f;
-  const float f = fadd(fdiv_(d, s), bias);
-  return as_bits(sym ? std::fmin(std::fmax(f, bias - q), bias + q) : std::fmin(f, bias + q));
-}
-long long rcp_redo = 0, rcp_total = 0;
-uint32_t code_rcp(float d, float s, float q, bool sym) {
-  const float bias = sym ? 12582912.0f : 8388608.0f;
-  const float r = fdiv_(1.0f, s);
-  const float tp = fmul_(d, r), f = fadd(tp, bias);
-  const bool redo = !(std::fabs(fsub_(tp, fsub_(f, bias))) < 0.5f - 0x1p-13f) || !(s >= 0x1p-100f && s <= 0x1p100f);
-  rcp_total++;
-  if (redo) {
-    rcp_redo++;
-    return code_exact(d, s, q, sym);
+// The integer scales of the reduce (flashcomm_kernels.cuh, fc_int_scale): for a scale s of a
+// group whose largest exponent is E (≥ s's), fma(s·2^a, 2^b, 2^23) − 2^23 with 2^a·2^b =
+// 2^(146−E) (a = min(146 − E, 127)) equals roundEven(s·2^(146−E)) computed exactly in double, and
+// is at most 2^20. Subnormal scales, ties (significands ending in 100…0 at the shift), E < 19 and
+// exponent gaps past 24 included.
+void check_int_scale() {
+  std::mt19937_64 rng(13);
+  for (int i = 0; i < 400000; i++) {
+    const uint32_t e = (uint32_t)(rng() % 255);  // 0: subnormal
+    uint32_t mant = (uint32_t)(rng() & 0x7fffff);
+    if (i % 4 == 1) mant = 1u << (rng() % 23);  // a tie at some shift
+    const float s = as_float((e << 23) | mant);
+    if (s == 0) continue;
+    const uint32_t es = e ? e : 1u;
+    const uint32_t E = i % 8 == 0 ? es : std::min<uint32_t>(254u, es + (uint32_t)(rng() % 30));
+    const int p = 146 - (int)E, p1 = p < 127 ? p : 127;
+    const float f1 = as_float((uint32_t)(p1 + 127) << 23), f2 = as_float((uint32_t)(p - p1 + 127) << 23);
+    const int32_t got = (int32_t)(as_bits(std::fmaf(fmul_(s, f1), f2, 8388608.0f)) - 0x4B000000u);
+    const double x = std::ldexp((double)s, p);  // exact
+    const double want = std::nearbyint(x);      // the default rounding mode: to nearest even
+    if ((got != (int32_t)want || got > (1 << 20)) && failures++ < 10)
+      std::fprintf(stderr, "FAIL int scale s=%a E=%u: %d, want %.0f (x = %a)\n", s, E, got, want, x);
   }
-  return as_bits(sym ? std::fmin(std::fmax(f, bias - q), bias + q) : std::fmin(f, bias + q));
 }
 
-void check_rcp(int groups) {
-  std::mt19937_64 rng(11);
-  std::uniform_real_distribution<double> unit(0, 1);
+// The quantization's quotient t = fl(d·fl(1/s)) for a normal s never needs the clamp: with
+// s = fl(D/Q), D = the group's range (or max|v|) and |d| ≤ D, rint(t) stays within [−Q, Q]
+// (kernels v5/v6 drop the clamp on that path). D at every magnitude, d = ±D and its neighbours.
+void check_rcp_no_clamp() {
+  std::mt19937_64 rng(17);
   for (int bits : {8, 4})
     for (bool sym : {false, true}) {
       const float q = sym ? (float)((1 << (bits - 1)) - 1) : (float)((1 << bits) - 1);
-      for (int gr = 0; gr < groups; gr++) {
-        // A group range at a random magnitude, its scale as the kernels compute it.
-        const int ex = (int)(rng() % 160) - 80;
-        const float range = (float)std::ldexp(0.5 + unit(rng), ex);
-        const float s = fdiv_(range, q);
-        if (s == 0) continue;
-        auto check = [&](float d) {
-          if (sym ? !(std::fabs(d) <= range) : !(d >= 0 && d <= range)) return;
-          const uint32_t a = code_exact(d, s, q, sym), b = code_rcp(d, s, q, sym);
-          if (a != b && failures++ < 10)
-            std::fprintf(stderr, "FAIL rcp int%d %s d=%a s=%a: exact code %u, rcp code %u\n", bits, sym ? "sym" : "asym",
-                         d, s, a & 0xff, b & 0xff);
-        };
-        for (int i = 0; i < 64; i++) check((float)(range * (sym ? 2 * unit(rng) - 1 : unit(rng))));
-        // Every tie n + 1/2 and its float neighbours, and the ends.
-        for (int n = sym ? -(int)q - 1 : 0; n <= (int)q; n++) {
-          float x = (float)(((double)n + 0.5) * (double)s);
-          for (int i = 0; i < 3; i++) x = std::nextafter(x, -INFINITY);
-          for (int i = 0; i < 7; i++, x = std::nextafter(x, INFINITY)) check(x);
+      for (int i = 0; i < 200000; i++) {
+        const uint32_t e = 1 + (uint32_t)(rng() % 190);
+        const float D = as_float((e << 23) | (uint32_t)(rng() & 0x7fffff));
+        const float s = fdiv_(D, q);
+        if (!(s >= 0x1p-126f)) continue;  // the division path keeps its clamp
+        const float r = fdiv_(1.0f, s);
+        float d = D;
+        for (int k = 0; k < 4; k++, d = std::nextafter(d, 0.0f)) {
+          const float t = std::nearbyint(fmul_(d, r));
+          if (!(t <= q) && failures++ < 10)
+            std::fprintf(stderr, "FAIL no clamp int%d %s: D=%a s=%a d=%a: rint(t) = %g > %g\n", bits,
+                         sym ? "sym" : "asym", D, s, d, t, q);
         }
-        check(0.0f), check(range), check(-range);
       }
     }
 }
@@ -263,10 +233,9 @@ int main(int argc, char** argv) {
     for (bool sym : {false, true}) sweep(bits, sym, stride);
   check_decode();
   check_fma_decode();
-  check_sum_from_d0();
   check_fast_div();
-  check_rcp(all ? 200000 : 3000);
-  std::printf("test_fc_tricks (%s): %lld failures; v3 rule: %lld of %lld values divided exactly\n",
-              all ? "every float32" : "sampled", failures, rcp_redo, rcp_total);
+  check_int_scale();
+  check_rcp_no_clamp();
+  std::printf("test_fc_tricks (%s): %lld failures\n", all ? "every float32" : "sampled", failures);
   return failures ? 1 : 0;
 }

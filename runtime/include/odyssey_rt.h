@@ -220,9 +220,9 @@ ody_status ody_fc_reduce(const void* recv, int ranks, size_t rows, size_t cols, 
 ody_status ody_fc_dequantize(const void* recv, int ranks, size_t rows, size_t width, int bits, int group,
                              int symmetric, int dtype, const void* residual, void* y, void* stream);
 
-/* The codec kernels in use: 6 (the default: v5 with a quantize that loads each warp's next tile
- * while it encodes the current one, skips the provably idle clamp and takes 16-bit minima and
- * maxima two at a time, and an INT4 reduce whose rank loop is rolled), 5 (v4 with the reduce's
+/* The codec kernels in use: 6 (the default: v5 with an INT4 quantize that loads each warp's next
+ * tile while it encodes the current one, skips the provably idle clamp and takes 16-bit minima
+ * and maxima two at a time), 5 (v4 with the reduce's
  * loads double-buffered through shared memory by cp.async, 96 KiB per block at 8 ranks, and a
  * cheaper INT4 decode), 4 (v3 with the reduce reading every rank's codes,
  * scales and minima before decoding any, for 2, 4 or 8 ranks; other counts fall back to v3),

@@ -289,10 +289,9 @@ ody_status check_shape(size_t rows, size_t width, int ranks, int dtype, int bits
   return ODY_OK;
 }
 
-// Which kernels run: 6 (default: version 5 with the quantize's next tile loaded while the current
-// one is encoded, no clamp, f16x2 extremes, and the INT4 reduce's rank loop rolled,
-// flashcomm_kernels.cuh; on the H200 its quantize is 1.11-1.13x v5's, the other stages equal,
-// session 12), 5 (version 4 with the reduce double-buffered through shared memory and a cheaper
+// Which kernels run: 6 (default: version 5 with the INT4 quantize's next tile loaded while the
+// current one is encoded, no clamp, f16x2 extremes, flashcomm_kernels.cuh; on the H200 its INT4
+// quantize is 1.16x v5's, the other stages are v5's, session 12), 5 (version 4 with the reduce double-buffered through shared memory and a cheaper
 // INT4 decode; 1.0-1.02x v4 on the H200), 4 (version 3 with the reduce rescheduled),
 // 3 (version 2 with the division by a checked reciprocal), 2, or 1 (the first version), for A/B
 // runs of the benchmark and the tests (ody_fc_set_kernels).

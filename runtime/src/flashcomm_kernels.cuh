@@ -1056,9 +1056,15 @@ void quantize2_ppl(const T* x, const Geometry& g, size_t width, uint8_t* m, size
 
 template <class T, bool PF>
 void quantize2_bits(const T* x, const Geometry& g, size_t width, uint8_t* m, size_t slot, int* flag, bool rcp, void* st) {
-  if (g.bits == 8 && !g.sym) quantize2_ppl<T, 8, false, PF>(x, g, width, m, slot, flag, rcp, st);
-  else if (g.bits == 8) quantize2_ppl<T, 8, true, PF>(x, g, width, m, slot, flag, rcp, st);
-  else if (!g.sym) quantize2_ppl<T, 4, false, PF>(x, g, width, m, slot, flag, rcp, st);
+  // PF (v6) is launched for INT4 only (quantize_codec, the one caller): no INT8 instantiation.
+  if constexpr (!PF) {
+    if (g.bits == 8) {
+      if (!g.sym) quantize2_ppl<T, 8, false, false>(x, g, width, m, slot, flag, rcp, st);
+      else quantize2_ppl<T, 8, true, false>(x, g, width, m, slot, flag, rcp, st);
+      return;
+    }
+  }
+  if (!g.sym) quantize2_ppl<T, 4, false, PF>(x, g, width, m, slot, flag, rcp, st);
   else quantize2_ppl<T, 4, true, PF>(x, g, width, m, slot, flag, rcp, st);
 }
 

@@ -168,10 +168,6 @@ float fdiv_(float a, float b) {
   volatile float r = a / b;
   return r;
 }
-float fsub_(float a, float b) {
-  volatile float r = a - b;
-  return r;
-}
 
 // The integer scales of the reduce (flashcomm_kernels.cuh, fc_int_scale): for a scale s of a
 // group whose largest exponent is E (≥ s's), fma(s·2^a, 2^b, 2^23) − 2^23 with 2^a·2^b =

@@ -615,7 +615,7 @@ __global__ void __launch_bounds__(kThreads, PF && sizeof(T) == 2 && PPL == 4 ? 3
 
 // ---------------------------------------------------------------- step 3: the integer-scale reduce
 //
-// docs/flash-communication.md, "Step 3's sum". For one group position the N received scales s_i
+// docs/flash-communication.md, "Step 3: the integer-scale reduce". For one group position the N received scales s_i
 // become integers relative to the largest exponent E among them: m_i = round(s_i · 2^(146−E))
 // ≤ 2^20 (ties to even), so s_i ≈ m_i·2^(E−146). The sum Σ_i q_i·m_i is
 // then exact in integers (|Σ| ≤ N·255·2^20: int32 for N ≤ 8, int64 in the generic kernel), one

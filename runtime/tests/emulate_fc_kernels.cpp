@@ -1,12 +1,12 @@
-// emulate_fc_kernels.cpp: the version-2/3/4 Flash Communication kernels (flashcomm_kernels.cuh) run on
+// emulate_fc_kernels.cpp: the version-2 to 6 Flash Communication kernels (flashcomm_kernels.cuh) run on
 // the host, each warp emulated by 32 threads that meet at a barrier at every shuffle and vote,
 // against the Go cases (odyssey testdata codec-cases --out DIR; docs/codec-cases.md):
 //
-//   emulate_fc_kernels DIR [--v2|--v3|--v4|--v5|--v6]   (v4's reduce has its own lane layout:
-//                                              16-byte pieces, every rank loaded first, the sum
-//                                              from d_0; v5's stages them through shared memory,
-//                                              whose cp.async copies happen at once here; v6's
-//                                              quantize loads each warp's next tile early)
+//   emulate_fc_kernels DIR [--v2|--v3|--v4|--v5|--v6]   (v2–v3 take the generic integer-scale
+//                                              reduce; v4–v6 the fast one, 16-byte pieces staged
+//                                              through shared memory, whose cp.async copies happen
+//                                              at once here; v6's INT4 quantize loads each warp's
+//                                              next tile early)
 //
 // It runs the same launches as ody_allreduce_sim (quantize every rank, the all-to-all as copies,
 // reduce, the all-gather as copies, dequantize) through the header's own dispatch (group layout,

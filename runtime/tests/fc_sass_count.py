@@ -2,8 +2,8 @@
 # fc_sass_count.py: issue slots per value of the codec reduce kernels (runtime/NOTES.md, "Codec kernels v4").
 #   nvcc -ccbin g++-11 -std=c++17 -arch=sm_90 -cubin -fmad=false -ftz=false --expt-relaxed-constexpr \
 #     -I runtime/src -I runtime/include runtime/src/flashcomm.cu -o /tmp/fc.cubin
-#   cuobjdump -sass /tmp/fc.cubin | awk '/Function : /{f=($0 ~ "fc4_reduceILi4ELb0ELi8ELi32")} f' > /tmp/k.sass
-#   python3 runtime/tests/fc_sass_count.py /tmp/k.sass LOG2_L RANKS VALUES_PER_LANE   (v4 INT4 g128: 2 8 32)
+#   cuobjdump -sass /tmp/fc.cubin | awk '/Function : /{f=($0 ~ "fc5_reduceILi4ELb0ELi8E")} f' > /tmp/k.sass
+#   python3 runtime/tests/fc_sass_count.py /tmp/k.sass LOG2_L RANKS VALUES_PER_LANE   (INT4 g128, 8 ranks: 2 8 32)
 # Counts the warp-instructions one tile of a codec reduce kernel issues on its common path
 # (converged warp, no ±0 extreme, no tie redo, every lane active), from its SASS (cuobjdump -sass).
 # Branch rules: BRA.DIV not taken; a forward branch right after a VOTE.ANY taken (the rare path is

@@ -21,6 +21,7 @@ type codecSpec struct {
 	codec              quant.FlashComm
 	grid16             bool // inputs exactly representable in both fp16 and bf16
 	testVector         bool // the partials of quant.FlashCommTestVector (docs/flash-communication.md)
+	long               bool // 24 rows: enough groups per chunk that every warp of a kernel takes a second step
 	note               string
 }
 
@@ -33,6 +34,9 @@ func (s codecSpec) name() string {
 	if s.testVector {
 		name = fmt.Sprintf("codec_testvector_int%d_g%d_%s", s.codec.Bits, s.codec.Group, sym)
 	}
+	if s.long {
+		name += fmt.Sprintf("_rows%d", s.rows)
+	}
 	if s.grid16 {
 		name += "_grid16"
 	}
@@ -41,8 +45,11 @@ func (s codecSpec) name() string {
 
 // codecCaseSet is every combination of N ∈ {1, 2, 4, 8}, INT4/INT8, G ∈ {32, 64, 128} and both
 // symmetries on 3 rows of N·384 values (C = 384: 3, 6 or 12 groups per chunk, not a power of
-// two), half of them on the fp16/bf16 grid so that the 16-bit input paths are tested too; and the
-// four codecs of the specification's test vector (8 ranks, 4 rows of 1024 values).
+// two), half of them on the fp16/bf16 grid so that the 16-bit input paths are tested too; the
+// four codecs of the specification's test vector (8 ranks, 4 rows of 1024 values); and INT4 g128
+// on 24 rows for N ∈ {2, 4, 8} (72 groups per chunk): the tensor-core reduce (kernels v7) gives a
+// warp 8 groups per step, so its host emulation (one block of 8 warps) needs more than 64 groups
+// before any warp reaches a second step and the loads it issues for it.
 func codecCaseSet() []codecSpec {
 	var cs []codecSpec
 	for _, n := range []int{1, 2, 4, 8} {
@@ -60,6 +67,13 @@ func codecCaseSet() []codecSpec {
 	for _, c := range []quant.FlashComm{{Bits: 8, Group: 128}, {Bits: 4, Group: 128}, {Bits: 8, Group: 32, Symmetric: true}, {Bits: 4, Group: 64, Symmetric: true}} {
 		cs = append(cs, codecSpec{ranks: 8, rows: 4, width: 1024, codec: c, testVector: true,
 			note: "quant.FlashCommTestVector(8, 4, 1024): the output's SHA-256 is in docs/flash-communication.md"})
+	}
+	for _, n := range []int{2, 4, 8} {
+		for _, sym := range []bool{false, true} {
+			cs = append(cs, codecSpec{ranks: n, rows: 24, width: n * 384, grid16: sym == (n == 4), long: true,
+				codec: quant.FlashComm{Bits: 4, Group: 128, Symmetric: sym},
+				note:  "24 rows of the same partials as the 3-row cases: 72 groups per chunk"})
+		}
 	}
 	return cs
 }
@@ -123,6 +137,29 @@ func codecInputs(s codecSpec, seed uint64) [][]float32 {
 		}
 		for k := range sub {
 			sub[k] = float32(r.NormFloat64() * tiny)
+		}
+		if s.long {
+			// Positions shared by every rank, so that the reduce sees them whole: a group that
+			// is tiny in every rank (without grid16 the reduced group's scale is subnormal, where
+			// the spec divides instead of multiplying by the reciprocal), and a group whose
+			// rank 0 is 2^44 (grid16: 2^24) times larger than the others (their integer scales
+			// round to 0: sh ≥ 25).
+			t := grp(5%s.rows, 1)
+			for k := range t {
+				t[k] = float32(r.NormFloat64() * tiny)
+			}
+			hi, lo := 0x1p40, 0x1p-4
+			if s.grid16 {
+				hi, lo = 0x1p12, 0x1p-12
+			}
+			b := grp(7%s.rows, 2)
+			for k := range b {
+				if i == 0 {
+					b[k] = float32(r.NormFloat64() * hi)
+				} else {
+					b[k] = float32(r.NormFloat64() * lo)
+				}
+			}
 		}
 		if s.grid16 {
 			for k, v := range p {

@@ -27,8 +27,8 @@ func TestCodecCasesReadBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := len(codecCaseSet()); len(man.Cases) != want || want != 52 {
-		t.Fatalf("%d cases, want %d (= 52)", len(man.Cases), want)
+	if want := len(codecCaseSet()); len(man.Cases) != want || want != 58 {
+		t.Fatalf("%d cases, want %d (= 58)", len(man.Cases), want)
 	}
 	if !IsCodecCases(dir) {
 		t.Error("IsCodecCases is false on a set of codec cases")

@@ -41,12 +41,12 @@
 # decode-gemm: test gemm (every case), then bench gemm at M = 1, 2, 4, 8, 16 on the 7B and 70B
 #   shapes with every decode GEMV config as a row, PDL on and off, and a summary table.
 # decode-sanitize: compute-sanitizer memcheck and racecheck on four gemv_mma corner cases.
-# codec: Flash Communication on one GPU: test codec (every Go case, kernels v5, v4, v3, v2 and v1),
-#   compute-sanitizer memcheck + racecheck on a subset (v5 included: its shared-memory stages),
-#   bench codec (CODEC_KERNELS, default 5,4: v5 and v4 side by side against the copy of the same
-#   run; --sym 5,4), soak (SOAK_CALLS, default 100000 calls of 8 ranks; the default kernels), and
-#   last "ISSUE 9 v5: <% of copy per stage> PASS|FAIL" (every stage of the first listed version,
-#   INT8 and INT4, asymmetric, at 256 MiB, against 80% of that run's copy).
+# codec: Flash Communication on one GPU: test codec (every Go case, kernels v7 down to v1),
+#   compute-sanitizer memcheck + racecheck on a subset (every version), bench codec
+#   (CODEC_KERNELS, default 7,6,5 side by side against the copy of the same run; --sym too), soak
+#   (SOAK_CALLS, default 100000 calls of 8 ranks, the default kernels; INT4 g64 symmetric bf16;
+#   INT4 g128 on kernels 7), and last "ISSUE 9 v7: <% of copy per stage> PASS|FAIL" (every stage of
+#   the first listed version, INT8 and INT4, asymmetric, at 256 MiB, against 80% of that run's copy).
 # prefill-rows: the prefill row kernels v2 (issue 14: norm, swiglu, o_proj quantization, rope):
 #   their ptxas lines, test layers --only rows2,norm,swiglu,rope,refuse (v2 byte-equal to v1),
 #   memcheck on --only rows2 --quick, bench layers --only prefill-rows,rows (v1 vs v2, rows 1024
@@ -381,7 +381,7 @@ PY
     stamp codec
     rm -rf $CCASES
     "$ODY_BIN" testdata codec-cases --out $CCASES > "$OUT/codec-cases.log" 2>&1 || { cat "$OUT/codec-cases.log"; exit 1; }
-    $B/odyssey-rt test codec --cases $CCASES --kernels 6,5,4,3,2,1 > "$OUT/test-codec.json" 2> "$OUT/test-codec.log"
+    $B/odyssey-rt test codec --cases $CCASES --kernels 7,6,5,4,3,2,1 > "$OUT/test-codec.json" 2> "$OUT/test-codec.log"
     echo "test codec rc=$?"; grep -E "FAIL" "$OUT/test-codec.log" | head -20; grep "passed" "$OUT/test-codec.log"
     # Sanitizers: one case per (N, bits, symmetry) corner, every kernel version; and a short soak
     # (the comparison kernel, the poisoning, the stream reuse).
@@ -390,7 +390,8 @@ PY
 import json, os, shutil, sys
 src, dst = sys.argv[1], sys.argv[2]
 m = json.load(open(os.path.join(src, "manifest.json")))
-want = ["n1_int8_g32_asym", "n2_int4_g64_sym", "n4_int8_g128_sym", "n8_int4_g128_asym", "n8_int8_g32_asym_grid16", "testvector"]
+want = ["n1_int8_g32_asym", "n2_int4_g64_sym", "n4_int8_g128_sym", "n8_int4_g128_asym", "n8_int8_g32_asym_grid16", "testvector",
+        "n8_int4_g128_sym_rows24"]
 keep = []
 for w in want:
     for c in m["cases"]:
@@ -401,17 +402,17 @@ json.dump({"version": 1, "cases": keep}, open(os.path.join(dst, "manifest.json")
 print("sanitizer subset:", " ".join(c["name"] for c in keep))
 PY
     for tool in memcheck racecheck; do
-      compute-sanitizer --tool $tool --error-exitcode 9 $B/odyssey-rt test codec --cases $S --kernels 6,5,4,3,2,1 > "$OUT/sanitizer-codec-$tool.log" 2>&1
+      compute-sanitizer --tool $tool --error-exitcode 9 $B/odyssey-rt test codec --cases $S --kernels 7,6,5,4,3,2,1 > "$OUT/sanitizer-codec-$tool.log" 2>&1
       echo "compute-sanitizer $tool (test codec) rc=$?"; grep -E "ERROR SUMMARY|RACECHECK SUMMARY|test codec:" "$OUT/sanitizer-codec-$tool.log" | head -5
     done
     compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt soak allreduce --calls 50 --check-every 10 \
       > "$OUT/sanitizer-soak.log" 2>&1
     echo "compute-sanitizer memcheck (soak) rc=$?"; grep -E "ERROR SUMMARY|soak allreduce:" "$OUT/sanitizer-soak.log" | tail -2
-    $B/odyssey-rt bench codec --kernels ${CODEC_KERNELS:-6,5,4} ${CODEC_BENCH_ARGS:-} > "$OUT/bench-codec.json" 2> "$OUT/bench-codec.log"
+    $B/odyssey-rt bench codec --kernels ${CODEC_KERNELS:-7,6,5} ${CODEC_BENCH_ARGS:-} > "$OUT/bench-codec.json" 2> "$OUT/bench-codec.log"
     echo "bench codec rc=$?"; grep -E "^ *268435456 B" "$OUT/bench-codec.log"
     python3 -c 'import json,sys; [print("goal:", g["name"], "measured %.1f%%" % g["measured"], "met" if g["met"] else "NOT met") for g in json.load(open(sys.argv[1]))["goals"]]' "$OUT/bench-codec.json"
     # The symmetric codec, v6 against v5 and v4, at the sizes where DRAM counts.
-    $B/odyssey-rt bench codec --sym --kernels ${CODEC_KERNELS:-6,5,4} --sizes 64M,256M > "$OUT/bench-codec-sym.json" 2> "$OUT/bench-codec-sym.log"
+    $B/odyssey-rt bench codec --sym --kernels ${CODEC_KERNELS:-7,6,5} --sizes 64M,256M > "$OUT/bench-codec-sym.json" 2> "$OUT/bench-codec-sym.log"
     echo "bench codec --sym rc=$?"; grep -E "^ *268435456 B" "$OUT/bench-codec-sym.log"
     python3 -c 'import json,sys; [print("goal (symmetric):", g["name"], "measured %.1f%%" % g["measured"], "met" if g["met"] else "NOT met") for g in json.load(open(sys.argv[1]))["goals"]]' "$OUT/bench-codec-sym.json"
     $B/odyssey-rt soak allreduce --calls ${SOAK_CALLS:-100000} --ranks 8 --bits 8 --group 128 --timeout 120 \
@@ -420,6 +421,9 @@ PY
     $B/odyssey-rt soak allreduce --calls ${SOAK_CALLS_INT4:-10000} --ranks 8 --bits 4 --group 64 --sym --dtype bf16 \
       --width 4096 --timeout 120 >> "$OUT/soak.json" 2>> "$OUT/soak.log"
     echo "soak int4 sym bf16 rc=$?"; tail -1 "$OUT/soak.log"
+    $B/odyssey-rt soak allreduce --calls ${SOAK_CALLS_INT4:-10000} --ranks 8 --bits 4 --group 128 --kernels 7 \
+      --width 4096 --timeout 120 >> "$OUT/soak.json" 2>> "$OUT/soak.log"
+    echo "soak int4 g128 kernels 7 rc=$?"; tail -1 "$OUT/soak.log"
     # Issue 9 per stage: the first listed version's rows at the largest size, each against 80% of
     # the copy of the same run (the pct_copy field); a missing row is a FAIL.
     python3 - "$OUT/bench-codec.json" "$OUT/bench-codec-sym.json" <<'PY'

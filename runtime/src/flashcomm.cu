@@ -314,6 +314,16 @@ __device__ __forceinline__ uint8_t* fc_dyn_smem() {
   return fc_smem;
 }
 
+// The v7 reduce's tensor-core step (flashcomm_kernels.cuh, fc7_reduce): d = a·b + c on u8 fragments.
+__device__ __forceinline__ void fc_mma_u8_16832(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
+                                                const int32_t (&c)[4]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k32.row.col.s32.u8.u8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%10, %11, %12, %13};\n"
+      : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]), "r"(c[0]), "r"(c[1]), "r"(c[2]), "r"(c[3]));
+}
+
 // Blocks for a grid-stride kernel: one wave of resident blocks (occupancy × SMs with smem bytes of
 // dynamic shared memory per block), or fewer when the work is smaller. Cached per device and
 // kernel (a kernel always asks for the same smem). A kernel that needs more than 48 KiB is opted
@@ -543,8 +553,8 @@ extern "C" ody_status ody_allreduce_sim(const void* const* inputs, void* const* 
 
 extern "C" ody_status ody_fc_set_kernels(int version) {
   clear_error();
-  if (version < 1 || version > 6)
-    return fail(ODY_ERR_INVALID, "ody_fc_set_kernels: version " + std::to_string(version) + ": want 1 to 6");
+  if (version < 1 || version > 7)
+    return fail(ODY_ERR_INVALID, "ody_fc_set_kernels: version " + std::to_string(version) + ": want 1 to 7");
   g_kernels.store(version);
   return ODY_OK;
 }

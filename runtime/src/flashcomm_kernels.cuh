@@ -959,6 +959,265 @@ __global__ void __launch_bounds__(kThreads, 2)
   }
 }
 
+// ---------------------------------------------------------------- kernel 7: the INT4 g128 reduce on tensor cores
+//
+// The same integer-scale reduce (bits and bytes of fc5_reduce) for INT4 groups of 128 and 2, 4 or
+// 8 ranks: the decode Σ_i q_i·m_i runs on the int8 tensor cores (mma.sync m16n8k32, u8 × u8 →
+// s32) instead of a byte permute and an IMAD per received code.
+// Why: ncu showed fc5_reduce INT4 issue-bound at 38 thread instructions per value (70% of the
+// issue slots; 57% of the copy bandwidth, goal 80%), 19 of them the decode (session 12, call 3).
+//
+// One warp step is NG = 8 groups; each group is one set of mma's (its 128 values, 8 ranks):
+// - A (16 × 32 bytes): row r ↔ 32-bit code word w(r) of the group (w(r) = 2r for r < 8, 2(r−8)+1
+//   after, so that a lane's two rows are one 8-byte load), column k = 4·rank + slot for ranks
+//   0–3 and 16 + 4·(rank − 4) + slot for ranks 4–7; slot b ↔ the nibble 2b of the word in the
+//   "even" matrix, 2b + 1 in the "odd" one. A lane's a-register is then one rank's word with its
+//   even (x & 0x0f0f0f0f) or odd ((x >> 4) & 0x0f0f0f0f) nibbles as bytes: 3 instructions per 8
+//   codes, no transposition.
+// - B (32 × 8 bytes): column n = 2·slot + p, B[(rank, slot), n] = byte p of m_rank when the slots
+//   agree, else 0 (block-diagonal over the 4 slots); the first mma takes the planes p = 0, 1, the
+//   second p = 2, 3 (m ≤ 2^20: plane 3 is 0). A lane's b-register is one PRMT of m_rank.
+// - D (16 × 8 int32): lane (g, t) = (lane/4, lane%4) gets rows g and g + 8, columns 2t, 2t + 1:
+//   the planes 0 and 1 of slot t (and plane 2 from the second mma), so
+//   acc = D0 + D1·2^8 + D2·2^16 = Σ_i q_i·m_i exactly (every plane sum ≤ 8·15·255; acc < 2^27;
+//   symmetric codes offset to unsigned as in fc5, with −8·Σm_i entering as the first mma's C).
+//   The lane holds values 2t and 2t + 1 of words 2g and 2g + 1: bytes 8g + t and 8g + 4 + t of the
+//   group's output codes, one byte store each.
+// - The group's extremes come from the integer sums: t(acc) = fl(fl(acc)·2^(E−146)) (+ L) is
+//   non-decreasing in acc, so min t = t(min acc) and max t = t(max acc) (max |t| is at one of
+//   them), two warp reductions (redux.sync) per group instead of float min/max per value. The
+//   spec's first-of-equal rule for a zero extreme cannot matter here: t is never −0 (acc = 0 gives
+//   y = +0, and +0 + L is −0 only for L = −0 and y = −0).
+// - Per step, lanes share the scalar work: lane l holds rank l%8's scale of groups l/8 and l/8 + 4
+//   (E by three xor-shuffles, m_i, the symmetric offset), the minima's rank-order sum L of group
+//   l%8, and after the mma's the new scale, minimum and reciprocal of group l%8 (one division and
+//   one reciprocal per lane and step, not per group); the values' encode fetches them by shuffle.
+// - The next step's codes and metadata (16 + 2 + 8 loads per lane) are issued once the mma's of
+//   the current step are done, so they are in flight during its requantization.
+// Limits: BITS = 4, G = 128, 2, 4 or 8 ranks (reduce_codec sends everything else to fc5/fc2).
+// Checked on the CPU by runtime/tests/emulate_fc_kernels DIR --v7 (an mma stand-in that exchanges
+// the fragments at a warp barrier), on the GPU by odyssey-rt test codec (kernels 7); timed by
+// odyssey-rt bench codec --kernels 7,6.
+constexpr int kFc7Groups = 8;  // groups per warp step
+
+// d = a·b + c, mma.sync.aligned.m16n8k32.row.col.s32.u8.u8.s32 (sm_80+), defined by the includer
+// (flashcomm.cu: the PTX; the emulation: the fragments exchanged at a warp barrier).
+__device__ __forceinline__ void fc_mma_u8_16832(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
+                                                const int32_t (&c)[4]);
+
+template <bool SYM, int NR>
+__global__ void __launch_bounds__(kThreads, 2)
+    fc7_reduce(const uint8_t* __restrict__ recv, Geometry g, size_t slot, uint8_t* __restrict__ out, int* flag) {
+  constexpr int NG = kFc7Groups, NH = NR > 4 ? 2 : 1;  // NH: ranks per lane (t, t + 4)
+  constexpr unsigned kAll = 0xffffffffu;
+  constexpr float kQ = SYM ? 7.f : 15.f;
+  constexpr float kBias = SYM ? 12582912.0f : 8388608.0f;  // as Lane::kBias
+  constexpr uint32_t kGroupBytes = 64;                      // 128 INT4 codes
+  constexpr float kLimit = 3.402823466e38f;                 // not finite: bad
+  const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
+  const int mr = lane & 7, mj = lane >> 3;  // metadata role: rank mr of groups mj and mj + 4
+  const uint32_t ngroups = (uint32_t)g.ngroups, steps = (ngroups + NG - 1) / NG;
+  const uint32_t warp = blockIdx.x * kWarps + threadIdx.x / 32, nwarps = gridDim.x * kWarps;
+  // B selectors: byte gq/2 of the b-register takes byte p of m, the other bytes 0.
+  const int bpos = 4 * (gq >> 1);
+  const uint32_t sel01 = (0x4444u & ~(0xfu << bpos)) | ((uint32_t)(gq & 1) << bpos);
+  const uint32_t sel2 = (0x4444u & ~(0xfu << bpos)) | ((uint32_t)(2 + (gq & 1)) << bpos);
+  // The lane's 8 bytes of codes of rank tq + 4h in group 0; rank mr's scales; the minima.
+  const uint8_t* cbase[NH];
+#pragma unroll
+  for (int h = 0; h < NH; h++) cbase[h] = recv + (size_t)(tq + 4 * h < NR ? tq + 4 * h : 0) * slot + 8 * gq;
+  const float* sbase = reinterpret_cast<const float*>(recv + (size_t)(mr < NR ? mr : 0) * slot + g.code_bytes);
+  const uint8_t* lbase = recv + g.code_bytes + (size_t)g.ngroups * 4;
+  // Per warp, the encode's scalars of the step's groups (fast path): {P, L, lo, r} asymmetric,
+  // {P·r} symmetric (P = 2^(E−146)).
+  float4* scal = reinterpret_cast<float4*>(fc_dyn_smem()) + NG * (threadIdx.x / 32);
+
+  uint2 code[NG][NH];
+  float sc[2], mins[NR];
+  // Issues the loads of step st. A step past the end (the last, partial one) reads the last
+  // group in place of the missing ones: valid memory, never stored.
+  auto load = [&](uint32_t st) {
+    const uint32_t g0 = st * NG;
+    // Two loops, so that a full step's loads take constant offsets from one pointer per rank.
+    if (g0 + NG <= ngroups) {
+#pragma unroll
+      for (int h = 0; h < NH; h++) {
+        const uint8_t* c = cbase[h] + (size_t)g0 * kGroupBytes;
+#pragma unroll
+        for (int j = 0; j < NG; j++)
+          code[j][h] = tq + 4 * h < NR ? *reinterpret_cast<const uint2*>(c + j * kGroupBytes) : make_uint2(0u, 0u);
+      }
+    } else {
+#pragma unroll
+      for (int h = 0; h < NH; h++)
+#pragma unroll
+        for (int j = 0; j < NG; j++)
+          code[j][h] = tq + 4 * h < NR ? *reinterpret_cast<const uint2*>(cbase[h] + (size_t)min(g0 + j, ngroups - 1) * kGroupBytes)
+                                       : make_uint2(0u, 0u);
+    }
+#pragma unroll
+    for (int h = 0; h < 2; h++) sc[h] = mr < NR ? sbase[min(g0 + mj + 4 * h, ngroups - 1)] : 0.f;
+    if (!SYM) {
+      const uint8_t* l = lbase + (size_t)min(g0 + mr, ngroups - 1) * 4;
+#pragma unroll
+      for (int i = 0; i < NR; i++) mins[i] = *reinterpret_cast<const float*>(l + (size_t)i * slot);
+    }
+  };
+
+  if (warp < steps) load(warp);
+  for (uint32_t st = warp; st < steps; st += nwarps) {
+    const uint32_t g0 = st * NG;
+    // Metadata of the step: E, P = 2^(E−146) and m of groups mj, mj + 4 (this lane's rank mr),
+    // the symmetric offsets, and L of group mr.
+    int32_t m[2], off[2];
+    float P[2];
+    uint32_t Eh[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+      uint32_t eb = __float_as_uint(sc[h]);  // scales are positive (or a flagged NaN): order as bits
+#pragma unroll
+      for (int o = 1; o < 8; o <<= 1) eb = max(eb, __shfl_xor_sync(kAll, eb, o));
+      Eh[h] = fc_group_exp(__int_as_float(eb));
+      P[h] = fc_int_unit(Eh[h]);
+      m[h] = mr < NR ? fc_int_scale(sc[h], fc_int_scale_factors(Eh[h] == 255u ? 146u : Eh[h])) : 0;
+      off[h] = 0;
+      if (SYM) {
+        int32_t ms = m[h];
+#pragma unroll
+        for (int o = 1; o < 8; o <<= 1) ms += __shfl_xor_sync(kAll, ms, o);
+        off[h] = -8 * ms;
+      }
+    }
+    float Lsum = 0.f;  // +0.0f; group mr's minima in rank order
+    if (!SYM)
+#pragma unroll
+      for (int i = 0; i < NR; i++) Lsum = __fadd_rn(Lsum, mins[i]);
+
+    // The exact sums (tensor cores) and each group's integer extremes; lane l keeps group l%8's.
+    int32_t acc[NG][4];  // [j][0]: word 2gq, value 2tq; [1]: word 2gq+1, value 2tq; [2], [3]: value 2tq+1
+    int32_t own_min = 0, own_max = 0;
+#pragma unroll
+    for (int j = 0; j < NG; j++) {
+      const int src = 8 * (j & 3) + tq, h = j >> 2;
+      const int32_t mt = __shfl_sync(kAll, m[h], src);
+      const int32_t mt4 = NR > 4 ? __shfl_sync(kAll, m[h], src + 4) : 0;
+      const int32_t c0 = SYM ? __shfl_sync(kAll, off[h], 8 * (j & 3)) : 0;
+      const uint32_t b01[2] = {__byte_perm((uint32_t)mt, 0u, sel01), __byte_perm((uint32_t)mt4, 0u, sel01)};
+      const uint32_t b2[2] = {__byte_perm((uint32_t)mt, 0u, sel2), __byte_perm((uint32_t)mt4, 0u, sel2)};
+      const uint32_t w[4] = {code[j][0].x, code[j][0].y, NH > 1 ? code[j][NH - 1].x : 0u, NH > 1 ? code[j][NH - 1].y : 0u};
+      uint32_t ae[4], ao[4];
+#pragma unroll
+      for (int q = 0; q < 4; q++) {
+        // Symmetric codes become unsigned (code + 8, as fc5): flip the nibble's top bit.
+        ae[q] = (w[q] & 0x0f0f0f0fu) ^ (SYM ? 0x08080808u : 0u);
+        ao[q] = ((w[q] >> 4) & 0x0f0f0f0fu) ^ (SYM ? 0x08080808u : 0u);
+      }
+      const int32_t cz[4] = {0, 0, 0, 0}, cs[4] = {c0, 0, c0, 0};
+      int32_t de[4], de2[4], dd[4], dd2[4];
+      fc_mma_u8_16832(de, ae, b01, cs);
+      fc_mma_u8_16832(de2, ae, b2, cz);
+      fc_mma_u8_16832(dd, ao, b01, cs);
+      fc_mma_u8_16832(dd2, ao, b2, cz);
+      // Plane sums are ≥ 0 except the first (the offset): combine in unsigned arithmetic.
+      auto planes = [](int32_t p0, int32_t p1, int32_t p2) {
+        return (int32_t)((uint32_t)p0 + ((uint32_t)p1 << 8) + ((uint32_t)p2 << 16));
+      };
+      acc[j][0] = planes(de[0], de[1], de2[0]);
+      acc[j][1] = planes(de[2], de[3], de2[2]);
+      acc[j][2] = planes(dd[0], dd[1], dd2[0]);
+      acc[j][3] = planes(dd[2], dd[3], dd2[2]);
+      const int32_t lmin = min(min(acc[j][0], acc[j][1]), min(acc[j][2], acc[j][3]));
+      const int32_t lmax = max(max(acc[j][0], acc[j][1]), max(acc[j][2], acc[j][3]));
+      const int32_t gmin = __reduce_min_sync(kAll, lmin), gmax = __reduce_max_sync(kAll, lmax);
+      if (mr == j) own_min = gmin, own_max = gmax;
+    }
+    if (st + nwarps < steps) load(st + nwarps);  // in flight during the requantization
+
+    // Group mr's new scale, minimum and reciprocal (Lane::encode_from's arithmetic on the
+    // extremes t(min acc), t(max acc)). A shuffle sends the source lane's register: fetch both
+    // halves, then choose.
+    const float p_lo = __shfl_sync(kAll, P[0], 8 * (mr & 3)), p_hi = __shfl_sync(kAll, P[1], 8 * (mr & 3));
+    const float Po = mr < 4 ? p_lo : p_hi;
+    const float tmin = SYM ? __fmul_rn(__int2float_rn(own_min), Po) : __fadd_rn(__fmul_rn(__int2float_rn(own_min), Po), Lsum);
+    const float tmax = SYM ? __fmul_rn(__int2float_rn(own_max), Po) : __fadd_rn(__fmul_rn(__int2float_rn(own_max), Po), Lsum);
+    float s, lo;
+    bool bad;
+    if (SYM) {
+      const float a = max_nan(fabsf(tmin), fabsf(tmax));
+      bad = !(a <= kLimit);
+      s = __fdiv_rn(a, kQ);
+      lo = 0.f;
+    } else {
+      bad = !(tmin >= -kLimit && tmax <= kLimit);
+      s = __fdiv_rn(__fsub_rn(tmax, tmin), kQ);
+      lo = tmin;
+    }
+    if (s == 0.f) s = 1.f;
+    const float r = __frcp_rn(s);
+    // The fast encode folds P. y = fl(acc)·P is always exact: fl(acc) is an integer of at most
+    // 24 significant bits and P = 2^(E−146) ≥ 2^−145 (E ≥ 1), so the product is a multiple of
+    // 2^−149 (the smallest subnormal) below the overflow bound: representable, also when
+    // subnormal. Hence fl(y + L) = fma(fl(acc), P, L) (asymmetric), and fl(y·r) =
+    // fl(fl(acc)·(P·r)) when P·r is normal (symmetric: the scaling of r by P is then exact).
+    // Groups where that fails, or whose scale is subnormal (the spec divides), take the exact
+    // path below.
+    const float Pr = __fmul_rn(Po, r);
+    const bool fast = !bad && s >= 0x1p-126f && (!SYM || (Pr >= 0x1p-126f && Pr <= kLimit));
+    const uint32_t bad_mask = __ballot_sync(kAll, bad), slow_mask = __ballot_sync(kAll, !bad && !fast);
+    if (lane < NG) {
+      scal[lane] = SYM ? make_float4(Pr, 0.f, 0.f, 0.f) : make_float4(Po, Lsum, lo, r);
+      if (g0 + lane < ngroups) {
+        float* meta = reinterpret_cast<float*>(out + g.code_bytes);
+        meta[g0 + lane] = bad ? __int_as_float(0x7fc00000) : s;
+        if (!SYM) meta[g.ngroups + g0 + lane] = bad ? __int_as_float(0x7fc00000) : lo;
+        if (bad && flag) atomicOr(flag, ODY_FC_BAD_SUM);
+      }
+    }
+    __syncwarp();
+
+    // Requantize: the lane's 4 values of every group, 2 bytes of codes each.
+    uint8_t* o = out + (size_t)g0 * kGroupBytes + 8 * gq + tq;
+    const bool full = g0 + NG <= ngroups;
+#pragma unroll
+    for (int j = 0; j < NG; j++) {
+      const float4 k = scal[j];
+      uint32_t c[4];
+#pragma unroll
+      for (int q = 0; q < 4; q++) {
+        const float x = __int2float_rn(acc[j][q]);
+        const float tq_ = SYM ? __fmul_rn(x, k.x) : __fmul_rn(__fsub_rn(__fmaf_rn(x, k.x, k.y), k.z), k.w);
+        c[q] = __float_as_uint(__fadd_rn(tq_, kBias));  // no clamp (Lane::encode)
+      }
+      if ((slow_mask >> j) & 1u) {
+        // The spec's operations one by one: y = fl(fl(acc)·P), t = fl(y + L), the quotient by
+        // the reciprocal for a normal scale, else the division (with the clamp).
+        const float sj = __shfl_sync(kAll, s, j), rj = __shfl_sync(kAll, r, j), Pj = __shfl_sync(kAll, Po, j);
+        const float Lj = SYM ? 0.f : __shfl_sync(kAll, Lsum, j), loj = SYM ? 0.f : __shfl_sync(kAll, lo, j);
+#pragma unroll
+        for (int q = 0; q < 4; q++) {
+          const float y = __fmul_rn(__int2float_rn(acc[j][q]), Pj);
+          const float d = SYM ? y : __fsub_rn(__fadd_rn(y, Lj), loj);
+          if (sj >= 0x1p-126f) {
+            c[q] = __float_as_uint(__fadd_rn(__fmul_rn(d, rj), kBias));
+          } else {
+            const float f = __fadd_rn(__fdiv_rn(d, sj), kBias);
+            c[q] = __float_as_uint(SYM ? fminf(fmaxf(f, kBias - kQ), kBias + kQ) : fminf(f, kBias + kQ));
+          }
+        }
+      }
+      // Asymmetric codes are the low byte (0..15) of 2^23 + code; symmetric ones the low nibble.
+      uint32_t b0 = SYM ? (c[0] & 0xfu) | (c[2] << 4) : c[0] + (c[2] << 4);
+      uint32_t b1 = SYM ? (c[1] & 0xfu) | (c[3] << 4) : c[1] + (c[3] << 4);
+      if ((bad_mask >> j) & 1u) b0 = b1 = 0u;
+      if (full || g0 + j < ngroups) {
+        o[j * kGroupBytes] = (uint8_t)b0;
+        o[j * kGroupBytes + 4] = (uint8_t)b1;
+      }
+    }
+    __syncwarp();  // the step's scal reads are done before the next step writes it
+  }
+}
+
 // Step 5: ranks messages at recv + j·slot → y [rows, width] (+ residual). No group reductions:
 // lane l of a warp takes pieces of 8 values l, l + 32, ... of the warp's span (every load and
 // store instruction contiguous), each placed on its own with two FastDivs.
@@ -1121,13 +1380,26 @@ void reduce5(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uin
   fc_launch_smem(k, wave_grid((const void*)k, blocks, smem), smem, st, recv, g, log2_L, slot, out, flag);
 }
 
-// The reduce of kernels `version` (1 to 6). Every version computes the integer-scale reduce;
-// 4–6 take the fast kernel where it applies, 1–3 the generic one (1 and 2 requantize with an
-// IEEE division per value, 3 with the checked reciprocal).
+// The tensor-core reduce (kernels v7) for INT4 g128 on 2, 4 or 8 ranks.
+template <bool SYM>
+void reduce7(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, int* flag, void* st) {
+  const size_t steps = (g.ngroups + kFc7Groups - 1) / kFc7Groups, blocks = (steps + kWarps - 1) / kWarps;
+  const size_t smem = (size_t)kWarps * kFc7Groups * 16;  // fc7_reduce's scal
+  auto k = ranks == 8 ? fc7_reduce<SYM, 8> : ranks == 4 ? fc7_reduce<SYM, 4> : fc7_reduce<SYM, 2>;
+  fc_launch_smem(k, wave_grid((const void*)k, blocks, smem), smem, st, recv, g, slot, out, flag);
+}
+
+// The reduce of kernels `version` (1 to 7). Every version computes the integer-scale reduce;
+// 7 takes the tensor-core kernel for INT4 g128 on 2, 4 or 8 ranks, 4–7 the fast kernel elsewhere
+// where it applies, 1–3 the generic one (1 and 2 requantize with an IEEE division per value, 3
+// with the checked reciprocal).
 inline void reduce_codec(int version, const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out,
                          int* flag, void* st) {
   const bool rcp = version >= 3;
-  if (version >= 4) {
+  if (version >= 7 && g.bits == 4 && g.group == 128 && (ranks == 2 || ranks == 4 || ranks == 8)) {
+    if (g.sym) reduce7<true>(recv, ranks, g, slot, out, flag, st);
+    else reduce7<false>(recv, ranks, g, slot, out, flag, st);
+  } else if (version >= 4) {
     if (g.bits == 8 && !g.sym) reduce5<8, false>(recv, ranks, g, slot, out, flag, st);
     else if (g.bits == 8) reduce5<8, true>(recv, ranks, g, slot, out, flag, st);
     else if (!g.sym) reduce5<4, false>(recv, ranks, g, slot, out, flag, st);

@@ -1,12 +1,13 @@
-// emulate_fc_kernels.cpp: the version-2 to 6 Flash Communication kernels (flashcomm_kernels.cuh) run on
+// emulate_fc_kernels.cpp: the version-2 to 7 Flash Communication kernels (flashcomm_kernels.cuh) run on
 // the host, each warp emulated by 32 threads that meet at a barrier at every shuffle and vote,
 // against the Go cases (odyssey testdata codec-cases --out DIR; docs/codec-cases.md):
 //
-//   emulate_fc_kernels DIR [--v2|--v3|--v4|--v5|--v6]   (v2–v3 take the generic integer-scale
+//   emulate_fc_kernels DIR [--v2|--v3|--v4|--v5|--v6|--v7]   (v2–v3 take the generic integer-scale
 //                                              reduce; v4–v6 the fast one, 16-byte pieces staged
 //                                              through shared memory, whose cp.async copies happen
 //                                              at once here; v6's INT4 quantize loads each warp's
-//                                              next tile early)
+//                                              next tile early; v7's INT4 g128 reduce runs its
+//                                              mma's on fragments exchanged at a warp barrier)
 //
 // It runs the same launches as ody_allreduce_sim (quantize every rank, the all-to-all as copies,
 // reduce, the all-gather as copies, dequantize) through the header's own dispatch (group layout,
@@ -70,6 +71,8 @@ inline uint32_t __float_as_uint(float f) { uint32_t u; std::memcpy(&u, &f, 4); r
 inline uint32_t __umulhi(uint32_t a, uint32_t b) { return (uint32_t)(((uint64_t)a * b) >> 32); }
 inline uint32_t min(uint32_t a, uint32_t b) { return a < b ? a : b; }
 inline uint32_t max(uint32_t a, uint32_t b) { return a > b ? a : b; }
+inline int32_t min(int32_t a, int32_t b) { return a < b ? a : b; }
+inline int32_t max(int32_t a, int32_t b) { return a > b ? a : b; }
 // Conversions of the integer-scale reduce: round to nearest even, as the host's default mode.
 inline float __int2float_rn(int32_t x) { volatile float r = (float)x; return r; }
 inline float __ll2float_rn(long long x) { volatile float r = (float)x; return r; }
@@ -135,6 +138,7 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) {
 struct Warp {
   std::barrier<> bar{32};
   uint64_t slot[32];
+  uint32_t frag[32][6];  // the v7 reduce's mma: each lane's a- and b-registers
 };
 thread_local Warp* tl_warp = nullptr;
 
@@ -161,6 +165,44 @@ inline bool __any_sync(unsigned, bool p) {
   return any;
 }
 
+template <class T>
+T __shfl_sync(unsigned, T v, int src) {
+  const int lane = threadIdx.x & 31;
+  uint64_t bits = 0;
+  std::memcpy(&bits, &v, sizeof(T));
+  tl_warp->slot[lane] = bits;
+  tl_warp->bar.arrive_and_wait();
+  T r;
+  std::memcpy(&r, &tl_warp->slot[src & 31], sizeof(T));
+  tl_warp->bar.arrive_and_wait();
+  return r;
+}
+inline unsigned __ballot_sync(unsigned, bool p) {
+  const int lane = threadIdx.x & 31;
+  tl_warp->slot[lane] = p ? 1 : 0;
+  tl_warp->bar.arrive_and_wait();
+  unsigned m = 0;
+  for (int i = 0; i < 32; i++) m |= (tl_warp->slot[i] != 0 ? 1u : 0u) << i;
+  tl_warp->bar.arrive_and_wait();
+  return m;
+}
+// redux.sync.min/max.s32 (sm_80+).
+template <bool MAX>
+int32_t warp_reduce(int32_t v) {
+  const int lane = threadIdx.x & 31;
+  tl_warp->slot[lane] = (uint64_t)(uint32_t)v;
+  tl_warp->bar.arrive_and_wait();
+  int32_t r = (int32_t)(uint32_t)tl_warp->slot[0];
+  for (int i = 1; i < 32; i++) {
+    const int32_t x = (int32_t)(uint32_t)tl_warp->slot[i];
+    r = MAX ? (x > r ? x : r) : (x < r ? x : r);
+  }
+  tl_warp->bar.arrive_and_wait();
+  return r;
+}
+inline int __reduce_min_sync(unsigned, int v) { return warp_reduce<false>(v); }
+inline int __reduce_max_sync(unsigned, int v) { return warp_reduce<true>(v); }
+
 // __syncwarp: a barrier of the warp's 32 threads (the v5 reduce's shared-memory stages).
 inline void __syncwarp(unsigned = 0xffffffffu) { tl_warp->bar.arrive_and_wait(); }
 
@@ -174,6 +216,28 @@ namespace {
 // no warp of the quantize ever reached its second tile, and a v6 that encoded its prefetched
 // next tile in place of the current one passed.
 unsigned wave_grid(const void*, size_t, size_t) { return 1; }
+
+// mma.sync.aligned.m16n8k32.row.col.s32.u8.u8.s32 from the PTX ISA's fragment layouts (lane = 4·g
+// + t): A element (row, k) is byte k%4 of a-register (row ≥ 8) + 2·(k ≥ 16) of lane 4·(row%8) +
+// (k%16)/4; B element (k, n) is byte k%4 of b-register (k ≥ 16) of lane 4·n + (k%16)/4; the lane's
+// d[i] is (row, col) = (g + 8·(i ≥ 2), 2t + i%2).
+void fc_mma_u8_16832(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], const int32_t (&c)[4]) {
+  const int lane = threadIdx.x & 31;
+  for (int q = 0; q < 4; q++) tl_warp->frag[lane][q] = a[q];
+  tl_warp->frag[lane][4] = b[0], tl_warp->frag[lane][5] = b[1];
+  tl_warp->bar.arrive_and_wait();
+  auto A = [](int row, int k) {
+    return (tl_warp->frag[4 * (row % 8) + (k % 16) / 4][(row >= 8) + 2 * (k >= 16)] >> (8 * (k % 4))) & 0xffu;
+  };
+  auto B = [](int k, int n) { return (tl_warp->frag[4 * n + (k % 16) / 4][4 + (k >= 16)] >> (8 * (k % 4))) & 0xffu; };
+  for (int i = 0; i < 4; i++) {
+    const int row = lane / 4 + 8 * (i >= 2), col = 2 * (lane % 4) + i % 2;
+    int64_t sum = c[i];
+    for (int k = 0; k < 32; k++) sum += (int64_t)A(row, k) * B(k, col);
+    d[i] = (int32_t)sum;
+  }
+  tl_warp->bar.arrive_and_wait();
+}
 
 // Dynamic shared memory: blocks run one after another, so one buffer serves every block
 // (fc5_smem_bytes(8) = 96 KiB).
@@ -336,15 +400,16 @@ int main(int argc, char** argv) {
   const std::string opt = argc == 3 ? argv[2] : "";
   if (argc < 2 || argc > 3 ||
       (argc == 3 && opt != "--rcp" && opt != "--v2" && opt != "--v3" && opt != "--v4" && opt != "--v5" &&
-                    opt != "--v6")) {
-    std::fprintf(stderr, "usage: emulate_fc_kernels DIR [--v2|--v3|--v4|--v5|--v6]   (DIR: odyssey testdata codec-cases --out DIR;\n"
+                    opt != "--v6" && opt != "--v7")) {
+    std::fprintf(stderr, "usage: emulate_fc_kernels DIR [--v2|--v3|--v4|--v5|--v6|--v7]   (DIR: odyssey testdata codec-cases --out DIR;\n"
                          "       kernels v2 (default), v3: the division by a reciprocal with the tie check (--rcp too),\n"
                          "       v4: v3 with the reduce that loads every rank of a piece first,\n"
                          "       v5: v4 with the reduce staged through shared memory and the LOP3 INT4 decode,\n"
-                         "       v6: v5 with the quantize's next tile loaded before the current one is encoded)\n");
+                         "       v6: v5 with the quantize's next tile loaded before the current one is encoded,\n"
+                         "       v7: v6 with the INT4 g128 reduce on (emulated) tensor cores)\n");
     return 2;
   }
-  g_version = opt == "--v6" ? 6 : opt == "--v5" ? 5 : opt == "--v4" ? 4 : opt == "--v3" || opt == "--rcp" ? 3 : 2;
+  g_version = opt == "--v7" ? 7 : opt == "--v6" ? 6 : opt == "--v5" ? 5 : opt == "--v4" ? 4 : opt == "--v3" || opt == "--rcp" ? 3 : 2;
   std::printf("emulate_fc_kernels: kernels v%d\n", g_version);
   const std::string dir = argv[1];
   Json manifest = parse_json(read_small_file(dir + "/manifest.json", 1 << 20));

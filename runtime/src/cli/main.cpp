@@ -8,8 +8,8 @@
 //   odyssey-rt test w8a8 [--seed N]
 //   odyssey-rt bench gemm [--shapes 4096x4096,...] [--m 1,16,...] [--sweep] [--out FILE.json]
 //                         [--md FILE.md] [--iters 100]
-//   odyssey-rt test codec --cases DIR [--kernels 6,5,4,3,2,1]
-//   odyssey-rt bench codec [--sizes 1M..256M:4] [--bits 8,4] [--group 128] [--ranks 8] [--sym] [--kernels 6,5,4,3,2,1]
+//   odyssey-rt test codec --cases DIR [--kernels 7,6,5,4,3,2,1]
+//   odyssey-rt bench codec [--sizes 1M..256M:4] [--bits 8,4] [--group 128] [--ranks 8] [--sym] [--kernels 7,6,5,4,3,2,1]
 //   odyssey-rt bench allreduce [--sizes 256K..256M] [--bits 8,4] [--group 128] [--sym] [--dtype bf16]
 //                              [--rank R --world N | ODY_RANK/ODY_WORLD] [--uid-file F] [--timeout S]
 //   odyssey-rt calib --model CKPT --dir DIR [--chunk-rows 4096] [--precision fp32|fp16|exact]   (JSON lines)
@@ -151,9 +151,9 @@ static void usage() {
                "       odyssey-rt test gemv16 [--quick] [--seed N]   (the FP16 GEMV against float64 and cuBLAS)\n"
                "       odyssey-rt bench gemm [--shapes NxK,...] [--m 1,16,...] [--sweep] [--only w4a16] [--iters N]\n"
                "                             [--out FILE.json] [--md FILE.md]\n"
-               "       odyssey-rt test codec --cases DIR [--kernels 6,5,4,3,2,1]\n"
+               "       odyssey-rt test codec --cases DIR [--kernels 7,6,5,4,3,2,1]\n"
                "       odyssey-rt bench codec [--sizes 1M..256M:4] [--bits 8,4] [--group 128] [--ranks 8] [--sym]\n"
-               "                              [--kernels 6,5,4,3,2,1]\n"
+               "                              [--kernels 7,6,5,4,3,2,1]\n"
                "       odyssey-rt soak allreduce [--calls 100000] [--ranks 8] [--rows 4] [--width 1024] [--bits 8]\n"
                "                                 [--group 128] [--sym] [--dtype f32|f16|bf16] [--check-every 1000]\n"
                "                                 [--timeout 60] [--kernels 6]\n"

@@ -266,9 +266,10 @@ int cmd_test_codec(const Args& args) {
   Json manifest = parse_json(read_small_file(dir + "/manifest.json", 1 << 20));
   const Json* cases = manifest.find("cases");
   if (!cases || !cases->is_array()) throw std::runtime_error(dir + "/manifest.json: no \"cases\" array");
-  // Every case with each kernel version asked for (--kernels 6,5,4,3,2,1: the default v6, v5, v4
-  // and the earlier versions, which must all compute the same bits).
-  const auto versions = args.get_list("kernels", {6, 5, 4, 3, 2, 1});
+  // Every case with each kernel version asked for (--kernels 7,6,5,4,3,2,1: v7 with the tensor-core
+  // INT4 g128 reduce, the default v6, v5, v4 and the earlier versions, which must all compute the
+  // same bits).
+  const auto versions = args.get_list("kernels", {7, 6, 5, 4, 3, 2, 1});
   std::vector<CodecResult> results;
   for (long long version : versions) {
   ody_check(ody_fc_set_kernels((int)version), "--kernels");

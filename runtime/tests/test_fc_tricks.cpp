@@ -11,7 +11,9 @@
 //           magnitude, subnormals included;
 //   FastDiv: (n + mulhi(n, m)) >> l == n / d;
 //   the reduce's integer scales: fma(s·2^a, 2^b, 2^23) − 2^23 == roundEven(s·2^(146−E)) ≤ 2^20;
-//   the quotient fl(d·fl(1/s)) needs no clamp for a normal s = fl(D/Q) and |d| ≤ D.
+//   the quotient fl(d·fl(1/s)) needs no clamp for a normal s = fl(D/Q) and |d| ≤ D;
+//   the v7 reduce: fl(fl(acc)·2^(E−146)) is exact, so fl(y + L) = fma(fl(acc), P, L), and t(acc) is
+//   non-decreasing (the group's extremes from the integer sums).
 //
 //   test_fc_tricks          every float32 t with |t| < 2^23 sampled at a stride, plus every
 //                           half-integer neighbourhood and all codes (a second or so)
@@ -219,6 +221,33 @@ void check_rcp_no_clamp() {
     }
 }
 
+// The v7 reduce's fused encode: y = fl(fl(acc)·P) is exact for every int32 sum and every
+// P = 2^(E−146), E in 1..254 (fl(acc) has ≤ 24 significant bits, P ≥ 2^−145: a multiple of 2^−149),
+// so fl(y + L) = fma(fl(acc), P, L) for every L; and the group's extremes come from the integer
+// sums because t(acc) = fl(fl(fl(acc)·P) + L) is non-decreasing in acc. Sums at every magnitude,
+// E near both ends, L of both signs and zero.
+void check_fused_sum() {
+  std::mt19937_64 rng(19);
+  for (int i = 0; i < 400000; i++) {
+    const int32_t acc = (int32_t)(rng() >> (33 + rng() % 31)) * (rng() & 1 ? 1 : -1);
+    const uint32_t E = i % 3 == 0 ? 1 + (uint32_t)(rng() % 30) : 1 + (uint32_t)(rng() % 254);
+    const int p = (int)E - 146;
+    const float P = p >= -126 ? as_float((uint32_t)(p + 127) << 23) : as_float(1u << (p + 149));
+    const float x = (float)acc;  // fl(acc), round to nearest even
+    const float y = fmul_(x, P);
+    if ((double)y != (double)x * (double)P && std::isfinite(y) && failures++ < 10)
+      std::fprintf(stderr, "FAIL fl(acc)*P not exact: acc=%d E=%u\n", acc, E);
+    const float L = i % 5 == 0 ? 0.0f : as_float((uint32_t)(rng() & 0xffffffffu));
+    if (!std::isfinite(L)) continue;
+    const float t = fadd(y, L), tf = std::fmaf(x, P, L);
+    if (std::isfinite(t) && as_bits(t) != as_bits(tf) && failures++ < 10)
+      std::fprintf(stderr, "FAIL fma(fl(acc), P, L) = %a, fl(y + L) = %a (acc=%d E=%u L=%a)\n", tf, t, acc, E, L);
+    const float t2 = fadd(fmul_((float)(acc + 1), P), L);  // the next sum: never smaller
+    if (acc < INT32_MAX && t2 < t && failures++ < 10)
+      std::fprintf(stderr, "FAIL t not monotone at acc=%d E=%u L=%a\n", acc, E, L);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -232,6 +261,7 @@ int main(int argc, char** argv) {
   check_fast_div();
   check_int_scale();
   check_rcp_no_clamp();
+  check_fused_sum();
   std::printf("test_fc_tricks (%s): %lld failures\n", all ? "every float32" : "sampled", failures);
   return failures ? 1 : 0;
 }

@@ -992,8 +992,11 @@ __global__ void __launch_bounds__(kThreads, 2)
 //   (E by three xor-shuffles, m_i, the symmetric offset), the minima's rank-order sum L of group
 //   l%8, and after the mma's the new scale, minimum and reciprocal of group l%8 (one division and
 //   one reciprocal per lane and step, not per group); the values' encode fetches them by shuffle.
-// - The next step's codes and metadata (16 + 2 + 8 loads per lane) are issued once the mma's of
-//   the current step are done, so they are in flight during its requantization.
+// - Loads: cp.async into a ring of 3 shared-memory stages per warp (Fc7Stage), so that two steps
+//   are in flight while one is computed. The first version kept the next step in registers,
+//   issued after the mma's (128 registers, 2 blocks per SM): on the H200 it ran 27 thread
+//   instructions per value at only 53% of the issue slots (39.5% of cycles with no eligible
+//   warp) and reached 59.7% of the copy, latency-bound (session 13, call 1).
 // Limits: BITS = 4, G = 128, 2, 4 or 8 ranks (reduce_codec sends everything else to fc5/fc2).
 // Checked on the CPU by runtime/tests/emulate_fc_kernels DIR --v7 (an mma stand-in that exchanges
 // the fragments at a warp barrier), on the GPU by odyssey-rt test codec (kernels 7); timed by
@@ -1004,6 +1007,27 @@ constexpr int kFc7Groups = 8;  // groups per warp step
 // (flashcomm.cu: the PTX; the emulation: the fragments exchanged at a warp barrier).
 __device__ __forceinline__ void fc_mma_u8_16832(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
                                                 const int32_t (&c)[4]);
+
+// A warp's stage of one step: the 8 groups' codes of every rank (rank r's 16-byte chunk c at
+// chunk c ^ fc7_swizzle(r): without it the ranks 0 and 2 of a lane quarter fall on the same banks
+// in the 8-byte fragment loads), scales and minima. Three stages per warp, two steps in flight
+// while one is computed: 8 warps × 3 × 4.5 KiB + the scalars = 109 KiB per block, 2 blocks per SM.
+constexpr int kFc7Stages = 3;
+struct Fc7Stage {
+  uint32_t code[kFc7Groups][8][16];
+  float scale[kFc7Groups][8];
+  float mins[kFc7Groups][8];
+};
+__host__ __device__ constexpr int fc7_swizzle(int rank) { return ((rank >> 1) & 1) << 1; }
+inline size_t fc7_smem_bytes() { return (size_t)kWarps * (kFc7Groups * 16 + kFc7Stages * sizeof(Fc7Stage)); }
+
+// Waits until at most N groups of copies (the newest) are still in flight.
+template <int N>
+__device__ __forceinline__ void fc_cp_async_wait_stages() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
 
 template <bool SYM, int NR>
 __global__ void __launch_bounds__(kThreads, 2)
@@ -1022,51 +1046,61 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int bpos = 4 * (gq >> 1);
   const uint32_t sel01 = (0x4444u & ~(0xfu << bpos)) | ((uint32_t)(gq & 1) << bpos);
   const uint32_t sel2 = (0x4444u & ~(0xfu << bpos)) | ((uint32_t)(2 + (gq & 1)) << bpos);
-  // The lane's 8 bytes of codes of rank tq + 4h in group 0; rank mr's scales; the minima.
-  const uint8_t* cbase[NH];
-#pragma unroll
-  for (int h = 0; h < NH; h++) cbase[h] = recv + (size_t)(tq + 4 * h < NR ? tq + 4 * h : 0) * slot + 8 * gq;
-  const float* sbase = reinterpret_cast<const float*>(recv + (size_t)(mr < NR ? mr : 0) * slot + g.code_bytes);
-  const uint8_t* lbase = recv + g.code_bytes + (size_t)g.ngroups * 4;
   // Per warp, the encode's scalars of the step's groups (fast path): {P, L, lo, r} asymmetric,
-  // {P·r} symmetric (P = 2^(E−146)).
-  float4* scal = reinterpret_cast<float4*>(fc_dyn_smem()) + NG * (threadIdx.x / 32);
+  // {P·r} symmetric (P = 2^(E−146)); then the warp's ring of kFc7Stages stages.
+  uint8_t* smem = fc_dyn_smem();
+  float4* scal = reinterpret_cast<float4*>(smem) + NG * (threadIdx.x / 32);
+  Fc7Stage* ring = reinterpret_cast<Fc7Stage*>(smem + kWarps * NG * sizeof(float4)) + kFc7Stages * (threadIdx.x / 32);
+  // The lane's code words in a stage: chunk gq/2 of its rank (swizzled), words 2(gq%2), +1.
+  const int cword = 4 * ((gq >> 1) ^ fc7_swizzle(tq)) + 2 * (gq & 1);
 
-  uint2 code[NG][NH];
-  float sc[2], mins[NR];
-  // Issues the loads of step st. A step past the end (the last, partial one) reads the last
-  // group in place of the missing ones: valid memory, never stored.
-  auto load = [&](uint32_t st) {
+  // Starts the copies of step st into stage sg: instruction j copies group g0 + j, lane l its
+  // 16-byte chunk l % 4 of rank l / 4; then the scales and (asymmetric) the minima, item k =
+  // lane + 32·i ↔ group k / 8, rank k % 8. The groups of a partial last step past the end copy the
+  // last group (valid memory, never stored); ranks ≥ NR copy nothing (never read).
+  auto issue = [&](uint32_t st, Fc7Stage& sg) {
     const uint32_t g0 = st * NG;
-    // Two loops, so that a full step's loads take constant offsets from one pointer per rank.
-    if (g0 + NG <= ngroups) {
+    const int r = lane >> 2, c = lane & 3;
+    if (r < NR) {
+      const uint8_t* src = recv + (size_t)r * slot + 16 * c;
 #pragma unroll
-      for (int h = 0; h < NH; h++) {
-        const uint8_t* c = cbase[h] + (size_t)g0 * kGroupBytes;
-#pragma unroll
-        for (int j = 0; j < NG; j++)
-          code[j][h] = tq + 4 * h < NR ? *reinterpret_cast<const uint2*>(c + j * kGroupBytes) : make_uint2(0u, 0u);
-      }
-    } else {
-#pragma unroll
-      for (int h = 0; h < NH; h++)
-#pragma unroll
-        for (int j = 0; j < NG; j++)
-          code[j][h] = tq + 4 * h < NR ? *reinterpret_cast<const uint2*>(cbase[h] + (size_t)min(g0 + j, ngroups - 1) * kGroupBytes)
-                                       : make_uint2(0u, 0u);
+      for (int j = 0; j < NG; j++)
+        fc_cp_async16(&sg.code[j][r][4 * (c ^ fc7_swizzle(r))], src + (size_t)min(g0 + j, ngroups - 1) * kGroupBytes);
     }
+    const uint8_t* meta = recv + g.code_bytes;
 #pragma unroll
-    for (int h = 0; h < 2; h++) sc[h] = mr < NR ? sbase[min(g0 + mj + 4 * h, ngroups - 1)] : 0.f;
-    if (!SYM) {
-      const uint8_t* l = lbase + (size_t)min(g0 + mr, ngroups - 1) * 4;
-#pragma unroll
-      for (int i = 0; i < NR; i++) mins[i] = *reinterpret_cast<const float*>(l + (size_t)i * slot);
+    for (int i = 0; i < NG * 8 / 32; i++) {
+      const int k = lane + 32 * i, j = k >> 3, rr = k & 7;
+      if (rr < NR) {
+        const uint8_t* m = meta + (size_t)rr * slot + (size_t)min(g0 + j, ngroups - 1) * 4;
+        fc_cp_async4(&sg.scale[j][rr], m);
+        if (!SYM) fc_cp_async4(&sg.mins[j][rr], m + (size_t)g.ngroups * 4);
+      }
     }
   };
 
-  if (warp < steps) load(warp);
-  for (uint32_t st = warp; st < steps; st += nwarps) {
+  // Prologue: the first kFc7Stages − 1 steps in flight.
+#pragma unroll
+  for (int p = 0; p < kFc7Stages - 1; p++) {
+    const uint32_t stp = warp + p * nwarps;
+    if (stp < steps) issue(stp, ring[p]);
+    fc_cp_async_commit();
+  }
+  int cur = 0;
+  for (uint32_t st = warp; st < steps; st += nwarps, cur = cur + 1 == kFc7Stages ? 0 : cur + 1) {
     const uint32_t g0 = st * NG;
+    {
+      const uint32_t ahead = st + (kFc7Stages - 1) * nwarps;
+      const int sa = cur == 0 ? kFc7Stages - 1 : cur - 1;  // the stage the previous step used
+      if (ahead < steps) issue(ahead, ring[sa]);
+      fc_cp_async_commit();  // possibly empty: the wait below still means "step st has landed"
+      fc_cp_async_wait_stages<kFc7Stages - 1>();
+      __syncwarp();
+    }
+    const Fc7Stage& sg = ring[cur];
+    float sc[2];
+#pragma unroll
+    for (int h = 0; h < 2; h++) sc[h] = mr < NR ? sg.scale[mj + 4 * h][mr] : 0.f;
     // Metadata of the step: E, P = 2^(E−146) and m of groups mj, mj + 4 (this lane's rank mr),
     // the symmetric offsets, and L of group mr.
     int32_t m[2], off[2];
@@ -1091,7 +1125,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     float Lsum = 0.f;  // +0.0f; group mr's minima in rank order
     if (!SYM)
 #pragma unroll
-      for (int i = 0; i < NR; i++) Lsum = __fadd_rn(Lsum, mins[i]);
+      for (int i = 0; i < NR; i++) Lsum = __fadd_rn(Lsum, sg.mins[mr][i]);
 
     // The exact sums (tensor cores) and each group's integer extremes; lane l keeps group l%8's.
     int32_t acc[NG][4];  // [j][0]: word 2gq, value 2tq; [1]: word 2gq+1, value 2tq; [2], [3]: value 2tq+1
@@ -1104,7 +1138,14 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int32_t c0 = SYM ? __shfl_sync(kAll, off[h], 8 * (j & 3)) : 0;
       const uint32_t b01[2] = {__byte_perm((uint32_t)mt, 0u, sel01), __byte_perm((uint32_t)mt4, 0u, sel01)};
       const uint32_t b2[2] = {__byte_perm((uint32_t)mt, 0u, sel2), __byte_perm((uint32_t)mt4, 0u, sel2)};
-      const uint32_t w[4] = {code[j][0].x, code[j][0].y, NH > 1 ? code[j][NH - 1].x : 0u, NH > 1 ? code[j][NH - 1].y : 0u};
+      uint32_t w[4] = {0u, 0u, 0u, 0u};
+#pragma unroll
+      for (int h = 0; h < NH; h++) {
+        if (tq + 4 * h < NR) {
+          const uint2 u = *reinterpret_cast<const uint2*>(&sg.code[j][tq + 4 * h][cword]);
+          w[2 * h] = u.x, w[2 * h + 1] = u.y;
+        }
+      }
       uint32_t ae[4], ao[4];
 #pragma unroll
       for (int q = 0; q < 4; q++) {
@@ -1131,7 +1172,6 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int32_t gmin = __reduce_min_sync(kAll, lmin), gmax = __reduce_max_sync(kAll, lmax);
       if (mr == j) own_min = gmin, own_max = gmax;
     }
-    if (st + nwarps < steps) load(st + nwarps);  // in flight during the requantization
 
     // Group mr's new scale, minimum and reciprocal (Lane::encode_from's arithmetic on the
     // extremes t(min acc), t(max acc)). A shuffle sends the source lane's register: fetch both
@@ -1214,7 +1254,7 @@ __global__ void __launch_bounds__(kThreads, 2)
         o[j * kGroupBytes + 4] = (uint8_t)b1;
       }
     }
-    __syncwarp();  // the step's scal reads are done before the next step writes it
+    __syncwarp();  // the step's scal and stage reads are done before they are written again
   }
 }
 
@@ -1384,7 +1424,7 @@ void reduce5(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uin
 template <bool SYM>
 void reduce7(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, int* flag, void* st) {
   const size_t steps = (g.ngroups + kFc7Groups - 1) / kFc7Groups, blocks = (steps + kWarps - 1) / kWarps;
-  const size_t smem = (size_t)kWarps * kFc7Groups * 16;  // fc7_reduce's scal
+  const size_t smem = fc7_smem_bytes();
   auto k = ranks == 8 ? fc7_reduce<SYM, 8> : ranks == 4 ? fc7_reduce<SYM, 4> : fc7_reduce<SYM, 2>;
   fc_launch_smem(k, wave_grid((const void*)k, blocks, smem), smem, st, recv, g, slot, out, flag);
 }

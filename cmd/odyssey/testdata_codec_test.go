@@ -20,7 +20,7 @@ func TestTestdataCodecCases(t *testing.T) {
 		Cases int
 		Bytes int64
 	}
-	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.Cases != 52 || rep.Bytes < 1<<20 {
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil || rep.Cases != 58 || rep.Bytes < 1<<20 {
 		t.Errorf("report %s", stdout)
 	}
 	if !gpu.IsCodecCases(out) {

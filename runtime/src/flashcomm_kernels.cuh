@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <type_traits>
 
 #include "odyssey_rt.h"
@@ -1002,7 +1001,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 // Checked on the CPU by runtime/tests/emulate_fc_kernels DIR --v7 (an mma stand-in that exchanges
 // the fragments at a warp barrier), on the GPU by odyssey-rt test codec (kernels 7); timed by
 // odyssey-rt bench codec --kernels 7,6.
-constexpr int kFc7Groups = 8;  // groups per warp step (the default; 4 with ODYSSEY_FC7_GROUPS=4)
+constexpr int kFc7Groups = 8;  // groups per warp step
 
 // d = a·b + c, mma.sync.aligned.m16n8k32.row.col.s32.u8.u8.s32 (sm_80+), defined by the includer
 // (flashcomm.cu: the PTX; the emulation: the fragments exchanged at a warp barrier).
@@ -1014,15 +1013,13 @@ __device__ __forceinline__ void fc_mma_u8_16832(int32_t (&d)[4], const uint32_t 
 // in the 8-byte fragment loads), scales and minima. Three stages per warp, two steps in flight
 // while one is computed: 8 warps × 3 × 4.5 KiB + the scalars = 109 KiB per block, 2 blocks per SM.
 constexpr int kFc7Stages = 3;
-template <int NG>
 struct Fc7Stage {
-  uint32_t code[NG][8][16];
-  float scale[NG][8];
-  float mins[NG][8];
+  uint32_t code[kFc7Groups][8][16];
+  float scale[kFc7Groups][8];
+  float mins[kFc7Groups][8];
 };
 __host__ __device__ constexpr int fc7_swizzle(int rank) { return ((rank >> 1) & 1) << 1; }
-template <int NG>
-inline size_t fc7_smem_bytes() { return (size_t)kWarps * (NG * 16 + kFc7Stages * sizeof(Fc7Stage<NG>)); }
+inline size_t fc7_smem_bytes() { return (size_t)kWarps * (kFc7Groups * 16 + kFc7Stages * sizeof(Fc7Stage)); }
 
 // Waits until at most N groups of copies (the newest) are still in flight.
 template <int N>
@@ -1032,13 +1029,10 @@ __device__ __forceinline__ void fc_cp_async_wait_stages() {
 #endif
 }
 
-// NG = 8 groups per step: 2 blocks per SM (shared memory); NG = 4: 4 (registers ≤ 64).
-template <bool SYM, int NR, int NG>
-__global__ void __launch_bounds__(kThreads, NG == 4 ? 4 : 2)
+template <bool SYM, int NR>
+__global__ void __launch_bounds__(kThreads, 2)
     fc7_reduce(const uint8_t* __restrict__ recv, Geometry g, size_t slot, uint8_t* __restrict__ out, int* flag) {
-  constexpr int NH = NR > 4 ? 2 : 1;  // NH: ranks per lane (t, t + 4)
-  constexpr int NHG = NG / 4;          // groups per metadata lane (mj, mj + 4)
-  using Fc7Stage = odyssey::Fc7Stage<NG>;
+  constexpr int NG = kFc7Groups, NH = NR > 4 ? 2 : 1;  // NH: ranks per lane (t, t + 4)
   constexpr unsigned kAll = 0xffffffffu;
   constexpr float kQ = SYM ? 7.f : 15.f;
   constexpr float kBias = SYM ? 12582912.0f : 8388608.0f;  // as Lane::kBias
@@ -1104,16 +1098,16 @@ __global__ void __launch_bounds__(kThreads, NG == 4 ? 4 : 2)
       __syncwarp();
     }
     const Fc7Stage& sg = ring[cur];
-    float sc[NHG];
+    float sc[2];
 #pragma unroll
-    for (int h = 0; h < NHG; h++) sc[h] = mr < NR ? sg.scale[mj + 4 * h][mr] : 0.f;
+    for (int h = 0; h < 2; h++) sc[h] = mr < NR ? sg.scale[mj + 4 * h][mr] : 0.f;
     // Metadata of the step: E, P = 2^(E−146) and m of groups mj, mj + 4 (this lane's rank mr),
     // the symmetric offsets, and L of group mr.
-    int32_t m[NHG], off[NHG];
-    float P[NHG];
-    uint32_t Eh[NHG];
+    int32_t m[2], off[2];
+    float P[2];
+    uint32_t Eh[2];
 #pragma unroll
-    for (int h = 0; h < NHG; h++) {
+    for (int h = 0; h < 2; h++) {
       uint32_t eb = __float_as_uint(sc[h]);  // scales are positive (or a flagged NaN): order as bits
 #pragma unroll
       for (int o = 1; o < 8; o <<= 1) eb = max(eb, __shfl_xor_sync(kAll, eb, o));
@@ -1131,7 +1125,7 @@ __global__ void __launch_bounds__(kThreads, NG == 4 ? 4 : 2)
     float Lsum = 0.f;  // +0.0f; group mr's minima in rank order
     if (!SYM)
 #pragma unroll
-      for (int i = 0; i < NR; i++) Lsum = __fadd_rn(Lsum, sg.mins[mr < NG ? mr : 0][i]);  // lanes mr ≥ NG: unused
+      for (int i = 0; i < NR; i++) Lsum = __fadd_rn(Lsum, sg.mins[mr][i]);
 
     // The exact sums (tensor cores) and each group's integer extremes; lane l keeps group l%8's.
     int32_t acc[NG][4];  // [j][0]: word 2gq, value 2tq; [1]: word 2gq+1, value 2tq; [2], [3]: value 2tq+1
@@ -1182,7 +1176,7 @@ __global__ void __launch_bounds__(kThreads, NG == 4 ? 4 : 2)
     // Group mr's new scale, minimum and reciprocal (Lane::encode_from's arithmetic on the
     // extremes t(min acc), t(max acc)). A shuffle sends the source lane's register: fetch both
     // halves, then choose.
-    const float p_lo = __shfl_sync(kAll, P[0], 8 * (mr & 3)), p_hi = __shfl_sync(kAll, P[NHG - 1], 8 * (mr & 3));
+    const float p_lo = __shfl_sync(kAll, P[0], 8 * (mr & 3)), p_hi = __shfl_sync(kAll, P[1], 8 * (mr & 3));
     const float Po = mr < 4 ? p_lo : p_hi;
     const float tmin = SYM ? __fmul_rn(__int2float_rn(own_min), Po) : __fadd_rn(__fmul_rn(__int2float_rn(own_min), Po), Lsum);
     const float tmax = SYM ? __fmul_rn(__int2float_rn(own_max), Po) : __fadd_rn(__fmul_rn(__int2float_rn(own_max), Po), Lsum);
@@ -1426,26 +1420,13 @@ void reduce5(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uin
   fc_launch_smem(k, wave_grid((const void*)k, blocks, smem), smem, st, recv, g, log2_L, slot, out, flag);
 }
 
-// The tensor-core reduce (kernels v7) for INT4 g128 on 2, 4 or 8 ranks; NG groups per warp step.
-template <bool SYM, int NG>
-void reduce7_ng(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, int* flag, void* st) {
-  const size_t steps = (g.ngroups + NG - 1) / NG, blocks = (steps + kWarps - 1) / kWarps;
-  const size_t smem = fc7_smem_bytes<NG>();
-  auto k = ranks == 8 ? fc7_reduce<SYM, 8, NG> : ranks == 4 ? fc7_reduce<SYM, 4, NG> : fc7_reduce<SYM, 2, NG>;
-  fc_launch_smem(k, wave_grid((const void*)k, blocks, smem), smem, st, recv, g, slot, out, flag);
-}
-// Groups per step: 8, or 4 with ODYSSEY_FC7_GROUPS=4 (an A/B of occupancy against per-step work).
-inline int fc7_groups() {
-  static const int n = [] {
-    const char* e = std::getenv("ODYSSEY_FC7_GROUPS");
-    return e && e[0] == '4' && e[1] == 0 ? 4 : kFc7Groups;
-  }();
-  return n;
-}
+// The tensor-core reduce (kernels v7) for INT4 g128 on 2, 4 or 8 ranks.
 template <bool SYM>
 void reduce7(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, int* flag, void* st) {
-  if (fc7_groups() == 4) reduce7_ng<SYM, 4>(recv, ranks, g, slot, out, flag, st);
-  else reduce7_ng<SYM, kFc7Groups>(recv, ranks, g, slot, out, flag, st);
+  const size_t steps = (g.ngroups + kFc7Groups - 1) / kFc7Groups, blocks = (steps + kWarps - 1) / kWarps;
+  const size_t smem = fc7_smem_bytes();
+  auto k = ranks == 8 ? fc7_reduce<SYM, 8> : ranks == 4 ? fc7_reduce<SYM, 4> : fc7_reduce<SYM, 2>;
+  fc_launch_smem(k, wave_grid((const void*)k, blocks, smem), smem, st, recv, g, slot, out, flag);
 }
 
 // The reduce of kernels `version` (1 to 7). Every version computes the integer-scale reduce;

@@ -25,10 +25,11 @@
 // (row-major), then for asymmetric groups the float32 minima. A buffer of messages holds
 // message j at j·slot, slot = message bytes rounded up to 16.
 //
-// Shape of the kernels: versions 2 to 6 (flashcomm_kernels.cuh: grid-stride warps over tiles of
+// Shape of the kernels: versions 2 to 7 (flashcomm_kernels.cuh: grid-stride warps over tiles of
 // 32 values per lane, several groups per warp, exact float tricks instead of int/float
-// conversions; 3 divides by a checked reciprocal; 4–6 take the fast reduce (2, 4 or 8 ranks,
-// double-buffered); 6, the default, also prefetches in the quantize) and version 1 (one thread per
+// conversions; 3 divides by a checked reciprocal; 4–7 take the fast reduce (2, 4 or 8 ranks,
+// double-buffered); 6, the default, also prefetches in the quantize; 7 is 6 with the INT4 g128
+// reduce on tensor cores, an A/B option: bit-exact, not faster on the H200) and version 1 (one thread per
 // 8 values in quantize and dequantize, kept for A/B runs: ody_fc_set_kernels). Every version's
 // reduce is the integer-scale reduce. All compute the same bits.
 //
@@ -289,7 +290,8 @@ ody_status check_shape(size_t rows, size_t width, int ranks, int dtype, int bits
   return ODY_OK;
 }
 
-// Which kernels run: 6 (default: version 5 with the INT4 quantize's next tile loaded while the
+// Which kernels run: 7 (version 6 with fc7_reduce, the INT4 g128 reduce on tensor cores; as fast
+// as 6 asymmetric, slower symmetric on the H200, session 13), 6 (default: version 5 with the INT4 quantize's next tile loaded while the
 // current one is encoded, no clamp, f16x2 extremes, flashcomm_kernels.cuh; on the H200 its INT4
 // quantize is 1.16x v5's, the other stages are v5's, session 12), 5 (version 4 with the reduce double-buffered through shared memory and a cheaper
 // INT4 decode; 1.0-1.02x v4 on the H200), 4 (version 3 with the reduce rescheduled),

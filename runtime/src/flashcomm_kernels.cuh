@@ -966,6 +966,12 @@ __global__ void __launch_bounds__(kThreads, 2)
 // s32) instead of a byte permute and an IMAD per received code.
 // Why: ncu showed fc5_reduce INT4 issue-bound at 38 thread instructions per value (70% of the
 // issue slots; 57% of the copy bandwidth, goal 80%), 19 of them the decode (session 12, call 3).
+// Measured (H200, session 13): bit-exact (test codec, sanitizers, soak), 27 thread instructions
+// per value, but no faster: INT4 reduce at 256 MiB 56.2% of copy (v6 55.1–56.5% in the same
+// runs), symmetric 51.8% (v6 58.3%). ncu: 50–53% issue, 1.3 of 3.6 warps eligible, the ALU pipe
+// the busiest (50%): the cost moved from instruction count to dependency latency (shuffles,
+// redux, mma, the division) at 4 warps per scheduler; 4 groups per step at twice the occupancy
+// was slower (36 instructions per value, 50.7%). So v7 is an A/B option, not the default.
 //
 // One warp step is NG = 8 groups; each group is one set of mma's (its 128 values, 8 ranks):
 // - A (16 × 32 bytes): row r ↔ 32-bit code word w(r) of the group (w(r) = 2r for r < 8, 2(r−8)+1

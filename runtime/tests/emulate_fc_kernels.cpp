@@ -142,10 +142,10 @@ struct Warp {
 };
 thread_local Warp* tl_warp = nullptr;
 
+// Every lane posts v and reads lane src's.
 template <class T>
-T __shfl_xor_sync(unsigned, T v, int o, int width = 32) {
+T warp_exchange(T v, int src) {
   const int lane = threadIdx.x & 31;
-  const int src = ((lane ^ o) & (width - 1)) | (lane & ~(width - 1));
   uint64_t bits = 0;
   std::memcpy(&bits, &v, sizeof(T));
   tl_warp->slot[lane] = bits;
@@ -154,6 +154,11 @@ T __shfl_xor_sync(unsigned, T v, int o, int width = 32) {
   std::memcpy(&r, &tl_warp->slot[src], sizeof(T));
   tl_warp->bar.arrive_and_wait();
   return r;
+}
+template <class T>
+T __shfl_xor_sync(unsigned, T v, int o, int width = 32) {
+  const int lane = threadIdx.x & 31;
+  return warp_exchange(v, ((lane ^ o) & (width - 1)) | (lane & ~(width - 1)));
 }
 inline bool __any_sync(unsigned, bool p) {
   const int lane = threadIdx.x & 31;
@@ -167,15 +172,7 @@ inline bool __any_sync(unsigned, bool p) {
 
 template <class T>
 T __shfl_sync(unsigned, T v, int src) {
-  const int lane = threadIdx.x & 31;
-  uint64_t bits = 0;
-  std::memcpy(&bits, &v, sizeof(T));
-  tl_warp->slot[lane] = bits;
-  tl_warp->bar.arrive_and_wait();
-  T r;
-  std::memcpy(&r, &tl_warp->slot[src & 31], sizeof(T));
-  tl_warp->bar.arrive_and_wait();
-  return r;
+  return warp_exchange(v, src & 31);
 }
 inline unsigned __ballot_sync(unsigned, bool p) {
   const int lane = threadIdx.x & 31;

@@ -319,7 +319,7 @@ __device__ __forceinline__ uint8_t* fc_dyn_smem() {
 // The v7 reduce's tensor-core step (flashcomm_kernels.cuh, fc7_reduce): d = a·b + c on u8 fragments.
 __device__ __forceinline__ void fc_mma_u8_16832(int32_t (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2],
                                                 const int32_t (&c)[4]) {
-  asm(
+  asm volatile(
       "mma.sync.aligned.m16n8k32.row.col.s32.u8.u8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
       "{%10, %11, %12, %13};\n"
       : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])

@@ -1025,17 +1025,7 @@ struct Fc7Stage {
   float mins[kFc7Groups][8];
 };
 __host__ __device__ constexpr int fc7_swizzle(int rank) { return ((rank >> 1) & 1) << 1; }
-// A warp's per-step scalars, written by the lanes that compute them and read by every lane, so
-// that no shuffle (a convergence point the compiler does not schedule across) sits between the
-// groups' mma chains or in the encode: the integer scales of ranks t and t + 4 (the B fragments),
-// the symmetric offsets, and the encode's {P, L, lo, w} (asymmetric) or {P, P·r, 0, w}
-// (symmetric), w = r for a normal scale, else s (the spec divides).
-struct Fc7Warp {
-  float4 scal[kFc7Groups];
-  int32_t mb[kFc7Groups][4][2];
-  int32_t off[kFc7Groups];
-};
-inline size_t fc7_smem_bytes() { return (size_t)kWarps * (sizeof(Fc7Warp) + kFc7Stages * sizeof(Fc7Stage)); }
+inline size_t fc7_smem_bytes() { return (size_t)kWarps * (kFc7Groups * 16 + kFc7Stages * sizeof(Fc7Stage)); }
 
 // Waits until at most N groups of copies (the newest) are still in flight.
 template <int N>
@@ -1065,9 +1055,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   // Per warp, the encode's scalars of the step's groups (fast path): {P, L, lo, r} asymmetric,
   // {P·r} symmetric (P = 2^(E−146)); then the warp's ring of kFc7Stages stages.
   uint8_t* smem = fc_dyn_smem();
-  Fc7Warp& wa = reinterpret_cast<Fc7Warp*>(smem)[threadIdx.x / 32];
-  float4* scal = wa.scal;
-  Fc7Stage* ring = reinterpret_cast<Fc7Stage*>(smem + kWarps * sizeof(Fc7Warp)) + kFc7Stages * (threadIdx.x / 32);
+  float4* scal = reinterpret_cast<float4*>(smem) + NG * (threadIdx.x / 32);
+  Fc7Stage* ring = reinterpret_cast<Fc7Stage*>(smem + kWarps * NG * sizeof(float4)) + kFc7Stages * (threadIdx.x / 32);
   // The lane's code words in a stage: chunk gq/2 of its rank (swizzled), words 2(gq%2), +1.
   const int cword = 4 * ((gq >> 1) ^ fc7_swizzle(tq)) + 2 * (gq & 1);
 
@@ -1139,12 +1128,6 @@ __global__ void __launch_bounds__(kThreads, 2)
         off[h] = -8 * ms;
       }
     }
-#pragma unroll
-    for (int h = 0; h < 2; h++) {
-      wa.mb[mj + 4 * h][mr & 3][mr >> 2] = m[h];
-      if (SYM && mr == 0) wa.off[mj + 4 * h] = off[h];
-    }
-    __syncwarp();
     float Lsum = 0.f;  // +0.0f; group mr's minima in rank order
     if (!SYM)
 #pragma unroll
@@ -1152,12 +1135,13 @@ __global__ void __launch_bounds__(kThreads, 2)
 
     // The exact sums (tensor cores) and each group's integer extremes; lane l keeps group l%8's.
     int32_t acc[NG][4];  // [j][0]: word 2gq, value 2tq; [1]: word 2gq+1, value 2tq; [2], [3]: value 2tq+1
-    int32_t lmin[NG], lmax[NG];
+    int32_t own_min = 0, own_max = 0;
 #pragma unroll
     for (int j = 0; j < NG; j++) {
-      const int2 mm = *reinterpret_cast<const int2*>(&wa.mb[j][tq][0]);
-      const int32_t mt = mm.x, mt4 = NR > 4 ? mm.y : 0;
-      const int32_t c0 = SYM ? wa.off[j] : 0;
+      const int src = 8 * (j & 3) + tq, h = j >> 2;
+      const int32_t mt = __shfl_sync(kAll, m[h], src);
+      const int32_t mt4 = NR > 4 ? __shfl_sync(kAll, m[h], src + 4) : 0;
+      const int32_t c0 = SYM ? __shfl_sync(kAll, off[h], 8 * (j & 3)) : 0;
       const uint32_t b01[2] = {__byte_perm((uint32_t)mt, 0u, sel01), __byte_perm((uint32_t)mt4, 0u, sel01)};
       const uint32_t b2[2] = {__byte_perm((uint32_t)mt, 0u, sel2), __byte_perm((uint32_t)mt4, 0u, sel2)};
       uint32_t w[4] = {0u, 0u, 0u, 0u};
@@ -1189,13 +1173,9 @@ __global__ void __launch_bounds__(kThreads, 2)
       acc[j][1] = planes(de[2], de[3], de2[2]);
       acc[j][2] = planes(dd[0], dd[1], dd2[0]);
       acc[j][3] = planes(dd[2], dd[3], dd2[2]);
-      lmin[j] = min(min(acc[j][0], acc[j][1]), min(acc[j][2], acc[j][3]));
-      lmax[j] = max(max(acc[j][0], acc[j][1]), max(acc[j][2], acc[j][3]));
-    }
-    int32_t own_min = 0, own_max = 0;
-#pragma unroll
-    for (int j = 0; j < NG; j++) {
-      const int32_t gmin = __reduce_min_sync(kAll, lmin[j]), gmax = __reduce_max_sync(kAll, lmax[j]);
+      const int32_t lmin = min(min(acc[j][0], acc[j][1]), min(acc[j][2], acc[j][3]));
+      const int32_t lmax = max(max(acc[j][0], acc[j][1]), max(acc[j][2], acc[j][3]));
+      const int32_t gmin = __reduce_min_sync(kAll, lmin), gmax = __reduce_max_sync(kAll, lmax);
       if (mr == j) own_min = gmin, own_max = gmax;
     }
 
@@ -1229,12 +1209,9 @@ __global__ void __launch_bounds__(kThreads, 2)
     // path below.
     const float Pr = __fmul_rn(Po, r);
     const bool fast = !bad && s >= 0x1p-126f && (!SYM || (Pr >= 0x1p-126f && Pr <= kLimit));
-    const bool r_ok = s >= 0x1p-126f;
-    const uint32_t bad_mask = __ballot_sync(kAll, bad), slow_mask = __ballot_sync(kAll, !bad && !fast),
-                   div_mask = __ballot_sync(kAll, !r_ok);
+    const uint32_t bad_mask = __ballot_sync(kAll, bad), slow_mask = __ballot_sync(kAll, !bad && !fast);
     if (lane < NG) {
-      const float w = r_ok ? r : s;
-      scal[lane] = SYM ? make_float4(Po, Pr, 0.f, w) : make_float4(Po, Lsum, lo, w);
+      scal[lane] = SYM ? make_float4(Pr, 0.f, 0.f, 0.f) : make_float4(Po, Lsum, lo, r);
       if (g0 + lane < ngroups) {
         float* meta = reinterpret_cast<float*>(out + g.code_bytes);
         meta[g0 + lane] = bad ? __int_as_float(0x7fc00000) : s;
@@ -1254,21 +1231,22 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
       for (int q = 0; q < 4; q++) {
         const float x = __int2float_rn(acc[j][q]);
-        const float tq_ = SYM ? __fmul_rn(x, k.y) : __fmul_rn(__fsub_rn(__fmaf_rn(x, k.x, k.y), k.z), k.w);
+        const float tq_ = SYM ? __fmul_rn(x, k.x) : __fmul_rn(__fsub_rn(__fmaf_rn(x, k.x, k.y), k.z), k.w);
         c[q] = __float_as_uint(__fadd_rn(tq_, kBias));  // no clamp (Lane::encode)
       }
       if ((slow_mask >> j) & 1u) {
         // The spec's operations one by one: y = fl(fl(acc)·P), t = fl(y + L), the quotient by
         // the reciprocal for a normal scale, else the division (with the clamp).
-        const bool divide = (div_mask >> j) & 1u;
+        const float sj = __shfl_sync(kAll, s, j), rj = __shfl_sync(kAll, r, j), Pj = __shfl_sync(kAll, Po, j);
+        const float Lj = SYM ? 0.f : __shfl_sync(kAll, Lsum, j), loj = SYM ? 0.f : __shfl_sync(kAll, lo, j);
 #pragma unroll
         for (int q = 0; q < 4; q++) {
-          const float y = __fmul_rn(__int2float_rn(acc[j][q]), k.x);
-          const float d = SYM ? y : __fsub_rn(__fadd_rn(y, k.y), k.z);
-          if (!divide) {
-            c[q] = __float_as_uint(__fadd_rn(__fmul_rn(d, k.w), kBias));
+          const float y = __fmul_rn(__int2float_rn(acc[j][q]), Pj);
+          const float d = SYM ? y : __fsub_rn(__fadd_rn(y, Lj), loj);
+          if (sj >= 0x1p-126f) {
+            c[q] = __float_as_uint(__fadd_rn(__fmul_rn(d, rj), kBias));
           } else {
-            const float f = __fadd_rn(__fdiv_rn(d, k.w), kBias);
+            const float f = __fadd_rn(__fdiv_rn(d, sj), kBias);
             c[q] = __float_as_uint(SYM ? fminf(fmaxf(f, kBias - kQ), kBias + kQ) : fminf(f, kBias + kQ));
           }
         }

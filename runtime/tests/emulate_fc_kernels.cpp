@@ -45,9 +45,6 @@ struct Dim3 {
 thread_local Dim3 threadIdx, blockIdx;
 Dim3 gridDim;
 
-struct int2 {
-  int32_t x, y;
-};
 struct uint2 {
   uint32_t x, y;
 };

@@ -1435,13 +1435,41 @@ void reduce7(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uin
   fc_launch_smem(k, wave_grid((const void*)k, blocks, smem), smem, st, recv, g, slot, out, flag);
 }
 
-// The reduce of kernels `version` (1 to 7). Every version computes the integer-scale reduce;
+// "Kernels" 8: not a codec, a bandwidth probe for the reduce's access pattern (odyssey-rt bench
+// codec --kernels 8): each thread XORs the 16-byte piece p of the N received messages (codes
+// and metadata alike, N loads in flight) and writes it to piece p of the output: the same bytes
+// read and written as step 3, no arithmetic. Its % of copy is the ceiling a reduce of this
+// layout can reach on the device (issue 9's 80% goal for the INT4 reduce, session 13).
+template <int NR>
+__global__ void __launch_bounds__(kThreads)
+    fc_probe_reduce(const uint8_t* __restrict__ recv, size_t npieces, size_t slot, uint8_t* __restrict__ out) {
+  for (size_t p = (size_t)blockIdx.x * kThreads + threadIdx.x; p < npieces; p += (size_t)gridDim.x * kThreads) {
+    uint4 a[NR];
+#pragma unroll
+    for (int i = 0; i < NR; i++) a[i] = *reinterpret_cast<const uint4*>(recv + (size_t)i * slot + 16 * p);
+    uint4 r = a[0];
+#pragma unroll
+    for (int i = 1; i < NR; i++) r.x ^= a[i].x, r.y ^= a[i].y, r.z ^= a[i].z, r.w ^= a[i].w;
+    *reinterpret_cast<uint4*>(out + 16 * p) = r;
+  }
+}
+inline void reduce_probe(const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out, void* st) {
+  const size_t bytes = g.code_bytes + g.ngroups * (g.sym ? 4 : 8), npieces = (bytes + 15) / 16;  // ≤ slot / 16
+  auto k = ranks == 8 ? fc_probe_reduce<8> : ranks == 4 ? fc_probe_reduce<4> : ranks == 2 ? fc_probe_reduce<2> : fc_probe_reduce<1>;
+  fc_launch(k, wave_grid((const void*)k, (npieces + kThreads - 1) / kThreads), st, recv, npieces, slot, out);
+}
+
+// The reduce of kernels `version` (1 to 7; 8: the probe above). Every version computes the integer-scale reduce;
 // 7 takes the tensor-core kernel for INT4 g128 on 2, 4 or 8 ranks, 4–7 the fast kernel elsewhere
 // where it applies, 1–3 the generic one (1 and 2 requantize with an IEEE division per value, 3
 // with the checked reciprocal).
 inline void reduce_codec(int version, const uint8_t* recv, int ranks, const Geometry& g, size_t slot, uint8_t* out,
                          int* flag, void* st) {
   const bool rcp = version >= 3;
+  if (version == 8) {
+    reduce_probe(recv, ranks, g, slot, out, st);
+    return;
+  }
   if (version >= 7 && g.bits == 4 && g.group == 128 && (ranks == 2 || ranks == 4 || ranks == 8)) {
     if (g.sym) reduce7<true>(recv, ranks, g, slot, out, flag, st);
     else reduce7<false>(recv, ranks, g, slot, out, flag, st);

@@ -13,10 +13,10 @@
 //   dequantize: the N messages read + the fp16 output written (N·M + size);
 // and "pct_copy" divides it by the device-to-device copy bandwidth (2·size / time: read + write)
 // of the same size measured in the same run, so both count every byte once each way.
-// --kernels 5,4,3,2,1 times the kernel versions in the same run (ody_fc_set_kernels: 5 the reduce
-// staged through shared memory, 4 the default, 3 the same with the earlier reduce, 2 with a
-// division per value, 1 the first version), for an A/B; the goal is judged on the first version
-// listed (default 5,4).
+// --kernels 7,6,5 times kernel versions in the same run for an A/B (ody_fc_set_kernels: 7 the
+// tensor-core INT4 g128 reduce, 6 the default, 5 without the quantize's prefetch, 4–1 earlier
+// versions; 8 is no codec but the reduce's bandwidth probe: the reduce's bytes, no arithmetic);
+// the goal is judged on the first version listed (default 5,4).
 //
 // bench allreduce (NCCL; one process per GPU, runtime/scripts/launch-allreduce.sh): rank and world
 // from --rank/--world or ODY_RANK/ODY_WORLD; the communicator from NCCL_COMM_ID when set (every

@@ -296,6 +296,7 @@ int cmd_soak_allreduce(const Args& a) {
   if (dts != "f32" && dts != "f16" && dts != "bf16") throw std::runtime_error("soak allreduce: --dtype f32, f16 or bf16");
   const int dt = dts == "f32" ? ODY_DTYPE_F32 : dts == "f16" ? ODY_DTYPE_F16 : ODY_DTYPE_BF16;
   const size_t es = dt == ODY_DTYPE_F32 ? 4 : 2;
+  if (kernels == 8) throw std::runtime_error("soak allreduce: --kernels 8 is the reduce's bandwidth probe, not a codec (bench codec only)");
   ody_check(ody_fc_set_kernels(kernels), "--kernels");
   ody_check(ody_fc_can_implement(rows, width, ranks, dt, bits, group, sym), "soak allreduce");
   if ((rows * width * es) % 4 != 0) throw std::runtime_error("soak allreduce: rows·width must be even for 16-bit outputs");

@@ -271,6 +271,8 @@ int cmd_test_codec(const Args& args) {
   // same bits).
   const auto versions = args.get_list("kernels", {7, 6, 5, 4, 3, 2, 1});
   std::vector<CodecResult> results;
+  for (long long version : versions)
+    if (version == 8) throw std::runtime_error("test codec: --kernels 8 is the reduce's bandwidth probe, not a codec (bench codec only)");
   for (long long version : versions) {
   ody_check(ody_fc_set_kernels((int)version), "--kernels");
   const size_t first = results.size();

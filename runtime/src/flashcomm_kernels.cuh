@@ -835,10 +835,11 @@ __device__ __forceinline__ void fc_cp_async_commit() {
   asm volatile("cp.async.commit_group;\n" ::: "memory");
 #endif
 }
-// Waits until at most one group (the newest: the prefetch) is still in flight.
-__device__ __forceinline__ void fc_cp_async_wait1() {
+// Waits until at most N groups of copies (the newest: the prefetches) are still in flight.
+template <int N>
+__device__ __forceinline__ void fc_cp_async_wait() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 #endif
 }
 
@@ -911,8 +912,8 @@ __global__ void __launch_bounds__(kThreads, 2)
   fc_cp_async_commit();
   for (uint32_t t = warp; t < tiles; t += nwarps, cur ^= 1) {
     if (t + nwarps < tiles) issue(t + nwarps, stage[cur ^ 1]);
-    fc_cp_async_commit();  // possibly empty: then wait1 still means "tile t has landed"
-    fc_cp_async_wait1();
+    fc_cp_async_commit();  // possibly empty: then the wait still means "tile t has landed"
+    fc_cp_async_wait<1>();
     __syncwarp();
     const Fc5Stage<NR>& st = stage[cur];
     const uint32_t p = t * 32 + lane, gi = p >> log2_L;
@@ -1027,22 +1028,13 @@ struct Fc7Stage {
 __host__ __device__ constexpr int fc7_swizzle(int rank) { return ((rank >> 1) & 1) << 1; }
 inline size_t fc7_smem_bytes() { return (size_t)kWarps * (kFc7Groups * 16 + kFc7Stages * sizeof(Fc7Stage)); }
 
-// Waits until at most N groups of copies (the newest) are still in flight.
-template <int N>
-__device__ __forceinline__ void fc_cp_async_wait_stages() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-#endif
-}
-
 template <bool SYM, int NR>
 __global__ void __launch_bounds__(kThreads, 2)
     fc7_reduce(const uint8_t* __restrict__ recv, Geometry g, size_t slot, uint8_t* __restrict__ out, int* flag) {
   constexpr int NG = kFc7Groups, NH = NR > 4 ? 2 : 1;  // NH: ranks per lane (t, t + 4)
   constexpr unsigned kAll = 0xffffffffu;
-  constexpr float kQ = SYM ? 7.f : 15.f;
-  constexpr float kBias = SYM ? 12582912.0f : 8388608.0f;  // as Lane::kBias
-  constexpr uint32_t kGroupBytes = 64;                      // 128 INT4 codes
+  constexpr float kQ = Lane<4, SYM, 32, 1>::kQ, kBias = Lane<4, SYM, 32, 1>::kBias;
+  constexpr uint32_t kGroupBytes = 64;  // 128 INT4 codes
   constexpr float kLimit = 3.402823466e38f;                 // not finite: bad
   const int lane = threadIdx.x & 31, gq = lane >> 2, tq = lane & 3;
   const int mr = lane & 7, mj = lane >> 3;  // metadata role: rank mr of groups mj and mj + 4
@@ -1100,7 +1092,7 @@ __global__ void __launch_bounds__(kThreads, 2)
       const int sa = cur == 0 ? kFc7Stages - 1 : cur - 1;  // the stage the previous step used
       if (ahead < steps) issue(ahead, ring[sa]);
       fc_cp_async_commit();  // possibly empty: the wait below still means "step st has landed"
-      fc_cp_async_wait_stages<kFc7Stages - 1>();
+      fc_cp_async_wait<kFc7Stages - 1>();
       __syncwarp();
     }
     const Fc7Stage& sg = ring[cur];
@@ -1231,8 +1223,8 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
       for (int q = 0; q < 4; q++) {
         const float x = __int2float_rn(acc[j][q]);
-        const float tq_ = SYM ? __fmul_rn(x, k.x) : __fmul_rn(__fsub_rn(__fmaf_rn(x, k.x, k.y), k.z), k.w);
-        c[q] = __float_as_uint(__fadd_rn(tq_, kBias));  // no clamp (Lane::encode)
+        const float quot = SYM ? __fmul_rn(x, k.x) : __fmul_rn(__fsub_rn(__fmaf_rn(x, k.x, k.y), k.z), k.w);
+        c[q] = __float_as_uint(__fadd_rn(quot, kBias));  // no clamp (Lane::encode)
       }
       if ((slow_mask >> j) & 1u) {
         // The spec's operations one by one: y = fl(fl(acc)·P), t = fl(y + L), the quotient by

@@ -296,6 +296,19 @@ struct Executor::Impl {
     EX_CUDA(cudaEventRecord(prof_ev[prof_n++], stream));
   }
 
+  // Ablation (ODYSSEY_DECODE_SKIP=kind,kind,...; read at load): the decode step leaves out the
+  // named launch groups (the profile's kinds: attn_norm, qkv_gemm, rope_kv, attention, o_gemm,
+  // mlp_norm, gate_up, swiglu, down_gemm, final_norm, lm_head, argmax). The tokens are then
+  // meaningless, but the graph replay's ms/step minus the full step's is what that kind costs
+  // inside the graph, where the eager profile's per-launch events cannot look (PDL overlaps).
+  std::vector<std::string> decode_skip;
+  bool skip(Mode mode, const char* kind) const {
+    if (mode != Mode::Decode) return false;
+    for (const std::string& k : decode_skip)
+      if (k == kind) return true;
+    return false;
+  }
+
   ~Impl() {
     for (cudaEvent_t e : prof_ev) cudaEventDestroy(e);
     for (auto& g : graphs) cudaGraphExecDestroy(g.second);
@@ -657,6 +670,17 @@ void Executor::Impl::load(const std::string& dir) {
       }
     }
   }
+  if (const char* e = std::getenv("ODYSSEY_DECODE_SKIP")) {
+    decode_skip.clear();
+    std::string all(e);
+    for (size_t b = 0; b <= all.size();) {
+      size_t e2 = all.find(',', b);
+      if (e2 == std::string::npos) e2 = all.size();
+      if (e2 > b) decode_skip.push_back(all.substr(b, e2 - b));
+      b = e2 + 1;
+    }
+    std::fprintf(stderr, "ODYSSEY_DECODE_SKIP=%s: the decode step leaves these kinds out (timing ablation; tokens meaningless)\n", e);
+  }
   {
     const char* e = std::getenv("ODYSSEY_DECODE_FUSE");
     fuse_on = !(e && std::string(e) == "0");
@@ -933,9 +957,9 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
   for (size_t i = 0; i < layers.size(); i++) {
     const Layer& L = layers[i];
     // Attention block.
-    norm_into(h, delta, ldd, L.attn_norm, rows, L.qkv, s_qkv);
+    if (!skip(mode, "attn_norm")) norm_into(h, delta, ldd, L.attn_norm, rows, L.qkv, s_qkv);
     prof_mark("attn_norm");
-    run_site(L.qkv, s_qkv, rows, nullptr, 0);
+    if (!skip(mode, "qkv_gemm")) run_site(L.qkv, s_qkv, rows, nullptr, 0);
     prof_mark("qkv_gemm");
     int ld_q, ld_k, ld_v;
     __half* q = part_out(L.qkv, s_qkv, rows, 0, &ld_q);
@@ -964,9 +988,11 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
       prof_mark(of.kind != ActForm::F16 ? "attention_kv8+o_quant" : "attention_kv8");
     } else if (mode == Mode::Decode) {
       // rope + KV append in one kernel; the split kernel then the combine (+ o_proj's int8 input).
+      if (!skip(mode, "rope_kv"))
       EX_CUDA(layers::rope_kv_decode(q, ld_q, k, v, ld_k, kc[i], vc[i], batch, max_seq, c.heads, c.kv_heads, c.head_dim,
                                      pos, inv_freq, stream));
       prof_mark("rope_kv");
+      if (!skip(mode, "attention"))
       EX_CUDA(layers::attention_decode(q, ld_q, kc[i], vc[i], d_dlen, att, att_ld, batch, max_seq, c.heads, c.kv_heads,
                                        c.head_dim, attn_scale, c.sliding_window, attn_ws, attn_ws_bytes, stream,
                                        of.kind != ActForm::F16 ? &oq : nullptr));
@@ -997,27 +1023,28 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
       EX_CUDA(layers::quantize_rows(att, att_ld, rows, qdim, oq, stream));
       prof_mark("o_quant");
     }
-    run_site(L.o, s_o, rows, of.kind == ActForm::F16 ? att : nullptr, att_ld);
+    if (!skip(mode, "o_gemm")) run_site(L.o, s_o, rows, of.kind == ActForm::F16 ? att : nullptr, att_ld);
     prof_mark("o_gemm");
     int ld_o;
     const __half* o_out = part_out(L.o, s_o, rows, 0, &ld_o);
     // MLP block.
-    norm_into(h, o_out, ld_o, L.mlp_norm, rows, L.gu, s_gu);
+    if (!skip(mode, "mlp_norm")) norm_into(h, o_out, ld_o, L.mlp_norm, rows, L.gu, s_gu);
     prof_mark("mlp_norm");
     if (mode == Mode::Decode && rows <= kFuseMaxRows && gu_fusable[i]) {
-      run_gu_swiglu(L, rows);  // gate/up GEMV + SwiGLU + down's quantization, one kernel
+      if (!skip(mode, "gate_up")) run_gu_swiglu(L, rows);  // gate/up GEMV + SwiGLU + down's quantization, one kernel
       prof_mark("gate_up+swiglu");
     } else {
-      run_site(L.gu, s_gu, rows, nullptr, 0);
+      if (!skip(mode, "gate_up")) run_site(L.gu, s_gu, rows, nullptr, 0);
       prof_mark("gate_up_gemm");
       int ld_g, ld_u;
       const __half* gate = part_out(L.gu, s_gu, rows, 0, &ld_g);
       const __half* up = part_out(L.gu, s_gu, rows, 1, &ld_u);
       if (ld_g != ld_u) throw std::logic_error("gate and up outputs with different row strides");
-      EX_CUDA(layers::swiglu(gate, up, ld_g, rows, c.intermediate, act_out(s_down, L.down, 0), stream));
+      if (!skip(mode, "swiglu"))
+        EX_CUDA(layers::swiglu(gate, up, ld_g, rows, c.intermediate, act_out(s_down, L.down, 0), stream));
       prof_mark("swiglu");
     }
-    run_site(L.down, s_down, rows, nullptr, 0);
+    if (!skip(mode, "down_gemm")) run_site(L.down, s_down, rows, nullptr, 0);
     prof_mark("down_gemm");
     delta = part_out(L.down, s_down, rows, 0, &ldd);
   }
@@ -1408,11 +1435,12 @@ void Executor::Impl::decode_step() {
   xo.kind = layers::ActKind::F16;
   xo.ld = c.hidden;
   xo.f16 = xf;
-  EX_CUDA(layers::add_rmsnorm(h, delta, ldd, final_norm, (float)c.rms_norm_eps, B, c.hidden, &xo, 1, stream));
+  if (!skip(Mode::Decode, "final_norm"))
+    EX_CUDA(layers::add_rmsnorm(h, delta, ldd, final_norm, (float)c.rms_norm_eps, B, c.hidden, &xo, 1, stream));
   prof_mark("final_norm");
-  lm_head_rows(xf, B, logits);
+  if (!skip(Mode::Decode, "lm_head")) lm_head_rows(xf, B, logits);
   prof_mark("lm_head");
-  EX_CUDA(layers::argmax(logits, c.vocab, B, c.vocab, d_tokens, stream));
+  if (!skip(Mode::Decode, "argmax")) EX_CUDA(layers::argmax(logits, c.vocab, B, c.vocab, d_tokens, stream));
   prof_mark("argmax");
   EX_CUDA(launch_pdl(advance_kernel, (B + 127) / 128, 128, 0, stream, d_dpos, d_dlen, d_tokens, d_hash, B));
   prof_mark("advance");

@@ -123,25 +123,6 @@ __global__ void advance_kernel(int32_t* pos, int32_t* len, const int32_t* tok, u
   }
 }
 
-// L2 prefetch of the next GEMV's weights (decode; ODYSSEY_L2_PREFETCH): runs on a side stream
-// beside the latency-bound kernels between two GEMVs (norm, rope, attention, SwiGLU), whose
-// DRAM traffic is small, so that the next GEMV finds the first `bytes` of its weights in L2.
-// A hint only: no result depends on it. Each thread issues bulk prefetches of kPrefetchChunk
-// bytes (sm_90: cp.async.bulk.prefetch.L2; before: one prefetch.global.L2 per 128-byte line).
-constexpr size_t kPrefetchChunk = 32 * 1024;
-__global__ void l2_prefetch_kernel(const char* p, size_t bytes) {
-  const size_t chunk = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-  const size_t off = chunk * kPrefetchChunk;
-  if (off >= bytes) return;
-  const size_t n = bytes - off < kPrefetchChunk ? bytes - off : kPrefetchChunk;
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && __CUDACC_VER_MAJOR__ >= 12  // PTX 8.0
-  const size_t n16 = n & ~(size_t)15;
-  if (n16) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p + off), "r"((unsigned)n16) : "memory");
-#else
-  for (size_t o = 0; o < n; o += 128) asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p + off + o));
-#endif
-}
-
 int grid_for(long long n) { return (int)std::max<long long>(1, std::min<long long>((n + 255) / 256, 65535)); }
 
 // ------------------------------------------------------------------ device memory
@@ -321,43 +302,6 @@ struct Executor::Impl {
   // meaningless, but the graph replay's ms/step minus the full step's is what that kind costs
   // inside the graph, where the eager profile's per-launch events cannot look (PDL overlaps).
   std::vector<std::string> decode_skip;
-  // L2 prefetch of the next GEMV's weights at decode (ODYSSEY_L2_PREFETCH=MB, read at load; 0 off):
-  // l2_prefetch_kernel on pf_stream, forked after each GEMV launch group, joined at the step's end.
-  size_t l2pf_cap = 0;
-  cudaStream_t pf_stream = nullptr;
-  cudaEvent_t pf_fork = nullptr, pf_join = nullptr;
-  bool pf_pending = false;
-  void prefetch_site(const Site& site) {
-    if (!l2pf_cap) return;
-    size_t left = l2pf_cap;
-    for (const Gemm& g : site.gemms) {
-      size_t b = 0;
-      switch (g.fmt) {
-        case WeightFormat::Dense16: b = (size_t)g.n_total * g.k * 2; break;
-        case WeightFormat::W4A8:
-        case WeightFormat::W4A16: b = (size_t)g.n_total * g.kp / 2; break;
-        case WeightFormat::W8A8: b = (size_t)g.n_total * g.kp; break;
-      }
-      prefetch_bytes(g.w, std::min(b, left));
-      left -= std::min(b, left);
-      if (!left) break;
-    }
-  }
-  void prefetch_bytes(const void* p, size_t bytes) {
-    if (!l2pf_cap || !p || bytes < 16) return;
-    EX_CUDA(cudaEventRecord(pf_fork, stream));
-    EX_CUDA(cudaStreamWaitEvent(pf_stream, pf_fork, 0));
-    const size_t chunks = (bytes + kPrefetchChunk - 1) / kPrefetchChunk;
-    l2_prefetch_kernel<<<(unsigned)((chunks + 127) / 128), 128, 0, pf_stream>>>(static_cast<const char*>(p), bytes);
-    EX_CUDA(cudaGetLastError());
-    pf_pending = true;
-  }
-  void prefetch_join() {
-    if (!pf_pending) return;
-    EX_CUDA(cudaEventRecord(pf_join, pf_stream));
-    EX_CUDA(cudaStreamWaitEvent(stream, pf_join, 0));
-    pf_pending = false;
-  }
   bool skip(Mode mode, const char* kind) const {
     if (mode != Mode::Decode) return false;
     for (const std::string& k : decode_skip)
@@ -370,9 +314,6 @@ struct Executor::Impl {
     for (auto& g : graphs) cudaGraphExecDestroy(g.second);
     if (cublas) cublasDestroy(cublas);
     if (stream) cudaStreamDestroy(stream);
-    if (pf_stream) cudaStreamDestroy(pf_stream);
-    if (pf_fork) cudaEventDestroy(pf_fork);
-    if (pf_join) cudaEventDestroy(pf_join);
   }
 
   // ---------------------------------------------------------------- loading
@@ -661,17 +602,6 @@ void Executor::Impl::load(const std::string& dir) {
 
   EX_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   arena.stream = stream;
-  if (const char* e = std::getenv("ODYSSEY_L2_PREFETCH")) {
-    const long mb = std::strtol(e, nullptr, 10);
-    if (mb > 0) {
-      l2pf_cap = (size_t)std::min(mb, 256L) << 20;
-      EX_CUDA(cudaStreamCreateWithFlags(&pf_stream, cudaStreamNonBlocking));
-      EX_CUDA(cudaEventCreateWithFlags(&pf_fork, cudaEventDisableTiming));
-      EX_CUDA(cudaEventCreateWithFlags(&pf_join, cudaEventDisableTiming));
-      std::fprintf(stderr, "ODYSSEY_L2_PREFETCH=%ld: decode prefetches up to %ld MB of the next GEMV's weights into L2\n", mb,
-                   std::min(mb, 256L));
-    }
-  }
   EX_CUBLAS(cublasCreate(&cublas));
   EX_CUBLAS(cublasSetStream(cublas, stream));
   // An explicit workspace, so that cuBLAS never allocates during graph capture.
@@ -1030,7 +960,6 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
     if (!skip(mode, "attn_norm")) norm_into(h, delta, ldd, L.attn_norm, rows, L.qkv, s_qkv);
     prof_mark("attn_norm");
     if (!skip(mode, "qkv_gemm")) run_site(L.qkv, s_qkv, rows, nullptr, 0);
-    if (mode == Mode::Decode) prefetch_site(L.o);
     prof_mark("qkv_gemm");
     int ld_q, ld_k, ld_v;
     __half* q = part_out(L.qkv, s_qkv, rows, 0, &ld_q);
@@ -1095,7 +1024,6 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
       prof_mark("o_quant");
     }
     if (!skip(mode, "o_gemm")) run_site(L.o, s_o, rows, of.kind == ActForm::F16 ? att : nullptr, att_ld);
-    if (mode == Mode::Decode) prefetch_site(L.gu);
     prof_mark("o_gemm");
     int ld_o;
     const __half* o_out = part_out(L.o, s_o, rows, 0, &ld_o);
@@ -1104,11 +1032,9 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
     prof_mark("mlp_norm");
     if (mode == Mode::Decode && rows <= kFuseMaxRows && gu_fusable[i]) {
       if (!skip(mode, "gate_up")) run_gu_swiglu(L, rows);  // gate/up GEMV + SwiGLU + down's quantization, one kernel
-      prefetch_site(L.down);
       prof_mark("gate_up+swiglu");
     } else {
       if (!skip(mode, "gate_up")) run_site(L.gu, s_gu, rows, nullptr, 0);
-      if (mode == Mode::Decode) prefetch_site(L.down);
       prof_mark("gate_up_gemm");
       int ld_g, ld_u;
       const __half* gate = part_out(L.gu, s_gu, rows, 0, &ld_g);
@@ -1119,10 +1045,6 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
       prof_mark("swiglu");
     }
     if (!skip(mode, "down_gemm")) run_site(L.down, s_down, rows, nullptr, 0);
-    if (mode == Mode::Decode) {
-      if (i + 1 < layers.size()) prefetch_site(layers[i + 1].qkv);
-      else prefetch_bytes(lm_head, std::min(l2pf_cap, (size_t)plan.cfg.vocab * plan.cfg.hidden * 2));
-    }
     prof_mark("down_gemm");
     delta = part_out(L.down, s_down, rows, 0, &ldd);
   }
@@ -1520,7 +1442,6 @@ void Executor::Impl::decode_step() {
   prof_mark("lm_head");
   if (!skip(Mode::Decode, "argmax")) EX_CUDA(layers::argmax(logits, c.vocab, B, c.vocab, d_tokens, stream));
   prof_mark("argmax");
-  prefetch_join();  // the side stream's prefetches, joined before the step ends (graph capture)
   EX_CUDA(launch_pdl(advance_kernel, (B + 127) / 128, 128, 0, stream, d_dpos, d_dlen, d_tokens, d_hash, B));
   prof_mark("advance");
 }

@@ -39,6 +39,7 @@ struct GemvParams {
   int group_size;  // == k for per-channel
   int act_per_token;
   int chunk_kb;    // gemv_mma: K blocks of x staged per chunk (set by launch_w4a8_gemv_mma)
+  int persistent;  // gemv_mma: 1 = each block walks a balanced range of strips (set by the launcher)
 };
 constexpr int kGemvThreads = 256;  // 8 warps per block, splitting K (gemv.cu)
 void launch_w4a8_gemv(const GemvParams& p, cudaStream_t stream);
@@ -50,7 +51,7 @@ constexpr int kGemvMmaS2Config = 13;  // indexes in kConfigs (fastgemm.cu assert
 constexpr int kGemvMmaS4Config = 14;
 constexpr int kGemvMmaS8Config = 15;
 void launch_w4a8_gemv_mma(GemvParams p, int strips, cudaStream_t stream);
-int gemv_mma_blocks(int n, int strips);  // its grid size
+int gemv_mma_blocks(int n, int strips);  // its grid size (persistent: what the launch takes, at most the SMs' room)
 
 // Decode gate/up GEMV with SwiGLU and down_proj's int8 quantization in its epilogue (gemv_mma.cu,
 // issue 14): y[m, c] = silu(gate[m, c]) · up[m, c] for c < cols, where gate and up are the fp16

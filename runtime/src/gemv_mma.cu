@@ -77,6 +77,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstdint>
 
 #include "act_math.cuh"
@@ -278,7 +279,16 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
   const int kblocks = p.k / kBK;
   constexpr int SH = SW ? S / 2 : S;                    // strips per weight matrix per block
   const int nstrips = SW ? (q.cols + 7) / 8 : p.np / 8;  // of one weight matrix
-  const int strip0 = blockIdx.x * SH;
+  // This block's strips [s_begin, s_end) of one weight matrix: one tile of SH strips, or
+  // (persistent, see the header) a balanced range walked SH strips at a time.
+  int s_begin, s_end;
+  if (!SW && p.persistent) {
+    s_begin = (int)((long long)blockIdx.x * nstrips / gridDim.x);
+    s_end = (int)((long long)(blockIdx.x + 1) * nstrips / gridDim.x);
+  } else {
+    s_begin = blockIdx.x * SH;
+    s_end = min(s_begin + SH, nstrips);
+  }
   const int cb = p.chunk_kb;                        // K blocks per chunk of x
   const int nchunks = (kblocks + cb - 1) / cb;
   const int xstride = cb * kBK + 16;                // bytes per staged row (bank-group shift)
@@ -288,14 +298,20 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
   // This lane's weight words of strip strip0 + j, K block kb: wbase + j·wstrip + kb·512; its
   // pair of group-scale columns (2·tig, 2·tig + 1) of that strip: sbase_g + j·16 + group·srow.
   // Strips past Np/8 (the last block's) are not loaded: zeros, and their outputs not stored.
-  const uint8_t* wbase = p.qweight + ((size_t)strip0 * kblocks * 32 + lane) * 16;
   const size_t wstrip = (size_t)kblocks * 512;
-  const uint8_t* sbase_g = reinterpret_cast<const uint8_t*>(p.group_scale + strip0 * 8 + 2 * tig);
-  // SW: up's strips (same offsets in its own matrices); otherwise the same as above, unused.
-  const uint8_t* wbase_u = SW ? q.qweight_u + ((size_t)strip0 * kblocks * 32 + lane) * 16 : wbase;
-  const uint8_t* sbase_u = SW ? reinterpret_cast<const uint8_t*>(q.group_scale_u + strip0 * 8 + 2 * tig) : sbase_g;
   const size_t srow = (size_t)p.np * 2;  // bytes per group row of [G, Np] int16
-  const int real = min(SH, nstrips - strip0);  // strips of this block inside Np/8 (per matrix)
+  int strip0, real;  // the tile's first strip; its strips inside [s_begin, s_end) (per matrix)
+  const uint8_t *wbase, *sbase_g, *wbase_u, *sbase_u;
+  auto set_tile = [&](int s0) {
+    strip0 = s0;
+    real = min(SH, s_end - s0);
+    wbase = p.qweight + ((size_t)s0 * kblocks * 32 + lane) * 16;
+    sbase_g = reinterpret_cast<const uint8_t*>(p.group_scale + s0 * 8 + 2 * tig);
+    // SW: up's strips (same offsets in its own matrices); otherwise the same as above, unused.
+    wbase_u = SW ? q.qweight_u + ((size_t)s0 * kblocks * 32 + lane) * 16 : wbase;
+    sbase_u = SW ? reinterpret_cast<const uint8_t*>(q.group_scale_u + s0 * 8 + 2 * tig) : sbase_g;
+  };
+  set_tile(s_begin);
 
   uint4 w[U][S];
   uint32_t sc[U][S][NG];
@@ -346,6 +362,10 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
   const int akoff = MH == 1 ? ((lane >> 4) * 32 + ((lane >> 3) & 1) * 16) : (lane >> 4) * 16;
   const bool arow_ok = arow < p.m;
 
+  // Persistent: x stays staged for every tile, so the reduction buffer lies after it.
+  uint32_t* red = reinterpret_cast<uint32_t*>(smem + kZero + (p.persistent ? (bufbytes + 15) / 16 * 16 : 0));
+  const int iters = (kblocks + IT - 1) / IT;
+  for (;;) {  // tiles of this block (one unless persistent)
   uint32_t acc[S][NC];
   uint32_t part[S][4];
 #pragma unroll
@@ -356,7 +376,6 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
       if (e < NC) acc[j][e] = 0;
     }
 
-  const int iters = (kblocks + IT - 1) / IT;
   for (int t = 0; t < iters; t++) {
     if (t > 0) load(t);  // before the chunk barrier: the loads overlap it
     const int kbase = t * IT;
@@ -424,8 +443,17 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
       }
     }
   }
+  // The next tile's first weights and scales, in flight during this tile's reduction and
+  // epilogue (w and sc are dead here).
+  const int cur0 = strip0, cur_real = real;
+  const bool more = strip0 + SH < s_end;
+  if (more) {
+    set_tile(strip0 + SH);
+    load(0);
+  }
   cp_async_wait<0>();
-  __syncthreads();  // every warp is done with x: the reduction reuses the buffers
+  __syncthreads();  // every warp is done with x (not persistent: the reduction reuses its buffers)
+                    // and, persistent, with the previous tile's epilogue reads of red
 
   // Per-channel: one chain over K, scaled after the reduction.
   if constexpr (SPG == 0) {
@@ -435,21 +463,21 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
       for (int e = 0; e < NC; e++) acc[j][e] = part[j][e];
   }
   // Fragment element e of lane (gid, tig): row gid + 8·(e/2), column 2·tig + (e%2).
-  uint32_t* red = reinterpret_cast<uint32_t*>(smem + kZero);  // [warp][strip][e][lane]
+  // red: [warp][strip][e][lane]
 #pragma unroll
   for (int j = 0; j < S; j++)
 #pragma unroll
     for (int e = 0; e < NC; e++) red[((warp * S + j) * NC + e) * 32 + lane] = acc[j][e];
   if constexpr (SW) {
-    swiglu_epilogue<S, NC, SPG>(p, q, red, strip0, nstrips);
+    swiglu_epilogue<S, NC, SPG>(p, q, red, cur0, nstrips);
     return;
   }
   __syncthreads();
   for (int o = tid; o < p.m * S * 8; o += kThreads) {
     const int m = o / (S * 8), r = o - m * (S * 8);
     const int j = r >> 3, cc = r & 7;
-    const int c = (strip0 + j) * 8 + cc;
-    if (strip0 + j >= nstrips || c >= p.n) continue;  // strips past Np/8, padding columns
+    const int c = (cur0 + j) * 8 + cc;
+    if (j >= cur_real || c >= p.n) continue;  // strips past the tile's range or Np/8, padding columns
     const int l = (m & 7) * 4 + (cc >> 1), e = (m >> 3) * 2 + (cc & 1);
     uint32_t total = 0;
 #pragma unroll
@@ -460,20 +488,36 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
     static_cast<__half*>(p.y)[(size_t)m * p.n + c] = kernel::epilogue_int(a, xs, p.channel_scale[c], p.bias, c);
     if (p.acc_out) p.acc_out[(size_t)m * p.n + c] = a;
   }
+  if (!more) break;
+  }  // tiles
 }
 
-// Host: K blocks per chunk of x, and the dynamic shared memory of a launch.
+// Host: K blocks per chunk of x, the dynamic shared memory of a launch, and whether it runs
+// persistent (x whole, and x plus the reduction buffer within kPersistSmem).
 struct Shape {
   int chunk_kb;
   size_t smem;
+  bool persistent;
 };
-Shape shape_of(int m, int k, int strips) {
+constexpr size_t kPersistSmem = 110 * 1024;  // two blocks per SM still fit the 227 KB of an sm_90 SM
+bool persist_allowed() {
+  const char* e = std::getenv("ODYSSEY_GEMV_PERSIST");  // read per launch: tests switch it per case
+  return !(e && e[0] == '0' && e[1] == 0);
+}
+Shape shape_of(int m, int k, int strips, bool sw = false) {
   const int kblocks = k / kBK;
   Shape s{};
   const size_t whole = (size_t)m * (k + 16);
+  const size_t red = (size_t)kWarps * strips * 4 * 32 * 4;  // [warp][strip][≤4][lane] uint32
   if (whole <= (size_t)kXBudget) {
     s.chunk_kb = kblocks;  // one chunk, one buffer
     s.smem = whole;
+    const size_t both = kZero + (whole + 15) / 16 * 16 + red;
+    if (!sw && both <= kPersistSmem && persist_allowed()) {
+      s.persistent = true;
+      s.smem = both;
+      return s;
+    }
   } else {
     // Two buffers of the largest multiple of kIter K blocks that fits (at least kIter: M = 16
     // needs 2 × 16 × (2048 + 16) = 66 KB).
@@ -481,9 +525,33 @@ Shape shape_of(int m, int k, int strips) {
     s.chunk_kb = std::max(kIter, c);
     s.smem = 2 * (size_t)m * (s.chunk_kb * kBK + 16);
   }
-  const size_t red = (size_t)kWarps * strips * 4 * 32 * 4;  // [warp][strip][≤4][lane] uint32
   s.smem = kZero + std::max(s.smem, red);
   return s;
+}
+
+// Persistent grid: the blocks that fit on the GPU at once (occupancy of this instantiation at
+// this shared memory), at most one per tile; ODYSSEY_GEMV_GRID=N caps it further (the tests use
+// a small N so that every block walks several tiles).
+int sm_count() {
+  static const int n = [] {
+    int d = 0, v = 0;
+    if (cudaGetDevice(&d) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, d) != cudaSuccess ||
+        v <= 0)
+      return 132;
+    return v;
+  }();
+  return n;
+}
+template <typename F>
+int persistent_grid(F fn, size_t smem, int tiles) {
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, smem) != cudaSuccess || per_sm < 1) per_sm = 1;
+  int g = std::min(tiles, per_sm * sm_count());
+  if (const char* e = std::getenv("ODYSSEY_GEMV_GRID")) {
+    const int cap = std::atoi(e);
+    if (cap > 0) g = std::min(g, cap);
+  }
+  return std::max(g, 1);
 }
 
 // K blocks per warp per iteration: 4 at 2 strips when x is staged whole (so that at K = 4096
@@ -506,7 +574,8 @@ void launch_t(const GemvParams& p, const SwigluEpi& q, size_t smem, cudaStream_t
   (void)raised;
   const int strips = SW ? (q.cols + 7) / 8 : p.np / 8;  // of one weight matrix
   constexpr int SH = SW ? S / 2 : S;
-  const dim3 grid((strips + SH - 1) / SH), block(kThreads);
+  const int tiles = (strips + SH - 1) / SH;
+  const dim3 grid(!SW && p.persistent ? persistent_grid(fn, smem, tiles) : tiles), block(kThreads);
   launch_pdl(fn, grid, block, smem, stream, p, q);
 }
 
@@ -543,6 +612,7 @@ void launch_g(const GemvParams& p, size_t smem, bool chunked, cudaStream_t strea
 void launch_w4a8_gemv_mma(GemvParams p, int strips, cudaStream_t stream) {
   const Shape s = shape_of(p.m, p.k, strips);
   p.chunk_kb = s.chunk_kb;
+  p.persistent = s.persistent ? 1 : 0;
   const bool chunked = s.chunk_kb < p.k / kBK;
   if (strips == 8) {
     if (p.m <= 8)
@@ -562,7 +632,7 @@ void launch_w4a8_gemv_mma(GemvParams p, int strips, cudaStream_t stream) {
   }
 }
 
-int gemv_mma_blocks(int n, int strips) { return ((n + 7) / 8 + strips - 1) / strips; }
+int gemv_mma_blocks(int n, int strips) { return ((n + 7) / 8 + strips - 1) / strips; }  // tiles (the grid unless persistent)
 
 namespace {
 bool al16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
@@ -603,8 +673,9 @@ cudaError_t w4a8_gemv_swiglu(const GemvSwigluArgs& a, cudaStream_t stream) {
   p.act_per_token = a.act_per_token;
   SwigluEpi q{a.qweight_u, a.group_scale_u, a.channel_scale_u, a.bias_u, a.cols, a.ld, a.out,
               a.static_scale, a.token_scale, a.y32, a.slots};
-  const Shape sh = shape_of(p.m, p.k, strips);
+  const Shape sh = shape_of(p.m, p.k, strips, true);  // never persistent (the per-token ticket counts blocks)
   p.chunk_kb = sh.chunk_kb;
+  p.persistent = 0;
   const bool chunked = sh.chunk_kb < p.k / kBK;
   if (strips == 8)
     launch_g<1, 8, true>(p, sh.smem, chunked, stream, q);

@@ -211,7 +211,107 @@ bool run_case(const Case& f, uint64_t seed) {
   return ok;
 }
 
+// The plain GEMV (launch_w4a8_gemv_mma) against a host reference written from the layout spec
+// (docs/fastgemm-layout.md: lane gid·4 + tig of strip c/8, K block kb holds, in word st, the
+// low nibbles of k = 32·st + 4·tig + 0..3 and the high nibbles of k = 32·st + 16 + 4·tig + 0..3,
+// column 8·strip + gid) and docs/w4a8-numerics.md (int32 per-group sums × ŝ, wrapping; one float
+// epilogue). Run persistent with the grid capped (ODYSSEY_GEMV_GRID: each block walks several
+// tiles and ranges that end inside a tile) and not persistent (ODYSSEY_GEMV_PERSIST=0).
+struct PlainCase {
+  int m, n, k, group, strips;
+  const char* grid;     // ODYSSEY_GEMV_GRID, or "" for the occupancy grid
+  bool persist;
+};
+
+bool run_plain(const PlainCase& f, uint64_t seed) {
+  Rng r(seed);
+  const int np = (f.n + 7) / 8 * 8, kb = f.k / 128, G = f.k / f.group;
+  std::vector<uint8_t> qw((size_t)np * f.k / 2);
+  for (auto& b : qw) b = (uint8_t)r.next();
+  std::vector<int16_t> gs((size_t)G * np);
+  for (auto& g : gs) g = (int16_t)((1 + r.below(3000)) * (r.below(2) ? 1 : -1));
+  std::vector<int8_t> x((size_t)f.m * f.k);
+  for (auto& v : x) v = (int8_t)(r.below(255) - 127);
+  std::vector<float> cs(np), bias(np), xs(f.m);
+  for (auto& v : cs) v = r.uniform(0.5f, 2.f) * 1e-7f;
+  for (auto& v : bias) v = r.uniform(-1.f, 1.f);
+  for (auto& v : xs) v = r.uniform(0.5f, 1.5f) / 127.f;
+  auto w16 = [&](int c, int k) {  // 16·q as the kernel's int8 operand
+    const int nb = c / 8, gid = c % 8, kk = k % 128, st = kk / 32, rr = kk % 32;
+    const int tig = (rr % 16) / 4, i = rr % 4;
+    const uint8_t byte = qw[(((size_t)nb * kb + k / 128) * 32 + gid * 4 + tig) * 16 + st * 4 + i];
+    return (int32_t)(int8_t)(rr < 16 ? (uint8_t)(byte << 4) : (uint8_t)(byte & 0xF0));
+  };
+  std::vector<int32_t> want_acc((size_t)f.m * f.n);
+  std::vector<__half> want_y((size_t)f.m * f.n);
+  for (int m = 0; m < f.m; m++)
+    for (int c = 0; c < f.n; c++) {
+      uint32_t acc = 0;
+      for (int g = 0; g < G; g++) {
+        uint32_t part = 0;
+        for (int k = g * f.group; k < (g + 1) * f.group; k++) part += (uint32_t)(x[(size_t)m * f.k + k] * w16(c, k));
+        acc += (uint32_t)(int32_t)gs[(size_t)g * np + c] * part;
+      }
+      want_acc[(size_t)m * f.n + c] = (int32_t)acc;
+      want_y[(size_t)m * f.n + c] = kernel::epilogue_int((int32_t)acc, xs[m], cs[c], bias.data(), c);
+    }
+  if (f.grid[0]) setenv("ODYSSEY_GEMV_GRID", f.grid, 1); else unsetenv("ODYSSEY_GEMV_GRID");
+  setenv("ODYSSEY_GEMV_PERSIST", f.persist ? "1" : "0", 1);
+  std::vector<__half> y((size_t)f.m * f.n, __float2half_rn(NAN));
+  std::vector<int32_t> acc((size_t)f.m * f.n, 0x7eadbeef);
+  GemvParams p{};
+  p.x = x.data();
+  p.x_scale = xs.data();
+  p.qweight = qw.data();
+  p.group_scale = gs.data();
+  p.channel_scale = cs.data();
+  p.bias = bias.data();
+  p.y = y.data();
+  p.acc_out = acc.data();
+  p.m = f.m;
+  p.n = f.n;
+  p.np = np;
+  p.k = f.k;
+  p.group_size = f.group;
+  p.act_per_token = 1;
+  launch_w4a8_gemv_mma(p, f.strips, nullptr);
+  unsetenv("ODYSSEY_GEMV_GRID");
+  unsetenv("ODYSSEY_GEMV_PERSIST");
+  for (size_t i = 0; i < acc.size(); i++)
+    if (acc[i] != want_acc[i] || __half_raw(y[i]).x != __half_raw(want_y[i]).x) {
+      std::fprintf(stderr, "  [%zu, %zu]: acc %d y %g, reference %d %g\n", i / f.n, i % f.n, acc[i], __half2float(y[i]),
+                   want_acc[i], __half2float(want_y[i]));
+      return false;
+    }
+  return true;
+}
+
 int main() {
+  int plain_failed = 0, plain_n = 0;
+  {
+    std::vector<PlainCase> pc;
+    for (int st : {2, 4, 8})
+      for (const char* grid : {"", "1", "3", "7"}) {
+        pc.push_back({1, 100, 256, 128, st, grid, true});   // n % 8 ≠ 0: padded last strip
+        pc.push_back({3, 264, 384, 64, st, grid, true});
+        pc.push_back({9, 72, 256, 32, st, grid, true});     // M > 8: both halves of the tile
+        pc.push_back({16, 136, 512, 512, st, grid, true});  // per-channel
+      }
+    pc.push_back({2, 1000, 4096, 128, 2, "5", true});  // the 7B K: whole iterations per tile
+    pc.push_back({1, 1000, 4096, 128, 4, "", true});
+    pc.push_back({4, 264, 384, 64, 4, "", false});     // not persistent
+    pc.push_back({16, 40, 12416, 128, 2, "3", true});  // x in chunks: never persistent
+    uint64_t seed = 1000;
+    for (const PlainCase& c : pc) {
+      const bool ok = run_plain(c, seed++);
+      plain_n++;
+      if (!ok || c.grid[0] == 0)
+        std::fprintf(stderr, "gemv plain m=%d n=%d k=%d group=%d strips=%d grid=%s persist=%d: %s\n", c.m, c.n, c.k,
+                     c.group, c.strips, c.grid[0] ? c.grid : "occupancy", c.persist, ok ? "ok" : "FAIL");
+      plain_failed += !ok;
+    }
+    std::fprintf(stderr, "gemv plain emulation: %d cases, %d failed\n", plain_n, plain_failed);
+  }
   std::vector<Case> cases;
   for (int st : {2, 4, 8})
     for (bool tok : {true, false}) {
@@ -234,5 +334,5 @@ int main() {
     failed += !ok;
   }
   std::fprintf(stderr, "gemv_swiglu emulation: %zu cases, %d failed (emulated blocks %lld)\n", cases.size(), failed, emu::g_blocks);
-  return failed ? 1 : 0;
+  return failed || plain_failed ? 1 : 0;
 }

@@ -500,6 +500,19 @@ struct Shape {
   bool persistent;
 };
 constexpr size_t kPersistSmem = 110 * 1024;  // two blocks per SM still fit the 227 KB of an sm_90 SM
+// The device's opt-in shared memory per block (sm_86/89 have 99 KB, sm_80 163 KB, sm_90 227 KB).
+size_t smem_optin() {
+  static const size_t n = [] {
+    int d = 0, v = 0;
+    if (cudaGetDevice(&d) != cudaSuccess ||
+        cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, d) != cudaSuccess || v <= 0) {
+      (void)cudaGetLastError();
+      return (size_t)kZero + kXBudget;
+    }
+    return (size_t)v;
+  }();
+  return n;
+}
 bool persist_allowed() {
   const char* e = std::getenv("ODYSSEY_GEMV_PERSIST");  // read per launch: tests switch it per case
   return !(e && e[0] == '0' && e[1] == 0);
@@ -513,7 +526,7 @@ Shape shape_of(int m, int k, int strips, bool sw = false) {
     s.chunk_kb = kblocks;  // one chunk, one buffer
     s.smem = whole;
     const size_t both = kZero + (whole + 15) / 16 * 16 + red;
-    if (!sw && both <= kPersistSmem && persist_allowed()) {
+    if (!sw && both <= std::min(kPersistSmem, smem_optin()) && persist_allowed()) {
       s.persistent = true;
       s.smem = both;
       return s;
@@ -545,7 +558,10 @@ int sm_count() {
 template <typename F>
 int persistent_grid(F fn, size_t smem, int tiles) {
   int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, smem) != cudaSuccess || per_sm < 1) per_sm = 1;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, smem) != cudaSuccess || per_sm < 1) {
+    (void)cudaGetLastError();  // a failed query must not surface as the launch's error
+    per_sm = 1;
+  }
   int g = std::min(tiles, per_sm * sm_count());
   if (const char* e = std::getenv("ODYSSEY_GEMV_GRID")) {
     const int cap = std::atoi(e);
@@ -566,9 +582,11 @@ int k_blocks_ahead(int strips, int spg, bool chunked) {
 template <int MH, int SPG, int S, int U, bool SW>
 void launch_t(const GemvParams& p, const SwigluEpi& q, size_t smem, cudaStream_t stream) {
   auto* fn = w4a8_gemv_mma_kernel<MH, SPG, S, U, SW>;
-  // Raised once per instantiation to the most any problem asks for (the budget).
+  // Raised once per instantiation to the most any problem asks for (x's budget, or x and the
+  // reduction buffer of a persistent launch).
   static const bool raised = [&] {
-    cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, kZero + kXBudget);
+    cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                         (int)std::min(std::max<size_t>(kZero + kXBudget, kPersistSmem), smem_optin()));
     return true;
   }();
   (void)raised;

@@ -354,6 +354,6 @@ inline unsigned atomicMax(unsigned* p, unsigned v) { unsigned o = *p; if (v > o)
 inline void __threadfence() {}
 inline __half __ushort_as_half(unsigned short u) { __half_raw h; h.x = u; return __half(h); }
 #define cudaGetDevice(p) (*(p) = 0, cudaSuccess)
-#define cudaDeviceGetAttribute(p, a, d) (*(p) = 132, cudaSuccess)
+#define cudaDeviceGetAttribute(p, a, d) (*(p) = (a) == cudaDevAttrMaxSharedMemoryPerBlockOptin ? 232448 : 132, cudaSuccess)
 #define cudaMemsetAsync(p, v, n, s) (std::memset((p), (v), (n)), cudaSuccess)
 #define cudaOccupancyMaxActiveBlocksPerMultiprocessor(p, ...) (*(p) = 4, cudaSuccess)

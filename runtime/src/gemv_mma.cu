@@ -78,6 +78,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <mutex>
 #include <cstdint>
 
 #include "act_math.cuh"
@@ -555,14 +556,33 @@ int sm_count() {
   }();
   return n;
 }
+// Blocks per SM of one instantiation at one shared-memory size, queried once (a query per launch
+// cost the host more than a 5 µs GEMV takes: back-to-back launches became host-bound). A few
+// sizes per instantiation (one per M); beyond kSlots the query runs each time.
 template <typename F>
-int persistent_grid(F fn, size_t smem, int tiles) {
+int blocks_per_sm(F fn, size_t smem) {
+  constexpr int kSlots = 16;
+  static std::mutex mu;
+  static size_t key[kSlots];
+  static int val[kSlots];
+  static int used = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    for (int i = 0; i < used; i++)
+      if (key[i] == smem) return val[i];
+  }
   int per_sm = 0;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, smem) != cudaSuccess || per_sm < 1) {
     (void)cudaGetLastError();  // a failed query must not surface as the launch's error
-    per_sm = 1;
+    return 1;
   }
-  int g = std::min(tiles, per_sm * sm_count());
+  std::lock_guard<std::mutex> lock(mu);
+  if (used < kSlots) key[used] = smem, val[used++] = per_sm;
+  return per_sm;
+}
+template <typename F>
+int persistent_grid(F fn, size_t smem, int tiles) {
+  int g = std::min(tiles, blocks_per_sm(fn, smem) * sm_count());
   if (const char* e = std::getenv("ODYSSEY_GEMV_GRID")) {
     const int cap = std::atoi(e);
     if (cap > 0) g = std::min(g, cap);

@@ -40,6 +40,19 @@
 // After K, the warps' accumulator fragments are added through shared memory, and one thread
 // per output runs the epilogue.
 //
+// Persistent grid (where x is staged whole and x plus the reduction buffer fit kPersistSmem, not
+// the SwiGLU variant): the grid is the blocks that fit at once (occupancy × SMs, at most one per
+// tile), and block b walks strips [b·n/grid, (b+1)·n/grid) of the n = Np/8, S at a time (the last
+// piece may be short: its missing strips load nothing and store nothing). Why: at the 7B shapes a
+// tile is one or two rounds of loads, so a block per tile spent as long launching, staging x and
+// reducing as loading; now x is staged once per block and the next tile's first weights are
+// issued before this tile's reduction and epilogue, which therefore hide under them. The
+// reduction buffer lies after x (x stays). Bit-exact by construction: each output is still one
+// tile's sum in the same order. ODYSSEY_GEMV_PERSIST=0 restores one block per tile;
+// ODYSSEY_GEMV_GRID=N caps the grid (the tests use 1 and 3 so that every block walks several
+// tiles). Measured (H200, session 14): 22016×4096 M=1 16.1 vs 16.7 µs, M=16 21.1 vs 26.8;
+// 12288×4096 s2 M=1 10.4 vs 11.5; 7B decode 1–4% faster end to end.
+//
 // Group scales on the fragment accumulators: a group's mma chain starts from zero (the first
 // mma of the group takes a zero C) and ends with acc += ŝ·part per fragment element; lane
 // (gid, tig) holds columns 2·tig and 2·tig + 1 of the strip, whose two int16 scales it loads as
@@ -69,8 +82,10 @@
 //
 // Test: odyssey testdata gemm-cases --out C && odyssey-rt test gemm --cases C (every M ≤ 16
 // case with integer scales runs through gemv_mma_s2, _s4 and _s8 with splits 0 and 1, and
-// through the dispatch; runtime/tests/emulate_gemv_mma.py replays this file's indexing on the
-// CPU against the same cases). Benchmark: odyssey-rt bench gemm --m 1,2,4,8,16 --shapes
+// through the dispatch; run it again with ODYSSEY_GEMV_GRID=3 for the persistent walk;
+// runtime/tests/emulate_gemv_mma.py replays this file's indexing on the CPU against the same
+// cases, and runtime/tests/layers_emu/run_gemv_swiglu.sh runs this file's kernels on the host
+// against a reference written from the layout spec, with capped grids). Benchmark: odyssey-rt bench gemm --m 1,2,4,8,16 --shapes
 // 4096x4096 (rows w4a8_int_gemv_mma_s2/_s4/_s8 beside gemv_w4, the dispatch, cuBLAS and the
 // floor); runtime/scripts/device-run.sh decode-gemm runs both.
 #include <cuda_fp16.h>

@@ -326,29 +326,6 @@ __device__ __forceinline__ void kblock_mma(uint32_t (&part)[S][4], uint32_t (&ac
   }
 }
 
-// The epilogue of one tile (strips s0 .. s0 + real − 1; red complete and synchronized): each
-// output sums the warps' fragments (wrapping uint32), per-channel takes its one ŝ, then the
-// float epilogue (kernel::epilogue_int) and the optional int32 copy.
-template <int MH, int SPG, int S>
-__device__ __forceinline__ void store_tile(const GemvParams& p, const uint32_t* red, int s0, int real) {
-  constexpr int NC = 2 * MH;
-  for (int o = threadIdx.x; o < p.m * S * 8; o += kThreads) {
-    const int m = o / (S * 8), r = o - m * (S * 8);
-    const int j = r >> 3, cc = r & 7;
-    const int c = (s0 + j) * 8 + cc;
-    if (j >= real || c >= p.n) continue;  // strips past the tile's range or Np/8, padding columns
-    const int l = (m & 7) * 4 + (cc >> 1), e = (m >> 3) * 2 + (cc & 1);
-    uint32_t total = 0;
-#pragma unroll
-    for (int v = 0; v < kWarps; v++) total += red[((v * S + j) * NC + e) * 32 + l];
-    if constexpr (SPG == 0) total *= (uint32_t)(int32_t)p.group_scale[c];  // the one group's ŝ
-    const int32_t a = (int32_t)total;
-    const float xs = p.act_per_token ? p.x_scale[m] : p.x_scale[0];
-    static_cast<__half*>(p.y)[(size_t)m * p.n + c] = kernel::epilogue_int(a, xs, p.channel_scale[c], p.bias, c);
-    if (p.acc_out) p.acc_out[(size_t)m * p.n + c] = a;
-  }
-}
-
 // MH: halves of the 16-row tile in use (1: M ≤ 8, 2: M ≤ 16). SPG: 32-deep steps per group
 // (1, 2, 4 for groups of 32, 64, 128), 0 for per-channel. S: 8-column strips per block.
 // U: K blocks per warp per iteration, all loaded before any is used (U·S·512 bytes in flight
@@ -523,7 +500,21 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
     return;
   }
   __syncthreads();
-  store_tile<MH, SPG, S>(p, red, cur0, cur_real);
+  for (int o = tid; o < p.m * S * 8; o += kThreads) {
+    const int m = o / (S * 8), r = o - m * (S * 8);
+    const int j = r >> 3, cc = r & 7;
+    const int c = (cur0 + j) * 8 + cc;
+    if (j >= cur_real || c >= p.n) continue;  // strips past the tile's range or Np/8, padding columns
+    const int l = (m & 7) * 4 + (cc >> 1), e = (m >> 3) * 2 + (cc & 1);
+    uint32_t total = 0;
+#pragma unroll
+    for (int v = 0; v < kWarps; v++) total += red[((v * S + j) * NC + e) * 32 + l];
+    if constexpr (SPG == 0) total *= (uint32_t)(int32_t)p.group_scale[c];  // the one group's ŝ
+    const int32_t a = (int32_t)total;
+    const float xs = p.act_per_token ? p.x_scale[m] : p.x_scale[0];
+    static_cast<__half*>(p.y)[(size_t)m * p.n + c] = kernel::epilogue_int(a, xs, p.channel_scale[c], p.bias, c);
+    if (p.acc_out) p.acc_out[(size_t)m * p.n + c] = a;
+  }
   if (!more) break;
   }  // tiles
 }
@@ -652,7 +643,21 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_ring_kerne
 #pragma unroll
       for (int e = 0; e < NC; e++) red[((warp * S + j) * NC + e) * 32 + lane] = acc[j][e];
     __syncthreads();
-    store_tile<MH, SPG, S>(p, red, s0, real);
+    for (int o = tid; o < p.m * S * 8; o += kThreads) {
+      const int m = o / (S * 8), rr = o - m * (S * 8);
+      const int j = rr >> 3, cc = rr & 7;
+      const int c = (s0 + j) * 8 + cc;
+      if (j >= real || c >= p.n) continue;  // strips past the tile's range, padding columns
+      const int l = (m & 7) * 4 + (cc >> 1), e = (m >> 3) * 2 + (cc & 1);
+      uint32_t total = 0;
+#pragma unroll
+      for (int v = 0; v < kWarps; v++) total += red[((v * S + j) * NC + e) * 32 + l];
+      if constexpr (SPG == 0) total *= (uint32_t)(int32_t)p.group_scale[c];  // the one group's ŝ
+      const int32_t a = (int32_t)total;
+      const float xs = p.act_per_token ? p.x_scale[m] : p.x_scale[0];
+      static_cast<__half*>(p.y)[(size_t)m * p.n + c] = kernel::epilogue_int(a, xs, p.channel_scale[c], p.bias, c);
+      if (p.acc_out) p.acc_out[(size_t)m * p.n + c] = a;
+    }
   }
   cp_async_wait<0>();  // (only empty groups remain)
 }

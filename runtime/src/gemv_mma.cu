@@ -274,58 +274,6 @@ __device__ __forceinline__ void swiglu_epilogue(const GemvParams& p, const Swigl
   }
 }
 
-// One K block of one warp: the A fragments of the block (ldmatrix from x in shared memory at
-// aaddr, rows ≥ M on the zero row: astep 0), then for each of the S strips its 4 m16n8k32 steps
-// on the B words wv[j] (the high-nibble mask: 16·q), each group's chain started from zero and
-// folded into acc with its integer scale scv[j][g] (columns 2·tig, 2·tig + 1 as one word).
-template <int MH, int SPG, int S>
-__device__ __forceinline__ void kblock_mma(uint32_t (&part)[S][4], uint32_t (&acc)[S][2 * MH], const uint4 (&wv)[S],
-                                           const uint32_t (&scv)[S][4 / (SPG > 0 ? SPG : 4)], uint32_t aaddr,
-                                           uint32_t astep) {
-  uint32_t af[4][4];  // [step][a0..a3]
-  if constexpr (MH == 1) {
-    uint32_t r[4];
-#pragma unroll
-    for (int pr = 0; pr < 2; pr++) {
-      ldmatrix_x4(r, aaddr + pr * 2 * astep);
-      af[2 * pr][0] = r[0];
-      af[2 * pr][2] = r[1];
-      af[2 * pr + 1][0] = r[2];
-      af[2 * pr + 1][2] = r[3];
-      af[2 * pr][1] = af[2 * pr][3] = af[2 * pr + 1][1] = af[2 * pr + 1][3] = 0u;
-    }
-  } else {
-#pragma unroll
-    for (int st = 0; st < 4; st++) ldmatrix_x4(af[st], aaddr + st * astep);
-  }
-#pragma unroll
-  for (int st = 0; st < 4; st++) {
-#pragma unroll
-    for (int j = 0; j < S; j++) {
-      const uint32_t ws = word(wv[j], st);
-      const uint32_t b0 = (ws << 4) & 0xF0F0F0F0u;  // 16·q, k = 32·st + 4·tig + 0..3
-      const uint32_t b1 = ws & 0xF0F0F0F0u;         // 16·q, k = 32·st + 16 + 4·tig + 0..3
-      if (SPG > 0 && st % (SPG > 0 ? SPG : 1) == 0)
-        mma_s8<true>(part[j], af[st][0], af[st][1], af[st][2], af[st][3], b0, b1);
-      else
-        mma_s8<false>(part[j], af[st][0], af[st][1], af[st][2], af[st][3], b0, b1);
-      if constexpr (SPG > 0) {
-        if ((st + 1) % SPG == 0) {  // end of a group: its partial sums take its scales
-          const uint32_t s2 = scv[j][st / SPG];
-          const uint32_t lo = (uint32_t)(int32_t)(int16_t)(s2 & 0xFFFFu);  // column 2·tig
-          const uint32_t hi = (uint32_t)(int32_t)(int16_t)(s2 >> 16);      // column 2·tig + 1
-          acc[j][0] += lo * part[j][0];
-          acc[j][1] += hi * part[j][1];
-          if constexpr (MH == 2) {
-            acc[j][2] += lo * part[j][2];
-            acc[j][3] += hi * part[j][3];
-          }
-        }
-      }
-    }
-  }
-}
-
 // MH: halves of the 16-row tile in use (1: M ≤ 8, 2: M ≤ 16). SPG: 32-deep steps per group
 // (1, 2, 4 for groups of 32, 64, 128), 0 for per-channel. S: 8-column strips per block.
 // U: K blocks per warp per iteration, all loaded before any is used (U·S·512 bytes in flight
@@ -467,7 +415,48 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
       // Rows ≥ M read the zero row, and stay on it for every step.
       const uint32_t aaddr = arow_ok ? xbuf + arow * xstride + (kb - c * cb) * kBK + akoff : sbase;
       const uint32_t astep = arow_ok ? 32u : 0u;
-      kblock_mma<MH, SPG, S>(part, acc, w[u], sc[u], aaddr, astep);
+      uint32_t af[4][4];  // [step][a0..a3]
+      if constexpr (MH == 1) {
+        uint32_t r[4];
+#pragma unroll
+        for (int pr = 0; pr < 2; pr++) {
+          ldmatrix_x4(r, aaddr + pr * 2 * astep);
+          af[2 * pr][0] = r[0];
+          af[2 * pr][2] = r[1];
+          af[2 * pr + 1][0] = r[2];
+          af[2 * pr + 1][2] = r[3];
+          af[2 * pr][1] = af[2 * pr][3] = af[2 * pr + 1][1] = af[2 * pr + 1][3] = 0u;
+        }
+      } else {
+#pragma unroll
+        for (int st = 0; st < 4; st++) ldmatrix_x4(af[st], aaddr + st * astep);
+      }
+#pragma unroll
+      for (int st = 0; st < 4; st++) {
+#pragma unroll
+        for (int j = 0; j < S; j++) {
+          const uint32_t ws = word(w[u][j], st);
+          const uint32_t b0 = (ws << 4) & 0xF0F0F0F0u;  // 16·q, k = 32·st + 4·tig + 0..3
+          const uint32_t b1 = ws & 0xF0F0F0F0u;         // 16·q, k = 32·st + 16 + 4·tig + 0..3
+          if (SPG > 0 && st % (SPG > 0 ? SPG : 1) == 0)
+            mma_s8<true>(part[j], af[st][0], af[st][1], af[st][2], af[st][3], b0, b1);
+          else
+            mma_s8<false>(part[j], af[st][0], af[st][1], af[st][2], af[st][3], b0, b1);
+          if constexpr (SPG > 0) {
+            if ((st + 1) % SPG == 0) {  // end of a group: its partial sums take its scales
+              const uint32_t s2 = sc[u][j][st / SPG];
+              const uint32_t lo = (uint32_t)(int32_t)(int16_t)(s2 & 0xFFFFu);  // column 2·tig
+              const uint32_t hi = (uint32_t)(int32_t)(int16_t)(s2 >> 16);      // column 2·tig + 1
+              acc[j][0] += lo * part[j][0];
+              acc[j][1] += hi * part[j][1];
+              if constexpr (MH == 2) {
+                acc[j][2] += lo * part[j][2];
+                acc[j][3] += hi * part[j][3];
+              }
+            }
+          }
+        }
+      }
     }
   }
   // The next tile's first weights and scales, in flight during this tile's reduction and
@@ -517,149 +506,6 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
   }
   if (!more) break;
   }  // tiles
-}
-
-// The ring variant (persistent, x whole, no SwiGLU; the header's "Ring"): the same tiles, K split
-// and arithmetic (kblock_mma), but each warp streams its (tile, K block) steps through a private
-// ring of NST slots in shared memory with cp.async, NST − 1 steps ahead of its MMAs, across tile
-// boundaries. Slot layout per warp: S × [32 lanes × 16 B] weights (lane l copies and reads back
-// its own 16 bytes), then S·NG 16-byte chunks of group-scale rows (8 columns each; lane i < S·NG
-// copies chunk i = strip i / NG, group i % NG; every lane reads its column pair after __syncwarp).
-template <int S>
-__host__ __device__ constexpr int ring_stages() { return S == 2 ? 8 : S == 4 ? 4 : 3; }
-template <int SPG, int S>
-__host__ __device__ constexpr int ring_slot_bytes() { return S * 512 + (SPG > 0 ? S * (4 / SPG) * 16 : 0); }
-
-template <int MH, int SPG, int S>
-__global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_ring_kernel(const GemvParams p) {
-  extern __shared__ __align__(16) uint8_t smem[];
-  constexpr int NC = 2 * MH;
-  constexpr int NG = SPG > 0 ? 4 / SPG : 1;
-  constexpr int NST = ring_stages<S>();
-  constexpr int SLOT = ring_slot_bytes<SPG, S>();
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, tig = lane & 3;
-  const int kblocks = p.k / kBK;
-  const int nstrips = p.np / 8;
-  const int s_begin = (int)((long long)blockIdx.x * nstrips / gridDim.x);
-  const int s_end = (int)((long long)(blockIdx.x + 1) * nstrips / gridDim.x);
-  const int ntile = (s_end - s_begin + S - 1) / S;
-  const int nk = warp < kblocks ? (kblocks - warp + kWarps - 1) / kWarps : 0;  // this warp's K blocks per tile
-  const int nsteps = ntile * nk;
-  const int xstride = p.k + 16;
-  const int xbytes = (p.m * xstride + 15) / 16 * 16;
-  const uint32_t sbase = smem_u32(smem);
-  uint32_t* red = reinterpret_cast<uint32_t*>(smem + kZero + xbytes);  // [warp][strip][e][lane]
-  uint8_t* ring = smem + kZero + xbytes + kWarps * S * 4 * 32 * 4 + (size_t)warp * NST * SLOT;
-  const size_t srow = (size_t)p.np * 2;  // bytes per group row of [G, Np] int16
-  const uint8_t* gsb = reinterpret_cast<const uint8_t*>(p.group_scale);
-
-  // Step q of this warp: tile q / nk, its K block warp + kWarps·(q % nk), into slot q % NST.
-  // Strips past the tile's range are zero-filled (they multiply zeros; nothing is stored).
-  auto issue = [&](int q) {
-    if (q < nsteps) {
-      const int s0 = s_begin + (q / nk) * S, real = min(S, s_end - s0), kb = warp + kWarps * (q % nk);
-      uint8_t* dst = ring + (q % NST) * SLOT;
-#pragma unroll
-      for (int j = 0; j < S; j++) {
-        const bool ok = j < real;
-        const uint8_t* src = p.qweight + (((size_t)(s0 + j) * kblocks + kb) * 32 + lane) * 16;
-        kernel::cp_async16(dst + (j * 32 + lane) * 16, ok ? src : p.qweight, ok);
-      }
-      if constexpr (SPG > 0) {
-        if (lane < S * NG) {
-          const int j = lane / NG, g = lane - j * NG;
-          const bool ok = j < real;
-          const uint8_t* src = gsb + (size_t)(kb * NG + g) * srow + (size_t)(s0 + j) * 16;
-          kernel::cp_async16(dst + S * 512 + lane * 16, ok ? src : gsb, ok);
-        }
-      }
-    }
-    cp_async_commit();  // one group per step, empty past the end: wait<NST − 2> stays exact
-  };
-
-  // The first NST − 1 steps never depend on the previous kernel: issued before waiting for it.
-#pragma unroll
-  for (int i = 0; i < NST - 1; i++) issue(i);
-  pdl_launch_dependents();
-  pdl_wait();
-  if (tid < 4) reinterpret_cast<uint32_t*>(smem)[tid] = 0;  // the zero row (rows M..15)
-  {
-    const int per_row = p.k / 16;
-    for (int i = tid; i < p.m * per_row; i += kThreads) {
-      const int m = i / per_row, c = i - m * per_row;
-      kernel::cp_async16(smem + kZero + m * xstride + c * 16, p.x + (size_t)m * p.k + c * 16, true);
-    }
-  }
-  cp_async_commit();
-  cp_async_wait<0>();
-  __syncthreads();  // x (and the first steps) visible to every warp
-
-  const int arow = MH == 1 ? (lane & 7) : (lane & 15);
-  const int akoff = MH == 1 ? ((lane >> 4) * 32 + ((lane >> 3) & 1) * 16) : (lane >> 4) * 16;
-  const bool arow_ok = arow < p.m;
-  const uint32_t astep = arow_ok ? 32u : 0u;
-  int q = 0;
-  for (int tile = 0; tile < ntile; tile++) {
-    const int s0 = s_begin + tile * S, real = min(S, s_end - s0);
-    uint32_t acc[S][NC];
-    uint32_t part[S][4];
-#pragma unroll
-    for (int j = 0; j < S; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        part[j][e] = 0;
-        if (e < NC) acc[j][e] = 0;
-      }
-    for (int r = 0; r < nk; r++, q++) {
-      cp_async_wait<NST - 2>();  // step q is in (this lane's copies)
-      __syncwarp();              // ... and every lane's: the scale chunks, and the reads of q − 1 are done
-      const uint8_t* slot = ring + (q % NST) * SLOT;
-      uint4 wv[S];
-      uint32_t scv[S][NG];
-#pragma unroll
-      for (int j = 0; j < S; j++) {
-        wv[j] = *reinterpret_cast<const uint4*>(slot + (j * 32 + lane) * 16);
-        if constexpr (SPG > 0) {
-#pragma unroll
-          for (int g = 0; g < NG; g++) scv[j][g] = *reinterpret_cast<const uint32_t*>(slot + S * 512 + (j * NG + g) * 16 + tig * 4);
-        } else {
-          scv[j][0] = 0u;
-        }
-      }
-      issue(q + NST - 1);  // into the slot read at step q − 1
-      const int kb = warp + kWarps * r;
-      const uint32_t aaddr = arow_ok ? sbase + kZero + arow * xstride + kb * kBK + akoff : sbase;
-      kblock_mma<MH, SPG, S>(part, acc, wv, scv, aaddr, astep);
-    }
-    if constexpr (SPG == 0) {
-#pragma unroll
-      for (int j = 0; j < S; j++)
-#pragma unroll
-        for (int e = 0; e < NC; e++) acc[j][e] = part[j][e];
-    }
-    __syncthreads();  // the previous tile's epilogue reads of red are done
-#pragma unroll
-    for (int j = 0; j < S; j++)
-#pragma unroll
-      for (int e = 0; e < NC; e++) red[((warp * S + j) * NC + e) * 32 + lane] = acc[j][e];
-    __syncthreads();
-    for (int o = tid; o < p.m * S * 8; o += kThreads) {
-      const int m = o / (S * 8), rr = o - m * (S * 8);
-      const int j = rr >> 3, cc = rr & 7;
-      const int c = (s0 + j) * 8 + cc;
-      if (j >= real || c >= p.n) continue;  // strips past the tile's range, padding columns
-      const int l = (m & 7) * 4 + (cc >> 1), e = (m >> 3) * 2 + (cc & 1);
-      uint32_t total = 0;
-#pragma unroll
-      for (int v = 0; v < kWarps; v++) total += red[((v * S + j) * NC + e) * 32 + l];
-      if constexpr (SPG == 0) total *= (uint32_t)(int32_t)p.group_scale[c];  // the one group's ŝ
-      const int32_t a = (int32_t)total;
-      const float xs = p.act_per_token ? p.x_scale[m] : p.x_scale[0];
-      static_cast<__half*>(p.y)[(size_t)m * p.n + c] = kernel::epilogue_int(a, xs, p.channel_scale[c], p.bias, c);
-      if (p.acc_out) p.acc_out[(size_t)m * p.n + c] = a;
-    }
-  }
-  cp_async_wait<0>();  // (only empty groups remain)
 }
 
 // Host: K blocks per chunk of x, the dynamic shared memory of a launch, and whether it runs
@@ -813,37 +659,6 @@ void launch_g(const GemvParams& p, size_t smem, bool chunked, cudaStream_t strea
     launch_u<MH, 4, S, SW>(p, q, smem, u, stream);
 }
 
-// The ring variant where its shared memory fits (x, the reduction buffer and the rings); false
-// leaves the launch to the plain persistent kernel. ODYSSEY_GEMV_RING=0 (read per launch) too.
-bool ring_allowed() {
-  const char* e = std::getenv("ODYSSEY_GEMV_RING");
-  return !(e && e[0] == '0' && e[1] == 0);
-}
-template <int MH, int SPG, int S>
-bool launch_ring(const GemvParams& p, cudaStream_t stream) {
-  constexpr size_t ring = (size_t)kWarps * ring_stages<S>() * ring_slot_bytes<SPG, S>();
-  const size_t red = (size_t)kWarps * S * 4 * 32 * 4;
-  const size_t smem = kZero + ((size_t)p.m * (p.k + 16) + 15) / 16 * 16 + red + ring;
-  if (smem > smem_optin()) return false;
-  auto* fn = w4a8_gemv_ring_kernel<MH, SPG, S>;
-  static const bool raised = [&] {
-    cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin());
-    return true;
-  }();
-  (void)raised;
-  const int tiles = (p.np / 8 + S - 1) / S;
-  launch_pdl(fn, dim3(persistent_grid(fn, smem, tiles)), dim3(kThreads), smem, stream, p);
-  return true;
-}
-template <int MH, int S>
-bool launch_ring_g(const GemvParams& p, cudaStream_t stream) {
-  const int spg = p.group_size >= p.k ? 0 : p.group_size / 32;
-  if (spg == 0) return launch_ring<MH, 0, S>(p, stream);
-  if (spg == 1) return launch_ring<MH, 1, S>(p, stream);
-  if (spg == 2) return launch_ring<MH, 2, S>(p, stream);
-  return launch_ring<MH, 4, S>(p, stream);
-}
-
 }  // namespace
 
 // The problem was checked (check_problem, can_implement): 1 ≤ M ≤ kGemvMmaMaxM, integer scales.
@@ -851,13 +666,6 @@ void launch_w4a8_gemv_mma(GemvParams p, int strips, cudaStream_t stream) {
   const Shape s = shape_of(p.m, p.k, strips);
   p.chunk_kb = s.chunk_kb;
   p.persistent = s.persistent ? 1 : 0;
-  if (s.persistent && ring_allowed()) {
-    const bool lo = p.m <= 8;
-    const bool done = strips == 8   ? (lo ? launch_ring_g<1, 8>(p, stream) : launch_ring_g<2, 8>(p, stream))
-                      : strips == 4 ? (lo ? launch_ring_g<1, 4>(p, stream) : launch_ring_g<2, 4>(p, stream))
-                                    : (lo ? launch_ring_g<1, 2>(p, stream) : launch_ring_g<2, 2>(p, stream));
-    if (done) return;
-  }
   const bool chunked = s.chunk_kb < p.k / kBK;
   if (strips == 8) {
     if (p.m <= 8)

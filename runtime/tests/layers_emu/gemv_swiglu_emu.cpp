@@ -221,7 +221,6 @@ struct PlainCase {
   int m, n, k, group, strips;
   const char* grid;     // ODYSSEY_GEMV_GRID, or "" for the occupancy grid
   bool persist;
-  bool ring = true;     // ODYSSEY_GEMV_RING (persistent launches: the cp.async ring kernel)
 };
 
 bool run_plain(const PlainCase& f, uint64_t seed) {
@@ -258,7 +257,6 @@ bool run_plain(const PlainCase& f, uint64_t seed) {
     }
   if (f.grid[0]) setenv("ODYSSEY_GEMV_GRID", f.grid, 1); else unsetenv("ODYSSEY_GEMV_GRID");
   setenv("ODYSSEY_GEMV_PERSIST", f.persist ? "1" : "0", 1);
-  setenv("ODYSSEY_GEMV_RING", f.ring ? "1" : "0", 1);
   std::vector<__half> y((size_t)f.m * f.n, __float2half_rn(NAN));
   std::vector<int32_t> acc((size_t)f.m * f.n, 0x7eadbeef);
   GemvParams p{};
@@ -279,7 +277,6 @@ bool run_plain(const PlainCase& f, uint64_t seed) {
   launch_w4a8_gemv_mma(p, f.strips, nullptr);
   unsetenv("ODYSSEY_GEMV_GRID");
   unsetenv("ODYSSEY_GEMV_PERSIST");
-  unsetenv("ODYSSEY_GEMV_RING");
   for (size_t i = 0; i < acc.size(); i++)
     if (acc[i] != want_acc[i] || __half_raw(y[i]).x != __half_raw(want_y[i]).x) {
       std::fprintf(stderr, "  [%zu, %zu]: acc %d y %g, reference %d %g\n", i / f.n, i % f.n, acc[i], __half2float(y[i]),
@@ -293,15 +290,13 @@ int main() {
   int plain_failed = 0, plain_n = 0;
   {
     std::vector<PlainCase> pc;
-    for (bool ring : {true, false})
-      for (int st : {2, 4, 8})
-        for (const char* grid : {"", "1", "3", "7"}) {
-          pc.push_back({1, 100, 256, 128, st, grid, true, ring});   // n % 8 ≠ 0: padded last strip
-          pc.push_back({3, 264, 384, 64, st, grid, true, ring});    // 3 K blocks: warps 3..7 idle
-          pc.push_back({9, 72, 256, 32, st, grid, true, ring});     // M > 8: both halves of the tile
-          pc.push_back({16, 136, 512, 512, st, grid, true, ring});  // per-channel
-          pc.push_back({2, 40, 1280, 64, st, grid, true, ring});    // 10 K blocks: uneven per warp
-        }
+    for (int st : {2, 4, 8})
+      for (const char* grid : {"", "1", "3", "7"}) {
+        pc.push_back({1, 100, 256, 128, st, grid, true});   // n % 8 ≠ 0: padded last strip
+        pc.push_back({3, 264, 384, 64, st, grid, true});
+        pc.push_back({9, 72, 256, 32, st, grid, true});     // M > 8: both halves of the tile
+        pc.push_back({16, 136, 512, 512, st, grid, true});  // per-channel
+      }
     pc.push_back({2, 1000, 4096, 128, 2, "5", true});  // the 7B K: whole iterations per tile
     pc.push_back({1, 1000, 4096, 128, 4, "", true});
     pc.push_back({4, 264, 384, 64, 4, "", false});     // not persistent
@@ -311,8 +306,8 @@ int main() {
       const bool ok = run_plain(c, seed++);
       plain_n++;
       if (!ok || c.grid[0] == 0)
-        std::fprintf(stderr, "gemv plain m=%d n=%d k=%d group=%d strips=%d grid=%s persist=%d ring=%d: %s\n", c.m, c.n,
-                     c.k, c.group, c.strips, c.grid[0] ? c.grid : "occupancy", c.persist, c.ring, ok ? "ok" : "FAIL");
+        std::fprintf(stderr, "gemv plain m=%d n=%d k=%d group=%d strips=%d grid=%s persist=%d: %s\n", c.m, c.n, c.k,
+                     c.group, c.strips, c.grid[0] ? c.grid : "occupancy", c.persist, ok ? "ok" : "FAIL");
       plain_failed += !ok;
     }
     std::fprintf(stderr, "gemv plain emulation: %d cases, %d failed\n", plain_n, plain_failed);

@@ -41,8 +41,8 @@
 // per output runs the epilogue.
 //
 // Persistent grid (where x is staged whole and x plus the reduction buffer fit kPersistSmem, not
-// the SwiGLU variant): the grid is the blocks that fit at once (occupancy × SMs, at most one per
-// tile), and block b walks strips [b·n/grid, (b+1)·n/grid) of the n = Np/8, S at a time (the last
+// the SwiGLU variant, and the tiles outnumber the blocks that fit at once): the grid is the
+// blocks that fit (occupancy × SMs), and block b walks strips [b·n/grid, (b+1)·n/grid) of the n = Np/8, S at a time (the last
 // piece may be short: its missing strips load nothing and store nothing). Why: at the 7B shapes a
 // tile is one or two rounds of loads, so a block per tile spent as long launching, staging x and
 // reducing as loading; now x is staged once per block and the next tile's first weights are
@@ -51,7 +51,10 @@
 // tile's sum in the same order. ODYSSEY_GEMV_PERSIST=0 restores one block per tile;
 // ODYSSEY_GEMV_GRID=N caps the grid (the tests use 1 and 3 so that every block walks several
 // tiles). Measured (H200, session 14): 22016×4096 M=1 16.1 vs 16.7 µs, M=16 21.1 vs 26.8;
-// 12288×4096 s2 M=1 10.4 vs 11.5; 7B decode 1–4% faster end to end.
+// 12288×4096 s2 M=1 10.4 vs 11.5; 7B decode 1–4% faster end to end; but where every tile has a
+// resident block (4096², 256 tiles) the walk was slower (5.4 vs 4.8 µs), so there the grid
+// stays one block per tile. A cp.async ring per warp in shared memory, NST − 1 (tile, K block)
+// steps ahead, was tried on top and lost (22016×4096 M=1 16.8 vs 15.9 µs; git history, e240e53).
 //
 // Group scales on the fragment accumulators: a group's mma chain starts from zero (the first
 // mma of the group takes a zero C) and ends with acc += ŝ·part per fragment element; lane
@@ -628,8 +631,15 @@ void launch_t(const GemvParams& p, const SwigluEpi& q, size_t smem, cudaStream_t
   const int strips = SW ? (q.cols + 7) / 8 : p.np / 8;  // of one weight matrix
   constexpr int SH = SW ? S / 2 : S;
   const int tiles = (strips + SH - 1) / SH;
-  const dim3 grid(!SW && p.persistent ? persistent_grid(fn, smem, tiles) : tiles), block(kThreads);
-  launch_pdl(fn, grid, block, smem, stream, p, q);
+  int blocks = tiles;
+  GemvParams pp = p;
+  if (!SW && p.persistent) {
+    blocks = persistent_grid(fn, smem, tiles);
+    // Every tile has a resident block anyway: one block per tile, as before (measured: the walk
+    // costs 4096² M=1 5.4 vs 4.8 µs, where the grid is one wave of 256 tiles; session 14).
+    if (blocks >= tiles) pp.persistent = 0;
+  }
+  launch_pdl(fn, dim3(blocks), dim3(kThreads), smem, stream, pp, q);
 }
 
 template <int MH, int SPG, int S, bool SW>

@@ -99,15 +99,29 @@ struct Case {
   bool out_tok, in_tok, bias, blowup;
 };
 
+// Random packed weights [n/8, k/128, 32, 16], group scales ŝ ∈ ±[1, max_scale] ([k/group, n])
+// and int8 activations [m, k], drawn in that order.
+struct W4A8Inputs {
+  std::vector<uint8_t> qw;
+  std::vector<int16_t> gs;
+  std::vector<int8_t> x;
+};
+W4A8Inputs random_inputs(Rng& r, int n, int k, int group, int m, int max_scale) {
+  W4A8Inputs in{std::vector<uint8_t>((size_t)n * k / 2), std::vector<int16_t>((size_t)(k / group) * n),
+                std::vector<int8_t>((size_t)m * k)};
+  for (auto& b : in.qw) b = (uint8_t)r.next();
+  for (auto& g : in.gs) g = (int16_t)((1 + r.below(max_scale)) * (r.below(2) ? 1 : -1));
+  for (auto& v : in.x) v = (int8_t)(r.below(255) - 127);
+  return in;
+}
+
 bool run_case(const Case& f, uint64_t seed) {
   Rng r(seed);
-  const int np = (f.cols + 7) / 8 * 8, n2 = 2 * np, G = f.k / f.group, ld = (f.cols + 127) / 128 * 128;
-  std::vector<uint8_t> qw((size_t)n2 * f.k / 2);
-  for (auto& b : qw) b = (uint8_t)r.next();
-  std::vector<int16_t> gs((size_t)G * n2);
-  for (auto& g : gs) g = (int16_t)((1 + r.below(40)) * (r.below(2) ? 1 : -1));
-  std::vector<int8_t> x((size_t)f.m * f.k);
-  for (auto& v : x) v = (int8_t)(r.below(255) - 127);
+  const int np = (f.cols + 7) / 8 * 8, n2 = 2 * np, ld = (f.cols + 127) / 128 * 128;
+  W4A8Inputs in = random_inputs(r, n2, f.k, f.group, f.m, 40);
+  std::vector<uint8_t>& qw = in.qw;
+  std::vector<int16_t>& gs = in.gs;
+  std::vector<int8_t>& x = in.x;
   const float target = 4.f / (std::sqrt((float)f.k) * 73.f * 4.6f * 16.f * 23.f);
   std::vector<float> cs(n2), bias(n2), xs(f.in_tok ? f.m : 1);
   for (auto& v : cs) v = r.uniform(0.5f, 2.f) * target * 127.f;
@@ -226,12 +240,10 @@ struct PlainCase {
 bool run_plain(const PlainCase& f, uint64_t seed) {
   Rng r(seed);
   const int np = (f.n + 7) / 8 * 8, kb = f.k / 128, G = f.k / f.group;
-  std::vector<uint8_t> qw((size_t)np * f.k / 2);
-  for (auto& b : qw) b = (uint8_t)r.next();
-  std::vector<int16_t> gs((size_t)G * np);
-  for (auto& g : gs) g = (int16_t)((1 + r.below(3000)) * (r.below(2) ? 1 : -1));
-  std::vector<int8_t> x((size_t)f.m * f.k);
-  for (auto& v : x) v = (int8_t)(r.below(255) - 127);
+  W4A8Inputs in = random_inputs(r, np, f.k, f.group, f.m, 3000);
+  const std::vector<uint8_t>& qw = in.qw;
+  const std::vector<int16_t>& gs = in.gs;
+  const std::vector<int8_t>& x = in.x;
   std::vector<float> cs(np), bias(np), xs(f.m);
   for (auto& v : cs) v = r.uniform(0.5f, 2.f) * 1e-7f;
   for (auto& v : bias) v = r.uniform(-1.f, 1.f);

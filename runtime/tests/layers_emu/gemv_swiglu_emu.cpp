@@ -115,6 +115,26 @@ W4A8Inputs random_inputs(Rng& r, int n, int k, int group, int m, int max_scale) 
   return in;
 }
 
+// The plain GEMV's parameters over in's weights and activations ([m, k] → [m, n], Np = np).
+GemvParams plain_params(const W4A8Inputs& in, const float* xs, const float* cs, const float* bias, __half* y,
+                        int m, int n, int np, int k, int group, bool per_token) {
+  GemvParams p{};
+  p.x = in.x.data();
+  p.x_scale = xs;
+  p.qweight = in.qw.data();
+  p.group_scale = in.gs.data();
+  p.channel_scale = cs;
+  p.bias = bias;
+  p.y = y;
+  p.m = m;
+  p.n = n;
+  p.np = np;
+  p.k = k;
+  p.group_size = group;
+  p.act_per_token = per_token;
+  return p;
+}
+
 bool run_case(const Case& f, uint64_t seed) {
   Rng r(seed);
   const int np = (f.cols + 7) / 8 * 8, n2 = 2 * np, ld = (f.cols + 127) / 128 * 128;
@@ -131,21 +151,9 @@ bool run_case(const Case& f, uint64_t seed) {
   const float s_static = 0.037f;
   // Reference: the plain kernel over [gate; up], then SwiGLU + quantization on the host.
   std::vector<__half> y((size_t)f.m * n2);
-  GemvParams p{};
-  p.x = x.data();
-  p.x_scale = xs.data();
-  p.qweight = qw.data();
-  p.group_scale = gs.data();
-  p.channel_scale = cs.data();
-  p.bias = f.bias ? bias.data() : nullptr;
-  p.y = y.data();
-  p.m = f.m;
-  p.n = n2;
-  p.np = n2;
-  p.k = f.k;
-  p.group_size = f.group;
-  p.act_per_token = f.in_tok;
-  launch_w4a8_gemv_mma(p, f.strips, nullptr);
+  launch_w4a8_gemv_mma(plain_params(in, xs.data(), cs.data(), f.bias ? bias.data() : nullptr, y.data(), f.m, n2, n2,
+                                    f.k, f.group, f.in_tok),
+                       f.strips, nullptr);
   std::vector<int8_t> want((size_t)f.m * ld, 0);
   std::vector<float> want_ts(f.m, 0.f);
   for (int m = 0; m < f.m; m++) {
@@ -271,21 +279,8 @@ bool run_plain(const PlainCase& f, uint64_t seed) {
   setenv("ODYSSEY_GEMV_PERSIST", f.persist ? "1" : "0", 1);
   std::vector<__half> y((size_t)f.m * f.n, __float2half_rn(NAN));
   std::vector<int32_t> acc((size_t)f.m * f.n, 0x7eadbeef);
-  GemvParams p{};
-  p.x = x.data();
-  p.x_scale = xs.data();
-  p.qweight = qw.data();
-  p.group_scale = gs.data();
-  p.channel_scale = cs.data();
-  p.bias = bias.data();
-  p.y = y.data();
+  GemvParams p = plain_params(in, xs.data(), cs.data(), bias.data(), y.data(), f.m, f.n, np, f.k, f.group, true);
   p.acc_out = acc.data();
-  p.m = f.m;
-  p.n = f.n;
-  p.np = np;
-  p.k = f.k;
-  p.group_size = f.group;
-  p.act_per_token = 1;
   launch_w4a8_gemv_mma(p, f.strips, nullptr);
   unsetenv("ODYSSEY_GEMV_GRID");
   unsetenv("ODYSSEY_GEMV_PERSIST");

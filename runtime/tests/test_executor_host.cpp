@@ -6,7 +6,8 @@
 // -fsanitize=address,undefined (.ci/run):
 //   g++ -std=c++17 -Wall -Wextra -Werror -O1 -fsanitize=address,undefined -Iruntime/src
 //     runtime/src/json.cpp runtime/src/safetensors.cpp runtime/src/executor/model_config.cpp
-//     runtime/src/executor/model_plan.cpp runtime/src/executor/tokens.cpp runtime/src/calib/stats_file.cpp
+//     runtime/src/executor/model_plan.cpp runtime/src/executor/tokens.cpp runtime/src/executor/tp_plan.cpp
+//     runtime/src/calib/stats_file.cpp
 //     runtime/tests/test_executor_host.cpp -o /tmp/teh && /tmp/teh [ARTIFACT_DIR CHECKPOINT_DIR]
 // With ARTIFACT_DIR (tiny-llama quantized by `odyssey quantize --recipe w4a8-rtn`) and
 // CHECKPOINT_DIR (testdata/tiny-llama) it also plans both real folders and damages copies of
@@ -32,6 +33,7 @@
 #include "executor/model_config.hpp"
 #include "executor/model_plan.hpp"
 #include "executor/tokens.hpp"
+#include "executor/tp_plan.hpp"
 #include "executor/w4a16_scales.hpp"
 #include "json.hpp"
 #include "safetensors.hpp"
@@ -833,6 +835,111 @@ void test_w4a16_int_scales() {
   }
 }
 
+// A plan with the given shape whose every linear is `format` with groups of `group` (0: per
+// channel), as plan_model would build it for an artifact of that shape (only what plan_rank
+// reads is filled in).
+ModelPlan synthetic_plan(int hidden, int inter, int heads, int kv, int head_dim, int layers, WeightFormat format,
+                         int group, bool qkv_bias) {
+  ModelPlan p;
+  p.dir = "/models/synthetic";
+  p.cfg.hidden = hidden;
+  p.cfg.intermediate = inter;
+  p.cfg.heads = heads;
+  p.cfg.kv_heads = kv;
+  p.cfg.head_dim = head_dim;
+  p.cfg.layers = layers;
+  p.cfg.qkv_bias = qkv_bias;
+  const int nk[kNumLinears][2] = {{heads * head_dim, hidden}, {kv * head_dim, hidden}, {kv * head_dim, hidden},
+                                  {hidden, heads * head_dim}, {inter, hidden},         {inter, hidden},
+                                  {hidden, inter}};
+  p.layers.resize(layers);
+  for (int l = 0; l < layers; l++)
+    for (int i = 0; i < kNumLinears; i++) {
+      LinearPlan& lp = p.layers[l].lin[i];
+      lp.name = "model.layers." + std::to_string(l) + "." + linear_module(i);
+      lp.format = format;
+      lp.n = nk[i][0];
+      lp.k = nk[i][1];
+      const bool packed = format != WeightFormat::Dense16;
+      lp.np = packed ? (lp.n + 7) / 8 * 8 : lp.n;
+      lp.kp = packed ? (lp.k + 127) / 128 * 128 : lp.k;
+      lp.group_size = packed ? (group ? group : lp.kp) : 0;
+      lp.groups = packed ? lp.kp / lp.group_size : 0;
+      lp.has_bias = qkv_bias && (i == kQ || i == kK || i == kV);
+    }
+  return p;
+}
+
+// The tensor-parallel shards (tp_plan.hpp): every rank's slices partition each dimension; a
+// row-parallel rank holds the K blocks and group rows that cover its columns; refusals name
+// the dimension.
+void test_tp_plan() {
+  // LLaMA-2-7B's shape, W4A8 g128, at tp 1, 2, 4, 8 (tp 8: down_proj's 11008 columns split in
+  // 1376s, not whole K blocks).
+  const ModelPlan p7 = synthetic_plan(4096, 11008, 32, 32, 128, 2, WeightFormat::W4A8, 128, false);
+  for (int tp : {1, 2, 4, 8}) {
+    int next_n[kNumLinears] = {}, next_k[kNumLinears] = {};
+    for (int r = 0; r < tp; r++) {
+      const RankPlan rp = plan_rank(p7, tp, r);
+      CHECK(rp.heads == 32 / tp && rp.kv_heads == 32 / tp && rp.head0 == r * (32 / tp) && rp.intermediate == 11008 / tp);
+      CHECK(rp.layers.size() == 2 && rp.layers[1].size() == (size_t)kNumLinears);
+      for (int i = 0; i < kNumLinears; i++) {
+        const LinearPlan& lp = p7.layers[1].lin[i];
+        const LinearShard& s = rp.layers[1][i];
+        if (i == kO || i == kDown) {
+          CHECK(s.split == TpSplit::Row && tp_split_of(i) == TpSplit::Row);
+          CHECK(s.k0 == next_k[i] && s.k1 - s.k0 == lp.k / tp);  // a partition, in rank order
+          next_k[i] = s.k1;
+          CHECK(s.kb0 * 128 <= s.k0 && s.k1 <= s.kb1 * 128 && s.kb1 * 128 <= lp.kp);  // the blocks cover it
+          CHECK((s.kb0 + 1) * 128 > s.k0 && (s.kb1 - 1) * 128 < s.k1);                // and no more
+          CHECK(s.g0 == s.kb0 && s.g1 == s.kb1);                                       // g128: a row per block
+        } else {
+          CHECK(s.split == TpSplit::Column);
+          CHECK(s.n0 == next_n[i] && s.n1 - s.n0 == lp.n / tp && s.n0 % 8 == 0);
+          next_n[i] = s.n1;
+        }
+        CHECK(!s.bias);
+      }
+    }
+    for (int i = 0; i < kNumLinears; i++) {
+      const LinearPlan& lp = p7.layers[1].lin[i];
+      CHECK(i == kO || i == kDown ? next_k[i] == lp.k : next_n[i] == lp.n);
+    }
+  }
+  {
+    const RankPlan rp = plan_rank(p7, 8, 1);
+    const LinearShard& d = rp.layers[0][kDown];  // columns [1376, 2752)
+    CHECK(d.k0 == 1376 && d.k1 == 2752 && d.kb0 == 10 && d.kb1 == 22);
+  }
+  // Per channel: every rank keeps the one row of scales; groups of 32: four rows per block.
+  CHECK(plan_rank(synthetic_plan(4096, 11008, 32, 32, 128, 1, WeightFormat::W4A8, 0, false), 8, 3).layers[0][kDown].g1 == 1);
+  {
+    const RankPlan rp = plan_rank(synthetic_plan(4096, 11008, 32, 32, 128, 1, WeightFormat::W4A8, 32, false), 8, 1);
+    const LinearShard& d = rp.layers[0][kDown];
+    CHECK(d.g0 == 40 && d.g1 == 88);
+  }
+  // Biases (Qwen2's q/k/v) go with their rows; GQA with 4 kv heads splits over 2 and 4 ranks.
+  const ModelPlan qw = synthetic_plan(3584, 18944, 28, 4, 128, 1, WeightFormat::W4A8, 128, true);
+  for (int tp : {2, 4}) {
+    const RankPlan rp = plan_rank(qw, tp, tp - 1);
+    CHECK(rp.kv_heads == 4 / tp && rp.kv_head0 == 4 - 4 / tp && rp.layers[0][kK].bias && !rp.layers[0][kO].bias);
+    CHECK(rp.layers[0][kK].n0 == (4 - 4 / tp) * 128);
+  }
+  expect_error("qwen2 tp 8", {"/models/synthetic", "tensor parallelism 8", "attention heads", "(28)"},
+               [&] { plan_rank(qw, 8, 0); });
+  expect_error("llama3 tp 16", {"tensor parallelism 16", "key/value heads", "(8)"},
+               [&] { plan_rank(synthetic_plan(4096, 14336, 32, 8, 128, 1, WeightFormat::W4A8, 128, false), 16, 0); });
+  expect_error("llama tp 3", {"tensor parallelism 3", "attention heads", "(32)"}, [&] { plan_rank(p7, 3, 0); });
+  expect_error("tp 0", {"at least 1"}, [&] { plan_rank(p7, 0, 0); });
+  expect_error("rank 8 of 8", {"rank 8", "group of 8"}, [&] { plan_rank(p7, 8, 8); });
+  // A packed column slice must be whole 8-row strips; the same shape in fp16 splits.
+  const int inter = 40;  // 20 rows per rank at tp 2
+  expect_error("strips", {"mlp.gate_proj", "20 output rows per rank", "8-row strips"},
+               [&] { plan_rank(synthetic_plan(256, inter, 4, 2, 64, 1, WeightFormat::W4A8, 128, false), 2, 0); });
+  CHECK(plan_rank(synthetic_plan(256, inter, 4, 2, 64, 1, WeightFormat::Dense16, 0, false), 2, 1).layers[0][kGate].n0 ==
+        20);
+}
+
 int main(int argc, char** argv) {
   char tmpl[] = "/tmp/odyssey-teh-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) {
@@ -849,6 +956,7 @@ int main(int argc, char** argv) {
     test_plan_ct();
     test_calib_stats_file();
     test_w4a16_int_scales();
+    test_tp_plan();
     if (argc >= 3) {
       test_plan_artifact(argv[1], argv[2]);
       if (argc >= 4) test_plan_ct_export(argv[3]);

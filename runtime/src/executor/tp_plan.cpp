@@ -1,0 +1,83 @@
+// tp_plan.cpp: the tensor-parallel shards of a planned model (tp_plan.hpp).
+#include "executor/tp_plan.hpp"
+
+#include <stdexcept>
+
+namespace odyssey::exec {
+
+TpSplit tp_split_of(int linear_index) {
+  return linear_index == kO || linear_index == kDown ? TpSplit::Row : TpSplit::Column;
+}
+
+namespace {
+
+[[noreturn]] void refuse(const ModelPlan& plan, int tp, const std::string& what, int n) {
+  throw std::invalid_argument(plan.dir + ": tensor parallelism " + std::to_string(tp) + " does not divide " + what +
+                              " (" + std::to_string(n) + ")");
+}
+
+}  // namespace
+
+RankPlan plan_rank(const ModelPlan& plan, int tp, int rank) {
+  const ModelConfig& c = plan.cfg;
+  if (tp < 1) throw std::invalid_argument(plan.dir + ": tensor parallelism must be at least 1, not " + std::to_string(tp));
+  if (rank < 0 || rank >= tp)
+    throw std::invalid_argument("rank " + std::to_string(rank) + " is outside a group of " + std::to_string(tp));
+  if (c.heads % tp) refuse(plan, tp, "the attention heads", c.heads);
+  if (c.kv_heads % tp) refuse(plan, tp, "the key/value heads (the executor splits attention by heads)", c.kv_heads);
+  if (c.intermediate % tp) refuse(plan, tp, "the intermediate size", c.intermediate);
+  if (c.hidden % tp) refuse(plan, tp, "the hidden size (the all-reduce cuts it into tp chunks)", c.hidden);
+  RankPlan r;
+  r.tp = tp;
+  r.rank = rank;
+  r.heads = c.heads / tp;
+  r.kv_heads = c.kv_heads / tp;
+  r.head0 = rank * r.heads;
+  r.kv_head0 = rank * r.kv_heads;
+  r.intermediate = c.intermediate / tp;
+  r.layers.resize(plan.layers.size());
+  for (size_t i = 0; i < plan.layers.size(); i++) {
+    r.layers[i].resize(kNumLinears);
+    for (int li = 0; li < kNumLinears; li++) {
+      const LinearPlan& lp = plan.layers[i].lin[li];
+      LinearShard& s = r.layers[i][li];
+      s.split = tp_split_of(li);
+      const bool packed = lp.format != WeightFormat::Dense16;
+      if (s.split == TpSplit::Column) {
+        if (lp.n % tp) refuse(plan, tp, lp.name + "'s output rows", lp.n);
+        const int per = lp.n / tp;
+        if (packed && per % 8)
+          throw std::invalid_argument(plan.dir + ": " + lp.name + ": " + std::to_string(per) +
+                                      " output rows per rank at tensor parallelism " + std::to_string(tp) +
+                                      " are not whole 8-row strips of the packed layout");
+        s.n0 = rank * per;
+        s.n1 = s.n0 + per;
+        s.bias = lp.has_bias;
+      } else {
+        if (lp.k % tp) refuse(plan, tp, lp.name + "'s input columns", lp.k);
+        const int per = lp.k / tp;
+        s.k0 = rank * per;
+        s.k1 = s.k0 + per;
+        if (packed) {
+          constexpr int kBK = 128;
+          s.kb0 = s.k0 / kBK;
+          s.kb1 = (s.k1 + kBK - 1) / kBK;
+          if (lp.group_size <= 0 || (lp.group_size % kBK != 0 && kBK % lp.group_size != 0))
+            throw std::invalid_argument(plan.dir + ": " + lp.name + ": group size " + std::to_string(lp.group_size) +
+                                        " is neither a divisor nor a multiple of the 128-column K block");
+          if (lp.group_size >= lp.kp) {  // per channel: the one row of scales
+            s.g0 = 0;
+            s.g1 = 1;
+          } else {
+            s.g0 = s.kb0 * kBK / lp.group_size;
+            s.g1 = (s.kb1 * kBK + lp.group_size - 1) / lp.group_size;
+          }
+        }
+        s.bias = lp.has_bias;  // every rank adds it to its copy of the reduced sum
+      }
+    }
+  }
+  return r;
+}
+
+}  // namespace odyssey::exec

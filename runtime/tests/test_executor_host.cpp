@@ -940,6 +940,64 @@ void test_tp_plan() {
         20);
 }
 
+// The shard cutters (tp_plan.hpp) against the packed layout read back element by element: every
+// value a rank holds is the whole tensor's value at the shard's offset.
+void test_tp_shards() {
+  // The packed weight of column c, input k (docs/fastgemm-layout.md; the nibble as stored).
+  auto nibble = [](const std::vector<unsigned char>& q, int kblocks, int c, int k) {
+    const int nb = c / 8, gid = c % 8, kk = k % 128, st = kk / 32, rr = kk % 32, tig = (rr % 16) / 4, i = rr % 4;
+    const unsigned char b = q[(((size_t)nb * kblocks + k / 128) * 32 + gid * 4 + tig) * 16 + st * 4 + i];
+    return rr < 16 ? b & 15 : b >> 4;
+  };
+  uint64_t st = 12345;
+  auto rnd = [&] {
+    st = st * 6364136223846793005ull + 1442695040888963407ull;
+    return (unsigned char)(st >> 56);
+  };
+  const ModelPlan p = synthetic_plan(512, 640, 8, 4, 64, 1, WeightFormat::W4A8, 64, false);
+  for (int tp : {2, 4})
+    for (int r = 0; r < tp; r++) {
+      const RankPlan rp = plan_rank(p, tp, r);
+      for (int li : {(int)kGate, (int)kDown}) {
+        const LinearPlan& lp = p.layers[0].lin[li];
+        const LinearShard& s = rp.layers[0][li];
+        const int kb = lp.kp / 128, G = lp.groups;
+        std::vector<unsigned char> q((size_t)lp.np * lp.kp / 2), gs((size_t)G * lp.np * 2), cs((size_t)lp.np * 4),
+            w((size_t)lp.n * lp.k * 2);
+        for (auto* v : {&q, &gs, &cs, &w})
+          for (auto& x : *v) x = rnd();
+        const auto sq = shard_qweight(q.data(), lp.np, lp.kp, s);
+        const auto sg = shard_group_scale(gs.data(), G, lp.np, 2, s);
+        const auto sc = shard_channels(cs.data(), lp.np, 4, s);
+        const auto sw = shard_dense(w.data(), lp.n, lp.k, s);
+        bool ok = true;
+        if (s.split == TpSplit::Column) {
+          const int n = s.n1 - s.n0;
+          ok &= sq.size() == (size_t)n * lp.kp / 2 && sg.size() == (size_t)G * n * 2 && sc.size() == (size_t)n * 4 &&
+                sw.size() == (size_t)n * lp.k * 2;
+          for (int c = 0; ok && c < n; c++) {
+            for (int k = 0; k < lp.kp; k++) ok &= nibble(sq, kb, c, k) == nibble(q, kb, c + s.n0, k);
+            for (int g = 0; g < G; g++) ok &= !std::memcmp(&sg[((size_t)g * n + c) * 2], &gs[((size_t)g * lp.np + c + s.n0) * 2], 2);
+            ok &= !std::memcmp(&sc[(size_t)c * 4], &cs[(size_t)(c + s.n0) * 4], 4);
+            ok &= !std::memcmp(&sw[(size_t)c * lp.k * 2], &w[(size_t)(c + s.n0) * lp.k * 2], (size_t)lp.k * 2);
+          }
+        } else {
+          const int kbs = s.kb1 - s.kb0, ks = s.k1 - s.k0;
+          ok &= sq.size() == (size_t)lp.np * kbs * 64 && sg.size() == (size_t)(s.g1 - s.g0) * lp.np * 2 && sc == cs &&
+                sw.size() == (size_t)lp.n * ks * 2;
+          for (int c = 0; ok && c < lp.np; c++) {
+            for (int k = 0; k < kbs * 128; k++) ok &= nibble(sq, kbs, c, k) == nibble(q, kb, c, k + s.kb0 * 128);
+            for (int g = 0; g < s.g1 - s.g0; g++)
+              ok &= !std::memcmp(&sg[((size_t)g * lp.np + c) * 2], &gs[((size_t)(g + s.g0) * lp.np + c) * 2], 2);
+            if (c < lp.n) ok &= !std::memcmp(&sw[(size_t)c * ks * 2], &w[((size_t)c * lp.k + s.k0) * 2], (size_t)ks * 2);
+          }
+        }
+        if (!ok) std::fprintf(stderr, "tp shards: tp %d rank %d %s differ\n", tp, r, lp.name.c_str());
+        CHECK(ok);
+      }
+    }
+}
+
 int main(int argc, char** argv) {
   char tmpl[] = "/tmp/odyssey-teh-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) {
@@ -957,6 +1015,7 @@ int main(int argc, char** argv) {
     test_calib_stats_file();
     test_w4a16_int_scales();
     test_tp_plan();
+    test_tp_shards();
     if (argc >= 3) {
       test_plan_artifact(argv[1], argv[2]);
       if (argc >= 4) test_plan_ct_export(argv[3]);

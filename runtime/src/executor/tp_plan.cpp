@@ -80,4 +80,55 @@ RankPlan plan_rank(const ModelPlan& plan, int tp, int rank) {
   return r;
 }
 
+namespace {
+// Appends bytes [from, from + n) of src to out.
+void put(std::vector<unsigned char>& out, const unsigned char* src, size_t from, size_t n) {
+  out.insert(out.end(), src + from, src + from + n);
+}
+}  // namespace
+
+std::vector<unsigned char> shard_qweight(const unsigned char* q, int np, int kp, const LinearShard& s) {
+  constexpr size_t kBlock = 512;  // bytes of one (strip, K block)
+  const size_t kblocks = (size_t)kp / 128, strips = (size_t)np / 8;
+  std::vector<unsigned char> out;
+  if (s.split == TpSplit::Column) {
+    put(out, q, (size_t)(s.n0 / 8) * kblocks * kBlock, (size_t)(s.n1 - s.n0) / 8 * kblocks * kBlock);
+  } else {
+    out.reserve(strips * (size_t)(s.kb1 - s.kb0) * kBlock);
+    for (size_t nb = 0; nb < strips; nb++)
+      put(out, q, (nb * kblocks + (size_t)s.kb0) * kBlock, (size_t)(s.kb1 - s.kb0) * kBlock);
+  }
+  return out;
+}
+
+std::vector<unsigned char> shard_group_scale(const unsigned char* gs, int groups, int np, int esz, const LinearShard& s) {
+  std::vector<unsigned char> out;
+  if (s.split == TpSplit::Column) {
+    for (int g = 0; g < groups; g++) put(out, gs, ((size_t)g * np + s.n0) * esz, (size_t)(s.n1 - s.n0) * esz);
+  } else {
+    put(out, gs, (size_t)s.g0 * np * esz, (size_t)(s.g1 - s.g0) * np * esz);
+  }
+  return out;
+}
+
+std::vector<unsigned char> shard_channels(const unsigned char* v, int n, int esz, const LinearShard& s) {
+  std::vector<unsigned char> out;
+  if (s.split == TpSplit::Column)
+    put(out, v, (size_t)s.n0 * esz, (size_t)(s.n1 - s.n0) * esz);
+  else
+    put(out, v, 0, (size_t)n * esz);
+  return out;
+}
+
+std::vector<unsigned char> shard_dense(const unsigned char* w, int n, int k, const LinearShard& s) {
+  std::vector<unsigned char> out;
+  if (s.split == TpSplit::Column) {
+    put(out, w, (size_t)s.n0 * k * 2, (size_t)(s.n1 - s.n0) * k * 2);
+  } else {
+    out.reserve((size_t)n * (s.k1 - s.k0) * 2);
+    for (int r = 0; r < n; r++) put(out, w, ((size_t)r * k + s.k0) * 2, (size_t)(s.k1 - s.k0) * 2);
+  }
+  return out;
+}
+
 }  // namespace odyssey::exec

@@ -53,6 +53,22 @@ struct RankPlan {
 // The linear kinds by split: q, k, v, gate, up are column-parallel; o and down row-parallel.
 TpSplit tp_split_of(int linear_index);
 
+// The rank's bytes of a linear's tensors, cut from the whole ones (host memory; the loader then
+// uploads them as it uploads an unsplit linear of the shard's shape):
+//   packed qweight [Np/8, Kp/128, 512 B] (docs/fastgemm-layout.md): column shard → strips
+//     [n0/8, n1/8) (one contiguous run); row shard → every strip's K blocks [kb0, kb1), giving
+//     [Np/8, kb1 − kb0, 512 B];
+//   group scales [G, Np] of esz-byte elements: column → each row's columns [n0, n1); row →
+//     rows [g0, g1);
+//   a per-output-channel vector (channel scale, bias, static activation scale is one value):
+//     column → [n0, n1); row → whole (output channels are not split);
+//   a dense fp16 weight [n, k] (2-byte elements): column → rows [n0, n1); row → each row's
+//     columns [k0, k1).
+std::vector<unsigned char> shard_qweight(const unsigned char* q, int np, int kp, const LinearShard& s);
+std::vector<unsigned char> shard_group_scale(const unsigned char* gs, int groups, int np, int esz, const LinearShard& s);
+std::vector<unsigned char> shard_channels(const unsigned char* v, int n, int esz, const LinearShard& s);
+std::vector<unsigned char> shard_dense(const unsigned char* w, int n, int k, const LinearShard& s);
+
 // Checks that plan can be split over tp ranks (std::invalid_argument naming the dimension and
 // the model folder) and returns rank's shards. 0 ≤ rank < tp.
 RankPlan plan_rank(const ModelPlan& plan, int tp, int rank);

@@ -911,6 +911,28 @@ void test_tp_plan() {
     const LinearShard& d = rp.layers[0][kDown];  // columns [1376, 2752)
     CHECK(d.k0 == 1376 && d.k1 == 2752 && d.kb0 == 10 && d.kb1 == 22);
   }
+  {
+    // The rank's own model plan: shapes of rank 1 of 8 (down_proj: 1376 columns held as 12 K
+    // blocks from 1280, its activation's real columns at offset 96).
+    const RankPlan rp = plan_rank(p7, 8, 1);
+    const ModelPlan m = rank_model_plan(p7, rp);
+    CHECK(m.cfg.heads == 4 && m.cfg.kv_heads == 4 && m.cfg.intermediate == 1376 && m.cfg.hidden == 4096);
+    const LinearPlan* l = m.layers[1].lin;
+    CHECK(l[kQ].n == 512 && l[kQ].np == 512 && l[kQ].k == 4096 && l[kQ].groups == 32 && l[kQ].name == p7.layers[1].lin[kQ].name);
+    CHECK(l[kGate].n == 1376 && l[kUp].np == 1376 && l[kO].n == 4096 && l[kDown].n == 4096);
+    CHECK(l[kO].k == 512 && l[kO].kp == 512 && l[kO].groups == 4 && l[kO].group_size == 128);
+    CHECK(l[kDown].k == 1536 && l[kDown].kp == 1536 && l[kDown].groups == 12 && l[kDown].group_size == 128);
+    CHECK(shard_x_offset(rp.layers[1][kDown]) == 96 && shard_x_offset(rp.layers[1][kO]) == 0 &&
+          shard_x_offset(rp.layers[1][kGate]) == 0);
+    const ModelPlan pc = synthetic_plan(4096, 11008, 32, 32, 128, 1, WeightFormat::W4A8, 0, false);
+    const ModelPlan mc = rank_model_plan(pc, plan_rank(pc, 8, 1));
+    CHECK(mc.layers[0].lin[kDown].groups == 1 && mc.layers[0].lin[kDown].group_size == 1536);
+    const ModelPlan pd = synthetic_plan(4096, 11008, 32, 32, 128, 1, WeightFormat::Dense16, 0, false);
+    const RankPlan rd = plan_rank(pd, 8, 7);
+    const ModelPlan md = rank_model_plan(pd, rd);
+    CHECK(md.layers[0].lin[kDown].k == 1376 && md.layers[0].lin[kDown].kp == 1376 && shard_x_offset(rd.layers[0][kDown]) == 0);
+    expect_error("rank plan of another model", {"rank plan has 1 layers", "the model 2"}, [&] { rank_model_plan(p7, rd); });
+  }
   // Per channel: every rank keeps the one row of scales; groups of 32: four rows per block.
   CHECK(plan_rank(synthetic_plan(4096, 11008, 32, 32, 128, 1, WeightFormat::W4A8, 0, false), 8, 3).layers[0][kDown].g1 == 1);
   {

@@ -80,6 +80,38 @@ RankPlan plan_rank(const ModelPlan& plan, int tp, int rank) {
   return r;
 }
 
+ModelPlan rank_model_plan(const ModelPlan& plan, const RankPlan& rank) {
+  if (rank.layers.size() != plan.layers.size())
+    throw std::invalid_argument(plan.dir + ": the rank plan has " + std::to_string(rank.layers.size()) +
+                                " layers, the model " + std::to_string(plan.layers.size()));
+  ModelPlan r = plan;
+  r.cfg.heads = rank.heads;
+  r.cfg.kv_heads = rank.kv_heads;
+  r.cfg.intermediate = rank.intermediate;
+  for (size_t i = 0; i < r.layers.size(); i++)
+    for (int li = 0; li < kNumLinears; li++) {
+      LinearPlan& lp = r.layers[i].lin[li];
+      const LinearShard& s = rank.layers[i][li];
+      const bool packed = lp.format != WeightFormat::Dense16;
+      if (s.split == TpSplit::Column) {
+        lp.n = s.n1 - s.n0;
+        lp.np = packed ? (lp.n + 7) / 8 * 8 : lp.n;
+        continue;
+      }
+      if (!packed) {
+        lp.k = lp.kp = s.k1 - s.k0;
+        continue;
+      }
+      const bool per_channel = lp.group_size >= lp.kp;
+      lp.k = lp.kp = (s.kb1 - s.kb0) * 128;
+      lp.groups = s.g1 - s.g0;
+      lp.group_size = per_channel ? lp.kp : lp.group_size;
+    }
+  return r;
+}
+
+int shard_x_offset(const LinearShard& s) { return s.split == TpSplit::Row && s.kb1 > s.kb0 ? s.k0 - s.kb0 * 128 : 0; }
+
 namespace {
 // Appends bytes [from, from + n) of src to out.
 void put(std::vector<unsigned char>& out, const unsigned char* src, size_t from, size_t n) {

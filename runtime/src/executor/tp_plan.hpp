@@ -53,6 +53,15 @@ struct RankPlan {
 // The linear kinds by split: q, k, v, gate, up are column-parallel; o and down row-parallel.
 TpSplit tp_split_of(int linear_index);
 
+// The plan of the model rank r runs: the same tensors' names, with the rank's shapes, so that
+// the executor's loader and forward pass (which read shapes from a ModelPlan) run a rank's
+// shard as a model of their own: heads, kv heads and intermediate size divided by tp;
+// column-parallel linears with n = n1 − n0 rows; row-parallel ones with the held input range
+// (packed: k = kp = (kb1 − kb0)·128 and groups g1 − g0, per channel one group over it; dense:
+// k = k1 − k0). Its activation's real columns start at shard_x_offset within that range.
+ModelPlan rank_model_plan(const ModelPlan& plan, const RankPlan& rank);
+int shard_x_offset(const LinearShard& s);  // k0 − kb0·128 (row-parallel packed), else 0
+
 // The rank's bytes of a linear's tensors, cut from the whole ones (host memory; the loader then
 // uploads them as it uploads an unsplit linear of the shard's shape):
 //   packed qweight [Np/8, Kp/128, 512 B] (docs/fastgemm-layout.md): column shard → strips

@@ -671,6 +671,32 @@ void test_plan_ct_export(const std::string& dir) {
   expect_error("export: zero scale", {"v_proj.weight_scale", "[1, 0]", "not positive"}, [&] { (void)plan_dir(bad_scale); });
 }
 
+// The packed weight of column c, input k (docs/fastgemm-layout.md; the nibble as stored).
+int nibble(const unsigned char* q, int kblocks, int c, int k) {
+  const int nb = c / 8, gid = c % 8, kk = k % 128, st = kk / 32, rr = kk % 32, tig = (rr % 16) / 4, i = rr % 4;
+  const unsigned char b = q[(((size_t)nb * kblocks + k / 128) * 32 + gid * 4 + tig) * 16 + st * 4 + i];
+  return rr < 16 ? b & 15 : b >> 4;
+}
+int nibble(const std::vector<unsigned char>& q, int kblocks, int c, int k) { return nibble(q.data(), kblocks, c, k); }
+
+// The integer accumulators of a packed W4A8 linear with integer group scales (the kernels'
+// arithmetic, docs/w4a8-numerics.md: per group Σ x·16q, times ŝ, summed; wrapping uint32).
+std::vector<uint32_t> w4a8_acc(const unsigned char* q, const int16_t* gs, int np, int kp, int group,
+                               const std::vector<int8_t>& x) {
+  std::vector<uint32_t> acc((size_t)np, 0);
+  const int kb = kp / 128;
+  for (int c = 0; c < np; c++)
+    for (int g = 0; g * group < kp; g++) {
+      uint32_t part = 0;
+      for (int k = g * group; k < (g + 1) * group; k++) {
+        const int w = nibble(q, kb, c, k);
+        part += (uint32_t)((int)x[(size_t)k] * 16 * (w >= 8 ? w - 16 : w));
+      }
+      acc[(size_t)c] += (uint32_t)(int32_t)gs[(size_t)g * np + c] * part;
+    }
+  return acc;
+}
+
 void test_plan_artifact(const std::string& art, const std::string& ck_dir) {
   ModelPlan p = plan_dir(art);
   CHECK(p.path == "w4a8");
@@ -682,6 +708,55 @@ void test_plan_artifact(const std::string& art, const std::string& ck_dir) {
   CHECK(p.layers[3].lin[kDown].k == 768 && p.layers[3].lin[kDown].groups == 6);
   ModelPlan c = plan_dir(ck_dir);
   CHECK(c.path == "fp16" && c.layers.size() == 4);
+
+  // Tensor parallelism on the real artifact (tp_plan.hpp; tiny-llama has 2 kv heads): at TP 1 and 2 the ranks' cut
+  // tensors give back the whole linear's integer accumulators — concatenated rows for the
+  // column-parallel gate_proj, and for the row-parallel down_proj the sum over ranks of each
+  // rank's product with the activation zeroed outside its slice (tpsim's arithmetic): equal
+  // bit for bit, with the artifact's own codes and integer scales.
+  {
+    SafetensorsCheckpoint one = SafetensorsCheckpoint::open_file(art + "/model.safetensors");
+    uint64_t st = 777;
+    for (int tp : {1, 2})
+      for (int li : {(int)kGate, (int)kDown}) {
+        const LinearPlan& lp = p.layers[1].lin[li];
+        const unsigned char* q = one.data(one.get(lp.name + ".qweight"));
+        const unsigned char* gsb = one.data(one.get(lp.name + ".group_scale"));
+        std::vector<int16_t> gs((size_t)lp.groups * lp.np);
+        std::memcpy(gs.data(), gsb, gs.size() * 2);
+        std::vector<int8_t> x((size_t)lp.kp, 0);
+        for (int k = 0; k < lp.k; k++) {
+          st = st * 6364136223846793005ull + 1442695040888963407ull;
+          x[(size_t)k] = (int8_t)((int)(st >> 56) % 255 - 127);
+        }
+        const std::vector<uint32_t> whole = w4a8_acc(q, gs.data(), lp.np, lp.kp, lp.group_size, x);
+        std::vector<uint32_t> got(li == kDown ? (size_t)lp.np : 0, 0);
+        for (int r = 0; r < tp; r++) {
+          const RankPlan rp = plan_rank(p, tp, r);
+          const ModelPlan rm = rank_model_plan(p, rp);
+          const LinearShard& s = rp.layers[1][li];
+          const LinearPlan& rl = rm.layers[1].lin[li];
+          const auto sq = shard_qweight(q, lp.np, lp.kp, s);
+          const auto sg = shard_group_scale(gsb, lp.groups, lp.np, 2, s);
+          std::vector<int16_t> rgs((size_t)rl.groups * rl.np);
+          CHECK(sg.size() == rgs.size() * 2 && sq.size() == (size_t)rl.np * rl.kp / 2);
+          std::memcpy(rgs.data(), sg.data(), sg.size());
+          if (li == kDown) {
+            // The rank's activation: its slice of x at shard_x_offset, zero elsewhere.
+            std::vector<int8_t> xr((size_t)rl.kp, 0);
+            const int off = shard_x_offset(s);
+            for (int k = s.k0; k < s.k1; k++) xr[(size_t)(k - s.k0 + off)] = x[(size_t)k];
+            const std::vector<uint32_t> part = w4a8_acc(sq.data(), rgs.data(), rl.np, rl.kp, rl.group_size, xr);
+            for (size_t c = 0; c < got.size(); c++) got[c] += part[c];
+          } else {
+            const std::vector<uint32_t> part = w4a8_acc(sq.data(), rgs.data(), rl.np, rl.kp, rl.group_size, x);
+            got.insert(got.end(), part.begin(), part.end());
+          }
+        }
+        if (got != whole) std::fprintf(stderr, "tp %d %s: ranks' accumulators differ from the whole\n", tp, lp.name.c_str());
+        CHECK(got == whole);
+      }
+  }
 
   // plan_layer on one file (the calibration server's layer file is opened this way) plans
   // each layer as plan_model does.
@@ -965,12 +1040,6 @@ void test_tp_plan() {
 // The shard cutters (tp_plan.hpp) against the packed layout read back element by element: every
 // value a rank holds is the whole tensor's value at the shard's offset.
 void test_tp_shards() {
-  // The packed weight of column c, input k (docs/fastgemm-layout.md; the nibble as stored).
-  auto nibble = [](const std::vector<unsigned char>& q, int kblocks, int c, int k) {
-    const int nb = c / 8, gid = c % 8, kk = k % 128, st = kk / 32, rr = kk % 32, tig = (rr % 16) / 4, i = rr % 4;
-    const unsigned char b = q[(((size_t)nb * kblocks + k / 128) * 32 + gid * 4 + tig) * 16 + st * 4 + i];
-    return rr < 16 ? b & 15 : b >> 4;
-  };
   uint64_t st = 12345;
   auto rnd = [&] {
     st = st * 6364136223846793005ull + 1442695040888963407ull;
@@ -1016,6 +1085,31 @@ void test_tp_shards() {
         }
         if (!ok) std::fprintf(stderr, "tp shards: tp %d rank %d %s differ\n", tp, r, lp.name.c_str());
         CHECK(ok);
+        if (li == kDown && r == 0) {
+          // The identity tpsim relies on, with slices that end inside K blocks (640 / 4 = 160):
+          // Σ over ranks of (rank's cut weights · its zero-padded slice of x) = the whole product.
+          std::vector<int8_t> x((size_t)lp.kp);
+          for (auto& v : x) v = (int8_t)rnd();
+          std::vector<int16_t> gsi((size_t)G * lp.np);
+          std::memcpy(gsi.data(), gs.data(), gs.size());
+          const std::vector<uint32_t> whole = w4a8_acc(q.data(), gsi.data(), lp.np, lp.kp, lp.group_size, x);
+          std::vector<uint32_t> sum((size_t)lp.np, 0);
+          for (int rr = 0; rr < tp; rr++) {
+            const RankPlan rq = plan_rank(p, tp, rr);
+            const LinearShard& t = rq.layers[0][kDown];
+            const ModelPlan rm = rank_model_plan(p, rq);
+            const LinearPlan& rl = rm.layers[0].lin[kDown];
+            const auto tq = shard_qweight(q.data(), lp.np, lp.kp, t);
+            const auto tg = shard_group_scale(gs.data(), G, lp.np, 2, t);
+            std::vector<int16_t> tgi(tg.size() / 2);
+            std::memcpy(tgi.data(), tg.data(), tg.size());
+            std::vector<int8_t> xr((size_t)rl.kp, 0);
+            for (int k = t.k0; k < t.k1; k++) xr[(size_t)(k - t.k0 + shard_x_offset(t))] = x[(size_t)k];
+            const std::vector<uint32_t> part = w4a8_acc(tq.data(), tgi.data(), rl.np, rl.kp, rl.group_size, xr);
+            for (size_t c = 0; c < sum.size(); c++) sum[c] += part[c];
+          }
+          CHECK(sum == whole);
+        }
       }
     }
 }

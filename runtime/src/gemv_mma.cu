@@ -561,19 +561,6 @@ Shape shape_of(int m, int k, int strips, bool sw = false) {
   return s;
 }
 
-// Persistent grid: the blocks that fit on the GPU at once (occupancy of this instantiation at
-// this shared memory), at most one per tile; ODYSSEY_GEMV_GRID=N caps it further (the tests use
-// a small N so that every block walks several tiles).
-int sm_count() {
-  static const int n = [] {
-    int d = 0, v = 0;
-    if (cudaGetDevice(&d) != cudaSuccess || cudaDeviceGetAttribute(&v, cudaDevAttrMultiProcessorCount, d) != cudaSuccess ||
-        v <= 0)
-      return 132;
-    return v;
-  }();
-  return n;
-}
 // Blocks per SM of one instantiation at one shared-memory size, queried once (a query per launch
 // cost the host more than a 5 µs GEMV takes: back-to-back launches became host-bound). A few
 // sizes per instantiation (one per M); beyond kSlots the query runs each time.
@@ -598,9 +585,12 @@ int blocks_per_sm(F fn, size_t smem) {
   if (used < kSlots) key[used] = smem, val[used++] = per_sm;
   return per_sm;
 }
+// Persistent grid: the blocks that fit on the GPU at once (occupancy of this instantiation at
+// this shared memory), at most one per tile; ODYSSEY_GEMV_GRID=N caps it further (the tests use
+// a small N so that every block walks several tiles).
 template <typename F>
 int persistent_grid(F fn, size_t smem, int tiles) {
-  int g = std::min(tiles, blocks_per_sm(fn, smem) * sm_count());
+  int g = std::min(tiles, blocks_per_sm(fn, smem) * device_sms());
   if (const char* e = std::getenv("ODYSSEY_GEMV_GRID")) {
     const int cap = std::atoi(e);
     if (cap > 0) g = std::min(g, cap);

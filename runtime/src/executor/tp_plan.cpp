@@ -42,6 +42,7 @@ RankPlan plan_rank(const ModelPlan& plan, int tp, int rank) {
       const LinearPlan& lp = plan.layers[i].lin[li];
       LinearShard& s = r.layers[i][li];
       s.split = tp_split_of(li);
+      s.bias = lp.has_bias;  // column: its rows' biases; row: every rank adds it to its copy of the reduced sum
       const bool packed = lp.format != WeightFormat::Dense16;
       if (s.split == TpSplit::Column) {
         if (lp.n % tp) refuse(plan, tp, lp.name + "'s output rows", lp.n);
@@ -52,7 +53,6 @@ RankPlan plan_rank(const ModelPlan& plan, int tp, int rank) {
                                       " are not whole 8-row strips of the packed layout");
         s.n0 = rank * per;
         s.n1 = s.n0 + per;
-        s.bias = lp.has_bias;
       } else {
         if (lp.k % tp) refuse(plan, tp, lp.name + "'s input columns", lp.k);
         const int per = lp.k / tp;
@@ -73,7 +73,6 @@ RankPlan plan_rank(const ModelPlan& plan, int tp, int rank) {
             s.g1 = (s.kb1 * kBK + lp.group_size - 1) / lp.group_size;
           }
         }
-        s.bias = lp.has_bias;  // every rank adds it to its copy of the reduced sum
       }
     }
   }

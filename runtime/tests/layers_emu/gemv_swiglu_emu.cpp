@@ -70,10 +70,14 @@ inline void emu_mma_s8(uint32_t (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, 
 }
 }  // namespace odyssey
 
+namespace odyssey {
+int device_sms();  // kernel_common.cuh's (the harness defines it below)
+}  // namespace odyssey
 #include "gemv_mma_emu.inc"
 
 namespace odyssey {
 int dispatch_config(int, int, int, bool) { return kGemvMmaS4Config; }  // the emulation names strips
+int device_sms() { return 132; }                                        // kernel_common.cuh's, an H100/H200
 }  // namespace odyssey
 
 #include <string>

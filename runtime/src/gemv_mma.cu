@@ -71,15 +71,6 @@
 // after it. pdl_launch_dependents() is called right after those first loads. Launched with
 // launch_pdl (ODYSSEY_PDL=0 turns the attribute off).
 //
-// L2 prefetch before pdl_wait (session 15): the decode step's small kernels trigger their
-// dependents before they wait (pdl.cuh, "Early trigger"), so this GEMV's blocks are resident
-// while the norm / SwiGLU / attention before it still runs, with DRAM idle. Each block then
-// asks L2 for the start of its weights (cp.async.bulk.prefetch on sm_90): p.prefetch bytes per
-// block (ODYSSEY_GEMV_PREFETCH MB per launch, spread over the grid; 0 = off), as a K prefix of
-// each strip of its first tile(s) — the order the main loop consumes them — and its share of
-// the group-scale array. Bit-exactness is untouched (a prefetch moves no data the kernel reads).
-// The emulator checks that every prefetched range lies inside the tensors.
-//
 // Fused SwiGLU variant (SW, w4a8_gemv_swiglu, decode M ≤ 8; issue 14): the same main loop over
 // S/2 strips of gate and the same S/2 strips of up per block; the epilogue computes
 // silu(gate)·up from the two fp16 values the plain epilogue would write and writes down_proj's
@@ -138,18 +129,6 @@ __device__ __forceinline__ uint4 ld_stream16(const void* p) {
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(p));
   return v;
-}
-
-// Asks L2 to fetch [p, p + bytes) (bytes % 16 == 0, p 16-byte aligned); nothing waits for it.
-// sm_90 with a PTX 8.0 assembler: one bulk prefetch; otherwise a prefetch per 32-byte sector,
-// spread over the calling warp.
-__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes, int lane) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && __CUDACC_VER_MAJOR__ >= 12
-  if (lane == 0 && bytes > 0) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
-#else
-  for (uint32_t o = (uint32_t)lane * 32; o < bytes; o += 32 * 32)
-    asm volatile("prefetch.global.L2 [%0];\n" ::"l"(static_cast<const char*>(p) + o));
-#endif
 }
 
 __device__ __forceinline__ uint32_t ld_nc32(const void* p) {
@@ -386,43 +365,6 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
     }
   };
 
-  // L2 prefetch (p.prefetch bytes of weights per block, see the header): warp j < SH takes
-  // strip j of each tile of this block's range, a K prefix per strip (the main loop consumes
-  // a tile's strips side by side in K order, so a strip-major prefix would not shorten any
-  // iteration), tile after tile until the budget is spent; warp SH prefetches this block's
-  // share of the whole group-scale array (read by every block in K order). Weights and scales
-  // never come from the previous kernel, so this runs before pdl_wait and overlaps it.
-  if (p.prefetch > 0) {
-    const int per = (int)((size_t)p.prefetch / (size_t)(SW ? 2 : 1));  // bytes per matrix
-    if (warp < SH) {
-      int left = per;
-      for (int s0 = s_begin; s0 < s_end && left >= 16; s0 += SH) {
-        const int n = min(SH, s_end - s0);
-        const size_t each = min(wstrip, (size_t)(left / n) / 16 * 16);
-        if (each == 0) break;
-        if (warp < n) {
-          prefetch_l2(p.qweight + (size_t)(s0 + warp) * wstrip, (uint32_t)each, lane);
-          if (SW) prefetch_l2(q.qweight_u + (size_t)(s0 + warp) * wstrip, (uint32_t)each, lane);
-        }
-        left -= (int)(each * n);
-      }
-    } else if (warp == SH && SPG > 0) {
-      // [first row, last used column] of the array, rounded inwards to 16 bytes (the pointers
-      // may be views into a wider array: nothing outside the used span is touched).
-      const int used_cols = SW ? q.cols : p.n;
-      auto share = [&](const int16_t* gs) {
-        const uintptr_t a = reinterpret_cast<uintptr_t>(gs);
-        const uintptr_t lo = (a + 15) & ~(uintptr_t)15;
-        const uintptr_t hi = (a + (size_t)(p.k / p.group_size - 1) * srow + (size_t)used_cols * 2) & ~(uintptr_t)15;
-        if (hi <= lo) return;
-        const size_t total = hi - lo, each = (total / gridDim.x + 15) / 16 * 16;
-        const size_t b0 = min(total, (size_t)blockIdx.x * each);
-        prefetch_l2(reinterpret_cast<const void*>(lo + b0), (uint32_t)min(total - b0, each), lane);
-      };
-      share(p.group_scale);
-      if (SW) share(q.group_scale_u);
-    }
-  }
   // The first iteration's weights and scales: issued before waiting for the previous kernel.
   load(0);
   pdl_launch_dependents();
@@ -576,7 +518,6 @@ struct Shape {
   size_t smem;
   bool persistent;
 };
-constexpr size_t kPrefetchDefaultMB = 16;      // ODYSSEY_GEMV_PREFETCH's default (prefetch_budget)
 constexpr size_t kPersistSmem = 110 * 1024;  // two blocks per SM still fit the 227 KB of an sm_90 SM
 // The device's opt-in shared memory per block (sm_86/89 have 99 KB, sm_80 163 KB, sm_90 227 KB).
 size_t smem_optin() {
@@ -657,18 +598,6 @@ int persistent_grid(F fn, size_t smem, int tiles) {
   return std::max(g, 1);
 }
 
-// The L2 prefetch before pdl_wait, bytes of weights per launch (spread over its blocks; see the
-// header): ODYSSEY_GEMV_PREFETCH=MB (or NK: N KB, for tests), read per launch (tests and
-// benchmarks switch it); 0 = off.
-size_t prefetch_budget() {
-  const char* e = std::getenv("ODYSSEY_GEMV_PREFETCH");
-  if (!e || !*e) return kPrefetchDefaultMB << 20;
-  char* end = nullptr;
-  const long v = std::strtol(e, &end, 10);
-  if (v <= 0) return 0;
-  return (size_t)std::min(v, 4096L) << (end && (*end == 'K' || *end == 'k') ? 10 : 20);
-}
-
 // K blocks per warp per iteration: 4 at 2 strips when x is staged whole (so that at K = 4096
 // every warp's weights of the block are in flight at once: 4 KB per warp), else kU = 2; 1 for
 // groups of 32 at 4 or 8 strips, whose 4 scale words per strip per K block would push the
@@ -700,7 +629,6 @@ void launch_t(const GemvParams& p, const SwigluEpi& q, size_t smem, cudaStream_t
     // costs 4096² M=1 5.4 vs 4.8 µs, where the grid is one wave of 256 tiles; session 14).
     if (blocks >= tiles) pp.persistent = 0;
   }
-  pp.prefetch = (int)std::min<size_t>(prefetch_budget() / (size_t)blocks / 16 * 16, 1u << 30);
   launch_pdl(fn, dim3(blocks), dim3(kThreads), smem, stream, pp, q);
 }
 

@@ -17,14 +17,6 @@
 //   2. Nothing may be written before pdl_wait() that an earlier kernel still reads (write-after-
 //      read across kernels: e.g. a buffer the previous kernel consumes).
 //   3. Calling pdl_launch_dependents() early is always safe; calling it late only costs overlap.
-// Early trigger (session 15): the decode step's small kernels (norms, rope + KV append, the
-// attention kernels, SwiGLU) call pdl_launch_dependents() BEFORE pdl_wait(), so that the chain
-// after them, up to the next GEMV, launches while the previous GEMV is still running; the GEMV
-// then issues its first weight loads and an L2 prefetch of more (gemv_mma.cu) before its own
-// pdl_wait(), i.e. its weights stream during the small kernels instead of after them. How far
-// ahead this can run is bounded by residency, not by code: a grid launches only when every
-// block of its predecessor has triggered, hence is resident (or done), so a persistent GEMV's
-// successor chain waits for room, and no waiting block can starve an earlier kernel.
 // A kernel launched without the attribute (plain <<<>>>) may still call pdl_wait() and
 // pdl_launch_dependents(): both are no-ops then. On architectures before sm_90 both compile to
 // nothing and launch_pdl() launches normally.

@@ -63,8 +63,6 @@
 // PDL: every kernel here except the prefill attention kernels is launched with launch_pdl
 // (pdl.cuh) and calls pdl_wait() before it reads anything, in every block, before any exit
 // (a block that exited without waiting could let its grid complete before its predecessor).
-// The decode kernels (norms, swiglu, rope_kv, the attention kernels) trigger their dependents
-// before that wait (pdl.cuh, "Early trigger"), so that the next GEMV prefetches its weights.
 //
 // Layouts: row-major, strides in elements (layers.hpp). Vector paths (16-, 8- or 4-byte
 // accesses) are taken when the sizes, strides and pointers allow; otherwise scalar code
@@ -260,8 +258,8 @@ template <int V>
 __global__ void __launch_bounds__(kRowThreads)
     add_rmsnorm_kernel(float* __restrict__ h, const __half* __restrict__ delta, int ld_delta,
                        const float* __restrict__ w, float eps, int hidden, Outs outs, bool need_max) {
-  pdl_launch_dependents();  // before the wait: see pdl.cuh, "Early trigger"
   pdl_wait();  // rule 1 of pdl.cuh: every input may come from the previous kernel
+  pdl_launch_dependents();
   __shared__ double red_d[32];
   __shared__ unsigned red_u[32];
   const size_t row = blockIdx.x;
@@ -338,8 +336,8 @@ __global__ void __launch_bounds__(kRowThreads)
     for (int k = 0; k < NC; k++)
       if (c0 + k * step < hidden) load_f32<4>(w + c0 + k * step, g[k]);
   }
-  pdl_launch_dependents();  // before the wait: see pdl.cuh, "Early trigger"
   pdl_wait();  // rule 1 of pdl.cuh: h and delta may come from the previous kernel
+  pdl_launch_dependents();
   float* hr = h + row * hidden;
   float x[NC][4];
 #pragma unroll
@@ -403,8 +401,8 @@ template <int V>
 __global__ void __launch_bounds__(kRowThreads)
     swiglu_kernel(const __half* __restrict__ gate, const __half* __restrict__ up, int ld_in, int cols, Outs outs,
                   bool need_max) {
-  pdl_launch_dependents();  // before the wait: see pdl.cuh, "Early trigger"
   pdl_wait();  // rule 1 of pdl.cuh: every input may come from the previous kernel
+  pdl_launch_dependents();
   __shared__ unsigned red_u[32];
   const size_t row = blockIdx.x;
   const __half* gr = gate + row * ld_in;
@@ -1390,8 +1388,8 @@ __global__ void __launch_bounds__(kDecThreads)
                         int group, int splits, float scale, int window, bool vec) {
   extern __shared__ __align__(16) uint8_t dec_smem[];
   const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
-  pdl_launch_dependents();  // before the wait: see pdl.cuh, "Early trigger"
   pdl_wait();
+  pdl_launch_dependents();
   if (s == 0 && g == 0 && threadIdx.x == 0) {  // for this call's combine: ticket and row maximum
     tickets[b] = 0;
     tickets[gridDim.z + b] = 0;
@@ -1642,8 +1640,8 @@ __global__ void __launch_bounds__(kDecWarps * 32)
   // blockIdx.y = kv head · parts + part: the block serves query heads [y·G, y·G + G) of kv
   // head y / parts (parts = group / G: 1 unless the launcher splits a kv head's group).
   const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z, kvh = g / parts;
-  pdl_launch_dependents();  // before the wait: see pdl.cuh, "Early trigger"
   pdl_wait();
+  pdl_launch_dependents();
   if (s == 0 && g == 0 && threadIdx.x == 0) {  // for this call's combine: ticket and row maximum
     tickets[b] = 0;
     tickets[gridDim.z + b] = 0;
@@ -1744,8 +1742,8 @@ __global__ void __launch_bounds__(kCombThreads)
   __shared__ bool last;
   const int h = blockIdx.x, b = blockIdx.y;
   unsigned* rowmax = tickets + gridDim.y;
-  pdl_launch_dependents();  // before the wait: see pdl.cuh, "Early trigger"
   pdl_wait();
+  pdl_launch_dependents();
   const int L = min(max(len[b], 0), max_seq);
   const int used = min(splits, (L + chunk - 1) / chunk);  // later splits are empty
   const size_t base = ((size_t)b * nh + h) * splits;
@@ -1846,8 +1844,8 @@ __global__ void __launch_bounds__(kDecWarps * 32)
   __shared__ unsigned red_u[32];
   __shared__ bool last;
   const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z, kvh = g / parts;
-  pdl_launch_dependents();  // before the wait: see pdl.cuh, "Early trigger"
   pdl_wait();
+  pdl_launch_dependents();
   const int L = min(max(len[b], 0), max_seq);
   const int lo = window > 0 ? max(0, L - window) : 0;
   const int first = L > lo ? lo / chunk : 0, end = L > lo ? (L + chunk - 1) / chunk : 0, nsplit = end - first;
@@ -2016,8 +2014,8 @@ __global__ void rope_kv_kernel(__half* __restrict__ q, int ld_q, const __half* _
   float* cs = rope_smem;
   float* sn = rope_smem + half;
   const size_t row = blockIdx.x;
-  pdl_launch_dependents();  // before the wait: see pdl.cuh, "Early trigger"
   pdl_wait();
+  pdl_launch_dependents();
   const int p = pos[row];
   rope_row_table(inv_freq, (float)p, half, cs, sn);
   __syncthreads();

@@ -9,10 +9,6 @@
 // staging; not the device (rounding of expf, tensor cores, races: the GPU test does that).
 #include "emu.hpp"
 
-#include <cstring>
-#include <utility>
-#include <vector>
-
 inline float __int2float_rn(int a) { return (float)a; }
 
 // What gemv_mma.cu takes from kernel_common.cuh (the same expressions).
@@ -30,7 +26,6 @@ inline __half epilogue_int(int32_t acc, float xs, float f, const float* bias, in
   inline uint4 ld_stream16(const void* p) { uint4 v; std::memcpy(&v, p, 16); return v; }          \
   inline uint32_t ld_nc32(const void* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }         \
   inline void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) { emu_ldsm_x4(r, addr); }              \
-  inline void prefetch_l2(const void* p, uint32_t bytes, int) { emu_prefetch_l2(p, bytes); }       \
   template <bool ZERO>                                                                             \
   inline void mma_s8(uint32_t (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,         \
                      uint32_t b0, uint32_t b1) {                                                   \
@@ -38,26 +33,6 @@ inline __half epilogue_int(int32_t acc, float xs, float f, const float* bias, in
   }
 
 namespace odyssey {
-// The L2 prefetch of gemv_mma.cu touches nothing on the device, but a range outside the
-// tensors, or misaligned, would be a fault (or a silent waste) there: every call must lie inside
-// one buffer registered here (the weights and scales of the case), 16-byte aligned, a multiple
-// of 16 bytes long. Calls and bytes are counted, so that a case can require that it prefetched.
-inline std::vector<std::pair<const uint8_t*, size_t>> g_prefetch_ok;
-inline long g_prefetch_calls = 0, g_prefetch_bytes = 0;
-inline void emu_prefetch_l2(const void* p, uint32_t bytes) {
-  const auto* a = static_cast<const uint8_t*>(p);
-  if (reinterpret_cast<uintptr_t>(a) % 16 || bytes % 16 || bytes == 0) {
-    std::fprintf(stderr, "emu: prefetch_l2 %p + %u: not 16-byte aligned or empty\n", p, bytes);
-    std::abort();
-  }
-  for (const auto& [b, n] : g_prefetch_ok)
-    if (a >= b && a + bytes <= b + n) {
-      g_prefetch_calls++, g_prefetch_bytes += bytes;
-      return;
-    }
-  std::fprintf(stderr, "emu: prefetch_l2 %p + %u outside every tensor of the case\n", p, bytes);
-  std::abort();
-}
 inline void emu_ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
   if (addr % 16) { std::fprintf(stderr, "emu: ldmatrix row address not 16-byte aligned\n"); std::abort(); }
   const int w = emu::warp(), l = emu::lane();
@@ -141,9 +116,6 @@ W4A8Inputs random_inputs(Rng& r, int n, int k, int group, int m, int max_scale) 
   for (auto& b : in.qw) b = (uint8_t)r.next();
   for (auto& g : in.gs) g = (int16_t)((1 + r.below(max_scale)) * (r.below(2) ? 1 : -1));
   for (auto& v : in.x) v = (int8_t)(r.below(255) - 127);
-  g_prefetch_ok.clear();  // this case's tensors only (the vectors keep their buffers when moved)
-  g_prefetch_ok.push_back({in.qw.data(), in.qw.size()});
-  g_prefetch_ok.push_back({reinterpret_cast<const uint8_t*>(in.gs.data()), in.gs.size() * sizeof(int16_t)});
   return in;
 }
 
@@ -275,7 +247,6 @@ struct PlainCase {
   int m, n, k, group, strips;
   const char* grid;     // ODYSSEY_GEMV_GRID, or "" for the occupancy grid
   bool persist;
-  const char* prefetch = "";  // ODYSSEY_GEMV_PREFETCH, or "" for the default
 };
 
 bool run_plain(const PlainCase& f, uint64_t seed) {
@@ -310,8 +281,6 @@ bool run_plain(const PlainCase& f, uint64_t seed) {
     }
   if (f.grid[0]) setenv("ODYSSEY_GEMV_GRID", f.grid, 1); else unsetenv("ODYSSEY_GEMV_GRID");
   setenv("ODYSSEY_GEMV_PERSIST", f.persist ? "1" : "0", 1);
-  if (f.prefetch[0]) setenv("ODYSSEY_GEMV_PREFETCH", f.prefetch, 1); else unsetenv("ODYSSEY_GEMV_PREFETCH");
-  const long calls0 = g_prefetch_calls;
   std::vector<__half> y((size_t)f.m * f.n, __float2half_rn(NAN));
   std::vector<int32_t> acc((size_t)f.m * f.n, 0x7eadbeef);
   GemvParams p = plain_params(in, xs.data(), cs.data(), bias.data(), y.data(), f.m, f.n, np, f.k, f.group, true);
@@ -319,13 +288,6 @@ bool run_plain(const PlainCase& f, uint64_t seed) {
   launch_w4a8_gemv_mma(p, f.strips, nullptr);
   unsetenv("ODYSSEY_GEMV_GRID");
   unsetenv("ODYSSEY_GEMV_PERSIST");
-  unsetenv("ODYSSEY_GEMV_PREFETCH");
-  // The budget's on (default or set) unless "0": some prefetch must have been issued.
-  const bool want_pf = std::strcmp(f.prefetch, "0") != 0;
-  if (want_pf != (g_prefetch_calls > calls0)) {
-    std::fprintf(stderr, "  prefetch %s: %ld calls\n", f.prefetch[0] ? f.prefetch : "default", g_prefetch_calls - calls0);
-    return false;
-  }
   for (size_t i = 0; i < acc.size(); i++)
     if (acc[i] != want_acc[i] || __half_raw(y[i]).x != __half_raw(want_y[i]).x) {
       std::fprintf(stderr, "  [%zu, %zu]: acc %d y %g, reference %d %g\n", i / f.n, i % f.n, acc[i], __half2float(y[i]),
@@ -350,22 +312,13 @@ int main() {
     pc.push_back({1, 1000, 4096, 128, 4, "", true});
     pc.push_back({4, 264, 384, 64, 4, "", false});     // not persistent
     pc.push_back({16, 40, 12416, 128, 2, "3", true});  // x in chunks: never persistent
-    // L2 prefetch budgets that end inside strips and tiles (per block: budget / grid, per strip
-    // of a tile: that / strips, 16-byte multiples), and off.
-    for (int st : {2, 4, 8}) {
-      pc.push_back({3, 264, 384, 64, st, "3", true, "1K"});
-      pc.push_back({1, 1000, 4096, 128, st, "5", true, "5K"});
-      pc.push_back({9, 72, 256, 32, st, "", true, "2K"});
-      pc.push_back({1, 100, 256, 128, st, "", true, "0"});
-    }
     uint64_t seed = 1000;
     for (const PlainCase& c : pc) {
       const bool ok = run_plain(c, seed++);
       plain_n++;
       if (!ok || c.grid[0] == 0)
-        std::fprintf(stderr, "gemv plain m=%d n=%d k=%d group=%d strips=%d grid=%s persist=%d prefetch=%s: %s\n", c.m,
-                     c.n, c.k, c.group, c.strips, c.grid[0] ? c.grid : "occupancy", c.persist,
-                     c.prefetch[0] ? c.prefetch : "default", ok ? "ok" : "FAIL");
+        std::fprintf(stderr, "gemv plain m=%d n=%d k=%d group=%d strips=%d grid=%s persist=%d: %s\n", c.m, c.n, c.k,
+                     c.group, c.strips, c.grid[0] ? c.grid : "occupancy", c.persist, ok ? "ok" : "FAIL");
       plain_failed += !ok;
     }
     std::fprintf(stderr, "gemv plain emulation: %d cases, %d failed\n", plain_n, plain_failed);

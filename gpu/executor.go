@@ -40,6 +40,14 @@ type PPLAnswer struct {
 	TokensPerSecond float64 `json:"tokens_per_second"`
 	GPU             GPU     `json:"gpu"`
 	RuntimeVersion  string  `json:"runtime_version"`
+	// TP is the tensor-parallel ranks the model was split over (1, or 0 from a runtime older
+	// than --tp); with TP > 1 the all-reduce's codec (TPGroup 0 for the exact 16-bit sum) and
+	// whether every rank returned the same NLLs (the runtime refuses to answer otherwise).
+	TP               int  `json:"tp"`
+	TPBits           int  `json:"tp_bits"`
+	TPGroup          int  `json:"tp_group"`
+	TPSymmetric      bool `json:"tp_symmetric"`
+	TPRanksIdentical bool `json:"tp_ranks_identical"`
 }
 
 // PPLOptions are the flags of `odyssey-rt ppl`.
@@ -50,6 +58,12 @@ type PPLOptions struct {
 	// KVCache: "fp16" or "int8" (int8 codes with an fp16 scale per token and kv head; the
 	// prefill fake-quantizes k/v as decode will read them); "" leaves the runtime's default, fp16.
 	KVCache string
+	// TP > 1 splits the model over TP tensor-parallel ranks on the one GPU; TPBits 16 (exact),
+	// 8 or 4 (the codec, groups of TPGroup, TPSymmetric).
+	TP          int
+	TPBits      int
+	TPGroup     int
+	TPSymmetric bool
 }
 
 // PPL runs `odyssey-rt ppl` and checks that its answer holds together: one finite NLL per
@@ -62,6 +76,12 @@ func PPL(ctx context.Context, opts RunOptions, path string, p PPLOptions) (*PPLA
 	}
 	if p.KVCache != "" {
 		args = append(args, "--kv-cache", p.KVCache)
+	}
+	if p.TP > 1 {
+		args = append(args, "--tp", strconv.Itoa(p.TP), "--tp-bits", strconv.Itoa(p.TPBits), "--tp-group", strconv.Itoa(p.TPGroup))
+		if p.TPSymmetric {
+			args = append(args, "--tp-sym")
+		}
 	}
 	a, raw, err := runTyped[PPLAnswer](ctx, opts, path, args...)
 	if err != nil {

@@ -46,6 +46,12 @@ type verifyPPLOptions struct {
 	golden     string
 	goldenName string
 	goldenTol  float64
+	// Tensor parallelism on the one GPU (odyssey-rt ppl --tp): the model split over tp ranks,
+	// the row-parallel outputs all-reduced exactly (tpBits 16) or through the codec.
+	tp          int
+	tpBits      int
+	tpGroup     int
+	tpSymmetric bool
 	evalDataOptions
 }
 
@@ -65,7 +71,13 @@ difference of the two perplexities; beyond --tolerance (default 0.2%) the comman
 
 --golden compares with a golden perplexity file (../shared/golden/ppl.json: PyTorch's, per
 model, text and L): the entry of the model named by the folder (or --golden-model), the same
-text (by sha256) and L; beyond --golden-tolerance (default 0.05%) the command exits 1.`,
+text (by sha256) and L; beyond --golden-tolerance (default 0.05%) the command exits 1.
+
+--tp N splits the model over N tensor-parallel ranks, all on the one GPU (the executor of a
+multi-GPU run: each rank loads its shard of every linear, o_proj's and down_proj's partial
+outputs are all-reduced): --tp-bits 16 sums them exactly, 8 or 4 through the Flash
+Communication codec (--tp-group, --tp-symmetric), so that the perplexity change can be set beside
+odyssey sim allreduce's prediction. N must divide the attention and key/value heads.`,
 		Example: "  odyssey verify ppl --model /tmp/tiny-w4a8 --data testdata/text/sample.txt --seq-len 256 --compare-cpu\n" +
 			"  odyssey verify ppl --model ../shared/models/small-llama --data ../shared/data/wikitext2/wiki.test.raw --json",
 		Args: cobra.NoArgs,
@@ -88,6 +100,10 @@ text (by sha256) and L; beyond --golden-tolerance (default 0.05%) the command ex
 	f.StringVar(&o.golden, "golden", "", "a golden perplexity file (../shared/golden/ppl.json) to compare with")
 	f.StringVar(&o.goldenName, "golden-model", "", "the model's name in --golden (default: the --model folder's name)")
 	f.Float64Var(&o.goldenTol, "golden-tolerance", 0.0005, "with --golden, the largest relative difference accepted")
+	f.IntVar(&o.tp, "tp", 1, "tensor-parallel ranks, all on this one GPU (1 to 8; 1 = not split)")
+	f.IntVar(&o.tpBits, "tp-bits", 16, "with --tp: the all-reduce's bits, 16 (exact sum), 8 or 4 (Flash Communication)")
+	f.IntVar(&o.tpGroup, "tp-group", 128, "with --tp and --tp-bits 8 or 4: values per codec group")
+	f.BoolVar(&o.tpSymmetric, "tp-symmetric", false, "with --tp and --tp-bits 8 or 4: symmetric codec groups (no zero point)")
 	_ = cmd.MarkFlagRequired("model")
 	o.register(cmd)
 	f.Lookup("batch").Usage = "windows per forward pass on the GPU (0: the runtime's default); also the CPU's with --compare-cpu"
@@ -118,6 +134,15 @@ func (o *verifyPPLOptions) validate() error {
 	}
 	if !(o.goldenTol > 0) || math.IsInf(o.goldenTol, 0) {
 		return usageErrorf("--golden-tolerance must be a positive fraction (0.0005 is 0.05%%), got %v", o.goldenTol)
+	}
+	if o.tp < 1 || o.tp > 8 {
+		return usageErrorf("--tp must be 1 to 8 ranks on the one GPU, got %d", o.tp)
+	}
+	if o.tpBits != 16 && o.tpBits != 8 && o.tpBits != 4 {
+		return usageErrorf("--tp-bits must be 16, 8 or 4, got %d", o.tpBits)
+	}
+	if o.tp == 1 && (o.tpBits != 16 || o.tpSymmetric) {
+		return usageErrorf("--tp-bits and --tp-symmetric need --tp 2 or more")
 	}
 	if o.goldenName != "" && o.golden == "" {
 		return usageErrorf("--golden-model names the model in a --golden file; give --golden FILE too")
@@ -163,6 +188,17 @@ type verifyPPLReport struct {
 	CPU *cpuComparison `json:"cpu,omitempty"`
 	// Golden is the golden perplexity compared with, with --golden.
 	Golden *goldenRef `json:"golden,omitempty"`
+	// TP is the tensor-parallel split the GPU ran, with --tp 2 or more.
+	TP *tpReport `json:"tensor_parallel,omitempty"`
+}
+
+// tpReport is a --tp run's split: ranks on the one GPU and the all-reduce's codec (Group 0 for
+// the exact 16-bit sum).
+type tpReport struct {
+	TP        int  `json:"tp"`
+	Bits      int  `json:"bits"`
+	Group     int  `json:"group"`
+	Symmetric bool `json:"symmetric"`
 }
 
 // cpuComparison is the CPU's perplexity of the same windows and how far the GPU's is from it.
@@ -217,7 +253,8 @@ func runVerifyPPL(ctx context.Context, g *globalOptions, o *verifyPPLOptions) er
 	defer cancel()
 	bar := newProgress(g.errOut, o.asJSON, int64(len(windows)), "loading the model on the GPU", "windows")
 	ans, _, err := gpu.PPL(gpuCtx, gpu.RunOptions{Stderr: g.errOut, Progress: rateProgress(bar, "perplexity on the GPU", int64(o.seqLen))}, rt,
-		gpu.PPLOptions{Model: lm.path, Tokens: tokens, Batch: o.batch, KVCache: kvCacheArg(o.kvCache)})
+		gpu.PPLOptions{Model: lm.path, Tokens: tokens, Batch: o.batch, KVCache: kvCacheArg(o.kvCache),
+			TP: o.tp, TPBits: o.tpBits, TPGroup: o.tpGroup, TPSymmetric: o.tpSymmetric})
 	bar.Done()
 	removeTokens()
 	if err != nil {
@@ -238,6 +275,12 @@ func runVerifyPPL(ctx context.Context, g *globalOptions, o *verifyPPLOptions) er
 	}
 	rep := verifyPPLReport{Model: o.model, Data: o.data, PPLResult: res, Device: "cuda", Path: ans.Path, Arch: ans.Arch,
 		Batch: ans.Batch, KVCache: o.kvCache, GPU: ans.GPU, RuntimeVersion: ans.RuntimeVersion}
+	if o.tp > 1 {
+		if ans.TP != o.tp || !ans.TPRanksIdentical {
+			return fmt.Errorf("%s ran %d tensor-parallel ranks (identical results: %v); --tp %d was asked for", rt, ans.TP, ans.TPRanksIdentical, o.tp)
+		}
+		rep.TP = &tpReport{TP: ans.TP, Bits: ans.TPBits, Group: ans.TPGroup, Symmetric: ans.TPSymmetric}
+	}
 	if ans.KVCache != "" && ans.KVCache != o.kvCache {
 		return fmt.Errorf("%s ran over a %s KV cache; --kv-cache %s was asked for", rt, ans.KVCache, o.kvCache)
 	}
@@ -378,6 +421,17 @@ func printVerifyPPL(w io.Writer, rt string, r *verifyPPLReport) error {
 		kv = ", int8 KV cache"
 	}
 	fmt.Fprintf(tw, "executor\t%s path, batch %d%s; odyssey-rt %s (%s)\n", r.Path, r.Batch, kv, r.RuntimeVersion, rt)
+	if t := r.TP; t != nil {
+		ar := "exact (fp32 sum of the fp16 partials)"
+		if t.Bits != 16 {
+			sym := "asymmetric"
+			if t.Symmetric {
+				sym = "symmetric"
+			}
+			ar = fmt.Sprintf("INT%d, groups of %d, %s (Flash Communication)", t.Bits, t.Group, sym)
+		}
+		fmt.Fprintf(tw, "tensor parallel\t%d ranks on one GPU, all-reduce %s; every rank's NLLs identical\n", t.TP, ar)
+	}
 	if c := r.CPU; c != nil {
 		verdict := "within"
 		if !c.Met {

@@ -144,9 +144,18 @@ func fakePPL(mode string, flags map[string]string, out *json.Encoder, fail func(
 	for _, v := range nll {
 		sum += v
 	}
-	out.Encode(map[string]any{"ok": true, "model": flags["model"], "path": path, "arch": "llama", "seq_len": l,
+	ans := map[string]any{"ok": true, "model": flags["model"], "path": path, "arch": "llama", "seq_len": l,
 		"windows": len(nll), "tokens_scored": len(nll) * (l - 1), "batch": batch, "nll_per_window": nll, "nll_sum": sum,
-		"seconds": 0.25, "tokens_per_second": float64(len(nll)*(l-1)) / 0.25, "gpu": fakeGPU, "runtime_version": "0.9.0-fake"})
+		"seconds": 0.25, "tokens_per_second": float64(len(nll)*(l-1)) / 0.25, "gpu": fakeGPU, "runtime_version": "0.9.0-fake"}
+	if tp, err := strconv.Atoi(flags["tp"]); err == nil && tp > 1 {
+		bits, _ := strconv.Atoi(flags["tp-bits"])
+		group, _ := strconv.Atoi(flags["tp-group"])
+		if bits == 16 {
+			group = 0
+		}
+		ans["tp"], ans["tp_bits"], ans["tp_group"], ans["tp_symmetric"], ans["tp_ranks_identical"] = tp, bits, group, flags["tp-sym"] == "true", true
+	}
+	out.Encode(ans)
 	return 0
 }
 

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -185,6 +186,26 @@ func TestVerifyPPL(t *testing.T) {
 		}
 	}
 
+	// --tp and the codec flags reach the runtime, and its split reaches the report and the table.
+	code, out, errOut = runCLI(t, "", "verify", "ppl", "--model", tiny, "--data", sample, "--seq-len", "64", "--max-windows", "5",
+		"--runtime", rt, "--json", "--tp", "2", "--tp-bits", "8", "--tp-group", "64", "--tp-symmetric")
+	if a := readFakeArgs(argsFile); code != 0 || argAfter(a, "--tp") != "2" || argAfter(a, "--tp-bits") != "8" ||
+		argAfter(a, "--tp-group") != "64" || !slices.Contains(a, "--tp-sym") ||
+		!strings.Contains(out, `"tensor_parallel": {`) || !strings.Contains(out, `"group": 64`) {
+		t.Errorf("--tp 2: exit %d, runtime arguments %q, report %s%s", code, a, out, errOut)
+	}
+	code, out, errOut = runCLI(t, "", "verify", "ppl", "--model", tiny, "--data", sample, "--seq-len", "64", "--max-windows", "5",
+		"--runtime", rt, "--tp", "2")
+	if a := readFakeArgs(argsFile); code != 0 || argAfter(a, "--tp-bits") != "16" ||
+		!strings.Contains(out, "2 ranks on one GPU, all-reduce exact") {
+		t.Errorf("--tp 2 (exact): exit %d, runtime arguments %q, table %s%s", code, a, out, errOut)
+	}
+	// Without --tp the runtime is not asked to split.
+	runCLI(t, "", "verify", "ppl", "--model", tiny, "--data", sample, "--seq-len", "64", "--max-windows", "5", "--runtime", rt)
+	if a := readFakeArgs(argsFile); slices.Contains(a, "--tp") {
+		t.Errorf("no --tp: runtime arguments %q", a)
+	}
+
 	// The table.
 	code, out, errOut = runCLI(t, "", "verify", "ppl", "--model", tiny, "--data", sample, "--seq-len", "64", "--max-windows", "5", "--runtime", rt)
 	for _, w := range []string{fmt.Sprintf("perplexity  %.4f", r.PPL), fmt.Sprintf("5 of %d, L = 64, 315 tokens scored", total),
@@ -326,6 +347,9 @@ func TestVerifyPPLBadInput(t *testing.T) {
 		{[]string{"--model", tiny, "--data", short, "--seq-len", "64"}, exitBadInput, "one window needs 64"},
 		{[]string{"--model", tiny, "--data", sample, "--bogus"}, exitUsage, "unknown flag"},
 		{[]string{"--model", tiny, "--data", sample, "--kv-cache", "int4"}, exitUsage, `--kv-cache must be fp16 or int8, got "int4"`},
+		{[]string{"--model", tiny, "--data", sample, "--tp", "9"}, exitUsage, "--tp must be 1 to 8"},
+		{[]string{"--model", tiny, "--data", sample, "--tp", "2", "--tp-bits", "6"}, exitUsage, "--tp-bits must be 16, 8 or 4"},
+		{[]string{"--model", tiny, "--data", sample, "--tp-bits", "8"}, exitUsage, "need --tp 2 or more"},
 	}
 	for _, c := range cases {
 		os.Remove(argsFile)

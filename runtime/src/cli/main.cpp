@@ -16,6 +16,7 @@
 //   odyssey-rt test calib32 [--seed N]
 //   odyssey-rt test calib-exact [--seed N] [--no-bench]
 //   odyssey-rt ppl --model DIR --tokens FILE [--batch B] [--kv-cache fp16|int8]
+//                  [--tp N [--tp-bits 16|8|4] [--tp-group G] [--tp-sym]]  (N ranks on this one GPU)
 //   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16|int8|fp16,int8]
 //                    [--baseline-kv-cache fp16] [--prompt 1024] [--gen 128]
 //                    [--repeats 5] [--profile N] [--profile-prefill N]
@@ -166,7 +167,8 @@ static void usage() {
                "                        (docs/gpu-calibration.md)\n"
                "       odyssey-rt test calib32 [--seed N] [--no-bench]   (the fp32 calibration forward vs a host ref.)\n"
                "       odyssey-rt test calib-exact [--seed N] [--no-bench]   (--precision exact's kernels, bit for bit)\n"
-               "       odyssey-rt ppl --model DIR --tokens FILE [--batch B] [--kv-cache fp16|int8]  (docs/executor.md)\n"
+               "       odyssey-rt ppl --model DIR --tokens FILE [--batch B] [--kv-cache fp16|int8]\n"
+               "                      [--tp N [--tp-bits 16|8|4] [--tp-group G] [--tp-sym]]  (docs/executor.md)\n"
                "       odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16,int8] [--prompt 1024]\n"
                "                        [--gen 128] [--repeats 5] [--profile N] [--profile-prefill N]\n");
 }
@@ -191,7 +193,7 @@ int main(int argc, char** argv) {
     if (cmd == "test" && sub == "codec") return cmd_test_codec(parse_args(argc, argv, 3, {}));
     if (cmd == "bench" && sub == "codec") return cmd_bench_codec(parse_args(argc, argv, 3, {"sym"}));
     if (cmd == "bench" && sub == "allreduce") return cmd_bench_allreduce(parse_args(argc, argv, 3, {"sym"}));
-    if (cmd == "ppl") return cmd_ppl(parse_args(argc, argv, 2, {"kv-int8"}));
+    if (cmd == "ppl") return cmd_ppl(parse_args(argc, argv, 2, {"kv-int8", "tp-sym"}));
     if (cmd == "speed") return cmd_speed(parse_args(argc, argv, 2, {"kv-int8"}));
     if (cmd == "test" && sub == "layers") return cmd_test_layers(parse_args(argc, argv, 3, {"quick"}));
     if (cmd == "test" && sub == "calib32") return cmd_test_calib32(parse_args(argc, argv, 3, {"no-bench"}));

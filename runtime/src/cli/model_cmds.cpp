@@ -31,6 +31,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common.hpp"
@@ -149,48 +150,115 @@ std::vector<bool> kv_caches(const Args& a, bool allow_list, const char* key = "k
 
 }  // namespace
 
+// --tp N (N > 1): the model split over N tensor-parallel ranks, all on this one GPU in this
+// process (exec::InProcessTpGroup: a thread and an executor per rank; the all-reduce after
+// o_proj and down_proj sums the ranks' partials, or runs the Flash Communication codec with
+// --tp-bits 8|4, --tp-group G, --tp-sym). Every rank computes the logits; their NLLs must be
+// bit-identical (checked), and rank 0's are reported. What it shows: the sharded loader and
+// forward pass of the multi-GPU executor, and the perplexity change of the split (and of the
+// codec) to set beside `odyssey sim allreduce` on the same windows.
 int cmd_ppl(const Args& a) {
   const std::string model = a.get("model"), tokens_path = a.get("tokens");
   if (model.empty() || tokens_path.empty()) throw std::runtime_error("ppl needs --model DIR and --tokens FILE");
   const bool kv8 = kv_caches(a, false)[0];
+  const long long tp = a.get_int("tp", 1);
+  exec::TpCodec codec;
+  codec.bits = (int)a.get_int("tp-bits", 16);
+  codec.group = (int)a.get_int("tp-group", 128);
+  codec.symmetric = a.has("tp-sym");
+  if (tp < 1 || tp > 8) throw std::runtime_error("--tp must be 1 to 8 (ranks on this one GPU)");
+  if (tp == 1 && (a.has("tp-bits") || a.has("tp-group") || a.has("tp-sym")))
+    throw std::runtime_error("--tp-bits, --tp-group and --tp-sym need --tp 2 or more");
   exec::TokenWindows tw = exec::read_token_windows(tokens_path);
   require_gpu();
-  auto ex = load_model(model);
-  ex->set_kv_cache_int8(kv8);
-  const exec::ModelPlan& plan = ex->plan();
-  exec::check_token_ids(tw, plan.cfg.vocab, tokens_path);
+  const int R = (int)tp;
+  std::unique_ptr<exec::InProcessTpGroup> group;
+  if (R > 1) {
+    group = std::make_unique<exec::InProcessTpGroup>(R, codec);
+    const std::string ar = codec.bits == 16 ? std::string("fp32 sum of the fp16 partials")
+                                            : "INT" + std::to_string(codec.bits) + " g" + std::to_string(codec.group) +
+                                                  (codec.symmetric ? " symmetric" : " asymmetric");
+    std::fprintf(stderr, "loading %s as %d tensor-parallel ranks on one GPU (all-reduce: %s)\n", model.c_str(), R,
+                 ar.c_str());
+  }
   const int L = (int)tw.seq_len, W = (int)tw.windows;
   // Default: about 8192 positions per forward pass, whole windows.
   long long batch = a.get_int("batch", std::max(1, 8192 / L));
   if (batch < 1) throw std::runtime_error("--batch must be at least 1");
   batch = std::min<long long>(batch, W);
-  std::fprintf(stderr, "%s: %s, %d layers, path %s; %d windows of %d tokens, batch %lld\n", model.c_str(),
-               plan.cfg.architecture.c_str(), plan.cfg.layers, plan.path.c_str(), W, L, batch);
 
-  std::vector<double> nll((size_t)W);
+  // One executor per rank, each on a thread of its own (the ranks meet in the all-reduces);
+  // a rank that fails aborts the group, so that the others stop waiting and the error surfaces.
+  std::vector<std::unique_ptr<exec::Executor>> ex((size_t)R);
+  std::vector<std::vector<double>> nll((size_t)R, std::vector<double>((size_t)W));
+  std::vector<std::string> errors((size_t)R);
+  std::string arch, path;
   const auto t0 = std::chrono::steady_clock::now();
-  for (int w0 = 0; w0 < W; w0 += (int)batch) {
-    const int nb = std::min<int>((int)batch, W - w0);
-    ex->score_windows(tw.ids.data() + (size_t)w0 * L, nb, L, nll.data() + w0);
-    std::fprintf(stderr, "progress %d %d\n", w0 + nb, W);
+  auto run_rank = [&](int r) {
+    try {
+      CK(cudaSetDevice(0));
+      ex[r] = R == 1 ? load_model(model) : exec::Executor::load(model, exec::TpOptions{R, r, group->comm(r)});
+      ex[r]->set_kv_cache_int8(kv8);
+      const exec::ModelPlan& plan = ex[r]->plan();
+      exec::check_token_ids(tw, plan.cfg.vocab, tokens_path);
+      if (r == 0) {
+        arch = plan.cfg.model_type;
+        path = plan.path;
+        std::fprintf(stderr, "%s: %s, %d layers, path %s; %d windows of %d tokens, batch %lld\n", model.c_str(),
+                     plan.cfg.architecture.c_str(), plan.cfg.layers, plan.path.c_str(), W, L, batch);
+      }
+      for (int w0 = 0; w0 < W; w0 += (int)batch) {
+        const int nb = std::min<int>((int)batch, W - w0);
+        ex[r]->score_windows(tw.ids.data() + (size_t)w0 * L, nb, L, nll[r].data() + w0);
+        if (r == 0) std::fprintf(stderr, "progress %d %d\n", w0 + nb, W);
+      }
+    } catch (const std::exception& e) {
+      errors[r] = e.what();
+      if (group) group->abort();
+    }
+  };
+  if (R == 1) {
+    run_rank(0);
+  } else {
+    std::vector<std::thread> threads;
+    for (int r = 0; r < R; r++) threads.emplace_back(run_rank, r);
+    for (std::thread& t : threads) t.join();
   }
+  // The first rank's own error (the others then only report the abort).
+  for (const std::string& e : errors)
+    if (!e.empty() && e.find("another rank failed") == std::string::npos) throw std::runtime_error(e);
+  for (const std::string& e : errors)
+    if (!e.empty()) throw std::runtime_error(e);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  for (int r = 1; r < R; r++)
+    for (int w = 0; w < W; w++)
+      if (std::memcmp(&nll[r][w], &nll[0][w], sizeof(double)) != 0)
+        throw std::runtime_error("tensor-parallel ranks disagree: window " + std::to_string(w) + " NLL " +
+                                 std::to_string(nll[0][w]) + " on rank 0, " + std::to_string(nll[r][w]) + " on rank " +
+                                 std::to_string(r) + " (the all-reduce must leave every rank the same bits)");
   double sum = 0;
-  for (double v : nll) sum += v;
+  for (double v : nll[0]) sum += v;
 
   JsonWriter w;
   w.begin_object();
   w.field("ok", true);
   w.field("model", model);
-  w.field("path", plan.path);
-  w.field("arch", plan.cfg.model_type);
+  w.field("path", path);
+  w.field("arch", arch);
   w.field("seq_len", L);
   w.field("windows", W);
   w.field("tokens_scored", (long long)W * (L - 1));
   w.field("batch", batch);
   w.field("kv_cache", kv8 ? "int8" : "fp16");
+  w.field("tp", R);
+  if (R > 1) {
+    w.field("tp_bits", codec.bits);
+    w.field("tp_group", codec.bits == 16 ? 0 : codec.group);
+    w.field("tp_symmetric", codec.symmetric);
+    w.field("tp_ranks_identical", true);
+  }
   w.key("nll_per_window").begin_array();
-  for (double v : nll) w.value(v);
+  for (double v : nll[0]) w.value(v);
   w.end_array();
   w.field("nll_sum", sum);
   w.field("seconds", seconds);

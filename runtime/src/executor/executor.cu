@@ -33,6 +33,7 @@
 
 #include "executor/kv8.hpp"
 #include "executor/layers.hpp"
+#include "executor/tp_plan.hpp"
 #include "executor/w4a16_scales.hpp"
 #include "fastgemm.hpp"
 #include "odyssey_rt.h"
@@ -200,6 +201,10 @@ struct Site {
   std::vector<Gemm> gemms;
   std::vector<int> part_gemm, part_col;  // per part: which GEMM, column inside its output
   int width = 0;              // Σ n_total over GEMMs: output region columns
+  // Tensor parallelism, a row-parallel packed shard (tp_plan.hpp): its producer writes x_cols
+  // real columns from column 0, the GEMM wants them from column x_off (shard_x_offset) with
+  // zeros around; run_site moves them (layers::place_columns) when x_off > 0.
+  int x_off = 0, x_cols = 0;
 };
 
 struct Layer {
@@ -217,6 +222,10 @@ struct Scratch {
   bool need_i8[3] = {false, false, false}, need_f16[3] = {false, false, false}, need_tok[3] = {false, false, false};
   __half* out = nullptr;
   int width = 0;  // max Site::width over layers
+  bool need_shift = false;                 // a site here has x_off > 0 (tensor parallelism)
+  bool f16_form[3] = {false, false, false};  // a site here takes fp16 in that slot
+  int8_t* i8_shift[3] = {nullptr, nullptr, nullptr};  // place_columns' outputs, per form slot
+  __half* f16_shift[3] = {nullptr, nullptr, nullptr};
 };
 
 enum class Mode { Prefill, PrefillKV, Decode };
@@ -224,7 +233,10 @@ enum class Mode { Prefill, PrefillKV, Decode };
 }  // namespace
 
 struct Executor::Impl {
-  ModelPlan plan;
+  ModelPlan plan;  // under tensor parallelism: this rank's (rank_model_plan)
+  TpOptions tp;
+  ModelPlan full_plan;  // tp > 1: the whole model's plan (what the checkpoint holds)
+  RankPlan rank_plan;   // tp > 1: this rank's shards
   Arena arena;
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
@@ -319,7 +331,7 @@ struct Executor::Impl {
   // ---------------------------------------------------------------- loading
 
   void load(const std::string& dir);
-  void build_site(Site& site, const LayerPlan& lp, const std::vector<int>& lins, const SafetensorsCheckpoint& ck);
+  void build_site(Site& site, size_t layer, const std::vector<int>& lins, const SafetensorsCheckpoint& ck);
   void build_w8a8(Gemm& g, const LayerPlan& lp, const std::vector<int>& lins, const std::vector<size_t>& grp,
                   const std::vector<int>& off, bool any_bias, const std::string& what, const SafetensorsCheckpoint& ck);
   // On the stream: from pageable memory the call returns once the source is staged, so src
@@ -373,9 +385,23 @@ struct Executor::Impl {
 
 // ==================================================================== loading
 
-void Executor::Impl::build_site(Site& site, const LayerPlan& lp, const std::vector<int>& lins,
+void Executor::Impl::build_site(Site& site, size_t layer, const std::vector<int>& lins,
                                 const SafetensorsCheckpoint& ck) {
+  const LayerPlan& lp = plan.layers[layer];
+  const bool split = tp.tp > 1;
+  // Under tensor parallelism the checkpoint holds the whole tensors (full_plan's shapes); each
+  // is read whole and cut to this rank's shard (tp_plan.hpp) before its upload.
+  auto whole = [&](int li) -> const LinearPlan& { return split ? full_plan.layers[layer].lin[li] : lp.lin[li]; };
+  auto shard = [&](int li) -> const LinearShard& { return rank_plan.layers[layer][li]; };
+  auto cut_rows = [&](std::vector<float> v, int li) {  // a column shard's slice of a per-row vector
+    if (!split || shard(li).split != TpSplit::Column) return v;
+    return std::vector<float>(v.begin() + shard(li).n0, v.begin() + shard(li).n1);
+  };
   site.lins = lins;
+  if (split && lins.size() == 1 && tp_split_of(lins[0]) == TpSplit::Row && lp.lin[lins[0]].format != WeightFormat::Dense16) {
+    site.x_off = shard_x_offset(shard(lins[0]));
+    site.x_cols = shard(lins[0]).k1 - shard(lins[0]).k0;
+  }
   // Activation forms: one per distinct (kind, static scale) among the parts.
   std::vector<int> form_of(lins.size());
   for (size_t i = 0; i < lins.size(); i++) {
@@ -440,10 +466,17 @@ void Executor::Impl::build_site(Site& site, const LayerPlan& lp, const std::vect
       if (any_bias) bias16.assign((size_t)g.n_total, 0);
       for (size_t j = 0; j < grp.size(); j++) {
         const LinearPlan& l = lp.lin[lins[grp[j]]];
-        HalfData hd = to_f16(ck, l.name + ".weight", {l.n, l.k});
-        upload(w + (size_t)off[j] * g.k, hd.data, hd.size * 2);
+        const LinearPlan& lw = whole(lins[grp[j]]);
+        HalfData hd = to_f16(ck, l.name + ".weight", {lw.n, lw.k});
+        if (split) {
+          const std::vector<unsigned char> c =
+              shard_dense(reinterpret_cast<const unsigned char*>(hd.data), lw.n, lw.k, shard(lins[grp[j]]));
+          upload(w + (size_t)off[j] * g.k, c.data(), c.size());
+        } else {
+          upload(w + (size_t)off[j] * g.k, hd.data, hd.size * 2);
+        }
         if (l.has_bias) {
-          std::vector<float> b = to_f32(ck, l.name + ".bias", {l.n});
+          std::vector<float> b = cut_rows(to_f32(ck, l.name + ".bias", {lw.n}), lins[grp[j]]);
           for (int c = 0; c < l.n; c++) {
             const uint16_t hb = float_to_half_bits(b[(size_t)c]);
             if ((hb & 0x7c00) == 0x7c00 && std::isfinite(b[(size_t)c]))
@@ -473,21 +506,37 @@ void Executor::Impl::build_site(Site& site, const LayerPlan& lp, const std::vect
                  (any_bias ? (uint64_t)g.n_total * 4 : 0);
       for (size_t j = 0; j < grp.size(); j++) {
         const LinearPlan& l = lp.lin[lins[grp[j]]];
+        const LinearPlan& lw = whole(lins[grp[j]]);
         const size_t npj = (size_t)l.np;
         // Packed blocks are n-block-major: part j's blocks follow the earlier parts' blocks.
         const TensorInfo& tq = ck.get(l.name + ".qweight");
-        upload(qw + (size_t)off[j] * g.kp / 2, ck.data(tq), tq.nbytes);
         // group_scale [G, Np_j] → columns [off, off + Np_j) of [G, n_total].
         const TensorInfo& tg = ck.get(l.name + ".group_scale");
         const TensorInfo& tc = ck.get(l.name + ".channel_scale");
         const void* gsrc = ck.data(tg);
         const void* csrc = ck.data(tc);
+        std::vector<unsigned char> qcut, gcut, ccut;  // this rank's bytes (tensor parallelism)
+        if (split) {
+          const LinearShard& sh = shard(lins[grp[j]]);
+          const auto* q = static_cast<const unsigned char*>(ck.data(tq));
+          qcut = shard_qweight(q, lw.np, lw.kp, sh);
+          gcut = shard_group_scale(static_cast<const unsigned char*>(gsrc), lw.groups, lw.np, first.int_scales ? 2 : 4, sh);
+          ccut = shard_channels(static_cast<const unsigned char*>(csrc), lw.np, 4, sh);
+          if (qcut.size() != npj * (size_t)l.kp / 2 || gcut.size() != (size_t)G * npj * (first.int_scales ? 2 : 4) ||
+              ccut.size() != npj * 4)
+            throw std::logic_error(l.name + ": a tensor-parallel shard's size disagrees with the rank's plan");
+          upload(qw + (size_t)off[j] * g.kp / 2, qcut.data(), qcut.size());
+          gsrc = gcut.data();
+          csrc = ccut.data();
+        } else {
+          upload(qw + (size_t)off[j] * g.kp / 2, ck.data(tq), tq.nbytes);
+        }
         std::vector<float> gf;
         std::vector<int16_t> gi;
         std::vector<float> cf;
         if (convert) {
           gf.resize((size_t)G * npj);
-          std::memcpy(gf.data(), ck.data(tg), gf.size() * 4);
+          std::memcpy(gf.data(), gsrc, gf.size() * 4);
           gi.resize(gf.size());
           cf.resize(npj);
           w4a16_int_scales(gf.data(), G, l.n, (int)npj, gi.data(), cf.data());
@@ -498,7 +547,7 @@ void Executor::Impl::build_site(Site& site, const LayerPlan& lp, const std::vect
                                   cudaMemcpyHostToDevice, stream));
         upload(cs + off[j], csrc, npj * 4);
         if (l.has_bias) {
-          std::vector<float> b = to_f32(ck, l.name + ".bias", {l.n});
+          std::vector<float> b = cut_rows(to_f32(ck, l.name + ".bias", {lw.n}), lins[grp[j]]);
           upload(bias + off[j], b.data(), b.size() * 4);
         }
       }
@@ -546,18 +595,45 @@ void Executor::Impl::load(const std::string& dir) {
   check_runnable(quant, dir);  // before opening gigabytes of shards
   SafetensorsCheckpoint ck = SafetensorsCheckpoint::open(dir);
   plan = plan_model(dir, cfg, quant, ck);
+  // Tensor parallelism: refusals first (before gigabytes of checks), the rank's plan after the
+  // whole checkpoint's values are validated below.
+  if (tp.tp > 1) {
+    if (!tp.comm || tp.comm->tp() != tp.tp || tp.comm->rank() != tp.rank)
+      throw std::invalid_argument("tensor parallelism " + std::to_string(tp.tp) + " rank " + std::to_string(tp.rank) +
+                                  ": no communicator of that group and rank");
+    rank_plan = plan_rank(plan, tp.tp, tp.rank);  // throws naming the dimension tp does not divide
+    check_tp_codec(tp.comm->codec(), tp.tp, cfg.hidden);
+    // A row shard starts at its first K block: with groups wider than a block, that block must
+    // open a group, or the shard's group sums would straddle the cut.
+    for (size_t i = 0; i < plan.layers.size(); i++)
+      for (int li : {kO, kDown}) {
+        const LinearPlan& l = plan.layers[i].lin[li];
+        const LinearShard& sh = rank_plan.layers[i][li];
+        if (l.format != WeightFormat::Dense16 && l.group_size < l.kp && (sh.kb0 * 128) % l.group_size != 0)
+          throw std::invalid_argument(dir + ": " + l.name + ": rank " + std::to_string(tp.rank) + " of tensor parallelism " +
+                                      std::to_string(tp.tp) + " starts inside a group of " + std::to_string(l.group_size) +
+                                      " columns (use groups of at most 128)");
+      }
+    for (const LayerPlan& lp : plan.layers)
+      for (const LinearPlan& l : lp.lin) {
+        if (l.format == WeightFormat::W8A8)
+          throw std::invalid_argument(dir + ": " + l.name +
+                                      ": tensor parallelism is not built for compressed-tensors W8A8 linears yet");
+        if (tp_split_of((int)(&l - lp.lin)) == TpSplit::Row && l.has_bias)
+          throw std::invalid_argument(dir + ": " + l.name + ": a row-parallel linear with a bias is not supported under " +
+                                      "tensor parallelism (the LLaMA, Mistral and Qwen2 families have none)");
+      }
+  }
   const int H = cfg.hidden, V = cfg.vocab;
-  qdim = cfg.heads * cfg.head_dim;
-  kvdim = cfg.kv_heads * cfg.head_dim;
-  attn_scale = (float)(1.0 / std::sqrt((double)cfg.head_dim));
 
   // Will it fit? Tensor bytes as stored (int4 stays int4, 16-bit stays 16-bit, fp32 norms;
-  // BF16/F32 linears are converted to fp16, so this overestimates those).
+  // BF16/F32 linears are converted to fp16, so this overestimates those); a TP rank's shard.
   {
     uint64_t need = 0;
     need += ck.get(plan.embed).numel() * 2;
     if (!cfg.tie_word_embeddings) need += ck.get(plan.lm_head).numel() * 2;
-    for (const LayerPlan& lp : plan.layers)
+    const ModelPlan held = tp.tp > 1 ? rank_model_plan(plan, rank_plan) : plan;
+    for (const LayerPlan& lp : held.layers)
       for (const LinearPlan& l : lp.lin) {
         if (l.format == WeightFormat::Dense16)
           need += (uint64_t)ceil_to(l.n, 8) * l.k * 2;
@@ -599,6 +675,13 @@ void Executor::Impl::load(const std::string& dir) {
     for (const std::string& e : errors)
       if (!e.empty()) throw FormatError(e);
   }
+  if (tp.tp > 1) {  // from here on the executor runs this rank's shard as a model of its own
+    full_plan = plan;
+    plan = rank_model_plan(full_plan, rank_plan);
+  }
+  qdim = plan.cfg.heads * plan.cfg.head_dim;
+  kvdim = plan.cfg.kv_heads * plan.cfg.head_dim;
+  attn_scale = (float)(1.0 / std::sqrt((double)plan.cfg.head_dim));
 
   EX_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   arena.stream = stream;
@@ -634,10 +717,10 @@ void Executor::Impl::load(const std::string& dir) {
     L.attn_norm = upload_f32(to_f32(ck, lp.attn_norm, {H}), lp.attn_norm);
     L.mlp_norm = upload_f32(to_f32(ck, lp.mlp_norm, {H}), lp.mlp_norm);
     weight_bytes += (uint64_t)H * 8;
-    build_site(L.qkv, lp, {kQ, kK, kV}, ck);
-    build_site(L.o, lp, {kO}, ck);
-    build_site(L.gu, lp, {kGate, kUp}, ck);
-    build_site(L.down, lp, {kDown}, ck);
+    build_site(L.qkv, i, {kQ, kK, kV}, ck);
+    build_site(L.o, i, {kO}, ck);
+    build_site(L.gu, i, {kGate, kUp}, ck);
+    build_site(L.down, i, {kDown}, ck);
     if (std::getenv("ODYSSEY_RT_VERBOSE"))
       std::fprintf(stderr, "loaded layer %zu/%zu: qkv %zu GEMM(s), gate/up %zu GEMM(s)\n", i + 1, plan.layers.size(),
                    L.qkv.gemms.size(), L.gu.gemms.size());
@@ -649,7 +732,17 @@ void Executor::Impl::load(const std::string& dir) {
   s_qkv.kp = ceil_to(H, 128);
   s_o.kp = ceil_to(qdim, 128);
   s_gu.kp = ceil_to(H, 128);
-  s_down.kp = ceil_to(cfg.intermediate, 128);
+  s_down.kp = ceil_to(plan.cfg.intermediate, 128);
+  // A row-parallel packed shard holds whole K blocks around its columns (tp_plan.hpp), which
+  // may be one block more than its own columns round up to.
+  for (const Layer& L : layers)
+    for (const std::pair<const Site*, Scratch*>& ss : {std::make_pair(&L.o, &s_o), std::make_pair(&L.down, &s_down)}) {
+      const Site* site = ss.first;
+      Scratch* sc = ss.second;
+      for (const Gemm& g : site->gemms)
+        if (g.fmt != WeightFormat::Dense16) sc->kp = std::max(sc->kp, g.kp);
+      if (site->x_off > 0) sc->need_shift = true;
+    }
   att_ld = s_o.kp;
   for (Layer& L : layers) {
     std::pair<Site*, Scratch*> sites[] = {{&L.qkv, &s_qkv}, {&L.o, &s_o}, {&L.gu, &s_gu}, {&L.down, &s_down}};
@@ -660,6 +753,7 @@ void Executor::Impl::load(const std::string& dir) {
       for (size_t f = 0; f < site.forms.size(); f++) {
         if (f >= 3) throw std::logic_error("more than 3 activation forms at one site");
         const ActForm k = site.forms[f].kind;
+        if (k == ActForm::F16) s.f16_form[f] = true;
         if (k == ActForm::F16) {
           // o_proj's fp16 input is the attention output itself.
           if (&site != &L.o) s.need_f16[f] = true;
@@ -775,9 +869,13 @@ void Executor::Impl::ensure_rows(int rows) {
       arena.free(s->i8[f]);
       arena.free(s->f16[f]);
       arena.free(s->tok[f]);
+      arena.free(s->i8_shift[f]);
+      arena.free(s->f16_shift[f]);
       s->i8[f] = nullptr;
       s->f16[f] = nullptr;
       s->tok[f] = nullptr;
+      s->i8_shift[f] = nullptr;
+      s->f16_shift[f] = nullptr;
     }
     arena.free(s->out);
   }
@@ -796,6 +894,8 @@ void Executor::Impl::ensure_rows(int rows) {
       if (s->need_i8[f]) s->i8[f] = arena.alloc<int8_t>(R * s->kp, "int8 activations");
       if (s->need_f16[f]) s->f16[f] = arena.alloc<__half>(R * s->kp, "fp16 activations");
       if (s->need_tok[f]) s->tok[f] = arena.alloc<float>(R, "per-token scales");
+      if (s->need_shift && s->need_i8[f]) s->i8_shift[f] = arena.alloc<int8_t>(R * s->kp, "int8 activations (TP shard)");
+      if (s->need_shift && s->f16_form[f]) s->f16_shift[f] = arena.alloc<__half>(R * s->kp, "fp16 activations (TP shard)");
     }
     s->out = arena.alloc<__half>(R * s->width, "linear outputs");
   }
@@ -876,12 +976,29 @@ void Executor::Impl::norm_into(float* hbuf, const __half* delta, int ld_delta, c
 }
 
 void Executor::Impl::run_site(const Site& site, const Scratch& s, int rows, const __half* f16_input, int f16_ld) {
+  // The inputs by form slot; a TP shard with x_off > 0 reads them moved right (Site::x_off).
+  const int8_t* xi8[3] = {s.i8[0], s.i8[1], s.i8[2]};
+  const __half* xf16[3] = {s.f16[0], s.f16[1], s.f16[2]};
+  if (site.x_off > 0) {
+    for (size_t f = 0; f < site.forms.size(); f++) {
+      if (site.forms[f].kind == ActForm::F16) {
+        const __half* src = f16_input ? f16_input : s.f16[f];
+        EX_CUDA(layers::place_columns(src, f16_input ? f16_ld : s.kp, rows, site.x_cols, 2, site.x_off, s.f16_shift[f], s.kp,
+                                      stream));
+        xf16[f] = s.f16_shift[f];
+      } else {
+        EX_CUDA(layers::place_columns(s.i8[f], s.kp, rows, site.x_cols, 1, site.x_off, s.i8_shift[f], s.kp, stream));
+        xi8[f] = s.i8_shift[f];
+      }
+    }
+    f16_input = nullptr;  // now in xf16
+  }
   for (const Gemm& g : site.gemms) {
     const Form& form = site.forms[g.form];
     __half* y = s.out + (size_t)rows * g.col_base;
     switch (g.fmt) {
       case WeightFormat::Dense16: {
-        const __half* x = f16_input ? f16_input : s.f16[g.form];
+        const __half* x = f16_input ? f16_input : xf16[g.form];
         const int ldx = f16_input ? f16_ld : s.kp;
         if (rows <= ODY_F16_GEMV_MAX_M) {  // decode: the FP16 GEMV (gemv_f16.cu), bias in its epilogue
           ody_f16_gemv_problem p{rows, g.n_total, g.k, ldx, 0};
@@ -904,7 +1021,7 @@ void Executor::Impl::run_site(const Site& site, const Scratch& s, int rows, cons
         ody_w4a8_problem p{rows, g.n_total, g.kp, g.group_size, form.kind == ActForm::I8PerToken,
                            g.int_scales ? ODY_SCALE_INT : ODY_SCALE_FLOAT, -1, 0};
         ody_w4a8_args a{};
-        a.x = s.i8[g.form];
+        a.x = xi8[g.form];
         a.x_scale = form.kind == ActForm::I8PerToken ? s.tok[g.form] : form.d_scale;
         a.qweight = static_cast<const uint8_t*>(g.w);
         a.group_scale = g.gscale;
@@ -919,7 +1036,7 @@ void Executor::Impl::run_site(const Site& site, const Scratch& s, int rows, cons
       case WeightFormat::W4A16: {
         ody_w4a16_problem p{rows, g.n_total, g.kp, g.group_size, -1, 0};
         ody_w4a16_args a{};
-        a.x = f16_input ? static_cast<const void*>(f16_input) : static_cast<const void*>(s.f16[g.form]);
+        a.x = f16_input ? static_cast<const void*>(f16_input) : static_cast<const void*>(xf16[g.form]);
         a.qweight = static_cast<const uint8_t*>(g.w);
         a.group_scale = static_cast<const int16_t*>(g.gscale);
         a.channel_scale = g.cscale;
@@ -934,7 +1051,7 @@ void Executor::Impl::run_site(const Site& site, const Scratch& s, int rows, cons
         // x: the site's per-token int8 buffer (row stride s.kp == g.kp, zero-padded columns).
         ody_w8a8_problem p{rows, g.n_total, g.kp, -1};
         ody_w8a8_args a{};
-        a.x = s.i8[g.form];
+        a.x = xi8[g.form];
         a.x_scale = s.tok[g.form];
         a.w = static_cast<const int8_t*>(g.w);
         a.w_scale = g.cscale;
@@ -1027,6 +1144,10 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
     prof_mark("o_gemm");
     int ld_o;
     const __half* o_out = part_out(L.o, s_o, rows, 0, &ld_o);
+    if (tp.tp > 1) {  // Σ over the ranks of their partial products (tp_comm.hpp)
+      tp.comm->allreduce_f16(const_cast<__half*>(o_out), (size_t)rows, (size_t)ld_o, stream);
+      prof_mark("o_allreduce");
+    }
     // MLP block.
     if (!skip(mode, "mlp_norm")) norm_into(h, o_out, ld_o, L.mlp_norm, rows, L.gu, s_gu);
     prof_mark("mlp_norm");
@@ -1047,6 +1168,10 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
     if (!skip(mode, "down_gemm")) run_site(L.down, s_down, rows, nullptr, 0);
     prof_mark("down_gemm");
     delta = part_out(L.down, s_down, rows, 0, &ldd);
+    if (tp.tp > 1) {
+      tp.comm->allreduce_f16(const_cast<__half*>(delta), (size_t)rows, (size_t)ldd, stream);
+      prof_mark("down_allreduce");
+    }
   }
   *ld_delta = ldd;
   return delta;
@@ -1070,8 +1195,9 @@ void Executor::Impl::lm_head_rows(const __half* x, int rows, float* out) {
 Executor::Executor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Executor::~Executor() = default;
 
-std::unique_ptr<Executor> Executor::load(const std::string& dir) {
+std::unique_ptr<Executor> Executor::load(const std::string& dir, const TpOptions& tp) {
   auto impl = std::make_unique<Impl>();
+  impl->tp = tp;
   impl->load(dir);
   return std::unique_ptr<Executor>(new Executor(std::move(impl)));
 }
@@ -1157,6 +1283,10 @@ void Executor::setup_generation(int batch, int prompt, int gen) {
   Impl& m = *impl_;
   const ModelConfig& c = m.plan.cfg;
   if (batch < 1 || prompt < 1 || gen < 1) throw std::invalid_argument("generation needs batch, prompt and gen ≥ 1");
+  if (m.tp.tp > 1 && !m.tp.comm->capturable())
+    throw std::invalid_argument("tensor-parallel generation captures its decode steps in a CUDA graph, which needs an NCCL "
+                                "communicator (one process per GPU); the in-process group of ranks on one GPU scores "
+                                "perplexity only");
   if (m.gen_batch != 0) release_generation();
   m.gen_batch = batch;
   m.gen_prompt = prompt;

@@ -27,14 +27,27 @@
 #include <vector>
 
 #include "executor/model_plan.hpp"
+#include "executor/tp_comm.hpp"
 
 namespace odyssey::exec {
+
+// Tensor parallelism (issue 11, part 2; tp_plan.hpp for the split): this executor is rank
+// `rank` of `tp`. It loads only its shard of every linear (q/k/v/gate/up rows, o/down input
+// columns), runs attention over its heads, and all-reduces o_proj's and down_proj's partial
+// outputs through comm (which must outlive it) before each residual add; embedding, norms and
+// the LM head are replicated, so every rank computes the same logits. tp = 1: no split.
+struct TpOptions {
+  int tp = 1;
+  int rank = 0;
+  TpComm* comm = nullptr;
+};
 
 class Executor {
  public:
   // Opens dir (config.json + safetensors), checks everything on the host, then uploads the
-  // weights to the current device. Throws std::runtime_error / FormatError with the reason.
-  static std::unique_ptr<Executor> load(const std::string& dir);
+  // weights to the current device. Throws std::runtime_error / FormatError with the reason
+  // (std::invalid_argument for a tp that does not fit the model).
+  static std::unique_ptr<Executor> load(const std::string& dir, const TpOptions& tp = TpOptions{});
   ~Executor();
   Executor(const Executor&) = delete;
   Executor& operator=(const Executor&) = delete;

@@ -2718,6 +2718,30 @@ cudaError_t nll(const float* logits, int ld, const int32_t* target, int rows, in
   return cudaGetLastError();
 }
 
+namespace {
+template <typename T>
+__global__ void place_columns_kernel(const T* __restrict__ src, int ld_src, int cols, int off, T* __restrict__ dst,
+                                     int ld_dst) {
+  pdl_wait();  // rule 1 of pdl.cuh: src comes from the previous kernel
+  pdl_launch_dependents();
+  const size_t r = blockIdx.x;
+  for (int c = threadIdx.x; c < ld_dst; c += blockDim.x)
+    dst[r * ld_dst + c] = c >= off && c < off + cols ? src[r * ld_src + c - off] : T(0);
+}
+}  // namespace
+
+cudaError_t place_columns(const void* src, int ld_src, int rows, int cols, int esz, int off, void* dst, int ld_dst,
+                          cudaStream_t stream) {
+  if (rows < 0 || cols < 0 || off < 0 || cols > ld_src || off + cols > ld_dst || (esz != 1 && esz != 2) || !src || !dst)
+    return cudaErrorInvalidValue;
+  if (rows == 0) return cudaSuccess;
+  if (esz == 1)
+    return launch_pdl(place_columns_kernel<int8_t>, rows, 256, 0, stream, static_cast<const int8_t*>(src), ld_src, cols,
+                      off, static_cast<int8_t*>(dst), ld_dst);
+  return launch_pdl(place_columns_kernel<uint16_t>, rows, 256, 0, stream, static_cast<const uint16_t*>(src), ld_src, cols,
+                    off, static_cast<uint16_t*>(dst), ld_dst);
+}
+
 cudaError_t argmax(const float* logits, int ld, int rows, int vocab, int32_t* out, cudaStream_t stream) {
   if (rows < 0 || vocab <= 0 || ld < vocab) return cudaErrorInvalidValue;
   if (rows == 0) return cudaSuccess;

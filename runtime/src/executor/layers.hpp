@@ -127,6 +127,13 @@ cudaError_t swiglu(const __half* gate, const __half* up, int ld_in, int rows, in
 // [cols, ld) = 0. The prefill's o_proj input (decode quantizes inside the attention combine).
 cudaError_t quantize_rows(const __half* x, int ldx, int rows, int cols, const ActOut& out, cudaStream_t stream);
 
+// Moves each row's columns right by off (tensor parallelism: a row-parallel shard's input
+// starts inside its first 128-column K block, tp_plan.hpp shard_x_offset): dst[r, c] =
+// src[r, c − off] for off ≤ c < off + cols, 0 for the other c < ld_dst. esz is the element size
+// (1: int8 codes, 2: fp16); off + cols ≤ ld_dst, cols ≤ ld_src; src and dst do not overlap.
+cudaError_t place_columns(const void* src, int ld_src, int rows, int cols, int esz, int off, void* dst, int ld_dst,
+                          cudaStream_t stream);
+
 // nll[r] = logsumexp(logits[r, :vocab]) − logits[r, target[r]] in fp32, logits fp32
 // [rows, ld]. A row whose target is < 0 gets 0 (not scored).
 cudaError_t nll(const float* logits, int ld, const int32_t* target, int rows, int vocab, float* nll,

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # launch-allreduce.sh: runs `odyssey-rt bench allreduce` as one process per GPU (the NCCL
-# all-reduce of Flash Communication, runtime/src/flashcomm.cu) and collects one JSON per rank.
+# all-reduce of Flash Communication, runtime/src/flashcomm.cu) and collects one JSON per rank;
+# with --command speed, `odyssey-rt speed --tp N` instead (the tensor-parallel executor, issue 11
+# part 2: each rank loads its shard, o_proj/down_proj all-reduced), and checks that every rank
+# generated the same tokens (their tokens_hash per row).
 #
 #   runtime/scripts/launch-allreduce.sh [--gpus N] [--timeout S] [--out DIR] [--bin PATH] [--dry-run]
-#                                        [--share-gpu N]
-#                                        [-- ARGS for bench allreduce, e.g. --sizes 256K..256M --bits 8,4]
+#                                        [--share-gpu N] [--command bench-allreduce|speed]
+#                                        [-- ARGS for the command, e.g. --sizes 256K..256M --bits 8,4,
+#                                            or for speed --model DIR --batch 1,8 --tp-bits 8]
 #
 # Rank r gets CUDA_VISIBLE_DEVICES = the r-th visible GPU, ODY_RANK=r, ODY_WORLD=N and the NCCL
 # unique id through a file written by rank 0 (--uid-file). NVLink multicast (NVLS) is always off:
@@ -32,8 +36,10 @@ out=${OUT:-/tmp/ody-out}
 bin=runtime/build/odyssey-rt
 dry=0
 share=0
+command=bench-allreduce
 while [ $# -gt 0 ]; do
   case $1 in
+  --command) command=$2; shift 2 ;;
   --gpus) gpus=$2; shift 2 ;;
   --timeout) timeout_s=$2; shift 2 ;;
   --out) out=$2; shift 2 ;;
@@ -41,11 +47,16 @@ while [ $# -gt 0 ]; do
   --dry-run) dry=1; shift ;;
   --share-gpu) share=$2; shift 2 ;;
   --) shift; break ;;
-  -h | --help) sed -n '2,20p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,24p' "$0"; exit 0 ;;
   *) echo "launch-allreduce: unknown flag $1 (bench arguments go after --)" >&2; exit 2 ;;
   esac
 done
 extra=("$@")
+case $command in
+bench-allreduce) sub=(bench allreduce); world_flag=--world; tag=allreduce ;;
+speed) sub=(speed); world_flag=--tp; tag=speed ;;
+*) echo "launch-allreduce: --command must be bench-allreduce or speed, not $command" >&2; exit 2 ;;
+esac
 
 # The GPUs: the caller's CUDA_VISIBLE_DEVICES list, else every GPU nvidia-smi lists.
 if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
@@ -75,7 +86,7 @@ rm -f "$uid"
 
 cmd_for() { # rank world
   echo "CUDA_VISIBLE_DEVICES=${devs[$1]} ODY_RANK=$1 ODY_WORLD=$2 NCCL_NVLS_ENABLE=0" \
-    "timeout --kill-after=10 $((timeout_s + 60)) $bin bench allreduce --rank $1 --world $2" \
+    "timeout --kill-after=10 $((timeout_s + 60)) $bin ${sub[*]} --rank $1 $world_flag $2" \
     "--uid-file $uid --timeout $timeout_s ${extra[*]:-}"
 }
 
@@ -90,9 +101,9 @@ fi
 pids=()
 for ((r = 0; r < world; r++)); do
   CUDA_VISIBLE_DEVICES=${devs[$r]} ODY_RANK=$r ODY_WORLD=$world \
-    timeout --kill-after=10 $((timeout_s + 60)) "$bin" bench allreduce --rank $r --world $world \
+    timeout --kill-after=10 $((timeout_s + 60)) "$bin" "${sub[@]}" --rank $r $world_flag $world \
     --uid-file "$uid" --timeout "$timeout_s" "${extra[@]}" \
-    > "$out/allreduce-rank$r.json" 2> "$out/allreduce-rank$r.log" &
+    > "$out/$tag-rank$r.json" 2> "$out/$tag-rank$r.log" &
   pids+=($!)
 done
 
@@ -127,8 +138,22 @@ done
 for ((r = 0; r < world; r++)); do
   wait "${pids[$r]}" 2>/dev/null
   rc=$?
-  [ $rc -ne 0 ] && echo "launch-allreduce: rank $r exited with status $rc: $(tail -2 "$out/allreduce-rank$r.log" | tr '\n' ' ')" >&2
+  [ $rc -ne 0 ] && echo "launch-allreduce: rank $r exited with status $rc: $(tail -2 "$out/$tag-rank$r.log" | tr '\n' ' ')" >&2
 done
 rm -f "$uid" "$uid.tmp"
-tail -n +1 "$out/allreduce-rank0.log" >&2
+tail -n +1 "$out/$tag-rank0.log" >&2
+# speed: every rank must have generated the same tokens (the all-reduce leaves every rank the
+# same residual stream, and the LM head is replicated).
+if [ "$command" = speed ] && [ $status -eq 0 ]; then
+  python3 - "$out" "$world" <<'PY' || status=1
+import json, sys
+out, world = sys.argv[1], int(sys.argv[2])
+rows = [json.load(open(f"{out}/speed-rank{r}.json"))["rows"] for r in range(world)]
+bad = [(r, i) for r in range(1, world) for i, row in enumerate(rows[r]) if row["tokens_hash"] != rows[0][i]["tokens_hash"]]
+for r, i in bad:
+    print(f"launch-allreduce: rank {r} row {i} tokens {rows[r][i]['tokens_hash']}, rank 0 {rows[0][i]['tokens_hash']}", file=sys.stderr)
+print(f"launch-allreduce speed: {world} ranks, {len(rows[0])} rows, token hashes " + ("DIFFER" if bad else "identical"), file=sys.stderr)
+sys.exit(1 if bad else 0)
+PY
+fi
 exit $status

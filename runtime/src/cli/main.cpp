@@ -20,6 +20,8 @@
 //   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16|int8|fp16,int8]
 //                    [--baseline-kv-cache fp16] [--prompt 1024] [--gen 128]
 //                    [--repeats 5] [--profile N] [--profile-prefill N]
+//                    [--tp N --rank R --uid-file F [--tp-bits 16|8|4] [--tp-group G] [--tp-sym] [--timeout S]]
+//                    (one process per GPU: runtime/scripts/launch-allreduce.sh --command speed)
 //   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,kv8,nll,refuse,fuse]
 //   odyssey-rt bench layers [--iters N] [--out FILE.json] [--only kv8|fuse]
 //   odyssey-rt soak allreduce [--calls 100000] [--ranks 8] [--rows 4] [--width 1024] [--bits 8]
@@ -170,7 +172,8 @@ static void usage() {
                "       odyssey-rt ppl --model DIR --tokens FILE [--batch B] [--kv-cache fp16|int8]\n"
                "                      [--tp N [--tp-bits 16|8|4] [--tp-group G] [--tp-sym]]  (docs/executor.md)\n"
                "       odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16,int8] [--prompt 1024]\n"
-               "                        [--gen 128] [--repeats 5] [--profile N] [--profile-prefill N]\n");
+               "                        [--gen 128] [--repeats 5] [--profile N] [--profile-prefill N]\n"
+               "                        [--tp N --rank R --uid-file F [--tp-bits 16|8|4] [--tp-group G] [--tp-sym]]\n");
 }
 
 }  // namespace odyssey
@@ -194,7 +197,7 @@ int main(int argc, char** argv) {
     if (cmd == "bench" && sub == "codec") return cmd_bench_codec(parse_args(argc, argv, 3, {"sym"}));
     if (cmd == "bench" && sub == "allreduce") return cmd_bench_allreduce(parse_args(argc, argv, 3, {"sym"}));
     if (cmd == "ppl") return cmd_ppl(parse_args(argc, argv, 2, {"kv-int8", "tp-sym"}));
-    if (cmd == "speed") return cmd_speed(parse_args(argc, argv, 2, {"kv-int8"}));
+    if (cmd == "speed") return cmd_speed(parse_args(argc, argv, 2, {"kv-int8", "tp-sym"}));
     if (cmd == "test" && sub == "layers") return cmd_test_layers(parse_args(argc, argv, 3, {"quick"}));
     if (cmd == "test" && sub == "calib32") return cmd_test_calib32(parse_args(argc, argv, 3, {"no-bench"}));
     if (cmd == "test" && sub == "calib-exact") return cmd_test_calib_exact(parse_args(argc, argv, 3, {"no-bench"}));

@@ -39,6 +39,10 @@
 #include "executor/tokens.hpp"
 #include "json.hpp"
 
+#ifdef ODYSSEY_WITH_NCCL
+#include "nccl_boot.hpp"
+#endif
+
 namespace odyssey {
 
 namespace {
@@ -109,10 +113,10 @@ double copy_gbps() {
   return 2.0 * bytes / (median(ms) * 1e-3) / 1e9;
 }
 
-std::unique_ptr<exec::Executor> load_model(const std::string& dir) {
+std::unique_ptr<exec::Executor> load_model(const std::string& dir, const exec::TpOptions& tp = exec::TpOptions{}) {
   std::fprintf(stderr, "loading %s (checking every tensor, then uploading)\n", dir.c_str());
   const auto t0 = std::chrono::steady_clock::now();
-  auto ex = exec::Executor::load(dir);
+  auto ex = exec::Executor::load(dir, tp);
   std::fprintf(stderr, "loaded %s in %.1f s: %s, path %s, %.2f GiB of weights read per decode step\n", dir.c_str(),
                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
                ex->plan().cfg.architecture.c_str(), ex->plan().path.c_str(), ex->weight_bytes() / 1073741824.0);
@@ -310,6 +314,43 @@ int cmd_speed(const Args& a) {
     if (b < 1 || b > 4096) throw std::runtime_error("--batch sizes must be in [1, 4096]");
   require_gpu();
 
+  // --tp N: this process is one rank of N, one process per GPU (runtime/scripts/launch-allreduce.sh
+  // --command speed starts them): rank from --rank or ODY_RANK, the NCCL unique id from
+  // NCCL_COMM_ID or --uid-file, the all-reduce after o_proj and down_proj exact (--tp-bits 16:
+  // ncclAllReduce) or compressed (8, 4: ody_allreduce, --tp-group, --tp-sym). Every rank runs the
+  // same loads and batches (the collectives pair them up); each prints its own answer, and the
+  // ranks' token hashes must agree. A watchdog ends a rank whose peer died after --timeout s.
+  const long long tp = a.get_int("tp", 0);
+  const int rank = (int)a.get_int("rank", std::getenv("ODY_RANK") ? std::atoll(std::getenv("ODY_RANK")) : 0);
+  exec::TpCodec codec;
+  codec.bits = (int)a.get_int("tp-bits", 16);
+  codec.group = (int)a.get_int("tp-group", 128);
+  codec.symmetric = a.has("tp-sym");
+  if (tp < 0 || tp > 64) throw std::runtime_error("--tp must be 1 to 64 ranks (one process per GPU)");
+  if (tp > 0 && (rank < 0 || rank >= tp)) throw std::runtime_error("--rank must be in [0, --tp)");
+  std::unique_ptr<exec::TpComm> tp_comm;
+#ifdef ODYSSEY_WITH_NCCL
+  ncclComm_t nccl = nullptr;
+  std::unique_ptr<Watchdog> dog;
+  if (tp > 0) {
+    CK(cudaSetDevice((int)a.get_int("device", 0)));
+    const double timeout_s = (double)a.get_int("timeout", 600);
+    ncclUniqueId id = get_unique_id(rank, a.get("uid-file"), timeout_s);
+    CKN(ncclCommInitRank(&nccl, (int)tp, id, rank));
+    dog = std::make_unique<Watchdog>(nccl, rank, timeout_s);
+    tp_comm = exec::make_nccl_tp_comm(nccl, codec);
+    std::fprintf(stderr, "speed: rank %d of %d (NCCL), all-reduce %s\n", rank, (int)tp,
+                 codec.bits == 16 ? "ncclAllReduce fp16" : ("INT" + std::to_string(codec.bits) + " g" + std::to_string(codec.group)).c_str());
+  }
+  auto arm = [&](const char* what) {
+    if (dog) dog->arm(what);
+  };
+#else
+  if (tp > 0) tp_comm = exec::make_nccl_tp_comm(nullptr, codec);  // throws: built without NCCL
+  auto arm = [](const char*) {};
+#endif
+  const exec::TpOptions tpo{tp > 0 ? (int)tp : 1, tp > 0 ? rank : 0, tp_comm.get()};
+
   const double gbps = copy_gbps();
   std::fprintf(stderr, "device-to-device copy: %.0f GB/s (read + write)\n", gbps);
   std::vector<std::string> models;
@@ -324,6 +365,13 @@ int cmd_speed(const Args& a) {
   w.field("runtime_version", std::string(ody_version()));
   write_gpu(w);
   w.field("copy_gbps", gbps);
+  if (tp > 0) {
+    w.field("tp", tp);
+    w.field("rank", rank);
+    w.field("tp_bits", codec.bits);
+    w.field("tp_group", codec.bits == 16 ? 0 : codec.group);
+    w.field("tp_symmetric", codec.symmetric);
+  }
   w.key("rows").begin_array();
   // --profile-prefill: per batch, per model (in order), its kinds and TTFT, for the gap tables.
   struct PrefillProf {
@@ -333,11 +381,13 @@ int cmd_speed(const Args& a) {
   };
   std::vector<std::pair<long long, std::vector<PrefillProf>>> prefill_profs;
   for (const std::string& dir : models) {
-    auto ex = load_model(dir);
+    arm("loading a model");
+    auto ex = load_model(dir, tpo);
     const exec::ModelPlan& plan = ex->plan();
     const bool is_base = !baseline.empty() && dir == baseline;
     for (long long B : batches)
     for (bool kv8 : is_base ? base_caches : caches) {
+      arm("a batch's prefills and decodes");
       ex->set_kv_cache_int8(kv8);
       ex->reset_peak();
       ex->setup_generation((int)B, (int)prompt, (int)gen);
@@ -506,6 +556,13 @@ int cmd_speed(const Args& a) {
                  q.ttft_us > 0 ? b.ttft_us / q.ttft_us : 0.0);
   }
   std::cout << w.str() << std::endl;
+#ifdef ODYSSEY_WITH_NCCL
+  if (nccl) {
+    arm("ncclCommDestroy");
+    tp_comm.reset();
+    ncclCommDestroy(nccl);
+  }
+#endif
   return 0;
 }
 

@@ -388,7 +388,7 @@ struct Executor::Impl {
 void Executor::Impl::build_site(Site& site, size_t layer, const std::vector<int>& lins,
                                 const SafetensorsCheckpoint& ck) {
   const LayerPlan& lp = plan.layers[layer];
-  const bool split = tp.tp > 1;
+  const bool split = tp.comm != nullptr;
   // Under tensor parallelism the checkpoint holds the whole tensors (full_plan's shapes); each
   // is read whole and cut to this rank's shard (tp_plan.hpp) before its upload.
   auto whole = [&](int li) -> const LinearPlan& { return split ? full_plan.layers[layer].lin[li] : lp.lin[li]; };
@@ -597,8 +597,12 @@ void Executor::Impl::load(const std::string& dir) {
   plan = plan_model(dir, cfg, quant, ck);
   // Tensor parallelism: refusals first (before gigabytes of checks), the rank's plan after the
   // whole checkpoint's values are validated below.
-  if (tp.tp > 1) {
-    if (!tp.comm || tp.comm->tp() != tp.tp || tp.comm->rank() != tp.rank)
+  if (tp.tp > 1 && !tp.comm)
+    throw std::invalid_argument("tensor parallelism " + std::to_string(tp.tp) + " needs a communicator (TpOptions::comm)");
+  // With a communicator every rank's shard is cut and o/down are all-reduced, also for a world of
+  // one (tp 1: the shards are the whole tensors; the dry run of the multi-GPU path on one GPU).
+  if (tp.comm != nullptr) {
+    if (tp.comm->tp() != tp.tp || tp.comm->rank() != tp.rank)
       throw std::invalid_argument("tensor parallelism " + std::to_string(tp.tp) + " rank " + std::to_string(tp.rank) +
                                   ": no communicator of that group and rank");
     rank_plan = plan_rank(plan, tp.tp, tp.rank);  // throws naming the dimension tp does not divide
@@ -632,7 +636,7 @@ void Executor::Impl::load(const std::string& dir) {
     uint64_t need = 0;
     need += ck.get(plan.embed).numel() * 2;
     if (!cfg.tie_word_embeddings) need += ck.get(plan.lm_head).numel() * 2;
-    const ModelPlan held = tp.tp > 1 ? rank_model_plan(plan, rank_plan) : plan;
+    const ModelPlan held = tp.comm ? rank_model_plan(plan, rank_plan) : plan;
     for (const LayerPlan& lp : held.layers)
       for (const LinearPlan& l : lp.lin) {
         if (l.format == WeightFormat::Dense16)
@@ -675,7 +679,7 @@ void Executor::Impl::load(const std::string& dir) {
     for (const std::string& e : errors)
       if (!e.empty()) throw FormatError(e);
   }
-  if (tp.tp > 1) {  // from here on the executor runs this rank's shard as a model of its own
+  if (tp.comm) {  // from here on the executor runs this rank's shard as a model of its own
     full_plan = plan;
     plan = rank_model_plan(full_plan, rank_plan);
   }
@@ -1144,7 +1148,7 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
     prof_mark("o_gemm");
     int ld_o;
     const __half* o_out = part_out(L.o, s_o, rows, 0, &ld_o);
-    if (tp.tp > 1) {  // Σ over the ranks of their partial products (tp_comm.hpp)
+    if (tp.comm) {  // Σ over the ranks of their partial products (tp_comm.hpp)
       tp.comm->allreduce_f16(const_cast<__half*>(o_out), (size_t)rows, (size_t)ld_o, stream);
       prof_mark("o_allreduce");
     }
@@ -1168,7 +1172,7 @@ const __half* Executor::Impl::run_layers(int rows, int batch, int seq, Mode mode
     if (!skip(mode, "down_gemm")) run_site(L.down, s_down, rows, nullptr, 0);
     prof_mark("down_gemm");
     delta = part_out(L.down, s_down, rows, 0, &ldd);
-    if (tp.tp > 1) {
+    if (tp.comm) {
       tp.comm->allreduce_f16(const_cast<__half*>(delta), (size_t)rows, (size_t)ldd, stream);
       prof_mark("down_allreduce");
     }
@@ -1283,7 +1287,7 @@ void Executor::setup_generation(int batch, int prompt, int gen) {
   Impl& m = *impl_;
   const ModelConfig& c = m.plan.cfg;
   if (batch < 1 || prompt < 1 || gen < 1) throw std::invalid_argument("generation needs batch, prompt and gen ≥ 1");
-  if (m.tp.tp > 1 && !m.tp.comm->capturable())
+  if (m.tp.comm && !m.tp.comm->capturable())
     throw std::invalid_argument("tensor-parallel generation captures its decode steps in a CUDA graph, which needs an NCCL "
                                 "communicator (one process per GPU); the in-process group of ranks on one GPU scores "
                                 "perplexity only");

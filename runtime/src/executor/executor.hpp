@@ -35,7 +35,8 @@ namespace odyssey::exec {
 // `rank` of `tp`. It loads only its shard of every linear (q/k/v/gate/up rows, o/down input
 // columns), runs attention over its heads, and all-reduces o_proj's and down_proj's partial
 // outputs through comm (which must outlive it) before each residual add; embedding, norms and
-// the LM head are replicated, so every rank computes the same logits. tp = 1: no split.
+// the LM head are replicated, so every rank computes the same logits. No comm: no split; a comm
+// with tp = 1 (a world of one) runs the split path with whole shards, all-reduces included.
 struct TpOptions {
   int tp = 1;
   int rank = 0;

@@ -7,6 +7,10 @@
 
 #include "odyssey_rt.h"
 
+#ifdef ODYSSEY_WITH_NCCL
+#include <nccl.h>
+#endif
+
 namespace odyssey::exec {
 
 namespace {
@@ -151,5 +155,46 @@ void InProcessTpGroup::run(int rank, __half* buf, size_t rows, size_t width, cud
   }
   barrier();  // rank 0 has written every rank's buffer
 }
+
+#ifdef ODYSSEY_WITH_NCCL
+namespace {
+class NcclTpComm : public TpComm {
+ public:
+  NcclTpComm(ncclComm_t c, TpCodec codec) : c_(c), codec_(codec) {
+    if (ncclCommCount(c_, &tp_) != ncclSuccess || ncclCommUserRank(c_, &rank_) != ncclSuccess)
+      throw std::runtime_error("tensor-parallel all-reduce: not an initialized NCCL communicator");
+    check_tp_codec(codec_, tp_, codec_.bits == 16 ? tp_ : codec_.group * tp_);  // bits and group alone
+  }
+  int tp() const override { return tp_; }
+  int rank() const override { return rank_; }
+  bool capturable() const override { return true; }
+  const TpCodec& codec() const override { return codec_; }
+  void allreduce_f16(__half* buf, size_t rows, size_t width, cudaStream_t stream) override {
+    const size_t n = rows * width;
+    if (codec_.bits == 16) {
+      const ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat16, ncclSum, c_, stream);
+      if (r != ncclSuccess) throw std::runtime_error(std::string("tensor-parallel all-reduce: ncclAllReduce: ") + ncclGetErrorString(r));
+      return;
+    }
+    if (ody_allreduce(buf, n, ODY_DTYPE_F16, codec_.bits, codec_.group, codec_.symmetric ? 1 : 0, c_, stream) != ODY_OK)
+      throw std::runtime_error(std::string("tensor-parallel all-reduce: ody_allreduce: ") + ody_last_error());
+  }
+
+ private:
+  ncclComm_t c_;
+  TpCodec codec_;
+  int tp_ = 0, rank_ = 0;
+};
+}  // namespace
+
+std::unique_ptr<TpComm> make_nccl_tp_comm(void* nccl_comm, TpCodec codec) {
+  return std::make_unique<NcclTpComm>(static_cast<ncclComm_t>(nccl_comm), codec);
+}
+#else
+std::unique_ptr<TpComm> make_nccl_tp_comm(void*, TpCodec) {
+  throw std::runtime_error("this runtime was built without NCCL: configure it with -DODYSSEY_WITH_NCCL=ON and NCCL_HOME "
+                           "pointing at an NCCL install (odyssey runtime build finds it when present)");
+}
+#endif
 
 }  // namespace odyssey::exec

@@ -51,6 +51,13 @@ class TpComm {
 // hidden / tp, the chunk each rank reduces.
 void check_tp_codec(const TpCodec& c, int tp, int hidden);
 
+// The NCCL communicator of one process per GPU (nccl_comm: an initialized ncclComm_t, owned by
+// the caller and outliving the result): bits 16 runs ncclAllReduce (fp16, sum), 8 and 4
+// ody_allreduce (the compressed all-reduce; its workspace grows on first use, so the first call
+// at the largest size must come before any graph capture: the executor's prefill does that).
+// Capturable. Without ODYSSEY_WITH_NCCL it throws, saying how to build with NCCL.
+std::unique_ptr<TpComm> make_nccl_tp_comm(void* nccl_comm, TpCodec codec);
+
 class InProcessTpGroup {
  public:
   InProcessTpGroup(int tp, TpCodec codec);

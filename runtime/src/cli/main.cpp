@@ -22,7 +22,7 @@
 //                    [--repeats 5] [--profile N] [--profile-prefill N]
 //                    [--tp N --rank R --uid-file F [--tp-bits 16|8|4] [--tp-group G] [--tp-sym] [--timeout S]]
 //                    (one process per GPU: runtime/scripts/launch-allreduce.sh --command speed)
-//   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,kv8,nll,refuse,fuse]
+//   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,kv8,nll,place,refuse,fuse]
 //   odyssey-rt bench layers [--iters N] [--out FILE.json] [--only kv8|fuse]
 //   odyssey-rt soak allreduce [--calls 100000] [--ranks 8] [--rows 4] [--width 1024] [--bits 8]
 //                             [--group 128] [--sym] [--dtype f32|f16|bf16] [--timeout 60]

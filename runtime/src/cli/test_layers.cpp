@@ -847,6 +847,38 @@ Result test_quantize_rows(int rows, int cols, bool per_token, uint64_t seed) {
   return c.r;
 }
 
+// place_columns (tensor parallelism: a row-parallel shard's input moved right by its offset
+// inside the first K block): every byte of dst against the definition, int8 and fp16, dst
+// poisoned first (so a column left unwritten shows), and the refusals.
+Result test_place_columns(int rows, int cols, int off, int esz, uint64_t seed) {
+  Check c(fmt("place_columns rows=%d cols=%d off=%d esz=%d", rows, cols, off, esz), "place_columns");
+  Rng r(seed);
+  const int ld_src = cols + 24, ld_dst = round_up(off + cols, 128) + (off % 3) * 128;
+  std::vector<uint8_t> src((size_t)rows * ld_src * esz);
+  for (auto& b : src) b = (uint8_t)r.below(256);
+  auto ds = upload(src);
+  DeviceBuffer dd = poisoned((size_t)rows * ld_dst * esz);
+  c.cuda(L::place_columns(ds.get<void>(), ld_src, rows, cols, esz, off, dd.get<void>(), ld_dst, 0), "place_columns");
+  c.cuda(cudaDeviceSynchronize(), "place_columns (sync)");
+  if (!c.r.passed) return c.r;
+  const std::vector<uint8_t> got = download<uint8_t>(dd, (size_t)rows * ld_dst * esz);
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < ld_dst; j++)
+      for (int b = 0; b < esz; b++) {
+        const uint8_t want = j >= off && j < off + cols ? src[((size_t)i * ld_src + j - off) * esz + b] : 0;
+        const uint8_t have = got[((size_t)i * ld_dst + j) * esz + b];
+        c.r.checked++;
+        if (have != want) c.bad(fmt("[%d, %d] byte %d: %d, want %d", i, j, b, have, want));
+      }
+  // Refusals: a destination too narrow, a wider source than its stride, another element size.
+  if (L::place_columns(ds.get<void>(), ld_src, rows, cols, esz, ld_dst - cols + 1, dd.get<void>(), ld_dst, 0) !=
+          cudaErrorInvalidValue ||
+      L::place_columns(ds.get<void>(), cols - 1, rows, cols, esz, off, dd.get<void>(), ld_dst, 0) != cudaErrorInvalidValue ||
+      L::place_columns(ds.get<void>(), ld_src, rows, cols, 4, off, dd.get<void>(), ld_dst, 0) != cudaErrorInvalidValue)
+    c.bad("a bad shape was not refused with cudaErrorInvalidValue");
+  return c.r;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Attention: an fp64 reference over keys [lo, hi) and the tolerance of a kernel output.
 
@@ -2084,6 +2116,12 @@ int cmd_test_layers(const Args& args) {
         add(test_nll_argmax(rows, vocab, pad, seed++, extra));
         for (auto& e : extra) add(e);
       }
+  if (want("place")) {  // 7B down_proj at TP 8, rank 1 (1376 columns at offset 96), and small odd cases
+    add(test_place_columns(3, 1376, 96, 1, seed++));
+    add(test_place_columns(2, 192, 64, 2, seed++));
+    add(test_place_columns(5, 43, 85, 1, seed++));
+    add(test_place_columns(1, 100, 0, 2, seed++));
+  }
   if (want("refuse"))
     for (auto& r : test_refusals()) add(r);
 #if !defined(ODYSSEY_LAYERS_EMU)

@@ -3,10 +3,11 @@
 # all-reduce of Flash Communication, runtime/src/flashcomm.cu) and collects one JSON per rank;
 # with --command speed, `odyssey-rt speed --tp N` instead (the tensor-parallel executor, issue 11
 # part 2: each rank loads its shard, o_proj/down_proj all-reduced), and checks that every rank
-# generated the same tokens (their tokens_hash per row).
+# generated the same tokens (their tokens_hash per row); with --command ppl, `odyssey-rt ppl --tp N`
+# (each rank scores the windows; the ranks all-gather a hash of their NLLs and fail if they differ).
 #
 #   runtime/scripts/launch-allreduce.sh [--gpus N] [--timeout S] [--out DIR] [--bin PATH] [--dry-run]
-#                                        [--share-gpu N] [--command bench-allreduce|speed]
+#                                        [--share-gpu N] [--command bench-allreduce|speed|ppl]
 #                                        [-- ARGS for the command, e.g. --sizes 256K..256M --bits 8,4,
 #                                            or for speed --model DIR --batch 1,8 --tp-bits 8]
 #
@@ -55,7 +56,8 @@ extra=("$@")
 case $command in
 bench-allreduce) sub=(bench allreduce); world_flag=--world; tag=allreduce ;;
 speed) sub=(speed); world_flag=--tp; tag=speed ;;
-*) echo "launch-allreduce: --command must be bench-allreduce or speed, not $command" >&2; exit 2 ;;
+ppl) sub=(ppl); world_flag=--tp; tag=ppl ;;
+*) echo "launch-allreduce: --command must be bench-allreduce, speed or ppl, not $command" >&2; exit 2 ;;
 esac
 
 # The GPUs: the caller's CUDA_VISIBLE_DEVICES list, else every GPU nvidia-smi lists.

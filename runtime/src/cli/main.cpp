@@ -16,7 +16,8 @@
 //   odyssey-rt test calib32 [--seed N]
 //   odyssey-rt test calib-exact [--seed N] [--no-bench]
 //   odyssey-rt ppl --model DIR --tokens FILE [--batch B] [--kv-cache fp16|int8]
-//                  [--tp N [--tp-bits 16|8|4] [--tp-group G] [--tp-sym]]  (N ranks on this one GPU)
+//                  [--tp N [--tp-bits 16|8|4] [--tp-group G] [--tp-sym]]  (N ranks on this one GPU;
+//                   with --rank R --uid-file F: rank R of N over NCCL, one process per GPU)
 //   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16|int8|fp16,int8]
 //                    [--baseline-kv-cache fp16] [--prompt 1024] [--gen 128]
 //                    [--repeats 5] [--profile N] [--profile-prefill N]
@@ -170,7 +171,7 @@ static void usage() {
                "       odyssey-rt test calib32 [--seed N] [--no-bench]   (the fp32 calibration forward vs a host ref.)\n"
                "       odyssey-rt test calib-exact [--seed N] [--no-bench]   (--precision exact's kernels, bit for bit)\n"
                "       odyssey-rt ppl --model DIR --tokens FILE [--batch B] [--kv-cache fp16|int8]\n"
-               "                      [--tp N [--tp-bits 16|8|4] [--tp-group G] [--tp-sym]]  (docs/executor.md)\n"
+               "                      [--tp N [--tp-bits 16|8|4] [--tp-group G] [--tp-sym] [--rank R --uid-file F]]  (docs/executor.md)\n"
                "       odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16,int8] [--prompt 1024]\n"
                "                        [--gen 128] [--repeats 5] [--profile N] [--profile-prefill N]\n"
                "                        [--tp N --rank R --uid-file F [--tp-bits 16|8|4] [--tp-group G] [--tp-sym]]\n");

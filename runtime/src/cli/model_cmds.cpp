@@ -170,12 +170,33 @@ int cmd_ppl(const Args& a) {
   codec.bits = (int)a.get_int("tp-bits", 16);
   codec.group = (int)a.get_int("tp-group", 128);
   codec.symmetric = a.has("tp-sym");
-  if (tp < 1 || tp > 8) throw std::runtime_error("--tp must be 1 to 8 (ranks on this one GPU)");
-  if (tp == 1 && (a.has("tp-bits") || a.has("tp-group") || a.has("tp-sym")))
+  // --rank R or --uid-file F: this process is rank R of --tp N over NCCL, one process per GPU
+  // (runtime/scripts/launch-allreduce.sh --command ppl), instead of N ranks in this process.
+  const bool nccl_mode = a.has("rank") || a.has("uid-file");
+  const int nccl_rank = (int)a.get_int("rank", std::getenv("ODY_RANK") ? std::atoll(std::getenv("ODY_RANK")) : 0);
+  if (nccl_mode ? (tp < 1 || tp > 64 || nccl_rank < 0 || nccl_rank >= tp) : (tp < 1 || tp > 8))
+    throw std::runtime_error(nccl_mode ? "--tp must be 1 to 64 and --rank in [0, --tp)" : "--tp must be 1 to 8 (ranks on this one GPU)");
+  if (tp == 1 && !nccl_mode && (a.has("tp-bits") || a.has("tp-group") || a.has("tp-sym")))
     throw std::runtime_error("--tp-bits, --tp-group and --tp-sym need --tp 2 or more");
   exec::TokenWindows tw = exec::read_token_windows(tokens_path);
   require_gpu();
-  const int R = (int)tp;
+  const int R = nccl_mode ? 1 : (int)tp;  // ranks in this process
+  std::unique_ptr<exec::TpComm> nccl_comm;
+#ifdef ODYSSEY_WITH_NCCL
+  ncclComm_t nccl = nullptr;
+  std::unique_ptr<Watchdog> dog;
+  if (nccl_mode) {
+    CK(cudaSetDevice((int)a.get_int("device", 0)));
+    const double timeout_s = (double)a.get_int("timeout", 600);
+    ncclUniqueId id = get_unique_id(nccl_rank, a.get("uid-file"), timeout_s);
+    CKN(ncclCommInitRank(&nccl, (int)tp, id, nccl_rank));
+    dog = std::make_unique<Watchdog>(nccl, nccl_rank, timeout_s);
+    dog->arm("loading and scoring");  // one deadline for the whole run: --timeout covers it
+    nccl_comm = exec::make_nccl_tp_comm(nccl, codec);
+  }
+#else
+  if (nccl_mode) nccl_comm = exec::make_nccl_tp_comm(nullptr, codec);  // throws: built without NCCL
+#endif
   std::unique_ptr<exec::InProcessTpGroup> group;
   if (R > 1) {
     group = std::make_unique<exec::InProcessTpGroup>(R, codec);
@@ -201,7 +222,9 @@ int cmd_ppl(const Args& a) {
   auto run_rank = [&](int r) {
     try {
       CK(cudaSetDevice(0));
-      ex[r] = R == 1 ? load_model(model) : exec::Executor::load(model, exec::TpOptions{R, r, group->comm(r)});
+      ex[r] = nccl_mode ? load_model(model, exec::TpOptions{(int)tp, nccl_rank, nccl_comm.get()})
+              : R == 1  ? load_model(model)
+                        : exec::Executor::load(model, exec::TpOptions{R, r, group->comm(r)});
       ex[r]->set_kv_cache_int8(kv8);
       const exec::ModelPlan& plan = ex[r]->plan();
       exec::check_token_ids(tw, plan.cfg.vocab, tokens_path);
@@ -242,6 +265,24 @@ int cmd_ppl(const Args& a) {
                                  std::to_string(r) + " (the all-reduce must leave every rank the same bits)");
   double sum = 0;
   for (double v : nll[0]) sum += v;
+  // NCCL: every process's NLLs (their FNV-1a hash) all-gathered and compared.
+  bool ranks_identical = true;
+#ifdef ODYSSEY_WITH_NCCL
+  if (nccl_mode) {
+    uint64_t h = 1469598103934665603ull;
+    const auto* b = reinterpret_cast<const unsigned char*>(nll[0].data());
+    for (size_t i = 0; i < nll[0].size() * sizeof(double); i++) h = (h ^ b[i]) * 1099511628211ull;
+    DeviceBuffer mine(8), all(8 * (size_t)tp);
+    mine.upload(&h, 8);
+    CKN(ncclAllGather(mine.get(), all.get(), 8, ncclUint8, nccl, ex[0]->stream()));
+    CK(cudaStreamSynchronize(ex[0]->stream()));
+    std::vector<uint64_t> hs((size_t)tp);
+    all.download(hs.data(), 8 * (size_t)tp);
+    for (uint64_t x : hs) ranks_identical &= x == h;
+    if (!ranks_identical)
+      throw std::runtime_error("tensor-parallel ranks disagree: their NLLs differ (the all-reduce must leave every rank the same bits)");
+  }
+#endif
 
   JsonWriter w;
   w.begin_object();
@@ -254,12 +295,16 @@ int cmd_ppl(const Args& a) {
   w.field("tokens_scored", (long long)W * (L - 1));
   w.field("batch", batch);
   w.field("kv_cache", kv8 ? "int8" : "fp16");
-  w.field("tp", R);
-  if (R > 1) {
+  w.field("tp", nccl_mode ? (int)tp : R);
+  if (nccl_mode) {
+    w.field("rank", nccl_rank);
+    w.field("tp_transport", "nccl");
+  }
+  if (R > 1 || nccl_mode) {
     w.field("tp_bits", codec.bits);
     w.field("tp_group", codec.bits == 16 ? 0 : codec.group);
     w.field("tp_symmetric", codec.symmetric);
-    w.field("tp_ranks_identical", true);
+    w.field("tp_ranks_identical", ranks_identical);
   }
   w.key("nll_per_window").begin_array();
   for (double v : nll[0]) w.value(v);
@@ -271,6 +316,14 @@ int cmd_ppl(const Args& a) {
   w.field("runtime_version", std::string(ody_version()));
   w.end_object();
   std::cout << w.str() << std::endl;
+  ex.clear();
+#ifdef ODYSSEY_WITH_NCCL
+  if (nccl) {
+    dog->arm("ncclCommDestroy");
+    nccl_comm.reset();
+    ncclCommDestroy(nccl);
+  }
+#endif
   return 0;
 }
 

@@ -15,6 +15,8 @@ import (
 
 	"github.com/odyssey-llm/odyssey/eval"
 	"github.com/odyssey-llm/odyssey/gpu"
+	"github.com/odyssey-llm/odyssey/quant"
+	"github.com/odyssey-llm/odyssey/tpsim"
 	"github.com/spf13/cobra"
 )
 
@@ -52,6 +54,8 @@ type verifyPPLOptions struct {
 	tpBits      int
 	tpGroup     int
 	tpSymmetric bool
+	compareSim  bool
+	simTol      float64
 	evalDataOptions
 }
 
@@ -77,7 +81,11 @@ text (by sha256) and L; beyond --golden-tolerance (default 0.05%) the command ex
 multi-GPU run: each rank loads its shard of every linear, o_proj's and down_proj's partial
 outputs are all-reduced): --tp-bits 16 sums them exactly, 8 or 4 through the Flash
 Communication codec (--tp-group, --tp-symmetric), so that the perplexity change can be set beside
-odyssey sim allreduce's prediction. N must divide the attention and key/value heads.`,
+odyssey sim allreduce's prediction. N must divide the attention and key/value heads.
+--compare-sim makes that comparison: the GPU also scores the windows unsplit, sim allreduce runs the
+same split and codec on the CPU over the same windows, and the two ratios (split / unsplit
+perplexity) must agree within --sim-tolerance (default 0.005, half a percentage point), or the
+command exits 1.`,
 		Example: "  odyssey verify ppl --model /tmp/tiny-w4a8 --data testdata/text/sample.txt --seq-len 256 --compare-cpu\n" +
 			"  odyssey verify ppl --model ../shared/models/small-llama --data ../shared/data/wikitext2/wiki.test.raw --json",
 		Args: cobra.NoArgs,
@@ -104,6 +112,8 @@ odyssey sim allreduce's prediction. N must divide the attention and key/value he
 	f.IntVar(&o.tpBits, "tp-bits", 16, "with --tp: the all-reduce's bits, 16 (exact sum), 8 or 4 (Flash Communication)")
 	f.IntVar(&o.tpGroup, "tp-group", 128, "with --tp and --tp-bits 8 or 4: values per codec group")
 	f.BoolVar(&o.tpSymmetric, "tp-symmetric", false, "with --tp and --tp-bits 8 or 4: symmetric codec groups (no zero point)")
+	f.BoolVar(&o.compareSim, "compare-sim", false, "with --tp: also score unsplit on the GPU, run sim allreduce on the CPU, and compare the perplexity ratios")
+	f.Float64Var(&o.simTol, "sim-tolerance", 0.005, "with --compare-sim, the largest difference of the two ratios accepted (0.005 = 0.5 points)")
 	_ = cmd.MarkFlagRequired("model")
 	o.register(cmd)
 	f.Lookup("batch").Usage = "windows per forward pass on the GPU (0: the runtime's default); also the CPU's with --compare-cpu"
@@ -141,8 +151,11 @@ func (o *verifyPPLOptions) validate() error {
 	if o.tpBits != 16 && o.tpBits != 8 && o.tpBits != 4 {
 		return usageErrorf("--tp-bits must be 16, 8 or 4, got %d", o.tpBits)
 	}
-	if o.tp == 1 && (o.tpBits != 16 || o.tpSymmetric) {
-		return usageErrorf("--tp-bits and --tp-symmetric need --tp 2 or more")
+	if o.tp == 1 && (o.tpBits != 16 || o.tpSymmetric || o.compareSim) {
+		return usageErrorf("--tp-bits, --tp-symmetric and --compare-sim need --tp 2 or more")
+	}
+	if !(o.simTol > 0) || math.IsInf(o.simTol, 0) {
+		return usageErrorf("--sim-tolerance must be a positive fraction (0.005 is half a point), got %v", o.simTol)
 	}
 	if o.goldenName != "" && o.golden == "" {
 		return usageErrorf("--golden-model names the model in a --golden file; give --golden FILE too")
@@ -199,6 +212,24 @@ type tpReport struct {
 	Bits      int  `json:"bits"`
 	Group     int  `json:"group"`
 	Symmetric bool `json:"symmetric"`
+	// Sim is the comparison with sim allreduce, with --compare-sim.
+	Sim *simComparison `json:"sim,omitempty"`
+}
+
+// simComparison sets the GPU's perplexity ratio of the split (split / unsplit, both on the GPU,
+// same windows) beside sim allreduce's (the same split and codec on the CPU's float32 forward).
+type simComparison struct {
+	GPUUnsplitPPL float64 `json:"gpu_unsplit_ppl"`
+	GPURatio      float64 `json:"gpu_ratio"`
+	SimReference  float64 `json:"sim_reference_ppl"`
+	SimPPL        float64 `json:"sim_ppl"`
+	SimRatio      float64 `json:"sim_ratio"`
+	KLMean        float64 `json:"sim_kl_mean"`
+	// Difference is GPURatio − SimRatio.
+	Difference float64 `json:"difference"`
+	Tolerance  float64 `json:"tolerance"`
+	Met        bool    `json:"met"`
+	Seconds    float64 `json:"sim_seconds"`
 }
 
 // cpuComparison is the CPU's perplexity of the same windows and how far the GPU's is from it.
@@ -256,10 +287,27 @@ func runVerifyPPL(ctx context.Context, g *globalOptions, o *verifyPPLOptions) er
 		gpu.PPLOptions{Model: lm.path, Tokens: tokens, Batch: o.batch, KVCache: kvCacheArg(o.kvCache),
 			TP: o.tp, TPBits: o.tpBits, TPGroup: o.tpGroup, TPSymmetric: o.tpSymmetric})
 	bar.Done()
-	removeTokens()
 	if err != nil {
+		removeTokens()
 		return err
 	}
+	// --compare-sim: the same windows unsplit on the GPU, for the GPU's own ratio.
+	var unsplit *gpu.PPLAnswer
+	if o.compareSim {
+		bar := newProgress(g.errOut, o.asJSON, int64(len(windows)), "loading the model on the GPU (unsplit)", "windows")
+		unsplit, _, err = gpu.PPL(gpuCtx, gpu.RunOptions{Stderr: g.errOut, Progress: rateProgress(bar, "perplexity on the GPU, unsplit", int64(o.seqLen))}, rt,
+			gpu.PPLOptions{Model: lm.path, Tokens: tokens, Batch: o.batch, KVCache: kvCacheArg(o.kvCache)})
+		bar.Done()
+		if err != nil {
+			removeTokens()
+			return err
+		}
+		if unsplit.Windows != len(windows) {
+			removeTokens()
+			return fmt.Errorf("%s scored %d windows unsplit; it was given %d", rt, unsplit.Windows, len(windows))
+		}
+	}
+	removeTokens()
 	if ans.SeqLen != o.seqLen || ans.Windows != len(windows) {
 		return fmt.Errorf("%s scored %d windows of %d tokens; it was given %d of %d", rt, ans.Windows, ans.SeqLen, len(windows), o.seqLen)
 	}
@@ -295,6 +343,11 @@ func runVerifyPPL(ctx context.Context, g *globalOptions, o *verifyPPLOptions) er
 			return err
 		}
 	}
+	if unsplit != nil {
+		if rep.TP.Sim, err = compareWithSim(ctx, g, o, lm, stream, res, unsplit); err != nil {
+			return err
+		}
+	}
 	if o.asJSON {
 		err = writeJSON(g.out, rep)
 	} else {
@@ -311,6 +364,10 @@ func runVerifyPPL(ctx context.Context, g *globalOptions, o *verifyPPLOptions) er
 	if gr := rep.Golden; gr != nil && !gr.Met {
 		missed = append(missed, fmt.Sprintf("the GPU perplexity %.6g differs from the golden %.6g (%s) by %+.3f%%, beyond the tolerance of %.3g%%",
 			res.PPL, gr.PPL, gr.Entry, 100*gr.RelativeDifference, 100*gr.Tolerance))
+	}
+	if t := rep.TP; t != nil && t.Sim != nil && !t.Sim.Met {
+		missed = append(missed, fmt.Sprintf("the split changes the GPU perplexity by %+.3f%%, sim allreduce predicts %+.3f%%: %+.3f points, beyond the tolerance of %.3g",
+			100*(t.Sim.GPURatio-1), 100*(t.Sim.SimRatio-1), 100*t.Sim.Difference, 100*t.Sim.Tolerance))
 	}
 	if len(missed) > 0 {
 		return &exitError{code: exitFailure, err: errors.New(strings.Join(missed, "; "))}
@@ -345,6 +402,37 @@ func compareOnCPU(ctx context.Context, g *globalOptions, o *verifyPPLOptions, lm
 	}
 	c.Met = math.Abs(c.RelativeDifference) <= o.tolerance
 	return c, nil
+}
+
+// compareWithSim runs sim allreduce on the CPU with --tp's split and codec over the windows the
+// GPU scored, and compares its perplexity ratio with the GPU's (split over unsplit).
+func compareWithSim(ctx context.Context, g *globalOptions, o *verifyPPLOptions, lm *loadedModel, stream []int, split *eval.PPLResult, unsplit *gpu.PPLAnswer) (*simComparison, error) {
+	c := tpsim.Config{TP: o.tp, Codec: quant.FlashComm{Bits: o.tpBits, Group: o.tpGroup, Symmetric: o.tpSymmetric}}
+	if err := tpsim.CheckConfig(&lm.cfg, c); err != nil {
+		return nil, badInput(fmt.Errorf("%s: %w", o.model, err))
+	}
+	if err := lm.loadWeights(); err != nil {
+		return nil, err
+	}
+	opt := o.evalOptions()
+	bar := newProgress(g.errOut, o.asJSON, int64(split.Windows), "sim allreduce on the CPU", "windows")
+	opt.Progress = func(done, total int, tps float64) {
+		bar.Set(int64(done), fmt.Sprintf("sim allreduce on the CPU (%.0f tok/s)", tps))
+	}
+	sim, err := tpsim.Compare(ctx, lm.model, c, stream, opt)
+	bar.Done()
+	if err != nil {
+		return nil, evalError(err)
+	}
+	if sim.Windows != split.Windows {
+		return nil, fmt.Errorf("sim allreduce scored %d windows, the GPU %d", sim.Windows, split.Windows)
+	}
+	un := math.Exp(sumNLL(unsplit.NLLPerWindow) / float64(split.TokensScored))
+	r := &simComparison{GPUUnsplitPPL: un, GPURatio: split.PPL / un, SimReference: sim.PPLReference, SimPPL: sim.PPL,
+		SimRatio: sim.Ratio, KLMean: sim.KLMean, Tolerance: o.simTol, Seconds: sim.Seconds}
+	r.Difference = r.GPURatio - r.SimRatio
+	r.Met = math.Abs(r.Difference) <= o.simTol
+	return r, nil
 }
 
 func sumNLL(nll []float64) float64 {
@@ -431,6 +519,15 @@ func printVerifyPPL(w io.Writer, rt string, r *verifyPPLReport) error {
 			ar = fmt.Sprintf("INT%d, groups of %d, %s (Flash Communication)", t.Bits, t.Group, sym)
 		}
 		fmt.Fprintf(tw, "tensor parallel\t%d ranks on one GPU, all-reduce %s; every rank's NLLs identical\n", t.TP, ar)
+		if sc := t.Sim; sc != nil {
+			verdict := "within"
+			if !sc.Met {
+				verdict = "BEYOND"
+			}
+			fmt.Fprintf(tw, "split vs unsplit\tGPU %+.4f%% (unsplit %.4f); sim allreduce %+.4f%% (reference %.4f, CPU)\n",
+				100*(sc.GPURatio-1), sc.GPUUnsplitPPL, 100*(sc.SimRatio-1), sc.SimReference)
+			fmt.Fprintf(tw, "GPU vs simulation\t%+.4f points (%s the tolerance of %.3g)\n", 100*sc.Difference, verdict, 100*sc.Tolerance)
+		}
 	}
 	if c := r.CPU; c != nil {
 		verdict := "within"

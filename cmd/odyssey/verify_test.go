@@ -260,6 +260,60 @@ func TestVerifyPPLCompareCPU(t *testing.T) {
 	}
 }
 
+// TestVerifyPPLCompareSim: --compare-sim sets the GPU's split/unsplit ratio beside sim
+// allreduce's. The fake runtime computes the CPU forward pass whatever --tp says, so the GPU ratio
+// is exactly 1: an exact all-reduce (the simulation's ratio is 1 to ~1e-7) is within the
+// tolerance, an INT4 codec (the simulation predicts a few percent) is not, and the command says so.
+func TestVerifyPPLCompareSim(t *testing.T) {
+	rt, argsFile, _ := fakeRT(t, "cpu")
+	base := []string{"verify", "ppl", "--model", tiny, "--data", sample, "--seq-len", "48", "--max-windows", "4", "--batch", "4",
+		"--runtime", rt, "--tp", "2", "--compare-sim", "--json"}
+	type simJSON struct {
+		PPL float64 `json:"ppl"`
+		TP  *struct {
+			TP  int `json:"tp"`
+			Sim *struct {
+				GPUUnsplitPPL float64 `json:"gpu_unsplit_ppl"`
+				GPURatio      float64 `json:"gpu_ratio"`
+				SimReference  float64 `json:"sim_reference_ppl"`
+				SimRatio      float64 `json:"sim_ratio"`
+				Difference    float64 `json:"difference"`
+				Tolerance     float64 `json:"tolerance"`
+				Met           bool    `json:"met"`
+			} `json:"sim"`
+		} `json:"tensor_parallel"`
+	}
+	code, out, errOut := runCLI(t, "", base...)
+	var r simJSON
+	if code != 0 || json.Unmarshal([]byte(out), &r) != nil || r.TP == nil || r.TP.Sim == nil {
+		t.Fatalf("exact: exit %d, %s%s", code, out, errOut)
+	}
+	sc := r.TP.Sim
+	if sc.GPURatio != 1 || sc.GPUUnsplitPPL != r.PPL || math.Abs(sc.SimRatio-1) > 1e-5 || !sc.Met || sc.Tolerance != 0.005 ||
+		math.Abs(sc.SimReference-r.PPL) > 1e-9*r.PPL || sc.Difference != sc.GPURatio-sc.SimRatio {
+		t.Errorf("exact all-reduce: %+v (ppl %v)", *sc, r.PPL)
+	}
+	// The last runtime call is the unsplit one: no --tp.
+	if a := readFakeArgs(argsFile); slices.Contains(a, "--tp") {
+		t.Errorf("the unsplit run got %q", a)
+	}
+
+	// INT4 moves the simulation's perplexity (by ~0.04% on these few short windows); a tolerance
+	// tighter than that makes the command fail and say why.
+	int4 := []string{"--tp-bits", "4", "--tp-group", "64", "--sim-tolerance", "0.0001"}
+	code, out, errOut = runCLI(t, "", append(slices.Clone(base), int4...)...)
+	r = simJSON{}
+	if code != exitFailure || json.Unmarshal([]byte(out), &r) != nil || r.TP == nil || r.TP.Sim == nil || r.TP.Sim.Met ||
+		math.Abs(r.TP.Sim.SimRatio-1) < 1e-4 || r.TP.Sim.Tolerance != 1e-4 || !strings.Contains(errOut, "sim allreduce predicts") {
+		t.Errorf("INT4: exit %d, %s%s", code, out, errOut)
+	}
+	// The table says it too.
+	code, out, _ = runCLI(t, "", append(slices.Clone(base[:len(base)-1]), int4...)...)
+	if code != exitFailure || !strings.Contains(out, "GPU vs simulation") || !strings.Contains(out, "BEYOND") {
+		t.Errorf("INT4 table: exit %d:\n%s", code, out)
+	}
+}
+
 func TestVerifyPPLRuntimeFails(t *testing.T) {
 	rt, _, _ := fakeRT(t, "fail")
 	code, out, errOut := runCLI(t, "", "verify", "ppl", "--model", tiny, "--data", sample, "--seq-len", "64", "--runtime", rt)
@@ -350,6 +404,8 @@ func TestVerifyPPLBadInput(t *testing.T) {
 		{[]string{"--model", tiny, "--data", sample, "--tp", "9"}, exitUsage, "--tp must be 1 to 8"},
 		{[]string{"--model", tiny, "--data", sample, "--tp", "2", "--tp-bits", "6"}, exitUsage, "--tp-bits must be 16, 8 or 4"},
 		{[]string{"--model", tiny, "--data", sample, "--tp-bits", "8"}, exitUsage, "need --tp 2 or more"},
+		{[]string{"--model", tiny, "--data", sample, "--compare-sim"}, exitUsage, "need --tp 2 or more"},
+		{[]string{"--model", tiny, "--data", sample, "--tp", "2", "--sim-tolerance", "0"}, exitUsage, "--sim-tolerance must be a positive"},
 	}
 	for _, c := range cases {
 		os.Remove(argsFile)

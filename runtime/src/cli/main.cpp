@@ -21,7 +21,8 @@
 //   odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16|int8|fp16,int8]
 //                    [--baseline-kv-cache fp16] [--prompt 1024] [--gen 128]
 //                    [--repeats 5] [--profile N] [--profile-prefill N]
-//                    [--tp N --rank R --uid-file F [--tp-bits 16|8|4] [--tp-group G] [--tp-sym] [--timeout S]]
+//                    [--tp N --rank R --uid-file F [--tp-bits 16|8|4] [--tp-group G] [--tp-sym] [--tp-threshold N]
+//                     [--timeout S]]
 //                    (one process per GPU: runtime/scripts/launch-allreduce.sh --command speed)
 //   odyssey-rt test layers [--quick] [--seed N] [--only embed,norm,swiglu,rope,prefill,kv,decode,kv8,nll,place,refuse,fuse]
 //   odyssey-rt bench layers [--iters N] [--out FILE.json] [--only kv8|fuse]
@@ -174,7 +175,7 @@ static void usage() {
                "                      [--tp N [--tp-bits 16|8|4] [--tp-group G] [--tp-sym] [--rank R --uid-file F]]  (docs/executor.md)\n"
                "       odyssey-rt speed --model DIR [--baseline DIR] [--batch 1,8,16,32,64] [--kv-cache fp16,int8] [--prompt 1024]\n"
                "                        [--gen 128] [--repeats 5] [--profile N] [--profile-prefill N]\n"
-               "                        [--tp N --rank R --uid-file F [--tp-bits 16|8|4] [--tp-group G] [--tp-sym]]\n");
+               "                        [--tp N --rank R --uid-file F [--tp-bits 16|8|4] [--tp-group G] [--tp-sym] [--tp-threshold N]]\n");
 }
 
 }  // namespace odyssey

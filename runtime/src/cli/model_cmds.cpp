@@ -381,6 +381,13 @@ int cmd_speed(const Args& a) {
   codec.symmetric = a.has("tp-sym");
   if (tp < 0 || tp > 64) throw std::runtime_error("--tp must be 1 to 64 ranks (one process per GPU)");
   if (tp > 0 && (rank < 0 || rank >= tp)) throw std::runtime_error("--rank must be in [0, --tp)");
+  // --tp-threshold N: all-reduces of fewer than N values take plain ncclAllReduce even with
+  // --tp-bits 8|4 (ody_allreduce_set_threshold): the decode step's messages are small, where the
+  // codec's five launches cost more than they save; where the crossover lies is measured
+  // (odyssey-rt bench allreduce), not assumed: the default 0 compresses every call.
+  const long long threshold = a.get_int("tp-threshold", 0);
+  if (threshold < 0) throw std::runtime_error("--tp-threshold must be a count of values, 0 or more");
+  ody_allreduce_set_threshold((size_t)threshold);
   std::unique_ptr<exec::TpComm> tp_comm;
 #ifdef ODYSSEY_WITH_NCCL
   ncclComm_t nccl = nullptr;
@@ -424,6 +431,7 @@ int cmd_speed(const Args& a) {
     w.field("tp_bits", codec.bits);
     w.field("tp_group", codec.bits == 16 ? 0 : codec.group);
     w.field("tp_symmetric", codec.symmetric);
+    w.field("tp_threshold", threshold);
   }
   w.key("rows").begin_array();
   // --profile-prefill: per batch, per model (in order), its kinds and TTFT, for the gap tables.

@@ -137,6 +137,9 @@ type SpeedRow struct {
 	MemoryFloorMsPerStep float64   `json:"memory_floor_ms_per_step"`
 	FractionOfFloor      float64   `json:"fraction_of_floor"`
 	GPUMemoryBytes       float64   `json:"gpu_memory_bytes"`
+	// TokensHash is an FNV-1a of every generated token (greedy: the same text gives the same
+	// hash); empty from a runtime older than it.
+	TokensHash string `json:"tokens_hash"`
 }
 
 // SpeedAnswer is the answer of `odyssey-rt speed`.
@@ -163,6 +166,18 @@ type SpeedOptions struct {
 
 // Speed runs `odyssey-rt speed`. opts.Progress receives its progress in runs.
 func Speed(ctx context.Context, opts RunOptions, path string, s SpeedOptions) (*SpeedAnswer, json.RawMessage, error) {
+	args := speedArgs(s)
+	a, raw, err := runTyped[SpeedAnswer](ctx, opts, path, args...)
+	if err != nil {
+		return nil, raw, err
+	}
+	if err := a.check(path, args); err != nil {
+		return nil, raw, err
+	}
+	return a, raw, nil
+}
+
+func speedArgs(s SpeedOptions) []string {
 	args := []string{"speed", "--model", s.Model}
 	if s.Baseline != "" {
 		args = append(args, "--baseline", s.Baseline)
@@ -181,19 +196,19 @@ func Speed(ctx context.Context, opts RunOptions, path string, s SpeedOptions) (*
 			args = append(args, f.name, strconv.Itoa(f.v))
 		}
 	}
-	a, raw, err := runTyped[SpeedAnswer](ctx, opts, path, args...)
-	if err != nil {
-		return nil, raw, err
-	}
+	return args
+}
+
+func (a *SpeedAnswer) check(path string, args []string) error {
 	if len(a.Rows) == 0 {
-		return nil, raw, &RuntimeError{Path: path, Args: args, Message: "answer has no rows (docs/executor.md)"}
+		return &RuntimeError{Path: path, Args: args, Message: "answer has no rows (docs/executor.md)"}
 	}
 	for i, r := range a.Rows {
 		if r.Batch < 1 || !(r.TTFTMs > 0) || !(r.DecodeMsPerStep > 0) || !(r.DecodeTokensPerS > 0) {
-			return nil, raw, &RuntimeError{Path: path, Args: args, Message: fmt.Sprintf(
+			return &RuntimeError{Path: path, Args: args, Message: fmt.Sprintf(
 				"answer does not hold together (docs/executor.md): row %d (%s, batch %d) has ttft_ms %v, decode_ms_per_step %v, decode_tokens_per_s %v",
 				i, r.Model, r.Batch, r.TTFTMs, r.DecodeMsPerStep, r.DecodeTokensPerS)}
 		}
 	}
-	return a, raw, nil
+	return nil
 }

@@ -190,6 +190,9 @@ type RunOptions struct {
 	// WaitDelay bounds how long Run waits for the output pipes to close after the process was
 	// killed (a grandchild may hold them); 0 means 2 s.
 	WaitDelay time.Duration
+	// Env is added to the runtime's environment (after this process's own, so it wins); e.g. a
+	// tensor-parallel rank's CUDA_VISIBLE_DEVICES, ODY_RANK and ODY_WORLD.
+	Env []string
 }
 
 // RuntimeError is a failure of a runtime command: its own {"ok": false, "error": ...}, a
@@ -239,7 +242,7 @@ func RunWith(ctx context.Context, opts RunOptions, path string, args ...string) 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cmd := exec.CommandContext(runCtx, path, args...)
-	cmd.Env = childEnv(os.Environ())
+	cmd.Env = childEnv(append(os.Environ(), opts.Env...))
 	cmd.Stdin = nil
 	setProcessGroup(cmd)
 	cmd.WaitDelay = opts.WaitDelay

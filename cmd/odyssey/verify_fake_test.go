@@ -49,7 +49,16 @@ func fakeExecutor(mode string, args []string) int {
 		return 1
 	}
 	if p := os.Getenv(envFakeArgs); p != "" {
+		if r := os.Getenv("ODY_RANK"); r != "" { // a tensor-parallel rank: a file of its own
+			p += ".rank" + r
+			args = append(args, "CUDA_VISIBLE_DEVICES="+os.Getenv("CUDA_VISIBLE_DEVICES"), "ODY_WORLD="+os.Getenv("ODY_WORLD"))
+		}
 		os.WriteFile(p, []byte(strings.Join(args, "\n")), 0o644)
+	}
+	// Tensor-parallel failure modes: the rank named by $ODYSSEY_FAKE_RT_FAIL_RANK fails, the one
+	// named by $ODYSSEY_FAKE_RT_DIFFER_RANK generates other tokens (fakeSpeed).
+	if r := os.Getenv("ODY_RANK"); r != "" && r == os.Getenv("ODYSSEY_FAKE_RT_FAIL_RANK") {
+		return fail("rank %s: NCCL error: remote process exited or there was a network error", r)
 	}
 	if len(args) == 1 && args[0] == "info" {
 		out.Encode(map[string]any{"ok": true, "runtime_version": "0.9.0-fake", "cuda_runtime": 13000, "cuda_driver": 13000, "devices": []any{}})
@@ -211,11 +220,21 @@ func fakeSpeed(flags map[string]string, out *json.Encoder, fail func(string, ...
 				"ttft_ms": ttft * float64(b), "ttft_ms_all": slices.Repeat([]float64{ttft * float64(b)}, repeats),
 				"decode_tokens_per_s": float64(b) * 1000 / ms, "decode_ms_per_step": ms, "decode_ms_per_step_all": slices.Repeat([]float64{ms}, repeats),
 				"weight_bytes": 3.6e9, "kv_bytes_per_token": 524288, "memory_floor_ms_per_step": ms * frac, "fraction_of_floor": frac,
-				"gpu_memory_bytes": 5.1e9, "extra_runtime_field": "kept"})
+				"gpu_memory_bytes": 5.1e9, "extra_runtime_field": "kept", "tokens_hash": fakeTokensHash(m, b)})
 		}
 	}
 	out.Encode(map[string]any{"ok": true, "runtime_version": "0.9.0-fake", "gpu": fakeGPU, "copy_gbps": 4080.0, "rows": rows})
 	return 0
+}
+
+// fakeTokensHash is a row's tokens_hash: the same on every rank, unless this rank is
+// $ODYSSEY_FAKE_RT_DIFFER_RANK.
+func fakeTokensHash(model string, batch int) string {
+	h := fmt.Sprintf("%016x", uint64(len(model)*1000+batch))
+	if r := os.Getenv("ODY_RANK"); r != "" && r == os.Getenv("ODYSSEY_FAKE_RT_DIFFER_RANK") {
+		h = "ffff" + h[4:]
+	}
+	return h
 }
 
 // readFakeArgs returns the arguments the fake was last run with.

@@ -35,6 +35,13 @@ type verifySpeedOptions struct {
 	md       string
 	hf       string
 	force    bool
+	// Tensor parallelism over NCCL, one process per GPU (gpu.SpeedTP): tp > 1 splits both models.
+	tp          int
+	tpBits      int
+	tpGroup     int
+	tpSymmetric bool
+	tpThreshold int64
+	gpus        string
 }
 
 func newVerifySpeedCmd(g *globalOptions) *cobra.Command {
@@ -55,7 +62,14 @@ over it, and the goal that the FP16 path beats the compiled HF at every batch si
 
 --out and --md write the results (the runtime's rows, the ratios, the goals of issue 14 with
 what was measured, GPU, driver, CUDA, commit and date) as JSON and as a markdown table; neither
-replaces an existing file without --force.`,
+replaces an existing file without --force.
+
+--tp N splits both models over N GPUs, one odyssey-rt process each over NCCL (rank r on the r-th
+of --gpus, default the first N visible): each rank loads its shard of every linear, and o_proj's
+and down_proj's outputs are all-reduced by ncclAllReduce (--tp-bits 16) or the compressed
+all-reduce (8 or 4, --tp-group, --tp-symmetric; all-reduces of fewer than --tp-threshold values take
+plain NCCL). Every rank must generate the same tokens; rank 0's figures are reported. NVLink
+multicast is always off (NCCL_NVLS_ENABLE=0).`,
 		Example: "  odyssey testdata synth --shape llama2-7b --out /tmp/7b && odyssey quantize --model /tmp/7b --recipe w4a8-rtn --out /tmp/7b-w4a8\n" +
 			"  odyssey verify speed --model /tmp/7b-w4a8 --baseline /tmp/7b --out e2e-h200.json --md e2e-h200.md",
 		Args: cobra.NoArgs,
@@ -78,6 +92,12 @@ replaces an existing file without --force.`,
 	f.StringVar(&o.md, "md", "", "also write the results as a markdown table to this file")
 	f.StringVar(&o.hf, "hf", "", "the JSON of runtime/bench/hf_baseline.py on the same GPU and lengths: adds the speed-ups over HF transformers FP16")
 	f.BoolVar(&o.force, "force", false, "replace existing --out and --md files")
+	f.IntVar(&o.tp, "tp", 1, "tensor-parallel GPUs, one process each over NCCL (1 = not split)")
+	f.IntVar(&o.tpBits, "tp-bits", 16, "with --tp: the all-reduce's bits, 16 (ncclAllReduce), 8 or 4 (compressed)")
+	f.IntVar(&o.tpGroup, "tp-group", 128, "with --tp and --tp-bits 8 or 4: values per codec group")
+	f.BoolVar(&o.tpSymmetric, "tp-symmetric", false, "with --tp and --tp-bits 8 or 4: symmetric codec groups")
+	f.Int64Var(&o.tpThreshold, "tp-threshold", 0, "with --tp: all-reduces of fewer values than this take plain ncclAllReduce (0: every one compressed)")
+	f.StringVar(&o.gpus, "gpus", "", "with --tp: the GPUs of the ranks, comma-separated CUDA device ids (default: the first N of $CUDA_VISIBLE_DEVICES, else 0..N-1)")
 	_ = cmd.MarkFlagRequired("model")
 	return cmd
 }
@@ -111,6 +131,21 @@ func (o *verifySpeedOptions) validate() ([]int, error) {
 		if f.v < 1 {
 			return nil, usageErrorf("%s must be at least 1 (got %d)", f.name, f.v)
 		}
+	}
+	if o.tp < 1 || o.tp > 64 {
+		return nil, usageErrorf("--tp must be 1 to 64 GPUs, got %d", o.tp)
+	}
+	if o.tpBits != 16 && o.tpBits != 8 && o.tpBits != 4 {
+		return nil, usageErrorf("--tp-bits must be 16, 8 or 4, got %d", o.tpBits)
+	}
+	if o.tp == 1 && (o.tpBits != 16 || o.tpSymmetric || o.tpThreshold != 0 || o.gpus != "") {
+		return nil, usageErrorf("--tp-bits, --tp-symmetric, --tp-threshold and --gpus need --tp 2 or more")
+	}
+	if o.tpThreshold < 0 {
+		return nil, usageErrorf("--tp-threshold must be 0 or more values, got %d", o.tpThreshold)
+	}
+	if _, err := o.rankGPUs(); err != nil {
+		return nil, err
 	}
 	if o.out != "" && o.md != "" && filepath.Clean(o.out) == filepath.Clean(o.md) {
 		return nil, usageErrorf("--out and --md name the same file %s", o.out)
@@ -200,9 +235,23 @@ type speedReport struct {
 	// HF is --hf's file as it was read.
 	HF    *hfBaseline `json:"hf,omitempty"`
 	Goals []speedGoal `json:"goals"`
+	// TP is the tensor-parallel split both models ran with (--tp 2 or more).
+	TP *speedTP `json:"tensor_parallel,omitempty"`
 
 	typed []gpu.SpeedRow
 	roles []string
+}
+
+// speedTP is a --tp run's split: GPUs (rank order) and the all-reduce (Group 0: ncclAllReduce).
+type speedTP struct {
+	TP        int      `json:"tp"`
+	GPUs      []string `json:"gpus"`
+	Bits      int      `json:"bits"`
+	Group     int      `json:"group"`
+	Symmetric bool     `json:"symmetric"`
+	Threshold int64    `json:"threshold"`
+	// RanksIdentical: every rank generated the same tokens (gpu.SpeedTP refuses otherwise).
+	RanksIdentical bool `json:"ranks_identical"`
 }
 
 // hfBaseline is the output of runtime/bench/hf_baseline.py.
@@ -288,6 +337,41 @@ type speedGoal struct {
 	Note     string   `json:"note,omitempty"`
 }
 
+// rankGPUs is the CUDA device of each tensor-parallel rank: --gpus, else the first --tp of
+// $CUDA_VISIBLE_DEVICES, else 0..tp-1 (nil without --tp).
+func (o *verifySpeedOptions) rankGPUs() ([]string, error) {
+	if o.tp < 2 {
+		return nil, nil
+	}
+	list := o.gpus
+	if list == "" {
+		list = os.Getenv("CUDA_VISIBLE_DEVICES")
+	}
+	var ids []string
+	if list != "" {
+		for _, id := range strings.Split(list, ",") {
+			if id = strings.TrimSpace(id); id == "" {
+				return nil, usageErrorf("--gpus %q has an empty entry", list)
+			}
+			if slices.Contains(ids, id) {
+				return nil, usageErrorf("--gpus lists GPU %s twice (NCCL takes one rank per GPU)", id)
+			}
+			ids = append(ids, id)
+		}
+		if o.gpus != "" && len(ids) != o.tp {
+			return nil, usageErrorf("--gpus names %d GPUs for --tp %d", len(ids), o.tp)
+		}
+		if len(ids) < o.tp {
+			return nil, usageErrorf("--tp %d needs %d GPUs; CUDA_VISIBLE_DEVICES=%s has %d", o.tp, o.tp, list, len(ids))
+		}
+		return ids[:o.tp], nil
+	}
+	for i := 0; i < o.tp; i++ {
+		ids = append(ids, strconv.Itoa(i))
+	}
+	return ids, nil
+}
+
 func runVerifySpeed(ctx context.Context, g *globalOptions, o *verifySpeedOptions) error {
 	batches, err := o.validate()
 	if err != nil {
@@ -316,7 +400,16 @@ func runVerifySpeed(ctx context.Context, g *globalOptions, o *verifySpeedOptions
 		so.Baseline = base.path
 	}
 	bar := newProgress(g.errOut, o.asJSON, int64(len(batches)*(1+btoi(base != nil))*(o.repeats+1)), "loading the models on the GPU", "runs")
-	ans, raw, err := gpu.Speed(ctx, gpu.RunOptions{Stderr: g.errOut, Progress: rateProgress(bar, "timing on the GPU", 0)}, rt, so)
+	ro := gpu.RunOptions{Stderr: g.errOut, Progress: rateProgress(bar, "timing on the GPU", 0)}
+	var ans *gpu.SpeedAnswer
+	var raw json.RawMessage
+	if o.tp > 1 {
+		gpus, _ := o.rankGPUs()
+		ans, raw, err = gpu.SpeedTP(ctx, ro, rt, so, gpu.TPRun{N: o.tp, Bits: o.tpBits, Group: o.tpGroup, Symmetric: o.tpSymmetric,
+			Threshold: o.tpThreshold, GPUs: gpus, Timeout: o.timeout})
+	} else {
+		ans, raw, err = gpu.Speed(ctx, ro, rt, so)
+	}
 	bar.Done()
 	if err != nil {
 		return err
@@ -331,6 +424,13 @@ func runVerifySpeed(ctx context.Context, g *globalOptions, o *verifySpeedOptions
 			return err
 		}
 		rep.addHF(h)
+	}
+	if o.tp > 1 {
+		gpus, _ := o.rankGPUs()
+		rep.TP = &speedTP{TP: o.tp, GPUs: gpus, Bits: o.tpBits, Group: o.tpGroup, Symmetric: o.tpSymmetric, Threshold: o.tpThreshold, RanksIdentical: true}
+		if o.tpBits == 16 {
+			rep.TP.Group = 0
+		}
 	}
 	if o.out != "" || o.md != "" {
 		// The CUDA versions for the results file; a runtime that ran the model answers this.
@@ -593,6 +693,17 @@ func printSpeedMarkdown(w io.Writer, r *speedReport) error {
 	}
 	fmt.Fprintf(w, "; %s\n\n", r.Date)
 	fmt.Fprintf(w, "Prompt %d tokens, %d generated; median of %d runs after a warm-up.\n\n", r.Prompt, r.Gen, r.Repeats)
+	if t := r.TP; t != nil {
+		ar := "ncclAllReduce fp16"
+		if t.Bits != 16 {
+			ar = fmt.Sprintf("compressed INT%d, groups of %d", t.Bits, t.Group)
+			if t.Threshold > 0 {
+				ar += fmt.Sprintf(", ncclAllReduce below %d values", t.Threshold)
+			}
+		}
+		fmt.Fprintf(w, "Tensor parallel over %d GPUs (%s), one process each; all-reduce %s; every rank generated the same tokens.\n\n",
+			t.TP, strings.Join(t.GPUs, ","), ar)
+	}
 	fmt.Fprintln(w, "| model | path | batch | TTFT ms | decode tok/s | ms/step | floor ms/step | % of floor | GPU memory | decode × baseline | prefill × baseline |")
 	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for i, t := range r.typed {

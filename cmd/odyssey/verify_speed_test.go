@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -182,6 +184,68 @@ func TestVerifySpeedNoBaseline(t *testing.T) {
 	}
 }
 
+// TestVerifySpeedTP: --tp runs one runtime process per GPU, each told its rank, the world, its
+// GPU and a shared unique-id file; rank 0's figures are reported with the split; ranks that
+// generate different tokens, or a rank that fails, end the command with a message naming it.
+func TestVerifySpeedTP(t *testing.T) {
+	rt, argsFile, _ := fakeRT(t, "speed")
+	model := linkModel(t)
+	args := []string{"verify", "speed", "--model", model, "--baseline", tiny, "--batch", "1,8", "--prompt", "16", "--gen", "4",
+		"--repeats", "2", "--runtime", rt, "--tp", "3", "--gpus", "5,6,7", "--tp-bits", "8", "--tp-group", "64", "--tp-threshold", "4096"}
+	code, out, errOut := runCLI(t, "", append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var uid string
+	for r := 0; r < 3; r++ {
+		a := readFakeArgs(argsFile + ".rank" + strconv.Itoa(r))
+		if argAfter(a, "--tp") != "3" || argAfter(a, "--rank") != strconv.Itoa(r) || argAfter(a, "--tp-bits") != "8" ||
+			argAfter(a, "--tp-group") != "64" || argAfter(a, "--tp-threshold") != "4096" || argAfter(a, "--baseline") != tiny ||
+			!slices.Contains(a, "CUDA_VISIBLE_DEVICES="+strconv.Itoa(5+r)) || !slices.Contains(a, "ODY_WORLD=3") {
+			t.Errorf("rank %d ran with %q", r, a)
+		}
+		if u := argAfter(a, "--uid-file"); u == "" || (uid != "" && u != uid) {
+			t.Errorf("rank %d: unique-id file %q, rank 0's %q", r, u, uid)
+		} else {
+			uid = u
+		}
+	}
+	if _, err := os.Stat(filepath.Dir(uid)); !os.IsNotExist(err) {
+		t.Errorf("the unique-id folder %s is left: %v", filepath.Dir(uid), err)
+	}
+	var r struct {
+		Rows []map[string]any `json:"rows"`
+		TP   *struct {
+			TP             int      `json:"tp"`
+			GPUs           []string `json:"gpus"`
+			Bits, Group    int
+			Threshold      int64 `json:"threshold"`
+			RanksIdentical bool  `json:"ranks_identical"`
+		} `json:"tensor_parallel"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || r.TP == nil || r.TP.TP != 3 || !slices.Equal(r.TP.GPUs, []string{"5", "6", "7"}) ||
+		r.TP.Bits != 8 || r.TP.Group != 64 || r.TP.Threshold != 4096 || !r.TP.RanksIdentical || len(r.Rows) != 4 {
+		t.Errorf("report: %v %+v\n%s", err, r.TP, out)
+	}
+	// The markdown table names the split.
+	code, out, _ = runCLI(t, "", args...)
+	if code != 0 || !strings.Contains(out, "Tensor parallel over 3 GPUs (5,6,7)") || !strings.Contains(out, "compressed INT8, groups of 64, ncclAllReduce below 4096 values") {
+		t.Errorf("table: exit %d\n%s", code, out)
+	}
+
+	t.Setenv("ODYSSEY_FAKE_RT_DIFFER_RANK", "2")
+	code, _, errOut = runCLI(t, "", args...)
+	if code != exitFailure || !strings.Contains(errOut, "tensor-parallel ranks disagree") || !strings.Contains(errOut, "rank 2 generated tokens") {
+		t.Errorf("ranks that disagree: exit %d: %s", code, errOut)
+	}
+	t.Setenv("ODYSSEY_FAKE_RT_DIFFER_RANK", "")
+	t.Setenv("ODYSSEY_FAKE_RT_FAIL_RANK", "1")
+	code, _, errOut = runCLI(t, "", args...)
+	if code != exitFailure || !strings.Contains(errOut, "tensor-parallel rank 1 of 3 (GPU 6)") || !strings.Contains(errOut, "remote process exited") {
+		t.Errorf("a failing rank: exit %d: %s", code, errOut)
+	}
+}
+
 func TestVerifySpeedBadInput(t *testing.T) {
 	rt, argsFile, _ := fakeRT(t, "speed")
 	dir := t.TempDir()
@@ -193,6 +257,11 @@ func TestVerifySpeedBadInput(t *testing.T) {
 		{[]string{"--baseline", tiny + "/"}, exitUsage, "--model and --baseline are the same folder"},
 		{[]string{"--batch", "1,0"}, exitUsage, `--batch: "0" is not a positive integer`},
 		{[]string{"--batch", "8,8"}, exitUsage, "--batch lists 8 twice"},
+		{[]string{"--tp", "0"}, exitUsage, "--tp must be 1 to 64"},
+		{[]string{"--tp-bits", "8"}, exitUsage, "need --tp 2 or more"},
+		{[]string{"--tp", "2", "--tp-bits", "6"}, exitUsage, "--tp-bits must be 16, 8 or 4"},
+		{[]string{"--tp", "2", "--gpus", "1,1"}, exitUsage, "lists GPU 1 twice"},
+		{[]string{"--tp", "2", "--gpus", "3"}, exitUsage, "--gpus names 1 GPUs for --tp 2"},
 		{[]string{"--batch", ""}, exitUsage, "at least one batch size"},
 		{[]string{"--prompt", "0"}, exitUsage, "--prompt must be at least 1"},
 		{[]string{"--repeats", "0"}, exitUsage, "--repeats must be at least 1"},

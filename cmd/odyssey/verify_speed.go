@@ -405,8 +405,11 @@ func runVerifySpeed(ctx context.Context, g *globalOptions, o *verifySpeedOptions
 	var raw json.RawMessage
 	if o.tp > 1 {
 		gpus, _ := o.rankGPUs()
+		// Each rank's watchdog (per load and per batch size) fires well before --timeout ends the
+		// whole run, so that a rank stuck on a dead peer says so itself.
+		step := min(20*time.Minute, o.timeout/2)
 		ans, raw, err = gpu.SpeedTP(ctx, ro, rt, so, gpu.TPRun{N: o.tp, Bits: o.tpBits, Group: o.tpGroup, Symmetric: o.tpSymmetric,
-			Threshold: o.tpThreshold, GPUs: gpus, Timeout: o.timeout})
+			Threshold: o.tpThreshold, GPUs: gpus, Timeout: step})
 	} else {
 		ans, raw, err = gpu.Speed(ctx, ro, rt, so)
 	}

@@ -43,6 +43,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <mutex>
 #include <string>
 
 #include "fastgemm.hpp"
@@ -591,13 +592,12 @@ ody_status check_problem(const ody_w4a8_problem* p) {
 }
 
 int device_sms() {
-  static int sms = 0;
-  if (!sms) {
-    int dev = 0;
+  static const int sms = [] {  // once, thread-safe
+    int dev = 0, n = 0;
     cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-    if (sms <= 0) sms = 132;
-  }
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    return n > 0 ? n : 132;
+  }();
   return sms;
 }
 
@@ -626,6 +626,8 @@ struct Plan {
 // Resident blocks per SM of a config (occupancy API, after raising the shared-memory limit).
 int occupancy(int cfg, bool int_scale) {
   static int cache[2][64] = {};
+  static std::mutex mu;  // the tensor-parallel ranks of one process dispatch from several threads
+  std::lock_guard<std::mutex> lock(mu);
   int& v = cache[int_scale][cfg];
   if (!v) {
     const Config& c = kConfigs[cfg];

@@ -73,6 +73,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <string>
 #include <type_traits>
 
@@ -1936,13 +1937,11 @@ bool encode_w_map(const Sm90Params& p, TmaMap2D* map, std::string* why) {
 // SM: 209 KB of shared memory).
 template <int SPG, bool INT, int CL, int DIAG, bool PERSIST>
 cudaError_t launch_ws(const Sm90Params& p, const TmaMap2D* maps, long long tiles, cudaStream_t s) {
-  static bool attr = false;
-  if (!attr) {
-    const cudaError_t e = cudaFuncSetAttribute(w4a8_wgmma_v4_kernel<SPG, INT, CL, DIAG, PERSIST>,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV4);
-    if (e != cudaSuccess) return e;
-    attr = true;
-  }
+  // Once per instantiation, thread-safe (a function-local static's initializer runs once even
+  // when several threads launch at once, e.g. the tensor-parallel ranks of one process).
+  static const cudaError_t attr = cudaFuncSetAttribute(w4a8_wgmma_v4_kernel<SPG, INT, CL, DIAG, PERSIST>,
+                                                       cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV4);
+  if (attr != cudaSuccess) return attr;
   if (CL == 2) {  // clusters of 2 CTAs along the row tiles (an odd last one padded: see the kernel)
     const long long pairs = (long long)((p.np + 2 * kRowTile - 1) / (2 * kRowTile)) * ((p.m + kTokTile - 1) / kTokTile);
     cudaLaunchConfig_t cfg{};
@@ -1998,6 +1997,7 @@ cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* maps, cudaStream_t s
   // Raise the dynamic shared-memory limit once per instantiation (v1, v2, v3, v3p apart; the
   // warp-specialized kernels in launch_ws).
   static bool attr[4] = {false, false, false, false};
+  static std::mutex attr_mu;  // the tensor-parallel ranks of one process launch from several threads
   const int v = p.version - 1;  // 0: v1, 1: v2, 2: v3, 3: v3p, 4: v4, 5: v4 on a 2-CTA cluster, 6: v5
   if (v < 0 || v > 6) return cudaErrorInvalidValue;
   const long long tiles = (long long)((p.np + kRowTile - 1) / kRowTile) * ((p.m + kTokTile - 1) / kTokTile);
@@ -2005,6 +2005,7 @@ cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* maps, cudaStream_t s
   if (v == 6) return launch_ws<SPG, INT, 1, 0, true>(p, maps, tiles, s);
   if (v == 5) return launch_ws<SPG, INT, 2, 0, false>(p, maps, tiles, s);
   if (v == 4) return launch_ws<SPG, INT, 1, 0, false>(p, maps, tiles, s);
+  std::unique_lock<std::mutex> attr_lock(attr_mu);
   if (!attr[v]) {
     cudaError_t e =
           v == 3 ? cudaFuncSetAttribute(w4a8_wgmma_v3p_kernel<SPG, INT>, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytesV3)
@@ -2014,6 +2015,7 @@ cudaError_t launch_one(const Sm90Params& p, const TmaMap2D* maps, cudaStream_t s
     if (e != cudaSuccess) return e;
     attr[v] = true;
   }
+  attr_lock.unlock();
   if (v == 3)  // persistent: one block per SM at most (one fits per SM: 183 KB of shared memory)
     w4a8_wgmma_v3p_kernel<SPG, INT><<<(unsigned)std::min<long long>(tiles, device_sms()), kThreads, kSmemBytesV3, s>>>(p);
   else if (v == 2)
@@ -2071,17 +2073,15 @@ ody_status launch_w4a8_sm90(const Sm90Params&, cudaStream_t) {
 
 // Built, a compute capability 9.x device, and not turned off with ODYSSEY_WGMMA=0.
 bool sm90_wgmma_usable() {
-  static int usable = -1;
-  if (usable < 0) {
-    usable = 0;
+  static const bool usable = [] {  // once, thread-safe
     const char* env = std::getenv("ODYSSEY_WGMMA");
     int dev = 0, major = 0;
-    if (sm90_wgmma_built() && !(env && std::string(env) == "0") && cudaGetDevice(&dev) == cudaSuccess &&
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major == 9)
-      usable = 1;
+    const bool ok = sm90_wgmma_built() && !(env && std::string(env) == "0") && cudaGetDevice(&dev) == cudaSuccess &&
+                    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess && major == 9;
     cudaGetLastError();
-  }
-  return usable == 1;
+    return ok;
+  }();
+  return usable;
 }
 
 }  // namespace odyssey

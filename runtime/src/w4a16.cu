@@ -59,6 +59,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <string>
 
 #include "kernel_common.cuh"
@@ -813,6 +814,8 @@ constexpr int kGemvDispatchMaxK = 16384;
 
 int occupancy(int cfg) {
   static int cache[kNumConfigs] = {};
+  static std::mutex mu;  // the tensor-parallel ranks of one process dispatch from several threads
+  std::lock_guard<std::mutex> lock(mu);
   int& v = cache[cfg];
   if (!v) {
     const Config& c = kConfigs[cfg];

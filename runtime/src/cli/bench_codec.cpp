@@ -428,7 +428,7 @@ int cmd_bench_allreduce(const Args& a) {
   }
   w.end_array();
   w.end_object();
-  dog.arm("ncclCommDestroy");
+  dog.destroying();
   CK(cudaStreamSynchronize(st));
   CKN(ncclCommDestroy(comm));
   std::cout << w.str() << std::endl;

@@ -172,7 +172,7 @@ int cmd_ppl(const Args& a) {
   codec.symmetric = a.has("tp-sym");
   // --rank R or --uid-file F: this process is rank R of --tp N over NCCL, one process per GPU
   // (runtime/scripts/launch-allreduce.sh --command ppl), instead of N ranks in this process.
-  const bool nccl_mode = a.has("rank") || a.has("uid-file");
+  const bool nccl_mode = a.has("rank") || a.has("uid-file") || std::getenv("ODY_RANK") || std::getenv("NCCL_COMM_ID");
   const int nccl_rank = (int)a.get_int("rank", std::getenv("ODY_RANK") ? std::atoll(std::getenv("ODY_RANK")) : 0);
   if (nccl_mode ? (tp < 1 || tp > 64 || nccl_rank < 0 || nccl_rank >= tp) : (tp < 1 || tp > 8))
     throw std::runtime_error(nccl_mode ? "--tp must be 1 to 64 and --rank in [0, --tp)" : "--tp must be 1 to 8 (ranks on this one GPU)");
@@ -191,11 +191,15 @@ int cmd_ppl(const Args& a) {
     ncclUniqueId id = get_unique_id(nccl_rank, a.get("uid-file"), timeout_s);
     CKN(ncclCommInitRank(&nccl, (int)tp, id, nccl_rank));
     dog = std::make_unique<Watchdog>(nccl, nccl_rank, timeout_s);
-    dog->arm("loading and scoring");  // one deadline for the whole run: --timeout covers it
+    dog->arm("loading the model");
     nccl_comm = exec::make_nccl_tp_comm(nccl, codec);
   }
+  auto arm = [&](const char* what) {  // each step gets --timeout: a long healthy run is not cut
+    if (dog) dog->arm(what);
+  };
 #else
   if (nccl_mode) nccl_comm = exec::make_nccl_tp_comm(nullptr, codec);  // throws: built without NCCL
+  auto arm = [](const char*) {};
 #endif
   std::unique_ptr<exec::InProcessTpGroup> group;
   if (R > 1) {
@@ -221,7 +225,7 @@ int cmd_ppl(const Args& a) {
   const auto t0 = std::chrono::steady_clock::now();
   auto run_rank = [&](int r) {
     try {
-      CK(cudaSetDevice(0));
+      if (!nccl_mode) CK(cudaSetDevice(0));  // NCCL: the --device chosen for the communicator
       ex[r] = nccl_mode ? load_model(model, exec::TpOptions{(int)tp, nccl_rank, nccl_comm.get()})
               : R == 1  ? load_model(model)
                         : exec::Executor::load(model, exec::TpOptions{R, r, group->comm(r)});
@@ -236,6 +240,7 @@ int cmd_ppl(const Args& a) {
       }
       for (int w0 = 0; w0 < W; w0 += (int)batch) {
         const int nb = std::min<int>((int)batch, W - w0);
+        arm("scoring a batch of windows");
         ex[r]->score_windows(tw.ids.data() + (size_t)w0 * L, nb, L, nll[r].data() + w0);
         if (r == 0) std::fprintf(stderr, "progress %d %d\n", w0 + nb, W);
       }
@@ -319,8 +324,8 @@ int cmd_ppl(const Args& a) {
   ex.clear();
 #ifdef ODYSSEY_WITH_NCCL
   if (nccl) {
-    dog->arm("ncclCommDestroy");
     nccl_comm.reset();
+    dog->destroying();
     ncclCommDestroy(nccl);
   }
 #endif
@@ -381,6 +386,9 @@ int cmd_speed(const Args& a) {
   codec.symmetric = a.has("tp-sym");
   if (tp < 0 || tp > 64) throw std::runtime_error("--tp must be 1 to 64 ranks (one process per GPU)");
   if (tp > 0 && (rank < 0 || rank >= tp)) throw std::runtime_error("--rank must be in [0, --tp)");
+  if (tp == 0)
+    for (const char* k : {"rank", "uid-file", "tp-bits", "tp-group", "tp-sym", "tp-threshold"})
+      if (a.has(k)) throw std::runtime_error(std::string("--") + k + " needs --tp N (one process per GPU over NCCL)");
   // --tp-threshold N: all-reduces of fewer than N values take plain ncclAllReduce even with
   // --tp-bits 8|4 (ody_allreduce_set_threshold): the decode step's messages are small, where the
   // codec's five launches cost more than they save; where the crossover lies is measured
@@ -619,8 +627,8 @@ int cmd_speed(const Args& a) {
   std::cout << w.str() << std::endl;
 #ifdef ODYSSEY_WITH_NCCL
   if (nccl) {
-    arm("ncclCommDestroy");
     tp_comm.reset();
+    dog->destroying();
     ncclCommDestroy(nccl);
   }
 #endif

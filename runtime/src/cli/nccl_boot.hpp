@@ -38,6 +38,12 @@ class Watchdog {
     what_ = what;
     deadline_ = now() + timeout_;
   }
+  // Before ncclCommDestroy: from here on the communicator is not polled (it is being freed);
+  // the deadline still ends a destroy that hangs, without touching the communicator.
+  void destroying() {
+    destroying_ = true;
+    arm("ncclCommDestroy");
+  }
 
  private:
   static double now() {
@@ -47,7 +53,7 @@ class Watchdog {
     while (!stop_) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
       ncclResult_t async = ncclSuccess;
-      ncclCommGetAsyncError(comm_, &async);
+      if (!destroying_) ncclCommGetAsyncError(comm_, &async);
       const bool late = now() > deadline_.load();
       if (async != ncclSuccess || late) {
         std::string msg = "rank " + std::to_string(rank_) + ": " +
@@ -57,7 +63,7 @@ class Watchdog {
         std::fprintf(stderr, "odyssey-rt: %s; aborting the communicator\n", msg.c_str());
         std::printf("{\"ok\":false,\"error\":\"%s\"}\n", msg.c_str());
         std::fflush(stdout);
-        std::thread([c = comm_] { ncclCommAbort(c); }).detach();
+        if (!destroying_) std::thread([c = comm_] { ncclCommAbort(c); }).detach();
         std::this_thread::sleep_for(std::chrono::seconds(3));
         std::_Exit(3);
       }
@@ -66,7 +72,7 @@ class Watchdog {
   ncclComm_t comm_;
   int rank_;
   double timeout_;
-  std::atomic<bool> stop_{false};
+  std::atomic<bool> stop_{false}, destroying_{false};
   std::atomic<double> deadline_{1e300};
   std::atomic<const char*> what_{"init"};
   std::thread th_;

@@ -606,6 +606,9 @@ void Executor::Impl::load(const std::string& dir) {
       throw std::invalid_argument("tensor parallelism " + std::to_string(tp.tp) + " rank " + std::to_string(tp.rank) +
                                   ": no communicator of that group and rank");
     rank_plan = plan_rank(plan, tp.tp, tp.rank);  // throws naming the dimension tp does not divide
+    if (cfg.hidden % 8 != 0)  // the all-reduced rows are the linears' padded outputs: keep them the hidden size
+      throw std::invalid_argument(dir + ": tensor parallelism needs a hidden size that is a multiple of 8, not " +
+                                  std::to_string(cfg.hidden));
     check_tp_codec(tp.comm->codec(), tp.tp, cfg.hidden);
     // A row shard starts at its first K block: with groups wider than a block, that block must
     // open a group, or the shard's group sums would straddle the cut.

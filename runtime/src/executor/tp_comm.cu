@@ -71,6 +71,7 @@ InProcessTpGroup::InProcessTpGroup(int tp, TpCodec codec) : tp_(tp), codec_(code
     throw std::invalid_argument("all-reduce bits must be 16, 8 or 4, not " + std::to_string(codec.bits));
   for (int r = 0; r < tp; r++) ranks_.push_back(std::make_unique<Rank>(this, r));
   bufs_.assign(tp, nullptr);
+  sizes_.assign(tp, 0);
   tmp_.assign(tp, nullptr);
   tmp_bytes_.assign(tp, 0);
 }
@@ -110,7 +111,12 @@ void InProcessTpGroup::run(int rank, __half* buf, size_t rows, size_t width, cud
   const size_t n = rows * width, bytes = n * sizeof(__half);
   ck(cudaStreamSynchronize(stream), "partial sum");  // this rank's partial is complete
   bufs_[rank] = buf;                                   // read by the others after the barrier
+  sizes_[rank] = n;
   barrier();
+  for (int r = 0; r < tp_; r++)  // every rank sees the same sizes, so every rank throws alike
+    if (sizes_[r] != sizes_[0])
+      throw std::logic_error("tensor-parallel all-reduce: rank " + std::to_string(r) + " reduces " +
+                             std::to_string(sizes_[r]) + " values, rank 0 " + std::to_string(sizes_[0]));
   if (codec_.bits == 16) {
     if (tmp_bytes_[rank] < bytes) {  // each rank grows only its own buffer
       cudaFree(tmp_[rank]);
@@ -138,19 +144,22 @@ void InProcessTpGroup::run(int rank, __half* buf, size_t rows, size_t width, cud
       ck(cudaMalloc(&ws_, need), "codec workspace");
       ws_bytes_ = need;
     }
-    if (!flag_) {
-      ck(cudaMalloc(&flag_, sizeof(int)), "codec flag");
-      ck(cudaMemset(flag_, 0, sizeof(int)), "codec flag");
-    }
+    if (!flag_) ck(cudaMalloc(&flag_, sizeof(int)), "codec flag");
+    ck(cudaMemsetAsync(flag_, 0, sizeof(int), stream), "codec flag");
     std::vector<const void*> in(bufs_.begin(), bufs_.end());
     std::vector<void*> out(bufs_.begin(), bufs_.end());
     const ody_status s = ody_allreduce_sim(in.data(), out.data(), tp_, rows, width, ODY_DTYPE_F16, codec_.bits,
                                            codec_.group, codec_.symmetric ? 1 : 0, ws_, flag_, stream);
     const cudaError_t e = cudaStreamSynchronize(stream);
-    if (s != ODY_OK || e != cudaSuccess) {
-      abort();
+    int flag = 0;
+    const cudaError_t ef = e == cudaSuccess ? cudaMemcpy(&flag, flag_, sizeof(int), cudaMemcpyDeviceToHost) : e;
+    if (s != ODY_OK || e != cudaSuccess || ef != cudaSuccess || flag != 0) {
+      abort();  // the other ranks wait at the next barrier: let them go with an error
       throw std::runtime_error(std::string("tensor-parallel all-reduce (codec): ") +
-                               (s != ODY_OK ? ody_last_error() : cudaGetErrorString(e)));
+                               (s != ODY_OK ? std::string(ody_last_error())
+                                : e != cudaSuccess ? std::string(cudaGetErrorString(e))
+                                : ef != cudaSuccess ? std::string(cudaGetErrorString(ef))
+                                                    : "a partial sum holds a non-finite value (codec flag " + std::to_string(flag) + ")"));
     }
   }
   barrier();  // rank 0 has written every rank's buffer

@@ -85,6 +85,7 @@ class InProcessTpGroup {
   long long generation_ = 0;
   bool aborted_ = false;
   std::vector<__half*> bufs_;  // this call's buffer of each rank
+  std::vector<size_t> sizes_;  // and its value count (every rank must reduce as many)
   std::vector<void*> tmp_;     // bits 16: each rank's sum before it overwrites its buffer
   std::vector<size_t> tmp_bytes_;
   void* ws_ = nullptr;         // bits 8/4: ody_allreduce_sim's workspace (rank 0 runs it)

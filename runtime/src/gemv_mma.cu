@@ -56,6 +56,13 @@
 // stays one block per tile. A cp.async ring per warp in shared memory, NST − 1 (tile, K block)
 // steps ahead, was tried on top and lost (22016×4096 M=1 16.8 vs 15.9 µs; git history, e240e53).
 //
+// Bulk pipeline (sm_90, x staged whole, two or more stages fit; w4a8_gemv_bulk_kernel, the default
+// on Hopper; ODYSSEY_GEMV_BULK=0 keeps the register kernel): the same tiles, walk and arithmetic,
+// but one thread streams the block's weights and group scales into a ring of shared-memory
+// stages with one-dimensional bulk copies (cp.async.bulk + mbarrier), up to 8 steps ahead across
+// tiles, from before pdl_wait; the warps read their words from the stage. Why: the register
+// kernel is latency-bound (see the kernel's comment); here ~64–90 KB per block is in flight at once.
+//
 // Group scales on the fragment accumulators: a group's mma chain starts from zero (the first
 // mma of the group takes a zero C) and ends with acc += ŝ·part per fragment element; lane
 // (gid, tig) holds columns 2·tig and 2·tig + 1 of the strip, whose two int16 scales it loads as
@@ -100,6 +107,7 @@
 #include <cstdint>
 
 #include "act_math.cuh"
+#include "bulk_copy.cuh"
 #include "fastgemm.hpp"
 #include "kernel_common.cuh"
 #include "pdl.cuh"
@@ -143,6 +151,11 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
                : "r"(addr));
 }
 
+// cp.async of 16 bytes from global memory to the shared address dst (the caller commits).
+__device__ __forceinline__ void cp_async16_to(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+
 // D = A·B + C (ZERO: C = 0, the first step of a group). The int32 accumulation of the tensor
 // cores wraps like the uint32 arithmetic below, and no partial sum exceeds the bound anyway.
 template <bool ZERO>
@@ -165,6 +178,82 @@ __device__ __forceinline__ void mma_s8(uint32_t (&d)[4], uint32_t a0, uint32_t a
 
 __device__ __forceinline__ uint32_t word(const uint4& v, int s) {
   return s == 0 ? v.x : s == 1 ? v.y : s == 2 ? v.z : v.w;
+}
+
+// One K block of one warp: the A fragments of x from shared memory at aaddr (astep bytes between
+// its 32-deep steps; 0 for rows ≥ M, which stay on the zero row), times the S strips' weight words
+// w[j] (lane's 16 bytes of strip j, this K block), into the group's partial sums part; at the end
+// of each group its scales sc[j][g] fold part into acc (see the header: wrapping uint32).
+// (NC = 2·MH accumulator elements per strip, NG = 4 / SPG scale words per strip, 1 per-channel.)
+template <int MH, int SPG, int S, int NC, int NG>
+__device__ __forceinline__ void kblock_mma(uint32_t (&acc)[S][NC], uint32_t (&part)[S][4], const uint4 (&w)[S],
+                                           const uint32_t (&sc)[S][NG], uint32_t aaddr, uint32_t astep) {
+  static_assert(NC == 2 * MH && NG == (SPG > 0 ? 4 / SPG : 1), "fragment and scale counts");
+  uint32_t af[4][4];  // [step][a0..a3]
+  if constexpr (MH == 1) {
+    uint32_t r[4];
+#pragma unroll
+    for (int pr = 0; pr < 2; pr++) {
+      ldmatrix_x4(r, aaddr + pr * 2 * astep);
+      af[2 * pr][0] = r[0];
+      af[2 * pr][2] = r[1];
+      af[2 * pr + 1][0] = r[2];
+      af[2 * pr + 1][2] = r[3];
+      af[2 * pr][1] = af[2 * pr][3] = af[2 * pr + 1][1] = af[2 * pr + 1][3] = 0u;
+    }
+  } else {
+#pragma unroll
+    for (int st = 0; st < 4; st++) ldmatrix_x4(af[st], aaddr + st * astep);
+  }
+#pragma unroll
+  for (int st = 0; st < 4; st++) {
+#pragma unroll
+    for (int j = 0; j < S; j++) {
+      const uint32_t ws = word(w[j], st);
+      const uint32_t b0 = (ws << 4) & 0xF0F0F0F0u;  // 16·q, k = 32·st + 4·tig + 0..3
+      const uint32_t b1 = ws & 0xF0F0F0F0u;         // 16·q, k = 32·st + 16 + 4·tig + 0..3
+      if (SPG > 0 && st % (SPG > 0 ? SPG : 1) == 0)
+        mma_s8<true>(part[j], af[st][0], af[st][1], af[st][2], af[st][3], b0, b1);
+      else
+        mma_s8<false>(part[j], af[st][0], af[st][1], af[st][2], af[st][3], b0, b1);
+      if constexpr (SPG > 0) {
+        if ((st + 1) % SPG == 0) {  // end of a group: its partial sums take its scales
+          const uint32_t s2 = sc[j][st / SPG];
+          const uint32_t lo = (uint32_t)(int32_t)(int16_t)(s2 & 0xFFFFu);  // column 2·tig
+          const uint32_t hi = (uint32_t)(int32_t)(int16_t)(s2 >> 16);      // column 2·tig + 1
+          acc[j][0] += lo * part[j][0];
+          acc[j][1] += hi * part[j][1];
+          if constexpr (MH == 2) {
+            acc[j][2] += lo * part[j][2];
+            acc[j][3] += hi * part[j][3];
+          }
+        }
+      }
+    }
+  }
+}
+
+// A tile's outputs: red holds every warp's accumulator fragments ([warp][strip][e][lane], complete
+// and synchronized); one thread per output adds the warps' sums in warp order, applies the
+// per-channel ŝ (SPG = 0) and the float epilogue, and stores y (and acc_out). Strips j ≥ real
+// (past the block's range or Np/8) and padding columns are not stored.
+template <int S, int NC, int SPG>
+__device__ __forceinline__ void store_tile(const GemvParams& p, const uint32_t* red, int strip0, int real) {
+  for (int o = threadIdx.x; o < p.m * S * 8; o += kThreads) {
+    const int m = o / (S * 8), r = o - m * (S * 8);
+    const int j = r >> 3, cc = r & 7;
+    const int c = (strip0 + j) * 8 + cc;
+    if (j >= real || c >= p.n) continue;
+    const int l = (m & 7) * 4 + (cc >> 1), e = (m >> 3) * 2 + (cc & 1);
+    uint32_t total = 0;
+#pragma unroll
+    for (int v = 0; v < kWarps; v++) total += red[((v * S + j) * NC + e) * 32 + l];
+    if constexpr (SPG == 0) total *= (uint32_t)(int32_t)p.group_scale[c];  // the one group's ŝ
+    const int32_t a = (int32_t)total;
+    const float xs = p.act_per_token ? p.x_scale[m] : p.x_scale[0];
+    static_cast<__half*>(p.y)[(size_t)m * p.n + c] = kernel::epilogue_int(a, xs, p.channel_scale[c], p.bias, c);
+    if (p.acc_out) p.acc_out[(size_t)m * p.n + c] = a;
+  }
 }
 
 // The SwiGLU epilogue's operands (w4a8_gemv_swiglu, fastgemm.hpp); unused (zero) otherwise.
@@ -360,8 +449,7 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
     const int8_t* src = p.x + (size_t)kb0 * kBK;
     for (int i = tid; i < p.m * per_row; i += kThreads) {
       const int m = i / per_row, q = i - m * per_row;
-      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst + m * xstride + q * 16),
-                   "l"(src + (size_t)m * p.k + q * 16));
+      cp_async16_to(dst + m * xstride + q * 16, src + (size_t)m * p.k + q * 16);
     }
   };
 
@@ -418,48 +506,7 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
       // Rows ≥ M read the zero row, and stay on it for every step.
       const uint32_t aaddr = arow_ok ? xbuf + arow * xstride + (kb - c * cb) * kBK + akoff : sbase;
       const uint32_t astep = arow_ok ? 32u : 0u;
-      uint32_t af[4][4];  // [step][a0..a3]
-      if constexpr (MH == 1) {
-        uint32_t r[4];
-#pragma unroll
-        for (int pr = 0; pr < 2; pr++) {
-          ldmatrix_x4(r, aaddr + pr * 2 * astep);
-          af[2 * pr][0] = r[0];
-          af[2 * pr][2] = r[1];
-          af[2 * pr + 1][0] = r[2];
-          af[2 * pr + 1][2] = r[3];
-          af[2 * pr][1] = af[2 * pr][3] = af[2 * pr + 1][1] = af[2 * pr + 1][3] = 0u;
-        }
-      } else {
-#pragma unroll
-        for (int st = 0; st < 4; st++) ldmatrix_x4(af[st], aaddr + st * astep);
-      }
-#pragma unroll
-      for (int st = 0; st < 4; st++) {
-#pragma unroll
-        for (int j = 0; j < S; j++) {
-          const uint32_t ws = word(w[u][j], st);
-          const uint32_t b0 = (ws << 4) & 0xF0F0F0F0u;  // 16·q, k = 32·st + 4·tig + 0..3
-          const uint32_t b1 = ws & 0xF0F0F0F0u;         // 16·q, k = 32·st + 16 + 4·tig + 0..3
-          if (SPG > 0 && st % (SPG > 0 ? SPG : 1) == 0)
-            mma_s8<true>(part[j], af[st][0], af[st][1], af[st][2], af[st][3], b0, b1);
-          else
-            mma_s8<false>(part[j], af[st][0], af[st][1], af[st][2], af[st][3], b0, b1);
-          if constexpr (SPG > 0) {
-            if ((st + 1) % SPG == 0) {  // end of a group: its partial sums take its scales
-              const uint32_t s2 = sc[u][j][st / SPG];
-              const uint32_t lo = (uint32_t)(int32_t)(int16_t)(s2 & 0xFFFFu);  // column 2·tig
-              const uint32_t hi = (uint32_t)(int32_t)(int16_t)(s2 >> 16);      // column 2·tig + 1
-              acc[j][0] += lo * part[j][0];
-              acc[j][1] += hi * part[j][1];
-              if constexpr (MH == 2) {
-                acc[j][2] += lo * part[j][2];
-                acc[j][3] += hi * part[j][3];
-              }
-            }
-          }
-        }
-      }
+      kblock_mma<MH, SPG, S, NC, NG>(acc, part, w[u], sc[u], aaddr, astep);
     }
   }
   // The next tile's first weights and scales, in flight during this tile's reduction and
@@ -492,23 +539,156 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
     return;
   }
   __syncthreads();
-  for (int o = tid; o < p.m * S * 8; o += kThreads) {
-    const int m = o / (S * 8), r = o - m * (S * 8);
-    const int j = r >> 3, cc = r & 7;
-    const int c = (cur0 + j) * 8 + cc;
-    if (j >= cur_real || c >= p.n) continue;  // strips past the tile's range or Np/8, padding columns
-    const int l = (m & 7) * 4 + (cc >> 1), e = (m >> 3) * 2 + (cc & 1);
-    uint32_t total = 0;
-#pragma unroll
-    for (int v = 0; v < kWarps; v++) total += red[((v * S + j) * NC + e) * 32 + l];
-    if constexpr (SPG == 0) total *= (uint32_t)(int32_t)p.group_scale[c];  // the one group's ŝ
-    const int32_t a = (int32_t)total;
-    const float xs = p.act_per_token ? p.x_scale[m] : p.x_scale[0];
-    static_cast<__half*>(p.y)[(size_t)m * p.n + c] = kernel::epilogue_int(a, xs, p.channel_scale[c], p.bias, c);
-    if (p.acc_out) p.acc_out[(size_t)m * p.n + c] = a;
-  }
+  store_tile<S, NC, SPG>(p, red, cur0, cur_real);
   if (!more) break;
   }  // tiles
+}
+
+// The bulk pipeline (sm_90, x staged whole; ODYSSEY_GEMV_BULK=0 turns it off): the same
+// arithmetic as w4a8_gemv_mma_kernel (kblock_mma, store_tile: bit-identical outputs), but the
+// weights and group scales come from a ring of NST shared-memory stages filled by one thread with
+// one-dimensional bulk copies (cp.async.bulk, counted on one mbarrier per stage), NST − 1 steps
+// ahead, across the tiles of the block's range. Why: the register kernel has U·S·512 bytes per
+// warp in flight and then waits (ncu, 12288×4096 M=1: DRAM 34%, 0.85 eligible warps per
+// scheduler: latency-bound), and a 10 µs GEMV is only two or three such round trips deep; here a
+// block has NST stages (up to ~90 KB) requested from its first instruction (before pdl_wait: the
+// weights never depend on the previous kernel), and each refill goes out as soon as the warps
+// have read a stage. A strip's K blocks are contiguous in the layout (docs/fastgemm-layout.md),
+// so a step (a tile's S strips × IT K blocks) is S copies of IT·512 bytes, plus (SPG > 0) one
+// copy of the tile's S·16 bytes per group row. The per-step __syncthreads (after every warp has
+// read its words of the stage into registers) is what lets thread 0 overwrite the stage.
+// Stage layout: strip j's K blocks at j·IT·512; group row r of the step (K block r / NG, group
+// r % NG) at W + r·S·16, strip j's 8 scales at + j·16. Strips ≥ real are not copied (their
+// words are stale; their outputs are not stored).
+// Shared memory: [zero row 16][x: M·(K+16), to 16][red: kWarps·S·NC·32·4][NST mbarriers, to 16]
+// [NST stages].
+template <int MH, int SPG, int S, int U>
+__global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_bulk_kernel(const GemvParams p) {
+  extern __shared__ __align__(16) uint8_t smem[];
+  constexpr int NC = 2 * MH;
+  constexpr int NG = SPG > 0 ? 4 / SPG : 1;
+  constexpr int IT = kWarps * U;                        // K blocks per step
+  constexpr int WB = S * IT * 512;                      // a stage's weights
+  constexpr int STAGE = WB + (SPG > 0 ? IT * NG * S * 16 : 0);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int tig = lane & 3;
+  const int kblocks = p.k / kBK;
+  const int nstrips = p.np / 8;
+  int s_begin, s_end;
+  if (p.persistent) {
+    s_begin = (int)((long long)blockIdx.x * nstrips / gridDim.x);
+    s_end = (int)((long long)(blockIdx.x + 1) * nstrips / gridDim.x);
+  } else {
+    s_begin = blockIdx.x * S;
+    s_end = min(s_begin + S, nstrips);
+  }
+  const int iters = (kblocks + IT - 1) / IT;
+  const int ntiles = (s_end - s_begin + S - 1) / S;
+  const int nsteps = ntiles * iters;
+  const int nst = p.stages;
+  const int xstride = p.k + 16;
+  const int xbytes = (p.m * xstride + 15) / 16 * 16;
+  uint32_t* red = reinterpret_cast<uint32_t*>(smem + kZero + xbytes);
+  const uint32_t sbase = smem_u32(smem);
+  const uint32_t bars = sbase + kZero + xbytes + kWarps * S * NC * 32 * 4;
+  const uint32_t ring = bars + (nst * 8 + 15) / 16 * 16;
+
+  auto issue = [&](int g) {  // thread 0: step g (tile g / iters, K step g % iters) into its slot
+    const int slot = g % nst, tile = g / iters, t = g - tile * iters;
+    const int s0 = s_begin + tile * S, real = min(S, s_end - s0);
+    const int kb0 = t * IT, nkb = min(IT, kblocks - kb0);
+    const uint32_t dst = ring + slot * STAGE, bar = bars + slot * 8;
+    bulk::mbar_arrive_expect_tx(bar, (uint32_t)(real * nkb * 512 + (SPG > 0 ? nkb * NG * real * 16 : 0)));
+    for (int j = 0; j < real; j++)
+      bulk::bulk_load(dst + j * IT * 512, p.qweight + ((size_t)(s0 + j) * kblocks + kb0) * 512, (uint32_t)nkb * 512, bar);
+    if constexpr (SPG > 0) {
+      const uint8_t* gs = reinterpret_cast<const uint8_t*>(p.group_scale);
+      for (int r = 0; r < nkb * NG; r++)
+        bulk::bulk_load(dst + WB + r * S * 16, gs + ((size_t)(kb0 * NG + r) * p.np + (size_t)s0 * 8) * 2,
+                        (uint32_t)real * 16, bar);
+    }
+  };
+  if (tid == 0) {
+    for (int i = 0; i < nst; i++) bulk::mbar_init(bars + i * 8, 1);
+    bulk::mbar_init_fence();
+  }
+  __syncthreads();
+  if (tid == 0)
+    for (int g = 0; g < min(nst, nsteps); g++) issue(g);  // before waiting for the previous kernel
+  pdl_launch_dependents();
+  pdl_wait();
+  if (tid < 4) reinterpret_cast<uint32_t*>(smem)[tid] = 0;  // the zero row (rows M..15)
+  {
+    const int per_row = p.k / 16;
+    for (int i = tid; i < p.m * per_row; i += kThreads) {
+      const int m = i / per_row, q = i - m * per_row;
+      cp_async16_to(sbase + kZero + m * xstride + q * 16, p.x + (size_t)m * p.k + q * 16);
+    }
+  }
+  cp_async_commit();
+  cp_async_wait<0>();
+  __syncthreads();
+
+  const int arow = MH == 1 ? (lane & 7) : (lane & 15);
+  const int akoff = MH == 1 ? ((lane >> 4) * 32 + ((lane >> 3) & 1) * 16) : (lane >> 4) * 16;
+  const bool arow_ok = arow < p.m;
+  int g = 0;
+  for (int tile = 0; tile < ntiles; tile++) {
+    const int s0 = s_begin + tile * S, real = min(S, s_end - s0);
+    uint32_t acc[S][NC];
+    uint32_t part[S][4];
+#pragma unroll
+    for (int j = 0; j < S; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        part[j][e] = 0;
+        if (e < NC) acc[j][e] = 0;
+      }
+    for (int t = 0; t < iters; t++, g++) {
+      const int slot = g % nst;
+      bulk::mbar_wait(bars + slot * 8, (uint32_t)(g / nst) & 1u);
+      const uint8_t* st = smem + (ring - sbase) + (size_t)slot * STAGE;
+      uint4 w[U][S];
+      uint32_t sc[U][S][NG];
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const int kbl = warp + kWarps * u;  // this warp's K block of the step
+        const bool ok = t * IT + kbl < kblocks;
+#pragma unroll
+        for (int j = 0; j < S; j++) {
+          const bool in = ok && j < real;
+          w[u][j] = in ? *reinterpret_cast<const uint4*>(st + j * IT * 512 + kbl * 512 + lane * 16) : make_uint4(0, 0, 0, 0);
+          if constexpr (SPG > 0) {
+#pragma unroll
+            for (int gg = 0; gg < NG; gg++)
+              sc[u][j][gg] = in ? *reinterpret_cast<const uint32_t*>(st + WB + ((kbl * NG + gg) * S + j) * 16 + tig * 4) : 0u;
+          }
+        }
+      }
+      __syncthreads();  // every warp holds its words of this stage: thread 0 may refill it
+      if (tid == 0 && g + nst < nsteps) issue(g + nst);
+#pragma unroll
+      for (int u = 0; u < U; u++) {
+        const int kb = t * IT + warp + kWarps * u;
+        if (kb >= kblocks) break;  // warp-uniform
+        const uint32_t aaddr = arow_ok ? sbase + kZero + arow * xstride + kb * kBK + akoff : sbase;
+        kblock_mma<MH, SPG, S, NC, NG>(acc, part, w[u], sc[u], aaddr, arow_ok ? 32u : 0u);
+      }
+    }
+    if constexpr (SPG == 0) {
+#pragma unroll
+      for (int j = 0; j < S; j++)
+#pragma unroll
+        for (int e = 0; e < NC; e++) acc[j][e] = part[j][e];
+    }
+    // red is free: the previous tile's store_tile reads ended before this tile's step barriers.
+#pragma unroll
+    for (int j = 0; j < S; j++)
+#pragma unroll
+      for (int e = 0; e < NC; e++) red[((warp * S + j) * NC + e) * 32 + lane] = acc[j][e];
+    __syncthreads();
+    store_tile<S, NC, SPG>(p, red, s0, real);
+  }
 }
 
 // Host: K blocks per chunk of x, the dynamic shared memory of a launch, and whether it runs
@@ -659,10 +839,114 @@ void launch_g(const GemvParams& p, size_t smem, bool chunked, cudaStream_t strea
     launch_u<MH, 4, S, SW>(p, q, smem, u, stream);
 }
 
+// ---- The bulk pipeline's host side (w4a8_gemv_bulk_kernel).
+// Built where nvcc can emit cp.async.bulk (CUDA 12: PTX ISA 8.0); the emulator (ODY_GEMV_EMU)
+// runs it too. Each instantiation is also checked to carry sm_90 code (a build for sm_80 alone
+// runs its sm_80 code on a Hopper GPU, where the bulk helpers are empty).
+#if (defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12) || defined(ODY_GEMV_EMU)
+constexpr bool kBulkBuilt = true;
+#else
+constexpr bool kBulkBuilt = false;
+#endif
+constexpr int kBulkMaxStages = 8;
+// Two blocks per SM (S = 2, 4) must fit the 228 KB of an sm_90 SM with 1 KB reserved per block.
+constexpr size_t kBulkSmem2 = 113 * 1024;
+// K blocks per step: 16 KB of weights per stage at S = 2 and 4, 32 KB at S = 8.
+constexpr int bulk_u(int strips) { return strips == 2 ? 2 : 1; }
+
+bool bulk_allowed() {
+  if (!kBulkBuilt) return false;
+  const char* e = std::getenv("ODYSSEY_GEMV_BULK");  // read per launch: tests switch it per case
+  if (e && e[0] == '0' && e[1] == 0) return false;
+#if defined(ODY_GEMV_EMU)
+  return true;
+#else
+  static const bool hopper = [] {
+    int d = 0, major = 0;
+    if (cudaGetDevice(&d) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, d) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return false;
+    }
+    return major >= 9;
+  }();
+  return hopper;
+#endif
+}
+
+// Stages and dynamic shared memory of a bulk launch; stages = 0 where it does not apply (x not
+// staged whole, or fewer than two stages fit).
+struct BulkShape {
+  int stages;
+  size_t smem;
+};
+BulkShape bulk_shape(int m, int k, int strips, int spg) {
+  const size_t x = (size_t)m * (k + 16);
+  if (x > (size_t)kXBudget) return {0, 0};
+  const int it = kWarps * bulk_u(strips);
+  const size_t stage = (size_t)strips * it * 512 + (spg > 0 ? (size_t)it * (4 / spg) * strips * 16 : 0);
+  const size_t fixed = kZero + (x + 15) / 16 * 16 + (size_t)kWarps * strips * (m <= 8 ? 2 : 4) * 32 * 4;
+  const size_t budget = strips == 8 ? smem_optin() : std::min(kBulkSmem2, smem_optin());
+  if (budget <= fixed + 16 * kBulkMaxStages) return {0, 0};
+  const int n = (int)std::min<size_t>(kBulkMaxStages, (budget - fixed - 8 * kBulkMaxStages) / stage);
+  if (n < 2) return {0, 0};
+  return {n, fixed + ((size_t)n * 8 + 15) / 16 * 16 + (size_t)n * stage};
+}
+
+template <int MH, int SPG, int S>
+bool launch_bulk_t(GemvParams p, cudaStream_t stream) {
+  constexpr int U = bulk_u(S);
+  auto* fn = w4a8_gemv_bulk_kernel<MH, SPG, S, U>;
+  static const bool usable = [&] {
+#if defined(ODY_GEMV_EMU)
+    return true;
+#else
+    cudaFuncAttributes a{};
+    if (cudaFuncGetAttributes(&a, fn) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return false;
+    }
+    cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin());
+    (void)cudaGetLastError();
+    return a.binaryVersion >= 90;
+#endif
+  }();
+  if (!usable) return false;
+  const BulkShape b = bulk_shape(p.m, p.k, S, SPG);
+  if (b.stages == 0) return false;
+  const int tiles = (p.np / 8 + S - 1) / S;
+  int blocks = persist_allowed() ? persistent_grid(fn, b.smem, tiles) : tiles;
+  p.persistent = blocks < tiles ? 1 : 0;
+  if (!p.persistent) blocks = tiles;
+  p.stages = b.stages;
+  p.chunk_kb = p.k / kBK;
+  launch_pdl(fn, dim3(blocks), dim3(kThreads), b.smem, stream, p);
+  return true;
+}
+
+template <int MH, int S>
+bool launch_bulk_g(const GemvParams& p, cudaStream_t stream) {
+  const int spg = p.group_size >= p.k ? 0 : p.group_size / 32;
+  if (spg == 0) return launch_bulk_t<MH, 0, S>(p, stream);
+  if (spg == 1) return launch_bulk_t<MH, 1, S>(p, stream);
+  if (spg == 2) return launch_bulk_t<MH, 2, S>(p, stream);
+  return launch_bulk_t<MH, 4, S>(p, stream);
+}
+
+// The bulk pipeline where it applies (see bulk_allowed, bulk_shape); false: the caller launches
+// the register kernel.
+bool launch_bulk(const GemvParams& p, int strips, cudaStream_t stream) {
+  if (!bulk_allowed()) return false;
+  const bool lo = p.m <= 8;
+  if (strips == 8) return lo ? launch_bulk_g<1, 8>(p, stream) : launch_bulk_g<2, 8>(p, stream);
+  if (strips == 4) return lo ? launch_bulk_g<1, 4>(p, stream) : launch_bulk_g<2, 4>(p, stream);
+  return lo ? launch_bulk_g<1, 2>(p, stream) : launch_bulk_g<2, 2>(p, stream);
+}
+
 }  // namespace
 
 // The problem was checked (check_problem, can_implement): 1 ≤ M ≤ kGemvMmaMaxM, integer scales.
 void launch_w4a8_gemv_mma(GemvParams p, int strips, cudaStream_t stream) {
+  if (launch_bulk(p, strips, stream)) return;
   const Shape s = shape_of(p.m, p.k, strips);
   p.chunk_kb = s.chunk_kb;
   p.persistent = s.persistent ? 1 : 0;

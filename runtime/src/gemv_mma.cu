@@ -546,24 +546,34 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
 
 // The bulk pipeline (sm_90, x staged whole; ODYSSEY_GEMV_BULK=0 turns it off): the same
 // arithmetic as w4a8_gemv_mma_kernel (kblock_mma, store_tile: bit-identical outputs), but the
-// weights and group scales come from a ring of NST shared-memory stages filled by one thread with
-// one-dimensional bulk copies (cp.async.bulk, counted on one mbarrier per stage), NST − 1 steps
-// ahead, across the tiles of the block's range. Why: the register kernel has U·S·512 bytes per
-// warp in flight and then waits (ncu, 12288×4096 M=1: DRAM 34%, 0.85 eligible warps per
-// scheduler: latency-bound), and a 10 µs GEMV is only two or three such round trips deep; here a
-// block has NST stages (up to ~90 KB) requested from its first instruction (before pdl_wait: the
-// weights never depend on the previous kernel), and each refill goes out as soon as the warps
-// have read a stage. A strip's K blocks are contiguous in the layout (docs/fastgemm-layout.md),
-// so a step (a tile's S strips × IT K blocks) is S copies of IT·512 bytes, plus (SPG > 0) one
-// copy of the tile's S·16 bytes per group row. The per-step __syncthreads (after every warp has
-// read its words of the stage into registers) is what lets thread 0 overwrite the stage.
+// weights and group scales come from a ring of NST shared-memory stages that a ninth warp (the
+// producer) fills with one-dimensional bulk copies (cp.async.bulk, counted on a "full" mbarrier
+// per stage), up to NST steps ahead across the tiles of the block's range. Why: the register
+// kernel has U·S·512 bytes per warp in flight and then waits (ncu, 12288×4096 M=1: DRAM 34%,
+// 0.85 eligible warps per scheduler: latency-bound), and a 10 µs GEMV is only two or three such
+// round trips deep; here a block has NST stages (up to ~90 KB) requested from its first
+// instructions (the producer never waits for the previous kernel: it reads only weights), and
+// each refill goes out as soon as the 8 consumer warps have read a stage (an "empty" mbarrier
+// per stage, one arrival per warp). A first version had thread 0 issue the copies after a
+// __syncthreads per step: 0.62–0.76× the register kernel (session 16, call 3), the issue of a
+// step's ~12 copies sitting on every warp's critical path.
+// A strip's K blocks are contiguous in the layout (docs/fastgemm-layout.md), so a step (a tile's
+// S strips × IT K blocks) is S copies of IT·512 bytes, plus (SPG > 0) one copy of the tile's
+// S·16 bytes per group row; the producer's lanes issue them in parallel.
 // Stage layout: strip j's K blocks at j·IT·512; group row r of the step (K block r / NG, group
-// r % NG) at W + r·S·16, strip j's 8 scales at + j·16. Strips ≥ real are not copied (their
-// words are stale; their outputs are not stored).
-// Shared memory: [zero row 16][x: M·(K+16), to 16][red: kWarps·S·NC·32·4][NST mbarriers, to 16]
-// [NST stages].
+// r % NG) at W + r·S·16, strip j's 8 scales at + j·16. Strips ≥ real are not copied (the
+// consumers load zeros for them; their outputs are not stored).
+// Shared memory: [zero row 16][x: M·(K+16), to 16][red: kWarps·S·NC·32·4][NST full + NST empty
+// mbarriers, to 16][NST stages]. The consumers synchronize among themselves with named barrier 1.
+constexpr int kBulkThreads = kThreads + 32;  // 8 consumer warps + the producer warp
+
+// bar.sync 1, 256: the 8 consumer warps only (the producer warp runs its own loop).
+__device__ __forceinline__ void consumer_sync() {
+  asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
+}
+
 template <int MH, int SPG, int S, int U>
-__global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_bulk_kernel(const GemvParams p) {
+__global__ void __launch_bounds__(kBulkThreads, S == 8 ? 1 : 2) w4a8_gemv_bulk_kernel(const GemvParams p) {
   extern __shared__ __align__(16) uint8_t smem[];
   constexpr int NC = 2 * MH;
   constexpr int NG = SPG > 0 ? 4 / SPG : 1;
@@ -590,32 +600,42 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_bulk_kerne
   const int xbytes = (p.m * xstride + 15) / 16 * 16;
   uint32_t* red = reinterpret_cast<uint32_t*>(smem + kZero + xbytes);
   const uint32_t sbase = smem_u32(smem);
-  const uint32_t bars = sbase + kZero + xbytes + kWarps * S * NC * 32 * 4;
-  const uint32_t ring = bars + (nst * 8 + 15) / 16 * 16;
+  const uint32_t full = sbase + kZero + xbytes + kWarps * S * NC * 32 * 4;
+  const uint32_t empty = full + nst * 8;
+  const uint32_t ring = full + (2 * nst * 8 + 15) / 16 * 16;
 
-  auto issue = [&](int g) {  // thread 0: step g (tile g / iters, K step g % iters) into its slot
-    const int slot = g % nst, tile = g / iters, t = g - tile * iters;
-    const int s0 = s_begin + tile * S, real = min(S, s_end - s0);
-    const int kb0 = t * IT, nkb = min(IT, kblocks - kb0);
-    const uint32_t dst = ring + slot * STAGE, bar = bars + slot * 8;
-    bulk::mbar_arrive_expect_tx(bar, (uint32_t)(real * nkb * 512 + (SPG > 0 ? nkb * NG * real * 16 : 0)));
-    for (int j = 0; j < real; j++)
-      bulk::bulk_load(dst + j * IT * 512, p.qweight + ((size_t)(s0 + j) * kblocks + kb0) * 512, (uint32_t)nkb * 512, bar);
-    if constexpr (SPG > 0) {
-      const uint8_t* gs = reinterpret_cast<const uint8_t*>(p.group_scale);
-      for (int r = 0; r < nkb * NG; r++)
-        bulk::bulk_load(dst + WB + r * S * 16, gs + ((size_t)(kb0 * NG + r) * p.np + (size_t)s0 * 8) * 2,
-                        (uint32_t)real * 16, bar);
-    }
-  };
   if (tid == 0) {
-    for (int i = 0; i < nst; i++) bulk::mbar_init(bars + i * 8, 1);
+    for (int i = 0; i < nst; i++) {
+      bulk::mbar_init(full + i * 8, 1);
+      bulk::mbar_init(empty + i * 8, kWarps);
+    }
     bulk::mbar_init_fence();
   }
   __syncthreads();
-  if (tid == 0)
-    for (int g = 0; g < min(nst, nsteps); g++) issue(g);  // before waiting for the previous kernel
   pdl_launch_dependents();
+  if (warp == kWarps) {  // the producer: step g (tile g / iters, K step g % iters) into slot g % nst
+    for (int g = 0; g < nsteps; g++) {
+      const int slot = g % nst, use = g / nst;
+      if (use > 0) bulk::mbar_wait(empty + slot * 8, (uint32_t)(use - 1) & 1u);  // its last use was read
+      const int tile = g / iters, t = g - tile * iters;
+      const int s0 = s_begin + tile * S, real = min(S, s_end - s0);
+      const int kb0 = t * IT, nkb = min(IT, kblocks - kb0);
+      const uint32_t dst = ring + slot * STAGE, bar = full + slot * 8;
+      if (lane == 0)
+        bulk::mbar_arrive_expect_tx(bar, (uint32_t)(real * nkb * 512 + (SPG > 0 ? nkb * NG * real * 16 : 0)));
+      __syncwarp();
+      if (lane < real)
+        bulk::bulk_load(dst + lane * IT * 512, p.qweight + ((size_t)(s0 + lane) * kblocks + kb0) * 512,
+                        (uint32_t)nkb * 512, bar);
+      if constexpr (SPG > 0) {
+        const uint8_t* gs = reinterpret_cast<const uint8_t*>(p.group_scale);
+        for (int r = lane; r < nkb * NG; r += 32)
+          bulk::bulk_load(dst + WB + r * S * 16, gs + ((size_t)(kb0 * NG + r) * p.np + (size_t)s0 * 8) * 2,
+                          (uint32_t)real * 16, bar);
+      }
+    }
+    return;
+  }
   pdl_wait();
   if (tid < 4) reinterpret_cast<uint32_t*>(smem)[tid] = 0;  // the zero row (rows M..15)
   {
@@ -627,7 +647,7 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_bulk_kerne
   }
   cp_async_commit();
   cp_async_wait<0>();
-  __syncthreads();
+  consumer_sync();
 
   const int arow = MH == 1 ? (lane & 7) : (lane & 15);
   const int akoff = MH == 1 ? ((lane >> 4) * 32 + ((lane >> 3) & 1) * 16) : (lane >> 4) * 16;
@@ -646,7 +666,7 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_bulk_kerne
       }
     for (int t = 0; t < iters; t++, g++) {
       const int slot = g % nst;
-      bulk::mbar_wait(bars + slot * 8, (uint32_t)(g / nst) & 1u);
+      bulk::mbar_wait(full + slot * 8, (uint32_t)(g / nst) & 1u);
       const uint8_t* st = smem + (ring - sbase) + (size_t)slot * STAGE;
       uint4 w[U][S];
       uint32_t sc[U][S][NG];
@@ -665,8 +685,8 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_bulk_kerne
           }
         }
       }
-      __syncthreads();  // every warp holds its words of this stage: thread 0 may refill it
-      if (tid == 0 && g + nst < nsteps) issue(g + nst);
+      __syncwarp();  // every lane has its words of this stage
+      if (lane == 0) bulk::mbar_arrive(empty + slot * 8);
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const int kb = t * IT + warp + kWarps * u;
@@ -681,13 +701,13 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_bulk_kerne
 #pragma unroll
         for (int e = 0; e < NC; e++) acc[j][e] = part[j][e];
     }
-    // red is free: the previous tile's store_tile reads ended before this tile's step barriers.
 #pragma unroll
     for (int j = 0; j < S; j++)
 #pragma unroll
       for (int e = 0; e < NC; e++) red[((warp * S + j) * NC + e) * 32 + lane] = acc[j][e];
-    __syncthreads();
+    consumer_sync();
     store_tile<S, NC, SPG>(p, red, s0, real);
+    consumer_sync();  // red is read before the next tile writes it
   }
 }
 
@@ -745,7 +765,7 @@ Shape shape_of(int m, int k, int strips, bool sw = false) {
 // cost the host more than a 5 µs GEMV takes: back-to-back launches became host-bound). A few
 // sizes per instantiation (one per M); beyond kSlots the query runs each time.
 template <typename F>
-int blocks_per_sm(F fn, size_t smem) {
+int blocks_per_sm(F fn, size_t smem, int threads = kThreads) {
   constexpr int kSlots = 16;
   static std::mutex mu;
   static size_t key[kSlots];
@@ -757,7 +777,7 @@ int blocks_per_sm(F fn, size_t smem) {
       if (key[i] == smem) return val[i];
   }
   int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, smem) != cudaSuccess || per_sm < 1) {
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, threads, smem) != cudaSuccess || per_sm < 1) {
     (void)cudaGetLastError();  // a failed query must not surface as the launch's error
     return 1;
   }
@@ -769,8 +789,8 @@ int blocks_per_sm(F fn, size_t smem) {
 // this shared memory), at most one per tile; ODYSSEY_GEMV_GRID=N caps it further (the tests use
 // a small N so that every block walks several tiles).
 template <typename F>
-int persistent_grid(F fn, size_t smem, int tiles) {
-  int g = std::min(tiles, blocks_per_sm(fn, smem) * device_sms());
+int persistent_grid(F fn, size_t smem, int tiles, int threads = kThreads) {
+  int g = std::min(tiles, blocks_per_sm(fn, smem, threads) * device_sms());
   if (const char* e = std::getenv("ODYSSEY_GEMV_GRID")) {
     const int cap = std::atoi(e);
     if (cap > 0) g = std::min(g, cap);
@@ -887,9 +907,9 @@ BulkShape bulk_shape(int m, int k, int strips, int spg) {
   const size_t fixed = kZero + (x + 15) / 16 * 16 + (size_t)kWarps * strips * (m <= 8 ? 2 : 4) * 32 * 4;
   const size_t budget = strips == 8 ? smem_optin() : std::min(kBulkSmem2, smem_optin());
   if (budget <= fixed + 16 * kBulkMaxStages) return {0, 0};
-  const int n = (int)std::min<size_t>(kBulkMaxStages, (budget - fixed - 8 * kBulkMaxStages) / stage);
+  const int n = (int)std::min<size_t>(kBulkMaxStages, (budget - fixed - 16 * kBulkMaxStages) / stage);
   if (n < 2) return {0, 0};
-  return {n, fixed + ((size_t)n * 8 + 15) / 16 * 16 + (size_t)n * stage};
+  return {n, fixed + ((size_t)n * 16 + 15) / 16 * 16 + (size_t)n * stage};  // full and empty barriers
 }
 
 template <int MH, int SPG, int S>
@@ -914,12 +934,12 @@ bool launch_bulk_t(GemvParams p, cudaStream_t stream) {
   const BulkShape b = bulk_shape(p.m, p.k, S, SPG);
   if (b.stages == 0) return false;
   const int tiles = (p.np / 8 + S - 1) / S;
-  int blocks = persist_allowed() ? persistent_grid(fn, b.smem, tiles) : tiles;
+  int blocks = persist_allowed() ? persistent_grid(fn, b.smem, tiles, kBulkThreads) : tiles;
   p.persistent = blocks < tiles ? 1 : 0;
   if (!p.persistent) blocks = tiles;
   p.stages = b.stages;
   p.chunk_kb = p.k / kBK;
-  launch_pdl(fn, dim3(blocks), dim3(kThreads), b.smem, stream, p);
+  launch_pdl(fn, dim3(blocks), dim3(kBulkThreads), b.smem, stream, p);
   return true;
 }
 

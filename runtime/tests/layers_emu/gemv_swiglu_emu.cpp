@@ -31,6 +31,7 @@ inline __half epilogue_int(int32_t acc, float xs, float f, const float* bias, in
   inline void cp_async16_to(uint32_t dst, const void* src) {                                      \
     kernel::cp_async16(emu::g_dyn.data() + dst, src, true);                                        \
   }                                                                                                \
+  inline void consumer_sync() { emu::named_sync(kThreads); }                                     \
   template <bool ZERO>                                                                             \
   inline void mma_s8(uint32_t (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,         \
                      uint32_t b0, uint32_t b1) {                                                   \
@@ -76,9 +77,8 @@ inline void emu_mma_s8(uint32_t (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, 
 }  // namespace odyssey
 
 // bulk_copy.cuh on the host: a bulk copy lands at once (memcpy) and counts its bytes on the
-// barrier; a wait on a phase that has not completed aborts (on the host nothing else could
-// complete it: the copies were issued too late, or the phase was overtaken by a refill that came
-// before every warp had read the stage).
+// barrier; a wait lets the other fibers run until its phase completes, and aborts if it never
+// does.
 namespace odyssey::bulk {
 struct EmuBar {
   uint32_t count, pending, phase;
@@ -115,10 +115,21 @@ inline void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t a)
   b.tx -= bytes;
   emu_bar_step(b);
 }
+inline void mbar_arrive(uint32_t a) {
+  EmuBar& b = emu_bar(a);
+  if (b.pending == 0) { std::fprintf(stderr, "emu: mbarrier arrival beyond its count\n"); std::abort(); }
+  b.pending--;
+  emu_bar_step(b);
+}
+// Waits (letting the other fibers run) until the phase of this parity completed; a wait that
+// never ends (a copy never issued, a phase overtaken, a missing arrival) aborts.
 inline void mbar_wait(uint32_t a, uint32_t parity) {
-  if ((emu_bar(a).phase & 1u) == parity) {
-    std::fprintf(stderr, "emu: mbarrier wait (parity %u) on a phase that has not completed\n", parity);
-    std::abort();
+  for (long long n = 0; (emu_bar(a).phase & 1u) == parity; n++) {
+    if (n > 2000000) {
+      std::fprintf(stderr, "emu: mbarrier wait (parity %u) never completes\n", parity);
+      std::abort();
+    }
+    emu::yield_run();
   }
 }
 }  // namespace odyssey::bulk

@@ -11,7 +11,7 @@ s = open(sys.argv[1]).read()
 s = s.replace('#include "kernel_common.cuh"\n', '')
 s = s.replace('#include "pdl.cuh"\n', '')
 s = s.replace('#include "bulk_copy.cuh"\n', '')
-for name in ['uint4 ld_stream16', 'uint32_t ld_nc32', 'void ldmatrix_x4', 'void cp_async16_to']:
+for name in ['uint4 ld_stream16', 'uint32_t ld_nc32', 'void ldmatrix_x4', 'void cp_async16_to', 'void consumer_sync']:
     m = re.search(r'__device__ __forceinline__ ' + re.escape(name) + r'\(', s)
     end = s.index('\n}\n', m.start()) + 3
     s = s[:m.start()] + s[end:]

@@ -579,7 +579,7 @@ __global__ void __launch_bounds__(kBulkThreads, S == 8 ? 1 : 2) w4a8_gemv_bulk_k
   constexpr int NG = SPG > 0 ? 4 / SPG : 1;
   constexpr int IT = kWarps * U;                        // K blocks per step
   constexpr int WB = S * IT * 512;                      // a stage's weights
-  constexpr int STAGE = WB + (SPG > 0 ? IT * NG * S * 16 : 0);
+  constexpr int STAGE = WB;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int tig = lane & 3;
   const int kblocks = p.k / kBK;
@@ -621,21 +621,33 @@ __global__ void __launch_bounds__(kBulkThreads, S == 8 ? 1 : 2) w4a8_gemv_bulk_k
       const int s0 = s_begin + tile * S, real = min(S, s_end - s0);
       const int kb0 = t * IT, nkb = min(IT, kblocks - kb0);
       const uint32_t dst = ring + slot * STAGE, bar = full + slot * 8;
-      if (lane == 0)
-        bulk::mbar_arrive_expect_tx(bar, (uint32_t)(real * nkb * 512 + (SPG > 0 ? nkb * NG * real * 16 : 0)));
+      if (lane == 0) bulk::mbar_arrive_expect_tx(bar, (uint32_t)(real * nkb * 512));
       __syncwarp();
       if (lane < real)
         bulk::bulk_load(dst + lane * IT * 512, p.qweight + ((size_t)(s0 + lane) * kblocks + kb0) * 512,
                         (uint32_t)nkb * 512, bar);
-      if constexpr (SPG > 0) {
-        const uint8_t* gs = reinterpret_cast<const uint8_t*>(p.group_scale);
-        for (int r = lane; r < nkb * NG; r += 32)
-          bulk::bulk_load(dst + WB + r * S * 16, gs + ((size_t)(kb0 * NG + r) * p.np + (size_t)s0 * 8) * 2,
-                          (uint32_t)real * 16, bar);
-      }
     }
     return;
   }
+  // The group scales of step (tile, t) for this lane (its columns 2·tig, 2·tig + 1 of each strip,
+  // this warp's K blocks), straight from global memory, one step ahead of their use.
+  const uint8_t* gsc = reinterpret_cast<const uint8_t*>(p.group_scale) + 4 * tig;
+  uint32_t scn[U][S][NG];
+  auto load_sc = [&](int tile, int t) {
+    const int s0 = s_begin + tile * S, real = min(S, s_end - s0);
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+      const int kb = t * IT + warp + kWarps * u;
+#pragma unroll
+      for (int j = 0; j < S; j++)
+#pragma unroll
+        for (int gg = 0; gg < NG; gg++)
+          scn[u][j][gg] = SPG > 0 && kb < kblocks && j < real
+                              ? ld_nc32(gsc + ((size_t)(kb * NG + gg) * p.np + (size_t)(s0 + j) * 8) * 2)
+                              : 0u;
+    }
+  };
+  if (ntiles > 0) load_sc(0, 0);
   pdl_wait();
   if (tid < 4) reinterpret_cast<uint32_t*>(smem)[tid] = 0;  // the zero row (rows M..15)
   {
@@ -676,17 +688,16 @@ __global__ void __launch_bounds__(kBulkThreads, S == 8 ? 1 : 2) w4a8_gemv_bulk_k
         const bool ok = t * IT + kbl < kblocks;
 #pragma unroll
         for (int j = 0; j < S; j++) {
-          const bool in = ok && j < real;
-          w[u][j] = in ? *reinterpret_cast<const uint4*>(st + j * IT * 512 + kbl * 512 + lane * 16) : make_uint4(0, 0, 0, 0);
-          if constexpr (SPG > 0) {
+          w[u][j] = ok && j < real ? *reinterpret_cast<const uint4*>(st + j * IT * 512 + kbl * 512 + lane * 16)
+                                   : make_uint4(0, 0, 0, 0);
 #pragma unroll
-            for (int gg = 0; gg < NG; gg++)
-              sc[u][j][gg] = in ? *reinterpret_cast<const uint32_t*>(st + WB + ((kbl * NG + gg) * S + j) * 16 + tig * 4) : 0u;
-          }
+          for (int gg = 0; gg < NG; gg++) sc[u][j][gg] = scn[u][j][gg];
         }
       }
       __syncwarp();  // every lane has its words of this stage
       if (lane == 0) bulk::mbar_arrive(empty + slot * 8);
+      if (t + 1 < iters) load_sc(tile, t + 1);  // the next step's scales, in flight during this one
+      else if (tile + 1 < ntiles) load_sc(tile + 1, 0);
 #pragma unroll
       for (int u = 0; u < U; u++) {
         const int kb = t * IT + warp + kWarps * u;
@@ -903,7 +914,8 @@ BulkShape bulk_shape(int m, int k, int strips, int spg) {
   const size_t x = (size_t)m * (k + 16);
   if (x > (size_t)kXBudget) return {0, 0};
   const int it = kWarps * bulk_u(strips);
-  const size_t stage = (size_t)strips * it * 512 + (spg > 0 ? (size_t)it * (4 / spg) * strips * 16 : 0);
+  const size_t stage = (size_t)strips * it * 512;
+  (void)spg;
   const size_t fixed = kZero + (x + 15) / 16 * 16 + (size_t)kWarps * strips * (m <= 8 ? 2 : 4) * 32 * 4;
   const size_t budget = strips == 8 ? smem_optin() : std::min(kBulkSmem2, smem_optin());
   if (budget <= fixed + 16 * kBulkMaxStages) return {0, 0};

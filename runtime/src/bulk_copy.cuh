@@ -1,12 +1,12 @@
-// bulk_copy.cuh: mbarriers and one-dimensional bulk copies (sm_90, PTX ISA 8.0: CUDA 12), shared
-// by the wgmma prefill kernel v4 (fastgemm_sm90.cu) and the decode GEMV's bulk pipeline
-// (gemv_mma.cu). A copy's bytes are counted on an mbarrier (complete_tx); a consumer waits on the
-// barrier's phase parity.
+// bulk_copy.cuh: mbarriers and one-dimensional bulk copies (sm_90, PTX ISA 8.0: CUDA 12), used by
+// the wgmma prefill kernel v4 (fastgemm_sm90.cu). A copy's bytes are counted on an mbarrier
+// (complete_tx); a consumer waits on the barrier's phase parity. (A decode GEMV fed by bulk copies
+// used them in session 16 and lost to the register kernel: gemv_mma.cu's header.)
 //
 // ODY_BULK_DEVICE is 1 in device code that can use them: sm_90 or newer built by nvcc 12 or newer
 // (or a syntax check's PTX, never assembled, with ODY_WGMMA_SYNTAX_CHECK). Elsewhere the helpers
-// compile to nothing (try_wait answers true), and the host must not launch a kernel that relies on
-// them (gemv_mma.cu: bulk_built(); fastgemm_sm90.cu is built for sm_90a only).
+// compile to nothing (try_wait answers true), so no kernel that relies on them may be launched
+// there (fastgemm_sm90.cu is built for sm_90a only).
 #pragma once
 #include <cstdint>
 

@@ -56,12 +56,10 @@
 // stays one block per tile. A cp.async ring per warp in shared memory, NST − 1 (tile, K block)
 // steps ahead, was tried on top and lost (22016×4096 M=1 16.8 vs 15.9 µs; git history, e240e53).
 //
-// Bulk pipeline (sm_90, x staged whole, two or more stages fit; w4a8_gemv_bulk_kernel, the default
-// on Hopper; ODYSSEY_GEMV_BULK=0 keeps the register kernel): the same tiles, walk and arithmetic,
-// but one thread streams the block's weights and group scales into a ring of shared-memory
-// stages with one-dimensional bulk copies (cp.async.bulk + mbarrier), up to 8 steps ahead across
-// tiles, from before pdl_wait; the warps read their words from the stage. Why: the register
-// kernel is latency-bound (see the kernel's comment); here ~64–90 KB per block is in flight at once.
+// A bulk-copy pipeline (a producer warp streaming the block's weights into a ring of shared-memory
+// stages with cp.async.bulk, 5–8 steps ahead across tiles) was tried in session 16 and lost:
+// 0.76–0.94× this kernel at M ≤ 8 on the K = 4096 shapes, equal at K = 28672, 7B decode 2.53 vs
+// 2.17 ms/step (git history, 69542aa; runtime/NOTES.md "Session 16").
 //
 // Group scales on the fragment accumulators: a group's mma chain starts from zero (the first
 // mma of the group takes a zero C) and ends with acc += ŝ·part per fragment element; lane
@@ -107,7 +105,6 @@
 #include <cstdint>
 
 #include "act_math.cuh"
-#include "bulk_copy.cuh"
 #include "fastgemm.hpp"
 #include "kernel_common.cuh"
 #include "pdl.cuh"
@@ -544,184 +541,6 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
   }  // tiles
 }
 
-// The bulk pipeline (sm_90, x staged whole; ODYSSEY_GEMV_BULK=0 turns it off): the same
-// arithmetic as w4a8_gemv_mma_kernel (kblock_mma, store_tile: bit-identical outputs), but the
-// weights and group scales come from a ring of NST shared-memory stages that a ninth warp (the
-// producer) fills with one-dimensional bulk copies (cp.async.bulk, counted on a "full" mbarrier
-// per stage), up to NST steps ahead across the tiles of the block's range. Why: the register
-// kernel has U·S·512 bytes per warp in flight and then waits (ncu, 12288×4096 M=1: DRAM 34%,
-// 0.85 eligible warps per scheduler: latency-bound), and a 10 µs GEMV is only two or three such
-// round trips deep; here a block has NST stages (up to ~90 KB) requested from its first
-// instructions (the producer never waits for the previous kernel: it reads only weights), and
-// each refill goes out as soon as the 8 consumer warps have read a stage (an "empty" mbarrier
-// per stage, one arrival per warp). A first version had thread 0 issue the copies after a
-// __syncthreads per step: 0.62–0.76× the register kernel (session 16, call 3), the issue of a
-// step's ~12 copies sitting on every warp's critical path.
-// A strip's K blocks are contiguous in the layout (docs/fastgemm-layout.md), so a step (a tile's
-// S strips × IT K blocks) is S copies of IT·512 bytes, plus (SPG > 0) one copy of the tile's
-// S·16 bytes per group row; the producer's lanes issue them in parallel.
-// Stage layout: strip j's K blocks at j·IT·512; group row r of the step (K block r / NG, group
-// r % NG) at W + r·S·16, strip j's 8 scales at + j·16. Strips ≥ real are not copied (the
-// consumers load zeros for them; their outputs are not stored).
-// Shared memory: [zero row 16][x: M·(K+16), to 16][red: kWarps·S·NC·32·4][NST full + NST empty
-// mbarriers, to 16][NST stages]. The consumers synchronize among themselves with named barrier 1.
-constexpr int kBulkThreads = kThreads + 32;  // 8 consumer warps + the producer warp
-
-// bar.sync 1, 256: the 8 consumer warps only (the producer warp runs its own loop).
-__device__ __forceinline__ void consumer_sync() {
-  asm volatile("bar.sync 1, %0;\n" ::"n"(kThreads) : "memory");
-}
-
-template <int MH, int SPG, int S, int U>
-__global__ void __launch_bounds__(kBulkThreads, S == 8 ? 1 : 2) w4a8_gemv_bulk_kernel(const GemvParams p) {
-  extern __shared__ __align__(16) uint8_t smem[];
-  constexpr int NC = 2 * MH;
-  constexpr int NG = SPG > 0 ? 4 / SPG : 1;
-  constexpr int IT = kWarps * U;                        // K blocks per step
-  constexpr int WB = S * IT * 512;                      // a stage's weights
-  constexpr int STAGE = WB;
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int tig = lane & 3;
-  const int kblocks = p.k / kBK;
-  const int nstrips = p.np / 8;
-  int s_begin, s_end;
-  if (p.persistent) {
-    s_begin = (int)((long long)blockIdx.x * nstrips / gridDim.x);
-    s_end = (int)((long long)(blockIdx.x + 1) * nstrips / gridDim.x);
-  } else {
-    s_begin = blockIdx.x * S;
-    s_end = min(s_begin + S, nstrips);
-  }
-  const int iters = (kblocks + IT - 1) / IT;
-  const int ntiles = (s_end - s_begin + S - 1) / S;
-  const int nsteps = ntiles * iters;
-  const int nst = p.stages;
-  const int xstride = p.k + 16;
-  const int xbytes = (p.m * xstride + 15) / 16 * 16;
-  uint32_t* red = reinterpret_cast<uint32_t*>(smem + kZero + xbytes);
-  const uint32_t sbase = smem_u32(smem);
-  const uint32_t full = sbase + kZero + xbytes + kWarps * S * NC * 32 * 4;
-  const uint32_t empty = full + nst * 8;
-  const uint32_t ring = full + (2 * nst * 8 + 15) / 16 * 16;
-
-  if (tid == 0) {
-    for (int i = 0; i < nst; i++) {
-      bulk::mbar_init(full + i * 8, 1);
-      bulk::mbar_init(empty + i * 8, kWarps);
-    }
-    bulk::mbar_init_fence();
-  }
-  __syncthreads();
-  pdl_launch_dependents();
-  if (warp == kWarps) {  // the producer: step g (tile g / iters, K step g % iters) into slot g % nst
-    for (int g = 0; g < nsteps; g++) {
-      const int slot = g % nst, use = g / nst;
-      if (use > 0) bulk::mbar_wait(empty + slot * 8, (uint32_t)(use - 1) & 1u);  // its last use was read
-      const int tile = g / iters, t = g - tile * iters;
-      const int s0 = s_begin + tile * S, real = min(S, s_end - s0);
-      const int kb0 = t * IT, nkb = min(IT, kblocks - kb0);
-      const uint32_t dst = ring + slot * STAGE, bar = full + slot * 8;
-      if (lane == 0) bulk::mbar_arrive_expect_tx(bar, (uint32_t)(real * nkb * 512));
-      __syncwarp();
-      if (lane < real)
-        bulk::bulk_load(dst + lane * IT * 512, p.qweight + ((size_t)(s0 + lane) * kblocks + kb0) * 512,
-                        (uint32_t)nkb * 512, bar);
-    }
-    return;
-  }
-  // The group scales of step (tile, t) for this lane (its columns 2·tig, 2·tig + 1 of each strip,
-  // this warp's K blocks), straight from global memory, one step ahead of their use.
-  const uint8_t* gsc = reinterpret_cast<const uint8_t*>(p.group_scale) + 4 * tig;
-  uint32_t scn[U][S][NG];
-  auto load_sc = [&](int tile, int t) {
-    const int s0 = s_begin + tile * S, real = min(S, s_end - s0);
-#pragma unroll
-    for (int u = 0; u < U; u++) {
-      const int kb = t * IT + warp + kWarps * u;
-#pragma unroll
-      for (int j = 0; j < S; j++)
-#pragma unroll
-        for (int gg = 0; gg < NG; gg++)
-          scn[u][j][gg] = SPG > 0 && kb < kblocks && j < real
-                              ? ld_nc32(gsc + ((size_t)(kb * NG + gg) * p.np + (size_t)(s0 + j) * 8) * 2)
-                              : 0u;
-    }
-  };
-  if (ntiles > 0) load_sc(0, 0);
-  pdl_wait();
-  if (tid < 4) reinterpret_cast<uint32_t*>(smem)[tid] = 0;  // the zero row (rows M..15)
-  {
-    const int per_row = p.k / 16;
-    for (int i = tid; i < p.m * per_row; i += kThreads) {
-      const int m = i / per_row, q = i - m * per_row;
-      cp_async16_to(sbase + kZero + m * xstride + q * 16, p.x + (size_t)m * p.k + q * 16);
-    }
-  }
-  cp_async_commit();
-  cp_async_wait<0>();
-  consumer_sync();
-
-  const int arow = MH == 1 ? (lane & 7) : (lane & 15);
-  const int akoff = MH == 1 ? ((lane >> 4) * 32 + ((lane >> 3) & 1) * 16) : (lane >> 4) * 16;
-  const bool arow_ok = arow < p.m;
-  int g = 0;
-  for (int tile = 0; tile < ntiles; tile++) {
-    const int s0 = s_begin + tile * S, real = min(S, s_end - s0);
-    uint32_t acc[S][NC];
-    uint32_t part[S][4];
-#pragma unroll
-    for (int j = 0; j < S; j++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        part[j][e] = 0;
-        if (e < NC) acc[j][e] = 0;
-      }
-    for (int t = 0; t < iters; t++, g++) {
-      const int slot = g % nst;
-      bulk::mbar_wait(full + slot * 8, (uint32_t)(g / nst) & 1u);
-      const uint8_t* st = smem + (ring - sbase) + (size_t)slot * STAGE;
-      uint4 w[U][S];
-      uint32_t sc[U][S][NG];
-#pragma unroll
-      for (int u = 0; u < U; u++) {
-        const int kbl = warp + kWarps * u;  // this warp's K block of the step
-        const bool ok = t * IT + kbl < kblocks;
-#pragma unroll
-        for (int j = 0; j < S; j++) {
-          w[u][j] = ok && j < real ? *reinterpret_cast<const uint4*>(st + j * IT * 512 + kbl * 512 + lane * 16)
-                                   : make_uint4(0, 0, 0, 0);
-#pragma unroll
-          for (int gg = 0; gg < NG; gg++) sc[u][j][gg] = scn[u][j][gg];
-        }
-      }
-      __syncwarp();  // every lane has its words of this stage
-      if (lane == 0) bulk::mbar_arrive(empty + slot * 8);
-      if (t + 1 < iters) load_sc(tile, t + 1);  // the next step's scales, in flight during this one
-      else if (tile + 1 < ntiles) load_sc(tile + 1, 0);
-#pragma unroll
-      for (int u = 0; u < U; u++) {
-        const int kb = t * IT + warp + kWarps * u;
-        if (kb >= kblocks) break;  // warp-uniform
-        const uint32_t aaddr = arow_ok ? sbase + kZero + arow * xstride + kb * kBK + akoff : sbase;
-        kblock_mma<MH, SPG, S, NC, NG>(acc, part, w[u], sc[u], aaddr, arow_ok ? 32u : 0u);
-      }
-    }
-    if constexpr (SPG == 0) {
-#pragma unroll
-      for (int j = 0; j < S; j++)
-#pragma unroll
-        for (int e = 0; e < NC; e++) acc[j][e] = part[j][e];
-    }
-#pragma unroll
-    for (int j = 0; j < S; j++)
-#pragma unroll
-      for (int e = 0; e < NC; e++) red[((warp * S + j) * NC + e) * 32 + lane] = acc[j][e];
-    consumer_sync();
-    store_tile<S, NC, SPG>(p, red, s0, real);
-    consumer_sync();  // red is read before the next tile writes it
-  }
-}
-
 // Host: K blocks per chunk of x, the dynamic shared memory of a launch, and whether it runs
 // persistent (x whole, and x plus the reduction buffer within kPersistSmem).
 struct Shape {
@@ -776,7 +595,7 @@ Shape shape_of(int m, int k, int strips, bool sw = false) {
 // cost the host more than a 5 µs GEMV takes: back-to-back launches became host-bound). A few
 // sizes per instantiation (one per M); beyond kSlots the query runs each time.
 template <typename F>
-int blocks_per_sm(F fn, size_t smem, int threads = kThreads) {
+int blocks_per_sm(F fn, size_t smem) {
   constexpr int kSlots = 16;
   static std::mutex mu;
   static size_t key[kSlots];
@@ -788,7 +607,7 @@ int blocks_per_sm(F fn, size_t smem, int threads = kThreads) {
       if (key[i] == smem) return val[i];
   }
   int per_sm = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, threads, smem) != cudaSuccess || per_sm < 1) {
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, smem) != cudaSuccess || per_sm < 1) {
     (void)cudaGetLastError();  // a failed query must not surface as the launch's error
     return 1;
   }
@@ -800,8 +619,8 @@ int blocks_per_sm(F fn, size_t smem, int threads = kThreads) {
 // this shared memory), at most one per tile; ODYSSEY_GEMV_GRID=N caps it further (the tests use
 // a small N so that every block walks several tiles).
 template <typename F>
-int persistent_grid(F fn, size_t smem, int tiles, int threads = kThreads) {
-  int g = std::min(tiles, blocks_per_sm(fn, smem, threads) * device_sms());
+int persistent_grid(F fn, size_t smem, int tiles) {
+  int g = std::min(tiles, blocks_per_sm(fn, smem) * device_sms());
   if (const char* e = std::getenv("ODYSSEY_GEMV_GRID")) {
     const int cap = std::atoi(e);
     if (cap > 0) g = std::min(g, cap);
@@ -870,115 +689,10 @@ void launch_g(const GemvParams& p, size_t smem, bool chunked, cudaStream_t strea
     launch_u<MH, 4, S, SW>(p, q, smem, u, stream);
 }
 
-// ---- The bulk pipeline's host side (w4a8_gemv_bulk_kernel).
-// Built where nvcc can emit cp.async.bulk (CUDA 12: PTX ISA 8.0); the emulator (ODY_GEMV_EMU)
-// runs it too. Each instantiation is also checked to carry sm_90 code (a build for sm_80 alone
-// runs its sm_80 code on a Hopper GPU, where the bulk helpers are empty).
-#if (defined(__CUDACC_VER_MAJOR__) && __CUDACC_VER_MAJOR__ >= 12) || defined(ODY_GEMV_EMU)
-constexpr bool kBulkBuilt = true;
-#else
-constexpr bool kBulkBuilt = false;
-#endif
-constexpr int kBulkMaxStages = 8;
-// Two blocks per SM (S = 2, 4) must fit the 228 KB of an sm_90 SM with 1 KB reserved per block.
-constexpr size_t kBulkSmem2 = 113 * 1024;
-// K blocks per step: 16 KB of weights per stage at S = 2 and 4, 32 KB at S = 8.
-constexpr int bulk_u(int strips) { return strips == 2 ? 2 : 1; }
-
-bool bulk_allowed() {
-  if (!kBulkBuilt) return false;
-  const char* e = std::getenv("ODYSSEY_GEMV_BULK");  // read per launch: tests switch it per case
-  if (e && e[0] == '0' && e[1] == 0) return false;
-#if defined(ODY_GEMV_EMU)
-  return true;
-#else
-  static const bool hopper = [] {
-    int d = 0, major = 0;
-    if (cudaGetDevice(&d) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, d) != cudaSuccess) {
-      (void)cudaGetLastError();
-      return false;
-    }
-    return major >= 9;
-  }();
-  return hopper;
-#endif
-}
-
-// Stages and dynamic shared memory of a bulk launch; stages = 0 where it does not apply (x not
-// staged whole, or fewer than two stages fit).
-struct BulkShape {
-  int stages;
-  size_t smem;
-};
-BulkShape bulk_shape(int m, int k, int strips, int spg) {
-  const size_t x = (size_t)m * (k + 16);
-  if (x > (size_t)kXBudget) return {0, 0};
-  const int it = kWarps * bulk_u(strips);
-  const size_t stage = (size_t)strips * it * 512;
-  (void)spg;
-  const size_t fixed = kZero + (x + 15) / 16 * 16 + (size_t)kWarps * strips * (m <= 8 ? 2 : 4) * 32 * 4;
-  const size_t budget = strips == 8 ? smem_optin() : std::min(kBulkSmem2, smem_optin());
-  if (budget <= fixed + 16 * kBulkMaxStages) return {0, 0};
-  const int n = (int)std::min<size_t>(kBulkMaxStages, (budget - fixed - 16 * kBulkMaxStages) / stage);
-  if (n < 2) return {0, 0};
-  return {n, fixed + ((size_t)n * 16 + 15) / 16 * 16 + (size_t)n * stage};  // full and empty barriers
-}
-
-template <int MH, int SPG, int S>
-bool launch_bulk_t(GemvParams p, cudaStream_t stream) {
-  constexpr int U = bulk_u(S);
-  auto* fn = w4a8_gemv_bulk_kernel<MH, SPG, S, U>;
-  static const bool usable = [&] {
-#if defined(ODY_GEMV_EMU)
-    return true;
-#else
-    cudaFuncAttributes a{};
-    if (cudaFuncGetAttributes(&a, fn) != cudaSuccess) {
-      (void)cudaGetLastError();
-      return false;
-    }
-    cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_optin());
-    (void)cudaGetLastError();
-    return a.binaryVersion >= 90;
-#endif
-  }();
-  if (!usable) return false;
-  const BulkShape b = bulk_shape(p.m, p.k, S, SPG);
-  if (b.stages == 0) return false;
-  const int tiles = (p.np / 8 + S - 1) / S;
-  int blocks = persist_allowed() ? persistent_grid(fn, b.smem, tiles, kBulkThreads) : tiles;
-  p.persistent = blocks < tiles ? 1 : 0;
-  if (!p.persistent) blocks = tiles;
-  p.stages = b.stages;
-  p.chunk_kb = p.k / kBK;
-  launch_pdl(fn, dim3(blocks), dim3(kBulkThreads), b.smem, stream, p);
-  return true;
-}
-
-template <int MH, int S>
-bool launch_bulk_g(const GemvParams& p, cudaStream_t stream) {
-  const int spg = p.group_size >= p.k ? 0 : p.group_size / 32;
-  if (spg == 0) return launch_bulk_t<MH, 0, S>(p, stream);
-  if (spg == 1) return launch_bulk_t<MH, 1, S>(p, stream);
-  if (spg == 2) return launch_bulk_t<MH, 2, S>(p, stream);
-  return launch_bulk_t<MH, 4, S>(p, stream);
-}
-
-// The bulk pipeline where it applies (see bulk_allowed, bulk_shape); false: the caller launches
-// the register kernel.
-bool launch_bulk(const GemvParams& p, int strips, cudaStream_t stream) {
-  if (!bulk_allowed()) return false;
-  const bool lo = p.m <= 8;
-  if (strips == 8) return lo ? launch_bulk_g<1, 8>(p, stream) : launch_bulk_g<2, 8>(p, stream);
-  if (strips == 4) return lo ? launch_bulk_g<1, 4>(p, stream) : launch_bulk_g<2, 4>(p, stream);
-  return lo ? launch_bulk_g<1, 2>(p, stream) : launch_bulk_g<2, 2>(p, stream);
-}
-
 }  // namespace
 
 // The problem was checked (check_problem, can_implement): 1 ≤ M ≤ kGemvMmaMaxM, integer scales.
 void launch_w4a8_gemv_mma(GemvParams p, int strips, cudaStream_t stream) {
-  if (launch_bulk(p, strips, stream)) return;
   const Shape s = shape_of(p.m, p.k, strips);
   p.chunk_kb = s.chunk_kb;
   p.persistent = s.persistent ? 1 : 0;

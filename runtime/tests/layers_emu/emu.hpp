@@ -47,10 +47,7 @@ emu_switch:
 )");
 
 namespace emu {
-enum State { RUN, WAIT_BLOCK, WAIT_WARP, WAIT_NAMED, DONE };
-// Named barrier (bar.sync id, count): the fibers [0, g_named) wait for each other only (one named
-// barrier in use at a time, threads 0..count-1 taking part, as the kernels here use it).
-inline int g_named = 0;
+enum State { RUN, WAIT_BLOCK, WAIT_WARP, DONE };
 struct Copy {
   void* dst;
   const void* src;
@@ -143,18 +140,6 @@ inline void run_block(int n) {
         released = true;
       }
     }
-    if (g_named > 0) {
-      bool all = true, any = false;
-      for (int i = 0; i < std::min(n, g_named); i++) {
-        if (g_f[i].state == WAIT_NAMED) any = true;
-        else if (g_f[i].state != DONE) all = false;
-      }
-      if (all && any) {
-        for (int i = 0; i < std::min(n, g_named); i++)
-          if (g_f[i].state == WAIT_NAMED) g_f[i].state = RUN;
-        released = true;
-      }
-    }
     if (all_block && any_block) {
       for (int i = 0; i < n; i++)
         if (g_f[i].state == WAIT_BLOCK) g_f[i].state = RUN;
@@ -195,13 +180,6 @@ cudaError_t launch(dim3 grid, dim3 block, size_t smem, cudaStream_t, F fn) {
 }
 
 inline int lane() { return g_threadIdx.x & 31; }
-// bar.sync 1, count: this fiber waits until fibers 0..count-1 all arrived (or ended).
-inline void named_sync(int count) {
-  g_named = count;
-  wait(WAIT_NAMED);
-}
-// A fiber spinning on a condition another fiber makes true (an mbarrier phase): lets the others run.
-inline void yield_run() { emu_switch(&g_f[g_cur].sp, g_sched_sp); }
 inline int warp() { return g_threadIdx.x >> 5; }
 }  // namespace emu
 

@@ -9,8 +9,6 @@
 // staging; not the device (rounding of expf, tensor cores, races: the GPU test does that).
 #include "emu.hpp"
 
-#include <map>
-
 inline float __int2float_rn(int a) { return (float)a; }
 
 // What gemv_mma.cu takes from kernel_common.cuh (the same expressions).
@@ -31,7 +29,6 @@ inline __half epilogue_int(int32_t acc, float xs, float f, const float* bias, in
   inline void cp_async16_to(uint32_t dst, const void* src) {                                      \
     kernel::cp_async16(emu::g_dyn.data() + dst, src, true);                                        \
   }                                                                                                \
-  inline void consumer_sync() { emu::named_sync(kThreads); }                                     \
   template <bool ZERO>                                                                             \
   inline void mma_s8(uint32_t (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,         \
                      uint32_t b0, uint32_t b1) {                                                   \
@@ -76,68 +73,9 @@ inline void emu_mma_s8(uint32_t (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, 
 }
 }  // namespace odyssey
 
-// bulk_copy.cuh on the host: a bulk copy lands at once (memcpy) and counts its bytes on the
-// barrier; a wait lets the other fibers run until its phase completes, and aborts if it never
-// does.
-namespace odyssey::bulk {
-struct EmuBar {
-  uint32_t count, pending, phase;
-  long long tx;
-};
-inline std::map<uint32_t, EmuBar> g_bars;
-inline EmuBar& emu_bar(uint32_t a) {
-  auto it = g_bars.find(a);
-  if (it == g_bars.end()) { std::fprintf(stderr, "emu: mbarrier at %u used before mbarrier.init\n", a); std::abort(); }
-  return it->second;
-}
-inline void emu_bar_step(EmuBar& b) {
-  if (b.pending == 0 && b.tx == 0) b.phase++, b.pending = b.count;
-}
-inline void mbar_init(uint32_t a, uint32_t count) {
-  if (a % 8) { std::fprintf(stderr, "emu: mbarrier not 8-byte aligned\n"); std::abort(); }
-  g_bars[a] = EmuBar{count, count, 0, 0};
-}
-inline void mbar_init_fence() {}
-inline void mbar_arrive_expect_tx(uint32_t a, uint32_t tx) {
-  EmuBar& b = emu_bar(a);
-  if (b.pending == 0) { std::fprintf(stderr, "emu: mbarrier arrival beyond its count\n"); std::abort(); }
-  b.tx += tx;
-  b.pending--;
-  emu_bar_step(b);
-}
-inline void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t a) {
-  if (dst % 16 || bytes % 16 || bytes == 0 || reinterpret_cast<uintptr_t>(src) % 16 || (size_t)dst + bytes > emu::g_dyn.size()) {
-    std::fprintf(stderr, "emu: bulk copy dst %u bytes %u src %p: misaligned, empty or outside shared memory\n", dst, bytes, src);
-    std::abort();
-  }
-  std::memcpy(emu::g_dyn.data() + dst, src, bytes);
-  EmuBar& b = emu_bar(a);
-  b.tx -= bytes;
-  emu_bar_step(b);
-}
-inline void mbar_arrive(uint32_t a) {
-  EmuBar& b = emu_bar(a);
-  if (b.pending == 0) { std::fprintf(stderr, "emu: mbarrier arrival beyond its count\n"); std::abort(); }
-  b.pending--;
-  emu_bar_step(b);
-}
-// Waits (letting the other fibers run) until the phase of this parity completed; a wait that
-// never ends (a copy never issued, a phase overtaken, a missing arrival) aborts.
-inline void mbar_wait(uint32_t a, uint32_t parity) {
-  for (long long n = 0; (emu_bar(a).phase & 1u) == parity; n++) {
-    if (n > 2000000) {
-      std::fprintf(stderr, "emu: mbarrier wait (parity %u) never completes\n", parity);
-      std::abort();
-    }
-    emu::yield_run();
-  }
-}
-}  // namespace odyssey::bulk
-
 namespace odyssey {
 int device_sms();  // kernel_common.cuh's (the harness defines it below)
 }  // namespace odyssey
-#define ODY_GEMV_EMU 1
 #include "gemv_mma_emu.inc"
 
 namespace odyssey {
@@ -377,25 +315,22 @@ int main() {
     pc.push_back({1, 1000, 4096, 128, 4, "", true});
     pc.push_back({4, 264, 384, 64, 4, "", false});     // not persistent
     pc.push_back({16, 40, 12416, 128, 2, "3", true});  // x in chunks: never persistent
-    // The bulk ring wrapping (more steps per block than stages), partial last steps, every group
-    // kind at both tile halves and all three strip counts.
+    // Multi-tile walks with a short last iteration, every group kind at both tile halves and all
+    // three strip counts, the 7B o_proj and down_proj K.
     pc.push_back({9, 200, 2048, 32, 8, "2", true});
     pc.push_back({5, 520, 1536, 64, 4, "3", true});    // 12 K blocks: a short second step
     pc.push_back({16, 64, 1024, 1024, 2, "1", true});  // per-channel, one block walks all
     pc.push_back({1, 4096, 4096, 128, 4, "7", true});  // the 7B o_proj shape, 8 steps a tile
     pc.push_back({8, 328, 11008, 128, 2, "3", true});  // the 7B down_proj K
     uint64_t seed = 1000;
-    for (const char* bulk : {"1", "0"})  // the bulk pipeline (sm_90) and the register kernel
-      for (const PlainCase& c : pc) {
-        setenv("ODYSSEY_GEMV_BULK", bulk, 1);
-        const bool ok = run_plain(c, seed++);
-        unsetenv("ODYSSEY_GEMV_BULK");
-        plain_n++;
-        if (!ok || c.grid[0] == 0)
-          std::fprintf(stderr, "gemv plain bulk=%s m=%d n=%d k=%d group=%d strips=%d grid=%s persist=%d: %s\n", bulk,
-                       c.m, c.n, c.k, c.group, c.strips, c.grid[0] ? c.grid : "occupancy", c.persist, ok ? "ok" : "FAIL");
-        plain_failed += !ok;
-      }
+    for (const PlainCase& c : pc) {
+      const bool ok = run_plain(c, seed++);
+      plain_n++;
+      if (!ok || c.grid[0] == 0)
+        std::fprintf(stderr, "gemv plain m=%d n=%d k=%d group=%d strips=%d grid=%s persist=%d: %s\n", c.m, c.n, c.k,
+                     c.group, c.strips, c.grid[0] ? c.grid : "occupancy", c.persist, ok ? "ok" : "FAIL");
+      plain_failed += !ok;
+    }
     std::fprintf(stderr, "gemv plain emulation: %d cases, %d failed\n", plain_n, plain_failed);
   }
   std::vector<Case> cases;

@@ -4,12 +4,16 @@
 // per M over the LLaMA shapes; runtime/bench/results/, runtime/NOTES.md). Indexes refer to
 // kConfigs in fastgemm.cu. The grid (blocks per SM, stream-K or one block per tile) is chosen in
 // fastgemm.cu's plan() from the same sweep.
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 
 #include "fastgemm.hpp"
 
 namespace odyssey {
+int device_sms();  // kernel_common.cuh (a CUDA header; this file is host C++)
+
 namespace {
 
 // Decode and small batches with integer scales (M ≤ 16): the GEMV configs, one row per M, by N
@@ -29,6 +33,11 @@ namespace {
 //    46.5): the 7B shapes decide.
 //  - gemv_w4 is no longer picked; it stays as a config (tested, benched) for comparison.
 // M = 2, 3, 5..7, 9..15 are interpolated from the measured 1, 4, 8, 16.
+// On the H200 with the persistent walk (session 16, calls 3–5: the register kernel measured three
+// times; runtime/bench/results/gemm-decode-register-h200-2026-12-04-69542aa.json), the wide rows
+// at M ≤ 8 follow how well each strip count fills a block's tiles (wide_strips below): 12288×4096
+// s2 10.26 vs s4 10.98 µs at M = 1, 11.88 vs 12.91 at M = 8; 28672×8192 s2 36.2 vs 37.1 at M = 1,
+// 37.3 vs 45.1 at M = 4; 22016×4096 stays s4 (15.5 vs 17.2 at M = 1).
 struct DecodeRow {
   int narrow;  // N < 8192
   int wide;    // N ≥ 8192
@@ -53,6 +62,17 @@ constexpr DecodeRow kDecode[kGemvMmaMaxM] = {
     {kS4, kS4},  // M = 16
 };
 
+// N ≥ 8192, M ≤ 8: the persistent grid has two blocks per SM, so a block walks about
+// per = (N/8) / (2·SMs) strips, S at a time, its last tile partly empty: a fraction
+// per / (S·⌈per/S⌉) of its strip slots does work. s4 shares each A fragment over more strips and
+// reduces less, so it is kept unless s2 fills at least 5 points more (the 7B qkv 12288: 97% vs
+// 73%; the 70B gate/up 28672: 97% vs 85%; but 22016: 87% both).
+int wide_strips(int n) {
+  const double per = (double)(n / 8) / (2.0 * std::max(1, device_sms()));
+  auto fill = [&](int st) { return per / (st * std::ceil(per / st)); };
+  return fill(2) > fill(4) + 0.05 ? kS2 : kS4;
+}
+
 }  // namespace
 
 int dispatch_config(int m, int n, int k, bool gemv_ok) {
@@ -63,7 +83,7 @@ int dispatch_config(int m, int n, int k, bool gemv_ok) {
     // block at M ≥ 4 (s8 49.5 µs vs s4 56.4 at M = 16; 48.9 vs 49.0 at M = 4) and gemv_w4 at
     // M = 1 (45.8 vs 46.5): same H100 run as the table.
     if (k >= 16384 && n >= 8192) return m == 1 ? kGemvConfig : m >= 4 ? kGemvMmaS8Config : kGemvMmaS4Config;
-    const int c = n < 8192 ? kDecode[m - 1].narrow : kDecode[m - 1].wide;
+    const int c = n < 8192 ? kDecode[m - 1].narrow : m <= 8 ? wide_strips(n) : kDecode[m - 1].wide;
     if (c != kGemvConfig || m <= kGemvMaxM) return c;  // (a gemv_w4 entry past its M falls through)
   }
   // Session-3 sweep (4096x4096, 8192x8192, 11008x4096, 8192x28672, 28672x8192; M = 1, 16, 64):
@@ -107,7 +127,6 @@ constexpr int kSm90DispatchV4 = 1;
 // / =0 overrides (it wins over ODYSSEY_WGMMA_V4).
 constexpr bool kSm90DispatchV5 = false;
 constexpr int kSm90AlwaysM = 256;  // from here on the wgmma kernel whatever the tile count
-int device_sms();  // kernel_common.cuh (a CUDA header; this file is host C++)
 
 int dispatch_config_sm90(int m, int n, int k, int splits) {
   (void)k;

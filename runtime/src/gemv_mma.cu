@@ -28,8 +28,9 @@
 // kernel. Rows M..15 are not stored: their ldmatrix row addresses point at a 16-byte zero row
 // (so the tile's unused rows multiply zeros; for M ≤ 8 the rows 8..15 are not loaded at all,
 // a1 = a3 = 0, and one ldmatrix.x4 gives the A fragments of two steps). Where M·K does not fit
-// the shared-memory budget (kXBudget), x is staged in chunks of K, double-buffered: chunk c+1
-// is copied while chunk c is used.
+// the shared-memory budget (kXBudget; for S = 8, one block per SM, the whole opt-in shared memory
+// less the reduction buffer), x is staged in chunks of K, double-buffered: chunk c+1 is copied
+// while chunk c is used.
 //
 // Structure: a block owns S consecutive 8-column strips (S = 2, 4 or 8: the three configs) and
 // the whole of K; its kWarps warps split K (warp w takes K blocks w, w + kWarps, … in each
@@ -571,11 +572,17 @@ Shape shape_of(int m, int k, int strips, bool sw = false) {
   Shape s{};
   const size_t whole = (size_t)m * (k + 16);
   const size_t red = (size_t)kWarps * strips * 4 * 32 * 4;  // [warp][strip][≤4][lane] uint32
-  if (whole <= (size_t)kXBudget) {
+  // S = 8 runs one block per SM (launch bounds), so it may take the whole opt-in shared memory:
+  // x staged whole up to what leaves room for the reduction buffer (M = 16 up to K ≈ 12000, M = 4
+  // up to K ≈ 48000), and persistent in all of it. S = 2 and 4 keep two blocks per SM.
+  const size_t optin = smem_optin();
+  const size_t xcap = strips == 8 && optin > kZero + 16 + red + kXBudget ? optin - kZero - 16 - red : (size_t)kXBudget;
+  const size_t pcap = strips == 8 ? optin : std::min(kPersistSmem, optin);
+  if (whole <= xcap) {
     s.chunk_kb = kblocks;  // one chunk, one buffer
     s.smem = whole;
     const size_t both = kZero + (whole + 15) / 16 * 16 + red;
-    if (!sw && both <= std::min(kPersistSmem, smem_optin()) && persist_allowed()) {
+    if (!sw && both <= pcap && persist_allowed()) {
       s.persistent = true;
       s.smem = both;
       return s;
@@ -644,7 +651,8 @@ void launch_t(const GemvParams& p, const SwigluEpi& q, size_t smem, cudaStream_t
   // reduction buffer of a persistent launch).
   static const bool raised = [&] {
     cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         (int)std::min(std::max<size_t>(kZero + kXBudget, kPersistSmem), smem_optin()));
+                         S == 8 ? (int)smem_optin()
+                                : (int)std::min(std::max<size_t>(kZero + kXBudget, kPersistSmem), smem_optin()));
     return true;
   }();
   (void)raised;

@@ -322,6 +322,9 @@ int main() {
     pc.push_back({16, 64, 1024, 1024, 2, "1", true});  // per-channel, one block walks all
     pc.push_back({1, 4096, 4096, 128, 4, "7", true});  // the 7B o_proj shape, 8 steps a tile
     pc.push_back({8, 328, 11008, 128, 2, "3", true});  // the 7B down_proj K
+    pc.push_back({16, 72, 8192, 128, 8, "2", true});   // s8: x whole beyond kXBudget (131 KB), persistent
+    pc.push_back({4, 136, 24576, 64, 8, "3", true});   // s8: M = 4 at a 70B-like K, x whole (98 KB)
+    pc.push_back({16, 40, 12416, 128, 8, "", true});   // s8: x past even its budget: chunks
     uint64_t seed = 1000;
     for (const PlainCase& c : pc) {
       const bool ok = run_plain(c, seed++);

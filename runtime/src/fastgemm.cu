@@ -31,10 +31,10 @@
 // "wgmma_r128t128_s4" (or its v2, "wgmma_r128t128_s4_v2"), a wgmma kernel with the weights as A
 // in registers (fastgemm_sm90.cu, built with CUDA ≥ 12).
 //
-// Decode (M ≤ 16, integer scales): the dispatch picks a GEMV config instead, "gemv_w4" (dp4a,
+// Decode (M ≤ 64, integer scales): the dispatch picks a GEMV config instead, "gemv_w4" (dp4a,
 // one block per 8 columns, M ≤ 4, gemv.cu) or "gemv_mma_s2/s4/s8" (tensor cores with
-// the weights loaded straight into registers, M ≤ 16, gemv_mma.cu); they share check_problem,
-// the plan and this epilogue.
+// the weights loaded straight into registers, M ≤ 64 (s8: 16), gemv_mma.cu); they share
+// check_problem, the plan and this epilogue.
 //
 // Test: odyssey testdata gemm-cases --out C && odyssey-rt test gemm --cases C (bit-exact acc
 // and y against the Go reference, every config and split). Benchmark: odyssey-rt bench gemm.
@@ -515,9 +515,9 @@ const Config kConfigs[] = {
     ODY_CONFIG("m32n128_w1x4_s6", 32, 128, 1, 4, 6),    // 10 small batch, deep
     ODY_CONFIG("m128n128_w4x2_s4", 128, 128, 4, 2, 4),  // 11 prefill, warps 32x64
     Config{"gemv_w4", 1, 8, kGemvThreads, 0, 0, nullptr, nullptr, nullptr, nullptr, kGemvMaxM, 0, false},  // 12 decode GEMV
-    Config{"gemv_mma_s2", 16, 16, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, kGemvMmaMaxM, 2, false},  // 13 M ≤ 16 GEMV
-    Config{"gemv_mma_s4", 16, 32, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, kGemvMmaMaxM, 4, false},  // 14 M ≤ 16 GEMV
-    Config{"gemv_mma_s8", 16, 64, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, kGemvMmaMaxM, 8, false},  // 15 M ≤ 16 GEMV
+    Config{"gemv_mma_s2", 16, 16, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, kGemvMmaMaxM, 2, false},  // 13 M ≤ 64 GEMV
+    Config{"gemv_mma_s4", 16, 32, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, kGemvMmaMaxM, 4, false},  // 14 M ≤ 64 GEMV
+    Config{"gemv_mma_s8", 16, 64, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, kGemvMmaS8MaxM, 8, false},  // 15 M ≤ 16 GEMV
     Config{"wgmma_r128t128_s4", kSm90TokTile, kSm90RowTile, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 16 Hopper prefill
     Config{"wgmma_r128t128_s4_v2", kSm90TokTile, kSm90RowTile, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 17 Hopper prefill, weights staged
     Config{"wgmma_r128t128_s4_v3", kSm90TokTile, kSm90RowTile, 256, 0, 0, nullptr, nullptr, nullptr, nullptr, 0, 0, true},  // 18 v2, folds overlapped
@@ -553,7 +553,7 @@ ody_status check_problem(const ody_w4a8_problem* p) {
   if (p->config < -1 || p->config >= kNumConfigs)
     return fail(ODY_ERR_INVALID, "w4a8: no config " + std::to_string(p->config));
   if (p->config >= 0 && kConfigs[p->config].gemv()) {
-    // The GEMVs (gemv_w4: M ≤ 4, dp4a; gemv_mma_*: M ≤ 16, tensor cores) have integer scales
+    // The GEMVs (gemv_w4: M ≤ 4, dp4a; gemv_mma_*: M ≤ 64 or 16, tensor cores) have integer scales
     // only and no split-K (splits 1, whole K per block, is what they do anyway).
     const Config& c = kConfigs[p->config];
     const std::string name = c.name;
@@ -656,7 +656,9 @@ int auto_splits(long long tiles, long long kblocks, int m) {
 
 Plan plan(const ody_w4a8_problem* p) {
   Plan pl{};
-  const int sm90 = p->config >= 0 ? -1 : dispatch_config_sm90(p->m, p->n, p->k, p->splits);
+  // Integer scales at small M take the GEMV (dispatch_config), never the wgmma kernel.
+  const bool gemv_small = p->scale_kind == ODY_SCALE_INT && p->splits <= 1 && p->m <= dispatch_gemv_max_m();
+  const int sm90 = p->config >= 0 || gemv_small ? -1 : dispatch_config_sm90(p->m, p->n, p->k, p->splits);
   pl.config = p->config >= 0 ? p->config : sm90 >= 0 ? sm90 : dispatch_config(p->m, p->n, p->k,
                                                             // an explicit split-K asks for the mma kernel
                                                             p->scale_kind == ODY_SCALE_INT && p->splits <= 1);

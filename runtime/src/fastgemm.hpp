@@ -22,6 +22,9 @@ const char* config_name(int config);
 // The config index the measured table picks for an M×N×K problem (fastgemm_dispatch.cpp);
 // gemv_ok: integer scales and no split-K asked (the GEMV has neither float scales nor split-K).
 int dispatch_config(int m, int n, int k, bool gemv_ok);
+// The largest M the dispatch gives a GEMV (integer scales, no split-K): kGemvMmaMaxM, or less
+// with ODYSSEY_GEMV_MAX_M (16 at least; read per call, for A/B runs).
+int dispatch_gemv_max_m();
 
 // The W4A8 GEMV for decode (gemv.cu): config "gemv_w4", M ≤ kGemvMaxM, integer scales only.
 constexpr int kGemvMaxM = 4;
@@ -44,9 +47,10 @@ struct GemvParams {
 constexpr int kGemvThreads = 256;  // 8 warps per block, splitting K (gemv.cu)
 void launch_w4a8_gemv(const GemvParams& p, cudaStream_t stream);
 
-// The tensor-core GEMV for M ≤ 16 (gemv_mma.cu): configs "gemv_mma_s2", "_s4" and "_s8"
-// (2, 4 or 8 strips of 8 columns per block), integer scales only, no split-K.
-constexpr int kGemvMmaMaxM = 16;
+// The tensor-core GEMV for small M (gemv_mma.cu): configs "gemv_mma_s2", "_s4" (M ≤ 64) and
+// "_s8" (M ≤ 16) (2, 4 or 8 strips of 8 columns per block), integer scales only, no split-K.
+constexpr int kGemvMmaMaxM = 64;
+constexpr int kGemvMmaS8MaxM = 16;
 constexpr int kGemvMmaS2Config = 13;  // indexes in kConfigs (fastgemm.cu asserts them)
 constexpr int kGemvMmaS4Config = 14;
 constexpr int kGemvMmaS8Config = 15;

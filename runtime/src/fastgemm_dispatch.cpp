@@ -43,7 +43,8 @@ struct DecodeRow {
   int wide;    // N ≥ 8192
 };
 constexpr int kS2 = kGemvMmaS2Config, kS4 = kGemvMmaS4Config;
-constexpr DecodeRow kDecode[kGemvMmaMaxM] = {
+constexpr int kDecodeRows = 16;  // M = 1..16; M = 17..64: small_batch_strips
+constexpr DecodeRow kDecode[kDecodeRows] = {
     {kS2, kS4},  // M = 1
     {kS2, kS4},  // M = 2
     {kS2, kS4},  // M = 3
@@ -73,12 +74,25 @@ int wide_strips(int n) {
   return fill(2) > fill(4) + 0.05 ? kS2 : kS4;
 }
 
+// M = 17..64 (decode at batch 17–64): the GEMV with 2 or 4 row tiles of 16 over the same weight
+// words (gemv_mma.cu). Until session 16 these M took the mma tiles, about as fast as cuBLAS FP16
+// there (4096×4096 M = 64: 23.4 vs 15.0 µs), so W4A8 decode at batch 32 and 64 was slower than
+// FP16 (0.88× and 0.93×). ODYSSEY_GEMV_MAX_M=16 restores the tiles (read per call: A/B).
+int small_batch_strips(int n) { return n < 8192 ? kS2 : kS4; }
+
 }  // namespace
+
+int dispatch_gemv_max_m() {
+  const char* e = std::getenv("ODYSSEY_GEMV_MAX_M");
+  const int v = e ? std::atoi(e) : kGemvMmaMaxM;
+  return std::max(kDecodeRows, std::min(v, kGemvMmaMaxM));
+}
 
 int dispatch_config(int m, int n, int k, bool gemv_ok) {
   // Integer scales and no explicit split-K: the decode table. Float group scales (the GEMVs have
   // no float variant) and an explicit split-K keep the mma kernel.
-  if (gemv_ok && m >= 1 && m <= kGemvMmaMaxM) {
+  if (gemv_ok && m > kDecodeRows && m <= dispatch_gemv_max_m()) return small_batch_strips(n);
+  if (gemv_ok && m >= 1 && m <= kDecodeRows) {
     // Very long rows (K ≥ 16384: the 70B shapes' down_proj, 8192×28672) want more strips per
     // block at M ≥ 4 (s8 49.5 µs vs s4 56.4 at M = 16; 48.9 vs 49.0 at M = 4) and gemv_w4 at
     // M = 1 (45.8 vs 46.5): same H100 run as the table.

@@ -41,6 +41,13 @@
 // After K, the warps' accumulator fragments are added through shared memory, and one thread
 // per output runs the epilogue.
 //
+// Small batches (M = 17..64, configs s2 and s4; session 16): the block runs RT = 2 or 4 tiles of
+// 16 rows over the same weight words (template MH = 4 or 8 halves), so each 16-byte weight load
+// feeds RT·4 mma and M = 64 costs about the weight traffic of M = 16. One block per SM there
+// (launch bounds: RT accumulator sets), x staged whole up to the opt-in shared memory (M = 32 up
+// to K ≈ 6000) or in chunks of kWarps K blocks at U = 1; red holds [row tile][warp][strip][e][lane].
+// Before, these M took the mma tiles, about as fast as cuBLAS FP16 (4096² M = 64: 23.4 vs 15.0 µs).
+//
 // Persistent grid (where x is staged whole and x plus the reduction buffer fit kPersistSmem, not
 // the SwiGLU variant, and the tiles outnumber the blocks that fit at once): the grid is the
 // blocks that fit (occupancy × SMs), and block b walks strips [b·n/grid, (b+1)·n/grid) of the n = Np/8, S at a time (the last
@@ -85,7 +92,7 @@
 // Test: odyssey-rt test layers --only fuse; on the CPU runtime/tests/layers_emu/run_gemv_swiglu.sh.
 // Bench: odyssey-rt bench layers --only fuse (fused vs unfused rows).
 //
-// Limits: 1 ≤ M ≤ 16 (kGemvMmaMaxM), ODY_SCALE_INT only, splits 0 or 1, plus the FastGEMM limits
+// Limits: 1 ≤ M ≤ 64 (kGemvMmaMaxM; S = 8: 16), ODY_SCALE_INT only, splits 0 or 1, plus the FastGEMM limits
 // (K % 128 == 0; groups 32, 64, 128 or per-channel; x, qweight, group_scale 16-byte aligned).
 // check_problem refuses the rest. sm_80 or newer (mma.sync s8, ldmatrix, cp.async).
 //
@@ -231,7 +238,7 @@ __device__ __forceinline__ void kblock_mma(uint32_t (&acc)[S][NC], uint32_t (&pa
   }
 }
 
-// A tile's outputs: red holds every warp's accumulator fragments ([warp][strip][e][lane], complete
+// A tile's outputs: red holds every warp's accumulator fragments ([row tile][warp][strip][e][lane], complete
 // and synchronized); one thread per output adds the warps' sums in warp order, applies the
 // per-channel ŝ (SPG = 0) and the float epilogue, and stores y (and acc_out). Strips j ≥ real
 // (past the block's range or Np/8) and padding columns are not stored.
@@ -242,10 +249,10 @@ __device__ __forceinline__ void store_tile(const GemvParams& p, const uint32_t* 
     const int j = r >> 3, cc = r & 7;
     const int c = (strip0 + j) * 8 + cc;
     if (j >= real || c >= p.n) continue;
-    const int l = (m & 7) * 4 + (cc >> 1), e = (m >> 3) * 2 + (cc & 1);
+    const int rt = m >> 4, l = (m & 7) * 4 + (cc >> 1), e = ((m >> 3) & 1) * 2 + (cc & 1);
     uint32_t total = 0;
 #pragma unroll
-    for (int v = 0; v < kWarps; v++) total += red[((v * S + j) * NC + e) * 32 + l];
+    for (int v = 0; v < kWarps; v++) total += red[(((rt * kWarps + v) * S + j) * NC + e) * 32 + l];
     if constexpr (SPG == 0) total *= (uint32_t)(int32_t)p.group_scale[c];  // the one group's ŝ
     const int32_t a = (int32_t)total;
     const float xs = p.act_per_token ? p.x_scale[m] : p.x_scale[0];
@@ -373,9 +380,15 @@ __device__ __forceinline__ void swiglu_epilogue(const GemvParams& p, const Swigl
 // weights), strips j ≥ S/2 up's strips strip0 + j − S/2 (q's); the main loop is unchanged, the
 // epilogue combines strip j with strip j + S/2 (see w4a8_gemv_swiglu).
 template <int MH, int SPG, int S, int U, bool SW>
-__global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel(const GemvParams p, const SwigluEpi q) {
+__global__ void __launch_bounds__(kThreads, S == 8 || MH > 2 ? 1 : 2) w4a8_gemv_mma_kernel(const GemvParams p, const SwigluEpi q) {
   extern __shared__ __align__(16) uint8_t smem[];
-  constexpr int NC = 2 * MH;                 // accumulator fragment elements in use per strip
+  // MH: 8-row halves of x in use: 1 (M ≤ 8), 2 (M ≤ 16), 4 (M ≤ 32), 8 (M ≤ 64). Beyond 16 rows
+  // the block runs RT tiles of 16 rows over the same weight words (each weight fragment feeds RT
+  // mma, so M = 17..64 cost little more weight traffic than M = 16; session 16).
+  constexpr int RT = MH > 2 ? MH / 2 : 1;    // 16-row tiles
+  constexpr int MT = MH > 2 ? 2 : MH;        // halves in use within one tile
+  static_assert(!SW || RT == 1, "the SwiGLU variant takes M <= 8");
+  constexpr int NC = 2 * MT;                 // accumulator fragment elements in use per strip
   constexpr int NG = SPG > 0 ? 4 / SPG : 1;  // groups per K block (scale words per strip)
   // K blocks per block iteration. With x in chunks the host picks U ≤ kU, so that IT divides
   // kIter and a chunk (a multiple of kIter K blocks) is whole iterations.
@@ -463,23 +476,24 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
   // gives row i%8 of matrix i/8 = (step pair half, k half): matrices (s, lo), (s, hi),
   // (s+1, lo), (s+1, hi) → a0 and a2 of steps s and s+1. MH = 2: row i%16, k half i/16:
   // matrices (rows 0-7, lo), (8-15, lo), (0-7, hi), (8-15, hi) → a0..a3 of one step.
-  const int arow = MH == 1 ? (lane & 7) : (lane & 15);
-  const int akoff = MH == 1 ? ((lane >> 4) * 32 + ((lane >> 3) & 1) * 16) : (lane >> 4) * 16;
-  const bool arow_ok = arow < p.m;
+  const int arow = MT == 1 ? (lane & 7) : (lane & 15);
+  const int akoff = MT == 1 ? ((lane >> 4) * 32 + ((lane >> 3) & 1) * 16) : (lane >> 4) * 16;
 
   // Persistent: x stays staged for every tile, so the reduction buffer lies after it.
   uint32_t* red = reinterpret_cast<uint32_t*>(smem + kZero + (p.persistent ? (bufbytes + 15) / 16 * 16 : 0));
   const int iters = (kblocks + IT - 1) / IT;
   for (;;) {  // tiles of this block (one unless persistent)
-  uint32_t acc[S][NC];
-  uint32_t part[S][4];
+  uint32_t acc[RT][S][NC];
+  uint32_t part[RT][S][4];
 #pragma unroll
-  for (int j = 0; j < S; j++)
+  for (int r = 0; r < RT; r++)
 #pragma unroll
-    for (int e = 0; e < 4; e++) {
-      part[j][e] = 0;
-      if (e < NC) acc[j][e] = 0;
-    }
+    for (int j = 0; j < S; j++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        part[r][j][e] = 0;
+        if (e < NC) acc[r][j][e] = 0;
+      }
 
   for (int t = 0; t < iters; t++) {
     if (t > 0) load(t);  // before the chunk barrier: the loads overlap it
@@ -502,9 +516,14 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
       const int kb = kbase + warp + kWarps * u;
       if (kb >= kblocks) break;  // warp-uniform
       // Rows ≥ M read the zero row, and stay on it for every step.
-      const uint32_t aaddr = arow_ok ? xbuf + arow * xstride + (kb - c * cb) * kBK + akoff : sbase;
-      const uint32_t astep = arow_ok ? 32u : 0u;
-      kblock_mma<MH, SPG, S, NC, NG>(acc, part, w[u], sc[u], aaddr, astep);
+#pragma unroll
+      for (int r = 0; r < RT; r++) {
+        if (16 * r >= p.m) break;  // block-uniform: row tiles past M do nothing
+        const int row = 16 * r + arow;
+        const bool ok = row < p.m;
+        const uint32_t aaddr = ok ? xbuf + row * xstride + (kb - c * cb) * kBK + akoff : sbase;
+        kblock_mma<MT, SPG, S, NC, NG>(acc[r], part[r], w[u], sc[u], aaddr, ok ? 32u : 0u);
+      }
     }
   }
   // The next tile's first weights and scales, in flight during this tile's reduction and
@@ -522,16 +541,20 @@ __global__ void __launch_bounds__(kThreads, S == 8 ? 1 : 2) w4a8_gemv_mma_kernel
   // Per-channel: one chain over K, scaled after the reduction.
   if constexpr (SPG == 0) {
 #pragma unroll
+    for (int r = 0; r < RT; r++)
+#pragma unroll
+      for (int j = 0; j < S; j++)
+#pragma unroll
+        for (int e = 0; e < NC; e++) acc[r][j][e] = part[r][j][e];
+  }
+  // Fragment element e of lane (gid, tig): row 16·r + gid + 8·(e/2), column 2·tig + (e%2).
+  // red: [row tile][warp][strip][e][lane]
+#pragma unroll
+  for (int r = 0; r < RT; r++)
+#pragma unroll
     for (int j = 0; j < S; j++)
 #pragma unroll
-      for (int e = 0; e < NC; e++) acc[j][e] = part[j][e];
-  }
-  // Fragment element e of lane (gid, tig): row gid + 8·(e/2), column 2·tig + (e%2).
-  // red: [warp][strip][e][lane]
-#pragma unroll
-  for (int j = 0; j < S; j++)
-#pragma unroll
-    for (int e = 0; e < NC; e++) red[((warp * S + j) * NC + e) * 32 + lane] = acc[j][e];
+      for (int e = 0; e < NC; e++) red[(((r * kWarps + warp) * S + j) * NC + e) * 32 + lane] = acc[r][j][e];
   if constexpr (SW) {
     swiglu_epilogue<S, NC, SPG>(p, q, red, cur0, nstrips);
     return;
@@ -567,17 +590,22 @@ bool persist_allowed() {
   const char* e = std::getenv("ODYSSEY_GEMV_PERSIST");  // read per launch: tests switch it per case
   return !(e && e[0] == '0' && e[1] == 0);
 }
+// 16-row tiles of x a launch runs (the kernel's RT: 1 up to M = 16, 2 up to 32, 4 up to 64).
+int row_tiles(int m) { return m <= 16 ? 1 : m <= 32 ? 2 : 4; }
 Shape shape_of(int m, int k, int strips, bool sw = false) {
   const int kblocks = k / kBK;
   Shape s{};
   const size_t whole = (size_t)m * (k + 16);
-  const size_t red = (size_t)kWarps * strips * 4 * 32 * 4;  // [warp][strip][≤4][lane] uint32
-  // S = 8 runs one block per SM (launch bounds), so it may take the whole opt-in shared memory:
-  // x staged whole up to what leaves room for the reduction buffer (M = 16 up to K ≈ 12000, M = 4
-  // up to K ≈ 48000), and persistent in all of it. S = 2 and 4 keep two blocks per SM.
+  const int rt = row_tiles(m);
+  const size_t red = (size_t)rt * kWarps * strips * 4 * 32 * 4;  // [row tile][warp][strip][≤4][lane] uint32
+  // S = 8 and M > 16 run one block per SM (launch bounds), so they may take the whole opt-in
+  // shared memory: x staged whole up to what leaves room for the reduction buffer (M = 16 up to
+  // K ≈ 12000, M = 4 up to K ≈ 48000), and persistent in all of it. The others keep two blocks
+  // per SM.
+  const bool one_per_sm = strips == 8 || m > 16;
   const size_t optin = smem_optin();
-  const size_t xcap = strips == 8 && optin > kZero + 16 + red + kXBudget ? optin - kZero - 16 - red : (size_t)kXBudget;
-  const size_t pcap = strips == 8 ? optin : std::min(kPersistSmem, optin);
+  const size_t xcap = one_per_sm && optin > kZero + 16 + red + kXBudget ? optin - kZero - 16 - red : (size_t)kXBudget;
+  const size_t pcap = one_per_sm ? optin : std::min(kPersistSmem, optin);
   if (whole <= xcap) {
     s.chunk_kb = kblocks;  // one chunk, one buffer
     s.smem = whole;
@@ -587,6 +615,13 @@ Shape shape_of(int m, int k, int strips, bool sw = false) {
       s.smem = both;
       return s;
     }
+  } else if (m > 16) {
+    // Two buffers of the largest multiple of kWarps K blocks (one iteration at U = 1, which
+    // k_blocks_ahead takes for these) beside the reduction buffer (M = 64: 2 × 64 × 1040 = 130 KB).
+    const size_t room = optin > kZero + 16 + red ? optin - kZero - 16 - red : 0;
+    const int c = (int)((room / 2 / m - 16) / kBK) / kWarps * kWarps;
+    s.chunk_kb = std::max(kWarps, c);
+    s.smem = 2 * (size_t)m * (s.chunk_kb * kBK + 16);
   } else {
     // Two buffers of the largest multiple of kIter K blocks that fits (at least kIter: M = 16
     // needs 2 × 16 × (2048 + 16) = 66 KB).
@@ -639,7 +674,8 @@ int persistent_grid(F fn, size_t smem, int tiles) {
 // every warp's weights of the block are in flight at once: 4 KB per warp), else kU = 2; 1 for
 // groups of 32 at 4 or 8 strips, whose 4 scale words per strip per K block would push the
 // kernel past its register bound and spill. Chunked staging needs U ≤ kU (see the kernel).
-int k_blocks_ahead(int strips, int spg, bool chunked) {
+int k_blocks_ahead(int strips, int spg, bool chunked, int m) {
+  if (m > 16 && chunked) return 1;  // chunks of kWarps K blocks (shape_of)
   if (spg == 1) return strips >= 4 ? 1 : kU;
   return strips == 2 && !chunked ? 4 : kU;
 }
@@ -651,7 +687,7 @@ void launch_t(const GemvParams& p, const SwigluEpi& q, size_t smem, cudaStream_t
   // reduction buffer of a persistent launch).
   static const bool raised = [&] {
     cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         S == 8 ? (int)smem_optin()
+                         S == 8 || MH > 2 ? (int)smem_optin()
                                 : (int)std::min(std::max<size_t>(kZero + kXBudget, kPersistSmem), smem_optin()));
     return true;
   }();
@@ -672,6 +708,9 @@ void launch_t(const GemvParams& p, const SwigluEpi& q, size_t smem, cudaStream_t
 
 template <int MH, int SPG, int S, bool SW>
 void launch_u(const GemvParams& p, const SwigluEpi& q, size_t smem, int u, cudaStream_t stream) {
+  if constexpr (MH > 2) {
+    if (u == 1) return launch_t<MH, SPG, S, 1, SW>(p, q, smem, stream);
+  }
   if constexpr (S == 2 && SPG != 1) {
     if (u == 4) return launch_t<MH, SPG, S, 4, SW>(p, q, smem, stream);
   }
@@ -686,7 +725,7 @@ void launch_u(const GemvParams& p, const SwigluEpi& q, size_t smem, int u, cudaS
 template <int MH, int S, bool SW = false>
 void launch_g(const GemvParams& p, size_t smem, bool chunked, cudaStream_t stream, const SwigluEpi& q = SwigluEpi{}) {
   const int spg = p.group_size >= p.k ? 0 : p.group_size / 32;
-  const int u = k_blocks_ahead(S, spg, chunked);
+  const int u = k_blocks_ahead(S, spg, chunked, p.m);
   if (spg == 0)
     launch_u<MH, 0, S, SW>(p, q, smem, u, stream);
   else if (spg == 1)
@@ -713,13 +752,21 @@ void launch_w4a8_gemv_mma(GemvParams p, int strips, cudaStream_t stream) {
   } else if (strips == 4) {
     if (p.m <= 8)
       launch_g<1, 4>(p, s.smem, chunked, stream);
-    else
+    else if (p.m <= 16)
       launch_g<2, 4>(p, s.smem, chunked, stream);
+    else if (p.m <= 32)
+      launch_g<4, 4>(p, s.smem, chunked, stream);
+    else
+      launch_g<8, 4>(p, s.smem, chunked, stream);
   } else {
     if (p.m <= 8)
       launch_g<1, 2>(p, s.smem, chunked, stream);
-    else
+    else if (p.m <= 16)
       launch_g<2, 2>(p, s.smem, chunked, stream);
+    else if (p.m <= 32)
+      launch_g<4, 2>(p, s.smem, chunked, stream);
+    else
+      launch_g<8, 2>(p, s.smem, chunked, stream);
   }
 }
 

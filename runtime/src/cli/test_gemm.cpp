@@ -295,7 +295,7 @@ std::vector<CaseResult> test_w4a8(const std::string& name, const SafetensorsFile
     if (kblocks >= 3) splits.push_back(std::min(kblocks, 7));
     for (int s : splits)
       for (int is_int = 1; is_int >= 0; is_int--) {
-        // A config limited to some problems (gemv_w4: M ≤ 4, gemv_mma_*: M ≤ 16; integer scales,
+        // A config limited to some problems (gemv_w4: M ≤ 4, gemv_mma_s2/s4: M ≤ 64, s8: M ≤ 16; integer scales,
         // no split-K) is run
         // where can_implement accepts it. Skipping a refusal cannot hide a broken case: every
         // other config refuses only what check_problem refuses for all of them, and the
@@ -490,8 +490,10 @@ std::vector<CaseResult> test_refusals() {
   for (int c : gemv_mma) {
     // Want keeps a const char*: a deque never moves its strings.
     static std::deque<std::string> names;
-    names.push_back(std::string(ody_w4a8_config_name(c)) + " with M = 17");
-    all.push_back({names.back().c_str(), {17, 64, 256, 128, 1, ODY_SCALE_INT, c, 0}, 0, ODY_ERR_UNSUPPORTED});
+    // One row past each config's limit: s8 takes M ≤ 16, s2 and s4 M ≤ 64.
+    const int over = std::string(ody_w4a8_config_name(c)) == "gemv_mma_s8" ? 17 : 65;
+    names.push_back(std::string(ody_w4a8_config_name(c)) + " with M = " + std::to_string(over));
+    all.push_back({names.back().c_str(), {over, 64, 256, 128, 1, ODY_SCALE_INT, c, 0}, 0, ODY_ERR_UNSUPPORTED});
     names.push_back(std::string(ody_w4a8_config_name(c)) + " with float scales");
     all.push_back({names.back().c_str(), {8, 64, 256, 128, 1, ODY_SCALE_FLOAT, c, 0}, 0, ODY_ERR_UNSUPPORTED});
     names.push_back(std::string(ody_w4a8_config_name(c)) + " with split-K 2");

@@ -325,6 +325,16 @@ int main() {
     pc.push_back({16, 72, 8192, 128, 8, "2", true});   // s8: x whole beyond kXBudget (131 KB), persistent
     pc.push_back({4, 136, 24576, 64, 8, "3", true});   // s8: M = 4 at a 70B-like K, x whole (98 KB)
     pc.push_back({16, 40, 12416, 128, 8, "", true});   // s8: x past even its budget: chunks
+    // M = 17..64: two or four 16-row tiles over the same weight words (one block per SM), x whole
+    // (persistent) or in chunks of kWarps K blocks at U = 1, partial last tiles of rows.
+    pc.push_back({17, 136, 1024, 128, 2, "3", true});
+    pc.push_back({24, 200, 2048, 64, 4, "2", true});
+    pc.push_back({32, 72, 4096, 128, 4, "", true});
+    pc.push_back({40, 100, 1536, 32, 2, "3", true});
+    pc.push_back({64, 64, 4096, 128, 4, "2", true});    // x in chunks (263 KB)
+    pc.push_back({64, 48, 1024, 1024, 2, "1", true});   // per-channel
+    pc.push_back({33, 64, 9216, 128, 2, "", true});     // x in chunks at M = 33
+    pc.push_back({48, 64, 512, 64, 4, "", false});      // not persistent
     uint64_t seed = 1000;
     for (const PlainCase& c : pc) {
       const bool ok = run_plain(c, seed++);

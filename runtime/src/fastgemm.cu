@@ -656,12 +656,14 @@ int auto_splits(long long tiles, long long kblocks, int m) {
 
 Plan plan(const ody_w4a8_problem* p) {
   Plan pl{};
-  // Integer scales at small M take the GEMV (dispatch_config), never the wgmma kernel.
-  const bool gemv_small = p->scale_kind == ODY_SCALE_INT && p->splits <= 1 && p->m <= dispatch_gemv_max_m();
-  const int sm90 = p->config >= 0 || gemv_small ? -1 : dispatch_config_sm90(p->m, p->n, p->k, p->splits);
-  pl.config = p->config >= 0 ? p->config : sm90 >= 0 ? sm90 : dispatch_config(p->m, p->n, p->k,
-                                                            // an explicit split-K asks for the mma kernel
-                                                            p->scale_kind == ODY_SCALE_INT && p->splits <= 1);
+  // The dispatch's GEMV where it gives one (integer scales, no explicit split-K, small M: never
+  // the wgmma kernel there), else the wgmma kernel where it applies, else the dispatch's tile.
+  pl.config = p->config;
+  if (pl.config < 0) {
+    const int d = dispatch_config(p->m, p->n, p->k, p->scale_kind == ODY_SCALE_INT && p->splits <= 1);
+    const int sm90 = kConfigs[d].gemv() ? -1 : dispatch_config_sm90(p->m, p->n, p->k, p->splits);
+    pl.config = sm90 >= 0 ? sm90 : d;
+  }
   const Config& c = kConfigs[pl.config];
   long long np = (p->n + 7) / 8 * 8;
   if (c.wgmma) {  // one block per 128×128 tile, whole K: never a workspace

@@ -75,10 +75,16 @@ int wide_strips(int n) {
 }
 
 // M = 17..64 (decode at batch 17–64): the GEMV with 2 or 4 row tiles of 16 over the same weight
-// words (gemv_mma.cu). Until session 16 these M took the mma tiles, about as fast as cuBLAS FP16
-// there (4096×4096 M = 64: 23.4 vs 15.0 µs), so W4A8 decode at batch 32 and 64 was slower than
-// FP16 (0.88× and 0.93×). ODYSSEY_GEMV_MAX_M=16 restores the tiles (read per call: A/B).
-int small_batch_strips(int n) { return n < 8192 ? kS2 : kS4; }
+// words (gemv_mma.cu), s4. Until session 16 these M took the mma tiles (or wgmma at M = 64 on
+// wide shapes), about as fast as cuBLAS FP16 there, so W4A8 decode at batch 32 and 64 was slower
+// than FP16 (0.88× and 0.93×). Measured (session 16 call 7, H200, µs, GEMV s4 vs before; bench
+// results session16-call7-*): up to M = 32 the GEMV wins on every 7B/70B shape but one (4096²
+// M = 32 10.6 vs 16.9; 4096×11008 21.8 vs 24.5; 12288×4096 20.4 vs 24.5; 22016×4096 34.3 vs 82.1;
+// 8192×28672 99.4 vs 107.0; 28672×8192 106.5 vs 100.8); at M = 33..64 only where N < 8192
+// (4096² M = 64 14.3 vs 22.9; 4096×11008 30.5 vs 39.5), the wide shapes keep the tiles/wgmma
+// (22016×4096 M = 64: 74.7 vs 42.8). s2 lost to s4 at every M > 16 but one.
+// ODYSSEY_GEMV_MAX_M=16 restores the tiles everywhere (read per call: A/B).
+bool small_batch_gemv(int m, int n) { return m <= 32 || n < 8192; }
 
 }  // namespace
 
@@ -91,7 +97,7 @@ int dispatch_gemv_max_m() {
 int dispatch_config(int m, int n, int k, bool gemv_ok) {
   // Integer scales and no explicit split-K: the decode table. Float group scales (the GEMVs have
   // no float variant) and an explicit split-K keep the mma kernel.
-  if (gemv_ok && m > kDecodeRows && m <= dispatch_gemv_max_m()) return small_batch_strips(n);
+  if (gemv_ok && m > kDecodeRows && m <= dispatch_gemv_max_m() && small_batch_gemv(m, n)) return kS4;
   if (gemv_ok && m >= 1 && m <= kDecodeRows) {
     // Very long rows (K ≥ 16384: the 70B shapes' down_proj, 8192×28672) want more strips per
     // block at M ≥ 4 (s8 49.5 µs vs s4 56.4 at M = 16; 48.9 vs 49.0 at M = 4) and gemv_w4 at

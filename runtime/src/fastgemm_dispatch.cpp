@@ -16,52 +16,36 @@ int device_sms();  // kernel_common.cuh (a CUDA header; this file is host C++)
 
 namespace {
 
-// Decode and small batches with integer scales (M ≤ 16): the GEMV configs, one row per M, by N
-// (below 8192 columns, and 8192 or more). This is the whole rule; change it here only, from a
-// `bench gemm --sweep` (or the decode-gemm step of device-run.sh, which prints every GEMV
-// config beside the dispatch for M = 1, 2, 4, 8, 16 on the 7B and 70B shapes).
+// Decode and small batches with integer scales (M ≤ 64): which GEMV config, by M, N and K
+// (decode_gemv below). This is the whole rule; change it here only, from a `bench gemm --sweep`
+// (or the decode-gemm step of device-run.sh, which prints every GEMV config beside the dispatch
+// for M = 1, 2, 4, 8, 16 on the 7B and 70B shapes). Every config is bit-exact, so the rule only
+// moves time.
 //
-// Measured (session 5 call 6, commit 629f90c, on an H100 80GB HBM3 — the H200 was not lent for
-// that call; runtime/bench/results/decode-gemm-h100-2026-12-02-629f90c.json; µs, PDL on; every
-// config is bit-exact, so this table only moves time):
+// M ≤ 16 (session 5 call 6, commit 629f90c, H100 80GB HBM3;
+// runtime/bench/results/decode-gemm-h100-2026-12-02-629f90c.json; µs, PDL on):
 //  - N = 4096 (q/o/down of a 7B layer): gemv_mma_s2 is the fastest from M = 1 (5.98 vs gemv_w4
 //    6.90 at 4096², 12.05 vs 13.01 at 4096×11008) to M = 8; at M = 16, s4 wins where K is large
 //    (4096×11008: 17.9 vs 24.9; 4096²: 8.71 vs 8.35), so M > 8 takes s4.
-//  - N ≥ 8192 (qkv 12288, gate_up 22016; the 70B 8192×28672): gemv_mma_s4 is the fastest or
-//    within 2% at every M (12288×4096 M=1 13.14 vs gemv_w4 14.10; 22016×4096 M=1 19.62 vs
-//    21.68); at 8192×28672 s8 wins at M = 16 (49.5 vs 56.4) and gemv_w4 at M = 1 (45.8 vs
-//    46.5): the 7B shapes decide.
-//  - gemv_w4 is no longer picked; it stays as a config (tested, benched) for comparison.
-// M = 2, 3, 5..7, 9..15 are interpolated from the measured 1, 4, 8, 16.
-// On the H200 with the persistent walk (session 16, calls 3–5: the register kernel measured three
-// times; runtime/bench/results/gemm-decode-register-h200-2026-12-04-69542aa.json), the wide rows
-// at M ≤ 8 follow how well each strip count fills a block's tiles (wide_strips below): 12288×4096
-// s2 10.26 vs s4 10.98 µs at M = 1, 11.88 vs 12.91 at M = 8; 28672×8192 s2 36.2 vs 37.1 at M = 1,
-// 37.3 vs 45.1 at M = 4; 22016×4096 stays s4 (15.5 vs 17.2 at M = 1).
-struct DecodeRow {
-  int narrow;  // N < 8192
-  int wide;    // N ≥ 8192
-};
-constexpr int kS2 = kGemvMmaS2Config, kS4 = kGemvMmaS4Config;
-constexpr int kDecodeRows = 16;  // M = 1..16; M = 17..64: small_batch_strips
-constexpr DecodeRow kDecode[kDecodeRows] = {
-    {kS2, kS4},  // M = 1
-    {kS2, kS4},  // M = 2
-    {kS2, kS4},  // M = 3
-    {kS2, kS4},  // M = 4
-    {kS2, kS4},  // M = 5
-    {kS2, kS4},  // M = 6
-    {kS2, kS4},  // M = 7
-    {kS2, kS4},  // M = 8
-    {kS4, kS4},  // M = 9
-    {kS4, kS4},  // M = 10
-    {kS4, kS4},  // M = 11
-    {kS4, kS4},  // M = 12
-    {kS4, kS4},  // M = 13
-    {kS4, kS4},  // M = 14
-    {kS4, kS4},  // M = 15
-    {kS4, kS4},  // M = 16
-};
+//  - N ≥ 8192 (qkv 12288, gate_up 22016): s4 at M > 8. At M ≤ 8 on the H200 with the persistent
+//    walk (session 16, calls 3–5: the register kernel measured three times;
+//    runtime/bench/results/gemm-decode-register-h200-2026-12-04-69542aa.json) the strip count
+//    that fills a block's tiles best (wide_strips): 12288×4096 s2 10.26 vs s4 10.98 µs at M = 1,
+//    11.88 vs 12.91 at M = 8; 28672×8192 s2 37.3 vs s4 45.1 at M = 4; 22016×4096 s4 (15.5 vs 17.2).
+//  - Very long rows (K ≥ 16384: the 70B down_proj 8192×28672) want more strips per block at
+//    M ≥ 4 (s8 49.5 µs vs s4 56.4 at M = 16; 48.9 vs 49.0 at M = 4) and gemv_w4 at M = 1 (45.8
+//    vs 46.5): the H100 run above. gemv_w4 is picked nowhere else; it stays a config for comparison.
+// M = 17..64 (decode at batch 17–64): the GEMV with 2 or 4 row tiles of 16 over the same weight
+// words, s4. Until session 16 these M took the mma tiles (or wgmma at M = 64 on wide shapes),
+// about as fast as cuBLAS FP16 there, so W4A8 decode at batch 32 and 64 was slower than FP16
+// (0.88× and 0.93×). Measured (session 16 call 7, H200, µs, GEMV s4 vs before;
+// runtime/bench/results/session16-call7-8-*): up to M = 32 the GEMV wins on every 7B/70B shape but
+// one (4096² M = 32 10.6 vs 16.9; 4096×11008 21.8 vs 24.5; 12288×4096 20.4 vs 24.5; 22016×4096
+// 34.3 vs 82.1; 8192×28672 99.4 vs 107.0; 28672×8192 106.5 vs 100.8); at M = 33..64 only where
+// N < 8192 (4096² M = 64 14.3 vs 22.9; 4096×11008 30.5 vs 39.5), the wide shapes keep the
+// tiles/wgmma (22016×4096 M = 64: 74.7 vs 42.8). s2 lost to s4 at every M > 16 but one.
+constexpr int kS2 = kGemvMmaS2Config, kS4 = kGemvMmaS4Config, kS8 = kGemvMmaS8Config;
+constexpr int kDecodeM = 16;  // M = 1..16: decode proper; beyond, the small-batch rule
 
 // N ≥ 8192, M ≤ 8: the persistent grid has two blocks per SM, so a block walks about
 // per = (N/8) / (2·SMs) strips, S at a time, its last tile partly empty: a fraction
@@ -74,37 +58,29 @@ int wide_strips(int n) {
   return fill(2) > fill(4) + 0.05 ? kS2 : kS4;
 }
 
-// M = 17..64 (decode at batch 17–64): the GEMV with 2 or 4 row tiles of 16 over the same weight
-// words (gemv_mma.cu), s4. Until session 16 these M took the mma tiles (or wgmma at M = 64 on
-// wide shapes), about as fast as cuBLAS FP16 there, so W4A8 decode at batch 32 and 64 was slower
-// than FP16 (0.88× and 0.93×). Measured (session 16 call 7, H200, µs, GEMV s4 vs before; bench
-// results session16-call7-*): up to M = 32 the GEMV wins on every 7B/70B shape but one (4096²
-// M = 32 10.6 vs 16.9; 4096×11008 21.8 vs 24.5; 12288×4096 20.4 vs 24.5; 22016×4096 34.3 vs 82.1;
-// 8192×28672 99.4 vs 107.0; 28672×8192 106.5 vs 100.8); at M = 33..64 only where N < 8192
-// (4096² M = 64 14.3 vs 22.9; 4096×11008 30.5 vs 39.5), the wide shapes keep the tiles/wgmma
-// (22016×4096 M = 64: 74.7 vs 42.8). s2 lost to s4 at every M > 16 but one.
-// ODYSSEY_GEMV_MAX_M=16 restores the tiles everywhere (read per call: A/B).
-bool small_batch_gemv(int m, int n) { return m <= 32 || n < 8192; }
+// The GEMV config for integer scales at 1 ≤ M ≤ 64, or -1 where the tiles do better.
+int decode_gemv(int m, int n, int k) {
+  if (m > kDecodeM) return m <= dispatch_gemv_max_m() && (m <= 32 || n < 8192) ? kS4 : -1;
+  if (k >= 16384 && n >= 8192) return m == 1 ? kGemvConfig : m >= 4 ? kS8 : kS4;
+  if (m > 8) return kS4;
+  return n < 8192 ? kS2 : wide_strips(n);
+}
 
 }  // namespace
 
+// ODYSSEY_GEMV_MAX_M=16 restores the tiles for M = 17..64 (read per call: A/B runs).
 int dispatch_gemv_max_m() {
   const char* e = std::getenv("ODYSSEY_GEMV_MAX_M");
   const int v = e ? std::atoi(e) : kGemvMmaMaxM;
-  return std::max(kDecodeRows, std::min(v, kGemvMmaMaxM));
+  return std::max(kDecodeM, std::min(v, kGemvMmaMaxM));
 }
 
 int dispatch_config(int m, int n, int k, bool gemv_ok) {
-  // Integer scales and no explicit split-K: the decode table. Float group scales (the GEMVs have
-  // no float variant) and an explicit split-K keep the mma kernel.
-  if (gemv_ok && m > kDecodeRows && m <= dispatch_gemv_max_m() && small_batch_gemv(m, n)) return kS4;
-  if (gemv_ok && m >= 1 && m <= kDecodeRows) {
-    // Very long rows (K ≥ 16384: the 70B shapes' down_proj, 8192×28672) want more strips per
-    // block at M ≥ 4 (s8 49.5 µs vs s4 56.4 at M = 16; 48.9 vs 49.0 at M = 4) and gemv_w4 at
-    // M = 1 (45.8 vs 46.5): same H100 run as the table.
-    if (k >= 16384 && n >= 8192) return m == 1 ? kGemvConfig : m >= 4 ? kGemvMmaS8Config : kGemvMmaS4Config;
-    const int c = n < 8192 ? kDecode[m - 1].narrow : m <= 8 ? wide_strips(n) : kDecode[m - 1].wide;
-    if (c != kGemvConfig || m <= kGemvMaxM) return c;  // (a gemv_w4 entry past its M falls through)
+  // Integer scales and no explicit split-K: the GEMV rule. Float group scales (the GEMVs have no
+  // float variant) and an explicit split-K keep the mma kernel.
+  if (gemv_ok && m >= 1) {
+    const int c = decode_gemv(m, n, k);
+    if (c >= 0) return c;
   }
   // Session-3 sweep (4096x4096, 8192x8192, 11008x4096, 8192x28672, 28672x8192; M = 1, 16, 64):
   //  - M ≤ 16: the 16×128 tile wins for N ≥ 8192, the 16×64 tile below (4096: 9.9 vs 10.3 µs at

@@ -78,6 +78,18 @@ func (o *evalDataOptions) evalOptions() eval.Options {
 	return eval.Options{SeqLen: o.seqLen, MaxWindows: o.maxWindows, BatchWindows: o.batch, Force: o.force}
 }
 
+// evalOptionsWithProgress is evalOptions reporting to a progress bar over windows windows on
+// errOut (silent with --json), labelled label and the tokens per second; the caller ends the bar
+// with Done when the run returns.
+func (o *evalDataOptions) evalOptionsWithProgress(errOut io.Writer, windows int, label string) (eval.Options, *progress) {
+	opt := o.evalOptions()
+	bar := newProgress(errOut, o.asJSON, int64(windows), label, "windows")
+	opt.Progress = func(done, total int, tps float64) {
+		bar.Set(int64(done), fmt.Sprintf("%s (%.0f tok/s)", label, tps))
+	}
+	return opt, bar
+}
+
 // loadedModel is a model ready to evaluate, with the tokenizer it was trained with. Opened
 // (openForEval) it has its configuration and tokenizer; loaded (loadWeights) its weights too.
 type loadedModel struct {
@@ -273,11 +285,7 @@ func runEvalPPL(ctx context.Context, g *globalOptions, o *evalPPLOptions) error 
 	if err != nil {
 		return err
 	}
-	opt := o.evalOptions()
-	bar := newProgress(g.errOut, o.asJSON, int64(windowsToRun(len(stream), o.seqLen, o.maxWindows)), "perplexity", "windows")
-	opt.Progress = func(done, total int, tps float64) {
-		bar.Set(int64(done), fmt.Sprintf("perplexity (%.0f tok/s)", tps))
-	}
+	opt, bar := o.evalOptionsWithProgress(g.errOut, windowsToRun(len(stream), o.seqLen, o.maxWindows), "perplexity")
 	res, err := eval.Perplexity(ctx, lm.model, stream, opt)
 	bar.Done()
 	if err != nil {
@@ -352,11 +360,7 @@ func runEvalKL(ctx context.Context, g *globalOptions, o *evalKLOptions) error {
 	if err != nil {
 		return err
 	}
-	opt := o.evalOptions()
-	bar := newProgress(g.errOut, o.asJSON, int64(windowsToRun(len(stream), o.seqLen, o.maxWindows)), "KL divergence", "windows")
-	opt.Progress = func(done, total int, tps float64) {
-		bar.Set(int64(done), fmt.Sprintf("KL divergence (%.0f tok/s)", tps))
-	}
+	opt, bar := o.evalOptionsWithProgress(g.errOut, windowsToRun(len(stream), o.seqLen, o.maxWindows), "KL divergence")
 	res, err := eval.KL(ctx, ref.model, m.model, stream, opt)
 	bar.Done()
 	if err != nil {

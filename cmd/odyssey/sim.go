@@ -120,11 +120,7 @@ func runSimAllReduce(ctx context.Context, g *globalOptions, o *simAllReduceOptio
 	if err != nil {
 		return err
 	}
-	opt := o.evalOptions()
-	bar := newProgress(g.errOut, o.asJSON, int64(windowsToRun(len(stream), o.seqLen, o.maxWindows)), "TP all-reduce", "windows")
-	opt.Progress = func(done, total int, tps float64) {
-		bar.Set(int64(done), fmt.Sprintf("TP %d all-reduce (%.0f tok/s)", o.tp, tps))
-	}
+	opt, bar := o.evalOptionsWithProgress(g.errOut, windowsToRun(len(stream), o.seqLen, o.maxWindows), fmt.Sprintf("TP %d all-reduce", o.tp))
 	res, err := tpsim.Compare(ctx, lm.model, c, stream, opt)
 	bar.Done()
 	if err != nil {

@@ -381,11 +381,7 @@ func compareOnCPU(ctx context.Context, g *globalOptions, o *verifyPPLOptions, lm
 	if err := lm.loadWeights(); err != nil {
 		return nil, err
 	}
-	opt := o.evalOptions()
-	bar := newProgress(g.errOut, o.asJSON, int64(gpuRes.Windows), "perplexity on the CPU", "windows")
-	opt.Progress = func(done, total int, tps float64) {
-		bar.Set(int64(done), fmt.Sprintf("perplexity on the CPU (%.0f tok/s)", tps))
-	}
+	opt, bar := o.evalOptionsWithProgress(g.errOut, gpuRes.Windows, "perplexity on the CPU")
 	cpu, err := eval.Perplexity(ctx, lm.model, stream, opt)
 	bar.Done()
 	if err != nil {
@@ -414,11 +410,7 @@ func compareWithSim(ctx context.Context, g *globalOptions, o *verifyPPLOptions, 
 	if err := lm.loadWeights(); err != nil {
 		return nil, err
 	}
-	opt := o.evalOptions()
-	bar := newProgress(g.errOut, o.asJSON, int64(split.Windows), "sim allreduce on the CPU", "windows")
-	opt.Progress = func(done, total int, tps float64) {
-		bar.Set(int64(done), fmt.Sprintf("sim allreduce on the CPU (%.0f tok/s)", tps))
-	}
+	opt, bar := o.evalOptionsWithProgress(g.errOut, split.Windows, "sim allreduce on the CPU")
 	sim, err := tpsim.Compare(ctx, lm.model, c, stream, opt)
 	bar.Done()
 	if err != nil {

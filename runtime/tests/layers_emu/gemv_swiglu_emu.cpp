@@ -26,9 +26,6 @@ inline __half epilogue_int(int32_t acc, float xs, float f, const float* bias, in
   inline uint4 ld_stream16(const void* p) { uint4 v; std::memcpy(&v, p, 16); return v; }          \
   inline uint32_t ld_nc32(const void* p) { uint32_t v; std::memcpy(&v, p, 4); return v; }         \
   inline void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) { emu_ldsm_x4(r, addr); }              \
-  inline void cp_async16_to(uint32_t dst, const void* src) {                                      \
-    kernel::cp_async16(emu::g_dyn.data() + dst, src, true);                                        \
-  }                                                                                                \
   template <bool ZERO>                                                                             \
   inline void mma_s8(uint32_t (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,         \
                      uint32_t b0, uint32_t b1) {                                                   \

@@ -2,15 +2,15 @@
 # prep_gemv_mma.py IN.cu OUT.inc: turns gemv_mma.cu into host C++ for the emulator (emu.hpp, as
 # prep.py does for layers.cu): drops kernel_common.cuh/pdl.cuh (gemv_swiglu_emu.cpp and emu.hpp
 # define what the file uses from them), replaces
-# the inline-assembly helpers (16-byte and 4-byte global loads, ldmatrix.x4, cp.async of 16
-# bytes, mma.sync m16n8k32 s8) with host versions from the harness and points the dynamic shared
-# memory at the emulator's buffer.
+# the inline-assembly helpers (16-byte and 4-byte global loads, ldmatrix.x4, mma.sync m16n8k32
+# s8) with host versions from the harness and points the dynamic shared memory at the emulator's
+# buffer (kernel_common.cuh's cp.async comes from emu.hpp).
 import re
 import sys
 s = open(sys.argv[1]).read()
 s = s.replace('#include "kernel_common.cuh"\n', '')
 s = s.replace('#include "pdl.cuh"\n', '')
-for name in ['uint4 ld_stream16', 'uint32_t ld_nc32', 'void ldmatrix_x4', 'void cp_async16_to']:
+for name in ['uint4 ld_stream16', 'uint32_t ld_nc32', 'void ldmatrix_x4']:
     m = re.search(r'__device__ __forceinline__ ' + re.escape(name) + r'\(', s)
     end = s.index('\n}\n', m.start()) + 3
     s = s[:m.start()] + s[end:]

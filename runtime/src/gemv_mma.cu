@@ -120,6 +120,7 @@
 namespace odyssey {
 namespace {
 
+using kernel::cp_async16;
 using kernel::cp_async_commit;
 using kernel::cp_async_wait;
 using kernel::kBK;
@@ -154,11 +155,6 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                : "r"(addr));
-}
-
-// cp.async of 16 bytes from global memory to the shared address dst (the caller commits).
-__device__ __forceinline__ void cp_async16_to(uint32_t dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
 }
 
 // D = A·B + C (ZERO: C = 0, the first step of a group). The int32 accumulation of the tensor
@@ -456,11 +452,11 @@ __global__ void __launch_bounds__(kThreads, S == 8 || MH > 2 ? 1 : 2) w4a8_gemv_
   auto stage = [&](int c, int b) {
     const int kb0 = c * cb, nkb = min(cb, kblocks - kb0);
     const int per_row = nkb * (kBK / 16);  // 16-byte pieces per row
-    const uint32_t dst = sbase + kZero + b * bufbytes;
+    uint8_t* dst = smem + kZero + b * bufbytes;
     const int8_t* src = p.x + (size_t)kb0 * kBK;
     for (int i = tid; i < p.m * per_row; i += kThreads) {
       const int m = i / per_row, q = i - m * per_row;
-      cp_async16_to(dst + m * xstride + q * 16, src + (size_t)m * p.k + q * 16);
+      cp_async16(dst + m * xstride + q * 16, src + (size_t)m * p.k + q * 16, true);
     }
   };
 

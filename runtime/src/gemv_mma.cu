@@ -680,12 +680,18 @@ template <int MH, int SPG, int S, int U, bool SW>
 void launch_t(const GemvParams& p, const SwigluEpi& q, size_t smem, cudaStream_t stream) {
   auto* fn = w4a8_gemv_mma_kernel<MH, SPG, S, U, SW>;
   // Raised once per instantiation to the most any problem asks for (x's budget, or x and the
-  // reduction buffer of a persistent launch).
+  // reduction buffer of a persistent launch), less the kernel's static shared memory (the SwiGLU
+  // epilogue's row maxima and ticket): the attribute may not exceed opt-in − static, and a
+  // refused call left its error for the launch's cudaGetLastError to report (session 17: the
+  // first S = 8 SwiGLU launch failed "invalid argument" that way).
   static const bool raised = [&] {
-    cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         S == 8 || MH > 2 ? (int)smem_optin()
-                                : (int)std::min(std::max<size_t>(kZero + kXBudget, kPersistSmem), smem_optin()));
-    return true;
+    cudaFuncAttributes fa{};
+    const size_t stat = cudaFuncGetAttributes(&fa, fn) == cudaSuccess ? fa.sharedSizeBytes : 1024;
+    const size_t optin = smem_optin() > stat ? smem_optin() - stat : 0;
+    const size_t want = S == 8 || MH > 2 ? optin : std::min(std::max<size_t>(kZero + kXBudget, kPersistSmem), optin);
+    const bool ok = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)want) == cudaSuccess;
+    (void)cudaGetLastError();  // a refusal surfaces below as the launch's own error, if it matters
+    return ok;
   }();
   (void)raised;
   const int strips = SW ? (q.cols + 7) / 8 : p.np / 8;  // of one weight matrix

@@ -197,6 +197,9 @@ inline int warp() { return g_threadIdx.x >> 5; }
 #define __shared__ static
 #define cudaGetLastError() cudaSuccess
 #define cudaFuncSetAttribute(...) cudaSuccess
+// The kernels' static shared memory as the launchers query it (gemv_mma caps its attribute by
+// opt-in − static); the emulator's __shared__ arrays are host statics, so report a nominal size.
+#define cudaFuncGetAttributes(a, f) ((a)->sharedSizeBytes = 128, cudaSuccess)
 
 inline void __syncthreads() { emu::wait(emu::WAIT_BLOCK); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::wait(emu::WAIT_WARP); }

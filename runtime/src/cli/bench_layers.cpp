@@ -21,7 +21,8 @@
 //   kernels); rope_kv_decode at 32/32 and 32/8. Goal at batch 1: ≤ 3 µs per call.
 // - decode_kv8 (also alone: --only kv8): the int8 KV cache (executor/kv8.cu) beside the fp16 one
 //   in the same run, ctx 1024, batch 1/8/16/64, 32/32 and 32/8: attention "fast" (the fp16 cache,
-//   attention_decode) vs "fast-kv8" (attention_decode_kv8), GB/s of the bytes each must read
+//   attention_decode) vs "fast-kv8" (attention_decode_kv8: the tensor-core kernel), "kv8-nb1" (its
+//   16-key iteration) and "kv8-simt" (the SIMT kernel before it), GB/s of the bytes each must read
 //   (fp16: 2·2 bytes per element; int8: 1 byte + 2 bytes of scale per head_dim elements, K and V);
 //   and the decode step's append, "rope_kv" vs "rope_kv8".
 // - rows gate_up+swiglu (issue 14 fusion): the decode MLP's first half on the 7B shape
@@ -183,8 +184,14 @@ int cmd_bench_layers(const Args& args) {
         unsetenv("ODYSSEY_DECODE_GQA");
         unsetenv("ODYSSEY_KV8_ATTN");
         double us_fp16 = 0;
-        for (const char* variant : {"fast", "fast-kv8"}) {
-          const bool kv8 = std::string(variant) == "fast-kv8";
+        // fast-kv8: the default (tensor-core kernel, 32 keys per warp iteration); kv8-nb1: 16 keys
+        // (ODYSSEY_KV8_NB=1); kv8-simt: the SIMT kernel it replaced (ODYSSEY_KV8_ATTN=simt).
+        for (const char* variant : {"fast", "fast-kv8", "kv8-nb1", "kv8-simt"}) {
+          const bool kv8 = std::string(variant) != "fast";
+          unsetenv("ODYSSEY_KV8_NB");
+          unsetenv("ODYSSEY_KV8_ATTN");
+          if (std::string(variant) == "kv8-nb1") setenv("ODYSSEY_KV8_NB", "1", 1);
+          if (std::string(variant) == "kv8-simt") setenv("ODYSSEY_KV8_ATTN", "simt", 1);
           auto launch = [&] {
             if (kv8)
               check(L::attention_decode_kv8(q.get<__half>(), nh * hd, k8.get<int8_t>(), ks.get<__half>(), v8.get<int8_t>(),
@@ -221,6 +228,8 @@ int cmd_bench_layers(const Args& args) {
           if (kv8) w.field("speedup_vs_fp16", us_fp16 / us);
           w.end_object();
         }
+        unsetenv("ODYSSEY_KV8_NB");
+        unsetenv("ODYSSEY_KV8_ATTN");
         // The decode step's rope + append (fp16 vs int8), one token per sequence.
         DeviceBuffer kv((size_t)batch * 2 * nkv * hd * 2), qq((size_t)batch * nh * hd * 2), pos(batch * 4), inv(hd / 2 * 4);
         fill_random_half(kv);

@@ -1468,7 +1468,7 @@ struct Kv8DecodeShape {
   int batch, max_seq, nh, nkv, hd, window;
   std::vector<int> lens;
   L::ActKind quant = L::ActKind::F16;
-  bool general = false;  // ODYSSEY_KV8_ATTN=general
+  const char* kernel = nullptr;  // ODYSSEY_KV8_ATTN: null (the tensor-core kernel where it applies), "simt", "general"
 };
 
 // attention_decode_kv8 against the fp64 reference on the dequantized cache (attention_tol); the
@@ -1477,12 +1477,16 @@ Result test_decode_kv8(const Kv8DecodeShape& p, uint64_t seed) {
   std::string lens;
   for (int l : p.lens) lens += (lens.empty() ? "" : ",") + std::to_string(l);
   const int group = p.nh / p.nkv;
-  const bool fast = !p.general && (p.hd == 64 || p.hd == 128) && (group == 1 || group == 2 || group == 4 || group == 8);
+  const std::string kn = p.kernel ? p.kernel : "";
+  const bool hd_ok = p.hd == 64 || p.hd == 128;
+  const char* kernel = kn.empty() && hd_ok && group <= 8                                                    ? "decode-kv8-mma"
+                       : kn == "simt" && hd_ok && (group == 1 || group == 2 || group == 4 || group == 8) ? "decode-kv8-fast"
+                                                                                                          : "decode-kv8-general";
   Check c(fmt("attention_decode_kv8 b=%d max_seq=%d heads=%d/%d hd=%d window=%d len=%s%s%s", p.batch, p.max_seq, p.nh,
-              p.nkv, p.hd, p.window, lens.c_str(), p.general ? " general" : "",
+              p.nkv, p.hd, p.window, lens.c_str(), kn.empty() ? "" : (" " + kn).c_str(),
               p.quant == L::ActKind::I8Static ? " +i8static" : p.quant == L::ActKind::I8PerToken ? " +i8token" : ""),
-          fast ? "decode-kv8-fast" : "decode-kv8-general");
-  if (p.general) setenv("ODYSSEY_KV8_ATTN", "general", 1);
+          kernel);
+  if (!kn.empty()) setenv("ODYSSEY_KV8_ATTN", kn.c_str(), 1);
   Rng r(seed);
   const int width = p.nkv * p.hd, ld_q = p.nh * p.hd + 8, ld_out = p.nh * p.hd + 8;
   const size_t cells = (size_t)p.batch * p.max_seq * p.nkv;
@@ -2091,21 +2095,31 @@ int cmd_test_layers(const Args& args) {
     add(test_rope_kv8(2, 40, 6, 2, 6, false, seed++));
     add(test_rope_kv8(5, 40, 8, 4, 8, false, seed++));
     add(test_rope_kv8(0, 40, 6, 2, 64, false, seed++));
-    // Decode attention over the int8 cache: both kernels, MHA and GQA (groups 2, 4, 8), batch
-    // 1–16, windows, the fused o_proj int8 input, head dims 8 and 96 (general only).
-    for (bool general : {false, true}) {
-      add(test_decode_kv8({1, 1100, 32, 32, 128, 0, {1025}, L::ActKind::F16, general}, seed++));
+    // Decode attention over the int8 cache: the three kernels (tensor-core, SIMT, general), MHA
+    // and GQA (groups 2, 4, 8; 7 and 3: Qwen2's 28/4 and 12/4, the tensor-core kernel's own),
+    // batch 1–16, windows, the fused o_proj int8 input, head dims 8 and 96 (general only).
+    for (const char* kernel : {(const char*)nullptr, "simt", "general"}) {
+      add(test_decode_kv8({1, 1100, 32, 32, 128, 0, {1025}, L::ActKind::F16, kernel}, seed++));
       add(test_decode_kv8({16, 1024, 32, 8, 128, 0, {1024, 1, 2, 33, 64, 65, 500, 1023, 1000, 999, 7, 31, 32, 100, 900, 1024},
-                           L::ActKind::F16, general}, seed++));
-      add(test_decode_kv8({4, 600, 32, 4, 64, 0, {600, 129, 1, 64}, L::ActKind::F16, general}, seed++));
-      add(test_decode_kv8({2, 700, 16, 8, 128, 17, {700, 18}, L::ActKind::F16, general}, seed++));
-      add(test_decode_kv8({2, 300, 16, 2, 64, 5, {1, 299}, L::ActKind::I8PerToken, general}, seed++));
-      add(test_decode_kv8({3, 300, 8, 4, 64, 0, {1, 7, 300}, L::ActKind::I8Static, general}, seed++));
-      add(test_decode_kv8({1, 4096, 32, 8, 128, 0, {4096}, L::ActKind::I8PerToken, general}, seed++));
+                           L::ActKind::F16, kernel}, seed++));
+      add(test_decode_kv8({4, 600, 32, 4, 64, 0, {600, 129, 1, 64}, L::ActKind::F16, kernel}, seed++));
+      add(test_decode_kv8({2, 700, 16, 8, 128, 17, {700, 18}, L::ActKind::F16, kernel}, seed++));
+      add(test_decode_kv8({2, 300, 16, 2, 64, 5, {1, 299}, L::ActKind::I8PerToken, kernel}, seed++));
+      add(test_decode_kv8({3, 300, 8, 4, 64, 0, {1, 7, 300}, L::ActKind::I8Static, kernel}, seed++));
+      add(test_decode_kv8({1, 4096, 32, 8, 128, 0, {4096}, L::ActKind::I8PerToken, kernel}, seed++));
     }
-    add(test_decode_kv8({3, 200, 8, 4, 8, 0, {200, 1, 77}, L::ActKind::F16, false}, seed++));
-    add(test_decode_kv8({2, 100, 12, 4, 96, 3, {100, 64}, L::ActKind::I8PerToken, false}, seed++));
-    add(test_decode_kv8({8, 1024, 32, 32, 128, 0, std::vector<int>(8, 1024), L::ActKind::F16, false}, seed++));
+    add(test_decode_kv8({3, 200, 8, 4, 8, 0, {200, 1, 77}, L::ActKind::F16}, seed++));
+    add(test_decode_kv8({2, 100, 12, 4, 96, 3, {100, 64}, L::ActKind::I8PerToken}, seed++));
+    add(test_decode_kv8({8, 1024, 32, 32, 128, 0, std::vector<int>(8, 1024), L::ActKind::F16}, seed++));
+    add(test_decode_kv8({3, 1200, 28, 4, 128, 0, {1200, 17, 640}, L::ActKind::I8PerToken}, seed++));
+    add(test_decode_kv8({2, 333, 12, 4, 64, 0, {333, 48}, L::ActKind::F16}, seed++));
+    add(test_decode_kv8({2, 500, 12, 4, 128, 100, {500, 101}, L::ActKind::I8Static}, seed++));
+    // ODYSSEY_KV8_NB=1: the tensor-core kernel at 16 keys per warp iteration.
+    setenv("ODYSSEY_KV8_NB", "1", 1);
+    add(test_decode_kv8({16, 1024, 32, 8, 128, 0, {1024, 1, 2, 33, 64, 65, 500, 1023, 1000, 999, 7, 31, 32, 100, 900, 1024},
+                         L::ActKind::F16}, seed++));
+    add(test_decode_kv8({4, 600, 28, 4, 64, 0, {600, 129, 1, 64}, L::ActKind::I8PerToken}, seed++));
+    unsetenv("ODYSSEY_KV8_NB");
     add(test_kv8_refusals());
   }
 

@@ -16,6 +16,10 @@
 //                        0x64xx (1024 + code + 128), one hsub2, then hmul2 by the scale: the
 //                        exact fp16 x' of kv8.hpp, then fp32 FMAs as the fp16 kernel. Head dim 64
 //                        or 128, 1, 2 or 4 query heads per block (group 8: two blocks per kv head).
+//   kv8_split_mma_kernel  the default (session 17): the same split, Q·Kᵀ and P·V on mma.sync
+//                        m16n8k16 (fp16 x' operands, fp32 sums; P rounded to fp16 as in the prefill
+//                        flash kernel), every group ≤ 8 in one block, head dim 64 or 128; its
+//                        comment says why and how a lane's bytes map to the fragments.
 //   kv8_split_general_kernel  any head_dim ≤ 256 and group: block per (64-key split, kv head,
 //                        sequence), q in shared memory, dequantized K/V read straight from global.
 //   combine              attention_decode_combine (layers.cu): the fp16 path's own combine, the
@@ -23,9 +27,13 @@
 // Why an int8 cache: at batch 16 the fp16 decode attention (its KV read) is ~40% of a W4A8 7B
 // step (runtime/NOTES.md, session 6 call 1); int8 codes + one fp16 scale per 128 values read
 // 0.52× the bytes.
-// Limits: head_dim even and ≤ 256; nh % nkv == 0; the fast kernel needs head_dim 64/128, group
-// 1/2/4/8 and 8-byte aligned code caches. ODYSSEY_KV8_ATTN=general forces the general kernel.
-// Test: `odyssey-rt test layers --only kv8`; bench: `odyssey-rt bench layers` (fast-kv8 rows).
+// Limits: head_dim even and ≤ 256; nh % nkv == 0; the tensor-core kernel needs head_dim 64/128,
+// group ≤ 8 and 16-byte aligned code caches, the SIMT one group 1/2/4/8 and 8-byte alignment.
+// ODYSSEY_KV8_ATTN=general|simt forces the general or the SIMT kernel; ODYSSEY_KV8_NB=1 halves
+// the tensor-core kernel's keys per warp iteration.
+// Test: `odyssey-rt test layers --only kv8` (every kernel; on the CPU runtime/tests/layers_emu/run.sh
+// --only kv8); bench: `odyssey-rt bench layers --only kv8` (fast-kv8, kv8-nb1, kv8-simt rows
+// beside the fp16 cache's, in one run).
 #include "executor/kv8.hpp"
 
 #include <cuda_fp16.h>
@@ -36,6 +44,8 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <mutex>
 
 #include "pdl.cuh"
 
@@ -380,6 +390,240 @@ __global__ void __launch_bounds__(kFastWarps * 32)
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Tensor-core split kernel (session 17): the same block (split s, kv head g, sequence b) and the
+// same partials as kv8_split_fast_kernel, with Q·Kᵀ and P·V on mma.sync m16n8k16 (fp16 operands,
+// fp32 accumulation). Why: the SIMT kernel spent ~4.4 instructions per cached value (dequantize
+// to fp32, FMA, the dot's shuffles) and was instruction-bound at 40–60% of copy (ncu, b16 MHA:
+// SM 56% busy at DRAM 39%); here a value costs ~1.75 (byte_perm, hsub2, hmul2 on fp16 pairs:
+// the exact x' of kv8.hpp, then the tensor core), so the kernel can stream at copy speed.
+//
+// Roles (lane = 4·gid + tig): S = Q·K'ᵀ with M = the group's query heads (rows gid < group; the
+// rest zero), N = 8 keys, K = 16 dims; Oᵀ = V'ᵀ·Pᵀ with M = 16 dims, N = 8 heads, K = 16 keys.
+// So a lane's S accumulators (head gid, keys 2tig, 2tig+1 of each 8-key tile) are exactly its
+// Pᵀ B fragment (the FA2 register reuse), and nothing goes through shared memory in the loop.
+// The dot product is a sum over dims and P·V a sum over keys, so both may run in any order of
+// their index: lane (gid, tig) loads the HD/4 contiguous dims [HD/4·tig, HD/4·(tig+1)) of key gid
+// (k-step st takes dims HD/4·tig + 4st + {0,1} as MMA positions 2tig+{0,1} and + {2,3} as
+// 2tig+8+{0,1}, the same for Q's A fragment), and for P·V the HD/8 contiguous dims [HD/8·gid, …)
+// of keys 2tig, 2tig+1, 2tig+8, 2tig+9 (m-tile t's rows gid and gid+8 are dims HD/8·gid + 2t and
+// + 2t + 1). Every global load is 16 (or 8) contiguous bytes; a warp reads whole key rows.
+// Numerics: q is fp16 as given (the scale is applied to the fp32 score), products of fp16 values
+// are exact and summed in fp32 (tensor cores may truncate: attention_tol's u = 2⁻²³), P is
+// rounded to fp16 for P·V (as the prefill flash kernel; attention_tol's 2⁻¹¹ term).
+// Limits: head_dim 64 or 128, group ≤ 8, 16-byte aligned code caches (the launcher checks).
+__device__ __forceinline__ void kv8_mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ float kv8_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+// Codes (already xor 0x80: code + 128 as unsigned) in bytes 0..3 of u → two half2 of x' (bytes
+// 0, 1 and bytes 2, 3), scaled by s2 (one scale per half: two keys may differ).
+__device__ __forceinline__ uint32_t kv8_pair(uint32_t u, uint32_t sel, __half2 s2) {
+  const uint32_t r = __byte_perm(u, 0x64646464u, sel);  // 0x64xx: 1024 + code + 128, exact
+  const __half2 x = __hmul2(__hsub2(*reinterpret_cast<const __half2*>(&r), __float2half2_rn(1152.f)), s2);
+  return *reinterpret_cast<const uint32_t*>(&x);
+}
+
+template <int HD>
+struct Kv8Chunk;  // the bytes a lane loads per key: K (HD/4) and V (HD/8)
+template <>
+struct Kv8Chunk<128> {
+  using K = uint4[2];
+  using V = uint4;
+};
+template <>
+struct Kv8Chunk<64> {
+  using K = uint4[1];
+  using V = uint2;
+};
+template <class T>
+__device__ __forceinline__ uint32_t word_of(const T& v, int i) {
+  return reinterpret_cast<const uint32_t*>(&v)[i];
+}
+
+template <int HD, int NB>
+__global__ void __launch_bounds__(kFastWarps * 32)
+    kv8_split_mma_kernel(const __half* __restrict__ q, int ld_q, const int8_t* __restrict__ kc,
+                         const __half* __restrict__ ks, const int8_t* __restrict__ vc, const __half* __restrict__ vs,
+                         const int32_t* __restrict__ len, float* __restrict__ ws_o, float* __restrict__ ws_ml,
+                         unsigned* __restrict__ tickets, int max_seq, int nh, int nkv, int group, int splits,
+                         int chunk, float scale_log2, int window) {
+  constexpr int KS = HD / 16;            // k-steps of Q·Kᵀ, and m-tiles of Oᵀ
+  constexpr int DK = HD / 4, DV = HD / 8;  // contiguous K / V bytes a lane loads per key
+  constexpr int KPI = 16 * NB;           // keys per warp per iteration
+  constexpr int KPB = kFastWarps * KPI;  // keys per block per iteration
+  using KC = typename Kv8Chunk<HD>::K;
+  using VC = typename Kv8Chunk<HD>::V;
+  __shared__ float red_m[kFastWarps][8], red_l[kFastWarps][8];
+  __shared__ float red_o[kFastWarps][8][HD];
+  const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, tig = lane & 3;
+  pdl_wait();
+  pdl_launch_dependents();
+  if (s == 0 && g == 0 && threadIdx.x == 0) {  // for this call's combine: ticket and row maximum
+    tickets[b] = 0;
+    tickets[gridDim.z + b] = 0;
+  }
+  const int L = min(max(len[b], 0), max_seq);
+  const int lo = window > 0 ? max(0, L - window) : 0;
+  const int k0 = max(s * chunk, lo), k1 = min(s * chunk + chunk, L);
+  const size_t ws0 = ((size_t)b * nh + (size_t)g * group) * splits + s;  // + i·splits for head i
+  if (k1 <= k0) {
+    if (threadIdx.x < group) {
+      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits)] = -INFINITY;
+      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits) + 1] = 0.f;
+    }
+    return;
+  }
+  // Q's A fragments: [st][0] = (row gid, positions 2tig+{0,1}), [st][1] = (row gid, 2tig+8+{0,1});
+  // rows gid + 8 (registers 1 and 3 of the fragment) are zero.
+  uint32_t qa[KS][2];
+  {
+    const __half* qh = q + (size_t)b * ld_q + ((size_t)g * group + gid) * HD + DK * tig;
+#pragma unroll
+    for (int st = 0; st < KS; st++)
+#pragma unroll
+      for (int h = 0; h < 2; h++) {
+        __half2 v = __float2half2_rn(0.f);
+        if (gid < group) v = __halves2half2(qh[4 * st + 2 * h], qh[4 * st + 2 * h + 1]);
+        qa[st][h] = *reinterpret_cast<const uint32_t*>(&v);
+      }
+  }
+  const size_t rs = (size_t)nkv * HD;
+  const int8_t* kb = kc + (size_t)b * max_seq * rs + (size_t)g * HD + DK * tig;
+  const int8_t* vb = vc + (size_t)b * max_seq * rs + (size_t)g * HD + DV * gid;
+  const __half* ksb = ks + (size_t)b * max_seq * nkv + g;
+  const __half* vsb = vs + (size_t)b * max_seq * nkv + g;
+  float o[KS][4];  // Oᵀ: [t][e] = dim HD/8·gid + 2t + (e >> 1), head 2tig + (e & 1)
+#pragma unroll
+  for (int t = 0; t < KS; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.f;
+  float m = -INFINITY, l = 0.f;  // head gid: running max (log2 units), this lane's share of the sum
+  for (int base = k0 + warp * KPI; base < k1; base += KPB) {  // warp-uniform: shuffles below are safe
+    KC kr[NB][2];   // [block j][8-key tile nt]: key base + 16j + 8nt + gid
+    VC vr[NB][4];   // keys base + 16j + {2tig, 2tig+1, 2tig+8, 2tig+9}
+    __half ksc[NB][2], vsc[NB][4];
+#pragma unroll
+    for (int j = 0; j < NB; j++) {
+#pragma unroll
+      for (int nt = 0; nt < 2; nt++) {
+        const int key = base + 16 * j + 8 * nt + gid;
+        const size_t at = (size_t)(key < k1 ? key : k0);  // a valid row: its values are finite
+#pragma unroll
+        for (int c = 0; c < DK / 16; c++) kr[j][nt][c] = __ldcg(reinterpret_cast<const uint4*>(kb + at * rs) + c);
+        ksc[j][nt] = ldcg_half(ksb + at * nkv);
+      }
+#pragma unroll
+      for (int r = 0; r < 4; r++) {
+        const int key = base + 16 * j + 2 * tig + (r & 1) + 8 * (r >> 1);
+        const size_t at = (size_t)(key < k1 ? key : k0);
+        vr[j][r] = __ldcg(reinterpret_cast<const VC*>(vb + at * rs));
+        vsc[j][r] = ldcg_half(vsb + at * nkv);
+      }
+    }
+    // S = Q·K'ᵀ per 8-key tile; sc[j][nt][0..1] = head gid, keys base + 16j + 8nt + 2tig + {0, 1}.
+    float sc[NB][2][4];
+#pragma unroll
+    for (int j = 0; j < NB; j++)
+#pragma unroll
+      for (int nt = 0; nt < 2; nt++) {
+        sc[j][nt][0] = sc[j][nt][1] = sc[j][nt][2] = sc[j][nt][3] = 0.f;
+        const __half2 s2 = __half2half2(ksc[j][nt]);
+#pragma unroll
+        for (int st = 0; st < KS; st++) {
+          const uint32_t w = word_of(kr[j][nt], st) ^ 0x80808080u;
+          const uint32_t a[4] = {qa[st][0], 0u, qa[st][1], 0u};
+          kv8_mma16816(sc[j][nt], a, kv8_pair(w, 0x4140, s2), kv8_pair(w, 0x4342, s2));
+        }
+      }
+    float mx = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < NB; j++)
+#pragma unroll
+      for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+          const int key = base + 16 * j + 8 * nt + 2 * tig + e;
+          sc[j][nt][e] = key < k1 ? sc[j][nt][e] * scale_log2 : -INFINITY;
+          mx = fmaxf(mx, sc[j][nt][e]);
+        }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float mn = fmaxf(m, mx);
+    // alpha rescales what this head has summed so far; 0 while nothing was (m = −inf).
+    const float alpha = mn == -INFINITY ? 1.f : kv8_exp2(m - mn);
+    // Every score −inf (masked; a NaN score is not a max): p = 2^(−inf − 0) = 0, NaN stays NaN.
+    const float msub = mn == -INFINITY ? 0.f : mn;
+    m = mn;
+    l *= alpha;
+    // Oᵀ's columns are heads 2tig and 2tig + 1: their alphas live in lanes 4·head.
+    const float a0 = __shfl_sync(0xffffffffu, alpha, 8 * tig), a1 = __shfl_sync(0xffffffffu, alpha, 8 * tig + 4);
+#pragma unroll
+    for (int t = 0; t < KS; t++) o[t][0] *= a0, o[t][1] *= a1, o[t][2] *= a0, o[t][3] *= a1;
+#pragma unroll
+    for (int j = 0; j < NB; j++) {
+      uint32_t pb[2];  // Pᵀ's B fragment: keys 2tig+{0,1} (tile 0) and 2tig+8+{0,1} (tile 1), head gid
+#pragma unroll
+      for (int nt = 0; nt < 2; nt++) {
+        const float p0 = kv8_exp2(sc[j][nt][0] - msub), p1 = kv8_exp2(sc[j][nt][1] - msub);
+        l += p0 + p1;
+        const __half2 h = __floats2half2_rn(p0, p1);
+        pb[nt] = *reinterpret_cast<const uint32_t*>(&h);
+      }
+      const __half2 sab = __halves2half2(vsc[j][0], vsc[j][1]), scd = __halves2half2(vsc[j][2], vsc[j][3]);
+#pragma unroll
+      for (int t = 0; t < KS; t++) {
+        // m-tile t: bytes 2t and 2t + 1 of each key's DV bytes (dims HD/8·gid + 2t, + 1).
+        const int wi = t >> 1;
+        const uint32_t sel = (t & 1) ? 0x7362u : 0x5140u;  // interleave bytes b, b+1 of two keys (b = 2(t&1))
+        const uint32_t xab = __byte_perm(word_of(vr[j][0], wi), word_of(vr[j][1], wi), sel) ^ 0x80808080u;
+        const uint32_t xcd = __byte_perm(word_of(vr[j][2], wi), word_of(vr[j][3], wi), sel) ^ 0x80808080u;
+        const uint32_t a[4] = {kv8_pair(xab, 0x4140, sab), kv8_pair(xab, 0x4342, sab), kv8_pair(xcd, 0x4140, scd),
+                               kv8_pair(xcd, 0x4342, scd)};
+        kv8_mma16816(o[t], a, pb[0], pb[1]);
+      }
+    }
+  }
+  // The warp's sum for head gid is spread over its 4 tig lanes (same m in each).
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
+  if (tig == 0) {
+    red_m[warp][gid] = m;
+    red_l[warp][gid] = l;
+  }
+#pragma unroll
+  for (int t = 0; t < KS; t++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) red_o[warp][2 * tig + (e & 1)][DV * gid + 2 * t + (e >> 1)] = o[t][e];
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < group * HD; idx += blockDim.x) {
+    const int i = idx / HD, d = idx - i * HD;
+    float mn = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kFastWarps; w++) mn = fmaxf(mn, red_m[w][i]);
+    float acc = 0.f, sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kFastWarps; w++) {
+      const float a = red_m[w][i] == -INFINITY ? 0.f : exp2f(red_m[w][i] - mn);
+      acc += a * red_o[w][i][d];
+      sum += a * red_l[w][i];
+    }
+    const size_t at = ws0 + (size_t)i * splits;
+    ws_o[at * HD + d] = acc;
+    if (d == 0) {
+      ws_ml[2 * at] = mn * 0.6931471805599453f;  // log2 units → natural log, as the combine expects
+      ws_ml[2 * at + 1] = sum;
+    }
+  }
+}
+
 // Block (64-key split s, kv head g, sequence b), any head_dim ≤ 256 and group. Dynamic shared
 // memory: q [group][hd] fp32, then p [group][64] fp32.
 __global__ void __launch_bounds__(kGenThreads)
@@ -468,6 +712,22 @@ int kv8_sms() {
   return sms;
 }
 
+// Blocks of `fn` resident per SM (no dynamic shared memory), queried once per kernel.
+int kv8_resident(const void* fn, int threads) {
+  static std::mutex mu;
+  static std::map<const void*, int> seen;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = seen.find(fn);
+  if (it != seen.end()) return it->second;
+  int n = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, threads, 0) != cudaSuccess || n < 1) {
+    (void)cudaGetLastError();  // a failed query must not surface as the launch's error
+    n = 2;
+  }
+  seen[fn] = n;
+  return n;
+}
+
 // Keys per split of the fast kernel: about 4 blocks per SM over batch · (kv head parts) ·
 // splits (as layers.cu's decode_fast_chunk), a multiple of one loop iteration's keys (`step`).
 int kv8_fast_chunk(int batch, int units, int max_seq, int step) {
@@ -488,6 +748,26 @@ int kv8_fast_heads(int batch, int nkv, int group) {
 }
 
 constexpr int kMinChunk = 32;  // the smallest split of either kernel: bounds the workspace
+
+// Keys per split of the tensor-core kernel: the multiple c·step of one block iteration that
+// minimizes waves(splits) · (chunk + kSplitCostKeys), waves counted against the blocks that fit
+// at once (`resident`). Why not "about 4 blocks per SM": at batch 16, MHA, that rule gave 1024
+// blocks for 924 resident ones (1.11 waves; the last 100 ran alone). kSplitCostKeys is a block's
+// fixed cost (launch, q, the warps' merge, its partial for the combine) in keys' worth.
+constexpr int kSplitCostKeys = 64;
+int kv8_mma_chunk(int batch, int nkv, int max_seq, int step, long long resident) {
+  const long long per = std::max<long long>(1, (long long)batch * nkv);
+  const int cmax = (max_seq + step - 1) / step;
+  int best = cmax * step;
+  long long best_cost = -1;
+  for (int c = 1; c <= cmax; c++) {
+    const long long chunk = (long long)c * step, splits = (max_seq + chunk - 1) / chunk;
+    const long long waves = (per * splits + resident - 1) / std::max<long long>(1, resident);
+    const long long cost = waves * (chunk + kSplitCostKeys);
+    if (best_cost < 0 || cost < best_cost) best_cost = cost, best = (int)chunk;
+  }
+  return best;
+}
 
 }  // namespace
 
@@ -547,22 +827,56 @@ cudaError_t attention_decode_kv8(const __half* q, int ld_q, const int8_t* kc, co
       !aligned8(workspace, 16))
     return cudaErrorInvalidValue;
   const int group = nh / nkv;
-  const char* force = std::getenv("ODYSSEY_KV8_ATTN");  // "general": the 64-key kernel (A/B, tests)
-  const bool fast = (head_dim == 64 || head_dim == 128) && (group == 1 || group == 2 || group == 4 || group == 8) &&
-                    aligned8(kc, 8) && aligned8(vc, 8) && !(force && std::strcmp(force, "general") == 0);
+  // ODYSSEY_KV8_ATTN (A/B, tests): "general" the 64-key kernel, "simt" the SIMT split kernel,
+  // otherwise the tensor-core kernel where it applies; ODYSSEY_KV8_NB=1|2: its keys per warp
+  // iteration (16·NB; default 2).
+  const char* force = std::getenv("ODYSSEY_KV8_ATTN");
+  const bool general = force && std::strcmp(force, "general") == 0;
+  const bool hd_ok = head_dim == 64 || head_dim == 128;
+  const bool mma = hd_ok && group <= 8 && aligned8(kc, 16) && aligned8(vc, 16) && !general &&
+                   !(force && std::strcmp(force, "simt") == 0);
+  const bool fast = !mma && hd_ok && (group == 1 || group == 2 || group == 4 || group == 8) && aligned8(kc, 8) &&
+                    aligned8(vc, 8) && !general;
+  const char* nbe = std::getenv("ODYSSEY_KV8_NB");
+  const int nb = nbe && std::strcmp(nbe, "1") == 0 ? 1 : 2;
   const int hpb = fast ? kv8_fast_heads(batch, nkv, group) : group;
   const int parts = group / hpb;
   const int U = hpb <= 2 ? 8 : 4;                        // steps in flight: registers allow 8 at ≤ 2 heads
   const int step = U * kFastWarps * (32 / (head_dim / 8));  // keys per fast-kernel iteration
+  const float sl2 = scale * 1.4426950408889634f;
+  cudaError_t e = cudaSuccess;
+  if (mma) {
+    const void* fn = head_dim == 128 ? (nb == 1 ? (const void*)kv8_split_mma_kernel<128, 1> : (const void*)kv8_split_mma_kernel<128, 2>)
+                                     : (nb == 1 ? (const void*)kv8_split_mma_kernel<64, 1> : (const void*)kv8_split_mma_kernel<64, 2>);
+    const long long resident = (long long)kv8_resident(fn, kFastWarps * 32) * kv8_sms();
+    const int chunk = kv8_mma_chunk(batch, nkv, max_seq, kFastWarps * 16 * nb, resident);
+    const int splits = (max_seq + chunk - 1) / chunk;
+    float* ws_o = static_cast<float*>(workspace);
+    float* ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
+    unsigned* tickets = reinterpret_cast<unsigned*>(ws_ml + (size_t)batch * nh * splits * 2);
+    const dim3 grid(splits, nkv, batch), block(kFastWarps * 32);
+#define ODY_KV8_MMA(HD, NB)                                                                                       \
+  e = launch_pdl(kv8_split_mma_kernel<HD, NB>, grid, block, 0, stream, q, ld_q, kc, ks, vc, vs, len, ws_o, ws_ml, \
+                 tickets, max_seq, nh, nkv, group, splits, chunk, sl2, window)
+    if (head_dim == 128) {
+      if (nb == 1) ODY_KV8_MMA(128, 1); else ODY_KV8_MMA(128, 2);
+    } else {
+      if (nb == 1) ODY_KV8_MMA(64, 1); else ODY_KV8_MMA(64, 2);
+    }
+#undef ODY_KV8_MMA
+    if (e != cudaSuccess) return e;
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    return attention_decode_combine(ws_o, ws_ml, tickets, len, out, ld_out, batch, max_seq, nh, head_dim, splits, chunk,
+                                    quant, stream);
+  }
   const int chunk = fast ? kv8_fast_chunk(batch, nkv * parts, max_seq, step) : kGenKeys;
   const int splits = (max_seq + chunk - 1) / chunk;
   float* ws_o = static_cast<float*>(workspace);
   float* ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
   unsigned* tickets = reinterpret_cast<unsigned*>(ws_ml + (size_t)batch * nh * splits * 2);
-  cudaError_t e = cudaSuccess;
   if (fast) {
     const dim3 grid(splits, nkv * parts, batch), block(kFastWarps * 32);
-    const float sl2 = scale * 1.4426950408889634f;
 #define ODY_KV8_FAST(HD, G, UU)                                                                                     \
   e = launch_pdl(kv8_split_fast_kernel<HD, G, UU>, grid, block, 0, stream, q, ld_q, kc, ks, vc, vs, len, ws_o, ws_ml, \
                  tickets, max_seq, nh, nkv, parts, splits, chunk, sl2, window)

@@ -213,6 +213,16 @@ T __shfl_xor_sync(unsigned, T v, int o) {
   __syncwarp();
   return r;
 }
+template <class T>
+T __shfl_sync(unsigned, T v, int src) {
+  static_assert(sizeof(T) <= 8);
+  std::memcpy(emu::g_x[emu::warp()][emu::lane()], &v, sizeof(T));
+  __syncwarp();
+  T r;
+  std::memcpy(&r, emu::g_x[emu::warp()][src & 31], sizeof(T));
+  __syncwarp();
+  return r;
+}
 // Lanes past 31 read their own value, as the hardware's __shfl_down_sync does.
 template <class T>
 T __shfl_down_sync(unsigned, T v, int o) {

@@ -449,7 +449,7 @@ __device__ __forceinline__ uint32_t word_of(const T& v, int i) {
   return reinterpret_cast<const uint32_t*>(&v)[i];
 }
 
-template <int HD, int NB>
+template <int HD, int NB, bool PF>
 __global__ void __launch_bounds__(kFastWarps * 32)
     kv8_split_mma_kernel(const __half* __restrict__ q, int ld_q, const int8_t* __restrict__ kc,
                          const __half* __restrict__ ks, const int8_t* __restrict__ vc, const __half* __restrict__ vs,
@@ -506,10 +506,14 @@ __global__ void __launch_bounds__(kFastWarps * 32)
 #pragma unroll
   for (int t = 0; t < KS; t++) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.f;
   float m = -INFINITY, l = 0.f;  // head gid: running max (log2 units), this lane's share of the sum
-  for (int base = k0 + warp * KPI; base < k1; base += KPB) {  // warp-uniform: shuffles below are safe
-    KC kr[NB][2];   // [block j][8-key tile nt]: key base + 16j + 8nt + gid
-    VC vr[NB][4];   // keys base + 16j + {2tig, 2tig+1, 2tig+8, 2tig+9}
-    __half ksc[NB][2], vsc[NB][4];
+  // One iteration's bytes: k[j][nt] = key base + 16j + 8nt + gid; v[j][r] = key base + 16j +
+  // {2tig, 2tig+1, 2tig+8, 2tig+9}[r]; their scales.
+  struct Tile {
+    KC k[NB][2];
+    VC v[NB][4];
+    __half ks[NB][2], vs[NB][4];
+  };
+  auto load = [&](int base, Tile& t) {
 #pragma unroll
     for (int j = 0; j < NB; j++) {
 #pragma unroll
@@ -517,17 +521,34 @@ __global__ void __launch_bounds__(kFastWarps * 32)
         const int key = base + 16 * j + 8 * nt + gid;
         const size_t at = (size_t)(key < k1 ? key : k0);  // a valid row: its values are finite
 #pragma unroll
-        for (int c = 0; c < DK / 16; c++) kr[j][nt][c] = __ldcg(reinterpret_cast<const uint4*>(kb + at * rs) + c);
-        ksc[j][nt] = ldcg_half(ksb + at * nkv);
+        for (int c = 0; c < DK / 16; c++) t.k[j][nt][c] = __ldcg(reinterpret_cast<const uint4*>(kb + at * rs) + c);
+        t.ks[j][nt] = ldcg_half(ksb + at * nkv);
       }
 #pragma unroll
       for (int r = 0; r < 4; r++) {
         const int key = base + 16 * j + 2 * tig + (r & 1) + 8 * (r >> 1);
         const size_t at = (size_t)(key < k1 ? key : k0);
-        vr[j][r] = __ldcg(reinterpret_cast<const VC*>(vb + at * rs));
-        vsc[j][r] = ldcg_half(vsb + at * nkv);
+        t.v[j][r] = __ldcg(reinterpret_cast<const VC*>(vb + at * rs));
+        t.vs[j][r] = ldcg_half(vsb + at * nkv);
       }
     }
+  };
+  // PF: the next iteration's loads are issued before this one's arithmetic (two register tiles),
+  // so a warp keeps its bytes in flight through its MMAs; else load, then compute.
+  Tile cur;
+  int base = k0 + warp * KPI;
+  if (PF && base < k1) load(base, cur);
+  for (; base < k1; base += KPB) {  // warp-uniform: shuffles below are safe
+    Tile nxt;
+    if (PF) {
+      if (base + KPB < k1) load(base + KPB, nxt);
+    } else {
+      load(base, cur);
+    }
+    const auto& kr = cur.k;
+    const auto& vr = cur.v;
+    const auto& ksc = cur.ks;
+    const auto& vsc = cur.vs;
     // S = Q·K'ᵀ per 8-key tile; sc[j][nt][0..1] = head gid, keys base + 16j + 8nt + 2tig + {0, 1}.
     float sc[NB][2][4];
 #pragma unroll
@@ -590,6 +611,7 @@ __global__ void __launch_bounds__(kFastWarps * 32)
         kv8_mma16816(o[t], a, pb[0], pb[1]);
       }
     }
+    if (PF) cur = nxt;
   }
   // The warp's sum for head gid is spread over its 4 tig lanes (same m in each).
   l += __shfl_xor_sync(0xffffffffu, l, 1);
@@ -839,6 +861,8 @@ cudaError_t attention_decode_kv8(const __half* q, int ld_q, const int8_t* kc, co
                     aligned8(vc, 8) && !general;
   const char* nbe = std::getenv("ODYSSEY_KV8_NB");
   const int nb = nbe && std::strcmp(nbe, "1") == 0 ? 1 : 2;
+  const char* pfe = std::getenv("ODYSSEY_KV8_PF");  // 0: no prefetch of the next iteration
+  const bool pf = !(pfe && std::strcmp(pfe, "0") == 0);
   const int hpb = fast ? kv8_fast_heads(batch, nkv, group) : group;
   const int parts = group / hpb;
   const int U = hpb <= 2 ? 8 : 4;                        // steps in flight: registers allow 8 at ≤ 2 heads
@@ -846,8 +870,10 @@ cudaError_t attention_decode_kv8(const __half* q, int ld_q, const int8_t* kc, co
   const float sl2 = scale * 1.4426950408889634f;
   cudaError_t e = cudaSuccess;
   if (mma) {
-    const void* fn = head_dim == 128 ? (nb == 1 ? (const void*)kv8_split_mma_kernel<128, 1> : (const void*)kv8_split_mma_kernel<128, 2>)
-                                     : (nb == 1 ? (const void*)kv8_split_mma_kernel<64, 1> : (const void*)kv8_split_mma_kernel<64, 2>);
+    const void* fn = head_dim == 128 ? (nb == 1 ? (pf ? (const void*)kv8_split_mma_kernel<128, 1, true> : (const void*)kv8_split_mma_kernel<128, 1, false>)
+                                                : (pf ? (const void*)kv8_split_mma_kernel<128, 2, true> : (const void*)kv8_split_mma_kernel<128, 2, false>))
+                                     : (nb == 1 ? (pf ? (const void*)kv8_split_mma_kernel<64, 1, true> : (const void*)kv8_split_mma_kernel<64, 1, false>)
+                                                : (pf ? (const void*)kv8_split_mma_kernel<64, 2, true> : (const void*)kv8_split_mma_kernel<64, 2, false>));
     const long long resident = (long long)kv8_resident(fn, kFastWarps * 32) * kv8_sms();
     const int chunk = kv8_mma_chunk(batch, nkv, max_seq, kFastWarps * 16 * nb, resident);
     const int splits = (max_seq + chunk - 1) / chunk;
@@ -855,13 +881,21 @@ cudaError_t attention_decode_kv8(const __half* q, int ld_q, const int8_t* kc, co
     float* ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
     unsigned* tickets = reinterpret_cast<unsigned*>(ws_ml + (size_t)batch * nh * splits * 2);
     const dim3 grid(splits, nkv, batch), block(kFastWarps * 32);
-#define ODY_KV8_MMA(HD, NB)                                                                                       \
-  e = launch_pdl(kv8_split_mma_kernel<HD, NB>, grid, block, 0, stream, q, ld_q, kc, ks, vc, vs, len, ws_o, ws_ml, \
+#define ODY_KV8_MMA(HD, NB, PF)                                                                                       \
+  e = launch_pdl(kv8_split_mma_kernel<HD, NB, PF>, grid, block, 0, stream, q, ld_q, kc, ks, vc, vs, len, ws_o, ws_ml, \
                  tickets, max_seq, nh, nkv, group, splits, chunk, sl2, window)
     if (head_dim == 128) {
-      if (nb == 1) ODY_KV8_MMA(128, 1); else ODY_KV8_MMA(128, 2);
+      if (nb == 1) {
+        if (pf) ODY_KV8_MMA(128, 1, true); else ODY_KV8_MMA(128, 1, false);
+      } else {
+        if (pf) ODY_KV8_MMA(128, 2, true); else ODY_KV8_MMA(128, 2, false);
+      }
     } else {
-      if (nb == 1) ODY_KV8_MMA(64, 1); else ODY_KV8_MMA(64, 2);
+      if (nb == 1) {
+        if (pf) ODY_KV8_MMA(64, 1, true); else ODY_KV8_MMA(64, 1, false);
+      } else {
+        if (pf) ODY_KV8_MMA(64, 2, true); else ODY_KV8_MMA(64, 2, false);
+      }
     }
 #undef ODY_KV8_MMA
     if (e != cudaSuccess) return e;

@@ -2119,15 +2119,12 @@ int cmd_test_layers(const Args& args) {
     add(test_decode_kv8({16, 1024, 32, 8, 128, 0, {1024, 1, 2, 33, 64, 65, 500, 1023, 1000, 999, 7, 31, 32, 100, 900, 1024},
                          L::ActKind::F16}, seed++));
     add(test_decode_kv8({4, 600, 28, 4, 64, 0, {600, 129, 1, 64}, L::ActKind::I8PerToken}, seed++));
-    // ODYSSEY_KV8_PF=0: without the next iteration's prefetch (at 16 and 32 keys); with the L2
-    // prefetch 8 iterations ahead (its addresses must stay inside the context: memcheck).
+    // ODYSSEY_KV8_PF=0: without the next iteration's prefetch (at 16 and 32 keys).
     setenv("ODYSSEY_KV8_PF", "0", 1);
-    setenv("ODYSSEY_KV8_L2", "8", 1);
     add(test_decode_kv8({3, 1200, 28, 4, 128, 0, {1200, 17, 640}, L::ActKind::I8PerToken}, seed++));
     unsetenv("ODYSSEY_KV8_NB");
     add(test_decode_kv8({2, 700, 16, 8, 128, 17, {700, 18}, L::ActKind::F16}, seed++));
     unsetenv("ODYSSEY_KV8_PF");
-    unsetenv("ODYSSEY_KV8_L2");
     unsetenv("ODYSSEY_KV8_NB");
     add(test_kv8_refusals());
   }

@@ -30,8 +30,8 @@
 // Limits: head_dim even and ≤ 256; nh % nkv == 0; the tensor-core kernel needs head_dim 64/128,
 // group ≤ 8 and 16-byte aligned code caches, the SIMT one group 1/2/4/8 and 8-byte alignment.
 // ODYSSEY_KV8_ATTN=general|simt forces the general or the SIMT kernel; ODYSSEY_KV8_NB=1 halves
-// the tensor-core kernel's keys per warp iteration, ODYSSEY_KV8_PF=0 drops its register prefetch
-// of the next iteration, ODYSSEY_KV8_L2=N sets its L2 prefetch distance (iterations; 0 = none).
+// the tensor-core kernel's keys per warp iteration and ODYSSEY_KV8_PF=0 drops its register prefetch
+// of the next iteration (A/B switches; the defaults measured best on the H200, session 17).
 // Test: `odyssey-rt test layers --only kv8` (every kernel; on the CPU runtime/tests/layers_emu/run.sh
 // --only kv8); bench: `odyssey-rt bench layers --only kv8` (fast-kv8, kv8-nb1, kv8-simt rows
 // beside the fp16 cache's, in one run).
@@ -425,11 +425,6 @@ __device__ __forceinline__ float kv8_exp2(float x) {
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
 }
-// Brings the L2 line holding p (128 bytes: one head_dim-128 row of codes, rows being 128-byte
-// aligned) to L2 without waiting or a register to hold it: the keys a warp reads later.
-__device__ __forceinline__ void kv8_prefetch_l2(const void* p) {
-  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p) : "memory");
-}
 // Codes (already xor 0x80: code + 128 as unsigned) in bytes 0..3 of u → two half2 of x' (bytes
 // 0, 1 and bytes 2, 3), scaled by s2 (one scale per half: two keys may differ).
 __device__ __forceinline__ uint32_t kv8_pair(uint32_t u, uint32_t sel, __half2 s2) {
@@ -461,7 +456,7 @@ __global__ void __launch_bounds__(kFastWarps * 32)
                          const __half* __restrict__ ks, const int8_t* __restrict__ vc, const __half* __restrict__ vs,
                          const int32_t* __restrict__ len, float* __restrict__ ws_o, float* __restrict__ ws_ml,
                          unsigned* __restrict__ tickets, int max_seq, int nh, int nkv, int group, int splits,
-                         int chunk, float scale_log2, int window, int l2_ahead) {
+                         int chunk, float scale_log2, int window) {
   constexpr int KS = HD / 16;            // k-steps of Q·Kᵀ, and m-tiles of Oᵀ
   constexpr int DK = HD / 4, DV = HD / 8;  // contiguous K / V bytes a lane loads per key
   constexpr int KPI = 16 * NB;           // keys per warp per iteration
@@ -550,16 +545,6 @@ __global__ void __launch_bounds__(kFastWarps * 32)
       if (base + KPB < k1) load(base + KPB, nxt);
     } else {
       load(base, cur);
-    }
-    // L2 prefetch of the K and V rows (HD ≤ 128 bytes each) of the iteration l2_ahead steps on: the
-    // register loads then wait for L2, not DRAM, and the DRAM queue holds more of this warp's
-    // bytes than its registers could (ncu, b16 MHA: DRAM 51% with the register prefetch alone).
-    if (l2_ahead > 0) {
-      const int fb = base + l2_ahead * KPB;
-      for (int i = lane; i < 2 * KPI; i += 32) {
-        const int key = fb + (i % KPI);
-        if (key < k1) kv8_prefetch_l2((i < KPI ? kb - DK * tig : vb - DV * gid) + (size_t)key * rs);
-      }
     }
     const auto& kr = cur.k;
     const auto& vr = cur.v;
@@ -879,9 +864,6 @@ cudaError_t attention_decode_kv8(const __half* q, int ld_q, const int8_t* kc, co
   const int nb = nbe && std::strcmp(nbe, "1") == 0 ? 1 : 2;
   const char* pfe = std::getenv("ODYSSEY_KV8_PF");  // 0: no prefetch of the next iteration
   const bool pf = !(pfe && std::strcmp(pfe, "0") == 0);
-  // ODYSSEY_KV8_L2=N: the L2 prefetch runs N warp iterations ahead (0: none; default 2).
-  const char* l2e = std::getenv("ODYSSEY_KV8_L2");
-  const int l2 = l2e ? std::max(0, std::min(8, std::atoi(l2e))) : 2;
   const int hpb = fast ? kv8_fast_heads(batch, nkv, group) : group;
   const int parts = group / hpb;
   const int U = hpb <= 2 ? 8 : 4;                        // steps in flight: registers allow 8 at ≤ 2 heads
@@ -902,7 +884,7 @@ cudaError_t attention_decode_kv8(const __half* q, int ld_q, const int8_t* kc, co
     const dim3 grid(splits, nkv, batch), block(kFastWarps * 32);
 #define ODY_KV8_MMA(HD, NB, PF)                                                                                       \
   e = launch_pdl(kv8_split_mma_kernel<HD, NB, PF>, grid, block, 0, stream, q, ld_q, kc, ks, vc, vs, len, ws_o, ws_ml, \
-                 tickets, max_seq, nh, nkv, group, splits, chunk, sl2, window, l2)
+                 tickets, max_seq, nh, nkv, group, splits, chunk, sl2, window)
     if (head_dim == 128) {
       if (nb == 1) {
         if (pf) ODY_KV8_MMA(128, 1, true); else ODY_KV8_MMA(128, 1, false);

@@ -324,14 +324,6 @@ inline void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
   }
   __syncwarp();
 }
-// kv8.cu's L2 prefetch: no effect on values; the emulator checks that it names the start of a
-// code row (16-byte aligned, as every row of the caches the fast kernels take).
-inline void kv8_prefetch_l2(const void* p) {
-  if (reinterpret_cast<uintptr_t>(p) & 15) {
-    std::fprintf(stderr, "emu: L2 prefetch at %p: not a 16-byte aligned row\n", p);
-    std::abort();
-  }
-}
 inline float emu_half_of(uint32_t word, int hi) {
   __half_raw h; h.x = (uint16_t)(hi ? word >> 16 : word & 0xFFFF); return __half2float(__half(h));
 }

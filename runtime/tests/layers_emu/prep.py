@@ -10,7 +10,7 @@ s = s.replace('#include "kernel_common.cuh"', '')
 s = s.replace('#include "pdl.cuh"', '')  # emu.hpp defines pdl_wait, launch_pdl
 # drop the asm helpers (emu.hpp defines them)
 # (kv8.cu's own copies are named kv8_*: both files share one translation unit here)
-for name in ['ldsm_x4', 'ldsm_x4_t', 'mma16816', 'kv8_mma16816', 'kv8_prefetch_l2']:
+for name in ['ldsm_x4', 'ldsm_x4_t', 'mma16816', 'kv8_mma16816']:
     m = re.search(r'__device__ __forceinline__ void ' + name + r'\(', s)
     if not m:  # kv8.cu has none of the first three
         continue

@@ -21,9 +21,9 @@
 //   kernels); rope_kv_decode at 32/32 and 32/8. Goal at batch 1: ≤ 3 µs per call.
 // - decode_kv8 (also alone: --only kv8): the int8 KV cache (executor/kv8.cu) beside the fp16 one
 //   in the same run, ctx 1024, batch 1/8/16/64, 32/32 and 32/8: attention "fast" (the fp16 cache,
-//   attention_decode) vs "fast-kv8" (attention_decode_kv8: the tensor-core kernel), "kv8-rRnbN" (its
-//   cp.async shared-memory ring of R stages at 16·N keys per warp iteration instead of the
-//   register prefetch), "kv8-pf0" (neither) and "kv8-simt" (the SIMT kernel before it), GB/s of the bytes each must read
+//   attention_decode) vs "fast-kv8" (attention_decode_kv8: the tensor-core kernel), "kv8-pf0" (without
+//   its register prefetch of the next iteration), "kv8-nb1" (16 keys per warp iteration, not 32)
+//   and "kv8-simt" (the SIMT kernel before it), GB/s of the bytes each must read
 //   (fp16: 2·2 bytes per element; int8: 1 byte + 2 bytes of scale per head_dim elements, K and V);
 //   and the decode step's append, "rope_kv" vs "rope_kv8".
 // - rows gate_up+swiglu (issue 14 fusion): the decode MLP's first half on the 7B shape
@@ -186,10 +186,9 @@ int cmd_bench_layers(const Args& args) {
         unsetenv("ODYSSEY_KV8_ATTN");
         double us_fp16 = 0;
         // fast-kv8: the default (tensor-core kernel, 32 keys per warp iteration, the next
-        // iteration's loads in registers); kv8-rRnbN: the cp.async ring (ODYSSEY_KV8_RING=R,
-        // ODYSSEY_KV8_NB=N); -pf0: no prefetch (ODYSSEY_KV8_PF=0); kv8-simt: the SIMT kernel it
-        // replaced (ODYSSEY_KV8_ATTN=simt).
-        for (const char* variant : {"fast", "fast-kv8", "kv8-r3nb1", "kv8-r4nb1", "kv8-r3nb2", "kv8-r4nb2", "kv8-pf0", "kv8-simt"}) {
+        // iteration's loads in flight); kv8-nb1: 16 keys (ODYSSEY_KV8_NB=1); -pf0: no prefetch
+        // (ODYSSEY_KV8_PF=0); kv8-simt: the SIMT kernel it replaced (ODYSSEY_KV8_ATTN=simt).
+        for (const char* variant : {"fast", "fast-kv8", "kv8-pf0", "kv8-nb1", "kv8-simt"}) {
           const std::string v = variant;
           const bool kv8 = v != "fast";
           unsetenv("ODYSSEY_KV8_NB");
@@ -198,11 +197,6 @@ int cmd_bench_layers(const Args& args) {
           if (v.find("nb1") != std::string::npos) setenv("ODYSSEY_KV8_NB", "1", 1);
           if (v.find("pf0") != std::string::npos) setenv("ODYSSEY_KV8_PF", "0", 1);
           if (v == "kv8-simt") setenv("ODYSSEY_KV8_ATTN", "simt", 1);
-          unsetenv("ODYSSEY_KV8_RING");
-          if (v.rfind("kv8-r", 0) == 0) {  // kv8-rRnbN: ODYSSEY_KV8_RING=R, ODYSSEY_KV8_NB=N
-            setenv("ODYSSEY_KV8_RING", v.substr(5, 1).c_str(), 1);
-            setenv("ODYSSEY_KV8_NB", v.substr(8, 1).c_str(), 1);
-          }
           auto launch = [&] {
             if (kv8)
               check(L::attention_decode_kv8(q.get<__half>(), nh * hd, k8.get<int8_t>(), ks.get<__half>(), v8.get<int8_t>(),
@@ -241,7 +235,6 @@ int cmd_bench_layers(const Args& args) {
         }
         unsetenv("ODYSSEY_KV8_NB");
         unsetenv("ODYSSEY_KV8_PF");
-        unsetenv("ODYSSEY_KV8_RING");
         unsetenv("ODYSSEY_KV8_ATTN");
         // The decode step's rope + append (fp16 vs int8), one token per sequence.
         DeviceBuffer kv((size_t)batch * 2 * nkv * hd * 2), qq((size_t)batch * nh * hd * 2), pos(batch * 4), inv(hd / 2 * 4);

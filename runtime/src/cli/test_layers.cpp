@@ -2126,20 +2126,6 @@ int cmd_test_layers(const Args& args) {
     add(test_decode_kv8({2, 700, 16, 8, 128, 17, {700, 18}, L::ActKind::F16}, seed++));
     unsetenv("ODYSSEY_KV8_PF");
     unsetenv("ODYSSEY_KV8_NB");
-    // ODYSSEY_KV8_RING=3|4: the cp.async shared-memory ring, at 16 and 32 keys per iteration.
-    for (const char* ring : {"3", "4"})
-      for (const char* nb : {"1", "2"}) {
-        setenv("ODYSSEY_KV8_RING", ring, 1);
-        setenv("ODYSSEY_KV8_NB", nb, 1);
-        add(test_decode_kv8({1, 1100, 32, 32, 128, 0, {1025}, L::ActKind::F16}, seed++));
-        add(test_decode_kv8({16, 1024, 32, 8, 128, 0, {1024, 1, 2, 33, 64, 65, 500, 1023, 1000, 999, 7, 31, 32, 100, 900, 1024},
-                             L::ActKind::I8PerToken}, seed++));
-        add(test_decode_kv8({2, 700, 16, 8, 128, 17, {700, 18}, L::ActKind::F16}, seed++));
-        add(test_decode_kv8({4, 600, 28, 4, 64, 0, {600, 129, 1, 64}, L::ActKind::I8Static}, seed++));
-        add(test_decode_kv8({2, 333, 14, 2, 64, 0, {333, 48}, L::ActKind::F16}, seed++));
-      }
-    unsetenv("ODYSSEY_KV8_RING");
-    unsetenv("ODYSSEY_KV8_NB");
     add(test_kv8_refusals());
   }
 

@@ -412,12 +412,6 @@ __global__ void __launch_bounds__(kFastWarps * 32)
 // Numerics: q is fp16 as given (the scale is applied to the fp32 score), products of fp16 values
 // are exact and summed in fp32 (tensor cores may truncate: attention_tol's u = 2⁻²³), P is
 // rounded to fp16 for P·V (as the prefill flash kernel; attention_tol's 2⁻¹¹ term).
-// Loads: by default each warp issues the next iteration's K/V loads into a second register
-// tile before this one's MMAs (PF; 254 registers at 32 keys per iteration: 8 warps per SM).
-// ODYSSEY_KV8_RING=3|4 (opt-in, session 17) instead streams them through a warp-private cp.async
-// ring of that many stages in shared memory (16-byte chunks XOR-swizzled by row; each key's
-// scale copied as the aligned 4-byte pair holding it, hence an even nkv), so the bytes in
-// flight cost no registers (125–167) and more warps fit.
 // Limits: head_dim 64 or 128, group ≤ 8, 16-byte aligned code caches (the launcher checks).
 __device__ __forceinline__ void kv8_mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
@@ -430,20 +424,6 @@ __device__ __forceinline__ float kv8_exp2(float x) {
   float y;
   asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
   return y;
-}
-// cp.async for the shared-memory ring (RING > 0): 16-byte rows and 4-byte scale words.
-__device__ __forceinline__ void kv8_cp16(void* dst, const void* src) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"((uint32_t)__cvta_generic_to_shared(dst)), "l"(src)
-               : "memory");
-}
-__device__ __forceinline__ void kv8_cp4(void* dst, const void* src) {
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"((uint32_t)__cvta_generic_to_shared(dst)), "l"(src)
-               : "memory");
-}
-__device__ __forceinline__ void kv8_cp_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int N>
-__device__ __forceinline__ void kv8_cp_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 }
 // Codes (already xor 0x80: code + 128 as unsigned) in bytes 0..3 of u → two half2 of x' (bytes
 // 0, 1 and bytes 2, 3), scaled by s2 (one scale per half: two keys may differ).
@@ -470,21 +450,7 @@ __device__ __forceinline__ uint32_t word_of(const T& v, int i) {
   return reinterpret_cast<const uint32_t*>(&v)[i];
 }
 
-// The ring's bytes per warp stage (RING > 0): K rows, V rows ([16·NB][HD] each, 16-byte chunks
-// XOR-swizzled by row so that a quarter-warp's 16-byte reads hit 8 distinct bank groups), then
-// the K and V scale words ([16·NB] uint32: the aligned pair holding the key's fp16 scale).
-template <int HD, int NB>
-__host__ __device__ constexpr int kv8_ring_stage_bytes() {
-  return 2 * 16 * NB * HD + 2 * 16 * NB * 4;
-}
-template <int HD, int NB, int RING>
-constexpr size_t kv8_mma_smem() {
-  const size_t red = (size_t)kFastWarps * 8 * HD * sizeof(float);
-  const size_t ring = (size_t)kFastWarps * RING * kv8_ring_stage_bytes<HD, NB>();
-  return ring > red ? ring : red;
-}
-
-template <int HD, int NB, bool PF, int RING>
+template <int HD, int NB, bool PF>
 __global__ void __launch_bounds__(kFastWarps * 32)
     kv8_split_mma_kernel(const __half* __restrict__ q, int ld_q, const int8_t* __restrict__ kc,
                          const __half* __restrict__ ks, const int8_t* __restrict__ vc, const __half* __restrict__ vs,
@@ -498,9 +464,7 @@ __global__ void __launch_bounds__(kFastWarps * 32)
   using KC = typename Kv8Chunk<HD>::K;
   using VC = typename Kv8Chunk<HD>::V;
   __shared__ float red_m[kFastWarps][8], red_l[kFastWarps][8];
-  // Dynamic: the warps' partial O after the loop, and (RING > 0) the cp.async ring before it.
-  extern __shared__ __align__(16) uint8_t kv8_dyn[];
-  float(*red_o)[8][HD] = reinterpret_cast<float(*)[8][HD]>(kv8_dyn);
+  __shared__ float red_o[kFastWarps][8][HD];
   const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, tig = lane & 3;
   pdl_wait();
@@ -570,78 +534,14 @@ __global__ void __launch_bounds__(kFastWarps * 32)
       }
     }
   };
-  // RING > 0: a warp-private ring of RING stages in shared memory, filled by cp.async RING − 1
-  // iterations ahead, so the bytes in flight cost no registers (stage layout:
-  // kv8_ring_stage_bytes). Else PF: the next iteration's loads are issued into a second register
-  // tile before this one's arithmetic; else load, then compute.
-  constexpr int CH = HD / 16;  // 16-byte chunks per row
-  constexpr int SB = RING > 0 ? kv8_ring_stage_bytes<HD, NB>() : 0;
-  uint8_t* ring = kv8_dyn + (size_t)warp * (RING > 0 ? RING : 1) * SB;
-  const int8_t* krow = kc + (size_t)b * max_seq * rs + (size_t)g * HD;  // + key·rs
-  const int8_t* vrow = vc + (size_t)b * max_seq * rs + (size_t)g * HD;
-  const int sc_half = (int)(((size_t)b * max_seq * nkv + g) & 1);  // which half of a scale word (nkv even)
-  auto issue = [&](int base, int slot) {
-    uint8_t* st = ring + (size_t)slot * SB;
-#pragma unroll 1
-    for (int i = lane; i < 2 * KPI * CH; i += 32) {  // K rows, then V rows (a loop: registers)
-      const int kv = i / (KPI * CH), r = (i / CH) % KPI, c = i % CH;
-      const int key = base + r;
-      const size_t at = (size_t)(key < k1 ? key : k0);  // a valid row: its values are finite
-      kv8_cp16(st + (size_t)kv * KPI * HD + r * HD + ((c ^ (r % CH)) * 16), (kv ? vrow : krow) + at * rs + c * 16);
-    }
-    uint32_t* sw = reinterpret_cast<uint32_t*>(st + 2 * KPI * HD);
-#pragma unroll 1
-    for (int i = lane; i < 2 * KPI; i += 32) {  // scale words: K, then V
-      const int kv = i / KPI, r = i % KPI, key = base + r;
-      const size_t at = (size_t)(key < k1 ? key : k0);
-      kv8_cp4(sw + i, (kv ? vsb : ksb) + at * nkv - sc_half);
-    }
-  };
-  auto take = [&](int slot, Tile& t) {  // the lane's fragments of one stage, as `load` gives them
-    const uint8_t* st = ring + (size_t)slot * SB;
-    const uint32_t* sw = reinterpret_cast<const uint32_t*>(st + 2 * KPI * HD);
-#pragma unroll
-    for (int j = 0; j < NB; j++) {
-#pragma unroll
-      for (int nt = 0; nt < 2; nt++) {
-        const int r = 16 * j + 8 * nt + gid;
-#pragma unroll
-        for (int c = 0; c < DK / 16; c++) {
-          const int ch = DK * tig / 16 + c;
-          t.k[j][nt][c] = *reinterpret_cast<const uint4*>(st + r * HD + ((ch ^ (r % CH)) * 16));
-        }
-        t.ks[j][nt] = __ushort_as_half((unsigned short)(sw[r] >> (16 * sc_half)));
-      }
-#pragma unroll
-      for (int rr = 0; rr < 4; rr++) {
-        const int r = 16 * j + 2 * tig + (rr & 1) + 8 * (rr >> 1);
-        const int ch = DV * gid / 16, in = DV * gid % 16;
-        t.v[j][rr] = *reinterpret_cast<const VC*>(st + KPI * HD + r * HD + ((ch ^ (r % CH)) * 16) + in);
-        t.vs[j][rr] = __ushort_as_half((unsigned short)(sw[KPI + r] >> (16 * sc_half)));
-      }
-    }
-  };
+  // PF: the next iteration's loads are issued before this one's arithmetic (two register tiles),
+  // so a warp keeps its bytes in flight through its MMAs; else load, then compute.
   Tile cur;
   int base = k0 + warp * KPI;
-  const int nit = base < k1 ? (k1 - base + KPB - 1) / KPB : 0;  // this warp's iterations
-  if (RING > 0) {
-#pragma unroll
-    for (int p = 0; p < (RING > 0 ? RING - 1 : 0); p++) {
-      if (p < nit) issue(base + p * KPB, p);
-      kv8_cp_commit();
-    }
-  } else if (PF && base < k1) {
-    load(base, cur);
-  }
-  for (int it = 0; it < nit; it++, base += KPB) {  // warp-uniform: shuffles below are safe
+  if (PF && base < k1) load(base, cur);
+  for (; base < k1; base += KPB) {  // warp-uniform: shuffles below are safe
     Tile nxt;
-    if (RING > 0) {
-      kv8_cp_wait<(RING > 1 ? RING - 2 : 0)>();  // this iteration's stage has landed (this lane's copies)
-      __syncwarp();  // ... and every lane's; every lane is also done reading the previous stage
-      take(it % (RING > 0 ? RING : 1), cur);
-      if (it + RING - 1 < nit) issue(base + (RING - 1) * KPB, (it + RING - 1) % (RING > 0 ? RING : 1));
-      kv8_cp_commit();
-    } else if (PF) {
+    if (PF) {
       if (base + KPB < k1) load(base + KPB, nxt);
     } else {
       load(base, cur);
@@ -712,11 +612,7 @@ __global__ void __launch_bounds__(kFastWarps * 32)
         kv8_mma16816(o[t], a, pb[0], pb[1]);
       }
     }
-    if (RING == 0 && PF) cur = nxt;
-  }
-  if (RING > 0) {
-    kv8_cp_wait<0>();  // the ring becomes red_o below: no copy may still be landing
-    __syncthreads();
+    if (PF) cur = nxt;
   }
   // The warp's sum for head gid is spread over its 4 tig lanes (same m in each).
   l += __shfl_xor_sync(0xffffffffu, l, 1);
@@ -839,21 +735,15 @@ int kv8_sms() {
   return sms;
 }
 
-// Blocks of `fn` resident per SM with `smem` bytes of dynamic shared memory, queried once per
-// kernel; the kernel's shared-memory attribute is raised to `smem` first where it exceeds 48 KB.
-// 0 when the attribute is refused (the launcher then reports it).
-int kv8_resident(const void* fn, int threads, size_t smem) {
+// Blocks of `fn` resident per SM (no dynamic shared memory), queried once per kernel.
+int kv8_resident(const void* fn, int threads) {
   static std::mutex mu;
   static std::map<const void*, int> seen;
   std::lock_guard<std::mutex> lock(mu);
   auto it = seen.find(fn);
   if (it != seen.end()) return it->second;
-  if (smem > 48 * 1024 && cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem) != cudaSuccess) {
-    (void)cudaGetLastError();
-    return seen[fn] = 0;
-  }
   int n = 0;
-  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, threads, smem) != cudaSuccess || n < 1) {
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, fn, threads, 0) != cudaSuccess || n < 1) {
     (void)cudaGetLastError();  // a failed query must not surface as the launch's error
     n = 2;
   }
@@ -974,12 +864,6 @@ cudaError_t attention_decode_kv8(const __half* q, int ld_q, const int8_t* kc, co
   const int nb = nbe && std::strcmp(nbe, "1") == 0 ? 1 : 2;
   const char* pfe = std::getenv("ODYSSEY_KV8_PF");  // 0: no prefetch of the next iteration
   const bool pf = !(pfe && std::strcmp(pfe, "0") == 0);
-  // ODYSSEY_KV8_RING=3|4: the cp.async shared-memory ring of that many stages per warp instead of
-  // the register prefetch (needs an even nkv: a scale is copied as its aligned 4-byte pair).
-  const char* re = std::getenv("ODYSSEY_KV8_RING");
-  const int ring = re && nkv % 2 == 0 && aligned8(ks, 4) && aligned8(vs, 4)
-                       ? (std::strcmp(re, "3") == 0 ? 3 : std::strcmp(re, "4") == 0 ? 4 : 0)
-                       : 0;
   const int hpb = fast ? kv8_fast_heads(batch, nkv, group) : group;
   const int parts = group / hpb;
   const int U = hpb <= 2 ? 8 : 4;                        // steps in flight: registers allow 8 at ≤ 2 heads
@@ -987,47 +871,39 @@ cudaError_t attention_decode_kv8(const __half* q, int ld_q, const int8_t* kc, co
   const float sl2 = scale * 1.4426950408889634f;
   cudaError_t e = cudaSuccess;
   if (mma) {
-    // One instantiation: its residency (shared memory raised first), the split rule, the launch,
-    // then the combine.
-    auto run = [&](auto* kern, size_t smem) -> cudaError_t {
-      const int per_sm = kv8_resident(reinterpret_cast<const void*>(kern), kFastWarps * 32, smem);
-      if (per_sm < 1) return cudaErrorInvalidValue;
-      const int chunk = kv8_mma_chunk(batch, nkv, max_seq, kFastWarps * 16 * nb, (long long)per_sm * kv8_sms());
-      const int splits = (max_seq + chunk - 1) / chunk;
-      float* ws_o = static_cast<float*>(workspace);
-      float* ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
-      unsigned* tickets = reinterpret_cast<unsigned*>(ws_ml + (size_t)batch * nh * splits * 2);
-      cudaError_t e = launch_pdl(kern, dim3(splits, nkv, batch), dim3(kFastWarps * 32), smem, stream, q, ld_q, kc, ks,
-                                 vc, vs, len, ws_o, ws_ml, tickets, max_seq, nh, nkv, group, splits, chunk, sl2, window);
-      if (e != cudaSuccess) return e;
-      e = cudaGetLastError();
-      if (e != cudaSuccess) return e;
-      return attention_decode_combine(ws_o, ws_ml, tickets, len, out, ld_out, batch, max_seq, nh, head_dim, splits,
-                                      chunk, quant, stream);
-    };
-#define ODY_KV8_RUN(HD, NB, PF, R) return run(kv8_split_mma_kernel<HD, NB, PF, R>, kv8_mma_smem<HD, NB, R>())
-#define ODY_KV8_HD(HD)                          \
-  if (ring == 3) {                              \
-    if (nb == 1) ODY_KV8_RUN(HD, 1, false, 3);  \
-    ODY_KV8_RUN(HD, 2, false, 3);               \
-  }                                             \
-  if (ring == 4) {                              \
-    if (nb == 1) ODY_KV8_RUN(HD, 1, false, 4);  \
-    ODY_KV8_RUN(HD, 2, false, 4);               \
-  }                                             \
-  if (nb == 1) {                                \
-    if (pf) ODY_KV8_RUN(HD, 1, true, 0);        \
-    ODY_KV8_RUN(HD, 1, false, 0);               \
-  }                                             \
-  if (pf) ODY_KV8_RUN(HD, 2, true, 0);          \
-  ODY_KV8_RUN(HD, 2, false, 0)
+    const void* fn = head_dim == 128 ? (nb == 1 ? (pf ? (const void*)kv8_split_mma_kernel<128, 1, true> : (const void*)kv8_split_mma_kernel<128, 1, false>)
+                                                : (pf ? (const void*)kv8_split_mma_kernel<128, 2, true> : (const void*)kv8_split_mma_kernel<128, 2, false>))
+                                     : (nb == 1 ? (pf ? (const void*)kv8_split_mma_kernel<64, 1, true> : (const void*)kv8_split_mma_kernel<64, 1, false>)
+                                                : (pf ? (const void*)kv8_split_mma_kernel<64, 2, true> : (const void*)kv8_split_mma_kernel<64, 2, false>));
+    const long long resident = (long long)kv8_resident(fn, kFastWarps * 32) * kv8_sms();
+    const int chunk = kv8_mma_chunk(batch, nkv, max_seq, kFastWarps * 16 * nb, resident);
+    const int splits = (max_seq + chunk - 1) / chunk;
+    float* ws_o = static_cast<float*>(workspace);
+    float* ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
+    unsigned* tickets = reinterpret_cast<unsigned*>(ws_ml + (size_t)batch * nh * splits * 2);
+    const dim3 grid(splits, nkv, batch), block(kFastWarps * 32);
+#define ODY_KV8_MMA(HD, NB, PF)                                                                                       \
+  e = launch_pdl(kv8_split_mma_kernel<HD, NB, PF>, grid, block, 0, stream, q, ld_q, kc, ks, vc, vs, len, ws_o, ws_ml, \
+                 tickets, max_seq, nh, nkv, group, splits, chunk, sl2, window)
     if (head_dim == 128) {
-      ODY_KV8_HD(128);
+      if (nb == 1) {
+        if (pf) ODY_KV8_MMA(128, 1, true); else ODY_KV8_MMA(128, 1, false);
+      } else {
+        if (pf) ODY_KV8_MMA(128, 2, true); else ODY_KV8_MMA(128, 2, false);
+      }
     } else {
-      ODY_KV8_HD(64);
+      if (nb == 1) {
+        if (pf) ODY_KV8_MMA(64, 1, true); else ODY_KV8_MMA(64, 1, false);
+      } else {
+        if (pf) ODY_KV8_MMA(64, 2, true); else ODY_KV8_MMA(64, 2, false);
+      }
     }
-#undef ODY_KV8_HD
-#undef ODY_KV8_RUN
+#undef ODY_KV8_MMA
+    if (e != cudaSuccess) return e;
+    e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    return attention_decode_combine(ws_o, ws_ml, tickets, len, out, ld_out, batch, max_seq, nh, head_dim, splits, chunk,
+                                    quant, stream);
   }
   const int chunk = fast ? kv8_fast_chunk(batch, nkv * parts, max_seq, step) : kGenKeys;
   const int splits = (max_seq + chunk - 1) / chunk;

@@ -324,19 +324,6 @@ inline void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
   }
   __syncwarp();
 }
-// kv8.cu's cp.async ring: the copies land at once (a missing wait cannot show here); the
-// addresses must be aligned as the hardware requires.
-inline void kv8_cp16(void* dst, const void* src) {
-  if ((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & 15) { std::fprintf(stderr, "emu: cp.async 16 misaligned\n"); std::abort(); }
-  std::memcpy(dst, src, 16);
-}
-inline void kv8_cp4(void* dst, const void* src) {
-  if ((reinterpret_cast<uintptr_t>(dst) | reinterpret_cast<uintptr_t>(src)) & 3) { std::fprintf(stderr, "emu: cp.async 4 misaligned\n"); std::abort(); }
-  std::memcpy(dst, src, 4);
-}
-inline void kv8_cp_commit() {}
-template <int N>
-inline void kv8_cp_wait() {}
 inline float emu_half_of(uint32_t word, int hi) {
   __half_raw h; h.x = (uint16_t)(hi ? word >> 16 : word & 0xFFFF); return __half2float(__half(h));
 }

@@ -10,17 +10,13 @@ s = s.replace('#include "kernel_common.cuh"', '')
 s = s.replace('#include "pdl.cuh"', '')  # emu.hpp defines pdl_wait, launch_pdl
 # drop the asm helpers (emu.hpp defines them)
 # (kv8.cu's own copies are named kv8_*: both files share one translation unit here)
-for name in ['ldsm_x4', 'ldsm_x4_t', 'mma16816', 'kv8_mma16816', 'kv8_cp16', 'kv8_cp4', 'kv8_cp_commit']:
+for name in ['ldsm_x4', 'ldsm_x4_t', 'mma16816', 'kv8_mma16816']:
     m = re.search(r'__device__ __forceinline__ void ' + name + r'\(', s)
     if not m:  # kv8.cu has none of the first three
         continue
     end = s.index('\n}\n', m.start()) + 3
     s = s[:m.start()] + s[end:]
 s = s.replace('kv8_mma16816(', 'mma16816(')
-m = re.search(r'template <int N>\n__device__ __forceinline__ void kv8_cp_wait\(', s)
-if m:
-    end = s.index('\n}\n', m.start()) + 3
-    s = s[:m.start()] + s[end:]
 for name in ['fast_exp2', 'kv8_exp2']:
     m = re.search(r'__device__ __forceinline__ float ' + name + r'\(', s)
     if m:
@@ -31,7 +27,6 @@ s = s.replace('extern __shared__ __align__(128) uint8_t flash_smem[];', 'uint8_t
 s = s.replace('extern __shared__ float rope_smem[];', 'float* rope_smem = reinterpret_cast<float*>(emu::g_dyn.data());')
 s = s.replace('extern __shared__ __align__(16) uint8_t dec_smem[];', 'uint8_t* dec_smem = emu::g_dyn.data();')
 s = s.replace('extern __shared__ float comb_w[];', 'float* comb_w = reinterpret_cast<float*>(emu::g_dyn.data());')
-s = s.replace('extern __shared__ __align__(16) uint8_t kv8_dyn[];', 'uint8_t* kv8_dyn = emu::g_dyn.data();')
 s = s.replace('extern __shared__ float kv8_smem[];', 'float* kv8_smem = reinterpret_cast<float*>(emu::g_dyn.data());')
 s = s.replace('extern __shared__ float fused_w[];', 'float* fused_w = reinterpret_cast<float*>(emu::g_dyn.data());')
 assert 'extern __shared__' not in s

@@ -48,6 +48,7 @@
 #include <map>
 #include <mutex>
 
+#include "executor/decode_split.cuh"
 #include "pdl.cuh"
 
 namespace odyssey::layers {
@@ -248,25 +249,13 @@ __global__ void __launch_bounds__(kFastWarps * 32)
   constexpr int KPB = kFastWarps * KPW;    // keys per block step
   __shared__ float red_m[kFastWarps][G], red_l[kFastWarps][G];
   __shared__ float red_o[kFastWarps][G][HD];
-  const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z, kvh = g / parts;
+  const int g = blockIdx.y, b = blockIdx.z, kvh = g / parts;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, sub = lane / LPK, dc = lane % LPK;
   pdl_wait();
   pdl_launch_dependents();
-  if (s == 0 && g == 0 && threadIdx.x == 0) {  // for this call's combine: ticket and row maximum
-    tickets[b] = 0;
-    tickets[gridDim.z + b] = 0;
-  }
-  const int L = min(max(len[b], 0), max_seq);
-  const int lo = window > 0 ? max(0, L - window) : 0;
-  const int k0 = max(s * chunk, lo), k1 = min(s * chunk + chunk, L);
-  const size_t ws0 = ((size_t)b * nh + (size_t)g * G) * splits + s;  // + i·splits for head i
-  if (k1 <= k0) {
-    if (threadIdx.x < G) {
-      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits)] = -INFINITY;
-      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits) + 1] = 0.f;
-    }
-    return;
-  }
+  int k0, k1;
+  size_t ws0;
+  if (!split_keys(len, tickets, ws_ml, max_seq, nh, G, splits, chunk, window, k0, k1, ws0)) return;
   float qr[G][8];
   {
     const __half* qb = q + (size_t)b * ld_q + (size_t)g * G * HD + dc * 8;
@@ -370,25 +359,7 @@ __global__ void __launch_bounds__(kFastWarps * 32)
     }
   }
   __syncthreads();
-  for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
-    const int i = idx / HD, d = idx - i * HD;
-    float mn = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kFastWarps; w++) mn = fmaxf(mn, red_m[w][i]);
-    float acc = 0.f, sum = 0.f;
-#pragma unroll
-    for (int w = 0; w < kFastWarps; w++) {
-      const float a = red_m[w][i] == -INFINITY ? 0.f : exp2f(red_m[w][i] - mn);
-      acc += a * red_o[w][i][d];
-      sum += a * red_l[w][i];
-    }
-    const size_t at = ws0 + (size_t)i * splits;
-    ws_o[at * HD + d] = acc;
-    if (d == 0) {
-      ws_ml[2 * at] = mn * 0.6931471805599453f;  // log2 units → natural log, as the combine expects
-      ws_ml[2 * at + 1] = sum;
-    }
-  }
+  write_split_partials<kFastWarps, G, HD>(red_m, red_l, red_o, G, ws0, splits, ws_o, ws_ml);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -465,25 +436,13 @@ __global__ void __launch_bounds__(kFastWarps * 32)
   using VC = typename Kv8Chunk<HD>::V;
   __shared__ float red_m[kFastWarps][8], red_l[kFastWarps][8];
   __shared__ float red_o[kFastWarps][8][HD];
-  const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z;
+  const int g = blockIdx.y, b = blockIdx.z;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, tig = lane & 3;
   pdl_wait();
   pdl_launch_dependents();
-  if (s == 0 && g == 0 && threadIdx.x == 0) {  // for this call's combine: ticket and row maximum
-    tickets[b] = 0;
-    tickets[gridDim.z + b] = 0;
-  }
-  const int L = min(max(len[b], 0), max_seq);
-  const int lo = window > 0 ? max(0, L - window) : 0;
-  const int k0 = max(s * chunk, lo), k1 = min(s * chunk + chunk, L);
-  const size_t ws0 = ((size_t)b * nh + (size_t)g * group) * splits + s;  // + i·splits for head i
-  if (k1 <= k0) {
-    if (threadIdx.x < group) {
-      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits)] = -INFINITY;
-      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits) + 1] = 0.f;
-    }
-    return;
-  }
+  int k0, k1;
+  size_t ws0;
+  if (!split_keys(len, tickets, ws_ml, max_seq, nh, group, splits, chunk, window, k0, k1, ws0)) return;
   // Q's A fragments: [st][0] = (row gid, positions 2tig+{0,1}), [st][1] = (row gid, 2tig+8+{0,1});
   // rows gid + 8 (registers 1 and 3 of the fragment) are zero.
   uint32_t qa[KS][2];
@@ -626,25 +585,7 @@ __global__ void __launch_bounds__(kFastWarps * 32)
 #pragma unroll
     for (int e = 0; e < 4; e++) red_o[warp][2 * tig + (e & 1)][DV * gid + 2 * t + (e >> 1)] = o[t][e];
   __syncthreads();
-  for (int idx = threadIdx.x; idx < group * HD; idx += blockDim.x) {
-    const int i = idx / HD, d = idx - i * HD;
-    float mn = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kFastWarps; w++) mn = fmaxf(mn, red_m[w][i]);
-    float acc = 0.f, sum = 0.f;
-#pragma unroll
-    for (int w = 0; w < kFastWarps; w++) {
-      const float a = red_m[w][i] == -INFINITY ? 0.f : exp2f(red_m[w][i] - mn);
-      acc += a * red_o[w][i][d];
-      sum += a * red_l[w][i];
-    }
-    const size_t at = ws0 + (size_t)i * splits;
-    ws_o[at * HD + d] = acc;
-    if (d == 0) {
-      ws_ml[2 * at] = mn * 0.6931471805599453f;  // log2 units → natural log, as the combine expects
-      ws_ml[2 * at + 1] = sum;
-    }
-  }
+  write_split_partials<kFastWarps, 8, HD>(red_m, red_l, red_o, group, ws0, splits, ws_o, ws_ml);
 }
 
 // Block (64-key split s, kv head g, sequence b), any head_dim ≤ 256 and group. Dynamic shared

@@ -91,6 +91,7 @@
 #include <cstring>
 
 #include "act_math.cuh"
+#include "executor/decode_split.cuh"
 #include "kernel_common.cuh"
 #include "pdl.cuh"
 
@@ -1500,7 +1501,7 @@ __device__ __forceinline__ void half8_to_float(const uint4& u, float (&f)[8]) {
 // The register-streaming core of the fast split kernels: the block's online softmax over keys
 // [k0, k1) of kv head kvh for query heads [g·G, g·G + G) of sequence b, left per warp in
 // red_m / red_l (log2-domain maximum and sum) and red_o (unnormalized Σ p·v); the caller
-// merges the warps after a barrier (decode_merge_warps). Block-uniform k0/k1 (the shuffles).
+// merges the warps after a barrier (merge_warps, decode_split.cuh). Block-uniform k0/k1 (the shuffles).
 template <int HD, int G>
 __device__ __forceinline__ void decode_stream_chunk(const __half* __restrict__ q, int ld_q,
                                                     const __half* __restrict__ k_cache,
@@ -1607,25 +1608,6 @@ __device__ __forceinline__ void decode_stream_chunk(const __half* __restrict__ q
   }
 }
 
-// Merges the warps' partials of decode_stream_chunk for output idx = i·HD + d (head i, dim d):
-// the maximum mn (log2 units), the sum and the unnormalized accumulator.
-template <int HD, int G>
-__device__ __forceinline__ void decode_merge_warps(const float (&red_m)[kDecWarps][G], const float (&red_l)[kDecWarps][G],
-                                                   const float (&red_o)[kDecWarps][G][HD], int i, int d, float& mn,
-                                                   float& acc, float& sum) {
-  mn = -INFINITY;
-#pragma unroll
-  for (int w = 0; w < kDecWarps; w++) mn = fmaxf(mn, red_m[w][i]);
-  acc = 0.f;
-  sum = 0.f;
-#pragma unroll
-  for (int w = 0; w < kDecWarps; w++) {
-    const float a = red_m[w][i] == -INFINITY ? 0.f : exp2f(red_m[w][i] - mn);
-    acc += a * red_o[w][i][d];
-    sum += a * red_l[w][i];
-  }
-}
-
 // The fast split kernel (see the section comment). ws_ml holds the maximum in natural-log
 // units (m·ln 2 of the log2-domain maximum), as the general kernel writes it.
 template <int HD, int G>
@@ -1639,38 +1621,16 @@ __global__ void __launch_bounds__(kDecWarps * 32)
   __shared__ float red_o[kDecWarps][G][HD];
   // blockIdx.y = kv head · parts + part: the block serves query heads [y·G, y·G + G) of kv
   // head y / parts (parts = group / G: 1 unless the launcher splits a kv head's group).
-  const int s = blockIdx.x, g = blockIdx.y, b = blockIdx.z, kvh = g / parts;
+  const int g = blockIdx.y, b = blockIdx.z, kvh = g / parts;
   pdl_wait();
   pdl_launch_dependents();
-  if (s == 0 && g == 0 && threadIdx.x == 0) {  // for this call's combine: ticket and row maximum
-    tickets[b] = 0;
-    tickets[gridDim.z + b] = 0;
-  }
-  const int L = min(max(len[b], 0), max_seq);
-  const int lo = window > 0 ? max(0, L - window) : 0;
-  const int k0 = max(s * chunk, lo), k1 = min(s * chunk + chunk, L);
-  const size_t ws0 = ((size_t)b * nh + (size_t)g * G) * splits + s;  // + i·splits for head i
-  if (k1 <= k0) {
-    if (threadIdx.x < G) {
-      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits)] = -INFINITY;
-      ws_ml[2 * (ws0 + (size_t)threadIdx.x * splits) + 1] = 0.f;
-    }
-    return;
-  }
+  int k0, k1;
+  size_t ws0;
+  if (!split_keys(len, tickets, ws_ml, max_seq, nh, G, splits, chunk, window, k0, k1, ws0)) return;
   decode_stream_chunk<HD, G>(q, ld_q, k_cache, v_cache, b, g, kvh, max_seq, nkv, k0, k1, scale_log2, red_m, red_l,
                              red_o);
   __syncthreads();
-  for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
-    const int i = idx / HD, d = idx - i * HD;
-    float mn, acc, sum;
-    decode_merge_warps<HD, G>(red_m, red_l, red_o, i, d, mn, acc, sum);
-    const size_t at = ws0 + (size_t)i * splits;
-    ws_o[at * HD + d] = acc;
-    if (d == 0) {
-      ws_ml[2 * at] = mn * 0.6931471805599453f;  // log2 units → natural log, as the general kernel
-      ws_ml[2 * at + 1] = sum;
-    }
-  }
+  write_split_partials<kDecWarps, G, HD>(red_m, red_l, red_o, G, ws0, splits, ws_o, ws_ml);
 }
 
 // o_proj's per-token scale exactly as the executor's quantize_rows_kernel computes it from
@@ -1862,7 +1822,7 @@ __global__ void __launch_bounds__(kDecWarps * 32)
     for (int idx = threadIdx.x; idx < G * HD; idx += blockDim.x) {
       const int i = idx / HD, d = idx - i * HD;
       float mn, acc, sum;
-      decode_merge_warps<HD, G>(red_m, red_l, red_o, i, d, mn, acc, sum);
+      merge_warps<kDecWarps, G, HD>(red_m, red_l, red_o, i, d, mn, acc, sum);
       const size_t at = ws0 + (size_t)i * splits + (s - first);
       ws_o[at * HD + d] = acc;
       if (d == 0) *reinterpret_cast<float2*>(ws_ml + 2 * at) = make_float2(mn, sum);  // log2 units

@@ -49,6 +49,7 @@
 #include <mutex>
 
 #include "executor/decode_split.cuh"
+#include "executor/mma_f16.cuh"
 #include "pdl.cuh"
 
 namespace odyssey::layers {
@@ -384,18 +385,6 @@ __global__ void __launch_bounds__(kFastWarps * 32)
 // are exact and summed in fp32 (tensor cores may truncate: attention_tol's u = 2⁻²³), P is
 // rounded to fp16 for P·V (as the prefill flash kernel; attention_tol's 2⁻¹¹ term).
 // Limits: head_dim 64 or 128, group ≤ 8, 16-byte aligned code caches (the launcher checks).
-__device__ __forceinline__ void kv8_mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-__device__ __forceinline__ float kv8_exp2(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
 // Codes (already xor 0x80: code + 128 as unsigned) in bytes 0..3 of u → two half2 of x' (bytes
 // 0, 1 and bytes 2, 3), scaled by s2 (one scale per half: two keys may differ).
 __device__ __forceinline__ uint32_t kv8_pair(uint32_t u, uint32_t sel, __half2 s2) {
@@ -521,7 +510,7 @@ __global__ void __launch_bounds__(kFastWarps * 32)
         for (int st = 0; st < KS; st++) {
           const uint32_t w = word_of(kr[j][nt], st) ^ 0x80808080u;
           const uint32_t a[4] = {qa[st][0], 0u, qa[st][1], 0u};
-          kv8_mma16816(sc[j][nt], a, kv8_pair(w, 0x4140, s2), kv8_pair(w, 0x4342, s2));
+          mma16816(sc[j][nt], a, kv8_pair(w, 0x4140, s2), kv8_pair(w, 0x4342, s2));
         }
       }
     float mx = -INFINITY;
@@ -539,7 +528,7 @@ __global__ void __launch_bounds__(kFastWarps * 32)
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
     const float mn = fmaxf(m, mx);
     // alpha rescales what this head has summed so far; 0 while nothing was (m = −inf).
-    const float alpha = mn == -INFINITY ? 1.f : kv8_exp2(m - mn);
+    const float alpha = mn == -INFINITY ? 1.f : fast_exp2(m - mn);
     // Every score −inf (masked; a NaN score is not a max): p = 2^(−inf − 0) = 0, NaN stays NaN.
     const float msub = mn == -INFINITY ? 0.f : mn;
     m = mn;
@@ -553,7 +542,7 @@ __global__ void __launch_bounds__(kFastWarps * 32)
       uint32_t pb[2];  // Pᵀ's B fragment: keys 2tig+{0,1} (tile 0) and 2tig+8+{0,1} (tile 1), head gid
 #pragma unroll
       for (int nt = 0; nt < 2; nt++) {
-        const float p0 = kv8_exp2(sc[j][nt][0] - msub), p1 = kv8_exp2(sc[j][nt][1] - msub);
+        const float p0 = fast_exp2(sc[j][nt][0] - msub), p1 = fast_exp2(sc[j][nt][1] - msub);
         l += p0 + p1;
         const __half2 h = __floats2half2_rn(p0, p1);
         pb[nt] = *reinterpret_cast<const uint32_t*>(&h);
@@ -568,7 +557,7 @@ __global__ void __launch_bounds__(kFastWarps * 32)
         const uint32_t xcd = __byte_perm(word_of(vr[j][2], wi), word_of(vr[j][3], wi), sel) ^ 0x80808080u;
         const uint32_t a[4] = {kv8_pair(xab, 0x4140, sab), kv8_pair(xab, 0x4342, sab), kv8_pair(xcd, 0x4140, scd),
                                kv8_pair(xcd, 0x4342, scd)};
-        kv8_mma16816(o[t], a, pb[0], pb[1]);
+        mma16816(o[t], a, pb[0], pb[1]);
       }
     }
     if (PF) cur = nxt;

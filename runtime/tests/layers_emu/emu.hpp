@@ -324,6 +324,7 @@ inline void ldsm_x4_t(uint32_t (&r)[4], uint32_t addr) {
   }
   __syncwarp();
 }
+inline float fast_exp2(float x) { return std::exp2(x); }  // mma_f16.cuh
 inline float emu_half_of(uint32_t word, int hi) {
   __half_raw h; h.x = (uint16_t)(hi ? word >> 16 : word & 0xFFFF); return __half2float(__half(h));
 }

@@ -9,19 +9,14 @@ s = open(sys.argv[1]).read()
 s = s.replace('#include "kernel_common.cuh"', '')
 s = s.replace('#include "pdl.cuh"', '')  # emu.hpp defines pdl_wait, launch_pdl
 # drop the asm helpers (emu.hpp defines them)
-# (kv8.cu's own copies are named kv8_*: both files share one translation unit here)
-for name in ['ldsm_x4', 'ldsm_x4_t', 'mma16816', 'kv8_mma16816']:
+s = s.replace('#include "executor/mma_f16.cuh"', '')  # emu.hpp defines mma16816 and fast_exp2
+for name in ['ldsm_x4', 'ldsm_x4_t']:
     m = re.search(r'__device__ __forceinline__ void ' + name + r'\(', s)
-    if not m:  # kv8.cu has none of the first three
+    if not m:  # kv8.cu has neither
         continue
     end = s.index('\n}\n', m.start()) + 3
     s = s[:m.start()] + s[end:]
-s = s.replace('kv8_mma16816(', 'mma16816(')
-for name in ['fast_exp2', 'kv8_exp2']:
-    m = re.search(r'__device__ __forceinline__ float ' + name + r'\(', s)
-    if m:
-        end = s.index('\n}\n', m.start()) + 3
-        s = s[:m.start()] + 'inline float %s(float x) { return std::exp2(x); }\n' % name + s[end:]
+
 s = re.sub(r'__launch_bounds__\((?:[^()]|\([^()]*\))*\)', '', s)
 s = s.replace('extern __shared__ __align__(128) uint8_t flash_smem[];', 'uint8_t* flash_smem = emu::g_dyn.data();')
 s = s.replace('extern __shared__ float rope_smem[];', 'float* rope_smem = reinterpret_cast<float*>(emu::g_dyn.data());')

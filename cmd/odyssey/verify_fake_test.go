@@ -186,7 +186,9 @@ func fakeLoadModel(dir string) (*model.Model, error) {
 
 // fakeSpeed answers with rows whose figures follow from the batch size and the role: the
 // baseline (fp16) decodes a step in 10·(1+b/16) ms with a TTFT of 20·b ms, the model (w4a8)
-// in 3·(1+b/16) ms and 15·b ms; batch 1 runs at 75% (fp16) and 50% (w4a8) of the floor.
+// in 3·(1+b/16) ms and 15·b ms; batch 1 runs at 75% (fp16) and 50% (w4a8) of the floor. With
+// --kv-cache LIST the model answers a row per cache and batch size (cache-major, as odyssey-rt
+// does), each carrying kv_cache; over the int8 cache it decodes in 2·(1+b/16) ms.
 func fakeSpeed(flags map[string]string, out *json.Encoder, fail func(string, ...any) int) int {
 	var batches []int
 	for _, s := range strings.Split(flags["batch"], ",") {
@@ -203,24 +205,39 @@ func fakeSpeed(flags map[string]string, out *json.Encoder, fail func(string, ...
 	if flags["baseline"] != "" {
 		models = []string{flags["baseline"], flags["model"]}
 	}
+	caches := []string{""}
+	if flags["kv-cache"] != "" {
+		caches = strings.Split(flags["kv-cache"], ",")
+	}
 	var rows []map[string]any
-	runs, done := len(models)*len(batches)*(repeats+1), 0
+	runs, done := (len(models)-1+len(caches))*len(batches)*(repeats+1), 0
 	for _, m := range models {
 		path, step, ttft, frac := "w4a8", 3.0, 15.0, 0.5
+		mc := caches
 		if m == flags["baseline"] {
-			path, step, ttft, frac = "fp16", 10.0, 20.0, 0.75
+			path, step, ttft, frac, mc = "fp16", 10.0, 20.0, 0.75, []string{""}
 		}
-		for _, b := range batches {
-			ms := step * (1 + float64(b)/16)
-			for range repeats + 1 {
-				done++
-				fmt.Fprintf(os.Stderr, "progress %d %d\n", done, runs)
+		for _, kv := range mc {
+			st, kvBytes := step, 524288.0
+			if kv == "int8" {
+				st, kvBytes = 2.0, 266240
 			}
-			rows = append(rows, map[string]any{"model": m, "path": path, "batch": b, "prompt": prompt, "gen": gen,
-				"ttft_ms": ttft * float64(b), "ttft_ms_all": slices.Repeat([]float64{ttft * float64(b)}, repeats),
-				"decode_tokens_per_s": float64(b) * 1000 / ms, "decode_ms_per_step": ms, "decode_ms_per_step_all": slices.Repeat([]float64{ms}, repeats),
-				"weight_bytes": 3.6e9, "kv_bytes_per_token": 524288, "memory_floor_ms_per_step": ms * frac, "fraction_of_floor": frac,
-				"gpu_memory_bytes": 5.1e9, "extra_runtime_field": "kept", "tokens_hash": fakeTokensHash(m, b)})
+			for _, b := range batches {
+				ms := st * (1 + float64(b)/16)
+				for range repeats + 1 {
+					done++
+					fmt.Fprintf(os.Stderr, "progress %d %d\n", done, runs)
+				}
+				row := map[string]any{"model": m, "path": path, "batch": b, "prompt": prompt, "gen": gen,
+					"ttft_ms": ttft * float64(b), "ttft_ms_all": slices.Repeat([]float64{ttft * float64(b)}, repeats),
+					"decode_tokens_per_s": float64(b) * 1000 / ms, "decode_ms_per_step": ms, "decode_ms_per_step_all": slices.Repeat([]float64{ms}, repeats),
+					"weight_bytes": 3.6e9, "kv_bytes_per_token": kvBytes, "memory_floor_ms_per_step": ms * frac, "fraction_of_floor": frac,
+					"gpu_memory_bytes": 5.1e9, "extra_runtime_field": "kept", "tokens_hash": fakeTokensHash(m, b)}
+				if kv != "" {
+					row["kv_cache"] = kv
+				}
+				rows = append(rows, row)
+			}
 		}
 	}
 	out.Encode(map[string]any{"ok": true, "runtime_version": "0.9.0-fake", "gpu": fakeGPU, "copy_gbps": 4080.0, "rows": rows})

@@ -84,7 +84,7 @@ multicast is always off (NCCL_NVLS_ENABLE=0).`,
 	f.IntVar(&o.prompt, "prompt", 1024, "prompt tokens per sequence")
 	f.IntVar(&o.gen, "gen", 128, "generated tokens per sequence")
 	f.IntVar(&o.repeats, "repeats", 5, "timed runs per figure, median reported")
-	f.StringVar(&o.kvCache, "kv-cache", "fp16", "the KV cache of --model: fp16, or int8 (codes with an fp16 scale per token and kv head); --baseline keeps fp16")
+	f.StringVar(&o.kvCache, "kv-cache", "fp16", "the KV cache of --model: fp16, int8 (codes with an fp16 scale per token and kv head), or both (fp16,int8: every batch size with each, one load); --baseline keeps fp16")
 	f.StringVar(&o.runtime, "runtime", "", "the odyssey-rt binary (default: $ODYSSEY_RT, runtime/build/odyssey-rt, PATH)")
 	f.DurationVar(&o.timeout, "timeout", time.Hour, "give up after this long")
 	f.BoolVar(&o.asJSON, "json", false, "print the results as JSON instead of the table")
@@ -106,8 +106,12 @@ func (o *verifySpeedOptions) validate() ([]int, error) {
 	if err := checkTimeout(o.timeout); err != nil {
 		return nil, err
 	}
-	if err := checkKVCache(o.kvCache); err != nil {
+	caches, err := checkKVCacheList(o.kvCache)
+	if err != nil {
 		return nil, err
+	}
+	if len(caches) > 1 && o.tp > 1 {
+		return nil, usageErrorf("--kv-cache %s with --tp: give one cache per tensor-parallel run", o.kvCache)
 	}
 	list, err := parsePositiveList("--batch", o.batch)
 	if err != nil {
@@ -399,7 +403,8 @@ func runVerifySpeed(ctx context.Context, g *globalOptions, o *verifySpeedOptions
 	if base != nil {
 		so.Baseline = base.path
 	}
-	bar := newProgress(g.errOut, o.asJSON, int64(len(batches)*(1+btoi(base != nil))*(o.repeats+1)), "loading the models on the GPU", "runs")
+	bar := newProgress(g.errOut, o.asJSON, int64(len(batches)*(strings.Count(o.kvCache, ",")+1+btoi(base != nil))*(o.repeats+1)),
+		"loading the models on the GPU", "runs")
 	ro := gpu.RunOptions{Stderr: g.errOut, Progress: rateProgress(bar, "timing on the GPU", 0)}
 	var ans *gpu.SpeedAnswer
 	var raw json.RawMessage
@@ -583,6 +588,22 @@ func checkKVCache(v string) error {
 	return nil
 }
 
+// checkKVCacheList is verify speed's --kv-cache: one cache, or a comma-separated list of
+// distinct ones (the runtime runs every batch size with each on one load).
+func checkKVCacheList(v string) ([]string, error) {
+	var caches []string
+	for _, c := range strings.Split(v, ",") {
+		if err := checkKVCache(c); err != nil {
+			return nil, usageErrorf("--kv-cache must be fp16, int8 or fp16,int8, got %q", v)
+		}
+		if slices.Contains(caches, c) {
+			return nil, usageErrorf("--kv-cache lists %s twice", c)
+		}
+		caches = append(caches, c)
+	}
+	return caches, nil
+}
+
 // pathCell is a row's path, with its KV cache when that is not the default fp16.
 func pathCell(t gpu.SpeedRow) string {
 	if t.KVCache != "" && t.KVCache != "fp16" {
@@ -614,15 +635,24 @@ func samePath(a, b string) bool {
 // against the FP16 baseline's at each batch size of 1–16 (≥ 2.5×) and its prefill (TTFT)
 // against the baseline's at each of 1–8 (≥ 1.5×). A goal whose rows the run lacks is listed
 // with measured null.
+//
+// With both KV caches (--kv-cache fp16,int8) the quantized model's goals are listed for each:
+// the int8 cache's under names ending "(int8 KV cache)", against the same FP16 baseline (which
+// keeps the fp16 cache), so that the issue's goals themselves stay the fp16-cache ones.
 func speedGoals(rows []gpu.SpeedRow, roles []string) []speedGoal {
-	var fp16, quant []gpu.SpeedRow
+	var fp16, quant, quant8 []gpu.SpeedRow
 	for i, r := range rows {
 		switch {
 		case roles[i] == "baseline" && r.Path == "fp16":
 			fp16 = append(fp16, r)
+		case roles[i] == "model" && r.Path != "fp16" && r.KVCache == "int8":
+			quant8 = append(quant8, r)
 		case roles[i] == "model" && r.Path != "fp16":
 			quant = append(quant, r)
 		}
+	}
+	if len(quant) == 0 { // only the int8 cache was asked for: its goals under the plain names
+		quant, quant8 = quant8, nil
 	}
 	if len(fp16) == 0 { // no baseline: the model itself may be the FP16 checkpoint
 		for i, r := range rows {
@@ -658,30 +688,36 @@ func speedGoals(rows []gpu.SpeedRow, roles []string) []speedGoal {
 	} else {
 		goals = append(goals, missing(fp16Floor, 0.70, "no FP16 row at batch 1"))
 	}
-	qFloor := qName + " decode, batch 1: fraction of its own memory floor"
-	if r := at(quant, 1); r != nil {
-		goals = append(goals, measured(qFloor, 0.60, r.FractionOfFloor))
-	} else {
-		goals = append(goals, missing(qFloor, 0.60, "no quantized row at batch 1"))
-	}
-	ratio := func(what string, target float64, maxBatch int, f func(q, b *gpu.SpeedRow) float64) {
-		n := 0
-		for _, q := range quant {
-			if q.Batch > maxBatch {
-				continue
+	quantGoals := func(quant []gpu.SpeedRow, suffix string) {
+		qFloor := qName + " decode, batch 1: fraction of its own memory floor" + suffix
+		if r := at(quant, 1); r != nil {
+			goals = append(goals, measured(qFloor, 0.60, r.FractionOfFloor))
+		} else {
+			goals = append(goals, missing(qFloor, 0.60, "no quantized row at batch 1"))
+		}
+		ratio := func(what string, target float64, maxBatch int, f func(q, b *gpu.SpeedRow) float64) {
+			n := 0
+			for _, q := range quant {
+				if q.Batch > maxBatch {
+					continue
+				}
+				if b := at(fp16, q.Batch); b != nil {
+					goals = append(goals, measured(fmt.Sprintf("%s %s vs FP16, batch %d%s", qName, what, q.Batch, suffix), target, f(&q, b)))
+					n++
+				}
 			}
-			if b := at(fp16, q.Batch); b != nil {
-				goals = append(goals, measured(fmt.Sprintf("%s %s vs FP16, batch %d", qName, what, q.Batch), target, f(&q, b)))
-				n++
+			if n == 0 {
+				goals = append(goals, missing(fmt.Sprintf("%s %s vs FP16, batch 1–%d%s", qName, what, maxBatch, suffix), target,
+					"needs the quantized model and an FP16 --baseline at the same batch sizes"))
 			}
 		}
-		if n == 0 {
-			goals = append(goals, missing(fmt.Sprintf("%s %s vs FP16, batch 1–%d", qName, what, maxBatch), target,
-				"needs the quantized model and an FP16 --baseline at the same batch sizes"))
-		}
+		ratio("decode tokens/s", 2.5, 16, func(q, b *gpu.SpeedRow) float64 { return q.DecodeTokensPerS / b.DecodeTokensPerS })
+		ratio("prefill (time to first token)", 1.5, 8, func(q, b *gpu.SpeedRow) float64 { return b.TTFTMs / q.TTFTMs })
 	}
-	ratio("decode tokens/s", 2.5, 16, func(q, b *gpu.SpeedRow) float64 { return q.DecodeTokensPerS / b.DecodeTokensPerS })
-	ratio("prefill (time to first token)", 1.5, 8, func(q, b *gpu.SpeedRow) float64 { return b.TTFTMs / q.TTFTMs })
+	quantGoals(quant, "")
+	if len(quant8) > 0 {
+		quantGoals(quant8, " (int8 KV cache)")
+	}
 	return goals
 }
 

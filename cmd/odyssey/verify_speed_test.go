@@ -156,6 +156,74 @@ func TestVerifySpeed(t *testing.T) {
 	}
 }
 
+// TestVerifySpeedKVCaches: --kv-cache fp16,int8 reaches the runtime as one run; the model's rows
+// of both caches get their ratios to the same fp16 baseline, and the goals are listed for the
+// fp16 cache under the issue's names and again for the int8 cache under names ending
+// "(int8 KV cache)" (the fake's int8 decode: 10/2 = 5× the baseline).
+func TestVerifySpeedKVCaches(t *testing.T) {
+	rt, argsFile, _ := fakeRT(t, "speed")
+	model := linkModel(t)
+	args := []string{"verify", "speed", "--model", model, "--baseline", tiny, "--batch", "1,8", "--prompt", "16", "--gen", "4",
+		"--repeats", "2", "--runtime", rt, "--kv-cache", "fp16,int8"}
+	code, out, errOut := runCLI(t, "", append(args, "--json")...)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if fa := readFakeArgs(argsFile); argAfter(fa, "--kv-cache") != "fp16,int8" {
+		t.Errorf("runtime args %q: want --kv-cache fp16,int8", fa)
+	}
+	var r speedJSON
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if len(r.Rows) != 6 {
+		t.Fatalf("%d rows, want 2 baseline + 2 × 2 model", len(r.Rows))
+	}
+	for _, row := range r.Rows[2:] {
+		want := 10.0 / 3
+		if row["kv_cache"] == "int8" {
+			want = 5
+		}
+		if d, _ := row["decode_speedup_vs_baseline"].(float64); !near(d, want) {
+			t.Errorf("row %v: decode speed-up %v, want %v", row, d, want)
+		}
+	}
+	goals := map[string]float64{}
+	for _, g := range r.Goals {
+		if g.Measured != nil {
+			goals[g.Name] = *g.Measured
+		}
+	}
+	for name, v := range map[string]float64{
+		"W4A8 decode tokens/s vs FP16, batch 8":                               10.0 / 3,
+		"W4A8 decode tokens/s vs FP16, batch 8 (int8 KV cache)":               5,
+		"W4A8 decode, batch 1: fraction of its own memory floor":              0.5,
+		"W4A8 prefill (time to first token) vs FP16, batch 1 (int8 KV cache)": 20.0 / 15,
+	} {
+		if got, ok := goals[name]; !ok || !near(got, v) {
+			t.Errorf("goal %q = %v (present %v), want %v; goals %v", name, got, ok, v, goals)
+		}
+	}
+	if len(r.Goals) != 1+2*5 {
+		t.Errorf("%d goals, want the FP16 floor and 5 per cache", len(r.Goals))
+	}
+	code, md, _ := runCLI(t, "", args...)
+	if code != 0 || !strings.Contains(md, "| w4a8 (int8 KV) | 8 |") || !strings.Contains(md, "(int8 KV cache) | ≥ 2.50× | 5.00× | yes |") {
+		t.Errorf("markdown lacks the int8 rows or goals:\n%s", md)
+	}
+	// One cache twice, an unknown one, or a list with --tp: refused before the runtime runs.
+	for _, bad := range [][]string{{"--kv-cache", "int8,int8"}, {"--kv-cache", "fp16,bf16"}, {"--kv-cache", "fp16,int8", "--tp", "2"}} {
+		os.Remove(argsFile)
+		a := append(slices.Clone(args[:len(args)-2]), bad...)
+		if code, _, errOut := runCLI(t, "", a...); code != exitUsage || !strings.Contains(errOut, "--kv-cache") {
+			t.Errorf("%v: exit %d: %s", bad, code, errOut)
+		}
+		if _, err := os.Stat(argsFile); err == nil {
+			t.Errorf("%v: the runtime ran", bad)
+		}
+	}
+}
+
 // TestVerifySpeedNoBaseline: without a baseline the ratio goals are listed as not measured.
 func TestVerifySpeedNoBaseline(t *testing.T) {
 	rt, argsFile, _ := fakeRT(t, "speed")
@@ -265,7 +333,7 @@ func TestVerifySpeedBadInput(t *testing.T) {
 		{[]string{"--batch", ""}, exitUsage, "at least one batch size"},
 		{[]string{"--prompt", "0"}, exitUsage, "--prompt must be at least 1"},
 		{[]string{"--repeats", "0"}, exitUsage, "--repeats must be at least 1"},
-		{[]string{"--kv-cache", "fp16,int8"}, exitUsage, `--kv-cache must be fp16 or int8, got "fp16,int8"`},
+		{[]string{"--kv-cache", "fp16,int8,bf16"}, exitUsage, `--kv-cache must be fp16, int8 or fp16,int8, got "fp16,int8,bf16"`},
 		{[]string{"--out", filepath.Join(dir, "a.json"), "--md", filepath.Join(dir, "a.json")}, exitUsage, "name the same file"},
 		{[]string{"--out", filepath.Join(dir, "no", "a.json")}, exitUsage, "does not exist"},
 		{[]string{"--md", dir}, exitUsage, "is a folder"},

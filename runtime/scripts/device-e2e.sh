@@ -12,7 +12,8 @@
 #              (w8a8-smoothquant as its compressed-tensors export):
 #              GPU perplexity against `eval ppl` (CPU) on the same windows (--compare-cpu)
 #   speed      synthetic LLaMA-2-7B: FP16 checkpoint vs its w4a8-rtn artifact, and HF transformers;
-#              then its w8a8-smoothquant compressed-tensors export alone (E2E_W8A8=0 skips it)
+#              then its w8a8-smoothquant compressed-tensors export alone (E2E_W8A8=0 skips it);
+#              E2E_KV_CACHE=fp16,int8 times the artifact with both KV caches (goals for each)
 #   profile    the same two models: per-kernel profile of a decode step (odyssey-rt speed --profile)
 #              at batch 1 and 16, beside the graph replay's step time; W4A8 with ODYSSEY_PDL=1 and
 #              0 (PDL A/B), FP16 with PDL on (E2E_PROFILE_PDL="1 0" for both there too); then the
@@ -250,7 +251,7 @@ for s in "$@"; do
     fi
     c=$(git rev-parse --short HEAD 2>/dev/null || echo "${ODY_COMMIT:-unknown}")
     $ODY verify speed --model /tmp/$S-w4a8 --baseline /tmp/$S --batch ${E2E_BATCH:-1,8,16,32,64} "${hf[@]}" \
-      --out "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.json" --md "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.md" \
+      --kv-cache ${E2E_KV_CACHE:-fp16} --out "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.json" --md "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.md" \
       > "$E/speed.txt" 2> "$E/speed.log"
     echo "speed rc=$?"; cat "$E/speed.txt"; tail -3 "$E/speed.log"
     # The decode fusion A/B (issue 14): the W4A8 model alone, fused (ODYSSEY_DECODE_FUSE=all: the

@@ -576,6 +576,18 @@ func newSpeedReport(o *verifySpeedOptions, batches []int, m, base *speedModel, a
 			rep.Rows[i]["prefill_speedup_vs_baseline"] = b.TTFTMs / r.TTFTMs
 		}
 	}
+	// With both caches (--kv-cache fp16,int8): each int8-cache row's decode against the same
+	// model's fp16-cache row at its batch size, the cache's own speed-up.
+	for i, r := range ans.Rows {
+		if rep.roles[i] != "model" || r.KVCache != "int8" {
+			continue
+		}
+		for j, f := range ans.Rows {
+			if rep.roles[j] == "model" && f.Batch == r.Batch && (f.KVCache == "fp16" || f.KVCache == "") {
+				rep.Rows[i]["decode_speedup_vs_fp16_kv"] = r.DecodeTokensPerS / f.DecodeTokensPerS
+			}
+		}
+	}
 	rep.Goals = speedGoals(ans.Rows, rep.roles)
 	return rep, nil
 }
@@ -756,6 +768,15 @@ func printSpeedMarkdown(w io.Writer, r *speedReport) error {
 			mdCell(r.rowName(i)), pathCell(t), t.Batch, t.TTFTMs, t.DecodeTokensPerS, t.DecodeMsPerStep, t.MemoryFloorMsPerStep,
 			100*t.FractionOfFloor, humanBytes(int64(t.GPUMemoryBytes)), ratio("decode_speedup_vs_baseline"), ratio("prefill_speedup_vs_baseline"))
 	}
+	var kv []string
+	for i, t := range r.typed {
+		if v, ok := r.Rows[i]["decode_speedup_vs_fp16_kv"].(float64); ok {
+			kv = append(kv, fmt.Sprintf("batch %d %.2f×", t.Batch, v))
+		}
+	}
+	if len(kv) > 0 {
+		fmt.Fprintf(w, "\nDecode with the int8 KV cache vs the fp16 one, same model: %s.\n", strings.Join(kv, ", "))
+	}
 	if h := r.HF; h != nil {
 		fmt.Fprintf(w, "\nHF transformers %s (torch %s, CUDA %s), FP16, SDPA: %s\n\n", h.Transformers, h.Torch, h.CUDA, h.File)
 		fmt.Fprintln(w, "| model | path | batch | decode tok/s | HF eager tok/s | HF compiled tok/s | × HF eager | × HF compiled | TTFT ms | HF eager TTFT ms | HF compiled TTFT ms |")
@@ -775,7 +796,7 @@ func printSpeedMarkdown(w io.Writer, r *speedReport) error {
 				}
 				return "–"
 			}
-			fmt.Fprintf(w, "| %s | %s | %d | %.1f | %s | %s | %s | %s | %.2f | %s | %s |\n", mdCell(r.rowName(i)), t.Path, t.Batch, t.DecodeTokensPerS,
+			fmt.Fprintf(w, "| %s | %s | %d | %.1f | %s | %s | %s | %s | %.2f | %s | %s |\n", mdCell(r.rowName(i)), pathCell(t), t.Batch, t.DecodeTokensPerS,
 				cell("eager", tps, "%.1f"), cell("static", tps, "%.1f"), ratio("decode_speedup_vs_hf_eager"), ratio("decode_speedup_vs_hf_static"),
 				t.TTFTMs, cell("eager", ttft, "%.2f"), cell("static", ttft, "%.2f"))
 		}

@@ -187,6 +187,10 @@ func TestVerifySpeedKVCaches(t *testing.T) {
 		if d, _ := row["decode_speedup_vs_baseline"].(float64); !near(d, want) {
 			t.Errorf("row %v: decode speed-up %v, want %v", row, d, want)
 		}
+		kv, ok := row["decode_speedup_vs_fp16_kv"].(float64)
+		if row["kv_cache"] == "int8" && (!ok || !near(kv, 1.5)) || row["kv_cache"] != "int8" && ok {
+			t.Errorf("row %v: int8 vs fp16 KV %v (%v), want 1.5 on int8 rows only", row, kv, ok)
+		}
 	}
 	goals := map[string]float64{}
 	for _, g := range r.Goals {
@@ -208,7 +212,8 @@ func TestVerifySpeedKVCaches(t *testing.T) {
 		t.Errorf("%d goals, want the FP16 floor and 5 per cache", len(r.Goals))
 	}
 	code, md, _ := runCLI(t, "", args...)
-	if code != 0 || !strings.Contains(md, "| w4a8 (int8 KV) | 8 |") || !strings.Contains(md, "(int8 KV cache) | ≥ 2.50× | 5.00× | yes |") {
+	if code != 0 || !strings.Contains(md, "| w4a8 (int8 KV) | 8 |") || !strings.Contains(md, "(int8 KV cache) | ≥ 2.50× | 5.00× | yes |") ||
+		!strings.Contains(md, "int8 KV cache vs the fp16 one, same model: batch 1 1.50×, batch 8 1.50×.") {
 		t.Errorf("markdown lacks the int8 rows or goals:\n%s", md)
 	}
 	// One cache twice, an unknown one, or a list with --tp: refused before the runtime runs.

@@ -203,37 +203,29 @@ inline int warp() { return g_threadIdx.x >> 5; }
 
 inline void __syncthreads() { emu::wait(emu::WAIT_BLOCK); }
 inline void __syncwarp(unsigned = 0xffffffffu) { emu::wait(emu::WAIT_WARP); }
+// Every lane publishes v, then reads lane src's (the warp's shuffles: xor, down, indexed).
 template <class T>
-T __shfl_xor_sync(unsigned, T v, int o) {
+T emu_shfl_from(T v, int src) {
   static_assert(sizeof(T) <= 8);
   std::memcpy(emu::g_x[emu::warp()][emu::lane()], &v, sizeof(T));
   __syncwarp();
   T r;
-  std::memcpy(&r, emu::g_x[emu::warp()][emu::lane() ^ o], sizeof(T));
+  std::memcpy(&r, emu::g_x[emu::warp()][src], sizeof(T));
   __syncwarp();
   return r;
 }
 template <class T>
+T __shfl_xor_sync(unsigned, T v, int o) {
+  return emu_shfl_from(v, emu::lane() ^ o);
+}
+template <class T>
 T __shfl_sync(unsigned, T v, int src) {
-  static_assert(sizeof(T) <= 8);
-  std::memcpy(emu::g_x[emu::warp()][emu::lane()], &v, sizeof(T));
-  __syncwarp();
-  T r;
-  std::memcpy(&r, emu::g_x[emu::warp()][src & 31], sizeof(T));
-  __syncwarp();
-  return r;
+  return emu_shfl_from(v, src & 31);
 }
 // Lanes past 31 read their own value, as the hardware's __shfl_down_sync does.
 template <class T>
 T __shfl_down_sync(unsigned, T v, int o) {
-  static_assert(sizeof(T) <= 8);
-  std::memcpy(emu::g_x[emu::warp()][emu::lane()], &v, sizeof(T));
-  __syncwarp();
-  T r;
-  const int src = emu::lane() + o < 32 ? emu::lane() + o : emu::lane();
-  std::memcpy(&r, emu::g_x[emu::warp()][src], sizeof(T));
-  __syncwarp();
-  return r;
+  return emu_shfl_from(v, emu::lane() + o < 32 ? emu::lane() + o : emu::lane());
 }
 inline float __fmul_rn(float a, float b) { return a * b; }
 inline float __fadd_rn(float a, float b) { return a + b; }

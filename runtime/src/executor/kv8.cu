@@ -781,8 +781,7 @@ cudaError_t attention_decode_kv8(const __half* q, int ld_q, const int8_t* kc, co
     return cudaErrorInvalidValue;
   const int group = nh / nkv;
   // ODYSSEY_KV8_ATTN (A/B, tests): "general" the 64-key kernel, "simt" the SIMT split kernel,
-  // otherwise the tensor-core kernel where it applies; ODYSSEY_KV8_NB=1|2: its keys per warp
-  // iteration (16·NB; default 2).
+  // otherwise the tensor-core kernel where it applies.
   const char* force = std::getenv("ODYSSEY_KV8_ATTN");
   const bool general = force && std::strcmp(force, "general") == 0;
   const bool hd_ok = head_dim == 64 || head_dim == 128;
@@ -790,57 +789,45 @@ cudaError_t attention_decode_kv8(const __half* q, int ld_q, const int8_t* kc, co
                    !(force && std::strcmp(force, "simt") == 0);
   const bool fast = !mma && hd_ok && (group == 1 || group == 2 || group == 4 || group == 8) && aligned8(kc, 8) &&
                     aligned8(vc, 8) && !general;
-  const char* nbe = std::getenv("ODYSSEY_KV8_NB");
-  const int nb = nbe && std::strcmp(nbe, "1") == 0 ? 1 : 2;
-  const char* pfe = std::getenv("ODYSSEY_KV8_PF");  // 0: no prefetch of the next iteration
-  const bool pf = !(pfe && std::strcmp(pfe, "0") == 0);
-  const int hpb = fast ? kv8_fast_heads(batch, nkv, group) : group;
-  const int parts = group / hpb;
-  const int U = hpb <= 2 ? 8 : 4;                        // steps in flight: registers allow 8 at ≤ 2 heads
-  const int step = U * kFastWarps * (32 / (head_dim / 8));  // keys per fast-kernel iteration
   const float sl2 = scale * 1.4426950408889634f;
+  // Each kernel picks the split length; the workspace then holds the partial O rows, the
+  // (max, sum) pairs and the combine's tickets (attention_decode_kv8_workspace bounds splits).
+  int chunk = kGenKeys, splits = 0;
+  float *ws_o = nullptr, *ws_ml = nullptr;
+  unsigned* tickets = nullptr;
+  auto set_splits = [&](int c) {
+    chunk = c;
+    splits = (max_seq + chunk - 1) / chunk;
+    ws_o = static_cast<float*>(workspace);
+    ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
+    tickets = reinterpret_cast<unsigned*>(ws_ml + (size_t)batch * nh * splits * 2);
+  };
   cudaError_t e = cudaSuccess;
   if (mma) {
-    const void* fn = head_dim == 128 ? (nb == 1 ? (pf ? (const void*)kv8_split_mma_kernel<128, 1, true> : (const void*)kv8_split_mma_kernel<128, 1, false>)
-                                                : (pf ? (const void*)kv8_split_mma_kernel<128, 2, true> : (const void*)kv8_split_mma_kernel<128, 2, false>))
-                                     : (nb == 1 ? (pf ? (const void*)kv8_split_mma_kernel<64, 1, true> : (const void*)kv8_split_mma_kernel<64, 1, false>)
-                                                : (pf ? (const void*)kv8_split_mma_kernel<64, 2, true> : (const void*)kv8_split_mma_kernel<64, 2, false>));
-    const long long resident = (long long)kv8_resident(fn, kFastWarps * 32) * kv8_sms();
-    const int chunk = kv8_mma_chunk(batch, nkv, max_seq, kFastWarps * 16 * nb, resident);
-    const int splits = (max_seq + chunk - 1) / chunk;
-    float* ws_o = static_cast<float*>(workspace);
-    float* ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
-    unsigned* tickets = reinterpret_cast<unsigned*>(ws_ml + (size_t)batch * nh * splits * 2);
-    const dim3 grid(splits, nkv, batch), block(kFastWarps * 32);
-#define ODY_KV8_MMA(HD, NB, PF)                                                                                       \
-  e = launch_pdl(kv8_split_mma_kernel<HD, NB, PF>, grid, block, 0, stream, q, ld_q, kc, ks, vc, vs, len, ws_o, ws_ml, \
-                 tickets, max_seq, nh, nkv, group, splits, chunk, sl2, window)
-    if (head_dim == 128) {
-      if (nb == 1) {
-        if (pf) ODY_KV8_MMA(128, 1, true); else ODY_KV8_MMA(128, 1, false);
-      } else {
-        if (pf) ODY_KV8_MMA(128, 2, true); else ODY_KV8_MMA(128, 2, false);
-      }
-    } else {
-      if (nb == 1) {
-        if (pf) ODY_KV8_MMA(64, 1, true); else ODY_KV8_MMA(64, 1, false);
-      } else {
-        if (pf) ODY_KV8_MMA(64, 2, true); else ODY_KV8_MMA(64, 2, false);
-      }
-    }
-#undef ODY_KV8_MMA
-    if (e != cudaSuccess) return e;
-    e = cudaGetLastError();
-    if (e != cudaSuccess) return e;
-    return attention_decode_combine(ws_o, ws_ml, tickets, len, out, ld_out, batch, max_seq, nh, head_dim, splits, chunk,
-                                    quant, stream);
-  }
-  const int chunk = fast ? kv8_fast_chunk(batch, nkv * parts, max_seq, step) : kGenKeys;
-  const int splits = (max_seq + chunk - 1) / chunk;
-  float* ws_o = static_cast<float*>(workspace);
-  float* ws_ml = ws_o + (size_t)batch * nh * splits * head_dim;
-  unsigned* tickets = reinterpret_cast<unsigned*>(ws_ml + (size_t)batch * nh * splits * 2);
-  if (fast) {
+    // ODYSSEY_KV8_NB=1: 16 keys per warp iteration (default 32); ODYSSEY_KV8_PF=0: no register
+    // prefetch of the next iteration.
+    const char* nbe = std::getenv("ODYSSEY_KV8_NB");
+    const char* pfe = std::getenv("ODYSSEY_KV8_PF");
+    const int nb = nbe && std::strcmp(nbe, "1") == 0 ? 1 : 2;
+    const bool pf = !(pfe && std::strcmp(pfe, "0") == 0);
+    auto run = [&](auto* kern) {
+      const long long resident = (long long)kv8_resident(reinterpret_cast<const void*>(kern), kFastWarps * 32) * kv8_sms();
+      set_splits(kv8_mma_chunk(batch, nkv, max_seq, kFastWarps * 16 * nb, resident));
+      return launch_pdl(kern, dim3(splits, nkv, batch), dim3(kFastWarps * 32), 0, stream, q, ld_q, kc, ks, vc, vs, len,
+                        ws_o, ws_ml, tickets, max_seq, nh, nkv, group, splits, chunk, sl2, window);
+    };
+    if (head_dim == 128)
+      e = nb == 1 ? (pf ? run(kv8_split_mma_kernel<128, 1, true>) : run(kv8_split_mma_kernel<128, 1, false>))
+                  : (pf ? run(kv8_split_mma_kernel<128, 2, true>) : run(kv8_split_mma_kernel<128, 2, false>));
+    else
+      e = nb == 1 ? (pf ? run(kv8_split_mma_kernel<64, 1, true>) : run(kv8_split_mma_kernel<64, 1, false>))
+                  : (pf ? run(kv8_split_mma_kernel<64, 2, true>) : run(kv8_split_mma_kernel<64, 2, false>));
+  } else if (fast) {
+    const int hpb = kv8_fast_heads(batch, nkv, group);
+    const int parts = group / hpb;
+    const int U = hpb <= 2 ? 8 : 4;                            // steps in flight: registers allow 8 at ≤ 2 heads
+    const int step = U * kFastWarps * (32 / (head_dim / 8));  // keys per fast-kernel iteration
+    set_splits(kv8_fast_chunk(batch, nkv * parts, max_seq, step));
     const dim3 grid(splits, nkv * parts, batch), block(kFastWarps * 32);
 #define ODY_KV8_FAST(HD, G, UU)                                                                                     \
   e = launch_pdl(kv8_split_fast_kernel<HD, G, UU>, grid, block, 0, stream, q, ld_q, kc, ks, vc, vs, len, ws_o, ws_ml, \
@@ -860,6 +847,7 @@ cudaError_t attention_decode_kv8(const __half* q, int ld_q, const int8_t* kc, co
     }
 #undef ODY_KV8_FAST
   } else {
+    set_splits(kGenKeys);
     const size_t smem = (size_t)group * (head_dim + kGenKeys) * sizeof(float);
     if (smem > 227 * 1024) return cudaErrorInvalidValue;
     if (smem > 48 * 1024) {

@@ -62,6 +62,7 @@
 #include <mutex>
 #include <string>
 
+#include "mma_f16.cuh"
 #include "kernel_common.cuh"
 #include "odyssey_rt.h"
 #include "pdl.cuh"
@@ -87,14 +88,6 @@ struct Params {
   int32_t* counters;
   int m, n, np, k, group_size, tiles_m, tiles_n;
 };
-
-__device__ __forceinline__ void mma_f16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
 
 // Two 4-bit two's-complement codes at bits 0..3 and 16..19 of t -> half2(q0, q1), exactly.
 __device__ __forceinline__ uint32_t nibbles_to_half2(uint32_t t) {
@@ -234,7 +227,7 @@ __device__ __forceinline__ void segment(const Params& p, uint8_t* smem, int tm, 
           uint32_t b0 = nibbles_to_half2(w & 0x000F000Fu);         // bytes 0, 2: k0, k2
           uint32_t b1 = nibbles_to_half2((w >> 8) & 0x000F000Fu);  // bytes 1, 3: k1, k3
 #pragma unroll
-          for (int i = 0; i < MT; i++) mma_f16(part[i][j], af[i], b0, b1);
+          for (int i = 0; i < MT; i++) mma16816(part[i][j], af[i], b0, b1);
         }
       }
       if (gpk > 0 && ((step + 1) & spg_mask) == 0) {
@@ -429,7 +422,7 @@ __global__ void __launch_bounds__(kGemvWarps * 32) w4a16_gemv_kernel(const Param
           const uint32_t a2 = nibbles_to_half2((q0 >> 8) & 0x000F000Fu);  // column col0, k1 k3
           const uint32_t a3 = nibbles_to_half2((q1 >> 8) & 0x000F000Fu);  // column col1, k1 k3
           const uint32_t af[4] = {a0, a1, a2, a3};
-          mma_f16(part, af, b0, b1);
+          mma16816(part, af, b0, b1);
         }
         if constexpr (SPG > 0) {
           if ((step + 1) % SPG == 0) {  // end of a group: P_g takes the group's ŝ
@@ -655,8 +648,8 @@ __global__ void __launch_bounds__(kG2Warps * 32, S == 8 ? 1 : 2) w4a16_gemv2_ker
               dequant_word<1>(word_of(w[b][u][2 * q], step), af[0], af[2]);
               dequant_word<1>(word_of(w[b][u][2 * q + 1], step), af[1], af[3]);
             }
-            mma_f16(part[q][0], af, b0a, b1a);
-            if constexpr (MH == 2) mma_f16(part[q][MH - 1], af, b0b, b1b);
+            mma16816(part[q][0], af, b0a, b1a);
+            if constexpr (MH == 2) mma16816(part[q][MH - 1], af, b0b, b1b);
           }
         }
         if constexpr (SPG > 0) {

@@ -49,7 +49,7 @@
 #include <mutex>
 
 #include "executor/decode_split.cuh"
-#include "executor/mma_f16.cuh"
+#include "mma_f16.cuh"
 #include "pdl.cuh"
 
 namespace odyssey::layers {

@@ -92,7 +92,7 @@
 
 #include "act_math.cuh"
 #include "executor/decode_split.cuh"
-#include "executor/mma_f16.cuh"
+#include "mma_f16.cuh"
 #include "kernel_common.cuh"
 #include "pdl.cuh"
 

@@ -9,7 +9,7 @@ s = open(sys.argv[1]).read()
 s = s.replace('#include "kernel_common.cuh"', '')
 s = s.replace('#include "pdl.cuh"', '')  # emu.hpp defines pdl_wait, launch_pdl
 # drop the asm helpers (emu.hpp defines them)
-s = s.replace('#include "executor/mma_f16.cuh"', '')  # emu.hpp defines mma16816 and fast_exp2
+s = s.replace('#include "mma_f16.cuh"', '')  # emu.hpp defines mma16816 and fast_exp2
 for name in ['ldsm_x4', 'ldsm_x4_t']:
     m = re.search(r'__device__ __forceinline__ void ' + name + r'\(', s)
     if not m:  # kv8.cu has neither

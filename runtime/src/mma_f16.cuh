@@ -1,11 +1,11 @@
-// mma_f16.cuh: the fp16 tensor-core step and the fast 2^x that the attention kernels share
-// (layers.cu's flash prefill, kv8.cu's decode split kernel). The layers emulator
-// (runtime/tests/layers_emu) strips this include and defines both on the host.
+// mma_f16.cuh: the fp16 tensor-core step and the fast 2^x that several kernels share
+// (layers.cu's flash prefill, kv8.cu's decode split kernel, w4a16.cu's tile kernel). The layers
+// emulator (runtime/tests/layers_emu) strips this include and defines both on the host.
 #pragma once
 
 #include <cstdint>
 
-namespace odyssey::layers {
+namespace odyssey {
 
 // D = A·B + D, m16n8k16, fp16 operands, fp32 accumulators (the PTX fragment layouts).
 __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
@@ -24,4 +24,4 @@ __device__ __forceinline__ float fast_exp2(float x) {
   return y;
 }
 
-}  // namespace odyssey::layers
+}  // namespace odyssey

@@ -32,6 +32,11 @@ namespace {
 //    runtime/bench/results/gemm-decode-register-h200-2026-12-04-69542aa.json) the strip count
 //    that fills a block's tiles best (wide_strips): 12288×4096 s2 10.26 vs s4 10.98 µs at M = 1,
 //    11.88 vs 12.91 at M = 8; 28672×8192 s2 37.3 vs s4 45.1 at M = 4; 22016×4096 s4 (15.5 vs 17.2).
+//  - K ≥ 8192 with N ≥ 8192 at M = 9..16 (the 70B o_proj 8192², gate/up 28672×8192): s8, one
+//    block per SM with x whole in shared memory (session 16 call 6 and session 18 call 2, H200:
+//    28672×8192 M = 16 s8 48.6 / 47.6 µs vs s4 51.7 / 52.9; 8192² s8 17.0 vs s4 17.5;
+//    runtime/bench/results/gemm-h200-2026-12-04-b18c099.json). At K = 4096 and 11008 s4 stays
+//    (4096×11008 M = 16: s4 16.3 vs s8 18.1).
 //  - Very long rows (K ≥ 16384: the 70B down_proj 8192×28672) want more strips per block at
 //    M ≥ 4 (s8 49.5 µs vs s4 56.4 at M = 16; 48.9 vs 49.0 at M = 4) and gemv_w4 at M = 1 (45.8
 //    vs 46.5): the H100 run above. gemv_w4 is picked nowhere else; it stays a config for comparison.
@@ -62,7 +67,7 @@ int wide_strips(int n) {
 int decode_gemv(int m, int n, int k) {
   if (m > kDecodeM) return m <= dispatch_gemv_max_m() && (m <= 32 || n < 8192) ? kS4 : -1;
   if (k >= 16384 && n >= 8192) return m == 1 ? kGemvConfig : m >= 4 ? kS8 : kS4;
-  if (m > 8) return kS4;
+  if (m > 8) return k >= 8192 && n >= 8192 ? kS8 : kS4;
   return n < 8192 ? kS2 : wide_strips(n);
 }
 

@@ -20,7 +20,7 @@
 //   1, 8, 16, variant "reg" (register kernels) against "loop" (ODYSSEY_ROWS=loop, the former
 //   kernels); rope_kv_decode at 32/32 and 32/8. Goal at batch 1: ≤ 3 µs per call.
 // - decode_kv8 (also alone: --only kv8): the int8 KV cache (executor/kv8.cu) beside the fp16 one
-//   in the same run, ctx 1024, batch 1/8/16/64, 32/32 and 32/8: attention "fast" (the fp16 cache,
+//   in the same run, ctx 1024, batch 1/2/4/8/16/64, 32/32 and 32/8: attention "fast" (the fp16 cache,
 //   attention_decode) vs "fast-kv8" (attention_decode_kv8: the tensor-core kernel), "kv8-pf0" (without
 //   its register prefetch of the next iteration), "kv8-nb1" (16 keys per warp iteration, not 32)
 //   and "kv8-simt" (the SIMT kernel before it), GB/s of the bytes each must read
@@ -159,7 +159,7 @@ int cmd_bench_layers(const Args& args) {
   if (want("kv8")) {
     const int hd = 128, nh = 32, ctx = 1024;
     w.key("decode_kv8").begin_array();
-    for (int batch : {1, 8, 16, 64})
+    for (int batch : {1, 2, 4, 8, 16, 64})
       for (int nkv : {32, 8}) {
         const size_t cache = (size_t)batch * ctx * nkv * hd, cells = cache / hd;
         DeviceBuffer q((size_t)batch * nh * hd * 2), out((size_t)batch * nh * hd * 2), kc(cache * 2), vc(cache * 2);

@@ -35,8 +35,10 @@ namespace {
 //  - K ≥ 8192 with N ≥ 8192 at M = 9..16 (the 70B o_proj 8192², gate/up 28672×8192): s8, one
 //    block per SM with x whole in shared memory (session 16 call 6 and session 18 call 2, H200:
 //    28672×8192 M = 16 s8 48.6 / 47.6 µs vs s4 51.7 / 52.9; 8192² s8 17.0 vs s4 17.5;
-//    runtime/bench/results/gemm-h200-2026-12-04-b18c099.json). At K = 4096 and 11008 s4 stays
-//    (4096×11008 M = 16: s4 16.3 vs s8 18.1).
+//    runtime/bench/results/gemm-h200-2026-12-04-b18c099.json and session18-call3-*). Wide N at
+//    K < 8192 keeps wide_strips' choice there too (12288×4096 M = 16: s2 14.2 / 14.5 vs s4
+//    15.8 / 16.0 in two runs, M = 12 12.7 vs 14.0; 22016×4096 s4 21.0 vs s2 21.4); N < 8192
+//    stays s4 (4096×11008 M = 16: s4 16.3 vs s8 18.0).
 //  - Very long rows (K ≥ 16384: the 70B down_proj 8192×28672) want more strips per block at
 //    M ≥ 4 (s8 49.5 µs vs s4 56.4 at M = 16; 48.9 vs 49.0 at M = 4) and gemv_w4 at M = 1 (45.8
 //    vs 46.5): the H100 run above. gemv_w4 is picked nowhere else; it stays a config for comparison.
@@ -67,7 +69,7 @@ int wide_strips(int n) {
 int decode_gemv(int m, int n, int k) {
   if (m > kDecodeM) return m <= dispatch_gemv_max_m() && (m <= 32 || n < 8192) ? kS4 : -1;
   if (k >= 16384 && n >= 8192) return m == 1 ? kGemvConfig : m >= 4 ? kS8 : kS4;
-  if (m > 8) return k >= 8192 && n >= 8192 ? kS8 : kS4;
+  if (m > 8) return n < 8192 ? kS4 : k >= 8192 ? kS8 : wide_strips(n);
   return n < 8192 ? kS2 : wide_strips(n);
 }
 

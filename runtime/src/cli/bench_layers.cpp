@@ -21,9 +21,10 @@
 //   kernels); rope_kv_decode at 32/32 and 32/8. Goal at batch 1: ≤ 3 µs per call.
 // - decode_kv8 (also alone: --only kv8): the int8 KV cache (executor/kv8.cu) beside the fp16 one
 //   in the same run, ctx 1024, batch 1/2/4/8/16/64, 32/32 and 32/8: attention "fast" (the fp16 cache,
-//   attention_decode) vs "fast-kv8" (attention_decode_kv8: the tensor-core kernel), "kv8-pf0" (without
-//   its register prefetch of the next iteration), "kv8-nb1" (16 keys per warp iteration, not 32)
-//   and "kv8-simt" (the SIMT kernel before it), GB/s of the bytes each must read
+//   attention_decode) vs "fast-kv8" (attention_decode_kv8: its default choice of kernel), "kv8-mma"
+//   (the tensor-core kernel forced), "kv8-pf0" (it without its register prefetch of the next
+//   iteration), "kv8-nb1" (it at 16 keys per warp iteration, not 32) and "kv8-simt" (the SIMT
+//   kernel), GB/s of the bytes each must read
 //   (fp16: 2·2 bytes per element; int8: 1 byte + 2 bytes of scale per head_dim elements, K and V);
 //   and the decode step's append, "rope_kv" vs "rope_kv8".
 // - rows gate_up+swiglu (issue 14 fusion): the decode MLP's first half on the 7B shape
@@ -185,10 +186,11 @@ int cmd_bench_layers(const Args& args) {
         unsetenv("ODYSSEY_DECODE_GQA");
         unsetenv("ODYSSEY_KV8_ATTN");
         double us_fp16 = 0;
-        // fast-kv8: the default (tensor-core kernel, 32 keys per warp iteration, the next
-        // iteration's loads in flight); kv8-nb1: 16 keys (ODYSSEY_KV8_NB=1); -pf0: no prefetch
-        // (ODYSSEY_KV8_PF=0); kv8-simt: the SIMT kernel it replaced (ODYSSEY_KV8_ATTN=simt).
-        for (const char* variant : {"fast", "fast-kv8", "kv8-pf0", "kv8-nb1", "kv8-simt"}) {
+        // fast-kv8: the default choice (attention_decode_kv8_kernel); kv8-mma: the tensor-core
+        // kernel (32 keys per warp iteration, the next iteration's loads in flight); kv8-nb1: it
+        // at 16 keys (ODYSSEY_KV8_NB=1); -pf0: it without the prefetch (ODYSSEY_KV8_PF=0);
+        // kv8-simt: the SIMT kernel (ODYSSEY_KV8_ATTN=simt).
+        for (const char* variant : {"fast", "fast-kv8", "kv8-mma", "kv8-pf0", "kv8-nb1", "kv8-simt"}) {
           const std::string v = variant;
           const bool kv8 = v != "fast";
           unsetenv("ODYSSEY_KV8_NB");
@@ -197,6 +199,7 @@ int cmd_bench_layers(const Args& args) {
           if (v.find("nb1") != std::string::npos) setenv("ODYSSEY_KV8_NB", "1", 1);
           if (v.find("pf0") != std::string::npos) setenv("ODYSSEY_KV8_PF", "0", 1);
           if (v == "kv8-simt") setenv("ODYSSEY_KV8_ATTN", "simt", 1);
+          if (v == "kv8-mma" || v == "kv8-pf0" || v == "kv8-nb1") setenv("ODYSSEY_KV8_ATTN", "mma", 1);
           auto launch = [&] {
             if (kv8)
               check(L::attention_decode_kv8(q.get<__half>(), nh * hd, k8.get<int8_t>(), ks.get<__half>(), v8.get<int8_t>(),

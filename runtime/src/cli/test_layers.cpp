@@ -1468,7 +1468,7 @@ struct Kv8DecodeShape {
   int batch, max_seq, nh, nkv, hd, window;
   std::vector<int> lens;
   L::ActKind quant = L::ActKind::F16;
-  const char* kernel = nullptr;  // ODYSSEY_KV8_ATTN: null (the tensor-core kernel where it applies), "simt", "general"
+  const char* kernel = nullptr;  // ODYSSEY_KV8_ATTN: null (the default choice), "mma", "simt", "general"
 };
 
 // attention_decode_kv8 against the fp64 reference on the dequantized cache (attention_tol); the
@@ -1478,15 +1478,13 @@ Result test_decode_kv8(const Kv8DecodeShape& p, uint64_t seed) {
   for (int l : p.lens) lens += (lens.empty() ? "" : ",") + std::to_string(l);
   const int group = p.nh / p.nkv;
   const std::string kn = p.kernel ? p.kernel : "";
-  const bool hd_ok = p.hd == 64 || p.hd == 128;
-  const char* kernel = kn.empty() && hd_ok && group <= 8                                                    ? "decode-kv8-mma"
-                       : kn == "simt" && hd_ok && (group == 1 || group == 2 || group == 4 || group == 8) ? "decode-kv8-fast"
-                                                                                                          : "decode-kv8-general";
+  if (!kn.empty()) setenv("ODYSSEY_KV8_ATTN", kn.c_str(), 1);
+  else unsetenv("ODYSSEY_KV8_ATTN");
+  const std::string kernel = std::string("decode-kv8-") + L::attention_decode_kv8_kernel(p.batch, p.nh, p.nkv, p.hd);
   Check c(fmt("attention_decode_kv8 b=%d max_seq=%d heads=%d/%d hd=%d window=%d len=%s%s%s", p.batch, p.max_seq, p.nh,
               p.nkv, p.hd, p.window, lens.c_str(), kn.empty() ? "" : (" " + kn).c_str(),
               p.quant == L::ActKind::I8Static ? " +i8static" : p.quant == L::ActKind::I8PerToken ? " +i8token" : ""),
           kernel);
-  if (!kn.empty()) setenv("ODYSSEY_KV8_ATTN", kn.c_str(), 1);
   Rng r(seed);
   const int width = p.nkv * p.hd, ld_q = p.nh * p.hd + 8, ld_out = p.nh * p.hd + 8;
   const size_t cells = (size_t)p.batch * p.max_seq * p.nkv;
@@ -2095,10 +2093,11 @@ int cmd_test_layers(const Args& args) {
     add(test_rope_kv8(2, 40, 6, 2, 6, false, seed++));
     add(test_rope_kv8(5, 40, 8, 4, 8, false, seed++));
     add(test_rope_kv8(0, 40, 6, 2, 64, false, seed++));
-    // Decode attention over the int8 cache: the three kernels (tensor-core, SIMT, general), MHA
-    // and GQA (groups 2, 4, 8; 7 and 3: Qwen2's 28/4 and 12/4, the tensor-core kernel's own),
-    // batch 1–16, windows, the fused o_proj int8 input, head dims 8 and 96 (general only).
-    for (const char* kernel : {(const char*)nullptr, "simt", "general"}) {
+    // Decode attention over the int8 cache: the default choice and each of the three kernels
+    // forced (tensor-core, SIMT, general), MHA and GQA (groups 2, 4, 8; 7 and 3: Qwen2's 28/4 and
+    // 12/4, the tensor-core kernel's own), batch 1–16, windows, the fused o_proj int8 input, head
+    // dims 8 and 96 (general only).
+    for (const char* kernel : {(const char*)nullptr, "mma", "simt", "general"}) {
       add(test_decode_kv8({1, 1100, 32, 32, 128, 0, {1025}, L::ActKind::F16, kernel}, seed++));
       add(test_decode_kv8({16, 1024, 32, 8, 128, 0, {1024, 1, 2, 33, 64, 65, 500, 1023, 1000, 999, 7, 31, 32, 100, 900, 1024},
                            L::ActKind::F16, kernel}, seed++));

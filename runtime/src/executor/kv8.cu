@@ -29,7 +29,9 @@
 // 0.52× the bytes.
 // Limits: head_dim even and ≤ 256; nh % nkv == 0; the tensor-core kernel needs head_dim 64/128,
 // group ≤ 8 and 16-byte aligned code caches, the SIMT one group 1/2/4/8 and 8-byte alignment.
-// ODYSSEY_KV8_ATTN=general|simt forces the general or the SIMT kernel; ODYSSEY_KV8_NB=1 halves
+// The tensor-core kernel is the default but for MHA at batch · kv heads ≤ 32, where the SIMT one is
+// faster (attention_decode_kv8_kernel says which runs and why).
+// ODYSSEY_KV8_ATTN=mma|simt|general forces a kernel where it applies; ODYSSEY_KV8_NB=1 halves
 // the tensor-core kernel's keys per warp iteration and ODYSSEY_KV8_PF=0 drops its register prefetch
 // of the next iteration (A/B switches; the defaults measured best on the H200, session 17).
 // Test: `odyssey-rt test layers --only kv8` (every kernel; on the CPU runtime/tests/layers_emu/run.sh
@@ -45,6 +47,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <map>
 #include <mutex>
 
@@ -760,6 +763,25 @@ cudaError_t rope_kv8_decode(__half* q, int ld_q, const __half* k, const __half* 
   return cudaGetLastError();
 }
 
+// The tensor-core kernel wherever it applies, but for MHA with batch · kv heads ≤ 32 (the 7B at
+// batch 1): there it runs 4 splits × 32 heads = 128 blocks of one warp iteration each, fewer than
+// one per SM, and the SIMT kernel's finer splits finish first (H200, ctx 1024, µs, tensor-core /
+// SIMT: batch 1 10.2 / 8.9, 10.1 / 8.9, 10.2 / 9.3 in three runs; batch 2 13.1 / 13.1; batch 4
+// 16.9 / 24.8; GQA 32/8 at batch 1 9.2 / 9.2; runtime/NOTES.md, session 18).
+const char* attention_decode_kv8_kernel(int batch, int nh, int nkv, int head_dim) {
+  const int group = nkv > 0 ? nh / nkv : 0;
+  const char* force = std::getenv("ODYSSEY_KV8_ATTN");
+  const std::string f = force ? force : "";
+  const bool hd_ok = head_dim == 64 || head_dim == 128;
+  const bool mma_ok = hd_ok && group >= 1 && group <= 8;
+  const bool simt_ok = hd_ok && (group == 1 || group == 2 || group == 4 || group == 8);
+  if (f == "general") return "general";
+  if (f == "simt") return simt_ok ? "simt" : "general";
+  if (f == "mma") return mma_ok ? "mma" : simt_ok ? "simt" : "general";
+  if (mma_ok && !(group == 1 && (long long)batch * nkv <= 32 && simt_ok)) return "mma";
+  return simt_ok ? "simt" : "general";
+}
+
 size_t attention_decode_kv8_workspace(int batch, int nh, int head_dim, int max_seq) {
   if (batch <= 0 || nh <= 0 || head_dim <= 0 || max_seq <= 0) return 0;
   const size_t splits = (size_t)(max_seq + kMinChunk - 1) / kMinChunk;
@@ -780,15 +802,12 @@ cudaError_t attention_decode_kv8(const __half* q, int ld_q, const int8_t* kc, co
       !aligned8(workspace, 16))
     return cudaErrorInvalidValue;
   const int group = nh / nkv;
-  // ODYSSEY_KV8_ATTN (A/B, tests): "general" the 64-key kernel, "simt" the SIMT split kernel,
-  // otherwise the tensor-core kernel where it applies.
-  const char* force = std::getenv("ODYSSEY_KV8_ATTN");
-  const bool general = force && std::strcmp(force, "general") == 0;
-  const bool hd_ok = head_dim == 64 || head_dim == 128;
-  const bool mma = hd_ok && group <= 8 && aligned8(kc, 16) && aligned8(vc, 16) && !general &&
-                   !(force && std::strcmp(force, "simt") == 0);
-  const bool fast = !mma && hd_ok && (group == 1 || group == 2 || group == 4 || group == 8) && aligned8(kc, 8) &&
-                    aligned8(vc, 8) && !general;
+  // The kernel for these sizes (attention_decode_kv8_kernel: ODYSSEY_KV8_ATTN may force one),
+  // then the caches' alignment: the tensor-core kernel needs 16 bytes, the SIMT one 8.
+  const std::string pick = attention_decode_kv8_kernel(batch, nh, nkv, head_dim);
+  const bool mma = pick == "mma" && aligned8(kc, 16) && aligned8(vc, 16);
+  const bool fast = !mma && pick != "general" && (group == 1 || group == 2 || group == 4 || group == 8) &&
+                    (head_dim == 64 || head_dim == 128) && aligned8(kc, 8) && aligned8(vc, 8);
   const float sl2 = scale * 1.4426950408889634f;
   // Each kernel picks the split length; the workspace then holds the partial O rows, the
   // (max, sum) pairs and the combine's tickets (attention_decode_kv8_workspace bounds splits).

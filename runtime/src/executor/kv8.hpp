@@ -47,6 +47,10 @@ cudaError_t rope_kv8_decode(__half* q, int ld_q, const __half* k, const __half* 
 
 // Decode attention over the int8 cache: as attention_decode (same q/out/len/window/quant
 // semantics, same combine kernel), K and V dequantized in registers to the fp16 values above.
+// attention_decode_kv8_kernel names the kernel it runs for these sizes with 16-byte aligned code
+// caches ("mma", "simt" or "general"; ODYSSEY_KV8_ATTN=mma|simt|general forces one where it
+// applies): tests label their cases with it.
+const char* attention_decode_kv8_kernel(int batch, int nh, int nkv, int head_dim);
 size_t attention_decode_kv8_workspace(int batch, int nh, int head_dim, int max_seq);
 cudaError_t attention_decode_kv8(const __half* q, int ld_q, const int8_t* kc, const __half* ks, const int8_t* vc,
                                  const __half* vs, const int32_t* len, __half* out, int ld_out, int batch, int max_seq,

@@ -353,6 +353,10 @@ struct Executor::Impl {
   // same bytes in down's input (the test `test layers --only fuse` compares them), one launch
   // and no fp16 gate/up round trip. ODYSSEY_DECODE_FUSE=0 (read at load) keeps the old path.
   static constexpr int kFuseMaxRows = 8;
+  // FP16 linears at decode (rows ≤ ODY_F16_GEMV_MAX_M): the FP16 GEMV or cuBLAS, per shape
+  // (f16_decode_gemv below); ODYSSEY_F16_DECODE=gemv|cublas (read at load) forces one (A/B).
+  int f16_decode_force = 0;  // 0 the rule, 1 the GEMV, 2 cuBLAS
+  bool f16_decode_gemv(int rows, int n, int k) const;
   bool fuse_on = true;
   bool fuse_all = false;              // ODYSSEY_DECODE_FUSE=all: also per-token down inputs
   std::vector<char> gu_fusable;       // per layer
@@ -783,6 +787,10 @@ void Executor::Impl::load(const std::string& dir) {
     std::fprintf(stderr, "ODYSSEY_DECODE_SKIP=%s: the decode step leaves these kinds out (timing ablation; tokens meaningless)\n", e);
   }
   {
+    const char* e = std::getenv("ODYSSEY_F16_DECODE");
+    f16_decode_force = e && std::string(e) == "gemv" ? 1 : e && std::string(e) == "cublas" ? 2 : 0;
+  }
+  {
     const char* e = std::getenv("ODYSSEY_DECODE_FUSE");
     fuse_on = !(e && std::string(e) == "0");
     fuse_all = e && std::string(e) == "all";
@@ -797,6 +805,18 @@ void Executor::Impl::load(const std::string& dir) {
   if (std::getenv("ODYSSEY_RT_VERBOSE"))
     std::fprintf(stderr, "decode swiglu fusion: %s, %zu of %zu layers\n", fuse_on ? "on" : "off (ODYSSEY_DECODE_FUSE=0)",
                  (size_t)std::count(gu_fusable.begin(), gu_fusable.end(), 1), layers.size());
+}
+
+// The FP16 baseline's decode linears: the FP16 GEMV (gemv_f16.cu) where it beats cuBLAS, cuBLAS
+// elsewhere, so that every W4A8-vs-FP16 ratio is against the better of the two. Measured on the
+// H200 (session 18 call 3, `bench gemm` M = 1..8, µs GEMV / cuBLAS): the GEMV wins at N ≤ 8192
+// with K ≤ 8192 (4096² M = 1 13.9 / 17.6, M = 8 15.0 / 16.1; 8192² 40.5 / 41.0 .. 41.4 / 42.5);
+// cuBLAS wins on the wide and the long shapes (12288×4096 35.1 / 31.5 .. 37.0 / 30.8; 22016×4096
+// 53.6 / 52.9 .. 57.8 / 53.9; 28672×8192 M = 1 129.4 / 116.4; 8192×28672 M = 1 133.5 / 122.1;
+// 4096×11008 M = 8 33.6 / 30.7, but M = 1 28.8 / 29.8).
+bool Executor::Impl::f16_decode_gemv(int rows, int n, int k) const {
+  if (rows > ODY_F16_GEMV_MAX_M || f16_decode_force == 2) return false;
+  return f16_decode_force == 1 || (n <= 8192 && k <= 8192);
 }
 
 // Whether layer L's decode gate/up + SwiGLU can run as w4a8_gemv_swiglu: gate and up are W4A8
@@ -1007,7 +1027,7 @@ void Executor::Impl::run_site(const Site& site, const Scratch& s, int rows, cons
       case WeightFormat::Dense16: {
         const __half* x = f16_input ? f16_input : xf16[g.form];
         const int ldx = f16_input ? f16_ld : s.kp;
-        if (rows <= ODY_F16_GEMV_MAX_M) {  // decode: the FP16 GEMV (gemv_f16.cu), bias in its epilogue
+        if (f16_decode_gemv(rows, g.n_total, g.k)) {  // decode: the FP16 GEMV (gemv_f16.cu), bias in its epilogue
           ody_f16_gemv_problem p{rows, g.n_total, g.k, ldx, 0};
           ody_f16_gemv_args a{x, g.w, g.bias16, y};
           ody_ok(ody_f16_gemv(&p, &a, stream), "ody_f16_gemv");
@@ -1470,7 +1490,7 @@ std::vector<Executor::GemmChoice> Executor::gemm_choices(int rows) const {
       int cfg = -1, blocks = 0;
       switch (g.fmt) {
         case WeightFormat::Dense16:
-          ch.kernel = rows <= ODY_F16_GEMV_MAX_M ? "f16_gemv" : "cublas_fp16";
+          ch.kernel = m.f16_decode_gemv(rows, g.n_total, g.k) ? "f16_gemv" : "cublas_fp16";
           break;
         case WeightFormat::W4A8: {
           ody_w4a8_problem p{rows, g.n_total, g.kp, g.group_size, sites[si]->forms[g.form].kind == ActForm::I8PerToken,

@@ -26,6 +26,8 @@
 #              the default must be the same double (tiny-llama, small-llama-outliers; FP16 and
 #              w4a8-rtn; v2 within 0.2% of the CPU), then the 7B prefill profile with both (changed
 #              kinds' µs, TTFT, token hashes equal); last line `prefill-rows e2e: PASS|FAIL`
+#   speed-small  the real small models (tiny-llama, small-llama-outliers, stories260K): FP16 vs
+#              w4a8-rtn, both KV caches, batch 1/8/16 (E2E_SMALL_BATCH), lengths that fit each model
 #   kv8        the int8 KV cache (runtime/NOTES.md, "int8 KV cache"): `test layers --only kv8`,
 #              `bench layers --only kv8` (attention fp16 vs int8 cache, batch 1/2/4/8/16/64, ctx 1024),
 #              perplexity with --kv-cache fp16 vs int8 on tiny-llama, small-llama-outliers and
@@ -278,6 +280,27 @@ for s in "$@"; do
         --out "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}-w8a8.json" > "$E/speed-w8a8.txt" 2> "$E/speed-w8a8.log"
       echo "speed w8a8 rc=$?"; cat "$E/speed-w8a8.txt"; tail -3 "$E/speed-w8a8.log"
     fi
+    ;;
+  speed-small)
+    stamp speed-small
+    # Issue 14's "plus the real small models": each model's FP16 checkpoint against its w4a8-rtn
+    # artifact (quantized here with the calibration text), both KV caches, batch 1/8/16. The prompt
+    # and generated lengths fit each model's max_position_embeddings (tiny-llama and
+    # small-llama-outliers 1024: prompt 512 + 128; stories260K 512: prompt 256 + 64). Results:
+    # e2e-small-<model>-h200-<date>-<commit>.{json,md} under $E.
+    c=$(git rev-parse --short HEAD 2>/dev/null || echo "${ODY_COMMIT:-unknown}")
+    for m in "${models[@]}"; do
+      read -r name dir _ L cal <<< "$m"
+      p=512 g=128
+      [ "$L" -lt 512 ] && p=256 g=64
+      a=$M/$name-w4a8-rtn
+      [ -d "$a" ] || $ODY quantize --model "$dir" --recipe w4a8-rtn --calib "$cal" --out "$a" --no-sync > "$E/q-$name-w4a8-rtn.log" 2>&1 ||
+        { echo "$name: quantize failed"; tail -3 "$E/q-$name-w4a8-rtn.log"; continue; }
+      f="$E/e2e-small-$name-h200-$(date +%F)-${ODY_COMMIT:-$c}"
+      $ODY verify speed --model "$a" --baseline "$dir" --batch ${E2E_SMALL_BATCH:-1,8,16} --prompt $p --gen $g --repeats 3 \
+        --kv-cache fp16,int8 --out "$f.json" --md "$f.md" --force > "$E/speed-small-$name.txt" 2> "$E/speed-small-$name.log"
+      echo "$name speed rc=$?"; grep -E "^\| " "$E/speed-small-$name.txt" | head -12; tail -2 "$E/speed-small-$name.log"
+    done
     ;;
   calib)
     # Every part has a timeout, so that one call of at most 9 minutes answers everything

@@ -17,7 +17,12 @@
 #              at TP_BATCH (1,8); every rank's tokens must agree (launch-allreduce.sh checks the hashes).
 #              $OUT/tp/speed-tp<T>-<model>-b<bits>/ (one JSON per rank) and $OUT/tp/tp-speed.md, whose
 #              last lines compare each compressed run's TTFT with the NCCL one (goal at TP 8: ≥ 1.15×).
-# Knobs: TP_GPUS, TP_SHAPE, TP_TP, TP_BITS, TP_BATCH, TP_PROMPT, TP_GEN (64), TP_REPEATS (3),
+#              TP_LAYERS=N (0 = the shape's own) synthesizes only N decoder layers (`synth --layers`): the
+#              all-reduce happens twice per layer, so a slice keeps the per-layer cost and the NCCL-vs-
+#              compressed ratio and fits one device call (the 80-layer 70B is 140 GB of FP16 to write and
+#              quantize before any run, and the machine goes back 30 s after a call: nothing persists);
+#              the table says how many layers ran.
+# Knobs: TP_GPUS, TP_SHAPE, TP_LAYERS, TP_TP, TP_BITS, TP_BATCH, TP_PROMPT, TP_GEN (64), TP_REPEATS (3),
 #   TP_THRESHOLD (values: all-reduces below it take plain NCCL, `odyssey-rt speed --tp-threshold`;
 #   default 0, every call compressed), TP_TIMEOUT (per launch, s; default 1200), TP_MODELS.
 # Everything a step writes is under $OUT/tp; tar it before the call ends (only a few files return).
@@ -60,10 +65,13 @@ for step in "$@"; do
     ;;
   tp-speed)
     stamp tp-speed
-    S=${TP_SHAPE:-llama2-70b}
+    SH=${TP_SHAPE:-llama2-70b}
+    LAYERS=${TP_LAYERS:-0}
+    S=$SH
+    [ "$LAYERS" != 0 ] && S=$SH-${LAYERS}l
     M=${TP_MODELS:-/tmp}
     if [ ! -d "$M/$S" ]; then
-      "$ODY" testdata synth --shape "$S" --out "$M/$S" > "$T/synth.log" 2>&1 || { tail -5 "$T/synth.log"; exit 1; }
+      "$ODY" testdata synth --shape "$SH" --layers "$LAYERS" --out "$M/$S" > "$T/synth.log" 2>&1 || { tail -5 "$T/synth.log"; exit 1; }
     fi
     if [ ! -d "$M/$S-w4a8" ]; then
       "$ODY" quantize --model "$M/$S" --recipe w4a8-rtn --out "$M/$S-w4a8" --no-sync > "$T/quantize.log" 2>&1 ||
@@ -96,6 +104,7 @@ for f in sorted(glob.glob(os.path.join(T, "speed-tp*-b*/speed-rank0.json"))):
         continue
     for r in d.get("rows", []):
         runs[(int(m.group(1)), m.group(2), int(m.group(3)), r["batch"])] = r
+print(f"Models under {T}: {sorted({k[1] for k in runs})} (a name ending -<N>l is a slice of N decoder layers: TP_LAYERS).\n")
 print("| TP | model | all-reduce | batch | TTFT ms | decode tok/s | TTFT vs NCCL |")
 print("|---:|---|---|---:|---:|---:|---:|")
 for (tp, model, bits, b), r in sorted(runs.items()):

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/odyssey-llm/odyssey/gpu"
 )
 
 // linkModel makes a second folder holding tiny-llama's files, so a test has a model and a
@@ -38,6 +40,7 @@ type speedJSON struct {
 	Date      string                `json:"date"`
 	Rows      []map[string]any      `json:"rows"`
 	Goals     []speedGoal           `json:"goals"`
+	GoalsNote string                `json:"goals_note"`
 	GPUName   struct{ Name string } `json:"gpu"`
 }
 
@@ -108,6 +111,9 @@ func TestVerifySpeed(t *testing.T) {
 	}
 	if len(r.Goals) != len(want) {
 		t.Fatalf("goals %+v", r.Goals)
+	}
+	if r.GoalsNote != "" {
+		t.Errorf("a 4.5 ms floor is not launch-bound, but goals_note = %q", r.GoalsNote)
 	}
 	for i, w := range want {
 		gl := r.Goals[i]
@@ -420,5 +426,32 @@ func TestVerifySpeedHF(t *testing.T) {
 		if code != exitBadInput || !strings.Contains(errOut, c.want) {
 			t.Errorf("exit %d, stderr lacks %q: %s", code, c.want, errOut)
 		}
+	}
+}
+
+// TestLaunchBoundNote: the note appears only when every batch-1 row's floor is under 50 µs
+// (tiny-llama's 2 µs), names the largest of them and the FP16 step, and a 7B-sized floor in
+// any batch-1 row suppresses it; rows at other batch sizes do not count.
+func TestLaunchBoundNote(t *testing.T) {
+	tinyRows := []gpu.SpeedRow{
+		{Path: "fp16", Batch: 1, MemoryFloorMsPerStep: 0.002, DecodeMsPerStep: 0.077},
+		{Path: "w4a8", Batch: 1, MemoryFloorMsPerStep: 0.001, DecodeMsPerStep: 0.091},
+		{Path: "fp16", Batch: 64, MemoryFloorMsPerStep: 0.2, DecodeMsPerStep: 0.3},
+	}
+	n := launchBoundNote(tinyRows)
+	for _, w := range []string{"Launch-bound", "at most 2.0 µs", "the FP16 step takes 77 µs", "LLaMA-2-7B"} {
+		if !strings.Contains(n, w) {
+			t.Errorf("note lacks %q: %q", w, n)
+		}
+	}
+	big := append(slices.Clone(tinyRows), gpu.SpeedRow{Path: "w4a8", Batch: 1, MemoryFloorMsPerStep: 0.99})
+	if n := launchBoundNote(big); n != "" {
+		t.Errorf("a 7B-sized floor got a note: %q", n)
+	}
+	if n := launchBoundNote(tinyRows[2:]); n != "" {
+		t.Errorf("no batch-1 row, but a note: %q", n)
+	}
+	if n := launchBoundNote([]gpu.SpeedRow{{Path: "fp16", Batch: 1, MemoryFloorMsPerStep: launchBoundFloorMs}}); n != "" {
+		t.Errorf("a floor at the threshold got a note: %q", n)
 	}
 }

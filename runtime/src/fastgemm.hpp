@@ -43,8 +43,6 @@ struct GemvParams {
   int act_per_token;
   int chunk_kb;    // gemv_mma: K blocks of x staged per chunk (set by launch_w4a8_gemv_mma)
   int persistent;  // gemv_mma: 1 = each block walks a balanced range of strips (set by the launcher)
-  int l2_prefetch; // gemv_mma: bytes of its own weights each block asks L2 to prefetch before pdl_wait
-                   // (set by the launcher from ODYSSEY_GEMV_L2PF; 0: none)
 };
 constexpr int kGemvThreads = 256;  // 8 warps per block, splitting K (gemv.cu)
 void launch_w4a8_gemv(const GemvParams& p, cudaStream_t stream);

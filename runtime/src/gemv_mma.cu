@@ -108,9 +108,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <climits>
 #include <cstdlib>
-#include <cstring>
 #include <mutex>
 #include <cstdint>
 
@@ -145,16 +143,6 @@ __device__ __forceinline__ uint4 ld_stream16(const void* p) {
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "l"(p));
   return v;
-}
-
-// Asks L2 to fetch [p, p + bytes) (16-byte aligned, a multiple of 16), without waiting: a TMA bulk
-// prefetch on sm_90, one prefetch.global.L2 per 128-byte line before it.
-__device__ __forceinline__ void l2_prefetch_bulk(const void* p, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && __CUDACC_VER_MAJOR__ >= 12  // PTX 8.0
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
-#else
-  for (uint32_t o = 0; o < bytes; o += 128) asm volatile("prefetch.global.L2 [%0];\n" ::"l"((const char*)p + o));
-#endif
 }
 
 __device__ __forceinline__ uint32_t ld_nc32(const void* p) {
@@ -474,22 +462,6 @@ __global__ void __launch_bounds__(kThreads, S == 8 || MH > 2 ? 1 : 2) w4a8_gemv_
 
   // The first iteration's weights and scales: issued before waiting for the previous kernel.
   load(0);
-  // ODYSSEY_GEMV_L2PF (an experiment, session 19): the first l2_prefetch bytes of this block's
-  // weights (its strips [s_begin, s_end) are one contiguous range of qweight, and of up's in the
-  // SwiGLU variant) are requested into L2 now, beside load(0), so that the memory system keeps
-  // streaming while the previous kernel finishes and the main loop's loads hit L2. 16 KB per
-  // bulk prefetch, one per thread.
-  if (p.l2_prefetch > 0) {
-    const size_t off0 = (size_t)s_begin * wstrip;
-    const size_t all = (size_t)(s_end - s_begin) * wstrip;
-    const size_t len = (all < (size_t)p.l2_prefetch ? all : (size_t)p.l2_prefetch) & ~(size_t)15;
-    constexpr size_t kPiece = 16384;
-    for (size_t o = (size_t)tid * kPiece; o < len; o += (size_t)kThreads * kPiece) {
-      const uint32_t n = (uint32_t)(len - o < kPiece ? len - o : kPiece);
-      l2_prefetch_bulk(p.qweight + off0 + o, n);
-      if constexpr (SW) l2_prefetch_bulk(q.qweight_u + off0 + o, n);
-    }
-  }
   pdl_launch_dependents();
   pdl_wait();
   if (tid < 4) reinterpret_cast<uint32_t*>(smem)[tid] = 0;  // the zero row (rows M..15)
@@ -694,16 +666,6 @@ int persistent_grid(F fn, size_t smem, int tiles) {
   return std::max(g, 1);
 }
 
-// ODYSSEY_GEMV_L2PF: bytes of weights per launch (shared among its blocks) that the kernel asks
-// L2 to prefetch before pdl_wait: a number of MiB, or "all" (each block its whole range); unset
-// or 0: none. Read per launch (the A/B switches it within one process), an experiment.
-long long l2_prefetch_total() {
-  const char* e = std::getenv("ODYSSEY_GEMV_L2PF");
-  if (!e || !*e) return 0;
-  if (std::strcmp(e, "all") == 0) return -1;
-  return std::max(0LL, std::atoll(e)) << 20;
-}
-
 // K blocks per warp per iteration: 4 at 2 strips when x is staged whole (so that at K = 4096
 // every warp's weights of the block are in flight at once: 4 KB per warp), else kU = 2; 1 for
 // groups of 32 at 4 or 8 strips, whose 4 scale words per strip per K block would push the
@@ -743,8 +705,6 @@ void launch_t(const GemvParams& p, const SwigluEpi& q, size_t smem, cudaStream_t
     // costs 4096² M=1 5.4 vs 4.8 µs, where the grid is one wave of 256 tiles; session 14).
     if (blocks >= tiles) pp.persistent = 0;
   }
-  const long long pf = l2_prefetch_total();
-  pp.l2_prefetch = pf == 0 ? 0 : pf < 0 ? INT32_MAX : (int)std::min<long long>(INT32_MAX, pf / blocks / 16 * 16);
   launch_pdl(fn, dim3(blocks), dim3(kThreads), smem, stream, pp, q);
 }
 

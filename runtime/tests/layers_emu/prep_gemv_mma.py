@@ -3,7 +3,7 @@
 # prep.py does for layers.cu): drops kernel_common.cuh/pdl.cuh (gemv_swiglu_emu.cpp and emu.hpp
 # define what the file uses from them), replaces
 # the inline-assembly helpers (16-byte and 4-byte global loads, ldmatrix.x4, mma.sync m16n8k32
-# s8) with host versions from the harness, the L2 prefetch with a no-op, and points the dynamic shared memory at the emulator's
+# s8) with host versions from the harness and points the dynamic shared memory at the emulator's
 # buffer (kernel_common.cuh's cp.async comes from emu.hpp).
 import re
 import sys
@@ -14,10 +14,6 @@ for name in ['uint4 ld_stream16', 'uint32_t ld_nc32', 'void ldmatrix_x4']:
     m = re.search(r'__device__ __forceinline__ ' + re.escape(name) + r'\(', s)
     end = s.index('\n}\n', m.start()) + 3
     s = s[:m.start()] + s[end:]
-# The L2 prefetch is a hint with no effect on results: a no-op on the host.
-m = re.search(r'__device__ __forceinline__ void l2_prefetch_bulk\(', s)
-end = s.index('\n}\n', m.start()) + 3
-s = s[:m.start()] + 'inline void l2_prefetch_bulk(const void*, uint32_t) {}\n' + s[end:]
 m = re.search(r'template <bool ZERO>\n__device__ __forceinline__ void mma_s8\(', s)
 end = s.index('\n}\n', m.start()) + 3
 s = s[:m.start()] + 'EMU_GEMV_HELPERS\n' + s[end:]

@@ -79,6 +79,14 @@ TS=$D/data/tinystories/tinystories_slice.txt
 CAL=$D/data/calib/calib_mix.txt
 WINDOWS=${E2E_WINDOWS:-64}
 t0=$(date +%s)
+# The commit the results are named after: the Go binary's own VCS stamp (`odyssey version`
+# prints "(abcdef123456)"), since the device copy's git metadata can lag the files (session 19:
+# a 13B file named after ae11929 while the tree was 557860a); git, then "unknown", otherwise.
+commit_of_binary() {
+  local v
+  v=$("$ODY" version 2>/dev/null | sed -n 's/.*(\([0-9a-f]\{7\}\)[0-9a-f]*[^)]*).*/\1/p' | head -1)
+  [ -n "$v" ] && echo "$v" || git rev-parse --short HEAD 2>/dev/null || echo unknown
+}
 stamp() { echo "== $1 ($(( $(date +%s) - t0 )) s)"; }
 # One line from a verify ppl --json answer: path, GPU ppl, and the CPU comparison when present.
 summ() {
@@ -251,9 +259,11 @@ for s in "$@"; do
       echo "hf rc=$? $(tail -2 "$E/hf-$S.log" | cut -c1-300)"
       stamp "speed: hf done"
     fi
-    c=$(git rev-parse --short HEAD 2>/dev/null || echo "${ODY_COMMIT:-unknown}")
+    c=$(commit_of_binary)
+    # Files of another shape carry it (e2e-13b-h200-…); the 7B's are plain e2e-h200-….
+    sh=""; [ "$S" != llama2-7b ] && sh="${S#llama2-}-"
     $ODY verify speed --model /tmp/$S-w4a8 --baseline /tmp/$S --batch ${E2E_BATCH:-1,8,16,32,64} "${hf[@]}" \
-      --kv-cache ${E2E_KV_CACHE:-fp16} --out "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.json" --md "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}.md" \
+      --kv-cache ${E2E_KV_CACHE:-fp16} --out "$E/e2e-${sh}h200-$(date +%F)-${ODY_COMMIT:-$c}.json" --md "$E/e2e-${sh}h200-$(date +%F)-${ODY_COMMIT:-$c}.md" \
       > "$E/speed.txt" 2> "$E/speed.log"
     echo "speed rc=$?"; cat "$E/speed.txt"; tail -3 "$E/speed.log"
     # The decode fusion A/B (issue 14): the W4A8 model alone, fused (ODYSSEY_DECODE_FUSE=all: the
@@ -277,7 +287,7 @@ for s in "$@"; do
         stamp "speed: w8a8 model ready"
       fi
       [ -d /tmp/$S-w8a8 ] && $ODY verify speed --model /tmp/$S-w8a8 --batch ${E2E_BATCH:-1,8,16,32,64} \
-        --out "$E/e2e-h200-$(date +%F)-${ODY_COMMIT:-$c}-w8a8.json" > "$E/speed-w8a8.txt" 2> "$E/speed-w8a8.log"
+        --out "$E/e2e-${sh}h200-$(date +%F)-${ODY_COMMIT:-$c}-w8a8.json" > "$E/speed-w8a8.txt" 2> "$E/speed-w8a8.log"
       echo "speed w8a8 rc=$?"; cat "$E/speed-w8a8.txt"; tail -3 "$E/speed-w8a8.log"
     fi
     ;;
@@ -288,7 +298,7 @@ for s in "$@"; do
     # and generated lengths fit each model's max_position_embeddings (tiny-llama and
     # small-llama-outliers 1024: prompt 512 + 128; stories260K 512: prompt 256 + 64). Results:
     # e2e-small-<model>-h200-<date>-<commit>.{json,md} under $E.
-    c=$(git rev-parse --short HEAD 2>/dev/null || echo "${ODY_COMMIT:-unknown}")
+    c=$(commit_of_binary)
     for m in "${models[@]}"; do
       read -r name dir _ L cal <<< "$m"
       p=512 g=128

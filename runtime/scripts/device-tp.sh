@@ -44,7 +44,7 @@ for step in "$@"; do
     stamp env
     {
       echo "date: $(date -u +%FT%TZ)"
-      echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo "${ODY_COMMIT:-unknown}")"
+      echo "commit: ${ODY_COMMIT:-$("${ODY_BIN:-bin/odyssey-linux-amd64}" version 2>/dev/null | sed -n 's/.*(\([0-9a-f]\{7\}\)[0-9a-f]*[^)]*).*/\1/p' | head -1)}"
       nvidia-smi -L
       nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
       echo "topology (nvidia-smi topo -m):"

@@ -79,14 +79,7 @@ TS=$D/data/tinystories/tinystories_slice.txt
 CAL=$D/data/calib/calib_mix.txt
 WINDOWS=${E2E_WINDOWS:-64}
 t0=$(date +%s)
-# The commit the results are named after: the Go binary's own VCS stamp (`odyssey version`
-# prints "(abcdef123456)"), since the device copy's git metadata can lag the files (session 19:
-# a 13B file named after ae11929 while the tree was 557860a); git, then "unknown", otherwise.
-commit_of_binary() {
-  local v
-  v=$("$ODY" version 2>/dev/null | sed -n 's/.*(\([0-9a-f]\{7\}\)[0-9a-f]*[^)]*).*/\1/p' | head -1)
-  [ -n "$v" ] && echo "$v" || git rev-parse --short HEAD 2>/dev/null || echo unknown
-}
+. "$(dirname "$0")/commit-of-binary.sh"
 stamp() { echo "== $1 ($(( $(date +%s) - t0 )) s)"; }
 # One line from a verify ppl --json answer: path, GPU ppl, and the CPU comparison when present.
 summ() {
@@ -259,11 +252,11 @@ for s in "$@"; do
       echo "hf rc=$? $(tail -2 "$E/hf-$S.log" | cut -c1-300)"
       stamp "speed: hf done"
     fi
-    c=$(commit_of_binary)
+    c=$(ody_commit "$ODY")
     # Files of another shape carry it (e2e-13b-h200-…); the 7B's are plain e2e-h200-….
     sh=""; [ "$S" != llama2-7b ] && sh="${S#llama2-}-"
     $ODY verify speed --model /tmp/$S-w4a8 --baseline /tmp/$S --batch ${E2E_BATCH:-1,8,16,32,64} "${hf[@]}" \
-      --kv-cache ${E2E_KV_CACHE:-fp16} --out "$E/e2e-${sh}h200-$(date +%F)-${ODY_COMMIT:-$c}.json" --md "$E/e2e-${sh}h200-$(date +%F)-${ODY_COMMIT:-$c}.md" \
+      --kv-cache ${E2E_KV_CACHE:-fp16} --out "$E/e2e-${sh}h200-$(date +%F)-$c.json" --md "$E/e2e-${sh}h200-$(date +%F)-$c.md" \
       > "$E/speed.txt" 2> "$E/speed.log"
     echo "speed rc=$?"; cat "$E/speed.txt"; tail -3 "$E/speed.log"
     # The decode fusion A/B (issue 14): the W4A8 model alone, fused (ODYSSEY_DECODE_FUSE=all: the
@@ -287,7 +280,7 @@ for s in "$@"; do
         stamp "speed: w8a8 model ready"
       fi
       [ -d /tmp/$S-w8a8 ] && $ODY verify speed --model /tmp/$S-w8a8 --batch ${E2E_BATCH:-1,8,16,32,64} \
-        --out "$E/e2e-${sh}h200-$(date +%F)-${ODY_COMMIT:-$c}-w8a8.json" > "$E/speed-w8a8.txt" 2> "$E/speed-w8a8.log"
+        --out "$E/e2e-${sh}h200-$(date +%F)-$c-w8a8.json" > "$E/speed-w8a8.txt" 2> "$E/speed-w8a8.log"
       echo "speed w8a8 rc=$?"; cat "$E/speed-w8a8.txt"; tail -3 "$E/speed-w8a8.log"
     fi
     ;;
@@ -298,7 +291,7 @@ for s in "$@"; do
     # and generated lengths fit each model's max_position_embeddings (tiny-llama and
     # small-llama-outliers 1024: prompt 512 + 128; stories260K 512: prompt 256 + 64). Results:
     # e2e-small-<model>-h200-<date>-<commit>.{json,md} under $E.
-    c=$(commit_of_binary)
+    c=$(ody_commit "$ODY")
     for m in "${models[@]}"; do
       read -r name dir _ L cal <<< "$m"
       p=512 g=128
@@ -306,7 +299,7 @@ for s in "$@"; do
       a=$M/$name-w4a8-rtn
       [ -d "$a" ] || $ODY quantize --model "$dir" --recipe w4a8-rtn --calib "$cal" --out "$a" --no-sync > "$E/q-$name-w4a8-rtn.log" 2>&1 ||
         { echo "$name: quantize failed"; tail -3 "$E/q-$name-w4a8-rtn.log"; continue; }
-      f="$E/e2e-small-$name-h200-$(date +%F)-${ODY_COMMIT:-$c}"
+      f="$E/e2e-small-$name-h200-$(date +%F)-$c"
       $ODY verify speed --model "$a" --baseline "$dir" --batch ${E2E_SMALL_BATCH:-1,8,16} --prompt $p --gen $g --repeats 3 \
         --kv-cache fp16,int8 --out "$f.json" --md "$f.md" --force > "$E/speed-small-$name.txt" 2> "$E/speed-small-$name.log"
       echo "$name speed rc=$?"; grep -E "^\| " "$E/speed-small-$name.txt" | head -12; tail -2 "$E/speed-small-$name.log"

@@ -75,6 +75,8 @@ OUT=${OUT:-/tmp/ody-out}
 mkdir -p "$OUT"
 B=runtime/build
 ODY_BIN=${ODY_BIN:-bin/odyssey-linux-amd64}
+. "$(dirname "$0")/commit-of-binary.sh"
+COMMIT=$(ody_commit "$ODY_BIN")
 CASES=/tmp/ody-gemm-cases
 CCASES=/tmp/ody-codec-cases
 steps=("$@")
@@ -189,7 +191,7 @@ PY
   bench)
     stamp bench
     $B/odyssey-rt bench gemm --driver "$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)" \
-      --commit "${ODY_COMMIT:-unknown}" --out "$OUT/bench-gemm.json" --md "$OUT/bench-gemm.md" ${BENCH_ARGS:-} \
+      --commit "$COMMIT" --out "$OUT/bench-gemm.json" --md "$OUT/bench-gemm.md" ${BENCH_ARGS:-} \
       > /dev/null 2> "$OUT/bench-gemm.log"
     echo "bench rc=$?"; grep -E "^goal" "$OUT/bench-gemm.log"
     ;;
@@ -210,7 +212,7 @@ PY
     for pdl in 1 0; do
       f=bench-decode$([ $pdl = 0 ] && echo -nopdl).json
       ODYSSEY_PDL=$pdl $B/odyssey-rt bench gemm --shapes $DSHAPES --m ${DECODE_M:-1,2,4,8,16} --iters ${DECODE_ITERS:-50} \
-        --driver "$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)" --commit "${ODY_COMMIT:-unknown}" \
+        --driver "$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)" --commit "$COMMIT" \
         --out "$OUT/$f" > /dev/null 2> "$OUT/${f%.json}.log"
       echo "bench decode (ODYSSEY_PDL=$pdl) rc=$?"
     done
@@ -371,7 +373,7 @@ PY
     compute-sanitizer --tool memcheck --error-exitcode 9 $B/odyssey-rt test gemv16 --quick > /dev/null 2> "$OUT/sanitizer-gemv16.log"
     echo "compute-sanitizer memcheck (test gemv16 --quick) rc=$?"; grep -E "ERROR SUMMARY|test gemv16:" "$OUT/sanitizer-gemv16.log" | tail -2
     GS=${GEMV_SHAPES:-4096x4096,12288x4096,22016x4096,4096x11008,8192x28672,28672x8192,32000x4096}
-    $B/odyssey-rt bench gemm --m ${GEMV_M:-1,2,4} --shapes $GS --commit "${ODY_COMMIT:-unknown}" \
+    $B/odyssey-rt bench gemm --m ${GEMV_M:-1,2,4} --shapes $GS --commit "$COMMIT" \
       --out "$OUT/bench-gemv.json" --md "$OUT/bench-gemv.md" > /dev/null 2> "$OUT/bench-gemv.log"
     echo "bench gemv rc=$?"; grep -E "copy|f16_gemv|cublas_fp16|w4a16" "$OUT/bench-gemv.log"; grep -E "^goal" "$OUT/bench-gemv.log"
     ODYSSEY_PDL=0 $B/odyssey-rt bench gemm --m 1 --shapes $GS --iters 50 > "$OUT/bench-gemv-nopdl.json" 2> "$OUT/bench-gemv-nopdl.log"
@@ -527,7 +529,7 @@ PY
     timeout 420 $B/odyssey-rt bench gemm --m ${WGMMA_M:-1024,4096} \
       --shapes ${WGMMA_SHAPES:-12288x4096,4096x4096,22016x4096,4096x11008,8192x28672,28672x8192} \
       --iters ${WGMMA_ITERS:-30} --driver "$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)" \
-      --commit "${ODY_COMMIT:-unknown}" --out "$OUT/bench-gemm-wgmma.json" --md "$OUT/bench-gemm-wgmma.md" \
+      --commit "$COMMIT" --out "$OUT/bench-gemm-wgmma.json" --md "$OUT/bench-gemm-wgmma.md" \
       > /dev/null 2> "$OUT/bench-gemm-wgmma.log"
     echo "bench (wgmma) rc=$?"; grep -E "^goal" "$OUT/bench-gemm-wgmma.log"
     grep -E "w4a8_int( |_wgmma|_mma)|w4a8_float_wgmma|w4a8_float_mma|cublas" "$OUT/bench-gemm-wgmma.md" | grep -E "\| (256|1024|4096|8192) \|" | cut -d'|' -f2-6,10 | head -120
@@ -610,7 +612,7 @@ PY
     [ $rc -eq 0 ] || w16_fail=1
     WS=${W4A16_SHAPES:-4096x4096,8192x28672,28672x8192,12288x4096,22016x4096,4096x11008}
     ODYSSEY_W4A16_GEMV2=1 $B/odyssey-rt bench gemm --only w4a16 --shapes $WS --m ${W4A16_M:-1,4,8,16} --iters ${W4A16_ITERS:-100} \
-      --commit "${ODY_COMMIT:-unknown}" --out "$OUT/bench-w4a16.json" > /dev/null 2> "$OUT/bench-w4a16.log"
+      --commit "$COMMIT" --out "$OUT/bench-w4a16.json" > /dev/null 2> "$OUT/bench-w4a16.log"
     rc=$?; echo "bench gemm --only w4a16 rc=$rc"; grep -E "copy" "$OUT/bench-w4a16.log"
     python3 - "$OUT/bench-w4a16.json" <<'PY'
 import json, sys

@@ -32,6 +32,7 @@ OUT=${OUT:-/tmp/ody-out}
 T=$OUT/tp
 mkdir -p "$T"
 ODY=${ODY_BIN:-bin/odyssey-linux-amd64}
+. "$(dirname "$0")/commit-of-binary.sh"
 RT=runtime/build/odyssey-rt
 L=runtime/scripts/launch-allreduce.sh
 [ -x "$RT" ] || { echo "device-tp: $RT is not built (runtime/scripts/device-run.sh build)" >&2; exit 2; }
@@ -44,7 +45,7 @@ for step in "$@"; do
     stamp env
     {
       echo "date: $(date -u +%FT%TZ)"
-      echo "commit: ${ODY_COMMIT:-$("${ODY_BIN:-bin/odyssey-linux-amd64}" version 2>/dev/null | sed -n 's/.*(\([0-9a-f]\{7\}\)[0-9a-f]*[^)]*).*/\1/p' | head -1)}"
+      echo "commit: $(ody_commit "$ODY")"
       nvidia-smi -L
       nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
       echo "topology (nvidia-smi topo -m):"
